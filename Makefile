@@ -1,0 +1,49 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is built on demand.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+SAMPLE := sample_data/landing
+KEY_FILE := .secrets/pseudonym.key
+
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+export UV_PYTHON_DOWNLOADS := never
+export PREFECT_HOME := $(CURDIR)/.prefect
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+
+.PHONY: setup run test sample clean
+
+setup: $(VENV)/.synced
+
+# uv itself lives in a small tool venv so that `uv sync` owns .venv completely.
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+# The committed sample; regenerated only if it is missing.
+$(SAMPLE)/requests/erasure.csv: | $(VENV)/.synced
+	$(BIN)/tuomin generate --out $(SAMPLE)
+
+sample: $(SAMPLE)/requests/erasure.csv
+
+# Without a key in the environment, run with a local demo key (created once, mode 0600).
+run: setup sample
+	@if [ -z "$$TUOMIN_PSEUDONYM_KEY$$TUOMIN_PSEUDONYM_KEY_FILE$$TUOMIN_PSEUDONYM_KEY_BLOCK" ]; then \
+		$(BIN)/tuomin key init --path $(KEY_FILE) && export TUOMIN_PSEUDONYM_KEY_FILE=$(KEY_FILE); \
+	fi; \
+	$(BIN)/tuomin run
+
+test: setup
+	$(BIN)/pytest
+
+clean:
+	rm -rf warehouse restricted .prefect .pytest_cache .hypothesis
