@@ -1,0 +1,193 @@
+"""The policy: a reviewed YAML file per source saying what every column is and what is done to it.
+
+Loaded into strict pydantic models (unknown keys are errors). Every error names the file, the
+source and the column. A policy's SHA-256 covers its YAML and every hierarchy file it names, so
+the hash recorded with an output changes whenever anything that shaped that output changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from transforms.operators import OPERATORS, Family, Generalize, Operator
+
+Role = Literal["direct_identifier", "quasi_identifier", "sensitive_attribute", "entity_key", "free_text", "insensitive"]
+# PIPL: general personal information, sensitive personal information (Art. 28), or not PI at all.
+Pipl = Literal["general", "sensitive", "none"]
+ColumnType = Literal["string", "int", "decimal", "date", "datetime"]
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message says which file, source and column."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Column(_Strict):
+    name: str
+    aliases: list[str] = []
+    role: Role
+    pipl: Pipl
+    purpose: str
+    kind: str | None = None  # what the values are, e.g. person_name (feeds the redaction dictionary)
+    type: ColumnType = "string"
+    formats: list[str] | None = None
+    required: bool = True  # False: the export may lack this column
+    transform: str
+    params: dict[str, Any] = {}
+    output: str | None = None
+
+    @model_validator(mode="after")
+    def _known_transform(self) -> Column:
+        if self.transform not in OPERATORS:
+            raise ValueError(f"unknown transform {self.transform!r}; known: {sorted(OPERATORS)}")
+        OPERATORS[self.transform].model_validate(self.params)
+        if self.role == "quasi_identifier" and self.transform not in ("generalize", "drop"):
+            raise ValueError("a quasi_identifier must be generalized (levels: [min, max] or level: n) or dropped")
+        if self.role != "quasi_identifier" and self.params.get("levels") is not None:
+            raise ValueError("only a quasi_identifier has levels for the privacy engine to choose; use level: n")
+        if self.role in ("direct_identifier", "free_text") and self.transform in ("keep", "generalize"):
+            raise ValueError(f"a {self.role} cannot be published with transform {self.transform!r}")
+        return self
+
+    @cached_property
+    def operator(self) -> Operator:
+        return OPERATORS[self.transform].model_validate(self.params)
+
+    @property
+    def family(self) -> Family:
+        return self.operator.family
+
+    @property
+    def output_name(self) -> str | None:
+        return None if self.transform == "drop" else (self.output or self.name)
+
+    @property
+    def quasi(self) -> bool:
+        """A generalized quasi-identifier: part of every k computation, engine and check alike."""
+        return self.role == "quasi_identifier" and isinstance(self.operator, Generalize)
+
+    @property
+    def level_range(self) -> tuple[int, int]:
+        """The levels the privacy engine may choose from (one level when the policy fixes it)."""
+        op: Generalize = self.operator
+        return op.levels if op.levels is not None else (op.level, op.level)
+
+
+class Link(_Strict):
+    """How a row finds its entity in another source: this column equals that source's `key`."""
+
+    column: str
+    source: str
+    key: str
+    lookback_days: int = 0
+
+
+class Privacy(_Strict):
+    k: Annotated[int, Field(ge=2)] = 5
+    max_suppression: Annotated[float, Field(ge=0, le=1)] = 0.05
+
+
+class SourcePolicy(_Strict):
+    source: str
+    description: str
+    files: str  # glob under the landing root; {date} = YYYY-MM-DD, {yyyymmdd} = YYYYMMDD
+    encoding: Literal["utf-8", "utf-8-sig", "gb18030"]
+    entity: str | None = None  # output column that identifies the person
+    link: list[Link] = []
+    subject_keys: dict[Literal["doc_no", "mobile", "member_no"], str] = {}
+    privacy: Privacy = Privacy()
+    columns: list[Column]
+    path: Path
+    sha256: str
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SourcePolicy:
+        outputs = [c.output_name for c in self.columns if c.output_name]
+        dupes = sorted({o for o in outputs if outputs.count(o) > 1})
+        if dupes:
+            raise ValueError(f"several columns publish as {dupes}")
+        names = {c.name for c in self.columns}
+        for key, column in self.subject_keys.items():
+            if column not in names:
+                raise ValueError(f"subject_keys.{key} names {column!r}, which is not a column")
+        for link in self.link:
+            if link.column not in names:
+                raise ValueError(f"link column {link.column!r} is not a column")
+        if self.entity and self.entity not in outputs and not self.link:
+            raise ValueError(f"entity {self.entity!r} is neither a published column nor linked")
+        return self
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    def match_header(self, header: str) -> Column | None:
+        """The policy column an export header refers to, by name or alias."""
+        return next((c for c in self.columns if header == c.name or header in c.aliases), None)
+
+    @property
+    def quasi_identifiers(self) -> list[Column]:
+        return [c for c in self.columns if c.quasi]
+
+    @property
+    def output_columns(self) -> list[str]:
+        cols = [c.output_name for c in self.columns if c.output_name]
+        return cols + [self.entity] if self.entity and self.entity not in cols else cols
+
+
+def load_policy(path: Path) -> SourcePolicy:
+    raw = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("columns"), dict):
+        raise PolicyError(f"{path}: expected a mapping with a 'columns' mapping")
+    source = data.get("source", "?")
+    columns = []
+    for name, spec in data["columns"].items():
+        try:
+            columns.append(Column.model_validate({"name": name, **(spec or {})}))
+        except ValidationError as exc:
+            raise PolicyError(f"{path}: source {source!r}, column {name!r}: {_explain(exc)}") from None
+    digest = hashlib.sha256(raw)
+    for column in columns:
+        if isinstance(column.operator, Generalize) and column.operator.hierarchy.table:
+            table = path.parent / column.operator.hierarchy.table
+            if not table.is_file():
+                raise PolicyError(f"{path}: source {source!r}, column {column.name!r}: hierarchy file {table} not found")
+            digest.update(table.read_bytes())
+    try:
+        return SourcePolicy.model_validate({**data, "columns": columns, "path": path, "sha256": digest.hexdigest()})
+    except ValidationError as exc:
+        raise PolicyError(f"{path}: source {source!r}: {_explain(exc)}") from None
+
+
+def load_policies(directory: Path) -> dict[str, SourcePolicy]:
+    policies = {}
+    for path in sorted(directory.glob("*.yaml")):
+        policy = load_policy(path)
+        if policy.source in policies:
+            raise PolicyError(f"{path}: source {policy.source!r} is already defined in {policies[policy.source].path}")
+        policies[policy.source] = policy
+    if not policies:
+        raise PolicyError(f"{directory}: no policy files (*.yaml)")
+    for policy in policies.values():
+        for link in policy.link:
+            if link.source not in policies:
+                raise PolicyError(f"{policy.path}: link to unknown source {link.source!r}")
+    return policies
+
+
+def _explain(exc: ValidationError) -> str:
+    """pydantic's messages without the offending input values (a policy holds no personal data,
+    but error text should stay short and never echo values)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())

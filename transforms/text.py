@@ -1,0 +1,66 @@
+"""Canonical forms of identifiers, so one person's values compare equal in every export.
+
+All functions take and return pyarrow arrays and run in Arrow's C++ kernels. NFKC folds
+full-width digits and letters (１３８, ＡＢ, ＠) into their ASCII forms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import unicodedata
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+Column = pa.Array | pa.ChunkedArray
+
+
+def fold(column: Column) -> Column:
+    """NFKC (full-width to half-width) and trimmed; empty strings become null."""
+    folded = pc.utf8_trim_whitespace(pc.utf8_normalize(column, "NFKC"))
+    return pc.if_else(pc.equal(folded, ""), None, folded)
+
+
+def document(column: Column) -> Column:
+    """Document numbers: upper case, no spaces or dashes (310101… x -> X, E1234 5678 -> E12345678)."""
+    return pc.utf8_upper(pc.replace_substring_regex(fold(column), r"[\s\-]", ""))
+
+
+def mobile(column: Column) -> Column:
+    """Mainland mobiles as 11 digits: +86 138 1234 5678, 86-138-1234-5678, １３８… -> 13812345678."""
+    digits = pc.replace_substring_regex(fold(column), r"\D", "")
+    return pc.replace_substring_regex(digits, r"^(?:0086|86)(1\d{10})$", r"\1")
+
+
+def upper(column: Column) -> Column:
+    """Codes (member numbers, receipt ids, employee numbers): folded and upper-cased."""
+    return pc.utf8_upper(fold(column))
+
+
+def _one_to_one_folds() -> dict[int, str]:
+    """Characters whose NFKC form is a single different character (full-width digits and
+    letters, ＠, ideographic space, circled digits …)."""
+    table = {}
+    for cp in range(0x80, 0x10000):
+        folded = unicodedata.normalize("NFKC", chr(cp))
+        if len(folded) == 1 and folded != chr(cp):
+            table[cp] = folded
+    return table
+
+
+_FOLDS = _one_to_one_folds()
+
+
+def fold_chars(text: str) -> str:
+    """Per-character NFKC that keeps every position, so spans found in the folded text can be
+    cut from the original (which keeps its Chinese punctuation)."""
+    return text.translate(_FOLDS)
+
+
+NORMALIZERS: dict[str, Callable[[Column], Column]] = {
+    "text": fold,
+    "upper": upper,
+    "document": document,
+    "mobile": mobile,
+}
