@@ -1,0 +1,80 @@
+"""Custom expectations: k-anonymity and "no direct identifier anywhere".
+
+Each is a table metric (computed with the same code `tuomin assess` uses) plus a BatchExpectation
+that compares it to the policy. Results carry numbers only (k, counts per column and kind),
+never a value from the data, so validation results and Data Docs stay free of personal data.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Optional
+
+import pyarrow as pa
+from great_expectations.core.metric_domain_types import MetricDomainTypes
+from great_expectations.execution_engine import PandasExecutionEngine
+from great_expectations.expectations.expectation import BatchExpectation
+from great_expectations.expectations.metrics.metric_provider import metric_value
+from great_expectations.expectations.metrics.table_metric_provider import TableMetricProvider
+
+from transforms import detectors
+from transforms import metrics as privacy
+
+
+def _frame(execution_engine, metric_domain_kwargs):
+    df, _, _ = execution_engine.get_compute_domain(domain_kwargs=metric_domain_kwargs, domain_type=MetricDomainTypes.TABLE)
+    return df
+
+
+class TableKAnonymity(TableMetricProvider):
+    metric_name = "tuomin.k_anonymity"
+    value_keys = ("quasi_identifiers", "entity_column")
+
+    @metric_value(engine=PandasExecutionEngine)
+    def _pandas(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):  # noqa: N805
+        df = _frame(execution_engine, metric_domain_kwargs)
+        return privacy.k_anonymity(df, list(metric_value_kwargs["quasi_identifiers"]), metric_value_kwargs["entity_column"])
+
+
+class ExpectTableToBeKAnonymous(BatchExpectation):
+    """Every equivalence class over the quasi-identifiers holds at least k rows, or k distinct
+    entities when entity_column is given (one person with many rows counts once)."""
+
+    quasi_identifiers: list[str]
+    k: int
+    entity_column: Optional[str] = None
+
+    metric_dependencies: ClassVar[tuple[str, ...]] = ("tuomin.k_anonymity",)
+    success_keys: ClassVar[tuple[str, ...]] = ("quasi_identifiers", "k", "entity_column")
+
+    def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
+        observed = metrics["tuomin.k_anonymity"]
+        # An empty table has no class to violate k; publishing nothing is safe.
+        return {"success": observed == 0 or observed >= self.k, "result": {"observed_value": observed}}
+
+
+class TableIdentifierHits(TableMetricProvider):
+    metric_name = "tuomin.identifier_hits"
+    value_keys = ("columns",)
+
+    @metric_value(engine=PandasExecutionEngine)
+    def _pandas(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):  # noqa: N805
+        df = _frame(execution_engine, metric_domain_kwargs)
+        hits = {}
+        for column in metric_value_kwargs["columns"]:
+            counts = detectors.scan(pa.array(df[column].astype("str"), from_pandas=True))
+            hits.update({f"{column}.{kind}": n for kind, n in counts.items() if n})
+        return hits
+
+
+class ExpectNoDirectIdentifiers(BatchExpectation):
+    """No value of the given string columns contains a resident ID (check digit valid), a mobile,
+    an e-mail address or a card number (Luhn valid), in any width or with separators."""
+
+    columns: list[str]
+
+    metric_dependencies: ClassVar[tuple[str, ...]] = ("tuomin.identifier_hits",)
+    success_keys: ClassVar[tuple[str, ...]] = ("columns",)
+
+    def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
+        hits = metrics["tuomin.identifier_hits"]
+        return {"success": not hits, "result": {"observed_value": hits}}
