@@ -1,0 +1,1 @@
+"""Prefect flows, the I/O edges (landing, keys, warehouse) and the `tuomin` command line."""

@@ -1,0 +1,107 @@
+"""The `tuomin` command line. Every command that reads exports or the warehouse takes
+--landing and --warehouse with the same defaults as `tuomin run`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows import environment, paths
+
+environment.configure()  # before Prefect is imported anywhere
+
+app = typer.Typer(help="De-identify the shop's exports into validated, k-anonymous Parquet.", no_args_is_help=True)
+key_app = typer.Typer(help="The pseudonym key.", no_args_is_help=True)
+app.add_typer(key_app, name="key")
+console = Console(width=None if Console().is_terminal else 110)
+
+Landing = Annotated[Path, typer.Option(help="Landing directory with pos/, membership/, after_sales/, requests/.")]
+Warehouse = Annotated[Path, typer.Option(help="Warehouse directory for the anonymized Parquet.")]
+
+
+@app.command()
+def run(
+    landing: Landing = paths.SAMPLE_LANDING,
+    warehouse: Warehouse = paths.WAREHOUSE,
+    date: Annotated[str | None, typer.Option(help="One export date (YYYY-MM-DD); default: every date found.")] = None,
+    restricted: Annotated[Path, typer.Option(help="Restricted area for quarantined rows (0700).")] = paths.RESTRICTED,
+    policies: Annotated[Path, typer.Option(help="Directory of reviewed policy files.")] = paths.POLICIES,
+) -> None:
+    """Run the anonymize-exports flow and print what was published."""
+    if date is not None:
+        _check_date(date)
+    from flows.anonymize import anonymize_exports
+
+    state = anonymize_exports(landing=str(landing), warehouse=str(warehouse), date=date, restricted=str(restricted),
+                              policies=str(policies), return_state=True)
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, dict):
+        _print_summary(summary)
+    if not state.is_completed():
+        console.print(f"[bold red]FAILED[/]: {state.message}")
+        raise typer.Exit(1)
+
+
+def _print_summary(summary: dict) -> None:
+    table = Table(title=f"run {summary['run_id']}  (key {summary['key_id']})")
+    for header in ("date", "dataset", "read", "quarantined", "erased", "suppressed", "published", "k"):
+        table.add_column(header, justify="left" if header in ("date", "dataset") else "right")
+    for date, datasets in summary["dates"].items():
+        if "error" in datasets:
+            table.add_row(date, "[red]not published[/]", *[""] * 6)
+            continue
+        for name, info in datasets.items():
+            c = info["counts"]
+            table.add_row(date, name, *(str(c[x]) for x in ("read", "quarantined", "erased", "suppressed", "published")),
+                          str(info["k"]))
+    console.print(table)
+    console.print(f"output: {Path(summary['warehouse']).resolve()}/dataset=<name>/export_date=<date>/part-0.parquet")
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Landing directory to write.")],
+    days: Annotated[int, typer.Option(min=1)] = 3,
+    rows: Annotated[int, typer.Option(min=1, help="POS lines per day.")] = 1500,
+    seed: int = 20260301,
+    start: Annotated[str, typer.Option(help="First export date.")] = "2026-03-01",
+    members: Annotated[int | None, typer.Option(help="CRM size (default grows with --rows).")] = None,
+) -> None:
+    """Generate sample exports exactly as the shop's systems write them."""
+    import time
+
+    from sample_data.generator import Config, generate as run_generator
+
+    began = time.perf_counter()
+    written = run_generator(out, Config(start=_check_date(start), days=days, rows=rows, members=members, seed=seed))
+    seconds = time.perf_counter() - began
+    pos = sum(n for path, n in written.items() if path.startswith("pos/"))
+    console.print(f"wrote {len(written)} files under {out}: {pos} POS lines in {seconds:.1f} s ({pos / seconds:,.0f} lines/s)")
+
+
+@key_app.command("init")
+def key_init(path: Annotated[Path, typer.Option(help="Key file to create.")] = Path(".secrets/pseudonym.key")) -> None:
+    """Create a random local demo key (mode 0600) unless one exists."""
+    from flows.keys import init_demo_key
+
+    if init_demo_key(path):
+        console.print(f"created a local demo pseudonym key at {path} (mode 0600). "
+                      "For real data use TUOMIN_PSEUDONYM_KEY or a Prefect Secret block.")
+    else:
+        console.print(f"using the existing key file {path}")
+
+
+def _check_date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,59 @@
+"""The pseudonym key: where it comes from, and the local demo key `make run` creates.
+
+Order: TUOMIN_PSEUDONYM_KEY (the key itself), TUOMIN_PSEUDONYM_KEY_FILE (a file holding it),
+TUOMIN_PSEUDONYM_KEY_BLOCK (the name of a Prefect Secret block). The key is the UTF-8 bytes of
+the text, at least 32 of them. Errors say which source failed, never what it held.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from transforms.pseudonymize import PseudonymKeyError, Pseudonymizer
+
+ENV_KEY = "TUOMIN_PSEUDONYM_KEY"
+ENV_FILE = "TUOMIN_PSEUDONYM_KEY_FILE"
+ENV_BLOCK = "TUOMIN_PSEUDONYM_KEY_BLOCK"
+DEMO_KEY = Path(".secrets") / "pseudonym.key"
+
+
+def load_pseudonymizer() -> Pseudonymizer:
+    key, origin = _key_material()
+    try:
+        return Pseudonymizer(key.strip().encode("utf-8"))
+    except PseudonymKeyError as exc:
+        raise PseudonymKeyError(f"{origin}: {exc}") from None
+
+
+def _key_material() -> tuple[str, str]:
+    if os.environ.get(ENV_KEY):
+        return os.environ[ENV_KEY], f"${ENV_KEY}"
+    if os.environ.get(ENV_FILE):
+        path = Path(os.environ[ENV_FILE])
+        if not path.is_file():
+            raise PseudonymKeyError(f"${ENV_FILE} points to {path}, which does not exist (destroyed key?)")
+        return path.read_text("utf-8"), str(path)
+    if os.environ.get(ENV_BLOCK):
+        from prefect.blocks.system import Secret
+
+        name = os.environ[ENV_BLOCK]
+        try:
+            return Secret.load(name).get(), f"Prefect Secret block {name!r}"
+        except ValueError:
+            raise PseudonymKeyError(f"Prefect Secret block {name!r} (${ENV_BLOCK}) not found") from None
+    raise PseudonymKeyError(
+        f"no pseudonym key: set ${ENV_KEY}, ${ENV_FILE} or ${ENV_BLOCK} (`tuomin key init` writes a local demo key)")
+
+
+def init_demo_key(path: Path = DEMO_KEY) -> bool:
+    """Create a random local key file (mode 0600 in a 0700 directory) unless one exists."""
+    if path.exists():
+        return False
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(48) + "\n")
+    return True

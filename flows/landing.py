@@ -1,0 +1,161 @@
+"""Reading the landing area: which export dates exist, and each export as a table of text.
+
+Everything is read as text (no type inference: a mobile must not become an integer, an ID must
+keep its leading zeros); the policy decides types afterwards. pyarrow's own parse errors quote
+the offending row, so they are replaced by messages that name the file only.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+from transforms.policy import SourcePolicy
+from transforms.steps import ExportError, conform
+
+ERASURE_REQUESTS = Path("requests") / "erasure.csv"
+_ARROW_ENCODING = {"utf-8": "utf8", "utf-8-sig": "utf8", "gb18030": "gb18030"}  # Arrow strips a UTF-8 BOM itself
+
+
+@dataclass
+class InputFile:
+    path: str  # relative to the landing root
+    sha256: str
+    bytes: int
+    rows: int  # data rows, including those set aside as ragged
+
+
+@dataclass
+class Export:
+    """One source's files for one export date, conformed to the policy's column names."""
+
+    source: str
+    date: dt.date
+    table: pa.Table
+    files: list[InputFile] = field(default_factory=list)
+    origin: list[tuple[int, int]] = field(default_factory=list)  # per file: (first table row, row count)
+    ragged: list[tuple[str, str]] = field(default_factory=list)  # (file, raw line) of rows with a wrong field count
+
+    def where(self, row: int) -> tuple[str, int]:
+        """(file, data row number within that file, 1-based) of a table row."""
+        for (first, count), f in zip(self.origin, self.files):
+            if first <= row < first + count:
+                return f.path, row - first + 1
+        raise IndexError(row)
+
+    @property
+    def rows_read(self) -> int:
+        return sum(f.rows for f in self.files)
+
+
+def _pattern(policy: SourcePolicy) -> re.Pattern:
+    regex = re.escape(policy.files).replace(r"\{date\}", r"(?P<date>\d{4}-\d{2}-\d{2})")
+    regex = regex.replace(r"\{yyyymmdd\}", r"(?P<ymd>\d{8})").replace(r"\*", "[^/]*")
+    return re.compile(regex + "$")
+
+
+def files_for(landing: Path, policy: SourcePolicy, date: dt.date) -> list[Path]:
+    glob = policy.files.format(date=date.isoformat(), yyyymmdd=f"{date:%Y%m%d}")
+    return sorted(landing.glob(glob))
+
+
+def export_dates(landing: Path, policies: dict[str, SourcePolicy]) -> list[dt.date]:
+    """Every export date for which at least one source delivered a file."""
+    dates = set()
+    for policy in policies.values():
+        pattern = _pattern(policy)
+        for path in landing.glob(re.sub(r"\*+", "*", policy.files.format(date="*", yyyymmdd="*"))):
+            m = pattern.search(path.relative_to(landing).as_posix())
+            if m:
+                try:
+                    dates.add(dt.date.fromisoformat(m.group("date")))
+                except ValueError:
+                    continue  # a folder that only looks like a date
+    return sorted(dates)
+
+
+def read_export(landing: Path, policy: SourcePolicy, date: dt.date, columns: list[str] | None = None) -> Export:
+    """All files of a source for a date (split files and re-exports concatenated), conformed.
+    `columns` limits the read to some policy columns (for link look-ups)."""
+    export = Export(policy.source, date, pa.table({c.name: pa.array([], pa.string()) for c in policy.columns}))
+    tables = []
+    for path in files_for(landing, policy, date):
+        relative = path.relative_to(landing).as_posix()
+        table, ragged = _read_csv(path, policy, relative, columns)
+        export.origin.append((sum(t.num_rows for t in tables), table.num_rows))
+        tables.append(table)
+        export.ragged += [(relative, text) for text in ragged]
+        export.files.append(InputFile(relative, _sha256(path), path.stat().st_size, table.num_rows + len(ragged)))
+    if tables:
+        export.table = pa.concat_tables(tables)
+    elif columns:
+        export.table = export.table.select(columns)
+    return export
+
+
+def _read_csv(path: Path, policy: SourcePolicy, relative: str, columns: list[str] | None) -> tuple[pa.Table, list[str]]:
+    encoding = _ARROW_ENCODING[policy.encoding]
+    headers = _header(path, policy.encoding, relative)
+    conform(_empty(headers), policy, relative)  # unknown or missing columns fail before data is read
+    wanted = None if columns is None else [h for h in headers if policy.match_header(h).name in columns]
+    ragged: list[str] = []
+
+    def skip(row) -> str:  # a row with the wrong number of fields: set aside for quarantine
+        ragged.append(row.text)
+        return "skip"
+
+    try:
+        table = pcsv.read_csv(
+            path,
+            read_options=pcsv.ReadOptions(encoding=encoding, block_size=1 << 24),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip),
+            convert_options=pcsv.ConvertOptions(
+                column_types=dict.fromkeys(headers, pa.string()), strings_can_be_null=False,
+                quoted_strings_can_be_null=False, include_columns=wanted),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        kind = f"not valid {policy.encoding}" if isinstance(exc, UnicodeDecodeError) else "not readable as CSV"
+        raise ExportError(f"{relative}: {kind} (details withheld: they quote the data)") from None
+    if wanted is None:
+        return conform(table, policy, relative), ragged
+    return table.rename_columns([policy.match_header(h).name for h in table.column_names]), ragged
+
+
+def _header(path: Path, encoding: str, relative: str) -> list[str]:
+    with path.open("rb") as fh:
+        line = fh.readline().decode("utf-8-sig" if encoding == "utf-8-sig" else encoding, errors="replace")
+    headers = [h.strip() for h in next(csv.reader([line]), [])]
+    if not headers:
+        raise ExportError(f"{relative}: empty file (no header row)")
+    return headers
+
+
+def _empty(headers: list[str]) -> pa.Table:
+    return pa.Table.from_arrays([pa.array([], pa.string())] * len(headers), names=headers)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_erasure_requests(landing: Path) -> pa.Table:
+    path = landing / ERASURE_REQUESTS
+    if not path.exists():
+        return pa.table({"doc_no": pa.array([], pa.string())})
+    try:
+        return pcsv.read_csv(path, read_options=pcsv.ReadOptions(encoding="utf8"),
+                             convert_options=pcsv.ConvertOptions(
+                                 column_types={c: pa.string() for c in ("requested_at", "doc_no", "mobile", "member_no")}))
+    except pa.ArrowInvalid:
+        raise ExportError(f"{ERASURE_REQUESTS}: not readable as CSV (details withheld: they quote the data)") from None
