@@ -1,0 +1,77 @@
+"""Shared fixtures: a generated landing area, a test key, and one Prefect test server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from flows import environment
+
+environment.configure()
+
+TEST_KEY = "tuomin-test-key-" + "0123456789abcdef" * 3  # 64 bytes; never used outside tests
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pseudonym_key():
+    saved = {k: os.environ.pop(k, None) for k in ("TUOMIN_PSEUDONYM_KEY", "TUOMIN_PSEUDONYM_KEY_FILE", "TUOMIN_PSEUDONYM_KEY_BLOCK")}
+    os.environ["TUOMIN_PSEUDONYM_KEY"] = TEST_KEY
+    yield TEST_KEY
+    os.environ.pop("TUOMIN_PSEUDONYM_KEY")
+    os.environ.update({k: v for k, v in saved.items() if v is not None})
+
+
+@pytest.fixture(scope="session")
+def landing(tmp_path_factory) -> Path:
+    """Two days of exports (800 POS lines a day), generated once per test session."""
+    from sample_data.generator import Config, generate
+
+    out = tmp_path_factory.mktemp("landing")
+    generate(out, Config(days=2, rows=800, seed=7))
+    return out
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One temporary Prefect server (and database) for every real flow run in the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=None):
+        yield
+
+
+@dataclass
+class Run:
+    state: object
+    summary: dict
+    warehouse: Path
+    restricted: Path
+
+
+def run_flow(landing: Path, root: Path, **kwargs) -> Run:
+    from flows.anonymize import anonymize_exports
+
+    warehouse, restricted = root / "warehouse", root / "restricted"
+    state = anonymize_exports(landing=str(landing), warehouse=str(warehouse), restricted=str(restricted),
+                              return_state=True, **kwargs)
+    return Run(state, state.result(raise_on_failure=False), warehouse, restricted)
+
+
+@pytest.fixture(scope="session")
+def published(prefect_server, landing, tmp_path_factory) -> Run:
+    """The sample landing anonymized once by a real flow run."""
+    return run_flow(landing, tmp_path_factory.mktemp("published"))
+
+
+@pytest.fixture
+def policy_copy(tmp_path) -> Path:
+    """An editable copy of the policies directory."""
+    from flows.paths import POLICIES
+
+    target = tmp_path / "policies"
+    shutil.copytree(POLICIES, target)
+    return target

@@ -1,0 +1,214 @@
+"""Real flow runs (Prefect test server, GX, Parquet read back) on generated exports."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from pathlib import Path
+
+import ahocorasick
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import TEST_KEY, run_flow
+from transforms.pseudonymize import Pseudonymizer
+
+pytestmark = pytest.mark.flow
+DATASETS = ("pos", "membership", "after_sales")
+
+
+def _read_landing(landing: Path) -> dict[str, pd.DataFrame]:
+    frames = {"pos": [], "membership": [], "after_sales": []}
+    for path in sorted(landing.rglob("*.csv")):
+        source = path.relative_to(landing).parts[0]
+        if source in frames:
+            encoding = {"pos": "utf-8-sig", "membership": "gb18030", "after_sales": "utf-8"}[source]
+            frames[source].append(pd.read_csv(path, dtype=str, encoding=encoding, keep_default_na=False))
+    return {s: pd.concat(f, ignore_index=True) for s, f in frames.items()}
+
+
+def _norm(text: str) -> str:
+    """How the leak scan compares: NFKC, upper case, no spaces, dashes or plus signs."""
+    return re.sub(r"[\s\-+]", "", unicodedata.normalize("NFKC", text)).upper()
+
+
+def _raw_identifiers(landing: Path) -> dict[str, set[str]]:
+    raw = _read_landing(landing)
+    pos, crm = raw["pos"], raw["membership"]
+    mobiles = {re.sub(r"^86", "", _norm(m)) for m in pd.concat([pos["mobile"], crm["手机号码"]]) if m}
+    cards = {_norm(c) for c in pos["card_no"] if c and "*" not in c}
+    return {
+        "name": set(pos["buyer_name"]) | set(pos["cashier_name"]) | set(crm["姓名"]) | set(raw["after_sales"]["handler_name"]),
+        "document": {_norm(d) for d in pd.concat([pos["doc_no"], crm["证件号码"]]) if d},
+        "mobile": mobiles,
+        "email": {_norm(e) for e in crm["电子邮箱"] if e},
+        "card": cards,
+        "openid": {_norm(o) for o in crm["微信OpenID"] if o},
+        "address": {_norm(a) for a in crm["详细地址"] if a},
+        "member_no": set(pos["member_no"]) | set(crm["会员编号"]) - {""},
+    }
+
+
+def _published_strings(warehouse: Path) -> list[str]:
+    values = []
+    for path in warehouse.rglob("*.parquet"):
+        table = pq.read_table(path)
+        for field in table.schema:
+            if field.type == "string":
+                values += [v for v in table[field.name].to_pylist() if v]
+        values.append(table.schema.metadata[b"tuomin"].decode())
+    return values
+
+
+def test_run_completes_and_counts_reconcile(published):
+    assert published.state.is_completed(), published.state.message
+    for date, datasets in published.summary["dates"].items():
+        assert set(datasets) == set(DATASETS), date
+        for name, info in datasets.items():
+            c = info["counts"]
+            assert c["read"] == c["published"] + c["suppressed"] + c["quarantined"] + c["erased"], (date, name)
+            assert c["published"] > 0
+            meta = json.loads(pq.read_schema(info["path"]).metadata[b"tuomin"])
+            assert meta["rows"] == c and meta["policy_sha256"] and meta["key_id"].startswith("k1-")
+            assert TEST_KEY not in json.dumps(meta)
+
+
+def find_leaks(texts: list[str], raw: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """(kind, value) of every raw identifier found in any text, both sides normalized."""
+    automaton = ahocorasick.Automaton()
+    for kind, values in raw.items():
+        for value in values:
+            if len(_norm(value)) >= 2:
+                automaton.add_word(_norm(value), (kind, _norm(value)))
+    automaton.make_automaton()
+    return {hit for text in texts for _, hit in automaton.iter(_norm(text))}
+
+
+def test_leak_scan_finds_planted_values(landing):
+    raw = _raw_identifiers(landing)
+    mobile, document, name = sorted(raw["mobile"])[0], sorted(raw["document"])[0], sorted(raw["name"])[0]
+    planted = [f"回访 +86 {mobile[:3]} {mobile[3:7]}-{mobile[7:]}", document.lower(), f"顾客{name}", "clean text"]
+    assert {kind for kind, _ in find_leaks(planted, raw)} >= {"mobile", "document", "name"}
+
+
+def test_no_raw_identifier_is_published(published, landing):
+    """Every string in every file (values and metadata), normalized, against every raw value."""
+    leaks = find_leaks(_published_strings(published.warehouse), _raw_identifiers(landing))
+    assert not leaks, sorted(leaks)[:10]
+
+
+def test_hive_partitions_and_duckdb(published):
+    con = duckdb.connect()
+    rows = con.execute(
+        f"SELECT dataset, export_date, count(*) FROM read_parquet('{published.warehouse}/dataset=*/export_date=*/*.parquet',"
+        " hive_partitioning=true, union_by_name=true) GROUP BY ALL ORDER BY ALL").fetchall()
+    assert {(r[0], str(r[1])) for r in rows} == {(d, day) for d in DATASETS for day in ("2026-03-01", "2026-03-02")}
+    for path in published.warehouse.rglob("*.parquet"):
+        assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_k_anonymity_recomputed_from_metadata_holds(published):
+    """An independent check with DuckDB, driven only by what each file's metadata declares."""
+    con = duckdb.connect()
+    for path in published.warehouse.rglob("*.parquet"):
+        meta = json.loads(pq.read_schema(path).metadata[b"tuomin"])
+        qi = ", ".join(f'"{c}"' for c in meta["quasi_identifiers"])
+        row = "'row' || file_row_number"  # a row without a customer counts as a person of its own
+        entity = f'coalesce("{meta["entity_column"]}", {row})' if meta["entity_column"] else row
+        smallest = con.execute(
+            f"SELECT min(n) FROM (SELECT count(DISTINCT {entity}) AS n"
+            f" FROM read_parquet('{path}', file_row_number=true) GROUP BY {qi or 'true'})").fetchone()[0]
+        assert smallest >= meta["k"] == 5, path
+
+
+def test_same_person_same_token_in_every_dataset(published, landing):
+    raw = _read_landing(landing)
+    tokens = {d: set(pd.concat([pq.read_table(p).to_pandas() for p in published.warehouse.glob(f"dataset={d}/*/*.parquet")])
+                     ["customer_id"].dropna()) for d in DATASETS}
+    pseudonymizer = Pseudonymizer(TEST_KEY.encode())
+    # A member who bought something and also has a case: one token in all three datasets.
+    members = raw["membership"].drop_duplicates("会员编号").set_index("会员编号")["证件号码"]
+    cases = raw["after_sales"]
+    linked = [m for m in cases["member_no"] if m and m in members.index]
+    doc_of = {m: members[m] for m in linked}
+    expected = {m: pseudonymizer.token(_norm(d), "customer") for m, d in doc_of.items()}
+    everywhere = [t for t in expected.values() if t in tokens["pos"] and t in tokens["membership"] and t in tokens["after_sales"]]
+    assert everywhere, "no member with a purchase and a case carries one token in all three datasets"
+    # Every after-sales token is a customer known to POS or CRM (linked, never a new identity).
+    assert tokens["after_sales"] <= tokens["pos"] | tokens["membership"] | {
+        pseudonymizer.token(_norm(d), "customer") for d in pd.concat([raw["pos"]["doc_no"], raw["membership"]["证件号码"]])}
+
+
+def test_erased_subjects_are_absent(published, landing):
+    raw = _read_landing(landing)
+    requests = pd.read_csv(landing / "requests" / "erasure.csv", dtype=str, keep_default_na=False)
+    pos, crm = raw["pos"], raw["membership"]
+    docs = set()
+    for _, r in requests.iterrows():
+        if r["doc_no"]:
+            docs.add(_norm(r["doc_no"]))
+        if r["mobile"]:
+            m = re.sub(r"^86", "", _norm(r["mobile"]))
+            docs |= {_norm(d) for d, mob in zip(pos["doc_no"], pos["mobile"]) if mob and re.sub(r"^86", "", _norm(mob)) == m}
+            docs |= {_norm(d) for d, mob in zip(crm["证件号码"], crm["手机号码"]) if mob and re.sub(r"^86", "", _norm(mob)) == m}
+        if r["member_no"]:
+            docs |= {_norm(d) for d, no in zip(crm["证件号码"], crm["会员编号"]) if no == r["member_no"]}
+    assert len(docs) >= 3  # the generator's three known subjects (the fourth is unknown to the shop)
+    pseudonymizer = Pseudonymizer(TEST_KEY.encode())
+    erased = {pseudonymizer.token(d, "customer") for d in docs}
+    for path in published.warehouse.rglob("*.parquet"):
+        assert not erased & set(pq.read_table(path, columns=["customer_id"])["customer_id"].to_pylist()), path
+    assert sum(info["counts"]["erased"] for day in published.summary["dates"].values() for info in day.values()) > 0
+
+
+def test_a_failing_validation_publishes_nothing(prefect_server, landing, tmp_path, monkeypatch):
+    """Sabotage the privacy engine so the published batch is too fine: the GX k-anonymity check
+    must catch it, and the date must publish nothing at all (not even its valid datasets)."""
+    from transforms import steps
+    from transforms.anonymity import Solution
+
+    def no_protection(qis, ranges, k, max_suppression, entity=None, weights=None):
+        import numpy as np
+        return Solution({q.name: ranges[q.name][0] for q in qis}, np.zeros(len(qis[0].codes), bool), k, 0.0, {}, 1, 1,
+                        np.array([k]))
+
+    monkeypatch.setattr(steps, "search", no_protection)
+    run = run_flow(landing, tmp_path, date="2026-03-01")
+    assert run.state.is_failed()
+    error = run.summary["dates"]["2026-03-01"]["error"]
+    assert "expect_table_to_be_k_anonymous" in error and "nothing published" in error
+    assert not list(run.warehouse.rglob("*.parquet"))
+
+
+def test_a_misclassified_identifier_fails_the_scan(prefect_server, landing, tmp_path, policy_copy):
+    """A policy that publishes the mobile column as 'insensitive': the no-identifier check blocks it."""
+    text = (policy_copy / "pos.yaml").read_text()
+    text = re.sub(r"  mobile:\n    role: direct_identifier\n    pipl: general\n    purpose: .*\n    transform: drop",
+                  "  mobile:\n    role: insensitive\n    pipl: general\n    purpose: misfiled\n    transform: keep", text)
+    (policy_copy / "pos.yaml").write_text(text)
+    run = run_flow(landing, tmp_path, date="2026-03-01", policies=str(policy_copy))
+    assert run.state.is_failed()
+    error = run.summary["dates"]["2026-03-01"]["error"]
+    assert "expect_no_direct_identifiers" in error and "mobile.mobile" in error
+    assert not list(run.warehouse.rglob("*.parquet"))
+    assert not re.search(r"1[3-9]\d{9}", error)  # the message counts, it does not quote
+
+
+def test_unknown_column_fails_closed(prefect_server, landing, tmp_path):
+    """A new export field the policy does not cover: nothing published, the error names the file
+    and column and says how to propose a policy entry."""
+    import shutil
+
+    copy = tmp_path / "landing"
+    shutil.copytree(landing, copy)
+    path = copy / "after_sales" / "2026-03-01" / "cases_20260301.csv"
+    lines = path.read_text("utf-8").splitlines()
+    path.write_text("\n".join([lines[0] + ",vip_note"] + [line + ",x" for line in lines[1:]]) + "\n", "utf-8")
+    run = run_flow(copy, tmp_path / "out", date="2026-03-01")
+    assert run.state.is_failed()
+    error = run.summary["dates"]["2026-03-01"]["error"]
+    assert "cases_20260301.csv" in error and "vip_note" in error and "tuomin classify" in error
+    assert not list((tmp_path / "out").rglob("*.parquet"))
