@@ -338,13 +338,24 @@ def after_sales(rng, notes: NoteWriter, people: People, staff: Staff, recent: pa
     day_start = dt.datetime.combine(date, dt.time())
     handlers = staff.name[staff.store == -1]
     rec = recent.to_pydict()
+    # Every per-case random draw is made up front, vectorized; the loop only assembles text.
+    kind = rng.random(n)
+    pick = rng.integers(0, max(1, len(rec["txn_id"])), n)
+    members, travellers = rng.integers(0, people.n_members, n), rng.integers(people.n_members, people.size, n)
+    products = rng.integers(0, len(world.PRODUCTS), n)
+    case_types = np.array([t for t, _ in world.CASE_TYPES])[choice(rng, world.CASE_TYPES, n)]
+    channels = np.array([c for c, _ in world.CHANNELS])[choice(rng, world.CHANNELS, n)]
+    created_s = rng.integers(9 * 3600, 21 * 3600, n)
+    minutes_to_close = rng.integers(10, 600, n)
+    closes, rated = rng.random(n) < 0.8, rng.random(n) < 0.7
+    scores = rng.choice([1, 2, 3, 4, 5], n, p=[.05, .07, .18, .35, .35])
+    handler = handlers[rng.integers(0, len(handlers), n)]
     out = {c: [] for c in CASE_COLUMNS}
     for i in range(n):
-        kind = rng.random()
-        case_type = world.CASE_TYPES[choice(rng, world.CASE_TYPES, 1)[0]][0]
-        created = day_start + dt.timedelta(seconds=int(rng.integers(9 * 3600, 21 * 3600)))
-        if kind < 0.85 and rec["txn_id"]:  # about a purchase
-            j = int(rng.integers(0, len(rec["txn_id"])))
+        case_type = str(case_types[i])
+        created = day_start + dt.timedelta(seconds=int(created_s[i]))
+        if kind[i] < 0.85 and rec["txn_id"]:  # about a purchase
+            j = int(pick[i])
             who, txn = int(rec["buyer"][j]), rec["txn_id"][j]
             bought = dt.datetime.combine(rec["date"][j], dt.time()) + dt.timedelta(seconds=int(rec["seconds"][j]))
             created = max(created, bought + dt.timedelta(minutes=10))
@@ -352,31 +363,30 @@ def after_sales(rng, notes: NoteWriter, people: People, staff: Staff, recent: pa
             flight, product, amount, card = rec["flight_no"][j], rec["product"][j], rec["amount_cents"][j], rec["card_no"][j]
             store = world.STORES[rec["store"][j]].name
         else:  # a member asking about points, or a walk-in without a receipt
-            who = int(rng.integers(0, people.n_members)) if kind < 0.95 else int(rng.integers(people.n_members, people.size))
+            who = int(members[i]) if kind[i] < 0.95 else int(travellers[i])
             txn, member_no = None, (people.member_no[who].as_py() if who < people.n_members else None)
-            product = world.PRODUCTS[int(rng.integers(0, len(world.PRODUCTS)))]
-            flight, product, amount, card, store = world.DEPARTURES[0][0], product[1], product[3] * 100, None, world.STORES[4].name
-            case_type = "咨询"
+            _, product, _, price = world.PRODUCTS[int(products[i])]
+            flight, amount, card, store, case_type = world.DEPARTURES[0][0], price * 100, None, world.STORES[4].name, "咨询"
         card = people.cards["银联"][who].as_py() if card and "*" in card else card
         subject = Subject(
             name=people.name[who].as_py(), female=bool(people.female[who]), mobile=people.mobile_shapes[0][who].as_py(),
             doc_type=people.doc_type[who].as_py(), doc_no=people.doc_no[who].as_py(), email=people.email[who].as_py(),
             address=people.address[who].as_py(), card=card, flight=flight, product=product,
-            amount=money(np.array([abs(amount)]))[0].as_py(), store=store)
-        closed = created + dt.timedelta(minutes=int(rng.integers(10, 600)))
-        is_closed = closed.date() == date and rng.random() < 0.8
+            amount=f"{abs(amount) // 100}.{abs(amount) % 100:02d}", store=store)
+        closed = created + dt.timedelta(minutes=int(minutes_to_close[i]))
+        is_closed = bool(closes[i]) and closed.date() == date
         out["case_no"].append(f"AS-{date:%Y%m%d}-{i + 1:05d}")
         out["member_no"].append(member_no)
         out["txn_id"].append(txn)
         out["created_at"].append(f"{created:%Y-%m-%d %H:%M:%S}")
-        out["channel"].append(world.CHANNELS[choice(rng, world.CHANNELS, 1)[0]][0])
+        out["channel"].append(str(channels[i]))
         out["case_type"].append(case_type)
         out["description"].append(notes.description(subject, case_type).text)
-        out["handler_name"].append(str(handlers[rng.integers(0, len(handlers))]))
+        out["handler_name"].append(str(handler[i]))
         out["resolution"].append(notes.resolution(subject, case_type).text if is_closed else None)
         out["refund_amount"].append(subject.amount if case_type == "退货" and is_closed else "0.00")
         out["closed_at"].append(f"{closed:%Y-%m-%d %H:%M:%S}" if is_closed else None)
-        out["satisfaction"].append(str(int(rng.choice([1, 2, 3, 4, 5], p=[.05, .07, .18, .35, .35]))) if is_closed and rng.random() < 0.7 else None)
+        out["satisfaction"].append(str(scores[i]) if is_closed and rated[i] else None)
     return pa.table({c: pa.array(v, pa.string()) for c, v in out.items()})
 
 

@@ -1,0 +1,1 @@
+"""Sample exports: the generator (`tuomin generate`) and the committed sample landing/."""

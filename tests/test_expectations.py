@@ -1,0 +1,46 @@
+"""The GX gate, run for real: it passes good batches, fails bad ones, and never quotes values."""
+
+import json
+
+import pandas as pd
+
+from expectations.suite import Gate, validate
+
+
+def _gate(**kw):
+    base = dict(dataset="t", columns=("city", "customer_id", "note"), quasi_identifiers=("city",),
+                entity="customer_id", k=2, string_columns=("city", "customer_id", "note"))
+    return Gate(**{**base, **kw})
+
+
+def test_k_is_counted_in_entities():
+    frame = pd.DataFrame({"city": ["SH", "SH", "BJ", "BJ"], "customer_id": ["a", "a", "b", "c"], "note": ["ok"] * 4})
+    outcome = validate(_gate(), frame)
+    k_check = next(c for c in outcome.checks if c["expectation"] == "expect_table_to_be_k_anonymous")
+    assert not outcome.success and k_check["observed"] == 1
+    frame.loc[1, "customer_id"] = "d"
+    assert validate(_gate(), frame).success
+
+
+def test_identifiers_are_found_in_any_width_and_counted_not_quoted():
+    values = ["顾客手机１３８ １２３４ ５６７８", "邮箱 li.na@163.com", "卡号 6222 0212 3456 7890 128", "证件11010519491231002x"]
+    frame = pd.DataFrame({"city": ["SH"] * 4, "customer_id": ["a", "b", "c", "d"], "note": values})
+    outcome = validate(_gate(), frame)
+    scan = next(c for c in outcome.checks if c["expectation"] == "expect_no_direct_identifiers")
+    assert not outcome.success
+    assert scan["observed"] == {"note.mobile": 1, "note.email": 1, "note.bank_card": 1, "note.prc_id": 1}
+    dumped = json.dumps(outcome.checks, ensure_ascii=False)
+    assert not any(token in dumped for token in ("1234", "li.na", "0212", "19491231"))
+
+
+def test_schema_drift_fails():
+    frame = pd.DataFrame({"city": ["SH", "SH"], "customer_id": ["a", "b"], "note": ["", ""], "extra": [1, 2]})
+    outcome = validate(_gate(), frame)
+    assert not outcome.success and "expect_table_columns_to_match_set" in outcome.failures()[0]
+
+
+def test_an_expectation_that_raises_is_a_failure_without_its_message():
+    frame = pd.DataFrame({"city": ["SH"], "customer_id": ["a"], "note": ["x"]})
+    outcome = validate(_gate(quasi_identifiers=("no_such_column",)), frame)
+    k_check = next(c for c in outcome.checks if c["expectation"] == "expect_table_to_be_k_anonymous")
+    assert not outcome.success and k_check == {**k_check, "success": False, "exception": "raised an exception"}

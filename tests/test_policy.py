@@ -1,0 +1,80 @@
+"""Policies load strictly, name file/source/column in every error, and cover every column."""
+
+import pyarrow as pa
+import pytest
+
+from transforms.policy import PolicyError, load_policies, load_policy
+from transforms.steps import ExportError, conform
+
+
+def _edit(path, old, new):
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_shipped_policies_cover_the_spec(policy_copy):
+    from sample_data.generator import CASE_COLUMNS, MEMBERSHIP_HEADER, POS_COLUMNS
+
+    policies = load_policies(policy_copy)
+    assert set(policies) == {"pos", "membership", "after_sales"}
+    for source, headers in (("pos", POS_COLUMNS), ("membership", MEMBERSHIP_HEADER), ("after_sales", CASE_COLUMNS)):
+        assert all(policies[source].match_header(h) for h in headers), source
+        assert all(c.purpose and c.pipl for c in policies[source].columns)
+    # Every direct identifier is dropped, pseudonymized or redacted; nothing is kept as it was.
+    for policy in policies.values():
+        for column in policy.columns:
+            if column.role in ("direct_identifier", "free_text"):
+                assert column.family in ("suppression", "pseudonymization", "redaction"), column.name
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("transform: drop\n  buyer_name", "transform: shred\n  buyer_name", "column 'member_no': transform: Value error, unknown transform"),
+    ("params: {domain: receipt}", "params: {domian: receipt}", "column 'txn_id'"),
+    ("levels: [0, 2]}", "levels: [3, 2]}", "column 'store_code'"),
+    ("  buyer_name:\n    role: direct_identifier\n    kind: person_name\n    pipl: general\n    purpose: Not needed for any analysis.\n    transform: drop",
+     "  buyer_name:\n    role: direct_identifier\n    kind: person_name\n    pipl: general\n    purpose: Not needed for any analysis.\n    transform: keep",
+     "column 'buyer_name': value: Value error, a direct_identifier cannot be published"),
+])
+def test_errors_name_file_source_and_column(policy_copy, old, new, message):
+    path = policy_copy / "pos.yaml"
+    _edit(path, old, new)
+    with pytest.raises(PolicyError) as err:
+        load_policy(path)
+    assert str(path) in str(err.value) and "source 'pos'" in str(err.value) and message.split(":")[0] in str(err.value)
+
+
+def test_missing_hierarchy_file_is_named(policy_copy):
+    (policy_copy / "hierarchies" / "store.csv").unlink()
+    with pytest.raises(PolicyError, match="column 'store_code': hierarchy file .*store.csv not found"):
+        load_policy(policy_copy / "pos.yaml")
+
+
+def test_policy_hash_covers_hierarchy_files(policy_copy):
+    before = load_policy(policy_copy / "pos.yaml").sha256
+    with (policy_copy / "hierarchies" / "store.csv").open("a") as fh:
+        fh.write("PVG-T3-D,airport,*\n")
+    assert load_policy(policy_copy / "pos.yaml").sha256 != before
+
+
+def test_conform_fails_closed(policy_copy):
+    policy = load_policies(policy_copy)["membership"]
+    headers = [h for c in policy.columns for h in c.aliases[:1]]
+    table = pa.table({h: pa.array(["x"]) for h in headers})
+    assert conform(table, policy, "m.csv").column_names == [c.name for c in policy.columns]
+    with pytest.raises(ExportError, match=r"m.csv: column\(s\) \['会员卡面号'\] are not covered .* tuomin classify m.csv"):
+        conform(table.append_column("会员卡面号", pa.array(["x"])), policy, "m.csv")
+    with pytest.raises(ExportError, match=r"required column\(s\) \['name'\] are missing"):
+        conform(table.drop_columns(["姓名"]), policy, "m.csv")
+    dup = pa.Table.from_arrays([pa.array(["x"])] * (len(headers) + 1), names=headers + ["会员编号"])
+    with pytest.raises(ExportError, match="appear more than once"):
+        conform(dup, policy, "m.csv")
+
+
+def test_optional_columns_may_be_missing(policy_copy):
+    _edit(policy_copy / "membership.yaml", "  wechat_openid:\n    aliases: [微信OpenID]\n",
+          "  wechat_openid:\n    aliases: [微信OpenID]\n    required: false\n")
+    policy = load_policies(policy_copy)["membership"]
+    headers = [c.aliases[0] for c in policy.columns if c.name != "wechat_openid"]
+    out = conform(pa.table({h: pa.array(["x"]) for h in headers}), policy, "m.csv")
+    assert out["wechat_openid"].null_count == 1
