@@ -16,7 +16,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test sample clean
+.PHONY: setup run test lint sample clean
 
 setup: $(VENV)/.synced
 
@@ -44,6 +44,9 @@ run: setup sample
 
 test: setup
 	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check flows transforms expectations sample_data tests tools
 
 clean:
 	rm -rf warehouse restricted .prefect .pytest_cache .hypothesis

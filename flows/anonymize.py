@@ -29,12 +29,13 @@ from prefect.states import Failed
 
 from expectations.suite import Gate, validate
 from flows import landing as landing_io
-from flows import paths, warehouse as warehouse_io
+from flows import paths
+from flows import warehouse as warehouse_io
 from flows.keys import load_pseudonymizer
 from flows.quarantine import quarantine_rows
 from transforms import metrics, steps
-from transforms.operators import Context
 from transforms.anonymity import Unreachable
+from transforms.operators import Context
 from transforms.policy import SourcePolicy, load_policies
 from transforms.pseudonymize import Pseudonymizer
 from transforms.redact import NameMatcher
@@ -48,15 +49,15 @@ class DateFailed(RuntimeError):
 
 
 @dataclass
-class Prepared:
-    """A source's rows after parsing, linking and erasure, ready to anonymize."""
+class Source:
+    """One source's rows for one date as they move through the stages."""
 
     policy: SourcePolicy
     export: landing_io.Export
-    table: pa.Table
-    tokens: pa.Array | None
-    quarantined: int
-    erased: int
+    table: pa.Table  # parsed rows still in play
+    tokens: pa.Array | None = None  # the entity token of each row
+    quarantined: int = 0
+    erased: int = 0
 
 
 def source_order(policies: dict[str, SourcePolicy]) -> list[str]:
@@ -72,7 +73,7 @@ def extract(landing: Path, policy: SourcePolicy, date: dt.date) -> landing_io.Ex
 
 @raw_task(task_run_name="link-{policy.source}-{date}")
 def link_lookups(landing: Path, policies: dict[str, SourcePolicy], policy: SourcePolicy, date: dt.date,
-                 same_day: dict[str, pa.Table], pseudonymizer: Pseudonymizer) -> tuple[list, list[str], list[pa.Table]]:
+                 same_day: dict[str, pa.Table], pseudonymizer: Pseudonymizer) -> tuple[list, list[str], list]:
     """For each link of the policy: (normalized keys, entity tokens) from the linked source over
     its look-back window; also the person names and raw rows read, for the redaction dictionary
     and for erasure."""
@@ -110,92 +111,102 @@ def validate_dataset(policy: SourcePolicy, date: dt.date, anonymized: steps.Anon
 
 def process_date(landing: Path, warehouse: Path, restricted: Path, policy_dir: Path, policies: dict[str, SourcePolicy],
                  date: dt.date, pseudonymizer: Pseudonymizer, subjects: steps.Subjects, run_id: str) -> dict:
-    log = get_run_logger()
-    order = [s for s in source_order(policies) if landing_io.files_for(landing, policies[s], date)]
-    exports = {s: extract(landing, policies[s], date) for s in order}
+    names = [s for s in source_order(policies) if landing_io.files_for(landing, policies[s], date)]
+    sources = {s: parse_and_quarantine(extract(landing, policies[s], date), policies[s], restricted, run_id) for s in names}
+    linked, person_names = link(landing, policies, sources, date, pseudonymizer)
+    erase(sources, linked, subjects)
+    ctx = Context(pseudonymizer, date, policy_dir, NameMatcher(person_names))
+    results = anonymize_and_validate(sources, ctx, date)
+    return publish(sources, results, warehouse, date, run_id, pseudonymizer.key_id)
 
-    # Parse; rows that do not parse go to the restricted quarantine.
-    parsed, tables = {}, {}
-    for s in order:
-        parsed[s] = steps.parse_table(exports[s].table, policies[s])
-        if parsed[s].bad.any() or exports[s].ragged:
-            where = quarantine_rows(restricted, run_id, s, date, exports[s], parsed[s])
-            problems = {c: int(m.sum()) for c, m in parsed[s].invalid.items()} | ({"ragged rows": len(exports[s].ragged)} if exports[s].ragged else {})
-            log.warning("%s %s: rows quarantined (%s) -> %s", s, date, ", ".join(f"{c}: {n}" for c, n in problems.items()), where)
-        tables[s] = parsed[s].table.filter(pa.array(~parsed[s].bad))
 
-    # Link every row to its customer token, and collect the run's person names for redaction.
-    names = [n for s in order for n in steps.person_names(tables[s], policies[s])]
-    ctx_tokens: dict[str, pa.Array | None] = {}
-    extra: list[tuple[SourcePolicy, pa.Table, pa.Array]] = []
-    for s in order:
-        policy = policies[s]
-        if policy.link:
-            lookups, link_names, link_tables = link_lookups(landing, policies, policy, date, tables, pseudonymizer)
-            ctx_tokens[s] = steps.linked_tokens(tables[s], policy, lookups)
+def parse_and_quarantine(export: landing_io.Export, policy: SourcePolicy, restricted: Path, run_id: str) -> Source:
+    """Typed rows; those that do not parse (and ragged ones) go to the restricted quarantine."""
+    parsed = steps.parse_table(export.table, policy)
+    bad = parsed.bad
+    if bad.any() or export.ragged:
+        where = quarantine_rows(restricted, run_id, policy.source, export.date, export, parsed)
+        problems = [f"{c}: {int(m.sum())}" for c, m in parsed.invalid.items()]
+        problems += [f"wrong field count: {len(export.ragged)}"] if export.ragged else []
+        get_run_logger().warning("%s %s: rows quarantined (%s) -> %s", policy.source, export.date, ", ".join(problems), where)
+    return Source(policy, export, parsed.table.filter(pa.array(~bad)), quarantined=int(bad.sum()) + len(export.ragged))
+
+
+def link(landing: Path, policies: dict[str, SourcePolicy], sources: dict[str, Source], date: dt.date,
+         pseudonymizer: Pseudonymizer) -> tuple[list, list[str]]:
+    """Give every row its customer token; returns the linked sources' rows (for erasure) and all
+    person names seen (the redaction dictionary)."""
+    linked, names = [], []
+    for source in sources.values():
+        names += steps.person_names(source.table, source.policy)
+        if source.policy.link:
+            lookups, link_names, link_tables = link_lookups(
+                landing, policies, source.policy, date, {s: x.table for s, x in sources.items()}, pseudonymizer)
+            source.tokens = steps.linked_tokens(source.table, source.policy, lookups)
             names += link_names
-            extra += link_tables
+            linked += link_tables
         else:
-            ctx_tokens[s] = steps.entity_tokens(tables[s], policy, pseudonymizer)
-    ctx = Context(pseudonymizer, date, policy_dir, NameMatcher(names))
+            source.tokens = steps.entity_tokens(source.table, source.policy, pseudonymizer)
+    return linked, names
 
-    # Erasure: a subject found in any table of the date (or a linked one) is erased everywhere.
-    erased_tokens: set[str] = set()
-    for policy, table, tokens in [(policies[s], tables[s], ctx_tokens[s]) for s in order] + extra:
-        if tokens is not None:
-            hit = steps.subject_rows(table, policy, subjects)
-            erased_tokens |= {t for t in tokens.filter(pa.array(hit)).to_pylist() if t}
-    prepared = {}
-    for s in order:
-        policy, tokens = policies[s], ctx_tokens[s]
-        erase = steps.subject_rows(tables[s], policy, subjects)
-        if tokens is not None:
-            erase |= steps.token_rows(tokens, erased_tokens)
-        keep = pa.array(~erase)
-        prepared[s] = Prepared(policy, exports[s], tables[s].filter(keep), None if tokens is None else tokens.filter(keep),
-                               int(parsed[s].bad.sum()) + len(exports[s].ragged), int(erase.sum()))
 
-    # Anonymize and validate every source before publishing any.
+def erase(sources: dict[str, Source], linked: list, subjects: steps.Subjects) -> None:
+    """Drop every row of every subject on the erasure list, wherever the subject was recognized."""
+    erased = steps.erased_tokens([(x.policy, x.table, x.tokens) for x in sources.values()] + linked, subjects)
+    for source in sources.values():
+        rows = steps.erasure_rows(source.table, source.policy, source.tokens, subjects, erased)
+        keep = pa.array(~rows)
+        source.table = source.table.filter(keep)
+        source.tokens = None if source.tokens is None else source.tokens.filter(keep)
+        source.erased = int(rows.sum())
+
+
+def anonymize_and_validate(sources: dict[str, Source], ctx: Context, date: dt.date) -> dict:
+    """Every source of the date is anonymized and passes the gate, or the date fails as a whole."""
     results, failures = {}, []
-    for s, p in prepared.items():
+    for name, source in sources.items():
         try:
-            anonymized = anonymize(p, ctx, date)
+            anonymized = anonymize(source, ctx, date)
         except Unreachable as exc:
-            failures.append(f"{s}: {exc}")
+            failures.append(f"{name}: {exc}")
             continue
-        outcome = validate_dataset(p.policy, date, anonymized)
+        outcome = validate_dataset(source.policy, date, anonymized)
         if not outcome.success:
-            failures.append(f"{s}: validation failed: {'; '.join(outcome.failures())}")
-        results[s] = (anonymized, outcome)
+            failures.append(f"{name}: validation failed: {'; '.join(outcome.failures())}")
+        results[name] = (anonymized, outcome)
     if failures:
         raise DateFailed(f"{date}: nothing published. " + " | ".join(failures))
+    return results
 
+
+def publish(sources: dict[str, Source], results: dict, warehouse: Path, date: dt.date, run_id: str, key_id: str) -> dict:
+    """Check that every row is accounted for, stage every partition, then move them into place."""
     summary = {}
-    for s, (anonymized, outcome) in results.items():
-        p = prepared[s]
-        counts = {"read": p.export.rows_read, "quarantined": p.quarantined, "erased": p.erased,
+    for name, (anonymized, outcome) in results.items():
+        source = sources[name]
+        counts = {"read": source.export.rows_read, "quarantined": source.quarantined, "erased": source.erased,
                   "suppressed": anonymized.suppressed, "published": anonymized.table.num_rows}
         if counts["read"] != counts["published"] + counts["suppressed"] + counts["quarantined"] + counts["erased"]:
-            raise DateFailed(f"{date}: {s}: row counts do not reconcile {counts}; nothing published")
-        metadata = partition_metadata(p, anonymized, outcome, counts, date, run_id, pseudonymizer.key_id)
-        staged = warehouse_io.stage(warehouse, run_id, s, date, anonymized.table, metadata)
-        summary[s] = {"counts": counts, "k": metadata["metrics"].get("k"), "levels": metadata["levels"], "staged": staged}
-    for s, info in summary.items():
-        info["path"] = str(warehouse_io.publish(info.pop("staged"), warehouse, s, date))
-        log.info("%s %s: published %d of %d rows (k=%s) -> %s", s, date, info["counts"]["published"],
-                 info["counts"]["read"], info["k"], info["path"])
+            raise DateFailed(f"{date}: {name}: row counts do not reconcile {counts}; nothing published")
+        metadata = partition_metadata(source, anonymized, outcome, counts, date, run_id, key_id)
+        staged = warehouse_io.stage(warehouse, run_id, name, date, anonymized.table, metadata)
+        summary[name] = {"counts": counts, "k": metadata["metrics"].get("k"), "levels": metadata["levels"], "staged": staged}
+    for name, info in summary.items():
+        info["path"] = str(warehouse_io.publish(info.pop("staged"), warehouse, name, date))
+        get_run_logger().info("%s %s: published %d of %d rows (k=%s) -> %s", name, date, info["counts"]["published"],
+                              info["counts"]["read"], info["k"], info["path"])
     return summary
 
 
-@raw_task(task_run_name="anonymize-{p.policy.source}-{date}")
-def anonymize(p: Prepared, ctx: Context, date: dt.date) -> steps.Anonymized:
-    return steps.anonymize(p.table, p.tokens, p.policy, ctx)
+@raw_task(task_run_name="anonymize-{source.policy.source}-{date}")
+def anonymize(source: Source, ctx: Context, date: dt.date) -> steps.Anonymized:
+    return steps.anonymize(source.table, source.tokens, source.policy, ctx)
 
 
-def partition_metadata(p: Prepared, anonymized: steps.Anonymized, outcome, counts: dict, date: dt.date,
+def partition_metadata(source: Source, anonymized: steps.Anonymized, outcome, counts: dict, date: dt.date,
                        run_id: str, key_id: str) -> dict:
     """What is recorded with every published file: enough to re-check k and trace the run."""
-    policy, solution = p.policy, anonymized.solution
+    policy, solution = source.policy, anonymized.solution
     measured = metrics.summary(anonymized.table.to_pandas(), anonymized.quasi_identifiers, policy.entity, policy.privacy.k)
     return {
         "dataset": policy.source,
@@ -217,7 +228,7 @@ def partition_metadata(p: Prepared, anonymized: steps.Anonymized, outcome, count
         "columns": {c.name: {"output": c.output_name, "role": c.role, "pipl": c.pipl, "transform": c.transform,
                              "technique": c.family} for c in policy.columns},
         "validation": {"success": outcome.success, "checks": list(outcome.checks)},
-        "inputs": [f.__dict__ for f in p.export.files],
+        "inputs": [f.__dict__ for f in source.export.files],
     }
 
 

@@ -75,7 +75,8 @@ def generate(
     """Generate sample exports exactly as the shop's systems write them."""
     import time
 
-    from sample_data.generator import Config, generate as run_generator
+    from sample_data.generator import Config
+    from sample_data.generator import generate as run_generator
 
     began = time.perf_counter()
     written = run_generator(out, Config(start=_check_date(start), days=days, rows=rows, members=members, seed=seed))

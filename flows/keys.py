@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-from transforms.pseudonymize import PseudonymKeyError, Pseudonymizer
+from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
 
 ENV_KEY = "TUOMIN_PSEUDONYM_KEY"
 ENV_FILE = "TUOMIN_PSEUDONYM_KEY_FILE"

@@ -212,3 +212,20 @@ def test_unknown_column_fails_closed(prefect_server, landing, tmp_path):
     error = run.summary["dates"]["2026-03-01"]["error"]
     assert "cases_20260301.csv" in error and "vip_note" in error and "tuomin classify" in error
     assert not list((tmp_path / "out").rglob("*.parquet"))
+
+
+def test_key_from_a_prefect_secret_block(prefect_server, monkeypatch):
+    from prefect.blocks.system import Secret
+
+    from flows.keys import load_pseudonymizer
+    from transforms.pseudonymize import PseudonymKeyError
+
+    secret = "block-held-key-" + "fedcba9876543210" * 3
+    Secret(value=secret).save("tuomin-test-key", overwrite=True)
+    monkeypatch.delenv("TUOMIN_PSEUDONYM_KEY")
+    monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY_BLOCK", "tuomin-test-key")
+    assert load_pseudonymizer().key_id == Pseudonymizer(secret.encode()).key_id
+    monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY_BLOCK", "no-such-block")
+    with pytest.raises(PseudonymKeyError, match="'no-such-block'.*not found") as err:
+        load_pseudonymizer()
+    assert secret not in str(err.value)

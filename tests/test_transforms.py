@@ -12,10 +12,9 @@ from hypothesis import strategies as st
 
 from sample_data.notes import NoteWriter, Subject, full_width
 from transforms import detectors
-from transforms.hierarchy import (AgeHierarchy, BandHierarchy, DatetimeHierarchy, PrefixHierarchy, TableHierarchy,
-                                  encode)
+from transforms.hierarchy import AgeHierarchy, BandHierarchy, DatetimeHierarchy, PrefixHierarchy, TableHierarchy, encode
 from transforms.parse import parse
-from transforms.pseudonymize import PseudonymKeyError, Pseudonymizer
+from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
 from transforms.redact import NameMatcher, redact_text
 from transforms.text import document, mobile
 

@@ -26,11 +26,19 @@ TOP = "*"
 class Hierarchy(ABC):
     top: int  # the level at which every value is '*' (or null for dates)
 
-    @abstractmethod
     def generalize(self, values: pa.Array, level: int) -> pa.Array:
-        """The values at `level` (0 <= level <= top)."""
+        """The values at `level`: 0 is the original, `top` is one value for all."""
+        if level == 0:
+            return values
+        if level >= self.top:
+            return self._top(values)
+        return self._level(values, level)
 
-    def _star(self, values: pa.Array) -> pa.Array:
+    @abstractmethod
+    def _level(self, values: pa.Array, level: int) -> pa.Array:
+        """The values at an intermediate level, 0 < level < top."""
+
+    def _top(self, values: pa.Array) -> pa.Array:
         return pa.array([TOP] * len(values), pa.string())
 
 
@@ -52,11 +60,7 @@ class TableHierarchy(Hierarchy):
         with path.open(encoding="utf-8", newline="") as fh:
             return cls([row for row in csv.reader(fh) if row], source=str(path))
 
-    def generalize(self, values: pa.Array, level: int) -> pa.Array:
-        if level == 0:
-            return values.cast(pa.string())
-        if level >= self.top:
-            return self._star(values)
+    def _level(self, values: pa.Array, level: int) -> pa.Array:
         found = pc.index_in(values.cast(pa.string()), self._keys)
         return pc.fill_null(self._levels[level].take(found), TOP)
 
@@ -73,11 +77,10 @@ class DatetimeHierarchy(Hierarchy):
         self.units = units
         self.top = len(units) + 1
 
-    def generalize(self, values: pa.Array, level: int) -> pa.Array:
-        if level == 0:
-            return values
-        if level >= self.top:
-            return pa.nulls(len(values), values.type)
+    def _top(self, values: pa.Array) -> pa.Array:
+        return pa.nulls(len(values), values.type)
+
+    def _level(self, values: pa.Array, level: int) -> pa.Array:
         unit = self.units[level - 1]
         return pc.floor_temporal(values, unit=unit, week_starts_monday=True)
 
@@ -91,11 +94,7 @@ class AgeHierarchy(Hierarchy):
         self.reference = reference
         self.top = len(bands) + 1
 
-    def generalize(self, values: pa.Array, level: int) -> pa.Array:
-        if level == 0:
-            return values
-        if level >= self.top:
-            return self._star(values)
+    def _level(self, values: pa.Array, level: int) -> pa.Array:
         ref = self.reference
         years = pc.subtract(pa.scalar(ref.year, pa.int64()), pc.year(values))
         month, day = pc.month(values), pc.day(values)
@@ -117,11 +116,7 @@ class PrefixHierarchy(Hierarchy):
         self.pad = pad
         self.top = len(lengths) + 1
 
-    def generalize(self, values: pa.Array, level: int) -> pa.Array:
-        if level == 0:
-            return values
-        if level >= self.top:
-            return self._star(values)
+    def _level(self, values: pa.Array, level: int) -> pa.Array:
         n = self.lengths[level - 1]
         head = pc.utf8_slice_codeunits(values, 0, n)
         if not self.pad:
@@ -139,11 +134,7 @@ class BandHierarchy(Hierarchy):
         self.edges = edges
         self.top = len(edges) + 1
 
-    def generalize(self, values: pa.Array, level: int) -> pa.Array:
-        if level == 0:
-            return values
-        if level >= self.top:
-            return self._star(values)
+    def _level(self, values: pa.Array, level: int) -> pa.Array:
         edges = np.array(self.edges[level - 1], float)
         x = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
         pos = np.searchsorted(edges, np.nan_to_num(x, nan=edges[0]), side="right")

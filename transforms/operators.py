@@ -13,8 +13,7 @@ from typing import Annotated, ClassVar, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from transforms.hierarchy import (AgeHierarchy, BandHierarchy, DatetimeHierarchy, Hierarchy,
-                                  PrefixHierarchy, TableHierarchy)
+from transforms.hierarchy import AgeHierarchy, BandHierarchy, DatetimeHierarchy, Hierarchy, PrefixHierarchy, TableHierarchy
 from transforms.pseudonymize import Pseudonymizer
 from transforms.redact import NameMatcher, redact
 

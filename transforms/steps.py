@@ -142,11 +142,24 @@ def subject_rows(table: pa.Table, policy: SourcePolicy, subjects: Subjects) -> n
     return hit
 
 
-def token_rows(tokens: pa.Array | None, erased: set[str]) -> np.ndarray:
-    """Rows whose entity token belongs to an erased subject."""
-    if tokens is None or not erased:
-        return np.zeros(0 if tokens is None else len(tokens), bool)
-    return _mask(pc.is_in(tokens, pa.array(sorted(erased), pa.string())))
+def erased_tokens(sources: list[tuple[SourcePolicy, pa.Table, pa.Array | None]], subjects: Subjects) -> set[str]:
+    """The entity tokens of every subject found in any of these tables (by document, mobile or
+    member number): a subject named by mobile in the CRM is thereby erased from POS too."""
+    found: set[str] = set()
+    for policy, table, tokens in sources:
+        if tokens is not None and len(subjects):
+            hit = subject_rows(table, policy, subjects)
+            found |= {t for t in tokens.filter(pa.array(hit)).to_pylist() if t}
+    return found
+
+
+def erasure_rows(table: pa.Table, policy: SourcePolicy, tokens: pa.Array | None, subjects: Subjects,
+                 erased: set[str]) -> np.ndarray:
+    """Rows to erase: they name a subject directly, or belong to an erased subject's token."""
+    rows = subject_rows(table, policy, subjects)
+    if tokens is not None and erased:
+        rows |= _mask(pc.is_in(tokens, pa.array(sorted(erased), pa.string())))
+    return rows
 
 
 @dataclass

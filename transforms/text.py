@@ -6,9 +6,8 @@ full-width digits and letters (１３８, ＡＢ, ＠) into their ASCII forms.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import unicodedata
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
