@@ -16,7 +16,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test lint sample clean
+.PHONY: setup run test lint sample clean bench-classify
 
 setup: $(VENV)/.synced
 
@@ -47,6 +47,10 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check flows transforms expectations sample_data tests tools
+
+# Benchmarks: long measurements, run by hand (never part of `make test`).
+bench-classify: setup
+	$(BIN)/python benchmarks/classify.py --seeds 5 --rows 3000
 
 clean:
 	rm -rf warehouse restricted .prefect .pytest_cache .hypothesis

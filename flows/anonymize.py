@@ -32,6 +32,7 @@ from flows import landing as landing_io
 from flows import paths
 from flows import warehouse as warehouse_io
 from flows.keys import load_pseudonymizer
+from flows.ledger import record_run
 from flows.quarantine import quarantine_rows
 from transforms import metrics, steps
 from transforms.anonymity import Unreachable
@@ -67,8 +68,11 @@ def source_order(policies: dict[str, SourcePolicy]) -> list[str]:
 
 @raw_task(task_run_name="extract-{policy.source}-{date}", retries=2, retry_delay_seconds=[2, 10],
           retry_condition_fn=lambda task, run, state: not isinstance(state.result(raise_on_failure=False), steps.ExportError))
-def extract(landing: Path, policy: SourcePolicy, date: dt.date) -> landing_io.Export:
-    return landing_io.read_export(landing, policy, date)
+def extract(landing: Path, policy: SourcePolicy, date: dt.date, drop_unknown: bool) -> landing_io.Export:
+    export = landing_io.read_export(landing, policy, date, drop_unknown=drop_unknown)
+    for file, header in export.dropped:
+        get_run_logger().warning("%s: column %r is not in policy %s; dropped (--drop-unknown)", file, header, policy.path.name)
+    return export
 
 
 @raw_task(task_run_name="link-{policy.source}-{date}")
@@ -110,9 +114,11 @@ def validate_dataset(policy: SourcePolicy, date: dt.date, anonymized: steps.Anon
 
 
 def process_date(landing: Path, warehouse: Path, restricted: Path, policy_dir: Path, policies: dict[str, SourcePolicy],
-                 date: dt.date, pseudonymizer: Pseudonymizer, subjects: steps.Subjects, run_id: str) -> dict:
+                 date: dt.date, pseudonymizer: Pseudonymizer, subjects: steps.Subjects, run_id: str,
+                 drop_unknown: bool = False) -> dict:
     names = [s for s in source_order(policies) if landing_io.files_for(landing, policies[s], date)]
-    sources = {s: parse_and_quarantine(extract(landing, policies[s], date), policies[s], restricted, run_id) for s in names}
+    sources = {s: parse_and_quarantine(extract(landing, policies[s], date, drop_unknown), policies[s], restricted, run_id)
+               for s in names}
     linked, person_names = link(landing, policies, sources, date, pseudonymizer)
     erase(sources, linked, subjects)
     ctx = Context(pseudonymizer, date, policy_dir, NameMatcher(person_names))
@@ -190,7 +196,9 @@ def publish(sources: dict[str, Source], results: dict, warehouse: Path, date: dt
             raise DateFailed(f"{date}: {name}: row counts do not reconcile {counts}; nothing published")
         metadata = partition_metadata(source, anonymized, outcome, counts, date, run_id, key_id)
         staged = warehouse_io.stage(warehouse, run_id, name, date, anonymized.table, metadata)
-        summary[name] = {"counts": counts, "k": metadata["metrics"].get("k"), "levels": metadata["levels"], "staged": staged}
+        summary[name] = {"counts": counts, "k": metadata["metrics"].get("k"), "levels": metadata["levels"],
+                         "policy_sha256": source.policy.sha256, "inputs": metadata["inputs"],
+                         "dropped_columns": metadata["dropped_columns"], "staged": staged}
     for name, info in summary.items():
         info["path"] = str(warehouse_io.publish(info.pop("staged"), warehouse, name, date))
         get_run_logger().info("%s %s: published %d of %d rows (k=%s) -> %s", name, date, info["counts"]["published"],
@@ -229,14 +237,18 @@ def partition_metadata(source: Source, anonymized: steps.Anonymized, outcome, co
                              "technique": c.family} for c in policy.columns},
         "validation": {"success": outcome.success, "checks": list(outcome.checks)},
         "inputs": [f.__dict__ for f in source.export.files],
+        "dropped_columns": [{"file": f, "column": c} for f, c in source.export.dropped],
     }
 
 
 @flow(name="anonymize-exports", persist_result=False, log_prints=False)
 def anonymize_exports(landing: str = str(paths.SAMPLE_LANDING), warehouse: str = str(paths.WAREHOUSE),
-                      date: str | None = None, restricted: str = str(paths.RESTRICTED), policies: str = str(paths.POLICIES)):
-    """Anonymize every export date found in `landing` (or only `date`) into `warehouse`."""
+                      date: str | None = None, restricted: str = str(paths.RESTRICTED), policies: str = str(paths.POLICIES),
+                      drop_unknown: bool = False):
+    """Anonymize every export date found in `landing` (or only `date`) into `warehouse`.
+    With drop_unknown, columns no policy covers are dropped (and recorded) instead of failing."""
     log = get_run_logger()
+    started = dt.datetime.now(dt.timezone.utc)
     landing_path, warehouse_path, restricted_path, policy_dir = Path(landing), Path(warehouse), Path(restricted), Path(policies)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     policy_set = load_policies(policy_dir)
@@ -249,17 +261,23 @@ def anonymize_exports(landing: str = str(paths.SAMPLE_LANDING), warehouse: str =
     for day in dates:
         try:
             summary["dates"][day.isoformat()] = process_date(
-                landing_path, warehouse_path, restricted_path, policy_dir, policy_set, day, pseudonymizer, subjects, run_id)
+                landing_path, warehouse_path, restricted_path, policy_dir, policy_set, day, pseudonymizer, subjects, run_id,
+                drop_unknown)
         except (DateFailed, steps.ExportError) as exc:
             log.error("%s", exc)
             summary["dates"][day.isoformat()] = {"error": str(exc)}
             failed.append(day.isoformat())
         finally:
             warehouse_io.discard_staging(warehouse_path, run_id)
-    if not dates:
-        return Failed(message=f"no export files found under {landing_path}", data=summary)
-    if failed:
-        return Failed(message=f"{len(failed)} of {len(dates)} export date(s) failed: {', '.join(failed)}", data=summary)
-    return summary
+    message = (f"no export files found under {landing_path}" if not dates else
+               f"{len(failed)} of {len(dates)} export date(s) failed: {', '.join(failed)}" if failed else None)
+    record_run(warehouse_path, {
+        "run_id": run_id, "flow_run_id": str(flow_run.get_id() or ""), "started_at": started.isoformat(timespec="seconds"),
+        "ended_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "status": "failed" if message else "published",
+        "message": message, "parameters": {"landing": landing, "warehouse": warehouse, "date": date, "drop_unknown": drop_unknown},
+        "policies": {s: {"file": p.path.name, "sha256": p.sha256} for s, p in policy_set.items()},
+        "key_id": pseudonymizer.key_id, "erasure_requests": len(subjects), "dates": summary["dates"],
+    })
+    return Failed(message=message, data=summary) if message else summary
 
 

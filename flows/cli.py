@@ -31,6 +31,7 @@ def run(
     date: Annotated[str | None, typer.Option(help="One export date (YYYY-MM-DD); default: every date found.")] = None,
     restricted: Annotated[Path, typer.Option(help="Restricted area for quarantined rows (0700).")] = paths.RESTRICTED,
     policies: Annotated[Path, typer.Option(help="Directory of reviewed policy files.")] = paths.POLICIES,
+    drop_unknown: Annotated[bool, typer.Option("--drop-unknown", help="Drop (and record) columns no policy covers instead of failing.")] = False,
 ) -> None:
     """Run the anonymize-exports flow and print what was published."""
     if date is not None:
@@ -38,7 +39,7 @@ def run(
     from flows.anonymize import anonymize_exports
 
     state = anonymize_exports(landing=str(landing), warehouse=str(warehouse), date=date, restricted=str(restricted),
-                              policies=str(policies), return_state=True)
+                              policies=str(policies), drop_unknown=drop_unknown, return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, dict):
         _print_summary(summary)
@@ -83,6 +84,37 @@ def generate(
     seconds = time.perf_counter() - began
     pos = sum(n for path, n in written.items() if path.startswith("pos/"))
     console.print(f"wrote {len(written)} files under {out}: {pos} POS lines in {seconds:.1f} s ({pos / seconds:,.0f} lines/s)")
+
+
+@app.command()
+def classify(
+    target: Annotated[Path, typer.Argument(help="An export file, or a directory of them.", exists=True)],
+    format: Annotated[str, typer.Option("--format", help="yaml: a draft policy to review; json: role/kind/confidence per column.")] = "yaml",
+    out: Annotated[Path | None, typer.Option(help="Write the draft policy here instead of printing it.")] = None,
+    rows: Annotated[int, typer.Option(min=10, help="Rows sampled from the start of each file.")] = 5000,
+    policies: Annotated[Path, typer.Option(help="Policy directory whose code tables the detectors use.")] = paths.POLICIES,
+) -> None:
+    """Propose what every column is; never prints a raw value (samples are masked)."""
+    import json
+
+    from flows import classify as profiler
+
+    if format not in ("yaml", "json"):
+        raise typer.BadParameter("use yaml or json", param_hint="--format")
+    refs = profiler.references(policies)
+    files = profiler.csv_files(target)
+    root = target if target.is_dir() else target.parent
+    if format == "json":
+        result = {str(f): profiler.as_json(profiler.profile(f, rows, refs)[1]) for f in files}
+        typer.echo(json.dumps(result[str(files[0])] if target.is_file() else result, ensure_ascii=False, indent=2))
+        return
+    drafts = [profiler.draft(f, root, rows, refs) for f in files]
+    text = "\n".join(f"# --- {f}\n{d}" if len(files) > 1 else d for f, d in zip(files, drafts))
+    if out:
+        out.write_text(text, "utf-8")
+        console.print(f"draft policy for {len(files)} file(s) written to {out}: review it before use")
+    else:
+        typer.echo(text, nl=False)
 
 
 @key_app.command("init")

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from transforms.policy import SourcePolicy
-from transforms.steps import ExportError, conform
+from transforms.steps import ExportError, conform, unknown_headers
 
 ERASURE_REQUESTS = Path("requests") / "erasure.csv"
 _ARROW_ENCODING = {"utf-8": "utf8", "utf-8-sig": "utf8", "gb18030": "gb18030"}  # Arrow strips a UTF-8 BOM itself
@@ -42,6 +42,7 @@ class Export:
     files: list[InputFile] = field(default_factory=list)
     origin: list[tuple[int, int]] = field(default_factory=list)  # per file: (first table row, row count)
     ragged: list[tuple[str, str]] = field(default_factory=list)  # (file, raw line) of rows with a wrong field count
+    dropped: list[tuple[str, str]] = field(default_factory=list)  # (file, header) of unknown columns dropped on request
 
     def where(self, row: int) -> tuple[str, int]:
         """(file, data row number within that file, 1-based) of a table row."""
@@ -81,14 +82,17 @@ def export_dates(landing: Path, policies: dict[str, SourcePolicy]) -> list[dt.da
     return sorted(dates)
 
 
-def read_export(landing: Path, policy: SourcePolicy, date: dt.date, columns: list[str] | None = None) -> Export:
+def read_export(landing: Path, policy: SourcePolicy, date: dt.date, columns: list[str] | None = None,
+                drop_unknown: bool = False) -> Export:
     """All files of a source for a date (split files and re-exports concatenated), conformed.
-    `columns` limits the read to some policy columns (for link look-ups)."""
+    `columns` limits the read to some policy columns (for link look-ups); `drop_unknown` drops
+    columns the policy does not cover instead of failing (they are listed in Export.dropped)."""
     export = Export(policy.source, date, pa.table({c.name: pa.array([], pa.string()) for c in policy.columns}))
     tables = []
     for path in files_for(landing, policy, date):
         relative = path.relative_to(landing).as_posix()
-        table, ragged = _read_csv(path, policy, relative, columns)
+        table, ragged, dropped = _read_csv(path, policy, relative, columns, drop_unknown)
+        export.dropped += [(relative, header) for header in dropped]
         export.origin.append((sum(t.num_rows for t in tables), table.num_rows))
         tables.append(table)
         export.ragged += [(relative, text) for text in ragged]
@@ -100,11 +104,16 @@ def read_export(landing: Path, policy: SourcePolicy, date: dt.date, columns: lis
     return export
 
 
-def _read_csv(path: Path, policy: SourcePolicy, relative: str, columns: list[str] | None) -> tuple[pa.Table, list[str]]:
+def _read_csv(path: Path, policy: SourcePolicy, relative: str, columns: list[str] | None,
+              drop_unknown: bool) -> tuple[pa.Table, list[str], list[str]]:
     encoding = _ARROW_ENCODING[policy.encoding]
     headers = _header(path, policy.encoding, relative)
-    conform(_empty(headers), policy, relative)  # unknown or missing columns fail before data is read
-    wanted = None if columns is None else [h for h in headers if policy.match_header(h).name in columns]
+    # Unknown or missing columns fail before any data is read (columns=None: a full read).
+    dropped = unknown_headers(headers, policy) if drop_unknown or columns is not None else []
+    if columns is None:
+        conform(_empty(headers), policy, relative, drop_unknown)
+    known = [h for h in headers if h not in dropped]
+    wanted = known if columns is None else [h for h in known if policy.match_header(h).name in columns]
     ragged: list[str] = []
 
     def skip(row) -> str:  # a row with the wrong number of fields: set aside for quarantine
@@ -118,14 +127,50 @@ def _read_csv(path: Path, policy: SourcePolicy, relative: str, columns: list[str
             parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip),
             convert_options=pcsv.ConvertOptions(
                 column_types=dict.fromkeys(headers, pa.string()), strings_can_be_null=False,
-                quoted_strings_can_be_null=False, include_columns=wanted),
+                quoted_strings_can_be_null=False, include_columns=wanted if dropped or columns else None),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         kind = f"not valid {policy.encoding}" if isinstance(exc, UnicodeDecodeError) else "not readable as CSV"
         raise ExportError(f"{relative}: {kind} (details withheld: they quote the data)") from None
-    if wanted is None:
-        return conform(table, policy, relative), ragged
-    return table.rename_columns([policy.match_header(h).name for h in table.column_names]), ragged
+    if columns is None:
+        return conform(table, policy, relative), ragged, dropped if drop_unknown else []
+    return table.rename_columns([policy.match_header(h).name for h in table.column_names]), ragged, []
+
+
+def sniff_encoding(path: Path, probe: int = 1 << 20) -> str:
+    """Which encoding the spec allows a file is in: UTF-8 with or without BOM, else GB18030."""
+    with path.open("rb") as fh:
+        head = fh.read(probe)
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    cut = head.rfind(b"\n") if len(head) == probe else len(head)  # never split a character
+    try:
+        head[: max(cut, 0)].decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        head[: max(cut, 0)].decode("gb18030")
+        return "gb18030"
+    except UnicodeDecodeError:
+        raise ExportError(f"{path.name}: neither UTF-8 nor GB18030") from None
+
+
+def sample_csv(path: Path, encoding: str, rows: int) -> pa.Table:
+    """The first `rows` data rows as text, read in blocks: a 5 GB export is not read whole."""
+    headers = _header(path, encoding, path.name)
+    reader = pcsv.open_csv(
+        path, read_options=pcsv.ReadOptions(encoding=_ARROW_ENCODING[encoding], block_size=1 << 20),
+        parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=lambda row: "skip"),
+        convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(headers, pa.string()), strings_can_be_null=False))
+    batches, seen = [], 0
+    for batch in reader:
+        batches.append(batch)
+        seen += batch.num_rows
+        if seen >= rows:
+            break
+    table = pa.Table.from_batches(batches, schema=reader.schema) if batches else _empty(headers)
+    return table.slice(0, rows)
 
 
 def _header(path: Path, encoding: str, relative: str) -> list[str]:

@@ -185,9 +185,10 @@ def test_a_failing_validation_publishes_nothing(prefect_server, landing, tmp_pat
 
 def test_a_misclassified_identifier_fails_the_scan(prefect_server, landing, tmp_path, policy_copy):
     """A policy that publishes the mobile column as 'insensitive': the no-identifier check blocks it."""
-    text = (policy_copy / "pos.yaml").read_text()
-    text = re.sub(r"  mobile:\n    role: direct_identifier\n    pipl: general\n    purpose: .*\n    transform: drop",
-                  "  mobile:\n    role: insensitive\n    pipl: general\n    purpose: misfiled\n    transform: keep", text)
+    text, edits = re.subn(r"  mobile:\n    role: direct_identifier\n    kind: mobile\n    pipl: general\n    purpose: .*\n    transform: drop",
+                          "  mobile:\n    role: insensitive\n    kind: category\n    pipl: general\n    purpose: misfiled\n    transform: keep",
+                          (policy_copy / "pos.yaml").read_text())
+    assert edits == 1
     (policy_copy / "pos.yaml").write_text(text)
     run = run_flow(landing, tmp_path, date="2026-03-01", policies=str(policy_copy))
     assert run.state.is_failed()
@@ -229,3 +230,36 @@ def test_key_from_a_prefect_secret_block(prefect_server, monkeypatch):
     with pytest.raises(PseudonymKeyError, match="'no-such-block'.*not found") as err:
         load_pseudonymizer()
     assert secret not in str(err.value)
+
+
+def test_the_run_record(published):
+    records = list((published.warehouse / "_runs").glob("*.json"))
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    assert record["status"] == "published" and record["run_id"] == published.summary["run_id"]
+    assert set(record["policies"]) == set(DATASETS) and all(len(p["sha256"]) == 64 for p in record["policies"].values())
+    assert record["key_id"].startswith("k1-") and TEST_KEY not in records[0].read_text()
+    day = record["dates"]["2026-03-01"]["pos"]
+    assert day["counts"]["read"] > 0 and day["inputs"][0]["sha256"] and day["dropped_columns"] == []
+    con = duckdb.connect()
+    assert con.execute(f"SELECT count(*) FROM read_json('{published.warehouse}/_runs/*.json')").fetchone()[0] == 1
+
+
+def test_drop_unknown_publishes_and_records_the_dropped_column(prefect_server, landing, tmp_path):
+    import shutil
+
+    copy = tmp_path / "landing"
+    shutil.copytree(landing, copy)
+    path = copy / "after_sales" / "2026-03-01" / "cases_20260301.csv"
+    lines = path.read_text("utf-8").splitlines()
+    path.write_text("\n".join([lines[0] + ",vip_note"] + [line + ",x" for line in lines[1:]]) + "\n", "utf-8")
+    run = run_flow(copy, tmp_path / "out", date="2026-03-01", drop_unknown=True)
+    assert run.state.is_completed(), run.state.message
+    dropped = [{"file": "after_sales/2026-03-01/cases_20260301.csv", "column": "vip_note"}]
+    assert run.summary["dates"]["2026-03-01"]["after_sales"]["dropped_columns"] == dropped
+    meta = json.loads(pq.read_schema(run.summary["dates"]["2026-03-01"]["after_sales"]["path"]).metadata[b"tuomin"])
+    assert meta["dropped_columns"] == dropped and "vip_note" not in pq.read_schema(
+        run.summary["dates"]["2026-03-01"]["after_sales"]["path"]).names
+    record = json.loads(next((run.warehouse / "_runs").glob("*.json")).read_text())
+    assert record["parameters"]["drop_unknown"] is True
+    assert record["dates"]["2026-03-01"]["after_sales"]["dropped_columns"] == dropped

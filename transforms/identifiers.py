@@ -20,10 +20,19 @@ GB11643_CHECK = np.array(list("10X98765432"))
 
 MOBILE_RE = re.compile(r"1[3-9]\d{9}")
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-PASSPORT_PRC_RE = re.compile(r"[EG]\d{8}|E[A-HJ-NP-Z]\d{7}")
-PERMIT_HK_MO_RE = re.compile(r"[HM]\d{8}(?:\d{2})?")
-PERMIT_TW_RE = re.compile(r"\d{8}")
+# Passports: PRC (E/G + 8 digits, or E + letter + 7 digits) and the common foreign shapes
+# (JP/AU/IT/TH 2 letters + 7 digits, KR M + 8 digits, US/GB/RU 9 digits, FR 2 digits 2 letters
+# 5 digits, DE C + 8 characters without vowels, SG letter + 7 digits + letter).
+PASSPORT_RE = re.compile(r"[EG]\d{8}|E[A-HJ-NP-Z]\d{7}|[A-Z]{1,2}\d{6,8}|\d{9}|\d{2}[A-Z]{2}\d{5}"
+                         r"|C[CFGHJKLMNPRTVWXYZ0-9]{8}|[A-Z]\d{7}[A-Z]")
+PERMIT_HK_MO_RE = re.compile(r"[HM]\d{8}(?:\d{2})?")  # 港澳居民来往内地通行证
+PERMIT_TW_RE = re.compile(r"\d{8}")  # 台湾居民来往大陆通行证; 8 digits, so only trusted in a document column
+LANDLINE_RE = re.compile(r"\(?0\d{2,3}\)?[ \-]?\d{7,8}(?:[ \-]?(?:转|ext\.?|x)\d{1,5})?")
+OPENID_RE = re.compile(r"o[A-Za-z0-9_\-]{27}")  # WeChat OpenID: 28 characters starting with o
+POSTAL_RE = re.compile(r"[0-8]\d{5}")
+FLIGHT_RE = re.compile(r"(?:[A-Z]{2}|[A-Z]\d|\d[A-Z])\d{1,4}[A-Z]?|[A-Z]{3}\d{4}")  # IATA flights; cruise sailings
 CARD_PREFIX_RE = re.compile(r"62|4|5[1-5]|2[2-7]|3[47]|35")
+MASKED_CARD_RE = re.compile(r"\d{4,6}[*xX]{4,9}\d{4}")
 
 
 def gb11643_check_chars(body: np.ndarray) -> np.ndarray:
@@ -66,3 +75,26 @@ def is_card_number(value: str) -> bool:
 def is_mobile(value: str) -> bool:
     """A mainland mobile number written as its 11 digits."""
     return bool(MOBILE_RE.fullmatch(value))
+
+
+def document_kind(value: str) -> str | None:
+    """Which travel document a (normalized) number is: prc_id, hk_mo_permit, passport, tw_permit."""
+    if len(value) == 18 and is_prc_id(value):
+        return "prc_id"
+    if PERMIT_HK_MO_RE.fullmatch(value):
+        return "hk_mo_permit"
+    if PASSPORT_RE.fullmatch(value):
+        return "passport"
+    if PERMIT_TW_RE.fullmatch(value):
+        return "tw_permit"
+    return None
+
+
+def ean13_check_digit(body: str) -> int:
+    """GS1 check digit for the first 12 digits of an EAN-13 product code."""
+    return (10 - sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body)) % 10) % 10
+
+
+def is_ean13(value: str) -> bool:
+    """A GS1 EAN-13 product code with a valid check digit (not personal data)."""
+    return len(value) == 13 and value.isdigit() and ean13_check_digit(value[:12]) == int(value[12])

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from transforms.classify import KINDS
 from transforms.operators import OPERATORS, Family, Generalize, Operator
 
 Role = Literal["direct_identifier", "quasi_identifier", "sensitive_attribute", "entity_key", "free_text", "insensitive"]
@@ -37,13 +38,21 @@ class Column(_Strict):
     role: Role
     pipl: Pipl
     purpose: str
-    kind: str | None = None  # what the values are, e.g. person_name (feeds the redaction dictionary)
+    kind: str | None = None  # what the values are (classify.KINDS); person_name feeds the redaction dictionary
     type: ColumnType = "string"
     formats: list[str] | None = None
     required: bool = True  # False: the export may lack this column
     transform: str
     params: dict[str, Any] = {}
     output: str | None = None
+
+    @model_validator(mode="after")
+    def _known_kind(self) -> Column:
+        if self.kind is not None and self.kind not in KINDS:
+            raise ValueError(f"unknown kind {self.kind!r}; known: {sorted(KINDS)}")
+        if self.kind and KINDS[self.kind][0] == "direct_identifier" and self.transform in ("keep", "generalize"):
+            raise ValueError(f"values of kind {self.kind!r} identify a person; they cannot be published with {self.transform!r}")
+        return self
 
     @model_validator(mode="after")
     def _known_transform(self) -> Column:

@@ -27,16 +27,18 @@ class ExportError(ValueError):
     """An export the policy does not cover or cannot read. Names file and column, never values."""
 
 
-def conform(table: pa.Table, policy: SourcePolicy, origin: str) -> pa.Table:
-    """Headers -> policy column names. Fails closed on any column the policy does not cover, on
-    duplicated headers and on missing required columns; adds missing optional ones as nulls."""
-    names, unknown = [], []
-    for header in table.column_names:
-        column = policy.match_header(header.strip())
-        if column is None:
-            unknown.append(header)
-        else:
-            names.append(column.name)
+def unknown_headers(headers: list[str], policy: SourcePolicy) -> list[str]:
+    return [h for h in headers if policy.match_header(h.strip()) is None]
+
+
+def conform(table: pa.Table, policy: SourcePolicy, origin: str, drop_unknown: bool = False) -> pa.Table:
+    """Headers -> policy column names. Fails closed on any column the policy does not cover
+    (unless told to drop it, which the caller records), on duplicated headers and on missing
+    required columns; adds missing optional ones as nulls."""
+    unknown = unknown_headers(table.column_names, policy)
+    if drop_unknown:
+        table, unknown = table.drop_columns(unknown), []
+    names = [policy.match_header(h.strip()).name for h in table.column_names if policy.match_header(h.strip())]
     if unknown:
         raise ExportError(
             f"{origin}: column(s) {unknown} are not covered by policy {policy.path.name}; nothing is published. "
