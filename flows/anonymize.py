@@ -258,6 +258,13 @@ def anonymize_exports(landing: str = str(paths.SAMPLE_LANDING), warehouse: str =
     log.info("run %s: %d export date(s), %d erasure request(s), key %s", run_id, len(dates), len(subjects), pseudonymizer.key_id)
     summary = {"run_id": run_id, "warehouse": str(warehouse_path), "key_id": pseudonymizer.key_id, "dates": {}}
     failed = []
+    # A file whose columns the policy does not cover stops the whole run before anything is written.
+    problems = landing_io.check_headers(landing_path, policy_set, dates, drop_unknown)
+    for problem in problems:
+        log.error("%s", problem)
+    if problems:
+        summary["errors"] = problems
+        dates, failed = [], [f"{len(problems)} file(s) do not match their policy"]
     for day in dates:
         try:
             summary["dates"][day.isoformat()] = process_date(
@@ -269,7 +276,8 @@ def anonymize_exports(landing: str = str(paths.SAMPLE_LANDING), warehouse: str =
             failed.append(day.isoformat())
         finally:
             warehouse_io.discard_staging(warehouse_path, run_id)
-    message = (f"no export files found under {landing_path}" if not dates else
+    message = ("nothing published: " + " | ".join(problems) if problems else
+               f"no export files found under {landing_path}" if not dates else
                f"{len(failed)} of {len(dates)} export date(s) failed: {', '.join(failed)}" if failed else None)
     record_run(warehouse_path, {
         "run_id": run_id, "flow_run_id": str(flow_run.get_id() or ""), "started_at": started.isoformat(timespec="seconds"),
@@ -277,6 +285,7 @@ def anonymize_exports(landing: str = str(paths.SAMPLE_LANDING), warehouse: str =
         "message": message, "parameters": {"landing": landing, "warehouse": warehouse, "date": date, "drop_unknown": drop_unknown},
         "policies": {s: {"file": p.path.name, "sha256": p.sha256} for s, p in policy_set.items()},
         "key_id": pseudonymizer.key_id, "erasure_requests": len(subjects), "dates": summary["dates"],
+        "errors": problems,
     })
     return Failed(message=message, data=summary) if message else summary
 

@@ -82,6 +82,21 @@ def export_dates(landing: Path, policies: dict[str, SourcePolicy]) -> list[dt.da
     return sorted(dates)
 
 
+def check_headers(landing: Path, policies: dict[str, SourcePolicy], dates: list[dt.date], drop_unknown: bool) -> list[str]:
+    """Every file of every date against its policy, headers only: a schema problem anywhere is
+    found before any date is processed. Returns one message per file that fails."""
+    problems = []
+    for date in dates:
+        for policy in policies.values():
+            for path in files_for(landing, policy, date):
+                relative = path.relative_to(landing).as_posix()
+                try:
+                    conform(_empty(_header(path, policy.encoding, relative)), policy, relative, drop_unknown)
+                except ExportError as exc:
+                    problems.append(str(exc))
+    return problems
+
+
 def read_export(landing: Path, policy: SourcePolicy, date: dt.date, columns: list[str] | None = None,
                 drop_unknown: bool = False) -> Export:
     """All files of a source for a date (split files and re-exports concatenated), conformed.

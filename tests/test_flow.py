@@ -199,8 +199,8 @@ def test_a_misclassified_identifier_fails_the_scan(prefect_server, landing, tmp_
 
 
 def test_unknown_column_fails_closed(prefect_server, landing, tmp_path):
-    """A new export field the policy does not cover: nothing published, the error names the file
-    and column and says how to propose a policy entry."""
+    """A new export field the policy does not cover, in one file of one date: the whole run
+    publishes nothing, and the error names the file and column and how to propose an entry."""
     import shutil
 
     copy = tmp_path / "landing"
@@ -208,11 +208,13 @@ def test_unknown_column_fails_closed(prefect_server, landing, tmp_path):
     path = copy / "after_sales" / "2026-03-01" / "cases_20260301.csv"
     lines = path.read_text("utf-8").splitlines()
     path.write_text("\n".join([lines[0] + ",vip_note"] + [line + ",x" for line in lines[1:]]) + "\n", "utf-8")
-    run = run_flow(copy, tmp_path / "out", date="2026-03-01")
-    assert run.state.is_failed()
-    error = run.summary["dates"]["2026-03-01"]["error"]
+    run = run_flow(copy, tmp_path / "out")
+    assert run.state.is_failed() and "nothing published" in run.state.message
+    error = run.summary["errors"][0]
     assert "cases_20260301.csv" in error and "vip_note" in error and "tuomin classify" in error
-    assert not list((tmp_path / "out").rglob("*.parquet"))
+    assert not list((tmp_path / "out").rglob("*.parquet"))  # not even the other, clean date
+    record = json.loads(next((tmp_path / "out" / "warehouse" / "_runs").glob("*.json")).read_text())
+    assert record["status"] == "failed" and record["errors"] == run.summary["errors"]
 
 
 def test_key_from_a_prefect_secret_block(prefect_server, monkeypatch):
