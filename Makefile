@@ -16,7 +16,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test lint sample clean bench-classify
+.PHONY: setup run test lint sample clean bench-classify bench-redaction bench-transforms
 
 setup: $(VENV)/.synced
 
@@ -46,11 +46,17 @@ test: setup
 	$(BIN)/pytest
 
 lint: setup
-	$(BIN)/ruff check flows transforms expectations sample_data tests tools
+	$(BIN)/ruff check flows transforms expectations sample_data tests tools benchmarks
 
 # Benchmarks: long measurements, run by hand (never part of `make test`).
 bench-classify: setup
 	$(BIN)/python benchmarks/classify.py --seeds 5 --rows 3000
+
+bench-redaction: setup
+	$(BIN)/python benchmarks/redaction.py --notes 20000
+
+bench-transforms: setup
+	$(BIN)/python benchmarks/transforms.py --values 1000000
 
 clean:
 	rm -rf warehouse restricted .prefect .pytest_cache .hypothesis

@@ -29,10 +29,9 @@ from prefect.states import Failed
 
 from expectations.suite import Gate, validate
 from flows import landing as landing_io
-from flows import paths
+from flows import ledger, paths
 from flows import warehouse as warehouse_io
 from flows.keys import load_pseudonymizer
-from flows.ledger import record_run
 from flows.quarantine import quarantine_rows
 from transforms import metrics, steps
 from transforms.anonymity import Unreachable
@@ -231,10 +230,11 @@ def partition_metadata(source: Source, anonymized: steps.Anonymized, outcome, co
         "levels": solution.levels if solution else {},
         "max_suppression": policy.privacy.max_suppression,
         "rows": counts,
+        "cells_suppressed": anonymized.cells_suppressed,
         "metrics": {**measured, "loss": solution.loss if solution else 0.0,
                     "loss_by_attribute": solution.loss_by_attribute if solution else {}},
-        "columns": {c.name: {"output": c.output_name, "role": c.role, "pipl": c.pipl, "transform": c.transform,
-                             "technique": c.family} for c in policy.columns},
+        "columns": {c.name: {"input": c.input_name, "output": c.output_name, "role": c.role, "pipl": c.pipl,
+                             "transform": c.transform, "technique": c.family} for c in policy.columns},
         "validation": {"success": outcome.success, "checks": list(outcome.checks)},
         "inputs": [f.__dict__ for f in source.export.files],
         "dropped_columns": [{"file": f, "column": c} for f, c in source.export.dropped],
@@ -279,7 +279,7 @@ def anonymize_exports(landing: str = str(paths.SAMPLE_LANDING), warehouse: str =
     message = ("nothing published: " + " | ".join(problems) if problems else
                f"no export files found under {landing_path}" if not dates else
                f"{len(failed)} of {len(dates)} export date(s) failed: {', '.join(failed)}" if failed else None)
-    record_run(warehouse_path, {
+    ledger.append(warehouse_path, "run", {
         "run_id": run_id, "flow_run_id": str(flow_run.get_id() or ""), "started_at": started.isoformat(timespec="seconds"),
         "ended_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "status": "failed" if message else "published",
         "message": message, "parameters": {"landing": landing, "warehouse": warehouse, "date": date, "drop_unknown": drop_unknown},

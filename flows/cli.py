@@ -129,6 +129,42 @@ def key_init(path: Annotated[Path, typer.Option(help="Key file to create.")] = P
         console.print(f"using the existing key file {path}")
 
 
+@key_app.command("rotate")
+def key_rotate(
+    path: Annotated[Path, typer.Option(help="The key file to replace.")] = Path(".secrets/pseudonym.key"),
+    warehouse: Warehouse = paths.WAREHOUSE,
+) -> None:
+    """Replace the local key with a new random one; recorded in the ledger (key_ids only)."""
+    from flows import ledger
+    from flows.keys import rotate_file
+
+    old, new = rotate_file(path)
+    entry = ledger.append(warehouse, "key_rotated", {"old_key_id": old, "new_key_id": new, "where": str(path)})
+    console.print(f"rotated {path}: {old} -> {new} (ledger entry {entry['seq']}). Tokens made with {old} no longer "
+                  "match new ones: re-run the dates you want linked under the new key.")
+
+
+@key_app.command("destroy")
+def key_destroy(
+    path: Annotated[Path, typer.Option(help="The key file to destroy.")] = Path(".secrets/pseudonym.key"),
+    block: Annotated[str | None, typer.Option(help="Destroy this Prefect Secret block instead of a file.")] = None,
+    warehouse: Warehouse = paths.WAREHOUSE,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Destroy the pseudonym key: afterwards no token can be linked back to a person."""
+    from flows import ledger
+    from flows.keys import destroy_block, destroy_file
+
+    where = f"Prefect Secret block {block!r}" if block else str(path)
+    if not yes:
+        typer.confirm(f"Destroy the pseudonym key in {where}? This cannot be undone", abort=True)
+    key_id = destroy_block(block) if block else destroy_file(path)
+    entry = ledger.append(warehouse, "key_destroyed", {
+        "key_id": key_id, "where": where, "method": "Secret block deleted" if block else "overwritten, flushed, deleted",
+        "effect": "tokens made with this key can no longer be linked to anyone (PIPL Art. 73)"})
+    console.print(f"destroyed key {key_id} ({where}); ledger entry {entry['seq']} hash {entry['hash'][:16]}…")
+
+
 def _check_date(value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)

@@ -1,4 +1,5 @@
-"""The pseudonym key: where it comes from, and the local demo key `make run` creates.
+"""The pseudonym key: where it comes from, the local demo key `make run` creates, and its
+rotation and destruction (both recorded in the ledger by key_id, never by value).
 
 Order: TUOMIN_PSEUDONYM_KEY (the key itself), TUOMIN_PSEUDONYM_KEY_FILE (a file holding it),
 TUOMIN_PSEUDONYM_KEY_BLOCK (the name of a Prefect Secret block). The key is the UTF-8 bytes of
@@ -53,7 +54,56 @@ def init_demo_key(path: Path = DEMO_KEY) -> bool:
         return False
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.chmod(0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    _write_key(path, os.O_EXCL)
+    return True
+
+
+def _write_key(path: Path, flags: int = 0) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(secrets.token_urlsafe(48) + "\n")
-    return True
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def key_id_of_file(path: Path) -> str:
+    if not path.is_file():
+        raise PseudonymKeyError(f"no key file at {path}")
+    return Pseudonymizer(path.read_text("utf-8").strip().encode("utf-8")).key_id
+
+
+def rotate_file(path: Path) -> tuple[str, str]:
+    """Replace a key file with a new random key in one rename; returns (old key_id, new key_id).
+    Tokens made with the old key no longer match tokens made with the new one."""
+    old = key_id_of_file(path)
+    staged = path.with_name(path.name + ".new")
+    _write_key(staged, os.O_TRUNC)
+    os.replace(staged, path)
+    return old, key_id_of_file(path)
+
+
+def destroy_file(path: Path) -> str:
+    """Overwrite a key file with random bytes, flush, delete; returns its key_id. Without the key,
+    nobody can recompute a token from a value: the published data can no longer be linked to
+    anyone (PIPL Art. 73: anonymized). Overwriting is best effort on journaling or copy-on-write
+    filesystems and SSDs; keep key files on encrypted storage so deletion is final."""
+    key_id = key_id_of_file(path)
+    size = path.stat().st_size
+    with path.open("r+b") as fh:
+        fh.write(secrets.token_bytes(size))
+        fh.flush()
+        os.fsync(fh.fileno())
+    path.unlink()
+    return key_id
+
+
+def destroy_block(name: str) -> str:
+    """Delete a Prefect Secret block holding the key; returns its key_id."""
+    from prefect.blocks.system import Secret
+
+    try:
+        key_id = Pseudonymizer(Secret.load(name).get().strip().encode("utf-8")).key_id
+    except ValueError:
+        raise PseudonymKeyError(f"Prefect Secret block {name!r} not found") from None
+    Secret.delete(name)
+    return key_id

@@ -102,7 +102,7 @@ def read_export(landing: Path, policy: SourcePolicy, date: dt.date, columns: lis
     """All files of a source for a date (split files and re-exports concatenated), conformed.
     `columns` limits the read to some policy columns (for link look-ups); `drop_unknown` drops
     columns the policy does not cover instead of failing (they are listed in Export.dropped)."""
-    export = Export(policy.source, date, pa.table({c.name: pa.array([], pa.string()) for c in policy.columns}))
+    export = Export(policy.source, date, pa.table({c.name: pa.array([], pa.string()) for c in policy.input_columns}))
     tables = []
     for path in files_for(landing, policy, date):
         relative = path.relative_to(landing).as_posix()

@@ -1,24 +1,73 @@
-"""The run record: one JSON document per run under <warehouse>/_runs/, written whether the run
-published or failed. It names what was read (files, SHA-256), the policies (SHA-256), the key
-(fingerprint), what was published or why not, and any unknown columns dropped on request.
-Counts, names and hashes only: no data value ever enters it. DuckDB reads the lot with
-read_json('<warehouse>/_runs/*.json').
+"""The ledger: an append-only, hash-chained record of what tuomin did.
+
+    <warehouse>/_ledger/ledger.jsonl    one JSON object per line
+
+Each entry has `seq`, `at` (UTC), `kind` (run, key_rotated, key_destroyed, …), `data`, `prev`
+(the previous entry's hash) and `hash` = SHA-256 of the canonical JSON of the other fields, so
+editing or deleting any entry breaks the chain at that point. Entries hold counts, names, paths
+and hashes, never a data value. DuckDB reads it as a table:
+read_json('<warehouse>/_ledger/ledger.jsonl').
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import fcntl
+import hashlib
 import json
 import os
 from pathlib import Path
 
-RUNS = "_runs"
+LEDGER = Path("_ledger") / "ledger.jsonl"
+GENESIS = "0" * 64
 
 
-def record_run(warehouse: Path, record: dict) -> Path:
-    folder = warehouse / RUNS
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{record['run_id']}.json"
-    staged = path.with_suffix(".json.tmp")
-    staged.write_text(json.dumps(record, ensure_ascii=False, indent=1, default=str), "utf-8")
-    os.replace(staged, path)  # a reader never sees half a record
-    return path
+def _digest(entry: dict) -> str:
+    body = {k: entry[k] for k in ("seq", "at", "kind", "data", "prev")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def entries(warehouse: Path) -> list[dict]:
+    path = warehouse / LEDGER
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def append(warehouse: Path, kind: str, data: dict) -> dict:
+    """Add an entry under an exclusive lock, chained to the last one, flushed to disk."""
+    path = warehouse / LEDGER
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        last = None
+        for line in fh:
+            if line.strip():
+                last = json.loads(line)
+        entry = {"seq": last["seq"] + 1 if last else 1, "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                 "kind": kind, "data": json.loads(json.dumps(data, ensure_ascii=False, default=str)),
+                 "prev": last["hash"] if last else GENESIS}
+        entry["hash"] = _digest(entry)
+        fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return entry
+
+
+def verify(warehouse: Path) -> list[str]:
+    """Every break in the chain: an edited entry, a deleted or reordered one. Empty = intact."""
+    problems, prev = [], GENESIS
+    for position, entry in enumerate(entries(warehouse), start=1):
+        if entry.get("seq") != position:
+            problems.append(f"entry {position}: sequence number {entry.get('seq')} (an entry was deleted or moved)")
+        if entry.get("prev") != prev:
+            problems.append(f"entry {position}: does not follow the entry before it")
+        if _digest(entry) != entry.get("hash"):
+            problems.append(f"entry {position}: its content does not match its hash (edited)")
+        prev = entry.get("hash")
+    return problems
+
+
+def runs(warehouse: Path) -> list[dict]:
+    return [e["data"] for e in entries(warehouse) if e["kind"] == "run"]

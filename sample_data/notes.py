@@ -6,8 +6,14 @@ generator feeds both the sample exports and the redaction benchmark's ground tru
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from dataclasses import dataclass, field
+
+import numpy as np
+
+from sample_data import world
+from sample_data.people import make_people
 
 FULL_WIDTH = {c: chr(ord(c) + 0xFEE0) for c in map(chr, range(0x21, 0x7F))}
 
@@ -121,3 +127,38 @@ class _Putter:
 
     def used(self, text: str) -> list[tuple[str, str]]:
         return list(dict.fromkeys((k, w) for k, w in self.candidates if w in text))
+
+
+DECOYS = ["订单号20260301000481", "SKU 6900000158388", "2026-03-01 14:23:05", "积分12850", "第3次来电", "规格50ml",
+          "退款1,280.00元", "工单AS-20260301-00031", "T2航站楼3号门", "会员等级白金卡",
+          # everyday words that are also people's names (the dictionary's known weakness)
+          "高峰期排队较长", "平安夜促销", "请文明购物", "金卡会员权益", "明天再来", "已安全检查", "王府井店缺货", "方便时回电"]
+
+
+def _flight(rng: random.Random) -> str:
+    """A flight as the POS records it; cruise sailings are the ship code and the date (ADM0302)."""
+    code, port, _ = rng.choice(world.DEPARTURES)
+    return f"{code}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}" if port == "WSK" else code
+
+
+def labelled_notes(count: int, seed: int) -> tuple[list[tuple[str, list[tuple[str, str]]]], list[str]]:
+    """`count` notes about people of a generated population, each with the identifiers it embeds
+    (kind, as written); a third also carry decoy phrases that must survive redaction. Returns the
+    notes and every person's name (the run's name dictionary)."""
+    rng = random.Random(seed)
+    people = make_people(np.random.default_rng(seed), seed, 2000, 2000, dt.date(2026, 3, 1))
+    writer = NoteWriter(rng)
+    out = []
+    for _ in range(count):
+        who = rng.randrange(people.size)
+        card = people.cards["银联" if people.origin[who] == 0 else "VISA"][who].as_py()
+        subject = Subject(
+            name=people.name[who].as_py(), female=bool(people.female[who]), mobile=people.mobile_shapes[0][who].as_py(),
+            doc_type=people.doc_type[who].as_py(), doc_no=people.doc_no[who].as_py(), email=people.email[who].as_py(),
+            address=people.address[who].as_py(), card=card, flight=_flight(rng),
+            product=rng.choice(world.PRODUCTS)[1], store=rng.choice(world.STORES).name, amount="980.00")
+        case_type = rng.choice([t for t, _ in world.CASE_TYPES])
+        note = writer.description(subject, case_type) if rng.random() < 0.6 else writer.resolution(subject, case_type)
+        text = note.text + ("，" + rng.choice(DECOYS) if rng.random() < 0.33 else "")
+        out.append((text, note.identifiers))
+    return out, people.name.to_pylist()

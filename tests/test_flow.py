@@ -213,7 +213,9 @@ def test_unknown_column_fails_closed(prefect_server, landing, tmp_path):
     error = run.summary["errors"][0]
     assert "cases_20260301.csv" in error and "vip_note" in error and "tuomin classify" in error
     assert not list((tmp_path / "out").rglob("*.parquet"))  # not even the other, clean date
-    record = json.loads(next((tmp_path / "out" / "warehouse" / "_runs").glob("*.json")).read_text())
+    from flows import ledger  # noqa: I001
+
+    [record] = ledger.runs(tmp_path / "out" / "warehouse")
     assert record["status"] == "failed" and record["errors"] == run.summary["errors"]
 
 
@@ -235,16 +237,18 @@ def test_key_from_a_prefect_secret_block(prefect_server, monkeypatch):
 
 
 def test_the_run_record(published):
-    records = list((published.warehouse / "_runs").glob("*.json"))
-    assert len(records) == 1
-    record = json.loads(records[0].read_text())
+    from flows import ledger
+
+    [record] = ledger.runs(published.warehouse)
     assert record["status"] == "published" and record["run_id"] == published.summary["run_id"]
     assert set(record["policies"]) == set(DATASETS) and all(len(p["sha256"]) == 64 for p in record["policies"].values())
-    assert record["key_id"].startswith("k1-") and TEST_KEY not in records[0].read_text()
+    assert record["key_id"].startswith("k1-") and TEST_KEY not in (published.warehouse / ledger.LEDGER).read_text()
     day = record["dates"]["2026-03-01"]["pos"]
     assert day["counts"]["read"] > 0 and day["inputs"][0]["sha256"] and day["dropped_columns"] == []
+    assert ledger.verify(published.warehouse) == []
     con = duckdb.connect()
-    assert con.execute(f"SELECT count(*) FROM read_json('{published.warehouse}/_runs/*.json')").fetchone()[0] == 1
+    kinds = con.execute(f"SELECT kind FROM read_json('{published.warehouse / ledger.LEDGER}')").fetchall()
+    assert kinds == [("run",)]
 
 
 def test_drop_unknown_publishes_and_records_the_dropped_column(prefect_server, landing, tmp_path):
@@ -262,6 +266,8 @@ def test_drop_unknown_publishes_and_records_the_dropped_column(prefect_server, l
     meta = json.loads(pq.read_schema(run.summary["dates"]["2026-03-01"]["after_sales"]["path"]).metadata[b"tuomin"])
     assert meta["dropped_columns"] == dropped and "vip_note" not in pq.read_schema(
         run.summary["dates"]["2026-03-01"]["after_sales"]["path"]).names
-    record = json.loads(next((run.warehouse / "_runs").glob("*.json")).read_text())
+    from flows import ledger
+
+    [record] = ledger.runs(run.warehouse)
     assert record["parameters"]["drop_unknown"] is True
     assert record["dates"]["2026-03-01"]["after_sales"]["dropped_columns"] == dropped

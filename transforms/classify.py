@@ -132,7 +132,8 @@ def mask(value: str, identifying: bool = True) -> str:
 
 
 @cache
-def _surnames() -> tuple[frozenset[str], frozenset[str]]:
+def surnames() -> tuple[frozenset[str], frozenset[str]]:
+    """Common Chinese surnames: (single-character, two-character)."""
     text = resources.files("transforms").joinpath("data/chinese_surnames.txt").read_text("utf-8")
     words = [w for line in text.splitlines() if not line.startswith("#") for w in line.split()]
     return frozenset(w for w in words if len(w) == 1), frozenset(w for w in words if len(w) == 2)
@@ -145,7 +146,7 @@ def _places() -> tuple[frozenset[str], frozenset[str]]:
 
 
 def _is_person_name(value: str) -> bool:
-    single, double = _surnames()
+    single, double = surnames()
     if _CJK_NAME.fullmatch(value):
         return value[0] in single or value[:2] in double
     return bool(_LATIN_NAME.fullmatch(value)) and value.upper() == value

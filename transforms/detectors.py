@@ -48,10 +48,12 @@ DETECTORS: tuple[Detector, ...] = (
     Detector("bank_card", "[银行卡]", re.compile(r"(?<!\d)\d{4,6}[*xX]{4,9}\d{4}(?!\d)")),  # masked PAN
     Detector("mobile", "[手机号]", re.compile(rf"(?<!\d)(?:\+?86{_SEP})?1[3-9]\d{_SEP}\d{{4}}{_SEP}\d{{4}}(?!\d)"),
              lambda s: is_mobile(_digits(s)[-11:])),
+    # Typed document numbers come in either case (h1234567890 is a permit too).
     Detector("document", "[证件号]", re.compile(
         r"(?<![A-Za-z0-9])(?:[EG]\d{8}|E[A-HJ-NP-Z]\d{7}|[HM]\d{8}(?:\d{2})?|[A-Z]{1,2}\d{6,8}|[A-Z]\d{7}[A-Z]"
-        r"|\d{2}[A-Z]{2}\d{5}|C[CFGHJKLMNPRTVWXYZ0-9]{8})(?![A-Za-z0-9])")),
-    Detector("document", "[证件号]", re.compile(r"(?:护照|证件|通行证|台胞证)(?:号码|号)?[:：\s]*([A-Za-z0-9]{8,10})(?![A-Za-z0-9])")),
+        r"|\d{2}[A-Z]{2}\d{5}|C[CFGHJKLMNPRTVWXYZ0-9]{8})(?![A-Za-z0-9])", re.IGNORECASE)),
+    Detector("document", "[证件号]", re.compile(
+        r"(?:护照|证件|通行证|台胞证|身份证)(?:号码|号)?[:：\s]*([A-Za-z0-9]{8,18})(?![A-Za-z0-9])")),
     Detector("flight", "[航班]", re.compile(r"(?<![A-Za-z0-9])(?:[A-Z]{2}|[A-Z]\d|\d[A-Z])\d{1,4}(?![A-Za-z0-9])")),
     Detector("flight", "[航班]", re.compile(r"航班(?:号)?[:：\s]*([A-Z0-9]{2,3}\d{1,4})(?![A-Za-z0-9])")),
     Detector("address", "[地址]", re.compile(

@@ -73,3 +73,64 @@ def county_codes(prefix: str = "") -> list[str]:
         for code, div in divisions().items()
         if div.current and code.startswith(prefix) and code[4:] != "00" and code[2:4] != "00"
     )
+
+
+@cache
+def names() -> dict[str, dict[str, tuple[str, str]]]:
+    """Place names as written in addresses -> (province, qualified prefecture), by level:
+    provinces and prefectures with and without their suffix (上海市/上海, 苏州市/苏州), and
+    counties that only one prefecture has (浦东新区; a 朝阳区 is in Beijing and in Changchun)."""
+    out: dict[str, dict[str, tuple[str, str]]] = {"province": {}, "prefecture": {}, "county": {}}
+    counties: dict[str, set[tuple[str, str]]] = {}
+    for div in divisions().values():
+        if not div.current:
+            continue
+        place = (div.province, qualified_prefecture(div))
+        for name in _forms(div.province):
+            out["province"].setdefault(name, (div.province, div.province))
+        if div.code[2:] != "0000":
+            for name in _forms(div.prefecture):
+                out["prefecture"].setdefault(name, place)
+        if div.code[4:] != "00":
+            counties.setdefault(div.county, set()).add(place)
+    out["county"] = {name: next(iter(places)) for name, places in counties.items() if len(places) == 1}
+    return out
+
+
+def qualified_prefecture(div: Division) -> str:
+    """A prefecture's unambiguous label: 上海市 for a municipality, 江苏省苏州市 otherwise."""
+    return div.province if div.prefecture == div.province else div.province + div.prefecture
+
+
+_SUFFIXES = ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "自治州", "地区", "省", "市", "盟")
+
+
+def _forms(name: str) -> set[str]:
+    """A name and its short form without the administrative suffix (广西壮族自治区 -> 广西)."""
+    for suffix in _SUFFIXES:
+        if name.endswith(suffix) and len(name) - len(suffix) >= 2:
+            return {name, name[: -len(suffix)]}
+    return {name}
+
+
+# A short name followed by one of these is another unit's name: 朝阳区 is not 朝阳(市).
+_UNIT = set("区县市旗镇乡州盟")
+
+
+def locate(address: str) -> tuple[str, str] | None:
+    """(province, qualified prefecture) an address text starts in, or None when it does not say."""
+    table = names()
+    for level in ("province", "prefecture", "county"):
+        for size in range(min(len(address), 12), 1, -1):
+            place = table[level].get(address[:size])
+            if place and address[size - 1] not in _UNIT and address[size:size + 1] in _UNIT:
+                continue  # a short form running into a unit suffix names something else
+            if place:
+                if level == "province":  # a prefecture may follow the province: 江苏省苏州市…
+                    rest = address[size:]
+                    for n in range(min(len(rest), 10), 1, -1):
+                        sub = table["prefecture"].get(rest[:n]) or table["county"].get(rest[:n])
+                        if sub and sub[0] == place[0]:
+                            return sub
+                return place
+    return None

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from transforms.gb2260 import divisions, locate, qualified_prefecture
 from transforms.text import Column
 
 TOP = "*"
@@ -26,8 +27,10 @@ TOP = "*"
 class Hierarchy(ABC):
     top: int  # the level at which every value is '*' (or null for dates)
 
-    def generalize(self, values: pa.Array, level: int) -> pa.Array:
+    def generalize(self, values: pa.Array | pa.ChunkedArray, level: int) -> pa.Array:
         """The values at `level`: 0 is the original, `top` is one value for all."""
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
         if level == 0:
             return values
         if level >= self.top:
@@ -66,7 +69,10 @@ class TableHierarchy(Hierarchy):
 
 
 class DatetimeHierarchy(Hierarchy):
-    """Truncation to the given units in order (e.g. hour, day, month); top = null."""
+    """Truncation to the given units in order (e.g. hour, day, month); top = null. Seconds to
+    weeks are one Arrow kernel (weeks start on Monday, as ISO weeks do); months, quarters and
+    years are truncated once per day of the column's span and looked up (a column spans few
+    days however many rows it has, and per-row calendar arithmetic is slow)."""
 
     UNITS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
 
@@ -82,12 +88,22 @@ class DatetimeHierarchy(Hierarchy):
 
     def _level(self, values: pa.Array, level: int) -> pa.Array:
         unit = self.units[level - 1]
-        return pc.floor_temporal(values, unit=unit, week_starts_monday=True)
+        if unit not in ("month", "quarter", "year"):
+            return pc.floor_temporal(values, unit=unit, week_starts_monday=True)
+        days = values.cast(pa.date32()).view(pa.int32())
+        valid = pc.drop_null(days)
+        if len(valid) == 0:
+            return values
+        first, last = (v.as_py() for v in pc.min_max(valid).values())
+        span = pa.array(np.arange(first, last + 1, dtype=np.int32)).view(pa.date32())
+        starts = pc.floor_temporal(span, unit=unit).take(pc.subtract(days, first))
+        return starts.cast(values.type)
 
 
 class AgeHierarchy(Hierarchy):
     """Birth date -> age in whole years at a reference date -> bands of the given widths -> '*'.
-    Level 0 is the birth date; level 1 the age with bands[0] (usually 1 year), and so on."""
+    Level 0 is the birth date; level 1 the age with bands[0] (usually 1 year), and so on. The
+    age is computed once per distinct day and looked up, not recomputed per row."""
 
     def __init__(self, bands: list[int], reference: dt.date):
         self.bands = bands
@@ -95,15 +111,24 @@ class AgeHierarchy(Hierarchy):
         self.top = len(bands) + 1
 
     def _level(self, values: pa.Array, level: int) -> pa.Array:
-        ref = self.reference
-        years = pc.subtract(pa.scalar(ref.year, pa.int64()), pc.year(values))
-        month, day = pc.month(values), pc.day(values)
-        before_birthday = pc.or_(pc.greater(month, ref.month), pc.and_(pc.equal(month, ref.month), pc.greater(day, ref.day)))
-        age = pc.subtract(years, pc.cast(before_birthday, pa.int64())).to_numpy(zero_copy_only=False)
+        missing = values.is_null().to_numpy(zero_copy_only=False)
+        days = pc.fill_null(values.cast(pa.date32()).cast(pa.int32()), 0).to_numpy().astype(np.int64)
+        if len(days) == 0:
+            return pa.array([], pa.string())
+        # Per day of the column's range: age, band, label index; rows only look their day up.
+        first = int(days.min())
+        span = pa.array(np.arange(first, int(days.max()) + 1, dtype=np.int32), pa.int32()).cast(pa.date32())
         width = self.bands[level - 1]
-        lo = (np.floor_divide(np.nan_to_num(age, nan=-1), width) * width).astype(np.int64)
-        labels = lo.astype(str) if width == 1 else lo.astype(str) + "-" + (lo + width - 1).astype(str)
-        return pa.array(labels, pa.string(), mask=pc.is_null(values).to_numpy(zero_copy_only=False))
+        low = self._ages(span) // width * width
+        bands, index = np.unique(low, return_inverse=True)
+        labels = pa.array([str(lo) if width == 1 else f"{lo}-{lo + width - 1}" for lo in bands.tolist()], pa.string())
+        return labels.take(pa.array(index[days - first], mask=missing))
+
+    def _ages(self, dates: pa.Array) -> np.ndarray:
+        ref = self.reference
+        month, day = pc.month(dates), pc.day(dates)
+        before_birthday = pc.or_(pc.greater(month, ref.month), pc.and_(pc.equal(month, ref.month), pc.greater(day, ref.day)))
+        return (ref.year - pc.year(dates).to_numpy()) - before_birthday.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 class PrefixHierarchy(Hierarchy):
@@ -125,22 +150,92 @@ class PrefixHierarchy(Hierarchy):
 
 
 class BandHierarchy(Hierarchy):
-    """Numeric values -> intervals; each level has its own edges, coarser level by level."""
+    """Numeric values (amounts, points) -> intervals, each level with its own edges, coarser level
+    by level. Values below the first edge or at/above the last are bottom- and top-coded (<0,
+    >=50000). With `clip`, level 1 is top/bottom coding alone: exact values inside [lo, hi),
+    coded outside; the band levels follow."""
 
-    def __init__(self, edges: list[list[float]]):
-        for a, b in zip(edges, edges[1:]):
-            if not set(b) <= set(a):
+    def __init__(self, edges: list[list[float]], clip: tuple[float, float] | None = None):
+        levels = ([list(clip)] if clip else []) + edges
+        for a, b in zip(levels, levels[1:]):
+            if not set(b) <= set(a) and not (set(a) <= set(b) and a == levels[0] and clip):
                 raise ValueError(f"band edges {b} are not a coarsening of {a}")
-        self.edges = edges
-        self.top = len(edges) + 1
+        self.edges, self.clip = edges, clip
+        self.top = len(edges) + 1 + (1 if clip else 0)
 
     def _level(self, values: pa.Array, level: int) -> pa.Array:
-        edges = np.array(self.edges[level - 1], float)
-        x = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
-        pos = np.searchsorted(edges, np.nan_to_num(x, nan=edges[0]), side="right")
+        x = pc.cast(values, pa.float64())
+        if self.clip and level == 1:
+            lo, hi = self.clip
+            coded = pc.if_else(pc.less(x, lo), f"<{lo:g}", pc.if_else(pc.greater_equal(x, hi), f">={hi:g}", None))
+            return pc.coalesce(coded, pc.cast(x, pa.string()))
+        edges = self.edges[level - 1 - (1 if self.clip else 0)]
+        position = pc.cast(pc.greater_equal(x, edges[0]), pa.int8())  # which interval: one comparison per edge
+        for edge in edges[1:]:
+            position = pc.add(position, pc.cast(pc.greater_equal(x, edge), pa.int8()))
         fmt = lambda v: f"{v:g}"  # noqa: E731
         names = [f"<{fmt(edges[0])}"] + [f"[{fmt(a)}, {fmt(b)})" for a, b in zip(edges, edges[1:])] + [f">={fmt(edges[-1])}"]
-        return pa.array(np.array(names)[pos], pa.string(), mask=np.isnan(x))
+        return pa.array(names, pa.string()).take(position)
+
+
+class AreaHierarchy(Hierarchy):
+    """PRC resident ID numbers (or six-digit GB/T 2260 codes) -> where they were issued, at the
+    given levels of county, prefecture, province. Labels are qualified (北京市朝阳区, 吉林省长春市)
+    so that coarser levels never split a group. Values with no known area code are '*'."""
+
+    LEVELS = ("county", "prefecture", "province")
+
+    def __init__(self, levels: list[str]):
+        if not levels or [lv for lv in self.LEVELS if lv in levels] != levels:
+            raise ValueError(f"area levels must be an ordered subset of {list(self.LEVELS)}, got {levels}")
+        self.levels = levels
+        self.top = len(levels) + 1
+
+    def _level(self, values: pa.Array, level: int) -> pa.Array:
+        table = divisions()
+        kind = self.levels[level - 1]
+
+        def label(code: str | None) -> str:
+            div = table.get((code or "")[:6])
+            if div is None:
+                return TOP
+            if kind == "province":
+                return div.province
+            if kind == "prefecture":
+                return qualified_prefecture(div)
+            return qualified_prefecture(div) + (div.county if div.code[4:] != "00" else "")
+
+        return _by_distinct(values, label)
+
+
+class AddressHierarchy(Hierarchy):
+    """Street address text -> the prefecture (city) and province it names (上海市, 江苏省苏州市).
+    Addresses that do not say, or name an ambiguous county only, become '*'."""
+
+    LEVELS = ("prefecture", "province")
+
+    def __init__(self, levels: list[str]):
+        if not levels or [lv for lv in self.LEVELS if lv in levels] != levels:
+            raise ValueError(f"address levels must be an ordered subset of {list(self.LEVELS)}, got {levels}")
+        self.levels = levels
+        self.top = len(levels) + 1
+
+    def _level(self, values: pa.Array, level: int) -> pa.Array:
+        index = 1 if self.levels[level - 1] == "prefecture" else 0
+
+        def label(text: str | None) -> str:
+            place = locate(text) if text else None
+            return place[index] if place else TOP
+
+        return _by_distinct(values, label)
+
+
+def _by_distinct(values: pa.Array, label) -> pa.Array:
+    """Apply a Python labelling function once per distinct value (there is no vectorized form of
+    a name lookup with fallbacks), then map back through the dictionary indices."""
+    encoded = pc.dictionary_encode(values, null_encoding="encode")
+    labels = pa.array([label(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    return labels.take(encoded.indices)
 
 
 @dataclass

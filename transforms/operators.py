@@ -10,12 +10,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from transforms.hierarchy import AgeHierarchy, BandHierarchy, DatetimeHierarchy, Hierarchy, PrefixHierarchy, TableHierarchy
+from transforms.hierarchy import (
+    AddressHierarchy,
+    AgeHierarchy,
+    AreaHierarchy,
+    BandHierarchy,
+    DatetimeHierarchy,
+    Hierarchy,
+    PrefixHierarchy,
+    TableHierarchy,
+)
 from transforms.pseudonymize import Pseudonymizer
 from transforms.redact import NameMatcher, redact
+from transforms.text import NORMALIZERS
 
 Family = Literal["pseudonymization", "generalization", "suppression", "masking", "redaction", "none"]
 
@@ -67,6 +79,35 @@ class Pseudonymize(Operator):
         return ctx.pseudonymizer.tokens(column, self.domain, self.normalize)
 
 
+class Mask(Operator):
+    """Partial masking: keep the first and last characters, star the rest (138****5678,
+    622202******0123). Values too short to keep anything hidden are starred entirely."""
+
+    family: ClassVar[Family] = "masking"
+    keep_first: Annotated[int, Field(ge=0)] = 0
+    keep_last: Annotated[int, Field(ge=0)] = 0
+    char: Annotated[str, Field(min_length=1, max_length=1)] = "*"
+    normalize: Literal["text", "upper", "document", "mobile"] | None = None
+
+    def apply(self, column, ctx):
+        return mask(NORMALIZERS[self.normalize](column) if self.normalize else column,
+                    self.keep_first, self.keep_last, self.char)
+
+
+class Suppress(Operator):
+    """Cell suppression: values seen fewer than `min_count` times in the column become null (the
+    flow records how many cells each column lost)."""
+
+    family: ClassVar[Family] = "suppression"
+    min_count: Annotated[int, Field(ge=2)]
+
+    def apply(self, column, ctx):
+        encoded = pc.dictionary_encode(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+        counts = np.bincount(pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False), minlength=len(encoded.dictionary))
+        rare = pa.array(counts[pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)] < self.min_count)
+        return pc.if_else(rare, pa.scalar(None, column.type), column)
+
+
 class Redact(Operator):
     """Free text with every detected identifier replaced by a typed placeholder."""
 
@@ -86,12 +127,19 @@ class HierarchySpec(BaseModel):
     prefix: list[int] | None = None
     pad: str = "*"
     bands: list[list[float]] | None = None
+    clip: tuple[float, float] | None = None  # with bands: level 1 is top/bottom coding alone
+    area: list[Literal["county", "prefecture", "province"]] | None = None
+    address: list[Literal["prefecture", "province"]] | None = None
+
+    KINDS: ClassVar[tuple[str, ...]] = ("table", "datetime", "age", "prefix", "bands", "area", "address")
 
     @model_validator(mode="after")
     def _one_kind(self) -> HierarchySpec:
-        kinds = [k for k in ("table", "datetime", "age", "prefix", "bands") if getattr(self, k) is not None]
+        kinds = [k for k in self.KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError(f"a hierarchy needs exactly one of table, datetime, age, prefix, bands; got {kinds or 'none'}")
+            raise ValueError(f"a hierarchy needs exactly one of {', '.join(self.KINDS)}; got {kinds or 'none'}")
+        if self.clip is not None and self.bands is None:
+            raise ValueError("clip goes with bands")
         return self
 
     def build(self, ctx: Context) -> Hierarchy:
@@ -103,7 +151,11 @@ class HierarchySpec(BaseModel):
             return AgeHierarchy(self.age, ctx.export_date)
         if self.prefix is not None:
             return PrefixHierarchy(self.prefix, self.pad)
-        return BandHierarchy(self.bands)
+        if self.area is not None:
+            return AreaHierarchy(self.area)
+        if self.address is not None:
+            return AddressHierarchy(self.address)
+        return BandHierarchy(self.bands, self.clip)
 
 
 class Generalize(Operator):
@@ -136,5 +188,18 @@ OPERATORS: dict[str, type[Operator]] = {
     "drop": Drop,
     "pseudonymize": Pseudonymize,
     "generalize": Generalize,
+    "mask": Mask,
+    "suppress": Suppress,
     "redact": Redact,
 }
+
+
+def mask(column: pa.Array | pa.ChunkedArray, keep_first: int, keep_last: int, char: str = "*") -> pa.Array:
+    """Vectorized partial masking (see Mask)."""
+    length = pc.utf8_length(column)
+    head = pc.utf8_slice_codeunits(column, 0, keep_first)
+    tail = pc.utf8_slice_codeunits(column, -keep_last) if keep_last else pc.utf8_slice_codeunits(column, 0, 0)
+    stars = pc.binary_repeat(pa.scalar(char), pc.max_element_wise(pc.subtract(length, keep_first + keep_last), 0))
+    kept = pc.binary_join_element_wise(head, stars, tail, "")
+    too_short = pc.less_equal(length, keep_first + keep_last)
+    return pc.if_else(too_short, pc.binary_repeat(pa.scalar(char), length), kept)

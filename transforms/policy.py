@@ -33,7 +33,9 @@ class _Strict(BaseModel):
 
 
 class Column(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     name: str
+    source: str | None = Field(default=None, alias="from")  # a derived column reads this input column
     aliases: list[str] = []
     role: Role
     pipl: Pipl
@@ -50,8 +52,11 @@ class Column(_Strict):
     def _known_kind(self) -> Column:
         if self.kind is not None and self.kind not in KINDS:
             raise ValueError(f"unknown kind {self.kind!r}; known: {sorted(KINDS)}")
-        if self.kind and KINDS[self.kind][0] == "direct_identifier" and self.transform in ("keep", "generalize"):
-            raise ValueError(f"values of kind {self.kind!r} identify a person; they cannot be published with {self.transform!r}")
+        if self.kind and KINDS[self.kind][0] == "direct_identifier":
+            if self.transform == "keep":
+                raise ValueError(f"values of kind {self.kind!r} identify a person; they cannot be kept as they are")
+            if self.transform == "generalize" and min(self.level_range) < 1:
+                raise ValueError(f"values of kind {self.kind!r} identify a person; generalize them from level 1 up")
         return self
 
     @model_validator(mode="after")
@@ -63,8 +68,11 @@ class Column(_Strict):
             raise ValueError("a quasi_identifier must be generalized (levels: [min, max] or level: n) or dropped")
         if self.role != "quasi_identifier" and self.params.get("levels") is not None:
             raise ValueError("only a quasi_identifier has levels for the privacy engine to choose; use level: n")
-        if self.role in ("direct_identifier", "free_text") and self.transform in ("keep", "generalize"):
-            raise ValueError(f"a {self.role} cannot be published with transform {self.transform!r}")
+        if self.role == "free_text" and self.transform in ("keep", "generalize"):
+            raise ValueError(f"a free_text column cannot be published with transform {self.transform!r}")
+        if self.role == "direct_identifier" and (self.transform == "keep" or (
+                self.transform == "generalize" and min(self.level_range) < 1)):
+            raise ValueError("a direct_identifier cannot be published as it is (keep, or generalize from level 0)")
         return self
 
     @cached_property
@@ -87,8 +95,15 @@ class Column(_Strict):
     @property
     def level_range(self) -> tuple[int, int]:
         """The levels the privacy engine may choose from (one level when the policy fixes it)."""
-        op: Generalize = self.operator
+        op = OPERATORS[self.transform].model_validate(self.params)
+        if not isinstance(op, Generalize):
+            return (0, 0)
         return op.levels if op.levels is not None else (op.level, op.level)
+
+    @property
+    def input_name(self) -> str:
+        """The export column this entry reads: itself, or the one a derived entry is `from`."""
+        return self.source or self.name
 
 
 class Link(_Strict):
@@ -124,7 +139,10 @@ class SourcePolicy(_Strict):
         dupes = sorted({o for o in outputs if outputs.count(o) > 1})
         if dupes:
             raise ValueError(f"several columns publish as {dupes}")
-        names = {c.name for c in self.columns}
+        names = {c.name for c in self.columns if c.source is None}
+        for column in self.columns:
+            if column.source is not None and column.source not in names:
+                raise ValueError(f"column {column.name!r} is derived from {column.source!r}, which is not an input column")
         for key, column in self.subject_keys.items():
             if column not in names:
                 raise ValueError(f"subject_keys.{key} names {column!r}, which is not a column")
@@ -139,8 +157,13 @@ class SourcePolicy(_Strict):
         return next(c for c in self.columns if c.name == name)
 
     def match_header(self, header: str) -> Column | None:
-        """The policy column an export header refers to, by name or alias."""
-        return next((c for c in self.columns if header == c.name or header in c.aliases), None)
+        """The policy column an export header refers to, by name or alias (derived entries have
+        no header of their own)."""
+        return next((c for c in self.columns if c.source is None and (header == c.name or header in c.aliases)), None)
+
+    @property
+    def input_columns(self) -> list[Column]:
+        return [c for c in self.columns if c.source is None]
 
     @property
     def quasi_identifiers(self) -> list[Column]:

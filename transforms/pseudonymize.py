@@ -1,29 +1,33 @@
 """Keyed pseudonyms: HMAC-SHA256 over a domain and the normalized value.
 
-A token is the first 128 bits of HMAC-SHA256(key, domain || 0x00 || value) in lower-case base32
-without padding (26 characters of a-z and 2-7). That alphabet has no 0, 1, 8 or 9, so no token
-can ever look like a mobile number or a resident ID to the output scan. The domain keeps tokens of different kinds apart: the same string as a
-customer document and as a staff number gives unrelated tokens. Without the key a token cannot
-be recomputed from a guessed value, which is why plain (unkeyed) hashes are never produced: there
-are only ~10^10 mainland mobile numbers to try.
+A token is the first 120 bits of HMAC-SHA256(key, domain || 0x00 || value) in lower-case base32
+(24 characters of a-z and 2-7). That alphabet has no 0, 1, 8 or 9, so no token can ever look like
+a mobile number or a resident ID to the output scan; 120 bits keep collisions out of reach
+(about 1e-20 for 100 million values) and align with base32's 5-byte groups, so a whole column's
+tokens are encoded in one call. The domain keeps tokens of different kinds apart: the same string
+as a customer document and as a staff number gives unrelated tokens. Without the key a token
+cannot be recomputed from a guessed value, which is why plain (unkeyed) hashes are never
+produced: there are only ~10^10 mainland mobile numbers to try.
 
-Each distinct value is hashed once, then the tokens are mapped back through the dictionary
-indices, so the Python loop runs over distinct values only.
+Speed: each distinct value is hashed once and tokens are mapped back through the dictionary
+indices. HMAC's two key blocks are hashed once per domain (the standard precomputed inner and
+outer states), so each value costs two SHA-256 block updates and no per-call key setup.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.text import NORMALIZERS, Column
 
 MIN_KEY_BYTES = 32
-TOKEN_BYTES = 16
+TOKEN_BYTES = 15
+TOKEN_CHARS = TOKEN_BYTES * 8 // 5  # 24
 
 
 class PseudonymKeyError(ValueError):
@@ -42,9 +46,16 @@ class Pseudonymizer:
     def __repr__(self) -> str:
         return f"Pseudonymizer(key_id={self.key_id!r})"
 
+    def _states(self, domain: str) -> tuple:
+        """SHA-256 states after the HMAC key blocks (and the domain), per RFC 2104."""
+        block = (hashlib.sha256(self._key).digest() if len(self._key) > 64 else self._key).ljust(64, b"\0")
+        inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        inner.update(domain.encode() + b"\x00")
+        return inner, outer
+
     def token(self, value: str, domain: str) -> str:
-        mac = hmac.digest(self._key, domain.encode() + b"\x00" + value.encode(), "sha256")
-        return _text(mac)
+        return self._encode([value.encode()], domain).to_pylist()[0]
 
     def tokens(self, column: Column, domain: str, normalize: str = "upper") -> pa.Array:
         """Tokens for a whole column; nulls (and values that normalize to nothing) stay null."""
@@ -52,11 +63,32 @@ class Pseudonymizer:
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()
         encoded = pc.dictionary_encode(values)
-        prefix = domain.encode() + b"\x00"
-        key = self._key
-        digests = [_text(hmac.digest(key, prefix + v.encode(), "sha256")) for v in encoded.dictionary.to_pylist()]
-        return pa.array(digests, pa.string()).take(encoded.indices)
+        return self._encode(encoded.dictionary.cast(pa.binary()).to_pylist(), domain).take(encoded.indices)
+
+    def _encode(self, values: list[bytes], domain: str) -> pa.Array:
+        inner, outer = self._states(domain)
+
+        def mac(value: bytes, new_inner=inner.copy, new_outer=outer.copy) -> bytes:
+            i = new_inner()
+            i.update(value)
+            o = new_outer()
+            o.update(i.digest())
+            return o.digest()
+
+        text = base32(np.frombuffer(b"".join(map(mac, values)), np.uint8).reshape(-1, 32)[:, :TOKEN_BYTES])
+        return pa.Array.from_buffers(pa.binary(TOKEN_CHARS), len(values), [None, pa.py_buffer(text)]).cast(pa.string())
 
 
-def _text(mac: bytes) -> str:
-    return base64.b32encode(mac[:TOKEN_BYTES]).rstrip(b"=").decode("ascii").lower()
+_BASE32 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", np.uint8)
+
+
+def base32(data: np.ndarray) -> bytes:
+    """Lower-case RFC 4648 base32 of each row of an (n, 5m) byte array, vectorized (the standard
+    library's b32encode is a Python loop): every 5 bytes become 8 characters."""
+    groups = np.zeros((data.size // 5, 8), np.uint8)
+    groups[:, 3:] = data.reshape(-1, 5)
+    bits = groups.view(">u8").ravel()
+    out = np.empty((len(bits), 8), np.uint8)
+    for i in range(8):
+        out[:, i] = (bits >> np.uint64(35 - 5 * i)) & np.uint64(31)
+    return _BASE32[out].tobytes()

@@ -2,7 +2,8 @@
 
 Names cannot be validated like numbers, so two sources are used: the names this run has in its
 own exports (customers and staff, matched with an Aho-Corasick automaton) and the patterns staff
-type around a name (X先生, X女士, 顾客X, 收件人X). Matching runs on folded text; placeholders are
+type around a name (X先生, X女士, 顾客X, 收件人X), where X must start with a Chinese surname
+(会员权益 is no member called 权益). Matching runs on folded text; placeholders are
 spliced into the original, which keeps its own punctuation.
 """
 
@@ -14,11 +15,12 @@ from collections.abc import Iterable
 import ahocorasick
 import pyarrow as pa
 
+from transforms.classify import surnames
 from transforms.detectors import find_identifiers
 from transforms.text import fold_chars
 
 NAME = "[姓名]"
-_HONORIFIC = re.compile(r"[\u4e00-\u9fff](?:先生|女士|小姐)")
+_HONORIFIC = re.compile(r"先生|女士|小姐")
 _INTRODUCED = re.compile(r"(?:顾客|客户|收件人|联系人|乘客|会员)[:：]?([\u4e00-\u9fff]{2,3})(?=[，,。.;；:：(（\s]|$)")
 
 
@@ -42,17 +44,32 @@ class NameMatcher:
         return [(end - length + 1, end + 1) for end, length in self._automaton.iter(upper)]
 
 
-def redact_text(text: str, names: NameMatcher) -> str:
+def redaction_spans(text: str, names: NameMatcher) -> list[tuple[int, int, str]]:
+    """Non-overlapping (start, end, placeholder) spans to replace, earliest and longest first."""
     folded = fold_chars(text)
     spans = [(a, b, d.placeholder) for a, b, d in find_identifiers(folded)]
     spans += [(a, b, NAME) for a, b in names.spans(folded)]
-    spans += [(m.start(), m.end(), NAME) for m in _HONORIFIC.finditer(folded)]
-    spans += [(*m.span(1), NAME) for m in _INTRODUCED.finditer(folded)]
+    single, double = surnames()
+    for m in _HONORIFIC.finditer(folded):  # 王女士, 欧阳先生: the surname before the honorific
+        a = m.start()
+        if folded[max(a - 2, 0):a] in double:
+            spans.append((a - 2, m.end(), NAME))
+        elif a > 0 and folded[a - 1] in single:
+            spans.append((a - 1, m.end(), NAME))
+    spans += [(*m.span(1), NAME) for m in _INTRODUCED.finditer(folded)
+              if m.group(1)[0] in single or m.group(1)[:2] in double]
     spans.sort(key=lambda s: (s[0], -(s[1] - s[0])))
-    out, pos = [], 0
+    kept, end = [], 0
     for a, b, placeholder in spans:
-        if a < pos:  # overlaps a span already replaced
-            continue
+        if a >= end:  # a span inside one already kept is covered by it
+            kept.append((a, b, placeholder))
+            end = b
+    return kept
+
+
+def redact_text(text: str, names: NameMatcher) -> str:
+    out, pos = [], 0
+    for a, b, placeholder in redaction_spans(text, names):
         out.append(text[pos:a])
         out.append(placeholder)
         pos = b

@@ -47,14 +47,14 @@ def conform(table: pa.Table, policy: SourcePolicy, origin: str, drop_unknown: bo
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ExportError(f"{origin}: column(s) {dupes} appear more than once")
-    missing = [c.name for c in policy.columns if c.required and c.name not in names]
+    missing = [c.name for c in policy.input_columns if c.required and c.name not in names]
     if missing:
         raise ExportError(f"{origin}: required column(s) {missing} are missing (policy {policy.path.name})")
     table = table.rename_columns(names)
-    for column in policy.columns:
+    for column in policy.input_columns:
         if column.name not in names:
             table = table.append_column(column.name, pa.nulls(table.num_rows, pa.string()))
-    return table.select([c.name for c in policy.columns])
+    return table.select([c.name for c in policy.input_columns])
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Parsed:
 def parse_table(table: pa.Table, policy: SourcePolicy) -> Parsed:
     columns, invalid = [], {}
     for column in policy.columns:
-        typed, bad = parse(table[column.name], column.type, column.formats)
+        typed, bad = parse(table[column.input_name], column.type, column.formats)
         columns.append(typed)
         if bad.any():
             invalid[column.name] = bad
@@ -168,8 +168,9 @@ def erasure_rows(table: pa.Table, policy: SourcePolicy, tokens: pa.Array | None,
 class Anonymized:
     table: pa.Table  # the published rows and columns
     suppressed: int  # rows removed by record suppression
-    solution: Solution | None  # None when the source has no searched quasi-identifier
+    solution: Solution | None  # None when the source has no quasi-identifier
     quasi_identifiers: list[str]  # output names
+    cells_suppressed: dict[str, int] = field(default_factory=dict)  # output column -> cells its operator nulled
 
 
 def anonymize(table: pa.Table, tokens: pa.Array | None, policy: SourcePolicy, ctx: Context) -> Anonymized:
@@ -179,6 +180,7 @@ def anonymize(table: pa.Table, tokens: pa.Array | None, policy: SourcePolicy, ct
     encoded: dict[str, Encoded] = {}
     ranges: dict[str, tuple[int, int]] = {}
     weights: dict[str, float] = {}
+    cells: dict[str, int] = {}
     for column in policy.columns:
         if column.output_name == policy.entity and tokens is not None:
             outputs[column.output_name] = tokens  # already computed to link and erase
@@ -192,10 +194,13 @@ def anonymize(table: pa.Table, tokens: pa.Array | None, policy: SourcePolicy, ct
             value = column.operator.apply(table[column.name], ctx)
             if value is not None:
                 outputs[column.output_name] = value
+                nulled = value.null_count - table[column.name].null_count
+                if nulled > 0:
+                    cells[column.output_name] = nulled
     if policy.entity and policy.entity not in outputs:
         outputs[policy.entity] = tokens if tokens is not None else pa.nulls(table.num_rows, pa.string())
     if not encoded:
-        return Anonymized(pa.table(outputs), 0, None, [])
+        return Anonymized(pa.table(outputs), 0, None, [], cells)
 
     entity = None
     if policy.entity:
@@ -205,7 +210,7 @@ def anonymize(table: pa.Table, tokens: pa.Array | None, policy: SourcePolicy, ct
     kept = pa.array(np.flatnonzero(~solution.suppressed))
     published = {name: encoded[name].column(solution.levels[name], kept) if name in encoded else col.take(kept)
                  for name, col in outputs.items()}
-    return Anonymized(pa.table(published), int(solution.suppressed.sum()), solution, list(encoded))
+    return Anonymized(pa.table(published), int(solution.suppressed.sum()), solution, list(encoded), cells)
 
 
 def person_names(table: pa.Table, policy: SourcePolicy) -> list[str]:

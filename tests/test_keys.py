@@ -1,0 +1,83 @@
+"""Key rotation and destruction, and the ledger that records them."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from flows import ledger
+from flows.cli import app
+from flows.keys import init_demo_key, key_id_of_file
+from tests.conftest import TEST_KEY
+
+
+def test_rotation_gives_a_new_key_id_and_is_recorded(tmp_path):
+    key = tmp_path / "s" / "k.key"
+    init_demo_key(key)
+    before, text = key_id_of_file(key), key.read_text()
+    result = CliRunner().invoke(app, ["key", "rotate", "--path", str(key), "--warehouse", str(tmp_path / "wh")])
+    assert result.exit_code == 0, result.output
+    after = key_id_of_file(key)
+    assert after != before and key.read_text() != text and oct(key.stat().st_mode & 0o777) == "0o600"
+    [entry] = ledger.entries(tmp_path / "wh")
+    assert entry["kind"] == "key_rotated" and entry["data"]["old_key_id"] == before and entry["data"]["new_key_id"] == after
+    assert text.strip() not in (tmp_path / "wh" / ledger.LEDGER).read_text()
+
+
+def test_destroying_the_key_deletes_it_and_records_it(tmp_path):
+    key = tmp_path / "s" / "k.key"
+    init_demo_key(key)
+    key_id, text = key_id_of_file(key), key.read_text().strip()
+    result = CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--warehouse", str(tmp_path / "wh"), "--yes"])
+    assert result.exit_code == 0, result.output
+    assert not key.exists()
+    [entry] = ledger.entries(tmp_path / "wh")
+    assert entry["kind"] == "key_destroyed" and entry["data"]["key_id"] == key_id
+    assert "PIPL Art. 73" in entry["data"]["effect"] and text not in json.dumps(entry)
+    # Without confirmation nothing happens.
+    init_demo_key(key)
+    result = CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--warehouse", str(tmp_path / "wh")], input="n\n")
+    assert result.exit_code == 1 and key.exists()
+
+
+def test_a_run_without_the_destroyed_key_fails(tmp_path, monkeypatch):
+    from flows.keys import load_pseudonymizer
+    from transforms.pseudonymize import PseudonymKeyError
+
+    key = tmp_path / "k.key"
+    init_demo_key(key)
+    CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--warehouse", str(tmp_path / "wh"), "--yes"])
+    monkeypatch.delenv("TUOMIN_PSEUDONYM_KEY")
+    monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY_FILE", str(key))
+    with pytest.raises(PseudonymKeyError, match="does not exist"):
+        load_pseudonymizer()
+
+
+def test_the_ledger_detects_edits_and_deletions(tmp_path):
+    for i in range(4):
+        ledger.append(tmp_path, "run", {"n": i})
+    assert ledger.verify(tmp_path) == []
+    path = tmp_path / ledger.LEDGER
+    lines = path.read_text().splitlines()
+    edited = json.loads(lines[1])
+    edited["data"]["n"] = 99
+    path.write_text("\n".join([lines[0], json.dumps(edited), *lines[2:]]) + "\n")
+    assert any("entry 2" in p and "edited" in p for p in ledger.verify(tmp_path))
+    path.write_text("\n".join([lines[0], *lines[2:]]) + "\n")  # entry 2 deleted
+    assert any("deleted or moved" in p for p in ledger.verify(tmp_path))
+
+
+@pytest.mark.flow
+def test_destroying_a_secret_block(prefect_server, tmp_path):
+    from prefect.blocks.system import Secret
+
+    Secret(value="block-key-" + "x" * 40).save("tuomin-doomed-key", overwrite=True)
+    result = CliRunner().invoke(app, ["key", "destroy", "--block", "tuomin-doomed-key", "--warehouse", str(tmp_path), "--yes"])
+    assert result.exit_code == 0, result.output
+    with pytest.raises(ValueError):
+        Secret.load("tuomin-doomed-key")
+    assert ledger.entries(tmp_path)[0]["data"]["where"] == "Prefect Secret block 'tuomin-doomed-key'"
+
+
+def test_the_test_key_never_reaches_the_ledger(published):
+    assert TEST_KEY not in (published.warehouse / ledger.LEDGER).read_text()
