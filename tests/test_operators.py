@@ -96,11 +96,9 @@ def test_redaction_recall_on_labelled_notes():
     assert not missed, missed[:5]
 
 
-@pytest.mark.parametrize("level", [0, 1])
-def test_identifying_kinds_are_generalized_from_level_one(policy_copy, level):
-    from transforms.policy import PolicyError, load_policy
-
-    path = policy_copy / "membership.yaml"
+def _add_id_area(policy_dir, params: str) -> None:
+    """Give the membership policy a column derived from doc_no: where the ID card was issued."""
+    path = policy_dir / "membership.yaml"
     path.write_text(path.read_text().replace("columns:\n", f"""columns:
   id_area:
     from: doc_no
@@ -109,9 +107,17 @@ def test_identifying_kinds_are_generalized_from_level_one(policy_copy, level):
     pipl: sensitive
     purpose: Where members' ID cards were issued.
     transform: generalize
-    params: {{hierarchy: {{area: [prefecture, province]}}, levels: [{level}, 3]}}
+    params: {params}
     output: id_province
 """, 1))
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_identifying_kinds_are_generalized_from_level_one(policy_copy, level):
+    from transforms.policy import PolicyError, load_policy
+
+    _add_id_area(policy_copy, f"{{hierarchy: {{area: [prefecture, province]}}, levels: [{level}, 3]}}")
+    path = policy_copy / "membership.yaml"
     if level == 0:
         with pytest.raises(PolicyError, match="identify a person; generalize them from level 1 up"):
             load_policy(path)
@@ -127,18 +133,7 @@ def test_a_derived_column_reads_its_source(policy_copy, landing):
     from transforms.policy import load_policies
     from transforms.steps import anonymize, entity_tokens, parse_table
 
-    path = policy_copy / "membership.yaml"
-    path.write_text(path.read_text().replace("columns:\n", """columns:
-  id_area:
-    from: doc_no
-    role: quasi_identifier
-    kind: document_number
-    pipl: sensitive
-    purpose: Where members' ID cards were issued.
-    transform: generalize
-    params: {hierarchy: {area: [province]}, level: 1}
-    output: id_province
-""", 1))
+    _add_id_area(policy_copy, "{hierarchy: {area: [province]}, level: 1}")
     policy = load_policies(policy_copy)["membership"]
     export = read_export(landing, policy, dt.date(2026, 3, 1))
     table = parse_table(export.table, policy).table

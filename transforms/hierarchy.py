@@ -186,9 +186,7 @@ class AreaHierarchy(Hierarchy):
     LEVELS = ("county", "prefecture", "province")
 
     def __init__(self, levels: list[str]):
-        if not levels or [lv for lv in self.LEVELS if lv in levels] != levels:
-            raise ValueError(f"area levels must be an ordered subset of {list(self.LEVELS)}, got {levels}")
-        self.levels = levels
+        self.levels = _ordered(levels, self.LEVELS, "area")
         self.top = len(levels) + 1
 
     def _level(self, values: pa.Array, level: int) -> pa.Array:
@@ -215,9 +213,7 @@ class AddressHierarchy(Hierarchy):
     LEVELS = ("prefecture", "province")
 
     def __init__(self, levels: list[str]):
-        if not levels or [lv for lv in self.LEVELS if lv in levels] != levels:
-            raise ValueError(f"address levels must be an ordered subset of {list(self.LEVELS)}, got {levels}")
-        self.levels = levels
+        self.levels = _ordered(levels, self.LEVELS, "address")
         self.top = len(levels) + 1
 
     def _level(self, values: pa.Array, level: int) -> pa.Array:
@@ -228,6 +224,13 @@ class AddressHierarchy(Hierarchy):
             return place[index] if place else TOP
 
         return _by_distinct(values, label)
+
+
+def _ordered(levels: list[str], allowed: tuple[str, ...], what: str) -> list[str]:
+    """Geographic levels must run from fine to coarse (a county inside its prefecture …)."""
+    if not levels or [lv for lv in allowed if lv in levels] != levels:
+        raise ValueError(f"{what} levels must be an ordered subset of {list(allowed)}, got {levels}")
+    return levels
 
 
 def _by_distinct(values: pa.Array, label) -> pa.Array:
