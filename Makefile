@@ -16,7 +16,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test lint sample clean bench-classify bench-redaction bench-transforms
+.PHONY: setup run test lint docs sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess
 
 setup: $(VENV)/.synced
 
@@ -45,6 +45,9 @@ run: setup sample
 test: setup
 	$(BIN)/pytest
 
+docs: setup
+	$(BIN)/tuomin docs
+
 lint: setup
 	$(BIN)/ruff check flows transforms expectations sample_data tests tools benchmarks
 
@@ -54,6 +57,12 @@ bench-classify: setup
 
 bench-redaction: setup
 	$(BIN)/python benchmarks/redaction.py --notes 20000
+
+bench-privacy: setup
+	$(BIN)/python benchmarks/privacy.py
+
+bench-assess: setup
+	$(BIN)/python benchmarks/assess.py --rows 1000000
 
 bench-transforms: setup
 	$(BIN)/python benchmarks/transforms.py --values 1000000

@@ -52,6 +52,37 @@ class ExpectTableToBeKAnonymous(BatchExpectation):
         return {"success": observed == 0 or observed >= self.k, "result": {"observed_value": observed}}
 
 
+class TableLDiversity(TableMetricProvider):
+    metric_name = "tuomin.l_diversity"
+    value_keys = ("quasi_identifiers", "sensitive", "measure")
+
+    @metric_value(engine=PandasExecutionEngine)
+    def _pandas(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):  # noqa: N805
+        df = _frame(execution_engine, metric_domain_kwargs)
+        if df.empty:
+            return None
+        ids = privacy.class_ids(df, list(metric_value_kwargs["quasi_identifiers"]))
+        key = "l_distinct" if metric_value_kwargs["measure"] == "distinct" else "l_entropy"
+        return min(privacy.sensitive_figures(ids, df[s])[key] for s in metric_value_kwargs["sensitive"])
+
+
+class ExpectTableToBeLDiverse(BatchExpectation):
+    """Within every equivalence class, each sensitive attribute has at least l distinct values
+    (measure "distinct") or an entropy of at least log(l) (measure "entropy")."""
+
+    quasi_identifiers: list[str]
+    sensitive: list[str]
+    l: float
+    measure: str = "distinct"
+
+    metric_dependencies: ClassVar[tuple[str, ...]] = ("tuomin.l_diversity",)
+    success_keys: ClassVar[tuple[str, ...]] = ("quasi_identifiers", "sensitive", "l", "measure")
+
+    def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
+        observed = metrics["tuomin.l_diversity"]
+        return {"success": observed is None or observed >= self.l - 1e-9, "result": {"observed_value": observed}}
+
+
 class TableIdentifierHits(TableMetricProvider):
     metric_name = "tuomin.identifier_hits"
     value_keys = ("columns",)

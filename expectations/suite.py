@@ -2,6 +2,7 @@
 
     schema      ExpectTableColumnsToMatchSet: exactly the columns the policy publishes
     k           ExpectTableToBeKAnonymous over the quasi-identifiers, counted in entities
+    l           ExpectTableToBeLDiverse per sensitive attribute the policy names
     no PII      ExpectNoDirectIdentifiers over every published string column
 
 Results are reduced to numbers and names (no data values) before anything stores or prints them.
@@ -9,16 +10,21 @@ Results are reduced to numbers and names (no data values) before anything stores
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import great_expectations as gx
 import pandas as pd
+from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 import expectations  # noqa: F401  (registers the custom expectations before any suite is built)
-from expectations.anonymity import ExpectNoDirectIdentifiers, ExpectTableToBeKAnonymous
+from expectations.anonymity import ExpectNoDirectIdentifiers, ExpectTableToBeKAnonymous, ExpectTableToBeLDiverse
 
 # Only our table-level expectations and the column-set check run, and none of them reports
 # values; partial_unexpected_count=0 keeps it so should a column-map expectation ever be added.
@@ -33,6 +39,7 @@ class Gate:
     entity: str | None
     k: int
     string_columns: tuple[str, ...]
+    diversity: tuple[tuple[str, float, str], ...] = ()  # (sensitive output column, l, measure)
 
 
 @dataclass(frozen=True)
@@ -46,46 +53,79 @@ class Outcome:
 
 
 @cache
-def _context():
+def _context(project: str | None):
+    """An ephemeral context, or a file context whose stores keep every validation result (for
+    Data Docs) under `project`."""
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    context = gx.get_context(mode="ephemeral")
+    context = gx.get_context(mode="ephemeral") if project is None else gx.get_context(mode="file", project_root_dir=project)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
 
 
-def _definition(gate: Gate):
-    context = _context()
-    name = f"tuomin-{gate.dataset}-{abs(hash(gate))}"
+def _get_or_add(store, name: str, make):
     try:
-        return context.validation_definitions.get(name)
-    except Exception:  # noqa: BLE001  (GX raises its own not-found types; any miss means build it)
-        pass
-    source = context.data_sources.add_or_update_pandas(name)
-    batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
-    suite = context.suites.add(gx.ExpectationSuite(name=name))
-    suite.add_expectation(gx.expectations.ExpectTableColumnsToMatchSet(column_set=list(gate.columns), exact_match=True))
-    if gate.quasi_identifiers:
-        suite.add_expectation(ExpectTableToBeKAnonymous(
-            quasi_identifiers=list(gate.quasi_identifiers), k=gate.k, entity_column=gate.entity))
-    if gate.string_columns:
-        suite.add_expectation(ExpectNoDirectIdentifiers(columns=list(gate.string_columns)))
-    return context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+        return store.get(name)
+    except Exception:  # noqa: BLE001  (GX raises its own not-found types; any miss means: create it)
+        return store.add(make())
 
 
-def validate(gate: Gate, frame: pd.DataFrame) -> Outcome:
-    result = _definition(gate).run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
+def _checkpoint(gate: Gate, project: str | None):
+    """The suite, validation definition and checkpoint for a gate; a changed policy makes a new
+    gate and so new ones, named by a hash of the gate."""
+    context = _context(project)
+    digest = hashlib.sha256(json.dumps(dataclasses.asdict(gate), sort_keys=True).encode()).hexdigest()[:10]
+    name = f"tuomin-{gate.dataset}-{digest}"
+    source = context.data_sources.add_or_update_pandas("tuomin")
+    try:
+        asset = source.get_asset(gate.dataset)
+    except LookupError:
+        asset = source.add_dataframe_asset(gate.dataset)
+    try:
+        batch = asset.get_batch_definition("whole-batch")
+    except KeyError:
+        batch = asset.add_batch_definition_whole_dataframe("whole-batch")
+
+    def suite():
+        built = gx.ExpectationSuite(name=name)
+        built.add_expectation(gx.expectations.ExpectTableColumnsToMatchSet(column_set=list(gate.columns), exact_match=True))
+        if gate.quasi_identifiers:
+            built.add_expectation(ExpectTableToBeKAnonymous(
+                quasi_identifiers=list(gate.quasi_identifiers), k=gate.k, entity_column=gate.entity))
+        for sensitive, l, measure in gate.diversity:
+            built.add_expectation(ExpectTableToBeLDiverse(
+                quasi_identifiers=list(gate.quasi_identifiers), sensitive=[sensitive], l=l, measure=measure))
+        if gate.string_columns:
+            built.add_expectation(ExpectNoDirectIdentifiers(columns=list(gate.string_columns)))
+        return built
+
+    definition = _get_or_add(context.validation_definitions, name, lambda: gx.ValidationDefinition(
+        name=name, data=batch, suite=_get_or_add(context.suites, name, suite)))
+    return _get_or_add(context.checkpoints, name, lambda: gx.Checkpoint(
+        name=name, validation_definitions=[definition], actions=[], result_format=RESULT_FORMAT))
+
+
+def validate(gate: Gate, frame: pd.DataFrame, project: Path | None = None, run_name: str | None = None) -> Outcome:
+    """Run the gate. With a project directory the result is stored there for Data Docs."""
+    checkpoint = _checkpoint(gate, None if project is None else str(project))
+    run = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
     checks = []
-    for r in result.results:
-        raised = _raised(r.exception_info)
-        checks.append({
-            "expectation": r.expectation_config.type,
-            # An expectation that raised did not pass, whatever GX's success flag says.
-            "success": bool(r.success) and not raised,
-            "observed": (r.result or {}).get("observed_value"),
-            # GX's exception text can quote data, so only the fact is kept.
-            "exception": "raised an exception" if raised else None,
-        })
+    for result in run.run_results.values():
+        for r in result.results:
+            raised = _raised(r.exception_info)
+            checks.append({
+                "expectation": r.expectation_config.type,
+                # An expectation that raised did not pass, whatever GX's success flag says.
+                "success": bool(r.success) and not raised,
+                "observed": (r.result or {}).get("observed_value"),
+                # GX's exception text can quote data, so only the fact is kept.
+                "exception": "raised an exception" if raised else None,
+            })
     return Outcome(all(c["success"] for c in checks) and bool(checks), tuple(checks))
+
+
+def build_docs(project: Path) -> str:
+    """Build the local Data Docs site from the stored results; returns the index page's URL."""
+    return _context(str(project)).build_data_docs()["local_site"]
 
 
 def _raised(info) -> bool:

@@ -32,13 +32,15 @@ from flows import landing as landing_io
 from flows import ledger, paths
 from flows import warehouse as warehouse_io
 from flows.keys import load_pseudonymizer
-from flows.quarantine import quarantine_rows
+from flows.quarantine import quarantine_batch, quarantine_rows
 from transforms import metrics, steps
 from transforms.anonymity import Unreachable
 from transforms.operators import Context
 from transforms.policy import SourcePolicy, load_policies
 from transforms.pseudonymize import Pseudonymizer
 from transforms.redact import NameMatcher
+
+GX_PROJECT = "_gx"  # the warehouse's GX project: suites, validation results, Data Docs (no data values)
 
 # Tasks pass raw data in memory only: no result persistence, no input hashing for caches.
 raw_task = task(cache_policy=NO_CACHE, persist_result=False)
@@ -99,7 +101,7 @@ def link_lookups(landing: Path, policies: dict[str, SourcePolicy], policy: Sourc
 
 
 @raw_task(task_run_name="validate-{policy.source}-{date}")
-def validate_dataset(policy: SourcePolicy, date: dt.date, anonymized: steps.Anonymized):
+def validate_dataset(policy: SourcePolicy, date: dt.date, anonymized: steps.Anonymized, project: Path, run_name: str):
     table = anonymized.table
     gate = Gate(
         dataset=policy.source,
@@ -108,8 +110,9 @@ def validate_dataset(policy: SourcePolicy, date: dt.date, anonymized: steps.Anon
         entity=policy.entity,
         k=policy.privacy.k,
         string_columns=tuple(f.name for f in table.schema if pa.types.is_string(f.type)),
+        diversity=tuple((policy.column(m.attribute).output_name, m.l, m.measure) for m in policy.privacy.l_diversity),
     )
-    return validate(gate, table.to_pandas())
+    return validate(gate, table.to_pandas(), project, run_name)
 
 
 def process_date(landing: Path, warehouse: Path, restricted: Path, policy_dir: Path, policies: dict[str, SourcePolicy],
@@ -121,7 +124,7 @@ def process_date(landing: Path, warehouse: Path, restricted: Path, policy_dir: P
     linked, person_names = link(landing, policies, sources, date, pseudonymizer)
     erase(sources, linked, subjects)
     ctx = Context(pseudonymizer, date, policy_dir, NameMatcher(person_names))
-    results = anonymize_and_validate(sources, ctx, date)
+    results = anonymize_and_validate(sources, ctx, date, warehouse, restricted, run_id)
     return publish(sources, results, warehouse, date, run_id, pseudonymizer.key_id)
 
 
@@ -166,8 +169,11 @@ def erase(sources: dict[str, Source], linked: list, subjects: steps.Subjects) ->
         source.erased = int(rows.sum())
 
 
-def anonymize_and_validate(sources: dict[str, Source], ctx: Context, date: dt.date) -> dict:
-    """Every source of the date is anonymized and passes the gate, or the date fails as a whole."""
+def anonymize_and_validate(sources: dict[str, Source], ctx: Context, date: dt.date, warehouse: Path, restricted: Path,
+                           run_id: str) -> dict:
+    """Every source of the date is anonymized and passes the gate, or the date fails as a whole.
+    A batch that fails the gate is set aside in the restricted quarantine (it may hold exactly the
+    identifiers that made it fail) for someone to look at; nothing of the date is published."""
     results, failures = {}, []
     for name, source in sources.items():
         try:
@@ -175,9 +181,10 @@ def anonymize_and_validate(sources: dict[str, Source], ctx: Context, date: dt.da
         except Unreachable as exc:
             failures.append(f"{name}: {exc}")
             continue
-        outcome = validate_dataset(source.policy, date, anonymized)
+        outcome = validate_dataset(source.policy, date, anonymized, warehouse / GX_PROJECT, f"{run_id} {date}")
         if not outcome.success:
-            failures.append(f"{name}: validation failed: {'; '.join(outcome.failures())}")
+            where = quarantine_batch(restricted, run_id, name, date, anonymized.table)
+            failures.append(f"{name}: validation failed: {'; '.join(outcome.failures())}; batch set aside in {where}")
         results[name] = (anonymized, outcome)
     if failures:
         raise DateFailed(f"{date}: nothing published. " + " | ".join(failures))
@@ -214,12 +221,14 @@ def partition_metadata(source: Source, anonymized: steps.Anonymized, outcome, co
                        run_id: str, key_id: str) -> dict:
     """What is recorded with every published file: enough to re-check k and trace the run."""
     policy, solution = source.policy, anonymized.solution
-    measured = metrics.summary(anonymized.table.to_pandas(), anonymized.quasi_identifiers, policy.entity, policy.privacy.k)
+    measured = metrics.summary(anonymized.table.to_pandas(), anonymized.quasi_identifiers, policy.entity, policy.privacy.k,
+                               policy.sensitive_outputs)
     return {
         "dataset": policy.source,
         "export_date": date.isoformat(),
         "quasi_identifiers": anonymized.quasi_identifiers,
         "k": policy.privacy.k,
+        "l_diversity": [m.model_dump() | {"column": policy.column(m.attribute).output_name} for m in policy.privacy.l_diversity],
         "entity_column": policy.entity,
         "policy_file": policy.path.name,
         "policy_sha256": policy.sha256,

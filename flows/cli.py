@@ -117,6 +117,68 @@ def classify(
         typer.echo(text, nl=False)
 
 
+ASSESS_KEYS = ("k", "l_distinct", "l_entropy", "t_closeness", "classes", "avg_class_size", "discernibility",
+               "prosecutor_risk_max", "prosecutor_risk_avg", "unique_share")
+
+
+@app.command()
+def assess(
+    target: Annotated[Path, typer.Argument(help="A CSV or Parquet file, or a warehouse dataset directory (dataset=pos).")],
+    qi: Annotated[str | None, typer.Option(help="Quasi-identifiers, comma-separated (default: from the files' tuomin metadata).")] = None,
+    sensitive: Annotated[str | None, typer.Option(help="Sensitive attributes for l and t, comma-separated.")] = None,
+    entity: Annotated[str | None, typer.Option(help="Count distinct values of this column per class, not rows.")] = None,
+    population: Annotated[Path | None, typer.Option(help="CSV of QI combinations with a 'count' column: adds journalist and marketer risk.")] = None,
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    warehouse: Warehouse = paths.WAREHOUSE,
+) -> None:
+    """k, l, t and re-identification risk of any table, with the code the pipeline's checks use."""
+    import json
+
+    from flows.tables import read_table
+    from transforms.metrics import assess as measure
+    from transforms.metrics import population_risk
+
+    path = target if target.exists() else warehouse / target
+    if not path.exists():
+        raise typer.BadParameter(f"{target} is neither a file nor a dataset under {warehouse}")
+    frame, metadata = read_table(path)
+    qis = qi.split(",") if qi else metadata.get("quasi_identifiers")
+    if not qis:
+        raise typer.BadParameter("name the quasi-identifiers (--qi a,b,c); the input carries no tuomin metadata")
+    entity = entity or (None if qi else metadata.get("entity_column"))
+    missing = [c for c in [*qis, *(sensitive.split(",") if sensitive else []), *([entity] if entity else [])] if c not in frame]
+    if missing:
+        raise typer.BadParameter(f"no column(s) {missing} in {path}; it has {list(frame.columns)}")
+    figures = measure(frame, qis, sensitive.split(",") if sensitive else [], entity)
+    result = {key: figures[key] for key in ASSESS_KEYS}
+    if population is not None:
+        result |= population_risk(frame, qis, read_table(population)[0])
+    if format == "json":
+        typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    console.print(f"{path}: {figures['rows']} rows; quasi-identifiers {', '.join(qis)}" + (f"; counted per {entity}" if entity else ""))
+    table = Table()
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+@app.command()
+def docs(warehouse: Warehouse = paths.WAREHOUSE) -> None:
+    """Build the Great Expectations Data Docs of every validation run against this warehouse."""
+    from flows.anonymize import GX_PROJECT
+
+    project = warehouse / GX_PROJECT
+    if not (project / "gx").exists():
+        console.print(f"no validations recorded under {project}: run `tuomin run` first")
+        raise typer.Exit(1)
+    from expectations.suite import build_docs
+
+    console.print(f"Data Docs: {build_docs(project)}")
+
+
 @key_app.command("init")
 def key_init(path: Annotated[Path, typer.Option(help="Key file to create.")] = Path(".secrets/pseudonym.key")) -> None:
     """Create a random local demo key (mode 0600) unless one exists."""

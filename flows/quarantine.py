@@ -12,6 +12,9 @@ import datetime as dt
 import os
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from flows.landing import Export
 from flows.paths import restricted_dir
 from transforms.steps import Parsed
@@ -31,4 +34,13 @@ def quarantine_rows(restricted: Path, run_id: str, source: str, date: dt.date, e
             out.writerow([*export.where(int(index)), "unparseable: " + " ".join(columns), *values.values()])
         for file, text in export.ragged:
             out.writerow([file, "", "wrong number of fields", text])
+    return path
+
+
+def quarantine_batch(restricted: Path, run_id: str, source: str, date: dt.date, table: pa.Table) -> Path:
+    """An anonymized batch that failed its checks, kept whole (0600) for someone to look at."""
+    folder = restricted_dir(restricted, "quarantine", "failed-validation", source, f"export_date={date.isoformat()}")
+    path = folder / f"{run_id}.parquet"
+    pq.write_table(table, path)
+    path.chmod(0o600)
     return path

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transforms import metrics
-from transforms.anonymity import Unreachable, class_keys, class_sizes, entity_codes, search
+from transforms.anonymity import Diversity, Unreachable, entity_codes, search
 from transforms.hierarchy import TableHierarchy, encode
 
 AGE = TableHierarchy([[str(a), f"{a // 10 * 10}s", "<30" if a < 30 else ">=30", "*"] for a in range(10, 60)])
@@ -25,15 +25,19 @@ def _table(rows):
             encode("sex", pa.array(sexes), SEX)]
 
 
-def _brute_force(qis, k, limit, entity=None, weights=None):
-    """Evaluate every node of the lattice: the reference the search must match."""
+def _brute_force(qis, k, limit, weights=None, sensitive=None, l=None):
+    """Every node of the lattice, evaluated from the published values with pandas: the reference
+    the search must match, independent of the engine's internals."""
     n = len(qis[0].codes)
     w = np.array([(weights or {}).get(q.name, 1.0) for q in qis])
     w = w / w.sum()
     best = None
     for node in itertools.product(*(range(q.hierarchy.top + 1) for q in qis)):
-        inverse, sizes = class_sizes(class_keys(qis, node), entity_codes(entity, n))
-        small = sizes[inverse] < k
+        frame = pd.DataFrame({q.name: q.column(lv).to_pylist() for q, lv in zip(qis, node)})
+        group = frame.groupby(list(frame.columns), dropna=False)
+        small = group[frame.columns[0]].transform("size").to_numpy() < k
+        if sensitive is not None:
+            small |= frame.assign(s=sensitive).groupby(list(frame.columns), dropna=False)["s"].transform("nunique").to_numpy() < l
         if small.sum() > int(np.floor(limit * n)):
             continue
         loss = sum(wi * (q.loss[lv][q.codes[~small]].sum() + small.sum()) / n for wi, q, lv in zip(w, qis, node))
@@ -46,13 +50,16 @@ rows = st.lists(st.tuples(st.integers(10, 59), st.sampled_from(["SH", "HZ", "NJ"
 
 
 @settings(max_examples=60, deadline=None)
-@given(rows, st.integers(2, 5), st.sampled_from([0.0, 0.05, 0.2]), st.sampled_from([None, {"age": 3.0}]))
-def test_search_is_exact(data, k, limit, weights):
+@given(rows, st.integers(2, 5), st.sampled_from([0.0, 0.05, 0.2]), st.sampled_from([None, {"age": 3.0}]),
+       st.sampled_from([None, 2]), st.randoms(use_true_random=False))
+def test_search_is_exact(data, k, limit, weights, l, rnd):
     qis = _table(data)
     ranges = {q.name: (0, q.hierarchy.top) for q in qis}
-    reference = _brute_force(qis, k, limit, weights=weights)
+    sensitive = np.array([rnd.randrange(3) for _ in data]) if l else None
+    diversity = [Diversity("s", sensitive, l)] if l else []
+    reference = _brute_force(qis, k, limit, weights, sensitive, l)
     try:
-        found = search(qis, ranges, k, limit, weights=weights)
+        found = search(qis, ranges, k, limit, weights=weights, diversity=diversity)
     except Unreachable:
         assert reference is None
         return
@@ -87,3 +94,33 @@ def test_level_ranges_are_respected():
     qis = _table([(20 + i % 30, "SH", "F") for i in range(40)])
     found = search(qis, {"age": (2, 3), "city": (0, 0), "sex": (0, 1)}, 3, 0.0)
     assert 2 <= found.levels["age"] <= 3 and found.levels["city"] == 0
+
+
+def test_greedy_heuristic_beyond_the_exact_limit(monkeypatch):
+    from transforms import anonymity
+
+    data = [(20 + i % 37, "SH" if i % 3 else "BJ", "F" if i % 2 else "M") for i in range(300)]
+    qis = _table(data)
+    ranges = {q.name: (0, q.hierarchy.top) for q in qis}
+    exact = search(qis, ranges, 5, 0.05)
+    monkeypatch.setattr(anonymity, "EXACT_LIMIT", 1)
+    greedy = search(qis, ranges, 5, 0.05)
+    assert greedy.method == "greedy top-down" and exact.method == "exact"
+    assert greedy.k >= 5 and greedy.suppressed.sum() <= 15 and greedy.loss >= exact.loss - 1e-12
+
+
+def test_entropy_l_diversity():
+    # SH's sensitive values are 5:5 (entropy 0.693), BJ's 9:1 (0.325), both merged 14:6 (0.611);
+    # entropy l-diversity with l = 1.8 needs log(1.8) = 0.588, which only the merged class has.
+    qis = [encode("city", pa.array(["SH"] * 10 + ["BJ"] * 10), CITY)]
+    sensitive = np.array([0, 1] * 5 + [0] * 9 + [1])
+    distinct = search(qis, {"city": (0, 2)}, 2, 0.0, diversity=[Diversity("s", sensitive, 2, "distinct")])
+    entropy = search(qis, {"city": (0, 2)}, 2, 0.0, diversity=[Diversity("s", sensitive, 1.8, "entropy")])
+    assert distinct.levels == {"city": 0}  # both classes hold 2 distinct values
+    assert entropy.levels == {"city": 2}  # only the merged class is diverse enough
+
+
+def test_unreachable_diversity_names_the_model():
+    qis = [encode("city", pa.array(["SH"] * 6), CITY)]
+    with pytest.raises(Unreachable, match=r"l=3 \(distinct\) on s"):
+        search(qis, {"city": (0, 2)}, 2, 0.0, diversity=[Diversity("s", np.array([0, 1] * 3), 3)])

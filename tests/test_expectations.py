@@ -44,3 +44,27 @@ def test_an_expectation_that_raises_is_a_failure_without_its_message():
     outcome = validate(_gate(quasi_identifiers=("no_such_column",)), frame)
     k_check = next(c for c in outcome.checks if c["expectation"] == "expect_table_to_be_k_anonymous")
     assert not outcome.success and k_check == {**k_check, "success": False, "exception": "raised an exception"}
+
+
+def test_l_diversity_expectation():
+    frame = pd.DataFrame({"city": ["SH"] * 3 + ["BJ"] * 3, "customer_id": list("abcdef"), "note": [""] * 6,
+                          "band": ["low", "high", "low", "low", "low", "low"]})
+    gate = _gate(columns=("band", "city", "customer_id", "note"), diversity=(("band", 2, "distinct"),))
+    outcome = validate(gate, frame)
+    check = next(c for c in outcome.checks if c["expectation"] == "expect_table_to_be_l_diverse")
+    assert not outcome.success and check["observed"] == 1
+    frame.loc[3, "band"] = "high"
+    assert validate(gate, frame).success
+
+
+def test_results_and_data_docs_hold_no_values(tmp_path):
+    from expectations.suite import build_docs
+
+    frame = pd.DataFrame({"city": ["SH", "SH"], "customer_id": ["a", "b"], "note": ["手机13812345678", "王芳"]})
+    outcome = validate(_gate(), frame, project=tmp_path, run_name="test run")
+    assert not outcome.success
+    site = build_docs(tmp_path)
+    assert site.startswith("file://")
+    files = [p for p in tmp_path.rglob("*") if p.suffix in (".html", ".json")]
+    assert any(p.suffix == ".html" for p in files)
+    assert not [p for p in files if "13812345678" in p.read_text(errors="ignore") or "王芳" in p.read_text(errors="ignore")]

@@ -170,7 +170,7 @@ def test_a_failing_validation_publishes_nothing(prefect_server, landing, tmp_pat
     from transforms import steps
     from transforms.anonymity import Solution
 
-    def no_protection(qis, ranges, k, max_suppression, entity=None, weights=None):
+    def no_protection(qis, ranges, k, max_suppression, entity=None, weights=None, diversity=()):
         import numpy as np
         return Solution({q.name: ranges[q.name][0] for q in qis}, np.zeros(len(qis[0].codes), bool), k, 0.0, {}, 1, 1,
                         np.array([k]))
@@ -181,6 +181,10 @@ def test_a_failing_validation_publishes_nothing(prefect_server, landing, tmp_pat
     error = run.summary["dates"]["2026-03-01"]["error"]
     assert "expect_table_to_be_k_anonymous" in error and "nothing published" in error
     assert not list(run.warehouse.rglob("*.parquet"))
+    # The failed batches are set aside, owner-only, in the restricted area, and the error says where.
+    set_aside = list((run.restricted / "quarantine" / "failed-validation").rglob("*.parquet"))
+    assert set_aside and all(oct(p.stat().st_mode & 0o777) == "0o600" for p in set_aside)
+    assert str(set_aside[0].parent) in error
 
 
 def test_a_misclassified_identifier_fails_the_scan(prefect_server, landing, tmp_path, policy_copy):
@@ -234,6 +238,26 @@ def test_key_from_a_prefect_secret_block(prefect_server, monkeypatch):
     with pytest.raises(PseudonymKeyError, match="'no-such-block'.*not found") as err:
         load_pseudonymizer()
     assert secret not in str(err.value)
+
+
+def test_membership_is_l_diverse_and_says_so(published):
+    for path in published.warehouse.glob("dataset=membership/*/*.parquet"):
+        meta = json.loads(pq.read_schema(path).metadata[b"tuomin"])
+        assert meta["l_diversity"] == [{"attribute": "lifetime_spend", "l": 2.0, "measure": "distinct", "column": "lifetime_spend"}]
+        assert meta["metrics"]["l_distinct"] >= 2
+        assert any(c["expectation"] == "expect_table_to_be_l_diverse" and c["success"] for c in meta["validation"]["checks"])
+
+
+def test_data_docs_hold_no_raw_value(published, landing):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["docs", "--warehouse", str(published.warehouse)])
+    assert result.exit_code == 0 and "index.html" in result.output, result.output
+    pages = [p.read_text(errors="ignore") for p in (published.warehouse / "_gx").rglob("*") if p.suffix in (".html", ".json")]
+    assert len(pages) > 10
+    assert not find_leaks(pages, _raw_identifiers(landing))
 
 
 def test_the_run_record(published):

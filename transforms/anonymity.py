@@ -1,21 +1,31 @@
-"""Choose generalization levels (and suppress a few records) so that k-anonymity holds with the
-least information lost.
+"""Choose generalization levels (and suppress a few records) so that k-anonymity, and optionally
+l-diversity, hold with the least information lost.
 
 Full-domain generalization: one level per quasi-identifier for the whole table; a candidate is a
-node of the lattice of level vectors. Everything runs on integer codes (see hierarchy.encode):
-evaluating a node maps the codes through each level, combines them into one int64 class key and
-counts, in distinct entities when one person has many rows.
+node of the lattice of level vectors. Everything runs on integer codes (see hierarchy.encode),
+and on the table's distinct combinations of (quasi-identifier codes, entity, sensitive values)
+with their row counts rather than on its rows: a node maps those combinations' codes through its
+levels, combines them into one int64 class key and counts by bincount or hashing, never sorting.
 
-The search is exact:
+Privacy models, all monotone (merging classes never breaks them), so record suppression can
+repair any class that fails: every class must hold k rows, or k distinct entities when one person
+has many rows, and, per sensitive attribute, at least l distinct values ("distinct") or an
+entropy of at least log(l) ("entropy").
+
+Search:
 - Loss is ARX's "loss" metric: per attribute, the average over records of (values merged into
   the record's group - 1) / (distinct values - 1); a suppressed record loses 1 on every attribute.
   Attributes are combined by a weighted mean (ARX's attribute weights, from the policy).
-- A node's loss is at least its loss with nothing suppressed, which needs no data pass and grows
-  with generalization. Nodes are visited in increasing order of that bound; once the bound
-  reaches the best feasible loss found, no unvisited node can beat it.
-- Feasibility is monotone: merging classes never creates a class below k, so when a node fails
-  even with the allowed suppression, every node below it (finer on all attributes) fails too and
-  is skipped without a data pass.
+- Exact when the lattice has at most EXACT_LIMIT nodes: nodes are visited in increasing order of
+  their loss with nothing suppressed (a lower bound that needs no data pass and grows with
+  generalization); once that bound reaches the best feasible loss, no unvisited node can beat it.
+  A node below one that failed even with suppression (finer on every attribute) fails too and is
+  skipped, as in ARX's Flash and OLA; and when a node fails, its coarser neighbours are tried in
+  turn while they still fail (Flash's climb), so that each failure found prunes as much of the
+  lattice below it as possible.
+- Beyond that, a documented heuristic, greedy top-down specialization: start from the coarsest
+  node (always feasible if anything is), and repeatedly take the one-step-finer neighbour with the
+  lowest loss that is still feasible, until none is. Its result is feasible, not necessarily best.
 """
 
 from __future__ import annotations
@@ -24,28 +34,42 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from transforms.hierarchy import Encoded
 
+EXACT_LIMIT = 100_000  # lattice nodes searched exactly; larger lattices use the greedy heuristic
+
 
 class Unreachable(ValueError):
-    """No level vector within the allowed ranges reaches k within the suppression limit."""
+    """No level vector within the allowed ranges reaches the privacy models within the suppression limit."""
+
+
+@dataclass(frozen=True)
+class Diversity:
+    """l-diversity on one sensitive attribute, given as integer codes per row."""
+
+    name: str
+    codes: np.ndarray
+    l: float
+    measure: str = "distinct"  # or "entropy"
 
 
 @dataclass(frozen=True)
 class Solution:
     levels: dict[str, int]
     suppressed: np.ndarray  # bool per row
-    k: int  # smallest class (in entities) among published rows
+    k: int  # smallest class (in entities when counted so) among published rows
     loss: float  # weighted; 0 = nothing generalized or suppressed, 1 = everything '*'
     loss_by_attribute: dict[str, float]
     nodes_total: int
     nodes_evaluated: int
-    class_sizes: np.ndarray = field(repr=False)  # entities per published class
+    class_sizes: np.ndarray = field(repr=False)  # per published class, in entities when counted so
+    method: str = "exact"
 
 
 def entity_codes(entity: np.ndarray | None, n: int) -> np.ndarray | None:
-    """Integer entity codes; a row without an entity counts as a person of its own."""
+    """Integer entity codes; a row without an entity (-1) counts as a person of its own."""
     if entity is None:
         return None
     codes = np.asarray(entity, dtype=np.int64).copy()
@@ -54,77 +78,173 @@ def entity_codes(entity: np.ndarray | None, n: int) -> np.ndarray | None:
     return codes
 
 
-def class_keys(qis: list[Encoded], levels: tuple[int, ...], rows: np.ndarray | None = None) -> np.ndarray:
-    """One int64 key per row identifying its equivalence class at these levels (mixed radix)."""
-    key = None
-    radix = 1
-    for qi, level in zip(qis, levels):
-        codes = qi.maps[level][qi.codes if rows is None else qi.codes[rows]]
-        size = qi.sizes[level]
-        if key is None:
-            key, radix = codes.copy(), size
-            continue
-        if radix * size >= 2**62:  # re-densify before the mixed radix overflows
-            _, key = np.unique(key, return_inverse=True)
-            radix = int(key.max(initial=0)) + 1
-        key = key * size + codes
-        radix *= size
-    return key if key is not None else np.zeros(len(qis[0].codes) if rows is None else len(rows), np.int64)
+class _Table:
+    """The table reduced to its distinct (QI codes, entity, sensitive codes) with row counts."""
 
+    def __init__(self, qis: list[Encoded], entity: np.ndarray | None, diversity: list[Diversity]):
+        columns = [q.codes for q in qis] + ([entity] if entity is not None else []) + [d.codes for d in diversity]
+        key, radix = np.zeros(len(qis[0].codes), np.int64), 1
+        for column in columns:
+            size = int(column.max(initial=0)) + 1
+            if radix * size >= 2**62:
+                key, uniques = pd.factorize(key)
+                radix = len(uniques)
+            key, radix = key * size + column, radix * size
+        inverse, uniques = pd.factorize(key)
+        first = np.zeros(len(uniques), np.int64)
+        first[inverse[::-1]] = np.arange(len(inverse))[::-1]  # a row of each distinct combination
+        self.inverse = inverse  # combination of each row
+        self.weight = np.bincount(inverse).astype(np.int64)
+        self.codes = [q.codes[first] for q in qis]
+        self.entity = entity[first] if entity is not None else None
+        self.entities = int(entity.max(initial=0)) + 1 if entity is not None else 0
+        self.sensitive = [(d, d.codes[first], int(d.codes.max(initial=0)) + 1) for d in diversity]
+        self.rows = len(inverse)
+        # Every combination's code at every level, mapped once (a node then only combines them).
+        self.at_level = [[q.maps[level][codes] for level in range(len(q.maps))] for q, codes in zip(qis, self.codes)]
 
-def class_sizes(key: np.ndarray, entity: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(class index per row, size of each class), sizes counted in distinct entities."""
-    classes, inverse = np.unique(key, return_inverse=True)
-    if entity is None:
-        return inverse, np.bincount(inverse, minlength=len(classes))
-    pairs = np.unique(inverse.astype(np.int64) * (int(entity.max(initial=0)) + 1) + entity)
-    return inverse, np.bincount(pairs // (int(entity.max(initial=0)) + 1), minlength=len(classes))
+    def failing(self, qis: list[Encoded], node: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per distinct combination: does its class fail a privacy model? Also each combination's
+        class and each class's size (rows, or entities)."""
+        key, radix = None, 1
+        for q, level, at_level in zip(qis, node, self.at_level):
+            mapped, size = at_level[level], q.sizes[level]
+            if key is None:
+                key, radix = mapped, size
+            else:
+                if radix * size >= 2**62:
+                    key, uniques = pd.factorize(key)
+                    radix = len(uniques)
+                key, radix = key * size + mapped, radix * size
+        if radix > 4 * len(key):  # sparse key space: hash to dense class ids
+            key, uniques = pd.factorize(key)
+            radix = len(uniques)
+        if self.entity is None:
+            size = np.bincount(key, weights=self.weight, minlength=radix)
+        else:
+            pairs = pd.unique(key * self.entities + self.entity)
+            size = np.bincount(pairs // self.entities, minlength=radix)
+        fails = size < k
+        for d, codes, m in self.sensitive:
+            if d.measure == "distinct":
+                present = pd.unique(key * m + codes)
+                fails |= np.bincount(present // m, minlength=radix) < d.l
+            else:
+                counts = np.bincount(key * m + codes, weights=self.weight, minlength=radix * m).reshape(radix, m)
+                p = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    entropy = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+                fails |= entropy < np.log(d.l) - 1e-12
+        return fails[key], key, size
 
 
 def search(qis: list[Encoded], ranges: dict[str, tuple[int, int]], k: int, max_suppression: float,
-           entity: np.ndarray | None = None, weights: dict[str, float] | None = None) -> Solution:
+           entity: np.ndarray | None = None, weights: dict[str, float] | None = None,
+           diversity: list[Diversity] = ()) -> Solution:
     n = len(qis[0].codes)
+    entity = entity_codes(entity, n)
+    table = _Table(qis, entity, list(diversity))
+    allowed = int(np.floor(max_suppression * n))
     w = np.array([(weights or {}).get(q.name, 1.0) for q in qis], float)
     w /= w.sum()
-    entity = entity_codes(entity, n)
-    allowed = int(np.floor(max_suppression * n))
     bounds = [ranges[q.name] for q in qis]
-    # Average loss per attribute and level with nothing suppressed: the data-free lower bound.
-    counts0 = [np.bincount(q.codes, minlength=len(q.maps[0])) for q in qis]
-    avg_loss = [[float(c @ q.loss[lv]) / n for lv in range(len(q.maps))] for q, c in zip(qis, counts0)]
-    nodes = list(itertools.product(*(range(lo, hi + 1) for lo, hi in bounds)))
-    bound = np.array([sum(w[i] * avg_loss[i][lv] for i, lv in enumerate(node)) for node in nodes])
-    order = np.lexsort((np.arange(len(nodes)), np.array([sum(nd) for nd in nodes]), bound))
-    failed: list[tuple[int, ...]] = []
-    best: Solution | None = None
-    evaluated = 0
-    for idx in order:
-        node = nodes[idx]
-        if best is not None and bound[idx] >= best.loss - 1e-12:
-            break
-        if failed and np.any(np.all(np.array(node) <= np.array(failed), axis=1)):
-            continue
-        evaluated += 1
-        inverse, sizes = class_sizes(class_keys(qis, node), entity)
-        small = sizes[inverse] < k
-        if small.sum() > allowed:
-            failed.append(node)
-            continue
-        kept = ~small
-        by_attr = {
-            q.name: (float(q.loss[lv][q.codes[kept]].sum()) + int(small.sum())) / n for q, lv in zip(qis, node)
-        }
-        loss = float(w @ np.array(list(by_attr.values())))
-        if best is None or loss < best.loss - 1e-12:
-            published = sizes[sizes >= k]
-            best = Solution(
-                levels={q.name: lv for q, lv in zip(qis, node)}, suppressed=small,
-                k=int(published.min()) if len(published) else 0, loss=loss, loss_by_attribute=by_attr,
-                nodes_total=len(nodes), nodes_evaluated=0, class_sizes=published,
-            )
+    # The loss of each distinct combination at every (attribute, level), one row each, so that one
+    # product gives every attribute's loss at every level; and the averages with nothing
+    # suppressed (the data-free lower bound).
+    offsets = np.cumsum([0] + [len(q.maps) for q in qis])
+    loss_rows = np.stack([q.loss[level][codes] for q, codes in zip(qis, table.codes) for level in range(len(q.maps))])
+    loss_all = loss_rows @ table.weight / n
+    avg_loss = [loss_all[offsets[i]:offsets[i + 1]] for i in range(len(qis))]
+
+    def evaluate(node: tuple[int, ...]) -> tuple:
+        failing, classes, sizes = table.failing(qis, node, k)
+        suppressed = int(table.weight @ failing)
+        if suppressed > allowed:
+            return False, None, None, None, None
+        losses = (loss_rows[offsets[:-1] + np.array(node)] @ (table.weight * ~failing) + suppressed) / n
+        return suppressed <= allowed, float(w @ losses), losses, failing, (classes, sizes)
+
+    nodes_total = int(np.prod([hi - lo + 1 for lo, hi in bounds]))
+    if nodes_total <= EXACT_LIMIT:
+        best, evaluated = _exact(qis, bounds, w, avg_loss, evaluate)
+        method = "exact"
+    else:
+        best, evaluated = _greedy(bounds, evaluate)
+        method = "greedy top-down"
     if best is None:
         raise Unreachable(
-            f"k={k} cannot be reached with at most {max_suppression:.1%} of {n} rows suppressed, even with "
-            f"every quasi-identifier at its coarsest allowed level ({', '.join(f'{q.name}<={hi}' for q, (_, hi) in zip(qis, bounds))})"
-        )
-    return Solution(**{**best.__dict__, "nodes_evaluated": evaluated})
+            f"k={k}" + "".join(f", l={d.l} ({d.measure}) on {d.name}" for d in diversity)
+            + f" cannot be reached with at most {max_suppression:.1%} of {n} rows suppressed, even with every "
+            f"quasi-identifier at its coarsest allowed level ({', '.join(f'{q.name}<={hi}' for q, (_, hi) in zip(qis, bounds))})")
+    node, loss, losses, failing, (classes, sizes) = best
+    published = sizes[np.unique(classes[~failing])]
+    return Solution(
+        levels={q.name: lv for q, lv in zip(qis, node)}, suppressed=failing[table.inverse],
+        k=int(published.min()) if len(published) else 0, loss=loss,
+        loss_by_attribute={q.name: float(x) for q, x in zip(qis, losses)},
+        nodes_total=nodes_total, nodes_evaluated=evaluated, class_sizes=published.astype(np.int64), method=method)
+
+
+def _exact(qis, bounds, w, avg_loss, evaluate):
+    nodes = list(itertools.product(*(range(lo, hi + 1) for lo, hi in bounds)))
+    grid = np.array(nodes)
+    bound = sum(w[i] * np.array(avg_loss[i])[grid[:, i]] for i in range(len(qis)))
+    order = np.lexsort((np.arange(len(nodes)), grid.sum(axis=1), bound))
+    index = {node: i for i, node in enumerate(nodes)}
+    failed = np.zeros((0, len(qis)), np.int64)
+    known: dict[tuple, tuple] = {}  # evaluated nodes
+    best, evaluated = None, 0
+
+    def infeasible(node) -> bool:
+        return bool(len(failed)) and bool(np.any(np.all(np.array(node) <= failed, axis=1)))
+
+    def visit(node: tuple) -> tuple:
+        nonlocal evaluated, best
+        if node not in known:
+            evaluated += 1
+            known[node] = evaluate(node)
+            feasible, *result = known[node]
+            if feasible and (best is None or result[0] < best[1] - 1e-12):
+                best = (node, *result)
+        return known[node]
+
+    for idx in order:
+        if best is not None and bound[idx] >= best[1] - 1e-12:
+            break
+        node = nodes[idx]
+        if infeasible(node):
+            continue
+        if visit(node)[0]:
+            continue
+        # Climb: a coarser neighbour that still fails prunes everything below it too.
+        top = node
+        while True:
+            up = [top[:i] + (top[i] + 1,) + top[i + 1:] for i in range(len(top)) if top[i] < bounds[i][1]]
+            up = sorted((u for u in up if not infeasible(u)), key=lambda u: bound[index[u]])
+            nxt = next((u for u in up if not visit(u)[0]), None)
+            if nxt is None:
+                break
+            top = nxt
+        failed = np.vstack([failed, top])
+    return best, evaluated
+
+
+def _greedy(bounds, evaluate):
+    node = tuple(hi for _, hi in bounds)
+    result = evaluate(node)
+    evaluated = 1
+    if not result[0]:
+        return None, evaluated
+    best = (node, *result[1:])
+    while True:
+        options = []
+        for i, (lo, _) in enumerate(bounds):
+            if best[0][i] > lo:
+                finer = best[0][:i] + (best[0][i] - 1,) + best[0][i + 1:]
+                evaluated += 1
+                result = evaluate(finer)
+                if result[0]:
+                    options.append((finer, *result[1:]))
+        if not options:
+            return best, evaluated
+        best = min(options, key=lambda option: option[1])

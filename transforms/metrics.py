@@ -1,7 +1,20 @@
-"""Privacy metrics computed on a published table (not on the engine's internal codes).
+"""Privacy metrics of a table, computed from its values: what `tuomin assess`, the GX
+expectations and the run's metadata all report, with one implementation.
 
-This is the independent check: the engine claims k, these functions recompute it from the
-output values with a pandas group-by, and the GX expectations and `tuomin assess` call them.
+Everything is a vectorized group-by: each quasi-identifier is factorized once, the codes are
+combined into one class id per row, and per-class figures come from bincounts, including the
+(class x sensitive value) counts that l-diversity and t-closeness need. Rows whose quasi-
+identifiers are null form classes of their own (pandas' groupby would silently drop them), and a
+row without an entity counts as a person of its own.
+
+Definitions, as in pycanon (which the tests cross-check on its own data):
+- k: the smallest class, in rows or distinct entities;
+- l_distinct: the fewest distinct sensitive values in a class; l_entropy: exp of the smallest
+  class entropy (pycanon reports its integer part);
+- t_closeness: the largest earth mover's distance between a class's sensitive distribution and
+  the whole table's, ordered (1/(m-1) sum |cumulative difference|) for numbers, equal distance
+  (half the L1 distance) for categories;
+- prosecutor risk of a record: 1 / its class size; max and average over records.
 """
 
 from __future__ import annotations
@@ -9,52 +22,141 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+_DENSE_CELLS = 50_000_000  # (classes x sensitive values) counted densely up to this size
 
-def class_sizes(df: pd.DataFrame, quasi_identifiers: list[str], entity: str | None = None) -> pd.Series:
-    """Size of every equivalence class (rows sharing all quasi-identifier values), counted in
-    distinct entities when `entity` is given. A row without an entity is a person of its own."""
-    if df.empty:
-        return pd.Series([], dtype="int64")
-    frame = df[quasi_identifiers].copy() if quasi_identifiers else pd.DataFrame({"_all": 0}, index=df.index)
-    keys = list(frame.columns)
+
+def class_ids(df: pd.DataFrame, quasi_identifiers: list[str]) -> np.ndarray:
+    """A dense class id per row (0 … classes-1)."""
+    if not quasi_identifiers or df.empty:
+        return np.zeros(len(df), np.int64)
+    key, radix = None, 1
+    for name in quasi_identifiers:
+        codes, uniques = pd.factorize(df[name], use_na_sentinel=False)
+        codes = codes.astype(np.int64)
+        size = max(len(uniques), 1)
+        if key is None:
+            key, radix = codes, size
+            continue
+        if radix * size >= 2**62:  # re-densify before the mixed radix overflows
+            key, dense = pd.factorize(key)
+            radix = max(len(dense), 1)
+        key, radix = key * size + codes, radix * size
+    return pd.factorize(key)[0].astype(np.int64)
+
+
+def _entity_codes(df: pd.DataFrame, entity: str) -> np.ndarray:
+    codes = pd.factorize(df[entity])[0].astype(np.int64)  # nulls get -1
+    missing = codes < 0
+    codes[missing] = codes.max(initial=-1) + 1 + np.arange(missing.sum())
+    return codes
+
+
+def sizes(ids: np.ndarray, entity: np.ndarray | None = None) -> np.ndarray:
+    """Rows (or distinct entities) per class."""
     if entity is None:
-        return frame.groupby(keys, dropna=False, observed=True, sort=False).size()
-    ids = df[entity].astype("object")
-    frame["_entity"] = ids.where(ids.notna(), pd.Series([f"\x00row{i}" for i in range(len(df))], index=df.index))
-    return frame.groupby(keys, dropna=False, observed=True, sort=False)["_entity"].nunique()
+        return np.bincount(ids)
+    pairs = pd.unique(ids * (int(entity.max(initial=0)) + 1) + entity)
+    return np.bincount(pairs // (int(entity.max(initial=0)) + 1), minlength=int(ids.max(initial=-1)) + 1)
+
+
+def class_sizes(df: pd.DataFrame, quasi_identifiers: list[str], entity: str | None = None) -> np.ndarray:
+    if df.empty:
+        return np.zeros(0, np.int64)
+    return sizes(class_ids(df, quasi_identifiers), _entity_codes(df, entity) if entity else None)
 
 
 def k_anonymity(df: pd.DataFrame, quasi_identifiers: list[str], entity: str | None = None) -> int:
-    sizes = class_sizes(df, quasi_identifiers, entity)
-    return int(sizes.min()) if len(sizes) else 0
+    found = class_sizes(df, quasi_identifiers, entity)
+    return int(found.min()) if len(found) else 0
 
 
-def summary(df: pd.DataFrame, quasi_identifiers: list[str], entity: str | None = None, k: int | None = None) -> dict:
-    """k and re-identification risk figures for a table (prosecutor model: risk of a record = 1 /
-    its class size)."""
-    sizes = class_sizes(df, quasi_identifiers, entity).to_numpy()
-    if len(sizes) == 0:
+def sensitive_figures(ids: np.ndarray, values: pd.Series) -> dict[str, float]:
+    """l (distinct and entropy) and t for one sensitive attribute over the given classes."""
+    numeric = pd.api.types.is_numeric_dtype(values)
+    codes, uniques = pd.factorize(values, sort=numeric, use_na_sentinel=False)
+    m, n_classes = max(len(uniques), 1), int(ids.max(initial=-1)) + 1
+    if n_classes * m <= _DENSE_CELLS:
+        counts = np.bincount(ids * m + codes, minlength=n_classes * m).reshape(n_classes, m).astype(float)
+        per_class = counts.sum(axis=1)
+        distinct = (counts > 0).sum(axis=1)
+        p = counts / per_class[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            entropy = -np.nansum(np.where(p > 0, p * np.log(p), 0.0), axis=1)
+        overall = np.bincount(codes, minlength=m) / len(codes)
+        r = p - overall
+        emd = np.abs(np.cumsum(r, axis=1)).sum(axis=1) / (m - 1) if numeric and m > 1 else 0.5 * np.abs(r).sum(axis=1)
+        return {"l_distinct": int(distinct.min()), "l_entropy": float(np.exp(entropy.min())), "t_closeness": float(emd.max())}
+    # Many classes and many values: the same figures from the sparse (class, value) pairs.
+    pairs, counts = np.unique(ids * m + codes, return_counts=True)
+    cls, val = pairs // m, pairs % m
+    per_class = np.bincount(cls, weights=counts, minlength=n_classes)
+    p = counts / per_class[cls]
+    distinct = np.bincount(cls, minlength=n_classes)
+    entropy = -np.bincount(cls, weights=p * np.log(p), minlength=n_classes)
+    overall = np.bincount(codes, minlength=m) / len(codes)
+    if numeric and m > 1:
+        emd = np.array([np.abs(np.cumsum(np.bincount(val[cls == c], weights=p[cls == c], minlength=m) - overall)).sum()
+                        for c in range(n_classes)]) / (m - 1)
+    else:  # sum over present values of |p - q|, plus q for the values a class lacks
+        present = np.bincount(cls, weights=np.abs(p - overall[val]) - overall[val], minlength=n_classes)
+        emd = 0.5 * (present + 1.0)
+    return {"l_distinct": int(distinct.min()), "l_entropy": float(np.exp(entropy.min())), "t_closeness": float(emd.max())}
+
+
+def assess(df: pd.DataFrame, quasi_identifiers: list[str], sensitive: list[str] = (), entity: str | None = None,
+           k: int | None = None) -> dict:
+    """Every figure `tuomin assess` reports (the JSON keys are part of its interface)."""
+    if df.empty:
         return {"rows": 0, "k": 0, "classes": 0}
-    k_min = int(sizes.min())
+    ids = class_ids(df, quasi_identifiers)
+    found = sizes(ids, _entity_codes(df, entity) if entity else None)
+    people = found.sum()
     out = {
         "rows": int(len(df)),
-        "k": k_min,
-        "classes": int(len(sizes)),
-        "avg_class_size": float(sizes.mean()),
-        "discernibility": int((sizes.astype(np.int64) ** 2).sum()),
-        "prosecutor_risk_max": 1.0 / k_min,
-        "prosecutor_risk_avg": float(len(sizes) / sizes.sum()),
-        "unique_share": float((sizes == 1).sum() / sizes.sum()),
-        "class_size_histogram": _histogram(sizes),
+        "k": int(found.min()),
+        "l_distinct": None,
+        "l_entropy": None,
+        "t_closeness": None,
+        "classes": int(len(found)),
+        "avg_class_size": float(found.mean()),
+        "discernibility": int((found.astype(np.int64) ** 2).sum()),
+        "prosecutor_risk_max": float(1.0 / found.min()),
+        "prosecutor_risk_avg": float(len(found) / people),
+        "unique_share": float(found[found == 1].sum() / people),
+        "class_size_histogram": _histogram(found),
     }
     if k is not None:
-        out["share_below_2k"] = float(sizes[sizes < 2 * k].sum() / sizes.sum())
+        out["share_below_2k"] = float(found[found < 2 * k].sum() / people)
+    if sensitive:
+        figures = [sensitive_figures(ids, df[s]) for s in sensitive]
+        out["l_distinct"] = min(f["l_distinct"] for f in figures)
+        out["l_entropy"] = min(f["l_entropy"] for f in figures)
+        out["t_closeness"] = max(f["t_closeness"] for f in figures)
     return out
 
 
-def _histogram(sizes: np.ndarray) -> dict[str, int]:
+def population_risk(df: pd.DataFrame, quasi_identifiers: list[str], population: pd.DataFrame,
+                    count: str = "count") -> dict:
+    """Journalist and marketer risk against a population table (one row per QI combination with
+    its size in the population, generalized like the sample): journalist risk is the largest
+    1 / population class size among classes the sample contains; marketer risk the expected share
+    of sample records an attacker matches correctly, (1/n) sum over classes f_j / F_j."""
+    sample = df.groupby(quasi_identifiers, dropna=False, observed=True).size().rename("f")
+    joined = sample.to_frame().join(population.set_index(quasi_identifiers)[count].rename("F"), how="left")
+    joined["F"] = joined["F"].fillna(joined["f"]).clip(lower=joined["f"])  # a population is at least the sample
+    return {"journalist_risk_max": float((1.0 / joined["F"]).max()),
+            "marketer_risk": float((joined["f"] / joined["F"]).sum() / joined["f"].sum())}
+
+
+def _histogram(found: np.ndarray) -> dict[str, int]:
     """Classes by size bucket, for reports: 1, 2, 3-4, 5-9, 10-19, 20-49, 50+."""
-    edges = [1, 2, 3, 5, 10, 20, 50, np.inf]
-    labels = ["1", "2", "3-4", "5-9", "10-19", "20-49", "50+"]
-    counts, _ = np.histogram(sizes, bins=edges)
-    return {label: int(c) for label, c in zip(labels, counts)}
+    counts, _ = np.histogram(found, bins=[1, 2, 3, 5, 10, 20, 50, np.inf])
+    return dict(zip(["1", "2", "3-4", "5-9", "10-19", "20-49", "50+"], map(int, counts)))
+
+
+def summary(df: pd.DataFrame, quasi_identifiers: list[str], entity: str | None = None, k: int | None = None,
+            sensitive: list[str] = ()) -> dict:
+    """What the pipeline records with a published file (assess without the sensitive keys when
+    there are none)."""
+    out = assess(df, quasi_identifiers, list(sensitive), entity, k)
+    return {key: value for key, value in out.items() if value is not None}

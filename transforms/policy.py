@@ -115,9 +115,19 @@ class Link(_Strict):
     lookback_days: int = 0
 
 
+class LDiversity(_Strict):
+    """Within every class, the published values of `attribute` must be diverse: at least l
+    distinct values, or an entropy of at least log(l)."""
+
+    attribute: str
+    l: Annotated[float, Field(ge=1)]
+    measure: Literal["distinct", "entropy"] = "distinct"
+
+
 class Privacy(_Strict):
     k: Annotated[int, Field(ge=2)] = 5
     max_suppression: Annotated[float, Field(ge=0, le=1)] = 0.05
+    l_diversity: list[LDiversity] = []
 
 
 class SourcePolicy(_Strict):
@@ -149,6 +159,10 @@ class SourcePolicy(_Strict):
         for link in self.link:
             if link.column not in names:
                 raise ValueError(f"link column {link.column!r} is not a column")
+        for model in self.privacy.l_diversity:
+            target = next((c for c in self.columns if c.name == model.attribute), None)
+            if target is None or target.output_name is None:
+                raise ValueError(f"l-diversity attribute {model.attribute!r} is not a published column")
         if self.entity and self.entity not in outputs and not self.link:
             raise ValueError(f"entity {self.entity!r} is neither a published column nor linked")
         return self
@@ -168,6 +182,11 @@ class SourcePolicy(_Strict):
     @property
     def quasi_identifiers(self) -> list[Column]:
         return [c for c in self.columns if c.quasi]
+
+    @property
+    def sensitive_outputs(self) -> list[str]:
+        """Published names of the attributes l-diversity is required on."""
+        return [self.column(m.attribute).output_name for m in self.privacy.l_diversity]
 
     @property
     def output_columns(self) -> list[str]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.anonymity import Solution, search
+from transforms.anonymity import Diversity, Solution, search
 from transforms.hierarchy import Encoded, encode
 from transforms.operators import Context, Generalize, Pseudonymize
 from transforms.parse import parse
@@ -206,7 +207,11 @@ def anonymize(table: pa.Table, tokens: pa.Array | None, policy: SourcePolicy, ct
     if policy.entity:
         codes = pc.dictionary_encode(outputs[policy.entity]).indices
         entity = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False)
-    solution = search(list(encoded.values()), ranges, policy.privacy.k, policy.privacy.max_suppression, entity, weights)
+    diversity = [Diversity(m.attribute, pd.factorize(outputs[policy.column(m.attribute).output_name].to_pandas(),
+                                                      use_na_sentinel=False)[0], m.l, m.measure)
+                 for m in policy.privacy.l_diversity]
+    solution = search(list(encoded.values()), ranges, policy.privacy.k, policy.privacy.max_suppression, entity, weights,
+                      diversity)
     kept = pa.array(np.flatnonzero(~solution.suppressed))
     published = {name: encoded[name].column(solution.levels[name], kept) if name in encoded else col.take(kept)
                  for name, col in outputs.items()}
