@@ -19,6 +19,10 @@ Search:
 - Exact when the lattice has at most EXACT_LIMIT nodes: nodes are visited in increasing order of
   their loss with nothing suppressed (a lower bound that needs no data pass and grows with
   generalization); once that bound reaches the best feasible loss, no unvisited node can beat it.
+  Before a node is evaluated, the bound is tightened with what its evaluated coarser neighbours
+  suppressed: a record suppressed there is suppressed here too (its class only gets smaller), so
+  it costs 1 rather than its generalized loss; a node whose tightened bound cannot beat the best is
+  skipped without a data pass.
   A node below one that failed even with suppression (finer on every attribute) fails too and is
   skipped, as in ARX's Flash and OLA; and when a node fails, its coarser neighbours are tried in
   turn while they still fail (Flash's climb), so that each failure found prunes as much of the
@@ -165,8 +169,14 @@ def search(qis: list[Encoded], ranges: dict[str, tuple[int, int]], k: int, max_s
         return suppressed <= allowed, float(w @ losses), losses, failing, (classes, sizes)
 
     nodes_total = int(np.prod([hi - lo + 1 for lo, hi in bounds]))
+    def extra(node: tuple[int, ...], suppressed: np.ndarray) -> float:
+        """Weighted loss that suppressing these combinations adds at this node, over their
+        generalized loss: sum over records of (1 - loss)."""
+        weight = table.weight * suppressed
+        return float(w @ ((weight.sum() - loss_rows[offsets[:-1] + np.array(node)] @ weight) / n))
+
     if nodes_total <= EXACT_LIMIT:
-        best, evaluated = _exact(qis, bounds, w, avg_loss, evaluate)
+        best, evaluated = _exact(qis, bounds, w, avg_loss, evaluate, extra)
         method = "exact"
     else:
         best, evaluated = _greedy(bounds, evaluate)
@@ -185,7 +195,7 @@ def search(qis: list[Encoded], ranges: dict[str, tuple[int, int]], k: int, max_s
         nodes_total=nodes_total, nodes_evaluated=evaluated, class_sizes=published.astype(np.int64), method=method)
 
 
-def _exact(qis, bounds, w, avg_loss, evaluate):
+def _exact(qis, bounds, w, avg_loss, evaluate, extra):
     nodes = list(itertools.product(*(range(lo, hi + 1) for lo, hi in bounds)))
     grid = np.array(nodes)
     bound = sum(w[i] * np.array(avg_loss[i])[grid[:, i]] for i in range(len(qis)))
@@ -194,6 +204,17 @@ def _exact(qis, bounds, w, avg_loss, evaluate):
     failed = np.zeros((0, len(qis)), np.int64)
     known: dict[tuple, tuple] = {}  # evaluated nodes
     best, evaluated = None, 0
+
+    def suppressed_extra(node: tuple) -> float:
+        """What records its evaluated coarser neighbours suppress add to a node's lower bound."""
+        suppressed = None
+        for i in range(len(node)):
+            parent = node[:i] + (node[i] + 1,) + node[i + 1:]
+            result = known.get(parent)
+            if result is not None and result[0]:
+                failing = result[3]
+                suppressed = failing if suppressed is None else suppressed | failing
+        return 0.0 if suppressed is None else extra(node, suppressed)
 
     def infeasible(node) -> bool:
         return bool(len(failed)) and bool(np.any(np.all(np.array(node) <= failed, axis=1)))
@@ -213,6 +234,8 @@ def _exact(qis, bounds, w, avg_loss, evaluate):
             break
         node = nodes[idx]
         if infeasible(node):
+            continue
+        if best is not None and bound[idx] + suppressed_extra(node) >= best[1] - 1e-12:
             continue
         if visit(node)[0]:
             continue
