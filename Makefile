@@ -16,7 +16,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test lint docs sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess
+.PHONY: setup run test lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess
 
 setup: $(VENV)/.synced
 
@@ -47,6 +47,25 @@ test: setup
 
 docs: setup
 	$(BIN)/tuomin docs
+
+# A Prefect server on loopback (state in .prefect/), then the daily deployment served to it.
+# The UI is at http://127.0.0.1:4200; Ctrl-C stops serving, `make stop` stops the server.
+PREFECT_PORT ?= 4200
+serve: setup sample
+	@if [ ! -f .prefect/server.pid ] || ! kill -0 $$(cat .prefect/server.pid) 2>/dev/null; then \
+		mkdir -p .prefect; \
+		nohup $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) > .prefect/server.log 2>&1 & \
+		echo $$! > .prefect/server.pid; \
+	fi
+	@for i in $$(seq 90); do curl -sf http://127.0.0.1:$(PREFECT_PORT)/api/health >/dev/null && break; sleep 1; done
+	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (make stop stops the server)"
+	@if [ -z "$$TUOMIN_PSEUDONYM_KEY$$TUOMIN_PSEUDONYM_KEY_FILE$$TUOMIN_PSEUDONYM_KEY_BLOCK" ]; then \
+		$(BIN)/tuomin key init --path $(KEY_FILE) && export TUOMIN_PSEUDONYM_KEY_FILE=$(CURDIR)/$(KEY_FILE); \
+	fi; \
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/tuomin serve
+
+stop:
+	@if [ -f .prefect/server.pid ]; then kill $$(cat .prefect/server.pid) 2>/dev/null; rm -f .prefect/server.pid; echo "Prefect server stopped"; fi
 
 lint: setup
 	$(BIN)/ruff check flows transforms expectations sample_data tests tools benchmarks

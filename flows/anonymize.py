@@ -1,42 +1,44 @@
 """anonymize-exports: the three systems' exports in, validated anonymized Parquet out.
 
-For each export date, every source goes through
+For each export date (one subflow run each), every source goes through
 
     extract    read the files as text; headers must match the policy (unknown column: fail)
     parse      typed values; rows that do not parse -> restricted quarantine (counted)
     link       the customer token of each row (own document, or via member number / receipt)
     erase      rows of subjects on requests/erasure.csv are dropped (counted)
     anonymize  the policy's operators, then the privacy engine (levels + record suppression)
-    validate   the GX suite: schema, k-anonymity in customers, no identifier anywhere
-    publish    only if every source of the date passed: staged, then renamed into place
+    validate   the GX suite: schema, k-anonymity in customers, l-diversity, no identifier anywhere
+    publish    only if every source of the date passed: staged, then renamed into place, then
+               recorded in the ledger
 
 and the counts must reconcile: read = published + suppressed + quarantined + erased. A date that
-fails anywhere publishes nothing; the run goes on with the other dates and ends Failed.
+fails anywhere publishes nothing; the run goes on with the other dates and ends Failed. Which
+dates: a named one, a range (backfill), all, or by default those new or changed since published.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 from prefect.states import Failed
 
 from expectations.suite import Gate, validate
+from flows import failpoints, ledger, paths, progress
 from flows import landing as landing_io
-from flows import ledger, paths
 from flows import warehouse as warehouse_io
-from flows.keys import load_pseudonymizer
 from flows.quarantine import quarantine_batch, quarantine_rows
-from transforms import metrics, steps
+from flows.record import field_metadata, file_sha256, ledger_entry, partition_metadata
+from flows.run import Run, select_dates
+from transforms import steps
 from transforms.anonymity import Unreachable
 from transforms.operators import Context
-from transforms.policy import SourcePolicy, load_policies
+from transforms.policy import SourcePolicy
 from transforms.pseudonymize import Pseudonymizer
 from transforms.redact import NameMatcher
 
@@ -44,6 +46,23 @@ GX_PROJECT = "_gx"  # the warehouse's GX project: suites, validation results, Da
 
 # Tasks pass raw data in memory only: no result persistence, no input hashing for caches.
 raw_task = task(cache_policy=NO_CACHE, persist_result=False)
+
+
+def _transient(task, task_run, state) -> bool:
+    """Retry a read that failed for a passing reason (network, share, storage: an OSError), never
+    one that failed on the data itself."""
+    try:
+        state.result()
+    except OSError:
+        return True
+    except Exception:  # noqa: BLE001  (any other failure is about the data: do not retry)
+        return False
+    return False
+
+
+# Reads from the landing area: retried twice, after 2 and 10 seconds, when the failure is transient.
+io_task = task(cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=[2, 10],
+               retry_condition_fn=_transient)
 
 
 class DateFailed(RuntimeError):
@@ -67,17 +86,16 @@ def source_order(policies: dict[str, SourcePolicy]) -> list[str]:
     return sorted(policies, key=lambda s: (bool(policies[s].link), s))
 
 
-@raw_task(task_run_name="extract-{policy.source}-{date}", retries=2, retry_delay_seconds=[2, 10],
-          retry_condition_fn=lambda task, run, state: not isinstance(state.result(raise_on_failure=False), steps.ExportError))
-def extract(landing: Path, policy: SourcePolicy, date: dt.date, drop_unknown: bool) -> landing_io.Export:
+@io_task(task_run_name="extract-{policy.source}-{date}")
+def extract(landing: landing_io.Landing, policy: SourcePolicy, date: dt.date, drop_unknown: bool) -> landing_io.Export:
     export = landing_io.read_export(landing, policy, date, drop_unknown=drop_unknown)
     for file, header in export.dropped:
         get_run_logger().warning("%s: column %r is not in policy %s; dropped (--drop-unknown)", file, header, policy.path.name)
     return export
 
 
-@raw_task(task_run_name="link-{policy.source}-{date}")
-def link_lookups(landing: Path, policies: dict[str, SourcePolicy], policy: SourcePolicy, date: dt.date,
+@io_task(task_run_name="link-{policy.source}-{date}")
+def link_lookups(landing: landing_io.Landing, policies: dict[str, SourcePolicy], policy: SourcePolicy, date: dt.date,
                  same_day: dict[str, pa.Table], pseudonymizer: Pseudonymizer) -> tuple[list, list[str], list]:
     """For each link of the policy: (normalized keys, entity tokens) from the linked source over
     its look-back window; also the person names and raw rows read, for the redaction dictionary
@@ -115,17 +133,18 @@ def validate_dataset(policy: SourcePolicy, date: dt.date, anonymized: steps.Anon
     return validate(gate, table.to_pandas(), project, run_name)
 
 
-def process_date(landing: Path, warehouse: Path, restricted: Path, policy_dir: Path, policies: dict[str, SourcePolicy],
-                 date: dt.date, pseudonymizer: Pseudonymizer, subjects: steps.Subjects, run_id: str,
-                 drop_unknown: bool = False) -> dict:
-    names = [s for s in source_order(policies) if landing_io.files_for(landing, policies[s], date)]
-    sources = {s: parse_and_quarantine(extract(landing, policies[s], date, drop_unknown), policies[s], restricted, run_id)
-               for s in names}
-    linked, person_names = link(landing, policies, sources, date, pseudonymizer)
-    erase(sources, linked, subjects)
-    ctx = Context(pseudonymizer, date, policy_dir, NameMatcher(person_names))
-    results = anonymize_and_validate(sources, ctx, date, warehouse, restricted, run_id)
-    return publish(sources, results, warehouse, date, run_id, pseudonymizer.key_id)
+def process_date(run: Run, date: dt.date) -> dict:
+    began = dt.datetime.now(dt.timezone.utc)
+    names = [s for s in source_order(run.policies) if landing_io.files_for(run.landing, run.policies[s], date)]
+    sources = {s: parse_and_quarantine(extract(run.landing, run.policies[s], date, run.drop_unknown), run.policies[s],
+                                       run.restricted, run.run_id) for s in names}
+    failpoints.hit("extracted")
+    linked, person_names = link(run.landing, run.policies, sources, date, run.pseudonymizer)
+    erase(sources, linked, run.subjects)
+    ctx = Context(run.pseudonymizer, date, run.policy_dir, NameMatcher(person_names))
+    results = anonymize_and_validate(sources, ctx, date, run.warehouse, run.restricted, run.run_id)
+    failpoints.hit("validated")
+    return publish(run, sources, results, date, began)
 
 
 def parse_and_quarantine(export: landing_io.Export, policy: SourcePolicy, restricted: Path, run_id: str) -> Source:
@@ -140,7 +159,7 @@ def parse_and_quarantine(export: landing_io.Export, policy: SourcePolicy, restri
     return Source(policy, export, parsed.table.filter(pa.array(~bad)), quarantined=int(bad.sum()) + len(export.ragged))
 
 
-def link(landing: Path, policies: dict[str, SourcePolicy], sources: dict[str, Source], date: dt.date,
+def link(landing: landing_io.Landing, policies: dict[str, SourcePolicy], sources: dict[str, Source], date: dt.date,
          pseudonymizer: Pseudonymizer) -> tuple[list, list[str]]:
     """Give every row its customer token; returns the linked sources' rows (for erasure) and all
     person names seen (the redaction dictionary)."""
@@ -191,24 +210,31 @@ def anonymize_and_validate(sources: dict[str, Source], ctx: Context, date: dt.da
     return results
 
 
-def publish(sources: dict[str, Source], results: dict, warehouse: Path, date: dt.date, run_id: str, key_id: str) -> dict:
-    """Check that every row is accounted for, stage every partition, then move them into place."""
-    summary = {}
+def publish(run: Run, sources: dict[str, Source], results: dict, date: dt.date, began: dt.datetime) -> dict:
+    """Check that every row is accounted for and stage every partition; then move each into place
+    and record it in the ledger."""
+    summary, staged = {}, {}
     for name, (anonymized, outcome) in results.items():
         source = sources[name]
         counts = {"read": source.export.rows_read, "quarantined": source.quarantined, "erased": source.erased,
                   "suppressed": anonymized.suppressed, "published": anonymized.table.num_rows}
         if counts["read"] != counts["published"] + counts["suppressed"] + counts["quarantined"] + counts["erased"]:
             raise DateFailed(f"{date}: {name}: row counts do not reconcile {counts}; nothing published")
-        metadata = partition_metadata(source, anonymized, outcome, counts, date, run_id, key_id)
-        staged = warehouse_io.stage(warehouse, run_id, name, date, anonymized.table, metadata)
+        fingerprint = run.fingerprint(source.policy, [(f.path, f.sha256) for f in source.export.files])
+        metadata = partition_metadata(source.policy, source.export, anonymized, outcome, counts, date, run.run_id,
+                                      run.pseudonymizer.key_id, str(flow_run.get_id() or ""), fingerprint)
+        path = warehouse_io.stage(run.warehouse, run.run_id, name, date, anonymized.table, metadata,
+                                  field_metadata(source.policy, anonymized))
+        staged[name] = (path, metadata, file_sha256(path))
         summary[name] = {"counts": counts, "k": metadata["metrics"].get("k"), "levels": metadata["levels"],
                          "policy_sha256": source.policy.sha256, "inputs": metadata["inputs"],
-                         "dropped_columns": metadata["dropped_columns"], "staged": staged}
-    for name, info in summary.items():
-        info["path"] = str(warehouse_io.publish(info.pop("staged"), warehouse, name, date))
-        get_run_logger().info("%s %s: published %d of %d rows (k=%s) -> %s", name, date, info["counts"]["published"],
-                              info["counts"]["read"], info["k"], info["path"])
+                         "dropped_columns": metadata["dropped_columns"]}
+    for name, (path, metadata, sha256) in staged.items():
+        target = warehouse_io.publish(path, run.warehouse, name, date)
+        ledger.append(run.warehouse, "partition", ledger_entry(metadata, target, run.warehouse, sha256, run.triggered_by, began))
+        summary[name]["path"] = str(target)
+        get_run_logger().info("%s %s: published %d of %d rows (k=%s) -> %s", name, date, summary[name]["counts"]["published"],
+                              summary[name]["counts"]["read"], summary[name]["k"], target)
     return summary
 
 
@@ -217,85 +243,65 @@ def anonymize(source: Source, ctx: Context, date: dt.date) -> steps.Anonymized:
     return steps.anonymize(source.table, source.tokens, source.policy, ctx)
 
 
-def partition_metadata(source: Source, anonymized: steps.Anonymized, outcome, counts: dict, date: dt.date,
-                       run_id: str, key_id: str) -> dict:
-    """What is recorded with every published file: enough to re-check k and trace the run."""
-    policy, solution = source.policy, anonymized.solution
-    measured = metrics.summary(anonymized.table.to_pandas(), anonymized.quasi_identifiers, policy.entity, policy.privacy.k,
-                               policy.sensitive_outputs)
-    return {
-        "dataset": policy.source,
-        "export_date": date.isoformat(),
-        "quasi_identifiers": anonymized.quasi_identifiers,
-        "k": policy.privacy.k,
-        "l_diversity": [m.model_dump() | {"column": policy.column(m.attribute).output_name} for m in policy.privacy.l_diversity],
-        "entity_column": policy.entity,
-        "policy_file": policy.path.name,
-        "policy_sha256": policy.sha256,
-        "key_id": key_id,
-        "run_id": run_id,
-        "flow_run_id": str(flow_run.get_id() or ""),
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "levels": solution.levels if solution else {},
-        "max_suppression": policy.privacy.max_suppression,
-        "rows": counts,
-        "cells_suppressed": anonymized.cells_suppressed,
-        "metrics": {**measured, "loss": solution.loss if solution else 0.0,
-                    "loss_by_attribute": solution.loss_by_attribute if solution else {}},
-        "columns": {c.name: {"input": c.input_name, "output": c.output_name, "role": c.role, "pipl": c.pipl,
-                             "transform": c.transform, "technique": c.family} for c in policy.columns},
-        "validation": {"success": outcome.success, "checks": list(outcome.checks)},
-        "inputs": [f.__dict__ for f in source.export.files],
-        "dropped_columns": [{"file": f, "column": c} for f, c in source.export.dropped],
-    }
-
-
 @flow(name="anonymize-exports", persist_result=False, log_prints=False)
 def anonymize_exports(landing: str = str(paths.SAMPLE_LANDING), warehouse: str = str(paths.WAREHOUSE),
-                      date: str | None = None, restricted: str = str(paths.RESTRICTED), policies: str = str(paths.POLICIES),
-                      drop_unknown: bool = False):
-    """Anonymize every export date found in `landing` (or only `date`) into `warehouse`.
-    With drop_unknown, columns no policy covers are dropped (and recorded) instead of failing."""
+                      date: str | None = None, start: str | None = None, end: str | None = None, every: bool = False,
+                      restricted: str = str(paths.RESTRICTED), policies: str = str(paths.POLICIES),
+                      drop_unknown: bool = False, trigger: str | None = None):
+    """Anonymize the export dates of `landing` into `warehouse`: `date` alone; every date from
+    `start` to `end` (a backfill); every date (`every`); by default the dates not yet published or
+    whose inputs, policy, key or erasure list changed since. With drop_unknown, columns no policy
+    covers are dropped (and recorded) instead of failing."""
+    with warehouse_io.exclusive(Path(warehouse)):
+        return _anonymize(landing, warehouse, date, start, end, every, restricted, policies, drop_unknown, trigger)
+
+
+def _anonymize(landing: str, warehouse: str, date: str | None, start: str | None, end: str | None, every: bool,
+               restricted: str, policies: str, drop_unknown: bool, trigger: str | None):
     log = get_run_logger()
-    started = dt.datetime.now(dt.timezone.utc)
-    landing_path, warehouse_path, restricted_path, policy_dir = Path(landing), Path(warehouse), Path(restricted), Path(policies)
-    run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-    policy_set = load_policies(policy_dir)
-    pseudonymizer = load_pseudonymizer()
-    subjects = steps.Subjects.from_requests(landing_io.read_erasure_requests(landing_path))
-    dates = [dt.date.fromisoformat(date)] if date else landing_io.export_dates(landing_path, policy_set)
-    log.info("run %s: %d export date(s), %d erasure request(s), key %s", run_id, len(dates), len(subjects), pseudonymizer.key_id)
-    summary = {"run_id": run_id, "warehouse": str(warehouse_path), "key_id": pseudonymizer.key_id, "dates": {}}
+    via = trigger or (f"deployment {deployment.name}" if deployment.get_id() else "python")
+    run = io_task(Run.start, name="start-run")(landing, warehouse, restricted, policies, drop_unknown, via)
+    dates, skipped = io_task(select_dates, name="select-dates")(run, date, start, end, every)
+    log.info("run %s: %d export date(s) to process, %d up to date, %d erasure request(s), key %s", run.run_id,
+             len(dates), len(skipped), len(run.subjects), run.pseudonymizer.key_id)
+    summary = {"run_id": run.run_id, "warehouse": str(run.warehouse), "key_id": run.pseudonymizer.key_id, "dates": {},
+               "up_to_date": [d.isoformat() for d in skipped]}
     failed = []
     # A file whose columns the policy does not cover stops the whole run before anything is written.
-    problems = landing_io.check_headers(landing_path, policy_set, dates, drop_unknown)
+    problems = io_task(landing_io.check_headers, name="check-headers")(run.landing, run.policies, dates, drop_unknown)
     for problem in problems:
         log.error("%s", problem)
     if problems:
         summary["errors"] = problems
         dates, failed = [], [f"{len(problems)} file(s) do not match their policy"]
+
+    @flow(name="anonymize-date", flow_run_name="{date}", persist_result=False, log_prints=False)
+    def one_date(date: str) -> dict:  # the run (key, erasure list) stays in the closure, out of Prefect's records
+        return process_date(run, dt.date.fromisoformat(date))
+
+    progress.report("start", dates=[d.isoformat() for d in dates])
     for day in dates:
         try:
-            summary["dates"][day.isoformat()] = process_date(
-                landing_path, warehouse_path, restricted_path, policy_dir, policy_set, day, pseudonymizer, subjects, run_id,
-                drop_unknown)
+            summary["dates"][day.isoformat()] = one_date(day.isoformat())
+            progress.report("date", date=day.isoformat(), ok=True)
         except (DateFailed, steps.ExportError) as exc:
             log.error("%s", exc)
             summary["dates"][day.isoformat()] = {"error": str(exc)}
             failed.append(day.isoformat())
+            progress.report("date", date=day.isoformat(), ok=False)
         finally:
-            warehouse_io.discard_staging(warehouse_path, run_id)
+            warehouse_io.discard_staging(run.warehouse, run.run_id)
     message = ("nothing published: " + " | ".join(problems) if problems else
-               f"no export files found under {landing_path}" if not dates else
+               f"no export files found under {landing}" if not dates and not skipped else
                f"{len(failed)} of {len(dates)} export date(s) failed: {', '.join(failed)}" if failed else None)
-    ledger.append(warehouse_path, "run", {
-        "run_id": run_id, "flow_run_id": str(flow_run.get_id() or ""), "started_at": started.isoformat(timespec="seconds"),
+    ledger.append(run.warehouse, "run", {
+        "run_id": run.run_id, "flow_run_id": str(flow_run.get_id() or ""), "started_at": run.started.isoformat(timespec="seconds"),
         "ended_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "status": "failed" if message else "published",
-        "message": message, "parameters": {"landing": landing, "warehouse": warehouse, "date": date, "drop_unknown": drop_unknown},
-        "policies": {s: {"file": p.path.name, "sha256": p.sha256} for s, p in policy_set.items()},
-        "key_id": pseudonymizer.key_id, "erasure_requests": len(subjects), "dates": summary["dates"],
-        "errors": problems,
+        "message": message, "triggered_by": run.triggered_by,
+        "parameters": {"landing": landing, "warehouse": warehouse, "date": date, "start": start, "end": end, "every": every,
+                       "drop_unknown": drop_unknown},
+        "policies": {s: {"file": p.path.name, "sha256": p.sha256} for s, p in run.policies.items()},
+        "key_id": run.pseudonymizer.key_id, "erasure_requests": len(run.subjects), "dates": summary["dates"],
+        "up_to_date": summary["up_to_date"], "errors": problems,
     })
     return Failed(message=message, data=summary) if message else summary
-
-

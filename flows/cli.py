@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,8 @@ environment.configure()  # before Prefect is imported anywhere
 app = typer.Typer(help="De-identify the shop's exports into validated, k-anonymous Parquet.", no_args_is_help=True)
 key_app = typer.Typer(help="The pseudonym key.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
+ledger_app = typer.Typer(help="The append-only, hash-chained record of runs, partitions and key events.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
 console = Console(width=None if Console().is_terminal else 110)
 
 Landing = Annotated[Path, typer.Option(help="Landing directory with pos/, membership/, after_sales/, requests/.")]
@@ -32,14 +35,56 @@ def run(
     restricted: Annotated[Path, typer.Option(help="Restricted area for quarantined rows (0700).")] = paths.RESTRICTED,
     policies: Annotated[Path, typer.Option(help="Directory of reviewed policy files.")] = paths.POLICIES,
     drop_unknown: Annotated[bool, typer.Option("--drop-unknown", help="Drop (and record) columns no policy covers instead of failing.")] = False,
+    every: Annotated[bool, typer.Option("--all", help="Process every date found, even those already published and unchanged.")] = False,
 ) -> None:
-    """Run the anonymize-exports flow and print what was published."""
+    """Run the anonymize-exports flow: by default on the dates not yet published or changed since."""
     if date is not None:
         _check_date(date)
+    _run_flow(landing=landing, warehouse=warehouse, date=date, every=every, restricted=restricted, policies=policies,
+              drop_unknown=drop_unknown, trigger="cli: tuomin run")
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option(help="First export date (YYYY-MM-DD).")],
+    end: Annotated[str, typer.Option(help="Last export date (YYYY-MM-DD).")],
+    landing: Landing = paths.SAMPLE_LANDING,
+    warehouse: Warehouse = paths.WAREHOUSE,
+    restricted: Annotated[Path, typer.Option(help="Restricted area for quarantined rows (0700).")] = paths.RESTRICTED,
+    policies: Annotated[Path, typer.Option(help="Directory of reviewed policy files.")] = paths.POLICIES,
+    verbose: Annotated[bool, typer.Option(help="Show the flow's log lines under the progress bar.")] = False,
+) -> None:
+    """(Re)process every export date from START to END that has files, in one flow run."""
+    if _check_date(start) > _check_date(end):
+        raise typer.BadParameter(f"{start} is after {end}")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    _run_flow(landing=landing, warehouse=warehouse, start=start, end=end, restricted=restricted, policies=policies,
+              trigger="cli: tuomin backfill", bar=True)
+
+
+def _run_flow(bar: bool = False, **parameters) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows import progress
     from flows.anonymize import anonymize_exports
 
-    state = anonymize_exports(landing=str(landing), warehouse=str(warehouse), date=date, restricted=str(restricted),
-                              policies=str(policies), drop_unknown=drop_unknown, return_state=True)
+    parameters = {k: str(v) if isinstance(v, Path) else v for k, v in parameters.items()}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=not bar) as shown:
+        task = shown.add_task("export dates", total=None)
+
+        def listener(event: str, info: dict) -> None:
+            if event == "start":
+                shown.update(task, total=len(info["dates"]))
+            else:
+                shown.update(task, advance=1, description=f"{info['date']} {'published' if info['ok'] else 'FAILED'}")
+
+        progress.listen(listener)
+        try:
+            state = anonymize_exports(**parameters, return_state=True)
+        finally:
+            progress.listen(None)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, dict):
         _print_summary(summary)
@@ -60,7 +105,10 @@ def _print_summary(summary: dict) -> None:
             c = info["counts"]
             table.add_row(date, name, *(str(c[x]) for x in ("read", "quarantined", "erased", "suppressed", "published")),
                           str(info["k"]))
-    console.print(table)
+    if summary["dates"]:
+        console.print(table)
+    if summary.get("up_to_date"):
+        console.print(f"already published and unchanged: {', '.join(summary['up_to_date'])} (use --all to redo)")
     console.print(f"output: {Path(summary['warehouse']).resolve()}/dataset=<name>/export_date=<date>/part-0.parquet")
 
 
@@ -177,6 +225,87 @@ def docs(warehouse: Warehouse = paths.WAREHOUSE) -> None:
     from expectations.suite import build_docs
 
     console.print(f"Data Docs: {build_docs(project)}")
+
+
+@app.command()
+def serve() -> None:
+    """Serve the daily deployment (cron 02:00 Asia/Shanghai) to the Prefect server in
+    PREFECT_API_URL; runs until interrupted. `make serve` starts that server first."""
+    from prefect import serve as prefect_serve
+
+    from flows.deploy import SCHEDULE, daily
+
+    console.print(f"serving anonymize-exports/daily ({SCHEDULE['cron']}, {SCHEDULE['timezone']}); Ctrl-C stops")
+    prefect_serve(daily())
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL over the views pos, membership, after_sales, ledger, partitions.")],
+    warehouse: Warehouse = paths.WAREHOUSE,
+    format: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """Query the anonymized warehouse with DuckDB."""
+    import duckdb
+
+    from flows.query import connect
+
+    if format not in ("table", "csv", "json"):
+        raise typer.BadParameter("use table, csv or json", param_hint="--format")
+    try:
+        result = connect(warehouse).sql(sql)
+    except duckdb.Error as exc:
+        console.print(f"[red]query failed[/]: {exc}")
+        raise typer.Exit(2) from None
+    frame = result.df() if result is not None else None
+    if frame is None:
+        return
+    if format == "csv":
+        typer.echo(frame.to_csv(index=False), nl=False)
+    elif format == "json":
+        typer.echo(frame.to_json(orient="records", force_ascii=False, date_format="iso"))
+    else:
+        table = Table()
+        for column in frame.columns:
+            table.add_column(str(column))
+        for row in frame.itertuples(index=False):
+            table.add_row(*("" if v is None or v != v else str(v) for v in row))
+        console.print(table)
+
+
+@ledger_app.command("verify")
+def ledger_verify(warehouse: Warehouse = paths.WAREHOUSE) -> None:
+    """Check the hash chain: exit 1 and name every edited, deleted or reordered entry."""
+    from flows import ledger
+
+    problems = ledger.verify(warehouse)
+    count = len(ledger.entries(warehouse))
+    if problems:
+        for problem in problems:
+            console.print(f"[red]{problem}[/]")
+        console.print(f"[bold red]ledger NOT intact[/]: {len(problems)} problem(s) in {count} entries")
+        raise typer.Exit(1)
+    console.print(f"ledger intact: {count} entries, chain verified")
+
+
+@ledger_app.command("show")
+def ledger_show(warehouse: Warehouse = paths.WAREHOUSE,
+                kind: Annotated[str | None, typer.Option(help="Only entries of this kind (run, partition, key_destroyed …).")] = None) -> None:
+    """The ledger's entries, one line each."""
+    from flows import ledger
+
+    table = Table()
+    for header in ("seq", "at", "kind", "what", "hash"):
+        table.add_column(header)
+    for entry in ledger.entries(warehouse):
+        if kind and entry["kind"] != kind:
+            continue
+        data = entry["data"]
+        what = {"run": lambda d: f"{d['run_id']} {d['status']} ({d['triggered_by']['via']})",
+                "partition": lambda d: f"{d['dataset']} {d['export_date']}: {d['rows']['published']} rows, k={d['k_achieved']}",
+                }.get(entry["kind"], lambda d: ", ".join(f"{k}={v}" for k, v in d.items() if isinstance(v, str | int)))(data)
+        table.add_row(str(entry["seq"]), entry["at"], entry["kind"], what, entry["hash"][:12])
+    console.print(table)
 
 
 @key_app.command("init")

@@ -1,8 +1,10 @@
 """Reading the landing area: which export dates exist, and each export as a table of text.
 
-Everything is read as text (no type inference: a mobile must not become an integer, an ID must
-keep its leading zeros); the policy decides types afterwards. pyarrow's own parse errors quote
-the offending row, so they are replaced by messages that name the file only.
+The landing area is a URL handled by fsspec: a local path by default, `file://`, `memory://`, or
+`s3://`, `sftp://` … where the matching fsspec backend is installed. Everything is read as text (no
+type inference: a mobile must not become an integer, an ID must keep its leading zeros); the policy
+decides types afterwards. pyarrow's own parse errors quote the offending row, so they are replaced
+by messages that name the file only.
 """
 
 from __future__ import annotations
@@ -14,14 +16,48 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fsspec
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from transforms.policy import SourcePolicy
 from transforms.steps import ExportError, conform, unknown_headers
 
-ERASURE_REQUESTS = Path("requests") / "erasure.csv"
+ERASURE_REQUESTS = "requests/erasure.csv"
 _ARROW_ENCODING = {"utf-8": "utf8", "utf-8-sig": "utf8", "gb18030": "gb18030"}  # Arrow strips a UTF-8 BOM itself
+
+
+class Landing:
+    """A landing area: an fsspec filesystem and the root every relative path starts from."""
+
+    def __init__(self, url: str | Path):
+        self.url = str(url)
+        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self.root = self.root.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"Landing({self.url!r})"
+
+    def glob(self, pattern: str) -> list[str]:
+        """Relative paths matching a glob under the root, sorted."""
+        found = self.fs.glob(f"{self.root}/{pattern}")
+        return sorted(p[len(self.root) + 1:] if p.startswith(self.root + "/") else p.lstrip("/") for p in found)
+
+    def open(self, relative: str):
+        return self.fs.open(f"{self.root}/{relative}", "rb")
+
+    def exists(self, relative: str) -> bool:
+        return self.fs.exists(f"{self.root}/{relative}")
+
+    def size(self, relative: str) -> int:
+        return int(self.fs.size(f"{self.root}/{relative}"))
+
+    def sha256(self, relative: str) -> str:
+        digest = hashlib.sha256()
+        with self.open(relative) as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest()
 
 
 @dataclass
@@ -62,18 +98,17 @@ def _pattern(policy: SourcePolicy) -> re.Pattern:
     return re.compile(regex + "$")
 
 
-def files_for(landing: Path, policy: SourcePolicy, date: dt.date) -> list[Path]:
-    glob = policy.files.format(date=date.isoformat(), yyyymmdd=f"{date:%Y%m%d}")
-    return sorted(landing.glob(glob))
+def files_for(landing: Landing, policy: SourcePolicy, date: dt.date) -> list[str]:
+    return landing.glob(policy.files.format(date=date.isoformat(), yyyymmdd=f"{date:%Y%m%d}"))
 
 
-def export_dates(landing: Path, policies: dict[str, SourcePolicy]) -> list[dt.date]:
+def export_dates(landing: Landing, policies: dict[str, SourcePolicy]) -> list[dt.date]:
     """Every export date for which at least one source delivered a file."""
     dates = set()
     for policy in policies.values():
         pattern = _pattern(policy)
-        for path in landing.glob(re.sub(r"\*+", "*", policy.files.format(date="*", yyyymmdd="*"))):
-            m = pattern.search(path.relative_to(landing).as_posix())
+        for relative in landing.glob(re.sub(r"\*+", "*", policy.files.format(date="*", yyyymmdd="*"))):
+            m = pattern.search(relative)
             if m:
                 try:
                     dates.add(dt.date.fromisoformat(m.group("date")))
@@ -82,36 +117,34 @@ def export_dates(landing: Path, policies: dict[str, SourcePolicy]) -> list[dt.da
     return sorted(dates)
 
 
-def check_headers(landing: Path, policies: dict[str, SourcePolicy], dates: list[dt.date], drop_unknown: bool) -> list[str]:
+def check_headers(landing: Landing, policies: dict[str, SourcePolicy], dates: list[dt.date], drop_unknown: bool) -> list[str]:
     """Every file of every date against its policy, headers only: a schema problem anywhere is
     found before any date is processed. Returns one message per file that fails."""
     problems = []
     for date in dates:
         for policy in policies.values():
-            for path in files_for(landing, policy, date):
-                relative = path.relative_to(landing).as_posix()
+            for relative in files_for(landing, policy, date):
                 try:
-                    conform(_empty(_header(path, policy.encoding, relative)), policy, relative, drop_unknown)
+                    conform(_empty(_header(landing, relative, policy.encoding)), policy, relative, drop_unknown)
                 except ExportError as exc:
                     problems.append(str(exc))
     return problems
 
 
-def read_export(landing: Path, policy: SourcePolicy, date: dt.date, columns: list[str] | None = None,
+def read_export(landing: Landing, policy: SourcePolicy, date: dt.date, columns: list[str] | None = None,
                 drop_unknown: bool = False) -> Export:
     """All files of a source for a date (split files and re-exports concatenated), conformed.
     `columns` limits the read to some policy columns (for link look-ups); `drop_unknown` drops
     columns the policy does not cover instead of failing (they are listed in Export.dropped)."""
     export = Export(policy.source, date, pa.table({c.name: pa.array([], pa.string()) for c in policy.input_columns}))
     tables = []
-    for path in files_for(landing, policy, date):
-        relative = path.relative_to(landing).as_posix()
-        table, ragged, dropped = _read_csv(path, policy, relative, columns, drop_unknown)
+    for relative in files_for(landing, policy, date):
+        table, ragged, dropped = _read_csv(landing, relative, policy, columns, drop_unknown)
         export.dropped += [(relative, header) for header in dropped]
         export.origin.append((sum(t.num_rows for t in tables), table.num_rows))
         tables.append(table)
         export.ragged += [(relative, text) for text in ragged]
-        export.files.append(InputFile(relative, _sha256(path), path.stat().st_size, table.num_rows + len(ragged)))
+        export.files.append(InputFile(relative, landing.sha256(relative), landing.size(relative), table.num_rows + len(ragged)))
     if tables:
         export.table = pa.concat_tables(tables)
     elif columns:
@@ -119,10 +152,10 @@ def read_export(landing: Path, policy: SourcePolicy, date: dt.date, columns: lis
     return export
 
 
-def _read_csv(path: Path, policy: SourcePolicy, relative: str, columns: list[str] | None,
+def _read_csv(landing: Landing, relative: str, policy: SourcePolicy, columns: list[str] | None,
               drop_unknown: bool) -> tuple[pa.Table, list[str], list[str]]:
     encoding = _ARROW_ENCODING[policy.encoding]
-    headers = _header(path, policy.encoding, relative)
+    headers = _header(landing, relative, policy.encoding)
     # Unknown or missing columns fail before any data is read (columns=None: a full read).
     dropped = unknown_headers(headers, policy) if drop_unknown or columns is not None else []
     if columns is None:
@@ -136,14 +169,15 @@ def _read_csv(path: Path, policy: SourcePolicy, relative: str, columns: list[str
         return "skip"
 
     try:
-        table = pcsv.read_csv(
-            path,
-            read_options=pcsv.ReadOptions(encoding=encoding, block_size=1 << 24),
-            parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip),
-            convert_options=pcsv.ConvertOptions(
-                column_types=dict.fromkeys(headers, pa.string()), strings_can_be_null=False,
-                quoted_strings_can_be_null=False, include_columns=wanted if dropped or columns else None),
-        )
+        with landing.open(relative) as source:
+            table = pcsv.read_csv(
+                source,
+                read_options=pcsv.ReadOptions(encoding=encoding, block_size=1 << 24),
+                parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip),
+                convert_options=pcsv.ConvertOptions(
+                    column_types=dict.fromkeys(headers, pa.string()), strings_can_be_null=False,
+                    quoted_strings_can_be_null=False, include_columns=wanted if dropped or columns else None),
+            )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         kind = f"not valid {policy.encoding}" if isinstance(exc, UnicodeDecodeError) else "not readable as CSV"
         raise ExportError(f"{relative}: {kind} (details withheld: they quote the data)") from None
@@ -173,7 +207,7 @@ def sniff_encoding(path: Path, probe: int = 1 << 20) -> str:
 
 def sample_csv(path: Path, encoding: str, rows: int) -> pa.Table:
     """The first `rows` data rows as text, read in blocks: a 5 GB export is not read whole."""
-    headers = _header(path, encoding, path.name)
+    headers = _header(Landing(path.parent), path.name, encoding)
     reader = pcsv.open_csv(
         path, read_options=pcsv.ReadOptions(encoding=_ARROW_ENCODING[encoding], block_size=1 << 20),
         parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=lambda row: "skip"),
@@ -188,8 +222,8 @@ def sample_csv(path: Path, encoding: str, rows: int) -> pa.Table:
     return table.slice(0, rows)
 
 
-def _header(path: Path, encoding: str, relative: str) -> list[str]:
-    with path.open("rb") as fh:
+def _header(landing: Landing, relative: str, encoding: str) -> list[str]:
+    with landing.open(relative) as fh:
         line = fh.readline().decode("utf-8-sig" if encoding == "utf-8-sig" else encoding, errors="replace")
     headers = [h.strip() for h in next(csv.reader([line]), [])]
     if not headers:
@@ -201,20 +235,12 @@ def _empty(headers: list[str]) -> pa.Table:
     return pa.Table.from_arrays([pa.array([], pa.string())] * len(headers), names=headers)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_erasure_requests(landing: Path) -> pa.Table:
-    path = landing / ERASURE_REQUESTS
-    if not path.exists():
+def read_erasure_requests(landing: Landing) -> pa.Table:
+    if not landing.exists(ERASURE_REQUESTS):
         return pa.table({"doc_no": pa.array([], pa.string())})
     try:
-        return pcsv.read_csv(path, read_options=pcsv.ReadOptions(encoding="utf8"),
+        with landing.open(ERASURE_REQUESTS) as source:
+            return pcsv.read_csv(source, read_options=pcsv.ReadOptions(encoding="utf8"),
                              convert_options=pcsv.ConvertOptions(
                                  column_types={c: pa.string() for c in ("requested_at", "doc_no", "mobile", "member_no")}))
     except pa.ArrowInvalid:

@@ -71,3 +71,14 @@ def verify(warehouse: Path) -> list[str]:
 
 def runs(warehouse: Path) -> list[dict]:
     return [e["data"] for e in entries(warehouse) if e["kind"] == "run"]
+
+
+def partitions(warehouse: Path) -> list[dict]:
+    """The latest published entry of every (dataset, export date), in ledger order."""
+    latest: dict[tuple[str, str], dict] = {}
+    for entry in entries(warehouse):
+        if entry["kind"] == "partition":
+            latest[(entry["data"]["dataset"], entry["data"]["export_date"])] = entry["data"]
+        elif entry["kind"] == "partition_removed":
+            latest.pop((entry["data"]["dataset"], entry["data"]["export_date"]), None)
+    return list(latest.values())

@@ -11,28 +11,61 @@ the staging directory (pyarrow and DuckDB ignore names starting with '.' or '_' 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flows import failpoints
+
 METADATA_KEY = b"tuomin"
 PART = "part-0.parquet"
+ROW_GROUP = 500_000  # rows per Parquet row group
+
+
+class WarehouseBusy(RuntimeError):
+    """Another run holds the warehouse."""
+
+
+@contextmanager
+def exclusive(warehouse: Path) -> Iterator[None]:
+    """One run at a time per warehouse (runs decide what to do from the ledger, so two at once
+    could both redo a date). Holding the lock, the staging files of runs that died are cleared."""
+    warehouse.mkdir(parents=True, exist_ok=True)
+    with (warehouse / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WarehouseBusy(f"another tuomin run is using {warehouse}; try again when it has finished") from None
+        shutil.rmtree(warehouse / ".staging", ignore_errors=True)
+        yield
 
 
 def partition(warehouse: Path, dataset: str, date: dt.date) -> Path:
     return warehouse / f"dataset={dataset}" / f"export_date={date.isoformat()}"
 
 
-def stage(warehouse: Path, run_id: str, dataset: str, date: dt.date, table: pa.Table, metadata: dict) -> Path:
-    """Write the partition's file under the run's staging directory; returns its path."""
+def stage(warehouse: Path, run_id: str, dataset: str, date: dt.date, table: pa.Table, metadata: dict,
+          fields: dict[str, dict[str, str]] | None = None) -> Path:
+    """Write the partition's file under the run's staging directory; returns its path. `metadata`
+    goes into the schema (key `tuomin`), `fields` onto each column (keys `tuomin.<name>`)."""
     staged = partition(warehouse / ".staging" / run_id, dataset, date) / PART
     staged.parent.mkdir(parents=True, exist_ok=True)
-    schema_metadata = {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(metadata, ensure_ascii=False, default=str).encode()}
-    pq.write_table(table.replace_schema_metadata(schema_metadata), staged, compression="zstd")
+    schema = pa.schema(
+        [f.with_metadata({f"tuomin.{k}": v for k, v in (fields or {}).get(f.name, {}).items()}) for f in table.schema],
+        metadata={**(table.schema.metadata or {}), METADATA_KEY: json.dumps(metadata, ensure_ascii=False, default=str).encode()})
+    table = table.cast(schema)
+    with pq.ParquetWriter(staged, schema, compression="zstd") as writer:
+        for batch in table.to_batches(max_chunksize=ROW_GROUP):
+            writer.write_table(pa.Table.from_batches([batch], schema))
+            failpoints.hit("mid-write")  # data written, footer not: the file is incomplete
+    failpoints.hit("staged")
     return staged
 
 
@@ -41,6 +74,7 @@ def publish(staged: Path, warehouse: Path, dataset: str, date: dt.date) -> Path:
     target = partition(warehouse, dataset, date) / PART
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staged, target)
+    failpoints.hit("published-one")
     return target
 
 

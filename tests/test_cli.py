@@ -56,4 +56,4 @@ def test_tuomin_run_without_a_key_fails_loudly(landing, tmp_path):
          "--warehouse", str(tmp_path / "wh")], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1
     assert "no pseudonym key" in done.stdout + done.stderr
-    assert not (tmp_path / "wh").exists()
+    assert not list((tmp_path / "wh").rglob("*.parquet")) and not (tmp_path / "wh" / "_ledger").exists()

@@ -142,6 +142,30 @@ class HierarchySpec(BaseModel):
             raise ValueError("clip goes with bands")
         return self
 
+    def describe(self, level: int) -> str:
+        """What a value at this level is, for analysts reading the published column."""
+        if level == 0:
+            return "original value"
+        steps = self.datetime or self.age or self.prefix or self.area or self.address or self.bands or []
+        if self.clip and level == 1:
+            return f"exact between {self.clip[0]:g} and {self.clip[1]:g}, coded outside"
+        index = level - 1 - (1 if self.clip else 0)
+        if self.table is None and index >= len(steps):
+            return "suppressed (*)"
+        if self.table is not None:
+            return f"level {level} of {self.table} ('*' at the top)"
+        if self.datetime is not None:
+            return f"truncated to the {steps[index]}"
+        if self.age is not None:
+            return "age in years at the export date" if steps[index] == 1 else f"{steps[index]}-year age bands"
+        if self.prefix is not None:
+            return f"first {steps[index]} characters"
+        if self.area is not None:
+            return f"{steps[index]} where the ID was issued (GB/T 2260)"
+        if self.address is not None:
+            return f"{steps[index]} named in the address"
+        return "bands with edges " + ", ".join(f"{e:g}" for e in steps[index])
+
     def build(self, ctx: Context) -> Hierarchy:
         if self.table is not None:
             return TableHierarchy.from_csv(ctx.policy_dir / self.table)

@@ -1,0 +1,32 @@
+"""DuckDB over the warehouse: one view per dataset (all its partitions, with export_date from the
+path), `ledger` (every entry) and `partitions` (the latest entry of each published partition,
+flattened for querying)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from flows.ledger import LEDGER
+
+
+def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    for folder in sorted(warehouse.glob("dataset=*")):
+        name = folder.name.split("=", 1)[1]
+        con.execute(f"""CREATE VIEW "{name}" AS SELECT * FROM read_parquet('{folder.as_posix()}/export_date=*/*.parquet',
+                        hive_partitioning = true, union_by_name = true)""")
+    ledger = warehouse / LEDGER
+    if ledger.exists():
+        con.execute(f"CREATE VIEW ledger AS SELECT * FROM read_json('{ledger.as_posix()}', format = 'newline_delimited')")
+        con.execute("""CREATE VIEW partitions AS
+            SELECT data.dataset AS dataset, CAST(data.export_date AS DATE) AS export_date, data.run_id AS run_id,
+                   data.rows.read AS rows_read, data.rows.published AS rows_published, data.rows.suppressed AS rows_suppressed,
+                   data.rows.quarantined AS rows_quarantined, data.rows.erased AS rows_erased, data.k AS k,
+                   data.k_achieved AS k_achieved, data.l_achieved AS l_achieved, data.policy_sha256 AS policy_sha256,
+                   data.key_id AS key_id, data.output.sha256 AS output_sha256, data.published_at AS published_at,
+                   seq AS ledger_seq, hash AS ledger_hash
+            FROM ledger WHERE kind = 'partition'
+            QUALIFY row_number() OVER (PARTITION BY data.dataset, data.export_date ORDER BY seq DESC) = 1""")
+    return con

@@ -1,0 +1,95 @@
+"""What is recorded with every published partition: its file metadata, each column's field
+metadata, and its ledger entry. Counts, names, levels and hashes only, never a data value."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+from transforms import metrics, steps
+from transforms.operators import Generalize, Pseudonymize
+from transforms.policy import SourcePolicy
+
+
+def partition_metadata(policy: SourcePolicy, export, anonymized: steps.Anonymized, outcome, counts: dict,
+                       date: dt.date, run_id: str, key_id: str, flow_run_id: str, fingerprint: str) -> dict:
+    """The `tuomin` entry of a file's schema metadata: enough to re-check k and trace the run."""
+    solution = anonymized.solution
+    measured = metrics.summary(anonymized.table.to_pandas(), anonymized.quasi_identifiers, policy.entity, policy.privacy.k,
+                               policy.sensitive_outputs)
+    return {
+        "dataset": policy.source,
+        "export_date": date.isoformat(),
+        "quasi_identifiers": anonymized.quasi_identifiers,
+        "k": policy.privacy.k,
+        "l_diversity": [m.model_dump() | {"column": policy.column(m.attribute).output_name} for m in policy.privacy.l_diversity],
+        "entity_column": policy.entity,
+        "policy_file": policy.path.name,
+        "policy_sha256": policy.sha256,
+        "key_id": key_id,
+        "run_id": run_id,
+        "flow_run_id": flow_run_id,
+        "fingerprint": fingerprint,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "levels": solution.levels if solution else {},
+        "search": {"method": solution.method, "nodes_evaluated": solution.nodes_evaluated,
+                   "nodes": solution.nodes_total} if solution else None,
+        "max_suppression": policy.privacy.max_suppression,
+        "rows": counts,
+        "cells_suppressed": anonymized.cells_suppressed,
+        "metrics": {**measured, "loss": solution.loss if solution else 0.0,
+                    "loss_by_attribute": solution.loss_by_attribute if solution else {}},
+        "columns": {c.name: {"input": c.input_name, "output": c.output_name, "role": c.role, "pipl": c.pipl,
+                             "transform": c.transform, "technique": c.family} for c in policy.columns},
+        "validation": {"success": outcome.success, "checks": list(outcome.checks)},
+        "inputs": [f.__dict__ for f in export.files],
+        "dropped_columns": [{"file": f, "column": c} for f, c in export.dropped],
+    }
+
+
+def field_metadata(policy: SourcePolicy, anonymized: steps.Anonymized) -> dict[str, dict[str, str]]:
+    """Per published column: what it is and what was done to it, so a value can be read right."""
+    levels = anonymized.solution.levels if anonymized.solution else {}
+    out: dict[str, dict[str, str]] = {}
+    for column in policy.columns:
+        name = column.output_name
+        if name is None:
+            continue
+        info = {"source_column": column.input_name, "role": column.role, "pipl": column.pipl, "purpose": column.purpose,
+                "transform": column.transform, "technique": column.family}
+        op = column.operator
+        if isinstance(op, Generalize):
+            level = levels.get(name, op.level if op.level is not None else 0)
+            info |= {"level": str(level), "level_meaning": op.hierarchy.describe(level)}
+        if isinstance(op, Pseudonymize):
+            info |= {"token": f"keyed HMAC-SHA256, domain '{op.domain}'"}
+        out[name] = info
+    if policy.entity and policy.entity not in out:
+        out[policy.entity] = {"role": "entity_key", "technique": "pseudonymization",
+                              "token": "keyed HMAC-SHA256, domain 'customer', linked through " +
+                              ", ".join(f"{link.column} -> {link.source}" for link in policy.link)}
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ledger_entry(metadata: dict, output: Path, warehouse: Path, sha256: str, triggered_by: dict, started: dt.datetime) -> dict:
+    """The ledger's record of one published partition."""
+    keep = ("dataset", "export_date", "run_id", "flow_run_id", "fingerprint", "policy_file", "policy_sha256", "key_id",
+            "k", "l_diversity", "levels", "rows", "cells_suppressed", "inputs", "dropped_columns")
+    return {**{key: metadata[key] for key in keep},
+            "k_achieved": metadata["metrics"].get("k"), "l_achieved": metadata["metrics"].get("l_distinct"),
+            "validation": {"success": metadata["validation"]["success"],
+                           "checks": {c["expectation"]: c["success"] for c in metadata["validation"]["checks"]}},
+            "output": {"path": output.relative_to(warehouse).as_posix(), "sha256": sha256,
+                       "bytes": output.stat().st_size, "rows": metadata["rows"]["published"]},
+            "started_at": started.isoformat(timespec="seconds"),
+            "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "triggered_by": triggered_by}

@@ -1,0 +1,91 @@
+"""What one run shares across its export dates, and which dates it should process.
+
+The Run object holds the key and the erasure list, so it never becomes a Prefect parameter (flow
+parameters are stored by the Prefect server); flows receive dates only.
+
+A partition depends on its input files, its policy, the key and the erasure list. Its
+fingerprint, a SHA-256 over those, is recorded in the ledger when it is published; by default a
+run processes only the dates whose current fingerprint differs from the last one published (new
+dates, re-exported files, a changed policy or key, a new erasure request).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import json
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flows import landing as landing_io
+from flows import ledger
+from flows.keys import load_pseudonymizer
+from transforms.policy import SourcePolicy, load_policies
+from transforms.pseudonymize import Pseudonymizer
+from transforms.steps import Subjects
+
+
+@dataclass
+class Run:
+    run_id: str
+    landing: landing_io.Landing
+    warehouse: Path
+    restricted: Path
+    policy_dir: Path
+    policies: dict[str, SourcePolicy]
+    pseudonymizer: Pseudonymizer
+    subjects: Subjects
+    erasure_sha256: str | None
+    drop_unknown: bool
+    triggered_by: dict
+    started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+
+    @classmethod
+    def start(cls, landing: str, warehouse: str, restricted: str, policies: str, drop_unknown: bool,
+              trigger: str) -> Run:
+        area = landing_io.Landing(landing)
+        has_requests = area.exists(landing_io.ERASURE_REQUESTS)
+        return cls(
+            run_id=dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
+            landing=area, warehouse=Path(warehouse), restricted=Path(restricted), policy_dir=Path(policies),
+            policies=load_policies(Path(policies)), pseudonymizer=load_pseudonymizer(),
+            subjects=Subjects.from_requests(landing_io.read_erasure_requests(area)),
+            erasure_sha256=area.sha256(landing_io.ERASURE_REQUESTS) if has_requests else None,
+            drop_unknown=drop_unknown,
+            triggered_by={"via": trigger, "user": getpass.getuser(), "host": socket.gethostname()},
+        )
+
+    def fingerprint(self, policy: SourcePolicy, inputs: list[tuple[str, str]]) -> str:
+        """SHA-256 of what a partition depends on: (path, SHA-256) of its input files, its
+        policy, the key and the erasure list."""
+        basis = {"inputs": sorted(inputs), "policy": policy.sha256, "key": self.pseudonymizer.key_id,
+                 "erasure": self.erasure_sha256}
+        return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+
+    def current_fingerprint(self, policy: SourcePolicy, date: dt.date) -> str | None:
+        files = landing_io.files_for(self.landing, policy, date)
+        return self.fingerprint(policy, [(f, self.landing.sha256(f)) for f in files]) if files else None
+
+
+def select_dates(run: Run, date: str | None, start: str | None, end: str | None, every: bool) -> tuple[list[dt.date], list[dt.date]]:
+    """(dates to process, dates skipped as already published and unchanged). A named date, a
+    range (a backfill) or `every` forces processing; otherwise only new or changed dates run."""
+    if date:
+        return [dt.date.fromisoformat(date)], []
+    found = landing_io.export_dates(run.landing, run.policies)
+    if start or end:
+        low = dt.date.fromisoformat(start) if start else dt.date.min
+        high = dt.date.fromisoformat(end) if end else dt.date.max
+        return [d for d in found if low <= d <= high], []
+    if every:
+        return found, []
+    published = {(e["dataset"], e["export_date"]): e.get("fingerprint") for e in ledger.partitions(run.warehouse)}
+    todo, skipped = [], []
+    for day in found:
+        current = {name: run.current_fingerprint(policy, day) for name, policy in run.policies.items()}
+        fresh = all(published.get((name, day.isoformat())) == fp for name, fp in current.items() if fp is not None)
+        (skipped if fresh else todo).append(day)
+    return todo, skipped

@@ -1,0 +1,235 @@
+"""Running unattended and re-running without fear: date selection, backfills, fsspec landings,
+retries, atomic and idempotent publishing (a run killed mid-write), the ledger, field metadata,
+queries and the scheduled deployment."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import fsspec
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from flows import ledger
+from flows.cli import app
+from tests.conftest import TEST_KEY, run_flow
+
+pytestmark = pytest.mark.flow
+DAY1, DAY2 = "2026-03-01", "2026-03-02"
+
+
+def _rows(warehouse: Path, dataset: str, day: str):
+    return pq.read_table(warehouse / f"dataset={dataset}" / f"export_date={day}" / "part-0.parquet").to_pylist()
+
+
+def _file_hashes(warehouse: Path) -> dict[str, bytes]:
+    return {p.relative_to(warehouse).as_posix(): p.read_bytes() for p in warehouse.glob("dataset=*/*/*.parquet")}
+
+
+@pytest.fixture
+def copy_of(landing, tmp_path):
+    target = tmp_path / "landing"
+    shutil.copytree(landing, target)
+    return target
+
+
+def test_default_runs_only_new_or_changed_dates(prefect_server, copy_of, tmp_path):
+    first = run_flow(copy_of, tmp_path)
+    assert set(first.summary["dates"]) == {DAY1, DAY2}
+    again = run_flow(copy_of, tmp_path)
+    assert again.state.is_completed() and again.summary["dates"] == {} and again.summary["up_to_date"] == [DAY1, DAY2]
+    # A re-export of one day's POS file makes that day (only) changed.
+    pos = copy_of / "pos" / DAY2 / "pos_lines_20260302.csv"
+    lines = pos.read_bytes().splitlines(keepends=True)
+    pos.write_bytes(b"".join(lines[:-1]))  # the re-export has one line fewer
+    third = run_flow(copy_of, tmp_path)
+    assert set(third.summary["dates"]) == {DAY2} and third.summary["up_to_date"] == [DAY1]
+    assert third.summary["dates"][DAY2]["pos"]["counts"]["read"] == first.summary["dates"][DAY2]["pos"]["counts"]["read"] - 1
+    assert ledger.verify(tmp_path / "warehouse") == []
+
+
+def test_rerunning_a_date_is_idempotent(prefect_server, landing, tmp_path):
+    first = run_flow(landing, tmp_path, date=DAY1)
+    before = {d: _rows(first.warehouse, d, DAY1) for d in ("pos", "membership", "after_sales")}
+    second = run_flow(landing, tmp_path, date=DAY1)
+    assert second.state.is_completed()
+    for dataset, rows in before.items():
+        assert _rows(second.warehouse, dataset, DAY1) == rows  # identical rows, not appended
+    con = duckdb.connect()
+    count = con.execute(f"SELECT count(*) FROM read_parquet('{second.warehouse}/dataset=pos/*/*.parquet')").fetchone()[0]
+    assert count == len(before["pos"])
+    published = [e for e in ledger.entries(second.warehouse) if e["kind"] == "partition" and e["data"]["dataset"] == "pos"]
+    assert len(published) == 2 and published[0]["data"]["output"]["sha256"] != ""  # both runs recorded
+
+
+def test_a_policy_change_republishes_with_the_new_hash(prefect_server, copy_of, tmp_path, policy_copy):
+    run_flow(copy_of, tmp_path, policies=str(policy_copy))
+    pos = policy_copy / "pos.yaml"
+    pos.write_text(pos.read_text().replace("privacy:\n  k: 5", "privacy:\n  k: 6", 1))
+    changed = run_flow(copy_of, tmp_path, policies=str(policy_copy))
+    assert set(changed.summary["dates"]) == {DAY1, DAY2}  # every date was made with the old policy
+    from transforms.policy import load_policy
+
+    new_hash = load_policy(pos).sha256
+    meta = json.loads(pq.read_schema(changed.warehouse / "dataset=pos" / f"export_date={DAY1}" / "part-0.parquet")
+                      .metadata[b"tuomin"])
+    assert meta["policy_sha256"] == new_hash and meta["k"] == 6 and meta["metrics"]["k"] >= 6
+    latest = {(p["dataset"], p["export_date"]): p for p in ledger.partitions(changed.warehouse)}
+    assert latest[("pos", DAY1)]["policy_sha256"] == new_hash
+
+
+def test_backfill_processes_the_range_with_files(prefect_server, landing, tmp_path):
+    result = CliRunner().invoke(app, ["backfill", "--start", "2026-02-27", "--end", DAY1, "--landing", str(landing),
+                                      "--warehouse", str(tmp_path / "wh"), "--restricted", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "wh" / "dataset=pos").iterdir()) == [f"export_date={DAY1}"]
+    [run] = ledger.runs(tmp_path / "wh")
+    assert run["parameters"]["start"] == "2026-02-27" and run["triggered_by"]["via"] == "cli: tuomin backfill"
+    bad = CliRunner().invoke(app, ["backfill", "--start", DAY2, "--end", DAY1])
+    assert bad.exit_code == 2 and "is after" in bad.output
+
+
+def test_a_memory_url_landing(prefect_server, landing, tmp_path):
+    fs = fsspec.filesystem("memory")
+    for path in landing.rglob("*.csv"):
+        fs.pipe(f"/landing-test/{path.relative_to(landing).as_posix()}", path.read_bytes())
+    run = run_flow("memory://landing-test", tmp_path, date=DAY1)
+    assert run.state.is_completed(), run.state.message
+    assert run.summary["dates"][DAY1]["pos"]["inputs"][0]["path"] == "pos/2026-03-01/pos_lines_20260301.csv"
+    assert _rows(run.warehouse, "pos", DAY1) == _rows(run_flow(landing, tmp_path / "local", date=DAY1).warehouse, "pos", DAY1)
+
+
+def test_transient_read_errors_are_retried(prefect_server, landing, tmp_path, monkeypatch):
+    from flows import landing as landing_io
+
+    real, failures = landing_io.Landing.open, []
+
+    def flaky(self, relative):
+        if relative.startswith("after_sales/") and not failures:
+            failures.append(relative)
+            raise ConnectionResetError("the share went away for a moment")
+        return real(self, relative)
+
+    monkeypatch.setattr(landing_io.Landing, "open", flaky)
+    run = run_flow(landing, tmp_path, date=DAY1)
+    assert failures and run.state.is_completed(), run.state.message
+
+
+def test_bad_data_is_not_retried(prefect_server, copy_of, tmp_path, monkeypatch):
+    from flows import landing as landing_io
+
+    reads = []
+    real = landing_io.read_export
+    monkeypatch.setattr(landing_io, "read_export", lambda *a, **k: reads.append(1) or real(*a, **k))
+    (copy_of / "pos" / DAY1 / "pos_lines_20260301.csv").write_bytes(b"\xef\xbb\xbf")  # empty: no header
+    run = run_flow(copy_of, tmp_path, date=DAY1)
+    assert run.state.is_failed() and "empty file" in run.state.message and reads == []  # refused before reading
+
+
+def test_columns_carry_what_was_done_to_them(published):
+    schema = pq.read_schema(next(published.warehouse.glob("dataset=membership/*/*.parquet")))
+    age = {k.decode(): v.decode() for k, v in schema.field("age").metadata.items()}
+    assert age["tuomin.technique"] == "generalization" and age["tuomin.source_column"] == "birth_date"
+    assert age["tuomin.level_meaning"] in ("5-year age bands", "10-year age bands", "20-year age bands", "suppressed (*)")
+    token = {k.decode(): v.decode() for k, v in schema.field("customer_id").metadata.items()}
+    assert token["tuomin.technique"] == "pseudonymization" and "HMAC" in token["tuomin.token"]
+
+
+def test_query_views_and_formats(published):
+    runner = CliRunner()
+    out = runner.invoke(app, ["query", "SELECT count(*) AS n FROM pos", "--warehouse", str(published.warehouse),
+                              "--format", "json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)[0]["n"] == sum(d["pos"]["counts"]["published"] for d in published.summary["dates"].values())
+    csv = runner.invoke(app, ["query", "SELECT dataset, k_achieved FROM partitions ORDER BY ALL", "--warehouse",
+                              str(published.warehouse), "--format", "csv"])
+    assert csv.output.splitlines()[0] == "dataset,k_achieved" and len(csv.output.splitlines()) == 7
+    bad = runner.invoke(app, ["query", "SELECT nope FROM pos", "--warehouse", str(published.warehouse)])
+    assert bad.exit_code == 2 and "query failed" in bad.output
+
+
+def test_readme_questions_run(published):
+    """Every SQL example in the README's analysts section runs against a real warehouse."""
+    from flows.query import connect
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Questions analysts ask", 1)[1].split("\n## ", 1)[0]
+    queries = [block.split("```", 1)[0] for block in section.split("```sql\n")[1:]]
+    assert len(queries) >= 5
+    con = connect(published.warehouse)
+    for sql in queries:
+        assert con.sql(sql).fetchall() is not None, sql
+
+
+def _run_killed_at(failpoint: str, landing: Path, root: Path) -> subprocess.CompletedProcess:
+    from prefect.settings import get_current_settings
+
+    env = {**os.environ, "TUOMIN_PSEUDONYM_KEY": TEST_KEY, "TUOMIN_FAILPOINT": failpoint,
+           "PREFECT_API_URL": str(get_current_settings().api.url)}
+    code = (f"from flows.anonymize import anonymize_exports; anonymize_exports(landing={str(landing)!r}, "
+            f"warehouse={str(root / 'warehouse')!r}, restricted={str(root / 'restricted')!r}, date={DAY1!r})")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("failpoint", ["extracted", "validated", "mid-write", "staged", "published-one"])
+def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, copy_of, tmp_path, failpoint):
+    first = run_flow(copy_of, tmp_path, date=DAY1)
+    old = _file_hashes(first.warehouse)
+    # New inputs, so the second run's partitions would differ from the first's.
+    pos = copy_of / "pos" / DAY1 / "pos_lines_20260301.csv"
+    pos.write_bytes(b"".join(pos.read_bytes().splitlines(keepends=True)[:-200]))
+    killed = _run_killed_at(failpoint, copy_of, tmp_path)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    after = _file_hashes(first.warehouse)
+    assert set(after) == set(old)
+    changed = [name for name in old if after[name] != old[name]]
+    if failpoint != "published-one":
+        assert changed == []  # killed before any rename: the warehouse is as it was
+    else:
+        assert len(changed) == 1  # exactly one partition replaced, whole
+    for name in after:  # every visible file is complete and readable
+        assert pq.read_metadata(first.warehouse / name).num_rows > 0
+    assert ledger.verify(first.warehouse) == []
+    # Re-running finishes the job: the date is changed (or unrecorded), so it is processed again.
+    final = run_flow(copy_of, tmp_path)
+    assert final.state.is_completed() and DAY1 in final.summary["dates"]
+    assert not (first.warehouse / ".staging").exists() or not any((first.warehouse / ".staging").iterdir())
+
+
+def test_the_daily_deployment_registers_with_its_schedule(prefect_server):
+    """Registered against a real Prefect server (the session's), with cron and time zone."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from flows.deploy import daily
+
+    deployment = daily()
+    deployment.apply()
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_deployment_by_name("anonymize-exports/daily")
+
+    stored = asyncio.run(read())
+    [schedule] = stored.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 2 * * *", "Asia/Shanghai")
+    assert set(stored.parameters) == {"landing", "warehouse", "restricted"}
+    assert "start" in stored.parameter_openapi_schema["properties"]  # a backfill is the same deployment with a range
+
+
+def test_one_run_at_a_time_per_warehouse(tmp_path):
+    from flows.warehouse import WarehouseBusy, exclusive
+
+    (tmp_path / ".staging" / "dead-run").mkdir(parents=True)
+    with exclusive(tmp_path):
+        assert not (tmp_path / ".staging").exists()  # a dead run's leftovers are cleared
+        with pytest.raises(WarehouseBusy, match="another tuomin run"), exclusive(tmp_path):
+            pass
