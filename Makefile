@@ -8,6 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SAMPLE := sample_data/landing
 KEY_FILE := .secrets/pseudonym.key
+BACKUP_KEY_FILE := .secrets/backup.key
 
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_PYTHON_DOWNLOADS := never
@@ -16,7 +17,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess
+.PHONY: setup run test lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup
 
 setup: $(VENV)/.synced
 
@@ -35,12 +36,16 @@ $(SAMPLE)/requests/erasure.csv: | $(VENV)/.synced
 
 sample: $(SAMPLE)/requests/erasure.csv
 
-# Without a key in the environment, run with a local demo key (created once, mode 0600).
-run: setup sample
-	@if [ -z "$$TUOMIN_PSEUDONYM_KEY$$TUOMIN_PSEUDONYM_KEY_FILE$$TUOMIN_PSEUDONYM_KEY_BLOCK" ]; then \
-		$(BIN)/tuomin key init --path $(KEY_FILE) && export TUOMIN_PSEUDONYM_KEY_FILE=$(KEY_FILE); \
+# Without keys in the environment, run with local demo keys (created once, mode 0600).
+DEMO_KEYS = if [ -z "$$TUOMIN_PSEUDONYM_KEY$$TUOMIN_PSEUDONYM_KEY_FILE$$TUOMIN_PSEUDONYM_KEY_BLOCK" ]; then \
+		$(BIN)/tuomin key init --path $(KEY_FILE) && export TUOMIN_PSEUDONYM_KEY_FILE=$(CURDIR)/$(KEY_FILE); \
 	fi; \
-	$(BIN)/tuomin run
+	if [ -z "$$TUOMIN_BACKUP_KEY$$TUOMIN_BACKUP_KEY_FILE$$TUOMIN_BACKUP_KEY_BLOCK" ]; then \
+		$(BIN)/tuomin key init --backup --path $(BACKUP_KEY_FILE) && export TUOMIN_BACKUP_KEY_FILE=$(CURDIR)/$(BACKUP_KEY_FILE); \
+	fi
+
+run: setup sample
+	@$(DEMO_KEYS); $(BIN)/tuomin run
 
 test: setup
 	$(BIN)/pytest
@@ -59,10 +64,7 @@ serve: setup sample
 	fi
 	@for i in $$(seq 90); do curl -sf http://127.0.0.1:$(PREFECT_PORT)/api/health >/dev/null && break; sleep 1; done
 	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (make stop stops the server)"
-	@if [ -z "$$TUOMIN_PSEUDONYM_KEY$$TUOMIN_PSEUDONYM_KEY_FILE$$TUOMIN_PSEUDONYM_KEY_BLOCK" ]; then \
-		$(BIN)/tuomin key init --path $(KEY_FILE) && export TUOMIN_PSEUDONYM_KEY_FILE=$(CURDIR)/$(KEY_FILE); \
-	fi; \
-	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/tuomin serve
+	@$(DEMO_KEYS); PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/tuomin serve
 
 stop:
 	@if [ -f .prefect/server.pid ]; then kill $$(cat .prefect/server.pid) 2>/dev/null; rm -f .prefect/server.pid; echo "Prefect server stopped"; fi
@@ -82,6 +84,9 @@ bench-privacy: setup
 
 bench-assess: setup
 	$(BIN)/python benchmarks/assess.py --rows 1000000
+
+bench-backup: setup
+	$(BIN)/python benchmarks/backup.py --mib 2048
 
 bench-transforms: setup
 	$(BIN)/python benchmarks/transforms.py --values 1000000

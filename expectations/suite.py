@@ -20,11 +20,13 @@ from pathlib import Path
 
 import great_expectations as gx
 import pandas as pd
+import pyarrow as pa
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 import expectations  # noqa: F401  (registers the custom expectations before any suite is built)
 from expectations.anonymity import ExpectNoDirectIdentifiers, ExpectTableToBeKAnonymous, ExpectTableToBeLDiverse
+from transforms.policy import SourcePolicy
 
 # Only our table-level expectations and the column-set check run, and none of them reports
 # values; partial_unexpected_count=0 keeps it so should a column-map expectation ever be added.
@@ -40,6 +42,19 @@ class Gate:
     k: int
     string_columns: tuple[str, ...]
     diversity: tuple[tuple[str, float, str], ...] = ()  # (sensitive output column, l, measure)
+
+    @classmethod
+    def of(cls, policy: SourcePolicy, schema: pa.Schema) -> Gate:
+        """The gate a source's policy sets for a table with this schema."""
+        return cls(
+            dataset=policy.source,
+            columns=tuple(policy.output_columns),
+            quasi_identifiers=tuple(c.output_name for c in policy.quasi_identifiers),
+            entity=policy.entity,
+            k=policy.privacy.k,
+            string_columns=tuple(f.name for f in schema if pa.types.is_string(f.type)),
+            diversity=tuple((policy.column(m.attribute).output_name, m.l, m.measure) for m in policy.privacy.l_diversity),
+        )
 
 
 @dataclass(frozen=True)

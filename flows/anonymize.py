@@ -2,6 +2,7 @@
 
 For each export date (one subflow run each), every source goes through
 
+    backup     the date's raw files, encrypted, into the restricted area (flows/backup.py)
     extract    read the files as text; headers must match the policy (unknown column: fail)
     parse      typed values; rows that do not parse -> restricted quarantine (counted)
     link       the customer token of each row (own document, or via member number / receipt)
@@ -29,6 +30,7 @@ from prefect.runtime import deployment, flow_run
 from prefect.states import Failed
 
 from expectations.suite import Gate, validate
+from flows import backup as backup_io
 from flows import failpoints, ledger, paths, progress
 from flows import landing as landing_io
 from flows import warehouse as warehouse_io
@@ -41,8 +43,6 @@ from transforms.operators import Context
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import Pseudonymizer
 from transforms.redact import NameMatcher
-
-GX_PROJECT = "_gx"  # the warehouse's GX project: suites, validation results, Data Docs (no data values)
 
 # Tasks pass raw data in memory only: no result persistence, no input hashing for caches.
 raw_task = task(cache_policy=NO_CACHE, persist_result=False)
@@ -120,22 +120,29 @@ def link_lookups(landing: landing_io.Landing, policies: dict[str, SourcePolicy],
 
 @raw_task(task_run_name="validate-{policy.source}-{date}")
 def validate_dataset(policy: SourcePolicy, date: dt.date, anonymized: steps.Anonymized, project: Path, run_name: str):
-    table = anonymized.table
-    gate = Gate(
-        dataset=policy.source,
-        columns=tuple(policy.output_columns),
-        quasi_identifiers=tuple(anonymized.quasi_identifiers),
-        entity=policy.entity,
-        k=policy.privacy.k,
-        string_columns=tuple(f.name for f in table.schema if pa.types.is_string(f.type)),
-        diversity=tuple((policy.column(m.attribute).output_name, m.l, m.measure) for m in policy.privacy.l_diversity),
-    )
-    return validate(gate, table.to_pandas(), project, run_name)
+    return validate(Gate.of(policy, anonymized.table.schema), anonymized.table.to_pandas(), project, run_name)
+
+
+@io_task(task_run_name="backup-{date}")
+def back_up(run: Run, names: list[str], date: dt.date) -> None:
+    """Encrypt the date's raw files before anything reads them; recorded in the ledger once per
+    distinct set of files (a rerun on the same files does not back them up again)."""
+    files = [f for name in names for f in landing_io.files_for(run.landing, run.policies[name], date)]
+    if not files:
+        return
+    manifest_path, manifest, written = backup_io.backup_files(run.landing, files, date, run.restricted, run.backup_key)
+    if written:
+        ledger.append(run.warehouse, "backup", {
+            "export_date": date.isoformat(), "run_id": run.run_id, "manifest": str(manifest_path), "key_id": manifest["key_id"],
+            "files": [{k: f[k] for k in ("path", "bytes", "sha256")} for f in manifest["files"]]})
+        get_run_logger().info("%s: %d file(s) backed up, encrypted, -> %s", date, len(files), manifest_path.parent)
 
 
 def process_date(run: Run, date: dt.date) -> dict:
     began = dt.datetime.now(dt.timezone.utc)
-    names = [s for s in source_order(run.policies) if landing_io.files_for(run.landing, run.policies[s], date)]
+    names = [s for s in source_order(run.policies) if s in run.sources_for(date)]
+    if run.backup_key is not None:
+        back_up(run, names, date)
     sources = {s: parse_and_quarantine(extract(run.landing, run.policies[s], date, run.drop_unknown), run.policies[s],
                                        run.restricted, run.run_id) for s in names}
     failpoints.hit("extracted")
@@ -200,7 +207,7 @@ def anonymize_and_validate(sources: dict[str, Source], ctx: Context, date: dt.da
         except Unreachable as exc:
             failures.append(f"{name}: {exc}")
             continue
-        outcome = validate_dataset(source.policy, date, anonymized, warehouse / GX_PROJECT, f"{run_id} {date}")
+        outcome = validate_dataset(source.policy, date, anonymized, warehouse / paths.GX_PROJECT, f"{run_id} {date}")
         if not outcome.success:
             where = quarantine_batch(restricted, run_id, name, date, anonymized.table)
             failures.append(f"{name}: validation failed: {'; '.join(outcome.failures())}; batch set aside in {where}")
@@ -247,20 +254,21 @@ def anonymize(source: Source, ctx: Context, date: dt.date) -> steps.Anonymized:
 def anonymize_exports(landing: str = str(paths.SAMPLE_LANDING), warehouse: str = str(paths.WAREHOUSE),
                       date: str | None = None, start: str | None = None, end: str | None = None, every: bool = False,
                       restricted: str = str(paths.RESTRICTED), policies: str = str(paths.POLICIES),
-                      drop_unknown: bool = False, trigger: str | None = None):
+                      drop_unknown: bool = False, backup: bool = True, trigger: str | None = None):
     """Anonymize the export dates of `landing` into `warehouse`: `date` alone; every date from
     `start` to `end` (a backfill); every date (`every`); by default the dates not yet published or
     whose inputs, policy, key or erasure list changed since. With drop_unknown, columns no policy
-    covers are dropped (and recorded) instead of failing."""
+    covers are dropped (and recorded) instead of failing. Unless `backup` is off, each date's raw
+    files are backed up (encrypted) first, and a missing backup key fails the run."""
     with warehouse_io.exclusive(Path(warehouse)):
-        return _anonymize(landing, warehouse, date, start, end, every, restricted, policies, drop_unknown, trigger)
+        return _anonymize(landing, warehouse, date, start, end, every, restricted, policies, drop_unknown, backup, trigger)
 
 
 def _anonymize(landing: str, warehouse: str, date: str | None, start: str | None, end: str | None, every: bool,
-               restricted: str, policies: str, drop_unknown: bool, trigger: str | None):
+               restricted: str, policies: str, drop_unknown: bool, backup: bool, trigger: str | None):
     log = get_run_logger()
     via = trigger or (f"deployment {deployment.name}" if deployment.get_id() else "python")
-    run = io_task(Run.start, name="start-run")(landing, warehouse, restricted, policies, drop_unknown, via)
+    run = io_task(Run.start, name="start-run")(landing, warehouse, restricted, policies, drop_unknown, via, backup)
     dates, skipped = io_task(select_dates, name="select-dates")(run, date, start, end, every)
     log.info("run %s: %d export date(s) to process, %d up to date, %d erasure request(s), key %s", run.run_id,
              len(dates), len(skipped), len(run.subjects), run.pseudonymizer.key_id)
@@ -299,9 +307,10 @@ def _anonymize(landing: str, warehouse: str, date: str | None, start: str | None
         "ended_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "status": "failed" if message else "published",
         "message": message, "triggered_by": run.triggered_by,
         "parameters": {"landing": landing, "warehouse": warehouse, "date": date, "start": start, "end": end, "every": every,
-                       "drop_unknown": drop_unknown},
+                       "drop_unknown": drop_unknown, "backup": backup},
         "policies": {s: {"file": p.path.name, "sha256": p.sha256} for s, p in run.policies.items()},
-        "key_id": run.pseudonymizer.key_id, "erasure_requests": len(run.subjects), "dates": summary["dates"],
+        "key_id": run.pseudonymizer.key_id, "backup_key_id": run.backup_key.key_id if run.backup_key else None,
+        "erasure_requests": len(run.subjects), "dates": summary["dates"],
         "up_to_date": summary["up_to_date"], "errors": problems,
     })
     return Failed(message=message, data=summary) if message else summary

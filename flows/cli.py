@@ -17,14 +17,19 @@ from flows import environment, paths
 environment.configure()  # before Prefect is imported anywhere
 
 app = typer.Typer(help="De-identify the shop's exports into validated, k-anonymous Parquet.", no_args_is_help=True)
-key_app = typer.Typer(help="The pseudonym key.", no_args_is_help=True)
+key_app = typer.Typer(help="The pseudonym key and the backup key.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
 ledger_app = typer.Typer(help="The append-only, hash-chained record of runs, partitions and key events.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
+backup_app = typer.Typer(help="The encrypted backups of the raw exports.", no_args_is_help=True)
+app.add_typer(backup_app, name="backup")
 console = Console(width=None if Console().is_terminal else 110)
 
 Landing = Annotated[Path, typer.Option(help="Landing directory with pos/, membership/, after_sales/, requests/.")]
 Warehouse = Annotated[Path, typer.Option(help="Warehouse directory for the anonymized Parquet.")]
+Restricted = Annotated[Path, typer.Option(help="Restricted area (0700) for quarantined rows and backups.")]
+Policies = Annotated[Path, typer.Option(help="Directory of reviewed policy files.")]
+AsOf = Annotated[str | None, typer.Option(help="Plan as if today were this date (YYYY-MM-DD, Shanghai); only with --dry-run.")]
 
 
 @app.command()
@@ -32,16 +37,17 @@ def run(
     landing: Landing = paths.SAMPLE_LANDING,
     warehouse: Warehouse = paths.WAREHOUSE,
     date: Annotated[str | None, typer.Option(help="One export date (YYYY-MM-DD); default: every date found.")] = None,
-    restricted: Annotated[Path, typer.Option(help="Restricted area for quarantined rows (0700).")] = paths.RESTRICTED,
-    policies: Annotated[Path, typer.Option(help="Directory of reviewed policy files.")] = paths.POLICIES,
+    restricted: Restricted = paths.RESTRICTED,
+    policies: Policies = paths.POLICIES,
     drop_unknown: Annotated[bool, typer.Option("--drop-unknown", help="Drop (and record) columns no policy covers instead of failing.")] = False,
     every: Annotated[bool, typer.Option("--all", help="Process every date found, even those already published and unchanged.")] = False,
+    backup: Annotated[bool, typer.Option(help="Back up (encrypted) each date's raw files first; needs the backup key.")] = True,
 ) -> None:
     """Run the anonymize-exports flow: by default on the dates not yet published or changed since."""
     if date is not None:
         _check_date(date)
     _run_flow(landing=landing, warehouse=warehouse, date=date, every=every, restricted=restricted, policies=policies,
-              drop_unknown=drop_unknown, trigger="cli: tuomin run")
+              drop_unknown=drop_unknown, backup=backup, trigger="cli: tuomin run")
 
 
 @app.command()
@@ -50,9 +56,10 @@ def backfill(
     end: Annotated[str, typer.Option(help="Last export date (YYYY-MM-DD).")],
     landing: Landing = paths.SAMPLE_LANDING,
     warehouse: Warehouse = paths.WAREHOUSE,
-    restricted: Annotated[Path, typer.Option(help="Restricted area for quarantined rows (0700).")] = paths.RESTRICTED,
-    policies: Annotated[Path, typer.Option(help="Directory of reviewed policy files.")] = paths.POLICIES,
+    restricted: Restricted = paths.RESTRICTED,
+    policies: Policies = paths.POLICIES,
     verbose: Annotated[bool, typer.Option(help="Show the flow's log lines under the progress bar.")] = False,
+    backup: Annotated[bool, typer.Option(help="Back up (encrypted) each date's raw files first; needs the backup key.")] = True,
 ) -> None:
     """(Re)process every export date from START to END that has files, in one flow run."""
     if _check_date(start) > _check_date(end):
@@ -60,7 +67,7 @@ def backfill(
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     _run_flow(landing=landing, warehouse=warehouse, start=start, end=end, restricted=restricted, policies=policies,
-              trigger="cli: tuomin backfill", bar=True)
+              backup=backup, trigger="cli: tuomin backfill", bar=True)
 
 
 def _run_flow(bar: bool = False, **parameters) -> None:
@@ -216,9 +223,7 @@ def assess(
 @app.command()
 def docs(warehouse: Warehouse = paths.WAREHOUSE) -> None:
     """Build the Great Expectations Data Docs of every validation run against this warehouse."""
-    from flows.anonymize import GX_PROJECT
-
-    project = warehouse / GX_PROJECT
+    project = warehouse / paths.GX_PROJECT
     if not (project / "gx").exists():
         console.print(f"no validations recorded under {project}: run `tuomin run` first")
         raise typer.Exit(1)
@@ -229,14 +234,17 @@ def docs(warehouse: Warehouse = paths.WAREHOUSE) -> None:
 
 @app.command()
 def serve() -> None:
-    """Serve the daily deployment (cron 02:00 Asia/Shanghai) to the Prefect server in
-    PREFECT_API_URL; runs until interrupted. `make serve` starts that server first."""
+    """Serve the daily anonymize and weekly review deployments to the Prefect server.
+
+    The daily run is at 02:00, the review on Mondays at 03:00, Asia/Shanghai; the server is the one
+    in PREFECT_API_URL (`make serve` starts it first). Runs until interrupted."""
     from prefect import serve as prefect_serve
 
-    from flows.deploy import SCHEDULE, daily
+    from flows.deploy import REVIEW_SCHEDULE, SCHEDULE, daily, weekly_review
 
-    console.print(f"serving anonymize-exports/daily ({SCHEDULE['cron']}, {SCHEDULE['timezone']}); Ctrl-C stops")
-    prefect_serve(daily())
+    console.print(f"serving anonymize-exports/daily ({SCHEDULE['cron']}) and review/weekly ({REVIEW_SCHEDULE['cron']}), "
+                  f"{SCHEDULE['timezone']}; Ctrl-C stops")
+    prefect_serve(daily(), weekly_review())
 
 
 @app.command()
@@ -288,6 +296,19 @@ def ledger_verify(warehouse: Warehouse = paths.WAREHOUSE) -> None:
     console.print(f"ledger intact: {count} entries, chain verified")
 
 
+LEDGER_LINES = {
+    "run": lambda d: f"{d['run_id']} {d['status']} ({d['triggered_by']['via']})",
+    "partition": lambda d: f"{d['dataset']} {d['export_date']}: {d['rows']['published']} rows, k={d['k_achieved']}",
+    "backup": lambda d: f"{d['export_date']}: {len(d['files'])} file(s) encrypted with {d['key_id']}",
+    "deletion": lambda d: f"{d['export_date']}: {len(d['files'])} file(s), {d['bytes']} bytes deleted; replaced by "
+                          + ", ".join(f"{r['dataset']} #{r['ledger_seq']}" for r in d["replaced_by"]),
+    "partition_removed": lambda d: f"{d['dataset']} {d['export_date']}: {d['published_rows']} rows removed ({d['why'][:40]}…)",
+    "review": lambda d: ("passed" if d["success"] else f"FAILED: {len(d['problems'])} problem(s)") + ": "
+                        + ", ".join(f"{n} {x['partitions']} partitions" for n, x in d["datasets"].items()),
+    "key_destroyed": lambda d: f"{d.get('key', 'pseudonym')} key {d['key_id']} destroyed ({d['method']})",
+}
+
+
 @ledger_app.command("show")
 def ledger_show(warehouse: Warehouse = paths.WAREHOUSE,
                 kind: Annotated[str | None, typer.Option(help="Only entries of this kind (run, partition, key_destroyed …).")] = None) -> None:
@@ -301,59 +322,250 @@ def ledger_show(warehouse: Warehouse = paths.WAREHOUSE,
         if kind and entry["kind"] != kind:
             continue
         data = entry["data"]
-        what = {"run": lambda d: f"{d['run_id']} {d['status']} ({d['triggered_by']['via']})",
-                "partition": lambda d: f"{d['dataset']} {d['export_date']}: {d['rows']['published']} rows, k={d['k_achieved']}",
-                }.get(entry["kind"], lambda d: ", ".join(f"{k}={v}" for k, v in d.items() if isinstance(v, str | int)))(data)
+        what = LEDGER_LINES.get(entry["kind"], lambda d: ", ".join(f"{k}={v}" for k, v in d.items() if isinstance(v, str | int)))(data)
         table.add_row(str(entry["seq"]), entry["at"], entry["kind"], what, entry["hash"][:12])
     console.print(table)
 
 
 @key_app.command("init")
-def key_init(path: Annotated[Path, typer.Option(help="Key file to create.")] = Path(".secrets/pseudonym.key")) -> None:
+def key_init(
+    path: Annotated[Path | None, typer.Option(help="Key file to create (default .secrets/pseudonym.key or .secrets/backup.key).")] = None,
+    backup: Annotated[bool, typer.Option("--backup", help="The backup key instead of the pseudonym key.")] = False,
+) -> None:
     """Create a random local demo key (mode 0600) unless one exists."""
-    from flows.keys import init_demo_key
+    from flows.keys import BACKUP, PSEUDONYM, init_demo_key
 
+    kind = BACKUP if backup else PSEUDONYM
+    path = path or kind.demo
     if init_demo_key(path):
-        console.print(f"created a local demo pseudonym key at {path} (mode 0600). "
-                      "For real data use TUOMIN_PSEUDONYM_KEY or a Prefect Secret block.")
+        console.print(f"created a local demo {kind.name} key at {path} (mode 0600). "
+                      f"For real data use ${kind.env} or a Prefect Secret block (${kind.env}_BLOCK).")
     else:
-        console.print(f"using the existing key file {path}")
+        console.print(f"using the existing {kind.name} key file {path}")
 
 
 @key_app.command("rotate")
 def key_rotate(
-    path: Annotated[Path, typer.Option(help="The key file to replace.")] = Path(".secrets/pseudonym.key"),
+    path: Annotated[Path, typer.Option(help="The pseudonym key file to replace.")] = Path(".secrets/pseudonym.key"),
     warehouse: Warehouse = paths.WAREHOUSE,
 ) -> None:
-    """Replace the local key with a new random one; recorded in the ledger (key_ids only)."""
+    """Replace the local pseudonym key with a new random one; recorded in the ledger (key_ids only)."""
     from flows import ledger
     from flows.keys import rotate_file
 
     old, new = rotate_file(path)
-    entry = ledger.append(warehouse, "key_rotated", {"old_key_id": old, "new_key_id": new, "where": str(path)})
+    entry = ledger.append(warehouse, "key_rotated", {"key": "pseudonym", "old_key_id": old, "new_key_id": new, "where": str(path)})
     console.print(f"rotated {path}: {old} -> {new} (ledger entry {entry['seq']}). Tokens made with {old} no longer "
                   "match new ones: re-run the dates you want linked under the new key.")
 
 
+EFFECT = {"pseudonym": "tokens made with this key can no longer be linked to anyone (PIPL Art. 73)",
+          "backup": "the backups encrypted with this key can no longer be read by anyone"}
+
+
 @key_app.command("destroy")
 def key_destroy(
-    path: Annotated[Path, typer.Option(help="The key file to destroy.")] = Path(".secrets/pseudonym.key"),
+    path: Annotated[Path | None, typer.Option(help="The key file to destroy (default .secrets/pseudonym.key or .secrets/backup.key).")] = None,
     block: Annotated[str | None, typer.Option(help="Destroy this Prefect Secret block instead of a file.")] = None,
+    backup: Annotated[bool, typer.Option("--backup", help="The backup key instead of the pseudonym key.")] = False,
     warehouse: Warehouse = paths.WAREHOUSE,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Destroy the pseudonym key: afterwards no token can be linked back to a person."""
-    from flows import ledger
-    from flows.keys import destroy_block, destroy_file
+    """Destroy a key for good, recorded in the ledger like a deletion.
 
+    Without the pseudonym key no token can be linked back to a person; without the backup key no
+    backup can be read."""
+    from flows import ledger
+    from flows.keys import BACKUP, PSEUDONYM, destroy_block, destroy_file
+
+    kind = BACKUP if backup else PSEUDONYM
+    path = path or kind.demo
     where = f"Prefect Secret block {block!r}" if block else str(path)
     if not yes:
-        typer.confirm(f"Destroy the pseudonym key in {where}? This cannot be undone", abort=True)
-    key_id = destroy_block(block) if block else destroy_file(path)
+        typer.confirm(f"Destroy the {kind.name} key in {where}? This cannot be undone", abort=True)
+    try:
+        key_id = destroy_block(block, kind) if block else destroy_file(path, kind)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
     entry = ledger.append(warehouse, "key_destroyed", {
-        "key_id": key_id, "where": where, "method": "Secret block deleted" if block else "overwritten, flushed, deleted",
-        "effect": "tokens made with this key can no longer be linked to anyone (PIPL Art. 73)"})
-    console.print(f"destroyed key {key_id} ({where}); ledger entry {entry['seq']} hash {entry['hash'][:16]}…")
+        "key": kind.name, "key_id": key_id, "where": where,
+        "method": "Secret block deleted" if block else "overwritten, flushed, deleted", "effect": EFFECT[kind.name],
+        "why": "PIPL Art. 47(1)(2): the company is closing; the key is no longer needed"})
+    console.print(f"destroyed {kind.name} key {key_id} ({where}); ledger entry {entry['seq']} hash {entry['hash'][:16]}…")
+
+
+@backup_app.command("verify")
+def backup_verify(
+    restricted: Restricted = paths.RESTRICTED,
+    date: Annotated[str | None, typer.Option(help="Only this export date's backups.")] = None,
+) -> None:
+    """Decrypt every backup and check it against its manifest; exit 1 on any bad file."""
+    from flows.backup import BackupError, manifests, verify
+    from flows.keys import load_backup_key
+
+    key = load_backup_key()
+    found = manifests(restricted, _check_date(date) if date else None)
+    if not found:
+        console.print(f"no backups under {restricted / 'backups'}" + (f" for {date}" if date else ""))
+        raise typer.Exit(1)
+    failed = 0
+    for manifest in found:
+        try:
+            files = verify(manifest, key)
+            console.print(f"[green]ok[/] {manifest.parent}: {len(files)} file(s), {sum(f['bytes'] for f in files)} bytes")
+        except BackupError as exc:
+            failed += 1
+            console.print(f"[bold red]BAD[/] {exc}")
+    if failed:
+        console.print(f"[bold red]{failed} of {len(found)} backup(s) failed verification[/]")
+        raise typer.Exit(1)
+
+
+@backup_app.command("restore")
+def backup_restore(
+    date: Annotated[str, typer.Option(help="The export date to restore.")],
+    out: Annotated[Path, typer.Option(help="Directory to restore into (files keep their landing paths).")],
+    restricted: Restricted = paths.RESTRICTED,
+) -> None:
+    """Restore a date's latest backup into a directory, checking every file against the manifest."""
+    from flows.backup import BackupError, manifests, verify
+    from flows.keys import load_backup_key
+
+    found = manifests(restricted, _check_date(date))
+    if not found:
+        console.print(f"[red]no backup of {date} under {restricted / 'backups'}[/]")
+        raise typer.Exit(1)
+    latest = max(found, key=lambda m: m.stat().st_mtime)
+    try:
+        files = verify(latest, load_backup_key(), restore_to=out)
+    except BackupError as exc:
+        console.print(f"[bold red]restore failed[/]: {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"restored {len(files)} file(s) of {date} into {out}, every SHA-256 as in the manifest")
+
+
+@app.command()
+def purge(
+    landing: Landing = paths.SAMPLE_LANDING,
+    warehouse: Warehouse = paths.WAREHOUSE,
+    restricted: Restricted = paths.RESTRICTED,
+    policies: Policies = paths.POLICIES,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted and what is kept, and why; delete nothing.")] = False,
+    as_of: AsOf = None,
+) -> None:
+    """Delete raw data that validated partitions replace, with a certificate per date.
+
+    The raw exports, quarantined rows and backups of a date go once its partitions are published
+    and validated and its grace period is over; each deletion is certified in the ledger."""
+    from flows import landing as landing_io
+    from flows.purge import plan
+    from flows.purge import purge as purge_flow
+    from flows.run import today
+    from transforms.policy import load_policies
+
+    day = _as_of(as_of, dry_run) or today()
+    if dry_run:
+        table = Table(title=f"purge plan as of {day}: nothing is deleted")
+        for header in ("export date", "decision", "files (area, bytes, path)", "why"):
+            table.add_column(header)
+        for item in plan(landing_io.Landing(str(landing)), warehouse, restricted, load_policies(policies), day):
+            files = "\n".join(f"{f['area']} {f['bytes']} {f['path']}" for f in item.files)
+            table.add_row(item.export_date.isoformat(), "keep" if item.held else "[red]delete[/]", files,
+                          item.held or " ".join(item.grounds))
+        console.print(table)
+        return
+    state = purge_flow(landing=str(landing), warehouse=str(warehouse), restricted=str(restricted), policies=str(policies),
+                       trigger="cli: tuomin purge", return_state=True)
+    _finish(state, lambda done: f"{len(done)} date(s) purged" + "".join(
+        f"\n  {d['export_date']}: {d['files']} file(s) deleted, certificate = ledger entry {d['ledger_seq']}" for d in done))
+
+
+@app.command()
+def retention(
+    warehouse: Warehouse = paths.WAREHOUSE,
+    policies: Policies = paths.POLICIES,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the partitions past their retention period; delete nothing.")] = False,
+    as_of: AsOf = None,
+) -> None:
+    """Delete the published partitions past their dataset's retention period (recorded in the ledger)."""
+    from flows.retention import expired
+    from flows.retention import retention as retention_flow
+    from flows.run import today
+
+    day = _as_of(as_of, dry_run) or today()
+    if dry_run:
+        items, orphans = expired(warehouse, policies, day)
+        for item in items:
+            console.print(f"{item.entry['data']['dataset']} {item.entry['data']['export_date']}: kept until {item.keep_until}, would be removed")
+        for orphan in orphans:
+            console.print(f"[red]{orphan}: no policy, retention unknown[/]")
+        console.print(f"{len(items)} partition(s) past retention as of {day}")
+        return
+    state = retention_flow(warehouse=str(warehouse), policies=str(policies), trigger="cli: tuomin retention", return_state=True)
+    _finish(state, lambda removed: f"{len(removed)} partition(s) removed past their retention period")
+
+
+@app.command()
+def review(warehouse: Warehouse = paths.WAREHOUSE, policies: Policies = paths.POLICIES) -> None:
+    """Re-validate every published dataset as a whole; exit 1 on any failure.
+
+    Files against the ledger, policy hashes, k, l and the identifier scan over all partitions;
+    the result is recorded in the ledger."""
+    from flows.review import review as review_flow
+
+    state = review_flow(warehouse=str(warehouse), policies=str(policies), trigger="cli: tuomin review", return_state=True)
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, dict):
+        for name, result in summary["datasets"].items():
+            linkage = result.get("linkage")
+            console.print(f"{name}: {result['partitions']} partition(s), {result['rows']} rows: "
+                          + ("[green]ok[/]" if result["success"] else "[bold red]FAILED[/]")
+                          + (f"; {linkage['profile_unique_share']:.1%} of customers have a unique profile across partitions"
+                             if linkage else ""))
+        for problem in summary["problems"]:
+            console.print(f"[red]{problem}[/]")
+    _finish(state, lambda s: f"review passed (ledger entry {s['ledger_seq']})")
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="Directory for report.html and report.json.")],
+    warehouse: Warehouse = paths.WAREHOUSE,
+    policies: Policies = paths.POLICIES,
+    start: Annotated[str | None, typer.Option(help="First export date of the period.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last export date of the period.")] = None,
+) -> None:
+    """Write the evidence pack: a self-contained HTML report and the same facts as JSON.
+
+    Per dataset the policy, row counts, k and l, risk and loss, validation results, plots; the
+    backups, deletions, key events and reviews with their ledger hashes; a draft impact assessment
+    outline. No data value."""
+    from flows.evidence import collect
+    from flows.report import write
+
+    facts = collect(warehouse, policies, _check_date(start) if start else None, _check_date(end) if end else None)
+    page, data = write(facts, out)
+    console.print(f"evidence pack: {page} and {data}")
+    if facts["ledger"]["problems"]:
+        console.print(f"[bold red]the ledger's chain is broken[/]: {len(facts['ledger']['problems'])} problem(s); the report says so")
+        raise typer.Exit(1)
+
+
+def _as_of(value: str | None, dry_run: bool) -> dt.date | None:
+    if value is None:
+        return None
+    if not dry_run:
+        raise typer.BadParameter("--as-of only plans (with --dry-run); deletions always use today's date")
+    return _check_date(value)
+
+
+def _finish(state, done) -> None:
+    """Print a flow's outcome; a failed flow run exits 1."""
+    if not state.is_completed():
+        console.print(f"[bold red]FAILED[/]: {state.message}")
+        raise typer.Exit(1)
+    console.print(done(state.result()))
 
 
 def _check_date(value: str) -> dt.date:

@@ -1,6 +1,11 @@
-"""The scheduled deployment: anonymize-exports every day at 02:00 Shanghai time, on the dates
-not yet published (or changed since). A backfill is the same deployment run with `start` and
-`end` (from the Prefect UI or `prefect deployment run … -p start=… -p end=…`)."""
+"""The scheduled deployments, served by `tuomin serve`:
+
+    anonymize-exports/daily   02:00 Shanghai time: the export dates not yet published (or changed
+                              since). A backfill is the same deployment run with `start` and `end`
+                              (from the Prefect UI or `prefect deployment run … -p start=… -p end=…`).
+    review/weekly             Mondays 03:00 Shanghai time: every published dataset re-checked as a
+                              whole; a failed review is a failed flow run.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,14 @@ from prefect.schedules import Cron
 
 from flows import paths
 from flows.anonymize import anonymize_exports
+from flows.review import review
 
 SCHEDULE = {"cron": "0 2 * * *", "timezone": "Asia/Shanghai"}
+REVIEW_SCHEDULE = {"cron": "0 3 * * 1", "timezone": "Asia/Shanghai"}
+
+
+def _warehouse() -> str:
+    return os.environ.get("TUOMIN_WAREHOUSE", str(paths.WAREHOUSE.resolve()))
 
 
 def daily():
@@ -21,9 +32,19 @@ def daily():
         schedule=Cron(SCHEDULE["cron"], timezone=SCHEDULE["timezone"]),
         parameters={
             "landing": os.environ.get("TUOMIN_LANDING", str(paths.SAMPLE_LANDING)),
-            "warehouse": os.environ.get("TUOMIN_WAREHOUSE", str(paths.WAREHOUSE.resolve())),
+            "warehouse": _warehouse(),
             "restricted": os.environ.get("TUOMIN_RESTRICTED", str(paths.RESTRICTED.resolve())),
         },
         description="Daily: anonymize the export dates not yet published or changed since.",
+        tags=["tuomin"],
+    )
+
+
+def weekly_review():
+    return review.to_deployment(
+        name="weekly",
+        schedule=Cron(REVIEW_SCHEDULE["cron"], timezone=REVIEW_SCHEDULE["timezone"]),
+        parameters={"warehouse": _warehouse(), "trigger": "deployment review/weekly"},
+        description="Weekly: re-validate every published dataset across all its partitions.",
         tags=["tuomin"],
     )

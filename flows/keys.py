@@ -1,54 +1,78 @@
-"""The pseudonym key: where it comes from, the local demo key `make run` creates, and its
-rotation and destruction (both recorded in the ledger by key_id, never by value).
+"""The two secret keys, where they come from, and their life cycle (init, rotate, destroy), each
+event recorded in the ledger by key_id, never by value.
 
-Order: TUOMIN_PSEUDONYM_KEY (the key itself), TUOMIN_PSEUDONYM_KEY_FILE (a file holding it),
-TUOMIN_PSEUDONYM_KEY_BLOCK (the name of a Prefect Secret block). The key is the UTF-8 bytes of
-the text, at least 32 of them. Errors say which source failed, never what it held.
+    pseudonym  keyed hashing of identifiers (TUOMIN_PSEUDONYM_KEY…)
+    backup     encryption of the raw-export backups (TUOMIN_BACKUP_KEY…)
+
+They are separate so that destroying one does not depend on the other. For each, in order: the
+variable itself (the key), <VAR>_FILE (a file holding it), <VAR>_BLOCK (the name of a Prefect
+Secret block). A key is the UTF-8 bytes of the text, at least 32 of them. Errors say which source
+failed, never what it held.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from flows.backup import BackupError, BackupKey
 from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
 
-ENV_KEY = "TUOMIN_PSEUDONYM_KEY"
-ENV_FILE = "TUOMIN_PSEUDONYM_KEY_FILE"
-ENV_BLOCK = "TUOMIN_PSEUDONYM_KEY_BLOCK"
-DEMO_KEY = Path(".secrets") / "pseudonym.key"
+
+@dataclass(frozen=True)
+class KeyKind:
+    name: str
+    env: str
+    demo: Path  # the local key file `tuomin key init` writes
+    build: Callable[[bytes], Pseudonymizer | BackupKey]  # has .key_id
+    error: type[ValueError]
+
+
+PSEUDONYM = KeyKind("pseudonym", "TUOMIN_PSEUDONYM_KEY", Path(".secrets") / "pseudonym.key", Pseudonymizer, PseudonymKeyError)
+BACKUP = KeyKind("backup", "TUOMIN_BACKUP_KEY", Path(".secrets") / "backup.key", BackupKey, BackupError)
+
+
+def load(kind: KeyKind):
+    key, origin = _key_material(kind)
+    try:
+        return kind.build(key.strip().encode("utf-8"))
+    except kind.error as exc:
+        raise kind.error(f"{origin}: {exc}") from None
 
 
 def load_pseudonymizer() -> Pseudonymizer:
-    key, origin = _key_material()
-    try:
-        return Pseudonymizer(key.strip().encode("utf-8"))
-    except PseudonymKeyError as exc:
-        raise PseudonymKeyError(f"{origin}: {exc}") from None
+    return load(PSEUDONYM)
 
 
-def _key_material() -> tuple[str, str]:
-    if os.environ.get(ENV_KEY):
-        return os.environ[ENV_KEY], f"${ENV_KEY}"
-    if os.environ.get(ENV_FILE):
-        path = Path(os.environ[ENV_FILE])
+def load_backup_key() -> BackupKey:
+    return load(BACKUP)
+
+
+def _key_material(kind: KeyKind) -> tuple[str, str]:
+    file_var, block_var = f"{kind.env}_FILE", f"{kind.env}_BLOCK"
+    if os.environ.get(kind.env):
+        return os.environ[kind.env], f"${kind.env}"
+    if os.environ.get(file_var):
+        path = Path(os.environ[file_var])
         if not path.is_file():
-            raise PseudonymKeyError(f"${ENV_FILE} points to {path}, which does not exist (destroyed key?)")
+            raise kind.error(f"${file_var} points to {path}, which does not exist (destroyed key?)")
         return path.read_text("utf-8"), str(path)
-    if os.environ.get(ENV_BLOCK):
+    if os.environ.get(block_var):
         from prefect.blocks.system import Secret
 
-        name = os.environ[ENV_BLOCK]
+        name = os.environ[block_var]
         try:
             return Secret.load(name).get(), f"Prefect Secret block {name!r}"
         except ValueError:
-            raise PseudonymKeyError(f"Prefect Secret block {name!r} (${ENV_BLOCK}) not found") from None
-    raise PseudonymKeyError(
-        f"no pseudonym key: set ${ENV_KEY}, ${ENV_FILE} or ${ENV_BLOCK} (`tuomin key init` writes a local demo key)")
+            raise kind.error(f"Prefect Secret block {name!r} (${block_var}) not found") from None
+    raise kind.error(f"no {kind.name} key: set ${kind.env}, ${file_var} or ${block_var} "
+                     f"(`tuomin key init{' --backup' if kind is BACKUP else ''}` writes a local demo key)")
 
 
-def init_demo_key(path: Path = DEMO_KEY) -> bool:
+def init_demo_key(path: Path) -> bool:
     """Create a random local key file (mode 0600 in a 0700 directory) unless one exists."""
     if path.exists():
         return False
@@ -66,15 +90,15 @@ def _write_key(path: Path, flags: int = 0) -> None:
         os.fsync(fh.fileno())
 
 
-def key_id_of_file(path: Path) -> str:
+def key_id_of_file(path: Path, kind: KeyKind = PSEUDONYM) -> str:
     if not path.is_file():
-        raise PseudonymKeyError(f"no key file at {path}")
-    return Pseudonymizer(path.read_text("utf-8").strip().encode("utf-8")).key_id
+        raise kind.error(f"no key file at {path}")
+    return kind.build(path.read_text("utf-8").strip().encode("utf-8")).key_id
 
 
 def rotate_file(path: Path) -> tuple[str, str]:
-    """Replace a key file with a new random key in one rename; returns (old key_id, new key_id).
-    Tokens made with the old key no longer match tokens made with the new one."""
+    """Replace a pseudonym key file with a new random key in one rename; returns (old key_id, new
+    key_id). Tokens made with the old key no longer match tokens made with the new one."""
     old = key_id_of_file(path)
     staged = path.with_name(path.name + ".new")
     _write_key(staged, os.O_TRUNC)
@@ -82,12 +106,13 @@ def rotate_file(path: Path) -> tuple[str, str]:
     return old, key_id_of_file(path)
 
 
-def destroy_file(path: Path) -> str:
-    """Overwrite a key file with random bytes, flush, delete; returns its key_id. Without the key,
-    nobody can recompute a token from a value: the published data can no longer be linked to
-    anyone (PIPL Art. 73: anonymized). Overwriting is best effort on journaling or copy-on-write
-    filesystems and SSDs; keep key files on encrypted storage so deletion is final."""
-    key_id = key_id_of_file(path)
+def destroy_file(path: Path, kind: KeyKind = PSEUDONYM) -> str:
+    """Overwrite a key file with random bytes, flush, delete; returns its key_id. Without the
+    pseudonym key nobody can recompute a token from a value, so the published data can no longer
+    be linked to anyone (PIPL Art. 73: anonymized); without the backup key the backups are
+    unreadable. Overwriting is best effort on journaling or copy-on-write filesystems and SSDs;
+    keep key files on encrypted storage so deletion is final."""
+    key_id = key_id_of_file(path, kind)
     size = path.stat().st_size
     with path.open("r+b") as fh:
         fh.write(secrets.token_bytes(size))
@@ -97,13 +122,13 @@ def destroy_file(path: Path) -> str:
     return key_id
 
 
-def destroy_block(name: str) -> str:
-    """Delete a Prefect Secret block holding the key; returns its key_id."""
+def destroy_block(name: str, kind: KeyKind = PSEUDONYM) -> str:
+    """Delete a Prefect Secret block holding a key; returns its key_id."""
     from prefect.blocks.system import Secret
 
     try:
-        key_id = Pseudonymizer(Secret.load(name).get().strip().encode("utf-8")).key_id
+        key_id = kind.build(Secret.load(name).get().strip().encode("utf-8")).key_id
     except ValueError:
-        raise PseudonymKeyError(f"Prefect Secret block {name!r} not found") from None
+        raise kind.error(f"Prefect Secret block {name!r} not found") from None
     Secret.delete(name)
     return key_id

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
+from flows.record import stream_sha256
 from transforms.policy import SourcePolicy
 from transforms.steps import ExportError, conform, unknown_headers
 
@@ -49,15 +49,15 @@ class Landing:
     def exists(self, relative: str) -> bool:
         return self.fs.exists(f"{self.root}/{relative}")
 
+    def remove(self, relative: str) -> None:
+        self.fs.rm(f"{self.root}/{relative}")
+
     def size(self, relative: str) -> int:
         return int(self.fs.size(f"{self.root}/{relative}"))
 
     def sha256(self, relative: str) -> str:
-        digest = hashlib.sha256()
         with self.open(relative) as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
-        return digest.hexdigest()
+            return stream_sha256(fh)
 
 
 @dataclass

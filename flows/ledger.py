@@ -2,9 +2,10 @@
 
     <warehouse>/_ledger/ledger.jsonl    one JSON object per line
 
-Each entry has `seq`, `at` (UTC), `kind` (run, key_rotated, key_destroyed, …), `data`, `prev`
-(the previous entry's hash) and `hash` = SHA-256 of the canonical JSON of the other fields, so
-editing or deleting any entry breaks the chain at that point. Entries hold counts, names, paths
+Each entry has `seq`, `at` (UTC), `kind` (run, partition, backup, deletion, partition_removed,
+review, key_rotated, key_destroyed), `data`, `prev` (the previous entry's hash) and `hash` =
+SHA-256 of the canonical JSON of the other fields, so editing or deleting any entry breaks the
+chain at that point. Entries hold counts, names, paths
 and hashes, never a data value. DuckDB reads it as a table:
 read_json('<warehouse>/_ledger/ledger.jsonl').
 """
@@ -20,6 +21,10 @@ from pathlib import Path
 
 LEDGER = Path("_ledger") / "ledger.jsonl"
 GENESIS = "0" * 64
+
+
+class LedgerBroken(RuntimeError):
+    """The hash chain does not verify: nothing that relies on the ledger may proceed."""
 
 
 def _digest(entry: dict) -> str:
@@ -73,12 +78,18 @@ def runs(warehouse: Path) -> list[dict]:
     return [e["data"] for e in entries(warehouse) if e["kind"] == "run"]
 
 
-def partitions(warehouse: Path) -> list[dict]:
-    """The latest published entry of every (dataset, export date), in ledger order."""
+def partition_entries(warehouse: Path) -> dict[tuple[str, str], dict]:
+    """The latest `partition` entry (whole, with seq and hash) of every (dataset, export date)
+    still published, in ledger order."""
     latest: dict[tuple[str, str], dict] = {}
     for entry in entries(warehouse):
         if entry["kind"] == "partition":
-            latest[(entry["data"]["dataset"], entry["data"]["export_date"])] = entry["data"]
+            latest[(entry["data"]["dataset"], entry["data"]["export_date"])] = entry
         elif entry["kind"] == "partition_removed":
             latest.pop((entry["data"]["dataset"], entry["data"]["export_date"]), None)
-    return list(latest.values())
+    return latest
+
+
+def partitions(warehouse: Path) -> list[dict]:
+    """The data of the latest published entry of every (dataset, export date)."""
+    return [entry["data"] for entry in partition_entries(warehouse).values()]

@@ -8,6 +8,8 @@ REPO = Path(__file__).resolve().parents[1]
 POLICIES = REPO / "policies"
 SAMPLE_LANDING = REPO / "sample_data" / "landing"
 WAREHOUSE = Path("warehouse")
+# The warehouse's GX project (suites, validation results, Data Docs; no data values): <warehouse>/_gx
+GX_PROJECT = "_gx"
 # Raw personal data the pipeline itself creates (quarantined rows): mode 0700, never published.
 RESTRICTED = Path("restricted")
 

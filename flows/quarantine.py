@@ -44,3 +44,8 @@ def quarantine_batch(restricted: Path, run_id: str, source: str, date: dt.date, 
     pq.write_table(table, path)
     path.chmod(0o600)
     return path
+
+
+def quarantined_files(restricted: Path, date: dt.date) -> list[Path]:
+    """Every quarantine file of an export date (unparseable rows and failed batches, any source)."""
+    return sorted((restricted / "quarantine").glob(f"**/export_date={date.isoformat()}/*"))

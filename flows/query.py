@@ -1,6 +1,6 @@
 """DuckDB over the warehouse: one view per dataset (all its partitions, with export_date from the
-path), `ledger` (every entry) and `partitions` (the latest entry of each published partition,
-flattened for querying)."""
+path), `ledger` (every entry) and `partitions` (the latest entry of each partition still
+published, flattened for querying)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     for folder in sorted(warehouse.glob("dataset=*")):
         name = folder.name.split("=", 1)[1]
+        if not any(folder.glob("export_date=*/*.parquet")):
+            continue  # every partition removed (retention): no view
         con.execute(f"""CREATE VIEW "{name}" AS SELECT * FROM read_parquet('{folder.as_posix()}/export_date=*/*.parquet',
                         hive_partitioning = true, union_by_name = true)""")
     ledger = warehouse / LEDGER
@@ -27,6 +29,7 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
                    data.k_achieved AS k_achieved, data.l_achieved AS l_achieved, data.policy_sha256 AS policy_sha256,
                    data.key_id AS key_id, data.output.sha256 AS output_sha256, data.published_at AS published_at,
                    seq AS ledger_seq, hash AS ledger_hash
-            FROM ledger WHERE kind = 'partition'
-            QUALIFY row_number() OVER (PARTITION BY data.dataset, data.export_date ORDER BY seq DESC) = 1""")
+            FROM (SELECT * FROM ledger WHERE kind IN ('partition', 'partition_removed')
+                  QUALIFY row_number() OVER (PARTITION BY data.dataset, data.export_date ORDER BY seq DESC) = 1)
+            WHERE kind = 'partition'""")
     return con

@@ -73,10 +73,15 @@ def field_metadata(policy: SourcePolicy, anonymized: steps.Anonymized) -> dict[s
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
+        return stream_sha256(fh)
+
+
+def stream_sha256(fh) -> str:
+    """SHA-256 of a binary file object, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    while block := fh.read(1 << 20):
+        digest.update(block)
     return digest.hexdigest()
 
 

@@ -19,13 +19,21 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from flows import landing as landing_io
 from flows import ledger
-from flows.keys import load_pseudonymizer
+from flows.backup import BackupKey
+from flows.keys import load_backup_key, load_pseudonymizer
 from transforms.policy import SourcePolicy, load_policies
 from transforms.pseudonymize import Pseudonymizer
 from transforms.steps import Subjects
+
+TIMEZONE = ZoneInfo("Asia/Shanghai")  # the shop's: export dates, schedules and retention count in it
+
+
+def today() -> dt.date:
+    return dt.datetime.now(TIMEZONE).date()
 
 
 @dataclass
@@ -37,6 +45,7 @@ class Run:
     policy_dir: Path
     policies: dict[str, SourcePolicy]
     pseudonymizer: Pseudonymizer
+    backup_key: BackupKey | None  # None: the run was asked not to back up
     subjects: Subjects
     erasure_sha256: str | None
     drop_unknown: bool
@@ -45,13 +54,14 @@ class Run:
 
     @classmethod
     def start(cls, landing: str, warehouse: str, restricted: str, policies: str, drop_unknown: bool,
-              trigger: str) -> Run:
+              trigger: str, backup: bool = True) -> Run:
         area = landing_io.Landing(landing)
         has_requests = area.exists(landing_io.ERASURE_REQUESTS)
         return cls(
             run_id=dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
             landing=area, warehouse=Path(warehouse), restricted=Path(restricted), policy_dir=Path(policies),
             policies=load_policies(Path(policies)), pseudonymizer=load_pseudonymizer(),
+            backup_key=load_backup_key() if backup else None,
             subjects=Subjects.from_requests(landing_io.read_erasure_requests(area)),
             erasure_sha256=area.sha256(landing_io.ERASURE_REQUESTS) if has_requests else None,
             drop_unknown=drop_unknown,
@@ -65,7 +75,15 @@ class Run:
                  "erasure": self.erasure_sha256}
         return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
+    def sources_for(self, date: dt.date) -> list[str]:
+        """The sources that delivered files for a date and are still within their retention
+        period (an expired date is never published again)."""
+        return [name for name, policy in self.policies.items()
+                if not policy.retention.expired(date, today()) and landing_io.files_for(self.landing, policy, date)]
+
     def current_fingerprint(self, policy: SourcePolicy, date: dt.date) -> str | None:
+        if policy.retention.expired(date, today()):
+            return None
         files = landing_io.files_for(self.landing, policy, date)
         return self.fingerprint(policy, [(f, self.landing.sha256(f)) for f in files]) if files else None
 

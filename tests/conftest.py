@@ -14,14 +14,18 @@ from flows import environment
 environment.configure()
 
 TEST_KEY = "tuomin-test-key-" + "0123456789abcdef" * 3  # 64 bytes; never used outside tests
+TEST_BACKUP_KEY = "tuomin-test-backup-key-" + "fedcba9876543210" * 3
 
 
 @pytest.fixture(scope="session", autouse=True)
 def pseudonym_key():
-    saved = {k: os.environ.pop(k, None) for k in ("TUOMIN_PSEUDONYM_KEY", "TUOMIN_PSEUDONYM_KEY_FILE", "TUOMIN_PSEUDONYM_KEY_BLOCK")}
-    os.environ["TUOMIN_PSEUDONYM_KEY"] = TEST_KEY
+    """The test keys, and no other key source the machine may have set."""
+    names = [f"TUOMIN_{kind}_KEY{suffix}" for kind in ("PSEUDONYM", "BACKUP") for suffix in ("", "_FILE", "_BLOCK")]
+    saved = {k: os.environ.pop(k, None) for k in names}
+    os.environ["TUOMIN_PSEUDONYM_KEY"], os.environ["TUOMIN_BACKUP_KEY"] = TEST_KEY, TEST_BACKUP_KEY
     yield TEST_KEY
-    os.environ.pop("TUOMIN_PSEUDONYM_KEY")
+    for name in ("TUOMIN_PSEUDONYM_KEY", "TUOMIN_BACKUP_KEY"):
+        os.environ.pop(name)
     os.environ.update({k: v for k, v in saved.items() if v is not None})
 
 

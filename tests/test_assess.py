@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from flows.cli import ASSESS_KEYS, app
@@ -95,3 +97,21 @@ def test_class_ids_on_wide_tables_do_not_overflow():
     frame = pd.DataFrame({f"c{i}": rng.integers(0, 50_000, 2000) for i in range(6)})
     ids = metrics.class_ids(frame, list(frame.columns))
     assert len(np.unique(ids)) == len(frame.drop_duplicates())
+
+
+def test_profile_uniqueness_counts_customers_by_their_set_of_classes():
+    frame = pd.DataFrame({"store": ["A", "B", "A", "B", "A", "C"], "who": ["x", "x", "y", "y", "z", "w"]})
+    linked = metrics.profile_uniqueness(frame, ["store"], "who")
+    # x and y share {A, B}; z alone has {A}; w alone has {C}. Every class has >= 1 row, k is no help here.
+    assert linked == {"entities": 4, "profile_unique": 2, "profile_unique_share": 0.5}
+
+
+@given(st.lists(st.tuples(st.sampled_from("ABC"), st.integers(0, 6)), min_size=1, max_size=60))
+@settings(max_examples=80, deadline=None)
+def test_profile_uniqueness_bounds(rows):
+    frame = pd.DataFrame(rows, columns=["store", "who"])
+    linked = metrics.profile_uniqueness(frame, ["store"], "who")
+    assert linked["entities"] == frame["who"].nunique()
+    assert 0 <= linked["profile_unique_share"] <= 1
+    one_class = metrics.profile_uniqueness(frame.assign(store="A"), ["store"], "who")
+    assert one_class["profile_unique"] == (1 if one_class["entities"] == 1 else 0)  # nothing distinguishes anyone

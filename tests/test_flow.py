@@ -4,52 +4,19 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from pathlib import Path
 
-import ahocorasick
 import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import TEST_KEY, run_flow
+from tests.leaks import find_leaks, norm, raw_identifiers, read_landing
 from transforms.pseudonymize import Pseudonymizer
 
 pytestmark = pytest.mark.flow
 DATASETS = ("pos", "membership", "after_sales")
-
-
-def _read_landing(landing: Path) -> dict[str, pd.DataFrame]:
-    frames = {"pos": [], "membership": [], "after_sales": []}
-    for path in sorted(landing.rglob("*.csv")):
-        source = path.relative_to(landing).parts[0]
-        if source in frames:
-            encoding = {"pos": "utf-8-sig", "membership": "gb18030", "after_sales": "utf-8"}[source]
-            frames[source].append(pd.read_csv(path, dtype=str, encoding=encoding, keep_default_na=False))
-    return {s: pd.concat(f, ignore_index=True) for s, f in frames.items()}
-
-
-def _norm(text: str) -> str:
-    """How the leak scan compares: NFKC, upper case, no spaces, dashes or plus signs."""
-    return re.sub(r"[\s\-+]", "", unicodedata.normalize("NFKC", text)).upper()
-
-
-def _raw_identifiers(landing: Path) -> dict[str, set[str]]:
-    raw = _read_landing(landing)
-    pos, crm = raw["pos"], raw["membership"]
-    mobiles = {re.sub(r"^86", "", _norm(m)) for m in pd.concat([pos["mobile"], crm["手机号码"]]) if m}
-    cards = {_norm(c) for c in pos["card_no"] if c and "*" not in c}
-    return {
-        "name": set(pos["buyer_name"]) | set(pos["cashier_name"]) | set(crm["姓名"]) | set(raw["after_sales"]["handler_name"]),
-        "document": {_norm(d) for d in pd.concat([pos["doc_no"], crm["证件号码"]]) if d},
-        "mobile": mobiles,
-        "email": {_norm(e) for e in crm["电子邮箱"] if e},
-        "card": cards,
-        "openid": {_norm(o) for o in crm["微信OpenID"] if o},
-        "address": {_norm(a) for a in crm["详细地址"] if a},
-        "member_no": set(pos["member_no"]) | set(crm["会员编号"]) - {""},
-    }
 
 
 def _published_strings(warehouse: Path) -> list[str]:
@@ -76,19 +43,8 @@ def test_run_completes_and_counts_reconcile(published):
             assert TEST_KEY not in json.dumps(meta)
 
 
-def find_leaks(texts: list[str], raw: dict[str, set[str]]) -> set[tuple[str, str]]:
-    """(kind, value) of every raw identifier found in any text, both sides normalized."""
-    automaton = ahocorasick.Automaton()
-    for kind, values in raw.items():
-        for value in values:
-            if len(_norm(value)) >= 2:
-                automaton.add_word(_norm(value), (kind, _norm(value)))
-    automaton.make_automaton()
-    return {hit for text in texts for _, hit in automaton.iter(_norm(text))}
-
-
 def test_leak_scan_finds_planted_values(landing):
-    raw = _raw_identifiers(landing)
+    raw = raw_identifiers(landing)
     mobile, document, name = sorted(raw["mobile"])[0], sorted(raw["document"])[0], sorted(raw["name"])[0]
     planted = [f"回访 +86 {mobile[:3]} {mobile[3:7]}-{mobile[7:]}", document.lower(), f"顾客{name}", "clean text"]
     assert {kind for kind, _ in find_leaks(planted, raw)} >= {"mobile", "document", "name"}
@@ -96,7 +52,7 @@ def test_leak_scan_finds_planted_values(landing):
 
 def test_no_raw_identifier_is_published(published, landing):
     """Every string in every file (values and metadata), normalized, against every raw value."""
-    leaks = find_leaks(_published_strings(published.warehouse), _raw_identifiers(landing))
+    leaks = find_leaks(_published_strings(published.warehouse), raw_identifiers(landing))
     assert not leaks, sorted(leaks)[:10]
 
 
@@ -125,7 +81,7 @@ def test_k_anonymity_recomputed_from_metadata_holds(published):
 
 
 def test_same_person_same_token_in_every_dataset(published, landing):
-    raw = _read_landing(landing)
+    raw = read_landing(landing)
     tokens = {d: set(pd.concat([pq.read_table(p).to_pandas() for p in published.warehouse.glob(f"dataset={d}/*/*.parquet")])
                      ["customer_id"].dropna()) for d in DATASETS}
     pseudonymizer = Pseudonymizer(TEST_KEY.encode())
@@ -134,28 +90,28 @@ def test_same_person_same_token_in_every_dataset(published, landing):
     cases = raw["after_sales"]
     linked = [m for m in cases["member_no"] if m and m in members.index]
     doc_of = {m: members[m] for m in linked}
-    expected = {m: pseudonymizer.token(_norm(d), "customer") for m, d in doc_of.items()}
+    expected = {m: pseudonymizer.token(norm(d), "customer") for m, d in doc_of.items()}
     everywhere = [t for t in expected.values() if t in tokens["pos"] and t in tokens["membership"] and t in tokens["after_sales"]]
     assert everywhere, "no member with a purchase and a case carries one token in all three datasets"
     # Every after-sales token is a customer known to POS or CRM (linked, never a new identity).
     assert tokens["after_sales"] <= tokens["pos"] | tokens["membership"] | {
-        pseudonymizer.token(_norm(d), "customer") for d in pd.concat([raw["pos"]["doc_no"], raw["membership"]["证件号码"]])}
+        pseudonymizer.token(norm(d), "customer") for d in pd.concat([raw["pos"]["doc_no"], raw["membership"]["证件号码"]])}
 
 
 def test_erased_subjects_are_absent(published, landing):
-    raw = _read_landing(landing)
+    raw = read_landing(landing)
     requests = pd.read_csv(landing / "requests" / "erasure.csv", dtype=str, keep_default_na=False)
     pos, crm = raw["pos"], raw["membership"]
     docs = set()
     for _, r in requests.iterrows():
         if r["doc_no"]:
-            docs.add(_norm(r["doc_no"]))
+            docs.add(norm(r["doc_no"]))
         if r["mobile"]:
-            m = re.sub(r"^86", "", _norm(r["mobile"]))
-            docs |= {_norm(d) for d, mob in zip(pos["doc_no"], pos["mobile"]) if mob and re.sub(r"^86", "", _norm(mob)) == m}
-            docs |= {_norm(d) for d, mob in zip(crm["证件号码"], crm["手机号码"]) if mob and re.sub(r"^86", "", _norm(mob)) == m}
+            m = re.sub(r"^86", "", norm(r["mobile"]))
+            docs |= {norm(d) for d, mob in zip(pos["doc_no"], pos["mobile"]) if mob and re.sub(r"^86", "", norm(mob)) == m}
+            docs |= {norm(d) for d, mob in zip(crm["证件号码"], crm["手机号码"]) if mob and re.sub(r"^86", "", norm(mob)) == m}
         if r["member_no"]:
-            docs |= {_norm(d) for d, no in zip(crm["证件号码"], crm["会员编号"]) if no == r["member_no"]}
+            docs |= {norm(d) for d, no in zip(crm["证件号码"], crm["会员编号"]) if no == r["member_no"]}
     assert len(docs) >= 3  # the generator's three known subjects (the fourth is unknown to the shop)
     pseudonymizer = Pseudonymizer(TEST_KEY.encode())
     erased = {pseudonymizer.token(d, "customer") for d in docs}
@@ -257,7 +213,7 @@ def test_data_docs_hold_no_raw_value(published, landing):
     assert result.exit_code == 0 and "index.html" in result.output, result.output
     pages = [p.read_text(errors="ignore") for p in (published.warehouse / "_gx").rglob("*") if p.suffix in (".html", ".json")]
     assert len(pages) > 10
-    assert not find_leaks(pages, _raw_identifiers(landing))
+    assert not find_leaks(pages, raw_identifiers(landing))
 
 
 def test_the_run_record(published):
@@ -272,7 +228,8 @@ def test_the_run_record(published):
     assert ledger.verify(published.warehouse) == []
     con = duckdb.connect()
     kinds = con.execute(f"SELECT kind, count(*) FROM read_json('{published.warehouse / ledger.LEDGER}') GROUP BY ALL ORDER BY ALL").fetchall()
-    assert kinds == [("partition", 6), ("run", 1)]  # 3 datasets x 2 dates, then the run
+    assert kinds == [("backup", 2), ("partition", 6), ("run", 1)]  # per date a backup, 3 datasets; then the run
+    assert record["backup_key_id"].startswith("b1-") and record["parameters"]["backup"] is True
 
 
 def test_drop_unknown_publishes_and_records_the_dropped_column(prefect_server, landing, tmp_path):

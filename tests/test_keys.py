@@ -81,3 +81,21 @@ def test_destroying_a_secret_block(prefect_server, tmp_path):
 
 def test_the_test_key_never_reaches_the_ledger(published):
     assert TEST_KEY not in (published.warehouse / ledger.LEDGER).read_text()
+
+
+def test_the_backup_key_is_separate_and_fails_closed(tmp_path, monkeypatch):
+    from flows.backup import BackupError
+    from flows.keys import BACKUP, load_backup_key
+
+    for suffix in ("", "_FILE", "_BLOCK"):
+        monkeypatch.delenv(f"TUOMIN_BACKUP_KEY{suffix}", raising=False)
+    with pytest.raises(BackupError, match=r"no backup key: set \$TUOMIN_BACKUP_KEY.*tuomin key init --backup"):
+        load_backup_key()
+    key = tmp_path / "backup.key"
+    result = CliRunner().invoke(app, ["key", "init", "--backup", "--path", str(key)])
+    assert result.exit_code == 0 and "demo backup key" in result.output
+    monkeypatch.setenv("TUOMIN_BACKUP_KEY_FILE", str(key))
+    assert load_backup_key().key_id == key_id_of_file(key, BACKUP) and key.read_text().strip() != TEST_KEY
+    monkeypatch.setenv("TUOMIN_BACKUP_KEY", "short")
+    with pytest.raises(BackupError, match=r"\$TUOMIN_BACKUP_KEY: the backup key has 5 bytes"):
+        load_backup_key()

@@ -78,3 +78,20 @@ def test_optional_columns_may_be_missing(policy_copy):
     headers = [c.aliases[0] for c in policy.columns if c.name != "wechat_openid"]
     out = conform(pa.table({h: pa.array(["x"]) for h in headers}), policy, "m.csv")
     assert out["wechat_openid"].null_count == 1
+
+
+def test_retention_is_required_and_counts_from_the_export_date(policy_copy):
+    import datetime as dt
+
+    path = policy_copy / "membership.yaml"
+    retention = load_policy(path).retention
+    assert retention.keep_until(dt.date(2028, 2, 29)) == dt.date(2031, 2, 28)
+    assert not retention.expired(dt.date(2026, 3, 1), dt.date(2029, 3, 1))
+    assert retention.expired(dt.date(2026, 3, 1), dt.date(2029, 3, 2))
+    assert not retention.raw_expired(dt.date(2026, 3, 1), dt.date(2026, 3, 31))
+    assert retention.raw_expired(dt.date(2026, 3, 1), dt.date(2026, 4, 1))
+    assert "PIPL Art. 47" in retention.deletion_ground
+    text = path.read_text("utf-8")
+    path.write_text(text[:text.index("retention:")] + text[text.index("\ncolumns:"):], "utf-8")
+    with pytest.raises(PolicyError, match="source 'membership': retention: Field required"):
+        load_policy(path)

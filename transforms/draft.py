@@ -62,7 +62,10 @@ def draft_policy(source: str, files: str, encoding: str, proposals: list[Proposa
     document = next((p.column for p in proposals if p.kind in DOCUMENT_KINDS), None)
     if document:
         lines.append("entity: customer_id")
-    lines += ["privacy:", "  k: 5", "  max_suppression: 0.05", "", "columns:"]
+    lines += ["privacy:", "  k: 5", "  max_suppression: 0.05",
+              "retention:  # TODO set with legal counsel",
+              "  raw_grace_days: 30", "  keep_years: 3", "  basis: TODO why the anonymized copy is kept this long",
+              '  deletion_ground: "TODO the PIPL Art. 47 ground for deleting the raw export"', "", "columns:"]
     used: set[str] = set()
     for p in proposals:
         key = _key(p, used)

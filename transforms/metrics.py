@@ -148,6 +148,19 @@ def population_risk(df: pd.DataFrame, quasi_identifiers: list[str], population: 
             "marketer_risk": float((joined["f"] / joined["F"]).sum() / joined["f"].sum())}
 
 
+def profile_uniqueness(df: pd.DataFrame, quasi_identifiers: list[str], entity: str) -> dict:
+    """Linkage across rows of one entity: its profile is the set of classes its rows fall in (a
+    customer's purchases over many days). k-anonymity per row does not bound this; the share of
+    entities whose profile no other entity has is what an attacker who knows several of a
+    person's visits could single out."""
+    if df.empty:
+        return {"entities": 0, "profile_unique_share": 0.0, "profile_unique": 0}
+    pairs = pd.DataFrame({"e": _entity_codes(df, entity), "c": class_ids(df, quasi_identifiers)}).drop_duplicates()
+    profiles = pairs.sort_values(["e", "c"]).groupby("e")["c"].agg(tuple)
+    unique = int((profiles.map(profiles.value_counts()) == 1).sum())
+    return {"entities": int(len(profiles)), "profile_unique": unique, "profile_unique_share": unique / len(profiles)}
+
+
 def _histogram(found: np.ndarray) -> dict[str, int]:
     """Classes by size bucket, for reports: 1, 2, 3-4, 5-9, 10-19, 20-49, 50+."""
     counts, _ = np.histogram(found, bins=[1, 2, 3, 5, 10, 20, 50, np.inf])

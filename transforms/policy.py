@@ -7,6 +7,7 @@ the hash recorded with an output changes whenever anything that shaped that outp
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from functools import cached_property
 from pathlib import Path
@@ -130,6 +131,28 @@ class Privacy(_Strict):
     l_diversity: list[LDiversity] = []
 
 
+class Retention(_Strict):
+    """How long each copy of a source's data may be kept (PIPL Art. 19: no longer than the purpose
+    needs). Both periods count from the export date."""
+
+    raw_grace_days: Annotated[int, Field(ge=0)]  # raw exports, quarantined rows, backups: once published and validated
+    keep_years: Annotated[int, Field(ge=1)]  # the anonymized partitions
+    basis: str  # why the anonymized copy is kept that long
+    deletion_ground: str  # the PIPL Art. 47 ground recorded on every deletion certificate
+
+    def raw_expired(self, date: dt.date, today: dt.date) -> bool:
+        return (today - date).days > self.raw_grace_days
+
+    def keep_until(self, date: dt.date) -> dt.date:
+        try:
+            return date.replace(year=date.year + self.keep_years)
+        except ValueError:  # 29 February
+            return date.replace(year=date.year + self.keep_years, day=28)
+
+    def expired(self, date: dt.date, today: dt.date) -> bool:
+        return today > self.keep_until(date)
+
+
 class SourcePolicy(_Strict):
     source: str
     description: str
@@ -139,6 +162,7 @@ class SourcePolicy(_Strict):
     link: list[Link] = []
     subject_keys: dict[Literal["doc_no", "mobile", "member_no"], str] = {}
     privacy: Privacy = Privacy()
+    retention: Retention
     columns: list[Column]
     path: Path
     sha256: str

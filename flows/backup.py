@@ -1,0 +1,202 @@
+"""Encrypted backups of the raw exports, taken before a date is processed.
+
+Each file is encrypted in 1 MiB chunks with AES-256-GCM (the `cryptography` package), so a 5 GB
+export never needs 5 GB of memory. The construction is the usual one for streaming AEAD (as in
+the STREAM scheme and `age`): a fresh random salt per file derives that file's key from the backup
+key (HKDF-SHA256), chunk i is sealed under nonce = prefix || i || last-flag with the file header
+as associated data, so a changed, reordered, cut or extended file fails to decrypt, and a file
+whose last chunk is missing is reported as truncated.
+
+    <restricted>/backups/export_date=<date>/<version>/manifest.json
+                                                      /files/<n>.enc
+
+The manifest lists every file (path, bytes, SHA-256 of the plaintext and of the encrypted file)
+and carries an HMAC under the backup key, so it cannot be edited unnoticed either. The backup key
+is separate from the pseudonym key and comes from TUOMIN_BACKUP_KEY, TUOMIN_BACKUP_KEY_FILE or
+TUOMIN_BACKUP_KEY_BLOCK.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import struct
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from flows.paths import restricted_dir
+from flows.record import file_sha256
+
+MAGIC = b"TUOMINB1"
+CHUNK = 1 << 20
+FORMAT = "tuomin-backup-1"
+
+
+class BackupError(ValueError):
+    """A backup that cannot be trusted or read; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class BackupKey:
+    """The backup key; repr never shows it."""
+
+    secret: bytes
+
+    def __post_init__(self):
+        if len(self.secret) < 32:
+            raise BackupError(f"the backup key has {len(self.secret)} bytes; at least 32 are required")
+
+    def __repr__(self) -> str:
+        return f"BackupKey(key_id={self.key_id!r})"
+
+    @property
+    def key_id(self) -> str:
+        return "b1-" + hmac.new(self.secret, b"tuomin backup key fingerprint", hashlib.sha256).hexdigest()[:16]
+
+    def file_key(self, salt: bytes) -> bytes:
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"tuomin backup file v1").derive(self.secret)
+
+    def mac(self, data: bytes) -> str:
+        mac_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"", info=b"tuomin backup manifest v1").derive(self.secret)
+        return hmac.new(mac_key, data, hashlib.sha256).hexdigest()
+
+
+def encrypt_stream(source, target, key: BackupKey) -> tuple[int, str]:
+    """Encrypt `source` (a binary file object) into `target`; returns (plaintext bytes, SHA-256)."""
+    salt, prefix = os.urandom(16), os.urandom(7)
+    header = MAGIC + salt + prefix
+    aead = AESGCM(key.file_key(salt))
+    target.write(header)
+    digest, size, index = hashlib.sha256(), 0, 0
+    chunk = source.read(CHUNK)
+    while True:
+        following = source.read(CHUNK) if chunk else b""
+        last = not following
+        sealed = aead.encrypt(prefix + struct.pack(">IB", index, last), chunk, header)
+        target.write(struct.pack(">I", len(sealed)) + sealed)
+        digest.update(chunk)
+        size += len(chunk)
+        if last:
+            return size, digest.hexdigest()
+        chunk, index = following, index + 1
+
+
+def decrypt_stream(source, target, key: BackupKey, name: str) -> tuple[int, str]:
+    """Decrypt into `target` (or only check, with target None); returns (bytes, SHA-256)."""
+    header = source.read(len(MAGIC) + 16 + 7)
+    if len(header) < len(MAGIC) + 23 or not header.startswith(MAGIC):
+        raise BackupError(f"{name}: not a tuomin backup file (bad header)")
+    salt, prefix = header[len(MAGIC):len(MAGIC) + 16], header[len(MAGIC) + 16:]
+    aead = AESGCM(key.file_key(salt))
+    digest, size, index = hashlib.sha256(), 0, 0
+    while True:
+        length = source.read(4)
+        if len(length) < 4:
+            raise BackupError(f"{name}: truncated (ends after chunk {index} without its last chunk)")
+        expected = struct.unpack(">I", length)[0]
+        sealed = source.read(expected)
+        if len(sealed) < expected:
+            raise BackupError(f"{name}: truncated (chunk {index} is cut short)")
+        for last in (False, True):
+            try:
+                plain = aead.decrypt(prefix + struct.pack(">IB", index, last), sealed, header)
+                break
+            except InvalidTag:
+                continue
+        else:
+            raise BackupError(f"{name}: chunk {index} fails authentication (tampered, or a different backup key)")
+        digest.update(plain)
+        size += len(plain)
+        if target is not None:
+            target.write(plain)
+        if last:
+            if source.read(1):
+                raise BackupError(f"{name}: data after the last chunk (tampered)")
+            return size, digest.hexdigest()
+        index += 1
+
+
+def backup_files(landing, relatives: list[str], date: dt.date, restricted: Path, key: BackupKey) -> tuple[Path, dict, bool]:
+    """Back up a date's input files (skipped when the same files are already backed up);
+    returns (manifest path, manifest, whether anything was written)."""
+    shas = [(relative, landing.sha256(relative)) for relative in relatives]
+    version = hashlib.sha256(json.dumps(sorted(shas)).encode()).hexdigest()[:12]
+    folder = restricted_dir(restricted, "backups", f"export_date={date.isoformat()}", version, "files")
+    manifest_path = folder.parent / "manifest.json"
+    if manifest_path.exists():
+        return manifest_path, read_manifest(manifest_path, key), False
+    files = []
+    for number, relative in enumerate(relatives):
+        encrypted = folder / f"{number}.enc"
+        fd = os.open(encrypted, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with landing.open(relative) as source, os.fdopen(fd, "wb") as target:
+            size, sha = encrypt_stream(source, target, key)
+        files.append({"path": relative, "bytes": size, "sha256": sha, "encrypted": f"files/{encrypted.name}",
+                      "encrypted_sha256": file_sha256(encrypted)})
+    manifest = {"format": FORMAT, "export_date": date.isoformat(), "key_id": key.key_id,
+                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "files": files}
+    manifest["mac"] = key.mac(_canonical(manifest))
+    staged = manifest_path.with_suffix(".tmp")
+    staged.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), "utf-8")
+    staged.chmod(0o600)
+    os.replace(staged, manifest_path)  # the manifest appears last: a backup without one is incomplete
+    return manifest_path, manifest, True
+
+
+def read_manifest(path: Path, key: BackupKey) -> dict:
+    try:
+        manifest = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        raise BackupError(f"{path}: unreadable manifest") from None
+    mac = manifest.pop("mac", None)
+    if mac is None or not hmac.compare_digest(mac, key.mac(_canonical(manifest))):
+        raise BackupError(f"{path}: the manifest does not match its MAC (edited, or a different backup key)")
+    return manifest
+
+
+def verify(manifest_path: Path, key: BackupKey, restore_to: Path | None = None) -> list[dict]:
+    """Decrypt every file of a backup and check its size and SHA-256 against the manifest; with
+    `restore_to`, write the files there (owner-only, as the raw data they are). A file appears
+    only once it checks out. Raises BackupError naming the first bad file."""
+    manifest = read_manifest(manifest_path, key)
+    for entry in manifest["files"]:
+        encrypted = manifest_path.parent / entry["encrypted"]
+        if not encrypted.exists():
+            raise BackupError(f"{encrypted}: missing")
+        out = None if restore_to is None else restricted_dir(restore_to, *Path(entry["path"]).parent.parts) / Path(entry["path"]).name
+        partial = None if out is None else out.with_name(out.name + ".partial")
+        try:
+            with encrypted.open("rb") as source, (_private(partial) if partial else nullcontext()) as target:
+                size, sha = decrypt_stream(source, target, key, str(encrypted))
+            if (size, sha) != (entry["bytes"], entry["sha256"]):
+                raise BackupError(f"{encrypted}: decrypts to {size} bytes with another SHA-256 than the manifest records")
+        except BackupError:
+            if partial is not None:
+                partial.unlink(missing_ok=True)
+            raise
+        if partial is not None:
+            os.replace(partial, out)
+    return manifest["files"]
+
+
+def _private(path: Path):
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+
+
+def manifests(restricted: Path, date: dt.date | None = None) -> list[Path]:
+    pattern = f"export_date={date.isoformat()}" if date else "export_date=*"
+    return sorted((restricted / "backups").glob(f"{pattern}/*/manifest.json"))
+
+
+def _canonical(manifest: dict) -> bytes:
+    return json.dumps(manifest, sort_keys=True, ensure_ascii=False).encode()
+

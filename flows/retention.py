@@ -1,0 +1,84 @@
+"""retention: remove the published partitions their policy no longer lets us keep.
+
+Each dataset's policy says how many years after the export date its anonymized partitions are kept
+(retention.keep_years, with the basis for it). A partition past that is deleted and a
+`partition_removed` entry in the ledger records what went (path, SHA-256, rows, the ledger entry
+that published it), when and why. From then on the anonymize flow never publishes that date of
+that dataset again. A dataset without a policy keeps its partitions and fails the run: its
+retention period is unknown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from flows import ledger, paths
+from flows import warehouse as warehouse_io
+from flows.run import today
+from transforms.policy import load_policies
+
+
+class RetentionError(RuntimeError):
+    """Partitions whose retention cannot be decided; the message names them."""
+
+
+@dataclass
+class Expired:
+    entry: dict  # the ledger entry that published the partition
+    keep_until: dt.date
+    basis: str
+    keep_years: int
+
+
+def expired(warehouse: Path, policies_dir: Path, as_of: dt.date) -> tuple[list[Expired], list[str]]:
+    """(partitions past their retention period, datasets with no policy)."""
+    policies = load_policies(policies_dir)
+    found, orphans = [], set()
+    for (dataset, date), entry in ledger.partition_entries(warehouse).items():
+        if dataset not in policies:
+            orphans.add(dataset)
+            continue
+        retention = policies[dataset].retention
+        day = dt.date.fromisoformat(date)
+        if retention.expired(day, as_of):
+            found.append(Expired(entry, retention.keep_until(day), retention.basis, retention.keep_years))
+    return found, sorted(orphans)
+
+
+def remove(item: Expired, warehouse: Path, as_of: dt.date, trigger: str) -> dict:
+    data = item.entry["data"]
+    path = warehouse / data["output"]["path"]
+    path.unlink(missing_ok=True)
+    for folder in (path.parent, path.parent.parent):  # export_date=…, then dataset=… once empty
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return ledger.append(warehouse, "partition_removed", {
+        "dataset": data["dataset"], "export_date": data["export_date"], "path": data["output"]["path"],
+        "sha256": data["output"]["sha256"], "published_rows": data["output"]["rows"], "published_seq": item.entry["seq"],
+        "published_hash": item.entry["hash"], "why": f"retention period over: kept {item.keep_years} years, until "
+        f"{item.keep_until.isoformat()}. {item.basis}", "as_of": as_of.isoformat(), "triggered_by": trigger})
+
+
+@flow(name="retention", persist_result=False, log_prints=False)
+def retention(warehouse: str = str(paths.WAREHOUSE), policies: str = str(paths.POLICIES), as_of: str | None = None,
+              trigger: str = "python") -> list[dict]:
+    """Delete every published partition past its dataset's retention period; one ledger entry each."""
+    log = get_run_logger()
+    day = dt.date.fromisoformat(as_of) if as_of else today()
+    removed = []
+    with warehouse_io.exclusive(Path(warehouse)):
+        items, orphans = expired(Path(warehouse), Path(policies), day)
+        for item in items:
+            entry = remove(item, Path(warehouse), day, trigger)
+            log.info("%s %s: removed (kept until %s), ledger entry %d", entry["data"]["dataset"], entry["data"]["export_date"],
+                     item.keep_until, entry["seq"])
+            removed.append({"dataset": entry["data"]["dataset"], "export_date": entry["data"]["export_date"],
+                            "ledger_seq": entry["seq"]})
+    if orphans:
+        raise RetentionError(f"no policy for dataset(s) {', '.join(orphans)} under {policies}: their retention is unknown, "
+                             "their partitions are kept")
+    return removed

@@ -1,0 +1,293 @@
+"""Closing the shop: backups taken by the run, purge with certificates, retention, the periodic
+review and the evidence pack, on real flow runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from flows import backup, ledger
+from flows.cli import app
+from flows.keys import load_backup_key
+from flows.landing import Landing
+from flows.paths import POLICIES
+from flows.purge import PurgeIncomplete, carry_out, plan
+from flows.purge import purge as purge_flow
+from flows.query import connect
+from flows.record import file_sha256
+from flows.retention import retention as retention_flow
+from flows.review import review as review_flow
+from tests.conftest import TEST_BACKUP_KEY, run_flow
+from tests.leaks import find_leaks, raw_identifiers
+from transforms.policy import load_policies
+
+pytestmark = pytest.mark.flow
+DAY1, DAY2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
+AFTER_GRACE = "2026-06-01"
+
+
+@pytest.fixture
+def closing(prefect_server, landing, tmp_path):
+    """A landing copy anonymized by a real run, free to purge, tamper with and review."""
+    copy = tmp_path / "landing"
+    shutil.copytree(landing, copy)
+    run = run_flow(copy, tmp_path)
+    assert run.state.is_completed(), run.state.message
+    return copy, run
+
+
+def test_the_run_backs_up_every_date_before_processing(published, landing):
+    entries = [e for e in ledger.entries(published.warehouse) if e["kind"] == "backup"]
+    assert [e["data"]["export_date"] for e in entries] == [DAY1.isoformat(), DAY2.isoformat()]
+    for entry in entries:
+        manifest = Path(entry["data"]["manifest"])
+        files = backup.verify(manifest, load_backup_key())
+        assert {f["path"] for f in files} == {p.relative_to(landing).as_posix() for p in landing.glob(f"*/{entry['data']['export_date']}/*.csv")}
+        assert all(f["sha256"] == Landing(landing).sha256(f["path"]) for f in files)
+        assert entry["data"]["key_id"] == load_backup_key().key_id
+        assert TEST_BACKUP_KEY not in json.dumps(entry)
+
+
+def test_no_backup_key_fails_the_run_before_anything_is_written(prefect_server, landing, tmp_path, monkeypatch):
+    monkeypatch.delenv("TUOMIN_BACKUP_KEY")
+    run = run_flow(landing, tmp_path)
+    assert run.state.is_failed() and "no backup key" in run.state.message
+    assert not list(run.warehouse.glob("dataset=*")) and not (run.restricted / "backups").exists()
+    without = run_flow(landing, tmp_path / "without", backup=False)  # the engineer's explicit choice
+    assert without.state.is_completed() and not (without.restricted / "backups").exists()
+
+
+def test_purge_plan_holds_what_is_not_replaced(closing, tmp_path):
+    landing, run = closing
+    policies = load_policies(POLICIES)
+    decisions = {p.export_date: p for p in plan(Landing(landing), run.warehouse, run.restricted, policies, dt.date(2026, 3, 20))}
+    assert all("within its grace period" in p.held for p in decisions.values())
+    # A re-export of day 1 that was not processed yet, and a tampered day-2 partition.
+    pos = next((landing / "pos" / DAY1.isoformat()).glob("*.csv"))
+    pos.write_bytes(pos.read_bytes() + b"\n")
+    part = run.warehouse / "dataset=membership" / f"export_date={DAY2}" / "part-0.parquet"
+    part.write_bytes(part.read_bytes()[:-1] + b"\x00")
+    decisions = {p.export_date: p for p in plan(Landing(landing), run.warehouse, run.restricted, policies, dt.date.fromisoformat(AFTER_GRACE))}
+    assert "re-export not yet processed" in decisions[DAY1].held
+    assert "differs from the ledger" in decisions[DAY2].held
+    assert not decisions[DAY1].files and not decisions[DAY2].files
+
+
+def test_purge_deletes_raw_data_and_certifies_it(closing):
+    landing, run = closing
+    before = {p.relative_to(landing).as_posix(): Landing(landing).sha256(p.relative_to(landing).as_posix())
+              for p in landing.glob("*/*/*.csv")}
+    dry = CliRunner().invoke(app, ["purge", "--dry-run", "--landing", str(landing), "--warehouse", str(run.warehouse),
+                                   "--restricted", str(run.restricted), "--as-of", AFTER_GRACE])
+    assert dry.exit_code == 0 and len(re.findall(r"│ delete ", dry.output)) == 2 and all(landing.glob("*/*/*.csv"))
+    state = purge_flow(landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted),
+                       as_of=AFTER_GRACE, return_state=True)
+    assert state.is_completed(), state.message
+    assert not list(landing.glob("*/*/*.csv")) and (landing / "requests" / "erasure.csv").exists()
+    assert not list((run.restricted / "backups").iterdir())
+    certificates = [e for e in ledger.entries(run.warehouse) if e["kind"] == "deletion"]
+    assert [c["data"]["export_date"] for c in certificates] == [DAY1.isoformat(), DAY2.isoformat()]
+    published = ledger.partition_entries(run.warehouse)
+    for cert in certificates:
+        data, day = cert["data"], cert["data"]["export_date"]
+        landed = {f["path"]: f["sha256"] for f in data["files"] if f["area"] == "landing"}
+        assert landed == {p: sha for p, sha in before.items() if f"/{day}/" in p}
+        assert {f["area"] for f in data["files"]} == {"landing", "backup"}
+        assert all(f["bytes"] > 0 and len(f["sha256"]) == 64 for f in data["files"])
+        assert all("PIPL Art. 47" in why for why in data["why"])
+        for replaced in data["replaced_by"]:
+            entry = published[(replaced["dataset"], day)]
+            assert (replaced["ledger_seq"], replaced["ledger_hash"], replaced["sha256"]) == (
+                entry["seq"], entry["hash"], entry["data"]["output"]["sha256"])
+            assert data["rows"][replaced["dataset"]] == entry["data"]["rows"]
+    assert ledger.verify(run.warehouse) == []
+    # Nothing left to purge; the anonymized data is untouched and still passes review.
+    again = purge_flow(landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted),
+                       as_of=AFTER_GRACE, return_state=True)
+    assert again.result() == []
+    assert review_flow(warehouse=str(run.warehouse), return_state=True).is_completed()
+
+
+def test_a_file_that_cannot_be_deleted_is_certified_as_such(closing, monkeypatch):
+    landing, run = closing
+    item = next(p for p in plan(Landing(landing), run.warehouse, run.restricted, load_policies(POLICIES),
+                                dt.date.fromisoformat(AFTER_GRACE)) if p.export_date == DAY1)
+    stuck = next(f["path"] for f in item.files if f["path"].startswith("pos/"))
+    original = Landing.remove
+
+    def remove(self, relative):
+        if relative == stuck:
+            raise PermissionError(13, "denied")
+        original(self, relative)
+
+    monkeypatch.setattr(Landing, "remove", remove)
+    with pytest.raises(PurgeIncomplete, match=f"1 file.*{stuck}"):
+        carry_out(item, Landing(landing), run.warehouse, dt.date.fromisoformat(AFTER_GRACE), "test")
+    [cert] = [e["data"] for e in ledger.entries(run.warehouse) if e["kind"] == "deletion"]
+    assert [f["path"] for f in cert["not_deleted"]] == [stuck] and cert["not_deleted"][0]["error"] == "PermissionError"
+    assert len(cert["files"]) == len(item.files) - 1 and (landing / stuck).exists()
+
+
+def test_purge_refuses_a_broken_ledger(closing):
+    landing, run = closing
+    path = run.warehouse / ledger.LEDGER
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:1] + lines[2:]) + "\n")
+    state = purge_flow(landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted),
+                       as_of=AFTER_GRACE, return_state=True)
+    assert state.is_failed() and "chain is broken" in state.message
+    assert list(landing.glob("*/*/*.csv"))
+
+
+def test_retention_removes_expired_partitions_and_says_so(closing):
+    landing, run = closing
+    dry = CliRunner().invoke(app, ["retention", "--dry-run", "--warehouse", str(run.warehouse), "--as-of", "2029-03-03"])
+    assert dry.exit_code == 0 and "4 partition(s) past retention" in dry.output  # membership, after_sales of day 1 and 2
+    assert CliRunner().invoke(app, ["retention", "--warehouse", str(run.warehouse), "--as-of", "2029-03-03"]).exit_code == 2
+    state = retention_flow(warehouse=str(run.warehouse), as_of="2029-03-03", return_state=True)
+    assert state.is_completed(), state.message
+    assert not list(run.warehouse.glob("dataset=membership/*")) and not list(run.warehouse.glob("dataset=after_sales/*"))
+    assert len(list(run.warehouse.glob("dataset=pos/*/*.parquet"))) == 2  # kept ten years
+    removed = [e["data"] for e in ledger.entries(run.warehouse) if e["kind"] == "partition_removed"]
+    assert {(r["dataset"], r["export_date"]) for r in removed} == {(d, x.isoformat()) for d in ("membership", "after_sales")
+                                                                  for x in (DAY1, DAY2)}
+    assert all("kept 3 years" in r["why"] and r["published_rows"] > 0 for r in removed)
+    assert {p["dataset"] for p in ledger.partitions(run.warehouse)} == {"pos"}
+    views = connect(run.warehouse)  # what analysts see: the partitions view agrees with the files
+    assert views.sql("SELECT DISTINCT dataset FROM partitions").fetchall() == [("pos",)]
+    assert views.sql("SELECT count(*) FROM pos").fetchall()[0][0] == sum(p["rows"]["published"] for p in ledger.partitions(run.warehouse))
+    assert review_flow(warehouse=str(run.warehouse), return_state=True).is_completed()
+
+
+def test_review_passes_and_is_recorded(closing):
+    _, run = closing
+    result = CliRunner().invoke(app, ["review", "--warehouse", str(run.warehouse)])
+    assert result.exit_code == 0, result.output
+    [entry] = [e for e in ledger.entries(run.warehouse) if e["kind"] == "review"]
+    data = entry["data"]
+    assert data["success"] and set(data["datasets"]) == {"pos", "membership", "after_sales"}
+    pos = data["datasets"]["pos"]
+    assert pos["partitions"] == 2 and pos["rows"] == sum(p["rows"]["published"] for p in ledger.partitions(run.warehouse)
+                                                         if p["dataset"] == "pos")
+    checks = {c["expectation"]: c for c in pos["checks"]}
+    assert checks["expect_table_to_be_k_anonymous"]["success"] and checks["expect_table_to_be_k_anonymous"]["observed"] >= 5
+    assert 0 < pos["linkage"]["profile_unique_share"] < 1
+
+
+def test_review_fails_loudly_on_a_changed_file_a_stray_file_or_a_changed_policy(closing, policy_copy):
+    _, run = closing
+    part = run.warehouse / "dataset=pos" / f"export_date={DAY1}" / "part-0.parquet"
+    table = pq.read_table(part)
+    pq.write_table(table.slice(1), part)  # one row fewer: still valid Parquet, no longer what was published
+    stray = run.warehouse / "dataset=after_sales" / "export_date=2026-03-09" / "part-0.parquet"
+    stray.parent.mkdir()
+    pq.write_table(pa.table({"x": [1]}), stray)
+    pos_policy = policy_copy / "pos.yaml"
+    pos_policy.write_text(pos_policy.read_text("utf-8") + "\n# reviewed again\n", "utf-8")
+    state = review_flow(warehouse=str(run.warehouse), policies=str(policy_copy), return_state=True)
+    assert state.is_failed()
+    problems = state.result(raise_on_failure=False)["problems"]
+    assert any(f"pos {DAY1}: the partition file differs" in p for p in problems)
+    assert any("export_date=2026-03-09/part-0.parquet is not in the ledger" in p for p in problems)
+    assert any(f"pos {DAY2}: made under another version of pos.yaml" in p for p in problems)
+    [entry] = [e for e in ledger.entries(run.warehouse) if e["kind"] == "review"]
+    assert entry["data"]["success"] is False and len(entry["data"]["problems"]) == len(problems)
+    result = CliRunner().invoke(app, ["review", "--warehouse", str(run.warehouse), "--policies", str(policy_copy)])
+    assert result.exit_code == 1 and "FAILED" in result.output
+
+
+def test_review_reruns_the_gate_on_the_union(closing):
+    """A partition that gained an identifier after publishing (and a matching ledger hash, as
+    an insider with write access could forge) is caught by the gate itself."""
+    _, run = closing
+    part = run.warehouse / "dataset=after_sales" / f"export_date={DAY1}" / "part-0.parquet"
+    table = pq.read_table(part)
+    column = table.schema.get_field_index("description")
+    values = table["description"].to_pylist()
+    values[0] = "客户手机 13812345678 请回电"
+    pq.write_table(table.set_column(column, table.schema.field(column), pa.array(values, pa.string())), part)
+    entries = ledger.entries(run.warehouse)
+    for entry in entries:  # rewrite the chain so that only the gate can notice
+        if entry["kind"] == "partition" and entry["data"]["output"]["path"] == part.relative_to(run.warehouse).as_posix():
+            entry["data"]["output"]["sha256"] = file_sha256(part)
+    prev = ledger.GENESIS
+    for entry in entries:
+        entry["prev"] = prev
+        entry["hash"] = prev = ledger._digest(entry)
+    (run.warehouse / ledger.LEDGER).write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
+    state = review_flow(warehouse=str(run.warehouse), return_state=True)
+    assert state.is_failed()
+    assert any("after_sales (all partitions): expect_no_direct_identifiers" in p
+               for p in state.result(raise_on_failure=False)["problems"])
+    assert "13812345678" not in state.message
+
+
+def test_the_weekly_review_deployment_registers(prefect_server):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from flows.deploy import weekly_review
+
+    weekly_review().apply()
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_deployment_by_name("review/weekly")
+
+    [schedule] = asyncio.run(read()).schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 3 * * 1", "Asia/Shanghai")
+
+
+def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
+    landing, run = closing
+    raw = raw_identifiers(landing)
+    assert review_flow(warehouse=str(run.warehouse), return_state=True).is_completed()
+    purge_flow(landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted), as_of=AFTER_GRACE)
+    key = tmp_path / "backup.key"
+    key.write_text(TEST_BACKUP_KEY)
+    assert CliRunner().invoke(app, ["key", "destroy", "--backup", "--path", str(key), "--yes",
+                                    "--warehouse", str(run.warehouse)]).exit_code == 0
+    out = tmp_path / "evidence"
+    result = CliRunner().invoke(app, ["report", "--out", str(out), "--warehouse", str(run.warehouse),
+                                      "--start", DAY1.isoformat(), "--end", DAY1.isoformat()])
+    assert result.exit_code == 0, result.output
+    html, facts = (out / "report.html").read_text("utf-8"), json.loads((out / "report.json").read_text("utf-8"))
+    assert set(facts["datasets"]) == {"pos", "membership", "after_sales"}
+    pos = facts["datasets"]["pos"]
+    assert [p["export_date"] for p in pos["partitions"]] == [DAY1.isoformat()]  # the period only
+    published = ledger.partition_entries(run.warehouse)[("pos", DAY1.isoformat())]
+    assert pos["partitions"][0]["ledger_hash"] == published["hash"] and pos["totals"] == {
+        k: published["data"]["rows"][k] for k in pos["totals"]}
+    assert {c["column"]: (c["role"], c["pipl"], c["technique"]) for c in pos["columns"]}["doc_no"][0] == "direct_identifier"
+    assert len(facts["deletions"]) == 1 and facts["deletions"][0]["export_date"] == DAY1.isoformat()
+    assert len(facts["backups"]) == 1 and facts["key_events"][-1]["key"] == "backup"
+    assert facts["reviews"][0]["success"] and not facts["ledger"]["problems"]
+    assert facts["pia"]["measures"]["keys_destroyed"] == [f"backup {facts['key_events'][-1]['key_id']}"]
+    # The page: every section, plots embedded, the hashes it cites, and no raw value anywhere.
+    for heading in ("Policy: what each column is", "Great Expectations results", "Backups of the raw exports",
+                    "Deletions of raw data", "Key events", "Periodic reviews", "impact assessment (PIPL Art. 55, 56)"):
+        assert heading in html, heading
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 9
+    assert published["hash"][:16] in html and facts["deletions"][0]["ledger_hash"][:16] in html
+    assert not re.search(r'(src|href)="(?!data:)', html)  # self-contained
+    leaks = find_leaks([html, json.dumps(facts, ensure_ascii=False)], raw)
+    assert not leaks, sorted(leaks)[:5]
+
+
+def test_a_date_past_retention_is_never_published_again(landing, tmp_path, monkeypatch):
+    from flows import run as run_module
+
+    run = run_module.Run.start(str(landing), str(tmp_path), str(tmp_path), str(POLICIES), False, "test", backup=False)
+    assert sorted(run.sources_for(DAY1)) == ["after_sales", "membership", "pos"]
+    monkeypatch.setattr(run_module, "today", lambda: dt.date(2029, 3, 3))  # membership and after_sales kept 3 years
+    assert run.sources_for(DAY1) == ["pos"]
+    assert run.current_fingerprint(run.policies["membership"], DAY1) is None
