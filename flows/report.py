@@ -1,0 +1,100 @@
+"""The evidence pack: report.json (the facts of flows/evidence.py) and report.html, the same facts
+for people, self-contained (plots embedded as PNG), in one directory."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import jinja2
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+TEMPLATES = Path(__file__).parent / "templates"
+COLORS = {"published": "#2b7a4b", "suppressed": "#d9822b", "quarantined": "#8a5fbf", "erased": "#c23b3b"}
+
+
+def write(facts: dict, out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "report.json"
+    data.write_text(json.dumps(facts, ensure_ascii=False, indent=1), "utf-8")
+    plots = {name: plots_for(dataset) for name, dataset in facts["datasets"].items() if dataset["partitions"]}
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined)
+    page = out / "report.html"
+    page.write_text(env.get_template("report.html.j2").render(facts=facts, plots=plots), "utf-8")
+    return page, data
+
+
+def plots_for(dataset: dict) -> dict[str, str]:
+    """The dataset's plots as data: URIs."""
+    parts = dataset["partitions"]
+    dates = [p["export_date"] for p in parts]
+    out = {}
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    buckets: dict[str, int] = {}
+    for p in parts:
+        for bucket, count in (p["metrics"]["class_size_histogram"] or {}).items():
+            buckets[bucket] = buckets.get(bucket, 0) + count
+    ax.bar(list(buckets), list(buckets.values()), color="#3b6ea8")
+    ax.axvline(_bucket_of(dataset["policy"]["k"], list(buckets)) - 0.5, color="#c23b3b", linestyle="--",
+               label=f"k = {dataset['policy']['k']}")
+    ax.set(title="Equivalence classes by size (entities per class)", xlabel="class size", ylabel="classes")
+    ax.legend()
+    out["class_sizes"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    bottom = [0] * len(parts)
+    for key, color in COLORS.items():
+        values = [p["rows"][key] for p in parts]
+        ax.bar(dates, values, bottom=bottom, color=color, label=key)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax.set(title="Input rows per export date, by outcome", ylabel="rows")
+    ax.legend(fontsize=7, ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.1), frameon=False)
+    _dates_axis(ax, dates)
+    out["outcomes"] = _png(fig)
+
+    attributes = sorted({a for p in parts for a in p["levels"]})
+    if attributes:
+        levels = [[p["levels"].get(a, 0) for p in parts] for a in attributes]
+        fig, ax = plt.subplots(figsize=(6, 0.8 + 0.35 * len(attributes)))
+        top = max(max(row) for row in levels) or 1
+        shown = ax.imshow(levels, aspect="auto", cmap="Blues", vmin=0, vmax=top)
+        ax.set_yticks(range(len(attributes)), attributes)
+        ax.set_xticks(range(len(dates)), dates)
+        if len(dates) <= 31:
+            for (row, col), level in [((r, c), levels[r][c]) for r in range(len(attributes)) for c in range(len(dates))]:
+                ax.text(col, row, str(level), ha="center", va="center", fontsize=8,
+                        color="white" if level > 0.6 * top else "black")
+        ax.set(title="Generalization level chosen per attribute (0 = original)")
+        fig.colorbar(shown, ax=ax, label="level")
+        _dates_axis(ax, dates)
+        out["levels"] = _png(fig)
+    return out
+
+
+def _bucket_of(k: int, buckets: list[str]) -> int:
+    """Index of the histogram bucket holding size k ('3-4', '50+' …)."""
+    for index, bucket in enumerate(buckets):
+        low, _, high = bucket.partition("-")
+        low = int(low.rstrip("+"))
+        if low <= k <= (int(high) if high else (low if not bucket.endswith("+") else k)):
+            return index
+    return len(buckets)
+
+
+def _dates_axis(ax, dates: list[str]) -> None:
+    step = max(1, len(dates) // 12)
+    ax.set_xticks(range(0, len(dates), step), dates[::step], rotation=45, ha="right", fontsize=7)
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
