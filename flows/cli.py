@@ -447,7 +447,7 @@ def backup_restore(
 
 @app.command()
 def purge(
-    landing: Landing = paths.SAMPLE_LANDING,
+    landing: Annotated[Path, typer.Option(help="Landing directory to delete from (required: no default for deletions).")],
     warehouse: Warehouse = paths.WAREHOUSE,
     restricted: Restricted = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,

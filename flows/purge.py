@@ -141,11 +141,12 @@ def _prune(folder: Path) -> None:
 
 
 @flow(name="purge-raw", persist_result=False, log_prints=False)
-def purge(landing: str = str(paths.SAMPLE_LANDING), warehouse: str = str(paths.WAREHOUSE),
+def purge(landing: str, warehouse: str = str(paths.WAREHOUSE),
           restricted: str = str(paths.RESTRICTED), policies: str = str(paths.POLICIES), as_of: str | None = None,
           trigger: str = "python"):
     """Delete the raw data of every date an anonymized partition replaces and whose grace period
-    is over; one deletion certificate per date in the ledger."""
+    is over; one deletion certificate per date in the ledger. `landing` has no default: a
+    deletion always names its target."""
     log = get_run_logger()
     day = dt.date.fromisoformat(as_of) if as_of else today()
     area, done = landing_io.Landing(landing), []
