@@ -27,24 +27,28 @@ def _frame(execution_engine, metric_domain_kwargs):
 
 class TableKAnonymity(TableMetricProvider):
     metric_name = "tuomin.k_anonymity"
-    value_keys = ("quasi_identifiers", "entity_column")
+    value_keys = ("quasi_identifiers", "entity_column", "count_column")
 
     @metric_value(engine=PandasExecutionEngine)
     def _pandas(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):  # noqa: N805
         df = _frame(execution_engine, metric_domain_kwargs)
-        return privacy.k_anonymity(df, list(metric_value_kwargs["quasi_identifiers"]), metric_value_kwargs["entity_column"])
+        return privacy.k_anonymity(df, list(metric_value_kwargs["quasi_identifiers"]), metric_value_kwargs["entity_column"],
+                                   metric_value_kwargs.get("count_column"))
 
 
 class ExpectTableToBeKAnonymous(BatchExpectation):
     """Every equivalence class over the quasi-identifiers holds at least k rows, or k distinct
-    entities when entity_column is given (one person with many rows counts once)."""
+    entities when entity_column is given (one person with many rows counts once). With
+    count_column, each row is a distinct combination standing for that many rows (the compact
+    form the streaming pipeline validates)."""
 
     quasi_identifiers: list[str]
     k: int
     entity_column: Optional[str] = None
+    count_column: Optional[str] = None
 
     metric_dependencies: ClassVar[tuple[str, ...]] = ("tuomin.k_anonymity",)
-    success_keys: ClassVar[tuple[str, ...]] = ("quasi_identifiers", "k", "entity_column")
+    success_keys: ClassVar[tuple[str, ...]] = ("quasi_identifiers", "k", "entity_column", "count_column")
 
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
         observed = metrics["tuomin.k_anonymity"]
@@ -54,7 +58,7 @@ class ExpectTableToBeKAnonymous(BatchExpectation):
 
 class TableLDiversity(TableMetricProvider):
     metric_name = "tuomin.l_diversity"
-    value_keys = ("quasi_identifiers", "sensitive", "measure")
+    value_keys = ("quasi_identifiers", "sensitive", "measure", "count_column")
 
     @metric_value(engine=PandasExecutionEngine)
     def _pandas(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):  # noqa: N805
@@ -63,7 +67,9 @@ class TableLDiversity(TableMetricProvider):
             return None
         ids = privacy.class_ids(df, list(metric_value_kwargs["quasi_identifiers"]))
         key = "l_distinct" if metric_value_kwargs["measure"] == "distinct" else "l_entropy"
-        return min(privacy.sensitive_figures(ids, df[s])[key] for s in metric_value_kwargs["sensitive"])
+        count = metric_value_kwargs.get("count_column")
+        weights = df[count].to_numpy() if count else None
+        return min(privacy.sensitive_figures(ids, df[s], weights)[key] for s in metric_value_kwargs["sensitive"])
 
 
 class ExpectTableToBeLDiverse(BatchExpectation):
@@ -74,9 +80,10 @@ class ExpectTableToBeLDiverse(BatchExpectation):
     sensitive: list[str]
     l: float
     measure: str = "distinct"
+    count_column: Optional[str] = None
 
     metric_dependencies: ClassVar[tuple[str, ...]] = ("tuomin.l_diversity",)
-    success_keys: ClassVar[tuple[str, ...]] = ("quasi_identifiers", "sensitive", "l", "measure")
+    success_keys: ClassVar[tuple[str, ...]] = ("quasi_identifiers", "sensitive", "l", "measure", "count_column")
 
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
         observed = metrics["tuomin.l_diversity"]

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -42,6 +43,7 @@ class Gate:
     k: int
     string_columns: tuple[str, ...]
     diversity: tuple[tuple[str, float, str], ...] = ()  # (sensitive output column, l, measure)
+    count_column: str | None = None  # rows are distinct combinations with this many rows each
 
     @classmethod
     def of(cls, policy: SourcePolicy, schema: pa.Schema) -> Gate:
@@ -56,15 +58,38 @@ class Gate:
             diversity=tuple((policy.column(m.attribute).output_name, m.l, m.measure) for m in policy.privacy.l_diversity),
         )
 
+    def content(self) -> Gate:
+        """The checks that hold batch by batch (schema, no identifier): run on every written batch."""
+        return dataclasses.replace(self, quasi_identifiers=(), diversity=())
+
+    def classes(self, count_column: str) -> Gate:
+        """The checks over the whole partition (k, l), run once on its distinct combinations."""
+        return dataclasses.replace(self, columns=(), string_columns=(), count_column=count_column)
+
 
 @dataclass(frozen=True)
 class Outcome:
     success: bool
     checks: tuple[dict, ...]  # {expectation, success, observed, exception}; numbers and names only
 
+    @classmethod
+    def combine(cls, outcomes: list[Outcome]) -> Outcome:
+        """One outcome for a partition validated in parts: a check passes if it passed on every
+        part; the observed value kept is that of the first part it failed on (else the last)."""
+        merged: dict[str, dict] = {}
+        for outcome in outcomes:
+            for check in outcome.checks:
+                kept = merged.get(check["expectation"])
+                if kept is None or kept["success"]:
+                    merged[check["expectation"]] = check
+        return cls(all(o.success for o in outcomes) and bool(merged), tuple(merged.values()))
+
     def failures(self) -> list[str]:
         return [f"{c['expectation']} (observed {c['observed']})" + (f": {c['exception']}" if c["exception"] else "")
                 for c in self.checks if not c["success"]]
+
+
+_LOCK = threading.RLock()
 
 
 @cache
@@ -90,7 +115,10 @@ def _checkpoint(gate: Gate, project: str | None):
     context = _context(project)
     digest = hashlib.sha256(json.dumps(dataclasses.asdict(gate), sort_keys=True).encode()).hexdigest()[:10]
     name = f"tuomin-{gate.dataset}-{digest}"
-    source = context.data_sources.add_or_update_pandas("tuomin")
+    try:
+        source = context.data_sources.get("tuomin")
+    except (KeyError, ValueError, LookupError):
+        source = context.data_sources.add_pandas("tuomin")
     try:
         asset = source.get_asset(gate.dataset)
     except LookupError:
@@ -102,13 +130,16 @@ def _checkpoint(gate: Gate, project: str | None):
 
     def suite():
         built = gx.ExpectationSuite(name=name)
-        built.add_expectation(gx.expectations.ExpectTableColumnsToMatchSet(column_set=list(gate.columns), exact_match=True))
+        if gate.columns:
+            built.add_expectation(gx.expectations.ExpectTableColumnsToMatchSet(column_set=list(gate.columns), exact_match=True))
         if gate.quasi_identifiers:
             built.add_expectation(ExpectTableToBeKAnonymous(
-                quasi_identifiers=list(gate.quasi_identifiers), k=gate.k, entity_column=gate.entity))
+                quasi_identifiers=list(gate.quasi_identifiers), k=gate.k, entity_column=gate.entity,
+                count_column=gate.count_column))
         for sensitive, l, measure in gate.diversity:
             built.add_expectation(ExpectTableToBeLDiverse(
-                quasi_identifiers=list(gate.quasi_identifiers), sensitive=[sensitive], l=l, measure=measure))
+                quasi_identifiers=list(gate.quasi_identifiers), sensitive=[sensitive], l=l, measure=measure,
+                count_column=gate.count_column))
         if gate.string_columns:
             built.add_expectation(ExpectNoDirectIdentifiers(columns=list(gate.string_columns)))
         return built
@@ -119,10 +150,18 @@ def _checkpoint(gate: Gate, project: str | None):
         name=name, validation_definitions=[definition], actions=[], result_format=RESULT_FORMAT))
 
 
+def prepare(gate: Gate, project: Path | None = None) -> None:
+    """Create the gate's suite and checkpoint ahead of validations on other workers (GX's file
+    stores are not safe for two processes adding the same objects at once)."""
+    with _LOCK:
+        _checkpoint(gate, None if project is None else str(project))
+
+
 def validate(gate: Gate, frame: pd.DataFrame, project: Path | None = None, run_name: str | None = None) -> Outcome:
     """Run the gate. With a project directory the result is stored there for Data Docs."""
-    checkpoint = _checkpoint(gate, None if project is None else str(project))
-    run = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
+    with _LOCK:  # one GX context per process, and it is not thread-safe
+        checkpoint = _checkpoint(gate, None if project is None else str(project))
+        run = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
     checks = []
     for result in run.run_results.values():
         for r in result.results:

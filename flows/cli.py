@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +30,14 @@ Landing = Annotated[Path, typer.Option(help="Landing directory with pos/, member
 Warehouse = Annotated[Path, typer.Option(help="Warehouse directory for the anonymized Parquet.")]
 Restricted = Annotated[Path, typer.Option(help="Restricted area (0700) for quarantined rows and backups.")]
 Policies = Annotated[Path, typer.Option(help="Directory of reviewed policy files.")]
+class RunnerKind(str, Enum):
+    threads = "threads"
+    dask = "dask"
+
+
+Runner = Annotated[RunnerKind, typer.Option(help="Where per-file and per-partition work runs: a thread pool, or a Dask cluster.")]
+DaskAddress = Annotated[str | None, typer.Option(help="An existing Dask scheduler (tcp://host:8786) for --runner dask; "
+                                                      "default: a LocalCluster for the run.")]
 AsOf = Annotated[str | None, typer.Option(help="Plan as if today were this date (YYYY-MM-DD, Shanghai); only with --dry-run.")]
 
 
@@ -42,12 +51,14 @@ def run(
     drop_unknown: Annotated[bool, typer.Option("--drop-unknown", help="Drop (and record) columns no policy covers instead of failing.")] = False,
     every: Annotated[bool, typer.Option("--all", help="Process every date found, even those already published and unchanged.")] = False,
     backup: Annotated[bool, typer.Option(help="Back up (encrypted) each date's raw files first; needs the backup key.")] = True,
+    runner: Runner = RunnerKind.threads,
+    dask_address: DaskAddress = None,
 ) -> None:
     """Run the anonymize-exports flow: by default on the dates not yet published or changed since."""
     if date is not None:
         _check_date(date)
     _run_flow(landing=landing, warehouse=warehouse, date=date, every=every, restricted=restricted, policies=policies,
-              drop_unknown=drop_unknown, backup=backup, trigger="cli: tuomin run")
+              drop_unknown=drop_unknown, backup=backup, trigger="cli: tuomin run", runner=runner.value, dask_address=dask_address)
 
 
 @app.command()
@@ -60,6 +71,8 @@ def backfill(
     policies: Policies = paths.POLICIES,
     verbose: Annotated[bool, typer.Option(help="Show the flow's log lines under the progress bar.")] = False,
     backup: Annotated[bool, typer.Option(help="Back up (encrypted) each date's raw files first; needs the backup key.")] = True,
+    runner: Runner = RunnerKind.threads,
+    dask_address: DaskAddress = None,
 ) -> None:
     """(Re)process every export date from START to END that has files, in one flow run."""
     if _check_date(start) > _check_date(end):
@@ -67,7 +80,7 @@ def backfill(
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     _run_flow(landing=landing, warehouse=warehouse, start=start, end=end, restricted=restricted, policies=policies,
-              backup=backup, trigger="cli: tuomin backfill", bar=True)
+              backup=backup, trigger="cli: tuomin backfill", bar=True, runner=runner.value, dask_address=dask_address)
 
 
 def _run_flow(bar: bool = False, **parameters) -> None:

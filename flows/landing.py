@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,14 +134,17 @@ def check_headers(landing: Landing, policies: dict[str, SourcePolicy], dates: li
 
 def read_export(landing: Landing, policy: SourcePolicy, date: dt.date, columns: list[str] | None = None,
                 drop_unknown: bool = False) -> Export:
-    """All files of a source for a date (split files and re-exports concatenated), conformed.
-    `columns` limits the read to some policy columns (for link look-ups); `drop_unknown` drops
-    columns the policy does not cover instead of failing (they are listed in Export.dropped)."""
+    """All files of a source for a date (split files and re-exports concatenated), conformed, in
+    memory: for look-ups and small reads; the pipeline streams with iter_csv. `columns` limits the
+    read to some policy columns; `drop_unknown` drops columns the policy does not cover instead of
+    failing (they are listed in Export.dropped)."""
     export = Export(policy.source, date, pa.table({c.name: pa.array([], pa.string()) for c in policy.input_columns}))
     tables = []
     for relative in files_for(landing, policy, date):
-        table, ragged, dropped = _read_csv(landing, relative, policy, columns, drop_unknown)
-        export.dropped += [(relative, header) for header in dropped]
+        ragged: list[str] = []
+        batches = list(iter_csv(landing, relative, policy, ragged, columns, drop_unknown))
+        table = pa.concat_tables(batches)
+        export.dropped += [(relative, header) for header in dropped_headers(landing, relative, policy, columns, drop_unknown)]
         export.origin.append((sum(t.num_rows for t in tables), table.num_rows))
         tables.append(table)
         export.ragged += [(relative, text) for text in ragged]
@@ -152,17 +156,24 @@ def read_export(landing: Landing, policy: SourcePolicy, date: dt.date, columns: 
     return export
 
 
-def _read_csv(landing: Landing, relative: str, policy: SourcePolicy, columns: list[str] | None,
-              drop_unknown: bool) -> tuple[pa.Table, list[str], list[str]]:
+def dropped_headers(landing: Landing, relative: str, policy: SourcePolicy, columns: list[str] | None = None,
+                    drop_unknown: bool = False) -> list[str]:
+    """The file's headers the policy does not cover, when the read was asked to drop them."""
+    return unknown_headers(_header(landing, relative, policy.encoding), policy) if drop_unknown and columns is None else []
+
+
+def iter_csv(landing: Landing, relative: str, policy: SourcePolicy, ragged: list[str], columns: list[str] | None = None,
+             drop_unknown: bool = False, block_size: int = 1 << 24) -> Iterator[pa.Table]:
+    """One file as conformed text tables of about `block_size` bytes each, streamed: memory does
+    not grow with the file. Rows with a wrong field count are appended to `ragged` (raw text, for
+    the quarantine). Unknown or missing columns fail before any data is read (columns=None)."""
     encoding = _ARROW_ENCODING[policy.encoding]
     headers = _header(landing, relative, policy.encoding)
-    # Unknown or missing columns fail before any data is read (columns=None: a full read).
     dropped = unknown_headers(headers, policy) if drop_unknown or columns is not None else []
     if columns is None:
         conform(_empty(headers), policy, relative, drop_unknown)
     known = [h for h in headers if h not in dropped]
     wanted = known if columns is None else [h for h in known if policy.match_header(h).name in columns]
-    ragged: list[str] = []
 
     def skip(row) -> str:  # a row with the wrong number of fields: set aside for quarantine
         ragged.append(row.text)
@@ -170,20 +181,29 @@ def _read_csv(landing: Landing, relative: str, policy: SourcePolicy, columns: li
 
     try:
         with landing.open(relative) as source:
-            table = pcsv.read_csv(
+            reader = pcsv.open_csv(
                 source,
-                read_options=pcsv.ReadOptions(encoding=encoding, block_size=1 << 24),
+                read_options=pcsv.ReadOptions(encoding=encoding, block_size=block_size),
                 parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip),
                 convert_options=pcsv.ConvertOptions(
                     column_types=dict.fromkeys(headers, pa.string()), strings_can_be_null=False,
                     quoted_strings_can_be_null=False, include_columns=wanted if dropped or columns else None),
             )
+            empty = True
+            for batch in reader:
+                empty = False
+                yield _conformed(pa.Table.from_batches([batch]), policy, relative, columns)
+            if empty:
+                yield _conformed(reader.schema.empty_table(), policy, relative, columns)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         kind = f"not valid {policy.encoding}" if isinstance(exc, UnicodeDecodeError) else "not readable as CSV"
         raise ExportError(f"{relative}: {kind} (details withheld: they quote the data)") from None
+
+
+def _conformed(table: pa.Table, policy: SourcePolicy, relative: str, columns: list[str] | None) -> pa.Table:
     if columns is None:
-        return conform(table, policy, relative), ragged, dropped if drop_unknown else []
-    return table.rename_columns([policy.match_header(h).name for h in table.column_names]), ragged, []
+        return conform(table, policy, relative)
+    return table.rename_columns([policy.match_header(h).name for h in table.column_names])
 
 
 def sniff_encoding(path: Path, probe: int = 1 << 20) -> str:

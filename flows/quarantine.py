@@ -10,38 +10,61 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from flows.landing import Export
 from flows.paths import restricted_dir
 from transforms.steps import Parsed
 
 
-def quarantine_rows(restricted: Path, run_id: str, source: str, date: dt.date, export: Export, parsed: Parsed) -> Path:
-    folder = restricted_dir(restricted, "quarantine", source, f"export_date={date.isoformat()}")
-    path = folder / f"{run_id}.csv"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-        out = csv.writer(fh)
-        out.writerow(["file", "row", "problem", *export.table.column_names])
+class Quarantine:
+    """The quarantine file of one input file, opened at its first bad row (0600)."""
+
+    def __init__(self, restricted: Path, run_id: str, source: str, date: dt.date, name: str):
+        self.folder = (restricted, "quarantine", source, f"export_date={date.isoformat()}")
+        self.name = f"{run_id}-{name}.csv"
+        self.path: Path | None = None
+        self.count = 0
+        self._fh = self._out = None
+
+    def _writer(self, columns: list[str]):
+        if self._out is None:
+            self.path = restricted_dir(*self.folder) / self.name
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            self._fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+            self._out = csv.writer(self._fh)
+            self._out.writerow(["file", "row", "problem", *columns])
+        return self._out
+
+    def unparseable(self, file: str, first_row: int, raw: pa.Table, parsed: Parsed) -> None:
+        """The rows of a batch whose values did not parse; first_row = the batch's first data row
+        number in the file (1-based)."""
         bad = parsed.bad
-        raw = export.table.filter(bad).to_pylist()
-        for index, values in zip(bad.nonzero()[0], raw):
+        out = self._writer(raw.column_names)
+        for index, values in zip(bad.nonzero()[0], raw.filter(pa.array(bad)).to_pylist()):
             columns = [c for c, mask in parsed.invalid.items() if mask[index]]
-            out.writerow([*export.where(int(index)), "unparseable: " + " ".join(columns), *values.values()])
-        for file, text in export.ragged:
+            out.writerow([file, first_row + int(index), "unparseable: " + " ".join(columns), *values.values()])
+        self.count += int(bad.sum())
+
+    def ragged(self, file: str, lines: list[str], columns: list[str]) -> None:
+        out = self._writer(columns) if lines else None
+        for text in lines:
             out.writerow([file, "", "wrong number of fields", text])
-    return path
+        self.count += len(lines)
+
+    def close(self) -> Path | None:
+        if self._fh is not None:
+            self._fh.close()
+        return self.path
 
 
-def quarantine_batch(restricted: Path, run_id: str, source: str, date: dt.date, table: pa.Table) -> Path:
-    """An anonymized batch that failed its checks, kept whole (0600) for someone to look at."""
+def quarantine_batch(restricted: Path, run_id: str, source: str, date: dt.date, staged: Path) -> Path:
+    """An anonymized partition that failed its checks, moved whole (0600) for someone to look at."""
     folder = restricted_dir(restricted, "quarantine", "failed-validation", source, f"export_date={date.isoformat()}")
     path = folder / f"{run_id}.parquet"
-    pq.write_table(table, path)
+    shutil.move(staged, path)
     path.chmod(0o600)
     return path
 

@@ -5,52 +5,63 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
-from transforms import metrics, steps
+from transforms import metrics
 from transforms.operators import Generalize, Pseudonymize
+from transforms.plan import ROWS, Plan
 from transforms.policy import SourcePolicy
 
 
-def partition_metadata(policy: SourcePolicy, export, anonymized: steps.Anonymized, outcome, counts: dict,
-                       date: dt.date, run_id: str, key_id: str, flow_run_id: str, fingerprint: str) -> dict:
-    """The `tuomin` entry of a file's schema metadata: enough to re-check k and trace the run."""
-    solution = anonymized.solution
-    measured = metrics.summary(anonymized.table.to_pandas(), anonymized.quasi_identifiers, policy.entity, policy.privacy.k,
-                               policy.sensitive_outputs)
+def partition_metadata(policy: SourcePolicy, inputs: Inputs, plan: Plan, classes, cells: dict, outcome, counts: dict,
+                       date: dt.date, run: dict) -> dict:
+    """The `tuomin` entry of a file's metadata: enough to re-check k and trace the run. Privacy
+    figures are measured on `classes`, the published rows' distinct combinations with counts.
+    `run`: run_id, key_id, flow_run_id, fingerprint."""
+    solution = plan.solution
+    measured = metrics.summary(classes.to_pandas(), list(plan.levels), policy.entity, policy.privacy.k,
+                               policy.sensitive_outputs, count=ROWS)
     return {
         "dataset": policy.source,
         "export_date": date.isoformat(),
-        "quasi_identifiers": anonymized.quasi_identifiers,
+        "quasi_identifiers": list(plan.levels),
         "k": policy.privacy.k,
         "l_diversity": [m.model_dump() | {"column": policy.column(m.attribute).output_name} for m in policy.privacy.l_diversity],
         "entity_column": policy.entity,
         "policy_file": policy.path.name,
         "policy_sha256": policy.sha256,
-        "key_id": key_id,
-        "run_id": run_id,
-        "flow_run_id": flow_run_id,
-        "fingerprint": fingerprint,
+        "key_id": run["key_id"],
+        "run_id": run["run_id"],
+        "flow_run_id": run["flow_run_id"],
+        "fingerprint": run["fingerprint"],
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "levels": solution.levels if solution else {},
         "search": {"method": solution.method, "nodes_evaluated": solution.nodes_evaluated,
                    "nodes": solution.nodes_total} if solution else None,
         "max_suppression": policy.privacy.max_suppression,
         "rows": counts,
-        "cells_suppressed": anonymized.cells_suppressed,
+        "cells_suppressed": cells,
         "metrics": {**measured, "loss": solution.loss if solution else 0.0,
                     "loss_by_attribute": solution.loss_by_attribute if solution else {}},
         "columns": {c.name: {"input": c.input_name, "output": c.output_name, "role": c.role, "pipl": c.pipl,
                              "transform": c.transform, "technique": c.family} for c in policy.columns},
         "validation": {"success": outcome.success, "checks": list(outcome.checks)},
-        "inputs": [f.__dict__ for f in export.files],
-        "dropped_columns": [{"file": f, "column": c} for f, c in export.dropped],
+        "inputs": [dict(f) for f in inputs.files],
+        "dropped_columns": [{"file": f, "column": c} for f, c in inputs.dropped],
     }
 
 
-def field_metadata(policy: SourcePolicy, anonymized: steps.Anonymized) -> dict[str, dict[str, str]]:
+@dataclass(frozen=True)
+class Inputs:
+    """What a partition was made from: files (path, sha256, bytes, rows) and columns dropped on request."""
+
+    files: tuple[dict, ...]
+    dropped: tuple[tuple[str, str], ...] = ()
+
+
+def field_metadata(policy: SourcePolicy, levels: dict[str, int]) -> dict[str, dict[str, str]]:
     """Per published column: what it is and what was done to it, so a value can be read right."""
-    levels = anonymized.solution.levels if anonymized.solution else {}
     out: dict[str, dict[str, str]] = {}
     for column in policy.columns:
         name = column.output_name

@@ -25,6 +25,7 @@ from flows import landing as landing_io
 from flows import ledger
 from flows.backup import BackupKey
 from flows.keys import load_backup_key, load_pseudonymizer
+from flows.passes import Job
 from transforms.policy import SourcePolicy, load_policies
 from transforms.pseudonymize import Pseudonymizer
 from transforms.steps import Subjects
@@ -67,6 +68,11 @@ class Run:
             drop_unknown=drop_unknown,
             triggered_by={"via": trigger, "user": getpass.getuser(), "host": socket.gethostname()},
         )
+
+    def job(self) -> Job:
+        """What the run's tasks need, without the key (they load it, and check its key_id)."""
+        return Job(self.run_id, self.restricted, self.warehouse, self.policy_dir, self.pseudonymizer.key_id, self.subjects,
+                   self.drop_unknown)
 
     def fingerprint(self, policy: SourcePolicy, inputs: list[tuple[str, str]]) -> str:
         """SHA-256 of what a partition depends on: (path, SHA-256) of its input files, its

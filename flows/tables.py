@@ -25,5 +25,5 @@ def read_table(path: Path) -> tuple[pd.DataFrame, dict]:
 
 
 def _metadata(path: Path) -> dict:
-    raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    raw = (pq.ParquetFile(path).metadata.metadata or {}).get(METADATA_KEY)
     return json.loads(raw) if raw else {}

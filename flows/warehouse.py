@@ -15,7 +15,7 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,20 +51,24 @@ def partition(warehouse: Path, dataset: str, date: dt.date) -> Path:
     return warehouse / f"dataset={dataset}" / f"export_date={date.isoformat()}"
 
 
-def stage(warehouse: Path, run_id: str, dataset: str, date: dt.date, table: pa.Table, metadata: dict,
-          fields: dict[str, dict[str, str]] | None = None) -> Path:
-    """Write the partition's file under the run's staging directory; returns its path. `metadata`
-    goes into the schema (key `tuomin`), `fields` onto each column (keys `tuomin.<name>`)."""
+def stage(warehouse: Path, run_id: str, dataset: str, date: dt.date, batches: Iterable[pa.Table],
+          fields: dict[str, dict[str, str]], metadata: Callable[[], dict]) -> Path:
+    """Write the partition's file under the run's staging directory, batch by batch (one or more
+    row groups each); returns its path. `fields` goes onto each column (keys `tuomin.<name>`);
+    `metadata()`, called after the last batch (it may depend on all of them), into the file's
+    key-value metadata (key `tuomin`; read it with read_metadata)."""
     staged = partition(warehouse / ".staging" / run_id, dataset, date) / PART
     staged.parent.mkdir(parents=True, exist_ok=True)
-    schema = pa.schema(
-        [f.with_metadata({f"tuomin.{k}": v for k, v in (fields or {}).get(f.name, {}).items()}) for f in table.schema],
-        metadata={**(table.schema.metadata or {}), METADATA_KEY: json.dumps(metadata, ensure_ascii=False, default=str).encode()})
-    table = table.cast(schema)
-    with pq.ParquetWriter(staged, schema, compression="zstd") as writer:
-        for batch in table.to_batches(max_chunksize=ROW_GROUP):
-            writer.write_table(pa.Table.from_batches([batch], schema))
-            failpoints.hit("mid-write")  # data written, footer not: the file is incomplete
+    writer, schema = None, None
+    for table in batches:
+        if writer is None:
+            schema = pa.schema([f.with_metadata({f"tuomin.{k}": v for k, v in fields.get(f.name, {}).items()})
+                                for f in table.schema])
+            writer = pq.ParquetWriter(staged, schema, compression="zstd")
+        writer.write_table(table.cast(schema), row_group_size=ROW_GROUP)
+        failpoints.hit("mid-write")  # data written, footer not: the file is incomplete
+    writer.add_key_value_metadata({METADATA_KEY: json.dumps(metadata(), ensure_ascii=False, default=str).encode()})
+    writer.close()
     failpoints.hit("staged")
     return staged
 
@@ -83,4 +87,4 @@ def discard_staging(warehouse: Path, run_id: str) -> None:
 
 
 def read_metadata(path: Path) -> dict:
-    return json.loads(pq.read_schema(path).metadata[METADATA_KEY])
+    return json.loads(pq.ParquetFile(path).metadata.metadata[METADATA_KEY])

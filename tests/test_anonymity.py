@@ -1,5 +1,6 @@
 """The privacy engine finds the least-loss level vector that reaches k, exactly."""
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transforms import metrics
-from transforms.anonymity import Diversity, Unreachable, entity_codes, search
+from transforms.anonymity import Diversity, Unreachable, class_keys, search
 from transforms.hierarchy import TableHierarchy, encode
 
 AGE = TableHierarchy([[str(a), f"{a // 10 * 10}s", "<30" if a < 30 else ">=30", "*"] for a in range(10, 60)])
@@ -81,7 +82,42 @@ def test_entity_level_counts_people_not_rows():
 
 
 def test_rows_without_entity_count_as_separate_people():
-    assert list(entity_codes(np.array([5, -1, -1, 5]), 4)) == [5, 6, 7, 5]
+    qis = [encode("city", pa.array(["SH"] * 3 + ["BJ"] * 3), CITY)]
+    entity = np.array([7, -1, -1, 8, 8, 8])  # Shanghai: one customer and two unknown buyers; Beijing: one customer
+    found = search(qis, {"city": (0, 2)}, 3, 0.0, entity)
+    assert found.levels == {"city": 2} and found.k == 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows, st.integers(2, 4), st.sampled_from([0.0, 0.2]), st.sampled_from([None, 2]), st.randoms(use_true_random=False))
+def test_aggregated_combinations_give_the_same_solution_as_rows(data, k, limit, l, rnd):
+    """What the streaming pipeline relies on: the search over (distinct combination, count)
+    equals the search over the rows, with people counted once and unknown buyers each."""
+    qis = _table(data)
+    entity = np.array([rnd.choice([-1, 0, 1, 2, 3, 4, 5]) for _ in data])
+    sensitive = np.array([rnd.randrange(3) for _ in data])
+    diversity = [Diversity("s", sensitive, l)] if l else []
+    ranges = {q.name: (0, q.hierarchy.top) for q in qis}
+    frame = pd.DataFrame({"age": qis[0].codes, "city": qis[1].codes, "sex": qis[2].codes, "e": entity, "s": sensitive})
+    combos = frame.groupby(list(frame.columns)).size().reset_index(name="n")
+    aggregated = [dataclasses.replace(q, codes=combos[q.name].to_numpy()) for q in qis]
+    agg_diversity = [Diversity("s", combos["s"].to_numpy(), l)] if l else []
+    try:
+        by_rows = search(qis, ranges, k, limit, entity, diversity=diversity)
+    except Unreachable:
+        with pytest.raises(Unreachable):
+            search(aggregated, ranges, k, limit, combos["e"].to_numpy(), diversity=agg_diversity, counts=combos["n"].to_numpy())
+        return
+    by_combos = search(aggregated, ranges, k, limit, combos["e"].to_numpy(), diversity=agg_diversity, counts=combos["n"].to_numpy())
+    assert by_combos.levels == by_rows.levels and by_combos.loss == pytest.approx(by_rows.loss)
+    assert by_combos.k == by_rows.k and (combos["n"].to_numpy() * by_combos.suppressed).sum() == by_rows.suppressed.sum()
+
+
+def test_class_keys_are_exact_or_hash_to_a_conservative_key():
+    codes = [np.array([0, 1, 1, 0]), np.array([2, 2, 2, 2])]
+    assert list(class_keys(codes, [2, 3])) == [2, 5, 5, 2]
+    wide = class_keys([np.array([1, 1, 2]), np.array([3, 3, 3])], [2**40, 2**40])  # beyond int64: hashed
+    assert wide[0] == wide[1] != wide[2]
 
 
 def test_unreachable_k_is_an_error_that_names_the_limits():

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from flows import ledger
 from flows.cli import app
+from flows.warehouse import read_metadata
 from tests.conftest import TEST_KEY, run_flow
 
 pytestmark = pytest.mark.flow
@@ -78,8 +79,7 @@ def test_a_policy_change_republishes_with_the_new_hash(prefect_server, copy_of, 
     from transforms.policy import load_policy
 
     new_hash = load_policy(pos).sha256
-    meta = json.loads(pq.read_schema(changed.warehouse / "dataset=pos" / f"export_date={DAY1}" / "part-0.parquet")
-                      .metadata[b"tuomin"])
+    meta = read_metadata(changed.warehouse / "dataset=pos" / f"export_date={DAY1}" / "part-0.parquet")
     assert meta["policy_sha256"] == new_hash and meta["k"] == 6 and meta["metrics"]["k"] >= 6
     latest = {(p["dataset"], p["export_date"]): p for p in ledger.partitions(changed.warehouse)}
     assert latest[("pos", DAY1)]["policy_sha256"] == new_hash

@@ -72,21 +72,14 @@ class Solution:
     method: str = "exact"
 
 
-def entity_codes(entity: np.ndarray | None, n: int) -> np.ndarray | None:
-    """Integer entity codes; a row without an entity (-1) counts as a person of its own."""
-    if entity is None:
-        return None
-    codes = np.asarray(entity, dtype=np.int64).copy()
-    missing = codes < 0
-    codes[missing] = codes.max(initial=-1) + 1 + np.arange(missing.sum())
-    return codes
-
-
 class _Table:
-    """The table reduced to its distinct (QI codes, entity, sensitive codes) with row counts."""
+    """The table reduced to its distinct (QI codes, entity, sensitive codes) with row counts.
 
-    def __init__(self, qis: list[Encoded], entity: np.ndarray | None, diversity: list[Diversity]):
-        columns = [q.codes for q in qis] + ([entity] if entity is not None else []) + [d.codes for d in diversity]
+    An element without an entity (-1) stands for as many people as rows: a row nobody can be
+    linked to is a person of its own."""
+
+    def __init__(self, qis: list[Encoded], entity: np.ndarray | None, diversity: list[Diversity], counts: np.ndarray):
+        columns = [q.codes for q in qis] + ([entity + 1] if entity is not None else []) + [d.codes for d in diversity]
         key, radix = np.zeros(len(qis[0].codes), np.int64), 1
         for column in columns:
             size = int(column.max(initial=0)) + 1
@@ -96,23 +89,24 @@ class _Table:
             key, radix = key * size + column, radix * size
         inverse, uniques = pd.factorize(key)
         first = np.zeros(len(uniques), np.int64)
-        first[inverse[::-1]] = np.arange(len(inverse))[::-1]  # a row of each distinct combination
-        self.inverse = inverse  # combination of each row
-        self.weight = np.bincount(inverse).astype(np.int64)
-        self.codes = [q.codes[first] for q in qis]
-        self.entity = entity[first] if entity is not None else None
+        first[inverse[::-1]] = np.arange(len(inverse))[::-1]  # an element of each distinct combination
+        self.inverse = inverse  # combination of each input element
+        self.weight = np.bincount(inverse, weights=counts, minlength=len(uniques)).astype(np.int64)
+        self.codes = [q.codes[first].astype(np.int32) for q in qis]
+        self.entity = entity[first].astype(np.int32) if entity is not None else None
         self.entities = int(entity.max(initial=0)) + 1 if entity is not None else 0
         self.sensitive = [(d, d.codes[first], int(d.codes.max(initial=0)) + 1) for d in diversity]
-        self.rows = len(inverse)
         # Every combination's code at every level, mapped once (a node then only combines them).
-        self.at_level = [[q.maps[level][codes] for level in range(len(q.maps))] for q, codes in zip(qis, self.codes)]
+        self.at_level = [[q.maps[level][codes].astype(np.int16 if q.sizes[level] < 2**15 else np.int32)
+                          for level in range(len(q.maps))]
+                         for q, codes in zip(qis, self.codes)]
 
     def failing(self, qis: list[Encoded], node: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per distinct combination: does its class fail a privacy model? Also each combination's
         class and each class's size (rows, or entities)."""
         key, radix = None, 1
         for q, level, at_level in zip(qis, node, self.at_level):
-            mapped, size = at_level[level], q.sizes[level]
+            mapped, size = at_level[level].astype(np.int64), q.sizes[level]
             if key is None:
                 key, radix = mapped, size
             else:
@@ -126,8 +120,10 @@ class _Table:
         if self.entity is None:
             size = np.bincount(key, weights=self.weight, minlength=radix)
         else:
-            pairs = pd.unique(key * self.entities + self.entity)
-            size = np.bincount(pairs // self.entities, minlength=radix)
+            known = self.entity >= 0
+            pairs = pd.unique(key[known] * self.entities + self.entity[known])
+            size = (np.bincount(pairs // self.entities, minlength=radix)
+                    + np.bincount(key[~known], weights=self.weight[~known], minlength=radix))
         fails = size < k
         for d, codes, m in self.sensitive:
             if d.measure == "distinct":
@@ -142,38 +138,58 @@ class _Table:
         return fails[key], key, size
 
 
+def class_keys(codes: list[np.ndarray], sizes: list[int]) -> np.ndarray:
+    """One int64 key per element from its level codes (one array per quasi-identifier): exact
+    (mixed radix) while the key space fits, else a 64-bit hash of the tuple, whose rare collisions
+    can only merge a passing class into a failing one, i.e. suppress more, never less."""
+    key, radix = np.zeros(len(codes[0]) if codes else 0, np.int64), 1
+    for column, size in zip(codes, sizes):
+        if radix * size >= 2**62:
+            frame = pd.DataFrame({i: c for i, c in enumerate(codes)})
+            return pd.util.hash_pandas_object(frame, index=False).to_numpy().view(np.int64)
+        key, radix = key * size + column, radix * size
+    return key
+
+
 def search(qis: list[Encoded], ranges: dict[str, tuple[int, int]], k: int, max_suppression: float,
            entity: np.ndarray | None = None, weights: dict[str, float] | None = None,
-           diversity: list[Diversity] = ()) -> Solution:
-    n = len(qis[0].codes)
-    entity = entity_codes(entity, n)
-    table = _Table(qis, entity, list(diversity))
+           diversity: list[Diversity] = (), counts: np.ndarray | None = None) -> Solution:
+    """Levels and suppression for elements given by their codes (qis, entity with -1 for none,
+    diversity): one element per row, or, with `counts`, pre-aggregated combinations standing for
+    that many rows each (how the streaming pipeline passes a whole export in compact form)."""
+    counts = np.ones(len(qis[0].codes), np.int64) if counts is None else np.asarray(counts, np.int64)
+    n = int(counts.sum())
+    entity = None if entity is None else np.asarray(entity, np.int64)
+    table = _Table(qis, entity, list(diversity), counts)
     allowed = int(np.floor(max_suppression * n))
     w = np.array([(weights or {}).get(q.name, 1.0) for q in qis], float)
     w /= w.sum()
     bounds = [ranges[q.name] for q in qis]
-    # The loss of each distinct combination at every (attribute, level), one row each, so that one
-    # product gives every attribute's loss at every level; and the averages with nothing
-    # suppressed (the data-free lower bound).
-    offsets = np.cumsum([0] + [len(q.maps) for q in qis])
-    loss_rows = np.stack([q.loss[level][codes] for q, codes in zip(qis, table.codes) for level in range(len(q.maps))])
-    loss_all = loss_rows @ table.weight / n
-    avg_loss = [loss_all[offsets[i]:offsets[i + 1]] for i in range(len(qis))]
+    # An attribute's loss at a level is its per-code loss weighted by the records kept per code:
+    # one bincount and one dot product, no per-record matrix. With every record kept it is the
+    # data-free lower bound the exact search orders nodes by.
+    def attribute_losses(node: tuple[int, ...], weight: np.ndarray) -> np.ndarray:
+        return np.array([q.loss[level] @ np.bincount(codes, weights=weight, minlength=len(q.loss[level]))
+                         for q, codes, level in zip(qis, table.codes, node)])
+
+    per_code = [np.bincount(codes, weights=table.weight, minlength=len(q.loss[0])) for q, codes in zip(qis, table.codes)]
+    avg_loss = [[float(q.loss[level] @ kept) / n for level in range(len(q.maps))] for q, kept in zip(qis, per_code)]
 
     def evaluate(node: tuple[int, ...]) -> tuple:
-        failing, classes, sizes = table.failing(qis, node, k)
+        """(feasible, weighted loss, loss per attribute, failing combinations as packed bits)."""
+        failing, _, _ = table.failing(qis, node, k)
         suppressed = int(table.weight @ failing)
         if suppressed > allowed:
-            return False, None, None, None, None
-        losses = (loss_rows[offsets[:-1] + np.array(node)] @ (table.weight * ~failing) + suppressed) / n
-        return suppressed <= allowed, float(w @ losses), losses, failing, (classes, sizes)
+            return False, None, None, None
+        losses = (attribute_losses(node, table.weight * ~failing) + suppressed) / n
+        return True, float(w @ losses), losses, np.packbits(failing)
 
     nodes_total = int(np.prod([hi - lo + 1 for lo, hi in bounds]))
     def extra(node: tuple[int, ...], suppressed: np.ndarray) -> float:
-        """Weighted loss that suppressing these combinations adds at this node, over their
-        generalized loss: sum over records of (1 - loss)."""
-        weight = table.weight * suppressed
-        return float(w @ ((weight.sum() - loss_rows[offsets[:-1] + np.array(node)] @ weight) / n))
+        """Weighted loss that suppressing these combinations (packed bits) adds at this node, over
+        their generalized loss: sum over records of (1 - loss)."""
+        weight = table.weight * np.unpackbits(suppressed, count=len(table.weight)).astype(bool)
+        return float(w @ ((weight.sum() - attribute_losses(node, weight)) / n))
 
     if nodes_total <= EXACT_LIMIT:
         best, evaluated = _exact(qis, bounds, w, avg_loss, evaluate, extra)
@@ -186,7 +202,8 @@ def search(qis: list[Encoded], ranges: dict[str, tuple[int, int]], k: int, max_s
             f"k={k}" + "".join(f", l={d.l} ({d.measure}) on {d.name}" for d in diversity)
             + f" cannot be reached with at most {max_suppression:.1%} of {n} rows suppressed, even with every "
             f"quasi-identifier at its coarsest allowed level ({', '.join(f'{q.name}<={hi}' for q, (_, hi) in zip(qis, bounds))})")
-    node, loss, losses, failing, (classes, sizes) = best
+    node, loss, losses, packed = best
+    failing, classes, sizes = table.failing(qis, node, k)
     published = sizes[np.unique(classes[~failing])]
     return Solution(
         levels={q.name: lv for q, lv in zip(qis, node)}, suppressed=failing[table.inverse],

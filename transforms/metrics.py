@@ -45,55 +45,65 @@ def class_ids(df: pd.DataFrame, quasi_identifiers: list[str]) -> np.ndarray:
 
 
 def _entity_codes(df: pd.DataFrame, entity: str) -> np.ndarray:
-    codes = pd.factorize(df[entity])[0].astype(np.int64)  # nulls get -1
-    missing = codes < 0
-    codes[missing] = codes.max(initial=-1) + 1 + np.arange(missing.sum())
-    return codes
+    return pd.factorize(df[entity])[0].astype(np.int64)  # nulls get -1: a person of their own per row
 
 
-def sizes(ids: np.ndarray, entity: np.ndarray | None = None) -> np.ndarray:
-    """Rows (or distinct entities) per class."""
+def _counts(df: pd.DataFrame, count: str | None) -> np.ndarray:
+    """Rows each frame row stands for: 1, or its count column (a frame of distinct combinations)."""
+    return np.ones(len(df), np.int64) if count is None else df[count].to_numpy(np.int64)
+
+
+def sizes(ids: np.ndarray, entity: np.ndarray | None = None, counts: np.ndarray | None = None) -> np.ndarray:
+    """Rows (or distinct entities) per class; an element with no entity (-1) counts as many
+    people as rows."""
+    counts = np.ones(len(ids), np.int64) if counts is None else counts
+    n_classes = int(ids.max(initial=-1)) + 1
     if entity is None:
-        return np.bincount(ids)
-    pairs = pd.unique(ids * (int(entity.max(initial=0)) + 1) + entity)
-    return np.bincount(pairs // (int(entity.max(initial=0)) + 1), minlength=int(ids.max(initial=-1)) + 1)
+        return np.bincount(ids, weights=counts, minlength=n_classes).astype(np.int64)
+    known = entity >= 0
+    radix = int(entity.max(initial=0)) + 1
+    pairs = pd.unique(ids[known] * radix + entity[known])
+    return (np.bincount(pairs // radix, minlength=n_classes)
+            + np.bincount(ids[~known], weights=counts[~known], minlength=n_classes)).astype(np.int64)
 
 
-def class_sizes(df: pd.DataFrame, quasi_identifiers: list[str], entity: str | None = None) -> np.ndarray:
+def class_sizes(df: pd.DataFrame, quasi_identifiers: list[str], entity: str | None = None, count: str | None = None) -> np.ndarray:
     if df.empty:
         return np.zeros(0, np.int64)
-    return sizes(class_ids(df, quasi_identifiers), _entity_codes(df, entity) if entity else None)
+    return sizes(class_ids(df, quasi_identifiers), _entity_codes(df, entity) if entity else None, _counts(df, count))
 
 
-def k_anonymity(df: pd.DataFrame, quasi_identifiers: list[str], entity: str | None = None) -> int:
-    found = class_sizes(df, quasi_identifiers, entity)
+def k_anonymity(df: pd.DataFrame, quasi_identifiers: list[str], entity: str | None = None, count: str | None = None) -> int:
+    found = class_sizes(df, quasi_identifiers, entity, count)
     return int(found.min()) if len(found) else 0
 
 
-def sensitive_figures(ids: np.ndarray, values: pd.Series) -> dict[str, float]:
+def sensitive_figures(ids: np.ndarray, values: pd.Series, weights: np.ndarray | None = None) -> dict[str, float]:
     """l (distinct and entropy) and t for one sensitive attribute over the given classes."""
     numeric = pd.api.types.is_numeric_dtype(values)
     codes, uniques = pd.factorize(values, sort=numeric, use_na_sentinel=False)
     m, n_classes = max(len(uniques), 1), int(ids.max(initial=-1)) + 1
+    weights = np.ones(len(ids)) if weights is None else weights.astype(float)
     if n_classes * m <= _DENSE_CELLS:
-        counts = np.bincount(ids * m + codes, minlength=n_classes * m).reshape(n_classes, m).astype(float)
+        counts = np.bincount(ids * m + codes, weights=weights, minlength=n_classes * m).reshape(n_classes, m)
         per_class = counts.sum(axis=1)
         distinct = (counts > 0).sum(axis=1)
         p = counts / per_class[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             entropy = -np.nansum(np.where(p > 0, p * np.log(p), 0.0), axis=1)
-        overall = np.bincount(codes, minlength=m) / len(codes)
+        overall = np.bincount(codes, weights=weights, minlength=m) / weights.sum()
         r = p - overall
         emd = np.abs(np.cumsum(r, axis=1)).sum(axis=1) / (m - 1) if numeric and m > 1 else 0.5 * np.abs(r).sum(axis=1)
         return {"l_distinct": int(distinct.min()), "l_entropy": float(np.exp(entropy.min())), "t_closeness": float(emd.max())}
     # Many classes and many values: the same figures from the sparse (class, value) pairs.
-    pairs, counts = np.unique(ids * m + codes, return_counts=True)
+    pairs, inverse = np.unique(ids * m + codes, return_inverse=True)
+    counts = np.bincount(inverse, weights=weights)
     cls, val = pairs // m, pairs % m
     per_class = np.bincount(cls, weights=counts, minlength=n_classes)
     p = counts / per_class[cls]
     distinct = np.bincount(cls, minlength=n_classes)
     entropy = -np.bincount(cls, weights=p * np.log(p), minlength=n_classes)
-    overall = np.bincount(codes, minlength=m) / len(codes)
+    overall = np.bincount(codes, weights=weights, minlength=m) / weights.sum()
     if numeric and m > 1:
         emd = np.array([np.abs(np.cumsum(np.bincount(val[cls == c], weights=p[cls == c], minlength=m) - overall)).sum()
                         for c in range(n_classes)]) / (m - 1)
@@ -104,15 +114,17 @@ def sensitive_figures(ids: np.ndarray, values: pd.Series) -> dict[str, float]:
 
 
 def assess(df: pd.DataFrame, quasi_identifiers: list[str], sensitive: list[str] = (), entity: str | None = None,
-           k: int | None = None) -> dict:
-    """Every figure `tuomin assess` reports (the JSON keys are part of its interface)."""
+           k: int | None = None, count: str | None = None) -> dict:
+    """Every figure `tuomin assess` reports (the JSON keys are part of its interface). With
+    `count`, each row of df is a distinct combination standing for that many rows."""
     if df.empty:
         return {"rows": 0, "k": 0, "classes": 0}
     ids = class_ids(df, quasi_identifiers)
-    found = sizes(ids, _entity_codes(df, entity) if entity else None)
+    weights = _counts(df, count)
+    found = sizes(ids, _entity_codes(df, entity) if entity else None, weights)
     people = found.sum()
     out = {
-        "rows": int(len(df)),
+        "rows": int(weights.sum()),
         "k": int(found.min()),
         "l_distinct": None,
         "l_entropy": None,
@@ -128,7 +140,7 @@ def assess(df: pd.DataFrame, quasi_identifiers: list[str], sensitive: list[str] 
     if k is not None:
         out["share_below_2k"] = float(found[found < 2 * k].sum() / people)
     if sensitive:
-        figures = [sensitive_figures(ids, df[s]) for s in sensitive]
+        figures = [sensitive_figures(ids, df[s], weights) for s in sensitive]
         out["l_distinct"] = min(f["l_distinct"] for f in figures)
         out["l_entropy"] = min(f["l_entropy"] for f in figures)
         out["t_closeness"] = max(f["t_closeness"] for f in figures)
@@ -155,7 +167,10 @@ def profile_uniqueness(df: pd.DataFrame, quasi_identifiers: list[str], entity: s
     person's visits could single out."""
     if df.empty:
         return {"entities": 0, "profile_unique_share": 0.0, "profile_unique": 0}
-    pairs = pd.DataFrame({"e": _entity_codes(df, entity), "c": class_ids(df, quasi_identifiers)}).drop_duplicates()
+    codes = _entity_codes(df, entity)
+    unknown = codes < 0  # a row without an entity is a person of its own
+    codes[unknown] = codes.max(initial=-1) + 1 + np.arange(unknown.sum())
+    pairs = pd.DataFrame({"e": codes, "c": class_ids(df, quasi_identifiers)}).drop_duplicates()
     profiles = pairs.sort_values(["e", "c"]).groupby("e")["c"].agg(tuple)
     unique = int((profiles.map(profiles.value_counts()) == 1).sum())
     return {"entities": int(len(profiles)), "profile_unique": unique, "profile_unique_share": unique / len(profiles)}
@@ -168,8 +183,8 @@ def _histogram(found: np.ndarray) -> dict[str, int]:
 
 
 def summary(df: pd.DataFrame, quasi_identifiers: list[str], entity: str | None = None, k: int | None = None,
-            sensitive: list[str] = ()) -> dict:
+            sensitive: list[str] = (), count: str | None = None) -> dict:
     """What the pipeline records with a published file (assess without the sensitive keys when
     there are none)."""
-    out = assess(df, quasi_identifiers, list(sensitive), entity, k)
+    out = assess(df, quasi_identifiers, list(sensitive), entity, k, count)
     return {key: value for key, value in out.items() if value is not None}

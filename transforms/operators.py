@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -96,16 +95,19 @@ class Mask(Operator):
 
 class Suppress(Operator):
     """Cell suppression: values seen fewer than `min_count` times in the column become null (the
-    flow records how many cells each column lost)."""
+    flow records how many cells each column lost). Over a whole export the counts come first
+    (plan.count_values) and `keep` applies them batch by batch."""
 
     family: ClassVar[Family] = "suppression"
     min_count: Annotated[int, Field(ge=2)]
 
     def apply(self, column, ctx):
-        encoded = pc.dictionary_encode(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
-        counts = np.bincount(pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False), minlength=len(encoded.dictionary))
-        rare = pa.array(counts[pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)] < self.min_count)
-        return pc.if_else(rare, pa.scalar(None, column.type), column)
+        counts = pc.value_counts(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+        return self.keep(column, counts.field("values").filter(pc.greater_equal(counts.field("counts"), self.min_count)))
+
+    def keep(self, column, common: pa.Array) -> pa.Array:
+        """The column with every value not in `common` (the frequent values) nulled."""
+        return pc.if_else(pc.is_in(column, common), column, pa.scalar(None, column.type))
 
 
 class Redact(Operator):

@@ -1,6 +1,6 @@
-"""The pure steps between reading an export and validating its anonymized form.
+"""The pure steps on a batch of an export, before it is staged (transforms/plan.py goes on):
 
-    conform -> parse -> entity -> erase -> anonymize (policy operators + privacy engine)
+    conform -> parse -> entity token (own column, or linked) -> subjects to erase -> names
 
 Each takes Arrow tables and returns Arrow tables (or masks); none does I/O. Errors name the file,
 row and column, never a value.
@@ -11,13 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.anonymity import Diversity, Solution, search
-from transforms.hierarchy import Encoded, encode
-from transforms.operators import Context, Generalize, Pseudonymize
+from transforms.operators import Pseudonymize
 from transforms.parse import parse
 from transforms.policy import Column, SourcePolicy
 from transforms.pseudonymize import Pseudonymizer
@@ -143,79 +140,6 @@ def subject_rows(table: pa.Table, policy: SourcePolicy, subjects: Subjects) -> n
             values = NORMALIZERS[SUBJECT_NORMALIZERS[key]](table[column])
             hit |= _mask(pc.is_in(values, pa.array(sorted(wanted), pa.string())))
     return hit
-
-
-def erased_tokens(sources: list[tuple[SourcePolicy, pa.Table, pa.Array | None]], subjects: Subjects) -> set[str]:
-    """The entity tokens of every subject found in any of these tables (by document, mobile or
-    member number): a subject named by mobile in the CRM is thereby erased from POS too."""
-    found: set[str] = set()
-    for policy, table, tokens in sources:
-        if tokens is not None and len(subjects):
-            hit = subject_rows(table, policy, subjects)
-            found |= {t for t in tokens.filter(pa.array(hit)).to_pylist() if t}
-    return found
-
-
-def erasure_rows(table: pa.Table, policy: SourcePolicy, tokens: pa.Array | None, subjects: Subjects,
-                 erased: set[str]) -> np.ndarray:
-    """Rows to erase: they name a subject directly, or belong to an erased subject's token."""
-    rows = subject_rows(table, policy, subjects)
-    if tokens is not None and erased:
-        rows |= _mask(pc.is_in(tokens, pa.array(sorted(erased), pa.string())))
-    return rows
-
-
-@dataclass
-class Anonymized:
-    table: pa.Table  # the published rows and columns
-    suppressed: int  # rows removed by record suppression
-    solution: Solution | None  # None when the source has no quasi-identifier
-    quasi_identifiers: list[str]  # output names
-    cells_suppressed: dict[str, int] = field(default_factory=dict)  # output column -> cells its operator nulled
-
-
-def anonymize(table: pa.Table, tokens: pa.Array | None, policy: SourcePolicy, ctx: Context) -> Anonymized:
-    """Apply every column's operator, then let the privacy engine choose the quasi-identifiers'
-    levels and the records to suppress so that k holds (in distinct entities when given)."""
-    outputs: dict[str, pa.Array | None] = {}
-    encoded: dict[str, Encoded] = {}
-    ranges: dict[str, tuple[int, int]] = {}
-    weights: dict[str, float] = {}
-    cells: dict[str, int] = {}
-    for column in policy.columns:
-        if column.output_name == policy.entity and tokens is not None:
-            outputs[column.output_name] = tokens  # already computed to link and erase
-        elif column.quasi:
-            op: Generalize = column.operator
-            encoded[column.output_name] = encode(column.output_name, table[column.name], op.hierarchy.build(ctx))
-            ranges[column.output_name] = column.level_range
-            weights[column.output_name] = op.weight
-            outputs[column.output_name] = None  # filled at the level the engine chooses
-        else:
-            value = column.operator.apply(table[column.name], ctx)
-            if value is not None:
-                outputs[column.output_name] = value
-                nulled = value.null_count - table[column.name].null_count
-                if nulled > 0:
-                    cells[column.output_name] = nulled
-    if policy.entity and policy.entity not in outputs:
-        outputs[policy.entity] = tokens if tokens is not None else pa.nulls(table.num_rows, pa.string())
-    if not encoded:
-        return Anonymized(pa.table(outputs), 0, None, [], cells)
-
-    entity = None
-    if policy.entity:
-        codes = pc.dictionary_encode(outputs[policy.entity]).indices
-        entity = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False)
-    diversity = [Diversity(m.attribute, pd.factorize(outputs[policy.column(m.attribute).output_name].to_pandas(),
-                                                      use_na_sentinel=False)[0], m.l, m.measure)
-                 for m in policy.privacy.l_diversity]
-    solution = search(list(encoded.values()), ranges, policy.privacy.k, policy.privacy.max_suppression, entity, weights,
-                      diversity)
-    kept = pa.array(np.flatnonzero(~solution.suppressed))
-    published = {name: encoded[name].column(solution.levels[name], kept) if name in encoded else col.take(kept)
-                 for name, col in outputs.items()}
-    return Anonymized(pa.table(published), int(solution.suppressed.sum()), solution, list(encoded), cells)
 
 
 def person_names(table: pa.Table, policy: SourcePolicy) -> list[str]:

@@ -1,0 +1,298 @@
+"""The two passes over a date's exports, as Prefect tasks that may run on other workers (Dask):
+
+    scan     pass 1 over one input file, batch by batch: conform and parse (bad rows to the
+             quarantine), the customer token (own column or look-up), erasure flags and person
+             names; each batch is staged in the restricted work area and tallied
+    write    pass 2 over one source's staged batches: the plan applied, every batch validated
+             (schema, no identifier) as it is written, then k and l validated once on the
+             partition's distinct combinations; one staged Parquet file
+
+A task receives paths and small values and loads the key itself, so neither the key nor raw
+rows become task parameters (Prefect records those). Memory follows the batch size and the
+number of distinct combinations, never the size of the export.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from expectations.suite import Gate, Outcome, prepare, validate
+from flows import landing as landing_io
+from flows import paths
+from flows import warehouse as warehouse_io
+from flows.keys import load_pseudonymizer
+from flows.quarantine import Quarantine
+from flows.record import Inputs, field_metadata, partition_metadata
+from transforms import plan as planning
+from transforms import steps
+from transforms.operators import Context, Suppress
+from transforms.policy import SourcePolicy
+from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
+from transforms.redact import NameMatcher
+
+BATCH_BYTES = 32 << 20  # CSV bytes per pass-1 batch
+BATCH_ROWS = warehouse_io.ROW_GROUP  # staged rows per pass-2 batch (one row group of the output)
+MERGE_EVERY = 16  # batches tallied before their tallies are merged (bounds the pieces held)
+
+# Raw data moves between tasks only by path or in memory: no result persistence, no input
+# hashing for caches.
+raw_task = task(cache_policy=NO_CACHE, persist_result=False)
+
+
+def _transient(task, task_run, state) -> bool:
+    """Retry a read that failed for a passing reason (network, share, storage: an OSError), never
+    one that failed on the data itself."""
+    try:
+        state.result()
+    except OSError:
+        return True
+    except Exception:  # noqa: BLE001  (any other failure is about the data: do not retry)
+        return False
+    return False
+
+
+# Reads from the landing area: retried twice, after 2 and 10 seconds, when the failure is transient.
+io_task = task(cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=[2, 10],
+               retry_condition_fn=_transient)
+
+
+@functools.lru_cache(maxsize=4)
+def pseudonymizer(key_id: str) -> Pseudonymizer:
+    """The run's key, loaded where the task runs (env, file or Secret block) and checked."""
+    loaded = load_pseudonymizer()
+    if loaded.key_id != key_id:
+        raise PseudonymKeyError(f"the pseudonym key changed during the run (expected key_id {key_id}, "
+                                f"found {loaded.key_id}); nothing is published")
+    return loaded
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the tasks of one run share: small and picklable, no key, no rows."""
+
+    run_id: str
+    restricted: Path
+    warehouse: Path
+    policy_dir: Path
+    key_id: str
+    subjects: steps.Subjects
+    drop_unknown: bool
+
+    @property
+    def work_root(self) -> Path:
+        return self.restricted / ".work" / self.run_id
+
+    def work(self, source: str, date: dt.date) -> Path:
+        """The restricted directory where a source's staged batches wait for pass 2 (0700)."""
+        return paths.restricted_dir(self.restricted, ".work", self.run_id, source, date.isoformat())
+
+    def context(self, date: dt.date, names: frozenset[str] | set[str] = frozenset()) -> Context:
+        return Context(pseudonymizer(self.key_id), date, self.policy_dir, NameMatcher(names))
+
+    @property
+    def gx_project(self) -> Path:
+        return self.warehouse / paths.GX_PROJECT
+
+
+@dataclass
+class Scanned:
+    """Pass 1's result for one input file."""
+
+    file: landing_io.InputFile
+    staged: Path
+    tally: planning.Tally
+    names: set[str] = field(default_factory=set)  # person names seen (the redaction dictionary)
+    erased: set[str] = field(default_factory=set)  # tokens of rows naming a subject to erase
+    quarantined: int = 0
+    dropped: list[str] = field(default_factory=list)  # unknown headers dropped on request
+
+
+def link_keys_of(policies: dict[str, SourcePolicy], source: str) -> list[str]:
+    """The columns of `source` that other sources link to."""
+    return sorted({link.key for p in policies.values() for link in p.link if link.source == source})
+
+
+@io_task(task_run_name="scan-{policy.source}-{date}-{index}")
+def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index: int, date: dt.date, job: Job,
+         link_keys: list[str], lookups: list[tuple[pa.Array, pa.Array]]) -> Scanned:
+    ctx = job.context(date)
+    built = planning.hierarchies(policy, ctx)
+    quarantine = Quarantine(job.restricted, job.run_id, policy.source, date, str(index))
+    staged_path = job.work(policy.source, date) / f"{index}.parquet"
+    ragged: list[str] = []
+    scanned = Scanned(None, staged_path, None)
+    tallies, rows, writer = [], 0, None
+    for raw in landing_io.iter_csv(landing, relative, policy, ragged, drop_unknown=job.drop_unknown, block_size=BATCH_BYTES):
+        parsed = steps.parse_table(raw, policy)
+        bad = parsed.bad
+        if bad.any():
+            quarantine.unparseable(relative, rows + 1, raw, parsed)
+        rows += raw.num_rows
+        good = parsed.table.filter(pa.array(~bad))
+        tokens = (steps.linked_tokens(good, policy, lookups) if policy.link
+                  else steps.entity_tokens(good, policy, ctx.pseudonymizer))
+        subject = steps.subject_rows(good, policy, job.subjects)
+        if tokens is not None and subject.any():
+            scanned.erased |= set(pc.drop_null(tokens.filter(pa.array(subject))).to_pylist())
+        scanned.names.update(steps.person_names(good, policy))
+        staged = planning.stage(good, tokens, subject, policy, link_keys)
+        if writer is None:
+            writer = pq.ParquetWriter(_owner_only(staged_path), staged.schema, compression="lz4")
+        writer.write_table(staged)
+        tallies.append(planning.tally(staged, policy, ctx, built))
+        if len(tallies) >= MERGE_EVERY:
+            tallies = [planning.merge(tallies, policy)]
+    writer.close()
+    quarantine.ragged(relative, ragged, [c.name for c in policy.input_columns])
+    quarantine.close()
+    scanned.tally = planning.merge(tallies, policy)
+    scanned.quarantined = quarantine.count
+    scanned.file = landing_io.InputFile(relative, landing.sha256(relative), landing.size(relative), rows + len(ragged))
+    scanned.dropped = landing_io.dropped_headers(landing, relative, policy, drop_unknown=job.drop_unknown)
+    return scanned
+
+
+def _owner_only(path: Path) -> Path:
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    return path
+
+
+@io_task(task_run_name="link-{policy.source}-{date}")
+def link_lookups(landing: landing_io.Landing, policies: dict[str, SourcePolicy], policy: SourcePolicy, date: dt.date,
+                 job: Job, same_day: dict[str, list[Path]]) -> tuple[list, set[str], set[str]]:
+    """For each link of the policy, (normalized keys, entity tokens) of the linked source's rows
+    this source refers to: from the same day's staged batches and the look-back window's raw
+    files. Also the person names and erased subjects' tokens found in the look-back window.
+    Only the keys this source uses are kept, so a look-up is as small as the source."""
+    ctx = job.context(date)
+    wanted_keys = _keys_used(landing, policy, date)
+    lookups, names, erased = [], set(), set()
+    for link in policy.link:
+        target = policies[link.source]
+        wanted = wanted_keys[link.column]
+        keys, tokens = [], []
+        for path in same_day.get(link.source, []):
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=[link.key, planning.ENTITY]):
+                found = pc.is_in(steps.link_keys(batch[link.key]), wanted)
+                keys.append(steps.link_keys(batch[link.key].filter(found)))
+                tokens.append(batch[planning.ENTITY].filter(found))
+        columns = sorted({link.key, steps.entity_source(target).name, *target.subject_keys.values(),
+                          *(c.name for c in target.columns if c.kind == "person_name")})
+        for back in range(1, link.lookback_days + 1):
+            day = date - dt.timedelta(days=back)
+            for relative in landing_io.files_for(landing, target, day):
+                for table in landing_io.iter_csv(landing, relative, target, [], columns, block_size=BATCH_BYTES):
+                    names.update(steps.person_names(table, target))
+                    hit = steps.subject_rows(table, target, job.subjects)
+                    found = pc.or_(pc.fill_null(pc.is_in(steps.link_keys(table[link.key]), wanted), False), pa.array(hit))
+                    table = table.filter(found)
+                    day_tokens = steps.entity_tokens(table, target, ctx.pseudonymizer)
+                    erased |= set(pc.drop_null(day_tokens.filter(pa.array(hit[found.to_numpy(zero_copy_only=False)]))).to_pylist())
+                    keys.append(steps.link_keys(table[link.key]))
+                    tokens.append(day_tokens)
+        lookups.append((pa.concat_arrays(keys) if keys else pa.array([], pa.string()),
+                        pa.concat_arrays(tokens) if tokens else pa.array([], pa.string())))
+    return lookups, names, erased
+
+
+def _keys_used(landing: landing_io.Landing, policy: SourcePolicy, date: dt.date) -> dict[str, pa.Array]:
+    """The distinct normalized link keys in a source's files for a date (a narrow read)."""
+    columns = sorted({link.column for link in policy.link})
+    found: dict[str, list[pa.Array]] = {c: [] for c in columns}
+    for relative in landing_io.files_for(landing, policy, date):
+        for table in landing_io.iter_csv(landing, relative, policy, [], columns, block_size=BATCH_BYTES):
+            for column in columns:
+                found[column].append(pc.unique(steps.link_keys(table[column])))
+    return {c: pc.unique(pa.concat_arrays(parts)) if parts else pa.array([], pa.string()) for c, parts in found.items()}
+
+
+@dataclass
+class Written:
+    """Pass 2's result for one source and date: the staged file and what it holds."""
+
+    path: Path
+    counts: dict
+    metadata: dict
+    outcome: Outcome
+
+
+def gate(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], plan: planning.Plan) -> Gate:
+    """The source's publication gate (it depends on the published schema, which the plan fixes),
+    with its GX suites created before any worker validates against them."""
+    empty = pq.read_schema(staged[0]).empty_table()
+    ctx = job.context(date)
+    schema = planning.finish(empty, plan, policy, ctx, planning.hierarchies(policy, ctx), set()).table.schema
+    found = Gate.of(policy, schema)
+    prepare(found.content(), job.gx_project)
+    if found.quasi_identifiers:
+        prepare(found.classes(planning.ROWS), job.gx_project)
+    return found
+
+
+@raw_task(task_run_name="write-{policy.source}-{date}")
+def write(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], plan: planning.Plan, erased: set[str],
+          names: set[str], inputs: Inputs, counts: dict, run: dict, gate: Gate) -> Written:
+    """Pass 2 for one source: every staged batch through the plan into one staged partition.
+    `counts` holds read and quarantined from pass 1; `run` the ids recorded with the file."""
+    ctx = job.context(date, names)
+    built = planning.hierarchies(policy, ctx)
+    if any(isinstance(c.operator, Suppress) for c in policy.columns):
+        plan = plan.with_counts(planning.merge_counts(
+            [planning.count_values(b, policy, erased) for b in _staged_batches(staged)]), policy)
+    counts = {**counts, "erased": 0, "suppressed": 0, "published": 0}
+    cells: dict[str, int] = {}
+    outcomes, pieces = [], []
+    run_name = f"{job.run_id} {date}"
+
+    def batches():
+        nonlocal pieces
+        for batch in _staged_batches(staged):
+            done = planning.finish(batch, plan, policy, ctx, built, erased)
+            outcomes.append(validate(gate.content(), done.table.to_pandas(), job.gx_project, run_name))
+            for key, value in (("erased", done.erased), ("suppressed", done.suppressed), ("published", done.table.num_rows)):
+                counts[key] += value
+            for name, n in done.cells_suppressed.items():
+                cells[name] = cells.get(name, 0) + n
+            pieces.append(planning.classes(done.table, policy))
+            if len(pieces) >= MERGE_EVERY:
+                pieces = [planning.merge_classes(pieces)]
+            yield done.table
+
+    def metadata() -> dict:
+        merged = planning.merge_classes(pieces)
+        if gate.quasi_identifiers:
+            outcomes.append(validate(gate.classes(planning.ROWS), merged.to_pandas(), job.gx_project, run_name))
+        outcome = Outcome.combine(outcomes)
+        written.outcome = outcome
+        return partition_metadata(policy, inputs, plan, merged, cells, outcome, counts, date, run)
+
+    written = Written(None, counts, {}, None)
+    levels = plan.solution.levels if plan.solution else {}
+    written.path = warehouse_io.stage(job.warehouse, job.run_id, policy.source, date, batches(),
+                                      field_metadata(policy, levels), metadata)
+    written.metadata = warehouse_io.read_metadata(written.path)
+    return written
+
+
+def _staged_batches(staged: list[Path]):
+    """The staged rows in batches of BATCH_ROWS, in file order; one empty batch if there are none
+    (so that an empty partition still has its schema)."""
+    schema, rows = None, 0
+    for path in staged:
+        source = pq.ParquetFile(path)
+        schema = schema or source.schema_arrow
+        for batch in source.iter_batches(batch_size=BATCH_ROWS):
+            rows += batch.num_rows
+            yield pa.Table.from_batches([batch])
+    if not rows:
+        yield schema.empty_table()
