@@ -59,7 +59,7 @@ def baseline(landing: Path, out: Path) -> dict:
         if path.parent.name == "requests":
             continue
         encoding = {"gb18030": "gb18030"}.get(sniff_encoding(path), "utf8")
-        reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(encoding=encoding, block_size=32 << 20),
+        reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(encoding=encoding),  # Arrow's defaults
                                parse_options=pcsv.ParseOptions(newlines_in_values=True))
         with pq.ParquetWriter(out / f"{index}.parquet", reader.schema, compression="zstd") as writer:
             for batch in reader:

@@ -72,12 +72,11 @@ def back_up(run: Run, names: list[str], date: dt.date) -> None:
         get_run_logger().info("%s: %d file(s) backed up, encrypted, -> %s", date, len(files), manifest_path.parent)
 
 
-def process_date(run: Run, date: dt.date) -> dict:
+def process_date(run: Run, job: passes.Job, date: dt.date) -> dict:
     began = dt.datetime.now(dt.timezone.utc)
     names = [s for s in source_order(run.policies) if s in run.sources_for(date)]
     if run.backup_key is not None:
         back_up(run, names, date)
-    job = run.job()
     try:
         scans, linked_names, linked_erased = scan_sources(run, job, names, date)
         failpoints.hit("extracted")
@@ -88,7 +87,8 @@ def process_date(run: Run, date: dt.date) -> dict:
         failpoints.hit("validated")
         return publish(run, written, date, began)
     finally:
-        shutil.rmtree(job.work_root, ignore_errors=True)  # staged raw batches do not outlive the date
+        for name in names:  # staged raw batches do not outlive the date
+            shutil.rmtree(job.work_root / name / date.isoformat(), ignore_errors=True)
 
 
 def scan_sources(run: Run, job: passes.Job, names: list[str], date: dt.date) -> tuple[dict, set[str], set[str]]:
@@ -131,8 +131,11 @@ def plan_sources(run: Run, job: passes.Job, scans: dict, erased: set[str], date:
     plans, failures = {}, []
     for name, found in scans.items():
         policy = run.policies[name]
+        tallies = [s.tally for s in found]
+        for s in found:
+            s.tally = None  # the plan task merges them and lets them go
         try:
-            plans[name] = solve(policy, plan.merge([s.tally for s in found], policy), erased, job, date)
+            plans[name] = solve(policy, tallies, erased, job, date)
         except Unreachable as exc:
             failures.append(f"{name}: {exc}")
     if failures:
@@ -141,8 +144,13 @@ def plan_sources(run: Run, job: passes.Job, scans: dict, erased: set[str], date:
 
 
 @raw_task(task_run_name="plan-{policy.source}-{date}")
-def solve(policy: SourcePolicy, merged: plan.Tally, erased: set[str], job: passes.Job, date: dt.date) -> plan.Plan:
-    return plan.solve(merged, policy, plan.hierarchies(policy, job.context(date)), erased)
+def solve(policy: SourcePolicy, tallies: list[plan.Tally], erased: set[str], job: passes.Job, date: dt.date) -> plan.Plan:
+    """The files' tallies side by side, freed (the list is emptied) before the engine runs."""
+    combined = plan.concat(tallies)
+    tallies.clear()
+    problem = plan.pose(combined, policy, plan.hierarchies(policy, job.context(date)), erased)
+    del combined
+    return plan.decide(problem, policy)
 
 
 def write_sources(run: Run, job: passes.Job, scans: dict, plans: dict, erased: set[str], person_names: set[str],
@@ -220,13 +228,18 @@ def anonymize_exports(landing: str = str(paths.SAMPLE_LANDING), warehouse: str =
 @contextmanager
 def dask_cluster(runner: str, address: str | None) -> Iterator[str | None]:
     """The scheduler address to use: the one given, or a LocalCluster started for this run (one
-    process per core, one thread each: the work holds the GIL in places) and closed after it."""
+    process per core, one thread each: the work holds the GIL in places) and closed after it.
+    Its workers report to this run's Prefect API (else each would start a server of its own)."""
     if runner != "dask" or address:
         yield address
         return
     from distributed import LocalCluster
+    from prefect.client.orchestration import get_client
 
-    with LocalCluster(n_workers=os.cpu_count() or 2, threads_per_worker=1, dashboard_address=None) as cluster:
+    with get_client(sync_client=True) as client:
+        api = str(client.api_url)
+    with LocalCluster(n_workers=os.cpu_count() or 2, threads_per_worker=1, dashboard_address=None,
+                      env={"PREFECT_API_URL": api}) as cluster:
         yield cluster.scheduler_address
 
 
@@ -249,6 +262,8 @@ def _anonymize(landing: str, warehouse: str, date: str | None, start: str | None
     summary = {"run_id": run.run_id, "warehouse": str(run.warehouse), "key_id": run.pseudonymizer.key_id, "dates": {},
                "up_to_date": [d.isoformat() for d in skipped]}
     failed = []
+    job = run.job()
+    job.clear_stale_work()
     # A file whose columns the policy does not cover stops the whole run before anything is written.
     problems = io_task(landing_io.check_headers, name="check-headers")(run.landing, run.policies, dates, drop_unknown)
     for problem in problems:
@@ -259,7 +274,7 @@ def _anonymize(landing: str, warehouse: str, date: str | None, start: str | None
 
     @flow(name="anonymize-date", flow_run_name="{date}", persist_result=False, log_prints=False, task_runner=runner)
     def one_date(date: str) -> dict:  # the run (key, erasure list) stays in the closure, out of Prefect's records
-        return process_date(run, dt.date.fromisoformat(date))
+        return process_date(run, job, dt.date.fromisoformat(date))
 
     progress.report("start", dates=[d.isoformat() for d in dates])
     for day in dates:
@@ -273,6 +288,7 @@ def _anonymize(landing: str, warehouse: str, date: str | None, start: str | None
             progress.report("date", date=day.isoformat(), ok=False)
         finally:
             warehouse_io.discard_staging(run.warehouse, run.run_id)
+    shutil.rmtree(job.work_root, ignore_errors=True)
     message = ("nothing published: " + " | ".join(problems) if problems else
                f"no export files found under {landing}" if not dates and not skipped else
                f"{len(failed)} of {len(dates)} export date(s) failed: {', '.join(failed)}" if failed else None)

@@ -19,6 +19,7 @@ from pathlib import Path
 import fsspec
 import pyarrow as pa
 import pyarrow.csv as pcsv
+from fsspec.implementations.local import LocalFileSystem
 
 from flows.record import stream_sha256
 from transforms.policy import SourcePolicy
@@ -46,6 +47,13 @@ class Landing:
 
     def open(self, relative: str):
         return self.fs.open(f"{self.root}/{relative}", "rb")
+
+    def open_stream(self, relative: str):
+        """For Arrow's readers: a native file on a local disk (no Python-level buffers; Arrow
+        reads ahead in C++), else the fsspec file."""
+        if isinstance(self.fs, LocalFileSystem):
+            return pa.OSFile(f"{self.root}/{relative}")
+        return self.open(relative)
 
     def exists(self, relative: str) -> bool:
         return self.fs.exists(f"{self.root}/{relative}")
@@ -162,6 +170,9 @@ def dropped_headers(landing: Landing, relative: str, policy: SourcePolicy, colum
     return unknown_headers(_header(landing, relative, policy.encoding), policy) if drop_unknown and columns is None else []
 
 
+READ_BLOCK = 1 << 20  # Arrow's CSV reader keeps dozens of blocks in flight: small blocks bound it
+
+
 def iter_csv(landing: Landing, relative: str, policy: SourcePolicy, ragged: list[str], columns: list[str] | None = None,
              drop_unknown: bool = False, block_size: int = 1 << 24) -> Iterator[pa.Table]:
     """One file as conformed text tables of about `block_size` bytes each, streamed: memory does
@@ -180,21 +191,24 @@ def iter_csv(landing: Landing, relative: str, policy: SourcePolicy, ragged: list
         return "skip"
 
     try:
-        with landing.open(relative) as source:
+        with landing.open_stream(relative) as source:
             reader = pcsv.open_csv(
                 source,
-                read_options=pcsv.ReadOptions(encoding=encoding, block_size=block_size),
+                read_options=pcsv.ReadOptions(encoding=encoding, block_size=min(READ_BLOCK, block_size)),
                 parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip),
                 convert_options=pcsv.ConvertOptions(
                     column_types=dict.fromkeys(headers, pa.string()), strings_can_be_null=False,
                     quoted_strings_can_be_null=False, include_columns=wanted if dropped or columns else None),
             )
-            empty = True
+            pending, size, empty = [], 0, True
             for batch in reader:
-                empty = False
-                yield _conformed(pa.Table.from_batches([batch]), policy, relative, columns)
-            if empty:
-                yield _conformed(reader.schema.empty_table(), policy, relative, columns)
+                pending.append(batch)
+                size += batch.nbytes
+                if size >= block_size:
+                    yield _conformed(pa.Table.from_batches(pending).combine_chunks(), policy, relative, columns)
+                    pending, size, empty = [], 0, False
+            if pending or empty:
+                yield _conformed(pa.Table.from_batches(pending, reader.schema).combine_chunks(), policy, relative, columns)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         kind = f"not valid {policy.encoding}" if isinstance(exc, UnicodeDecodeError) else "not readable as CSV"
         raise ExportError(f"{relative}: {kind} (details withheld: they quote the data)") from None

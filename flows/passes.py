@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,9 +40,9 @@ from transforms.policy import SourcePolicy
 from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
 from transforms.redact import NameMatcher
 
-BATCH_BYTES = 32 << 20  # CSV bytes per pass-1 batch
-BATCH_ROWS = warehouse_io.ROW_GROUP  # staged rows per pass-2 batch (one row group of the output)
-MERGE_EVERY = 16  # batches tallied before their tallies are merged (bounds the pieces held)
+BATCH_BYTES = 16 << 20  # CSV bytes per pass-1 batch
+BATCH_ROWS = 250_000  # staged rows per pass-2 batch (a row group of the output at most)
+MERGE_EVERY = 16  # batch tallies merged into one block
 
 # Raw data moves between tasks only by path or in memory: no result persistence, no input
 # hashing for caches.
@@ -91,6 +92,18 @@ class Job:
     def work_root(self) -> Path:
         return self.restricted / ".work" / self.run_id
 
+    def clear_stale_work(self) -> None:
+        """Remove what runs on this warehouse that died left in the work area (raw rows). Called
+        under the warehouse lock, so no other run on this warehouse is alive; runs on other
+        warehouses sharing the restricted area are left alone (each work dir names its owner)."""
+        owner = str(self.warehouse.resolve())
+        for folder in (self.restricted / ".work").glob("*"):
+            marker = folder / "warehouse"
+            if folder.name != self.run_id and marker.is_file() and marker.read_text() == owner:
+                shutil.rmtree(folder, ignore_errors=True)
+        paths.restricted_dir(self.restricted, ".work", self.run_id)
+        (self.work_root / "warehouse").write_text(owner)
+
     def work(self, source: str, date: dt.date) -> Path:
         """The restricted directory where a source's staged batches wait for pass 2 (0700)."""
         return paths.restricted_dir(self.restricted, ".work", self.run_id, source, date.isoformat())
@@ -130,7 +143,7 @@ def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index
     staged_path = job.work(policy.source, date) / f"{index}.parquet"
     ragged: list[str] = []
     scanned = Scanned(None, staged_path, None)
-    tallies, rows, writer = [], 0, None
+    tallies, pieces, rows, writer = [], [], 0, None
     for raw in landing_io.iter_csv(landing, relative, policy, ragged, drop_unknown=job.drop_unknown, block_size=BATCH_BYTES):
         parsed = steps.parse_table(raw, policy)
         bad = parsed.bad
@@ -148,13 +161,13 @@ def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index
         if writer is None:
             writer = pq.ParquetWriter(_owner_only(staged_path), staged.schema, compression="lz4")
         writer.write_table(staged)
-        tallies.append(planning.tally(staged, policy, ctx, built))
-        if len(tallies) >= MERGE_EVERY:
-            tallies = [planning.merge(tallies, policy)]
+        pieces.append(planning.tally(staged, policy, ctx, built))
+        if len(pieces) >= MERGE_EVERY:  # merged in blocks: linear work, duplicates within a block gone
+            tallies, pieces = tallies + [planning.merge(pieces, policy)], []
     writer.close()
     quarantine.ragged(relative, ragged, [c.name for c in policy.input_columns])
     quarantine.close()
-    scanned.tally = planning.merge(tallies, policy)
+    scanned.tally = planning.concat(tallies + pieces)
     scanned.quarantined = quarantine.count
     scanned.file = landing_io.InputFile(relative, landing.sha256(relative), landing.size(relative), rows + len(ragged))
     scanned.dropped = landing_io.dropped_headers(landing, relative, policy, drop_unknown=job.drop_unknown)
@@ -251,30 +264,32 @@ def write(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], pla
             [planning.count_values(b, policy, erased) for b in _staged_batches(staged)]), policy)
     counts = {**counts, "erased": 0, "suppressed": 0, "published": 0}
     cells: dict[str, int] = {}
-    outcomes, pieces = [], []
+    outcomes, pieces, blocks = [], [], []
     run_name = f"{job.run_id} {date}"
 
     def batches():
-        nonlocal pieces
         for batch in _staged_batches(staged):
             done = planning.finish(batch, plan, policy, ctx, built, erased)
-            outcomes.append(validate(gate.content(), done.table.to_pandas(), job.gx_project, run_name))
+            outcomes.append(validate(gate.content(), planning.distinct_values(done.table).to_pandas(), job.gx_project, run_name))
             for key, value in (("erased", done.erased), ("suppressed", done.suppressed), ("published", done.table.num_rows)):
                 counts[key] += value
             for name, n in done.cells_suppressed.items():
                 cells[name] = cells.get(name, 0) + n
             pieces.append(planning.classes(done.table, policy))
             if len(pieces) >= MERGE_EVERY:
-                pieces = [planning.merge_classes(pieces)]
+                blocks.append(planning.merge_classes(pieces))
+                pieces.clear()
             yield done.table
 
     def metadata() -> dict:
-        merged = planning.merge_classes(pieces)
+        frame = planning.classes_frame(blocks + pieces)
+        blocks.clear()
+        pieces.clear()
         if gate.quasi_identifiers:
-            outcomes.append(validate(gate.classes(planning.ROWS), merged.to_pandas(), job.gx_project, run_name))
+            outcomes.append(validate(gate.classes(planning.ROWS), frame, job.gx_project, run_name))
         outcome = Outcome.combine(outcomes)
         written.outcome = outcome
-        return partition_metadata(policy, inputs, plan, merged, cells, outcome, counts, date, run)
+        return partition_metadata(policy, inputs, plan, frame, cells, outcome, counts, date, run)
 
     written = Written(None, counts, {}, None)
     levels = plan.solution.levels if plan.solution else {}

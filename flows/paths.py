@@ -17,6 +17,7 @@ RESTRICTED = Path("restricted")
 def restricted_dir(root: Path, *parts: str) -> Path:
     """A directory under the restricted area, created owner-only (0700) all the way down."""
     path = root.joinpath(*parts)
+    root.parent.mkdir(parents=True, exist_ok=True)
     for p in [root, *(root.joinpath(*parts[: i + 1]) for i in range(len(parts)))]:
         p.mkdir(mode=0o700, exist_ok=True)
         p.chmod(0o700)

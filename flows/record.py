@@ -17,10 +17,10 @@ from transforms.policy import SourcePolicy
 def partition_metadata(policy: SourcePolicy, inputs: Inputs, plan: Plan, classes, cells: dict, outcome, counts: dict,
                        date: dt.date, run: dict) -> dict:
     """The `tuomin` entry of a file's metadata: enough to re-check k and trace the run. Privacy
-    figures are measured on `classes`, the published rows' distinct combinations with counts.
-    `run`: run_id, key_id, flow_run_id, fingerprint."""
+    figures are measured on `classes` (plan.classes_frame: the published rows' distinct
+    combinations with counts). `run`: run_id, key_id, flow_run_id, fingerprint."""
     solution = plan.solution
-    measured = metrics.summary(classes.to_pandas(), list(plan.levels), policy.entity, policy.privacy.k,
+    measured = metrics.summary(classes, list(plan.levels), policy.entity, policy.privacy.k,
                                policy.sensitive_outputs, count=ROWS)
     return {
         "dataset": policy.source,

@@ -78,7 +78,8 @@ class _Table:
     An element without an entity (-1) stands for as many people as rows: a row nobody can be
     linked to is a person of its own."""
 
-    def __init__(self, qis: list[Encoded], entity: np.ndarray | None, diversity: list[Diversity], counts: np.ndarray):
+    def __init__(self, qis: list[Encoded], entity: np.ndarray | None, diversity: list[Diversity], counts: np.ndarray,
+                 bounds: list[tuple[int, int]]):
         columns = [q.codes for q in qis] + ([entity + 1] if entity is not None else []) + [d.codes for d in diversity]
         key, radix = np.zeros(len(qis[0].codes), np.int64), 1
         for column in columns:
@@ -88,18 +89,23 @@ class _Table:
                 radix = len(uniques)
             key, radix = key * size + column, radix * size
         inverse, uniques = pd.factorize(key)
-        first = np.zeros(len(uniques), np.int64)
-        first[inverse[::-1]] = np.arange(len(inverse))[::-1]  # an element of each distinct combination
-        self.inverse = inverse  # combination of each input element
+        del key
+        if len(uniques) == len(inverse):  # already distinct (a merged tally): elements are combinations
+            first, self.inverse = slice(None), None
+        else:
+            first = np.zeros(len(uniques), np.int64)
+            first[inverse[::-1]] = np.arange(len(inverse))[::-1]  # an element of each distinct combination
+            self.inverse = inverse  # combination of each input element
         self.weight = np.bincount(inverse, weights=counts, minlength=len(uniques)).astype(np.int64)
-        self.codes = [q.codes[first].astype(np.int32) for q in qis]
+        self.codes = [np.asarray(q.codes[first], np.int32) for q in qis]
         self.entity = entity[first].astype(np.int32) if entity is not None else None
         self.entities = int(entity.max(initial=0)) + 1 if entity is not None else 0
         self.sensitive = [(d, d.codes[first], int(d.codes.max(initial=0)) + 1) for d in diversity]
-        # Every combination's code at every level, mapped once (a node then only combines them).
-        self.at_level = [[q.maps[level][codes].astype(np.int16 if q.sizes[level] < 2**15 else np.int32)
-                          for level in range(len(q.maps))]
-                         for q, codes in zip(qis, self.codes)]
+        # Every combination's code at every level the search may choose, mapped once (a node then
+        # only combines them), in the smallest integer type that holds the level's codes.
+        self.at_level = [{level: q.maps[level][codes].astype(np.int16 if q.sizes[level] < 2**15 else np.int32)
+                          for level in range(lo, hi + 1)}
+                         for q, codes, (lo, hi) in zip(qis, self.codes, bounds)]
 
     def failing(self, qis: list[Encoded], node: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per distinct combination: does its class fail a privacy model? Also each combination's
@@ -114,7 +120,7 @@ class _Table:
                     key, uniques = pd.factorize(key)
                     radix = len(uniques)
                 key, radix = key * size + mapped, radix * size
-        if radix > 4 * len(key):  # sparse key space: hash to dense class ids
+        if radix > len(key):  # sparse key space: hash to dense class ids (per-class arrays stay <= n)
             key, uniques = pd.factorize(key)
             radix = len(uniques)
         if self.entity is None:
@@ -159,12 +165,12 @@ def search(qis: list[Encoded], ranges: dict[str, tuple[int, int]], k: int, max_s
     that many rows each (how the streaming pipeline passes a whole export in compact form)."""
     counts = np.ones(len(qis[0].codes), np.int64) if counts is None else np.asarray(counts, np.int64)
     n = int(counts.sum())
-    entity = None if entity is None else np.asarray(entity, np.int64)
-    table = _Table(qis, entity, list(diversity), counts)
+    entity = None if entity is None else np.asarray(entity)
+    bounds = [ranges[q.name] for q in qis]
+    table = _Table(qis, entity, list(diversity), counts, bounds)
     allowed = int(np.floor(max_suppression * n))
     w = np.array([(weights or {}).get(q.name, 1.0) for q in qis], float)
     w /= w.sum()
-    bounds = [ranges[q.name] for q in qis]
     # An attribute's loss at a level is its per-code loss weighted by the records kept per code:
     # one bincount and one dot product, no per-record matrix. With every record kept it is the
     # data-free lower bound the exact search orders nodes by.
@@ -206,7 +212,7 @@ def search(qis: list[Encoded], ranges: dict[str, tuple[int, int]], k: int, max_s
     failing, classes, sizes = table.failing(qis, node, k)
     published = sizes[np.unique(classes[~failing])]
     return Solution(
-        levels={q.name: lv for q, lv in zip(qis, node)}, suppressed=failing[table.inverse],
+        levels={q.name: lv for q, lv in zip(qis, node)}, suppressed=failing if table.inverse is None else failing[table.inverse],
         k=int(published.min()) if len(published) else 0, loss=loss,
         loss_by_attribute={q.name: float(x) for q, x in zip(qis, losses)},
         nodes_total=nodes_total, nodes_evaluated=evaluated, class_sizes=published.astype(np.int64), method=method)

@@ -84,11 +84,13 @@ def find_identifiers(text: str, kinds: tuple[str, ...] | None = None) -> list[tu
 
 
 def scan(column: pa.Array | pa.ChunkedArray) -> dict[str, int]:
-    """How many values of a string column hold each scanned identifier kind (counts, no values)."""
-    folded = pc.utf8_normalize(column, "NFKC")
-    suspects = pc.filter(folded, pc.fill_null(pc.match_substring_regex(folded, _PREFILTER), False))
+    """How many values of a string column hold each scanned identifier kind (counts, no values).
+    Each distinct value is examined once (a published column repeats its values a lot)."""
+    distinct = pc.value_counts(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+    folded = pc.utf8_normalize(distinct.field("values"), "NFKC")
+    suspect = pc.fill_null(pc.match_substring_regex(folded, _PREFILTER), False)
     counts = dict.fromkeys(SCANNED_KINDS, 0)
-    for value in suspects.to_pylist():
+    for value, n in zip(folded.filter(suspect).to_pylist(), distinct.field("counts").filter(suspect).to_pylist()):
         for kind in {d.kind for _, _, d in find_identifiers(value, SCANNED_KINDS)}:
-            counts[kind] += 1
+            counts[kind] += n
     return counts

@@ -19,9 +19,9 @@ DEFAULT_FORMATS = {"date": ["%Y-%m-%d"], "datetime": ["%Y-%m-%d %H:%M:%S"]}
 
 
 def parse(column: Column, kind: str, formats: list[str] | None = None) -> tuple[pa.Array, np.ndarray]:
-    text = fold(column)
     if kind == "string":
         return _combine(pc.if_else(pc.equal(column, ""), None, column)), np.zeros(len(column), bool)
+    text = fold(column)
     if kind == "int":
         return _by_pattern(text, r"^[+-]?\d+$", pa.int64())
     if kind == "decimal":

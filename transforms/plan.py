@@ -12,8 +12,8 @@
 The engine never sees rows, only combinations (a class is a set of them), so memory follows the
 number of distinct combinations, not the size of the export; and because pass 2 derives codes and
 class keys exactly as the plan did, it suppresses exactly the records the engine counted.
-Merging is associative and ordered by input, so batches or files processed on other machines
-give the same plan as one process reading them in turn. All functions are pure.
+Merging is associative and codes follow label order, so batches or files processed on other
+machines give the same plan as one process reading them in turn. All functions are pure.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.anonymity import Diversity, Solution, class_keys, search
-from transforms.hierarchy import Hierarchy, encode
+from transforms.hierarchy import Encoded, Hierarchy, encode
 from transforms.operators import Context, Drop, Suppress
 from transforms.policy import SourcePolicy
+from transforms.pseudonymize import token_ids
 from transforms.steps import entity_source
 
 ENTITY, SUBJECT, ROWS = "__entity", "__subject", "__rows"
@@ -74,11 +75,45 @@ def tally(staged: pa.Table, policy: SourcePolicy, ctx: Context, built: dict[str,
     columns, representatives = {}, {}
     for c in policy.quasi_identifiers:
         labels = _lowest(c, staged[c.name], built[c.name])
-        columns[c.output_name] = labels
+        columns[c.output_name] = _compact(labels)
         representatives[c.output_name] = _first(pa.table({"label": labels, "value": staged[c.name]}))
-    columns |= {ENTITY: staged[ENTITY], SUBJECT: staged[SUBJECT]} | _sensitive(policy, staged, ctx)
-    combos = pa.table(columns).group_by(_keys(policy), use_threads=False).aggregate([([], "count_all")])
-    return Tally(combos.rename_columns([ROWS if n == "count_all" else n for n in combos.column_names]), representatives)
+    columns |= {ENTITY: token_ids(staged[ENTITY]), SUBJECT: staged[SUBJECT]}
+    columns |= {name: _compact(values) for name, values in _sensitive(policy, staged, ctx).items()}
+    return Tally(_count(pa.table(columns), _keys(policy)), representatives)
+
+
+def _compact(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Text as a dictionary (the tallies hold millions of rows with a few distinct labels)."""
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    return pc.dictionary_encode(values) if pa.types.is_string(values.type) else values
+
+
+def _count(table: pa.Table, keys: list[str], rows: str | None = None) -> pa.Table:
+    """Distinct key combinations with their row counts (summing `rows` when given). Their order
+    is Arrow's (not first appearance); nothing downstream depends on it."""
+    columns, dictionaries = _codes(table)
+    out = pa.table(columns).group_by(keys, use_threads=False).aggregate([(rows, "sum") if rows else ([], "count_all")])
+    out = out.rename_columns([ROWS if n in ("count_all", f"{ROWS}_sum") else n for n in out.column_names]).select(keys + [ROWS])
+    for name, values in dictionaries.items():
+        index = out.column_names.index(name)
+        out = out.set_column(index, name, pa.DictionaryArray.from_arrays(out[name].combine_chunks(), values))
+    return out
+
+
+def _codes(table: pa.Table) -> tuple[dict[str, pa.ChunkedArray], dict[str, pa.Array]]:
+    """The table's columns with each dictionary column as int32 codes into one dictionary of
+    all its chunks' values (Arrow's own unify_dictionaries crashes on some layouts, pyarrow 26)."""
+    columns, dictionaries = {}, {}
+    for name in table.column_names:
+        column = table[name]
+        if pa.types.is_dictionary(column.type):
+            chunks = column.chunks
+            values = pc.unique(pa.concat_arrays([c.dictionary for c in chunks])) if chunks else pa.array([], column.type.value_type)
+            columns[name] = pa.chunked_array([pc.index_in(c.dictionary, values).take(c.indices) for c in chunks], pa.int32())
+            dictionaries[name] = values
+        else:
+            columns[name] = column
+    return columns, dictionaries
 
 
 def _first(pairs: pa.Table) -> pa.Table:
@@ -89,13 +124,18 @@ def _first(pairs: pa.Table) -> pa.Table:
 
 def merge(tallies: list[Tally], policy: SourcePolicy) -> Tally:
     """One tally from many (of batches, files or workers), in their order."""
+    combos = _count(pa.concat_tables([t.combos for t in tallies], promote_options="permissive"), _keys(policy), ROWS)
+    return Tally(combos, concat(tallies).representatives)
+
+
+def concat(tallies: list[Tally]) -> Tally:
+    """Tallies side by side, not merged: the engine merges equal combinations itself (with far
+    less memory than a group-by over millions of them); representatives are merged."""
     combos = pa.concat_tables([t.combos for t in tallies], promote_options="permissive")
-    combos = combos.group_by(_keys(policy), use_threads=False).aggregate([(ROWS, "sum")])
-    combos = combos.rename_columns([ROWS if n == f"{ROWS}_sum" else n for n in combos.column_names])
     representatives = {
         name: _first(pa.concat_tables([t.representatives[name] for t in tallies], promote_options="permissive"))
         for name in (tallies[0].representatives if tallies else {})}
-    return Tally(combos.select(_keys(policy) + [ROWS]), representatives)
+    return Tally(combos, representatives)
 
 
 @dataclass(frozen=True)
@@ -124,53 +164,106 @@ class Plan:
         return dataclasses.replace(self, common=common)
 
 
-def solve(merged: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str]) -> Plan:
-    """Levels and suppressed classes for a source, from its merged tally. Raises Unreachable."""
+@dataclass
+class Problem:
+    """What the engine needs of a merged tally, as integer arrays only (the tally can go)."""
+
+    encoded: list[Encoded]  # per QI; codes index the codebook
+    codebooks: dict[str, pa.Array]  # per QI: lowest-level labels in code order
+    entity: np.ndarray | None  # per combination, -1 for none
+    diversity: list[Diversity]
+    rows: np.ndarray  # rows per combination
+    erased: int  # rows of erased subjects, left out
+
+
+def pose(merged: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str]) -> Problem:
+    """The engine's problem for a source: its tally (merged, or concatenated: the engine counts
+    equal combinations together) without the erased subjects."""
     combos = merged.combos
-    gone = _erased(combos, erased)
-    erased_rows = int(pc.sum(combos[ROWS].filter(pa.array(gone))).as_py() or 0)
-    combos = combos.filter(pa.array(~gone))
+    kept = ~_erased(combos, token_ids(pa.array(sorted(erased), pa.string())))  # numpy selections, no table copy
+    rows = combos[ROWS].to_numpy()
+    encoded, codebooks = [], {}
+    for c in policy.quasi_identifiers:
+        # Codes in label order, so that they do not depend on how the rows were batched.
+        reps = merged.representatives[c.output_name].sort_by("label")
+        e = encode(c.output_name, reps["value"], built[c.name])
+        encoded.append(dataclasses.replace(e, codes=_positions(combos[c.output_name], reps["label"])[kept]))
+        codebooks[c.output_name] = reps["label"].combine_chunks()
+    entity = _entity_codes(combos[ENTITY])[kept] if policy.entity else None
+    diversity = [Diversity(m.attribute, _value_codes(combos[policy.column(m.attribute).output_name])[kept], m.l, m.measure)
+                 for m in policy.privacy.l_diversity]
+    return Problem(encoded, codebooks, entity, diversity, rows[kept], int(rows[~kept].sum()))
+
+
+def decide(problem: Problem, policy: SourcePolicy) -> Plan:
+    """Levels and suppressed classes (the privacy engine). Raises Unreachable."""
     columns = policy.quasi_identifiers
     if not columns:
-        return Plan({}, np.zeros(0, np.int64), None, erased_rows, 0)
-    encoded = []
-    for c in columns:
-        reps = merged.representatives[c.output_name]
-        e = encode(c.output_name, reps["value"], built[c.name])
-        codes = pc.index_in(combos[c.output_name], reps["label"], skip_nulls=False)
-        encoded.append(dataclasses.replace(e, codes=codes.to_numpy(zero_copy_only=False).astype(np.int64)))
-    rows = combos[ROWS].to_numpy()
-    if not combos.num_rows:  # nothing left to protect: an empty partition, at the lowest levels
+        return Plan({}, np.zeros(0, np.int64), None, problem.erased, 0)
+    encoded, rows = problem.encoded, problem.rows
+    if not len(rows):  # nothing left to protect: an empty partition, at the lowest levels
         lowest = {c.output_name: c.level_range[0] for c in columns}
         solution = Solution(lowest, np.zeros(0, bool), 0, 0.0, dict.fromkeys(lowest, 0.0), 0, 0, np.zeros(0, np.int64), "empty")
     else:
-        entity = pd.factorize(combos[ENTITY].to_numpy(zero_copy_only=False))[0] if policy.entity else None
-        diversity = [Diversity(m.attribute, pd.factorize(combos[policy.column(m.attribute).output_name].to_numpy(
-            zero_copy_only=False), use_na_sentinel=False)[0], m.l, m.measure) for m in policy.privacy.l_diversity]
         solution = search(encoded, {c.output_name: c.level_range for c in columns}, policy.privacy.k,
-                          policy.privacy.max_suppression, entity, {c.output_name: c.operator.weight for c in columns},
-                          diversity, counts=rows)
-    levels = {e.name: Level(merged.representatives[e.name]["label"].combine_chunks(), e.maps[solution.levels[e.name]],
-                            e.labels[solution.levels[e.name]], e.sizes[solution.levels[e.name]]) for e in encoded}
+                          policy.privacy.max_suppression, problem.entity, {c.output_name: c.operator.weight for c in columns},
+                          problem.diversity, counts=rows)
+    levels = {e.name: Level(problem.codebooks[e.name], e.maps[solution.levels[e.name]], e.labels[solution.levels[e.name]],
+                            e.sizes[solution.levels[e.name]]) for e in encoded}
     keys = _class_keys([levels[e.name].to_level[e.codes] for e in encoded], levels)
-    return Plan(levels, np.unique(keys[solution.suppressed]), solution, erased_rows, int(rows[solution.suppressed].sum()))
+    return Plan(levels, np.unique(keys[solution.suppressed]), solution, problem.erased, int(rows[solution.suppressed].sum()))
+
+
+def solve(merged: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str]) -> Plan:
+    """pose, then decide."""
+    return decide(pose(merged, policy, built, erased), policy)
+
+
+def _positions(column, values: pa.Array) -> np.ndarray:
+    """Each element's position in `values` (a dictionary column is looked up once per entry)."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_dictionary(column.type):
+        return _positions(column.dictionary, values)[column.indices.to_numpy(zero_copy_only=False)] \
+            if column.null_count == 0 else _positions(column.dictionary_decode(), values)
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    return pc.index_in(column, values, skip_nulls=False).to_numpy(zero_copy_only=False).astype(np.int32)
+
+
+def _entity_codes(ids) -> np.ndarray:
+    """Dense codes of the entity ids, -1 for none."""
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    codes = pd.factorize(pc.fill_null(ids, -1).to_numpy())[0].astype(np.int32)
+    codes[ids.is_null().to_numpy(zero_copy_only=False)] = -1
+    return codes
+
+
+def _value_codes(column) -> np.ndarray:
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    return pd.factorize(column.to_numpy(zero_copy_only=False), use_na_sentinel=False)[0]
 
 
 def _class_keys(codes: list[np.ndarray], levels: dict[str, Level]) -> np.ndarray:
     return class_keys(codes, [level.size for level in levels.values()])
 
 
-def _erased(table: pa.Table, erased: set[str]) -> np.ndarray:
+def _erased(table: pa.Table, erased: pa.Array) -> np.ndarray:
+    """Rows naming a subject, or whose entity (token, or token id) is an erased subject's."""
     gone = _mask(table[SUBJECT])
-    if erased:
-        gone |= _mask(pc.is_in(table[ENTITY], pa.array(sorted(erased), pa.string())))
+    if len(erased):
+        gone |= _mask(pc.is_in(table[ENTITY], erased))
     return gone
+
+
+def _tokens(erased: set[str]) -> pa.Array:
+    return pa.array(sorted(erased), pa.string())
 
 
 def count_values(staged: pa.Table, policy: SourcePolicy, erased: set[str]) -> dict[str, pa.Table]:
     """Value counts of each cell-suppressed column over the rows not erased (merge with
     merge_counts; Plan.with_counts takes the result)."""
-    kept = staged.filter(pa.array(~_erased(staged, erased)))
+    kept = staged.filter(pa.array(~_erased(staged, _tokens(erased))))
     return {c.name: _value_counts(kept[c.name]) for c in policy.columns if isinstance(c.operator, Suppress)}
 
 
@@ -199,7 +292,7 @@ class Finished:
 def finish(staged: pa.Table, plan: Plan, policy: SourcePolicy, ctx: Context, built: dict[str, Hierarchy],
            erased: set[str]) -> Finished:
     """Pass 2 on one staged batch: erase, suppress the planned classes, apply every operator."""
-    gone = _erased(staged, erased)
+    gone = _erased(staged, _tokens(erased))
     table = staged.filter(pa.array(~gone))
     suppressed = 0
     codes = {}
@@ -235,23 +328,53 @@ def finish(staged: pa.Table, plan: Plan, policy: SourcePolicy, ctx: Context, bui
     return Finished(pa.table(outputs).select(policy.output_columns), int(gone.sum()), suppressed, cells)
 
 
+def distinct_values(published: pa.Table) -> pa.Table:
+    """Each column's distinct values, padded with nulls to one length: every value the batch
+    publishes, once. What the content checks (schema, no identifier) need, at a fraction of the
+    rows (most published columns repeat a few values)."""
+    uniques = [pc.unique(published[name]) for name in published.column_names]
+    length = max((len(u) for u in uniques), default=0)
+    return pa.table([pa.concat_arrays([u, pa.nulls(length - len(u), u.type)]) for u in uniques], names=published.column_names)
+
+
 def classes(published: pa.Table, policy: SourcePolicy) -> pa.Table:
-    """The published rows as distinct (QI values, entity, sensitive values) with row counts: all
-    that k, l and the risk figures depend on, a fraction of the rows' size."""
-    keys = [c.output_name for c in policy.quasi_identifiers] + ([policy.entity] if policy.entity else []) + policy.sensitive_outputs
-    keys = list(dict.fromkeys(keys))
+    """The published rows as distinct (QI values, entity id, sensitive values) with row counts:
+    all that k, l and the risk figures depend on, a fraction of the rows' size."""
+    keys = class_columns(policy)
     if not keys:
         return pa.table({ROWS: pa.array([published.num_rows], pa.int64())})
-    out = published.select(keys).group_by(keys, use_threads=False).aggregate([([], "count_all")])
-    return out.rename_columns([ROWS if n == "count_all" else n for n in out.column_names]).select(keys + [ROWS])
+    columns = {k: token_ids(published[k]) if k == policy.entity else _compact(published[k]) for k in keys}
+    return _count(pa.table(columns), keys)
+
+
+def class_columns(policy: SourcePolicy) -> list[str]:
+    keys = [c.output_name for c in policy.quasi_identifiers] + ([policy.entity] if policy.entity else [])
+    return list(dict.fromkeys(keys + policy.sensitive_outputs))
 
 
 def merge_classes(parts: list[pa.Table]) -> pa.Table:
+    """Pieces of classes in one (used in blocks, to drop the duplicates close together)."""
     keys = [n for n in parts[0].column_names if n != ROWS]
     if not keys:
-        return pa.table({ROWS: pa.array([sum(p[ROWS].to_numpy().sum() for p in parts)], pa.int64())})
-    merged = pa.concat_tables(parts, promote_options="permissive").group_by(keys, use_threads=False).aggregate([(ROWS, "sum")])
-    return merged.rename_columns([ROWS if n == f"{ROWS}_sum" else n for n in merged.column_names]).select(keys + [ROWS])
+        return pa.table({ROWS: pa.array([sum(int(pc.sum(p[ROWS]).as_py() or 0) for p in parts)], pa.int64())})
+    return _count(pa.concat_tables(parts, promote_options="permissive"), keys, ROWS)
+
+
+def classes_frame(parts: list[pa.Table]) -> pd.DataFrame:
+    """Pieces of classes as one pandas frame for the checks: labels categorical, entity ids
+    nullable. A combination may appear in several pieces: every figure computed from it counts
+    distinct entities, sums rows or counts distinct values, so duplicates change nothing."""
+    columns, dictionaries = _codes(pa.concat_tables(parts, promote_options="permissive"))
+    frame = {}
+    for name, column in columns.items():
+        if name in dictionaries:
+            codes = pc.fill_null(column, -1).to_numpy() if column.num_chunks else np.zeros(0, np.int32)
+            frame[name] = pd.Categorical.from_codes(codes, categories=pd.Index(dictionaries[name].to_pandas()))
+        elif pa.types.is_int64(column.type) and name != ROWS:
+            frame[name] = pd.array(column.to_pandas(), dtype="Int64")
+        else:
+            frame[name] = column.to_pandas()
+    return pd.DataFrame(frame)
 
 
 def _mask(values) -> np.ndarray:

@@ -92,3 +92,21 @@ def base32(data: np.ndarray) -> bytes:
     for i in range(8):
         out[:, i] = (bits >> np.uint64(35 - 5 * i)) & np.uint64(31)
     return _BASE32[out].tobytes()
+
+
+_DECODE = np.zeros(256, np.int64)
+_DECODE[_BASE32] = np.arange(32)
+ID_CHARS = 12  # 60 bits: a token's integer id
+
+
+def token_ids(tokens: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A 60-bit integer per token (its first 12 base32 characters), null for null: what counting
+    distinct people needs, in 8 bytes instead of 28. Tokens are uniformly random, so two people
+    share an id with probability ~n^2/2^61 (1e-5 for 5 million); if they did, they would count as
+    one, which makes k-anonymity checks stricter, never looser."""
+    tokens = tokens.combine_chunks() if isinstance(tokens, pa.ChunkedArray) else tokens
+    heads = pc.utf8_slice_codeunits(pc.fill_null(tokens, "a" * ID_CHARS), 0, ID_CHARS).cast(pa.binary(ID_CHARS))
+    chars = np.frombuffer(heads.buffers()[1], np.uint8, count=len(tokens) * ID_CHARS, offset=heads.offset * ID_CHARS)
+    digits = _DECODE[chars.reshape(-1, ID_CHARS)]
+    ids = (digits << (5 * np.arange(ID_CHARS - 1, -1, -1))).sum(axis=1)
+    return pa.array(ids, pa.int64(), mask=tokens.is_null().to_numpy(zero_copy_only=False))

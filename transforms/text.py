@@ -17,7 +17,8 @@ Column = pa.Array | pa.ChunkedArray
 
 def fold(column: Column) -> Column:
     """NFKC (full-width to half-width) and trimmed; empty strings become null."""
-    folded = pc.utf8_trim_whitespace(pc.utf8_normalize(column, "NFKC"))
+    ascii_only = pc.all(pc.string_is_ascii(column)).as_py() is not False  # NFKC leaves ASCII as it is
+    folded = pc.utf8_trim_whitespace(column if ascii_only else pc.utf8_normalize(column, "NFKC"))
     return pc.if_else(pc.equal(folded, ""), None, folded)
 
 
