@@ -17,7 +17,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup
+.PHONY: setup run test lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale
 
 setup: $(VENV)/.synced
 
@@ -87,6 +87,10 @@ bench-assess: setup
 
 bench-backup: setup
 	$(BIN)/python benchmarks/backup.py --mib 2048
+
+# 1M, 3M and 10M POS lines in one export date, against a plain CSV->Parquet pass (~15 minutes).
+bench-scale: setup
+	$(BIN)/python benchmarks/scale.py --sizes 1000000 3000000 10000000
 
 bench-transforms: setup
 	$(BIN)/python benchmarks/transforms.py --values 1000000

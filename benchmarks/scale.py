@@ -27,14 +27,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def generate(root: Path, lines: int, seed: int) -> Path:
-    """The benchmark input for `lines` POS lines, generated once and reused."""
+def generate(root: Path, lines: int, seed: int) -> tuple[Path, float | None]:
+    """The benchmark input for `lines` POS lines, generated once and reused; and the seconds the
+    generator took (None when reused)."""
     landing = root / f"landing-{lines}"
-    if not (landing / ".complete").exists():
-        subprocess.run([sys.executable, "-m", "flows.cli", "generate", "--out", str(landing), "--days", "1",
-                        "--rows", str(lines), "--members", str(lines // 10), "--seed", str(seed)], check=True, cwd=REPO)
-        (landing / ".complete").touch()
-    return landing
+    if (landing / ".complete").exists():
+        return landing, None
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "flows.cli", "generate", "--out", str(landing), "--days", "1",
+                    "--rows", str(lines), "--members", str(lines // 10), "--seed", str(seed)], check=True, cwd=REPO,
+                   capture_output=True)
+    (landing / ".complete").touch()
+    return landing, time.perf_counter() - began
 
 
 def measure(kind: str, landing: Path, out: Path, *extra: str) -> dict:
@@ -113,9 +117,7 @@ def main() -> None:
           f"{'floor s':>8} {'rows/s':>9} {'RSS MiB':>8} {'ratio':>6}")
     results = []
     for lines in args.sizes:
-        began = time.perf_counter()
-        landing = generate(args.root, lines, args.seed)
-        made = time.perf_counter() - began
+        landing, made = generate(args.root, lines, args.seed)
         out = args.root / f"run-{lines}"
         subprocess.run(["rm", "-rf", str(out)], check=True)
         floor = measure("baseline", landing, out)
@@ -133,6 +135,14 @@ def main() -> None:
               f"x{last['pipeline']['seconds'] / first['pipeline']['seconds']:.2f}, peak RSS "
               f"x{last['pipeline']['peak_rss_mib'] / first['pipeline']['peak_rss_mib']:.2f}")
     (args.root / "results.json").write_text(json.dumps(results, indent=1))
+    print("\n| POS lines | rows in (3 sources) | pipeline | rows/s | peak RSS | floor | floor rows/s | floor RSS | ratio | generator |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        run, floor, made = r["pipeline"], r["baseline"], r["generate_seconds"]
+        print(f"| {r['lines']:,} | {run['rows']:,} | {run['seconds']:.1f} s | {run['rows'] / run['seconds']:,.0f} | "
+              f"{run['peak_rss_mib']:,.0f} MiB | {floor['seconds']:.1f} s | {floor['rows'] / floor['seconds']:,.0f} | "
+              f"{floor['peak_rss_mib']:,.0f} MiB | {r['ratio']:.2f}x | "
+              + (f"{made:.0f} s, {r['lines'] / made:,.0f} lines/s |" if made else "reused |"))
 
 
 if __name__ == "__main__":

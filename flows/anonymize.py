@@ -150,7 +150,11 @@ def solve(policy: SourcePolicy, tallies: list[plan.Tally], erased: set[str], job
     tallies.clear()
     problem = plan.pose(combined, policy, plan.hierarchies(policy, job.context(date)), erased)
     del combined
-    return plan.decide(problem, policy)
+    passes.release_memory()
+    decided = plan.decide(problem, policy)
+    del problem
+    passes.release_memory()
+    return decided
 
 
 def write_sources(run: Run, job: passes.Job, scans: dict, plans: dict, erased: set[str], person_names: set[str],

@@ -14,6 +14,8 @@ number of distinct combinations, never the size of the export.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime as dt
 import functools
 import shutil
@@ -64,6 +66,15 @@ def _transient(task, task_run, state) -> bool:
 # Reads from the landing area: retried twice, after 2 and 10 seconds, when the failure is transient.
 io_task = task(cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=[2, 10],
                retry_condition_fn=_transient)
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the system between the passes: Arrow's allocator and glibc's
+    keep freed pages for reuse, and a pass's leftovers would add to the next one's peak."""
+    pa.default_memory_pool().release_unused()
+    libc = ctypes.util.find_library("c")
+    if libc and hasattr(ctypes.CDLL(libc), "malloc_trim"):
+        ctypes.CDLL(libc).malloc_trim(0)
 
 
 @functools.lru_cache(maxsize=4)
@@ -171,6 +182,7 @@ def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index
     scanned.quarantined = quarantine.count
     scanned.file = landing_io.InputFile(relative, landing.sha256(relative), landing.size(relative), rows + len(ragged))
     scanned.dropped = landing_io.dropped_headers(landing, relative, policy, drop_unknown=job.drop_unknown)
+    release_memory()
     return scanned
 
 
@@ -296,6 +308,7 @@ def write(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], pla
     written.path = warehouse_io.stage(job.warehouse, job.run_id, policy.source, date, batches(),
                                       field_metadata(policy, levels), metadata)
     written.metadata = warehouse_io.read_metadata(written.path)
+    release_memory()
     return written
 
 

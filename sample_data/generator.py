@@ -128,8 +128,8 @@ def pos_lines(rng, people: People, staff: Staff, activity: np.ndarray, date: dt.
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n) - np.searchsorted(store[order], store[order])
     seq = rank + rng.integers(1000, 5000, len(world.STORES))[store]
-    prefix = np.array([s.receipt_prefix for s in world.STORES])[store]
-    txn_id = prefix + f"-{date:%Y%m%d}-" + np.strings.zfill(seq.astype(str), 7)
+    prefix = pa.array([s.receipt_prefix + f"-{date:%Y%m%d}" for s in world.STORES]).take(store)
+    txn_id = pc.binary_join_element_wise(prefix, _zfill(seq, 7), "-")
 
     flight, departure, destination = _departures(rng, store, seconds, date)
     pay_mainland = np.array([m for m, _ in world.PAYMENTS_MAINLAND])[choice(rng, world.PAYMENTS_MAINLAND, n)]
@@ -137,10 +137,11 @@ def pos_lines(rng, people: People, staff: Staff, activity: np.ndarray, date: dt.
     payment = np.where(people.origin[buyer] == 0, pay_mainland, pay_visitor)
     refund = rng.random(n) < 0.01
 
+    store_code = pa.array([s.code for s in world.STORES]).take(store)
     receipt = {
         "txn_id": txn_id,
-        "store_code": np.array([s.code for s in world.STORES])[store],
-        "terminal_id": np.array([s.code for s in world.STORES])[store] + "-" + np.strings.zfill(rng.integers(1, 9, n).astype(str), 2),
+        "store_code": store_code,
+        "terminal_id": pc.binary_join_element_wise(store_code, _zfill(rng.integers(1, 9, n), 2), "-"),
         "cashier": _cashier(rng, staff, store),
         "txn_time": pc.strftime(pa.array(txn_time), "%Y-%m-%d %H:%M:%S"),
         "member_no": pc.if_else(pa.array(is_member & (rng.random(n) < 0.9)), people.member_no.take(buyer), None),
@@ -161,11 +162,14 @@ def pos_lines(rng, people: People, staff: Staff, activity: np.ndarray, date: dt.
     pct = np.array([0, 0, 0, 5, 10, 15])[rng.integers(0, 6, rows)]
     discount = np.round(qty * price * pct / 100).astype(np.int64)
     amount = qty * price - discount
-    skus = _skus()
-    take = lambda arr: pa.array(arr).take(pa.array(r)) if not isinstance(arr, pa.Array) else arr.take(pa.array(r))  # noqa: E731
+    catalogue = {name: pa.array(values).take(product) for name, values in (
+        ("sku", _skus()), ("product_name", [p[1] for p in world.PRODUCTS]), ("category", [p[2] for p in world.PRODUCTS]),
+        ("brand", [p[0] for p in world.PRODUCTS]))}
+    at_line = pa.array(r)
+    take = lambda arr: (arr if isinstance(arr, pa.Array) else pa.array(arr)).take(at_line)  # noqa: E731
     lines = pa.table({
         "txn_id": take(txn_id),
-        "line_no": pa.array(line_no.astype(str)),
+        "line_no": _text(line_no),
         "store_code": take(receipt["store_code"]),
         "terminal_id": take(receipt["terminal_id"]),
         "cashier_id": take(receipt["cashier"][0]),
@@ -175,16 +179,13 @@ def pos_lines(rng, people: People, staff: Staff, activity: np.ndarray, date: dt.
         "buyer_name": people.name.take(buyer[r]),
         "doc_type": people.doc_type.take(buyer[r]),
         "doc_no": people.doc_no_as_written.take(buyer[r]),
-        "nationality": pa.array(people.nationality[buyer[r]]),
+        "nationality": pa.array([o.nationality for o in world.ORIGINS]).take(people.origin[buyer[r]]),
         "mobile": take(receipt["mobile"]),
         "flight_no": take(flight),
         "departure_date": take(departure),
         "destination": take(destination),
-        "sku": pa.array(skus[product]),
-        "product_name": pa.array(np.array([p[1] for p in world.PRODUCTS])[product]),
-        "category": pa.array(np.array([p[2] for p in world.PRODUCTS])[product]),
-        "brand": pa.array(np.array([p[0] for p in world.PRODUCTS])[product]),
-        "qty": pa.array(qty.astype(str)),
+        **catalogue,
+        "qty": _text(qty),
         "unit_price": money(price),
         "discount": money(discount),
         "amount": money(amount),
@@ -203,9 +204,18 @@ def pos_lines(rng, people: People, staff: Staff, activity: np.ndarray, date: dt.
 
 def money(cents: np.ndarray) -> pa.Array:
     """Integer cents -> decimal(12,2) text: 98000 -> '980.00', -9800 -> '-98.00'."""
-    sign = np.where(cents < 0, "-", "")
     units, frac = np.divmod(np.abs(cents), 100)
-    return pa.array(sign + units.astype(str) + "." + np.strings.zfill(frac.astype(str), 2))
+    signed = pc.binary_join_element_wise(pc.if_else(pa.array(cents < 0), "-", ""), _text(units), "")
+    return pc.binary_join_element_wise(signed, _zfill(frac, 2), ".")
+
+
+def _text(values: np.ndarray) -> pa.Array:
+    """Integers as decimal text, in Arrow (numpy's astype(str) is far slower)."""
+    return pc.cast(pa.array(values), pa.string())
+
+
+def _zfill(values: np.ndarray, width: int) -> pa.Array:
+    return pc.utf8_lpad(_text(values), width, "0")
 
 
 def _departures(rng, store, seconds, date) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -214,7 +224,7 @@ def _departures(rng, store, seconds, date) -> tuple[np.ndarray, np.ndarray, np.n
     ports = np.array([d[1] for d in world.DEPARTURES])
     port_of_store = np.array([s.port for s in world.STORES])[store]
     pick = np.empty(n, np.int64)
-    for port in set(port_of_store):
+    for port in sorted(set(port_of_store)):  # sorted: set order varies between processes
         sel = port_of_store == port
         candidates = np.flatnonzero(ports == port) if port else np.flatnonzero(ports != "WSK")
         pick[sel] = candidates[rng.integers(0, len(candidates), sel.sum())]

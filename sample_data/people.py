@@ -150,7 +150,7 @@ def _documents(rng, origin, female, birth) -> tuple[np.ndarray, np.ndarray]:
         idx = np.flatnonzero(origin == i)
         kinds = np.array([k for k, _ in o.documents])[choice(rng, o.documents, len(idx))]
         doc_type[idx] = kinds
-        for kind in set(kinds):
+        for kind in sorted(set(kinds)):  # sorted: set order varies between processes
             sel = idx[kinds == kind]
             doc_no[sel] = _document_numbers(rng, kind, o, female[sel], birth[sel])
     # A number must identify one person: redraw the rare collisions of the short shapes as
@@ -168,7 +168,7 @@ def _document_numbers(rng, kind: str, origin: world.Origin, female, birth) -> np
         provinces = list(world.ID_PROVINCES)
         prov = np.array(provinces)[choice(rng, list(world.ID_PROVINCES.values()), n)]
         area = np.empty(n, dtype="U6")
-        for p in set(prov):
+        for p in sorted(set(prov)):
             codes = np.array(county_codes(p))
             area[prov == p] = codes[rng.integers(0, len(codes), (prov == p).sum())]
         ymd = np.strings.replace(np.datetime_as_string(birth, unit="D"), "-", "")

@@ -30,6 +30,16 @@ def test_same_seed_same_bytes(tmp_path):
     assert (tmp_path / "a" / files[0]).read_bytes() != (tmp_path / "c" / files[0]).read_bytes()
 
 
+def test_the_bundled_sample_is_what_the_generator_makes(tmp_path):
+    """Same bytes in another process too: nothing may depend on hash order (set iteration)."""
+    from flows.paths import SAMPLE_LANDING
+
+    generate(tmp_path, Config())
+    files = sorted(p.relative_to(SAMPLE_LANDING) for p in SAMPLE_LANDING.rglob("*.csv"))
+    assert files == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.csv"))
+    assert all((tmp_path / f).read_bytes() == (SAMPLE_LANDING / f).read_bytes() for f in files)
+
+
 def test_layout_encodings_and_headers(landing):
     pos = sorted(landing.glob("pos/*/pos_lines_*.csv"))
     assert [p.parent.name for p in pos] == ["2026-03-01", "2026-03-02", "2026-03-02"]
