@@ -2,7 +2,8 @@
 
 For each export date (one subflow run each), every source goes through
 
-    backup     the date's raw files, encrypted, into the restricted area (flows/backup.py)
+    backup     the date's raw files, encrypted, into the restricted area (flows/backup.py), beside
+               pass 1; nothing is published unless it completed
     scan       pass 1, per file, in batches (flows/passes.py): headers must match the policy,
                typed values (rows that do not parse -> restricted quarantine, counted), the
                customer token of each row (own document, or via member number / receipt),
@@ -22,10 +23,12 @@ Tasks run on Prefect's default thread pool, or on a Dask cluster (`runner="dask"
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -59,8 +62,8 @@ def source_order(policies: dict[str, SourcePolicy]) -> list[str]:
 
 @io_task(task_run_name="backup-{date}")
 def back_up(run: Run, names: list[str], date: dt.date) -> None:
-    """Encrypt the date's raw files before anything reads them; recorded in the ledger once per
-    distinct set of files (a rerun on the same files does not back them up again)."""
+    """Encrypt the date's raw files; recorded in the ledger once per distinct set of files (a
+    rerun on the same files does not back them up again)."""
     files = [f for name in names for f in landing_io.files_for(run.landing, run.policies[name], date)]
     if not files:
         return
@@ -75,20 +78,29 @@ def back_up(run: Run, names: list[str], date: dt.date) -> None:
 def process_date(run: Run, job: passes.Job, date: dt.date) -> dict:
     began = dt.datetime.now(dt.timezone.utc)
     names = [s for s in source_order(run.policies) if s in run.sources_for(date)]
-    if run.backup_key is not None:
-        back_up(run, names, date)
-    try:
-        scans, linked_names, linked_erased = scan_sources(run, job, names, date)
-        failpoints.hit("extracted")
-        erased = linked_erased.union(*(s.erased for found in scans.values() for s in found))
-        person_names = linked_names.union(*(s.names for found in scans.values() for s in found))
-        plans = plan_sources(run, job, scans, erased, date)
-        written = write_sources(run, job, scans, plans, erased, person_names, date)
-        failpoints.hit("validated")
-        return publish(run, written, date, began)
-    finally:
-        for name in names:  # staged raw batches do not outlive the date
-            shutil.rmtree(job.work_root / name / date.isoformat(), ignore_errors=True)
+    # The backup (encryption and hashing, which release the GIL) runs beside pass 1 on a thread of
+    # this flow run; nothing is published unless it completed.
+    with ThreadPoolExecutor(1) as beside:
+        backup = (beside.submit(contextvars.copy_context().run, back_up, run, names, date)
+                  if run.backup_key is not None else None)
+        try:
+            scans, linked_names, linked_erased = scan_sources(run, job, names, date)
+            failpoints.hit("extracted")
+            erased = linked_erased.union(*(s.erased for found in scans.values() for s in found))
+            person_names = linked_names.union(*(s.names for found in scans.values() for s in found))
+            plans = plan_sources(run, job, scans, erased, date)
+            written = write_sources(run, job, scans, plans, erased, person_names, date)
+            if backup is not None:
+                backup.result()
+            failpoints.hit("validated")
+            return publish(run, written, date, began)
+        finally:
+            _clear_work(job, names, date)
+
+
+def _clear_work(job: passes.Job, names: list[str], date: dt.date) -> None:
+    for name in names:  # staged raw batches do not outlive the date
+        shutil.rmtree(job.work_root / name / date.isoformat(), ignore_errors=True)
 
 
 def scan_sources(run: Run, job: passes.Job, names: list[str], date: dt.date) -> tuple[dict, set[str], set[str]]:

@@ -100,6 +100,14 @@ class _Table:
         self.codes = [np.asarray(q.codes[first], np.int32) for q in qis]
         self.entity = entity[first].astype(np.int32) if entity is not None else None
         self.entities = int(entity.max(initial=0)) + 1 if entity is not None else 0
+        if self.entity is not None:
+            # A person found in one combination only adds exactly 1 to its class at any node:
+            # only people with several combinations need the distinct count.
+            known = self.entity >= 0
+            shared = np.zeros(len(self.entity), bool)
+            shared[known] = np.bincount(self.entity[known], minlength=self.entities)[self.entity[known]] > 1
+            self.alone, self.shared, self.unknown = (np.flatnonzero(known & ~shared), np.flatnonzero(shared),
+                                                     np.flatnonzero(~known))
         self.sensitive = [(d, d.codes[first], int(d.codes.max(initial=0)) + 1) for d in diversity]
         # Every combination's code at every level the search may choose, mapped once (a node then
         # only combines them), in the smallest integer type that holds the level's codes.
@@ -126,10 +134,12 @@ class _Table:
         if self.entity is None:
             size = np.bincount(key, weights=self.weight, minlength=radix)
         else:
-            known = self.entity >= 0
-            pairs = pd.unique(key[known] * self.entities + self.entity[known])
-            size = (np.bincount(pairs // self.entities, minlength=radix)
-                    + np.bincount(key[~known], weights=self.weight[~known], minlength=radix))
+            size = np.bincount(key[self.alone], minlength=radix)
+            if len(self.shared):
+                pairs = pd.unique(key[self.shared] * self.entities + self.entity[self.shared])
+                size += np.bincount(pairs // self.entities, minlength=radix)
+            if len(self.unknown):
+                size = size + np.bincount(key[self.unknown], weights=self.weight[self.unknown], minlength=radix)
         fails = size < k
         for d, codes, m in self.sensitive:
             if d.measure == "distinct":
