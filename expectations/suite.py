@@ -11,10 +11,13 @@ Results are reduced to numbers and names (no data values) before anything stores
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -92,6 +95,24 @@ class Outcome:
 _LOCK = threading.RLock()
 
 
+@contextmanager
+def _exclusive(project: Path | None) -> Iterator[None]:
+    """One GX context user at a time: a thread lock (a context is not thread-safe) and, for a
+    file project, a lock file, because GX rewrites great_expectations.yml when a process opens the
+    project and two Dask workers doing so at once corrupt it."""
+    with _LOCK:
+        if project is None:
+            yield
+            return
+        Path(project).mkdir(parents=True, exist_ok=True)
+        with (Path(project) / ".tuomin.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @cache
 def _context(project: str | None):
     """An ephemeral context, or a file context whose stores keep every validation result (for
@@ -153,13 +174,13 @@ def _checkpoint(gate: Gate, project: str | None):
 def prepare(gate: Gate, project: Path | None = None) -> None:
     """Create the gate's suite and checkpoint ahead of validations on other workers (GX's file
     stores are not safe for two processes adding the same objects at once)."""
-    with _LOCK:
+    with _exclusive(project):
         _checkpoint(gate, None if project is None else str(project))
 
 
 def validate(gate: Gate, frame: pd.DataFrame, project: Path | None = None, run_name: str | None = None) -> Outcome:
     """Run the gate. With a project directory the result is stored there for Data Docs."""
-    with _LOCK:  # one GX context per process, and it is not thread-safe
+    with _exclusive(project):
         checkpoint = _checkpoint(gate, None if project is None else str(project))
         run = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
     checks = []
@@ -179,7 +200,8 @@ def validate(gate: Gate, frame: pd.DataFrame, project: Path | None = None, run_n
 
 def build_docs(project: Path) -> str:
     """Build the local Data Docs site from the stored results; returns the index page's URL."""
-    return _context(str(project)).build_data_docs()["local_site"]
+    with _exclusive(project):
+        return _context(str(project)).build_data_docs()["local_site"]
 
 
 def _raised(info) -> bool:

@@ -174,6 +174,10 @@ def write_sources(run: Run, job: passes.Job, scans: dict, plans: dict, erased: s
     """Pass 2 for every source at once. Every source passes the gate or the date fails as a
     whole; a partition that fails is set aside in the restricted quarantine (it may hold exactly
     the identifiers that made it fail) for someone to look at."""
+    # Every gate's GX objects exist before any worker opens the GX project (a worker's context
+    # is loaded once and would not see objects added after).
+    gates = {name: passes.gate(run.policies[name], date, job, [s.staged for s in found], plans[name])
+             for name, found in scans.items()}
     futures = {}
     for name, found in scans.items():
         policy = run.policies[name]
@@ -181,10 +185,8 @@ def write_sources(run: Run, job: passes.Job, scans: dict, plans: dict, erased: s
         counts = {"read": sum(s.file.rows for s in found), "quarantined": sum(s.quarantined for s in found)}
         ids = {"run_id": run.run_id, "key_id": run.pseudonymizer.key_id, "flow_run_id": str(flow_run.get_id() or ""),
                "fingerprint": run.fingerprint(policy, [(s.file.path, s.file.sha256) for s in found])}
-        staged = [s.staged for s in found]
-        gate = passes.gate(policy, date, job, staged, plans[name])
-        futures[name] = passes.write.submit(policy, date, job, staged, plans[name], erased,
-                                            person_names if _redacts(policy) else set(), inputs, counts, ids, gate)
+        futures[name] = passes.write.submit(policy, date, job, [s.staged for s in found], plans[name], erased,
+                                            person_names if _redacts(policy) else set(), inputs, counts, ids, gates[name])
     written, failures = {}, []
     for name, future in futures.items():
         result = future.result()

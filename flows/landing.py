@@ -1,4 +1,4 @@
-"""Reading the landing area: which export dates exist, and each export as a table of text.
+"""Reading the landing area: which export dates exist, and each export file as batches of text.
 
 The landing area is a URL handled by fsspec: a local path by default, `file://`, `memory://`, or
 `s3://`, `sftp://` … where the matching fsspec backend is installed. Everything is read as text (no
@@ -13,7 +13,7 @@ import csv
 import datetime as dt
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import fsspec
@@ -77,30 +77,6 @@ class InputFile:
     rows: int  # data rows, including those set aside as ragged
 
 
-@dataclass
-class Export:
-    """One source's files for one export date, conformed to the policy's column names."""
-
-    source: str
-    date: dt.date
-    table: pa.Table
-    files: list[InputFile] = field(default_factory=list)
-    origin: list[tuple[int, int]] = field(default_factory=list)  # per file: (first table row, row count)
-    ragged: list[tuple[str, str]] = field(default_factory=list)  # (file, raw line) of rows with a wrong field count
-    dropped: list[tuple[str, str]] = field(default_factory=list)  # (file, header) of unknown columns dropped on request
-
-    def where(self, row: int) -> tuple[str, int]:
-        """(file, data row number within that file, 1-based) of a table row."""
-        for (first, count), f in zip(self.origin, self.files):
-            if first <= row < first + count:
-                return f.path, row - first + 1
-        raise IndexError(row)
-
-    @property
-    def rows_read(self) -> int:
-        return sum(f.rows for f in self.files)
-
-
 def _pattern(policy: SourcePolicy) -> re.Pattern:
     regex = re.escape(policy.files).replace(r"\{date\}", r"(?P<date>\d{4}-\d{2}-\d{2})")
     regex = regex.replace(r"\{yyyymmdd\}", r"(?P<ymd>\d{8})").replace(r"\*", "[^/]*")
@@ -138,30 +114,6 @@ def check_headers(landing: Landing, policies: dict[str, SourcePolicy], dates: li
                 except ExportError as exc:
                     problems.append(str(exc))
     return problems
-
-
-def read_export(landing: Landing, policy: SourcePolicy, date: dt.date, columns: list[str] | None = None,
-                drop_unknown: bool = False) -> Export:
-    """All files of a source for a date (split files and re-exports concatenated), conformed, in
-    memory: for look-ups and small reads; the pipeline streams with iter_csv. `columns` limits the
-    read to some policy columns; `drop_unknown` drops columns the policy does not cover instead of
-    failing (they are listed in Export.dropped)."""
-    export = Export(policy.source, date, pa.table({c.name: pa.array([], pa.string()) for c in policy.input_columns}))
-    tables = []
-    for relative in files_for(landing, policy, date):
-        ragged: list[str] = []
-        batches = list(iter_csv(landing, relative, policy, ragged, columns, drop_unknown))
-        table = pa.concat_tables(batches)
-        export.dropped += [(relative, header) for header in dropped_headers(landing, relative, policy, columns, drop_unknown)]
-        export.origin.append((sum(t.num_rows for t in tables), table.num_rows))
-        tables.append(table)
-        export.ragged += [(relative, text) for text in ragged]
-        export.files.append(InputFile(relative, landing.sha256(relative), landing.size(relative), table.num_rows + len(ragged)))
-    if tables:
-        export.table = pa.concat_tables(tables)
-    elif columns:
-        export.table = export.table.select(columns)
-    return export
 
 
 def dropped_headers(landing: Landing, relative: str, policy: SourcePolicy, columns: list[str] | None = None,

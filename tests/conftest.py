@@ -39,6 +39,16 @@ def landing(tmp_path_factory) -> Path:
     return out
 
 
+def read_all(landing: Path, policy, date):
+    """Every file of a source for a date, conformed, as one table (for tests on small data)."""
+    import pyarrow as pa
+
+    from flows.landing import Landing, files_for, iter_csv
+
+    area = Landing(landing)
+    return pa.concat_tables([t for f in files_for(area, policy, date) for t in iter_csv(area, f, policy, [])])
+
+
 @pytest.fixture(scope="session")
 def prefect_server():
     """One temporary Prefect server (and database) for every real flow run in the session."""

@@ -126,8 +126,8 @@ def test_bad_data_is_not_retried(prefect_server, copy_of, tmp_path, monkeypatch)
     from flows import landing as landing_io
 
     reads = []
-    real = landing_io.read_export
-    monkeypatch.setattr(landing_io, "read_export", lambda *a, **k: reads.append(1) or real(*a, **k))
+    real = landing_io.iter_csv
+    monkeypatch.setattr(landing_io, "iter_csv", lambda *a, **k: reads.append(1) or real(*a, **k))
     (copy_of / "pos" / DAY1 / "pos_lines_20260301.csv").write_bytes(b"\xef\xbb\xbf")  # empty: no header
     run = run_flow(copy_of, tmp_path, date=DAY1)
     assert run.state.is_failed() and "empty file" in run.state.message and reads == []  # refused before reading

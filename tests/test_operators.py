@@ -128,7 +128,7 @@ def test_identifying_kinds_are_generalized_from_level_one(policy_copy, level):
 
 def test_a_derived_column_reads_its_source(policy_copy, landing):
     """doc_no feeds both the customer token and the province of issue."""
-    from flows.landing import Landing, read_export
+    from tests.conftest import read_all
     from transforms.operators import Context
     from transforms.plan import anonymize
     from transforms.policy import load_policies
@@ -136,8 +136,7 @@ def test_a_derived_column_reads_its_source(policy_copy, landing):
 
     _add_id_area(policy_copy, "{hierarchy: {area: [province]}, level: 1}")
     policy = load_policies(policy_copy)["membership"]
-    export = read_export(Landing(landing), policy, dt.date(2026, 3, 1))
-    table = parse_table(export.table, policy).table
+    table = parse_table(read_all(landing, policy, dt.date(2026, 3, 1)), policy).table
     pseudonymizer = Pseudonymizer(KEY)
     ctx = Context(pseudonymizer, dt.date(2026, 3, 1), policy_copy, NameMatcher([]))
     plan, out = anonymize(table, entity_tokens(table, policy, pseudonymizer), policy, ctx)

@@ -27,13 +27,13 @@ DAY1 = "2026-03-01"
 @pytest.fixture(scope="module")
 def members(landing):
     """The first day's CRM snapshot, parsed and staged as pass 1 stages it."""
-    from flows.landing import Landing, read_export
     from flows.paths import POLICIES
+    from tests.conftest import read_all
     from transforms.policy import load_policies
     from transforms.steps import entity_tokens, parse_table
 
     policy = load_policies(POLICIES)["membership"]
-    table = parse_table(read_export(Landing(landing), policy, dt.date(2026, 3, 1)).table, policy).table
+    table = parse_table(read_all(landing, policy, dt.date(2026, 3, 1)), policy).table
     ctx = Context(Pseudonymizer(TEST_KEY.encode()), dt.date(2026, 3, 1), POLICIES, NameMatcher([]))
     staged = plan.stage(table, entity_tokens(table, policy, ctx.pseudonymizer), np.zeros(table.num_rows, bool), policy)
     return policy, ctx, plan.hierarchies(policy, ctx), staged
@@ -86,7 +86,7 @@ def test_classes_of_batches_merge_to_the_classes_of_the_whole(members):
 
 
 def test_a_file_is_read_in_blocks_with_ragged_rows_set_aside(landing):
-    from flows.landing import Landing, files_for, iter_csv, read_export
+    from flows.landing import Landing, files_for, iter_csv
     from flows.paths import POLICIES
     from transforms.policy import load_policies
 
@@ -95,8 +95,10 @@ def test_a_file_is_read_in_blocks_with_ragged_rows_set_aside(landing):
     relative = files_for(area, policy, dt.date(2026, 3, 1))[0]
     ragged: list[str] = []
     batches = list(iter_csv(area, relative, policy, ragged, block_size=16 << 10))
-    assert len(batches) > 5 and not ragged
-    assert pa.concat_tables(batches).equals(read_export(area, policy, dt.date(2026, 3, 1)).table)
+    whole = list(iter_csv(area, relative, policy, ragged))
+    assert len(batches) > 5 and len(whole) == 1 and not ragged
+    assert pa.concat_tables(batches).equals(whole[0])
+    assert whole[0].num_rows == len((landing / relative).read_text(encoding="utf-8-sig").splitlines()) - 1
 
 
 def _rows(path) -> list[tuple]:
@@ -135,3 +137,38 @@ def test_a_dask_cluster_publishes_what_one_process_publishes(prefect_server, lan
         reference = published.summary["dates"][DAY1][name]
         assert info["counts"] == reference["counts"] and info["levels"] == reference["levels"], name
         assert _rows(info["path"]) == _rows(reference["path"]), name
+
+
+def test_bad_rows_deep_in_a_file_are_quarantined_with_their_row_numbers(prefect_server, landing, tmp_path, monkeypatch):
+    """With 8 KiB batches, rows that do not parse (or have a wrong field count) in later batches
+    go to the restricted quarantine under their own data row number, and the counts reconcile."""
+    import csv
+    import io
+    import shutil
+
+    from flows import passes
+
+    copy = tmp_path / "landing"
+    shutil.copytree(landing, copy)
+    path = next((copy / "pos" / DAY1).glob("*.csv"))
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    header = next(csv.reader([lines[0]]))
+    bad_time = 700  # data row numbers (1-based)
+    row = next(csv.reader([lines[bad_time]]))
+    row[header.index("txn_time")] = "2026-02-30 10:00:00"  # not a date (Arrow would roll it into March)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(row)
+    lines[bad_time] = out.getvalue()
+    lines.insert(751, "ragged,row")  # after data row 750
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    monkeypatch.setattr(passes, "BATCH_BYTES", 8 << 10)
+
+    run = run_flow(copy, tmp_path / "out", date=DAY1)
+    assert run.state.is_completed(), run.state.message
+    counts = run.summary["dates"][DAY1]["pos"]["counts"]
+    assert counts["quarantined"] == 2
+    assert counts["read"] == counts["published"] + counts["suppressed"] + counts["quarantined"] + counts["erased"]
+    files = list((run.restricted / "quarantine" / "pos").rglob("*.csv"))
+    assert files and all(oct(f.stat().st_mode & 0o777) == "0o600" for f in files)
+    found = [r for f in files for r in csv.DictReader(f.open(encoding="utf-8"))]
+    assert {(r["row"], r["problem"]) for r in found} == {(str(bad_time), "unparseable: txn_time"), ("", "wrong number of fields")}
