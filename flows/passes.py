@@ -148,12 +148,14 @@ def link_keys_of(policies: dict[str, SourcePolicy], source: str) -> list[str]:
 @io_task(task_run_name="scan-{policy.source}-{date}-{index}")
 def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index: int, date: dt.date, job: Job,
          link_keys: list[str], lookups: list[tuple[pa.Array, pa.Array]]) -> Scanned:
+    """Pass 1 over one file (see the module's docstring); `lookups` are link_lookups' result for
+    a source that links, `link_keys` the columns other sources link to (kept when staging)."""
     ctx = job.context(date)
     built = planning.hierarchies(policy, ctx)
     quarantine = Quarantine(job.restricted, job.run_id, policy.source, date, str(index))
     staged_path = job.work(policy.source, date) / f"{index}.parquet"
     ragged: list[str] = []
-    scanned = Scanned(None, staged_path, None)
+    names, erased = set(), set()
     tallies, pieces, rows, writer = [], [], 0, None
     for raw in landing_io.iter_csv(landing, relative, policy, ragged, drop_unknown=job.drop_unknown, block_size=BATCH_BYTES):
         parsed = steps.parse_table(raw, policy)
@@ -166,8 +168,8 @@ def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index
                   else steps.entity_tokens(good, policy, ctx.pseudonymizer))
         subject = steps.subject_rows(good, policy, job.subjects)
         if tokens is not None and subject.any():
-            scanned.erased |= set(pc.drop_null(tokens.filter(pa.array(subject))).to_pylist())
-        scanned.names.update(steps.person_names(good, policy))
+            erased |= set(pc.drop_null(tokens.filter(pa.array(subject))).to_pylist())
+        names.update(steps.person_names(good, policy))
         staged = planning.stage(good, tokens, subject, policy, link_keys)
         if writer is None:
             writer = pq.ParquetWriter(_owner_only(staged_path), staged.schema, compression="lz4")
@@ -178,10 +180,9 @@ def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index
     writer.close()
     quarantine.ragged(relative, ragged, [c.name for c in policy.input_columns])
     quarantine.close()
-    scanned.tally = planning.concat(tallies + pieces)
-    scanned.quarantined = quarantine.count
-    scanned.file = landing_io.InputFile(relative, landing.sha256(relative), landing.size(relative), rows + len(ragged))
-    scanned.dropped = landing_io.dropped_headers(landing, relative, policy, drop_unknown=job.drop_unknown)
+    scanned = Scanned(landing_io.InputFile(relative, landing.sha256(relative), landing.size(relative), rows + len(ragged)),
+                      staged_path, planning.concat(tallies + pieces), names, erased, quarantine.count,
+                      landing_io.dropped_headers(landing, relative, policy, drop_unknown=job.drop_unknown))
     release_memory()
     return scanned
 
