@@ -123,11 +123,17 @@ def test_tiny_batches_publish_what_one_batch_publishes(prefect_server, landing, 
     assert not (run.restricted / ".work").exists() or not any((run.restricted / ".work").iterdir())
 
 
-def test_a_dask_cluster_publishes_what_one_process_publishes(prefect_server, landing, published, tmp_path):
+def test_a_dask_cluster_publishes_what_one_process_publishes(prefect_server, landing, published, tmp_path, capfd):
     """Per-file scans and per-partition writes on a 2-worker LocalCluster (an existing scheduler,
-    given by address, as a real cluster would be)."""
+    given by address, as a real cluster would be); and nothing raw escapes on the way: not in the
+    workers' or the flow's logs (printed, or stored by the Prefect API), Prefect's result storage,
+    GX results, the ledger, or a leftover work file."""
     from distributed import LocalCluster
-    from prefect.settings import PREFECT_API_URL
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import LogSort
+    from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH
+
+    from tests.leaks import find_leaks, raw_identifiers
 
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
                       env={"PREFECT_API_URL": PREFECT_API_URL.value()}) as cluster:
@@ -137,6 +143,17 @@ def test_a_dask_cluster_publishes_what_one_process_publishes(prefect_server, lan
         reference = published.summary["dates"][DAY1][name]
         assert info["counts"] == reference["counts"] and info["levels"] == reference["levels"], name
         assert _rows(info["path"]) == _rows(reference["path"]), name
+
+    printed = capfd.readouterr()
+    with get_client(sync_client=True) as client:
+        stored = [log.message for log in client.read_logs(limit=200, sort=LogSort.TIMESTAMP_DESC)]  # this run's
+    storage = PREFECT_LOCAL_STORAGE_PATH.value()
+    files = [*(p for p in storage.rglob("*") if p.is_file()), *(p for p in (run.warehouse / "_gx").rglob("*") if p.is_file()),
+             *run.warehouse.glob("_ledger/*")]
+    texts = [printed.out, printed.err, *stored, *(p.read_text(errors="ignore") for p in files)]
+    assert len(stored) > 10 and any("scan-pos" in t for t in texts)  # the scan can see what it has to
+    assert not find_leaks(texts, raw_identifiers(landing))
+    assert not [p for p in (run.restricted / ".work").rglob("*") if p.is_file() and p.suffix == ".parquet"]
 
 
 def test_bad_rows_deep_in_a_file_are_quarantined_with_their_row_numbers(prefect_server, landing, tmp_path, monkeypatch):
