@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -189,3 +190,30 @@ def test_bad_rows_deep_in_a_file_are_quarantined_with_their_row_numbers(prefect_
     assert files and all(oct(f.stat().st_mode & 0o777) == "0o600" for f in files)
     found = [r for f in files for r in csv.DictReader(f.open(encoding="utf-8"))]
     assert {(r["row"], r["problem"]) for r in found} == {(str(bad_time), "unparseable: txn_time"), ("", "wrong number of fields")}
+
+
+def test_cell_suppression_counts_over_the_whole_export(landing, policy_copy):
+    """Cell suppression decides on whole-column counts even when the column arrives in batches: a
+    value common in the export survives in a batch where it is rare."""
+    from tests.conftest import read_all
+    from transforms.policy import load_policies
+    from transforms.steps import entity_tokens, parse_table
+
+    path = policy_copy / "membership.yaml"
+    text = path.read_text()
+    start = text.index("  tier:\n")
+    path.write_text(text[:start] + text[start:].replace("transform: keep", "transform: suppress\n    params: {min_count: 150}", 1))
+    policy = load_policies(policy_copy)["membership"]
+    ctx = Context(Pseudonymizer(TEST_KEY.encode()), dt.date(2026, 3, 1), policy_copy, NameMatcher([]))
+    table = parse_table(read_all(landing, policy, dt.date(2026, 3, 1)), policy).table
+    staged = plan.stage(table, entity_tokens(table, policy, ctx.pseudonymizer), np.zeros(table.num_rows, bool), policy)
+    built = plan.hierarchies(policy, ctx)
+    parts = _cut(staged, [300, 600])
+    decided = plan.solve(plan.concat([plan.tally(p, policy, ctx, built) for p in parts]), policy, built, set())
+    decided = decided.with_counts(plan.merge_counts([plan.count_values(p, policy, set()) for p in parts]), policy)
+    first = plan.finish(parts[0], decided, policy, ctx, built, set())
+    common = set(policy.column("tier").operator.apply(staged["tier"], ctx).drop_null().to_pylist())
+    rare_in_first = {v for v, n in pd.Series(parts[0]["tier"].to_pylist()).value_counts().items() if n < 150}
+    assert common & rare_in_first  # the case that per-batch counting would get wrong
+    assert set(first.table["tier"].drop_null().to_pylist()) == common & set(parts[0]["tier"].to_pylist())
+    assert first.cells_suppressed.get("tier", 0) > 0

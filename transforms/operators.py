@@ -103,7 +103,11 @@ class Suppress(Operator):
 
     def apply(self, column, ctx):
         counts = pc.value_counts(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
-        return self.keep(column, counts.field("values").filter(pc.greater_equal(counts.field("counts"), self.min_count)))
+        return self.keep(column, self.frequent(counts.field("values"), counts.field("counts")))
+
+    def frequent(self, values: pa.Array, counts: pa.Array) -> pa.Array:
+        """The values seen at least min_count times, from a column's value counts."""
+        return values.filter(pc.greater_equal(counts, self.min_count))
 
     def keep(self, column, common: pa.Array) -> pa.Array:
         """The column with every value not in `common` (the frequent values) nulled."""

@@ -159,7 +159,8 @@ class Plan:
 
     def with_counts(self, counts: dict[str, pa.Table], policy: SourcePolicy) -> Plan:
         """Cell suppression's global figures (value counts over the rows not erased)."""
-        common = {name: counts[name]["value"].filter(pc.greater_equal(counts[name]["count"], policy.column(name).operator.min_count))
+        common = {name: policy.column(name).operator.frequent(counts[name]["value"].combine_chunks(),
+                                                              counts[name]["count"].combine_chunks())
                   for name in counts}
         return dataclasses.replace(self, common=common)
 
