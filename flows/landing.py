@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.csv as pcsv
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
 
 from flows.record import stream_sha256
 from transforms.policy import SourcePolicy
@@ -46,6 +48,10 @@ class Landing:
         return sorted(p[len(self.root) + 1:] if p.startswith(self.root + "/") else p.lstrip("/") for p in found)
 
     def open(self, relative: str):
+        if isinstance(self.fs, MemoryFileSystem):
+            # fsspec's memory filesystem hands every reader the same file object (one position):
+            # the backup and pass 1 read a date's files at the same time.
+            return io.BytesIO(self.fs.cat_file(f"{self.root}/{relative}"))
         return self.fs.open(f"{self.root}/{relative}", "rb")
 
     def open_stream(self, relative: str):
