@@ -62,7 +62,7 @@ def columns(n: int, seed: int = 5) -> dict[str, pa.Array]:
     """Realistic columns of n values, drawn from a generated population (the way POS lines repeat
     customers) and from the generator's tables."""
     rng = np.random.default_rng(seed)
-    people = make_people(rng, seed, n // 4, n // 4, dt.date(2026, 3, 1))
+    people = make_people(seed, n // 4, n // 4, dt.date(2026, 3, 1))
     who = pa.array(rng.integers(0, people.size, n))
     seconds = rng.integers(0, 365 * 86400, n)
     return {

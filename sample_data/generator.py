@@ -13,21 +13,26 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import multiprocessing as mp
+import os
 import random
 import shutil
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 from faker import Faker
 
 from sample_data import world
 from sample_data.notes import NoteWriter, Subject
-from sample_data.people import People, choice, digit_strings, make_people
+from sample_data.people import People, choice, digit_strings, make_people, text
 from transforms.identifiers import ean13_check_digit
 
 BOM = codecs.BOM_UTF8
@@ -41,6 +46,7 @@ class Config:
     members: int | None = None  # CRM size; default grows with the daily volume
     seed: int = 20260301
     split_last_day: bool = True  # deliver the last day's POS lines as two files (…_part2.csv)
+    part: int = 250_000  # POS lines per unit of work (after-sales cases: a tenth); each part has its own seed
 
     @property
     def n_members(self) -> int:
@@ -51,34 +57,87 @@ class Config:
         return max(300, self.rows * self.days // 4)
 
 
-def generate(out: Path, config: Config = Config()) -> dict[str, int]:
-    """Write the landing tree under `out`; returns {relative path: data rows} for every file."""
+def generate(out: Path, config: Config = Config(), workers: int | None = None) -> dict[str, int]:
+    """Write the landing tree under `out`; returns {relative path: data rows} for every file.
+
+    The work is cut into parts of fixed size, each drawn from its own seed, and the parts run on
+    `workers` processes (default: one per core): the bytes depend on the config, never on how
+    many processes made them."""
+    forked = Forked(workers or os.cpu_count() or 1)
     rng = np.random.default_rng(config.seed)
-    people = make_people(rng, config.seed, config.n_members, config.n_travellers, config.start)
+    people = make_people(config.seed, config.n_members, config.n_travellers, config.start, forked.map)
     staff = _staff(rng, config.seed)
     # A few members buy far more often than most, but no one buys hundreds of lines a day.
     activity = np.minimum(rng.pareto(1.5, people.n_members) + 0.05, 8.0)
-    notes = NoteWriter(random.Random(config.seed))
     recent: list[pa.Table] = []  # receipts that after-sales cases may refer to
     written: dict[str, int] = {}
-    for day in range(config.days):
-        date = config.start + dt.timedelta(days=day)
-        ymd = f"{date:%Y%m%d}"
-        lines, receipts = pos_lines(rng, people, staff, activity, date, config.rows)
-        parts = [lines]
-        if config.split_last_day and day == config.days - 1 and lines.num_rows > 1:
-            half = lines.num_rows // 2
-            parts = [lines.slice(0, half), lines.slice(half)]
-        for i, part in enumerate(parts):
-            suffix = "" if i == 0 else f"_part{i + 1}"
-            written |= _write(out, f"pos/{date}/pos_lines_{ymd}{suffix}.csv", part, "utf-8-sig")
-        _record_purchases(people, receipts, date)
-        recent = (recent + [receipts.take(rng.permutation(receipts.num_rows)[: max(20, config.rows // 20)])])[-30:]
-        written |= _write(out, f"membership/{date}/members_{ymd}.csv", membership(rng, people, date), "gb18030")
-        cases = after_sales(rng, notes, people, staff, pa.concat_tables(recent), date, config.rows)
-        written |= _write(out, f"after_sales/{date}/cases_{ymd}.csv", cases, "utf-8")
-    written |= _write(out, "requests/erasure.csv", erasure_requests(rng, people, pa.concat_tables(recent), config.start), "utf-8")
-    return written
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".pieces-", dir=out) as tmp:
+        for day in range(config.days):
+            date = config.start + dt.timedelta(days=day)
+            day_rng = np.random.default_rng([config.seed, 2, day])
+            receipts = _receipts(day_rng, date, config.rows)
+            keep = np.sort(day_rng.choice(receipts.n, min(receipts.n, max(20, config.rows // 20)), replace=False))
+            SHARED.__dict__.update(people=people, staff=staff, activity=activity, date=date, receipts=receipts, keep=keep)
+            split = config.rows // 2 if config.split_last_day and day == config.days - 1 and config.rows > 1 else config.rows
+            names = [f"pos/{date}/pos_lines_{date:%Y%m%d}.csv", f"pos/{date}/pos_lines_{date:%Y%m%d}_part2.csv"]
+            tasks = [(config.seed, day, i, lo, hi, split, Path(tmp)) for i, (lo, hi) in enumerate(receipts.parts(config.part))]
+            bought, kept = [], []
+            with ExitStack() as stack:
+                files = [stack.enter_context(Export(out / name, POS_COLUMNS, "utf-8-sig")) for name in names[: 1 + (split < config.rows)]]
+                for pieces, member_purchases, for_cases in forked.imap(_pos_part, tasks):
+                    for file, piece in pieces:
+                        files[file].append(piece)
+                    bought.append(member_purchases)
+                    kept.append(for_cases)
+            written |= dict(zip(names, [split, config.rows - split][: len(files)]))
+            _record_purchases(people, pa.concat_tables(bought), date)
+            recent = (recent + [pa.concat_tables(kept)])[-30:]
+
+            SHARED.recent = pa.concat_tables(recent)
+            members = np.arange(0, people.n_members, config.part)
+            cases = int(day_rng.poisson(max(1.0, config.rows / 60)))
+            names = [f"membership/{date}/members_{date:%Y%m%d}.csv", f"after_sales/{date}/cases_{date:%Y%m%d}.csv"]
+            tasks = [(_membership_part, config.seed, day, lo, min(lo + config.part, people.n_members), Path(tmp)) for lo in members]
+            tasks += [(_cases_part, config.seed, day, lo, min(lo + config.part // 10, cases), Path(tmp))
+                      for lo in range(0, cases, config.part // 10)]
+            with Export(out / names[0], MEMBERSHIP_HEADER, "gb18030") as crm, Export(out / names[1], CASE_COLUMNS, "utf-8") as notes:
+                for task, (piece, rows) in zip(tasks, forked.imap(_call, tasks)):
+                    (crm if task[0] is _membership_part else notes).append(piece, rows)
+            written |= {names[0]: crm.rows, names[1]: notes.rows}
+    SHARED.__dict__.clear()
+    erasure = erasure_requests(rng, people, pa.concat_tables(recent), config.start)
+    with tempfile.TemporaryDirectory() as tmp, Export(out / "requests/erasure.csv", erasure.column_names, "utf-8") as requests:
+        _csv(erasure, Path(tmp) / "requests.csv")
+        requests.append(Path(tmp) / "requests.csv", erasure.num_rows)
+    return written | {"requests/erasure.csv": requests.rows}
+
+
+class Forked:
+    """map over freshly forked processes: they see the parent's state as it is at the call
+    (the people, SHARED) without pickling it; results come back in order."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+
+    def imap(self, fn, items: list):
+        """Each result as soon as it and those before it are done."""
+        if self.workers <= 1 or len(items) <= 1:
+            yield from map(fn, items)
+            return
+        with mp.get_context("fork").Pool(min(self.workers, len(items))) as pool:
+            yield from pool.imap(fn, items)
+
+    def map(self, fn, items: list) -> list:
+        return list(self.imap(fn, items))
+
+
+SHARED = SimpleNamespace()  # the day's state that forked workers read; set by the parent before each map
+
+
+def _call(task: tuple):
+    fn, *args = task
+    return fn(*args)
 
 
 # -- staff ---------------------------------------------------------------------------------------
@@ -107,29 +166,74 @@ POS_COLUMNS = ("txn_id", "line_no", "store_code", "terminal_id", "cashier_id", "
                "unit_price", "discount", "amount", "payment_method", "card_no")
 
 
-def pos_lines(rng, people: People, staff: Staff, activity: np.ndarray, date: dt.date, rows: int) -> tuple[pa.Table, pa.Table]:
-    """One day of receipt lines, and one row per receipt for the after-sales generator."""
+@dataclass
+class Receipts:
+    """The day's receipts as the tills number them (drawn for the whole day at once, so that
+    receipt numbers run per store through the day however the lines are then made)."""
+
+    sizes: np.ndarray  # lines per receipt
+    store: np.ndarray
+    seconds: np.ndarray  # time of day
+    seq: np.ndarray  # the store's running receipt number
+
+    @property
+    def n(self) -> int:
+        return len(self.sizes)
+
+    def parts(self, lines: int) -> list[tuple[int, int]]:
+        """Receipt ranges of about `lines` lines each."""
+        first_line = np.cumsum(self.sizes) - self.sizes
+        bounds = np.searchsorted(first_line, np.arange(0, first_line[-1] + 1, lines))
+        return list(zip(bounds, list(bounds[1:]) + [self.n]))
+
+    def slice(self, lo: int, hi: int) -> Receipts:
+        return Receipts(self.sizes[lo:hi], self.store[lo:hi], self.seconds[lo:hi], self.seq[lo:hi])
+
+
+def _receipts(rng, date: dt.date, rows: int) -> Receipts:
     sizes = np.minimum(rng.geometric(0.55, size=rows), 6)
     n = int(np.searchsorted(np.cumsum(sizes), rows) + 1)
     sizes = sizes[:n]
     sizes[-1] -= sizes.sum() - rows
-
     store = choice(rng, [s.weight for s in world.STORES], n)
+    opens, closes = (np.array([s.hours[i] for s in world.STORES]) * 3600 for i in (0, 1))
+    seconds = rng.integers(opens[store], np.minimum(closes[store], 24) * 3600 - 1)
+    order = np.argsort(store * 86_400 + seconds, kind="stable")  # by store, then time
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - np.searchsorted(store[order], store[order])
+    seq = rank + rng.integers(1000, 5000, len(world.STORES))[store]
+    return Receipts(sizes, store, seconds, seq)
+
+
+def _pos_part(task: tuple) -> tuple[list[tuple[int, Path]], pa.Table, pa.Table]:
+    """One part of the day's receipts, in a worker: its CSV pieces (file index, path), what its
+    members bought, and the receipts kept for after-sales."""
+    seed, day, index, lo, hi, split, tmp = task
+    part = SHARED.receipts.slice(lo, hi)
+    lines, receipts = pos_lines(np.random.default_rng([seed, 3, day, index]), SHARED.people, SHARED.staff,
+                                SHARED.activity, SHARED.date, part)
+    first_line = int(np.sum(SHARED.receipts.sizes[:lo]))
+    cut = min(max(split - first_line, 0), lines.num_rows)
+    pieces = []
+    for file, piece in enumerate((lines.slice(0, cut), lines.slice(cut))):
+        if piece.num_rows:
+            pieces.append((file, tmp / f"pos-{day}-{index}-{file}.csv"))
+            _csv(piece, pieces[-1][1])
+    keep = SHARED.keep[(SHARED.keep >= lo) & (SHARED.keep < hi)] - lo
+    bought = receipts.filter(receipts["member"]).select(["buyer", "amount_cents"])
+    return pieces, bought, receipts.take(keep)
+
+
+def pos_lines(rng, people: People, staff: Staff, activity: np.ndarray, date: dt.date, part: Receipts) -> tuple[pa.Table, pa.Table]:
+    """The lines of these receipts, and one row per receipt for the after-sales generator."""
+    sizes, store, seconds, n, rows = part.sizes, part.store, part.seconds, part.n, int(part.sizes.sum())
     is_member = rng.random(n) < 0.45
     buyer = np.where(is_member, rng.choice(people.n_members, n, p=activity / activity.sum()),
                      rng.integers(people.n_members, people.size, n))
     is_member &= people.joined[buyer] <= np.datetime64(date)
-    opens, closes = (np.array([s.hours[i] for s in world.STORES]) * 3600 for i in (0, 1))
-    seconds = rng.integers(opens[store], np.minimum(closes[store], 24) * 3600 - 1)
-    txn_time = np.datetime64(date) + seconds.astype("timedelta64[s]")
-
-    # Receipt numbers run per store through the day.
-    order = np.lexsort((seconds, store))
-    rank = np.empty(n, np.int64)
-    rank[order] = np.arange(n) - np.searchsorted(store[order], store[order])
-    seq = rank + rng.integers(1000, 5000, len(world.STORES))[store]
     prefix = pa.array([s.receipt_prefix + f"-{date:%Y%m%d}" for s in world.STORES]).take(store)
-    txn_id = pc.binary_join_element_wise(prefix, _zfill(seq, 7), "-")
+    txn_id = pc.binary_join_element_wise(prefix, _zfill(part.seq, 7), "-")
+    txn_time = np.datetime64(date) + seconds.astype("timedelta64[s]")
 
     flight, departure, destination = _departures(rng, store, seconds, date)
     pay_mainland = np.array([m for m, _ in world.PAYMENTS_MAINLAND])[choice(rng, world.PAYMENTS_MAINLAND, n)]
@@ -169,7 +273,7 @@ def pos_lines(rng, people: People, staff: Staff, activity: np.ndarray, date: dt.
     take = lambda arr: (arr if isinstance(arr, pa.Array) else pa.array(arr)).take(at_line)  # noqa: E731
     lines = pa.table({
         "txn_id": take(txn_id),
-        "line_no": _text(line_no),
+        "line_no": text(line_no),
         "store_code": take(receipt["store_code"]),
         "terminal_id": take(receipt["terminal_id"]),
         "cashier_id": take(receipt["cashier"][0]),
@@ -185,7 +289,7 @@ def pos_lines(rng, people: People, staff: Staff, activity: np.ndarray, date: dt.
         "departure_date": take(departure),
         "destination": take(destination),
         **catalogue,
-        "qty": _text(qty),
+        "qty": text(qty),
         "unit_price": money(price),
         "discount": money(discount),
         "amount": money(amount),
@@ -205,17 +309,12 @@ def pos_lines(rng, people: People, staff: Staff, activity: np.ndarray, date: dt.
 def money(cents: np.ndarray) -> pa.Array:
     """Integer cents -> decimal(12,2) text: 98000 -> '980.00', -9800 -> '-98.00'."""
     units, frac = np.divmod(np.abs(cents), 100)
-    signed = pc.binary_join_element_wise(pc.if_else(pa.array(cents < 0), "-", ""), _text(units), "")
+    signed = pc.binary_join_element_wise(pc.if_else(pa.array(cents < 0), "-", ""), text(units), "")
     return pc.binary_join_element_wise(signed, _zfill(frac, 2), ".")
 
 
-def _text(values: np.ndarray) -> pa.Array:
-    """Integers as decimal text, in Arrow (numpy's astype(str) is far slower)."""
-    return pc.cast(pa.array(values), pa.string())
-
-
 def _zfill(values: np.ndarray, width: int) -> pa.Array:
-    return pc.utf8_lpad(_text(values), width, "0")
+    return pc.utf8_lpad(text(values), width, "0")
 
 
 def _departures(rng, store, seconds, date) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -283,13 +382,12 @@ def _skus() -> np.ndarray:
     return np.array([f"{b}{ean13_check_digit(b)}" for b in bodies])
 
 
-def _record_purchases(people: People, receipts: pa.Table, date: dt.date) -> None:
-    member = receipts["member"].to_numpy()
-    buyer = receipts["buyer"].to_numpy()[member]
+def _record_purchases(people: People, bought: pa.Table, date: dt.date) -> None:
+    buyer, cents = bought["buyer"].to_numpy(), bought["amount_cents"].to_numpy()
     people.last_purchase[buyer] = np.datetime64(date)
-    np.add.at(people.points, buyer, receipts["amount_cents"].to_numpy()[member] // 100)
+    np.add.at(people.points, buyer, cents // 100)
     np.maximum(people.points, 0, out=people.points)
-    np.add.at(people.spend_cents, buyer, receipts["amount_cents"].to_numpy()[member])
+    np.add.at(people.spend_cents, buyer, cents)
 
 
 # -- CRM -----------------------------------------------------------------------------------------
@@ -298,9 +396,9 @@ MEMBERSHIP_HEADER = ("会员编号", "姓名", "性别", "出生日期", "证件
                      "营销授权", "微信OpenID", "最近消费日期")
 
 
-def membership(rng, people: People, date: dt.date) -> pa.Table:
-    """The full CRM on that day: every member who had joined by then."""
-    idx = np.flatnonzero(people.joined[: people.n_members] <= np.datetime64(date))
+def membership(rng, people: People, date: dt.date, lo: int, hi: int) -> pa.Table:
+    """The CRM on that day, members lo..hi-1: those who had joined by then."""
+    idx = lo + np.flatnonzero(people.joined[lo:hi] <= np.datetime64(date))
     at = pa.array(idx)
     n = len(idx)
     birth = people.birth[idx]
@@ -339,19 +437,35 @@ def membership(rng, people: People, date: dt.date) -> pa.Table:
     return pa.table(columns, names=list(MEMBERSHIP_HEADER))
 
 
+def _membership_part(seed: int, day: int, lo: int, hi: int, tmp: Path) -> tuple[Path, int]:
+    """Members lo..hi-1 of the CRM on the day, in a worker, as a CSV piece."""
+    table = membership(np.random.default_rng([seed, 4, day, lo]), SHARED.people, SHARED.date, lo, hi)
+    _csv(table, tmp / f"members-{day}-{lo}.csv")
+    return tmp / f"members-{day}-{lo}.csv", table.num_rows
+
+
 # -- after-sales ---------------------------------------------------------------------------------
 CASE_COLUMNS = ("case_no", "member_no", "txn_id", "created_at", "channel", "case_type", "description",
                 "handler_name", "resolution", "refund_amount", "closed_at", "satisfaction")
 
 
-def after_sales(rng, notes: NoteWriter, people: People, staff: Staff, recent: pa.Table, date: dt.date, rows: int) -> pa.Table:
-    n = int(rng.poisson(max(1.0, rows / 60)))
+def _cases_part(seed: int, day: int, lo: int, hi: int, tmp: Path) -> tuple[Path, int]:
+    """Cases lo..hi-1 of the day, in a worker, as a CSV piece."""
+    rng = np.random.default_rng([seed, 5, day, lo])
+    notes = NoteWriter(random.Random(int(rng.integers(2**63))))
+    table = after_sales(rng, notes, SHARED.people, SHARED.staff, SHARED.recent, SHARED.date, lo, hi - lo)
+    _csv(table, tmp / f"cases-{day}-{lo}.csv")
+    return tmp / f"cases-{day}-{lo}.csv", table.num_rows
+
+
+def after_sales(rng, notes: NoteWriter, people: People, staff: Staff, recent: pa.Table, date: dt.date,
+                first: int, n: int) -> pa.Table:
+    """Cases first+1 .. first+n of the day (their case numbers)."""
     day_start = dt.datetime.combine(date, dt.time())
     handlers = staff.name[staff.store == -1]
-    rec = recent.to_pydict()
     # Every per-case random draw is made up front, vectorized; the loop only assembles text.
     kind = rng.random(n)
-    pick = rng.integers(0, max(1, len(rec["txn_id"])), n)
+    rec = recent.take(rng.integers(0, max(1, recent.num_rows), n) if recent.num_rows else []).to_pydict()
     members, travellers = rng.integers(0, people.n_members, n), rng.integers(people.n_members, people.size, n)
     products = rng.integers(0, len(world.PRODUCTS), n)
     case_types = np.array([t for t, _ in world.CASE_TYPES])[choice(rng, world.CASE_TYPES, n)]
@@ -366,7 +480,7 @@ def after_sales(rng, notes: NoteWriter, people: People, staff: Staff, recent: pa
         case_type = str(case_types[i])
         created = day_start + dt.timedelta(seconds=int(created_s[i]))
         if kind[i] < 0.85 and rec["txn_id"]:  # about a purchase
-            j = int(pick[i])
+            j = i
             who, txn = int(rec["buyer"][j]), rec["txn_id"][j]
             bought = dt.datetime.combine(rec["date"][j], dt.time()) + dt.timedelta(seconds=int(rec["seconds"][j]))
             created = max(created, bought + dt.timedelta(minutes=10))
@@ -386,7 +500,7 @@ def after_sales(rng, notes: NoteWriter, people: People, staff: Staff, recent: pa
             amount=f"{abs(amount) // 100}.{abs(amount) % 100:02d}", store=store)
         closed = created + dt.timedelta(minutes=int(minutes_to_close[i]))
         is_closed = bool(closes[i]) and closed.date() == date
-        out["case_no"].append(f"AS-{date:%Y%m%d}-{i + 1:05d}")
+        out["case_no"].append(f"AS-{date:%Y%m%d}-{first + i + 1:05d}")
         out["member_no"].append(member_no)
         out["txn_id"].append(txn)
         out["created_at"].append(f"{created:%Y-%m-%d %H:%M:%S}")
@@ -408,7 +522,7 @@ def erasure_requests(rng, people: People, recent: pa.Table, start: dt.date) -> p
     members = buyers[buyers < people.n_members]
     with_mobile = buyers[pc.is_valid(people.mobile_shapes[1].take(pa.array(buyers))).to_numpy(zero_copy_only=False)]
     by_doc, by_mobile, by_member = (int(rng.choice(pool)) for pool in (buyers, with_mobile, members))
-    unknown = "E" + digit_strings(rng, 1, 8)[0]
+    unknown = digit_strings(rng, 1, 8, prefix="E")[0].as_py()
     requested = [f"{start - dt.timedelta(days=d)} 10:{d:02d}:00" for d in (9, 7, 5, 3)]
     return pa.table({
         "requested_at": requested,
@@ -419,24 +533,49 @@ def erasure_requests(rng, people: People, recent: pa.Table, start: dt.date) -> p
 
 
 # -- writing -------------------------------------------------------------------------------------
-def _write(root: Path, relative: str, table: pa.Table, encoding: str) -> dict[str, int]:
-    """CSV per RFC 4180 with quotes only where needed (DuckDB's writer), in the system's encoding."""
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        plain = Path(tmp) / "utf8.csv"
-        con = duckdb.connect()
-        con.register("export", table)
-        con.execute(f"COPY export TO '{plain}' (HEADER, DELIMITER ',')")
-        con.close()
-        with plain.open("rb") as src, path.open("wb") as dst:
-            if encoding == "utf-8-sig":
-                dst.write(BOM)
-            if encoding == "gb18030":
-                _transcode(src, dst, "gb18030")
+def _csv(table: pa.Table, path: Path) -> None:
+    """UTF-8 CSV rows (no header) per RFC 4180, with quotes only where a value needs them. Arrow
+    writes a table where none does (most of them) several times faster than DuckDB; it cannot
+    quote selectively (it quotes every string), so free text with commas or quotes goes to DuckDB."""
+    # DuckDB also quotes an empty string (to tell it from a null) and a '#' (a comment character
+    # to some readers): such tables go to DuckDB as well, so both writers give the same bytes.
+    special = any(pc.any(pc.or_(pc.equal(column, ""), pc.match_substring(column, "#"))).as_py()
+                  for column in table.columns if column.type == pa.string())
+    if not special:
+        try:
+            return pcsv.write_csv(table, path, pcsv.WriteOptions(include_header=False, quoting_style="none"))
+        except pa.ArrowInvalid:  # a value with a delimiter, quote or line break
+            pass
+    con = duckdb.connect(config={"threads": 1})  # more threads only slow its CSV writer down
+    con.register("export", table)
+    con.execute(f"COPY export TO '{path}' (HEADER false, DELIMITER ',')")
+    con.close()
+
+
+class Export:
+    """One export file in the system's encoding, written from UTF-8 pieces as they arrive."""
+
+    def __init__(self, path: Path, header: tuple[str, ...] | list[str], encoding: str):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file, self.encoding, self.rows = path.open("wb"), encoding, 0
+        if encoding == "utf-8-sig":
+            self.file.write(BOM)
+        self.file.write((",".join(header) + "\n").encode(encoding.removesuffix("-sig")))
+
+    def append(self, piece: Path, rows: int = 0) -> None:
+        with piece.open("rb") as src:
+            if self.encoding == "gb18030":
+                _transcode(src, self.file, self.encoding)
             else:
-                shutil.copyfileobj(src, dst, 1 << 24)
-    return {relative: table.num_rows}
+                shutil.copyfileobj(src, self.file, 1 << 24)
+        piece.unlink()
+        self.rows += rows
+
+    def __enter__(self) -> Export:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
 
 
 def _transcode(src, dst, encoding: str, chunk: int = 1 << 24) -> None:

@@ -10,8 +10,6 @@ import datetime as dt
 import random
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from sample_data import world
 from sample_data.people import make_people
 
@@ -146,7 +144,7 @@ def labelled_notes(count: int, seed: int) -> tuple[list[tuple[str, list[tuple[st
     (kind, as written); a third also carry decoy phrases that must survive redaction. Returns the
     notes and every person's name (the run's name dictionary)."""
     rng = random.Random(seed)
-    people = make_people(np.random.default_rng(seed), seed, 2000, 2000, dt.date(2026, 3, 1))
+    people = make_people(seed, 2000, 2000, dt.date(2026, 3, 1))
     writer = NoteWriter(rng)
     out = []
     for _ in range(count):

@@ -1,18 +1,22 @@
 """The customers: one row per person, consistent across POS, CRM and after-sales.
 
-Everything is drawn with numpy from one seeded generator; Faker supplies pools of names and user
-names, sampled rather than called per person (per-person Faker runs at ~2,600 rows/s, pools at
+Everything is drawn with numpy, from one seeded generator per part of PART people (so parts can be
+drawn in parallel and still give the same people); Faker supplies pools of names and user names,
+sampled rather than called per person (per-person Faker runs at ~2,600 rows/s, pools at
 ~65,000). String columns end up as pyarrow arrays so that daily exports can `take` from them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
+import pandas  # noqa: F401  pa.array(ndarray) imports it on first use: here, once, not in every forked worker
 import pyarrow as pa
+import pyarrow.compute as pc
 from faker import Faker
 from faker.providers.person.zh_CN import Provider as ChineseNames
 
@@ -20,10 +24,8 @@ from sample_data import world
 from transforms.gb2260 import county_codes
 from transforms.identifiers import gb11643_check_chars, luhn_check_digits
 
-ALNUM = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
-UPPER = np.array(list("ABCDEFGHJKLMNPRSTUVWXYZ"))
-DIGITS = np.array(list("0123456789"))
-GERMAN = np.array(list("CFGHJKLMNPRTVWXYZ0123456789"))
+ALNUM = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", np.uint8)
+POOLS = {"#": b"0123456789", "L": b"ABCDEFGHJKLMNPRSTUVWXYZ", "C": b"CFGHJKLMNPRTVWXYZ0123456789"}  # C: German passports
 
 
 def choice(rng: np.random.Generator, weighted, size: int) -> np.ndarray:
@@ -32,31 +34,37 @@ def choice(rng: np.random.Generator, weighted, size: int) -> np.ndarray:
     return rng.choice(len(weights), size=size, p=weights / weights.sum())
 
 
-def join_chars(chars: np.ndarray) -> np.ndarray:
-    """(n, m) array of single characters -> n strings of length m."""
-    return np.ascontiguousarray(chars.astype("U1")).view(f"U{chars.shape[1]}").ravel()
+def strings(chars: np.ndarray, lengths: np.ndarray | None = None) -> pa.Array:
+    """(n, m) array of ASCII codes -> n Arrow strings, row i cut to lengths[i] (default: m). Built
+    from the bytes: no per-string work, which is what makes millions of people cheap."""
+    n, m = chars.shape
+    lengths = np.full(n, m) if lengths is None else lengths
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    data = np.ascontiguousarray(chars, np.uint8)[np.arange(m) < lengths[:, None]]
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
-def digits_to_strings(digits: np.ndarray) -> np.ndarray:
-    """(n, m) array of digit values -> n strings of m digits (via bytes: far faster than astype(str))."""
-    m = digits.shape[1]
-    return np.ascontiguousarray(digits.astype(np.uint8) + 48).view(f"S{m}").ravel().astype(f"U{m}")
-
-
-def digit_strings(rng: np.random.Generator, n: int, width: int) -> np.ndarray:
-    return digits_to_strings(rng.integers(0, 10, (n, width)))
-
-
-def digits_of(strings: np.ndarray, width: int) -> np.ndarray:
+def digits_of(strings: np.ndarray | list[str], width: int) -> np.ndarray:
     """n digit strings of equal width -> (n, width) integer array."""
-    return np.frombuffer("".join(strings).encode("ascii"), dtype=np.uint8).reshape(-1, width) - 48
+    return np.frombuffer("".join(strings).encode("ascii"), dtype=np.uint8).reshape(-1, width).astype(np.int64) - 48
 
 
-def from_template(rng: np.random.Generator, template: str, n: int) -> np.ndarray:
-    """Strings shaped like a template: '#' digit, 'L' letter, 'C' German passport character."""
-    pools = {"#": DIGITS, "L": UPPER, "C": GERMAN}
-    cols = [pools[c][rng.integers(0, len(pools[c]), n)] if c in pools else np.full(n, c) for c in template]
-    return join_chars(np.stack(cols, axis=1))
+def decimal_digits(values: np.ndarray, width: int) -> np.ndarray:
+    """Non-negative integers -> (n, width) array of their zero-padded decimal digits."""
+    return values[:, None] // 10 ** np.arange(width - 1, -1, -1) % 10
+
+
+def digit_strings(rng: np.random.Generator, n: int, width: int, prefix: str = "") -> pa.Array:
+    return shaped(rng, prefix + "#" * width, n)
+
+
+def shaped(rng: np.random.Generator, template: str, n: int) -> pa.Array:
+    """Strings shaped like a template: '#' digit, 'L' letter, 'C' German passport character; any
+    other character stands for itself."""
+    pools = {c: np.frombuffer(pool, np.uint8) for c, pool in POOLS.items()}
+    cols = [pools[c][rng.integers(0, len(pools[c]), n)] if c in pools else np.full(n, ord(c)) for c in template]
+    return strings(np.stack(cols, axis=1) if cols else np.zeros((n, 0), np.uint8))
 
 
 @dataclass
@@ -95,110 +103,177 @@ class People:
         return np.array([o.nationality for o in world.ORIGINS])[self.origin]
 
 
-def make_people(rng: np.random.Generator, faker_seed: int, n_members: int, n_travellers: int,
-                start: dt.date) -> People:
-    n = n_members + n_travellers
+PART = 50_000  # people drawn per unit of work
+
+
+def make_people(seed: int, n_members: int, n_travellers: int, start: dt.date, map=map) -> People:
+    """Members first, then travellers, drawn in parts of PART people that each have their own
+    seed: the result is the same whichever `map` (a process pool's, to use every core) draws them."""
+    _name_pools(seed), _email_handles(seed)  # built once, before a pool forks
+    parts, index = [], 0
+    for count, boost in ((n_members, 3.0), (n_travellers, 1.0)):  # members: mostly mainland residents
+        for lo in range(0, count, PART):
+            parts.append((seed, index, min(PART, count - lo), boost, start))
+            index += 1
+    people = _concat(list(map(_draw, parts)), n_members)
+    rng = np.random.default_rng([seed, 0])
+    _make_documents_unique(rng, people)
+    people.member_no = pc.binary_join_element_wise(
+        "M", text(rng.choice(900_000_000, people.size, replace=False) + 100_000_000), "")
+    return people
+
+
+def _draw(part: tuple) -> People:
+    seed, index, n, mainland_boost, start = part
+    rng = np.random.default_rng([seed, 1, index])
     today = np.datetime64(start, "D")
-    # Members are mostly mainland residents; travellers come from everywhere.
-    origin = np.concatenate([_origins(rng, n_members, mainland_boost=3.0), _origins(rng, n_travellers, 1.0)])
+    origin = _origins(rng, n, mainland_boost)
     female = rng.random(n) < 0.58
     age_days = (np.clip(rng.normal(38, 12, n), 18, 80) * 365.25).astype(np.int64) + rng.integers(0, 365, n)
     birth = today - age_days
     doc_type, doc_no = _documents(rng, origin, female, birth)
-    lower_x = np.strings.endswith(doc_no, "X") & (rng.random(n) < 0.25)
+    lower_x = pc.and_(pc.ends_with(doc_no, "X"), pa.array(rng.random(n) < 0.25))
     residence = np.where(rng.random(n) < np.where(origin == 0, 0.97, 0.6),
                          choice(rng, world.RESIDENCE_WEIGHTS, n), -1)
     joined = np.datetime64("2015-01-01") + rng.integers(0, (today - np.datetime64("2015-01-01")).astype(int) + 30, n)
     tier = choice(rng, world.TIERS, n)
     spend = (rng.lognormal(8.5, 1.0, n) * (1 + 2.5 * tier) * 100).astype(np.int64)
-    openid = "o" + join_chars(ALNUM[rng.integers(0, 64, (n, 27))])
+    openid = np.column_stack([np.full(n, ord("o")), ALNUM[rng.integers(0, 64, (n, 27))]])
     return People(
-        n_members=n_members,
+        n_members=0,
         origin=origin,
         female=female,
         birth=birth,
-        doc_type=pa.array(doc_type),
-        doc_no=pa.array(doc_no),
-        doc_no_as_written=pa.array(np.where(lower_x, np.strings.replace(doc_no, "X", "x"), doc_no)),
-        name=pa.array(_names(rng, faker_seed, origin, female)),
+        doc_type=doc_type,
+        doc_no=doc_no,
+        doc_no_as_written=pc.if_else(lower_x, pc.replace_substring(doc_no, "X", "x"), doc_no),
+        name=_names(rng, seed, origin, female),
         mobile_shapes=_mobiles(rng, origin),
         cards=_cards(rng, n),
-        email=pa.array(_emails(rng, faker_seed, n)),
-        member_no=pa.array("M" + (rng.choice(900_000_000, n, replace=False) + 100_000_000).astype(str)),
+        email=_emails(rng, seed, n),
+        member_no=pa.nulls(n, pa.string()),  # numbered over everyone, once the parts are joined
         residence=residence,
-        address=pa.array(_addresses(rng, residence)),
-        postal_code=pa.array(_postal_codes(rng, residence)),
+        address=_addresses(rng, residence),
+        postal_code=_postal_codes(rng, residence),
         joined=joined,
         tier=tier,
         points=(spend // 100 * rng.uniform(0.05, 0.4, n)).astype(np.int64),
         spend_cents=spend,
         consent=rng.random(n) < 0.7,
-        openid=pa.array(np.where(rng.random(n) < 0.7, openid, None)),
+        openid=present(rng.random(n) < 0.7, strings(openid)),
         last_purchase=joined + ((today - joined).astype(np.int64) * rng.random(n)).astype(np.int64),
     )
+
+
+def _concat(parts: list[People], n_members: int) -> People:
+    def join(values):
+        first = values[0]
+        if isinstance(first, np.ndarray):
+            return np.concatenate(values)
+        if isinstance(first, tuple):
+            return tuple(join(list(v)) for v in zip(*values))
+        if isinstance(first, dict):
+            return {key: join([v[key] for v in values]) for key in first}
+        return pa.concat_arrays(values)
+
+    columns = {f.name: join([getattr(p, f.name) for p in parts]) for f in fields(People) if f.name != "n_members"}
+    return People(n_members=n_members, **columns)
+
+
+def _make_documents_unique(rng: np.random.Generator, people: People) -> None:
+    """A number must identify one person: redraw the rare collisions of the short shapes as
+    PRC passports, whose nine characters leave room for millions of people."""
+    codes = people.doc_no.dictionary_encode().indices.to_numpy()
+    shared = np.flatnonzero(np.bincount(codes)[codes] > 1)  # the few numbers held by more than one person
+    again = np.zeros(len(codes), bool)
+    again[shared] = True
+    again[shared[np.unique(codes[shared], return_index=True)[1]]] = False  # the first holder keeps it
+    if not again.any():
+        return
+    mask, new = pa.array(again), digit_strings(rng, int(again.sum()), 7, prefix="G9")
+    people.doc_no = pc.replace_with_mask(people.doc_no, mask, new)
+    people.doc_no_as_written = pc.replace_with_mask(people.doc_no_as_written, mask, new)
+    people.doc_type = pc.replace_with_mask(people.doc_type, mask, pa.array(["护照"] * len(new)))
+
+
+def text(values: np.ndarray) -> pa.Array:
+    """Integers as decimal text, in Arrow (numpy's astype(str) is far slower)."""
+    return pc.cast(pa.array(values), pa.string())
+
+
+def present(mask: np.ndarray, values: pa.Array) -> pa.Array:
+    """values where mask is true, null elsewhere."""
+    return pc.if_else(pa.array(mask), values, pa.scalar(None, values.type))
 
 
 def _origins(rng: np.random.Generator, n: int, mainland_boost: float) -> np.ndarray:
     return choice(rng, [o.weight * (mainland_boost if i == 0 else 1) for i, o in enumerate(world.ORIGINS)], n)
 
 
-def _documents(rng, origin, female, birth) -> tuple[np.ndarray, np.ndarray]:
+def _documents(rng, origin, female, birth) -> tuple[pa.Array, pa.Array]:
     n = len(origin)
     doc_type = np.empty(n, dtype=object)
-    doc_no = np.empty(n, dtype="U18")
+    where, numbers = [np.zeros(0, np.int64)], [pa.array([], pa.string())]
     for i, o in enumerate(world.ORIGINS):
         idx = np.flatnonzero(origin == i)
         kinds = np.array([k for k, _ in o.documents])[choice(rng, o.documents, len(idx))]
         doc_type[idx] = kinds
         for kind in sorted(set(kinds)):  # sorted: set order varies between processes
             sel = idx[kinds == kind]
-            doc_no[sel] = _document_numbers(rng, kind, o, female[sel], birth[sel])
-    # A number must identify one person: redraw the rare collisions of the short shapes as
-    # PRC passports, whose nine characters leave room for millions of people.
-    _, first = np.unique(doc_no, return_index=True)
-    dup = np.setdiff1d(np.arange(n), first)
-    doc_no[dup] = "G9" + digit_strings(rng, len(dup), 7)
-    doc_type[dup] = "护照"
-    return doc_type.astype(str), doc_no
+            where.append(sel)
+            numbers.append(_document_numbers(rng, kind, o, female[sel], birth[sel]))
+    doc_no = pa.concat_arrays(numbers).take(np.argsort(np.concatenate(where)))
+    return pa.array(doc_type.astype(str)), doc_no
 
 
-def _document_numbers(rng, kind: str, origin: world.Origin, female, birth) -> np.ndarray:
+def _document_numbers(rng, kind: str, origin: world.Origin, female, birth) -> pa.Array:
     n = len(female)
     if kind == "身份证":
         provinces = list(world.ID_PROVINCES)
-        prov = np.array(provinces)[choice(rng, list(world.ID_PROVINCES.values()), n)]
-        area = np.empty(n, dtype="U6")
-        for p in sorted(set(prov)):
-            codes = np.array(county_codes(p))
+        prov = choice(rng, list(world.ID_PROVINCES.values()), n)
+        area = np.empty((n, 6), np.int64)
+        for p in np.unique(prov):
+            codes = _area_codes(provinces[p])
             area[prov == p] = codes[rng.integers(0, len(codes), (prov == p).sum())]
-        ymd = np.strings.replace(np.datetime_as_string(birth, unit="D"), "-", "")
+        year, month = birth.astype("datetime64[Y]").astype(int) + 1970, birth.astype("datetime64[M]").astype(int) % 12 + 1
+        day = (birth - birth.astype("datetime64[M]")).astype(int) + 1
         order = rng.integers(0, 500, n) * 2 + np.where(female, 0, 1)  # odd = male (GB 11643)
-        body = area + ymd + np.strings.zfill(order.astype(str), 3)
-        return body + gb11643_check_chars(digits_of(body, 17))
+        body = np.column_stack([area, decimal_digits(year * 10000 + month * 100 + day, 8), decimal_digits(order, 3)])
+        check = np.frombuffer(gb11643_check_chars(body).astype("S1"), np.uint8)
+        return strings(np.column_stack([body + 48, check]))
     if kind == "港澳通行证":
         prefix = "H" if origin.nationality == "HKG" else "M"
-        return prefix + np.where(rng.random(n) < 0.2, digit_strings(rng, n, 10), digit_strings(rng, n, 8))
+        return pc.if_else(pa.array(rng.random(n) < 0.2), digit_strings(rng, n, 10, prefix), digit_strings(rng, n, 8, prefix))
     if kind == "台胞证":
         return digit_strings(rng, n, 8)
     if origin.nationality == "CHN":
-        return np.where(rng.random(n) < 0.8, "E", "G") + digit_strings(rng, n, 8)
-    return from_template(rng, origin.passport_shape, n)
+        return pc.if_else(pa.array(rng.random(n) < 0.8), digit_strings(rng, n, 8, "E"), digit_strings(rng, n, 8, "G"))
+    return shaped(rng, origin.passport_shape, n)
 
 
-def _names(rng, faker_seed: int, origin, female) -> np.ndarray:
+@functools.cache
+def _area_codes(province: str) -> np.ndarray:
+    return digits_of(county_codes(province), 6)
+
+
+def _names(rng, faker_seed: int, origin, female) -> pa.Array:
     n = len(origin)
-    fake = Faker(["zh_CN", "ja_JP", "en_US", "en_GB", "fr_FR", "de_DE"])
+    surnames = pa.array(list(ChineseNames.last_names)).take(choice(rng, list(ChineseNames.last_names.values()), n))
+    given_m, given_f = pa.array(ChineseNames.first_names_male), pa.array(ChineseNames.first_names_female)
+    given = pc.if_else(pa.array(female), given_f.take(rng.integers(0, len(given_f), n)),
+                       given_m.take(rng.integers(0, len(given_m), n)))
+    pools = _name_pools(faker_seed)
+    candidates = [pc.binary_join_element_wise(surnames, given, "")]
+    candidates += [pool.take(rng.integers(0, len(pool), n)) for pool in pools.values()]
+    style = np.array([["zh", *pools].index(o.names) for o in world.ORIGINS], np.int8)[origin]
+    return pc.choose(pa.array(style), *candidates)
+
+
+@functools.cache
+def _name_pools(faker_seed: int) -> dict[str, pa.Array]:
+    """Foreign names as printed on the passport: SURNAME GIVEN, upper case, no accents."""
+    fake = Faker(["ja_JP", "en_US", "en_GB", "fr_FR", "de_DE"])
     fake.seed_instance(faker_seed)
-    out = np.empty(n, dtype=object)
-    styles = np.array([o.names for o in world.ORIGINS])[origin]
-
-    idx = np.flatnonzero(styles == "zh")
-    surnames = np.array(list(ChineseNames.last_names))
-    given_m, given_f = np.array(ChineseNames.first_names_male), np.array(ChineseNames.first_names_female)
-    out[idx] = surnames[choice(rng, list(ChineseNames.last_names.values()), len(idx))] + np.where(
-        female[idx], given_f[rng.integers(0, len(given_f), len(idx))], given_m[rng.integers(0, len(given_m), len(idx))])
-
-    # Foreign names as printed on the passport: SURNAME GIVEN, upper case, no accents.
     ja = fake["ja_JP"]
     pools = {
         "ja": [f"{ja.last_romanized_name()} {ja.first_romanized_name()}" for _ in range(400)],
@@ -206,11 +281,7 @@ def _names(rng, faker_seed: int, origin, female) -> np.ndarray:
         "latin": [f"{fake[loc].last_name()} {fake[loc].first_name()}"
                   for loc in ("en_US", "en_GB", "fr_FR", "de_DE") for _ in range(300)],
     }
-    for style, pool in pools.items():
-        idx = np.flatnonzero(styles == style)
-        pool = np.array([_ascii(name).upper() for name in pool])
-        out[idx] = pool[rng.integers(0, len(pool), len(idx))]
-    return out.astype(str)
+    return {style: pa.array([_ascii(name).upper() for name in pool]) for style, pool in pools.items()}
 
 
 def _ascii(text: str) -> str:
@@ -220,56 +291,60 @@ def _ascii(text: str) -> str:
 def _mobiles(rng, origin) -> tuple[pa.Array, pa.Array, pa.Array]:
     """A person's mobile in the three shapes the spec lists: 138..., +86 138 ..., 86-138-...."""
     n = len(origin)
-    prefixes = np.array(world.MOBILE_PREFIXES)[rng.integers(0, len(world.MOBILE_PREFIXES), n)]
-    number = prefixes + digit_strings(rng, n, 8)
+    prefix = digits_of(world.MOBILE_PREFIXES, 3)[rng.integers(0, len(world.MOBILE_PREFIXES), n)]
+    number = np.column_stack([prefix, rng.integers(0, 10, (n, 8))]) + 48
     has = rng.random(n) < np.where(origin == 0, 0.98, np.where(origin <= 3, 0.8, 0.4))
-    head, mid, tail = (np.strings.slice(number, a, b) for a, b in ((0, 3), (3, 7), (7, 11)))
-    shapes = (number, "+86 " + head + " " + mid + " " + tail, "86-" + head + "-" + mid + "-" + tail)
-    return tuple(pa.array(np.where(has, shape, None)) for shape in shapes)
+    head, mid, tail = (strings(number[:, a:b]) for a, b in ((0, 3), (3, 7), (7, 11)))
+    shapes = (strings(number), pc.binary_join_element_wise("+86", head, mid, tail, " "),
+              pc.binary_join_element_wise("86", head, mid, tail, "-"))
+    return tuple(present(has, shape) for shape in shapes)
 
 
 def _cards(rng, n: int) -> dict[str, pa.Array]:
     """One card per person and scheme: UnionPay 16 or 19 digits, VISA and Mastercard 16."""
     cards = {}
     for method, prefixes in world.CARD_PREFIXES.items():
-        long = (rng.random(n) < 0.5) if method == "银联" else np.zeros(n, bool)
-        body = np.array(prefixes)[rng.integers(0, len(prefixes), n)] + digit_strings(rng, n, 12)
-        digits = digits_of(body, 18)
-        out = np.empty(n, dtype="U19")
-        for sel, length in ((~long, 16), (long, 19)):
-            head = digits[sel, : length - 1]
-            out[sel] = digits_to_strings(np.column_stack([head, luhn_check_digits(head)]))
-        cards[method] = pa.array(out)
+        length = np.where(rng.random(n) < 0.5, 19, 16) if method == "银联" else np.full(n, 16)
+        digits = np.zeros((n, 19), np.int64)
+        digits[:, :6] = digits_of(prefixes, 6)[rng.integers(0, len(prefixes), n)]
+        digits[:, 6:18] = rng.integers(0, 10, (n, 12))
+        check = np.where(length == 19, luhn_check_digits(digits[:, :18]), luhn_check_digits(digits[:, :15]))
+        digits[np.arange(n), length - 1] = check
+        cards[method] = strings(digits + 48, length)
     return cards
 
 
-def _emails(rng, faker_seed: int, n: int) -> np.ndarray:
+def _emails(rng, faker_seed: int, n: int) -> pa.Array:
+    handles = _email_handles(faker_seed)
+    domains = pa.array([d for d, _ in world.EMAIL_DOMAINS]).take(choice(rng, world.EMAIL_DOMAINS, n))
+    suffix = pc.if_else(pa.array(rng.random(n) < 0.5), text(rng.integers(10, 99, n)), "")
+    email = pc.binary_join_element_wise(handles.take(rng.integers(0, len(handles), n)), suffix, "@", domains, "")
+    return present(rng.random(n) < 0.85, email)
+
+
+@functools.cache
+def _email_handles(faker_seed: int) -> pa.Array:
     fake = Faker("zh_CN")
     fake.seed_instance(faker_seed + 1)
-    handles = np.array(sorted({fake.user_name() for _ in range(3000)}))
-    domains = np.array([d for d, _ in world.EMAIL_DOMAINS])[choice(rng, world.EMAIL_DOMAINS, n)]
-    suffix = np.where(rng.random(n) < 0.5, rng.integers(10, 99, n).astype(str), "")
-    email = handles[rng.integers(0, len(handles), n)] + suffix + "@" + domains
-    return np.where(rng.random(n) < 0.85, email, None)
+    return pa.array(sorted({fake.user_name() for _ in range(3000)}))
 
 
-def _addresses(rng, residence) -> np.ndarray:
+def _addresses(rng, residence) -> pa.Array:
     """Street addresses as the CRM stores them: district, road, number, then 弄/楼/室."""
-    out = np.full(len(residence), None, dtype=object)
-    for i, (_, _, district, _, _, roads) in enumerate(world.RESIDENCES):
-        idx = np.flatnonzero(residence == i)
-        m = len(idx)
-        road = np.array(roads)[rng.integers(0, len(roads), m)]
-        number = rng.integers(1, 1800, m).astype(str)
-        floor = rng.integers(1, 30, m)
-        room = (floor * 100 + rng.integers(1, 8, m)).astype(str)
-        tower = number + "号" + floor.astype(str) + "楼" + room
-        lane = number + "弄" + rng.integers(1, 40, m).astype(str) + "号" + room  # Shanghai lanes
-        out[idx] = district + road + np.where(rng.random(m) < 0.4, lane, tower) + "室"
-    return out
+    n, at = len(residence), np.maximum(residence, 0)
+    roads = [r[5] for r in world.RESIDENCES]
+    count = np.array([len(r) for r in roads])
+    first = np.cumsum(count) - count
+    road = pa.array([road for r in roads for road in r]).take(first[at] + (rng.random(n) * count[at]).astype(np.int64))
+    district = pa.array([r[2] for r in world.RESIDENCES]).take(at)
+    number, floor = text(rng.integers(1, 1800, n)), rng.integers(1, 30, n)
+    room = text(floor * 100 + rng.integers(1, 8, n))
+    tower = pc.binary_join_element_wise(number, "号", text(floor), "楼", room, "")
+    lane = pc.binary_join_element_wise(number, "弄", text(rng.integers(1, 40, n)), "号", room, "")  # Shanghai lanes
+    address = pc.binary_join_element_wise(district, road, pc.if_else(pa.array(rng.random(n) < 0.4), lane, tower), "室", "")
+    return present(residence >= 0, address)
 
 
-def _postal_codes(rng, residence) -> np.ndarray:
-    district = np.array([r[4] for r in world.RESIDENCES])[np.maximum(residence, 0)]
-    code = np.strings.slice(district, 0, 5) + rng.integers(0, 10, len(residence)).astype(str)
-    return np.where(residence >= 0, code, None)
+def _postal_codes(rng, residence) -> pa.Array:
+    district = pa.array([r[4][:5] for r in world.RESIDENCES]).take(np.maximum(residence, 0))
+    return present(residence >= 0, pc.binary_join_element_wise(district, text(rng.integers(0, 10, len(residence))), ""))
