@@ -95,9 +95,11 @@ class _Table:
         else:
             first = np.zeros(len(uniques), np.int64)
             first[inverse[::-1]] = np.arange(len(inverse))[::-1]  # an element of each distinct combination
-            self.inverse = inverse  # combination of each input element
+            self.inverse = _compact(inverse, len(uniques))  # combination of each input element
         self.weight = np.bincount(inverse, weights=counts, minlength=len(uniques)).astype(np.int64)
-        self.codes = [np.asarray(q.codes[first], np.int32) for q in qis]
+        # Arrays per combination are held in the smallest integer type that fits: with millions
+        # of combinations they are most of the engine's memory.
+        self.codes = [_compact(q.codes[first], q.sizes[0]) for q in qis]
         self.entity = entity[first].astype(np.int32) if entity is not None else None
         self.entities = int(entity.max(initial=0)) + 1 if entity is not None else 0
         if self.entity is not None:
@@ -106,12 +108,12 @@ class _Table:
             known = self.entity >= 0
             shared = np.zeros(len(self.entity), bool)
             shared[known] = np.bincount(self.entity[known], minlength=self.entities)[self.entity[known]] > 1
-            self.alone, self.shared, self.unknown = (np.flatnonzero(known & ~shared), np.flatnonzero(shared),
-                                                     np.flatnonzero(~known))
+            self.alone, self.shared, self.unknown = (_compact(np.flatnonzero(mask), len(mask))
+                                                     for mask in (known & ~shared, shared, ~known))
         self.sensitive = [(d, d.codes[first], int(d.codes.max(initial=0)) + 1) for d in diversity]
         # Every combination's code at every level the search may choose, mapped once (a node then
-        # only combines them), in the smallest integer type that holds the level's codes.
-        self.at_level = [{level: q.maps[level][codes].astype(np.int16 if q.sizes[level] < 2**15 else np.int32)
+        # only combines them); a level that maps codes to themselves (level 0) shares `codes`.
+        self.at_level = [{level: codes if _identity(q.maps[level]) else _compact(q.maps[level][codes], q.sizes[level])
                           for level in range(lo, hi + 1)}
                          for q, codes, (lo, hi) in zip(qis, self.codes, bounds)]
 
@@ -120,14 +122,16 @@ class _Table:
         class and each class's size (rows, or entities)."""
         key, radix = None, 1
         for q, level, at_level in zip(qis, node, self.at_level):
-            mapped, size = at_level[level].astype(np.int64), q.sizes[level]
+            mapped, size = at_level[level], q.sizes[level]
             if key is None:
-                key, radix = mapped, size
+                key, radix = mapped.astype(np.int64), size
             else:
                 if radix * size >= 2**62:
                     key, uniques = pd.factorize(key)
                     radix = len(uniques)
-                key, radix = key * size + mapped, radix * size
+                key *= size  # in place: no temporaries the size of the table
+                key += mapped
+                radix *= size
         if radix > len(key):  # sparse key space: hash to dense class ids (per-class arrays stay <= n)
             key, uniques = pd.factorize(key)
             radix = len(uniques)
@@ -152,6 +156,15 @@ class _Table:
                     entropy = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
                 fails |= entropy < np.log(d.l) - 1e-12
         return fails[key], key, size
+
+
+def _compact(values: np.ndarray, top: int) -> np.ndarray:
+    """Non-negative integers below `top` in the smallest signed type that holds them."""
+    return values.astype(np.int16 if top < 2**15 else np.int32 if top < 2**31 else np.int64, copy=False)
+
+
+def _identity(mapping: np.ndarray) -> bool:
+    return bool(np.array_equal(mapping, np.arange(len(mapping))))
 
 
 def class_keys(codes: list[np.ndarray], sizes: list[int]) -> np.ndarray:
