@@ -5,8 +5,7 @@
              names; each batch is staged in the restricted work area and tallied
     write    pass 2 over one source's staged batches: the plan applied, every batch validated
              (schema, no identifier) as it is written, then k and l validated once on the
-             partition's distinct combinations; one staged Parquet file, each batch written
-             while the next is computed
+             partition's distinct combinations; one staged Parquet file
 
 A task receives paths and small values and loads the key itself, so neither the key nor raw
 rows become task parameters (Prefect records those). Memory follows the batch size and the
@@ -15,14 +14,11 @@ number of distinct combinations, never the size of the export.
 
 from __future__ import annotations
 
-import contextvars
 import ctypes
 import ctypes.util
 import datetime as dt
 import functools
 import shutil
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -317,24 +313,11 @@ def write(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], pla
 
     written = Written(None, counts, {}, None)
     levels = plan.solution.levels if plan.solution else {}
-    written.path = warehouse_io.stage(job.warehouse, job.run_id, policy.source, date, _ahead(batches()),
+    written.path = warehouse_io.stage(job.warehouse, job.run_id, policy.source, date, batches(),
                                       field_metadata(policy, levels), metadata)
     written.metadata = warehouse_io.read_metadata(written.path)
     release_memory()
     return written
-
-
-def _ahead(items: Iterator) -> Iterator:
-    """The items, each next one computed on a helper thread while the caller uses the current
-    one: Arrow's Parquet writer (zstd) releases the GIL, so writing a batch overlaps the next
-    batch's operators and checks. One batch more in memory."""
-    done = object()
-    run = contextvars.copy_context().run  # the task's Prefect context, entered by one thread at a time
-    with ThreadPoolExecutor(1) as helper:
-        following = helper.submit(run, next, items, done)
-        while (item := following.result()) is not done:
-            following = helper.submit(run, next, items, done)
-            yield item
 
 
 def _staged_batches(staged: list[Path]):
