@@ -78,13 +78,15 @@ def back_up(run: Run, names: list[str], date: dt.date) -> None:
 def process_date(run: Run, job: passes.Job, date: dt.date) -> dict:
     began = dt.datetime.now(dt.timezone.utc)
     names = [s for s in source_order(run.policies) if s in run.sources_for(date)]
-    # The backup (encryption and hashing, which release the GIL) runs beside pass 1 on a thread of
-    # this flow run; nothing is published unless it completed.
+    # The backup (encryption and hashing, which release the GIL) runs on a thread of this flow
+    # run once pass 1 is done, beside the privacy engine (which leaves a core idle) and pass 2;
+    # nothing is published unless it completed.
     with ThreadPoolExecutor(1) as beside:
-        backup = (beside.submit(contextvars.copy_context().run, back_up, run, names, date)
-                  if run.backup_key is not None else None)
+        backup = None
         try:
             scans, linked_names, linked_erased = scan_sources(run, job, names, date)
+            if run.backup_key is not None:
+                backup = beside.submit(contextvars.copy_context().run, back_up, run, names, date)
             failpoints.hit("extracted")
             erased = linked_erased.union(*(s.erased for found in scans.values() for s in found))
             person_names = linked_names.union(*(s.names for found in scans.values() for s in found))
