@@ -105,11 +105,11 @@ def generate(out: Path, config: Config = Config(), workers: int | None = None) -
                 for task, (piece, rows) in zip(tasks, forked.imap(_call, tasks)):
                     (crm if task[0] is _membership_part else notes).append(piece, rows)
             written |= {names[0]: crm.rows, names[1]: notes.rows}
-    SHARED.__dict__.clear()
-    erasure = erasure_requests(rng, people, pa.concat_tables(recent), config.start)
-    with tempfile.TemporaryDirectory() as tmp, Export(out / "requests/erasure.csv", erasure.column_names, "utf-8") as requests:
-        _csv(erasure, Path(tmp) / "requests.csv")
-        requests.append(Path(tmp) / "requests.csv", erasure.num_rows)
+        SHARED.__dict__.clear()
+        erasure = erasure_requests(rng, people, pa.concat_tables(recent), config.start)
+        with Export(out / "requests/erasure.csv", erasure.column_names, "utf-8") as requests:
+            _csv(erasure, Path(tmp) / "requests.csv")
+            requests.append(Path(tmp) / "requests.csv", erasure.num_rows)
     return written | {"requests/erasure.csv": requests.rows}
 
 
@@ -480,13 +480,12 @@ def after_sales(rng, notes: NoteWriter, people: People, staff: Staff, recent: pa
         case_type = str(case_types[i])
         created = day_start + dt.timedelta(seconds=int(created_s[i]))
         if kind[i] < 0.85 and rec["txn_id"]:  # about a purchase
-            j = i
-            who, txn = int(rec["buyer"][j]), rec["txn_id"][j]
-            bought = dt.datetime.combine(rec["date"][j], dt.time()) + dt.timedelta(seconds=int(rec["seconds"][j]))
+            who, txn = int(rec["buyer"][i]), rec["txn_id"][i]
+            bought = dt.datetime.combine(rec["date"][i], dt.time()) + dt.timedelta(seconds=int(rec["seconds"][i]))
             created = max(created, bought + dt.timedelta(minutes=10))
-            member_no = people.member_no[who].as_py() if rec["member"][j] else None
-            flight, product, amount, card = rec["flight_no"][j], rec["product"][j], rec["amount_cents"][j], rec["card_no"][j]
-            store = world.STORES[rec["store"][j]].name
+            member_no = people.member_no[who].as_py() if rec["member"][i] else None
+            flight, product, amount, card = rec["flight_no"][i], rec["product"][i], rec["amount_cents"][i], rec["card_no"][i]
+            store = world.STORES[rec["store"][i]].name
         else:  # a member asking about points, or a walk-in without a receipt
             who = int(members[i]) if kind[i] < 0.95 else int(travellers[i])
             txn, member_no = None, (people.member_no[who].as_py() if who < people.n_members else None)
