@@ -145,11 +145,8 @@ def plan_sources(run: Run, job: passes.Job, scans: dict, erased: set[str], date:
     plans, failures = {}, []
     for name, found in scans.items():
         policy = run.policies[name]
-        tallies = [s.tally for s in found]
-        for s in found:
-            s.tally = None  # the plan task merges them and lets them go
         try:
-            plans[name] = solve(policy, tallies, erased, job, date)
+            plans[name] = solve(policy, [s.tally for s in found], erased, job, date)
         except Unreachable as exc:
             failures.append(f"{name}: {exc}")
     if failures:
@@ -159,14 +156,9 @@ def plan_sources(run: Run, job: passes.Job, scans: dict, erased: set[str], date:
 
 @raw_task(task_run_name="plan-{policy.source}-{date}")
 def solve(policy: SourcePolicy, tallies: list[plan.Tally], erased: set[str], job: passes.Job, date: dt.date) -> plan.Plan:
-    """The files' tallies side by side, freed (the list is emptied) before the engine runs."""
-    combined = plan.concat(tallies)
-    tallies.clear()
-    problem = plan.pose(combined, policy, plan.hierarchies(policy, job.context(date)), erased)
-    del combined
-    passes.release_memory()
-    decided = plan.decide(problem, policy)
-    del problem
+    """The files' tallies side by side; the engine's table goes to the work area (out of core)."""
+    decided = plan.solve(plan.concat(tallies), policy, plan.hierarchies(policy, job.context(date)), erased,
+                         job.work(policy.source, date) / "engine")
     passes.release_memory()
     return decided
 

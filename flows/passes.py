@@ -2,7 +2,8 @@
 
     scan     pass 1 over one input file, batch by batch: conform and parse (bad rows to the
              quarantine), the customer token (own column or look-up), erasure flags and person
-             names; each batch is staged in the restricted work area and tallied
+             names; each batch is staged in the restricted work area and tallied, the tallies
+             merged in blocks written beside it (the engine reads them from there)
     write    pass 2 over one source's staged batches: the plan applied, every batch validated
              (schema, no identifier) as it is written, then k and l validated once on the
              partition's distinct combinations; one staged Parquet file
@@ -44,7 +45,7 @@ from transforms.redact import NameMatcher
 
 BATCH_BYTES = 16 << 20  # CSV bytes per pass-1 batch
 BATCH_ROWS = 250_000  # staged rows per pass-2 batch (a row group of the output at most)
-MERGE_EVERY = 16  # batch tallies merged into one block
+MERGE_EVERY = 16  # batch tallies merged into one block (one tally file)
 
 # Raw data moves between tasks only by path or in memory: no result persistence, no input
 # hashing for caches.
@@ -164,6 +165,15 @@ def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index
     ragged: list[str] = []
     names, erased = set(), set()
     tallies, pieces, rows, writer = [], [], 0, None
+
+    def spill() -> None:
+        """The pending batch tallies merged into one block, written to the work area."""
+        block = planning.merge(pieces, policy)
+        path = staged_path.with_name(f"{index}.tally{len(tallies)}.parquet")
+        pq.write_table(block.parts[0], _owner_only(path), compression="lz4")
+        tallies.append(planning.Tally([path], block.representatives))
+        pieces.clear()
+
     for raw in landing_io.iter_csv(landing, relative, policy, ragged, drop_unknown=job.drop_unknown, block_size=BATCH_BYTES):
         parsed = steps.parse_table(raw, policy)
         bad = parsed.bad
@@ -183,12 +193,14 @@ def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index
         writer.write_table(staged)
         pieces.append(planning.tally(staged, policy, ctx, built))
         if len(pieces) >= MERGE_EVERY:  # merged in blocks: linear work, duplicates within a block gone
-            tallies, pieces = tallies + [planning.merge(pieces, policy)], []
+            spill()
     writer.close()
+    if pieces:
+        spill()
     quarantine.ragged(relative, ragged, [c.name for c in policy.input_columns])
     quarantine.close()
     scanned = Scanned(landing_io.InputFile(relative, landing.sha256(relative), landing.size(relative), rows + len(ragged)),
-                      staged_path, planning.concat(tallies + pieces), names, erased, quarantine.count,
+                      staged_path, planning.concat(tallies), names, erased, quarantine.count,
                       landing_io.dropped_headers(landing, relative, policy, drop_unknown=job.drop_unknown))
     release_memory()
     return scanned

@@ -2,17 +2,19 @@
 
 import dataclasses
 import itertools
+from unittest import mock
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from transforms import metrics
-from transforms.anonymity import Diversity, Unreachable, class_keys, search
+from transforms import metrics, outofcore
+from transforms.anonymity import Diversity, Unreachable, class_keys, search, search_table
 from transforms.hierarchy import TableHierarchy, encode
+from transforms.outofcore import OutOfCore
 
 AGE = TableHierarchy([[str(a), f"{a // 10 * 10}s", "<30" if a < 30 else ">=30", "*"] for a in range(10, 60)])
 CITY = TableHierarchy([[c, r, "*"] for c, r in [("SH", "east"), ("HZ", "east"), ("NJ", "east"), ("BJ", "north"),
@@ -111,6 +113,53 @@ def test_aggregated_combinations_give_the_same_solution_as_rows(data, k, limit, 
     by_combos = search(aggregated, ranges, k, limit, combos["e"].to_numpy(), diversity=agg_diversity, counts=combos["n"].to_numpy())
     assert by_combos.levels == by_rows.levels and by_combos.loss == pytest.approx(by_rows.loss)
     assert by_combos.k == by_rows.k and (combos["n"].to_numpy() * by_combos.suppressed).sum() == by_rows.suppressed.sum()
+
+
+@pytest.mark.parametrize("one_key", [True, False], ids=["one-integer-key", "one-column-per-qi"])
+@settings(max_examples=50, deadline=None)
+@given(rows, st.integers(2, 4), st.sampled_from([0.0, 0.1, 0.3]), st.sampled_from([None, {"age": 3.0}]),
+       st.sampled_from([None, (2, "distinct"), (1.5, "entropy")]), st.booleans(), st.randoms(use_true_random=False))
+def test_out_of_core_table_answers_as_the_in_memory_one(one_key, data, k, limit, weights, model, by_entity, rnd):
+    """The pipeline's engine table (DuckDB, out of core) against the in-memory one (numpy) as the
+    oracle, on rows with counts, people with several rows, rows without a person, null sensitive
+    values, raised lower levels, and rows of subjects and erased people that both must leave out:
+    the same levels, loss, nodes visited, suppressed rows and class sizes; with class keys as one
+    integer and, as when the key space is too large for one, one column per quasi-identifier."""
+    qis = _table(data)
+    ranges = {q.name: (rnd.randint(0, 1), q.hierarchy.top) for q in qis}
+    entity = np.array([rnd.choice([-1, 0, 1, 2, 3, 4, 5]) for _ in data])
+    values = [rnd.choice(["a", "b", "c", None]) for _ in data]
+    counts = np.array([rnd.randint(1, 3) for _ in data])
+    subject = np.array([rnd.random() < 0.1 for _ in data])
+    erased = {rnd.randint(0, 5)} if by_entity else set()
+    kept = ~subject & ~np.isin(entity, list(erased))
+    assume(kept.any())
+    codes = pd.factorize(pd.Series(values), use_na_sentinel=False)[0]
+    try:
+        memory = search([dataclasses.replace(q, codes=q.codes[kept]) for q in qis], ranges, k, limit,
+                        entity[kept] if by_entity else None, weights,
+                        [Diversity("s", codes[kept], model[0], model[1])] if model else [], counts[kept])
+    except Unreachable:
+        memory = None
+    tally = pa.table({"age": qis[0].codes, "city": qis[1].codes, "sex": qis[2].codes, "s": values,
+                      "e": pa.array(entity, mask=entity < 0), "subject": subject, "rows": counts})
+    diversity = [Diversity("s", None, model[0], model[1])] if model else []
+    one_key_below = outofcore.ONE_KEY_BELOW if one_key else 0
+    with mock.patch.object(outofcore, "ONE_KEY_BELOW", one_key_below), \
+            OutOfCore([tally], qis, ["age", "city", "sex"], [pa.array(np.arange(q.sizes[0])) for q in qis],
+                      [ranges[q.name] for q in qis], entity="e", by_entity=by_entity, subject="subject", rows="rows",
+                      diversity=diversity, erased=pa.array(sorted(erased), pa.int64())) as table:
+        assert table.erased_rows == counts[~kept].sum() and table.rows == counts[kept].sum()
+        if memory is None:
+            with pytest.raises(Unreachable):
+                search_table(table, qis, ranges, k, limit, weights, diversity)
+            return
+        found = search_table(table, qis, ranges, k, limit, weights, diversity)
+        _, suppressed = table.codes(found.suppressed)
+    assert found.levels == memory.levels and found.loss == pytest.approx(memory.loss)
+    assert found.nodes_evaluated == memory.nodes_evaluated and found.k == memory.k
+    assert sorted(found.class_sizes) == sorted(memory.class_sizes)
+    assert suppressed == counts[kept][memory.suppressed].sum() <= int(np.floor(limit * counts[kept].sum()))
 
 
 def test_class_keys_are_exact_or_hash_to_a_conservative_key():

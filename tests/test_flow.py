@@ -127,12 +127,12 @@ def test_a_failing_validation_publishes_nothing(prefect_server, landing, tmp_pat
     from transforms import plan
     from transforms.anonymity import Solution
 
-    def no_protection(qis, ranges, k, max_suppression, entity=None, weights=None, diversity=(), counts=None):
+    def no_protection(table, qis, ranges, k, max_suppression, weights=None, diversity=()):
         import numpy as np
-        return Solution({q.name: ranges[q.name][0] for q in qis}, np.zeros(len(qis[0].codes), bool), k, 0.0, {}, 1, 1,
+        return Solution({q.name: ranges[q.name][0] for q in qis}, np.zeros(table.size, bool), k, 0.0, {}, 1, 1,
                         np.array([k]))
 
-    monkeypatch.setattr(plan, "search", no_protection)
+    monkeypatch.setattr(plan, "search_table", no_protection)
     run = run_flow(landing, tmp_path, date="2026-03-01")
     assert run.state.is_failed()
     error = run.summary["dates"]["2026-03-01"]["error"]

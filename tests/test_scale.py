@@ -7,6 +7,9 @@ classes) is made from merged tallies, so any split gives the same published rows
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
+from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -17,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import TEST_KEY, run_flow
-from transforms import plan
+from transforms import outofcore, plan
 from transforms.operators import Context
 from transforms.pseudonymize import Pseudonymizer
 from transforms.redact import NameMatcher
@@ -60,8 +63,16 @@ def test_any_split_into_batches_gives_the_plan_and_rows_of_the_whole(members, si
     merged = plan.merge([plan.merge(tallies[:2], policy)] + tallies[2:], policy)
     split = plan.solve(merged, policy, built, erased)
     side_by_side = plan.solve(plan.concat(tallies), policy, built, erased)  # the engine merges them itself
+    # As the pipeline does it: tallies written to files, the search out of core (DuckDB on disk).
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(outofcore, "IN_MEMORY", 0):
+        files = [Path(tmp) / f"{i}.parquet" for i in range(len(tallies))]
+        for file, t in zip(files, tallies):
+            pq.write_table(t.parts[0], file)
+        out_of_core = plan.solve(plan.Tally(files, plan.concat(tallies).representatives), policy, built, erased,
+                                 Path(tmp) / "engine")
+        assert not (Path(tmp) / "engine").exists()
     one = plan.finish(staged, whole, policy, ctx, built, erased).table
-    for other in (split, side_by_side):
+    for other in (split, side_by_side, out_of_core):
         assert other.solution.levels == whole.solution.levels
         assert (other.erased, other.suppressed) == (whole.erased, whole.suppressed)
         assert np.array_equal(other.suppressed_keys, whole.suppressed_keys)

@@ -6,6 +6,8 @@ node of the lattice of level vectors. Everything runs on integer codes (see hier
 and on the table's distinct combinations of (quasi-identifier codes, entity, sensitive values)
 with their row counts rather than on its rows: a node maps those combinations' codes through its
 levels, combines them into one int64 class key and counts by bincount or hashing, never sorting.
+The search asks a table of combinations (Combinations) a few questions per node; the table is
+held in memory (InMemory, numpy) or out of core (transforms/outofcore.py, DuckDB).
 
 Privacy models, all monotone (merging classes never breaks them), so record suppression can
 repair any class that fails: every class must hold k rows, or k distinct entities when one person
@@ -35,7 +37,8 @@ Search:
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -51,10 +54,11 @@ class Unreachable(ValueError):
 
 @dataclass(frozen=True)
 class Diversity:
-    """l-diversity on one sensitive attribute, given as integer codes per row."""
+    """l-diversity on one sensitive attribute: integer codes per row (in memory), or the name of
+    its column (a table out of core)."""
 
     name: str
-    codes: np.ndarray
+    codes: np.ndarray | None
     l: float
     measure: str = "distinct"  # or "entropy"
 
@@ -72,7 +76,36 @@ class Solution:
     method: str = "exact"
 
 
-class _Table:
+class Combinations(ABC):
+    """What the search asks of a table of distinct combinations (QI codes, entity, sensitive
+    values) with row counts: two implementations, in memory (InMemory, numpy) and out of core
+    (transforms.outofcore, DuckDB); the search itself never touches a combination."""
+
+    rows: int  # rows the combinations stand for
+    size: int  # number of combinations
+
+    @abstractmethod
+    def rows_per_code(self, among: np.ndarray | None = None) -> list[np.ndarray]:
+        """Per quasi-identifier, rows per lowest-level code, over all combinations or `among` (a mask)."""
+
+    @abstractmethod
+    def failing(self, node: tuple[int, ...], k: int, allowed: int) -> tuple[int, np.ndarray | None]:
+        """Rows in the classes that fail a privacy model at `node`; and, when those are at most
+        `allowed`, which combinations they are (a mask)."""
+
+    @abstractmethod
+    def published(self, node: tuple[int, ...], k: int) -> np.ndarray:
+        """The size of every class that passes at `node` (rows, or entities)."""
+
+    @abstractmethod
+    def codes(self, among: np.ndarray) -> tuple[list[np.ndarray], int]:
+        """The lowest-level codes of the combinations `among` (a mask), per quasi-identifier, and their rows."""
+
+    def close(self) -> None:  # noqa: B027  (a table held in memory has nothing to let go of)
+        """Let go of what the table holds outside memory."""
+
+
+class InMemory(Combinations):
     """The table reduced to its distinct (QI codes, entity, sensitive codes) with row counts.
 
     An element without an entity (-1) stands for as many people as rows: a row nobody can be
@@ -97,9 +130,11 @@ class _Table:
             first[inverse[::-1]] = np.arange(len(inverse))[::-1]  # an element of each distinct combination
             self.inverse = _compact(inverse, len(uniques))  # combination of each input element
         self.weight = np.bincount(inverse, weights=counts, minlength=len(uniques)).astype(np.int64)
+        self.rows, self.size = int(self.weight.sum()), len(self.weight)
+        self.sizes = [q.sizes for q in qis]
         # Arrays per combination are held in the smallest integer type that fits: with millions
         # of combinations they are most of the engine's memory.
-        self.codes = [_compact(q.codes[first], q.sizes[0]) for q in qis]
+        self.lowest = [_compact(q.codes[first], q.sizes[0]) for q in qis]
         self.entity = entity[first].astype(np.int32) if entity is not None else None
         self.entities = int(entity.max(initial=0)) + 1 if entity is not None else 0
         if self.entity is not None:
@@ -113,16 +148,32 @@ class _Table:
         self.sensitive = [(d, d.codes[first], int(d.codes.max(initial=0)) + 1) for d in diversity]
         # Every combination's code at every level the search may choose, mapped once (a node then
         # only combines them); a level that maps codes to themselves (level 0) shares `codes`.
-        self.at_level = [{level: codes if _identity(q.maps[level]) else _compact(q.maps[level][codes], q.sizes[level])
+        self.at_level = [{level: codes if identity(q.maps[level]) else _compact(q.maps[level][codes], q.sizes[level])
                           for level in range(lo, hi + 1)}
-                         for q, codes, (lo, hi) in zip(qis, self.codes, bounds)]
+                         for q, codes, (lo, hi) in zip(qis, self.lowest, bounds)]
 
-    def failing(self, qis: list[Encoded], node: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def rows_per_code(self, among: np.ndarray | None = None) -> list[np.ndarray]:
+        weight = self.weight if among is None else self.weight * among
+        return [np.bincount(codes, weights=weight, minlength=sizes[0]) for codes, sizes in zip(self.lowest, self.sizes)]
+
+    def failing(self, node: tuple[int, ...], k: int, allowed: int) -> tuple[int, np.ndarray | None]:
+        fails, _, _ = self._classes(node, k)
+        rows = int(self.weight @ fails)
+        return rows, fails if rows <= allowed else None
+
+    def published(self, node: tuple[int, ...], k: int) -> np.ndarray:
+        fails, classes, sizes = self._classes(node, k)
+        return sizes[np.unique(classes[~fails])]
+
+    def codes(self, among: np.ndarray) -> tuple[list[np.ndarray], int]:
+        return [codes[among] for codes in self.lowest], int(self.weight[among].sum())
+
+    def _classes(self, node: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per distinct combination: does its class fail a privacy model? Also each combination's
         class and each class's size (rows, or entities)."""
         key, radix = None, 1
-        for q, level, at_level in zip(qis, node, self.at_level):
-            mapped, size = at_level[level], q.sizes[level]
+        for sizes, level, at_level in zip(self.sizes, node, self.at_level):
+            mapped, size = at_level[level], sizes[level]
             if key is None:
                 key, radix = mapped.astype(np.int64), size
             else:
@@ -163,7 +214,7 @@ def _compact(values: np.ndarray, top: int) -> np.ndarray:
     return values.astype(np.int16 if top < 2**15 else np.int32 if top < 2**31 else np.int64, copy=False)
 
 
-def _identity(mapping: np.ndarray) -> bool:
+def identity(mapping: np.ndarray) -> bool:
     return bool(np.array_equal(mapping, np.arange(len(mapping))))
 
 
@@ -184,41 +235,48 @@ def search(qis: list[Encoded], ranges: dict[str, tuple[int, int]], k: int, max_s
            entity: np.ndarray | None = None, weights: dict[str, float] | None = None,
            diversity: list[Diversity] = (), counts: np.ndarray | None = None) -> Solution:
     """Levels and suppression for elements given by their codes (qis, entity with -1 for none,
-    diversity): one element per row, or, with `counts`, pre-aggregated combinations standing for
-    that many rows each (how the streaming pipeline passes a whole export in compact form)."""
+    diversity), held in memory: one element per row, or, with `counts`, combinations standing
+    for that many rows each. `suppressed` is per element."""
     counts = np.ones(len(qis[0].codes), np.int64) if counts is None else np.asarray(counts, np.int64)
-    n = int(counts.sum())
     entity = None if entity is None else np.asarray(entity)
+    table = InMemory(qis, entity, list(diversity), counts, [ranges[q.name] for q in qis])
+    solution = search_table(table, qis, ranges, k, max_suppression, weights, diversity)
+    return solution if table.inverse is None else replace(solution, suppressed=solution.suppressed[table.inverse])
+
+
+def search_table(table: Combinations, qis: list[Encoded], ranges: dict[str, tuple[int, int]], k: int,
+                 max_suppression: float, weights: dict[str, float] | None = None,
+                 diversity: list[Diversity] = ()) -> Solution:
+    """Levels and suppression for a table of combinations (`suppressed` is per combination)."""
+    n = table.rows
     bounds = [ranges[q.name] for q in qis]
-    table = _Table(qis, entity, list(diversity), counts, bounds)
     allowed = int(np.floor(max_suppression * n))
     w = np.array([(weights or {}).get(q.name, 1.0) for q in qis], float)
     w /= w.sum()
     # An attribute's loss at a level is its per-code loss weighted by the records kept per code:
-    # one bincount and one dot product, no per-record matrix. With every record kept it is the
+    # one dot product per attribute, no per-record matrix. With every record kept it is the
     # data-free lower bound the exact search orders nodes by.
-    def attribute_losses(node: tuple[int, ...], weight: np.ndarray) -> np.ndarray:
-        return np.array([q.loss[level] @ np.bincount(codes, weights=weight, minlength=len(q.loss[level]))
-                         for q, codes, level in zip(qis, table.codes, node)])
+    def attribute_losses(node: tuple[int, ...], per_code: list[np.ndarray]) -> np.ndarray:
+        return np.array([q.loss[level] @ rows for q, rows, level in zip(qis, per_code, node)])
 
-    per_code = [np.bincount(codes, weights=table.weight, minlength=len(q.loss[0])) for q, codes in zip(qis, table.codes)]
-    avg_loss = [[float(q.loss[level] @ kept) / n for level in range(len(q.maps))] for q, kept in zip(qis, per_code)]
+    everything = table.rows_per_code()
+    avg_loss = [[float(q.loss[level] @ rows) / n for level in range(len(q.maps))] for q, rows in zip(qis, everything)]
 
     def evaluate(node: tuple[int, ...]) -> tuple:
         """(feasible, weighted loss, loss per attribute, failing combinations as packed bits)."""
-        failing, _, _ = table.failing(qis, node, k)
-        suppressed = int(table.weight @ failing)
-        if suppressed > allowed:
+        suppressed, failing = table.failing(node, k, allowed)
+        if failing is None:
             return False, None, None, None
-        losses = (attribute_losses(node, table.weight * ~failing) + suppressed) / n
+        kept = everything if not suppressed else [a - b for a, b in zip(everything, table.rows_per_code(failing))]
+        losses = (attribute_losses(node, kept) + suppressed) / n
         return True, float(w @ losses), losses, np.packbits(failing)
 
     nodes_total = int(np.prod([hi - lo + 1 for lo, hi in bounds]))
     def extra(node: tuple[int, ...], suppressed: np.ndarray) -> float:
         """Weighted loss that suppressing these combinations (packed bits) adds at this node, over
         their generalized loss: sum over records of (1 - loss)."""
-        weight = table.weight * np.unpackbits(suppressed, count=len(table.weight)).astype(bool)
-        return float(w @ ((weight.sum() - attribute_losses(node, weight)) / n))
+        lost = table.rows_per_code(np.unpackbits(suppressed, count=table.size).astype(bool))
+        return float(w @ ((lost[0].sum() - attribute_losses(node, lost)) / n))
 
     if nodes_total <= EXACT_LIMIT:
         best, evaluated = _exact(qis, bounds, w, avg_loss, evaluate, extra)
@@ -232,10 +290,9 @@ def search(qis: list[Encoded], ranges: dict[str, tuple[int, int]], k: int, max_s
             + f" cannot be reached with at most {max_suppression:.1%} of {n} rows suppressed, even with every "
             f"quasi-identifier at its coarsest allowed level ({', '.join(f'{q.name}<={hi}' for q, (_, hi) in zip(qis, bounds))})")
     node, loss, losses, packed = best
-    failing, classes, sizes = table.failing(qis, node, k)
-    published = sizes[np.unique(classes[~failing])]
+    published = table.published(node, k)
     return Solution(
-        levels={q.name: lv for q, lv in zip(qis, node)}, suppressed=failing if table.inverse is None else failing[table.inverse],
+        levels={q.name: lv for q, lv in zip(qis, node)}, suppressed=np.unpackbits(packed, count=table.size).astype(bool),
         k=int(published.min()) if len(published) else 0, loss=loss,
         loss_by_attribute={q.name: float(x) for q, x in zip(qis, losses)},
         nodes_total=nodes_total, nodes_evaluated=evaluated, class_sizes=published.astype(np.int64), method=method)

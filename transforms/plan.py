@@ -4,31 +4,35 @@
             tally(staged)  its distinct (quasi-identifiers at their lowest allowed level, entity,
                            erasure flag, sensitive values) with row counts, and one input value
                            per lowest-level label
-    merge   merge(tallies) one tally per source and date, whatever the number of batches/files
-    plan    solve(tally)   the privacy engine on the merged combinations: levels, and the classes
-                           whose records are suppressed (by class key)
+    merge   merge(tallies) batches' tallies in one (the pipeline writes each merged block to the
+                           work area; concat lists them side by side)
+    plan    solve(tally)   the privacy engine on the combinations (out of core, in DuckDB):
+                           levels, and the classes whose records are suppressed (by class key)
     pass 2  finish(staged) every operator, the planned levels, the suppressed classes removed
 
-The engine never sees rows, only combinations (a class is a set of them), so memory follows the
-number of distinct combinations, not the size of the export; and because pass 2 derives codes and
-class keys exactly as the plan did, it suppresses exactly the records the engine counted.
-Merging is associative and codes follow label order, so batches or files processed on other
-machines give the same plan as one process reading them in turn. All functions are pure.
+The engine never sees rows, only combinations (a class is a set of them), and holds those out of
+core (transforms/outofcore.py), so its memory does not grow with the export; and because pass 2
+derives codes and class keys exactly as the plan did, it suppresses exactly the records the
+engine counted. Merging is associative and codes follow label order, so batches or files
+processed on other machines give the same plan as one process reading them in turn. All
+functions are pure, except that the engine may keep its table in a directory it is given.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.anonymity import Diversity, Solution, class_keys, search
+from transforms.anonymity import Combinations, Diversity, Solution, class_keys, search_table
 from transforms.hierarchy import Encoded, Hierarchy, encode
 from transforms.operators import Context, Drop, Suppress
+from transforms.outofcore import OutOfCore
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import token_ids
 from transforms.steps import entity_source
@@ -54,7 +58,7 @@ def stage(parsed: pa.Table, tokens: pa.Array | None, subject: np.ndarray, policy
 
 @dataclass
 class Tally:
-    combos: pa.Table  # lowest-level QI labels, entity, subject flag, sensitive outputs, ROWS
+    parts: list[pa.Table | Path]  # lowest-level QI labels, entity, subject flag, sensitive outputs, ROWS
     representatives: dict[str, pa.Table] = field(default_factory=dict)  # per QI: (label, value) first seen
 
 
@@ -79,7 +83,7 @@ def tally(staged: pa.Table, policy: SourcePolicy, ctx: Context, built: dict[str,
         representatives[c.output_name] = _first(pa.table({"label": labels, "value": staged[c.name]}))
     columns |= {ENTITY: token_ids(staged[ENTITY]), SUBJECT: staged[SUBJECT]}
     columns |= {name: _compact(values) for name, values in _sensitive(policy, staged, ctx).items()}
-    return Tally(_count(pa.table(columns), _keys(policy)), representatives)
+    return Tally([_count(pa.table(columns), _keys(policy))], representatives)
 
 
 def _compact(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -123,19 +127,19 @@ def _first(pairs: pa.Table) -> pa.Table:
 
 
 def merge(tallies: list[Tally], policy: SourcePolicy) -> Tally:
-    """One tally from many (of batches, files or workers), in their order."""
-    combos = _count(pa.concat_tables([t.combos for t in tallies], promote_options="permissive"), _keys(policy), ROWS)
-    return Tally(combos, concat(tallies).representatives)
+    """One tally in one table from many held in memory (of batches, files or workers)."""
+    combined = concat(tallies)
+    return Tally([_count(pa.concat_tables(combined.parts, promote_options="permissive"), _keys(policy), ROWS)],
+                 combined.representatives)
 
 
 def concat(tallies: list[Tally]) -> Tally:
-    """Tallies side by side, not merged: the engine merges equal combinations itself (with far
-    less memory than a group-by over millions of them); representatives are merged."""
-    combos = pa.concat_tables([t.combos for t in tallies], promote_options="permissive")
+    """Tallies side by side, not merged: the engine merges equal combinations itself (out of
+    core); representatives are merged."""
     representatives = {
         name: _first(pa.concat_tables([t.representatives[name] for t in tallies], promote_options="permissive"))
         for name in (tallies[0].representatives if tallies else {})}
-    return Tally(combos, representatives)
+    return Tally([part for t in tallies for part in t.parts], representatives)
 
 
 @dataclass(frozen=True)
@@ -167,82 +171,65 @@ class Plan:
 
 @dataclass
 class Problem:
-    """What the engine needs of a merged tally, as integer arrays only (the tally can go)."""
+    """What the engine needs of a tally: the encoded hierarchies and the table of combinations."""
 
     encoded: list[Encoded]  # per QI; codes index the codebook
     codebooks: dict[str, pa.Array]  # per QI: lowest-level labels in code order
-    entity: np.ndarray | None  # per combination, -1 for none
+    table: Combinations  # the combinations, erased subjects left out (out of core, or loaded when small)
     diversity: list[Diversity]
-    rows: np.ndarray  # rows per combination
-    erased: int  # rows of erased subjects, left out
+    erased: int  # rows of erased subjects
+
+    def __enter__(self) -> Problem:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.table.close()
 
 
-def pose(merged: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str]) -> Problem:
-    """The engine's problem for a source: its tally (merged, or concatenated: the engine counts
-    equal combinations together) without the erased subjects."""
-    combos = merged.combos
-    kept = ~_erased(combos, token_ids(pa.array(sorted(erased), pa.string())))  # numpy selections, no table copy
-    rows = combos[ROWS].to_numpy()
+def pose(tally: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str],
+         where: Path | None = None) -> Problem:
+    """The engine's problem for a source: its tally (merged, or side by side: the engine counts
+    equal combinations together) without the erased subjects, in DuckDB (in `where`, or in
+    memory). Use it in a with block: leaving it removes the engine's files."""
     encoded, codebooks = [], {}
     for c in policy.quasi_identifiers:
         # Codes in label order, so that they do not depend on how the rows were batched.
-        reps = merged.representatives[c.output_name].sort_by("label")
-        e = encode(c.output_name, reps["value"], built[c.name])
-        encoded.append(dataclasses.replace(e, codes=_positions(combos[c.output_name], reps["label"])[kept]))
+        reps = tally.representatives[c.output_name].sort_by("label")
+        encoded.append(encode(c.output_name, reps["value"], built[c.name]))
         codebooks[c.output_name] = reps["label"].combine_chunks()
-    entity = _entity_codes(combos[ENTITY])[kept] if policy.entity else None
-    diversity = [Diversity(m.attribute, _value_codes(combos[policy.column(m.attribute).output_name])[kept], m.l, m.measure)
-                 for m in policy.privacy.l_diversity]
-    return Problem(encoded, codebooks, entity, diversity, rows[kept], int(rows[~kept].sum()))
+    diversity = [Diversity(policy.column(m.attribute).output_name, None, m.l, m.measure) for m in policy.privacy.l_diversity]
+    table = OutOfCore(tally.parts, encoded, list(codebooks), list(codebooks.values()),
+                      [c.level_range for c in policy.quasi_identifiers], entity=ENTITY, by_entity=bool(policy.entity),
+                      subject=SUBJECT, rows=ROWS, diversity=diversity, erased=token_ids(_tokens(erased)), where=where)
+    return Problem(encoded, codebooks, table.loaded(), diversity, table.erased_rows)
 
 
 def decide(problem: Problem, policy: SourcePolicy) -> Plan:
     """Levels and suppressed classes (the privacy engine). Raises Unreachable."""
     columns = policy.quasi_identifiers
+    table = problem.table
     if not columns:
         return Plan({}, np.zeros(0, np.int64), None, problem.erased, 0)
-    encoded, rows = problem.encoded, problem.rows
-    if not len(rows):  # nothing left to protect: an empty partition, at the lowest levels
+    encoded = problem.encoded
+    if not table.rows:  # nothing left to protect: an empty partition, at the lowest levels
         lowest = {c.output_name: c.level_range[0] for c in columns}
         solution = Solution(lowest, np.zeros(0, bool), 0, 0.0, dict.fromkeys(lowest, 0.0), 0, 0, np.zeros(0, np.int64), "empty")
     else:
-        solution = search(encoded, {c.output_name: c.level_range for c in columns}, policy.privacy.k,
-                          policy.privacy.max_suppression, problem.entity, {c.output_name: c.operator.weight for c in columns},
-                          problem.diversity, counts=rows)
+        solution = search_table(table, encoded, {c.output_name: c.level_range for c in columns}, policy.privacy.k,
+                                policy.privacy.max_suppression, {c.output_name: c.operator.weight for c in columns},
+                                problem.diversity)
     levels = {e.name: Level(problem.codebooks[e.name], e.maps[solution.levels[e.name]], e.labels[solution.levels[e.name]],
                             e.sizes[solution.levels[e.name]]) for e in encoded}
-    keys = _class_keys([levels[e.name].to_level[e.codes] for e in encoded], levels)
-    return Plan(levels, np.unique(keys[solution.suppressed]), solution, problem.erased, int(rows[solution.suppressed].sum()))
+    codes, suppressed = table.codes(solution.suppressed)
+    keys = _class_keys([levels[e.name].to_level[c] for e, c in zip(encoded, codes)], levels)
+    return Plan(levels, np.unique(keys), solution, problem.erased, suppressed)
 
 
-def solve(merged: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str]) -> Plan:
+def solve(tally: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str],
+          where: Path | None = None) -> Plan:
     """pose, then decide."""
-    return decide(pose(merged, policy, built, erased), policy)
-
-
-def _positions(column, values: pa.Array) -> np.ndarray:
-    """Each element's position in `values` (a dictionary column is looked up once per entry)."""
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if pa.types.is_dictionary(column.type):
-        return _positions(column.dictionary, values)[column.indices.to_numpy(zero_copy_only=False)] \
-            if column.null_count == 0 else _positions(column.dictionary_decode(), values)
-    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    return pc.index_in(column, values, skip_nulls=False).to_numpy(zero_copy_only=False).astype(np.int32)
-
-
-def _entity_codes(ids) -> np.ndarray:
-    """Dense codes of the entity ids, -1 for none."""
-    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-    codes = pd.factorize(pc.fill_null(ids, -1).to_numpy())[0].astype(np.int32)
-    codes[ids.is_null().to_numpy(zero_copy_only=False)] = -1
-    return codes
-
-
-def _value_codes(column) -> np.ndarray:
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if pa.types.is_dictionary(column.type):
-        column = column.dictionary_decode()
-    return pd.factorize(column.to_numpy(zero_copy_only=False), use_na_sentinel=False)[0]
+    with pose(tally, policy, built, erased, where) as problem:
+        return decide(problem, policy)
 
 
 def _class_keys(codes: list[np.ndarray], levels: dict[str, Level]) -> np.ndarray:

@@ -1,0 +1,222 @@
+"""The privacy engine's table of combinations out of core, in DuckDB: what lets one closing run
+search over all of history's combinations without holding them in memory.
+
+The tallies of pass 1 (Parquet files in the restricted work area, or Arrow tables) are read once
+into one table of distinct combinations: per quasi-identifier the lowest-level code (a join on
+its codebook), the entity id, the sensitive values and the rows they stand for. A lattice node
+is then one query: every code mapped to the node's level by a join on a small map, classes by
+GROUP BY, the combinations of the failing classes kept in a temporary table. DuckDB holds at
+most MEMORY_LIMIT and spills the rest beside its database, so the engine's memory does not grow
+with the input. It answers as the in-memory table does (anonymity.InMemory, the tests' oracle).
+
+A query costs tens of milliseconds however small the table, and the exact search may visit
+hundreds of nodes: a table of at most IN_MEMORY combinations is searched in memory instead
+(`loaded`), where that costs bounded memory and far less time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from transforms.anonymity import Combinations, Diversity, InMemory, identity
+from transforms.hierarchy import Encoded
+
+MEMORY_LIMIT = "256MB"  # DuckDB's own memory; what does not fit is spilled to disk
+IN_MEMORY = 1_000_000  # combinations up to which the search runs in memory (~200 MiB at most)
+ONE_KEY_BELOW = 2**62  # class keys as one integer while the key space is smaller
+
+
+def _name(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+class OutOfCore(Combinations):
+    """The combinations of `parts` (tallies: Parquet paths or Arrow tables with one column per
+    quasi-identifier in `columns`, the entity id, the subject flag and the rows), without the
+    rows of subjects and of the `erased` entity ids. `where` is the directory for DuckDB's
+    database and spill files (None: in memory, for small inputs); close() removes it."""
+
+    def __init__(self, parts: list[Path | pa.Table], qis: list[Encoded], columns: list[str], codebooks: list[pa.Array],
+                 bounds: list[tuple[int, int]], *, entity: str, by_entity: bool, subject: str, rows: str,
+                 diversity: list[Diversity] = (), erased: pa.Array | None = None, where: Path | None = None):
+        self.where = where
+        self.con = self._connect(where)
+        self.qis, self.bounds = qis, bounds
+        self.tops = [q.sizes[0] for q in qis]
+        self.by_entity = by_entity
+        self.diversity = list(diversity)
+        source = self._source(parts)
+        self._table("erased", pa.table({"id": erased if erased is not None else pa.array([], pa.int64())}))
+        selected, joins = [], []
+        for j, (column, codebook) in enumerate(zip(columns, codebooks)):
+            self._table(f"codebook{j}", pa.table({"label": codebook, "code": np.arange(len(codebook), dtype=np.int32)}))
+            selected.append(f"codebook{j}.code AS q{j}")
+            joins.append(f"JOIN codebook{j} ON t.{_name(column)} IS NOT DISTINCT FROM codebook{j}.label")
+        selected += [f"t.{_name(entity)} AS e"] + [f"t.{_name(d.name)} AS s{j}" for j, d in enumerate(self.diversity)]
+        kept = f"NOT t.{_name(subject)} AND (t.{_name(entity)} IS NULL OR t.{_name(entity)} NOT IN (SELECT id FROM erased))"
+        self._run(f"""
+            CREATE TABLE combo AS
+                SELECT {', '.join(selected)}, sum(t.{_name(rows)})::BIGINT AS w
+                FROM {source} t {' '.join(joins)} WHERE {kept} GROUP BY ALL""")
+        self.erased_rows = int(self._run(f"SELECT coalesce(sum(t.{_name(rows)}), 0) FROM {source} t WHERE NOT ({kept})")[0][0])
+        self.size, self.rows = (int(x) for x in self._run("SELECT count(*), coalesce(sum(w), 0) FROM combo")[0])
+        # A node maps codes to its levels through these small tables (none for a level that
+        # maps codes to themselves).
+        self.maps: list[dict[int, str | None]] = []
+        for j, (q, (lo, hi)) in enumerate(zip(qis, bounds)):
+            self.maps.append({})
+            for level in range(lo, hi + 1):
+                mapping = q.maps[level]
+                if identity(mapping):
+                    self.maps[j][level] = None
+                else:
+                    self.maps[j][level] = f"map{j}_{level}"
+                    self._table(f"map{j}_{level}", pa.table({"code": np.arange(len(mapping), dtype=np.int32),
+                                                             "v": mapping.astype(np.int32)}))
+
+    @staticmethod
+    def _connect(where: Path | None) -> duckdb.DuckDBPyConnection:
+        if where is None:
+            return duckdb.connect()
+        where.mkdir(parents=True, exist_ok=True)
+        return duckdb.connect(str(where / "engine.duckdb"), config={
+            "memory_limit": MEMORY_LIMIT, "temp_directory": str(where / "spill"), "preserve_insertion_order": False})
+
+    def _source(self, parts: list[Path | pa.Table]) -> str:
+        """The parts as one relation (SQL): Parquet files read directly, Arrow tables registered
+        (dictionary columns decoded: they are small when held in memory)."""
+        files = [str(p) for p in parts if isinstance(p, Path)]
+        selects = []
+        if files:
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            selects.append(f"SELECT * FROM read_parquet([{listed}], union_by_name = true)")
+        for index, part in enumerate(p for p in parts if not isinstance(p, Path)):
+            decoded = pa.table({name: pc.dictionary_decode(column) if pa.types.is_dictionary(column.type) else column
+                                for name, column in zip(part.column_names, part.columns)})
+            self._table(f"part{index}", decoded)
+            selects.append(f"SELECT * FROM part{index}")
+        return "(" + " UNION ALL BY NAME ".join(selects) + ")"
+
+    def _table(self, name: str, table: pa.Table) -> None:
+        """An Arrow table copied into DuckDB: joins on a registered (Python-held) table are not
+        held to the memory limit."""
+        self.con.register("arrow", table)
+        self._run(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM arrow")
+        self.con.unregister("arrow")
+
+    def _run(self, sql: str) -> list[tuple]:
+        """A statement run to its end (DuckDB keeps a connection busy until a result is consumed)."""
+        return self.con.execute(sql).fetchall()
+
+    def close(self) -> None:
+        self.con.close()
+        if self.where is not None:
+            shutil.rmtree(self.where, ignore_errors=True)
+
+    def __enter__(self) -> OutOfCore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def loaded(self) -> Combinations:
+        """This table, or when it is small, the same combinations in memory (and this one closed)."""
+        if self.size > IN_MEMORY:
+            return self
+        # Entities and sensitive values as dense codes (-1: no entity; null is a value of its own).
+        columns = ([f"q{j}" for j in range(len(self.qis))] + ["w"]
+                   + ["CASE WHEN e IS NULL THEN -1 ELSE dense_rank() OVER (ORDER BY e) - 1 END AS e"]
+                   + [f"dense_rank() OVER (ORDER BY s{j}) - 1 AS s{j}" for j in range(len(self.diversity))])
+        found = self.con.execute(f"SELECT {', '.join(columns)} FROM combo").fetchnumpy()
+        self.close()
+        qis = [dataclasses.replace(q, codes=np.asarray(found[f"q{j}"])) for j, q in enumerate(self.qis)]
+        diversity = [dataclasses.replace(d, codes=np.asarray(found[f"s{j}"])) for j, d in enumerate(self.diversity)]
+        entity = np.asarray(found["e"]) if self.by_entity else None
+        return InMemory(qis, entity, diversity, np.asarray(found["w"]), self.bounds)
+
+    def rows_per_code(self, among: np.ndarray | None = None) -> list[np.ndarray]:
+        source = self._among(among)
+        out = []
+        for j, top in enumerate(self.tops):
+            found = self.con.execute(f"SELECT q{j}, sum(w)::DOUBLE AS w FROM {source} GROUP BY q{j}").fetchnumpy()
+            out.append(np.bincount(found[f"q{j}"], weights=found["w"], minlength=top))
+        return out
+
+    def codes(self, among: np.ndarray) -> tuple[list[np.ndarray], int]:
+        """The lowest-level codes of the combinations `among`, per quasi-identifier, and their rows."""
+        found = self.con.execute(f"SELECT * FROM {self._among(among)}").fetchnumpy()
+        return [np.asarray(found[f"q{j}"]) for j in range(len(self.tops))], int(np.sum(found["w"]))
+
+    def _among(self, among: np.ndarray | None) -> str:
+        if among is None:
+            return "combo"
+        self._table("among", pa.table({"i": np.flatnonzero(among)}))
+        return "(SELECT c.* FROM combo c SEMI JOIN among ON c.rowid = among.i)"
+
+    def failing(self, node: tuple[int, ...], k: int, allowed: int) -> tuple[int, np.ndarray | None]:
+        keys = self._keys(node)
+        self._run(f"""
+            CREATE OR REPLACE TEMP TABLE failed AS
+            WITH {self._classes(node, k)}
+            SELECT g.i, g.w FROM g JOIN classes USING ({keys}) WHERE classes.fails""")
+        rows = int(self._run("SELECT coalesce(sum(w), 0) FROM failed")[0][0])
+        if rows > allowed:
+            return rows, None
+        mask = np.zeros(self.size, bool)
+        mask[self.con.execute("SELECT i FROM failed").fetchnumpy()["i"]] = True
+        return rows, mask
+
+    def published(self, node: tuple[int, ...], k: int) -> np.ndarray:
+        found = self.con.execute(f"WITH {self._classes(node, k)} SELECT size FROM classes WHERE NOT fails").fetchnumpy()
+        return np.asarray(found["size"], np.int64)
+
+    def _keys(self, node: tuple[int, ...]) -> str:
+        """The class key columns at `node`: one integer while the levels' codes fit one (mixed
+        radix; grouping and joining on it is about twice as fast), else one per quasi-identifier."""
+        radix = int(np.prod([q.sizes[level] for q, level in zip(self.qis, node)], dtype=object))
+        return "k" if radix < ONE_KEY_BELOW else ", ".join(f"k{j}" for j in range(len(node)))
+
+    def _classes(self, node: tuple[int, ...], k: int) -> str:
+        """CTEs: g, each combination with its class key at `node`; classes, each class's size
+        (entities counted once, a row without one as a person of its own) and whether it fails k
+        or an l-diversity model."""
+        mapped, joins = [], []
+        for j, level in enumerate(node):
+            table = self.maps[j][level]
+            if table is None:
+                mapped.append(f"c.q{j}")
+            else:
+                joins.append(f"JOIN {table} ON {table}.code = c.q{j}")
+                mapped.append(f"{table}.v")
+        key = self._keys(node)
+        if key == "k":
+            terms, radix = [], 1
+            for j in reversed(range(len(node))):
+                terms.append(f"{mapped[j]}::BIGINT * {radix}")
+                radix *= int(self.qis[j].sizes[node[j]])
+            columns = [f"({' + '.join(terms) or '0'}) AS k"]
+        else:
+            columns = [f"{m} AS k{j}" for j, m in enumerate(mapped)]
+        size = "count(DISTINCT e) + coalesce(sum(w) FILTER (WHERE e IS NULL), 0)" if self.by_entity else "sum(w)"
+        fails = [f"{size} < {int(k)}"]
+        entropies = []
+        for j, d in enumerate(self.diversity):
+            if d.measure == "distinct":  # null is a value of its own, as in the in-memory table
+                fails.append(f"count(DISTINCT s{j}) + max((s{j} IS NULL)::INT) < {float(d.l)}")
+            else:
+                entropies.append(f"""h{j} AS (SELECT {key}, -sum(p * ln(p)) AS h FROM (
+                    SELECT {key}, sum(w) / sum(sum(w)) OVER (PARTITION BY {key}) AS p FROM g GROUP BY {key}, s{j})
+                    GROUP BY {key})""")
+                fails.append(f"any_value(h{j}.h) < ln({float(d.l)}) - 1e-12")
+        with_h = " ".join(f"JOIN h{j} USING ({key})" for j, d in enumerate(self.diversity) if d.measure != "distinct")
+        return ", ".join([
+            f"g AS MATERIALIZED (SELECT c.rowid AS i, c.*, {', '.join(columns)} FROM combo c {' '.join(joins)})",
+            *entropies,
+            f"classes AS (SELECT {key}, {size} AS size, ({' OR '.join(fails)}) AS fails FROM g {with_h} GROUP BY {key})"])
