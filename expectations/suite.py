@@ -47,6 +47,7 @@ class Gate:
     string_columns: tuple[str, ...]
     diversity: tuple[tuple[str, float, str], ...] = ()  # (sensitive output column, l, measure)
     count_column: str | None = None  # rows are distinct combinations with this many rows each
+    size_column: str | None = None  # class sizes, spread over the class's rows (summed per class)
 
     @classmethod
     def of(cls, policy: SourcePolicy, schema: pa.Schema) -> Gate:
@@ -65,9 +66,11 @@ class Gate:
         """The checks that hold batch by batch (schema, no identifier): run on every written batch."""
         return dataclasses.replace(self, quasi_identifiers=(), diversity=())
 
-    def classes(self, count_column: str) -> Gate:
-        """The checks over the whole partition (k, l), run once on its distinct combinations."""
-        return dataclasses.replace(self, columns=(), string_columns=(), count_column=count_column)
+    def classes(self, count_column: str, size_column: str) -> Gate:
+        """The checks over the whole partition (k, l), run once on its classes (plan.classes_frame):
+        k on the class sizes it carries, l on its rows."""
+        return dataclasses.replace(self, columns=(), string_columns=(), entity=None, count_column=count_column,
+                                   size_column=size_column)
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ def _checkpoint(gate: Gate, project: str | None):
         if gate.quasi_identifiers:
             built.add_expectation(ExpectTableToBeKAnonymous(
                 quasi_identifiers=list(gate.quasi_identifiers), k=gate.k, entity_column=gate.entity,
-                count_column=gate.count_column))
+                count_column=gate.size_column or gate.count_column))
         for sensitive, l, measure in gate.diversity:
             built.add_expectation(ExpectTableToBeLDiverse(
                 quasi_identifiers=list(gate.quasi_identifiers), sensitive=[sensitive], l=l, measure=measure,

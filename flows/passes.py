@@ -2,15 +2,16 @@
 
     scan     pass 1 over one input file, batch by batch: conform and parse (bad rows to the
              quarantine), the customer token (own column or look-up), erasure flags and person
-             names; each batch is staged in the restricted work area and tallied, the tallies
-             merged in blocks written beside it (the engine reads them from there)
+             names; each batch is staged in the restricted work area and tallied, its tally
+             written beside it (the engine reads the tallies from there, out of core)
     write    pass 2 over one source's staged batches: the plan applied, every batch validated
-             (schema, no identifier) as it is written, then k and l validated once on the
-             partition's distinct combinations; one staged Parquet file
+             (schema, no identifier) as it is written and its classes written to the work
+             area, then k and l validated once on the partition's classes, counted out of
+             core; one staged Parquet file
 
 A task receives paths and small values and loads the key itself, so neither the key nor raw
-rows become task parameters (Prefect records those). Memory follows the batch size and the
-number of distinct combinations, never the size of the export.
+rows become task parameters (Prefect records those). Memory follows the batch size, never the
+size of the export: tallies and classes go to the work area and are counted out of core.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ from transforms.redact import NameMatcher
 
 BATCH_BYTES = 16 << 20  # CSV bytes per pass-1 batch
 BATCH_ROWS = 250_000  # staged rows per pass-2 batch (a row group of the output at most)
-MERGE_EVERY = 16  # batch tallies merged into one block (one tally file)
 
 # Raw data moves between tasks only by path or in memory: no result persistence, no input
 # hashing for caches.
@@ -161,19 +161,10 @@ def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index
     ctx = job.context(date)
     built = planning.hierarchies(policy, ctx)
     quarantine = Quarantine(job.restricted, job.run_id, policy.source, date, str(index))
-    staged_path = job.work(policy.source, date) / f"{index}.parquet"
+    staged_file, tally_file = (Spill(job.work(policy.source, date) / f"{index}.{kind}.parquet") for kind in ("staged", "tally"))
     ragged: list[str] = []
     names, erased = set(), set()
-    tallies, pieces, rows, writer = [], [], 0, None
-
-    def spill() -> None:
-        """The pending batch tallies merged into one block, written to the work area."""
-        block = planning.merge(pieces, policy)
-        path = staged_path.with_name(f"{index}.tally{len(tallies)}.parquet")
-        pq.write_table(block.parts[0], _owner_only(path), compression="lz4")
-        tallies.append(planning.Tally([path], block.representatives))
-        pieces.clear()
-
+    labels, rows = [], 0
     for raw in landing_io.iter_csv(landing, relative, policy, ragged, drop_unknown=job.drop_unknown, block_size=BATCH_BYTES):
         parsed = steps.parse_table(raw, policy)
         bad = parsed.bad
@@ -188,28 +179,37 @@ def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index
             erased |= set(pc.drop_null(tokens.filter(pa.array(subject))).to_pylist())
         names.update(steps.person_names(good, policy))
         staged = planning.stage(good, tokens, subject, policy, link_keys)
-        if writer is None:
-            writer = pq.ParquetWriter(_owner_only(staged_path), staged.schema, compression="lz4")
-        writer.write_table(staged)
-        pieces.append(planning.tally(staged, policy, ctx, built))
-        if len(pieces) >= MERGE_EVERY:  # merged in blocks: linear work, duplicates within a block gone
-            spill()
-    writer.close()
-    if pieces:
-        spill()
+        staged_file.write(staged)
+        piece = planning.tally(staged, policy, ctx, built)
+        tally_file.write(piece.parts[0])
+        labels.append(planning.Tally([], piece.representatives))
     quarantine.ragged(relative, ragged, [c.name for c in policy.input_columns])
     quarantine.close()
     scanned = Scanned(landing_io.InputFile(relative, landing.sha256(relative), landing.size(relative), rows + len(ragged)),
-                      staged_path, planning.concat(tallies), names, erased, quarantine.count,
+                      staged_file.close(), planning.Tally([tally_file.close()], planning.concat(labels).representatives),
+                      names, erased, quarantine.count,
                       landing_io.dropped_headers(landing, relative, policy, drop_unknown=job.drop_unknown))
     release_memory()
     return scanned
 
 
-def _owner_only(path: Path) -> Path:
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    return path
+class Spill:
+    """Batches written one after another to one owner-only Parquet file in the work area (raw
+    rows, or their tallies), so that no pass holds more than a batch of them."""
+
+    def __init__(self, path: Path):
+        self.path, self._writer = path, None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self.path.touch(mode=0o600)
+            self.path.chmod(0o600)
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="lz4")
+        self._writer.write_table(table)
+
+    def close(self) -> Path:
+        self._writer.close()
+        return self.path
 
 
 @io_task(task_run_name="link-{policy.source}-{date}")
@@ -280,7 +280,7 @@ def gate(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], plan
     found = Gate.of(policy, schema)
     prepare(found.content(), job.gx_project)
     if found.quasi_identifiers:
-        prepare(found.classes(planning.ROWS), job.gx_project)
+        prepare(found.classes(planning.ROWS, planning.PEOPLE), job.gx_project)
     return found
 
 
@@ -296,8 +296,10 @@ def write(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], pla
             [planning.count_values(b, policy, erased) for b in _staged_batches(staged)]), policy)
     counts = {**counts, "erased": 0, "suppressed": 0, "published": 0}
     cells: dict[str, int] = {}
-    outcomes, pieces, blocks = [], [], []
+    outcomes = []
     run_name = f"{job.run_id} {date}"
+    work = job.work(policy.source, date)
+    classes = Spill(work / "classes.parquet")
 
     def batches():
         for batch in _staged_batches(staged):
@@ -307,18 +309,13 @@ def write(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], pla
                 counts[key] += value
             for name, n in done.cells_suppressed.items():
                 cells[name] = cells.get(name, 0) + n
-            pieces.append(planning.classes(done.table, policy))
-            if len(pieces) >= MERGE_EVERY:
-                blocks.append(planning.merge_classes(pieces))
-                pieces.clear()
+            classes.write(planning.classes(done.table, policy))
             yield done.table
 
     def metadata() -> dict:
-        frame = planning.classes_frame(blocks + pieces)
-        blocks.clear()
-        pieces.clear()
+        frame = planning.classes_frame([classes.close()], policy, work / "classes")
         if gate.quasi_identifiers:
-            outcomes.append(validate(gate.classes(planning.ROWS), frame, job.gx_project, run_name))
+            outcomes.append(validate(gate.classes(planning.ROWS, planning.PEOPLE), frame, job.gx_project, run_name))
         outcome = Outcome.combine(outcomes)
         written.outcome = outcome
         return partition_metadata(policy, inputs, plan, frame, cells, outcome, counts, date, run)

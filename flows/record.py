@@ -10,7 +10,7 @@ from pathlib import Path
 
 from transforms import metrics
 from transforms.operators import Generalize, Pseudonymize
-from transforms.plan import ROWS, Plan
+from transforms.plan import PEOPLE, ROWS, Plan
 from transforms.policy import SourcePolicy
 
 
@@ -20,8 +20,8 @@ def partition_metadata(policy: SourcePolicy, inputs: Inputs, plan: Plan, classes
     figures are measured on `classes` (plan.classes_frame: the published rows' distinct
     combinations with counts). `run`: run_id, key_id, flow_run_id, fingerprint."""
     solution = plan.solution
-    measured = metrics.summary(classes, list(plan.levels), policy.entity, policy.privacy.k,
-                               policy.sensitive_outputs, count=ROWS)
+    measured = metrics.summary(classes, list(plan.levels), None, policy.privacy.k, policy.sensitive_outputs,
+                               count=ROWS, people=PEOPLE)
     return {
         "dataset": policy.source,
         "export_date": date.isoformat(),

@@ -114,14 +114,18 @@ def sensitive_figures(ids: np.ndarray, values: pd.Series, weights: np.ndarray | 
 
 
 def assess(df: pd.DataFrame, quasi_identifiers: list[str], sensitive: list[str] = (), entity: str | None = None,
-           k: int | None = None, count: str | None = None) -> dict:
+           k: int | None = None, count: str | None = None, people: str | None = None) -> dict:
     """Every figure `tuomin assess` reports (the JSON keys are part of its interface). With
-    `count`, each row of df is a distinct combination standing for that many rows."""
+    `count`, each row of df is a distinct combination standing for that many rows; with
+    `people`, class sizes are that column summed per class (instead of counting entities)."""
     if df.empty:
         return {"rows": 0, "k": 0, "classes": 0}
     ids = class_ids(df, quasi_identifiers)
     weights = _counts(df, count)
-    found = sizes(ids, _entity_codes(df, entity) if entity else None, weights)
+    if people:
+        found = sizes(ids, None, _counts(df, people))
+    else:
+        found = sizes(ids, _entity_codes(df, entity) if entity else None, weights)
     people = found.sum()
     out = {
         "rows": int(weights.sum()),
@@ -183,8 +187,8 @@ def _histogram(found: np.ndarray) -> dict[str, int]:
 
 
 def summary(df: pd.DataFrame, quasi_identifiers: list[str], entity: str | None = None, k: int | None = None,
-            sensitive: list[str] = (), count: str | None = None) -> dict:
+            sensitive: list[str] = (), count: str | None = None, people: str | None = None) -> dict:
     """What the pipeline records with a published file (assess without the sensitive keys when
     there are none)."""
-    out = assess(df, quasi_identifiers, list(sensitive), entity, k, count)
+    out = assess(df, quasi_identifiers, list(sensitive), entity, k, count, people)
     return {key: value for key, value in out.items() if value is not None}

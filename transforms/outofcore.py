@@ -37,6 +37,73 @@ def _name(column: str) -> str:
     return '"' + column.replace('"', '""') + '"'
 
 
+def connect(where: Path | None) -> duckdb.DuckDBPyConnection:
+    """DuckDB in memory (where=None, for small inputs), or on disk in `where` held to MEMORY_LIMIT."""
+    if where is None:
+        return duckdb.connect()
+    where.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(str(where / "duckdb"), config={
+        "memory_limit": MEMORY_LIMIT, "temp_directory": str(where / "spill"), "preserve_insertion_order": False})
+
+
+def run(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    """A statement run to its end (DuckDB keeps a connection busy until a result is consumed)."""
+    return con.execute(sql).fetchall()
+
+
+def copy(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+    """An Arrow table copied into DuckDB: joins on a registered (Python-held) table are not held
+    to the memory limit."""
+    con.register("arrow", table)
+    run(con, f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM arrow")
+    con.unregister("arrow")
+
+
+def source(con: duckdb.DuckDBPyConnection, parts: list[Path | pa.Table]) -> str:
+    """Tallies as one relation (SQL): Parquet files read directly, Arrow tables copied in
+    (dictionary columns decoded: they are small when held in memory)."""
+    files = [str(p) for p in parts if isinstance(p, Path)]
+    selects = []
+    if files:
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        selects.append(f"SELECT * FROM read_parquet([{listed}], union_by_name = true)")
+    for index, part in enumerate(p for p in parts if not isinstance(p, Path)):
+        copy(con, f"part{index}", pa.table({name: pc.dictionary_decode(column) if pa.types.is_dictionary(column.type)
+                                            else column for name, column in zip(part.column_names, part.columns)}))
+        selects.append(f"SELECT * FROM part{index}")
+    return "(" + " UNION ALL BY NAME ".join(selects) + ")"
+
+
+def class_table(parts: list[Path | pa.Table], qis: list[str], entity: str | None, sensitive: list[str], rows: str,
+                people: str, where: Path | None = None) -> pa.Table:
+    """The published rows' classes from their tallies (`parts`: distinct QI values, entity id,
+    sensitive values, with `rows`; the same combination may recur across parts): one row per
+    distinct (QI values, sensitive values) with its rows, and on one row of each class the
+    class's size, `people` (distinct entities, a row without one counting as a person of its
+    own; rows when there is no entity), 0 on its other rows, so that a sum per class is its size.
+    What k, l and the risk figures need, with one row per class and sensitive value instead of
+    one per class and person."""
+    con = connect(where)
+    try:
+        relation = source(con, parts)
+        q = [_name(c) for c in qis]
+        s = [_name(c) for c in sensitive]
+        size = (f"count(DISTINCT {_name(entity)}) + coalesce(sum({_name(rows)}) FILTER (WHERE {_name(entity)} IS NULL), 0)"
+                if entity else f"sum({_name(rows)})")
+        same = " AND ".join(f"cells.{c} IS NOT DISTINCT FROM sizes.{c}" for c in q) or "true"
+        first = f"row_number() OVER (PARTITION BY {', '.join(f'cells.{c}' for c in q) or '1'}) = 1"
+        return con.sql(f"""
+            WITH sizes AS (SELECT {', '.join(q + [f'{size} AS size'])} FROM {relation} GROUP BY ALL),
+                 cells AS (SELECT {', '.join(q + s + [f'sum({_name(rows)}) AS {_name(rows)}'])} FROM {relation} GROUP BY ALL)
+            SELECT {', '.join(f'cells.{c}' for c in q + s)}, cells.{_name(rows)}::BIGINT AS {_name(rows)},
+                   (CASE WHEN {first} THEN sizes.size ELSE 0 END)::BIGINT AS {_name(people)}
+            FROM cells JOIN sizes ON {same}""").to_arrow_table()
+    finally:
+        con.close()
+        if where is not None:
+            shutil.rmtree(where, ignore_errors=True)
+
+
 class OutOfCore(Combinations):
     """The combinations of `parts` (tallies: Parquet paths or Arrow tables with one column per
     quasi-identifier in `columns`, the entity id, the subject flag and the rows), without the
@@ -47,7 +114,7 @@ class OutOfCore(Combinations):
                  bounds: list[tuple[int, int]], *, entity: str, by_entity: bool, subject: str, rows: str,
                  diversity: list[Diversity] = (), erased: pa.Array | None = None, where: Path | None = None):
         self.where = where
-        self.con = self._connect(where)
+        self.con = connect(where)
         self.qis, self.bounds = qis, bounds
         self.tops = [q.sizes[0] for q in qis]
         self.by_entity = by_entity
@@ -81,39 +148,14 @@ class OutOfCore(Combinations):
                     self._table(f"map{j}_{level}", pa.table({"code": np.arange(len(mapping), dtype=np.int32),
                                                              "v": mapping.astype(np.int32)}))
 
-    @staticmethod
-    def _connect(where: Path | None) -> duckdb.DuckDBPyConnection:
-        if where is None:
-            return duckdb.connect()
-        where.mkdir(parents=True, exist_ok=True)
-        return duckdb.connect(str(where / "engine.duckdb"), config={
-            "memory_limit": MEMORY_LIMIT, "temp_directory": str(where / "spill"), "preserve_insertion_order": False})
-
     def _source(self, parts: list[Path | pa.Table]) -> str:
-        """The parts as one relation (SQL): Parquet files read directly, Arrow tables registered
-        (dictionary columns decoded: they are small when held in memory)."""
-        files = [str(p) for p in parts if isinstance(p, Path)]
-        selects = []
-        if files:
-            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-            selects.append(f"SELECT * FROM read_parquet([{listed}], union_by_name = true)")
-        for index, part in enumerate(p for p in parts if not isinstance(p, Path)):
-            decoded = pa.table({name: pc.dictionary_decode(column) if pa.types.is_dictionary(column.type) else column
-                                for name, column in zip(part.column_names, part.columns)})
-            self._table(f"part{index}", decoded)
-            selects.append(f"SELECT * FROM part{index}")
-        return "(" + " UNION ALL BY NAME ".join(selects) + ")"
+        return source(self.con, parts)
 
     def _table(self, name: str, table: pa.Table) -> None:
-        """An Arrow table copied into DuckDB: joins on a registered (Python-held) table are not
-        held to the memory limit."""
-        self.con.register("arrow", table)
-        self._run(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM arrow")
-        self.con.unregister("arrow")
+        copy(self.con, name, table)
 
     def _run(self, sql: str) -> list[tuple]:
-        """A statement run to its end (DuckDB keeps a connection busy until a result is consumed)."""
-        return self.con.execute(sql).fetchall()
+        return run(self.con, sql)
 
     def close(self) -> None:
         self.con.close()

@@ -4,18 +4,22 @@
             tally(staged)  its distinct (quasi-identifiers at their lowest allowed level, entity,
                            erasure flag, sensitive values) with row counts, and one input value
                            per lowest-level label
-    merge   merge(tallies) batches' tallies in one (the pipeline writes each merged block to the
-                           work area; concat lists them side by side)
-    plan    solve(tally)   the privacy engine on the combinations (out of core, in DuckDB):
-                           levels, and the classes whose records are suppressed (by class key)
+    merge   merge(tallies) tallies in one, in memory; or concat(tallies) side by side (the
+                           pipeline writes each batch's tally to the work area and lists them)
+    plan    solve(tally)   the privacy engine on the combinations (out of core in DuckDB, or in
+                           memory when they are few): levels, and the classes whose records are
+                           suppressed (by class key)
     pass 2  finish(staged) every operator, the planned levels, the suppressed classes removed
+            classes(rows)  the published batch's classes; classes_frame counts them out of core
+                           for the k/l checks and the figures
 
 The engine never sees rows, only combinations (a class is a set of them), and holds those out of
 core (transforms/outofcore.py), so its memory does not grow with the export; and because pass 2
 derives codes and class keys exactly as the plan did, it suppresses exactly the records the
 engine counted. Merging is associative and codes follow label order, so batches or files
 processed on other machines give the same plan as one process reading them in turn. All
-functions are pure, except that the engine may keep its table in a directory it is given.
+functions are pure, except that the engine and classes_frame may keep DuckDB's files in a
+directory they are given (and remove it).
 """
 
 from __future__ import annotations
@@ -32,12 +36,12 @@ import pyarrow.compute as pc
 from transforms.anonymity import Combinations, Diversity, Solution, class_keys, search_table
 from transforms.hierarchy import Encoded, Hierarchy, encode
 from transforms.operators import Context, Drop, Suppress
-from transforms.outofcore import OutOfCore
+from transforms.outofcore import OutOfCore, class_table
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import token_ids
 from transforms.steps import entity_source
 
-ENTITY, SUBJECT, ROWS = "__entity", "__subject", "__rows"
+ENTITY, SUBJECT, ROWS, PEOPLE = "__entity", "__subject", "__rows", "__people"
 
 
 def hierarchies(policy: SourcePolicy, ctx: Context) -> dict[str, Hierarchy]:
@@ -340,29 +344,14 @@ def class_columns(policy: SourcePolicy) -> list[str]:
     return list(dict.fromkeys(keys + policy.sensitive_outputs))
 
 
-def merge_classes(parts: list[pa.Table]) -> pa.Table:
-    """Pieces of classes in one (used in blocks, to drop the duplicates close together)."""
-    keys = [n for n in parts[0].column_names if n != ROWS]
-    if not keys:
-        return pa.table({ROWS: pa.array([sum(int(pc.sum(p[ROWS]).as_py() or 0) for p in parts)], pa.int64())})
-    return _count(pa.concat_tables(parts, promote_options="permissive"), keys, ROWS)
-
-
-def classes_frame(parts: list[pa.Table]) -> pd.DataFrame:
-    """Pieces of classes as one pandas frame for the checks: labels categorical, entity ids
-    nullable. A combination may appear in several pieces: every figure computed from it counts
-    distinct entities, sums rows or counts distinct values, so duplicates change nothing."""
-    columns, dictionaries = _codes(pa.concat_tables(parts, promote_options="permissive"))
-    frame = {}
-    for name, column in columns.items():
-        if name in dictionaries:
-            codes = pc.fill_null(column, -1).to_numpy() if column.num_chunks else np.zeros(0, np.int32)
-            frame[name] = pd.Categorical.from_codes(codes, categories=pd.Index(dictionaries[name].to_pandas()))
-        elif pa.types.is_int64(column.type) and name != ROWS:
-            frame[name] = pd.array(column.to_pandas(), dtype="Int64")
-        else:
-            frame[name] = column.to_pandas()
-    return pd.DataFrame(frame)
+def classes_frame(parts: list[pa.Table | Path], policy: SourcePolicy, where: Path | None = None) -> pd.DataFrame:
+    """Pieces of classes (tables, or Parquet files of them; a combination may recur across
+    pieces) as the frame the k/l checks and the figures run on: one row per distinct
+    (QI values, sensitive values) with its ROWS, and the class's distinct customers in PEOPLE on
+    one of its rows (0 on the others). Counted out of core in DuckDB (in `where`)."""
+    qis = [c.output_name for c in policy.quasi_identifiers]
+    sensitive = [s for s in policy.sensitive_outputs if s not in qis]
+    return class_table(parts, qis, policy.entity, sensitive, ROWS, PEOPLE, where).to_pandas()
 
 
 def _mask(values) -> np.ndarray:
