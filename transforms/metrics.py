@@ -126,7 +126,7 @@ def assess(df: pd.DataFrame, quasi_identifiers: list[str], sensitive: list[str] 
         found = sizes(ids, None, _counts(df, people))
     else:
         found = sizes(ids, _entity_codes(df, entity) if entity else None, weights)
-    people = found.sum()
+    persons = found.sum()
     out = {
         "rows": int(weights.sum()),
         "k": int(found.min()),
@@ -137,12 +137,12 @@ def assess(df: pd.DataFrame, quasi_identifiers: list[str], sensitive: list[str] 
         "avg_class_size": float(found.mean()),
         "discernibility": int((found.astype(np.int64) ** 2).sum()),
         "prosecutor_risk_max": float(1.0 / found.min()),
-        "prosecutor_risk_avg": float(len(found) / people),
-        "unique_share": float(found[found == 1].sum() / people),
+        "prosecutor_risk_avg": float(len(found) / persons),
+        "unique_share": float(found[found == 1].sum() / persons),
         "class_size_histogram": _histogram(found),
     }
     if k is not None:
-        out["share_below_2k"] = float(found[found < 2 * k].sum() / people)
+        out["share_below_2k"] = float(found[found < 2 * k].sum() / persons)
     if sensitive:
         figures = [sensitive_figures(ids, df[s], weights) for s in sensitive]
         out["l_distinct"] = min(f["l_distinct"] for f in figures)

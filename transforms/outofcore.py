@@ -119,21 +119,21 @@ class OutOfCore(Combinations):
         self.tops = [q.sizes[0] for q in qis]
         self.by_entity = by_entity
         self.diversity = list(diversity)
-        source = self._source(parts)
-        self._table("erased", pa.table({"id": erased if erased is not None else pa.array([], pa.int64())}))
+        relation = source(self.con, parts)
+        copy(self.con, "erased", pa.table({"id": erased if erased is not None else pa.array([], pa.int64())}))
         selected, joins = [], []
         for j, (column, codebook) in enumerate(zip(columns, codebooks)):
-            self._table(f"codebook{j}", pa.table({"label": codebook, "code": np.arange(len(codebook), dtype=np.int32)}))
+            copy(self.con, f"codebook{j}", pa.table({"label": codebook, "code": np.arange(len(codebook), dtype=np.int32)}))
             selected.append(f"codebook{j}.code AS q{j}")
             joins.append(f"JOIN codebook{j} ON t.{_name(column)} IS NOT DISTINCT FROM codebook{j}.label")
         selected += [f"t.{_name(entity)} AS e"] + [f"t.{_name(d.name)} AS s{j}" for j, d in enumerate(self.diversity)]
         kept = f"NOT t.{_name(subject)} AND (t.{_name(entity)} IS NULL OR t.{_name(entity)} NOT IN (SELECT id FROM erased))"
-        self._run(f"""
+        run(self.con, f"""
             CREATE TABLE combo AS
                 SELECT {', '.join(selected)}, sum(t.{_name(rows)})::BIGINT AS w
-                FROM {source} t {' '.join(joins)} WHERE {kept} GROUP BY ALL""")
-        self.erased_rows = int(self._run(f"SELECT coalesce(sum(t.{_name(rows)}), 0) FROM {source} t WHERE NOT ({kept})")[0][0])
-        self.size, self.rows = (int(x) for x in self._run("SELECT count(*), coalesce(sum(w), 0) FROM combo")[0])
+                FROM {relation} t {' '.join(joins)} WHERE {kept} GROUP BY ALL""")
+        self.erased_rows = int(run(self.con, f"SELECT coalesce(sum(t.{_name(rows)}), 0) FROM {relation} t WHERE NOT ({kept})")[0][0])
+        self.size, self.rows = (int(x) for x in run(self.con, "SELECT count(*), coalesce(sum(w), 0) FROM combo")[0])
         # A node maps codes to its levels through these small tables (none for a level that
         # maps codes to themselves).
         self.maps: list[dict[int, str | None]] = []
@@ -145,17 +145,8 @@ class OutOfCore(Combinations):
                     self.maps[j][level] = None
                 else:
                     self.maps[j][level] = f"map{j}_{level}"
-                    self._table(f"map{j}_{level}", pa.table({"code": np.arange(len(mapping), dtype=np.int32),
+                    copy(self.con, f"map{j}_{level}", pa.table({"code": np.arange(len(mapping), dtype=np.int32),
                                                              "v": mapping.astype(np.int32)}))
-
-    def _source(self, parts: list[Path | pa.Table]) -> str:
-        return source(self.con, parts)
-
-    def _table(self, name: str, table: pa.Table) -> None:
-        copy(self.con, name, table)
-
-    def _run(self, sql: str) -> list[tuple]:
-        return run(self.con, sql)
 
     def close(self) -> None:
         self.con.close()
@@ -184,10 +175,10 @@ class OutOfCore(Combinations):
         return InMemory(qis, entity, diversity, np.asarray(found["w"]), self.bounds)
 
     def rows_per_code(self, among: np.ndarray | None = None) -> list[np.ndarray]:
-        source = self._among(among)
+        chosen = self._among(among)
         out = []
         for j, top in enumerate(self.tops):
-            found = self.con.execute(f"SELECT q{j}, sum(w)::DOUBLE AS w FROM {source} GROUP BY q{j}").fetchnumpy()
+            found = self.con.execute(f"SELECT q{j}, sum(w)::DOUBLE AS w FROM {chosen} GROUP BY q{j}").fetchnumpy()
             out.append(np.bincount(found[f"q{j}"], weights=found["w"], minlength=top))
         return out
 
@@ -199,16 +190,16 @@ class OutOfCore(Combinations):
     def _among(self, among: np.ndarray | None) -> str:
         if among is None:
             return "combo"
-        self._table("among", pa.table({"i": np.flatnonzero(among)}))
+        copy(self.con, "among", pa.table({"i": np.flatnonzero(among)}))
         return "(SELECT c.* FROM combo c SEMI JOIN among ON c.rowid = among.i)"
 
     def failing(self, node: tuple[int, ...], k: int, allowed: int) -> tuple[int, np.ndarray | None]:
         keys = self._keys(node)
-        self._run(f"""
+        run(self.con, f"""
             CREATE OR REPLACE TEMP TABLE failed AS
             WITH {self._classes(node, k)}
             SELECT g.i, g.w FROM g JOIN classes USING ({keys}) WHERE classes.fails""")
-        rows = int(self._run("SELECT coalesce(sum(w), 0) FROM failed")[0][0])
+        rows = int(run(self.con, "SELECT coalesce(sum(w), 0) FROM failed")[0][0])
         if rows > allowed:
             return rows, None
         mask = np.zeros(self.size, bool)
