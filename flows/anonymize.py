@@ -61,32 +61,33 @@ def source_order(policies: dict[str, SourcePolicy]) -> list[str]:
 
 
 @io_task(task_run_name="backup-{date}")
-def back_up(run: Run, names: list[str], date: dt.date) -> None:
-    """Encrypt the date's raw files; recorded in the ledger once per distinct set of files (a
-    rerun on the same files does not back them up again)."""
-    files = [f for name in names for f in landing_io.files_for(run.landing, run.policies[name], date)]
-    if not files:
+def back_up(run: Run, shas: dict[str, str], date: dt.date) -> None:
+    """Encrypt the date's raw files ({path: SHA-256 as pass 1 read it}); recorded in the ledger
+    once per distinct set of files (a rerun on the same files does not back them up again)."""
+    if not shas:
         return
-    manifest_path, manifest, written = backup_io.backup_files(run.landing, files, date, run.restricted, run.backup_key)
+    manifest_path, manifest, written = backup_io.backup_files(run.landing, shas, date, run.restricted, run.backup_key)
     if written:
         ledger.append(run.warehouse, "backup", {
             "export_date": date.isoformat(), "run_id": run.run_id, "manifest": str(manifest_path), "key_id": manifest["key_id"],
             "files": [{k: f[k] for k in ("path", "bytes", "sha256")} for f in manifest["files"]]})
-        get_run_logger().info("%s: %d file(s) backed up, encrypted, -> %s", date, len(files), manifest_path.parent)
+        get_run_logger().info("%s: %d file(s) backed up, encrypted, -> %s", date, len(shas), manifest_path.parent)
 
 
 def process_date(run: Run, job: passes.Job, date: dt.date) -> dict:
     began = dt.datetime.now(dt.timezone.utc)
     names = [s for s in source_order(run.policies) if s in run.sources_for(date)]
     # The backup (encryption and hashing, which release the GIL) runs on a thread of this flow
-    # run once pass 1 is done, beside the privacy engine (which leaves a core idle) and pass 2;
+    # run once pass 1 is done, beside the privacy engine and pass 2 (tried beside pass 2 only:
+    # no faster);
     # nothing is published unless it completed.
     with ThreadPoolExecutor(1) as beside:
         backup = None
         try:
             scans, linked_names, linked_erased = scan_sources(run, job, names, date)
             if run.backup_key is not None:
-                backup = beside.submit(contextvars.copy_context().run, back_up, run, names, date)
+                shas = {s.file.path: s.file.sha256 for found in scans.values() for s in found}
+                backup = beside.submit(contextvars.copy_context().run, back_up, run, shas, date)
             failpoints.hit("extracted")
             erased = linked_erased.union(*(s.erased for found in scans.values() for s in found))
             person_names = linked_names.union(*(s.names for found in scans.values() for s in found))

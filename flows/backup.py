@@ -34,7 +34,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from flows.paths import restricted_dir
-from flows.record import file_sha256
 
 MAGIC = b"TUOMINB1"
 CHUNK = 1 << 20
@@ -125,23 +124,27 @@ def decrypt_stream(source, target, key: BackupKey, name: str) -> tuple[int, str]
         index += 1
 
 
-def backup_files(landing, relatives: list[str], date: dt.date, restricted: Path, key: BackupKey) -> tuple[Path, dict, bool]:
-    """Back up a date's input files (skipped when the same files are already backed up);
-    returns (manifest path, manifest, whether anything was written)."""
-    shas = [(relative, landing.sha256(relative)) for relative in relatives]
-    version = hashlib.sha256(json.dumps(sorted(shas)).encode()).hexdigest()[:12]
+def backup_files(landing, shas: dict[str, str], date: dt.date, restricted: Path, key: BackupKey) -> tuple[Path, dict, bool]:
+    """Back up a date's input files, given as {path: SHA-256 when the run read it} (skipped when
+    the same files are already backed up); a file whose bytes are no longer those the run read
+    is refused. Returns (manifest path, manifest, whether anything was written)."""
+    version = hashlib.sha256(json.dumps(sorted(shas.items())).encode()).hexdigest()[:12]
     folder = restricted_dir(restricted, "backups", f"export_date={date.isoformat()}", version, "files")
     manifest_path = folder.parent / "manifest.json"
     if manifest_path.exists():
         return manifest_path, read_manifest(manifest_path, key), False
     files = []
-    for number, relative in enumerate(relatives):
+    for number, relative in enumerate(sorted(shas)):
         encrypted = folder / f"{number}.enc"
         fd = os.open(encrypted, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with landing.open(relative) as source, os.fdopen(fd, "wb") as target:
+        with landing.open(relative) as source, os.fdopen(fd, "wb") as out:
+            target = _Hashing(out)
             size, sha = encrypt_stream(source, target, key)
+        if sha != shas[relative]:
+            encrypted.unlink()
+            raise BackupError(f"{relative}: changed after this run read it (SHA-256 differs); nothing is published")
         files.append({"path": relative, "bytes": size, "sha256": sha, "encrypted": f"files/{encrypted.name}",
-                      "encrypted_sha256": file_sha256(encrypted)})
+                      "encrypted_sha256": target.digest.hexdigest()})
     manifest = {"format": FORMAT, "export_date": date.isoformat(), "key_id": key.key_id,
                 "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "files": files}
     manifest["mac"] = key.mac(_canonical(manifest))
@@ -150,6 +153,17 @@ def backup_files(landing, relatives: list[str], date: dt.date, restricted: Path,
     staged.chmod(0o600)
     os.replace(staged, manifest_path)  # the manifest appears last: a backup without one is incomplete
     return manifest_path, manifest, True
+
+
+class _Hashing:
+    """A file that hashes what is written to it (the encrypted file's SHA-256, without reading it back)."""
+
+    def __init__(self, out):
+        self.out, self.digest = out, hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self.digest.update(data)
+        self.out.write(data)
 
 
 def read_manifest(path: Path, key: BackupKey) -> dict:

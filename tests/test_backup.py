@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -123,7 +124,7 @@ def backed_up(tmp_path):
     files = {"pos/2026-03-01/a.csv": "txn,amount\n1,2\n" * 1000, "pos/2026-03-01/b.csv": "证件,x\n310101,1\n"}
     for relative, text in files.items():
         (landing / relative).write_text(text, "utf-8")
-    manifest, _, written = backup.backup_files(Landing(landing), sorted(files), DAY, tmp_path / "restricted", KEY)
+    manifest, _, written = backup.backup_files(Landing(landing), _shas(landing, files), DAY, tmp_path / "restricted", KEY)
     assert written
     return landing, tmp_path / "restricted", manifest, files
 
@@ -136,12 +137,32 @@ def test_backup_verify_and_restore(backed_up, tmp_path):
     for relative, text in files.items():
         restored = tmp_path / "restored" / relative
         assert restored.read_text("utf-8") == text and stat.S_IMODE(restored.stat().st_mode) == 0o600
+    # The manifest names each encrypted file by its SHA-256 (hashed as it was written).
+    for entry in json.loads(manifest.read_text())["files"]:
+        assert entry["encrypted_sha256"] == hashlib.sha256((manifest.parent / entry["encrypted"]).read_bytes()).hexdigest()
     # Owner-only, and the raw text is nowhere in the clear.
     for path in [restricted, *restricted.rglob("*")]:
         assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
     assert not any(b"310101" in p.read_bytes() for p in restricted.rglob("*") if p.is_file())
     # Backing up the same files again writes nothing.
-    assert backup.backup_files(Landing(landing), sorted(files), DAY, restricted, KEY)[2] is False
+    assert backup.backup_files(Landing(landing), _shas(landing, files), DAY, restricted, KEY)[2] is False
+
+
+def _shas(landing, files) -> dict[str, str]:
+    return {relative: Landing(landing).sha256(relative) for relative in files}
+
+
+def test_a_file_changed_after_the_run_read_it_is_not_backed_up(tmp_path):
+    """The backup must hold the bytes the run processed: a file edited in between is refused,
+    and no manifest (nor its encrypted copy) is left."""
+    landing = tmp_path / "landing"
+    (landing / "pos").mkdir(parents=True)
+    (landing / "pos" / "a.csv").write_text("txn,amount\n1,2\n", "utf-8")
+    read = _shas(landing, ["pos/a.csv"])
+    (landing / "pos" / "a.csv").write_text("txn,amount\n1,3\n", "utf-8")
+    with pytest.raises(backup.BackupError, match="pos/a.csv: changed after this run read it"):
+        backup.backup_files(Landing(landing), read, DAY, tmp_path / "restricted", KEY)
+    assert not [p for p in (tmp_path / "restricted").rglob("*") if p.is_file()]
 
 
 def test_an_edited_manifest_or_a_missing_file_is_named(backed_up):
