@@ -38,6 +38,30 @@ def test_parsing_is_strict():
     assert bad.tolist() == [False, False, False, True, True]
 
 
+identifier_texts = st.lists(st.one_of(st.none(), st.sampled_from(["+86 138 1234 5678", "１３８１２３４５６７８", "31010119900307123x", ""]),
+                                      st.text("0123456789xX -+８６", max_size=14)), max_size=30)
+
+
+@given(identifier_texts)
+def test_normalizing_a_column_is_normalizing_each_value(values):
+    """Documents and mobiles are normalized once per distinct value: mapped back onto the rows,
+    repeats, nulls and chunks included, the column must read as if each value were done alone."""
+    column = pa.chunked_array([pa.array(values[: len(values) // 2], pa.string()), pa.array(values[len(values) // 2:], pa.string())])
+    for normalize in (document, mobile):
+        assert normalize(column).to_pylist() == [normalize(pa.array([v], pa.string()))[0].as_py() for v in values]
+
+
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["1988/7/14", "1988-07-14", "2026-02-30", "", "14/07/1988", "2024-02-29"])),
+                max_size=30))
+def test_parsing_a_column_is_parsing_each_value(values):
+    """Dates are parsed once per distinct text; the rows must get what parsing each alone gives."""
+    formats = ["%Y-%m-%d", "%Y/%m/%d"]
+    parsed, bad = parse(pa.array(values, pa.string()), "date", formats)
+    alone = [parse(pa.array([v], pa.string()), "date", formats) for v in values]
+    assert parsed.to_pylist() == [p[0].as_py() for p, _ in alone]
+    assert bad.tolist() == [b[0] for _, b in alone]
+
+
 @given(st.lists(mobiles, min_size=1, max_size=20), st.sampled_from(["customer", "staff"]))
 def test_pseudonyms_are_deterministic_and_hide_the_value(values, domain):
     p = Pseudonymizer(KEY)

@@ -46,7 +46,14 @@ def _by_pattern(text: Column, pattern: str, to: pa.DataType) -> tuple[pa.Array, 
 
 
 def _temporal(text: Column, formats: list[str], kind: str) -> tuple[pa.Array, np.ndarray]:
-    series = pd.Series(_combine(text).to_pandas(), dtype="str")
+    # Parsed once per distinct text (dates and times repeat across lines), then mapped back.
+    encoded = pc.dictionary_encode(_combine(text))
+    parsed, bad = _temporal_distinct(encoded.dictionary, formats, kind)
+    return parsed.take(encoded.indices), _mask(pa.array(bad).take(encoded.indices))
+
+
+def _temporal_distinct(text: pa.Array, formats: list[str], kind: str) -> tuple[pa.Array, np.ndarray]:
+    series = pd.Series(text.to_pandas(), dtype="str")
     parsed = pd.Series(pd.NaT, index=series.index, dtype="datetime64[s]")
     for fmt in formats:
         todo = parsed.isna() & series.notna()
