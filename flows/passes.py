@@ -16,11 +16,14 @@ size of the export: tallies and classes go to the work area and are counted out 
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import ctypes.util
 import datetime as dt
 import functools
 import shutil
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,11 +164,12 @@ def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index
     ctx = job.context(date)
     built = planning.hierarchies(policy, ctx)
     quarantine = Quarantine(job.restricted, job.run_id, policy.source, date, str(index))
-    staged_file, tally_file = (Spill(job.work(policy.source, date) / f"{index}.{kind}.parquet") for kind in ("staged", "tally"))
+    work = job.work(policy.source, date)
+    staged_file, tally_file = Spill(work / f"{index}.staged.arrow"), Spill(work / f"{index}.tally.parquet")
     ragged: list[str] = []
     names, erased = set(), set()
     labels, rows = [], 0
-    for raw in landing_io.iter_csv(landing, relative, policy, ragged, drop_unknown=job.drop_unknown, block_size=BATCH_BYTES):
+    for raw in ahead(landing_io.iter_csv(landing, relative, policy, ragged, drop_unknown=job.drop_unknown, block_size=BATCH_BYTES)):
         parsed = steps.parse_table(raw, policy)
         bad = parsed.bad
         if bad.any():
@@ -194,8 +198,9 @@ def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index
 
 
 class Spill:
-    """Batches written one after another to one owner-only Parquet file in the work area (raw
-    rows, or their tallies), so that no pass holds more than a batch of them."""
+    """Batches written one after another to one owner-only file in the work area, so that no pass
+    holds more than a batch of them: staged rows as Arrow IPC (`.arrow`: written and read back
+    several times faster than Parquet), what DuckDB reads (tallies, classes) as Parquet."""
 
     def __init__(self, path: Path):
         self.path, self._writer = path, None
@@ -204,7 +209,8 @@ class Spill:
         if self._writer is None:
             self.path.touch(mode=0o600)
             self.path.chmod(0o600)
-            self._writer = pq.ParquetWriter(self.path, table.schema, compression="lz4")
+            self._writer = (pa.ipc.new_file(str(self.path), table.schema, options=pa.ipc.IpcWriteOptions(compression="lz4"))
+                            if self.path.suffix == ".arrow" else pq.ParquetWriter(self.path, table.schema, compression="lz4"))
         self._writer.write_table(table)
 
     def close(self) -> Path:
@@ -227,7 +233,7 @@ def link_lookups(landing: landing_io.Landing, policies: dict[str, SourcePolicy],
         wanted = wanted_keys[link.column]
         keys, tokens = [], []
         for path in same_day.get(link.source, []):
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=[link.key, planning.ENTITY]):
+            for batch in _read_staged(path):
                 found = pc.is_in(steps.link_keys(batch[link.key]), wanted)
                 keys.append(steps.link_keys(batch[link.key].filter(found)))
                 tokens.append(batch[planning.ENTITY].filter(found))
@@ -274,7 +280,8 @@ class Written:
 def gate(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], plan: planning.Plan) -> Gate:
     """The source's publication gate (it depends on the published schema, which the plan fixes),
     with its GX suites created before any worker validates against them."""
-    empty = pq.read_schema(staged[0]).empty_table()
+    with pa.ipc.open_file(staged[0]) as source:
+        empty = source.schema.empty_table()
     ctx = job.context(date)
     schema = planning.finish(empty, plan, policy, ctx, planning.hierarchies(policy, ctx), set()).table.schema
     found = Gate.of(policy, schema)
@@ -302,7 +309,7 @@ def write(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], pla
     classes = Spill(work / "classes.parquet")
 
     def batches():
-        for batch in _staged_batches(staged):
+        for batch in ahead(_staged_batches(staged)):
             done = planning.finish(batch, plan, policy, ctx, built, erased)
             outcomes.append(validate(gate.content(), planning.distinct_values(done.table).to_pandas(), job.gx_project, run_name))
             for key, value in (("erased", done.erased), ("suppressed", done.suppressed), ("published", done.table.num_rows)):
@@ -322,22 +329,43 @@ def write(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], pla
 
     written = Written(None, counts, {}, None)
     levels = plan.solution.levels if plan.solution else {}
-    written.path = warehouse_io.stage(job.warehouse, job.run_id, policy.source, date, batches(),
+    written.path = warehouse_io.stage(job.warehouse, job.run_id, policy.source, date, ahead(batches()),
                                       field_metadata(policy, levels), metadata)
     written.metadata = warehouse_io.read_metadata(written.path)
     release_memory()
     return written
 
 
+def ahead(items: Iterable) -> Iterator:
+    """`items`, each produced on another thread while the consumer works on the one before.
+    Reading CSV and Parquet, Arrow's kernels and Parquet's encoding release the GIL, so a pass
+    keeps both cores busy; memory grows by one item."""
+    end = object()
+    source = iter(items)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(contextvars.copy_context().run, next, source, end)
+        while (item := pending.result()) is not end:
+            pending = pool.submit(contextvars.copy_context().run, next, source, end)
+            yield item
+
+
 def _staged_batches(staged: list[Path]):
-    """The staged rows in batches of BATCH_ROWS, in file order; one empty batch if there are none
-    (so that an empty partition still has its schema)."""
-    schema, rows = None, 0
+    """The staged rows in file order, as tables of BATCH_ROWS or a little more (pass 1's batches
+    joined); one empty table if there are none (so that an empty partition has its schema)."""
+    pending, rows, schema, yielded = [], 0, None, False
     for path in staged:
-        source = pq.ParquetFile(path)
-        schema = schema or source.schema_arrow
-        for batch in source.iter_batches(batch_size=BATCH_ROWS):
+        for batch in _read_staged(path):
+            schema = batch.schema
+            pending.append(batch)
             rows += batch.num_rows
-            yield pa.Table.from_batches([batch])
-    if not rows:
-        yield schema.empty_table()
+            if rows >= BATCH_ROWS:
+                yield pa.Table.from_batches(pending).combine_chunks()
+                pending, rows, yielded = [], 0, True
+    if rows or not yielded:
+        yield pa.Table.from_batches(pending, schema).combine_chunks()
+
+
+def _read_staged(path: Path) -> Iterator[pa.RecordBatch]:
+    with pa.ipc.open_file(path) as source:
+        for i in range(source.num_record_batches):
+            yield source.get_batch(i)

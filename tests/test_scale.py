@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+import threading
 from pathlib import Path
 from unittest import mock
 
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flows.passes import ahead
 from tests.conftest import TEST_KEY, run_flow
 from transforms import outofcore, plan
 from transforms.operators import Context
@@ -111,6 +113,37 @@ def test_classes_of_batches_merge_to_the_classes_of_the_whole(members, sizes, sp
     assert compact.keys() == rows.keys()
     for key, value in rows.items():  # floats summed in another order may differ in the last digit
         assert compact[key] == (pytest.approx(value) if isinstance(value, float) else value), key
+
+
+def test_ahead_gives_every_item_in_order_and_raises_where_the_source_raised():
+    assert list(ahead(range(100))) == list(range(100)) and list(ahead([])) == []
+
+    def failing():
+        yield 1
+        raise ValueError("boom")
+
+    got = []
+    with pytest.raises(ValueError, match="boom"):
+        for item in ahead(failing()):
+            got.append(item)
+    assert got == [1]
+
+
+def test_ahead_produces_the_next_item_while_the_consumer_works_and_stops_when_closed():
+    produced, second = [], threading.Event()
+
+    def source():
+        for i in range(5):
+            produced.append(i)
+            if i == 1:
+                second.set()
+            yield i
+
+    items = ahead(source())
+    assert next(items) == 0
+    assert second.wait(10), "the next item was not produced while the consumer held the first"
+    items.close()
+    assert produced == [0, 1]  # one item ahead at most, and nothing after closing
 
 
 def test_a_file_is_read_in_blocks_with_ragged_rows_set_aside(landing):
