@@ -225,17 +225,20 @@ def anonymize_exports(landing: str = str(paths.SAMPLE_LANDING), warehouse: str =
                       date: str | None = None, start: str | None = None, end: str | None = None, every: bool = False,
                       restricted: str = str(paths.RESTRICTED), policies: str = str(paths.POLICIES),
                       drop_unknown: bool = False, backup: bool = True, trigger: str | None = None,
-                      runner: Literal["threads", "dask"] = "threads", dask_address: str | None = None):
+                      runner: Literal["threads", "dask"] = "threads", dask_address: str | None = None,
+                      rotate_key: bool = False):
     """Anonymize the export dates of `landing` into `warehouse`: `date` alone; every date from
     `start` to `end` (a backfill); every date (`every`); by default the dates not yet published or
     whose inputs, policy, key or erasure list changed since. With drop_unknown, columns no policy
     covers are dropped (and recorded) instead of failing. Unless `backup` is off, each date's raw
-    files are backed up (encrypted) first, and a missing backup key fails the run. The per-file
+    files are backed up (encrypted) first, and a missing backup key fails the run. A pseudonym key
+    other than the one the warehouse was published with fails the run unless `rotate_key` (then
+    the change is recorded and every date republished under the new key). The per-file
     and per-partition work runs on a thread pool, or with runner="dask" on a Dask cluster: a local
     one, or the scheduler at `dask_address`."""
     with warehouse_io.exclusive(Path(warehouse)), dask_cluster(runner, dask_address) as address:
         return _anonymize(landing, warehouse, date, start, end, every, restricted, policies, drop_unknown, backup, trigger,
-                          task_runner(runner, address))
+                          task_runner(runner, address), rotate_key)
 
 
 @contextmanager
@@ -265,10 +268,11 @@ def task_runner(runner: str, address: str | None):
 
 
 def _anonymize(landing: str, warehouse: str, date: str | None, start: str | None, end: str | None, every: bool,
-               restricted: str, policies: str, drop_unknown: bool, backup: bool, trigger: str | None, runner):
+               restricted: str, policies: str, drop_unknown: bool, backup: bool, trigger: str | None, runner,
+               rotate_key: bool):
     log = get_run_logger()
     via = trigger or (f"deployment {deployment.name}" if deployment.get_id() else "python")
-    run = io_task(Run.start, name="start-run")(landing, warehouse, restricted, policies, drop_unknown, via, backup)
+    run = io_task(Run.start, name="start-run")(landing, warehouse, restricted, policies, drop_unknown, via, backup, rotate_key)
     dates, skipped = io_task(select_dates, name="select-dates")(run, date, start, end, every)
     log.info("run %s: %d export date(s) to process, %d up to date, %d erasure request(s), key %s", run.run_id,
              len(dates), len(skipped), len(run.subjects), run.pseudonymizer.key_id)

@@ -51,6 +51,7 @@ def run(
     drop_unknown: Annotated[bool, typer.Option("--drop-unknown", help="Drop (and record) columns no policy covers instead of failing.")] = False,
     every: Annotated[bool, typer.Option("--all", help="Process every date found, even those already published and unchanged.")] = False,
     backup: Annotated[bool, typer.Option(help="Back up (encrypted) each date's raw files first; needs the backup key.")] = True,
+    rotate_key: Annotated[bool, typer.Option("--rotate-key", help="Accept a pseudonym key other than the warehouse's (recorded in the ledger); every date is republished under it.")] = False,
     runner: Runner = RunnerKind.threads,
     dask_address: DaskAddress = None,
 ) -> None:
@@ -58,7 +59,8 @@ def run(
     if date is not None:
         _check_date(date)
     _run_flow(landing=landing, warehouse=warehouse, date=date, every=every, restricted=restricted, policies=policies,
-              drop_unknown=drop_unknown, backup=backup, trigger="cli: tuomin run", runner=runner.value, dask_address=dask_address)
+              drop_unknown=drop_unknown, backup=backup, trigger="cli: tuomin run", runner=runner.value, dask_address=dask_address,
+              rotate_key=rotate_key)
 
 
 @app.command()

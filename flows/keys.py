@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from flows import ledger
 from flows.backup import BackupError, BackupKey
 from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
 
@@ -132,3 +133,25 @@ def destroy_block(name: str, kind: KeyKind = PSEUDONYM) -> str:
         raise kind.error(f"Prefect Secret block {name!r} not found") from None
     Secret.delete(name)
     return key_id
+
+
+def check_continuity(warehouse: Path, key_id: str, rotating: bool = False) -> None:
+    """Refuse a pseudonym key other than the one the warehouse was published with (the latest
+    published partition's, or the new key of a later recorded rotation): its tokens would not
+    link to the published ones. With `rotating`, the change is recorded in the ledger instead
+    (every date is then republished under the new key: the key is part of each fingerprint)."""
+    expected, said = None, None
+    for entry in ledger.entries(warehouse):
+        data = entry["data"]
+        if entry["kind"] == "partition" or (entry["kind"] == "key_rotated" and data.get("key") == "pseudonym"):
+            expected, said = data.get("new_key_id", data.get("key_id")), entry
+    if expected is None or expected == key_id:
+        return
+    if rotating:
+        ledger.append(warehouse, "key_rotated", {"key": "pseudonym", "old_key_id": expected, "new_key_id": key_id,
+                                                 "where": "tuomin run --rotate-key"})
+        return
+    raise PseudonymKeyError(
+        f"the pseudonym key {key_id} is not the key {warehouse} was published with ({expected}, ledger entry "
+        f"{said['seq']}): its tokens would not link to the published ones, so nothing is run. Load that key, or change "
+        "keys on purpose: `tuomin key rotate` (a key file) or `tuomin run --rotate-key`, both recorded in the ledger.")

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from flows import landing as landing_io
 from flows import ledger
 from flows.backup import BackupKey
-from flows.keys import load_backup_key, load_pseudonymizer
+from flows.keys import check_continuity, load_backup_key, load_pseudonymizer
 from flows.passes import Job
 from transforms.policy import SourcePolicy, load_policies
 from transforms.pseudonymize import Pseudonymizer
@@ -55,13 +55,17 @@ class Run:
 
     @classmethod
     def start(cls, landing: str, warehouse: str, restricted: str, policies: str, drop_unknown: bool,
-              trigger: str, backup: bool = True) -> Run:
+              trigger: str, backup: bool = True, rotate_key: bool = False) -> Run:
+        """The run's inputs, keys and erasure list; a pseudonym key other than the warehouse's is
+        refused unless `rotate_key` (see keys.check_continuity)."""
         area = landing_io.Landing(landing)
+        pseudonymizer = load_pseudonymizer()
+        check_continuity(Path(warehouse), pseudonymizer.key_id, rotate_key)
         has_requests = area.exists(landing_io.ERASURE_REQUESTS)
         return cls(
             run_id=dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
             landing=area, warehouse=Path(warehouse), restricted=Path(restricted), policy_dir=Path(policies),
-            policies=load_policies(Path(policies)), pseudonymizer=load_pseudonymizer(),
+            policies=load_policies(Path(policies)), pseudonymizer=pseudonymizer,
             backup_key=load_backup_key() if backup else None,
             subjects=Subjects.from_requests(landing_io.read_erasure_requests(area)),
             erasure_sha256=area.sha256(landing_io.ERASURE_REQUESTS) if has_requests else None,

@@ -99,3 +99,50 @@ def test_the_backup_key_is_separate_and_fails_closed(tmp_path, monkeypatch):
     monkeypatch.setenv("TUOMIN_BACKUP_KEY", "short")
     with pytest.raises(BackupError, match=r"\$TUOMIN_BACKUP_KEY: the backup key has 5 bytes"):
         load_backup_key()
+
+
+def test_a_key_other_than_the_warehouses_is_refused_unless_rotating(tmp_path, monkeypatch):
+    """The key_id of the latest published partition (or of a recorded rotation) is the
+    warehouse's key: another key is refused before anything runs, naming both key_ids and never
+    the key; --rotate-key records the change and lets it through."""
+    from flows.paths import POLICIES
+    from flows.run import Run
+    from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
+
+    landing, warehouse = tmp_path / "landing", tmp_path / "wh"
+    landing.mkdir()
+    ours = Pseudonymizer(TEST_KEY.encode()).key_id
+    ledger.append(warehouse, "partition", {"key_id": ours, "dataset": "pos"})
+
+    def start(rotate_key=False):
+        return Run.start(str(landing), str(warehouse), str(tmp_path / "r"), str(POLICIES), False, "test", backup=False,
+                         rotate_key=rotate_key)
+
+    assert start().pseudonymizer.key_id == ours  # the same key: no question asked
+    other = "another-key-" + "x" * 40
+    monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY", other)
+    theirs = Pseudonymizer(other.encode()).key_id
+    with pytest.raises(PseudonymKeyError, match=f"{theirs} is not the key .* published with \\({ours}, ledger entry 1\\)") as err:
+        start()
+    assert other not in str(err.value) and len(ledger.entries(warehouse)) == 1
+    assert start(rotate_key=True).pseudonymizer.key_id == theirs
+    rotated = ledger.entries(warehouse)[-1]
+    assert rotated["kind"] == "key_rotated" and (rotated["data"]["old_key_id"], rotated["data"]["new_key_id"]) == (ours, theirs)
+    assert start().pseudonymizer.key_id == theirs  # the rotation is the warehouse's key from now on
+    monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY", TEST_KEY)
+    with pytest.raises(PseudonymKeyError, match=f"{ours} is not the key"):
+        start()  # and the old key is now the wrong one
+
+
+def test_a_flow_run_with_another_key_fails_and_changes_nothing(published, landing, monkeypatch):
+    from flows.anonymize import anonymize_exports
+
+    before = (published.warehouse / ledger.LEDGER).read_bytes()
+    files = sorted(p for p in published.warehouse.rglob("*.parquet"))
+    stamps = [p.stat().st_mtime_ns for p in files]
+    monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY", "another-key-" + "y" * 40)
+    state = anonymize_exports(landing=str(landing), warehouse=str(published.warehouse),
+                              restricted=str(published.restricted), every=True, return_state=True)
+    assert state.is_failed() and "is not the key" in state.message
+    assert (published.warehouse / ledger.LEDGER).read_bytes() == before
+    assert [p.stat().st_mtime_ns for p in files] == stamps
