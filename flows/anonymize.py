@@ -294,15 +294,21 @@ def _anonymize(landing: str, warehouse: str, date: str | None, start: str | None
         return process_date(run, job, dt.date.fromisoformat(date))
 
     progress.report("start", dates=[d.isoformat() for d in dates])
-    for day in dates:
+    for number, day in enumerate(dates):
         try:
             summary["dates"][day.isoformat()] = one_date(day.isoformat())
             progress.report("date", date=day.isoformat(), ok=True)
-        except (DateFailed, steps.ExportError) as exc:
-            log.error("%s", exc)
-            summary["dates"][day.isoformat()] = {"error": str(exc)}
+        except (DateFailed, steps.ExportError, OSError) as exc:
+            stop = isinstance(exc, OSError)  # the storage, not the data: the next dates would fail alike
+            error = (f"{day}: nothing published: {exc.strerror or exc} ({exc.filename or 'storage'}); the run stops here"
+                     if stop else str(exc))
+            log.error("%s", error)
+            summary["dates"][day.isoformat()] = {"error": error}
             failed.append(day.isoformat())
             progress.report("date", date=day.isoformat(), ok=False)
+            if stop:
+                summary["not_run"] = [d.isoformat() for d in dates[number + 1:]]
+                break
         finally:
             warehouse_io.discard_staging(run.warehouse, run.run_id)
     shutil.rmtree(job.work_root, ignore_errors=True)

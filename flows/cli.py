@@ -129,6 +129,8 @@ def _print_summary(summary: dict) -> None:
                           str(info["k"]))
     if summary["dates"]:
         console.print(table)
+    if summary.get("not_run"):
+        console.print(f"[bold red]not run[/] (the run stopped on a storage error): {', '.join(summary['not_run'])}")
     if summary.get("up_to_date"):
         console.print(f"already published and unchanged: {', '.join(summary['up_to_date'])} (use --all to redo)")
     console.print(f"output: {Path(summary['warehouse']).resolve()}/dataset=<name>/export_date=<date>/part-0.parquet")

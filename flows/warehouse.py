@@ -33,12 +33,21 @@ class WarehouseBusy(RuntimeError):
     """Another run holds the warehouse."""
 
 
+class WarehouseUnwritable(RuntimeError):
+    """The warehouse cannot be written (read-only, no permission, no space)."""
+
+
 @contextmanager
 def exclusive(warehouse: Path) -> Iterator[None]:
     """One run at a time per warehouse (runs decide what to do from the ledger, so two at once
     could both redo a date). Holding the lock, the staging files of runs that died are cleared."""
-    warehouse.mkdir(parents=True, exist_ok=True)
-    with (warehouse / ".lock").open("w") as lock:
+    try:
+        warehouse.mkdir(parents=True, exist_ok=True)
+        failpoints.hit("lock", warehouse / ".lock")
+        lock = (warehouse / ".lock").open("w")
+    except OSError as exc:
+        raise WarehouseUnwritable(f"{warehouse} cannot be written ({exc.strerror}); nothing was run") from None
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -66,10 +75,10 @@ def stage(warehouse: Path, run_id: str, dataset: str, date: dt.date, batches: It
                                 for f in table.schema])
             writer = pq.ParquetWriter(staged, schema, compression="zstd")
         writer.write_table(table.cast(schema), row_group_size=ROW_GROUP)
-        failpoints.hit("mid-write")  # data written, footer not: the file is incomplete
+        failpoints.hit("mid-write", staged)  # data written, footer not: the file is incomplete
     writer.add_key_value_metadata({METADATA_KEY: json.dumps(metadata(), ensure_ascii=False, default=str).encode()})
     writer.close()
-    failpoints.hit("staged")
+    failpoints.hit("staged", staged)
     return staged
 
 

@@ -203,6 +203,43 @@ def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, c
     assert not (first.warehouse / ".staging").exists() or not any((first.warehouse / ".staging").iterdir())
 
 
+@pytest.mark.parametrize("failpoint", ["mid-write:ENOSPC", "staged:EROFS"])
+def test_a_full_disk_or_read_only_warehouse_fails_clearly_and_publishes_nothing(prefect_server, copy_of, tmp_path, monkeypatch,
+                                                                                failpoint):
+    """The storage fails while a partition is written (disk full) or once it is staged (the
+    warehouse turned read-only): the run stops with the OS's reason and the file, the published
+    partitions are as they were, the ledger holds no new partition (the failed run and the backup
+    are recorded), no staging is
+    left, and the next run completes."""
+    first = run_flow(copy_of, tmp_path)
+    old, entries = _file_hashes(first.warehouse), len(ledger.entries(first.warehouse))
+    for day in (DAY1, DAY2):  # new inputs for both dates: both would be republished
+        pos = copy_of / "pos" / day / f"pos_lines_{day.replace('-', '')}.csv"
+        pos.write_bytes(b"".join(pos.read_bytes().splitlines(keepends=True)[:-100]))
+    monkeypatch.setenv("TUOMIN_FAILPOINT", failpoint)
+    failed = run_flow(copy_of, tmp_path)
+    reason = {"ENOSPC": "No space left on device", "EROFS": "Read-only file system"}[failpoint.split(":")[1]]
+    assert failed.state.is_failed()
+    error = failed.summary["dates"][DAY1]["error"]
+    assert reason in error and "part-0.parquet" in error and "the run stops here" in error
+    assert failed.summary["not_run"] == [DAY2]
+    assert _file_hashes(first.warehouse) == old
+    added = ledger.entries(first.warehouse)[entries:]
+    assert "partition" not in [e["kind"] for e in added] and added[-1]["data"]["status"] == "failed"
+    assert ledger.verify(first.warehouse) == []
+    assert not (first.warehouse / ".staging").exists() or not any((first.warehouse / ".staging").rglob("*.parquet"))
+    monkeypatch.delenv("TUOMIN_FAILPOINT")
+    final = run_flow(copy_of, tmp_path)
+    assert final.state.is_completed() and set(final.summary["dates"]) == {DAY1, DAY2}
+
+
+def test_a_warehouse_that_cannot_be_written_fails_before_anything_runs(prefect_server, landing, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUOMIN_FAILPOINT", "lock:EROFS")
+    run = run_flow(landing, tmp_path)
+    assert run.state.is_failed() and "cannot be written (Read-only file system); nothing was run" in run.state.message
+    assert not list((tmp_path / "warehouse").rglob("*.parquet")) and not (tmp_path / "restricted").exists()
+
+
 def test_the_daily_deployment_registers_with_its_schedule(prefect_server):
     """Registered against a real Prefect server (the session's), with cron and time zone."""
     import asyncio
