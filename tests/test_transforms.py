@@ -38,6 +38,14 @@ def test_parsing_is_strict():
     assert bad.tolist() == [False, False, False, True, True]
 
 
+@pytest.mark.parametrize("kind", ["string", "int", "decimal", "date", "datetime"])
+def test_a_nul_byte_is_never_data(kind):
+    """A value with a NUL byte is flagged (its row goes to quarantine), whatever its type."""
+    good = {"string": "张伟", "int": "12", "decimal": "9.50", "date": "2026-03-01", "datetime": "2026-03-01 10:00:00"}[kind]
+    _, bad = parse(pa.chunked_array([[good, good[:1] + "\x00" + good[1:]], [None, good]]), kind)
+    assert bad.tolist() == [False, True, False, False]
+
+
 identifier_texts = st.lists(st.one_of(st.none(), st.sampled_from(["+86 138 1234 5678", "１３８１２３４５６７８", "31010119900307123x", ""]),
                                       st.text("0123456789xX -+８６", max_size=14)), max_size=30)
 

@@ -19,6 +19,21 @@ DEFAULT_FORMATS = {"date": ["%Y-%m-%d"], "datetime": ["%Y-%m-%d %H:%M:%S"]}
 
 
 def parse(column: Column, kind: str, formats: list[str] | None = None) -> tuple[pa.Array, np.ndarray]:
+    typed, bad = _typed(column, kind, formats)
+    return typed, bad | _nul_rows(column)
+
+
+def _nul_rows(column: Column) -> np.ndarray:
+    """Rows holding a NUL byte: never data (a broken or hostile export; tools downstream cut
+    text at it). Each chunk's bytes are checked at once first, so a clean column costs one scan."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    data = [c.buffers()[2] for c in chunks]
+    if not any(b is not None and b.size and np.frombuffer(b, np.uint8).min() == 0 for b in data):
+        return np.zeros(len(column), bool)
+    return _mask(pc.match_substring(column, "\x00"))
+
+
+def _typed(column: Column, kind: str, formats: list[str] | None) -> tuple[pa.Array, np.ndarray]:
     if kind == "string":
         return _combine(pc.if_else(pc.equal(column, ""), None, column)), np.zeros(len(column), bool)
     text = fold(column)
