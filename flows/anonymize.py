@@ -84,7 +84,7 @@ def process_date(run: Run, job: passes.Job, date: dt.date) -> dict:
     with ThreadPoolExecutor(1) as beside:
         backup = None
         try:
-            scans, linked_names, linked_erased = scan_sources(run, job, names, date)
+            scans, copied, linked_names, linked_erased = scan_sources(run, job, names, date)
             if run.backup_key is not None:
                 shas = {s.file.path: s.file.sha256 for found in scans.values() for s in found}
                 backup = beside.submit(contextvars.copy_context().run, back_up, run, shas, date)
@@ -92,7 +92,7 @@ def process_date(run: Run, job: passes.Job, date: dt.date) -> dict:
             erased = linked_erased.union(*(s.erased for found in scans.values() for s in found))
             person_names = linked_names.union(*(s.names for found in scans.values() for s in found))
             plans = plan_sources(run, job, scans, erased, date)
-            written = write_sources(run, job, scans, plans, erased, person_names, date)
+            written = write_sources(run, job, scans, copied, plans, erased, person_names, date)
             if backup is not None:
                 backup.result()
             failpoints.hit("validated")
@@ -106,11 +106,13 @@ def _clear_work(job: passes.Job, names: list[str], date: dt.date) -> None:
         shutil.rmtree(job.work_root / name / date.isoformat(), ignore_errors=True)
 
 
-def scan_sources(run: Run, job: passes.Job, names: list[str], date: dt.date) -> tuple[dict, set[str], set[str]]:
+def scan_sources(run: Run, job: passes.Job, names: list[str], date: dt.date) -> tuple[dict, dict, set[str], set[str]]:
     """Pass 1 over every file of the date: sources that others link to first (all their files at
-    once), then the linking ones with their look-ups. Returns each source's scans in file order,
-    and the names and erased tokens found in look-back windows."""
+    once), then the linking ones with their look-ups. A file delivered twice is read once.
+    Returns each source's scans in file order, its copies not read ({copy: original}), and the
+    names and erased tokens found in look-back windows."""
     scans: dict[str, list[passes.Scanned]] = {}
+    copied: dict[str, dict[str, str]] = {}
     linked_names, linked_erased = set(), set()
     for wave in ([s for s in names if not run.policies[s].link], [s for s in names if run.policies[s].link]):
         futures = {}
@@ -123,12 +125,16 @@ def scan_sources(run: Run, job: passes.Job, names: list[str], date: dt.date) -> 
                 linked_names |= found_names
                 linked_erased |= found_erased
             link_keys = passes.link_keys_of(run.policies, name)
+            files = landing_io.files_for(run.landing, policy, date)
+            copied[name] = landing_io.copies(run.landing, files)
+            for copy, original in copied[name].items():
+                get_run_logger().warning("%s: byte-identical to %s (delivered twice); read once", copy, original)
             futures[name] = [passes.scan.submit(run.landing, policy, relative, index, date, job, link_keys, lookups)
-                             for index, relative in enumerate(landing_io.files_for(run.landing, policy, date))]
+                             for index, relative in enumerate(files) if relative not in copied[name]]
         for name, pending in futures.items():
             scans[name] = [f.result() for f in pending]
             _log_scan(name, date, scans[name])
-    return scans, linked_names, linked_erased
+    return scans, copied, linked_names, linked_erased
 
 
 def _log_scan(name: str, date: dt.date, scans: list[passes.Scanned]) -> None:
@@ -164,7 +170,7 @@ def solve(policy: SourcePolicy, tallies: list[plan.Tally], erased: set[str], job
     return decided
 
 
-def write_sources(run: Run, job: passes.Job, scans: dict, plans: dict, erased: set[str], person_names: set[str],
+def write_sources(run: Run, job: passes.Job, scans: dict, copied: dict, plans: dict, erased: set[str], person_names: set[str],
                   date: dt.date) -> dict[str, passes.Written]:
     """Pass 2 for every source at once. Every source passes the gate or the date fails as a
     whole; a partition that fails is set aside in the restricted quarantine (it may hold exactly
@@ -176,7 +182,8 @@ def write_sources(run: Run, job: passes.Job, scans: dict, plans: dict, erased: s
     futures = {}
     for name, found in scans.items():
         policy = run.policies[name]
-        inputs = Inputs(tuple(s.file.__dict__ for s in found), tuple((s.file.path, h) for s in found for h in s.dropped))
+        inputs = Inputs(tuple(s.file.__dict__ for s in found), tuple((s.file.path, h) for s in found for h in s.dropped),
+                        tuple(sorted(copied[name].items())))
         counts = {"read": sum(s.file.rows for s in found), "quarantined": sum(s.quarantined for s in found)}
         ids = {"run_id": run.run_id, "key_id": run.pseudonymizer.key_id, "flow_run_id": str(flow_run.get_id() or ""),
                "fingerprint": run.fingerprint(policy, [(s.file.path, s.file.sha256) for s in found])}

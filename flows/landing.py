@@ -93,6 +93,24 @@ def files_for(landing: Landing, policy: SourcePolicy, date: dt.date) -> list[str
     return landing.glob(policy.files.format(date=date.isoformat(), yyyymmdd=f"{date:%Y%m%d}"))
 
 
+def copies(landing: Landing, files: list[str]) -> dict[str, str]:
+    """Files delivered twice: {copy: original} for each file byte-identical (same size, same
+    SHA-256) to one before it in name order. Only files of equal size are hashed."""
+    by_size: dict[int, list[str]] = {}
+    for relative in sorted(files):
+        by_size.setdefault(landing.size(relative), []).append(relative)
+    found = {}
+    for group in (g for g in by_size.values() if len(g) > 1):
+        first: dict[str, str] = {}
+        for relative in group:
+            sha = landing.sha256(relative)
+            if sha in first:
+                found[relative] = first[sha]
+            else:
+                first[sha] = relative
+    return found
+
+
 def export_dates(landing: Landing, policies: dict[str, SourcePolicy]) -> list[dt.date]:
     """Every export date for which at least one source delivered a file."""
     dates = set()
@@ -148,6 +166,7 @@ def iter_csv(landing: Landing, relative: str, policy: SourcePolicy, ragged: list
         ragged.append(row.text)
         return "skip"
 
+    rows = 0
     try:
         with landing.open_stream(relative) as source:
             reader = pcsv.open_csv(
@@ -160,6 +179,7 @@ def iter_csv(landing: Landing, relative: str, policy: SourcePolicy, ragged: list
             )
             pending, size, empty = [], 0, True
             for batch in reader:
+                rows += batch.num_rows
                 pending.append(batch)
                 size += batch.nbytes
                 if size >= block_size:
@@ -167,9 +187,27 @@ def iter_csv(landing: Landing, relative: str, policy: SourcePolicy, ragged: list
                     pending, size, empty = [], 0, False
             if pending or empty:
                 yield _conformed(pa.Table.from_batches(pending, reader.schema).combine_chunks(), policy, relative, columns)
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        kind = f"not valid {policy.encoding}" if isinstance(exc, UnicodeDecodeError) else "not readable as CSV"
-        raise ExportError(f"{relative}: {kind} (details withheld: they quote the data)") from None
+    except UnicodeDecodeError:
+        line, column = _undecodable(landing, relative, policy.encoding, headers)
+        raise ExportError(f"{relative}: line {line}, column {column}: not valid {policy.encoding} (the value is withheld)") from None
+    except pa.ArrowInvalid as exc:
+        if "straddling" in str(exc):  # Arrow's words for a row that does not fit in one read block
+            raise ExportError(f"{relative}: a row longer than {READ_BLOCK >> 20} MiB after row {rows + len(ragged)} "
+                              "(an extremely long field?); the file is not read") from None
+        raise ExportError(f"{relative}: not readable as CSV (details withheld: they quote the data)") from None
+
+
+def _undecodable(landing: Landing, relative: str, encoding: str, headers: list[str]) -> tuple[int, str]:
+    """Where a file first fails to decode: the line, and the column counted by the commas before
+    the bad bytes (a comma is one ASCII byte in every encoding read here)."""
+    with landing.open(relative) as fh:
+        for number, line in enumerate(fh, 1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError as exc:
+                field = line[: exc.start].count(b",")
+                return number, repr(headers[field]) if field < len(headers) else f"#{field + 1}"
+    return 0, "?"
 
 
 def _conformed(table: pa.Table, policy: SourcePolicy, relative: str, columns: list[str] | None) -> pa.Table:
@@ -220,6 +258,9 @@ def _header(landing: Landing, relative: str, encoding: str) -> list[str]:
     headers = [h.strip() for h in next(csv.reader([line]), [])]
     if not headers:
         raise ExportError(f"{relative}: empty file (no header row)")
+    wrong = [d for d in (";", "\t", "|") if len(headers) == 1 and d in headers[0]]
+    if wrong:
+        raise ExportError(f"{relative}: the header is one field holding {wrong[0]!r}: the file is not comma-separated")
     return headers
 
 

@@ -49,15 +49,18 @@ def partition_metadata(policy: SourcePolicy, inputs: Inputs, plan: Plan, classes
         "validation": {"success": outcome.success, "checks": list(outcome.checks)},
         "inputs": [dict(f) for f in inputs.files],
         "dropped_columns": [{"file": f, "column": c} for f, c in inputs.dropped],
+        "copies_not_read": [{"file": f, "copy_of": o} for f, o in inputs.copies],
     }
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """What a partition was made from: files (path, sha256, bytes, rows) and columns dropped on request."""
+    """What a partition was made from: files (path, sha256, bytes, rows), columns dropped on
+    request, and files not read because they are byte-identical copies of one that was."""
 
     files: tuple[dict, ...]
     dropped: tuple[tuple[str, str], ...] = ()
+    copies: tuple[tuple[str, str], ...] = ()  # (copy, original)
 
 
 def field_metadata(policy: SourcePolicy, levels: dict[str, int]) -> dict[str, dict[str, str]]:
@@ -99,7 +102,7 @@ def stream_sha256(fh) -> str:
 def ledger_entry(metadata: dict, output: Path, warehouse: Path, sha256: str, triggered_by: dict, started: dt.datetime) -> dict:
     """The ledger's record of one published partition."""
     keep = ("dataset", "export_date", "run_id", "flow_run_id", "fingerprint", "policy_file", "policy_sha256", "key_id",
-            "k", "l_diversity", "levels", "rows", "cells_suppressed", "inputs", "dropped_columns")
+            "k", "l_diversity", "levels", "rows", "cells_suppressed", "inputs", "dropped_columns", "copies_not_read")
     return {**{key: metadata[key] for key in keep},
             "k_achieved": metadata["metrics"].get("k"), "l_achieved": metadata["metrics"].get("l_distinct"),
             "validation": {"success": metadata["validation"]["success"],
