@@ -273,7 +273,7 @@ def query(
     """Query the anonymized warehouse with DuckDB."""
     import duckdb
 
-    from flows.query import connect
+    from flows.query import connect, spreadsheet_safe
 
     if format not in ("table", "csv", "json"):
         raise typer.BadParameter("use table, csv or json", param_hint="--format")
@@ -286,7 +286,7 @@ def query(
     if frame is None:
         return
     if format == "csv":
-        typer.echo(frame.to_csv(index=False), nl=False)
+        typer.echo(spreadsheet_safe(frame).to_csv(index=False), nl=False)
     elif format == "json":
         typer.echo(frame.to_json(orient="records", force_ascii=False, date_format="iso"))
     else:

@@ -1,12 +1,13 @@
 """DuckDB over the warehouse: one view per dataset (all its partitions, with export_date from the
 path), `ledger` (every entry) and `partitions` (the latest entry of each partition still
-published, flattened for querying)."""
+published, flattened for querying); and CSV output that a spreadsheet opens as text."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from flows.ledger import LEDGER
 
@@ -33,3 +34,20 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
                   QUALIFY row_number() OVER (PARTITION BY data.dataset, data.export_date ORDER BY seq DESC) = 1)
             WHERE kind = 'partition'""")
     return con
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells a spreadsheet would run as a formula (`=HYPERLINK(…)` typed into a complaint)
+    prefixed with a quote, as OWASP advises for CSV: analysts open exports in Excel. Numbers and
+    dates are left as they are."""
+    safe = frame.copy()
+    for name in safe.columns:
+        column = safe[name]
+        if column.dtype == object or pd.api.types.is_string_dtype(column):
+            text = column.astype("string")
+            risky = text.str.startswith(FORMULA_START).fillna(False).astype(bool)
+            safe[name] = column.where(~risky, "'" + text)
+    return safe
