@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import duckdb
@@ -253,3 +254,37 @@ def test_drop_unknown_publishes_and_records_the_dropped_column(prefect_server, l
     [record] = ledger.runs(run.warehouse)
     assert record["parameters"]["drop_unknown"] is True
     assert record["dates"]["2026-03-01"]["after_sales"]["dropped_columns"] == dropped
+
+
+def test_a_log_line_or_exception_quoting_an_identifier_is_masked_everywhere(prefect_server, capfd):
+    """Defence in depth: should code (a library, a future bug) log a raw identifier or an exception
+    quoting one, the record is masked when it is made, before Prefect's console and API handlers."""
+    from prefect import flow, get_run_logger
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.runtime import flow_run
+
+    doc, mobile = "11010519491231002X", "13812345678"
+
+    @flow(name="leaky")
+    def leaky() -> str:
+        log = get_run_logger()
+        log.info("customer %s called from %s", doc, mobile)
+        try:
+            raise ValueError(f"bad value {doc.lower()}")
+        except ValueError:
+            log.exception("a library failed")
+        return flow_run.get_id()
+
+    run_id = leaky()
+    printed = capfd.readouterr()
+    with get_client(sync_client=True) as client:
+        for _ in range(100):  # the API handler sends in the background
+            stored = [e.message for e in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
+            if len(stored) >= 2:
+                break
+            time.sleep(0.1)
+    assert any(m.startswith("customer [") for m in stored) and any("a library failed" in m for m in stored)
+    assert any("bad value [" in m for m in stored)  # the traceback is there, masked
+    for text in [printed.out, printed.err, *stored]:
+        assert doc not in text.upper() and mobile not in text

@@ -1,0 +1,34 @@
+"""Defence in depth for logs: in a tuomin process, every log record (Prefect's flow and task run
+loggers, their console and API handlers, any library's) has identifier-shaped text replaced by
+placeholders when it is made: resident IDs and permits with valid check digits, mobiles,
+e-mails, card numbers, passports and the like (the free-text detectors), also in the text of an
+exception logged with it. tuomin's own messages name files, rows and columns, never values; this
+is for what a library might quote."""
+
+from __future__ import annotations
+
+import logging
+
+from transforms.redact import NameMatcher, redact_text
+
+_NO_NAMES = NameMatcher([])  # names need the run's dictionary; a log line has none
+
+
+def install() -> None:
+    """Wrap the process's log record factory once (idempotent)."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "masks_identifiers", False):
+        return
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        message = record.getMessage()
+        masked = redact_text(message, _NO_NAMES)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info), _NO_NAMES)
+        return record
+
+    factory.masks_identifiers = True
+    logging.setLogRecordFactory(factory)
