@@ -34,8 +34,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from expectations.suite import Gate, Outcome, prepare, validate
+from flows import failpoints, paths
 from flows import landing as landing_io
-from flows import paths
 from flows import warehouse as warehouse_io
 from flows.keys import load_pseudonymizer
 from flows.quarantine import Quarantine
@@ -187,6 +187,7 @@ def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index
         piece = planning.tally(staged, policy, ctx, built)
         tally_file.write(piece.parts[0])
         labels.append(planning.Tally([], piece.representatives))
+        failpoints.hit("reading")  # a batch staged, the file not read to its end
     quarantine.ragged(relative, ragged, [c.name for c in policy.input_columns])
     quarantine.close()
     scanned = Scanned(landing_io.InputFile(relative, landing.sha256(relative), landing.size(relative), rows + len(ragged)),

@@ -178,7 +178,7 @@ def _run_killed_at(failpoint: str, landing: Path, root: Path) -> subprocess.Comp
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("failpoint", ["extracted", "validated", "mid-write", "staged", "published-one"])
+@pytest.mark.parametrize("failpoint", ["reading", "extracted", "validated", "mid-write", "staged", "published-one"])
 def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, copy_of, tmp_path, failpoint):
     first = run_flow(copy_of, tmp_path, date=DAY1)
     old = _file_hashes(first.warehouse)
