@@ -35,7 +35,10 @@ def test_key_init_creates_an_owner_only_key(tmp_path):
 
 @pytest.mark.flow
 def test_tuomin_run_end_to_end(landing, tmp_path):
-    """The real console script in its own process: summary printed, exit 0, files written."""
+    """The real console script in its own process: summary printed, exit 0, files written, and
+    nothing it prints (the summary, the flow's log lines) holds a raw identifier."""
+    from tests.leaks import find_leaks, raw_identifiers
+
     env = {**os.environ, "TUOMIN_PSEUDONYM_KEY": TEST_KEY}
     done = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "tuomin"), "run", "--landing", str(landing),
@@ -46,6 +49,7 @@ def test_tuomin_run_end_to_end(landing, tmp_path):
     files = sorted((tmp_path / "wh").rglob("*.parquet"))
     assert [f.parent.parent.name for f in files] == ["dataset=after_sales", "dataset=membership", "dataset=pos"]
     assert all(pq.read_metadata(f).num_rows > 0 for f in files)
+    assert not find_leaks([done.stdout, done.stderr], raw_identifiers(landing))
 
 
 @pytest.mark.flow

@@ -197,9 +197,15 @@ def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, c
     for name in after:  # every visible file is complete and readable
         assert pq.read_metadata(first.warehouse / name).num_rows > 0
     assert ledger.verify(first.warehouse) == []
-    # Re-running finishes the job: the date is changed (or unrecorded), so it is processed again.
+    # Re-running finishes the job: the date is changed (or unrecorded), so it is processed again,
+    # into what a run never interrupted publishes from the same files.
     final = run_flow(copy_of, tmp_path)
     assert final.state.is_completed() and DAY1 in final.summary["dates"]
+    clean = run_flow(copy_of, tmp_path / "uninterrupted", date=DAY1)
+    for name in final.summary["dates"][DAY1]:
+        assert pq.read_table(final.summary["dates"][DAY1][name]["path"]).equals(
+            pq.read_table(clean.summary["dates"][DAY1][name]["path"])), name
+    assert ledger.verify(first.warehouse) == []
     assert not (first.warehouse / ".staging").exists() or not any((first.warehouse / ".staging").iterdir())
 
 
