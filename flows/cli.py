@@ -23,6 +23,8 @@ app.add_typer(key_app, name="key")
 ledger_app = typer.Typer(help="The append-only, hash-chained record of runs, partitions and key events.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 backup_app = typer.Typer(help="The encrypted backups of the raw exports.", no_args_is_help=True)
+subjects_app = typer.Typer(help="Data subjects' requests: a copy of their records, or their erasure.", no_args_is_help=True)
+app.add_typer(subjects_app, name="subjects")
 app.add_typer(backup_app, name="backup")
 console = Console(width=None if Console().is_terminal else 110)
 
@@ -594,3 +596,64 @@ def _check_date(value: str) -> dt.date:
 
 if __name__ == "__main__":
     app()
+
+
+DocNo = Annotated[str | None, typer.Option("--doc-no", help="The person's document number (resident ID, passport, permit).")]
+Mobile = Annotated[str | None, typer.Option("--mobile", help="The person's mobile (+86, spaces, dashes, full-width digits all fine).")]
+MemberNo = Annotated[str | None, typer.Option("--member-no", help="The person's member number.")]
+
+
+def _identifier(doc_no: str | None, mobile: str | None, member_no: str | None):
+    from flows.subjects import Identifier, SubjectError
+
+    given = [(k, v) for k, v in (("doc_no", doc_no), ("mobile", mobile), ("member_no", member_no)) if v]
+    if len(given) != 1:
+        raise typer.BadParameter("name the person by exactly one of --doc-no, --mobile, --member-no")
+    try:
+        return Identifier.parse(*given[0])
+    except SubjectError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@subjects_app.command("lookup")
+def subjects_lookup(
+    out: Annotated[Path, typer.Option(help="Folder for the person's file (created owner-only; the file is raw personal data).")],
+    doc_no: DocNo = None, mobile: Mobile = None, member_no: MemberNo = None,
+    landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE, policies: Policies = paths.POLICIES,
+) -> None:
+    """Every record of one person in the raw exports still held, as one file (access request)."""
+    from flows import ledger
+    from flows.keys import load_pseudonymizer
+    from flows.landing import Landing as LandingArea
+    from flows.subjects import lookup, write_lookup
+    from transforms.policy import load_policies
+
+    who = _identifier(doc_no, mobile, member_no)
+    pseudonymizer = load_pseudonymizer()
+    found = lookup(LandingArea(landing), load_policies(policies), who)
+    path = write_lookup(out, who, pseudonymizer, found) if found else None
+    entry = ledger.append(warehouse, "subject_lookup", {"kind": who.kind, "subject": who.keyed_hash(pseudonymizer),
+                                                        "key_id": pseudonymizer.key_id, "records": len(found)})
+    if path is None:
+        console.print(f"no record of this person in the exports under {landing}; nothing written (ledger entry {entry['seq']})")
+        return
+    sources = sorted({f.source for f in found})
+    console.print(f"{len(found)} record(s) ({', '.join(sources)}) -> {path} (owner-only: raw personal data, for the person "
+                  f"only; delete it once handed over). Ledger entry {entry['seq']}.")
+
+
+@subjects_app.command("erase")
+def subjects_erase(
+    doc_no: DocNo = None, mobile: Mobile = None, member_no: MemberNo = None,
+    landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE,
+) -> None:
+    """Put one person on requests/erasure.csv: the next run leaves them out of everything it publishes."""
+    from flows.keys import load_pseudonymizer
+    from flows.landing import Landing as LandingArea
+    from flows.subjects import erase
+
+    who = _identifier(doc_no, mobile, member_no)
+    added = erase(LandingArea(landing), warehouse, who, load_pseudonymizer())
+    console.print(("added to requests/erasure.csv" if added else "already on requests/erasure.csv") +
+                  ". The erasure list is part of every date's fingerprint: the next `tuomin run` republishes each date "
+                  "whose raw files are still held without this person.")

@@ -1,0 +1,152 @@
+"""Data subjects' requests (PIPL Art. 44-47), without widening who sees raw data.
+
+    lookup   every raw record of one person in the exports still held (all dates, all sources),
+             as one readable file in the restricted area
+    erase    the identifier checked and added to requests/erasure.csv: the next run leaves the
+             person out of everything it publishes
+
+A person is named by a document number, a mobile or a member number in any shape the exports
+use (+86, full-width digits, lower-case x), matched after the normalization the pseudonyms use.
+After-sales cases name no document or mobile: they are found through the member numbers and
+receipts of the person's other records. The ledger records each request with a keyed hash of the
+identifier, never the identifier.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from flows import landing as landing_io
+from flows import ledger
+from flows.paths import restricted_dir
+from flows.run import TIMEZONE
+from transforms.identifiers import is_prc_id
+from transforms.policy import SourcePolicy
+from transforms.pseudonymize import Pseudonymizer
+from transforms.steps import SUBJECT_NORMALIZERS, Subjects, subject_rows
+from transforms.text import NORMALIZERS
+
+SHAPES = {  # what a normalized identifier must look like
+    "doc_no": re.compile(r"[0-9A-Z]{5,20}"),  # resident IDs (check digit tested too), passports, permits
+    "mobile": re.compile(r"1[3-9]\d{9}"),  # mainland mobiles
+    "member_no": re.compile(r"[0-9A-Z]{4,20}"),
+}
+LABELS = {"doc_no": "证件号码", "mobile": "手机号码", "member_no": "会员编号"}
+HEADER = ["来源", "导出日期", "文件", "行号", "字段", "内容"]  # source, export date, file, row, field, value
+
+
+class SubjectError(ValueError):
+    """A request that cannot be carried out; the message never quotes the identifier."""
+
+
+@dataclass(frozen=True)
+class Identifier:
+    kind: str  # doc_no, mobile or member_no
+    value: str  # normalized
+
+    @classmethod
+    def parse(cls, kind: str, typed: str) -> Identifier:
+        """The identifier normalized as the pseudonyms are, or SubjectError if it cannot be one."""
+        value = NORMALIZERS[SUBJECT_NORMALIZERS[kind]](pa.array([typed], pa.string()))[0].as_py() or ""
+        if not SHAPES[kind].fullmatch(value):
+            raise SubjectError(f"that is not a {LABELS[kind]} ({kind}) in any shape the exports use")
+        if kind == "doc_no" and re.fullmatch(r"\d{17}[\dX]", value) and not is_prc_id(value):
+            raise SubjectError("that resident ID number fails its check digit (GB 11643); check the number")
+        return cls(kind, value)
+
+    def subjects(self) -> Subjects:
+        return Subjects(**{self.kind: frozenset([self.value])})
+
+    def keyed_hash(self, pseudonymizer: Pseudonymizer) -> str:
+        """What the ledger records: a keyed hash in a domain of its own (not a published token)."""
+        return pseudonymizer.token(self.value, f"subject-request:{self.kind}")
+
+
+def erase(landing: landing_io.Landing, warehouse: Path, who: Identifier, pseudonymizer: Pseudonymizer) -> bool:
+    """Add the person to requests/erasure.csv unless already there; returns whether it was added.
+    Recorded in the ledger either way."""
+    listed = landing_io.read_erasure_requests(landing)
+    added = who.value not in getattr(Subjects.from_requests(listed), who.kind)
+    if added:
+        path = f"{landing.root}/{landing_io.ERASURE_REQUESTS}"
+        new = not landing.exists(landing_io.ERASURE_REQUESTS)
+        landing.fs.makedirs(os.path.dirname(path), exist_ok=True)
+        with landing.fs.open(path, "a", encoding="utf-8", newline="") as fh:
+            out = csv.writer(fh, lineterminator="\n")
+            if new:
+                out.writerow(["requested_at", "doc_no", "mobile", "member_no"])
+            out.writerow([dt.datetime.now(TIMEZONE).strftime("%Y-%m-%d %H:%M:%S"),
+                          *(who.value if kind == who.kind else "" for kind in ("doc_no", "mobile", "member_no"))])
+    ledger.append(warehouse, "erasure_requested", {"kind": who.kind, "subject": who.keyed_hash(pseudonymizer),
+                                                   "key_id": pseudonymizer.key_id, "added": added})
+    return added
+
+
+@dataclass
+class Found:
+    source: str
+    date: str
+    file: str
+    row: int  # data row in the file, 1-based
+    fields: dict[str, str]
+
+
+def lookup(landing: landing_io.Landing, policies: dict[str, SourcePolicy], who: Identifier) -> list[Found]:
+    """Every raw record of the person: sources named by the identifier first, then the sources
+    that link to them, through the member numbers and receipts found (cases name neither a
+    document nor a mobile)."""
+    found: list[Found] = []
+    keys: dict[str, set[str]] = {}  # link key column -> values seen in the person's records
+    for policy in sorted(policies.values(), key=lambda p: (bool(p.link), p.source)):
+        for relative, date, table, first_row in _tables(landing, policy):
+            hit = subject_rows(table, policy, who.subjects())
+            for link in policy.link:
+                wanted = pa.array(sorted(keys.get(link.key, ())), pa.string())
+                hit |= pc.fill_null(pc.is_in(NORMALIZERS["upper"](table[link.column]), wanted), False).to_numpy(zero_copy_only=False)
+            for index in hit.nonzero()[0]:
+                row = {name: table[name][int(index)].as_py() for name in table.column_names}
+                shown = {_label(policy, name): value for name, value in row.items()}
+                found.append(Found(policy.source, date, relative, first_row + int(index), shown))
+                for column in {link.key for p in policies.values() for link in p.link if link.source == policy.source}:
+                    if row.get(column):
+                        keys.setdefault(column, set()).add(NORMALIZERS["upper"](pa.array([row[column]]))[0].as_py())
+    return found
+
+
+def _label(policy: SourcePolicy, name: str) -> str:
+    """A column as the export's header names it (the CRM's are Chinese)."""
+    column = policy.column(name)
+    return column.aliases[0] if column.aliases else name
+
+
+def _tables(landing: landing_io.Landing, policy: SourcePolicy):
+    """(file, export date, conformed text table, its first data row) for every file of a source."""
+    for date in landing_io.export_dates(landing, {policy.source: policy}):
+        for relative in landing_io.files_for(landing, policy, date):
+            first = 1
+            for table in landing_io.iter_csv(landing, relative, policy, []):
+                yield relative, date.isoformat(), table, first
+                first += table.num_rows
+
+
+def write_lookup(out: Path, who: Identifier, pseudonymizer: Pseudonymizer, found: list[Found]) -> Path:
+    """One CSV for the person (UTF-8 with BOM, so spreadsheets show the Chinese right), one line
+    per field of each record, in an owner-only file in an owner-only folder."""
+    folder = restricted_dir(out)
+    path = folder / f"subject-{who.keyed_hash(pseudonymizer)[:12]}.csv"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(HEADER)
+        for record in found:
+            for field, value in record.fields.items():
+                writer.writerow([record.source, record.date, record.file, record.row, field, "" if value is None else value])
+    return path
