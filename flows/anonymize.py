@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger
+from prefect.futures import wait
 from prefect.runtime import deployment, flow_run
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -130,6 +131,9 @@ def scan_sources(run: Run, job: passes.Job, names: list[str], date: dt.date) -> 
                 get_run_logger().warning("%s: byte-identical to %s (delivered twice); read once", copy, original)
             futures[name] = [passes.scan.submit(run.landing, policy, relative, index, date, job, link_keys, lookups)
                              for index, relative in enumerate(files) if relative not in copied[name]]
+        # Every scan ends before any result is read: a file that fails must not leave the others
+        # running after the date has failed and its work area is cleared.
+        wait([f for pending in futures.values() for f in pending])
         for name, pending in futures.items():
             scans[name] = [f.result() for f in pending]
             _log_scan(name, date, scans[name])

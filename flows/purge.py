@@ -99,6 +99,7 @@ def _not_replaced(warehouse: Path, entry: dict | None, current: dict[str, str]) 
     if not output.is_file() or file_sha256(output) != data["output"]["sha256"]:
         return f"the partition file {data['output']['path']} is missing or differs from the ledger"
     made_from = {i["path"]: i["sha256"] for i in data["inputs"]}
+    made_from |= {c["file"]: made_from[c["copy_of"]] for c in data.get("copies_not_read", [])}  # read once, as its original
     if any(made_from.get(f) != sha for f, sha in current.items()):
         return "the landing files changed since the partition was published (re-export not yet processed)"
     return None

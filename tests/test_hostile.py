@@ -197,6 +197,15 @@ def test_a_file_mixing_encodings_fails_naming_file_line_and_column(catalogue):
     lines = _lines(landing / "membership" / DAYS["mixed_encoding"] / NAMES["membership"].format(DAYS["mixed_encoding"].replace("-", "")))
     assert not any(value and value.decode("utf-8", "ignore") in error for value in lines[5].split(b",")[:3])
     assert not list(run.warehouse.glob(f"dataset=*/export_date={DAYS['mixed_encoding']}"))
+    # The date's other scans ran to their end before it failed (none was cut off by the clean-up
+    # of its work area and retried in the background).
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    with get_client(sync_client=True) as client:
+        scans = client.read_task_runs(task_run_filter=TaskRunFilter(
+            name=TaskRunFilterName(any_=[f"scan-pos-{DAYS['mixed_encoding']}-0"])))
+    assert scans and all(r.state.is_completed() and r.run_count == 1 for r in scans)
 
 
 @pytest.mark.parametrize("case, rows, problem", [
@@ -217,7 +226,7 @@ def test_bad_rows_go_to_quarantine_counted(catalogue, case, rows, problem):
 
 
 def test_a_file_delivered_twice_is_read_once_and_recorded(catalogue):
-    _, run = catalogue
+    landing, run = catalogue
     day = DAYS["delivered_twice"]
     assert _counts(run, day, "pos") == _counts(run, BASELINE, "pos")
     _, meta = _table(run, day, "pos")
@@ -226,6 +235,12 @@ def test_a_file_delivered_twice_is_read_once_and_recorded(catalogue):
     [entry] = [e for e in ledger.entries(run.warehouse) if e["kind"] == "partition" and e["data"]["export_date"] == day
                and e["data"]["dataset"] == "pos"]
     assert entry["data"]["copies_not_read"] == meta["copies_not_read"]
+    # The copy is replaced by the partition like its original: purge does not hold the date for it.
+    from flows import purge
+
+    [plan] = [p for p in purge.plan(landing_io.Landing(landing), run.warehouse, run.restricted, load_policies(POLICIES),
+                                    dt.date(2040, 1, 1)) if p.export_date.isoformat() == day]
+    assert plan.held is None and f"pos/{day}/{name.replace('.csv', '_copy.csv')}" in {f["path"] for f in plan.files}
 
 
 def test_an_extremely_long_field_fails_the_file_clearly(catalogue):
