@@ -594,9 +594,6 @@ def _check_date(value: str) -> dt.date:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
-if __name__ == "__main__":
-    app()
-
 
 DocNo = Annotated[str | None, typer.Option("--doc-no", help="The person's document number (resident ID, passport, permit).")]
 Mobile = Annotated[str | None, typer.Option("--mobile", help="The person's mobile (+86, spaces, dashes, full-width digits all fine).")]
@@ -657,3 +654,35 @@ def subjects_erase(
     console.print(("added to requests/erasure.csv" if added else "already on requests/erasure.csv") +
                   ". The erasure list is part of every date's fingerprint: the next `tuomin run` republishes each date "
                   "whose raw files are still held without this person.")
+
+
+@subjects_app.command("notify")
+def subjects_notify(
+    out: Annotated[Path, typer.Option(help="Folder for sms.csv and email.csv (created owner-only: raw mobiles and e-mails).")],
+    closing_date: Annotated[str, typer.Option(help="The day the shop stops trading, as the notice says it (e.g. 2026年12月31日).")],
+    delete_by: Annotated[str, typer.Option(help="The day by which personal data is deleted.")],
+    requests_by: Annotated[str, typer.Option(help="The last day to ask for a copy or for deletion.")],
+    contact: Annotated[str, typer.Option(help="How to ask (a phone number, an address, an e-mail).")],
+    shop: Annotated[str, typer.Option(help="The shop's name as customers know it.")] = "本公司",
+    landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE, policies: Policies = paths.POLICIES,
+) -> None:
+    """Closure notices for every member of the latest CRM snapshot with a mobile or an e-mail."""
+    from flows import ledger
+    from flows.landing import Landing as LandingArea
+    from flows.subjects import Closure, SubjectError, notices
+    from transforms.policy import load_policies
+
+    try:
+        counts = notices(LandingArea(landing), load_policies(policies), Closure(shop, closing_date, delete_by, requests_by, contact), out)
+    except SubjectError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    entry = ledger.append(warehouse, "notices", counts)
+    console.print(f"CRM snapshot {counts['snapshot']}: {counts['members']} member(s); {counts['sms']} SMS and {counts['email']} "
+                  f"e-mail notice(s) -> {out} (owner-only; deleted by `tuomin purge` with that date's raw data); "
+                  f"{counts['erased']} on the erasure list and {counts['unreachable']} without a mobile or e-mail not "
+                  f"notified. Ledger entry {entry['seq']}.")
+
+
+if __name__ == "__main__":
+    app()

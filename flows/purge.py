@@ -83,9 +83,19 @@ def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date
     out.grounds = sorted(set(out.grounds))
     for path in quarantined_files(restricted, day):
         out.files.append(_local("quarantine", path))
+    for path in notice_files(warehouse, day):
+        out.files.append(_local("notices", path))
     for manifest in backup_io.manifests(restricted, day):
         out.files += [_local("backup", p) for p in sorted(manifest.parent.rglob("*")) if p.is_file()]
     return out
+
+
+def notice_files(warehouse: Path, day: dt.date) -> list[Path]:
+    """The closure-notice batches made from this date's CRM snapshot (raw mobiles and e-mails),
+    wherever they were written: the ledger records them."""
+    paths = {Path(f) for e in ledger.entries(warehouse) if e["kind"] == "notices" and e["data"]["snapshot"] == day.isoformat()
+             for f in e["data"]["files"]}
+    return sorted(p for p in paths if p.is_file())
 
 
 def _not_replaced(warehouse: Path, entry: dict | None, current: dict[str, str]) -> str | None:
@@ -119,7 +129,8 @@ def carry_out(item: Plan, landing: landing_io.Landing, warehouse: Path, as_of: d
                 landing.remove(f["path"])
             else:
                 Path(f["path"]).unlink()
-                _prune(Path(f["path"]).parent)  # the emptied folders (export_date=…, backup versions) go too
+                if f["area"] != "notices":  # a notice batch's folder is the operator's choice: left
+                    _prune(Path(f["path"]).parent)  # the emptied folders (export_date=…, backup versions) go too
             deleted.append(f)
         except OSError as exc:
             failed.append({**f, "error": exc.__class__.__name__})

@@ -4,6 +4,8 @@
              as one readable file in the restricted area
     erase    the identifier checked and added to requests/erasure.csv: the next run leaves the
              person out of everything it publishes
+    notify   the closure notice for every member of the latest CRM snapshot with a reachable
+             mobile or e-mail, as the batch files an SMS or e-mail provider takes
 
 A person is named by a document number, a mobile or a member number in any shape the exports
 use (+86, full-width digits, lower-case x), matched after the normalization the pseudonyms use.
@@ -18,6 +20,7 @@ import csv
 import datetime as dt
 import os
 import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +29,7 @@ import pyarrow.compute as pc
 
 from flows import landing as landing_io
 from flows import ledger
-from flows.paths import restricted_dir
+from flows.paths import REPO, restricted_dir
 from flows.run import TIMEZONE
 from transforms.identifiers import is_prc_id
 from transforms.policy import SourcePolicy
@@ -140,13 +143,73 @@ def _tables(landing: landing_io.Landing, policy: SourcePolicy):
 def write_lookup(out: Path, who: Identifier, pseudonymizer: Pseudonymizer, found: list[Found]) -> Path:
     """One CSV for the person (UTF-8 with BOM, so spreadsheets show the Chinese right), one line
     per field of each record, in an owner-only file in an owner-only folder."""
+    rows = ([r.source, r.date, r.file, r.row, field, "" if value is None else value]
+            for r in found for field, value in r.fields.items())
+    return _private_csv(restricted_dir(out) / f"subject-{who.keyed_hash(pseudonymizer)[:12]}.csv", HEADER, rows, "utf-8-sig")
+
+
+TEMPLATES = REPO / "flows" / "templates"
+DATASETS_ZH = {"pos": "销售记录", "membership": "会员资料", "after_sales": "售后记录"}
+EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+\.[A-Za-z]{2,}")
+
+
+@dataclass(frozen=True)
+class Closure:
+    """What every notice says: set by the operator for this closing."""
+
+    shop: str
+    closing_date: str
+    delete_by: str
+    requests_by: str
+    contact: str
+
+
+def notices(landing: landing_io.Landing, policies: dict[str, SourcePolicy], closure: Closure,
+            out: Path) -> dict:
+    """The notice batch from the latest membership snapshot: sms.csv (mobile, content) for members
+    with a mainland mobile, email.csv (email, subject, body) for the others with an e-mail, one
+    notice per address; members on the erasure list and members with neither are counted, not
+    listed. Written owner-only under `out`; returns the counts."""
+    policy = policies["membership"]
+    dates = landing_io.export_dates(landing, {"membership": policy})
+    if not dates:
+        raise SubjectError("no membership snapshot in the landing area")
+    snapshot = dates[-1]
+    kept = {name: p.retention.keep_years for name, p in policies.items()}
+    values = {**closure.__dict__, "kept": "、".join(f"{DATASETS_ZH.get(n, n)}{y}年" for n, y in kept.items()),
+              "kept_lines": "\n".join(f"- {DATASETS_ZH.get(n, n)}：保留{y}年" for n, y in kept.items())}
+    sms_text = string.Template((TEMPLATES / "notice_sms_zh.txt").read_text("utf-8").strip()).substitute(values)
+    subject, body = string.Template((TEMPLATES / "notice_email_zh.txt").read_text("utf-8")).substitute(values).split("\n", 1)
+    email_column = next(c.name for c in policy.columns if c.kind == "email")
+    subjects = Subjects.from_requests(landing_io.read_erasure_requests(landing))
+    mobiles, emails, counts = set(), set(), {"members": 0, "erased": 0, "unreachable": 0}
+    for relative in landing_io.files_for(landing, policy, snapshot):
+        for table in landing_io.iter_csv(landing, relative, policy, []):
+            erased = subject_rows(table, policy, subjects)
+            mobile = NORMALIZERS["mobile"](table[policy.subject_keys["mobile"]]).to_pylist()
+            email = [(e or "").strip() for e in table[email_column].to_pylist()]
+            counts["members"] += table.num_rows
+            for i in range(table.num_rows):
+                if erased[i]:
+                    counts["erased"] += 1
+                elif mobile[i] and SHAPES["mobile"].fullmatch(mobile[i]):
+                    mobiles.add(mobile[i])
+                elif EMAIL.fullmatch(email[i]):
+                    emails.add(email[i])
+                else:
+                    counts["unreachable"] += 1
     folder = restricted_dir(out)
-    path = folder / f"subject-{who.keyed_hash(pseudonymizer)[:12]}.csv"
+    files = [_private_csv(folder / "sms.csv", ["mobile", "content"], [(m, sms_text) for m in sorted(mobiles)]),
+             _private_csv(folder / "email.csv", ["email", "subject", "body"], [(e, subject, body.strip()) for e in sorted(emails)])]
+    return {**counts, "snapshot": snapshot.isoformat(), "sms": len(mobiles), "email": len(emails),
+            "files": [str(f.resolve()) for f in files]}
+
+
+def _private_csv(path: Path, header: list[str], rows, encoding: str = "utf-8") -> Path:
+    """A CSV of raw personal data: owner-only from its creation."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as fh:
+    with os.fdopen(fd, "w", encoding=encoding, newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(HEADER)
-        for record in found:
-            for field, value in record.fields.items():
-                writer.writerow([record.source, record.date, record.file, record.row, field, "" if value is None else value])
+        writer.writerow(header)
+        writer.writerows(rows)
     return path

@@ -4,6 +4,7 @@ with identifiers written in the spec's other shapes, and a person the exports do
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import re
 import shutil
 import stat
@@ -133,3 +134,55 @@ def test_erase_adds_the_person_once_and_the_next_run_leaves_them_out(prefect_ser
     token = Pseudonymizer(TEST_KEY.encode()).token(person["doc_no"], "customer")
     for path in (tmp_path / "out" / "warehouse").rglob("*.parquet"):
         assert token not in pq.read_table(path, columns=["customer_id"])["customer_id"].to_pylist(), path
+
+
+def test_notify_builds_one_batch_per_channel_from_the_latest_snapshot(published, landing, tmp_path):
+    import pandas as pd
+
+    from flows import purge
+    from flows.landing import Landing
+    from flows.paths import POLICIES
+    from transforms.policy import load_policies
+
+    out, wh = tmp_path / "notices", tmp_path / "wh"
+    shutil.copytree(published.warehouse, wh)  # a warehouse where the raw data is replaced, so purge would take it
+    result = CliRunner().invoke(app(), [
+        "subjects", "notify", "--out", str(out), "--closing-date", "2026年12月31日", "--delete-by", "2027年3月31日",
+        "--requests-by", "2027年1月31日", "--contact", "客服热线 400-000-0000", "--landing", str(landing), "--warehouse", str(wh)])
+    assert result.exit_code == 0, result.output
+    latest = sorted((landing / "membership").glob("*/*.csv"))[-1]
+    crm = pd.read_csv(latest, dtype=str, encoding="gb18030", keep_default_na=False)
+    requests = pd.read_csv(landing / "requests" / "erasure.csv", dtype=str, keep_default_na=False)
+    def listed(column: str, normalize) -> set[str]:
+        return {normalize(v) for v in requests[column] if v}
+
+    def mobile_of(v: str) -> str:
+        return re.sub(r"^86", "", norm(v))
+
+    mobiles = crm["手机号码"].map(mobile_of)
+    erased = (crm["会员编号"].isin(listed("member_no", str)) | crm["证件号码"].map(norm).isin(listed("doc_no", norm))
+              | mobiles.isin(listed("mobile", mobile_of)))
+    reachable = ~erased & mobiles.str.fullmatch(r"1[3-9]\d{9}")
+    sms, email = pd.read_csv(out / "sms.csv", dtype=str), pd.read_csv(out / "email.csv", dtype=str)
+    assert set(sms["mobile"]) == set(mobiles[reachable]) and erased.sum() > 0
+    assert not set(crm.loc[erased, "电子邮箱"]) & set(email["email"]) and not set(mobiles[erased]) & set(sms["mobile"])
+    assert set(email["email"]) <= set(crm.loc[~erased & ~reachable, "电子邮箱"])
+    assert sms["content"].str.contains("2026年12月31日").all() and email["body"].str.contains("客服热线 400-000-0000").all()
+    for path in (out / "sms.csv", out / "email.csv"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    entry = ledger.entries(wh)[-1]
+    data = entry["data"]
+    assert entry["kind"] == "notices" and data["members"] == len(crm) and data["erased"] == erased.sum()
+    assert (data["sms"], data["email"]) == (len(sms), len(email))
+    assert data["unreachable"] == (~erased & ~reachable & ~crm["电子邮箱"].str.contains("@")).sum()
+    assert not set(sms["mobile"]) & set(re.findall(r"\d{11}", (wh / ledger.LEDGER).read_text()))
+    # The batch is raw personal data: purge deletes it with the snapshot date's raw files.
+    [plan] = [p for p in purge.plan(Landing(landing), wh, tmp_path / "restricted", load_policies(POLICIES),
+                                    latest_date(latest) + dt.timedelta(days=400)) if p.export_date == latest_date(latest)]
+    assert plan.held is None
+    assert {f["path"] for f in plan.files if f["area"] == "notices"} == {str((out / n).resolve()) for n in ("sms.csv", "email.csv")}
+
+
+def latest_date(path):
+    return dt.date.fromisoformat(path.parent.name)
