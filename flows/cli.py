@@ -645,15 +645,30 @@ def subjects_erase(
     landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE,
 ) -> None:
     """Put one person on requests/erasure.csv: the next run leaves them out of everything it publishes."""
+    from flows import ledger
     from flows.keys import load_pseudonymizer
     from flows.landing import Landing as LandingArea
     from flows.subjects import erase
+    from transforms.pseudonymize import PseudonymKeyError
 
     who = _identifier(doc_no, mobile, member_no)
-    added = erase(LandingArea(landing), warehouse, who, load_pseudonymizer())
+    try:
+        pseudonymizer = load_pseudonymizer()
+    except PseudonymKeyError as exc:
+        if not any(e["kind"] == "key_destroyed" and e["data"].get("key", "pseudonym") == "pseudonym" for e in ledger.entries(warehouse)):
+            console.print(f"[red]{exc}[/] (the request is recorded by a keyed hash of the identifier)")
+            raise typer.Exit(2) from None
+        pseudonymizer = None  # destroyed, as the ledger records
+    added = erase(LandingArea(landing), who)
+    ledger.append(warehouse, "erasure_requested", {
+        "kind": who.kind, "added": added, "subject": who.keyed_hash(pseudonymizer) if pseudonymizer else None,
+        "key_id": pseudonymizer.key_id if pseudonymizer else None})
     console.print(("added to requests/erasure.csv" if added else "already on requests/erasure.csv") +
                   ". The erasure list is part of every date's fingerprint: the next `tuomin run` republishes each date "
                   "whose raw files are still held without this person.")
+    if pseudonymizer is None:
+        console.print("The pseudonym key was destroyed (see the ledger): the published data can no longer be linked to this "
+                      "person or anyone else, which is what anonymization means; nothing published needs removing.")
 
 
 @subjects_app.command("notify")

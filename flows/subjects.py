@@ -28,7 +28,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flows import landing as landing_io
-from flows import ledger
 from flows.paths import REPO, restricted_dir
 from flows.run import TIMEZONE
 from transforms.identifiers import is_prc_id
@@ -73,9 +72,8 @@ class Identifier:
         return pseudonymizer.token(self.value, f"subject-request:{self.kind}")
 
 
-def erase(landing: landing_io.Landing, warehouse: Path, who: Identifier, pseudonymizer: Pseudonymizer) -> bool:
-    """Add the person to requests/erasure.csv unless already there; returns whether it was added.
-    Recorded in the ledger either way."""
+def erase(landing: landing_io.Landing, who: Identifier) -> bool:
+    """Add the person to requests/erasure.csv unless already there; returns whether it was added."""
     listed = landing_io.read_erasure_requests(landing)
     added = who.value not in getattr(Subjects.from_requests(listed), who.kind)
     if added:
@@ -88,8 +86,6 @@ def erase(landing: landing_io.Landing, warehouse: Path, who: Identifier, pseudon
                 out.writerow(["requested_at", "doc_no", "mobile", "member_no"])
             out.writerow([dt.datetime.now(TIMEZONE).strftime("%Y-%m-%d %H:%M:%S"),
                           *(who.value if kind == who.kind else "" for kind in ("doc_no", "mobile", "member_no"))])
-    ledger.append(warehouse, "erasure_requested", {"kind": who.kind, "subject": who.keyed_hash(pseudonymizer),
-                                                   "key_id": pseudonymizer.key_id, "added": added})
     return added
 
 

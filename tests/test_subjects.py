@@ -186,3 +186,18 @@ def test_notify_builds_one_batch_per_channel_from_the_latest_snapshot(published,
 
 def latest_date(path):
     return dt.date.fromisoformat(path.parent.name)
+
+
+def test_erase_after_the_key_is_destroyed_says_published_data_can_no_longer_be_linked(landing, tmp_path, person, monkeypatch):
+    copy, wh = tmp_path / "landing", tmp_path / "wh"
+    shutil.copytree(landing, copy)
+    monkeypatch.delenv("TUOMIN_PSEUDONYM_KEY")
+    args = ["subjects", "erase", "--member-no", person["member_no"], "--landing", str(copy), "--warehouse", str(wh)]
+    missing = CliRunner().invoke(app(), args)  # no key, and none destroyed: set it first
+    assert missing.exit_code == 2 and not wh.exists()
+    ledger.append(wh, "key_destroyed", {"key": "pseudonym", "key_id": "k1-0000", "method": "test"})
+    result = CliRunner().invoke(app(), args)
+    assert result.exit_code == 0, result.output
+    assert "can no longer be linked" in " ".join(result.output.split()) and person["member_no"] not in result.output
+    entry = ledger.entries(wh)[-1]
+    assert entry["kind"] == "erasure_requested" and entry["data"]["subject"] is None and entry["data"]["added"] is True
