@@ -124,7 +124,7 @@ def scan_sources(run: Run, job: passes.Job, names: list[str], date: dt.date) -> 
                     run.landing, run.policies, policy, date, job, {s: [x.staged for x in scans[s]] for s in scans})
                 linked_names |= found_names
                 linked_erased |= found_erased
-            link_keys = passes.link_keys_of(run.policies, name)
+            link_keys = steps.link_keys_of(run.policies, name)
             files = landing_io.files_for(run.landing, policy, date)
             copied[name] = landing_io.copies(run.landing, files)
             for copy, original in copied[name].items():

@@ -151,11 +151,6 @@ class Scanned:
     dropped: list[str] = field(default_factory=list)  # unknown headers dropped on request
 
 
-def link_keys_of(policies: dict[str, SourcePolicy], source: str) -> list[str]:
-    """The columns of `source` that other sources link to."""
-    return sorted({link.key for p in policies.values() for link in p.link if link.source == source})
-
-
 @io_task(task_run_name="scan-{policy.source}-{date}-{index}")
 def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index: int, date: dt.date, job: Job,
          link_keys: list[str], lookups: list[tuple[pa.Array, pa.Array]]) -> Scanned:

@@ -33,7 +33,7 @@ from flows.run import TIMEZONE
 from transforms.identifiers import is_prc_id
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import Pseudonymizer
-from transforms.steps import SUBJECT_NORMALIZERS, Subjects, subject_rows
+from transforms.steps import SUBJECT_NORMALIZERS, Subjects, link_keys, link_keys_of, subject_rows
 from transforms.text import NORMALIZERS
 
 SHAPES = {  # what a normalized identifier must look like
@@ -105,18 +105,18 @@ def lookup(landing: landing_io.Landing, policies: dict[str, SourcePolicy], who: 
     found: list[Found] = []
     keys: dict[str, set[str]] = {}  # link key column -> values seen in the person's records
     for policy in sorted(policies.values(), key=lambda p: (bool(p.link), p.source)):
+        linked = link_keys_of(policies, policy.source)
         for relative, date, table, first_row in _tables(landing, policy):
             hit = subject_rows(table, policy, who.subjects())
             for link in policy.link:
                 wanted = pa.array(sorted(keys.get(link.key, ())), pa.string())
-                hit |= pc.fill_null(pc.is_in(NORMALIZERS["upper"](table[link.column]), wanted), False).to_numpy(zero_copy_only=False)
-            for index in hit.nonzero()[0]:
-                row = {name: table[name][int(index)].as_py() for name in table.column_names}
+                hit |= pc.fill_null(pc.is_in(link_keys(table[link.column]), wanted), False).to_numpy(zero_copy_only=False)
+            mine = table.filter(pa.array(hit))
+            for index, row in zip(hit.nonzero()[0], mine.to_pylist()):
                 shown = {_label(policy, name): value for name, value in row.items()}
                 found.append(Found(policy.source, date, relative, first_row + int(index), shown))
-                for column in {link.key for p in policies.values() for link in p.link if link.source == policy.source}:
-                    if row.get(column):
-                        keys.setdefault(column, set()).add(NORMALIZERS["upper"](pa.array([row[column]]))[0].as_py())
+            for column in linked:
+                keys.setdefault(column, set()).update(pc.drop_null(link_keys(mine[column])).to_pylist())
     return found
 
 

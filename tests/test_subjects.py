@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows import ledger
+from flows.cli import app
 from tests.conftest import TEST_KEY, run_flow
 from tests.leaks import norm, read_landing
 from transforms.pseudonymize import Pseudonymizer
@@ -45,15 +46,9 @@ def person(landing):
 
 def _lookup(landing, tmp_path, option: str, value: str):
     out = tmp_path / "out"
-    result = CliRunner().invoke(app(), ["subjects", "lookup", option, value, "--out", str(out), "--landing", str(landing),
+    result = CliRunner().invoke(app, ["subjects", "lookup", option, value, "--out", str(out), "--landing", str(landing),
                                         "--warehouse", str(tmp_path / "wh")])
     return result, sorted(out.glob("*.csv")) if out.exists() else []
-
-
-def app():
-    from flows.cli import app as cli
-
-    return cli
 
 
 def _records(path) -> dict[str, set]:
@@ -110,7 +105,7 @@ def test_a_person_with_no_records_gets_no_file(landing, tmp_path):
     ("--member-no", "M-1", "not a 会员编号"),
 ])
 def test_an_identifier_that_cannot_be_one_is_refused_without_echoing_it(landing, tmp_path, option, value, message):
-    result = CliRunner().invoke(app(), ["subjects", "erase", option, value, "--landing", str(tmp_path / "l"),
+    result = CliRunner().invoke(app, ["subjects", "erase", option, value, "--landing", str(tmp_path / "l"),
                                         "--warehouse", str(tmp_path / "wh")])
     assert result.exit_code == 2 and message in result.output and value not in result.output
     assert not (tmp_path / "l").exists() and not (tmp_path / "wh").exists()
@@ -122,7 +117,7 @@ def test_erase_adds_the_person_once_and_the_next_run_leaves_them_out(prefect_ser
     before = (copy / "requests" / "erasure.csv").read_text(encoding="utf-8").splitlines()
     shaped = person["doc_no"].lower().translate(FULL_WIDTH)
     args = ["subjects", "erase", "--doc-no", shaped, "--landing", str(copy), "--warehouse", str(tmp_path / "out" / "warehouse")]
-    first, again = CliRunner().invoke(app(), args), CliRunner().invoke(app(), args)
+    first, again = CliRunner().invoke(app, args), CliRunner().invoke(app, args)
     assert first.exit_code == 0 and "added to requests/erasure.csv" in first.output
     assert again.exit_code == 0 and "already on requests/erasure.csv" in again.output
     after = (copy / "requests" / "erasure.csv").read_text(encoding="utf-8").splitlines()
@@ -146,7 +141,7 @@ def test_notify_builds_one_batch_per_channel_from_the_latest_snapshot(published,
 
     out, wh = tmp_path / "notices", tmp_path / "wh"
     shutil.copytree(published.warehouse, wh)  # a warehouse where the raw data is replaced, so purge would take it
-    result = CliRunner().invoke(app(), [
+    result = CliRunner().invoke(app, [
         "subjects", "notify", "--out", str(out), "--closing-date", "2026年12月31日", "--delete-by", "2027年3月31日",
         "--requests-by", "2027年1月31日", "--contact", "客服热线 400-000-0000", "--landing", str(landing), "--warehouse", str(wh)])
     assert result.exit_code == 0, result.output
@@ -179,13 +174,9 @@ def test_notify_builds_one_batch_per_channel_from_the_latest_snapshot(published,
     assert not set(sms["mobile"]) & set(re.findall(r"\d{11}", (wh / ledger.LEDGER).read_text()))
     # The batch is raw personal data: purge deletes it with the snapshot date's raw files.
     [plan] = [p for p in purge.plan(Landing(landing), wh, tmp_path / "restricted", load_policies(POLICIES),
-                                    latest_date(latest) + dt.timedelta(days=400)) if p.export_date == latest_date(latest)]
+                                    dt.date.fromisoformat(latest.parent.name) + dt.timedelta(days=400)) if p.export_date == dt.date.fromisoformat(latest.parent.name)]
     assert plan.held is None
     assert {f["path"] for f in plan.files if f["area"] == "notices"} == {str((out / n).resolve()) for n in ("sms.csv", "email.csv")}
-
-
-def latest_date(path):
-    return dt.date.fromisoformat(path.parent.name)
 
 
 def test_erase_after_the_key_is_destroyed_says_published_data_can_no_longer_be_linked(landing, tmp_path, person, monkeypatch):
@@ -193,10 +184,10 @@ def test_erase_after_the_key_is_destroyed_says_published_data_can_no_longer_be_l
     shutil.copytree(landing, copy)
     monkeypatch.delenv("TUOMIN_PSEUDONYM_KEY")
     args = ["subjects", "erase", "--member-no", person["member_no"], "--landing", str(copy), "--warehouse", str(wh)]
-    missing = CliRunner().invoke(app(), args)  # no key, and none destroyed: set it first
+    missing = CliRunner().invoke(app, args)  # no key, and none destroyed: set it first
     assert missing.exit_code == 2 and not wh.exists()
     ledger.append(wh, "key_destroyed", {"key": "pseudonym", "key_id": "k1-0000", "method": "test"})
-    result = CliRunner().invoke(app(), args)
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "can no longer be linked" in " ".join(result.output.split()) and person["member_no"] not in result.output
     entry = ledger.entries(wh)[-1]

@@ -92,6 +92,11 @@ def entity_tokens(table: pa.Table, policy: SourcePolicy, pseudonymizer: Pseudony
     return pseudonymizer.tokens(table[source.name], source.operator.domain, source.operator.normalize)
 
 
+def link_keys_of(policies: dict[str, SourcePolicy], source: str) -> list[str]:
+    """The columns of `source` that other sources link to."""
+    return sorted({link.key for p in policies.values() for link in p.link if link.source == source})
+
+
 def link_keys(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Link keys (member numbers, receipt ids) in the form both sides are compared in."""
     keys = NORMALIZERS["upper"](column)
@@ -108,6 +113,9 @@ def linked_tokens(table: pa.Table, policy: SourcePolicy, lookups: list[tuple[pa.
     return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
+SUBJECT_NORMALIZERS = {"doc_no": "document", "mobile": "mobile", "member_no": "upper"}  # how requests name a person
+
+
 @dataclass(frozen=True)
 class Subjects:
     """Who asked to be erased, as normalized identifiers."""
@@ -122,13 +130,10 @@ class Subjects:
             if name not in requests.column_names:
                 return frozenset()
             return frozenset(v for v in NORMALIZERS[normalize](requests[name]).to_pylist() if v)
-        return cls(values("doc_no", "document"), values("mobile", "mobile"), values("member_no", "upper"))
+        return cls(*(values(name, SUBJECT_NORMALIZERS[name]) for name in ("doc_no", "mobile", "member_no")))
 
     def __len__(self) -> int:
         return len(self.doc_no) + len(self.mobile) + len(self.member_no)
-
-
-SUBJECT_NORMALIZERS = {"doc_no": "document", "mobile": "mobile", "member_no": "upper"}
 
 
 def subject_rows(table: pa.Table, policy: SourcePolicy, subjects: Subjects) -> np.ndarray:
