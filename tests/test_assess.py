@@ -115,3 +115,24 @@ def test_profile_uniqueness_bounds(rows):
     assert 0 <= linked["profile_unique_share"] <= 1
     one_class = metrics.profile_uniqueness(frame.assign(store="A"), ["store"], "who")
     assert one_class["profile_unique"] == (1 if one_class["entities"] == 1 else 0)  # nothing distinguishes anyone
+
+
+@given(st.lists(st.tuples(st.sampled_from("AB"), st.sampled_from(["x", "y", None]), st.integers(0, 9), st.sampled_from("pqr")),
+                min_size=1, max_size=80),
+       st.integers(1, 4), st.sampled_from(["distinct", "entropy"]))
+@settings(max_examples=200, deadline=None)
+def test_failing_marks_exactly_the_classes_below_k_or_l(rows, k, measure):
+    """What erasure suppresses after removing a person: whole classes, exactly those with fewer
+    than k people or below l; what stays is k-anonymous and l-diverse."""
+    df = pd.DataFrame(rows, columns=["a", "b", "person", "s"])
+    fails = metrics.failing(df, ["a", "b"], k, [("s", 2.0, measure)], "person")
+    for _, group in df.groupby(["a", "b"], dropna=False):
+        shares = group["s"].value_counts(normalize=True)
+        l = len(shares) if measure == "distinct" else math.exp(-(shares * np.log(shares)).sum())
+        expected = group["person"].nunique() < k or l < 2.0 - 1e-9
+        assert (fails[group.index] == expected).all()
+    kept = df[~fails]
+    if len(kept):
+        assert metrics.k_anonymity(kept, ["a", "b"], "person") >= k
+        figures = metrics.sensitive_figures(metrics.class_ids(kept, ["a", "b"]), kept["s"])
+        assert figures["l_distinct" if measure == "distinct" else "l_entropy"] >= 2.0 - 1e-9

@@ -53,6 +53,14 @@ def _counts(df: pd.DataFrame, count: str | None) -> np.ndarray:
     return np.ones(len(df), np.int64) if count is None else df[count].to_numpy(np.int64)
 
 
+def _people(df: pd.DataFrame, ids: np.ndarray, entity: str | None, weights: np.ndarray, people: str | None) -> np.ndarray:
+    """Class sizes in people: the `people` column summed per class (a frame of classes), or
+    distinct entities, or rows."""
+    if people:
+        return sizes(ids, None, _counts(df, people))
+    return sizes(ids, _entity_codes(df, entity) if entity else None, weights)
+
+
 def sizes(ids: np.ndarray, entity: np.ndarray | None = None, counts: np.ndarray | None = None) -> np.ndarray:
     """Rows (or distinct entities) per class; an element with no entity (-1) counts as many
     people as rows."""
@@ -80,27 +88,33 @@ def k_anonymity(df: pd.DataFrame, quasi_identifiers: list[str], entity: str | No
 
 def sensitive_figures(ids: np.ndarray, values: pd.Series, weights: np.ndarray | None = None) -> dict[str, float]:
     """l (distinct and entropy) and t for one sensitive attribute over the given classes."""
+    distinct, entropy, emd = per_class(ids, values, weights)
+    return {"l_distinct": int(distinct.min()), "l_entropy": float(np.exp(entropy.min())), "t_closeness": float(emd.max())}
+
+
+def per_class(ids: np.ndarray, values: pd.Series, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class: distinct sensitive values, entropy (natural log) and t (earth mover's distance)."""
     numeric = pd.api.types.is_numeric_dtype(values)
     codes, uniques = pd.factorize(values, sort=numeric, use_na_sentinel=False)
     m, n_classes = max(len(uniques), 1), int(ids.max(initial=-1)) + 1
     weights = np.ones(len(ids)) if weights is None else weights.astype(float)
     if n_classes * m <= _DENSE_CELLS:
         counts = np.bincount(ids * m + codes, weights=weights, minlength=n_classes * m).reshape(n_classes, m)
-        per_class = counts.sum(axis=1)
+        totals = counts.sum(axis=1)
         distinct = (counts > 0).sum(axis=1)
-        p = counts / per_class[:, None]
+        p = counts / totals[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             entropy = -np.nansum(np.where(p > 0, p * np.log(p), 0.0), axis=1)
         overall = np.bincount(codes, weights=weights, minlength=m) / weights.sum()
         r = p - overall
         emd = np.abs(np.cumsum(r, axis=1)).sum(axis=1) / (m - 1) if numeric and m > 1 else 0.5 * np.abs(r).sum(axis=1)
-        return {"l_distinct": int(distinct.min()), "l_entropy": float(np.exp(entropy.min())), "t_closeness": float(emd.max())}
+        return distinct, entropy, emd
     # Many classes and many values: the same figures from the sparse (class, value) pairs.
     pairs, inverse = np.unique(ids * m + codes, return_inverse=True)
     counts = np.bincount(inverse, weights=weights)
     cls, val = pairs // m, pairs % m
-    per_class = np.bincount(cls, weights=counts, minlength=n_classes)
-    p = counts / per_class[cls]
+    totals = np.bincount(cls, weights=counts, minlength=n_classes)
+    p = counts / totals[cls]
     distinct = np.bincount(cls, minlength=n_classes)
     entropy = -np.bincount(cls, weights=p * np.log(p), minlength=n_classes)
     overall = np.bincount(codes, weights=weights, minlength=m) / weights.sum()
@@ -110,7 +124,22 @@ def sensitive_figures(ids: np.ndarray, values: pd.Series, weights: np.ndarray | 
     else:  # sum over present values of |p - q|, plus q for the values a class lacks
         present = np.bincount(cls, weights=np.abs(p - overall[val]) - overall[val], minlength=n_classes)
         emd = 0.5 * (present + 1.0)
-    return {"l_distinct": int(distinct.min()), "l_entropy": float(np.exp(entropy.min())), "t_closeness": float(emd.max())}
+    return distinct, entropy, emd
+
+
+def failing(df: pd.DataFrame, quasi_identifiers: list[str], k: int, diversity: list[tuple[str, float, str]] = (),
+            entity: str | None = None, count: str | None = None, people: str | None = None) -> np.ndarray:
+    """Rows of df in a class that holds fewer than k people or fails the l-diversity of any
+    (sensitive column, l, measure "distinct" or "entropy"). People and rows as in `assess`."""
+    if df.empty:
+        return np.zeros(0, bool)
+    ids = class_ids(df, quasi_identifiers)
+    weights = _counts(df, count)
+    fails = _people(df, ids, entity, weights, people) < k
+    for sensitive, l, measure in diversity:
+        distinct, entropy, _ = per_class(ids, df[sensitive], weights)
+        fails |= (distinct if measure == "distinct" else np.exp(entropy)) < l - 1e-9
+    return fails[ids]
 
 
 def assess(df: pd.DataFrame, quasi_identifiers: list[str], sensitive: list[str] = (), entity: str | None = None,
@@ -122,10 +151,7 @@ def assess(df: pd.DataFrame, quasi_identifiers: list[str], sensitive: list[str] 
         return {"rows": 0, "k": 0, "classes": 0}
     ids = class_ids(df, quasi_identifiers)
     weights = _counts(df, count)
-    if people:
-        found = sizes(ids, None, _counts(df, people))
-    else:
-        found = sizes(ids, _entity_codes(df, entity) if entity else None, weights)
+    found = _people(df, ids, entity, weights, people)
     persons = found.sum()
     out = {
         "rows": int(weights.sum()),
