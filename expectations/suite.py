@@ -58,8 +58,22 @@ class Gate:
             quasi_identifiers=tuple(c.output_name for c in policy.quasi_identifiers),
             entity=policy.entity,
             k=policy.privacy.k,
-            string_columns=tuple(f.name for f in schema if pa.types.is_string(f.type)),
+            string_columns=_strings(schema),
             diversity=tuple((policy.column(m.attribute).output_name, m.l, m.measure) for m in policy.privacy.l_diversity),
+        )
+
+    @classmethod
+    def recorded(cls, metadata: dict, schema: pa.Schema) -> Gate:
+        """The gate a published partition passed, from what its file records (record.py), so that
+        it holds even if the policy changed since."""
+        return cls(
+            dataset=metadata["dataset"],
+            columns=tuple(schema.names),
+            quasi_identifiers=tuple(metadata["quasi_identifiers"]),
+            entity=metadata["entity_column"],
+            k=metadata["k"],
+            string_columns=_strings(schema),
+            diversity=tuple((m["column"], m["l"], m["measure"]) for m in metadata["l_diversity"]),
         )
 
     def content(self) -> Gate:
@@ -71,6 +85,10 @@ class Gate:
         k on the class sizes it carries, l on its rows."""
         return dataclasses.replace(self, columns=(), string_columns=(), entity=None, count_column=count_column,
                                    size_column=size_column)
+
+
+def _strings(schema: pa.Schema) -> tuple[str, ...]:
+    return tuple(f.name for f in schema if pa.types.is_string(f.type))
 
 
 @dataclass(frozen=True)

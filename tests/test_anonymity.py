@@ -209,3 +209,15 @@ def test_unreachable_diversity_names_the_model():
     qis = [encode("city", pa.array(["SH"] * 6), CITY)]
     with pytest.raises(Unreachable, match=r"l=3 \(distinct\) on s"):
         search(qis, {"city": (0, 2)}, 2, 0.0, diversity=[Diversity("s", np.array([0, 1] * 3), 3)])
+
+
+def test_rows_in_matches_nulls_and_compares_types_as_sql_does():
+    import datetime as dt
+
+    when = [dt.datetime(2026, 3, 1, 10), dt.datetime(2026, 3, 1, 11), None, dt.datetime(2026, 3, 1, 10)]
+    table = pa.table({"t": pa.array(when, pa.timestamp("ms")), "s": pa.array(["a", "b", None, None]),
+                      "d": pa.array([dt.date(2026, 3, 1)] * 4, pa.date32())})
+    classes = pa.table({"t": pa.array([dt.datetime(2026, 3, 1, 10), None], pa.timestamp("us")), "s": ["a", None],
+                        "d": pa.array([dt.date(2026, 3, 1)] * 2, pa.date32())})
+    assert outofcore.rows_in(table, classes).tolist() == [True, False, True, False]
+    assert outofcore.rows_in(table, classes.slice(0, 0)).tolist() == [False] * 4

@@ -68,3 +68,20 @@ def test_results_and_data_docs_hold_no_values(tmp_path):
     files = [p for p in tmp_path.rglob("*") if p.suffix in (".html", ".json")]
     assert any(p.suffix == ".html" for p in files)
     assert not [p for p in files if "13812345678" in p.read_text(errors="ignore") or "王芳" in p.read_text(errors="ignore")]
+
+
+def test_a_partition_records_the_gate_it_passed(published):
+    """Erasure re-validates a partition against the gate its file records; under an unchanged
+    policy that is the policy's own gate."""
+    import pyarrow.parquet as pq
+
+    from flows.paths import POLICIES
+    from flows.warehouse import read_metadata
+    from transforms.policy import load_policies
+
+    policies = load_policies(POLICIES)
+    paths = sorted(published.warehouse.glob("dataset=*/export_date=*/part-0.parquet"))
+    assert len(paths) == 6
+    for path in paths:
+        metadata, schema = read_metadata(path), pq.read_schema(path)
+        assert Gate.recorded(metadata, schema) == Gate.of(policies[metadata["dataset"]], schema), path

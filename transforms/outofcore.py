@@ -253,3 +253,21 @@ class OutOfCore(Combinations):
             f"g AS MATERIALIZED (SELECT c.rowid AS i, c.*, {', '.join(columns)} FROM combo c {' '.join(joins)})",
             *entropies,
             f"classes AS (SELECT {key}, {size} AS size, ({' OR '.join(fails)}) AS fails FROM g {with_h} GROUP BY {key})"])
+
+
+def rows_in(table: pa.Table, classes: pa.Table) -> np.ndarray:
+    """Which rows of `table` have the values of one of `classes`' rows in its columns (a null
+    matching a null), as a mask; DuckDB compares the two sides' types (dates, timestamps of any
+    unit, decimals) as SQL does."""
+    names = classes.column_names
+    con = duckdb.connect()
+    try:
+        con.register("rows", pa.table([*(table[c] for c in names), pa.array(np.arange(table.num_rows))], names=[*names, "__row"]))
+        con.register("classes", classes)
+        on = " AND ".join(f"rows.{_name(c)} IS NOT DISTINCT FROM classes.{_name(c)}" for c in names) or "true"
+        found = con.sql(f"SELECT DISTINCT rows.__row FROM rows JOIN classes ON {on}").to_arrow_table()["__row"]
+    finally:
+        con.close()
+    mask = np.zeros(table.num_rows, bool)
+    mask[found.to_numpy()] = True
+    return mask

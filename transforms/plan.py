@@ -332,10 +332,14 @@ def distinct_values(published: pa.Table) -> pa.Table:
 def classes(published: pa.Table, policy: SourcePolicy) -> pa.Table:
     """The published rows as distinct (QI values, entity id, sensitive values) with row counts:
     all that k, l and the risk figures depend on, a fraction of the rows' size."""
-    keys = class_columns(policy)
+    return count_classes(published, class_columns(policy), policy.entity)
+
+
+def count_classes(published: pa.Table, keys: list[str], entity: str | None) -> pa.Table:
+    """`classes` for class columns named outright (a published file's, as it records them)."""
     if not keys:
         return pa.table({ROWS: pa.array([published.num_rows], pa.int64())})
-    columns = {k: token_ids(published[k]) if k == policy.entity else _compact(published[k]) for k in keys}
+    columns = {k: token_ids(published[k]) if k == entity else _compact(published[k]) for k in keys}
     return _count(pa.table(columns), keys)
 
 
