@@ -325,6 +325,10 @@ LEDGER_LINES = {
     "review": lambda d: ("passed" if d["success"] else f"FAILED: {len(d['problems'])} problem(s)") + ": "
                         + ", ".join(f"{n} {x['partitions']} partitions" for n, x in d["datasets"].items()),
     "key_destroyed": lambda d: f"{d.get('key', 'pseudonym')} key {d['key_id']} destroyed ({d['method']})",
+    "erasure_requested": lambda d: f"{d['kind']} {(d['subject'] or 'key destroyed')[:12]}: "
+                                   + ("added" if d["added"] else "already listed")
+                                   + f", {len(d.get('republished') or [])} partition(s) republished"
+                                   + (f", FAILED: {d['failed']}" if d.get("failed") else ""),
 }
 
 
@@ -642,13 +646,19 @@ def subjects_lookup(
 @subjects_app.command("erase")
 def subjects_erase(
     doc_no: DocNo = None, mobile: Mobile = None, member_no: MemberNo = None,
-    landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE,
+    landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE, policies: Policies = paths.POLICIES,
 ) -> None:
-    """Put one person on requests/erasure.csv: the next run leaves them out of everything it publishes."""
+    """Erase one person: put them on requests/erasure.csv (the next run leaves them out of everything
+    it publishes) and, while the pseudonym key exists, remove them from every partition already
+    published (each republished atomically, k and l validated again)."""
     from flows import ledger
+    from flows.erasure import Sweep, erase_published
     from flows.keys import load_pseudonymizer
     from flows.landing import Landing as LandingArea
-    from flows.subjects import erase
+    from flows.record import triggered_by
+    from flows.subjects import erase, tokens
+    from flows.warehouse import WarehouseBusy, WarehouseUnwritable
+    from transforms.policy import load_policies
     from transforms.pseudonymize import PseudonymKeyError
 
     who = _identifier(doc_no, mobile, member_no)
@@ -659,16 +669,47 @@ def subjects_erase(
             console.print(f"[red]{exc}[/] (the request is recorded by a keyed hash of the identifier)")
             raise typer.Exit(2) from None
         pseudonymizer = None  # destroyed, as the ledger records
-    added = erase(LandingArea(landing), who)
-    ledger.append(warehouse, "erasure_requested", {
-        "kind": who.kind, "added": added, "subject": who.keyed_hash(pseudonymizer) if pseudonymizer else None,
-        "key_id": pseudonymizer.key_id if pseudonymizer else None})
+    area = LandingArea(landing)
+    added = erase(area, who)
     console.print(("added to requests/erasure.csv" if added else "already on requests/erasure.csv") +
                   ". The erasure list is part of every date's fingerprint: the next `tuomin run` republishes each date "
                   "whose raw files are still held without this person.")
     if pseudonymizer is None:
+        ledger.append(warehouse, "erasure_requested", {"kind": who.kind, "added": added, "subject": None, "key_id": None})
         console.print("The pseudonym key was destroyed (see the ledger): the published data can no longer be linked to this "
                       "person or anyone else, which is what anonymization means; nothing published needs removing.")
+        return
+    found = tokens(area, load_policies(policies), who, pseudonymizer)
+    try:
+        sweep = erase_published(Path(warehouse), found, pseudonymizer.key_id, who.keyed_hash(pseudonymizer),
+                                triggered_by("tuomin subjects erase"))
+    except (WarehouseBusy, WarehouseUnwritable) as exc:
+        sweep = Sweep(failed=f"{exc}: the published partitions were not searched")
+    ledger.append(warehouse, "erasure_requested", {
+        "kind": who.kind, "added": added, "subject": who.keyed_hash(pseudonymizer), "key_id": pseudonymizer.key_id,
+        "tokens": len(found), "republished": sweep.republished, "not_searched": sweep.other_keys, "failed": sweep.failed})
+    _print_sweep(who, found, sweep)
+    if sweep.failed:
+        raise typer.Exit(1)
+
+
+def _print_sweep(who, found: set[str], sweep) -> None:
+    if not found:
+        console.print(f"Published data names customers only by the keyed token of their document number, and no raw record "
+                      f"still held links this {who.kind} to one: the published partitions cannot be searched for this "
+                      "person. Ask them for their document number and repeat with --doc-no.")
+    for done in sweep.republished:
+        console.print(f"{done['dataset']} {done['export_date']}: republished without this person: {done['erased']} row(s) "
+                      f"erased, {done['suppressed']} more suppressed ({done['classes_suppressed']} class(es) left below k or l); "
+                      f"ledger entry {done['ledger_seq']}")
+    if found and not sweep.republished and not sweep.failed:
+        console.print("No published partition holds this person.")
+    for other in sweep.other_keys:
+        console.print(f"[yellow]{other['dataset']} {other['export_date']}: published under key {other['key_id']}, not this "
+                      "one: not searched[/]")
+    if sweep.failed:
+        console.print(f"[red]{sweep.failed}[/]. The person stays on the erasure list; fix the cause and repeat this command "
+                      "(partitions already done are not redone).")
 
 
 @subjects_app.command("notify")

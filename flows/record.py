@@ -4,7 +4,9 @@ metadata, and its ledger entry. Counts, names, levels and hashes only, never a d
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import hashlib
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +86,11 @@ def field_metadata(policy: SourcePolicy, levels: dict[str, int]) -> dict[str, di
                               "token": "keyed HMAC-SHA256, domain 'customer', linked through " +
                               ", ".join(f"{link.column} -> {link.source}" for link in policy.link)}
     return out
+
+
+def triggered_by(via: str) -> dict:
+    """Who set something going, as the ledger records it: how, as which user, on which host."""
+    return {"via": via, "user": getpass.getuser(), "host": socket.gethostname()}
 
 
 def file_sha256(path: Path) -> str:

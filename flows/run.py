@@ -12,17 +12,15 @@ dates, re-exported files, a changed policy or key, a new erasure request).
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import hashlib
 import json
-import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from flows import landing as landing_io
-from flows import ledger
+from flows import ledger, record
 from flows.backup import BackupKey
 from flows.keys import check_continuity, load_backup_key, load_pseudonymizer
 from flows.passes import Job
@@ -70,7 +68,7 @@ class Run:
             subjects=Subjects.from_requests(landing_io.read_erasure_requests(area)),
             erasure_sha256=area.sha256(landing_io.ERASURE_REQUESTS) if has_requests else None,
             drop_unknown=drop_unknown,
-            triggered_by={"via": trigger, "user": getpass.getuser(), "host": socket.gethostname()},
+            triggered_by=record.triggered_by(trigger),
         )
 
     def job(self) -> Job:

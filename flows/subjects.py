@@ -3,7 +3,8 @@
     lookup   every raw record of one person in the exports still held (all dates, all sources),
              as one readable file in the restricted area
     erase    the identifier checked and added to requests/erasure.csv: the next run leaves the
-             person out of everything it publishes
+             person out of everything it publishes; `tokens` are the keys published rows name
+             the person by (flows/erasure.py removes them from what is already published)
     notify   the closure notice for every member of the latest CRM snapshot with a reachable
              mobile or e-mail, as the batch files an SMS or e-mail provider takes
 
@@ -33,7 +34,7 @@ from flows.run import TIMEZONE
 from transforms.identifiers import is_prc_id
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import Pseudonymizer
-from transforms.steps import SUBJECT_NORMALIZERS, Subjects, link_keys, link_keys_of, subject_rows
+from transforms.steps import SUBJECT_NORMALIZERS, Subjects, entity_source, entity_tokens, link_keys, link_keys_of, subject_rows
 from transforms.text import NORMALIZERS
 
 SHAPES = {  # what a normalized identifier must look like
@@ -117,6 +118,25 @@ def lookup(landing: landing_io.Landing, policies: dict[str, SourcePolicy], who: 
                 found.append(Found(policy.source, date, relative, first_row + int(index), shown))
             for column in linked:
                 keys.setdefault(column, set()).update(pc.drop_null(link_keys(mine[column])).to_pylist())
+    return found
+
+
+def tokens(landing: landing_io.Landing, policies: dict[str, SourcePolicy], who: Identifier,
+           pseudonymizer: Pseudonymizer) -> set[str]:
+    """The person's customer tokens, as published rows carry them: their document number's when
+    named by one, and those of every raw record still held that names them (the documents a
+    mobile or member number leads to; a person may have several)."""
+    found: set[str] = set()
+    for policy in policies.values():
+        source = entity_source(policy)
+        if source is None:
+            continue
+        if who.kind == "doc_no":
+            found |= set(entity_tokens(pa.table({source.name: [who.value]}), policy, pseudonymizer).to_pylist())
+        for _, _, table, _ in _tables(landing, policy):
+            hit = subject_rows(table, policy, who.subjects())
+            if hit.any():
+                found |= set(pc.drop_null(entity_tokens(table.filter(pa.array(hit)), policy, pseudonymizer)).to_pylist())
     return found
 
 

@@ -9,11 +9,14 @@ import re
 import shutil
 import stat
 
+import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from flows import ledger
+from flows import warehouse as warehouse_io
 from flows.cli import app
 from tests.conftest import TEST_KEY, run_flow
 from tests.leaks import norm, read_landing
@@ -192,3 +195,159 @@ def test_erase_after_the_key_is_destroyed_says_published_data_can_no_longer_be_l
     assert "can no longer be linked" in " ".join(result.output.split()) and person["member_no"] not in result.output
     entry = ledger.entries(wh)[-1]
     assert entry["kind"] == "erasure_requested" and entry["data"]["subject"] is None and entry["data"]["added"] is True
+
+
+def _partitions(warehouse) -> dict[str, pa.Table]:
+    return {p.parent.relative_to(warehouse).as_posix(): pq.read_table(p).replace_schema_metadata(None)
+            for p in sorted(warehouse.glob("dataset=*/export_date=*/part-0.parquet"))}
+
+
+def _holding(tables: dict[str, pa.Table], token: str) -> dict[str, int]:
+    """Rows per partition that carry the token, counted by DuckDB."""
+    con = duckdb.connect()
+    found = {}
+    for name, table in tables.items():
+        con.register("t", table)
+        if n := con.sql("SELECT count(*) FROM t WHERE customer_id = ?", params=[token]).fetchall()[0][0]:
+            found[name] = n
+    return found
+
+
+def _smallest_class(table: pa.Table, qis: list[str]) -> int:
+    """k in entities, counted by DuckDB independently of tuomin's metrics."""
+    con = duckdb.connect()
+    con.register("t", table)
+    return con.sql(f"SELECT min(n) FROM (SELECT count(DISTINCT customer_id) + count(*) FILTER (WHERE customer_id IS NULL) AS n "
+                   f"FROM t GROUP BY {', '.join(qis)})").fetchall()[0][0]
+
+
+@pytest.fixture(scope="module")
+def at_the_edge(published, landing):
+    """A member with purchases who sits in a membership class of exactly k people: erasing them
+    leaves that class below k."""
+    crm = read_landing(landing)["membership"]
+    pos = read_landing(landing)["pos"]
+    pseudonymizer = Pseudonymizer(TEST_KEY.encode())
+    docs = {pseudonymizer.token(norm(d), "customer"): norm(d) for d in crm["证件号码"] if d}
+    bought = {norm(d) for d in pos["doc_no"] if d}
+    con = duckdb.connect()
+    for path in sorted(published.warehouse.glob("dataset=membership/export_date=*/part-0.parquet")):
+        qis = warehouse_io.read_metadata(path)["quasi_identifiers"]
+        edge = con.sql(f"SELECT customer_id FROM read_parquet('{path}') WHERE ({', '.join(qis)}) IN "
+                       f"(SELECT ({', '.join(qis)}) FROM read_parquet('{path}') GROUP BY ALL HAVING count(DISTINCT customer_id) = 5)"
+                       ).fetchall()
+        for (token,) in edge:
+            if docs.get(token) in bought:
+                return {"doc_no": docs[token], "token": token}
+    pytest.fail("no member with purchases in a class of exactly k")
+
+
+def test_erase_removes_the_person_from_partitions_already_published(published, landing, tmp_path, at_the_edge):
+    from flows.paths import POLICIES
+    from flows.review import review_dataset
+    from transforms.policy import load_policies
+
+    wh, held = tmp_path / "wh", tmp_path / "landing"
+    shutil.copytree(published.warehouse, wh)
+    shutil.copytree(landing / "requests", held / "requests")  # the raw exports are purged: only the requests remain
+    before = _partitions(wh)
+    token = at_the_edge["token"]
+    holding = _holding(before, token)
+    assert {name.split("/")[0] for name in holding} >= {"dataset=membership", "dataset=pos"}
+    args = ["subjects", "erase", "--doc-no", at_the_edge["doc_no"].lower().translate(FULL_WIDTH), "--landing", str(held),
+            "--warehouse", str(wh)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    after = _partitions(wh)
+    assert not _holding(after, token)
+    [request] = [e["data"] for e in ledger.entries(wh) if e["kind"] == "erasure_requested"]
+    assert {f"dataset={r['dataset']}/export_date={r['export_date']}" for r in request["republished"]} == set(holding)
+    suppressed = 0
+    for done in request["republished"]:
+        name = f"dataset={done['dataset']}/export_date={done['export_date']}"
+        path = wh / name / "part-0.parquet"
+        metadata = warehouse_io.read_metadata(path)
+        rows = metadata["rows"]
+        assert rows["read"] == rows["published"] + rows["suppressed"] + rows["quarantined"] + rows["erased"]
+        assert rows["published"] == after[name].num_rows
+        assert done["erased"] == holding[name]
+        assert before[name].num_rows - after[name].num_rows == done["erased"] + done["suppressed"]
+        # Nothing but removals: every row published now was published before.
+        con = duckdb.connect()
+        con.register("old", before[name])
+        con.register("new", after[name])
+        assert con.sql("SELECT count(*) FROM (SELECT * FROM new EXCEPT ALL SELECT * FROM old)").fetchall() == [(0,)]
+        assert metadata["validation"]["success"] and _smallest_class(after[name], metadata["quasi_identifiers"]) >= 5
+        assert metadata["erasures"][-1]["request"] == request["subject"]
+        suppressed += done["suppressed"]
+    edge = [d for d in request["republished"] if d["dataset"] == "membership" and d["classes_suppressed"]]
+    assert edge and edge[0]["suppressed"] >= 4  # the class's other four members: left with k-1, suppressed whole
+    # The ledger, the files and the gate agree: what `tuomin review` checks, done on the new state.
+    assert ledger.verify(wh) == []
+    entries = ledger.partition_entries(wh)
+    policies = load_policies(POLICIES)
+    for dataset, policy in policies.items():
+        found = review_dataset(policy, [e for (d, _), e in sorted(entries.items()) if d == dataset], wh, "erasure test")
+        assert found["success"], found["problems"]
+    assert at_the_edge["doc_no"] not in (wh / ledger.LEDGER).read_text() and token not in (wh / ledger.LEDGER).read_text()
+    # Repeating it changes nothing.
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "No published partition holds this person" in again.output
+    assert {n: t.num_rows for n, t in _partitions(wh).items()} == {n: t.num_rows for n, t in after.items()}
+
+
+def test_erase_by_mobile_reaches_published_rows_through_the_raw_records_held(published, landing, tmp_path, person,
+                                                                            monkeypatch):
+    wh = tmp_path / "wh"
+    shutil.copytree(published.warehouse, wh)
+    token = Pseudonymizer(TEST_KEY.encode()).token(person["doc_no"], "customer")
+    shaped = f"+86 {person['mobile'][:3]} {person['mobile'][3:7]} {person['mobile'][7:]}"
+    # Raw exports purged: a mobile leads to no document, and published rows hold no mobile.
+    purged = tmp_path / "purged"
+    shutil.copytree(landing / "requests", purged / "requests")
+    blind = CliRunner().invoke(app, ["subjects", "erase", "--mobile", shaped, "--landing", str(purged), "--warehouse", str(wh)])
+    assert blind.exit_code == 0 and "cannot be searched" in " ".join(blind.output.split())
+    assert _holding(_partitions(wh), token)
+    # Another key than the warehouse's: every partition listed as not searched, none touched.
+    monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY", "another-key-" + "x" * 40)
+    other = CliRunner().invoke(app, ["subjects", "erase", "--doc-no", person["doc_no"], "--landing", str(purged), "--warehouse", str(wh)])
+    assert other.exit_code == 0 and other.output.count("not searched") == len(_partitions(wh))
+    assert _holding(_partitions(wh), token)
+    monkeypatch.undo()
+    # With the raw exports held, the mobile leads to the person's document and its token.
+    held = tmp_path / "held"
+    shutil.copytree(landing, held)
+    result = CliRunner().invoke(app, ["subjects", "erase", "--mobile", shaped, "--landing", str(held), "--warehouse", str(wh)])
+    assert result.exit_code == 0, result.output
+    assert not _holding(_partitions(wh), token)
+    assert "republished without this person" in result.output and person["mobile"] not in result.output
+    # A person the exports never held: their token is computable, no partition holds it.
+    absent = CliRunner().invoke(app, ["subjects", "erase", "--doc-no", ABSENT_ID, "--landing", str(held), "--warehouse", str(wh)])
+    assert absent.exit_code == 0 and "No published partition holds this person" in absent.output
+    requests = [e["data"] for e in ledger.entries(wh) if e["kind"] == "erasure_requested"]
+    assert [bool(r["republished"]) for r in requests] == [False, False, True, False]
+    assert [r["tokens"] for r in requests] == [0, 1, requests[2]["tokens"], 1] and requests[2]["tokens"] >= 1
+    assert requests[1]["not_searched"] and not requests[2]["not_searched"]
+    shown = CliRunner().invoke(app, ["ledger", "show", "--kind", "erasure_requested", "--warehouse", str(wh)], terminal_width=200)
+    assert shown.exit_code == 0 and shown.output.count("partition(s) republished") == 4
+    assert person["mobile"] not in shown.output and person["doc_no"] not in shown.output
+
+
+def test_an_erasure_cut_short_leaves_each_partition_whole_and_is_finished_by_repeating_it(published, landing, tmp_path,
+                                                                                          at_the_edge, monkeypatch):
+    wh, held = tmp_path / "wh", tmp_path / "landing"
+    shutil.copytree(published.warehouse, wh)
+    shutil.copytree(landing / "requests", held / "requests")
+    files = {p: p.read_bytes() for p in wh.glob("dataset=*/export_date=*/part-0.parquet")}
+    args = ["subjects", "erase", "--doc-no", at_the_edge["doc_no"], "--landing", str(held), "--warehouse", str(wh)]
+    monkeypatch.setenv("TUOMIN_FAILPOINT", "mid-write:ENOSPC")  # the disk fills while the first partition is written
+    cut = CliRunner().invoke(app, args)
+    assert cut.exit_code == 1 and "No space left on device" in cut.output
+    assert {p: p.read_bytes() for p in wh.glob("dataset=*/export_date=*/part-0.parquet")} == files
+    assert not list((wh / ".staging").glob("*"))
+    [failed] = [e["data"] for e in ledger.entries(wh) if e["kind"] == "erasure_requested"]
+    assert failed["failed"] and not failed["republished"]
+    monkeypatch.delenv("TUOMIN_FAILPOINT")
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert not _holding(_partitions(wh), at_the_edge["token"]) and ledger.verify(wh) == []

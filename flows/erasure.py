@@ -1,0 +1,177 @@
+"""Erasing a person from partitions already published (PIPL Art. 47), while the pseudonym key exists.
+
+A published row names its customer only by a keyed token, which the key recomputes from the
+person's document number (flows/subjects.tokens). For every published partition that holds one of
+the person's tokens:
+
+    remove     the person's rows (counted as erased)
+    protect    every class the removal leaves with fewer than k people, or below l, suppressed
+               whole (counted as suppressed): k and l held before and must hold after
+    validate   the partition's own gate, as its file records it: schema and no identifier on
+               every batch written, k and l on the rows written
+    publish    staged, renamed into place, recorded in the ledger as the partition's new entry
+
+under the warehouse lock, one partition at a time, each atomically. Repeating it finds only the
+partitions still holding the person, so an erasure cut short is finished by running it again.
+Partitions published under another key (before a rotation) cannot be searched with this one:
+they are listed, not guessed at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from expectations.suite import Gate, Outcome, validate
+from flows import ledger, paths
+from flows import warehouse as warehouse_io
+from flows.passes import Spill, ahead
+from flows.record import file_sha256, ledger_entry
+from transforms import metrics
+from transforms.outofcore import class_table, rows_in
+from transforms.plan import PEOPLE, ROWS, count_classes, distinct_values
+
+BATCH_ROWS = 250_000  # rows rewritten at a time
+
+
+class ErasureFailed(RuntimeError):
+    """A partition that fails its gate without the person; it is left as it was."""
+
+
+@dataclass
+class Sweep:
+    """What one erasure did to the published partitions."""
+
+    republished: list[dict] = field(default_factory=list)  # dataset, export_date, erased, suppressed, classes, ledger_seq
+    other_keys: list[dict] = field(default_factory=list)  # partitions under another key: not searched
+    failed: str | None = None
+
+
+def erase_published(warehouse: Path, tokens: set[str], key_id: str, request: str, triggered_by: dict) -> Sweep:
+    """Republish every partition under `key_id` that holds one of `tokens` without those rows;
+    stops at the first partition that cannot be (Sweep.failed says which and why)."""
+    sweep = Sweep()
+    wanted = pa.array(sorted(tokens), pa.string())
+    with warehouse_io.exclusive(warehouse):
+        for (dataset, day), entry in sorted(ledger.partition_entries(warehouse).items()):
+            data = entry["data"]
+            if data["key_id"] != key_id:
+                sweep.other_keys.append({"dataset": dataset, "export_date": day, "key_id": data["key_id"]})
+                continue
+            path = warehouse / data["output"]["path"]
+            metadata = warehouse_io.read_metadata(path)
+            entity = metadata["entity_column"]
+            if not tokens or entity is None or not pc.any(pc.is_in(pq.read_table(path, columns=[entity])[entity], wanted)).as_py():
+                continue
+            try:
+                sweep.republished.append(republish(path, metadata, wanted, warehouse, request, triggered_by))
+            except ErasureFailed as exc:
+                sweep.failed = str(exc)
+            except OSError as exc:  # the storage: a full disk, a read-only file system
+                sweep.failed = f"{dataset} {day}: left as it was: {exc.strerror} ({exc.filename or 'storage'})"
+            if sweep.failed:
+                break
+    return sweep
+
+
+def republish(path: Path, old: dict, wanted: pa.Array, warehouse: Path, request: str, triggered_by: dict) -> dict:
+    """One partition without the rows of `wanted` tokens (see the module's docstring)."""
+    began = dt.datetime.now(dt.timezone.utc)
+    run_id = began.strftime("erasure-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    day = dt.date.fromisoformat(old["export_date"])
+    erasure = {"at": began.isoformat(timespec="seconds"), "request": request, "previous_sha256": file_sha256(path)}
+    rewrite = Rewrite(path, old, wanted, warehouse / paths.GX_PROJECT, f"{run_id} {day}", warehouse / ".staging" / run_id / "work")
+    try:
+        weak = rewrite.weak_classes()
+        erasure["classes_suppressed"] = weak.num_rows
+        staged = warehouse_io.stage(warehouse, run_id, old["dataset"], day, ahead(rewrite.batches(weak)), rewrite.fields(),
+                                    lambda: rewrite.metadata(run_id, erasure))
+        new = warehouse_io.read_metadata(staged)
+        if not new["validation"]["success"]:
+            failures = Outcome(False, tuple(new["validation"]["checks"])).failures()
+            raise ErasureFailed(f"{old['dataset']} {day}: left as it was: without the person it fails {'; '.join(failures)}")
+        # The ledger's record is made before the rename: the staged file's path under the run's
+        # staging directory is the partition's path under the warehouse.
+        record = ledger_entry(new, staged, warehouse / ".staging" / run_id, file_sha256(staged), triggered_by, began)
+        warehouse_io.publish(staged, warehouse, old["dataset"], day)
+    finally:
+        warehouse_io.discard_staging(warehouse, run_id)
+    entry = ledger.append(warehouse, "partition", record)
+    return {"dataset": old["dataset"], "export_date": old["export_date"], "erased": erasure["erased"],
+            "suppressed": erasure["suppressed"], "classes_suppressed": weak.num_rows, "ledger_seq": entry["seq"]}
+
+
+class Rewrite:
+    """One published partition rewritten in two streaming passes, against the gate it passed
+    (from its own metadata); classes are counted out of core, as pass 2 of a run does."""
+
+    def __init__(self, path: Path, old: dict, wanted: pa.Array, project: Path, run_name: str, work: Path):
+        self.source, self.old, self.wanted = pq.ParquetFile(path), old, wanted
+        self.project, self.run_name, self.work = project, run_name, work
+        self.gate = Gate.recorded(old, self.source.schema_arrow)
+        self.qis, self.entity = list(self.gate.quasi_identifiers), self.gate.entity
+        self.sensitive = [d[0] for d in self.gate.diversity]
+        self.keys = list(dict.fromkeys([*self.qis, self.entity, *self.sensitive]))
+        self.counts = {"erased": 0, "suppressed": 0}
+        self.outcomes: list[Outcome] = []
+        self.written = Spill(work / "written.parquet")
+
+    def split(self, columns: list[str] | None = None):
+        """The file in batches (read ahead), each with the rows that carry one of the tokens."""
+        for batch in ahead(self.source.iter_batches(batch_size=BATCH_ROWS, columns=columns)):
+            table = pa.Table.from_batches([batch])
+            yield table, pc.fill_null(pc.is_in(table[self.entity], self.wanted), False).to_numpy(zero_copy_only=False)
+
+    def classes(self, files: list[Path]) -> pa.Table:
+        return class_table(files, self.qis, self.entity, [s for s in self.sensitive if s not in self.qis], ROWS, PEOPLE,
+                           self.work / "classes")
+
+    def weak_classes(self) -> pa.Table:
+        """Pass 1, over the class columns: the classes of what stays that fall below k or l
+        (their rows are suppressed whole), as distinct quasi-identifier values."""
+        self.work.mkdir(parents=True)
+        staying = Spill(self.work / "staying.parquet")
+        for table, gone in self.split(self.keys):
+            staying.write(count_classes(table.filter(pa.array(~gone)), self.keys, self.entity))
+        found = self.classes([staying.close()])
+        fails = metrics.failing(found.to_pandas(), self.qis, self.gate.k, list(self.gate.diversity), count=ROWS, people=PEOPLE)
+        return found.filter(pa.array(fails)).select(self.qis).group_by(self.qis).aggregate([])
+
+    def batches(self, weak: pa.Table):
+        """Pass 2: the file without the person and the weak classes, validated as it is written."""
+        for table, gone in self.split():
+            suppressed = rows_in(table, weak) & ~gone if weak.num_rows else np.zeros_like(gone)
+            table = table.filter(pa.array(~(gone | suppressed)))
+            self.counts["erased"] += int(gone.sum())
+            self.counts["suppressed"] += int(suppressed.sum())
+            self.outcomes.append(validate(self.gate.content(), distinct_values(table).to_pandas(), self.project, self.run_name))
+            self.written.write(count_classes(table, self.keys, self.entity))
+            yield table
+
+    def metadata(self, run_id: str, erasure: dict) -> dict:
+        """The old file's metadata with what changed: counts, figures and the gate measured on
+        the classes written, and this erasure added to its `erasures`."""
+        published = self.classes([self.written.close()]).to_pandas()
+        self.outcomes.append(validate(self.gate.classes(ROWS, PEOPLE), published, self.project, self.run_name))
+        outcome = Outcome.combine(self.outcomes)
+        erasure.update(self.counts)
+        rows = dict(self.old["rows"])
+        rows |= {"erased": rows["erased"] + erasure["erased"], "suppressed": rows["suppressed"] + erasure["suppressed"],
+                 "published": rows["published"] - erasure["erased"] - erasure["suppressed"]}
+        measured = metrics.summary(published, self.qis, None, self.gate.k, self.sensitive, count=ROWS, people=PEOPLE)
+        return {**self.old, "run_id": run_id, "flow_run_id": "", "created_at": erasure["at"], "rows": rows,
+                "metrics": measured | {k: self.old["metrics"].get(k) for k in ("loss", "loss_by_attribute")},
+                "validation": {"success": outcome.success, "checks": list(outcome.checks)},
+                "erasures": [*self.old.get("erasures", []), erasure]}
+
+    def fields(self) -> dict[str, dict[str, str]]:
+        """Each column's field metadata, as stage() takes it (without the `tuomin.` prefix)."""
+        return {f.name: {k.decode().removeprefix("tuomin."): v.decode() for k, v in (f.metadata or {}).items()}
+                for f in self.source.schema_arrow}
