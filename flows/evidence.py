@@ -46,6 +46,10 @@ def collect(warehouse: Path, policies_dir: Path, start: dt.date | None = None, e
         "key_events": [_event(e, ("key", "key_id", "old_key_id", "new_key_id", "method", "effect"))
                        for e in entries if e["kind"] in ("key_rotated", "key_destroyed")],
         "reviews": [_event(e, ("success", "problems", "datasets")) for e in of_kind("review", dated=False)],
+        # Requests name the person by a keyed hash only; what was found and done, in counts.
+        "subject_requests": [_event(e, ("subject", "key_id", "records", "added", "tokens", "republished", "not_searched", "failed"))
+                             for e in entries if e["kind"] in ("subject_lookup", "erasure_requested")],
+        "notices": [_event(e, ("snapshot", "members", "sms", "email", "erased", "unreachable")) for e in of_kind("notices", dated=False)],
     }
     facts["pia"] = impact_assessment(facts, policies)
     return facts
@@ -137,6 +141,9 @@ def impact_assessment(facts: dict, policies: dict[str, SourcePolicy]) -> dict:
             "deletion_certificates": len(facts["deletions"]),
             "keys_destroyed": [f"{e.get('key', 'pseudonym')} {e['key_id']}" for e in destroyed],
             "reviews": len(facts["reviews"]),
+            "access_requests": sum(r["kind"] == "subject_lookup" for r in facts["subject_requests"]),
+            "erasure_requests": sum(r["kind"] == "erasure_requested" for r in facts["subject_requests"]),
+            "partitions_republished_for_erasure": sum(len(r.get("republished") or []) for r in facts["subject_requests"]),
             "last_review_passed": latest_review["success"] if latest_review else None,
             "ledger_intact": not facts["ledger"]["problems"],
         },

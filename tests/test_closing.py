@@ -25,9 +25,10 @@ from flows.query import connect
 from flows.record import file_sha256
 from flows.retention import retention as retention_flow
 from flows.review import review as review_flow
-from tests.conftest import TEST_BACKUP_KEY, run_flow
+from tests.conftest import TEST_BACKUP_KEY, TEST_KEY, run_flow
 from tests.leaks import find_leaks, raw_identifiers
 from transforms.policy import load_policies
+from transforms.pseudonymize import Pseudonymizer
 
 pytestmark = pytest.mark.flow
 DAY1, DAY2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
@@ -256,6 +257,12 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
     key.write_text(TEST_BACKUP_KEY)
     assert CliRunner().invoke(app, ["key", "destroy", "--backup", "--path", str(key), "--yes",
                                     "--warehouse", str(run.warehouse)]).exit_code == 0
+    # A person erased after their raw data was purged: the request and what it changed are in the pack.
+    pseudonymizer = Pseudonymizer(TEST_KEY.encode())
+    published_pos = set(pq.read_table(run.warehouse / "dataset=pos" / f"export_date={DAY1}" / "part-0.parquet")["customer_id"].to_pylist())
+    doc = next(d for d in sorted(raw["document"]) if pseudonymizer.token(d, "customer") in published_pos)
+    assert CliRunner().invoke(app, ["subjects", "erase", "--doc-no", doc, "--landing", str(landing),
+                                    "--warehouse", str(run.warehouse)]).exit_code == 0
     out = tmp_path / "evidence"
     result = CliRunner().invoke(app, ["report", "--out", str(out), "--warehouse", str(run.warehouse),
                                       "--start", DAY1.isoformat(), "--end", DAY1.isoformat()])
@@ -272,12 +279,16 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
     assert len(facts["backups"]) == 1 and facts["key_events"][-1]["key"] == "backup"
     assert facts["reviews"][0]["success"] and not facts["ledger"]["problems"]
     assert facts["pia"]["measures"]["keys_destroyed"] == [f"backup {facts['key_events'][-1]['key_id']}"]
+    [request] = facts["subject_requests"]
+    assert request["kind"] == "erasure_requested" and any(r["dataset"] == "pos" for r in request["republished"])
+    assert facts["pia"]["measures"]["partitions_republished_for_erasure"] == len(request["republished"])
     # The page: every section, plots embedded, the hashes it cites, and no raw value anywhere.
     for heading in ("Policy: what each column is", "Great Expectations results", "Backups of the raw exports",
-                    "Deletions of raw data", "Key events", "Periodic reviews", "impact assessment (PIPL Art. 55, 56)"):
+                    "Deletions of raw data", "Data subjects' requests and notices", "Key events", "Periodic reviews", "impact assessment (PIPL Art. 55, 56)"):
         assert heading in html, heading
     assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 9
     assert published["hash"][:16] in html and facts["deletions"][0]["ledger_hash"][:16] in html
+    assert request["ledger_hash"][:16] in html
     assert not re.search(r'(src|href)="(?!data:)', html)  # self-contained
     leaks = find_leaks([html, json.dumps(facts, ensure_ascii=False)], raw)
     assert not leaks, sorted(leaks)[:5]
