@@ -17,7 +17,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale
+.PHONY: setup run test lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale bench-erasure
 
 setup: $(VENV)/.synced
 
@@ -93,6 +93,9 @@ bench-backup: setup
 # 1M, 3M and 10M POS lines in one export date, against a plain CSV->Parquet pass (~15 minutes).
 bench-scale: setup
 	$(BIN)/python benchmarks/scale.py --sizes 1000000 3000000 10000000
+
+bench-erasure: setup
+	$(BIN)/python benchmarks/erasure.py --sizes 1000000 3000000
 
 bench-transforms: setup
 	$(BIN)/python benchmarks/transforms.py --values 1000000
