@@ -633,14 +633,17 @@ def subjects_lookup(
     pseudonymizer = load_pseudonymizer()
     found = lookup(LandingArea(landing), load_policies(policies), who)
     path = write_lookup(out, who, pseudonymizer, found) if found else None
-    entry = ledger.append(warehouse, "subject_lookup", {"kind": who.kind, "subject": who.keyed_hash(pseudonymizer),
-                                                        "key_id": pseudonymizer.key_id, "records": len(found)})
+    newest = max((f.date for f in found), default=None)
+    entry = ledger.append(warehouse, "subject_lookup", {
+        "kind": who.kind, "subject": who.keyed_hash(pseudonymizer), "key_id": pseudonymizer.key_id, "records": len(found),
+        "file": str(path.resolve()) if path else None, "newest_date": newest})
     if path is None:
         console.print(f"no record of this person in the exports under {landing}; nothing written (ledger entry {entry['seq']})")
         return
     sources = sorted({f.source for f in found})
     console.print(f"{len(found)} record(s) ({', '.join(sources)}) -> {path} (owner-only: raw personal data, for the person "
-                  f"only; delete it once handed over). Ledger entry {entry['seq']}.")
+                  f"only; `tuomin purge` deletes it with the raw data of {newest}, the newest date it copies). "
+                  f"Ledger entry {entry['seq']}.")
 
 
 @subjects_app.command("erase")

@@ -83,19 +83,28 @@ def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date
     out.grounds = sorted(set(out.grounds))
     for path in quarantined_files(restricted, day):
         out.files.append(_local("quarantine", path))
-    for path in notice_files(warehouse, day):
-        out.files.append(_local("notices", path))
+    for area, path in subject_files(warehouse, day):
+        out.files.append(_local(area, path))
     for manifest in backup_io.manifests(restricted, day):
         out.files += [_local("backup", p) for p in sorted(manifest.parent.rglob("*")) if p.is_file()]
     return out
 
 
-def notice_files(warehouse: Path, day: dt.date) -> list[Path]:
-    """The closure-notice batches made from this date's CRM snapshot (raw mobiles and e-mails),
-    wherever they were written: the ledger records them."""
-    paths = {Path(f) for e in ledger.entries(warehouse) if e["kind"] == "notices" and e["data"]["snapshot"] == day.isoformat()
-             for f in e["data"]["files"]}
-    return sorted(p for p in paths if p.is_file())
+SUBJECT_AREAS = ("notices", "lookups")  # files made for data subjects, in folders the operator chose
+
+
+def subject_files(warehouse: Path, day: dt.date) -> list[tuple[str, Path]]:
+    """Raw personal data made for data subjects, deleted with the raw data it was made from,
+    wherever it was written (the ledger records where): the closure-notice batches made from
+    this date's CRM snapshot, and a person's lookup file whose newest record is from this date."""
+    found = set()
+    for entry in ledger.entries(warehouse):
+        data = entry["data"]
+        if entry["kind"] == "notices" and data["snapshot"] == day.isoformat():
+            found |= {("notices", Path(f)) for f in data["files"]}
+        elif entry["kind"] == "subject_lookup" and data.get("newest_date") == day.isoformat():
+            found.add(("lookups", Path(data["file"])))
+    return sorted((area, path) for area, path in found if path.is_file())
 
 
 def _not_replaced(warehouse: Path, entry: dict | None, current: dict[str, str]) -> str | None:
@@ -129,7 +138,7 @@ def carry_out(item: Plan, landing: landing_io.Landing, warehouse: Path, as_of: d
                 landing.remove(f["path"])
             else:
                 Path(f["path"]).unlink()
-                if f["area"] != "notices":  # a notice batch's folder is the operator's choice: left
+                if f["area"] not in SUBJECT_AREAS:  # their folders are the operator's choice: left
                     _prune(Path(f["path"]).parent)  # the emptied folders (export_date=…, backup versions) go too
             deleted.append(f)
         except OSError as exc:

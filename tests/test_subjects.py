@@ -95,6 +95,25 @@ def test_requests_about_one_identifier_in_two_shapes_share_one_ledger_hash(landi
     assert hashes[0] == hashes[1] and hashes[0] != Pseudonymizer(TEST_KEY.encode()).token(person["doc_no"], "customer")
 
 
+def test_purge_deletes_a_lookup_file_with_the_newest_raw_data_it_copies(published, landing, tmp_path, person):
+    from flows import purge
+    from flows.landing import Landing
+    from flows.paths import POLICIES
+    from transforms.policy import load_policies
+
+    wh = tmp_path / "wh"
+    shutil.copytree(published.warehouse, wh)  # a warehouse where the raw data is replaced, so purge would take it
+    result = CliRunner().invoke(app, ["subjects", "lookup", "--doc-no", person["doc_no"], "--out", str(tmp_path / "out"),
+                                      "--landing", str(landing), "--warehouse", str(wh)])
+    assert result.exit_code == 0, result.output
+    [path] = (tmp_path / "out").glob("*.csv")
+    newest = max(r["导出日期"] for r in csv.DictReader(path.open(encoding="utf-8-sig")))
+    plans = purge.plan(Landing(landing), wh, tmp_path / "restricted", load_policies(POLICIES), dt.date(2027, 1, 1))
+    assert len(plans) == 2 and all(p.held is None for p in plans)
+    assert {p.export_date.isoformat(): [f["path"] for f in p.files if f["area"] == "lookups"] for p in plans} == {
+        p.export_date.isoformat(): [str(path.resolve())] if p.export_date.isoformat() == newest else [] for p in plans}
+
+
 def test_a_person_with_no_records_gets_no_file(landing, tmp_path):
     result, files = _lookup(landing, tmp_path, "--doc-no", ABSENT_ID)
     assert result.exit_code == 0 and "no record of this person" in result.output and files == []
