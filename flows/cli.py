@@ -598,7 +598,6 @@ def _check_date(value: str) -> dt.date:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
-
 DocNo = Annotated[str | None, typer.Option("--doc-no", help="The person's document number (resident ID, passport, permit).")]
 Mobile = Annotated[str | None, typer.Option("--mobile", help="The person's mobile (+86, spaces, dashes, full-width digits all fine).")]
 MemberNo = Annotated[str | None, typer.Option("--member-no", help="The person's member number.")]
@@ -682,15 +681,14 @@ def subjects_erase(
         console.print("The pseudonym key was destroyed (see the ledger): the published data can no longer be linked to this "
                       "person or anyone else, which is what anonymization means; nothing published needs removing.")
         return
+    subject = who.keyed_hash(pseudonymizer)
     found = tokens(area, load_policies(policies), who, pseudonymizer)
     try:
-        sweep = erase_published(Path(warehouse), found, pseudonymizer.key_id, who.keyed_hash(pseudonymizer),
-                                triggered_by("tuomin subjects erase"))
+        sweep = erase_published(Path(warehouse), found, pseudonymizer.key_id, subject, triggered_by("tuomin subjects erase"))
     except (WarehouseBusy, WarehouseUnwritable) as exc:
         sweep = Sweep(failed=f"{exc}: the published partitions were not searched")
     ledger.append(warehouse, "erasure_requested", {
-        "kind": who.kind, "added": added, "subject": who.keyed_hash(pseudonymizer), "key_id": pseudonymizer.key_id,
-        "tokens": len(found), "republished": sweep.republished, "not_searched": sweep.other_keys, "failed": sweep.failed})
+        "kind": who.kind, "added": added, "subject": subject, "key_id": pseudonymizer.key_id, "tokens": len(found), "republished": sweep.republished, "not_searched": sweep.other_keys, "failed": sweep.failed})
     _print_sweep(who, found, sweep)
     if sweep.failed:
         raise typer.Exit(1)

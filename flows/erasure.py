@@ -32,13 +32,11 @@ import pyarrow.parquet as pq
 from expectations.suite import Gate, Outcome, validate
 from flows import ledger, paths
 from flows import warehouse as warehouse_io
-from flows.passes import Spill, ahead
+from flows.passes import BATCH_ROWS, Spill, ahead
 from flows.record import file_sha256, ledger_entry
 from transforms import metrics
 from transforms.outofcore import class_table, rows_in
 from transforms.plan import PEOPLE, ROWS, count_classes, distinct_values
-
-BATCH_ROWS = 250_000  # rows rewritten at a time
 
 
 class ErasureFailed(RuntimeError):
@@ -87,19 +85,20 @@ def republish(path: Path, old: dict, wanted: pa.Array, warehouse: Path, request:
     run_id = began.strftime("erasure-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     day = dt.date.fromisoformat(old["export_date"])
     erasure = {"at": began.isoformat(timespec="seconds"), "request": request, "previous_sha256": file_sha256(path)}
-    rewrite = Rewrite(path, old, wanted, warehouse / paths.GX_PROJECT, f"{run_id} {day}", warehouse / ".staging" / run_id / "work")
+    rewrite = Rewrite(path, old, wanted, warehouse / paths.GX_PROJECT, f"{run_id} {day}",
+                      warehouse_io.staging(warehouse, run_id) / "work")
     try:
         weak = rewrite.weak_classes()
         erasure["classes_suppressed"] = weak.num_rows
-        staged = warehouse_io.stage(warehouse, run_id, old["dataset"], day, ahead(rewrite.batches(weak)), rewrite.fields(),
-                                    lambda: rewrite.metadata(run_id, erasure))
+        staged = warehouse_io.stage(warehouse, run_id, old["dataset"], day, ahead(rewrite.batches(weak)),
+                                    warehouse_io.read_fields(path), lambda: rewrite.metadata(run_id, erasure))
         new = warehouse_io.read_metadata(staged)
         if not new["validation"]["success"]:
             failures = Outcome(False, tuple(new["validation"]["checks"])).failures()
             raise ErasureFailed(f"{old['dataset']} {day}: left as it was: without the person it fails {'; '.join(failures)}")
         # The ledger's record is made before the rename: the staged file's path under the run's
         # staging directory is the partition's path under the warehouse.
-        record = ledger_entry(new, staged, warehouse / ".staging" / run_id, file_sha256(staged), triggered_by, began)
+        record = ledger_entry(new, staged, warehouse_io.staging(warehouse, run_id), file_sha256(staged), triggered_by, began)
         warehouse_io.publish(staged, warehouse, old["dataset"], day)
     finally:
         warehouse_io.discard_staging(warehouse, run_id)
@@ -171,7 +170,3 @@ class Rewrite:
                 "validation": {"success": outcome.success, "checks": list(outcome.checks)},
                 "erasures": [*self.old.get("erasures", []), erasure]}
 
-    def fields(self) -> dict[str, dict[str, str]]:
-        """Each column's field metadata, as stage() takes it (without the `tuomin.` prefix)."""
-        return {f.name: {k.decode().removeprefix("tuomin."): v.decode() for k, v in (f.metadata or {}).items()}
-                for f in self.source.schema_arrow}

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from flows import failpoints
 
 METADATA_KEY = b"tuomin"
+STAGING = ".staging"
 PART = "part-0.parquet"
 ROW_GROUP = 500_000  # rows per Parquet row group
 
@@ -52,8 +53,13 @@ def exclusive(warehouse: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise WarehouseBusy(f"another tuomin run is using {warehouse}; try again when it has finished") from None
-        shutil.rmtree(warehouse / ".staging", ignore_errors=True)
+        shutil.rmtree(warehouse / STAGING, ignore_errors=True)
         yield
+
+
+def staging(warehouse: Path, run_id: str) -> Path:
+    """A run's staging directory: its files sit at the paths they will have in the warehouse."""
+    return warehouse / STAGING / run_id
 
 
 def partition(warehouse: Path, dataset: str, date: dt.date) -> Path:
@@ -66,7 +72,7 @@ def stage(warehouse: Path, run_id: str, dataset: str, date: dt.date, batches: It
     row groups each); returns its path. `fields` goes onto each column (keys `tuomin.<name>`);
     `metadata()`, called after the last batch (it may depend on all of them), into the file's
     key-value metadata (key `tuomin`; read it with read_metadata)."""
-    staged = partition(warehouse / ".staging" / run_id, dataset, date) / PART
+    staged = partition(staging(warehouse, run_id), dataset, date) / PART
     staged.parent.mkdir(parents=True, exist_ok=True)
     writer, schema = None, None
     for table in batches:
@@ -92,7 +98,13 @@ def publish(staged: Path, warehouse: Path, dataset: str, date: dt.date) -> Path:
 
 
 def discard_staging(warehouse: Path, run_id: str) -> None:
-    shutil.rmtree(warehouse / ".staging" / run_id, ignore_errors=True)
+    shutil.rmtree(staging(warehouse, run_id), ignore_errors=True)
+
+
+def read_fields(path: Path) -> dict[str, dict[str, str]]:
+    """Each column's field metadata as stage() was given it (keys without the `tuomin.` prefix)."""
+    return {f.name: {k.decode().removeprefix("tuomin."): v.decode() for k, v in (f.metadata or {}).items()}
+            for f in pq.read_schema(path)}
 
 
 def read_metadata(path: Path) -> dict:
