@@ -15,7 +15,10 @@ _NO_NAMES = NameMatcher([])  # names need the run's dictionary; a log line has n
 
 
 def install() -> None:
-    """Wrap the process's log record factory once (idempotent)."""
+    """Wrap the process's log record factory once (idempotent), and turn off logging's report of
+    a failing handler (a closed stream, a broken pipe): it prints the exception being handled,
+    unmasked, chained to the handler's own."""
+    logging.raiseExceptions = False
     previous = logging.getLogRecordFactory()
     if getattr(previous, "masks_identifiers", False):
         return

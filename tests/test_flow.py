@@ -288,3 +288,28 @@ def test_a_log_line_or_exception_quoting_an_identifier_is_masked_everywhere(pref
     assert any("bad value [" in m for m in stored)  # the traceback is there, masked
     for text in [printed.out, printed.err, *stored]:
         assert doc not in text.upper() and mobile not in text
+
+
+def test_a_failing_log_handler_prints_nothing_of_what_was_being_handled(capfd):
+    """A handler that fails (a closed stream, a broken pipe) makes logging print the failure with
+    the exception being handled chained to it, and that exception's text is not masked: a tuomin
+    process prints nothing instead (logging.raiseExceptions off)."""
+    import io
+    import logging
+
+    import flows  # noqa: F401  (installs the filter, as every tuomin process does)
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    stream.close()
+    log = logging.getLogger("tuomin.test.broken-handler")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        try:
+            raise ValueError("bad value 11010519491231002x")
+        except ValueError:
+            log.exception("a library failed")
+    finally:
+        log.removeHandler(handler)
+    assert "11010519491231002X" not in capfd.readouterr().err.upper()
