@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import re
 import shutil
 import stat
@@ -15,11 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from expectations.suite import build_docs
 from flows import ledger
 from flows import warehouse as warehouse_io
 from flows.cli import app
+from flows.paths import GX_PROJECT
 from tests.conftest import TEST_KEY, run_flow
-from tests.leaks import norm, read_landing
+from tests.leaks import find_leaks, norm, raw_identifiers, read_landing
 from transforms.pseudonymize import Pseudonymizer
 
 FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
@@ -309,6 +312,12 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
         found = review_dataset(policy, [e for (d, _), e in sorted(entries.items()) if d == dataset], wh, "erasure test")
         assert found["success"], found["problems"]
     assert at_the_edge["doc_no"] not in (wh / ledger.LEDGER).read_text() and token not in (wh / ledger.LEDGER).read_text()
+    # No raw identifier in what the erasure wrote: GX results and Data Docs, the files' metadata, the ledger.
+    build_docs(wh / GX_PROJECT)
+    texts = [f.read_text("utf-8", errors="replace") for f in (wh / GX_PROJECT).rglob("*") if f.is_file()]
+    texts += [json.dumps(warehouse_io.read_metadata(wh / n / "part-0.parquet"), ensure_ascii=False) for n in after]
+    texts.append((wh / ledger.LEDGER).read_text("utf-8"))
+    assert not find_leaks(texts, raw_identifiers(landing))
     # Repeating it changes nothing.
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "No published partition holds this person" in again.output
