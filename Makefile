@@ -12,7 +12,9 @@ BACKUP_KEY_FILE := .secrets/backup.key
 
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_PYTHON_DOWNLOADS := never
-export PREFECT_HOME := $(CURDIR)/.prefect
+# Prefect's state (its database, and the servers `make serve` starts); `make serve PREFECT_HOME=…` moves it.
+PREFECT_HOME := $(CURDIR)/.prefect
+export PREFECT_HOME
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
@@ -55,21 +57,26 @@ test: setup
 docs: setup
 	$(BIN)/tuomin docs
 
-# A Prefect server on loopback (state in .prefect/), then the daily deployment served to it.
-# The UI is at http://127.0.0.1:4200; Ctrl-C stops serving, `make stop` stops the server.
+# A Prefect server on loopback (state in $(PREFECT_HOME)), then the daily deployment served to it.
+# The UI is at http://127.0.0.1:4200; Ctrl-C stops serving, `make stop` stops both.
 PREFECT_PORT ?= 4200
 serve: setup sample
-	@if [ ! -f .prefect/server.pid ] || ! kill -0 $$(cat .prefect/server.pid) 2>/dev/null; then \
-		mkdir -p .prefect; \
-		nohup $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) > .prefect/server.log 2>&1 & \
-		echo $$! > .prefect/server.pid; \
+	@if [ ! -f $(PREFECT_HOME)/server.pid ] || ! kill -0 $$(cat $(PREFECT_HOME)/server.pid) 2>/dev/null; then \
+		mkdir -p $(PREFECT_HOME); \
+		nohup $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) > $(PREFECT_HOME)/server.log 2>&1 & \
+		echo $$! > $(PREFECT_HOME)/server.pid; \
 	fi
 	@for i in $$(seq 90); do curl -sf http://127.0.0.1:$(PREFECT_PORT)/api/health >/dev/null && break; sleep 1; done
 	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (make stop stops the server)"
-	@$(DEMO_KEYS); PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/tuomin serve
+	@$(DEMO_KEYS); PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/tuomin serve --pid-file $(PREFECT_HOME)/serve.pid
 
+# What `make serve` started, the deployments first (they pause their schedules on the server as
+# they stop), then the server; each waited for, and killed if it has not stopped in 30 s.
+STOP = if [ -f $(PREFECT_HOME)/$(1).pid ]; then pid=$$(cat $(PREFECT_HOME)/$(1).pid); kill $$pid 2>/dev/null; \
+		for i in $$(seq 60); do kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
+		kill -9 $$pid 2>/dev/null; rm -f $(PREFECT_HOME)/$(1).pid; echo "$(2) stopped"; fi
 stop:
-	@if [ -f .prefect/server.pid ]; then kill $$(cat .prefect/server.pid) 2>/dev/null; rm -f .prefect/server.pid; echo "Prefect server stopped"; fi
+	@$(call STOP,serve,tuomin serve); $(call STOP,server,Prefect server)
 
 lint: setup
 	$(BIN)/ruff check flows transforms expectations sample_data tests tools benchmarks

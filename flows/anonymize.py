@@ -189,7 +189,8 @@ def write_sources(run: Run, job: passes.Job, scans: dict, copied: dict, plans: d
                         tuple(sorted(copied[name].items())))
         counts = {"read": sum(s.file.rows for s in found), "quarantined": sum(s.quarantined for s in found)}
         ids = {"run_id": run.run_id, "key_id": run.pseudonymizer.key_id, "flow_run_id": str(flow_run.get_id() or ""),
-               "fingerprint": run.fingerprint(policy, [(s.file.path, s.file.sha256) for s in found])}
+               "fingerprint": run.fingerprint(policy, [(s.file.path, s.file.sha256) for s in found]),
+               ledger.HEAD_KEY: ledger.head(run.warehouse)}
         futures[name] = passes.write.submit(policy, date, job, [s.staged for s in found], plans[name], erased,
                                             person_names if _redacts(policy) else set(), inputs, counts, ids, gates[name])
     written, failures = {}, []
@@ -228,6 +229,10 @@ def publish(run: Run, written: dict[str, passes.Written], date: dt.date, began: 
         get_run_logger().info("%s %s: published %d of %d rows (k=%s) -> %s", name, date, summary[name]["counts"]["published"],
                               summary[name]["counts"]["read"], summary[name]["k"], target)
     return summary
+
+
+def _range(start: str | None, end: str | None) -> str:
+    return f"from {start or 'the first date'} to {end or 'the last'} " if start or end else ""
 
 
 @flow(name="anonymize-exports", persist_result=False, log_prints=False)
@@ -303,6 +308,17 @@ def _anonymize(landing: str, warehouse: str, date: str | None, start: str | None
     def one_date(date: str) -> dict:  # the run (key, erasure list) stays in the closure, out of Prefect's records
         return process_date(run, job, dt.date.fromisoformat(date))
 
+    requested, dates = dates, []
+    for day in requested:
+        why = run.nothing_for(day)
+        if why and date:  # a date asked for by name with nothing to process fails, not an empty success
+            log.error("%s", why)
+            summary["dates"][day.isoformat()] = {"error": why}
+            failed.append(day.isoformat())
+        elif why:  # found in a range or by --all: every source that delivered it is past retention
+            summary.setdefault("past_retention", []).append(day.isoformat())
+        else:
+            dates.append(day)
     progress.report("start", dates=[d.isoformat() for d in dates])
     for number, day in enumerate(dates):
         try:
@@ -323,17 +339,17 @@ def _anonymize(landing: str, warehouse: str, date: str | None, start: str | None
             warehouse_io.discard_staging(run.warehouse, run.run_id)
     shutil.rmtree(job.work_root, ignore_errors=True)
     message = ("nothing published: " + " | ".join(problems) if problems else
-               f"no export files found under {landing}" if not dates and not skipped else
-               f"{len(failed)} of {len(dates)} export date(s) failed: {', '.join(failed)}" if failed else None)
+               f"{len(failed)} of {len(requested)} export date(s) failed: {', '.join(failed)}" if failed else
+               f"no export files {_range(start, end)}under {landing}" if not (requested or skipped) else None)
     ledger.append(run.warehouse, "run", {
         "run_id": run.run_id, "flow_run_id": str(flow_run.get_id() or ""), "started_at": run.started.isoformat(timespec="seconds"),
-        "ended_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "status": "failed" if message else "published",
+        "ended_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "status": "failed" if message else "published" if summary["dates"] else "up to date",
         "message": message, "triggered_by": run.triggered_by,
         "parameters": {"landing": landing, "warehouse": warehouse, "date": date, "start": start, "end": end, "every": every,
                        "drop_unknown": drop_unknown, "backup": backup, "runner": type(runner).__name__},
         "policies": {s: {"file": p.path.name, "sha256": p.sha256} for s, p in run.policies.items()},
         "key_id": run.pseudonymizer.key_id, "backup_key_id": run.backup_key.key_id if run.backup_key else None,
         "erasure_requests": len(run.subjects), "dates": summary["dates"],
-        "up_to_date": summary["up_to_date"], "errors": problems,
+        "up_to_date": summary["up_to_date"], "past_retention": summary.get("past_retention", []), "errors": problems,
     })
     return Failed(message=message, data=summary) if message else summary

@@ -214,3 +214,65 @@ def manifests(restricted: Path, date: dt.date | None = None) -> list[Path]:
 def _canonical(manifest: dict) -> bytes:
     return json.dumps(manifest, sort_keys=True, ensure_ascii=False).encode()
 
+
+
+def check_all(restricted: Path, warehouse: Path, key: BackupKey, date: dt.date | None = None) -> list[dict]:
+    """Decrypt every backup (of `date`, or all) and compare it with its manifest, and every backup
+    the ledger records with what is on disk (unless a purge certificate deleted it); recorded in
+    the ledger as `backup_verified`. One result per backup: {manifest, export_date, files,
+    bytes, error}; a run with nothing to check is a failure too."""
+    from flows import ledger
+
+    found = manifests(restricted, date)
+    results = []
+    for manifest in found:
+        try:
+            files = verify(manifest, key)
+            results.append({"manifest": str(manifest), "files": len(files), "bytes": sum(f["bytes"] for f in files), "error": None})
+        except BackupError as exc:
+            results.append({"manifest": str(manifest), "files": None, "bytes": None, "error": str(exc)})
+    def where(path: str) -> tuple[str, ...]:  # export_date=…/<version>/manifest.json: the same wherever the area is
+        return Path(path).parts[-3:]
+
+    entries = ledger.entries(warehouse)
+    deleted = {where(f["path"]) for e in entries if e["kind"] == "deletion" for f in e["data"]["files"] if f["area"] == "backup"}
+    for entry in entries:
+        data = entry["data"]
+        if (entry["kind"] == "backup" and (date is None or data["export_date"] == date.isoformat())
+                and where(data["manifest"]) not in deleted
+                and not (restricted / "backups").joinpath(*where(data["manifest"])).is_file()):
+            results.append({"manifest": data["manifest"], "files": None, "bytes": None,
+                            "error": f"{data['manifest']}: recorded by ledger entry {entry['seq']}, missing, and no purge "
+                                     "certificate deleted it"})
+    for result in results:
+        result["export_date"] = Path(result["manifest"]).parent.parent.name.removeprefix("export_date=")
+    ledger.append(warehouse, "backup_verified", {
+        "export_date": date.isoformat() if date else None, "key_id": key.key_id, "backups": results,
+        "ok": sum(r["error"] is None for r in results), "bad": sum(r["error"] is not None for r in results),
+        "nothing_to_check": not results})
+    return results
+
+
+def restore(restricted: Path, warehouse: Path, key: BackupKey, date: dt.date, out: Path) -> dict:
+    """Decrypt a date's latest backup into `out`, every file checked against the manifest; the
+    ledger's `backup_restored` entry says where the raw files went (purge deletes them with the
+    date's raw data) or why nothing was. Returns the entry's data; raises BackupError after
+    recording a failure."""
+    from flows import ledger
+
+    found = manifests(restricted, date)
+    record = {"export_date": date.isoformat(), "key_id": key.key_id, "out": str(out.resolve()), "manifest": None, "files": [],
+              "error": None}
+    try:
+        if not found:
+            raise BackupError(f"no backup of {date} under {restricted / 'backups'}")
+        latest = max(found, key=lambda m: m.stat().st_mtime)
+        record["manifest"] = str(latest)
+        files = verify(latest, key, restore_to=out)
+        record["files"] = [{"path": str((out / f["path"]).resolve()), "bytes": f["bytes"], "sha256": f["sha256"]} for f in files]
+    except BackupError as exc:
+        record["error"] = str(exc)
+        ledger.append(warehouse, "backup_restored", record)
+        raise
+    ledger.append(warehouse, "backup_restored", record)
+    return record

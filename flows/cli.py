@@ -5,19 +5,67 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from flows import environment, paths
 
 environment.configure()  # before Prefect is imported anywhere
 
-app = typer.Typer(help="De-identify the shop's exports into validated, k-anonymous Parquet.", no_args_is_help=True)
+class Commands(TyperGroup):
+    """How every command fails: a refusal (a wrong key, policy, path or date, a ledger that cannot be
+    trusted, a destructive step that does not match what the ledger recorded) is one line and exit
+    code 2, with nothing changed; anything else is a traceback with identifier-shaped text masked,
+    and exit code 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except typer.BadParameter as exc:  # a bad value: one line, like the refusals
+            _refuse(exc.format_message())
+        except (typer.Exit, typer.Abort, typer.TyperException):  # usage, confirmation, exit codes: typer's own
+            raise
+        except Exception as exc:  # noqa: BLE001  (sorted below: a refusal, or a failure)
+            if isinstance(exc, _refusals()):
+                _refuse(exc)
+            from flows.logfilter import mask
+
+            errors.print(mask(traceback.format_exc()), markup=False, highlight=False)
+            raise typer.Exit(1) from None
+
+
+def _refusals() -> tuple[type[Exception], ...]:
+    """The errors that mean "not done, nothing changed" (imported when one is raised, not before)."""
+    from flows.backup import BackupError
+    from flows.keys import KeyRefused
+    from flows.ledger import LedgerBroken
+    from flows.subjects import SubjectError
+    from flows.usage import UsageError
+    from flows.warehouse import WarehouseBusy, WarehouseUnwritable
+    from transforms.policy import PolicyError
+    from transforms.pseudonymize import PseudonymKeyError
+    from transforms.steps import ExportError
+
+    return (BackupError, ExportError, KeyRefused, LedgerBroken, SubjectError, UsageError, WarehouseBusy, WarehouseUnwritable,
+            PolicyError, PseudonymKeyError)
+
+
+def _refuse(reason: Exception | str) -> NoReturn:
+    from flows.logfilter import mask
+
+    errors.print(f"[bold red]refused[/]: {mask(str(reason))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+app = typer.Typer(help="De-identify the shop's exports into validated, k-anonymous Parquet.", no_args_is_help=True,
+                  cls=Commands, pretty_exceptions_show_locals=False)
 key_app = typer.Typer(help="The pseudonym key and the backup key.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
 ledger_app = typer.Typer(help="The append-only, hash-chained record of runs, partitions and key events.", no_args_is_help=True)
@@ -27,9 +75,18 @@ subjects_app = typer.Typer(help="Data subjects' requests: a copy of their record
 app.add_typer(subjects_app, name="subjects")
 app.add_typer(backup_app, name="backup")
 console = Console(width=None if Console().is_terminal else 110)
+errors = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 110)
 
 Landing = Annotated[Path, typer.Option(help="Landing directory with pos/, membership/, after_sales/, requests/.")]
-Warehouse = Annotated[Path, typer.Option(help="Warehouse directory for the anonymized Parquet.")]
+def _existing(path: Path) -> Path:
+    from flows import usage
+
+    return usage.warehouse(path)
+
+
+NewWarehouse = Annotated[Path, typer.Option("--warehouse", help="Warehouse directory for the anonymized Parquet (created if new).")]
+Warehouse = Annotated[Path, typer.Option("--warehouse", callback=_existing,
+                                         help="Warehouse directory of the anonymized Parquet (one with a ledger).")]
 Restricted = Annotated[Path, typer.Option(help="Restricted area (0700) for quarantined rows and backups.")]
 Policies = Annotated[Path, typer.Option(help="Directory of reviewed policy files.")]
 class RunnerKind(str, Enum):
@@ -46,7 +103,7 @@ AsOf = Annotated[str | None, typer.Option(help="Plan as if today were this date 
 @app.command()
 def run(
     landing: Landing = paths.SAMPLE_LANDING,
-    warehouse: Warehouse = paths.WAREHOUSE,
+    warehouse: NewWarehouse = paths.WAREHOUSE,
     date: Annotated[str | None, typer.Option(help="One export date (YYYY-MM-DD); default: every date found.")] = None,
     restricted: Restricted = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
@@ -60,6 +117,9 @@ def run(
     """Run the anonymize-exports flow: by default on the dates not yet published or changed since."""
     if date is not None:
         _check_date(date)
+    from flows import usage
+
+    usage.run(landing, warehouse, policies, backup, rotate_key)
     _run_flow(landing=landing, warehouse=warehouse, date=date, every=every, restricted=restricted, policies=policies,
               drop_unknown=drop_unknown, backup=backup, trigger="cli: tuomin run", runner=runner.value, dask_address=dask_address,
               rotate_key=rotate_key)
@@ -70,7 +130,7 @@ def backfill(
     start: Annotated[str, typer.Option(help="First export date (YYYY-MM-DD).")],
     end: Annotated[str, typer.Option(help="Last export date (YYYY-MM-DD).")],
     landing: Landing = paths.SAMPLE_LANDING,
-    warehouse: Warehouse = paths.WAREHOUSE,
+    warehouse: NewWarehouse = paths.WAREHOUSE,
     restricted: Restricted = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
     verbose: Annotated[bool, typer.Option(help="Show the flow's log lines under the progress bar.")] = False,
@@ -81,6 +141,9 @@ def backfill(
     """(Re)process every export date from START to END that has files, in one flow run."""
     if _check_date(start) > _check_date(end):
         raise typer.BadParameter(f"{start} is after {end}")
+    from flows import usage
+
+    usage.run(landing, warehouse, policies, backup, rotating=False)
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     _run_flow(landing=landing, warehouse=warehouse, start=start, end=end, restricted=restricted, policies=policies,
@@ -131,6 +194,9 @@ def _print_summary(summary: dict) -> None:
                           str(info["k"]))
     if summary["dates"]:
         console.print(table)
+    for datasets in summary["dates"].values():
+        if "error" in datasets:
+            console.print(f"[red]{datasets['error']}[/]")
     if summary.get("not_run"):
         console.print(f"[bold red]not run[/] (the run stopped on a storage error): {', '.join(summary['not_run'])}")
     if summary.get("up_to_date"):
@@ -203,7 +269,7 @@ def assess(
     entity: Annotated[str | None, typer.Option(help="Count distinct values of this column per class, not rows.")] = None,
     population: Annotated[Path | None, typer.Option(help="CSV of QI combinations with a 'count' column: adds journalist and marketer risk.")] = None,
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
-    warehouse: Warehouse = paths.WAREHOUSE,
+    warehouse: Annotated[Path, typer.Option(help="Where a dataset target (dataset=pos) is looked for.")] = paths.WAREHOUSE,
 ) -> None:
     """k, l, t and re-identification risk of any table, with the code the pipeline's checks use."""
     import json
@@ -252,18 +318,47 @@ def docs(warehouse: Warehouse = paths.WAREHOUSE) -> None:
 
 
 @app.command()
-def serve() -> None:
+def serve(
+    pid_file: Annotated[Path | None, typer.Option(help="Write this process's id here while serving (`make stop` reads it).")] = None,
+) -> None:
     """Serve the daily anonymize and weekly review deployments to the Prefect server.
 
     The daily run is at 02:00, the review on Mondays at 03:00, Asia/Shanghai; the server is the one
-    in PREFECT_API_URL (`make serve` starts it first). Runs until interrupted."""
-    from prefect import serve as prefect_serve
+    in PREFECT_API_URL (`make serve` starts it first). Runs until interrupted (Ctrl-C or SIGTERM);
+    on the way out the schedules are paused on the server."""
+    import asyncio
+    import threading
+    import time
+
+    from prefect.exceptions import TerminationSignal
+    from prefect.runner import Runner
 
     from flows.deploy import REVIEW_SCHEDULE, SCHEDULE, daily, weekly_review
 
-    console.print(f"serving anonymize-exports/daily ({SCHEDULE['cron']}) and review/weekly ({REVIEW_SCHEDULE['cron']}), "
-                  f"{SCHEDULE['timezone']}; Ctrl-C stops")
-    prefect_serve(daily(), weekly_review())
+    runner = Runner(pause_on_shutdown=True)
+    for deployment in (daily(), weekly_review()):
+        runner.add_deployment(deployment)
+
+    def announce() -> None:
+        # Only a started runner stops gracefully on SIGTERM (pausing the schedules): the id is
+        # written for `make stop` from then on.
+        while not runner.started:
+            time.sleep(0.1)
+        if pid_file is not None:
+            pid_file.parent.mkdir(parents=True, exist_ok=True)
+            pid_file.write_text(f"{os.getpid()}\n")
+        console.print(f"serving anonymize-exports/daily ({SCHEDULE['cron']}) and review/weekly ({REVIEW_SCHEDULE['cron']}), "
+                      f"{SCHEDULE['timezone']}; Ctrl-C stops")
+
+    threading.Thread(target=announce, daemon=True).start()
+    try:
+        asyncio.run(runner.start())
+    except (KeyboardInterrupt, TerminationSignal):
+        pass
+    finally:
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
+    console.print("stopped serving")
 
 
 @app.command()
@@ -301,18 +396,32 @@ def query(
 
 
 @ledger_app.command("verify")
-def ledger_verify(warehouse: Warehouse = paths.WAREHOUSE) -> None:
-    """Check the hash chain: exit 1 and name every edited, deleted or reordered entry."""
+def ledger_verify(
+    warehouse: Warehouse = paths.WAREHOUSE,
+    expect_head: Annotated[str | None, typer.Option(help="A head hash taken earlier (from `ledger verify` or an evidence pack): "
+                                                         "it must still be in the chain, else entries were cut off.")] = None,
+) -> None:
+    """Check the hash chain and every head recorded outside it; print the head. Exit 1 when the
+    ledger is missing, empty, edited, reordered or cut short."""
     from flows import ledger
 
-    problems = ledger.verify(warehouse)
-    count = len(ledger.entries(warehouse))
-    if problems:
-        for problem in problems:
-            console.print(f"[red]{problem}[/]")
-        console.print(f"[bold red]ledger NOT intact[/]: {len(problems)} problem(s) in {count} entries")
+    verdict = ledger.check(warehouse, expect_head)
+    for problem in verdict.problems:
+        console.print(f"[red]{problem}[/]")
+    if not verdict.intact:
+        console.print(f"[bold red]ledger NOT verified[/]: {len(verdict.problems)} problem(s) in {verdict.entries} entries")
         raise typer.Exit(1)
-    console.print(f"ledger intact: {count} entries, chain verified")
+    console.print(f"ledger intact: {verdict.entries} entries, hash chain verified; "
+                  + (f"{verdict.anchors} partition file(s) vouch for entries up to {verdict.anchored_to}"
+                     if verdict.anchors else "no partition file records a head (truncation not checked against files)")
+                  + (f"; expected head {expect_head} found" if expect_head else ""))
+    console.print(f"head: entry {verdict.head['seq']} hash {verdict.head['hash']}")
+    if verdict.unreadable:
+        console.print(f"[yellow]{len(verdict.unreadable)} partition file(s) could not be read, so vouch for nothing "
+                      f"({', '.join(verdict.unreadable)}): see `tuomin review`[/]")
+    if verdict.anchored_to < verdict.head["seq"] and not expect_head:
+        console.print(f"entries after {verdict.anchored_to} are checked against truncation only with --expect-head "
+                      "(keep this head hash, e.g. in the evidence pack)")
 
 
 LEDGER_LINES = {
@@ -325,10 +434,15 @@ LEDGER_LINES = {
     "review": lambda d: ("passed" if d["success"] else f"FAILED: {len(d['problems'])} problem(s)") + ": "
                         + ", ".join(f"{n} {x['partitions']} partitions" for n, x in d["datasets"].items()),
     "key_destroyed": lambda d: f"{d.get('key', 'pseudonym')} key {d['key_id']} destroyed ({d['method']})",
-    "erasure_requested": lambda d: f"{d['kind']} {(d['subject'] or 'key destroyed')[:12]}: "
-                                   + ("added" if d["added"] else "already listed")
+    "key_rotated": lambda d: f"pseudonym key {d['old_key_id']} -> {d['new_key_id']} ({d['where']})",
+    "erasure_requested": lambda d: f"{d.get('status', 'done')}: {d['kind']} {(d['subject'] or 'key destroyed')[:12]}, "
+                                   + d.get("listed", "added" if d["added"] else "already listed")
                                    + f", {len(d.get('republished') or [])} partition(s) republished"
+                                   + (f", completes #{', #'.join(map(str, d['retry_of']))}" if d.get("retry_of") else "")
                                    + (f", FAILED: {d['failed']}" if d.get("failed") else ""),
+    "backup_verified": lambda d: f"{d['ok']} backup(s) ok, {d['bad']} bad" + (", nothing to verify" if d["nothing_to_check"] else ""),
+    "backup_restored": lambda d: f"{d['export_date']}: " + (f"FAILED: {d['error']}" if d["error"] else
+                                                             f"{len(d['files'])} file(s) restored into {d['out']}"),
 }
 
 
@@ -367,29 +481,27 @@ def key_init(
         console.print(f"using the existing {kind.name} key file {path}")
 
 
+KeyPath = Annotated[Path | None, typer.Option("--path", help="The key file (default: where every command finds the key: "
+                                                          "$…_FILE, $…_BLOCK, then .secrets/).")]
+KeyBlock = Annotated[str | None, typer.Option("--block", help="A Prefect Secret block holding the key, instead of a file.")]
+
+
 @key_app.command("rotate")
-def key_rotate(
-    path: Annotated[Path, typer.Option(help="The pseudonym key file to replace.")] = Path(".secrets/pseudonym.key"),
-    warehouse: Warehouse = paths.WAREHOUSE,
-) -> None:
-    """Replace the local pseudonym key with a new random one; recorded in the ledger (key_ids only)."""
-    from flows import ledger
-    from flows.keys import rotate_file
+def key_rotate(path: KeyPath = None, block: KeyBlock = None, warehouse: Warehouse = paths.WAREHOUSE) -> None:
+    """Replace the warehouse's pseudonym key with a new random one; recorded in the ledger (key_ids only).
 
-    old, new = rotate_file(path)
-    entry = ledger.append(warehouse, "key_rotated", {"key": "pseudonym", "old_key_id": old, "new_key_id": new, "where": str(path)})
-    console.print(f"rotated {path}: {old} -> {new} (ledger entry {entry['seq']}). Tokens made with {old} no longer "
+    Refused unless the key found is the one the warehouse is published with."""
+    from flows import keys
+
+    old, new, entry = keys.rotate(keys.locate(keys.PSEUDONYM, path, block), warehouse)
+    console.print(f"rotated: {old} -> {new} (ledger entry {entry['seq']}). Tokens made with {old} no longer "
                   "match new ones: re-run the dates you want linked under the new key.")
-
-
-EFFECT = {"pseudonym": "tokens made with this key can no longer be linked to anyone (PIPL Art. 73)",
-          "backup": "the backups encrypted with this key can no longer be read by anyone"}
 
 
 @key_app.command("destroy")
 def key_destroy(
-    path: Annotated[Path | None, typer.Option(help="The key file to destroy (default .secrets/pseudonym.key or .secrets/backup.key).")] = None,
-    block: Annotated[str | None, typer.Option(help="Destroy this Prefect Secret block instead of a file.")] = None,
+    path: KeyPath = None,
+    block: KeyBlock = None,
     backup: Annotated[bool, typer.Option("--backup", help="The backup key instead of the pseudonym key.")] = False,
     warehouse: Warehouse = paths.WAREHOUSE,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
@@ -397,51 +509,44 @@ def key_destroy(
     """Destroy a key for good, recorded in the ledger like a deletion.
 
     Without the pseudonym key no token can be linked back to a person; without the backup key no
-    backup can be read."""
-    from flows import ledger
-    from flows.keys import BACKUP, PSEUDONYM, destroy_block, destroy_file
+    backup can be read. Refused for a key the ledger records nothing made with."""
+    from flows import keys
 
-    kind = BACKUP if backup else PSEUDONYM
-    path = path or kind.demo
-    where = f"Prefect Secret block {block!r}" if block else str(path)
+    kind = keys.BACKUP if backup else keys.PSEUDONYM
+    location = keys.locate(kind, path, block)
+    key_id = keys.destruction(location, warehouse)
     if not yes:
-        typer.confirm(f"Destroy the {kind.name} key in {where}? This cannot be undone", abort=True)
-    try:
-        key_id = destroy_block(block, kind) if block else destroy_file(path, kind)
-    except ValueError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
-    entry = ledger.append(warehouse, "key_destroyed", {
-        "key": kind.name, "key_id": key_id, "where": where,
-        "method": "Secret block deleted" if block else "overwritten, flushed, deleted", "effect": EFFECT[kind.name],
-        "why": "PIPL Art. 47(1)(2): the company is closing; the key is no longer needed"})
-    console.print(f"destroyed {kind.name} key {key_id} ({where}); ledger entry {entry['seq']} hash {entry['hash'][:16]}…")
+        typer.confirm(f"Destroy the {kind.name} key {key_id} in {location}? This cannot be undone", abort=True)
+    entry = keys.destroy(location, warehouse)
+    console.print(f"destroyed {kind.name} key {key_id} ({location}); ledger entry {entry['seq']} hash {entry['hash'][:16]}…")
+    if entry["data"]["published_under_other_keys"]:
+        console.print(f"[yellow]partitions published under {', '.join(entry['data']['published_under_other_keys'])} stay "
+                      "linkable until that key is destroyed too[/]")
 
 
 @backup_app.command("verify")
 def backup_verify(
     restricted: Restricted = paths.RESTRICTED,
+    warehouse: Warehouse = paths.WAREHOUSE,
     date: Annotated[str | None, typer.Option(help="Only this export date's backups.")] = None,
 ) -> None:
-    """Decrypt every backup and check it against its manifest; exit 1 on any bad file."""
-    from flows.backup import BackupError, manifests, verify
+    """Decrypt every backup and check it against its manifest and the ledger; exit 1 on any bad or
+    missing backup, or if there is none to check. Recorded in the ledger."""
+    from flows.backup import check_all
     from flows.keys import load_backup_key
 
-    key = load_backup_key()
-    found = manifests(restricted, _check_date(date) if date else None)
-    if not found:
-        console.print(f"no backups under {restricted / 'backups'}" + (f" for {date}" if date else ""))
-        raise typer.Exit(1)
-    failed = 0
-    for manifest in found:
-        try:
-            files = verify(manifest, key)
-            console.print(f"[green]ok[/] {manifest.parent}: {len(files)} file(s), {sum(f['bytes'] for f in files)} bytes")
-        except BackupError as exc:
-            failed += 1
-            console.print(f"[bold red]BAD[/] {exc}")
-    if failed:
-        console.print(f"[bold red]{failed} of {len(found)} backup(s) failed verification[/]")
+    results = check_all(restricted, warehouse, load_backup_key(), _check_date(date) if date else None)
+    for result in results:
+        if result["error"] is None:
+            console.print(f"[green]ok[/] {Path(result['manifest']).parent}: {result['files']} file(s), {result['bytes']} bytes")
+        else:
+            console.print(f"[bold red]BAD[/] {result['error']}")
+    bad = sum(r["error"] is not None for r in results)
+    if not results:
+        console.print(f"[bold red]no backups under {restricted / 'backups'}" + (f" for {date}" if date else "") + ": nothing verified[/]")
+    elif bad:
+        console.print(f"[bold red]{bad} of {len(results)} backup(s) failed verification[/]")
+    if bad or not results:
         raise typer.Exit(1)
 
 
@@ -450,22 +555,23 @@ def backup_restore(
     date: Annotated[str, typer.Option(help="The export date to restore.")],
     out: Annotated[Path, typer.Option(help="Directory to restore into (files keep their landing paths).")],
     restricted: Restricted = paths.RESTRICTED,
+    warehouse: Warehouse = paths.WAREHOUSE,
 ) -> None:
-    """Restore a date's latest backup into a directory, checking every file against the manifest."""
-    from flows.backup import BackupError, manifests, verify
+    """Restore a date's latest backup into a directory, checking every file against the manifest.
+
+    The files are raw personal data: owner-only, recorded in the ledger, and deleted by
+    `tuomin purge` with the date's raw data."""
+    from flows.backup import BackupError, restore
     from flows.keys import load_backup_key
 
-    found = manifests(restricted, _check_date(date))
-    if not found:
-        console.print(f"[red]no backup of {date} under {restricted / 'backups'}[/]")
-        raise typer.Exit(1)
-    latest = max(found, key=lambda m: m.stat().st_mtime)
+    key = load_backup_key()
     try:
-        files = verify(latest, load_backup_key(), restore_to=out)
+        done = restore(restricted, warehouse, key, _check_date(date), out)
     except BackupError as exc:
-        console.print(f"[bold red]restore failed[/]: {exc}")
+        console.print(f"[bold red]restore failed[/]: {exc} (recorded in the ledger)")
         raise typer.Exit(1) from None
-    console.print(f"restored {len(files)} file(s) of {date} into {out}, every SHA-256 as in the manifest")
+    console.print(f"restored {len(done['files'])} file(s) of {date} into {out}, every SHA-256 as in the manifest; "
+                  "raw personal data: `tuomin purge` deletes them with the date's raw data")
 
 
 @app.command()
@@ -479,29 +585,36 @@ def purge(
 ) -> None:
     """Delete raw data that validated partitions replace, with a certificate per date.
 
-    The raw exports, quarantined rows and backups of a date go once its partitions are published
-    and validated and its grace period is over; each deletion is certified in the ledger."""
-    from flows import landing as landing_io
-    from flows.purge import plan
+    The raw exports, quarantined rows, work files and backups of a date go once its partitions are
+    published and validated and its grace period is over; backups last, once the raw files are
+    verified gone. Refused, with nothing deleted, when the landing does not hold the files the
+    ledger records the partitions as made from, or the ledger cannot be trusted."""
+    from flows import ledger, usage
+    from flows.clock import today
+    from flows.purge import check_landing, mismatches, plan
     from flows.purge import purge as purge_flow
-    from flows.run import today
-    from transforms.policy import load_policies
 
     day = _as_of(as_of, dry_run) or today()
+    area, rules = usage.landing(landing), usage.policies(policies)
     if dry_run:
         table = Table(title=f"purge plan as of {day}: nothing is deleted")
         for header in ("export date", "decision", "files (area, bytes, path)", "why"):
             table.add_column(header)
-        for item in plan(landing_io.Landing(str(landing)), warehouse, restricted, load_policies(policies), day):
-            files = "\n".join(f"{f['area']} {f['bytes']} {f['path']}" for f in item.files)
+        for item in plan(area, warehouse, restricted, rules, day):
+            files = "\n".join(f"{f['area']} {f['bytes']} {f['path']}" for f in item.files) or "\n".join(item.mismatch)
             table.add_row(item.export_date.isoformat(), "keep" if item.held else "[red]delete[/]", files,
                           item.held or " ".join(item.grounds))
         console.print(table)
+        check_landing(area, mismatches(area, warehouse))
         return
+    ledger.trusted(warehouse)
+    check_landing(area, mismatches(area, warehouse))
     state = purge_flow(landing=str(landing), warehouse=str(warehouse), restricted=str(restricted), policies=str(policies),
                        trigger="cli: tuomin purge", return_state=True)
     _finish(state, lambda done: f"{len(done)} date(s) purged" + "".join(
-        f"\n  {d['export_date']}: {d['files']} file(s) deleted, certificate = ledger entry {d['ledger_seq']}" for d in done))
+        f"\n  {d['export_date']}: {d['files']} file(s) deleted ("
+        + ", ".join(f"{a} {x['deleted']}" + (f", {x['not_deleted']} not" if x["not_deleted"] else "") for a, x in d["areas"].items())
+        + f"), certificate = ledger entry {d['ledger_seq']}" for d in done))
 
 
 @app.command()
@@ -511,12 +624,20 @@ def retention(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the partitions past their retention period; delete nothing.")] = False,
     as_of: AsOf = None,
 ) -> None:
-    """Delete the published partitions past their dataset's retention period (recorded in the ledger)."""
-    from flows.retention import expired
+    """Delete the published partitions past their dataset's retention period (recorded in the ledger).
+
+    Refused, with nothing removed, if the ledger cannot be trusted or a partition to remove is not
+    the file the ledger recorded."""
+    from flows import ledger, usage
+    from flows.clock import today
+    from flows.retention import check_files, expired
     from flows.retention import retention as retention_flow
-    from flows.run import today
 
     day = _as_of(as_of, dry_run) or today()
+    usage.policies(policies)
+    if not dry_run:
+        ledger.trusted(warehouse)
+        check_files(expired(warehouse, policies, day)[0], warehouse)
     if dry_run:
         items, orphans = expired(warehouse, policies, day)
         for item in items:
@@ -570,9 +691,10 @@ def report(
     facts = collect(warehouse, policies, _check_date(start) if start else None, _check_date(end) if end else None)
     page, data = write(facts, out)
     console.print(f"evidence pack: {page} and {data}")
-    if facts["ledger"]["problems"]:
-        console.print(f"[bold red]the ledger's chain is broken[/]: {len(facts['ledger']['problems'])} problem(s); the report says so")
+    if not facts["ledger"]["intact"]:
+        console.print(f"[bold red]the ledger is NOT verified[/]: {'; '.join(facts['ledger']['problems'])}; the report says so")
         raise typer.Exit(1)
+    console.print(f"ledger head recorded in the pack: entry {facts['ledger']['head']['seq']} hash {facts['ledger']['head']['hash']}")
 
 
 def _as_of(value: str | None, dry_run: bool) -> dt.date | None:
@@ -622,15 +744,13 @@ def subjects_lookup(
     landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE, policies: Policies = paths.POLICIES,
 ) -> None:
     """Every record of one person in the raw exports still held, as one file (access request)."""
-    from flows import ledger
+    from flows import ledger, usage
     from flows.keys import load_pseudonymizer
-    from flows.landing import Landing as LandingArea
     from flows.subjects import lookup, write_lookup
-    from transforms.policy import load_policies
 
     who = _identifier(doc_no, mobile, member_no)
     pseudonymizer = load_pseudonymizer()
-    found = lookup(LandingArea(landing), load_policies(policies), who)
+    found = lookup(usage.landing(landing), usage.policies(policies), who)
     path = write_lookup(out, who, pseudonymizer, found) if found else None
     newest = max((f.date for f in found), default=None)
     entry = ledger.append(warehouse, "subject_lookup", {
@@ -652,88 +772,67 @@ def subjects_erase(
 ) -> None:
     """Erase one person: put them on requests/erasure.csv (the next run leaves them out of everything
     it publishes) and, while the pseudonym key exists, remove them from every partition already
-    published (each republished atomically, k and l validated again)."""
-    from flows import ledger
-    from flows.erasure import Sweep, erase_published
-    from flows.keys import load_pseudonymizer
-    from flows.landing import Landing as LandingArea
-    from flows.record import triggered_by
-    from flows.subjects import erase, tokens
-    from flows.warehouse import WarehouseBusy, WarehouseUnwritable
-    from transforms.policy import load_policies
-    from transforms.pseudonymize import PseudonymKeyError
+    published (each republished atomically, k and l validated again). Recorded in the ledger
+    whatever happens (done, partial or failed); repeating it finishes what is left."""
+    from flows import usage
+    from flows.erasure import request
 
     who = _identifier(doc_no, mobile, member_no)
-    try:
-        pseudonymizer = load_pseudonymizer()
-    except PseudonymKeyError as exc:
-        if not any(e["kind"] == "key_destroyed" and e["data"].get("key", "pseudonym") == "pseudonym" for e in ledger.entries(warehouse)):
-            console.print(f"[red]{exc}[/] (the request is recorded by a keyed hash of the identifier)")
-            raise typer.Exit(2) from None
-        pseudonymizer = None  # destroyed, as the ledger records
-    area = LandingArea(landing)
-    added = erase(area, who)
-    console.print(("added to requests/erasure.csv" if added else "already on requests/erasure.csv") +
-                  ". The erasure list is part of every date's fingerprint: the next `tuomin run` republishes each date "
-                  "whose raw files are still held without this person.")
-    if pseudonymizer is None:
-        ledger.append(warehouse, "erasure_requested", {"kind": who.kind, "added": added, "subject": None, "key_id": None})
+    entry = request(usage.landing(landing), warehouse, usage.policies(policies), who, "tuomin subjects erase")
+    done = entry["data"]
+    if done["listed"]:
+        console.print(("added to" if done["added"] else "already on") + " requests/erasure.csv. The erasure list is part of every date's fingerprint: the "
+                      "next `tuomin run` republishes each date whose raw files are still held without this person.")
+    if done["subject"] is None:
         console.print("The pseudonym key was destroyed (see the ledger): the published data can no longer be linked to this "
                       "person or anyone else, which is what anonymization means; nothing published needs removing.")
-        return
-    subject = who.keyed_hash(pseudonymizer)
-    found = tokens(area, load_policies(policies), who, pseudonymizer)
-    try:
-        sweep = erase_published(Path(warehouse), found, pseudonymizer.key_id, subject, triggered_by("tuomin subjects erase"))
-    except (WarehouseBusy, WarehouseUnwritable) as exc:
-        sweep = Sweep(failed=f"{exc}: the published partitions were not searched")
-    ledger.append(warehouse, "erasure_requested", {
-        "kind": who.kind, "added": added, "subject": subject, "key_id": pseudonymizer.key_id, "tokens": len(found), "republished": sweep.republished, "not_searched": sweep.other_keys, "failed": sweep.failed})
-    _print_sweep(who, found, sweep)
-    if sweep.failed:
+    else:
+        _print_sweep(who, done)
+    if done["retry_of"] and done["status"] == "done":
+        console.print(f"This completes the request of ledger entr{'y' if len(done['retry_of']) == 1 else 'ies'} "
+                      f"{', '.join(map(str, done['retry_of']))}.")
+    console.print(f"Request {done['status']}: ledger entry {entry['seq']}.")
+    if done["failed"]:
         raise typer.Exit(1)
 
 
-def _print_sweep(who, found: set[str], sweep) -> None:
-    if not found:
+def _print_sweep(who, done: dict) -> None:
+    if done["tokens"] == 0:
         console.print(f"Published data names customers only by the keyed token of their document number, and no raw record "
                       f"still held links this {who.kind} to one: the published partitions cannot be searched for this "
                       "person. Ask them for their document number and repeat with --doc-no.")
-    for done in sweep.republished:
-        console.print(f"{done['dataset']} {done['export_date']}: republished without this person: {done['erased']} row(s) "
-                      f"erased, {done['suppressed']} more suppressed ({done['classes_suppressed']} class(es) left below k or l); "
-                      f"ledger entry {done['ledger_seq']}")
-    if found and not sweep.republished and not sweep.failed:
+    for x in done["republished"]:
+        console.print(f"{x['dataset']} {x['export_date']}: republished without this person: {x['erased']} row(s) "
+                      f"erased, {x['suppressed']} more suppressed ({x['classes_suppressed']} class(es) left below k or l); "
+                      f"ledger entry {x['ledger_seq']}")
+    if done["tokens"] and not done["republished"] and not done["failed"]:
         console.print("No published partition holds this person.")
-    for other in sweep.other_keys:
+    for other in done["not_searched"]:
         console.print(f"[yellow]{other['dataset']} {other['export_date']}: published under key {other['key_id']}, not this "
                       "one: not searched[/]")
-    if sweep.failed:
-        console.print(f"[red]{sweep.failed}[/]. The person stays on the erasure list; fix the cause and repeat this command "
-                      "(partitions already done are not redone).")
+    if done["failed"]:
+        console.print(f"[red]{done['failed']}[/]. "
+                      + ("The person stays on the erasure list; fix" if done["listed"] else "Nothing was changed; fix")
+                      + " the cause and repeat this command (partitions already done are not redone).")
 
 
 @subjects_app.command("notify")
 def subjects_notify(
     out: Annotated[Path, typer.Option(help="Folder for sms.csv and email.csv (created owner-only: raw mobiles and e-mails).")],
-    closing_date: Annotated[str, typer.Option(help="The day the shop stops trading, as the notice says it (e.g. 2026年12月31日).")],
-    delete_by: Annotated[str, typer.Option(help="The day by which personal data is deleted.")],
-    requests_by: Annotated[str, typer.Option(help="The last day to ask for a copy or for deletion.")],
+    closing_date: Annotated[str, typer.Option(help="The day the shop stops trading (2026-12-31 or 2026年12月31日).")],
+    delete_by: Annotated[str, typer.Option(help="The day by which personal data is deleted: after --requests-by, not before the closing.")],
+    requests_by: Annotated[str, typer.Option(help="The last day to ask for a copy or for deletion: after today.")],
     contact: Annotated[str, typer.Option(help="How to ask (a phone number, an address, an e-mail).")],
     shop: Annotated[str, typer.Option(help="The shop's name as customers know it.")] = "本公司",
     landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE, policies: Policies = paths.POLICIES,
 ) -> None:
     """Closure notices for every member of the latest CRM snapshot with a mobile or an e-mail."""
-    from flows import ledger
-    from flows.landing import Landing as LandingArea
-    from flows.subjects import Closure, SubjectError, notices
-    from transforms.policy import load_policies
+    from flows import ledger, usage
+    from flows.clock import today
+    from flows.subjects import Closure, notices
 
-    try:
-        counts = notices(LandingArea(landing), load_policies(policies), Closure(shop, closing_date, delete_by, requests_by, contact), out)
-    except SubjectError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+    closure = Closure.parse(shop, closing_date, delete_by, requests_by, contact, today())
+    counts = notices(usage.landing(landing), usage.policies(policies), closure, out)
     entry = ledger.append(warehouse, "notices", counts)
     console.print(f"CRM snapshot {counts['snapshot']}: {counts['members']} member(s); {counts['sms']} SMS and {counts['email']} "
                   f"e-mail notice(s) -> {out} (owner-only; deleted by `tuomin purge` with that date's raw data); "

@@ -1,4 +1,5 @@
-"""Erasing a person from partitions already published (PIPL Art. 47), while the pseudonym key exists.
+"""Erasing a person from partitions already published (PIPL Art. 47), while the pseudonym key exists;
+`request` is one erasure request carried out end to end and recorded whatever happens.
 
 A published row names its customer only by a keyed token, which the key recomputes from the
 person's document number (flows/subjects.tokens). For every published partition that holds one of
@@ -11,7 +12,8 @@ the person's tokens:
                every batch written, k and l on the rows written
     publish    staged, renamed into place, recorded in the ledger as the partition's new entry
 
-under the warehouse lock, one partition at a time, each atomically. Repeating it finds only the
+under the warehouse lock, one partition at a time, each atomically, and only over a ledger that
+verifies and a file with the SHA-256 it recorded. Repeating it finds only the
 partitions still holding the person, so an erasure cut short is finished by running it again.
 Partitions published under another key (before a rotation) cannot be searched with this one:
 they are listed, not guessed at.
@@ -30,13 +32,61 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from expectations.suite import Gate, Outcome, validate
-from flows import ledger, paths
+from flows import ledger, paths, subjects
 from flows import warehouse as warehouse_io
+from flows.keys import PSEUDONYM, load_pseudonymizer
+from flows.landing import Landing
+from flows.logfilter import mask
 from flows.passes import BATCH_ROWS, Spill, ahead
-from flows.record import file_sha256, ledger_entry
+from flows.record import file_sha256, ledger_entry, triggered_by
+from flows.subjects import Identifier, tokens
+from flows.warehouse import WarehouseBusy, WarehouseUnwritable
 from transforms import metrics
 from transforms.outofcore import class_table, rows_in
 from transforms.plan import PEOPLE, ROWS, count_classes, distinct_values
+from transforms.policy import SourcePolicy
+from transforms.pseudonymize import PseudonymKeyError
+from transforms.steps import ExportError
+
+
+def request(landing: Landing, warehouse: Path, policies: dict[str, SourcePolicy], who: Identifier,
+            via: str) -> dict:
+    """One erasure request, carried out and recorded whatever happens: the person's tokens found
+    (raw records still held), the person added to the erasure list, then removed from what is
+    published. The ledger's `erasure_requested` entry says how far it got: `done`, `partial`
+    (listed, some partitions not yet republished) or `failed` (nothing changed), and why; a
+    repeat finishes what is left and names the earlier entries it completes (`retry_of`).
+    Returns the entry. A missing key is refused before anything, unless the ledger records its
+    destruction: then the published data is unlinkable already, and the person is only listed."""
+    entries = ledger.entries(warehouse)
+    try:
+        pseudonymizer = load_pseudonymizer()
+    except PseudonymKeyError:
+        if PSEUDONYM.name not in {e["data"].get("key", PSEUDONYM.name) for e in entries if e["kind"] == "key_destroyed"}:
+            raise
+        pseudonymizer = None
+    subject = who.keyed_hash(pseudonymizer) if pseudonymizer else None
+    record = {"kind": who.kind, "subject": subject, "key_id": pseudonymizer.key_id if pseudonymizer else None,
+              "status": None, "listed": None, "added": False, "tokens": None, "republished": [], "not_searched": [],
+              "failed": None, "retry_of": [e["seq"] for e in entries if e["kind"] == "erasure_requested" and subject
+                                           and e["data"]["subject"] == subject and e["data"].get("status") != "done"]}
+    try:
+        found = tokens(landing, policies, who, pseudonymizer) if pseudonymizer else set()
+        record["tokens"] = len(found) if pseudonymizer else None
+        record["added"] = subjects.erase(landing, who)
+        record["listed"] = "added" if record["added"] else "already listed"
+        if pseudonymizer:
+            sweep = erase_published(warehouse, found, pseudonymizer.key_id, subject, triggered_by(via))
+            record |= {"republished": sweep.republished, "not_searched": sweep.other_keys, "failed": sweep.failed}
+    except (ExportError, OSError, WarehouseBusy, WarehouseUnwritable, ledger.LedgerBroken) as exc:
+        record["failed"] = mask(f"{exc.__class__.__name__}: {exc}")
+    except Exception as exc:
+        record["failed"] = f"unexpected {exc.__class__.__name__} (see the command's output)"
+        record["status"] = "partial" if record["listed"] or record["republished"] else "failed"
+        ledger.append(warehouse, "erasure_requested", record)
+        raise
+    record["status"] = ("done" if not record["failed"] else "partial" if record["listed"] or record["republished"] else "failed")
+    return ledger.append(warehouse, "erasure_requested", record)
 
 
 class ErasureFailed(RuntimeError):
@@ -58,6 +108,7 @@ def erase_published(warehouse: Path, tokens: set[str], key_id: str, request: str
     sweep = Sweep()
     wanted = pa.array(sorted(tokens), pa.string())
     with warehouse_io.exclusive(warehouse):
+        ledger.trusted(warehouse)
         for (dataset, day), entry in sorted(ledger.partition_entries(warehouse).items()):
             data = entry["data"]
             if data["key_id"] != key_id:
@@ -69,7 +120,11 @@ def erase_published(warehouse: Path, tokens: set[str], key_id: str, request: str
             if not tokens or entity is None or not pc.any(pc.is_in(pq.read_table(path, columns=[entity])[entity], wanted)).as_py():
                 continue
             try:
-                sweep.republished.append(republish(path, metadata, wanted, warehouse, request, triggered_by))
+                if file_sha256(path) != data["output"]["sha256"]:  # rewrite only the file the ledger vouches for
+                    raise ErasureFailed(f"{dataset} {day}: left as it was: the partition file differs from the SHA-256 the "
+                                        "ledger recorded (see `tuomin review`)")
+                sweep.republished.append(republish(path, metadata, wanted, warehouse, request, triggered_by,
+                                                   data["output"]["sha256"]))
             except ErasureFailed as exc:
                 sweep.failed = str(exc)
             except OSError as exc:  # the storage: a full disk, a read-only file system
@@ -79,14 +134,14 @@ def erase_published(warehouse: Path, tokens: set[str], key_id: str, request: str
     return sweep
 
 
-def republish(path: Path, old: dict, wanted: pa.Array, warehouse: Path, request: str, triggered_by: dict) -> dict:
+def republish(path: Path, old: dict, wanted: pa.Array, warehouse: Path, request: str, triggered_by: dict,
+              previous_sha256: str) -> dict:
     """One partition without the rows of `wanted` tokens (see the module's docstring)."""
     began = dt.datetime.now(dt.timezone.utc)
     run_id = began.strftime("erasure-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     day = dt.date.fromisoformat(old["export_date"])
-    erasure = {"at": began.isoformat(timespec="seconds"), "request": request, "previous_sha256": file_sha256(path)}
-    rewrite = Rewrite(path, old, wanted, warehouse / paths.GX_PROJECT, f"{run_id} {day}",
-                      warehouse_io.staging(warehouse, run_id) / "work")
+    erasure = {"at": began.isoformat(timespec="seconds"), "request": request, "previous_sha256": previous_sha256}
+    rewrite = Rewrite(path, old, wanted, warehouse, f"{run_id} {day}", warehouse_io.staging(warehouse, run_id) / "work")
     try:
         weak = rewrite.weak_classes()
         erasure["classes_suppressed"] = weak.num_rows
@@ -111,9 +166,9 @@ class Rewrite:
     """One published partition rewritten in two streaming passes, against the gate it passed
     (from its own metadata); classes are counted out of core, as pass 2 of a run does."""
 
-    def __init__(self, path: Path, old: dict, wanted: pa.Array, project: Path, run_name: str, work: Path):
+    def __init__(self, path: Path, old: dict, wanted: pa.Array, warehouse: Path, run_name: str, work: Path):
         self.source, self.old, self.wanted = pq.ParquetFile(path), old, wanted
-        self.project, self.run_name, self.work = project, run_name, work
+        self.warehouse, self.project, self.run_name, self.work = warehouse, warehouse / paths.GX_PROJECT, run_name, work
         self.gate = Gate.recorded(old, self.source.schema_arrow)
         self.qis, self.entity = list(self.gate.quasi_identifiers), self.gate.entity
         self.sensitive = [d[0] for d in self.gate.diversity]
@@ -166,6 +221,7 @@ class Rewrite:
                  "published": rows["published"] - erasure["erased"] - erasure["suppressed"]}
         measured = metrics.summary(published, self.qis, None, self.gate.k, self.sensitive, count=ROWS, people=PEOPLE)
         return {**self.old, "run_id": run_id, "flow_run_id": "", "created_at": erasure["at"], "rows": rows,
+                ledger.HEAD_KEY: ledger.head(self.warehouse),
                 "metrics": measured | {k: self.old["metrics"].get(k) for k in ("loss", "loss_by_attribute")},
                 "validation": {"success": outcome.success, "checks": list(outcome.checks)},
                 "erasures": [*self.old.get("erasures", []), erasure]}

@@ -35,24 +35,59 @@ def collect(warehouse: Path, policies_dir: Path, start: dt.date | None = None, e
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "period": {"start": start.isoformat() if start else None, "end": end.isoformat() if end else None},
         "warehouse": str(warehouse.resolve()),
-        "ledger": {"entries": len(entries), "problems": ledger.verify(warehouse),
-                   "last_hash": entries[-1]["hash"] if entries else None},
+        "ledger": _ledger(warehouse),
         "datasets": datasets,
         "runs": [_event(e, ("run_id", "status", "message", "key_id", "backup_key_id", "erasure_requests"))
                  for e in of_kind("run", dated=False)],
         "backups": [_event(e, ("export_date", "key_id", "manifest")) | _files(e["data"]["files"]) for e in of_kind("backup")],
-        "deletions": [_event(e, ("export_date", "why", "replaced_by", "rows", "bytes", "method")) | _files(e["data"]["files"])
+        "deletions": [_event(e, ("export_date", "why", "replaced_by", "rows", "bytes", "method", "landing"))
+                      | {"areas": _areas(e["data"])} | _files(e["data"]["files"]) | {"not_deleted": e["data"]["not_deleted"]}
                       for e in of_kind("deletion")],
-        "key_events": [_event(e, ("key", "key_id", "old_key_id", "new_key_id", "method", "effect"))
-                       for e in entries if e["kind"] in ("key_rotated", "key_destroyed")],
+        "key_events": [_key_event(e) for e in entries if e["kind"] in ("key_rotated", "key_destroyed")],
+        "backup_checks": [_event(e, ("export_date", "ok", "bad", "nothing_to_check")) for e in of_kind("backup_verified", dated=False)],
+        "restores": [_event(e, ("export_date", "out", "error")) | {"files": len(e["data"]["files"])}
+                     for e in of_kind("backup_restored")],
         "reviews": [_event(e, ("success", "problems", "datasets")) for e in of_kind("review", dated=False)],
         # Requests name the person by a keyed hash only; what was found and done, in counts.
-        "subject_requests": [_event(e, ("subject", "key_id", "records", "added", "tokens", "republished", "not_searched", "failed"))
+        "subject_requests": [_event(e, ("subject", "key_id", "records", "added", "tokens", "republished", "not_searched", "failed",
+                                         "status", "listed", "retry_of"))
                              for e in entries if e["kind"] in ("subject_lookup", "erasure_requested")],
-        "notices": [_event(e, ("snapshot", "members", "sms", "email", "erased", "unreachable")) for e in of_kind("notices", dated=False)],
+        "notices": [_event(e, ("snapshot", "members", "sms", "email", "erased", "unreachable", "closure"))
+                    for e in of_kind("notices", dated=False)],
     }
     facts["pia"] = impact_assessment(facts, policies)
     return facts
+
+
+def _ledger(warehouse: Path) -> dict:
+    """The ledger as verified now: the head the pack records (so that a later `tuomin ledger
+    verify --expect-head` can show nothing was cut off since), and whether it is intact; never
+    "intact" when there was nothing to verify."""
+    verdict = ledger.check(warehouse)
+    return {"entries": verdict.entries, "intact": verdict.intact, "problems": verdict.problems, "head": verdict.head,
+            "anchors": verdict.anchors, "anchored_to": verdict.anchored_to}
+
+
+def _key_event(entry: dict) -> dict:
+    """Rotations and destructions in one shape (a rotation names two keys)."""
+    data = entry["data"]
+    return _event(entry, ()) | {name: data.get(name) for name in (
+        "where", "method", "effect", "made_with_it", "published_under_other_keys", "old_key_id", "new_key_id")} | {
+        "key": data.get("key", "pseudonym"), "key_id": data.get("key_id", data.get("new_key_id"))}
+
+
+def _areas(certificate: dict) -> dict:
+    """Per area, what a certificate deleted and did not (older certificates list files only)."""
+    if "areas" in certificate:
+        return certificate["areas"]
+    areas: dict[str, dict] = {}
+    for f in certificate["files"]:
+        area = areas.setdefault(f["area"], {"deleted": 0, "bytes": 0, "not_deleted": 0})
+        area["deleted"] += 1
+        area["bytes"] += f["bytes"]
+    for f in certificate["not_deleted"]:
+        areas.setdefault(f["area"], {"deleted": 0, "bytes": 0, "not_deleted": 0})["not_deleted"] += 1
+    return areas
 
 
 def _dataset(policy: SourcePolicy, warehouse: Path, published: list[dict], removed: list[dict]) -> dict:
@@ -79,7 +114,10 @@ def _dataset(policy: SourcePolicy, warehouse: Path, published: list[dict], remov
 def _partition(entry: dict, warehouse: Path) -> dict:
     data = entry["data"]
     path = warehouse / data["output"]["path"]
-    metrics = warehouse_io.read_metadata(path)["metrics"] if path.is_file() else {}
+    try:
+        metrics = warehouse_io.read_metadata(path)["metrics"] if path.is_file() else {}
+    except (OSError, ValueError, KeyError):  # a damaged file: its figures are unknown (`tuomin review` names it)
+        metrics = {}
     return {
         "export_date": data["export_date"], "rows": data["rows"], "k_required": data["k"], "k": data["k_achieved"],
         "l": data["l_achieved"], "levels": data["levels"], "cells_suppressed": data["cells_suppressed"],
@@ -139,12 +177,16 @@ def impact_assessment(facts: dict, policies: dict[str, SourcePolicy]) -> dict:
             "partitions_published": len(parts),
             "backups_encrypted": len(facts["backups"]),
             "deletion_certificates": len(facts["deletions"]),
-            "keys_destroyed": [f"{e.get('key', 'pseudonym')} {e['key_id']}" for e in destroyed],
+            "keys_destroyed": [f"{e['key']} {e['key_id']}" for e in destroyed],
+            # Partitions made with a key not destroyed can still be linked to people by whoever holds it.
+            "pseudonym_keys_alive": sorted({p["key_id"] for p in parts}
+                                           - {e["key_id"] for e in destroyed if e["key"] == "pseudonym"}),
             "reviews": len(facts["reviews"]),
             "access_requests": sum(r["kind"] == "subject_lookup" for r in facts["subject_requests"]),
             "erasure_requests": sum(r["kind"] == "erasure_requested" for r in facts["subject_requests"]),
             "partitions_republished_for_erasure": sum(len(r.get("republished") or []) for r in facts["subject_requests"]),
             "last_review_passed": latest_review["success"] if latest_review else None,
-            "ledger_intact": not facts["ledger"]["problems"],
+            "ledger_intact": facts["ledger"]["intact"],
+            "ledger_head": facts["ledger"]["head"],
         },
     }

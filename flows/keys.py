@@ -4,10 +4,15 @@ event recorded in the ledger by key_id, never by value.
     pseudonym  keyed hashing of identifiers (TUOMIN_PSEUDONYM_KEY…)
     backup     encryption of the raw-export backups (TUOMIN_BACKUP_KEY…)
 
-They are separate so that destroying one does not depend on the other. For each, in order: the
-variable itself (the key), <VAR>_FILE (a file holding it), <VAR>_BLOCK (the name of a Prefect
-Secret block). A key is the UTF-8 bytes of the text, at least 32 of them. Errors say which source
-failed, never what it held.
+They are separate so that destroying one does not depend on the other. Every command finds a key
+the same way (`locate`): the variable itself (the key), <VAR>_FILE (a file holding it),
+<VAR>_BLOCK (the name of a Prefect Secret block), then the local demo file `tuomin key init`
+writes. A key is the UTF-8 bytes of the text, at least 32 of them. Errors say which source failed,
+never what it held.
+
+Rotating or destroying a key cannot be undone, so both check the key they found against what the
+ledger records before touching it: a key no partition (or backup) was made with is refused, and
+so is rotating any key but the one the warehouse is published with.
 """
 
 from __future__ import annotations
@@ -30,18 +35,75 @@ class KeyKind:
     demo: Path  # the local key file `tuomin key init` writes
     build: Callable[[bytes], Pseudonymizer | BackupKey]  # has .key_id
     error: type[ValueError]
+    made: str  # the ledger entries that record what was made with a key of this kind
+    effect: str  # what destroying it does
 
 
-PSEUDONYM = KeyKind("pseudonym", "TUOMIN_PSEUDONYM_KEY", Path(".secrets") / "pseudonym.key", Pseudonymizer, PseudonymKeyError)
-BACKUP = KeyKind("backup", "TUOMIN_BACKUP_KEY", Path(".secrets") / "backup.key", BackupKey, BackupError)
+PSEUDONYM = KeyKind("pseudonym", "TUOMIN_PSEUDONYM_KEY", Path(".secrets") / "pseudonym.key", Pseudonymizer, PseudonymKeyError,
+                    "partition", "tokens made with this key can no longer be linked to anyone (PIPL Art. 73)")
+BACKUP = KeyKind("backup", "TUOMIN_BACKUP_KEY", Path(".secrets") / "backup.key", BackupKey, BackupError,
+                 "backup", "the backups encrypted with this key can no longer be read by anyone")
+
+
+class KeyRefused(ValueError):
+    """A key event that would act on the wrong key; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a key is held: in a variable, a file or a Prefect Secret block."""
+
+    kind: KeyKind
+    variable: str | None = None
+    path: Path | None = None
+    block: str | None = None
+
+    def __str__(self) -> str:
+        if self.variable:
+            return f"${self.variable}"
+        return f"Prefect Secret block {self.block!r}" if self.block else str(self.path)
+
+    def text(self) -> str:
+        if self.variable:
+            return os.environ[self.variable]
+        if self.block:
+            from prefect.blocks.system import Secret
+
+            try:
+                return Secret.load(self.block).get()
+            except ValueError:
+                raise self.kind.error(f"Prefect Secret block {self.block!r} not found") from None
+        if not self.path.is_file():
+            raise self.kind.error(f"{self}: no key file there (destroyed key?)")
+        return self.path.read_text("utf-8")
+
+    def load(self):
+        text = self.text()
+        try:
+            return self.kind.build(text.strip().encode("utf-8"))
+        except self.kind.error as exc:
+            raise self.kind.error(f"{self}: {exc}") from None
+
+
+def locate(kind: KeyKind, path: Path | None = None, block: str | None = None) -> Location:
+    """Where the key of this kind is: `path` or `block` if given, else the first of $VAR,
+    $VAR_FILE, $VAR_BLOCK, then the local demo file."""
+    if path is not None or block is not None:
+        return Location(kind, path=path, block=block)
+    if os.environ.get(kind.env):
+        return Location(kind, variable=kind.env)
+    if os.environ.get(f"{kind.env}_FILE"):
+        return Location(kind, path=Path(os.environ[f"{kind.env}_FILE"]))
+    if os.environ.get(f"{kind.env}_BLOCK"):
+        return Location(kind, block=os.environ[f"{kind.env}_BLOCK"])
+    if kind.demo.is_file():
+        return Location(kind, path=kind.demo)
+    raise kind.error(f"no {kind.name} key: set ${kind.env}, ${kind.env}_FILE or ${kind.env}_BLOCK "
+                     f"(`tuomin key init{' --backup' if kind is BACKUP else ''}` writes a local demo key, {kind.demo})")
 
 
 def load(kind: KeyKind):
-    key, origin = _key_material(kind)
-    try:
-        return kind.build(key.strip().encode("utf-8"))
-    except kind.error as exc:
-        raise kind.error(f"{origin}: {exc}") from None
+    return locate(kind).load()
 
 
 def load_pseudonymizer() -> Pseudonymizer:
@@ -50,27 +112,6 @@ def load_pseudonymizer() -> Pseudonymizer:
 
 def load_backup_key() -> BackupKey:
     return load(BACKUP)
-
-
-def _key_material(kind: KeyKind) -> tuple[str, str]:
-    file_var, block_var = f"{kind.env}_FILE", f"{kind.env}_BLOCK"
-    if os.environ.get(kind.env):
-        return os.environ[kind.env], f"${kind.env}"
-    if os.environ.get(file_var):
-        path = Path(os.environ[file_var])
-        if not path.is_file():
-            raise kind.error(f"${file_var} points to {path}, which does not exist (destroyed key?)")
-        return path.read_text("utf-8"), str(path)
-    if os.environ.get(block_var):
-        from prefect.blocks.system import Secret
-
-        name = os.environ[block_var]
-        try:
-            return Secret.load(name).get(), f"Prefect Secret block {name!r}"
-        except ValueError:
-            raise kind.error(f"Prefect Secret block {name!r} (${block_var}) not found") from None
-    raise kind.error(f"no {kind.name} key: set ${kind.env}, ${file_var} or ${block_var} "
-                     f"(`tuomin key init{' --backup' if kind is BACKUP else ''}` writes a local demo key)")
 
 
 def init_demo_key(path: Path) -> bool:
@@ -92,66 +133,130 @@ def _write_key(path: Path, flags: int = 0) -> None:
 
 
 def key_id_of_file(path: Path, kind: KeyKind = PSEUDONYM) -> str:
-    if not path.is_file():
-        raise kind.error(f"no key file at {path}")
-    return kind.build(path.read_text("utf-8").strip().encode("utf-8")).key_id
+    return Location(kind, path=path).load().key_id
 
 
-def rotate_file(path: Path) -> tuple[str, str]:
-    """Replace a pseudonym key file with a new random key in one rename; returns (old key_id, new
-    key_id). Tokens made with the old key no longer match tokens made with the new one."""
-    old = key_id_of_file(path)
-    staged = path.with_name(path.name + ".new")
-    _write_key(staged, os.O_TRUNC)
-    os.replace(staged, path)
-    return old, key_id_of_file(path)
+def made_with(entries: list[dict], kind: KeyKind) -> dict[str, int]:
+    """{key_id: how many partitions (or backups) the ledger records as made with it}."""
+    found: dict[str, int] = {}
+    for entry in entries:
+        if entry["kind"] == kind.made:
+            found[entry["data"]["key_id"]] = found.get(entry["data"]["key_id"], 0) + 1
+    return found
 
 
-def destroy_file(path: Path, kind: KeyKind = PSEUDONYM) -> str:
-    """Overwrite a key file with random bytes, flush, delete; returns its key_id. Without the
-    pseudonym key nobody can recompute a token from a value, so the published data can no longer
-    be linked to anyone (PIPL Art. 73: anonymized); without the backup key the backups are
-    unreadable. Overwriting is best effort on journaling or copy-on-write filesystems and SSDs;
-    keep key files on encrypted storage so deletion is final."""
-    key_id = key_id_of_file(path, kind)
-    size = path.stat().st_size
-    with path.open("r+b") as fh:
-        fh.write(secrets.token_bytes(size))
-        fh.flush()
-        os.fsync(fh.fileno())
-    path.unlink()
-    return key_id
-
-
-def destroy_block(name: str, kind: KeyKind = PSEUDONYM) -> str:
-    """Delete a Prefect Secret block holding a key; returns its key_id."""
-    from prefect.blocks.system import Secret
-
-    try:
-        key_id = kind.build(Secret.load(name).get().strip().encode("utf-8")).key_id
-    except ValueError:
-        raise kind.error(f"Prefect Secret block {name!r} not found") from None
-    Secret.delete(name)
-    return key_id
-
-
-def check_continuity(warehouse: Path, key_id: str, rotating: bool = False) -> None:
-    """Refuse a pseudonym key other than the one the warehouse was published with (the latest
-    published partition's, or the new key of a later recorded rotation): its tokens would not
-    link to the published ones. With `rotating`, the change is recorded in the ledger instead
-    (every date is then republished under the new key: the key is part of each fingerprint)."""
+def warehouse_key(entries: list[dict]) -> tuple[str | None, dict | None]:
+    """The pseudonym key_id the warehouse is published with (the latest partition's, or the new
+    key of a later recorded rotation), and the entry that says so."""
     expected, said = None, None
-    for entry in ledger.entries(warehouse):
+    for entry in entries:
         data = entry["data"]
         if entry["kind"] == "partition" or (entry["kind"] == "key_rotated" and data.get("key") == "pseudonym"):
             expected, said = data.get("new_key_id", data.get("key_id")), entry
+    return expected, said
+
+
+def destroyed(entries: list[dict], kind: KeyKind) -> set[str]:
+    return {e["data"]["key_id"] for e in entries if e["kind"] == "key_destroyed" and e["data"].get("key", "pseudonym") == kind.name}
+
+
+def record_rotation(warehouse: Path, old: str, new: str, where: str) -> dict:
+    """The one shape of a rotation in the ledger, whichever command made it."""
+    return ledger.append(warehouse, "key_rotated", {"key": "pseudonym", "key_id": new, "old_key_id": old, "new_key_id": new,
+                                                    "where": where})
+
+
+def check_continuity(warehouse: Path, key_id: str, rotating: bool = False) -> None:
+    """Refuse a pseudonym key other than the one the warehouse was published with: its tokens
+    would not link to the published ones. With `rotating`, the change is recorded in the ledger
+    instead (every date is then republished under the new key: the key is part of each
+    fingerprint)."""
+    expected, said = warehouse_key(ledger.entries(warehouse))
     if expected is None or expected == key_id:
         return
     if rotating:
-        ledger.append(warehouse, "key_rotated", {"key": "pseudonym", "old_key_id": expected, "new_key_id": key_id,
-                                                 "where": "tuomin run --rotate-key"})
+        record_rotation(warehouse, expected, key_id, "tuomin run --rotate-key")
         return
     raise PseudonymKeyError(
         f"the pseudonym key {key_id} is not the key {warehouse} was published with ({expected}, ledger entry "
         f"{said['seq']}): its tokens would not link to the published ones, so nothing is run. Load that key, or change "
-        "keys on purpose: `tuomin key rotate` (a key file) or `tuomin run --rotate-key`, both recorded in the ledger.")
+        "keys on purpose: `tuomin key rotate` (a key file or Secret block) or `tuomin run --rotate-key`, both recorded "
+        "in the ledger.")
+
+
+def _writable(location: Location, verb: str) -> None:
+    if location.variable:
+        raise KeyRefused(f"the {location.kind.name} key is held in {location} itself, which tuomin cannot {verb}: "
+                         f"{verb} it where it is kept, or point ${location.kind.env}_FILE or _BLOCK at it")
+
+
+def rotation(location: Location, warehouse: Path) -> str:
+    """The key_id of the key to rotate, after checking that it is the warehouse's key; KeyRefused
+    otherwise (nothing changed)."""
+    _writable(location, "rotate")
+    key_id = location.load().key_id
+    expected, said = warehouse_key(ledger.trusted(warehouse))
+    if expected is None:
+        raise KeyRefused(f"nothing in {warehouse} was published with a pseudonym key yet: there is nothing to rotate "
+                         f"away from ({location} holds {key_id}). Wrong --warehouse?")
+    if expected != key_id:
+        raise KeyRefused(f"{location} holds key {key_id}, but {warehouse} is published with {expected} (ledger entry "
+                         f"{said['seq']}): rotating it would not change the warehouse's key. Wrong key file or --warehouse?")
+    return key_id
+
+
+def rotate(location: Location, warehouse: Path) -> tuple[str, str, dict]:
+    """Replace the warehouse's pseudonym key with a new random one (a file in one rename, or the
+    Secret block's value); returns (old key_id, new key_id, ledger entry). Tokens made with the
+    old key no longer match new ones."""
+    old = rotation(location, warehouse)
+    if location.block:
+        from prefect.blocks.system import Secret
+
+        Secret(value=secrets.token_urlsafe(48)).save(location.block, overwrite=True)
+    else:
+        staged = location.path.with_name(location.path.name + ".new")
+        _write_key(staged, os.O_TRUNC)
+        os.replace(staged, location.path)
+    new = location.load().key_id
+    return old, new, record_rotation(warehouse, old, new, str(location))
+
+
+def destruction(location: Location, warehouse: Path) -> str:
+    """The key_id of the key to destroy, after checking that the ledger records something made
+    with it (partitions for the pseudonym key, backups for the backup key); KeyRefused otherwise."""
+    _writable(location, "destroy")
+    kind, key_id = location.kind, location.load().key_id
+    made = made_with(ledger.trusted(warehouse), kind)
+    if key_id not in made:
+        raise KeyRefused(f"{location} holds {kind.name} key {key_id}, but no {kind.made} of {warehouse} was made with it "
+                         f"(the ledger records {', '.join(sorted(made)) or 'none'}): nothing destroyed. Wrong key file or "
+                         "--warehouse?")
+    return key_id
+
+
+def destroy(location: Location, warehouse: Path) -> dict:
+    """Destroy a key the ledger vouches for (see `destruction`), then record it; returns the
+    entry. A file is overwritten with random bytes, flushed and deleted; a Secret block is deleted.
+    Overwriting is best effort on journaling or copy-on-write filesystems and SSDs: keep key files
+    on encrypted storage so that deletion is final."""
+    kind, key_id = location.kind, destruction(location, warehouse)
+    if location.block:
+        from prefect.blocks.system import Secret
+
+        Secret.delete(location.block)
+    else:
+        size = location.path.stat().st_size
+        with location.path.open("r+b") as fh:
+            fh.write(secrets.token_bytes(size))
+            fh.flush()
+            os.fsync(fh.fileno())
+        location.path.unlink()
+    entries = ledger.entries(warehouse)
+    alive = sorted(set(made_with([e for e in ledger.partition_entries(warehouse).values()], kind))
+                   - destroyed(entries, kind) - {key_id}) if kind is PSEUDONYM else []
+    return ledger.append(warehouse, "key_destroyed", {
+        "key": kind.name, "key_id": key_id, "where": str(location), "made_with_it": made_with(entries, kind)[key_id],
+        "method": "Secret block deleted" if location.block else "overwritten, flushed, deleted", "effect": kind.effect,
+        "published_under_other_keys": alive,
+        "why": "PIPL Art. 47(1)(2): the company is closing; the key is no longer needed"})

@@ -2,12 +2,16 @@
 
     <warehouse>/_ledger/ledger.jsonl    one JSON object per line
 
-Each entry has `seq`, `at` (UTC), `kind` (run, partition, backup, deletion, partition_removed,
-review, key_rotated, key_destroyed), `data`, `prev` (the previous entry's hash) and `hash` =
-SHA-256 of the canonical JSON of the other fields, so editing or deleting any entry breaks the
-chain at that point. Entries hold counts, names, paths
-and hashes, never a data value. DuckDB reads it as a table:
-read_json('<warehouse>/_ledger/ledger.jsonl').
+Each entry has `seq`, `at` (UTC), `kind` (one of KINDS), `data`, `prev` (the previous entry's
+hash) and `hash` = SHA-256 of the canonical JSON of the other fields, so editing, deleting or
+reordering any entry breaks the chain at that point. Entries hold counts, names, paths and hashes,
+never a data value. DuckDB reads it as a table: read_json('<warehouse>/_ledger/ledger.jsonl').
+
+A chain cannot show that its last entries were cut off: what is left still verifies. So the head
+(seq and hash) is also written where a truncation of the ledger does not reach: into every
+partition file's metadata when it is published (`ledger_head`: the entry before its own), into
+the evidence pack, and given back by the operator with `tuomin ledger verify --expect-head`.
+`check` compares the ledger with all of them.
 """
 
 from __future__ import annotations
@@ -17,14 +21,33 @@ import fcntl
 import hashlib
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 LEDGER = Path("_ledger") / "ledger.jsonl"
 GENESIS = "0" * 64
+HEAD_KEY = "ledger_head"  # in a partition's metadata: {"seq", "hash"} of the ledger when it was written
+
+KINDS = {  # every kind of entry, and what it records
+    "run": "an anonymize run: parameters, status, per date what was published or why not",
+    "partition": "a published partition: inputs, counts, k and l, checks, the file's SHA-256",
+    "backup": "a date's raw files encrypted into the restricted area",
+    "backup_verified": "backups decrypted and compared with their manifests",
+    "backup_restored": "a backup decrypted into a folder (raw personal data, deleted by purge)",
+    "deletion": "a purge certificate: every area of a date, what was deleted and what was not",
+    "partition_removed": "a partition deleted at the end of its retention period",
+    "review": "the periodic re-check of every published dataset",
+    "key_rotated": "a pseudonym key replaced (old and new key_id)",
+    "key_destroyed": "a key destroyed (key_id, where, method, effect)",
+    "subject_lookup": "an access request: records found, where the copy was written",
+    "erasure_requested": "an erasure request: its status, the partitions republished",
+    "notices": "closure notices: what customers were told, counts, where the batches are",
+}
 
 
 class LedgerBroken(RuntimeError):
-    """The hash chain does not verify: nothing that relies on the ledger may proceed."""
+    """The ledger is missing, empty, cut short or does not verify: nothing that relies on it may
+    proceed."""
 
 
 def _digest(entry: dict) -> str:
@@ -41,6 +64,8 @@ def entries(warehouse: Path) -> list[dict]:
 
 def append(warehouse: Path, kind: str, data: dict) -> dict:
     """Add an entry under an exclusive lock, chained to the last one, flushed to disk."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown ledger entry kind {kind!r}; known: {', '.join(KINDS)}")
     path = warehouse / LEDGER
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+", encoding="utf-8") as fh:
@@ -60,10 +85,59 @@ def append(warehouse: Path, kind: str, data: dict) -> dict:
     return entry
 
 
-def verify(warehouse: Path) -> list[str]:
-    """Every break in the chain: an edited entry, a deleted or reordered one. Empty = intact."""
+def head(warehouse: Path) -> dict:
+    """{"seq", "hash"} of the last entry ({0, GENESIS} for an empty ledger): what a partition
+    records as its anchor."""
+    found = entries(warehouse)
+    return {"seq": found[-1]["seq"], "hash": found[-1]["hash"]} if found else {"seq": 0, "hash": GENESIS}
+
+
+@dataclass
+class Verdict:
+    """What `check` found. `intact` only when there was something to check and all of it held."""
+
+    path: Path
+    entries: int = 0
+    head: dict | None = None
+    problems: list[str] = field(default_factory=list)
+    anchors: int = 0  # partition files whose recorded head was found in the chain
+    anchored_to: int = 0  # the highest seq an anchor vouches for
+    unreadable: list[str] = field(default_factory=list)  # partition files whose metadata cannot be read
+
+    @property
+    def intact(self) -> bool:
+        return self.entries > 0 and not self.problems
+
+
+def check(warehouse: Path, expect_head: str | None = None) -> Verdict:
+    """The chain, and the ledger against every head recorded outside it: each partition file's
+    `ledger_head` and its own entry after it, and `expect_head` (a hash, or its first 12+ hex
+    digits, from an earlier `verify` or evidence pack)."""
+    verdict = Verdict(warehouse / LEDGER)
+    if not verdict.path.is_file():
+        verdict.problems.append(f"no ledger at {verdict.path}: nothing to verify (wrong --warehouse, or the ledger was deleted)")
+        return verdict
+    found = entries(warehouse)
+    verdict.entries = len(found)
+    if not found:
+        verdict.problems.append(f"the ledger at {verdict.path} is empty: nothing to verify")
+        return verdict
+    verdict.head = {"seq": found[-1]["seq"], "hash": found[-1]["hash"]}
+    verdict.problems += _chain(found)
+    _anchors(warehouse, found, verdict)
+    if expect_head is not None:
+        wanted = expect_head.strip().lower()
+        if len(wanted) < 12:
+            verdict.problems.append(f"--expect-head {expect_head!r}: give at least the first 12 hex digits of the hash")
+        elif not any(e["hash"].startswith(wanted) for e in found):
+            verdict.problems.append(f"no entry has the expected head hash {wanted[:16]}…: the ledger was cut short or "
+                                    "rewritten after that head was taken")
+    return verdict
+
+
+def _chain(found: list[dict]) -> list[str]:
     problems, prev = [], GENESIS
-    for position, entry in enumerate(entries(warehouse), start=1):
+    for position, entry in enumerate(found, start=1):
         if entry.get("seq") != position:
             problems.append(f"entry {position}: sequence number {entry.get('seq')} (an entry was deleted or moved)")
         if entry.get("prev") != prev:
@@ -72,6 +146,56 @@ def verify(warehouse: Path) -> list[str]:
             problems.append(f"entry {position}: its content does not match its hash (edited)")
         prev = entry.get("hash")
     return problems
+
+
+def _anchors(warehouse: Path, found: list[dict], verdict: Verdict) -> None:
+    """Each published file names the ledger head it was written after; that entry must still be
+    there with that hash, and the file's own partition entry after it."""
+    from flows.warehouse import read_metadata
+
+    for path in sorted(warehouse.glob("dataset=*/export_date=*/*.parquet")):
+        where = path.relative_to(warehouse).as_posix()
+        try:
+            metadata = read_metadata(path)
+        except (OSError, ValueError, KeyError):  # a damaged file vouches for nothing (`tuomin review` names it)
+            verdict.unreadable.append(where)
+            continue
+        anchor = metadata.get(HEAD_KEY)
+        if anchor is None:  # written before heads were recorded
+            continue
+        seq, recorded = anchor["seq"], anchor["hash"]
+        if seq > len(found):
+            verdict.problems.append(f"{where} was written after ledger entry {seq}, but the ledger ends at entry {len(found)}: "
+                                    "entries were cut off")
+            continue
+        if (found[seq - 1]["hash"] if seq else GENESIS) != recorded:
+            verdict.problems.append(f"{where} was written after ledger entry {seq} with hash {recorded[:16]}…, which the "
+                                    "ledger no longer holds: it was rewritten")
+            continue
+        own = [e for e in found[seq:] if e["kind"] == "partition" and e["data"].get("run_id") == metadata["run_id"]
+               and (e["data"].get("dataset"), e["data"].get("export_date")) == (metadata["dataset"], metadata["export_date"])]
+        if not own:  # the ledger was cut short, or a run died between publishing the file and recording it
+            verdict.problems.append(f"{where}: no ledger entry after entry {seq} records its publication: entries were cut "
+                                    "off, or a run died before recording it (rerunning its date records it)")
+            continue
+        verdict.anchors += 1
+        verdict.anchored_to = max(verdict.anchored_to, own[0]["seq"])
+
+
+def verify(warehouse: Path) -> list[str]:
+    """Every problem `check` finds. Empty = intact (a missing or empty ledger is a problem)."""
+    return check(warehouse).problems
+
+
+def trusted(warehouse: Path) -> list[dict]:
+    """The entries, for a command about to act on what they record; LedgerBroken if the ledger
+    is missing, empty, cut short or broken."""
+    verdict = check(warehouse)
+    if verdict.problems:
+        raise LedgerBroken(f"{warehouse}: the ledger cannot be trusted ({verdict.problems[0]}"
+                           + (f"; {len(verdict.problems) - 1} more" if len(verdict.problems) > 1 else "")
+                           + "; see `tuomin ledger verify`): nothing was changed")
+    return entries(warehouse)
 
 
 def runs(warehouse: Path) -> list[dict]:

@@ -14,6 +14,11 @@ from transforms.redact import NameMatcher, redact_text
 _NO_NAMES = NameMatcher([])  # names need the run's dictionary; a log line has none
 
 
+def mask(text: str) -> str:
+    """Identifier-shaped text replaced by placeholders (for anything printed, not only logs)."""
+    return redact_text(text, _NO_NAMES)
+
+
 def install() -> None:
     """Wrap the process's log record factory once (idempotent), and turn off logging's report of
     a failing handler (a closed stream, a broken pipe): it prints the exception being handled,
@@ -26,11 +31,11 @@ def install() -> None:
     def factory(*args, **kwargs) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         message = record.getMessage()
-        masked = redact_text(message, _NO_NAMES)
+        masked = mask(message)
         if masked != message:
             record.msg, record.args = masked, None
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info), _NO_NAMES)
+            record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
         return record
 
     factory.masks_identifiers = True

@@ -1,20 +1,38 @@
 """purge: delete the raw data of the dates the anonymized partitions replace, with a certificate.
 
-A date's raw data (landing files, quarantined rows and failed batches, backups) goes only when
+First, the landing is checked against the ledger: every input file a published partition records
+must be in the landing with the SHA-256 recorded, or certified deleted by an earlier purge. A
+landing that does not hold them (a mistyped or wrong --landing, files moved by hand) refuses the
+whole purge before anything is deleted, naming the files.
+
+A date's raw data goes only when
     - every source of the date has a published partition whose validation succeeded,
     - each partition was made from exactly the landing files there now (same paths, same SHA-256):
       a re-export not yet processed is never deleted,
     - each partition file is still in place with the SHA-256 the ledger recorded,
     - the date is older than the grace period of each of its sources (policy retention.raw_grace_days),
 or when the date is past its sources' retention period altogether (raw data never outlives the
-anonymized copy). Otherwise the date is held, with the reason. After deleting, a `deletion` entry in the ledger is
-the certificate: every file (area, path, bytes, SHA-256), when, why (the policies' PIPL Art. 47
+anonymized copy). Otherwise the date is held, with the reason.
+
+The raw data of a date, by area:
+    landing      the export files
+    quarantine   rows set aside by a run, and batches that failed validation
+    work         staged batches a killed run left in the restricted work area
+    backup       the encrypted backups: deleted last, only once every landing file they protect is
+                 verified gone (a backup is the only copy while the raw files are still there)
+    notices, lookups, restored
+                 files made from it for data subjects, or restored from its backup (the ledger
+                 records where they were written)
+
+After deleting, a `deletion` entry in the ledger is the certificate: every area with what was
+deleted (path, bytes, SHA-256) and what was not (and why), when, why (the policies' PIPL Art. 47
 ground), the row counts, and the partitions (path, SHA-256, ledger seq and hash) that replace it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,16 +40,23 @@ from prefect import flow, get_run_logger
 
 from flows import backup as backup_io
 from flows import landing as landing_io
-from flows import ledger, paths
+from flows import ledger, paths, usage
 from flows import warehouse as warehouse_io
+from flows.clock import today
 from flows.quarantine import quarantined_files
 from flows.record import file_sha256
-from flows.run import today
 from transforms.policy import SourcePolicy, load_policies
+
+AREAS = ("landing", "quarantine", "work", "backup")  # always on a certificate, even when empty there
+MADE_FROM = ("notices", "lookups", "restored")  # files made from raw data, in folders the operator chose
 
 
 class PurgeIncomplete(RuntimeError):
     """Some files of a date could not be deleted; the certificate records the others."""
+
+
+class LandingMismatch(usage.UsageError):
+    """The landing does not hold what the ledger says the partitions were made from; nothing deleted."""
 
 
 @dataclass
@@ -44,16 +69,58 @@ class Plan:
     grounds: list[str] = field(default_factory=list)
     rows: dict[str, dict] = field(default_factory=dict)
     held: str | None = None  # the reason it is kept, if it is
+    mismatch: list[str] = field(default_factory=list)  # recorded inputs the landing does not hold (see mismatches)
 
 
 def plan(landing: landing_io.Landing, warehouse: Path, restricted: Path, policies: dict[str, SourcePolicy],
          as_of: dt.date) -> list[Plan]:
-    """A Plan for every date with raw data anywhere (landing, quarantine, backups)."""
+    """A Plan for every date with raw data anywhere (landing, quarantine, work area, backups) or
+    a published partition."""
     published = ledger.partition_entries(warehouse)
-    dates = set(landing_io.export_dates(landing, policies))
+    missing = mismatches(landing, warehouse)
+    dates = set(landing_io.export_dates(landing, policies)) | set(missing)
+    dates |= {dt.date.fromisoformat(date) for _, date in _recorded_inputs(ledger.entries(warehouse))}
     dates |= {dt.date.fromisoformat(p.name.split("=", 1)[1]) for p in (restricted / "quarantine").glob("**/export_date=*")}
     dates |= {dt.date.fromisoformat(p.parent.parent.name.split("=", 1)[1]) for p in backup_io.manifests(restricted)}
-    return [_plan_date(landing, warehouse, restricted, policies, published, day, as_of) for day in sorted(dates)]
+    return [Plan(day, held="the landing does not hold the files its partitions were made from", mismatch=missing[day])
+            if day in missing else _plan_date(landing, warehouse, restricted, policies, published, day, as_of)
+            for day in sorted(dates)]
+
+
+def mismatches(landing: landing_io.Landing, warehouse: Path) -> dict[dt.date, list[str]]:
+    """Per date, the input files the ledger records published partitions as made from that the
+    landing does not hold and no purge certificate deleted (existence only: cheap)."""
+    entries = ledger.entries(warehouse)
+    gone = {f["path"]: f["sha256"] for e in entries if e["kind"] == "deletion" for f in e["data"]["files"] if f["area"] == "landing"}
+    found: dict[dt.date, list[str]] = {}
+    for (name, date), made_from in sorted(_recorded_inputs(entries).items()):
+        for path, sha in made_from.items():
+            if gone.get(path) != sha and not landing.exists(path):
+                found.setdefault(dt.date.fromisoformat(date), []).append(f"{path} ({name} {date}, SHA-256 {sha[:12]})")
+    return found
+
+
+def _recorded_inputs(entries: list[dict]) -> dict[tuple[str, str], dict[str, str]]:
+    """{(dataset, date): {path: SHA-256}} of the latest publication of every partition ever
+    published (removed ones included: their raw data may still be there)."""
+    found = {}
+    for entry in entries:
+        if entry["kind"] == "partition":
+            data = entry["data"]
+            made_from = {i["path"]: i["sha256"] for i in data["inputs"]}
+            made_from |= {c["file"]: made_from[c["copy_of"]] for c in data.get("copies_not_read", [])}
+            found[(data["dataset"], data["export_date"])] = made_from
+    return found
+
+
+def check_landing(landing: landing_io.Landing, missing: dict[dt.date, list[str]]) -> None:
+    """Refuse the purge if the landing does not match the ledger (see LandingMismatch)."""
+    if missing:
+        files = [m for found in missing.values() for m in found]
+        raise LandingMismatch(
+            f"--landing {landing.url} does not hold {len(files)} file(s) that published partitions were made from "
+            f"(by the ledger), and no purge certificate deleted them ({', '.join(d.isoformat() for d in sorted(missing))}; "
+            f"first: {files[0]}): wrong --landing, or files moved by hand. Nothing was deleted.")
 
 
 def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date, as_of: dt.date) -> Plan:
@@ -81,22 +148,30 @@ def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date
             out.grounds.append(retention.deletion_ground)
         out.files += [{"area": "landing", "path": f, "bytes": landing.size(f), "sha256": sha} for f, sha in current.items()]
     out.grounds = sorted(set(out.grounds))
-    for path in quarantined_files(restricted, day):
-        out.files.append(_local("quarantine", path))
-    for area, path in subject_files(warehouse, day):
-        out.files.append(_local(area, path))
+    out.files += [_local("quarantine", path) for path in quarantined_files(restricted, day)]
+    out.files += [_local("work", path) for path in work_files(restricted, warehouse, day)]
+    out.files += [_local(area, path) for area, path in made_files(warehouse, day)]
     for manifest in backup_io.manifests(restricted, day):
         out.files += [_local("backup", p) for p in sorted(manifest.parent.rglob("*")) if p.is_file()]
+    if not out.files:
+        return Plan(day, held="nothing left to delete (purged before)")
     return out
 
 
-SUBJECT_AREAS = ("notices", "lookups")  # files made for data subjects, in folders the operator chose
+def work_files(restricted: Path, warehouse: Path, day: dt.date) -> list[Path]:
+    """Staged raw batches of this date that a killed run of this warehouse left in the work area."""
+    owner = str(warehouse.resolve())
+    found = []
+    for marker in (restricted / ".work").glob("*/warehouse"):
+        if marker.read_text() == owner:
+            found += [p for p in sorted(marker.parent.glob(f"*/{day.isoformat()}/**/*")) if p.is_file()]
+    return found
 
 
-def subject_files(warehouse: Path, day: dt.date) -> list[tuple[str, Path]]:
-    """Raw personal data made for data subjects, deleted with the raw data it was made from,
-    wherever it was written (the ledger records where): the closure-notice batches made from
-    this date's CRM snapshot, and a person's lookup file whose newest record is from this date."""
+def made_files(warehouse: Path, day: dt.date) -> list[tuple[str, Path]]:
+    """Raw personal data made from this date's raw data, wherever it was written (the ledger
+    records where): closure-notice batches from its CRM snapshot, lookup files whose newest
+    record is from it, files restored from its backup."""
     found = set()
     for entry in ledger.entries(warehouse):
         data = entry["data"]
@@ -104,6 +179,8 @@ def subject_files(warehouse: Path, day: dt.date) -> list[tuple[str, Path]]:
             found |= {("notices", Path(f)) for f in data["files"]}
         elif entry["kind"] == "subject_lookup" and data.get("newest_date") == day.isoformat():
             found.add(("lookups", Path(data["file"])))
+        elif entry["kind"] == "backup_restored" and data["export_date"] == day.isoformat():
+            found |= {("restored", Path(f["path"])) for f in data["files"]}
     return sorted((area, path) for area, path in found if path.is_file())
 
 
@@ -117,8 +194,7 @@ def _not_replaced(warehouse: Path, entry: dict | None, current: dict[str, str]) 
     output = warehouse / data["output"]["path"]
     if not output.is_file() or file_sha256(output) != data["output"]["sha256"]:
         return f"the partition file {data['output']['path']} is missing or differs from the ledger"
-    made_from = {i["path"]: i["sha256"] for i in data["inputs"]}
-    made_from |= {c["file"]: made_from[c["copy_of"]] for c in data.get("copies_not_read", [])}  # read once, as its original
+    made_from = _recorded_inputs([entry])[(data["dataset"], data["export_date"])]
     if any(made_from.get(f) != sha for f, sha in current.items()):
         return "the landing files changed since the partition was published (re-export not yet processed)"
     return None
@@ -129,34 +205,71 @@ def _local(area: str, path: Path) -> dict:
 
 
 def carry_out(item: Plan, landing: landing_io.Landing, warehouse: Path, as_of: dt.date, trigger: str) -> dict:
-    """Delete a date's files, then record the certificate (what went, and what could not be
-    deleted); returns the ledger entry, or raises PurgeIncomplete after recording."""
+    """Delete a date's files, backups last, then record the certificate (every area: what went,
+    what could not be deleted and why); returns the ledger entry, or raises PurgeIncomplete after
+    recording."""
+    protected, keep = _protected(item), None
     deleted, failed = [], []
-    for f in item.files:
+    for f in sorted(item.files, key=lambda f: f["area"] == "backup"):
+        if f["area"] == "backup":
+            keep = _still_needed(protected, landing, failed) if keep is None else keep  # decided once, after the rest
+            if keep:
+                failed.append({**f, "error": keep})
+                continue
         try:
             if f["area"] == "landing":
                 landing.remove(f["path"])
+                if landing.exists(f["path"]):
+                    raise FileExistsError(f"{f['path']} is still in the landing after deletion")
             else:
                 Path(f["path"]).unlink()
-                if f["area"] not in SUBJECT_AREAS:  # their folders are the operator's choice: left
+                if f["area"] not in MADE_FROM:  # their folders are the operator's choice: left
                     _prune(Path(f["path"]).parent)  # the emptied folders (export_date=…, backup versions) go too
             deleted.append(f)
         except OSError as exc:
             failed.append({**f, "error": exc.__class__.__name__})
+    areas: dict[str, dict] = {}
+    for area in [*AREAS, *(f["area"] for f in item.files)]:
+        done = [f for f in deleted if f["area"] == area]
+        areas[area] = {"deleted": len(done), "bytes": sum(f["bytes"] for f in done),
+                       "not_deleted": sum(f["area"] == area for f in failed)}
     entry = ledger.append(warehouse, "deletion", {
-        "export_date": item.export_date.isoformat(), "as_of": as_of.isoformat(), "why": item.grounds,
-        "files": deleted, "bytes": sum(f["bytes"] for f in deleted), "rows": item.rows, "not_deleted": failed,
+        "export_date": item.export_date.isoformat(), "as_of": as_of.isoformat(), "why": item.grounds, "landing": landing.url,
+        "areas": areas, "files": deleted, "bytes": sum(f["bytes"] for f in deleted), "rows": item.rows, "not_deleted": failed,
         "replaced_by": item.replaced_by, "method": "deleted (unlinked); backups were AES-256-GCM encrypted",
         "triggered_by": trigger})
     if failed:
-        raise PurgeIncomplete(f"{item.export_date}: {len(failed)} file(s) could not be deleted "
-                              f"({', '.join(f['path'] for f in failed)}); certificate ledger entry {entry['seq']} lists "
-                              "what was; run purge again")
+        stuck = [f["path"] for f in failed if not f["error"].startswith("kept:")]
+        raise PurgeIncomplete(f"{item.export_date}: {len(stuck)} file(s) could not be deleted ({', '.join(stuck)})"
+                              + (f", so {len(failed) - len(stuck)} backup file(s) were kept" if len(failed) > len(stuck) else "")
+                              + f"; certificate ledger entry {entry['seq']} lists what was deleted; run purge again")
     return entry
 
 
+def _protected(item: Plan) -> set[str]:
+    """The landing files the date's backups hold copies of (from their manifests' file lists)."""
+    found = {f["path"] for f in item.files if f["area"] == "landing"}
+    for f in item.files:
+        if f["area"] == "backup" and f["path"].endswith("manifest.json"):
+            try:
+                found |= {x["path"] for x in json.loads(Path(f["path"]).read_text("utf-8"))["files"]}
+            except (OSError, ValueError, KeyError):
+                pass  # an unreadable manifest protects at least the date's landing files
+    return found
+
+
+def _still_needed(protected: set[str], landing: landing_io.Landing, failed: list[dict]) -> str:
+    """Why the date's backups must stay ("" if they need not): they are the only other copy of a
+    raw file still held."""
+    if any(f["area"] == "landing" for f in failed):
+        return "kept: a landing file it protects could not be deleted"
+    if any(landing.exists(path) for path in protected):
+        return "kept: a landing file it protects is still there"
+    return ""
+
+
 def _prune(folder: Path) -> None:
-    while folder.is_dir() and folder.name not in ("quarantine", "backups") and not any(folder.iterdir()):
+    while folder.is_dir() and folder.name not in ("quarantine", "backups", ".work") and not any(folder.iterdir()):
         folder.rmdir()
         folder = folder.parent
 
@@ -167,13 +280,13 @@ def purge(landing: str, warehouse: str = str(paths.WAREHOUSE),
           trigger: str = "python"):
     """Delete the raw data of every date an anonymized partition replaces and whose grace period
     is over; one deletion certificate per date in the ledger. `landing` has no default: a
-    deletion always names its target."""
+    deletion always names its target, and it must hold what the ledger recorded."""
     log = get_run_logger()
     day = dt.date.fromisoformat(as_of) if as_of else today()
-    area, done = landing_io.Landing(landing), []
+    area, done = usage.landing(landing), []
     with warehouse_io.exclusive(Path(warehouse)):
-        if ledger.verify(Path(warehouse)):  # the certificates would point into a chain nobody can trust
-            raise ledger.LedgerBroken(f"{warehouse}: the ledger's chain is broken (see `tuomin ledger verify`); nothing deleted")
+        ledger.trusted(Path(warehouse))  # the certificates would point into a chain nobody can trust
+        check_landing(area, mismatches(area, Path(warehouse)))
         for item in plan(area, Path(warehouse), Path(restricted), load_policies(Path(policies)), day):
             if item.held:
                 log.info("%s kept: %s", item.export_date, item.held)
@@ -181,5 +294,6 @@ def purge(landing: str, warehouse: str = str(paths.WAREHOUSE),
             entry = carry_out(item, area, Path(warehouse), day, trigger)
             log.info("%s: %d file(s) deleted, certificate ledger entry %d (%s)", item.export_date, len(item.files),
                      entry["seq"], entry["hash"][:16])
-            done.append({"export_date": item.export_date.isoformat(), "files": len(item.files), "ledger_seq": entry["seq"]})
+            done.append({"export_date": item.export_date.isoformat(), "files": len(item.files), "ledger_seq": entry["seq"],
+                         "areas": entry["data"]["areas"]})
     return done

@@ -10,6 +10,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from flows.ledger import HEAD_KEY
 from transforms import metrics
 from transforms.operators import Generalize, Pseudonymize
 from transforms.plan import PEOPLE, ROWS, Plan
@@ -20,7 +21,8 @@ def partition_metadata(policy: SourcePolicy, inputs: Inputs, plan: Plan, classes
                        date: dt.date, run: dict) -> dict:
     """The `tuomin` entry of a file's metadata: enough to re-check k and trace the run. Privacy
     figures are measured on `classes` (plan.classes_frame: the published rows' distinct
-    combinations with counts). `run`: run_id, key_id, flow_run_id, fingerprint."""
+    combinations with counts). `run`: run_id, key_id, flow_run_id, fingerprint, ledger_head (the
+    ledger's last entry before this partition's, see flows/ledger.py)."""
     solution = plan.solution
     measured = metrics.summary(classes, list(plan.levels), None, policy.privacy.k, policy.sensitive_outputs,
                                count=ROWS, people=PEOPLE)
@@ -37,6 +39,7 @@ def partition_metadata(policy: SourcePolicy, inputs: Inputs, plan: Plan, classes
         "run_id": run["run_id"],
         "flow_run_id": run["flow_run_id"],
         "fingerprint": run["fingerprint"],
+        HEAD_KEY: run[HEAD_KEY],
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "levels": solution.levels if solution else {},
         "search": {"method": solution.method, "nodes_evaluated": solution.nodes_evaluated,

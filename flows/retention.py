@@ -5,7 +5,8 @@ Each dataset's policy says how many years after the export date its anonymized p
 `partition_removed` entry in the ledger records what went (path, SHA-256, rows, the ledger entry
 that published it), when and why. From then on the anonymize flow never publishes that date of
 that dataset again. A dataset without a policy keeps its partitions and fails the run: its
-retention period is unknown.
+retention period is unknown. Before anything is deleted, every partition to remove must be in
+place with the SHA-256 the ledger recorded and the ledger must verify; otherwise nothing is.
 """
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows import ledger, paths
+from flows import ledger, paths, usage
 from flows import warehouse as warehouse_io
-from flows.run import today
+from flows.clock import today
+from flows.record import file_sha256
 from transforms.policy import load_policies
 
 
 class RetentionError(RuntimeError):
     """Partitions whose retention cannot be decided; the message names them."""
+
+
+class RetentionMismatch(usage.UsageError):
+    """A partition to remove is not the file the ledger recorded; nothing was removed."""
 
 
 @dataclass
@@ -49,6 +55,16 @@ def expired(warehouse: Path, policies_dir: Path, as_of: dt.date) -> tuple[list[E
     return found, sorted(orphans)
 
 
+def check_files(items: list[Expired], warehouse: Path) -> None:
+    """Every partition about to be removed is the file the ledger recorded (RetentionMismatch)."""
+    wrong = [item.entry["data"]["output"]["path"] for item in items
+             if not (warehouse / item.entry["data"]["output"]["path"]).is_file()
+             or file_sha256(warehouse / item.entry["data"]["output"]["path"]) != item.entry["data"]["output"]["sha256"]]
+    if wrong:
+        raise RetentionMismatch(f"{len(wrong)} partition(s) past retention are missing or differ from the SHA-256 the ledger "
+                                f"recorded ({', '.join(wrong)}): see `tuomin review`. Nothing was removed.")
+
+
 def remove(item: Expired, warehouse: Path, as_of: dt.date, trigger: str) -> dict:
     data = item.entry["data"]
     path = warehouse / data["output"]["path"]
@@ -71,7 +87,9 @@ def retention(warehouse: str = str(paths.WAREHOUSE), policies: str = str(paths.P
     day = dt.date.fromisoformat(as_of) if as_of else today()
     removed = []
     with warehouse_io.exclusive(Path(warehouse)):
+        ledger.trusted(Path(warehouse))
         items, orphans = expired(Path(warehouse), Path(policies), day)
+        check_files(items, Path(warehouse))
         for item in items:
             entry = remove(item, Path(warehouse), day, trigger)
             log.info("%s %s: removed (kept until %s), ledger entry %d", entry["data"]["dataset"], entry["data"]["export_date"],

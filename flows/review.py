@@ -13,7 +13,8 @@ over the union of its published partitions:
               per row, but a customer seen on many days can still stand out (see the README).
 
 The result is a `review` entry in the ledger. Any failure fails the flow run, so a schedule shows
-it red and `tuomin review` exits non-zero.
+it red and `tuomin review` exits non-zero; so does a warehouse with nothing published (a check
+that had nothing to check has not passed).
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def review(warehouse: str = str(paths.WAREHOUSE), policies: str = str(paths.POLI
         chain = ledger.verify(root)
         datasets = {name: review_dataset(current[name], published.get(name, []), root, run_name) for name in sorted(current)}
         problems = [f"ledger: {p}" for p in chain]
+        if not published:  # a review that had nothing to check has not passed
+            problems.append(f"{root}: no published partition: nothing to review (wrong --warehouse?)")
         problems += [f"{name}: published, but no policy covers it" for name in sorted(set(published) - set(current))]
         problems += [p for result in datasets.values() for p in result["problems"]]
         entry = ledger.append(root, "review", {

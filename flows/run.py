@@ -17,22 +17,16 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from flows import landing as landing_io
 from flows import ledger, record
 from flows.backup import BackupKey
+from flows.clock import today
 from flows.keys import check_continuity, load_backup_key, load_pseudonymizer
 from flows.passes import Job
 from transforms.policy import SourcePolicy, load_policies
 from transforms.pseudonymize import Pseudonymizer
 from transforms.steps import Subjects
-
-TIMEZONE = ZoneInfo("Asia/Shanghai")  # the shop's: export dates, schedules and retention count in it
-
-
-def today() -> dt.date:
-    return dt.datetime.now(TIMEZONE).date()
 
 
 @dataclass
@@ -88,6 +82,14 @@ class Run:
         period (an expired date is never published again)."""
         return [name for name, policy in self.policies.items()
                 if not policy.retention.expired(date, today()) and landing_io.files_for(self.landing, policy, date)]
+
+    def nothing_for(self, date: dt.date) -> str | None:
+        """Why a requested date has nothing to process, if it has not."""
+        if self.sources_for(date):
+            return None
+        if any(landing_io.files_for(self.landing, policy, date) for policy in self.policies.values()):
+            return f"{date}: past the retention period of every source that delivered files; never published again"
+        return f"{date}: no export files for this date under {self.landing.url}; nothing published"
 
     def current_fingerprint(self, policy: SourcePolicy, date: dt.date) -> str | None:
         if policy.retention.expired(date, today()):

@@ -29,8 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flows import landing as landing_io
+from flows.clock import TIMEZONE
 from flows.paths import REPO, restricted_dir
-from flows.run import TIMEZONE
 from transforms.identifiers import is_prc_id
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import Pseudonymizer
@@ -133,7 +133,7 @@ def tokens(landing: landing_io.Landing, policies: dict[str, SourcePolicy], who: 
             continue
         if who.kind == "doc_no":
             found |= set(entity_tokens(pa.table({source.name: [who.value]}), policy, pseudonymizer).to_pylist())
-        for _, _, table, _ in _tables(landing, policy):
+        for _, _, table, _ in _tables(landing, policy, drop_unknown=True):  # tokens come from the policy's columns
             hit = subject_rows(table, policy, who.subjects())
             if hit.any():
                 found |= set(pc.drop_null(entity_tokens(table.filter(pa.array(hit)), policy, pseudonymizer)).to_pylist())
@@ -146,12 +146,13 @@ def _label(policy: SourcePolicy, name: str) -> str:
     return column.aliases[0] if column.aliases else name
 
 
-def _tables(landing: landing_io.Landing, policy: SourcePolicy):
-    """(file, export date, conformed text table, its first data row) for every file of a source."""
+def _tables(landing: landing_io.Landing, policy: SourcePolicy, drop_unknown: bool = False):
+    """(file, export date, conformed text table, its first data row) for every file of a source;
+    a column no policy covers fails, or with `drop_unknown` is left out."""
     for date in landing_io.export_dates(landing, {policy.source: policy}):
         for relative in landing_io.files_for(landing, policy, date):
             first = 1
-            for table in landing_io.iter_csv(landing, relative, policy, []):
+            for table in landing_io.iter_csv(landing, relative, policy, [], drop_unknown=drop_unknown):
                 yield relative, date.isoformat(), table, first
                 first += table.num_rows
 
@@ -171,13 +172,51 @@ EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+\.[A-Za-z]{2,}")
 
 @dataclass(frozen=True)
 class Closure:
-    """What every notice says: set by the operator for this closing."""
+    """What every notice says: set by the operator for this closing, checked before anything is
+    written (a notice with a deadline that has passed, or no one to contact, cannot be taken back)."""
 
     shop: str
-    closing_date: str
-    delete_by: str
-    requests_by: str
+    closing_date: dt.date
+    delete_by: dt.date
+    requests_by: dt.date
     contact: str
+
+    @classmethod
+    def parse(cls, shop: str, closing_date: str, delete_by: str, requests_by: str, contact: str, today: dt.date) -> Closure:
+        """Dates as 2026-12-31 or 2026年12月31日. The last day to ask must be after `today`, and the
+        deletion after it and no earlier than the closing (the data is needed until then)."""
+        closure = cls(shop.strip(), _day(closing_date, "--closing-date"), _day(delete_by, "--delete-by"),
+                      _day(requests_by, "--requests-by"), contact.strip())
+        if not closure.contact:
+            raise SubjectError("--contact is empty: the notice must say how to ask for a copy or for deletion")
+        if not closure.shop:
+            raise SubjectError("--shop is empty: the notice must say who sends it")
+        if closure.requests_by <= today:
+            raise SubjectError(f"--requests-by {closure.requests_by} is not after today ({today}): customers must have time to ask")
+        if closure.delete_by <= closure.requests_by:
+            raise SubjectError(f"--delete-by {closure.delete_by} is not after --requests-by {closure.requests_by}: a request "
+                               "must be answered before the data is gone")
+        if closure.delete_by < closure.closing_date:
+            raise SubjectError(f"--delete-by {closure.delete_by} is before --closing-date {closure.closing_date}")
+        return closure
+
+    def values(self) -> dict[str, str]:
+        """The template's fields, dates written as customers read them (2026年12月31日)."""
+        return {name: f"{v.year}年{v.month}月{v.day}日" if isinstance(v, dt.date) else v for name, v in self.__dict__.items()}
+
+    def recorded(self) -> dict[str, str]:
+        return {name: v.isoformat() if isinstance(v, dt.date) else v for name, v in self.__dict__.items()}
+
+
+def _day(text: str, option: str) -> dt.date:
+    found = re.fullmatch(r"\s*(\d{4})(?:-(\d{1,2})-(\d{1,2})|年(\d{1,2})月(\d{1,2})日)\s*", text)
+    try:
+        if found is None:
+            raise ValueError
+        year, month, day = int(found[1]), int(found[2] or found[4]), int(found[3] or found[5])
+        return dt.date(year, month, day)
+    except ValueError:
+        raise SubjectError(f"{option} {text!r} is not a date (2026-12-31 or 2026年12月31日)") from None
 
 
 def notices(landing: landing_io.Landing, policies: dict[str, SourcePolicy], closure: Closure,
@@ -192,7 +231,7 @@ def notices(landing: landing_io.Landing, policies: dict[str, SourcePolicy], clos
         raise SubjectError("no membership snapshot in the landing area")
     snapshot = dates[-1]
     kept = {name: p.retention.keep_years for name, p in policies.items()}
-    values = {**closure.__dict__, "kept": "、".join(f"{DATASETS_ZH.get(n, n)}{y}年" for n, y in kept.items()),
+    values = {**closure.values(), "kept": "、".join(f"{DATASETS_ZH.get(n, n)}{y}年" for n, y in kept.items()),
               "kept_lines": "\n".join(f"- {DATASETS_ZH.get(n, n)}：保留{y}年" for n, y in kept.items())}
     sms_text = string.Template((TEMPLATES / "notice_sms_zh.txt").read_text("utf-8").strip()).substitute(values)
     subject, body = string.Template((TEMPLATES / "notice_email_zh.txt").read_text("utf-8")).substitute(values).split("\n", 1)
@@ -218,7 +257,7 @@ def notices(landing: landing_io.Landing, policies: dict[str, SourcePolicy], clos
     files = [_private_csv(folder / "sms.csv", ["mobile", "content"], [(m, sms_text) for m in sorted(mobiles)]),
              _private_csv(folder / "email.csv", ["email", "subject", "body"], [(e, subject, body.strip()) for e in sorted(emails)])]
     return {**counts, "snapshot": snapshot.isoformat(), "sms": len(mobiles), "email": len(emails),
-            "files": [str(f.resolve()) for f in files]}
+            "files": [str(f.resolve()) for f in files], "closure": closure.recorded()}
 
 
 def _private_csv(path: Path, header: list[str], rows, encoding: str = "utf-8") -> Path:

@@ -18,6 +18,17 @@ TEST_BACKUP_KEY = "tuomin-test-backup-key-" + "fedcba9876543210" * 3
 
 
 @pytest.fixture(scope="session", autouse=True)
+def elsewhere(tmp_path_factory):
+    """Tests run from an empty directory: nothing they do lands in the checkout (a `warehouse/`,
+    local demo keys), and the checkout's own demo keys (.secrets/, made by `make run`) are not
+    found where a test expects no key."""
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def pseudonym_key():
     """The test keys, and no other key source the machine may have set."""
     names = [f"TUOMIN_{kind}_KEY{suffix}" for kind in ("PSEUDONYM", "BACKUP") for suffix in ("", "_FILE", "_BLOCK")]

@@ -8,8 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from flows import ledger
 from flows.cli import app
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_BACKUP_KEY, TEST_KEY
 
 
 def test_generate_command(tmp_path):
@@ -52,12 +53,50 @@ def test_tuomin_run_end_to_end(landing, tmp_path):
     assert not find_leaks([done.stdout, done.stderr], raw_identifiers(landing))
 
 
-@pytest.mark.flow
-def test_tuomin_run_without_a_key_fails_loudly(landing, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TUOMIN_PSEUDONYM_KEY")}
-    done = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "tuomin"), "run", "--landing", str(landing),
-         "--warehouse", str(tmp_path / "wh")], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 1
-    assert "no pseudonym key" in done.stdout + done.stderr
-    assert not list((tmp_path / "wh").rglob("*.parquet")) and not (tmp_path / "wh" / "_ledger").exists()
+USAGE = {  # what is wrong -> (arguments, environment, what the one line says)
+    "no key": (["run"], {"TUOMIN_PSEUDONYM_KEY": ""}, "no pseudonym key"),
+    "short key": (["run"], {"TUOMIN_PSEUDONYM_KEY": "short"}, "at least 32"),
+    "no backup key": (["run"], {"TUOMIN_BACKUP_KEY": ""}, "no backup key"),
+    "policies": (["run", "--policies", "nowhere"], {}, "--policies nowhere: no such directory"),
+    "landing": (["run", "--landing", "nowhere"], {}, "--landing nowhere: no such directory"),
+    "backfill landing": (["backfill", "--start", "2026-03-01", "--end", "2026-03-02", "--landing", "nowhere"], {}, "no such"),
+    "date": (["run", "--date", "2026-02-30"], {}, "is not a date"),
+    "warehouse": (["review", "--warehouse", "nowhere"], {}, "no ledger"),
+    "notice": (["subjects", "notify", "--out", "n", "--closing-date", "下周", "--delete-by", "2020年1月1日", "--requests-by",
+                "banana", "--contact", ""], {}, "not a date"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(USAGE))
+def test_usage_errors_are_one_line_before_prefect_starts(case, landing, tmp_path):
+    """The console script refuses in a line, exit 2, before Prefect is even imported (its
+    temporary server is what took 15-25 s), with nothing written."""
+    args, env, says = USAGE[case]
+    if "--landing" not in args and args[0] in ("run", "backfill"):
+        args = [*args, "--landing", str(landing)]
+    if case == "notice":
+        (tmp_path / "wh" / "_ledger").mkdir(parents=True)
+        (tmp_path / "wh" / ledger.LEDGER).write_text("")
+    env = {k: v for k, v in {**os.environ, "TUOMIN_BACKUP_KEY": TEST_BACKUP_KEY, **env}.items() if v}
+    probe = ("import sys\nfrom flows.cli import app\nsys.argv[0] = 'tuomin'\ntry:\n    app()\nfinally:\n"
+             "    print('prefect imported' if 'prefect' in sys.modules else 'prefect not imported')")
+    done = subprocess.run([sys.executable, "-c", probe, *args, *([] if case in ("warehouse",) else ["--warehouse", "wh"])],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 2, done.stderr
+    assert done.stdout.strip() == "prefect not imported"
+    assert not list(tmp_path.rglob("*.parquet")) and not (tmp_path / "n").exists()
+    assert case == "notice" or not (tmp_path / "wh").exists()
+
+
+def test_an_unexpected_error_is_a_masked_traceback(tmp_path, monkeypatch):
+    import flows.tables
+
+    def broken(path):
+        raise RuntimeError("row 7 holds 13812345678 and 11010519491231002X")
+
+    monkeypatch.setattr(flows.tables, "read_table", broken)
+    (tmp_path / "x.csv").write_text("a\n1\n")
+    result = CliRunner().invoke(app, ["assess", str(tmp_path / "x.csv"), "--qi", "a", "--warehouse", str(tmp_path)])
+    assert result.exit_code == 1 and "Traceback" in result.output and "RuntimeError" in result.output
+    assert "13812345678" not in result.output and "11010519491231002X" not in result.output

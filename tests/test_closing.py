@@ -133,8 +133,10 @@ def test_a_file_that_cannot_be_deleted_is_certified_as_such(closing, monkeypatch
     with pytest.raises(PurgeIncomplete, match=f"1 file.*{stuck}"):
         carry_out(item, Landing(landing), run.warehouse, dt.date.fromisoformat(AFTER_GRACE), "test")
     [cert] = [e["data"] for e in ledger.entries(run.warehouse) if e["kind"] == "deletion"]
-    assert [f["path"] for f in cert["not_deleted"]] == [stuck] and cert["not_deleted"][0]["error"] == "PermissionError"
-    assert len(cert["files"]) == len(item.files) - 1 and (landing / stuck).exists()
+    backups = [f["path"] for f in item.files if f["area"] == "backup"]
+    assert [f["path"] for f in cert["not_deleted"]] == [stuck, *backups] and cert["not_deleted"][0]["error"] == "PermissionError"
+    assert len(cert["files"]) == len(item.files) - 1 - len(backups) and (landing / stuck).exists()
+    assert all(Path(b).exists() for b in backups)  # the backup is kept while the raw file is
 
 
 def test_purge_refuses_a_broken_ledger(closing):
@@ -144,7 +146,7 @@ def test_purge_refuses_a_broken_ledger(closing):
     path.write_text("\n".join(lines[:1] + lines[2:]) + "\n")
     state = purge_flow(landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted),
                        as_of=AFTER_GRACE, return_state=True)
-    assert state.is_failed() and "chain is broken" in state.message
+    assert state.is_failed() and "cannot be trusted" in state.message and "nothing was changed" in state.message
     assert list(landing.glob("*/*/*.csv"))
 
 

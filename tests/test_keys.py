@@ -9,17 +9,24 @@ from flows import ledger
 from flows.cli import app
 from flows.keys import init_demo_key, key_id_of_file
 from tests.conftest import TEST_KEY
+from transforms.pseudonymize import Pseudonymizer
+
+
+def _published_with(warehouse, key_id: str) -> None:
+    """A warehouse whose ledger records a partition made with this key (the key commands check)."""
+    ledger.append(warehouse, "partition", {"dataset": "pos", "export_date": "2026-03-01", "key_id": key_id})
 
 
 def test_rotation_gives_a_new_key_id_and_is_recorded(tmp_path):
     key = tmp_path / "s" / "k.key"
     init_demo_key(key)
     before, text = key_id_of_file(key), key.read_text()
+    _published_with(tmp_path / "wh", before)
     result = CliRunner().invoke(app, ["key", "rotate", "--path", str(key), "--warehouse", str(tmp_path / "wh")])
     assert result.exit_code == 0, result.output
     after = key_id_of_file(key)
     assert after != before and key.read_text() != text and oct(key.stat().st_mode & 0o777) == "0o600"
-    [entry] = ledger.entries(tmp_path / "wh")
+    entry = ledger.entries(tmp_path / "wh")[-1]
     assert entry["kind"] == "key_rotated" and entry["data"]["old_key_id"] == before and entry["data"]["new_key_id"] == after
     assert text.strip() not in (tmp_path / "wh" / ledger.LEDGER).read_text()
 
@@ -28,14 +35,16 @@ def test_destroying_the_key_deletes_it_and_records_it(tmp_path):
     key = tmp_path / "s" / "k.key"
     init_demo_key(key)
     key_id, text = key_id_of_file(key), key.read_text().strip()
+    _published_with(tmp_path / "wh", key_id)
     result = CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--warehouse", str(tmp_path / "wh"), "--yes"])
     assert result.exit_code == 0, result.output
     assert not key.exists()
-    [entry] = ledger.entries(tmp_path / "wh")
+    entry = ledger.entries(tmp_path / "wh")[-1]
     assert entry["kind"] == "key_destroyed" and entry["data"]["key_id"] == key_id
     assert "PIPL Art. 73" in entry["data"]["effect"] and text not in json.dumps(entry)
     # Without confirmation nothing happens.
     init_demo_key(key)
+    _published_with(tmp_path / "wh", key_id_of_file(key))
     result = CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--warehouse", str(tmp_path / "wh")], input="n\n")
     assert result.exit_code == 1 and key.exists()
 
@@ -46,10 +55,11 @@ def test_a_run_without_the_destroyed_key_fails(tmp_path, monkeypatch):
 
     key = tmp_path / "k.key"
     init_demo_key(key)
-    CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--warehouse", str(tmp_path / "wh"), "--yes"])
+    _published_with(tmp_path / "wh", key_id_of_file(key))
+    assert CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--warehouse", str(tmp_path / "wh"), "--yes"]).exit_code == 0
     monkeypatch.delenv("TUOMIN_PSEUDONYM_KEY")
     monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY_FILE", str(key))
-    with pytest.raises(PseudonymKeyError, match="does not exist"):
+    with pytest.raises(PseudonymKeyError, match="no key file there"):
         load_pseudonymizer()
 
 
@@ -72,11 +82,12 @@ def test_destroying_a_secret_block(prefect_server, tmp_path):
     from prefect.blocks.system import Secret
 
     Secret(value="block-key-" + "x" * 40).save("tuomin-doomed-key", overwrite=True)
+    _published_with(tmp_path, Pseudonymizer(("block-key-" + "x" * 40).encode()).key_id)
     result = CliRunner().invoke(app, ["key", "destroy", "--block", "tuomin-doomed-key", "--warehouse", str(tmp_path), "--yes"])
     assert result.exit_code == 0, result.output
     with pytest.raises(ValueError):
         Secret.load("tuomin-doomed-key")
-    assert ledger.entries(tmp_path)[0]["data"]["where"] == "Prefect Secret block 'tuomin-doomed-key'"
+    assert ledger.entries(tmp_path)[-1]["data"]["where"] == "Prefect Secret block 'tuomin-doomed-key'"
 
 
 def test_the_test_key_never_reaches_the_ledger(published):
@@ -107,7 +118,7 @@ def test_a_key_other_than_the_warehouses_is_refused_unless_rotating(tmp_path, mo
     the key; --rotate-key records the change and lets it through."""
     from flows.paths import POLICIES
     from flows.run import Run
-    from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
+    from transforms.pseudonymize import PseudonymKeyError
 
     landing, warehouse = tmp_path / "landing", tmp_path / "wh"
     landing.mkdir()

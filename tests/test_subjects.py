@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 import re
 import shutil
@@ -20,6 +21,7 @@ from expectations.suite import build_docs
 from flows import ledger
 from flows import warehouse as warehouse_io
 from flows.cli import app
+from flows.clock import today
 from flows.paths import GX_PROJECT
 from tests.conftest import TEST_KEY, run_flow
 from tests.leaks import find_leaks, norm, raw_identifiers, read_landing
@@ -50,8 +52,15 @@ def person(landing):
     pytest.fail("the sample has no member with both purchases and cases")
 
 
+def _warehouse(path):
+    """An existing warehouse (one with a ledger): what the subjects commands record in."""
+    ledger.append(path, "run", {"status": "up to date"})
+    return path
+
+
 def _lookup(landing, tmp_path, option: str, value: str):
     out = tmp_path / "out"
+    _warehouse(tmp_path / "wh")
     result = CliRunner().invoke(app, ["subjects", "lookup", option, value, "--out", str(out), "--landing", str(landing),
                                         "--warehouse", str(tmp_path / "wh")])
     return result, sorted(out.glob("*.csv")) if out.exists() else []
@@ -131,9 +140,9 @@ def test_a_person_with_no_records_gets_no_file(landing, tmp_path):
 ])
 def test_an_identifier_that_cannot_be_one_is_refused_without_echoing_it(landing, tmp_path, option, value, message):
     result = CliRunner().invoke(app, ["subjects", "erase", option, value, "--landing", str(tmp_path / "l"),
-                                        "--warehouse", str(tmp_path / "wh")])
+                                        "--warehouse", str(_warehouse(tmp_path / "wh"))])
     assert result.exit_code == 2 and message in result.output and value not in result.output
-    assert not (tmp_path / "l").exists() and not (tmp_path / "wh").exists()
+    assert not (tmp_path / "l").exists() and [e["kind"] for e in ledger.entries(tmp_path / "wh")] == ["run"]
 
 
 def test_erase_adds_the_person_once_and_the_next_run_leaves_them_out(prefect_server, landing, tmp_path, person):
@@ -141,14 +150,14 @@ def test_erase_adds_the_person_once_and_the_next_run_leaves_them_out(prefect_ser
     shutil.copytree(landing, copy)
     before = (copy / "requests" / "erasure.csv").read_text(encoding="utf-8").splitlines()
     shaped = person["doc_no"].lower().translate(FULL_WIDTH)
-    args = ["subjects", "erase", "--doc-no", shaped, "--landing", str(copy), "--warehouse", str(tmp_path / "out" / "warehouse")]
+    args = ["subjects", "erase", "--doc-no", shaped, "--landing", str(copy), "--warehouse", str(_warehouse(tmp_path / "out" / "warehouse"))]
     first, again = CliRunner().invoke(app, args), CliRunner().invoke(app, args)
     assert first.exit_code == 0 and "added to requests/erasure.csv" in first.output
     assert again.exit_code == 0 and "already on requests/erasure.csv" in again.output
     after = (copy / "requests" / "erasure.csv").read_text(encoding="utf-8").splitlines()
     assert after[:-1] == before and after[-1].split(",")[1:] == [person["doc_no"], "", ""]  # normalized, once
     kinds = [e["kind"] for e in ledger.entries(tmp_path / "out" / "warehouse")]
-    assert kinds == ["erasure_requested", "erasure_requested"]
+    assert kinds == ["run", "erasure_requested", "erasure_requested"]
     run = run_flow(copy, tmp_path / "out", date="2026-03-01")
     assert run.state.is_completed(), run.state.message
     token = Pseudonymizer(TEST_KEY.encode()).token(person["doc_no"], "customer")
@@ -166,9 +175,10 @@ def test_notify_builds_one_batch_per_channel_from_the_latest_snapshot(published,
 
     out, wh = tmp_path / "notices", tmp_path / "wh"
     shutil.copytree(published.warehouse, wh)  # a warehouse where the raw data is replaced, so purge would take it
+    closing, requests_by, delete_by = (today() + dt.timedelta(days=n) for n in (28, 59, 118))
     result = CliRunner().invoke(app, [
-        "subjects", "notify", "--out", str(out), "--closing-date", "2026年12月31日", "--delete-by", "2027年3月31日",
-        "--requests-by", "2027年1月31日", "--contact", "客服热线 400-000-0000", "--landing", str(landing), "--warehouse", str(wh)])
+        "subjects", "notify", "--out", str(out), "--closing-date", _zh(closing), "--delete-by", _zh(delete_by),
+        "--requests-by", requests_by.isoformat(), "--contact", "客服热线 400-000-0000", "--landing", str(landing), "--warehouse", str(wh)])
     assert result.exit_code == 0, result.output
     latest = sorted((landing / "membership").glob("*/*.csv"))[-1]
     crm = pd.read_csv(latest, dtype=str, encoding="gb18030", keep_default_na=False)
@@ -187,13 +197,16 @@ def test_notify_builds_one_batch_per_channel_from_the_latest_snapshot(published,
     assert set(sms["mobile"]) == set(mobiles[reachable]) and erased.sum() > 0
     assert not set(crm.loc[erased, "电子邮箱"]) & set(email["email"]) and not set(mobiles[erased]) & set(sms["mobile"])
     assert set(email["email"]) <= set(crm.loc[~erased & ~reachable, "电子邮箱"])
-    assert sms["content"].str.contains("2026年12月31日").all() and email["body"].str.contains("客服热线 400-000-0000").all()
+    assert sms["content"].str.contains(_zh(closing)).all() and email["body"].str.contains("客服热线 400-000-0000").all()
+    assert email["body"].str.contains(_zh(requests_by)).all()  # written as customers read dates, whatever was typed
     for path in (out / "sms.csv", out / "email.csv"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     entry = ledger.entries(wh)[-1]
     data = entry["data"]
     assert entry["kind"] == "notices" and data["members"] == len(crm) and data["erased"] == erased.sum()
+    assert data["closure"] == {"shop": "本公司", "closing_date": closing.isoformat(), "delete_by": delete_by.isoformat(),
+                               "requests_by": requests_by.isoformat(), "contact": "客服热线 400-000-0000"}
     assert (data["sms"], data["email"]) == (len(sms), len(email))
     assert data["unreachable"] == (~erased & ~reachable & ~crm["电子邮箱"].str.contains("@")).sum()
     assert not set(sms["mobile"]) & set(re.findall(r"\d{11}", (wh / ledger.LEDGER).read_text()))
@@ -204,13 +217,43 @@ def test_notify_builds_one_batch_per_channel_from_the_latest_snapshot(published,
     assert {f["path"] for f in plan.files if f["area"] == "notices"} == {str((out / n).resolve()) for n in ("sms.csv", "email.csv")}
 
 
+def _zh(day: dt.date) -> str:
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
+GARBAGE = {  # what the operator typed wrong (days from today where a number) -> what the refusal says
+    "a word": ({"--closing-date": "下周"}, "--closing-date '下周' is not a date"),
+    "no such day": ({"--delete-by": "2026年2月30日"}, "--delete-by '2026年2月30日' is not a date"),
+    "not a date at all": ({"--requests-by": "banana"}, "--requests-by 'banana' is not a date"),
+    "the deadline has passed": ({"--requests-by": -1}, "is not after today"),
+    "deleted before the deadline": ({"--delete-by": 30}, "is not after --requests-by"),
+    "deleted before the closing": ({"--closing-date": 90}, "is before --closing-date"),
+    "no contact": ({"--contact": "  "}, "--contact is empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GARBAGE))
+def test_notify_refuses_garbage_before_writing_anything(published, landing, tmp_path, case):
+    change, says = GARBAGE[case]
+    wh = tmp_path / "wh"
+    shutil.copytree(published.warehouse, wh)
+    options = {"--closing-date": 10, "--requests-by": 30, "--delete-by": 60, "--contact": "客服热线 400-000-0000"} | change
+    options = {k: _zh(today() + dt.timedelta(days=v)) if isinstance(v, int) else v for k, v in options.items()}
+    before = (wh / ledger.LEDGER).read_bytes()
+    result = CliRunner().invoke(app, ["subjects", "notify", "--out", str(tmp_path / "n"), *[x for kv in options.items() for x in kv],
+                                      "--landing", str(landing), "--warehouse", str(wh)])
+    assert result.exit_code == 2 and says in result.output, result.output
+    assert not (tmp_path / "n").exists() and (wh / ledger.LEDGER).read_bytes() == before
+
+
 def test_erase_after_the_key_is_destroyed_says_published_data_can_no_longer_be_linked(landing, tmp_path, person, monkeypatch):
     copy, wh = tmp_path / "landing", tmp_path / "wh"
     shutil.copytree(landing, copy)
     monkeypatch.delenv("TUOMIN_PSEUDONYM_KEY")
     args = ["subjects", "erase", "--member-no", person["member_no"], "--landing", str(copy), "--warehouse", str(wh)]
+    _warehouse(wh)
     missing = CliRunner().invoke(app, args)  # no key, and none destroyed: set it first
-    assert missing.exit_code == 2 and not wh.exists()
+    assert missing.exit_code == 2 and "no pseudonym key" in missing.output and len(ledger.entries(wh)) == 1
     ledger.append(wh, "key_destroyed", {"key": "pseudonym", "key_id": "k1-0000", "method": "test"})
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -373,9 +416,49 @@ def test_an_erasure_cut_short_leaves_each_partition_whole_and_is_finished_by_rep
     assert cut.exit_code == 1 and "No space left on device" in cut.output
     assert {p: p.read_bytes() for p in wh.glob("dataset=*/export_date=*/part-0.parquet")} == files
     assert not list((wh / ".staging").glob("*"))
-    [failed] = [e["data"] for e in ledger.entries(wh) if e["kind"] == "erasure_requested"]
-    assert failed["failed"] and not failed["republished"]
+    [cut_entry] = [e for e in ledger.entries(wh) if e["kind"] == "erasure_requested"]
+    failed = cut_entry["data"]
+    assert failed["failed"] and not failed["republished"] and (failed["status"], failed["listed"]) == ("partial", "added")
     monkeypatch.delenv("TUOMIN_FAILPOINT")
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.output
     assert not _holding(_partitions(wh), at_the_edge["token"]) and ledger.verify(wh) == []
+    finished = ledger.entries(wh)[-1]["data"]
+    assert (finished["status"], finished["listed"], finished["retry_of"]) == ("done", "already listed", [cut_entry["seq"]])
+    assert finished["republished"] and f"completes the request of ledger entry {cut_entry['seq']}" in " ".join(done.output.split())
+
+
+def test_an_erasure_that_cannot_read_the_exports_changes_nothing_and_says_so(published, landing, tmp_path, person):
+    """A file missing a required column: nothing listed, nothing republished, the failure recorded;
+    once the file is fixed, the repeat does all of it and says which request it completes. A
+    column no policy covers does not stop an erasure (tokens come from the policy's columns)."""
+    wh, held = tmp_path / "wh", tmp_path / "landing"
+    shutil.copytree(published.warehouse, wh)
+    shutil.copytree(landing, held)
+    crm = sorted((held / "membership").glob("*/*.csv"))[0]
+    original = crm.read_bytes()
+    rows = list(csv.reader(io.StringIO(original.decode("gb18030"), newline="")))
+
+    def rewrite(table: list[list[str]]) -> None:
+        text = io.StringIO(newline="")
+        csv.writer(text, lineterminator="\n").writerows(table)
+        crm.write_bytes(text.getvalue().encode("gb18030"))
+
+    drop = rows[0].index("证件号码")
+    rewrite([[c for i, c in enumerate(row) if i != drop] for row in rows])
+    listed = (held / "requests" / "erasure.csv").read_bytes()
+    files = {p: p.read_bytes() for p in wh.glob("dataset=*/export_date=*/part-0.parquet")}
+    args = ["subjects", "erase", "--doc-no", person["doc_no"], "--landing", str(held), "--warehouse", str(wh)]
+    failed = CliRunner().invoke(app, args)
+    assert failed.exit_code == 1 and "Nothing was changed" in " ".join(failed.output.split()) and "Traceback" not in failed.output
+    entry = ledger.entries(wh)[-1]
+    assert entry["kind"] == "erasure_requested" and (entry["data"]["status"], entry["data"]["listed"]) == ("failed", None)
+    assert "doc_no" in entry["data"]["failed"] and "are missing" in entry["data"]["failed"] and person["doc_no"] not in json.dumps(entry, ensure_ascii=False)
+    assert (held / "requests" / "erasure.csv").read_bytes() == listed
+    assert {p: p.read_bytes() for p in wh.glob("dataset=*/export_date=*/part-0.parquet")} == files
+    rewrite([rows[0] + ["备注"], *(row + ["x"] for row in rows[1:])])  # fixed, plus a column no policy covers
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    finished = ledger.entries(wh)[-1]["data"]
+    assert (finished["status"], finished["listed"], finished["retry_of"]) == ("done", "added", [entry["seq"]])
+    assert finished["republished"] and not _holding(_partitions(wh), Pseudonymizer(TEST_KEY.encode()).token(person["doc_no"], "customer"))

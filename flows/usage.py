@@ -1,0 +1,57 @@
+"""What a command needs, checked before anything slow starts (Prefect's temporary server, a flow
+run): keys, policies and paths. A problem is a UsageError, or the key's or policy's own error,
+naming what and where in one line; `tuomin` prints it without a traceback and exits 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flows import keys
+from flows import landing as landing_io
+from transforms.policy import SourcePolicy, load_policies
+
+
+class UsageError(ValueError):
+    """A command given something it cannot use; nothing was changed."""
+
+
+def landing(url: str | Path) -> landing_io.Landing:
+    """The landing area at `url`, which must exist: a mistyped path is not an empty landing."""
+    area = landing_io.Landing(url)
+    if not area.fs.isdir(area.root):
+        raise UsageError(f"--landing {url}: no such directory")
+    return area
+
+
+def policies(directory: Path) -> dict[str, SourcePolicy]:
+    if not directory.is_dir():
+        raise UsageError(f"--policies {directory}: no such directory")
+    return load_policies(directory)
+
+
+def key(kind: keys.KeyKind) -> str | None:
+    """The key's key_id, loaded where it is kept; None for a Secret block (Prefect's server is
+    needed to read one: the flow checks it when it starts)."""
+    location = keys.locate(kind)
+    return None if location.block else location.load().key_id
+
+
+def run(landing_url: str | Path, warehouse: Path, policy_dir: Path, backup: bool, rotating: bool) -> None:
+    """Everything `tuomin run` and `tuomin backfill` need before a flow run starts."""
+    policies(policy_dir)
+    landing(landing_url)
+    key_id = key(keys.PSEUDONYM)
+    if key_id is not None and not rotating:
+        keys.check_continuity(warehouse, key_id)
+    if backup:
+        key(keys.BACKUP)
+
+
+def warehouse(path: Path) -> Path:
+    """A warehouse that exists: one with a ledger. Commands that record what they do in it refuse
+    a mistyped --warehouse rather than start a new ledger there."""
+    from flows.ledger import LEDGER
+
+    if not (path / LEDGER).is_file():
+        raise UsageError(f"--warehouse {path}: no ledger at {path / LEDGER}; wrong --warehouse? (`tuomin run` creates one)")
+    return path
