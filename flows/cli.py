@@ -306,6 +306,45 @@ def assess(
 
 
 @app.command()
+def risk(
+    warehouse: Warehouse = paths.WAREHOUSE,
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    k: Annotated[int, typer.Option(min=2, help="The smallest crowd a person must hide in.")] = 5,
+    purchases: Annotated[int, typer.Option(min=0, help="Purchases the intruder knows of the target (m).")] = 3,
+    contacts: Annotated[int, typer.Option(min=0, help="Service contacts the intruder knows of the target.")] = 1,
+    against: Annotated[Path | None, typer.Option(help="An earlier copy of the warehouse: tokens shared with it are links too.")] = None,
+) -> None:
+    """Measure the release as a motivated intruder would (../shared/privacy-model.md); exit 1 if it fails.
+
+    Singling out, re-identification probability and k^m over the person-level record (everything
+    that shares a token), identifiers shared across datasets, dates and versions, sensitive values
+    certain in a class, snapshot differencing, row order, counts below k. Counts and shares only."""
+    import json
+
+    from flows.risk import assess
+    from transforms.risk import Adversary
+
+    if format not in ("table", "json"):
+        raise typer.BadParameter("use table or json", param_hint="--format")
+    found = assess(warehouse, Adversary(k, purchases, contacts), against)
+    if format == "json":
+        typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
+    else:
+        console.print(f"{warehouse}: {found['people']} person-level records; the intruder knows each person's own "
+                      f"attributes, {purchases} purchase(s) and {contacts} contact(s)")
+        table = Table()
+        for header in ("check", "result", "measured", "required"):
+            table.add_column(header)
+        for check in found["checks"]:
+            table.add_row(check["name"], "[green]pass[/]" if check["passed"] else "[bold red]FAIL[/]", check["measured"],
+                          check["required"])
+        console.print(table)
+        console.print("release " + ("[green]passes[/]" if found["passed"] else "[bold red]FAILS[/]: de-identified, not anonymized"))
+    if not found["passed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def docs(warehouse: Warehouse = paths.WAREHOUSE) -> None:
     """Build the Great Expectations Data Docs of every validation run against this warehouse."""
     project = warehouse / paths.GX_PROJECT

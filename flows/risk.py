@@ -1,0 +1,141 @@
+"""`tuomin risk`: the intruder of ../shared/privacy-model.md against a release as published: the
+warehouse's files, their metadata and the analyst-visible ledger, nothing else (no raw data, no
+key). The person-level measurements are in transforms/risk.py; this module reads the release and
+adds what needs no rows: side channels in the metadata and the file layout.
+
+A release passes when nobody is singled out, every person-level record is k^m-anonymous within
+its relational class (so no re-identification probability exceeds 1/k), no token is shared across
+datasets, dates or versions, no staff identifier or free text is published, no sensitive value is
+certain in a class, no snapshot pair linked by a token shows a change, no file's row order follows
+time, and no count below k can be read anywhere. Counts and shares only: it prints no value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flows.ledger import LEDGER
+from flows.warehouse import read_metadata
+from transforms.risk import CONTACTS, PROFILE, PURCHASES, Adversary, Check, Dataset, measure, shared_tokens, spearman_p
+
+# Files written before policies said what a dataset's rows are in a person's record.
+LEGACY_RECORD = {"membership": PROFILE, "after_sales": CONTACTS}
+COUNTS = {"read", "quarantined", "erased", "suppressed", "published", "records", "tokens", "members", "unreachable", "sms",
+          "email", "classes_suppressed", "erasure_requests", "rows"}  # keys whose integer values count people or their rows
+COUNT_TABLES = {"cells_suppressed"}  # keys whose values are tables of such counts (per column)
+ROW_ORDER_P = 1e-3  # a row order this unlikely under shuffling follows the column
+
+
+def read(warehouse: Path) -> tuple[list[Dataset], list[dict]]:
+    """Every published dataset, and each file's facts for the side-channel checks."""
+    datasets, files = [], []
+    for folder in sorted(warehouse.glob("dataset=*")):
+        name, tables, meta = folder.name.split("=", 1)[1], [], {}
+        for path in sorted(folder.glob("export_date=*/*.parquet")):
+            table = pq.read_table(path)
+            fields = {f.name: {k.decode(): v.decode() for k, v in (f.metadata or {}).items()} for f in table.schema}
+            meta = read_metadata(path)
+            day = dt.date.fromisoformat(path.parent.name.split("=", 1)[1])
+            files.append({"path": path.relative_to(warehouse).as_posix(), "table": table, "metadata": meta, "fields": fields})
+            tables.append(table.replace_schema_metadata(None).append_column("export_date", pa.array([day] * table.num_rows,
+                                                                                                      pa.date32())))
+        if not tables:
+            continue
+        fields = files[-1]["fields"]
+        tokens = {c: m.group(1) for c, f in fields.items() if (m := re.search(r"domain '(\w+)'", f.get("tuomin.token", "")))}
+        roles = {c["output"]: c["role"] for c in meta.get("columns", {}).values() if c.get("output")}
+        datasets.append(Dataset(
+            name=name, table=pa.concat_tables(tables, promote_options="permissive"),
+            record=meta.get("record") or LEGACY_RECORD.get(name, PURCHASES), tokens=tokens,
+            sensitive=[c for c, role in roles.items() if role == "sensitive_attribute"],
+            free_text=[c for c, role in roles.items() if role == "free_text"]))
+    return datasets, files
+
+
+def small_counts(document, k: int, where: str, path: str = "") -> list[str]:
+    """Where a count of people or rows between 1 and k-1 is written in a JSON document."""
+    found = []
+    if isinstance(document, dict):
+        for key, value in document.items():
+            here = f"{path}.{key}" if path else str(key)
+            if key in COUNTS and isinstance(value, int) and not isinstance(value, bool) and 0 < value < k:
+                found.append(f"{where}: {here}")
+            elif key in COUNT_TABLES and isinstance(value, dict):
+                found += [f"{where}: {here}.{name}" for name, v in value.items() if isinstance(v, int) and 0 < v < k]
+            else:
+                found += small_counts(value, k, where, here)
+    elif isinstance(document, list):
+        for i, value in enumerate(document):
+            found += small_counts(value, k, where, f"{path}[{i}]")
+    return found
+
+
+def row_order(files: list[dict]) -> list[dict]:
+    """Files whose row order follows a published time column (the order would give times back)."""
+    flagged = []
+    for f in files:
+        table = f["table"]
+        for column in table.column_names:
+            kind = table.schema.field(column).type
+            if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+                rho, p = spearman_p(table[column].to_pandas())
+                if p < ROW_ORDER_P:
+                    flagged.append({"file": f["path"], "column": column, "rho": round(rho, 3)})
+    return flagged
+
+
+def assess(warehouse: Path, adversary: Adversary, against: Path | None = None) -> dict:
+    """Every measurement of the release, and the checks it passes or fails."""
+    datasets, files = read(warehouse)
+    if not datasets:
+        raise ValueError(f"{warehouse}: no published dataset to assess")
+    previous = read(against)[0] if against else []
+    figures = measure(datasets, adversary, where=warehouse.parent if warehouse.parent.exists() else None)
+    snapshots = figures["snapshots"]
+    counts = [hit for f in files for hit in small_counts(f["metadata"], adversary.k, f["path"])]
+    ledger = warehouse / LEDGER
+    if ledger.is_file():
+        for line in ledger.read_text("utf-8").splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                counts += small_counts(entry["data"], adversary.k, f"ledger entry {entry['seq']} ({entry['kind']})")
+    shared = shared_tokens(datasets, previous)
+    staff = sorted(f"{d.name}.{c}" for d in datasets for c, domain in d.tokens.items() if domain == "staff")
+    free_text = sorted(f"{d.name}.{c}" for d in datasets for c in d.free_text)
+    ordered = row_order(files)
+    k, levels = adversary.k, str(adversary.purchases + adversary.contacts)
+    linked = sum(v for stats in shared.values() for key, v in stats.items() if key != "values")
+    certain = {name: s["certain_share"] for name, s in figures["sensitive"].items()}
+    changed = {name: s["changed_share"] for name, s in snapshots.items() if s}
+    checks = [
+        Check("singling out", figures["singled_out_share"] == 0, f"{figures['singled_out_share']:.1%} of people", "0%"),
+        Check("re-identification", figures["max_risk"] <= 1 / k,
+              f"max {figures['max_risk']:.3f}, average {figures['average_risk']:.4f}", f"max <= 1/{k}"),
+        Check(f"k^m (k={k}, m={levels}) within relational classes", figures["km_break_share"].get(levels, 0) == 0,
+              ", ".join(f"m={m}: {v:.1%}" for m, v in figures["km_break_share"].items()) or "no items", "0% at every m"),
+        Check("identifiers shared", linked == 0, f"{linked} token value(s) across datasets, dates or versions", "none"),
+        Check("staff identifiers", not staff, ", ".join(staff) or "none", "none"),
+        Check("free text", not free_text, ", ".join(free_text) or "none", "none"),
+        Check("sensitive value certain", not any(certain.values()),
+              ", ".join(f"{n}: {v:.1%}" for n, v in certain.items()) or "no sensitive attribute", "0% of people"),
+        Check("snapshot differencing", not any(changed.values()),
+              ", ".join(f"{n}: {v:.1%} of linked people" for n, v in changed.items()) or "no linked snapshots", "0%"),
+        Check("row order", not ordered, f"{len(ordered)} file column(s) follow time" if ordered else "shuffled", "none"),
+        Check(f"counts below k={k}", not counts, f"{len(counts)} place(s)" if counts else "none", "none"),
+    ]
+    return {
+        "warehouse": str(warehouse), "adversary": adversary.__dict__, "datasets": {d.name: {
+            "rows": d.table.num_rows, "record": d.record, "tokens": d.tokens, "relational": figures["relational"][d.name],
+            "items": figures["items"][d.name], "sensitive": d.sensitive} for d in datasets},
+        **{key: figures[key] for key in ("people", "relational_k", "max_risk", "average_risk", "singled_out_share",
+                                         "below_k_share", "km_break_share", "km_break_share_items_alone", "sensitive")},
+        "shared_identifiers": shared, "staff_identifiers": staff, "free_text": free_text, "snapshots": snapshots,
+        "row_order": ordered, "small_counts": counts,
+        "checks": [c.__dict__ for c in checks], "passed": all(c.passed for c in checks),
+    }

@@ -1,0 +1,159 @@
+"""`tuomin risk`: the intruder's measurements, each checked against a brute force or a release
+built to fail (or pass) it, and today's release measured as what it is."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from flows import ledger
+from flows.cli import app
+from flows.risk import assess
+from transforms.risk import CONTACTS, PROFILE, PURCHASES, Adversary, Dataset, people, smallest_support
+
+TOKEN = "keyed HMAC-SHA256, domain '{}'"
+
+
+def _brute_force(held: pd.DataFrame, adversary: Adversary) -> dict[int, list[int]]:
+    """Per person, the smallest support of their itemsets of each size (cumulative), by trying
+    every itemset: what Apriori must agree with."""
+    sets = {p: (g["cls"].iloc[0], frozenset(zip(g["item"], g["kind"]))) for p, g in held.groupby("person")}
+    out = {}
+    for person, (cls, mine) in sets.items():
+        minima, best = [], np.inf
+        for size in range(1, adversary.purchases + adversary.contacts + 1):
+            for combo in itertools.combinations(sorted(mine), size):
+                kinds = [kind for _, kind in combo]
+                if kinds.count(0) > adversary.purchases or kinds.count(1) > adversary.contacts:
+                    continue
+                support = sum(c == cls and set(combo) <= s for c, s in sets.values())
+                best = min(best, support)
+            minima.append(best)
+        out[person] = minima
+    return out
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(st.tuples(st.integers(0, 11), st.integers(0, 5), st.integers(0, 1)), min_size=1, max_size=60),
+       st.integers(1, 3), st.integers(0, 1))
+def test_apriori_minima_equal_trying_every_itemset(rows, purchases, contacts):
+    held = pd.DataFrame(rows, columns=["person", "item", "kind"]).astype(np.int64)
+    held["kind"] = held["kind"] if contacts else 0
+    held["item"] = held["item"] * 2 + held["kind"]  # a purchase and a contact are never the same item
+    held = held.drop_duplicates(["person", "item"])
+    held["cls"] = held["person"] % 2  # two relational classes
+    adversary = Adversary(5, purchases, contacts)
+    found = smallest_support(held, adversary).set_index("person")
+    expected = _brute_force(held, adversary)
+    levels = purchases + contacts
+    for person, minima in expected.items():
+        got = found.loc[person, [f"min_{level}" for level in range(1, levels + 1)]].tolist()
+        assert got == minima, (person, got, minima)
+
+
+def test_rows_sharing_a_customer_receipt_or_case_token_are_one_person_and_staff_tokens_join_nothing():
+    pos = Dataset("pos", pa.table({"customer_id": ["a", "a", "b", None], "receipt_id": ["r1", "r2", "r3", "r4"],
+                                   "cashier_id": ["s", "s", "s", "s"], "x": [1, 2, 3, 4]}), PURCHASES,
+                  {"customer_id": "customer", "receipt_id": "receipt", "cashier_id": "staff"})
+    cases = Dataset("after_sales", pa.table({"receipt_id": ["r3", "r9"], "y": [1, 2]}), CONTACTS, {"receipt_id": "receipt"})
+    found = people([pos, cases])
+    ids = found.ids
+    assert ids["pos"][0] == ids["pos"][1] and ids["pos"][2] != ids["pos"][0]  # one customer; the staff token joins no one
+    assert ids["after_sales"][0] == ids["pos"][2]  # the case reaches its buyer through the receipt
+    assert len({*ids["pos"], *ids["after_sales"]}) == found.count == 4
+
+
+def _write(warehouse: Path, dataset: str, day: str, table: pa.Table, tokens: dict[str, str], record: str,
+           extra: dict | None = None) -> Path:
+    """A published file as tuomin writes one: field metadata for tokens, the `tuomin` entry."""
+    fields = [f.with_metadata({"tuomin.token": TOKEN.format(tokens[f.name])}) if f.name in tokens else f for f in table.schema]
+    table = table.cast(pa.schema(fields))
+    path = warehouse / f"dataset={dataset}" / f"export_date={day}" / "part-0.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = {name: {"output": name, "role": "quasi_identifier"} for name in table.column_names if name not in tokens}
+    meta = {"dataset": dataset, "export_date": day, "record": record, "columns": columns, **(extra or {})}
+    pq.write_table(table.replace_schema_metadata({"tuomin": json.dumps(meta)}), path)
+    return path
+
+
+def _crowd(people_per_group: int, groups: int, day: str, salt: str, item_of=lambda g: g, shuffle=True) -> pa.Table:
+    """Purchases where each group of people bought one identical item, each person once."""
+    rows = [{"customer_id": f"{salt}-{g}-{i}", "store": f"S{item_of(g)}", "sex": "F"}
+            for g in range(groups) for i in range(people_per_group)]
+    if shuffle:
+        np.random.default_rng(0).shuffle(rows)
+    return pa.Table.from_pylist(rows)
+
+
+def test_a_release_of_crowds_passes_and_each_side_channel_fails_it(tmp_path):
+    k = Adversary(k=5)
+    good = tmp_path / "good"
+    for day in ("2026-03-01", "2026-03-02"):
+        _write(good, "pos", day, _crowd(6, 4, day, f"u{day}"), {"customer_id": "customer"}, PURCHASES)
+    passed = assess(good, k)
+    assert passed["passed"], [c for c in passed["checks"] if not c["passed"]]
+    assert passed["max_risk"] == pytest.approx(1 / 6) and passed["singled_out_share"] == 0
+
+    def failing(name: str, build) -> set[str]:
+        root = tmp_path / name
+        build(root)
+        return {c["name"].split(" (")[0] for c in assess(root, k)["checks"] if not c["passed"]}
+
+    # One token on two dates: the two days' purchases are one person's record.
+    shared = failing("shared", lambda root: [
+        _write(root, "pos", day, _crowd(6, 4, day, "same"), {"customer_id": "customer"}, PURCHASES)
+        for day in ("2026-03-01", "2026-03-02")])
+    assert "identifiers shared" in shared
+    # A lone item: one person singled out by one purchase.
+    lone = failing("lone", lambda root: _write(root, "pos", "2026-03-01", pa.concat_tables([
+        _crowd(6, 2, "d", "u"), pa.table({"customer_id": ["x"], "store": ["S-rare"], "sex": ["F"]})]),
+        {"customer_id": "customer"}, PURCHASES))
+    assert {"singling out", "re-identification", "k^m"} <= lone
+    # A time-ordered export.
+    ordered = failing("ordered", lambda root: _write(root, "pos", "2026-03-01", _crowd(6, 4, "d", "u", shuffle=False).append_column(
+        "txn_time", pa.array([dt.datetime(2026, 3, 1, 8) + dt.timedelta(minutes=i) for i in range(24)])),
+        {"customer_id": "customer"}, PURCHASES))
+    assert "row order" in ordered
+    # A small count in the metadata, and in the analyst-visible ledger.
+    counted = failing("counted", lambda root: _write(root, "pos", "2026-03-01", _crowd(6, 4, "d", "u"),
+                                                      {"customer_id": "customer"}, PURCHASES, {"rows": {"erased": 2}}))
+    assert "counts below k=5" in counted
+    ledgered = tmp_path / "ledgered"
+    _write(ledgered, "pos", "2026-03-01", _crowd(6, 4, "d", "u"), {"customer_id": "customer"}, PURCHASES)
+    ledger.append(ledgered, "erasure_requested", {"republished": [{"erased": 1}]})
+    assert not assess(ledgered, k)["passed"]
+    # Two snapshots linked by a token, where someone's age band moved: a birthday, to the day.
+    def snapshots(root):
+        for day, band in (("2026-03-01", "30-34"), ("2026-03-02", "35-39")):
+            members = pa.table({"customer_id": [f"m{i}" for i in range(10)], "age": ["30-34"] * 9 + [band]})
+            _write(root, "membership", day, members, {"customer_id": "customer"}, PROFILE)
+    assert {"snapshot differencing", "identifiers shared"} <= failing("snapshots", snapshots)
+    # Staff are people: a cashier token is an identifier.
+    staff = failing("staff", lambda root: _write(root, "pos", "2026-03-01", _crowd(6, 4, "d", "u").append_column(
+        "cashier_id", pa.array(["s1"] * 24)), {"customer_id": "customer", "cashier_id": "staff"}, PURCHASES))
+    assert "staff identifiers" in staff
+
+
+@pytest.mark.flow
+def test_todays_release_is_de_identified_not_anonymized(published, landing):
+    """The starting point: the bundled pipeline's release fails, and the report holds no value."""
+    from tests.leaks import find_leaks, raw_identifiers
+
+    result = CliRunner().invoke(app, ["risk", "--warehouse", str(published.warehouse), "--format", "json"])
+    assert result.exit_code == 1
+    found = json.loads(result.output)
+    assert not found["passed"] and found["singled_out_share"] > 0.5
+    assert found["shared_identifiers"]["customer"]["across_datasets"] > 0
+    assert set(found["staff_identifiers"]) == {"pos.cashier_id", "after_sales.handler_id"}
+    assert not find_leaks([result.output], raw_identifiers(landing))

@@ -1,0 +1,301 @@
+"""What a motivated intruder can do with a release as published (../shared/privacy-model.md):
+the person-level record, and the three tests (singling out, linkability, inference) measured on it.
+
+The intruder holds every published file and its metadata, and knows of their target the person's
+own attributes (the relational part) and up to `purchases` purchases and `contacts` service
+contacts (items). Every published column about a person may be known; keyed tokens cannot be
+recomputed, but they join.
+
+    people      every row that shares a token (customer, receipt, case) with another, across
+                datasets and dates, is one person-level record (connected components)
+    relational  a column with one value per person in its dataset (in a profile dataset, such as
+                a membership snapshot, every column); a person's value is the set of values
+                they show (two snapshots that differ show both)
+    items       the other columns of an event row (a purchase, a contact), with its export date
+    support     of an itemset: the people in the person's relational class who hold it. Counted
+                level by level as Apriori does (an itemset of m items only from persons whose
+                (m-1)-itemsets are held by someone else too), in DuckDB, out of core
+
+A person's re-identification probability is 1 / the smallest support of anything the intruder may
+know of them (relational attributes alone, or with up to m items); they are singled out when it
+is 1, and break k^m when it is below k for some itemset of at most m items. Counts and shares
+only: no value leaves this module.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.stats import spearmanr
+
+PROFILE, PURCHASES, CONTACTS = "profile", "purchases", "contacts"
+PERSON_DOMAINS = ("customer", "receipt", "case")  # tokens that stand for a customer or one of their records
+
+
+@dataclass(frozen=True)
+class Adversary:
+    """What the intruder knows of a target beyond the relational part."""
+
+    k: int = 5
+    purchases: int = 3
+    contacts: int = 1
+
+
+@dataclass
+class Dataset:
+    """One published dataset as the intruder sees it: all its files' rows, with `export_date`."""
+
+    name: str
+    table: pa.Table
+    record: str  # PROFILE, PURCHASES or CONTACTS: what its rows are in a person's record
+    tokens: dict[str, str]  # column -> token domain ("customer", "receipt", "case", "staff", ...)
+    sensitive: list[str] = field(default_factory=list)
+    free_text: list[str] = field(default_factory=list)
+
+
+@dataclass
+class People:
+    """Every row's person (a dense id), and each dataset's relational and item columns."""
+
+    ids: dict[str, np.ndarray]  # dataset -> person id per row
+    count: int
+    relational: dict[str, list[str]]
+    items: dict[str, list[str]]
+
+
+def people(datasets: list[Dataset]) -> People:
+    """Connected components of rows and person tokens: two rows are one person's when they share
+    a customer, receipt or case token (in any dataset, on any date). A row without one is a person
+    of its own."""
+    offsets = np.cumsum([0] + [d.table.num_rows for d in datasets])
+    by_domain: dict[str, list[tuple[np.ndarray, pd.Series]]] = {}
+    for base, d in zip(offsets, datasets):
+        for column, domain in d.tokens.items():
+            if domain in PERSON_DOMAINS:
+                by_domain.setdefault(domain, []).append((np.arange(d.table.num_rows) + base, d.table[column].to_pandas()))
+    # Nodes: every row, then every token value; an edge joins a row to each of its tokens.
+    src, dst, nodes = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], int(offsets[-1])
+    for parts in by_domain.values():
+        codes, uniques = pd.factorize(pd.concat([values for _, values in parts], ignore_index=True))
+        rows = np.concatenate([r for r, _ in parts])
+        src.append(rows[codes >= 0])
+        dst.append(codes[codes >= 0] + nodes)
+        nodes += len(uniques)
+    src, dst = np.concatenate(src), np.concatenate(dst)
+    graph = coo_matrix((np.ones(len(src), np.int8), (src, dst)), shape=(nodes, nodes))
+    _, labels = connected_components(graph, directed=False)
+    dense, _ = pd.factorize(labels[:offsets[-1]])
+    ids = {d.name: dense[offsets[i]:offsets[i + 1]].astype(np.int64) for i, d in enumerate(datasets)}
+    relational, items = {}, {}
+    for d in datasets:
+        described = [c for c in d.table.column_names if c not in d.tokens and c not in d.sensitive and c != "export_date"]
+        if d.record == PROFILE:
+            relational[d.name], items[d.name] = described, []
+            continue
+        frame = pd.DataFrame({"p": ids[d.name]})
+        single = []
+        for column in described:
+            frame["v"] = pd.factorize(d.table[column].to_pandas(), use_na_sentinel=False)[0]
+            if frame.groupby("p")["v"].nunique().max() <= 1:
+                single.append(column)
+        relational[d.name] = single
+        items[d.name] = [c for c in described if c not in single] + ["export_date"]
+    return People(ids, int(dense.max(initial=-1)) + 1, relational, items)
+
+
+def _hash(frame: pd.DataFrame) -> np.ndarray:
+    if frame.shape[1] == 0:
+        return np.zeros(len(frame), np.int64)
+    return pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().view(np.int64)
+
+
+def relational_classes(datasets: list[Dataset], found: People) -> np.ndarray:
+    """Each person's relational class (a dense id): the set of values they show in every
+    relational column of every dataset (none where they have no row)."""
+    parts = []
+    for d in datasets:
+        columns = found.relational[d.name]
+        if not columns:
+            continue
+        frame = pd.DataFrame({"p": found.ids[d.name], "v": _hash(d.table.select(columns).to_pandas())})
+        values = frame.drop_duplicates().sort_values(["p", "v"]).groupby("p")["v"].apply(tuple)
+        parts.append(values.rename(d.name))
+    if not parts:
+        return np.zeros(found.count, np.int64)
+    joined = pd.concat(parts, axis=1).reindex(range(found.count))
+    return pd.factorize(_hash(joined.astype(str)))[0].astype(np.int64)
+
+
+def items(datasets: list[Dataset], found: People, classes: np.ndarray) -> pd.DataFrame:
+    """Distinct (person, class, item, kind): kind 0 a purchase, 1 a contact."""
+    parts = []
+    for d in datasets:
+        if d.record == PROFILE or not found.items[d.name]:
+            continue
+        item = _hash(d.table.select(found.items[d.name]).to_pandas().assign(__dataset=d.name))
+        person = found.ids[d.name]
+        parts.append(pd.DataFrame({"person": person, "cls": classes[person], "item": item,
+                                   "kind": np.int8(d.record == CONTACTS)}))
+    if not parts:
+        return pd.DataFrame({"person": [], "cls": [], "item": [], "kind": []}).astype(np.int64)
+    return pd.concat(parts, ignore_index=True).drop_duplicates()
+
+
+def smallest_support(held: pd.DataFrame, adversary: Adversary, threshold: int = 2, where: Path | None = None) -> pd.DataFrame:
+    """Per person with items, the smallest support of their itemsets of each size (min_1 … min_M,
+    cumulative: min over sizes up to it), counted level by level: an itemset is extended only
+    while held by `threshold` people or more. A person whose smaller itemset is held by fewer is
+    already below the threshold, so the minima are exact for everyone at or above it."""
+    top = adversary.purchases + adversary.contacts
+    with tempfile.TemporaryDirectory(dir=where) as scratch:
+        con = duckdb.connect()
+        con.execute(f"SET temp_directory = '{scratch}'")
+        con.register("held", held)
+        con.execute("CREATE TABLE pi AS SELECT person, cls, item, kind FROM held")
+        names = ["i1"]
+        con.execute("""CREATE TABLE c1 AS SELECT person, cls, item AS i1, (kind = 0)::INT AS np, (kind = 1)::INT AS nc,
+                       item AS last FROM pi""")
+        minima = []
+        for level in range(1, top + 1):
+            key = ", ".join(names)
+            con.execute(f"""CREATE OR REPLACE TABLE s AS SELECT cls, {key}, count(*) AS sup FROM c{level} GROUP BY ALL""")
+            con.execute(f"""CREATE OR REPLACE TABLE p{level} AS SELECT c.*, s.sup FROM c{level} c JOIN s USING (cls, {key})""")
+            minima.append(con.execute(f"SELECT person, min(sup) AS m FROM p{level} GROUP BY person").df()
+                          .rename(columns={"m": f"min_{level}"}))
+            if level == top:
+                break
+            nxt = f"i{level + 1}"
+            con.execute(f"""CREATE TABLE c{level + 1} AS
+                SELECT a.person, a.cls, {', '.join('a.' + n for n in names)}, b.item AS {nxt},
+                       a.np + (b.kind = 0)::INT AS np, a.nc + (b.kind = 1)::INT AS nc, b.item AS last
+                FROM p{level} a JOIN pi b ON a.person = b.person AND b.item > a.last
+                WHERE a.sup >= {threshold} AND a.np + (b.kind = 0)::INT <= {adversary.purchases}
+                  AND a.nc + (b.kind = 1)::INT <= {adversary.contacts}""")
+            con.execute(f"DROP TABLE c{level}")
+            names.append(nxt)
+        con.close()
+    out = minima[0]
+    for part in minima[1:]:
+        out = out.merge(part, on="person", how="left")
+    columns = [f"min_{level}" for level in range(1, top + 1)]
+    # Knowing more never widens the crowd; a person with fewer items than a level keeps their last minimum.
+    out[columns] = out[columns].ffill(axis=1).cummin(axis=1)
+    return out
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    measured: str
+    required: str
+
+
+def spearman_p(values: pd.Series) -> tuple[float, float]:
+    """Rank correlation of a column with its row order, and its p-value (independence)."""
+    codes = pd.factorize(values, sort=True, use_na_sentinel=False)[0]
+    if len(codes) < 3 or len(set(codes)) < 2:
+        return 0.0, 1.0
+    rho, p = spearmanr(np.arange(len(codes)), codes)
+    return (0.0, 1.0) if math.isnan(rho) else (float(rho), float(p))
+
+
+def measure(datasets: list[Dataset], adversary: Adversary, where: Path | None = None) -> dict:
+    """Singling out and k^m on the person-level records, the sensitive values certain in a class,
+    and snapshot differencing: the release-wide figures of `tuomin risk` that need the rows."""
+    found = people(datasets)
+    classes = relational_classes(datasets, found)
+    class_size = np.bincount(classes)[classes] if found.count else np.zeros(0, np.int64)
+    held = items(datasets, found, classes)
+    best = pd.DataFrame({"person": np.arange(found.count), "relational": class_size})
+    levels = adversary.purchases + adversary.contacts
+    for label, table in (("within", held), ("items_alone", held.assign(cls=0))):
+        minima = smallest_support(table, adversary, where=where) if len(table) else pd.DataFrame({"person": []})
+        minima = minima.rename(columns={c: f"{label}_{c}" for c in minima.columns if c != "person"})
+        best = best.merge(minima, on="person", how="left")
+    for level in range(1, levels + 1):
+        best[f"within_min_{level}"] = np.fmin(best["relational"], best.get(f"within_min_{level}", np.inf))
+    smallest = best[f"within_min_{levels}"].to_numpy(float) if levels else best["relational"].to_numpy(float)
+    n = max(found.count, 1)
+    k = adversary.k
+    km = {str(m): float((best[f"within_min_{m}"] < k).sum() / n) for m in range(1, levels + 1)}
+    km_alone = {str(m): float((best.get(f"items_alone_min_{m}", pd.Series(np.inf)).fillna(np.inf) < k).sum() / n)
+                for m in range(1, levels + 1)}
+    sensitive = {}
+    for d in datasets:
+        for column in d.sensitive:
+            frame = pd.DataFrame({"cls": classes[found.ids[d.name]], "v": pd.factorize(d.table[column].to_pandas(),
+                                                                                         use_na_sentinel=False)[0]})
+            distinct = frame.groupby("cls")["v"].nunique()
+            certain = distinct[distinct <= 1].index
+            persons = pd.Series(found.ids[d.name])[frame["cls"].isin(certain).to_numpy()].nunique()
+            sensitive[f"{d.name}.{column}"] = {"certain_share": persons / max(pd.Series(found.ids[d.name]).nunique(), 1),
+                                               "l_min": int(distinct.min()) if len(distinct) else 0}
+    return {
+        "people": found.count,
+        "relational": {d.name: found.relational[d.name] for d in datasets},
+        "items": {d.name: found.items[d.name] for d in datasets},
+        "relational_k": int(best["relational"].min()) if found.count else 0,
+        "max_risk": float(1 / smallest.min()) if found.count else 0.0,
+        "average_risk": float(np.mean(1 / smallest)) if found.count else 0.0,
+        "singled_out_share": float((smallest <= 1).sum() / n),
+        "below_k_share": float((smallest < k).sum() / n),
+        "km_break_share": km,
+        "km_break_share_items_alone": km_alone,
+        "sensitive": sensitive,
+        "snapshots": {d.name: snapshot_changes(d, found) for d in datasets if d.record == PROFILE},
+    }
+
+
+def shared_tokens(datasets: list[Dataset], previous: list[Dataset] = ()) -> dict[str, dict[str, int]]:
+    """Per token domain: values found in more than one dataset, on more than one date of a
+    dataset, and in an earlier version of the release (`previous`)."""
+    seen: dict[str, dict[str, set]] = {}
+    out: dict[str, dict[str, int]] = {}
+    for d in datasets:
+        for column, domain in d.tokens.items():
+            frame = pd.DataFrame({"t": d.table[column].to_pandas(), "date": d.table["export_date"].to_pandas()}).dropna()
+            dates = frame.groupby("t")["date"].nunique()
+            stats = out.setdefault(domain, {"values": 0, "across_datasets": 0, "across_dates": 0, "across_versions": 0})
+            stats["across_dates"] += int((dates > 1).sum())
+            seen.setdefault(domain, {})[d.name] = set(dates.index)
+    for domain, by_dataset in seen.items():
+        everything = set().union(*by_dataset.values())
+        out[domain]["values"] = len(everything)
+        out[domain]["across_datasets"] = sum(sum(t in s for s in by_dataset.values()) > 1 for t in everything)
+        earlier = set()
+        for d in previous:
+            earlier |= {t for column, dom in d.tokens.items() if dom == domain for t in d.table[column].to_pylist() if t}
+        out[domain]["across_versions"] = len(everything & earlier)
+    return out
+
+
+def snapshot_changes(dataset: Dataset, found: People) -> dict:
+    """A profile dataset published on several dates whose people are linked by tokens: the share
+    of linked people whose attributes change between two consecutive snapshots (each change
+    tells the day it happened: a birthday, a join, a purchase), per column."""
+    if dataset.record != PROFILE:
+        return {}
+    frame = dataset.table.drop_columns([c for c in dataset.tokens if c in dataset.table.column_names]).to_pandas()
+    frame["p"] = found.ids[dataset.name]
+    dates = frame.groupby("p")["export_date"].nunique()
+    linked = dates[dates > 1].index
+    frame = frame[frame["p"].isin(linked)].sort_values(["p", "export_date"])
+    columns = [c for c in frame.columns if c not in ("p", "export_date")]
+    changed, moved_any = {}, np.zeros(len(frame), bool)
+    for column in columns:
+        codes = pd.Series(pd.factorize(frame[column], use_na_sentinel=False)[0], index=frame.index)
+        moved = ((codes != codes.groupby(frame["p"]).shift()) & frame["p"].duplicated()).to_numpy()
+        moved_any |= moved
+        changed[column] = float(frame.loc[moved, "p"].nunique() / max(len(linked), 1))
+    return {"linked_people": int(len(linked)), "changed_share": float(frame.loc[moved_any, "p"].nunique() / max(len(linked), 1)),
+            "columns": changed}
