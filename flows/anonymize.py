@@ -167,7 +167,7 @@ def plan_sources(run: Run, job: passes.Job, scans: dict, erased: set[str], date:
 @raw_task(task_run_name="plan-{policy.source}-{date}")
 def solve(policy: SourcePolicy, tallies: list[plan.Tally], erased: set[str], job: passes.Job, date: dt.date) -> plan.Plan:
     """The files' tallies side by side; the engine's table goes to the work area (out of core)."""
-    decided = plan.solve(plan.concat(tallies), policy, plan.hierarchies(policy, job.context(date)), erased,
+    decided = plan.solve(plan.concat(tallies), policy, plan.hierarchies(policy, job.context(date, policy)), erased,
                          job.work(policy.source, date) / "engine")
     passes.release_memory()
     return decided
@@ -188,8 +188,9 @@ def write_sources(run: Run, job: passes.Job, scans: dict, copied: dict, plans: d
         inputs = Inputs(tuple(s.file.__dict__ for s in found), tuple((s.file.path, h) for s in found for h in s.dropped),
                         tuple(sorted(copied[name].items())))
         counts = {"read": sum(s.file.rows for s in found), "quarantined": sum(s.quarantined for s in found)}
+        fingerprint = run.fingerprint(policy, [(s.file.path, s.file.sha256) for s in found])
         ids = {"run_id": run.run_id, "key_id": run.pseudonymizer.key_id, "flow_run_id": str(flow_run.get_id() or ""),
-               "fingerprint": run.fingerprint(policy, [(s.file.path, s.file.sha256) for s in found]),
+               "fingerprint": fingerprint, "unit": f"{name}/{date.isoformat()}/{fingerprint}",  # what its tokens are keyed to
                ledger.HEAD_KEY: ledger.head(run.warehouse)}
         futures[name] = passes.write.submit(policy, date, job, [s.staged for s in found], plans[name], erased,
                                             person_names if _redacts(policy) else set(), inputs, counts, ids, gates[name])

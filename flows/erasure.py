@@ -45,7 +45,7 @@ from transforms import metrics
 from transforms.outofcore import class_table, rows_in
 from transforms.plan import PEOPLE, ROWS, count_classes, distinct_values
 from transforms.policy import SourcePolicy
-from transforms.pseudonymize import PseudonymKeyError
+from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
 from transforms.steps import ExportError
 
 
@@ -76,7 +76,7 @@ def request(landing: Landing, warehouse: Path, policies: dict[str, SourcePolicy]
         record["added"] = subjects.erase(landing, who)
         record["listed"] = "added" if record["added"] else "already listed"
         if pseudonymizer:
-            sweep = erase_published(warehouse, found, pseudonymizer.key_id, subject, triggered_by(via))
+            sweep = erase_published(warehouse, found, pseudonymizer, subject, triggered_by(via))
             record |= {"republished": sweep.republished, "not_searched": sweep.other_keys, "failed": sweep.failed}
     except (ExportError, OSError, WarehouseBusy, WarehouseUnwritable, ledger.LedgerBroken) as exc:
         record["failed"] = mask(f"{exc.__class__.__name__}: {exc}")
@@ -102,11 +102,12 @@ class Sweep:
     failed: str | None = None
 
 
-def erase_published(warehouse: Path, tokens: set[str], key_id: str, request: str, triggered_by: dict) -> Sweep:
-    """Republish every partition under `key_id` that holds one of `tokens` without those rows;
-    stops at the first partition that cannot be (Sweep.failed says which and why)."""
+def erase_published(warehouse: Path, tokens: set[str], pseudonymizer: Pseudonymizer, request: str, triggered_by: dict) -> Sweep:
+    """Republish every partition under this key that holds one of `tokens` (as it publishes them:
+    keyed to its version) without those rows; stops at the first partition that cannot be
+    (Sweep.failed says which and why)."""
     sweep = Sweep()
-    wanted = pa.array(sorted(tokens), pa.string())
+    key_id, everywhere = pseudonymizer.key_id, pa.array(sorted(tokens), pa.string())
     with warehouse_io.exclusive(warehouse):
         ledger.trusted(warehouse)
         for (dataset, day), entry in sorted(ledger.partition_entries(warehouse).items()):
@@ -117,6 +118,7 @@ def erase_published(warehouse: Path, tokens: set[str], key_id: str, request: str
             path = warehouse / data["output"]["path"]
             metadata = warehouse_io.read_metadata(path)
             entity = metadata["entity_column"]
+            wanted = pseudonymizer.unit_tokens(everywhere, metadata.get("unit", ""))
             if not tokens or entity is None or not pc.any(pc.is_in(pq.read_table(path, columns=[entity])[entity], wanted)).as_py():
                 continue
             try:

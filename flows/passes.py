@@ -130,8 +130,10 @@ class Job:
         """The restricted directory where a source's staged batches wait for pass 2 (0700)."""
         return paths.restricted_dir(self.restricted, ".work", self.run_id, source, date.isoformat())
 
-    def context(self, date: dt.date, names: frozenset[str] | set[str] = frozenset()) -> Context:
-        return Context(pseudonymizer(self.key_id), date, self.policy_dir, NameMatcher(names))
+    def context(self, date: dt.date, policy: SourcePolicy, names: frozenset[str] | set[str] = frozenset(), unit: str = "") -> Context:
+        """What the operators need for a source and date; `unit` keys what a partition publishes."""
+        return Context(pseudonymizer(self.key_id), date, self.policy_dir, NameMatcher(names), policy.privacy.reference_date,
+                       unit)
 
     @property
     def gx_project(self) -> Path:
@@ -156,7 +158,7 @@ def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index
          link_keys: list[str], lookups: list[tuple[pa.Array, pa.Array]]) -> Scanned:
     """Pass 1 over one file (see the module's docstring); `lookups` are link_lookups' result for
     a source that links, `link_keys` the columns other sources link to (kept when staging)."""
-    ctx = job.context(date)
+    ctx = job.context(date, policy)
     built = planning.hierarchies(policy, ctx)
     quarantine = Quarantine(job.restricted, job.run_id, policy.source, date, str(index))
     work = job.work(policy.source, date)
@@ -221,7 +223,7 @@ def link_lookups(landing: landing_io.Landing, policies: dict[str, SourcePolicy],
     this source refers to: from the same day's staged batches and the look-back window's raw
     files. Also the person names and erased subjects' tokens found in the look-back window.
     Only the keys this source uses are kept, so a look-up is as small as the source."""
-    ctx = job.context(date)
+    ctx = job.context(date, policy)
     wanted_keys = _keys_used(landing, policy, date)
     lookups, names, erased = [], set(), set()
     for link in policy.link:
@@ -278,7 +280,7 @@ def gate(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], plan
     with its GX suites created before any worker validates against them."""
     with pa.ipc.open_file(staged[0]) as source:
         empty = source.schema.empty_table()
-    ctx = job.context(date)
+    ctx = job.context(date, policy)
     schema = planning.finish(empty, plan, policy, ctx, planning.hierarchies(policy, ctx), set()).table.schema
     found = Gate.of(policy, schema)
     prepare(found.content(), job.gx_project)
@@ -292,7 +294,7 @@ def write(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], pla
           names: set[str], inputs: Inputs, counts: dict, run: dict, gate: Gate) -> Written:
     """Pass 2 for one source: every staged batch through the plan into one staged partition.
     `counts` holds read and quarantined from pass 1; `run` the ids recorded with the file."""
-    ctx = job.context(date, names)
+    ctx = job.context(date, policy, names, unit=run["unit"])
     built = planning.hierarchies(policy, ctx)
     if any(isinstance(c.operator, Suppress) for c in policy.columns):
         plan = plan.with_counts(planning.merge_counts(

@@ -39,6 +39,10 @@ def partition_metadata(policy: SourcePolicy, inputs: Inputs, plan: Plan, classes
         "run_id": run["run_id"],
         "flow_run_id": run["flow_run_id"],
         "fingerprint": run["fingerprint"],
+        "unit": run["unit"],  # the partition version its tokens are keyed to (see Pseudonymizer.unit_tokens)
+        "record": policy.record,
+        "m": policy.privacy.m,
+        "reference_date": policy.privacy.reference_date,
         HEAD_KEY: run[HEAD_KEY],
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "levels": solution.levels if solution else {},
@@ -50,7 +54,8 @@ def partition_metadata(policy: SourcePolicy, inputs: Inputs, plan: Plan, classes
         "metrics": {**measured, "loss": solution.loss if solution else 0.0,
                     "loss_by_attribute": solution.loss_by_attribute if solution else {}},
         "columns": {c.name: {"input": c.input_name, "output": c.output_name, "role": c.role, "pipl": c.pipl,
-                             "transform": c.transform, "technique": c.family} for c in policy.columns},
+                             "transform": c.transform, "technique": c.family} | ({"part": c.part} if c.quasi else {})
+                    for c in policy.columns},
         "validation": {"success": outcome.success, "checks": list(outcome.checks)},
         "inputs": [dict(f) for f in inputs.files],
         "dropped_columns": [{"file": f, "column": c} for f, c in inputs.dropped],

@@ -100,3 +100,14 @@ def policy_copy(tmp_path) -> Path:
     target = tmp_path / "policies"
     shutil.copytree(POLICIES, target)
     return target
+
+
+def published_token(value: str, path: Path, domain: str = "customer") -> str:
+    """A person's token as the partition at `path` publishes it (keyed to its version)."""
+    import pyarrow as pa
+
+    from flows.warehouse import read_metadata
+    from transforms.pseudonymize import Pseudonymizer
+
+    pseudonymizer = Pseudonymizer(TEST_KEY.encode())
+    return pseudonymizer.unit_tokens(pa.array([pseudonymizer.token(value, domain)]), read_metadata(path)["unit"])[0].as_py()

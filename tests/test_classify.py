@@ -152,3 +152,11 @@ def test_dates_are_judged_against_today():
     old = classify_column("d", pa.array(["1980-01-01", "1975-05-05"]),
                           type(REFS)(REFS.countries, REFS.airports, dt.date(2026, 1, 1)))
     assert old.kind == "birth_date"
+
+
+def test_labels_with_an_identifier_in_a_few_rows_are_never_proposed_insensitive():
+    """An after-sales `resolution` of short labels, one of which a clerk typed a mobile into."""
+    labels = ["已退款", "已换货", "已回访", "已关闭"] * 50 + ["已短信通知13812345678"]
+    proposal = classify_column("resolution", pa.array(labels), REFS)
+    assert proposal.kind == "free_text" and proposal.role == "free_text"
+    assert "13812345678" not in " ".join(proposal.samples)

@@ -25,10 +25,9 @@ from flows.query import connect
 from flows.record import file_sha256
 from flows.retention import retention as retention_flow
 from flows.review import review as review_flow
-from tests.conftest import TEST_BACKUP_KEY, TEST_KEY, run_flow
+from tests.conftest import TEST_BACKUP_KEY, published_token, run_flow
 from tests.leaks import find_leaks, raw_identifiers
 from transforms.policy import load_policies
-from transforms.pseudonymize import Pseudonymizer
 
 pytestmark = pytest.mark.flow
 DAY1, DAY2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
@@ -213,8 +212,8 @@ def test_review_reruns_the_gate_on_the_union(closing):
     _, run = closing
     part = run.warehouse / "dataset=after_sales" / f"export_date={DAY1}" / "part-0.parquet"
     table = pq.read_table(part)
-    column = table.schema.get_field_index("description")
-    values = table["description"].to_pylist()
+    column = table.schema.get_field_index("topic")
+    values = table["topic"].to_pylist()
     values[0] = "客户手机 13812345678 请回电"
     pq.write_table(table.set_column(column, table.schema.field(column), pa.array(values, pa.string())), part)
     entries = ledger.entries(run.warehouse)
@@ -260,9 +259,9 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
     assert CliRunner().invoke(app, ["key", "destroy", "--backup", "--path", str(key), "--yes",
                                     "--warehouse", str(run.warehouse)]).exit_code == 0
     # A person erased after their raw data was purged: the request and what it changed are in the pack.
-    pseudonymizer = Pseudonymizer(TEST_KEY.encode())
-    published_pos = set(pq.read_table(run.warehouse / "dataset=pos" / f"export_date={DAY1}" / "part-0.parquet")["customer_id"].to_pylist())
-    doc = next(d for d in sorted(raw["document"]) if pseudonymizer.token(d, "customer") in published_pos)
+    pos_file = run.warehouse / "dataset=pos" / f"export_date={DAY1}" / "part-0.parquet"
+    published_pos = set(pq.read_table(pos_file)["customer_id"].to_pylist())
+    doc = next(d for d in sorted(raw["document"]) if published_token(d, pos_file) in published_pos)
     assert CliRunner().invoke(app, ["subjects", "erase", "--doc-no", doc, "--landing", str(landing),
                                     "--warehouse", str(run.warehouse)]).exit_code == 0
     out = tmp_path / "evidence"

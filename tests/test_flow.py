@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -82,22 +83,31 @@ def test_k_anonymity_recomputed_from_metadata_holds(published):
         assert smallest >= meta["k"] == 5, path
 
 
-def test_same_person_same_token_in_every_dataset(published, landing):
+def test_a_token_joins_nothing_outside_its_partition(published, landing):
+    """A customer's token is keyed to the partition (dataset, date and version): inside it, one
+    person has one token; outside it, the same person has another, and the pipeline's own (global)
+    token appears nowhere."""
+    from flows.warehouse import read_metadata
+
     raw = read_landing(landing)
-    tokens = {d: set(pd.concat([pq.read_table(p).to_pandas() for p in published.warehouse.glob(f"dataset={d}/*/*.parquet")])
-                     ["customer_id"].dropna()) for d in DATASETS}
     pseudonymizer = Pseudonymizer(TEST_KEY.encode())
-    # A member who bought something and also has a case: one token in all three datasets.
+    partitions = {p: (pq.read_table(p)["customer_id"], read_metadata(p)["unit"])
+                  for p in sorted(published.warehouse.glob("dataset=*/*/*.parquet"))}
+    seen: dict[str, Path] = {}
+    for path, (tokens, _) in partitions.items():
+        for token in set(tokens.drop_null().to_pylist()):
+            assert token not in seen, f"{token[:6]}… in {seen[token]} and {path}"
+            seen[token] = path
+    # A member who bought something on the first date: their token there is the partition's keying of theirs.
     members = raw["membership"].drop_duplicates("会员编号").set_index("会员编号")["证件号码"]
-    cases = raw["after_sales"]
-    linked = [m for m in cases["member_no"] if m and m in members.index]
-    doc_of = {m: members[m] for m in linked}
-    expected = {m: pseudonymizer.token(norm(d), "customer") for m, d in doc_of.items()}
-    everywhere = [t for t in expected.values() if t in tokens["pos"] and t in tokens["membership"] and t in tokens["after_sales"]]
-    assert everywhere, "no member with a purchase and a case carries one token in all three datasets"
-    # Every after-sales token is a customer known to POS or CRM (linked, never a new identity).
-    assert tokens["after_sales"] <= tokens["pos"] | tokens["membership"] | {
-        pseudonymizer.token(norm(d), "customer") for d in pd.concat([raw["pos"]["doc_no"], raw["membership"]["证件号码"]])}
+    buyers = {norm(d) for d in raw["pos"]["doc_no"]}
+    holders = {}
+    for doc in sorted({norm(d) for d in members if norm(d) in buyers}):
+        own = pseudonymizer.token(doc, "customer")
+        assert own not in seen
+        holders[doc] = {path.parent.parent.name for path, (tokens, unit) in partitions.items()
+                        if pseudonymizer.unit_tokens(pa.array([own]), unit)[0].as_py() in set(tokens.to_pylist())}
+    assert any({"dataset=pos", "dataset=membership"} <= found for found in holders.values())
 
 
 def test_erased_subjects_are_absent(published, landing):
@@ -146,9 +156,10 @@ def test_a_failing_validation_publishes_nothing(prefect_server, landing, tmp_pat
 
 
 def test_a_misclassified_identifier_fails_the_scan(prefect_server, landing, tmp_path, policy_copy):
-    """A policy that publishes the mobile column as 'insensitive': the no-identifier check blocks it."""
+    """A policy that publishes the mobile column as a kept attribute (misfiled as a category): the
+    no-identifier check blocks it."""
     text, edits = re.subn(r"  mobile:\n    role: direct_identifier\n    kind: mobile\n    pipl: general\n    purpose: .*\n    transform: drop",
-                          "  mobile:\n    role: insensitive\n    kind: category\n    pipl: general\n    purpose: misfiled\n    transform: keep",
+                          "  mobile:\n    role: sensitive_attribute\n    kind: category\n    pipl: general\n    purpose: misfiled\n    transform: keep",
                           (policy_copy / "pos.yaml").read_text())
     assert edits == 1
     (policy_copy / "pos.yaml").write_text(text)
@@ -201,7 +212,8 @@ def test_key_from_a_prefect_secret_block(prefect_server, monkeypatch):
 def test_membership_is_l_diverse_and_says_so(published):
     for path in published.warehouse.glob("dataset=membership/*/*.parquet"):
         meta = read_metadata(path)
-        assert meta["l_diversity"] == [{"attribute": "lifetime_spend", "l": 2.0, "measure": "distinct", "column": "lifetime_spend"}]
+        assert meta["l_diversity"] == [{"attribute": "lifetime_spend", "l": 2.0, "measure": "distinct", "column": "lifetime_spend"},
+                                       {"attribute": "points", "l": 2.0, "measure": "distinct", "column": "points"}]
         assert meta["metrics"]["l_distinct"] >= 2
         assert any(c["expectation"] == "expect_table_to_be_l_diverse" and c["success"] for c in meta["validation"]["checks"])
 

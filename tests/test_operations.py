@@ -137,7 +137,8 @@ def test_columns_carry_what_was_done_to_them(published):
     schema = pq.read_schema(next(published.warehouse.glob("dataset=membership/*/*.parquet")))
     age = {k.decode(): v.decode() for k, v in schema.field("age").metadata.items()}
     assert age["tuomin.technique"] == "generalization" and age["tuomin.source_column"] == "birth_date"
-    assert age["tuomin.level_meaning"] in ("5-year age bands", "10-year age bands", "20-year age bands", "suppressed (*)")
+    assert age["tuomin.level_meaning"] in (*(f"{n}-year age bands at the policy's reference date" for n in (5, 10, 20)),
+                                           "suppressed (*)")
     token = {k.decode(): v.decode() for k, v in schema.field("customer_id").metadata.items()}
     assert token["tuomin.technique"] == "pseudonymization" and "HMAC" in token["tuomin.token"]
 

@@ -265,9 +265,12 @@ def test_cell_suppression_counts_over_the_whole_export(landing, policy_copy):
     path = policy_copy / "membership.yaml"
     text = path.read_text()
     start = text.index("  tier:\n")
-    path.write_text(text[:start] + text[start:].replace("transform: keep", "transform: suppress\n    params: {min_count: 150}", 1))
+    end = text.index("  points:\n")
+    path.write_text(text[:start] + "  tier:\n    aliases: [会员等级]\n    role: sensitive_attribute\n    kind: category\n"
+                    "    pipl: general\n    purpose: Tier mix, rare tiers blanked.\n    transform: suppress\n"
+                    "    params: {min_count: 150}\n" + text[end:])
     policy = load_policies(policy_copy)["membership"]
-    ctx = Context(Pseudonymizer(TEST_KEY.encode()), dt.date(2026, 3, 1), policy_copy, NameMatcher([]))
+    ctx = Context(Pseudonymizer(TEST_KEY.encode()), dt.date(2026, 3, 1), policy_copy, NameMatcher([]), policy.privacy.reference_date)
     table = parse_table(read_all(landing, policy, dt.date(2026, 3, 1)), policy).table
     staged = plan.stage(table, entity_tokens(table, policy, ctx.pseudonymizer), np.zeros(table.num_rows, bool), policy)
     built = plan.hierarchies(policy, ctx)

@@ -267,13 +267,17 @@ def _partitions(warehouse) -> dict[str, pa.Table]:
             for p in sorted(warehouse.glob("dataset=*/export_date=*/part-0.parquet"))}
 
 
-def _holding(tables: dict[str, pa.Table], token: str) -> dict[str, int]:
-    """Rows per partition that carry the token, counted by DuckDB."""
+def _holding(tables: dict[str, pa.Table], token: str, warehouse) -> dict[str, int]:
+    """Rows per partition that carry the person's token as that partition publishes it (keyed to
+    its version, from the file's metadata), counted by DuckDB."""
+    pseudonymizer = Pseudonymizer(TEST_KEY.encode())
     con = duckdb.connect()
     found = {}
     for name, table in tables.items():
+        unit = warehouse_io.read_metadata(warehouse / name / "part-0.parquet")["unit"]
         con.register("t", table)
-        if n := con.sql("SELECT count(*) FROM t WHERE customer_id = ?", params=[token]).fetchall()[0][0]:
+        mine = pseudonymizer.unit_tokens(pa.array([token]), unit)[0].as_py()
+        if n := con.sql("SELECT count(*) FROM t WHERE customer_id = ?", params=[mine]).fetchall()[0][0]:
             found[name] = n
     return found
 
@@ -293,17 +297,19 @@ def at_the_edge(published, landing):
     crm = read_landing(landing)["membership"]
     pos = read_landing(landing)["pos"]
     pseudonymizer = Pseudonymizer(TEST_KEY.encode())
-    docs = {pseudonymizer.token(norm(d), "customer"): norm(d) for d in crm["证件号码"] if d}
     bought = {norm(d) for d in pos["doc_no"] if d}
     con = duckdb.connect()
     for path in sorted(published.warehouse.glob("dataset=membership/export_date=*/part-0.parquet")):
+        unit = warehouse_io.read_metadata(path)["unit"]
+        docs = {pseudonymizer.unit_tokens(pa.array([pseudonymizer.token(norm(d), "customer")]), unit)[0].as_py(): norm(d)
+                for d in crm["证件号码"] if d}
         qis = warehouse_io.read_metadata(path)["quasi_identifiers"]
         edge = con.sql(f"SELECT customer_id FROM read_parquet('{path}') WHERE ({', '.join(qis)}) IN "
                        f"(SELECT ({', '.join(qis)}) FROM read_parquet('{path}') GROUP BY ALL HAVING count(DISTINCT customer_id) = 5)"
                        ).fetchall()
         for (token,) in edge:
             if docs.get(token) in bought:
-                return {"doc_no": docs[token], "token": token}
+                return {"doc_no": docs[token], "token": pseudonymizer.token(docs[token], "customer")}
     pytest.fail("no member with purchases in a class of exactly k")
 
 
@@ -317,14 +323,14 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
     shutil.copytree(landing / "requests", held / "requests")  # the raw exports are purged: only the requests remain
     before = _partitions(wh)
     token = at_the_edge["token"]
-    holding = _holding(before, token)
+    holding = _holding(before, token, wh)
     assert {name.split("/")[0] for name in holding} >= {"dataset=membership", "dataset=pos"}
     args = ["subjects", "erase", "--doc-no", at_the_edge["doc_no"].lower().translate(FULL_WIDTH), "--landing", str(held),
             "--warehouse", str(wh)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     after = _partitions(wh)
-    assert not _holding(after, token)
+    assert not _holding(after, token, wh)
     [request] = [e["data"] for e in ledger.entries(wh) if e["kind"] == "erasure_requested"]
     assert {f"dataset={r['dataset']}/export_date={r['export_date']}" for r in request["republished"]} == set(holding)
     suppressed = 0
@@ -378,19 +384,19 @@ def test_erase_by_mobile_reaches_published_rows_through_the_raw_records_held(pub
     shutil.copytree(landing / "requests", purged / "requests")
     blind = CliRunner().invoke(app, ["subjects", "erase", "--mobile", shaped, "--landing", str(purged), "--warehouse", str(wh)])
     assert blind.exit_code == 0 and "cannot be searched" in " ".join(blind.output.split())
-    assert _holding(_partitions(wh), token)
+    assert _holding(_partitions(wh), token, wh)
     # Another key than the warehouse's: every partition listed as not searched, none touched.
     monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY", "another-key-" + "x" * 40)
     other = CliRunner().invoke(app, ["subjects", "erase", "--doc-no", person["doc_no"], "--landing", str(purged), "--warehouse", str(wh)])
     assert other.exit_code == 0 and other.output.count("not searched") == len(_partitions(wh))
-    assert _holding(_partitions(wh), token)
+    assert _holding(_partitions(wh), token, wh)
     monkeypatch.undo()
     # With the raw exports held, the mobile leads to the person's document and its token.
     held = tmp_path / "held"
     shutil.copytree(landing, held)
     result = CliRunner().invoke(app, ["subjects", "erase", "--mobile", shaped, "--landing", str(held), "--warehouse", str(wh)])
     assert result.exit_code == 0, result.output
-    assert not _holding(_partitions(wh), token)
+    assert not _holding(_partitions(wh), token, wh)
     assert "republished without this person" in result.output and person["mobile"] not in result.output
     # A person the exports never held: their token is computable, no partition holds it.
     absent = CliRunner().invoke(app, ["subjects", "erase", "--doc-no", ABSENT_ID, "--landing", str(held), "--warehouse", str(wh)])
@@ -422,7 +428,7 @@ def test_an_erasure_cut_short_leaves_each_partition_whole_and_is_finished_by_rep
     monkeypatch.delenv("TUOMIN_FAILPOINT")
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.output
-    assert not _holding(_partitions(wh), at_the_edge["token"]) and ledger.verify(wh) == []
+    assert not _holding(_partitions(wh), at_the_edge["token"], wh) and ledger.verify(wh) == []
     finished = ledger.entries(wh)[-1]["data"]
     assert (finished["status"], finished["listed"], finished["retry_of"]) == ("done", "already listed", [cut_entry["seq"]])
     assert finished["republished"] and f"completes the request of ledger entry {cut_entry['seq']}" in " ".join(done.output.split())
@@ -461,4 +467,4 @@ def test_an_erasure_that_cannot_read_the_exports_changes_nothing_and_says_so(pub
     assert done.exit_code == 0, done.output
     finished = ledger.entries(wh)[-1]["data"]
     assert (finished["status"], finished["listed"], finished["retry_of"]) == ("done", "added", [entry["seq"]])
-    assert finished["republished"] and not _holding(_partitions(wh), Pseudonymizer(TEST_KEY.encode()).token(person["doc_no"], "customer"))
+    assert finished["republished"] and not _holding(_partitions(wh), Pseudonymizer(TEST_KEY.encode()).token(person["doc_no"], "customer"), wh)

@@ -74,6 +74,7 @@ class Solution:
     nodes_evaluated: int
     class_sizes: np.ndarray = field(repr=False)  # per published class, in entities when counted so
     method: str = "exact"
+    taken: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64), repr=False)  # (entity id, item key) suppressed (k^m)
 
 
 class Combinations(ABC):
@@ -101,6 +102,13 @@ class Combinations(ABC):
     def codes(self, among: np.ndarray) -> tuple[list[np.ndarray], int]:
         """The lowest-level codes of the combinations `among` (a mask), per quasi-identifier, and their rows."""
 
+    @abstractmethod
+    def itemsets(self, node: tuple[int, ...], items: list[bool], k: int, m: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """What to suppress at `node` for (k, k^m) (transforms/itemsets.py), the quasi-identifiers
+        flagged in `items` making the item and the others the class: the combinations of row
+        classes too rare (a mask), the items taken from people ((entity id as the tallies hold
+        it, item key) pairs), and the rows that is."""
+
     def close(self) -> None:  # noqa: B027  (a table held in memory has nothing to let go of)
         """Let go of what the table holds outside memory."""
 
@@ -110,6 +118,8 @@ class InMemory(Combinations):
 
     An element without an entity (-1) stands for as many people as rows: a row nobody can be
     linked to is a person of its own."""
+
+    entity_ids: np.ndarray | None = None  # entity code -> the tallies' entity id (set when loaded from them)
 
     def __init__(self, qis: list[Encoded], entity: np.ndarray | None, diversity: list[Diversity], counts: np.ndarray,
                  bounds: list[tuple[int, int]]):
@@ -167,6 +177,31 @@ class InMemory(Combinations):
 
     def codes(self, among: np.ndarray) -> tuple[list[np.ndarray], int]:
         return [codes[among] for codes in self.lowest], int(self.weight[among].sum())
+
+    def itemsets(self, node: tuple[int, ...], items: list[bool], k: int, m: int) -> tuple[np.ndarray, np.ndarray, int]:
+        import duckdb
+        import pyarrow as pa
+
+        from transforms.itemsets import suppress
+
+        keys = {}
+        for part in (False, True):
+            chosen = [(at_level[level], sizes[level]) for at_level, sizes, level, flag in zip(self.at_level, self.sizes, node, items)
+                      if flag == part]
+            keys[part] = (class_keys([codes for codes, _ in chosen], [size for _, size in chosen]) if chosen
+                          else np.zeros(self.size, np.int64))
+        entity = (pa.array(self.entity.astype(np.int64), mask=self.entity < 0) if self.entity is not None
+                  else pa.nulls(self.size, pa.int64()))
+        con = duckdb.connect()
+        try:
+            con.register("combos", pa.table({"i": np.arange(self.size), "cls": keys[False], "item": keys[True], "e": entity,
+                                             "w": self.weight}))
+            mask, taken, rows = suppress(con, "combos", self.size, k, m)
+        finally:
+            con.close()
+        if self.entity_ids is not None and len(taken):
+            taken = np.stack([self.entity_ids[taken[:, 0]], taken[:, 1]], axis=1)
+        return mask, taken, rows
 
     def _classes(self, node: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per distinct combination: does its class fail a privacy model? Also each combination's
@@ -296,6 +331,74 @@ def search_table(table: Combinations, qis: list[Encoded], ranges: dict[str, tupl
         k=int(published.min()) if len(published) else 0, loss=loss,
         loss_by_attribute={q.name: float(x) for q, x in zip(qis, losses)},
         nodes_total=nodes_total, nodes_evaluated=evaluated, class_sizes=published.astype(np.int64), method=method)
+
+
+ITEMSET_EVALUATIONS = 24  # nodes the k^m search may evaluate (each counts itemsets once) before it settles
+
+
+def with_itemsets(table: Combinations, qis: list[Encoded], ranges: dict[str, tuple[int, int]], solution: Solution,
+                  items: list[bool], k: int, m: int, max_suppression: float,
+                  weights: dict[str, float] | None = None) -> Solution:
+    """(k, k^m): from the search's node (k over classes of person and item together: m = 1), the
+    node at or above it, with items taken from the people whose itemsets of up to m items fewer
+    than k of their class hold (transforms/itemsets.py), whose loss is least while no more than
+    the limit is suppressed. Nodes are tried in order of their loss with nothing suppressed (a
+    lower bound), skipping any finer than one already too costly, until the bound reaches the best
+    found or ITEMSET_EVALUATIONS nodes were counted; then, if none was within the limit, one
+    attribute at a time is coarsened, greedily (least loss), until one is."""
+    n, bounds = table.rows, [ranges[q.name] for q in qis]
+    allowed = int(np.floor(max_suppression * n))
+    w = np.array([(weights or {}).get(q.name, 1.0) for q in qis], float)
+    w /= w.sum()
+    everything = table.rows_per_code()
+    per_level = [np.array([q.loss[level] @ rows for level in range(len(q.maps))]) / n for q, rows in zip(qis, everything)]
+
+    def losses(at: tuple[int, ...], found: tuple[np.ndarray, np.ndarray, int]) -> np.ndarray:
+        """Per attribute; every suppressed row loses 1, and a rare class's rows no longer count at
+        their generalized loss (an item taken from a person still does: an overestimate, erring towards loss)."""
+        mask, _, rows = found
+        kept = [a - b for a, b in zip(everything, table.rows_per_code(mask))] if mask.any() else everything
+        return (np.array([q.loss[level] @ per for q, per, level in zip(qis, kept, at)]) + rows) / n
+
+    start = tuple(solution.levels[q.name] for q in qis)
+    nodes = np.array(list(itertools.product(*(range(lo, hi + 1) for lo, (_, hi) in zip(start, bounds)))))
+    bound = sum(w[j] * per_level[j][nodes[:, j]] for j in range(len(qis)))
+    best, failed, evaluated = None, [], 0
+    for index in np.lexsort((nodes.sum(axis=1), bound)):
+        node = tuple(int(x) for x in nodes[index])
+        if (best is not None and bound[index] >= best[2] - 1e-12) or evaluated >= ITEMSET_EVALUATIONS:
+            break
+        if any(all(a <= b for a, b in zip(node, f)) for f in failed):
+            continue
+        found = table.itemsets(node, items, k, m)
+        evaluated += 1
+        if found[2] > allowed:
+            failed.append(node)
+            continue
+        total = float(w @ losses(node, found))
+        if best is None or total < best[2] - 1e-12:
+            best = (node, found, total)
+    while best is None:  # nothing within the limit among the nodes tried: coarsen greedily from the last failure
+        node = failed[-1] if failed else start
+        options = [node[:j] + (node[j] + 1,) + node[j + 1:] for j in range(len(qis)) if node[j] < bounds[j][1]]
+        if not options:
+            raise Unreachable(f"k={k}, k^m with m={m} cannot be reached with at most {max_suppression:.1%} of {n} rows "
+                              f"suppressed, even with every attribute at its coarsest allowed level")
+        node = min(options, key=lambda o: float(sum(w[j] * per_level[j][o[j]] for j in range(len(qis)))))
+        found = table.itemsets(node, items, k, m)
+        evaluated += 1
+        if found[2] > allowed:
+            failed.append(node)
+        else:
+            best = (node, found, float(w @ losses(node, found)))
+    node, found, _ = best
+    final = losses(node, found)
+    published = table.published(node, k)
+    return Solution(levels={q.name: level for q, level in zip(qis, node)}, suppressed=found[0],
+                    k=int(published.min()) if len(published) else 0, loss=float(w @ final),
+                    loss_by_attribute={q.name: float(x) for q, x in zip(qis, final)}, nodes_total=solution.nodes_total,
+                    nodes_evaluated=solution.nodes_evaluated + evaluated, class_sizes=published.astype(np.int64),
+                    method=f"{solution.method}, then k^{m} itemsets", taken=found[1])
 
 
 def _exact(qis, bounds, w, avg_loss, evaluate, extra):

@@ -18,6 +18,7 @@ from importlib import resources
 
 import pyarrow as pa
 
+from transforms.detectors import find_identifiers
 from transforms.gb2260 import divisions
 from transforms.identifiers import (
     EMAIL_RE,
@@ -270,6 +271,9 @@ def classify_column(header: str, column: pa.Array | pa.ChunkedArray, refs: Refer
         kind, confidence = header_kind, 0.6
     else:
         kind, confidence = _shape(values, distinct)
+    if KINDS[kind][0] == "insensitive" and any(find_identifiers(v) for v in set(values)):
+        # Short labels with a phone number or an ID in a few rows are text people type: never insensitive.
+        kind, confidence = "free_text", 0.5
     matched = round(shares.get(kind, 0) * len(values))
     samples = [mask(v, KINDS[kind][0] != "insensitive") for v in sorted(set(values))[:3]]
     return Proposal(header, kind, round(confidence, 3), {**evidence, "matched": matched, "header": header_kind}, samples)

@@ -26,8 +26,8 @@ PROPOSED: dict[str, tuple[str, dict, str, str | None]] = {
     "wechat_openid": ("drop", {}, "string", None),
     "address": ("drop", {}, "string", None),
     "city": ("drop", {}, "string", None),
-    "person_code": ("pseudonymize", {"domain": "{name}"}, "string", None),
-    "record_id": ("pseudonymize", {"domain": "{name}"}, "string", None),
+    "person_code": ("drop", {}, "string", None),  # a member or staff number: a token would join records outside the model
+    "record_id": ("drop", {}, "string", None),  # a receipt or case token would make a record of its own
     "birth_date": ("generalize", {"hierarchy": {"age": [1, 5, 10, 20]}, "levels": [2, 5]}, "date", "age"),
     "sex": ("generalize", {"hierarchy": {"table": "hierarchies/sex.csv"}, "levels": [0, 1]}, "string", None),
     "postal_code": ("generalize", {"hierarchy": {"prefix": [4, 2]}, "levels": [1, 3]}, "string", None),
@@ -37,10 +37,14 @@ PROPOSED: dict[str, tuple[str, dict, str, str | None]] = {
     "flight_no": ("generalize", {"hierarchy": {"prefix": [2], "pad": ""}, "levels": [1, 2]}, "string", None),
     "datetime": ("generalize", {"hierarchy": {"datetime": ["hour", "day"]}, "levels": [1, 3]}, "datetime", None),
     "date": ("generalize", {"hierarchy": {"datetime": ["month", "year"]}, "levels": [0, 3]}, "date", None),
-    "free_text": ("redact", {}, "string", None),
-    "integer": ("keep", {}, "int", None),
-    "decimal": ("keep", {}, "decimal", None),
+    "free_text": ("drop", {}, "string", None),  # the release carries no free text (a coded topic may replace it)
+    "integer": ("drop", {}, "int", None),
+    "decimal": ("drop", {}, "decimal", None),
 }
+# Columns classed `insensitive` still describe a person's record when published: the draft drops
+# them, and says how to publish one (a quasi-identifier of the person or of an item, with a
+# hierarchy, or a sensitive attribute).
+TO_PUBLISH = "TODO to publish it, make it a quasi_identifier (part: person or item) with a hierarchy, or a sensitive_attribute"
 # Names for columns whose header is not a usable key (the CRM's Chinese headers).
 KEY_OF_KIND = {"person_code": "member_no", "person_name": "name", "document_number": "doc_no", "prc_id": "doc_no",
                "passport": "doc_no", "hk_mo_permit": "doc_no", "tw_permit": "doc_no", "country_code": "nationality",
@@ -62,14 +66,17 @@ def draft_policy(source: str, files: str, encoding: str, proposals: list[Proposa
     document = next((p.column for p in proposals if p.kind in DOCUMENT_KINDS), None)
     if document:
         lines.append("entity: customer_id")
-    lines += ["privacy:", "  k: 5", "  max_suppression: 0.05",
+    lines += ["privacy:", "  k: 5", "  max_suppression: 0.05"]
+    if any(p.kind == "birth_date" for p in proposals):
+        lines.append(f"  reference_date: {dt.date.today().isoformat()}  # TODO the one date every snapshot counts ages at")
+    lines += [
               "retention:  # TODO set with legal counsel",
               "  raw_grace_days: 30", "  keep_years: 3", "  basis: TODO why the anonymized copy is kept this long",
               '  deletion_ground: "TODO the PIPL Art. 47 ground for deleting the raw export"', "", "columns:"]
     used: set[str] = set()
     for p in proposals:
         key = _key(p, used)
-        transform, params, kind_type, output = PROPOSED.get(p.kind, ("keep", {}, "string", None))
+        transform, params, kind_type, output = PROPOSED.get(p.kind, ("drop", {}, "string", None))
         params = yaml.safe_load(yaml.safe_dump(params).replace("{name}", key))
         if p.kind in DOCUMENT_KINDS:
             if p.column == document:
@@ -85,8 +92,9 @@ def draft_policy(source: str, files: str, encoding: str, proposals: list[Proposa
         lines.append(f"  {key}:")
         if key != p.column:
             lines.append(f"    aliases: [{_scalar(p.column)}]")
-        lines += [f"    role: {p.role}", f"    kind: {p.kind}", f"    pipl: {p.pipl}",
-                  f"    purpose: {'TODO why this column is kept' if transform != 'drop' else 'TODO confirm it is not needed'}"]
+        purpose = ("TODO why this column is kept" if transform != "drop" else
+                   TO_PUBLISH if p.role == "insensitive" else "TODO confirm it is not needed")
+        lines += [f"    role: {p.role}", f"    kind: {p.kind}", f"    pipl: {p.pipl}", f"    purpose: {_scalar(purpose)}"]
         if kind_type != "string":
             lines.append(f"    type: {kind_type}")
         if p.column in slashed_dates:

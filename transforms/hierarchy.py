@@ -131,6 +131,52 @@ class AgeHierarchy(Hierarchy):
         return (ref.year - pc.year(dates).to_numpy()) - before_birthday.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
+class DaysHierarchy(Hierarchy):
+    """A date -> whole days after a reference date (the export date: a departure's lead time),
+    in bands with the given lower edges, coarser level by level -> '*'. A date that is not after
+    the reference by the first edge is coded below it."""
+
+    def __init__(self, edges: list[list[int]], reference: dt.date):
+        for a, b in zip(edges, edges[1:]):
+            if not set(b) <= set(a):
+                raise ValueError(f"day bands {b} are not a coarsening of {a}")
+        self.edges, self.reference = edges, reference
+        self.top = len(edges) + 1
+
+    def _level(self, values: pa.Array, level: int) -> pa.Array:
+        days = pc.subtract(values.cast(pa.date32()).cast(pa.int32()), (self.reference - dt.date(1970, 1, 1)).days)
+        edges = self.edges[level - 1]
+        position = pc.cast(pc.greater_equal(days, edges[0]), pa.int8())
+        for edge in edges[1:]:
+            position = pc.add(position, pc.cast(pc.greater_equal(days, edge), pa.int8()))
+        names = [f"<{edges[0]}"] + [str(a) if b == a + 1 else f"{a}-{b - 1}" for a, b in zip(edges, edges[1:])] + [f">={edges[-1]}"]
+        return pa.array(names, pa.string()).take(position)
+
+
+class TopicHierarchy(Hierarchy):
+    """Free text -> a coded topic (the first rule whose keyword the text contains, in the order of
+    a reviewed CSV: keyword,topic; '其他' when none does) -> '*'. The text itself is level 0 and is
+    never published; coding happens in the restricted pass, on the raw text."""
+
+    OTHER = "其他"
+
+    def __init__(self, rules: list[tuple[str, str]]):
+        self.rules = rules
+        self.top = 2
+
+    @classmethod
+    def from_csv(cls, path: Path) -> TopicHierarchy:
+        with path.open(encoding="utf-8", newline="") as fh:
+            return cls([(row[0], row[1]) for row in csv.reader(fh) if row and not row[0].startswith("#")])
+
+    def _level(self, values: pa.Array, level: int) -> pa.Array:
+        topic = pa.nulls(len(values), pa.string())
+        for keyword, label in self.rules:
+            hit = pc.and_(pc.is_null(topic), pc.fill_null(pc.match_substring(values, keyword), False))
+            topic = pc.if_else(hit, label, topic)
+        return pc.fill_null(topic, self.OTHER)
+
+
 class PrefixHierarchy(Hierarchy):
     """Keep the first n characters, padding the rest with `pad` (200120 -> 2001** -> 20****)."""
 

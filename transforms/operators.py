@@ -20,9 +20,11 @@ from transforms.hierarchy import (
     AreaHierarchy,
     BandHierarchy,
     DatetimeHierarchy,
+    DaysHierarchy,
     Hierarchy,
     PrefixHierarchy,
     TableHierarchy,
+    TopicHierarchy,
 )
 from transforms.pseudonymize import Pseudonymizer
 from transforms.redact import NameMatcher, redact
@@ -39,6 +41,8 @@ class Context:
     export_date: dt.date
     policy_dir: Path
     names: NameMatcher
+    reference_date: dt.date | None = None  # ages are counted at this date (the policy's), not the export date
+    unit: str = ""  # the published partition's version: every token it publishes is keyed to it
 
 
 class Operator(BaseModel):
@@ -75,7 +79,7 @@ class Pseudonymize(Operator):
     normalize: Literal["text", "upper", "document", "mobile"] = "upper"
 
     def apply(self, column, ctx):
-        return ctx.pseudonymizer.tokens(column, self.domain, self.normalize)
+        return ctx.pseudonymizer.unit_tokens(ctx.pseudonymizer.tokens(column, self.domain, self.normalize), ctx.unit)
 
 
 class Mask(Operator):
@@ -136,8 +140,10 @@ class HierarchySpec(BaseModel):
     clip: tuple[float, float] | None = None  # with bands: level 1 is top/bottom coding alone
     area: list[Literal["county", "prefecture", "province"]] | None = None
     address: list[Literal["prefecture", "province"]] | None = None
+    days_after: list[list[int]] | None = None  # a date -> days after the export date, in bands
+    topics: str | None = None  # free text -> a coded topic, by the keyword rules of this CSV
 
-    KINDS: ClassVar[tuple[str, ...]] = ("table", "datetime", "age", "prefix", "bands", "area", "address")
+    KINDS: ClassVar[tuple[str, ...]] = ("table", "datetime", "age", "prefix", "bands", "area", "address", "days_after", "topics")
 
     @model_validator(mode="after")
     def _one_kind(self) -> HierarchySpec:
@@ -152,7 +158,7 @@ class HierarchySpec(BaseModel):
         """What a value at this level is, for analysts reading the published column."""
         if level == 0:
             return "original value"
-        steps = self.datetime or self.age or self.prefix or self.area or self.address or self.bands or []
+        steps = self.datetime or self.age or self.prefix or self.area or self.address or self.bands or self.days_after or []
         if self.clip and level == 1:
             return f"exact between {self.clip[0]:g} and {self.clip[1]:g}, coded outside"
         index = level - 1 - (1 if self.clip else 0)
@@ -160,10 +166,15 @@ class HierarchySpec(BaseModel):
             return "suppressed (*)"
         if self.table is not None:
             return f"level {level} of {self.table} ('*' at the top)"
+        if self.topics is not None:
+            return f"topic coded from the text by the rules of {self.topics}" if level == 1 else "suppressed (*)"
+        if self.days_after is not None:
+            return "days after the export date, bands from " + ", ".join(map(str, steps[index])) if index < len(steps) \
+                else "suppressed (*)"
         if self.datetime is not None:
             return f"truncated to the {steps[index]}"
         if self.age is not None:
-            return "age in years at the export date" if steps[index] == 1 else f"{steps[index]}-year age bands"
+            return ("age in years" if steps[index] == 1 else f"{steps[index]}-year age bands") + " at the policy's reference date"
         if self.prefix is not None:
             return f"first {steps[index]} characters"
         if self.area is not None:
@@ -178,7 +189,11 @@ class HierarchySpec(BaseModel):
         if self.datetime is not None:
             return DatetimeHierarchy(self.datetime)
         if self.age is not None:
-            return AgeHierarchy(self.age, ctx.export_date)
+            return AgeHierarchy(self.age, ctx.reference_date or ctx.export_date)
+        if self.days_after is not None:
+            return DaysHierarchy(self.days_after, ctx.export_date)
+        if self.topics is not None:
+            return TopicHierarchy.from_csv(ctx.policy_dir / self.topics)
         if self.prefix is not None:
             return PrefixHierarchy(self.prefix, self.pad)
         if self.area is not None:

@@ -168,11 +168,14 @@ class OutOfCore(Combinations):
                    + ["CASE WHEN e IS NULL THEN -1 ELSE dense_rank() OVER (ORDER BY e) - 1 END AS e"]
                    + [f"dense_rank() OVER (ORDER BY s{j}) - 1 AS s{j}" for j in range(len(self.diversity))])
         found = self.con.execute(f"SELECT {', '.join(columns)} FROM combo").fetchnumpy()
+        ids = self.con.execute("SELECT DISTINCT e FROM combo WHERE e IS NOT NULL ORDER BY e").fetchnumpy()["e"] if self.by_entity else None
         self.close()
         qis = [dataclasses.replace(q, codes=np.asarray(found[f"q{j}"])) for j, q in enumerate(self.qis)]
         diversity = [dataclasses.replace(d, codes=np.asarray(found[f"s{j}"])) for j, d in enumerate(self.diversity)]
         entity = np.asarray(found["e"]) if self.by_entity else None
-        return InMemory(qis, entity, diversity, np.asarray(found["w"]), self.bounds)
+        table = InMemory(qis, entity, diversity, np.asarray(found["w"]), self.bounds)
+        table.entity_ids = np.asarray(ids, np.int64) if ids is not None else None
+        return table
 
     def rows_per_code(self, among: np.ndarray | None = None) -> list[np.ndarray]:
         chosen = self._among(among)
@@ -210,6 +213,41 @@ class OutOfCore(Combinations):
         found = self.con.execute(f"WITH {self._classes(node, k)} SELECT size FROM classes WHERE NOT fails").fetchnumpy()
         return np.asarray(found["size"], np.int64)
 
+    def itemsets(self, node: tuple[int, ...], items: list[bool], k: int, m: int) -> tuple[np.ndarray, int]:
+        from transforms.itemsets import suppress
+
+        mapped, joins = self._mapped(node)
+        keys = []
+        for part in (False, True):
+            chosen = [j for j, flag in enumerate(items) if flag == part]
+            radix = int(np.prod([self.qis[j].sizes[node[j]] for j in chosen], dtype=object))
+            if radix < ONE_KEY_BELOW:
+                terms, base = [], 1
+                for j in reversed(chosen):
+                    terms.append(f"{mapped[j]}::BIGINT * {base}")
+                    base *= int(self.qis[j].sizes[node[j]])
+                keys.append(" + ".join(terms) or "0")
+            elif not part:  # classes only group here: a 64-bit hash will do (collisions rarer than 1 in 10^9)
+                keys.append(f"hash({', '.join(mapped[j] for j in chosen)})::BIGINT")
+            else:  # item keys are matched again in pass 2 (plan.finish), which computes them exactly
+                raise ValueError(f"the items' key space ({radix} values) does not fit one integer; coarsen an item attribute")
+        relation = (f"(SELECT c.rowid AS i, ({keys[0]}) AS cls, ({keys[1]}) AS item, c.e, c.w FROM combo c {' '.join(joins)})"
+                    if self.by_entity else
+                    f"(SELECT c.rowid AS i, ({keys[0]}) AS cls, ({keys[1]}) AS item, NULL::BIGINT AS e, c.w FROM combo c {' '.join(joins)})")
+        return suppress(self.con, relation, self.size, k, m)
+
+    def _mapped(self, node: tuple[int, ...]) -> tuple[list[str], list[str]]:
+        """Each quasi-identifier's code at `node` (SQL over combo `c`), and the joins it needs."""
+        mapped, joins = [], []
+        for j, level in enumerate(node):
+            table = self.maps[j][level]
+            if table is None:
+                mapped.append(f"c.q{j}")
+            else:
+                joins.append(f"JOIN {table} ON {table}.code = c.q{j}")
+                mapped.append(f"{table}.v")
+        return mapped, joins
+
     def _keys(self, node: tuple[int, ...]) -> str:
         """The class key columns at `node`: one integer while the levels' codes fit one (mixed
         radix; grouping and joining on it is about twice as fast), else one per quasi-identifier."""
@@ -220,14 +258,7 @@ class OutOfCore(Combinations):
         """CTEs: g, each combination with its class key at `node`; classes, each class's size
         (entities counted once, a row without one as a person of its own) and whether it fails k
         or an l-diversity model."""
-        mapped, joins = [], []
-        for j, level in enumerate(node):
-            table = self.maps[j][level]
-            if table is None:
-                mapped.append(f"c.q{j}")
-            else:
-                joins.append(f"JOIN {table} ON {table}.code = c.q{j}")
-                mapped.append(f"{table}.v")
+        mapped, joins = self._mapped(node)
         key = self._keys(node)
         if key == "k":
             terms, radix = [], 1

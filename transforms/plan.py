@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.anonymity import Combinations, Diversity, Solution, class_keys, search_table
+from transforms.anonymity import Combinations, Diversity, Solution, class_keys, search_table, with_itemsets
 from transforms.hierarchy import Encoded, Hierarchy, encode
 from transforms.operators import Context, Drop, Suppress
 from transforms.outofcore import OutOfCore, class_table
@@ -84,7 +84,10 @@ def tally(staged: pa.Table, policy: SourcePolicy, ctx: Context, built: dict[str,
     for c in policy.quasi_identifiers:
         labels = _lowest(c, staged[c.name], built[c.name])
         columns[c.output_name] = _compact(labels)
-        representatives[c.output_name] = _first(pa.table({"label": labels, "value": staged[c.name]}))
+        value = staged[c.name]
+        if pa.types.is_decimal(value.type):  # Arrow has no `first` for decimals; bands compare floats anyway
+            value = value.cast(pa.float64())
+        representatives[c.output_name] = _first(pa.table({"label": labels, "value": value}))
     columns |= {ENTITY: token_ids(staged[ENTITY]), SUBJECT: staged[SUBJECT]}
     columns |= {name: _compact(values) for name, values in _sensitive(policy, staged, ctx).items()}
     return Tally([_count(pa.table(columns), _keys(policy))], representatives)
@@ -164,6 +167,7 @@ class Plan:
     erased: int  # rows of erased subjects (pass 2 drops them before anything else)
     suppressed: int  # rows the engine suppresses
     common: dict[str, pa.Array] = field(default_factory=dict)  # cell suppression: values kept, per column
+    taken: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # (entity id, item key) suppressed (k^m)
 
     def with_counts(self, counts: dict[str, pa.Table], policy: SourcePolicy) -> Plan:
         """Cell suppression's global figures (value counts over the rows not erased)."""
@@ -219,14 +223,18 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
         lowest = {c.output_name: c.level_range[0] for c in columns}
         solution = Solution(lowest, np.zeros(0, bool), 0, 0.0, dict.fromkeys(lowest, 0.0), 0, 0, np.zeros(0, np.int64), "empty")
     else:
-        solution = search_table(table, encoded, {c.output_name: c.level_range for c in columns}, policy.privacy.k,
-                                policy.privacy.max_suppression, {c.output_name: c.operator.weight for c in columns},
+        ranges, weights = {c.output_name: c.level_range for c in columns}, {c.output_name: c.operator.weight for c in columns}
+        solution = search_table(table, encoded, ranges, policy.privacy.k, policy.privacy.max_suppression, weights,
                                 problem.diversity)
+        items = [c.part == "item" for c in columns]
+        if any(items) and policy.privacy.m > 1:  # a person's items together, not only one at a time
+            solution = with_itemsets(table, encoded, ranges, solution, items, policy.privacy.k, policy.privacy.m,
+                                     policy.privacy.max_suppression, weights)
     levels = {e.name: Level(problem.codebooks[e.name], e.maps[solution.levels[e.name]], e.labels[solution.levels[e.name]],
                             e.sizes[solution.levels[e.name]]) for e in encoded}
     codes, suppressed = table.codes(solution.suppressed)
     keys = _class_keys([levels[e.name].to_level[c] for e, c in zip(encoded, codes)], levels)
-    return Plan(levels, np.unique(keys), solution, problem.erased, suppressed)
+    return Plan(levels, np.unique(keys), solution, problem.erased, suppressed, taken=solution.taken)
 
 
 def solve(tally: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str],
@@ -238,6 +246,14 @@ def solve(tally: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erase
 
 def _class_keys(codes: list[np.ndarray], levels: dict[str, Level]) -> np.ndarray:
     return class_keys(codes, [level.size for level in levels.values()])
+
+
+def _taken(table: pa.Table, codes: dict[str, np.ndarray], plan: Plan, policy: SourcePolicy) -> np.ndarray:
+    """Rows whose (person, item) the engine took (k^m): the item key as the engine made it."""
+    items = [c.output_name for c in policy.item_attributes]
+    key = class_keys([codes[n] for n in items], [plan.levels[n].size for n in items])
+    rows = pd.MultiIndex.from_arrays([pc.fill_null(token_ids(table[ENTITY]), -1).to_numpy(), key])
+    return np.asarray(rows.isin(pd.MultiIndex.from_arrays([plan.taken[:, 0], plan.taken[:, 1]])))
 
 
 def _erased(table: pa.Table, erased: pa.Array) -> np.ndarray:
@@ -294,8 +310,10 @@ def finish(staged: pa.Table, plan: Plan, policy: SourcePolicy, ctx: Context, bui
         if found.null_count:
             raise ValueError(f"{policy.source}: {c.name}: a value pass 1 did not count (the staged file changed?)")
         codes[c.output_name] = level.to_level[found.to_numpy(zero_copy_only=False)]
-    if codes and len(plan.suppressed_keys):
+    if codes and (len(plan.suppressed_keys) or len(plan.taken)):
         drop = np.isin(_class_keys(list(codes.values()), plan.levels), plan.suppressed_keys)
+        if len(plan.taken):  # items taken from people whose itemsets too few others share (k^m)
+            drop |= _taken(table, codes, plan, policy)
         suppressed = int(drop.sum())
         table = table.filter(pa.array(~drop))
         codes = {name: c[~drop] for name, c in codes.items()}
@@ -305,7 +323,7 @@ def finish(staged: pa.Table, plan: Plan, policy: SourcePolicy, ctx: Context, bui
         if name is None:
             continue
         if name == policy.entity and (entity_source(policy) is not None or policy.link):
-            outputs[name] = table[ENTITY]  # computed in pass 1 to link and erase
+            outputs[name] = ctx.pseudonymizer.unit_tokens(table[ENTITY], ctx.unit)  # pass 1's, keyed to this partition
         elif c.quasi:
             outputs[name] = plan.levels[name].labels.take(pa.array(codes[name]))
         else:
@@ -316,7 +334,7 @@ def finish(staged: pa.Table, plan: Plan, policy: SourcePolicy, ctx: Context, bui
             if nulled > 0:
                 cells[name] = nulled
     if policy.entity and policy.entity not in outputs:
-        outputs[policy.entity] = table[ENTITY]
+        outputs[policy.entity] = ctx.pseudonymizer.unit_tokens(table[ENTITY], ctx.unit)
     return Finished(pa.table(outputs).select(policy.output_columns), int(gone.sum()), suppressed, cells)
 
 

@@ -20,6 +20,12 @@ from transforms.classify import KINDS
 from transforms.operators import OPERATORS, Family, Generalize, Operator
 
 Role = Literal["direct_identifier", "quasi_identifier", "sensitive_attribute", "entity_key", "free_text", "insensitive"]
+# What a source's rows are in a person's record (../shared/privacy-model.md): one row per person
+# (a membership snapshot), or events of which a person has several: purchases, service contacts.
+Record = Literal["profile", "purchases", "contacts"]
+# A quasi-identifier describes the person (one value per person: sex, nationality, tier) or one
+# of their items (a purchase's store, product and amount band; a contact's channel and type).
+Part = Literal["person", "item"]
 # PIPL: general personal information, sensitive personal information (Art. 28), or not PI at all.
 Pipl = Literal["general", "sensitive", "none"]
 ColumnType = Literal["string", "int", "decimal", "date", "datetime"]
@@ -48,6 +54,7 @@ class Column(_Strict):
     transform: str
     params: dict[str, Any] = {}
     output: str | None = None
+    part: Part = "person"
 
     @model_validator(mode="after")
     def _known_kind(self) -> Column:
@@ -74,6 +81,14 @@ class Column(_Strict):
         if self.role == "direct_identifier" and (self.transform == "keep" or (
                 self.transform == "generalize" and min(self.level_range) < 1)):
             raise ValueError("a direct_identifier cannot be published as it is (keep, or generalize from level 0)")
+        if self.role == "insensitive" and self.transform != "drop":
+            raise ValueError("a published column of a dataset about people describes a person (their purchase, their "
+                             "account, their contact): make it a quasi_identifier (part: person or item), a "
+                             "sensitive_attribute, or drop it; `insensitive` is only for columns that are not published")
+        if self.part == "item" and self.role != "quasi_identifier":
+            raise ValueError("only a quasi_identifier is part of a person's items")
+        if self.kind == "free_text" and self.transform == "generalize" and min(self.level_range) < 1:
+            raise ValueError("free text cannot be published as typed; generalize it from level 1 up (a coded topic)")
         return self
 
     @cached_property
@@ -127,8 +142,14 @@ class LDiversity(_Strict):
 
 class Privacy(_Strict):
     k: Annotated[int, Field(ge=2)] = 5
+    # Items (purchases or contacts) the intruder may know of a person besides their attributes: every
+    # itemset of at most m items a person holds is held by at least k people of their class (k^m).
+    m: Annotated[int, Field(ge=1)] = 3
     max_suppression: Annotated[float, Field(ge=0, le=1)] = 0.05
     l_diversity: list[LDiversity] = []
+    # Ages are counted at this one date in every snapshot, so that a band never moves between two
+    # snapshots (a move would tell the birthday).
+    reference_date: dt.date | None = None
 
 
 class Retention(_Strict):
@@ -158,7 +179,8 @@ class SourcePolicy(_Strict):
     description: str
     files: str  # glob under the landing root; {date} = YYYY-MM-DD, {yyyymmdd} = YYYYMMDD
     encoding: Literal["utf-8", "utf-8-sig", "gb18030"]
-    entity: str | None = None  # output column that identifies the person
+    record: Record = "purchases"
+    entity: str | None = None  # output column that identifies the person (a token keyed to the partition)
     link: list[Link] = []
     subject_keys: dict[Literal["doc_no", "mobile", "member_no"], str] = {}
     privacy: Privacy = Privacy()
@@ -189,6 +211,13 @@ class SourcePolicy(_Strict):
                 raise ValueError(f"l-diversity attribute {model.attribute!r} is not a published column")
         if self.entity and self.entity not in outputs and not self.link:
             raise ValueError(f"entity {self.entity!r} is neither a published column nor linked")
+        items = [c.name for c in self.quasi_identifiers if c.part == "item"]
+        if self.record == "profile" and items:
+            raise ValueError(f"a profile (one row per person) has no items, but {items} are part: item")
+        for column in self.quasi_identifiers:
+            if column.operator.hierarchy.age is not None and self.privacy.reference_date is None:
+                raise ValueError(f"column {column.name!r} counts ages: set privacy.reference_date (one date for every "
+                                 "snapshot, or an age band that moves between two of them tells the birthday)")
         return self
 
     def column(self, name: str) -> Column:
@@ -206,6 +235,16 @@ class SourcePolicy(_Strict):
     @property
     def quasi_identifiers(self) -> list[Column]:
         return [c for c in self.columns if c.quasi]
+
+    @property
+    def person_attributes(self) -> list[Column]:
+        """The quasi-identifiers with one value per person: the relational part."""
+        return [c for c in self.quasi_identifiers if c.part == "person"]
+
+    @property
+    def item_attributes(self) -> list[Column]:
+        """The quasi-identifiers of each item (purchase, contact): together, one item."""
+        return [c for c in self.quasi_identifiers if c.part == "item"]
 
     @property
     def sensitive_outputs(self) -> list[str]:

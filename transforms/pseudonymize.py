@@ -65,6 +65,16 @@ class Pseudonymizer:
         encoded = pc.dictionary_encode(values)
         return self._encode(encoded.dictionary.cast(pa.binary()).to_pylist(), domain).take(encoded.indices)
 
+    def unit_tokens(self, tokens: Column, unit: str) -> pa.Array:
+        """Tokens as one published partition (version) shows them: a keyed function of the
+        tokens the pipeline links and erases with, different in every partition and version, so
+        that what is published joins nothing outside its partition. Empty `unit`: unchanged."""
+        if not unit:
+            return tokens.combine_chunks() if isinstance(tokens, pa.ChunkedArray) else tokens
+        values = tokens.combine_chunks() if isinstance(tokens, pa.ChunkedArray) else tokens
+        encoded = pc.dictionary_encode(values)
+        return self._encode(encoded.dictionary.cast(pa.binary()).to_pylist(), f"unit:{unit}").take(encoded.indices)
+
     def _encode(self, values: list[bytes], domain: str) -> pa.Array:
         inner, outer = self._states(domain)
 
