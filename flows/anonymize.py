@@ -69,7 +69,7 @@ def back_up(run: Run, shas: dict[str, str], date: dt.date) -> None:
         return
     manifest_path, manifest, written = backup_io.backup_files(run.landing, shas, date, run.restricted, run.backup_key)
     if written:
-        ledger.append(run.warehouse, "backup", {
+        ledger.append(run.restricted, "backup", {
             "export_date": date.isoformat(), "run_id": run.run_id, "manifest": str(manifest_path), "key_id": manifest["key_id"],
             "files": [{k: f[k] for k in ("path", "bytes", "sha256")} for f in manifest["files"]]})
         get_run_logger().info("%s: %d file(s) backed up, encrypted, -> %s", date, len(shas), manifest_path.parent)
@@ -191,7 +191,7 @@ def write_sources(run: Run, job: passes.Job, scans: dict, copied: dict, plans: d
         fingerprint = run.fingerprint(policy, [(s.file.path, s.file.sha256) for s in found])
         ids = {"run_id": run.run_id, "key_id": run.pseudonymizer.key_id, "flow_run_id": str(flow_run.get_id() or ""),
                "fingerprint": fingerprint, "unit": f"{name}/{date.isoformat()}/{fingerprint}",  # what its tokens are keyed to
-               ledger.HEAD_KEY: ledger.head(run.warehouse)}
+               ledger.HEAD_KEY: ledger.head(run.restricted)}
         futures[name] = passes.write.submit(policy, date, job, [s.staged for s in found], plans[name], erased,
                                             person_names if _redacts(policy) else set(), inputs, counts, ids, gates[name])
     written, failures = {}, []
@@ -220,12 +220,13 @@ def publish(run: Run, written: dict[str, passes.Written], date: dt.date, began: 
             raise DateFailed(f"{date}: {name}: row counts do not reconcile {counts}; nothing published")
         metadata = result.metadata
         summary[name] = {"counts": counts, "k": metadata["metrics"].get("k"), "levels": metadata["levels"],
-                         "policy_sha256": metadata["policy_sha256"], "inputs": metadata["inputs"],
+                         "policy_sha256": metadata["policy_sha256"], "inputs": result.inputs,
                          "dropped_columns": metadata["dropped_columns"]}
     for name, result in written.items():
         sha256 = file_sha256(result.path)
         target = warehouse_io.publish(result.path, run.warehouse, name, date)
-        ledger.append(run.warehouse, "partition", ledger_entry(result.metadata, target, run.warehouse, sha256, run.triggered_by, began))
+        ledger.append(run.restricted, "partition", ledger_entry(result.metadata, result.counts, result.cells, result.inputs,
+                                                                target, run.warehouse, sha256, run.triggered_by, began))
         summary[name]["path"] = str(target)
         get_run_logger().info("%s %s: published %d of %d rows (k=%s) -> %s", name, date, summary[name]["counts"]["published"],
                               summary[name]["counts"]["read"], summary[name]["k"], target)
@@ -342,7 +343,7 @@ def _anonymize(landing: str, warehouse: str, date: str | None, start: str | None
     message = ("nothing published: " + " | ".join(problems) if problems else
                f"{len(failed)} of {len(requested)} export date(s) failed: {', '.join(failed)}" if failed else
                f"no export files {_range(start, end)}under {landing}" if not (requested or skipped) else None)
-    ledger.append(run.warehouse, "run", {
+    ledger.append(run.restricted, "run", {
         "run_id": run.run_id, "flow_run_id": str(flow_run.get_id() or ""), "started_at": run.started.isoformat(timespec="seconds"),
         "ended_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "status": "failed" if message else "published" if summary["dates"] else "up to date",
         "message": message, "triggered_by": run.triggered_by,

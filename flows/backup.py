@@ -216,7 +216,7 @@ def _canonical(manifest: dict) -> bytes:
 
 
 
-def check_all(restricted: Path, warehouse: Path, key: BackupKey, date: dt.date | None = None) -> list[dict]:
+def check_all(restricted: Path, key: BackupKey, date: dt.date | None = None) -> list[dict]:
     """Decrypt every backup (of `date`, or all) and compare it with its manifest, and every backup
     the ledger records with what is on disk (unless a purge certificate deleted it); recorded in
     the ledger as `backup_verified`. One result per backup: {manifest, export_date, files,
@@ -234,7 +234,7 @@ def check_all(restricted: Path, warehouse: Path, key: BackupKey, date: dt.date |
     def where(path: str) -> tuple[str, ...]:  # export_date=…/<version>/manifest.json: the same wherever the area is
         return Path(path).parts[-3:]
 
-    entries = ledger.entries(warehouse)
+    entries = ledger.entries(restricted)
     deleted = {where(f["path"]) for e in entries if e["kind"] == "deletion" for f in e["data"]["files"] if f["area"] == "backup"}
     for entry in entries:
         data = entry["data"]
@@ -246,14 +246,14 @@ def check_all(restricted: Path, warehouse: Path, key: BackupKey, date: dt.date |
                                      "certificate deleted it"})
     for result in results:
         result["export_date"] = Path(result["manifest"]).parent.parent.name.removeprefix("export_date=")
-    ledger.append(warehouse, "backup_verified", {
+    ledger.append(restricted, "backup_verified", {
         "export_date": date.isoformat() if date else None, "key_id": key.key_id, "backups": results,
         "ok": sum(r["error"] is None for r in results), "bad": sum(r["error"] is not None for r in results),
         "nothing_to_check": not results})
     return results
 
 
-def restore(restricted: Path, warehouse: Path, key: BackupKey, date: dt.date, out: Path) -> dict:
+def restore(restricted: Path, key: BackupKey, date: dt.date, out: Path) -> dict:
     """Decrypt a date's latest backup into `out`, every file checked against the manifest; the
     ledger's `backup_restored` entry says where the raw files went (purge deletes them with the
     date's raw data) or why nothing was. Returns the entry's data; raises BackupError after
@@ -272,7 +272,7 @@ def restore(restricted: Path, warehouse: Path, key: BackupKey, date: dt.date, ou
         record["files"] = [{"path": str((out / f["path"]).resolve()), "bytes": f["bytes"], "sha256": f["sha256"]} for f in files]
     except BackupError as exc:
         record["error"] = str(exc)
-        ledger.append(warehouse, "backup_restored", record)
+        ledger.append(restricted, "backup_restored", record)
         raise
-    ledger.append(warehouse, "backup_restored", record)
+    ledger.append(restricted, "backup_restored", record)
     return record

@@ -1,5 +1,5 @@
-"""The `tuomin` command line. Every command that reads exports or the warehouse takes
---landing and --warehouse with the same defaults as `tuomin run`."""
+"""The `tuomin` command line. Every command that reads exports, the warehouse or the restricted
+area takes --landing, --warehouse and --restricted with the same defaults as `tuomin run`."""
 
 from __future__ import annotations
 
@@ -78,16 +78,20 @@ console = Console(width=None if Console().is_terminal else 110)
 errors = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 110)
 
 Landing = Annotated[Path, typer.Option(help="Landing directory with pos/, membership/, after_sales/, requests/.")]
-def _existing(path: Path) -> Path:
+Warehouse = Annotated[Path, typer.Option("--warehouse", help="Warehouse directory of the anonymized Parquet (what analysts read).")]
+Restricted = Annotated[Path, typer.Option("--restricted", help="Restricted area (0700): the ledger, GX results, quarantined rows, "
+                                                               "backups (created if new).")]
+
+
+def _with_ledger(path: Path) -> Path:
     from flows import usage
 
-    return usage.warehouse(path)
+    return usage.restricted(path)
 
 
-NewWarehouse = Annotated[Path, typer.Option("--warehouse", help="Warehouse directory for the anonymized Parquet (created if new).")]
-Warehouse = Annotated[Path, typer.Option("--warehouse", callback=_existing,
-                                         help="Warehouse directory of the anonymized Parquet (one with a ledger).")]
-Restricted = Annotated[Path, typer.Option(help="Restricted area (0700) for quarantined rows and backups.")]
+# Commands that act on what the ledger records, or record what they do in it, need one that exists.
+Vault = Annotated[Path, typer.Option("--restricted", callback=_with_ledger,
+                                     help="Restricted area holding the ledger (0700), GX results, quarantine and backups.")]
 Policies = Annotated[Path, typer.Option(help="Directory of reviewed policy files.")]
 class RunnerKind(str, Enum):
     threads = "threads"
@@ -103,7 +107,7 @@ AsOf = Annotated[str | None, typer.Option(help="Plan as if today were this date 
 @app.command()
 def run(
     landing: Landing = paths.SAMPLE_LANDING,
-    warehouse: NewWarehouse = paths.WAREHOUSE,
+    warehouse: Warehouse = paths.WAREHOUSE,
     date: Annotated[str | None, typer.Option(help="One export date (YYYY-MM-DD); default: every date found.")] = None,
     restricted: Restricted = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
@@ -119,7 +123,7 @@ def run(
         _check_date(date)
     from flows import usage
 
-    usage.run(landing, warehouse, policies, backup, rotate_key)
+    usage.run(landing, restricted, policies, backup, rotate_key)
     _run_flow(landing=landing, warehouse=warehouse, date=date, every=every, restricted=restricted, policies=policies,
               drop_unknown=drop_unknown, backup=backup, trigger="cli: tuomin run", runner=runner.value, dask_address=dask_address,
               rotate_key=rotate_key)
@@ -130,7 +134,7 @@ def backfill(
     start: Annotated[str, typer.Option(help="First export date (YYYY-MM-DD).")],
     end: Annotated[str, typer.Option(help="Last export date (YYYY-MM-DD).")],
     landing: Landing = paths.SAMPLE_LANDING,
-    warehouse: NewWarehouse = paths.WAREHOUSE,
+    warehouse: Warehouse = paths.WAREHOUSE,
     restricted: Restricted = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
     verbose: Annotated[bool, typer.Option(help="Show the flow's log lines under the progress bar.")] = False,
@@ -143,7 +147,7 @@ def backfill(
         raise typer.BadParameter(f"{start} is after {end}")
     from flows import usage
 
-    usage.run(landing, warehouse, policies, backup, rotating=False)
+    usage.run(landing, restricted, policies, backup, rotating=False)
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     _run_flow(landing=landing, warehouse=warehouse, start=start, end=end, restricted=restricted, policies=policies,
@@ -345,9 +349,9 @@ def risk(
 
 
 @app.command()
-def docs(warehouse: Warehouse = paths.WAREHOUSE) -> None:
-    """Build the Great Expectations Data Docs of every validation run against this warehouse."""
-    project = warehouse / paths.GX_PROJECT
+def docs(restricted: Vault = paths.RESTRICTED) -> None:
+    """Build the Great Expectations Data Docs of every validation recorded in the restricted area."""
+    project = restricted / paths.GX_PROJECT
     if not (project / "gx").exists():
         console.print(f"no validations recorded under {project}: run `tuomin run` first")
         raise typer.Exit(1)
@@ -436,7 +440,8 @@ def query(
 
 @ledger_app.command("verify")
 def ledger_verify(
-    warehouse: Warehouse = paths.WAREHOUSE,
+    restricted: Vault = paths.RESTRICTED,
+    warehouse: Annotated[Path, typer.Option("--warehouse", help="The warehouse whose partition files record heads of this ledger.")] = paths.WAREHOUSE,
     expect_head: Annotated[str | None, typer.Option(help="A head hash taken earlier (from `ledger verify` or an evidence pack): "
                                                          "it must still be in the chain, else entries were cut off.")] = None,
 ) -> None:
@@ -444,7 +449,7 @@ def ledger_verify(
     ledger is missing, empty, edited, reordered or cut short."""
     from flows import ledger
 
-    verdict = ledger.check(warehouse, expect_head)
+    verdict = ledger.check(restricted, warehouse if warehouse.is_dir() else None, expect_head)
     for problem in verdict.problems:
         console.print(f"[red]{problem}[/]")
     if not verdict.intact:
@@ -486,7 +491,7 @@ LEDGER_LINES = {
 
 
 @ledger_app.command("show")
-def ledger_show(warehouse: Warehouse = paths.WAREHOUSE,
+def ledger_show(restricted: Vault = paths.RESTRICTED,
                 kind: Annotated[str | None, typer.Option(help="Only entries of this kind (run, partition, key_destroyed …).")] = None) -> None:
     """The ledger's entries, one line each."""
     from flows import ledger
@@ -494,7 +499,7 @@ def ledger_show(warehouse: Warehouse = paths.WAREHOUSE,
     table = Table()
     for header in ("seq", "at", "kind", "what", "hash"):
         table.add_column(header)
-    for entry in ledger.entries(warehouse):
+    for entry in ledger.entries(restricted):
         if kind and entry["kind"] != kind:
             continue
         data = entry["data"]
@@ -526,13 +531,14 @@ KeyBlock = Annotated[str | None, typer.Option("--block", help="A Prefect Secret 
 
 
 @key_app.command("rotate")
-def key_rotate(path: KeyPath = None, block: KeyBlock = None, warehouse: Warehouse = paths.WAREHOUSE) -> None:
+def key_rotate(path: KeyPath = None, block: KeyBlock = None, restricted: Vault = paths.RESTRICTED,
+               warehouse: Warehouse = paths.WAREHOUSE) -> None:
     """Replace the warehouse's pseudonym key with a new random one; recorded in the ledger (key_ids only).
 
     Refused unless the key found is the one the warehouse is published with."""
     from flows import keys
 
-    old, new, entry = keys.rotate(keys.locate(keys.PSEUDONYM, path, block), warehouse)
+    old, new, entry = keys.rotate(keys.locate(keys.PSEUDONYM, path, block), restricted, warehouse)
     console.print(f"rotated: {old} -> {new} (ledger entry {entry['seq']}). Tokens made with {old} no longer "
                   "match new ones: re-run the dates you want linked under the new key.")
 
@@ -542,6 +548,7 @@ def key_destroy(
     path: KeyPath = None,
     block: KeyBlock = None,
     backup: Annotated[bool, typer.Option("--backup", help="The backup key instead of the pseudonym key.")] = False,
+    restricted: Vault = paths.RESTRICTED,
     warehouse: Warehouse = paths.WAREHOUSE,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
@@ -553,10 +560,10 @@ def key_destroy(
 
     kind = keys.BACKUP if backup else keys.PSEUDONYM
     location = keys.locate(kind, path, block)
-    key_id = keys.destruction(location, warehouse)
+    key_id = keys.destruction(location, restricted, warehouse)
     if not yes:
         typer.confirm(f"Destroy the {kind.name} key {key_id} in {location}? This cannot be undone", abort=True)
-    entry = keys.destroy(location, warehouse)
+    entry = keys.destroy(location, restricted, warehouse)
     console.print(f"destroyed {kind.name} key {key_id} ({location}); ledger entry {entry['seq']} hash {entry['hash'][:16]}…")
     if entry["data"]["published_under_other_keys"]:
         console.print(f"[yellow]partitions published under {', '.join(entry['data']['published_under_other_keys'])} stay "
@@ -565,8 +572,7 @@ def key_destroy(
 
 @backup_app.command("verify")
 def backup_verify(
-    restricted: Restricted = paths.RESTRICTED,
-    warehouse: Warehouse = paths.WAREHOUSE,
+    restricted: Vault = paths.RESTRICTED,
     date: Annotated[str | None, typer.Option(help="Only this export date's backups.")] = None,
 ) -> None:
     """Decrypt every backup and check it against its manifest and the ledger; exit 1 on any bad or
@@ -574,7 +580,7 @@ def backup_verify(
     from flows.backup import check_all
     from flows.keys import load_backup_key
 
-    results = check_all(restricted, warehouse, load_backup_key(), _check_date(date) if date else None)
+    results = check_all(restricted, load_backup_key(), _check_date(date) if date else None)
     for result in results:
         if result["error"] is None:
             console.print(f"[green]ok[/] {Path(result['manifest']).parent}: {result['files']} file(s), {result['bytes']} bytes")
@@ -593,8 +599,7 @@ def backup_verify(
 def backup_restore(
     date: Annotated[str, typer.Option(help="The export date to restore.")],
     out: Annotated[Path, typer.Option(help="Directory to restore into (files keep their landing paths).")],
-    restricted: Restricted = paths.RESTRICTED,
-    warehouse: Warehouse = paths.WAREHOUSE,
+    restricted: Vault = paths.RESTRICTED,
 ) -> None:
     """Restore a date's latest backup into a directory, checking every file against the manifest.
 
@@ -605,7 +610,7 @@ def backup_restore(
 
     key = load_backup_key()
     try:
-        done = restore(restricted, warehouse, key, _check_date(date), out)
+        done = restore(restricted, key, _check_date(date), out)
     except BackupError as exc:
         console.print(f"[bold red]restore failed[/]: {exc} (recorded in the ledger)")
         raise typer.Exit(1) from None
@@ -617,7 +622,7 @@ def backup_restore(
 def purge(
     landing: Annotated[Path, typer.Option(help="Landing directory to delete from (required: no default for deletions).")],
     warehouse: Warehouse = paths.WAREHOUSE,
-    restricted: Restricted = paths.RESTRICTED,
+    restricted: Vault = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted and what is kept, and why; delete nothing.")] = False,
     as_of: AsOf = None,
@@ -644,10 +649,10 @@ def purge(
             table.add_row(item.export_date.isoformat(), "keep" if item.held else "[red]delete[/]", files,
                           item.held or " ".join(item.grounds))
         console.print(table)
-        check_landing(area, mismatches(area, warehouse))
+        check_landing(area, mismatches(area, restricted))
         return
-    ledger.trusted(warehouse)
-    check_landing(area, mismatches(area, warehouse))
+    ledger.trusted(restricted, warehouse)
+    check_landing(area, mismatches(area, restricted))
     state = purge_flow(landing=str(landing), warehouse=str(warehouse), restricted=str(restricted), policies=str(policies),
                        trigger="cli: tuomin purge", return_state=True)
     _finish(state, lambda done: f"{len(done)} date(s) purged" + "".join(
@@ -659,6 +664,7 @@ def purge(
 @app.command()
 def retention(
     warehouse: Warehouse = paths.WAREHOUSE,
+    restricted: Vault = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the partitions past their retention period; delete nothing.")] = False,
     as_of: AsOf = None,
@@ -675,29 +681,30 @@ def retention(
     day = _as_of(as_of, dry_run) or today()
     usage.policies(policies)
     if not dry_run:
-        ledger.trusted(warehouse)
-        check_files(expired(warehouse, policies, day)[0], warehouse)
+        ledger.trusted(restricted, warehouse)
+        check_files(expired(restricted, policies, day)[0], warehouse)
     if dry_run:
-        items, orphans = expired(warehouse, policies, day)
+        items, orphans = expired(restricted, policies, day)
         for item in items:
             console.print(f"{item.entry['data']['dataset']} {item.entry['data']['export_date']}: kept until {item.keep_until}, would be removed")
         for orphan in orphans:
             console.print(f"[red]{orphan}: no policy, retention unknown[/]")
         console.print(f"{len(items)} partition(s) past retention as of {day}")
         return
-    state = retention_flow(warehouse=str(warehouse), policies=str(policies), trigger="cli: tuomin retention", return_state=True)
+    state = retention_flow(warehouse=str(warehouse), restricted=str(restricted), policies=str(policies), trigger="cli: tuomin retention", return_state=True)
     _finish(state, lambda removed: f"{len(removed)} partition(s) removed past their retention period")
 
 
 @app.command()
-def review(warehouse: Warehouse = paths.WAREHOUSE, policies: Policies = paths.POLICIES) -> None:
+def review(warehouse: Warehouse = paths.WAREHOUSE, restricted: Vault = paths.RESTRICTED, policies: Policies = paths.POLICIES) -> None:
     """Re-validate every published dataset as a whole; exit 1 on any failure.
 
     Files against the ledger, policy hashes, k, l and the identifier scan over all partitions;
     the result is recorded in the ledger."""
     from flows.review import review as review_flow
 
-    state = review_flow(warehouse=str(warehouse), policies=str(policies), trigger="cli: tuomin review", return_state=True)
+    state = review_flow(warehouse=str(warehouse), restricted=str(restricted), policies=str(policies), trigger="cli: tuomin review",
+                        return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, dict):
         for name, result in summary["datasets"].items():
@@ -715,6 +722,7 @@ def review(warehouse: Warehouse = paths.WAREHOUSE, policies: Policies = paths.PO
 def report(
     out: Annotated[Path, typer.Option(help="Directory for report.html and report.json.")],
     warehouse: Warehouse = paths.WAREHOUSE,
+    restricted: Vault = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
     start: Annotated[str | None, typer.Option(help="First export date of the period.")] = None,
     end: Annotated[str | None, typer.Option(help="Last export date of the period.")] = None,
@@ -727,7 +735,7 @@ def report(
     from flows.evidence import collect
     from flows.report import write
 
-    facts = collect(warehouse, policies, _check_date(start) if start else None, _check_date(end) if end else None)
+    facts = collect(warehouse, restricted, policies, _check_date(start) if start else None, _check_date(end) if end else None)
     page, data = write(facts, out)
     console.print(f"evidence pack: {page} and {data}")
     if not facts["ledger"]["intact"]:
@@ -780,7 +788,8 @@ def _identifier(doc_no: str | None, mobile: str | None, member_no: str | None):
 def subjects_lookup(
     out: Annotated[Path, typer.Option(help="Folder for the person's file (created owner-only; the file is raw personal data).")],
     doc_no: DocNo = None, mobile: Mobile = None, member_no: MemberNo = None,
-    landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE, policies: Policies = paths.POLICIES,
+    landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE, restricted: Vault = paths.RESTRICTED,
+    policies: Policies = paths.POLICIES,
 ) -> None:
     """Every record of one person in the raw exports still held, as one file (access request)."""
     from flows import ledger, usage
@@ -792,7 +801,7 @@ def subjects_lookup(
     found = lookup(usage.landing(landing), usage.policies(policies), who)
     path = write_lookup(out, who, pseudonymizer, found) if found else None
     newest = max((f.date for f in found), default=None)
-    entry = ledger.append(warehouse, "subject_lookup", {
+    entry = ledger.append(restricted, "subject_lookup", {
         "kind": who.kind, "subject": who.keyed_hash(pseudonymizer), "key_id": pseudonymizer.key_id, "records": len(found),
         "file": str(path.resolve()) if path else None, "newest_date": newest})
     if path is None:
@@ -807,7 +816,8 @@ def subjects_lookup(
 @subjects_app.command("erase")
 def subjects_erase(
     doc_no: DocNo = None, mobile: Mobile = None, member_no: MemberNo = None,
-    landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE, policies: Policies = paths.POLICIES,
+    landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE, restricted: Vault = paths.RESTRICTED,
+    policies: Policies = paths.POLICIES,
 ) -> None:
     """Erase one person: put them on requests/erasure.csv (the next run leaves them out of everything
     it publishes) and, while the pseudonym key exists, remove them from every partition already
@@ -817,7 +827,7 @@ def subjects_erase(
     from flows.erasure import request
 
     who = _identifier(doc_no, mobile, member_no)
-    entry = request(usage.landing(landing), warehouse, usage.policies(policies), who, "tuomin subjects erase")
+    entry = request(usage.landing(landing), warehouse, restricted, usage.policies(policies), who, "tuomin subjects erase")
     done = entry["data"]
     if done["listed"]:
         console.print(("added to" if done["added"] else "already on") + " requests/erasure.csv. The erasure list is part of every date's fingerprint: the "
@@ -863,7 +873,8 @@ def subjects_notify(
     requests_by: Annotated[str, typer.Option(help="The last day to ask for a copy or for deletion: after today.")],
     contact: Annotated[str, typer.Option(help="How to ask (a phone number, an address, an e-mail).")],
     shop: Annotated[str, typer.Option(help="The shop's name as customers know it.")] = "本公司",
-    landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE, policies: Policies = paths.POLICIES,
+    landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE, restricted: Vault = paths.RESTRICTED,
+    policies: Policies = paths.POLICIES,
 ) -> None:
     """Closure notices for every member of the latest CRM snapshot with a mobile or an e-mail."""
     from flows import ledger, usage
@@ -872,7 +883,7 @@ def subjects_notify(
 
     closure = Closure.parse(shop, closing_date, delete_by, requests_by, contact, today())
     counts = notices(usage.landing(landing), usage.policies(policies), closure, out)
-    entry = ledger.append(warehouse, "notices", counts)
+    entry = ledger.append(restricted, "notices", counts)
     console.print(f"CRM snapshot {counts['snapshot']}: {counts['members']} member(s); {counts['sms']} SMS and {counts['email']} "
                   f"e-mail notice(s) -> {out} (owner-only; deleted by `tuomin purge` with that date's raw data); "
                   f"{counts['erased']} on the erasure list and {counts['unreachable']} without a mobile or e-mail not "

@@ -25,6 +25,10 @@ def _warehouse() -> str:
     return os.environ.get("TUOMIN_WAREHOUSE", str(paths.WAREHOUSE.resolve()))
 
 
+def _restricted() -> str:
+    return os.environ.get("TUOMIN_RESTRICTED", str(paths.RESTRICTED.resolve()))
+
+
 def daily():
     """The deployment object; `tuomin serve` serves it, tests inspect and register it."""
     return anonymize_exports.to_deployment(
@@ -33,7 +37,7 @@ def daily():
         parameters={
             "landing": os.environ.get("TUOMIN_LANDING", str(paths.SAMPLE_LANDING)),
             "warehouse": _warehouse(),
-            "restricted": os.environ.get("TUOMIN_RESTRICTED", str(paths.RESTRICTED.resolve())),
+            "restricted": _restricted(),
         },
         description="Daily: anonymize the export dates not yet published or changed since.",
         tags=["tuomin"],
@@ -44,7 +48,7 @@ def weekly_review():
     return review.to_deployment(
         name="weekly",
         schedule=Cron(REVIEW_SCHEDULE["cron"], timezone=REVIEW_SCHEDULE["timezone"]),
-        parameters={"warehouse": _warehouse(), "trigger": "deployment review/weekly"},
+        parameters={"warehouse": _warehouse(), "restricted": _restricted(), "trigger": "deployment review/weekly"},
         description="Weekly: re-validate every published dataset across all its partitions.",
         tags=["tuomin"],
     )

@@ -49,7 +49,7 @@ from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
 from transforms.steps import ExportError
 
 
-def request(landing: Landing, warehouse: Path, policies: dict[str, SourcePolicy], who: Identifier,
+def request(landing: Landing, warehouse: Path, restricted: Path, policies: dict[str, SourcePolicy], who: Identifier,
             via: str) -> dict:
     """One erasure request, carried out and recorded whatever happens: the person's tokens found
     (raw records still held), the person added to the erasure list, then removed from what is
@@ -58,7 +58,7 @@ def request(landing: Landing, warehouse: Path, policies: dict[str, SourcePolicy]
     repeat finishes what is left and names the earlier entries it completes (`retry_of`).
     Returns the entry. A missing key is refused before anything, unless the ledger records its
     destruction: then the published data is unlinkable already, and the person is only listed."""
-    entries = ledger.entries(warehouse)
+    entries = ledger.entries(restricted)
     try:
         pseudonymizer = load_pseudonymizer()
     except PseudonymKeyError:
@@ -76,17 +76,17 @@ def request(landing: Landing, warehouse: Path, policies: dict[str, SourcePolicy]
         record["added"] = subjects.erase(landing, who)
         record["listed"] = "added" if record["added"] else "already listed"
         if pseudonymizer:
-            sweep = erase_published(warehouse, found, pseudonymizer, subject, triggered_by(via))
+            sweep = erase_published(warehouse, restricted, found, pseudonymizer, subject, triggered_by(via))
             record |= {"republished": sweep.republished, "not_searched": sweep.other_keys, "failed": sweep.failed}
     except (ExportError, OSError, WarehouseBusy, WarehouseUnwritable, ledger.LedgerBroken) as exc:
         record["failed"] = mask(f"{exc.__class__.__name__}: {exc}")
     except Exception as exc:
         record["failed"] = f"unexpected {exc.__class__.__name__} (see the command's output)"
         record["status"] = "partial" if record["listed"] or record["republished"] else "failed"
-        ledger.append(warehouse, "erasure_requested", record)
+        ledger.append(restricted, "erasure_requested", record)
         raise
     record["status"] = ("done" if not record["failed"] else "partial" if record["listed"] or record["republished"] else "failed")
-    return ledger.append(warehouse, "erasure_requested", record)
+    return ledger.append(restricted, "erasure_requested", record)
 
 
 class ErasureFailed(RuntimeError):
@@ -102,15 +102,16 @@ class Sweep:
     failed: str | None = None
 
 
-def erase_published(warehouse: Path, tokens: set[str], pseudonymizer: Pseudonymizer, request: str, triggered_by: dict) -> Sweep:
+def erase_published(warehouse: Path, restricted: Path, tokens: set[str], pseudonymizer: Pseudonymizer, request: str,
+                    triggered_by: dict) -> Sweep:
     """Republish every partition under this key that holds one of `tokens` (as it publishes them:
     keyed to its version) without those rows; stops at the first partition that cannot be
     (Sweep.failed says which and why)."""
     sweep = Sweep()
     key_id, everywhere = pseudonymizer.key_id, pa.array(sorted(tokens), pa.string())
     with warehouse_io.exclusive(warehouse):
-        ledger.trusted(warehouse)
-        for (dataset, day), entry in sorted(ledger.partition_entries(warehouse).items()):
+        ledger.trusted(restricted, warehouse)
+        for (dataset, day), entry in sorted(ledger.partition_entries(restricted).items()):
             data = entry["data"]
             if data["key_id"] != key_id:
                 sweep.other_keys.append({"dataset": dataset, "export_date": day, "key_id": data["key_id"]})
@@ -125,8 +126,7 @@ def erase_published(warehouse: Path, tokens: set[str], pseudonymizer: Pseudonymi
                 if file_sha256(path) != data["output"]["sha256"]:  # rewrite only the file the ledger vouches for
                     raise ErasureFailed(f"{dataset} {day}: left as it was: the partition file differs from the SHA-256 the "
                                         "ledger recorded (see `tuomin review`)")
-                sweep.republished.append(republish(path, metadata, wanted, warehouse, request, triggered_by,
-                                                   data["output"]["sha256"]))
+                sweep.republished.append(republish(path, metadata, entry, wanted, warehouse, restricted, request, triggered_by))
             except ErasureFailed as exc:
                 sweep.failed = str(exc)
             except OSError as exc:  # the storage: a full disk, a read-only file system
@@ -136,14 +136,15 @@ def erase_published(warehouse: Path, tokens: set[str], pseudonymizer: Pseudonymi
     return sweep
 
 
-def republish(path: Path, old: dict, wanted: pa.Array, warehouse: Path, request: str, triggered_by: dict,
-              previous_sha256: str) -> dict:
-    """One partition without the rows of `wanted` tokens (see the module's docstring)."""
+def republish(path: Path, old: dict, published: dict, wanted: pa.Array, warehouse: Path, restricted: Path, request: str,
+              triggered_by: dict) -> dict:
+    """One partition without the rows of `wanted` tokens (see the module's docstring); `old` is
+    its file's metadata, `published` the ledger entry that published it (its exact counts)."""
     began = dt.datetime.now(dt.timezone.utc)
     run_id = began.strftime("erasure-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     day = dt.date.fromisoformat(old["export_date"])
-    erasure = {"at": began.isoformat(timespec="seconds"), "request": request, "previous_sha256": previous_sha256}
-    rewrite = Rewrite(path, old, wanted, warehouse, f"{run_id} {day}", warehouse_io.staging(warehouse, run_id) / "work")
+    erasure = {"at": began.isoformat(timespec="seconds"), "request": request, "previous_sha256": published["data"]["output"]["sha256"]}
+    rewrite = Rewrite(path, old, wanted, restricted, f"{run_id} {day}", warehouse_io.staging(warehouse, run_id) / "work")
     try:
         weak = rewrite.weak_classes()
         erasure["classes_suppressed"] = weak.num_rows
@@ -155,11 +156,16 @@ def republish(path: Path, old: dict, wanted: pa.Array, warehouse: Path, request:
             raise ErasureFailed(f"{old['dataset']} {day}: left as it was: without the person it fails {'; '.join(failures)}")
         # The ledger's record is made before the rename: the staged file's path under the run's
         # staging directory is the partition's path under the warehouse.
-        record = ledger_entry(new, staged, warehouse_io.staging(warehouse, run_id), file_sha256(staged), triggered_by, began)
+        before = published["data"]["rows"]
+        rows = before | {"erased": before["erased"] + erasure["erased"], "suppressed": before["suppressed"] + erasure["suppressed"],
+                         "published": new["rows"]["published"]}
+        record = ledger_entry(new, rows, published["data"]["cells_suppressed"], published["data"]["inputs"], staged,
+                              warehouse_io.staging(warehouse, run_id), file_sha256(staged), triggered_by, began)
+        record["erasure"] = erasure
         warehouse_io.publish(staged, warehouse, old["dataset"], day)
     finally:
         warehouse_io.discard_staging(warehouse, run_id)
-    entry = ledger.append(warehouse, "partition", record)
+    entry = ledger.append(restricted, "partition", record)
     return {"dataset": old["dataset"], "export_date": old["export_date"], "erased": erasure["erased"],
             "suppressed": erasure["suppressed"], "classes_suppressed": weak.num_rows, "ledger_seq": entry["seq"]}
 
@@ -168,9 +174,9 @@ class Rewrite:
     """One published partition rewritten in two streaming passes, against the gate it passed
     (from its own metadata); classes are counted out of core, as pass 2 of a run does."""
 
-    def __init__(self, path: Path, old: dict, wanted: pa.Array, warehouse: Path, run_name: str, work: Path):
+    def __init__(self, path: Path, old: dict, wanted: pa.Array, restricted: Path, run_name: str, work: Path):
         self.source, self.old, self.wanted = pq.ParquetFile(path), old, wanted
-        self.warehouse, self.project, self.run_name, self.work = warehouse, warehouse / paths.GX_PROJECT, run_name, work
+        self.restricted, self.project, self.run_name, self.work = restricted, restricted / paths.GX_PROJECT, run_name, work
         self.gate = Gate.recorded(old, self.source.schema_arrow)
         self.qis, self.entity = list(self.gate.quasi_identifiers), self.gate.entity
         self.sensitive = [d[0] for d in self.gate.diversity]
@@ -212,19 +218,17 @@ class Rewrite:
             yield table
 
     def metadata(self, run_id: str, erasure: dict) -> dict:
-        """The old file's metadata with what changed: counts, figures and the gate measured on
-        the classes written, and this erasure added to its `erasures`."""
+        """The old file's metadata with what changed: rows published, figures and the gate
+        measured on the classes written, and when an erasure happened (only when: what and how
+        much is in the ledger, which analysts do not read)."""
         published = self.classes([self.written.close()]).to_pandas()
         self.outcomes.append(validate(self.gate.classes(ROWS, PEOPLE), published, self.project, self.run_name))
         outcome = Outcome.combine(self.outcomes)
         erasure.update(self.counts)
-        rows = dict(self.old["rows"])
-        rows |= {"erased": rows["erased"] + erasure["erased"], "suppressed": rows["suppressed"] + erasure["suppressed"],
-                 "published": rows["published"] - erasure["erased"] - erasure["suppressed"]}
         measured = metrics.summary(published, self.qis, None, self.gate.k, self.sensitive, count=ROWS, people=PEOPLE)
-        return {**self.old, "run_id": run_id, "flow_run_id": "", "created_at": erasure["at"], "rows": rows,
-                ledger.HEAD_KEY: ledger.head(self.warehouse),
+        return {**self.old, "run_id": run_id, "flow_run_id": "", "created_at": erasure["at"],
+                "rows": {"published": int(published[ROWS].sum())}, ledger.HEAD_KEY: ledger.head(self.restricted),
                 "metrics": measured | {k: self.old["metrics"].get(k) for k in ("loss", "loss_by_attribute")},
                 "validation": {"success": outcome.success, "checks": list(outcome.checks)},
-                "erasures": [*self.old.get("erasures", []), erasure]}
+                "erasures": [*self.old.get("erasures", []), {"at": erasure["at"]}]}
 

@@ -13,14 +13,16 @@ from pathlib import Path
 
 from flows import ledger
 from flows import warehouse as warehouse_io
+from flows.risk import coarsen
 from transforms.policy import SourcePolicy, load_policies
 
 ROW_COUNTS = ("read", "quarantined", "erased", "suppressed", "published")
 
 
-def collect(warehouse: Path, policies_dir: Path, start: dt.date | None = None, end: dt.date | None = None) -> dict:
+def collect(warehouse: Path, restricted: Path, policies_dir: Path, start: dt.date | None = None,
+            end: dt.date | None = None) -> dict:
     policies = load_policies(policies_dir)
-    entries = ledger.entries(warehouse)
+    entries = ledger.entries(restricted)
 
     def in_period(date: str) -> bool:
         day = dt.date.fromisoformat(date)
@@ -35,7 +37,7 @@ def collect(warehouse: Path, policies_dir: Path, start: dt.date | None = None, e
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "period": {"start": start.isoformat() if start else None, "end": end.isoformat() if end else None},
         "warehouse": str(warehouse.resolve()),
-        "ledger": _ledger(warehouse),
+        "ledger": _ledger(restricted, warehouse),
         "datasets": datasets,
         "runs": [_event(e, ("run_id", "status", "message", "key_id", "backup_key_id", "erasure_requests"))
                  for e in of_kind("run", dated=False)],
@@ -56,14 +58,15 @@ def collect(warehouse: Path, policies_dir: Path, start: dt.date | None = None, e
                     for e in of_kind("notices", dated=False)],
     }
     facts["pia"] = impact_assessment(facts, policies)
-    return facts
+    # The pack is read beyond the restricted area: no count below k in it (the ledger has them).
+    return coarsen(facts, min(p.privacy.k for p in policies.values()))
 
 
-def _ledger(warehouse: Path) -> dict:
+def _ledger(restricted: Path, warehouse: Path) -> dict:
     """The ledger as verified now: the head the pack records (so that a later `tuomin ledger
     verify --expect-head` can show nothing was cut off since), and whether it is intact; never
     "intact" when there was nothing to verify."""
-    verdict = ledger.check(warehouse)
+    verdict = ledger.check(restricted, warehouse)
     return {"entries": verdict.entries, "intact": verdict.intact, "problems": verdict.problems, "head": verdict.head,
             "anchors": verdict.anchors, "anchored_to": verdict.anchored_to}
 
@@ -120,6 +123,7 @@ def _partition(entry: dict, warehouse: Path) -> dict:
         metrics = {}
     return {
         "export_date": data["export_date"], "rows": data["rows"], "k_required": data["k"], "k": data["k_achieved"],
+        "reconciled": data["rows"]["read"] == sum(data["rows"][key] for key in ROW_COUNTS if key != "read"),
         "l": data["l_achieved"], "levels": data["levels"], "cells_suppressed": data["cells_suppressed"],
         "validation": data["validation"], "policy_sha256": data["policy_sha256"], "key_id": data["key_id"],
         "path": data["output"]["path"], "sha256": data["output"]["sha256"], "in_place": path.is_file(),

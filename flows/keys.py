@@ -160,25 +160,26 @@ def destroyed(entries: list[dict], kind: KeyKind) -> set[str]:
     return {e["data"]["key_id"] for e in entries if e["kind"] == "key_destroyed" and e["data"].get("key", "pseudonym") == kind.name}
 
 
-def record_rotation(warehouse: Path, old: str, new: str, where: str) -> dict:
+def record_rotation(restricted: Path, old: str, new: str, where: str) -> dict:
     """The one shape of a rotation in the ledger, whichever command made it."""
-    return ledger.append(warehouse, "key_rotated", {"key": "pseudonym", "key_id": new, "old_key_id": old, "new_key_id": new,
+    return ledger.append(restricted, "key_rotated", {"key": "pseudonym", "key_id": new, "old_key_id": old, "new_key_id": new,
                                                     "where": where})
 
 
-def check_continuity(warehouse: Path, key_id: str, rotating: bool = False) -> None:
-    """Refuse a pseudonym key other than the one the warehouse was published with: its tokens
+def check_continuity(restricted: Path, key_id: str, rotating: bool = False) -> None:
+    """Refuse a pseudonym key other than the one the warehouse was published with (as the ledger
+    in `restricted` records it): its tokens
     would not link to the published ones. With `rotating`, the change is recorded in the ledger
     instead (every date is then republished under the new key: the key is part of each
     fingerprint)."""
-    expected, said = warehouse_key(ledger.entries(warehouse))
+    expected, said = warehouse_key(ledger.entries(restricted))
     if expected is None or expected == key_id:
         return
     if rotating:
-        record_rotation(warehouse, expected, key_id, "tuomin run --rotate-key")
+        record_rotation(restricted, expected, key_id, "tuomin run --rotate-key")
         return
     raise PseudonymKeyError(
-        f"the pseudonym key {key_id} is not the key {warehouse} was published with ({expected}, ledger entry "
+        f"the pseudonym key {key_id} is not the key the warehouse was published with ({expected}, ledger entry "
         f"{said['seq']}): its tokens would not link to the published ones, so nothing is run. Load that key, or change "
         "keys on purpose: `tuomin key rotate` (a key file or Secret block) or `tuomin run --rotate-key`, both recorded "
         "in the ledger.")
@@ -190,26 +191,27 @@ def _writable(location: Location, verb: str) -> None:
                          f"{verb} it where it is kept, or point ${location.kind.env}_FILE or _BLOCK at it")
 
 
-def rotation(location: Location, warehouse: Path) -> str:
-    """The key_id of the key to rotate, after checking that it is the warehouse's key; KeyRefused
-    otherwise (nothing changed)."""
+def rotation(location: Location, restricted: Path, warehouse: Path | None = None) -> str:
+    """The key_id of the key to rotate, after checking that it is the warehouse's key (by the
+    ledger in `restricted`, trusted against `warehouse`'s files); KeyRefused otherwise (nothing
+    changed)."""
     _writable(location, "rotate")
     key_id = location.load().key_id
-    expected, said = warehouse_key(ledger.trusted(warehouse))
+    expected, said = warehouse_key(ledger.trusted(restricted, warehouse))
     if expected is None:
-        raise KeyRefused(f"nothing in {warehouse} was published with a pseudonym key yet: there is nothing to rotate "
-                         f"away from ({location} holds {key_id}). Wrong --warehouse?")
+        raise KeyRefused(f"the ledger in {restricted} records nothing published with a pseudonym key yet: there is "
+                         f"nothing to rotate away from ({location} holds {key_id}). Wrong --restricted?")
     if expected != key_id:
-        raise KeyRefused(f"{location} holds key {key_id}, but {warehouse} is published with {expected} (ledger entry "
-                         f"{said['seq']}): rotating it would not change the warehouse's key. Wrong key file or --warehouse?")
+        raise KeyRefused(f"{location} holds key {key_id}, but the warehouse is published with {expected} (ledger entry "
+                         f"{said['seq']}): rotating it would not change the warehouse's key. Wrong key file or --restricted?")
     return key_id
 
 
-def rotate(location: Location, warehouse: Path) -> tuple[str, str, dict]:
+def rotate(location: Location, restricted: Path, warehouse: Path | None = None) -> tuple[str, str, dict]:
     """Replace the warehouse's pseudonym key with a new random one (a file in one rename, or the
     Secret block's value); returns (old key_id, new key_id, ledger entry). Tokens made with the
     old key no longer match new ones."""
-    old = rotation(location, warehouse)
+    old = rotation(location, restricted, warehouse)
     if location.block:
         from prefect.blocks.system import Secret
 
@@ -219,28 +221,28 @@ def rotate(location: Location, warehouse: Path) -> tuple[str, str, dict]:
         _write_key(staged, os.O_TRUNC)
         os.replace(staged, location.path)
     new = location.load().key_id
-    return old, new, record_rotation(warehouse, old, new, str(location))
+    return old, new, record_rotation(restricted, old, new, str(location))
 
 
-def destruction(location: Location, warehouse: Path) -> str:
+def destruction(location: Location, restricted: Path, warehouse: Path | None = None) -> str:
     """The key_id of the key to destroy, after checking that the ledger records something made
     with it (partitions for the pseudonym key, backups for the backup key); KeyRefused otherwise."""
     _writable(location, "destroy")
     kind, key_id = location.kind, location.load().key_id
-    made = made_with(ledger.trusted(warehouse), kind)
+    made = made_with(ledger.trusted(restricted, warehouse), kind)
     if key_id not in made:
-        raise KeyRefused(f"{location} holds {kind.name} key {key_id}, but no {kind.made} of {warehouse} was made with it "
-                         f"(the ledger records {', '.join(sorted(made)) or 'none'}): nothing destroyed. Wrong key file or "
-                         "--warehouse?")
+        raise KeyRefused(f"{location} holds {kind.name} key {key_id}, but the ledger in {restricted} records no {kind.made} "
+                         f"made with it (it records {', '.join(sorted(made)) or 'none'}): nothing destroyed. Wrong key file "
+                         "or --restricted?")
     return key_id
 
 
-def destroy(location: Location, warehouse: Path) -> dict:
+def destroy(location: Location, restricted: Path, warehouse: Path | None = None) -> dict:
     """Destroy a key the ledger vouches for (see `destruction`), then record it; returns the
     entry. A file is overwritten with random bytes, flushed and deleted; a Secret block is deleted.
     Overwriting is best effort on journaling or copy-on-write filesystems and SSDs: keep key files
     on encrypted storage so that deletion is final."""
-    kind, key_id = location.kind, destruction(location, warehouse)
+    kind, key_id = location.kind, destruction(location, restricted, warehouse)
     if location.block:
         from prefect.blocks.system import Secret
 
@@ -252,10 +254,10 @@ def destroy(location: Location, warehouse: Path) -> dict:
             fh.flush()
             os.fsync(fh.fileno())
         location.path.unlink()
-    entries = ledger.entries(warehouse)
-    alive = sorted(set(made_with([e for e in ledger.partition_entries(warehouse).values()], kind))
+    entries = ledger.entries(restricted)
+    alive = sorted(set(made_with([e for e in ledger.partition_entries(restricted).values()], kind))
                    - destroyed(entries, kind) - {key_id}) if kind is PSEUDONYM else []
-    return ledger.append(warehouse, "key_destroyed", {
+    return ledger.append(restricted, "key_destroyed", {
         "key": kind.name, "key_id": key_id, "where": str(location), "made_with_it": made_with(entries, kind)[key_id],
         "method": "Secret block deleted" if location.block else "overwritten, flushed, deleted", "effect": kind.effect,
         "published_under_other_keys": alive,

@@ -1,11 +1,13 @@
 """The ledger: an append-only, hash-chained record of what tuomin did.
 
-    <warehouse>/_ledger/ledger.jsonl    one JSON object per line
+    <restricted>/ledger/ledger.jsonl    one JSON object per line (0600, in a 0700 folder)
 
 Each entry has `seq`, `at` (UTC), `kind` (one of KINDS), `data`, `prev` (the previous entry's
 hash) and `hash` = SHA-256 of the canonical JSON of the other fields, so editing, deleting or
 reordering any entry breaks the chain at that point. Entries hold counts, names, paths and hashes,
-never a data value. DuckDB reads it as a table: read_json('<warehouse>/_ledger/ledger.jsonl').
+never a data value, but exact counts (rows erased, suppressed, quarantined), some below k: so it
+lives in the restricted area, with the compliance officer, not in the warehouse analysts read.
+DuckDB reads it as a table: read_json('<restricted>/ledger/ledger.jsonl').
 
 A chain cannot show that its last entries were cut off: what is left still verifies. So the head
 (seq and hash) is also written where a truncation of the ledger does not reach: into every
@@ -24,7 +26,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LEDGER = Path("_ledger") / "ledger.jsonl"
+LEDGER = Path("ledger") / "ledger.jsonl"  # under the restricted area
 GENESIS = "0" * 64
 HEAD_KEY = "ledger_head"  # in a partition's metadata: {"seq", "hash"} of the ledger when it was written
 
@@ -55,20 +57,24 @@ def _digest(entry: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
-def entries(warehouse: Path) -> list[dict]:
-    path = warehouse / LEDGER
+def entries(restricted: Path) -> list[dict]:
+    path = restricted / LEDGER
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
 
 
-def append(warehouse: Path, kind: str, data: dict) -> dict:
+def append(restricted: Path, kind: str, data: dict) -> dict:
     """Add an entry under an exclusive lock, chained to the last one, flushed to disk."""
     if kind not in KINDS:
         raise ValueError(f"unknown ledger entry kind {kind!r}; known: {', '.join(KINDS)}")
-    path = warehouse / LEDGER
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+", encoding="utf-8") as fh:
+    path = restricted / LEDGER
+    if not path.parent.is_dir():
+        from flows.paths import restricted_dir
+
+        restricted_dir(restricted, LEDGER.parent.name)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a+", encoding="utf-8") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         fh.seek(0)
         last = None
@@ -85,10 +91,10 @@ def append(warehouse: Path, kind: str, data: dict) -> dict:
     return entry
 
 
-def head(warehouse: Path) -> dict:
+def head(restricted: Path) -> dict:
     """{"seq", "hash"} of the last entry ({0, GENESIS} for an empty ledger): what a partition
     records as its anchor."""
-    found = entries(warehouse)
+    found = entries(restricted)
     return {"seq": found[-1]["seq"], "hash": found[-1]["hash"]} if found else {"seq": 0, "hash": GENESIS}
 
 
@@ -109,22 +115,23 @@ class Verdict:
         return self.entries > 0 and not self.problems
 
 
-def check(warehouse: Path, expect_head: str | None = None) -> Verdict:
+def check(restricted: Path, warehouse: Path | None = None, expect_head: str | None = None) -> Verdict:
     """The chain, and the ledger against every head recorded outside it: each partition file's
-    `ledger_head` and its own entry after it, and `expect_head` (a hash, or its first 12+ hex
-    digits, from an earlier `verify` or evidence pack)."""
-    verdict = Verdict(warehouse / LEDGER)
+    `ledger_head` in `warehouse` and its own entry after it, and `expect_head` (a hash, or its
+    first 12+ hex digits, from an earlier `verify` or evidence pack)."""
+    verdict = Verdict(restricted / LEDGER)
     if not verdict.path.is_file():
-        verdict.problems.append(f"no ledger at {verdict.path}: nothing to verify (wrong --warehouse, or the ledger was deleted)")
+        verdict.problems.append(f"no ledger at {verdict.path}: nothing to verify (wrong --restricted, or the ledger was deleted)")
         return verdict
-    found = entries(warehouse)
+    found = entries(restricted)
     verdict.entries = len(found)
     if not found:
         verdict.problems.append(f"the ledger at {verdict.path} is empty: nothing to verify")
         return verdict
     verdict.head = {"seq": found[-1]["seq"], "hash": found[-1]["hash"]}
     verdict.problems += _chain(found)
-    _anchors(warehouse, found, verdict)
+    if warehouse is not None:
+        _anchors(warehouse, found, verdict)
     if expect_head is not None:
         wanted = expect_head.strip().lower()
         if len(wanted) < 12:
@@ -182,31 +189,31 @@ def _anchors(warehouse: Path, found: list[dict], verdict: Verdict) -> None:
         verdict.anchored_to = max(verdict.anchored_to, own[0]["seq"])
 
 
-def verify(warehouse: Path) -> list[str]:
+def verify(restricted: Path, warehouse: Path | None = None) -> list[str]:
     """Every problem `check` finds. Empty = intact (a missing or empty ledger is a problem)."""
-    return check(warehouse).problems
+    return check(restricted, warehouse).problems
 
 
-def trusted(warehouse: Path) -> list[dict]:
+def trusted(restricted: Path, warehouse: Path | None = None) -> list[dict]:
     """The entries, for a command about to act on what they record; LedgerBroken if the ledger
-    is missing, empty, cut short or broken."""
-    verdict = check(warehouse)
+    is missing, empty, cut short (against `warehouse`'s files) or broken."""
+    verdict = check(restricted, warehouse)
     if verdict.problems:
-        raise LedgerBroken(f"{warehouse}: the ledger cannot be trusted ({verdict.problems[0]}"
+        raise LedgerBroken(f"{verdict.path}: the ledger cannot be trusted ({verdict.problems[0]}"
                            + (f"; {len(verdict.problems) - 1} more" if len(verdict.problems) > 1 else "")
                            + "; see `tuomin ledger verify`): nothing was changed")
-    return entries(warehouse)
+    return entries(restricted)
 
 
-def runs(warehouse: Path) -> list[dict]:
-    return [e["data"] for e in entries(warehouse) if e["kind"] == "run"]
+def runs(restricted: Path) -> list[dict]:
+    return [e["data"] for e in entries(restricted) if e["kind"] == "run"]
 
 
-def partition_entries(warehouse: Path) -> dict[tuple[str, str], dict]:
+def partition_entries(restricted: Path) -> dict[tuple[str, str], dict]:
     """The latest `partition` entry (whole, with seq and hash) of every (dataset, export date)
     still published, in ledger order."""
     latest: dict[tuple[str, str], dict] = {}
-    for entry in entries(warehouse):
+    for entry in entries(restricted):
         if entry["kind"] == "partition":
             latest[(entry["data"]["dataset"], entry["data"]["export_date"])] = entry
         elif entry["kind"] == "partition_removed":
@@ -214,6 +221,6 @@ def partition_entries(warehouse: Path) -> dict[tuple[str, str], dict]:
     return latest
 
 
-def partitions(warehouse: Path) -> list[dict]:
+def partitions(restricted: Path) -> list[dict]:
     """The data of the latest published entry of every (dataset, export date)."""
-    return [entry["data"] for entry in partition_entries(warehouse).values()]
+    return [entry["data"] for entry in partition_entries(restricted).values()]

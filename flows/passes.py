@@ -137,7 +137,7 @@ class Job:
 
     @property
     def gx_project(self) -> Path:
-        return self.warehouse / paths.GX_PROJECT
+        return self.restricted / paths.GX_PROJECT
 
 
 @dataclass
@@ -270,9 +270,11 @@ class Written:
     """Pass 2's result for one source and date: the staged file and what it holds."""
 
     path: Path
-    counts: dict
+    counts: dict  # read, quarantined, erased, suppressed, published: exact (the ledger's, not the file's)
     metadata: dict
     outcome: Outcome
+    cells: dict = field(default_factory=dict)  # cells blanked per column
+    inputs: list[dict] = field(default_factory=list)  # path, sha256, bytes, rows
 
 
 def gate(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], plan: planning.Plan) -> Gate:
@@ -323,9 +325,9 @@ def write(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], pla
             outcomes.append(validate(gate.classes(planning.ROWS, planning.PEOPLE), frame, job.gx_project, run_name))
         outcome = Outcome.combine(outcomes)
         written.outcome = outcome
-        return partition_metadata(policy, inputs, plan, frame, cells, outcome, counts, date, run)
+        return partition_metadata(policy, inputs, plan, frame, outcome, counts["published"], date, run)
 
-    written = Written(None, counts, {}, None)
+    written = Written(None, counts, {}, None, cells, [dict(f) for f in inputs.files])
     levels = plan.solution.levels if plan.solution else {}
     written.path = warehouse_io.stage(job.warehouse, job.run_id, policy.source, date, ahead(batches()),
                                       field_metadata(policy, levels), metadata)

@@ -8,8 +8,9 @@ REPO = Path(__file__).resolve().parents[1]
 POLICIES = REPO / "policies"
 SAMPLE_LANDING = REPO / "sample_data" / "landing"
 WAREHOUSE = Path("warehouse")
-# The warehouse's GX project (suites, validation results, Data Docs; no data values): <warehouse>/_gx
-GX_PROJECT = "_gx"
+# The GX project (suites, validation results, Data Docs): <restricted>/gx. No data values, but the
+# figures observed, a small k among them when a check fails: not for analysts.
+GX_PROJECT = "gx"
 # Raw personal data the pipeline itself creates (quarantined rows): mode 0700, never published.
 RESTRICTED = Path("restricted")
 

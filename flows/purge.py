@@ -76,10 +76,10 @@ def plan(landing: landing_io.Landing, warehouse: Path, restricted: Path, policie
          as_of: dt.date) -> list[Plan]:
     """A Plan for every date with raw data anywhere (landing, quarantine, work area, backups) or
     a published partition."""
-    published = ledger.partition_entries(warehouse)
-    missing = mismatches(landing, warehouse)
+    published = ledger.partition_entries(restricted)
+    missing = mismatches(landing, restricted)
     dates = set(landing_io.export_dates(landing, policies)) | set(missing)
-    dates |= {dt.date.fromisoformat(date) for _, date in _recorded_inputs(ledger.entries(warehouse))}
+    dates |= {dt.date.fromisoformat(date) for _, date in _recorded_inputs(ledger.entries(restricted))}
     dates |= {dt.date.fromisoformat(p.name.split("=", 1)[1]) for p in (restricted / "quarantine").glob("**/export_date=*")}
     dates |= {dt.date.fromisoformat(p.parent.parent.name.split("=", 1)[1]) for p in backup_io.manifests(restricted)}
     return [Plan(day, held="the landing does not hold the files its partitions were made from", mismatch=missing[day])
@@ -87,10 +87,10 @@ def plan(landing: landing_io.Landing, warehouse: Path, restricted: Path, policie
             for day in sorted(dates)]
 
 
-def mismatches(landing: landing_io.Landing, warehouse: Path) -> dict[dt.date, list[str]]:
+def mismatches(landing: landing_io.Landing, restricted: Path) -> dict[dt.date, list[str]]:
     """Per date, the input files the ledger records published partitions as made from that the
     landing does not hold and no purge certificate deleted (existence only: cheap)."""
-    entries = ledger.entries(warehouse)
+    entries = ledger.entries(restricted)
     gone = {f["path"]: f["sha256"] for e in entries if e["kind"] == "deletion" for f in e["data"]["files"] if f["area"] == "landing"}
     found: dict[dt.date, list[str]] = {}
     for (name, date), made_from in sorted(_recorded_inputs(entries).items()):
@@ -150,7 +150,7 @@ def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date
     out.grounds = sorted(set(out.grounds))
     out.files += [_local("quarantine", path) for path in quarantined_files(restricted, day)]
     out.files += [_local("work", path) for path in work_files(restricted, warehouse, day)]
-    out.files += [_local(area, path) for area, path in made_files(warehouse, day)]
+    out.files += [_local(area, path) for area, path in made_files(restricted, day)]
     for manifest in backup_io.manifests(restricted, day):
         out.files += [_local("backup", p) for p in sorted(manifest.parent.rglob("*")) if p.is_file()]
     if not out.files:
@@ -168,12 +168,12 @@ def work_files(restricted: Path, warehouse: Path, day: dt.date) -> list[Path]:
     return found
 
 
-def made_files(warehouse: Path, day: dt.date) -> list[tuple[str, Path]]:
+def made_files(restricted: Path, day: dt.date) -> list[tuple[str, Path]]:
     """Raw personal data made from this date's raw data, wherever it was written (the ledger
     records where): closure-notice batches from its CRM snapshot, lookup files whose newest
     record is from it, files restored from its backup."""
     found = set()
-    for entry in ledger.entries(warehouse):
+    for entry in ledger.entries(restricted):
         data = entry["data"]
         if entry["kind"] == "notices" and data["snapshot"] == day.isoformat():
             found |= {("notices", Path(f)) for f in data["files"]}
@@ -204,7 +204,7 @@ def _local(area: str, path: Path) -> dict:
     return {"area": area, "path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
-def carry_out(item: Plan, landing: landing_io.Landing, warehouse: Path, as_of: dt.date, trigger: str) -> dict:
+def carry_out(item: Plan, landing: landing_io.Landing, restricted: Path, as_of: dt.date, trigger: str) -> dict:
     """Delete a date's files, backups last, then record the certificate (every area: what went,
     what could not be deleted and why); returns the ledger entry, or raises PurgeIncomplete after
     recording."""
@@ -233,7 +233,7 @@ def carry_out(item: Plan, landing: landing_io.Landing, warehouse: Path, as_of: d
         done = [f for f in deleted if f["area"] == area]
         areas[area] = {"deleted": len(done), "bytes": sum(f["bytes"] for f in done),
                        "not_deleted": sum(f["area"] == area for f in failed)}
-    entry = ledger.append(warehouse, "deletion", {
+    entry = ledger.append(restricted, "deletion", {
         "export_date": item.export_date.isoformat(), "as_of": as_of.isoformat(), "why": item.grounds, "landing": landing.url,
         "areas": areas, "files": deleted, "bytes": sum(f["bytes"] for f in deleted), "rows": item.rows, "not_deleted": failed,
         "replaced_by": item.replaced_by, "method": "deleted (unlinked); backups were AES-256-GCM encrypted",
@@ -285,13 +285,13 @@ def purge(landing: str, warehouse: str = str(paths.WAREHOUSE),
     day = dt.date.fromisoformat(as_of) if as_of else today()
     area, done = usage.landing(landing), []
     with warehouse_io.exclusive(Path(warehouse)):
-        ledger.trusted(Path(warehouse))  # the certificates would point into a chain nobody can trust
-        check_landing(area, mismatches(area, Path(warehouse)))
+        ledger.trusted(Path(restricted), Path(warehouse))  # the certificates would point into a chain nobody can trust
+        check_landing(area, mismatches(area, Path(restricted)))
         for item in plan(area, Path(warehouse), Path(restricted), load_policies(Path(policies)), day):
             if item.held:
                 log.info("%s kept: %s", item.export_date, item.held)
                 continue
-            entry = carry_out(item, area, Path(warehouse), day, trigger)
+            entry = carry_out(item, area, Path(restricted), day, trigger)
             log.info("%s: %d file(s) deleted, certificate ledger entry %d (%s)", item.export_date, len(item.files),
                      entry["seq"], entry["hash"][:16])
             done.append({"export_date": item.export_date.isoformat(), "files": len(item.files), "ledger_seq": entry["seq"],

@@ -1,6 +1,7 @@
 """DuckDB over the warehouse: one view per dataset (all its partitions, with export_date from the
-path), `ledger` (every entry) and `partitions` (the latest entry of each partition still
-published, flattened for querying); and CSV output that a spreadsheet opens as text."""
+path) and `partitions` (every published file's own metadata, flattened for querying: what it is,
+under which policy and key, at what k); and CSV output that a spreadsheet opens as text. The
+ledger is not here: it is in the restricted area (`tuomin ledger show`)."""
 
 from __future__ import annotations
 
@@ -9,30 +10,28 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from flows.ledger import LEDGER
-
 
 def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
+    files = []
     for folder in sorted(warehouse.glob("dataset=*")):
         name = folder.name.split("=", 1)[1]
         if not any(folder.glob("export_date=*/*.parquet")):
             continue  # every partition removed (retention): no view
+        files.append(f"'{folder.as_posix()}/export_date=*/*.parquet'")
         con.execute(f"""CREATE VIEW "{name}" AS SELECT * FROM read_parquet('{folder.as_posix()}/export_date=*/*.parquet',
                         hive_partitioning = true, union_by_name = true)""")
-    ledger = warehouse / LEDGER
-    if ledger.exists():
-        con.execute(f"CREATE VIEW ledger AS SELECT * FROM read_json('{ledger.as_posix()}', format = 'newline_delimited')")
-        con.execute("""CREATE VIEW partitions AS
-            SELECT data.dataset AS dataset, CAST(data.export_date AS DATE) AS export_date, data.run_id AS run_id,
-                   data.rows.read AS rows_read, data.rows.published AS rows_published, data.rows.suppressed AS rows_suppressed,
-                   data.rows.quarantined AS rows_quarantined, data.rows.erased AS rows_erased, data.k AS k,
-                   data.k_achieved AS k_achieved, data.l_achieved AS l_achieved, data.policy_sha256 AS policy_sha256,
-                   data.key_id AS key_id, data.output.sha256 AS output_sha256, data.published_at AS published_at,
-                   seq AS ledger_seq, hash AS ledger_hash
-            FROM (SELECT * FROM ledger WHERE kind IN ('partition', 'partition_removed')
-                  QUALIFY row_number() OVER (PARTITION BY data.dataset, data.export_date ORDER BY seq DESC) = 1)
-            WHERE kind = 'partition'""")
+    if files:
+        con.execute(f"""CREATE VIEW partitions AS
+            SELECT regexp_extract(file_name, 'dataset=([^/]+)', 1) AS dataset,
+                   CAST(regexp_extract(file_name, 'export_date=([^/]+)', 1) AS DATE) AS export_date,
+                   m->>'run_id' AS run_id, CAST(m->'rows'->>'published' AS BIGINT) AS rows_published,
+                   CAST(m->>'k' AS INTEGER) AS k, CAST(m->'metrics'->>'k' AS INTEGER) AS k_achieved,
+                   CAST(m->'metrics'->>'l_distinct' AS INTEGER) AS l_achieved, m->'levels' AS levels,
+                   m->>'policy_sha256' AS policy_sha256, m->>'key_id' AS key_id, m->>'unit' AS unit,
+                   CAST(m->>'created_at' AS TIMESTAMPTZ) AS published_at
+            FROM (SELECT file_name, CAST(decode(value) AS JSON) AS m
+                  FROM parquet_kv_metadata([{', '.join(files)}]) WHERE decode(key) = 'tuomin')""")
     return con
 
 

@@ -1,5 +1,10 @@
 """What is recorded with every published partition: its file metadata, each column's field
-metadata, and its ledger entry. Counts, names, levels and hashes only, never a data value."""
+metadata, and its ledger entry. Counts, names, levels and hashes only, never a data value.
+
+The file's metadata is what analysts (and anyone holding a copy) read: it says how to read and
+re-check the file, and holds no count below k (rows erased, suppressed or quarantined, cells
+blanked, rows per input file: a small one can point at a person). Those exact counts are in the
+partition's ledger entry, in the restricted area, where the pipeline checks that they reconcile."""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from transforms.plan import PEOPLE, ROWS, Plan
 from transforms.policy import SourcePolicy
 
 
-def partition_metadata(policy: SourcePolicy, inputs: Inputs, plan: Plan, classes, cells: dict, outcome, counts: dict,
+def partition_metadata(policy: SourcePolicy, inputs: Inputs, plan: Plan, classes, outcome, published: int,
                        date: dt.date, run: dict) -> dict:
     """The `tuomin` entry of a file's metadata: enough to re-check k and trace the run. Privacy
     figures are measured on `classes` (plan.classes_frame: the published rows' distinct
@@ -49,15 +54,14 @@ def partition_metadata(policy: SourcePolicy, inputs: Inputs, plan: Plan, classes
         "search": {"method": solution.method, "nodes_evaluated": solution.nodes_evaluated,
                    "nodes": solution.nodes_total} if solution else None,
         "max_suppression": policy.privacy.max_suppression,
-        "rows": counts,
-        "cells_suppressed": cells,
+        "rows": {"published": published},
         "metrics": {**measured, "loss": solution.loss if solution else 0.0,
                     "loss_by_attribute": solution.loss_by_attribute if solution else {}},
         "columns": {c.name: {"input": c.input_name, "output": c.output_name, "role": c.role, "pipl": c.pipl,
                              "transform": c.transform, "technique": c.family} | ({"part": c.part} if c.quasi else {})
                     for c in policy.columns},
         "validation": {"success": outcome.success, "checks": list(outcome.checks)},
-        "inputs": [dict(f) for f in inputs.files],
+        "inputs": [{"path": f["path"], "sha256": f["sha256"]} for f in inputs.files],
         "dropped_columns": [{"file": f, "column": c} for f, c in inputs.dropped],
         "copies_not_read": [{"file": f, "copy_of": o} for f, o in inputs.copies],
     }
@@ -114,11 +118,14 @@ def stream_sha256(fh) -> str:
     return digest.hexdigest()
 
 
-def ledger_entry(metadata: dict, output: Path, warehouse: Path, sha256: str, triggered_by: dict, started: dt.datetime) -> dict:
-    """The ledger's record of one published partition."""
-    keep = ("dataset", "export_date", "run_id", "flow_run_id", "fingerprint", "policy_file", "policy_sha256", "key_id",
-            "k", "l_diversity", "levels", "rows", "cells_suppressed", "inputs", "dropped_columns", "copies_not_read")
-    return {**{key: metadata[key] for key in keep},
+def ledger_entry(metadata: dict, rows: dict, cells: dict, inputs: list[dict], output: Path, warehouse: Path, sha256: str,
+                 triggered_by: dict, started: dt.datetime) -> dict:
+    """The ledger's record of one published partition: the file's metadata, and the exact counts
+    it leaves out (`rows`: read, quarantined, erased, suppressed, published; `cells` blanked per
+    column; `inputs` with their bytes and rows)."""
+    keep = ("dataset", "export_date", "run_id", "flow_run_id", "fingerprint", "unit", "policy_file", "policy_sha256", "key_id",
+            "k", "l_diversity", "levels", "dropped_columns", "copies_not_read")
+    return {**{key: metadata.get(key) for key in keep}, "rows": rows, "cells_suppressed": cells, "inputs": inputs,
             "k_achieved": metadata["metrics"].get("k"), "l_achieved": metadata["metrics"].get("l_distinct"),
             "validation": {"success": metadata["validation"]["success"],
                            "checks": {c["expectation"]: c["success"] for c in metadata["validation"]["checks"]}},

@@ -50,7 +50,7 @@ def plots_for(dataset: dict) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(6, 3))
     bottom = [0] * len(parts)
     for key, color in COLORS.items():
-        values = [p["rows"][key] for p in parts]
+        values = [p["rows"][key] if isinstance(p["rows"][key], int) else 0 for p in parts]  # "<k": not drawn
         ax.bar(dates, values, bottom=bottom, color=color, label=key)
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set(title="Input rows per export date, by outcome", ylabel="rows")

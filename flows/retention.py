@@ -40,11 +40,11 @@ class Expired:
     keep_years: int
 
 
-def expired(warehouse: Path, policies_dir: Path, as_of: dt.date) -> tuple[list[Expired], list[str]]:
+def expired(restricted: Path, policies_dir: Path, as_of: dt.date) -> tuple[list[Expired], list[str]]:
     """(partitions past their retention period, datasets with no policy)."""
     policies = load_policies(policies_dir)
     found, orphans = [], set()
-    for (dataset, date), entry in ledger.partition_entries(warehouse).items():
+    for (dataset, date), entry in ledger.partition_entries(restricted).items():
         if dataset not in policies:
             orphans.add(dataset)
             continue
@@ -65,14 +65,14 @@ def check_files(items: list[Expired], warehouse: Path) -> None:
                                 f"recorded ({', '.join(wrong)}): see `tuomin review`. Nothing was removed.")
 
 
-def remove(item: Expired, warehouse: Path, as_of: dt.date, trigger: str) -> dict:
+def remove(item: Expired, warehouse: Path, restricted: Path, as_of: dt.date, trigger: str) -> dict:
     data = item.entry["data"]
     path = warehouse / data["output"]["path"]
     path.unlink(missing_ok=True)
     for folder in (path.parent, path.parent.parent):  # export_date=…, then dataset=… once empty
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
-    return ledger.append(warehouse, "partition_removed", {
+    return ledger.append(restricted, "partition_removed", {
         "dataset": data["dataset"], "export_date": data["export_date"], "path": data["output"]["path"],
         "sha256": data["output"]["sha256"], "published_rows": data["output"]["rows"], "published_seq": item.entry["seq"],
         "published_hash": item.entry["hash"], "why": f"retention period over: kept {item.keep_years} years, until "
@@ -80,18 +80,18 @@ def remove(item: Expired, warehouse: Path, as_of: dt.date, trigger: str) -> dict
 
 
 @flow(name="retention", persist_result=False, log_prints=False)
-def retention(warehouse: str = str(paths.WAREHOUSE), policies: str = str(paths.POLICIES), as_of: str | None = None,
-              trigger: str = "python") -> list[dict]:
+def retention(warehouse: str = str(paths.WAREHOUSE), restricted: str = str(paths.RESTRICTED), policies: str = str(paths.POLICIES),
+              as_of: str | None = None, trigger: str = "python") -> list[dict]:
     """Delete every published partition past its dataset's retention period; one ledger entry each."""
     log = get_run_logger()
     day = dt.date.fromisoformat(as_of) if as_of else today()
     removed = []
     with warehouse_io.exclusive(Path(warehouse)):
-        ledger.trusted(Path(warehouse))
-        items, orphans = expired(Path(warehouse), Path(policies), day)
+        ledger.trusted(Path(restricted), Path(warehouse))
+        items, orphans = expired(Path(restricted), Path(policies), day)
         check_files(items, Path(warehouse))
         for item in items:
-            entry = remove(item, Path(warehouse), day, trigger)
+            entry = remove(item, Path(warehouse), Path(restricted), day, trigger)
             log.info("%s %s: removed (kept until %s), ledger entry %d", entry["data"]["dataset"], entry["data"]["export_date"],
                      item.keep_until, entry["seq"])
             removed.append({"dataset": entry["data"]["dataset"], "export_date": entry["data"]["export_date"],

@@ -35,7 +35,7 @@ from transforms.metrics import profile_uniqueness
 from transforms.policy import SourcePolicy, load_policies
 
 
-def review_dataset(policy: SourcePolicy, entries: list[dict], warehouse: Path, run_name: str) -> dict:
+def review_dataset(policy: SourcePolicy, entries: list[dict], warehouse: Path, restricted: Path, run_name: str) -> dict:
     """The checks of one dataset; `problems` lists every failure by partition and check."""
     problems, tables = [], []
     for entry in entries:
@@ -60,7 +60,7 @@ def review_dataset(policy: SourcePolicy, entries: list[dict], warehouse: Path, r
     if tables:
         union = pa.concat_tables(tables, promote_options="permissive")
         frame = union.to_pandas()
-        outcome = validate(Gate.of(policy, union.schema), frame, warehouse / paths.GX_PROJECT, run_name)
+        outcome = validate(Gate.of(policy, union.schema), frame, restricted / paths.GX_PROJECT, run_name)
         result |= {"rows": union.num_rows, "checks": list(outcome.checks)}
         problems += [f"{policy.source} (all partitions): {failure}" for failure in outcome.failures()]
         if policy.entity and policy.quasi_identifiers:
@@ -70,24 +70,25 @@ def review_dataset(policy: SourcePolicy, entries: list[dict], warehouse: Path, r
 
 
 @flow(name="review", persist_result=False, log_prints=False)
-def review(warehouse: str = str(paths.WAREHOUSE), policies: str = str(paths.POLICIES), trigger: str = "python"):
+def review(warehouse: str = str(paths.WAREHOUSE), restricted: str = str(paths.RESTRICTED), policies: str = str(paths.POLICIES),
+           trigger: str = "python"):
     """Re-validate every published dataset over all its partitions; recorded in the ledger."""
     log = get_run_logger()
-    root = Path(warehouse)
+    root, vault = Path(warehouse), Path(restricted)
     current = load_policies(Path(policies))
     run_name = f"review {dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
     with warehouse_io.exclusive(root):  # a consistent view: no run publishes meanwhile
         published: dict[str, list[dict]] = {}
-        for (dataset, _), entry in sorted(ledger.partition_entries(root).items()):
+        for (dataset, _), entry in sorted(ledger.partition_entries(vault).items()):
             published.setdefault(dataset, []).append(entry)
-        chain = ledger.verify(root)
-        datasets = {name: review_dataset(current[name], published.get(name, []), root, run_name) for name in sorted(current)}
+        chain = ledger.verify(vault, root)
+        datasets = {name: review_dataset(current[name], published.get(name, []), root, vault, run_name) for name in sorted(current)}
         problems = [f"ledger: {p}" for p in chain]
         if not published:  # a review that had nothing to check has not passed
             problems.append(f"{root}: no published partition: nothing to review (wrong --warehouse?)")
         problems += [f"{name}: published, but no policy covers it" for name in sorted(set(published) - set(current))]
         problems += [p for result in datasets.values() for p in result["problems"]]
-        entry = ledger.append(root, "review", {
+        entry = ledger.append(vault, "review", {
             "success": not problems, "problems": problems, "triggered_by": trigger,
             "policies": {name: p.sha256 for name, p in current.items()},
             "datasets": {name: {k: v for k, v in result.items() if k != "problems"} for name, result in datasets.items()}})

@@ -76,6 +76,24 @@ def small_counts(document, k: int, where: str, path: str = "") -> list[str]:
     return found
 
 
+def coarsen(document, k: int, path: str = ""):
+    """The document with every count of people or rows between 1 and k-1 written as "<k" (what a
+    report may show; the exact figure stays in the ledger, in the restricted area)."""
+    if isinstance(document, dict):
+        out = {}
+        for key, value in document.items():
+            if key in COUNTS and isinstance(value, int) and not isinstance(value, bool) and 0 < value < k:
+                out[key] = f"<{k}"
+            elif key in COUNT_TABLES and isinstance(value, dict):
+                out[key] = {n: f"<{k}" if isinstance(v, int) and 0 < v < k else v for n, v in value.items()}
+            else:
+                out[key] = coarsen(value, k)
+        return out
+    if isinstance(document, list):
+        return [coarsen(value, k) for value in document]
+    return document
+
+
 def row_order(files: list[dict]) -> list[dict]:
     """Files whose row order follows a published time column (the order would give times back)."""
     flagged = []
@@ -99,8 +117,9 @@ def assess(warehouse: Path, adversary: Adversary, against: Path | None = None) -
     figures = measure(datasets, adversary, where=warehouse.parent if warehouse.parent.exists() else None)
     snapshots = figures["snapshots"]
     counts = [hit for f in files for hit in small_counts(f["metadata"], adversary.k, f["path"])]
-    ledger = warehouse / LEDGER
-    if ledger.is_file():
+    for ledger in (warehouse / "_ledger" / "ledger.jsonl", warehouse / LEDGER):  # a ledger left where analysts read
+        if not ledger.is_file():
+            continue
         for line in ledger.read_text("utf-8").splitlines():
             if line.strip():
                 entry = json.loads(line)

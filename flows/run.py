@@ -52,7 +52,7 @@ class Run:
         refused unless `rotate_key` (see keys.check_continuity)."""
         area = landing_io.Landing(landing)
         pseudonymizer = load_pseudonymizer()
-        check_continuity(Path(warehouse), pseudonymizer.key_id, rotate_key)
+        check_continuity(Path(restricted), pseudonymizer.key_id, rotate_key)
         has_requests = area.exists(landing_io.ERASURE_REQUESTS)
         return cls(
             run_id=dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
@@ -110,7 +110,7 @@ def select_dates(run: Run, date: str | None, start: str | None, end: str | None,
         return [d for d in found if low <= d <= high], []
     if every:
         return found, []
-    published = {(e["dataset"], e["export_date"]): e.get("fingerprint") for e in ledger.partitions(run.warehouse)}
+    published = {(e["dataset"], e["export_date"]): e.get("fingerprint") for e in ledger.partitions(run.restricted)}
     todo, skipped = [], []
     for day in found:
         current = {name: run.current_fingerprint(policy, day) for name, policy in run.policies.items()}

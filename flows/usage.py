@@ -36,22 +36,22 @@ def key(kind: keys.KeyKind) -> str | None:
     return None if location.block else location.load().key_id
 
 
-def run(landing_url: str | Path, warehouse: Path, policy_dir: Path, backup: bool, rotating: bool) -> None:
+def run(landing_url: str | Path, restricted: Path, policy_dir: Path, backup: bool, rotating: bool) -> None:
     """Everything `tuomin run` and `tuomin backfill` need before a flow run starts."""
     policies(policy_dir)
     landing(landing_url)
     key_id = key(keys.PSEUDONYM)
     if key_id is not None and not rotating:
-        keys.check_continuity(warehouse, key_id)
+        keys.check_continuity(restricted, key_id)
     if backup:
         key(keys.BACKUP)
 
 
-def warehouse(path: Path) -> Path:
-    """A warehouse that exists: one with a ledger. Commands that record what they do in it refuse
-    a mistyped --warehouse rather than start a new ledger there."""
+def restricted(path: Path) -> Path:
+    """A restricted area that holds a ledger. Commands that record what they do in it, or act on
+    what it records, refuse a mistyped --restricted rather than start a new ledger there."""
     from flows.ledger import LEDGER
 
     if not (path / LEDGER).is_file():
-        raise UsageError(f"--warehouse {path}: no ledger at {path / LEDGER}; wrong --warehouse? (`tuomin run` creates one)")
+        raise UsageError(f"--restricted {path}: no ledger at {path / LEDGER}; wrong --restricted? (`tuomin run` creates one)")
     return path

@@ -61,7 +61,7 @@ USAGE = {  # what is wrong -> (arguments, environment, what the one line says)
     "landing": (["run", "--landing", "nowhere"], {}, "--landing nowhere: no such directory"),
     "backfill landing": (["backfill", "--start", "2026-03-01", "--end", "2026-03-02", "--landing", "nowhere"], {}, "no such"),
     "date": (["run", "--date", "2026-02-30"], {}, "is not a date"),
-    "warehouse": (["review", "--warehouse", "nowhere"], {}, "no ledger"),
+    "restricted": (["review", "--restricted", "nowhere"], {}, "no ledger"),
     "notice": (["subjects", "notify", "--out", "n", "--closing-date", "下周", "--delete-by", "2020年1月1日", "--requests-by",
                 "banana", "--contact", ""], {}, "not a date"),
 }
@@ -75,18 +75,17 @@ def test_usage_errors_are_one_line_before_prefect_starts(case, landing, tmp_path
     if "--landing" not in args and args[0] in ("run", "backfill"):
         args = [*args, "--landing", str(landing)]
     if case == "notice":
-        (tmp_path / "wh" / "_ledger").mkdir(parents=True)
-        (tmp_path / "wh" / ledger.LEDGER).write_text("")
+        ledger.append(tmp_path / "restricted", "run", {"status": "up to date"})
     env = {k: v for k, v in {**os.environ, "TUOMIN_BACKUP_KEY": TEST_BACKUP_KEY, **env}.items() if v}
     probe = ("import sys\nfrom flows.cli import app\nsys.argv[0] = 'tuomin'\ntry:\n    app()\nfinally:\n"
              "    print('prefect imported' if 'prefect' in sys.modules else 'prefect not imported')")
-    done = subprocess.run([sys.executable, "-c", probe, *args, *([] if case in ("warehouse",) else ["--warehouse", "wh"])],
+    done = subprocess.run([sys.executable, "-c", probe, *args, "--warehouse", "wh"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 2, done.stderr
     assert done.stdout.strip() == "prefect not imported"
     assert not list(tmp_path.rglob("*.parquet")) and not (tmp_path / "n").exists()
-    assert case == "notice" or not (tmp_path / "wh").exists()
+    assert not (tmp_path / "wh").exists() and (case == "notice" or not (tmp_path / "restricted").exists())
 
 
 def test_an_unexpected_error_is_a_masked_traceback(tmp_path, monkeypatch):

@@ -45,7 +45,7 @@ def closing(prefect_server, landing, tmp_path):
 
 
 def test_the_run_backs_up_every_date_before_processing(published, landing):
-    entries = [e for e in ledger.entries(published.warehouse) if e["kind"] == "backup"]
+    entries = [e for e in ledger.entries(published.restricted) if e["kind"] == "backup"]
     assert [e["data"]["export_date"] for e in entries] == [DAY1.isoformat(), DAY2.isoformat()]
     for entry in entries:
         manifest = Path(entry["data"]["manifest"])
@@ -93,9 +93,9 @@ def test_purge_deletes_raw_data_and_certifies_it(closing):
     assert state.is_completed(), state.message
     assert not list(landing.glob("*/*/*.csv")) and (landing / "requests" / "erasure.csv").exists()
     assert not list((run.restricted / "backups").iterdir())
-    certificates = [e for e in ledger.entries(run.warehouse) if e["kind"] == "deletion"]
+    certificates = [e for e in ledger.entries(run.restricted) if e["kind"] == "deletion"]
     assert [c["data"]["export_date"] for c in certificates] == [DAY1.isoformat(), DAY2.isoformat()]
-    published = ledger.partition_entries(run.warehouse)
+    published = ledger.partition_entries(run.restricted)
     for cert in certificates:
         data, day = cert["data"], cert["data"]["export_date"]
         landed = {f["path"]: f["sha256"] for f in data["files"] if f["area"] == "landing"}
@@ -108,12 +108,12 @@ def test_purge_deletes_raw_data_and_certifies_it(closing):
             assert (replaced["ledger_seq"], replaced["ledger_hash"], replaced["sha256"]) == (
                 entry["seq"], entry["hash"], entry["data"]["output"]["sha256"])
             assert data["rows"][replaced["dataset"]] == entry["data"]["rows"]
-    assert ledger.verify(run.warehouse) == []
+    assert ledger.verify(run.restricted, run.warehouse) == []
     # Nothing left to purge; the anonymized data is untouched and still passes review.
     again = purge_flow(landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted),
                        as_of=AFTER_GRACE, return_state=True)
     assert again.result() == []
-    assert review_flow(warehouse=str(run.warehouse), return_state=True).is_completed()
+    assert review_flow(warehouse=str(run.warehouse), restricted=str(run.restricted), return_state=True).is_completed()
 
 
 def test_a_file_that_cannot_be_deleted_is_certified_as_such(closing, monkeypatch):
@@ -130,8 +130,8 @@ def test_a_file_that_cannot_be_deleted_is_certified_as_such(closing, monkeypatch
 
     monkeypatch.setattr(Landing, "remove", remove)
     with pytest.raises(PurgeIncomplete, match=f"1 file.*{stuck}"):
-        carry_out(item, Landing(landing), run.warehouse, dt.date.fromisoformat(AFTER_GRACE), "test")
-    [cert] = [e["data"] for e in ledger.entries(run.warehouse) if e["kind"] == "deletion"]
+        carry_out(item, Landing(landing), run.restricted, dt.date.fromisoformat(AFTER_GRACE), "test")
+    [cert] = [e["data"] for e in ledger.entries(run.restricted) if e["kind"] == "deletion"]
     backups = [f["path"] for f in item.files if f["area"] == "backup"]
     assert [f["path"] for f in cert["not_deleted"]] == [stuck, *backups] and cert["not_deleted"][0]["error"] == "PermissionError"
     assert len(cert["files"]) == len(item.files) - 1 - len(backups) and (landing / stuck).exists()
@@ -140,7 +140,7 @@ def test_a_file_that_cannot_be_deleted_is_certified_as_such(closing, monkeypatch
 
 def test_purge_refuses_a_broken_ledger(closing):
     landing, run = closing
-    path = run.warehouse / ledger.LEDGER
+    path = run.restricted / ledger.LEDGER
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:1] + lines[2:]) + "\n")
     state = purge_flow(landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted),
@@ -151,33 +151,33 @@ def test_purge_refuses_a_broken_ledger(closing):
 
 def test_retention_removes_expired_partitions_and_says_so(closing):
     landing, run = closing
-    dry = CliRunner().invoke(app, ["retention", "--dry-run", "--warehouse", str(run.warehouse), "--as-of", "2029-03-03"])
+    dry = CliRunner().invoke(app, ["retention", "--dry-run", "--warehouse", str(run.warehouse), "--restricted", str(run.restricted), "--as-of", "2029-03-03"])
     assert dry.exit_code == 0 and "4 partition(s) past retention" in dry.output  # membership, after_sales of day 1 and 2
-    assert CliRunner().invoke(app, ["retention", "--warehouse", str(run.warehouse), "--as-of", "2029-03-03"]).exit_code == 2
-    state = retention_flow(warehouse=str(run.warehouse), as_of="2029-03-03", return_state=True)
+    assert CliRunner().invoke(app, ["retention", "--warehouse", str(run.warehouse), "--restricted", str(run.restricted), "--as-of", "2029-03-03"]).exit_code == 2
+    state = retention_flow(warehouse=str(run.warehouse), restricted=str(run.restricted), as_of="2029-03-03", return_state=True)
     assert state.is_completed(), state.message
     assert not list(run.warehouse.glob("dataset=membership/*")) and not list(run.warehouse.glob("dataset=after_sales/*"))
     assert len(list(run.warehouse.glob("dataset=pos/*/*.parquet"))) == 2  # kept ten years
-    removed = [e["data"] for e in ledger.entries(run.warehouse) if e["kind"] == "partition_removed"]
+    removed = [e["data"] for e in ledger.entries(run.restricted) if e["kind"] == "partition_removed"]
     assert {(r["dataset"], r["export_date"]) for r in removed} == {(d, x.isoformat()) for d in ("membership", "after_sales")
                                                                   for x in (DAY1, DAY2)}
     assert all("kept 3 years" in r["why"] and r["published_rows"] > 0 for r in removed)
-    assert {p["dataset"] for p in ledger.partitions(run.warehouse)} == {"pos"}
+    assert {p["dataset"] for p in ledger.partitions(run.restricted)} == {"pos"}
     views = connect(run.warehouse)  # what analysts see: the partitions view agrees with the files
     assert views.sql("SELECT DISTINCT dataset FROM partitions").fetchall() == [("pos",)]
-    assert views.sql("SELECT count(*) FROM pos").fetchall()[0][0] == sum(p["rows"]["published"] for p in ledger.partitions(run.warehouse))
-    assert review_flow(warehouse=str(run.warehouse), return_state=True).is_completed()
+    assert views.sql("SELECT count(*) FROM pos").fetchall()[0][0] == sum(p["rows"]["published"] for p in ledger.partitions(run.restricted))
+    assert review_flow(warehouse=str(run.warehouse), restricted=str(run.restricted), return_state=True).is_completed()
 
 
 def test_review_passes_and_is_recorded(closing):
     _, run = closing
-    result = CliRunner().invoke(app, ["review", "--warehouse", str(run.warehouse)])
+    result = CliRunner().invoke(app, ["review", "--warehouse", str(run.warehouse), "--restricted", str(run.restricted)])
     assert result.exit_code == 0, result.output
-    [entry] = [e for e in ledger.entries(run.warehouse) if e["kind"] == "review"]
+    [entry] = [e for e in ledger.entries(run.restricted) if e["kind"] == "review"]
     data = entry["data"]
     assert data["success"] and set(data["datasets"]) == {"pos", "membership", "after_sales"}
     pos = data["datasets"]["pos"]
-    assert pos["partitions"] == 2 and pos["rows"] == sum(p["rows"]["published"] for p in ledger.partitions(run.warehouse)
+    assert pos["partitions"] == 2 and pos["rows"] == sum(p["rows"]["published"] for p in ledger.partitions(run.restricted)
                                                          if p["dataset"] == "pos")
     checks = {c["expectation"]: c for c in pos["checks"]}
     assert checks["expect_table_to_be_k_anonymous"]["success"] and checks["expect_table_to_be_k_anonymous"]["observed"] >= 5
@@ -194,15 +194,15 @@ def test_review_fails_loudly_on_a_changed_file_a_stray_file_or_a_changed_policy(
     pq.write_table(pa.table({"x": [1]}), stray)
     pos_policy = policy_copy / "pos.yaml"
     pos_policy.write_text(pos_policy.read_text("utf-8") + "\n# reviewed again\n", "utf-8")
-    state = review_flow(warehouse=str(run.warehouse), policies=str(policy_copy), return_state=True)
+    state = review_flow(warehouse=str(run.warehouse), restricted=str(run.restricted), policies=str(policy_copy), return_state=True)
     assert state.is_failed()
     problems = state.result(raise_on_failure=False)["problems"]
     assert any(f"pos {DAY1}: the partition file differs" in p for p in problems)
     assert any("export_date=2026-03-09/part-0.parquet is not in the ledger" in p for p in problems)
     assert any(f"pos {DAY2}: made under another version of pos.yaml" in p for p in problems)
-    [entry] = [e for e in ledger.entries(run.warehouse) if e["kind"] == "review"]
+    [entry] = [e for e in ledger.entries(run.restricted) if e["kind"] == "review"]
     assert entry["data"]["success"] is False and len(entry["data"]["problems"]) == len(problems)
-    result = CliRunner().invoke(app, ["review", "--warehouse", str(run.warehouse), "--policies", str(policy_copy)])
+    result = CliRunner().invoke(app, ["review", "--warehouse", str(run.warehouse), "--restricted", str(run.restricted), "--policies", str(policy_copy)])
     assert result.exit_code == 1 and "FAILED" in result.output
 
 
@@ -216,7 +216,7 @@ def test_review_reruns_the_gate_on_the_union(closing):
     values = table["topic"].to_pylist()
     values[0] = "客户手机 13812345678 请回电"
     pq.write_table(table.set_column(column, table.schema.field(column), pa.array(values, pa.string())), part)
-    entries = ledger.entries(run.warehouse)
+    entries = ledger.entries(run.restricted)
     for entry in entries:  # rewrite the chain so that only the gate can notice
         if entry["kind"] == "partition" and entry["data"]["output"]["path"] == part.relative_to(run.warehouse).as_posix():
             entry["data"]["output"]["sha256"] = file_sha256(part)
@@ -224,8 +224,8 @@ def test_review_reruns_the_gate_on_the_union(closing):
     for entry in entries:
         entry["prev"] = prev
         entry["hash"] = prev = ledger._digest(entry)
-    (run.warehouse / ledger.LEDGER).write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
-    state = review_flow(warehouse=str(run.warehouse), return_state=True)
+    (run.restricted / ledger.LEDGER).write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
+    state = review_flow(warehouse=str(run.warehouse), restricted=str(run.restricted), return_state=True)
     assert state.is_failed()
     assert any("after_sales (all partitions): expect_no_direct_identifiers" in p
                for p in state.result(raise_on_failure=False)["problems"])
@@ -252,27 +252,27 @@ def test_the_weekly_review_deployment_registers(prefect_server):
 def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
     landing, run = closing
     raw = raw_identifiers(landing)
-    assert review_flow(warehouse=str(run.warehouse), return_state=True).is_completed()
+    assert review_flow(warehouse=str(run.warehouse), restricted=str(run.restricted), return_state=True).is_completed()
     purge_flow(landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted), as_of=AFTER_GRACE)
     key = tmp_path / "backup.key"
     key.write_text(TEST_BACKUP_KEY)
     assert CliRunner().invoke(app, ["key", "destroy", "--backup", "--path", str(key), "--yes",
-                                    "--warehouse", str(run.warehouse)]).exit_code == 0
+                                    "--warehouse", str(run.warehouse), "--restricted", str(run.restricted)]).exit_code == 0
     # A person erased after their raw data was purged: the request and what it changed are in the pack.
     pos_file = run.warehouse / "dataset=pos" / f"export_date={DAY1}" / "part-0.parquet"
     published_pos = set(pq.read_table(pos_file)["customer_id"].to_pylist())
     doc = next(d for d in sorted(raw["document"]) if published_token(d, pos_file) in published_pos)
     assert CliRunner().invoke(app, ["subjects", "erase", "--doc-no", doc, "--landing", str(landing),
-                                    "--warehouse", str(run.warehouse)]).exit_code == 0
+                                    "--warehouse", str(run.warehouse), "--restricted", str(run.restricted)]).exit_code == 0
     out = tmp_path / "evidence"
-    result = CliRunner().invoke(app, ["report", "--out", str(out), "--warehouse", str(run.warehouse),
+    result = CliRunner().invoke(app, ["report", "--out", str(out), "--warehouse", str(run.warehouse), "--restricted", str(run.restricted),
                                       "--start", DAY1.isoformat(), "--end", DAY1.isoformat()])
     assert result.exit_code == 0, result.output
     html, facts = (out / "report.html").read_text("utf-8"), json.loads((out / "report.json").read_text("utf-8"))
     assert set(facts["datasets"]) == {"pos", "membership", "after_sales"}
     pos = facts["datasets"]["pos"]
     assert [p["export_date"] for p in pos["partitions"]] == [DAY1.isoformat()]  # the period only
-    published = ledger.partition_entries(run.warehouse)[("pos", DAY1.isoformat())]
+    published = ledger.partition_entries(run.restricted)[("pos", DAY1.isoformat())]
     assert pos["partitions"][0]["ledger_hash"] == published["hash"] and pos["totals"] == {
         k: published["data"]["rows"][k] for k in pos["totals"]}
     assert {c["column"]: (c["role"], c["pipl"], c["technique"]) for c in pos["columns"]}["doc_no"][0] == "direct_identifier"

@@ -75,7 +75,7 @@ def test_a_backup_goes_only_after_the_raw_files_it_protects_and_every_area_is_ce
     backups = sorted((restricted / "backups" / f"export_date={DAY1}").rglob("*.enc"))
     failed = CliRunner().invoke(app, ["purge", "--landing", str(landing), "--warehouse", str(wh), "--restricted", str(restricted)])
     assert failed.exit_code == 1 and "could not be deleted" in failed.output
-    [cert] = [e["data"] for e in ledger.entries(wh) if e["kind"] == "deletion" and e["data"]["export_date"] == DAY1]
+    [cert] = [e["data"] for e in ledger.entries(restricted) if e["kind"] == "deletion" and e["data"]["export_date"] == DAY1]
     assert set(cert["areas"]) >= {"landing", "quarantine", "work", "backup"}
     assert cert["areas"]["landing"]["not_deleted"] == 1 and cert["areas"]["backup"]["deleted"] == 0
     assert all(f["error"].startswith("kept: a landing file it protects") for f in cert["not_deleted"] if f["area"] == "backup")
@@ -83,9 +83,9 @@ def test_a_backup_goes_only_after_the_raw_files_it_protects_and_every_area_is_ce
     monkeypatch.setattr(Landing, "remove", original)
     again = CliRunner().invoke(app, ["purge", "--landing", str(landing), "--warehouse", str(wh), "--restricted", str(restricted)])
     assert again.exit_code == 0, again.output
-    last = [e["data"] for e in ledger.entries(wh) if e["kind"] == "deletion" and e["data"]["export_date"] == DAY1][-1]
+    last = [e["data"] for e in ledger.entries(restricted) if e["kind"] == "deletion" and e["data"]["export_date"] == DAY1][-1]
     assert last["areas"]["landing"]["deleted"] == 1 and last["areas"]["backup"]["deleted"] == len(backups) + 1
-    assert not stuck.exists() and not any(b.exists() for b in backups) and ledger.verify(wh) == []
+    assert not stuck.exists() and not any(b.exists() for b in backups) and ledger.verify(restricted, wh) == []
 
 
 @pytest.fixture
@@ -103,89 +103,89 @@ def key_file(tmp_path, monkeypatch):
 
 
 def test_key_commands_act_on_the_key_every_command_uses(shop, key_file, tmp_path):
-    _, wh, _ = shop
+    _, wh, restricted = shop
     unrelated = tmp_path / ".secrets" / "pseudonym.key"
     kept = unrelated.read_bytes()
-    result = CliRunner().invoke(app, ["key", "destroy", "--warehouse", str(wh), "--yes"])
+    result = CliRunner().invoke(app, ["key", "destroy", "--warehouse", str(wh), "--restricted", str(restricted), "--yes"])
     assert result.exit_code == 0, result.output
     assert not key_file.exists() and unrelated.read_bytes() == kept
-    entry = ledger.entries(wh)[-1]["data"]
+    entry = ledger.entries(restricted)[-1]["data"]
     assert entry["key_id"] == Pseudonymizer(TEST_KEY.encode()).key_id and entry["where"] == str(key_file)
-    assert entry["made_with_it"] == len(ledger.partition_entries(wh))
+    assert entry["made_with_it"] == len(ledger.partition_entries(restricted))
 
 
 def test_a_key_the_ledger_records_nothing_made_with_is_neither_destroyed_nor_rotated(shop, key_file, tmp_path, monkeypatch):
-    _, wh, _ = shop
+    _, wh, restricted = shop
     other = tmp_path / ".secrets" / "pseudonym.key"
     monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY_FILE", str(other))
-    before, entries = other.read_bytes(), len(ledger.entries(wh))
-    destroy = CliRunner().invoke(app, ["key", "destroy", "--warehouse", str(wh), "--yes"])
+    before, entries = other.read_bytes(), len(ledger.entries(restricted))
+    destroy = CliRunner().invoke(app, ["key", "destroy", "--warehouse", str(wh), "--restricted", str(restricted), "--yes"])
     assert destroy.exit_code == 2 and "no partition" in destroy.output and key_id_of_file(other) in destroy.output
-    rotate = CliRunner().invoke(app, ["key", "rotate", "--warehouse", str(wh)])
+    rotate = CliRunner().invoke(app, ["key", "rotate", "--warehouse", str(wh), "--restricted", str(restricted)])
     assert rotate.exit_code == 2 and "is published with" in rotate.output
     backup = tmp_path / "backup.key"
     backup.write_text("another-backup-key-" + "z" * 40)
-    backup_destroy = CliRunner().invoke(app, ["key", "destroy", "--backup", "--path", str(backup), "--warehouse", str(wh), "--yes"])
+    backup_destroy = CliRunner().invoke(app, ["key", "destroy", "--backup", "--path", str(backup), "--warehouse", str(wh), "--restricted", str(restricted), "--yes"])
     assert backup_destroy.exit_code == 2 and "no backup" in backup_destroy.output
-    held = CliRunner().invoke(app, ["key", "destroy", "--warehouse", str(wh), "--yes"], env={"TUOMIN_PSEUDONYM_KEY": TEST_KEY})
+    held = CliRunner().invoke(app, ["key", "destroy", "--warehouse", str(wh), "--restricted", str(restricted), "--yes"], env={"TUOMIN_PSEUDONYM_KEY": TEST_KEY})
     assert held.exit_code == 2 and "cannot destroy" in held.output and TEST_KEY not in held.output
-    assert other.read_bytes() == before and backup.exists() and len(ledger.entries(wh)) == entries
-    nowhere = CliRunner().invoke(app, ["key", "destroy", "--warehouse", str(tmp_path / "nowhere"), "--yes"])
+    assert other.read_bytes() == before and backup.exists() and len(ledger.entries(restricted)) == entries
+    nowhere = CliRunner().invoke(app, ["key", "destroy", "--restricted", str(tmp_path / "nowhere"), "--yes"])
     assert nowhere.exit_code == 2 and "no ledger" in nowhere.output and other.read_bytes() == before
 
 
 def test_the_report_after_a_rotation_names_both_keys(shop, key_file, tmp_path):
-    _, wh, _ = shop
+    _, wh, restricted = shop
     old = key_id_of_file(key_file)
-    rotated = CliRunner().invoke(app, ["key", "rotate", "--warehouse", str(wh)])
+    rotated = CliRunner().invoke(app, ["key", "rotate", "--warehouse", str(wh), "--restricted", str(restricted)])
     assert rotated.exit_code == 0, rotated.output
     new = key_id_of_file(key_file)
-    [entry] = [e["data"] for e in ledger.entries(wh) if e["kind"] == "key_rotated"]
+    [entry] = [e["data"] for e in ledger.entries(restricted) if e["kind"] == "key_rotated"]
     assert (entry["old_key_id"], entry["new_key_id"], entry["where"]) == (old, new, str(key_file))
-    report = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "ev"), "--warehouse", str(wh)])
+    report = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "ev"), "--warehouse", str(wh), "--restricted", str(restricted)])
     assert report.exit_code == 0, report.output
     assert f"{old} → {new}" in (tmp_path / "ev" / "report.html").read_text("utf-8")
     # The new key made nothing yet: it cannot be destroyed by mistake for the old one.
-    assert CliRunner().invoke(app, ["key", "destroy", "--warehouse", str(wh), "--yes"]).exit_code == 2
+    assert CliRunner().invoke(app, ["key", "destroy", "--warehouse", str(wh), "--restricted", str(restricted), "--yes"]).exit_code == 2
 
 
 def test_ledger_verify_fails_on_a_missing_empty_or_cut_short_ledger_and_prints_the_head(shop, tmp_path):
-    _, wh, _ = shop
-    path = wh / ledger.LEDGER
-    full = CliRunner().invoke(app, ["ledger", "verify", "--warehouse", str(wh)])
-    head = ledger.entries(wh)[-1]["hash"]
+    _, wh, restricted = shop
+    path = restricted / ledger.LEDGER
+    full = CliRunner().invoke(app, ["ledger", "verify", "--warehouse", str(wh), "--restricted", str(restricted)])
+    head = ledger.entries(restricted)[-1]["hash"]
     assert full.exit_code == 0 and f"hash {head}" in full.output
     lines = path.read_text("utf-8").splitlines()
     path.write_text("\n".join(lines[:-3]) + "\n", "utf-8")  # head -n -3: what is left still chains
-    assert ledger.check(wh).entries == len(lines) - 3
-    cut = CliRunner().invoke(app, ["ledger", "verify", "--warehouse", str(wh)])
+    assert ledger.check(restricted, wh).entries == len(lines) - 3
+    cut = CliRunner().invoke(app, ["ledger", "verify", "--warehouse", str(wh), "--restricted", str(restricted)])
     assert cut.exit_code == 1 and "cut off" in cut.output  # the partition files know better
     path.write_text("\n".join(lines[:-1]) + "\n", "utf-8")  # only the last entry: no file vouches for it
-    expected = CliRunner().invoke(app, ["ledger", "verify", "--warehouse", str(wh), "--expect-head", head[:16]])
+    expected = CliRunner().invoke(app, ["ledger", "verify", "--warehouse", str(wh), "--restricted", str(restricted), "--expect-head", head[:16]])
     assert expected.exit_code == 1 and "expected head" in expected.output
     path.write_text("", "utf-8")
-    empty = CliRunner().invoke(app, ["ledger", "verify", "--warehouse", str(wh)])
+    empty = CliRunner().invoke(app, ["ledger", "verify", "--warehouse", str(wh), "--restricted", str(restricted)])
     assert empty.exit_code == 1 and "empty" in empty.output and "intact" not in empty.output
     path.unlink()
-    for args in (["ledger", "verify", "--warehouse", str(wh)], ["ledger", "verify", "--warehouse", str(tmp_path / "nowhere")]):
+    for args in (["ledger", "verify", "--warehouse", str(wh), "--restricted", str(restricted)], ["ledger", "verify", "--restricted", str(tmp_path / "nowhere")]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code != 0 and "no ledger" in result.output and "intact" not in result.output
 
 
 def test_the_report_never_says_intact_about_what_it_did_not_verify(shop, tmp_path):
-    _, wh, _ = shop
-    path = wh / ledger.LEDGER
+    _, wh, restricted = shop
+    path = restricted / ledger.LEDGER
     lines = path.read_text("utf-8").splitlines()
     path.write_text("\n".join(lines[:-3]) + "\n", "utf-8")
-    cut = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "cut"), "--warehouse", str(wh)])
+    cut = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "cut"), "--warehouse", str(wh), "--restricted", str(restricted)])
     html = (tmp_path / "cut" / "report.html").read_text("utf-8")
     assert cut.exit_code == 1 and "hash chain intact" not in html and "NOT verified" in html
     assert not json.loads((tmp_path / "cut" / "report.json").read_text("utf-8"))["pia"]["measures"]["ledger_intact"]
     path.unlink()
-    missing = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "none"), "--warehouse", str(wh)])
+    missing = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "none"), "--warehouse", str(wh), "--restricted", str(restricted)])
     assert missing.exit_code == 2 and "no ledger" in missing.output and not (tmp_path / "none").exists()
     path.write_text("\n".join(lines) + "\n", "utf-8")
-    whole = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "whole"), "--warehouse", str(wh)])
+    whole = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "whole"), "--warehouse", str(wh), "--restricted", str(restricted)])
     facts = json.loads((tmp_path / "whole" / "report.json").read_text("utf-8"))
     assert whole.exit_code == 0 and facts["ledger"]["intact"] and facts["ledger"]["head"]["hash"] in whole.output
     assert facts["ledger"]["anchors"] == len(list(wh.glob("dataset=*/export_date=*/*.parquet")))
@@ -194,11 +194,11 @@ def test_the_report_never_says_intact_about_what_it_did_not_verify(shop, tmp_pat
 def test_retention_refuses_to_remove_a_partition_that_is_not_the_file_recorded(shop):
     from flows.retention import retention as retention_flow
 
-    _, wh, _ = shop
+    _, wh, restricted = shop
     part = wh / "dataset=membership" / f"export_date={DAY1}" / "part-0.parquet"
     part.write_bytes(part.read_bytes() + b"\0")
     before = _files(wh)
-    state = retention_flow(warehouse=str(wh), as_of="2040-01-01", return_state=True)
+    state = retention_flow(warehouse=str(wh), restricted=str(restricted), as_of="2040-01-01", return_state=True)
     assert state.is_failed() and "differ from the SHA-256" in state.message and "Nothing was removed" in state.message
     assert _files(wh) == before
 
@@ -207,32 +207,30 @@ def test_a_review_with_nothing_to_review_fails(prefect_server, tmp_path):
     from flows.review import review as review_flow
 
     ledger.append(tmp_path, "run", {"status": "up to date"})
-    state = review_flow(warehouse=str(tmp_path), return_state=True)
+    state = review_flow(warehouse=str(tmp_path / "wh"), restricted=str(tmp_path), return_state=True)
     assert state.is_failed() and "nothing to review" in state.message
 
 
 def test_backup_restore_and_verify_are_recorded_and_restored_files_are_purged(shop, tmp_path):
     landing, wh, restricted = shop
     out = tmp_path / "restored"
-    restored = CliRunner().invoke(app, ["backup", "restore", "--date", DAY1, "--out", str(out), "--restricted", str(restricted),
-                                        "--warehouse", str(wh)])
+    restored = CliRunner().invoke(app, ["backup", "restore", "--date", DAY1, "--out", str(out), "--restricted", str(restricted)])
     assert restored.exit_code == 0, restored.output
-    entry = ledger.entries(wh)[-1]
+    entry = ledger.entries(restricted)[-1]
     assert entry["kind"] == "backup_restored" and entry["data"]["error"] is None
     assert {f["path"] for f in entry["data"]["files"]} == {str(p.resolve()) for p in out.rglob("*.csv")}
-    verified = CliRunner().invoke(app, ["backup", "verify", "--restricted", str(restricted), "--warehouse", str(wh)])
-    assert verified.exit_code == 0 and ledger.entries(wh)[-1]["data"]["ok"] == 2
-    wrong = CliRunner().invoke(app, ["backup", "verify", "--restricted", str(tmp_path / "none"), "--warehouse", str(wh)])
-    assert wrong.exit_code == 1 and ledger.entries(wh)[-1]["data"]["bad"] == 2  # the ledger knows what should be there
+    verified = CliRunner().invoke(app, ["backup", "verify", "--restricted", str(restricted)])
+    assert verified.exit_code == 0 and ledger.entries(restricted)[-1]["data"]["ok"] == 2
+    wrong = CliRunner().invoke(app, ["backup", "verify", "--restricted", str(tmp_path / "none")])
+    assert wrong.exit_code == 2 and "no ledger" in wrong.output  # not the restricted area the runs used
     ledger.append(tmp_path / "new", "run", {"status": "up to date"})
-    nothing = CliRunner().invoke(app, ["backup", "verify", "--restricted", str(tmp_path / "none"), "--warehouse", str(tmp_path / "new")])
+    nothing = CliRunner().invoke(app, ["backup", "verify", "--restricted", str(tmp_path / "new")])
     assert nothing.exit_code == 1 and ledger.entries(tmp_path / "new")[-1]["data"]["nothing_to_check"]
     shutil.rmtree(restricted / "backups" / f"export_date={DAY1}")  # gone without a purge certificate
-    gone = CliRunner().invoke(app, ["backup", "verify", "--restricted", str(restricted), "--warehouse", str(wh)])
+    gone = CliRunner().invoke(app, ["backup", "verify", "--restricted", str(restricted)])
     assert gone.exit_code == 1 and "no purge certificate deleted it" in " ".join(gone.output.split())
-    failed = CliRunner().invoke(app, ["backup", "restore", "--date", DAY1, "--out", str(out), "--restricted", str(restricted),
-                                      "--warehouse", str(wh)])
-    assert failed.exit_code == 1 and ledger.entries(wh)[-1]["data"]["error"]
+    failed = CliRunner().invoke(app, ["backup", "restore", "--date", DAY1, "--out", str(out), "--restricted", str(restricted)])
+    assert failed.exit_code == 1 and ledger.entries(restricted)[-1]["data"]["error"]
     # The restored copy is raw personal data of its date: purge deletes it with the rest.
     from flows.paths import POLICIES
     from flows.purge import plan
@@ -248,9 +246,9 @@ def test_a_date_without_files_fails_and_the_ledger_says_nothing_was_published(pr
     args = ["--landing", str(landing), "--warehouse", str(tmp_path / "wh"), "--restricted", str(tmp_path / "r")]
     empty = CliRunner().invoke(app, ["run", "--date", "2026-03-09", *args])
     assert empty.exit_code == 1 and "no export files for this date" in empty.output
-    [run] = ledger.runs(tmp_path / "wh")
+    [run] = ledger.runs(tmp_path / "r")
     assert run["status"] == "failed" and "no export files" in run["dates"]["2026-03-09"]["error"]
     assert not list((tmp_path / "wh").glob("dataset=*"))
     none = CliRunner().invoke(app, ["backfill", "--start", "2026-04-01", "--end", "2026-04-03", *args])
     assert none.exit_code == 1 and "no export files from 2026-04-01 to 2026-04-03" in " ".join(none.output.split())
-    assert ledger.runs(tmp_path / "wh")[-1]["status"] == "failed"
+    assert ledger.runs(tmp_path / "r")[-1]["status"] == "failed"

@@ -42,7 +42,10 @@ def test_run_completes_and_counts_reconcile(published):
             assert c["read"] == c["published"] + c["suppressed"] + c["quarantined"] + c["erased"], (date, name)
             assert c["published"] > 0
             meta = read_metadata(info["path"])
-            assert meta["rows"] == c and meta["policy_sha256"] and meta["key_id"].startswith("k1-")
+            assert meta["rows"] == {"published": c["published"]} and meta["policy_sha256"] and meta["key_id"].startswith("k1-")
+            from flows import ledger
+
+            assert ledger.partition_entries(published.restricted)[(name, date)]["data"]["rows"] == c  # the exact counts
             assert TEST_KEY not in json.dumps(meta)
 
 
@@ -188,7 +191,7 @@ def test_unknown_column_fails_closed(prefect_server, landing, tmp_path):
     assert not list((tmp_path / "out").rglob("*.parquet"))  # not even the other, clean date
     from flows import ledger  # noqa: I001
 
-    [record] = ledger.runs(tmp_path / "out" / "warehouse")
+    [record] = ledger.runs(tmp_path / "out" / "restricted")
     assert record["status"] == "failed" and record["errors"] == run.summary["errors"]
 
 
@@ -223,9 +226,9 @@ def test_data_docs_hold_no_raw_value(published, landing):
 
     from flows.cli import app
 
-    result = CliRunner().invoke(app, ["docs", "--warehouse", str(published.warehouse)])
+    result = CliRunner().invoke(app, ["docs", "--restricted", str(published.restricted)])
     assert result.exit_code == 0 and "index.html" in result.output, result.output
-    pages = [p.read_text(errors="ignore") for p in (published.warehouse / "_gx").rglob("*") if p.suffix in (".html", ".json")]
+    pages = [p.read_text(errors="ignore") for p in (published.restricted / "gx").rglob("*") if p.suffix in (".html", ".json")]
     assert len(pages) > 10
     assert not find_leaks(pages, raw_identifiers(landing))
 
@@ -233,15 +236,15 @@ def test_data_docs_hold_no_raw_value(published, landing):
 def test_the_run_record(published):
     from flows import ledger
 
-    [record] = ledger.runs(published.warehouse)
+    [record] = ledger.runs(published.restricted)
     assert record["status"] == "published" and record["run_id"] == published.summary["run_id"]
     assert set(record["policies"]) == set(DATASETS) and all(len(p["sha256"]) == 64 for p in record["policies"].values())
-    assert record["key_id"].startswith("k1-") and TEST_KEY not in (published.warehouse / ledger.LEDGER).read_text()
+    assert record["key_id"].startswith("k1-") and TEST_KEY not in (published.restricted / ledger.LEDGER).read_text()
     day = record["dates"]["2026-03-01"]["pos"]
     assert day["counts"]["read"] > 0 and day["inputs"][0]["sha256"] and day["dropped_columns"] == []
-    assert ledger.verify(published.warehouse) == []
+    assert ledger.verify(published.restricted, published.warehouse) == []
     con = duckdb.connect()
-    kinds = con.execute(f"SELECT kind, count(*) FROM read_json('{published.warehouse / ledger.LEDGER}') GROUP BY ALL ORDER BY ALL").fetchall()
+    kinds = con.execute(f"SELECT kind, count(*) FROM read_json('{published.restricted / ledger.LEDGER}') GROUP BY ALL ORDER BY ALL").fetchall()
     assert kinds == [("backup", 2), ("partition", 6), ("run", 1)]  # per date a backup, 3 datasets; then the run
     assert record["backup_key_id"].startswith("b1-") and record["parameters"]["backup"] is True
 
@@ -263,7 +266,7 @@ def test_drop_unknown_publishes_and_records_the_dropped_column(prefect_server, l
         run.summary["dates"]["2026-03-01"]["after_sales"]["path"]).names
     from flows import ledger
 
-    [record] = ledger.runs(run.warehouse)
+    [record] = ledger.runs(run.restricted)
     assert record["parameters"]["drop_unknown"] is True
     assert record["dates"]["2026-03-01"]["after_sales"]["dropped_columns"] == dropped
 

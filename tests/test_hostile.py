@@ -159,7 +159,7 @@ def _quarantined(run, day: str, source: str) -> list[dict]:
 def test_every_published_date_reconciles_and_unknown_erasure_subjects_are_harmless(catalogue):
     landing, run = catalogue
     requests = (landing / "requests" / "erasure.csv").read_text(encoding="utf-8").strip().splitlines()[1:]
-    [entry] = [e["data"] for e in ledger.entries(run.warehouse) if e["kind"] == "run"]
+    [entry] = [e["data"] for e in ledger.entries(run.restricted) if e["kind"] == "run"]
     assert entry["erasure_requests"] == len(requests)  # the unknown ones read like the others
     assert _counts(run, BASELINE, "membership")["erased"] > 0  # and the known ones still erase
     assert run.state.is_failed()  # two cases are refused (below); the others publish
@@ -167,7 +167,7 @@ def test_every_published_date_reconciles_and_unknown_erasure_subjects_are_harmle
     for sources in run.summary["dates"].values():
         for counts in ({} if "error" in sources else {s: v["counts"] for s, v in sources.items()}).values():
             assert counts["read"] == counts["published"] + counts["suppressed"] + counts["quarantined"] + counts["erased"]
-    assert ledger.verify(run.warehouse) == []
+    assert ledger.verify(run.restricted, run.warehouse) == []
 
 
 def test_header_only_and_no_bom_publish_what_the_clean_file_publishes(catalogue):
@@ -237,7 +237,7 @@ def test_a_file_delivered_twice_is_read_once_and_recorded(catalogue):
     _, meta = _table(run, day, "pos")
     name = NAMES["pos"].format(day.replace("-", ""))
     assert meta["copies_not_read"] == [{"file": f"pos/{day}/{name.replace('.csv', '_copy.csv')}", "copy_of": f"pos/{day}/{name}"}]
-    [entry] = [e for e in ledger.entries(run.warehouse) if e["kind"] == "partition" and e["data"]["export_date"] == day
+    [entry] = [e for e in ledger.entries(run.restricted) if e["kind"] == "partition" and e["data"]["export_date"] == day
                and e["data"]["dataset"] == "pos"]
     assert entry["data"]["copies_not_read"] == meta["copies_not_read"]
     # The copy is replaced by the partition like its original: purge does not hold the date for it.

@@ -22,7 +22,7 @@ def test_rotation_gives_a_new_key_id_and_is_recorded(tmp_path):
     init_demo_key(key)
     before, text = key_id_of_file(key), key.read_text()
     _published_with(tmp_path / "wh", before)
-    result = CliRunner().invoke(app, ["key", "rotate", "--path", str(key), "--warehouse", str(tmp_path / "wh")])
+    result = CliRunner().invoke(app, ["key", "rotate", "--path", str(key), "--restricted", str(tmp_path / "wh")])
     assert result.exit_code == 0, result.output
     after = key_id_of_file(key)
     assert after != before and key.read_text() != text and oct(key.stat().st_mode & 0o777) == "0o600"
@@ -36,7 +36,7 @@ def test_destroying_the_key_deletes_it_and_records_it(tmp_path):
     init_demo_key(key)
     key_id, text = key_id_of_file(key), key.read_text().strip()
     _published_with(tmp_path / "wh", key_id)
-    result = CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--warehouse", str(tmp_path / "wh"), "--yes"])
+    result = CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--restricted", str(tmp_path / "wh"), "--yes"])
     assert result.exit_code == 0, result.output
     assert not key.exists()
     entry = ledger.entries(tmp_path / "wh")[-1]
@@ -45,7 +45,7 @@ def test_destroying_the_key_deletes_it_and_records_it(tmp_path):
     # Without confirmation nothing happens.
     init_demo_key(key)
     _published_with(tmp_path / "wh", key_id_of_file(key))
-    result = CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--warehouse", str(tmp_path / "wh")], input="n\n")
+    result = CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--restricted", str(tmp_path / "wh")], input="n\n")
     assert result.exit_code == 1 and key.exists()
 
 
@@ -56,7 +56,7 @@ def test_a_run_without_the_destroyed_key_fails(tmp_path, monkeypatch):
     key = tmp_path / "k.key"
     init_demo_key(key)
     _published_with(tmp_path / "wh", key_id_of_file(key))
-    assert CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--warehouse", str(tmp_path / "wh"), "--yes"]).exit_code == 0
+    assert CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--restricted", str(tmp_path / "wh"), "--yes"]).exit_code == 0
     monkeypatch.delenv("TUOMIN_PSEUDONYM_KEY")
     monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY_FILE", str(key))
     with pytest.raises(PseudonymKeyError, match="no key file there"):
@@ -83,7 +83,7 @@ def test_destroying_a_secret_block(prefect_server, tmp_path):
 
     Secret(value="block-key-" + "x" * 40).save("tuomin-doomed-key", overwrite=True)
     _published_with(tmp_path, Pseudonymizer(("block-key-" + "x" * 40).encode()).key_id)
-    result = CliRunner().invoke(app, ["key", "destroy", "--block", "tuomin-doomed-key", "--warehouse", str(tmp_path), "--yes"])
+    result = CliRunner().invoke(app, ["key", "destroy", "--block", "tuomin-doomed-key", "--restricted", str(tmp_path), "--yes"])
     assert result.exit_code == 0, result.output
     with pytest.raises(ValueError):
         Secret.load("tuomin-doomed-key")
@@ -91,7 +91,7 @@ def test_destroying_a_secret_block(prefect_server, tmp_path):
 
 
 def test_the_test_key_never_reaches_the_ledger(published):
-    assert TEST_KEY not in (published.warehouse / ledger.LEDGER).read_text()
+    assert TEST_KEY not in (published.restricted / ledger.LEDGER).read_text()
 
 
 def test_the_backup_key_is_separate_and_fails_closed(tmp_path, monkeypatch):
@@ -120,13 +120,13 @@ def test_a_key_other_than_the_warehouses_is_refused_unless_rotating(tmp_path, mo
     from flows.run import Run
     from transforms.pseudonymize import PseudonymKeyError
 
-    landing, warehouse = tmp_path / "landing", tmp_path / "wh"
+    landing, warehouse, restricted = tmp_path / "landing", tmp_path / "wh", tmp_path / "r"
     landing.mkdir()
     ours = Pseudonymizer(TEST_KEY.encode()).key_id
-    ledger.append(warehouse, "partition", {"key_id": ours, "dataset": "pos"})
+    ledger.append(restricted, "partition", {"key_id": ours, "dataset": "pos"})
 
     def start(rotate_key=False):
-        return Run.start(str(landing), str(warehouse), str(tmp_path / "r"), str(POLICIES), False, "test", backup=False,
+        return Run.start(str(landing), str(warehouse), str(restricted), str(POLICIES), False, "test", backup=False,
                          rotate_key=rotate_key)
 
     assert start().pseudonymizer.key_id == ours  # the same key: no question asked
@@ -135,9 +135,9 @@ def test_a_key_other_than_the_warehouses_is_refused_unless_rotating(tmp_path, mo
     theirs = Pseudonymizer(other.encode()).key_id
     with pytest.raises(PseudonymKeyError, match=f"{theirs} is not the key .* published with \\({ours}, ledger entry 1\\)") as err:
         start()
-    assert other not in str(err.value) and len(ledger.entries(warehouse)) == 1
+    assert other not in str(err.value) and len(ledger.entries(restricted)) == 1
     assert start(rotate_key=True).pseudonymizer.key_id == theirs
-    rotated = ledger.entries(warehouse)[-1]
+    rotated = ledger.entries(restricted)[-1]
     assert rotated["kind"] == "key_rotated" and (rotated["data"]["old_key_id"], rotated["data"]["new_key_id"]) == (ours, theirs)
     assert start().pseudonymizer.key_id == theirs  # the rotation is the warehouse's key from now on
     monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY", TEST_KEY)
@@ -148,12 +148,12 @@ def test_a_key_other_than_the_warehouses_is_refused_unless_rotating(tmp_path, mo
 def test_a_flow_run_with_another_key_fails_and_changes_nothing(published, landing, monkeypatch):
     from flows.anonymize import anonymize_exports
 
-    before = (published.warehouse / ledger.LEDGER).read_bytes()
+    before = (published.restricted / ledger.LEDGER).read_bytes()
     files = sorted(p for p in published.warehouse.rglob("*.parquet"))
     stamps = [p.stat().st_mtime_ns for p in files]
     monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY", "another-key-" + "y" * 40)
     state = anonymize_exports(landing=str(landing), warehouse=str(published.warehouse),
                               restricted=str(published.restricted), every=True, return_state=True)
     assert state.is_failed() and "is not the key" in state.message
-    assert (published.warehouse / ledger.LEDGER).read_bytes() == before
+    assert (published.restricted / ledger.LEDGER).read_bytes() == before
     assert [p.stat().st_mtime_ns for p in files] == stamps

@@ -53,7 +53,7 @@ def test_default_runs_only_new_or_changed_dates(prefect_server, copy_of, tmp_pat
     third = run_flow(copy_of, tmp_path)
     assert set(third.summary["dates"]) == {DAY2} and third.summary["up_to_date"] == [DAY1]
     assert third.summary["dates"][DAY2]["pos"]["counts"]["read"] == first.summary["dates"][DAY2]["pos"]["counts"]["read"] - 1
-    assert ledger.verify(tmp_path / "warehouse") == []
+    assert ledger.verify(tmp_path / "restricted", tmp_path / "warehouse") == []
 
 
 def test_rerunning_a_date_is_idempotent(prefect_server, landing, tmp_path):
@@ -66,7 +66,7 @@ def test_rerunning_a_date_is_idempotent(prefect_server, landing, tmp_path):
     con = duckdb.connect()
     count = con.execute(f"SELECT count(*) FROM read_parquet('{second.warehouse}/dataset=pos/*/*.parquet')").fetchone()[0]
     assert count == len(before["pos"])
-    published = [e for e in ledger.entries(second.warehouse) if e["kind"] == "partition" and e["data"]["dataset"] == "pos"]
+    published = [e for e in ledger.entries(second.restricted) if e["kind"] == "partition" and e["data"]["dataset"] == "pos"]
     assert len(published) == 2 and published[0]["data"]["output"]["sha256"] != ""  # both runs recorded
 
 
@@ -81,7 +81,7 @@ def test_a_policy_change_republishes_with_the_new_hash(prefect_server, copy_of, 
     new_hash = load_policy(pos).sha256
     meta = read_metadata(changed.warehouse / "dataset=pos" / f"export_date={DAY1}" / "part-0.parquet")
     assert meta["policy_sha256"] == new_hash and meta["k"] == 6 and meta["metrics"]["k"] >= 6
-    latest = {(p["dataset"], p["export_date"]): p for p in ledger.partitions(changed.warehouse)}
+    latest = {(p["dataset"], p["export_date"]): p for p in ledger.partitions(changed.restricted)}
     assert latest[("pos", DAY1)]["policy_sha256"] == new_hash
 
 
@@ -90,7 +90,7 @@ def test_backfill_processes_the_range_with_files(prefect_server, landing, tmp_pa
                                       "--warehouse", str(tmp_path / "wh"), "--restricted", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "wh" / "dataset=pos").iterdir()) == [f"export_date={DAY1}"]
-    [run] = ledger.runs(tmp_path / "wh")
+    [run] = ledger.runs(tmp_path / "r")
     assert run["parameters"]["start"] == "2026-02-27" and run["triggered_by"]["via"] == "cli: tuomin backfill"
     bad = CliRunner().invoke(app, ["backfill", "--start", DAY2, "--end", DAY1])
     assert bad.exit_code == 2 and "is after" in bad.output
@@ -198,8 +198,8 @@ def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, c
     for name in after:  # every visible file is complete and readable
         assert pq.read_metadata(first.warehouse / name).num_rows > 0
     # A file published but not yet recorded is not hidden: the ledger check names it until a rerun records it.
-    unrecorded = [p for p in ledger.verify(first.warehouse) if "no ledger entry after entry" in p]
-    assert [p.split(":")[0] for p in unrecorded] == changed and len(ledger.verify(first.warehouse)) == len(unrecorded)
+    unrecorded = [p for p in ledger.verify(first.restricted, first.warehouse) if "no ledger entry after entry" in p]
+    assert [p.split(":")[0] for p in unrecorded] == changed and len(ledger.verify(first.restricted, first.warehouse)) == len(unrecorded)
     # Re-running finishes the job: the date is changed (or unrecorded), so it is processed again,
     # into what a run never interrupted publishes from the same files.
     final = run_flow(copy_of, tmp_path)
@@ -208,7 +208,7 @@ def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, c
     for name in final.summary["dates"][DAY1]:
         assert pq.read_table(final.summary["dates"][DAY1][name]["path"]).equals(
             pq.read_table(clean.summary["dates"][DAY1][name]["path"])), name
-    assert ledger.verify(first.warehouse) == []
+    assert ledger.verify(first.restricted, first.warehouse) == []
     assert not (first.warehouse / ".staging").exists() or not any((first.warehouse / ".staging").iterdir())
 
 
@@ -221,7 +221,7 @@ def test_a_full_disk_or_read_only_warehouse_fails_clearly_and_publishes_nothing(
     are recorded), no staging is
     left, and the next run completes."""
     first = run_flow(copy_of, tmp_path)
-    old, entries = _file_hashes(first.warehouse), len(ledger.entries(first.warehouse))
+    old, entries = _file_hashes(first.warehouse), len(ledger.entries(first.restricted))
     for day in (DAY1, DAY2):  # new inputs for both dates: both would be republished
         pos = copy_of / "pos" / day / f"pos_lines_{day.replace('-', '')}.csv"
         pos.write_bytes(b"".join(pos.read_bytes().splitlines(keepends=True)[:-100]))
@@ -233,9 +233,9 @@ def test_a_full_disk_or_read_only_warehouse_fails_clearly_and_publishes_nothing(
     assert reason in error and "part-0.parquet" in error and "the run stops here" in error
     assert failed.summary["not_run"] == [DAY2]
     assert _file_hashes(first.warehouse) == old
-    added = ledger.entries(first.warehouse)[entries:]
+    added = ledger.entries(first.restricted)[entries:]
     assert "partition" not in [e["kind"] for e in added] and added[-1]["data"]["status"] == "failed"
-    assert ledger.verify(first.warehouse) == []
+    assert ledger.verify(first.restricted, first.warehouse) == []
     assert not (first.warehouse / ".staging").exists() or not any((first.warehouse / ".staging").rglob("*.parquet"))
     monkeypatch.delenv("TUOMIN_FAILPOINT")
     final = run_flow(copy_of, tmp_path)

@@ -212,7 +212,7 @@ def test_a_dask_cluster_publishes_what_one_process_publishes(prefect_server, lan
     with get_client(sync_client=True) as client:
         stored = [log.message for log in client.read_logs(limit=200, sort=LogSort.TIMESTAMP_DESC)]  # this run's
     storage = PREFECT_LOCAL_STORAGE_PATH.value()
-    files = [*(p for p in storage.rglob("*") if p.is_file()), *(p for p in (run.warehouse / "_gx").rglob("*") if p.is_file()),
+    files = [*(p for p in storage.rglob("*") if p.is_file()), *(p for p in (run.restricted / "gx").rglob("*") if p.is_file()),
              *run.warehouse.glob("_ledger/*")]
     texts = [printed.out, printed.err, *stored, *(p.read_text(errors="ignore") for p in files)]
     assert len(stored) > 10 and any("pos 2026-03-01: published" in m for m in stored)  # the scan sees this run's logs

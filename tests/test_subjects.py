@@ -52,9 +52,14 @@ def person(landing):
     pytest.fail("the sample has no member with both purchases and cases")
 
 
+def _vault_of(warehouse):
+    """The restricted area the tests keep beside a warehouse (the ledger, GX results)."""
+    return warehouse.parent / "vault"
+
+
 def _warehouse(path):
-    """An existing warehouse (one with a ledger): what the subjects commands record in."""
-    ledger.append(path, "run", {"status": "up to date"})
+    """An existing warehouse (its restricted area has a ledger): what the subjects commands record in."""
+    ledger.append(_vault_of(path), "run", {"status": "up to date"})
     return path
 
 
@@ -62,7 +67,7 @@ def _lookup(landing, tmp_path, option: str, value: str):
     out = tmp_path / "out"
     _warehouse(tmp_path / "wh")
     result = CliRunner().invoke(app, ["subjects", "lookup", option, value, "--out", str(out), "--landing", str(landing),
-                                        "--warehouse", str(tmp_path / "wh")])
+                                        "--warehouse", str(tmp_path / "wh"), "--restricted", str(_vault_of(tmp_path / "wh"))])
     return result, sorted(out.glob("*.csv")) if out.exists() else []
 
 
@@ -91,9 +96,9 @@ def test_lookup_finds_every_record_of_the_person_in_any_shape(landing, tmp_path,
     assert {"证件号码", "姓名", "doc_no", "description"} <= {r["字段"] for r in rows}  # the exports' own headers
     assert any(norm(r["内容"]) == person["doc_no"] for r in rows if r["字段"] == "证件号码")
     # The ledger knows a request was made, by a keyed hash: never the identifier.
-    [entry] = [e for e in ledger.entries(tmp_path / "wh") if e["kind"] == "subject_lookup"]
+    [entry] = [e for e in ledger.entries(_vault_of(tmp_path / "wh")) if e["kind"] == "subject_lookup"]
     assert entry["data"]["records"] == sum(len(v) for v in found.values())
-    ledger_text = (tmp_path / "wh" / ledger.LEDGER).read_text()
+    ledger_text = (_vault_of(tmp_path / "wh") / ledger.LEDGER).read_text()
     assert not any(v in norm(ledger_text) for v in (person["doc_no"], person["mobile"], person["member_no"]))
 
 
@@ -102,7 +107,7 @@ def test_requests_about_one_identifier_in_two_shapes_share_one_ledger_hash(landi
     hashes = []
     for n, value in enumerate((person["doc_no"], person["doc_no"].lower().translate(FULL_WIDTH))):
         _lookup(landing, tmp_path / str(n), "--doc-no", value)
-        [entry] = [e for e in ledger.entries(tmp_path / str(n) / "wh") if e["kind"] == "subject_lookup"]
+        [entry] = [e for e in ledger.entries(_vault_of(tmp_path / str(n) / "wh")) if e["kind"] == "subject_lookup"]
         hashes.append(entry["data"]["subject"])
     assert hashes[0] == hashes[1] and hashes[0] != Pseudonymizer(TEST_KEY.encode()).token(person["doc_no"], "customer")
 
@@ -114,13 +119,14 @@ def test_purge_deletes_a_lookup_file_with_the_newest_raw_data_it_copies(publishe
     from transforms.policy import load_policies
 
     wh = tmp_path / "wh"
-    shutil.copytree(published.warehouse, wh)  # a warehouse where the raw data is replaced, so purge would take it
+    shutil.copytree(published.warehouse, wh)
+    shutil.copytree(published.restricted, _vault_of(wh))  # a warehouse where the raw data is replaced, so purge would take it
     result = CliRunner().invoke(app, ["subjects", "lookup", "--doc-no", person["doc_no"], "--out", str(tmp_path / "out"),
-                                      "--landing", str(landing), "--warehouse", str(wh)])
+                                      "--landing", str(landing), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))])
     assert result.exit_code == 0, result.output
     [path] = (tmp_path / "out").glob("*.csv")
     newest = max(r["导出日期"] for r in csv.DictReader(path.open(encoding="utf-8-sig")))
-    plans = purge.plan(Landing(landing), wh, tmp_path / "restricted", load_policies(POLICIES), dt.date(2027, 1, 1))
+    plans = purge.plan(Landing(landing), wh, _vault_of(wh), load_policies(POLICIES), dt.date(2027, 1, 1))
     assert len(plans) == 2 and all(p.held is None for p in plans)
     assert {p.export_date.isoformat(): [f["path"] for f in p.files if f["area"] == "lookups"] for p in plans} == {
         p.export_date.isoformat(): [str(path.resolve())] if p.export_date.isoformat() == newest else [] for p in plans}
@@ -129,7 +135,7 @@ def test_purge_deletes_a_lookup_file_with_the_newest_raw_data_it_copies(publishe
 def test_a_person_with_no_records_gets_no_file(landing, tmp_path):
     result, files = _lookup(landing, tmp_path, "--doc-no", ABSENT_ID)
     assert result.exit_code == 0 and "no record of this person" in result.output and files == []
-    [entry] = [e for e in ledger.entries(tmp_path / "wh") if e["kind"] == "subject_lookup"]
+    [entry] = [e for e in ledger.entries(_vault_of(tmp_path / "wh")) if e["kind"] == "subject_lookup"]
     assert entry["data"]["records"] == 0
 
 
@@ -140,9 +146,9 @@ def test_a_person_with_no_records_gets_no_file(landing, tmp_path):
 ])
 def test_an_identifier_that_cannot_be_one_is_refused_without_echoing_it(landing, tmp_path, option, value, message):
     result = CliRunner().invoke(app, ["subjects", "erase", option, value, "--landing", str(tmp_path / "l"),
-                                        "--warehouse", str(_warehouse(tmp_path / "wh"))])
+                                        "--restricted", str(_vault_of(_warehouse(tmp_path / "wh")))])
     assert result.exit_code == 2 and message in result.output and value not in result.output
-    assert not (tmp_path / "l").exists() and [e["kind"] for e in ledger.entries(tmp_path / "wh")] == ["run"]
+    assert not (tmp_path / "l").exists() and [e["kind"] for e in ledger.entries(_vault_of(tmp_path / "wh"))] == ["run"]
 
 
 def test_erase_adds_the_person_once_and_the_next_run_leaves_them_out(prefect_server, landing, tmp_path, person):
@@ -150,13 +156,14 @@ def test_erase_adds_the_person_once_and_the_next_run_leaves_them_out(prefect_ser
     shutil.copytree(landing, copy)
     before = (copy / "requests" / "erasure.csv").read_text(encoding="utf-8").splitlines()
     shaped = person["doc_no"].lower().translate(FULL_WIDTH)
-    args = ["subjects", "erase", "--doc-no", shaped, "--landing", str(copy), "--warehouse", str(_warehouse(tmp_path / "out" / "warehouse"))]
+    wh = _warehouse(tmp_path / "out" / "warehouse")
+    args = ["subjects", "erase", "--doc-no", shaped, "--landing", str(copy), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))]
     first, again = CliRunner().invoke(app, args), CliRunner().invoke(app, args)
     assert first.exit_code == 0 and "added to requests/erasure.csv" in first.output
     assert again.exit_code == 0 and "already on requests/erasure.csv" in again.output
     after = (copy / "requests" / "erasure.csv").read_text(encoding="utf-8").splitlines()
     assert after[:-1] == before and after[-1].split(",")[1:] == [person["doc_no"], "", ""]  # normalized, once
-    kinds = [e["kind"] for e in ledger.entries(tmp_path / "out" / "warehouse")]
+    kinds = [e["kind"] for e in ledger.entries(_vault_of(tmp_path / "out" / "warehouse"))]
     assert kinds == ["run", "erasure_requested", "erasure_requested"]
     run = run_flow(copy, tmp_path / "out", date="2026-03-01")
     assert run.state.is_completed(), run.state.message
@@ -174,11 +181,12 @@ def test_notify_builds_one_batch_per_channel_from_the_latest_snapshot(published,
     from transforms.policy import load_policies
 
     out, wh = tmp_path / "notices", tmp_path / "wh"
-    shutil.copytree(published.warehouse, wh)  # a warehouse where the raw data is replaced, so purge would take it
+    shutil.copytree(published.warehouse, wh)
+    shutil.copytree(published.restricted, _vault_of(wh))  # a warehouse where the raw data is replaced, so purge would take it
     closing, requests_by, delete_by = (today() + dt.timedelta(days=n) for n in (28, 59, 118))
     result = CliRunner().invoke(app, [
         "subjects", "notify", "--out", str(out), "--closing-date", _zh(closing), "--delete-by", _zh(delete_by),
-        "--requests-by", requests_by.isoformat(), "--contact", "客服热线 400-000-0000", "--landing", str(landing), "--warehouse", str(wh)])
+        "--requests-by", requests_by.isoformat(), "--contact", "客服热线 400-000-0000", "--landing", str(landing), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))])
     assert result.exit_code == 0, result.output
     latest = sorted((landing / "membership").glob("*/*.csv"))[-1]
     crm = pd.read_csv(latest, dtype=str, encoding="gb18030", keep_default_na=False)
@@ -202,16 +210,16 @@ def test_notify_builds_one_batch_per_channel_from_the_latest_snapshot(published,
     for path in (out / "sms.csv", out / "email.csv"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
-    entry = ledger.entries(wh)[-1]
+    entry = ledger.entries(_vault_of(wh))[-1]
     data = entry["data"]
     assert entry["kind"] == "notices" and data["members"] == len(crm) and data["erased"] == erased.sum()
     assert data["closure"] == {"shop": "本公司", "closing_date": closing.isoformat(), "delete_by": delete_by.isoformat(),
                                "requests_by": requests_by.isoformat(), "contact": "客服热线 400-000-0000"}
     assert (data["sms"], data["email"]) == (len(sms), len(email))
     assert data["unreachable"] == (~erased & ~reachable & ~crm["电子邮箱"].str.contains("@")).sum()
-    assert not set(sms["mobile"]) & set(re.findall(r"\d{11}", (wh / ledger.LEDGER).read_text()))
+    assert not set(sms["mobile"]) & set(re.findall(r"\d{11}", (_vault_of(wh) / ledger.LEDGER).read_text()))
     # The batch is raw personal data: purge deletes it with the snapshot date's raw files.
-    [plan] = [p for p in purge.plan(Landing(landing), wh, tmp_path / "restricted", load_policies(POLICIES),
+    [plan] = [p for p in purge.plan(Landing(landing), wh, _vault_of(wh), load_policies(POLICIES),
                                     dt.date.fromisoformat(latest.parent.name) + dt.timedelta(days=400)) if p.export_date == dt.date.fromisoformat(latest.parent.name)]
     assert plan.held is None
     assert {f["path"] for f in plan.files if f["area"] == "notices"} == {str((out / n).resolve()) for n in ("sms.csv", "email.csv")}
@@ -237,28 +245,29 @@ def test_notify_refuses_garbage_before_writing_anything(published, landing, tmp_
     change, says = GARBAGE[case]
     wh = tmp_path / "wh"
     shutil.copytree(published.warehouse, wh)
+    shutil.copytree(published.restricted, _vault_of(wh))
     options = {"--closing-date": 10, "--requests-by": 30, "--delete-by": 60, "--contact": "客服热线 400-000-0000"} | change
     options = {k: _zh(today() + dt.timedelta(days=v)) if isinstance(v, int) else v for k, v in options.items()}
-    before = (wh / ledger.LEDGER).read_bytes()
+    before = (_vault_of(wh) / ledger.LEDGER).read_bytes()
     result = CliRunner().invoke(app, ["subjects", "notify", "--out", str(tmp_path / "n"), *[x for kv in options.items() for x in kv],
-                                      "--landing", str(landing), "--warehouse", str(wh)])
+                                      "--landing", str(landing), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))])
     assert result.exit_code == 2 and says in result.output, result.output
-    assert not (tmp_path / "n").exists() and (wh / ledger.LEDGER).read_bytes() == before
+    assert not (tmp_path / "n").exists() and (_vault_of(wh) / ledger.LEDGER).read_bytes() == before
 
 
 def test_erase_after_the_key_is_destroyed_says_published_data_can_no_longer_be_linked(landing, tmp_path, person, monkeypatch):
     copy, wh = tmp_path / "landing", tmp_path / "wh"
     shutil.copytree(landing, copy)
     monkeypatch.delenv("TUOMIN_PSEUDONYM_KEY")
-    args = ["subjects", "erase", "--member-no", person["member_no"], "--landing", str(copy), "--warehouse", str(wh)]
+    args = ["subjects", "erase", "--member-no", person["member_no"], "--landing", str(copy), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))]
     _warehouse(wh)
     missing = CliRunner().invoke(app, args)  # no key, and none destroyed: set it first
-    assert missing.exit_code == 2 and "no pseudonym key" in missing.output and len(ledger.entries(wh)) == 1
-    ledger.append(wh, "key_destroyed", {"key": "pseudonym", "key_id": "k1-0000", "method": "test"})
+    assert missing.exit_code == 2 and "no pseudonym key" in missing.output and len(ledger.entries(_vault_of(wh))) == 1
+    ledger.append(_vault_of(wh), "key_destroyed", {"key": "pseudonym", "key_id": "k1-0000", "method": "test"})
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "can no longer be linked" in " ".join(result.output.split()) and person["member_no"] not in result.output
-    entry = ledger.entries(wh)[-1]
+    entry = ledger.entries(_vault_of(wh))[-1]
     assert entry["kind"] == "erasure_requested" and entry["data"]["subject"] is None and entry["data"]["added"] is True
 
 
@@ -320,27 +329,29 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
 
     wh, held = tmp_path / "wh", tmp_path / "landing"
     shutil.copytree(published.warehouse, wh)
+    shutil.copytree(published.restricted, _vault_of(wh))
     shutil.copytree(landing / "requests", held / "requests")  # the raw exports are purged: only the requests remain
     before = _partitions(wh)
     token = at_the_edge["token"]
     holding = _holding(before, token, wh)
     assert {name.split("/")[0] for name in holding} >= {"dataset=membership", "dataset=pos"}
     args = ["subjects", "erase", "--doc-no", at_the_edge["doc_no"].lower().translate(FULL_WIDTH), "--landing", str(held),
-            "--warehouse", str(wh)]
+            "--warehouse", str(wh), "--restricted", str(_vault_of(wh))]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     after = _partitions(wh)
     assert not _holding(after, token, wh)
-    [request] = [e["data"] for e in ledger.entries(wh) if e["kind"] == "erasure_requested"]
+    [request] = [e["data"] for e in ledger.entries(_vault_of(wh)) if e["kind"] == "erasure_requested"]
     assert {f"dataset={r['dataset']}/export_date={r['export_date']}" for r in request["republished"]} == set(holding)
     suppressed = 0
     for done in request["republished"]:
         name = f"dataset={done['dataset']}/export_date={done['export_date']}"
         path = wh / name / "part-0.parquet"
         metadata = warehouse_io.read_metadata(path)
-        rows = metadata["rows"]
+        rows = next(e["data"]["rows"] for e in ledger.entries(_vault_of(wh)) if e["seq"] == done["ledger_seq"])
         assert rows["read"] == rows["published"] + rows["suppressed"] + rows["quarantined"] + rows["erased"]
-        assert rows["published"] == after[name].num_rows
+        assert rows["published"] == after[name].num_rows == metadata["rows"]["published"]
+        assert set(metadata["rows"]) == {"published"}  # what was taken out, and how much, is the ledger's (restricted)
         assert done["erased"] == holding[name]
         assert before[name].num_rows - after[name].num_rows == done["erased"] + done["suppressed"]
         # Nothing but removals: every row published now was published before.
@@ -349,23 +360,23 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
         con.register("new", after[name])
         assert con.sql("SELECT count(*) FROM (SELECT * FROM new EXCEPT ALL SELECT * FROM old)").fetchall() == [(0,)]
         assert metadata["validation"]["success"] and _smallest_class(after[name], metadata["quasi_identifiers"]) >= 5
-        assert metadata["erasures"][-1]["request"] == request["subject"]
+        assert set(metadata["erasures"][-1]) == {"at"}  # when, not whom: the request's hash is in the ledger only
         suppressed += done["suppressed"]
     edge = [d for d in request["republished"] if d["dataset"] == "membership" and d["classes_suppressed"]]
     assert edge and edge[0]["suppressed"] >= 4  # the class's other four members: left with k-1, suppressed whole
     # The ledger, the files and the gate agree: what `tuomin review` checks, done on the new state.
-    assert ledger.verify(wh) == []
-    entries = ledger.partition_entries(wh)
+    assert ledger.verify(_vault_of(wh), wh) == []
+    entries = ledger.partition_entries(_vault_of(wh))
     policies = load_policies(POLICIES)
     for dataset, policy in policies.items():
-        found = review_dataset(policy, [e for (d, _), e in sorted(entries.items()) if d == dataset], wh, "erasure test")
+        found = review_dataset(policy, [e for (d, _), e in sorted(entries.items()) if d == dataset], wh, _vault_of(wh), "erasure test")
         assert found["success"], found["problems"]
-    assert at_the_edge["doc_no"] not in (wh / ledger.LEDGER).read_text() and token not in (wh / ledger.LEDGER).read_text()
+    assert at_the_edge["doc_no"] not in (_vault_of(wh) / ledger.LEDGER).read_text() and token not in (_vault_of(wh) / ledger.LEDGER).read_text()
     # No raw identifier in what the erasure wrote: GX results and Data Docs, the files' metadata, the ledger.
-    build_docs(wh / GX_PROJECT)
-    texts = [f.read_text("utf-8", errors="replace") for f in (wh / GX_PROJECT).rglob("*") if f.is_file()]
+    build_docs(_vault_of(wh) / GX_PROJECT)
+    texts = [f.read_text("utf-8", errors="replace") for f in (_vault_of(wh) / GX_PROJECT).rglob("*") if f.is_file()]
     texts += [json.dumps(warehouse_io.read_metadata(wh / n / "part-0.parquet"), ensure_ascii=False) for n in after]
-    texts.append((wh / ledger.LEDGER).read_text("utf-8"))
+    texts.append((_vault_of(wh) / ledger.LEDGER).read_text("utf-8"))
     assert not find_leaks(texts, raw_identifiers(landing))
     # Repeating it changes nothing.
     again = CliRunner().invoke(app, args)
@@ -377,35 +388,36 @@ def test_erase_by_mobile_reaches_published_rows_through_the_raw_records_held(pub
                                                                             monkeypatch):
     wh = tmp_path / "wh"
     shutil.copytree(published.warehouse, wh)
+    shutil.copytree(published.restricted, _vault_of(wh))
     token = Pseudonymizer(TEST_KEY.encode()).token(person["doc_no"], "customer")
     shaped = f"+86 {person['mobile'][:3]} {person['mobile'][3:7]} {person['mobile'][7:]}"
     # Raw exports purged: a mobile leads to no document, and published rows hold no mobile.
     purged = tmp_path / "purged"
     shutil.copytree(landing / "requests", purged / "requests")
-    blind = CliRunner().invoke(app, ["subjects", "erase", "--mobile", shaped, "--landing", str(purged), "--warehouse", str(wh)])
+    blind = CliRunner().invoke(app, ["subjects", "erase", "--mobile", shaped, "--landing", str(purged), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))])
     assert blind.exit_code == 0 and "cannot be searched" in " ".join(blind.output.split())
     assert _holding(_partitions(wh), token, wh)
     # Another key than the warehouse's: every partition listed as not searched, none touched.
     monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY", "another-key-" + "x" * 40)
-    other = CliRunner().invoke(app, ["subjects", "erase", "--doc-no", person["doc_no"], "--landing", str(purged), "--warehouse", str(wh)])
+    other = CliRunner().invoke(app, ["subjects", "erase", "--doc-no", person["doc_no"], "--landing", str(purged), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))])
     assert other.exit_code == 0 and other.output.count("not searched") == len(_partitions(wh))
     assert _holding(_partitions(wh), token, wh)
     monkeypatch.undo()
     # With the raw exports held, the mobile leads to the person's document and its token.
     held = tmp_path / "held"
     shutil.copytree(landing, held)
-    result = CliRunner().invoke(app, ["subjects", "erase", "--mobile", shaped, "--landing", str(held), "--warehouse", str(wh)])
+    result = CliRunner().invoke(app, ["subjects", "erase", "--mobile", shaped, "--landing", str(held), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))])
     assert result.exit_code == 0, result.output
     assert not _holding(_partitions(wh), token, wh)
     assert "republished without this person" in result.output and person["mobile"] not in result.output
     # A person the exports never held: their token is computable, no partition holds it.
-    absent = CliRunner().invoke(app, ["subjects", "erase", "--doc-no", ABSENT_ID, "--landing", str(held), "--warehouse", str(wh)])
+    absent = CliRunner().invoke(app, ["subjects", "erase", "--doc-no", ABSENT_ID, "--landing", str(held), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))])
     assert absent.exit_code == 0 and "No published partition holds this person" in absent.output
-    requests = [e["data"] for e in ledger.entries(wh) if e["kind"] == "erasure_requested"]
+    requests = [e["data"] for e in ledger.entries(_vault_of(wh)) if e["kind"] == "erasure_requested"]
     assert [bool(r["republished"]) for r in requests] == [False, False, True, False]
     assert [r["tokens"] for r in requests] == [0, 1, requests[2]["tokens"], 1] and requests[2]["tokens"] >= 1
     assert requests[1]["not_searched"] and not requests[2]["not_searched"]
-    shown = CliRunner().invoke(app, ["ledger", "show", "--kind", "erasure_requested", "--warehouse", str(wh)], terminal_width=200)
+    shown = CliRunner().invoke(app, ["ledger", "show", "--kind", "erasure_requested", "--restricted", str(_vault_of(wh))], terminal_width=200)
     assert shown.exit_code == 0 and shown.output.count("partition(s) republished") == 4
     assert person["mobile"] not in shown.output and person["doc_no"] not in shown.output
 
@@ -414,22 +426,23 @@ def test_an_erasure_cut_short_leaves_each_partition_whole_and_is_finished_by_rep
                                                                                           at_the_edge, monkeypatch):
     wh, held = tmp_path / "wh", tmp_path / "landing"
     shutil.copytree(published.warehouse, wh)
+    shutil.copytree(published.restricted, _vault_of(wh))
     shutil.copytree(landing / "requests", held / "requests")
     files = {p: p.read_bytes() for p in wh.glob("dataset=*/export_date=*/part-0.parquet")}
-    args = ["subjects", "erase", "--doc-no", at_the_edge["doc_no"], "--landing", str(held), "--warehouse", str(wh)]
+    args = ["subjects", "erase", "--doc-no", at_the_edge["doc_no"], "--landing", str(held), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))]
     monkeypatch.setenv("TUOMIN_FAILPOINT", "mid-write:ENOSPC")  # the disk fills while the first partition is written
     cut = CliRunner().invoke(app, args)
     assert cut.exit_code == 1 and "No space left on device" in cut.output
     assert {p: p.read_bytes() for p in wh.glob("dataset=*/export_date=*/part-0.parquet")} == files
     assert not list((wh / ".staging").glob("*"))
-    [cut_entry] = [e for e in ledger.entries(wh) if e["kind"] == "erasure_requested"]
+    [cut_entry] = [e for e in ledger.entries(_vault_of(wh)) if e["kind"] == "erasure_requested"]
     failed = cut_entry["data"]
     assert failed["failed"] and not failed["republished"] and (failed["status"], failed["listed"]) == ("partial", "added")
     monkeypatch.delenv("TUOMIN_FAILPOINT")
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.output
-    assert not _holding(_partitions(wh), at_the_edge["token"], wh) and ledger.verify(wh) == []
-    finished = ledger.entries(wh)[-1]["data"]
+    assert not _holding(_partitions(wh), at_the_edge["token"], wh) and ledger.verify(_vault_of(wh), wh) == []
+    finished = ledger.entries(_vault_of(wh))[-1]["data"]
     assert (finished["status"], finished["listed"], finished["retry_of"]) == ("done", "already listed", [cut_entry["seq"]])
     assert finished["republished"] and f"completes the request of ledger entry {cut_entry['seq']}" in " ".join(done.output.split())
 
@@ -440,6 +453,7 @@ def test_an_erasure_that_cannot_read_the_exports_changes_nothing_and_says_so(pub
     column no policy covers does not stop an erasure (tokens come from the policy's columns)."""
     wh, held = tmp_path / "wh", tmp_path / "landing"
     shutil.copytree(published.warehouse, wh)
+    shutil.copytree(published.restricted, _vault_of(wh))
     shutil.copytree(landing, held)
     crm = sorted((held / "membership").glob("*/*.csv"))[0]
     original = crm.read_bytes()
@@ -454,10 +468,10 @@ def test_an_erasure_that_cannot_read_the_exports_changes_nothing_and_says_so(pub
     rewrite([[c for i, c in enumerate(row) if i != drop] for row in rows])
     listed = (held / "requests" / "erasure.csv").read_bytes()
     files = {p: p.read_bytes() for p in wh.glob("dataset=*/export_date=*/part-0.parquet")}
-    args = ["subjects", "erase", "--doc-no", person["doc_no"], "--landing", str(held), "--warehouse", str(wh)]
+    args = ["subjects", "erase", "--doc-no", person["doc_no"], "--landing", str(held), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))]
     failed = CliRunner().invoke(app, args)
     assert failed.exit_code == 1 and "Nothing was changed" in " ".join(failed.output.split()) and "Traceback" not in failed.output
-    entry = ledger.entries(wh)[-1]
+    entry = ledger.entries(_vault_of(wh))[-1]
     assert entry["kind"] == "erasure_requested" and (entry["data"]["status"], entry["data"]["listed"]) == ("failed", None)
     assert "doc_no" in entry["data"]["failed"] and "are missing" in entry["data"]["failed"] and person["doc_no"] not in json.dumps(entry, ensure_ascii=False)
     assert (held / "requests" / "erasure.csv").read_bytes() == listed
@@ -465,6 +479,6 @@ def test_an_erasure_that_cannot_read_the_exports_changes_nothing_and_says_so(pub
     rewrite([rows[0] + ["备注"], *(row + ["x"] for row in rows[1:])])  # fixed, plus a column no policy covers
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.output
-    finished = ledger.entries(wh)[-1]["data"]
+    finished = ledger.entries(_vault_of(wh))[-1]["data"]
     assert (finished["status"], finished["listed"], finished["retry_of"]) == ("done", "added", [entry["seq"]])
     assert finished["republished"] and not _holding(_partitions(wh), Pseudonymizer(TEST_KEY.encode()).token(person["doc_no"], "customer"), wh)
