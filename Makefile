@@ -51,8 +51,9 @@ DEMO_KEYS = if [ -z "$$TUOMIN_PSEUDONYM_KEY$$TUOMIN_PSEUDONYM_KEY_FILE$$TUOMIN_P
 run: setup sample
 	@$(DEMO_KEYS); $(BIN)/tuomin run
 
+# One worker per core (at most 4), each test file whole on one worker so that its fixtures are built once.
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses=auto --maxprocesses=4 --dist loadfile
 
 docs: setup
 	$(BIN)/tuomin docs

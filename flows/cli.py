@@ -74,8 +74,9 @@ backup_app = typer.Typer(help="The encrypted backups of the raw exports.", no_ar
 subjects_app = typer.Typer(help="Data subjects' requests: a copy of their records, or their erasure.", no_args_is_help=True)
 app.add_typer(subjects_app, name="subjects")
 app.add_typer(backup_app, name="backup")
-console = Console(width=None if Console().is_terminal else 110)
-errors = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 110)
+# Tables fit 110 columns when piped; lines of text are never wrapped (a path cut in two cannot be pasted).
+console = Console(width=None if Console().is_terminal else 110, soft_wrap=True)
+errors = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 110, soft_wrap=True)
 
 Landing = Annotated[Path, typer.Option(help="Landing directory with pos/, membership/, after_sales/, requests/.")]
 Warehouse = Annotated[Path, typer.Option("--warehouse", help="Warehouse directory of the anonymized Parquet (what analysts read).")]

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -41,7 +42,7 @@ from flows.keys import load_pseudonymizer
 from flows.quarantine import Quarantine
 from flows.record import Inputs, field_metadata, partition_metadata
 from transforms import plan as planning
-from transforms import steps
+from transforms import shuffle, steps
 from transforms.operators import Context, Suppress
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
@@ -203,8 +204,13 @@ class Spill:
     def __init__(self, path: Path):
         self.path, self._writer = path, None
 
+    @property
+    def opened(self) -> bool:
+        return self._writer is not None
+
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.touch(mode=0o600)
             self.path.chmod(0o600)
             self._writer = (pa.ipc.new_file(str(self.path), table.schema, options=pa.ipc.IpcWriteOptions(compression="lz4"))
@@ -329,7 +335,9 @@ def write(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], pla
 
     written = Written(None, counts, {}, None, cells, [dict(f) for f in inputs.files])
     levels = plan.solution.levels if plan.solution else {}
-    written.path = warehouse_io.stage(job.warehouse, job.run_id, policy.source, date, ahead(batches()),
+    staged_rows = counts["read"] - counts["quarantined"]
+    written.path = warehouse_io.stage(job.warehouse, job.run_id, policy.source, date,
+                                      ahead(shuffled(ahead(batches()), staged_rows, work / "shuffle")),
                                       field_metadata(policy, levels), metadata)
     written.metadata = warehouse_io.read_metadata(written.path)
     release_memory()
@@ -347,6 +355,37 @@ def ahead(items: Iterable) -> Iterator:
         while (item := pending.result()) is not end:
             pending = pool.submit(contextvars.copy_context().run, next, source, end)
             yield item
+
+
+def shuffled(tables: Iterable[pa.Table], rows: int, work: Path) -> Iterator[pa.Table]:
+    """The rows of `tables` (at most `rows` of them) in the published order (transforms/shuffle.py):
+    in memory when they fit one batch, else through one spill file per bucket of BATCH_ROWS or
+    so. One empty table if there are none, so that an empty partition has its schema."""
+    buckets = max(1, -(-rows // BATCH_ROWS))
+    spills = [Spill(work / f"{i}.arrow") for i in range(buckets)]
+    held, schema = [], None
+    for table in tables:
+        schema = table.schema
+        if buckets == 1:
+            held.append(table)
+            continue
+        hashes = shuffle.keys(table)
+        which = shuffle.buckets_of(hashes, buckets)
+        with_order = table.append_column(shuffle.ORDER, pa.array(hashes))
+        for i in np.unique(which):
+            spills[i].write(with_order.filter(pa.array(which == i)))
+    if buckets == 1:
+        yield shuffle.in_order(pa.concat_tables(held) if held else schema.empty_table())
+        return
+    yielded = False
+    for spill in spills:
+        if spill.opened:
+            bucket = pa.Table.from_batches(list(_read_staged(spill.close())))
+            yield shuffle.in_order(bucket.drop_columns([shuffle.ORDER]), bucket[shuffle.ORDER].to_numpy())
+            spill.path.unlink()
+            yielded = True
+    if not yielded:
+        yield schema.empty_table()
 
 
 def _staged_batches(staged: list[Path]):

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from flows import ledger
 from flows.cli import app
 from flows.warehouse import read_metadata
-from tests.conftest import TEST_KEY, run_flow
+from tests.conftest import TEST_KEY, Run, run_flow
 
 pytestmark = pytest.mark.flow
 DAY1, DAY2 = "2026-03-01", "2026-03-02"
@@ -169,6 +169,21 @@ def test_readme_questions_run(published):
         assert con.sql(sql).fetchall() is not None, sql
 
 
+def _cut_pos(landing: Path) -> None:
+    """New inputs for DAY1, so a second run's partitions differ from the first's."""
+    pos = landing / "pos" / DAY1 / "pos_lines_20260301.csv"
+    pos.write_bytes(b"".join(pos.read_bytes().splitlines(keepends=True)[:-200]))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(prefect_server, landing, tmp_path_factory) -> Run:
+    """DAY1 of the cut landing published by a run never interrupted (what a killed run's rerun must give)."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    _day1(landing, root / "landing")
+    _cut_pos(root / "landing")
+    return run_flow(root / "landing", root, date=DAY1)
+
+
 def _run_killed_at(failpoint: str, landing: Path, root: Path) -> subprocess.CompletedProcess:
     from prefect.settings import get_current_settings
 
@@ -179,13 +194,25 @@ def _run_killed_at(failpoint: str, landing: Path, root: Path) -> subprocess.Comp
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.fixture
+def day1_only(landing, tmp_path) -> Path:
+    """A copy of the landing with DAY1's files alone (the rerun's default selection then has one date to do)."""
+    return _day1(landing, tmp_path / "landing")
+
+
+def _day1(landing: Path, target: Path) -> Path:
+    for folder in landing.glob(f"*/{DAY1}"):
+        shutil.copytree(folder, target / folder.relative_to(landing))
+    return target
+
+
 @pytest.mark.parametrize("failpoint", ["reading", "extracted", "validated", "mid-write", "staged", "published-one"])
-def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, copy_of, tmp_path, failpoint):
+def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, day1_only, tmp_path, uninterrupted,
+                                                                failpoint):
+    copy_of = day1_only
     first = run_flow(copy_of, tmp_path, date=DAY1)
     old = _file_hashes(first.warehouse)
-    # New inputs, so the second run's partitions would differ from the first's.
-    pos = copy_of / "pos" / DAY1 / "pos_lines_20260301.csv"
-    pos.write_bytes(b"".join(pos.read_bytes().splitlines(keepends=True)[:-200]))
+    _cut_pos(copy_of)
     killed = _run_killed_at(failpoint, copy_of, tmp_path)
     assert killed.returncode == -9, killed.stderr[-2000:]
     after = _file_hashes(first.warehouse)
@@ -204,10 +231,9 @@ def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, c
     # into what a run never interrupted publishes from the same files.
     final = run_flow(copy_of, tmp_path)
     assert final.state.is_completed() and DAY1 in final.summary["dates"]
-    clean = run_flow(copy_of, tmp_path / "uninterrupted", date=DAY1)
     for name in final.summary["dates"][DAY1]:
         assert pq.read_table(final.summary["dates"][DAY1][name]["path"]).equals(
-            pq.read_table(clean.summary["dates"][DAY1][name]["path"])), name
+            pq.read_table(uninterrupted.summary["dates"][DAY1][name]["path"])), name
     assert ledger.verify(first.restricted, first.warehouse) == []
     assert not (first.warehouse / ".staging").exists() or not any((first.warehouse / ".staging").iterdir())
 

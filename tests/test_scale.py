@@ -65,7 +65,18 @@ def test_any_split_into_batches_gives_the_plan_and_rows_of_the_whole(members, si
     merged = plan.merge([plan.merge(tallies[:2], policy)] + tallies[2:], policy)
     split = plan.solve(merged, policy, built, erased)
     side_by_side = plan.solve(plan.concat(tallies), policy, built, erased)  # the engine merges them itself
-    # As the pipeline does it: tallies written to files, the search out of core (DuckDB on disk).
+    _same_plan_and_rows(staged, parts, whole, [split, side_by_side], policy, ctx, built, erased)
+
+
+@pytest.mark.parametrize("sizes, erase", [([300, 1, 420], 17)])
+def test_the_out_of_core_search_gives_the_plan_and_rows_of_the_in_memory_one(members, sizes, erase):
+    """As the pipeline does it at scale: tallies written to files, the search in DuckDB on disk
+    (one split: every node costs a query, so the properties above are checked in memory)."""
+    policy, ctx, built, staged = members
+    erased = set(staged[plan.ENTITY].slice(0, erase).to_pylist())
+    whole = plan.solve(plan.merge([plan.tally(staged, policy, ctx, built)], policy), policy, built, erased)
+    parts = _cut(staged, sizes)
+    tallies = [plan.tally(p, policy, ctx, built) for p in parts]
     with tempfile.TemporaryDirectory() as tmp, mock.patch.object(outofcore, "IN_MEMORY", 0):
         files = [Path(tmp) / f"{i}.parquet" for i in range(len(tallies))]
         for file, t in zip(files, tallies):
@@ -73,8 +84,12 @@ def test_any_split_into_batches_gives_the_plan_and_rows_of_the_whole(members, si
         out_of_core = plan.solve(plan.Tally(files, plan.concat(tallies).representatives), policy, built, erased,
                                  Path(tmp) / "engine")
         assert not (Path(tmp) / "engine").exists()
+    _same_plan_and_rows(staged, parts, whole, [out_of_core], policy, ctx, built, erased)
+
+
+def _same_plan_and_rows(staged, parts, whole, others, policy, ctx, built, erased) -> None:
     one = plan.finish(staged, whole, policy, ctx, built, erased).table
-    for other in (split, side_by_side, out_of_core):
+    for other in others:
         assert other.solution.levels == whole.solution.levels
         assert (other.erased, other.suppressed) == (whole.erased, whole.suppressed)
         assert np.array_equal(other.suppressed_keys, whole.suppressed_keys)
@@ -113,6 +128,28 @@ def test_classes_of_batches_merge_to_the_classes_of_the_whole(members, sizes, sp
     assert compact.keys() == rows.keys()
     for key, value in rows.items():  # floats summed in another order may differ in the last digit
         assert compact[key] == (pytest.approx(value) if isinstance(value, float) else value), key
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.integers(0, 3)), max_size=60),
+       sizes=st.lists(st.integers(0, 25), max_size=5), batch_rows=st.integers(1, 30))
+def test_the_published_order_is_the_hash_order_of_the_rows_however_they_arrive(tmp_path_factory, rows, sizes, batch_rows):
+    """Whatever the batches and the number of buckets, the rows come out once each, sorted by
+    the hash of their values: the order depends on the rows alone, never on the export's."""
+    from flows import passes
+    from transforms import shuffle
+
+    table = pa.table({"s": pa.array([r[0] for r in rows], pa.string()), "n": pa.array([r[1] for r in rows], pa.int64())})
+    batches = _cut(table, sizes)
+    work = tmp_path_factory.mktemp("shuffle")
+    with mock.patch.object(passes, "BATCH_ROWS", batch_rows):
+        out = pa.concat_tables(list(passes.shuffled(iter(batches), table.num_rows, work)))
+    assert out.schema == table.schema and out.num_rows == table.num_rows
+    assert sorted(out.to_pylist(), key=repr) == sorted(table.to_pylist(), key=repr)
+    hashes = shuffle.keys(out)
+    assert np.all(hashes[:-1] <= hashes[1:])
+    assert out.equals(shuffle.in_order(table))  # one batch, in memory
+    assert not list(work.rglob("*.arrow"))  # the buckets' spill files are gone
 
 
 def test_ahead_gives_every_item_in_order_and_raises_where_the_source_raised():

@@ -407,7 +407,7 @@ def _exact(qis, bounds, w, avg_loss, evaluate, extra):
     bound = sum(w[i] * np.array(avg_loss[i])[grid[:, i]] for i in range(len(qis)))
     order = np.lexsort((np.arange(len(nodes)), grid.sum(axis=1), bound))
     index = {node: i for i, node in enumerate(nodes)}
-    failed = np.zeros((0, len(qis)), np.int64)
+    below_failure = np.zeros(len(nodes), bool)  # at or under a node that fails: fails too (monotone)
     known: dict[tuple, tuple] = {}  # evaluated nodes
     best, evaluated = None, 0
 
@@ -423,7 +423,7 @@ def _exact(qis, bounds, w, avg_loss, evaluate, extra):
         return 0.0 if suppressed is None else extra(node, suppressed)
 
     def infeasible(node) -> bool:
-        return bool(len(failed)) and bool(np.any(np.all(np.array(node) <= failed, axis=1)))
+        return bool(below_failure[index[node]])
 
     def visit(node: tuple) -> tuple:
         nonlocal evaluated, best
@@ -454,7 +454,7 @@ def _exact(qis, bounds, w, avg_loss, evaluate, extra):
             if nxt is None:
                 break
             top = nxt
-        failed = np.vstack([failed, top])
+        below_failure |= np.all(grid <= np.array(top), axis=1)
     return best, evaluated
 
 
