@@ -1,9 +1,14 @@
 """The publication gate: a GX suite built from a source's policy and run on the anonymized batch.
 
+Per partition (Gate):
     schema      ExpectTableColumnsToMatchSet: exactly the columns the policy publishes
     k           ExpectTableToBeKAnonymous over the quasi-identifiers, counted in entities
     l           ExpectTableToBeLDiverse per sensitive attribute the policy names
     no PII      ExpectNoDirectIdentifiers over every published string column
+Per release, on the person-level record (ReleaseGate):
+    k^m         ExpectPeopleToBeKmAnonymous at every m from 0 (entity-level k) to the policy's m
+    l           ExpectPeopleToBeLDiverse per sensitive attribute, with everything published beside it
+    unit        ExpectEachPersonInOneUnit: no token joins two datasets or dates
 
 Results are reduced to numbers and names (no data values) before anything stores or prints them.
 """
@@ -30,6 +35,7 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 
 import expectations  # noqa: F401  (registers the custom expectations before any suite is built)
 from expectations.anonymity import ExpectNoDirectIdentifiers, ExpectTableToBeKAnonymous, ExpectTableToBeLDiverse
+from expectations.release import ExpectEachPersonInOneUnit, ExpectPeopleToBeKmAnonymous, ExpectPeopleToBeLDiverse
 from transforms.policy import SourcePolicy
 
 # Only our table-level expectations and the column-set check run, and none of them reports
@@ -76,6 +82,20 @@ class Gate:
             diversity=tuple((m["column"], m["l"], m["measure"]) for m in metadata["l_diversity"]),
         )
 
+    def expectations(self) -> list:
+        found = []
+        if self.columns:
+            found.append(gx.expectations.ExpectTableColumnsToMatchSet(column_set=list(self.columns), exact_match=True))
+        if self.quasi_identifiers:
+            found.append(ExpectTableToBeKAnonymous(quasi_identifiers=list(self.quasi_identifiers), k=self.k,
+                                                   entity_column=self.entity, count_column=self.size_column or self.count_column))
+        for sensitive, l, measure in self.diversity:
+            found.append(ExpectTableToBeLDiverse(quasi_identifiers=list(self.quasi_identifiers), sensitive=[sensitive], l=l,
+                                                 measure=measure, count_column=self.count_column))
+        if self.string_columns:
+            found.append(ExpectNoDirectIdentifiers(columns=list(self.string_columns)))
+        return found
+
     def content(self) -> Gate:
         """The checks that hold batch by batch (schema, no identifier): run on every written batch."""
         return dataclasses.replace(self, quasi_identifiers=(), diversity=())
@@ -87,6 +107,21 @@ class Gate:
                                    size_column=size_column)
 
 
+@dataclass(frozen=True)
+class ReleaseGate:
+    """The person-level criteria of a release (expectations/release.py), run on its person frame
+    (transforms/risk.person_frame) before any of its partitions is published."""
+
+    m: int  # items the intruder may know of a person (purchases and contacts); each person's k is in the frame
+    diversity: tuple[tuple[str, int], ...] = ()  # (dataset.column, l)
+    dataset: str = "release"
+
+    def expectations(self) -> list:
+        return [*(ExpectPeopleToBeKmAnonymous(m=m) for m in range(self.m + 1)),
+                *(ExpectPeopleToBeLDiverse(attribute=attribute, l=l) for attribute, l in self.diversity),
+                ExpectEachPersonInOneUnit()]
+
+
 def _strings(schema: pa.Schema) -> tuple[str, ...]:
     return tuple(f.name for f in schema if pa.types.is_string(f.type))
 
@@ -94,7 +129,7 @@ def _strings(schema: pa.Schema) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Outcome:
     success: bool
-    checks: tuple[dict, ...]  # {expectation, success, observed, exception}; numbers and names only
+    checks: tuple[dict, ...]  # {expectation, success, observed, arguments, exception}; numbers and names only
 
     @classmethod
     def combine(cls, outcomes: list[Outcome]) -> Outcome:
@@ -151,7 +186,7 @@ def _get_or_add(store, name: str, make):
         return store.add(make())
 
 
-def _checkpoint(gate: Gate, project: str | None):
+def _checkpoint(gate: Gate | ReleaseGate, project: str | None):
     """The suite, validation definition and checkpoint for a gate; a changed policy makes a new
     gate and so new ones, named by a hash of the gate."""
     context = _context(project)
@@ -172,18 +207,8 @@ def _checkpoint(gate: Gate, project: str | None):
 
     def suite():
         built = gx.ExpectationSuite(name=name)
-        if gate.columns:
-            built.add_expectation(gx.expectations.ExpectTableColumnsToMatchSet(column_set=list(gate.columns), exact_match=True))
-        if gate.quasi_identifiers:
-            built.add_expectation(ExpectTableToBeKAnonymous(
-                quasi_identifiers=list(gate.quasi_identifiers), k=gate.k, entity_column=gate.entity,
-                count_column=gate.size_column or gate.count_column))
-        for sensitive, l, measure in gate.diversity:
-            built.add_expectation(ExpectTableToBeLDiverse(
-                quasi_identifiers=list(gate.quasi_identifiers), sensitive=[sensitive], l=l, measure=measure,
-                count_column=gate.count_column))
-        if gate.string_columns:
-            built.add_expectation(ExpectNoDirectIdentifiers(columns=list(gate.string_columns)))
+        for expectation in gate.expectations():
+            built.add_expectation(expectation)
         return built
 
     definition = _get_or_add(context.validation_definitions, name, lambda: gx.ValidationDefinition(
@@ -192,14 +217,14 @@ def _checkpoint(gate: Gate, project: str | None):
         name=name, validation_definitions=[definition], actions=[], result_format=RESULT_FORMAT))
 
 
-def prepare(gate: Gate, project: Path | None = None) -> None:
+def prepare(gate: Gate | ReleaseGate, project: Path | None = None) -> None:
     """Create the gate's suite and checkpoint ahead of validations on other workers (GX's file
     stores are not safe for two processes adding the same objects at once)."""
     with _exclusive(project):
         _checkpoint(gate, None if project is None else str(project))
 
 
-def validate(gate: Gate, frame: pd.DataFrame, project: Path | None = None, run_name: str | None = None) -> Outcome:
+def validate(gate: Gate | ReleaseGate, frame: pd.DataFrame, project: Path | None = None, run_name: str | None = None) -> Outcome:
     """Run the gate. With a project directory the result is stored there for Data Docs."""
     with _exclusive(project):
         checkpoint = _checkpoint(gate, None if project is None else str(project))
@@ -213,6 +238,8 @@ def validate(gate: Gate, frame: pd.DataFrame, project: Path | None = None, run_n
                 # An expectation that raised did not pass, whatever GX's success flag says.
                 "success": bool(r.success) and not raised,
                 "observed": (r.result or {}).get("observed_value"),
+                # The expectation's own arguments (k, m, l, column names), never data.
+                "arguments": {k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"},
                 # GX's exception text can quote data, so only the fact is kept.
                 "exception": "raised an exception" if raised else None,
             })

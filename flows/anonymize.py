@@ -27,6 +27,7 @@ import contextvars
 import datetime as dt
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -40,7 +41,7 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import backup as backup_io
-from flows import failpoints, ledger, passes, paths, progress
+from flows import failpoints, ledger, passes, paths, progress, risk
 from flows import landing as landing_io
 from flows import warehouse as warehouse_io
 from flows.passes import io_task, raw_task
@@ -93,10 +94,11 @@ def process_date(run: Run, job: passes.Job, date: dt.date) -> dict:
             person_names = linked_names.union(*(s.names for found in scans.values() for s in found))
             plans = plan_sources(run, job, scans, erased, date)
             written = write_sources(run, job, scans, copied, plans, erased, person_names, date)
+            release = check_release(run, job, written, date)
             if backup is not None:
                 backup.result()
             failpoints.hit("validated")
-            return publish(run, written, date, began)
+            return publish(run, written, date, began, release)
         finally:
             _clear_work(job, names, date)
 
@@ -206,13 +208,26 @@ def write_sources(run: Run, job: passes.Job, scans: dict, copied: dict, plans: d
     return written
 
 
+def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written], date: dt.date) -> dict:
+    """The date's partitions as the intruder would hold them, before any is published: person-level
+    k^m, l and units with GX, and the side channels (flows/risk.gate). Any failure publishes nothing."""
+    began = time.perf_counter()
+    verdict = risk.gate({name: w.path for name, w in written.items()}, warehouse_io.staging(run.warehouse, run.run_id),
+                        job.gx_project, f"{job.run_id} {date}", job.work_root)
+    if verdict.failures:
+        raise DateFailed(f"{date}: nothing published, the release fails: " + " | ".join(verdict.failures))
+    get_run_logger().info("%s: the release passes for %d person-level records (%d checks, %.1f s)", date, verdict.people,
+                          len(verdict.outcome.checks), time.perf_counter() - began)
+    return {"people": verdict.people, "checks": list(verdict.outcome.checks)}
+
+
 def _redacts(policy: SourcePolicy) -> bool:
     return any(c.transform == "redact" for c in policy.columns)
 
 
-def publish(run: Run, written: dict[str, passes.Written], date: dt.date, began: dt.datetime) -> dict:
+def publish(run: Run, written: dict[str, passes.Written], date: dt.date, began: dt.datetime, release: dict) -> dict:
     """Check that every row is accounted for; then move each staged partition into place and
-    record it in the ledger."""
+    record it in the ledger, with the release's verdict (check_release)."""
     summary = {}
     for name, result in written.items():
         counts = result.counts
@@ -226,7 +241,8 @@ def publish(run: Run, written: dict[str, passes.Written], date: dt.date, began: 
         sha256 = file_sha256(result.path)
         target = warehouse_io.publish(result.path, run.warehouse, name, date)
         ledger.append(run.restricted, "partition", ledger_entry(result.metadata, result.counts, result.cells, result.inputs,
-                                                                target, run.warehouse, sha256, run.triggered_by, began))
+                                                                target, run.warehouse, sha256, run.triggered_by, began)
+                      | {"release": release})
         summary[name]["path"] = str(target)
         get_run_logger().info("%s %s: published %d of %d rows (k=%s) -> %s", name, date, summary[name]["counts"]["published"],
                               summary[name]["counts"]["read"], summary[name]["k"], target)

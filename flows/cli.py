@@ -314,9 +314,11 @@ def assess(
 def risk(
     warehouse: Warehouse = paths.WAREHOUSE,
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
-    k: Annotated[int, typer.Option(min=2, help="The smallest crowd a person must hide in.")] = 5,
-    purchases: Annotated[int, typer.Option(min=0, help="Purchases the intruder knows of the target (m).")] = 3,
-    contacts: Annotated[int, typer.Option(min=0, help="Service contacts the intruder knows of the target.")] = 1,
+    k: Annotated[int | None, typer.Option(min=2, help="The smallest crowd a person must hide in [default: the files' k].")] = None,
+    purchases: Annotated[int | None, typer.Option(
+        min=0, help="Purchases the intruder knows of the target [default: the POS policy's m].")] = None,
+    contacts: Annotated[int | None, typer.Option(
+        min=0, help="Service contacts the intruder knows of the target [default: the after-sales policy's m].")] = None,
     against: Annotated[Path | None, typer.Option(help="An earlier copy of the warehouse: tokens shared with it are links too.")] = None,
 ) -> None:
     """Measure the release as a motivated intruder would (../shared/privacy-model.md); exit 1 if it fails.
@@ -327,16 +329,16 @@ def risk(
     import json
 
     from flows.risk import assess
-    from transforms.risk import Adversary
 
     if format not in ("table", "json"):
         raise typer.BadParameter("use table or json", param_hint="--format")
-    found = assess(warehouse, Adversary(k, purchases, contacts), against)
+    found = assess(warehouse, against=against, k=k, purchases=purchases, contacts=contacts)
     if format == "json":
         typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
     else:
+        knows = found["adversary"]
         console.print(f"{warehouse}: {found['people']} person-level records; the intruder knows each person's own "
-                      f"attributes, {purchases} purchase(s) and {contacts} contact(s)")
+                      f"attributes, {knows['purchases']} purchase(s) and {knows['contacts']} contact(s); k = {knows['k']}")
         table = Table()
         for header in ("check", "result", "measured", "required"):
             table.add_column(header)

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from expectations.suite import Gate, Outcome, validate
-from flows import ledger, paths, subjects
+from flows import ledger, paths, risk, subjects
 from flows import warehouse as warehouse_io
 from flows.keys import PSEUDONYM, load_pseudonymizer
 from flows.landing import Landing
@@ -154,6 +154,12 @@ def republish(path: Path, old: dict, published: dict, wanted: pa.Array, warehous
         if not new["validation"]["success"]:
             failures = Outcome(False, tuple(new["validation"]["checks"])).failures()
             raise ErasureFailed(f"{old['dataset']} {day}: left as it was: without the person it fails {'; '.join(failures)}")
+        # The person-level criteria too: rows gone can leave someone else's purchases with fewer than k.
+        verdict = risk.gate({old["dataset"]: staged}, warehouse_io.staging(warehouse, run_id), rewrite.project,
+                            rewrite.run_name, rewrite.work)
+        if verdict.failures:
+            raise ErasureFailed(f"{old['dataset']} {day}: left as it was: without the person the release fails "
+                                f"{' | '.join(verdict.failures)}")
         # The ledger's record is made before the rename: the staged file's path under the run's
         # staging directory is the partition's path under the warehouse.
         before = published["data"]["rows"]

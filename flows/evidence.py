@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flows import ledger
 from flows import warehouse as warehouse_io
-from flows.risk import coarsen
+from flows.risk import assess, coarsen
 from transforms.policy import SourcePolicy, load_policies
 
 ROW_COUNTS = ("read", "quarantined", "erased", "suppressed", "published")
@@ -57,9 +57,21 @@ def collect(warehouse: Path, restricted: Path, policies_dir: Path, start: dt.dat
         "notices": [_event(e, ("snapshot", "members", "sms", "email", "erased", "unreachable", "closure"))
                     for e in of_kind("notices", dated=False)],
     }
+    facts["release"] = _release(warehouse)
     facts["pia"] = impact_assessment(facts, policies)
     # The pack is read beyond the restricted area: no count below k in it (the ledger has them).
     return coarsen(facts, min(p.privacy.k for p in policies.values()))
+
+
+def _release(warehouse: Path) -> dict | None:
+    """`tuomin risk` on the warehouse as it stands, against the intruder its files record: the
+    checks and the headline figures (shares and probabilities only)."""
+    try:
+        found = assess(warehouse)
+    except ValueError:  # nothing published
+        return None
+    return {"passed": found["passed"], "adversary": found["adversary"], "people": found["people"],
+            "max_risk": found["max_risk"], "singled_out_share": found["singled_out_share"], "checks": found["checks"]}
 
 
 def _ledger(restricted: Path, warehouse: Path) -> dict:
@@ -173,9 +185,11 @@ def impact_assessment(facts: dict, policies: dict[str, SourcePolicy]) -> dict:
             "max_prosecutor_risk": max((p["metrics"]["prosecutor_risk_max"] or 0 for p in parts), default=None),
             "partitions_failing_validation": sum(not p["validation"]["success"] for p in parts),
             "linkage_across_partitions": {name: d.get("linkage") for name, d in (latest_review or {}).get("datasets", {}).items()},
-            "residual": ["Free text is redacted by detectors and a name dictionary; names outside the dictionary can "
-                         "survive (measured recall in benchmarks/RESULTS.md).",
-                         "Customers seen on many dates can have a unique profile across partitions (linkage above)."],
+            "release": facts["release"],
+            "residual": ["No free text is published; after-sales text is kept, redacted, only in the restricted tier.",
+                         "Each partition (a dataset on a date) is its own unit: its tokens join nothing outside it. An "
+                         "intruder who knows more than m items of a person in one partition is outside the model.",
+                         "Two copies of a partition from before and after an erasure differ by the erased person's rows."],
         },
         "measures": {
             "partitions_published": len(parts),

@@ -15,20 +15,36 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from expectations.release import failing_people
+from expectations.suite import Outcome, ReleaseGate, validate
 from flows.ledger import LEDGER
 from flows.warehouse import read_metadata
-from transforms.risk import CONTACTS, PROFILE, PURCHASES, Adversary, Check, Dataset, measure, shared_tokens, spearman_p
+from transforms.risk import (
+    CONTACTS,
+    PROFILE,
+    PURCHASES,
+    Adversary,
+    Check,
+    Dataset,
+    measure,
+    person_frame,
+    shared_tokens,
+    spearman_p,
+)
 
 # Files written before policies said what a dataset's rows are in a person's record.
 LEGACY_RECORD = {"membership": PROFILE, "after_sales": CONTACTS}
 COUNTS = {"read", "quarantined", "erased", "suppressed", "published", "records", "tokens", "members", "unreachable", "sms",
           "email", "classes_suppressed", "erasure_requests", "rows"}  # keys whose integer values count people or their rows
 COUNT_TABLES = {"cells_suppressed"}  # keys whose values are tables of such counts (per column)
+KM = "expect_people_to_be_km_anonymous"
 ROW_ORDER_P = 1e-3  # a row order this unlikely under shuffling follows the column
 
 
@@ -36,26 +52,33 @@ def read(warehouse: Path) -> tuple[list[Dataset], list[dict]]:
     """Every published dataset, and each file's facts for the side-channel checks."""
     datasets, files = [], []
     for folder in sorted(warehouse.glob("dataset=*")):
-        name, tables, meta = folder.name.split("=", 1)[1], [], {}
-        for path in sorted(folder.glob("export_date=*/*.parquet")):
-            table = pq.read_table(path)
-            fields = {f.name: {k.decode(): v.decode() for k, v in (f.metadata or {}).items()} for f in table.schema}
-            meta = read_metadata(path)
-            day = dt.date.fromisoformat(path.parent.name.split("=", 1)[1])
-            files.append({"path": path.relative_to(warehouse).as_posix(), "table": table, "metadata": meta, "fields": fields})
-            tables.append(table.replace_schema_metadata(None).append_column("export_date", pa.array([day] * table.num_rows,
-                                                                                                      pa.date32())))
-        if not tables:
-            continue
-        fields = files[-1]["fields"]
-        tokens = {c: m.group(1) for c, f in fields.items() if (m := re.search(r"domain '(\w+)'", f.get("tuomin.token", "")))}
-        roles = {c["output"]: c["role"] for c in meta.get("columns", {}).values() if c.get("output")}
-        datasets.append(Dataset(
-            name=name, table=pa.concat_tables(tables, promote_options="permissive"),
-            record=meta.get("record") or LEGACY_RECORD.get(name, PURCHASES), tokens=tokens,
-            sensitive=[c for c, role in roles.items() if role == "sensitive_attribute"],
-            free_text=[c for c, role in roles.items() if role == "free_text"]))
+        found = _dataset(folder.name.split("=", 1)[1], sorted(folder.glob("export_date=*/*.parquet")), warehouse, files)
+        if found:
+            datasets.append(found)
     return datasets, files
+
+
+def _dataset(name: str, paths: list[Path], root: Path, files: list[dict]) -> Dataset | None:
+    """One dataset from its partitions' files (…/export_date=D/part-0.parquet), each file's facts
+    appended to `files`."""
+    tables, meta, fields = [], {}, {}
+    for path in paths:
+        table = pq.read_table(path)
+        fields = {f.name: {k.decode(): v.decode() for k, v in (f.metadata or {}).items()} for f in table.schema}
+        meta = read_metadata(path)
+        day = dt.date.fromisoformat(path.parent.name.split("=", 1)[1])
+        files.append({"path": path.relative_to(root).as_posix(), "table": table, "metadata": meta, "fields": fields})
+        tables.append(table.replace_schema_metadata(None).append_column("export_date", pa.array([day] * table.num_rows,
+                                                                                                  pa.date32())))
+    if not tables:
+        return None
+    tokens = {c: m.group(1) for c, f in fields.items() if (m := re.search(r"domain '(\w+)'", f.get("tuomin.token", "")))}
+    roles = {c["output"]: c["role"] for c in meta.get("columns", {}).values() if c.get("output")}
+    return Dataset(
+        name=name, table=pa.concat_tables(tables, promote_options="permissive"),
+        record=meta.get("record") or LEGACY_RECORD.get(name, PURCHASES), tokens=tokens,
+        sensitive=[c for c, role in roles.items() if role == "sensitive_attribute"],
+        free_text=[c for c, role in roles.items() if role == "free_text"])
 
 
 def small_counts(document, k: int, where: str, path: str = "") -> list[str]:
@@ -108,11 +131,14 @@ def row_order(files: list[dict]) -> list[dict]:
     return flagged
 
 
-def assess(warehouse: Path, adversary: Adversary, against: Path | None = None) -> dict:
-    """Every measurement of the release, and the checks it passes or fails."""
+def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | None = None, **knows: int | None) -> dict:
+    """Every measurement of the release, and the checks it passes or fails; by default against the
+    intruder its files record they were protected from (recorded_adversary), with what `knows`
+    sets (k, purchases, contacts) changed."""
     datasets, files = read(warehouse)
     if not datasets:
         raise ValueError(f"{warehouse}: no published dataset to assess")
+    adversary = adversary or replace(recorded_adversary(files), **{key: v for key, v in knows.items() if v is not None})
     previous = read(against)[0] if against else []
     figures = measure(datasets, adversary, where=warehouse.parent if warehouse.parent.exists() else None)
     snapshots = figures["snapshots"]
@@ -158,3 +184,74 @@ def assess(warehouse: Path, adversary: Adversary, against: Path | None = None) -
         "row_order": ordered, "small_counts": counts,
         "checks": [c.__dict__ for c in checks], "passed": all(c.passed for c in checks),
     }
+
+
+def recorded_adversary(files: list[dict]) -> Adversary:
+    """The intruder the files' policies protected them against (their metadata records k, m and
+    what their rows are): the largest k, and each kind of item's largest m."""
+    metas = [f["metadata"] for f in files]
+    m = {kind: max((meta.get("m", 0) for meta in metas if meta.get("record") == kind), default=0) for kind in (PURCHASES, CONTACTS)}
+    return Adversary(max(meta.get("k", 2) for meta in metas), m[PURCHASES], m[CONTACTS])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the release gate found: the GX outcome, every failure named, and how many people."""
+
+    outcome: Outcome
+    failures: list[str]
+    people: int
+
+
+def gate(staged: dict[str, Path], root: Path, project: Path | None = None, run_name: str | None = None,
+         where: Path | None = None) -> Verdict:
+    """The release's own checks on the partitions staged for it (one per dataset), before any is
+    published, against what their metadata records (k, m, l): the person-level criteria
+    (expectations/release.py, validated with GX on the person frame) and the side channels of
+    `assess` that a release can carry (row order, counts below k, staff tokens, free text). Every
+    failure names its criterion and datasets."""
+    files: list[dict] = []
+    datasets = [d for name, path in staged.items() if (d := _dataset(name, [path], root, files))]
+    adversary = recorded_adversary(files)
+    frame = person_frame(datasets, adversary, where)
+    ids = frame.attrs["people"].ids
+    frame["k"] = 0  # each person's k: the largest of the datasets they are in
+    for d, f in zip(datasets, files):
+        present = np.unique(ids[d.name])
+        frame.loc[present, "k"] = np.maximum(frame.loc[present, "k"], f["metadata"].get("k", adversary.k))
+    l = {f"{f['metadata']['dataset']}.{m['column']}": int(m["l"]) for f in files for m in f["metadata"].get("l_diversity", [])}
+    release = ReleaseGate(adversary.purchases + adversary.contacts,
+                          tuple((f"{d.name}.{c}", l.get(f"{d.name}.{c}", 2)) for d in datasets for c in d.sensitive))
+    outcome = validate(release, frame.drop(columns=[c for c in frame.columns if c.startswith("items_alone_")]), project,
+                       run_name)
+    failures = []
+    for check in outcome.checks:
+        # Supports only shrink as m grows: the smallest m that fails says it, the larger ones add nothing.
+        if not check["success"] and not (check["expectation"] == KM and any(f.startswith("k^m") for f in failures)):
+            if check["exception"]:
+                failures.append(f"{_criterion(check)}: the check raised an exception")
+                continue
+            who = frame.loc[failing_people(frame, check).to_numpy(), "person"].to_numpy()
+            named = [d.name for d in datasets if np.isin(ids[d.name], who).any()]
+            failures.append(f"{_criterion(check)}: {check['observed']} {_people(check)} in {', '.join(named)}")
+    failures += [f"row order follows {o['column']} in {o['file'].split('/')[0].removeprefix('dataset=')}"
+                 for o in row_order(files)]
+    failures += [f"count below k={k} in the file metadata of {hit.split('/')[0].removeprefix('dataset=')} "
+                 f"({hit.split(': ', 1)[1]})" for f in files
+                 for k in [f["metadata"].get("k", adversary.k)] for hit in small_counts(f["metadata"], k, f["path"])]
+    failures += [f"staff token published in {d.name}.{c}" for d in datasets for c, domain in d.tokens.items() if domain == "staff"]
+    failures += [f"free text published in {d.name}.{c}" for d in datasets for c in d.free_text]
+    return Verdict(outcome, failures, len(frame))
+
+
+def _criterion(check: dict) -> str:
+    arguments = check.get("arguments", {})
+    return {KM: f"k^m (m={arguments.get('m', 0)}) on the person-level record",
+            "expect_people_to_be_l_diverse": f"l-diversity (l={arguments.get('l')}) of {arguments.get('attribute')}",
+            "expect_each_person_in_one_unit": "a token shared outside its unit"}.get(check["expectation"], check["expectation"])
+
+
+def _people(check: dict) -> str:
+    return {KM: "people in a crowd smaller than their k",
+            "expect_people_to_be_l_diverse": "people whose class holds fewer values",
+            "expect_each_person_in_one_unit": "people whose rows span datasets or dates"}.get(check["expectation"], "people")

@@ -283,6 +283,12 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
     [request] = facts["subject_requests"]
     assert request["kind"] == "erasure_requested" and any(r["dataset"] == "pos" for r in request["republished"])
     assert facts["pia"]["measures"]["partitions_republished_for_erasure"] == len(request["republished"])
+    # The residual risk is `tuomin risk` on the release as it stands, with its conclusion.
+    release = facts["pia"]["risks"]["release"]
+    assert release["adversary"] == {"k": 5, "purchases": 3, "contacts": 3} and release["people"] > 1000
+    failed = [c["name"] for c in release["checks"] if not c["passed"]]
+    assert release["passed"] == (not failed) and "Residual risk against the motivated intruder" in html
+    assert ("it is published as\nanonymized information" in html) == release["passed"], failed
     # The page: every section, plots embedded, the hashes it cites, and no raw value anywhere.
     for heading in ("Policy: what each column is", "Great Expectations results", "Backups of the raw exports",
                     "Deletions of raw data", "Data subjects' requests and notices", "Key events", "Periodic reviews", "impact assessment (PIPL Art. 55, 56)"):

@@ -159,3 +159,98 @@ def test_the_pipelines_release_holds_against_the_intruder(published, landing):
     assert all(v == 0 for stats in found["shared_identifiers"].values() for key, v in stats.items() if key != "values")
     assert not found["staff_identifiers"] and not found["free_text"]
     assert not find_leaks([result.output], raw_identifiers(landing))
+
+
+@pytest.mark.flow
+def test_a_time_ordered_export_is_published_in_an_order_that_tells_nothing(prefect_server, landing, tmp_path):
+    """POS exported as a till writes it (by time, a receipt's lines together): the published rows
+    are in the hash order of their own values, so neither the time nor the receipt comes back
+    from a row's position, and `tuomin risk` finds no order."""
+    import shutil
+
+    from tests.conftest import run_flow
+    from transforms import shuffle
+    from transforms.risk import spearman_p
+
+    copy = tmp_path / "landing"
+    shutil.copytree(landing, copy)
+    [export] = (copy / "pos" / "2026-03-01").glob("*.csv")
+    frame = pd.read_csv(export, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    frame.sort_values(["txn_time", "txn_id", "line_no"]).to_csv(export, index=False, encoding="utf-8-sig")
+    run = run_flow(copy, tmp_path, date="2026-03-01")
+    assert run.state.is_completed(), run.state.message
+    published = pq.read_table(run.summary["dates"]["2026-03-01"]["pos"]["path"])
+    hashes = shuffle.keys(published)
+    assert published.num_rows > 500 and np.all(hashes[:-1] <= hashes[1:])
+    assert spearman_p(published["txn_time"].to_pandas())[1] > 1e-3
+    # In export order the same rows' (generalized) times would have given the order away.
+    assert spearman_p(frame.sort_values("txn_time")["txn_time"].str[:13])[1] < 1e-3
+    found = json.loads(CliRunner().invoke(app, ["risk", "--warehouse", str(run.warehouse), "--format", "json"]).output)
+    assert found["row_order"] == [] and next(c for c in found["checks"] if c["name"] == "row order")["passed"]
+
+
+def test_the_release_gate_refuses_each_failure_naming_the_criterion_and_the_dataset(tmp_path):
+    """The gate that runs before publishing (flows/risk.gate: GX on the person frame, then the side
+    channels) passes a release of crowds and refuses each way of failing it, saying which
+    criterion failed in which dataset."""
+    from flows.risk import gate
+
+    day = "2026-03-01"
+    customer = {"customer_id": "customer"}
+
+    def failures(name: str, *files: tuple) -> list[str]:
+        root = tmp_path / name
+        staged = {dataset: _write(root, dataset, day, table, tokens, record, {"k": 5, "m": 3} | (extra or {}))
+                  for dataset, table, tokens, record, extra in files}
+        verdict = gate(staged, root)
+        assert verdict.outcome.success == (not any("k^m" in f or "l-div" in f or "unit" in f for f in verdict.failures))
+        return verdict.failures
+
+    crowd = ("pos", _crowd(6, 4, "d", "u"), customer, PURCHASES, None)
+    cases = ("after_sales", _crowd(5, 2, "d", "c"), customer, CONTACTS, None)
+    assert failures("good", crowd, cases) == []
+
+    lone = failures("lone", ("pos", pa.concat_tables([_crowd(6, 2, "d", "u"), pa.table(
+        {"customer_id": ["x"], "store": ["S-rare"], "sex": ["F"]})]), customer, PURCHASES, None), cases)
+    assert lone == ["k^m (m=0) on the person-level record: 1 people in a crowd smaller than their k in pos"]  # each buys once: store is relational
+
+    shared = failures("shared", crowd, ("after_sales", _crowd(6, 4, "d", "u"), customer, CONTACTS, None))
+    assert "a token shared outside its unit: 24 people whose rows span datasets or dates in pos, after_sales" in shared
+
+    ordered = failures("ordered", ("pos", _crowd(6, 4, "d", "u", shuffle=False).append_column("txn_time", pa.array(
+        [dt.datetime(2026, 3, 1, 8 + i // 6) for i in range(24)])), customer, PURCHASES, None))  # a crowd per hour
+    assert ordered == ["row order follows txn_time in pos"]
+
+    counted = failures("counted", ("pos", _crowd(6, 4, "d", "u"), customer, PURCHASES, {"rows": {"erased": 2}}))
+    assert counted == ["count below k=5 in the file metadata of pos (rows.erased)"]
+
+    staff = failures("staff", ("pos", _crowd(6, 4, "d", "u").append_column("cashier_id", pa.array(["s1"] * 24)),
+                               {**customer, "cashier_id": "staff"}, PURCHASES, None))
+    assert staff == ["staff token published in pos.cashier_id"]
+
+    members = pa.table({"customer_id": [f"m{i}" for i in range(10)], "age": ["30-34"] * 5 + ["35-39"] * 5,
+                        "points": ["0-999"] * 5 + ["0-999", "1000+", "0-999", "1000+", "0-999"]})
+    roles = {"columns": {"age": {"output": "age", "role": "quasi_identifier"},
+                         "points": {"output": "points", "role": "sensitive_attribute"}},
+             "l_diversity": [{"column": "points", "l": 2}]}
+    certain = failures("certain", ("membership", members, customer, PROFILE, roles))
+    assert certain == ["l-diversity (l=2) of membership.points: 5 people whose class holds fewer values in membership"]
+
+
+@pytest.mark.flow
+def test_a_release_whose_tokens_join_its_units_is_not_published(prefect_server, landing, tmp_path, monkeypatch):
+    """With tokens keyed to nothing (the same customer token in every dataset), the date's
+    after-sales cases join its purchases: the release gate refuses the date before anything is
+    written into the warehouse, and says which criterion failed where."""
+    from flows import passes
+    from tests.conftest import run_flow
+
+    keyed = passes.Job.context
+    monkeypatch.setattr(passes.Job, "context", lambda self, date, policy, names=frozenset(), unit="": keyed(
+        self, date, policy, names, unit=""))
+    run = run_flow(landing, tmp_path, date="2026-03-01")
+    assert run.state.is_failed()
+    error = run.summary["dates"]["2026-03-01"]["error"]
+    assert "the release fails: k^m (m=0) on the person-level record: " in error, error
+    assert "| a token shared outside its unit: " in error and "people whose rows span datasets or dates in membership, pos, after_sales" in error, error
+    assert not list(run.warehouse.glob("dataset=*/export_date=*/*.parquet"))

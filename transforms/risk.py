@@ -209,42 +209,62 @@ def spearman_p(values: pd.Series) -> tuple[float, float]:
     return (0.0, 1.0) if math.isnan(rho) else (float(rho), float(p))
 
 
+def person_frame(datasets: list[Dataset], adversary: Adversary, where: Path | None = None) -> pd.DataFrame:
+    """One row per person-level record, numbers only: `support_0` the size of their relational
+    class, `support_m` (m = 1 … M) the smallest crowd that shares their relational class and any
+    itemset of up to m items they hold, `items_alone_m` the same from the items alone, `l:<dataset>.<column>`
+    the distinct values of a sensitive attribute in their class (where they have it), and `units`
+    the datasets and dates their rows span (a token shared outside its unit joins two)."""
+    found = people(datasets)
+    classes = relational_classes(datasets, found)
+    frame = pd.DataFrame({"person": np.arange(found.count),
+                          "support_0": np.bincount(classes)[classes] if found.count else np.zeros(0, np.int64)})
+    held = items(datasets, found, classes)
+    levels = adversary.purchases + adversary.contacts
+    for label, table in (("support", held), ("items_alone", held.assign(cls=0))):
+        minima = smallest_support(table, adversary, where=where) if len(table) else pd.DataFrame({"person": []})
+        frame = frame.merge(minima.rename(columns={f"min_{m}": f"{label}_{m}" for m in range(1, levels + 1)}),
+                            on="person", how="left")
+    for m in range(1, levels + 1):
+        frame[f"support_{m}"] = np.fmin(frame["support_0"], frame.get(f"support_{m}", np.inf))
+        frame[f"items_alone_{m}"] = frame.get(f"items_alone_{m}", pd.Series(np.inf, index=frame.index)).fillna(np.inf)
+    for d in datasets:
+        for column in d.sensitive:
+            values = pd.DataFrame({"cls": classes[found.ids[d.name]],
+                                   "v": pd.factorize(d.table[column].to_pandas(), use_na_sentinel=False)[0]})
+            distinct = values.groupby("cls")["v"].nunique()
+            frame[f"l:{d.name}.{column}"] = pd.Series(classes).map(distinct).where(
+                pd.Series(np.isin(np.arange(found.count), found.ids[d.name])))
+    spans = [pd.DataFrame({"person": found.ids[d.name], "unit": _hash(pd.DataFrame({
+        "d": [d.name] * d.table.num_rows, "t": d.table["export_date"].to_pandas().astype(str)}))}) for d in datasets]
+    units = pd.concat(spans).drop_duplicates().groupby("person").size() if spans else pd.Series(dtype=np.int64)
+    frame["units"] = units.reindex(frame["person"]).fillna(0).astype(np.int64).to_numpy()
+    frame.attrs.update(people=found, classes=classes)
+    return frame
+
+
 def measure(datasets: list[Dataset], adversary: Adversary, where: Path | None = None) -> dict:
     """Singling out and k^m on the person-level records, the sensitive values certain in a class,
     and snapshot differencing: the release-wide figures of `tuomin risk` that need the rows."""
-    found = people(datasets)
-    classes = relational_classes(datasets, found)
-    class_size = np.bincount(classes)[classes] if found.count else np.zeros(0, np.int64)
-    held = items(datasets, found, classes)
-    best = pd.DataFrame({"person": np.arange(found.count), "relational": class_size})
+    frame = person_frame(datasets, adversary, where)
+    found = frame.attrs["people"]
     levels = adversary.purchases + adversary.contacts
-    for label, table in (("within", held), ("items_alone", held.assign(cls=0))):
-        minima = smallest_support(table, adversary, where=where) if len(table) else pd.DataFrame({"person": []})
-        minima = minima.rename(columns={c: f"{label}_{c}" for c in minima.columns if c != "person"})
-        best = best.merge(minima, on="person", how="left")
-    for level in range(1, levels + 1):
-        best[f"within_min_{level}"] = np.fmin(best["relational"], best.get(f"within_min_{level}", np.inf))
-    smallest = best[f"within_min_{levels}"].to_numpy(float) if levels else best["relational"].to_numpy(float)
+    smallest = frame[f"support_{levels}"].to_numpy(float)
     n = max(found.count, 1)
     k = adversary.k
-    km = {str(m): float((best[f"within_min_{m}"] < k).sum() / n) for m in range(1, levels + 1)}
-    km_alone = {str(m): float((best.get(f"items_alone_min_{m}", pd.Series(np.inf)).fillna(np.inf) < k).sum() / n)
-                for m in range(1, levels + 1)}
+    km = {str(m): float((frame[f"support_{m}"] < k).sum() / n) for m in range(1, levels + 1)}
+    km_alone = {str(m): float((frame[f"items_alone_{m}"] < k).sum() / n) for m in range(1, levels + 1)}
     sensitive = {}
     for d in datasets:
         for column in d.sensitive:
-            frame = pd.DataFrame({"cls": classes[found.ids[d.name]], "v": pd.factorize(d.table[column].to_pandas(),
-                                                                                         use_na_sentinel=False)[0]})
-            distinct = frame.groupby("cls")["v"].nunique()
-            certain = distinct[distinct <= 1].index
-            persons = pd.Series(found.ids[d.name])[frame["cls"].isin(certain).to_numpy()].nunique()
-            sensitive[f"{d.name}.{column}"] = {"certain_share": persons / max(pd.Series(found.ids[d.name]).nunique(), 1),
-                                               "l_min": int(distinct.min()) if len(distinct) else 0}
+            l = frame[f"l:{d.name}.{column}"].dropna()
+            sensitive[f"{d.name}.{column}"] = {"certain_share": float((l <= 1).sum() / max(len(l), 1)),
+                                               "l_min": int(l.min()) if len(l) else 0}
     return {
         "people": found.count,
         "relational": {d.name: found.relational[d.name] for d in datasets},
         "items": {d.name: found.items[d.name] for d in datasets},
-        "relational_k": int(best["relational"].min()) if found.count else 0,
+        "relational_k": int(frame["support_0"].min()) if found.count else 0,
         "max_risk": float(1 / smallest.min()) if found.count else 0.0,
         "average_risk": float(np.mean(1 / smallest)) if found.count else 0.0,
         "singled_out_share": float((smallest <= 1).sum() / n),
