@@ -18,6 +18,7 @@ from great_expectations.expectations.metrics.table_metric_provider import TableM
 
 from transforms import detectors
 from transforms import metrics as privacy
+from transforms.criteria import KAnonymity, LDiversity
 
 
 def _frame(execution_engine, metric_domain_kwargs):
@@ -53,7 +54,7 @@ class ExpectTableToBeKAnonymous(BatchExpectation):
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
         observed = metrics["tuomin.k_anonymity"]
         # An empty table has no class to violate k; publishing nothing is safe.
-        return {"success": observed == 0 or observed >= self.k, "result": {"observed_value": observed}}
+        return {"success": observed == 0 or not KAnonymity(self.k).fails(observed), "result": {"observed_value": observed}}
 
 
 class TableLDiversity(TableMetricProvider):
@@ -87,7 +88,8 @@ class ExpectTableToBeLDiverse(BatchExpectation):
 
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
         observed = metrics["tuomin.l_diversity"]
-        return {"success": observed is None or observed >= self.l - 1e-9, "result": {"observed_value": observed}}
+        return {"success": observed is None or not LDiversity(self.l, self.measure).fails_effective(observed),
+                "result": {"observed_value": observed}}
 
 
 class TableIdentifierHits(TableMetricProvider):

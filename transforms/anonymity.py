@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from transforms.criteria import KAnonymity, LDiversity
 from transforms.hierarchy import Encoded
 
 EXACT_LIMIT = 100_000  # lattice nodes searched exactly; larger lattices use the greedy heuristic
@@ -61,6 +62,10 @@ class Diversity:
     codes: np.ndarray | None
     l: float
     measure: str = "distinct"  # or "entropy"
+
+    @property
+    def criterion(self) -> LDiversity:
+        return LDiversity(self.l, self.measure)
 
 
 @dataclass(frozen=True)
@@ -230,17 +235,17 @@ class InMemory(Combinations):
                 size += np.bincount(pairs // self.entities, minlength=radix)
             if len(self.unknown):
                 size = size + np.bincount(key[self.unknown], weights=self.weight[self.unknown], minlength=radix)
-        fails = size < k
+        fails = KAnonymity(k).fails(size)
         for d, codes, m in self.sensitive:
             if d.measure == "distinct":
                 present = pd.unique(key * m + codes)
-                fails |= np.bincount(present // m, minlength=radix) < d.l
+                fails |= d.criterion.fails(np.bincount(present // m, minlength=radix), None)
             else:
                 counts = np.bincount(key * m + codes, weights=self.weight, minlength=radix * m).reshape(radix, m)
                 p = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     entropy = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
-                fails |= entropy < np.log(d.l) - 1e-12
+                fails |= d.criterion.fails(None, entropy)
         return fails[key], key, size
 
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from transforms.criteria import KAnonymity, LDiversity
+
 _DENSE_CELLS = 50_000_000  # (classes x sensitive values) counted densely up to this size
 
 
@@ -135,10 +137,10 @@ def failing(df: pd.DataFrame, quasi_identifiers: list[str], k: int, diversity: l
         return np.zeros(0, bool)
     ids = class_ids(df, quasi_identifiers)
     weights = _counts(df, count)
-    fails = _people(df, ids, entity, weights, people) < k
+    fails = KAnonymity(k).fails(_people(df, ids, entity, weights, people))
     for sensitive, l, measure in diversity:
         distinct, entropy, _ = per_class(ids, df[sensitive], weights)
-        fails |= (distinct if measure == "distinct" else np.exp(entropy)) < l - 1e-9
+        fails |= LDiversity(l, measure).fails(distinct, entropy)
     return fails[ids]
 
 

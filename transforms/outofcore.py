@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.anonymity import Combinations, Diversity, InMemory, identity
+from transforms.criteria import KAnonymity
 from transforms.hierarchy import Encoded
 
 MEMORY_LIMIT = "256MB"  # DuckDB's own memory; what does not fit is spilled to disk
@@ -269,16 +270,16 @@ class OutOfCore(Combinations):
         else:
             columns = [f"{m} AS k{j}" for j, m in enumerate(mapped)]
         size = "count(DISTINCT e) + coalesce(sum(w) FILTER (WHERE e IS NULL), 0)" if self.by_entity else "sum(w)"
-        fails = [f"{size} < {int(k)}"]
+        fails = [KAnonymity(k).sql_fails(size)]
         entropies = []
         for j, d in enumerate(self.diversity):
             if d.measure == "distinct":  # null is a value of its own, as in the in-memory table
-                fails.append(f"count(DISTINCT s{j}) + max((s{j} IS NULL)::INT) < {float(d.l)}")
+                fails.append(d.criterion.sql_fails(f"count(DISTINCT s{j}) + max((s{j} IS NULL)::INT)", ""))
             else:
                 entropies.append(f"""h{j} AS (SELECT {key}, -sum(p * ln(p)) AS h FROM (
                     SELECT {key}, sum(w) / sum(sum(w)) OVER (PARTITION BY {key}) AS p FROM g GROUP BY {key}, s{j})
                     GROUP BY {key})""")
-                fails.append(f"any_value(h{j}.h) < ln({float(d.l)}) - 1e-12")
+                fails.append(d.criterion.sql_fails("", f"any_value(h{j}.h)"))
         with_h = " ".join(f"JOIN h{j} USING ({key})" for j, d in enumerate(self.diversity) if d.measure != "distinct")
         return ", ".join([
             f"g AS MATERIALIZED (SELECT c.rowid AS i, c.*, {', '.join(columns)} FROM combo c {' '.join(joins)})",
