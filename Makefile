@@ -19,7 +19,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale bench-erasure bench-risk
+.PHONY: setup run test lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale bench-erasure bench-risk bench-utility
 
 setup: $(VENV)/.synced
 
@@ -108,6 +108,9 @@ bench-erasure: setup
 # The release as a motivated intruder sees it: the sample and a larger landing (~2 minutes).
 bench-risk: setup
 	@$(DEMO_KEYS); $(BIN)/python benchmarks/risk.py
+
+bench-utility: setup
+	@$(DEMO_KEYS); $(BIN)/python benchmarks/utility.py
 
 bench-transforms: setup
 	$(BIN)/python benchmarks/transforms.py --values 1000000

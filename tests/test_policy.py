@@ -31,7 +31,7 @@ def test_shipped_policies_cover_the_spec(policy_copy):
 @pytest.mark.parametrize(("old", "new", "message"), [
     ("transform: drop\n  buyer_name", "transform: shred\n  buyer_name", "column 'member_no': transform: Value error, unknown transform"),
     ("params: {domain: customer, normalize: document}", "params: {domian: customer, normalize: document}", "column 'doc_no'"),
-    ("levels: [0, 2], weight: 3}", "levels: [3, 2], weight: 3}", "column 'store_code'"),
+    ("levels: [0, 2], weight: 8}", "levels: [3, 2], weight: 8}", "column 'store_code'"),
     ("  product_name:\n    role: insensitive\n    kind: category\n    pipl: none\n    purpose: The SKU's name; product covers it.\n    transform: drop",
      "  product_name:\n    role: insensitive\n    kind: category\n    pipl: none\n    purpose: The SKU's name; product covers it.\n    transform: keep",
      "column 'product_name': value: Value error, a published column of a dataset about people describes a person"),
