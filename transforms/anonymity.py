@@ -108,11 +108,12 @@ class Combinations(ABC):
         """The lowest-level codes of the combinations `among` (a mask), per quasi-identifier, and their rows."""
 
     @abstractmethod
-    def itemsets(self, node: tuple[int, ...], items: list[bool], k: int, m: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def itemsets(self, node: tuple[int, ...], items: list[bool], k: int, m: int,
+                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
         """What to suppress at `node` for (k, k^m) (transforms/itemsets.py), the quasi-identifiers
         flagged in `items` making the item and the others the class: the combinations of row
         classes too rare (a mask), the items taken from people ((entity id as the tallies hold
-        it, item key) pairs), and the rows that is."""
+        it, item key) pairs), and the rows that is; past `limit` rows, only that it is more."""
 
     def close(self) -> None:  # noqa: B027  (a table held in memory has nothing to let go of)
         """Let go of what the table holds outside memory."""
@@ -183,7 +184,8 @@ class InMemory(Combinations):
     def codes(self, among: np.ndarray) -> tuple[list[np.ndarray], int]:
         return [codes[among] for codes in self.lowest], int(self.weight[among].sum())
 
-    def itemsets(self, node: tuple[int, ...], items: list[bool], k: int, m: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def itemsets(self, node: tuple[int, ...], items: list[bool], k: int, m: int,
+                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
         import duckdb
         import pyarrow as pa
 
@@ -201,7 +203,7 @@ class InMemory(Combinations):
         try:
             con.register("combos", pa.table({"i": np.arange(self.size), "cls": keys[False], "item": keys[True], "e": entity,
                                              "w": self.weight}))
-            mask, taken, rows = suppress(con, "combos", self.size, k, m)
+            mask, taken, rows = suppress(con, "combos", self.size, k, m, limit)
         finally:
             con.close()
         if self.entity_ids is not None and len(taken):
@@ -375,7 +377,7 @@ def with_itemsets(table: Combinations, qis: list[Encoded], ranges: dict[str, tup
             break
         if any(all(a <= b for a, b in zip(node, f)) for f in failed):
             continue
-        found = table.itemsets(node, items, k, m)
+        found = table.itemsets(node, items, k, m, allowed)
         evaluated += 1
         if found[2] > allowed:
             failed.append(node)
@@ -390,7 +392,7 @@ def with_itemsets(table: Combinations, qis: list[Encoded], ranges: dict[str, tup
             raise Unreachable(f"k={k}, k^m with m={m} cannot be reached with at most {max_suppression:.1%} of {n} rows "
                               f"suppressed, even with every attribute at its coarsest allowed level")
         node = min(options, key=lambda o: float(sum(w[j] * per_level[j][o[j]] for j in range(len(qis)))))
-        found = table.itemsets(node, items, k, m)
+        found = table.itemsets(node, items, k, m, allowed)
         evaluated += 1
         if found[2] > allowed:
             failed.append(node)

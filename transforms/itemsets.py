@@ -26,14 +26,21 @@ import numpy as np
 _TABLES = ("km", "km_pi", "km_s1", "km_s", "km_drop")
 
 
-def suppress(con: duckdb.DuckDBPyConnection, relation: str, size: int, k: int, m: int) -> tuple[np.ndarray, np.ndarray, int]:
+def suppress(con: duckdb.DuckDBPyConnection, relation: str, size: int, k: int, m: int,
+             limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """What to suppress so that every row class holds k people and every itemset of at most m
     items k people of its class: the combinations whose row class is too rare (a mask over
     0 … size-1; pass 2 removes such a class whole), the items taken from people ((entity id,
-    item key) pairs, an array of shape (n, 2)), and the rows all of that holds."""
+    item key) pairs, an array of shape (n, 2)), and the rows all of that holds. Rows only ever
+    join the suppressed, so once more than `limit` are, the node has failed: the counting stops
+    there and the figures returned are a lower bound (rows > limit is all a caller may read)."""
     k = int(k)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE km AS
                     SELECT i, cls, item, e, w, false AS dead, false AS rare FROM {relation}""")
+
+    def over_limit() -> bool:
+        return limit is not None and con.execute("SELECT coalesce(sum(w), 0) FROM km WHERE dead").fetchall()[0][0] > limit
+
     while True:
         # m = 1: a row class (class and item) of fewer than k people goes whole.
         changed = con.execute(f"""
@@ -42,6 +49,8 @@ def suppress(con: duckdb.DuckDBPyConnection, relation: str, size: int, k: int, m
                 HAVING count(DISTINCT e) + coalesce(sum(w) FILTER (WHERE e IS NULL), 0) < {k}) rare
             WHERE NOT km.dead AND km.cls = rare.cls AND km.item = rare.item""").fetchall()[0][0]
         if changed:
+            if over_limit():
+                break
             continue
         con.execute("CREATE OR REPLACE TEMP TABLE km_pi AS SELECT DISTINCT e, cls, item FROM km WHERE NOT dead AND e IS NOT NULL")
         con.execute("CREATE OR REPLACE TEMP TABLE km_s1 AS SELECT cls, item, count(*) AS sup FROM km_pi GROUP BY ALL")
@@ -70,7 +79,7 @@ def suppress(con: duckdb.DuckDBPyConnection, relation: str, size: int, k: int, m
         con.execute(f"DROP TABLE IF EXISTS km_c{len(names)}")
         dropped = con.execute("""UPDATE km SET dead = true FROM (SELECT DISTINCT e, cls, item FROM km_drop) d
                                  WHERE NOT km.dead AND km.e = d.e AND km.cls = d.cls AND km.item = d.item""").fetchall()[0][0]
-        if not dropped:
+        if not dropped or over_limit():
             break
     rows = int(con.execute("SELECT coalesce(sum(w), 0) FROM km WHERE dead").fetchall()[0][0])
     classes = np.asarray(con.execute("SELECT i FROM km WHERE rare").fetchnumpy()["i"], np.int64)

@@ -214,7 +214,8 @@ class OutOfCore(Combinations):
         found = self.con.execute(f"WITH {self._classes(node, k)} SELECT size FROM classes WHERE NOT fails").fetchnumpy()
         return np.asarray(found["size"], np.int64)
 
-    def itemsets(self, node: tuple[int, ...], items: list[bool], k: int, m: int) -> tuple[np.ndarray, int]:
+    def itemsets(self, node: tuple[int, ...], items: list[bool], k: int, m: int,
+                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
         from transforms.itemsets import suppress
 
         mapped, joins = self._mapped(node)
@@ -235,7 +236,7 @@ class OutOfCore(Combinations):
         relation = (f"(SELECT c.rowid AS i, ({keys[0]}) AS cls, ({keys[1]}) AS item, c.e, c.w FROM combo c {' '.join(joins)})"
                     if self.by_entity else
                     f"(SELECT c.rowid AS i, ({keys[0]}) AS cls, ({keys[1]}) AS item, NULL::BIGINT AS e, c.w FROM combo c {' '.join(joins)})")
-        return suppress(self.con, relation, self.size, k, m)
+        return suppress(self.con, relation, self.size, k, m, limit)
 
     def _mapped(self, node: tuple[int, ...]) -> tuple[list[str], list[str]]:
         """Each quasi-identifier's code at `node` (SQL over combo `c`), and the joins it needs."""
