@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from transforms import metrics
 from transforms.outofcore import class_table, rows_in
 from transforms.plan import PEOPLE, ROWS, count_classes, distinct_values
 from transforms.policy import SourcePolicy
-from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
+from transforms.pseudonymize import UNIT_PARTS, Pseudonymizer, PseudonymKeyError
 from transforms.steps import ExportError
 
 
@@ -126,7 +127,8 @@ def erase_published(warehouse: Path, restricted: Path, tokens: set[str], pseudon
                 if file_sha256(path) != data["output"]["sha256"]:  # rewrite only the file the ledger vouches for
                     raise ErasureFailed(f"{dataset} {day}: left as it was: the partition file differs from the SHA-256 the "
                                         "ledger recorded (see `tuomin review`)")
-                sweep.republished.append(republish(path, metadata, entry, wanted, warehouse, restricted, request, triggered_by))
+                sweep.republished.append(republish(path, metadata, entry, wanted, warehouse, restricted, request, triggered_by,
+                                                   pseudonymizer))
             except ErasureFailed as exc:
                 sweep.failed = str(exc)
             except OSError as exc:  # the storage: a full disk, a read-only file system
@@ -137,14 +139,20 @@ def erase_published(warehouse: Path, restricted: Path, tokens: set[str], pseudon
 
 
 def republish(path: Path, old: dict, published: dict, wanted: pa.Array, warehouse: Path, restricted: Path, request: str,
-              triggered_by: dict) -> dict:
+              triggered_by: dict, pseudonymizer: Pseudonymizer) -> dict:
     """One partition without the rows of `wanted` tokens (see the module's docstring); `old` is
-    its file's metadata, `published` the ledger entry that published it (its exact counts)."""
+    its file's metadata, `published` the ledger entry that published it (its exact counts). The
+    tokens that stay are keyed once more, to this republication, so that the copy from before and
+    the copy after share none: what differs between them is not a token away from the rest of a
+    person's rows (no raw data is needed: it is a keyed function of the tokens published)."""
     began = dt.datetime.now(dt.timezone.utc)
     run_id = began.strftime("erasure-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     day = dt.date.fromisoformat(old["export_date"])
     erasure = {"at": began.isoformat(timespec="seconds"), "request": request, "previous_sha256": published["data"]["output"]["sha256"]}
-    rewrite = Rewrite(path, old, wanted, restricted, f"{run_id} {day}", warehouse_io.staging(warehouse, run_id) / "work")
+    again = f"erasure:{run_id}"
+    rewrite = Rewrite(path, {**old, "unit": UNIT_PARTS.join(filter(None, [old.get("unit", ""), again]))}, wanted, restricted,
+                      f"{run_id} {day}", warehouse_io.staging(warehouse, run_id) / "work",
+                      lambda tokens: pseudonymizer.unit_tokens(tokens, again))
     try:
         weak = rewrite.weak_classes()
         erasure["classes_suppressed"] = weak.num_rows
@@ -180,8 +188,10 @@ class Rewrite:
     """One published partition rewritten in two streaming passes, against the gate it passed
     (from its own metadata); classes are counted out of core, as pass 2 of a run does."""
 
-    def __init__(self, path: Path, old: dict, wanted: pa.Array, restricted: Path, run_name: str, work: Path):
-        self.source, self.old, self.wanted = pq.ParquetFile(path), old, wanted
+    def __init__(self, path: Path, old: dict, wanted: pa.Array, restricted: Path, run_name: str, work: Path,
+                 rekey: Callable[[pa.ChunkedArray], pa.Array]):
+        self.source, self.old, self.wanted, self.rekey = pq.ParquetFile(path), old, wanted, rekey
+        self.tokens = [f.name for f in self.source.schema_arrow if b"tuomin.token" in (f.metadata or {})]
         self.restricted, self.project, self.run_name, self.work = restricted, restricted / paths.GX_PROJECT, run_name, work
         self.gate = Gate.recorded(old, self.source.schema_arrow)
         self.qis, self.entity = list(self.gate.quasi_identifiers), self.gate.entity
@@ -217,6 +227,8 @@ class Rewrite:
         for table, gone in self.split():
             suppressed = rows_in(table, weak) & ~gone if weak.num_rows else np.zeros_like(gone)
             table = table.filter(pa.array(~(gone | suppressed)))
+            for name in self.tokens:  # a keyed function of each token: classes and counts stay as they were
+                table = table.set_column(table.schema.get_field_index(name), table.schema.field(name), self.rekey(table[name]))
             self.counts["erased"] += int(gone.sum())
             self.counts["suppressed"] += int(suppressed.sum())
             self.outcomes.append(validate(self.gate.content(), distinct_values(table).to_pandas(), self.project, self.run_name))

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from expectations.release import failing_people
 from expectations.suite import Outcome, ReleaseGate, validate
 from flows.ledger import LEDGER
+from flows.record import file_sha256
 from flows.warehouse import read_metadata
 from transforms.risk import (
     CONTACTS,
@@ -79,6 +80,20 @@ def _dataset(name: str, paths: list[Path], root: Path, files: list[dict]) -> Dat
         record=meta.get("record") or LEGACY_RECORD.get(name, PURCHASES), tokens=tokens,
         sensitive=[c for c, role in roles.items() if role == "sensitive_attribute"],
         free_text=[c for c, role in roles.items() if role == "free_text"])
+
+
+def changed_versions(earlier: Path, warehouse: Path) -> list[Dataset]:
+    """The partitions of an earlier copy that the warehouse no longer holds as they were (replaced
+    or removed): another version of a partition is what a token shared with it would link to. A
+    partition the two copies hold byte for byte is one version, not two."""
+    datasets, files = [], []
+    for folder in sorted(earlier.glob("dataset=*")):
+        paths = [p for p in sorted(folder.glob("export_date=*/*.parquet"))
+                 if not (warehouse / p.relative_to(earlier)).is_file()
+                 or file_sha256(warehouse / p.relative_to(earlier)) != file_sha256(p)]
+        if found := _dataset(folder.name.split("=", 1)[1], paths, earlier, files):
+            datasets.append(found)
+    return datasets
 
 
 def small_counts(document, k: int, where: str, path: str = "") -> list[str]:
@@ -139,7 +154,7 @@ def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | 
     if not datasets:
         raise ValueError(f"{warehouse}: no published dataset to assess")
     adversary = adversary or replace(recorded_adversary(files), **{key: v for key, v in knows.items() if v is not None})
-    previous = read(against)[0] if against else []
+    previous = changed_versions(against, warehouse) if against else []
     figures = measure(datasets, adversary, where=warehouse.parent if warehouse.parent.exists() else None)
     snapshots = figures["snapshots"]
     counts = [hit for f in files for hit in small_counts(f["metadata"], adversary.k, f["path"])]

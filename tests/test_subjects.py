@@ -23,7 +23,7 @@ from flows import warehouse as warehouse_io
 from flows.cli import app
 from flows.clock import today
 from flows.paths import GX_PROJECT
-from tests.conftest import TEST_KEY, run_flow
+from tests.conftest import TEST_KEY, published_token, run_flow
 from tests.leaks import find_leaks, norm, raw_identifiers, read_landing
 from transforms.pseudonymize import Pseudonymizer
 
@@ -354,11 +354,18 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
         assert set(metadata["rows"]) == {"published"}  # what was taken out, and how much, is the ledger's (restricted)
         assert done["erased"] == holding[name]
         assert before[name].num_rows - after[name].num_rows == done["erased"] + done["suppressed"]
-        # Nothing but removals: every row published now was published before.
+        # Nothing but removals: every row published now was published before, but for its token,
+        # which is keyed to the republication: the copies from before and after share none.
         con = duckdb.connect()
         con.register("old", before[name])
         con.register("new", after[name])
-        assert con.sql("SELECT count(*) FROM (SELECT * FROM new EXCEPT ALL SELECT * FROM old)").fetchall() == [(0,)]
+        values = ", ".join(c for c in after[name].column_names if c != "customer_id")
+        assert con.sql(f"SELECT count(*) FROM (SELECT {values} FROM new EXCEPT ALL SELECT {values} FROM old)").fetchall() == [(0,)]
+        assert not set(after[name]["customer_id"].drop_null().to_pylist()) & set(before[name]["customer_id"].drop_null().to_pylist())
+        assert metadata["unit"].startswith(warehouse_io.read_metadata(published.warehouse / name / "part-0.parquet")["unit"] + "|erasure:")
+        # Anyone else is still found in it, through the unit's chain (what a later erasure looks for).
+        others = {published_token(d, path) for d in raw_identifiers(landing)["document"]}
+        assert others & set(after[name]["customer_id"].drop_null().to_pylist())
         assert metadata["validation"]["success"] and _smallest_class(after[name], metadata["quasi_identifiers"]) >= 5
         assert set(metadata["erasures"][-1]) == {"at"}  # when, not whom: the request's hash is in the ledger only
         suppressed += done["suppressed"]
@@ -378,6 +385,11 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
     texts += [json.dumps(warehouse_io.read_metadata(wh / n / "part-0.parquet"), ensure_ascii=False) for n in after]
     texts.append((_vault_of(wh) / ledger.LEDGER).read_text("utf-8"))
     assert not find_leaks(texts, raw_identifiers(landing))
+    # The intruder holding the copy from before: the versions that changed share no token with it.
+    from flows.risk import assess, changed_versions
+
+    assert {f"dataset={d.name}" for d in changed_versions(published.warehouse, wh)} == {n.split("/")[0] for n in holding}
+    assert all(s["across_versions"] == 0 for s in assess(wh, against=published.warehouse)["shared_identifiers"].values())
     # Repeating it changes nothing.
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "No published partition holds this person" in again.output

@@ -28,6 +28,7 @@ from transforms.text import NORMALIZERS, Column
 MIN_KEY_BYTES = 32
 TOKEN_BYTES = 15
 TOKEN_CHARS = TOKEN_BYTES * 8 // 5  # 24
+UNIT_PARTS = "|"  # a unit rekeyed by an erasure: the partition's unit, then each republication's
 
 
 class PseudonymKeyError(ValueError):
@@ -68,12 +69,13 @@ class Pseudonymizer:
     def unit_tokens(self, tokens: Column, unit: str) -> pa.Array:
         """Tokens as one published partition (version) shows them: a keyed function of the
         tokens the pipeline links and erases with, different in every partition and version, so
-        that what is published joins nothing outside its partition. Empty `unit`: unchanged."""
-        if not unit:
-            return tokens.combine_chunks() if isinstance(tokens, pa.ChunkedArray) else tokens
+        that what is published joins nothing outside its partition. A unit of several parts
+        (`a|b`, what an erasure's republishing adds) keys them in turn. Empty `unit`: unchanged."""
         values = tokens.combine_chunks() if isinstance(tokens, pa.ChunkedArray) else tokens
-        encoded = pc.dictionary_encode(values)
-        return self._encode(encoded.dictionary.cast(pa.binary()).to_pylist(), f"unit:{unit}").take(encoded.indices)
+        for part in filter(None, unit.split(UNIT_PARTS)):
+            encoded = pc.dictionary_encode(values)
+            values = self._encode(encoded.dictionary.cast(pa.binary()).to_pylist(), f"unit:{part}").take(encoded.indices)
+        return values
 
     def _encode(self, values: list[bytes], domain: str) -> pa.Array:
         inner, outer = self._states(domain)
