@@ -66,13 +66,13 @@ def suppress(con: duckdb.DuckDBPyConnection, relation: str, size: int, k: int, m
             names.append(new)
             key = ", ".join(names)
             con.execute(f"CREATE OR REPLACE TEMP TABLE km_s AS SELECT cls, {key}, count(*) AS sup FROM km_c{level} GROUP BY ALL")
-            # Each holder of a too-rare itemset loses its item fewest people of the class hold.
+            # Each holder of a too-rare itemset loses its item fewest people of the class hold (ties:
+            # the smaller item key); one join of the single-item supports per position, no window.
+            joins = " ".join(f"JOIN km_s1 s{j} ON s{j}.cls = c.cls AND s{j}.item = c.{n}" for j, n in enumerate(names))
+            rarest = ", ".join(f"struct_pack(s := s{j}.sup, i := c.{n})" for j, n in enumerate(names))
             con.execute(f"""INSERT INTO km_drop
-                SELECT e, cls, min(struct_pack(s := sup, i := item)).i FROM (
-                    SELECT v, e, cls, unnest([{key}]) AS item FROM (
-                        SELECT row_number() OVER () AS v, e, cls, {key} FROM km_c{level} JOIN km_s USING (cls, {key})
-                        WHERE sup < {k})) JOIN km_s1 USING (cls, item)
-                GROUP BY v, e, cls""")
+                SELECT c.e, c.cls, least({rarest}).i FROM km_c{level} c JOIN km_s USING (cls, {key}) {joins}
+                WHERE km_s.sup < {k}""")
             # Only what k people share is extended: nothing else can be shared by more.
             con.execute(f"""CREATE OR REPLACE TEMP TABLE km_c{level} AS
                 SELECT c.* FROM km_c{level} c JOIN km_s USING (cls, {key}) WHERE sup >= {k}""")
