@@ -55,13 +55,8 @@ def failing(frame: pd.DataFrame, column: str, at_least: float | str | None, at_m
 def failing_people(frame: pd.DataFrame, check: dict) -> pd.Series:
     """The people a recorded check ({expectation, arguments}, as expectations/suite.validate
     keeps it) failed: where the gate names the datasets they are in."""
-    kind = {c.__name__: c for c in (ExpectPeopleToBeKmAnonymous, ExpectPeopleToBeLDiverse, ExpectEachPersonInOneUnit)}
-    expectation = next(c for name, c in kind.items() if _snake(name) == check["expectation"])(**check["arguments"])
-    return failing(frame, *expectation._bounds())
-
-
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+    kind = {c.expectation_type: c for c in (ExpectPeopleToBeKmAnonymous, ExpectPeopleToBeLDiverse, ExpectEachPersonInOneUnit)}
+    return failing(frame, *kind[check["expectation"]](**check["arguments"])._bounds())
 
 
 class _OnPeople(BatchExpectation):

@@ -22,7 +22,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from expectations.release import failing_people
+from expectations.release import (
+    ExpectEachPersonInOneUnit,
+    ExpectPeopleToBeKmAnonymous,
+    ExpectPeopleToBeLDiverse,
+    failing_people,
+)
 from expectations.suite import Outcome, ReleaseGate, validate
 from flows.ledger import LEDGER
 from flows.record import file_sha256
@@ -34,10 +39,12 @@ from transforms.risk import (
     Adversary,
     Check,
     Dataset,
+    free_text,
     measure,
     person_frame,
     shared_tokens,
     spearman_p,
+    staff_tokens,
 )
 
 # Files written before policies said what a dataset's rows are in a person's record.
@@ -45,7 +52,7 @@ LEGACY_RECORD = {"membership": PROFILE, "after_sales": CONTACTS}
 COUNTS = {"read", "quarantined", "erased", "suppressed", "published", "records", "tokens", "members", "unreachable", "sms",
           "email", "classes_suppressed", "erasure_requests", "rows"}  # keys whose integer values count people or their rows
 COUNT_TABLES = {"cells_suppressed"}  # keys whose values are tables of such counts (per column)
-KM = "expect_people_to_be_km_anonymous"
+KM, L, UNIT = (e.expectation_type for e in (ExpectPeopleToBeKmAnonymous, ExpectPeopleToBeLDiverse, ExpectEachPersonInOneUnit))
 ROW_ORDER_P = 1e-3  # a row order this unlikely under shuffling follows the column
 
 
@@ -166,8 +173,7 @@ def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | 
                 entry = json.loads(line)
                 counts += small_counts(entry["data"], adversary.k, f"ledger entry {entry['seq']} ({entry['kind']})")
     shared = shared_tokens(datasets, previous)
-    staff = sorted(f"{d.name}.{c}" for d in datasets for c, domain in d.tokens.items() if domain == "staff")
-    free_text = sorted(f"{d.name}.{c}" for d in datasets for c in d.free_text)
+    staff, text = staff_tokens(datasets), free_text(datasets)
     ordered = row_order(files)
     k, levels = adversary.k, str(adversary.purchases + adversary.contacts)
     linked = sum(v for stats in shared.values() for key, v in stats.items() if key != "values")
@@ -181,7 +187,7 @@ def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | 
               ", ".join(f"m={m}: {v:.1%}" for m, v in figures["km_break_share"].items()) or "no items", "0% at every m"),
         Check("identifiers shared", linked == 0, f"{linked} token value(s) across datasets, dates or versions", "none"),
         Check("staff identifiers", not staff, ", ".join(staff) or "none", "none"),
-        Check("free text", not free_text, ", ".join(free_text) or "none", "none"),
+        Check("free text", not text, ", ".join(text) or "none", "none"),
         Check("sensitive value certain", not any(certain.values()),
               ", ".join(f"{n}: {v:.1%}" for n, v in certain.items()) or "no sensitive attribute", "0% of people"),
         Check("snapshot differencing", not any(changed.values()),
@@ -195,7 +201,7 @@ def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | 
             "items": figures["items"][d.name], "sensitive": d.sensitive} for d in datasets},
         **{key: figures[key] for key in ("people", "relational_k", "max_risk", "average_risk", "singled_out_share",
                                          "below_k_share", "km_break_share", "km_break_share_items_alone", "sensitive")},
-        "shared_identifiers": shared, "staff_identifiers": staff, "free_text": free_text, "snapshots": snapshots,
+        "shared_identifiers": shared, "staff_identifiers": staff, "free_text": text, "snapshots": snapshots,
         "row_order": ordered, "small_counts": counts,
         "checks": [c.__dict__ for c in checks], "passed": all(c.passed for c in checks),
     }
@@ -228,7 +234,7 @@ def gate(staged: dict[str, Path], root: Path, project: Path | None = None, run_n
     files: list[dict] = []
     datasets = [d for name, path in staged.items() if (d := _dataset(name, [path], root, files))]
     adversary = recorded_adversary(files)
-    frame = person_frame(datasets, adversary, where)
+    frame = person_frame(datasets, adversary, where, items_alone=False)  # the gate judges within classes only
     ids = frame.attrs["people"].ids
     frame["k"] = 0  # each person's k: the largest of the datasets they are in
     for d, f in zip(datasets, files):
@@ -237,8 +243,7 @@ def gate(staged: dict[str, Path], root: Path, project: Path | None = None, run_n
     l = {f"{f['metadata']['dataset']}.{m['column']}": int(m["l"]) for f in files for m in f["metadata"].get("l_diversity", [])}
     release = ReleaseGate(adversary.purchases + adversary.contacts,
                           tuple((f"{d.name}.{c}", l.get(f"{d.name}.{c}", 2)) for d in datasets for c in d.sensitive))
-    outcome = validate(release, frame.drop(columns=[c for c in frame.columns if c.startswith("items_alone_")]), project,
-                       run_name)
+    outcome = validate(release, frame, project, run_name)
     failures = []
     for check in outcome.checks:
         # Supports only shrink as m grows: the smallest m that fails says it, the larger ones add nothing.
@@ -249,24 +254,27 @@ def gate(staged: dict[str, Path], root: Path, project: Path | None = None, run_n
             who = frame.loc[failing_people(frame, check).to_numpy(), "person"].to_numpy()
             named = [d.name for d in datasets if np.isin(ids[d.name], who).any()]
             failures.append(f"{_criterion(check)}: {check['observed']} {_people(check)} in {', '.join(named)}")
-    failures += [f"row order follows {o['column']} in {o['file'].split('/')[0].removeprefix('dataset=')}"
-                 for o in row_order(files)]
-    failures += [f"count below k={k} in the file metadata of {hit.split('/')[0].removeprefix('dataset=')} "
-                 f"({hit.split(': ', 1)[1]})" for f in files
+    failures += [f"row order follows {o['column']} in {_name(o['file'])}" for o in row_order(files)]
+    failures += [f"count below k={k} in the file metadata of {_name(f['path'])} ({hit.split(': ', 1)[1]})" for f in files
                  for k in [f["metadata"].get("k", adversary.k)] for hit in small_counts(f["metadata"], k, f["path"])]
-    failures += [f"staff token published in {d.name}.{c}" for d in datasets for c, domain in d.tokens.items() if domain == "staff"]
-    failures += [f"free text published in {d.name}.{c}" for d in datasets for c in d.free_text]
+    failures += [f"staff token published in {column}" for column in staff_tokens(datasets)]
+    failures += [f"free text published in {column}" for column in free_text(datasets)]
     return Verdict(outcome, failures, len(frame))
+
+
+def _name(path: str) -> str:
+    """The dataset of a file's path (`dataset=<name>/export_date=…/…`)."""
+    return path.split("/")[0].removeprefix("dataset=")
 
 
 def _criterion(check: dict) -> str:
     arguments = check.get("arguments", {})
     return {KM: f"k^m (m={arguments.get('m', 0)}) on the person-level record",
-            "expect_people_to_be_l_diverse": f"l-diversity (l={arguments.get('l')}) of {arguments.get('attribute')}",
-            "expect_each_person_in_one_unit": "a token shared outside its unit"}.get(check["expectation"], check["expectation"])
+            L: f"l-diversity (l={arguments.get('l')}) of {arguments.get('attribute')}",
+            UNIT: "a token shared outside its unit"}.get(check["expectation"], check["expectation"])
 
 
 def _people(check: dict) -> str:
     return {KM: "people in a crowd smaller than their k",
-            "expect_people_to_be_l_diverse": "people whose class holds fewer values",
-            "expect_each_person_in_one_unit": "people whose rows span datasets or dates"}.get(check["expectation"], "people")
+            L: "people whose class holds fewer values",
+            UNIT: "people whose rows span datasets or dates"}.get(check["expectation"], "people")

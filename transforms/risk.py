@@ -209,25 +209,29 @@ def spearman_p(values: pd.Series) -> tuple[float, float]:
     return (0.0, 1.0) if math.isnan(rho) else (float(rho), float(p))
 
 
-def person_frame(datasets: list[Dataset], adversary: Adversary, where: Path | None = None) -> pd.DataFrame:
+def person_frame(datasets: list[Dataset], adversary: Adversary, where: Path | None = None,
+                 items_alone: bool = True) -> pd.DataFrame:
     """One row per person-level record, numbers only: `support_0` the size of their relational
     class, `support_m` (m = 1 … M) the smallest crowd that shares their relational class and any
-    itemset of up to m items they hold, `items_alone_m` the same from the items alone, `l:<dataset>.<column>`
-    the distinct values of a sensitive attribute in their class (where they have it), and `units`
-    the datasets and dates their rows span (a token shared outside its unit joins two)."""
+    itemset of up to m items they hold, `items_alone_m` the same from the items alone (a second
+    count, left out when not asked for), `l:<dataset>.<column>` the distinct values of a sensitive
+    attribute in their class (where they have it), and `units` the datasets and dates their rows
+    span (a token shared outside its unit joins two)."""
     found = people(datasets)
     classes = relational_classes(datasets, found)
     frame = pd.DataFrame({"person": np.arange(found.count),
                           "support_0": np.bincount(classes)[classes] if found.count else np.zeros(0, np.int64)})
     held = items(datasets, found, classes)
     levels = adversary.purchases + adversary.contacts
-    for label, table in (("support", held), ("items_alone", held.assign(cls=0))):
+    counts = [("support", held)] + ([("items_alone", held.assign(cls=0))] if items_alone else [])
+    for label, table in counts:
         minima = smallest_support(table, adversary, where=where) if len(table) else pd.DataFrame({"person": []})
         frame = frame.merge(minima.rename(columns={f"min_{m}": f"{label}_{m}" for m in range(1, levels + 1)}),
                             on="person", how="left")
     for m in range(1, levels + 1):
         frame[f"support_{m}"] = np.fmin(frame["support_0"], frame.get(f"support_{m}", np.inf))
-        frame[f"items_alone_{m}"] = frame.get(f"items_alone_{m}", pd.Series(np.inf, index=frame.index)).fillna(np.inf)
+        if items_alone:
+            frame[f"items_alone_{m}"] = frame.get(f"items_alone_{m}", pd.Series(np.inf, index=frame.index)).fillna(np.inf)
     for d in datasets:
         for column in d.sensitive:
             values = pd.DataFrame({"cls": classes[found.ids[d.name]],
@@ -274,6 +278,16 @@ def measure(datasets: list[Dataset], adversary: Adversary, where: Path | None = 
         "sensitive": sensitive,
         "snapshots": {d.name: snapshot_changes(d, found) for d in datasets if d.record == PROFILE},
     }
+
+
+def staff_tokens(datasets: list[Dataset]) -> list[str]:
+    """Published columns (`dataset.column`) holding a staff token: staff are people the release does not model."""
+    return sorted(f"{d.name}.{c}" for d in datasets for c, domain in d.tokens.items() if domain == "staff")
+
+
+def free_text(datasets: list[Dataset]) -> list[str]:
+    """Published free-text columns (`dataset.column`)."""
+    return sorted(f"{d.name}.{c}" for d in datasets for c in d.free_text)
 
 
 def shared_tokens(datasets: list[Dataset], previous: list[Dataset] = ()) -> dict[str, dict[str, int]]:
