@@ -254,3 +254,11 @@ def test_a_release_whose_tokens_join_its_units_is_not_published(prefect_server, 
     assert "the release fails: k^m (m=0) on the person-level record: " in error, error
     assert "| a token shared outside its unit: " in error and "people whose rows span datasets or dates in membership, pos, after_sales" in error, error
     assert not list(run.warehouse.glob("dataset=*/export_date=*/*.parquet"))
+    # What the refusal wrote (the run's summary and ledger entry, the GX results of the person
+    # frame) holds counts and names, never a raw identifier.
+    from tests.leaks import find_leaks, raw_identifiers
+
+    texts = [json.dumps(run.summary, ensure_ascii=False, default=str)]
+    texts += [f.read_text("utf-8", errors="replace") for f in run.restricted.rglob("*")
+              if f.is_file() and f.suffix in (".json", ".jsonl", ".html")]
+    assert any("release" in t for t in texts[1:]) and not find_leaks(texts, raw_identifiers(landing))
