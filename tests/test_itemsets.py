@@ -1,14 +1,23 @@
 """k^m suppression (transforms/itemsets.py): what it leaves is (k, k^m)-anonymous, checked by the
-intruder's own counting; and stopping at the suppression limit changes no decision."""
+intruder's own counting; stopping at the suppression limit changes no decision; and the search
+over nodes (transforms/anonymity.with_itemsets) finds a node within the limit whenever one exists."""
 
 from __future__ import annotations
+
+import itertools
+from unittest import mock
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.test_anonymity import AGE, CITY, SEX
+from transforms.anonymity import (ITEMSET_EVALUATIONS, InMemory, Unreachable, coarsening, first_passing, search_table,
+                                  with_itemsets)
+from transforms.hierarchy import encode
 from transforms.itemsets import suppress
 from transforms.risk import Adversary, smallest_support
 
@@ -52,3 +61,55 @@ def test_stopping_at_the_limit_changes_no_decision(found, k, m, limit):
     if whole[2] <= limit:
         assert np.array_equal(stopped[0], whole[0]) and stopped[2] == whole[2]
         assert set(map(tuple, stopped[1].tolist())) == set(map(tuple, whole[1].tolist()))  # pairs, in no set order
+
+
+people = st.lists(st.tuples(st.integers(10, 59), st.sampled_from("FM"),
+                            st.lists(st.sampled_from(["SH", "HZ", "NJ", "BJ", "TJ", "GZ"]), min_size=1, max_size=4)),
+                  min_size=6, max_size=40)
+
+
+@settings(deadline=None, max_examples=40)
+@given(people, st.integers(2, 3), st.sampled_from([0.05, 0.3]))
+def test_the_km_search_returns_a_node_within_the_limit_whenever_one_exists(found, k, limit):
+    """Bisection along the chain may skip nodes, never past a passing one: every node at or above
+    the m = 1 node is counted here, and the search must find a node within the limit exactly when
+    one of them is, and count no more nodes than its budget (or the bisection) allows."""
+    rows = [(age, sex, city, person) for person, (age, sex, cities) in enumerate(found) for city in cities]
+    ages, sexes, cities, entity = zip(*rows)
+    qis = [encode("age", pa.array([str(a) for a in ages]), AGE), encode("sex", pa.array(sexes), SEX),
+           encode("city", pa.array(cities), CITY)]
+    ranges = {q.name: (0, q.hierarchy.top) for q in qis}
+    table = InMemory(qis, np.array(entity), [], np.ones(len(rows), np.int64), list(ranges.values()))
+    items = [False, False, True]
+    try:
+        start = search_table(table, qis, ranges, k, limit)
+    except Unreachable:
+        return
+    allowed = int(np.floor(limit * table.rows))
+    low = tuple(start.levels[q.name] for q in qis)
+    above = itertools.product(*(range(lo, q.hierarchy.top + 1) for lo, q in zip(low, qis)))
+    passing = {node for node in above if table.itemsets(node, items, k, 2)[2] <= allowed}
+    with mock.patch.object(table, "itemsets", wraps=table.itemsets) as spy:
+        try:
+            solution = with_itemsets(table, qis, ranges, start, items, k, 2, limit)
+        except Unreachable:
+            assert not passing
+            return
+        counted = [call.args[0] for call in spy.call_args_list]
+    assert tuple(solution.levels[q.name] for q in qis) in passing
+    chain = coarsening(low, list(ranges.values()), lambda node: node)  # as long as the search's own chain
+    assert len(set(counted)) <= max(ITEMSET_EVALUATIONS, 2 + int(np.ceil(np.log2(len(chain)))))
+
+
+@given(st.integers(1, 200), st.data())
+def test_bisection_finds_the_first_passing_node_of_a_monotone_chain(length, data):
+    first = data.draw(st.integers(0, length))  # length: none passes
+    asked = []
+
+    def passes(index: int) -> bool:
+        asked.append(index)
+        return index >= first
+
+    found = first_passing(list(range(length)), passes)
+    assert found == (first if first < length else None)
+    assert len(asked) <= 2 + int(np.ceil(np.log2(length)))

@@ -340,7 +340,32 @@ def search_table(table: Combinations, qis: list[Encoded], ranges: dict[str, tupl
         nodes_total=nodes_total, nodes_evaluated=evaluated, class_sizes=published.astype(np.int64), method=method)
 
 
-ITEMSET_EVALUATIONS = 24  # nodes the k^m search may evaluate (each counts itemsets once) before it settles
+ITEMSET_EVALUATIONS = 12  # nodes the k^m search may count (each counts itemsets once) before it settles
+
+
+def coarsening(start: tuple[int, ...], bounds: list[tuple[int, int]], cost) -> list[tuple[int, ...]]:
+    """A chain of nodes from `start` to the coarsest: each one attribute coarser than the one
+    before, the attribute whose `cost(node)` is least."""
+    chain = [start]
+    while any(level < hi for level, (_, hi) in zip(chain[-1], bounds)):
+        node = chain[-1]
+        chain.append(min((node[:j] + (node[j] + 1,) + node[j + 1:] for j in range(len(node)) if node[j] < bounds[j][1]),
+                         key=cost))
+    return chain
+
+
+def first_passing(chain: list, passes) -> int | None:
+    """The index of the first node of `chain` that `passes`, by bisection: passing is taken to be
+    monotone along the chain (once a node passes, every later one does). None if the last fails."""
+    if passes(chain[0]):
+        return 0
+    if not passes(chain[-1]):
+        return None
+    low, high = 0, len(chain) - 1  # chain[low] fails, chain[high] passes
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if passes(chain[middle]) else (middle, high)
+    return high
 
 
 def with_itemsets(table: Combinations, qis: list[Encoded], ranges: dict[str, tuple[int, int]], solution: Solution,
@@ -349,16 +374,25 @@ def with_itemsets(table: Combinations, qis: list[Encoded], ranges: dict[str, tup
     """(k, k^m): from the search's node (k over classes of person and item together: m = 1), the
     node at or above it, with items taken from the people whose itemsets of up to m items fewer
     than k of their class hold (transforms/itemsets.py), whose loss is least while no more than
-    the limit is suppressed. Nodes are tried in order of their loss with nothing suppressed (a
-    lower bound), skipping any finer than one already too costly, until the bound reaches the best
-    found or ITEMSET_EVALUATIONS nodes were counted; then, if none was within the limit, one
-    attribute at a time is coarsened, greedily (least loss), until one is."""
+    the limit is suppressed.
+
+    Counting itemsets is the dear part (seconds per node at 1 M lines), and near the search's node
+    k^m usually fails by far, so nodes are not tried one by one upwards. First a chain: from the
+    search's node to the coarsest, one attribute coarsened per step, the one whose loss with
+    nothing suppressed (a lower bound) grows least; supports only grow as values merge, so
+    suppression falls along it and bisection finds its first node within the limit in a logarithm
+    of its length. Then, while the budget (ITEMSET_EVALUATIONS) lasts, the other nodes in order of
+    that bound, skipping any finer than a node that failed and stopping once the bound reaches the
+    best loss found."""
     n, bounds = table.rows, [ranges[q.name] for q in qis]
     allowed = int(np.floor(max_suppression * n))
     w = np.array([(weights or {}).get(q.name, 1.0) for q in qis], float)
     w /= w.sum()
     everything = table.rows_per_code()
     per_level = [np.array([q.loss[level] @ rows for level in range(len(q.maps))]) / n for q, rows in zip(qis, everything)]
+
+    def bound_of(node: tuple[int, ...]) -> float:
+        return float(sum(w[j] * per_level[j][node[j]] for j in range(len(qis))))
 
     def losses(at: tuple[int, ...], found: tuple[np.ndarray, np.ndarray, int]) -> np.ndarray:
         """Per attribute; every suppressed row loses 1, and a rare class's rows no longer count at
@@ -367,44 +401,42 @@ def with_itemsets(table: Combinations, qis: list[Encoded], ranges: dict[str, tup
         kept = [a - b for a, b in zip(everything, table.rows_per_code(mask))] if mask.any() else everything
         return (np.array([q.loss[level] @ per for q, per, level in zip(qis, kept, at)]) + rows) / n
 
+    counted: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, int] | None] = {}  # None: past the limit
+    best: tuple[tuple[int, ...], tuple, float] | None = None
+
+    def count(node: tuple[int, ...]) -> bool:
+        nonlocal best
+        if node not in counted:
+            found = table.itemsets(node, items, k, m, allowed)
+            counted[node] = found if found[2] <= allowed else None
+            if counted[node] is not None:
+                total = float(w @ losses(node, found))
+                if best is None or total < best[2] - 1e-12:
+                    best = (node, found, total)
+        return counted[node] is not None
+
     start = tuple(solution.levels[q.name] for q in qis)
+    chain = coarsening(start, bounds, bound_of)
+    if first_passing(chain, count) is None:
+        raise Unreachable(f"k={k}, k^m with m={m} cannot be reached with at most {max_suppression:.1%} of {n} rows "
+                          f"suppressed, even with every attribute at its coarsest allowed level")
     nodes = np.array(list(itertools.product(*(range(lo, hi + 1) for lo, (_, hi) in zip(start, bounds)))))
     bound = sum(w[j] * per_level[j][nodes[:, j]] for j in range(len(qis)))
-    best, failed, evaluated = None, [], 0
     for index in np.lexsort((nodes.sum(axis=1), bound)):
-        node = tuple(int(x) for x in nodes[index])
-        if (best is not None and bound[index] >= best[2] - 1e-12) or evaluated >= ITEMSET_EVALUATIONS:
+        if bound[index] >= best[2] - 1e-12 or len(counted) >= ITEMSET_EVALUATIONS:
             break
-        if any(all(a <= b for a, b in zip(node, f)) for f in failed):
+        node = tuple(int(x) for x in nodes[index])
+        failed = (f for f, found in counted.items() if found is None)
+        if node in counted or any(all(a <= b for a, b in zip(node, f)) for f in failed):
             continue
-        found = table.itemsets(node, items, k, m, allowed)
-        evaluated += 1
-        if found[2] > allowed:
-            failed.append(node)
-            continue
-        total = float(w @ losses(node, found))
-        if best is None or total < best[2] - 1e-12:
-            best = (node, found, total)
-    while best is None:  # nothing within the limit among the nodes tried: coarsen greedily from the last failure
-        node = failed[-1] if failed else start
-        options = [node[:j] + (node[j] + 1,) + node[j + 1:] for j in range(len(qis)) if node[j] < bounds[j][1]]
-        if not options:
-            raise Unreachable(f"k={k}, k^m with m={m} cannot be reached with at most {max_suppression:.1%} of {n} rows "
-                              f"suppressed, even with every attribute at its coarsest allowed level")
-        node = min(options, key=lambda o: float(sum(w[j] * per_level[j][o[j]] for j in range(len(qis)))))
-        found = table.itemsets(node, items, k, m, allowed)
-        evaluated += 1
-        if found[2] > allowed:
-            failed.append(node)
-        else:
-            best = (node, found, float(w @ losses(node, found)))
+        count(node)
     node, found, _ = best
     final = losses(node, found)
     published = table.published(node, k)
     return Solution(levels={q.name: level for q, level in zip(qis, node)}, suppressed=found[0],
                     k=int(published.min()) if len(published) else 0, loss=float(w @ final),
                     loss_by_attribute={q.name: float(x) for q, x in zip(qis, final)}, nodes_total=solution.nodes_total,
-                    nodes_evaluated=solution.nodes_evaluated + evaluated, class_sizes=published.astype(np.int64),
+                    nodes_evaluated=solution.nodes_evaluated + len(counted), class_sizes=published.astype(np.int64),
                     method=f"{solution.method}, then k^{m} itemsets", taken=found[1])
 
 

@@ -41,6 +41,12 @@ def suppress(con: duckdb.DuckDBPyConnection, relation: str, size: int, k: int, m
     def over_limit() -> bool:
         return limit is not None and con.execute("SELECT coalesce(sum(w), 0) FROM km WHERE dead").fetchall()[0][0] > limit
 
+    def past_limit_with_drops() -> bool:
+        """The rows already dead and those the items taken so far would remove, past the limit?"""
+        return limit is not None and con.execute("""
+            SELECT coalesce(sum(km.w), 0) FROM km LEFT JOIN (SELECT DISTINCT e, cls, item FROM km_drop) d
+            ON km.e = d.e AND km.cls = d.cls AND km.item = d.item WHERE km.dead OR d.e IS NOT NULL""").fetchall()[0][0] > limit
+
     while True:
         # m = 1: a row class (class and item) of fewer than k people goes whole.
         changed = con.execute(f"""
@@ -73,6 +79,8 @@ def suppress(con: duckdb.DuckDBPyConnection, relation: str, size: int, k: int, m
             con.execute(f"""INSERT INTO km_drop
                 SELECT c.e, c.cls, least({rarest}).i FROM km_c{level} c JOIN km_s USING (cls, {key}) {joins}
                 WHERE km_s.sup < {k}""")
+            if level < m and past_limit_with_drops():  # the larger itemsets are the dearest part: skip them
+                break
             # Only what k people share is extended: nothing else can be shared by more.
             con.execute(f"""CREATE OR REPLACE TEMP TABLE km_c{level} AS
                 SELECT c.* FROM km_c{level} c JOIN km_s USING (cls, {key}) WHERE sup >= {k}""")
