@@ -19,7 +19,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale bench-erasure bench-risk bench-utility
+.PHONY: setup run test test-fast lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale bench-erasure bench-risk bench-utility
 
 setup: $(VENV)/.synced
 
@@ -52,8 +52,14 @@ run: setup sample
 	@$(DEMO_KEYS); $(BIN)/tuomin run
 
 # One worker per core (at most 4), each test file whole on one worker so that its fixtures are built once.
+PYTEST := $(BIN)/pytest --numprocesses=auto --maxprocesses=4 --dist loadfile
 test: setup
-	$(BIN)/pytest --numprocesses=auto --maxprocesses=4 --dist loadfile
+	$(PYTEST)
+
+# Everything that needs no Prefect (flow tests are marked by their fixtures, tests/conftest.py);
+# temporary servers are forbidden here, so a test that needs one and is not marked fails.
+test-fast: setup
+	PREFECT_SERVER_ALLOW_EPHEMERAL_MODE=false $(PYTEST) -m "not flow"
 
 docs: setup
 	$(BIN)/tuomin docs

@@ -8,10 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from flows import environment
 
 environment.configure()
+
+# No deadline anywhere: on a loaded machine a slow example is not a failure (tests assert behaviour,
+# never time); CI and `make test` read this profile, a test's own @settings still adds to it.
+settings.register_profile("tuomin", deadline=None)
+settings.load_profile("tuomin")
 
 TEST_KEY = "tuomin-test-key-" + "0123456789abcdef" * 3  # 64 bytes; never used outside tests
 TEST_BACKUP_KEY = "tuomin-test-backup-key-" + "fedcba9876543210" * 3
@@ -60,6 +66,18 @@ def read_all(landing: Path, policy, date):
     return pa.concat_tables([t for f in files_for(area, policy, date) for t in iter_csv(area, f, policy, [])])
 
 
+PREFECT_FIXTURES = {"prefect_server", "spawns_prefect"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test that needs Prefect (the session's server, directly or through a fixture such as
+    `published`, or a process that starts its own) is a flow test: marked by what it uses, not by
+    hand. `make test-fast` deselects them and forbids temporary servers, so one missed fails there."""
+    for item in items:
+        if PREFECT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.flow)
+
+
 @pytest.fixture(scope="session")
 def prefect_server():
     """One temporary Prefect server (and database) for every real flow run in the session."""
@@ -67,6 +85,11 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=None):
         yield
+
+
+@pytest.fixture
+def spawns_prefect():
+    """For a test whose subprocess starts Prefect itself (`tuomin run`, `make serve`)."""
 
 
 @dataclass

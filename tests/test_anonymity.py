@@ -52,7 +52,7 @@ rows = st.lists(st.tuples(st.integers(10, 59), st.sampled_from(["SH", "HZ", "NJ"
                           st.sampled_from("FM")), min_size=8, max_size=60)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(rows, st.integers(2, 5), st.sampled_from([0.0, 0.05, 0.2]), st.sampled_from([None, {"age": 3.0}]),
        st.sampled_from([None, 2]), st.randoms(use_true_random=False))
 def test_search_is_exact(data, k, limit, weights, l, rnd):
@@ -90,7 +90,7 @@ def test_rows_without_entity_count_as_separate_people():
     assert found.levels == {"city": 2} and found.k == 4
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(rows, st.integers(2, 4), st.sampled_from([0.0, 0.2]), st.sampled_from([None, 2]), st.randoms(use_true_random=False))
 def test_aggregated_combinations_give_the_same_solution_as_rows(data, k, limit, l, rnd):
     """What the streaming pipeline relies on: the search over (distinct combination, count)
@@ -116,7 +116,7 @@ def test_aggregated_combinations_give_the_same_solution_as_rows(data, k, limit, 
 
 
 @pytest.mark.parametrize("one_key", [True, False], ids=["one-integer-key", "one-column-per-qi"])
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(rows, st.integers(2, 4), st.sampled_from([0.0, 0.1, 0.3]), st.sampled_from([None, {"age": 3.0}]),
        st.sampled_from([None, (2, "distinct"), (1.5, "entropy")]), st.booleans(), st.randoms(use_true_random=False))
 def test_out_of_core_table_answers_as_the_in_memory_one(one_key, data, k, limit, weights, model, by_entity, rnd):

@@ -80,7 +80,6 @@ def test_cli_names_missing_columns():
     assert result.exit_code == 2 and "Nope" in result.output
 
 
-@pytest.mark.flow
 def test_cli_reads_a_warehouse_dataset_with_its_own_metadata(published):
     result = CliRunner().invoke(app, ["assess", "dataset=membership", "--warehouse", str(published.warehouse),
                                       "--sensitive", "lifetime_spend", "--format", "json"])
@@ -107,7 +106,7 @@ def test_profile_uniqueness_counts_customers_by_their_set_of_classes():
 
 
 @given(st.lists(st.tuples(st.sampled_from("ABC"), st.integers(0, 6)), min_size=1, max_size=60))
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80)
 def test_profile_uniqueness_bounds(rows):
     frame = pd.DataFrame(rows, columns=["store", "who"])
     linked = metrics.profile_uniqueness(frame, ["store"], "who")
@@ -120,7 +119,7 @@ def test_profile_uniqueness_bounds(rows):
 @given(st.lists(st.tuples(st.sampled_from("AB"), st.sampled_from(["x", "y", None]), st.integers(0, 9), st.sampled_from("pqr")),
                 min_size=1, max_size=80),
        st.integers(1, 4), st.sampled_from(["distinct", "entropy"]))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 def test_failing_marks_exactly_the_classes_below_k_or_l(rows, k, measure):
     """What erasure suppresses after removing a person: whole classes, exactly those with fewer
     than k people or below l; what stays is k-anonymous and l-diverse."""

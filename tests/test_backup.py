@@ -35,7 +35,7 @@ def _open(sealed: bytes, key: BackupKey = KEY) -> bytes:
 
 
 @given(st.binary(max_size=5000), st.sampled_from([1, 7, 1024]))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 def test_round_trip_for_any_content_and_chunk_size(plain, chunk):
     saved, backup.CHUNK = backup.CHUNK, chunk
     try:

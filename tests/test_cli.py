@@ -34,8 +34,7 @@ def test_key_init_creates_an_owner_only_key(tmp_path):
     assert path.read_text() == first and len(first.strip()) >= 32
 
 
-@pytest.mark.flow
-def test_tuomin_run_end_to_end(landing, tmp_path):
+def test_tuomin_run_end_to_end(landing, tmp_path, spawns_prefect):
     """The real console script in its own process: summary printed, exit 0, files written, and
     nothing it prints (the summary, the flow's log lines) holds a raw identifier."""
     from tests.leaks import find_leaks, raw_identifiers

@@ -29,7 +29,6 @@ from tests.conftest import TEST_BACKUP_KEY, published_token, run_flow
 from tests.leaks import find_leaks, raw_identifiers
 from transforms.policy import load_policies
 
-pytestmark = pytest.mark.flow
 DAY1, DAY2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
 AFTER_GRACE = "2026-06-01"
 

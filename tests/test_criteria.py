@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from transforms.criteria import KAnonymity, LDiversity
 
 
-@settings(deadline=None, max_examples=80)
+@settings(max_examples=80)
 @given(st.integers(2, 12), st.floats(1.0, 6.0), st.sampled_from(["distinct", "entropy"]),
        st.lists(st.tuples(st.integers(0, 15), st.integers(1, 8), st.floats(0.0, 3.0)), min_size=1, max_size=30))
 def test_numpy_and_sql_judge_every_class_alike(k, l, measure, classes):

@@ -18,7 +18,6 @@ from flows.keys import key_id_of_file
 from tests.conftest import TEST_KEY
 from transforms.pseudonymize import Pseudonymizer
 
-pytestmark = pytest.mark.flow
 DAY1 = "2026-03-01"
 
 

@@ -18,7 +18,6 @@ from tests.conftest import TEST_KEY, run_flow
 from tests.leaks import find_leaks, norm, raw_identifiers, read_landing
 from transforms.pseudonymize import Pseudonymizer
 
-pytestmark = pytest.mark.flow
 DATASETS = ("pos", "membership", "after_sales")
 
 

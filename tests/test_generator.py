@@ -50,7 +50,7 @@ def test_parts_give_the_same_bytes_on_any_number_of_processes(tmp_path):
     assert list(cases["case_no"]) == [f"AS-20260301-{i:05d}" for i in range(1, len(cases) + 1)]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(st.lists(st.tuples(st.text(max_size=12), st.one_of(st.none(), st.text(max_size=12))), min_size=1, max_size=20))
 def test_csv_pieces_are_what_duckdb_writes(tmp_path_factory, rows):
     """Arrow's fast path (no value needs quotes) and DuckDB's writer give the same bytes."""

@@ -44,7 +44,7 @@ def _suppress(frame: pd.DataFrame, k: int, m: int, limit: int | None = None):
     return suppress(con, "combos", len(frame), k, m, limit)
 
 
-@settings(deadline=None, max_examples=60)
+@settings(max_examples=60)
 @given(rows, st.integers(2, 4), st.integers(1, 3))
 def test_what_is_left_is_k_km_anonymous(found, k, m):
     frame = _relation(found)
@@ -58,7 +58,7 @@ def test_what_is_left_is_k_km_anonymous(found, k, m):
         assert (minima[[f"min_{level}" for level in range(1, m + 1)]] >= k).all().all()
 
 
-@settings(deadline=None, max_examples=60)
+@settings(max_examples=60)
 @given(rows, st.integers(2, 4), st.integers(1, 3), st.integers(0, 40))
 def test_stopping_at_the_limit_changes_no_decision(found, k, m, limit):
     frame = _relation(found)
@@ -75,7 +75,7 @@ people = st.lists(st.tuples(st.integers(10, 59), st.sampled_from("FM"),
                   min_size=6, max_size=40)
 
 
-@settings(deadline=None, max_examples=40)
+@settings(max_examples=40)
 @given(people, st.integers(2, 3), st.sampled_from([0.05, 0.3]))
 def test_the_km_search_returns_a_node_within_the_limit_whenever_one_exists(found, k, limit):
     """Bisection along the chain may skip nodes, never past a passing one: every node at or above

@@ -77,7 +77,6 @@ def test_the_ledger_detects_edits_and_deletions(tmp_path):
     assert any("deleted or moved" in p for p in ledger.verify(tmp_path))
 
 
-@pytest.mark.flow
 def test_destroying_a_secret_block(prefect_server, tmp_path):
     from prefect.blocks.system import Secret
 

@@ -22,7 +22,6 @@ from flows.cli import app
 from flows.warehouse import read_metadata
 from tests.conftest import TEST_KEY, Run, run_flow
 
-pytestmark = pytest.mark.flow
 DAY1, DAY2 = "2026-03-01", "2026-03-02"
 
 
@@ -315,7 +314,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_make_stop_stops_everything_make_serve_started(tmp_path):
+def test_make_stop_stops_everything_make_serve_started(tmp_path, spawns_prefect):
     """`make serve` (a real Prefect server, then `tuomin serve`), then `make stop`: the deployments
     pause their schedules and stop, then the server; nothing is left running."""
     import socket

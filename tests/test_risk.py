@@ -44,7 +44,7 @@ def _brute_force(held: pd.DataFrame, adversary: Adversary) -> dict[int, list[int
     return out
 
 
-@settings(deadline=None, max_examples=60)
+@settings(max_examples=60)
 @given(st.lists(st.tuples(st.integers(0, 11), st.integers(0, 5), st.integers(0, 1)), min_size=1, max_size=60),
        st.integers(1, 3), st.integers(0, 1))
 def test_apriori_minima_equal_trying_every_itemset(rows, purchases, contacts):
@@ -145,7 +145,6 @@ def test_a_release_of_crowds_passes_and_each_side_channel_fails_it(tmp_path):
     assert "staff identifiers" in staff
 
 
-@pytest.mark.flow
 def test_the_pipelines_release_holds_against_the_intruder(published, landing):
     """The release a real flow run publishes passes: nobody singled out, k^m within classes, no
     token joining partitions, no staff token or free text, no count below k where analysts read;
@@ -161,7 +160,6 @@ def test_the_pipelines_release_holds_against_the_intruder(published, landing):
     assert not find_leaks([result.output], raw_identifiers(landing))
 
 
-@pytest.mark.flow
 def test_a_time_ordered_export_is_published_in_an_order_that_tells_nothing(prefect_server, landing, tmp_path):
     """POS exported as a till writes it (by time, a receipt's lines together): the published rows
     are in the hash order of their own values, so neither the time nor the receipt comes back
@@ -237,7 +235,6 @@ def test_the_release_gate_refuses_each_failure_naming_the_criterion_and_the_data
     assert certain == ["l-diversity (l=2) of membership.points: 5 people whose class holds fewer values in membership"]
 
 
-@pytest.mark.flow
 def test_a_release_whose_tokens_join_its_units_is_not_published(prefect_server, landing, tmp_path, monkeypatch):
     """With tokens keyed to nothing (the same customer token in every dataset), the date's
     after-sales cases join its purchases: the release gate refuses the date before anything is

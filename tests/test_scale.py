@@ -53,7 +53,7 @@ def _cut(table: pa.Table, sizes: list[int]) -> list[pa.Table]:
     return parts + [table.slice(start)]
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.integers(1, 700), max_size=6), erase=st.integers(0, 40))
 def test_any_split_into_batches_gives_the_plan_and_rows_of_the_whole(members, sizes, erase):
     policy, ctx, built, staged = members
@@ -98,7 +98,7 @@ def _same_plan_and_rows(staged, parts, whole, others, policy, ctx, built, erased
     assert one.num_rows == staged.num_rows - whole.erased - whole.suppressed
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.integers(1, 700), max_size=5), spilled=st.booleans())
 def test_classes_of_batches_merge_to_the_classes_of_the_whole(members, sizes, spilled):
     """The classes of pass 2's batches (a customer's combination may recur across them), held in
@@ -130,7 +130,7 @@ def test_classes_of_batches_merge_to_the_classes_of_the_whole(members, sizes, sp
         assert compact[key] == (pytest.approx(value) if isinstance(value, float) else value), key
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(rows=st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.integers(0, 3)), max_size=60),
        sizes=st.lists(st.integers(0, 25), max_size=5), batch_rows=st.integers(1, 30))
 def test_the_published_order_is_the_hash_order_of_the_rows_however_they_arrive(tmp_path_factory, rows, sizes, batch_rows):
