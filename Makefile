@@ -19,7 +19,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test test-fast lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale bench-erasure bench-risk bench-utility
+.PHONY: setup run test test-fast check format lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale bench-erasure bench-risk bench-utility
 
 setup: $(VENV)/.synced
 
@@ -85,8 +85,19 @@ STOP = if [ -f $(PREFECT_HOME)/$(1).pid ]; then pid=$$(cat $(PREFECT_HOME)/$(1).
 stop:
 	@$(call STOP,serve,tuomin serve); $(call STOP,server,Prefect server)
 
-lint: setup
-	$(BIN)/ruff check flows transforms expectations sample_data tests tools benchmarks
+# What CI checks before the tests (and .pre-commit-config.yaml before a commit): the format, the
+# lint rules with the 130-character line, and the types of the three layers (pyproject.toml).
+CODE := flows transforms expectations sample_data tests tools benchmarks
+check: setup
+	$(BIN)/ruff format --check $(CODE)
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/mypy
+
+lint: check
+
+format: setup
+	$(BIN)/ruff format $(CODE)
+	$(BIN)/ruff check --fix $(CODE)
 
 # Benchmarks: long measurements, run by hand (never part of `make test`).
 bench-classify: setup

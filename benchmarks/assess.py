@@ -51,8 +51,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "rows.csv"
             frame.to_csv(path, index=False)
-            done = subprocess.run([str(peers_python()), str(Path(__file__).parent / "peers" / "run_pycanon.py"), str(path),
-                                   ",".join(qis), SENSITIVE], capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                [
+                    str(peers_python()),
+                    str(Path(__file__).parent / "peers" / "run_pycanon.py"),
+                    str(path),
+                    ",".join(qis),
+                    SENSITIVE,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             peer = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"| pycanon k and l (its own environment) | {peer['seconds_k_l']:.3f} | {peer['seconds_k_l'] / baseline:.2f}x |")
 

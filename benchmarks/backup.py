@@ -76,9 +76,13 @@ def main() -> None:
     print(f"{args.mib:,} MiB export; best of three\n")
     print("| step | seconds | MB/s | vs baseline | peak Python allocation |\n|---|---|---|---|---|")
     print(f"| read + SHA-256 (baseline) | {baseline:.2f} | {mb / baseline:,.0f} | 1.00x | {base_peak / 2**20:.1f} MiB |")
-    print(f"| plain copy + SHA-256 (unencrypted backup) | {copied:.2f} | {mb / copied:,.0f} | {copied / baseline:.2f}x | "
-          f"{copy_peak / 2**20:.1f} MiB |")
-    print(f"| encrypt (AES-256-GCM) + SHA-256 | {enc:.2f} | {mb / enc:,.0f} | {enc / baseline:.2f}x | {enc_peak / 2**20:.1f} MiB |")
+    print(
+        f"| plain copy + SHA-256 (unencrypted backup) | {copied:.2f} | {mb / copied:,.0f} | {copied / baseline:.2f}x | "
+        f"{copy_peak / 2**20:.1f} MiB |"
+    )
+    print(
+        f"| encrypt (AES-256-GCM) + SHA-256 | {enc:.2f} | {mb / enc:,.0f} | {enc / baseline:.2f}x | {enc_peak / 2**20:.1f} MiB |"
+    )
     print(f"| verify (decrypt + SHA-256) | {dec:.2f} | {mb / dec:,.0f} | {dec / baseline:.2f}x | {dec_peak / 2**20:.1f} MiB |")
     print(f"\nresident set grew by {rss_growth:.1f} MiB over the whole run")
 

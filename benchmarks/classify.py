@@ -66,19 +66,24 @@ def noisy(table: pa.Table, rng: random.Random, share: float = 0.02) -> pa.Table:
 
 def decoys(n: int, rng: random.Random) -> tuple[pa.Table, dict[str, str]]:
     """Columns shaped like identifiers that are not: they must not be proposed as such."""
+
     def digits(k):
         return "".join(rng.choices("0123456789", k=k))
+
     bad_ids = []
     while len(bad_ids) < n:  # 18 digits that fail the GB 11643 check
         v = "310101" + f"{rng.randint(1950, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}" + digits(4)
         if not is_prc_id(v):
             bad_ids.append(v)
     non_luhn = [v for v in ("62" + digits(14) for _ in range(n * 3)) if not is_card_number(v)][:n]
-    table = pa.table({
-        "decoy_ids": bad_ids, "decoy_cards": non_luhn,
-        "decoy_orders": ["1" + rng.choice("012") + digits(9) for _ in range(n)],
-        "decoy_days": [f"2026{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}" for _ in range(n)],
-    })
+    table = pa.table(
+        {
+            "decoy_ids": bad_ids,
+            "decoy_cards": non_luhn,
+            "decoy_orders": ["1" + rng.choice("012") + digits(9) for _ in range(n)],
+            "decoy_days": [f"2026{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}" for _ in range(n)],
+        }
+    )
     return table, {"decoy_ids": "integer", "decoy_cards": "integer", "decoy_orders": "integer", "decoy_days": "date"}
 
 
@@ -112,14 +117,25 @@ def run(seeds: int, rows: int) -> dict:
 
 def report(results: dict, seeds: int, rows: int) -> str:
     blind = results["blind"]
-    lines = [f"Generated exports: {seeds} seeds x 3 sources, up to {rows} rows sampled per export; "
-             f"{blind.columns} labelled columns per variant; classification time {results['seconds']:.1f} s in all.", "",
-             "| variant | columns | micro F1 (accuracy) | macro F1 | direct identifiers found |", "|---|---|---|---|---|"]
-    names = {"blind": "blind (values only, shuffled)", "named": "named (real headers)",
-             "noisy": "noisy (blind, 2% junk values)", "decoys": "decoys (identifier-shaped non-identifiers)"}
+    lines = [
+        f"Generated exports: {seeds} seeds x 3 sources, up to {rows} rows sampled per export; "
+        f"{blind.columns} labelled columns per variant; classification time {results['seconds']:.1f} s in all.",
+        "",
+        "| variant | columns | micro F1 (accuracy) | macro F1 | direct identifiers found |",
+        "|---|---|---|---|---|",
+    ]
+    names = {
+        "blind": "blind (values only, shuffled)",
+        "named": "named (real headers)",
+        "noisy": "noisy (blind, 2% junk values)",
+        "decoys": "decoys (identifier-shaped non-identifiers)",
+    }
     for key, name in names.items():
         s = results[key]
-        lines.append(f"| {name} | {s.columns} | {s.micro_f1:.3f} | {s.macro_f1:.3f} | {s.direct_identifiers_found}/{s.direct_identifiers} |")
+        lines.append(
+            f"| {name} | {s.columns} | {s.micro_f1:.3f} | {s.macro_f1:.3f} |"
+            f" {s.direct_identifiers_found}/{s.direct_identifiers} |"
+        )
     false_ids = sum(1 for _, _, p in results["decoys"].confusions if p != "-" and KINDS[p][0] == "direct_identifier")
     lines.append(f"\nDecoy columns proposed as direct identifiers: {false_ids} of {results['decoys'].columns}.")
     lines += ["", "Per kind, blind variant:", "", "| kind | support | precision | recall |", "|---|---|---|---|"]

@@ -46,8 +46,10 @@ def child(kind: str, landing: Path, warehouse: Path, doc_no: str) -> dict:
         from flows.cli import app
 
         began = time.perf_counter()
-        app(["subjects", "erase", "--doc-no", doc_no, "--landing", str(landing), "--warehouse", str(warehouse)],
-            standalone_mode=False)
+        app(
+            ["subjects", "erase", "--doc-no", doc_no, "--landing", str(landing), "--warehouse", str(warehouse)],
+            standalone_mode=False,
+        )
         return {"seconds": time.perf_counter() - began}
     from prefect import flow
 
@@ -59,16 +61,26 @@ def child(kind: str, landing: Path, warehouse: Path, doc_no: str) -> dict:
 
     warm_up()
     began = time.perf_counter()
-    state = anonymize_exports(landing=str(landing), warehouse=str(warehouse), restricted=str(warehouse.parent / "restricted"),
-                              every=True, backup=False, return_state=True)
+    state = anonymize_exports(
+        landing=str(landing),
+        warehouse=str(warehouse),
+        restricted=str(warehouse.parent / "restricted"),
+        every=True,
+        backup=False,
+        return_state=True,
+    )
     if not state.is_completed():
         raise SystemExit(f"the flow failed: {state.message}")
     return {"seconds": time.perf_counter() - began}
 
 
 def measure(kind: str, landing: Path, warehouse: Path, doc_no: str = "") -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", kind, str(landing), str(warehouse), doc_no],
-                          capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(landing), str(warehouse), doc_no],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     if done.returncode:
         raise SystemExit(f"{kind} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -83,7 +95,9 @@ def someone(landing: Path) -> str:
     def column(folder: str, name: str) -> list[str]:
         [path] = sorted((landing / folder).rglob("*.csv"))[:1]
         read = pcsv.ReadOptions(encoding={"gb18030": "gb18030"}.get(sniff_encoding(path), "utf8"))
-        return pcsv.read_csv(path, read_options=read, convert_options=pcsv.ConvertOptions(include_columns=[name]))[name].to_pylist()
+        return pcsv.read_csv(path, read_options=read, convert_options=pcsv.ConvertOptions(include_columns=[name]))[
+            name
+        ].to_pylist()
 
     bought = set(column("pos", "doc_no"))
     return next(d for d in column("membership", "证件号码") if d in bought)
@@ -128,17 +142,26 @@ def main() -> None:
         floor = measure("floor", work / "floor", work / "published" / "warehouse")
         erased = measure("erase", purged, erase_wh, doc_no)
         rerun = measure("rerun", with_request(landing, work / "landing", doc_no), rerun_wh)
-        republished = [e["data"] for e in map(json.loads, (erase_wh / "_ledger" / "ledger.jsonl").read_text().splitlines())
-                       if e["kind"] == "erasure_requested"][-1]["republished"]
+        republished = [
+            e["data"]
+            for e in map(json.loads, (erase_wh / "_ledger" / "ledger.jsonl").read_text().splitlines())
+            if e["kind"] == "erasure_requested"
+        ][-1]["republished"]
         rows.append({"lines": lines, "erase": erased, "rerun": rerun, "floor": floor, "republished": republished})
         shutil.rmtree(work, ignore_errors=True)
         print(json.dumps(rows[-1]), flush=True)
-    print("\n| POS lines | erase (raw purged) | peak RSS | rerun of the date from raw | peak RSS | rewrite floor | rows erased / suppressed |")
+    print(
+        "\n| POS lines | erase (raw purged) | peak RSS | rerun of the date from raw | peak RSS | rewrite floor"
+        " | rows erased / suppressed |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         changed = ", ".join(f"{p['dataset']} {p['erased']}/{p['suppressed']}" for p in r["republished"])
-        print(f"| {r['lines']:,} | {r['erase']['seconds']:.1f} s | {r['erase']['peak_rss_mib']:,.0f} MiB | "
-              f"{r['rerun']['seconds']:.1f} s | {r['rerun']['peak_rss_mib']:,.0f} MiB | {r['floor']['seconds']:.1f} s | {changed} |")
+        print(
+            f"| {r['lines']:,} | {r['erase']['seconds']:.1f} s | {r['erase']['peak_rss_mib']:,.0f} MiB | "
+            f"{r['rerun']['seconds']:.1f} s | {r['rerun']['peak_rss_mib']:,.0f} MiB | {r['floor']['seconds']:.1f} s | {changed} |"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -36,8 +36,16 @@ from transforms.hierarchy import TableHierarchy, encode  # noqa: E402
 
 ADULT = ROOT.parent / "shared" / "benchmarks" / "adult"
 PEERS = ROOT / "benchmarks" / ".peers"
-QIS = {"age": "age.csv", "education": "education.csv", "marital-status": "marital.csv", "occupation": "occupation.csv",
-       "sex": "sex.csv", "native-country": "country.csv", "race": "race.csv", "relationship": None}
+QIS = {
+    "age": "age.csv",
+    "education": "education.csv",
+    "marital-status": "marital.csv",
+    "occupation": "occupation.csv",
+    "sex": "sex.csv",
+    "native-country": "country.csv",
+    "race": "race.csv",
+    "relationship": None,
+}
 SENSITIVE = "salary-class"
 
 
@@ -47,8 +55,19 @@ def peers_python() -> Path:
     if not python.exists():
         uv = ROOT / ".tools" / "bin" / "uv"
         subprocess.run([str(uv), "venv", "-q", "--python", "python3", str(PEERS)], check=True)
-        subprocess.run([str(uv), "pip", "install", "-q", "--python", str(python), "-r",
-                        str(ROOT / "benchmarks" / "peers" / "requirements.txt")], check=True)
+        subprocess.run(
+            [
+                str(uv),
+                "pip",
+                "install",
+                "-q",
+                "--python",
+                str(python),
+                "-r",
+                str(ROOT / "benchmarks" / "peers" / "requirements.txt"),
+            ],
+            check=True,
+        )
     return python
 
 
@@ -60,8 +79,11 @@ def load_adult() -> pd.DataFrame:
 def hierarchies(data: pd.DataFrame) -> dict[str, TableHierarchy]:
     out = {}
     for qi, name in QIS.items():
-        out[qi] = TableHierarchy.from_csv(ADULT / "hierarchies" / name) if name else \
-            TableHierarchy([[v, "*"] for v in sorted(data[qi].unique())])
+        out[qi] = (
+            TableHierarchy.from_csv(ADULT / "hierarchies" / name)
+            if name
+            else TableHierarchy([[v, "*"] for v in sorted(data[qi].unique())])
+        )
     return out
 
 
@@ -84,26 +106,46 @@ def run_tuomin(data: pd.DataFrame, trees: dict[str, TableHierarchy], k: int) -> 
     out = pd.DataFrame({e.name: e.column(solution.levels[e.name], kept).to_pylist() for e in encoded})
     out[SENSITIVE] = data[SENSITIVE].to_numpy()[~solution.suppressed]
     seconds = time.perf_counter() - began
-    return out, {"seconds": seconds, "suppressed": int(solution.suppressed.sum()), "levels": solution.levels,
-                 "nodes": f"{solution.nodes_evaluated}/{solution.nodes_total}"}
+    return out, {
+        "seconds": seconds,
+        "suppressed": int(solution.suppressed.sum()),
+        "levels": solution.levels,
+        "nodes": f"{solution.nodes_evaluated}/{solution.nodes_total}",
+    }
 
 
 def run_anjana(python: Path, csv: Path, k: int, out: Path, timeout: int) -> dict:
-    config = {"data": str(csv), "hierarchies": str(ADULT / "hierarchies"), "hierarchy_files": QIS,
-              "quasi_identifiers": list(QIS), "k": k, "supp_level": 5, "out": str(out)}
+    config = {
+        "data": str(csv),
+        "hierarchies": str(ADULT / "hierarchies"),
+        "hierarchy_files": QIS,
+        "quasi_identifiers": list(QIS),
+        "k": k,
+        "supp_level": 5,
+        "out": str(out),
+    }
     path = out.with_suffix(".json")
     path.write_text(json.dumps(config))
     try:
-        done = subprocess.run([str(python), str(ROOT / "benchmarks" / "peers" / "run_anjana.py"), str(path)],
-                              capture_output=True, text=True, timeout=timeout, check=True)
+        done = subprocess.run(
+            [str(python), str(ROOT / "benchmarks" / "peers" / "run_anjana.py"), str(path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
     except subprocess.TimeoutExpired:
         return {"seconds": None, "timeout": timeout}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def pycanon(python: Path, csv: Path) -> dict:
-    done = subprocess.run([str(python), str(ROOT / "benchmarks" / "peers" / "run_pycanon.py"), str(csv), ",".join(QIS),
-                           SENSITIVE], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [str(python), str(ROOT / "benchmarks" / "peers" / "run_pycanon.py"), str(csv), ",".join(QIS), SENSITIVE],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -124,8 +166,10 @@ def information_loss(output: pd.DataFrame, source: pd.DataFrame, trees: dict[str
         groups = output[qi].map(merged).fillna(1)
         per_attribute[qi] = float(((groups - 1) / max(len(domain) - 1, 1)).sum() + suppressed) / n
     sizes = output.groupby(list(trees), dropna=False).size().to_numpy()
-    return {"loss": float(np.mean(list(per_attribute.values()))),
-            "discernibility": int((sizes.astype(np.int64) ** 2).sum() + suppressed * n)}
+    return {
+        "loss": float(np.mean(list(per_attribute.values()))),
+        "discernibility": int((sizes.astype(np.int64) ** 2).sum() + suppressed * n),
+    }
 
 
 def main() -> None:
@@ -157,11 +201,19 @@ def main() -> None:
                         continue
                     output = pd.read_csv(csv, dtype=str)
                     check = pycanon(python, csv)
-                    rows.append({"rows": size, "k": k, "tool": tool, "seconds": round(run["seconds"], 2),
-                                 "suppressed": f"{run['suppressed']} ({run['suppressed'] / size:.1%})",
-                                 **information_loss(output, data, trees), "pycanon k": check["k"],
-                                 "pycanon l": check["l_distinct"],
-                                 "levels": " ".join(f"{q[:4]}{run['levels'][q]}" for q in QIS)})
+                    rows.append(
+                        {
+                            "rows": size,
+                            "k": k,
+                            "tool": tool,
+                            "seconds": round(run["seconds"], 2),
+                            "suppressed": f"{run['suppressed']} ({run['suppressed'] / size:.1%})",
+                            **information_loss(output, data, trees),
+                            "pycanon k": check["k"],
+                            "pycanon l": check["l_distinct"],
+                            "levels": " ".join(f"{q[:4]}{run['levels'][q]}" for q in QIS),
+                        }
+                    )
                 print(markdown(rows[-2:]), file=sys.stderr, flush=True)
     print(markdown(rows))
 

@@ -65,19 +65,28 @@ def main() -> None:
     with_dictionary = evaluate(samples, NameMatcher(names))
     seconds = time.perf_counter() - began
     without = evaluate(samples, NameMatcher([]))
-    print(f"{len(samples)} notes, {sum(len(i) for _, i in samples)} embedded identifiers; "
-          f"redaction with the dictionary: {seconds:.1f} s ({len(samples) / seconds:,.0f} notes/s, one core)\n")
+    print(
+        f"{len(samples)} notes, {sum(len(i) for _, i in samples)} embedded identifiers; "
+        f"redaction with the dictionary: {seconds:.1f} s ({len(samples) / seconds:,.0f} notes/s, one core)\n"
+    )
     print("| identifiers | recall | precision | found / inserted |")
     print("|---|---|---|---|")
-    for label, result in (("structured (ID, passport, permit, mobile, card, e-mail, address, flight)", with_dictionary),
-                          ("names, with the run's name dictionary", with_dictionary),
-                          ("names, patterns only (no dictionary)", without)):
+    for label, result in (
+        ("structured (ID, passport, permit, mobile, card, e-mail, address, flight)", with_dictionary),
+        ("names, with the run's name dictionary", with_dictionary),
+        ("names, patterns only (no dictionary)", without),
+    ):
         group = "name" if label.startswith("names") else "structured"
         f, t, c, p = (result[x][group] for x in ("found", "total", "correct", "produced"))
         print(f"| {label} | {f / t:.4f} | {c / p:.4f} | {f} / {t} |")
-    print("\nRecall by kind (with dictionary):", ", ".join(
-        f"{k} {with_dictionary['found'][k] / n:.4f} ({n})" for k, n in sorted(with_dictionary["total"].items())
-        if k not in ("name", "structured")))
+    print(
+        "\nRecall by kind (with dictionary):",
+        ", ".join(
+            f"{k} {with_dictionary['found'][k] / n:.4f} ({n})"
+            for k, n in sorted(with_dictionary["total"].items())
+            if k not in ("name", "structured")
+        ),
+    )
 
 
 if __name__ == "__main__":

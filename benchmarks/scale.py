@@ -34,17 +34,36 @@ def generate(root: Path, lines: int, seed: int) -> tuple[Path, float | None]:
     if (landing / ".complete").exists():
         return landing, None
     began = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "flows.cli", "generate", "--out", str(landing), "--days", "1",
-                    "--rows", str(lines), "--members", str(lines // 10), "--seed", str(seed)], check=True, cwd=REPO,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "generate",
+            "--out",
+            str(landing),
+            "--days",
+            "1",
+            "--rows",
+            str(lines),
+            "--members",
+            str(lines // 10),
+            "--seed",
+            str(seed),
+        ],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+    )
     (landing / ".complete").touch()
     return landing, time.perf_counter() - began
 
 
 def measure(kind: str, landing: Path, out: Path, *extra: str) -> dict:
     """Run one measurement in a fresh process; it prints a JSON line last."""
-    done = subprocess.run([sys.executable, __file__, "--child", kind, str(landing), str(out), *extra],
-                          capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(landing), str(out), *extra], capture_output=True, text=True, cwd=REPO
+    )
     if done.returncode:
         raise SystemExit(f"{kind} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -63,8 +82,11 @@ def baseline(landing: Path, out: Path) -> dict:
         if path.parent.name == "requests":
             continue
         encoding = {"gb18030": "gb18030"}.get(sniff_encoding(path), "utf8")
-        reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(encoding=encoding),  # Arrow's defaults
-                               parse_options=pcsv.ParseOptions(newlines_in_values=True))
+        reader = pcsv.open_csv(
+            path,
+            read_options=pcsv.ReadOptions(encoding=encoding),  # Arrow's defaults
+            parse_options=pcsv.ParseOptions(newlines_in_values=True),
+        )
         with pq.ParquetWriter(out / f"{index}.parquet", reader.schema, compression="zstd") as writer:
             for batch in reader:
                 writer.write_batch(batch)
@@ -83,8 +105,14 @@ def pipeline(landing: Path, out: Path, runner: str) -> dict:
 
     warm_up()
     began = time.perf_counter()
-    state = anonymize_exports(landing=str(landing), warehouse=str(out / "warehouse"), restricted=str(out / "restricted"),
-                              every=True, runner=runner, return_state=True)
+    state = anonymize_exports(
+        landing=str(landing),
+        warehouse=str(out / "warehouse"),
+        restricted=str(out / "restricted"),
+        every=True,
+        runner=runner,
+        return_state=True,
+    )
     seconds = time.perf_counter() - began
     summary = state.result(raise_on_failure=False)
     if not state.is_completed():
@@ -113,8 +141,10 @@ def main() -> None:
     os.environ.setdefault("TUOMIN_PSEUDONYM_KEY", "bench-only pseudonym key, 32+ bytes long!!")
     os.environ.setdefault("TUOMIN_BACKUP_KEY", "bench-only backup key, at least 32 bytes long")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"{'POS lines':>10} {'rows in':>10} {'pipeline s':>10} {'rows/s':>9} {'RSS MiB':>8} "
-          f"{'floor s':>8} {'rows/s':>9} {'RSS MiB':>8} {'ratio':>6}")
+    print(
+        f"{'POS lines':>10} {'rows in':>10} {'pipeline s':>10} {'rows/s':>9} {'RSS MiB':>8} "
+        f"{'floor s':>8} {'rows/s':>9} {'RSS MiB':>8} {'ratio':>6}"
+    )
     results = []
     for lines in args.sizes:
         landing, made = generate(args.root, lines, args.seed)
@@ -124,25 +154,35 @@ def main() -> None:
         run = measure("pipeline", landing, out, "--runner", args.runner)
         ratio = run["seconds"] / floor["seconds"]
         results.append({"lines": lines, "pipeline": run, "baseline": floor, "ratio": ratio, "generate_seconds": made})
-        print(f"{lines:>10,} {run['rows']:>10,} {run['seconds']:>10.1f} {run['rows'] / run['seconds']:>9,.0f} "
-              f"{run['peak_rss_mib']:>8,.0f} {floor['seconds']:>8.1f} {floor['rows'] / floor['seconds']:>9,.0f} "
-              f"{floor['peak_rss_mib']:>8,.0f} {ratio:>6.2f}", flush=True)
+        print(
+            f"{lines:>10,} {run['rows']:>10,} {run['seconds']:>10.1f} {run['rows'] / run['seconds']:>9,.0f} "
+            f"{run['peak_rss_mib']:>8,.0f} {floor['seconds']:>8.1f} {floor['rows'] / floor['seconds']:>9,.0f} "
+            f"{floor['peak_rss_mib']:>8,.0f} {ratio:>6.2f}",
+            flush=True,
+        )
         subprocess.run(["rm", "-rf", str(out)], check=True)
     if len(results) > 1:
         first, last = results[0], results[-1]
         scale = last["lines"] / first["lines"]
-        print(f"from {first['lines']:,} to {last['lines']:,} lines (x{scale:g}): pipeline time "
-              f"x{last['pipeline']['seconds'] / first['pipeline']['seconds']:.2f}, peak RSS "
-              f"x{last['pipeline']['peak_rss_mib'] / first['pipeline']['peak_rss_mib']:.2f}")
+        print(
+            f"from {first['lines']:,} to {last['lines']:,} lines (x{scale:g}): pipeline time "
+            f"x{last['pipeline']['seconds'] / first['pipeline']['seconds']:.2f}, peak RSS "
+            f"x{last['pipeline']['peak_rss_mib'] / first['pipeline']['peak_rss_mib']:.2f}"
+        )
     (args.root / "results.json").write_text(json.dumps(results, indent=1))
-    print("\n| POS lines | rows in (3 sources) | pipeline | rows/s | peak RSS | floor | floor rows/s | floor RSS | ratio | generator |")
+    print(
+        "\n| POS lines | rows in (3 sources) | pipeline | rows/s | peak RSS | floor | floor rows/s | floor RSS | ratio"
+        " | generator |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         run, floor, made = r["pipeline"], r["baseline"], r["generate_seconds"]
-        print(f"| {r['lines']:,} | {run['rows']:,} | {run['seconds']:.1f} s | {run['rows'] / run['seconds']:,.0f} | "
-              f"{run['peak_rss_mib']:,.0f} MiB | {floor['seconds']:.1f} s | {floor['rows'] / floor['seconds']:,.0f} | "
-              f"{floor['peak_rss_mib']:,.0f} MiB | {r['ratio']:.2f}x | "
-              + (f"{made:.0f} s, {r['lines'] / made:,.0f} lines/s |" if made else "reused |"))
+        print(
+            f"| {r['lines']:,} | {run['rows']:,} | {run['seconds']:.1f} s | {run['rows'] / run['seconds']:,.0f} | "
+            f"{run['peak_rss_mib']:,.0f} MiB | {floor['seconds']:.1f} s | {floor['rows'] / floor['seconds']:,.0f} | "
+            f"{floor['peak_rss_mib']:,.0f} MiB | {r['ratio']:.2f}x | "
+            + (f"{made:.0f} s, {r['lines'] / made:,.0f} lines/s |" if made else "reused |")
+        )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ baseline measured in the same run on the same column.
 Baselines: for pseudonyms, a bare `hmac.new(key, value, 'sha256').digest()` loop over the values;
 for everything else, a bare pyarrow cast of the same column that touches every value: temporal
 and decimal casts (timestamp -> date, date -> timestamp, decimal -> float), and for text a cast to
-a dictionary type (one hash per value; string -> large_string would only copy offsets). Targets: HMAC >= 1,000,000 values/s on one core; others within 2x of their baseline.
+a dictionary type (one hash per value; string -> large_string would only copy offsets). Targets:
+HMAC >= 1,000,000 values/s on one core; others within 2x of their baseline.
 Transforms with no vectorized form (per-distinct Python lookups, free-text redaction) are
 measured and marked as loops. Each figure is the best of three runs.
 
@@ -85,39 +86,104 @@ def notes(n: int) -> pa.Array:
 
 def run(n: int) -> list[tuple[str, float, float, str, str]]:
     c = columns(n)
-    cast = lambda col, to: (lambda: pc.cast(col, to))  # noqa: E731
+    cast = lambda col, to: lambda: pc.cast(col, to)  # noqa: E731
     text = pa.dictionary(pa.int32(), pa.string())
     pseudonymizer = Pseudonymizer(KEY)
-    bare_hmac = lambda col: (lambda: [hmac.new(KEY, v.encode(), "sha256").digest() for v in col.to_pylist() if v])  # noqa: E731
+    bare_hmac = lambda col: lambda: [hmac.new(KEY, v.encode(), "sha256").digest() for v in col.to_pylist() if v]  # noqa: E731
     nationality = TableHierarchy.from_csv(POLICIES / "hierarchies" / "nationality.csv")
     rows = [
-        ("pseudonymize, 1M distinct values", lambda: pseudonymizer.tokens(c["distinct"], "customer", "text"),
-         bare_hmac(c["distinct"]), "hmac", ">= 1,000,000/s"),
-        ("pseudonymize documents (as POS repeats them)", lambda: pseudonymizer.tokens(c["documents"], "customer", "document"),
-         bare_hmac(c["documents"]), "hmac", ">= 1,000,000/s"),
-        ("pseudonymize mobiles (+86 shapes, normalized)", lambda: pseudonymizer.tokens(c["mobiles"], "customer", "mobile"),
-         bare_hmac(c["mobiles"]), "hmac", ">= 1,000,000/s"),
-        ("generalize: ARX table (nationality -> region)", lambda: nationality.generalize(c["nationality"], 1),
-         cast(c["nationality"], text), "cast", "<= 2x"),
-        ("generalize: truncate timestamp to hour", lambda: DatetimeHierarchy(["hour"]).generalize(c["timestamps"], 1),
-         cast(c["timestamps"], pa.date32()), "cast", "<= 2x"),
-        ("generalize: ISO week", lambda: DatetimeHierarchy(["week"]).generalize(c["timestamps"], 1),
-         cast(c["timestamps"], pa.date32()), "cast", "<= 2x"),
-        ("generalize: month", lambda: DatetimeHierarchy(["month"]).generalize(c["timestamps"], 1),
-         cast(c["timestamps"], pa.date32()), "cast", "<= 2x"),
-        ("generalize: age band from birth date", lambda: AgeHierarchy([5], dt.date(2026, 3, 1)).generalize(c["birth_dates"], 1),
-         cast(c["birth_dates"], pa.timestamp("s")), "cast", "<= 2x"),
-        ("generalize: postal code prefix", lambda: PrefixHierarchy([4]).generalize(c["postal"], 1),
-         cast(c["postal"], text), "cast", "<= 2x"),
-        ("generalize: money to ranges", lambda: BandHierarchy([[0, 1000, 5000, 20000, 100000]]).generalize(c["amounts"], 1),
-         cast(c["amounts"], pa.float64()), "cast", "<= 2x"),
-        ("generalize: resident ID area -> province (GB/T 2260)", lambda: AreaHierarchy(["province"]).generalize(c["documents"], 1),
-         cast(c["documents"], text), "cast", "loop per distinct"),
-        ("generalize: address text -> city", lambda: AddressHierarchy(["prefecture"]).generalize(c["addresses"], 1),
-         cast(c["addresses"], text), "cast", "loop per distinct"),
+        (
+            "pseudonymize, 1M distinct values",
+            lambda: pseudonymizer.tokens(c["distinct"], "customer", "text"),
+            bare_hmac(c["distinct"]),
+            "hmac",
+            ">= 1,000,000/s",
+        ),
+        (
+            "pseudonymize documents (as POS repeats them)",
+            lambda: pseudonymizer.tokens(c["documents"], "customer", "document"),
+            bare_hmac(c["documents"]),
+            "hmac",
+            ">= 1,000,000/s",
+        ),
+        (
+            "pseudonymize mobiles (+86 shapes, normalized)",
+            lambda: pseudonymizer.tokens(c["mobiles"], "customer", "mobile"),
+            bare_hmac(c["mobiles"]),
+            "hmac",
+            ">= 1,000,000/s",
+        ),
+        (
+            "generalize: ARX table (nationality -> region)",
+            lambda: nationality.generalize(c["nationality"], 1),
+            cast(c["nationality"], text),
+            "cast",
+            "<= 2x",
+        ),
+        (
+            "generalize: truncate timestamp to hour",
+            lambda: DatetimeHierarchy(["hour"]).generalize(c["timestamps"], 1),
+            cast(c["timestamps"], pa.date32()),
+            "cast",
+            "<= 2x",
+        ),
+        (
+            "generalize: ISO week",
+            lambda: DatetimeHierarchy(["week"]).generalize(c["timestamps"], 1),
+            cast(c["timestamps"], pa.date32()),
+            "cast",
+            "<= 2x",
+        ),
+        (
+            "generalize: month",
+            lambda: DatetimeHierarchy(["month"]).generalize(c["timestamps"], 1),
+            cast(c["timestamps"], pa.date32()),
+            "cast",
+            "<= 2x",
+        ),
+        (
+            "generalize: age band from birth date",
+            lambda: AgeHierarchy([5], dt.date(2026, 3, 1)).generalize(c["birth_dates"], 1),
+            cast(c["birth_dates"], pa.timestamp("s")),
+            "cast",
+            "<= 2x",
+        ),
+        (
+            "generalize: postal code prefix",
+            lambda: PrefixHierarchy([4]).generalize(c["postal"], 1),
+            cast(c["postal"], text),
+            "cast",
+            "<= 2x",
+        ),
+        (
+            "generalize: money to ranges",
+            lambda: BandHierarchy([[0, 1000, 5000, 20000, 100000]]).generalize(c["amounts"], 1),
+            cast(c["amounts"], pa.float64()),
+            "cast",
+            "<= 2x",
+        ),
+        (
+            "generalize: resident ID area -> province (GB/T 2260)",
+            lambda: AreaHierarchy(["province"]).generalize(c["documents"], 1),
+            cast(c["documents"], text),
+            "cast",
+            "loop per distinct",
+        ),
+        (
+            "generalize: address text -> city",
+            lambda: AddressHierarchy(["prefecture"]).generalize(c["addresses"], 1),
+            cast(c["addresses"], text),
+            "cast",
+            "loop per distinct",
+        ),
         ("mask: keep first 3, last 4", lambda: mask(c["mobiles"], 3, 4), cast(c["mobiles"], text), "cast", "<= 2x"),
-        ("suppress cells seen < 5 times", lambda: Suppress(min_count=5).apply(c["postal"], None),
-         cast(c["postal"], text), "cast", "<= 2x"),
+        (
+            "suppress cells seen < 5 times",
+            lambda: Suppress(min_count=5).apply(c["postal"], None),
+            cast(c["postal"], text),
+            "cast",
+            "<= 2x",
+        ),
     ]
     out = []
     for name, transform, baseline, kind, target in rows:

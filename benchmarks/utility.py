@@ -43,9 +43,20 @@ REPO = Path(__file__).resolve().parents[1]
 TUOMIN = str(Path(sys.executable).parent / "tuomin")
 HIERARCHIES = REPO / "policies" / "hierarchies"
 # The naive baseline: one level per quasi-identifier, coarse enough to pass without search.
-NAIVE = {"pos": {"store_code": 1, "sku": 2, "nationality": 2, "txn_time": 2, "doc_type": 1, "destination": 4,
-                 "departure_date": 4, "amount": 4, "payment_method": 2},
-         "after_sales": {"case_type": 0}}
+NAIVE = {
+    "pos": {
+        "store_code": 1,
+        "sku": 2,
+        "nationality": 2,
+        "txn_time": 2,
+        "doc_type": 1,
+        "destination": 4,
+        "departure_date": 4,
+        "amount": 4,
+        "payment_method": 2,
+    },
+    "after_sales": {"case_type": 0},
+}
 MIN_ROWS = 20  # cells with fewer raw rows are not scored (their relative error says little)
 
 
@@ -87,20 +98,28 @@ def anonymized_answers(warehouse: Path) -> dict[str, pd.Series]:
     case_type = hierarchy("case_type.csv")
     pos, cases = published(warehouse, "pos"), published(warehouse, "after_sales")
     week = pos["export_date"].dt.to_period("W").dt.start_time
-    lines = pd.DataFrame({"category": attributed(pos, "product", product, 2), "week": week,
-                          "channel": attributed(pos, "store_code", store, 1)})
-    buyers = pd.DataFrame({"continent": attributed(pos, "nationality", nationality, 2),
-                           "month": pos["export_date"].dt.to_period("M").dt.start_time,
-                           "buyer": pos["customer_id"].fillna(pd.Series(pos.index.astype(str), index=pos.index))})
+    lines = pd.DataFrame(
+        {"category": attributed(pos, "product", product, 2), "week": week, "channel": attributed(pos, "store_code", store, 1)}
+    )
+    buyers = pd.DataFrame(
+        {
+            "continent": attributed(pos, "nationality", nationality, 2),
+            "month": pos["export_date"].dt.to_period("M").dt.start_time,
+            "buyer": pos["customer_id"].fillna(pd.Series(pos.index.astype(str), index=pos.index)),
+        }
+    )
     stores = pd.DataFrame({"store": attributed(pos, "store_code", store, 0), "day": pos["export_date"]})
     countries = buyers.assign(country=attributed(pos, "nationality", nationality, 0)).drop(columns="continent")
-    typed = pd.DataFrame({"case_type": attributed(cases, "case_type", case_type, 0),
-                          "week": cases["export_date"].dt.to_period("W").dt.start_time})
-    return {"lines": lines.dropna().groupby(["category", "week", "channel"]).size(),
-            "buyers": buyers.dropna().groupby(["continent", "month"])["buyer"].nunique(),
-            "cases": typed.dropna().groupby(["case_type", "week"]).size(),
-            "stores": stores.dropna().groupby(["store", "day"]).size(),
-            "countries": countries.dropna().groupby(["country", "month"])["buyer"].nunique()}
+    typed = pd.DataFrame(
+        {"case_type": attributed(cases, "case_type", case_type, 0), "week": cases["export_date"].dt.to_period("W").dt.start_time}
+    )
+    return {
+        "lines": lines.dropna().groupby(["category", "week", "channel"]).size(),
+        "buyers": buyers.dropna().groupby(["continent", "month"])["buyer"].nunique(),
+        "cases": typed.dropna().groupby(["case_type", "week"]).size(),
+        "stores": stores.dropna().groupby(["store", "day"]).size(),
+        "countries": countries.dropna().groupby(["country", "month"])["buyer"].nunique(),
+    }
 
 
 def raw_answers(landing: Path) -> dict[str, pd.Series]:
@@ -118,17 +137,27 @@ def raw_answers(landing: Path) -> dict[str, pd.Series]:
         return frame.set_index(keys)["n"]
 
     return {
-        "lines": series(f"""SELECT category, date_trunc('week', {date}) AS week, s.l1 AS channel, count(*) AS n
-                            FROM {pos} p JOIN store s ON p.store_code = s.l0 GROUP BY ALL""", ["category", "week", "channel"]),
-        "buyers": series(f"""SELECT c.l2 AS continent, date_trunc('month', {date}) AS month,
+        "lines": series(
+            f"""SELECT category, date_trunc('week', {date}) AS week, s.l1 AS channel, count(*) AS n
+                            FROM {pos} p JOIN store s ON p.store_code = s.l0 GROUP BY ALL""",
+            ["category", "week", "channel"],
+        ),
+        "buyers": series(
+            f"""SELECT c.l2 AS continent, date_trunc('month', {date}) AS month,
                                     count(DISTINCT (upper(replace(doc_no, ' ', '')), {date})) AS n
-                             FROM {pos} p JOIN nationality c ON p.nationality = c.l0 GROUP BY ALL""", ["continent", "month"]),
-        "cases": series(f"SELECT case_type, date_trunc('week', {date}) AS week, count(*) AS n FROM {cases} GROUP BY ALL",
-                        ["case_type", "week"]),
+                             FROM {pos} p JOIN nationality c ON p.nationality = c.l0 GROUP BY ALL""",
+            ["continent", "month"],
+        ),
+        "cases": series(
+            f"SELECT case_type, date_trunc('week', {date}) AS week, count(*) AS n FROM {cases} GROUP BY ALL",
+            ["case_type", "week"],
+        ),
         "stores": series(f"SELECT store_code AS store, {date} AS day, count(*) AS n FROM {pos} GROUP BY ALL", ["store", "day"]),
-        "countries": series(f"""SELECT nationality AS country, date_trunc('month', {date}) AS month,
+        "countries": series(
+            f"""SELECT nationality AS country, date_trunc('month', {date}) AS month,
                                        count(DISTINCT (upper(replace(doc_no, ' ', '')), {date})) AS n FROM {pos} GROUP BY ALL""",
-                            ["country", "month"]),
+            ["country", "month"],
+        ),
     }
 
 
@@ -136,9 +165,12 @@ def score(raw: pd.Series, anonymized: pd.Series) -> dict:
     joined = pd.concat([raw.rename("raw"), anonymized.rename("anon")], axis=1).fillna(0)
     scored = joined[joined["raw"] >= MIN_ROWS]
     error = (scored["anon"] - scored["raw"]).abs() / scored["raw"]
-    return {"attributed_share": round(float(min(anonymized.sum(), raw.sum()) / raw.sum()), 4) if raw.sum() else None,
-            "cells": int(len(scored)), "median_relative_error": round(float(error.median()), 4) if len(error) else None,
-            "within_10pct": round(float((error <= 0.10).mean()), 4) if len(error) else None}
+    return {
+        "attributed_share": round(float(min(anonymized.sum(), raw.sum()) / raw.sum()), 4) if raw.sum() else None,
+        "cells": int(len(scored)),
+        "median_relative_error": round(float(error.median()), 4) if len(error) else None,
+        "within_10pct": round(float((error <= 0.10).mean()), 4) if len(error) else None,
+    }
 
 
 def loss(warehouse: Path) -> dict[str, float]:
@@ -165,8 +197,17 @@ def naive_policies(target: Path) -> Path:
 
 
 def run(landing: Path, warehouse: Path, policies: Path | None = None) -> None:
-    command = [TUOMIN, "run", "--landing", str(landing), "--warehouse", str(warehouse), "--restricted", str(warehouse.parent / "r"),
-               "--all"] + (["--policies", str(policies)] if policies else [])
+    command = [
+        TUOMIN,
+        "run",
+        "--landing",
+        str(landing),
+        "--warehouse",
+        str(warehouse),
+        "--restricted",
+        str(warehouse.parent / "r"),
+        "--all",
+    ] + (["--policies", str(policies)] if policies else [])
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING"})
     if done.returncode != 0:
         print(f"{warehouse.name}: tuomin run failed: {done.stdout[-600:]}", file=sys.stderr)
@@ -188,11 +229,28 @@ def main() -> None:
             landing = work / "landing"
         elif landing is None:
             landing = work / "landing"
-            subprocess.run([TUOMIN, "generate", "--out", str(landing), "--days", str(args.days), "--rows", str(args.rows),
-                            "--members", str(args.members)], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    TUOMIN,
+                    "generate",
+                    "--out",
+                    str(landing),
+                    "--days",
+                    str(args.days),
+                    "--rows",
+                    str(args.rows),
+                    "--members",
+                    str(args.members),
+                ],
+                check=True,
+                capture_output=True,
+            )
         raw = raw_answers(landing)
-        results = {"landing": {"days": args.days, "rows": args.rows, "members": args.members} if args.landing is None
-                   else str(args.landing)}
+        results = {
+            "landing": {"days": args.days, "rows": args.rows, "members": args.members}
+            if args.landing is None
+            else str(args.landing)
+        }
         for name in ("tuomin", "naive"):
             warehouse = work / name / "warehouse"
             if not warehouse.is_dir():
@@ -204,11 +262,19 @@ def main() -> None:
     (args.out / f"{label}.json").write_text(json.dumps(results, indent=1) + "\n")
     print("| question: attributed / median error / within 10% | tuomin | naive |\n|---|---|---|")
     for q in raw:
-        print(f"| {q} ({results['tuomin'][q]['cells']} cells) | " + " | ".join(
-            "{attributed_share:.1%} / {median_relative_error:.1%} / {within_10pct:.0%}".format(**results[n][q]) for n in ("tuomin", "naive"))
-            + " |")
-    print("| information loss per dataset | " + " | ".join(
-        ", ".join(f"{d} {v:.3f}" for d, v in results[n]["loss"].items()) for n in ("tuomin", "naive")) + " |")
+        print(
+            f"| {q} ({results['tuomin'][q]['cells']} cells) | "
+            + " | ".join(
+                "{attributed_share:.1%} / {median_relative_error:.1%} / {within_10pct:.0%}".format(**results[n][q])
+                for n in ("tuomin", "naive")
+            )
+            + " |"
+        )
+    print(
+        "| information loss per dataset | "
+        + " | ".join(", ".join(f"{d} {v:.3f}" for d, v in results[n]["loss"].items()) for n in ("tuomin", "naive"))
+        + " |"
+    )
 
 
 if __name__ == "__main__":

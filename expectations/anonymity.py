@@ -7,7 +7,7 @@ never a value from the data, so validation results and Data Docs stay free of pe
 
 from __future__ import annotations
 
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 import pyarrow as pa
 from great_expectations.core.metric_domain_types import MetricDomainTypes
@@ -33,8 +33,12 @@ class TableKAnonymity(TableMetricProvider):
     @metric_value(engine=PandasExecutionEngine)
     def _pandas(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):  # noqa: N805
         df = _frame(execution_engine, metric_domain_kwargs)
-        return privacy.k_anonymity(df, list(metric_value_kwargs["quasi_identifiers"]), metric_value_kwargs["entity_column"],
-                                   metric_value_kwargs.get("count_column"))
+        return privacy.k_anonymity(
+            df,
+            list(metric_value_kwargs["quasi_identifiers"]),
+            metric_value_kwargs["entity_column"],
+            metric_value_kwargs.get("count_column"),
+        )
 
 
 class ExpectTableToBeKAnonymous(BatchExpectation):
@@ -45,8 +49,8 @@ class ExpectTableToBeKAnonymous(BatchExpectation):
 
     quasi_identifiers: list[str]
     k: int
-    entity_column: Optional[str] = None
-    count_column: Optional[str] = None
+    entity_column: str | None = None
+    count_column: str | None = None
 
     metric_dependencies: ClassVar[tuple[str, ...]] = ("tuomin.k_anonymity",)
     success_keys: ClassVar[tuple[str, ...]] = ("quasi_identifiers", "k", "entity_column", "count_column")
@@ -81,15 +85,17 @@ class ExpectTableToBeLDiverse(BatchExpectation):
     sensitive: list[str]
     l: float
     measure: str = "distinct"
-    count_column: Optional[str] = None
+    count_column: str | None = None
 
     metric_dependencies: ClassVar[tuple[str, ...]] = ("tuomin.l_diversity",)
     success_keys: ClassVar[tuple[str, ...]] = ("quasi_identifiers", "sensitive", "l", "measure", "count_column")
 
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
         observed = metrics["tuomin.l_diversity"]
-        return {"success": observed is None or not LDiversity(self.l, self.measure).fails_effective(observed),
-                "result": {"observed_value": observed}}
+        return {
+            "success": observed is None or not LDiversity(self.l, self.measure).fails_effective(observed),
+            "result": {"observed_value": observed},
+        }
 
 
 class TableIdentifierHits(TableMetricProvider):

@@ -36,8 +36,9 @@ class PeopleFailing(TableMetricProvider):
     @metric_value(engine=PandasExecutionEngine)
     def _pandas(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):  # noqa: N805
         frame = _frame(execution_engine, metric_domain_kwargs)
-        return int(failing(frame, metric_value_kwargs["column"], metric_value_kwargs["at_least"],
-                           metric_value_kwargs["at_most"]).sum())
+        return int(
+            failing(frame, metric_value_kwargs["column"], metric_value_kwargs["at_least"], metric_value_kwargs["at_most"]).sum()
+        )
 
 
 def failing(frame: pd.DataFrame, column: str, at_least: float | str | None, at_most: float | None) -> pd.Series:
@@ -68,8 +69,9 @@ class _OnPeople(BatchExpectation):
         dependencies = super().get_validation_dependencies(execution_engine, runtime_configuration)
         domain = dependencies.get_metric_configuration(METRIC).metric_domain_kwargs
         column, at_least, at_most = self._bounds()
-        dependencies.set_metric_configuration(METRIC, MetricConfiguration(
-            METRIC, domain, {"column": column, "at_least": at_least, "at_most": at_most}))
+        dependencies.set_metric_configuration(
+            METRIC, MetricConfiguration(METRIC, domain, {"column": column, "at_least": at_least, "at_most": at_most})
+        )
         return dependencies
 
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):

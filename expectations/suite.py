@@ -87,11 +87,24 @@ class Gate:
         if self.columns:
             found.append(gx.expectations.ExpectTableColumnsToMatchSet(column_set=list(self.columns), exact_match=True))
         if self.quasi_identifiers:
-            found.append(ExpectTableToBeKAnonymous(quasi_identifiers=list(self.quasi_identifiers), k=self.k,
-                                                   entity_column=self.entity, count_column=self.size_column or self.count_column))
+            found.append(
+                ExpectTableToBeKAnonymous(
+                    quasi_identifiers=list(self.quasi_identifiers),
+                    k=self.k,
+                    entity_column=self.entity,
+                    count_column=self.size_column or self.count_column,
+                )
+            )
         for sensitive, l, measure in self.diversity:
-            found.append(ExpectTableToBeLDiverse(quasi_identifiers=list(self.quasi_identifiers), sensitive=[sensitive], l=l,
-                                                 measure=measure, count_column=self.count_column))
+            found.append(
+                ExpectTableToBeLDiverse(
+                    quasi_identifiers=list(self.quasi_identifiers),
+                    sensitive=[sensitive],
+                    l=l,
+                    measure=measure,
+                    count_column=self.count_column,
+                )
+            )
         if self.string_columns:
             found.append(ExpectNoDirectIdentifiers(columns=list(self.string_columns)))
         return found
@@ -103,8 +116,9 @@ class Gate:
     def classes(self, count_column: str, size_column: str) -> Gate:
         """The checks over the whole partition (k, l), run once on its classes (plan.classes_frame):
         k on the class sizes it carries, l on its rows."""
-        return dataclasses.replace(self, columns=(), string_columns=(), entity=None, count_column=count_column,
-                                   size_column=size_column)
+        return dataclasses.replace(
+            self, columns=(), string_columns=(), entity=None, count_column=count_column, size_column=size_column
+        )
 
 
 @dataclass(frozen=True)
@@ -117,9 +131,11 @@ class ReleaseGate:
     dataset: str = "release"
 
     def expectations(self) -> list:
-        return [*(ExpectPeopleToBeKmAnonymous(m=m) for m in range(self.m + 1)),
-                *(ExpectPeopleToBeLDiverse(attribute=attribute, l=l) for attribute, l in self.diversity),
-                ExpectEachPersonInOneUnit()]
+        return [
+            *(ExpectPeopleToBeKmAnonymous(m=m) for m in range(self.m + 1)),
+            *(ExpectPeopleToBeLDiverse(attribute=attribute, l=l) for attribute, l in self.diversity),
+            ExpectEachPersonInOneUnit(),
+        ]
 
 
 def _strings(schema: pa.Schema) -> tuple[str, ...]:
@@ -144,8 +160,11 @@ class Outcome:
         return cls(all(o.success for o in outcomes) and bool(merged), tuple(merged.values()))
 
     def failures(self) -> list[str]:
-        return [f"{c['expectation']} (observed {c['observed']})" + (f": {c['exception']}" if c["exception"] else "")
-                for c in self.checks if not c["success"]]
+        return [
+            f"{c['expectation']} (observed {c['observed']})" + (f": {c['exception']}" if c["exception"] else "")
+            for c in self.checks
+            if not c["success"]
+        ]
 
 
 _LOCK = threading.RLock()
@@ -211,10 +230,16 @@ def _checkpoint(gate: Gate | ReleaseGate, project: str | None):
             built.add_expectation(expectation)
         return built
 
-    definition = _get_or_add(context.validation_definitions, name, lambda: gx.ValidationDefinition(
-        name=name, data=batch, suite=_get_or_add(context.suites, name, suite)))
-    return _get_or_add(context.checkpoints, name, lambda: gx.Checkpoint(
-        name=name, validation_definitions=[definition], actions=[], result_format=RESULT_FORMAT))
+    definition = _get_or_add(
+        context.validation_definitions,
+        name,
+        lambda: gx.ValidationDefinition(name=name, data=batch, suite=_get_or_add(context.suites, name, suite)),
+    )
+    return _get_or_add(
+        context.checkpoints,
+        name,
+        lambda: gx.Checkpoint(name=name, validation_definitions=[definition], actions=[], result_format=RESULT_FORMAT),
+    )
 
 
 def prepare(gate: Gate | ReleaseGate, project: Path | None = None) -> None:
@@ -233,16 +258,18 @@ def validate(gate: Gate | ReleaseGate, frame: pd.DataFrame, project: Path | None
     for result in run.run_results.values():
         for r in result.results:
             raised = _raised(r.exception_info)
-            checks.append({
-                "expectation": r.expectation_config.type,
-                # An expectation that raised did not pass, whatever GX's success flag says.
-                "success": bool(r.success) and not raised,
-                "observed": (r.result or {}).get("observed_value"),
-                # The expectation's own arguments (k, m, l, column names), never data.
-                "arguments": {k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"},
-                # GX's exception text can quote data, so only the fact is kept.
-                "exception": "raised an exception" if raised else None,
-            })
+            checks.append(
+                {
+                    "expectation": r.expectation_config.type,
+                    # An expectation that raised did not pass, whatever GX's success flag says.
+                    "success": bool(r.success) and not raised,
+                    "observed": (r.result or {}).get("observed_value"),
+                    # The expectation's own arguments (k, m, l, column names), never data.
+                    "arguments": {k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"},
+                    # GX's exception text can quote data, so only the fact is kept.
+                    "exception": "raised an exception" if raised else None,
+                }
+            )
     return Outcome(all(c["success"] for c in checks) and bool(checks), tuple(checks))
 
 

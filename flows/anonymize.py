@@ -70,14 +70,22 @@ def back_up(run: Run, shas: dict[str, str], date: dt.date) -> None:
         return
     manifest_path, manifest, written = backup_io.backup_files(run.landing, shas, date, run.restricted, run.backup_key)
     if written:
-        ledger.append(run.restricted, "backup", {
-            "export_date": date.isoformat(), "run_id": run.run_id, "manifest": str(manifest_path), "key_id": manifest["key_id"],
-            "files": [{k: f[k] for k in ("path", "bytes", "sha256")} for f in manifest["files"]]})
+        ledger.append(
+            run.restricted,
+            "backup",
+            {
+                "export_date": date.isoformat(),
+                "run_id": run.run_id,
+                "manifest": str(manifest_path),
+                "key_id": manifest["key_id"],
+                "files": [{k: f[k] for k in ("path", "bytes", "sha256")} for f in manifest["files"]],
+            },
+        )
         get_run_logger().info("%s: %d file(s) backed up, encrypted, -> %s", date, len(shas), manifest_path.parent)
 
 
 def process_date(run: Run, job: passes.Job, date: dt.date) -> dict:
-    began = dt.datetime.now(dt.timezone.utc)
+    began = dt.datetime.now(dt.UTC)
     names = [s for s in source_order(run.policies) if s in run.sources_for(date)]
     # The backup (encryption and hashing, which release the GIL) runs on a thread of this flow
     # run once pass 1 is done, beside the privacy engine and pass 2 (beside pass 2 alone was
@@ -123,7 +131,8 @@ def scan_sources(run: Run, job: passes.Job, names: list[str], date: dt.date) -> 
             lookups = []
             if policy.link:
                 lookups, found_names, found_erased = passes.link_lookups(
-                    run.landing, run.policies, policy, date, job, {s: [x.staged for x in scans[s]] for s in scans})
+                    run.landing, run.policies, policy, date, job, {s: [x.staged for x in scans[s]] for s in scans}
+                )
                 linked_names |= found_names
                 linked_erased |= found_erased
             link_keys = steps.link_keys_of(run.policies, name)
@@ -131,8 +140,11 @@ def scan_sources(run: Run, job: passes.Job, names: list[str], date: dt.date) -> 
             copied[name] = landing_io.copies(run.landing, files)
             for copy, original in copied[name].items():
                 get_run_logger().warning("%s: byte-identical to %s (delivered twice); read once", copy, original)
-            futures[name] = [passes.scan.submit(run.landing, policy, relative, index, date, job, link_keys, lookups)
-                             for index, relative in enumerate(files) if relative not in copied[name]]
+            futures[name] = [
+                passes.scan.submit(run.landing, policy, relative, index, date, job, link_keys, lookups)
+                for index, relative in enumerate(files)
+                if relative not in copied[name]
+            ]
         # Every scan ends before any result is read: a file that fails must not leave the others
         # running after the date has failed and its work area is cleared.
         wait([f for pending in futures.values() for f in pending])
@@ -148,8 +160,9 @@ def _log_scan(name: str, date: dt.date, scans: list[passes.Scanned]) -> None:
         for header in s.dropped:
             log.warning("%s: column %r is not in the policy; dropped (--drop-unknown)", s.file.path, header)
         if s.quarantined:
-            log.warning("%s %s: %d row(s) of %s quarantined (unparseable or wrong field count)", name, date, s.quarantined,
-                        s.file.path)
+            log.warning(
+                "%s %s: %d row(s) of %s quarantined (unparseable or wrong field count)", name, date, s.quarantined, s.file.path
+            )
 
 
 def plan_sources(run: Run, job: passes.Job, scans: dict, erased: set[str], date: dt.date) -> dict[str, plan.Plan]:
@@ -169,33 +182,59 @@ def plan_sources(run: Run, job: passes.Job, scans: dict, erased: set[str], date:
 @raw_task(task_run_name="plan-{policy.source}-{date}")
 def solve(policy: SourcePolicy, tallies: list[plan.Tally], erased: set[str], job: passes.Job, date: dt.date) -> plan.Plan:
     """The files' tallies side by side; the engine's table goes to the work area (out of core)."""
-    decided = plan.solve(plan.concat(tallies), policy, plan.hierarchies(policy, job.context(date, policy)), erased,
-                         job.work(policy.source, date) / "engine")
+    decided = plan.solve(
+        plan.concat(tallies),
+        policy,
+        plan.hierarchies(policy, job.context(date, policy)),
+        erased,
+        job.work(policy.source, date) / "engine",
+    )
     passes.release_memory()
     return decided
 
 
-def write_sources(run: Run, job: passes.Job, scans: dict, copied: dict, plans: dict, erased: set[str], person_names: set[str],
-                  date: dt.date) -> dict[str, passes.Written]:
+def write_sources(
+    run: Run, job: passes.Job, scans: dict, copied: dict, plans: dict, erased: set[str], person_names: set[str], date: dt.date
+) -> dict[str, passes.Written]:
     """Pass 2 for every source at once. Every source passes the gate or the date fails as a
     whole; a partition that fails is set aside in the restricted quarantine (it may hold exactly
     the identifiers that made it fail) for someone to look at."""
     # Every gate's GX objects exist before any worker opens the GX project (a worker's context
     # is loaded once and would not see objects added after).
-    gates = {name: passes.gate(run.policies[name], date, job, [s.staged for s in found], plans[name])
-             for name, found in scans.items()}
+    gates = {
+        name: passes.gate(run.policies[name], date, job, [s.staged for s in found], plans[name]) for name, found in scans.items()
+    }
     futures = {}
     for name, found in scans.items():
         policy = run.policies[name]
-        inputs = Inputs(tuple(s.file.__dict__ for s in found), tuple((s.file.path, h) for s in found for h in s.dropped),
-                        tuple(sorted(copied[name].items())))
+        inputs = Inputs(
+            tuple(s.file.__dict__ for s in found),
+            tuple((s.file.path, h) for s in found for h in s.dropped),
+            tuple(sorted(copied[name].items())),
+        )
         counts = {"read": sum(s.file.rows for s in found), "quarantined": sum(s.quarantined for s in found)}
         fingerprint = run.fingerprint(policy, [(s.file.path, s.file.sha256) for s in found])
-        ids = {"run_id": run.run_id, "key_id": run.pseudonymizer.key_id, "flow_run_id": str(flow_run.get_id() or ""),
-               "fingerprint": fingerprint, "unit": f"{name}/{date.isoformat()}/{fingerprint}",  # what its tokens are keyed to
-               ledger.HEAD_KEY: ledger.head(run.restricted)}
-        futures[name] = passes.write.submit(policy, date, job, [s.staged for s in found], plans[name], erased,
-                                            person_names if _redacts(policy) else set(), inputs, counts, ids, gates[name])
+        ids = {
+            "run_id": run.run_id,
+            "key_id": run.pseudonymizer.key_id,
+            "flow_run_id": str(flow_run.get_id() or ""),
+            "fingerprint": fingerprint,
+            "unit": f"{name}/{date.isoformat()}/{fingerprint}",  # what its tokens are keyed to
+            ledger.HEAD_KEY: ledger.head(run.restricted),
+        }
+        futures[name] = passes.write.submit(
+            policy,
+            date,
+            job,
+            [s.staged for s in found],
+            plans[name],
+            erased,
+            person_names if _redacts(policy) else set(),
+            inputs,
+            counts,
+            ids,
+            gates[name],
+        )
     written, failures = {}, []
     for name, future in futures.items():
         result = future.result()
@@ -212,12 +251,22 @@ def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written],
     """The date's partitions as the intruder would hold them, before any is published: person-level
     k^m, l and units with GX, and the side channels (flows/risk.gate). Any failure publishes nothing."""
     began = time.perf_counter()
-    verdict = risk.gate({name: w.path for name, w in written.items()}, warehouse_io.staging(run.warehouse, run.run_id),
-                        job.gx_project, f"{job.run_id} {date}", job.work_root)
+    verdict = risk.gate(
+        {name: w.path for name, w in written.items()},
+        warehouse_io.staging(run.warehouse, run.run_id),
+        job.gx_project,
+        f"{job.run_id} {date}",
+        job.work_root,
+    )
     if verdict.failures:
         raise DateFailed(f"{date}: nothing published, the release fails: " + " | ".join(verdict.failures))
-    get_run_logger().info("%s: the release passes for %d person-level records (%d checks, %.1f s)", date, verdict.people,
-                          len(verdict.outcome.checks), time.perf_counter() - began)
+    get_run_logger().info(
+        "%s: the release passes for %d person-level records (%d checks, %.1f s)",
+        date,
+        verdict.people,
+        len(verdict.outcome.checks),
+        time.perf_counter() - began,
+    )
     return {"people": verdict.people, "checks": list(verdict.outcome.checks)}
 
 
@@ -234,18 +283,43 @@ def publish(run: Run, written: dict[str, passes.Written], date: dt.date, began: 
         if counts["read"] != counts["published"] + counts["suppressed"] + counts["quarantined"] + counts["erased"]:
             raise DateFailed(f"{date}: {name}: row counts do not reconcile {counts}; nothing published")
         metadata = result.metadata
-        summary[name] = {"counts": counts, "k": metadata["metrics"].get("k"), "levels": metadata["levels"],
-                         "policy_sha256": metadata["policy_sha256"], "inputs": result.inputs,
-                         "dropped_columns": metadata["dropped_columns"]}
+        summary[name] = {
+            "counts": counts,
+            "k": metadata["metrics"].get("k"),
+            "levels": metadata["levels"],
+            "policy_sha256": metadata["policy_sha256"],
+            "inputs": result.inputs,
+            "dropped_columns": metadata["dropped_columns"],
+        }
     for name, result in written.items():
         sha256 = file_sha256(result.path)
         target = warehouse_io.publish(result.path, run.warehouse, name, date)
-        ledger.append(run.restricted, "partition", ledger_entry(result.metadata, result.counts, result.cells, result.inputs,
-                                                                target, run.warehouse, sha256, run.triggered_by, began)
-                      | {"release": release})
+        ledger.append(
+            run.restricted,
+            "partition",
+            ledger_entry(
+                result.metadata,
+                result.counts,
+                result.cells,
+                result.inputs,
+                target,
+                run.warehouse,
+                sha256,
+                run.triggered_by,
+                began,
+            )
+            | {"release": release},
+        )
         summary[name]["path"] = str(target)
-        get_run_logger().info("%s %s: published %d of %d rows (k=%s) -> %s", name, date, summary[name]["counts"]["published"],
-                              summary[name]["counts"]["read"], summary[name]["k"], target)
+        get_run_logger().info(
+            "%s %s: published %d of %d rows (k=%s) -> %s",
+            name,
+            date,
+            summary[name]["counts"]["published"],
+            summary[name]["counts"]["read"],
+            summary[name]["k"],
+            target,
+        )
     return summary
 
 
@@ -254,12 +328,22 @@ def _range(start: str | None, end: str | None) -> str:
 
 
 @flow(name="anonymize-exports", persist_result=False, log_prints=False)
-def anonymize_exports(landing: str = str(paths.SAMPLE_LANDING), warehouse: str = str(paths.WAREHOUSE),
-                      date: str | None = None, start: str | None = None, end: str | None = None, every: bool = False,
-                      restricted: str = str(paths.RESTRICTED), policies: str = str(paths.POLICIES),
-                      drop_unknown: bool = False, backup: bool = True, trigger: str | None = None,
-                      runner: Literal["threads", "dask"] = "threads", dask_address: str | None = None,
-                      rotate_key: bool = False):
+def anonymize_exports(
+    landing: str = str(paths.SAMPLE_LANDING),
+    warehouse: str = str(paths.WAREHOUSE),
+    date: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    every: bool = False,
+    restricted: str = str(paths.RESTRICTED),
+    policies: str = str(paths.POLICIES),
+    drop_unknown: bool = False,
+    backup: bool = True,
+    trigger: str | None = None,
+    runner: Literal["threads", "dask"] = "threads",
+    dask_address: str | None = None,
+    rotate_key: bool = False,
+):
     """Anonymize the export dates of `landing` into `warehouse`: `date` alone; every date from
     `start` to `end` (a backfill); every date (`every`); by default the dates not yet published or
     whose inputs, policy, key or erasure list changed since. With drop_unknown, columns no policy
@@ -270,8 +354,21 @@ def anonymize_exports(landing: str = str(paths.SAMPLE_LANDING), warehouse: str =
     and per-partition work runs on a thread pool, or with runner="dask" on a Dask cluster: a local
     one, or the scheduler at `dask_address`."""
     with warehouse_io.exclusive(Path(warehouse)), dask_cluster(runner, dask_address) as address:
-        return _anonymize(landing, warehouse, date, start, end, every, restricted, policies, drop_unknown, backup, trigger,
-                          task_runner(runner, address), rotate_key)
+        return _anonymize(
+            landing,
+            warehouse,
+            date,
+            start,
+            end,
+            every,
+            restricted,
+            policies,
+            drop_unknown,
+            backup,
+            trigger,
+            task_runner(runner, address),
+            rotate_key,
+        )
 
 
 @contextmanager
@@ -287,8 +384,9 @@ def dask_cluster(runner: str, address: str | None) -> Iterator[str | None]:
 
     with get_client(sync_client=True) as client:
         api = str(client.api_url)
-    with LocalCluster(n_workers=os.cpu_count() or 2, threads_per_worker=1, dashboard_address=None,
-                      env={"PREFECT_API_URL": api}) as cluster:
+    with LocalCluster(
+        n_workers=os.cpu_count() or 2, threads_per_worker=1, dashboard_address=None, env={"PREFECT_API_URL": api}
+    ) as cluster:
         yield cluster.scheduler_address
 
 
@@ -300,17 +398,40 @@ def task_runner(runner: str, address: str | None):
     return ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2)
 
 
-def _anonymize(landing: str, warehouse: str, date: str | None, start: str | None, end: str | None, every: bool,
-               restricted: str, policies: str, drop_unknown: bool, backup: bool, trigger: str | None, runner,
-               rotate_key: bool):
+def _anonymize(
+    landing: str,
+    warehouse: str,
+    date: str | None,
+    start: str | None,
+    end: str | None,
+    every: bool,
+    restricted: str,
+    policies: str,
+    drop_unknown: bool,
+    backup: bool,
+    trigger: str | None,
+    runner,
+    rotate_key: bool,
+):
     log = get_run_logger()
     via = trigger or (f"deployment {deployment.name}" if deployment.get_id() else "python")
     run = io_task(Run.start, name="start-run")(landing, warehouse, restricted, policies, drop_unknown, via, backup, rotate_key)
     dates, skipped = io_task(select_dates, name="select-dates")(run, date, start, end, every)
-    log.info("run %s: %d export date(s) to process, %d up to date, %d erasure request(s), key %s", run.run_id,
-             len(dates), len(skipped), len(run.subjects), run.pseudonymizer.key_id)
-    summary = {"run_id": run.run_id, "warehouse": str(run.warehouse), "key_id": run.pseudonymizer.key_id, "dates": {},
-               "up_to_date": [d.isoformat() for d in skipped]}
+    log.info(
+        "run %s: %d export date(s) to process, %d up to date, %d erasure request(s), key %s",
+        run.run_id,
+        len(dates),
+        len(skipped),
+        len(run.subjects),
+        run.pseudonymizer.key_id,
+    )
+    summary = {
+        "run_id": run.run_id,
+        "warehouse": str(run.warehouse),
+        "key_id": run.pseudonymizer.key_id,
+        "dates": {},
+        "up_to_date": [d.isoformat() for d in skipped],
+    }
     failed = []
     job = run.job()
     job.clear_stale_work()
@@ -344,30 +465,60 @@ def _anonymize(landing: str, warehouse: str, date: str | None, start: str | None
             progress.report("date", date=day.isoformat(), ok=True)
         except (DateFailed, steps.ExportError, OSError) as exc:
             stop = isinstance(exc, OSError)  # the storage, not the data: the next dates would fail alike
-            error = (f"{day}: nothing published: {exc.strerror or exc} ({exc.filename or 'storage'}); the run stops here"
-                     if stop else str(exc))
+            error = (
+                f"{day}: nothing published: {exc.strerror or exc} ({exc.filename or 'storage'}); the run stops here"
+                if stop
+                else str(exc)
+            )
             log.error("%s", error)
             summary["dates"][day.isoformat()] = {"error": error}
             failed.append(day.isoformat())
             progress.report("date", date=day.isoformat(), ok=False)
             if stop:
-                summary["not_run"] = [d.isoformat() for d in dates[number + 1:]]
+                summary["not_run"] = [d.isoformat() for d in dates[number + 1 :]]
                 break
         finally:
             warehouse_io.discard_staging(run.warehouse, run.run_id)
     shutil.rmtree(job.work_root, ignore_errors=True)
-    message = ("nothing published: " + " | ".join(problems) if problems else
-               f"{len(failed)} of {len(requested)} export date(s) failed: {', '.join(failed)}" if failed else
-               f"no export files {_range(start, end)}under {landing}" if not (requested or skipped) else None)
-    ledger.append(run.restricted, "run", {
-        "run_id": run.run_id, "flow_run_id": str(flow_run.get_id() or ""), "started_at": run.started.isoformat(timespec="seconds"),
-        "ended_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "status": "failed" if message else "published" if summary["dates"] else "up to date",
-        "message": message, "triggered_by": run.triggered_by,
-        "parameters": {"landing": landing, "warehouse": warehouse, "date": date, "start": start, "end": end, "every": every,
-                       "drop_unknown": drop_unknown, "backup": backup, "runner": type(runner).__name__},
-        "policies": {s: {"file": p.path.name, "sha256": p.sha256} for s, p in run.policies.items()},
-        "key_id": run.pseudonymizer.key_id, "backup_key_id": run.backup_key.key_id if run.backup_key else None,
-        "erasure_requests": len(run.subjects), "dates": summary["dates"],
-        "up_to_date": summary["up_to_date"], "past_retention": summary.get("past_retention", []), "errors": problems,
-    })
+    message = (
+        "nothing published: " + " | ".join(problems)
+        if problems
+        else f"{len(failed)} of {len(requested)} export date(s) failed: {', '.join(failed)}"
+        if failed
+        else f"no export files {_range(start, end)}under {landing}"
+        if not (requested or skipped)
+        else None
+    )
+    ledger.append(
+        run.restricted,
+        "run",
+        {
+            "run_id": run.run_id,
+            "flow_run_id": str(flow_run.get_id() or ""),
+            "started_at": run.started.isoformat(timespec="seconds"),
+            "ended_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "status": "failed" if message else "published" if summary["dates"] else "up to date",
+            "message": message,
+            "triggered_by": run.triggered_by,
+            "parameters": {
+                "landing": landing,
+                "warehouse": warehouse,
+                "date": date,
+                "start": start,
+                "end": end,
+                "every": every,
+                "drop_unknown": drop_unknown,
+                "backup": backup,
+                "runner": type(runner).__name__,
+            },
+            "policies": {s: {"file": p.path.name, "sha256": p.sha256} for s, p in run.policies.items()},
+            "key_id": run.pseudonymizer.key_id,
+            "backup_key_id": run.backup_key.key_id if run.backup_key else None,
+            "erasure_requests": len(run.subjects),
+            "dates": summary["dates"],
+            "up_to_date": summary["up_to_date"],
+            "past_retention": summary.get("past_retention", []),
+            "errors": problems,
+        },
+    )
     return Failed(message=message, data=summary) if message else summary

@@ -94,7 +94,7 @@ def decrypt_stream(source, target, key: BackupKey, name: str) -> tuple[int, str]
     header = source.read(len(MAGIC) + 16 + 7)
     if len(header) < len(MAGIC) + 23 or not header.startswith(MAGIC):
         raise BackupError(f"{name}: not a tuomin backup file (bad header)")
-    salt, prefix = header[len(MAGIC):len(MAGIC) + 16], header[len(MAGIC) + 16:]
+    salt, prefix = header[len(MAGIC) : len(MAGIC) + 16], header[len(MAGIC) + 16 :]
     aead = AESGCM(key.file_key(salt))
     digest, size, index = hashlib.sha256(), 0, 0
     while True:
@@ -143,10 +143,22 @@ def backup_files(landing, shas: dict[str, str], date: dt.date, restricted: Path,
         if sha != shas[relative]:
             encrypted.unlink()
             raise BackupError(f"{relative}: changed after this run read it (SHA-256 differs); nothing is published")
-        files.append({"path": relative, "bytes": size, "sha256": sha, "encrypted": f"files/{encrypted.name}",
-                      "encrypted_sha256": target.digest.hexdigest()})
-    manifest = {"format": FORMAT, "export_date": date.isoformat(), "key_id": key.key_id,
-                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "files": files}
+        files.append(
+            {
+                "path": relative,
+                "bytes": size,
+                "sha256": sha,
+                "encrypted": f"files/{encrypted.name}",
+                "encrypted_sha256": target.digest.hexdigest(),
+            }
+        )
+    manifest = {
+        "format": FORMAT,
+        "export_date": date.isoformat(),
+        "key_id": key.key_id,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "files": files,
+    }
     manifest["mac"] = key.mac(_canonical(manifest))
     staged = manifest_path.with_suffix(".tmp")
     staged.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), "utf-8")
@@ -186,10 +198,14 @@ def verify(manifest_path: Path, key: BackupKey, restore_to: Path | None = None) 
         encrypted = manifest_path.parent / entry["encrypted"]
         if not encrypted.exists():
             raise BackupError(f"{encrypted}: missing")
-        out = None if restore_to is None else restricted_dir(restore_to, *Path(entry["path"]).parent.parts) / Path(entry["path"]).name
+        out = (
+            None
+            if restore_to is None
+            else restricted_dir(restore_to, *Path(entry["path"]).parent.parts) / Path(entry["path"]).name
+        )
         partial = None if out is None else out.with_name(out.name + ".partial")
         try:
-            with encrypted.open("rb") as source, (_private(partial) if partial else nullcontext()) as target:
+            with encrypted.open("rb") as source, _private(partial) if partial else nullcontext() as target:
                 size, sha = decrypt_stream(source, target, key, str(encrypted))
             if (size, sha) != (entry["bytes"], entry["sha256"]):
                 raise BackupError(f"{encrypted}: decrypts to {size} bytes with another SHA-256 than the manifest records")
@@ -197,7 +213,7 @@ def verify(manifest_path: Path, key: BackupKey, restore_to: Path | None = None) 
             if partial is not None:
                 partial.unlink(missing_ok=True)
             raise
-        if partial is not None:
+        if partial is not None and out is not None:
             os.replace(partial, out)
     return manifest["files"]
 
@@ -215,7 +231,6 @@ def _canonical(manifest: dict) -> bytes:
     return json.dumps(manifest, sort_keys=True, ensure_ascii=False).encode()
 
 
-
 def check_all(restricted: Path, key: BackupKey, date: dt.date | None = None) -> list[dict]:
     """Decrypt every backup (of `date`, or all) and compare it with its manifest, and every backup
     the ledger records with what is on disk (unless a purge certificate deleted it); recorded in
@@ -228,9 +243,12 @@ def check_all(restricted: Path, key: BackupKey, date: dt.date | None = None) -> 
     for manifest in found:
         try:
             files = verify(manifest, key)
-            results.append({"manifest": str(manifest), "files": len(files), "bytes": sum(f["bytes"] for f in files), "error": None})
+            results.append(
+                {"manifest": str(manifest), "files": len(files), "bytes": sum(f["bytes"] for f in files), "error": None}
+            )
         except BackupError as exc:
             results.append({"manifest": str(manifest), "files": None, "bytes": None, "error": str(exc)})
+
     def where(path: str) -> tuple[str, ...]:  # export_date=…/<version>/manifest.json: the same wherever the area is
         return Path(path).parts[-3:]
 
@@ -238,18 +256,35 @@ def check_all(restricted: Path, key: BackupKey, date: dt.date | None = None) -> 
     deleted = {where(f["path"]) for e in entries if e["kind"] == "deletion" for f in e["data"]["files"] if f["area"] == "backup"}
     for entry in entries:
         data = entry["data"]
-        if (entry["kind"] == "backup" and (date is None or data["export_date"] == date.isoformat())
-                and where(data["manifest"]) not in deleted
-                and not (restricted / "backups").joinpath(*where(data["manifest"])).is_file()):
-            results.append({"manifest": data["manifest"], "files": None, "bytes": None,
-                            "error": f"{data['manifest']}: recorded by ledger entry {entry['seq']}, missing, and no purge "
-                                     "certificate deleted it"})
+        if (
+            entry["kind"] == "backup"
+            and (date is None or data["export_date"] == date.isoformat())
+            and where(data["manifest"]) not in deleted
+            and not (restricted / "backups").joinpath(*where(data["manifest"])).is_file()
+        ):
+            results.append(
+                {
+                    "manifest": data["manifest"],
+                    "files": None,
+                    "bytes": None,
+                    "error": f"{data['manifest']}: recorded by ledger entry {entry['seq']}, missing, and no purge "
+                    "certificate deleted it",
+                }
+            )
     for result in results:
         result["export_date"] = Path(result["manifest"]).parent.parent.name.removeprefix("export_date=")
-    ledger.append(restricted, "backup_verified", {
-        "export_date": date.isoformat() if date else None, "key_id": key.key_id, "backups": results,
-        "ok": sum(r["error"] is None for r in results), "bad": sum(r["error"] is not None for r in results),
-        "nothing_to_check": not results})
+    ledger.append(
+        restricted,
+        "backup_verified",
+        {
+            "export_date": date.isoformat() if date else None,
+            "key_id": key.key_id,
+            "backups": results,
+            "ok": sum(r["error"] is None for r in results),
+            "bad": sum(r["error"] is not None for r in results),
+            "nothing_to_check": not results,
+        },
+    )
     return results
 
 
@@ -261,8 +296,14 @@ def restore(restricted: Path, key: BackupKey, date: dt.date, out: Path) -> dict:
     from flows import ledger
 
     found = manifests(restricted, date)
-    record = {"export_date": date.isoformat(), "key_id": key.key_id, "out": str(out.resolve()), "manifest": None, "files": [],
-              "error": None}
+    record: dict[str, object] = {
+        "export_date": date.isoformat(),
+        "key_id": key.key_id,
+        "out": str(out.resolve()),
+        "manifest": None,
+        "files": [],
+        "error": None,
+    }
     try:
         if not found:
             raise BackupError(f"no backup of {date} under {restricted / 'backups'}")

@@ -15,9 +15,15 @@ _DATE_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 def references(policies: Path = POLICIES) -> References:
     """The country and airport codes the policy's own hierarchy tables know."""
+
     def first_column(name: str) -> frozenset[str]:
         path = policies / "hierarchies" / name
-        return frozenset(line.split(",", 1)[0] for line in path.read_text("utf-8").splitlines() if line) if path.exists() else frozenset()
+        return (
+            frozenset(line.split(",", 1)[0] for line in path.read_text("utf-8").splitlines() if line)
+            if path.exists()
+            else frozenset()
+        )
+
     return References(first_column("nationality.csv"), first_column("destination.csv"))
 
 
@@ -30,8 +36,11 @@ def profile(path: Path, rows: int, refs: References) -> tuple[str, list[Proposal
     encoding = sniff_encoding(path)
     table = sample_csv(path, encoding, rows)
     proposals = classify_table(table, refs)
-    slashed = {p.column for p in proposals if p.kind in ("date", "birth_date")
-               and any("/" in (v or "") for v in table[p.column].to_pylist())}
+    slashed = {
+        p.column
+        for p in proposals
+        if p.kind in ("date", "birth_date") and any("/" in (v or "") for v in table[p.column].to_pylist())
+    }
     return encoding, proposals, slashed
 
 

@@ -19,6 +19,7 @@ from flows import environment, paths
 
 environment.configure()  # before Prefect is imported anywhere
 
+
 class Commands(TyperGroup):
     """How every command fails: a refusal (a wrong key, policy, path or date, a ledger that cannot be
     trusted, a destructive step that does not match what the ledger recorded) is one line and exit
@@ -53,8 +54,18 @@ def _refusals() -> tuple[type[Exception], ...]:
     from transforms.pseudonymize import PseudonymKeyError
     from transforms.steps import ExportError
 
-    return (BackupError, ExportError, KeyRefused, LedgerBroken, SubjectError, UsageError, WarehouseBusy, WarehouseUnwritable,
-            PolicyError, PseudonymKeyError)
+    return (
+        BackupError,
+        ExportError,
+        KeyRefused,
+        LedgerBroken,
+        SubjectError,
+        UsageError,
+        WarehouseBusy,
+        WarehouseUnwritable,
+        PolicyError,
+        PseudonymKeyError,
+    )
 
 
 def _refuse(reason: Exception | str) -> NoReturn:
@@ -64,8 +75,12 @@ def _refuse(reason: Exception | str) -> NoReturn:
     raise typer.Exit(2)
 
 
-app = typer.Typer(help="De-identify the shop's exports into validated, k-anonymous Parquet.", no_args_is_help=True,
-                  cls=Commands, pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="De-identify the shop's exports into validated, k-anonymous Parquet.",
+    no_args_is_help=True,
+    cls=Commands,
+    pretty_exceptions_show_locals=False,
+)
 key_app = typer.Typer(help="The pseudonym key and the backup key.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
 ledger_app = typer.Typer(help="The append-only, hash-chained record of runs, partitions and key events.", no_args_is_help=True)
@@ -79,9 +94,15 @@ console = Console(width=None if Console().is_terminal else 110, soft_wrap=True)
 errors = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 110, soft_wrap=True)
 
 Landing = Annotated[Path, typer.Option(help="Landing directory with pos/, membership/, after_sales/, requests/.")]
-Warehouse = Annotated[Path, typer.Option("--warehouse", help="Warehouse directory of the anonymized Parquet (what analysts read).")]
-Restricted = Annotated[Path, typer.Option("--restricted", help="Restricted area (0700): the ledger, GX results, quarantined rows, "
-                                                               "backups (created if new).")]
+Warehouse = Annotated[
+    Path, typer.Option("--warehouse", help="Warehouse directory of the anonymized Parquet (what analysts read).")
+]
+Restricted = Annotated[
+    Path,
+    typer.Option(
+        "--restricted", help="Restricted area (0700): the ledger, GX results, quarantined rows, backups (created if new)."
+    ),
+]
 
 
 def _with_ledger(path: Path) -> Path:
@@ -91,17 +112,27 @@ def _with_ledger(path: Path) -> Path:
 
 
 # Commands that act on what the ledger records, or record what they do in it, need one that exists.
-Vault = Annotated[Path, typer.Option("--restricted", callback=_with_ledger,
-                                     help="Restricted area holding the ledger (0700), GX results, quarantine and backups.")]
+Vault = Annotated[
+    Path,
+    typer.Option(
+        "--restricted",
+        callback=_with_ledger,
+        help="Restricted area holding the ledger (0700), GX results, quarantine and backups.",
+    ),
+]
 Policies = Annotated[Path, typer.Option(help="Directory of reviewed policy files.")]
+
+
 class RunnerKind(str, Enum):
     threads = "threads"
     dask = "dask"
 
 
 Runner = Annotated[RunnerKind, typer.Option(help="Where per-file and per-partition work runs: a thread pool, or a Dask cluster.")]
-DaskAddress = Annotated[str | None, typer.Option(help="An existing Dask scheduler (tcp://host:8786) for --runner dask; "
-                                                      "default: a LocalCluster for the run.")]
+DaskAddress = Annotated[
+    str | None,
+    typer.Option(help="An existing Dask scheduler (tcp://host:8786) for --runner dask; default: a LocalCluster for the run."),
+]
 AsOf = Annotated[str | None, typer.Option(help="Plan as if today were this date (YYYY-MM-DD, Shanghai); only with --dry-run.")]
 
 
@@ -112,10 +143,21 @@ def run(
     date: Annotated[str | None, typer.Option(help="One export date (YYYY-MM-DD); default: every date found.")] = None,
     restricted: Restricted = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
-    drop_unknown: Annotated[bool, typer.Option("--drop-unknown", help="Drop (and record) columns no policy covers instead of failing.")] = False,
-    every: Annotated[bool, typer.Option("--all", help="Process every date found, even those already published and unchanged.")] = False,
+    drop_unknown: Annotated[
+        bool, typer.Option("--drop-unknown", help="Drop (and record) columns no policy covers instead of failing.")
+    ] = False,
+    every: Annotated[
+        bool, typer.Option("--all", help="Process every date found, even those already published and unchanged.")
+    ] = False,
     backup: Annotated[bool, typer.Option(help="Back up (encrypted) each date's raw files first; needs the backup key.")] = True,
-    rotate_key: Annotated[bool, typer.Option("--rotate-key", help="Accept a pseudonym key other than the warehouse's (recorded in the ledger); every date is republished under it.")] = False,
+    rotate_key: Annotated[
+        bool,
+        typer.Option(
+            "--rotate-key",
+            help="Accept a pseudonym key other than the warehouse's (recorded in the ledger); "
+            "every date is republished under it.",
+        ),
+    ] = False,
     runner: Runner = RunnerKind.threads,
     dask_address: DaskAddress = None,
 ) -> None:
@@ -125,9 +167,20 @@ def run(
     from flows import usage
 
     usage.run(landing, restricted, policies, backup, rotate_key)
-    _run_flow(landing=landing, warehouse=warehouse, date=date, every=every, restricted=restricted, policies=policies,
-              drop_unknown=drop_unknown, backup=backup, trigger="cli: tuomin run", runner=runner.value, dask_address=dask_address,
-              rotate_key=rotate_key)
+    _run_flow(
+        landing=landing,
+        warehouse=warehouse,
+        date=date,
+        every=every,
+        restricted=restricted,
+        policies=policies,
+        drop_unknown=drop_unknown,
+        backup=backup,
+        trigger="cli: tuomin run",
+        runner=runner.value,
+        dask_address=dask_address,
+        rotate_key=rotate_key,
+    )
 
 
 @app.command()
@@ -151,8 +204,19 @@ def backfill(
     usage.run(landing, restricted, policies, backup, rotating=False)
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    _run_flow(landing=landing, warehouse=warehouse, start=start, end=end, restricted=restricted, policies=policies,
-              backup=backup, trigger="cli: tuomin backfill", bar=True, runner=runner.value, dask_address=dask_address)
+    _run_flow(
+        landing=landing,
+        warehouse=warehouse,
+        start=start,
+        end=end,
+        restricted=restricted,
+        policies=policies,
+        backup=backup,
+        trigger="cli: tuomin backfill",
+        bar=True,
+        runner=runner.value,
+        dask_address=dask_address,
+    )
 
 
 def _run_flow(bar: bool = False, **parameters) -> None:
@@ -162,8 +226,9 @@ def _run_flow(bar: bool = False, **parameters) -> None:
     from flows.anonymize import anonymize_exports
 
     parameters = {k: str(v) if isinstance(v, Path) else v for k, v in parameters.items()}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=not bar) as shown:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, disable=not bar
+    ) as shown:
         task = shown.add_task("export dates", total=None)
 
         def listener(event: str, info: dict) -> None:
@@ -195,8 +260,9 @@ def _print_summary(summary: dict) -> None:
             continue
         for name, info in datasets.items():
             c = info["counts"]
-            table.add_row(date, name, *(str(c[x]) for x in ("read", "quarantined", "erased", "suppressed", "published")),
-                          str(info["k"]))
+            table.add_row(
+                date, name, *(str(c[x]) for x in ("read", "quarantined", "erased", "suppressed", "published")), str(info["k"])
+            )
     if summary["dates"]:
         console.print(table)
     for datasets in summary["dates"].values():
@@ -234,7 +300,9 @@ def generate(
 @app.command()
 def classify(
     target: Annotated[Path, typer.Argument(help="An export file, or a directory of them.", exists=True)],
-    format: Annotated[str, typer.Option("--format", help="yaml: a draft policy to review; json: role/kind/confidence per column.")] = "yaml",
+    format: Annotated[
+        str, typer.Option("--format", help="yaml: a draft policy to review; json: role/kind/confidence per column.")
+    ] = "yaml",
     out: Annotated[Path | None, typer.Option(help="Write the draft policy here instead of printing it.")] = None,
     rows: Annotated[int, typer.Option(min=10, help="Rows sampled from the start of each file.")] = 5000,
     policies: Annotated[Path, typer.Option(help="Policy directory whose code tables the detectors use.")] = paths.POLICIES,
@@ -262,17 +330,31 @@ def classify(
         typer.echo(text, nl=False)
 
 
-ASSESS_KEYS = ("k", "l_distinct", "l_entropy", "t_closeness", "classes", "avg_class_size", "discernibility",
-               "prosecutor_risk_max", "prosecutor_risk_avg", "unique_share")
+ASSESS_KEYS = (
+    "k",
+    "l_distinct",
+    "l_entropy",
+    "t_closeness",
+    "classes",
+    "avg_class_size",
+    "discernibility",
+    "prosecutor_risk_max",
+    "prosecutor_risk_avg",
+    "unique_share",
+)
 
 
 @app.command()
 def assess(
     target: Annotated[Path, typer.Argument(help="A CSV or Parquet file, or a warehouse dataset directory (dataset=pos).")],
-    qi: Annotated[str | None, typer.Option(help="Quasi-identifiers, comma-separated (default: from the files' tuomin metadata).")] = None,
+    qi: Annotated[
+        str | None, typer.Option(help="Quasi-identifiers, comma-separated (default: from the files' tuomin metadata).")
+    ] = None,
     sensitive: Annotated[str | None, typer.Option(help="Sensitive attributes for l and t, comma-separated.")] = None,
     entity: Annotated[str | None, typer.Option(help="Count distinct values of this column per class, not rows.")] = None,
-    population: Annotated[Path | None, typer.Option(help="CSV of QI combinations with a 'count' column: adds journalist and marketer risk.")] = None,
+    population: Annotated[
+        Path | None, typer.Option(help="CSV of QI combinations with a 'count' column: adds journalist and marketer risk.")
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
     warehouse: Annotated[Path, typer.Option(help="Where a dataset target (dataset=pos) is looked for.")] = paths.WAREHOUSE,
 ) -> None:
@@ -301,7 +383,9 @@ def assess(
     if format == "json":
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
         return
-    console.print(f"{path}: {figures['rows']} rows; quasi-identifiers {', '.join(qis)}" + (f"; counted per {entity}" if entity else ""))
+    console.print(
+        f"{path}: {figures['rows']} rows; quasi-identifiers {', '.join(qis)}" + (f"; counted per {entity}" if entity else "")
+    )
     table = Table()
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -314,12 +398,19 @@ def assess(
 def risk(
     warehouse: Warehouse = paths.WAREHOUSE,
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
-    k: Annotated[int | None, typer.Option(min=2, help="The smallest crowd a person must hide in [default: the files' k].")] = None,
-    purchases: Annotated[int | None, typer.Option(
-        min=0, help="Purchases the intruder knows of the target [default: the POS policy's m].")] = None,
-    contacts: Annotated[int | None, typer.Option(
-        min=0, help="Service contacts the intruder knows of the target [default: the after-sales policy's m].")] = None,
-    against: Annotated[Path | None, typer.Option(help="An earlier copy of the warehouse: tokens shared with it are links too.")] = None,
+    k: Annotated[
+        int | None, typer.Option(min=2, help="The smallest crowd a person must hide in [default: the files' k].")
+    ] = None,
+    purchases: Annotated[
+        int | None, typer.Option(min=0, help="Purchases the intruder knows of the target [default: the POS policy's m].")
+    ] = None,
+    contacts: Annotated[
+        int | None,
+        typer.Option(min=0, help="Service contacts the intruder knows of the target [default: the after-sales policy's m]."),
+    ] = None,
+    against: Annotated[
+        Path | None, typer.Option(help="An earlier copy of the warehouse: tokens shared with it are links too.")
+    ] = None,
 ) -> None:
     """Measure the release as a motivated intruder would (../shared/privacy-model.md); exit 1 if it fails.
 
@@ -337,16 +428,21 @@ def risk(
         typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
     else:
         knows = found["adversary"]
-        console.print(f"{warehouse}: {found['people']} person-level records; the intruder knows each person's own "
-                      f"attributes, {knows['purchases']} purchase(s) and {knows['contacts']} contact(s); k = {knows['k']}")
+        console.print(
+            f"{warehouse}: {found['people']} person-level records; the intruder knows each person's own "
+            f"attributes, {knows['purchases']} purchase(s) and {knows['contacts']} contact(s); k = {knows['k']}"
+        )
         table = Table()
         for header in ("check", "result", "measured", "required"):
             table.add_column(header)
         for check in found["checks"]:
-            table.add_row(check["name"], "[green]pass[/]" if check["passed"] else "[bold red]FAIL[/]", check["measured"],
-                          check["required"])
+            table.add_row(
+                check["name"], "[green]pass[/]" if check["passed"] else "[bold red]FAIL[/]", check["measured"], check["required"]
+            )
         console.print(table)
-        console.print("release " + ("[green]passes[/]" if found["passed"] else "[bold red]FAILS[/]: de-identified, not anonymized"))
+        console.print(
+            "release " + ("[green]passes[/]" if found["passed"] else "[bold red]FAILS[/]: de-identified, not anonymized")
+        )
     if not found["passed"]:
         raise typer.Exit(1)
 
@@ -365,7 +461,9 @@ def docs(restricted: Vault = paths.RESTRICTED) -> None:
 
 @app.command()
 def serve(
-    pid_file: Annotated[Path | None, typer.Option(help="Write this process's id here while serving (`make stop` reads it).")] = None,
+    pid_file: Annotated[
+        Path | None, typer.Option(help="Write this process's id here while serving (`make stop` reads it).")
+    ] = None,
 ) -> None:
     """Serve the daily anonymize and weekly review deployments to the Prefect server.
 
@@ -393,8 +491,10 @@ def serve(
         if pid_file is not None:
             pid_file.parent.mkdir(parents=True, exist_ok=True)
             pid_file.write_text(f"{os.getpid()}\n")
-        console.print(f"serving anonymize-exports/daily ({SCHEDULE['cron']}) and review/weekly ({REVIEW_SCHEDULE['cron']}), "
-                      f"{SCHEDULE['timezone']}; Ctrl-C stops")
+        console.print(
+            f"serving anonymize-exports/daily ({SCHEDULE['cron']}) and review/weekly ({REVIEW_SCHEDULE['cron']}), "
+            f"{SCHEDULE['timezone']}; Ctrl-C stops"
+        )
 
     threading.Thread(target=announce, daemon=True).start()
     try:
@@ -444,9 +544,16 @@ def query(
 @ledger_app.command("verify")
 def ledger_verify(
     restricted: Vault = paths.RESTRICTED,
-    warehouse: Annotated[Path, typer.Option("--warehouse", help="The warehouse whose partition files record heads of this ledger.")] = paths.WAREHOUSE,
-    expect_head: Annotated[str | None, typer.Option(help="A head hash taken earlier (from `ledger verify` or an evidence pack): "
-                                                         "it must still be in the chain, else entries were cut off.")] = None,
+    warehouse: Annotated[
+        Path, typer.Option("--warehouse", help="The warehouse whose partition files record heads of this ledger.")
+    ] = paths.WAREHOUSE,
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            help="A head hash taken earlier (from `ledger verify` or an evidence pack): "
+            "it must still be in the chain, else entries were cut off."
+        ),
+    ] = None,
 ) -> None:
     """Check the hash chain and every head recorded outside it; print the head. Exit 1 when the
     ledger is missing, empty, edited, reordered or cut short."""
@@ -458,44 +565,66 @@ def ledger_verify(
     if not verdict.intact:
         console.print(f"[bold red]ledger NOT verified[/]: {len(verdict.problems)} problem(s) in {verdict.entries} entries")
         raise typer.Exit(1)
-    console.print(f"ledger intact: {verdict.entries} entries, hash chain verified; "
-                  + (f"{verdict.anchors} partition file(s) vouch for entries up to {verdict.anchored_to}"
-                     if verdict.anchors else "no partition file records a head (truncation not checked against files)")
-                  + (f"; expected head {expect_head} found" if expect_head else ""))
+    console.print(
+        f"ledger intact: {verdict.entries} entries, hash chain verified; "
+        + (
+            f"{verdict.anchors} partition file(s) vouch for entries up to {verdict.anchored_to}"
+            if verdict.anchors
+            else "no partition file records a head (truncation not checked against files)"
+        )
+        + (f"; expected head {expect_head} found" if expect_head else "")
+    )
     console.print(f"head: entry {verdict.head['seq']} hash {verdict.head['hash']}")
     if verdict.unreadable:
-        console.print(f"[yellow]{len(verdict.unreadable)} partition file(s) could not be read, so vouch for nothing "
-                      f"({', '.join(verdict.unreadable)}): see `tuomin review`[/]")
+        console.print(
+            f"[yellow]{len(verdict.unreadable)} partition file(s) could not be read, so vouch for nothing "
+            f"({', '.join(verdict.unreadable)}): see `tuomin review`[/]"
+        )
     if verdict.anchored_to < verdict.head["seq"] and not expect_head:
-        console.print(f"entries after {verdict.anchored_to} are checked against truncation only with --expect-head "
-                      "(keep this head hash, e.g. in the evidence pack)")
+        console.print(
+            f"entries after {verdict.anchored_to} are checked against truncation only with --expect-head "
+            "(keep this head hash, e.g. in the evidence pack)"
+        )
 
 
 LEDGER_LINES = {
     "run": lambda d: f"{d['run_id']} {d['status']} ({d['triggered_by']['via']})",
     "partition": lambda d: f"{d['dataset']} {d['export_date']}: {d['rows']['published']} rows, k={d['k_achieved']}",
     "backup": lambda d: f"{d['export_date']}: {len(d['files'])} file(s) encrypted with {d['key_id']}",
-    "deletion": lambda d: f"{d['export_date']}: {len(d['files'])} file(s), {d['bytes']} bytes deleted; replaced by "
-                          + ", ".join(f"{r['dataset']} #{r['ledger_seq']}" for r in d["replaced_by"]),
+    "deletion": lambda d: (
+        f"{d['export_date']}: {len(d['files'])} file(s), {d['bytes']} bytes deleted; replaced by "
+        + ", ".join(f"{r['dataset']} #{r['ledger_seq']}" for r in d["replaced_by"])
+    ),
     "partition_removed": lambda d: f"{d['dataset']} {d['export_date']}: {d['published_rows']} rows removed ({d['why'][:40]}…)",
-    "review": lambda d: ("passed" if d["success"] else f"FAILED: {len(d['problems'])} problem(s)") + ": "
-                        + ", ".join(f"{n} {x['partitions']} partitions" for n, x in d["datasets"].items()),
+    "review": lambda d: (
+        ("passed" if d["success"] else f"FAILED: {len(d['problems'])} problem(s)")
+        + ": "
+        + ", ".join(f"{n} {x['partitions']} partitions" for n, x in d["datasets"].items())
+    ),
     "key_destroyed": lambda d: f"{d.get('key', 'pseudonym')} key {d['key_id']} destroyed ({d['method']})",
     "key_rotated": lambda d: f"pseudonym key {d['old_key_id']} -> {d['new_key_id']} ({d['where']})",
-    "erasure_requested": lambda d: f"{d.get('status', 'done')}: {d['kind']} {(d['subject'] or 'key destroyed')[:12]}, "
-                                   + d.get("listed", "added" if d["added"] else "already listed")
-                                   + f", {len(d.get('republished') or [])} partition(s) republished"
-                                   + (f", completes #{', #'.join(map(str, d['retry_of']))}" if d.get("retry_of") else "")
-                                   + (f", FAILED: {d['failed']}" if d.get("failed") else ""),
-    "backup_verified": lambda d: f"{d['ok']} backup(s) ok, {d['bad']} bad" + (", nothing to verify" if d["nothing_to_check"] else ""),
-    "backup_restored": lambda d: f"{d['export_date']}: " + (f"FAILED: {d['error']}" if d["error"] else
-                                                             f"{len(d['files'])} file(s) restored into {d['out']}"),
+    "erasure_requested": lambda d: (
+        f"{d.get('status', 'done')}: {d['kind']} {(d['subject'] or 'key destroyed')[:12]}, "
+        + d.get("listed", "added" if d["added"] else "already listed")
+        + f", {len(d.get('republished') or [])} partition(s) republished"
+        + (f", completes #{', #'.join(map(str, d['retry_of']))}" if d.get("retry_of") else "")
+        + (f", FAILED: {d['failed']}" if d.get("failed") else "")
+    ),
+    "backup_verified": lambda d: (
+        f"{d['ok']} backup(s) ok, {d['bad']} bad" + (", nothing to verify" if d["nothing_to_check"] else "")
+    ),
+    "backup_restored": lambda d: (
+        f"{d['export_date']}: "
+        + (f"FAILED: {d['error']}" if d["error"] else f"{len(d['files'])} file(s) restored into {d['out']}")
+    ),
 }
 
 
 @ledger_app.command("show")
-def ledger_show(restricted: Vault = paths.RESTRICTED,
-                kind: Annotated[str | None, typer.Option(help="Only entries of this kind (run, partition, key_destroyed …).")] = None) -> None:
+def ledger_show(
+    restricted: Vault = paths.RESTRICTED,
+    kind: Annotated[str | None, typer.Option(help="Only entries of this kind (run, partition, key_destroyed …).")] = None,
+) -> None:
     """The ledger's entries, one line each."""
     from flows import ledger
 
@@ -506,14 +635,18 @@ def ledger_show(restricted: Vault = paths.RESTRICTED,
         if kind and entry["kind"] != kind:
             continue
         data = entry["data"]
-        what = LEDGER_LINES.get(entry["kind"], lambda d: ", ".join(f"{k}={v}" for k, v in d.items() if isinstance(v, str | int)))(data)
+        what = LEDGER_LINES.get(entry["kind"], lambda d: ", ".join(f"{k}={v}" for k, v in d.items() if isinstance(v, str | int)))(
+            data
+        )
         table.add_row(str(entry["seq"]), entry["at"], entry["kind"], what, entry["hash"][:12])
     console.print(table)
 
 
 @key_app.command("init")
 def key_init(
-    path: Annotated[Path | None, typer.Option(help="Key file to create (default .secrets/pseudonym.key or .secrets/backup.key).")] = None,
+    path: Annotated[
+        Path | None, typer.Option(help="Key file to create (default .secrets/pseudonym.key or .secrets/backup.key).")
+    ] = None,
     backup: Annotated[bool, typer.Option("--backup", help="The backup key instead of the pseudonym key.")] = False,
 ) -> None:
     """Create a random local demo key (mode 0600) unless one exists."""
@@ -522,28 +655,35 @@ def key_init(
     kind = BACKUP if backup else PSEUDONYM
     path = path or kind.demo
     if init_demo_key(path):
-        console.print(f"created a local demo {kind.name} key at {path} (mode 0600). "
-                      f"For real data use ${kind.env} or a Prefect Secret block (${kind.env}_BLOCK).")
+        console.print(
+            f"created a local demo {kind.name} key at {path} (mode 0600). "
+            f"For real data use ${kind.env} or a Prefect Secret block (${kind.env}_BLOCK)."
+        )
     else:
         console.print(f"using the existing {kind.name} key file {path}")
 
 
-KeyPath = Annotated[Path | None, typer.Option("--path", help="The key file (default: where every command finds the key: "
-                                                          "$…_FILE, $…_BLOCK, then .secrets/).")]
+KeyPath = Annotated[
+    Path | None,
+    typer.Option("--path", help="The key file (default: where every command finds the key: $…_FILE, $…_BLOCK, then .secrets/)."),
+]
 KeyBlock = Annotated[str | None, typer.Option("--block", help="A Prefect Secret block holding the key, instead of a file.")]
 
 
 @key_app.command("rotate")
-def key_rotate(path: KeyPath = None, block: KeyBlock = None, restricted: Vault = paths.RESTRICTED,
-               warehouse: Warehouse = paths.WAREHOUSE) -> None:
+def key_rotate(
+    path: KeyPath = None, block: KeyBlock = None, restricted: Vault = paths.RESTRICTED, warehouse: Warehouse = paths.WAREHOUSE
+) -> None:
     """Replace the warehouse's pseudonym key with a new random one; recorded in the ledger (key_ids only).
 
     Refused unless the key found is the one the warehouse is published with."""
     from flows import keys
 
     old, new, entry = keys.rotate(keys.locate(keys.PSEUDONYM, path, block), restricted, warehouse)
-    console.print(f"rotated: {old} -> {new} (ledger entry {entry['seq']}). Tokens made with {old} no longer "
-                  "match new ones: re-run the dates you want linked under the new key.")
+    console.print(
+        f"rotated: {old} -> {new} (ledger entry {entry['seq']}). Tokens made with {old} no longer "
+        "match new ones: re-run the dates you want linked under the new key."
+    )
 
 
 @key_app.command("destroy")
@@ -569,8 +709,10 @@ def key_destroy(
     entry = keys.destroy(location, restricted, warehouse)
     console.print(f"destroyed {kind.name} key {key_id} ({location}); ledger entry {entry['seq']} hash {entry['hash'][:16]}…")
     if entry["data"]["published_under_other_keys"]:
-        console.print(f"[yellow]partitions published under {', '.join(entry['data']['published_under_other_keys'])} stay "
-                      "linkable until that key is destroyed too[/]")
+        console.print(
+            f"[yellow]partitions published under {', '.join(entry['data']['published_under_other_keys'])} stay "
+            "linkable until that key is destroyed too[/]"
+        )
 
 
 @backup_app.command("verify")
@@ -591,7 +733,9 @@ def backup_verify(
             console.print(f"[bold red]BAD[/] {result['error']}")
     bad = sum(r["error"] is not None for r in results)
     if not results:
-        console.print(f"[bold red]no backups under {restricted / 'backups'}" + (f" for {date}" if date else "") + ": nothing verified[/]")
+        console.print(
+            f"[bold red]no backups under {restricted / 'backups'}" + (f" for {date}" if date else "") + ": nothing verified[/]"
+        )
     elif bad:
         console.print(f"[bold red]{bad} of {len(results)} backup(s) failed verification[/]")
     if bad or not results:
@@ -617,8 +761,10 @@ def backup_restore(
     except BackupError as exc:
         console.print(f"[bold red]restore failed[/]: {exc} (recorded in the ledger)")
         raise typer.Exit(1) from None
-    console.print(f"restored {len(done['files'])} file(s) of {date} into {out}, every SHA-256 as in the manifest; "
-                  "raw personal data: `tuomin purge` deletes them with the date's raw data")
+    console.print(
+        f"restored {len(done['files'])} file(s) of {date} into {out}, every SHA-256 as in the manifest; "
+        "raw personal data: `tuomin purge` deletes them with the date's raw data"
+    )
 
 
 @app.command()
@@ -627,7 +773,9 @@ def purge(
     warehouse: Warehouse = paths.WAREHOUSE,
     restricted: Vault = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted and what is kept, and why; delete nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be deleted and what is kept, and why; delete nothing.")
+    ] = False,
     as_of: AsOf = None,
 ) -> None:
     """Delete raw data that validated partitions replace, with a certificate per date.
@@ -649,19 +797,40 @@ def purge(
             table.add_column(header)
         for item in plan(area, warehouse, restricted, rules, day):
             files = "\n".join(f"{f['area']} {f['bytes']} {f['path']}" for f in item.files) or "\n".join(item.mismatch)
-            table.add_row(item.export_date.isoformat(), "keep" if item.held else "[red]delete[/]", files,
-                          item.held or " ".join(item.grounds))
+            table.add_row(
+                item.export_date.isoformat(),
+                "keep" if item.held else "[red]delete[/]",
+                files,
+                item.held or " ".join(item.grounds),
+            )
         console.print(table)
         check_landing(area, mismatches(area, restricted))
         return
     ledger.trusted(restricted, warehouse)
     check_landing(area, mismatches(area, restricted))
-    state = purge_flow(landing=str(landing), warehouse=str(warehouse), restricted=str(restricted), policies=str(policies),
-                       trigger="cli: tuomin purge", return_state=True)
-    _finish(state, lambda done: f"{len(done)} date(s) purged" + "".join(
-        f"\n  {d['export_date']}: {d['files']} file(s) deleted ("
-        + ", ".join(f"{a} {x['deleted']}" + (f", {x['not_deleted']} not" if x["not_deleted"] else "") for a, x in d["areas"].items())
-        + f"), certificate = ledger entry {d['ledger_seq']}" for d in done))
+    state = purge_flow(
+        landing=str(landing),
+        warehouse=str(warehouse),
+        restricted=str(restricted),
+        policies=str(policies),
+        trigger="cli: tuomin purge",
+        return_state=True,
+    )
+    _finish(
+        state,
+        lambda done: (
+            f"{len(done)} date(s) purged"
+            + "".join(
+                f"\n  {d['export_date']}: {d['files']} file(s) deleted ("
+                + ", ".join(
+                    f"{a} {x['deleted']}" + (f", {x['not_deleted']} not" if x["not_deleted"] else "")
+                    for a, x in d["areas"].items()
+                )
+                + f"), certificate = ledger entry {d['ledger_seq']}"
+                for d in done
+            )
+        ),
+    )
 
 
 @app.command()
@@ -669,7 +838,9 @@ def retention(
     warehouse: Warehouse = paths.WAREHOUSE,
     restricted: Vault = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the partitions past their retention period; delete nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the partitions past their retention period; delete nothing.")
+    ] = False,
     as_of: AsOf = None,
 ) -> None:
     """Delete the published partitions past their dataset's retention period (recorded in the ledger).
@@ -689,33 +860,54 @@ def retention(
     if dry_run:
         items, orphans = expired(restricted, policies, day)
         for item in items:
-            console.print(f"{item.entry['data']['dataset']} {item.entry['data']['export_date']}: kept until {item.keep_until}, would be removed")
+            console.print(
+                f"{item.entry['data']['dataset']} {item.entry['data']['export_date']}: "
+                f"kept until {item.keep_until}, would be removed"
+            )
         for orphan in orphans:
             console.print(f"[red]{orphan}: no policy, retention unknown[/]")
         console.print(f"{len(items)} partition(s) past retention as of {day}")
         return
-    state = retention_flow(warehouse=str(warehouse), restricted=str(restricted), policies=str(policies), trigger="cli: tuomin retention", return_state=True)
+    state = retention_flow(
+        warehouse=str(warehouse),
+        restricted=str(restricted),
+        policies=str(policies),
+        trigger="cli: tuomin retention",
+        return_state=True,
+    )
     _finish(state, lambda removed: f"{len(removed)} partition(s) removed past their retention period")
 
 
 @app.command()
-def review(warehouse: Warehouse = paths.WAREHOUSE, restricted: Vault = paths.RESTRICTED, policies: Policies = paths.POLICIES) -> None:
+def review(
+    warehouse: Warehouse = paths.WAREHOUSE, restricted: Vault = paths.RESTRICTED, policies: Policies = paths.POLICIES
+) -> None:
     """Re-validate every published dataset as a whole; exit 1 on any failure.
 
     Files against the ledger, policy hashes, k, l and the identifier scan over all partitions;
     the result is recorded in the ledger."""
     from flows.review import review as review_flow
 
-    state = review_flow(warehouse=str(warehouse), restricted=str(restricted), policies=str(policies), trigger="cli: tuomin review",
-                        return_state=True)
+    state = review_flow(
+        warehouse=str(warehouse),
+        restricted=str(restricted),
+        policies=str(policies),
+        trigger="cli: tuomin review",
+        return_state=True,
+    )
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, dict):
         for name, result in summary["datasets"].items():
             linkage = result.get("linkage")
-            console.print(f"{name}: {result['partitions']} partition(s), {result['rows']} rows: "
-                          + ("[green]ok[/]" if result["success"] else "[bold red]FAILED[/]")
-                          + (f"; {linkage['profile_unique_share']:.1%} of customers have a unique profile across partitions"
-                             if linkage else ""))
+            console.print(
+                f"{name}: {result['partitions']} partition(s), {result['rows']} rows: "
+                + ("[green]ok[/]" if result["success"] else "[bold red]FAILED[/]")
+                + (
+                    f"; {linkage['profile_unique_share']:.1%} of customers have a unique profile across partitions"
+                    if linkage
+                    else ""
+                )
+            )
         for problem in summary["problems"]:
             console.print(f"[red]{problem}[/]")
     _finish(state, lambda s: f"review passed (ledger entry {s['ledger_seq']})")
@@ -744,7 +936,9 @@ def report(
     if not facts["ledger"]["intact"]:
         console.print(f"[bold red]the ledger is NOT verified[/]: {'; '.join(facts['ledger']['problems'])}; the report says so")
         raise typer.Exit(1)
-    console.print(f"ledger head recorded in the pack: entry {facts['ledger']['head']['seq']} hash {facts['ledger']['head']['hash']}")
+    console.print(
+        f"ledger head recorded in the pack: entry {facts['ledger']['head']['seq']} hash {facts['ledger']['head']['hash']}"
+    )
 
 
 def _as_of(value: str | None, dry_run: bool) -> dt.date | None:
@@ -771,7 +965,9 @@ def _check_date(value: str) -> dt.date:
 
 
 DocNo = Annotated[str | None, typer.Option("--doc-no", help="The person's document number (resident ID, passport, permit).")]
-Mobile = Annotated[str | None, typer.Option("--mobile", help="The person's mobile (+86, spaces, dashes, full-width digits all fine).")]
+Mobile = Annotated[
+    str | None, typer.Option("--mobile", help="The person's mobile (+86, spaces, dashes, full-width digits all fine).")
+]
 MemberNo = Annotated[str | None, typer.Option("--member-no", help="The person's member number.")]
 
 
@@ -790,8 +986,12 @@ def _identifier(doc_no: str | None, mobile: str | None, member_no: str | None):
 @subjects_app.command("lookup")
 def subjects_lookup(
     out: Annotated[Path, typer.Option(help="Folder for the person's file (created owner-only; the file is raw personal data).")],
-    doc_no: DocNo = None, mobile: Mobile = None, member_no: MemberNo = None,
-    landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE, restricted: Vault = paths.RESTRICTED,
+    doc_no: DocNo = None,
+    mobile: Mobile = None,
+    member_no: MemberNo = None,
+    landing: Landing = paths.SAMPLE_LANDING,
+    warehouse: Warehouse = paths.WAREHOUSE,
+    restricted: Vault = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
 ) -> None:
     """Every record of one person in the raw exports still held, as one file (access request)."""
@@ -804,22 +1004,37 @@ def subjects_lookup(
     found = lookup(usage.landing(landing), usage.policies(policies), who)
     path = write_lookup(out, who, pseudonymizer, found) if found else None
     newest = max((f.date for f in found), default=None)
-    entry = ledger.append(restricted, "subject_lookup", {
-        "kind": who.kind, "subject": who.keyed_hash(pseudonymizer), "key_id": pseudonymizer.key_id, "records": len(found),
-        "file": str(path.resolve()) if path else None, "newest_date": newest})
+    entry = ledger.append(
+        restricted,
+        "subject_lookup",
+        {
+            "kind": who.kind,
+            "subject": who.keyed_hash(pseudonymizer),
+            "key_id": pseudonymizer.key_id,
+            "records": len(found),
+            "file": str(path.resolve()) if path else None,
+            "newest_date": newest,
+        },
+    )
     if path is None:
         console.print(f"no record of this person in the exports under {landing}; nothing written (ledger entry {entry['seq']})")
         return
     sources = sorted({f.source for f in found})
-    console.print(f"{len(found)} record(s) ({', '.join(sources)}) -> {path} (owner-only: raw personal data, for the person "
-                  f"only; `tuomin purge` deletes it with the raw data of {newest}, the newest date it copies). "
-                  f"Ledger entry {entry['seq']}.")
+    console.print(
+        f"{len(found)} record(s) ({', '.join(sources)}) -> {path} (owner-only: raw personal data, for the person "
+        f"only; `tuomin purge` deletes it with the raw data of {newest}, the newest date it copies). "
+        f"Ledger entry {entry['seq']}."
+    )
 
 
 @subjects_app.command("erase")
 def subjects_erase(
-    doc_no: DocNo = None, mobile: Mobile = None, member_no: MemberNo = None,
-    landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE, restricted: Vault = paths.RESTRICTED,
+    doc_no: DocNo = None,
+    mobile: Mobile = None,
+    member_no: MemberNo = None,
+    landing: Landing = paths.SAMPLE_LANDING,
+    warehouse: Warehouse = paths.WAREHOUSE,
+    restricted: Vault = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
 ) -> None:
     """Erase one person: put them on requests/erasure.csv (the next run leaves them out of everything
@@ -833,16 +1048,23 @@ def subjects_erase(
     entry = request(usage.landing(landing), warehouse, restricted, usage.policies(policies), who, "tuomin subjects erase")
     done = entry["data"]
     if done["listed"]:
-        console.print(("added to" if done["added"] else "already on") + " requests/erasure.csv. The erasure list is part of every date's fingerprint: the "
-                      "next `tuomin run` republishes each date whose raw files are still held without this person.")
+        console.print(
+            ("added to" if done["added"] else "already on")
+            + " requests/erasure.csv. The erasure list is part of every date's fingerprint: the "
+            "next `tuomin run` republishes each date whose raw files are still held without this person."
+        )
     if done["subject"] is None:
-        console.print("The pseudonym key was destroyed (see the ledger): the published data can no longer be linked to this "
-                      "person or anyone else, which is what anonymization means; nothing published needs removing.")
+        console.print(
+            "The pseudonym key was destroyed (see the ledger): the published data can no longer be linked to this "
+            "person or anyone else, which is what anonymization means; nothing published needs removing."
+        )
     else:
         _print_sweep(who, done)
     if done["retry_of"] and done["status"] == "done":
-        console.print(f"This completes the request of ledger entr{'y' if len(done['retry_of']) == 1 else 'ies'} "
-                      f"{', '.join(map(str, done['retry_of']))}.")
+        console.print(
+            f"This completes the request of ledger entr{'y' if len(done['retry_of']) == 1 else 'ies'} "
+            f"{', '.join(map(str, done['retry_of']))}."
+        )
     console.print(f"Request {done['status']}: ledger entry {entry['seq']}.")
     if done["failed"]:
         raise typer.Exit(1)
@@ -850,33 +1072,45 @@ def subjects_erase(
 
 def _print_sweep(who, done: dict) -> None:
     if done["tokens"] == 0:
-        console.print(f"Published data names customers only by the keyed token of their document number, and no raw record "
-                      f"still held links this {who.kind} to one: the published partitions cannot be searched for this "
-                      "person. Ask them for their document number and repeat with --doc-no.")
+        console.print(
+            f"Published data names customers only by the keyed token of their document number, and no raw record "
+            f"still held links this {who.kind} to one: the published partitions cannot be searched for this "
+            "person. Ask them for their document number and repeat with --doc-no."
+        )
     for x in done["republished"]:
-        console.print(f"{x['dataset']} {x['export_date']}: republished without this person: {x['erased']} row(s) "
-                      f"erased, {x['suppressed']} more suppressed ({x['classes_suppressed']} class(es) left below k or l); "
-                      f"ledger entry {x['ledger_seq']}")
+        console.print(
+            f"{x['dataset']} {x['export_date']}: republished without this person: {x['erased']} row(s) "
+            f"erased, {x['suppressed']} more suppressed ({x['classes_suppressed']} class(es) left below k or l); "
+            f"ledger entry {x['ledger_seq']}"
+        )
     if done["tokens"] and not done["republished"] and not done["failed"]:
         console.print("No published partition holds this person.")
     for other in done["not_searched"]:
-        console.print(f"[yellow]{other['dataset']} {other['export_date']}: published under key {other['key_id']}, not this "
-                      "one: not searched[/]")
+        console.print(
+            f"[yellow]{other['dataset']} {other['export_date']}: published under key {other['key_id']}, not this "
+            "one: not searched[/]"
+        )
     if done["failed"]:
-        console.print(f"[red]{done['failed']}[/]. "
-                      + ("The person stays on the erasure list; fix" if done["listed"] else "Nothing was changed; fix")
-                      + " the cause and repeat this command (partitions already done are not redone).")
+        console.print(
+            f"[red]{done['failed']}[/]. "
+            + ("The person stays on the erasure list; fix" if done["listed"] else "Nothing was changed; fix")
+            + " the cause and repeat this command (partitions already done are not redone)."
+        )
 
 
 @subjects_app.command("notify")
 def subjects_notify(
     out: Annotated[Path, typer.Option(help="Folder for sms.csv and email.csv (created owner-only: raw mobiles and e-mails).")],
     closing_date: Annotated[str, typer.Option(help="The day the shop stops trading (2026-12-31 or 2026年12月31日).")],
-    delete_by: Annotated[str, typer.Option(help="The day by which personal data is deleted: after --requests-by, not before the closing.")],
+    delete_by: Annotated[
+        str, typer.Option(help="The day by which personal data is deleted: after --requests-by, not before the closing.")
+    ],
     requests_by: Annotated[str, typer.Option(help="The last day to ask for a copy or for deletion: after today.")],
     contact: Annotated[str, typer.Option(help="How to ask (a phone number, an address, an e-mail).")],
     shop: Annotated[str, typer.Option(help="The shop's name as customers know it.")] = "本公司",
-    landing: Landing = paths.SAMPLE_LANDING, warehouse: Warehouse = paths.WAREHOUSE, restricted: Vault = paths.RESTRICTED,
+    landing: Landing = paths.SAMPLE_LANDING,
+    warehouse: Warehouse = paths.WAREHOUSE,
+    restricted: Vault = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
 ) -> None:
     """Closure notices for every member of the latest CRM snapshot with a mobile or an e-mail."""
@@ -887,10 +1121,12 @@ def subjects_notify(
     closure = Closure.parse(shop, closing_date, delete_by, requests_by, contact, today())
     counts = notices(usage.landing(landing), usage.policies(policies), closure, out)
     entry = ledger.append(restricted, "notices", counts)
-    console.print(f"CRM snapshot {counts['snapshot']}: {counts['members']} member(s); {counts['sms']} SMS and {counts['email']} "
-                  f"e-mail notice(s) -> {out} (owner-only; deleted by `tuomin purge` with that date's raw data); "
-                  f"{counts['erased']} on the erasure list and {counts['unreachable']} without a mobile or e-mail not "
-                  f"notified. Ledger entry {entry['seq']}.")
+    console.print(
+        f"CRM snapshot {counts['snapshot']}: {counts['members']} member(s); {counts['sms']} SMS and {counts['email']} "
+        f"e-mail notice(s) -> {out} (owner-only; deleted by `tuomin purge` with that date's raw data); "
+        f"{counts['erased']} on the erasure list and {counts['unreachable']} without a mobile or e-mail not "
+        f"notified. Ledger entry {entry['seq']}."
+    )
 
 
 if __name__ == "__main__":

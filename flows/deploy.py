@@ -1,10 +1,10 @@
 """The scheduled deployments, served by `tuomin serve`:
 
-    anonymize-exports/daily   02:00 Shanghai time: the export dates not yet published (or changed
-                              since). A backfill is the same deployment run with `start` and `end`
-                              (from the Prefect UI or `prefect deployment run … -p start=… -p end=…`).
-    review/weekly             Mondays 03:00 Shanghai time: every published dataset re-checked as a
-                              whole; a failed review is a failed flow run.
+anonymize-exports/daily   02:00 Shanghai time: the export dates not yet published (or changed
+                          since). A backfill is the same deployment run with `start` and `end`
+                          (from the Prefect UI or `prefect deployment run … -p start=… -p end=…`).
+review/weekly             Mondays 03:00 Shanghai time: every published dataset re-checked as a
+                          whole; a failed review is a failed flow run.
 """
 
 from __future__ import annotations

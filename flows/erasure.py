@@ -50,8 +50,9 @@ from transforms.pseudonymize import UNIT_PARTS, Pseudonymizer, PseudonymKeyError
 from transforms.steps import ExportError
 
 
-def request(landing: Landing, warehouse: Path, restricted: Path, policies: dict[str, SourcePolicy], who: Identifier,
-            via: str) -> dict:
+def request(
+    landing: Landing, warehouse: Path, restricted: Path, policies: dict[str, SourcePolicy], who: Identifier, via: str
+) -> dict:
     """One erasure request, carried out and recorded whatever happens: the person's tokens found
     (raw records still held), the person added to the erasure list, then removed from what is
     published. The ledger's `erasure_requested` entry says how far it got: `done`, `partial`
@@ -67,10 +68,26 @@ def request(landing: Landing, warehouse: Path, restricted: Path, policies: dict[
             raise
         pseudonymizer = None
     subject = who.keyed_hash(pseudonymizer) if pseudonymizer else None
-    record = {"kind": who.kind, "subject": subject, "key_id": pseudonymizer.key_id if pseudonymizer else None,
-              "status": None, "listed": None, "added": False, "tokens": None, "republished": [], "not_searched": [],
-              "failed": None, "retry_of": [e["seq"] for e in entries if e["kind"] == "erasure_requested" and subject
-                                           and e["data"]["subject"] == subject and e["data"].get("status") != "done"]}
+    record = {
+        "kind": who.kind,
+        "subject": subject,
+        "key_id": pseudonymizer.key_id if pseudonymizer else None,
+        "status": None,
+        "listed": None,
+        "added": False,
+        "tokens": None,
+        "republished": [],
+        "not_searched": [],
+        "failed": None,
+        "retry_of": [
+            e["seq"]
+            for e in entries
+            if e["kind"] == "erasure_requested"
+            and subject
+            and e["data"]["subject"] == subject
+            and e["data"].get("status") != "done"
+        ],
+    }
     try:
         found = tokens(landing, policies, who, pseudonymizer) if pseudonymizer else set()
         record["tokens"] = len(found) if pseudonymizer else None
@@ -86,7 +103,7 @@ def request(landing: Landing, warehouse: Path, restricted: Path, policies: dict[
         record["status"] = "partial" if record["listed"] or record["republished"] else "failed"
         ledger.append(restricted, "erasure_requested", record)
         raise
-    record["status"] = ("done" if not record["failed"] else "partial" if record["listed"] or record["republished"] else "failed")
+    record["status"] = "done" if not record["failed"] else "partial" if record["listed"] or record["republished"] else "failed"
     return ledger.append(restricted, "erasure_requested", record)
 
 
@@ -103,8 +120,9 @@ class Sweep:
     failed: str | None = None
 
 
-def erase_published(warehouse: Path, restricted: Path, tokens: set[str], pseudonymizer: Pseudonymizer, request: str,
-                    triggered_by: dict) -> Sweep:
+def erase_published(
+    warehouse: Path, restricted: Path, tokens: set[str], pseudonymizer: Pseudonymizer, request: str, triggered_by: dict
+) -> Sweep:
     """Republish every partition under this key that holds one of `tokens` (as it publishes them:
     keyed to its version) without those rows; stops at the first partition that cannot be
     (Sweep.failed says which and why)."""
@@ -121,14 +139,21 @@ def erase_published(warehouse: Path, restricted: Path, tokens: set[str], pseudon
             metadata = warehouse_io.read_metadata(path)
             entity = metadata["entity_column"]
             wanted = pseudonymizer.unit_tokens(everywhere, metadata.get("unit", ""))
-            if not tokens or entity is None or not pc.any(pc.is_in(pq.read_table(path, columns=[entity])[entity], wanted)).as_py():
+            if (
+                not tokens
+                or entity is None
+                or not pc.any(pc.is_in(pq.read_table(path, columns=[entity])[entity], wanted)).as_py()
+            ):
                 continue
             try:
                 if file_sha256(path) != data["output"]["sha256"]:  # rewrite only the file the ledger vouches for
-                    raise ErasureFailed(f"{dataset} {day}: left as it was: the partition file differs from the SHA-256 the "
-                                        "ledger recorded (see `tuomin review`)")
-                sweep.republished.append(republish(path, metadata, entry, wanted, warehouse, restricted, request, triggered_by,
-                                                   pseudonymizer))
+                    raise ErasureFailed(
+                        f"{dataset} {day}: left as it was: the partition file differs from the SHA-256 the "
+                        "ledger recorded (see `tuomin review`)"
+                    )
+                sweep.republished.append(
+                    republish(path, metadata, entry, wanted, warehouse, restricted, request, triggered_by, pseudonymizer)
+                )
             except ErasureFailed as exc:
                 sweep.failed = str(exc)
             except OSError as exc:  # the storage: a full disk, a read-only file system
@@ -138,58 +163,112 @@ def erase_published(warehouse: Path, restricted: Path, tokens: set[str], pseudon
     return sweep
 
 
-def republish(path: Path, old: dict, published: dict, wanted: pa.Array, warehouse: Path, restricted: Path, request: str,
-              triggered_by: dict, pseudonymizer: Pseudonymizer) -> dict:
+def republish(
+    path: Path,
+    old: dict,
+    published: dict,
+    wanted: pa.Array,
+    warehouse: Path,
+    restricted: Path,
+    request: str,
+    triggered_by: dict,
+    pseudonymizer: Pseudonymizer,
+) -> dict:
     """One partition without the rows of `wanted` tokens (see the module's docstring); `old` is
     its file's metadata, `published` the ledger entry that published it (its exact counts). The
     tokens that stay are keyed once more, to this republication, so that the copy from before and
     the copy after share none: what differs between them is not a token away from the rest of a
     person's rows (no raw data is needed: it is a keyed function of the tokens published)."""
-    began = dt.datetime.now(dt.timezone.utc)
+    began = dt.datetime.now(dt.UTC)
     run_id = began.strftime("erasure-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     day = dt.date.fromisoformat(old["export_date"])
-    erasure = {"at": began.isoformat(timespec="seconds"), "request": request, "previous_sha256": published["data"]["output"]["sha256"]}
+    erasure = {
+        "at": began.isoformat(timespec="seconds"),
+        "request": request,
+        "previous_sha256": published["data"]["output"]["sha256"],
+    }
     again = f"erasure:{run_id}"
-    rewrite = Rewrite(path, {**old, "unit": UNIT_PARTS.join(filter(None, [old.get("unit", ""), again]))}, wanted, restricted,
-                      f"{run_id} {day}", warehouse_io.staging(warehouse, run_id) / "work",
-                      lambda tokens: pseudonymizer.unit_tokens(tokens, again))
+    rewrite = Rewrite(
+        path,
+        {**old, "unit": UNIT_PARTS.join(filter(None, [old.get("unit", ""), again]))},
+        wanted,
+        restricted,
+        f"{run_id} {day}",
+        warehouse_io.staging(warehouse, run_id) / "work",
+        lambda tokens: pseudonymizer.unit_tokens(tokens, again),
+    )
     try:
         weak = rewrite.weak_classes()
         erasure["classes_suppressed"] = weak.num_rows
-        staged = warehouse_io.stage(warehouse, run_id, old["dataset"], day, ahead(rewrite.batches(weak)),
-                                    warehouse_io.read_fields(path), lambda: rewrite.metadata(run_id, erasure))
+        staged = warehouse_io.stage(
+            warehouse,
+            run_id,
+            old["dataset"],
+            day,
+            ahead(rewrite.batches(weak)),
+            warehouse_io.read_fields(path),
+            lambda: rewrite.metadata(run_id, erasure),
+        )
         new = warehouse_io.read_metadata(staged)
         if not new["validation"]["success"]:
             failures = Outcome(False, tuple(new["validation"]["checks"])).failures()
             raise ErasureFailed(f"{old['dataset']} {day}: left as it was: without the person it fails {'; '.join(failures)}")
         # The person-level criteria too: rows gone can leave someone else's purchases with fewer than k.
-        verdict = risk.gate({old["dataset"]: staged}, warehouse_io.staging(warehouse, run_id), rewrite.project,
-                            rewrite.run_name, rewrite.work)
+        verdict = risk.gate(
+            {old["dataset"]: staged}, warehouse_io.staging(warehouse, run_id), rewrite.project, rewrite.run_name, rewrite.work
+        )
         if verdict.failures:
-            raise ErasureFailed(f"{old['dataset']} {day}: left as it was: without the person the release fails "
-                                f"{' | '.join(verdict.failures)}")
+            raise ErasureFailed(
+                f"{old['dataset']} {day}: left as it was: without the person the release fails {' | '.join(verdict.failures)}"
+            )
         # The ledger's record is made before the rename: the staged file's path under the run's
         # staging directory is the partition's path under the warehouse.
         before = published["data"]["rows"]
-        rows = before | {"erased": before["erased"] + erasure["erased"], "suppressed": before["suppressed"] + erasure["suppressed"],
-                         "published": new["rows"]["published"]}
-        record = ledger_entry(new, rows, published["data"]["cells_suppressed"], published["data"]["inputs"], staged,
-                              warehouse_io.staging(warehouse, run_id), file_sha256(staged), triggered_by, began)
+        rows = before | {
+            "erased": before["erased"] + erasure["erased"],
+            "suppressed": before["suppressed"] + erasure["suppressed"],
+            "published": new["rows"]["published"],
+        }
+        record = ledger_entry(
+            new,
+            rows,
+            published["data"]["cells_suppressed"],
+            published["data"]["inputs"],
+            staged,
+            warehouse_io.staging(warehouse, run_id),
+            file_sha256(staged),
+            triggered_by,
+            began,
+        )
         record["erasure"] = erasure
         warehouse_io.publish(staged, warehouse, old["dataset"], day)
     finally:
         warehouse_io.discard_staging(warehouse, run_id)
     entry = ledger.append(restricted, "partition", record)
-    return {"dataset": old["dataset"], "export_date": old["export_date"], "erased": erasure["erased"],
-            "suppressed": erasure["suppressed"], "classes_suppressed": weak.num_rows, "ledger_seq": entry["seq"]}
+    return {
+        "dataset": old["dataset"],
+        "export_date": old["export_date"],
+        "erased": erasure["erased"],
+        "suppressed": erasure["suppressed"],
+        "classes_suppressed": weak.num_rows,
+        "ledger_seq": entry["seq"],
+    }
 
 
 class Rewrite:
     """One published partition rewritten in two streaming passes, against the gate it passed
     (from its own metadata); classes are counted out of core, as pass 2 of a run does."""
 
-    def __init__(self, path: Path, old: dict, wanted: pa.Array, restricted: Path, run_name: str, work: Path,
-                 rekey: Callable[[pa.ChunkedArray], pa.Array]):
+    def __init__(
+        self,
+        path: Path,
+        old: dict,
+        wanted: pa.Array,
+        restricted: Path,
+        run_name: str,
+        work: Path,
+        rekey: Callable[[pa.ChunkedArray], pa.Array],
+    ):
         self.source, self.old, self.wanted, self.rekey = pq.ParquetFile(path), old, wanted, rekey
         self.tokens = [f.name for f in self.source.schema_arrow if b"tuomin.token" in (f.metadata or {})]
         self.restricted, self.project, self.run_name, self.work = restricted, restricted / paths.GX_PROJECT, run_name, work
@@ -208,8 +287,9 @@ class Rewrite:
             yield table, pc.fill_null(pc.is_in(table[self.entity], self.wanted), False).to_numpy(zero_copy_only=False)
 
     def classes(self, files: list[Path]) -> pa.Table:
-        return class_table(files, self.qis, self.entity, [s for s in self.sensitive if s not in self.qis], ROWS, PEOPLE,
-                           self.work / "classes")
+        return class_table(
+            files, self.qis, self.entity, [s for s in self.sensitive if s not in self.qis], ROWS, PEOPLE, self.work / "classes"
+        )
 
     def weak_classes(self) -> pa.Table:
         """Pass 1, over the class columns: the classes of what stays that fall below k or l
@@ -244,9 +324,14 @@ class Rewrite:
         outcome = Outcome.combine(self.outcomes)
         erasure.update(self.counts)
         measured = metrics.summary(published, self.qis, None, self.gate.k, self.sensitive, count=ROWS, people=PEOPLE)
-        return {**self.old, "run_id": run_id, "flow_run_id": "", "created_at": erasure["at"],
-                "rows": {"published": int(published[ROWS].sum())}, ledger.HEAD_KEY: ledger.head(self.restricted),
-                "metrics": measured | {k: self.old["metrics"].get(k) for k in ("loss", "loss_by_attribute")},
-                "validation": {"success": outcome.success, "checks": list(outcome.checks)},
-                "erasures": [*self.old.get("erasures", []), {"at": erasure["at"]}]}
-
+        return {
+            **self.old,
+            "run_id": run_id,
+            "flow_run_id": "",
+            "created_at": erasure["at"],
+            "rows": {"published": int(published[ROWS].sum())},
+            ledger.HEAD_KEY: ledger.head(self.restricted),
+            "metrics": measured | {k: self.old["metrics"].get(k) for k in ("loss", "loss_by_attribute")},
+            "validation": {"success": outcome.success, "checks": list(outcome.checks)},
+            "erasures": [*self.old.get("erasures", []), {"at": erasure["at"]}],
+        }

@@ -19,8 +19,9 @@ from transforms.policy import SourcePolicy, load_policies
 ROW_COUNTS = ("read", "quarantined", "erased", "suppressed", "published")
 
 
-def collect(warehouse: Path, restricted: Path, policies_dir: Path, start: dt.date | None = None,
-            end: dt.date | None = None) -> dict:
+def collect(
+    warehouse: Path, restricted: Path, policies_dir: Path, start: dt.date | None = None, end: dt.date | None = None
+) -> dict:
     policies = load_policies(policies_dir)
     entries = ledger.entries(restricted)
 
@@ -31,31 +32,61 @@ def collect(warehouse: Path, restricted: Path, policies_dir: Path, start: dt.dat
     def of_kind(kind: str, dated: bool = True) -> list[dict]:
         return [e for e in entries if e["kind"] == kind and (not dated or in_period(e["data"]["export_date"]))]
 
-    datasets = {name: _dataset(policy, warehouse, of_kind("partition"), of_kind("partition_removed"))
-                for name, policy in sorted(policies.items())}
+    datasets = {
+        name: _dataset(policy, warehouse, of_kind("partition"), of_kind("partition_removed"))
+        for name, policy in sorted(policies.items())
+    }
     facts = {
-        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "period": {"start": start.isoformat() if start else None, "end": end.isoformat() if end else None},
         "warehouse": str(warehouse.resolve()),
         "ledger": _ledger(restricted, warehouse),
         "datasets": datasets,
-        "runs": [_event(e, ("run_id", "status", "message", "key_id", "backup_key_id", "erasure_requests"))
-                 for e in of_kind("run", dated=False)],
+        "runs": [
+            _event(e, ("run_id", "status", "message", "key_id", "backup_key_id", "erasure_requests"))
+            for e in of_kind("run", dated=False)
+        ],
         "backups": [_event(e, ("export_date", "key_id", "manifest")) | _files(e["data"]["files"]) for e in of_kind("backup")],
-        "deletions": [_event(e, ("export_date", "why", "replaced_by", "rows", "bytes", "method", "landing"))
-                      | {"areas": _areas(e["data"])} | _files(e["data"]["files"]) | {"not_deleted": e["data"]["not_deleted"]}
-                      for e in of_kind("deletion")],
+        "deletions": [
+            _event(e, ("export_date", "why", "replaced_by", "rows", "bytes", "method", "landing"))
+            | {"areas": _areas(e["data"])}
+            | _files(e["data"]["files"])
+            | {"not_deleted": e["data"]["not_deleted"]}
+            for e in of_kind("deletion")
+        ],
         "key_events": [_key_event(e) for e in entries if e["kind"] in ("key_rotated", "key_destroyed")],
-        "backup_checks": [_event(e, ("export_date", "ok", "bad", "nothing_to_check")) for e in of_kind("backup_verified", dated=False)],
-        "restores": [_event(e, ("export_date", "out", "error")) | {"files": len(e["data"]["files"])}
-                     for e in of_kind("backup_restored")],
+        "backup_checks": [
+            _event(e, ("export_date", "ok", "bad", "nothing_to_check")) for e in of_kind("backup_verified", dated=False)
+        ],
+        "restores": [
+            _event(e, ("export_date", "out", "error")) | {"files": len(e["data"]["files"])} for e in of_kind("backup_restored")
+        ],
         "reviews": [_event(e, ("success", "problems", "datasets")) for e in of_kind("review", dated=False)],
         # Requests name the person by a keyed hash only; what was found and done, in counts.
-        "subject_requests": [_event(e, ("subject", "key_id", "records", "added", "tokens", "republished", "not_searched", "failed",
-                                         "status", "listed", "retry_of"))
-                             for e in entries if e["kind"] in ("subject_lookup", "erasure_requested")],
-        "notices": [_event(e, ("snapshot", "members", "sms", "email", "erased", "unreachable", "closure"))
-                    for e in of_kind("notices", dated=False)],
+        "subject_requests": [
+            _event(
+                e,
+                (
+                    "subject",
+                    "key_id",
+                    "records",
+                    "added",
+                    "tokens",
+                    "republished",
+                    "not_searched",
+                    "failed",
+                    "status",
+                    "listed",
+                    "retry_of",
+                ),
+            )
+            for e in entries
+            if e["kind"] in ("subject_lookup", "erasure_requested")
+        ],
+        "notices": [
+            _event(e, ("snapshot", "members", "sms", "email", "erased", "unreachable", "closure"))
+            for e in of_kind("notices", dated=False)
+        ],
     }
     facts["release"] = _release(warehouse)
     facts["pia"] = impact_assessment(facts, policies)
@@ -70,8 +101,14 @@ def _release(warehouse: Path) -> dict | None:
         found = assess(warehouse)
     except ValueError:  # nothing published
         return None
-    return {"passed": found["passed"], "adversary": found["adversary"], "people": found["people"],
-            "max_risk": found["max_risk"], "singled_out_share": found["singled_out_share"], "checks": found["checks"]}
+    return {
+        "passed": found["passed"],
+        "adversary": found["adversary"],
+        "people": found["people"],
+        "max_risk": found["max_risk"],
+        "singled_out_share": found["singled_out_share"],
+        "checks": found["checks"],
+    }
 
 
 def _ledger(restricted: Path, warehouse: Path) -> dict:
@@ -79,16 +116,27 @@ def _ledger(restricted: Path, warehouse: Path) -> dict:
     verify --expect-head` can show nothing was cut off since), and whether it is intact; never
     "intact" when there was nothing to verify."""
     verdict = ledger.check(restricted, warehouse)
-    return {"entries": verdict.entries, "intact": verdict.intact, "problems": verdict.problems, "head": verdict.head,
-            "anchors": verdict.anchors, "anchored_to": verdict.anchored_to}
+    return {
+        "entries": verdict.entries,
+        "intact": verdict.intact,
+        "problems": verdict.problems,
+        "head": verdict.head,
+        "anchors": verdict.anchors,
+        "anchored_to": verdict.anchored_to,
+    }
 
 
 def _key_event(entry: dict) -> dict:
     """Rotations and destructions in one shape (a rotation names two keys)."""
     data = entry["data"]
-    return _event(entry, ()) | {name: data.get(name) for name in (
-        "where", "method", "effect", "made_with_it", "published_under_other_keys", "old_key_id", "new_key_id")} | {
-        "key": data.get("key", "pseudonym"), "key_id": data.get("key_id", data.get("new_key_id"))}
+    return (
+        _event(entry, ())
+        | {
+            name: data.get(name)
+            for name in ("where", "method", "effect", "made_with_it", "published_under_other_keys", "old_key_id", "new_key_id")
+        }
+        | {"key": data.get("key", "pseudonym"), "key_id": data.get("key_id", data.get("new_key_id"))}
+    )
 
 
 def _areas(certificate: dict) -> dict:
@@ -113,16 +161,33 @@ def _dataset(policy: SourcePolicy, warehouse: Path, published: list[dict], remov
     partitions = [_partition(entry, warehouse) for _, entry in sorted(latest.items())]
     return {
         "description": policy.description,
-        "policy": {"file": policy.path.name, "sha256": policy.sha256, "k": policy.privacy.k,
-                   "max_suppression": policy.privacy.max_suppression,
-                   "l_diversity": [m.model_dump() for m in policy.privacy.l_diversity],
-                   "retention": policy.retention.model_dump()},
-        "columns": [{"column": c.name, "published_as": c.output_name, "role": c.role, "pipl": c.pipl,
-                     "technique": c.family, "transform": c.transform, "purpose": c.purpose} for c in policy.columns],
+        "policy": {
+            "file": policy.path.name,
+            "sha256": policy.sha256,
+            "k": policy.privacy.k,
+            "max_suppression": policy.privacy.max_suppression,
+            "l_diversity": [m.model_dump() for m in policy.privacy.l_diversity],
+            "retention": policy.retention.model_dump(),
+        },
+        "columns": [
+            {
+                "column": c.name,
+                "published_as": c.output_name,
+                "role": c.role,
+                "pipl": c.pipl,
+                "technique": c.family,
+                "transform": c.transform,
+                "purpose": c.purpose,
+            }
+            for c in policy.columns
+        ],
         "partitions": partitions,
         "totals": {key: sum(p["rows"][key] for p in partitions) for key in ROW_COUNTS},
-        "removed": [_event(e, ("export_date", "path", "sha256", "published_rows", "why")) for e in removed
-                    if e["data"]["dataset"] == policy.source],
+        "removed": [
+            _event(e, ("export_date", "path", "sha256", "published_rows", "why"))
+            for e in removed
+            if e["data"]["dataset"] == policy.source
+        ],
     }
 
 
@@ -134,26 +199,57 @@ def _partition(entry: dict, warehouse: Path) -> dict:
     except (OSError, ValueError, KeyError):  # a damaged file: its figures are unknown (`tuomin review` names it)
         metrics = {}
     return {
-        "export_date": data["export_date"], "rows": data["rows"], "k_required": data["k"], "k": data["k_achieved"],
+        "export_date": data["export_date"],
+        "rows": data["rows"],
+        "k_required": data["k"],
+        "k": data["k_achieved"],
         "reconciled": data["rows"]["read"] == sum(data["rows"][key] for key in ROW_COUNTS if key != "read"),
-        "l": data["l_achieved"], "levels": data["levels"], "cells_suppressed": data["cells_suppressed"],
-        "validation": data["validation"], "policy_sha256": data["policy_sha256"], "key_id": data["key_id"],
-        "path": data["output"]["path"], "sha256": data["output"]["sha256"], "in_place": path.is_file(),
-        "metrics": {k: metrics.get(k) for k in ("prosecutor_risk_max", "prosecutor_risk_avg", "unique_share", "classes",
-                                                "avg_class_size", "discernibility", "loss", "loss_by_attribute",
-                                                "class_size_histogram", "l_entropy")},
-        "published_at": data["published_at"], "ledger_seq": entry["seq"], "ledger_hash": entry["hash"],
+        "l": data["l_achieved"],
+        "levels": data["levels"],
+        "cells_suppressed": data["cells_suppressed"],
+        "validation": data["validation"],
+        "policy_sha256": data["policy_sha256"],
+        "key_id": data["key_id"],
+        "path": data["output"]["path"],
+        "sha256": data["output"]["sha256"],
+        "in_place": path.is_file(),
+        "metrics": {
+            k: metrics.get(k)
+            for k in (
+                "prosecutor_risk_max",
+                "prosecutor_risk_avg",
+                "unique_share",
+                "classes",
+                "avg_class_size",
+                "discernibility",
+                "loss",
+                "loss_by_attribute",
+                "class_size_histogram",
+                "l_entropy",
+            )
+        },
+        "published_at": data["published_at"],
+        "ledger_seq": entry["seq"],
+        "ledger_hash": entry["hash"],
     }
 
 
 def _event(entry: dict, keys: tuple[str, ...]) -> dict:
-    return {"kind": entry["kind"], "at": entry["at"], "ledger_seq": entry["seq"], "ledger_hash": entry["hash"],
-            **{k: entry["data"][k] for k in keys if k in entry["data"]}}
+    return {
+        "kind": entry["kind"],
+        "at": entry["at"],
+        "ledger_seq": entry["seq"],
+        "ledger_hash": entry["hash"],
+        **{k: entry["data"][k] for k in keys if k in entry["data"]},
+    }
 
 
 def _files(files: list[dict]) -> dict:
-    return {"files": len(files), "bytes": sum(f["bytes"] for f in files),
-            "file_list": [{k: f[k] for k in ("area", "path", "bytes", "sha256") if k in f} for f in files]}
+    return {
+        "files": len(files),
+        "bytes": sum(f["bytes"] for f in files),
+        "file_list": [{k: f[k] for k in ("area", "path", "bytes", "sha256") if k in f} for f in files],
+    }
 
 
 def impact_assessment(facts: dict, policies: dict[str, SourcePolicy]) -> dict:
@@ -165,7 +261,7 @@ def impact_assessment(facts: dict, policies: dict[str, SourcePolicy]) -> dict:
     latest_review = facts["reviews"][-1] if facts["reviews"] else None
     return {
         "status": "DRAFT outline generated from recorded facts; to be completed and signed by the personal-information "
-                  "protection officer. Keep the assessment and the processing records for at least three years (Art. 56).",
+        "protection officer. Keep the assessment and the processing records for at least three years (Art. 56).",
         "why_required": [
             f"Art. 55(1) processing of sensitive personal information: {len(sensitive)} column(s) classed sensitive "
             f"({', '.join(sensitive) or 'none'}).",
@@ -173,23 +269,28 @@ def impact_assessment(facts: dict, policies: dict[str, SourcePolicy]) -> dict:
             "of an anonymized copy on closing the business.",
         ],
         "purpose_and_means": {
-            "purposes": {name: sorted({c["purpose"] for c in d["columns"] if c["published_as"]})
-                         for name, d in facts["datasets"].items()},
+            "purposes": {
+                name: sorted({c["purpose"] for c in d["columns"] if c["published_as"]}) for name, d in facts["datasets"].items()
+            },
             "retention": {name: d["policy"]["retention"] for name, d in facts["datasets"].items()},
             "means": "Keyed pseudonymization (HMAC-SHA256), generalization along reviewed hierarchies, record and cell "
-                     "suppression, redaction of free text; published only after a Great Expectations gate.",
+            "suppression, redaction of free text; published only after a Great Expectations gate.",
         },
         "risks": {
             "rows_published": sum(p["rows"]["published"] for p in parts),
             "smallest_k": min((p["k"] for p in parts if p["k"] is not None), default=None),
             "max_prosecutor_risk": max((p["metrics"]["prosecutor_risk_max"] or 0 for p in parts), default=None),
             "partitions_failing_validation": sum(not p["validation"]["success"] for p in parts),
-            "linkage_across_partitions": {name: d.get("linkage") for name, d in (latest_review or {}).get("datasets", {}).items()},
+            "linkage_across_partitions": {
+                name: d.get("linkage") for name, d in (latest_review or {}).get("datasets", {}).items()
+            },
             "release": facts["release"],
-            "residual": ["No free text is published; after-sales text is kept, redacted, only in the restricted tier.",
-                         "Each partition (a dataset on a date) is its own unit: its tokens join nothing outside it. An "
-                         "intruder who knows more than m items of a person in one partition is outside the model.",
-                         "Two copies of a partition from before and after an erasure differ by the erased person's rows."],
+            "residual": [
+                "No free text is published; after-sales text is kept, redacted, only in the restricted tier.",
+                "Each partition (a dataset on a date) is its own unit: its tokens join nothing outside it. An "
+                "intruder who knows more than m items of a person in one partition is outside the model.",
+                "Two copies of a partition from before and after an erasure differ by the erased person's rows.",
+            ],
         },
         "measures": {
             "partitions_published": len(parts),
@@ -197,8 +298,9 @@ def impact_assessment(facts: dict, policies: dict[str, SourcePolicy]) -> dict:
             "deletion_certificates": len(facts["deletions"]),
             "keys_destroyed": [f"{e['key']} {e['key_id']}" for e in destroyed],
             # Partitions made with a key not destroyed can still be linked to people by whoever holds it.
-            "pseudonym_keys_alive": sorted({p["key_id"] for p in parts}
-                                           - {e["key_id"] for e in destroyed if e["key"] == "pseudonym"}),
+            "pseudonym_keys_alive": sorted(
+                {p["key_id"] for p in parts} - {e["key_id"] for e in destroyed if e["key"] == "pseudonym"}
+            ),
             "reviews": len(facts["reviews"]),
             "access_requests": sum(r["kind"] == "subject_lookup" for r in facts["subject_requests"]),
             "erasure_requests": sum(r["kind"] == "erasure_requested" for r in facts["subject_requests"]),

@@ -39,10 +39,24 @@ class KeyKind:
     effect: str  # what destroying it does
 
 
-PSEUDONYM = KeyKind("pseudonym", "TUOMIN_PSEUDONYM_KEY", Path(".secrets") / "pseudonym.key", Pseudonymizer, PseudonymKeyError,
-                    "partition", "tokens made with this key can no longer be linked to anyone (PIPL Art. 73)")
-BACKUP = KeyKind("backup", "TUOMIN_BACKUP_KEY", Path(".secrets") / "backup.key", BackupKey, BackupError,
-                 "backup", "the backups encrypted with this key can no longer be read by anyone")
+PSEUDONYM = KeyKind(
+    "pseudonym",
+    "TUOMIN_PSEUDONYM_KEY",
+    Path(".secrets") / "pseudonym.key",
+    Pseudonymizer,
+    PseudonymKeyError,
+    "partition",
+    "tokens made with this key can no longer be linked to anyone (PIPL Art. 73)",
+)
+BACKUP = KeyKind(
+    "backup",
+    "TUOMIN_BACKUP_KEY",
+    Path(".secrets") / "backup.key",
+    BackupKey,
+    BackupError,
+    "backup",
+    "the backups encrypted with this key can no longer be read by anyone",
+)
 
 
 class KeyRefused(ValueError):
@@ -98,8 +112,10 @@ def locate(kind: KeyKind, path: Path | None = None, block: str | None = None) ->
         return Location(kind, block=os.environ[f"{kind.env}_BLOCK"])
     if kind.demo.is_file():
         return Location(kind, path=kind.demo)
-    raise kind.error(f"no {kind.name} key: set ${kind.env}, ${kind.env}_FILE or ${kind.env}_BLOCK "
-                     f"(`tuomin key init{' --backup' if kind is BACKUP else ''}` writes a local demo key, {kind.demo})")
+    raise kind.error(
+        f"no {kind.name} key: set ${kind.env}, ${kind.env}_FILE or ${kind.env}_BLOCK "
+        f"(`tuomin key init{' --backup' if kind is BACKUP else ''}` writes a local demo key, {kind.demo})"
+    )
 
 
 def load(kind: KeyKind):
@@ -157,13 +173,16 @@ def warehouse_key(entries: list[dict]) -> tuple[str | None, dict | None]:
 
 
 def destroyed(entries: list[dict], kind: KeyKind) -> set[str]:
-    return {e["data"]["key_id"] for e in entries if e["kind"] == "key_destroyed" and e["data"].get("key", "pseudonym") == kind.name}
+    return {
+        e["data"]["key_id"] for e in entries if e["kind"] == "key_destroyed" and e["data"].get("key", "pseudonym") == kind.name
+    }
 
 
 def record_rotation(restricted: Path, old: str, new: str, where: str) -> dict:
     """The one shape of a rotation in the ledger, whichever command made it."""
-    return ledger.append(restricted, "key_rotated", {"key": "pseudonym", "key_id": new, "old_key_id": old, "new_key_id": new,
-                                                    "where": where})
+    return ledger.append(
+        restricted, "key_rotated", {"key": "pseudonym", "key_id": new, "old_key_id": old, "new_key_id": new, "where": where}
+    )
 
 
 def check_continuity(restricted: Path, key_id: str, rotating: bool = False) -> None:
@@ -182,13 +201,16 @@ def check_continuity(restricted: Path, key_id: str, rotating: bool = False) -> N
         f"the pseudonym key {key_id} is not the key the warehouse was published with ({expected}, ledger entry "
         f"{said['seq']}): its tokens would not link to the published ones, so nothing is run. Load that key, or change "
         "keys on purpose: `tuomin key rotate` (a key file or Secret block) or `tuomin run --rotate-key`, both recorded "
-        "in the ledger.")
+        "in the ledger."
+    )
 
 
 def _writable(location: Location, verb: str) -> None:
     if location.variable:
-        raise KeyRefused(f"the {location.kind.name} key is held in {location} itself, which tuomin cannot {verb}: "
-                         f"{verb} it where it is kept, or point ${location.kind.env}_FILE or _BLOCK at it")
+        raise KeyRefused(
+            f"the {location.kind.name} key is held in {location} itself, which tuomin cannot {verb}: "
+            f"{verb} it where it is kept, or point ${location.kind.env}_FILE or _BLOCK at it"
+        )
 
 
 def rotation(location: Location, restricted: Path, warehouse: Path | None = None) -> str:
@@ -199,11 +221,15 @@ def rotation(location: Location, restricted: Path, warehouse: Path | None = None
     key_id = location.load().key_id
     expected, said = warehouse_key(ledger.trusted(restricted, warehouse))
     if expected is None:
-        raise KeyRefused(f"the ledger in {restricted} records nothing published with a pseudonym key yet: there is "
-                         f"nothing to rotate away from ({location} holds {key_id}). Wrong --restricted?")
+        raise KeyRefused(
+            f"the ledger in {restricted} records nothing published with a pseudonym key yet: there is "
+            f"nothing to rotate away from ({location} holds {key_id}). Wrong --restricted?"
+        )
     if expected != key_id:
-        raise KeyRefused(f"{location} holds key {key_id}, but the warehouse is published with {expected} (ledger entry "
-                         f"{said['seq']}): rotating it would not change the warehouse's key. Wrong key file or --restricted?")
+        raise KeyRefused(
+            f"{location} holds key {key_id}, but the warehouse is published with {expected} (ledger entry "
+            f"{said['seq']}): rotating it would not change the warehouse's key. Wrong key file or --restricted?"
+        )
     return key_id
 
 
@@ -231,9 +257,11 @@ def destruction(location: Location, restricted: Path, warehouse: Path | None = N
     kind, key_id = location.kind, location.load().key_id
     made = made_with(ledger.trusted(restricted, warehouse), kind)
     if key_id not in made:
-        raise KeyRefused(f"{location} holds {kind.name} key {key_id}, but the ledger in {restricted} records no {kind.made} "
-                         f"made with it (it records {', '.join(sorted(made)) or 'none'}): nothing destroyed. Wrong key file "
-                         "or --restricted?")
+        raise KeyRefused(
+            f"{location} holds {kind.name} key {key_id}, but the ledger in {restricted} records no {kind.made} "
+            f"made with it (it records {', '.join(sorted(made)) or 'none'}): nothing destroyed. Wrong key file "
+            "or --restricted?"
+        )
     return key_id
 
 
@@ -255,10 +283,24 @@ def destroy(location: Location, restricted: Path, warehouse: Path | None = None)
             os.fsync(fh.fileno())
         location.path.unlink()
     entries = ledger.entries(restricted)
-    alive = sorted(set(made_with([e for e in ledger.partition_entries(restricted).values()], kind))
-                   - destroyed(entries, kind) - {key_id}) if kind is PSEUDONYM else []
-    return ledger.append(restricted, "key_destroyed", {
-        "key": kind.name, "key_id": key_id, "where": str(location), "made_with_it": made_with(entries, kind)[key_id],
-        "method": "Secret block deleted" if location.block else "overwritten, flushed, deleted", "effect": kind.effect,
-        "published_under_other_keys": alive,
-        "why": "PIPL Art. 47(1)(2): the company is closing; the key is no longer needed"})
+    alive = (
+        sorted(
+            set(made_with([e for e in ledger.partition_entries(restricted).values()], kind)) - destroyed(entries, kind) - {key_id}
+        )
+        if kind is PSEUDONYM
+        else []
+    )
+    return ledger.append(
+        restricted,
+        "key_destroyed",
+        {
+            "key": kind.name,
+            "key_id": key_id,
+            "where": str(location),
+            "made_with_it": made_with(entries, kind)[key_id],
+            "method": "Secret block deleted" if location.block else "overwritten, flushed, deleted",
+            "effect": kind.effect,
+            "published_under_other_keys": alive,
+            "why": "PIPL Art. 47(1)(2): the company is closing; the key is no longer needed",
+        },
+    )

@@ -45,7 +45,7 @@ class Landing:
     def glob(self, pattern: str) -> list[str]:
         """Relative paths matching a glob under the root, sorted."""
         found = self.fs.glob(f"{self.root}/{pattern}")
-        return sorted(p[len(self.root) + 1:] if p.startswith(self.root + "/") else p.lstrip("/") for p in found)
+        return sorted(p[len(self.root) + 1 :] if p.startswith(self.root + "/") else p.lstrip("/") for p in found)
 
     def open(self, relative: str):
         if isinstance(self.fs, MemoryFileSystem):
@@ -140,8 +140,9 @@ def check_headers(landing: Landing, policies: dict[str, SourcePolicy], dates: li
     return problems
 
 
-def dropped_headers(landing: Landing, relative: str, policy: SourcePolicy, columns: list[str] | None = None,
-                    drop_unknown: bool = False) -> list[str]:
+def dropped_headers(
+    landing: Landing, relative: str, policy: SourcePolicy, columns: list[str] | None = None, drop_unknown: bool = False
+) -> list[str]:
     """The file's headers the policy does not cover, when the read was asked to drop them."""
     return unknown_headers(_header(landing, relative, policy.encoding), policy) if drop_unknown and columns is None else []
 
@@ -149,8 +150,15 @@ def dropped_headers(landing: Landing, relative: str, policy: SourcePolicy, colum
 READ_BLOCK = 1 << 20  # Arrow's CSV reader keeps dozens of blocks in flight: small blocks bound it
 
 
-def iter_csv(landing: Landing, relative: str, policy: SourcePolicy, ragged: list[str], columns: list[str] | None = None,
-             drop_unknown: bool = False, block_size: int = 1 << 24) -> Iterator[pa.Table]:
+def iter_csv(
+    landing: Landing,
+    relative: str,
+    policy: SourcePolicy,
+    ragged: list[str],
+    columns: list[str] | None = None,
+    drop_unknown: bool = False,
+    block_size: int = 1 << 24,
+) -> Iterator[pa.Table]:
     """One file as conformed text tables of about `block_size` bytes each, streamed: memory does
     not grow with the file. Rows with a wrong field count are appended to `ragged` (raw text, for
     the quarantine). Unknown or missing columns fail before any data is read (columns=None)."""
@@ -174,8 +182,11 @@ def iter_csv(landing: Landing, relative: str, policy: SourcePolicy, ragged: list
                 read_options=pcsv.ReadOptions(encoding=encoding, block_size=min(READ_BLOCK, block_size)),
                 parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip),
                 convert_options=pcsv.ConvertOptions(
-                    column_types=dict.fromkeys(headers, pa.string()), strings_can_be_null=False,
-                    quoted_strings_can_be_null=False, include_columns=wanted if dropped or columns else None),
+                    column_types=dict.fromkeys(headers, pa.string()),
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                    include_columns=wanted if dropped or columns else None,
+                ),
             )
             pending, size, empty = [], 0, True
             for batch in reader:
@@ -189,11 +200,15 @@ def iter_csv(landing: Landing, relative: str, policy: SourcePolicy, ragged: list
                 yield _conformed(pa.Table.from_batches(pending, reader.schema).combine_chunks(), policy, relative, columns)
     except UnicodeDecodeError:
         line, column = _undecodable(landing, relative, policy.encoding, headers)
-        raise ExportError(f"{relative}: line {line}, column {column}: not valid {policy.encoding} (the value is withheld)") from None
+        raise ExportError(
+            f"{relative}: line {line}, column {column}: not valid {policy.encoding} (the value is withheld)"
+        ) from None
     except pa.ArrowInvalid as exc:
         if "straddling" in str(exc):  # Arrow's words for a row that does not fit in one read block
-            raise ExportError(f"{relative}: a row longer than {READ_BLOCK >> 20} MiB after row {rows + len(ragged)} "
-                              "(an extremely long field?); the file is not read") from None
+            raise ExportError(
+                f"{relative}: a row longer than {READ_BLOCK >> 20} MiB after row {rows + len(ragged)} "
+                "(an extremely long field?); the file is not read"
+            ) from None
         raise ExportError(f"{relative}: not readable as CSV (details withheld: they quote the data)") from None
 
 
@@ -239,9 +254,11 @@ def sample_csv(path: Path, encoding: str, rows: int) -> pa.Table:
     """The first `rows` data rows as text, read in blocks: a 5 GB export is not read whole."""
     headers = _header(Landing(path.parent), path.name, encoding)
     reader = pcsv.open_csv(
-        path, read_options=pcsv.ReadOptions(encoding=_ARROW_ENCODING[encoding], block_size=1 << 20),
+        path,
+        read_options=pcsv.ReadOptions(encoding=_ARROW_ENCODING[encoding], block_size=1 << 20),
         parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=lambda row: "skip"),
-        convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(headers, pa.string()), strings_can_be_null=False))
+        convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(headers, pa.string()), strings_can_be_null=False),
+    )
     batches, seen = [], 0
     for batch in reader:
         batches.append(batch)
@@ -273,8 +290,12 @@ def read_erasure_requests(landing: Landing) -> pa.Table:
         return pa.table({"doc_no": pa.array([], pa.string())})
     try:
         with landing.open(ERASURE_REQUESTS) as source:
-            return pcsv.read_csv(source, read_options=pcsv.ReadOptions(encoding="utf8"),
-                             convert_options=pcsv.ConvertOptions(
-                                 column_types={c: pa.string() for c in ("requested_at", "doc_no", "mobile", "member_no")}))
+            return pcsv.read_csv(
+                source,
+                read_options=pcsv.ReadOptions(encoding="utf8"),
+                convert_options=pcsv.ConvertOptions(
+                    column_types={c: pa.string() for c in ("requested_at", "doc_no", "mobile", "member_no")}
+                ),
+            )
     except pa.ArrowInvalid:
         raise ExportError(f"{ERASURE_REQUESTS}: not readable as CSV (details withheld: they quote the data)") from None

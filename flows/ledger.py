@@ -81,9 +81,13 @@ def append(restricted: Path, kind: str, data: dict) -> dict:
         for line in fh:
             if line.strip():
                 last = json.loads(line)
-        entry = {"seq": last["seq"] + 1 if last else 1, "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                 "kind": kind, "data": json.loads(json.dumps(data, ensure_ascii=False, default=str)),
-                 "prev": last["hash"] if last else GENESIS}
+        entry = {
+            "seq": last["seq"] + 1 if last else 1,
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "kind": kind,
+            "data": json.loads(json.dumps(data, ensure_ascii=False, default=str)),
+            "prev": last["hash"] if last else GENESIS,
+        }
         entry["hash"] = _digest(entry)
         fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
         fh.flush()
@@ -137,13 +141,16 @@ def check(restricted: Path, warehouse: Path | None = None, expect_head: str | No
         if len(wanted) < 12:
             verdict.problems.append(f"--expect-head {expect_head!r}: give at least the first 12 hex digits of the hash")
         elif not any(e["hash"].startswith(wanted) for e in found):
-            verdict.problems.append(f"no entry has the expected head hash {wanted[:16]}…: the ledger was cut short or "
-                                    "rewritten after that head was taken")
+            verdict.problems.append(
+                f"no entry has the expected head hash {wanted[:16]}…: the ledger was cut short or "
+                "rewritten after that head was taken"
+            )
     return verdict
 
 
 def _chain(found: list[dict]) -> list[str]:
-    problems, prev = [], GENESIS
+    problems: list[str] = []
+    prev: str | None = GENESIS
     for position, entry in enumerate(found, start=1):
         if entry.get("seq") != position:
             problems.append(f"entry {position}: sequence number {entry.get('seq')} (an entry was deleted or moved)")
@@ -172,18 +179,28 @@ def _anchors(warehouse: Path, found: list[dict], verdict: Verdict) -> None:
             continue
         seq, recorded = anchor["seq"], anchor["hash"]
         if seq > len(found):
-            verdict.problems.append(f"{where} was written after ledger entry {seq}, but the ledger ends at entry {len(found)}: "
-                                    "entries were cut off")
+            verdict.problems.append(
+                f"{where} was written after ledger entry {seq}, but the ledger ends at entry {len(found)}: entries were cut off"
+            )
             continue
         if (found[seq - 1]["hash"] if seq else GENESIS) != recorded:
-            verdict.problems.append(f"{where} was written after ledger entry {seq} with hash {recorded[:16]}…, which the "
-                                    "ledger no longer holds: it was rewritten")
+            verdict.problems.append(
+                f"{where} was written after ledger entry {seq} with hash {recorded[:16]}…, which the "
+                "ledger no longer holds: it was rewritten"
+            )
             continue
-        own = [e for e in found[seq:] if e["kind"] == "partition" and e["data"].get("run_id") == metadata["run_id"]
-               and (e["data"].get("dataset"), e["data"].get("export_date")) == (metadata["dataset"], metadata["export_date"])]
+        own = [
+            e
+            for e in found[seq:]
+            if e["kind"] == "partition"
+            and e["data"].get("run_id") == metadata["run_id"]
+            and (e["data"].get("dataset"), e["data"].get("export_date")) == (metadata["dataset"], metadata["export_date"])
+        ]
         if not own:  # the ledger was cut short, or a run died between publishing the file and recording it
-            verdict.problems.append(f"{where}: no ledger entry after entry {seq} records its publication: entries were cut "
-                                    "off, or a run died before recording it (rerunning its date records it)")
+            verdict.problems.append(
+                f"{where}: no ledger entry after entry {seq} records its publication: entries were cut "
+                "off, or a run died before recording it (rerunning its date records it)"
+            )
             continue
         verdict.anchors += 1
         verdict.anchored_to = max(verdict.anchored_to, own[0]["seq"])
@@ -199,9 +216,11 @@ def trusted(restricted: Path, warehouse: Path | None = None) -> list[dict]:
     is missing, empty, cut short (against `warehouse`'s files) or broken."""
     verdict = check(restricted, warehouse)
     if verdict.problems:
-        raise LedgerBroken(f"{verdict.path}: the ledger cannot be trusted ({verdict.problems[0]}"
-                           + (f"; {len(verdict.problems) - 1} more" if len(verdict.problems) > 1 else "")
-                           + "; see `tuomin ledger verify`): nothing was changed")
+        raise LedgerBroken(
+            f"{verdict.path}: the ledger cannot be trusted ({verdict.problems[0]}"
+            + (f"; {len(verdict.problems) - 1} more" if len(verdict.problems) > 1 else "")
+            + "; see `tuomin ledger verify`): nothing was changed"
+        )
     return entries(restricted)
 
 

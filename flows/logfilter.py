@@ -38,5 +38,5 @@ def install() -> None:
             record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
         return record
 
-    factory.masks_identifiers = True
+    factory.masks_identifiers = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)

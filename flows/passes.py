@@ -69,8 +69,7 @@ def _transient(task, task_run, state) -> bool:
 
 
 # Reads from the landing area: retried twice, after 2 and 10 seconds, when the failure is transient.
-io_task = task(cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=[2, 10],
-               retry_condition_fn=_transient)
+io_task = task(cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
 
 
 def release_memory() -> None:
@@ -94,8 +93,9 @@ def pseudonymizer(key_id: str) -> Pseudonymizer:
     """The run's key, loaded where the task runs (env, file or Secret block) and checked."""
     loaded = load_pseudonymizer()
     if loaded.key_id != key_id:
-        raise PseudonymKeyError(f"the pseudonym key changed during the run (expected key_id {key_id}, "
-                                f"found {loaded.key_id}); nothing is published")
+        raise PseudonymKeyError(
+            f"the pseudonym key changed during the run (expected key_id {key_id}, found {loaded.key_id}); nothing is published"
+        )
     return loaded
 
 
@@ -131,10 +131,11 @@ class Job:
         """The restricted directory where a source's staged batches wait for pass 2 (0700)."""
         return paths.restricted_dir(self.restricted, ".work", self.run_id, source, date.isoformat())
 
-    def context(self, date: dt.date, policy: SourcePolicy, names: frozenset[str] | set[str] = frozenset(), unit: str = "") -> Context:
+    def context(
+        self, date: dt.date, policy: SourcePolicy, names: frozenset[str] | set[str] = frozenset(), unit: str = ""
+    ) -> Context:
         """What the operators need for a source and date; `unit` keys what a partition publishes."""
-        return Context(pseudonymizer(self.key_id), date, self.policy_dir, NameMatcher(names), policy.privacy.reference_date,
-                       unit)
+        return Context(pseudonymizer(self.key_id), date, self.policy_dir, NameMatcher(names), policy.privacy.reference_date, unit)
 
     @property
     def gx_project(self) -> Path:
@@ -155,8 +156,16 @@ class Scanned:
 
 
 @io_task(task_run_name="scan-{policy.source}-{date}-{index}")
-def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index: int, date: dt.date, job: Job,
-         link_keys: list[str], lookups: list[tuple[pa.Array, pa.Array]]) -> Scanned:
+def scan(
+    landing: landing_io.Landing,
+    policy: SourcePolicy,
+    relative: str,
+    index: int,
+    date: dt.date,
+    job: Job,
+    link_keys: list[str],
+    lookups: list[tuple[pa.Array, pa.Array]],
+) -> Scanned:
     """Pass 1 over one file (see the module's docstring); `lookups` are link_lookups' result for
     a source that links, `link_keys` the columns other sources link to (kept when staging)."""
     ctx = job.context(date, policy)
@@ -167,15 +176,18 @@ def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index
     ragged: list[str] = []
     names, erased = set(), set()
     labels, rows = [], 0
-    for raw in ahead(landing_io.iter_csv(landing, relative, policy, ragged, drop_unknown=job.drop_unknown, block_size=BATCH_BYTES)):
+    for raw in ahead(
+        landing_io.iter_csv(landing, relative, policy, ragged, drop_unknown=job.drop_unknown, block_size=BATCH_BYTES)
+    ):
         parsed = steps.parse_table(raw, policy)
         bad = parsed.bad
         if bad.any():
             quarantine.unparseable(relative, rows + 1, raw, parsed)
         rows += raw.num_rows
         good = parsed.table.filter(pa.array(~bad))
-        tokens = (steps.linked_tokens(good, policy, lookups) if policy.link
-                  else steps.entity_tokens(good, policy, ctx.pseudonymizer))
+        tokens = (
+            steps.linked_tokens(good, policy, lookups) if policy.link else steps.entity_tokens(good, policy, ctx.pseudonymizer)
+        )
         subject = steps.subject_rows(good, policy, job.subjects)
         if tokens is not None and subject.any():
             erased |= set(pc.drop_null(tokens.filter(pa.array(subject))).to_pylist())
@@ -188,10 +200,15 @@ def scan(landing: landing_io.Landing, policy: SourcePolicy, relative: str, index
         failpoints.hit("reading")  # a batch staged, the file not read to its end
     quarantine.ragged(relative, ragged, [c.name for c in policy.input_columns])
     quarantine.close()
-    scanned = Scanned(landing_io.InputFile(relative, landing.sha256(relative), landing.size(relative), rows + len(ragged)),
-                      staged_file.close(), planning.Tally([tally_file.close()], planning.concat(labels).representatives),
-                      names, erased, quarantine.count,
-                      landing_io.dropped_headers(landing, relative, policy, drop_unknown=job.drop_unknown))
+    scanned = Scanned(
+        landing_io.InputFile(relative, landing.sha256(relative), landing.size(relative), rows + len(ragged)),
+        staged_file.close(),
+        planning.Tally([tally_file.close()], planning.concat(labels).representatives),
+        names,
+        erased,
+        quarantine.count,
+        landing_io.dropped_headers(landing, relative, policy, drop_unknown=job.drop_unknown),
+    )
     release_memory()
     return scanned
 
@@ -213,8 +230,11 @@ class Spill:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.touch(mode=0o600)
             self.path.chmod(0o600)
-            self._writer = (pa.ipc.new_file(str(self.path), table.schema, options=pa.ipc.IpcWriteOptions(compression="lz4"))
-                            if self.path.suffix == ".arrow" else pq.ParquetWriter(self.path, table.schema, compression="lz4"))
+            self._writer = (
+                pa.ipc.new_file(str(self.path), table.schema, options=pa.ipc.IpcWriteOptions(compression="lz4"))
+                if self.path.suffix == ".arrow"
+                else pq.ParquetWriter(self.path, table.schema, compression="lz4")
+            )
         self._writer.write_table(table)
 
     def close(self) -> Path:
@@ -223,8 +243,14 @@ class Spill:
 
 
 @io_task(task_run_name="link-{policy.source}-{date}")
-def link_lookups(landing: landing_io.Landing, policies: dict[str, SourcePolicy], policy: SourcePolicy, date: dt.date,
-                 job: Job, same_day: dict[str, list[Path]]) -> tuple[list, set[str], set[str]]:
+def link_lookups(
+    landing: landing_io.Landing,
+    policies: dict[str, SourcePolicy],
+    policy: SourcePolicy,
+    date: dt.date,
+    job: Job,
+    same_day: dict[str, list[Path]],
+) -> tuple[list, set[str], set[str]]:
     """For each link of the policy, (normalized keys, entity tokens) of the linked source's rows
     this source refers to: from the same day's staged batches and the look-back window's raw
     files. Also the person names and erased subjects' tokens found in the look-back window.
@@ -241,8 +267,14 @@ def link_lookups(landing: landing_io.Landing, policies: dict[str, SourcePolicy],
                 found = pc.is_in(steps.link_keys(batch[link.key]), wanted)
                 keys.append(steps.link_keys(batch[link.key].filter(found)))
                 tokens.append(batch[planning.ENTITY].filter(found))
-        columns = sorted({link.key, steps.entity_source(target).name, *target.subject_keys.values(),
-                          *(c.name for c in target.columns if c.kind == "person_name")})
+        columns = sorted(
+            {
+                link.key,
+                steps.entity_source(target).name,
+                *target.subject_keys.values(),
+                *(c.name for c in target.columns if c.kind == "person_name"),
+            }
+        )
         for back in range(1, link.lookback_days + 1):
             day = date - dt.timedelta(days=back)
             for relative in landing_io.files_for(landing, target, day):
@@ -252,11 +284,17 @@ def link_lookups(landing: landing_io.Landing, policies: dict[str, SourcePolicy],
                     found = pc.or_(pc.fill_null(pc.is_in(steps.link_keys(table[link.key]), wanted), False), pa.array(hit))
                     table = table.filter(found)
                     day_tokens = steps.entity_tokens(table, target, ctx.pseudonymizer)
-                    erased |= set(pc.drop_null(day_tokens.filter(pa.array(hit[found.to_numpy(zero_copy_only=False)]))).to_pylist())
+                    erased |= set(
+                        pc.drop_null(day_tokens.filter(pa.array(hit[found.to_numpy(zero_copy_only=False)]))).to_pylist()
+                    )
                     keys.append(steps.link_keys(table[link.key]))
                     tokens.append(day_tokens)
-        lookups.append((pa.concat_arrays(keys) if keys else pa.array([], pa.string()),
-                        pa.concat_arrays(tokens) if tokens else pa.array([], pa.string())))
+        lookups.append(
+            (
+                pa.concat_arrays(keys) if keys else pa.array([], pa.string()),
+                pa.concat_arrays(tokens) if tokens else pa.array([], pa.string()),
+            )
+        )
     return lookups, names, erased
 
 
@@ -298,15 +336,27 @@ def gate(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], plan
 
 
 @raw_task(task_run_name="write-{policy.source}-{date}")
-def write(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], plan: planning.Plan, erased: set[str],
-          names: set[str], inputs: Inputs, counts: dict, run: dict, gate: Gate) -> Written:
+def write(
+    policy: SourcePolicy,
+    date: dt.date,
+    job: Job,
+    staged: list[Path],
+    plan: planning.Plan,
+    erased: set[str],
+    names: set[str],
+    inputs: Inputs,
+    counts: dict,
+    run: dict,
+    gate: Gate,
+) -> Written:
     """Pass 2 for one source: every staged batch through the plan into one staged partition.
     `counts` holds read and quarantined from pass 1; `run` the ids recorded with the file."""
     ctx = job.context(date, policy, names, unit=run["unit"])
     built = planning.hierarchies(policy, ctx)
     if any(isinstance(c.operator, Suppress) for c in policy.columns):
-        plan = plan.with_counts(planning.merge_counts(
-            [planning.count_values(b, policy, erased) for b in _staged_batches(staged)]), policy)
+        plan = plan.with_counts(
+            planning.merge_counts([planning.count_values(b, policy, erased) for b in _staged_batches(staged)]), policy
+        )
     counts = {**counts, "erased": 0, "suppressed": 0, "published": 0}
     cells: dict[str, int] = {}
     outcomes = []
@@ -336,9 +386,15 @@ def write(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], pla
     written = Written(None, counts, {}, None, cells, [dict(f) for f in inputs.files])
     levels = plan.solution.levels if plan.solution else {}
     staged_rows = counts["read"] - counts["quarantined"]
-    written.path = warehouse_io.stage(job.warehouse, job.run_id, policy.source, date,
-                                      ahead(shuffled(ahead(batches()), staged_rows, work / "shuffle")),
-                                      field_metadata(policy, levels), metadata)
+    written.path = warehouse_io.stage(
+        job.warehouse,
+        job.run_id,
+        policy.source,
+        date,
+        ahead(shuffled(ahead(batches()), staged_rows, work / "shuffle")),
+        field_metadata(policy, levels),
+        metadata,
+    )
     written.metadata = warehouse_io.read_metadata(written.path)
     release_memory()
     return written

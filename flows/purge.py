@@ -72,8 +72,9 @@ class Plan:
     mismatch: list[str] = field(default_factory=list)  # recorded inputs the landing does not hold (see mismatches)
 
 
-def plan(landing: landing_io.Landing, warehouse: Path, restricted: Path, policies: dict[str, SourcePolicy],
-         as_of: dt.date) -> list[Plan]:
+def plan(
+    landing: landing_io.Landing, warehouse: Path, restricted: Path, policies: dict[str, SourcePolicy], as_of: dt.date
+) -> list[Plan]:
     """A Plan for every date with raw data anywhere (landing, quarantine, work area, backups) or
     a published partition."""
     published = ledger.partition_entries(restricted)
@@ -82,16 +83,21 @@ def plan(landing: landing_io.Landing, warehouse: Path, restricted: Path, policie
     dates |= {dt.date.fromisoformat(date) for _, date in _recorded_inputs(ledger.entries(restricted))}
     dates |= {dt.date.fromisoformat(p.name.split("=", 1)[1]) for p in (restricted / "quarantine").glob("**/export_date=*")}
     dates |= {dt.date.fromisoformat(p.parent.parent.name.split("=", 1)[1]) for p in backup_io.manifests(restricted)}
-    return [Plan(day, held="the landing does not hold the files its partitions were made from", mismatch=missing[day])
-            if day in missing else _plan_date(landing, warehouse, restricted, policies, published, day, as_of)
-            for day in sorted(dates)]
+    return [
+        Plan(day, held="the landing does not hold the files its partitions were made from", mismatch=missing[day])
+        if day in missing
+        else _plan_date(landing, warehouse, restricted, policies, published, day, as_of)
+        for day in sorted(dates)
+    ]
 
 
 def mismatches(landing: landing_io.Landing, restricted: Path) -> dict[dt.date, list[str]]:
     """Per date, the input files the ledger records published partitions as made from that the
     landing does not hold and no purge certificate deleted (existence only: cheap)."""
     entries = ledger.entries(restricted)
-    gone = {f["path"]: f["sha256"] for e in entries if e["kind"] == "deletion" for f in e["data"]["files"] if f["area"] == "landing"}
+    gone = {
+        f["path"]: f["sha256"] for e in entries if e["kind"] == "deletion" for f in e["data"]["files"] if f["area"] == "landing"
+    }
     found: dict[dt.date, list[str]] = {}
     for (name, date), made_from in sorted(_recorded_inputs(entries).items()):
         for path, sha in made_from.items():
@@ -120,7 +126,8 @@ def check_landing(landing: landing_io.Landing, missing: dict[dt.date, list[str]]
         raise LandingMismatch(
             f"--landing {landing.url} does not hold {len(files)} file(s) that published partitions were made from "
             f"(by the ledger), and no purge certificate deleted them ({', '.join(d.isoformat() for d in sorted(missing))}; "
-            f"first: {files[0]}): wrong --landing, or files moved by hand. Nothing was deleted.")
+            f"first: {files[0]}): wrong --landing, or files moved by hand. Nothing was deleted."
+        )
 
 
 def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date, as_of: dt.date) -> Plan:
@@ -137,13 +144,22 @@ def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date
             out.grounds.append(f"{retention.deletion_ground} Retention period over ({retention.keep_years} years).")
         else:
             reason = _not_replaced(warehouse, entry, current) or (
-                None if retention.raw_expired(day, as_of) else
-                f"within its grace period ({retention.raw_grace_days} days after the export date)")
+                None
+                if retention.raw_expired(day, as_of)
+                else f"within its grace period ({retention.raw_grace_days} days after the export date)"
+            )
             if reason:
                 return Plan(day, held=f"{name}: {reason}")
             data = entry["data"]
-            out.replaced_by.append({"dataset": name, "path": data["output"]["path"], "sha256": data["output"]["sha256"],
-                                    "ledger_seq": entry["seq"], "ledger_hash": entry["hash"]})
+            out.replaced_by.append(
+                {
+                    "dataset": name,
+                    "path": data["output"]["path"],
+                    "sha256": data["output"]["sha256"],
+                    "ledger_seq": entry["seq"],
+                    "ledger_hash": entry["hash"],
+                }
+            )
             out.rows[name] = data["rows"]
             out.grounds.append(retention.deletion_ground)
         out.files += [{"area": "landing", "path": f, "bytes": landing.size(f), "sha256": sha} for f, sha in current.items()]
@@ -209,7 +225,8 @@ def carry_out(item: Plan, landing: landing_io.Landing, restricted: Path, as_of: 
     what could not be deleted and why); returns the ledger entry, or raises PurgeIncomplete after
     recording."""
     protected, keep = _protected(item), None
-    deleted, failed = [], []
+    deleted: list[dict] = []
+    failed: list[dict] = []
     for f in sorted(item.files, key=lambda f: f["area"] == "backup"):
         if f["area"] == "backup":
             keep = _still_needed(protected, landing, failed) if keep is None else keep  # decided once, after the rest
@@ -231,18 +248,36 @@ def carry_out(item: Plan, landing: landing_io.Landing, restricted: Path, as_of: 
     areas: dict[str, dict] = {}
     for area in [*AREAS, *(f["area"] for f in item.files)]:
         done = [f for f in deleted if f["area"] == area]
-        areas[area] = {"deleted": len(done), "bytes": sum(f["bytes"] for f in done),
-                       "not_deleted": sum(f["area"] == area for f in failed)}
-    entry = ledger.append(restricted, "deletion", {
-        "export_date": item.export_date.isoformat(), "as_of": as_of.isoformat(), "why": item.grounds, "landing": landing.url,
-        "areas": areas, "files": deleted, "bytes": sum(f["bytes"] for f in deleted), "rows": item.rows, "not_deleted": failed,
-        "replaced_by": item.replaced_by, "method": "deleted (unlinked); backups were AES-256-GCM encrypted",
-        "triggered_by": trigger})
+        areas[area] = {
+            "deleted": len(done),
+            "bytes": sum(f["bytes"] for f in done),
+            "not_deleted": sum(f["area"] == area for f in failed),
+        }
+    entry = ledger.append(
+        restricted,
+        "deletion",
+        {
+            "export_date": item.export_date.isoformat(),
+            "as_of": as_of.isoformat(),
+            "why": item.grounds,
+            "landing": landing.url,
+            "areas": areas,
+            "files": deleted,
+            "bytes": sum(f["bytes"] for f in deleted),
+            "rows": item.rows,
+            "not_deleted": failed,
+            "replaced_by": item.replaced_by,
+            "method": "deleted (unlinked); backups were AES-256-GCM encrypted",
+            "triggered_by": trigger,
+        },
+    )
     if failed:
         stuck = [f["path"] for f in failed if not f["error"].startswith("kept:")]
-        raise PurgeIncomplete(f"{item.export_date}: {len(stuck)} file(s) could not be deleted ({', '.join(stuck)})"
-                              + (f", so {len(failed) - len(stuck)} backup file(s) were kept" if len(failed) > len(stuck) else "")
-                              + f"; certificate ledger entry {entry['seq']} lists what was deleted; run purge again")
+        raise PurgeIncomplete(
+            f"{item.export_date}: {len(stuck)} file(s) could not be deleted ({', '.join(stuck)})"
+            + (f", so {len(failed) - len(stuck)} backup file(s) were kept" if len(failed) > len(stuck) else "")
+            + f"; certificate ledger entry {entry['seq']} lists what was deleted; run purge again"
+        )
     return entry
 
 
@@ -275,9 +310,14 @@ def _prune(folder: Path) -> None:
 
 
 @flow(name="purge-raw", persist_result=False, log_prints=False)
-def purge(landing: str, warehouse: str = str(paths.WAREHOUSE),
-          restricted: str = str(paths.RESTRICTED), policies: str = str(paths.POLICIES), as_of: str | None = None,
-          trigger: str = "python"):
+def purge(
+    landing: str,
+    warehouse: str = str(paths.WAREHOUSE),
+    restricted: str = str(paths.RESTRICTED),
+    policies: str = str(paths.POLICIES),
+    as_of: str | None = None,
+    trigger: str = "python",
+):
     """Delete the raw data of every date an anonymized partition replaces and whose grace period
     is over; one deletion certificate per date in the ledger. `landing` has no default: a
     deletion always names its target, and it must hold what the ledger recorded."""
@@ -292,8 +332,19 @@ def purge(landing: str, warehouse: str = str(paths.WAREHOUSE),
                 log.info("%s kept: %s", item.export_date, item.held)
                 continue
             entry = carry_out(item, area, Path(restricted), day, trigger)
-            log.info("%s: %d file(s) deleted, certificate ledger entry %d (%s)", item.export_date, len(item.files),
-                     entry["seq"], entry["hash"][:16])
-            done.append({"export_date": item.export_date.isoformat(), "files": len(item.files), "ledger_seq": entry["seq"],
-                         "areas": entry["data"]["areas"]})
+            log.info(
+                "%s: %d file(s) deleted, certificate ledger entry %d (%s)",
+                item.export_date,
+                len(item.files),
+                entry["seq"],
+                entry["hash"][:16],
+            )
+            done.append(
+                {
+                    "export_date": item.export_date.isoformat(),
+                    "files": len(item.files),
+                    "ledger_seq": entry["seq"],
+                    "areas": entry["data"]["areas"],
+                }
+            )
     return done

@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import os
 import shutil
+import typing
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,7 +28,8 @@ class Quarantine:
         self.name = f"{run_id}-{name}.csv"
         self.path: Path | None = None
         self.count = 0
-        self._fh = self._out = None
+        self._fh: typing.TextIO | None = None
+        self._out: typing.Any = None  # a csv writer, once the first row is set aside
 
     def _writer(self, columns: list[str]):
         if self._out is None:
@@ -49,7 +51,9 @@ class Quarantine:
         self.count += int(bad.sum())
 
     def ragged(self, file: str, lines: list[str], columns: list[str]) -> None:
-        out = self._writer(columns) if lines else None
+        if not lines:
+            return
+        out = self._writer(columns)
         for text in lines:
             out.writerow([file, "", "wrong number of fields", text])
         self.count += len(lines)

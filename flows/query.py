@@ -31,7 +31,7 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
                    m->>'policy_sha256' AS policy_sha256, m->>'key_id' AS key_id, m->>'unit' AS unit,
                    CAST(m->>'created_at' AS TIMESTAMPTZ) AS published_at
             FROM (SELECT file_name, CAST(decode(value) AS JSON) AS m
-                  FROM parquet_kv_metadata([{', '.join(files)}]) WHERE decode(key) = 'tuomin')""")
+                  FROM parquet_kv_metadata([{", ".join(files)}]) WHERE decode(key) = 'tuomin')""")
     return con
 
 

@@ -22,15 +22,17 @@ from transforms.plan import PEOPLE, ROWS, Plan
 from transforms.policy import SourcePolicy
 
 
-def partition_metadata(policy: SourcePolicy, inputs: Inputs, plan: Plan, classes, outcome, published: int,
-                       date: dt.date, run: dict) -> dict:
+def partition_metadata(
+    policy: SourcePolicy, inputs: Inputs, plan: Plan, classes, outcome, published: int, date: dt.date, run: dict
+) -> dict:
     """The `tuomin` entry of a file's metadata: enough to re-check k and trace the run. Privacy
     figures are measured on `classes` (plan.classes_frame: the published rows' distinct
     combinations with counts). `run`: run_id, key_id, flow_run_id, fingerprint, ledger_head (the
     ledger's last entry before this partition's, see flows/ledger.py)."""
     solution = plan.solution
-    measured = metrics.summary(classes, list(plan.levels), None, policy.privacy.k, policy.sensitive_outputs,
-                               count=ROWS, people=PEOPLE)
+    measured = metrics.summary(
+        classes, list(plan.levels), None, policy.privacy.k, policy.sensitive_outputs, count=ROWS, people=PEOPLE
+    )
     return {
         "dataset": policy.source,
         "export_date": date.isoformat(),
@@ -49,17 +51,30 @@ def partition_metadata(policy: SourcePolicy, inputs: Inputs, plan: Plan, classes
         "m": policy.privacy.m,
         "reference_date": policy.privacy.reference_date,
         HEAD_KEY: run[HEAD_KEY],
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "levels": solution.levels if solution else {},
-        "search": {"method": solution.method, "nodes_evaluated": solution.nodes_evaluated,
-                   "nodes": solution.nodes_total} if solution else None,
+        "search": {"method": solution.method, "nodes_evaluated": solution.nodes_evaluated, "nodes": solution.nodes_total}
+        if solution
+        else None,
         "max_suppression": policy.privacy.max_suppression,
         "rows": {"published": published},
-        "metrics": {**measured, "loss": solution.loss if solution else 0.0,
-                    "loss_by_attribute": solution.loss_by_attribute if solution else {}},
-        "columns": {c.name: {"input": c.input_name, "output": c.output_name, "role": c.role, "pipl": c.pipl,
-                             "transform": c.transform, "technique": c.family} | ({"part": c.part} if c.quasi else {})
-                    for c in policy.columns},
+        "metrics": {
+            **measured,
+            "loss": solution.loss if solution else 0.0,
+            "loss_by_attribute": solution.loss_by_attribute if solution else {},
+        },
+        "columns": {
+            c.name: {
+                "input": c.input_name,
+                "output": c.output_name,
+                "role": c.role,
+                "pipl": c.pipl,
+                "transform": c.transform,
+                "technique": c.family,
+            }
+            | ({"part": c.part} if c.quasi else {})
+            for c in policy.columns
+        },
         "validation": {"success": outcome.success, "checks": list(outcome.checks)},
         "inputs": [{"path": f["path"], "sha256": f["sha256"]} for f in inputs.files],
         "dropped_columns": [{"file": f, "column": c} for f, c in inputs.dropped],
@@ -84,8 +99,14 @@ def field_metadata(policy: SourcePolicy, levels: dict[str, int]) -> dict[str, di
         name = column.output_name
         if name is None:
             continue
-        info = {"source_column": column.input_name, "role": column.role, "pipl": column.pipl, "purpose": column.purpose,
-                "transform": column.transform, "technique": column.family}
+        info = {
+            "source_column": column.input_name,
+            "role": column.role,
+            "pipl": column.pipl,
+            "purpose": column.purpose,
+            "transform": column.transform,
+            "technique": column.family,
+        }
         op = column.operator
         if isinstance(op, Generalize):
             level = levels.get(name, op.level if op.level is not None else 0)
@@ -94,9 +115,12 @@ def field_metadata(policy: SourcePolicy, levels: dict[str, int]) -> dict[str, di
             info |= {"token": f"keyed HMAC-SHA256, domain '{op.domain}'"}
         out[name] = info
     if policy.entity and policy.entity not in out:
-        out[policy.entity] = {"role": "entity_key", "technique": "pseudonymization",
-                              "token": "keyed HMAC-SHA256, domain 'customer', linked through " +
-                              ", ".join(f"{link.column} -> {link.source}" for link in policy.link)}
+        out[policy.entity] = {
+            "role": "entity_key",
+            "technique": "pseudonymization",
+            "token": "keyed HMAC-SHA256, domain 'customer', linked through "
+            + ", ".join(f"{link.column} -> {link.source}" for link in policy.link),
+        }
     return out
 
 
@@ -118,19 +142,54 @@ def stream_sha256(fh) -> str:
     return digest.hexdigest()
 
 
-def ledger_entry(metadata: dict, rows: dict, cells: dict, inputs: list[dict], output: Path, warehouse: Path, sha256: str,
-                 triggered_by: dict, started: dt.datetime) -> dict:
+def ledger_entry(
+    metadata: dict,
+    rows: dict,
+    cells: dict,
+    inputs: list[dict],
+    output: Path,
+    warehouse: Path,
+    sha256: str,
+    triggered_by: dict,
+    started: dt.datetime,
+) -> dict:
     """The ledger's record of one published partition: the file's metadata, and the exact counts
     it leaves out (`rows`: read, quarantined, erased, suppressed, published; `cells` blanked per
     column; `inputs` with their bytes and rows)."""
-    keep = ("dataset", "export_date", "run_id", "flow_run_id", "fingerprint", "unit", "policy_file", "policy_sha256", "key_id",
-            "k", "l_diversity", "levels", "dropped_columns", "copies_not_read")
-    return {**{key: metadata.get(key) for key in keep}, "rows": rows, "cells_suppressed": cells, "inputs": inputs,
-            "k_achieved": metadata["metrics"].get("k"), "l_achieved": metadata["metrics"].get("l_distinct"),
-            "validation": {"success": metadata["validation"]["success"],
-                           "checks": {c["expectation"]: c["success"] for c in metadata["validation"]["checks"]}},
-            "output": {"path": output.relative_to(warehouse).as_posix(), "sha256": sha256,
-                       "bytes": output.stat().st_size, "rows": metadata["rows"]["published"]},
-            "started_at": started.isoformat(timespec="seconds"),
-            "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "triggered_by": triggered_by}
+    keep = (
+        "dataset",
+        "export_date",
+        "run_id",
+        "flow_run_id",
+        "fingerprint",
+        "unit",
+        "policy_file",
+        "policy_sha256",
+        "key_id",
+        "k",
+        "l_diversity",
+        "levels",
+        "dropped_columns",
+        "copies_not_read",
+    )
+    return {
+        **{key: metadata.get(key) for key in keep},
+        "rows": rows,
+        "cells_suppressed": cells,
+        "inputs": inputs,
+        "k_achieved": metadata["metrics"].get("k"),
+        "l_achieved": metadata["metrics"].get("l_distinct"),
+        "validation": {
+            "success": metadata["validation"]["success"],
+            "checks": {c["expectation"]: c["success"] for c in metadata["validation"]["checks"]},
+        },
+        "output": {
+            "path": output.relative_to(warehouse).as_posix(),
+            "sha256": sha256,
+            "bytes": output.stat().st_size,
+            "rows": metadata["rows"]["published"],
+        },
+        "started_at": started.isoformat(timespec="seconds"),
+        "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "triggered_by": triggered_by,
+    }

@@ -41,8 +41,12 @@ def plots_for(dataset: dict) -> dict[str, str]:
         for bucket, count in (p["metrics"]["class_size_histogram"] or {}).items():
             buckets[bucket] = buckets.get(bucket, 0) + count
     ax.bar(list(buckets), list(buckets.values()), color="#3b6ea8")
-    ax.axvline(_bucket_of(dataset["policy"]["k"], list(buckets)) - 0.5, color="#c23b3b", linestyle="--",
-               label=f"k = {dataset['policy']['k']}")
+    ax.axvline(
+        _bucket_of(dataset["policy"]["k"], list(buckets)) - 0.5,
+        color="#c23b3b",
+        linestyle="--",
+        label=f"k = {dataset['policy']['k']}",
+    )
     ax.set(title="Equivalence classes by size (entities per class)", xlabel="class size", ylabel="classes")
     ax.legend()
     out["class_sizes"] = _png(fig)
@@ -68,8 +72,9 @@ def plots_for(dataset: dict) -> dict[str, str]:
         ax.set_xticks(range(len(dates)), dates)
         if len(dates) <= 31:
             for (row, col), level in [((r, c), levels[r][c]) for r in range(len(attributes)) for c in range(len(dates))]:
-                ax.text(col, row, str(level), ha="center", va="center", fontsize=8,
-                        color="white" if level > 0.6 * top else "black")
+                ax.text(
+                    col, row, str(level), ha="center", va="center", fontsize=8, color="white" if level > 0.6 * top else "black"
+                )
         ax.set(title="Generalization level chosen per attribute (0 = original)")
         fig.colorbar(shown, ax=ax, label="level")
         _dates_axis(ax, dates)
@@ -80,8 +85,8 @@ def plots_for(dataset: dict) -> dict[str, str]:
 def _bucket_of(k: int, buckets: list[str]) -> int:
     """Index of the histogram bucket holding size k ('3-4', '50+' …)."""
     for index, bucket in enumerate(buckets):
-        low, _, high = bucket.partition("-")
-        low = int(low.rstrip("+"))
+        first, _, high = bucket.partition("-")
+        low = int(first.rstrip("+"))
         if low <= k <= (int(high) if high else (low if not bucket.endswith("+") else k)):
             return index
     return len(buckets)

@@ -57,12 +57,17 @@ def expired(restricted: Path, policies_dir: Path, as_of: dt.date) -> tuple[list[
 
 def check_files(items: list[Expired], warehouse: Path) -> None:
     """Every partition about to be removed is the file the ledger recorded (RetentionMismatch)."""
-    wrong = [item.entry["data"]["output"]["path"] for item in items
-             if not (warehouse / item.entry["data"]["output"]["path"]).is_file()
-             or file_sha256(warehouse / item.entry["data"]["output"]["path"]) != item.entry["data"]["output"]["sha256"]]
+    wrong = [
+        item.entry["data"]["output"]["path"]
+        for item in items
+        if not (warehouse / item.entry["data"]["output"]["path"]).is_file()
+        or file_sha256(warehouse / item.entry["data"]["output"]["path"]) != item.entry["data"]["output"]["sha256"]
+    ]
     if wrong:
-        raise RetentionMismatch(f"{len(wrong)} partition(s) past retention are missing or differ from the SHA-256 the ledger "
-                                f"recorded ({', '.join(wrong)}): see `tuomin review`. Nothing was removed.")
+        raise RetentionMismatch(
+            f"{len(wrong)} partition(s) past retention are missing or differ from the SHA-256 the ledger "
+            f"recorded ({', '.join(wrong)}): see `tuomin review`. Nothing was removed."
+        )
 
 
 def remove(item: Expired, warehouse: Path, restricted: Path, as_of: dt.date, trigger: str) -> dict:
@@ -72,16 +77,32 @@ def remove(item: Expired, warehouse: Path, restricted: Path, as_of: dt.date, tri
     for folder in (path.parent, path.parent.parent):  # export_date=…, then dataset=… once empty
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
-    return ledger.append(restricted, "partition_removed", {
-        "dataset": data["dataset"], "export_date": data["export_date"], "path": data["output"]["path"],
-        "sha256": data["output"]["sha256"], "published_rows": data["output"]["rows"], "published_seq": item.entry["seq"],
-        "published_hash": item.entry["hash"], "why": f"retention period over: kept {item.keep_years} years, until "
-        f"{item.keep_until.isoformat()}. {item.basis}", "as_of": as_of.isoformat(), "triggered_by": trigger})
+    return ledger.append(
+        restricted,
+        "partition_removed",
+        {
+            "dataset": data["dataset"],
+            "export_date": data["export_date"],
+            "path": data["output"]["path"],
+            "sha256": data["output"]["sha256"],
+            "published_rows": data["output"]["rows"],
+            "published_seq": item.entry["seq"],
+            "published_hash": item.entry["hash"],
+            "why": f"retention period over: kept {item.keep_years} years, until {item.keep_until.isoformat()}. {item.basis}",
+            "as_of": as_of.isoformat(),
+            "triggered_by": trigger,
+        },
+    )
 
 
 @flow(name="retention", persist_result=False, log_prints=False)
-def retention(warehouse: str = str(paths.WAREHOUSE), restricted: str = str(paths.RESTRICTED), policies: str = str(paths.POLICIES),
-              as_of: str | None = None, trigger: str = "python") -> list[dict]:
+def retention(
+    warehouse: str = str(paths.WAREHOUSE),
+    restricted: str = str(paths.RESTRICTED),
+    policies: str = str(paths.POLICIES),
+    as_of: str | None = None,
+    trigger: str = "python",
+) -> list[dict]:
     """Delete every published partition past its dataset's retention period; one ledger entry each."""
     log = get_run_logger()
     day = dt.date.fromisoformat(as_of) if as_of else today()
@@ -92,11 +113,19 @@ def retention(warehouse: str = str(paths.WAREHOUSE), restricted: str = str(paths
         check_files(items, Path(warehouse))
         for item in items:
             entry = remove(item, Path(warehouse), Path(restricted), day, trigger)
-            log.info("%s %s: removed (kept until %s), ledger entry %d", entry["data"]["dataset"], entry["data"]["export_date"],
-                     item.keep_until, entry["seq"])
-            removed.append({"dataset": entry["data"]["dataset"], "export_date": entry["data"]["export_date"],
-                            "ledger_seq": entry["seq"]})
+            log.info(
+                "%s %s: removed (kept until %s), ledger entry %d",
+                entry["data"]["dataset"],
+                entry["data"]["export_date"],
+                item.keep_until,
+                entry["seq"],
+            )
+            removed.append(
+                {"dataset": entry["data"]["dataset"], "export_date": entry["data"]["export_date"], "ledger_seq": entry["seq"]}
+            )
     if orphans:
-        raise RetentionError(f"no policy for dataset(s) {', '.join(orphans)} under {policies}: their retention is unknown, "
-                             "their partitions are kept")
+        raise RetentionError(
+            f"no policy for dataset(s) {', '.join(orphans)} under {policies}: their retention is unknown, "
+            "their partitions are kept"
+        )
     return removed

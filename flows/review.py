@@ -46,11 +46,15 @@ def review_dataset(policy: SourcePolicy, entries: list[dict], warehouse: Path, r
             problems.append(f"{where}: the partition file {data['output']['path']} is missing")
             continue
         if file_sha256(path) != data["output"]["sha256"]:
-            problems.append(f"{where}: the partition file differs from the SHA-256 the ledger recorded (changed after publishing)")
+            problems.append(
+                f"{where}: the partition file differs from the SHA-256 the ledger recorded (changed after publishing)"
+            )
             continue
         if data["policy_sha256"] != policy.sha256:
-            problems.append(f"{where}: made under another version of {policy.path.name} "
-                            f"(policy SHA-256 {data['policy_sha256'][:12]}, current {policy.sha256[:12]}): rerun the date")
+            problems.append(
+                f"{where}: made under another version of {policy.path.name} "
+                f"(policy SHA-256 {data['policy_sha256'][:12]}, current {policy.sha256[:12]}): rerun the date"
+            )
         tables.append(pq.read_table(path).replace_schema_metadata(None))
     listed = {e["data"]["output"]["path"] for e in entries}
     for stray in sorted(warehouse.glob(f"dataset={policy.source}/export_date=*/*.parquet")):
@@ -70,31 +74,49 @@ def review_dataset(policy: SourcePolicy, entries: list[dict], warehouse: Path, r
 
 
 @flow(name="review", persist_result=False, log_prints=False)
-def review(warehouse: str = str(paths.WAREHOUSE), restricted: str = str(paths.RESTRICTED), policies: str = str(paths.POLICIES),
-           trigger: str = "python"):
+def review(
+    warehouse: str = str(paths.WAREHOUSE),
+    restricted: str = str(paths.RESTRICTED),
+    policies: str = str(paths.POLICIES),
+    trigger: str = "python",
+):
     """Re-validate every published dataset over all its partitions; recorded in the ledger."""
     log = get_run_logger()
     root, vault = Path(warehouse), Path(restricted)
     current = load_policies(Path(policies))
-    run_name = f"review {dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
+    run_name = f"review {dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
     with warehouse_io.exclusive(root):  # a consistent view: no run publishes meanwhile
         published: dict[str, list[dict]] = {}
         for (dataset, _), entry in sorted(ledger.partition_entries(vault).items()):
             published.setdefault(dataset, []).append(entry)
         chain = ledger.verify(vault, root)
-        datasets = {name: review_dataset(current[name], published.get(name, []), root, vault, run_name) for name in sorted(current)}
+        datasets = {
+            name: review_dataset(current[name], published.get(name, []), root, vault, run_name) for name in sorted(current)
+        }
         problems = [f"ledger: {p}" for p in chain]
         if not published:  # a review that had nothing to check has not passed
             problems.append(f"{root}: no published partition: nothing to review (wrong --warehouse?)")
         problems += [f"{name}: published, but no policy covers it" for name in sorted(set(published) - set(current))]
         problems += [p for result in datasets.values() for p in result["problems"]]
-        entry = ledger.append(vault, "review", {
-            "success": not problems, "problems": problems, "triggered_by": trigger,
-            "policies": {name: p.sha256 for name, p in current.items()},
-            "datasets": {name: {k: v for k, v in result.items() if k != "problems"} for name, result in datasets.items()}})
+        entry = ledger.append(
+            vault,
+            "review",
+            {
+                "success": not problems,
+                "problems": problems,
+                "triggered_by": trigger,
+                "policies": {name: p.sha256 for name, p in current.items()},
+                "datasets": {name: {k: v for k, v in result.items() if k != "problems"} for name, result in datasets.items()},
+            },
+        )
     for name, result in datasets.items():
-        log.info("%s: %d partition(s), %d rows: %s", name, result["partitions"], result["rows"],
-                 "ok" if result["success"] else "FAILED")
+        log.info(
+            "%s: %d partition(s), %d rows: %s",
+            name,
+            result["partitions"],
+            result["rows"],
+            "ok" if result["success"] else "FAILED",
+        )
     for problem in problems:
         log.error("%s", problem)
     summary = {"success": not problems, "problems": problems, "datasets": datasets, "ledger_seq": entry["seq"]}

@@ -49,8 +49,22 @@ from transforms.risk import (
 
 # Files written before policies said what a dataset's rows are in a person's record.
 LEGACY_RECORD = {"membership": PROFILE, "after_sales": CONTACTS}
-COUNTS = {"read", "quarantined", "erased", "suppressed", "published", "records", "tokens", "members", "unreachable", "sms",
-          "email", "classes_suppressed", "erasure_requests", "rows"}  # keys whose integer values count people or their rows
+COUNTS = {
+    "read",
+    "quarantined",
+    "erased",
+    "suppressed",
+    "published",
+    "records",
+    "tokens",
+    "members",
+    "unreachable",
+    "sms",
+    "email",
+    "classes_suppressed",
+    "erasure_requests",
+    "rows",
+}  # keys whose integer values count people or their rows
 COUNT_TABLES = {"cells_suppressed"}  # keys whose values are tables of such counts (per column)
 KM, L, UNIT = (e.expectation_type for e in (ExpectPeopleToBeKmAnonymous, ExpectPeopleToBeLDiverse, ExpectEachPersonInOneUnit))
 ROW_ORDER_P = 1e-3  # a row order this unlikely under shuffling follows the column
@@ -58,7 +72,8 @@ ROW_ORDER_P = 1e-3  # a row order this unlikely under shuffling follows the colu
 
 def read(warehouse: Path) -> tuple[list[Dataset], list[dict]]:
     """Every published dataset, and each file's facts for the side-channel checks."""
-    datasets, files = [], []
+    datasets: list[Dataset] = []
+    files: list[dict] = []
     for folder in sorted(warehouse.glob("dataset=*")):
         found = _dataset(folder.name.split("=", 1)[1], sorted(folder.glob("export_date=*/*.parquet")), warehouse, files)
         if found:
@@ -76,28 +91,36 @@ def _dataset(name: str, paths: list[Path], root: Path, files: list[dict]) -> Dat
         meta = read_metadata(path)
         day = dt.date.fromisoformat(path.parent.name.split("=", 1)[1])
         files.append({"path": path.relative_to(root).as_posix(), "table": table, "metadata": meta, "fields": fields})
-        tables.append(table.replace_schema_metadata(None).append_column("export_date", pa.array([day] * table.num_rows,
-                                                                                                  pa.date32())))
+        tables.append(
+            table.replace_schema_metadata(None).append_column("export_date", pa.array([day] * table.num_rows, pa.date32()))
+        )
     if not tables:
         return None
     tokens = {c: m.group(1) for c, f in fields.items() if (m := re.search(r"domain '(\w+)'", f.get("tuomin.token", "")))}
     roles = {c["output"]: c["role"] for c in meta.get("columns", {}).values() if c.get("output")}
     return Dataset(
-        name=name, table=pa.concat_tables(tables, promote_options="permissive"),
-        record=meta.get("record") or LEGACY_RECORD.get(name, PURCHASES), tokens=tokens,
+        name=name,
+        table=pa.concat_tables(tables, promote_options="permissive"),
+        record=meta.get("record") or LEGACY_RECORD.get(name, PURCHASES),
+        tokens=tokens,
         sensitive=[c for c, role in roles.items() if role == "sensitive_attribute"],
-        free_text=[c for c, role in roles.items() if role == "free_text"])
+        free_text=[c for c, role in roles.items() if role == "free_text"],
+    )
 
 
 def changed_versions(earlier: Path, warehouse: Path) -> list[Dataset]:
     """The partitions of an earlier copy that the warehouse no longer holds as they were (replaced
     or removed): another version of a partition is what a token shared with it would link to. A
     partition the two copies hold byte for byte is one version, not two."""
-    datasets, files = [], []
+    datasets: list[Dataset] = []
+    files: list[dict] = []
     for folder in sorted(earlier.glob("dataset=*")):
-        paths = [p for p in sorted(folder.glob("export_date=*/*.parquet"))
-                 if not (warehouse / p.relative_to(earlier)).is_file()
-                 or file_sha256(warehouse / p.relative_to(earlier)) != file_sha256(p)]
+        paths = [
+            p
+            for p in sorted(folder.glob("export_date=*/*.parquet"))
+            if not (warehouse / p.relative_to(earlier)).is_file()
+            or file_sha256(warehouse / p.relative_to(earlier)) != file_sha256(p)
+        ]
         if found := _dataset(folder.name.split("=", 1)[1], paths, earlier, files):
             datasets.append(found)
     return datasets
@@ -125,7 +148,7 @@ def coarsen(document, k: int, path: str = ""):
     """The document with every count of people or rows between 1 and k-1 written as "<k" (what a
     report may show; the exact figure stays in the ledger, in the restricted area)."""
     if isinstance(document, dict):
-        out = {}
+        out: dict[str, object] = {}
         for key, value in document.items():
             if key in COUNTS and isinstance(value, int) and not isinstance(value, bool) and 0 < value < k:
                 out[key] = f"<{k}"
@@ -181,29 +204,72 @@ def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | 
     changed = {name: s["changed_share"] for name, s in snapshots.items() if s}
     checks = [
         Check("singling out", figures["singled_out_share"] == 0, f"{figures['singled_out_share']:.1%} of people", "0%"),
-        Check("re-identification", figures["max_risk"] <= 1 / k,
-              f"max {figures['max_risk']:.3f}, average {figures['average_risk']:.4f}", f"max <= 1/{k}"),
-        Check(f"k^m (k={k}, m={levels}) within relational classes", figures["km_break_share"].get(levels, 0) == 0,
-              ", ".join(f"m={m}: {v:.1%}" for m, v in figures["km_break_share"].items()) or "no items", "0% at every m"),
+        Check(
+            "re-identification",
+            figures["max_risk"] <= 1 / k,
+            f"max {figures['max_risk']:.3f}, average {figures['average_risk']:.4f}",
+            f"max <= 1/{k}",
+        ),
+        Check(
+            f"k^m (k={k}, m={levels}) within relational classes",
+            figures["km_break_share"].get(levels, 0) == 0,
+            ", ".join(f"m={m}: {v:.1%}" for m, v in figures["km_break_share"].items()) or "no items",
+            "0% at every m",
+        ),
         Check("identifiers shared", linked == 0, f"{linked} token value(s) across datasets, dates or versions", "none"),
         Check("staff identifiers", not staff, ", ".join(staff) or "none", "none"),
         Check("free text", not text, ", ".join(text) or "none", "none"),
-        Check("sensitive value certain", not any(certain.values()),
-              ", ".join(f"{n}: {v:.1%}" for n, v in certain.items()) or "no sensitive attribute", "0% of people"),
-        Check("snapshot differencing", not any(changed.values()),
-              ", ".join(f"{n}: {v:.1%} of linked people" for n, v in changed.items()) or "no linked snapshots", "0%"),
+        Check(
+            "sensitive value certain",
+            not any(certain.values()),
+            ", ".join(f"{n}: {v:.1%}" for n, v in certain.items()) or "no sensitive attribute",
+            "0% of people",
+        ),
+        Check(
+            "snapshot differencing",
+            not any(changed.values()),
+            ", ".join(f"{n}: {v:.1%} of linked people" for n, v in changed.items()) or "no linked snapshots",
+            "0%",
+        ),
         Check("row order", not ordered, f"{len(ordered)} file column(s) follow time" if ordered else "shuffled", "none"),
         Check(f"counts below k={k}", not counts, f"{len(counts)} place(s)" if counts else "none", "none"),
     ]
     return {
-        "warehouse": str(warehouse), "adversary": adversary.__dict__, "datasets": {d.name: {
-            "rows": d.table.num_rows, "record": d.record, "tokens": d.tokens, "relational": figures["relational"][d.name],
-            "items": figures["items"][d.name], "sensitive": d.sensitive} for d in datasets},
-        **{key: figures[key] for key in ("people", "relational_k", "max_risk", "average_risk", "singled_out_share",
-                                         "below_k_share", "km_break_share", "km_break_share_items_alone", "sensitive")},
-        "shared_identifiers": shared, "staff_identifiers": staff, "free_text": text, "snapshots": snapshots,
-        "row_order": ordered, "small_counts": counts,
-        "checks": [c.__dict__ for c in checks], "passed": all(c.passed for c in checks),
+        "warehouse": str(warehouse),
+        "adversary": adversary.__dict__,
+        "datasets": {
+            d.name: {
+                "rows": d.table.num_rows,
+                "record": d.record,
+                "tokens": d.tokens,
+                "relational": figures["relational"][d.name],
+                "items": figures["items"][d.name],
+                "sensitive": d.sensitive,
+            }
+            for d in datasets
+        },
+        **{
+            key: figures[key]
+            for key in (
+                "people",
+                "relational_k",
+                "max_risk",
+                "average_risk",
+                "singled_out_share",
+                "below_k_share",
+                "km_break_share",
+                "km_break_share_items_alone",
+                "sensitive",
+            )
+        },
+        "shared_identifiers": shared,
+        "staff_identifiers": staff,
+        "free_text": text,
+        "snapshots": snapshots,
+        "row_order": ordered,
+        "small_counts": counts,
+        "checks": [c.__dict__ for c in checks],
+        "passed": all(c.passed for c in checks),
     }
 
 
@@ -211,7 +277,9 @@ def recorded_adversary(files: list[dict]) -> Adversary:
     """The intruder the files' policies protected them against (their metadata records k, m and
     what their rows are): the largest k, and each kind of item's largest m."""
     metas = [f["metadata"] for f in files]
-    m = {kind: max((meta.get("m", 0) for meta in metas if meta.get("record") == kind), default=0) for kind in (PURCHASES, CONTACTS)}
+    m = {
+        kind: max((meta.get("m", 0) for meta in metas if meta.get("record") == kind), default=0) for kind in (PURCHASES, CONTACTS)
+    }
     return Adversary(max(meta.get("k", 2) for meta in metas), m[PURCHASES], m[CONTACTS])
 
 
@@ -224,8 +292,9 @@ class Verdict:
     people: int
 
 
-def gate(staged: dict[str, Path], root: Path, project: Path | None = None, run_name: str | None = None,
-         where: Path | None = None) -> Verdict:
+def gate(
+    staged: dict[str, Path], root: Path, project: Path | None = None, run_name: str | None = None, where: Path | None = None
+) -> Verdict:
     """The release's own checks on the partitions staged for it (one per dataset), before any is
     published, against what their metadata records (k, m, l): the person-level criteria
     (expectations/release.py, validated with GX on the person frame) and the side channels of
@@ -241,10 +310,12 @@ def gate(staged: dict[str, Path], root: Path, project: Path | None = None, run_n
         present = np.unique(ids[d.name])
         frame.loc[present, "k"] = np.maximum(frame.loc[present, "k"], f["metadata"].get("k", adversary.k))
     l = {f"{f['metadata']['dataset']}.{m['column']}": int(m["l"]) for f in files for m in f["metadata"].get("l_diversity", [])}
-    release = ReleaseGate(adversary.purchases + adversary.contacts,
-                          tuple((f"{d.name}.{c}", l.get(f"{d.name}.{c}", 2)) for d in datasets for c in d.sensitive))
+    release = ReleaseGate(
+        adversary.purchases + adversary.contacts,
+        tuple((f"{d.name}.{c}", l.get(f"{d.name}.{c}", 2)) for d in datasets for c in d.sensitive),
+    )
     outcome = validate(release, frame, project, run_name)
-    failures = []
+    failures: list[str] = []
     for check in outcome.checks:
         # Supports only shrink as m grows: the smallest m that fails says it, the larger ones add nothing.
         if not check["success"] and not (check["expectation"] == KM and any(f.startswith("k^m") for f in failures)):
@@ -255,8 +326,12 @@ def gate(staged: dict[str, Path], root: Path, project: Path | None = None, run_n
             named = [d.name for d in datasets if np.isin(ids[d.name], who).any()]
             failures.append(f"{_criterion(check)}: {check['observed']} {_people(check)} in {', '.join(named)}")
     failures += [f"row order follows {o['column']} in {_name(o['file'])}" for o in row_order(files)]
-    failures += [f"count below k={k} in the file metadata of {_name(f['path'])} ({hit.split(': ', 1)[1]})" for f in files
-                 for k in [f["metadata"].get("k", adversary.k)] for hit in small_counts(f["metadata"], k, f["path"])]
+    failures += [
+        f"count below k={k} in the file metadata of {_name(f['path'])} ({hit.split(': ', 1)[1]})"
+        for f in files
+        for k in [f["metadata"].get("k", adversary.k)]
+        for hit in small_counts(f["metadata"], k, f["path"])
+    ]
     failures += [f"staff token published in {column}" for column in staff_tokens(datasets)]
     failures += [f"free text published in {column}" for column in free_text(datasets)]
     return Verdict(outcome, failures, len(frame))
@@ -269,12 +344,16 @@ def _name(path: str) -> str:
 
 def _criterion(check: dict) -> str:
     arguments = check.get("arguments", {})
-    return {KM: f"k^m (m={arguments.get('m', 0)}) on the person-level record",
-            L: f"l-diversity (l={arguments.get('l')}) of {arguments.get('attribute')}",
-            UNIT: "a token shared outside its unit"}.get(check["expectation"], check["expectation"])
+    return {
+        KM: f"k^m (m={arguments.get('m', 0)}) on the person-level record",
+        L: f"l-diversity (l={arguments.get('l')}) of {arguments.get('attribute')}",
+        UNIT: "a token shared outside its unit",
+    }.get(check["expectation"], check["expectation"])
 
 
 def _people(check: dict) -> str:
-    return {KM: "people in a crowd smaller than their k",
-            L: "people whose class holds fewer values",
-            UNIT: "people whose rows span datasets or dates"}.get(check["expectation"], "people")
+    return {
+        KM: "people in a crowd smaller than their k",
+        L: "people whose class holds fewer values",
+        UNIT: "people whose rows span datasets or dates",
+    }.get(check["expectation"], "people")

@@ -43,11 +43,20 @@ class Run:
     erasure_sha256: str | None
     drop_unknown: bool
     triggered_by: dict
-    started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @classmethod
-    def start(cls, landing: str, warehouse: str, restricted: str, policies: str, drop_unknown: bool,
-              trigger: str, backup: bool = True, rotate_key: bool = False) -> Run:
+    def start(
+        cls,
+        landing: str,
+        warehouse: str,
+        restricted: str,
+        policies: str,
+        drop_unknown: bool,
+        trigger: str,
+        backup: bool = True,
+        rotate_key: bool = False,
+    ) -> Run:
         """The run's inputs, keys and erasure list; a pseudonym key other than the warehouse's is
         refused unless `rotate_key` (see keys.check_continuity)."""
         area = landing_io.Landing(landing)
@@ -55,9 +64,13 @@ class Run:
         check_continuity(Path(restricted), pseudonymizer.key_id, rotate_key)
         has_requests = area.exists(landing_io.ERASURE_REQUESTS)
         return cls(
-            run_id=dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
-            landing=area, warehouse=Path(warehouse), restricted=Path(restricted), policy_dir=Path(policies),
-            policies=load_policies(Path(policies)), pseudonymizer=pseudonymizer,
+            run_id=dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
+            landing=area,
+            warehouse=Path(warehouse),
+            restricted=Path(restricted),
+            policy_dir=Path(policies),
+            policies=load_policies(Path(policies)),
+            pseudonymizer=pseudonymizer,
             backup_key=load_backup_key() if backup else None,
             subjects=Subjects.from_requests(landing_io.read_erasure_requests(area)),
             erasure_sha256=area.sha256(landing_io.ERASURE_REQUESTS) if has_requests else None,
@@ -67,21 +80,35 @@ class Run:
 
     def job(self) -> Job:
         """What the run's tasks need, without the key (they load it, and check its key_id)."""
-        return Job(self.run_id, self.restricted, self.warehouse, self.policy_dir, self.pseudonymizer.key_id, self.subjects,
-                   self.drop_unknown)
+        return Job(
+            self.run_id,
+            self.restricted,
+            self.warehouse,
+            self.policy_dir,
+            self.pseudonymizer.key_id,
+            self.subjects,
+            self.drop_unknown,
+        )
 
     def fingerprint(self, policy: SourcePolicy, inputs: list[tuple[str, str]]) -> str:
         """SHA-256 of what a partition depends on: (path, SHA-256) of its input files, its
         policy, the key and the erasure list."""
-        basis = {"inputs": sorted(inputs), "policy": policy.sha256, "key": self.pseudonymizer.key_id,
-                 "erasure": self.erasure_sha256}
+        basis = {
+            "inputs": sorted(inputs),
+            "policy": policy.sha256,
+            "key": self.pseudonymizer.key_id,
+            "erasure": self.erasure_sha256,
+        }
         return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
     def sources_for(self, date: dt.date) -> list[str]:
         """The sources that delivered files for a date and are still within their retention
         period (an expired date is never published again)."""
-        return [name for name, policy in self.policies.items()
-                if not policy.retention.expired(date, today()) and landing_io.files_for(self.landing, policy, date)]
+        return [
+            name
+            for name, policy in self.policies.items()
+            if not policy.retention.expired(date, today()) and landing_io.files_for(self.landing, policy, date)
+        ]
 
     def nothing_for(self, date: dt.date) -> str | None:
         """Why a requested date has nothing to process, if it has not."""
@@ -98,7 +125,9 @@ class Run:
         return self.fingerprint(policy, [(f, self.landing.sha256(f)) for f in files]) if files else None
 
 
-def select_dates(run: Run, date: str | None, start: str | None, end: str | None, every: bool) -> tuple[list[dt.date], list[dt.date]]:
+def select_dates(
+    run: Run, date: str | None, start: str | None, end: str | None, every: bool
+) -> tuple[list[dt.date], list[dt.date]]:
     """(dates to process, dates skipped as already published and unchanged). A named date, a
     range (a backfill) or `every` forces processing; otherwise only new or changed dates run."""
     if date:
@@ -111,7 +140,8 @@ def select_dates(run: Run, date: str | None, start: str | None, end: str | None,
     if every:
         return found, []
     published = {(e["dataset"], e["export_date"]): e.get("fingerprint") for e in ledger.partitions(run.restricted)}
-    todo, skipped = [], []
+    todo: list[dt.date] = []
+    skipped: list[dt.date] = []
     for day in found:
         current = {name: run.current_fingerprint(policy, day) for name, policy in run.policies.items()}
         fresh = all(published.get((name, day.isoformat())) == fp for name, fp in current.items() if fp is not None)

@@ -85,8 +85,12 @@ def erase(landing: landing_io.Landing, who: Identifier) -> bool:
             out = csv.writer(fh, lineterminator="\n")
             if new:
                 out.writerow(["requested_at", "doc_no", "mobile", "member_no"])
-            out.writerow([dt.datetime.now(TIMEZONE).strftime("%Y-%m-%d %H:%M:%S"),
-                          *(who.value if kind == who.kind else "" for kind in ("doc_no", "mobile", "member_no"))])
+            out.writerow(
+                [
+                    dt.datetime.now(TIMEZONE).strftime("%Y-%m-%d %H:%M:%S"),
+                    *(who.value if kind == who.kind else "" for kind in ("doc_no", "mobile", "member_no")),
+                ]
+            )
     return added
 
 
@@ -121,8 +125,9 @@ def lookup(landing: landing_io.Landing, policies: dict[str, SourcePolicy], who: 
     return found
 
 
-def tokens(landing: landing_io.Landing, policies: dict[str, SourcePolicy], who: Identifier,
-           pseudonymizer: Pseudonymizer) -> set[str]:
+def tokens(
+    landing: landing_io.Landing, policies: dict[str, SourcePolicy], who: Identifier, pseudonymizer: Pseudonymizer
+) -> set[str]:
     """The person's customer tokens, as published rows carry them: their document number's when
     named by one, and those of every raw record still held that names them (the documents a
     mobile or member number leads to; a person may have several)."""
@@ -160,8 +165,11 @@ def _tables(landing: landing_io.Landing, policy: SourcePolicy, drop_unknown: boo
 def write_lookup(out: Path, who: Identifier, pseudonymizer: Pseudonymizer, found: list[Found]) -> Path:
     """One CSV for the person (UTF-8 with BOM, so spreadsheets show the Chinese right), one line
     per field of each record, in an owner-only file in an owner-only folder."""
-    rows = ([r.source, r.date, r.file, r.row, field, "" if value is None else value]
-            for r in found for field, value in r.fields.items())
+    rows = (
+        [r.source, r.date, r.file, r.row, field, "" if value is None else value]
+        for r in found
+        for field, value in r.fields.items()
+    )
     return _private_csv(restricted_dir(out) / f"subject-{who.keyed_hash(pseudonymizer)[:12]}.csv", HEADER, rows, "utf-8-sig")
 
 
@@ -185,17 +193,26 @@ class Closure:
     def parse(cls, shop: str, closing_date: str, delete_by: str, requests_by: str, contact: str, today: dt.date) -> Closure:
         """Dates as 2026-12-31 or 2026年12月31日. The last day to ask must be after `today`, and the
         deletion after it and no earlier than the closing (the data is needed until then)."""
-        closure = cls(shop.strip(), _day(closing_date, "--closing-date"), _day(delete_by, "--delete-by"),
-                      _day(requests_by, "--requests-by"), contact.strip())
+        closure = cls(
+            shop.strip(),
+            _day(closing_date, "--closing-date"),
+            _day(delete_by, "--delete-by"),
+            _day(requests_by, "--requests-by"),
+            contact.strip(),
+        )
         if not closure.contact:
             raise SubjectError("--contact is empty: the notice must say how to ask for a copy or for deletion")
         if not closure.shop:
             raise SubjectError("--shop is empty: the notice must say who sends it")
         if closure.requests_by <= today:
-            raise SubjectError(f"--requests-by {closure.requests_by} is not after today ({today}): customers must have time to ask")
+            raise SubjectError(
+                f"--requests-by {closure.requests_by} is not after today ({today}): customers must have time to ask"
+            )
         if closure.delete_by <= closure.requests_by:
-            raise SubjectError(f"--delete-by {closure.delete_by} is not after --requests-by {closure.requests_by}: a request "
-                               "must be answered before the data is gone")
+            raise SubjectError(
+                f"--delete-by {closure.delete_by} is not after --requests-by {closure.requests_by}: a request "
+                "must be answered before the data is gone"
+            )
         if closure.delete_by < closure.closing_date:
             raise SubjectError(f"--delete-by {closure.delete_by} is before --closing-date {closure.closing_date}")
         return closure
@@ -219,8 +236,7 @@ def _day(text: str, option: str) -> dt.date:
         raise SubjectError(f"{option} {text!r} is not a date (2026-12-31 or 2026年12月31日)") from None
 
 
-def notices(landing: landing_io.Landing, policies: dict[str, SourcePolicy], closure: Closure,
-            out: Path) -> dict:
+def notices(landing: landing_io.Landing, policies: dict[str, SourcePolicy], closure: Closure, out: Path) -> dict:
     """The notice batch from the latest membership snapshot: sms.csv (mobile, content) for members
     with a mainland mobile, email.csv (email, subject, body) for the others with an e-mail, one
     notice per address; members on the erasure list and members with neither are counted, not
@@ -231,8 +247,11 @@ def notices(landing: landing_io.Landing, policies: dict[str, SourcePolicy], clos
         raise SubjectError("no membership snapshot in the landing area")
     snapshot = dates[-1]
     kept = {name: p.retention.keep_years for name, p in policies.items()}
-    values = {**closure.values(), "kept": "、".join(f"{DATASETS_ZH.get(n, n)}{y}年" for n, y in kept.items()),
-              "kept_lines": "\n".join(f"- {DATASETS_ZH.get(n, n)}：保留{y}年" for n, y in kept.items())}
+    values = {
+        **closure.values(),
+        "kept": "、".join(f"{DATASETS_ZH.get(n, n)}{y}年" for n, y in kept.items()),
+        "kept_lines": "\n".join(f"- {DATASETS_ZH.get(n, n)}：保留{y}年" for n, y in kept.items()),
+    }
     sms_text = string.Template((TEMPLATES / "notice_sms_zh.txt").read_text("utf-8").strip()).substitute(values)
     subject, body = string.Template((TEMPLATES / "notice_email_zh.txt").read_text("utf-8")).substitute(values).split("\n", 1)
     email_column = next(c.name for c in policy.columns if c.kind == "email")
@@ -254,10 +273,18 @@ def notices(landing: landing_io.Landing, policies: dict[str, SourcePolicy], clos
                 else:
                     counts["unreachable"] += 1
     folder = restricted_dir(out)
-    files = [_private_csv(folder / "sms.csv", ["mobile", "content"], [(m, sms_text) for m in sorted(mobiles)]),
-             _private_csv(folder / "email.csv", ["email", "subject", "body"], [(e, subject, body.strip()) for e in sorted(emails)])]
-    return {**counts, "snapshot": snapshot.isoformat(), "sms": len(mobiles), "email": len(emails),
-            "files": [str(f.resolve()) for f in files], "closure": closure.recorded()}
+    files = [
+        _private_csv(folder / "sms.csv", ["mobile", "content"], [(m, sms_text) for m in sorted(mobiles)]),
+        _private_csv(folder / "email.csv", ["email", "subject", "body"], [(e, subject, body.strip()) for e in sorted(emails)]),
+    ]
+    return {
+        **counts,
+        "snapshot": snapshot.isoformat(),
+        "sms": len(mobiles),
+        "email": len(emails),
+        "files": [str(f.resolve()) for f in files],
+        "closure": closure.recorded(),
+    }
 
 
 def _private_csv(path: Path, header: list[str], rows, encoding: str = "utf-8") -> Path:

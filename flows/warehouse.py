@@ -66,8 +66,15 @@ def partition(warehouse: Path, dataset: str, date: dt.date) -> Path:
     return warehouse / f"dataset={dataset}" / f"export_date={date.isoformat()}"
 
 
-def stage(warehouse: Path, run_id: str, dataset: str, date: dt.date, batches: Iterable[pa.Table],
-          fields: dict[str, dict[str, str]], metadata: Callable[[], dict]) -> Path:
+def stage(
+    warehouse: Path,
+    run_id: str,
+    dataset: str,
+    date: dt.date,
+    batches: Iterable[pa.Table],
+    fields: dict[str, dict[str, str]],
+    metadata: Callable[[], dict],
+) -> Path:
     """Write the partition's file under the run's staging directory, batch by batch (one or more
     row groups each); returns its path. `fields` goes onto each column (keys `tuomin.<name>`);
     `metadata()`, called after the last batch (it may depend on all of them), into the file's
@@ -77,8 +84,9 @@ def stage(warehouse: Path, run_id: str, dataset: str, date: dt.date, batches: It
     writer, schema = None, None
     for table in batches:
         if writer is None:
-            schema = pa.schema([f.with_metadata({f"tuomin.{k}": v for k, v in fields.get(f.name, {}).items()})
-                                for f in table.schema])
+            schema = pa.schema(
+                [f.with_metadata({f"tuomin.{k}": v for k, v in fields.get(f.name, {}).items()}) for f in table.schema]
+            )
             writer = pq.ParquetWriter(staged, schema, compression="zstd")
         writer.write_table(table.cast(schema), row_group_size=ROW_GROUP)
         failpoints.hit("mid-write", staged)  # data written, footer not: the file is incomplete
@@ -103,8 +111,10 @@ def discard_staging(warehouse: Path, run_id: str) -> None:
 
 def read_fields(path: Path) -> dict[str, dict[str, str]]:
     """Each column's field metadata as stage() was given it (keys without the `tuomin.` prefix)."""
-    return {f.name: {k.decode().removeprefix("tuomin."): v.decode() for k, v in (f.metadata or {}).items()}
-            for f in pq.read_schema(path)}
+    return {
+        f.name: {k.decode().removeprefix("tuomin."): v.decode() for k, v in (f.metadata or {}).items()}
+        for f in pq.read_schema(path)
+    }
 
 
 def read_metadata(path: Path) -> dict:

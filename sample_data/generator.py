@@ -84,7 +84,10 @@ def generate(out: Path, config: Config = Config(), workers: int | None = None) -
             tasks = [(config.seed, day, i, lo, hi, split, Path(tmp)) for i, (lo, hi) in enumerate(receipts.parts(config.part))]
             bought, kept = [], []
             with ExitStack() as stack:
-                files = [stack.enter_context(Export(out / name, POS_COLUMNS, "utf-8-sig")) for name in names[: 1 + (split < config.rows)]]
+                files = [
+                    stack.enter_context(Export(out / name, POS_COLUMNS, "utf-8-sig"))
+                    for name in names[: 1 + (split < config.rows)]
+                ]
                 for pieces, member_purchases, for_cases in forked.imap(_pos_part, tasks):
                     for file, piece in pieces:
                         files[file].append(piece)
@@ -98,10 +101,17 @@ def generate(out: Path, config: Config = Config(), workers: int | None = None) -
             members = np.arange(0, people.n_members, config.part)
             cases = int(day_rng.poisson(max(1.0, config.rows / 60)))
             names = [f"membership/{date}/members_{date:%Y%m%d}.csv", f"after_sales/{date}/cases_{date:%Y%m%d}.csv"]
-            tasks = [(_membership_part, config.seed, day, lo, min(lo + config.part, people.n_members), Path(tmp)) for lo in members]
-            tasks += [(_cases_part, config.seed, day, lo, min(lo + config.part // 10, cases), Path(tmp))
-                      for lo in range(0, cases, config.part // 10)]
-            with Export(out / names[0], MEMBERSHIP_HEADER, "gb18030") as crm, Export(out / names[1], CASE_COLUMNS, "utf-8") as notes:
+            tasks = [
+                (_membership_part, config.seed, day, lo, min(lo + config.part, people.n_members), Path(tmp)) for lo in members
+            ]
+            tasks += [
+                (_cases_part, config.seed, day, lo, min(lo + config.part // 10, cases), Path(tmp))
+                for lo in range(0, cases, config.part // 10)
+            ]
+            with (
+                Export(out / names[0], MEMBERSHIP_HEADER, "gb18030") as crm,
+                Export(out / names[1], CASE_COLUMNS, "utf-8") as notes,
+            ):
                 for task, (piece, rows) in zip(tasks, forked.imap(_call, tasks)):
                     (crm if task[0] is _membership_part else notes).append(piece, rows)
             written |= {names[0]: crm.rows, names[1]: notes.rows}
@@ -160,10 +170,34 @@ def _staff(rng, seed: int) -> Staff:
 
 
 # -- POS -----------------------------------------------------------------------------------------
-POS_COLUMNS = ("txn_id", "line_no", "store_code", "terminal_id", "cashier_id", "cashier_name", "txn_time",
-               "member_no", "buyer_name", "doc_type", "doc_no", "nationality", "mobile", "flight_no",
-               "departure_date", "destination", "sku", "product_name", "category", "brand", "qty",
-               "unit_price", "discount", "amount", "payment_method", "card_no")
+POS_COLUMNS = (
+    "txn_id",
+    "line_no",
+    "store_code",
+    "terminal_id",
+    "cashier_id",
+    "cashier_name",
+    "txn_time",
+    "member_no",
+    "buyer_name",
+    "doc_type",
+    "doc_no",
+    "nationality",
+    "mobile",
+    "flight_no",
+    "departure_date",
+    "destination",
+    "sku",
+    "product_name",
+    "category",
+    "brand",
+    "qty",
+    "unit_price",
+    "discount",
+    "amount",
+    "payment_method",
+    "card_no",
+)
 
 
 @dataclass
@@ -210,8 +244,9 @@ def _pos_part(task: tuple) -> tuple[list[tuple[int, Path]], pa.Table, pa.Table]:
     members bought, and the receipts kept for after-sales."""
     seed, day, index, lo, hi, split, tmp = task
     part = SHARED.receipts.slice(lo, hi)
-    lines, receipts = pos_lines(np.random.default_rng([seed, 3, day, index]), SHARED.people, SHARED.staff,
-                                SHARED.activity, SHARED.date, part)
+    lines, receipts = pos_lines(
+        np.random.default_rng([seed, 3, day, index]), SHARED.people, SHARED.staff, SHARED.activity, SHARED.date, part
+    )
     first_line = int(np.sum(SHARED.receipts.sizes[:lo]))
     cut = min(max(split - first_line, 0), lines.num_rows)
     pieces = []
@@ -224,12 +259,15 @@ def _pos_part(task: tuple) -> tuple[list[tuple[int, Path]], pa.Table, pa.Table]:
     return pieces, bought, receipts.take(keep)
 
 
-def pos_lines(rng, people: People, staff: Staff, activity: np.ndarray, date: dt.date, part: Receipts) -> tuple[pa.Table, pa.Table]:
+def pos_lines(
+    rng, people: People, staff: Staff, activity: np.ndarray, date: dt.date, part: Receipts
+) -> tuple[pa.Table, pa.Table]:
     """The lines of these receipts, and one row per receipt for the after-sales generator."""
     sizes, store, seconds, n, rows = part.sizes, part.store, part.seconds, part.n, int(part.sizes.sum())
     is_member = rng.random(n) < 0.45
-    buyer = np.where(is_member, rng.choice(people.n_members, n, p=activity / activity.sum()),
-                     rng.integers(people.n_members, people.size, n))
+    buyer = np.where(
+        is_member, rng.choice(people.n_members, n, p=activity / activity.sum()), rng.integers(people.n_members, people.size, n)
+    )
     is_member &= people.joined[buyer] <= np.datetime64(date)
     prefix = pa.array([s.receipt_prefix + f"-{date:%Y%m%d}" for s in world.STORES]).take(store)
     txn_id = pc.binary_join_element_wise(prefix, _zfill(part.seq, 7), "-")
@@ -266,43 +304,61 @@ def pos_lines(rng, people: People, staff: Staff, activity: np.ndarray, date: dt.
     pct = np.array([0, 0, 0, 5, 10, 15])[rng.integers(0, 6, rows)]
     discount = np.round(qty * price * pct / 100).astype(np.int64)
     amount = qty * price - discount
-    catalogue = {name: pa.array(values).take(product) for name, values in (
-        ("sku", _skus()), ("product_name", [p[1] for p in world.PRODUCTS]), ("category", [p[2] for p in world.PRODUCTS]),
-        ("brand", [p[0] for p in world.PRODUCTS]))}
+    catalogue = {
+        name: pa.array(values).take(product)
+        for name, values in (
+            ("sku", _skus()),
+            ("product_name", [p[1] for p in world.PRODUCTS]),
+            ("category", [p[2] for p in world.PRODUCTS]),
+            ("brand", [p[0] for p in world.PRODUCTS]),
+        )
+    }
     at_line = pa.array(r)
     take = lambda arr: (arr if isinstance(arr, pa.Array) else pa.array(arr)).take(at_line)  # noqa: E731
-    lines = pa.table({
-        "txn_id": take(txn_id),
-        "line_no": text(line_no),
-        "store_code": take(receipt["store_code"]),
-        "terminal_id": take(receipt["terminal_id"]),
-        "cashier_id": take(receipt["cashier"][0]),
-        "cashier_name": take(receipt["cashier"][1]),
-        "txn_time": take(receipt["txn_time"]),
-        "member_no": take(receipt["member_no"]),
-        "buyer_name": people.name.take(buyer[r]),
-        "doc_type": people.doc_type.take(buyer[r]),
-        "doc_no": people.doc_no_as_written.take(buyer[r]),
-        "nationality": pa.array([o.nationality for o in world.ORIGINS]).take(people.origin[buyer[r]]),
-        "mobile": take(receipt["mobile"]),
-        "flight_no": take(flight),
-        "departure_date": take(departure),
-        "destination": take(destination),
-        **catalogue,
-        "qty": text(qty),
-        "unit_price": money(price),
-        "discount": money(discount),
-        "amount": money(amount),
-        "payment_method": take(payment),
-        "card_no": take(receipt["card_no"]),
-    })
+    lines = pa.table(
+        {
+            "txn_id": take(txn_id),
+            "line_no": text(line_no),
+            "store_code": take(receipt["store_code"]),
+            "terminal_id": take(receipt["terminal_id"]),
+            "cashier_id": take(receipt["cashier"][0]),
+            "cashier_name": take(receipt["cashier"][1]),
+            "txn_time": take(receipt["txn_time"]),
+            "member_no": take(receipt["member_no"]),
+            "buyer_name": people.name.take(buyer[r]),
+            "doc_type": people.doc_type.take(buyer[r]),
+            "doc_no": people.doc_no_as_written.take(buyer[r]),
+            "nationality": pa.array([o.nationality for o in world.ORIGINS]).take(people.origin[buyer[r]]),
+            "mobile": take(receipt["mobile"]),
+            "flight_no": take(flight),
+            "departure_date": take(departure),
+            "destination": take(destination),
+            **catalogue,
+            "qty": text(qty),
+            "unit_price": money(price),
+            "discount": money(discount),
+            "amount": money(amount),
+            "payment_method": take(payment),
+            "card_no": take(receipt["card_no"]),
+        }
+    )
     total = np.bincount(r, weights=amount, minlength=n).astype(np.int64)
     first_product = np.array([p[1] for p in world.PRODUCTS])[product[np.cumsum(sizes) - sizes]]
-    receipts = pa.table({
-        "txn_id": txn_id, "buyer": buyer, "member": is_member, "store": store, "seconds": seconds,
-        "date": np.full(n, np.datetime64(date)), "flight_no": flight, "product": first_product,
-        "amount_cents": total, "payment_method": payment, "card_no": receipt["card_no"],
-    })
+    receipts = pa.table(
+        {
+            "txn_id": txn_id,
+            "buyer": buyer,
+            "member": is_member,
+            "store": store,
+            "seconds": seconds,
+            "date": np.full(n, np.datetime64(date)),
+            "flight_no": flight,
+            "product": first_product,
+            "amount_cents": total,
+            "payment_method": payment,
+            "card_no": receipt["card_no"],
+        }
+    )
     return lines, receipts
 
 
@@ -359,7 +415,9 @@ def _card_as_printed(rng, people: People, who, payment) -> pa.Array:
         masked = pc.binary_join_element_wise(
             pc.utf8_slice_codeunits(full, 0, 6),
             pc.if_else(pc.equal(length, 19), "*********", "******"),
-            pc.utf8_slice_codeunits(full, -4), "")
+            pc.utf8_slice_codeunits(full, -4),
+            "",
+        )
         printed = pc.if_else(pa.array(rng.random(len(who)) < 0.6), full, masked)
         out = pc.if_else(pa.array(sel), printed, out)
     return out
@@ -391,9 +449,28 @@ def _record_purchases(people: People, bought: pa.Table, date: dt.date) -> None:
 
 
 # -- CRM -----------------------------------------------------------------------------------------
-MEMBERSHIP_HEADER = ("会员编号", "姓名", "性别", "出生日期", "证件类型", "证件号码", "手机号码", "电子邮箱", "国籍",
-                     "省份", "城市", "详细地址", "邮政编码", "入会日期", "会员等级", "积分余额", "累计消费金额",
-                     "营销授权", "微信OpenID", "最近消费日期")
+MEMBERSHIP_HEADER = (
+    "会员编号",
+    "姓名",
+    "性别",
+    "出生日期",
+    "证件类型",
+    "证件号码",
+    "手机号码",
+    "电子邮箱",
+    "国籍",
+    "省份",
+    "城市",
+    "详细地址",
+    "邮政编码",
+    "入会日期",
+    "会员等级",
+    "积分余额",
+    "累计消费金额",
+    "营销授权",
+    "微信OpenID",
+    "最近消费日期",
+)
 
 
 def membership(rng, people: People, date: dt.date, lo: int, hi: int) -> pa.Table:
@@ -403,9 +480,11 @@ def membership(rng, people: People, date: dt.date, lo: int, hi: int) -> pa.Table
     n = len(idx)
     birth = people.birth[idx]
     iso = np.datetime_as_string(birth)
-    y, m, d = (birth.astype("datetime64[Y]").astype(int) + 1970,
-               birth.astype("datetime64[M]").astype(int) % 12 + 1,
-               (birth - birth.astype("datetime64[M]")).astype(int) + 1)
+    y, m, d = (
+        birth.astype("datetime64[Y]").astype(int) + 1970,
+        birth.astype("datetime64[M]").astype(int) % 12 + 1,
+        (birth - birth.astype("datetime64[M]")).astype(int) + 1,
+    )
     slashed = y.astype(str) + "/" + m.astype(str) + "/" + d.astype(str)  # 1988/7/14, as some clerks type it
     residence = people.residence[idx]
     has_home = residence >= 0
@@ -445,8 +524,20 @@ def _membership_part(seed: int, day: int, lo: int, hi: int, tmp: Path) -> tuple[
 
 
 # -- after-sales ---------------------------------------------------------------------------------
-CASE_COLUMNS = ("case_no", "member_no", "txn_id", "created_at", "channel", "case_type", "description",
-                "handler_name", "resolution", "refund_amount", "closed_at", "satisfaction")
+CASE_COLUMNS = (
+    "case_no",
+    "member_no",
+    "txn_id",
+    "created_at",
+    "channel",
+    "case_type",
+    "description",
+    "handler_name",
+    "resolution",
+    "refund_amount",
+    "closed_at",
+    "satisfaction",
+)
 
 
 def _cases_part(seed: int, day: int, lo: int, hi: int, tmp: Path) -> tuple[Path, int]:
@@ -458,8 +549,9 @@ def _cases_part(seed: int, day: int, lo: int, hi: int, tmp: Path) -> tuple[Path,
     return tmp / f"cases-{day}-{lo}.csv", table.num_rows
 
 
-def after_sales(rng, notes: NoteWriter, people: People, staff: Staff, recent: pa.Table, date: dt.date,
-                first: int, n: int) -> pa.Table:
+def after_sales(
+    rng, notes: NoteWriter, people: People, staff: Staff, recent: pa.Table, date: dt.date, first: int, n: int
+) -> pa.Table:
     """Cases first+1 .. first+n of the day (their case numbers)."""
     day_start = dt.datetime.combine(date, dt.time())
     handlers = staff.name[staff.store == -1]
@@ -473,7 +565,7 @@ def after_sales(rng, notes: NoteWriter, people: People, staff: Staff, recent: pa
     created_s = rng.integers(9 * 3600, 21 * 3600, n)
     minutes_to_close = rng.integers(10, 600, n)
     closes, rated = rng.random(n) < 0.8, rng.random(n) < 0.7
-    scores = rng.choice([1, 2, 3, 4, 5], n, p=[.05, .07, .18, .35, .35])
+    scores = rng.choice([1, 2, 3, 4, 5], n, p=[0.05, 0.07, 0.18, 0.35, 0.35])
     handler = handlers[rng.integers(0, len(handlers), n)]
     out = {c: [] for c in CASE_COLUMNS}
     for i in range(n):
@@ -493,10 +585,19 @@ def after_sales(rng, notes: NoteWriter, people: People, staff: Staff, recent: pa
             flight, amount, card, store, case_type = world.DEPARTURES[0][0], price * 100, None, world.STORES[4].name, "咨询"
         card = people.cards["银联"][who].as_py() if card and "*" in card else card
         subject = Subject(
-            name=people.name[who].as_py(), female=bool(people.female[who]), mobile=people.mobile_shapes[0][who].as_py(),
-            doc_type=people.doc_type[who].as_py(), doc_no=people.doc_no[who].as_py(), email=people.email[who].as_py(),
-            address=people.address[who].as_py(), card=card, flight=flight, product=product,
-            amount=f"{abs(amount) // 100}.{abs(amount) % 100:02d}", store=store)
+            name=people.name[who].as_py(),
+            female=bool(people.female[who]),
+            mobile=people.mobile_shapes[0][who].as_py(),
+            doc_type=people.doc_type[who].as_py(),
+            doc_no=people.doc_no[who].as_py(),
+            email=people.email[who].as_py(),
+            address=people.address[who].as_py(),
+            card=card,
+            flight=flight,
+            product=product,
+            amount=f"{abs(amount) // 100}.{abs(amount) % 100:02d}",
+            store=store,
+        )
         closed = created + dt.timedelta(minutes=int(minutes_to_close[i]))
         is_closed = bool(closes[i]) and closed.date() == date
         out["case_no"].append(f"AS-{date:%Y%m%d}-{first + i + 1:05d}")
@@ -523,12 +624,14 @@ def erasure_requests(rng, people: People, recent: pa.Table, start: dt.date) -> p
     by_doc, by_mobile, by_member = (int(rng.choice(pool)) for pool in (buyers, with_mobile, members))
     unknown = digit_strings(rng, 1, 8, prefix="E")[0].as_py()
     requested = [f"{start - dt.timedelta(days=d)} 10:{d:02d}:00" for d in (9, 7, 5, 3)]
-    return pa.table({
-        "requested_at": requested,
-        "doc_no": [people.doc_no[by_doc].as_py(), None, None, unknown],
-        "mobile": [None, people.mobile_shapes[1][by_mobile].as_py(), None, None],
-        "member_no": [None, None, people.member_no[by_member].as_py(), None],
-    })
+    return pa.table(
+        {
+            "requested_at": requested,
+            "doc_no": [people.doc_no[by_doc].as_py(), None, None, unknown],
+            "mobile": [None, people.mobile_shapes[1][by_mobile].as_py(), None, None],
+            "member_no": [None, None, people.member_no[by_member].as_py(), None],
+        }
+    )
 
 
 # -- writing -------------------------------------------------------------------------------------
@@ -538,8 +641,11 @@ def _csv(table: pa.Table, path: Path) -> None:
     quote selectively (it quotes every string), so free text with commas or quotes goes to DuckDB."""
     # DuckDB also quotes an empty string (to tell it from a null) and a '#' (a comment character
     # to some readers): such tables go to DuckDB as well, so both writers give the same bytes.
-    special = any(pc.any(pc.or_(pc.equal(column, ""), pc.match_substring(column, "#"))).as_py()
-                  for column in table.columns if column.type == pa.string())
+    special = any(
+        pc.any(pc.or_(pc.equal(column, ""), pc.match_substring(column, "#"))).as_py()
+        for column in table.columns
+        if column.type == pa.string()
+    )
     if not special:
         try:
             return pcsv.write_csv(table, path, pcsv.WriteOptions(include_header=False, quoting_style="none"))

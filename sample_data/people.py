@@ -119,7 +119,8 @@ def make_people(seed: int, n_members: int, n_travellers: int, start: dt.date, ma
     rng = np.random.default_rng([seed, 0])
     _make_documents_unique(rng, people)
     people.member_no = pc.binary_join_element_wise(
-        "M", text(rng.choice(900_000_000, people.size, replace=False) + 100_000_000), "")
+        "M", text(rng.choice(900_000_000, people.size, replace=False) + 100_000_000), ""
+    )
     return people
 
 
@@ -133,8 +134,7 @@ def _draw(part: tuple) -> People:
     birth = today - age_days
     doc_type, doc_no = _documents(rng, origin, female, birth)
     lower_x = pc.and_(pc.ends_with(doc_no, "X"), pa.array(rng.random(n) < 0.25))
-    residence = np.where(rng.random(n) < np.where(origin == 0, 0.97, 0.6),
-                         choice(rng, world.RESIDENCE_WEIGHTS, n), -1)
+    residence = np.where(rng.random(n) < np.where(origin == 0, 0.97, 0.6), choice(rng, world.RESIDENCE_WEIGHTS, n), -1)
     joined = np.datetime64("2015-01-01") + rng.integers(0, (today - np.datetime64("2015-01-01")).astype(int) + 30, n)
     tier = choice(rng, world.TIERS, n)
     spend = (rng.lognormal(8.5, 1.0, n) * (1 + 2.5 * tier) * 100).astype(np.int64)
@@ -260,8 +260,9 @@ def _names(rng, faker_seed: int, origin, female) -> pa.Array:
     n = len(origin)
     surnames = pa.array(list(ChineseNames.last_names)).take(choice(rng, list(ChineseNames.last_names.values()), n))
     given_m, given_f = pa.array(ChineseNames.first_names_male), pa.array(ChineseNames.first_names_female)
-    given = pc.if_else(pa.array(female), given_f.take(rng.integers(0, len(given_f), n)),
-                       given_m.take(rng.integers(0, len(given_m), n)))
+    given = pc.if_else(
+        pa.array(female), given_f.take(rng.integers(0, len(given_f), n)), given_m.take(rng.integers(0, len(given_m), n))
+    )
     pools = _name_pools(faker_seed)
     candidates = [pc.binary_join_element_wise(surnames, given, "")]
     candidates += [pool.take(rng.integers(0, len(pool), n)) for pool in pools.values()]
@@ -278,8 +279,11 @@ def _name_pools(faker_seed: int) -> dict[str, pa.Array]:
     pools = {
         "ja": [f"{ja.last_romanized_name()} {ja.first_romanized_name()}" for _ in range(400)],
         "ko": [f"{s} {g}" for s in world.KOREAN_SURNAMES for g in world.KOREAN_GIVEN],
-        "latin": [f"{fake[loc].last_name()} {fake[loc].first_name()}"
-                  for loc in ("en_US", "en_GB", "fr_FR", "de_DE") for _ in range(300)],
+        "latin": [
+            f"{fake[loc].last_name()} {fake[loc].first_name()}"
+            for loc in ("en_US", "en_GB", "fr_FR", "de_DE")
+            for _ in range(300)
+        ],
     }
     return {style: pa.array([_ascii(name).upper() for name in pool]) for style, pool in pools.items()}
 
@@ -295,8 +299,11 @@ def _mobiles(rng, origin) -> tuple[pa.Array, pa.Array, pa.Array]:
     number = np.column_stack([prefix, rng.integers(0, 10, (n, 8))]) + 48
     has = rng.random(n) < np.where(origin == 0, 0.98, np.where(origin <= 3, 0.8, 0.4))
     head, mid, tail = (strings(number[:, a:b]) for a, b in ((0, 3), (3, 7), (7, 11)))
-    shapes = (strings(number), pc.binary_join_element_wise("+86", head, mid, tail, " "),
-              pc.binary_join_element_wise("86", head, mid, tail, "-"))
+    shapes = (
+        strings(number),
+        pc.binary_join_element_wise("+86", head, mid, tail, " "),
+        pc.binary_join_element_wise("86", head, mid, tail, "-"),
+    )
     return tuple(present(has, shape) for shape in shapes)
 
 

@@ -104,8 +104,9 @@ def run_flow(landing: Path, root: Path, **kwargs) -> Run:
     from flows.anonymize import anonymize_exports
 
     warehouse, restricted = root / "warehouse", root / "restricted"
-    state = anonymize_exports(landing=str(landing), warehouse=str(warehouse), restricted=str(restricted),
-                              return_state=True, **kwargs)
+    state = anonymize_exports(
+        landing=str(landing), warehouse=str(warehouse), restricted=str(restricted), return_state=True, **kwargs
+    )
     return Run(state, state.result(raise_on_failure=False), warehouse, restricted)
 
 

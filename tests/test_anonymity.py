@@ -17,15 +17,19 @@ from transforms.hierarchy import TableHierarchy, encode
 from transforms.outofcore import OutOfCore
 
 AGE = TableHierarchy([[str(a), f"{a // 10 * 10}s", "<30" if a < 30 else ">=30", "*"] for a in range(10, 60)])
-CITY = TableHierarchy([[c, r, "*"] for c, r in [("SH", "east"), ("HZ", "east"), ("NJ", "east"), ("BJ", "north"),
-                                               ("TJ", "north"), ("GZ", "south")]])
+CITY = TableHierarchy(
+    [[c, r, "*"] for c, r in [("SH", "east"), ("HZ", "east"), ("NJ", "east"), ("BJ", "north"), ("TJ", "north"), ("GZ", "south")]]
+)
 SEX = TableHierarchy([["F", "*"], ["M", "*"]])
 
 
 def _table(rows):
     ages, cities, sexes = zip(*rows)
-    return [encode("age", pa.array([str(a) for a in ages]), AGE), encode("city", pa.array(cities), CITY),
-            encode("sex", pa.array(sexes), SEX)]
+    return [
+        encode("age", pa.array([str(a) for a in ages]), AGE),
+        encode("city", pa.array(cities), CITY),
+        encode("sex", pa.array(sexes), SEX),
+    ]
 
 
 def _brute_force(qis, k, limit, weights=None, sensitive=None, l=None):
@@ -48,13 +52,22 @@ def _brute_force(qis, k, limit, weights=None, sensitive=None, l=None):
     return best
 
 
-rows = st.lists(st.tuples(st.integers(10, 59), st.sampled_from(["SH", "HZ", "NJ", "BJ", "TJ", "GZ"]),
-                          st.sampled_from("FM")), min_size=8, max_size=60)
+rows = st.lists(
+    st.tuples(st.integers(10, 59), st.sampled_from(["SH", "HZ", "NJ", "BJ", "TJ", "GZ"]), st.sampled_from("FM")),
+    min_size=8,
+    max_size=60,
+)
 
 
 @settings(max_examples=60)
-@given(rows, st.integers(2, 5), st.sampled_from([0.0, 0.05, 0.2]), st.sampled_from([None, {"age": 3.0}]),
-       st.sampled_from([None, 2]), st.randoms(use_true_random=False))
+@given(
+    rows,
+    st.integers(2, 5),
+    st.sampled_from([0.0, 0.05, 0.2]),
+    st.sampled_from([None, {"age": 3.0}]),
+    st.sampled_from([None, 2]),
+    st.randoms(use_true_random=False),
+)
 def test_search_is_exact(data, k, limit, weights, l, rnd):
     qis = _table(data)
     ranges = {q.name: (0, q.hierarchy.top) for q in qis}
@@ -110,15 +123,24 @@ def test_aggregated_combinations_give_the_same_solution_as_rows(data, k, limit, 
         with pytest.raises(Unreachable):
             search(aggregated, ranges, k, limit, combos["e"].to_numpy(), diversity=agg_diversity, counts=combos["n"].to_numpy())
         return
-    by_combos = search(aggregated, ranges, k, limit, combos["e"].to_numpy(), diversity=agg_diversity, counts=combos["n"].to_numpy())
+    by_combos = search(
+        aggregated, ranges, k, limit, combos["e"].to_numpy(), diversity=agg_diversity, counts=combos["n"].to_numpy()
+    )
     assert by_combos.levels == by_rows.levels and by_combos.loss == pytest.approx(by_rows.loss)
     assert by_combos.k == by_rows.k and (combos["n"].to_numpy() * by_combos.suppressed).sum() == by_rows.suppressed.sum()
 
 
 @pytest.mark.parametrize("one_key", [True, False], ids=["one-integer-key", "one-column-per-qi"])
 @settings(max_examples=50)
-@given(rows, st.integers(2, 4), st.sampled_from([0.0, 0.1, 0.3]), st.sampled_from([None, {"age": 3.0}]),
-       st.sampled_from([None, (2, "distinct"), (1.5, "entropy")]), st.booleans(), st.randoms(use_true_random=False))
+@given(
+    rows,
+    st.integers(2, 4),
+    st.sampled_from([0.0, 0.1, 0.3]),
+    st.sampled_from([None, {"age": 3.0}]),
+    st.sampled_from([None, (2, "distinct"), (1.5, "entropy")]),
+    st.booleans(),
+    st.randoms(use_true_random=False),
+)
 def test_out_of_core_table_answers_as_the_in_memory_one(one_key, data, k, limit, weights, model, by_entity, rnd):
     """The pipeline's engine table (DuckDB, out of core) against the in-memory one (numpy) as the
     oracle, on rows with counts, people with several rows, rows without a person, null sensitive
@@ -136,19 +158,47 @@ def test_out_of_core_table_answers_as_the_in_memory_one(one_key, data, k, limit,
     assume(kept.any())
     codes = pd.factorize(pd.Series(values), use_na_sentinel=False)[0]
     try:
-        memory = search([dataclasses.replace(q, codes=q.codes[kept]) for q in qis], ranges, k, limit,
-                        entity[kept] if by_entity else None, weights,
-                        [Diversity("s", codes[kept], model[0], model[1])] if model else [], counts[kept])
+        memory = search(
+            [dataclasses.replace(q, codes=q.codes[kept]) for q in qis],
+            ranges,
+            k,
+            limit,
+            entity[kept] if by_entity else None,
+            weights,
+            [Diversity("s", codes[kept], model[0], model[1])] if model else [],
+            counts[kept],
+        )
     except Unreachable:
         memory = None
-    tally = pa.table({"age": qis[0].codes, "city": qis[1].codes, "sex": qis[2].codes, "s": values,
-                      "e": pa.array(entity, mask=entity < 0), "subject": subject, "rows": counts})
+    tally = pa.table(
+        {
+            "age": qis[0].codes,
+            "city": qis[1].codes,
+            "sex": qis[2].codes,
+            "s": values,
+            "e": pa.array(entity, mask=entity < 0),
+            "subject": subject,
+            "rows": counts,
+        }
+    )
     diversity = [Diversity("s", None, model[0], model[1])] if model else []
     one_key_below = outofcore.ONE_KEY_BELOW if one_key else 0
-    with mock.patch.object(outofcore, "ONE_KEY_BELOW", one_key_below), \
-            OutOfCore([tally], qis, ["age", "city", "sex"], [pa.array(np.arange(q.sizes[0])) for q in qis],
-                      [ranges[q.name] for q in qis], entity="e", by_entity=by_entity, subject="subject", rows="rows",
-                      diversity=diversity, erased=pa.array(sorted(erased), pa.int64())) as table:
+    with (
+        mock.patch.object(outofcore, "ONE_KEY_BELOW", one_key_below),
+        OutOfCore(
+            [tally],
+            qis,
+            ["age", "city", "sex"],
+            [pa.array(np.arange(q.sizes[0])) for q in qis],
+            [ranges[q.name] for q in qis],
+            entity="e",
+            by_entity=by_entity,
+            subject="subject",
+            rows="rows",
+            diversity=diversity,
+            erased=pa.array(sorted(erased), pa.int64()),
+        ) as table,
+    ):
         assert table.erased_rows == counts[~kept].sum() and table.rows == counts[kept].sum()
         if memory is None:
             with pytest.raises(Unreachable):
@@ -215,9 +265,19 @@ def test_rows_in_matches_nulls_and_compares_types_as_sql_does():
     import datetime as dt
 
     when = [dt.datetime(2026, 3, 1, 10), dt.datetime(2026, 3, 1, 11), None, dt.datetime(2026, 3, 1, 10)]
-    table = pa.table({"t": pa.array(when, pa.timestamp("ms")), "s": pa.array(["a", "b", None, None]),
-                      "d": pa.array([dt.date(2026, 3, 1)] * 4, pa.date32())})
-    classes = pa.table({"t": pa.array([dt.datetime(2026, 3, 1, 10), None], pa.timestamp("us")), "s": ["a", None],
-                        "d": pa.array([dt.date(2026, 3, 1)] * 2, pa.date32())})
+    table = pa.table(
+        {
+            "t": pa.array(when, pa.timestamp("ms")),
+            "s": pa.array(["a", "b", None, None]),
+            "d": pa.array([dt.date(2026, 3, 1)] * 4, pa.date32()),
+        }
+    )
+    classes = pa.table(
+        {
+            "t": pa.array([dt.datetime(2026, 3, 1, 10), None], pa.timestamp("us")),
+            "s": ["a", None],
+            "d": pa.array([dt.date(2026, 3, 1)] * 2, pa.date32()),
+        }
+    )
     assert outofcore.rows_in(table, classes).tolist() == [True, False, True, False]
     assert outofcore.rows_in(table, classes.slice(0, 0)).tolist() == [False] * 4

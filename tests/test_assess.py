@@ -47,8 +47,7 @@ def test_sparse_and_dense_counting_agree(name, monkeypatch):
 
 
 def test_entity_level_figures():
-    frame = pd.DataFrame({"city": ["SH"] * 4 + ["BJ"] * 3 + [None] * 2,
-                          "who": ["a", "a", "a", "b", "c", "d", "e", None, None]})
+    frame = pd.DataFrame({"city": ["SH"] * 4 + ["BJ"] * 3 + [None] * 2, "who": ["a", "a", "a", "b", "c", "d", "e", None, None]})
     by_rows = metrics.assess(frame, ["city"])
     by_people = metrics.assess(frame, ["city"], entity="who")
     assert (by_rows["k"], by_rows["classes"]) == (2, 3)  # the null city is a class of its own
@@ -66,8 +65,19 @@ def test_population_risk():
 
 
 def test_cli_json_has_exactly_the_documented_keys():
-    result = CliRunner().invoke(app, ["assess", str(ORACLE / "adult_k10_anonymized_l2.csv"), "--qi", ",".join(ADULT),
-                                      "--sensitive", "salary-class", "--format", "json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "assess",
+            str(ORACLE / "adult_k10_anonymized_l2.csv"),
+            "--qi",
+            ",".join(ADULT),
+            "--sensitive",
+            "salary-class",
+            "--format",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert tuple(out) == ASSESS_KEYS
@@ -81,8 +91,19 @@ def test_cli_names_missing_columns():
 
 
 def test_cli_reads_a_warehouse_dataset_with_its_own_metadata(published):
-    result = CliRunner().invoke(app, ["assess", "dataset=membership", "--warehouse", str(published.warehouse),
-                                      "--sensitive", "lifetime_spend", "--format", "json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "assess",
+            "dataset=membership",
+            "--warehouse",
+            str(published.warehouse),
+            "--sensitive",
+            "lifetime_spend",
+            "--format",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["k"] >= 1 and out["l_distinct"] >= 1  # the union of partitions: issue 7's review asks more of it
@@ -116,9 +137,15 @@ def test_profile_uniqueness_bounds(rows):
     assert one_class["profile_unique"] == (1 if one_class["entities"] == 1 else 0)  # nothing distinguishes anyone
 
 
-@given(st.lists(st.tuples(st.sampled_from("AB"), st.sampled_from(["x", "y", None]), st.integers(0, 9), st.sampled_from("pqr")),
-                min_size=1, max_size=80),
-       st.integers(1, 4), st.sampled_from(["distinct", "entropy"]))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("AB"), st.sampled_from(["x", "y", None]), st.integers(0, 9), st.sampled_from("pqr")),
+        min_size=1,
+        max_size=80,
+    ),
+    st.integers(1, 4),
+    st.sampled_from(["distinct", "entropy"]),
+)
 @settings(max_examples=200)
 def test_failing_marks_exactly_the_classes_below_k_or_l(rows, k, measure):
     """What erasure suppresses after removing a person: whole classes, exactly those with fewer

@@ -1,10 +1,10 @@
 """Attacks on what is published, run against a real flow run's output.
 
-    dictionary  an attacker without the key hashes every candidate identifier, in every
-                unkeyed or guessed-key scheme, into the tokens' format: no token comes out
-    linkage     an attacker holding some members' raw quasi-identifiers generalizes them with
-                the public hierarchies at the published levels and looks for their classes:
-                none falls in a class of fewer than k customers
+dictionary  an attacker without the key hashes every candidate identifier, in every
+            unkeyed or guessed-key scheme, into the tokens' format: no token comes out
+linkage     an attacker holding some members' raw quasi-identifiers generalizes them with
+            the public hierarchies at the published levels and looks for their classes:
+            none falls in a class of fewer than k customers
 """
 
 from __future__ import annotations
@@ -85,8 +85,12 @@ def test_dictionary_attack_never_reproduces_a_token(published, landing):
     candidates = _candidates(landing)
     assert len(tokens) > 500 and sum(map(len, candidates.values())) > 1000
     guessed_keys = [Pseudonymizer(k) for k in (b"\0" * 32, b"tuomin" * 6, b"password" * 4, TEST_KEY.encode()[::-1])]
-    hits = {(domain, v) for domain, values in candidates.items() for v in values
-            if _unkeyed(v, domain) & tokens or any(_guesses(p, v, domain, units) & tokens for p in guessed_keys)}
+    hits = {
+        (domain, v)
+        for domain, values in candidates.items()
+        for v in values
+        if _unkeyed(v, domain) & tokens or any(_guesses(p, v, domain, units) & tokens for p in guessed_keys)
+    }
     assert not hits, f"{len(hits)} identifier(s) hashed to a published token without the key"
     # The same attack with the key finds them: the test would see a weak pseudonym.
     keyed = Pseudonymizer(TEST_KEY.encode())
@@ -101,16 +105,22 @@ def test_linkage_attack_finds_no_class_smaller_than_k(published, landing):
     # The attacker: every third member's raw attributes, generalized as the metadata says.
     raw = parse_table(read_all(landing, policy, DAY), policy).table
     raw = raw.take(pa.array(np.arange(0, raw.num_rows, 3)))
-    built = plan.hierarchies(policy, Context(Pseudonymizer(TEST_KEY.encode()), DAY, POLICIES, NameMatcher([]),
-                                             policy.privacy.reference_date))
-    attacker = pa.table({c.output_name: built[c.name].generalize(raw[c.name], meta["levels"][c.output_name]).cast(pa.string())
-                         for c in policy.quasi_identifiers})
+    built = plan.hierarchies(
+        policy, Context(Pseudonymizer(TEST_KEY.encode()), DAY, POLICIES, NameMatcher([]), policy.privacy.reference_date)
+    )
+    attacker = pa.table(
+        {
+            c.output_name: built[c.name].generalize(raw[c.name], meta["levels"][c.output_name]).cast(pa.string())
+            for c in policy.quasi_identifiers
+        }
+    )
     key = " AND ".join(f'a."{q}" IS NOT DISTINCT FROM c."{q}"' for q in qis)
     columns = ", ".join(f'"{q}"::VARCHAR AS "{q}"' for q in qis)
     sizes = duckdb.sql(
-        f"WITH classes AS (SELECT {columns}, count(DISTINCT \"{meta['entity_column']}\") AS people"
+        f'WITH classes AS (SELECT {columns}, count(DISTINCT "{meta["entity_column"]}") AS people'
         f" FROM read_parquet('{path}') GROUP BY ALL)"
-        f" SELECT coalesce(c.people, 0) FROM attacker a LEFT JOIN classes c ON {key}").fetchnumpy()
+        f" SELECT coalesce(c.people, 0) FROM attacker a LEFT JOIN classes c ON {key}"
+    ).fetchnumpy()
     people = next(iter(sizes.values()))
     matched = people[people > 0]
     assert len(matched) >= 0.9 * attacker.num_rows, "the attacker's records do not find their classes: the test is blind"

@@ -71,15 +71,15 @@ def test_a_flipped_bit_anywhere_is_detected(small_chunks):
 def test_truncation_is_reported_as_such(small_chunks):
     _, sealed = small_chunks
     with pytest.raises(BackupError, match="truncated.*without its last chunk"):
-        _open(sealed[:HEADER + 3 * SEALED_CHUNK])  # cut exactly between chunks
+        _open(sealed[: HEADER + 3 * SEALED_CHUNK])  # cut exactly between chunks
     with pytest.raises(BackupError, match="truncated.*cut short"):
         _open(sealed[:-5])
 
 
 def test_reordered_dropped_or_appended_chunks_fail(small_chunks):
     _, sealed = small_chunks
-    body = [sealed[HEADER + i * SEALED_CHUNK:HEADER + (i + 1) * SEALED_CHUNK] for i in range(6)]
-    last = sealed[HEADER + 6 * SEALED_CHUNK:]
+    body = [sealed[HEADER + i * SEALED_CHUNK : HEADER + (i + 1) * SEALED_CHUNK] for i in range(6)]
+    last = sealed[HEADER + 6 * SEALED_CHUNK :]
     with pytest.raises(BackupError, match="chunk 0 fails authentication"):
         _open(sealed[:HEADER] + body[1] + body[0] + b"".join(body[2:]) + last)
     with pytest.raises(BackupError, match="chunk 2 fails authentication"):

@@ -24,26 +24,29 @@ def kind_of(values, header="col_x"):
     return classify_column(header, pa.array(values, pa.string()), REFS).kind
 
 
-@pytest.mark.parametrize(("values", "kind"), [
-    (["11010519491231002X", "11010519491231002x", "310101198905314620"], "prc_id"),
-    (["E12345678", "G87654321", "EA1234567"], "passport"),
-    (["H12345678", "M1234567890", "H87654321"], "hk_mo_permit"),
-    (["11010519491231002X", "E12345678", "H12345678", "12345678", "TK1234567"], "document_number"),
-    (["13812345678", "+86 138 1234 5678", "86-139-8765-4321", full_width("15912345678"), "138 1234 5678"], "mobile"),
-    (["021-62345678", "(0571)88888888", "010 12345678"], "landline"),
-    (["li.na88@163.com", "wang@qq.com", "a_b@example.co.jp"], "email"),
-    (["6222021234567890128", "622202******0128", "4111111111111111"], "bank_card"),
-    (["oX3a-5c7pQxyzABCDEFGHIJKLMNO", "o_abcdefghijklmnopqrstuvwxyz", "o1234567890ABCDEFGHIJ-_abcde"], "wechat_openid"),
-    (["王芳", "欧阳娜娜", "张伟", "李秀英", "陈静", "刘洋", "赵磊", "SMITH JOHN", "司马光"], "person_name"),
-    (["浦东新区张杨路500号12楼1203室", "黄浦区南京东路100弄2号301室", "海淀区知春路1号"], "address"),
-    (["200120", "100080", "310013"], "postal_code"),
-    (["1988-07-14", "1990/3/5", "1975-12-01"], "birth_date"),
-    (["MU523", "9C8517", "CX367", "ADM0302"], "flight_no"),
-    (["20260301", "20251231", "20260115"], "date"),
-    (["男", "女", "女"], "sex"),
-    (["CHN", "JPN", "KOR"], "country_code"),
-    (["上海市", "江苏省", "广东省"], "province"),
-])
+@pytest.mark.parametrize(
+    ("values", "kind"),
+    [
+        (["11010519491231002X", "11010519491231002x", "310101198905314620"], "prc_id"),
+        (["E12345678", "G87654321", "EA1234567"], "passport"),
+        (["H12345678", "M1234567890", "H87654321"], "hk_mo_permit"),
+        (["11010519491231002X", "E12345678", "H12345678", "12345678", "TK1234567"], "document_number"),
+        (["13812345678", "+86 138 1234 5678", "86-139-8765-4321", full_width("15912345678"), "138 1234 5678"], "mobile"),
+        (["021-62345678", "(0571)88888888", "010 12345678"], "landline"),
+        (["li.na88@163.com", "wang@qq.com", "a_b@example.co.jp"], "email"),
+        (["6222021234567890128", "622202******0128", "4111111111111111"], "bank_card"),
+        (["oX3a-5c7pQxyzABCDEFGHIJKLMNO", "o_abcdefghijklmnopqrstuvwxyz", "o1234567890ABCDEFGHIJ-_abcde"], "wechat_openid"),
+        (["王芳", "欧阳娜娜", "张伟", "李秀英", "陈静", "刘洋", "赵磊", "SMITH JOHN", "司马光"], "person_name"),
+        (["浦东新区张杨路500号12楼1203室", "黄浦区南京东路100弄2号301室", "海淀区知春路1号"], "address"),
+        (["200120", "100080", "310013"], "postal_code"),
+        (["1988-07-14", "1990/3/5", "1975-12-01"], "birth_date"),
+        (["MU523", "9C8517", "CX367", "ADM0302"], "flight_no"),
+        (["20260301", "20251231", "20260115"], "date"),
+        (["男", "女", "女"], "sex"),
+        (["CHN", "JPN", "KOR"], "country_code"),
+        (["上海市", "江苏省", "广东省"], "province"),
+    ],
+)
 def test_detectors(values, kind):
     # Enough distinct values for kinds that need them; placeholders are not evidence.
     values = values * 3 + ["无", "-", "N/A"]
@@ -74,8 +77,10 @@ def _blind(table: pa.Table, truth: dict, seed: int):
     order = list(range(table.num_columns))
     random.Random(seed).shuffle(order)
     names = [f"c{i}" for i in range(table.num_columns)]
-    return (pa.table([table.column(j) for j in order], names=names),
-            {names[i]: truth[table.column_names[j]] for i, j in enumerate(order)})
+    return (
+        pa.table([table.column(j) for j in order], names=names),
+        {names[i]: truth[table.column_names[j]] for i, j in enumerate(order)},
+    )
 
 
 def test_blind_classification_of_generated_exports(landing):
@@ -132,10 +137,13 @@ def test_draft_policy_loads_and_matches_the_reviewed_kinds(landing, policy_copy)
     result = CliRunner().invoke(app, ["classify", str(file), "--out", str(out)])
     assert result.exit_code == 0 and "review it before use" in result.output
     text = out.read_text("utf-8")
-    assert text.startswith("# DRAFT") and "encoding: gb18030" in text and "files: membership/{date}/members_{yyyymmdd}*.csv" in text
+    assert (
+        text.startswith("# DRAFT") and "encoding: gb18030" in text and "files: membership/{date}/members_{yyyymmdd}*.csv" in text
+    )
     draft = load_policy(out)
     assert {c.aliases[0] if c.aliases else c.name: c.kind for c in draft.columns} == {
-        c.aliases[0]: c.kind for c in shipped.columns}
+        c.aliases[0]: c.kind for c in shipped.columns
+    }
     assert draft.entity == "customer_id" and draft.column("doc_no").output_name == "customer_id"
     assert all(c.family in ("suppression", "pseudonymization") for c in draft.columns if c.role == "direct_identifier")
     assert re.search(r"# person_name \(confidence [01]\.\d+\): \d+ of \d+ non-empty values matched", text)
@@ -149,8 +157,9 @@ def test_classify_refuses_an_unknown_format(landing):
 def test_dates_are_judged_against_today():
     young = classify_column("d", pa.array(["2020-01-01", "2021-05-05", "2019-03-03"]), REFS)
     assert young.kind == "date"  # too recent to be birth dates
-    old = classify_column("d", pa.array(["1980-01-01", "1975-05-05"]),
-                          type(REFS)(REFS.countries, REFS.airports, dt.date(2026, 1, 1)))
+    old = classify_column(
+        "d", pa.array(["1980-01-01", "1975-05-05"]), type(REFS)(REFS.countries, REFS.airports, dt.date(2026, 1, 1))
+    )
     assert old.kind == "birth_date"
 
 

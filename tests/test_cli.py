@@ -41,9 +41,23 @@ def test_tuomin_run_end_to_end(landing, tmp_path, spawns_prefect):
 
     env = {**os.environ, "TUOMIN_PSEUDONYM_KEY": TEST_KEY}
     done = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "tuomin"), "run", "--landing", str(landing),
-         "--warehouse", str(tmp_path / "wh"), "--restricted", str(tmp_path / "r"), "--date", "2026-03-02"],
-        env=env, capture_output=True, text=True, timeout=600)
+        [
+            os.path.join(os.path.dirname(sys.executable), "tuomin"),
+            "run",
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(tmp_path / "wh"),
+            "--restricted",
+            str(tmp_path / "r"),
+            "--date",
+            "2026-03-02",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "published" in done.stdout and "2026-03-02" in done.stdout
     files = sorted((tmp_path / "wh").rglob("*.parquet"))
@@ -61,8 +75,24 @@ USAGE = {  # what is wrong -> (arguments, environment, what the one line says)
     "backfill landing": (["backfill", "--start", "2026-03-01", "--end", "2026-03-02", "--landing", "nowhere"], {}, "no such"),
     "date": (["run", "--date", "2026-02-30"], {}, "is not a date"),
     "restricted": (["review", "--restricted", "nowhere"], {}, "no ledger"),
-    "notice": (["subjects", "notify", "--out", "n", "--closing-date", "下周", "--delete-by", "2020年1月1日", "--requests-by",
-                "banana", "--contact", ""], {}, "not a date"),
+    "notice": (
+        [
+            "subjects",
+            "notify",
+            "--out",
+            "n",
+            "--closing-date",
+            "下周",
+            "--delete-by",
+            "2020年1月1日",
+            "--requests-by",
+            "banana",
+            "--contact",
+            "",
+        ],
+        {},
+        "not a date",
+    ),
 }
 
 
@@ -76,10 +106,18 @@ def test_usage_errors_are_one_line_before_prefect_starts(case, landing, tmp_path
     if case == "notice":
         ledger.append(tmp_path / "restricted", "run", {"status": "up to date"})
     env = {k: v for k, v in {**os.environ, "TUOMIN_BACKUP_KEY": TEST_BACKUP_KEY, **env}.items() if v}
-    probe = ("import sys\nfrom flows.cli import app\nsys.argv[0] = 'tuomin'\ntry:\n    app()\nfinally:\n"
-             "    print('prefect imported' if 'prefect' in sys.modules else 'prefect not imported')")
-    done = subprocess.run([sys.executable, "-c", probe, *args, "--warehouse", "wh"],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    probe = (
+        "import sys\nfrom flows.cli import app\nsys.argv[0] = 'tuomin'\ntry:\n    app()\nfinally:\n"
+        "    print('prefect imported' if 'prefect' in sys.modules else 'prefect not imported')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *args, "--warehouse", "wh"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 2, done.stderr
     assert done.stdout.strip() == "prefect not imported"

@@ -49,7 +49,9 @@ def test_the_run_backs_up_every_date_before_processing(published, landing):
     for entry in entries:
         manifest = Path(entry["data"]["manifest"])
         files = backup.verify(manifest, load_backup_key())
-        assert {f["path"] for f in files} == {p.relative_to(landing).as_posix() for p in landing.glob(f"*/{entry['data']['export_date']}/*.csv")}
+        assert {f["path"] for f in files} == {
+            p.relative_to(landing).as_posix() for p in landing.glob(f"*/{entry['data']['export_date']}/*.csv")
+        }
         assert all(f["sha256"] == Landing(landing).sha256(f["path"]) for f in files)
         assert entry["data"]["key_id"] == load_backup_key().key_id
         assert TEST_BACKUP_KEY not in json.dumps(entry)
@@ -74,7 +76,10 @@ def test_purge_plan_holds_what_is_not_replaced(closing, tmp_path):
     pos.write_bytes(pos.read_bytes() + b"\n")
     part = run.warehouse / "dataset=membership" / f"export_date={DAY2}" / "part-0.parquet"
     part.write_bytes(part.read_bytes()[:-1] + b"\x00")
-    decisions = {p.export_date: p for p in plan(Landing(landing), run.warehouse, run.restricted, policies, dt.date.fromisoformat(AFTER_GRACE))}
+    decisions = {
+        p.export_date: p
+        for p in plan(Landing(landing), run.warehouse, run.restricted, policies, dt.date.fromisoformat(AFTER_GRACE))
+    }
     assert "re-export not yet processed" in decisions[DAY1].held
     assert "differs from the ledger" in decisions[DAY2].held
     assert not decisions[DAY1].files and not decisions[DAY2].files
@@ -82,13 +87,29 @@ def test_purge_plan_holds_what_is_not_replaced(closing, tmp_path):
 
 def test_purge_deletes_raw_data_and_certifies_it(closing):
     landing, run = closing
-    before = {p.relative_to(landing).as_posix(): Landing(landing).sha256(p.relative_to(landing).as_posix())
-              for p in landing.glob("*/*/*.csv")}
-    dry = CliRunner().invoke(app, ["purge", "--dry-run", "--landing", str(landing), "--warehouse", str(run.warehouse),
-                                   "--restricted", str(run.restricted), "--as-of", AFTER_GRACE])
+    before = {
+        p.relative_to(landing).as_posix(): Landing(landing).sha256(p.relative_to(landing).as_posix())
+        for p in landing.glob("*/*/*.csv")
+    }
+    dry = CliRunner().invoke(
+        app,
+        [
+            "purge",
+            "--dry-run",
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(run.warehouse),
+            "--restricted",
+            str(run.restricted),
+            "--as-of",
+            AFTER_GRACE,
+        ],
+    )
     assert dry.exit_code == 0 and len(re.findall(r"│ delete ", dry.output)) == 2 and all(landing.glob("*/*/*.csv"))
-    state = purge_flow(landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted),
-                       as_of=AFTER_GRACE, return_state=True)
+    state = purge_flow(
+        landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted), as_of=AFTER_GRACE, return_state=True
+    )
     assert state.is_completed(), state.message
     assert not list(landing.glob("*/*/*.csv")) and (landing / "requests" / "erasure.csv").exists()
     assert not list((run.restricted / "backups").iterdir())
@@ -105,20 +126,29 @@ def test_purge_deletes_raw_data_and_certifies_it(closing):
         for replaced in data["replaced_by"]:
             entry = published[(replaced["dataset"], day)]
             assert (replaced["ledger_seq"], replaced["ledger_hash"], replaced["sha256"]) == (
-                entry["seq"], entry["hash"], entry["data"]["output"]["sha256"])
+                entry["seq"],
+                entry["hash"],
+                entry["data"]["output"]["sha256"],
+            )
             assert data["rows"][replaced["dataset"]] == entry["data"]["rows"]
     assert ledger.verify(run.restricted, run.warehouse) == []
     # Nothing left to purge; the anonymized data is untouched and still passes review.
-    again = purge_flow(landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted),
-                       as_of=AFTER_GRACE, return_state=True)
+    again = purge_flow(
+        landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted), as_of=AFTER_GRACE, return_state=True
+    )
     assert again.result() == []
     assert review_flow(warehouse=str(run.warehouse), restricted=str(run.restricted), return_state=True).is_completed()
 
 
 def test_a_file_that_cannot_be_deleted_is_certified_as_such(closing, monkeypatch):
     landing, run = closing
-    item = next(p for p in plan(Landing(landing), run.warehouse, run.restricted, load_policies(POLICIES),
-                                dt.date.fromisoformat(AFTER_GRACE)) if p.export_date == DAY1)
+    item = next(
+        p
+        for p in plan(
+            Landing(landing), run.warehouse, run.restricted, load_policies(POLICIES), dt.date.fromisoformat(AFTER_GRACE)
+        )
+        if p.export_date == DAY1
+    )
     stuck = next(f["path"] for f in item.files if f["path"].startswith("pos/"))
     original = Landing.remove
 
@@ -142,29 +172,52 @@ def test_purge_refuses_a_broken_ledger(closing):
     path = run.restricted / ledger.LEDGER
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:1] + lines[2:]) + "\n")
-    state = purge_flow(landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted),
-                       as_of=AFTER_GRACE, return_state=True)
+    state = purge_flow(
+        landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted), as_of=AFTER_GRACE, return_state=True
+    )
     assert state.is_failed() and "cannot be trusted" in state.message and "nothing was changed" in state.message
     assert list(landing.glob("*/*/*.csv"))
 
 
 def test_retention_removes_expired_partitions_and_says_so(closing):
     landing, run = closing
-    dry = CliRunner().invoke(app, ["retention", "--dry-run", "--warehouse", str(run.warehouse), "--restricted", str(run.restricted), "--as-of", "2029-03-03"])
+    dry = CliRunner().invoke(
+        app,
+        [
+            "retention",
+            "--dry-run",
+            "--warehouse",
+            str(run.warehouse),
+            "--restricted",
+            str(run.restricted),
+            "--as-of",
+            "2029-03-03",
+        ],
+    )
     assert dry.exit_code == 0 and "4 partition(s) past retention" in dry.output  # membership, after_sales of day 1 and 2
-    assert CliRunner().invoke(app, ["retention", "--warehouse", str(run.warehouse), "--restricted", str(run.restricted), "--as-of", "2029-03-03"]).exit_code == 2
+    assert (
+        CliRunner()
+        .invoke(
+            app, ["retention", "--warehouse", str(run.warehouse), "--restricted", str(run.restricted), "--as-of", "2029-03-03"]
+        )
+        .exit_code
+        == 2
+    )
     state = retention_flow(warehouse=str(run.warehouse), restricted=str(run.restricted), as_of="2029-03-03", return_state=True)
     assert state.is_completed(), state.message
     assert not list(run.warehouse.glob("dataset=membership/*")) and not list(run.warehouse.glob("dataset=after_sales/*"))
     assert len(list(run.warehouse.glob("dataset=pos/*/*.parquet"))) == 2  # kept ten years
     removed = [e["data"] for e in ledger.entries(run.restricted) if e["kind"] == "partition_removed"]
-    assert {(r["dataset"], r["export_date"]) for r in removed} == {(d, x.isoformat()) for d in ("membership", "after_sales")
-                                                                  for x in (DAY1, DAY2)}
+    assert {(r["dataset"], r["export_date"]) for r in removed} == {
+        (d, x.isoformat()) for d in ("membership", "after_sales") for x in (DAY1, DAY2)
+    }
     assert all("kept 3 years" in r["why"] and r["published_rows"] > 0 for r in removed)
     assert {p["dataset"] for p in ledger.partitions(run.restricted)} == {"pos"}
     views = connect(run.warehouse)  # what analysts see: the partitions view agrees with the files
     assert views.sql("SELECT DISTINCT dataset FROM partitions").fetchall() == [("pos",)]
-    assert views.sql("SELECT count(*) FROM pos").fetchall()[0][0] == sum(p["rows"]["published"] for p in ledger.partitions(run.restricted))
+    assert views.sql("SELECT count(*) FROM pos").fetchall()[0][0] == sum(
+        p["rows"]["published"] for p in ledger.partitions(run.restricted)
+    )
     assert review_flow(warehouse=str(run.warehouse), restricted=str(run.restricted), return_state=True).is_completed()
 
 
@@ -176,8 +229,9 @@ def test_review_passes_and_is_recorded(closing):
     data = entry["data"]
     assert data["success"] and set(data["datasets"]) == {"pos", "membership", "after_sales"}
     pos = data["datasets"]["pos"]
-    assert pos["partitions"] == 2 and pos["rows"] == sum(p["rows"]["published"] for p in ledger.partitions(run.restricted)
-                                                         if p["dataset"] == "pos")
+    assert pos["partitions"] == 2 and pos["rows"] == sum(
+        p["rows"]["published"] for p in ledger.partitions(run.restricted) if p["dataset"] == "pos"
+    )
     checks = {c["expectation"]: c for c in pos["checks"]}
     assert checks["expect_table_to_be_k_anonymous"]["success"] and checks["expect_table_to_be_k_anonymous"]["observed"] >= 5
     assert 0 < pos["linkage"]["profile_unique_share"] < 1
@@ -193,7 +247,9 @@ def test_review_fails_loudly_on_a_changed_file_a_stray_file_or_a_changed_policy(
     pq.write_table(pa.table({"x": [1]}), stray)
     pos_policy = policy_copy / "pos.yaml"
     pos_policy.write_text(pos_policy.read_text("utf-8") + "\n# reviewed again\n", "utf-8")
-    state = review_flow(warehouse=str(run.warehouse), restricted=str(run.restricted), policies=str(policy_copy), return_state=True)
+    state = review_flow(
+        warehouse=str(run.warehouse), restricted=str(run.restricted), policies=str(policy_copy), return_state=True
+    )
     assert state.is_failed()
     problems = state.result(raise_on_failure=False)["problems"]
     assert any(f"pos {DAY1}: the partition file differs" in p for p in problems)
@@ -201,7 +257,9 @@ def test_review_fails_loudly_on_a_changed_file_a_stray_file_or_a_changed_policy(
     assert any(f"pos {DAY2}: made under another version of pos.yaml" in p for p in problems)
     [entry] = [e for e in ledger.entries(run.restricted) if e["kind"] == "review"]
     assert entry["data"]["success"] is False and len(entry["data"]["problems"]) == len(problems)
-    result = CliRunner().invoke(app, ["review", "--warehouse", str(run.warehouse), "--restricted", str(run.restricted), "--policies", str(policy_copy)])
+    result = CliRunner().invoke(
+        app, ["review", "--warehouse", str(run.warehouse), "--restricted", str(run.restricted), "--policies", str(policy_copy)]
+    )
     assert result.exit_code == 1 and "FAILED" in result.output
 
 
@@ -226,8 +284,10 @@ def test_review_reruns_the_gate_on_the_union(closing):
     (run.restricted / ledger.LEDGER).write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
     state = review_flow(warehouse=str(run.warehouse), restricted=str(run.restricted), return_state=True)
     assert state.is_failed()
-    assert any("after_sales (all partitions): expect_no_direct_identifiers" in p
-               for p in state.result(raise_on_failure=False)["problems"])
+    assert any(
+        "after_sales (all partitions): expect_no_direct_identifiers" in p
+        for p in state.result(raise_on_failure=False)["problems"]
+    )
     assert "13812345678" not in state.message
 
 
@@ -255,17 +315,67 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
     purge_flow(landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted), as_of=AFTER_GRACE)
     key = tmp_path / "backup.key"
     key.write_text(TEST_BACKUP_KEY)
-    assert CliRunner().invoke(app, ["key", "destroy", "--backup", "--path", str(key), "--yes",
-                                    "--warehouse", str(run.warehouse), "--restricted", str(run.restricted)]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(
+            app,
+            [
+                "key",
+                "destroy",
+                "--backup",
+                "--path",
+                str(key),
+                "--yes",
+                "--warehouse",
+                str(run.warehouse),
+                "--restricted",
+                str(run.restricted),
+            ],
+        )
+        .exit_code
+        == 0
+    )
     # A person erased after their raw data was purged: the request and what it changed are in the pack.
     pos_file = run.warehouse / "dataset=pos" / f"export_date={DAY1}" / "part-0.parquet"
     published_pos = set(pq.read_table(pos_file)["customer_id"].to_pylist())
     doc = next(d for d in sorted(raw["document"]) if published_token(d, pos_file) in published_pos)
-    assert CliRunner().invoke(app, ["subjects", "erase", "--doc-no", doc, "--landing", str(landing),
-                                    "--warehouse", str(run.warehouse), "--restricted", str(run.restricted)]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(
+            app,
+            [
+                "subjects",
+                "erase",
+                "--doc-no",
+                doc,
+                "--landing",
+                str(landing),
+                "--warehouse",
+                str(run.warehouse),
+                "--restricted",
+                str(run.restricted),
+            ],
+        )
+        .exit_code
+        == 0
+    )
     out = tmp_path / "evidence"
-    result = CliRunner().invoke(app, ["report", "--out", str(out), "--warehouse", str(run.warehouse), "--restricted", str(run.restricted),
-                                      "--start", DAY1.isoformat(), "--end", DAY1.isoformat()])
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "--out",
+            str(out),
+            "--warehouse",
+            str(run.warehouse),
+            "--restricted",
+            str(run.restricted),
+            "--start",
+            DAY1.isoformat(),
+            "--end",
+            DAY1.isoformat(),
+        ],
+    )
     assert result.exit_code == 0, result.output
     html, facts = (out / "report.html").read_text("utf-8"), json.loads((out / "report.json").read_text("utf-8"))
     assert set(facts["datasets"]) == {"pos", "membership", "after_sales"}
@@ -273,7 +383,8 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
     assert [p["export_date"] for p in pos["partitions"]] == [DAY1.isoformat()]  # the period only
     published = ledger.partition_entries(run.restricted)[("pos", DAY1.isoformat())]
     assert pos["partitions"][0]["ledger_hash"] == published["hash"] and pos["totals"] == {
-        k: published["data"]["rows"][k] for k in pos["totals"]}
+        k: published["data"]["rows"][k] for k in pos["totals"]
+    }
     assert {c["column"]: (c["role"], c["pipl"], c["technique"]) for c in pos["columns"]}["doc_no"][0] == "direct_identifier"
     assert len(facts["deletions"]) == 1 and facts["deletions"][0]["export_date"] == DAY1.isoformat()
     assert len(facts["backups"]) == 1 and facts["key_events"][-1]["key"] == "backup"
@@ -289,8 +400,16 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
     assert release["passed"] == (not failed) and "Residual risk against the motivated intruder" in html
     assert ("it is published as\nanonymized information" in html) == release["passed"], failed
     # The page: every section, plots embedded, the hashes it cites, and no raw value anywhere.
-    for heading in ("Policy: what each column is", "Great Expectations results", "Backups of the raw exports",
-                    "Deletions of raw data", "Data subjects' requests and notices", "Key events", "Periodic reviews", "impact assessment (PIPL Art. 55, 56)"):
+    for heading in (
+        "Policy: what each column is",
+        "Great Expectations results",
+        "Backups of the raw exports",
+        "Deletions of raw data",
+        "Data subjects' requests and notices",
+        "Key events",
+        "Periodic reviews",
+        "impact assessment (PIPL Art. 55, 56)",
+    ):
         assert heading in html, heading
     assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 9
     assert published["hash"][:16] in html and facts["deletions"][0]["ledger_hash"][:16] in html

@@ -14,8 +14,12 @@ from transforms.criteria import KAnonymity, LDiversity
 
 
 @settings(max_examples=80)
-@given(st.integers(2, 12), st.floats(1.0, 6.0), st.sampled_from(["distinct", "entropy"]),
-       st.lists(st.tuples(st.integers(0, 15), st.integers(1, 8), st.floats(0.0, 3.0)), min_size=1, max_size=30))
+@given(
+    st.integers(2, 12),
+    st.floats(1.0, 6.0),
+    st.sampled_from(["distinct", "entropy"]),
+    st.lists(st.tuples(st.integers(0, 15), st.integers(1, 8), st.floats(0.0, 3.0)), min_size=1, max_size=30),
+)
 def test_numpy_and_sql_judge_every_class_alike(k, l, measure, classes):
     people, distinct, entropy = (np.array(c, float) for c in zip(*classes))
     entropy = np.minimum(entropy, np.log(distinct))  # entropy never exceeds log(distinct values)
@@ -24,8 +28,12 @@ def test_numpy_and_sql_judge_every_class_alike(k, l, measure, classes):
     con = duckdb.connect()
     con.execute("CREATE TABLE c (people DOUBLE, d DOUBLE, h DOUBLE)")
     con.executemany("INSERT INTO c VALUES (?, ?, ?)", list(zip(people.tolist(), distinct.tolist(), entropy.tolist())))
-    found = [row[0] for row in con.execute(
-        f"SELECT {criteria[0].sql_fails('people')} OR {criteria[1].sql_fails('d', 'h')} FROM c ORDER BY rowid").fetchall()]
+    found = [
+        row[0]
+        for row in con.execute(
+            f"SELECT {criteria[0].sql_fails('people')} OR {criteria[1].sql_fails('d', 'h')} FROM c ORDER BY rowid"
+        ).fetchall()
+    ]
     assert found == expected.tolist()
 
 

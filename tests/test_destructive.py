@@ -37,12 +37,14 @@ def _files(*roots: Path) -> dict[str, bytes]:
 def test_purge_refuses_a_mistyped_or_wrong_landing_and_deletes_nothing(shop, tmp_path):
     landing, wh, restricted = shop
     before = _files(wh, restricted, landing)
-    missing = CliRunner().invoke(app, ["purge", "--landing", str(tmp_path / "landng"), "--warehouse", str(wh),
-                                       "--restricted", str(restricted)])
+    missing = CliRunner().invoke(
+        app, ["purge", "--landing", str(tmp_path / "landng"), "--warehouse", str(wh), "--restricted", str(restricted)]
+    )
     assert missing.exit_code == 2 and "no such directory" in missing.output
     (tmp_path / "empty").mkdir()
-    wrong = CliRunner().invoke(app, ["purge", "--landing", str(tmp_path / "empty"), "--warehouse", str(wh),
-                                     "--restricted", str(restricted)])
+    wrong = CliRunner().invoke(
+        app, ["purge", "--landing", str(tmp_path / "empty"), "--warehouse", str(wh), "--restricted", str(restricted)]
+    )
     assert wrong.exit_code == 2 and "does not hold" in wrong.output and "Nothing was deleted" in wrong.output
     assert DAY1 in wrong.output and "after_sales/2026-03-01/cases_20260301.csv" in wrong.output
     # The flow itself (a deployment, a script) refuses the same way.
@@ -53,7 +55,9 @@ def test_purge_refuses_a_mistyped_or_wrong_landing_and_deletes_nothing(shop, tmp
     # A landing file removed by hand (not by a purge) is a mismatch too, for the whole purge.
     (landing / "after_sales" / DAY1 / "cases_20260301.csv").unlink()
     del before[str(landing / "after_sales" / DAY1 / "cases_20260301.csv")]
-    partly = CliRunner().invoke(app, ["purge", "--landing", str(landing), "--warehouse", str(wh), "--restricted", str(restricted)])
+    partly = CliRunner().invoke(
+        app, ["purge", "--landing", str(landing), "--warehouse", str(wh), "--restricted", str(restricted)]
+    )
     assert partly.exit_code == 2 and "cases_20260301.csv" in partly.output
     assert _files(wh, restricted, landing) == before  # no backup, no raw file, no ledger entry
 
@@ -72,7 +76,9 @@ def test_a_backup_goes_only_after_the_raw_files_it_protects_and_every_area_is_ce
 
     monkeypatch.setattr(Landing, "remove", remove)
     backups = sorted((restricted / "backups" / f"export_date={DAY1}").rglob("*.enc"))
-    failed = CliRunner().invoke(app, ["purge", "--landing", str(landing), "--warehouse", str(wh), "--restricted", str(restricted)])
+    failed = CliRunner().invoke(
+        app, ["purge", "--landing", str(landing), "--warehouse", str(wh), "--restricted", str(restricted)]
+    )
     assert failed.exit_code == 1 and "could not be deleted" in failed.output
     [cert] = [e["data"] for e in ledger.entries(restricted) if e["kind"] == "deletion" and e["data"]["export_date"] == DAY1]
     assert set(cert["areas"]) >= {"landing", "quarantine", "work", "backup"}
@@ -124,9 +130,16 @@ def test_a_key_the_ledger_records_nothing_made_with_is_neither_destroyed_nor_rot
     assert rotate.exit_code == 2 and "is published with" in rotate.output
     backup = tmp_path / "backup.key"
     backup.write_text("another-backup-key-" + "z" * 40)
-    backup_destroy = CliRunner().invoke(app, ["key", "destroy", "--backup", "--path", str(backup), "--warehouse", str(wh), "--restricted", str(restricted), "--yes"])
+    backup_destroy = CliRunner().invoke(
+        app,
+        ["key", "destroy", "--backup", "--path", str(backup), "--warehouse", str(wh), "--restricted", str(restricted), "--yes"],
+    )
     assert backup_destroy.exit_code == 2 and "no backup" in backup_destroy.output
-    held = CliRunner().invoke(app, ["key", "destroy", "--warehouse", str(wh), "--restricted", str(restricted), "--yes"], env={"TUOMIN_PSEUDONYM_KEY": TEST_KEY})
+    held = CliRunner().invoke(
+        app,
+        ["key", "destroy", "--warehouse", str(wh), "--restricted", str(restricted), "--yes"],
+        env={"TUOMIN_PSEUDONYM_KEY": TEST_KEY},
+    )
     assert held.exit_code == 2 and "cannot destroy" in held.output and TEST_KEY not in held.output
     assert other.read_bytes() == before and backup.exists() and len(ledger.entries(restricted)) == entries
     nowhere = CliRunner().invoke(app, ["key", "destroy", "--restricted", str(tmp_path / "nowhere"), "--yes"])
@@ -141,11 +154,16 @@ def test_the_report_after_a_rotation_names_both_keys(shop, key_file, tmp_path):
     new = key_id_of_file(key_file)
     [entry] = [e["data"] for e in ledger.entries(restricted) if e["kind"] == "key_rotated"]
     assert (entry["old_key_id"], entry["new_key_id"], entry["where"]) == (old, new, str(key_file))
-    report = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "ev"), "--warehouse", str(wh), "--restricted", str(restricted)])
+    report = CliRunner().invoke(
+        app, ["report", "--out", str(tmp_path / "ev"), "--warehouse", str(wh), "--restricted", str(restricted)]
+    )
     assert report.exit_code == 0, report.output
     assert f"{old} → {new}" in (tmp_path / "ev" / "report.html").read_text("utf-8")
     # The new key made nothing yet: it cannot be destroyed by mistake for the old one.
-    assert CliRunner().invoke(app, ["key", "destroy", "--warehouse", str(wh), "--restricted", str(restricted), "--yes"]).exit_code == 2
+    assert (
+        CliRunner().invoke(app, ["key", "destroy", "--warehouse", str(wh), "--restricted", str(restricted), "--yes"]).exit_code
+        == 2
+    )
 
 
 def test_ledger_verify_fails_on_a_missing_empty_or_cut_short_ledger_and_prints_the_head(shop, tmp_path):
@@ -160,13 +178,18 @@ def test_ledger_verify_fails_on_a_missing_empty_or_cut_short_ledger_and_prints_t
     cut = CliRunner().invoke(app, ["ledger", "verify", "--warehouse", str(wh), "--restricted", str(restricted)])
     assert cut.exit_code == 1 and "cut off" in cut.output  # the partition files know better
     path.write_text("\n".join(lines[:-1]) + "\n", "utf-8")  # only the last entry: no file vouches for it
-    expected = CliRunner().invoke(app, ["ledger", "verify", "--warehouse", str(wh), "--restricted", str(restricted), "--expect-head", head[:16]])
+    expected = CliRunner().invoke(
+        app, ["ledger", "verify", "--warehouse", str(wh), "--restricted", str(restricted), "--expect-head", head[:16]]
+    )
     assert expected.exit_code == 1 and "expected head" in expected.output
     path.write_text("", "utf-8")
     empty = CliRunner().invoke(app, ["ledger", "verify", "--warehouse", str(wh), "--restricted", str(restricted)])
     assert empty.exit_code == 1 and "empty" in empty.output and "intact" not in empty.output
     path.unlink()
-    for args in (["ledger", "verify", "--warehouse", str(wh), "--restricted", str(restricted)], ["ledger", "verify", "--restricted", str(tmp_path / "nowhere")]):
+    for args in (
+        ["ledger", "verify", "--warehouse", str(wh), "--restricted", str(restricted)],
+        ["ledger", "verify", "--restricted", str(tmp_path / "nowhere")],
+    ):
         result = CliRunner().invoke(app, args)
         assert result.exit_code != 0 and "no ledger" in result.output and "intact" not in result.output
 
@@ -176,15 +199,21 @@ def test_the_report_never_says_intact_about_what_it_did_not_verify(shop, tmp_pat
     path = restricted / ledger.LEDGER
     lines = path.read_text("utf-8").splitlines()
     path.write_text("\n".join(lines[:-3]) + "\n", "utf-8")
-    cut = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "cut"), "--warehouse", str(wh), "--restricted", str(restricted)])
+    cut = CliRunner().invoke(
+        app, ["report", "--out", str(tmp_path / "cut"), "--warehouse", str(wh), "--restricted", str(restricted)]
+    )
     html = (tmp_path / "cut" / "report.html").read_text("utf-8")
     assert cut.exit_code == 1 and "hash chain intact" not in html and "NOT verified" in html
     assert not json.loads((tmp_path / "cut" / "report.json").read_text("utf-8"))["pia"]["measures"]["ledger_intact"]
     path.unlink()
-    missing = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "none"), "--warehouse", str(wh), "--restricted", str(restricted)])
+    missing = CliRunner().invoke(
+        app, ["report", "--out", str(tmp_path / "none"), "--warehouse", str(wh), "--restricted", str(restricted)]
+    )
     assert missing.exit_code == 2 and "no ledger" in missing.output and not (tmp_path / "none").exists()
     path.write_text("\n".join(lines) + "\n", "utf-8")
-    whole = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "whole"), "--warehouse", str(wh), "--restricted", str(restricted)])
+    whole = CliRunner().invoke(
+        app, ["report", "--out", str(tmp_path / "whole"), "--warehouse", str(wh), "--restricted", str(restricted)]
+    )
     facts = json.loads((tmp_path / "whole" / "report.json").read_text("utf-8"))
     assert whole.exit_code == 0 and facts["ledger"]["intact"] and facts["ledger"]["head"]["hash"] in whole.output
     assert facts["ledger"]["anchors"] == len(list(wh.glob("dataset=*/export_date=*/*.parquet")))
@@ -236,8 +265,11 @@ def test_backup_restore_and_verify_are_recorded_and_restored_files_are_purged(sh
     from flows.usage import landing as landing_area
     from flows.usage import policies
 
-    [day] = [p for p in plan(landing_area(landing), wh, restricted, policies(POLICIES), dt.date(2027, 1, 1))
-             if p.export_date.isoformat() == DAY1]
+    [day] = [
+        p
+        for p in plan(landing_area(landing), wh, restricted, policies(POLICIES), dt.date(2027, 1, 1))
+        if p.export_date.isoformat() == DAY1
+    ]
     assert {f["path"] for f in day.files if f["area"] == "restored"} == {f["path"] for f in entry["data"]["files"]}
 
 

@@ -8,8 +8,14 @@ from expectations.suite import Gate, validate
 
 
 def _gate(**kw):
-    base = dict(dataset="t", columns=("city", "customer_id", "note"), quasi_identifiers=("city",),
-                entity="customer_id", k=2, string_columns=("city", "customer_id", "note"))
+    base = dict(
+        dataset="t",
+        columns=("city", "customer_id", "note"),
+        quasi_identifiers=("city",),
+        entity="customer_id",
+        k=2,
+        string_columns=("city", "customer_id", "note"),
+    )
     return Gate(**{**base, **kw})
 
 
@@ -47,8 +53,14 @@ def test_an_expectation_that_raises_is_a_failure_without_its_message():
 
 
 def test_l_diversity_expectation():
-    frame = pd.DataFrame({"city": ["SH"] * 3 + ["BJ"] * 3, "customer_id": list("abcdef"), "note": [""] * 6,
-                          "band": ["low", "high", "low", "low", "low", "low"]})
+    frame = pd.DataFrame(
+        {
+            "city": ["SH"] * 3 + ["BJ"] * 3,
+            "customer_id": list("abcdef"),
+            "note": [""] * 6,
+            "band": ["low", "high", "low", "low", "low", "low"],
+        }
+    )
     gate = _gate(columns=("band", "city", "customer_id", "note"), diversity=(("band", 2, "distinct"),))
     outcome = validate(gate, frame)
     check = next(c for c in outcome.checks if c["expectation"] == "expect_table_to_be_l_diverse")

@@ -65,7 +65,8 @@ def test_hive_partitions_and_duckdb(published):
     con = duckdb.connect()
     rows = con.execute(
         f"SELECT dataset, export_date, count(*) FROM read_parquet('{published.warehouse}/dataset=*/export_date=*/*.parquet',"
-        " hive_partitioning=true, union_by_name=true) GROUP BY ALL ORDER BY ALL").fetchall()
+        " hive_partitioning=true, union_by_name=true) GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
     assert {(r[0], str(r[1])) for r in rows} == {(d, day) for d in DATASETS for day in ("2026-03-01", "2026-03-02")}
     for path in published.warehouse.rglob("*.parquet"):
         assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
@@ -81,7 +82,8 @@ def test_k_anonymity_recomputed_from_metadata_holds(published):
         entity = f'coalesce("{meta["entity_column"]}", {row})' if meta["entity_column"] else row
         smallest = con.execute(
             f"SELECT min(n) FROM (SELECT count(DISTINCT {entity}) AS n"
-            f" FROM read_parquet('{path}', file_row_number=true) GROUP BY {qi or 'true'})").fetchone()[0]
+            f" FROM read_parquet('{path}', file_row_number=true) GROUP BY {qi or 'true'})"
+        ).fetchone()[0]
         assert smallest >= meta["k"] == 5, path
 
 
@@ -93,8 +95,10 @@ def test_a_token_joins_nothing_outside_its_partition(published, landing):
 
     raw = read_landing(landing)
     pseudonymizer = Pseudonymizer(TEST_KEY.encode())
-    partitions = {p: (pq.read_table(p)["customer_id"], read_metadata(p)["unit"])
-                  for p in sorted(published.warehouse.glob("dataset=*/*/*.parquet"))}
+    partitions = {
+        p: (pq.read_table(p)["customer_id"], read_metadata(p)["unit"])
+        for p in sorted(published.warehouse.glob("dataset=*/*/*.parquet"))
+    }
     seen: dict[str, Path] = {}
     for path, (tokens, _) in partitions.items():
         for token in set(tokens.drop_null().to_pylist()):
@@ -107,8 +111,11 @@ def test_a_token_joins_nothing_outside_its_partition(published, landing):
     for doc in sorted({norm(d) for d in members if norm(d) in buyers}):
         own = pseudonymizer.token(doc, "customer")
         assert own not in seen
-        holders[doc] = {path.parent.parent.name for path, (tokens, unit) in partitions.items()
-                        if pseudonymizer.unit_tokens(pa.array([own]), unit)[0].as_py() in set(tokens.to_pylist())}
+        holders[doc] = {
+            path.parent.parent.name
+            for path, (tokens, unit) in partitions.items()
+            if pseudonymizer.unit_tokens(pa.array([own]), unit)[0].as_py() in set(tokens.to_pylist())
+        }
     assert any({"dataset=pos", "dataset=membership"} <= found for found in holders.values())
 
 
@@ -142,8 +149,8 @@ def test_a_failing_validation_publishes_nothing(prefect_server, landing, tmp_pat
 
     def no_protection(table, qis, ranges, k, max_suppression, weights=None, diversity=()):
         import numpy as np
-        return Solution({q.name: ranges[q.name][0] for q in qis}, np.zeros(table.size, bool), k, 0.0, {}, 1, 1,
-                        np.array([k]))
+
+        return Solution({q.name: ranges[q.name][0] for q in qis}, np.zeros(table.size, bool), k, 0.0, {}, 1, 1, np.array([k]))
 
     monkeypatch.setattr(plan, "search_table", no_protection)
     run = run_flow(landing, tmp_path, date="2026-03-01")
@@ -160,9 +167,12 @@ def test_a_failing_validation_publishes_nothing(prefect_server, landing, tmp_pat
 def test_a_misclassified_identifier_fails_the_scan(prefect_server, landing, tmp_path, policy_copy):
     """A policy that publishes the mobile column as a kept attribute (misfiled as a category): the
     no-identifier check blocks it."""
-    text, edits = re.subn(r"  mobile:\n    role: direct_identifier\n    kind: mobile\n    pipl: general\n    purpose: .*\n    transform: drop",
-                          "  mobile:\n    role: sensitive_attribute\n    kind: category\n    pipl: general\n    purpose: misfiled\n    transform: keep",
-                          (policy_copy / "pos.yaml").read_text())
+    text, edits = re.subn(
+        r"  mobile:\n    role: direct_identifier\n    kind: mobile\n    pipl: general\n    purpose: .*\n    transform: drop",
+        "  mobile:\n    role: sensitive_attribute\n    kind: category\n    pipl: general\n"
+        "    purpose: misfiled\n    transform: keep",
+        (policy_copy / "pos.yaml").read_text(),
+    )
     assert edits == 1
     (policy_copy / "pos.yaml").write_text(text)
     run = run_flow(landing, tmp_path, date="2026-03-01", policies=str(policy_copy))
@@ -214,8 +224,10 @@ def test_key_from_a_prefect_secret_block(prefect_server, monkeypatch):
 def test_membership_is_l_diverse_and_says_so(published):
     for path in published.warehouse.glob("dataset=membership/*/*.parquet"):
         meta = read_metadata(path)
-        assert meta["l_diversity"] == [{"attribute": "lifetime_spend", "l": 2.0, "measure": "distinct", "column": "lifetime_spend"},
-                                       {"attribute": "points", "l": 2.0, "measure": "distinct", "column": "points"}]
+        assert meta["l_diversity"] == [
+            {"attribute": "lifetime_spend", "l": 2.0, "measure": "distinct", "column": "lifetime_spend"},
+            {"attribute": "points", "l": 2.0, "measure": "distinct", "column": "points"},
+        ]
         assert meta["metrics"]["l_distinct"] >= 2
         assert any(c["expectation"] == "expect_table_to_be_l_diverse" and c["success"] for c in meta["validation"]["checks"])
 
@@ -243,7 +255,9 @@ def test_the_run_record(published):
     assert day["counts"]["read"] > 0 and day["inputs"][0]["sha256"] and day["dropped_columns"] == []
     assert ledger.verify(published.restricted, published.warehouse) == []
     con = duckdb.connect()
-    kinds = con.execute(f"SELECT kind, count(*) FROM read_json('{published.restricted / ledger.LEDGER}') GROUP BY ALL ORDER BY ALL").fetchall()
+    kinds = con.execute(
+        f"SELECT kind, count(*) FROM read_json('{published.restricted / ledger.LEDGER}') GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
     assert kinds == [("backup", 2), ("partition", 6), ("run", 1)]  # per date a backup, 3 datasets; then the run
     assert record["backup_key_id"].startswith("b1-") and record["parameters"]["backup"] is True
 
@@ -261,8 +275,10 @@ def test_drop_unknown_publishes_and_records_the_dropped_column(prefect_server, l
     dropped = [{"file": "after_sales/2026-03-01/cases_20260301.csv", "column": "vip_note"}]
     assert run.summary["dates"]["2026-03-01"]["after_sales"]["dropped_columns"] == dropped
     meta = read_metadata(run.summary["dates"]["2026-03-01"]["after_sales"]["path"])
-    assert meta["dropped_columns"] == dropped and "vip_note" not in pq.read_schema(
-        run.summary["dates"]["2026-03-01"]["after_sales"]["path"]).names
+    assert (
+        meta["dropped_columns"] == dropped
+        and "vip_note" not in pq.read_schema(run.summary["dates"]["2026-03-01"]["after_sales"]["path"]).names
+    )
     from flows import ledger
 
     [record] = ledger.runs(run.restricted)

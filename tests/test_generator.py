@@ -16,11 +16,15 @@ from transforms.identifiers import is_card_number, is_mobile, is_prc_id
 
 @pytest.fixture(scope="module")
 def frames(landing):
-    pos = pd.concat([pd.read_csv(p, dtype=str, encoding="utf-8-sig", keep_default_na=False)
-                     for p in sorted(landing.glob("pos/*/*.csv"))], ignore_index=True)
+    pos = pd.concat(
+        [pd.read_csv(p, dtype=str, encoding="utf-8-sig", keep_default_na=False) for p in sorted(landing.glob("pos/*/*.csv"))],
+        ignore_index=True,
+    )
     crm = pd.read_csv(sorted(landing.glob("membership/*/*.csv"))[-1], dtype=str, encoding="gb18030", keep_default_na=False)
-    cases = pd.concat([pd.read_csv(p, dtype=str, encoding="utf-8", keep_default_na=False)
-                       for p in sorted(landing.glob("after_sales/*/*.csv"))], ignore_index=True)
+    cases = pd.concat(
+        [pd.read_csv(p, dtype=str, encoding="utf-8", keep_default_na=False) for p in sorted(landing.glob("after_sales/*/*.csv"))],
+        ignore_index=True,
+    )
     return pos, crm, cases
 
 

@@ -34,7 +34,9 @@ from transforms.policy import load_policies
 
 BASE = dt.date(2026, 3, 1)
 NAMES = {"pos": "pos_lines_{}.csv", "membership": "members_{}.csv", "after_sales": "cases_{}.csv"}
-UNKNOWN_SUBJECTS = "2026-02-25 09:00:00,110101199001011237,,\n2026-02-25 09:01:00,,13900000000,\n2026-02-25 09:02:00,,,M999999999\n"
+UNKNOWN_SUBJECTS = (
+    "2026-02-25 09:00:00,110101199001011237,,\n2026-02-25 09:01:00,,13900000000,\n2026-02-25 09:02:00,,,M999999999\n"
+)
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -108,8 +110,20 @@ def id_shapes(f):  # a resident ID with a wrong check digit (lower-case x is in 
     _replace_field(f["pos"], row, 10, doc[:-1] + str((int(doc[-1:]) + 1) % 10).encode())
 
 
-CASES = [header_only, no_bom, mixed_encoding, ragged, invalid_date, truncated, nul_byte, delivered_twice, long_field, formula,
-         number_shapes, id_shapes]
+CASES = [
+    header_only,
+    no_bom,
+    mixed_encoding,
+    ragged,
+    invalid_date,
+    truncated,
+    nul_byte,
+    delivered_twice,
+    long_field,
+    formula,
+    number_shapes,
+    id_shapes,
+]
 DAYS = {case.__name__: (dt.date(2026, 4, 2) + dt.timedelta(days=i)).isoformat() for i, case in enumerate(CASES)}
 BASELINE = "2026-04-01"
 
@@ -199,7 +213,9 @@ def test_a_file_mixing_encodings_fails_naming_file_line_and_column(catalogue):
     # The column where decoding first fails: UTF-8 text can also be valid GB18030 (as other
     # characters), so an earlier field of the row may pass; one that fails stops the file.
     assert f"members_{DAYS['mixed_encoding'].replace('-', '')}.csv: line 6, column '性别': not valid gb18030" in error
-    lines = _lines(landing / "membership" / DAYS["mixed_encoding"] / NAMES["membership"].format(DAYS["mixed_encoding"].replace("-", "")))
+    lines = _lines(
+        landing / "membership" / DAYS["mixed_encoding"] / NAMES["membership"].format(DAYS["mixed_encoding"].replace("-", ""))
+    )
     assert not any(value and value.decode("utf-8", "ignore") in error for value in lines[5].split(b",")[:3])
     assert not list(run.warehouse.glob(f"dataset=*/export_date={DAYS['mixed_encoding']}"))
     # The date's other scans ran to their end before it failed (none was cut off by the clean-up
@@ -208,17 +224,21 @@ def test_a_file_mixing_encodings_fails_naming_file_line_and_column(catalogue):
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
 
     with get_client(sync_client=True) as client:
-        scans = client.read_task_runs(task_run_filter=TaskRunFilter(
-            name=TaskRunFilterName(any_=[f"scan-pos-{DAYS['mixed_encoding']}-0"])))
+        scans = client.read_task_runs(
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[f"scan-pos-{DAYS['mixed_encoding']}-0"]))
+        )
     assert scans and all(r.state.is_completed() and r.run_count == 1 for r in scans)
 
 
-@pytest.mark.parametrize("case, rows, problem", [
-    ("ragged", 2, "wrong number of fields"),
-    ("invalid_date", 1, "unparseable: txn_time"),
-    ("truncated", 1, "wrong number of fields"),
-    ("nul_byte", 1, "unparseable: flight_no"),
-])
+@pytest.mark.parametrize(
+    "case, rows, problem",
+    [
+        ("ragged", 2, "wrong number of fields"),
+        ("invalid_date", 1, "unparseable: txn_time"),
+        ("truncated", 1, "wrong number of fields"),
+        ("nul_byte", 1, "unparseable: flight_no"),
+    ],
+)
 def test_bad_rows_go_to_quarantine_counted(catalogue, case, rows, problem):
     _, run = catalogue
     counts = _counts(run, DAYS[case], "pos")
@@ -237,14 +257,22 @@ def test_a_file_delivered_twice_is_read_once_and_recorded(catalogue):
     _, meta = _table(run, day, "pos")
     name = NAMES["pos"].format(day.replace("-", ""))
     assert meta["copies_not_read"] == [{"file": f"pos/{day}/{name.replace('.csv', '_copy.csv')}", "copy_of": f"pos/{day}/{name}"}]
-    [entry] = [e for e in ledger.entries(run.restricted) if e["kind"] == "partition" and e["data"]["export_date"] == day
-               and e["data"]["dataset"] == "pos"]
+    [entry] = [
+        e
+        for e in ledger.entries(run.restricted)
+        if e["kind"] == "partition" and e["data"]["export_date"] == day and e["data"]["dataset"] == "pos"
+    ]
     assert entry["data"]["copies_not_read"] == meta["copies_not_read"]
     # The copy is replaced by the partition like its original: purge does not hold the date for it.
     from flows import purge
 
-    [plan] = [p for p in purge.plan(landing_io.Landing(landing), run.warehouse, run.restricted, load_policies(POLICIES),
-                                    dt.date(2040, 1, 1)) if p.export_date.isoformat() == day]
+    [plan] = [
+        p
+        for p in purge.plan(
+            landing_io.Landing(landing), run.warehouse, run.restricted, load_policies(POLICIES), dt.date(2040, 1, 1)
+        )
+        if p.export_date.isoformat() == day
+    ]
     assert plan.held is None and f"pos/{day}/{name.replace('.csv', '_copy.csv')}" in {f["path"] for f in plan.files}
 
 
@@ -258,8 +286,9 @@ def test_a_formula_in_free_text_never_reaches_the_release_and_csv_output_is_iner
     _, run = catalogue
     table, _ = _table(run, DAYS["formula"], "after_sales")
     assert not any(str(v).startswith("=") for c in table.column_names for v in table[c].drop_null().to_pylist())
-    out = CliRunner().invoke(app, ["query", "SELECT '=HYPERLINK(\"http://x\")' AS text", "--warehouse", str(run.warehouse),
-                                   "--format", "csv"])
+    out = CliRunner().invoke(
+        app, ["query", "SELECT '=HYPERLINK(\"http://x\")' AS text", "--warehouse", str(run.warehouse), "--format", "csv"]
+    )
     assert out.exit_code == 0 and "'=HYPERLINK(" in out.output and "\n=HYPERLINK(" not in out.output
 
 
@@ -273,8 +302,9 @@ def test_numbers_with_separators_or_full_width_digits_and_refunds_are_read_right
     area = landing_io.Landing(landing)
 
     def amounts(day: str) -> list:
-        [table] = list(landing_io.iter_csv(area, f"pos/{day}/{NAMES['pos'].format(day.replace('-', ''))}", policy, [],
-                                           block_size=1 << 30))
+        [table] = list(
+            landing_io.iter_csv(area, f"pos/{day}/{NAMES['pos'].format(day.replace('-', ''))}", policy, [], block_size=1 << 30)
+        )
         return parse_table(table, policy).table["amount"].to_pylist()
 
     shaped, clean = amounts(DAYS["number_shapes"]), amounts(BASELINE)
@@ -288,8 +318,11 @@ def test_id_numbers_in_any_case_or_with_a_bad_check_digit_are_tokens_like_any_ot
 
     policy = load_policies(POLICIES)["pos"]
     raw = landing_io.Landing(landing)
-    docs = [v for t in landing_io.iter_csv(raw, f"pos/{BASELINE}/{NAMES['pos'].format(BASELINE.replace('-', ''))}", policy, [])
-            for v in t["doc_no"].to_pylist()]
+    docs = [
+        v
+        for t in landing_io.iter_csv(raw, f"pos/{BASELINE}/{NAMES['pos'].format(BASELINE.replace('-', ''))}", policy, [])
+        for v in t["doc_no"].to_pylist()
+    ]
     lower = [d for d in docs if d.endswith("x")]
     path = run.warehouse / "dataset=pos" / f"export_date={BASELINE}" / "part-0.parquet"
     published = set(pq.read_table(path)["customer_id"].to_pylist())
@@ -298,14 +331,25 @@ def test_id_numbers_in_any_case_or_with_a_bad_check_digit_are_tokens_like_any_ot
     assert (shaped["read"], shaped["quarantined"]) == (clean["read"], 0)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda p: p.write_bytes(b""), "empty file (no header row)"),
-    (lambda p: p.write_bytes(p.read_bytes().replace(b",", b";")), "the header is one field holding ';': the file is not comma-separated"),
-    (lambda p: p.write_bytes(b"\n".join(line.rsplit(b",", 1)[0] for line in p.read_bytes().split(b"\n"))),
-     "required column(s) ['card_no'] are missing"),
-    (lambda p: p.write_bytes(p.read_bytes().replace(b"card_no", b"card_no,vip_note", 1)), "column(s) ['vip_note'] are not covered"),
-    (lambda p: p.write_bytes(p.read_bytes().replace(b"card_no", b"amount", 1)), "column(s) ['amount'] appear more than once"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.write_bytes(b""), "empty file (no header row)"),
+        (
+            lambda p: p.write_bytes(p.read_bytes().replace(b",", b";")),
+            "the header is one field holding ';': the file is not comma-separated",
+        ),
+        (
+            lambda p: p.write_bytes(b"\n".join(line.rsplit(b",", 1)[0] for line in p.read_bytes().split(b"\n"))),
+            "required column(s) ['card_no'] are missing",
+        ),
+        (
+            lambda p: p.write_bytes(p.read_bytes().replace(b"card_no", b"card_no,vip_note", 1)),
+            "column(s) ['vip_note'] are not covered",
+        ),
+        (lambda p: p.write_bytes(p.read_bytes().replace(b"card_no", b"amount", 1)), "column(s) ['amount'] appear more than once"),
+    ],
+)
 def test_header_problems_stop_the_run_naming_the_file(landing, tmp_path, damage, message):
     """Checked on the headers of every file before any date is processed (a real run that meets
     one publishes nothing: test_flow's test_unknown_column_fails_closed)."""

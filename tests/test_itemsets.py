@@ -70,9 +70,15 @@ def test_stopping_at_the_limit_changes_no_decision(found, k, m, limit):
         assert set(map(tuple, stopped[1].tolist())) == set(map(tuple, whole[1].tolist()))  # pairs, in no set order
 
 
-people = st.lists(st.tuples(st.integers(10, 59), st.sampled_from("FM"),
-                            st.lists(st.sampled_from(["SH", "HZ", "NJ", "BJ", "TJ", "GZ"]), min_size=1, max_size=4)),
-                  min_size=6, max_size=40)
+people = st.lists(
+    st.tuples(
+        st.integers(10, 59),
+        st.sampled_from("FM"),
+        st.lists(st.sampled_from(["SH", "HZ", "NJ", "BJ", "TJ", "GZ"]), min_size=1, max_size=4),
+    ),
+    min_size=6,
+    max_size=40,
+)
 
 
 @settings(max_examples=40)
@@ -83,8 +89,11 @@ def test_the_km_search_returns_a_node_within_the_limit_whenever_one_exists(found
     one of them is, and count no more nodes than its budget (or the bisection) allows."""
     rows = [(age, sex, city, person) for person, (age, sex, cities) in enumerate(found) for city in cities]
     ages, sexes, cities, entity = zip(*rows)
-    qis = [encode("age", pa.array([str(a) for a in ages]), AGE), encode("sex", pa.array(sexes), SEX),
-           encode("city", pa.array(cities), CITY)]
+    qis = [
+        encode("age", pa.array([str(a) for a in ages]), AGE),
+        encode("sex", pa.array(sexes), SEX),
+        encode("city", pa.array(cities), CITY),
+    ]
     ranges = {q.name: (0, q.hierarchy.top) for q in qis}
     table = InMemory(qis, np.array(entity), [], np.ones(len(rows), np.int64), list(ranges.values()))
     items = [False, False, True]

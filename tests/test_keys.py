@@ -56,7 +56,10 @@ def test_a_run_without_the_destroyed_key_fails(tmp_path, monkeypatch):
     key = tmp_path / "k.key"
     init_demo_key(key)
     _published_with(tmp_path / "wh", key_id_of_file(key))
-    assert CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--restricted", str(tmp_path / "wh"), "--yes"]).exit_code == 0
+    assert (
+        CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--restricted", str(tmp_path / "wh"), "--yes"]).exit_code
+        == 0
+    )
     monkeypatch.delenv("TUOMIN_PSEUDONYM_KEY")
     monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY_FILE", str(key))
     with pytest.raises(PseudonymKeyError, match="no key file there"):
@@ -125,8 +128,9 @@ def test_a_key_other_than_the_warehouses_is_refused_unless_rotating(tmp_path, mo
     ledger.append(restricted, "partition", {"key_id": ours, "dataset": "pos"})
 
     def start(rotate_key=False):
-        return Run.start(str(landing), str(warehouse), str(restricted), str(POLICIES), False, "test", backup=False,
-                         rotate_key=rotate_key)
+        return Run.start(
+            str(landing), str(warehouse), str(restricted), str(POLICIES), False, "test", backup=False, rotate_key=rotate_key
+        )
 
     assert start().pseudonymizer.key_id == ours  # the same key: no question asked
     other = "another-key-" + "x" * 40
@@ -151,8 +155,13 @@ def test_a_flow_run_with_another_key_fails_and_changes_nothing(published, landin
     files = sorted(p for p in published.warehouse.rglob("*.parquet"))
     stamps = [p.stat().st_mtime_ns for p in files]
     monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY", "another-key-" + "y" * 40)
-    state = anonymize_exports(landing=str(landing), warehouse=str(published.warehouse),
-                              restricted=str(published.restricted), every=True, return_state=True)
+    state = anonymize_exports(
+        landing=str(landing),
+        warehouse=str(published.warehouse),
+        restricted=str(published.restricted),
+        every=True,
+        return_state=True,
+    )
     assert state.is_failed() and "is not the key" in state.message
     assert (published.restricted / ledger.LEDGER).read_bytes() == before
     assert [p.stat().st_mtime_ns for p in files] == stamps

@@ -85,8 +85,22 @@ def test_a_policy_change_republishes_with_the_new_hash(prefect_server, copy_of, 
 
 
 def test_backfill_processes_the_range_with_files(prefect_server, landing, tmp_path):
-    result = CliRunner().invoke(app, ["backfill", "--start", "2026-02-27", "--end", DAY1, "--landing", str(landing),
-                                      "--warehouse", str(tmp_path / "wh"), "--restricted", str(tmp_path / "r")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "backfill",
+            "--start",
+            "2026-02-27",
+            "--end",
+            DAY1,
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(tmp_path / "wh"),
+            "--restricted",
+            str(tmp_path / "r"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "wh" / "dataset=pos").iterdir()) == [f"export_date={DAY1}"]
     [run] = ledger.runs(tmp_path / "r")
@@ -136,20 +150,32 @@ def test_columns_carry_what_was_done_to_them(published):
     schema = pq.read_schema(next(published.warehouse.glob("dataset=membership/*/*.parquet")))
     age = {k.decode(): v.decode() for k, v in schema.field("age").metadata.items()}
     assert age["tuomin.technique"] == "generalization" and age["tuomin.source_column"] == "birth_date"
-    assert age["tuomin.level_meaning"] in (*(f"{n}-year age bands at the policy's reference date" for n in (5, 10, 20)),
-                                           "suppressed (*)")
+    assert age["tuomin.level_meaning"] in (
+        *(f"{n}-year age bands at the policy's reference date" for n in (5, 10, 20)),
+        "suppressed (*)",
+    )
     token = {k.decode(): v.decode() for k, v in schema.field("customer_id").metadata.items()}
     assert token["tuomin.technique"] == "pseudonymization" and "HMAC" in token["tuomin.token"]
 
 
 def test_query_views_and_formats(published):
     runner = CliRunner()
-    out = runner.invoke(app, ["query", "SELECT count(*) AS n FROM pos", "--warehouse", str(published.warehouse),
-                              "--format", "json"])
+    out = runner.invoke(
+        app, ["query", "SELECT count(*) AS n FROM pos", "--warehouse", str(published.warehouse), "--format", "json"]
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)[0]["n"] == sum(d["pos"]["counts"]["published"] for d in published.summary["dates"].values())
-    csv = runner.invoke(app, ["query", "SELECT dataset, k_achieved FROM partitions ORDER BY ALL", "--warehouse",
-                              str(published.warehouse), "--format", "csv"])
+    csv = runner.invoke(
+        app,
+        [
+            "query",
+            "SELECT dataset, k_achieved FROM partitions ORDER BY ALL",
+            "--warehouse",
+            str(published.warehouse),
+            "--format",
+            "csv",
+        ],
+    )
     assert csv.output.splitlines()[0] == "dataset,k_achieved" and len(csv.output.splitlines()) == 7
     bad = runner.invoke(app, ["query", "SELECT nope FROM pos", "--warehouse", str(published.warehouse)])
     assert bad.exit_code == 2 and "query failed" in bad.output
@@ -186,10 +212,16 @@ def uninterrupted(prefect_server, landing, tmp_path_factory) -> Run:
 def _run_killed_at(failpoint: str, landing: Path, root: Path) -> subprocess.CompletedProcess:
     from prefect.settings import get_current_settings
 
-    env = {**os.environ, "TUOMIN_PSEUDONYM_KEY": TEST_KEY, "TUOMIN_FAILPOINT": failpoint,
-           "PREFECT_API_URL": str(get_current_settings().api.url)}
-    code = (f"from flows.anonymize import anonymize_exports; anonymize_exports(landing={str(landing)!r}, "
-            f"warehouse={str(root / 'warehouse')!r}, restricted={str(root / 'restricted')!r}, date={DAY1!r})")
+    env = {
+        **os.environ,
+        "TUOMIN_PSEUDONYM_KEY": TEST_KEY,
+        "TUOMIN_FAILPOINT": failpoint,
+        "PREFECT_API_URL": str(get_current_settings().api.url),
+    }
+    code = (
+        f"from flows.anonymize import anonymize_exports; anonymize_exports(landing={str(landing)!r}, "
+        f"warehouse={str(root / 'warehouse')!r}, restricted={str(root / 'restricted')!r}, date={DAY1!r})"
+    )
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -206,8 +238,7 @@ def _day1(landing: Path, target: Path) -> Path:
 
 
 @pytest.mark.parametrize("failpoint", ["reading", "extracted", "validated", "mid-write", "staged", "published-one"])
-def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, day1_only, tmp_path, uninterrupted,
-                                                                failpoint):
+def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, day1_only, tmp_path, uninterrupted, failpoint):
     copy_of = day1_only
     first = run_flow(copy_of, tmp_path, date=DAY1)
     old = _file_hashes(first.warehouse)
@@ -225,21 +256,25 @@ def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, d
         assert pq.read_metadata(first.warehouse / name).num_rows > 0
     # A file published but not yet recorded is not hidden: the ledger check names it until a rerun records it.
     unrecorded = [p for p in ledger.verify(first.restricted, first.warehouse) if "no ledger entry after entry" in p]
-    assert [p.split(":")[0] for p in unrecorded] == changed and len(ledger.verify(first.restricted, first.warehouse)) == len(unrecorded)
+    assert [p.split(":")[0] for p in unrecorded] == changed and len(ledger.verify(first.restricted, first.warehouse)) == len(
+        unrecorded
+    )
     # Re-running finishes the job: the date is changed (or unrecorded), so it is processed again,
     # into what a run never interrupted publishes from the same files.
     final = run_flow(copy_of, tmp_path)
     assert final.state.is_completed() and DAY1 in final.summary["dates"]
     for name in final.summary["dates"][DAY1]:
         assert pq.read_table(final.summary["dates"][DAY1][name]["path"]).equals(
-            pq.read_table(uninterrupted.summary["dates"][DAY1][name]["path"])), name
+            pq.read_table(uninterrupted.summary["dates"][DAY1][name]["path"])
+        ), name
     assert ledger.verify(first.restricted, first.warehouse) == []
     assert not (first.warehouse / ".staging").exists() or not any((first.warehouse / ".staging").iterdir())
 
 
 @pytest.mark.parametrize("failpoint", ["mid-write:ENOSPC", "staged:EROFS"])
-def test_a_full_disk_or_read_only_warehouse_fails_clearly_and_publishes_nothing(prefect_server, copy_of, tmp_path, monkeypatch,
-                                                                                failpoint):
+def test_a_full_disk_or_read_only_warehouse_fails_clearly_and_publishes_nothing(
+    prefect_server, copy_of, tmp_path, monkeypatch, failpoint
+):
     """The storage fails while a partition is written (disk full) or once it is staged (the
     warehouse turned read-only): the run stops with the OS's reason and the file, the published
     partitions are as they were, the ledger holds no new partition (the failed run and the backup
@@ -325,8 +360,9 @@ def test_make_stop_stops_everything_make_serve_started(tmp_path, spawns_prefect)
     repo, home = Path(__file__).resolve().parents[1], tmp_path / "prefect"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}, "PREFECT_LOGGING_LEVEL": "INFO"}
     make = ["make", "-C", str(repo), f"PREFECT_HOME={home}", f"PREFECT_PORT={port}"]
-    served = subprocess.Popen([*make, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
+    served = subprocess.Popen(
+        [*make, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         lines = []
         for line in served.stdout:  # until the deployments are served (or make gives up)

@@ -21,18 +21,30 @@ KEY = b"k" * 32
 
 def test_every_operator_has_a_technique_family():
     families = {name: op.family for name, op in OPERATORS.items()}
-    assert families == {"keep": "none", "drop": "suppression", "pseudonymize": "pseudonymization",
-                        "generalize": "generalization", "mask": "masking", "suppress": "suppression",
-                        "redact": "redaction"}
+    assert families == {
+        "keep": "none",
+        "drop": "suppression",
+        "pseudonymize": "pseudonymization",
+        "generalize": "generalization",
+        "mask": "masking",
+        "suppress": "suppression",
+        "redact": "redaction",
+    }
 
 
 def test_mask_keeps_first_and_last():
     assert mask(pa.array(["13812345678", "6222021234567890123", "ab", None]), 3, 4).to_pylist() == [
-        "138****5678", "622************0123", "**", None]
-    assert Mask(keep_first=6, keep_last=4, normalize="document").apply(pa.array(["6222 0212 3456 7890 123"]), None
-                                                                       ).to_pylist() == ["622202*********0123"]
-    assert Mask(keep_first=3, keep_last=4, normalize="mobile").apply(pa.array(["+86 138 1234 5678"]), None
-                                                                     ).to_pylist() == ["138****5678"]
+        "138****5678",
+        "622************0123",
+        "**",
+        None,
+    ]
+    assert Mask(keep_first=6, keep_last=4, normalize="document").apply(
+        pa.array(["6222 0212 3456 7890 123"]), None
+    ).to_pylist() == ["622202*********0123"]
+    assert Mask(keep_first=3, keep_last=4, normalize="mobile").apply(pa.array(["+86 138 1234 5678"]), None).to_pylist() == [
+        "138****5678"
+    ]
 
 
 @given(st.lists(st.text(min_size=0, max_size=30), min_size=1, max_size=20), st.integers(0, 4), st.integers(0, 4))
@@ -53,8 +65,8 @@ def test_tokens_are_not_unkeyed_hashes():
     """A token must never equal any plain hash of the value: those fall to a dictionary attack."""
     value = "13812345678"
     token = Pseudonymizer(KEY).token(value, "customer")
-    plain = [f(s.encode()).digest() for f in (hashlib.sha256, hashlib.sha1, hashlib.md5)
-             for s in (value, "customer\x00" + value)]
+    plain = [f(s.encode()).digest() for f in (hashlib.sha256, hashlib.sha1, hashlib.md5) for s in (value, "customer\x00" + value)]
+
     def as_token(digest: bytes) -> str:
         return base32(np.frombuffer(digest[:15], np.uint8).reshape(1, 15)).decode()
 
@@ -71,8 +83,17 @@ def test_area_code_hierarchy_is_qualified_and_monotone():
 
 
 def test_address_text_to_city_and_province():
-    texts = pa.array(["浦东新区张杨路500号", "江苏省苏州市姑苏区人民路1号", "广东深圳南山区科苑路3号",
-                      "朝阳区建国路1号", "北京朝阳区", "无地址", None])
+    texts = pa.array(
+        [
+            "浦东新区张杨路500号",
+            "江苏省苏州市姑苏区人民路1号",
+            "广东深圳南山区科苑路3号",
+            "朝阳区建国路1号",
+            "北京朝阳区",
+            "无地址",
+            None,
+        ]
+    )
     hierarchy = AddressHierarchy(["prefecture", "province"])
     assert hierarchy.generalize(texts, 1).to_pylist() == ["上海市", "江苏省苏州市", "广东省深圳市", "*", "北京市", "*", "*"]
     assert hierarchy.generalize(texts, 2).to_pylist() == ["上海市", "江苏省", "广东省", "*", "北京市", "*", "*"]
@@ -91,15 +112,19 @@ def test_redaction_recall_on_labelled_notes():
     """The benchmark's notes, smaller: nothing inserted survives (structured or names)."""
     notes, names = labelled_notes(1500, seed=4)
     matcher = NameMatcher(names)
-    missed = [(kind, written) for text, identifiers in notes for kind, written in identifiers
-              if written in redact_text(text, matcher)]
+    missed = [
+        (kind, written) for text, identifiers in notes for kind, written in identifiers if written in redact_text(text, matcher)
+    ]
     assert not missed, missed[:5]
 
 
 def _add_id_area(policy_dir, params: str) -> None:
     """Give the membership policy a column derived from doc_no: where the ID card was issued."""
     path = policy_dir / "membership.yaml"
-    path.write_text(path.read_text().replace("columns:\n", f"""columns:
+    path.write_text(
+        path.read_text().replace(
+            "columns:\n",
+            f"""columns:
   id_area:
     from: doc_no
     role: quasi_identifier
@@ -109,7 +134,10 @@ def _add_id_area(policy_dir, params: str) -> None:
     transform: generalize
     params: {params}
     output: id_province
-""", 1))
+""",
+            1,
+        )
+    )
 
 
 @pytest.mark.parametrize("level", [0, 1])

@@ -28,17 +28,32 @@ def test_shipped_policies_cover_the_spec(policy_copy):
                 assert column.family in ("suppression", "pseudonymization", "redaction"), column.name
 
 
-@pytest.mark.parametrize(("old", "new", "message"), [
-    ("transform: drop\n  buyer_name", "transform: shred\n  buyer_name", "column 'member_no': transform: Value error, unknown transform"),
-    ("params: {domain: customer, normalize: document}", "params: {domian: customer, normalize: document}", "column 'doc_no'"),
-    ("levels: [0, 2], weight: 8}", "levels: [3, 2], weight: 8}", "column 'store_code'"),
-    ("  product_name:\n    role: insensitive\n    kind: category\n    pipl: none\n    purpose: The SKU's name; product covers it.\n    transform: drop",
-     "  product_name:\n    role: insensitive\n    kind: category\n    pipl: none\n    purpose: The SKU's name; product covers it.\n    transform: keep",
-     "column 'product_name': value: Value error, a published column of a dataset about people describes a person"),
-    ("  buyer_name:\n    role: direct_identifier\n    kind: person_name\n    pipl: general\n    purpose: Not needed for any analysis.\n    transform: drop",
-     "  buyer_name:\n    role: direct_identifier\n    kind: person_name\n    pipl: general\n    purpose: Not needed for any analysis.\n    transform: keep",
-     "column 'buyer_name': value: Value error, a direct_identifier cannot be published"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "transform: drop\n  buyer_name",
+            "transform: shred\n  buyer_name",
+            "column 'member_no': transform: Value error, unknown transform",
+        ),
+        ("params: {domain: customer, normalize: document}", "params: {domian: customer, normalize: document}", "column 'doc_no'"),
+        ("levels: [0, 2], weight: 8}", "levels: [3, 2], weight: 8}", "column 'store_code'"),
+        (
+            "  product_name:\n    role: insensitive\n    kind: category\n    pipl: none\n"
+            "    purpose: The SKU's name; product covers it.\n    transform: drop",
+            "  product_name:\n    role: insensitive\n    kind: category\n    pipl: none\n"
+            "    purpose: The SKU's name; product covers it.\n    transform: keep",
+            "column 'product_name': value: Value error, a published column of a dataset about people describes a person",
+        ),
+        (
+            "  buyer_name:\n    role: direct_identifier\n    kind: person_name\n    pipl: general\n"
+            "    purpose: Not needed for any analysis.\n    transform: drop",
+            "  buyer_name:\n    role: direct_identifier\n    kind: person_name\n    pipl: general\n"
+            "    purpose: Not needed for any analysis.\n    transform: keep",
+            "column 'buyer_name': value: Value error, a direct_identifier cannot be published",
+        ),
+    ],
+)
 def test_errors_name_file_source_and_column(policy_copy, old, new, message):
     path = policy_copy / "pos.yaml"
     _edit(path, old, new)
@@ -75,8 +90,11 @@ def test_conform_fails_closed(policy_copy):
 
 
 def test_optional_columns_may_be_missing(policy_copy):
-    _edit(policy_copy / "membership.yaml", "  wechat_openid:\n    aliases: [微信OpenID]\n",
-          "  wechat_openid:\n    aliases: [微信OpenID]\n    required: false\n")
+    _edit(
+        policy_copy / "membership.yaml",
+        "  wechat_openid:\n    aliases: [微信OpenID]\n",
+        "  wechat_openid:\n    aliases: [微信OpenID]\n    required: false\n",
+    )
     policy = load_policies(policy_copy)["membership"]
     headers = [c.aliases[0] for c in policy.columns if c.name != "wechat_openid"]
     out = conform(pa.table({h: pa.array(["x"]) for h in headers}), policy, "m.csv")
@@ -95,6 +113,6 @@ def test_retention_is_required_and_counts_from_the_export_date(policy_copy):
     assert retention.raw_expired(dt.date(2026, 3, 1), dt.date(2026, 4, 1))
     assert "PIPL Art. 47" in retention.deletion_ground
     text = path.read_text("utf-8")
-    path.write_text(text[:text.index("retention:")] + text[text.index("\ncolumns:"):], "utf-8")
+    path.write_text(text[: text.index("retention:")] + text[text.index("\ncolumns:") :], "utf-8")
     with pytest.raises(PolicyError, match="source 'membership': retention: Field required"):
         load_policy(path)

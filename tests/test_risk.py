@@ -45,8 +45,11 @@ def _brute_force(held: pd.DataFrame, adversary: Adversary) -> dict[int, list[int
 
 
 @settings(max_examples=60)
-@given(st.lists(st.tuples(st.integers(0, 11), st.integers(0, 5), st.integers(0, 1)), min_size=1, max_size=60),
-       st.integers(1, 3), st.integers(0, 1))
+@given(
+    st.lists(st.tuples(st.integers(0, 11), st.integers(0, 5), st.integers(0, 1)), min_size=1, max_size=60),
+    st.integers(1, 3),
+    st.integers(0, 1),
+)
 def test_apriori_minima_equal_trying_every_itemset(rows, purchases, contacts):
     held = pd.DataFrame(rows, columns=["person", "item", "kind"]).astype(np.int64)
     held["kind"] = held["kind"] if contacts else 0
@@ -63,9 +66,19 @@ def test_apriori_minima_equal_trying_every_itemset(rows, purchases, contacts):
 
 
 def test_rows_sharing_a_customer_receipt_or_case_token_are_one_person_and_staff_tokens_join_nothing():
-    pos = Dataset("pos", pa.table({"customer_id": ["a", "a", "b", None], "receipt_id": ["r1", "r2", "r3", "r4"],
-                                   "cashier_id": ["s", "s", "s", "s"], "x": [1, 2, 3, 4]}), PURCHASES,
-                  {"customer_id": "customer", "receipt_id": "receipt", "cashier_id": "staff"})
+    pos = Dataset(
+        "pos",
+        pa.table(
+            {
+                "customer_id": ["a", "a", "b", None],
+                "receipt_id": ["r1", "r2", "r3", "r4"],
+                "cashier_id": ["s", "s", "s", "s"],
+                "x": [1, 2, 3, 4],
+            }
+        ),
+        PURCHASES,
+        {"customer_id": "customer", "receipt_id": "receipt", "cashier_id": "staff"},
+    )
     cases = Dataset("after_sales", pa.table({"receipt_id": ["r3", "r9"], "y": [1, 2]}), CONTACTS, {"receipt_id": "receipt"})
     found = people([pos, cases])
     ids = found.ids
@@ -74,8 +87,9 @@ def test_rows_sharing_a_customer_receipt_or_case_token_are_one_person_and_staff_
     assert len({*ids["pos"], *ids["after_sales"]}) == found.count == 4
 
 
-def _write(warehouse: Path, dataset: str, day: str, table: pa.Table, tokens: dict[str, str], record: str,
-           extra: dict | None = None) -> Path:
+def _write(
+    warehouse: Path, dataset: str, day: str, table: pa.Table, tokens: dict[str, str], record: str, extra: dict | None = None
+) -> Path:
     """A published file as tuomin writes one: field metadata for tokens, the `tuomin` entry."""
     fields = [f.with_metadata({"tuomin.token": TOKEN.format(tokens[f.name])}) if f.name in tokens else f for f in table.schema]
     table = table.cast(pa.schema(fields))
@@ -89,8 +103,11 @@ def _write(warehouse: Path, dataset: str, day: str, table: pa.Table, tokens: dic
 
 def _crowd(people_per_group: int, groups: int, day: str, salt: str, item_of=lambda g: g, shuffle=True) -> pa.Table:
     """Purchases where each group of people bought one identical item, each person once."""
-    rows = [{"customer_id": f"{salt}-{g}-{i}", "store": f"S{item_of(g)}", "sex": "F"}
-            for g in range(groups) for i in range(people_per_group)]
+    rows = [
+        {"customer_id": f"{salt}-{g}-{i}", "store": f"S{item_of(g)}", "sex": "F"}
+        for g in range(groups)
+        for i in range(people_per_group)
+    ]
     if shuffle:
         np.random.default_rng(0).shuffle(rows)
     return pa.Table.from_pylist(rows)
@@ -111,37 +128,74 @@ def test_a_release_of_crowds_passes_and_each_side_channel_fails_it(tmp_path):
         return {c["name"].split(" (")[0] for c in assess(root, k)["checks"] if not c["passed"]}
 
     # One token on two dates: the two days' purchases are one person's record.
-    shared = failing("shared", lambda root: [
-        _write(root, "pos", day, _crowd(6, 4, day, "same"), {"customer_id": "customer"}, PURCHASES)
-        for day in ("2026-03-01", "2026-03-02")])
+    shared = failing(
+        "shared",
+        lambda root: [
+            _write(root, "pos", day, _crowd(6, 4, day, "same"), {"customer_id": "customer"}, PURCHASES)
+            for day in ("2026-03-01", "2026-03-02")
+        ],
+    )
     assert "identifiers shared" in shared
     # A lone item: one person singled out by one purchase.
-    lone = failing("lone", lambda root: _write(root, "pos", "2026-03-01", pa.concat_tables([
-        _crowd(6, 2, "d", "u"), pa.table({"customer_id": ["x"], "store": ["S-rare"], "sex": ["F"]})]),
-        {"customer_id": "customer"}, PURCHASES))
+    lone = failing(
+        "lone",
+        lambda root: _write(
+            root,
+            "pos",
+            "2026-03-01",
+            pa.concat_tables([_crowd(6, 2, "d", "u"), pa.table({"customer_id": ["x"], "store": ["S-rare"], "sex": ["F"]})]),
+            {"customer_id": "customer"},
+            PURCHASES,
+        ),
+    )
     assert {"singling out", "re-identification", "k^m"} <= lone
     # A time-ordered export.
-    ordered = failing("ordered", lambda root: _write(root, "pos", "2026-03-01", _crowd(6, 4, "d", "u", shuffle=False).append_column(
-        "txn_time", pa.array([dt.datetime(2026, 3, 1, 8) + dt.timedelta(minutes=i) for i in range(24)])),
-        {"customer_id": "customer"}, PURCHASES))
+    ordered = failing(
+        "ordered",
+        lambda root: _write(
+            root,
+            "pos",
+            "2026-03-01",
+            _crowd(6, 4, "d", "u", shuffle=False).append_column(
+                "txn_time", pa.array([dt.datetime(2026, 3, 1, 8) + dt.timedelta(minutes=i) for i in range(24)])
+            ),
+            {"customer_id": "customer"},
+            PURCHASES,
+        ),
+    )
     assert "row order" in ordered
     # A small count in the metadata, and in the analyst-visible ledger.
-    counted = failing("counted", lambda root: _write(root, "pos", "2026-03-01", _crowd(6, 4, "d", "u"),
-                                                      {"customer_id": "customer"}, PURCHASES, {"rows": {"erased": 2}}))
+    counted = failing(
+        "counted",
+        lambda root: _write(
+            root, "pos", "2026-03-01", _crowd(6, 4, "d", "u"), {"customer_id": "customer"}, PURCHASES, {"rows": {"erased": 2}}
+        ),
+    )
     assert "counts below k=5" in counted
     ledgered = tmp_path / "ledgered"
     _write(ledgered, "pos", "2026-03-01", _crowd(6, 4, "d", "u"), {"customer_id": "customer"}, PURCHASES)
     ledger.append(ledgered, "erasure_requested", {"republished": [{"erased": 1}]})
     assert not assess(ledgered, k)["passed"]
+
     # Two snapshots linked by a token, where someone's age band moved: a birthday, to the day.
     def snapshots(root):
         for day, band in (("2026-03-01", "30-34"), ("2026-03-02", "35-39")):
             members = pa.table({"customer_id": [f"m{i}" for i in range(10)], "age": ["30-34"] * 9 + [band]})
             _write(root, "membership", day, members, {"customer_id": "customer"}, PROFILE)
+
     assert {"snapshot differencing", "identifiers shared"} <= failing("snapshots", snapshots)
     # Staff are people: a cashier token is an identifier.
-    staff = failing("staff", lambda root: _write(root, "pos", "2026-03-01", _crowd(6, 4, "d", "u").append_column(
-        "cashier_id", pa.array(["s1"] * 24)), {"customer_id": "customer", "cashier_id": "staff"}, PURCHASES))
+    staff = failing(
+        "staff",
+        lambda root: _write(
+            root,
+            "pos",
+            "2026-03-01",
+            _crowd(6, 4, "d", "u").append_column("cashier_id", pa.array(["s1"] * 24)),
+            {"customer_id": "customer", "cashier_id": "staff"},
+            PURCHASES,
+        ),
+    )
     assert "staff identifiers" in staff
 
 
@@ -198,8 +252,10 @@ def test_the_release_gate_refuses_each_failure_naming_the_criterion_and_the_data
 
     def failures(name: str, *files: tuple) -> list[str]:
         root = tmp_path / name
-        staged = {dataset: _write(root, dataset, day, table, tokens, record, {"k": 5, "m": 3} | (extra or {}))
-                  for dataset, table, tokens, record, extra in files}
+        staged = {
+            dataset: _write(root, dataset, day, table, tokens, record, {"k": 5, "m": 3} | (extra or {}))
+            for dataset, table, tokens, record, extra in files
+        }
         verdict = gate(staged, root)
         assert verdict.outcome.success == (not any("k^m" in f or "l-div" in f or "unit" in f for f in verdict.failures))
         return verdict.failures
@@ -208,29 +264,67 @@ def test_the_release_gate_refuses_each_failure_naming_the_criterion_and_the_data
     cases = ("after_sales", _crowd(5, 2, "d", "c"), customer, CONTACTS, None)
     assert failures("good", crowd, cases) == []
 
-    lone = failures("lone", ("pos", pa.concat_tables([_crowd(6, 2, "d", "u"), pa.table(
-        {"customer_id": ["x"], "store": ["S-rare"], "sex": ["F"]})]), customer, PURCHASES, None), cases)
-    assert lone == ["k^m (m=0) on the person-level record: 1 people in a crowd smaller than their k in pos"]  # each buys once: store is relational
+    lone = failures(
+        "lone",
+        (
+            "pos",
+            pa.concat_tables([_crowd(6, 2, "d", "u"), pa.table({"customer_id": ["x"], "store": ["S-rare"], "sex": ["F"]})]),
+            customer,
+            PURCHASES,
+            None,
+        ),
+        cases,
+    )
+    assert lone == [
+        "k^m (m=0) on the person-level record: 1 people in a crowd smaller than their k in pos"
+    ]  # each buys once: store is relational
 
     shared = failures("shared", crowd, ("after_sales", _crowd(6, 4, "d", "u"), customer, CONTACTS, None))
     assert "a token shared outside its unit: 24 people whose rows span datasets or dates in pos, after_sales" in shared
 
-    ordered = failures("ordered", ("pos", _crowd(6, 4, "d", "u", shuffle=False).append_column("txn_time", pa.array(
-        [dt.datetime(2026, 3, 1, 8 + i // 6) for i in range(24)])), customer, PURCHASES, None))  # a crowd per hour
+    ordered = failures(
+        "ordered",
+        (
+            "pos",
+            _crowd(6, 4, "d", "u", shuffle=False).append_column(
+                "txn_time", pa.array([dt.datetime(2026, 3, 1, 8 + i // 6) for i in range(24)])
+            ),
+            customer,
+            PURCHASES,
+            None,
+        ),
+    )  # a crowd per hour
     assert ordered == ["row order follows txn_time in pos"]
 
     counted = failures("counted", ("pos", _crowd(6, 4, "d", "u"), customer, PURCHASES, {"rows": {"erased": 2}}))
     assert counted == ["count below k=5 in the file metadata of pos (rows.erased)"]
 
-    staff = failures("staff", ("pos", _crowd(6, 4, "d", "u").append_column("cashier_id", pa.array(["s1"] * 24)),
-                               {**customer, "cashier_id": "staff"}, PURCHASES, None))
+    staff = failures(
+        "staff",
+        (
+            "pos",
+            _crowd(6, 4, "d", "u").append_column("cashier_id", pa.array(["s1"] * 24)),
+            {**customer, "cashier_id": "staff"},
+            PURCHASES,
+            None,
+        ),
+    )
     assert staff == ["staff token published in pos.cashier_id"]
 
-    members = pa.table({"customer_id": [f"m{i}" for i in range(10)], "age": ["30-34"] * 5 + ["35-39"] * 5,
-                        "points": ["0-999"] * 5 + ["0-999", "1000+", "0-999", "1000+", "0-999"]})
-    roles = {"columns": {"age": {"output": "age", "role": "quasi_identifier"},
-                         "points": {"output": "points", "role": "sensitive_attribute"}},
-             "l_diversity": [{"column": "points", "l": 2}]}
+    members = pa.table(
+        {
+            "customer_id": [f"m{i}" for i in range(10)],
+            "age": ["30-34"] * 5 + ["35-39"] * 5,
+            "points": ["0-999"] * 5 + ["0-999", "1000+", "0-999", "1000+", "0-999"],
+        }
+    )
+    roles = {
+        "columns": {
+            "age": {"output": "age", "role": "quasi_identifier"},
+            "points": {"output": "points", "role": "sensitive_attribute"},
+        },
+        "l_diversity": [{"column": "points", "l": 2}],
+    }
     certain = failures("certain", ("membership", members, customer, PROFILE, roles))
     assert certain == ["l-diversity (l=2) of membership.points: 5 people whose class holds fewer values in membership"]
 
@@ -243,19 +337,26 @@ def test_a_release_whose_tokens_join_its_units_is_not_published(prefect_server, 
     from tests.conftest import run_flow
 
     keyed = passes.Job.context
-    monkeypatch.setattr(passes.Job, "context", lambda self, date, policy, names=frozenset(), unit="": keyed(
-        self, date, policy, names, unit=""))
+    monkeypatch.setattr(
+        passes.Job, "context", lambda self, date, policy, names=frozenset(), unit="": keyed(self, date, policy, names, unit="")
+    )
     run = run_flow(landing, tmp_path, date="2026-03-01")
     assert run.state.is_failed()
     error = run.summary["dates"]["2026-03-01"]["error"]
     assert "the release fails: k^m (m=0) on the person-level record: " in error, error
-    assert "| a token shared outside its unit: " in error and "people whose rows span datasets or dates in membership, pos, after_sales" in error, error
+    assert (
+        "| a token shared outside its unit: " in error
+        and "people whose rows span datasets or dates in membership, pos, after_sales" in error
+    ), error
     assert not list(run.warehouse.glob("dataset=*/export_date=*/*.parquet"))
     # What the refusal wrote (the run's summary and ledger entry, the GX results of the person
     # frame) holds counts and names, never a raw identifier.
     from tests.leaks import find_leaks, raw_identifiers
 
     texts = [json.dumps(run.summary, ensure_ascii=False, default=str)]
-    texts += [f.read_text("utf-8", errors="replace") for f in run.restricted.rglob("*")
-              if f.is_file() and f.suffix in (".json", ".jsonl", ".html")]
+    texts += [
+        f.read_text("utf-8", errors="replace")
+        for f in run.restricted.rglob("*")
+        if f.is_file() and f.suffix in (".json", ".jsonl", ".html")
+    ]
     assert any("release" in t for t in texts[1:]) and not find_leaks(texts, raw_identifiers(landing))

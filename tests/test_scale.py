@@ -81,8 +81,9 @@ def test_the_out_of_core_search_gives_the_plan_and_rows_of_the_in_memory_one(mem
         files = [Path(tmp) / f"{i}.parquet" for i in range(len(tallies))]
         for file, t in zip(files, tallies):
             pq.write_table(t.parts[0], file)
-        out_of_core = plan.solve(plan.Tally(files, plan.concat(tallies).representatives), policy, built, erased,
-                                 Path(tmp) / "engine")
+        out_of_core = plan.solve(
+            plan.Tally(files, plan.concat(tallies).representatives), policy, built, erased, Path(tmp) / "engine"
+        )
         assert not (Path(tmp) / "engine").exists()
     _same_plan_and_rows(staged, parts, whole, [out_of_core], policy, ctx, built, erased)
 
@@ -120,10 +121,10 @@ def test_classes_of_batches_merge_to_the_classes_of_the_whole(members, sizes, sp
         frame = plan.classes_frame(pieces, policy, Path(tmp) / "classes" if spilled else None)
     qis = list(decided.levels)
     assert frame[plan.ROWS].sum() == published.num_rows
-    assert len(frame) == len(published.select(qis + policy.sensitive_outputs).group_by(
-        qis + policy.sensitive_outputs).aggregate([]))
-    compact = metrics.summary(frame, qis, None, policy.privacy.k, policy.sensitive_outputs, count=plan.ROWS,
-                              people=plan.PEOPLE)
+    assert len(frame) == len(
+        published.select(qis + policy.sensitive_outputs).group_by(qis + policy.sensitive_outputs).aggregate([])
+    )
+    compact = metrics.summary(frame, qis, None, policy.privacy.k, policy.sensitive_outputs, count=plan.ROWS, people=plan.PEOPLE)
     rows = metrics.summary(published.to_pandas(), qis, policy.entity, policy.privacy.k, policy.sensitive_outputs)
     assert compact.keys() == rows.keys()
     for key, value in rows.items():  # floats summed in another order may differ in the last digit
@@ -131,8 +132,11 @@ def test_classes_of_batches_merge_to_the_classes_of_the_whole(members, sizes, sp
 
 
 @settings(max_examples=40)
-@given(rows=st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.integers(0, 3)), max_size=60),
-       sizes=st.lists(st.integers(0, 25), max_size=5), batch_rows=st.integers(1, 30))
+@given(
+    rows=st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.integers(0, 3)), max_size=60),
+    sizes=st.lists(st.integers(0, 25), max_size=5),
+    batch_rows=st.integers(1, 30),
+)
 def test_the_published_order_is_the_hash_order_of_the_rows_however_they_arrive(tmp_path_factory, rows, sizes, batch_rows):
     """Whatever the batches and the number of buckets, the rows come out once each, sorted by
     the hash of their values: the order depends on the rows alone, never on the export's."""
@@ -221,8 +225,7 @@ def test_tiny_batches_publish_what_one_batch_publishes(prefect_server, landing, 
     assert not (run.restricted / ".work").exists() or not any((run.restricted / ".work").iterdir())
 
 
-def test_a_dask_cluster_publishes_what_one_process_publishes(prefect_server, landing, published, tmp_path, capfd,
-                                                           monkeypatch):
+def test_a_dask_cluster_publishes_what_one_process_publishes(prefect_server, landing, published, tmp_path, capfd, monkeypatch):
     """Per-file scans and per-partition writes on a 2-worker LocalCluster (an existing scheduler,
     given by address, as a real cluster would be), with the engine out of core (DuckDB on disk,
     as for a closing run's millions of combinations); and nothing raw escapes on the way: not in
@@ -236,8 +239,9 @@ def test_a_dask_cluster_publishes_what_one_process_publishes(prefect_server, lan
 
     from tests.leaks import find_leaks, raw_identifiers
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
-                      env={"PREFECT_API_URL": PREFECT_API_URL.value()}) as cluster:
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, dashboard_address=None, env={"PREFECT_API_URL": PREFECT_API_URL.value()}
+    ) as cluster:
         run = run_flow(landing, tmp_path, date=DAY1, runner="dask", dask_address=cluster.scheduler_address)
     assert run.state.is_completed(), run.state.message
     for name, info in run.summary["dates"][DAY1].items():
@@ -249,8 +253,11 @@ def test_a_dask_cluster_publishes_what_one_process_publishes(prefect_server, lan
     with get_client(sync_client=True) as client:
         stored = [log.message for log in client.read_logs(limit=200, sort=LogSort.TIMESTAMP_DESC)]  # this run's
     storage = PREFECT_LOCAL_STORAGE_PATH.value()
-    files = [*(p for p in storage.rglob("*") if p.is_file()), *(p for p in (run.restricted / "gx").rglob("*") if p.is_file()),
-             *run.warehouse.glob("_ledger/*")]
+    files = [
+        *(p for p in storage.rglob("*") if p.is_file()),
+        *(p for p in (run.restricted / "gx").rglob("*") if p.is_file()),
+        *run.warehouse.glob("_ledger/*"),
+    ]
     texts = [printed.out, printed.err, *stored, *(p.read_text(errors="ignore") for p in files)]
     assert len(stored) > 10 and any("pos 2026-03-01: published" in m for m in stored)  # the scan sees this run's logs
     assert not find_leaks(texts, raw_identifiers(landing))
@@ -303,11 +310,15 @@ def test_cell_suppression_counts_over_the_whole_export(landing, policy_copy):
     text = path.read_text()
     start = text.index("  tier:\n")
     end = text.index("  points:\n")
-    path.write_text(text[:start] + "  tier:\n    aliases: [会员等级]\n    role: sensitive_attribute\n    kind: category\n"
-                    "    pipl: general\n    purpose: Tier mix, rare tiers blanked.\n    transform: suppress\n"
-                    "    params: {min_count: 150}\n" + text[end:])
+    path.write_text(
+        text[:start] + "  tier:\n    aliases: [会员等级]\n    role: sensitive_attribute\n    kind: category\n"
+        "    pipl: general\n    purpose: Tier mix, rare tiers blanked.\n    transform: suppress\n"
+        "    params: {min_count: 150}\n" + text[end:]
+    )
     policy = load_policies(policy_copy)["membership"]
-    ctx = Context(Pseudonymizer(TEST_KEY.encode()), dt.date(2026, 3, 1), policy_copy, NameMatcher([]), policy.privacy.reference_date)
+    ctx = Context(
+        Pseudonymizer(TEST_KEY.encode()), dt.date(2026, 3, 1), policy_copy, NameMatcher([]), policy.privacy.reference_date
+    )
     table = parse_table(read_all(landing, policy, dt.date(2026, 3, 1)), policy).table
     staged = plan.stage(table, entity_tokens(table, policy, ctx.pseudonymizer), np.zeros(table.num_rows, bool), policy)
     built = plan.hierarchies(policy, ctx)

@@ -66,8 +66,23 @@ def _warehouse(path):
 def _lookup(landing, tmp_path, option: str, value: str):
     out = tmp_path / "out"
     _warehouse(tmp_path / "wh")
-    result = CliRunner().invoke(app, ["subjects", "lookup", option, value, "--out", str(out), "--landing", str(landing),
-                                        "--warehouse", str(tmp_path / "wh"), "--restricted", str(_vault_of(tmp_path / "wh"))])
+    result = CliRunner().invoke(
+        app,
+        [
+            "subjects",
+            "lookup",
+            option,
+            value,
+            "--out",
+            str(out),
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(tmp_path / "wh"),
+            "--restricted",
+            str(_vault_of(tmp_path / "wh")),
+        ],
+    )
     return result, sorted(out.glob("*.csv")) if out.exists() else []
 
 
@@ -79,11 +94,14 @@ def _records(path) -> dict[str, set]:
     return found
 
 
-@pytest.mark.parametrize("option, shape", [
-    ("--doc-no", lambda p: p["doc_no"].lower().translate(FULL_WIDTH)),
-    ("--mobile", lambda p: f"+86 {p['mobile'][:3]} {p['mobile'][3:7]} {p['mobile'][7:]}"),
-    ("--member-no", lambda p: p["member_no"].lower()),
-])
+@pytest.mark.parametrize(
+    "option, shape",
+    [
+        ("--doc-no", lambda p: p["doc_no"].lower().translate(FULL_WIDTH)),
+        ("--mobile", lambda p: f"+86 {p['mobile'][:3]} {p['mobile'][3:7]} {p['mobile'][7:]}"),
+        ("--member-no", lambda p: p["member_no"].lower()),
+    ],
+)
 def test_lookup_finds_every_record_of_the_person_in_any_shape(landing, tmp_path, person, option, shape):
     result, files = _lookup(landing, tmp_path, option, shape(person))
     assert result.exit_code == 0, result.output
@@ -121,15 +139,31 @@ def test_purge_deletes_a_lookup_file_with_the_newest_raw_data_it_copies(publishe
     wh = tmp_path / "wh"
     shutil.copytree(published.warehouse, wh)
     shutil.copytree(published.restricted, _vault_of(wh))  # a warehouse where the raw data is replaced, so purge would take it
-    result = CliRunner().invoke(app, ["subjects", "lookup", "--doc-no", person["doc_no"], "--out", str(tmp_path / "out"),
-                                      "--landing", str(landing), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))])
+    result = CliRunner().invoke(
+        app,
+        [
+            "subjects",
+            "lookup",
+            "--doc-no",
+            person["doc_no"],
+            "--out",
+            str(tmp_path / "out"),
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(wh),
+            "--restricted",
+            str(_vault_of(wh)),
+        ],
+    )
     assert result.exit_code == 0, result.output
     [path] = (tmp_path / "out").glob("*.csv")
     newest = max(r["导出日期"] for r in csv.DictReader(path.open(encoding="utf-8-sig")))
     plans = purge.plan(Landing(landing), wh, _vault_of(wh), load_policies(POLICIES), dt.date(2027, 1, 1))
     assert len(plans) == 2 and all(p.held is None for p in plans)
     assert {p.export_date.isoformat(): [f["path"] for f in p.files if f["area"] == "lookups"] for p in plans} == {
-        p.export_date.isoformat(): [str(path.resolve())] if p.export_date.isoformat() == newest else [] for p in plans}
+        p.export_date.isoformat(): [str(path.resolve())] if p.export_date.isoformat() == newest else [] for p in plans
+    }
 
 
 def test_a_person_with_no_records_gets_no_file(landing, tmp_path):
@@ -139,14 +173,28 @@ def test_a_person_with_no_records_gets_no_file(landing, tmp_path):
     assert entry["data"]["records"] == 0
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--doc-no", ABSENT_ID[:-1] + "1", "fails its check digit"),
-    ("--mobile", "12345", "not a 手机号码"),
-    ("--member-no", "M-1", "not a 会员编号"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--doc-no", ABSENT_ID[:-1] + "1", "fails its check digit"),
+        ("--mobile", "12345", "not a 手机号码"),
+        ("--member-no", "M-1", "not a 会员编号"),
+    ],
+)
 def test_an_identifier_that_cannot_be_one_is_refused_without_echoing_it(landing, tmp_path, option, value, message):
-    result = CliRunner().invoke(app, ["subjects", "erase", option, value, "--landing", str(tmp_path / "l"),
-                                        "--restricted", str(_vault_of(_warehouse(tmp_path / "wh")))])
+    result = CliRunner().invoke(
+        app,
+        [
+            "subjects",
+            "erase",
+            option,
+            value,
+            "--landing",
+            str(tmp_path / "l"),
+            "--restricted",
+            str(_vault_of(_warehouse(tmp_path / "wh"))),
+        ],
+    )
     assert result.exit_code == 2 and message in result.output and value not in result.output
     assert not (tmp_path / "l").exists() and [e["kind"] for e in ledger.entries(_vault_of(tmp_path / "wh"))] == ["run"]
 
@@ -157,7 +205,18 @@ def test_erase_adds_the_person_once_and_the_next_run_leaves_them_out(prefect_ser
     before = (copy / "requests" / "erasure.csv").read_text(encoding="utf-8").splitlines()
     shaped = person["doc_no"].lower().translate(FULL_WIDTH)
     wh = _warehouse(tmp_path / "out" / "warehouse")
-    args = ["subjects", "erase", "--doc-no", shaped, "--landing", str(copy), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))]
+    args = [
+        "subjects",
+        "erase",
+        "--doc-no",
+        shaped,
+        "--landing",
+        str(copy),
+        "--warehouse",
+        str(wh),
+        "--restricted",
+        str(_vault_of(wh)),
+    ]
     first, again = CliRunner().invoke(app, args), CliRunner().invoke(app, args)
     assert first.exit_code == 0 and "added to requests/erasure.csv" in first.output
     assert again.exit_code == 0 and "already on requests/erasure.csv" in again.output
@@ -184,13 +243,34 @@ def test_notify_builds_one_batch_per_channel_from_the_latest_snapshot(published,
     shutil.copytree(published.warehouse, wh)
     shutil.copytree(published.restricted, _vault_of(wh))  # a warehouse where the raw data is replaced, so purge would take it
     closing, requests_by, delete_by = (today() + dt.timedelta(days=n) for n in (28, 59, 118))
-    result = CliRunner().invoke(app, [
-        "subjects", "notify", "--out", str(out), "--closing-date", _zh(closing), "--delete-by", _zh(delete_by),
-        "--requests-by", requests_by.isoformat(), "--contact", "客服热线 400-000-0000", "--landing", str(landing), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))])
+    result = CliRunner().invoke(
+        app,
+        [
+            "subjects",
+            "notify",
+            "--out",
+            str(out),
+            "--closing-date",
+            _zh(closing),
+            "--delete-by",
+            _zh(delete_by),
+            "--requests-by",
+            requests_by.isoformat(),
+            "--contact",
+            "客服热线 400-000-0000",
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(wh),
+            "--restricted",
+            str(_vault_of(wh)),
+        ],
+    )
     assert result.exit_code == 0, result.output
     latest = sorted((landing / "membership").glob("*/*.csv"))[-1]
     crm = pd.read_csv(latest, dtype=str, encoding="gb18030", keep_default_na=False)
     requests = pd.read_csv(landing / "requests" / "erasure.csv", dtype=str, keep_default_na=False)
+
     def listed(column: str, normalize) -> set[str]:
         return {normalize(v) for v in requests[column] if v}
 
@@ -198,8 +278,11 @@ def test_notify_builds_one_batch_per_channel_from_the_latest_snapshot(published,
         return re.sub(r"^86", "", norm(v))
 
     mobiles = crm["手机号码"].map(mobile_of)
-    erased = (crm["会员编号"].isin(listed("member_no", str)) | crm["证件号码"].map(norm).isin(listed("doc_no", norm))
-              | mobiles.isin(listed("mobile", mobile_of)))
+    erased = (
+        crm["会员编号"].isin(listed("member_no", str))
+        | crm["证件号码"].map(norm).isin(listed("doc_no", norm))
+        | mobiles.isin(listed("mobile", mobile_of))
+    )
     reachable = ~erased & mobiles.str.fullmatch(r"1[3-9]\d{9}")
     sms, email = pd.read_csv(out / "sms.csv", dtype=str), pd.read_csv(out / "email.csv", dtype=str)
     assert set(sms["mobile"]) == set(mobiles[reachable]) and erased.sum() > 0
@@ -213,16 +296,32 @@ def test_notify_builds_one_batch_per_channel_from_the_latest_snapshot(published,
     entry = ledger.entries(_vault_of(wh))[-1]
     data = entry["data"]
     assert entry["kind"] == "notices" and data["members"] == len(crm) and data["erased"] == erased.sum()
-    assert data["closure"] == {"shop": "本公司", "closing_date": closing.isoformat(), "delete_by": delete_by.isoformat(),
-                               "requests_by": requests_by.isoformat(), "contact": "客服热线 400-000-0000"}
+    assert data["closure"] == {
+        "shop": "本公司",
+        "closing_date": closing.isoformat(),
+        "delete_by": delete_by.isoformat(),
+        "requests_by": requests_by.isoformat(),
+        "contact": "客服热线 400-000-0000",
+    }
     assert (data["sms"], data["email"]) == (len(sms), len(email))
     assert data["unreachable"] == (~erased & ~reachable & ~crm["电子邮箱"].str.contains("@")).sum()
     assert not set(sms["mobile"]) & set(re.findall(r"\d{11}", (_vault_of(wh) / ledger.LEDGER).read_text()))
     # The batch is raw personal data: purge deletes it with the snapshot date's raw files.
-    [plan] = [p for p in purge.plan(Landing(landing), wh, _vault_of(wh), load_policies(POLICIES),
-                                    dt.date.fromisoformat(latest.parent.name) + dt.timedelta(days=400)) if p.export_date == dt.date.fromisoformat(latest.parent.name)]
+    [plan] = [
+        p
+        for p in purge.plan(
+            Landing(landing),
+            wh,
+            _vault_of(wh),
+            load_policies(POLICIES),
+            dt.date.fromisoformat(latest.parent.name) + dt.timedelta(days=400),
+        )
+        if p.export_date == dt.date.fromisoformat(latest.parent.name)
+    ]
     assert plan.held is None
-    assert {f["path"] for f in plan.files if f["area"] == "notices"} == {str((out / n).resolve()) for n in ("sms.csv", "email.csv")}
+    assert {f["path"] for f in plan.files if f["area"] == "notices"} == {
+        str((out / n).resolve()) for n in ("sms.csv", "email.csv")
+    }
 
 
 def _zh(day: dt.date) -> str:
@@ -249,8 +348,22 @@ def test_notify_refuses_garbage_before_writing_anything(published, landing, tmp_
     options = {"--closing-date": 10, "--requests-by": 30, "--delete-by": 60, "--contact": "客服热线 400-000-0000"} | change
     options = {k: _zh(today() + dt.timedelta(days=v)) if isinstance(v, int) else v for k, v in options.items()}
     before = (_vault_of(wh) / ledger.LEDGER).read_bytes()
-    result = CliRunner().invoke(app, ["subjects", "notify", "--out", str(tmp_path / "n"), *[x for kv in options.items() for x in kv],
-                                      "--landing", str(landing), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))])
+    result = CliRunner().invoke(
+        app,
+        [
+            "subjects",
+            "notify",
+            "--out",
+            str(tmp_path / "n"),
+            *[x for kv in options.items() for x in kv],
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(wh),
+            "--restricted",
+            str(_vault_of(wh)),
+        ],
+    )
     assert result.exit_code == 2 and says in result.output, result.output
     assert not (tmp_path / "n").exists() and (_vault_of(wh) / ledger.LEDGER).read_bytes() == before
 
@@ -259,7 +372,18 @@ def test_erase_after_the_key_is_destroyed_says_published_data_can_no_longer_be_l
     copy, wh = tmp_path / "landing", tmp_path / "wh"
     shutil.copytree(landing, copy)
     monkeypatch.delenv("TUOMIN_PSEUDONYM_KEY")
-    args = ["subjects", "erase", "--member-no", person["member_no"], "--landing", str(copy), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))]
+    args = [
+        "subjects",
+        "erase",
+        "--member-no",
+        person["member_no"],
+        "--landing",
+        str(copy),
+        "--warehouse",
+        str(wh),
+        "--restricted",
+        str(_vault_of(wh)),
+    ]
     _warehouse(wh)
     missing = CliRunner().invoke(app, args)  # no key, and none destroyed: set it first
     assert missing.exit_code == 2 and "no pseudonym key" in missing.output and len(ledger.entries(_vault_of(wh))) == 1
@@ -272,8 +396,10 @@ def test_erase_after_the_key_is_destroyed_says_published_data_can_no_longer_be_l
 
 
 def _partitions(warehouse) -> dict[str, pa.Table]:
-    return {p.parent.relative_to(warehouse).as_posix(): pq.read_table(p).replace_schema_metadata(None)
-            for p in sorted(warehouse.glob("dataset=*/export_date=*/part-0.parquet"))}
+    return {
+        p.parent.relative_to(warehouse).as_posix(): pq.read_table(p).replace_schema_metadata(None)
+        for p in sorted(warehouse.glob("dataset=*/export_date=*/part-0.parquet"))
+    }
 
 
 def _holding(tables: dict[str, pa.Table], token: str, warehouse) -> dict[str, int]:
@@ -295,8 +421,10 @@ def _smallest_class(table: pa.Table, qis: list[str]) -> int:
     """k in entities, counted by DuckDB independently of tuomin's metrics."""
     con = duckdb.connect()
     con.register("t", table)
-    return con.sql(f"SELECT min(n) FROM (SELECT count(DISTINCT customer_id) + count(*) FILTER (WHERE customer_id IS NULL) AS n "
-                   f"FROM t GROUP BY {', '.join(qis)})").fetchall()[0][0]
+    return con.sql(
+        f"SELECT min(n) FROM (SELECT count(DISTINCT customer_id) + count(*) FILTER (WHERE customer_id IS NULL) AS n "
+        f"FROM t GROUP BY {', '.join(qis)})"
+    ).fetchall()[0][0]
 
 
 @pytest.fixture(scope="module")
@@ -310,12 +438,16 @@ def at_the_edge(published, landing):
     con = duckdb.connect()
     for path in sorted(published.warehouse.glob("dataset=membership/export_date=*/part-0.parquet")):
         unit = warehouse_io.read_metadata(path)["unit"]
-        docs = {pseudonymizer.unit_tokens(pa.array([pseudonymizer.token(norm(d), "customer")]), unit)[0].as_py(): norm(d)
-                for d in crm["证件号码"] if d}
+        docs = {
+            pseudonymizer.unit_tokens(pa.array([pseudonymizer.token(norm(d), "customer")]), unit)[0].as_py(): norm(d)
+            for d in crm["证件号码"]
+            if d
+        }
         qis = warehouse_io.read_metadata(path)["quasi_identifiers"]
-        edge = con.sql(f"SELECT customer_id FROM read_parquet('{path}') WHERE ({', '.join(qis)}) IN "
-                       f"(SELECT ({', '.join(qis)}) FROM read_parquet('{path}') GROUP BY ALL HAVING count(DISTINCT customer_id) = 5)"
-                       ).fetchall()
+        edge = con.sql(
+            f"SELECT customer_id FROM read_parquet('{path}') WHERE ({', '.join(qis)}) IN "
+            f"(SELECT ({', '.join(qis)}) FROM read_parquet('{path}') GROUP BY ALL HAVING count(DISTINCT customer_id) = 5)"
+        ).fetchall()
         for (token,) in edge:
             if docs.get(token) in bought:
                 return {"doc_no": docs[token], "token": pseudonymizer.token(docs[token], "customer")}
@@ -335,8 +467,18 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
     token = at_the_edge["token"]
     holding = _holding(before, token, wh)
     assert {name.split("/")[0] for name in holding} >= {"dataset=membership", "dataset=pos"}
-    args = ["subjects", "erase", "--doc-no", at_the_edge["doc_no"].lower().translate(FULL_WIDTH), "--landing", str(held),
-            "--warehouse", str(wh), "--restricted", str(_vault_of(wh))]
+    args = [
+        "subjects",
+        "erase",
+        "--doc-no",
+        at_the_edge["doc_no"].lower().translate(FULL_WIDTH),
+        "--landing",
+        str(held),
+        "--warehouse",
+        str(wh),
+        "--restricted",
+        str(_vault_of(wh)),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     after = _partitions(wh)
@@ -360,9 +502,15 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
         con.register("old", before[name])
         con.register("new", after[name])
         values = ", ".join(c for c in after[name].column_names if c != "customer_id")
-        assert con.sql(f"SELECT count(*) FROM (SELECT {values} FROM new EXCEPT ALL SELECT {values} FROM old)").fetchall() == [(0,)]
-        assert not set(after[name]["customer_id"].drop_null().to_pylist()) & set(before[name]["customer_id"].drop_null().to_pylist())
-        assert metadata["unit"].startswith(warehouse_io.read_metadata(published.warehouse / name / "part-0.parquet")["unit"] + "|erasure:")
+        assert con.sql(f"SELECT count(*) FROM (SELECT {values} FROM new EXCEPT ALL SELECT {values} FROM old)").fetchall() == [
+            (0,)
+        ]
+        assert not set(after[name]["customer_id"].drop_null().to_pylist()) & set(
+            before[name]["customer_id"].drop_null().to_pylist()
+        )
+        assert metadata["unit"].startswith(
+            warehouse_io.read_metadata(published.warehouse / name / "part-0.parquet")["unit"] + "|erasure:"
+        )
         # Anyone else is still found in it, through the unit's chain (what a later erasure looks for).
         others = {published_token(d, path) for d in raw_identifiers(landing)["document"]}
         assert others & set(after[name]["customer_id"].drop_null().to_pylist())
@@ -376,9 +524,14 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
     entries = ledger.partition_entries(_vault_of(wh))
     policies = load_policies(POLICIES)
     for dataset, policy in policies.items():
-        found = review_dataset(policy, [e for (d, _), e in sorted(entries.items()) if d == dataset], wh, _vault_of(wh), "erasure test")
+        found = review_dataset(
+            policy, [e for (d, _), e in sorted(entries.items()) if d == dataset], wh, _vault_of(wh), "erasure test"
+        )
         assert found["success"], found["problems"]
-    assert at_the_edge["doc_no"] not in (_vault_of(wh) / ledger.LEDGER).read_text() and token not in (_vault_of(wh) / ledger.LEDGER).read_text()
+    assert (
+        at_the_edge["doc_no"] not in (_vault_of(wh) / ledger.LEDGER).read_text()
+        and token not in (_vault_of(wh) / ledger.LEDGER).read_text()
+    )
     # No raw identifier in what the erasure wrote: GX results and Data Docs, the files' metadata, the ledger.
     build_docs(_vault_of(wh) / GX_PROJECT)
     texts = [f.read_text("utf-8", errors="replace") for f in (_vault_of(wh) / GX_PROJECT).rglob("*") if f.is_file()]
@@ -396,8 +549,7 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
     assert {n: t.num_rows for n, t in _partitions(wh).items()} == {n: t.num_rows for n, t in after.items()}
 
 
-def test_erase_by_mobile_reaches_published_rows_through_the_raw_records_held(published, landing, tmp_path, person,
-                                                                            monkeypatch):
+def test_erase_by_mobile_reaches_published_rows_through_the_raw_records_held(published, landing, tmp_path, person, monkeypatch):
     wh = tmp_path / "wh"
     shutil.copytree(published.warehouse, wh)
     shutil.copytree(published.restricted, _vault_of(wh))
@@ -406,42 +558,112 @@ def test_erase_by_mobile_reaches_published_rows_through_the_raw_records_held(pub
     # Raw exports purged: a mobile leads to no document, and published rows hold no mobile.
     purged = tmp_path / "purged"
     shutil.copytree(landing / "requests", purged / "requests")
-    blind = CliRunner().invoke(app, ["subjects", "erase", "--mobile", shaped, "--landing", str(purged), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))])
+    blind = CliRunner().invoke(
+        app,
+        [
+            "subjects",
+            "erase",
+            "--mobile",
+            shaped,
+            "--landing",
+            str(purged),
+            "--warehouse",
+            str(wh),
+            "--restricted",
+            str(_vault_of(wh)),
+        ],
+    )
     assert blind.exit_code == 0 and "cannot be searched" in " ".join(blind.output.split())
     assert _holding(_partitions(wh), token, wh)
     # Another key than the warehouse's: every partition listed as not searched, none touched.
     monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY", "another-key-" + "x" * 40)
-    other = CliRunner().invoke(app, ["subjects", "erase", "--doc-no", person["doc_no"], "--landing", str(purged), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))])
+    other = CliRunner().invoke(
+        app,
+        [
+            "subjects",
+            "erase",
+            "--doc-no",
+            person["doc_no"],
+            "--landing",
+            str(purged),
+            "--warehouse",
+            str(wh),
+            "--restricted",
+            str(_vault_of(wh)),
+        ],
+    )
     assert other.exit_code == 0 and other.output.count("not searched") == len(_partitions(wh))
     assert _holding(_partitions(wh), token, wh)
     monkeypatch.undo()
     # With the raw exports held, the mobile leads to the person's document and its token.
     held = tmp_path / "held"
     shutil.copytree(landing, held)
-    result = CliRunner().invoke(app, ["subjects", "erase", "--mobile", shaped, "--landing", str(held), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))])
+    result = CliRunner().invoke(
+        app,
+        [
+            "subjects",
+            "erase",
+            "--mobile",
+            shaped,
+            "--landing",
+            str(held),
+            "--warehouse",
+            str(wh),
+            "--restricted",
+            str(_vault_of(wh)),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert not _holding(_partitions(wh), token, wh)
     assert "republished without this person" in result.output and person["mobile"] not in result.output
     # A person the exports never held: their token is computable, no partition holds it.
-    absent = CliRunner().invoke(app, ["subjects", "erase", "--doc-no", ABSENT_ID, "--landing", str(held), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))])
+    absent = CliRunner().invoke(
+        app,
+        [
+            "subjects",
+            "erase",
+            "--doc-no",
+            ABSENT_ID,
+            "--landing",
+            str(held),
+            "--warehouse",
+            str(wh),
+            "--restricted",
+            str(_vault_of(wh)),
+        ],
+    )
     assert absent.exit_code == 0 and "No published partition holds this person" in absent.output
     requests = [e["data"] for e in ledger.entries(_vault_of(wh)) if e["kind"] == "erasure_requested"]
     assert [bool(r["republished"]) for r in requests] == [False, False, True, False]
     assert [r["tokens"] for r in requests] == [0, 1, requests[2]["tokens"], 1] and requests[2]["tokens"] >= 1
     assert requests[1]["not_searched"] and not requests[2]["not_searched"]
-    shown = CliRunner().invoke(app, ["ledger", "show", "--kind", "erasure_requested", "--restricted", str(_vault_of(wh))], terminal_width=200)
+    shown = CliRunner().invoke(
+        app, ["ledger", "show", "--kind", "erasure_requested", "--restricted", str(_vault_of(wh))], terminal_width=200
+    )
     assert shown.exit_code == 0 and shown.output.count("partition(s) republished") == 4
     assert person["mobile"] not in shown.output and person["doc_no"] not in shown.output
 
 
-def test_an_erasure_cut_short_leaves_each_partition_whole_and_is_finished_by_repeating_it(published, landing, tmp_path,
-                                                                                          at_the_edge, monkeypatch):
+def test_an_erasure_cut_short_leaves_each_partition_whole_and_is_finished_by_repeating_it(
+    published, landing, tmp_path, at_the_edge, monkeypatch
+):
     wh, held = tmp_path / "wh", tmp_path / "landing"
     shutil.copytree(published.warehouse, wh)
     shutil.copytree(published.restricted, _vault_of(wh))
     shutil.copytree(landing / "requests", held / "requests")
     files = {p: p.read_bytes() for p in wh.glob("dataset=*/export_date=*/part-0.parquet")}
-    args = ["subjects", "erase", "--doc-no", at_the_edge["doc_no"], "--landing", str(held), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))]
+    args = [
+        "subjects",
+        "erase",
+        "--doc-no",
+        at_the_edge["doc_no"],
+        "--landing",
+        str(held),
+        "--warehouse",
+        str(wh),
+        "--restricted",
+        str(_vault_of(wh)),
+    ]
     monkeypatch.setenv("TUOMIN_FAILPOINT", "mid-write:ENOSPC")  # the disk fills while the first partition is written
     cut = CliRunner().invoke(app, args)
     assert cut.exit_code == 1 and "No space left on device" in cut.output
@@ -456,7 +678,9 @@ def test_an_erasure_cut_short_leaves_each_partition_whole_and_is_finished_by_rep
     assert not _holding(_partitions(wh), at_the_edge["token"], wh) and ledger.verify(_vault_of(wh), wh) == []
     finished = ledger.entries(_vault_of(wh))[-1]["data"]
     assert (finished["status"], finished["listed"], finished["retry_of"]) == ("done", "already listed", [cut_entry["seq"]])
-    assert finished["republished"] and f"completes the request of ledger entry {cut_entry['seq']}" in " ".join(done.output.split())
+    assert finished["republished"] and f"completes the request of ledger entry {cut_entry['seq']}" in " ".join(
+        done.output.split()
+    )
 
 
 def test_an_erasure_that_cannot_read_the_exports_changes_nothing_and_says_so(published, landing, tmp_path, person):
@@ -480,12 +704,27 @@ def test_an_erasure_that_cannot_read_the_exports_changes_nothing_and_says_so(pub
     rewrite([[c for i, c in enumerate(row) if i != drop] for row in rows])
     listed = (held / "requests" / "erasure.csv").read_bytes()
     files = {p: p.read_bytes() for p in wh.glob("dataset=*/export_date=*/part-0.parquet")}
-    args = ["subjects", "erase", "--doc-no", person["doc_no"], "--landing", str(held), "--warehouse", str(wh), "--restricted", str(_vault_of(wh))]
+    args = [
+        "subjects",
+        "erase",
+        "--doc-no",
+        person["doc_no"],
+        "--landing",
+        str(held),
+        "--warehouse",
+        str(wh),
+        "--restricted",
+        str(_vault_of(wh)),
+    ]
     failed = CliRunner().invoke(app, args)
     assert failed.exit_code == 1 and "Nothing was changed" in " ".join(failed.output.split()) and "Traceback" not in failed.output
     entry = ledger.entries(_vault_of(wh))[-1]
     assert entry["kind"] == "erasure_requested" and (entry["data"]["status"], entry["data"]["listed"]) == ("failed", None)
-    assert "doc_no" in entry["data"]["failed"] and "are missing" in entry["data"]["failed"] and person["doc_no"] not in json.dumps(entry, ensure_ascii=False)
+    assert (
+        "doc_no" in entry["data"]["failed"]
+        and "are missing" in entry["data"]["failed"]
+        and person["doc_no"] not in json.dumps(entry, ensure_ascii=False)
+    )
     assert (held / "requests" / "erasure.csv").read_bytes() == listed
     assert {p: p.read_bytes() for p in wh.glob("dataset=*/export_date=*/part-0.parquet")} == files
     rewrite([rows[0] + ["备注"], *(row + ["x"] for row in rows[1:])])  # fixed, plus a column no policy covers
@@ -493,4 +732,6 @@ def test_an_erasure_that_cannot_read_the_exports_changes_nothing_and_says_so(pub
     assert done.exit_code == 0, done.output
     finished = ledger.entries(_vault_of(wh))[-1]["data"]
     assert (finished["status"], finished["listed"], finished["retry_of"]) == ("done", "added", [entry["seq"]])
-    assert finished["republished"] and not _holding(_partitions(wh), Pseudonymizer(TEST_KEY.encode()).token(person["doc_no"], "customer"), wh)
+    assert finished["republished"] and not _holding(
+        _partitions(wh), Pseudonymizer(TEST_KEY.encode()).token(person["doc_no"], "customer"), wh
+    )

@@ -26,7 +26,11 @@ def test_mobile_and_document_normalization():
     shapes = ["+86 138 1234 5678", "86-138-1234-5678", "１３８１２３４５６７８", "13812345678", "0086 13812345678"]
     assert mobile(pa.array(shapes)).to_pylist() == ["13812345678"] * 5
     assert document(pa.array(["31010119900307123x", " e1234 5678", "", None])).to_pylist() == [
-        "31010119900307123X", "E12345678", None, None]
+        "31010119900307123X",
+        "E12345678",
+        None,
+        None,
+    ]
 
 
 def test_parsing_is_strict():
@@ -46,21 +50,33 @@ def test_a_nul_byte_is_never_data(kind):
     assert bad.tolist() == [False, True, False, False]
 
 
-identifier_texts = st.lists(st.one_of(st.none(), st.sampled_from(["+86 138 1234 5678", "１３８１２３４５６７８", "31010119900307123x", ""]),
-                                      st.text("0123456789xX -+８６", max_size=14)), max_size=30)
+identifier_texts = st.lists(
+    st.one_of(
+        st.none(),
+        st.sampled_from(["+86 138 1234 5678", "１３８１２３４５６７８", "31010119900307123x", ""]),
+        st.text("0123456789xX -+８６", max_size=14),
+    ),
+    max_size=30,
+)
 
 
 @given(identifier_texts)
 def test_normalizing_a_column_is_normalizing_each_value(values):
     """Documents and mobiles are normalized once per distinct value: mapped back onto the rows,
     repeats, nulls and chunks included, the column must read as if each value were done alone."""
-    column = pa.chunked_array([pa.array(values[: len(values) // 2], pa.string()), pa.array(values[len(values) // 2:], pa.string())])
+    column = pa.chunked_array(
+        [pa.array(values[: len(values) // 2], pa.string()), pa.array(values[len(values) // 2 :], pa.string())]
+    )
     for normalize in (document, mobile):
         assert normalize(column).to_pylist() == [normalize(pa.array([v], pa.string()))[0].as_py() for v in values]
 
 
-@given(st.lists(st.one_of(st.none(), st.sampled_from(["1988/7/14", "1988-07-14", "2026-02-30", "", "14/07/1988", "2024-02-29"])),
-                max_size=30))
+@given(
+    st.lists(
+        st.one_of(st.none(), st.sampled_from(["1988/7/14", "1988-07-14", "2026-02-30", "", "14/07/1988", "2024-02-29"])),
+        max_size=30,
+    )
+)
 def test_parsing_a_column_is_parsing_each_value(values):
     """Dates are parsed once per distinct text; the rows must get what parsing each alone gives."""
     formats = ["%Y-%m-%d", "%Y/%m/%d"]
@@ -116,8 +132,10 @@ def test_age_bands_are_monotone_and_correct(values):
         assert int(age) == 2026 - born.year - ((3, 1) < (born.month, born.day))
 
 
-@given(st.lists(st.from_regex(r"[0-9]{6}", fullmatch=True), min_size=1, max_size=40),
-       st.lists(st.integers(-100, 10**6), min_size=1, max_size=40))
+@given(
+    st.lists(st.from_regex(r"[0-9]{6}", fullmatch=True), min_size=1, max_size=40),
+    st.lists(st.integers(-100, 10**6), min_size=1, max_size=40),
+)
 def test_prefix_and_band_hierarchies_are_monotone(codes, amounts):
     _assert_monotone(PrefixHierarchy([4, 2]), pa.array(codes))
     _assert_monotone(BandHierarchy([[0, 100, 1000, 5000], [0, 1000]]), pa.array(amounts, pa.int64()))
@@ -134,7 +152,10 @@ def test_a_hierarchy_that_splits_a_class_is_refused():
 def test_table_hierarchy_keeps_unknown_values_out_of_known_groups():
     h = TableHierarchy([["CHN", "Eastern Asia", "Asia", "*"]])
     assert [h.generalize(pa.array(["CHN", "XXX"]), lv).to_pylist() for lv in (1, 2, 3)] == [
-        ["Eastern Asia", "*"], ["Asia", "*"], ["*", "*"]]
+        ["Eastern Asia", "*"],
+        ["Asia", "*"],
+        ["*", "*"],
+    ]
 
 
 def test_detectors_validate_what_they_find():
@@ -145,11 +166,20 @@ def test_detectors_validate_what_they_find():
 
 
 def _subject(rng: random.Random) -> Subject:
-    return Subject(name=rng.choice(["王芳", "张伟", "SMITH JOHN"]), female=rng.random() < 0.5,
-                   mobile="1" + rng.choice("3589") + "".join(rng.choices("0123456789", k=9)),
-                   doc_type="身份证", doc_no="11010519491231002X", email="li.na88@163.com",
-                   address="浦东新区张杨路500号12楼1203室", card="6222021234567890128", flight="MU523",
-                   product="兰蔻小黑瓶精华 50ml", store="浦东机场T2免税店", amount="980.00")
+    return Subject(
+        name=rng.choice(["王芳", "张伟", "SMITH JOHN"]),
+        female=rng.random() < 0.5,
+        mobile="1" + rng.choice("3589") + "".join(rng.choices("0123456789", k=9)),
+        doc_type="身份证",
+        doc_no="11010519491231002X",
+        email="li.na88@163.com",
+        address="浦东新区张杨路500号12楼1203室",
+        card="6222021234567890128",
+        flight="MU523",
+        product="兰蔻小黑瓶精华 50ml",
+        store="浦东机场T2免税店",
+        amount="980.00",
+    )
 
 
 @settings(max_examples=200)
@@ -168,8 +198,8 @@ def test_redaction_removes_every_embedded_identifier(seed):
 
 def test_redaction_keeps_the_text_around_identifiers():
     names = NameMatcher(["王芳"])
-    text = f"顾客王芳，手机{full_width('13812345678')}，邮箱ａｂ＠ｑｑ．ｃｏｍ；李先生说：\"好\"。"
-    assert redact_text(text, names) == "顾客[姓名]，手机[手机号]，邮箱[邮箱]；[姓名]说：\"好\"。"
+    text = f'顾客王芳，手机{full_width("13812345678")}，邮箱ａｂ＠ｑｑ．ｃｏｍ；李先生说："好"。'
+    assert redact_text(text, names) == '顾客[姓名]，手机[手机号]，邮箱[邮箱]；[姓名]说："好"。'
 
 
 def test_name_matcher_ignores_case_for_latin_names():
@@ -183,22 +213,29 @@ def test_scan_ignores_tokens():
     assert np.all([len(t) == 24 for t in tokens])
 
 
-@given(st.lists(st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2100, 1, 1)), min_size=1, max_size=30),
-       st.sampled_from(["hour", "day", "week", "month", "quarter", "year"]))
+@given(
+    st.lists(st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2100, 1, 1)), min_size=1, max_size=30),
+    st.sampled_from(["hour", "day", "week", "month", "quarter", "year"]),
+)
 def test_datetime_truncation_is_correct(values, unit):
     import pandas as pd
 
     got = DatetimeHierarchy([unit]).generalize(pa.array(values, pa.timestamp("s")), 1).to_pylist()
     stamps = pd.DatetimeIndex(values)
-    expected = {"hour": stamps.floor("h"), "day": stamps.floor("D"),
-                "week": (stamps - pd.to_timedelta(stamps.dayofweek, unit="D")).floor("D"),
-                "month": stamps.to_period("M").start_time, "quarter": stamps.to_period("Q").start_time,
-                "year": stamps.to_period("Y").start_time}[unit]
+    expected = {
+        "hour": stamps.floor("h"),
+        "day": stamps.floor("D"),
+        "week": (stamps - pd.to_timedelta(stamps.dayofweek, unit="D")).floor("D"),
+        "month": stamps.to_period("M").start_time,
+        "quarter": stamps.to_period("Q").start_time,
+        "year": stamps.to_period("Y").start_time,
+    }[unit]
     assert got == [t.to_pydatetime() for t in expected]
 
 
 def test_hierarchies_accept_table_columns():
     """Table columns are chunked arrays; every hierarchy must take them as they come."""
-    chunked = pa.chunked_array([pa.array([dt.datetime(2026, 3, 4, 5)], pa.timestamp("s")),
-                                pa.array([dt.datetime(2026, 4, 5, 6)], pa.timestamp("s"))])
+    chunked = pa.chunked_array(
+        [pa.array([dt.datetime(2026, 3, 4, 5)], pa.timestamp("s")), pa.array([dt.datetime(2026, 4, 5, 6)], pa.timestamp("s"))]
+    )
     assert DatetimeHierarchy(["month"]).generalize(chunked, 1).to_pylist() == [dt.datetime(2026, 3, 1), dt.datetime(2026, 4, 1)]

@@ -79,7 +79,9 @@ class Solution:
     nodes_evaluated: int
     class_sizes: np.ndarray = field(repr=False)  # per published class, in entities when counted so
     method: str = "exact"
-    taken: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64), repr=False)  # (entity id, item key) suppressed (k^m)
+    taken: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 2), np.int64), repr=False
+    )  # (entity id, item key) suppressed (k^m)
 
 
 class Combinations(ABC):
@@ -108,8 +110,9 @@ class Combinations(ABC):
         """The lowest-level codes of the combinations `among` (a mask), per quasi-identifier, and their rows."""
 
     @abstractmethod
-    def itemsets(self, node: tuple[int, ...], items: list[bool], k: int, m: int,
-                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    def itemsets(
+        self, node: tuple[int, ...], items: list[bool], k: int, m: int, limit: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, int]:
         """What to suppress at `node` for (k, k^m) (transforms/itemsets.py), the quasi-identifiers
         flagged in `items` making the item and the others the class: the combinations of row
         classes too rare (a mask), the items taken from people ((entity id as the tallies hold
@@ -127,8 +130,14 @@ class InMemory(Combinations):
 
     entity_ids: np.ndarray | None = None  # entity code -> the tallies' entity id (set when loaded from them)
 
-    def __init__(self, qis: list[Encoded], entity: np.ndarray | None, diversity: list[Diversity], counts: np.ndarray,
-                 bounds: list[tuple[int, int]]):
+    def __init__(
+        self,
+        qis: list[Encoded],
+        entity: np.ndarray | None,
+        diversity: list[Diversity],
+        counts: np.ndarray,
+        bounds: list[tuple[int, int]],
+    ):
         columns = [q.codes for q in qis] + ([entity + 1] if entity is not None else []) + [d.codes for d in diversity]
         key, radix = np.zeros(len(qis[0].codes), np.int64), 1
         for column in columns:
@@ -159,14 +168,19 @@ class InMemory(Combinations):
             known = self.entity >= 0
             shared = np.zeros(len(self.entity), bool)
             shared[known] = np.bincount(self.entity[known], minlength=self.entities)[self.entity[known]] > 1
-            self.alone, self.shared, self.unknown = (_compact(np.flatnonzero(mask), len(mask))
-                                                     for mask in (known & ~shared, shared, ~known))
+            self.alone, self.shared, self.unknown = (
+                _compact(np.flatnonzero(mask), len(mask)) for mask in (known & ~shared, shared, ~known)
+            )
         self.sensitive = [(d, d.codes[first], int(d.codes.max(initial=0)) + 1) for d in diversity]
         # Every combination's code at every level the search may choose, mapped once (a node then
         # only combines them); a level that maps codes to themselves (level 0) shares `codes`.
-        self.at_level = [{level: codes if identity(q.maps[level]) else _compact(q.maps[level][codes], q.sizes[level])
-                          for level in range(lo, hi + 1)}
-                         for q, codes, (lo, hi) in zip(qis, self.lowest, bounds)]
+        self.at_level = [
+            {
+                level: codes if identity(q.maps[level]) else _compact(q.maps[level][codes], q.sizes[level])
+                for level in range(lo, hi + 1)
+            }
+            for q, codes, (lo, hi) in zip(qis, self.lowest, bounds)
+        ]
 
     def rows_per_code(self, among: np.ndarray | None = None) -> list[np.ndarray]:
         weight = self.weight if among is None else self.weight * among
@@ -184,8 +198,9 @@ class InMemory(Combinations):
     def codes(self, among: np.ndarray) -> tuple[list[np.ndarray], int]:
         return [codes[among] for codes in self.lowest], int(self.weight[among].sum())
 
-    def itemsets(self, node: tuple[int, ...], items: list[bool], k: int, m: int,
-                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    def itemsets(
+        self, node: tuple[int, ...], items: list[bool], k: int, m: int, limit: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, int]:
         import duckdb
         import pyarrow as pa
 
@@ -193,16 +208,27 @@ class InMemory(Combinations):
 
         keys = {}
         for part in (False, True):
-            chosen = [(at_level[level], sizes[level]) for at_level, sizes, level, flag in zip(self.at_level, self.sizes, node, items)
-                      if flag == part]
-            keys[part] = (class_keys([codes for codes, _ in chosen], [size for _, size in chosen]) if chosen
-                          else np.zeros(self.size, np.int64))
-        entity = (pa.array(self.entity.astype(np.int64), mask=self.entity < 0) if self.entity is not None
-                  else pa.nulls(self.size, pa.int64()))
+            chosen = [
+                (at_level[level], sizes[level])
+                for at_level, sizes, level, flag in zip(self.at_level, self.sizes, node, items)
+                if flag == part
+            ]
+            keys[part] = (
+                class_keys([codes for codes, _ in chosen], [size for _, size in chosen])
+                if chosen
+                else np.zeros(self.size, np.int64)
+            )
+        entity = (
+            pa.array(self.entity.astype(np.int64), mask=self.entity < 0)
+            if self.entity is not None
+            else pa.nulls(self.size, pa.int64())
+        )
         con = duckdb.connect()
         try:
-            con.register("combos", pa.table({"i": np.arange(self.size), "cls": keys[False], "item": keys[True], "e": entity,
-                                             "w": self.weight}))
+            con.register(
+                "combos",
+                pa.table({"i": np.arange(self.size), "cls": keys[False], "item": keys[True], "e": entity, "w": self.weight}),
+            )
             mask, taken, rows = suppress(con, "combos", self.size, k, m, limit)
         finally:
             con.close()
@@ -273,9 +299,16 @@ def class_keys(codes: list[np.ndarray], sizes: list[int]) -> np.ndarray:
     return key
 
 
-def search(qis: list[Encoded], ranges: dict[str, tuple[int, int]], k: int, max_suppression: float,
-           entity: np.ndarray | None = None, weights: dict[str, float] | None = None,
-           diversity: list[Diversity] = (), counts: np.ndarray | None = None) -> Solution:
+def search(
+    qis: list[Encoded],
+    ranges: dict[str, tuple[int, int]],
+    k: int,
+    max_suppression: float,
+    entity: np.ndarray | None = None,
+    weights: dict[str, float] | None = None,
+    diversity: list[Diversity] = (),
+    counts: np.ndarray | None = None,
+) -> Solution:
     """Levels and suppression for elements given by their codes (qis, entity with -1 for none,
     diversity), held in memory: one element per row, or, with `counts`, combinations standing
     for that many rows each. `suppressed` is per element."""
@@ -286,15 +319,22 @@ def search(qis: list[Encoded], ranges: dict[str, tuple[int, int]], k: int, max_s
     return solution if table.inverse is None else replace(solution, suppressed=solution.suppressed[table.inverse])
 
 
-def search_table(table: Combinations, qis: list[Encoded], ranges: dict[str, tuple[int, int]], k: int,
-                 max_suppression: float, weights: dict[str, float] | None = None,
-                 diversity: list[Diversity] = ()) -> Solution:
+def search_table(
+    table: Combinations,
+    qis: list[Encoded],
+    ranges: dict[str, tuple[int, int]],
+    k: int,
+    max_suppression: float,
+    weights: dict[str, float] | None = None,
+    diversity: list[Diversity] = (),
+) -> Solution:
     """Levels and suppression for a table of combinations (`suppressed` is per combination)."""
     n = table.rows
     bounds = [ranges[q.name] for q in qis]
     allowed = int(np.floor(max_suppression * n))
     w = np.array([(weights or {}).get(q.name, 1.0) for q in qis], float)
     w /= w.sum()
+
     # An attribute's loss at a level is its per-code loss weighted by the records kept per code:
     # one dot product per attribute, no per-record matrix. With every record kept it is the
     # data-free lower bound the exact search orders nodes by.
@@ -314,6 +354,7 @@ def search_table(table: Combinations, qis: list[Encoded], ranges: dict[str, tupl
         return True, float(w @ losses), losses, np.packbits(failing)
 
     nodes_total = int(np.prod([hi - lo + 1 for lo, hi in bounds]))
+
     def extra(node: tuple[int, ...], suppressed: np.ndarray) -> float:
         """Weighted loss that suppressing these combinations (packed bits) adds at this node, over
         their generalized loss: sum over records of (1 - loss)."""
@@ -328,16 +369,24 @@ def search_table(table: Combinations, qis: list[Encoded], ranges: dict[str, tupl
         method = "greedy top-down"
     if best is None:
         raise Unreachable(
-            f"k={k}" + "".join(f", l={d.l} ({d.measure}) on {d.name}" for d in diversity)
+            f"k={k}"
+            + "".join(f", l={d.l} ({d.measure}) on {d.name}" for d in diversity)
             + f" cannot be reached with at most {max_suppression:.1%} of {n} rows suppressed, even with every "
-            f"quasi-identifier at its coarsest allowed level ({', '.join(f'{q.name}<={hi}' for q, (_, hi) in zip(qis, bounds))})")
+            f"quasi-identifier at its coarsest allowed level ({', '.join(f'{q.name}<={hi}' for q, (_, hi) in zip(qis, bounds))})"
+        )
     node, loss, losses, packed = best
     published = table.published(node, k)
     return Solution(
-        levels={q.name: lv for q, lv in zip(qis, node)}, suppressed=np.unpackbits(packed, count=table.size).astype(bool),
-        k=int(published.min()) if len(published) else 0, loss=loss,
+        levels={q.name: lv for q, lv in zip(qis, node)},
+        suppressed=np.unpackbits(packed, count=table.size).astype(bool),
+        k=int(published.min()) if len(published) else 0,
+        loss=loss,
         loss_by_attribute={q.name: float(x) for q, x in zip(qis, losses)},
-        nodes_total=nodes_total, nodes_evaluated=evaluated, class_sizes=published.astype(np.int64), method=method)
+        nodes_total=nodes_total,
+        nodes_evaluated=evaluated,
+        class_sizes=published.astype(np.int64),
+        method=method,
+    )
 
 
 ITEMSET_EVALUATIONS = 12  # nodes the k^m search may count (each counts itemsets once) before it settles
@@ -349,8 +398,9 @@ def coarsening(start: tuple[int, ...], bounds: list[tuple[int, int]], cost) -> l
     chain = [start]
     while any(level < hi for level, (_, hi) in zip(chain[-1], bounds)):
         node = chain[-1]
-        chain.append(min((node[:j] + (node[j] + 1,) + node[j + 1:] for j in range(len(node)) if node[j] < bounds[j][1]),
-                         key=cost))
+        chain.append(
+            min((node[:j] + (node[j] + 1,) + node[j + 1 :] for j in range(len(node)) if node[j] < bounds[j][1]), key=cost)
+        )
     return chain
 
 
@@ -368,9 +418,17 @@ def first_passing(chain: list, passes) -> int | None:
     return high
 
 
-def with_itemsets(table: Combinations, qis: list[Encoded], ranges: dict[str, tuple[int, int]], solution: Solution,
-                  items: list[bool], k: int, m: int, max_suppression: float,
-                  weights: dict[str, float] | None = None) -> Solution:
+def with_itemsets(
+    table: Combinations,
+    qis: list[Encoded],
+    ranges: dict[str, tuple[int, int]],
+    solution: Solution,
+    items: list[bool],
+    k: int,
+    m: int,
+    max_suppression: float,
+    weights: dict[str, float] | None = None,
+) -> Solution:
     """(k, k^m): from the search's node (k over classes of person and item together: m = 1), the
     node at or above it, with items taken from the people whose itemsets of up to m items fewer
     than k of their class hold (transforms/itemsets.py), whose loss is least while no more than
@@ -418,8 +476,10 @@ def with_itemsets(table: Combinations, qis: list[Encoded], ranges: dict[str, tup
     start = tuple(solution.levels[q.name] for q in qis)
     chain = coarsening(start, bounds, bound_of)
     if first_passing(chain, count) is None:
-        raise Unreachable(f"k={k}, k^m with m={m} cannot be reached with at most {max_suppression:.1%} of {n} rows "
-                          f"suppressed, even with every attribute at its coarsest allowed level")
+        raise Unreachable(
+            f"k={k}, k^m with m={m} cannot be reached with at most {max_suppression:.1%} of {n} rows "
+            f"suppressed, even with every attribute at its coarsest allowed level"
+        )
     nodes = np.array(list(itertools.product(*(range(lo, hi + 1) for lo, (_, hi) in zip(start, bounds)))))
     bound = sum(w[j] * per_level[j][nodes[:, j]] for j in range(len(qis)))
     for index in np.lexsort((nodes.sum(axis=1), bound)):
@@ -433,11 +493,18 @@ def with_itemsets(table: Combinations, qis: list[Encoded], ranges: dict[str, tup
     node, found, _ = best
     final = losses(node, found)
     published = table.published(node, k)
-    return Solution(levels={q.name: level for q, level in zip(qis, node)}, suppressed=found[0],
-                    k=int(published.min()) if len(published) else 0, loss=float(w @ final),
-                    loss_by_attribute={q.name: float(x) for q, x in zip(qis, final)}, nodes_total=solution.nodes_total,
-                    nodes_evaluated=solution.nodes_evaluated + len(counted), class_sizes=published.astype(np.int64),
-                    method=f"{solution.method}, then k^{m} itemsets", taken=found[1])
+    return Solution(
+        levels={q.name: level for q, level in zip(qis, node)},
+        suppressed=found[0],
+        k=int(published.min()) if len(published) else 0,
+        loss=float(w @ final),
+        loss_by_attribute={q.name: float(x) for q, x in zip(qis, final)},
+        nodes_total=solution.nodes_total,
+        nodes_evaluated=solution.nodes_evaluated + len(counted),
+        class_sizes=published.astype(np.int64),
+        method=f"{solution.method}, then k^{m} itemsets",
+        taken=found[1],
+    )
 
 
 def _exact(qis, bounds, w, avg_loss, evaluate, extra):
@@ -454,7 +521,7 @@ def _exact(qis, bounds, w, avg_loss, evaluate, extra):
         """What records its evaluated coarser neighbours suppress add to a node's lower bound."""
         suppressed = None
         for i in range(len(node)):
-            parent = node[:i] + (node[i] + 1,) + node[i + 1:]
+            parent = node[:i] + (node[i] + 1,) + node[i + 1 :]
             result = known.get(parent)
             if result is not None and result[0]:
                 failing = result[3]
@@ -487,7 +554,7 @@ def _exact(qis, bounds, w, avg_loss, evaluate, extra):
         # Climb: a coarser neighbour that still fails prunes everything below it too.
         top = node
         while True:
-            up = [top[:i] + (top[i] + 1,) + top[i + 1:] for i in range(len(top)) if top[i] < bounds[i][1]]
+            up = [top[:i] + (top[i] + 1,) + top[i + 1 :] for i in range(len(top)) if top[i] < bounds[i][1]]
             up = sorted((u for u in up if not infeasible(u)), key=lambda u: bound[index[u]])
             nxt = next((u for u in up if not visit(u)[0]), None)
             if nxt is None:
@@ -508,7 +575,7 @@ def _greedy(bounds, evaluate):
         options = []
         for i, (lo, _) in enumerate(bounds):
             if best[0][i] > lo:
-                finer = best[0][:i] + (best[0][i] - 1,) + best[0][i + 1:]
+                finer = best[0][:i] + (best[0][i] - 1,) + best[0][i + 1 :]
                 evaluated += 1
                 result = evaluate(finer)
                 if result[0]:

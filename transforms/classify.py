@@ -71,16 +71,52 @@ KINDS: dict[str, tuple[str, str]] = {
 }
 
 HEADER_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "person_name": ("name", "full_name", "buyer_name", "customer_name", "cashier_name", "handler_name", "contact_name",
-                    "姓名", "名字", "客户名称", "收货人", "经办人", "收银员"),
-    "document_number": ("doc_no", "id_no", "id_card", "idcard", "passport", "document", "证件号", "证件号码", "身份证", "身份证号", "护照"),
+    "person_name": (
+        "name",
+        "full_name",
+        "buyer_name",
+        "customer_name",
+        "cashier_name",
+        "handler_name",
+        "contact_name",
+        "姓名",
+        "名字",
+        "客户名称",
+        "收货人",
+        "经办人",
+        "收银员",
+    ),
+    "document_number": (
+        "doc_no",
+        "id_no",
+        "id_card",
+        "idcard",
+        "passport",
+        "document",
+        "证件号",
+        "证件号码",
+        "身份证",
+        "身份证号",
+        "护照",
+    ),
     "mobile": ("mobile", "mobile_no", "phone", "cellphone", "tel", "手机", "联系电话", "电话号码"),
     "email": ("email", "e-mail", "mail", "邮箱", "电子邮件"),
     "address": ("address", "addr", "street", "地址", "住址"),
     "bank_card": ("card_no", "card", "pan", "银行卡", "卡号"),
     "wechat_openid": ("openid", "unionid", "wechat", "微信"),
-    "person_code": ("member_no", "member_id", "member", "cashier_id", "employee_id", "staff_id", "会员编号", "会员号",
-                    "会员卡号", "工号", "员工编号"),
+    "person_code": (
+        "member_no",
+        "member_id",
+        "member",
+        "cashier_id",
+        "employee_id",
+        "staff_id",
+        "会员编号",
+        "会员号",
+        "会员卡号",
+        "工号",
+        "员工编号",
+    ),
     "postal_code": ("postal", "postcode", "zip", "邮编", "邮政编码"),
     "birth_date": ("birth", "dob", "birthday", "出生", "出生日期", "生日"),
     "sex": ("sex", "gender", "性别"),
@@ -203,8 +239,9 @@ def _each(test: Callable[[str], bool]) -> Callable[[_Values], list[bool]]:
 
 def _born(col: _Values) -> list[bool]:
     """Dates 16 to 100 years before today: a column of those is a date of birth."""
-    return [d is not None and len(v) <= 10 and 16 <= (col.refs.today - d).days / 365.25 <= 100
-            for d, v in zip(col.dates, col.values)]
+    return [
+        d is not None and len(v) <= 10 and 16 <= (col.refs.today - d).days / 365.25 <= 100 for d, v in zip(col.dates, col.values)
+    ]
 
 
 # (kind, matcher, share of values needed). Most specific first: on equal shares the earlier wins.
@@ -287,8 +324,9 @@ def _header_kind(header: str) -> str | None:
     """The kind a header names: English synonyms must match whole (product_name is no person's
     name); Chinese ones may be part of a longer header (联系电话 in 客户联系电话)."""
     h = header.strip().lower()
-    found = [(len(s), kind) for kind, synonyms in HEADER_SYNONYMS.items() for s in synonyms
-             if h == s or (not s.isascii() and s in h)]
+    found = [
+        (len(s), kind) for kind, synonyms in HEADER_SYNONYMS.items() for s in synonyms if h == s or (not s.isascii() and s in h)
+    ]
     return max(found)[1] if found else None  # the longest synonym: 会员卡号 is a member number, not a card
 
 
@@ -351,7 +389,11 @@ def score(predicted: dict[str, str], truth: dict[str, str]) -> Score:
     direct = [c for c in truth if KINDS[truth[c]][0] == "direct_identifier"]
     found = [c for c in direct if c in predicted and KINDS[predicted[c]][0] == "direct_identifier"]
     return Score(
-        columns=len(truth), correct=sum(predicted.get(c) == k for c, k in truth.items()), per_kind=per_kind,
-        macro_f1=sum(f1s) / len(f1s) if f1s else 0.0, direct_identifiers=len(direct), direct_identifiers_found=len(found),
+        columns=len(truth),
+        correct=sum(predicted.get(c) == k for c, k in truth.items()),
+        per_kind=per_kind,
+        macro_f1=sum(f1s) / len(f1s) if f1s else 0.0,
+        direct_identifiers=len(direct),
+        direct_identifiers_found=len(found),
         confusions=[(c, truth[c], predicted.get(c, "-")) for c in truth if predicted.get(c) != truth[c]],
     )

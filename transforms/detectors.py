@@ -35,30 +35,51 @@ class Detector:
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         for m in self.pattern.finditer(text):
             span = m.span(1) if m.groups() else m.span()
-            if self.validate is None or self.validate(text[span[0]:span[1]]):
+            if self.validate is None or self.validate(text[span[0] : span[1]]):
                 yield span
 
 
 DETECTORS: tuple[Detector, ...] = (
     Detector("email", "[邮箱]", re.compile(r"(?<![A-Za-z0-9._%+-])" + EMAIL_RE.pattern)),
-    Detector("prc_id", "[证件号]", re.compile(rf"(?<![0-9A-Za-z])\d{{6}}{_SEP}\d{{8}}{_SEP}\d{{3}}[\dXx](?![0-9A-Za-z])"),
-             lambda s: is_prc_id(_digits(s))),
-    Detector("bank_card", "[银行卡]", re.compile(rf"(?<!\d)\d(?:{_SEP}\d){{14,18}}(?!\d)"),
-             lambda s: is_card_number(_digits(s))),
+    Detector(
+        "prc_id",
+        "[证件号]",
+        re.compile(rf"(?<![0-9A-Za-z])\d{{6}}{_SEP}\d{{8}}{_SEP}\d{{3}}[\dXx](?![0-9A-Za-z])"),
+        lambda s: is_prc_id(_digits(s)),
+    ),
+    Detector("bank_card", "[银行卡]", re.compile(rf"(?<!\d)\d(?:{_SEP}\d){{14,18}}(?!\d)"), lambda s: is_card_number(_digits(s))),
     Detector("bank_card", "[银行卡]", re.compile(r"(?<!\d)\d{4,6}[*xX]{4,9}\d{4}(?!\d)")),  # masked PAN
-    Detector("mobile", "[手机号]", re.compile(rf"(?<!\d)(?:\+?86{_SEP})?1[3-9]\d{_SEP}\d{{4}}{_SEP}\d{{4}}(?!\d)"),
-             lambda s: is_mobile(_digits(s)[-11:])),
+    Detector(
+        "mobile",
+        "[手机号]",
+        re.compile(rf"(?<!\d)(?:\+?86{_SEP})?1[3-9]\d{_SEP}\d{{4}}{_SEP}\d{{4}}(?!\d)"),
+        lambda s: is_mobile(_digits(s)[-11:]),
+    ),
     # Typed document numbers come in either case (h1234567890 is a permit too).
-    Detector("document", "[证件号]", re.compile(
-        r"(?<![A-Za-z0-9])(?:[EG]\d{8}|E[A-HJ-NP-Z]\d{7}|[HM]\d{8}(?:\d{2})?|[A-Z]{1,2}\d{6,8}|[A-Z]\d{7}[A-Z]"
-        r"|\d{2}[A-Z]{2}\d{5}|C[CFGHJKLMNPRTVWXYZ0-9]{8})(?![A-Za-z0-9])", re.IGNORECASE)),
-    Detector("document", "[证件号]", re.compile(
-        r"(?:护照|证件|通行证|台胞证|身份证)(?:号码|号)?[:：\s]*([A-Za-z0-9]{8,18})(?![A-Za-z0-9])")),
+    Detector(
+        "document",
+        "[证件号]",
+        re.compile(
+            r"(?<![A-Za-z0-9])(?:[EG]\d{8}|E[A-HJ-NP-Z]\d{7}|[HM]\d{8}(?:\d{2})?|[A-Z]{1,2}\d{6,8}|[A-Z]\d{7}[A-Z]"
+            r"|\d{2}[A-Z]{2}\d{5}|C[CFGHJKLMNPRTVWXYZ0-9]{8})(?![A-Za-z0-9])",
+            re.IGNORECASE,
+        ),
+    ),
+    Detector(
+        "document",
+        "[证件号]",
+        re.compile(r"(?:护照|证件|通行证|台胞证|身份证)(?:号码|号)?[:：\s]*([A-Za-z0-9]{8,18})(?![A-Za-z0-9])"),
+    ),
     Detector("flight", "[航班]", re.compile(r"(?<![A-Za-z0-9])(?:[A-Z]{2}|[A-Z]\d|\d[A-Z])\d{1,4}(?![A-Za-z0-9])")),
     Detector("flight", "[航班]", re.compile(r"航班(?:号)?[:：\s]*([A-Z0-9]{2,3}\d{1,4})(?![A-Za-z0-9])")),
-    Detector("address", "[地址]", re.compile(
-        r"(?:[\u4e00-\u9fff]{2,8}(?:区|县|市))?[\u4e00-\u9fff]{1,12}(?:路|街|大道|大街|巷)\d{1,5}(?:弄\d{1,4})?号"
-        r"(?:\d{1,3}(?:号楼|栋|幢|座|楼))?(?:\d{1,5}室)?")),
+    Detector(
+        "address",
+        "[地址]",
+        re.compile(
+            r"(?:[\u4e00-\u9fff]{2,8}(?:区|县|市))?[\u4e00-\u9fff]{1,12}(?:路|街|大道|大街|巷)\d{1,5}(?:弄\d{1,4})?号"
+            r"(?:\d{1,3}(?:号楼|栋|幢|座|楼))?(?:\d{1,5}室)?"
+        ),
+    ),
 )
 
 # What the published-data scan looks for: the identifiers that can be validated, so that a hit

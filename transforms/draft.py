@@ -46,13 +46,28 @@ PROPOSED: dict[str, tuple[str, dict, str, str | None]] = {
 # hierarchy, or a sensitive attribute).
 TO_PUBLISH = "TODO to publish it, make it a quasi_identifier (part: person or item) with a hierarchy, or a sensitive_attribute"
 # Names for columns whose header is not a usable key (the CRM's Chinese headers).
-KEY_OF_KIND = {"person_code": "member_no", "person_name": "name", "document_number": "doc_no", "prc_id": "doc_no",
-               "passport": "doc_no", "hk_mo_permit": "doc_no", "tw_permit": "doc_no", "country_code": "nationality",
-               "airport_code": "destination", "wechat_openid": "wechat_openid"}
+KEY_OF_KIND = {
+    "person_code": "member_no",
+    "person_name": "name",
+    "document_number": "doc_no",
+    "prc_id": "doc_no",
+    "passport": "doc_no",
+    "hk_mo_permit": "doc_no",
+    "tw_permit": "doc_no",
+    "country_code": "nationality",
+    "airport_code": "destination",
+    "wechat_openid": "wechat_openid",
+}
 
 
-def draft_policy(source: str, files: str, encoding: str, proposals: list[Proposal], origin: str,
-                 slashed_dates: set[str] = frozenset()) -> str:
+def draft_policy(
+    source: str,
+    files: str,
+    encoding: str,
+    proposals: list[Proposal],
+    origin: str,
+    slashed_dates: frozenset[str] | set[str] = frozenset(),
+) -> str:
     """The YAML text of a draft policy for one export."""
     lines = [
         f"# DRAFT policy proposed by `tuomin classify {origin}` on {dt.date.today()}.",
@@ -70,9 +85,14 @@ def draft_policy(source: str, files: str, encoding: str, proposals: list[Proposa
     if any(p.kind == "birth_date" for p in proposals):
         lines.append(f"  reference_date: {dt.date.today().isoformat()}  # TODO the one date every snapshot counts ages at")
     lines += [
-              "retention:  # TODO set with legal counsel",
-              "  raw_grace_days: 30", "  keep_years: 3", "  basis: TODO why the anonymized copy is kept this long",
-              '  deletion_ground: "TODO the PIPL Art. 47 ground for deleting the raw export"', "", "columns:"]
+        "retention:  # TODO set with legal counsel",
+        "  raw_grace_days: 30",
+        "  keep_years: 3",
+        "  basis: TODO why the anonymized copy is kept this long",
+        '  deletion_ground: "TODO the PIPL Art. 47 ground for deleting the raw export"',
+        "",
+        "columns:",
+    ]
     used: set[str] = set()
     for p in proposals:
         key = _key(p, used)
@@ -84,16 +104,26 @@ def draft_policy(source: str, files: str, encoding: str, proposals: list[Proposa
             else:
                 transform, params = "drop", {}
         ev = p.evidence
-        found = (f"{ev['matched']} of {ev['non_empty']} non-empty values matched" if ev.get("matched")
-                 else f"by shape, {ev['non_empty']} non-empty values")
-        lines.append(f"  # {p.kind} (confidence {p.confidence:.2f}): {found}, {ev['distinct']} distinct"
-                     + (f"; header suggests {ev['header']}" if ev.get("header") else "")
-                     + (f"; samples {', '.join(p.samples)}" if p.samples else ""))
+        found = (
+            f"{ev['matched']} of {ev['non_empty']} non-empty values matched"
+            if ev.get("matched")
+            else f"by shape, {ev['non_empty']} non-empty values"
+        )
+        lines.append(
+            f"  # {p.kind} (confidence {p.confidence:.2f}): {found}, {ev['distinct']} distinct"
+            + (f"; header suggests {ev['header']}" if ev.get("header") else "")
+            + (f"; samples {', '.join(p.samples)}" if p.samples else "")
+        )
         lines.append(f"  {key}:")
         if key != p.column:
             lines.append(f"    aliases: [{_scalar(p.column)}]")
-        purpose = ("TODO why this column is kept" if transform != "drop" else
-                   TO_PUBLISH if p.role == "insensitive" else "TODO confirm it is not needed")
+        purpose = (
+            "TODO why this column is kept"
+            if transform != "drop"
+            else TO_PUBLISH
+            if p.role == "insensitive"
+            else "TODO confirm it is not needed"
+        )
         lines += [f"    role: {p.role}", f"    kind: {p.kind}", f"    pipl: {p.pipl}", f"    purpose: {_scalar(purpose)}"]
         if kind_type != "string":
             lines.append(f"    type: {kind_type}")

@@ -123,7 +123,7 @@ def locate(address: str) -> tuple[str, str] | None:
     for level in ("province", "prefecture", "county"):
         for size in range(min(len(address), 12), 1, -1):
             place = table[level].get(address[:size])
-            if place and address[size - 1] not in _UNIT and address[size:size + 1] in _UNIT:
+            if place and address[size - 1] not in _UNIT and address[size : size + 1] in _UNIT:
                 continue  # a short form running into a unit suffix names something else
             if place:
                 if level == "province":  # a prefecture may follow the province: 江苏省苏州市…

@@ -149,7 +149,9 @@ class DaysHierarchy(Hierarchy):
         position = pc.cast(pc.greater_equal(days, edges[0]), pa.int8())
         for edge in edges[1:]:
             position = pc.add(position, pc.cast(pc.greater_equal(days, edge), pa.int8()))
-        names = [f"<{edges[0]}"] + [str(a) if b == a + 1 else f"{a}-{b - 1}" for a, b in zip(edges, edges[1:])] + [f">={edges[-1]}"]
+        names = (
+            [f"<{edges[0]}"] + [str(a) if b == a + 1 else f"{a}-{b - 1}" for a, b in zip(edges, edges[1:])] + [f">={edges[-1]}"]
+        )
         return pa.array(names, pa.string()).take(position)
 
 
@@ -318,8 +320,10 @@ def encode(name: str, column: Column, hierarchy: Hierarchy) -> Encoded:
     for level in range(1, len(maps)):
         pairs = np.unique(np.stack([maps[level - 1], maps[level]]), axis=1).shape[1]
         if pairs != len(np.unique(maps[level - 1])):
-            raise ValueError(f"{name}: level {level} is not a coarsening of level {level - 1} "
-                             "(a value group at the finer level is split); check the hierarchy")
+            raise ValueError(
+                f"{name}: level {level} is not a coarsening of level {level - 1} "
+                "(a value group at the finer level is split); check the hierarchy"
+            )
     domain = max(len(uniques) - 1, 1)
     loss = [(np.bincount(m, minlength=s)[m] - 1) / domain for m, s in zip(maps, sizes)]
     return Encoded(name, hierarchy, codes, maps, sizes, labels, loss)

@@ -23,8 +23,10 @@ EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-
 # Passports: PRC (E/G + 8 digits, or E + letter + 7 digits) and the common foreign shapes
 # (JP/AU/IT/TH 2 letters + 7 digits, KR M + 8 digits, US/GB/RU 9 digits, FR 2 digits 2 letters
 # 5 digits, DE C + 8 characters without vowels, SG letter + 7 digits + letter).
-PASSPORT_RE = re.compile(r"[EG]\d{8}|E[A-HJ-NP-Z]\d{7}|[A-Z]{1,2}\d{6,8}|\d{9}|\d{2}[A-Z]{2}\d{5}"
-                         r"|C[CFGHJKLMNPRTVWXYZ0-9]{8}|[A-Z]\d{7}[A-Z]")
+PASSPORT_RE = re.compile(
+    r"[EG]\d{8}|E[A-HJ-NP-Z]\d{7}|[A-Z]{1,2}\d{6,8}|\d{9}|\d{2}[A-Z]{2}\d{5}"
+    r"|C[CFGHJKLMNPRTVWXYZ0-9]{8}|[A-Z]\d{7}[A-Z]"
+)
 PERMIT_HK_MO_RE = re.compile(r"[HM]\d{8}(?:\d{2})?")  # 港澳居民来往内地通行证
 PERMIT_TW_RE = re.compile(r"\d{8}")  # 台湾居民来往大陆通行证; 8 digits, so only trusted in a document column
 LANDLINE_RE = re.compile(r"\(?0\d{2,3}\)?[ \-]?\d{7,8}(?:[ \-]?(?:转|ext\.?|x)\d{1,5})?")

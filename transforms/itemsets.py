@@ -26,8 +26,9 @@ import numpy as np
 _TABLES = ("km", "km_pi", "km_s1", "km_s", "km_drop")
 
 
-def suppress(con: duckdb.DuckDBPyConnection, relation: str, size: int, k: int, m: int,
-             limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+def suppress(
+    con: duckdb.DuckDBPyConnection, relation: str, size: int, k: int, m: int, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
     """What to suppress so that every row class holds k people and every itemset of at most m
     items k people of its class: the combinations whose row class is too rare (a mask over
     0 … size-1; pass 2 removes such a class whole), the items taken from people ((entity id,
@@ -43,9 +44,13 @@ def suppress(con: duckdb.DuckDBPyConnection, relation: str, size: int, k: int, m
 
     def past_limit_with_drops() -> bool:
         """The rows already dead and those the items taken so far would remove, past the limit?"""
-        return limit is not None and con.execute("""
+        return (
+            limit is not None
+            and con.execute("""
             SELECT coalesce(sum(km.w), 0) FROM km LEFT JOIN (SELECT DISTINCT e, cls, item FROM km_drop) d
-            ON km.e = d.e AND km.cls = d.cls AND km.item = d.item WHERE km.dead OR d.e IS NOT NULL""").fetchall()[0][0] > limit
+            ON km.e = d.e AND km.cls = d.cls AND km.item = d.item WHERE km.dead OR d.e IS NOT NULL""").fetchall()[0][0]
+            > limit
+        )
 
     while True:
         # m = 1: a row class (class and item) of fewer than k people goes whole.
@@ -66,7 +71,7 @@ def suppress(con: duckdb.DuckDBPyConnection, relation: str, size: int, k: int, m
         for level in range(2, m + 1):
             new = f"i{level}"
             con.execute(f"""CREATE OR REPLACE TEMP TABLE km_c{level} AS
-                SELECT a.e, a.cls, {', '.join('a.' + n for n in names)}, b.item AS {new}, b.item AS last
+                SELECT a.e, a.cls, {", ".join("a." + n for n in names)}, b.item AS {new}, b.item AS last
                 FROM km_c{level - 1} a JOIN km_pi b ON a.e = b.e AND a.cls = b.cls AND b.item > a.last""")
             con.execute(f"DROP TABLE km_c{level - 1}")
             names.append(new)

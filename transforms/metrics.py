@@ -19,6 +19,8 @@ Definitions, as in pycanon (which the tests cross-check on its own data):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -73,11 +75,14 @@ def sizes(ids: np.ndarray, entity: np.ndarray | None = None, counts: np.ndarray 
     known = entity >= 0
     radix = int(entity.max(initial=0)) + 1
     pairs = pd.unique(ids[known] * radix + entity[known])
-    return (np.bincount(pairs // radix, minlength=n_classes)
-            + np.bincount(ids[~known], weights=counts[~known], minlength=n_classes)).astype(np.int64)
+    return (
+        np.bincount(pairs // radix, minlength=n_classes) + np.bincount(ids[~known], weights=counts[~known], minlength=n_classes)
+    ).astype(np.int64)
 
 
-def class_sizes(df: pd.DataFrame, quasi_identifiers: list[str], entity: str | None = None, count: str | None = None) -> np.ndarray:
+def class_sizes(
+    df: pd.DataFrame, quasi_identifiers: list[str], entity: str | None = None, count: str | None = None
+) -> np.ndarray:
     if df.empty:
         return np.zeros(0, np.int64)
     return sizes(class_ids(df, quasi_identifiers), _entity_codes(df, entity) if entity else None, _counts(df, count))
@@ -121,16 +126,27 @@ def per_class(ids: np.ndarray, values: pd.Series, weights: np.ndarray | None = N
     entropy = -np.bincount(cls, weights=p * np.log(p), minlength=n_classes)
     overall = np.bincount(codes, weights=weights, minlength=m) / weights.sum()
     if numeric and m > 1:
-        emd = np.array([np.abs(np.cumsum(np.bincount(val[cls == c], weights=p[cls == c], minlength=m) - overall)).sum()
-                        for c in range(n_classes)]) / (m - 1)
+        emd = np.array(
+            [
+                np.abs(np.cumsum(np.bincount(val[cls == c], weights=p[cls == c], minlength=m) - overall)).sum()
+                for c in range(n_classes)
+            ]
+        ) / (m - 1)
     else:  # sum over present values of |p - q|, plus q for the values a class lacks
         present = np.bincount(cls, weights=np.abs(p - overall[val]) - overall[val], minlength=n_classes)
         emd = 0.5 * (present + 1.0)
     return distinct, entropy, emd
 
 
-def failing(df: pd.DataFrame, quasi_identifiers: list[str], k: int, diversity: list[tuple[str, float, str]] = (),
-            entity: str | None = None, count: str | None = None, people: str | None = None) -> np.ndarray:
+def failing(
+    df: pd.DataFrame,
+    quasi_identifiers: list[str],
+    k: int,
+    diversity: Sequence[tuple[str, float, str]] = (),
+    entity: str | None = None,
+    count: str | None = None,
+    people: str | None = None,
+) -> np.ndarray:
     """Rows of df in a class that holds fewer than k people or fails the l-diversity of any
     (sensitive column, l, measure "distinct" or "entropy"). People and rows as in `assess`."""
     if df.empty:
@@ -144,8 +160,15 @@ def failing(df: pd.DataFrame, quasi_identifiers: list[str], k: int, diversity: l
     return fails[ids]
 
 
-def assess(df: pd.DataFrame, quasi_identifiers: list[str], sensitive: list[str] = (), entity: str | None = None,
-           k: int | None = None, count: str | None = None, people: str | None = None) -> dict:
+def assess(
+    df: pd.DataFrame,
+    quasi_identifiers: list[str],
+    sensitive: Sequence[str] = (),
+    entity: str | None = None,
+    k: int | None = None,
+    count: str | None = None,
+    people: str | None = None,
+) -> dict:
     """Every figure `tuomin assess` reports (the JSON keys are part of its interface). With
     `count`, each row of df is a distinct combination standing for that many rows; with
     `people`, class sizes are that column summed per class (instead of counting entities)."""
@@ -179,8 +202,7 @@ def assess(df: pd.DataFrame, quasi_identifiers: list[str], sensitive: list[str] 
     return out
 
 
-def population_risk(df: pd.DataFrame, quasi_identifiers: list[str], population: pd.DataFrame,
-                    count: str = "count") -> dict:
+def population_risk(df: pd.DataFrame, quasi_identifiers: list[str], population: pd.DataFrame, count: str = "count") -> dict:
     """Journalist and marketer risk against a population table (one row per QI combination with
     its size in the population, generalized like the sample): journalist risk is the largest
     1 / population class size among classes the sample contains; marketer risk the expected share
@@ -188,8 +210,10 @@ def population_risk(df: pd.DataFrame, quasi_identifiers: list[str], population: 
     sample = df.groupby(quasi_identifiers, dropna=False, observed=True).size().rename("f")
     joined = sample.to_frame().join(population.set_index(quasi_identifiers)[count].rename("F"), how="left")
     joined["F"] = joined["F"].fillna(joined["f"]).clip(lower=joined["f"])  # a population is at least the sample
-    return {"journalist_risk_max": float((1.0 / joined["F"]).max()),
-            "marketer_risk": float((joined["f"] / joined["F"]).sum() / joined["f"].sum())}
+    return {
+        "journalist_risk_max": float((1.0 / joined["F"]).max()),
+        "marketer_risk": float((joined["f"] / joined["F"]).sum() / joined["f"].sum()),
+    }
 
 
 def profile_uniqueness(df: pd.DataFrame, quasi_identifiers: list[str], entity: str) -> dict:
@@ -214,8 +238,15 @@ def _histogram(found: np.ndarray) -> dict[str, int]:
     return dict(zip(["1", "2", "3-4", "5-9", "10-19", "20-49", "50+"], map(int, counts)))
 
 
-def summary(df: pd.DataFrame, quasi_identifiers: list[str], entity: str | None = None, k: int | None = None,
-            sensitive: list[str] = (), count: str | None = None, people: str | None = None) -> dict:
+def summary(
+    df: pd.DataFrame,
+    quasi_identifiers: list[str],
+    entity: str | None = None,
+    k: int | None = None,
+    sensitive: Sequence[str] = (),
+    count: str | None = None,
+    people: str | None = None,
+) -> dict:
     """What the pipeline records with a published file (assess without the sensitive keys when
     there are none)."""
     out = assess(df, quasi_identifiers, list(sensitive), entity, k, count, people)

@@ -93,8 +93,7 @@ class Mask(Operator):
     normalize: Literal["text", "upper", "document", "mobile"] | None = None
 
     def apply(self, column, ctx):
-        return mask(NORMALIZERS[self.normalize](column) if self.normalize else column,
-                    self.keep_first, self.keep_last, self.char)
+        return mask(NORMALIZERS[self.normalize](column) if self.normalize else column, self.keep_first, self.keep_last, self.char)
 
 
 class Suppress(Operator):
@@ -169,8 +168,11 @@ class HierarchySpec(BaseModel):
         if self.topics is not None:
             return f"topic coded from the text by the rules of {self.topics}" if level == 1 else "suppressed (*)"
         if self.days_after is not None:
-            return "days after the export date, bands from " + ", ".join(map(str, steps[index])) if index < len(steps) \
+            return (
+                "days after the export date, bands from " + ", ".join(map(str, steps[index]))
+                if index < len(steps)
                 else "suppressed (*)"
+            )
         if self.datetime is not None:
             return f"truncated to the {steps[index]}"
         if self.age is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -43,8 +44,10 @@ def connect(where: Path | None) -> duckdb.DuckDBPyConnection:
     if where is None:
         return duckdb.connect()
     where.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(str(where / "duckdb"), config={
-        "memory_limit": MEMORY_LIMIT, "temp_directory": str(where / "spill"), "preserve_insertion_order": False})
+    return duckdb.connect(
+        str(where / "duckdb"),
+        config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(where / "spill"), "preserve_insertion_order": False},
+    )
 
 
 def run(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
@@ -69,14 +72,29 @@ def source(con: duckdb.DuckDBPyConnection, parts: list[Path | pa.Table]) -> str:
         listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         selects.append(f"SELECT * FROM read_parquet([{listed}], union_by_name = true)")
     for index, part in enumerate(p for p in parts if not isinstance(p, Path)):
-        copy(con, f"part{index}", pa.table({name: pc.dictionary_decode(column) if pa.types.is_dictionary(column.type)
-                                            else column for name, column in zip(part.column_names, part.columns)}))
+        copy(
+            con,
+            f"part{index}",
+            pa.table(
+                {
+                    name: pc.dictionary_decode(column) if pa.types.is_dictionary(column.type) else column
+                    for name, column in zip(part.column_names, part.columns)
+                }
+            ),
+        )
         selects.append(f"SELECT * FROM part{index}")
     return "(" + " UNION ALL BY NAME ".join(selects) + ")"
 
 
-def class_table(parts: list[Path | pa.Table], qis: list[str], entity: str | None, sensitive: list[str], rows: str,
-                people: str, where: Path | None = None) -> pa.Table:
+def class_table(
+    parts: list[Path | pa.Table],
+    qis: list[str],
+    entity: str | None,
+    sensitive: list[str],
+    rows: str,
+    people: str,
+    where: Path | None = None,
+) -> pa.Table:
     """The published rows' classes from their tallies (`parts`: distinct QI values, entity id,
     sensitive values, with `rows`; the same combination may recur across parts): one row per
     distinct (QI values, sensitive values) with its rows, and on one row of each class the
@@ -89,14 +107,17 @@ def class_table(parts: list[Path | pa.Table], qis: list[str], entity: str | None
         relation = source(con, parts)
         q = [_name(c) for c in qis]
         s = [_name(c) for c in sensitive]
-        size = (f"count(DISTINCT {_name(entity)}) + coalesce(sum({_name(rows)}) FILTER (WHERE {_name(entity)} IS NULL), 0)"
-                if entity else f"sum({_name(rows)})")
+        size = (
+            f"count(DISTINCT {_name(entity)}) + coalesce(sum({_name(rows)}) FILTER (WHERE {_name(entity)} IS NULL), 0)"
+            if entity
+            else f"sum({_name(rows)})"
+        )
         same = " AND ".join(f"cells.{c} IS NOT DISTINCT FROM sizes.{c}" for c in q) or "true"
         first = f"row_number() OVER (PARTITION BY {', '.join(f'cells.{c}' for c in q) or '1'}) = 1"
         return con.sql(f"""
-            WITH sizes AS (SELECT {', '.join(q + [f'{size} AS size'])} FROM {relation} GROUP BY ALL),
-                 cells AS (SELECT {', '.join(q + s + [f'sum({_name(rows)}) AS {_name(rows)}'])} FROM {relation} GROUP BY ALL)
-            SELECT {', '.join(f'cells.{c}' for c in q + s)}, cells.{_name(rows)}::BIGINT AS {_name(rows)},
+            WITH sizes AS (SELECT {", ".join(q + [f"{size} AS size"])} FROM {relation} GROUP BY ALL),
+                 cells AS (SELECT {", ".join(q + s + [f"sum({_name(rows)}) AS {_name(rows)}"])} FROM {relation} GROUP BY ALL)
+            SELECT {", ".join(f"cells.{c}" for c in q + s)}, cells.{_name(rows)}::BIGINT AS {_name(rows)},
                    (CASE WHEN {first} THEN sizes.size ELSE 0 END)::BIGINT AS {_name(people)}
             FROM cells JOIN sizes ON {same}""").to_arrow_table()
     finally:
@@ -111,9 +132,22 @@ class OutOfCore(Combinations):
     rows of subjects and of the `erased` entity ids. `where` is the directory for DuckDB's
     database and spill files (None: in memory, for small inputs); close() removes it."""
 
-    def __init__(self, parts: list[Path | pa.Table], qis: list[Encoded], columns: list[str], codebooks: list[pa.Array],
-                 bounds: list[tuple[int, int]], *, entity: str, by_entity: bool, subject: str, rows: str,
-                 diversity: list[Diversity] = (), erased: pa.Array | None = None, where: Path | None = None):
+    def __init__(
+        self,
+        parts: list[Path | pa.Table],
+        qis: list[Encoded],
+        columns: list[str],
+        codebooks: list[pa.Array],
+        bounds: list[tuple[int, int]],
+        *,
+        entity: str,
+        by_entity: bool,
+        subject: str,
+        rows: str,
+        diversity: Sequence[Diversity] = (),
+        erased: pa.Array | None = None,
+        where: Path | None = None,
+    ):
         self.where = where
         self.con = connect(where)
         self.qis, self.bounds = qis, bounds
@@ -129,11 +163,16 @@ class OutOfCore(Combinations):
             joins.append(f"JOIN codebook{j} ON t.{_name(column)} IS NOT DISTINCT FROM codebook{j}.label")
         selected += [f"t.{_name(entity)} AS e"] + [f"t.{_name(d.name)} AS s{j}" for j, d in enumerate(self.diversity)]
         kept = f"NOT t.{_name(subject)} AND (t.{_name(entity)} IS NULL OR t.{_name(entity)} NOT IN (SELECT id FROM erased))"
-        run(self.con, f"""
+        run(
+            self.con,
+            f"""
             CREATE TABLE combo AS
-                SELECT {', '.join(selected)}, sum(t.{_name(rows)})::BIGINT AS w
-                FROM {relation} t {' '.join(joins)} WHERE {kept} GROUP BY ALL""")
-        self.erased_rows = int(run(self.con, f"SELECT coalesce(sum(t.{_name(rows)}), 0) FROM {relation} t WHERE NOT ({kept})")[0][0])
+                SELECT {", ".join(selected)}, sum(t.{_name(rows)})::BIGINT AS w
+                FROM {relation} t {" ".join(joins)} WHERE {kept} GROUP BY ALL""",
+        )
+        self.erased_rows = int(
+            run(self.con, f"SELECT coalesce(sum(t.{_name(rows)}), 0) FROM {relation} t WHERE NOT ({kept})")[0][0]
+        )
         self.size, self.rows = (int(x) for x in run(self.con, "SELECT count(*), coalesce(sum(w), 0) FROM combo")[0])
         # A node maps codes to its levels through these small tables (none for a level that
         # maps codes to themselves).
@@ -146,8 +185,11 @@ class OutOfCore(Combinations):
                     self.maps[j][level] = None
                 else:
                     self.maps[j][level] = f"map{j}_{level}"
-                    copy(self.con, f"map{j}_{level}", pa.table({"code": np.arange(len(mapping), dtype=np.int32),
-                                                             "v": mapping.astype(np.int32)}))
+                    copy(
+                        self.con,
+                        f"map{j}_{level}",
+                        pa.table({"code": np.arange(len(mapping), dtype=np.int32), "v": mapping.astype(np.int32)}),
+                    )
 
     def close(self) -> None:
         self.con.close()
@@ -165,11 +207,18 @@ class OutOfCore(Combinations):
         if self.size > IN_MEMORY:
             return self
         # Entities and sensitive values as dense codes (-1: no entity; null is a value of its own).
-        columns = ([f"q{j}" for j in range(len(self.qis))] + ["w"]
-                   + ["CASE WHEN e IS NULL THEN -1 ELSE dense_rank() OVER (ORDER BY e) - 1 END AS e"]
-                   + [f"dense_rank() OVER (ORDER BY s{j}) - 1 AS s{j}" for j in range(len(self.diversity))])
+        columns = (
+            [f"q{j}" for j in range(len(self.qis))]
+            + ["w"]
+            + ["CASE WHEN e IS NULL THEN -1 ELSE dense_rank() OVER (ORDER BY e) - 1 END AS e"]
+            + [f"dense_rank() OVER (ORDER BY s{j}) - 1 AS s{j}" for j in range(len(self.diversity))]
+        )
         found = self.con.execute(f"SELECT {', '.join(columns)} FROM combo").fetchnumpy()
-        ids = self.con.execute("SELECT DISTINCT e FROM combo WHERE e IS NOT NULL ORDER BY e").fetchnumpy()["e"] if self.by_entity else None
+        ids = (
+            self.con.execute("SELECT DISTINCT e FROM combo WHERE e IS NOT NULL ORDER BY e").fetchnumpy()["e"]
+            if self.by_entity
+            else None
+        )
         self.close()
         qis = [dataclasses.replace(q, codes=np.asarray(found[f"q{j}"])) for j, q in enumerate(self.qis)]
         diversity = [dataclasses.replace(d, codes=np.asarray(found[f"s{j}"])) for j, d in enumerate(self.diversity)]
@@ -199,10 +248,13 @@ class OutOfCore(Combinations):
 
     def failing(self, node: tuple[int, ...], k: int, allowed: int) -> tuple[int, np.ndarray | None]:
         keys = self._keys(node)
-        run(self.con, f"""
+        run(
+            self.con,
+            f"""
             CREATE OR REPLACE TEMP TABLE failed AS
             WITH {self._classes(node, k)}
-            SELECT g.i, g.w FROM g JOIN classes USING ({keys}) WHERE classes.fails""")
+            SELECT g.i, g.w FROM g JOIN classes USING ({keys}) WHERE classes.fails""",
+        )
         rows = int(run(self.con, "SELECT coalesce(sum(w), 0) FROM failed")[0][0])
         if rows > allowed:
             return rows, None
@@ -214,8 +266,9 @@ class OutOfCore(Combinations):
         found = self.con.execute(f"WITH {self._classes(node, k)} SELECT size FROM classes WHERE NOT fails").fetchnumpy()
         return np.asarray(found["size"], np.int64)
 
-    def itemsets(self, node: tuple[int, ...], items: list[bool], k: int, m: int,
-                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    def itemsets(
+        self, node: tuple[int, ...], items: list[bool], k: int, m: int, limit: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, int]:
         from transforms.itemsets import suppress
 
         mapped, joins = self._mapped(node)
@@ -233,9 +286,12 @@ class OutOfCore(Combinations):
                 keys.append(f"hash({', '.join(mapped[j] for j in chosen)})::BIGINT")
             else:  # item keys are matched again in pass 2 (plan.finish), which computes them exactly
                 raise ValueError(f"the items' key space ({radix} values) does not fit one integer; coarsen an item attribute")
-        relation = (f"(SELECT c.rowid AS i, ({keys[0]}) AS cls, ({keys[1]}) AS item, c.e, c.w FROM combo c {' '.join(joins)})"
-                    if self.by_entity else
-                    f"(SELECT c.rowid AS i, ({keys[0]}) AS cls, ({keys[1]}) AS item, NULL::BIGINT AS e, c.w FROM combo c {' '.join(joins)})")
+        relation = (
+            f"(SELECT c.rowid AS i, ({keys[0]}) AS cls, ({keys[1]}) AS item, c.e, c.w FROM combo c {' '.join(joins)})"
+            if self.by_entity
+            else f"(SELECT c.rowid AS i, ({keys[0]}) AS cls, ({keys[1]}) AS item, NULL::BIGINT AS e, c.w "
+            f"FROM combo c {' '.join(joins)})"
+        )
         return suppress(self.con, relation, self.size, k, m, limit)
 
     def _mapped(self, node: tuple[int, ...]) -> tuple[list[str], list[str]]:
@@ -282,10 +338,13 @@ class OutOfCore(Combinations):
                     GROUP BY {key})""")
                 fails.append(d.criterion.sql_fails("", f"any_value(h{j}.h)"))
         with_h = " ".join(f"JOIN h{j} USING ({key})" for j, d in enumerate(self.diversity) if d.measure != "distinct")
-        return ", ".join([
-            f"g AS MATERIALIZED (SELECT c.rowid AS i, c.*, {', '.join(columns)} FROM combo c {' '.join(joins)})",
-            *entropies,
-            f"classes AS (SELECT {key}, {size} AS size, ({' OR '.join(fails)}) AS fails FROM g {with_h} GROUP BY {key})"])
+        return ", ".join(
+            [
+                f"g AS MATERIALIZED (SELECT c.rowid AS i, c.*, {', '.join(columns)} FROM combo c {' '.join(joins)})",
+                *entropies,
+                f"classes AS (SELECT {key}, {size} AS size, ({' OR '.join(fails)}) AS fails FROM g {with_h} GROUP BY {key})",
+            ]
+        )
 
 
 def rows_in(table: pa.Table, classes: pa.Table) -> np.ndarray:

@@ -41,8 +41,9 @@ def _typed(column: Column, kind: str, formats: list[str] | None) -> tuple[pa.Arr
         return _by_pattern(text, r"^[+-]?\d+$", pa.int64())
     if kind == "decimal":
         # Thousands separators are a display habit, not part of the number: 1,280.00 -> 1280.00.
-        plain = pc.if_else(pc.match_substring_regex(text, r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"),
-                           pc.replace_substring(text, ",", ""), text)
+        plain = pc.if_else(
+            pc.match_substring_regex(text, r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"), pc.replace_substring(text, ",", ""), text
+        )
         return _by_pattern(plain, r"^[+-]?\d+(\.\d{1,2})?$", DECIMAL)
     if kind in DEFAULT_FORMATS:
         return _temporal(text, formats or DEFAULT_FORMATS[kind], kind)

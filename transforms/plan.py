@@ -49,8 +49,9 @@ def hierarchies(policy: SourcePolicy, ctx: Context) -> dict[str, Hierarchy]:
     return {c.name: c.operator.hierarchy.build(ctx) for c in policy.quasi_identifiers}
 
 
-def stage(parsed: pa.Table, tokens: pa.Array | None, subject: np.ndarray, policy: SourcePolicy,
-          link_keys: list[str] = ()) -> pa.Table:
+def stage(
+    parsed: pa.Table, tokens: pa.Array | None, subject: np.ndarray, policy: SourcePolicy, link_keys: list[str] = ()
+) -> pa.Table:
     """What pass 2 needs of a batch: the columns some operator publishes from, each row's entity
     token and whether it names a subject to erase; also the columns other sources link to (for
     their look-ups). Raw values: it is kept in the restricted area."""
@@ -71,8 +72,10 @@ def _lowest(column, values: pa.Array | pa.ChunkedArray, hierarchy: Hierarchy) ->
 
 
 def _sensitive(policy: SourcePolicy, staged: pa.Table, ctx: Context) -> dict[str, pa.Array]:
-    return {policy.column(m.attribute).output_name: policy.column(m.attribute).operator.apply(staged[m.attribute], ctx)
-            for m in policy.privacy.l_diversity}
+    return {
+        policy.column(m.attribute).output_name: policy.column(m.attribute).operator.apply(staged[m.attribute], ctx)
+        for m in policy.privacy.l_diversity
+    }
 
 
 def _keys(policy: SourcePolicy) -> list[str]:
@@ -119,7 +122,9 @@ def _codes(table: pa.Table) -> tuple[dict[str, pa.ChunkedArray], dict[str, pa.Ar
         column = table[name]
         if pa.types.is_dictionary(column.type):
             chunks = column.chunks
-            values = pc.unique(pa.concat_arrays([c.dictionary for c in chunks])) if chunks else pa.array([], column.type.value_type)
+            values = (
+                pc.unique(pa.concat_arrays([c.dictionary for c in chunks])) if chunks else pa.array([], column.type.value_type)
+            )
             columns[name] = pa.chunked_array([pc.index_in(c.dictionary, values).take(c.indices) for c in chunks], pa.int32())
             dictionaries[name] = values
         else:
@@ -136,8 +141,9 @@ def _first(pairs: pa.Table) -> pa.Table:
 def merge(tallies: list[Tally], policy: SourcePolicy) -> Tally:
     """One tally in one table from many held in memory (of batches, files or workers)."""
     combined = concat(tallies)
-    return Tally([_count(pa.concat_tables(combined.parts, promote_options="permissive"), _keys(policy), ROWS)],
-                 combined.representatives)
+    return Tally(
+        [_count(pa.concat_tables(combined.parts, promote_options="permissive"), _keys(policy), ROWS)], combined.representatives
+    )
 
 
 def concat(tallies: list[Tally]) -> Tally:
@@ -145,7 +151,8 @@ def concat(tallies: list[Tally]) -> Tally:
     core); representatives are merged."""
     representatives = {
         name: _first(pa.concat_tables([t.representatives[name] for t in tallies], promote_options="permissive"))
-        for name in (tallies[0].representatives if tallies else {})}
+        for name in (tallies[0].representatives if tallies else {})
+    }
     return Tally([part for t in tallies for part in t.parts], representatives)
 
 
@@ -171,9 +178,12 @@ class Plan:
 
     def with_counts(self, counts: dict[str, pa.Table], policy: SourcePolicy) -> Plan:
         """Cell suppression's global figures (value counts over the rows not erased)."""
-        common = {name: policy.column(name).operator.frequent(counts[name]["value"].combine_chunks(),
-                                                              counts[name]["count"].combine_chunks())
-                  for name in counts}
+        common = {
+            name: policy.column(name).operator.frequent(
+                counts[name]["value"].combine_chunks(), counts[name]["count"].combine_chunks()
+            )
+            for name in counts
+        }
         return dataclasses.replace(self, common=common)
 
 
@@ -194,8 +204,7 @@ class Problem:
         self.table.close()
 
 
-def pose(tally: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str],
-         where: Path | None = None) -> Problem:
+def pose(tally: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str], where: Path | None = None) -> Problem:
     """The engine's problem for a source: its tally (merged, or side by side: the engine counts
     equal combinations together) without the erased subjects, in DuckDB (in `where`, or in
     memory). Use it in a with block: leaving it removes the engine's files."""
@@ -206,9 +215,20 @@ def pose(tally: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased
         encoded.append(encode(c.output_name, reps["value"], built[c.name]))
         codebooks[c.output_name] = reps["label"].combine_chunks()
     diversity = [Diversity(policy.column(m.attribute).output_name, None, m.l, m.measure) for m in policy.privacy.l_diversity]
-    table = OutOfCore(tally.parts, encoded, list(codebooks), list(codebooks.values()),
-                      [c.level_range for c in policy.quasi_identifiers], entity=ENTITY, by_entity=bool(policy.entity),
-                      subject=SUBJECT, rows=ROWS, diversity=diversity, erased=token_ids(_tokens(erased)), where=where)
+    table = OutOfCore(
+        tally.parts,
+        encoded,
+        list(codebooks),
+        list(codebooks.values()),
+        [c.level_range for c in policy.quasi_identifiers],
+        entity=ENTITY,
+        by_entity=bool(policy.entity),
+        subject=SUBJECT,
+        rows=ROWS,
+        diversity=diversity,
+        erased=token_ids(_tokens(erased)),
+        where=where,
+    )
     return Problem(encoded, codebooks, table.loaded(), diversity, table.erased_rows)
 
 
@@ -224,21 +244,37 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
         solution = Solution(lowest, np.zeros(0, bool), 0, 0.0, dict.fromkeys(lowest, 0.0), 0, 0, np.zeros(0, np.int64), "empty")
     else:
         ranges, weights = {c.output_name: c.level_range for c in columns}, {c.output_name: c.operator.weight for c in columns}
-        solution = search_table(table, encoded, ranges, policy.privacy.k, policy.privacy.max_suppression, weights,
-                                problem.diversity)
+        solution = search_table(
+            table, encoded, ranges, policy.privacy.k, policy.privacy.max_suppression, weights, problem.diversity
+        )
         items = [c.part == "item" for c in columns]
         if any(items) and policy.privacy.m > 1:  # a person's items together, not only one at a time
-            solution = with_itemsets(table, encoded, ranges, solution, items, policy.privacy.k, policy.privacy.m,
-                                     policy.privacy.max_suppression, weights)
-    levels = {e.name: Level(problem.codebooks[e.name], e.maps[solution.levels[e.name]], e.labels[solution.levels[e.name]],
-                            e.sizes[solution.levels[e.name]]) for e in encoded}
+            solution = with_itemsets(
+                table,
+                encoded,
+                ranges,
+                solution,
+                items,
+                policy.privacy.k,
+                policy.privacy.m,
+                policy.privacy.max_suppression,
+                weights,
+            )
+    levels = {
+        e.name: Level(
+            problem.codebooks[e.name],
+            e.maps[solution.levels[e.name]],
+            e.labels[solution.levels[e.name]],
+            e.sizes[solution.levels[e.name]],
+        )
+        for e in encoded
+    }
     codes, suppressed = table.codes(solution.suppressed)
     keys = _class_keys([levels[e.name].to_level[c] for e, c in zip(encoded, codes)], levels)
     return Plan(levels, np.unique(keys), solution, problem.erased, suppressed, taken=solution.taken)
 
 
-def solve(tally: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str],
-          where: Path | None = None) -> Plan:
+def solve(tally: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str], where: Path | None = None) -> Plan:
     """pose, then decide."""
     with pose(tally, policy, built, erased, where) as problem:
         return decide(problem, policy)
@@ -297,8 +333,9 @@ class Finished:
     cells_suppressed: dict[str, int] = field(default_factory=dict)
 
 
-def finish(staged: pa.Table, plan: Plan, policy: SourcePolicy, ctx: Context, built: dict[str, Hierarchy],
-           erased: set[str]) -> Finished:
+def finish(
+    staged: pa.Table, plan: Plan, policy: SourcePolicy, ctx: Context, built: dict[str, Hierarchy], erased: set[str]
+) -> Finished:
     """Pass 2 on one staged batch: erase, suppress the planned classes, apply every operator."""
     gone = _erased(staged, _tokens(erased))
     table = staged.filter(pa.array(~gone))

@@ -78,13 +78,16 @@ class Column(_Strict):
             raise ValueError("only a quasi_identifier has levels for the privacy engine to choose; use level: n")
         if self.role == "free_text" and self.transform in ("keep", "generalize"):
             raise ValueError(f"a free_text column cannot be published with transform {self.transform!r}")
-        if self.role == "direct_identifier" and (self.transform == "keep" or (
-                self.transform == "generalize" and min(self.level_range) < 1)):
+        if self.role == "direct_identifier" and (
+            self.transform == "keep" or (self.transform == "generalize" and min(self.level_range) < 1)
+        ):
             raise ValueError("a direct_identifier cannot be published as it is (keep, or generalize from level 0)")
         if self.role == "insensitive" and self.transform != "drop":
-            raise ValueError("a published column of a dataset about people describes a person (their purchase, their "
-                             "account, their contact): make it a quasi_identifier (part: person or item), a "
-                             "sensitive_attribute, or drop it; `insensitive` is only for columns that are not published")
+            raise ValueError(
+                "a published column of a dataset about people describes a person (their purchase, their "
+                "account, their contact): make it a quasi_identifier (part: person or item), a "
+                "sensitive_attribute, or drop it; `insensitive` is only for columns that are not published"
+            )
         if self.part == "item" and self.role != "quasi_identifier":
             raise ValueError("only a quasi_identifier is part of a person's items")
         if self.kind == "free_text" and self.transform == "generalize" and min(self.level_range) < 1:
@@ -216,8 +219,10 @@ class SourcePolicy(_Strict):
             raise ValueError(f"a profile (one row per person) has no items, but {items} are part: item")
         for column in self.quasi_identifiers:
             if column.operator.hierarchy.age is not None and self.privacy.reference_date is None:
-                raise ValueError(f"column {column.name!r} counts ages: set privacy.reference_date (one date for every "
-                                 "snapshot, or an age band that moves between two of them tells the birthday)")
+                raise ValueError(
+                    f"column {column.name!r} counts ages: set privacy.reference_date (one date for every "
+                    "snapshot, or an age band that moves between two of them tells the birthday)"
+                )
         return self
 
     def column(self, name: str) -> Column:

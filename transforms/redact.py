@@ -52,12 +52,11 @@ def redaction_spans(text: str, names: NameMatcher) -> list[tuple[int, int, str]]
     single, double = surnames()
     for m in _HONORIFIC.finditer(folded):  # 王女士, 欧阳先生: the surname before the honorific
         a = m.start()
-        if folded[max(a - 2, 0):a] in double:
+        if folded[max(a - 2, 0) : a] in double:
             spans.append((a - 2, m.end(), NAME))
         elif a > 0 and folded[a - 1] in single:
             spans.append((a - 1, m.end(), NAME))
-    spans += [(*m.span(1), NAME) for m in _INTRODUCED.finditer(folded)
-              if m.group(1)[0] in single or m.group(1)[:2] in double]
+    spans += [(*m.span(1), NAME) for m in _INTRODUCED.finditer(folded) if m.group(1)[0] in single or m.group(1)[:2] in double]
     spans.sort(key=lambda s: (s[0], -(s[1] - s[0])))
     kept, end = [], 0
     for a, b, placeholder in spans:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,12 +91,13 @@ def people(datasets: list[Dataset]) -> People:
         src.append(rows[codes >= 0])
         dst.append(codes[codes >= 0] + nodes)
         nodes += len(uniques)
-    src, dst = np.concatenate(src), np.concatenate(dst)
-    graph = coo_matrix((np.ones(len(src), np.int8), (src, dst)), shape=(nodes, nodes))
+    sources, targets = np.concatenate(src), np.concatenate(dst)
+    graph = coo_matrix((np.ones(len(sources), np.int8), (sources, targets)), shape=(nodes, nodes))
     _, labels = connected_components(graph, directed=False)
-    dense, _ = pd.factorize(labels[:offsets[-1]])
-    ids = {d.name: dense[offsets[i]:offsets[i + 1]].astype(np.int64) for i, d in enumerate(datasets)}
-    relational, items = {}, {}
+    dense, _ = pd.factorize(labels[: offsets[-1]])
+    ids = {d.name: dense[offsets[i] : offsets[i + 1]].astype(np.int64) for i, d in enumerate(datasets)}
+    relational: dict[str, pd.DataFrame] = {}
+    items: dict[str, pd.DataFrame] = {}
     for d in datasets:
         described = [c for c in d.table.column_names if c not in d.tokens and c not in d.sensitive and c != "export_date"]
         if d.record == PROFILE:
@@ -143,8 +145,9 @@ def items(datasets: list[Dataset], found: People, classes: np.ndarray) -> pd.Dat
             continue
         item = _hash(d.table.select(found.items[d.name]).to_pandas().assign(__dataset=d.name))
         person = found.ids[d.name]
-        parts.append(pd.DataFrame({"person": person, "cls": classes[person], "item": item,
-                                   "kind": np.int8(d.record == CONTACTS)}))
+        parts.append(
+            pd.DataFrame({"person": person, "cls": classes[person], "item": item, "kind": np.int8(d.record == CONTACTS)})
+        )
     if not parts:
         return pd.DataFrame({"person": [], "cls": [], "item": [], "kind": []}).astype(np.int64)
     return pd.concat(parts, ignore_index=True).drop_duplicates()
@@ -169,13 +172,16 @@ def smallest_support(held: pd.DataFrame, adversary: Adversary, threshold: int = 
             key = ", ".join(names)
             con.execute(f"""CREATE OR REPLACE TABLE s AS SELECT cls, {key}, count(*) AS sup FROM c{level} GROUP BY ALL""")
             con.execute(f"""CREATE OR REPLACE TABLE p{level} AS SELECT c.*, s.sup FROM c{level} c JOIN s USING (cls, {key})""")
-            minima.append(con.execute(f"SELECT person, min(sup) AS m FROM p{level} GROUP BY person").df()
-                          .rename(columns={"m": f"min_{level}"}))
+            minima.append(
+                con.execute(f"SELECT person, min(sup) AS m FROM p{level} GROUP BY person")
+                .df()
+                .rename(columns={"m": f"min_{level}"})
+            )
             if level == top:
                 break
             nxt = f"i{level + 1}"
             con.execute(f"""CREATE TABLE c{level + 1} AS
-                SELECT a.person, a.cls, {', '.join('a.' + n for n in names)}, b.item AS {nxt},
+                SELECT a.person, a.cls, {", ".join("a." + n for n in names)}, b.item AS {nxt},
                        a.np + (b.kind = 0)::INT AS np, a.nc + (b.kind = 1)::INT AS nc, b.item AS last
                 FROM p{level} a JOIN pi b ON a.person = b.person AND b.item > a.last
                 WHERE a.sup >= {threshold} AND a.np + (b.kind = 0)::INT <= {adversary.purchases}
@@ -209,8 +215,9 @@ def spearman_p(values: pd.Series) -> tuple[float, float]:
     return (0.0, 1.0) if math.isnan(rho) else (float(rho), float(p))
 
 
-def person_frame(datasets: list[Dataset], adversary: Adversary, where: Path | None = None,
-                 items_alone: bool = True) -> pd.DataFrame:
+def person_frame(
+    datasets: list[Dataset], adversary: Adversary, where: Path | None = None, items_alone: bool = True
+) -> pd.DataFrame:
     """One row per person-level record, numbers only: `support_0` the size of their relational
     class, `support_m` (m = 1 … M) the smallest crowd that shares their relational class and any
     itemset of up to m items they hold, `items_alone_m` the same from the items alone (a second
@@ -219,28 +226,41 @@ def person_frame(datasets: list[Dataset], adversary: Adversary, where: Path | No
     span (a token shared outside its unit joins two)."""
     found = people(datasets)
     classes = relational_classes(datasets, found)
-    frame = pd.DataFrame({"person": np.arange(found.count),
-                          "support_0": np.bincount(classes)[classes] if found.count else np.zeros(0, np.int64)})
+    frame = pd.DataFrame(
+        {"person": np.arange(found.count), "support_0": np.bincount(classes)[classes] if found.count else np.zeros(0, np.int64)}
+    )
     held = items(datasets, found, classes)
     levels = adversary.purchases + adversary.contacts
     counts = [("support", held)] + ([("items_alone", held.assign(cls=0))] if items_alone else [])
     for label, table in counts:
         minima = smallest_support(table, adversary, where=where) if len(table) else pd.DataFrame({"person": []})
-        frame = frame.merge(minima.rename(columns={f"min_{m}": f"{label}_{m}" for m in range(1, levels + 1)}),
-                            on="person", how="left")
+        frame = frame.merge(
+            minima.rename(columns={f"min_{m}": f"{label}_{m}" for m in range(1, levels + 1)}), on="person", how="left"
+        )
     for m in range(1, levels + 1):
         frame[f"support_{m}"] = np.fmin(frame["support_0"], frame.get(f"support_{m}", np.inf))
         if items_alone:
             frame[f"items_alone_{m}"] = frame.get(f"items_alone_{m}", pd.Series(np.inf, index=frame.index)).fillna(np.inf)
     for d in datasets:
         for column in d.sensitive:
-            values = pd.DataFrame({"cls": classes[found.ids[d.name]],
-                                   "v": pd.factorize(d.table[column].to_pandas(), use_na_sentinel=False)[0]})
+            values = pd.DataFrame(
+                {"cls": classes[found.ids[d.name]], "v": pd.factorize(d.table[column].to_pandas(), use_na_sentinel=False)[0]}
+            )
             distinct = values.groupby("cls")["v"].nunique()
-            frame[f"l:{d.name}.{column}"] = pd.Series(classes).map(distinct).where(
-                pd.Series(np.isin(np.arange(found.count), found.ids[d.name])))
-    spans = [pd.DataFrame({"person": found.ids[d.name], "unit": _hash(pd.DataFrame({
-        "d": [d.name] * d.table.num_rows, "t": d.table["export_date"].to_pandas().astype(str)}))}) for d in datasets]
+            frame[f"l:{d.name}.{column}"] = (
+                pd.Series(classes).map(distinct).where(pd.Series(np.isin(np.arange(found.count), found.ids[d.name])))
+            )
+    spans = [
+        pd.DataFrame(
+            {
+                "person": found.ids[d.name],
+                "unit": _hash(
+                    pd.DataFrame({"d": [d.name] * d.table.num_rows, "t": d.table["export_date"].to_pandas().astype(str)})
+                ),
+            }
+        )
+        for d in datasets
+    ]
     units = pd.concat(spans).drop_duplicates().groupby("person").size() if spans else pd.Series(dtype=np.int64)
     frame["units"] = units.reindex(frame["person"]).fillna(0).astype(np.int64).to_numpy()
     frame.attrs.update(people=found, classes=classes)
@@ -262,8 +282,10 @@ def measure(datasets: list[Dataset], adversary: Adversary, where: Path | None = 
     for d in datasets:
         for column in d.sensitive:
             l = frame[f"l:{d.name}.{column}"].dropna()
-            sensitive[f"{d.name}.{column}"] = {"certain_share": float((l <= 1).sum() / max(len(l), 1)),
-                                               "l_min": int(l.min()) if len(l) else 0}
+            sensitive[f"{d.name}.{column}"] = {
+                "certain_share": float((l <= 1).sum() / max(len(l), 1)),
+                "l_min": int(l.min()) if len(l) else 0,
+            }
     return {
         "people": found.count,
         "relational": {d.name: found.relational[d.name] for d in datasets},
@@ -290,7 +312,7 @@ def free_text(datasets: list[Dataset]) -> list[str]:
     return sorted(f"{d.name}.{c}" for d in datasets for c in d.free_text)
 
 
-def shared_tokens(datasets: list[Dataset], previous: list[Dataset] = ()) -> dict[str, dict[str, int]]:
+def shared_tokens(datasets: list[Dataset], previous: Sequence[Dataset] = ()) -> dict[str, dict[str, int]]:
     """Per token domain: values found in more than one dataset, on more than one date of a
     dataset, and in an earlier version of the release (`previous`)."""
     seen: dict[str, dict[str, set]] = {}
@@ -331,5 +353,8 @@ def snapshot_changes(dataset: Dataset, found: People) -> dict:
         moved = ((codes != codes.groupby(frame["p"]).shift()) & frame["p"].duplicated()).to_numpy()
         moved_any |= moved
         changed[column] = float(frame.loc[moved, "p"].nunique() / max(len(linked), 1))
-    return {"linked_people": int(len(linked)), "changed_share": float(frame.loc[moved_any, "p"].nunique() / max(len(linked), 1)),
-            "columns": changed}
+    return {
+        "linked_people": int(len(linked)),
+        "changed_share": float(frame.loc[moved_any, "p"].nunique() / max(len(linked), 1)),
+        "columns": changed,
+    }

@@ -26,8 +26,7 @@ def keys(table: pa.Table) -> np.ndarray:
     as Parquet gives it back (Parquet has no seconds: `timestamp[s]` comes back as `[ms]`)."""
     if table.num_rows == 0:
         return np.zeros(0, np.uint64)
-    schema = pa.schema([f.with_type(pa.timestamp("us", f.type.tz)) if pa.types.is_timestamp(f.type) else f
-                        for f in table.schema])
+    schema = pa.schema([f.with_type(pa.timestamp("us", f.type.tz)) if pa.types.is_timestamp(f.type) else f for f in table.schema])
     con = duckdb.connect()
     try:
         con.register("rows", table.cast(schema))

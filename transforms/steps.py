@@ -130,6 +130,7 @@ class Subjects:
             if name not in requests.column_names:
                 return frozenset()
             return frozenset(v for v in NORMALIZERS[normalize](requests[name]).to_pylist() if v)
+
         return cls(*(values(name, SUBJECT_NORMALIZERS[name]) for name in ("doc_no", "mobile", "member_no")))
 
     def __len__(self) -> int:

@@ -37,8 +37,10 @@ def document(column: Column) -> pa.Array:
 
 def mobile(column: Column) -> pa.Array:
     """Mainland mobiles as 11 digits: +86 138 1234 5678, 86-138-1234-5678, １３８… -> 13812345678."""
+
     def digits(values: pa.Array) -> pa.Array:
         return pc.replace_substring_regex(pc.replace_substring_regex(fold(values), r"\D", ""), r"^(?:0086|86)(1\d{10})$", r"\1")
+
     return _per_distinct(digits, column)
 
 

@@ -23,8 +23,12 @@ for qi, name in config["hierarchy_files"].items():
         hierarchies[qi] = {0: data[qi].values, 1: np.array(["*"] * len(data))}
 began = time.perf_counter()
 anonymized, suppressed, levels = k_anonymity_inner(
-    data, [], config["quasi_identifiers"], config["k"], config["supp_level"], hierarchies)
+    data, [], config["quasi_identifiers"], config["k"], config["supp_level"], hierarchies
+)
 seconds = time.perf_counter() - began
 anonymized.to_csv(config["out"], index=False)
-print(json.dumps({"seconds": seconds, "suppressed": int(len(data) - len(anonymized)),
-                  "levels": {k: int(v) for k, v in levels.items()}}))
+print(
+    json.dumps(
+        {"seconds": seconds, "suppressed": int(len(data) - len(anonymized)), "levels": {k: int(v) for k, v in levels.items()}}
+    )
+)

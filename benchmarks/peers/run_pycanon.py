@@ -1,6 +1,6 @@
 """Runs inside the peers' own environment: pycanon's k, l, entropy l and t for a CSV.
 
-    python run_pycanon.py FILE QI1,QI2,... SA  ->  prints JSON
+python run_pycanon.py FILE QI1,QI2,... SA  ->  prints JSON
 """
 
 import json
