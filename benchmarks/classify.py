@@ -22,9 +22,9 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.classify import references  # noqa: E402
-from flows.landing import sample_csv, sniff_encoding  # noqa: E402
-from flows.paths import POLICIES  # noqa: E402
+from flows.onboarding.propose import references  # noqa: E402
+from flows.runtime.paths import POLICIES  # noqa: E402
+from flows.storage.landing import sample_csv, sniff_encoding  # noqa: E402
 from sample_data.generator import Config, generate  # noqa: E402
 from transforms.classify import KINDS, classify_table, score  # noqa: E402
 from transforms.identifiers import is_card_number, is_prc_id  # noqa: E402

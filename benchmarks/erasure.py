@@ -53,7 +53,7 @@ def child(kind: str, landing: Path, warehouse: Path, doc_no: str) -> dict:
         return {"seconds": time.perf_counter() - began}
     from prefect import flow
 
-    from flows.anonymize import anonymize_exports
+    from flows.pipeline.anonymize import anonymize_exports
 
     @flow
     def warm_up() -> None:  # starts Prefect's temporary server before the clock does
@@ -90,7 +90,7 @@ def someone(landing: Path) -> str:
     """The first member (in the CRM export's order) who also bought something."""
     import pyarrow.csv as pcsv
 
-    from flows.landing import sniff_encoding
+    from flows.storage.landing import sniff_encoding
 
     def column(folder: str, name: str) -> list[str]:
         [path] = sorted((landing / folder).rglob("*.csv"))[:1]

@@ -74,7 +74,7 @@ def baseline(landing: Path, out: Path) -> dict:
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
-    from flows.landing import sniff_encoding
+    from flows.storage.landing import sniff_encoding
 
     out.mkdir(parents=True, exist_ok=True)
     began, rows = time.perf_counter(), 0
@@ -97,7 +97,7 @@ def baseline(landing: Path, out: Path) -> dict:
 def pipeline(landing: Path, out: Path, runner: str) -> dict:
     from prefect import flow
 
-    from flows.anonymize import anonymize_exports
+    from flows.pipeline.anonymize import anonymize_exports
 
     @flow
     def warm_up() -> None:  # starts Prefect's temporary server before the clock does

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.paths import POLICIES  # noqa: E402
+from flows.runtime.paths import POLICIES  # noqa: E402
 from sample_data import world  # noqa: E402
 from sample_data.generator import money  # noqa: E402
 from sample_data.notes import labelled_notes  # noqa: E402

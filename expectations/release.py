@@ -21,7 +21,7 @@ from great_expectations.expectations.metrics.metric_provider import metric_value
 from great_expectations.expectations.metrics.table_metric_provider import TableMetricProvider
 from great_expectations.validator.metric_configuration import MetricConfiguration
 
-from expectations.anonymity import _frame
+from expectations.partition import _frame
 
 METRIC = "tuomin.people_failing"
 

@@ -34,7 +34,7 @@ from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 import expectations  # noqa: F401  (registers the custom expectations before any suite is built)
-from expectations.anonymity import ExpectNoDirectIdentifiers, ExpectTableToBeKAnonymous, ExpectTableToBeLDiverse
+from expectations.partition import ExpectNoDirectIdentifiers, ExpectTableToBeKAnonymous, ExpectTableToBeLDiverse
 from expectations.release import ExpectEachPersonInOneUnit, ExpectPeopleToBeKmAnonymous, ExpectPeopleToBeLDiverse
 from transforms.policy import SourcePolicy
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from flows import environment
+from flows.runtime import environment
 
 environment.configure()
 
@@ -60,7 +60,7 @@ def read_all(landing: Path, policy, date):
     """Every file of a source for a date, conformed, as one table (for tests on small data)."""
     import pyarrow as pa
 
-    from flows.landing import Landing, files_for, iter_csv
+    from flows.storage.landing import Landing, files_for, iter_csv
 
     area = Landing(landing)
     return pa.concat_tables([t for f in files_for(area, policy, date) for t in iter_csv(area, f, policy, [])])
@@ -101,7 +101,7 @@ class Run:
 
 
 def run_flow(landing: Path, root: Path, **kwargs) -> Run:
-    from flows.anonymize import anonymize_exports
+    from flows.pipeline.anonymize import anonymize_exports
 
     warehouse, restricted = root / "warehouse", root / "restricted"
     state = anonymize_exports(
@@ -119,7 +119,7 @@ def published(prefect_server, landing, tmp_path_factory) -> Run:
 @pytest.fixture
 def policy_copy(tmp_path) -> Path:
     """An editable copy of the policies directory."""
-    from flows.paths import POLICIES
+    from flows.runtime.paths import POLICIES
 
     target = tmp_path / "policies"
     shutil.copytree(POLICIES, target)
@@ -130,7 +130,7 @@ def published_token(value: str, path: Path, domain: str = "customer") -> str:
     """A person's token as the partition at `path` publishes it (keyed to its version)."""
     import pyarrow as pa
 
-    from flows.warehouse import read_metadata
+    from flows.storage.warehouse import read_metadata
     from transforms.pseudonymize import Pseudonymizer
 
     pseudonymizer = Pseudonymizer(TEST_KEY.encode())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from flows.warehouse import read_metadata
+from flows.storage.warehouse import read_metadata
 
 RUN_KEYS = {"run_id", "flow_run_id", "created_at", "ledger_head"}  # name the run, not what it published
 

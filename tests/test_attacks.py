@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flows.paths import POLICIES
-from flows.warehouse import read_metadata
+from flows.runtime.paths import POLICIES
+from flows.storage.warehouse import read_metadata
 from tests.conftest import TEST_KEY, read_all
 from transforms import plan
 from transforms.operators import Context, Pseudonymize

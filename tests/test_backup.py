@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows import backup
-from flows.backup import BackupError, BackupKey
-from flows.landing import Landing
+from flows.storage import backup
+from flows.storage.backup import BackupError, BackupKey
+from flows.storage.landing import Landing
 
 KEY = BackupKey(b"k" * 32)
 DAY = dt.date(2026, 3, 1)

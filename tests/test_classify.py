@@ -9,10 +9,10 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from flows.classify import references
 from flows.cli import app
-from flows.landing import sample_csv, sniff_encoding
-from flows.paths import POLICIES
+from flows.onboarding.propose import references
+from flows.runtime.paths import POLICIES
+from flows.storage.landing import sample_csv, sniff_encoding
 from sample_data.notes import full_width
 from transforms.classify import KINDS, classify_column, classify_table, mask, score
 from transforms.policy import load_policies, load_policy

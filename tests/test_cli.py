@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from flows import ledger
 from flows.cli import app
+from flows.storage import ledger
 from tests.conftest import TEST_BACKUP_KEY, TEST_KEY
 
 
@@ -126,12 +126,12 @@ def test_usage_errors_are_one_line_before_prefect_starts(case, landing, tmp_path
 
 
 def test_an_unexpected_error_is_a_masked_traceback(tmp_path, monkeypatch):
-    import flows.tables
+    import flows.storage.tables
 
     def broken(path):
         raise RuntimeError("row 7 holds 13812345678 and 11010519491231002X")
 
-    monkeypatch.setattr(flows.tables, "read_table", broken)
+    monkeypatch.setattr(flows.storage.tables, "read_table", broken)
     (tmp_path / "x.csv").write_text("a\n1\n")
     result = CliRunner().invoke(app, ["assess", str(tmp_path / "x.csv"), "--qi", "a", "--warehouse", str(tmp_path)])
     assert result.exit_code == 1 and "Traceback" in result.output and "RuntimeError" in result.output

@@ -14,17 +14,17 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from flows import backup, ledger
 from flows.cli import app
-from flows.keys import load_backup_key
-from flows.landing import Landing
-from flows.paths import POLICIES
-from flows.purge import PurgeIncomplete, carry_out, plan
-from flows.purge import purge as purge_flow
-from flows.query import connect
-from flows.record import file_sha256
-from flows.retention import retention as retention_flow
-from flows.review import review as review_flow
+from flows.closing.purge import PurgeIncomplete, carry_out, plan
+from flows.closing.purge import purge as purge_flow
+from flows.closing.retention import retention as retention_flow
+from flows.closing.review import review as review_flow
+from flows.pipeline.record import file_sha256
+from flows.runtime.paths import POLICIES
+from flows.storage import backup, ledger
+from flows.storage.keys import load_backup_key
+from flows.storage.landing import Landing
+from flows.storage.query import connect
 from tests.conftest import TEST_BACKUP_KEY, published_token, run_flow
 from tests.leaks import find_leaks, raw_identifiers
 from transforms.policy import load_policies
@@ -296,7 +296,7 @@ def test_the_weekly_review_deployment_registers(prefect_server):
 
     from prefect.client.orchestration import get_client
 
-    from flows.deploy import weekly_review
+    from flows.cli.deploy import weekly_review
 
     weekly_review().apply()
 
@@ -420,7 +420,7 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
 
 
 def test_a_date_past_retention_is_never_published_again(landing, tmp_path, monkeypatch):
-    from flows import run as run_module
+    from flows.pipeline import run as run_module
 
     run = run_module.Run.start(str(landing), str(tmp_path), str(tmp_path), str(POLICIES), False, "test", backup=False)
     assert sorted(run.sources_for(DAY1)) == ["after_sales", "membership", "pos"]

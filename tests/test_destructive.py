@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows import ledger
 from flows.cli import app
-from flows.keys import key_id_of_file
+from flows.storage import ledger
+from flows.storage.keys import key_id_of_file
 from tests.conftest import TEST_KEY
 from transforms.pseudonymize import Pseudonymizer
 
@@ -48,7 +48,7 @@ def test_purge_refuses_a_mistyped_or_wrong_landing_and_deletes_nothing(shop, tmp
     assert wrong.exit_code == 2 and "does not hold" in wrong.output and "Nothing was deleted" in wrong.output
     assert DAY1 in wrong.output and "after_sales/2026-03-01/cases_20260301.csv" in wrong.output
     # The flow itself (a deployment, a script) refuses the same way.
-    from flows.purge import purge as purge_flow
+    from flows.closing.purge import purge as purge_flow
 
     state = purge_flow(landing=str(tmp_path / "empty"), warehouse=str(wh), restricted=str(restricted), return_state=True)
     assert state.is_failed() and "does not hold" in state.message
@@ -63,7 +63,7 @@ def test_purge_refuses_a_mistyped_or_wrong_landing_and_deletes_nothing(shop, tmp
 
 
 def test_a_backup_goes_only_after_the_raw_files_it_protects_and_every_area_is_certified(shop, monkeypatch):
-    from flows.landing import Landing
+    from flows.storage.landing import Landing
 
     landing, wh, restricted = shop
     stuck = landing / "pos" / DAY1 / "pos_lines_20260301.csv"
@@ -220,7 +220,7 @@ def test_the_report_never_says_intact_about_what_it_did_not_verify(shop, tmp_pat
 
 
 def test_retention_refuses_to_remove_a_partition_that_is_not_the_file_recorded(shop):
-    from flows.retention import retention as retention_flow
+    from flows.closing.retention import retention as retention_flow
 
     _, wh, restricted = shop
     part = wh / "dataset=membership" / f"export_date={DAY1}" / "part-0.parquet"
@@ -232,7 +232,7 @@ def test_retention_refuses_to_remove_a_partition_that_is_not_the_file_recorded(s
 
 
 def test_a_review_with_nothing_to_review_fails(prefect_server, tmp_path):
-    from flows.review import review as review_flow
+    from flows.closing.review import review as review_flow
 
     ledger.append(tmp_path, "run", {"status": "up to date"})
     state = review_flow(warehouse=str(tmp_path / "wh"), restricted=str(tmp_path), return_state=True)
@@ -260,10 +260,10 @@ def test_backup_restore_and_verify_are_recorded_and_restored_files_are_purged(sh
     failed = CliRunner().invoke(app, ["backup", "restore", "--date", DAY1, "--out", str(out), "--restricted", str(restricted)])
     assert failed.exit_code == 1 and ledger.entries(restricted)[-1]["data"]["error"]
     # The restored copy is raw personal data of its date: purge deletes it with the rest.
-    from flows.paths import POLICIES
-    from flows.purge import plan
-    from flows.usage import landing as landing_area
-    from flows.usage import policies
+    from flows.cli.usage import landing as landing_area
+    from flows.cli.usage import policies
+    from flows.closing.purge import plan
+    from flows.runtime.paths import POLICIES
 
     [day] = [
         p

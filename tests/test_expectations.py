@@ -87,8 +87,8 @@ def test_a_partition_records_the_gate_it_passed(published):
     policy that is the policy's own gate."""
     import pyarrow.parquet as pq
 
-    from flows.paths import POLICIES
-    from flows.warehouse import read_metadata
+    from flows.runtime.paths import POLICIES
+    from flows.storage.warehouse import read_metadata
     from transforms.policy import load_policies
 
     policies = load_policies(POLICIES)

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flows.warehouse import read_metadata
+from flows.storage.warehouse import read_metadata
 from tests.conftest import TEST_KEY, run_flow
 from tests.leaks import find_leaks, norm, raw_identifiers, read_landing
 from transforms.pseudonymize import Pseudonymizer
@@ -42,7 +42,7 @@ def test_run_completes_and_counts_reconcile(published):
             assert c["published"] > 0
             meta = read_metadata(info["path"])
             assert meta["rows"] == {"published": c["published"]} and meta["policy_sha256"] and meta["key_id"].startswith("k1-")
-            from flows import ledger
+            from flows.storage import ledger
 
             assert ledger.partition_entries(published.restricted)[(name, date)]["data"]["rows"] == c  # the exact counts
             assert TEST_KEY not in json.dumps(meta)
@@ -91,7 +91,7 @@ def test_a_token_joins_nothing_outside_its_partition(published, landing):
     """A customer's token is keyed to the partition (dataset, date and version): inside it, one
     person has one token; outside it, the same person has another, and the pipeline's own (global)
     token appears nowhere."""
-    from flows.warehouse import read_metadata
+    from flows.storage.warehouse import read_metadata
 
     raw = read_landing(landing)
     pseudonymizer = Pseudonymizer(TEST_KEY.encode())
@@ -198,7 +198,7 @@ def test_unknown_column_fails_closed(prefect_server, landing, tmp_path):
     error = run.summary["errors"][0]
     assert "cases_20260301.csv" in error and "vip_note" in error and "tuomin classify" in error
     assert not list((tmp_path / "out").rglob("*.parquet"))  # not even the other, clean date
-    from flows import ledger  # noqa: I001
+    from flows.storage import ledger  # noqa: I001
 
     [record] = ledger.runs(tmp_path / "out" / "restricted")
     assert record["status"] == "failed" and record["errors"] == run.summary["errors"]
@@ -207,7 +207,7 @@ def test_unknown_column_fails_closed(prefect_server, landing, tmp_path):
 def test_key_from_a_prefect_secret_block(prefect_server, monkeypatch):
     from prefect.blocks.system import Secret
 
-    from flows.keys import load_pseudonymizer
+    from flows.storage.keys import load_pseudonymizer
     from transforms.pseudonymize import PseudonymKeyError
 
     secret = "block-held-key-" + "fedcba9876543210" * 3
@@ -245,7 +245,7 @@ def test_data_docs_hold_no_raw_value(published, landing):
 
 
 def test_the_run_record(published):
-    from flows import ledger
+    from flows.storage import ledger
 
     [record] = ledger.runs(published.restricted)
     assert record["status"] == "published" and record["run_id"] == published.summary["run_id"]
@@ -279,7 +279,7 @@ def test_drop_unknown_publishes_and_records_the_dropped_column(prefect_server, l
         meta["dropped_columns"] == dropped
         and "vip_note" not in pq.read_schema(run.summary["dates"]["2026-03-01"]["after_sales"]["path"]).names
     )
-    from flows import ledger
+    from flows.storage import ledger
 
     [record] = ledger.runs(run.restricted)
     assert record["parameters"]["drop_unknown"] is True

@@ -68,7 +68,7 @@ def test_csv_pieces_are_what_duckdb_writes(tmp_path_factory, rows):
 
 def test_the_bundled_sample_is_what_the_generator_makes(tmp_path):
     """Same bytes in another process too: nothing may depend on hash order (set iteration)."""
-    from flows.paths import SAMPLE_LANDING
+    from flows.runtime.paths import SAMPLE_LANDING
 
     generate(tmp_path, Config())
     files = sorted(p.relative_to(SAMPLE_LANDING) for p in SAMPLE_LANDING.rglob("*.csv"))
@@ -142,7 +142,7 @@ def test_pos_amounts_add_up(frames):
 
 def test_free_text_embeds_identifiers_in_full_width():
     """On the bundled sample (75 cases; a fixture's 34 may by chance lack a template)."""
-    from flows.paths import SAMPLE_LANDING
+    from flows.runtime.paths import SAMPLE_LANDING
 
     cases = pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False) for p in SAMPLE_LANDING.glob("after_sales/*/*.csv")])
     text = " ".join(cases["description"]) + " ".join(cases["resolution"])

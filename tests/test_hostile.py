@@ -24,11 +24,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from flows import landing as landing_io
-from flows import ledger
 from flows.cli import app
-from flows.paths import POLICIES
-from flows.warehouse import read_metadata
+from flows.runtime.paths import POLICIES
+from flows.storage import landing as landing_io
+from flows.storage import ledger
+from flows.storage.warehouse import read_metadata
 from tests.conftest import run_flow
 from transforms.policy import load_policies
 
@@ -264,7 +264,7 @@ def test_a_file_delivered_twice_is_read_once_and_recorded(catalogue):
     ]
     assert entry["data"]["copies_not_read"] == meta["copies_not_read"]
     # The copy is replaced by the partition like its original: purge does not hold the date for it.
-    from flows import purge
+    from flows.closing import purge
 
     [plan] = [
         p

@@ -5,9 +5,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from flows import ledger
 from flows.cli import app
-from flows.keys import init_demo_key, key_id_of_file
+from flows.storage import ledger
+from flows.storage.keys import init_demo_key, key_id_of_file
 from tests.conftest import TEST_KEY
 from transforms.pseudonymize import Pseudonymizer
 
@@ -50,7 +50,7 @@ def test_destroying_the_key_deletes_it_and_records_it(tmp_path):
 
 
 def test_a_run_without_the_destroyed_key_fails(tmp_path, monkeypatch):
-    from flows.keys import load_pseudonymizer
+    from flows.storage.keys import load_pseudonymizer
     from transforms.pseudonymize import PseudonymKeyError
 
     key = tmp_path / "k.key"
@@ -97,8 +97,8 @@ def test_the_test_key_never_reaches_the_ledger(published):
 
 
 def test_the_backup_key_is_separate_and_fails_closed(tmp_path, monkeypatch):
-    from flows.backup import BackupError
-    from flows.keys import BACKUP, load_backup_key
+    from flows.storage.backup import BackupError
+    from flows.storage.keys import BACKUP, load_backup_key
 
     for suffix in ("", "_FILE", "_BLOCK"):
         monkeypatch.delenv(f"TUOMIN_BACKUP_KEY{suffix}", raising=False)
@@ -118,8 +118,8 @@ def test_a_key_other_than_the_warehouses_is_refused_unless_rotating(tmp_path, mo
     """The key_id of the latest published partition (or of a recorded rotation) is the
     warehouse's key: another key is refused before anything runs, naming both key_ids and never
     the key; --rotate-key records the change and lets it through."""
-    from flows.paths import POLICIES
-    from flows.run import Run
+    from flows.pipeline.run import Run
+    from flows.runtime.paths import POLICIES
     from transforms.pseudonymize import PseudonymKeyError
 
     landing, warehouse, restricted = tmp_path / "landing", tmp_path / "wh", tmp_path / "r"
@@ -149,7 +149,7 @@ def test_a_key_other_than_the_warehouses_is_refused_unless_rotating(tmp_path, mo
 
 
 def test_a_flow_run_with_another_key_fails_and_changes_nothing(published, landing, monkeypatch):
-    from flows.anonymize import anonymize_exports
+    from flows.pipeline.anonymize import anonymize_exports
 
     before = (published.restricted / ledger.LEDGER).read_bytes()
     files = sorted(p for p in published.warehouse.rglob("*.parquet"))

@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from flows import ledger
 from flows.cli import app
-from flows.warehouse import read_metadata
+from flows.storage import ledger
+from flows.storage.warehouse import read_metadata
 from tests.conftest import TEST_KEY, Run, run_flow
 
 DAY1, DAY2 = "2026-03-01", "2026-03-02"
@@ -120,7 +120,7 @@ def test_a_memory_url_landing(prefect_server, landing, tmp_path):
 
 
 def test_transient_read_errors_are_retried(prefect_server, landing, tmp_path, monkeypatch):
-    from flows import landing as landing_io
+    from flows.storage import landing as landing_io
 
     real, failures = landing_io.Landing.open, []
 
@@ -136,7 +136,7 @@ def test_transient_read_errors_are_retried(prefect_server, landing, tmp_path, mo
 
 
 def test_bad_data_is_not_retried(prefect_server, copy_of, tmp_path, monkeypatch):
-    from flows import landing as landing_io
+    from flows.storage import landing as landing_io
 
     reads = []
     real = landing_io.iter_csv
@@ -183,7 +183,7 @@ def test_query_views_and_formats(published):
 
 def test_readme_questions_run(published):
     """Every SQL example in the README's analysts section runs against a real warehouse."""
-    from flows.query import connect
+    from flows.storage.query import connect
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("### Questions analysts ask", 1)[1].split("\n## ", 1)[0]
@@ -219,7 +219,7 @@ def _run_killed_at(failpoint: str, landing: Path, root: Path) -> subprocess.Comp
         "PREFECT_API_URL": str(get_current_settings().api.url),
     }
     code = (
-        f"from flows.anonymize import anonymize_exports; anonymize_exports(landing={str(landing)!r}, "
+        f"from flows.pipeline.anonymize import anonymize_exports; anonymize_exports(landing={str(landing)!r}, "
         f"warehouse={str(root / 'warehouse')!r}, restricted={str(root / 'restricted')!r}, date={DAY1!r})"
     )
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
@@ -315,7 +315,7 @@ def test_the_daily_deployment_registers_with_its_schedule(prefect_server):
 
     from prefect.client.orchestration import get_client
 
-    from flows.deploy import daily
+    from flows.cli.deploy import daily
 
     deployment = daily()
     deployment.apply()
@@ -332,7 +332,7 @@ def test_the_daily_deployment_registers_with_its_schedule(prefect_server):
 
 
 def test_one_run_at_a_time_per_warehouse(tmp_path):
-    from flows.warehouse import WarehouseBusy, exclusive
+    from flows.storage.warehouse import WarehouseBusy, exclusive
 
     (tmp_path / ".staging" / "dead-run").mkdir(parents=True)
     with exclusive(tmp_path):

@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from flows import ledger
 from flows.cli import app
-from flows.risk import assess
+from flows.pipeline.release import assess
+from flows.storage import ledger
 from transforms.risk import CONTACTS, PROFILE, PURCHASES, Adversary, Dataset, people, smallest_support
 
 TOKEN = "keyed HMAC-SHA256, domain '{}'"
@@ -245,7 +245,7 @@ def test_the_release_gate_refuses_each_failure_naming_the_criterion_and_the_data
     """The gate that runs before publishing (flows/risk.gate: GX on the person frame, then the side
     channels) passes a release of crowds and refuses each way of failing it, saying which
     criterion failed in which dataset."""
-    from flows.risk import gate
+    from flows.pipeline.release import gate
 
     day = "2026-03-01"
     customer = {"customer_id": "customer"}
@@ -333,7 +333,7 @@ def test_a_release_whose_tokens_join_its_units_is_not_published(prefect_server, 
     """With tokens keyed to nothing (the same customer token in every dataset), the date's
     after-sales cases join its purchases: the release gate refuses the date before anything is
     written into the warehouse, and says which criterion failed where."""
-    from flows import passes
+    from flows.pipeline import passes
     from tests.conftest import run_flow
 
     keyed = passes.Job.context

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.passes import ahead
+from flows.pipeline.passes import ahead
 from tests.conftest import TEST_KEY, run_flow
 from transforms import outofcore, plan
 from transforms.operators import Context
@@ -33,7 +33,7 @@ DAY1 = "2026-03-01"
 @pytest.fixture(scope="module")
 def members(landing):
     """The first day's CRM snapshot, parsed and staged as pass 1 stages it."""
-    from flows.paths import POLICIES
+    from flows.runtime.paths import POLICIES
     from tests.conftest import read_all
     from transforms.policy import load_policies
     from transforms.steps import entity_tokens, parse_table
@@ -140,7 +140,7 @@ def test_classes_of_batches_merge_to_the_classes_of_the_whole(members, sizes, sp
 def test_the_published_order_is_the_hash_order_of_the_rows_however_they_arrive(tmp_path_factory, rows, sizes, batch_rows):
     """Whatever the batches and the number of buckets, the rows come out once each, sorted by
     the hash of their values: the order depends on the rows alone, never on the export's."""
-    from flows import passes
+    from flows.pipeline import passes
     from transforms import shuffle
 
     table = pa.table({"s": pa.array([r[0] for r in rows], pa.string()), "n": pa.array([r[1] for r in rows], pa.int64())})
@@ -188,8 +188,8 @@ def test_ahead_produces_the_next_item_while_the_consumer_works_and_stops_when_cl
 
 
 def test_a_file_is_read_in_blocks_with_ragged_rows_set_aside(landing):
-    from flows.landing import Landing, files_for, iter_csv
-    from flows.paths import POLICIES
+    from flows.runtime.paths import POLICIES
+    from flows.storage.landing import Landing, files_for, iter_csv
     from transforms.policy import load_policies
 
     policy = load_policies(POLICIES)["pos"]
@@ -210,7 +210,7 @@ def _rows(path) -> list[tuple]:
 
 def test_tiny_batches_publish_what_one_batch_publishes(prefect_server, landing, published, tmp_path, monkeypatch):
     """A real flow run with pass-1 batches of 8 KiB and pass-2 batches of 97 rows."""
-    from flows import passes
+    from flows.pipeline import passes
 
     monkeypatch.setattr(passes, "BATCH_BYTES", 8 << 10)
     monkeypatch.setattr(passes, "BATCH_ROWS", 97)
@@ -271,7 +271,7 @@ def test_bad_rows_deep_in_a_file_are_quarantined_with_their_row_numbers(prefect_
     import io
     import shutil
 
-    from flows import passes
+    from flows.pipeline import passes
 
     copy = tmp_path / "landing"
     shutil.copytree(landing, copy)

@@ -18,11 +18,11 @@ import pytest
 from typer.testing import CliRunner
 
 from expectations.suite import build_docs
-from flows import ledger
-from flows import warehouse as warehouse_io
 from flows.cli import app
-from flows.clock import today
-from flows.paths import GX_PROJECT
+from flows.runtime.clock import today
+from flows.runtime.paths import GX_PROJECT
+from flows.storage import ledger
+from flows.storage import warehouse as warehouse_io
 from tests.conftest import TEST_KEY, published_token, run_flow
 from tests.leaks import find_leaks, norm, raw_identifiers, read_landing
 from transforms.pseudonymize import Pseudonymizer
@@ -131,9 +131,9 @@ def test_requests_about_one_identifier_in_two_shapes_share_one_ledger_hash(landi
 
 
 def test_purge_deletes_a_lookup_file_with_the_newest_raw_data_it_copies(published, landing, tmp_path, person):
-    from flows import purge
-    from flows.landing import Landing
-    from flows.paths import POLICIES
+    from flows.closing import purge
+    from flows.runtime.paths import POLICIES
+    from flows.storage.landing import Landing
     from transforms.policy import load_policies
 
     wh = tmp_path / "wh"
@@ -234,9 +234,9 @@ def test_erase_adds_the_person_once_and_the_next_run_leaves_them_out(prefect_ser
 def test_notify_builds_one_batch_per_channel_from_the_latest_snapshot(published, landing, tmp_path):
     import pandas as pd
 
-    from flows import purge
-    from flows.landing import Landing
-    from flows.paths import POLICIES
+    from flows.closing import purge
+    from flows.runtime.paths import POLICIES
+    from flows.storage.landing import Landing
     from transforms.policy import load_policies
 
     out, wh = tmp_path / "notices", tmp_path / "wh"
@@ -455,8 +455,8 @@ def at_the_edge(published, landing):
 
 
 def test_erase_removes_the_person_from_partitions_already_published(published, landing, tmp_path, at_the_edge):
-    from flows.paths import POLICIES
-    from flows.review import review_dataset
+    from flows.closing.review import review_dataset
+    from flows.runtime.paths import POLICIES
     from transforms.policy import load_policies
 
     wh, held = tmp_path / "wh", tmp_path / "landing"
@@ -539,7 +539,7 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
     texts.append((_vault_of(wh) / ledger.LEDGER).read_text("utf-8"))
     assert not find_leaks(texts, raw_identifiers(landing))
     # The intruder holding the copy from before: the versions that changed share no token with it.
-    from flows.risk import assess, changed_versions
+    from flows.pipeline.release import assess, changed_versions
 
     assert {f"dataset={d.name}" for d in changed_versions(published.warehouse, wh)} == {n.split("/")[0] for n in holding}
     assert all(s["across_versions"] == 0 for s in assess(wh, against=published.warehouse)["shared_identifiers"].values())

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from flows import environment, paths
+from flows.runtime import environment, paths
 
 environment.configure()  # before Prefect is imported anywhere
 
@@ -36,7 +36,7 @@ class Commands(TyperGroup):
         except Exception as exc:  # noqa: BLE001  (sorted below: a refusal, or a failure)
             if isinstance(exc, _refusals()):
                 _refuse(exc)
-            from flows.logfilter import mask
+            from flows.runtime.logfilter import mask
 
             errors.print(mask(traceback.format_exc()), markup=False, highlight=False)
             raise typer.Exit(1) from None
@@ -44,12 +44,12 @@ class Commands(TyperGroup):
 
 def _refusals() -> tuple[type[Exception], ...]:
     """The errors that mean "not done, nothing changed" (imported when one is raised, not before)."""
-    from flows.backup import BackupError
-    from flows.keys import KeyRefused
-    from flows.ledger import LedgerBroken
-    from flows.subjects import SubjectError
-    from flows.usage import UsageError
-    from flows.warehouse import WarehouseBusy, WarehouseUnwritable
+    from flows.cli.usage import UsageError
+    from flows.closing.subjects import SubjectError
+    from flows.storage.backup import BackupError
+    from flows.storage.keys import KeyRefused
+    from flows.storage.ledger import LedgerBroken
+    from flows.storage.warehouse import WarehouseBusy, WarehouseUnwritable
     from transforms.policy import PolicyError
     from transforms.pseudonymize import PseudonymKeyError
     from transforms.steps import ExportError
@@ -69,7 +69,7 @@ def _refusals() -> tuple[type[Exception], ...]:
 
 
 def _refuse(reason: Exception | str) -> NoReturn:
-    from flows.logfilter import mask
+    from flows.runtime.logfilter import mask
 
     errors.print(f"[bold red]refused[/]: {mask(str(reason))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
@@ -106,7 +106,7 @@ Restricted = Annotated[
 
 
 def _with_ledger(path: Path) -> Path:
-    from flows import usage
+    from flows.cli import usage
 
     return usage.restricted(path)
 
@@ -164,7 +164,7 @@ def run(
     """Run the anonymize-exports flow: by default on the dates not yet published or changed since."""
     if date is not None:
         _check_date(date)
-    from flows import usage
+    from flows.cli import usage
 
     usage.run(landing, restricted, policies, backup, rotate_key)
     _run_flow(
@@ -199,7 +199,7 @@ def backfill(
     """(Re)process every export date from START to END that has files, in one flow run."""
     if _check_date(start) > _check_date(end):
         raise typer.BadParameter(f"{start} is after {end}")
-    from flows import usage
+    from flows.cli import usage
 
     usage.run(landing, restricted, policies, backup, rotating=False)
     if not verbose:
@@ -222,8 +222,8 @@ def backfill(
 def _run_flow(bar: bool = False, **parameters) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from flows import progress
-    from flows.anonymize import anonymize_exports
+    from flows.pipeline.anonymize import anonymize_exports
+    from flows.runtime import progress
 
     parameters = {k: str(v) if isinstance(v, Path) else v for k, v in parameters.items()}
     with Progress(
@@ -310,7 +310,7 @@ def classify(
     """Propose what every column is; never prints a raw value (samples are masked)."""
     import json
 
-    from flows import classify as profiler
+    from flows.onboarding import propose as profiler
 
     if format not in ("yaml", "json"):
         raise typer.BadParameter("use yaml or json", param_hint="--format")
@@ -361,7 +361,7 @@ def assess(
     """k, l, t and re-identification risk of any table, with the code the pipeline's checks use."""
     import json
 
-    from flows.tables import read_table
+    from flows.storage.tables import read_table
     from transforms.metrics import assess as measure
     from transforms.metrics import population_risk
 
@@ -419,7 +419,7 @@ def risk(
     certain in a class, snapshot differencing, row order, counts below k. Counts and shares only."""
     import json
 
-    from flows.risk import assess
+    from flows.pipeline.release import assess
 
     if format not in ("table", "json"):
         raise typer.BadParameter("use table or json", param_hint="--format")
@@ -477,7 +477,7 @@ def serve(
     from prefect.exceptions import TerminationSignal
     from prefect.runner import Runner
 
-    from flows.deploy import REVIEW_SCHEDULE, SCHEDULE, daily, weekly_review
+    from flows.cli.deploy import REVIEW_SCHEDULE, SCHEDULE, daily, weekly_review
 
     runner = Runner(pause_on_shutdown=True)
     for deployment in (daily(), weekly_review()):
@@ -516,7 +516,7 @@ def query(
     """Query the anonymized warehouse with DuckDB."""
     import duckdb
 
-    from flows.query import connect, spreadsheet_safe
+    from flows.storage.query import connect, spreadsheet_safe
 
     if format not in ("table", "csv", "json"):
         raise typer.BadParameter("use table, csv or json", param_hint="--format")
@@ -557,7 +557,7 @@ def ledger_verify(
 ) -> None:
     """Check the hash chain and every head recorded outside it; print the head. Exit 1 when the
     ledger is missing, empty, edited, reordered or cut short."""
-    from flows import ledger
+    from flows.storage import ledger
 
     verdict = ledger.check(restricted, warehouse if warehouse.is_dir() else None, expect_head)
     for problem in verdict.problems:
@@ -626,7 +626,7 @@ def ledger_show(
     kind: Annotated[str | None, typer.Option(help="Only entries of this kind (run, partition, key_destroyed …).")] = None,
 ) -> None:
     """The ledger's entries, one line each."""
-    from flows import ledger
+    from flows.storage import ledger
 
     table = Table()
     for header in ("seq", "at", "kind", "what", "hash"):
@@ -650,7 +650,7 @@ def key_init(
     backup: Annotated[bool, typer.Option("--backup", help="The backup key instead of the pseudonym key.")] = False,
 ) -> None:
     """Create a random local demo key (mode 0600) unless one exists."""
-    from flows.keys import BACKUP, PSEUDONYM, init_demo_key
+    from flows.storage.keys import BACKUP, PSEUDONYM, init_demo_key
 
     kind = BACKUP if backup else PSEUDONYM
     path = path or kind.demo
@@ -677,7 +677,7 @@ def key_rotate(
     """Replace the warehouse's pseudonym key with a new random one; recorded in the ledger (key_ids only).
 
     Refused unless the key found is the one the warehouse is published with."""
-    from flows import keys
+    from flows.storage import keys
 
     old, new, entry = keys.rotate(keys.locate(keys.PSEUDONYM, path, block), restricted, warehouse)
     console.print(
@@ -699,7 +699,7 @@ def key_destroy(
 
     Without the pseudonym key no token can be linked back to a person; without the backup key no
     backup can be read. Refused for a key the ledger records nothing made with."""
-    from flows import keys
+    from flows.storage import keys
 
     kind = keys.BACKUP if backup else keys.PSEUDONYM
     location = keys.locate(kind, path, block)
@@ -722,8 +722,8 @@ def backup_verify(
 ) -> None:
     """Decrypt every backup and check it against its manifest and the ledger; exit 1 on any bad or
     missing backup, or if there is none to check. Recorded in the ledger."""
-    from flows.backup import check_all
-    from flows.keys import load_backup_key
+    from flows.storage.backup import check_all
+    from flows.storage.keys import load_backup_key
 
     results = check_all(restricted, load_backup_key(), _check_date(date) if date else None)
     for result in results:
@@ -752,8 +752,8 @@ def backup_restore(
 
     The files are raw personal data: owner-only, recorded in the ledger, and deleted by
     `tuomin purge` with the date's raw data."""
-    from flows.backup import BackupError, restore
-    from flows.keys import load_backup_key
+    from flows.storage.backup import BackupError, restore
+    from flows.storage.keys import load_backup_key
 
     key = load_backup_key()
     try:
@@ -784,10 +784,11 @@ def purge(
     published and validated and its grace period is over; backups last, once the raw files are
     verified gone. Refused, with nothing deleted, when the landing does not hold the files the
     ledger records the partitions as made from, or the ledger cannot be trusted."""
-    from flows import ledger, usage
-    from flows.clock import today
-    from flows.purge import check_landing, mismatches, plan
-    from flows.purge import purge as purge_flow
+    from flows.cli import usage
+    from flows.closing.purge import check_landing, mismatches, plan
+    from flows.closing.purge import purge as purge_flow
+    from flows.runtime.clock import today
+    from flows.storage import ledger
 
     day = _as_of(as_of, dry_run) or today()
     area, rules = usage.landing(landing), usage.policies(policies)
@@ -847,10 +848,11 @@ def retention(
 
     Refused, with nothing removed, if the ledger cannot be trusted or a partition to remove is not
     the file the ledger recorded."""
-    from flows import ledger, usage
-    from flows.clock import today
-    from flows.retention import check_files, expired
-    from flows.retention import retention as retention_flow
+    from flows.cli import usage
+    from flows.closing.retention import check_files, expired
+    from flows.closing.retention import retention as retention_flow
+    from flows.runtime.clock import today
+    from flows.storage import ledger
 
     day = _as_of(as_of, dry_run) or today()
     usage.policies(policies)
@@ -886,7 +888,7 @@ def review(
 
     Files against the ledger, policy hashes, k, l and the identifier scan over all partitions;
     the result is recorded in the ledger."""
-    from flows.review import review as review_flow
+    from flows.closing.review import review as review_flow
 
     state = review_flow(
         warehouse=str(warehouse),
@@ -927,8 +929,8 @@ def report(
     Per dataset the policy, row counts, k and l, risk and loss, validation results, plots; the
     backups, deletions, key events and reviews with their ledger hashes; a draft impact assessment
     outline. No data value."""
-    from flows.evidence import collect
-    from flows.report import write
+    from flows.evidence.facts import collect
+    from flows.evidence.report import write
 
     facts = collect(warehouse, restricted, policies, _check_date(start) if start else None, _check_date(end) if end else None)
     page, data = write(facts, out)
@@ -972,7 +974,7 @@ MemberNo = Annotated[str | None, typer.Option("--member-no", help="The person's 
 
 
 def _identifier(doc_no: str | None, mobile: str | None, member_no: str | None):
-    from flows.subjects import Identifier, SubjectError
+    from flows.closing.subjects import Identifier, SubjectError
 
     given = [(k, v) for k, v in (("doc_no", doc_no), ("mobile", mobile), ("member_no", member_no)) if v]
     if len(given) != 1:
@@ -995,9 +997,10 @@ def subjects_lookup(
     policies: Policies = paths.POLICIES,
 ) -> None:
     """Every record of one person in the raw exports still held, as one file (access request)."""
-    from flows import ledger, usage
-    from flows.keys import load_pseudonymizer
-    from flows.subjects import lookup, write_lookup
+    from flows.cli import usage
+    from flows.closing.subjects import lookup, write_lookup
+    from flows.storage import ledger
+    from flows.storage.keys import load_pseudonymizer
 
     who = _identifier(doc_no, mobile, member_no)
     pseudonymizer = load_pseudonymizer()
@@ -1041,8 +1044,8 @@ def subjects_erase(
     it publishes) and, while the pseudonym key exists, remove them from every partition already
     published (each republished atomically, k and l validated again). Recorded in the ledger
     whatever happens (done, partial or failed); repeating it finishes what is left."""
-    from flows import usage
-    from flows.erasure import request
+    from flows.cli import usage
+    from flows.closing.erasure import request
 
     who = _identifier(doc_no, mobile, member_no)
     entry = request(usage.landing(landing), warehouse, restricted, usage.policies(policies), who, "tuomin subjects erase")
@@ -1114,9 +1117,10 @@ def subjects_notify(
     policies: Policies = paths.POLICIES,
 ) -> None:
     """Closure notices for every member of the latest CRM snapshot with a mobile or an e-mail."""
-    from flows import ledger, usage
-    from flows.clock import today
-    from flows.subjects import Closure, notices
+    from flows.cli import usage
+    from flows.closing.subjects import Closure, notices
+    from flows.runtime.clock import today
+    from flows.storage import ledger
 
     closure = Closure.parse(shop, closing_date, delete_by, requests_by, contact, today())
     counts = notices(usage.landing(landing), usage.policies(policies), closure, out)

@@ -13,9 +13,9 @@ import os
 
 from prefect.schedules import Cron
 
-from flows import paths
-from flows.anonymize import anonymize_exports
-from flows.review import review
+from flows.closing.review import review
+from flows.pipeline.anonymize import anonymize_exports
+from flows.runtime import paths
 
 SCHEDULE = {"cron": "0 2 * * *", "timezone": "Asia/Shanghai"}
 REVIEW_SCHEDULE = {"cron": "0 3 * * 1", "timezone": "Asia/Shanghai"}

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows import keys
-from flows import landing as landing_io
+from flows.storage import keys
+from flows.storage import landing as landing_io
 from transforms.policy import SourcePolicy, load_policies
 
 
@@ -50,7 +50,7 @@ def run(landing_url: str | Path, restricted: Path, policy_dir: Path, backup: boo
 def restricted(path: Path) -> Path:
     """A restricted area that holds a ledger. Commands that record what they do in it, or act on
     what it records, refuse a mistyped --restricted rather than start a new ledger there."""
-    from flows.ledger import LEDGER
+    from flows.storage.ledger import LEDGER
 
     if not (path / LEDGER).is_file():
         raise UsageError(f"--restricted {path}: no ledger at {path / LEDGER}; wrong --restricted? (`tuomin run` creates one)")

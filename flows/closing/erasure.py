@@ -33,15 +33,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from expectations.suite import Gate, Outcome, validate
-from flows import ledger, paths, risk, subjects
-from flows import warehouse as warehouse_io
-from flows.keys import PSEUDONYM, load_pseudonymizer
-from flows.landing import Landing
-from flows.logfilter import mask
-from flows.passes import BATCH_ROWS, Spill, ahead
-from flows.record import file_sha256, ledger_entry, triggered_by
-from flows.subjects import Identifier, tokens
-from flows.warehouse import WarehouseBusy, WarehouseUnwritable
+from flows.closing import subjects
+from flows.closing.subjects import Identifier, tokens
+from flows.pipeline import release as risk
+from flows.pipeline.passes import BATCH_ROWS, Spill, ahead
+from flows.pipeline.record import file_sha256, ledger_entry, triggered_by
+from flows.runtime import paths
+from flows.runtime.logfilter import mask
+from flows.storage import ledger
+from flows.storage import warehouse as warehouse_io
+from flows.storage.keys import PSEUDONYM, load_pseudonymizer
+from flows.storage.landing import Landing
+from flows.storage.warehouse import WarehouseBusy, WarehouseUnwritable
 from transforms import metrics
 from transforms.outofcore import class_table, rows_in
 from transforms.plan import PEOPLE, ROWS, count_classes, distinct_values

@@ -38,13 +38,15 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows import backup as backup_io
-from flows import landing as landing_io
-from flows import ledger, paths, usage
-from flows import warehouse as warehouse_io
-from flows.clock import today
-from flows.quarantine import quarantined_files
-from flows.record import file_sha256
+from flows.cli import usage
+from flows.pipeline.quarantine import quarantined_files
+from flows.pipeline.record import file_sha256
+from flows.runtime import paths
+from flows.runtime.clock import today
+from flows.storage import backup as backup_io
+from flows.storage import landing as landing_io
+from flows.storage import ledger
+from flows.storage import warehouse as warehouse_io
 from transforms.policy import SourcePolicy, load_policies
 
 AREAS = ("landing", "quarantine", "work", "backup")  # always on a certificate, even when empty there

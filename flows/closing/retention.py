@@ -17,10 +17,12 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows import ledger, paths, usage
-from flows import warehouse as warehouse_io
-from flows.clock import today
-from flows.record import file_sha256
+from flows.cli import usage
+from flows.pipeline.record import file_sha256
+from flows.runtime import paths
+from flows.runtime.clock import today
+from flows.storage import ledger
+from flows.storage import warehouse as warehouse_io
 from transforms.policy import load_policies
 
 

@@ -28,9 +28,10 @@ from prefect import flow, get_run_logger
 from prefect.states import Failed
 
 from expectations.suite import Gate, validate
-from flows import ledger, paths
-from flows import warehouse as warehouse_io
-from flows.record import file_sha256
+from flows.pipeline.record import file_sha256
+from flows.runtime import paths
+from flows.storage import ledger
+from flows.storage import warehouse as warehouse_io
 from transforms.metrics import profile_uniqueness
 from transforms.policy import SourcePolicy, load_policies
 

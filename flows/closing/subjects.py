@@ -4,7 +4,7 @@
              as one readable file in the restricted area
     erase    the identifier checked and added to requests/erasure.csv: the next run leaves the
              person out of everything it publishes; `tokens` are the keys published rows name
-             the person by (flows/erasure.py removes them from what is already published)
+             the person by (flows/closing/erasure.py removes them from what is already published)
     notify   the closure notice for every member of the latest CRM snapshot with a reachable
              mobile or e-mail, as the batch files an SMS or e-mail provider takes
 
@@ -28,9 +28,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flows import landing as landing_io
-from flows.clock import TIMEZONE
-from flows.paths import REPO, restricted_dir
+from flows.runtime.clock import TIMEZONE
+from flows.runtime.paths import REPO, restricted_dir
+from flows.storage import landing as landing_io
 from transforms.identifiers import is_prc_id
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import Pseudonymizer

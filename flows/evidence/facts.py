@@ -3,7 +3,7 @@ policies: what was done to which data, when, with what result. Counts, names, le
 measured figures only; nothing here reads a data value.
 
 `collect` returns one JSON-ready dict; `tuomin report` writes it as report.json and renders the
-same dict as HTML (flows/report.py), so the two never disagree.
+same dict as HTML (flows/evidence/report.py), so the two never disagree.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from flows import ledger
-from flows import warehouse as warehouse_io
-from flows.risk import assess, coarsen
+from flows.pipeline.release import assess, coarsen
+from flows.storage import ledger
+from flows.storage import warehouse as warehouse_io
 from transforms.policy import SourcePolicy, load_policies
 
 ROW_COUNTS = ("read", "quarantined", "erased", "suppressed", "published")

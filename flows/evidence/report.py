@@ -1,4 +1,4 @@
-"""The evidence pack: report.json (the facts of flows/evidence.py) and report.html, the same facts
+"""The evidence pack: report.json (the facts of flows/evidence/facts.py) and report.html, the same facts
 for people, self-contained (plots embedded as PNG), in one directory."""
 
 from __future__ import annotations

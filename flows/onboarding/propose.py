@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from flows.landing import sample_csv, sniff_encoding
-from flows.paths import POLICIES
+from flows.runtime.paths import POLICIES
+from flows.storage.landing import sample_csv, sniff_encoding
 from transforms.classify import Proposal, References, classify_table
 from transforms.draft import draft_policy
 

@@ -2,9 +2,9 @@
 
 For each export date (one subflow run each), every source goes through
 
-    backup     the date's raw files, encrypted, into the restricted area (flows/backup.py), beside
+    backup     the date's raw files, encrypted, into the restricted area (flows/storage/backup.py), beside
                pass 1; nothing is published unless it completed
-    scan       pass 1, per file, in batches (flows/passes.py): headers must match the policy,
+    scan       pass 1, per file, in batches (flows/pipeline/passes.py): headers must match the policy,
                typed values (rows that do not parse -> restricted quarantine, counted), the
                customer token of each row (own document, or via member number / receipt),
                rows of subjects on requests/erasure.csv flagged; staged and tallied
@@ -40,14 +40,17 @@ from prefect.runtime import deployment, flow_run
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import backup as backup_io
-from flows import failpoints, ledger, passes, paths, progress, risk
-from flows import landing as landing_io
-from flows import warehouse as warehouse_io
-from flows.passes import io_task, raw_task
-from flows.quarantine import quarantine_batch
-from flows.record import Inputs, file_sha256, ledger_entry
-from flows.run import Run, select_dates
+from flows.pipeline import passes
+from flows.pipeline import release as risk
+from flows.pipeline.passes import io_task, raw_task
+from flows.pipeline.quarantine import quarantine_batch
+from flows.pipeline.record import Inputs, file_sha256, ledger_entry
+from flows.pipeline.run import Run, select_dates
+from flows.runtime import failpoints, paths, progress
+from flows.storage import backup as backup_io
+from flows.storage import landing as landing_io
+from flows.storage import ledger
+from flows.storage import warehouse as warehouse_io
 from transforms import plan, steps
 from transforms.anonymity import Unreachable
 from transforms.policy import SourcePolicy

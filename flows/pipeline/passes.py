@@ -35,12 +35,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from expectations.suite import Gate, Outcome, prepare, validate
-from flows import failpoints, paths
-from flows import landing as landing_io
-from flows import warehouse as warehouse_io
-from flows.keys import load_pseudonymizer
-from flows.quarantine import Quarantine
-from flows.record import Inputs, field_metadata, partition_metadata
+from flows.pipeline.quarantine import Quarantine
+from flows.pipeline.record import Inputs, field_metadata, partition_metadata
+from flows.runtime import failpoints, paths
+from flows.storage import landing as landing_io
+from flows.storage import warehouse as warehouse_io
+from flows.storage.keys import load_pseudonymizer
 from transforms import plan as planning
 from transforms import shuffle, steps
 from transforms.operators import Context, Suppress

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from flows.paths import restricted_dir
+from flows.runtime.paths import restricted_dir
 from transforms.steps import Parsed
 
 

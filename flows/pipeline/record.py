@@ -15,7 +15,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.ledger import HEAD_KEY
+from flows.storage.ledger import HEAD_KEY
 from transforms import metrics
 from transforms.operators import Generalize, Pseudonymize
 from transforms.plan import PEOPLE, ROWS, Plan
@@ -28,7 +28,7 @@ def partition_metadata(
     """The `tuomin` entry of a file's metadata: enough to re-check k and trace the run. Privacy
     figures are measured on `classes` (plan.classes_frame: the published rows' distinct
     combinations with counts). `run`: run_id, key_id, flow_run_id, fingerprint, ledger_head (the
-    ledger's last entry before this partition's, see flows/ledger.py)."""
+    ledger's last entry before this partition's, see flows/storage/ledger.py)."""
     solution = plan.solution
     measured = metrics.summary(
         classes, list(plan.levels), None, policy.privacy.k, policy.sensitive_outputs, count=ROWS, people=PEOPLE

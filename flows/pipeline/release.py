@@ -29,9 +29,9 @@ from expectations.release import (
     failing_people,
 )
 from expectations.suite import Outcome, ReleaseGate, validate
-from flows.ledger import LEDGER
-from flows.record import file_sha256
-from flows.warehouse import read_metadata
+from flows.pipeline.record import file_sha256
+from flows.storage.ledger import LEDGER
+from flows.storage.warehouse import read_metadata
 from transforms.risk import (
     CONTACTS,
     PROFILE,

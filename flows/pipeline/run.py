@@ -18,12 +18,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flows import landing as landing_io
-from flows import ledger, record
-from flows.backup import BackupKey
-from flows.clock import today
-from flows.keys import check_continuity, load_backup_key, load_pseudonymizer
-from flows.passes import Job
+from flows.pipeline import record
+from flows.pipeline.passes import Job
+from flows.runtime.clock import today
+from flows.storage import landing as landing_io
+from flows.storage import ledger
+from flows.storage.backup import BackupKey
+from flows.storage.keys import check_continuity, load_backup_key, load_pseudonymizer
 from transforms.policy import SourcePolicy, load_policies
 from transforms.pseudonymize import Pseudonymizer
 from transforms.steps import Subjects

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from flows.paths import REPO
+from flows.runtime.paths import REPO
 
 DEFAULTS = {
     "PREFECT_HOME": str(REPO / ".prefect"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies"
 SAMPLE_LANDING = REPO / "sample_data" / "landing"
 WAREHOUSE = Path("warehouse")

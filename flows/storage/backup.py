@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from flows.paths import restricted_dir
+from flows.runtime.paths import restricted_dir
 
 MAGIC = b"TUOMINB1"
 CHUNK = 1 << 20
@@ -236,7 +236,7 @@ def check_all(restricted: Path, key: BackupKey, date: dt.date | None = None) -> 
     the ledger records with what is on disk (unless a purge certificate deleted it); recorded in
     the ledger as `backup_verified`. One result per backup: {manifest, export_date, files,
     bytes, error}; a run with nothing to check is a failure too."""
-    from flows import ledger
+    from flows.storage import ledger
 
     found = manifests(restricted, date)
     results = []
@@ -293,7 +293,7 @@ def restore(restricted: Path, key: BackupKey, date: dt.date, out: Path) -> dict:
     ledger's `backup_restored` entry says where the raw files went (purge deletes them with the
     date's raw data) or why nothing was. Returns the entry's data; raises BackupError after
     recording a failure."""
-    from flows import ledger
+    from flows.storage import ledger
 
     found = manifests(restricted, date)
     record: dict[str, object] = {

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows import ledger
-from flows.backup import BackupError, BackupKey
+from flows.storage import ledger
+from flows.storage.backup import BackupError, BackupKey
 from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
 
 

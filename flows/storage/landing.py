@@ -23,7 +23,7 @@ import pyarrow.csv as pcsv
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from flows.record import stream_sha256
+from flows.pipeline.record import stream_sha256
 from transforms.policy import SourcePolicy
 from transforms.steps import ExportError, conform, unknown_headers
 

@@ -70,7 +70,7 @@ def append(restricted: Path, kind: str, data: dict) -> dict:
         raise ValueError(f"unknown ledger entry kind {kind!r}; known: {', '.join(KINDS)}")
     path = restricted / LEDGER
     if not path.parent.is_dir():
-        from flows.paths import restricted_dir
+        from flows.runtime.paths import restricted_dir
 
         restricted_dir(restricted, LEDGER.parent.name)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
@@ -165,7 +165,7 @@ def _chain(found: list[dict]) -> list[str]:
 def _anchors(warehouse: Path, found: list[dict], verdict: Verdict) -> None:
     """Each published file names the ledger head it was written after; that entry must still be
     there with that hash, and the file's own partition entry after it."""
-    from flows.warehouse import read_metadata
+    from flows.storage.warehouse import read_metadata
 
     for path in sorted(warehouse.glob("dataset=*/export_date=*/*.parquet")):
         where = path.relative_to(warehouse).as_posix()

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from flows.warehouse import METADATA_KEY
+from flows.storage.warehouse import METADATA_KEY
 
 
 def read_table(path: Path) -> tuple[pd.DataFrame, dict]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flows import failpoints
+from flows.runtime import failpoints
 
 METADATA_KEY = b"tuomin"
 STAGING = ".staging"

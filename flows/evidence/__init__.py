@@ -1,0 +1,2 @@
+"""What the compliance officer shows: the facts (facts) and the evidence pack with the PIA draft
+(report)."""

@@ -1,0 +1,1 @@
+"""A new export: profile its columns and propose policy entries (propose, `tuomin classify`)."""
