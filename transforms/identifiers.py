@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import typing
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -100,3 +103,27 @@ def ean13_check_digit(body: str) -> int:
 def is_ean13(value: str) -> bool:
     """A GS1 EAN-13 product code with a valid check digit (not personal data)."""
     return len(value) == 13 and value.isdigit() and ean13_check_digit(value[:12]) == int(value[12])
+
+
+@dataclass(frozen=True)
+class SubjectIdentifier:
+    """One way a request names a person: the erasure list's column and the CLI's option (--doc-no …)."""
+
+    name: str
+    normalize: str  # as tokens normalize it (transforms/text.NORMALIZERS), so a request finds the person's tokens
+    shape: re.Pattern  # what the normalized value must look like
+    label: str  # how a notice to the person names it
+
+
+# The identifiers a data subject's request may name the person by: declared here only.
+SUBJECT_IDENTIFIERS = {
+    s.name: s
+    for s in (
+        # resident IDs (check digit tested too), passports, permits
+        SubjectIdentifier("doc_no", "document", re.compile(r"[0-9A-Z]{5,20}"), "证件号码"),
+        SubjectIdentifier("mobile", "mobile", re.compile(r"1[3-9]\d{9}"), "手机号码"),  # mainland mobiles
+        SubjectIdentifier("member_no", "upper", re.compile(r"[0-9A-Z]{4,20}"), "会员编号"),
+    )
+}
+SubjectKind = Literal["doc_no", "mobile", "member_no"]  # for a policy's subject_keys (pydantic needs the literal)
+assert set(typing.get_args(SubjectKind)) == set(SUBJECT_IDENTIFIERS)

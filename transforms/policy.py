@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from transforms.classify import KINDS
+from transforms.identifiers import SubjectKind
 from transforms.operators import OPERATORS, Family, Generalize, Operator
 
 Role = Literal["direct_identifier", "quasi_identifier", "sensitive_attribute", "entity_key", "free_text", "insensitive"]
@@ -185,7 +186,7 @@ class SourcePolicy(_Strict):
     record: Record = "purchases"
     entity: str | None = None  # output column that identifies the person (a token keyed to the partition)
     link: list[Link] = []
-    subject_keys: dict[Literal["doc_no", "mobile", "member_no"], str] = {}
+    subject_keys: dict[SubjectKind, str] = {}
     privacy: Privacy = Privacy()
     retention: Retention
     columns: list[Column]

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from transforms.identifiers import SUBJECT_IDENTIFIERS
 from transforms.operators import Pseudonymize
 from transforms.parse import parse
 from transforms.policy import Column, SourcePolicy
@@ -113,9 +114,6 @@ def linked_tokens(table: pa.Table, policy: SourcePolicy, lookups: list[tuple[pa.
     return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
-SUBJECT_NORMALIZERS = {"doc_no": "document", "mobile": "mobile", "member_no": "upper"}  # how requests name a person
-
-
 @dataclass(frozen=True)
 class Subjects:
     """Who asked to be erased, as normalized identifiers."""
@@ -131,10 +129,10 @@ class Subjects:
                 return frozenset()
             return frozenset(v for v in NORMALIZERS[normalize](requests[name]).to_pylist() if v)
 
-        return cls(*(values(name, SUBJECT_NORMALIZERS[name]) for name in ("doc_no", "mobile", "member_no")))
+        return cls(**{s.name: values(s.name, s.normalize) for s in SUBJECT_IDENTIFIERS.values()})
 
     def __len__(self) -> int:
-        return len(self.doc_no) + len(self.mobile) + len(self.member_no)
+        return sum(len(getattr(self, name)) for name in SUBJECT_IDENTIFIERS)
 
 
 def subject_rows(table: pa.Table, policy: SourcePolicy, subjects: Subjects) -> np.ndarray:
@@ -143,7 +141,7 @@ def subject_rows(table: pa.Table, policy: SourcePolicy, subjects: Subjects) -> n
     for key, column in policy.subject_keys.items():
         wanted = getattr(subjects, key)
         if wanted:
-            values = NORMALIZERS[SUBJECT_NORMALIZERS[key]](table[column])
+            values = NORMALIZERS[SUBJECT_IDENTIFIERS[key].normalize](table[column])
             hit |= _mask(pc.is_in(values, pa.array(sorted(wanted), pa.string())))
     return hit
 

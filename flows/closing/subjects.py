@@ -31,18 +31,12 @@ import pyarrow.compute as pc
 from flows.runtime.clock import TIMEZONE
 from flows.runtime.paths import REPO, restricted_dir
 from flows.storage import landing as landing_io
-from transforms.identifiers import is_prc_id
+from transforms.identifiers import SUBJECT_IDENTIFIERS, is_prc_id
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import Pseudonymizer
-from transforms.steps import SUBJECT_NORMALIZERS, Subjects, entity_source, entity_tokens, link_keys, link_keys_of, subject_rows
+from transforms.steps import Subjects, entity_source, entity_tokens, link_keys, link_keys_of, subject_rows
 from transforms.text import NORMALIZERS
 
-SHAPES = {  # what a normalized identifier must look like
-    "doc_no": re.compile(r"[0-9A-Z]{5,20}"),  # resident IDs (check digit tested too), passports, permits
-    "mobile": re.compile(r"1[3-9]\d{9}"),  # mainland mobiles
-    "member_no": re.compile(r"[0-9A-Z]{4,20}"),
-}
-LABELS = {"doc_no": "证件号码", "mobile": "手机号码", "member_no": "会员编号"}
 HEADER = ["来源", "导出日期", "文件", "行号", "字段", "内容"]  # source, export date, file, row, field, value
 
 
@@ -52,15 +46,16 @@ class SubjectError(ValueError):
 
 @dataclass(frozen=True)
 class Identifier:
-    kind: str  # doc_no, mobile or member_no
+    kind: str  # one of SUBJECT_IDENTIFIERS
     value: str  # normalized
 
     @classmethod
     def parse(cls, kind: str, typed: str) -> Identifier:
         """The identifier normalized as the pseudonyms are, or SubjectError if it cannot be one."""
-        value = NORMALIZERS[SUBJECT_NORMALIZERS[kind]](pa.array([typed], pa.string()))[0].as_py() or ""
-        if not SHAPES[kind].fullmatch(value):
-            raise SubjectError(f"that is not a {LABELS[kind]} ({kind}) in any shape the exports use")
+        identifier = SUBJECT_IDENTIFIERS[kind]
+        value = NORMALIZERS[identifier.normalize](pa.array([typed], pa.string()))[0].as_py() or ""
+        if not identifier.shape.fullmatch(value):
+            raise SubjectError(f"that is not a {identifier.label} ({kind}) in any shape the exports use")
         if kind == "doc_no" and re.fullmatch(r"\d{17}[\dX]", value) and not is_prc_id(value):
             raise SubjectError("that resident ID number fails its check digit (GB 11643); check the number")
         return cls(kind, value)
@@ -84,11 +79,11 @@ def erase(landing: landing_io.Landing, who: Identifier) -> bool:
         with landing.fs.open(path, "a", encoding="utf-8", newline="") as fh:
             out = csv.writer(fh, lineterminator="\n")
             if new:
-                out.writerow(["requested_at", "doc_no", "mobile", "member_no"])
+                out.writerow(["requested_at", *SUBJECT_IDENTIFIERS])
             out.writerow(
                 [
                     dt.datetime.now(TIMEZONE).strftime("%Y-%m-%d %H:%M:%S"),
-                    *(who.value if kind == who.kind else "" for kind in ("doc_no", "mobile", "member_no")),
+                    *(who.value if kind == who.kind else "" for kind in SUBJECT_IDENTIFIERS),
                 ]
             )
     return added
@@ -143,6 +138,42 @@ def tokens(
             if hit.any():
                 found |= set(pc.drop_null(entity_tokens(table.filter(pa.array(hit)), policy, pseudonymizer)).to_pylist())
     return found
+
+
+@dataclass(frozen=True)
+class Access:
+    """An access request carried out: what was found, the person's file, the ledger entry."""
+
+    found: list[Found]
+    path: Path | None
+    newest: str | None  # the newest export date it copies: purge deletes the file with that date's raw data
+    entry: dict
+
+
+def access(
+    landing: landing_io.Landing,
+    policies: dict[str, SourcePolicy],
+    restricted: Path,
+    who: Identifier,
+    out: Path,
+    pseudonymizer: Pseudonymizer,
+) -> Access:
+    """An access request (PIPL Art. 45): every record of the person in one owner-only file under
+    `out` (none if nothing was found), recorded in the ledger by a keyed hash of the identifier."""
+    from flows.storage import ledger
+
+    found = lookup(landing, policies, who)
+    path = write_lookup(out, who, pseudonymizer, found) if found else None
+    newest = max((f.date for f in found), default=None)
+    data = {
+        "kind": who.kind,
+        "subject": who.keyed_hash(pseudonymizer),
+        "key_id": pseudonymizer.key_id,
+        "records": len(found),
+        "file": str(path.resolve()) if path else None,
+        "newest_date": newest,
+    }
+    return Access(found, path, newest, ledger.append(restricted, "subject_lookup", data))
 
 
 def _label(policy: SourcePolicy, name: str) -> str:
@@ -266,7 +297,7 @@ def notices(landing: landing_io.Landing, policies: dict[str, SourcePolicy], clos
             for i in range(table.num_rows):
                 if erased[i]:
                     counts["erased"] += 1
-                elif mobile[i] and SHAPES["mobile"].fullmatch(mobile[i]):
+                elif mobile[i] and SUBJECT_IDENTIFIERS["mobile"].shape.fullmatch(mobile[i]):
                     mobiles.add(mobile[i])
                 elif EMAIL.fullmatch(email[i]):
                     emails.add(email[i])
@@ -285,6 +316,16 @@ def notices(landing: landing_io.Landing, policies: dict[str, SourcePolicy], clos
         "files": [str(f.resolve()) for f in files],
         "closure": closure.recorded(),
     }
+
+
+def notify(
+    landing: landing_io.Landing, policies: dict[str, SourcePolicy], restricted: Path, closure: Closure, out: Path
+) -> tuple[dict, dict]:
+    """The closure notices (see `notices`), recorded in the ledger: their counts and the entry."""
+    from flows.storage import ledger
+
+    counts = notices(landing, policies, closure, out)
+    return counts, ledger.append(restricted, "notices", counts)
 
 
 def _private_csv(path: Path, header: list[str], rows, encoding: str = "utf-8") -> Path:

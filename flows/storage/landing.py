@@ -24,6 +24,7 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from flows.pipeline.record import stream_sha256
+from transforms.identifiers import SUBJECT_IDENTIFIERS
 from transforms.policy import SourcePolicy
 from transforms.steps import ExportError, conform, unknown_headers
 
@@ -294,7 +295,7 @@ def read_erasure_requests(landing: Landing) -> pa.Table:
                 source,
                 read_options=pcsv.ReadOptions(encoding="utf8"),
                 convert_options=pcsv.ConvertOptions(
-                    column_types={c: pa.string() for c in ("requested_at", "doc_no", "mobile", "member_no")}
+                    column_types={c: pa.string() for c in ("requested_at", *SUBJECT_IDENTIFIERS)}
                 ),
             )
     except pa.ArrowInvalid:
