@@ -54,6 +54,7 @@ def child(kind: str, landing: Path, warehouse: Path, doc_no: str) -> dict:
     from prefect import flow
 
     from flows.pipeline.anonymize import anonymize_exports
+    from flows.pipeline.parameters import RunParameters
 
     @flow
     def warm_up() -> None:  # starts Prefect's temporary server before the clock does
@@ -61,14 +62,10 @@ def child(kind: str, landing: Path, warehouse: Path, doc_no: str) -> dict:
 
     warm_up()
     began = time.perf_counter()
-    state = anonymize_exports(
-        landing=str(landing),
-        warehouse=str(warehouse),
-        restricted=str(warehouse.parent / "restricted"),
-        every=True,
-        backup=False,
-        return_state=True,
+    chosen = RunParameters(
+        landing=str(landing), warehouse=str(warehouse), restricted=str(warehouse.parent / "restricted"), every=True, backup=False
     )
+    state = anonymize_exports(chosen, return_state=True)
     if not state.is_completed():
         raise SystemExit(f"the flow failed: {state.message}")
     return {"seconds": time.perf_counter() - began}

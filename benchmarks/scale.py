@@ -98,6 +98,7 @@ def pipeline(landing: Path, out: Path, runner: str) -> dict:
     from prefect import flow
 
     from flows.pipeline.anonymize import anonymize_exports
+    from flows.pipeline.parameters import RunParameters
 
     @flow
     def warm_up() -> None:  # starts Prefect's temporary server before the clock does
@@ -105,14 +106,10 @@ def pipeline(landing: Path, out: Path, runner: str) -> dict:
 
     warm_up()
     began = time.perf_counter()
-    state = anonymize_exports(
-        landing=str(landing),
-        warehouse=str(out / "warehouse"),
-        restricted=str(out / "restricted"),
-        every=True,
-        runner=runner,
-        return_state=True,
+    chosen = RunParameters(
+        landing=str(landing), warehouse=str(out / "warehouse"), restricted=str(out / "restricted"), every=True, runner=runner
     )
+    state = anonymize_exports(chosen, return_state=True)
     seconds = time.perf_counter() - began
     summary = state.result(raise_on_failure=False)
     if not state.is_completed():

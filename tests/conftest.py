@@ -102,11 +102,11 @@ class Run:
 
 def run_flow(landing: Path, root: Path, **kwargs) -> Run:
     from flows.pipeline.anonymize import anonymize_exports
+    from flows.pipeline.parameters import RunParameters
 
     warehouse, restricted = root / "warehouse", root / "restricted"
-    state = anonymize_exports(
-        landing=str(landing), warehouse=str(warehouse), restricted=str(restricted), return_state=True, **kwargs
-    )
+    chosen = RunParameters(landing=str(landing), warehouse=str(warehouse), restricted=str(restricted), **kwargs)
+    state = anonymize_exports(chosen, return_state=True)
     return Run(state, state.result(raise_on_failure=False), warehouse, restricted)
 
 

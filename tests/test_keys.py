@@ -150,16 +150,14 @@ def test_a_key_other_than_the_warehouses_is_refused_unless_rotating(tmp_path, mo
 
 def test_a_flow_run_with_another_key_fails_and_changes_nothing(published, landing, monkeypatch):
     from flows.pipeline.anonymize import anonymize_exports
+    from flows.pipeline.parameters import RunParameters
 
     before = (published.restricted / ledger.LEDGER).read_bytes()
     files = sorted(p for p in published.warehouse.rglob("*.parquet"))
     stamps = [p.stat().st_mtime_ns for p in files]
     monkeypatch.setenv("TUOMIN_PSEUDONYM_KEY", "another-key-" + "y" * 40)
     state = anonymize_exports(
-        landing=str(landing),
-        warehouse=str(published.warehouse),
-        restricted=str(published.restricted),
-        every=True,
+        RunParameters(landing=str(landing), warehouse=str(published.warehouse), restricted=str(published.restricted), every=True),
         return_state=True,
     )
     assert state.is_failed() and "is not the key" in state.message

@@ -219,8 +219,9 @@ def _run_killed_at(failpoint: str, landing: Path, root: Path) -> subprocess.Comp
         "PREFECT_API_URL": str(get_current_settings().api.url),
     }
     code = (
-        f"from flows.pipeline.anonymize import anonymize_exports; anonymize_exports(landing={str(landing)!r}, "
-        f"warehouse={str(root / 'warehouse')!r}, restricted={str(root / 'restricted')!r}, date={DAY1!r})"
+        "from flows.pipeline.anonymize import anonymize_exports; from flows.pipeline.parameters import RunParameters; "
+        f"anonymize_exports(RunParameters(landing={str(landing)!r}, "
+        f"warehouse={str(root / 'warehouse')!r}, restricted={str(root / 'restricted')!r}, date={DAY1!r}))"
     )
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
 
@@ -327,8 +328,12 @@ def test_the_daily_deployment_registers_with_its_schedule(prefect_server):
     stored = asyncio.run(read())
     [schedule] = stored.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 2 * * *", "Asia/Shanghai")
-    assert set(stored.parameters) == {"landing", "warehouse", "restricted"}
-    assert "start" in stored.parameter_openapi_schema["properties"]  # a backfill is the same deployment with a range
+    assert set(stored.parameters["parameters"]) == {"landing", "warehouse", "restricted"}
+    # One parameter model: every field described in the schema the Prefect UI shows (a backfill is
+    # the same deployment with a range).
+    schema = stored.parameter_openapi_schema
+    fields = schema["definitions"]["RunParameters"]["properties"]
+    assert "start" in fields and all(field.get("description") for field in fields.values())
 
 
 def test_one_run_at_a_time_per_warehouse(tmp_path):

@@ -242,7 +242,7 @@ def test_a_time_ordered_export_is_published_in_an_order_that_tells_nothing(prefe
 
 
 def test_the_release_gate_refuses_each_failure_naming_the_criterion_and_the_dataset(tmp_path):
-    """The gate that runs before publishing (flows/risk.gate: GX on the person frame, then the side
+    """The gate that runs before publishing (flows/pipeline/release.gate: GX on the person frame, then the side
     channels) passes a release of crowds and refuses each way of failing it, saying which
     criterion failed in which dataset."""
     from flows.pipeline.release import gate

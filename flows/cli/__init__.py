@@ -223,9 +223,10 @@ def _run_flow(bar: bool = False, **parameters) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from flows.pipeline.anonymize import anonymize_exports
+    from flows.pipeline.parameters import RunParameters
     from flows.runtime import progress
 
-    parameters = {k: str(v) if isinstance(v, Path) else v for k, v in parameters.items()}
+    chosen = RunParameters(**{k: str(v) if isinstance(v, Path) else v for k, v in parameters.items()})
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, disable=not bar
     ) as shown:
@@ -239,7 +240,7 @@ def _run_flow(bar: bool = False, **parameters) -> None:
 
         progress.listen(listener)
         try:
-            state = anonymize_exports(**parameters, return_state=True)
+            state = anonymize_exports(chosen, return_state=True)
         finally:
             progress.listen(None)
     summary = state.result(raise_on_failure=False)
@@ -975,8 +976,9 @@ MemberNo = Annotated[str | None, typer.Option("--member-no", help="The person's 
 
 def _identifier(doc_no: str | None, mobile: str | None, member_no: str | None):
     from flows.closing.subjects import Identifier, SubjectError
+    from transforms.identifiers import SUBJECT_IDENTIFIERS
 
-    given = [(k, v) for k, v in (("doc_no", doc_no), ("mobile", mobile), ("member_no", member_no)) if v]
+    given = [(k, v) for k, v in zip(SUBJECT_IDENTIFIERS, (doc_no, mobile, member_no)) if v]
     if len(given) != 1:
         raise typer.BadParameter("name the person by exactly one of --doc-no, --mobile, --member-no")
     try:
@@ -998,27 +1000,12 @@ def subjects_lookup(
 ) -> None:
     """Every record of one person in the raw exports still held, as one file (access request)."""
     from flows.cli import usage
-    from flows.closing.subjects import lookup, write_lookup
-    from flows.storage import ledger
+    from flows.closing.subjects import access
     from flows.storage.keys import load_pseudonymizer
 
     who = _identifier(doc_no, mobile, member_no)
-    pseudonymizer = load_pseudonymizer()
-    found = lookup(usage.landing(landing), usage.policies(policies), who)
-    path = write_lookup(out, who, pseudonymizer, found) if found else None
-    newest = max((f.date for f in found), default=None)
-    entry = ledger.append(
-        restricted,
-        "subject_lookup",
-        {
-            "kind": who.kind,
-            "subject": who.keyed_hash(pseudonymizer),
-            "key_id": pseudonymizer.key_id,
-            "records": len(found),
-            "file": str(path.resolve()) if path else None,
-            "newest_date": newest,
-        },
-    )
+    done = access(usage.landing(landing), usage.policies(policies), restricted, who, out, load_pseudonymizer())
+    found, path, entry, newest = done.found, done.path, done.entry, done.newest
     if path is None:
         console.print(f"no record of this person in the exports under {landing}; nothing written (ledger entry {entry['seq']})")
         return
@@ -1118,13 +1105,11 @@ def subjects_notify(
 ) -> None:
     """Closure notices for every member of the latest CRM snapshot with a mobile or an e-mail."""
     from flows.cli import usage
-    from flows.closing.subjects import Closure, notices
+    from flows.closing.subjects import Closure, notify
     from flows.runtime.clock import today
-    from flows.storage import ledger
 
     closure = Closure.parse(shop, closing_date, delete_by, requests_by, contact, today())
-    counts = notices(usage.landing(landing), usage.policies(policies), closure, out)
-    entry = ledger.append(restricted, "notices", counts)
+    counts, entry = notify(usage.landing(landing), usage.policies(policies), restricted, closure, out)
     console.print(
         f"CRM snapshot {counts['snapshot']}: {counts['members']} member(s); {counts['sms']} SMS and {counts['email']} "
         f"e-mail notice(s) -> {out} (owner-only; deleted by `tuomin purge` with that date's raw data); "

@@ -15,6 +15,7 @@ from prefect.schedules import Cron
 
 from flows.closing.review import review
 from flows.pipeline.anonymize import anonymize_exports
+from flows.pipeline.parameters import RunParameters
 from flows.runtime import paths
 
 SCHEDULE = {"cron": "0 2 * * *", "timezone": "Asia/Shanghai"}
@@ -35,9 +36,11 @@ def daily():
         name="daily",
         schedule=Cron(SCHEDULE["cron"], timezone=SCHEDULE["timezone"]),
         parameters={
-            "landing": os.environ.get("TUOMIN_LANDING", str(paths.SAMPLE_LANDING)),
-            "warehouse": _warehouse(),
-            "restricted": _restricted(),
+            "parameters": RunParameters(
+                landing=os.environ.get("TUOMIN_LANDING", str(paths.SAMPLE_LANDING)),
+                warehouse=_warehouse(),
+                restricted=_restricted(),
+            ).model_dump(exclude_unset=True)
         },
         description="Daily: anonymize the export dates not yet published or changed since.",
         tags=["tuomin"],

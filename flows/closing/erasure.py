@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from expectations.suite import Gate, Outcome, validate
 from flows.closing import subjects
 from flows.closing.subjects import Identifier, tokens
-from flows.pipeline import release as risk
+from flows.pipeline import release
 from flows.pipeline.passes import BATCH_ROWS, Spill, ahead
 from flows.pipeline.record import file_sha256, ledger_entry, triggered_by
 from flows.runtime import paths
@@ -217,7 +217,7 @@ def republish(
             failures = Outcome(False, tuple(new["validation"]["checks"])).failures()
             raise ErasureFailed(f"{old['dataset']} {day}: left as it was: without the person it fails {'; '.join(failures)}")
         # The person-level criteria too: rows gone can leave someone else's purchases with fewer than k.
-        verdict = risk.gate(
+        verdict = release.gate(
             {old["dataset"]: staged}, warehouse_io.staging(warehouse, run_id), rewrite.project, rewrite.run_name, rewrite.work
         )
         if verdict.failures:

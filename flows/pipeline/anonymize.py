@@ -32,7 +32,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.futures import wait
@@ -40,13 +39,13 @@ from prefect.runtime import deployment, flow_run
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.pipeline import passes
-from flows.pipeline import release as risk
+from flows.pipeline import passes, release
+from flows.pipeline.parameters import RunParameters
 from flows.pipeline.passes import io_task, raw_task
 from flows.pipeline.quarantine import quarantine_batch
 from flows.pipeline.record import Inputs, file_sha256, ledger_entry
 from flows.pipeline.run import Run, select_dates
-from flows.runtime import failpoints, paths, progress
+from flows.runtime import failpoints, progress
 from flows.storage import backup as backup_io
 from flows.storage import landing as landing_io
 from flows.storage import ledger
@@ -105,11 +104,11 @@ def process_date(run: Run, job: passes.Job, date: dt.date) -> dict:
             person_names = linked_names.union(*(s.names for found in scans.values() for s in found))
             plans = plan_sources(run, job, scans, erased, date)
             written = write_sources(run, job, scans, copied, plans, erased, person_names, date)
-            release = check_release(run, job, written, date)
+            verdict = check_release(run, job, written, date)
             if backup is not None:
                 backup.result()
             failpoints.hit("validated")
-            return publish(run, written, date, began, release)
+            return publish(run, written, date, began, verdict)
         finally:
             _clear_work(job, names, date)
 
@@ -252,9 +251,9 @@ def write_sources(
 
 def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written], date: dt.date) -> dict:
     """The date's partitions as the intruder would hold them, before any is published: person-level
-    k^m, l and units with GX, and the side channels (flows/risk.gate). Any failure publishes nothing."""
+    k^m, l and units with GX, and the side channels (flows/pipeline/release.gate). Any failure publishes nothing."""
     began = time.perf_counter()
-    verdict = risk.gate(
+    verdict = release.gate(
         {name: w.path for name, w in written.items()},
         warehouse_io.staging(run.warehouse, run.run_id),
         job.gx_project,
@@ -277,7 +276,7 @@ def _redacts(policy: SourcePolicy) -> bool:
     return any(c.transform == "redact" for c in policy.columns)
 
 
-def publish(run: Run, written: dict[str, passes.Written], date: dt.date, began: dt.datetime, release: dict) -> dict:
+def publish(run: Run, written: dict[str, passes.Written], date: dt.date, began: dt.datetime, verdict: dict) -> dict:
     """Check that every row is accounted for; then move each staged partition into place and
     record it in the ledger, with the release's verdict (check_release)."""
     summary = {}
@@ -311,7 +310,7 @@ def publish(run: Run, written: dict[str, passes.Written], date: dt.date, began: 
                 run.triggered_by,
                 began,
             )
-            | {"release": release},
+            | {"release": verdict},
         )
         summary[name]["path"] = str(target)
         get_run_logger().info(
@@ -331,47 +330,16 @@ def _range(start: str | None, end: str | None) -> str:
 
 
 @flow(name="anonymize-exports", persist_result=False, log_prints=False)
-def anonymize_exports(
-    landing: str = str(paths.SAMPLE_LANDING),
-    warehouse: str = str(paths.WAREHOUSE),
-    date: str | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    every: bool = False,
-    restricted: str = str(paths.RESTRICTED),
-    policies: str = str(paths.POLICIES),
-    drop_unknown: bool = False,
-    backup: bool = True,
-    trigger: str | None = None,
-    runner: Literal["threads", "dask"] = "threads",
-    dask_address: str | None = None,
-    rotate_key: bool = False,
-):
-    """Anonymize the export dates of `landing` into `warehouse`: `date` alone; every date from
-    `start` to `end` (a backfill); every date (`every`); by default the dates not yet published or
-    whose inputs, policy, key or erasure list changed since. With drop_unknown, columns no policy
-    covers are dropped (and recorded) instead of failing. Unless `backup` is off, each date's raw
-    files are backed up (encrypted) first, and a missing backup key fails the run. A pseudonym key
-    other than the one the warehouse was published with fails the run unless `rotate_key` (then
-    the change is recorded and every date republished under the new key). The per-file
-    and per-partition work runs on a thread pool, or with runner="dask" on a Dask cluster: a local
-    one, or the scheduler at `dask_address`."""
-    with warehouse_io.exclusive(Path(warehouse)), dask_cluster(runner, dask_address) as address:
-        return _anonymize(
-            landing,
-            warehouse,
-            date,
-            start,
-            end,
-            every,
-            restricted,
-            policies,
-            drop_unknown,
-            backup,
-            trigger,
-            task_runner(runner, address),
-            rotate_key,
-        )
+def anonymize_exports(parameters: RunParameters = RunParameters()) -> dict:  # noqa: B008  (frozen: never mutated)
+    """Anonymize the export dates of the landing area into the warehouse (see RunParameters for
+    which dates). Columns no policy covers fail the run unless dropped (and recorded); each date's
+    raw files are backed up (encrypted) first unless `backup` is off, and a missing backup key
+    fails the run; a pseudonym key other than the warehouse's fails it unless `rotate_key` (then
+    the change is recorded and every date republished under the new key). The per-file and
+    per-partition work runs on a thread pool, or with runner dask on a Dask cluster."""
+    p = parameters
+    with warehouse_io.exclusive(Path(p.warehouse)), dask_cluster(p.runner, p.dask_address) as address:
+        return _anonymize(p, task_runner(p.runner, address))
 
 
 @contextmanager
@@ -401,25 +369,13 @@ def task_runner(runner: str, address: str | None):
     return ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2)
 
 
-def _anonymize(
-    landing: str,
-    warehouse: str,
-    date: str | None,
-    start: str | None,
-    end: str | None,
-    every: bool,
-    restricted: str,
-    policies: str,
-    drop_unknown: bool,
-    backup: bool,
-    trigger: str | None,
-    runner,
-    rotate_key: bool,
-):
+def _anonymize(p: RunParameters, runner):
     log = get_run_logger()
-    via = trigger or (f"deployment {deployment.name}" if deployment.get_id() else "python")
-    run = io_task(Run.start, name="start-run")(landing, warehouse, restricted, policies, drop_unknown, via, backup, rotate_key)
-    dates, skipped = io_task(select_dates, name="select-dates")(run, date, start, end, every)
+    via = p.trigger or (f"deployment {deployment.name}" if deployment.get_id() else "python")
+    run = io_task(Run.start, name="start-run")(
+        p.landing, p.warehouse, p.restricted, p.policies, p.drop_unknown, via, p.backup, p.rotate_key
+    )
+    dates, skipped = io_task(select_dates, name="select-dates")(run, p.date, p.start, p.end, p.every)
     log.info(
         "run %s: %d export date(s) to process, %d up to date, %d erasure request(s), key %s",
         run.run_id,
@@ -439,7 +395,7 @@ def _anonymize(
     job = run.job()
     job.clear_stale_work()
     # A file whose columns the policy does not cover stops the whole run before anything is written.
-    problems = io_task(landing_io.check_headers, name="check-headers")(run.landing, run.policies, dates, drop_unknown)
+    problems = io_task(landing_io.check_headers, name="check-headers")(run.landing, run.policies, dates, p.drop_unknown)
     for problem in problems:
         log.error("%s", problem)
     if problems:
@@ -453,7 +409,7 @@ def _anonymize(
     requested, dates = dates, []
     for day in requested:
         why = run.nothing_for(day)
-        if why and date:  # a date asked for by name with nothing to process fails, not an empty success
+        if why and p.date:  # a date asked for by name with nothing to process fails, not an empty success
             log.error("%s", why)
             summary["dates"][day.isoformat()] = {"error": why}
             failed.append(day.isoformat())
@@ -488,7 +444,7 @@ def _anonymize(
         if problems
         else f"{len(failed)} of {len(requested)} export date(s) failed: {', '.join(failed)}"
         if failed
-        else f"no export files {_range(start, end)}under {landing}"
+        else f"no export files {_range(p.start, p.end)}under {p.landing}"
         if not (requested or skipped)
         else None
     )
@@ -504,17 +460,10 @@ def _anonymize(
             "message": message,
             "triggered_by": run.triggered_by,
             "parameters": {
-                "landing": landing,
-                "warehouse": warehouse,
-                "date": date,
-                "start": start,
-                "end": end,
-                "every": every,
-                "drop_unknown": drop_unknown,
-                "backup": backup,
+                **p.model_dump(include={"landing", "warehouse", "date", "start", "end", "every", "drop_unknown", "backup"}),
                 "runner": type(runner).__name__,
             },
-            "policies": {s: {"file": p.path.name, "sha256": p.sha256} for s, p in run.policies.items()},
+            "policies": {s: {"file": pol.path.name, "sha256": pol.sha256} for s, pol in run.policies.items()},
             "key_id": run.pseudonymizer.key_id,
             "backup_key_id": run.backup_key.key_id if run.backup_key else None,
             "erasure_requests": len(run.subjects),

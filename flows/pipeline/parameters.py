@@ -1,0 +1,79 @@
+"""The anonymize-exports flow's one parameter: what to anonymize, from where, to where, and how.
+
+A pydantic model, so the flow validates it before anything starts (a date that does not exist, a
+range that ends before it starts, two ways of choosing dates at once: each refused naming the
+field), and Prefect's UI shows each field's description beside it in a deployment's run form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from flows.runtime import paths
+
+
+def _day(value: str) -> str:
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError(f"{value!r} is not a day of the calendar in the form YYYY-MM-DD") from None
+
+
+class RunParameters(BaseModel):
+    """What one run of anonymize-exports does. Dates: `date` alone, or `start` to `end` (a
+    backfill), or `every` date found; by default the dates not yet published or changed since."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    landing: str = Field(
+        str(paths.SAMPLE_LANDING), description="The landing area the exports are read from: a path or an fsspec URL."
+    )
+    warehouse: str = Field(str(paths.WAREHOUSE), description="Where the anonymized, hive-partitioned Parquet is published.")
+    restricted: str = Field(
+        str(paths.RESTRICTED),
+        description="The restricted area (owner-only): ledger, backups, quarantine, work files, GX results.",
+    )
+    policies: str = Field(str(paths.POLICIES), description="The reviewed policy files, one per source.")
+    date: str | None = Field(None, description="One export date (YYYY-MM-DD).")
+    start: str | None = Field(None, description="First export date of a backfill (YYYY-MM-DD); none: from the first found.")
+    end: str | None = Field(None, description="Last export date of a backfill (YYYY-MM-DD); none: to the last found.")
+    every: bool = Field(False, description="Every date found (or in the range), even those already published and unchanged.")
+    drop_unknown: bool = Field(False, description="Drop (and record) columns no policy covers instead of failing the run.")
+    backup: bool = Field(
+        True, description="Back up each date's raw files, encrypted, before anything else (needs the backup key)."
+    )
+    rotate_key: bool = Field(
+        False,
+        description="Accept a pseudonym key other than the warehouse's: recorded in the ledger, every date republished under it.",
+    )
+    runner: Literal["threads", "dask"] = Field(
+        "threads", description="Where the per-file and per-partition work runs: a thread pool, or a Dask cluster."
+    )
+    dask_address: str | None = Field(None, description="A Dask scheduler to use (runner dask); default: a local cluster.")
+    trigger: str | None = Field(
+        None, description="Who started the run, as the ledger records it (default: the deployment or python)."
+    )
+
+    @field_validator("landing", "warehouse", "restricted", "policies", mode="before")
+    @classmethod
+    def _a_path_as_text(cls, value: object) -> object:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("date", "start", "end", mode="before")
+    @classmethod
+    def _a_real_day(cls, value: object) -> object:
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        return _day(value) if isinstance(value, str) else value  # anything else: pydantic says it is not a str
+
+    @model_validator(mode="after")
+    def _one_choice_of_dates(self) -> RunParameters:
+        if self.start and self.end and self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}")
+        if self.date and (self.start or self.end):
+            raise ValueError("choose the dates one way: a date, or a range from start to end, not both")
+        return self
