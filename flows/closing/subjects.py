@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flows.runtime.clock import TIMEZONE
-from flows.runtime.paths import REPO, restricted_dir
+from flows.runtime.paths import restricted_dir
 from flows.storage import landing as landing_io
 from transforms.identifiers import SUBJECT_IDENTIFIERS, is_prc_id
 from transforms.policy import SourcePolicy
@@ -204,7 +204,7 @@ def write_lookup(out: Path, who: Identifier, pseudonymizer: Pseudonymizer, found
     return _private_csv(restricted_dir(out) / f"subject-{who.keyed_hash(pseudonymizer)[:12]}.csv", HEADER, rows, "utf-8-sig")
 
 
-TEMPLATES = REPO / "flows" / "templates"
+TEMPLATES = Path(__file__).parent / "templates"  # the closure notices
 DATASETS_ZH = {"pos": "销售记录", "membership": "会员资料", "after_sales": "售后记录"}
 EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+\.[A-Za-z]{2,}")
 
