@@ -21,6 +21,7 @@ import ctypes
 import ctypes.util
 import datetime as dt
 import functools
+import json
 import shutil
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -357,47 +358,77 @@ def write(
         plan = plan.with_counts(
             planning.merge_counts([planning.count_values(b, policy, erased) for b in _staged_batches(staged)]), policy
         )
-    counts = {**counts, "erased": 0, "suppressed": 0, "published": 0}
-    cells: dict[str, int] = {}
-    outcomes = []
     run_name = f"{job.run_id} {date}"
     work = job.work(policy.source, date)
-    classes = Spill(work / "classes.parquet")
-
-    def batches():
-        for batch in ahead(_staged_batches(staged)):
-            done = planning.finish(batch, plan, policy, ctx, built, erased)
-            outcomes.append(validate(gate.content(), planning.distinct_values(done.table).to_pandas(), job.gx_project, run_name))
-            for key, value in (("erased", done.erased), ("suppressed", done.suppressed), ("published", done.table.num_rows)):
-                counts[key] += value
-            for name, n in done.cells_suppressed.items():
-                cells[name] = cells.get(name, 0) + n
-            classes.write(planning.classes(done.table, policy))
-            yield done.table
-
-    def metadata() -> dict:
-        frame = planning.classes_frame([classes.close()], policy, work / "classes")
-        if gate.quasi_identifiers:
-            outcomes.append(validate(gate.classes(planning.ROWS, planning.PEOPLE), frame, job.gx_project, run_name))
-        outcome = Outcome.combine(outcomes)
-        written.outcome = outcome
-        return partition_metadata(policy, inputs, plan, frame, outcome, counts["published"], date, run)
-
-    written = Written(None, counts, {}, None, cells, [dict(f) for f in inputs.files])
+    partition = _Pass2(policy, plan, ctx, built, erased, gate, job.gx_project, run_name, work, counts)
     levels = plan.solution.levels if plan.solution else {}
     staged_rows = counts["read"] - counts["quarantined"]
-    written.path = warehouse_io.stage(
+    path = warehouse_io.stage(
         job.warehouse,
         job.run_id,
         policy.source,
         date,
-        ahead(shuffled(ahead(batches()), staged_rows, work / "shuffle")),
+        ahead(shuffled(ahead(partition.batches(staged)), staged_rows, work / "shuffle")),
         field_metadata(policy, levels),
-        metadata,
+        lambda: partition.metadata(inputs, date, run),
     )
-    written.metadata = warehouse_io.read_metadata(written.path)
     release_memory()
-    return written
+    if partition.recorded is None or partition.outcome is None:  # stage() calls metadata() after the last batch
+        raise RuntimeError(f"{policy.source} {date}: staged without its metadata")
+    return Written(
+        path, partition.counts, partition.recorded, partition.outcome, partition.cells, [dict(f) for f in inputs.files]
+    )
+
+
+class _Pass2:
+    """One partition's pass 2, batch by batch: each staged batch through the plan, validated and
+    counted as it goes, its classes spilled to the work area; after the last batch, the file's
+    metadata from all of them (the classes counted out of core, the classes' GX validation)."""
+
+    def __init__(
+        self,
+        policy: SourcePolicy,
+        plan: planning.Plan,
+        ctx,
+        built: dict,
+        erased: set[str],
+        gate: Gate,
+        gx_project: Path,
+        run_name: str,
+        work: Path,
+        counts: dict,
+    ):
+        self.policy, self.plan, self.ctx, self.built, self.erased = policy, plan, ctx, built, erased
+        self.gate, self.gx_project, self.run_name, self.work = gate, gx_project, run_name, work
+        self.counts = {**counts, "erased": 0, "suppressed": 0, "published": 0}
+        self.cells: dict[str, int] = {}  # cells blanked per column
+        self.outcomes: list[Outcome] = []
+        self.classes = Spill(work / "classes.parquet")
+        self.outcome: Outcome | None = None
+        self.recorded: dict | None = None  # the metadata as the file holds it
+
+    def batches(self, staged: list[Path]) -> Iterator[pa.Table]:
+        for batch in ahead(_staged_batches(staged)):
+            done = planning.finish(batch, self.plan, self.policy, self.ctx, self.built, self.erased)
+            values = planning.distinct_values(done.table).to_pandas()
+            self.outcomes.append(validate(self.gate.content(), values, self.gx_project, self.run_name))
+            for key, value in (("erased", done.erased), ("suppressed", done.suppressed), ("published", done.table.num_rows)):
+                self.counts[key] += value
+            for name, n in done.cells_suppressed.items():
+                self.cells[name] = self.cells.get(name, 0) + n
+            self.classes.write(planning.classes(done.table, self.policy))
+            yield done.table
+
+    def metadata(self, inputs: Inputs, date: dt.date, run: dict) -> dict:
+        frame = planning.classes_frame([self.classes.close()], self.policy, self.work / "classes")
+        if self.gate.quasi_identifiers:
+            self.outcomes.append(
+                validate(self.gate.classes(planning.ROWS, planning.PEOPLE), frame, self.gx_project, self.run_name)
+            )
+        self.outcome = Outcome.combine(self.outcomes)
+        found = partition_metadata(self.policy, inputs, self.plan, frame, self.outcome, self.counts["published"], date, run)
+        self.recorded = json.loads(warehouse_io.metadata_json(found))
+        return found
 
 
 def ahead(items: Iterable) -> Iterator:

@@ -90,7 +90,7 @@ def stage(
             writer = pq.ParquetWriter(staged, schema, compression="zstd")
         writer.write_table(table.cast(schema), row_group_size=ROW_GROUP)
         failpoints.hit("mid-write", staged)  # data written, footer not: the file is incomplete
-    writer.add_key_value_metadata({METADATA_KEY: json.dumps(metadata(), ensure_ascii=False, default=str).encode()})
+    writer.add_key_value_metadata({METADATA_KEY: metadata_json(metadata()).encode()})
     writer.close()
     failpoints.hit("staged", staged)
     return staged
@@ -115,6 +115,11 @@ def read_fields(path: Path) -> dict[str, dict[str, str]]:
         f.name: {k.decode().removeprefix("tuomin."): v.decode() for k, v in (f.metadata or {}).items()}
         for f in pq.read_schema(path)
     }
+
+
+def metadata_json(metadata: dict) -> str:
+    """A partition's metadata as its file holds it (read_metadata gives it back)."""
+    return json.dumps(metadata, ensure_ascii=False, default=str)
 
 
 def read_metadata(path: Path) -> dict:
