@@ -224,11 +224,31 @@ def test_erase_adds_the_person_once_and_the_next_run_leaves_them_out(prefect_ser
     assert after[:-1] == before and after[-1].split(",")[1:] == [person["doc_no"], "", ""]  # normalized, once
     kinds = [e["kind"] for e in ledger.entries(_vault_of(tmp_path / "out" / "warehouse"))]
     assert kinds == ["run", "erasure_requested", "erasure_requested"]
+    # Each request is a flow run the Prefect UI lists, and what Prefect keeps of it names no one.
+    erasures = _flow_runs("erase-subject")
+    assert len(erasures) >= 2 and {r.name for r in erasures} == {"erase-doc_no"}
+    for stored in erasures:
+        kept = json.dumps(stored.parameters, ensure_ascii=False).upper()
+        assert person["doc_no"] not in kept and shaped.upper() not in kept
+        assert stored.parameters["identifier"] == "**********"
     run = run_flow(copy, tmp_path / "out", date="2026-03-01")
     assert run.state.is_completed(), run.state.message
     token = Pseudonymizer(TEST_KEY.encode()).token(person["doc_no"], "customer")
     for path in (tmp_path / "out" / "warehouse").rglob("*.parquet"):
         assert token not in pq.read_table(path, columns=["customer_id"])["customer_id"].to_pylist(), path
+
+
+def _flow_runs(flow_name: str) -> list:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
+
+    return asyncio.run(read())
 
 
 def test_notify_builds_one_batch_per_channel_from_the_latest_snapshot(published, landing, tmp_path):
@@ -368,7 +388,9 @@ def test_notify_refuses_garbage_before_writing_anything(published, landing, tmp_
     assert not (tmp_path / "n").exists() and (_vault_of(wh) / ledger.LEDGER).read_bytes() == before
 
 
-def test_erase_after_the_key_is_destroyed_says_published_data_can_no_longer_be_linked(landing, tmp_path, person, monkeypatch):
+def test_erase_after_the_key_is_destroyed_says_published_data_can_no_longer_be_linked(
+    prefect_server, landing, tmp_path, person, monkeypatch
+):
     copy, wh = tmp_path / "landing", tmp_path / "wh"
     shutil.copytree(landing, copy)
     monkeypatch.delenv("TUOMIN_PSEUDONYM_KEY")

@@ -1031,11 +1031,25 @@ def subjects_erase(
     it publishes) and, while the pseudonym key exists, remove them from every partition already
     published (each republished atomically, k and l validated again). Recorded in the ledger
     whatever happens (done, partial or failed); repeating it finishes what is left."""
+    from pydantic import SecretStr
+
     from flows.cli import usage
-    from flows.closing.erasure import request
+    from flows.closing.erasure import erase_subject
 
     who = _identifier(doc_no, mobile, member_no)
-    entry = request(usage.landing(landing), warehouse, restricted, usage.policies(policies), who, "tuomin subjects erase")
+    usage.landing(landing)  # both checked before Prefect starts: a mistyped path fails in a line
+    usage.policies(policies)
+    state = erase_subject(
+        who.kind,
+        SecretStr(who.value),
+        str(landing),
+        str(warehouse),
+        str(restricted),
+        str(policies),
+        "tuomin subjects erase",
+        return_state=True,
+    )
+    entry = state.result()  # a failure the request could not record (no key) is raised as it was
     done = entry["data"]
     if done["listed"]:
         console.print(

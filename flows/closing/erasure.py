@@ -31,6 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from prefect import flow
+from pydantic import SecretStr
 
 from expectations.suite import Gate, Outcome, validate
 from flows.closing import subjects
@@ -46,11 +48,24 @@ from flows.storage.keys import PSEUDONYM, load_pseudonymizer
 from flows.storage.landing import Landing
 from flows.storage.warehouse import WarehouseBusy, WarehouseUnwritable
 from transforms import metrics
+from transforms.identifiers import SubjectKind
 from transforms.outofcore import class_table, rows_in
 from transforms.plan import PEOPLE, ROWS, count_classes, distinct_values
-from transforms.policy import SourcePolicy
+from transforms.policy import SourcePolicy, load_policies
 from transforms.pseudonymize import UNIT_PARTS, Pseudonymizer, PseudonymKeyError
 from transforms.steps import ExportError
+
+
+@flow(name="erase-subject", flow_run_name="erase-{kind}", persist_result=False, log_prints=False)
+def erase_subject(
+    kind: SubjectKind, identifier: SecretStr, landing: str, warehouse: str, restricted: str, policies: str, trigger: str
+) -> dict:
+    """An erasure request (see `request`) as a flow run, so the Prefect UI lists erasures beside
+    purges and reviews. The identifier is a SecretStr: Prefect records it as ********** (its
+    parameters are kept by the server); the flow run is named by the kind of identifier only."""
+    who = Identifier.parse(kind, identifier.get_secret_value())
+    chosen = load_policies(Path(policies))
+    return request(Landing(landing), Path(warehouse), Path(restricted), chosen, who, trigger)
 
 
 def request(
