@@ -31,7 +31,6 @@ from transforms.criteria import KAnonymity
 from transforms.hierarchy import Encoded
 
 MEMORY_LIMIT = "256MB"  # DuckDB's own memory; what does not fit is spilled to disk
-ITEMSET_MEMORY_LIMIT = "1GB"  # while k^m itemsets are counted (see OutOfCore.itemsets)
 IN_MEMORY = 1_000_000  # combinations up to which the search runs in memory (~200 MiB at most)
 ONE_KEY_BELOW = 2**62  # class keys as one integer while the key space is smaller
 
@@ -293,14 +292,7 @@ class OutOfCore(Combinations):
             else f"(SELECT c.rowid AS i, ({keys[0]}) AS cls, ({keys[1]}) AS item, NULL::BIGINT AS e, c.w "
             f"FROM combo c {' '.join(joins)})"
         )
-        # Counting itemsets joins each person's items with themselves; at 10 M lines in a date
-        # those joins do not fit 256 MB with both threads pinning blocks (DuckDB refuses them
-        # rather than spilling), so the counting alone gets ITEMSET_MEMORY_LIMIT.
-        run(self.con, f"SET memory_limit = '{ITEMSET_MEMORY_LIMIT}'")
-        try:
-            return suppress(self.con, relation, self.size, k, m, limit)
-        finally:
-            run(self.con, f"SET memory_limit = '{MEMORY_LIMIT}'")
+        return suppress(self.con, relation, self.size, k, m, limit)
 
     def _mapped(self, node: tuple[int, ...]) -> tuple[list[str], list[str]]:
         """Each quasi-identifier's code at `node` (SQL over combo `c`), and the joins it needs."""
