@@ -69,7 +69,8 @@ def review_dataset(policy: SourcePolicy, entries: list[dict], warehouse: Path, r
         result |= {"rows": union.num_rows, "checks": list(outcome.checks)}
         problems += [f"{policy.source} (all partitions): {failure}" for failure in outcome.failures()]
         if policy.entity and policy.quasi_identifiers:
-            result["linkage"] = profile_uniqueness(frame, [c.output_name for c in policy.quasi_identifiers], policy.entity)
+            names = [c.output_name for c in policy.quasi_identifiers if c.output_name]  # published, so named
+            result["linkage"] = profile_uniqueness(frame, names, policy.entity)
     result["success"] = not problems
     return result
 

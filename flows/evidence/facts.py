@@ -36,7 +36,7 @@ def collect(
         name: _dataset(policy, warehouse, of_kind("partition"), of_kind("partition_removed"))
         for name, policy in sorted(policies.items())
     }
-    facts = {
+    facts: dict[str, object] = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "period": {"start": start.isoformat() if start else None, "end": end.isoformat() if end else None},
         "warehouse": str(warehouse.resolve()),

@@ -90,6 +90,8 @@ def stage(
             writer = pq.ParquetWriter(staged, schema, compression="zstd")
         writer.write_table(table.cast(schema), row_group_size=ROW_GROUP)
         failpoints.hit("mid-write", staged)  # data written, footer not: the file is incomplete
+    if writer is None:
+        raise ValueError(f"{dataset} {date}: no batch to write (an empty partition is still one empty batch)")
     writer.add_key_value_metadata({METADATA_KEY: metadata_json(metadata()).encode()})
     writer.close()
     failpoints.hit("staged", staged)
