@@ -117,6 +117,14 @@ def published(prefect_server, landing, tmp_path_factory) -> Run:
 
 
 @pytest.fixture
+def copy_of(landing, tmp_path) -> Path:
+    """An editable copy of the test landing."""
+    target = tmp_path / "landing"
+    shutil.copytree(landing, target)
+    return target
+
+
+@pytest.fixture
 def policy_copy(tmp_path) -> Path:
     """An editable copy of the policies directory."""
     from flows.runtime.paths import POLICIES

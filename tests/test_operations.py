@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -20,24 +18,13 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.storage import ledger
 from flows.storage.warehouse import read_metadata
-from tests.conftest import TEST_KEY, Run, run_flow
+from tests.conftest import run_flow
 
 DAY1, DAY2 = "2026-03-01", "2026-03-02"
 
 
 def _rows(warehouse: Path, dataset: str, day: str):
     return pq.read_table(warehouse / f"dataset={dataset}" / f"export_date={day}" / "part-0.parquet").to_pylist()
-
-
-def _file_hashes(warehouse: Path) -> dict[str, bytes]:
-    return {p.relative_to(warehouse).as_posix(): p.read_bytes() for p in warehouse.glob("dataset=*/*/*.parquet")}
-
-
-@pytest.fixture
-def copy_of(landing, tmp_path):
-    target = tmp_path / "landing"
-    shutil.copytree(landing, target)
-    return target
 
 
 def test_default_runs_only_new_or_changed_dates(prefect_server, copy_of, tmp_path):
@@ -192,115 +179,6 @@ def test_readme_questions_run(published):
     con = connect(published.warehouse)
     for sql in queries:
         assert con.sql(sql).fetchall() is not None, sql
-
-
-def _cut_pos(landing: Path) -> None:
-    """New inputs for DAY1, so a second run's partitions differ from the first's."""
-    pos = landing / "pos" / DAY1 / "pos_lines_20260301.csv"
-    pos.write_bytes(b"".join(pos.read_bytes().splitlines(keepends=True)[:-200]))
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(prefect_server, landing, tmp_path_factory) -> Run:
-    """DAY1 of the cut landing published by a run never interrupted (what a killed run's rerun must give)."""
-    root = tmp_path_factory.mktemp("uninterrupted")
-    _day1(landing, root / "landing")
-    _cut_pos(root / "landing")
-    return run_flow(root / "landing", root, date=DAY1)
-
-
-def _run_killed_at(failpoint: str, landing: Path, root: Path) -> subprocess.CompletedProcess:
-    from prefect.settings import get_current_settings
-
-    env = {
-        **os.environ,
-        "TUOMIN_PSEUDONYM_KEY": TEST_KEY,
-        "TUOMIN_FAILPOINT": failpoint,
-        "PREFECT_API_URL": str(get_current_settings().api.url),
-    }
-    code = (
-        "from flows.pipeline.anonymize import anonymize_exports; from flows.pipeline.parameters import RunParameters; "
-        f"anonymize_exports(RunParameters(landing={str(landing)!r}, "
-        f"warehouse={str(root / 'warehouse')!r}, restricted={str(root / 'restricted')!r}, date={DAY1!r}))"
-    )
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
-
-
-@pytest.fixture
-def day1_only(landing, tmp_path) -> Path:
-    """A copy of the landing with DAY1's files alone (the rerun's default selection then has one date to do)."""
-    return _day1(landing, tmp_path / "landing")
-
-
-def _day1(landing: Path, target: Path) -> Path:
-    for folder in landing.glob(f"*/{DAY1}"):
-        shutil.copytree(folder, target / folder.relative_to(landing))
-    return target
-
-
-@pytest.mark.parametrize("failpoint", ["reading", "extracted", "validated", "mid-write", "staged", "published-one"])
-def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, day1_only, tmp_path, uninterrupted, failpoint):
-    copy_of = day1_only
-    first = run_flow(copy_of, tmp_path, date=DAY1)
-    old = _file_hashes(first.warehouse)
-    _cut_pos(copy_of)
-    killed = _run_killed_at(failpoint, copy_of, tmp_path)
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    after = _file_hashes(first.warehouse)
-    assert set(after) == set(old)
-    changed = [name for name in old if after[name] != old[name]]
-    if failpoint != "published-one":
-        assert changed == []  # killed before any rename: the warehouse is as it was
-    else:
-        assert len(changed) == 1  # exactly one partition replaced, whole
-    for name in after:  # every visible file is complete and readable
-        assert pq.read_metadata(first.warehouse / name).num_rows > 0
-    # A file published but not yet recorded is not hidden: the ledger check names it until a rerun records it.
-    unrecorded = [p for p in ledger.verify(first.restricted, first.warehouse) if "no ledger entry after entry" in p]
-    assert [p.split(":")[0] for p in unrecorded] == changed and len(ledger.verify(first.restricted, first.warehouse)) == len(
-        unrecorded
-    )
-    # Re-running finishes the job: the date is changed (or unrecorded), so it is processed again,
-    # into what a run never interrupted publishes from the same files.
-    final = run_flow(copy_of, tmp_path)
-    assert final.state.is_completed() and DAY1 in final.summary["dates"]
-    for name in final.summary["dates"][DAY1]:
-        assert pq.read_table(final.summary["dates"][DAY1][name]["path"]).equals(
-            pq.read_table(uninterrupted.summary["dates"][DAY1][name]["path"])
-        ), name
-    assert ledger.verify(first.restricted, first.warehouse) == []
-    assert not (first.warehouse / ".staging").exists() or not any((first.warehouse / ".staging").iterdir())
-
-
-@pytest.mark.parametrize("failpoint", ["mid-write:ENOSPC", "staged:EROFS"])
-def test_a_full_disk_or_read_only_warehouse_fails_clearly_and_publishes_nothing(
-    prefect_server, copy_of, tmp_path, monkeypatch, failpoint
-):
-    """The storage fails while a partition is written (disk full) or once it is staged (the
-    warehouse turned read-only): the run stops with the OS's reason and the file, the published
-    partitions are as they were, the ledger holds no new partition (the failed run and the backup
-    are recorded), no staging is
-    left, and the next run completes."""
-    first = run_flow(copy_of, tmp_path)
-    old, entries = _file_hashes(first.warehouse), len(ledger.entries(first.restricted))
-    for day in (DAY1, DAY2):  # new inputs for both dates: both would be republished
-        pos = copy_of / "pos" / day / f"pos_lines_{day.replace('-', '')}.csv"
-        pos.write_bytes(b"".join(pos.read_bytes().splitlines(keepends=True)[:-100]))
-    monkeypatch.setenv("TUOMIN_FAILPOINT", failpoint)
-    failed = run_flow(copy_of, tmp_path)
-    reason = {"ENOSPC": "No space left on device", "EROFS": "Read-only file system"}[failpoint.split(":")[1]]
-    assert failed.state.is_failed()
-    error = failed.summary["dates"][DAY1]["error"]
-    assert reason in error and "part-0.parquet" in error and "the run stops here" in error
-    assert failed.summary["not_run"] == [DAY2]
-    assert _file_hashes(first.warehouse) == old
-    added = ledger.entries(first.restricted)[entries:]
-    assert "partition" not in [e["kind"] for e in added] and added[-1]["data"]["status"] == "failed"
-    assert ledger.verify(first.restricted, first.warehouse) == []
-    assert not (first.warehouse / ".staging").exists() or not any((first.warehouse / ".staging").rglob("*.parquet"))
-    monkeypatch.delenv("TUOMIN_FAILPOINT")
-    final = run_flow(copy_of, tmp_path)
-    assert final.state.is_completed() and set(final.summary["dates"]) == {DAY1, DAY2}
 
 
 def test_a_warehouse_that_cannot_be_written_fails_before_anything_runs(prefect_server, landing, tmp_path, monkeypatch):
