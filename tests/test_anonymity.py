@@ -131,7 +131,7 @@ def test_aggregated_combinations_give_the_same_solution_as_rows(data, k, limit, 
 
 
 @pytest.mark.parametrize("one_key", [True, False], ids=["one-integer-key", "one-column-per-qi"])
-@settings(max_examples=50)
+@settings(max_examples=30)
 @given(
     rows,
     st.integers(2, 4),

@@ -81,7 +81,7 @@ people = st.lists(
 )
 
 
-@settings(max_examples=40)
+@settings(max_examples=20)
 @given(people, st.integers(2, 3), st.sampled_from([0.05, 0.3]))
 def test_the_km_search_returns_a_node_within_the_limit_whenever_one_exists(found, k, limit):
     """Bisection along the chain may skip nodes, never past a passing one: every node at or above
