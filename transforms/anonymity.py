@@ -449,8 +449,12 @@ def with_itemsets(
     everything = table.rows_per_code()
     per_level = [np.array([q.loss[level] @ rows for level in range(len(q.maps))]) / n for q, rows in zip(qis, everything)]
 
+    def bound_at(levels: np.ndarray) -> np.ndarray:
+        """The loss with nothing suppressed (a lower bound) at nodes: an array of level vectors."""
+        return sum(w[j] * per_level[j][levels[..., j]] for j in range(len(qis)))
+
     def bound_of(node: tuple[int, ...]) -> float:
-        return float(sum(w[j] * per_level[j][node[j]] for j in range(len(qis))))
+        return float(bound_at(np.asarray(node)))
 
     def losses(at: tuple[int, ...], found: tuple[np.ndarray, np.ndarray, int]) -> np.ndarray:
         """Per attribute; every suppressed row loses 1, and a rare class's rows no longer count at
@@ -481,7 +485,7 @@ def with_itemsets(
             f"suppressed, even with every attribute at its coarsest allowed level"
         )
     nodes = np.array(list(itertools.product(*(range(lo, hi + 1) for lo, (_, hi) in zip(start, bounds)))))
-    bound = sum(w[j] * per_level[j][nodes[:, j]] for j in range(len(qis)))
+    bound = bound_at(nodes)
     for index in np.lexsort((nodes.sum(axis=1), bound)):
         if bound[index] >= best[2] - 1e-12 or len(counted) >= ITEMSET_EVALUATIONS:
             break
