@@ -11,9 +11,11 @@
     runtime/     what every process shares: default paths, Prefect settings, the calendar,
                  log masking, progress, failure points for tests
 
-Any process that imports them (the CLI, a deployment's worker, a Dask worker, the tests) masks
-identifiers in its log records (flows/runtime/logfilter.py)."""
+Any process that imports them (the CLI, a deployment's worker, a Dask worker, the tests) has
+tuomin's Prefect settings (flows/runtime/environment.py) and masks identifiers in its log records
+(flows/runtime/logfilter.py)."""
 
-from flows.runtime import logfilter
+from flows.runtime import environment, logfilter
 
+environment.configure()  # before Prefect is imported anywhere
 logfilter.install()

@@ -1,4 +1,4 @@
-"""The two passes over a date's exports, as Prefect tasks that may run on other workers (Dask):
+"""The two passes over a date's exports, as steps a runner may place on other workers (Dask):
 
     scan     pass 1 over one input file, batch by batch: conform and parse (bad rows to the
              quarantine), the customer token (own column or look-up), erasure flags and person
@@ -9,7 +9,7 @@
              area, then k and l validated once on the partition's classes, counted out of
              core; one staged Parquet file
 
-A task receives paths and small values and loads the key itself, so neither the key nor raw
+A step receives paths and small values and loads the key itself, so neither the key nor raw
 rows become task parameters (Prefect records those). Memory follows the batch size, never the
 size of the export: tallies and classes go to the work area and are counted out of core.
 """
@@ -32,8 +32,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from expectations.suite import Gate, Outcome, prepare, validate
 from flows.pipeline.quarantine import Quarantine
@@ -51,26 +49,6 @@ from transforms.redact import NameMatcher
 
 BATCH_BYTES = 16 << 20  # CSV bytes per pass-1 batch
 BATCH_ROWS = 250_000  # staged rows per pass-2 batch (a row group of the output at most)
-
-# Raw data moves between tasks only by path or in memory: no result persistence, no input
-# hashing for caches.
-raw_task = task(cache_policy=NO_CACHE, persist_result=False)
-
-
-def _transient(task, task_run, state) -> bool:
-    """Retry a read that failed for a passing reason (network, share, storage: an OSError), never
-    one that failed on the data itself."""
-    try:
-        state.result()
-    except OSError:
-        return True
-    except Exception:  # noqa: BLE001  (any other failure is about the data: do not retry)
-        return False
-    return False
-
-
-# Reads from the landing area: retried twice, after 2 and 10 seconds, when the failure is transient.
-io_task = task(cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
 
 
 def release_memory() -> None:
@@ -156,7 +134,6 @@ class Scanned:
     dropped: list[str] = field(default_factory=list)  # unknown headers dropped on request
 
 
-@io_task(task_run_name="scan-{policy.source}-{date}-{index}")
 def scan(
     landing: landing_io.Landing,
     policy: SourcePolicy,
@@ -243,7 +220,6 @@ class Spill:
         return self.path
 
 
-@io_task(task_run_name="link-{policy.source}-{date}")
 def link_lookups(
     landing: landing_io.Landing,
     policies: dict[str, SourcePolicy],
@@ -336,7 +312,6 @@ def gate(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], plan
     return found
 
 
-@raw_task(task_run_name="write-{policy.source}-{date}")
 def write(
     policy: SourcePolicy,
     date: dt.date,

@@ -1,9 +1,12 @@
-"""Prefect settings tuomin needs wherever it runs (CLI, tests, make): a project-local home, no
-telemetry, and a generous start-up timeout for the temporary server on slow CI machines. Values
-already set by the user win."""
+"""Prefect settings tuomin needs wherever it runs (CLI, tests, make, a Dask worker): a project-local
+home, no telemetry, a generous start-up timeout for the temporary server on slow CI machines, and
+the `tuomin` logger (the date pipeline's, flows/pipeline/stages.py) forwarded to the run's logs in
+Prefect, quietly dropped from them outside a run. Values already set by the user win; `tuomin` is
+added to extra loggers the user names."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 from flows.runtime.paths import REPO
@@ -14,9 +17,14 @@ DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }
+LOGGER = "tuomin"
 
 
 def configure() -> None:
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
+    extra = [n for n in os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",") if n.strip()]
+    os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join(dict.fromkeys([*extra, LOGGER]))
+    logging.getLogger(LOGGER).setLevel(logging.INFO)

@@ -1,0 +1,90 @@
+"""The date pipeline without Prefect: its stages are plain functions (flows/pipeline/stages.py) that
+a runner calls; run inline, in a process that never imports Prefect, they publish exactly what the
+anonymize-exports flow publishes (tests/data/published.json)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.test_published import EXPECTED
+
+SCRIPT = """
+import json, sys
+from pathlib import Path
+from flows.pipeline.executor import Inline
+from flows.pipeline.run import Run
+from flows.pipeline.stages import process_date
+from flows.runtime.paths import POLICIES
+from flows.storage import landing, ledger, warehouse
+from tests.published_digest import digest
+
+root = Path(sys.argv[2])
+run = Run.start(sys.argv[1], str(root / "warehouse"), str(root / "restricted"), str(POLICIES), False, "test")
+job = run.job()
+job.clear_stale_work()
+summary = {}
+for day in landing.export_dates(run.landing, run.policies):
+    summary[day.isoformat()] = {name: p.counts for name, p in process_date(run, job, day, Inline()).items()}
+    warehouse.discard_staging(run.warehouse, run.run_id)
+print(json.dumps({
+    "prefect_imported": sorted(m for m in sys.modules if m.split(".")[0] == "prefect"),
+    "digest": digest(run.warehouse),
+    "kinds": [e["kind"] for e in ledger.entries(run.restricted)],
+    "summary": summary,
+}))
+"""
+
+
+def test_the_stages_run_without_prefect_and_publish_what_the_flow_publishes(landing, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(landing), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["prefect_imported"] == []
+    expected = json.loads(EXPECTED.read_text(encoding="utf-8"))
+    assert sorted(found["digest"]) == sorted(expected)
+    for name, partition in expected.items():
+        for part in ("rows", "schema", "rows_sha256", "metadata"):
+            assert found["digest"][name][part] == partition[part], f"{name}: {part} differs"
+    assert found["kinds"].count("partition") == len(expected)  # each published partition recorded
+    assert found["kinds"].count("backup") == 2  # one per date
+    for day, sources in found["summary"].items():
+        for name, c in sources.items():
+            assert c["read"] == c["published"] + c["suppressed"] + c["quarantined"] + c["erased"], (day, name)
+
+
+def test_the_flow_runs_the_stages_as_named_prefect_tasks(published):
+    """The same stages under the flow: each step a task run of the date's subflow, under its name;
+    reads from the landing are retried, the rest not. The partition records that subflow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+
+    from flows.pipeline.anonymize import _task
+    from flows.pipeline.executor import Step
+    from flows.pipeline.passes import scan, write
+    from flows.storage.warehouse import read_metadata
+
+    assert _task(Step(scan, (), "scan-x", reads_landing=True)).retries == 2
+    assert _task(Step(write, (), "write-x")).retries == 0
+    partition = published.summary["dates"]["2026-03-01"]["pos"]["path"]
+    subflow = read_metadata(Path(partition))["flow_run_id"]
+    assert subflow
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[subflow])))
+    names = {t.name for t in runs}
+    for name in (
+        "scan-pos-2026-03-01-0",
+        "link-after_sales-2026-03-01",
+        "plan-pos-2026-03-01",
+        "write-pos-2026-03-01",
+        "backup-2026-03-01",
+    ):
+        assert name in names, (name, sorted(names))
