@@ -143,3 +143,35 @@ def published_token(value: str, path: Path, domain: str = "customer") -> str:
 
     pseudonymizer = Pseudonymizer(TEST_KEY.encode())
     return pseudonymizer.unit_tokens(pa.array([pseudonymizer.token(value, domain)]), read_metadata(path)["unit"])[0].as_py()
+
+
+def a_run(**fields):
+    """A run entry that published nothing: the least that makes a ledger exist (tests/ledger helpers)."""
+    from flows.storage.entries import RunEntry
+
+    base = dict(
+        run_id="test-run",
+        started_at="2026-03-03T00:00:00+00:00",
+        ended_at="2026-03-03T00:00:01+00:00",
+        status="up to date",
+        triggered_by={"via": "test"},
+        parameters={},
+        policies={},
+        key_id="k1-test",
+    )
+    return RunEntry(**base | fields)
+
+
+def a_partition(**fields):
+    """A partition entry as a run records one, with only what a test names filled in."""
+    from flows.storage.entries import PartitionEntry
+
+    base = dict(
+        dataset="pos",
+        export_date="2026-03-01",
+        run_id="test-run",
+        key_id="k1-test",
+        rows={"read": 0, "published": 0},
+        output={"path": "dataset=pos/export_date=2026-03-01/part-0.parquet"},
+    )
+    return PartitionEntry(**base | fields)

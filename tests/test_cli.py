@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.storage import ledger
-from tests.conftest import TEST_BACKUP_KEY, TEST_KEY
+from tests.conftest import TEST_BACKUP_KEY, TEST_KEY, a_run
 
 
 def test_generate_command(tmp_path):
@@ -104,7 +104,7 @@ def test_usage_errors_are_one_line_before_prefect_starts(case, landing, tmp_path
     if "--landing" not in args and args[0] in ("run", "backfill"):
         args = [*args, "--landing", str(landing)]
     if case == "notice":
-        ledger.append(tmp_path / "restricted", "run", {"status": "up to date"})
+        ledger.append(tmp_path / "restricted", a_run())
     env = {k: v for k, v in {**os.environ, "TUOMIN_BACKUP_KEY": TEST_BACKUP_KEY, **env}.items() if v}
     probe = (
         "import sys\nfrom flows.cli import app\nsys.argv[0] = 'tuomin'\ntry:\n    app()\nfinally:\n"

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.storage import ledger
 from flows.storage.keys import key_id_of_file
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, a_run
 from transforms.pseudonymize import Pseudonymizer
 
 DAY1 = "2026-03-01"
@@ -234,7 +234,7 @@ def test_retention_refuses_to_remove_a_partition_that_is_not_the_file_recorded(s
 def test_a_review_with_nothing_to_review_fails(prefect_server, tmp_path):
     from flows.closing.review import review as review_flow
 
-    ledger.append(tmp_path, "run", {"status": "up to date"})
+    ledger.append(tmp_path, a_run())
     state = review_flow(warehouse=str(tmp_path / "wh"), restricted=str(tmp_path), return_state=True)
     assert state.is_failed() and "nothing to review" in state.message
 
@@ -251,7 +251,7 @@ def test_backup_restore_and_verify_are_recorded_and_restored_files_are_purged(sh
     assert verified.exit_code == 0 and ledger.entries(restricted)[-1]["data"]["ok"] == 2
     wrong = CliRunner().invoke(app, ["backup", "verify", "--restricted", str(tmp_path / "none")])
     assert wrong.exit_code == 2 and "no ledger" in wrong.output  # not the restricted area the runs used
-    ledger.append(tmp_path / "new", "run", {"status": "up to date"})
+    ledger.append(tmp_path / "new", a_run())
     nothing = CliRunner().invoke(app, ["backup", "verify", "--restricted", str(tmp_path / "new")])
     assert nothing.exit_code == 1 and ledger.entries(tmp_path / "new")[-1]["data"]["nothing_to_check"]
     shutil.rmtree(restricted / "backups" / f"export_date={DAY1}")  # gone without a purge certificate

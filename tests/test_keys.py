@@ -8,13 +8,13 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.storage import ledger
 from flows.storage.keys import init_demo_key, key_id_of_file
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, a_partition, a_run
 from transforms.pseudonymize import Pseudonymizer
 
 
 def _published_with(warehouse, key_id: str) -> None:
     """A warehouse whose ledger records a partition made with this key (the key commands check)."""
-    ledger.append(warehouse, "partition", {"dataset": "pos", "export_date": "2026-03-01", "key_id": key_id})
+    ledger.append(warehouse, a_partition(key_id=key_id))
 
 
 def test_rotation_gives_a_new_key_id_and_is_recorded(tmp_path):
@@ -68,7 +68,7 @@ def test_a_run_without_the_destroyed_key_fails(tmp_path, monkeypatch):
 
 def test_the_ledger_detects_edits_and_deletions(tmp_path):
     for i in range(4):
-        ledger.append(tmp_path, "run", {"n": i})
+        ledger.append(tmp_path, a_run(run_id=f"run-{i}"))
     assert ledger.verify(tmp_path) == []
     path = tmp_path / ledger.LEDGER
     lines = path.read_text().splitlines()
@@ -125,7 +125,7 @@ def test_a_key_other_than_the_warehouses_is_refused_unless_rotating(tmp_path, mo
     landing, warehouse, restricted = tmp_path / "landing", tmp_path / "wh", tmp_path / "r"
     landing.mkdir()
     ours = Pseudonymizer(TEST_KEY.encode()).key_id
-    ledger.append(restricted, "partition", {"key_id": ours, "dataset": "pos"})
+    ledger.append(restricted, a_partition(key_id=ours))
 
     def start(rotate_key=False):
         return Run.start(

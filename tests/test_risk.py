@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.pipeline.release import assess
 from flows.storage import ledger
+from flows.storage.entries import ErasureRequestedEntry
 from transforms.risk import CONTACTS, PROFILE, PURCHASES, Adversary, Dataset, people, smallest_support
 
 TOKEN = "keyed HMAC-SHA256, domain '{}'"
@@ -174,7 +175,7 @@ def test_a_release_of_crowds_passes_and_each_side_channel_fails_it(tmp_path):
     assert "counts below k=5" in counted
     ledgered = tmp_path / "ledgered"
     _write(ledgered, "pos", "2026-03-01", _crowd(6, 4, "d", "u"), {"customer_id": "customer"}, PURCHASES)
-    ledger.append(ledgered, "erasure_requested", {"republished": [{"erased": 1}]})
+    ledger.append(ledgered, ErasureRequestedEntry(identifier="doc_no", republished=[{"erased": 1}]))
     assert not assess(ledgered, k)["passed"]
 
     # Two snapshots linked by a token, where someone's age band moved: a birthday, to the day.

@@ -23,7 +23,8 @@ from flows.runtime.clock import today
 from flows.runtime.paths import GX_PROJECT
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
-from tests.conftest import TEST_KEY, published_token, run_flow
+from flows.storage.entries import KeyDestroyedEntry
+from tests.conftest import TEST_KEY, a_run, published_token, run_flow
 from tests.leaks import find_leaks, norm, raw_identifiers, read_landing
 from transforms.pseudonymize import Pseudonymizer
 
@@ -59,7 +60,7 @@ def _vault_of(warehouse):
 
 def _warehouse(path):
     """An existing warehouse (its restricted area has a ledger): what the subjects commands record in."""
-    ledger.append(_vault_of(path), "run", {"status": "up to date"})
+    ledger.append(_vault_of(path), a_run())
     return path
 
 
@@ -409,7 +410,7 @@ def test_erase_after_the_key_is_destroyed_says_published_data_can_no_longer_be_l
     _warehouse(wh)
     missing = CliRunner().invoke(app, args)  # no key, and none destroyed: set it first
     assert missing.exit_code == 2 and "no pseudonym key" in missing.output and len(ledger.entries(_vault_of(wh))) == 1
-    ledger.append(_vault_of(wh), "key_destroyed", {"key": "pseudonym", "key_id": "k1-0000", "method": "test"})
+    ledger.append(_vault_of(wh), KeyDestroyedEntry(key="pseudonym", key_id="k1-0000", method="test"))
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "can no longer be linked" in " ".join(result.output.split()) and person["member_no"] not in result.output

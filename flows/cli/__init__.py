@@ -4,6 +4,7 @@ area takes --landing, --warehouse and --restricted with the same defaults as `tu
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import traceback
 from enum import Enum
@@ -33,6 +34,9 @@ class Commands(TyperGroup):
             _refuse(exc.format_message())
         except (typer.Exit, typer.Abort, typer.TyperException):  # usage, confirmation, exit codes: typer's own
             raise
+        except BrokenPipeError:  # the reader stopped reading (`| head`): stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing more reaches the closed pipe at exit
+            raise typer.Exit(141) from None
         except Exception as exc:  # noqa: BLE001  (sorted below: a refusal, or a failure)
             if isinstance(exc, _refusals()):
                 _refuse(exc)
@@ -588,58 +592,35 @@ def ledger_verify(
         )
 
 
-LEDGER_LINES = {
-    "run": lambda d: f"{d['run_id']} {d['status']} ({d['triggered_by']['via']})",
-    "partition": lambda d: f"{d['dataset']} {d['export_date']}: {d['rows']['published']} rows, k={d['k_achieved']}",
-    "backup": lambda d: f"{d['export_date']}: {len(d['files'])} file(s) encrypted with {d['key_id']}",
-    "deletion": lambda d: (
-        f"{d['export_date']}: {len(d['files'])} file(s), {d['bytes']} bytes deleted; replaced by "
-        + ", ".join(f"{r['dataset']} #{r['ledger_seq']}" for r in d["replaced_by"])
-    ),
-    "partition_removed": lambda d: f"{d['dataset']} {d['export_date']}: {d['published_rows']} rows removed ({d['why'][:40]}…)",
-    "review": lambda d: (
-        ("passed" if d["success"] else f"FAILED: {len(d['problems'])} problem(s)")
-        + ": "
-        + ", ".join(f"{n} {x['partitions']} partitions" for n, x in d["datasets"].items())
-    ),
-    "key_destroyed": lambda d: f"{d.get('key', 'pseudonym')} key {d['key_id']} destroyed ({d['method']})",
-    "key_rotated": lambda d: f"pseudonym key {d['old_key_id']} -> {d['new_key_id']} ({d['where']})",
-    "erasure_requested": lambda d: (
-        f"{d.get('status', 'done')}: {d['kind']} {(d['subject'] or 'key destroyed')[:12]}, "
-        + d.get("listed", "added" if d["added"] else "already listed")
-        + f", {len(d.get('republished') or [])} partition(s) republished"
-        + (f", completes #{', #'.join(map(str, d['retry_of']))}" if d.get("retry_of") else "")
-        + (f", FAILED: {d['failed']}" if d.get("failed") else "")
-    ),
-    "backup_verified": lambda d: (
-        f"{d['ok']} backup(s) ok, {d['bad']} bad" + (", nothing to verify" if d["nothing_to_check"] else "")
-    ),
-    "backup_restored": lambda d: (
-        f"{d['export_date']}: "
-        + (f"FAILED: {d['error']}" if d["error"] else f"{len(d['files'])} file(s) restored into {d['out']}")
-    ),
-}
-
-
 @ledger_app.command("show")
 def ledger_show(
     restricted: Vault = paths.RESTRICTED,
     kind: Annotated[str | None, typer.Option(help="Only entries of this kind (run, partition, key_destroyed …).")] = None,
+    seq: Annotated[int | None, typer.Option(help="One entry in full, by its sequence number.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one entry each, instead of a table.")] = False,
 ) -> None:
-    """The ledger's entries, one line each."""
+    """The ledger's entries, one line each (the line each kind's model writes), or in full."""
     from flows.storage import ledger
+    from flows.storage.entries import KINDS
 
+    if kind and kind not in KINDS:
+        raise typer.BadParameter(f"unknown kind {kind!r}; known: {', '.join(KINDS)}", param_hint="--kind")
+    chosen = [e for e in ledger.read(restricted) if (kind is None or e.kind == kind) and (seq is None or e.seq == seq)]
+    if seq is not None and not chosen:
+        raise typer.BadParameter(f"no entry {seq} in {restricted / ledger.LEDGER}", param_hint="--seq")
+    if as_json or seq is not None:
+        for e in chosen:
+            whole = {"seq": e.seq, "at": e.at, "kind": e.kind, "data": e.data.record(), "hash": e.hash}
+            if as_json:
+                print(json.dumps(whole, ensure_ascii=False))
+            else:
+                console.print_json(data=whole)
+        return
     table = Table()
     for header in ("seq", "at", "kind", "what", "hash"):
         table.add_column(header)
-    for entry in ledger.entries(restricted):
-        if kind and entry["kind"] != kind:
-            continue
-        data = entry["data"]
-        what = LEDGER_LINES.get(entry["kind"], lambda d: ", ".join(f"{k}={v}" for k, v in d.items() if isinstance(v, str | int)))(
-            data
-        )
-        table.add_row(str(entry["seq"]), entry["at"], entry["kind"], what, entry["hash"][:12])
+    for e in chosen:
+        table.add_row(str(e.seq), e.at, e.kind, e.data.line(), e.hash[:12])
     console.print(table)
 
 

@@ -44,6 +44,7 @@ from flows.runtime import paths
 from flows.runtime.logfilter import mask
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
+from flows.storage.entries import ErasureRequestedEntry, PartitionEntry
 from flows.storage.keys import PSEUDONYM, load_pseudonymizer
 from flows.storage.landing import Landing
 from flows.storage.warehouse import WarehouseBusy, WarehouseUnwritable
@@ -119,10 +120,10 @@ def request(
     except Exception as exc:
         record["failed"] = f"unexpected {exc.__class__.__name__} (see the command's output)"
         record["status"] = "partial" if record["listed"] or record["republished"] else "failed"
-        ledger.append(restricted, "erasure_requested", record)
+        ledger.append(restricted, ErasureRequestedEntry(**record))
         raise
     record["status"] = "done" if not record["failed"] else "partial" if record["listed"] or record["republished"] else "failed"
-    return ledger.append(restricted, "erasure_requested", record)
+    return ledger.append(restricted, ErasureRequestedEntry(**record))
 
 
 class ErasureFailed(RuntimeError):
@@ -262,7 +263,7 @@ def republish(
         warehouse_io.publish(staged, warehouse, old["dataset"], day)
     finally:
         warehouse_io.discard_staging(warehouse, run_id)
-    entry = ledger.append(restricted, "partition", record)
+    entry = ledger.append(restricted, PartitionEntry(**record))
     return {
         "dataset": old["dataset"],
         "export_date": old["export_date"],

@@ -47,6 +47,7 @@ from flows.storage import backup as backup_io
 from flows.storage import landing as landing_io
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
+from flows.storage.entries import DeletionEntry
 from transforms.policy import SourcePolicy, load_policies
 
 AREAS = ("landing", "quarantine", "work", "backup")  # always on a certificate, even when empty there
@@ -257,21 +258,20 @@ def carry_out(item: Plan, landing: landing_io.Landing, restricted: Path, as_of: 
         }
     entry = ledger.append(
         restricted,
-        "deletion",
-        {
-            "export_date": item.export_date.isoformat(),
-            "as_of": as_of.isoformat(),
-            "why": item.grounds,
-            "landing": landing.url,
-            "areas": areas,
-            "files": deleted,
-            "bytes": sum(f["bytes"] for f in deleted),
-            "rows": item.rows,
-            "not_deleted": failed,
-            "replaced_by": item.replaced_by,
-            "method": "deleted (unlinked); backups were AES-256-GCM encrypted",
-            "triggered_by": trigger,
-        },
+        DeletionEntry(
+            export_date=item.export_date.isoformat(),
+            as_of=as_of.isoformat(),
+            why=item.grounds,
+            landing=landing.url,
+            areas=areas,
+            files=deleted,
+            bytes=sum(f["bytes"] for f in deleted),
+            rows=item.rows,
+            not_deleted=failed,
+            replaced_by=item.replaced_by,
+            method="deleted (unlinked); backups were AES-256-GCM encrypted",
+            triggered_by=trigger,
+        ),
     )
     if failed:
         stuck = [f["path"] for f in failed if not f["error"].startswith("kept:")]

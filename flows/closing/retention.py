@@ -23,6 +23,7 @@ from flows.runtime import paths
 from flows.runtime.clock import today
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
+from flows.storage.entries import PartitionRemovedEntry
 from transforms.policy import load_policies
 
 
@@ -81,19 +82,18 @@ def remove(item: Expired, warehouse: Path, restricted: Path, as_of: dt.date, tri
             folder.rmdir()
     return ledger.append(
         restricted,
-        "partition_removed",
-        {
-            "dataset": data["dataset"],
-            "export_date": data["export_date"],
-            "path": data["output"]["path"],
-            "sha256": data["output"]["sha256"],
-            "published_rows": data["output"]["rows"],
-            "published_seq": item.entry["seq"],
-            "published_hash": item.entry["hash"],
-            "why": f"retention period over: kept {item.keep_years} years, until {item.keep_until.isoformat()}. {item.basis}",
-            "as_of": as_of.isoformat(),
-            "triggered_by": trigger,
-        },
+        PartitionRemovedEntry(
+            dataset=data["dataset"],
+            export_date=data["export_date"],
+            path=data["output"]["path"],
+            sha256=data["output"]["sha256"],
+            published_rows=data["output"]["rows"],
+            published_seq=item.entry["seq"],
+            published_hash=item.entry["hash"],
+            why=f"retention period over: kept {item.keep_years} years, until {item.keep_until.isoformat()}. {item.basis}",
+            as_of=as_of.isoformat(),
+            triggered_by=trigger,
+        ),
     )
 
 

@@ -32,6 +32,7 @@ from flows.pipeline.record import file_sha256
 from flows.runtime import paths
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
+from flows.storage.entries import ReviewEntry
 from transforms.metrics import profile_uniqueness
 from transforms.policy import SourcePolicy, load_policies
 
@@ -102,14 +103,13 @@ def review(
         problems += [p for result in datasets.values() for p in result["problems"]]
         entry = ledger.append(
             vault,
-            "review",
-            {
-                "success": not problems,
-                "problems": problems,
-                "triggered_by": trigger,
-                "policies": {name: p.sha256 for name, p in current.items()},
-                "datasets": {name: {k: v for k, v in result.items() if k != "problems"} for name, result in datasets.items()},
-            },
+            ReviewEntry(
+                success=not problems,
+                problems=problems,
+                triggered_by=trigger,
+                policies={name: p.sha256 for name, p in current.items()},
+                datasets={name: {k: v for k, v in result.items() if k != "problems"} for name, result in datasets.items()},
+            ),
         )
     for name, result in datasets.items():
         log.info(

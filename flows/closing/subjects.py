@@ -161,6 +161,7 @@ def access(
     """An access request (PIPL Art. 45): every record of the person in one owner-only file under
     `out` (none if nothing was found), recorded in the ledger by a keyed hash of the identifier."""
     from flows.storage import ledger
+    from flows.storage.entries import SubjectLookupEntry
 
     found = lookup(landing, policies, who)
     path = write_lookup(out, who, pseudonymizer, found) if found else None
@@ -173,7 +174,7 @@ def access(
         "file": str(path.resolve()) if path else None,
         "newest_date": newest,
     }
-    return Access(found, path, newest, ledger.append(restricted, "subject_lookup", data))
+    return Access(found, path, newest, ledger.append(restricted, SubjectLookupEntry(**data)))
 
 
 def _label(policy: SourcePolicy, name: str) -> str:
@@ -323,9 +324,10 @@ def notify(
 ) -> tuple[dict, dict]:
     """The closure notices (see `notices`), recorded in the ledger: their counts and the entry."""
     from flows.storage import ledger
+    from flows.storage.entries import NoticesEntry
 
     counts = notices(landing, policies, closure, out)
-    return counts, ledger.append(restricted, "notices", counts)
+    return counts, ledger.append(restricted, NoticesEntry(**counts))
 
 
 def _private_csv(path: Path, header: list[str], rows, encoding: str = "utf-8") -> Path:

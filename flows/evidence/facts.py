@@ -14,6 +14,23 @@ from pathlib import Path
 from flows.pipeline.release import assess, coarsen
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
+from flows.storage.entries import (
+    BackupEntry,
+    BackupRestoredEntry,
+    BackupVerifiedEntry,
+    DeletionEntry,
+    Entry,
+    ErasureRequestedEntry,
+    KeyDestroyedEntry,
+    KeyRotatedEntry,
+    NoticesEntry,
+    PartitionEntry,
+    PartitionRemovedEntry,
+    ReviewEntry,
+    RunEntry,
+    SubjectLookupEntry,
+)
+from flows.storage.ledger import E, Recorded
 from transforms.policy import SourcePolicy, load_policies
 
 ROW_COUNTS = ("read", "quarantined", "erased", "suppressed", "published")
@@ -23,17 +40,14 @@ def collect(
     warehouse: Path, restricted: Path, policies_dir: Path, start: dt.date | None = None, end: dt.date | None = None
 ) -> dict:
     policies = load_policies(policies_dir)
-    entries = ledger.entries(restricted)
+    recorded = ledger.read(restricted)
 
-    def in_period(date: str) -> bool:
-        day = dt.date.fromisoformat(date)
-        return (start is None or day >= start) and (end is None or day <= end)
-
-    def of_kind(kind: str, dated: bool = True) -> list[dict]:
-        return [e for e in entries if e["kind"] == kind and (not dated or in_period(e["data"]["export_date"]))]
+    def of_kind(model: type[E], dated: bool = True) -> list[Recorded[E]]:
+        found = ledger.only(recorded, model)
+        return [e for e in found if not dated or _in_period(getattr(e.data, "export_date", None), start, end)]
 
     datasets = {
-        name: _dataset(policy, warehouse, of_kind("partition"), of_kind("partition_removed"))
+        name: _dataset(policy, warehouse, of_kind(PartitionEntry), of_kind(PartitionRemovedEntry))
         for name, policy in sorted(policies.items())
     }
     facts: dict[str, object] = {
@@ -44,24 +58,24 @@ def collect(
         "datasets": datasets,
         "runs": [
             _event(e, ("run_id", "status", "message", "key_id", "backup_key_id", "erasure_requests"))
-            for e in of_kind("run", dated=False)
+            for e in of_kind(RunEntry, dated=False)
         ],
-        "backups": [_event(e, ("export_date", "key_id", "manifest")) | _files(e["data"]["files"]) for e in of_kind("backup")],
+        "backups": [_event(e, ("export_date", "key_id", "manifest")) | _files(e.data.files) for e in of_kind(BackupEntry)],
         "deletions": [
             _event(e, ("export_date", "why", "replaced_by", "rows", "bytes", "method", "landing"))
-            | {"areas": _areas(e["data"])}
-            | _files(e["data"]["files"])
-            | {"not_deleted": e["data"]["not_deleted"]}
-            for e in of_kind("deletion")
+            | {"areas": _areas(e.data)}
+            | _files(e.data.files)
+            | {"not_deleted": e.data.not_deleted}
+            for e in of_kind(DeletionEntry)
         ],
-        "key_events": [_key_event(e) for e in entries if e["kind"] in ("key_rotated", "key_destroyed")],
+        "key_events": [_key_event(e) for e in ledger.only(recorded, KeyRotatedEntry, KeyDestroyedEntry)],
         "backup_checks": [
-            _event(e, ("export_date", "ok", "bad", "nothing_to_check")) for e in of_kind("backup_verified", dated=False)
+            _event(e, ("export_date", "ok", "bad", "nothing_to_check")) for e in of_kind(BackupVerifiedEntry, dated=False)
         ],
         "restores": [
-            _event(e, ("export_date", "out", "error")) | {"files": len(e["data"]["files"])} for e in of_kind("backup_restored")
+            _event(e, ("export_date", "out", "error")) | {"files": len(e.data.files)} for e in of_kind(BackupRestoredEntry)
         ],
-        "reviews": [_event(e, ("success", "problems", "datasets")) for e in of_kind("review", dated=False)],
+        "reviews": [_event(e, ("success", "problems", "datasets")) for e in of_kind(ReviewEntry, dated=False)],
         # Requests name the person by a keyed hash only; what was found and done, in counts.
         "subject_requests": [
             _event(
@@ -80,12 +94,11 @@ def collect(
                     "retry_of",
                 ),
             )
-            for e in entries
-            if e["kind"] in ("subject_lookup", "erasure_requested")
+            for e in ledger.only(recorded, SubjectLookupEntry, ErasureRequestedEntry)
         ],
         "notices": [
             _event(e, ("snapshot", "members", "sms", "email", "erased", "unreachable", "closure"))
-            for e in of_kind("notices", dated=False)
+            for e in of_kind(NoticesEntry, dated=False)
         ],
     }
     facts["release"] = _release(warehouse)
@@ -126,38 +139,51 @@ def _ledger(restricted: Path, warehouse: Path) -> dict:
     }
 
 
-def _key_event(entry: dict) -> dict:
+def _in_period(date: str | None, start: dt.date | None, end: dt.date | None) -> bool:
+    if date is None:
+        return start is None and end is None
+    day = dt.date.fromisoformat(date)
+    return (start is None or day >= start) and (end is None or day <= end)
+
+
+def _key_event(entry: Recorded[Entry]) -> dict:
     """Rotations and destructions in one shape (a rotation names two keys)."""
-    data = entry["data"]
+    data = entry.data
+    assert isinstance(data, KeyRotatedEntry | KeyDestroyedEntry)
     return (
         _event(entry, ())
         | {
-            name: data.get(name)
+            name: getattr(data, name, None)
             for name in ("where", "method", "effect", "made_with_it", "published_under_other_keys", "old_key_id", "new_key_id")
         }
-        | {"key": data.get("key", "pseudonym"), "key_id": data.get("key_id", data.get("new_key_id"))}
+        | {"key": data.key, "key_id": data.key_id}
     )
 
 
-def _areas(certificate: dict) -> dict:
+def _areas(certificate: DeletionEntry) -> dict:
     """Per area, what a certificate deleted and did not (older certificates list files only)."""
-    if "areas" in certificate:
-        return certificate["areas"]
+    if certificate.areas:
+        return certificate.areas
     areas: dict[str, dict] = {}
-    for f in certificate["files"]:
+    for f in certificate.files:
         area = areas.setdefault(f["area"], {"deleted": 0, "bytes": 0, "not_deleted": 0})
         area["deleted"] += 1
         area["bytes"] += f["bytes"]
-    for f in certificate["not_deleted"]:
+    for f in certificate.not_deleted:
         areas.setdefault(f["area"], {"deleted": 0, "bytes": 0, "not_deleted": 0})["not_deleted"] += 1
     return areas
 
 
-def _dataset(policy: SourcePolicy, warehouse: Path, published: list[dict], removed: list[dict]) -> dict:
+def _dataset(
+    policy: SourcePolicy,
+    warehouse: Path,
+    published: list[Recorded[PartitionEntry]],
+    removed: list[Recorded[PartitionRemovedEntry]],
+) -> dict:
     latest = {}
     for entry in published:
-        if entry["data"]["dataset"] == policy.source:
-            latest[entry["data"]["export_date"]] = entry  # a rerun replaces the date's partition
+        if entry.data.dataset == policy.source:
+            latest[entry.data.export_date] = entry  # a rerun replaces the date's partition
     partitions = [_partition(entry, warehouse) for _, entry in sorted(latest.items())]
     return {
         "description": policy.description,
@@ -186,32 +212,32 @@ def _dataset(policy: SourcePolicy, warehouse: Path, published: list[dict], remov
         "removed": [
             _event(e, ("export_date", "path", "sha256", "published_rows", "why"))
             for e in removed
-            if e["data"]["dataset"] == policy.source
+            if e.data.dataset == policy.source
         ],
     }
 
 
-def _partition(entry: dict, warehouse: Path) -> dict:
-    data = entry["data"]
-    path = warehouse / data["output"]["path"]
+def _partition(entry: Recorded[PartitionEntry], warehouse: Path) -> dict:
+    data = entry.data
+    path = warehouse / data.output["path"]
     try:
         metrics = warehouse_io.read_metadata(path)["metrics"] if path.is_file() else {}
     except (OSError, ValueError, KeyError):  # a damaged file: its figures are unknown (`tuomin review` names it)
         metrics = {}
     return {
-        "export_date": data["export_date"],
-        "rows": data["rows"],
-        "k_required": data["k"],
-        "k": data["k_achieved"],
-        "reconciled": data["rows"]["read"] == sum(data["rows"][key] for key in ROW_COUNTS if key != "read"),
-        "l": data["l_achieved"],
-        "levels": data["levels"],
-        "cells_suppressed": data["cells_suppressed"],
-        "validation": data["validation"],
-        "policy_sha256": data["policy_sha256"],
-        "key_id": data["key_id"],
-        "path": data["output"]["path"],
-        "sha256": data["output"]["sha256"],
+        "export_date": data.export_date,
+        "rows": data.rows,
+        "k_required": data.k,
+        "k": data.k_achieved,
+        "reconciled": data.rows["read"] == sum(data.rows[key] for key in ROW_COUNTS if key != "read"),
+        "l": data.l_achieved,
+        "levels": data.levels,
+        "cells_suppressed": data.cells_suppressed,
+        "validation": data.validation,
+        "policy_sha256": data.policy_sha256,
+        "key_id": data.key_id,
+        "path": data.output["path"],
+        "sha256": data.output["sha256"],
         "in_place": path.is_file(),
         "metrics": {
             k: metrics.get(k)
@@ -228,19 +254,20 @@ def _partition(entry: dict, warehouse: Path) -> dict:
                 "l_entropy",
             )
         },
-        "published_at": data["published_at"],
-        "ledger_seq": entry["seq"],
-        "ledger_hash": entry["hash"],
+        "published_at": data.published_at,
+        "ledger_seq": entry.seq,
+        "ledger_hash": entry.hash,
     }
 
 
-def _event(entry: dict, keys: tuple[str, ...]) -> dict:
+def _event(entry: Recorded, keys: tuple[str, ...]) -> dict:
+    data = entry.data.record()
     return {
-        "kind": entry["kind"],
-        "at": entry["at"],
-        "ledger_seq": entry["seq"],
-        "ledger_hash": entry["hash"],
-        **{k: entry["data"][k] for k in keys if k in entry["data"]},
+        "kind": entry.kind,
+        "at": entry.at,
+        "ledger_seq": entry.seq,
+        "ledger_hash": entry.hash,
+        **{k: data[k] for k in keys if k in data},
     }
 
 

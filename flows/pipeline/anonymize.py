@@ -34,6 +34,7 @@ from flows.runtime import progress
 from flows.storage import landing as landing_io
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
+from flows.storage.entries import RunEntry
 from transforms import steps
 
 
@@ -202,27 +203,26 @@ def _anonymize(p: RunParameters, runner):
     )
     ledger.append(
         run.restricted,
-        "run",
-        {
-            "run_id": run.run_id,
-            "flow_run_id": str(flow_run.get_id() or ""),
-            "started_at": run.started.isoformat(timespec="seconds"),
-            "ended_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "status": "failed" if message else "published" if summary["dates"] else "up to date",
-            "message": message,
-            "triggered_by": run.triggered_by,
-            "parameters": {
+        RunEntry(
+            run_id=run.run_id,
+            flow_run_id=str(flow_run.get_id() or ""),
+            started_at=run.started.isoformat(timespec="seconds"),
+            ended_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            status="failed" if message else "published" if summary["dates"] else "up to date",
+            message=message,
+            triggered_by=run.triggered_by,
+            parameters={
                 **p.model_dump(include={"landing", "warehouse", "date", "start", "end", "every", "drop_unknown", "backup"}),
                 "runner": type(runner).__name__,
             },
-            "policies": {s: {"file": pol.path.name, "sha256": pol.sha256} for s, pol in run.policies.items()},
-            "key_id": run.pseudonymizer.key_id,
-            "backup_key_id": run.backup_key.key_id if run.backup_key else None,
-            "erasure_requests": len(run.subjects),
-            "dates": summary["dates"],
-            "up_to_date": summary["up_to_date"],
-            "past_retention": summary.get("past_retention", []),
-            "errors": problems,
-        },
+            policies={s: {"file": pol.path.name, "sha256": pol.sha256} for s, pol in run.policies.items()},
+            key_id=run.pseudonymizer.key_id,
+            backup_key_id=run.backup_key.key_id if run.backup_key else None,
+            erasure_requests=len(run.subjects),
+            dates=summary["dates"],
+            up_to_date=summary["up_to_date"],
+            past_retention=summary.get("past_retention", []),
+            errors=problems,
+        ),
     )
     return Failed(message=message, data=summary) if message else summary

@@ -40,6 +40,7 @@ from flows.storage import backup as backup_io
 from flows.storage import landing as landing_io
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
+from flows.storage.entries import BackupEntry, PartitionEntry
 from transforms import plan, steps
 from transforms.anonymity import Unreachable
 from transforms.policy import SourcePolicy
@@ -130,14 +131,13 @@ def back_up(run: Run, shas: dict[str, str], date: dt.date) -> None:
     if written:
         ledger.append(
             run.restricted,
-            "backup",
-            {
-                "export_date": date.isoformat(),
-                "run_id": run.run_id,
-                "manifest": str(manifest_path),
-                "key_id": manifest["key_id"],
-                "files": [{k: f[k] for k in ("path", "bytes", "sha256")} for f in manifest["files"]],
-            },
+            BackupEntry(
+                export_date=date.isoformat(),
+                run_id=run.run_id,
+                manifest=str(manifest_path),
+                key_id=manifest["key_id"],
+                files=[{k: f[k] for k in ("path", "bytes", "sha256")} for f in manifest["files"]],
+            ),
         )
         log.info("%s: %d file(s) backed up, encrypted, -> %s", date, len(shas), manifest_path.parent)
 
@@ -325,7 +325,7 @@ def publish(
         entry = ledger_entry(
             result.metadata, result.counts, result.cells, result.inputs, target, run.warehouse, sha256, run.triggered_by, began
         )
-        ledger.append(run.restricted, "partition", entry | {"release": recorded})
+        ledger.append(run.restricted, PartitionEntry(**entry, release=recorded))
         metadata = result.metadata
         summary[name] = Published(
             counts=result.counts,

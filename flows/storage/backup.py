@@ -27,6 +27,7 @@ import struct
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -237,6 +238,7 @@ def check_all(restricted: Path, key: BackupKey, date: dt.date | None = None) -> 
     the ledger as `backup_verified`. One result per backup: {manifest, export_date, files,
     bytes, error}; a run with nothing to check is a failure too."""
     from flows.storage import ledger
+    from flows.storage.entries import BackupVerifiedEntry
 
     found = manifests(restricted, date)
     results = []
@@ -275,15 +277,14 @@ def check_all(restricted: Path, key: BackupKey, date: dt.date | None = None) -> 
         result["export_date"] = Path(result["manifest"]).parent.parent.name.removeprefix("export_date=")
     ledger.append(
         restricted,
-        "backup_verified",
-        {
-            "export_date": date.isoformat() if date else None,
-            "key_id": key.key_id,
-            "backups": results,
-            "ok": sum(r["error"] is None for r in results),
-            "bad": sum(r["error"] is not None for r in results),
-            "nothing_to_check": not results,
-        },
+        BackupVerifiedEntry(
+            export_date=date.isoformat() if date else None,
+            key_id=key.key_id,
+            backups=results,
+            ok=sum(r["error"] is None for r in results),
+            bad=sum(r["error"] is not None for r in results),
+            nothing_to_check=not results,
+        ),
     )
     return results
 
@@ -294,9 +295,10 @@ def restore(restricted: Path, key: BackupKey, date: dt.date, out: Path) -> dict:
     date's raw data) or why nothing was. Returns the entry's data; raises BackupError after
     recording a failure."""
     from flows.storage import ledger
+    from flows.storage.entries import BackupRestoredEntry
 
     found = manifests(restricted, date)
-    record: dict[str, object] = {
+    record: dict[str, Any] = {
         "export_date": date.isoformat(),
         "key_id": key.key_id,
         "out": str(out.resolve()),
@@ -313,7 +315,7 @@ def restore(restricted: Path, key: BackupKey, date: dt.date, out: Path) -> dict:
         record["files"] = [{"path": str((out / f["path"]).resolve()), "bytes": f["bytes"], "sha256": f["sha256"]} for f in files]
     except BackupError as exc:
         record["error"] = str(exc)
-        ledger.append(restricted, "backup_restored", record)
+        ledger.append(restricted, BackupRestoredEntry(**record))
         raise
-    ledger.append(restricted, "backup_restored", record)
+    ledger.append(restricted, BackupRestoredEntry(**record))
     return record

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from flows.storage import ledger
 from flows.storage.backup import BackupError, BackupKey
+from flows.storage.entries import KeyDestroyedEntry, KeyRotatedEntry
 from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
 
 
@@ -180,9 +181,7 @@ def destroyed(entries: list[dict], kind: KeyKind) -> set[str]:
 
 def record_rotation(restricted: Path, old: str, new: str, where: str) -> dict:
     """The one shape of a rotation in the ledger, whichever command made it."""
-    return ledger.append(
-        restricted, "key_rotated", {"key": "pseudonym", "key_id": new, "old_key_id": old, "new_key_id": new, "where": where}
-    )
+    return ledger.append(restricted, KeyRotatedEntry(key="pseudonym", key_id=new, old_key_id=old, new_key_id=new, where=where))
 
 
 def check_continuity(restricted: Path, key_id: str, rotating: bool = False) -> None:
@@ -292,15 +291,14 @@ def destroy(location: Location, restricted: Path, warehouse: Path | None = None)
     )
     return ledger.append(
         restricted,
-        "key_destroyed",
-        {
-            "key": kind.name,
-            "key_id": key_id,
-            "where": str(location),
-            "made_with_it": made_with(entries, kind)[key_id],
-            "method": "Secret block deleted" if location.block else "overwritten, flushed, deleted",
-            "effect": kind.effect,
-            "published_under_other_keys": alive,
-            "why": "PIPL Art. 47(1)(2): the company is closing; the key is no longer needed",
-        },
+        KeyDestroyedEntry(
+            key=kind.name,
+            key_id=key_id,
+            where=str(location),
+            made_with_it=made_with(entries, kind)[key_id],
+            method="Secret block deleted" if location.block else "overwritten, flushed, deleted",
+            effect=kind.effect,
+            published_under_other_keys=alive,
+            why="PIPL Art. 47(1)(2): the company is closing; the key is no longer needed",
+        ),
     )

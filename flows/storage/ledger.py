@@ -2,7 +2,8 @@
 
     <restricted>/ledger/ledger.jsonl    one JSON object per line (0600, in a 0700 folder)
 
-Each entry has `seq`, `at` (UTC), `kind` (one of KINDS), `data`, `prev` (the previous entry's
+Each entry has `seq`, `at` (UTC), `kind`, `data` (one model per kind: flows/storage/entries.py),
+`prev` (the previous entry's
 hash) and `hash` = SHA-256 of the canonical JSON of the other fields, so editing, deleting or
 reordering any entry breaks the chain at that point. Entries hold counts, names, paths and hashes,
 never a data value, but exact counts (rows erased, suppressed, quarantined), some below k: so it
@@ -25,26 +26,16 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar, cast
+
+from flows.storage import entries as entries_model
+from flows.storage.entries import Entry
 
 LEDGER = Path("ledger") / "ledger.jsonl"  # under the restricted area
 GENESIS = "0" * 64
 HEAD_KEY = "ledger_head"  # in a partition's metadata: {"seq", "hash"} of the ledger when it was written
 
-KINDS = {  # every kind of entry, and what it records
-    "run": "an anonymize run: parameters, status, per date what was published or why not",
-    "partition": "a published partition: inputs, counts, k and l, checks, the file's SHA-256",
-    "backup": "a date's raw files encrypted into the restricted area",
-    "backup_verified": "backups decrypted and compared with their manifests",
-    "backup_restored": "a backup decrypted into a folder (raw personal data, deleted by purge)",
-    "deletion": "a purge certificate: every area of a date, what was deleted and what was not",
-    "partition_removed": "a partition deleted at the end of its retention period",
-    "review": "the periodic re-check of every published dataset",
-    "key_rotated": "a pseudonym key replaced (old and new key_id)",
-    "key_destroyed": "a key destroyed (key_id, where, method, effect)",
-    "subject_lookup": "an access request: records found, where the copy was written",
-    "erasure_requested": "an erasure request: its status, the partitions republished",
-    "notices": "closure notices: what customers were told, counts, where the batches are",
-}
+KINDS = {kind: model.about for kind, model in entries_model.KINDS.items()}  # every kind of entry, and what it records
 
 
 class LedgerBroken(RuntimeError):
@@ -64,10 +55,14 @@ def entries(restricted: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
 
 
-def append(restricted: Path, kind: str, data: dict) -> dict:
-    """Add an entry under an exclusive lock, chained to the last one, flushed to disk."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown ledger entry kind {kind!r}; known: {', '.join(KINDS)}")
+def append(restricted: Path, data: Entry) -> dict:
+    """Add an entry under an exclusive lock, chained to the last one, flushed to disk. Returns it
+    as stored. A field its model does not declare is refused (entries.py: writing is strict)."""
+    if type(data) not in entries_model.KINDS.values():
+        raise TypeError(f"a ledger entry is one of the models of flows/storage/entries.py, not {type(data).__name__}")
+    if data.model_extra:
+        raise ValueError(f"{data.kind} entry: field(s) {', '.join(sorted(data.model_extra))} not declared in its model")
+    kind, stored = data.kind, data.record()
     path = restricted / LEDGER
     if not path.parent.is_dir():
         from flows.runtime.paths import restricted_dir
@@ -85,7 +80,7 @@ def append(restricted: Path, kind: str, data: dict) -> dict:
             "seq": last["seq"] + 1 if last else 1,
             "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "kind": kind,
-            "data": json.loads(json.dumps(data, ensure_ascii=False, default=str)),
+            "data": stored,
             "prev": last["hash"] if last else GENESIS,
         }
         entry["hash"] = _digest(entry)
@@ -93,6 +88,32 @@ def append(restricted: Path, kind: str, data: dict) -> dict:
         fh.flush()
         os.fsync(fh.fileno())
     return entry
+
+
+E = TypeVar("E", bound=Entry)
+
+
+@dataclass(frozen=True)
+class Recorded(Generic[E]):
+    """One entry as read back, its data parsed into its kind's model."""
+
+    seq: int
+    at: str
+    kind: str
+    data: E
+    hash: str
+
+
+def read(restricted: Path) -> list[Recorded[Entry]]:
+    """The entries with typed data, for what shows them (`ledger show`, the evidence pack)."""
+    return [
+        Recorded(e["seq"], e["at"], e["kind"], entries_model.parse(e["kind"], e["data"]), e["hash"]) for e in entries(restricted)
+    ]
+
+
+def only(found: list[Recorded[Entry]], *models: type[E]) -> list[Recorded[E]]:
+    """The entries of these kinds, typed as such."""
+    return [cast(Recorded[E], r) for r in found if isinstance(r.data, models)]
 
 
 def head(restricted: Path) -> dict:

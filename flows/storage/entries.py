@@ -1,0 +1,305 @@
+"""What the ledger records, one model per kind of entry: the fields each kind carries and the one
+line `tuomin ledger show` prints for it. Every writer builds one of these (flows/storage/ledger.py
+refuses anything else), and readers (`ledger show`, the evidence pack) parse entries back into
+them, so a kind's shape is declared here once.
+
+Writing is strict (a field not declared here is refused, so a new field is a reviewed change);
+reading is lenient (an entry written by an earlier version keeps fields since renamed, and fields
+added later take their defaults), because an old ledger must stay readable: its hash chain forbids
+rewriting it. Entries hold counts, names, paths, key ids and keyed hashes, never a data value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["done", "partial", "failed"]
+
+
+class Entry(BaseModel):
+    """The `data` of one ledger entry."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+    kind: ClassVar[str]
+    about: ClassVar[str]  # what an entry of this kind records
+
+    def line(self) -> str:
+        """The entry in one line, for `tuomin ledger show`."""
+        return ", ".join(f"{k}={v}" for k, v in self.record().items() if isinstance(v, str | int))
+
+    def record(self) -> dict[str, Any]:
+        """The entry's data as the ledger stores it: JSON types, stored field names, the fields its
+        writer set (a default is what a reader assumes, not something the writer said)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+class RunEntry(Entry):
+    kind = "run"
+    about = "an anonymize run: parameters, status, per date what was published or why not"
+    run_id: str
+    flow_run_id: str = ""
+    started_at: str
+    ended_at: str
+    status: Literal["published", "up to date", "failed"]
+    message: str | None = None
+    triggered_by: dict[str, str]
+    parameters: dict[str, Any]
+    policies: dict[str, dict[str, str]]
+    key_id: str
+    backup_key_id: str | None = None
+    erasure_requests: int = 0
+    dates: dict[str, dict[str, Any]] = {}
+    up_to_date: list[str] = []
+    past_retention: list[str] = []
+    errors: list[str] = []
+
+    def line(self) -> str:
+        return f"{self.run_id} {self.status} ({self.triggered_by.get('via', '?')})"
+
+
+class PartitionEntry(Entry):
+    kind = "partition"
+    about = "a published partition: inputs, counts, k and l, checks, the file's SHA-256"
+    dataset: str
+    export_date: str
+    run_id: str
+    flow_run_id: str | None = ""
+    fingerprint: str | None = None
+    unit: str | None = None
+    policy_file: str | None = None
+    policy_sha256: str | None = None
+    key_id: str
+    k: int | None = None
+    l_diversity: list[dict[str, Any]] = []
+    levels: dict[str, int] = {}
+    dropped_columns: list[dict[str, str]] = []
+    copies_not_read: list[dict[str, str]] = []
+    rows: dict[str, int]  # read, quarantined, erased, suppressed, published: exact, some below k
+    cells_suppressed: dict[str, int] = {}
+    inputs: list[dict[str, Any]] = []
+    k_achieved: int | None = None
+    l_achieved: int | None = None
+    validation: dict[str, Any] = {}
+    output: dict[str, Any]  # path (under the warehouse), sha256, bytes, rows
+    started_at: str | None = None
+    published_at: str | None = None
+    triggered_by: dict[str, str] | str | None = None
+    release: dict[str, Any] | None = None  # the date's release verdict (a run's partitions)
+    erasure: dict[str, Any] | None = None  # what an erasure changed (a republished partition)
+
+    def line(self) -> str:
+        return f"{self.dataset} {self.export_date}: {self.rows.get('published')} rows, k={self.k_achieved}"
+
+
+class BackupEntry(Entry):
+    kind = "backup"
+    about = "a date's raw files encrypted into the restricted area"
+    export_date: str
+    run_id: str
+    manifest: str
+    key_id: str
+    files: list[dict[str, Any]]  # path, bytes, sha256
+
+    def line(self) -> str:
+        return f"{self.export_date}: {len(self.files)} file(s) encrypted with {self.key_id}"
+
+
+class BackupVerifiedEntry(Entry):
+    kind = "backup_verified"
+    about = "backups decrypted and compared with their manifests"
+    export_date: str | None = None
+    key_id: str
+    backups: list[dict[str, Any]]
+    ok: int
+    bad: int
+    nothing_to_check: bool
+
+    def line(self) -> str:
+        return f"{self.ok} backup(s) ok, {self.bad} bad" + (", nothing to verify" if self.nothing_to_check else "")
+
+
+class BackupRestoredEntry(Entry):
+    kind = "backup_restored"
+    about = "a backup decrypted into a folder (raw personal data, deleted by purge)"
+    export_date: str
+    key_id: str
+    out: str
+    manifest: str | None = None
+    files: list[dict[str, Any]] = []
+    error: str | None = None
+
+    def line(self) -> str:
+        return f"{self.export_date}: " + (
+            f"FAILED: {self.error}" if self.error else f"{len(self.files)} file(s) restored into {self.out}"
+        )
+
+
+class DeletionEntry(Entry):
+    kind = "deletion"
+    about = "a purge certificate: every area of a date, what was deleted and what was not"
+    export_date: str
+    as_of: str
+    why: list[str]
+    landing: str
+    areas: dict[str, dict[str, int]] = {}  # older certificates list files only
+    files: list[dict[str, Any]]
+    bytes: int
+    rows: dict[str, Any]
+    not_deleted: list[dict[str, Any]]
+    replaced_by: list[dict[str, Any]]
+    method: str
+    triggered_by: str
+
+    def line(self) -> str:
+        return f"{self.export_date}: {len(self.files)} file(s), {self.bytes} bytes deleted; replaced by " + ", ".join(
+            f"{r['dataset']} #{r['ledger_seq']}" for r in self.replaced_by
+        )
+
+
+class PartitionRemovedEntry(Entry):
+    kind = "partition_removed"
+    about = "a partition deleted at the end of its retention period"
+    dataset: str
+    export_date: str
+    path: str
+    sha256: str
+    published_rows: int
+    published_seq: int
+    published_hash: str
+    why: str
+    as_of: str
+    triggered_by: str
+
+    def line(self) -> str:
+        return f"{self.dataset} {self.export_date}: {self.published_rows} rows removed ({self.why[:40]}…)"
+
+
+class ReviewEntry(Entry):
+    kind = "review"
+    about = "the periodic re-check of every published dataset"
+    success: bool
+    problems: list[str]
+    triggered_by: str
+    policies: dict[str, str]
+    datasets: dict[str, dict[str, Any]]
+
+    def line(self) -> str:
+        return (
+            ("passed" if self.success else f"FAILED: {len(self.problems)} problem(s)")
+            + ": "
+            + ", ".join(f"{n} {x['partitions']} partitions" for n, x in self.datasets.items())
+        )
+
+
+class KeyRotatedEntry(Entry):
+    kind = "key_rotated"
+    about = "a pseudonym key replaced (old and new key_id)"
+    key: Literal["pseudonym"] = "pseudonym"
+    key_id: str  # the new key's, as every entry made with a key names it
+    old_key_id: str
+    new_key_id: str
+    where: str  # the command that made the change
+
+    def line(self) -> str:
+        return f"pseudonym key {self.old_key_id} -> {self.new_key_id} ({self.where})"
+
+
+class KeyDestroyedEntry(Entry):
+    kind = "key_destroyed"
+    about = "a key destroyed (key_id, where, method, effect)"
+    key: Literal["pseudonym", "backup"] = "pseudonym"
+    key_id: str
+    where: str | None = None
+    made_with_it: int | None = None
+    method: str
+    effect: str | None = None
+    published_under_other_keys: list[str] = []
+    why: str | None = None
+
+    def line(self) -> str:
+        return f"{self.key} key {self.key_id} destroyed ({self.method})"
+
+
+class SubjectLookupEntry(Entry):
+    kind = "subject_lookup"
+    about = "an access request: records found, where the copy was written"
+    identifier: str = Field(alias="kind")  # which identifier the person gave (doc_no, mobile, member_no)
+    subject: str  # a keyed hash of it, never the identifier
+    key_id: str
+    records: int
+    file: str | None = None
+    newest_date: dt.date | None = None
+
+    def line(self) -> str:
+        return f"{self.identifier} {self.subject[:12]}: {self.records} record(s)" + (f" -> {self.file}" if self.file else "")
+
+
+class ErasureRequestedEntry(Entry):
+    kind = "erasure_requested"
+    about = "an erasure request: its status, the partitions republished"
+    identifier: str = Field(alias="kind")
+    subject: str | None = None  # a keyed hash of the identifier; None once the key is destroyed
+    key_id: str | None = None
+    status: Status | None = "done"
+    listed: Literal["added", "already listed"] | None = None
+    added: bool = False
+    tokens: int | None = None
+    republished: list[dict[str, Any]] = []
+    not_searched: list[Any] = []
+    failed: str | None = None
+    retry_of: list[int] = []
+
+    def line(self) -> str:
+        return (
+            f"{self.status}: {self.identifier} {(self.subject or 'key destroyed')[:12]}, "
+            + (self.listed or ("added" if self.added else "already listed"))
+            + f", {len(self.republished)} partition(s) republished"
+            + (f", completes #{', #'.join(map(str, self.retry_of))}" if self.retry_of else "")
+            + (f", FAILED: {self.failed}" if self.failed else "")
+        )
+
+
+class NoticesEntry(Entry):
+    kind = "notices"
+    about = "closure notices: what customers were told, counts, where the batches are"
+    members: int
+    erased: int
+    unreachable: int
+    snapshot: str
+    sms: int
+    email: int
+    files: list[str]
+    closure: dict[str, Any]
+
+    def line(self) -> str:
+        return f"{self.sms} SMS, {self.email} e-mail(s) to {self.members} members ({self.unreachable} unreachable)"
+
+
+KINDS: dict[str, type[Entry]] = {
+    model.kind: model
+    for model in (
+        RunEntry,
+        PartitionEntry,
+        BackupEntry,
+        BackupVerifiedEntry,
+        BackupRestoredEntry,
+        DeletionEntry,
+        PartitionRemovedEntry,
+        ReviewEntry,
+        KeyRotatedEntry,
+        KeyDestroyedEntry,
+        SubjectLookupEntry,
+        ErasureRequestedEntry,
+        NoticesEntry,
+    )
+}
+
+
+def parse(kind: str, data: dict[str, Any]) -> Entry:
+    """A stored entry's data as its model (lenient: see the module's docstring)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown ledger entry kind {kind!r}; known: {', '.join(KINDS)}")
+    return KINDS[kind].model_validate(data)
