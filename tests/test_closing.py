@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,7 +24,7 @@ from flows.storage import backup, ledger
 from flows.storage.keys import load_backup_key
 from flows.storage.landing import Landing
 from flows.storage.query import connect
-from tests.conftest import TEST_BACKUP_KEY, published_token, run_flow
+from tests.conftest import TEST_BACKUP_KEY, copy_run, published_token, run_flow
 from tests.leaks import find_leaks, raw_identifiers
 from transforms.policy import load_policies
 
@@ -34,13 +33,11 @@ AFTER_GRACE = "2026-06-01"
 
 
 @pytest.fixture
-def closing(prefect_server, landing, tmp_path):
-    """A landing copy anonymized by a real run, free to purge, tamper with and review."""
-    copy = tmp_path / "landing"
-    shutil.copytree(landing, copy)
-    run = run_flow(copy, tmp_path)
-    assert run.state.is_completed(), run.state.message
-    return copy, run
+def closing(published, landing, tmp_path):
+    """A copy of the landing and of what a real run published from it, free to purge, tamper with
+    and review (the session's run, copied: one run for every test here)."""
+    assert published.state.is_completed(), published.state.message
+    return copy_run(published, landing, tmp_path / "closing")
 
 
 def test_the_run_backs_up_every_date_before_processing(published, landing):

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.storage import ledger
-from tests.conftest import TEST_KEY, Run, run_flow
+from tests.conftest import TEST_KEY, Run, copy_run, run_flow
 
 DAY1, DAY2 = "2026-03-01", "2026-03-02"
 
@@ -55,10 +55,13 @@ def _run_killed_at(failpoint: str, landing: Path, root: Path) -> subprocess.Comp
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.fixture
-def day1_only(landing, tmp_path) -> Path:
-    """A copy of the landing with DAY1's files alone (the rerun's default selection then has one date to do)."""
-    return _day1(landing, tmp_path / "landing")
+@pytest.fixture(scope="module")
+def day1_published(prefect_server, landing, tmp_path_factory) -> tuple[Path, Run]:
+    """DAY1's files alone (the rerun's default selection then has one date to do), published once
+    for every kill case (each works on a copy)."""
+    root = tmp_path_factory.mktemp("day1")
+    day1 = _day1(landing, root / "landing")
+    return day1, run_flow(day1, root, date=DAY1)
 
 
 def _day1(landing: Path, target: Path) -> Path:
@@ -68,12 +71,11 @@ def _day1(landing: Path, target: Path) -> Path:
 
 
 @pytest.mark.parametrize("failpoint", ["reading", "extracted", "validated", "mid-write", "staged", "published-one"])
-def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, day1_only, tmp_path, uninterrupted, failpoint):
-    copy_of = day1_only
-    first = run_flow(copy_of, tmp_path, date=DAY1)
+def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(day1_published, tmp_path, uninterrupted, failpoint):
+    copy_of, first = copy_run(day1_published[1], day1_published[0], tmp_path / "shop")
     old = _file_hashes(first.warehouse)
     _cut_pos(copy_of)
-    killed = _run_killed_at(failpoint, copy_of, tmp_path)
+    killed = _run_killed_at(failpoint, copy_of, tmp_path / "shop")
     assert killed.returncode == -9, killed.stderr[-2000:]
     after = _file_hashes(first.warehouse)
     assert set(after) == set(old)
@@ -91,7 +93,7 @@ def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, d
     )
     # Re-running finishes the job: the date is changed (or unrecorded), so it is processed again,
     # into what a run never interrupted publishes from the same files.
-    final = run_flow(copy_of, tmp_path)
+    final = run_flow(copy_of, tmp_path / "shop")
     assert final.state.is_completed() and DAY1 in final.summary["dates"]
     for name in final.summary["dates"][DAY1]:
         assert pq.read_table(final.summary["dates"][DAY1][name]["path"]).equals(
@@ -103,20 +105,20 @@ def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(prefect_server, d
 
 @pytest.mark.parametrize("failpoint", ["mid-write:ENOSPC", "staged:EROFS"])
 def test_a_full_disk_or_read_only_warehouse_fails_clearly_and_publishes_nothing(
-    prefect_server, copy_of, tmp_path, monkeypatch, failpoint
+    published, landing, tmp_path, monkeypatch, failpoint
 ):
     """The storage fails while a partition is written (disk full) or once it is staged (the
     warehouse turned read-only): the run stops with the OS's reason and the file, the published
     partitions are as they were, the ledger holds no new partition (the failed run and the backup
     are recorded), no staging is
     left, and the next run completes."""
-    first = run_flow(copy_of, tmp_path)
+    copy_of, first = copy_run(published, landing, tmp_path / "shop")
     old, entries = _file_hashes(first.warehouse), len(ledger.entries(first.restricted))
     for day in (DAY1, DAY2):  # new inputs for both dates: both would be republished
         pos = copy_of / "pos" / day / f"pos_lines_{day.replace('-', '')}.csv"
         pos.write_bytes(b"".join(pos.read_bytes().splitlines(keepends=True)[:-100]))
     monkeypatch.setenv("TUOMIN_FAILPOINT", failpoint)
-    failed = run_flow(copy_of, tmp_path)
+    failed = run_flow(copy_of, tmp_path / "shop")
     reason = {"ENOSPC": "No space left on device", "EROFS": "Read-only file system"}[failpoint.split(":")[1]]
     assert failed.state.is_failed()
     error = failed.summary["dates"][DAY1]["error"]
@@ -128,5 +130,5 @@ def test_a_full_disk_or_read_only_warehouse_fails_clearly_and_publishes_nothing(
     assert ledger.verify(first.restricted, first.warehouse) == []
     assert not (first.warehouse / ".staging").exists() or not any((first.warehouse / ".staging").rglob("*.parquet"))
     monkeypatch.delenv("TUOMIN_FAILPOINT")
-    final = run_flow(copy_of, tmp_path)
+    final = run_flow(copy_of, tmp_path / "shop")
     assert final.state.is_completed() and set(final.summary["dates"]) == {DAY1, DAY2}

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.storage import ledger
 from flows.storage.warehouse import read_metadata
-from tests.conftest import run_flow
+from tests.conftest import copy_run, run_flow
 
 DAY1, DAY2 = "2026-03-01", "2026-03-02"
 
@@ -27,8 +27,8 @@ def _rows(warehouse: Path, dataset: str, day: str):
     return pq.read_table(warehouse / f"dataset={dataset}" / f"export_date={day}" / "part-0.parquet").to_pylist()
 
 
-def test_default_runs_only_new_or_changed_dates(prefect_server, copy_of, tmp_path):
-    first = run_flow(copy_of, tmp_path)
+def test_default_runs_only_new_or_changed_dates(published, landing, tmp_path):
+    copy_of, first = copy_run(published, landing, tmp_path)  # the first run (the session's, copied)
     assert set(first.summary["dates"]) == {DAY1, DAY2}
     again = run_flow(copy_of, tmp_path)
     assert again.state.is_completed() and again.summary["dates"] == {} and again.summary["up_to_date"] == [DAY1, DAY2]
@@ -56,8 +56,8 @@ def test_rerunning_a_date_is_idempotent(prefect_server, landing, tmp_path):
     assert len(published) == 2 and published[0]["data"]["output"]["sha256"] != ""  # both runs recorded
 
 
-def test_a_policy_change_republishes_with_the_new_hash(prefect_server, copy_of, tmp_path, policy_copy):
-    run_flow(copy_of, tmp_path, policies=str(policy_copy))
+def test_a_policy_change_republishes_with_the_new_hash(published, landing, tmp_path, policy_copy):
+    copy_of, _ = copy_run(published, landing, tmp_path)  # published with the same policies' content
     pos = policy_copy / "pos.yaml"
     pos.write_text(pos.read_text().replace("privacy:\n  k: 5", "privacy:\n  k: 6", 1))
     changed = run_flow(copy_of, tmp_path, policies=str(policy_copy))
