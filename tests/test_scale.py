@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.pipeline.passes import ahead
+from flows.runtime.ahead import ahead
 from tests.conftest import TEST_KEY, run_flow
 from transforms import outofcore, plan
 from transforms.operators import Context

@@ -28,30 +28,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import flow
 from pydantic import SecretStr
 
-from expectations.suite import Gate, Outcome, validate
+from expectations.suite import Gate, Outcome
 from flows.closing import subjects
 from flows.closing.subjects import Identifier, tokens
 from flows.pipeline import release
-from flows.pipeline.passes import BATCH_ROWS, Spill, ahead
+from flows.pipeline.passes import BATCH_ROWS
 from flows.pipeline.record import file_sha256, ledger_entry, triggered_by
+from flows.pipeline.writer import ClassColumns, PartitionWriter
 from flows.runtime import paths
+from flows.runtime.ahead import ahead
 from flows.runtime.logfilter import mask
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import ErasureRequestedEntry, PartitionEntry
 from flows.storage.keys import PSEUDONYM, load_pseudonymizer
 from flows.storage.landing import Landing
+from flows.storage.spill import Spill
 from flows.storage.warehouse import WarehouseBusy, WarehouseUnwritable
 from transforms import metrics
 from transforms.identifiers import SubjectKind
-from transforms.outofcore import class_table, rows_in
-from transforms.plan import PEOPLE, ROWS, count_classes, distinct_values
+from transforms.outofcore import rows_in
+from transforms.plan import PEOPLE, ROWS
 from transforms.policy import SourcePolicy, load_policies
 from transforms.pseudonymize import UNIT_PARTS, Pseudonymizer, PseudonymKeyError
 from transforms.steps import ExportError
@@ -219,14 +223,14 @@ def republish(
     try:
         weak = rewrite.weak_classes()
         erasure["classes_suppressed"] = weak.num_rows
-        staged = warehouse_io.stage(
+        staged = rewrite.writer.stage(
             warehouse,
             run_id,
             old["dataset"],
             day,
             ahead(rewrite.batches(weak)),
             warehouse_io.read_fields(path),
-            lambda: rewrite.metadata(run_id, erasure),
+            lambda classes, outcome: rewrite.metadata(classes, outcome, run_id, erasure),
         )
         new = warehouse_io.read_metadata(staged)
         if not new["validation"]["success"]:
@@ -276,7 +280,7 @@ def republish(
 
 class Rewrite:
     """One published partition rewritten in two streaming passes, against the gate it passed
-    (from its own metadata); classes are counted out of core, as pass 2 of a run does."""
+    (from its own metadata); the second through the PartitionWriter, as a run's pass 2."""
 
     def __init__(
         self,
@@ -292,12 +296,10 @@ class Rewrite:
         self.tokens = [f.name for f in self.source.schema_arrow if b"tuomin.token" in (f.metadata or {})]
         self.restricted, self.project, self.run_name, self.work = restricted, restricted / paths.GX_PROJECT, run_name, work
         self.gate = Gate.recorded(old, self.source.schema_arrow)
-        self.qis, self.entity = list(self.gate.quasi_identifiers), self.gate.entity
-        self.sensitive = [d[0] for d in self.gate.diversity]
-        self.keys = list(dict.fromkeys([*self.qis, self.entity, *self.sensitive]))
+        self.columns = ClassColumns.of_gate(self.gate)
+        self.entity = self.gate.entity
         self.counts = {"erased": 0, "suppressed": 0}
-        self.outcomes: list[Outcome] = []
-        self.written = Spill(work / "written.parquet")
+        self.writer = PartitionWriter(self.gate, self.columns, self.project, run_name, work)
 
     def split(self, columns: list[str] | None = None):
         """The file in batches (read ahead), each with the rows that carry one of the tokens."""
@@ -305,24 +307,20 @@ class Rewrite:
             table = pa.Table.from_batches([batch])
             yield table, pc.fill_null(pc.is_in(table[self.entity], self.wanted), False).to_numpy(zero_copy_only=False)
 
-    def classes(self, files: list[Path]) -> pa.Table:
-        return class_table(
-            files, self.qis, self.entity, [s for s in self.sensitive if s not in self.qis], ROWS, PEOPLE, self.work / "classes"
-        )
-
     def weak_classes(self) -> pa.Table:
         """Pass 1, over the class columns: the classes of what stays that fall below k or l
         (their rows are suppressed whole), as distinct quasi-identifier values."""
         self.work.mkdir(parents=True)
         staying = Spill(self.work / "staying.parquet")
-        for table, gone in self.split(self.keys):
-            staying.write(count_classes(table.filter(pa.array(~gone)), self.keys, self.entity))
-        found = self.classes([staying.close()])
-        fails = metrics.failing(found.to_pandas(), self.qis, self.gate.k, list(self.gate.diversity), count=ROWS, people=PEOPLE)
-        return found.filter(pa.array(fails)).select(self.qis).group_by(self.qis).aggregate([])
+        for table, gone in self.split(self.columns.keys):
+            staying.write(self.columns.count(table.filter(pa.array(~gone))))
+        qis = list(self.columns.qis)
+        found = self.columns.table([staying.close()], self.work / "staying")
+        fails = metrics.failing(found.to_pandas(), qis, self.gate.k, list(self.gate.diversity), count=ROWS, people=PEOPLE)
+        return found.filter(pa.array(fails)).select(qis).group_by(qis).aggregate([])
 
     def batches(self, weak: pa.Table):
-        """Pass 2: the file without the person and the weak classes, validated as it is written."""
+        """Pass 2: the file without the person and the weak classes (the writer checks each batch)."""
         for table, gone in self.split():
             suppressed = rows_in(table, weak) & ~gone if weak.num_rows else np.zeros_like(gone)
             table = table.filter(pa.array(~(gone | suppressed)))
@@ -330,19 +328,16 @@ class Rewrite:
                 table = table.set_column(table.schema.get_field_index(name), table.schema.field(name), self.rekey(table[name]))
             self.counts["erased"] += int(gone.sum())
             self.counts["suppressed"] += int(suppressed.sum())
-            self.outcomes.append(validate(self.gate.content(), distinct_values(table).to_pandas(), self.project, self.run_name))
-            self.written.write(count_classes(table, self.keys, self.entity))
             yield table
 
-    def metadata(self, run_id: str, erasure: dict) -> dict:
+    def metadata(self, published: pd.DataFrame, outcome: Outcome, run_id: str, erasure: dict) -> dict:
         """The old file's metadata with what changed: rows published, figures and the gate
         measured on the classes written, and when an erasure happened (only when: what and how
         much is in the ledger, which analysts do not read)."""
-        published = self.classes([self.written.close()]).to_pandas()
-        self.outcomes.append(validate(self.gate.classes(ROWS, PEOPLE), published, self.project, self.run_name))
-        outcome = Outcome.combine(self.outcomes)
         erasure.update(self.counts)
-        measured = metrics.summary(published, self.qis, None, self.gate.k, self.sensitive, count=ROWS, people=PEOPLE)
+        measured = metrics.summary(
+            published, list(self.columns.qis), None, self.gate.k, list(self.columns.sensitive), count=ROWS, people=PEOPLE
+        )
         return {
             **self.old,
             "run_id": run_id,

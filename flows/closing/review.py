@@ -6,8 +6,9 @@ over the union of its published partitions:
     files     every partition the ledger lists is in place with the SHA-256 it recorded, and the
               warehouse holds no partition file the ledger does not list
     policy    every partition was made under the dataset's current policy (same SHA-256)
-    gate      the publication gate again, on the union: schema, k counted in entities,
-              l-diversity, no direct identifier in any string column (the GX suite)
+    gate      the publication gate again, on the union, through the PartitionWriter as a run's
+              pass 2 (batch by batch; classes counted out of core, never the dataset in memory):
+              schema, no direct identifier in any string column, k counted in people, l-diversity
     linkage   profile uniqueness: the share of customers whose set of quasi-identifier
               combinations across partitions no other customer has. Reported, not gated: k holds
               per row, but a customer seen on many days can still stand out (see the README).
@@ -20,15 +21,19 @@ that had nothing to check has not passed).
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
 from prefect.states import Failed
 
-from expectations.suite import Gate, validate
+from expectations.suite import Gate
+from flows.pipeline.passes import BATCH_ROWS
 from flows.pipeline.record import file_sha256
+from flows.pipeline.writer import ClassColumns, PartitionWriter, entity_rows
 from flows.runtime import paths
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
@@ -39,7 +44,7 @@ from transforms.policy import SourcePolicy, load_policies
 
 def review_dataset(policy: SourcePolicy, entries: list[dict], warehouse: Path, restricted: Path, run_name: str) -> dict:
     """The checks of one dataset; `problems` lists every failure by partition and check."""
-    problems, tables = [], []
+    problems, files = [], []
     for entry in entries:
         data = entry["data"]
         where = f"{policy.source} {data['export_date']}"
@@ -57,23 +62,50 @@ def review_dataset(policy: SourcePolicy, entries: list[dict], warehouse: Path, r
                 f"{where}: made under another version of {policy.path.name} "
                 f"(policy SHA-256 {data['policy_sha256'][:12]}, current {policy.sha256[:12]}): rerun the date"
             )
-        tables.append(pq.read_table(path).replace_schema_metadata(None))
+        files.append(path)
     listed = {e["data"]["output"]["path"] for e in entries}
     for stray in sorted(warehouse.glob(f"dataset={policy.source}/export_date=*/*.parquet")):
         if stray.relative_to(warehouse).as_posix() not in listed:
             problems.append(f"{policy.source}: {stray.relative_to(warehouse)} is not in the ledger")
-    result = {"partitions": len(entries), "rows": 0, "checks": [], "problems": problems}
-    if tables:
-        union = pa.concat_tables(tables, promote_options="permissive")
-        frame = union.to_pandas()
-        outcome = validate(Gate.of(policy, union.schema), frame, restricted / paths.GX_PROJECT, run_name)
-        result |= {"rows": union.num_rows, "checks": list(outcome.checks)}
-        problems += [f"{policy.source} (all partitions): {failure}" for failure in outcome.failures()]
-        if policy.entity and policy.quasi_identifiers:
-            names = [c.output_name for c in policy.quasi_identifiers if c.output_name]  # published, so named
-            result["linkage"] = profile_uniqueness(frame, names, policy.entity)
+    result: dict[str, Any] = {"partitions": len(entries), "rows": 0, "checks": [], "problems": problems}
+    if files:
+        found = _gate_on_union(policy, files, restricted, run_name)
+        problems += [f"{policy.source} (all partitions): {failure}" for failure in found.pop("failures")]
+        result |= found
     result["success"] = not problems
     return result
+
+
+def _gate_on_union(policy: SourcePolicy, files: list[Path], restricted: Path, run_name: str) -> dict[str, Any]:
+    """The publication gate on every partition of the dataset as one, through the PartitionWriter
+    (batch by batch, classes counted out of core), and the customers' profile uniqueness."""
+    schema = pa.unify_schemas([pq.read_schema(f).remove_metadata() for f in files], promote_options="permissive")
+    columns = ClassColumns.of_policy(policy)
+    with tempfile.TemporaryDirectory(dir=paths.restricted_dir(restricted, ".work")) as work:
+        writer = PartitionWriter(Gate.of(policy, schema), columns, restricted / paths.GX_PROJECT, run_name, Path(work))
+        for _ in writer.check(_batches(files, schema)):
+            pass
+        _, outcome = writer.close()
+        found: dict[str, Any] = {"rows": writer.rows, "checks": list(outcome.checks), "failures": outcome.failures()}
+        if policy.entity and columns.qis:
+            spilled = entity_rows(pq.read_table(writer.classes.path).to_pandas(), policy.entity)
+            found["linkage"] = profile_uniqueness(spilled, list(columns.qis), policy.entity)
+    return found
+
+
+def _batches(files: list[Path], schema: pa.Schema):
+    """Every partition's rows in batches, each in the union's schema (a column a partition lacks
+    or holds as nulls only takes the union's type)."""
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
+            table = pa.Table.from_batches([batch])
+            yield pa.Table.from_arrays(
+                [
+                    table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+                    for f in schema
+                ],
+                schema=schema,
+            )
 
 
 @flow(name="review", persist_result=False, log_prints=False)

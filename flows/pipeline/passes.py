@@ -16,7 +16,6 @@ size of the export: tallies and classes go to the work area and are counted out 
 
 from __future__ import annotations
 
-import contextvars
 import ctypes
 import ctypes.util
 import datetime as dt
@@ -24,22 +23,24 @@ import functools
 import json
 import shutil
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from expectations.suite import Gate, Outcome, prepare, validate
+from expectations.suite import Gate, Outcome, prepare
 from flows.pipeline.quarantine import Quarantine
 from flows.pipeline.record import Inputs, field_metadata, partition_metadata
+from flows.pipeline.writer import ClassColumns, PartitionWriter
 from flows.runtime import failpoints, paths
+from flows.runtime.ahead import ahead
 from flows.storage import landing as landing_io
 from flows.storage import warehouse as warehouse_io
 from flows.storage.keys import load_pseudonymizer
+from flows.storage.spill import Spill, read_spill
 from transforms import plan as planning
 from transforms import shuffle, steps
 from transforms.operators import Context, Suppress
@@ -191,35 +192,6 @@ def scan(
     return scanned
 
 
-class Spill:
-    """Batches written one after another to one owner-only file in the work area, so that no pass
-    holds more than a batch of them: staged rows as Arrow IPC (`.arrow`: written and read back
-    several times faster than Parquet), what DuckDB reads (tallies, classes) as Parquet."""
-
-    def __init__(self, path: Path):
-        self.path, self._writer = path, None
-
-    @property
-    def opened(self) -> bool:
-        return self._writer is not None
-
-    def write(self, table: pa.Table) -> None:
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.touch(mode=0o600)
-            self.path.chmod(0o600)
-            self._writer = (
-                pa.ipc.new_file(str(self.path), table.schema, options=pa.ipc.IpcWriteOptions(compression="lz4"))
-                if self.path.suffix == ".arrow"
-                else pq.ParquetWriter(self.path, table.schema, compression="lz4")
-            )
-        self._writer.write_table(table)
-
-    def close(self) -> Path:
-        self._writer.close()
-        return self.path
-
-
 def link_lookups(
     landing: landing_io.Landing,
     policies: dict[str, SourcePolicy],
@@ -240,7 +212,7 @@ def link_lookups(
         wanted = wanted_keys[link.column]
         keys, tokens = [], []
         for path in same_day.get(link.source, []):
-            for batch in _read_staged(path):
+            for batch in read_spill(path):
                 found = pc.is_in(steps.link_keys(batch[link.key]), wanted)
                 keys.append(steps.link_keys(batch[link.key].filter(found)))
                 tokens.append(batch[planning.ENTITY].filter(found))
@@ -335,17 +307,19 @@ def write(
         )
     run_name = f"{job.run_id} {date}"
     work = job.work(policy.source, date)
-    partition = _Pass2(policy, plan, ctx, built, erased, gate, job.gx_project, run_name, work, counts)
+    writer = PartitionWriter(gate, ClassColumns.of_policy(policy), job.gx_project, run_name, work)
+    partition = _Pass2(policy, plan, ctx, built, erased, counts)
     levels = plan.solution.levels if plan.solution else {}
     staged_rows = counts["read"] - counts["quarantined"]
-    path = warehouse_io.stage(
+    path = writer.stage(
         job.warehouse,
         job.run_id,
         policy.source,
         date,
-        ahead(shuffled(ahead(partition.batches(staged)), staged_rows, work / "shuffle")),
+        ahead(partition.batches(staged)),
         field_metadata(policy, levels),
-        lambda: partition.metadata(inputs, date, run),
+        lambda classes, outcome: partition.metadata(classes, outcome, inputs, date, run),
+        arrange=lambda checked: ahead(shuffled(checked, staged_rows, work / "shuffle")),
     )
     release_memory()
     if partition.recorded is None or partition.outcome is None:  # stage() calls metadata() after the last batch
@@ -356,67 +330,39 @@ def write(
 
 
 class _Pass2:
-    """One partition's pass 2, batch by batch: each staged batch through the plan, validated and
-    counted as it goes, its classes spilled to the work area; after the last batch, the file's
-    metadata from all of them (the classes counted out of core, the classes' GX validation)."""
+    """One partition's pass 2, batch by batch: each staged batch through the plan, counted as it
+    goes (the PartitionWriter checks it); after the last batch, the file's metadata from the
+    writer's classes and outcome."""
 
     def __init__(
         self,
         policy: SourcePolicy,
         plan: planning.Plan,
-        ctx,
+        ctx: Context,
         built: dict,
         erased: set[str],
-        gate: Gate,
-        gx_project: Path,
-        run_name: str,
-        work: Path,
         counts: dict,
     ):
         self.policy, self.plan, self.ctx, self.built, self.erased = policy, plan, ctx, built, erased
-        self.gate, self.gx_project, self.run_name, self.work = gate, gx_project, run_name, work
         self.counts = {**counts, "erased": 0, "suppressed": 0, "published": 0}
         self.cells: dict[str, int] = {}  # cells blanked per column
-        self.outcomes: list[Outcome] = []
-        self.classes = Spill(work / "classes.parquet")
         self.outcome: Outcome | None = None
         self.recorded: dict | None = None  # the metadata as the file holds it
 
     def batches(self, staged: list[Path]) -> Iterator[pa.Table]:
         for batch in ahead(_staged_batches(staged)):
             done = planning.finish(batch, self.plan, self.policy, self.ctx, self.built, self.erased)
-            values = planning.distinct_values(done.table).to_pandas()
-            self.outcomes.append(validate(self.gate.content(), values, self.gx_project, self.run_name))
             for key, value in (("erased", done.erased), ("suppressed", done.suppressed), ("published", done.table.num_rows)):
                 self.counts[key] += value
             for name, n in done.cells_suppressed.items():
                 self.cells[name] = self.cells.get(name, 0) + n
-            self.classes.write(planning.classes(done.table, self.policy))
             yield done.table
 
-    def metadata(self, inputs: Inputs, date: dt.date, run: dict) -> dict:
-        frame = planning.classes_frame([self.classes.close()], self.policy, self.work / "classes")
-        if self.gate.quasi_identifiers:
-            self.outcomes.append(
-                validate(self.gate.classes(planning.ROWS, planning.PEOPLE), frame, self.gx_project, self.run_name)
-            )
-        self.outcome = Outcome.combine(self.outcomes)
-        found = partition_metadata(self.policy, inputs, self.plan, frame, self.outcome, self.counts["published"], date, run)
+    def metadata(self, classes: pd.DataFrame, outcome: Outcome, inputs: Inputs, date: dt.date, run: dict) -> dict:
+        self.outcome = outcome
+        found = partition_metadata(self.policy, inputs, self.plan, classes, outcome, self.counts["published"], date, run)
         self.recorded = json.loads(warehouse_io.metadata_json(found))
         return found
-
-
-def ahead(items: Iterable) -> Iterator:
-    """`items`, each produced on another thread while the consumer works on the one before.
-    Reading CSV and Parquet, Arrow's kernels and Parquet's encoding release the GIL, so a pass
-    keeps both cores busy; memory grows by one item."""
-    end = object()
-    source = iter(items)
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(contextvars.copy_context().run, next, source, end)
-        while (item := pending.result()) is not end:
-            pending = pool.submit(contextvars.copy_context().run, next, source, end)
-            yield item
 
 
 def shuffled(tables: Iterable[pa.Table], rows: int, work: Path) -> Iterator[pa.Table]:
@@ -442,7 +388,7 @@ def shuffled(tables: Iterable[pa.Table], rows: int, work: Path) -> Iterator[pa.T
     yielded = False
     for spill in spills:
         if spill.opened:
-            bucket = pa.Table.from_batches(list(_read_staged(spill.close())))
+            bucket = pa.Table.from_batches(list(read_spill(spill.close())))
             yield shuffle.in_order(bucket.drop_columns([shuffle.ORDER]), bucket[shuffle.ORDER].to_numpy())
             spill.path.unlink()
             yielded = True
@@ -455,7 +401,7 @@ def _staged_batches(staged: list[Path]):
     joined); one empty table if there are none (so that an empty partition has its schema)."""
     pending, rows, schema, yielded = [], 0, None, False
     for path in staged:
-        for batch in _read_staged(path):
+        for batch in read_spill(path):
             schema = batch.schema
             pending.append(batch)
             rows += batch.num_rows
@@ -464,9 +410,3 @@ def _staged_batches(staged: list[Path]):
                 pending, rows, yielded = [], 0, True
     if rows or not yielded:
         yield pa.Table.from_batches(pending, schema).combine_chunks()
-
-
-def _read_staged(path: Path) -> Iterator[pa.RecordBatch]:
-    with pa.ipc.open_file(path) as source:
-        for i in range(source.num_record_batches):
-            yield source.get_batch(i)

@@ -1,0 +1,117 @@
+"""The one way a partition is checked on its way to the warehouse: a run's pass 2, an erasure's
+rewrite, and a review's re-check of what is published all go through a PartitionWriter.
+
+    check      each batch, as it passes: the gate's content checks (schema, no identifier) on its
+               distinct values, and its classes (transforms/plan.count_classes) spilled to the work area
+    close      after the last batch: the classes counted out of core (DuckDB), k and l validated on
+               them once (GX); the class frame and the combined outcome
+    stage      the checked batches into the run's staging directory (flows/storage/warehouse.stage),
+               the metadata made from `close`'s result after the last batch
+
+Publishing is the rename that follows (warehouse.publish), done by the caller once everything that
+must hold across partitions (the release gate) holds too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from expectations.suite import Gate, Outcome, validate
+from flows.storage import warehouse as warehouse_io
+from flows.storage.spill import Spill
+from transforms.outofcore import class_table
+from transforms.plan import PEOPLE, ROWS, count_classes, distinct_values
+from transforms.policy import SourcePolicy
+
+
+@dataclass(frozen=True)
+class ClassColumns:
+    """What a partition's classes are made of: the quasi-identifiers, the person (entity) and the
+    sensitive columns; what k, l and the risk figures are computed from."""
+
+    qis: tuple[str, ...]
+    entity: str | None
+    sensitive: tuple[str, ...]
+
+    @classmethod
+    def of_policy(cls, policy: SourcePolicy) -> ClassColumns:
+        qis = tuple(c.output_name for c in policy.quasi_identifiers if c.output_name)
+        return cls(qis, policy.entity, tuple(policy.sensitive_outputs))
+
+    @classmethod
+    def of_gate(cls, gate: Gate) -> ClassColumns:
+        """A published partition's, as its file records them (through the gate it passed)."""
+        return cls(gate.quasi_identifiers, gate.entity, tuple(d[0] for d in gate.diversity))
+
+    @property
+    def keys(self) -> list[str]:
+        return list(dict.fromkeys([*self.qis, *([self.entity] if self.entity else []), *self.sensitive]))
+
+    def count(self, table: pa.Table) -> pa.Table:
+        """One batch's classes: distinct (QI values, entity id, sensitive values) with row counts."""
+        return count_classes(table, self.keys, self.entity)
+
+    def table(self, parts: list[Path | pa.Table], where: Path) -> pa.Table:
+        """Pieces of classes merged, out of core (transforms/outofcore.class_table)."""
+        sensitive = [s for s in self.sensitive if s not in self.qis]
+        return class_table(parts, list(self.qis), self.entity, sensitive, ROWS, PEOPLE, where)
+
+    def frame(self, parts: list[Path | pa.Table], where: Path) -> pd.DataFrame:
+        return self.table(parts, where).to_pandas()
+
+
+class PartitionWriter:
+    """One partition's batches checked as they pass (see the module's docstring)."""
+
+    def __init__(self, gate: Gate, columns: ClassColumns, project: Path, run_name: str, work: Path):
+        self.gate, self.columns, self.project, self.run_name, self.work = gate, columns, project, run_name, work
+        self.outcomes: list[Outcome] = []
+        self.classes = Spill(work / "classes.parquet")
+        self.rows = 0
+
+    def check(self, tables: Iterable[pa.Table]) -> Iterator[pa.Table]:
+        for table in tables:
+            self.outcomes.append(validate(self.gate.content(), distinct_values(table).to_pandas(), self.project, self.run_name))
+            self.classes.write(self.columns.count(table))
+            self.rows += table.num_rows
+            yield table
+
+    def close(self) -> tuple[pd.DataFrame, Outcome]:
+        """The classes of everything checked, and every check's outcome together."""
+        frame = self.columns.frame([self.classes.close()], self.work / "classes")
+        if self.gate.quasi_identifiers:
+            self.outcomes.append(validate(self.gate.classes(ROWS, PEOPLE), frame, self.project, self.run_name))
+        return frame, Outcome.combine(self.outcomes)
+
+    def stage(
+        self,
+        warehouse: Path,
+        run_id: str,
+        dataset: str,
+        date: dt.date,
+        tables: Iterable[pa.Table],
+        fields: dict[str, dict[str, str]],
+        metadata: Callable[[pd.DataFrame, Outcome], dict],
+        arrange: Callable[[Iterator[pa.Table]], Iterable[pa.Table]] = lambda checked: checked,
+    ) -> Path:
+        """The checked batches, in the order `arrange` gives them (a run's published order), as the
+        staged file of the partition; `metadata(classes, outcome)` goes into its footer."""
+        return warehouse_io.stage(
+            warehouse, run_id, dataset, date, arrange(self.check(tables)), fields, lambda: metadata(*self.close())
+        )
+
+
+def entity_rows(frame: pd.DataFrame, entity: str) -> pd.DataFrame:
+    """Classes as rows for per-person figures: a class row without a person stands for that many
+    people of their own (a row without a customer is a person of its own), so it is repeated."""
+    alone = frame[entity].isna().to_numpy() & (frame[ROWS].to_numpy() > 1)
+    if not alone.any():
+        return frame
+    return frame.loc[frame.index.repeat(np.where(alone, frame[ROWS].to_numpy(), 1))].reset_index(drop=True)
