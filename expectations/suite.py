@@ -61,11 +61,11 @@ class Gate:
         return cls(
             dataset=policy.source,
             columns=tuple(policy.output_columns),
-            quasi_identifiers=tuple(c.output_name for c in policy.quasi_identifiers),
+            quasi_identifiers=tuple(policy.published_name(c.name) for c in policy.quasi_identifiers),
             entity=policy.entity,
             k=policy.privacy.k,
             string_columns=_strings(schema),
-            diversity=tuple((policy.column(m.attribute).output_name, m.l, m.measure) for m in policy.privacy.l_diversity),
+            diversity=tuple((policy.published_name(m.attribute), m.l, m.measure) for m in policy.privacy.l_diversity),
         )
 
     @classmethod
@@ -83,7 +83,7 @@ class Gate:
         )
 
     def expectations(self) -> list:
-        found = []
+        found: list = []
         if self.columns:
             found.append(gx.expectations.ExpectTableColumnsToMatchSet(column_set=list(self.columns), exact_match=True))
         if self.quasi_identifiers:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -62,6 +63,13 @@ class Diversity:
     codes: np.ndarray | None
     l: float
     measure: str = "distinct"  # or "entropy"
+
+    @property
+    def values(self) -> np.ndarray:
+        """The codes per row of an attribute held in memory."""
+        if self.codes is None:
+            raise ValueError(f"{self.name}: its codes are in a table out of core, not in memory")
+        return self.codes
 
     @property
     def criterion(self) -> LDiversity:
@@ -138,7 +146,7 @@ class InMemory(Combinations):
         counts: np.ndarray,
         bounds: list[tuple[int, int]],
     ):
-        columns = [q.codes for q in qis] + ([entity + 1] if entity is not None else []) + [d.codes for d in diversity]
+        columns = [q.codes for q in qis] + ([entity + 1] if entity is not None else []) + [d.values for d in diversity]
         key, radix = np.zeros(len(qis[0].codes), np.int64), 1
         for column in columns:
             size = int(column.max(initial=0)) + 1
@@ -148,6 +156,7 @@ class InMemory(Combinations):
             key, radix = key * size + column, radix * size
         inverse, uniques = pd.factorize(key)
         del key
+        first: slice | np.ndarray
         if len(uniques) == len(inverse):  # already distinct (a merged tally): elements are combinations
             first, self.inverse = slice(None), None
         else:
@@ -171,7 +180,7 @@ class InMemory(Combinations):
             self.alone, self.shared, self.unknown = (
                 _compact(np.flatnonzero(mask), len(mask)) for mask in (known & ~shared, shared, ~known)
             )
-        self.sensitive = [(d, d.codes[first], int(d.codes.max(initial=0)) + 1) for d in diversity]
+        self.sensitive = [(d, d.values[first], int(d.values.max(initial=0)) + 1) for d in diversity]
         # Every combination's code at every level the search may choose, mapped once (a node then
         # only combines them); a level that maps codes to themselves (level 0) shares `codes`.
         self.at_level = [
@@ -239,18 +248,21 @@ class InMemory(Combinations):
     def _classes(self, node: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per distinct combination: does its class fail a privacy model? Also each combination's
         class and each class's size (rows, or entities)."""
-        key, radix = None, 1
+        key: np.ndarray | None = None
+        radix = 1
         for sizes, level, at_level in zip(self.sizes, node, self.at_level):
-            mapped, size = at_level[level], sizes[level]
+            mapped, width = at_level[level], sizes[level]
             if key is None:
-                key, radix = mapped.astype(np.int64), size
+                key, radix = mapped.astype(np.int64), width
             else:
-                if radix * size >= 2**62:
+                if radix * width >= 2**62:
                     key, uniques = pd.factorize(key)
                     radix = len(uniques)
-                key *= size  # in place: no temporaries the size of the table
+                key *= width  # in place: no temporaries the size of the table
                 key += mapped
-                radix *= size
+                radix *= width
+        if key is None:
+            raise ValueError("a table of combinations has at least one quasi-identifier")
         if radix > len(key):  # sparse key space: hash to dense class ids (per-class arrays stay <= n)
             key, uniques = pd.factorize(key)
             radix = len(uniques)
@@ -306,7 +318,7 @@ def search(
     max_suppression: float,
     entity: np.ndarray | None = None,
     weights: dict[str, float] | None = None,
-    diversity: list[Diversity] = (),
+    diversity: Sequence[Diversity] = (),
     counts: np.ndarray | None = None,
 ) -> Solution:
     """Levels and suppression for elements given by their codes (qis, entity with -1 for none,
@@ -326,7 +338,7 @@ def search_table(
     k: int,
     max_suppression: float,
     weights: dict[str, float] | None = None,
-    diversity: list[Diversity] = (),
+    diversity: Sequence[Diversity] = (),
 ) -> Solution:
     """Levels and suppression for a table of combinations (`suppressed` is per combination)."""
     n = table.rows
@@ -479,7 +491,7 @@ def with_itemsets(
 
     start = tuple(solution.levels[q.name] for q in qis)
     chain = coarsening(start, bounds, bound_of)
-    if first_passing(chain, count) is None:
+    if first_passing(chain, count) is None or best is None:  # a node that passes is the best so far
         raise Unreachable(
             f"k={k}, k^m with m={m} cannot be reached with at most {max_suppression:.1%} of {n} rows "
             f"suppressed, even with every attribute at its coarsest allowed level"

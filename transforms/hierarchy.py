@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,7 +234,7 @@ class AreaHierarchy(Hierarchy):
 
     LEVELS = ("county", "prefecture", "province")
 
-    def __init__(self, levels: list[str]):
+    def __init__(self, levels: Sequence[str]):
         self.levels = _ordered(levels, self.LEVELS, "area")
         self.top = len(levels) + 1
 
@@ -260,7 +261,7 @@ class AddressHierarchy(Hierarchy):
 
     LEVELS = ("prefecture", "province")
 
-    def __init__(self, levels: list[str]):
+    def __init__(self, levels: Sequence[str]):
         self.levels = _ordered(levels, self.LEVELS, "address")
         self.top = len(levels) + 1
 
@@ -274,11 +275,11 @@ class AddressHierarchy(Hierarchy):
         return _by_distinct(values, label)
 
 
-def _ordered(levels: list[str], allowed: tuple[str, ...], what: str) -> list[str]:
+def _ordered(levels: Sequence[str], allowed: tuple[str, ...], what: str) -> list[str]:
     """Geographic levels must run from fine to coarse (a county inside its prefecture …)."""
     if not levels or [lv for lv in allowed if lv in levels] != levels:
         raise ValueError(f"{what} levels must be an ordered subset of {list(allowed)}, got {levels}")
-    return levels
+    return list(levels)
 
 
 def _by_distinct(values: pa.Array, label) -> pa.Array:

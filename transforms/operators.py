@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -157,7 +157,9 @@ class HierarchySpec(BaseModel):
         """What a value at this level is, for analysts reading the published column."""
         if level == 0:
             return "original value"
-        steps = self.datetime or self.age or self.prefix or self.area or self.address or self.bands or self.days_after or []
+        steps: list[Any] = (
+            self.datetime or self.age or self.prefix or self.area or self.address or self.bands or self.days_after or []
+        )
         if self.clip and level == 1:
             return f"exact between {self.clip[0]:g} and {self.clip[1]:g}, coded outside"
         index = level - 1 - (1 if self.clip else 0)
@@ -202,7 +204,7 @@ class HierarchySpec(BaseModel):
             return AreaHierarchy(self.area)
         if self.address is not None:
             return AddressHierarchy(self.address)
-        return BandHierarchy(self.bands, self.clip)
+        return BandHierarchy(self.bands or [], self.clip)
 
 
 class Generalize(Operator):

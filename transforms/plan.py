@@ -25,8 +25,10 @@ directory they are given (and remove it).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -46,11 +48,11 @@ ENTITY, SUBJECT, ROWS, PEOPLE = "__entity", "__subject", "__rows", "__people"
 
 def hierarchies(policy: SourcePolicy, ctx: Context) -> dict[str, Hierarchy]:
     """Each quasi-identifier's hierarchy, built once per source and date."""
-    return {c.name: c.operator.hierarchy.build(ctx) for c in policy.quasi_identifiers}
+    return {c.name: c.generalization.hierarchy.build(ctx) for c in policy.quasi_identifiers}
 
 
 def stage(
-    parsed: pa.Table, tokens: pa.Array | None, subject: np.ndarray, policy: SourcePolicy, link_keys: list[str] = ()
+    parsed: pa.Table, tokens: pa.Array | None, subject: np.ndarray, policy: SourcePolicy, link_keys: Sequence[str] = ()
 ) -> pa.Table:
     """What pass 2 needs of a batch: the columns some operator publishes from, each row's entity
     token and whether it names a subject to erase; also the columns other sources link to (for
@@ -73,24 +75,24 @@ def _lowest(column, values: pa.Array | pa.ChunkedArray, hierarchy: Hierarchy) ->
 
 def _sensitive(policy: SourcePolicy, staged: pa.Table, ctx: Context) -> dict[str, pa.Array]:
     return {
-        policy.column(m.attribute).output_name: policy.column(m.attribute).operator.apply(staged[m.attribute], ctx)
+        policy.published_name(m.attribute): policy.column(m.attribute).operator.apply(staged[m.attribute], ctx)
         for m in policy.privacy.l_diversity
     }
 
 
 def _keys(policy: SourcePolicy) -> list[str]:
-    return [c.output_name for c in policy.quasi_identifiers] + [ENTITY, SUBJECT] + policy.sensitive_outputs
+    return [c.published_name for c in policy.quasi_identifiers] + [ENTITY, SUBJECT] + policy.sensitive_outputs
 
 
 def tally(staged: pa.Table, policy: SourcePolicy, ctx: Context, built: dict[str, Hierarchy]) -> Tally:
     columns, representatives = {}, {}
     for c in policy.quasi_identifiers:
         labels = _lowest(c, staged[c.name], built[c.name])
-        columns[c.output_name] = _compact(labels)
+        columns[c.published_name] = _compact(labels)
         value = staged[c.name]
         if pa.types.is_decimal(value.type):  # Arrow has no `first` for decimals; bands compare floats anyway
             value = value.cast(pa.float64())
-        representatives[c.output_name] = _first(pa.table({"label": labels, "value": value}))
+        representatives[c.published_name] = _first(pa.table({"label": labels, "value": value}))
     columns |= {ENTITY: token_ids(staged[ENTITY]), SUBJECT: staged[SUBJECT]}
     columns |= {name: _compact(values) for name, values in _sensitive(policy, staged, ctx).items()}
     return Tally([_count(pa.table(columns), _keys(policy))], representatives)
@@ -179,7 +181,7 @@ class Plan:
     def with_counts(self, counts: dict[str, pa.Table], policy: SourcePolicy) -> Plan:
         """Cell suppression's global figures (value counts over the rows not erased)."""
         common = {
-            name: policy.column(name).operator.frequent(
+            name: cast(Suppress, policy.column(name).operator).frequent(
                 counts[name]["value"].combine_chunks(), counts[name]["count"].combine_chunks()
             )
             for name in counts
@@ -211,10 +213,10 @@ def pose(tally: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased
     encoded, codebooks = [], {}
     for c in policy.quasi_identifiers:
         # Codes in label order, so that they do not depend on how the rows were batched.
-        reps = tally.representatives[c.output_name].sort_by("label")
-        encoded.append(encode(c.output_name, reps["value"], built[c.name]))
-        codebooks[c.output_name] = reps["label"].combine_chunks()
-    diversity = [Diversity(policy.column(m.attribute).output_name, None, m.l, m.measure) for m in policy.privacy.l_diversity]
+        reps = tally.representatives[c.published_name].sort_by("label")
+        encoded.append(encode(c.published_name, reps["value"], built[c.name]))
+        codebooks[c.published_name] = reps["label"].combine_chunks()
+    diversity = [Diversity(policy.published_name(m.attribute), None, m.l, m.measure) for m in policy.privacy.l_diversity]
     table = OutOfCore(
         tally.parts,
         encoded,
@@ -240,10 +242,13 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
         return Plan({}, np.zeros(0, np.int64), None, problem.erased, 0)
     encoded = problem.encoded
     if not table.rows:  # nothing left to protect: an empty partition, at the lowest levels
-        lowest = {c.output_name: c.level_range[0] for c in columns}
+        lowest = {c.published_name: c.level_range[0] for c in columns}
         solution = Solution(lowest, np.zeros(0, bool), 0, 0.0, dict.fromkeys(lowest, 0.0), 0, 0, np.zeros(0, np.int64), "empty")
     else:
-        ranges, weights = {c.output_name: c.level_range for c in columns}, {c.output_name: c.operator.weight for c in columns}
+        ranges, weights = (
+            {c.published_name: c.level_range for c in columns},
+            {c.published_name: c.generalization.weight for c in columns},
+        )
         solution = search_table(
             table, encoded, ranges, policy.privacy.k, policy.privacy.max_suppression, weights, problem.diversity
         )
@@ -286,7 +291,7 @@ def _class_keys(codes: list[np.ndarray], levels: dict[str, Level]) -> np.ndarray
 
 def _taken(table: pa.Table, codes: dict[str, np.ndarray], plan: Plan, policy: SourcePolicy) -> np.ndarray:
     """Rows whose (person, item) the engine took (k^m): the item key as the engine made it."""
-    items = [c.output_name for c in policy.item_attributes]
+    items = [c.published_name for c in policy.item_attributes]
     key = class_keys([codes[n] for n in items], [plan.levels[n].size for n in items])
     rows = pd.MultiIndex.from_arrays([pc.fill_null(token_ids(table[ENTITY]), -1).to_numpy(), key])
     return np.asarray(rows.isin(pd.MultiIndex.from_arrays([plan.taken[:, 0], plan.taken[:, 1]])))
@@ -342,11 +347,11 @@ def finish(
     suppressed = 0
     codes = {}
     for c in policy.quasi_identifiers:
-        level = plan.levels[c.output_name]
+        level = plan.levels[c.published_name]
         found = pc.index_in(_lowest(c, table[c.name], built[c.name]), level.codebook, skip_nulls=False)
         if found.null_count:
             raise ValueError(f"{policy.source}: {c.name}: a value pass 1 did not count (the staged file changed?)")
-        codes[c.output_name] = level.to_level[found.to_numpy(zero_copy_only=False)]
+        codes[c.published_name] = level.to_level[found.to_numpy(zero_copy_only=False)]
     if codes and (len(plan.suppressed_keys) or len(plan.taken)):
         drop = np.isin(_class_keys(list(codes.values()), plan.levels), plan.suppressed_keys)
         if len(plan.taken):  # items taken from people whose itemsets too few others share (k^m)
@@ -366,6 +371,8 @@ def finish(
         else:
             op = c.operator
             value = op.keep(table[c.name], plan.common[c.name]) if isinstance(op, Suppress) else op.apply(table[c.name], ctx)
+            if value is None:  # only `drop` gives nothing, and a dropped column has no output name
+                raise ValueError(f"{policy.source}: {c.name}: its operator published nothing")
             outputs[name] = value
             nulled = value.null_count - table[c.name].null_count
             if nulled > 0:
@@ -399,7 +406,7 @@ def count_classes(published: pa.Table, keys: list[str], entity: str | None) -> p
 
 
 def class_columns(policy: SourcePolicy) -> list[str]:
-    keys = [c.output_name for c in policy.quasi_identifiers] + ([policy.entity] if policy.entity else [])
+    keys = [c.published_name for c in policy.quasi_identifiers] + ([policy.entity] if policy.entity else [])
     return list(dict.fromkeys(keys + policy.sensitive_outputs))
 
 
@@ -408,7 +415,7 @@ def classes_frame(parts: list[pa.Table | Path], policy: SourcePolicy, where: Pat
     pieces) as the frame the k/l checks and the figures run on: one row per distinct
     (QI values, sensitive values) with its ROWS, and the class's distinct customers in PEOPLE on
     one of its rows (0 on the others). Counted out of core in DuckDB (in `where`)."""
-    qis = [c.output_name for c in policy.quasi_identifiers]
+    qis = [c.published_name for c in policy.quasi_identifiers]
     sensitive = [s for s in policy.sensitive_outputs if s not in qis]
     return class_table(parts, qis, policy.entity, sensitive, ROWS, PEOPLE, where).to_pandas()
 

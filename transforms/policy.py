@@ -108,6 +108,22 @@ class Column(_Strict):
         return None if self.transform == "drop" else (self.output or self.name)
 
     @property
+    def generalization(self) -> Generalize:
+        """The operator of a quasi-identifier (a generalization, by `quasi`'s definition)."""
+        op = self.operator
+        if not isinstance(op, Generalize):
+            raise ValueError(f"column {self.name!r} is not generalized")
+        return op
+
+    @property
+    def published_name(self) -> str:
+        """output_name for a column known to be published (a quasi-identifier, an l-diversity
+        attribute: the policy's validator makes sure); ValueError for a dropped one."""
+        if self.output_name is None:
+            raise ValueError(f"column {self.name!r} is dropped, not published")
+        return self.output_name
+
+    @property
     def quasi(self) -> bool:
         """A generalized quasi-identifier: part of every k computation, engine and check alike."""
         return self.role == "quasi_identifier" and isinstance(self.operator, Generalize)
@@ -118,7 +134,10 @@ class Column(_Strict):
         op = OPERATORS[self.transform].model_validate(self.params)
         if not isinstance(op, Generalize):
             return (0, 0)
-        return op.levels if op.levels is not None else (op.level, op.level)
+        if op.levels is not None:
+            return op.levels
+        level = op.level or 0  # a generalization fixes its level or gives a range (its validator)
+        return (level, level)
 
     @property
     def input_name(self) -> str:
@@ -203,9 +222,9 @@ class SourcePolicy(_Strict):
         for column in self.columns:
             if column.source is not None and column.source not in names:
                 raise ValueError(f"column {column.name!r} is derived from {column.source!r}, which is not an input column")
-        for key, column in self.subject_keys.items():
-            if column not in names:
-                raise ValueError(f"subject_keys.{key} names {column!r}, which is not a column")
+        for key, named in self.subject_keys.items():
+            if named not in names:
+                raise ValueError(f"subject_keys.{key} names {named!r}, which is not a column")
         for link in self.link:
             if link.column not in names:
                 raise ValueError(f"link column {link.column!r} is not a column")
@@ -219,7 +238,8 @@ class SourcePolicy(_Strict):
         if self.record == "profile" and items:
             raise ValueError(f"a profile (one row per person) has no items, but {items} are part: item")
         for column in self.quasi_identifiers:
-            if column.operator.hierarchy.age is not None and self.privacy.reference_date is None:
+            op = column.operator
+            if isinstance(op, Generalize) and op.hierarchy.age is not None and self.privacy.reference_date is None:
                 raise ValueError(
                     f"column {column.name!r} counts ages: set privacy.reference_date (one date for every "
                     "snapshot, or an age band that moves between two of them tells the birthday)"
@@ -228,6 +248,17 @@ class SourcePolicy(_Strict):
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
+
+    def published_name(self, name: str) -> str:
+        """The published name of a column the policy publishes (KeyError for one it drops)."""
+        return self.column(name).published_name
+
+    def header_column(self, header: str) -> Column:
+        """The policy column of a header known to be covered (KeyError otherwise)."""
+        found = self.match_header(header)
+        if found is None:
+            raise KeyError(f"{self.source}: header {header!r} is not in the policy")
+        return found
 
     def match_header(self, header: str) -> Column | None:
         """The policy column an export header refers to, by name or alias (derived entries have
@@ -255,7 +286,7 @@ class SourcePolicy(_Strict):
     @property
     def sensitive_outputs(self) -> list[str]:
         """Published names of the attributes l-diversity is required on."""
-        return [self.column(m.attribute).output_name for m in self.privacy.l_diversity]
+        return [self.published_name(m.attribute) for m in self.privacy.l_diversity]
 
     @property
     def output_columns(self) -> list[str]:
@@ -292,7 +323,7 @@ def load_policy(path: Path) -> SourcePolicy:
 
 
 def load_policies(directory: Path) -> dict[str, SourcePolicy]:
-    policies = {}
+    policies: dict[str, SourcePolicy] = {}
     for path in sorted(directory.glob("*.yaml")):
         policy = load_policy(path)
         if policy.source in policies:

@@ -9,6 +9,7 @@ row and column, never a value.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -37,7 +38,7 @@ def conform(table: pa.Table, policy: SourcePolicy, origin: str, drop_unknown: bo
     unknown = unknown_headers(table.column_names, policy)
     if drop_unknown:
         table, unknown = table.drop_columns(unknown), []
-    names = [policy.match_header(h.strip()).name for h in table.column_names if policy.match_header(h.strip())]
+    names = [c.name for h in table.column_names if (c := policy.match_header(h.strip()))]
     if unknown:
         raise ExportError(
             f"{origin}: column(s) {unknown} are not covered by policy {policy.path.name}; nothing is published. "
@@ -88,9 +89,13 @@ def entity_source(policy: SourcePolicy) -> Column | None:
 def entity_tokens(table: pa.Table, policy: SourcePolicy, pseudonymizer: Pseudonymizer) -> pa.Array | None:
     """The entity token of each row, when the policy derives it from one of its own columns."""
     source = entity_source(policy)
-    if source is None:
-        return None
-    return pseudonymizer.tokens(table[source.name], source.operator.domain, source.operator.normalize)
+    return None if source is None else column_tokens(table, source, pseudonymizer)
+
+
+def column_tokens(table: pa.Table, column: Column, pseudonymizer: Pseudonymizer) -> pa.Array:
+    """The tokens of a pseudonymized column's values (entity_source's columns)."""
+    op = cast(Pseudonymize, column.operator)
+    return pseudonymizer.tokens(table[column.name], op.domain, op.normalize)
 
 
 def link_keys_of(policies: dict[str, SourcePolicy], source: str) -> list[str]:

@@ -9,7 +9,7 @@ import os
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, cast
 
 import typer
 from rich.console import Console
@@ -230,7 +230,7 @@ def _run_flow(bar: bool = False, **parameters) -> None:
     from flows.pipeline.parameters import RunParameters
     from flows.runtime import progress
 
-    chosen = RunParameters(**{k: str(v) if isinstance(v, Path) else v for k, v in parameters.items()})
+    chosen = RunParameters.model_validate({k: str(v) if isinstance(v, Path) else v for k, v in parameters.items()})
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, disable=not bar
     ) as shown:
@@ -579,13 +579,14 @@ def ledger_verify(
         )
         + (f"; expected head {expect_head} found" if expect_head else "")
     )
-    console.print(f"head: entry {verdict.head['seq']} hash {verdict.head['hash']}")
+    head = verdict.head or {"seq": 0, "hash": ""}  # intact: there is a head
+    console.print(f"head: entry {head['seq']} hash {head['hash']}")
     if verdict.unreadable:
         console.print(
             f"[yellow]{len(verdict.unreadable)} partition file(s) could not be read, so vouch for nothing "
             f"({', '.join(verdict.unreadable)}): see `tuomin review`[/]"
         )
-    if verdict.anchored_to < verdict.head["seq"] and not expect_head:
+    if verdict.anchored_to < head["seq"] and not expect_head:
         console.print(
             f"entries after {verdict.anchored_to} are checked against truncation only with --expect-head "
             "(keep this head hash, e.g. in the evidence pack)"
@@ -870,14 +871,19 @@ def review(
 
     Files against the ledger, policy hashes, k, l and the identifier scan over all partitions;
     the result is recorded in the ledger."""
+    from prefect.client.schemas.objects import State
+
     from flows.closing.review import review as review_flow
 
-    state = review_flow(
-        warehouse=str(warehouse),
-        restricted=str(restricted),
-        policies=str(policies),
-        trigger="cli: tuomin review",
-        return_state=True,
+    state = cast(
+        State,
+        review_flow(
+            warehouse=str(warehouse),
+            restricted=str(restricted),
+            policies=str(policies),
+            trigger="cli: tuomin review",
+            return_state=True,
+        ),
     )
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, dict):

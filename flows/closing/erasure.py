@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -91,7 +92,7 @@ def request(
             raise
         pseudonymizer = None
     subject = who.keyed_hash(pseudonymizer) if pseudonymizer else None
-    record = {
+    record: dict[str, Any] = {
         "kind": who.kind,
         "subject": subject,
         "key_id": pseudonymizer.key_id if pseudonymizer else None,
@@ -116,7 +117,7 @@ def request(
         record["tokens"] = len(found) if pseudonymizer else None
         record["added"] = subjects.erase(landing, who)
         record["listed"] = "added" if record["added"] else "already listed"
-        if pseudonymizer:
+        if pseudonymizer and subject:
             sweep = erase_published(warehouse, restricted, found, pseudonymizer, subject, triggered_by(via))
             record |= {"republished": sweep.republished, "not_searched": sweep.other_keys, "failed": sweep.failed}
     except (ExportError, OSError, WarehouseBusy, WarehouseUnwritable, ledger.LedgerBroken) as exc:

@@ -34,7 +34,7 @@ from flows.storage import landing as landing_io
 from transforms.identifiers import SUBJECT_IDENTIFIERS, is_prc_id
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import Pseudonymizer
-from transforms.steps import Subjects, entity_source, entity_tokens, link_keys, link_keys_of, subject_rows
+from transforms.steps import Subjects, column_tokens, entity_source, link_keys, link_keys_of, subject_rows
 from transforms.text import NORMALIZERS
 
 HEADER = ["来源", "导出日期", "文件", "行号", "字段", "内容"]  # source, export date, file, row, field, value
@@ -132,11 +132,11 @@ def tokens(
         if source is None:
             continue
         if who.kind == "doc_no":
-            found |= set(entity_tokens(pa.table({source.name: [who.value]}), policy, pseudonymizer).to_pylist())
+            found |= set(column_tokens(pa.table({source.name: [who.value]}), source, pseudonymizer).to_pylist())
         for _, _, table, _ in _tables(landing, policy, drop_unknown=True):  # tokens come from the policy's columns
             hit = subject_rows(table, policy, who.subjects())
             if hit.any():
-                found |= set(pc.drop_null(entity_tokens(table.filter(pa.array(hit)), policy, pseudonymizer)).to_pylist())
+                found |= set(pc.drop_null(column_tokens(table.filter(pa.array(hit)), source, pseudonymizer)).to_pylist())
     return found
 
 
@@ -166,15 +166,15 @@ def access(
     found = lookup(landing, policies, who)
     path = write_lookup(out, who, pseudonymizer, found) if found else None
     newest = max((f.date for f in found), default=None)
-    data = {
-        "kind": who.kind,
-        "subject": who.keyed_hash(pseudonymizer),
-        "key_id": pseudonymizer.key_id,
-        "records": len(found),
-        "file": str(path.resolve()) if path else None,
-        "newest_date": newest,
-    }
-    return Access(found, path, newest, ledger.append(restricted, SubjectLookupEntry(**data)))
+    entry = SubjectLookupEntry(
+        identifier=who.kind,
+        subject=who.keyed_hash(pseudonymizer),
+        key_id=pseudonymizer.key_id,
+        records=len(found),
+        file=str(path.resolve()) if path else None,
+        newest_date=newest,
+    )
+    return Access(found, path, newest, ledger.append(restricted, entry))
 
 
 def _label(policy: SourcePolicy, name: str) -> str:

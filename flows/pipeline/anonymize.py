@@ -15,9 +15,10 @@ import datetime as dt
 import functools
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar, cast
 
 from prefect import Task, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -36,6 +37,9 @@ from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import RunEntry
 from transforms import steps
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Tasks:
@@ -71,6 +75,11 @@ io_task = task(cache_policy=NO_CACHE, persist_result=False, retries=2, retry_del
 @functools.cache
 def _task_of(fn, reads_landing: bool) -> Task:
     return (io_task if reads_landing else raw_task)(fn)
+
+
+def _edge(fn: Callable[P, R], name: str) -> Callable[P, R]:
+    """A step of the run itself (start, which dates, headers) as a task named `name`, retried like a read."""
+    return cast(Callable[P, R], _task_of(fn, True).with_options(name=name))
 
 
 def _task(step: Step) -> Task:
@@ -124,10 +133,10 @@ def task_runner(runner: str, address: str | None):
 def _anonymize(p: RunParameters, runner):
     log = get_run_logger()
     via = p.trigger or (f"deployment {deployment.name}" if deployment.get_id() else "python")
-    run = io_task(Run.start, name="start-run")(
+    run = _edge(Run.start, "start-run")(
         p.landing, p.warehouse, p.restricted, p.policies, p.drop_unknown, via, p.backup, p.rotate_key
     )
-    dates, skipped = io_task(select_dates, name="select-dates")(run, p.date, p.start, p.end, p.every)
+    dates, skipped = _edge(select_dates, "select-dates")(run, p.date, p.start, p.end, p.every)
     log.info(
         "run %s: %d export date(s) to process, %d up to date, %d erasure request(s), key %s",
         run.run_id,
@@ -136,7 +145,7 @@ def _anonymize(p: RunParameters, runner):
         len(run.subjects),
         run.pseudonymizer.key_id,
     )
-    summary = {
+    summary: dict[str, Any] = {
         "run_id": run.run_id,
         "warehouse": str(run.warehouse),
         "key_id": run.pseudonymizer.key_id,
@@ -147,7 +156,7 @@ def _anonymize(p: RunParameters, runner):
     job = run.job()
     job.clear_stale_work()
     # A file whose columns the policy does not cover stops the whole run before anything is written.
-    problems = io_task(landing_io.check_headers, name="check-headers")(run.landing, run.policies, dates, p.drop_unknown)
+    problems = _edge(landing_io.check_headers, "check-headers")(run.landing, run.policies, dates, p.drop_unknown)
     for problem in problems:
         log.error("%s", problem)
     if problems:
@@ -179,7 +188,7 @@ def _anonymize(p: RunParameters, runner):
             stop = isinstance(exc, OSError)  # the storage, not the data: the next dates would fail alike
             error = (
                 f"{day}: nothing published: {exc.strerror or exc} ({exc.filename or 'storage'}); the run stops here"
-                if stop
+                if isinstance(exc, OSError)
                 else str(exc)
             )
             log.error("%s", error)

@@ -216,10 +216,13 @@ def link_lookups(
                 found = pc.is_in(steps.link_keys(batch[link.key]), wanted)
                 keys.append(steps.link_keys(batch[link.key].filter(found)))
                 tokens.append(batch[planning.ENTITY].filter(found))
+        entity = steps.entity_source(target)
+        if entity is None:
+            raise ValueError(f"{policy.source} links to {target.source}, which pseudonymizes no entity of its own")
         columns = sorted(
             {
                 link.key,
-                steps.entity_source(target).name,
+                entity.name,
                 *target.subject_keys.values(),
                 *(c.name for c in target.columns if c.kind == "person_name"),
             }
@@ -232,7 +235,7 @@ def link_lookups(
                     hit = steps.subject_rows(table, target, job.subjects)
                     found = pc.or_(pc.fill_null(pc.is_in(steps.link_keys(table[link.key]), wanted), False), pa.array(hit))
                     table = table.filter(found)
-                    day_tokens = steps.entity_tokens(table, target, ctx.pseudonymizer)
+                    day_tokens = steps.column_tokens(table, entity, ctx.pseudonymizer)
                     erased |= set(
                         pc.drop_null(day_tokens.filter(pa.array(hit[found.to_numpy(zero_copy_only=False)]))).to_pylist()
                     )
@@ -382,6 +385,8 @@ def shuffled(tables: Iterable[pa.Table], rows: int, work: Path) -> Iterator[pa.T
         with_order = table.append_column(shuffle.ORDER, pa.array(hashes))
         for i in np.unique(which):
             spills[i].write(with_order.filter(pa.array(which == i)))
+    if schema is None:
+        raise ValueError("shuffled: no table at all (an empty partition is one empty table)")
     if buckets == 1:
         yield shuffle.in_order(pa.concat_tables(held) if held else schema.empty_table())
         return

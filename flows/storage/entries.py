@@ -11,7 +11,6 @@ rewriting it. Entries hold counts, names, paths, key ids and keyed hashes, never
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -231,7 +230,7 @@ class SubjectLookupEntry(Entry):
     key_id: str
     records: int
     file: str | None = None
-    newest_date: dt.date | None = None
+    newest_date: str | None = None  # ISO date
 
     def line(self) -> str:
         return f"{self.identifier} {self.subject[:12]}: {self.records} record(s)" + (f" -> {self.file}" if self.file else "")

@@ -22,6 +22,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, cast
+
+from pydantic import SecretStr
 
 from flows.storage import ledger
 from flows.storage.backup import BackupError, BackupKey
@@ -31,7 +34,7 @@ from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
 
 @dataclass(frozen=True)
 class KeyKind:
-    name: str
+    name: Literal["pseudonym", "backup"]
     env: str
     demo: Path  # the local key file `tuomin key init` writes
     build: Callable[[bytes], Pseudonymizer | BackupKey]  # has .key_id
@@ -78,6 +81,13 @@ class Location:
             return f"${self.variable}"
         return f"Prefect Secret block {self.block!r}" if self.block else str(self.path)
 
+    @property
+    def file(self) -> Path:
+        """The key file (a Location with neither a variable nor a block has one)."""
+        if self.path is None:
+            raise self.kind.error(f"{self}: no key file (a variable or a Secret block)")
+        return self.path
+
     def text(self) -> str:
         if self.variable:
             return os.environ[self.variable]
@@ -85,12 +95,12 @@ class Location:
             from prefect.blocks.system import Secret
 
             try:
-                return Secret.load(self.block).get()
+                return str(cast(Secret, Secret.load(self.block)).get())
             except ValueError:
                 raise self.kind.error(f"Prefect Secret block {self.block!r} not found") from None
-        if not self.path.is_file():
+        if not self.file.is_file():
             raise self.kind.error(f"{self}: no key file there (destroyed key?)")
-        return self.path.read_text("utf-8")
+        return self.file.read_text("utf-8")
 
     def load(self):
         text = self.text()
@@ -198,9 +208,9 @@ def check_continuity(restricted: Path, key_id: str, rotating: bool = False) -> N
         return
     raise PseudonymKeyError(
         f"the pseudonym key {key_id} is not the key the warehouse was published with ({expected}, ledger entry "
-        f"{said['seq']}): its tokens would not link to the published ones, so nothing is run. Load that key, or change "
-        "keys on purpose: `tuomin key rotate` (a key file or Secret block) or `tuomin run --rotate-key`, both recorded "
-        "in the ledger."
+        f"{said['seq'] if said else '?'}): its tokens would not link to the published ones, so nothing is run. "
+        "Load that key, or change keys on purpose: `tuomin key rotate` (a key file or Secret block) or "
+        "`tuomin run --rotate-key`, both recorded in the ledger."
     )
 
 
@@ -227,7 +237,7 @@ def rotation(location: Location, restricted: Path, warehouse: Path | None = None
     if expected != key_id:
         raise KeyRefused(
             f"{location} holds key {key_id}, but the warehouse is published with {expected} (ledger entry "
-            f"{said['seq']}): rotating it would not change the warehouse's key. Wrong key file or --restricted?"
+            f"{said['seq'] if said else '?'}): rotating it would not change the warehouse's key. Wrong key file or --restricted?"
         )
     return key_id
 
@@ -240,11 +250,11 @@ def rotate(location: Location, restricted: Path, warehouse: Path | None = None) 
     if location.block:
         from prefect.blocks.system import Secret
 
-        Secret(value=secrets.token_urlsafe(48)).save(location.block, overwrite=True)
+        Secret(value=SecretStr(secrets.token_urlsafe(48))).save(location.block, overwrite=True)
     else:
-        staged = location.path.with_name(location.path.name + ".new")
+        staged = location.file.with_name(location.file.name + ".new")
         _write_key(staged, os.O_TRUNC)
-        os.replace(staged, location.path)
+        os.replace(staged, location.file)
     new = location.load().key_id
     return old, new, record_rotation(restricted, old, new, str(location))
 
@@ -275,12 +285,12 @@ def destroy(location: Location, restricted: Path, warehouse: Path | None = None)
 
         Secret.delete(location.block)
     else:
-        size = location.path.stat().st_size
-        with location.path.open("r+b") as fh:
+        size = location.file.stat().st_size
+        with location.file.open("r+b") as fh:
             fh.write(secrets.token_bytes(size))
             fh.flush()
             os.fsync(fh.fileno())
-        location.path.unlink()
+        location.file.unlink()
     entries = ledger.entries(restricted)
     alive = (
         sorted(

@@ -169,7 +169,7 @@ def iter_csv(
     if columns is None:
         conform(_empty(headers), policy, relative, drop_unknown)
     known = [h for h in headers if h not in dropped]
-    wanted = known if columns is None else [h for h in known if policy.match_header(h).name in columns]
+    wanted = known if columns is None else [h for h in known if policy.header_column(h).name in columns]
 
     def skip(row) -> str:  # a row with the wrong number of fields: set aside for quarantine
         ragged.append(row.text)
@@ -229,7 +229,7 @@ def _undecodable(landing: Landing, relative: str, encoding: str, headers: list[s
 def _conformed(table: pa.Table, policy: SourcePolicy, relative: str, columns: list[str] | None) -> pa.Table:
     if columns is None:
         return conform(table, policy, relative)
-    return table.rename_columns([policy.match_header(h).name for h in table.column_names])
+    return table.rename_columns([policy.header_column(h).name for h in table.column_names])
 
 
 def sniff_encoding(path: Path, probe: int = 1 << 20) -> str:
