@@ -22,6 +22,12 @@ import numpy as np
 TOLERANCE = 1e-9
 
 
+def people_sql(entity: str, rows: str) -> str:
+    """A class's size in people, in SQL: its distinct entities, and each row without one a person
+    of its own (the rule metrics.sizes applies in numpy)."""
+    return f"count(DISTINCT {entity}) + coalesce(sum({rows}) FILTER (WHERE {entity} IS NULL), 0)"
+
+
 @dataclass(frozen=True)
 class KAnonymity:
     k: int

@@ -23,6 +23,8 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 
+from transforms.criteria import people_sql
+
 _TABLES = ("km", "km_pi", "km_s1", "km_s", "km_drop")
 
 
@@ -57,7 +59,7 @@ def suppress(
         changed = con.execute(f"""
             UPDATE km SET dead = true, rare = true FROM (
                 SELECT cls, item FROM km WHERE NOT dead GROUP BY cls, item
-                HAVING count(DISTINCT e) + coalesce(sum(w) FILTER (WHERE e IS NULL), 0) < {k}) rare
+                HAVING {people_sql("e", "w")} < {k}) rare
             WHERE NOT km.dead AND km.cls = rare.cls AND km.item = rare.item""").fetchall()[0][0]
         if changed:
             if over_limit():

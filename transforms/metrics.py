@@ -216,13 +216,15 @@ def population_risk(df: pd.DataFrame, quasi_identifiers: list[str], population: 
     }
 
 
-def profile_uniqueness(df: pd.DataFrame, quasi_identifiers: list[str], entity: str) -> dict:
+def profile_uniqueness(df: pd.DataFrame, quasi_identifiers: list[str], entity: str, count: str | None = None) -> dict:
     """Linkage across rows of one entity: its profile is the set of classes its rows fall in (a
     customer's purchases over many days). k-anonymity per row does not bound this; the share of
     entities whose profile no other entity has is what an attacker who knows several of a
     person's visits could single out."""
     if df.empty:
         return {"entities": 0, "profile_unique_share": 0.0, "profile_unique": 0}
+    if count is not None:  # a frame of classes: a row without an entity stands for that many people
+        df = df.loc[df.index.repeat(np.where(df[entity].isna(), _counts(df, count), 1))]
     codes = _entity_codes(df, entity)
     unknown = codes < 0  # a row without an entity is a person of its own
     codes[unknown] = codes.max(initial=-1) + 1 + np.arange(unknown.sum())

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.anonymity import Combinations, Diversity, InMemory, identity
-from transforms.criteria import KAnonymity
+from transforms.criteria import KAnonymity, people_sql
 from transforms.hierarchy import Encoded
 
 MEMORY_LIMIT = "256MB"  # DuckDB's own memory; what does not fit is spilled to disk
@@ -107,11 +107,7 @@ def class_table(
         relation = source(con, parts)
         q = [_name(c) for c in qis]
         s = [_name(c) for c in sensitive]
-        size = (
-            f"count(DISTINCT {_name(entity)}) + coalesce(sum({_name(rows)}) FILTER (WHERE {_name(entity)} IS NULL), 0)"
-            if entity
-            else f"sum({_name(rows)})"
-        )
+        size = people_sql(_name(entity), _name(rows)) if entity else f"sum({_name(rows)})"
         same = " AND ".join(f"cells.{c} IS NOT DISTINCT FROM sizes.{c}" for c in q) or "true"
         first = f"row_number() OVER (PARTITION BY {', '.join(f'cells.{c}' for c in q) or '1'}) = 1"
         return con.sql(f"""
@@ -326,7 +322,7 @@ class OutOfCore(Combinations):
             columns = [f"({' + '.join(terms) or '0'}) AS k"]
         else:
             columns = [f"{m} AS k{j}" for j, m in enumerate(mapped)]
-        size = "count(DISTINCT e) + coalesce(sum(w) FILTER (WHERE e IS NULL), 0)" if self.by_entity else "sum(w)"
+        size = people_sql("e", "w") if self.by_entity else "sum(w)"
         fails = [KAnonymity(k).sql_fails(size)]
         entropies = []
         for j, d in enumerate(self.diversity):

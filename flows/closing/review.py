@@ -33,12 +33,13 @@ from prefect.states import Failed
 from expectations.suite import Gate
 from flows.pipeline.passes import BATCH_ROWS
 from flows.pipeline.record import file_sha256
-from flows.pipeline.writer import ClassColumns, PartitionWriter, entity_rows
+from flows.pipeline.writer import ClassColumns, PartitionWriter
 from flows.runtime import paths
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import ReviewEntry
 from transforms.metrics import profile_uniqueness
+from transforms.plan import ROWS
 from transforms.policy import SourcePolicy, load_policies
 
 
@@ -88,8 +89,8 @@ def _gate_on_union(policy: SourcePolicy, files: list[Path], restricted: Path, ru
         _, outcome = writer.close()
         found: dict[str, Any] = {"rows": writer.rows, "checks": list(outcome.checks), "failures": outcome.failures()}
         if policy.entity and columns.qis:
-            spilled = entity_rows(pq.read_table(writer.classes.path).to_pandas(), policy.entity)
-            found["linkage"] = profile_uniqueness(spilled, list(columns.qis), policy.entity)
+            spilled = pq.read_table(writer.classes.path).to_pandas()
+            found["linkage"] = profile_uniqueness(spilled, list(columns.qis), policy.entity, count=ROWS)
     return found
 
 

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -106,12 +105,3 @@ class PartitionWriter:
         return warehouse_io.stage(
             warehouse, run_id, dataset, date, arrange(self.check(tables)), fields, lambda: metadata(*self.close())
         )
-
-
-def entity_rows(frame: pd.DataFrame, entity: str) -> pd.DataFrame:
-    """Classes as rows for per-person figures: a class row without a person stands for that many
-    people of their own (a row without a customer is a person of its own), so it is repeated."""
-    alone = frame[entity].isna().to_numpy() & (frame[ROWS].to_numpy() > 1)
-    if not alone.any():
-        return frame
-    return frame.loc[frame.index.repeat(np.where(alone, frame[ROWS].to_numpy(), 1))].reset_index(drop=True)
