@@ -168,6 +168,32 @@ def test_query_views_and_formats(published):
     assert bad.exit_code == 2 and "query failed" in bad.output
 
 
+def test_the_query_tool_reads_the_warehouse_and_nothing_else(published, landing, tmp_path):
+    """`tuomin query` is the analysts' tool: it prints NULLs of any type, and it cannot read the raw
+    landing, write a file (even into the warehouse), change its own settings or load extensions."""
+    runner, wh = CliRunner(), ["--warehouse", str(published.warehouse)]
+    nulls = runner.invoke(app, ["query", "SELECT CAST(NULL AS INTEGER) AS n, CAST(NULL AS DATE) AS d, 1 AS one", *wh])
+    assert nulls.exit_code == 0, nulls.output
+    cases = runner.invoke(app, ["query", "SELECT * FROM after_sales LIMIT 5", *wh])  # NULL integers there
+    assert cases.exit_code == 0, cases.output
+    raw = next((landing / "pos").rglob("*.csv"))
+    written = published.warehouse / "leak.csv"
+    for sql in (
+        f"SELECT * FROM read_csv('{raw}')",
+        f"COPY (SELECT 1) TO '{written}'",
+        f"COPY (SELECT 1) TO '{tmp_path / 'out.csv'}'",
+        "SET enable_external_access = true",
+        "INSTALL httpfs",
+        f"ATTACH '{tmp_path / 'x.db'}'",
+        "SELECT 1; COPY (SELECT 1) TO 'x.csv'",
+    ):
+        refused = runner.invoke(app, ["query", sql, *wh])
+        assert refused.exit_code == 2 and "query failed" in refused.output, (sql, refused.output)
+    assert not written.exists() and not (tmp_path / "out.csv").exists() and not (tmp_path / "x.db").exists()
+    fine = runner.invoke(app, ["query", "SELECT count(*) AS n FROM pos", *wh, "--format", "json"])
+    assert fine.exit_code == 0 and json.loads(fine.output)[0]["n"] > 0
+
+
 def test_readme_questions_run(published):
     """Every SQL example in the README's analysts section runs against a real warehouse."""
     from flows.storage.query import connect

@@ -518,16 +518,16 @@ def query(
     warehouse: Warehouse = paths.WAREHOUSE,
     format: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
 ) -> None:
-    """Query the anonymized warehouse with DuckDB."""
+    """Query the anonymized warehouse with DuckDB (reads only, and only the warehouse)."""
     import duckdb
 
-    from flows.storage.query import connect, spreadsheet_safe
+    from flows.storage.query import QueryRefused, connect, read_only, spreadsheet_safe
 
     if format not in ("table", "csv", "json"):
         raise typer.BadParameter("use table, csv or json", param_hint="--format")
     try:
-        result = connect(warehouse).sql(sql)
-    except duckdb.Error as exc:
+        result = read_only(connect(warehouse), sql)
+    except (duckdb.Error, QueryRefused) as exc:
         console.print(f"[red]query failed[/]: {exc}")
         raise typer.Exit(2) from None
     frame = result.df() if result is not None else None
@@ -541,8 +541,9 @@ def query(
         table = Table()
         for column in frame.columns:
             table.add_column(str(column))
-        for row in frame.itertuples(index=False):
-            table.add_row(*("" if v is None or v != v else str(v) for v in row))
+        shown = frame.astype(object).where(frame.notna(), None)  # NULL of any type (NaN, NaT, pd.NA) as blank
+        for row in shown.itertuples(index=False):
+            table.add_row(*("" if v is None else str(v) for v in row))
         console.print(table)
 
 

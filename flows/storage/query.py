@@ -1,7 +1,12 @@
 """DuckDB over the warehouse: one view per dataset (all its partitions, with export_date from the
 path) and `partitions` (every published file's own metadata, flattened for querying: what it is,
 under which policy and key, at what k); and CSV output that a spreadsheet opens as text. The
-ledger is not here: it is in the restricted area (`tuomin ledger show`)."""
+ledger is not here: it is in the restricted area (`tuomin ledger show`).
+
+The analysts' connection is confined to the warehouse: DuckDB reads no file outside it (the raw
+landing, the restricted area), installs and loads no extension, attaches no database, and its
+settings are locked; `read_only` then runs only statements that read (SELECT, EXPLAIN), so
+nothing is written, not even into the warehouse (COPY … TO)."""
 
 from __future__ import annotations
 
@@ -10,8 +15,23 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+READS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
-def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
+
+class QueryRefused(ValueError):
+    """A statement that does more than read the warehouse."""
+
+
+def read_only(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation | None:
+    """Run `sql` if every statement in it only reads; QueryRefused (nothing run) otherwise."""
+    statements = con.extract_statements(sql)
+    refused = sorted({s.type.name for s in statements if s.type not in READS})
+    if refused:
+        raise QueryRefused(f"only SELECT and EXPLAIN run here; refused: {', '.join(refused)} (nothing was run)")
+    return con.sql(sql)
+
+
+def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     files = []
     for folder in sorted(warehouse.glob("dataset=*")):
@@ -32,6 +52,12 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
                    CAST(m->>'created_at' AS TIMESTAMPTZ) AS published_at
             FROM (SELECT file_name, CAST(decode(value) AS JSON) AS m
                   FROM parquet_kv_metadata([{", ".join(files)}]) WHERE decode(key) = 'tuomin')""")
+    if confined:
+        con.execute("SET allowed_directories = [?]", [warehouse.resolve().as_posix() + "/"])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET autoinstall_known_extensions = false")
+        con.execute("SET autoload_known_extensions = false")
+        con.execute("SET lock_configuration = true")
     return con
 
 
