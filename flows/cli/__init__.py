@@ -97,7 +97,10 @@ app.add_typer(backup_app, name="backup")
 console = Console(width=None if Console().is_terminal else 110, soft_wrap=True)
 errors = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 110, soft_wrap=True)
 
-Landing = Annotated[Path, typer.Option(help="Landing directory with pos/, membership/, after_sales/, requests/.")]
+# A path or any fsspec URL (s3://…, sftp://…, memory://…): a string, so that a URL is not made a local path.
+Landing = Annotated[
+    str, typer.Option(help="Landing area (a directory or an fsspec URL) with pos/, membership/, after_sales/, requests/.")
+]
 Warehouse = Annotated[
     Path, typer.Option("--warehouse", help="Warehouse directory of the anonymized Parquet (what analysts read).")
 ]
@@ -142,7 +145,7 @@ AsOf = Annotated[str | None, typer.Option(help="Plan as if today were this date 
 
 @app.command()
 def run(
-    landing: Landing = paths.SAMPLE_LANDING,
+    landing: Landing = str(paths.SAMPLE_LANDING),
     warehouse: Warehouse = paths.WAREHOUSE,
     date: Annotated[str | None, typer.Option(help="One export date (YYYY-MM-DD); default: every date found.")] = None,
     restricted: Restricted = paths.RESTRICTED,
@@ -191,7 +194,7 @@ def run(
 def backfill(
     start: Annotated[str, typer.Option(help="First export date (YYYY-MM-DD).")],
     end: Annotated[str, typer.Option(help="Last export date (YYYY-MM-DD).")],
-    landing: Landing = paths.SAMPLE_LANDING,
+    landing: Landing = str(paths.SAMPLE_LANDING),
     warehouse: Warehouse = paths.WAREHOUSE,
     restricted: Restricted = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
@@ -753,7 +756,9 @@ def backup_restore(
 
 @app.command()
 def purge(
-    landing: Annotated[Path, typer.Option(help="Landing directory to delete from (required: no default for deletions).")],
+    landing: Annotated[
+        str, typer.Option(help="Landing area to delete from, a directory or an fsspec URL (required: no default for deletions).")
+    ],
     warehouse: Warehouse = paths.WAREHOUSE,
     restricted: Vault = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
@@ -981,7 +986,7 @@ def subjects_lookup(
     doc_no: DocNo = None,
     mobile: Mobile = None,
     member_no: MemberNo = None,
-    landing: Landing = paths.SAMPLE_LANDING,
+    landing: Landing = str(paths.SAMPLE_LANDING),
     warehouse: Warehouse = paths.WAREHOUSE,
     restricted: Vault = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
@@ -1010,7 +1015,7 @@ def subjects_erase(
     doc_no: DocNo = None,
     mobile: Mobile = None,
     member_no: MemberNo = None,
-    landing: Landing = paths.SAMPLE_LANDING,
+    landing: Landing = str(paths.SAMPLE_LANDING),
     warehouse: Warehouse = paths.WAREHOUSE,
     restricted: Vault = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
@@ -1100,7 +1105,7 @@ def subjects_notify(
     requests_by: Annotated[str, typer.Option(help="The last day to ask for a copy or for deletion: after today.")],
     contact: Annotated[str, typer.Option(help="How to ask (a phone number, an address, an e-mail).")],
     shop: Annotated[str, typer.Option(help="The shop's name as customers know it.")] = "本公司",
-    landing: Landing = paths.SAMPLE_LANDING,
+    landing: Landing = str(paths.SAMPLE_LANDING),
     warehouse: Warehouse = paths.WAREHOUSE,
     restricted: Vault = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
