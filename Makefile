@@ -51,9 +51,9 @@ DEMO_KEYS = if [ -z "$$TUOMIN_PSEUDONYM_KEY$$TUOMIN_PSEUDONYM_KEY_FILE$$TUOMIN_P
 run: setup sample
 	@$(DEMO_KEYS); $(BIN)/tuomin run
 
-# One worker more than cores (at most 4): the flow tests wait on subprocesses and Prefect servers as
-# much as they compute (measured on 2 cores: 3 workers 5m34s, 2 workers 7m59s). Each test file whole
-# on one worker, so that its fixtures are built once.
+# One worker more than cores (at most 4): the flow tests wait on subprocesses and Prefect servers
+# part of the time (one clean clone on 2 cores: 3 workers 4m37s, 2 workers 5m02s). Each test file
+# whole on one worker, so that its fixtures are built once.
 WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n + 1 > 4 ? 4 : n + 1 )))
 PYTEST := $(BIN)/pytest --numprocesses=$(WORKERS) --dist loadfile
 test: setup
