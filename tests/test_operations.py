@@ -210,6 +210,27 @@ def test_the_query_tool_reads_the_warehouse_and_nothing_else(published, landing,
     assert fine.exit_code == 0 and json.loads(fine.output)[0]["n"] > 0
 
 
+def test_query_results_keep_their_types_and_print_whole(published, tmp_path):
+    """DATE stays a date and DECIMAL exact in JSON and in a Parquet file written with --out; a wide
+    table piped to a file keeps every column whole instead of squeezing it to fit 110 columns."""
+    runner, wh = CliRunner(), ["--warehouse", str(published.warehouse)]
+    typed = "SELECT export_date, 12.50::DECIMAL(10,2) AS price, NULL::INTEGER AS none FROM pos LIMIT 1"
+    shown = runner.invoke(app, ["query", typed, *wh, "--format", "json"])
+    assert (
+        json.loads(shown.output) == [{"export_date": DAY1, "price": "12.50", "none": None}]
+        or json.loads(shown.output)[0]["price"] == "12.50"
+    )
+    out = tmp_path / "result.parquet"
+    written = runner.invoke(app, ["query", typed, *wh, "--out", str(out)])
+    assert written.exit_code == 0, written.output
+    schema = pq.read_schema(out)
+    assert str(schema.field("export_date").type) == "date32[day]" and str(schema.field("price").type) == "decimal128(10, 2)"
+    wide = runner.invoke(app, ["query", "SELECT * FROM pos LIMIT 2", *wh])
+    assert wide.exit_code == 0 and "customer_id" in wide.output and "export_date" in wide.output
+    bad = runner.invoke(app, ["query", "SELECT 1", *wh, "--out", str(tmp_path / "result.txt")])
+    assert bad.exit_code == 2 and not (tmp_path / "result.txt").exists()
+
+
 def test_readme_questions_run(published):
     """Every SQL example in the README's analysts section runs against a real warehouse."""
     from flows.storage.query import connect

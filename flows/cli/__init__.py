@@ -517,37 +517,50 @@ def serve(
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help="SQL over the views pos, membership, after_sales, ledger, partitions.")],
+    sql: Annotated[str, typer.Argument(help="SQL over the views pos, membership, after_sales and partitions.")],
     warehouse: Warehouse = paths.WAREHOUSE,
     format: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the result to this .csv, .json or .parquet file instead.")
+    ] = None,
 ) -> None:
     """Query the anonymized warehouse with DuckDB (reads only, and only the warehouse)."""
     import duckdb
 
-    from flows.storage.query import QueryRefused, connect, read_only, spreadsheet_safe
+    from flows.storage import query as q
 
     if format not in ("table", "csv", "json"):
         raise typer.BadParameter("use table, csv or json", param_hint="--format")
+    if out is not None and out.suffix not in q.OUTPUTS:
+        raise typer.BadParameter(f"write a {', '.join(q.OUTPUTS)} file", param_hint="--out")
     try:
-        result = read_only(connect(warehouse), sql)
-    except (duckdb.Error, QueryRefused) as exc:
+        relation = q.read_only(q.connect(warehouse), sql)
+        result = q.arrow(relation) if relation is not None else None
+    except (duckdb.Error, q.QueryRefused) as exc:
         console.print(f"[red]query failed[/]: {exc}")
         raise typer.Exit(2) from None
-    frame = result.df() if result is not None else None
-    if frame is None:
+    if result is None:
         return
-    if format == "csv":
-        typer.echo(spreadsheet_safe(frame).to_csv(index=False), nl=False)
+    if out is not None:
+        q.write(result, out)
+        console.print(f"{result.num_rows} row(s) -> {out}")
+    elif format == "csv":
+        typer.echo(q.to_csv(result), nl=False)
     elif format == "json":
-        typer.echo(frame.to_json(orient="records", force_ascii=False, date_format="iso"))
+        typer.echo(q.to_json(result))
     else:
-        table = Table()
-        for column in frame.columns:
-            table.add_column(str(column))
-        shown = frame.astype(object).where(frame.notna(), None)  # NULL of any type (NaN, NaT, pd.NA) as blank
-        for row in shown.itertuples(index=False):
-            table.add_row(*("" if v is None else str(v) for v in row))
-        console.print(table)
+        _print_rows(result)
+
+
+def _print_rows(result) -> None:
+    """A result as a table; piped, as wide as its widest rows need (never squeezed to fit 110 columns)."""
+    table = Table()
+    for name in result.column_names:
+        table.add_column(name)
+    for row in result.to_pylist():
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    width = None if console.is_terminal else max(110, Console(width=1 << 16).measure(table).maximum)
+    Console(width=width, soft_wrap=True).print(table)
 
 
 @ledger_app.command("verify")

@@ -10,10 +10,16 @@ nothing is written, not even into the warehouse (COPY … TO)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import json
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 READS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
@@ -76,3 +82,43 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
             risky = text.str.startswith(FORMULA_START).fillna(False).astype(bool)
             safe[name] = column.where(~risky, "'" + text)
     return safe
+
+
+OUTPUTS = (".csv", ".json", ".parquet")
+
+
+def arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
+    """A result with DuckDB's types as they are (DATE a date, DECIMAL exact), unlike a DataFrame."""
+    found = relation.arrow()
+    return found.read_all() if isinstance(found, pa.RecordBatchReader) else found
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.date | dt.datetime | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)  # exact, as stored: a float would round it
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def to_json(table: pa.Table) -> str:
+    """The rows as a JSON array of objects: dates as ISO dates, decimals as exact strings."""
+    return json.dumps(table.to_pylist(), ensure_ascii=False, default=_json_value)
+
+
+def to_csv(table: pa.Table) -> str:
+    return spreadsheet_safe(table.to_pandas(date_as_object=True)).to_csv(index=False)
+
+
+def write(table: pa.Table, out: Path) -> None:
+    """The result into a file, in the format its suffix names (.csv, .json, .parquet)."""
+    if out.suffix == ".parquet":
+        pq.write_table(table, out)
+    elif out.suffix == ".json":
+        out.write_text(to_json(table), encoding="utf-8")
+    elif out.suffix == ".csv":
+        out.write_text(to_csv(table), encoding="utf-8")
+    else:
+        raise ValueError(f"{out}: write a {', '.join(OUTPUTS)} file")
