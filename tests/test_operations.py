@@ -216,10 +216,8 @@ def test_query_results_keep_their_types_and_print_whole(published, tmp_path):
     runner, wh = CliRunner(), ["--warehouse", str(published.warehouse)]
     typed = "SELECT export_date, 12.50::DECIMAL(10,2) AS price, NULL::INTEGER AS none FROM pos LIMIT 1"
     shown = runner.invoke(app, ["query", typed, *wh, "--format", "json"])
-    assert (
-        json.loads(shown.output) == [{"export_date": DAY1, "price": "12.50", "none": None}]
-        or json.loads(shown.output)[0]["price"] == "12.50"
-    )
+    [row] = json.loads(shown.output)
+    assert row["export_date"] in (DAY1, DAY2) and row["price"] == "12.50" and row["none"] is None  # a date, exact
     out = tmp_path / "result.parquet"
     written = runner.invoke(app, ["query", typed, *wh, "--out", str(out)])
     assert written.exit_code == 0, written.output
