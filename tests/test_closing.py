@@ -104,6 +104,10 @@ def test_purge_deletes_raw_data_and_certifies_it(closing):
         ],
     )
     assert dry.exit_code == 0 and len(re.findall(r"│ delete ", dry.output)) == 2 and all(landing.glob("*/*/*.csv"))
+    where = ["--landing", str(landing), "--warehouse", str(run.warehouse), "--restricted", str(run.restricted)]
+    planned = json.loads(
+        CliRunner().invoke(app, ["purge", "--dry-run", "--json", "--as-of", AFTER_GRACE, *where]).output.splitlines()[0]
+    )
     state = purge_flow(
         landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted), as_of=AFTER_GRACE, return_state=True
     )
@@ -128,6 +132,16 @@ def test_purge_deletes_raw_data_and_certifies_it(closing):
                 entry["data"]["output"]["sha256"],
             )
             assert data["rows"][replaced["dataset"]] == entry["data"]["rows"]
+    # The plan said exactly what the certificates record: the same files, the same bytes.
+    assert planned["totals"] == {
+        "dates_to_delete": 2,
+        "dates_kept": 0,
+        "files_to_delete": sum(len(c["data"]["files"]) for c in certificates),
+        "bytes_to_delete": sum(c["data"]["bytes"] for c in certificates),
+    }
+    assert {f["path"] for d in planned["dates"] for f in d["files"]} == {
+        f["path"] for c in certificates for f in c["data"]["files"]
+    }
     assert ledger.verify(run.restricted, run.warehouse) == []
     # Nothing left to purge; the anonymized data is untouched and still passes review.
     again = purge_flow(

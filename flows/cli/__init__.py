@@ -779,6 +779,7 @@ def purge(
         bool, typer.Option("--dry-run", help="List what would be deleted and what is kept, and why; delete nothing.")
     ] = False,
     as_of: AsOf = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: the plan and its totals as JSON.")] = False,
 ) -> None:
     """Delete raw data that validated partitions replace, with a certificate per date.
 
@@ -787,26 +788,21 @@ def purge(
     verified gone. Refused, with nothing deleted, when the landing does not hold the files the
     ledger records the partitions as made from, or the ledger cannot be trusted."""
     from flows.cli import usage
-    from flows.closing.purge import check_landing, mismatches, plan
+    from flows.closing.purge import check_landing, mismatches, plan, report
     from flows.closing.purge import purge as purge_flow
     from flows.runtime.clock import today
     from flows.storage import ledger
 
+    if as_json and not dry_run:
+        raise typer.BadParameter("--json goes with --dry-run (a purge prints its certificates)", param_hint="--json")
     day = _as_of(as_of, dry_run) or today()
     area, rules = usage.landing(landing), usage.policies(policies)
     if dry_run:
-        table = Table(title=f"purge plan as of {day}: nothing is deleted")
-        for header in ("export date", "decision", "files (area, bytes, path)", "why"):
-            table.add_column(header)
-        for item in plan(area, warehouse, restricted, rules, day):
-            files = "\n".join(f"{f['area']} {f['bytes']} {f['path']}" for f in item.files) or "\n".join(item.mismatch)
-            table.add_row(
-                item.export_date.isoformat(),
-                "keep" if item.held else "[red]delete[/]",
-                files,
-                item.held or " ".join(item.grounds),
-            )
-        console.print(table)
+        planned = report(plan(area, warehouse, restricted, rules, day), day)
+        if as_json:
+            print(json.dumps(planned, ensure_ascii=False))
+        else:
+            _print_plan(planned)
         check_landing(area, mismatches(area, restricted))
         return
     ledger.trusted(restricted, warehouse)
@@ -833,6 +829,23 @@ def purge(
                 for d in done
             )
         ),
+    )
+
+
+def _print_plan(planned: dict) -> None:
+    """A purge plan as a table, every path whole (a path cut with … cannot be checked), then its totals."""
+    table = Table(title=f"purge plan as of {planned['as_of']}: nothing is deleted")
+    for header in ("export date", "decision", "files (area, bytes, path)", "why"):
+        table.add_column(header, overflow="fold")
+    for d in planned["dates"]:
+        files = "\n".join(f"{f['area']} {f['bytes']} {f['path']}" for f in d["files"]) or "\n".join(d["not_in_landing"])
+        table.add_row(d["export_date"], "keep" if d["decision"] == "keep" else "[red]delete[/]", files, d["why"])
+    width = None if console.is_terminal else max(110, Console(width=1 << 16).measure(table).maximum)
+    Console(width=width, soft_wrap=True).print(table)
+    t = planned["totals"]
+    console.print(
+        f"to delete: {t['files_to_delete']} file(s), {t['bytes_to_delete']} bytes, in {t['dates_to_delete']} date(s); "
+        f"{t['dates_kept']} date(s) kept"
     )
 
 

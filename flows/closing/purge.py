@@ -75,6 +75,33 @@ class Plan:
     mismatch: list[str] = field(default_factory=list)  # recorded inputs the landing does not hold (see mismatches)
 
 
+def report(items: list[Plan], as_of: dt.date) -> dict:
+    """A plan as data (what `tuomin purge --dry-run --json` prints): per date the decision, the
+    files with their areas and sizes, and why; totals of what would go and what is kept."""
+    dates = [
+        {
+            "export_date": item.export_date.isoformat(),
+            "decision": "keep" if item.held else "delete",
+            "why": item.held or " ".join(item.grounds),
+            "files": item.files,
+            "bytes": sum(f["bytes"] for f in item.files),
+            "not_in_landing": item.mismatch,
+        }
+        for item in items
+    ]
+    deleted = [d for d in dates if d["decision"] == "delete"]
+    return {
+        "as_of": as_of.isoformat(),
+        "dates": dates,
+        "totals": {
+            "dates_to_delete": len(deleted),
+            "dates_kept": len(dates) - len(deleted),
+            "files_to_delete": sum(len(d["files"]) for d in deleted),
+            "bytes_to_delete": sum(d["bytes"] for d in deleted),
+        },
+    }
+
+
 def plan(
     landing: landing_io.Landing, warehouse: Path, restricted: Path, policies: dict[str, SourcePolicy], as_of: dt.date
 ) -> list[Plan]:
