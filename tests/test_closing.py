@@ -319,6 +319,26 @@ def test_the_weekly_review_deployment_registers(prefect_server):
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 3 * * 1", "Asia/Shanghai")
 
 
+def test_the_daily_retention_deployment_registers(prefect_server):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from flows.cli.deploy import daily_retention, deployments
+
+    assert [d.name for d in deployments()] == ["daily", "weekly", "daily"]
+    daily_retention().apply()
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_deployment_by_name("retention/daily")
+
+    stored = asyncio.run(read())
+    [schedule] = stored.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 4 * * *", "Asia/Shanghai")
+    assert stored.parameters["trigger"] == "deployment retention/daily"
+
+
 def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
     landing, run = closing
     raw = raw_identifiers(landing)

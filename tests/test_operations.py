@@ -273,6 +273,7 @@ def test_the_daily_deployment_registers_with_its_schedule(prefect_server):
     schema = stored.parameter_openapi_schema
     fields = schema["definitions"]["RunParameters"]["properties"]
     assert "start" in fields and all(field.get("description") for field in fields.values())
+    assert "trigger" not in fields  # set by the CLI and the deployments, not typed into the form
 
 
 def test_one_run_at_a_time_per_warehouse(tmp_path):

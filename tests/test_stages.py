@@ -88,3 +88,22 @@ def test_the_flow_runs_the_stages_as_named_prefect_tasks(published):
         "backup-2026-03-01",
     ):
         assert name in names, (name, sorted(names))
+
+
+def test_each_run_leaves_its_summary_as_a_table_artifact(published):
+    """The Prefect UI shows what a run did without opening the ledger: per date and dataset, rows
+    read and published, k and levels (counts and names only)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.pipeline.anonymize import ARTIFACT
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT])))
+    mine = [a for a in found if published.summary["run_id"] in (a.description or "")]
+    assert len(mine) == 1 and mine[0].type == "table"
+    rows = json.loads(mine[0].data) if isinstance(mine[0].data, str) else mine[0].data
+    expected = {
+        (d, n): info["counts"]["published"] for d, names in published.summary["dates"].items() for n, info in names.items()
+    }
+    assert {(r["export_date"], r["dataset"]): r["published"] for r in rows} == expected

@@ -473,9 +473,9 @@ def serve(
         Path | None, typer.Option(help="Write this process's id here while serving (`make stop` reads it).")
     ] = None,
 ) -> None:
-    """Serve the daily anonymize and weekly review deployments to the Prefect server.
+    """Serve the daily anonymize, weekly review and daily retention deployments to the Prefect server.
 
-    The daily run is at 02:00, the review on Mondays at 03:00, Asia/Shanghai; the server is the one
+    The daily run is at 02:00, the review on Mondays at 03:00, retention daily at 04:00, Asia/Shanghai; the server is the one
     in PREFECT_API_URL (`make serve` starts it first). Runs until interrupted (Ctrl-C or SIGTERM);
     on the way out the schedules are paused on the server."""
     import asyncio
@@ -485,10 +485,10 @@ def serve(
     from prefect.exceptions import TerminationSignal
     from prefect.runner import Runner
 
-    from flows.cli.deploy import REVIEW_SCHEDULE, SCHEDULE, daily, weekly_review
+    from flows.cli.deploy import RETENTION_SCHEDULE, REVIEW_SCHEDULE, SCHEDULE, deployments
 
     runner = Runner(pause_on_shutdown=True)
-    for deployment in (daily(), weekly_review()):
+    for deployment in deployments():
         runner.add_deployment(deployment)
 
     def announce() -> None:
@@ -500,8 +500,8 @@ def serve(
             pid_file.parent.mkdir(parents=True, exist_ok=True)
             pid_file.write_text(f"{os.getpid()}\n")
         console.print(
-            f"serving anonymize-exports/daily ({SCHEDULE['cron']}) and review/weekly ({REVIEW_SCHEDULE['cron']}), "
-            f"{SCHEDULE['timezone']}; Ctrl-C stops"
+            f"serving anonymize-exports/daily ({SCHEDULE['cron']}), review/weekly ({REVIEW_SCHEDULE['cron']}) and "
+            f"retention/daily ({RETENTION_SCHEDULE['cron']}), {SCHEDULE['timezone']}; Ctrl-C stops"
         )
 
     threading.Thread(target=announce, daemon=True).start()

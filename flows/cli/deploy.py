@@ -5,6 +5,9 @@ anonymize-exports/daily   02:00 Shanghai time: the export dates not yet publishe
                           (from the Prefect UI or `prefect deployment run … -p start=… -p end=…`).
 review/weekly             Mondays 03:00 Shanghai time: every published dataset re-checked as a
                           whole; a failed review is a failed flow run.
+retention/daily           04:00 Shanghai time: every published partition past its dataset's
+                          retention period deleted, one ledger entry each (after the day's run,
+                          so that a run never republishes what retention removes the same night).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 
 from prefect.schedules import Cron
 
+from flows.closing.retention import retention
 from flows.closing.review import review
 from flows.pipeline.anonymize import anonymize_exports
 from flows.pipeline.parameters import RunParameters
@@ -20,6 +24,7 @@ from flows.runtime import paths
 
 SCHEDULE = {"cron": "0 2 * * *", "timezone": "Asia/Shanghai"}
 REVIEW_SCHEDULE = {"cron": "0 3 * * 1", "timezone": "Asia/Shanghai"}
+RETENTION_SCHEDULE = {"cron": "0 4 * * *", "timezone": "Asia/Shanghai"}
 
 
 def _warehouse() -> str:
@@ -55,3 +60,18 @@ def weekly_review():
         description="Weekly: re-validate every published dataset across all its partitions.",
         tags=["tuomin"],
     )
+
+
+def daily_retention():
+    return retention.to_deployment(
+        name="daily",
+        schedule=Cron(RETENTION_SCHEDULE["cron"], timezone=RETENTION_SCHEDULE["timezone"]),
+        parameters={"warehouse": _warehouse(), "restricted": _restricted(), "trigger": "deployment retention/daily"},
+        description="Daily: delete the published partitions past their retention period (one ledger entry each).",
+        tags=["tuomin"],
+    )
+
+
+def deployments() -> list:
+    """Everything `tuomin serve` serves."""
+    return [daily(), weekly_review(), daily_retention()]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
 
 from prefect import Task, flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 from prefect.runtime import deployment, flow_run
@@ -32,6 +33,7 @@ from flows.pipeline.parameters import RunParameters
 from flows.pipeline.run import Run, select_dates
 from flows.pipeline.stages import DateFailed, process_date
 from flows.runtime import progress
+from flows.runtime.logfilter import mask
 from flows.storage import landing as landing_io
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
@@ -234,4 +236,49 @@ def _anonymize(p: RunParameters, runner):
             errors=problems,
         ),
     )
+    create_table_artifact(
+        key=ARTIFACT,
+        table=summary_rows(summary),
+        description=mask(f"tuomin run {run.run_id}: " + (message or f"{len(summary['dates'])} export date(s) published")),
+    )
     return Failed(message=message, data=summary) if message else summary
+
+
+ARTIFACT = "anonymize-summary"
+
+
+def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run in the Prefect UI (a table artifact): per date and dataset, rows read and published,
+    the k achieved and the levels chosen; a failed date with its error. Counts and names only."""
+    rows: list[dict[str, Any]] = []
+    for day, outcome in summary["dates"].items():
+        if "error" in outcome:
+            rows.append(
+                {
+                    "export_date": day,
+                    "dataset": "",
+                    "status": "failed",
+                    "read": None,
+                    "published": None,
+                    "k": None,
+                    "levels": mask(outcome["error"]),
+                }
+            )
+            continue
+        for name, done in outcome.items():
+            rows.append(
+                {
+                    "export_date": day,
+                    "dataset": name,
+                    "status": "published",
+                    "read": done["counts"]["read"],
+                    "published": done["counts"]["published"],
+                    "k": done["k"],
+                    "levels": ", ".join(f"{c}={lv}" for c, lv in done["levels"].items()),
+                }
+            )
+    rows += [
+        {"export_date": day, "dataset": "", "status": "up to date", "read": None, "published": None, "k": None, "levels": ""}
+        for day in summary["up_to_date"]
+    ]
+    return rows

@@ -12,6 +12,7 @@ import os
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from flows.runtime import paths
 
@@ -54,7 +55,8 @@ class RunParameters(BaseModel):
         "threads", description="Where the per-file and per-partition work runs: a thread pool, or a Dask cluster."
     )
     dask_address: str | None = Field(None, description="A Dask scheduler to use (runner dask); default: a local cluster.")
-    trigger: str | None = Field(
+    # Set by the command line and the deployments, not by a person: left out of the form the UI shows.
+    trigger: SkipJsonSchema[str | None] = Field(
         None, description="Who started the run, as the ledger records it (default: the deployment or python)."
     )
 
