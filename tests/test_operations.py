@@ -229,6 +229,38 @@ def test_query_results_keep_their_types_and_print_whole(published, tmp_path):
     assert bad.exit_code == 2 and not (tmp_path / "result.txt").exists()
 
 
+def test_the_data_dictionary_describes_every_published_column(published, tmp_path):
+    """`tuomin docs` writes what each published column means, its type, the levels its partitions
+    hold and, for few-valued columns, the values; the views of `tuomin query` carry the same as
+    column comments. Tokens list no values; no entry holds a count of rows."""
+    done = CliRunner().invoke(
+        app,
+        ["docs", "--warehouse", str(published.warehouse), "--restricted", str(published.restricted), "--out", str(tmp_path)],
+    )
+    assert done.exit_code == 0, done.output
+    found = json.loads((tmp_path / "dictionary.json").read_text())["datasets"]
+    assert set(found) == {"pos", "membership", "after_sales"}
+    for name, dataset in found.items():
+        files = sorted(published.warehouse.glob(f"dataset={name}/*/*.parquet"))
+        columns = {c["column"]: c for c in dataset["columns"]}
+        assert set(columns) == {f.name for path in files for f in pq.read_schema(path)}, name
+        for column in columns.values():
+            assert column["meaning"] and column["type"] and column["questions"], (name, column["column"])
+            if column["technique"] == "generalization":
+                assert column["levels"] and sum(lv["partitions"] for lv in column["levels"]) == len(files)
+                assert all(lv["meaning"] for lv in column["levels"])
+                if column["values"] == ["*"]:  # every value suppressed: said so, not "level 3 of a table"
+                    assert {lv["meaning"] for lv in column["levels"]} == {"suppressed (*)"}, (name, column)
+    assert found["pos"]["columns"][[c["column"] for c in found["pos"]["columns"]].index("customer_id")]["values"] is None
+    assert "<td><code>customer_id</code>" in (tmp_path / "dictionary.html").read_text()
+    from flows.storage.query import connect
+
+    views = "('pos', 'membership', 'after_sales')"
+    comments = connect(published.warehouse).sql(f"SELECT * FROM duckdb_columns() WHERE table_name IN {views}").df()
+    assert len(comments) == sum(len(d["columns"]) + 2 for d in found.values())  # + dataset and export_date
+    assert comments["comment"].notna().all() and (comments["comment"].str.len() > 10).all()
+
+
 def test_readme_questions_run(published):
     """Every SQL example in the README's analysts section runs against a real warehouse."""
     from flows.storage.query import connect

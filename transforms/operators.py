@@ -153,10 +153,13 @@ class HierarchySpec(BaseModel):
             raise ValueError("clip goes with bands")
         return self
 
-    def describe(self, level: int) -> str:
-        """What a value at this level is, for analysts reading the published column."""
+    def describe(self, level: int, top: int | None = None) -> str:
+        """What a value at this level is, for analysts reading the published column; `top`, the
+        level of '*' for a table (its depth is in its file), names a suppressed column as such."""
         if level == 0:
             return "original value"
+        if top is not None and level >= top:
+            return "suppressed (*)"
         steps: list[Any] = (
             self.datetime or self.age or self.prefix or self.area or self.address or self.bands or self.days_after or []
         )

@@ -456,8 +456,19 @@ def risk(
 
 
 @app.command()
-def docs(restricted: Vault = paths.RESTRICTED) -> None:
-    """Build the Great Expectations Data Docs of every validation recorded in the restricted area."""
+def docs(
+    restricted: Vault = paths.RESTRICTED,
+    warehouse: Warehouse = paths.WAREHOUSE,
+    policies: Policies = paths.POLICIES,
+    out: Annotated[Path, typer.Option(help="Where the data dictionary is written.")] = Path("dictionary"),
+) -> None:
+    """The data dictionary of the warehouse (what each column means, its type, levels, values and the
+    questions it answers), and the Great Expectations Data Docs of every validation recorded."""
+    from flows.cli import usage
+    from flows.storage import dictionary
+
+    page, _ = dictionary.write(dictionary.build(warehouse, usage.policies(policies)), out)
+    console.print(f"data dictionary: {page}")
     project = restricted / paths.GX_PROJECT
     if not (project / "gx").exists():
         console.print(f"no validations recorded under {project}: run `tuomin run` first")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from flows.storage.ledger import HEAD_KEY
 from transforms import metrics
+from transforms.hierarchy import TableHierarchy
 from transforms.operators import Generalize, Pseudonymize
 from transforms.plan import PEOPLE, ROWS, Plan
 from transforms.policy import SourcePolicy
@@ -110,13 +111,16 @@ def field_metadata(policy: SourcePolicy, levels: dict[str, int]) -> dict[str, di
         op = column.operator
         if isinstance(op, Generalize):
             level = levels.get(name, op.level if op.level is not None else 0)
-            info |= {"level": str(level), "level_meaning": op.hierarchy.describe(level)}
+            table = op.hierarchy.table
+            top = TableHierarchy.from_csv(policy.path.parent / table).top if table else None
+            info |= {"level": str(level), "level_meaning": op.hierarchy.describe(level, top)}
         if isinstance(op, Pseudonymize):
             info |= {"token": f"keyed HMAC-SHA256, domain '{op.domain}'"}
         out[name] = info
     if policy.entity and policy.entity not in out:
         out[policy.entity] = {
             "role": "entity_key",
+            "purpose": "The customer the row belongs to, found through the linked exports; a token keyed to the partition.",
             "technique": "pseudonymization",
             "token": "keyed HMAC-SHA256, domain 'customer', linked through "
             + ", ".join(f"{link.column} -> {link.source}" for link in policy.link),

@@ -21,6 +21,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flows.storage import dictionary
+
+PATH_COLUMNS = {  # what the views add from each file's path (hive partitioning)
+    "dataset": "The dataset (the source system's export) the row belongs to.",
+    "export_date": "The export date of the partition the row comes from (DATE).",
+}
 READS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
@@ -35,6 +41,10 @@ def read_only(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelati
     if refused:
         raise QueryRefused(f"only SELECT and EXPLAIN run here; refused: {', '.join(refused)} (nothing was run)")
     return con.sql(sql)
+
+
+def _literal(text: str) -> str:
+    return text.replace("'", "''")  # COMMENT ON takes a string literal, not a parameter
 
 
 def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection:
@@ -58,6 +68,11 @@ def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection
                    CAST(m->>'created_at' AS TIMESTAMPTZ) AS published_at
             FROM (SELECT file_name, CAST(decode(value) AS JSON) AS m
                   FROM parquet_kv_metadata([{", ".join(files)}]) WHERE decode(key) = 'tuomin')""")
+    for name, dataset in dictionary.build(warehouse, values=False)["datasets"].items():
+        for column in dataset["columns"]:  # the data dictionary's entry, for `duckdb_columns()` and DESCRIBE-like tools
+            con.execute(f"""COMMENT ON COLUMN "{name}"."{column["column"]}" IS '{_literal(dictionary.comment(column))}'""")
+        for column, text in PATH_COLUMNS.items():
+            con.execute(f"""COMMENT ON COLUMN "{name}"."{column}" IS '{_literal(text)}'""")
     if confined:
         con.execute("SET allowed_directories = [?]", [warehouse.resolve().as_posix() + "/"])
         con.execute("SET enable_external_access = false")

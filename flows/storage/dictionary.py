@@ -1,0 +1,118 @@
+"""The data dictionary: what each published column means, its type, the levels its partitions were
+published at, its values where they are few, and which questions it can answer. Built from what
+the warehouse's files record about themselves (their field metadata, flows/pipeline/record.py) and
+the reviewed policies; written by `tuomin docs` as dictionary.json and dictionary.html, and carried
+by the DuckDB views of `tuomin query` as column comments.
+
+Values are listed only for columns with few of them (categories, generalized labels); never for
+tokens or free text, and never with counts (a count below k can point at a person).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import jinja2
+import pyarrow.parquet as pq
+
+from flows.storage.warehouse import read_fields
+from transforms.policy import SourcePolicy
+
+TEMPLATES = Path(__file__).parent / "templates"
+FEW = 30  # a column with at most this many distinct values lists them
+NO_VALUES = {"pseudonymization", "redaction"}  # techniques whose values say nothing to list
+
+QUESTIONS = {  # by role, then by technique: what a column can answer, and what it cannot
+    "entity_key": "How many distinct customers are in one partition. Tokens are keyed per partition: "
+    "the same customer has another token on another date or in another dataset, so customers cannot "
+    "be followed across them.",
+    "quasi_identifier": "Breakdowns and trends by this attribute, at the level each partition was published at "
+    "(compare partitions only at the same level; see levels).",
+    "sensitive_attribute": "Its distribution within groups: every group of the other attributes holds several "
+    "values of it (l-diversity).",
+    "insensitive": "Totals, averages and distributions.",
+    "free_text": "Counts by coded topic; the text itself is not published.",
+    "direct_identifier": "None about a person: it is replaced before publishing.",
+}
+
+
+def build(warehouse: Path, policies: dict[str, SourcePolicy] | None = None, values: bool = True) -> dict:
+    """Every published dataset and its columns, from the files in `warehouse` (their values too,
+    unless `values` is off: the view comments need none, and listing them reads the columns)."""
+    datasets = {}
+    for folder in sorted(warehouse.glob("dataset=*")):
+        name = folder.name.split("=", 1)[1]
+        files = sorted(folder.glob("export_date=*/*.parquet"))
+        if files:
+            datasets[name] = _dataset(files, (policies or {}).get(name), values)
+    return {"warehouse": str(warehouse.resolve()), "datasets": datasets}
+
+
+def _dataset(files: list[Path], policy: SourcePolicy | None, values: bool) -> dict:
+    fields = [read_fields(f) for f in files]
+    types: dict[str, Counter] = {}
+    for f in files:
+        for column in pq.read_schema(f):
+            types.setdefault(column.name, Counter())[str(column.type)] += 1
+    roles = {c.output_name: c for c in policy.columns if c.output_name} if policy else {}
+    con = duckdb.connect()
+    columns = []
+    for column, seen in types.items():
+        about = next((f[column] for f in fields if column in f), {})
+        levels: Counter = Counter(
+            (f[column].get("level", ""), f[column].get("level_meaning", "")) for f in fields if "level" in f.get(column, {})
+        )
+        role = about.get("role") or (roles[column].role if column in roles else "")
+        entry: dict[str, Any] = {
+            "column": column,
+            "meaning": about.get("purpose") or (roles[column].purpose if column in roles else ""),
+            "source_column": about.get("source_column", ""),
+            "type": " | ".join(sorted(seen)),
+            "role": role,
+            "technique": about.get("technique", ""),
+            "levels": [
+                {"level": int(level), "meaning": meaning, "partitions": n} for (level, meaning), n in sorted(levels.items())
+            ],
+            "values": None,
+            "questions": QUESTIONS.get(role, ""),
+        }
+        if values and entry["technique"] not in NO_VALUES and role != "entity_key":
+            entry["values"] = _few_values(con, files, column)
+        columns.append(entry)
+    return {
+        "description": policy.description if policy else "",
+        "partitions": len(files),
+        "dates": [f.parent.name.removeprefix("export_date=") for f in files],
+        "columns": columns,
+    }
+
+
+def _few_values(con: duckdb.DuckDBPyConnection, files: list[Path], column: str) -> list[str] | None:
+    """The column's distinct values across the files, sorted, if there are at most FEW."""
+    paths = [f.as_posix() for f in files]
+    found = con.execute(
+        f'SELECT DISTINCT CAST("{column}" AS VARCHAR) FROM read_parquet(?, union_by_name = true) LIMIT {FEW + 1}', [paths]
+    ).fetchall()
+    values = sorted(v for (v,) in found if v is not None)
+    return values if len(found) <= FEW else None
+
+
+def comment(column: dict) -> str:
+    """A column's entry in one line: what a DuckDB view carries as the column's comment."""
+    levels = "; ".join(f"level {lv['level']}: {lv['meaning']} ({lv['partitions']} partition(s))" for lv in column["levels"])
+    parts = [column["meaning"], column["technique"] and f"{column['technique']}", levels, column["type"]]
+    return " | ".join(p for p in parts if p)
+
+
+def write(dictionary: dict, out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "dictionary.json"
+    data.write_text(json.dumps(dictionary, ensure_ascii=False, indent=1), "utf-8")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined)
+    page = out / "dictionary.html"
+    page.write_text(env.get_template("dictionary.html.j2").render(dictionary=dictionary), "utf-8")
+    return page, data
