@@ -343,3 +343,40 @@ def test_a_failing_log_handler_prints_nothing_of_what_was_being_handled(capfd):
     finally:
         log.removeHandler(handler)
     assert "11010519491231002X" not in capfd.readouterr().err.upper()
+
+
+def _levels(warehouse: Path) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for path in sorted(warehouse.glob("dataset=*/*/*.parquet")):
+        found.setdefault(path.parent.parent.name, []).append(read_metadata(path)["levels"])
+    return found
+
+
+def test_every_partition_of_a_dataset_publishes_a_column_at_one_level(published):
+    """One meaning per column in the release: a GROUP BY across dates never mixes levels."""
+    for dataset, levels in _levels(published.warehouse).items():
+        assert all(found == levels[0] for found in levels), dataset
+
+
+def test_a_date_that_needs_coarser_levels_republishes_the_dates_before_it(prefect_server, copy_of, tmp_path):
+    """A small second day needs coarser POS levels than the first: the first day, published finer,
+    is republished at them in the same run (and recorded twice); a rerun finds nothing to do."""
+    day2 = copy_of / "pos" / "2026-03-02"
+    for part in sorted(day2.glob("*_part*.csv")):
+        part.unlink()
+    main = next(day2.glob("*.csv"))
+    main.write_bytes(b"".join(main.read_bytes().splitlines(keepends=True)[:60]))
+    run = run_flow(copy_of, tmp_path)
+    assert run.state.is_completed(), run.state.message
+    assert run.summary.get("republished") == ["2026-03-01"]
+    for dataset, levels in _levels(run.warehouse).items():
+        assert all(found == levels[0] for found in levels), dataset
+    from flows.storage import ledger
+
+    entries = ledger.entries(run.restricted)
+    pos_day1 = [e["data"]["levels"] for e in entries if e["kind"] == "partition" and e["data"]["dataset"] == "pos"]
+    assert len(pos_day1) == 3 and pos_day1[0] != pos_day1[-1]  # day 1 finer, day 2, day 1 again at day 2's levels
+    [record] = [e["data"] for e in entries if e["kind"] == "run"]
+    assert record["republished"] == ["2026-03-01"] and ledger.verify(run.restricted, run.warehouse) == []
+    again = run_flow(copy_of, tmp_path)
+    assert again.summary["dates"] == {} and again.summary["up_to_date"] == ["2026-03-01", "2026-03-02"]

@@ -116,3 +116,18 @@ def test_retention_is_required_and_counts_from_the_export_date(policy_copy):
     path.write_text(text[: text.index("retention:")] + text[text.index("\ncolumns:") :], "utf-8")
     with pytest.raises(PolicyError, match="source 'membership': retention: Field required"):
         load_policy(path)
+
+
+def test_a_floor_raises_the_lowest_level_the_engine_may_choose_and_nothing_else():
+    from flows.runtime.paths import POLICIES
+    from transforms.policy import load_policies
+
+    pos = load_policies(POLICIES)["pos"]
+    chosen = [c for c in pos.quasi_identifiers if c.level_range[0] < c.level_range[1]]
+    first, second = chosen[0], chosen[1]
+    raised = pos.at_least({first.published_name: first.level_range[0] + 1, second.published_name: 99})
+    assert raised.column(first.name).level_range == (first.level_range[0] + 1, first.level_range[1])
+    assert raised.column(second.name).level_range == (second.level_range[1], second.level_range[1])  # capped
+    others = [c.name for c in pos.columns if c.name not in (first.name, second.name)]
+    assert [raised.column(n).model_dump() for n in others] == [pos.column(n).model_dump() for n in others]
+    assert pos.column(first.name).level_range == first.level_range and raised.sha256 == pos.sha256

@@ -249,6 +249,21 @@ class SourcePolicy(_Strict):
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
 
+    def at_least(self, floor: dict[str, int]) -> SourcePolicy:
+        """This policy with each engine-chosen quasi-identifier's lowest allowed level raised to
+        `floor` (by published name, capped at its highest): the release's levels, so that every
+        partition of a dataset publishes a column at one level (see flows/pipeline/release_levels.py).
+        Coarser is never less private: classes only merge."""
+        columns = []
+        for c in self.columns:
+            op = c.operator
+            wanted = floor.get(c.output_name or "", 0)
+            if c.quasi and isinstance(op, Generalize) and op.levels is not None and wanted > op.levels[0]:
+                lo, hi = op.levels
+                c = Column.model_validate(c.model_dump(by_alias=True) | {"params": {**c.params, "levels": [min(wanted, hi), hi]}})
+            columns.append(c)
+        return self.model_copy(update={"columns": columns})
+
     def published_name(self, name: str) -> str:
         """The published name of a column the policy publishes (KeyError for one it drops)."""
         return self.column(name).published_name

@@ -242,6 +242,8 @@ def _run_flow(bar: bool = False, **parameters) -> None:
         def listener(event: str, info: dict) -> None:
             if event == "start":
                 shown.update(task, total=len(info["dates"]))
+            elif event == "more":  # dates republished at the release's levels
+                shown.update(task, total=(shown.tasks[task].total or 0) + len(info["dates"]))
             else:
                 shown.update(task, advance=1, description=f"{info['date']} {'published' if info['ok'] else 'FAILED'}")
 

@@ -6,7 +6,8 @@ parameters are stored by the Prefect server); flows receive dates only.
 A partition depends on its input files, its policy, the key and the erasure list. Its
 fingerprint, a SHA-256 over those, is recorded in the ledger when it is published; by default a
 run processes only the dates whose current fingerprint differs from the last one published (new
-dates, re-exported files, a changed policy or key, a new erasure request).
+dates, re-exported files, a changed policy or key, a new erasure request), and the dates left below
+their dataset's release levels (flows/pipeline/release_levels.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flows.pipeline import record
+from flows.pipeline import record, release_levels
 from flows.pipeline.passes import Job
 from flows.runtime.clock import today
 from flows.storage import landing as landing_io
@@ -141,10 +142,13 @@ def select_dates(
     if every:
         return found, []
     published = {(e["dataset"], e["export_date"]): e.get("fingerprint") for e in ledger.partitions(run.restricted)}
+    below = release_levels.stale(run.restricted, run.policies)  # a run that died before republishing them
     todo: list[dt.date] = []
     skipped: list[dt.date] = []
     for day in found:
         current = {name: run.current_fingerprint(policy, day) for name, policy in run.policies.items()}
-        fresh = all(published.get((name, day.isoformat())) == fp for name, fp in current.items() if fp is not None)
+        fresh = day not in below and all(
+            published.get((name, day.isoformat())) == fp for name, fp in current.items() if fp is not None
+        )
         (skipped if fresh else todo).append(day)
     return todo, skipped

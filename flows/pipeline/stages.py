@@ -8,8 +8,9 @@ steps as Prefect tasks; a test or a notebook calls it with `Inline()` and needs 
                policy, typed values (rows that do not parse -> restricted quarantine, counted), the
                customer token of each row (own document, or via member number / receipt), rows of
                subjects on requests/erasure.csv flagged; staged and tallied
-    plan       per source, the privacy engine on the merged tallies: levels and the classes to
-               suppress, erased subjects left out (transforms/plan.py)
+    plan       per source, the privacy engine on the merged tallies: levels (at or above the
+               release's, flows/pipeline/release_levels.py) and the classes to suppress, erased
+               subjects left out (transforms/plan.py)
     write      pass 2, per source: erase, suppress, every operator; each batch validated as it is
                written (schema, no identifier), then k and l on the whole partition (GX)
     release    the date's partitions together, as the intruder would hold them (flows/pipeline/release.py)
@@ -30,7 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from flows.pipeline import passes, release
+from flows.pipeline import passes, release, release_levels
 from flows.pipeline.executor import Executor, Step
 from flows.pipeline.quarantine import quarantine_batch
 from flows.pipeline.record import Inputs, file_sha256, ledger_entry
@@ -194,10 +195,12 @@ def _log_scan(name: str, date: dt.date, scans: list[passes.Scanned]) -> None:
 def plan_sources(
     run: Run, job: passes.Job, scans: Scans, erased: set[str], date: dt.date, executor: Executor
 ) -> dict[str, plan.Plan]:
-    """The privacy engine per source, on the merged tallies of its files."""
+    """The privacy engine per source, on the merged tallies of its files, at the release's levels or
+    above (flows/pipeline/release_levels.py)."""
     plans, failures = {}, []
+    floors = release_levels.floors(run.restricted)
     for name, found in scans.found.items():
-        policy = run.policies[name]
+        policy = run.policies[name].at_least(floors.get(name, {}))
         try:
             plans[name] = executor.call(Step(solve, (policy, [s.tally for s in found], erased, job, date), f"plan-{name}-{date}"))
         except Unreachable as exc:

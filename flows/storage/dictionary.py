@@ -30,8 +30,8 @@ QUESTIONS = {  # by role, then by technique: what a column can answer, and what 
     "entity_key": "How many distinct customers are in one partition. Tokens are keyed per partition: "
     "the same customer has another token on another date or in another dataset, so customers cannot "
     "be followed across them.",
-    "quasi_identifier": "Breakdowns and trends by this attribute, at the level each partition was published at "
-    "(compare partitions only at the same level; see levels).",
+    "quasi_identifier": "Breakdowns and trends by this attribute, at the release's level (every partition of the "
+    "dataset publishes it at the same level).",
     "sensitive_attribute": "Its distribution within groups: every group of the other attributes holds several "
     "values of it (l-diversity).",
     "insensitive": "Totals, averages and distributions.",

@@ -53,6 +53,7 @@ class RunEntry(Entry):
     dates: dict[str, dict[str, Any]] = {}
     up_to_date: list[str] = []
     past_retention: list[str] = []
+    republished: list[str] = []  # dates republished at the release's levels
     errors: list[str] = []
 
     def line(self) -> str:

@@ -1,0 +1,47 @@
+"""One level per column for the whole release: every partition of a dataset publishes each
+generalized column at the same level, so that a column means one thing in every file (a GROUP BY
+across dates never mixes stores with channels, or days with months).
+
+The privacy engine picks the levels each date needs. The release's levels for a dataset are the
+highest level any of its published partitions holds, per column (the floor). A date is solved
+with its lowest allowed levels raised to the floor (SourcePolicy.at_least), so it publishes at
+the floor or above; when a date needs more, the floor rises and the dataset's other partitions
+are below it: they are *stale*, and the run republishes them at the new floor. Levels only rise.
+Coarser is never less private (classes only merge), and every republished date passes its gates
+again before anything is renamed into place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from flows.storage import ledger
+from transforms.policy import SourcePolicy
+
+
+def floors(restricted: Path) -> dict[str, dict[str, int]]:
+    """Per dataset, per column: the highest level a published partition holds."""
+    found: dict[str, dict[str, int]] = {}
+    for (dataset, _), entry in ledger.partition_entries(restricted).items():
+        floor = found.setdefault(dataset, {})
+        for column, level in (entry["data"].get("levels") or {}).items():
+            floor[column] = max(floor.get(column, 0), int(level))
+    return found
+
+
+def stale(restricted: Path, policies: dict[str, SourcePolicy]) -> dict[dt.date, list[str]]:
+    """Export dates with a partition below its dataset's floor (as far as the policy's levels
+    allow): {date: [datasets]}, oldest first."""
+    floor = floors(restricted)
+    found: dict[dt.date, list[str]] = {}
+    for (dataset, day), entry in sorted(ledger.partition_entries(restricted).items(), key=lambda item: item[0][1]):
+        policy = policies.get(dataset)
+        if policy is None:
+            continue
+        reachable = {c.published_name: c.level_range[1] for c in policy.quasi_identifiers}
+        levels = entry["data"].get("levels") or {}
+        wanted = {c: min(lv, reachable.get(c, lv)) for c, lv in floor.get(dataset, {}).items()}
+        if any(levels.get(c, 0) < lv for c, lv in wanted.items()):
+            found.setdefault(dt.date.fromisoformat(day), []).append(dataset)
+    return found
