@@ -73,7 +73,11 @@ class DatetimeHierarchy(Hierarchy):
     """Truncation to the given units in order (e.g. hour, day, month); top = null. Seconds to
     weeks are one Arrow kernel (weeks start on Monday, as ISO weeks do); months, quarters and
     years are truncated once per day of the column's span and looked up (a column spans few
-    days however many rows it has, and per-row calendar arithmetic is slow)."""
+    days however many rows it has, and per-row calendar arithmetic is slow).
+
+    Each level is published in a type that says what it is, so that it cannot be misread as a
+    finer one: seconds to hours a timestamp, a day a DATE, a week '2026-W10' (ISO), a month
+    '2026-03', a quarter '2026-Q1' (text that sorts in time order), a year an integer."""
 
     UNITS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
 
@@ -90,15 +94,29 @@ class DatetimeHierarchy(Hierarchy):
     def _level(self, values: pa.Array, level: int) -> pa.Array:
         unit = self.units[level - 1]
         if unit not in ("month", "quarter", "year"):
-            return pc.floor_temporal(values, unit=unit, week_starts_monday=True)
+            return _as_period(pc.floor_temporal(values, unit=unit, week_starts_monday=True), unit)
         days = values.cast(pa.date32()).view(pa.int32())
         valid = pc.drop_null(days)
         if len(valid) == 0:
-            return values
+            return _as_period(values.cast(pa.date32()), unit)
         first, last = (v.as_py() for v in pc.min_max(valid).values())
         span = pa.array(np.arange(first, last + 1, dtype=np.int32)).view(pa.date32())
         starts = pc.floor_temporal(span, unit=unit).take(pc.subtract(days, first))
-        return starts.cast(values.type)
+        return _as_period(starts, unit)
+
+
+def _as_period(starts: pa.Array, unit: str) -> pa.Array:
+    """Truncated instants (the first of each period) in the type their unit publishes as."""
+    if unit in ("second", "minute", "hour"):
+        return starts
+    day = starts.cast(pa.date32())
+    if unit == "day":
+        return day
+    if unit == "year":
+        return pc.year(day).cast(pa.int32())
+    if unit == "quarter":
+        return pc.binary_join_element_wise(pc.year(day).cast(pa.string()), pc.quarter(day).cast(pa.string()), "-Q")
+    return pc.strftime(day.cast(pa.timestamp("s")), format={"week": "%G-W%V", "month": "%Y-%m"}[unit])
 
 
 class AgeHierarchy(Hierarchy):

@@ -168,8 +168,10 @@ def row_order(files: list[dict]) -> list[dict]:
     for f in files:
         table = f["table"]
         for column in table.column_names:
-            kind = table.schema.field(column).type
-            if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+            field = table.schema.field(column)
+            meaning = (field.metadata or {}).get(b"tuomin.level_meaning", b"")
+            # time as published: a timestamp or DATE, or a period as text or a year (DatetimeHierarchy)
+            if pa.types.is_timestamp(field.type) or pa.types.is_date(field.type) or meaning.startswith(b"truncated to the"):
                 rho, p = spearman_p(table[column].to_pandas())
                 if p < ROW_ORDER_P:
                     flagged.append({"file": f["path"], "column": column, "rho": round(rho, 3)})
