@@ -458,3 +458,62 @@ def test_a_date_past_retention_is_never_published_again(landing, tmp_path, monke
     monkeypatch.setattr(run_module, "today", lambda: dt.date(2029, 3, 3))  # membership and after_sales kept 3 years
     assert run.sources_for(DAY1) == ["pos"]
     assert run.current_fingerprint(run.policies["membership"], DAY1) is None
+
+
+def test_the_evidence_pack_renders_offline_in_a_browser_with_every_section(closing, tmp_path):
+    """The pack as the compliance officer opens it: a real headless Chromium, no network, a
+    screenshot taken. It has its runs, the erasure list, the notices word for word, the PIA's
+    recipients and sign-off; its header names the dates it covers; its plots are full-size PNGs
+    embedded in the page (nothing fetched); no raw value anywhere."""
+    import base64
+    import io
+    import shutil
+    import subprocess
+
+    import matplotlib.image
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    from flows.runtime.clock import today as clock_today
+
+    landing, run = closing
+    today = clock_today()
+    told = CliRunner().invoke(
+        app,
+        [
+            "subjects", "notify", "--out", str(tmp_path / "notices"),
+            "--closing-date", (today + dt.timedelta(days=60)).isoformat(),
+            "--delete-by", (today + dt.timedelta(days=90)).isoformat(),
+            "--requests-by", (today + dt.timedelta(days=30)).isoformat(),
+            "--contact", "客服热线 400-000-0000", "--landing", str(landing),
+            "--warehouse", str(run.warehouse), "--restricted", str(run.restricted),
+        ],
+    )  # fmt: skip
+    assert told.exit_code == 0, told.output
+    out = tmp_path / "pack"
+    made = CliRunner().invoke(
+        app, ["report", "--out", str(out), "--warehouse", str(run.warehouse), "--restricted", str(run.restricted)]
+    )
+    assert made.exit_code == 0, made.output
+    page = (out / "report.html").read_text("utf-8")
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing to fetch: it opens offline
+    shot = tmp_path / "report.png"
+    offline = ["--headless=new", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND"]
+    common = [browser, *offline, "--window-size=1280,6000", f"--user-data-dir={tmp_path / 'profile'}"]
+    shown = subprocess.run([*common, f"--screenshot={shot}", (out / "report.html").as_uri()], capture_output=True, timeout=120)
+    assert shown.returncode == 0 and shot.is_file(), shown.stderr[-2000:]
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[1] == 1280 and pixels.std() > 0.05  # a page, not a blank
+    dom = subprocess.run([*common, "--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    text = re.sub(r"<[^>]+>", " ", dom.stdout)
+    for heading in ("Runs", "The erasure list", "Closure notices", "4. Recipients and access", "5. Sign-off"):
+        assert heading in text, heading
+    assert "(first)" not in text and f"Export dates {DAY1.isoformat()} to {DAY2.isoformat()}" in " ".join(text.split())
+    assert "停止营业" in text  # what the members were told, word for word
+    plots = re.findall(r'src="data:image/png;base64,([^"]+)"', dom.stdout)
+    assert len(plots) >= 3
+    for plot in plots:
+        assert matplotlib.image.imread(io.BytesIO(base64.b64decode(plot))).shape[1] >= 600  # legible, not a thumbnail
+    raw = raw_identifiers(landing)
+    assert not find_leaks([page, dom.stdout], raw)

@@ -316,6 +316,8 @@ def notices(landing: landing_io.Landing, policies: dict[str, SourcePolicy], clos
         "email": len(emails),
         "files": [str(f.resolve()) for f in files],
         "closure": closure.recorded(),
+        # What customers were told, word for word (one text for all: no personal data in it).
+        "texts": {"sms": sms_text, "email_subject": subject, "email_body": body.strip()},
     }
 
 

@@ -64,19 +64,21 @@ def plots_for(dataset: dict) -> dict[str, str]:
 
     attributes = sorted({a for p in parts for a in p["levels"]})
     if attributes:
+        # Colour is what was lost (0 = every value as it was, 1 = no detail left: every row of the
+        # partition holds one value), the same scale for every attribute; a raw level number means
+        # nothing across hierarchies, so it is only written in the cell.
+        loss = [[(p["metrics"].get("loss_by_attribute") or {}).get(a, 0.0) for p in parts] for a in attributes]
         levels = [[p["levels"].get(a, 0) for p in parts] for a in attributes]
-        fig, ax = plt.subplots(figsize=(6, 0.8 + 0.35 * len(attributes)))
-        top = max(max(row) for row in levels) or 1
-        shown = ax.imshow(levels, aspect="auto", cmap="Blues", vmin=0, vmax=top)
-        ax.set_yticks(range(len(attributes)), attributes)
-        ax.set_xticks(range(len(dates)), dates)
+        fig, ax = plt.subplots(figsize=(7, 1.2 + 0.38 * len(attributes)))
+        shown = ax.imshow(loss, aspect="auto", cmap="OrRd", vmin=0, vmax=1)
+        ax.set_yticks(range(len(attributes)), attributes, fontsize=8)
         if len(dates) <= 31:
-            for (row, col), level in [((r, c), levels[r][c]) for r in range(len(attributes)) for c in range(len(dates))]:
-                ax.text(
-                    col, row, str(level), ha="center", va="center", fontsize=8, color="white" if level > 0.6 * top else "black"
-                )
-        ax.set(title="Generalization level chosen per attribute (0 = original)")
-        fig.colorbar(shown, ax=ax, label="level")
+            for r in range(len(attributes)):
+                for c in range(len(dates)):
+                    colour = "white" if loss[r][c] > 0.6 else "black"
+                    ax.text(c, r, f"L{levels[r][c]}", ha="center", va="center", fontsize=8, color=colour)
+        ax.set_title("Information lost per attribute (1 = one value for every row; L = level)", fontsize=9)
+        fig.colorbar(shown, ax=ax, label="loss (0-1)")
         _dates_axis(ax, dates)
         out["levels"] = _png(fig)
     return out
@@ -93,6 +95,7 @@ def _bucket_of(k: int, buckets: list[str]) -> int:
 
 
 def _dates_axis(ax, dates: list[str]) -> None:
+    """At most 12 date labels, slanted; the figure's margins make room for them (tight_layout)."""
     step = max(1, len(dates) // 12)
     ax.set_xticks(range(0, len(dates), step), dates[::step], rotation=45, ha="right", fontsize=7)
 

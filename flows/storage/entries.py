@@ -273,6 +273,7 @@ class NoticesEntry(Entry):
     email: int
     files: list[str]
     closure: dict[str, Any]
+    texts: dict[str, str] = {}  # the SMS and the e-mail, word for word
 
     def line(self) -> str:
         return f"{self.sms} SMS, {self.email} e-mail(s) to {self.members} members ({self.unreachable} unreachable)"
