@@ -257,8 +257,34 @@ def test_the_data_dictionary_describes_every_published_column(published, tmp_pat
 
     views = "('pos', 'membership', 'after_sales')"
     comments = connect(published.warehouse).sql(f"SELECT * FROM duckdb_columns() WHERE table_name IN {views}").df()
-    assert len(comments) == sum(len(d["columns"]) + 2 for d in found.values())  # + dataset and export_date
+    bounds = comments["column_name"].str.endswith(("_lower", "_upper")).sum()  # the bands' bounds (views only)
+    assert len(comments) == sum(len(d["columns"]) + 2 for d in found.values()) + bounds  # + dataset and export_date
     assert comments["comment"].notna().all() and (comments["comment"].str.len() > 10).all()
+
+
+def test_bands_have_numeric_bounds_in_the_views(published):
+    """A band label ('[1000, 5000)', '>=50000', '30-39') sorts as text in the wrong order; each
+    view adds its bounds as numbers, half-open, NULL where unbounded, so it sorts and compares."""
+    from flows.storage.query import connect
+
+    con = connect(published.warehouse)
+    banded = con.sql(
+        "SELECT table_name, column_name FROM duckdb_columns() WHERE column_name LIKE '%\\_lower' ESCAPE '\\'"
+    ).fetchall()
+    assert banded, "no banded column in the views"
+    for view, lower in banded:
+        column = lower.removesuffix("_lower")
+        rows = con.sql(f'SELECT DISTINCT "{column}", "{column}_lower", "{column}_upper" FROM "{view}"').fetchall()
+        for label, low, high in rows:
+            assert label is None or low is not None or high is not None, (view, label)
+            assert low is None or high is None or low < high, (view, label, low, high)
+            if label and label.startswith("["):
+                a, b = (float(x) for x in label.strip("[)").split(","))
+                assert (low, high) == (a, b), (view, label)
+            if label and label.startswith(">="):
+                assert (low, high) == (float(label[2:]), None)
+            if label and label.startswith("<"):
+                assert (low, high) == (None, float(label[1:]))
 
 
 def test_readme_questions_run(published):

@@ -47,15 +47,40 @@ def _literal(text: str) -> str:
     return text.replace("'", "''")  # COMMENT ON takes a string literal, not a parameter
 
 
+# Generalized numbers are published as band labels ('[1000, 5000)', '>=50000', '30-39', '<0');
+# the views add each band's bounds as numbers, half-open [lower, upper), NULL where unbounded or
+# suppressed, so that bands sort and compare as numbers.
+BANDS = ("bands with edges", "days after the export date, bands", "-year age bands", "age in years")
+LOWER = """CASE WHEN {v} LIKE '<%' THEN NULL WHEN {v} LIKE '>=%' THEN TRY_CAST(substr({v}, 3) AS DOUBLE)
+    WHEN {v} LIKE '[%' THEN TRY_CAST(regexp_extract({v}, '^\\[([^,]+),', 1) AS DOUBLE)
+    WHEN regexp_matches({v}, '^-?[0-9.]+-[0-9.]+$') THEN TRY_CAST(regexp_extract({v}, '^(-?[0-9.]+)-', 1) AS DOUBLE)
+    ELSE TRY_CAST({v} AS DOUBLE) END"""
+UPPER = """CASE WHEN {v} LIKE '<%' THEN TRY_CAST(substr({v}, 2) AS DOUBLE) WHEN {v} LIKE '>=%' THEN NULL
+    WHEN {v} LIKE '[%' THEN TRY_CAST(regexp_extract({v}, ',\\s*([^)]+)\\)$', 1) AS DOUBLE)
+    WHEN regexp_matches({v}, '^-?[0-9.]+-[0-9.]+$') THEN TRY_CAST(regexp_extract({v}, '-([0-9.]+)$', 1) AS DOUBLE) + 1
+    ELSE TRY_CAST({v} AS DOUBLE) + 1 END"""
+
+
+def _banded(dataset: dict) -> list[str]:
+    """The dataset's columns published as band labels (by the level meaning their files record)."""
+    return [c["column"] for c in dataset["columns"] if any(b in lv["meaning"] for b in BANDS for lv in c["levels"])]
+
+
+def _bounds(column: str) -> str:
+    quoted = f'"{column}"'
+    lower, upper = LOWER.format(v=quoted), UPPER.format(v=quoted)
+    return f', {lower} AS "{column}_lower", {upper} AS "{column}_upper"'
+
+
 def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     files = []
-    for folder in sorted(warehouse.glob("dataset=*")):
-        name = folder.name.split("=", 1)[1]
-        if not any(folder.glob("export_date=*/*.parquet")):
-            continue  # every partition removed (retention): no view
+    described = dictionary.build(warehouse, values=False)["datasets"]
+    for name, dataset in described.items():
+        folder = warehouse / f"dataset={name}"
         files.append(f"'{folder.as_posix()}/export_date=*/*.parquet'")
-        con.execute(f"""CREATE VIEW "{name}" AS SELECT * FROM read_parquet('{folder.as_posix()}/export_date=*/*.parquet',
+        bounds = "".join(_bounds(c) for c in _banded(dataset))
+        con.execute(f"""CREATE VIEW "{name}" AS SELECT *{bounds} FROM read_parquet('{folder.as_posix()}/export_date=*/*.parquet',
                         hive_partitioning = true, union_by_name = true)""")
     if files:
         con.execute(f"""CREATE VIEW partitions AS
@@ -68,7 +93,11 @@ def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection
                    CAST(m->>'created_at' AS TIMESTAMPTZ) AS published_at
             FROM (SELECT file_name, CAST(decode(value) AS JSON) AS m
                   FROM parquet_kv_metadata([{", ".join(files)}]) WHERE decode(key) = 'tuomin')""")
-    for name, dataset in dictionary.build(warehouse, values=False)["datasets"].items():
+    for name, dataset in described.items():
+        for banded in _banded(dataset):
+            for end, text in (("lower", "inclusive"), ("upper", "exclusive")):
+                note = f"The {end} bound ({text}) of {banded}'s band, from its label; NULL: unbounded, or suppressed."
+                con.execute(f"""COMMENT ON COLUMN "{name}"."{banded}_{end}" IS '{_literal(note)}'""")
         for column in dataset["columns"]:  # the data dictionary's entry, for `duckdb_columns()` and DESCRIBE-like tools
             con.execute(f"""COMMENT ON COLUMN "{name}"."{column["column"]}" IS '{_literal(dictionary.comment(column))}'""")
         for column, text in PATH_COLUMNS.items():
