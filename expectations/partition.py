@@ -12,10 +12,10 @@ from typing import ClassVar
 import pyarrow as pa
 from great_expectations.core.metric_domain_types import MetricDomainTypes
 from great_expectations.execution_engine import PandasExecutionEngine
-from great_expectations.expectations.expectation import BatchExpectation
 from great_expectations.expectations.metrics.metric_provider import metric_value
 from great_expectations.expectations.metrics.table_metric_provider import TableMetricProvider
 
+from expectations.sentence import Described, listed
 from transforms import detectors
 from transforms import metrics as privacy
 from transforms.criteria import KAnonymity, LDiversity
@@ -41,7 +41,7 @@ class TableKAnonymity(TableMetricProvider):
         )
 
 
-class ExpectTableToBeKAnonymous(BatchExpectation):
+class ExpectTableToBeKAnonymous(Described):
     """Every equivalence class over the quasi-identifiers holds at least k rows, or k distinct
     entities when entity_column is given (one person with many rows counts once). With
     count_column, each row is a distinct combination standing for that many rows (the compact
@@ -54,6 +54,14 @@ class ExpectTableToBeKAnonymous(BatchExpectation):
 
     metric_dependencies: ClassVar[tuple[str, ...]] = ("tuomin.k_anonymity",)
     success_keys: ClassVar[tuple[str, ...]] = ("quasi_identifiers", "k", "entity_column", "count_column")
+
+    @classmethod
+    def sentence(cls, kwargs: dict) -> str:
+        whom = "people (distinct customers)" if kwargs.get("entity_column") or kwargs.get("count_column") else "rows"
+        return (
+            f"Every group of records alike on {listed(kwargs.get('quasi_identifiers'))} holds at least "
+            f"{kwargs.get('k')} {whom} (k-anonymity)."
+        )
 
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
         observed = metrics["tuomin.k_anonymity"]
@@ -77,7 +85,7 @@ class TableLDiversity(TableMetricProvider):
         return min(privacy.sensitive_figures(ids, df[s], weights)[key] for s in metric_value_kwargs["sensitive"])
 
 
-class ExpectTableToBeLDiverse(BatchExpectation):
+class ExpectTableToBeLDiverse(Described):
     """Within every equivalence class, each sensitive attribute has at least l distinct values
     (measure "distinct") or an entropy of at least log(l) (measure "entropy")."""
 
@@ -89,6 +97,14 @@ class ExpectTableToBeLDiverse(BatchExpectation):
 
     metric_dependencies: ClassVar[tuple[str, ...]] = ("tuomin.l_diversity",)
     success_keys: ClassVar[tuple[str, ...]] = ("quasi_identifiers", "sensitive", "l", "measure", "count_column")
+
+    @classmethod
+    def sentence(cls, kwargs: dict) -> str:
+        how = "an entropy of at least log(l)" if kwargs.get("measure") == "entropy" else "at least l distinct values"
+        return (
+            f"Within every group alike on {listed(kwargs.get('quasi_identifiers'))}, {listed(kwargs.get('sensitive'))} "
+            f"takes {how}, l = {kwargs.get('l')} (l-diversity)."
+        )
 
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
         observed = metrics["tuomin.l_diversity"]
@@ -112,7 +128,7 @@ class TableIdentifierHits(TableMetricProvider):
         return hits
 
 
-class ExpectNoDirectIdentifiers(BatchExpectation):
+class ExpectNoDirectIdentifiers(Described):
     """No value of the given string columns contains a resident ID (check digit valid), a mobile,
     an e-mail address or a card number (Luhn valid), in any width or with separators."""
 
@@ -120,6 +136,13 @@ class ExpectNoDirectIdentifiers(BatchExpectation):
 
     metric_dependencies: ClassVar[tuple[str, ...]] = ("tuomin.identifier_hits",)
     success_keys: ClassVar[tuple[str, ...]] = ("columns",)
+
+    @classmethod
+    def sentence(cls, kwargs: dict) -> str:
+        return (
+            f"No value of {listed(kwargs.get('columns'))} holds a resident ID, mobile, e-mail address or card number "
+            "(by check digit or Luhn, in any width or with separators)."
+        )
 
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
         hits = metrics["tuomin.identifier_hits"]

@@ -16,12 +16,12 @@ from typing import ClassVar
 
 import pandas as pd
 from great_expectations.execution_engine import PandasExecutionEngine
-from great_expectations.expectations.expectation import BatchExpectation
 from great_expectations.expectations.metrics.metric_provider import metric_value
 from great_expectations.expectations.metrics.table_metric_provider import TableMetricProvider
 from great_expectations.validator.metric_configuration import MetricConfiguration
 
 from expectations.partition import _frame
+from expectations.sentence import Described
 
 METRIC = "tuomin.people_failing"
 
@@ -60,7 +60,7 @@ def failing_people(frame: pd.DataFrame, check: dict) -> pd.Series:
     return failing(frame, *kind[check["expectation"]](**check["arguments"])._bounds())
 
 
-class _OnPeople(BatchExpectation):
+class _OnPeople(Described):
     metric_dependencies: ClassVar[tuple[str, ...]] = (METRIC,)
 
     # What is read follows from the expectation's own arguments (k^m reads support_m against each
@@ -88,6 +88,12 @@ class ExpectPeopleToBeKmAnonymous(_OnPeople):
 
     success_keys: ClassVar[tuple[str, ...]] = ("m",)
 
+    @classmethod
+    def sentence(cls, kwargs: dict) -> str:
+        m = kwargs.get("m", 0)
+        knows = "their own attributes" if not m else f"their own attributes and any {m} of their purchases or contacts"
+        return f"Every person is shared by at least k people (their datasets' k) on {knows} ((k, k^m)-anonymity, m = {m})."
+
     def _bounds(self):
         return f"support_{self.m}", "k", None
 
@@ -102,6 +108,13 @@ class ExpectPeopleToBeLDiverse(_OnPeople):
 
     success_keys: ClassVar[tuple[str, ...]] = ("attribute", "l")
 
+    @classmethod
+    def sentence(cls, kwargs: dict) -> str:
+        return (
+            f"Given everything published beside it, {kwargs.get('attribute')} takes at least {kwargs.get('l')} distinct "
+            "values among the people of every person's group: it is never certain (l-diversity)."
+        )
+
     def _bounds(self):
         return f"l:{self.attribute}", self.l, None
 
@@ -111,6 +124,10 @@ class ExpectEachPersonInOneUnit(_OnPeople):
     unit it was keyed to would join them. Observed: the people whose rows span more."""
 
     success_keys: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def sentence(cls, kwargs: dict) -> str:
+        return "No person's records span two units (a dataset on a date): no token joins them."
 
     def _bounds(self):
         return "units", None, 1

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -205,12 +206,23 @@ def _get_or_add(store, name: str, make):
         return store.add(make())
 
 
+def _kind(gate: Gate | ReleaseGate) -> str:
+    """What a gate checks, for the names Data Docs show."""
+    if isinstance(gate, ReleaseGate):
+        return "person-level"
+    if not gate.quasi_identifiers:
+        return "each-batch"  # schema and no identifier, on every written batch
+    if not gate.columns:
+        return "k-and-l"  # on the partition's classes
+    return "whole-dataset"  # everything at once (review, tests)
+
+
 def _checkpoint(gate: Gate | ReleaseGate, project: str | None):
     """The suite, validation definition and checkpoint for a gate; a changed policy makes a new
     gate and so new ones, named by a hash of the gate."""
     context = _context(project)
-    digest = hashlib.sha256(json.dumps(dataclasses.asdict(gate), sort_keys=True).encode()).hexdigest()[:10]
-    name = f"tuomin-{gate.dataset}-{digest}"
+    digest = hashlib.sha256(json.dumps(dataclasses.asdict(gate), sort_keys=True).encode()).hexdigest()[:8]
+    name = f"{gate.dataset}-{_kind(gate)}-{digest}"  # e.g. pos-each-batch-3f2a1b9c: what it checks, then which version
     try:
         source = context.data_sources.get("tuomin")
     except (KeyError, ValueError, LookupError):
@@ -274,9 +286,14 @@ def validate(gate: Gate | ReleaseGate, frame: pd.DataFrame, project: Path | None
 
 
 def build_docs(project: Path) -> str:
-    """Build the local Data Docs site from the stored results; returns the index page's URL."""
+    """Build the local Data Docs site from the stored results, with its assets local (offline.py);
+    returns the index page's URL."""
+    from expectations.offline import localize
+
     with _exclusive(project):
-        return _context(str(project)).build_data_docs()["local_site"]
+        url = _context(str(project)).build_data_docs()["local_site"]
+        localize(Path(urllib.parse.urlparse(url).path).parent)
+        return url
 
 
 def _raised(info) -> bool:

@@ -517,3 +517,39 @@ def test_the_evidence_pack_renders_offline_in_a_browser_with_every_section(closi
         assert matplotlib.image.imread(io.BytesIO(base64.b64decode(plot))).shape[1] >= 600  # legible, not a thumbnail
     raw = raw_identifiers(landing)
     assert not find_leaks([page, dom.stdout], raw)
+
+
+def test_data_docs_open_offline_with_readable_names_and_sentences(published, tmp_path):
+    """GX's Data Docs with every asset local (fetched once from the npm registry, pinned and
+    checked): opened in headless Chromium with no network, the index's table is drawn (its
+    JavaScript ran), suites are named by what they check, the custom expectations read as
+    sentences, and a validation names its data asset."""
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    built = CliRunner().invoke(
+        app,
+        ["docs", "--warehouse", str(published.warehouse), "--restricted", str(published.restricted), "--out", str(tmp_path)],
+    )
+    assert built.exit_code == 0, built.output
+    site = Path(re.search(r"Data Docs: file://(\S+)", built.output).group(1)).parent
+    pages = list(site.rglob("*.html"))
+    assert pages and not [p for p in pages if re.search(r"""(src|href)=["']https?://""", p.read_text("utf-8"))]
+    offline = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND"]
+    offline += [f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--window-size=1280,1600"]
+    index = subprocess.run([*offline, "--dump-dom", (site / "index.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert re.search(r"pos-each-batch-[0-9a-f]{8}", index.stdout), "the index table was not drawn: its scripts did not load"
+    assert re.search(r"release-person-level-[0-9a-f]{8}", index.stdout)
+    shot = tmp_path / "docs.png"
+    subprocess.run([*offline, f"--screenshot={shot}", (site / "index.html").as_uri()], capture_output=True, timeout=120)
+    import matplotlib.image
+
+    assert matplotlib.image.imread(shot).std() > 0.05
+    suites = "".join(p.read_text("utf-8") for p in (site / "expectations").glob("*.html"))
+    assert "Every group of records alike on" in suites and "No value of" in suites and "(k, k^m)-anonymity" in suites
+    assert "(**" not in suites  # no expectation rendered as its raw arguments
+    validations = "".join(p.read_text("utf-8") for p in (site / "validations").rglob("*.html"))
+    assert "Data asset: None" not in validations and "Data asset: pos" in validations
