@@ -337,6 +337,18 @@ def test_the_daily_retention_deployment_registers(prefect_server):
     [schedule] = stored.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 4 * * *", "Asia/Shanghai")
     assert stored.parameters["trigger"] == "deployment retention/daily"
+    # Every parameter of the closing flows carries its help for the run form.
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.closing.erasure import erase_subject
+    from flows.closing.purge import purge
+    from flows.closing.retention import retention
+    from flows.closing.review import review
+
+    for closing_flow in (review, retention, purge, erase_subject):
+        properties = parameter_schema(closing_flow.fn).properties
+        assert properties and all(p.get("description") for p in properties.values()), closing_flow.name
+    assert stored.parameter_openapi_schema["properties"]["as_of"]["description"]
 
 
 def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -34,12 +34,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import flow
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from expectations.suite import Gate, Outcome
 from flows.closing import subjects
 from flows.closing.subjects import Identifier, tokens
 from flows.pipeline import release
+from flows.pipeline.parameters import LandingUrl, Policies, Restricted, Trigger, Warehouse, with_help
 from flows.pipeline.passes import BATCH_ROWS
 from flows.pipeline.record import file_sha256, ledger_entry, triggered_by
 from flows.pipeline.writer import ClassColumns, PartitionWriter
@@ -63,8 +64,15 @@ from transforms.steps import ExportError
 
 
 @flow(name="erase-subject", flow_run_name="erase-{kind}", persist_result=False, log_prints=False)
+@with_help
 def erase_subject(
-    kind: SubjectKind, identifier: SecretStr, landing: str, warehouse: str, restricted: str, policies: str, trigger: str
+    kind: Annotated[SubjectKind, Field(description="Which identifier the person gave: doc_no, mobile or member_no.")],
+    identifier: Annotated[SecretStr, Field(description="The identifier itself; recorded as ********** by Prefect.")],
+    landing: LandingUrl,
+    warehouse: Warehouse,
+    restricted: Restricted,
+    policies: Policies,
+    trigger: Trigger,
 ) -> dict:
     """An erasure request (see `request`) as a flow run, so the Prefect UI lists erasures beside
     purges and reviews. The identifier is a SecretStr: Prefect records it as ********** (its

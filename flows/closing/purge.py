@@ -39,6 +39,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from flows.cli import usage
+from flows.pipeline.parameters import AsOf, LandingUrl, Policies, Restricted, Trigger, Warehouse, with_help
 from flows.pipeline.quarantine import quarantined_files
 from flows.pipeline.record import file_sha256
 from flows.runtime import paths
@@ -339,13 +340,14 @@ def _prune(folder: Path) -> None:
 
 
 @flow(name="purge-raw", persist_result=False, log_prints=False)
+@with_help
 def purge(
-    landing: str,
-    warehouse: str = str(paths.WAREHOUSE),
-    restricted: str = str(paths.RESTRICTED),
-    policies: str = str(paths.POLICIES),
-    as_of: str | None = None,
-    trigger: str = "python",
+    landing: LandingUrl,
+    warehouse: Warehouse = str(paths.WAREHOUSE),
+    restricted: Restricted = str(paths.RESTRICTED),
+    policies: Policies = str(paths.POLICIES),
+    as_of: AsOf = None,
+    trigger: Trigger = "python",
 ):
     """Delete the raw data of every date an anonymized partition replaces and whose grace period
     is over; one deletion certificate per date in the ledger. `landing` has no default: a

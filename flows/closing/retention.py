@@ -18,6 +18,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from flows.cli import usage
+from flows.pipeline.parameters import AsOf, Policies, Restricted, Trigger, Warehouse, with_help
 from flows.pipeline.record import file_sha256
 from flows.runtime import paths
 from flows.runtime.clock import today
@@ -98,12 +99,13 @@ def remove(item: Expired, warehouse: Path, restricted: Path, as_of: dt.date, tri
 
 
 @flow(name="retention", persist_result=False, log_prints=False)
+@with_help
 def retention(
-    warehouse: str = str(paths.WAREHOUSE),
-    restricted: str = str(paths.RESTRICTED),
-    policies: str = str(paths.POLICIES),
-    as_of: str | None = None,
-    trigger: str = "python",
+    warehouse: Warehouse = str(paths.WAREHOUSE),
+    restricted: Restricted = str(paths.RESTRICTED),
+    policies: Policies = str(paths.POLICIES),
+    as_of: AsOf = None,
+    trigger: Trigger = "python",
 ) -> list[dict]:
     """Delete every published partition past its dataset's retention period; one ledger entry each."""
     log = get_run_logger()

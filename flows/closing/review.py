@@ -31,6 +31,7 @@ from prefect import flow, get_run_logger
 from prefect.states import Failed
 
 from expectations.suite import Gate
+from flows.pipeline.parameters import Policies, Restricted, Trigger, Warehouse, with_help
 from flows.pipeline.passes import BATCH_ROWS
 from flows.pipeline.record import file_sha256
 from flows.pipeline.writer import ClassColumns, PartitionWriter
@@ -110,11 +111,12 @@ def _batches(files: list[Path], schema: pa.Schema):
 
 
 @flow(name="review", persist_result=False, log_prints=False)
+@with_help
 def review(
-    warehouse: str = str(paths.WAREHOUSE),
-    restricted: str = str(paths.RESTRICTED),
-    policies: str = str(paths.POLICIES),
-    trigger: str = "python",
+    warehouse: Warehouse = str(paths.WAREHOUSE),
+    restricted: Restricted = str(paths.RESTRICTED),
+    policies: Policies = str(paths.POLICIES),
+    trigger: Trigger = "python",
 ):
     """Re-validate every published dataset over all its partitions; recorded in the ledger."""
     log = get_run_logger()

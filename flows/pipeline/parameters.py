@@ -8,8 +8,10 @@ field), and Prefect's UI shows each field's description beside it in a deploymen
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import os
-from typing import Literal
+import typing
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -79,3 +81,35 @@ class RunParameters(BaseModel):
         if self.date and (self.start or self.end):
             raise ValueError("choose the dates one way: a date, or a range from start to end, not both")
         return self
+
+
+def _described(name: str) -> Any:
+    """A flow parameter's type with the description RunParameters gives the same field."""
+    return Annotated[str, Field(description=RunParameters.model_fields[name].description)]
+
+
+# The closing flows' parameters (review, retention, purge, erasure), described once: the Prefect UI
+# shows each description beside its field.
+LandingUrl = _described("landing")
+Warehouse = _described("warehouse")
+Restricted = _described("restricted")
+Policies = _described("policies")
+Trigger = Annotated[str, Field(description="Who started it, as the ledger records it (set by the command or the deployment).")]
+AsOf = Annotated[str | None, Field(description="The day to decide as of (YYYY-MM-DD; default today): to plan ahead.")]
+
+
+F = TypeVar("F", bound=typing.Callable[..., Any])
+
+
+def with_help(fn: F) -> F:
+    """The flow function with an Args section in its docstring, made from its parameters' Annotated
+    descriptions: Prefect reads parameter help from the docstring, and this way each description
+    is written once (above) for every flow that takes the parameter."""
+    lines = []
+    for name, hint in typing.get_type_hints(fn, include_extras=True).items():
+        described = [m.description for m in getattr(hint, "__metadata__", ()) if getattr(m, "description", None)]
+        if described:
+            lines.append(f"        {name}: {described[0]}")
+    if lines:
+        fn.__doc__ = inspect.cleandoc(fn.__doc__ or "") + "\n\nArgs:\n" + "\n".join(f"    {line.strip()}" for line in lines)
+    return fn
