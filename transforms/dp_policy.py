@@ -1,0 +1,81 @@
+"""The policy of the differentially private tables (policies/dp/tables.yaml, issue 22): each
+table's grain, measure, contribution bounds and share of the release's budget, and the budget
+itself. Checked when loaded, before anything runs: the shares may not add up to more than the
+release's epsilon, a sum is clipped to declared bounds, and every table bounds how many cells one
+person counts in. Group keys are never taken from the data (they come from the calendar and the
+policies' hierarchies), so the grain names public attributes only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SHARE_TOLERANCE = 1e-9  # shares are decimals typed by people: 0.4 + 0.3 + 0.3 is not exactly 1.0
+Grain = Literal["day", "week", "month", "store", "channel", "hour", "nationality", "continent", "category"]
+
+
+class DPPolicyError(ValueError):
+    """A DP policy that cannot be used; the message names the file and the table."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Release(_Strict):
+    epsilon: Annotated[float, Field(gt=0, le=10)]
+    delta: Annotated[float, Field(ge=0, lt=1e-5)] = 0.0
+    privacy_unit: Literal["customer"] = "customer"
+
+
+class Measure(_Strict):
+    kind: Literal["distinct_people", "rows", "sum"]
+    column: str | None = None
+    clip: tuple[float, float] | None = None  # a sum's per-row bounds
+
+    @model_validator(mode="after")
+    def _sum_is_bounded(self) -> Measure:
+        if self.kind == "sum" and (self.column is None or self.clip is None or self.clip[0] >= self.clip[1]):
+            raise ValueError("a sum names its column and clips it to [low, high] with low < high")
+        if self.kind != "sum" and (self.column is not None or self.clip is not None):
+            raise ValueError(f"a {self.kind} count takes no column and no clip")
+        return self
+
+
+class Table(_Strict):
+    source: Literal["pos", "membership", "after_sales"]
+    measure: Measure
+    grain: Annotated[list[Grain], Field(min_length=1)]
+    cells_per_person: Annotated[int, Field(ge=1)]
+    share: Annotated[float, Field(gt=0, le=1)]
+
+
+class DPPolicy(_Strict):
+    release: Release
+    tables: Annotated[dict[str, Table], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _within_budget(self) -> DPPolicy:
+        total = sum(t.share for t in self.tables.values())
+        if total > 1 + SHARE_TOLERANCE:
+            shares = ", ".join(f"{name} {t.share:g}" for name, t in self.tables.items())
+            raise ValueError(f"the tables' shares add up to {total:g} of the release's epsilon, more than all of it ({shares})")
+        return self
+
+    def epsilon(self, table: str) -> float:
+        """The table's part of the release's epsilon."""
+        return self.release.epsilon * self.tables[table].share
+
+
+def load(path: Path) -> DPPolicy:
+    """The DP policy at `path`; DPPolicyError (file, table, what) if it cannot be used."""
+    try:
+        return DPPolicy.model_validate(yaml.safe_load(path.read_text("utf-8")))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "the file"
+        raise DPPolicyError(f"{path}: {where}: {error['msg']}") from None
