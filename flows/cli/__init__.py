@@ -565,6 +565,13 @@ def query(
         _print_rows(result)
 
 
+def _print_whole(table: Table) -> None:
+    """A table on the terminal as usual; piped, as wide as its widest row (never squeezed to 110
+    columns, where a path or a value would be cut)."""
+    width = None if console.is_terminal else max(110, Console(width=1 << 16).measure(table).maximum)
+    Console(width=width, soft_wrap=True).print(table)
+
+
 def _print_rows(result) -> None:
     """A result as a table; piped, as wide as its widest rows need (never squeezed to fit 110 columns)."""
     table = Table()
@@ -572,8 +579,7 @@ def _print_rows(result) -> None:
         table.add_column(name)
     for row in result.to_pylist():
         table.add_row(*("" if v is None else str(v) for v in row.values()))
-    width = None if console.is_terminal else max(110, Console(width=1 << 16).measure(table).maximum)
-    Console(width=width, soft_wrap=True).print(table)
+    _print_whole(table)
 
 
 @ledger_app.command("verify")
@@ -853,8 +859,7 @@ def _print_plan(planned: dict) -> None:
     for d in planned["dates"]:
         files = "\n".join(f"{f['area']} {f['bytes']} {f['path']}" for f in d["files"]) or "\n".join(d["not_in_landing"])
         table.add_row(d["export_date"], "keep" if d["decision"] == "keep" else "[red]delete[/]", files, d["why"])
-    width = None if console.is_terminal else max(110, Console(width=1 << 16).measure(table).maximum)
-    Console(width=width, soft_wrap=True).print(table)
+    _print_whole(table)
     t = planned["totals"]
     console.print(
         f"to delete: {t['files_to_delete']} file(s), {t['bytes_to_delete']} bytes, in {t['dates_to_delete']} date(s); "

@@ -109,11 +109,10 @@ def collect(
         "first": dates[0] if dates else None,  # the export dates the pack covers, when no period was given
         "last": dates[-1] if dates else None,
     }
-    runs = facts["runs"]
-    assert isinstance(runs, list)
+    runs = of_kind(RunEntry, dated=False)
     # The erasure list (requests/erasure.csv) acts in every run: its subjects' rows are left out.
     facts["erasure_list"] = {
-        "subjects": runs[-1].get("erasure_requests") if runs else None,
+        "subjects": runs[-1].data.erasure_requests if runs else None,
         "rows_erased": {name: d["totals"]["erased"] for name, d in datasets.items()},
     }
     facts["release"] = _release(warehouse)

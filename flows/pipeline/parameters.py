@@ -109,7 +109,7 @@ def with_help(fn: F) -> F:
     for name, hint in typing.get_type_hints(fn, include_extras=True).items():
         described = [m.description for m in getattr(hint, "__metadata__", ()) if getattr(m, "description", None)]
         if described:
-            lines.append(f"        {name}: {described[0]}")
+            lines.append(f"    {name}: {described[0]}")
     if lines:
-        fn.__doc__ = inspect.cleandoc(fn.__doc__ or "") + "\n\nArgs:\n" + "\n".join(f"    {line.strip()}" for line in lines)
+        fn.__doc__ = inspect.cleandoc(fn.__doc__ or "") + "\n\nArgs:\n" + "\n".join(lines)
     return fn

@@ -19,7 +19,7 @@ import duckdb
 import jinja2
 import pyarrow.parquet as pq
 
-from flows.storage.warehouse import read_fields
+from flows.storage.warehouse import fields_of
 from transforms.policy import SourcePolicy
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -53,10 +53,11 @@ def build(warehouse: Path, policies: dict[str, SourcePolicy] | None = None, valu
 
 
 def _dataset(files: list[Path], policy: SourcePolicy | None, values: bool) -> dict:
-    fields = [read_fields(f) for f in files]
+    schemas = [pq.read_schema(f) for f in files]  # one footer read per file
+    fields = [fields_of(schema) for schema in schemas]
     types: dict[str, Counter] = {}
-    for f in files:
-        for column in pq.read_schema(f):
+    for schema in schemas:
+        for column in schema:
             types.setdefault(column.name, Counter())[str(column.type)] += 1
     roles = {c.output_name: c for c in policy.columns if c.output_name} if policy else {}
     con = duckdb.connect()

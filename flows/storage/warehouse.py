@@ -113,10 +113,11 @@ def discard_staging(warehouse: Path, run_id: str) -> None:
 
 def read_fields(path: Path) -> dict[str, dict[str, str]]:
     """Each column's field metadata as stage() was given it (keys without the `tuomin.` prefix)."""
-    return {
-        f.name: {k.decode().removeprefix("tuomin."): v.decode() for k, v in (f.metadata or {}).items()}
-        for f in pq.read_schema(path)
-    }
+    return fields_of(pq.read_schema(path))
+
+
+def fields_of(schema: pa.Schema) -> dict[str, dict[str, str]]:
+    return {f.name: {k.decode().removeprefix("tuomin."): v.decode() for k, v in (f.metadata or {}).items()} for f in schema}
 
 
 def metadata_json(metadata: dict) -> str:
