@@ -229,7 +229,7 @@ def test_query_results_keep_their_types_and_print_whole(published, tmp_path):
     assert bad.exit_code == 2 and not (tmp_path / "result.txt").exists()
 
 
-def test_the_data_dictionary_describes_every_published_column(published, tmp_path):
+def test_the_data_dictionary_describes_every_published_column(published, landing, tmp_path):
     """`tuomin docs` writes what each published column means, its type, the levels its partitions
     hold and, for few-valued columns, the values; the views of `tuomin query` carry the same as
     column comments. Tokens list no values; no entry holds a count of rows."""
@@ -260,6 +260,10 @@ def test_the_data_dictionary_describes_every_published_column(published, tmp_pat
     bounds = comments["column_name"].str.endswith(("_lower", "_upper")).sum()  # the bands' bounds (views only)
     assert len(comments) == sum(len(d["columns"]) + 2 for d in found.values()) + bounds  # + dataset and export_date
     assert comments["comment"].notna().all() and (comments["comment"].str.len() > 10).all()
+    from tests.leaks import find_leaks, raw_identifiers
+
+    written = [(tmp_path / name).read_text("utf-8") for name in ("dictionary.json", "dictionary.html")]
+    assert not find_leaks([*written, *comments["comment"]], raw_identifiers(landing))
 
 
 def test_bands_have_numeric_bounds_in_the_views(published):

@@ -90,7 +90,7 @@ def test_the_flow_runs_the_stages_as_named_prefect_tasks(published):
         assert name in names, (name, sorted(names))
 
 
-def test_each_run_leaves_its_summary_as_a_table_artifact(published):
+def test_each_run_leaves_its_summary_as_a_table_artifact(published, landing):
     """The Prefect UI shows what a run did without opening the ledger: per date and dataset, rows
     read and published, k and levels (counts and names only)."""
     from prefect.client.orchestration import get_client
@@ -107,3 +107,6 @@ def test_each_run_leaves_its_summary_as_a_table_artifact(published):
         (d, n): info["counts"]["published"] for d, names in published.summary["dates"].items() for n, info in names.items()
     }
     assert {(r["export_date"], r["dataset"]): r["published"] for r in rows} == expected
+    from tests.leaks import find_leaks, raw_identifiers
+
+    assert not find_leaks([json.dumps(rows, ensure_ascii=False), mine[0].description or ""], raw_identifiers(landing))
