@@ -196,7 +196,7 @@ def _anonymize(p: RunParameters, runner):
     @flow(name="anonymize-date", flow_run_name="{date}", persist_result=False, log_prints=False, task_runner=runner)
     def one_date(date: str) -> dict:  # the run (key, erasure list) stays in the closure, out of Prefect's records
         published = process_date(run, job, dt.date.fromisoformat(date), Tasks(), str(flow_run.get_id() or ""))
-        return {name: dataclasses.asdict(p) for name, p in published.items()}
+        return {name: dataclasses.asdict(done) for name, done in published.items()}
 
     requested, dates = dates, []
     for day in requested:
