@@ -15,7 +15,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SHARE_TOLERANCE = 1e-9  # shares are decimals typed by people: 0.4 + 0.3 + 0.3 is not exactly 1.0
-Grain = Literal["day", "week", "month", "store", "channel", "hour", "nationality", "continent", "category"]
+Grain = Literal["day", "week", "month", "hour", "store", "channel", "nationality", "continent", "category", "case_type"]
+TIME: frozenset[str] = frozenset({"day", "week", "month"})
+# The public attributes each source's tables may be broken down by (transforms/dp_tables.py says
+# how a raw row gives each and where its keys come from). Membership snapshots hold no events: they
+# only link a customer's rows across the other two.
+OFFERED: dict[str, frozenset[str]] = {
+    "pos": TIME | {"hour", "store", "channel", "nationality", "continent", "category"},
+    "after_sales": TIME | {"case_type"},
+}
 
 
 class DPPolicyError(ValueError):
@@ -47,11 +55,23 @@ class Measure(_Strict):
 
 
 class Table(_Strict):
-    source: Literal["pos", "membership", "after_sales"]
+    source: Literal["pos", "after_sales"]
     measure: Measure
     grain: Annotated[list[Grain], Field(min_length=1)]
     cells_per_person: Annotated[int, Field(ge=1)]
+    rows_per_cell: Annotated[int, Field(ge=1)] = 1  # a row count's bound per person and cell
     share: Annotated[float, Field(gt=0, le=1)]
+
+    @model_validator(mode="after")
+    def _grain_is_offered(self) -> Table:
+        missing = [g for g in self.grain if g not in OFFERED[self.source]]
+        if missing:
+            raise ValueError(f"{self.source} offers no {', '.join(missing)} (it offers {', '.join(sorted(OFFERED[self.source]))})")
+        if len(set(self.grain)) != len(self.grain) or len(TIME & set(self.grain)) > 1:
+            raise ValueError("each attribute once, and one time unit at most")
+        if self.rows_per_cell != 1 and self.measure.kind != "rows":
+            raise ValueError("rows_per_cell bounds a row count; people are counted once per cell, sums once per person and cell")
+        return self
 
 
 class DPPolicy(_Strict):

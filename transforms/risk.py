@@ -34,9 +34,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.stats import spearmanr
+
+from transforms.linkage import components
 
 PROFILE, PURCHASES, CONTACTS = "profile", "purchases", "contacts"
 PERSON_DOMAINS = ("customer", "receipt", "case")  # tokens that stand for a customer or one of their records
@@ -77,25 +77,17 @@ def people(datasets: list[Dataset]) -> People:
     """Connected components of rows and person tokens: two rows are one person's when they share
     a customer, receipt or case token (in any dataset, on any date). A row without one is a person
     of its own."""
-    offsets = np.cumsum([0] + [d.table.num_rows for d in datasets])
-    by_domain: dict[str, list[tuple[np.ndarray, pd.Series]]] = {}
-    for base, d in zip(offsets, datasets):
-        for column, domain in d.tokens.items():
-            if domain in PERSON_DOMAINS:
-                by_domain.setdefault(domain, []).append((np.arange(d.table.num_rows) + base, d.table[column].to_pandas()))
-    # Nodes: every row, then every token value; an edge joins a row to each of its tokens.
-    src, dst, nodes = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], int(offsets[-1])
-    for parts in by_domain.values():
-        codes, uniques = pd.factorize(pd.concat([values for _, values in parts], ignore_index=True))
-        rows = np.concatenate([r for r, _ in parts])
-        src.append(rows[codes >= 0])
-        dst.append(codes[codes >= 0] + nodes)
-        nodes += len(uniques)
-    sources, targets = np.concatenate(src), np.concatenate(dst)
-    graph = coo_matrix((np.ones(len(sources), np.int8), (sources, targets)), shape=(nodes, nodes))
-    _, labels = connected_components(graph, directed=False)
-    dense, _ = pd.factorize(labels[: offsets[-1]])
-    ids = {d.name: dense[offsets[i] : offsets[i + 1]].astype(np.int64) for i, d in enumerate(datasets)}
+    parts = components(
+        [d.table.num_rows for d in datasets],
+        (
+            (domain, i, d.table[column].to_pandas())
+            for i, d in enumerate(datasets)
+            for column, domain in d.tokens.items()
+            if domain in PERSON_DOMAINS
+        ),
+    )
+    ids = {d.name: part for d, part in zip(datasets, parts)}
+    count = int(max((part.max(initial=-1) for part in parts), default=-1)) + 1
     relational: dict[str, pd.DataFrame] = {}
     items: dict[str, pd.DataFrame] = {}
     for d in datasets:
@@ -111,7 +103,7 @@ def people(datasets: list[Dataset]) -> People:
                 single.append(column)
         relational[d.name] = single
         items[d.name] = [c for c in described if c not in single] + ["export_date"]
-    return People(ids, int(dense.max(initial=-1)) + 1, relational, items)
+    return People(ids, count, relational, items)
 
 
 def _hash(frame: pd.DataFrame) -> np.ndarray:

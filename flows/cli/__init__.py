@@ -14,6 +14,7 @@ from typing import Annotated, NoReturn, cast
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from flows.runtime import environment, paths
@@ -530,7 +531,9 @@ def serve(
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help="SQL over the views pos, membership, after_sales and partitions.")],
+    sql: Annotated[
+        str, typer.Argument(help="SQL over the views pos, membership, after_sales, partitions, each dp_<table> and dp_tables.")
+    ],
     warehouse: Warehouse = paths.WAREHOUSE,
     format: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
     out: Annotated[
@@ -578,8 +581,17 @@ def _print_rows(result) -> None:
     for name in result.column_names:
         table.add_column(name)
     for row in result.to_pylist():
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
+        table.add_row(*(Text(_shown(v)) for v in row.values()))  # Text: a value is never read as markup
     _print_whole(table)
+
+
+def _shown(value) -> str:
+    """A value as the table prints it: lists and structs as JSON (dates ISO), NULL as nothing."""
+    from flows.storage import query as q
+
+    if value is None:
+        return ""
+    return q.to_json_value(value) if isinstance(value, list | dict) else str(value)
 
 
 @ledger_app.command("verify")
@@ -911,6 +923,52 @@ def retention(
         return_state=True,
     )
     _finish(state, lambda removed: f"{len(removed)} partition(s) removed past their retention period")
+
+
+@app.command("dp")
+def dp_tables(
+    landing: Landing = str(paths.SAMPLE_LANDING),
+    warehouse: Warehouse = paths.WAREHOUSE,
+    restricted: Vault = paths.RESTRICTED,
+    policies: Policies = paths.POLICIES,
+    start: Annotated[str | None, typer.Option(help="First export date (YYYY-MM-DD); default: the first found.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last export date (YYYY-MM-DD); default: the last found.")] = None,
+    additional: Annotated[
+        bool,
+        typer.Option(
+            "--additional", help="Spend epsilon again when an earlier release covered these customers (the ledger adds it up)."
+        ),
+    ] = False,
+) -> None:
+    """Publish the differentially private tables of policies/dp/tables.yaml (dataset=dp_<table>).
+
+    Computed from the raw exports, one customer the privacy unit across every source and date; the
+    same inputs again are up to date and spend nothing. See `tuomin query "select * from dp_tables"`."""
+    from flows.pipeline.dp import dp_tables_flow, load
+    from flows.storage import ledger
+
+    if start and end and _check_date(start) > _check_date(end):
+        raise typer.BadParameter(f"{start} is after {end}")
+    load(policies)  # the policy and its budget, before Prefect starts
+    ledger.trusted(restricted, warehouse)
+    state = dp_tables_flow(
+        landing=landing,
+        warehouse=str(warehouse),
+        restricted=str(restricted),
+        policies=str(policies),
+        start=start,
+        end=end,
+        additional=additional,
+        trigger="cli: tuomin dp",
+        return_state=True,
+    )
+    _finish(
+        state,
+        lambda done: (
+            f"DP release {done['release_id']} {done['status']}: {len(done['tables'])} table(s), "
+            f"epsilon {done['epsilon']:g} ({done['spent_total']:g} spent in all)"
+        ),
+    )
 
 
 @app.command()

@@ -279,6 +279,29 @@ class NoticesEntry(Entry):
         return f"{self.sms} SMS, {self.email} e-mail(s) to {self.members} members ({self.unreachable} unreachable)"
 
 
+class DPReleaseEntry(Entry):
+    kind = "dp_release"
+    about = "differentially private tables: inputs, the budget spent and in all, each table's noise and file"
+    release_id: str
+    flow_run_id: str = ""
+    triggered_by: str
+    dates: list[str]
+    inputs: list[dict[str, str]]  # each raw file read: landing path, SHA-256
+    inputs_sha256: str  # of the list above: the same inputs give the same digest
+    policy_file: str
+    policy_sha256: str
+    library: str  # what computed the noise, with its version
+    epsilon: float  # this release's
+    delta: float
+    spent_before: float  # by earlier releases over the same customers
+    spent_total: float
+    rows: dict[str, dict[str, int]]  # per source: read, erased (their people's rows), outside the public cells
+    tables: list[dict[str, Any]]  # name, path, sha256, epsilon, noise scale and 95% margin, cells
+
+    def line(self) -> str:
+        return f"{self.release_id}: {len(self.tables)} table(s), epsilon {self.epsilon:g} ({self.spent_total:g} spent in all)"
+
+
 KINDS: dict[str, type[Entry]] = {
     model.kind: model
     for model in (
@@ -295,6 +318,7 @@ KINDS: dict[str, type[Entry]] = {
         SubjectLookupEntry,
         ErasureRequestedEntry,
         NoticesEntry,
+        DPReleaseEntry,
     )
 }
 

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flows.storage import dictionary
+from flows.storage.warehouse import DP_PREFIX
 
 PATH_COLUMNS = {  # what the views add from each file's path (hive partitioning)
     "dataset": "The dataset (the source system's export) the row belongs to.",
@@ -102,6 +103,7 @@ def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection
             con.execute(f"""COMMENT ON COLUMN "{name}"."{column["column"]}" IS '{_literal(dictionary.comment(column))}'""")
         for column, text in PATH_COLUMNS.items():
             con.execute(f"""COMMENT ON COLUMN "{name}"."{column}" IS '{_literal(text)}'""")
+    _dp_views(con, warehouse)
     if confined:
         con.execute("SET allowed_directories = [?]", [warehouse.resolve().as_posix() + "/"])
         con.execute("SET enable_external_access = false")
@@ -109,6 +111,42 @@ def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection
         con.execute("SET autoload_known_extensions = false")
         con.execute("SET lock_configuration = true")
     return con
+
+
+DP_COLUMNS = {
+    "value": "The table's measure in the cell with Laplace noise added (unbiased; may be below 0); "
+    "`dp_tables` gives its epsilon and noise.",
+    "margin_95": "The noise is within plus or minus this for 95% of cells.",
+    "release": "The DP release the row belongs to (each spent its own epsilon; `dp_tables`).",
+}
+
+
+def _dp_views(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
+    """One view per DP table (every release, `release` from the path) and `dp_tables`: each
+    table's epsilon, bounds and noise as its file records them (flows/pipeline/dp.py)."""
+    files = []
+    for folder in sorted(warehouse.glob(f"dataset={DP_PREFIX}*")):
+        if not any(folder.glob("release=*/*.parquet")):
+            continue
+        name = folder.name.split("=", 1)[1]
+        pattern = f"{folder.as_posix()}/release=*/*.parquet"
+        files.append(f"'{pattern}'")
+        con.execute(f"""CREATE VIEW "{name}" AS SELECT * FROM read_parquet('{pattern}', hive_partitioning = true)""")
+        for column, text in DP_COLUMNS.items():
+            con.execute(f"""COMMENT ON COLUMN "{name}"."{column}" IS '{_literal(text)}'""")
+    if files:
+        con.execute(f"""CREATE VIEW dp_tables AS
+            SELECT m->>'table' AS "table", m->>'release_id' AS release, m->>'source' AS source,
+                   CAST(m->'grain' AS VARCHAR[]) AS grain, m->'measure'->>'kind' AS measure,
+                   CAST(m->>'epsilon' AS DOUBLE) AS epsilon, CAST(m->>'release_epsilon' AS DOUBLE) AS release_epsilon,
+                   CAST(m->'bounds'->>'cells_per_person' AS INTEGER) AS cells_per_person,
+                   CAST(m->'bounds'->>'rows_per_cell' AS INTEGER) AS rows_per_cell,
+                   CAST(m->'bounds'->'clip' AS DOUBLE[]) AS clip, m->'noise'->>'distribution' AS noise,
+                   CAST(m->'noise'->>'scale' AS DOUBLE) AS scale, CAST(m->'noise'->>'margin_95' AS DOUBLE) AS margin_95,
+                   CAST(CAST(m->'dates' AS VARCHAR[]) AS DATE[]) AS dates, m->>'library' AS library,
+                   CAST(m->>'created_at' AS TIMESTAMPTZ) AS published_at
+            FROM (SELECT CAST(decode(value) AS JSON) AS m
+                  FROM parquet_kv_metadata([{", ".join(files)}]) WHERE decode(key) = 'tuomin')""")
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula
@@ -145,6 +183,11 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     return str(value)
+
+
+def to_json_value(value: Any) -> str:
+    """One value as JSON (a list or struct in a table cell)."""
+    return json.dumps(value, ensure_ascii=False, default=_json_value)
 
 
 def to_json(table: pa.Table) -> str:

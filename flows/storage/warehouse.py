@@ -1,6 +1,7 @@
 """Writing the anonymized warehouse: hive-partitioned Parquet, one file per partition.
 
     <warehouse>/dataset=<name>/export_date=<YYYY-MM-DD>/part-0.parquet
+    <warehouse>/dataset=dp_<table>/release=<release_id>/part-0.parquet   (DP tables, issue 22)
 
 A partition is written under <warehouse>/.staging/<run_id>/ first and moved into place with
 os.replace, which is atomic on one filesystem: readers see the old file or the new one, never a
@@ -66,6 +67,14 @@ def partition(warehouse: Path, dataset: str, date: dt.date) -> Path:
     return warehouse / f"dataset={dataset}" / f"export_date={date.isoformat()}"
 
 
+def release_folder(warehouse: Path, table: str, release_id: str) -> Path:
+    """Where a DP table of one release is published (flows/pipeline/dp.py)."""
+    return warehouse / f"dataset={DP_PREFIX}{table}" / f"release={release_id}"
+
+
+DP_PREFIX = "dp_"
+
+
 def stage(
     warehouse: Path,
     run_id: str,
@@ -79,7 +88,13 @@ def stage(
     row groups each); returns its path. `fields` goes onto each column (keys `tuomin.<name>`);
     `metadata()`, called after the last batch (it may depend on all of them), into the file's
     key-value metadata (key `tuomin`; read it with read_metadata)."""
-    staged = partition(staging(warehouse, run_id), dataset, date) / PART
+    return stage_at(partition(staging(warehouse, run_id), dataset, date) / PART, batches, fields, metadata, f"{dataset} {date}")
+
+
+def stage_at(
+    staged: Path, batches: Iterable[pa.Table], fields: dict[str, dict[str, str]], metadata: Callable[[], dict], what: str
+) -> Path:
+    """stage() at a path of the caller's (`what` names it in an error)."""
     staged.parent.mkdir(parents=True, exist_ok=True)
     writer, schema = None, None
     for table in batches:
@@ -91,7 +106,7 @@ def stage(
         writer.write_table(table.cast(schema), row_group_size=ROW_GROUP)
         failpoints.hit("mid-write", staged)  # data written, footer not: the file is incomplete
     if writer is None:
-        raise ValueError(f"{dataset} {date}: no batch to write (an empty partition is still one empty batch)")
+        raise ValueError(f"{what}: no batch to write (an empty partition is still one empty batch)")
     writer.add_key_value_metadata({METADATA_KEY: metadata_json(metadata()).encode()})
     writer.close()
     failpoints.hit("staged", staged)

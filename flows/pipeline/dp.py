@@ -1,0 +1,370 @@
+"""dp-tables: the differentially private tables of policies/dp/tables.yaml (issue 22), computed
+from the raw exports inside the restricted area and published beside the anonymized rows:
+
+    <warehouse>/dataset=dp_<table>/release=<release_id>/part-0.parquet
+
+One release covers the chosen export dates and every table at once. In order:
+
+    check     the DP policy (budget, bounds) and the ledger, before any file is read
+    budget    what earlier releases spent: the same inputs and policy again is up to date (no new
+              noise, nothing spent); anything else spends epsilon again, only when asked to
+    read      the columns the tables need, every identifier, the erasure list (I/O: here only)
+    people    one id per customer across the three sources (transforms/linkage.py); a customer
+              on the erasure list is left out whole
+    release   OpenDP, one context for the release (transforms/dp_tables.py)
+    record    a `dp_release` ledger entry first (the budget counts even if publishing fails),
+              then each table staged and moved into place
+
+No raw value and no count of the data is logged or written into a file's metadata: only the
+policy's numbers, OpenDP's calibration and the number of public cells.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from prefect import flow
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from flows.cli import usage
+from flows.pipeline.parameters import LandingUrl, Policies, Restricted, Trigger, Warehouse, with_help
+from flows.pipeline.record import file_sha256
+from flows.runtime import paths
+from flows.storage import landing as landing_io
+from flows.storage import ledger
+from flows.storage import warehouse as warehouse_io
+from flows.storage.entries import DPReleaseEntry
+from transforms import dp_policy, dp_tables, linkage, steps
+from transforms.identifiers import SUBJECT_IDENTIFIERS
+from transforms.policy import SourcePolicy, load_policies
+from transforms.text import NORMALIZERS
+
+log = logging.getLogger("tuomin")
+LIBRARY = f"opendp {version('opendp')}"
+ERASED = "_erased"
+BLOCK = 1 << 24
+
+
+class DPRefused(usage.UsageError):
+    """A release that would spend budget it was not given, or cannot be computed; nothing was spent."""
+
+
+def policy_path(policies: Path) -> Path:
+    return policies / "dp" / "tables.yaml"
+
+
+def load(policies_dir: Path) -> tuple[dp_policy.DPPolicy, dict[str, SourcePolicy]]:
+    """The DP policy and the sources' policies it needs; DPRefused, in a line, if they cannot be used."""
+    path = policy_path(policies_dir)
+    try:
+        policy = dp_policy.load(path)
+    except (OSError, dp_policy.DPPolicyError) as exc:
+        raise DPRefused(f"the DP tables' policy cannot be used: {exc}; nothing was read or spent") from None
+    policies = load_policies(policies_dir)
+    missing = sorted({t.source for t in policy.tables.values()} - set(policies))
+    if missing:
+        raise DPRefused(f"{path}: no policy for source(s) {', '.join(missing)} under {policies_dir}; nothing was read or spent")
+    return policy, policies
+
+
+def listed(landing: landing_io.Landing, policies: dict[str, SourcePolicy], dates: list[dt.date]) -> list[dict[str, str]]:
+    """Every export file of every source on `dates`: source, landing path, SHA-256."""
+    return [
+        {"source": source, "path": relative, "sha256": landing.sha256(relative)}
+        for source, policy in policies.items()
+        for date in dates
+        for relative in landing_io.files_for(landing, policy, date)
+    ]
+
+
+def _columns(source: str, policies: dict[str, SourcePolicy], tables: dict[str, dp_policy.Table]) -> list[str]:
+    policy = policies[source]
+    wanted = set(policy.subject_keys.values()) | {link.column for link in policy.link}
+    wanted |= set(steps.link_keys_of(policies, source))
+    for table in tables.values():
+        if table.source == source:
+            wanted |= set(dp_tables.columns_read(table))
+    return sorted(wanted)
+
+
+def read(
+    landing: landing_io.Landing,
+    policies: dict[str, SourcePolicy],
+    tables: dict[str, dp_policy.Table],
+    files: list[dict[str, str]],
+) -> dict[str, pl.DataFrame]:
+    """Per source, the rows of `files` as the tables and the linking of customers need them: the raw
+    text of the tables' columns, normalized identifiers `id:<kind>` and link keys
+    `link:<source>.<key>`, and `_erased` (the row names someone on the erasure list)."""
+    subjects = steps.Subjects.from_requests(landing_io.read_erasure_requests(landing))
+    frames = {}
+    for source, policy in policies.items():
+        columns = _columns(source, policies, tables)
+        needed = sorted({c for t in tables.values() if t.source == source for c in dp_tables.columns_read(t)})
+        kept = needed + _identified_names(source, policies) + [ERASED]
+        blocks = []
+        for relative in (f["path"] for f in files if f["source"] == source):
+            for table in landing_io.iter_csv(landing, relative, policy, [], columns, block_size=BLOCK):
+                block = _identified(table, source, policies, subjects).select(kept)
+                blocks.append(block if needed else block.unique())  # a snapshot only links: its distinct identifiers
+        if blocks:
+            frames[source] = pl.concat(blocks)
+    return frames
+
+
+def _identified_names(source: str, policies: dict[str, SourcePolicy]) -> list[str]:
+    policy = policies[source]
+    names = [f"id:{kind}" for kind in policy.subject_keys]
+    names += [f"link:{link.source}.{link.key}" for link in policy.link]
+    names += [f"link:{source}.{key}" for key in steps.link_keys_of(policies, source)]
+    return sorted(set(names))
+
+
+def _identified(table: pa.Table, source: str, policies: dict[str, SourcePolicy], subjects: steps.Subjects) -> pl.DataFrame:
+    """The block with its identifiers normalized as tokens normalize them, so that a customer's
+    document, mobile or member number matches across sources, and whether it names an erased subject."""
+    policy = policies[source]
+    added: dict[str, pa.Array] = {}
+    for kind, column in policy.subject_keys.items():
+        added[f"id:{kind}"] = NORMALIZERS[SUBJECT_IDENTIFIERS[kind].normalize](table[column])
+    for link in policy.link:
+        added[f"link:{link.source}.{link.key}"] = steps.link_keys(table[link.column])
+    for key in steps.link_keys_of(policies, source):
+        added[f"link:{source}.{key}"] = steps.link_keys(table[key])
+    added[ERASED] = pa.array(steps.subject_rows(table, policy, subjects))
+    for name, values in added.items():
+        table = table.append_column(name, values)
+    return pl.from_arrow(table)  # type: ignore[return-value]
+
+
+def people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """Each source's rows with `person`, one id per customer across sources (rows that share a
+    document, mobile or member number, or a case and its receipt), without the people on the
+    erasure list (all their rows, in every source)."""
+    sources = list(frames)
+    parts = linkage.components(
+        [frames[s].height for s in sources],
+        (
+            (column.split(":", 1)[1] if column.startswith("id:") else column, i, frames[s][column].to_pandas())
+            for i, s in enumerate(sources)
+            for column in frames[s].columns
+            if column.startswith(("id:", "link:"))
+        ),
+    )
+    erased = np.unique(
+        np.concatenate([p[frames[s][ERASED].to_numpy()] for s, p in zip(sources, parts)] or [np.zeros(0, np.int64)])
+    )
+    found = {}
+    for source, part in zip(sources, parts):
+        frame = frames[source].with_columns(pl.Series("person", part))
+        found[source] = frame.filter(~pl.col("person").is_in(erased))
+    return found
+
+
+def inputs_digest(files: list[dict[str, str]], dates: list[dt.date], policy_sha: str, requests_sha: str) -> str:
+    """What a release depends on, in one hash: the files, the dates, the policy, the erasure list."""
+    document = {"files": sorted(files, key=lambda f: f["path"]), "dates": [d.isoformat() for d in dates]}
+    document.update(policy=policy_sha, requests=requests_sha)
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Budget:
+    spent: float  # by every release the ledger records
+    same: dict | None  # the last release, if it had these inputs and its files are all in place
+
+
+def budget(restricted: Path, warehouse: Path, digest: str) -> Budget:
+    releases = [e for e in ledger.entries(restricted) if e["kind"] == DPReleaseEntry.kind]
+    spent = sum(e["data"]["epsilon"] for e in releases)
+    last = releases[-1] if releases else None
+    same = None
+    if last and last["data"]["inputs_sha256"] == digest:
+        files = [warehouse / t["path"] for t in last["data"]["tables"]]
+        if all(f.is_file() and file_sha256(f) == t["sha256"] for f, t in zip(files, last["data"]["tables"])):
+            same = last
+    return Budget(spent, same)
+
+
+def _requests_sha(landing: landing_io.Landing) -> str:
+    return landing.sha256(landing_io.ERASURE_REQUESTS) if landing.exists(landing_io.ERASURE_REQUESTS) else ""
+
+
+def release(
+    landing_url: str,
+    warehouse: Path,
+    restricted: Path,
+    policies_dir: Path,
+    start: dt.date | None,
+    end: dt.date | None,
+    additional: bool,
+    trigger: str,
+    flow_run_id: str = "",
+) -> dict:
+    """One release of the DP tables (see the module's docstring); returns what it published."""
+    path = policy_path(policies_dir)
+    policy, policies = load(policies_dir)
+    landing = landing_io.Landing(landing_url)
+    with warehouse_io.exclusive(warehouse):
+        ledger.trusted(restricted, warehouse)  # budgets are counted in the ledger: it must hold
+        chosen = [d for d in landing_io.export_dates(landing, policies) if (start or d) <= d <= (end or d)]
+        if not chosen:
+            raise DPRefused(
+                f"no export date in {landing_url} from {start or 'the first'} to {end or 'the last'}; nothing was read or spent"
+            )
+        policy_sha = file_sha256(path)
+        files = listed(landing, policies, chosen)
+        digest = inputs_digest(files, chosen, policy_sha, _requests_sha(landing))
+        found = budget(restricted, warehouse, digest)
+        if found.same is not None:
+            data = found.same["data"]
+            log.info("DP release %s has these inputs and policy and is in place: up to date, nothing spent", data["release_id"])
+            return {**_summary(data), "status": "up to date"}
+        if found.spent > 0 and not additional:
+            raise DPRefused(
+                f"earlier DP releases spent epsilon {found.spent:g} on these customers; this one would bring it to "
+                f"{found.spent + policy.release.epsilon:g}. Pass --additional to spend it (recorded); nothing was spent"
+            )
+        frames = read(landing, policies, policy.tables, files)
+        rows = people(frames)
+        calendar = dp_tables.Calendar(chosen, policies_dir / "hierarchies")
+        frame = pl.concat([dp_tables.contributions(name, t, rows[t.source], calendar) for name, t in policy.tables.items()])
+        released = dp_tables.release(policy, frame, calendar)
+        release_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        staged = [_stage(warehouse, release_id, r, policy, chosen, policy_sha) for r in released]
+        entry = ledger.append(
+            restricted,
+            DPReleaseEntry(
+                release_id=release_id,
+                flow_run_id=flow_run_id,
+                triggered_by=trigger,
+                dates=[d.isoformat() for d in chosen],
+                inputs=files,
+                inputs_sha256=digest,
+                policy_file=path.name,
+                policy_sha256=policy_sha,
+                library=LIBRARY,
+                epsilon=policy.release.epsilon,
+                delta=policy.release.delta,
+                spent_before=found.spent,
+                spent_total=found.spent + policy.release.epsilon,
+                rows=_rows(frames, rows),
+                tables=[
+                    {
+                        "name": r.name,
+                        "path": (dp_tables_target(warehouse, release_id, r.name)).relative_to(warehouse).as_posix(),
+                        "sha256": file_sha256(s),
+                        "epsilon": r.epsilon,
+                        "scale": r.scale,
+                        "margin_95": r.margin,
+                        "sensitivity_l1": r.sensitivity,
+                        "cells": r.cells.num_rows,
+                    }
+                    for r, s in zip(released, staged)
+                ],
+            ),
+        )
+        for r, s in zip(released, staged):
+            target = dp_tables_target(warehouse, release_id, r.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(s, target)
+            log.info(
+                "%s: %d public cells, epsilon %.3g, %s noise of scale %.4g: within ±%.4g for 95%% of cells",
+                r.name,
+                r.cells.num_rows,
+                r.epsilon,
+                r.distribution,
+                r.scale,
+                r.margin,
+            )
+        warehouse_io.discard_staging(warehouse, release_id)
+        return {**_summary(entry["data"]), "status": "published", "ledger_seq": entry["seq"]}
+
+
+def dp_tables_target(warehouse: Path, release_id: str, table: str) -> Path:
+    return warehouse_io.release_folder(warehouse, table, release_id) / warehouse_io.PART
+
+
+def _stage(
+    warehouse: Path, release_id: str, released: dp_tables.Released, policy: dp_policy.DPPolicy, dates, policy_sha: str
+) -> Path:
+    staged = dp_tables_target(warehouse_io.staging(warehouse, release_id), release_id, released.name)
+    metadata = {
+        "kind": "dp_table",
+        "release_id": release_id,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "dates": [d.isoformat() for d in dates],
+        "privacy_unit": "one customer across every source and date of the release",
+        "release_epsilon": policy.release.epsilon,
+        "delta": policy.release.delta,
+        "library": LIBRARY,
+        "policy_sha256": policy_sha,
+        **released.metadata(),
+    }
+    return warehouse_io.stage_at(staged, [released.cells], FIELDS, lambda: metadata, f"dp_{released.name}")
+
+
+FIELDS = {
+    dp_tables.VALUE: {"meaning": "The table's measure in the cell, with Laplace noise added (unbiased; may be below 0)."},
+    dp_tables.MARGIN: {"meaning": "The noise is within ± this for 95% of cells (the file's metadata gives its scale)."},
+}
+
+
+def _rows(read_frames: dict[str, pl.DataFrame], kept: dict[str, pl.DataFrame]) -> dict[str, dict[str, int]]:
+    """Rows read and rows left out as an erased customer's, per source (in the restricted ledger only)."""
+    return {s: {"read": f.height, "erased": f.height - kept[s].height} for s, f in read_frames.items()}
+
+
+def _summary(data: dict) -> dict:
+    return {
+        "release_id": data["release_id"],
+        "epsilon": data["epsilon"],
+        "spent_total": data["spent_total"],
+        "tables": [{k: t[k] for k in ("name", "path", "epsilon", "margin_95", "cells")} for t in data["tables"]],
+    }
+
+
+Start = Annotated[str | None, Field(description="First export date the release covers (YYYY-MM-DD); none: the first found.")]
+End = Annotated[str | None, Field(description="Last export date the release covers (YYYY-MM-DD); none: the last found.")]
+Additional = Annotated[
+    bool, Field(description="Spend epsilon again when an earlier release covered these customers (the ledger adds it up).")
+]
+
+
+@flow(name="dp-tables", persist_result=False, log_prints=False)
+@with_help
+def dp_tables_flow(
+    landing: LandingUrl = str(paths.SAMPLE_LANDING),
+    warehouse: Warehouse = str(paths.WAREHOUSE),
+    restricted: Restricted = str(paths.RESTRICTED),
+    policies: Policies = str(paths.POLICIES),
+    start: Start = None,
+    end: End = None,
+    additional: Additional = False,
+    trigger: Trigger = "python",
+) -> dict:
+    """Compute and publish the differentially private tables (policies/dp/tables.yaml) for a release."""
+    return release(
+        landing,
+        Path(warehouse),
+        Path(restricted),
+        Path(policies),
+        dt.date.fromisoformat(start) if start else None,
+        dt.date.fromisoformat(end) if end else None,
+        additional,
+        trigger,
+        str(flow_run.get_id() or ""),
+    )

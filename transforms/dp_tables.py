@@ -1,0 +1,283 @@
+"""Differentially private tables (issue 22): the policy's tables computed from raw rows with
+OpenDP's Polars context, the privacy unit one customer across every table and date.
+
+    attributes  what a table may be broken down by, per source: how a raw row gives it and where
+                its keys come from (a calendar or a policy hierarchy, never the data)
+    contributions  one frame for the whole release: per table, a row per person and cell (a count
+                of people, a sum: the person's value in the cell) or per raw row (a row count),
+                only in the tables' public cells, in random order
+    release     one OpenDP context over that frame, one query per table at its share of epsilon:
+                each query bounds what a person contributes (rows per cell, cells per table) and
+                adds noise calibrated to that bound; the context refuses to spend more than the
+                release's epsilon
+
+Pure functions of their inputs (and of OpenDP's noise); reading the exports and writing the
+tables is flows/pipeline/dp.py's.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import opendp.prelude as dp
+import polars as pl
+import pyarrow as pa
+from opendp.accuracy import summarize_polars_measurement
+
+from transforms.dp_policy import OFFERED, DPPolicy, Table
+
+dp.enable_features("contrib")  # OpenDP's Polars context is "contrib": vetted proofs pending upstream
+
+SEPARATOR = "\x1f"  # joins a cell's attribute values into the one key column OpenDP groups by
+ALPHA = 0.05  # error bars: the noise stays within them with probability 1 - ALPHA
+# Rows per cell a sum may have at most: OpenDP needs a public bound to rule out integer overflow.
+# More people than live in China; it bounds nothing the noise depends on.
+MAX_ROWS_PER_CELL = 2_000_000_000
+VALUE = "value"  # the measure's column in the published table
+MARGIN = "margin_95"  # the noise's 95% bound, the same for every cell of a table
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """The release's days (its export dates) and the public tables the other keys come from."""
+
+    days: list[dt.date]
+    hierarchies: Path  # policies/hierarchies
+
+    def column(self, file: str, level: int) -> list[str]:
+        with (self.hierarchies / file).open(encoding="utf-8") as handle:
+            return sorted({row[level] for row in csv.reader(handle) if row})
+
+    def mapping(self, file: str, level: int) -> dict[str, str]:
+        with (self.hierarchies / file).open(encoding="utf-8") as handle:
+            return {row[0]: row[level] for row in csv.reader(handle) if row}
+
+
+def _week(day: dt.date) -> str:
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"  # as strftime("%G-W%V") writes it
+
+
+def _month(day: dt.date) -> str:
+    return f"{day:%Y-%m}"
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One public attribute: the raw column it is read from, how (a Polars expression on it), its
+    keys and their published type."""
+
+    column: str
+    derive: Callable[[pl.Expr, Calendar], pl.Expr]
+    keys: Callable[[Calendar], list]
+    type: pa.DataType = field(default_factory=pa.string)
+
+
+def _moment(text: pl.Expr) -> pl.Expr:
+    return text.str.strptime(pl.Datetime, "%Y-%m-%d %H:%M:%S", strict=False)
+
+
+def _time(column: str) -> dict[str, Attribute]:
+    """Day, ISO week and month of a timestamp column; their keys are the release's calendar."""
+    return {
+        "day": Attribute(column, lambda e, _: _moment(e).dt.date(), lambda c: sorted(set(c.days)), pa.date32()),
+        "week": Attribute(column, lambda e, _: _moment(e).dt.strftime("%G-W%V"), lambda c: sorted({_week(d) for d in c.days})),
+        "month": Attribute(column, lambda e, _: _moment(e).dt.strftime("%Y-%m"), lambda c: sorted({_month(d) for d in c.days})),
+    }
+
+
+def _listed(column: str, file: str, level: int = 0, upper: bool = False) -> Attribute:
+    """An attribute whose keys are a level of a hierarchy table (level 0: the raw value itself)."""
+
+    def derive(e: pl.Expr, c: Calendar) -> pl.Expr:
+        e = e.str.to_uppercase() if upper else e
+        return e if level == 0 else e.replace_strict(c.mapping(file, level), default=None)
+
+    return Attribute(column, derive, lambda c: c.column(file, level))
+
+
+ATTRIBUTES: dict[str, dict[str, Attribute]] = {
+    "pos": {
+        **_time("txn_time"),
+        "hour": Attribute("txn_time", lambda e, _: _moment(e).dt.hour().cast(pl.Int8), lambda _: list(range(24)), pa.int8()),
+        "store": _listed("store_code", "store.csv"),
+        "channel": _listed("store_code", "store.csv", 1),
+        "nationality": _listed("nationality", "nationality.csv", upper=True),
+        "continent": _listed("nationality", "nationality.csv", 2, upper=True),
+        "category": _listed("category", "product.csv", 2),  # the category column, keyed by the product master's
+    },
+    "after_sales": {**_time("created_at"), "case_type": _listed("case_type", "case_type.csv")},
+}
+assert {source: set(found) for source, found in ATTRIBUTES.items()} == {s: set(a) for s, a in OFFERED.items()}
+
+
+def columns_read(table: Table) -> list[str]:
+    """The raw columns of its source a table needs (besides the person's identifiers)."""
+    wanted = {ATTRIBUTES[table.source][g].column for g in table.grain}
+    return sorted(wanted | ({table.measure.column} if table.measure.column else set()))
+
+
+def keys(table: Table, calendar: Calendar) -> pl.DataFrame:
+    """Every public cell of the table (the cross product of its attributes' keys): typed columns
+    named by the grain, and `cell`, the key OpenDP groups by. A cell no one is in is published too."""
+    frame = pl.DataFrame({"_": [0]})
+    for name in table.grain:
+        attribute = ATTRIBUTES[table.source][name]
+        values = pl.Series(name, attribute.keys(calendar))
+        if attribute.type == pa.date32():
+            values = values.cast(pl.Date)
+        frame = frame.join(values.to_frame(), how="cross")
+    return frame.drop("_").with_columns(_cell(table.grain))
+
+
+def _cell(grain: Sequence[str]) -> pl.Expr:
+    return pl.concat_str([pl.col(g).cast(pl.String) for g in grain], separator=SEPARATOR).alias("cell")
+
+
+def contributions(name: str, table: Table, rows: pl.DataFrame, calendar: Calendar) -> pl.DataFrame:
+    """What each person gives the table, in its public cells only: (`table`, `person`, `cell`,
+    `value`). `rows` are the source's raw rows with `person`. A count of people and a sum have one
+    row per person and cell (a sum's value is the person's total there, in whole CNY; OpenDP clips
+    it); a row count keeps every row. Rows outside the cells (another day, an unknown store) are
+    left out here, so they cannot use up a person's cells."""
+    source = ATTRIBUTES[table.source]
+    derived = rows.select(
+        "person",
+        *(source[g].derive(pl.col(source[g].column), calendar).alias(g) for g in table.grain),
+        (
+            pl.col(table.measure.column).cast(pl.Float64, strict=False).fill_null(0.0) if table.measure.column else pl.lit(1.0)
+        ).alias(VALUE),
+    ).with_columns(_cell(table.grain))
+    found = derived.join(keys(table, calendar).select("cell"), on="cell", how="semi")
+    if table.measure.kind != "rows":
+        found = found.group_by("person", "cell").agg(pl.col(VALUE).sum())
+    return found.select(pl.lit(name).alias("table"), "person", "cell", pl.col(VALUE).round(0).cast(pl.Int64))
+
+
+def shuffled(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows in a random order. OpenDP keeps a person's *first* cells when they have too many
+    (its random choice, keep="sample", fails to plan in 0.16.0): in a random order, first is a
+    random choice, not the earliest hours of the release. Privacy does not depend on it."""
+    order = np.random.default_rng(secrets.randbits(128)).permutation(frame.height)
+    return frame[order]
+
+
+@dataclass(frozen=True)
+class Released:
+    """One table as released: its cells (typed grain columns, `value`, `margin_95`) and what
+    bounds it (all public: the policy's numbers and OpenDP's calibration, no count of the data)."""
+
+    name: str
+    table: Table
+    cells: pa.Table
+    epsilon: float
+    scale: float  # of the noise added to each cell
+    margin: float  # |noise| <= margin with probability 1 - ALPHA
+    distribution: str
+    sensitivity: float  # how much one person can move the table (L1): cells x per cell
+
+    def metadata(self) -> dict:
+        measure = self.table.measure
+        return {
+            "table": self.name,
+            "source": self.table.source,
+            "grain": self.table.grain,
+            "measure": measure.model_dump(exclude_none=True),
+            "epsilon": self.epsilon,
+            "bounds": {
+                "cells_per_person": self.table.cells_per_person,
+                "rows_per_cell": self.table.rows_per_cell,
+                **({"clip": list(measure.clip)} if measure.clip else {}),
+                "sensitivity_l1": self.sensitivity,
+            },
+            "noise": {"distribution": self.distribution, "scale": self.scale, "margin_95": self.margin, "alpha": ALPHA},
+        }
+
+
+def per_cell(table: Table) -> float:
+    """How much one person can move one cell of the table."""
+    if table.measure.kind == "sum":
+        assert table.measure.clip is not None
+        return max(abs(table.measure.clip[0]), abs(table.measure.clip[1]))
+    return table.rows_per_cell if table.measure.kind == "rows" else 1
+
+
+def context(policy: DPPolicy, frame: pl.DataFrame) -> dp.Context:
+    """One OpenDP context for the whole release over `frame` (contributions of all tables, one
+    `person` id space): it accounts for every query and refuses one beyond the release's epsilon."""
+    return dp.Context.compositor(
+        data=shuffled(frame).lazy(),
+        privacy_unit=dp.unit_of(contributions=1, identifier="person"),
+        privacy_loss=dp.loss_of(epsilon=policy.release.epsilon),
+        margins=[dp.polars.Margin(by=["cell"], max_length=MAX_ROWS_PER_CELL)],
+    )
+
+
+def measurement(context: dp.Context, policy: DPPolicy, name: str, calendar: Calendar) -> tuple[dp.Measurement, dict]:
+    """The table's mechanism at its share of epsilon, calibrated by OpenDP, and its summary (noise
+    distribution, scale, 95% accuracy). The mechanism bounds what a person gives the table (rows
+    per cell, cells per table) before it adds noise."""
+    table = policy.tables[name]
+    query = (
+        context.query(epsilon=policy.epsilon(name))
+        .filter(pl.col("table") == name)
+        .truncate_per_group(table.rows_per_cell, by=["cell"])
+        .truncate_num_groups(table.cells_per_person, by=["cell"], keep="first")
+        .group_by("cell")
+        .agg(_aggregate(table))
+        .with_keys(keys(table, calendar).select("cell"))
+    )
+    found = query.resolve()  # OpenDP searches for the scale: resolve once, not once per use
+    return found, summarize_polars_measurement(found, ALPHA).row(0, named=True)
+
+
+def release(policy: DPPolicy, frame: pl.DataFrame, calendar: Calendar) -> list[Released]:
+    """Every table of the policy from `frame`, at its share of the release's epsilon, in the
+    policy's order."""
+    within = context(policy, frame)
+    released = []
+    for name, table in policy.tables.items():
+        mechanism, summary = measurement(within, policy, name, calendar)
+        noisy = within(mechanism).collect()
+        released.append(
+            Released(
+                name=name,
+                table=table,
+                cells=cells(noisy, table, calendar, float(summary["accuracy"])),
+                epsilon=policy.epsilon(name),
+                scale=float(summary["scale"]),
+                margin=float(summary["accuracy"]),
+                distribution=str(summary["distribution"]),
+                sensitivity=float(table.cells_per_person * per_cell(table)),
+            )
+        )
+    return released
+
+
+def cells(noisy: pl.DataFrame, table: Table, calendar: Calendar, margin: float) -> pa.Table:
+    """A mechanism's output as published: every public cell, its attributes typed, in order."""
+    found = keys(table, calendar).join(noisy, on="cell", how="left").drop("cell").sort(table.grain)
+    return _typed(found.with_columns(pl.lit(margin).alias(MARGIN)), table)
+
+
+def _aggregate(table: Table) -> pl.Expr:
+    if table.measure.kind == "sum":
+        assert table.measure.clip is not None
+        low, high = (int(b) for b in table.measure.clip)
+        return pl.col(VALUE).fill_null(0).dp.sum((low, high)).alias(VALUE)  # type: ignore[attr-defined]  # OpenDP's namespace
+    return dp.len(signed=True).alias(VALUE)  # signed: unbiased; a cell near 0 may show below it
+
+
+def _typed(cells: pl.DataFrame, table: Table) -> pa.Table:
+    found = cells.to_arrow()
+    schema = pa.schema(
+        [pa.field(g, ATTRIBUTES[table.source][g].type) for g in table.grain]
+        + [pa.field(VALUE, pa.int64()), pa.field(MARGIN, pa.float64())]
+    )
+    return pa.table({f.name: found[f.name].cast(f.type) for f in schema}, schema=schema)
