@@ -66,7 +66,9 @@ class Table(_Strict):
     def _grain_is_offered(self) -> Table:
         missing = [g for g in self.grain if g not in OFFERED[self.source]]
         if missing:
-            raise ValueError(f"{self.source} offers no {', '.join(missing)} (it offers {', '.join(sorted(OFFERED[self.source]))})")
+            raise ValueError(
+                f"{self.source} offers no {', '.join(missing)} (it offers {', '.join(sorted(OFFERED[self.source]))})"
+            )
         if len(set(self.grain)) != len(self.grain) or len(TIME & set(self.grain)) > 1:
             raise ValueError("each attribute once, and one time unit at most")
         if self.rows_per_cell != 1 and self.measure.kind != "rows":
