@@ -92,12 +92,13 @@ def _time(column: str) -> dict[str, Attribute]:
     }
 
 
-def _listed(column: str, file: str, level: int = 0, upper: bool = False) -> Attribute:
-    """An attribute whose keys are a level of a hierarchy table (level 0: the raw value itself)."""
+def _listed(column: str, file: str, level: int = 0, mapped: bool = False, upper: bool = False) -> Attribute:
+    """An attribute whose keys are one level of a hierarchy table: the raw value itself, or
+    (`mapped`) the raw value, which is the table's first level, taken up to that level."""
 
     def derive(e: pl.Expr, c: Calendar) -> pl.Expr:
         e = e.str.to_uppercase() if upper else e
-        return e if level == 0 else e.replace_strict(c.mapping(file, level), default=None)
+        return e.replace_strict(c.mapping(file, level), default=None) if mapped else e
 
     return Attribute(column, derive, lambda c: c.column(file, level))
 
@@ -107,10 +108,10 @@ ATTRIBUTES: dict[str, dict[str, Attribute]] = {
         **_time("txn_time"),
         "hour": Attribute("txn_time", lambda e, _: _moment(e).dt.hour().cast(pl.Int8), lambda _: list(range(24)), pa.int8()),
         "store": _listed("store_code", "store.csv"),
-        "channel": _listed("store_code", "store.csv", 1),
+        "channel": _listed("store_code", "store.csv", 1, mapped=True),
         "nationality": _listed("nationality", "nationality.csv", upper=True),
-        "continent": _listed("nationality", "nationality.csv", 2, upper=True),
-        "category": _listed("category", "product.csv", 2),  # the category column, keyed by the product master's
+        "continent": _listed("nationality", "nationality.csv", 2, mapped=True, upper=True),
+        "category": _listed("category", "product.csv", 2),  # the line's category, among the product master's
     },
     "after_sales": {**_time("created_at"), "case_type": _listed("case_type", "case_type.csv")},
 }
@@ -161,9 +162,9 @@ def contributions(name: str, table: Table, rows: pl.DataFrame, calendar: Calenda
 
 
 def shuffled(frame: pl.DataFrame) -> pl.DataFrame:
-    """The rows in a random order. OpenDP keeps a person's *first* cells when they have too many
-    (its random choice, keep="sample", fails to plan in 0.16.0): in a random order, first is a
-    random choice, not the earliest hours of the release. Privacy does not depend on it."""
+    """The rows in a random order. A person with more rows than a table takes keeps their *first*
+    rows (OpenDP's truncate_per_group), so in a random order a random choice of their cells, not
+    the earliest hours of the release. Privacy does not depend on the order; utility does."""
     order = np.random.default_rng(secrets.randbits(128)).permutation(frame.height)
     return frame[order]
 
@@ -221,14 +222,20 @@ def context(policy: DPPolicy, frame: pl.DataFrame) -> dp.Context:
 
 def measurement(context: dp.Context, policy: DPPolicy, name: str, calendar: Calendar) -> tuple[dp.Measurement, dict]:
     """The table's mechanism at its share of epsilon, calibrated by OpenDP, and its summary (noise
-    distribution, scale, 95% accuracy). The mechanism bounds what a person gives the table (rows
-    per cell, cells per table) before it adds noise."""
+    distribution, scale, 95% accuracy). The mechanism bounds what a person gives the table before
+    it adds noise: at most rows_per_cell rows in a cell, and cells_per_person x rows_per_cell rows
+    in all, which bounds their cells (one row per person and cell for counts of people and sums).
+
+    The bound in all is OpenDP's truncate_per_group without a key, not truncate_num_groups: in
+    0.16.0 the latter keeps one group fewer than asked, the smallest keys rather than a sample,
+    and fails to plan with keep="sample" (benchmarks/dp_scouting/opendp_truncation.py). For the
+    Laplace noise of a count or a sum only the total (L1) bound counts, so the noise is the same."""
     table = policy.tables[name]
     query = (
         context.query(epsilon=policy.epsilon(name))
         .filter(pl.col("table") == name)
-        .truncate_per_group(table.rows_per_cell, by=["cell"])
-        .truncate_num_groups(table.cells_per_person, by=["cell"], keep="first")
+        .truncate_per_group(table.rows_per_cell, by=["cell"], keep="first")
+        .truncate_per_group(table.cells_per_person * table.rows_per_cell, by=[], keep="first")
         .group_by("cell")
         .agg(_aggregate(table))
         .with_keys(keys(table, calendar).select("cell"))
