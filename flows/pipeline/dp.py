@@ -244,7 +244,8 @@ def release(
         frame = pl.concat([dp_tables.contributions(name, t, rows[t.source], calendar) for name, t in policy.tables.items()])
         released = dp_tables.release(policy, frame, calendar)
         release_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-        staged = [_stage(warehouse, release_id, r, policy, chosen, policy_sha) for r in released]
+        head = ledger.head(restricted)
+        staged = [_stage(warehouse, release_id, r, policy, chosen, policy_sha, head) for r in released]
         entry = ledger.append(
             restricted,
             DPReleaseEntry(
@@ -299,7 +300,13 @@ def dp_tables_target(warehouse: Path, release_id: str, table: str) -> Path:
 
 
 def _stage(
-    warehouse: Path, release_id: str, released: dp_tables.Released, policy: dp_policy.DPPolicy, dates, policy_sha: str
+    warehouse: Path,
+    release_id: str,
+    released: dp_tables.Released,
+    policy: dp_policy.DPPolicy,
+    dates: list[dt.date],
+    policy_sha: str,
+    head: dict,
 ) -> Path:
     staged = dp_tables_target(warehouse_io.staging(warehouse, release_id), release_id, released.name)
     metadata = {
@@ -312,6 +319,7 @@ def _stage(
         "delta": policy.release.delta,
         "library": LIBRARY,
         "policy_sha256": policy_sha,
+        ledger.HEAD_KEY: head,  # the ledger before this release's entry: `ledger verify` finds the entry after it
         **released.metadata(),
     }
     return warehouse_io.stage_at(staged, [released.cells], FIELDS, lambda: metadata, f"dp_{released.name}")

@@ -188,7 +188,8 @@ def _anchors(warehouse: Path, found: list[dict], verdict: Verdict) -> None:
     there with that hash, and the file's own partition entry after it."""
     from flows.storage.warehouse import read_metadata
 
-    for path in sorted(warehouse.glob("dataset=*/export_date=*/*.parquet")):
+    published = [*warehouse.glob("dataset=*/export_date=*/*.parquet"), *warehouse.glob("dataset=*/release=*/*.parquet")]
+    for path in sorted(published):
         where = path.relative_to(warehouse).as_posix()
         try:
             metadata = read_metadata(path)
@@ -210,13 +211,7 @@ def _anchors(warehouse: Path, found: list[dict], verdict: Verdict) -> None:
                 "ledger no longer holds: it was rewritten"
             )
             continue
-        own = [
-            e
-            for e in found[seq:]
-            if e["kind"] == "partition"
-            and e["data"].get("run_id") == metadata["run_id"]
-            and (e["data"].get("dataset"), e["data"].get("export_date")) == (metadata["dataset"], metadata["export_date"])
-        ]
+        own = [e for e in found[seq:] if _records(e, metadata)]
         if not own:  # the ledger was cut short, or a run died between publishing the file and recording it
             verdict.problems.append(
                 f"{where}: no ledger entry after entry {seq} records its publication: entries were cut "
@@ -225,6 +220,18 @@ def _anchors(warehouse: Path, found: list[dict], verdict: Verdict) -> None:
             continue
         verdict.anchors += 1
         verdict.anchored_to = max(verdict.anchored_to, own[0]["seq"])
+
+
+def _records(entry: dict, metadata: dict) -> bool:
+    """Whether a ledger entry records the publication of the file with this metadata: a partition
+    (its run, dataset and date) or a DP table (its release)."""
+    if metadata.get("kind") == "dp_table":
+        return entry["kind"] == "dp_release" and entry["data"].get("release_id") == metadata["release_id"]
+    return (
+        entry["kind"] == "partition"
+        and entry["data"].get("run_id") == metadata["run_id"]
+        and (entry["data"].get("dataset"), entry["data"].get("export_date")) == (metadata["dataset"], metadata["export_date"])
+    )
 
 
 def verify(restricted: Path, warehouse: Path | None = None) -> list[str]:

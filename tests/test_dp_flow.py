@@ -1,0 +1,167 @@
+"""The dp-tables flow on a published run (issue 22): real Prefect flow runs, Parquet read back,
+DuckDB views, the ledger's accounting, and no raw value or count of the data in what it writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from flows.pipeline.record import file_sha256
+from flows.runtime.paths import POLICIES
+from flows.storage import ledger
+from flows.storage import query as q
+from flows.storage.warehouse import read_metadata
+from tests.conftest import a_run, copy_run
+from tests.leaks import find_leaks, raw_identifiers
+
+
+def _release(run, landing, **kwargs) -> object:
+    from flows.pipeline.dp import dp_tables_flow
+
+    return dp_tables_flow(
+        landing=str(landing), warehouse=str(run.warehouse), restricted=str(run.restricted), return_state=True, **kwargs
+    )
+
+
+def _dp_entries(run) -> list[dict]:
+    return [e for e in ledger.entries(run.restricted) if e["kind"] == "dp_release"]
+
+
+@pytest.fixture
+def released(published, landing, tmp_path, caplog):
+    """A copy of the session's published run with one DP release (the log captured)."""
+    caplog.set_level("INFO", logger="tuomin")
+    here, run = copy_run(published, landing, tmp_path)
+    state = _release(run, here)
+    assert state.is_completed(), state.message
+    return here, run, state.result()
+
+
+def test_a_release_publishes_every_table_with_its_budget_and_reruns_spend_nothing(released):
+    here, run, done = released
+    policy = yaml.safe_load((POLICIES / "dp" / "tables.yaml").read_text("utf-8"))
+    assert done["status"] == "published" and [t["name"] for t in done["tables"]] == list(policy["tables"])
+    epsilons = []
+    for table in done["tables"]:
+        path = run.warehouse / table["path"]
+        assert path.parts[-3] == f"dataset=dp_{table['name']}" and path.parts[-2] == f"release={done['release_id']}"
+        meta = read_metadata(path)
+        read = pq.read_table(path)
+        grain = policy["tables"][table["name"]]["grain"]
+        assert read.column_names == [*grain, "value", "margin_95"] and read.num_rows == table["cells"]
+        assert meta["epsilon"] == pytest.approx(policy["release"]["epsilon"] * policy["tables"][table["name"]]["share"])
+        assert meta["noise"]["margin_95"] == pytest.approx(read["margin_95"][0].as_py())
+        assert meta["noise"]["scale"] == pytest.approx(meta["bounds"]["sensitivity_l1"] / meta["epsilon"])
+        epsilons.append(meta["epsilon"])
+    assert sum(epsilons) == pytest.approx(policy["release"]["epsilon"])
+    (entry,) = _dp_entries(run)
+    assert entry["data"]["spent_before"] == 0 and entry["data"]["spent_total"] == pytest.approx(sum(epsilons))
+    assert {t["sha256"] for t in entry["data"]["tables"]} == {file_sha256(run.warehouse / t["path"]) for t in done["tables"]}
+    # the same inputs again: up to date, no noise drawn, nothing spent
+    again = _release(run, here)
+    assert again.result()["status"] == "up to date" and len(_dp_entries(run)) == 1
+    verdict = ledger.check(run.restricted, run.warehouse)
+    assert verdict.problems == [] and verdict.anchored_to == entry["seq"]  # the tables anchor the ledger's last entry
+
+
+def test_other_inputs_spend_again_only_when_asked_and_the_ledger_adds_it_up(released):
+    here, run, done = released
+    refused = _release(run, here, end="2026-03-01")
+    assert refused.is_failed() and "Pass --additional" in refused.message and len(_dp_entries(run)) == 1
+    second = _release(run, here, end="2026-03-01", additional=True)
+    assert second.is_completed()
+    first, then = _dp_entries(run)
+    assert then["data"]["spent_before"] == first["data"]["epsilon"]
+    assert then["data"]["spent_total"] == pytest.approx(first["data"]["epsilon"] + then["data"]["epsilon"])
+    con = q.connect(run.warehouse)
+    releases = con.sql("SELECT DISTINCT release FROM dp_buyers_by_day_store_hour ORDER BY 1").fetchall()
+    assert len(releases) == 2
+    one_day = con.sql(f"SELECT DISTINCT day FROM dp_buyers_by_day_store_hour WHERE release = '{second.result()['release_id']}'")
+    assert [str(d) for (d,) in one_day.fetchall()] == ["2026-03-01"]
+
+
+def test_analysts_query_the_tables_like_the_rest(released):
+    _, run, done = released
+    con = q.connect(run.warehouse)
+    listed = q.arrow(q.read_only(con, 'SELECT "table", epsilon, margin_95, cells_per_person, clip FROM dp_tables ORDER BY 1'))
+    assert sorted(listed["table"].to_pylist()) == sorted(t["name"] for t in done["tables"])
+    revenue = next(r for r in listed.to_pylist() if r["table"] == "revenue_by_day_category")
+    assert revenue["clip"] == [0.0, 3000.0]
+    by_day = q.arrow(
+        q.read_only(con, "SELECT day, sum(value) AS buyers FROM dp_buyers_by_day_store_hour GROUP BY day ORDER BY day")
+    )
+    assert [str(d) for d in by_day["day"].to_pylist()] == ["2026-03-01", "2026-03-02"]
+    assert con.sql("SELECT typeof(day), typeof(hour) FROM dp_buyers_by_day_store_hour LIMIT 1").fetchall() == [
+        ("DATE", "TINYINT")
+    ]
+    with pytest.raises(q.QueryRefused):
+        q.read_only(con, "COPY dp_tables TO 'x.csv'")
+
+
+def test_no_raw_value_or_count_of_the_data_in_files_ledger_or_logs(released, landing, caplog):
+    """Everything the release wrote or logged, scanned for every raw identifier of the landing; and
+    the files' metadata holds no number that depends on the data: it is the same, but for the
+    release and the dates, for a release over other data (one day instead of two)."""
+    here, run, done = released
+    raw = raw_identifiers(landing)
+    texts = [json.dumps(read_metadata(run.warehouse / t["path"]), ensure_ascii=False) for t in done["tables"]]
+    logged = "\n".join(r.getMessage() for r in caplog.get_records("setup") if r.name == "tuomin")
+    texts += [json.dumps(e, ensure_ascii=False) for e in _dp_entries(run)] + [logged]
+    assert "public cells" in logged and not find_leaks(texts, raw)
+    other = _release(run, here, end="2026-03-01", additional=True).result()
+    volatile = {"release_id", "created_at", "dates", "ledger_head"}
+    for first, second in zip(done["tables"], other["tables"]):
+        a, b = (read_metadata(run.warehouse / t["path"]) for t in (first, second))
+        a.pop("dates"), b.pop("dates")
+        assert {k: v for k, v in a.items() if k not in volatile} == {k: v for k, v in b.items() if k not in volatile}
+
+
+def test_one_customer_across_sources_is_one_unit_and_an_erased_one_is_left_out(landing):
+    """A case joins its customer through the member number or the receipt, a member's POS lines
+    through the document or mobile; every row of someone on the erasure list is gone, in every
+    source."""
+    from flows.pipeline import dp
+    from flows.storage.landing import Landing, export_dates
+
+    policy, policies = dp.load(POLICIES)
+    found = Landing(str(landing))
+    frames = dp.read(found, policies, policy.tables, dp.listed(found, policies, export_dates(found, policies)))
+    assert frames["pos"]["_erased"].any()  # the generated landing has requests that name buyers
+    people = dp.people(frames)
+    pos, cases, members = people["pos"], people["after_sales"], people["membership"]
+    by_member = members.filter(members["id:member_no"].is_not_null()).select("id:member_no", "person").unique()
+    joined = cases.join(by_member, left_on="id:member_no", right_on="id:member_no", how="inner")
+    assert joined.height and (joined["person"] == joined["person_right"]).all()
+    by_receipt = pos.select("link:pos.txn_id", "person").unique()
+    through = cases.join(by_receipt, on="link:pos.txn_id", how="inner")
+    assert through.height and (through["person"] == through["person_right"]).all()
+    # the erased are gone whole: no row left shares any identifier with a row that named them
+    identifiers = ("id:doc_no", "id:mobile", "id:member_no", "link:pos.txn_id")
+    for column in identifiers:
+        erased = {v for f in frames.values() if column in f.columns for v in f.filter(f["_erased"])[column].drop_nulls()} - {""}
+        left = {v for f in people.values() if column in f.columns for v in f[column].drop_nulls()}
+        assert not erased & left, column
+    assert sum(f.height for f in people.values()) < sum(f.height for f in frames.values())
+
+
+def test_a_policy_that_spends_more_than_the_release_is_refused_before_prefect_starts(tmp_path):
+    import shutil
+
+    ledger.append(tmp_path / "r", a_run())
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICIES, policies)
+    path = policies / "dp" / "tables.yaml"
+    path.write_text(path.read_text("utf-8").replace("share: 0.35", "share: 0.6"), "utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "dp", "--policies", str(policies), "--restricted", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "more than all of it" in done.stderr
+    assert "Prefect" not in done.stdout + done.stderr and len(done.stderr.strip().splitlines()) <= 3
