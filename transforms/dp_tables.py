@@ -156,8 +156,10 @@ def contributions(name: str, table: Table, rows: pl.DataFrame, calendar: Calenda
         ).alias(VALUE),
     ).with_columns(_cell(table.grain))
     found = derived.join(keys(table, calendar).select("cell"), on="cell", how="semi")
-    if table.measure.kind != "rows":
+    if table.measure.kind == "sum":
         found = found.group_by("person", "cell").agg(pl.col(VALUE).sum())
+    elif table.measure.kind == "distinct_people":
+        found = found.unique(["person", "cell"]).with_columns(pl.lit(1.0).alias(VALUE))
     return found.select(pl.lit(name).alias("table"), "person", "cell", pl.col(VALUE).round(0).cast(pl.Int64))
 
 

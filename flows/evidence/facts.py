@@ -19,6 +19,7 @@ from flows.storage.entries import (
     BackupRestoredEntry,
     BackupVerifiedEntry,
     DeletionEntry,
+    DPReleaseEntry,
     Entry,
     ErasureRequestedEntry,
     KeyDestroyedEntry,
@@ -116,9 +117,24 @@ def collect(
         "rows_erased": {name: d["totals"]["erased"] for name, d in datasets.items()},
     }
     facts["release"] = _release(warehouse)
+    facts["dp_releases"] = [_dp_release(e, warehouse) for e in of_kind(DPReleaseEntry, dated=False)]
     facts["pia"] = impact_assessment(facts, policies)
     # The pack is read beyond the restricted area: no count below k in it (the ledger has them).
     return coarsen(facts, min(p.privacy.k for p in policies.values()))
+
+
+def _dp_release(entry: Recorded[DPReleaseEntry], warehouse: Path) -> dict:
+    """A DP release as the pack shows it: its budget, and per table the noise and what a cell needs
+    for its 95% error bar to be within 10% (public numbers: no count of the data)."""
+    data = entry.data
+    return _event(entry, ("release_id", "epsilon", "delta", "spent_before", "spent_total", "library", "triggered_by")) | {
+        "dates": {"count": len(data.dates), "first": min(data.dates), "last": max(data.dates)},
+        "tables": [
+            {k: t[k] for k in ("name", "epsilon", "scale", "margin_95", "sensitivity_l1", "cells")}
+            | {"ten_percent_at": t["margin_95"] / 0.1, "in_place": (warehouse / t["path"]).is_file()}
+            for t in data.tables
+        ],
+    }
 
 
 def _release(warehouse: Path) -> dict | None:

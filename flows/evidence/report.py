@@ -23,6 +23,7 @@ def write(facts: dict, out: Path) -> tuple[Path, Path]:
     data = out / "report.json"
     data.write_text(json.dumps(facts, ensure_ascii=False, indent=1), "utf-8")
     plots = {name: plots_for(dataset) for name, dataset in facts["datasets"].items() if dataset["partitions"]}
+    plots["dp"] = {r["release_id"]: dp_plot(r) for r in facts["dp_releases"]}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined)
     page = out / "report.html"
     page.write_text(env.get_template("report.html.j2").render(facts=facts, plots=plots), "utf-8")
@@ -82,6 +83,24 @@ def plots_for(dataset: dict) -> dict[str, str]:
         _dates_axis(ax, dates)
         out["levels"] = _png(fig)
     return out
+
+
+def dp_plot(release: dict) -> str:
+    """A DP release's tables: each one's share of epsilon, and the cell size (people, or CNY for a
+    sum) at which its 95% error bar is within 10%: smaller cells are answered less precisely."""
+    tables = release["tables"]
+    names = [t["name"] for t in tables]
+    fig, (budget, needed) = plt.subplots(1, 2, figsize=(9, 0.9 + 0.45 * len(tables)), sharey=True)
+    budget.barh(names, [t["epsilon"] for t in tables], color="#3b6ea8")
+    budget.set(title=f"epsilon per table (release {release['epsilon']:g})", xlabel="epsilon")
+    budget.invert_yaxis()
+    needed.barh(names, [t["ten_percent_at"] for t in tables], color="#d9822b")
+    needed.set(title="cell size for ±10% at 95%", xlabel="people (CNY for revenue), log scale", xscale="log")
+    for y, t in enumerate(tables):
+        needed.annotate(
+            f"{t['ten_percent_at']:,.0f}", (t["ten_percent_at"], y), xytext=(3, 0), textcoords="offset points", va="center"
+        )
+    return _png(fig)
 
 
 def _bucket_of(k: int, buckets: list[str]) -> int:
