@@ -183,7 +183,7 @@ class Released:
     scale: float  # of the noise added to each cell
     margin: float  # |noise| <= margin with probability 1 - ALPHA
     distribution: str
-    sensitivity: float  # how much one person can move the table (L1): cells x per cell
+    sensitivity: float  # how much one person can move the table (L1), as OpenDP calibrated it: scale x epsilon
 
     def metadata(self) -> dict:
         measure = self.table.measure
@@ -263,7 +263,8 @@ def release(policy: DPPolicy, frame: pl.DataFrame, calendar: Calendar) -> list[R
                 scale=float(summary["scale"]),
                 margin=float(summary["accuracy"]),
                 distribution=str(summary["distribution"]),
-                sensitivity=float(table.cells_per_person * per_cell(table)),
+                # at most cells x what one person gives a cell; fewer when the table has fewer cells
+                sensitivity=round(float(summary["scale"]) * policy.epsilon(name), 9),
             )
         )
     return released
