@@ -101,6 +101,11 @@ def anonymized(warehouse: Path, name: str, table, truth: pd.DataFrame) -> dict:
             if (bands == "*").all() or levels.get("amount_band", 0) >= 5:
                 return {"answerable": False, "why": "amount bands suppressed whole (level 5)"}
             frame["v"] = bands.map(_midpoint)
+            if frame["v"].isna().mean() > 0.5:
+                return {
+                    "answerable": False,
+                    "why": f"amount published at level {levels['amount_band']} ({', '.join(sorted(set(bands)))})",
+                }
         else:
             frame["v"] = rows["customer_id"].fillna(pd.Series(rows.index.astype(str), index=rows.index))
     else:
@@ -118,7 +123,7 @@ def anonymized(warehouse: Path, name: str, table, truth: pd.DataFrame) -> dict:
 def _midpoint(label: str) -> float:
     numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", label)]
     if label.startswith(">="):
-        return numbers[0] * 1.5
+        return numbers[0] * 1.5 if numbers[0] > 0 else float("nan")  # '>=0' says nothing of the amount
     if label.startswith("<"):
         return numbers[0] / 2
     return sum(numbers[:2]) / 2 if len(numbers) >= 2 else float("nan")

@@ -55,14 +55,24 @@ def test_a_release_publishes_every_table_with_its_budget_and_reruns_spend_nothin
         grain = policy["tables"][table["name"]]["grain"]
         assert read.column_names == [*grain, "value", "margin_95"] and read.num_rows == table["cells"]
         assert meta["epsilon"] == pytest.approx(policy["release"]["epsilon"] * policy["tables"][table["name"]]["share"])
-        assert meta["noise"]["margin_95"] == pytest.approx(read["margin_95"][0].as_py())
+        assert meta["noise"]["margin_95"] == pytest.approx(max(read["margin_95"].to_pylist()))  # the noisiest cells'
         declared = policy["tables"][table["name"]]
         rows = declared.get("rows_per_cell", 1)
-        per_row = max(declared["measure"].get("clip", [0, 1]))  # a count's row gives 1; a sum's, its clip
+        measure = declared["measure"]
+        clips = [measure.get("clip", [0, 1])] + list(next(iter(measure.get("clip_by", {}).values()), {}).values())
+        per_row = max(max(c) for c in clips)  # a count's row gives 1; a sum's, its largest clip
         bound = min(declared["cells_per_person"], read.num_rows) * rows * per_row  # a person's rows, in its cells
         assert meta["bounds"]["sensitivity_l1"] == pytest.approx(bound)
         assert meta["noise"]["scale"] == pytest.approx(bound / meta["epsilon"])
         epsilons.append(meta["epsilon"])
+        by = declared["measure"].get("clip_by")
+        if by:  # each category's noise in proportion to its clip, in the file as in the metadata
+            ((attribute, clips),) = by.items()
+            noise = meta["noise"]["by"][attribute]
+            for value, (_, high) in clips.items():
+                assert noise[value]["scale"] == pytest.approx(bound / meta["epsilon"] * high / per_row)
+                shown = [m for v, m in zip(read[attribute].to_pylist(), read["margin_95"].to_pylist()) if v == value]
+                assert shown and shown == [pytest.approx(noise[value]["margin_95"])] * len(shown)
     assert sum(epsilons) == pytest.approx(policy["release"]["epsilon"])
     (entry,) = _dp_entries(run)
     assert entry["data"]["spent_before"] == 0 and entry["data"]["spent_total"] == pytest.approx(sum(epsilons))

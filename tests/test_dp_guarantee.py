@@ -109,26 +109,27 @@ class Mechanisms:
         self.found = {name: dp_tables.measurement(context, policy, name, CALENDAR) for name in policy.tables}
         self.keys = {name: dp_tables.keys(t, CALENDAR).select("cell") for name, t in policy.tables.items()}
 
-    def scale(self, name: str) -> float:
-        return float(self.found[name][1]["scale"])
+    def scale(self, name: str) -> np.ndarray:
+        """The declared noise scale of each cell, in published units (a sum's is its clip's)."""
+        return float(self.found[name][1]["scale"]) * dp_tables.factors(self.policy.tables[name], CALENDAR)
 
     def draw(self, name: str, frame: pl.DataFrame) -> np.ndarray:
-        """One release of the table from `frame`: its cells' values in the order of its keys."""
+        """One release of the table from `frame`: its cells' values as published, in the keys' order."""
         out = self.found[name][0](dp_tables.shuffled(frame).lazy()).collect()
-        return self.keys[name].join(out, on="cell", how="left")["value"].to_numpy()
+        return dp_tables.cells(out, self.policy.tables[name], CALENDAR, 0.0)["value"].to_numpy()
 
 
 def _exact(policy: dp_policy.DPPolicy, name: str, frame: pl.DataFrame) -> np.ndarray:
     """The table without noise, for data in which no one needs truncating."""
     table = policy.tables[name]
     mine = frame.filter(pl.col("table") == name)
-    if table.measure.kind == "sum":
-        low, high = table.measure.clip or (0, 0)
-        found = mine.group_by("cell").agg(pl.col("value").clip(low, high).sum())
+    if table.measure.kind == "sum":  # contributions are clipped already, in UNITS of each cell's clip
+        found = mine.group_by("cell").agg(pl.col("value").sum())
     else:
         found = mine.group_by("cell").agg(pl.len().cast(pl.Int64).alias("value"))
     keys = dp_tables.keys(table, CALENDAR).select("cell")
-    return keys.join(found, on="cell", how="left")["value"].fill_null(0).to_numpy()
+    units = keys.join(found, on="cell", how="left", maintain_order="left")["value"].fill_null(0).to_numpy()
+    return np.round(units * dp_tables.factors(table, CALENDAR))
 
 
 def _discrete_laplace(scale: float) -> tuple[float, float]:
@@ -161,7 +162,7 @@ def test_the_noise_follows_its_declared_distribution_and_scale():
     mechanisms = Mechanisms(policy, frame)
     exact = _exact(policy, "cases", frame)
     noise = np.concatenate([mechanisms.draw("cases", frame) - exact for _ in range(2000)])
-    scale = mechanisms.scale("cases")
+    scale = float(mechanisms.scale("cases")[0])  # a count: the same for every cell
     assert scale == pytest.approx(policy.tables["cases"].cells_per_person / 1.0)  # sensitivity / epsilon
     assert _gof_pvalue(noise, scale) > LEVEL
     assert _gof_pvalue(noise, scale * 0.85) < LEVEL and _gof_pvalue(noise, scale * 1.15) < LEVEL
@@ -173,10 +174,10 @@ def test_the_noise_follows_its_declared_distribution_and_scale():
 
 @pytest.mark.parametrize("name", list(SHIPPED.tables))
 def test_a_customer_with_a_thousand_lines_moves_a_table_by_at_most_its_bound(name):
-    """Each shipped table alone at epsilon 10 (little noise): the mean change a thousand-line
-    customer in more cells than allowed makes is the bound (cells per person x what one person
-    gives a cell), within six standard errors of the declared noise; clipping and the cell limit
-    are both needed to get there."""
+    """Each shipped table alone at epsilon 10 (little noise): a thousand-line customer in one cell
+    more than allowed moves each of their cells by at most its bound (one person; a sum's clip for
+    the cell's category), and the table by a random choice of cells_per_person of them, within six
+    standard errors of the declared noise; clipping and the cell limit are both needed for that."""
     table = SHIPPED.tables[name]
     policy = dp_policy.DPPolicy.model_validate(
         {"release": {"epsilon": 10.0}, "tables": {name: {**table.model_dump(), "share": 1.0}}}
@@ -186,23 +187,28 @@ def test_a_customer_with_a_thousand_lines_moves_a_table_by_at_most_its_bound(nam
     mechanisms = Mechanisms(policy, crowd)
     draws = 1500 if table.measure.kind == "sum" else 300  # a sum's noise is in CNY: more draws to tell a cell apart
     moved = np.mean([mechanisms.draw(name, heavy) - mechanisms.draw(name, crowd) for _ in range(draws)], axis=0)
-    _, variance = _discrete_laplace(mechanisms.scale(name))
-    error = 6 * math.sqrt(2 * variance / draws)  # six standard errors of one cell's mean change
+    variance = np.array([_discrete_laplace(s)[1] for s in mechanisms.scale(name)])
+    error = 6 * np.sqrt(2 * variance / draws)  # six standard errors of each cell's mean change
     theirs = _exact(policy, name, heavy.filter(pl.col("person") == HEAVY)) > 0
     assert theirs.sum() == spread
-    per_cell, bound = dp_tables.per_cell(table), table.cells_per_person * dp_tables.per_cell(table)
-    assert np.all(np.abs(moved[~theirs]) <= error)  # no one else's cell moves
-    assert np.all(moved[theirs] <= per_cell + error)
-    assert moved[theirs].sum() == pytest.approx(bound, abs=error * math.sqrt(spread))
-    # without the cell limit it would have moved by one cell more (and unclipped, by far more)
-    assert abs(moved[theirs].sum() - spread * per_cell) > error * math.sqrt(spread)
+    bounds = dp_tables.cell_bounds(table, CALENDAR)  # what one person gives each cell, at most
+    assert np.all(np.abs(moved[~theirs]) <= error[~theirs])  # no one else's cell moves
+    assert np.all(moved[theirs] <= bounds[theirs] + error[theirs])
+    # a random choice of cells_per_person of their cells, each moved by its bound
+    expected = bounds[theirs].sum() * table.cells_per_person / spread
+    total_error = 6 * math.sqrt(np.sum(2 * variance[theirs] / draws))
+    assert moved[theirs].sum() == pytest.approx(expected, abs=total_error)
+    # without the cell limit it would have moved by all their cells' bounds (unclipped, by far more)
+    assert abs(moved[theirs].sum() - bounds[theirs].sum()) > total_error
 
 
 def _statistic(mechanisms: Mechanisms, frame: pl.DataFrame, heavy_cells: dict[str, np.ndarray]) -> float:
-    """The customer's cells in every table, each in units of its table's noise scale, summed: where
-    their presence shows most (their cells move by epsilon in these units in all)."""
+    """The customer's cells in every table, each in units of its noise scale, summed: where their
+    presence shows most (their cells move by at most epsilon in these units in all)."""
     return sum(
-        mechanisms.draw(name, frame)[cells].sum() / mechanisms.scale(name) for name, cells in heavy_cells.items() if len(cells)
+        (mechanisms.draw(name, frame)[cells] / mechanisms.scale(name)[cells]).sum()
+        for name, cells in heavy_cells.items()
+        if len(cells)
     )
 
 

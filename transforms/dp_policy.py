@@ -40,18 +40,35 @@ class Release(_Strict):
     privacy_unit: Literal["customer"] = "customer"
 
 
+Bounds = tuple[float, float]
+
+
 class Measure(_Strict):
     kind: Literal["distinct_people", "rows", "sum"]
     column: str | None = None
-    clip: tuple[float, float] | None = None  # a sum's per-row bounds
+    clip: Bounds | None = None  # a sum's bounds per person and cell
+    # Other bounds for some values of one grain attribute, e.g. {category: {食品: [0, 1000]}}: each
+    # cell's noise is then in proportion to its own bound (transforms/dp_tables.py).
+    clip_by: dict[str, dict[str, Bounds]] | None = None
 
     @model_validator(mode="after")
     def _sum_is_bounded(self) -> Measure:
-        if self.kind == "sum" and (self.column is None or self.clip is None or self.clip[0] >= self.clip[1]):
+        if self.kind == "sum" and (self.column is None or self.clip is None):
             raise ValueError("a sum names its column and clips it to [low, high] with low < high")
-        if self.kind != "sum" and (self.column is not None or self.clip is not None):
+        if self.kind != "sum" and (self.column is not None or self.clip is not None or self.clip_by is not None):
             raise ValueError(f"a {self.kind} count takes no column and no clip")
+        if self.clip_by is not None and len(self.clip_by) != 1:
+            raise ValueError("clip_by names one attribute")
+        if any(low >= high for low, high in self.bounds().values()):
+            raise ValueError("every clip is [low, high] with low < high")
         return self
+
+    def bounds(self) -> dict[str | None, Bounds]:
+        """The clip per value of the clip_by attribute, None for every other value."""
+        found: dict[str | None, Bounds] = {None: self.clip} if self.clip else {}
+        for by_value in (self.clip_by or {}).values():
+            found.update(by_value)
+        return found
 
 
 class Table(_Strict):
@@ -71,6 +88,8 @@ class Table(_Strict):
             )
         if len(set(self.grain)) != len(self.grain) or len(TIME & set(self.grain)) > 1:
             raise ValueError("each attribute once, and one time unit at most")
+        if self.measure.clip_by and not set(self.measure.clip_by) <= set(self.grain):
+            raise ValueError(f"clip_by {', '.join(self.measure.clip_by)} is not in the grain")
         if self.rows_per_cell != 1 and self.measure.kind != "rows":
             raise ValueError("rows_per_cell bounds a row count; people are counted once per cell, sums once per person and cell")
         return self

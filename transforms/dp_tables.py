@@ -40,7 +40,11 @@ ALPHA = 0.05  # error bars: the noise stays within them with probability 1 - ALP
 # More people than live in China; it bounds nothing the noise depends on.
 MAX_ROWS_PER_CELL = 2_000_000_000
 VALUE = "value"  # the measure's column in the published table
-MARGIN = "margin_95"  # the noise's 95% bound, the same for every cell of a table
+MARGIN = "margin_95"  # the noise's 95% bound: the same for every cell of a table, or of a clip
+# A sum is computed in ten-thousandths of each cell's clip (a person gives a cell at most UNITS) and
+# published in CNY: the noise of a cell is then in proportion to its own clip, and a table of small
+# and large categories is not all as noisy as its largest (post-processing: no privacy cost).
+UNITS = 10_000
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ def keys(table: Table, calendar: Calendar) -> pl.DataFrame:
         if attribute.type == pa.date32():
             values = values.cast(pl.Date)
         frame = frame.join(values.to_frame(), how="cross")
-    return frame.drop("_").with_columns(_cell(table.grain))
+    return frame.drop("_").sort(table.grain).with_columns(_cell(table.grain))
 
 
 def _cell(grain: Sequence[str]) -> pl.Expr:
@@ -143,10 +147,10 @@ def _cell(grain: Sequence[str]) -> pl.Expr:
 
 def contributions(name: str, table: Table, rows: pl.DataFrame, calendar: Calendar) -> pl.DataFrame:
     """What each person gives the table, in its public cells only: (`table`, `person`, `cell`,
-    `value`). `rows` are the source's raw rows with `person`. A count of people and a sum have one
-    row per person and cell (a sum's value is the person's total there, in whole CNY; OpenDP clips
-    it); a row count keeps every row. Rows outside the cells (another day, an unknown store) are
-    left out here, so they cannot use up a person's cells."""
+    `value`). `rows` are the source's raw rows with `person`. A count of people has one row per
+    person and cell; a sum too, its value the person's total there clipped to the cell's bounds
+    and expressed in UNITS of them; a row count keeps every row. Rows outside the cells (another
+    day, an unknown store) are left out here, so they cannot use up a person's cells."""
     source = ATTRIBUTES[table.source]
     derived = rows.select(
         "person",
@@ -158,9 +162,35 @@ def contributions(name: str, table: Table, rows: pl.DataFrame, calendar: Calenda
     found = derived.join(keys(table, calendar).select("cell"), on="cell", how="semi")
     if table.measure.kind == "sum":
         found = found.group_by("person", "cell").agg(pl.col(VALUE).sum())
+        low, high, ceiling = _clips(table, pl.col("cell"), calendar)
+        found = found.with_columns((pl.col(VALUE).clip(low, high) / ceiling * UNITS).alias(VALUE))
     elif table.measure.kind == "distinct_people":
         found = found.unique(["person", "cell"]).with_columns(pl.lit(1.0).alias(VALUE))
     return found.select(pl.lit(name).alias("table"), "person", "cell", pl.col(VALUE).round(0).cast(pl.Int64))
+
+
+def _clips(table: Table, cell: pl.Expr, calendar: Calendar) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """Each cell's clip (low, high) and its larger magnitude, as expressions of its key."""
+    bounds = table.measure.bounds()
+    public = keys(table, calendar)
+    by = next(iter(table.measure.clip_by or {}), None)
+    values = public[by].cast(pl.String).to_list() if by else [None] * public.height
+    low = dict(zip(public["cell"], (bounds.get(v, bounds[None])[0] for v in values)))
+    high = dict(zip(public["cell"], (bounds.get(v, bounds[None])[1] for v in values)))
+    ceiling = {c: max(abs(low[c]), abs(high[c])) for c in low}
+    return (
+        cell.replace_strict(low, return_dtype=pl.Float64),
+        cell.replace_strict(high, return_dtype=pl.Float64),
+        cell.replace_strict(ceiling, return_dtype=pl.Float64),
+    )
+
+
+def cell_bounds(table: Table, calendar: Calendar) -> np.ndarray:
+    """How much one person can move each cell (in the published units), in the keys' order."""
+    public = keys(table, calendar)
+    if table.measure.kind == "sum":
+        return public.select(_clips(table, pl.col("cell"), calendar)[2])["cell"].to_numpy()
+    return np.full(public.height, float(table.rows_per_cell if table.measure.kind == "rows" else 1))
 
 
 def shuffled(frame: pl.DataFrame) -> pl.DataFrame:
@@ -174,19 +204,23 @@ def shuffled(frame: pl.DataFrame) -> pl.DataFrame:
 @dataclass(frozen=True)
 class Released:
     """One table as released: its cells (typed grain columns, `value`, `margin_95`) and what
-    bounds it (all public: the policy's numbers and OpenDP's calibration, no count of the data)."""
+    bounds it (all public: the policy's numbers and OpenDP's calibration, no count of the data).
+    Scale, margin and sensitivity are in the published units, for the noisiest cells; a sum
+    clipped by category has them per category too (`by`)."""
 
     name: str
     table: Table
     cells: pa.Table
     epsilon: float
-    scale: float  # of the noise added to each cell
+    scale: float  # of the noise added to a cell
     margin: float  # |noise| <= margin with probability 1 - ALPHA
     distribution: str
     sensitivity: float  # how much one person can move the table (L1), as OpenDP calibrated it: scale x epsilon
+    by: dict[str, dict[str, float]] = field(default_factory=dict)  # clip_by value -> scale, margin_95
 
     def metadata(self) -> dict:
         measure = self.table.measure
+        noise = {"distribution": self.distribution, "scale": self.scale, "margin_95": self.margin, "alpha": ALPHA}
         return {
             "table": self.name,
             "source": self.table.source,
@@ -199,16 +233,8 @@ class Released:
                 **({"clip": list(measure.clip)} if measure.clip else {}),
                 "sensitivity_l1": self.sensitivity,
             },
-            "noise": {"distribution": self.distribution, "scale": self.scale, "margin_95": self.margin, "alpha": ALPHA},
+            "noise": noise | ({"by": {next(iter(measure.clip_by or {})): self.by}} if self.by else {}),
         }
-
-
-def per_cell(table: Table) -> float:
-    """How much one person can move one cell of the table."""
-    if table.measure.kind == "sum":
-        assert table.measure.clip is not None
-        return max(abs(table.measure.clip[0]), abs(table.measure.clip[1]))
-    return table.rows_per_cell if table.measure.kind == "rows" else 1
 
 
 def context(policy: DPPolicy, frame: pl.DataFrame) -> dp.Context:
@@ -253,34 +279,52 @@ def release(policy: DPPolicy, frame: pl.DataFrame, calendar: Calendar) -> list[R
     released = []
     for name, table in policy.tables.items():
         mechanism, summary = measurement(within, policy, name, calendar)
-        noisy = within(mechanism).collect()
+        found = cells(within(mechanism).collect(), table, calendar, float(summary["accuracy"]))
+        factor = factors(table, calendar)
+        scale, margin = float(summary["scale"]) * factor.max(), float(summary["accuracy"]) * factor.max()
+        by = next(iter(table.measure.clip_by or {}), None)
+        per_value = dict(zip(keys(table, calendar)[by].cast(pl.String), factor)) if by else {}
         released.append(
             Released(
                 name=name,
                 table=table,
-                cells=cells(noisy, table, calendar, float(summary["accuracy"])),
+                cells=found,
                 epsilon=policy.epsilon(name),
-                scale=float(summary["scale"]),
-                margin=float(summary["accuracy"]),
+                scale=scale,
+                margin=margin,
                 distribution=str(summary["distribution"]),
-                # at most cells x what one person gives a cell; fewer when the table has fewer cells
-                sensitivity=round(float(summary["scale"]) * policy.epsilon(name), 9),
+                # at most cells x what one person gives a cell; less when the table has fewer cells
+                sensitivity=round(scale * policy.epsilon(name), 6),
+                by={
+                    v: {"scale": float(summary["scale"]) * f, "margin_95": float(summary["accuracy"]) * f}
+                    for v, f in per_value.items()
+                },
             )
         )
     return released
 
 
+def factors(table: Table, calendar: Calendar) -> np.ndarray:
+    """Published units per mechanism unit, per cell in the keys' order (a sum's clip / UNITS)."""
+    bounds = cell_bounds(table, calendar)
+    return bounds / UNITS if table.measure.kind == "sum" else np.ones(len(bounds))
+
+
 def cells(noisy: pl.DataFrame, table: Table, calendar: Calendar, margin: float) -> pa.Table:
-    """A mechanism's output as published: every public cell, its attributes typed, in order."""
-    found = keys(table, calendar).join(noisy, on="cell", how="left").drop("cell").sort(table.grain)
-    return _typed(found.with_columns(pl.lit(margin).alias(MARGIN)), table)
+    """A mechanism's output as published: every public cell in the keys' order, its attributes
+    typed, its value and margin in the measure's units (CNY for a sum)."""
+    public = keys(table, calendar).with_columns(pl.Series("factor", factors(table, calendar)))
+    found = public.join(noisy, on="cell", how="left", maintain_order="left")
+    found = found.with_columns(
+        (pl.col(VALUE) * pl.col("factor")).round(0).alias(VALUE), (pl.col("factor") * margin).alias(MARGIN)
+    )
+    return _typed(found.drop("cell", "factor"), table)
 
 
 def _aggregate(table: Table) -> pl.Expr:
     if table.measure.kind == "sum":
-        assert table.measure.clip is not None
-        low, high = (int(b) for b in table.measure.clip)
-        return pl.col(VALUE).fill_null(0).dp.sum((low, high)).alias(VALUE)  # type: ignore[attr-defined]  # OpenDP's namespace
+        lows = [int(np.floor(low / max(abs(low), abs(high)) * UNITS)) for low, high in table.measure.bounds().values()]
+        return pl.col(VALUE).fill_null(0).dp.sum((min(0, *lows), UNITS)).alias(VALUE)  # type: ignore[attr-defined]  # OpenDP's namespace
     return dp.len(signed=True).alias(VALUE)  # signed: unbiased; a cell near 0 may show below it
 
 
