@@ -35,33 +35,38 @@ from utility import attributed, hierarchy, published  # noqa: E402
 
 from flows.pipeline import dp  # noqa: E402
 from flows.runtime.paths import POLICIES  # noqa: E402
+from flows.storage import raw  # noqa: E402
 from flows.storage.landing import Landing, export_dates  # noqa: E402
-from transforms import dp_tables  # noqa: E402
+from transforms import dp_tables, linkage  # noqa: E402
 from transforms.dp_policy import DPPolicy  # noqa: E402
 
 MIN_PEOPLE = 20
 
 
-def exact(frame: pl.DataFrame, name: str) -> pd.DataFrame:
-    """Per cell of a table: the exact value and its people (from the contributions, before bounding)."""
-    mine = frame.filter(pl.col("table") == name)
+def exact(table, rows: pl.DataFrame, calendar) -> pd.DataFrame:
+    """Per cell of a table: the exact value and its people (the raw rows, nothing bounded)."""
+    found = dp_tables.placed(table, rows, calendar)
+    value = {"sum": pl.col("value").sum(), "rows": pl.len(), "distinct_people": pl.col("person").n_unique()}
     return (
-        mine.group_by("cell")
-        .agg(pl.col("value").sum().alias("exact"), pl.col("person").n_unique().alias("people"))
+        found.group_by("cell")
+        .agg(value[table.measure.kind].cast(pl.Float64).alias("exact"), pl.col("person").n_unique().alias("people"))
         .to_pandas()
         .set_index("cell")
     )
 
 
-def bounding(frame: pl.DataFrame, name: str, table) -> dict:
+def bounding(frame: pl.DataFrame, name: str, table, rows: pl.DataFrame, calendar) -> dict:
+    """What bounding drops before any noise: the share of a table's contributions beyond a
+    person's limit and, for a sum, the share of revenue clipped away."""
     mine = frame.filter(pl.col("table") == name)
     per_person = mine.group_by("person").len()["len"].cast(pl.Int64).to_numpy()
     allowed = table.cells_per_person * table.rows_per_cell
     out = {"rows_beyond_limit": round(float(np.maximum(per_person - allowed, 0).sum() / max(per_person.sum(), 1)), 4)}
     if table.measure.kind == "sum":
-        low, high = table.measure.clip
-        values = mine["value"].to_numpy()
-        out["clipped_share"] = round(float(1 - np.clip(values, low, high).sum() / values.sum()), 4)
+        sums = dp_tables.placed(table, rows, calendar).group_by("person", "cell").agg(pl.col("value").sum())
+        factor = dict(zip(dp_tables.keys(table, calendar)["cell"], dp_tables.factors(table, calendar)))
+        kept = mine.with_columns(pl.col("cell").replace_strict(factor, return_dtype=pl.Float64).alias("f"))
+        out["clipped_share"] = round(float(1 - (kept["value"] * kept["f"]).sum() / sums["value"].sum()), 4)
     return out
 
 
@@ -133,20 +138,20 @@ CELLS = (1, 2, 3, 4, 6)
 CLIPS = (3000, 5000, 10000, 20000, 50000)
 
 
-def sweep(policy, frame: pl.DataFrame, calendar, truths: dict, repeats: int) -> dict:
+def sweep(policy, rows: dict, calendar, truths: dict, repeats: int) -> dict:
     """Each table alone at its share of epsilon, with other bounds: cells per person (and, for a
-    sum, the clip). What the policy's choices rest on."""
+    sum, one clip for every cell or the policy's clips). What the policy's choices rest on."""
     found: dict[str, list[dict]] = {}
     for name, table in policy.tables.items():
-        clips = CLIPS if table.measure.kind == "sum" else (None,)
+        clips = (*CLIPS, "policy") if table.measure.kind == "sum" else (None,)
         for cells in CELLS:
             for clip in clips:
                 changed = table.model_dump()
                 changed.update(cells_per_person=cells, share=1.0)
-                if clip:
-                    changed["measure"]["clip"] = [0, clip]
+                if isinstance(clip, int):
+                    changed["measure"].update(clip=[0, clip], clip_by=None)
                 alone = DPPolicy.model_validate({"release": {"epsilon": policy.epsilon(name)}, "tables": {name: changed}})
-                mine = frame.filter(pl.col("table") == name)
+                mine = dp_tables.contributions(name, alone.tables[name], rows[table.source], calendar)
                 runs = []
                 for _ in range(repeats):
                     (r,) = dp_tables.release(alone, mine, calendar)
@@ -163,7 +168,7 @@ def sweep(policy, frame: pl.DataFrame, calendar, truths: dict, repeats: int) -> 
                         "margin_95": round(r.margin, 1),
                         "median_relative_error": round(float(np.median([x[0] for x in runs])), 4),
                         "within_10pct": round(float(np.median([x[1] for x in runs])), 4),
-                        **bounding(mine, name, alone.tables[name]),
+                        **bounding(mine, name, alone.tables[name], rows[table.source], calendar),
                     }
                 )
     return found
@@ -182,17 +187,17 @@ def main() -> None:
     dates = export_dates(landing, policies)
     timings = {}
     began = time.perf_counter()
-    files = dp.listed(landing, policies, dates)
-    frames = dp.read(landing, policies, policy.tables, files)
+    files = raw.listed(landing, policies, dates)
+    frames = raw.read(landing, policies, policy.tables, files)
     timings["read"] = time.perf_counter() - began
     began = time.perf_counter()
-    rows = dp.people(frames)
+    rows = linkage.people(frames)
     timings["link"] = time.perf_counter() - began
     calendar = dp_tables.Calendar(dates, POLICIES / "hierarchies")
     began = time.perf_counter()
     frame = pl.concat([dp_tables.contributions(name, t, rows[t.source], calendar) for name, t in policy.tables.items()])
     timings["contributions"] = time.perf_counter() - began
-    truths = {name: exact(frame, name) for name in policy.tables}
+    truths = {name: exact(t, rows[t.source], calendar) for name, t in policy.tables.items()}
     scores: dict[str, list[tuple[float, float]]] = {name: [] for name in policy.tables}
     releases = []
     for _ in range(args.repeats):
@@ -224,11 +229,11 @@ def main() -> None:
             "median_people_in_scored": float(truth.loc[truth["people"] >= MIN_PEOPLE, "people"].median()),
             "median_relative_error": round(float(np.median(medians)), 4),
             "within_10pct": round(float(np.median(withins)), 4),
-            **bounding(frame, r.name, r.table),
+            **bounding(frame, r.name, r.table, rows[r.table.source], calendar),
             **({"anonymized": anonymized(args.warehouse, r.name, r.table, truth)} if args.warehouse else {}),
         }
     if args.sweep:
-        report["sweep"] = sweep(policy, frame, calendar, truths, max(1, args.repeats - 1))
+        report["sweep"] = sweep(policy, rows, calendar, truths, max(1, args.repeats - 1))
     text = json.dumps(report, ensure_ascii=False, indent=1)
     print(text)
     if args.out:

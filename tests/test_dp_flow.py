@@ -55,7 +55,7 @@ def test_a_release_publishes_every_table_with_its_budget_and_reruns_spend_nothin
         grain = policy["tables"][table["name"]]["grain"]
         assert read.column_names == [*grain, "value", "margin_95"] and read.num_rows == table["cells"]
         assert meta["epsilon"] == pytest.approx(policy["release"]["epsilon"] * policy["tables"][table["name"]]["share"])
-        assert meta["noise"]["margin_95"] == pytest.approx(max(read["margin_95"].to_pylist()))  # the noisiest cells'
+        assert meta["noise"]["margin_95"] == pytest.approx(max(read["margin_95"].to_pylist()))  # the noisiest cells
         declared = policy["tables"][table["name"]]
         rows = declared.get("rows_per_cell", 1)
         measure = declared["measure"]
@@ -143,13 +143,15 @@ def test_one_customer_across_sources_is_one_unit_and_an_erased_one_is_left_out(l
     through the document or mobile; every row of someone on the erasure list is gone, in every
     source."""
     from flows.pipeline import dp
+    from flows.storage import raw
     from flows.storage.landing import Landing, export_dates
+    from transforms import linkage
 
     policy, policies = dp.load(POLICIES)
     found = Landing(str(landing))
-    frames = dp.read(found, policies, policy.tables, dp.listed(found, policies, export_dates(found, policies)))
+    frames = raw.read(found, policies, policy.tables, raw.listed(found, policies, export_dates(found, policies)))
     assert frames["pos"]["_erased"].any()  # the generated landing has requests that name buyers
-    people = dp.people(frames)
+    people = linkage.people(frames)
     pos, cases, members = people["pos"], people["after_sales"], people["membership"]
     by_member = members.filter(members["id:member_no"].is_not_null()).select("id:member_no", "person").unique()
     joined = cases.join(by_member, left_on="id:member_no", right_on="id:member_no", how="inner")

@@ -4,12 +4,13 @@ OpenDP's Polars context, the privacy unit one customer across every table and da
     attributes  what a table may be broken down by, per source: how a raw row gives it and where
                 its keys come from (a calendar or a policy hierarchy, never the data)
     contributions  one frame for the whole release: per table, a row per person and cell (a count
-                of people, a sum: the person's value in the cell) or per raw row (a row count),
-                only in the tables' public cells, in random order
-    release     one OpenDP context over that frame, one query per table at its share of epsilon:
-                each query bounds what a person contributes (rows per cell, cells per table) and
-                adds noise calibrated to that bound; the context refuses to spend more than the
-                release's epsilon
+                of people; a sum: the person's total in the cell, clipped to the cell's bounds and
+                in UNITS of them) or per raw row (a row count), only in the tables' public cells
+    release     one OpenDP context over that frame (in random order), one query per table at its
+                share of epsilon: each query bounds what a person contributes (rows per cell,
+                rows per table) and adds noise calibrated to that bound; the context refuses to
+                spend more than the release's epsilon
+    cells       the released values as published: every public cell, typed, a sum back in CNY
 
 Pure functions of their inputs (and of OpenDP's noise); reading the exports and writing the
 tables is flows/pipeline/dp.py's.
@@ -151,6 +152,19 @@ def contributions(name: str, table: Table, rows: pl.DataFrame, calendar: Calenda
     person and cell; a sum too, its value the person's total there clipped to the cell's bounds
     and expressed in UNITS of them; a row count keeps every row. Rows outside the cells (another
     day, an unknown store) are left out here, so they cannot use up a person's cells."""
+    found = placed(table, rows, calendar)
+    if table.measure.kind == "sum":
+        found = found.group_by("person", "cell").agg(pl.col(VALUE).sum())
+        low, high, ceiling = _clips(table, pl.col("cell"), calendar)
+        found = found.with_columns((pl.col(VALUE).clip(low, high) / ceiling * UNITS).alias(VALUE))
+    elif table.measure.kind == "distinct_people":
+        found = found.unique(["person", "cell"]).with_columns(pl.lit(1.0).alias(VALUE))
+    return found.select(pl.lit(name).alias("table"), "person", "cell", pl.col(VALUE).round(0).cast(pl.Int64))
+
+
+def placed(table: Table, rows: pl.DataFrame, calendar: Calendar) -> pl.DataFrame:
+    """The rows in the table's public cells: `person`, the grain's attributes, `cell`, and the
+    measure's raw `value` (1 for a count)."""
     source = ATTRIBUTES[table.source]
     derived = rows.select(
         "person",
@@ -159,14 +173,7 @@ def contributions(name: str, table: Table, rows: pl.DataFrame, calendar: Calenda
             pl.col(table.measure.column).cast(pl.Float64, strict=False).fill_null(0.0) if table.measure.column else pl.lit(1.0)
         ).alias(VALUE),
     ).with_columns(_cell(table.grain))
-    found = derived.join(keys(table, calendar).select("cell"), on="cell", how="semi")
-    if table.measure.kind == "sum":
-        found = found.group_by("person", "cell").agg(pl.col(VALUE).sum())
-        low, high, ceiling = _clips(table, pl.col("cell"), calendar)
-        found = found.with_columns((pl.col(VALUE).clip(low, high) / ceiling * UNITS).alias(VALUE))
-    elif table.measure.kind == "distinct_people":
-        found = found.unique(["person", "cell"]).with_columns(pl.lit(1.0).alias(VALUE))
-    return found.select(pl.lit(name).alias("table"), "person", "cell", pl.col(VALUE).round(0).cast(pl.Int64))
+    return derived.join(keys(table, calendar).select("cell"), on="cell", how="semi")
 
 
 def _clips(table: Table, cell: pl.Expr, calendar: Calendar) -> tuple[pl.Expr, pl.Expr, pl.Expr]:

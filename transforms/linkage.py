@@ -11,9 +11,12 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import polars as pl
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+ERASED = "_erased"  # a row that names someone on the erasure list
+IDENTIFIERS = ("id:", "link:")  # columns of normalized identifiers (`id:<kind>`) and link keys (`link:<source>.<key>`)
 Key = tuple[str, int, Sequence]  # (domain, part, one value per row of that part; None, NaN or '': none)
 
 
@@ -39,3 +42,27 @@ def components(sizes: Sequence[int], keys: Iterable[Key]) -> list[np.ndarray]:
     _, labels = connected_components(graph, directed=False)
     dense, _ = pd.factorize(labels[: offsets[-1]])
     return [dense[offsets[i] : offsets[i + 1]].astype(np.int64) for i in range(len(sizes))]
+
+
+def people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """Each source's rows with `person`, one id per customer across sources (rows that share a
+    document, mobile or member number, or a case and its receipt), without the people on the
+    erasure list (all their rows, in every source)."""
+    sources = list(frames)
+    parts = components(
+        [frames[s].height for s in sources],
+        (
+            (column.split(":", 1)[1] if column.startswith("id:") else column, i, frames[s][column].to_pandas())
+            for i, s in enumerate(sources)
+            for column in frames[s].columns
+            if column.startswith(IDENTIFIERS)
+        ),
+    )
+    erased = np.unique(
+        np.concatenate([p[frames[s][ERASED].to_numpy()] for s, p in zip(sources, parts)] or [np.zeros(0, np.int64)])
+    )
+    found = {}
+    for source, part in zip(sources, parts):
+        frame = frames[source].with_columns(pl.Series("person", part))
+        found[source] = frame.filter(~pl.col("person").is_in(erased))
+    return found

@@ -8,7 +8,7 @@ One release covers the chosen export dates and every table at once. In order:
     check     the DP policy (budget, bounds) and the ledger, before any file is read
     budget    what earlier releases spent: the same inputs and policy again is up to date (no new
               noise, nothing spent); anything else spends epsilon again, only when asked to
-    read      the columns the tables need, every identifier, the erasure list (I/O: here only)
+    read      the columns the tables need, every identifier, the erasure list (flows/storage/raw.py)
     people    one id per customer across the three sources (transforms/linkage.py); a customer
               on the erasure list is left out whole
     release   OpenDP, one context for the release (transforms/dp_tables.py)
@@ -32,9 +32,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import polars as pl
-import pyarrow as pa
 from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import Field
@@ -44,18 +42,14 @@ from flows.pipeline.parameters import LandingUrl, Policies, Restricted, Trigger,
 from flows.pipeline.record import file_sha256
 from flows.runtime import paths
 from flows.storage import landing as landing_io
-from flows.storage import ledger
+from flows.storage import ledger, raw
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import DPReleaseEntry
-from transforms import dp_policy, dp_tables, linkage, steps
-from transforms.identifiers import SUBJECT_IDENTIFIERS
+from transforms import dp_policy, dp_tables, linkage
 from transforms.policy import SourcePolicy, load_policies
-from transforms.text import NORMALIZERS
 
 log = logging.getLogger("tuomin")
 LIBRARY = f"opendp {version('opendp')}"
-ERASED = "_erased"
-BLOCK = 1 << 24
 
 
 class DPRefused(usage.UsageError):
@@ -78,100 +72,6 @@ def load(policies_dir: Path) -> tuple[dp_policy.DPPolicy, dict[str, SourcePolicy
     if missing:
         raise DPRefused(f"{path}: no policy for source(s) {', '.join(missing)} under {policies_dir}; nothing was read or spent")
     return policy, policies
-
-
-def listed(landing: landing_io.Landing, policies: dict[str, SourcePolicy], dates: list[dt.date]) -> list[dict[str, str]]:
-    """Every export file of every source on `dates`: source, landing path, SHA-256."""
-    return [
-        {"source": source, "path": relative, "sha256": landing.sha256(relative)}
-        for source, policy in policies.items()
-        for date in dates
-        for relative in landing_io.files_for(landing, policy, date)
-    ]
-
-
-def _columns(source: str, policies: dict[str, SourcePolicy], tables: dict[str, dp_policy.Table]) -> list[str]:
-    policy = policies[source]
-    wanted = set(policy.subject_keys.values()) | {link.column for link in policy.link}
-    wanted |= set(steps.link_keys_of(policies, source))
-    for table in tables.values():
-        if table.source == source:
-            wanted |= set(dp_tables.columns_read(table))
-    return sorted(wanted)
-
-
-def read(
-    landing: landing_io.Landing,
-    policies: dict[str, SourcePolicy],
-    tables: dict[str, dp_policy.Table],
-    files: list[dict[str, str]],
-) -> dict[str, pl.DataFrame]:
-    """Per source, the rows of `files` as the tables and the linking of customers need them: the raw
-    text of the tables' columns, normalized identifiers `id:<kind>` and link keys
-    `link:<source>.<key>`, and `_erased` (the row names someone on the erasure list)."""
-    subjects = steps.Subjects.from_requests(landing_io.read_erasure_requests(landing))
-    frames = {}
-    for source, policy in policies.items():
-        columns = _columns(source, policies, tables)
-        needed = sorted({c for t in tables.values() if t.source == source for c in dp_tables.columns_read(t)})
-        kept = needed + _identified_names(source, policies) + [ERASED]
-        blocks = []
-        for relative in (f["path"] for f in files if f["source"] == source):
-            for table in landing_io.iter_csv(landing, relative, policy, [], columns, block_size=BLOCK):
-                block = _identified(table, source, policies, subjects).select(kept)
-                blocks.append(block if needed else block.unique())  # a snapshot only links: its distinct identifiers
-        if blocks:
-            frames[source] = pl.concat(blocks)
-    return frames
-
-
-def _identified_names(source: str, policies: dict[str, SourcePolicy]) -> list[str]:
-    policy = policies[source]
-    names = [f"id:{kind}" for kind in policy.subject_keys]
-    names += [f"link:{link.source}.{link.key}" for link in policy.link]
-    names += [f"link:{source}.{key}" for key in steps.link_keys_of(policies, source)]
-    return sorted(set(names))
-
-
-def _identified(table: pa.Table, source: str, policies: dict[str, SourcePolicy], subjects: steps.Subjects) -> pl.DataFrame:
-    """The block with its identifiers normalized as tokens normalize them, so that a customer's
-    document, mobile or member number matches across sources, and whether it names an erased subject."""
-    policy = policies[source]
-    added: dict[str, pa.Array] = {}
-    for kind, column in policy.subject_keys.items():
-        added[f"id:{kind}"] = NORMALIZERS[SUBJECT_IDENTIFIERS[kind].normalize](table[column])
-    for link in policy.link:
-        added[f"link:{link.source}.{link.key}"] = steps.link_keys(table[link.column])
-    for key in steps.link_keys_of(policies, source):
-        added[f"link:{source}.{key}"] = steps.link_keys(table[key])
-    added[ERASED] = pa.array(steps.subject_rows(table, policy, subjects))
-    for name, values in added.items():
-        table = table.append_column(name, values)
-    return pl.from_arrow(table)  # type: ignore[return-value]
-
-
-def people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
-    """Each source's rows with `person`, one id per customer across sources (rows that share a
-    document, mobile or member number, or a case and its receipt), without the people on the
-    erasure list (all their rows, in every source)."""
-    sources = list(frames)
-    parts = linkage.components(
-        [frames[s].height for s in sources],
-        (
-            (column.split(":", 1)[1] if column.startswith("id:") else column, i, frames[s][column].to_pandas())
-            for i, s in enumerate(sources)
-            for column in frames[s].columns
-            if column.startswith(("id:", "link:"))
-        ),
-    )
-    erased = np.unique(
-        np.concatenate([p[frames[s][ERASED].to_numpy()] for s, p in zip(sources, parts)] or [np.zeros(0, np.int64)])
-    )
-    found = {}
-    for source, part in zip(sources, parts):
-        frame = frames[source].with_columns(pl.Series("person", part))
-        found[source] = frame.filter(~pl.col("person").is_in(erased))
-    return found
 
 
 def inputs_digest(files: list[dict[str, str]], dates: list[dt.date], policy_sha: str, requests_sha: str) -> str:
@@ -226,7 +126,7 @@ def release(
                 f"no export date in {landing_url} from {start or 'the first'} to {end or 'the last'}; nothing was read or spent"
             )
         policy_sha = file_sha256(path)
-        files = listed(landing, policies, chosen)
+        files = raw.listed(landing, policies, chosen)
         digest = inputs_digest(files, chosen, policy_sha, _requests_sha(landing))
         found = budget(restricted, warehouse, digest)
         if found.same is not None:
@@ -238,8 +138,8 @@ def release(
                 f"earlier DP releases spent epsilon {found.spent:g} on these customers; this one would bring it to "
                 f"{found.spent + policy.release.epsilon:g}. Pass --additional to spend it (recorded); nothing was spent"
             )
-        frames = read(landing, policies, policy.tables, files)
-        rows = people(frames)
+        frames = raw.read(landing, policies, policy.tables, files)
+        rows = linkage.people(frames)
         calendar = dp_tables.Calendar(chosen, policies_dir / "hierarchies")
         frame = pl.concat([dp_tables.contributions(name, t, rows[t.source], calendar) for name, t in policy.tables.items()])
         released = dp_tables.release(policy, frame, calendar)
