@@ -17,6 +17,7 @@ import io
 import re
 import shutil
 import tarfile
+import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,9 +174,18 @@ def _unpacked(package: Package) -> Path:
     digest = base64.b64encode(hashlib.sha512(data).digest()).decode()
     if digest != package.integrity:
         raise AssetsUnavailable(f"{package.tarball}: its SHA-512 is not the pinned one; not used")
-    staging = root.with_suffix(".part")
-    shutil.rmtree(staging, ignore_errors=True)
-    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        archive.extractall(staging, filter="data")
-    staging.rename(root)
+    # Unpacked aside, then renamed into place: processes building docs at once (parallel tests, two
+    # flows) each stage their own copy, and the first rename wins; the others discard theirs.
+    CACHE.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=CACHE, prefix=f".{root.name}-"))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            archive.extractall(staging, filter="data")
+        try:
+            staging.rename(root)
+        except OSError:
+            if not (root / "package").is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return root / "package"
