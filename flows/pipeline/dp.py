@@ -183,11 +183,12 @@ def release(
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(s, target)
             log.info(
-                "%s: %d public cells, epsilon %.3g, %s noise of scale %.4g: within ±%.4g for 95%% of cells",
+                "%s: %d public cells, epsilon %.3g, %s noise of scale %s%.4g: within ±%.4g for 95%% of cells",
                 r.name,
                 r.cells.num_rows,
                 r.epsilon,
                 r.distribution,
+                "up to " if r.by else "",  # clipped per category: the noisiest category's
                 r.scale,
                 r.margin,
             )
