@@ -138,6 +138,45 @@ def test_no_raw_value_or_count_of_the_data_in_files_ledger_or_logs(released, lan
         assert {k: v for k, v in a.items() if k not in volatile} == {k: v for k, v in b.items() if k not in volatile}
 
 
+def test_the_evidence_pack_shows_each_tables_budget_and_error_with_a_plot(released, landing, tmp_path):
+    """`tuomin report` after a release: per table its epsilon, noise and error bar as the files
+    record them, the cell size its error bar allows within 10%, a legible plot, a file gone from
+    the warehouse flagged; and no raw value."""
+    import base64
+    import io
+    import re
+
+    import matplotlib.image
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    _, run, done = released
+    missing = run.warehouse / done["tables"][-1]["path"]
+    missing.unlink()
+    out = tmp_path / "pack"
+    args = ["report", "--out", str(out), "--warehouse", str(run.warehouse), "--restricted", str(run.restricted)]
+    made = CliRunner().invoke(app, args)
+    assert made.exit_code == 0, made.output
+    html, facts = (out / "report.html").read_text("utf-8"), json.loads((out / "report.json").read_text("utf-8"))
+    (shown,) = facts["dp_releases"]
+    assert shown["release_id"] == done["release_id"] and shown["spent_total"] == pytest.approx(shown["epsilon"])
+    for table, recorded in zip(shown["tables"], done["tables"]):
+        meta = read_metadata(run.warehouse / recorded["path"]) if recorded is not done["tables"][-1] else None
+        assert table["name"] == recorded["name"] and table["in_place"] == (meta is not None)
+        assert table["ten_percent_at"] == pytest.approx(table["margin_95"] * 10)
+        if meta:
+            assert (table["epsilon"], table["scale"], table["margin_95"]) == pytest.approx(
+                (meta["epsilon"], meta["noise"]["scale"], meta["noise"]["margin_95"])
+            )
+        assert f"<td>{table['name']}</td>" in html
+    assert html.count('<span class="bad">missing</span>') == 1
+    section = html.split("<h2>Differentially private tables</h2>")[1].split("<h2>")[0]
+    (plot,) = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="DP release', section)
+    assert matplotlib.image.imread(io.BytesIO(base64.b64decode(plot))).shape[1] >= 600
+    assert not find_leaks([html, json.dumps(facts, ensure_ascii=False)], raw_identifiers(landing))
+
+
 def test_one_customer_across_sources_is_one_unit_and_an_erased_one_is_left_out(landing):
     """A case joins its customer through the member number or the receipt, a member's POS lines
     through the document or mobile; every row of someone on the erasure list is gone, in every
