@@ -19,7 +19,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test test-fast check format lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale bench-erasure bench-risk bench-utility
+.PHONY: setup run test test-fast check format lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale bench-erasure bench-risk bench-utility bench-dp
 
 setup: $(VENV)/.synced
 
@@ -131,6 +131,17 @@ bench-risk: setup
 
 bench-utility: setup
 	@$(DEMO_KEYS); $(BIN)/python benchmarks/utility.py
+
+# The DP tables against the exact answer and the anonymized rows: a generated landing of 4 x 50,000
+# POS lines, published, then released three times (~5 minutes; BENCH_DP_ROWS=250000 for 1 M lines).
+BENCH_DP_ROWS ?= 50000
+bench-dp: setup
+	@$(DEMO_KEYS); work=$$(mktemp -d) && trap 'rm -rf "$$work"' EXIT && \
+	$(BIN)/tuomin generate --out $$work/landing --days 4 --rows $(BENCH_DP_ROWS) --members 100000 >/dev/null && \
+	PREFECT_LOGGING_LEVEL=WARNING $(BIN)/tuomin run --landing $$work/landing --warehouse $$work/warehouse \
+		--restricted $$work/restricted --all >/dev/null && \
+	$(BIN)/python benchmarks/dp_utility.py --landing $$work/landing --warehouse $$work/warehouse \
+		--out benchmarks/utility/dp_4x$(BENCH_DP_ROWS).json
 
 bench-transforms: setup
 	$(BIN)/python benchmarks/transforms.py --values 1000000
