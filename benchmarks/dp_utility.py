@@ -138,13 +138,13 @@ CELLS = (1, 2, 3, 4, 6)
 CLIPS = (3000, 5000, 10000, 20000, 50000)
 
 
-def sweep(policy, rows: dict, calendar, truths: dict, repeats: int) -> dict:
+def sweep(policy, rows: dict, calendar, truths: dict, repeats: int, cells_tried=CELLS) -> dict:
     """Each table alone at its share of epsilon, with other bounds: cells per person (and, for a
     sum, one clip for every cell or the policy's clips). What the policy's choices rest on."""
     found: dict[str, list[dict]] = {}
     for name, table in policy.tables.items():
         clips = (*CLIPS, "policy") if table.measure.kind == "sum" else (None,)
-        for cells in CELLS:
+        for cells in cells_tried:
             for clip in clips:
                 changed = table.model_dump()
                 changed.update(cells_per_person=cells, share=1.0)
@@ -181,6 +181,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--sweep", action="store_true", help="also each table alone with other bounds")
+    parser.add_argument("--cells", type=int, nargs="+", default=CELLS, help="cells per person the sweep tries")
     args = parser.parse_args()
     policy, policies = dp.load(POLICIES)
     landing = Landing(str(args.landing))
@@ -233,7 +234,7 @@ def main() -> None:
             **({"anonymized": anonymized(args.warehouse, r.name, r.table, truth)} if args.warehouse else {}),
         }
     if args.sweep:
-        report["sweep"] = sweep(policy, rows, calendar, truths, max(1, args.repeats - 1))
+        report["sweep"] = sweep(policy, rows, calendar, truths, max(1, args.repeats - 1), args.cells)
     text = json.dumps(report, ensure_ascii=False, indent=1)
     print(text)
     if args.out:
