@@ -191,6 +191,36 @@ def test_the_evidence_pack_shows_each_tables_budget_and_error_with_a_plot(releas
     assert not find_leaks([html, json.dumps(facts, ensure_ascii=False)], raw_identifiers(landing))
 
 
+def test_the_data_dictionary_and_the_views_describe_every_dp_table(released, tmp_path):
+    """`tuomin docs` lists each DP table with its measure, every column's meaning and type, and per
+    release its epsilon and error bar as its file records them; the views carry the same words."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    _, run, done = released
+    args = ["--warehouse", str(run.warehouse), "--restricted", str(run.restricted), "--out", str(tmp_path / "dictionary")]
+    made = CliRunner().invoke(app, ["docs", *args])
+    assert made.exit_code == 0, made.output
+    described = json.loads((tmp_path / "dictionary" / "dictionary.json").read_text("utf-8"))["dp_tables"]
+    assert sorted(described) == sorted(f"dp_{t['name']}" for t in done["tables"])
+    html = (tmp_path / "dictionary" / "dictionary.html").read_text("utf-8")
+    con = q.connect(run.warehouse)
+    for table in done["tables"]:
+        entry, meta = described[f"dp_{table['name']}"], read_metadata(run.warehouse / table["path"])
+        assert [c["column"] for c in entry["columns"]][: len(meta["grain"])] == meta["grain"]
+        assert all(c["meaning"] for c in entry["columns"]) and f"<h3>dp_{table['name']}</h3>" in html
+        (release,) = entry["releases"]
+        assert (release["release"], release["epsilon"], release["margin_95"]) == (
+            done["release_id"],
+            meta["epsilon"],
+            meta["noise"]["margin_95"],
+        )
+        listed = "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = ?"
+        comments = dict(con.execute(listed, [f"dp_{table['name']}"]).fetchall())
+        assert comments == {c["column"]: c["meaning"] for c in entry["columns"]}
+
+
 def test_one_customer_across_sources_is_one_unit_and_an_erased_one_is_left_out(landing):
     """A case joins its customer through the member number or the receipt, a member's POS lines
     through the document or mobile; every row of someone on the erasure list is gone, in every

@@ -24,6 +24,22 @@ OFFERED: dict[str, frozenset[str]] = {
     "pos": TIME | {"hour", "store", "channel", "nationality", "continent", "category"},
     "after_sales": TIME | {"case_type"},
 }
+# What each grain attribute and measure means to an analyst (the data dictionary, the views' comments).
+MEANING: dict[str, str] = {
+    "day": "The day of the purchase or case (Shanghai time), every day of the release's export dates.",
+    "week": "The ISO week of the purchase or case (YYYY-Www), every week of the release's export dates.",
+    "month": "The month of the purchase or case (YYYY-MM).",
+    "hour": "The hour of day of the receipt (0-23, Shanghai time).",
+    "store": "The store code, every store of the store hierarchy.",
+    "channel": "The store's channel (airport, cruise port, downtown).",
+    "nationality": "The buyer's nationality as an ISO 3166 alpha-3 country code, every country of the hierarchy.",
+    "continent": "The continent of the buyer's nationality.",
+    "category": "The product's category, every category of the product hierarchy.",
+    "case_type": "The after-sales case type, every type of the case-type hierarchy.",
+    "distinct_people": "Distinct customers in the cell, each counted once",
+    "rows": "Rows of {column} in the cell, a customer's bounded",
+    "sum": "The sum of {column} in the cell, a customer's share clipped",
+}
 
 
 class DPPolicyError(ValueError):

@@ -2,7 +2,8 @@
 published at, its values where they are few, and which questions it can answer. Built from what
 the warehouse's files record about themselves (their field metadata, flows/pipeline/record.py) and
 the reviewed policies; written by `tuomin docs` as dictionary.json and dictionary.html, and carried
-by the DuckDB views of `tuomin query` as column comments.
+by the DuckDB views of `tuomin query` as column comments. The differentially private tables
+(`tuomin dp`) have their own entries: grain, measure, and each release's epsilon and error bar.
 
 Values are listed only for columns with few of them (categories, generalized labels); never for
 tokens or free text, and never with counts (a count below k can point at a person).
@@ -19,7 +20,8 @@ import duckdb
 import jinja2
 import pyarrow.parquet as pq
 
-from flows.storage.warehouse import fields_of
+from flows.storage.warehouse import DP_PREFIX, fields_of, read_metadata
+from transforms.dp_policy import MEANING
 from transforms.policy import SourcePolicy
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -40,6 +42,15 @@ QUESTIONS = {  # by role, then by technique: what a column can answer, and what 
 }
 
 
+DP_COLUMNS = {  # the columns every DP table has beside its grain
+    "value": "The table's measure in the cell with Laplace noise added (unbiased; may be below 0); "
+    "`dp_tables` gives its epsilon and noise.",
+    "margin_95": "The noise is within plus or minus this for 95% of cells.",
+    "dataset": "The table's dataset, dp_<table> (from the file's path).",
+    "release": "The DP release the row belongs to (each spent its own epsilon; `dp_tables`).",
+}
+
+
 def build(warehouse: Path, policies: dict[str, SourcePolicy] | None = None, values: bool = True) -> dict:
     """Every published dataset and its columns, from the files in `warehouse` (their values too,
     unless `values` is off: the view comments need none, and listing them reads the columns)."""
@@ -49,7 +60,43 @@ def build(warehouse: Path, policies: dict[str, SourcePolicy] | None = None, valu
         files = sorted(folder.glob("export_date=*/*.parquet"))
         if files:
             datasets[name] = _dataset(files, (policies or {}).get(name), values)
-    return {"warehouse": str(warehouse.resolve()), "datasets": datasets}
+    return {"warehouse": str(warehouse.resolve()), "datasets": datasets, "dp_tables": dp_tables(warehouse)}
+
+
+def dp_tables(warehouse: Path) -> dict:
+    """Each DP table as its files describe it: what a cell counts, its columns, and per release
+    the dates, epsilon and 95% error bar (public numbers: the release's, not the data's)."""
+    found = {}
+    for folder in sorted(warehouse.glob(f"dataset={DP_PREFIX}*")):
+        files = sorted(folder.glob("release=*/*.parquet"))
+        if not files:
+            continue
+        metas = [read_metadata(f) for f in files]
+        last, schema = metas[-1], pq.read_schema(files[-1])
+        measure = last["measure"]
+        what = MEANING.get(measure["kind"], measure["kind"]).format(column=measure.get("column") or last["source"])
+        meanings = {g: MEANING.get(g, "") for g in last["grain"]} | DP_COLUMNS
+        found[folder.name.split("=", 1)[1]] = {
+            "measure": f"{what}, by {' x '.join(last['grain'])}.",
+            "source": last["source"],
+            "privacy_unit": last["privacy_unit"],
+            "columns": [
+                {"column": c, "meaning": meanings[c], "type": str(schema.field(c).type) if c in schema.names else "string"}
+                for c in [*last["grain"], *DP_COLUMNS]
+            ],
+            "releases": [
+                {
+                    "release": m["release_id"],
+                    "dates": {"first": min(m["dates"]), "last": max(m["dates"]), "count": len(m["dates"])},
+                    "epsilon": m["epsilon"],
+                    "release_epsilon": m["release_epsilon"],
+                    "margin_95": m["noise"]["margin_95"],
+                    "cells_per_person": m["bounds"]["cells_per_person"],
+                }
+                for m in metas
+            ],
+        }
+    return found
 
 
 def _dataset(files: list[Path], policy: SourcePolicy | None, values: bool) -> dict:

@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flows.storage import dictionary
-from flows.storage.warehouse import DP_PREFIX
 
 PATH_COLUMNS = {  # what the views add from each file's path (hive partitioning)
     "dataset": "The dataset (the source system's export) the row belongs to.",
@@ -113,27 +112,17 @@ def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection
     return con
 
 
-DP_COLUMNS = {
-    "value": "The table's measure in the cell with Laplace noise added (unbiased; may be below 0); "
-    "`dp_tables` gives its epsilon and noise.",
-    "margin_95": "The noise is within plus or minus this for 95% of cells.",
-    "release": "The DP release the row belongs to (each spent its own epsilon; `dp_tables`).",
-}
-
-
 def _dp_views(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
     """One view per DP table (every release, `release` from the path) and `dp_tables`: each
     table's epsilon, bounds and noise as its file records them (flows/pipeline/dp.py)."""
     files = []
-    for folder in sorted(warehouse.glob(f"dataset={DP_PREFIX}*")):
-        if not any(folder.glob("release=*/*.parquet")):
-            continue
-        name = folder.name.split("=", 1)[1]
-        pattern = f"{folder.as_posix()}/release=*/*.parquet"
+    for name, table in dictionary.dp_tables(warehouse).items():
+        pattern = f"{(warehouse / f'dataset={name}').as_posix()}/release=*/*.parquet"
         files.append(f"'{pattern}'")
         con.execute(f"""CREATE VIEW "{name}" AS SELECT * FROM read_parquet('{pattern}', hive_partitioning = true)""")
-        for column, text in DP_COLUMNS.items():
-            con.execute(f"""COMMENT ON COLUMN "{name}"."{column}" IS '{_literal(text)}'""")
+        con.execute(f"""COMMENT ON VIEW "{name}" IS '{_literal(table["measure"])}'""")
+        for column in table["columns"]:
+            con.execute(f"""COMMENT ON COLUMN "{name}"."{column["column"]}" IS '{_literal(column["meaning"])}'""")
     if files:
         con.execute(f"""CREATE VIEW dp_tables AS
             SELECT m->>'table' AS "table", m->>'release_id' AS release, m->>'source' AS source,
