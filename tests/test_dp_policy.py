@@ -60,3 +60,15 @@ def test_a_release_is_refused_exactly_when_its_tables_spend_more_than_its_epsilo
 def test_a_table_without_its_bounds_is_refused_naming_it(tmp_path, change, says):
     with pytest.raises(DPPolicyError, match=says):
         load(_with(tmp_path, change))
+
+
+def test_every_grain_and_measure_a_policy_may_name_is_explained_to_analysts():
+    """The data dictionary and the views' comments take their words from MEANING: a grain or a
+    measure added to the policy's vocabulary without one would publish a column nobody explains."""
+    import typing
+
+    from transforms.dp_policy import MEANING, Grain, Measure
+
+    kinds = typing.get_args(Measure.model_fields["kind"].annotation)
+    assert set(typing.get_args(Grain)) | set(kinds) == set(MEANING)
+    assert all(MEANING[k].format(column="amount") for k in kinds)
