@@ -47,17 +47,28 @@ def tuomin_log():
     logger.removeHandler(handler)
 
 
-@pytest.fixture
-def released(published, landing, tmp_path, tuomin_log):
-    """A copy of the session's published run with one DP release (its log in `tuomin_log`)."""
-    here, run = copy_run(published, landing, tmp_path)
+def _released(published, landing, target):
+    here, run = copy_run(published, landing, target)
     state = _release(run, here)
     assert state.is_completed(), state.message
     return here, run, state.result()
 
 
-def test_a_release_publishes_every_table_with_its_budget_and_reruns_spend_nothing(released):
-    here, run, done = released
+@pytest.fixture
+def released(published, landing, tmp_path, tuomin_log):
+    """A copy of the session's published run with one DP release (its log in `tuomin_log`), for a
+    test that changes it: releases again, edits the landing, deletes a file."""
+    return _released(published, landing, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def released_once(published, landing, tmp_path_factory):
+    """One such release shared by the tests that only read it (a release costs 10-15 s)."""
+    return _released(published, landing, tmp_path_factory.mktemp("released"))
+
+
+def test_a_release_publishes_every_table_with_its_budget_and_reruns_spend_nothing(released_once):
+    here, run, done = released_once
     policy = yaml.safe_load((POLICIES / "dp" / "tables.yaml").read_text("utf-8"))
     assert done["status"] == "published" and [t["name"] for t in done["tables"]] == list(policy["tables"])
     epsilons = []
@@ -114,8 +125,8 @@ def test_other_inputs_spend_again_only_when_asked_and_the_ledger_adds_it_up(rele
     assert [str(d) for (d,) in one_day.fetchall()] == ["2026-03-01"]
 
 
-def test_analysts_query_the_tables_like_the_rest(released):
-    _, run, done = released
+def test_analysts_query_the_tables_like_the_rest(released_once):
+    _, run, done = released_once
     con = q.connect(run.warehouse)
     listed = q.arrow(q.read_only(con, 'SELECT "table", epsilon, margin_95, cells_per_person, clip FROM dp_tables ORDER BY 1'))
     assert sorted(listed["table"].to_pylist()) == sorted(t["name"] for t in done["tables"])
@@ -191,14 +202,14 @@ def test_the_evidence_pack_shows_each_tables_budget_and_error_with_a_plot(releas
     assert not find_leaks([html, json.dumps(facts, ensure_ascii=False)], raw_identifiers(landing))
 
 
-def test_the_data_dictionary_and_the_views_describe_every_dp_table(released, tmp_path):
+def test_the_data_dictionary_and_the_views_describe_every_dp_table(released_once, tmp_path):
     """`tuomin docs` lists each DP table with its measure, every column's meaning and type, and per
     release its epsilon and error bar as its file records them; the views carry the same words."""
     from typer.testing import CliRunner
 
     from flows.cli import app
 
-    _, run, done = released
+    _, run, done = released_once
     args = ["--warehouse", str(run.warehouse), "--restricted", str(run.restricted), "--out", str(tmp_path / "dictionary")]
     made = CliRunner().invoke(app, ["docs", *args])
     assert made.exit_code == 0, made.output
