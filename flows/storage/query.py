@@ -75,7 +75,8 @@ def _bounds(column: str) -> str:
 def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     files = []
-    described = dictionary.build(warehouse, values=False)["datasets"]
+    built = dictionary.build(warehouse, values=False)
+    described = built["datasets"]
     for name, dataset in described.items():
         folder = warehouse / f"dataset={name}"
         files.append(f"'{folder.as_posix()}/export_date=*/*.parquet'")
@@ -102,7 +103,7 @@ def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection
             con.execute(f"""COMMENT ON COLUMN "{name}"."{column["column"]}" IS '{_literal(dictionary.comment(column))}'""")
         for column, text in PATH_COLUMNS.items():
             con.execute(f"""COMMENT ON COLUMN "{name}"."{column}" IS '{_literal(text)}'""")
-    _dp_views(con, warehouse)
+    _dp_views(con, warehouse, built["dp_tables"])
     if confined:
         con.execute("SET allowed_directories = [?]", [warehouse.resolve().as_posix() + "/"])
         con.execute("SET enable_external_access = false")
@@ -112,11 +113,12 @@ def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection
     return con
 
 
-def _dp_views(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
-    """One view per DP table (every release, `release` from the path) and `dp_tables`: each
-    table's epsilon, bounds and noise as its file records them (flows/pipeline/dp.py)."""
+def _dp_views(con: duckdb.DuckDBPyConnection, warehouse: Path, tables: dict) -> None:
+    """One view per DP table of the dictionary's `tables` (every release, `release` from the path)
+    and `dp_tables`: each table's epsilon, bounds and noise as its file records them
+    (flows/pipeline/dp.py)."""
     files = []
-    for name, table in dictionary.dp_tables(warehouse).items():
+    for name, table in tables.items():
         pattern = f"{(warehouse / f'dataset={name}').as_posix()}/release=*/*.parquet"
         files.append(f"'{pattern}'")
         con.execute(f"""CREATE VIEW "{name}" AS SELECT * FROM read_parquet('{pattern}', hive_partitioning = true)""")
