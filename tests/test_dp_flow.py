@@ -202,7 +202,7 @@ def test_the_evidence_pack_shows_each_tables_budget_and_error_with_a_plot(releas
     assert not find_leaks([html, json.dumps(facts, ensure_ascii=False)], raw_identifiers(landing))
 
 
-def test_the_data_dictionary_and_the_views_describe_every_dp_table(released_once, tmp_path):
+def test_the_data_dictionary_and_the_views_describe_every_dp_table(released_once, landing, tmp_path):
     """`tuomin docs` lists each DP table with its measure, every column's meaning and type, and per
     release its epsilon and error bar as its file records them; the views carry the same words."""
     from typer.testing import CliRunner
@@ -230,6 +230,7 @@ def test_the_data_dictionary_and_the_views_describe_every_dp_table(released_once
         listed = "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = ?"
         comments = dict(con.execute(listed, [f"dp_{table['name']}"]).fetchall())
         assert comments == {c["column"]: c["meaning"] for c in entry["columns"]}
+    assert not find_leaks([html, json.dumps(described, ensure_ascii=False)], raw_identifiers(landing))
 
 
 def test_one_customer_across_sources_is_one_unit_and_an_erased_one_is_left_out(landing):
