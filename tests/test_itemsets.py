@@ -38,10 +38,10 @@ def _relation(found: list[tuple[int, int, int, int]]) -> pd.DataFrame:
     return frame.reset_index(drop=True).assign(i=lambda f: np.arange(len(f)))
 
 
-def _suppress(frame: pd.DataFrame, k: int, m: int, limit: int | None = None):
+def _suppress(frame: pd.DataFrame, k: int, m: int, limit: int | None = None, recount_all: bool = False):
     con = duckdb.connect()
     con.register("combos", frame[["i", "cls", "item", "e", "w"]])
-    return suppress(con, "combos", len(frame), k, m, limit)
+    return suppress(con, "combos", len(frame), k, m, limit, recount_all=recount_all)
 
 
 @settings(max_examples=60)
@@ -68,6 +68,36 @@ def test_stopping_at_the_limit_changes_no_decision(found, k, m, limit):
     if whole[2] <= limit:
         assert np.array_equal(stopped[0], whole[0]) and stopped[2] == whole[2]
         assert set(map(tuple, stopped[1].tolist())) == set(map(tuple, whole[1].tolist()))  # pairs, in no set order
+
+
+@settings(max_examples=80)
+@given(rows, st.integers(2, 4), st.integers(1, 3), st.one_of(st.none(), st.integers(0, 40)))
+def test_later_rounds_counting_only_what_died_decide_as_counting_everything(found, k, m, limit):
+    """Rounds after the first count only the itemsets that hold an item which died since: the
+    rows, items and classes taken are those of recounting every itemset every round."""
+    frame = _relation(found)
+    kept = _suppress(frame, k, m, limit)
+    everything = _suppress(frame, k, m, limit, recount_all=True)
+    assert kept[2] == everything[2] and np.array_equal(kept[0], everything[0])
+    assert set(map(tuple, kept[1].tolist())) == set(map(tuple, everything[1].tolist()))
+
+
+@settings(max_examples=15)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 5), st.integers(2, 3))
+def test_many_rounds_counting_only_what_died_decide_as_counting_everything(seed, k, m):
+    """The same on tables large enough for removals to cascade over many rounds."""
+    rng = np.random.default_rng(seed)
+    people = int(rng.integers(50, 400))
+    found = [
+        (int(p), int(p % 3), int(min(rng.zipf(1.6), 25)), int(rng.integers(1, 3)))
+        for p in range(people)
+        for _ in range(int(rng.integers(1, 6)))
+    ]
+    frame = _relation(found)
+    kept = _suppress(frame, k, m)
+    everything = _suppress(frame, k, m, recount_all=True)
+    assert kept[2] == everything[2] and np.array_equal(kept[0], everything[0])
+    assert set(map(tuple, kept[1].tolist())) == set(map(tuple, everything[1].tolist()))
 
 
 people = st.lists(
