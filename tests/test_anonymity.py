@@ -244,6 +244,28 @@ def test_greedy_heuristic_beyond_the_exact_limit(monkeypatch):
     assert greedy.k >= 5 and greedy.suppressed.sum() <= 15 and greedy.loss >= exact.loss - 1e-12
 
 
+@settings(max_examples=40)
+@given(rows, st.integers(2, 4), st.sampled_from([0.0, 0.1, 0.3]))
+def test_the_chain_start_is_the_first_feasible_node_of_the_least_loss_chain(data, k, limit):
+    """strategy="chain" (the start of k^m on a large table): a feasible node, the first of the
+    chain from the lowest levels that is; no node before it on the chain is feasible."""
+    from transforms.anonymity import InMemory, coarsening
+
+    qis = _table(data)
+    ranges = {q.name: (0, q.hierarchy.top) for q in qis}
+    table = InMemory(qis, None, [], np.ones(len(data), np.int64), list(ranges.values()))
+    allowed = int(np.floor(limit * len(data)))
+    solution = search_table(table, qis, ranges, k, limit, strategy="chain")
+    node = tuple(solution.levels[q.name] for q in qis)
+    assert solution.method == "chain" and table.failing(node, k, allowed)[1] is not None
+    n = len(data)
+    per_level = [[float(q.loss[level] @ table.rows_per_code()[j]) / n for level in range(len(q.maps))] for j, q in enumerate(qis)]
+    chain = coarsening((0, 0, 0), list(ranges.values()), lambda nd: sum(per_level[j][lv] for j, lv in enumerate(nd)) / 3)
+    assert node in chain
+    assert all(table.failing(before, k, allowed)[1] is None for before in chain[: chain.index(node)])
+    assert solution.nodes_evaluated <= 2 + int(np.ceil(np.log2(len(chain))))
+
+
 def test_entropy_l_diversity():
     # SH's sensitive values are 5:5 (entropy 0.693), BJ's 9:1 (0.325), both merged 14:6 (0.611);
     # entropy l-diversity with l = 1.8 needs log(1.8) = 0.588, which only the merged class has.

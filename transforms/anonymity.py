@@ -48,6 +48,9 @@ from transforms.criteria import KAnonymity, LDiversity
 from transforms.hierarchy import Encoded
 
 EXACT_LIMIT = 100_000  # lattice nodes searched exactly; larger lattices use the greedy heuristic
+# Combinations up to which the m = 1 search before k^m is exact; above, it starts k^m from the
+# least-loss chain (measured at 1 M POS lines: benchmarks/RESULTS.md).
+EXACT_COMBINATIONS = 200_000
 
 
 class Unreachable(ValueError):
@@ -339,8 +342,13 @@ def search_table(
     max_suppression: float,
     weights: dict[str, float] | None = None,
     diversity: Sequence[Diversity] = (),
+    strategy: str = "auto",
 ) -> Solution:
-    """Levels and suppression for a table of combinations (`suppressed` is per combination)."""
+    """Levels and suppression for a table of combinations (`suppressed` is per combination).
+    `strategy`: "auto" (exact up to EXACT_LIMIT nodes, else greedy top-down), or "chain": the
+    first node within the limit along the least-loss coarsening chain from the lowest levels, by
+    bisection (a handful of evaluations; the start of a k^m search on a large table, where the
+    exact optimum at m = 1 is far below the node k^m needs anyway)."""
     n = table.rows
     bounds = [ranges[q.name] for q in qis]
     allowed = int(np.floor(max_suppression * n))
@@ -373,7 +381,10 @@ def search_table(
         lost = table.rows_per_code(np.unpackbits(suppressed, count=table.size).astype(bool))
         return float(w @ ((lost[0].sum() - attribute_losses(node, lost)) / n))
 
-    if nodes_total <= EXACT_LIMIT:
+    if strategy == "chain":
+        best, evaluated = _chain(bounds, w, avg_loss, evaluate)
+        method = "chain"
+    elif nodes_total <= EXACT_LIMIT:
         best, evaluated = _exact(qis, bounds, w, avg_loss, evaluate, extra)
         method = "exact"
     else:
@@ -578,6 +589,30 @@ def _exact(qis, bounds, w, avg_loss, evaluate, extra):
             top = nxt
         below_failure |= np.all(grid <= np.array(top), axis=1)
     return best, evaluated
+
+
+def _chain(bounds, w, avg_loss, evaluate):
+    """The first feasible node of the coarsening chain from the lowest levels (each step the
+    attribute whose loss with nothing suppressed grows least), found by bisection: feasibility
+    is monotone along it (every step coarsens)."""
+    per_level = [np.array(levels) for levels in avg_loss]
+
+    def bound(node: tuple[int, ...]) -> float:
+        return float(sum(w[j] * per_level[j][level] for j, level in enumerate(node)))
+
+    chain = coarsening(tuple(lo for lo, _ in bounds), bounds, bound)
+    results: dict[tuple[int, ...], tuple] = {}
+
+    def feasible(node: tuple[int, ...]) -> bool:
+        if node not in results:
+            results[node] = evaluate(node)
+        return bool(results[node][0])
+
+    found = first_passing(chain, feasible)
+    if found is None:
+        return None, len(results)
+    node = chain[found]
+    return (node, *results[node][1:]), len(results)
 
 
 def _greedy(bounds, evaluate):

@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.anonymity import Combinations, Diversity, Solution, class_keys, search_table, with_itemsets
+from transforms.anonymity import EXACT_COMBINATIONS, Combinations, Diversity, Solution, class_keys, search_table, with_itemsets
 from transforms.hierarchy import Encoded, Hierarchy, encode
 from transforms.operators import Context, Drop, Suppress
 from transforms.outofcore import OutOfCore, class_table
@@ -249,11 +249,15 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
             {c.published_name: c.level_range for c in columns},
             {c.published_name: c.generalization.weight for c in columns},
         )
-        solution = search_table(
-            table, encoded, ranges, policy.privacy.k, policy.privacy.max_suppression, weights, problem.diversity
-        )
         items = [c.part == "item" for c in columns]
-        if any(items) and policy.privacy.m > 1:  # a person's items together, not only one at a time
+        km = any(items) and policy.privacy.m > 1  # a person's items together, not only one at a time
+        # Where k^m follows on a large table, its start need not be the exact optimum at m = 1
+        # (k^m ends far above it): the first feasible node of the least-loss chain will do.
+        strategy = "chain" if km and table.size > EXACT_COMBINATIONS else "auto"
+        solution = search_table(
+            table, encoded, ranges, policy.privacy.k, policy.privacy.max_suppression, weights, problem.diversity, strategy
+        )
+        if km:
             solution = with_itemsets(
                 table,
                 encoded,
