@@ -46,6 +46,16 @@ class Hierarchy(ABC):
         return pa.array([TOP] * len(values), pa.string())
 
 
+class UnitHierarchy(Hierarchy):
+    """The unit a record lives in (transforms/units.py), as the engine sees it: a key of every
+    class that is never generalized (one level, its label)."""
+
+    top = 0
+
+    def _level(self, values: pa.Array, level: int) -> pa.Array:
+        raise ValueError("a unit has one level")
+
+
 class TableHierarchy(Hierarchy):
     """ARX format: one CSV row per value, column j = level j. Values not in the table keep their
     own branch (themselves at level 0, '*' above) so nothing unknown is ever published finer
@@ -151,19 +161,19 @@ class AgeHierarchy(Hierarchy):
 
 
 class DaysHierarchy(Hierarchy):
-    """A date -> whole days after a reference date (the export date: a departure's lead time),
-    in bands with the given lower edges, coarser level by level -> '*'. A date that is not after
-    the reference by the first edge is coded below it."""
+    """Whole days after the row's own business date (a departure's lead time; the staged value,
+    transforms/units.days_after), in bands with the given lower edges, coarser level by level ->
+    '*'. A value below the first edge is coded below it."""
 
-    def __init__(self, edges: list[list[int]], reference: dt.date):
+    def __init__(self, edges: list[list[int]]):
         for a, b in zip(edges, edges[1:]):
             if not set(b) <= set(a):
                 raise ValueError(f"day bands {b} are not a coarsening of {a}")
-        self.edges, self.reference = edges, reference
+        self.edges = edges
         self.top = len(edges) + 1
 
     def _level(self, values: pa.Array, level: int) -> pa.Array:
-        days = pc.subtract(values.cast(pa.date32()).cast(pa.int32()), (self.reference - dt.date(1970, 1, 1)).days)
+        days = values.cast(pa.int32())
         edges = self.edges[level - 1]
         position = pc.cast(pc.greater_equal(days, edges[0]), pa.int8())
         for edge in edges[1:]:

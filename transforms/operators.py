@@ -35,13 +35,12 @@ Family = Literal["pseudonymization", "generalization", "suppression", "masking",
 
 @dataclass(frozen=True)
 class Context:
-    """What some operators need beyond the column: the key, the export date, the run's names."""
+    """What some operators need beyond the column: the key, the policies' folder, the run's names."""
 
     pseudonymizer: Pseudonymizer
-    export_date: dt.date
     policy_dir: Path
     names: NameMatcher
-    reference_date: dt.date | None = None  # ages are counted at this date (the policy's), not the export date
+    reference_date: dt.date | None = None  # ages are counted at this date (the policy's)
     unit: str = ""  # the published partition's version: every token it publishes is keyed to it
 
 
@@ -139,7 +138,7 @@ class HierarchySpec(BaseModel):
     clip: tuple[float, float] | None = None  # with bands: level 1 is top/bottom coding alone
     area: list[Literal["county", "prefecture", "province"]] | None = None
     address: list[Literal["prefecture", "province"]] | None = None
-    days_after: list[list[int]] | None = None  # a date -> days after the export date, in bands
+    days_after: list[list[int]] | None = None  # a date -> days after the row's own business date, in bands
     topics: str | None = None  # free text -> a coded topic, by the keyword rules of this CSV
 
     KINDS: ClassVar[tuple[str, ...]] = ("table", "datetime", "age", "prefix", "bands", "area", "address", "days_after", "topics")
@@ -174,7 +173,7 @@ class HierarchySpec(BaseModel):
             return f"topic coded from the text by the rules of {self.topics}" if level == 1 else "suppressed (*)"
         if self.days_after is not None:
             return (
-                "days after the export date, bands from " + ", ".join(map(str, steps[index]))
+                "days after the row's business date, bands from " + ", ".join(map(str, steps[index]))
                 if index < len(steps)
                 else "suppressed (*)"
             )
@@ -196,9 +195,11 @@ class HierarchySpec(BaseModel):
         if self.datetime is not None:
             return DatetimeHierarchy(self.datetime)
         if self.age is not None:
-            return AgeHierarchy(self.age, ctx.reference_date or ctx.export_date)
+            if ctx.reference_date is None:
+                raise ValueError("ages are counted at the policy's privacy.reference_date, and it has none")
+            return AgeHierarchy(self.age, ctx.reference_date)
         if self.days_after is not None:
-            return DaysHierarchy(self.days_after, ctx.export_date)
+            return DaysHierarchy(self.days_after)
         if self.topics is not None:
             return TopicHierarchy.from_csv(ctx.policy_dir / self.topics)
         if self.prefix is not None:

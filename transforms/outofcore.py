@@ -125,8 +125,9 @@ def class_table(
 class OutOfCore(Combinations):
     """The combinations of `parts` (tallies: Parquet paths or Arrow tables with one column per
     quasi-identifier in `columns`, the entity id, the subject flag and the rows), without the
-    rows of subjects and of the `erased` entity ids. `where` is the directory for DuckDB's
-    database and spill files (None: in memory, for small inputs); close() removes it."""
+    rows of subjects and of the `erased` entity ids, and of the `left_out` values of one column
+    (units never published: past their retention). `where` is the directory for DuckDB's database
+    and spill files (None: in memory, for small inputs); close() removes it."""
 
     def __init__(
         self,
@@ -143,6 +144,7 @@ class OutOfCore(Combinations):
         diversity: Sequence[Diversity] = (),
         erased: pa.Array | None = None,
         where: Path | None = None,
+        left_out: tuple[str, list[str]] | None = None,
     ):
         self.where = where
         self.con = connect(where)
@@ -159,6 +161,9 @@ class OutOfCore(Combinations):
             joins.append(f"JOIN codebook{j} ON t.{_name(column)} IS NOT DISTINCT FROM codebook{j}.label")
         selected += [f"t.{_name(entity)} AS e"] + [f"t.{_name(d.name)} AS s{j}" for j, d in enumerate(self.diversity)]
         kept = f"NOT t.{_name(subject)} AND (t.{_name(entity)} IS NULL OR t.{_name(entity)} NOT IN (SELECT id FROM erased))"
+        if left_out and left_out[1]:
+            copy(self.con, "left_out", pa.table({"v": pa.array(left_out[1], pa.string())}))
+            relation = f"(SELECT * FROM {relation} WHERE {_name(left_out[0])} NOT IN (SELECT v FROM left_out))"
         run(
             self.con,
             f"""

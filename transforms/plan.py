@@ -25,6 +25,7 @@ directory they are given (and remove it).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +37,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.anonymity import EXACT_COMBINATIONS, Combinations, Diversity, Solution, class_keys, search_table, with_itemsets
-from transforms.hierarchy import Encoded, Hierarchy, encode
+from transforms.hierarchy import Encoded, Hierarchy, UnitHierarchy, encode
 from transforms.operators import Context, Drop, Suppress
 from transforms.outofcore import OutOfCore, class_table
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import token_ids
 from transforms.steps import entity_source
+from transforms.units import UNIT, days_after, labels, person_ids
 
 ENTITY, SUBJECT, ROWS, PEOPLE = "__entity", "__subject", "__rows", "__people"
 
@@ -52,15 +54,26 @@ def hierarchies(policy: SourcePolicy, ctx: Context) -> dict[str, Hierarchy]:
 
 
 def stage(
-    parsed: pa.Table, tokens: pa.Array | None, subject: np.ndarray, policy: SourcePolicy, link_keys: Sequence[str] = ()
+    parsed: pa.Table,
+    tokens: pa.Array | None,
+    subject: np.ndarray,
+    policy: SourcePolicy,
+    units: pa.Array,
+    link_keys: Sequence[str] = (),
 ) -> pa.Table:
     """What pass 2 needs of a batch: the columns some operator publishes from, each row's entity
-    token and whether it names a subject to erase; also the columns other sources link to (for
-    their look-ups). Raw values: it is kept in the restricted area."""
+    token, whether it names a subject to erase and its unit's label; also the columns other
+    sources link to (for their look-ups). A date a hierarchy counts from the row's own business
+    date (a departure's lead time) is staged as those days. Raw values: it is kept in the
+    restricted area."""
     keep = [c.name for c in policy.columns if not isinstance(c.operator, Drop) or c.name in link_keys]
     out = parsed.select(keep)
+    for c in policy.quasi_identifiers:
+        if c.generalization.hierarchy.days_after is not None and c.name in out.column_names and policy.unit.column:
+            out = out.set_column(out.column_names.index(c.name), c.name, days_after(out[c.name], parsed[policy.unit.column]))
     out = out.append_column(ENTITY, tokens if tokens is not None else pa.nulls(parsed.num_rows, pa.string()))
-    return out.append_column(SUBJECT, pa.array(subject, pa.bool_()))
+    out = out.append_column(SUBJECT, pa.array(subject, pa.bool_()))
+    return out.append_column(UNIT, units)
 
 
 @dataclass
@@ -81,11 +94,15 @@ def _sensitive(policy: SourcePolicy, staged: pa.Table, ctx: Context) -> dict[str
 
 
 def _keys(policy: SourcePolicy) -> list[str]:
-    return [c.published_name for c in policy.quasi_identifiers] + [ENTITY, SUBJECT] + policy.sensitive_outputs
+    return [UNIT] + [c.published_name for c in policy.quasi_identifiers] + [ENTITY, SUBJECT] + policy.sensitive_outputs
 
 
 def tally(staged: pa.Table, policy: SourcePolicy, ctx: Context, built: dict[str, Hierarchy]) -> Tally:
-    columns, representatives = {}, {}
+    """A batch's distinct (unit, quasi-identifiers at their lowest allowed level, person, subject
+    flag, sensitive values) with row counts. The person is the record's id in its unit
+    (transforms/units.person_ids): one customer in two units is two records."""
+    labels_ = pc.unique(staged[UNIT])
+    columns, representatives = {UNIT: _compact(staged[UNIT])}, {UNIT: pa.table({"label": labels_, "value": labels_})}
     for c in policy.quasi_identifiers:
         labels = _lowest(c, staged[c.name], built[c.name])
         columns[c.published_name] = _compact(labels)
@@ -93,7 +110,7 @@ def tally(staged: pa.Table, policy: SourcePolicy, ctx: Context, built: dict[str,
         if pa.types.is_decimal(value.type):  # Arrow has no `first` for decimals; bands compare floats anyway
             value = value.cast(pa.float64())
         representatives[c.published_name] = _first(pa.table({"label": labels, "value": value}))
-    columns |= {ENTITY: token_ids(staged[ENTITY]), SUBJECT: staged[SUBJECT]}
+    columns |= {ENTITY: person_ids(token_ids(staged[ENTITY]), staged[UNIT]), SUBJECT: staged[SUBJECT]}
     columns |= {name: _compact(values) for name, values in _sensitive(policy, staged, ctx).items()}
     return Tally([_count(pa.table(columns), _keys(policy))], representatives)
 
@@ -206,30 +223,48 @@ class Problem:
         self.table.close()
 
 
-def pose(tally: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str], where: Path | None = None) -> Problem:
+def pose(
+    tally: Tally,
+    policy: SourcePolicy,
+    built: dict[str, Hierarchy],
+    erased: set[str],
+    where: Path | None = None,
+    leave_out: frozenset[str] | set[str] = frozenset(),
+) -> Problem:
     """The engine's problem for a source: its tally (merged, or side by side: the engine counts
-    equal combinations together) without the erased subjects, in DuckDB (in `where`, or in
-    memory). Use it in a with block: leaving it removes the engine's files."""
+    equal combinations together) without the erased subjects and the units in `leave_out`, in
+    DuckDB (in `where`, or in memory). Use it in a with block: leaving it removes the engine's files."""
     encoded, codebooks = [], {}
-    for c in policy.quasi_identifiers:
+    # The unit first: a key of every class that the search never generalizes.
+    for name, hierarchy in [(UNIT, UnitHierarchy())] + [(c.published_name, built[c.name]) for c in policy.quasi_identifiers]:
         # Codes in label order, so that they do not depend on how the rows were batched.
-        reps = tally.representatives[c.published_name].sort_by("label")
-        encoded.append(encode(c.published_name, reps["value"], built[c.name]))
-        codebooks[c.published_name] = reps["label"].combine_chunks()
+        reps = tally.representatives[name].sort_by("label")
+        encoded.append(encode(name, reps["value"], hierarchy))
+        codebooks[name] = reps["label"].combine_chunks()
+    units = codebooks[UNIT]
+    erased_ids = (
+        person_ids(
+            token_ids(pa.array(sorted(erased), pa.string()).take(np.repeat(np.arange(len(erased)), len(units)))),
+            units.take(np.tile(np.arange(len(units)), len(erased))),
+        )
+        if erased and len(units)
+        else pa.array([], pa.int64())
+    )
     diversity = [Diversity(policy.published_name(m.attribute), None, m.l, m.measure) for m in policy.privacy.l_diversity]
     table = OutOfCore(
         tally.parts,
         encoded,
         list(codebooks),
         list(codebooks.values()),
-        [c.level_range for c in policy.quasi_identifiers],
+        [(0, 0)] + [c.level_range for c in policy.quasi_identifiers],
         entity=ENTITY,
         by_entity=bool(policy.entity),
         subject=SUBJECT,
         rows=ROWS,
         diversity=diversity,
-        erased=token_ids(_tokens(erased)),
+        erased=erased_ids,
         where=where,
+        left_out=(UNIT, sorted(leave_out)),
     )
     return Problem(encoded, codebooks, table.loaded(), diversity, table.erased_rows)
 
@@ -242,14 +277,13 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
         return Plan({}, np.zeros(0, np.int64), None, problem.erased, 0)
     encoded = problem.encoded
     if not table.rows:  # nothing left to protect: an empty partition, at the lowest levels
-        lowest = {c.published_name: c.level_range[0] for c in columns}
+        lowest = {UNIT: 0} | {c.published_name: c.level_range[0] for c in columns}
         solution = Solution(lowest, np.zeros(0, bool), 0, 0.0, dict.fromkeys(lowest, 0.0), 0, 0, np.zeros(0, np.int64), "empty")
     else:
-        ranges, weights = (
-            {c.published_name: c.level_range for c in columns},
-            {c.published_name: c.generalization.weight for c in columns},
-        )
-        items = [c.part == "item" for c in columns]
+        # The unit: one level, no weight in the loss (it is never generalized), part of the person.
+        ranges = {UNIT: (0, 0)} | {c.published_name: c.level_range for c in columns}
+        weights = {UNIT: 0.0} | {c.published_name: c.generalization.weight for c in columns}
+        items = [False] + [c.part == "item" for c in columns]
         km = any(items) and policy.privacy.m > 1  # a person's items together, not only one at a time
         # Where k^m follows on a large table, its start need not be the exact optimum at m = 1
         # (k^m ends far above it): the first feasible node of the least-loss chain will do.
@@ -283,9 +317,16 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
     return Plan(levels, np.unique(keys), solution, problem.erased, suppressed, taken=solution.taken)
 
 
-def solve(tally: Tally, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str], where: Path | None = None) -> Plan:
+def solve(
+    tally: Tally,
+    policy: SourcePolicy,
+    built: dict[str, Hierarchy],
+    erased: set[str],
+    where: Path | None = None,
+    leave_out: frozenset[str] | set[str] = frozenset(),
+) -> Plan:
     """pose, then decide."""
-    with pose(tally, policy, built, erased, where) as problem:
+    with pose(tally, policy, built, erased, where, leave_out) as problem:
         return decide(problem, policy)
 
 
@@ -297,7 +338,8 @@ def _taken(table: pa.Table, codes: dict[str, np.ndarray], plan: Plan, policy: So
     """Rows whose (person, item) the engine took (k^m): the item key as the engine made it."""
     items = [c.published_name for c in policy.item_attributes]
     key = class_keys([codes[n] for n in items], [plan.levels[n].size for n in items])
-    rows = pd.MultiIndex.from_arrays([pc.fill_null(token_ids(table[ENTITY]), -1).to_numpy(), key])
+    people = person_ids(token_ids(table[ENTITY]), table[UNIT])
+    rows = pd.MultiIndex.from_arrays([pc.fill_null(people, -1).to_numpy(), key])
     return np.asarray(rows.isin(pd.MultiIndex.from_arrays([plan.taken[:, 0], plan.taken[:, 1]])))
 
 
@@ -350,12 +392,15 @@ def finish(
     table = staged.filter(pa.array(~gone))
     suppressed = 0
     codes = {}
-    for c in policy.quasi_identifiers:
-        level = plan.levels[c.published_name]
-        found = pc.index_in(_lowest(c, table[c.name], built[c.name]), level.codebook, skip_nulls=False)
+    lowest = [(UNIT, UNIT, table[UNIT])] + [
+        (c.published_name, c.name, _lowest(c, table[c.name], built[c.name])) for c in policy.quasi_identifiers
+    ]
+    for name, column, values in lowest if plan.levels else []:
+        level = plan.levels[name]
+        found = pc.index_in(values, level.codebook, skip_nulls=False)
         if found.null_count:
-            raise ValueError(f"{policy.source}: {c.name}: a value pass 1 did not count (the staged file changed?)")
-        codes[c.published_name] = level.to_level[found.to_numpy(zero_copy_only=False)]
+            raise ValueError(f"{policy.source}: {column}: a value pass 1 did not count (the staged file changed?)")
+        codes[name] = level.to_level[found.to_numpy(zero_copy_only=False)]
     if codes and (len(plan.suppressed_keys) or len(plan.taken)):
         drop = np.isin(_class_keys(list(codes.values()), plan.levels), plan.suppressed_keys)
         if len(plan.taken):  # items taken from people whose itemsets too few others share (k^m)
@@ -365,13 +410,13 @@ def finish(
         codes = {name: c[~drop] for name, c in codes.items()}
     outputs, cells = {}, {}
     for c in policy.columns:
-        name = c.output_name
-        if name is None:
+        if c.output_name is None:
             continue
+        name = c.output_name
         if name == policy.entity and (entity_source(policy) is not None or policy.link):
             outputs[name] = ctx.pseudonymizer.unit_tokens(table[ENTITY], ctx.unit)  # pass 1's, keyed to this partition
         elif c.quasi:
-            outputs[name] = plan.levels[name].labels.take(pa.array(codes[name]))
+            outputs[name] = plan.levels[name].labels.take(pa.array(codes[name], pa.int64()))
         else:
             op = c.operator
             value = op.keep(table[c.name], plan.common[c.name]) if isinstance(op, Suppress) else op.apply(table[c.name], ctx)
@@ -428,9 +473,12 @@ def _mask(values) -> np.ndarray:
     return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def anonymize(parsed: pa.Table, tokens: pa.Array | None, policy: SourcePolicy, ctx: Context) -> tuple[Plan, Finished]:
-    """Both passes over one table held in memory (for tests and small inputs)."""
-    staged = stage(parsed, tokens, np.zeros(parsed.num_rows, bool), policy)
+def anonymize(
+    parsed: pa.Table, tokens: pa.Array | None, policy: SourcePolicy, ctx: Context, snapshot: dt.date
+) -> tuple[Plan, Finished]:
+    """Both passes over one table held in memory (for tests and small inputs); `snapshot`: the
+    export date, which a snapshot source's rows take as their unit."""
+    staged = stage(parsed, tokens, np.zeros(parsed.num_rows, bool), policy, labels(parsed, policy.unit, snapshot))
     built = hierarchies(policy, ctx)
     plan = solve(merge([tally(staged, policy, ctx, built)], policy), policy, built, set())
     if any(isinstance(c.operator, Suppress) for c in policy.columns):

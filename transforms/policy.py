@@ -175,6 +175,28 @@ class Privacy(_Strict):
     reference_date: dt.date | None = None
 
 
+class Unit(_Strict):
+    """What one person-level record spans (transforms/units.py): the rows of one business period
+    of `column` (a date or time column of the export) at `grain`, or the latest `snapshot` of a
+    source of profiles. The privacy model protects each unit's records; tokens join nothing
+    outside their unit."""
+
+    column: str | None = None
+    grain: Literal["day", "week", "month"] = "day"
+    snapshot: Literal["latest"] | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Unit:
+        if (self.column is None) == (self.snapshot is None):
+            raise ValueError("a unit is either `column` (with `grain`) or `snapshot: latest`")
+        return self
+
+    @property
+    def record(self) -> str:
+        """What a person-level record is, in words (the data dictionary, the evidence pack)."""
+        return "the latest snapshot" if self.snapshot else f"one {self.grain} of {self.column}"
+
+
 class Retention(_Strict):
     """How long each copy of a source's data may be kept (PIPL Art. 19: no longer than the purpose
     needs). Both periods count from the export date."""
@@ -205,6 +227,7 @@ class SourcePolicy(_Strict):
     record: Record = "purchases"
     entity: str | None = None  # output column that identifies the person (a token keyed to the partition)
     link: list[Link] = []
+    unit: Unit
     subject_keys: dict[SubjectKind, str] = {}
     privacy: Privacy = Privacy()
     retention: Retention
@@ -234,6 +257,18 @@ class SourcePolicy(_Strict):
                 raise ValueError(f"l-diversity attribute {model.attribute!r} is not a published column")
         if self.entity and self.entity not in outputs and not self.link:
             raise ValueError(f"entity {self.entity!r} is neither a published column nor linked")
+        if self.unit.column is not None:
+            dated = next((c for c in self.columns if c.name == self.unit.column and c.source is None), None)
+            if dated is None or dated.type not in ("date", "datetime") or not dated.required:
+                raise ValueError(f"unit column {self.unit.column!r} is not a required date or datetime column of the export")
+        if (self.record == "profile") != (self.unit.snapshot is not None):
+            raise ValueError(
+                "a profile (one row per person) is published as its latest snapshot (unit: {snapshot: latest}); "
+                "events (purchases, contacts) by a date column (unit: {column: …, grain: day})"
+            )
+        counted_from_dates = [c.name for c in self.quasi_identifiers if c.generalization.hierarchy.days_after is not None]
+        if counted_from_dates and self.unit.column is None:
+            raise ValueError(f"{counted_from_dates} count days from each row's business date: the unit needs a date column")
         items = [c.name for c in self.quasi_identifiers if c.part == "item"]
         if self.record == "profile" and items:
             raise ValueError(f"a profile (one row per person) has no items, but {items} are part: item")

@@ -11,7 +11,7 @@ recomputed, but they join.
     relational  a column with one value per person in its dataset (in a profile dataset, such as
                 a membership snapshot, every column); a person's value is the set of values
                 they show (two snapshots that differ show both)
-    items       the other columns of an event row (a purchase, a contact), with its export date
+    items       the other columns of an event row (a purchase, a contact), with its unit's period
     support     of an itemset: the people in the person's relational class who hold it. Counted
                 level by level as Apriori does (an itemset of m items only from persons whose
                 (m-1)-itemsets are held by someone else too), in DuckDB, out of core
@@ -53,7 +53,7 @@ class Adversary:
 
 @dataclass
 class Dataset:
-    """One published dataset as the intruder sees it: all its files' rows, with `export_date`."""
+    """One published dataset as the intruder sees it: all its files' rows, with `period` (its unit)."""
 
     name: str
     table: pa.Table
@@ -91,7 +91,7 @@ def people(datasets: list[Dataset]) -> People:
     relational: dict[str, pd.DataFrame] = {}
     items: dict[str, pd.DataFrame] = {}
     for d in datasets:
-        described = [c for c in d.table.column_names if c not in d.tokens and c not in d.sensitive and c != "export_date"]
+        described = [c for c in d.table.column_names if c not in d.tokens and c not in d.sensitive and c != "period"]
         if d.record == PROFILE:
             relational[d.name], items[d.name] = described, []
             continue
@@ -102,7 +102,7 @@ def people(datasets: list[Dataset]) -> People:
             if frame.groupby("p")["v"].nunique().max() <= 1:
                 single.append(column)
         relational[d.name] = single
-        items[d.name] = [c for c in described if c not in single] + ["export_date"]
+        items[d.name] = [c for c in described if c not in single] + ["period"]
     return People(ids, count, relational, items)
 
 
@@ -246,9 +246,7 @@ def person_frame(
         pd.DataFrame(
             {
                 "person": found.ids[d.name],
-                "unit": _hash(
-                    pd.DataFrame({"d": [d.name] * d.table.num_rows, "t": d.table["export_date"].to_pandas().astype(str)})
-                ),
+                "unit": _hash(pd.DataFrame({"d": [d.name] * d.table.num_rows, "t": d.table["period"].to_pandas().astype(str)})),
             }
         )
         for d in datasets
@@ -311,7 +309,7 @@ def shared_tokens(datasets: list[Dataset], previous: Sequence[Dataset] = ()) -> 
     out: dict[str, dict[str, int]] = {}
     for d in datasets:
         for column, domain in d.tokens.items():
-            frame = pd.DataFrame({"t": d.table[column].to_pandas(), "date": d.table["export_date"].to_pandas()}).dropna()
+            frame = pd.DataFrame({"t": d.table[column].to_pandas(), "date": d.table["period"].to_pandas()}).dropna()
             dates = frame.groupby("t")["date"].nunique()
             stats = out.setdefault(domain, {"values": 0, "across_datasets": 0, "across_dates": 0, "across_versions": 0})
             stats["across_dates"] += int((dates > 1).sum())
@@ -335,10 +333,10 @@ def snapshot_changes(dataset: Dataset, found: People) -> dict:
         return {}
     frame = dataset.table.drop_columns([c for c in dataset.tokens if c in dataset.table.column_names]).to_pandas()
     frame["p"] = found.ids[dataset.name]
-    dates = frame.groupby("p")["export_date"].nunique()
+    dates = frame.groupby("p")["period"].nunique()
     linked = dates[dates > 1].index
-    frame = frame[frame["p"].isin(linked)].sort_values(["p", "export_date"])
-    columns = [c for c in frame.columns if c not in ("p", "export_date")]
+    frame = frame[frame["p"].isin(linked)].sort_values(["p", "period"])
+    columns = [c for c in frame.columns if c not in ("p", "period")]
     changed, moved_any = {}, np.zeros(len(frame), bool)
     for column in columns:
         codes = pd.Series(pd.factorize(frame[column], use_na_sentinel=False)[0], index=frame.index)

@@ -142,6 +142,10 @@ DaskAddress = Annotated[
     typer.Option(help="An existing Dask scheduler (tcp://host:8786) for --runner dask; default: a LocalCluster for the run."),
 ]
 AsOf = Annotated[str | None, typer.Option(help="Plan as if today were this date (YYYY-MM-DD, Shanghai); only with --dry-run.")]
+MaxUnitRows = Annotated[
+    int,
+    typer.Option(min=1, help="Rows one unit (a day of purchases) may hold; a larger one is refused before the search."),
+]
 
 
 @app.command()
@@ -168,8 +172,9 @@ def run(
     ] = False,
     runner: Runner = RunnerKind.threads,
     dask_address: DaskAddress = None,
+    max_unit_rows: MaxUnitRows = 3_000_000,
 ) -> None:
-    """Run the anonymize-exports flow: by default on the dates not yet published or changed since."""
+    """Run the anonymize-exports flow, one release: by default over the files not yet read or changed since."""
     if date is not None:
         _check_date(date)
     from flows.cli import usage
@@ -188,6 +193,7 @@ def run(
         runner=runner.value,
         dask_address=dask_address,
         rotate_key=rotate_key,
+        max_unit_rows=max_unit_rows,
     )
 
 
@@ -263,27 +269,22 @@ def _run_flow(bar: bool = False, **parameters) -> None:
 
 def _print_summary(summary: dict) -> None:
     table = Table(title=f"run {summary['run_id']}  (key {summary['key_id']})")
-    for header in ("date", "dataset", "read", "quarantined", "erased", "suppressed", "published", "k"):
-        table.add_column(header, justify="left" if header in ("date", "dataset") else "right")
-    for date, datasets in summary["dates"].items():
-        if "error" in datasets:
-            table.add_row(date, "[red]not published[/]", *[""] * 6)
-            continue
-        for name, info in datasets.items():
-            c = info["counts"]
-            table.add_row(
-                date, name, *(str(c[x]) for x in ("read", "quarantined", "erased", "suppressed", "published")), str(info["k"])
-            )
-    if summary["dates"]:
+    for header in ("dataset", "units", "read", "erased", "suppressed", "published", "k"):
+        table.add_column(header, justify="left" if header == "dataset" else "right")
+    for name, info in summary["datasets"].items():
+        c = info["counts"]
+        table.add_row(
+            name, str(info["units"]), *(str(c[x]) for x in ("read", "erased", "suppressed", "published")), str(info["k"])
+        )
+    if summary["datasets"]:
         console.print(table)
-    for datasets in summary["dates"].values():
-        if "error" in datasets:
-            console.print(f"[red]{datasets['error']}[/]")
-    if summary.get("not_run"):
-        console.print(f"[bold red]not run[/] (the run stopped on a storage error): {', '.join(summary['not_run'])}")
+    if summary.get("error"):
+        console.print(f"[red]{summary['error']}[/]")
+    if summary.get("republished"):
+        console.print(f"republished: {len(summary['republished'])} unit(s) that had a partition before")
     if summary.get("up_to_date"):
-        console.print(f"already published and unchanged: {', '.join(summary['up_to_date'])} (use --all to redo)")
-    console.print(f"output: {Path(summary['warehouse']).resolve()}/dataset=<name>/export_date=<date>/part-0.parquet")
+        console.print(f"unchanged since published: {', '.join(summary['up_to_date'])} (use --all to redo)")
+    console.print(f"output: {Path(summary['warehouse']).resolve()}/dataset=<name>/period=<unit>/part-0.parquet")
 
 
 @app.command()

@@ -147,7 +147,7 @@ class ErasureFailed(RuntimeError):
 class Sweep:
     """What one erasure did to the published partitions."""
 
-    republished: list[dict] = field(default_factory=list)  # dataset, export_date, erased, suppressed, classes, ledger_seq
+    republished: list[dict] = field(default_factory=list)  # dataset, period, erased, suppressed, classes, ledger_seq
     other_keys: list[dict] = field(default_factory=list)  # partitions under another key: not searched
     failed: str | None = None
 
@@ -165,7 +165,7 @@ def erase_published(
         for (dataset, day), entry in sorted(ledger.partition_entries(restricted).items()):
             data = entry["data"]
             if data["key_id"] != key_id:
-                sweep.other_keys.append({"dataset": dataset, "export_date": day, "key_id": data["key_id"]})
+                sweep.other_keys.append({"dataset": dataset, "period": day, "key_id": data["key_id"]})
                 continue
             path = warehouse / data["output"]["path"]
             metadata = warehouse_io.read_metadata(path)
@@ -213,7 +213,7 @@ def republish(
     person's rows (no raw data is needed: it is a keyed function of the tokens published)."""
     began = dt.datetime.now(dt.UTC)
     run_id = began.strftime("erasure-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-    day = dt.date.fromisoformat(old["export_date"])
+    day: str = old["period"]
     erasure = {
         "at": began.isoformat(timespec="seconds"),
         "request": request,
@@ -247,7 +247,11 @@ def republish(
             raise ErasureFailed(f"{old['dataset']} {day}: left as it was: without the person it fails {'; '.join(failures)}")
         # The person-level criteria too: rows gone can leave someone else's purchases with fewer than k.
         verdict = release.gate(
-            {old["dataset"]: staged}, warehouse_io.staging(warehouse, run_id), rewrite.project, rewrite.run_name, rewrite.work
+            {old["dataset"]: {day: staged}},
+            warehouse_io.staging(warehouse, run_id),
+            rewrite.project,
+            rewrite.run_name,
+            rewrite.work,
         )
         if verdict.failures:
             raise ErasureFailed(
@@ -279,7 +283,7 @@ def republish(
     entry = ledger.append(restricted, PartitionEntry(**record))
     return {
         "dataset": old["dataset"],
-        "export_date": old["export_date"],
+        "period": day,
         "erased": erasure["erased"],
         "suppressed": erasure["suppressed"],
         "classes_suppressed": weak.num_rows,

@@ -1,9 +1,9 @@
 """retention: remove the published partitions their policy no longer lets us keep.
 
-Each dataset's policy says how many years after the export date its anonymized partitions are kept
+Each dataset's policy says how many years after a unit's period ends its anonymized partition is kept
 (retention.keep_years, with the basis for it). A partition past that is deleted and a
 `partition_removed` entry in the ledger records what went (path, SHA-256, rows, the ledger entry
-that published it), when and why. From then on the anonymize flow never publishes that date of
+that published it), when and why. From then on the anonymize flow never publishes that unit of
 that dataset again. A dataset without a policy keeps its partitions and fails the run: its
 retention period is unknown. Before anything is deleted, every partition to remove must be in
 place with the SHA-256 the ledger recorded and the ledger must verify; otherwise nothing is.
@@ -26,6 +26,7 @@ from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import PartitionRemovedEntry
 from transforms.policy import load_policies
+from transforms.units import last_day
 
 
 class RetentionError(RuntimeError):
@@ -48,12 +49,13 @@ def expired(restricted: Path, policies_dir: Path, as_of: dt.date) -> tuple[list[
     """(partitions past their retention period, datasets with no policy)."""
     policies = load_policies(policies_dir)
     found, orphans = [], set()
-    for (dataset, date), entry in ledger.partition_entries(restricted).items():
+    for (dataset, period), entry in ledger.partition_entries(restricted).items():
         if dataset not in policies:
             orphans.add(dataset)
             continue
-        retention = policies[dataset].retention
-        day = dt.date.fromisoformat(date)
+        policy = policies[dataset]
+        retention = policy.retention
+        day = last_day(period, None if policy.unit.snapshot else policy.unit.grain)
         if retention.expired(day, as_of):
             found.append(Expired(entry, retention.keep_until(day), retention.basis, retention.keep_years))
     return found, sorted(orphans)
@@ -78,14 +80,14 @@ def remove(item: Expired, warehouse: Path, restricted: Path, as_of: dt.date, tri
     data = item.entry["data"]
     path = warehouse / data["output"]["path"]
     path.unlink(missing_ok=True)
-    for folder in (path.parent, path.parent.parent):  # export_date=…, then dataset=… once empty
+    for folder in (path.parent, path.parent.parent):  # period=…, then dataset=… once empty
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
     return ledger.append(
         restricted,
         PartitionRemovedEntry(
             dataset=data["dataset"],
-            export_date=data["export_date"],
+            period=ledger.period(data),
             path=data["output"]["path"],
             sha256=data["output"]["sha256"],
             published_rows=data["output"]["rows"],
@@ -120,13 +122,11 @@ def retention(
             log.info(
                 "%s %s: removed (kept until %s), ledger entry %d",
                 entry["data"]["dataset"],
-                entry["data"]["export_date"],
+                entry["data"]["period"],
                 item.keep_until,
                 entry["seq"],
             )
-            removed.append(
-                {"dataset": entry["data"]["dataset"], "export_date": entry["data"]["export_date"], "ledger_seq": entry["seq"]}
-            )
+            removed.append({"dataset": entry["data"]["dataset"], "period": entry["data"]["period"], "ledger_seq": entry["seq"]})
     if orphans:
         raise RetentionError(
             f"no policy for dataset(s) {', '.join(orphans)} under {policies}: their retention is unknown, "

@@ -33,6 +33,7 @@ from flows.storage.entries import (
 )
 from flows.storage.ledger import E, Recorded
 from transforms.policy import SourcePolicy, load_policies
+from transforms.units import first_day, last_day
 
 ROW_COUNTS = ("read", "quarantined", "erased", "suppressed", "published")
 
@@ -45,7 +46,7 @@ def collect(
 
     def of_kind(model: type[E], dated: bool = True) -> list[Recorded[E]]:
         found = ledger.only(recorded, model)
-        return [e for e in found if not dated or _in_period(getattr(e.data, "export_date", None), start, end)]
+        return [e for e in found if not dated or _in_period(_dated(e.data), start, end)]
 
     datasets = {
         name: _dataset(policy, warehouse, of_kind(PartitionEntry), of_kind(PartitionRemovedEntry))
@@ -103,7 +104,7 @@ def collect(
             for e in of_kind(NoticesEntry, dated=False)
         ],
     }
-    dates = sorted(p["export_date"] for d in datasets.values() for p in d["partitions"])
+    dates = sorted(p["period"] for d in datasets.values() for p in d["partitions"])
     facts["period"] = {
         "start": start.isoformat() if start else None,
         "end": end.isoformat() if end else None,
@@ -169,11 +170,16 @@ def _ledger(restricted: Path, warehouse: Path) -> dict:
     }
 
 
-def _in_period(date: str | None, start: dt.date | None, end: dt.date | None) -> bool:
-    if date is None:
+def _dated(data: Entry) -> str | None:
+    """The day or period an entry is about: a partition's unit, or an export date."""
+    return getattr(data, "period", None) or getattr(data, "export_date", None)
+
+
+def _in_period(label: str | None, start: dt.date | None, end: dt.date | None) -> bool:
+    """Whether a day or a unit's period (a week, a month) overlaps the report's dates."""
+    if label is None:
         return start is None and end is None
-    day = dt.date.fromisoformat(date)
-    return (start is None or day >= start) and (end is None or day <= end)
+    return (start is None or last_day(label) >= start) and (end is None or first_day(label) <= end)
 
 
 def _key_event(entry: Recorded[Entry]) -> dict:
@@ -213,7 +219,7 @@ def _dataset(
     latest = {}
     for entry in published:
         if entry.data.dataset == policy.source:
-            latest[entry.data.export_date] = entry  # a rerun replaces the date's partition
+            latest[entry.data.period] = entry  # a rerun replaces the unit's partition
     partitions = [_partition(entry, warehouse) for _, entry in sorted(latest.items())]
     return {
         "description": policy.description,
@@ -238,11 +244,9 @@ def _dataset(
             for c in policy.columns
         ],
         "partitions": partitions,
-        "totals": {key: sum(p["rows"][key] for p in partitions) for key in ROW_COUNTS},
+        "totals": {key: sum(p["rows"].get(key, 0) for p in partitions) for key in ROW_COUNTS},
         "removed": [
-            _event(e, ("export_date", "path", "sha256", "published_rows", "why"))
-            for e in removed
-            if e.data.dataset == policy.source
+            _event(e, ("period", "path", "sha256", "published_rows", "why")) for e in removed if e.data.dataset == policy.source
         ],
     }
 
@@ -255,11 +259,11 @@ def _partition(entry: Recorded[PartitionEntry], warehouse: Path) -> dict:
     except (OSError, ValueError, KeyError):  # a damaged file: its figures are unknown (`tuomin review` names it)
         metrics = {}
     return {
-        "export_date": data.export_date,
-        "rows": data.rows,
+        "period": data.period,
+        "rows": {key: data.rows.get(key, 0) for key in ROW_COUNTS},
         "k_required": data.k,
         "k": data.k_achieved,
-        "reconciled": data.rows["read"] == sum(data.rows[key] for key in ROW_COUNTS if key != "read"),
+        "reconciled": data.rows["read"] == sum(data.rows.get(key, 0) for key in ROW_COUNTS if key != "read"),
         "l": data.l_achieved,
         "levels": data.levels,
         "cells_suppressed": data.cells_suppressed,

@@ -33,7 +33,7 @@ def write(facts: dict, out: Path) -> tuple[Path, Path]:
 def plots_for(dataset: dict) -> dict[str, str]:
     """The dataset's plots as data: URIs."""
     parts = dataset["partitions"]
-    dates = [p["export_date"] for p in parts]
+    dates = [p["period"] for p in parts]
     out = {}
 
     fig, ax = plt.subplots(figsize=(6, 3))

@@ -27,8 +27,9 @@ def _day(value: str) -> str:
 
 
 class RunParameters(BaseModel):
-    """What one run of anonymize-exports does. Dates: `date` alone, or `start` to `end` (a
-    backfill), or `every` date found; by default the dates not yet published or changed since."""
+    """What one run of anonymize-exports does. Which export files: those of `date` alone, or of
+    `start` to `end` (a backfill), or `every` file found; by default those not yet read or
+    changed since. Their rows are published in the units of their own dates (a release)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -52,6 +53,11 @@ class RunParameters(BaseModel):
     rotate_key: bool = Field(
         False,
         description="Accept a pseudonym key other than the warehouse's: recorded in the ledger, every date republished under it.",
+    )
+    max_unit_rows: int = Field(
+        3_000_000,
+        ge=1,
+        description="Rows one unit (a day of purchases) may hold: what the k^m count holds in 2 GiB; a larger unit is refused.",
     )
     runner: Literal["threads", "dask"] = Field(
         "threads", description="Where the per-file and per-partition work runs: a thread pool, or a Dask cluster."

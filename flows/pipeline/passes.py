@@ -1,13 +1,15 @@
-"""The two passes over a date's exports, as steps a runner may place on other workers (Dask):
+"""The two passes over a release's exports, as steps a runner may place on other workers (Dask):
 
     scan     pass 1 over one input file, batch by batch: conform and parse (bad rows to the
-             quarantine), the customer token (own column or look-up), erasure flags and person
-             names; each batch is staged in the restricted work area and tallied, its tally
-             written beside it (the engine reads the tallies from there, out of core)
-    write    pass 2 over one source's staged batches: the plan applied, every batch validated
-             (schema, no identifier) as it is written and its classes written to the work
-             area, then k and l validated once on the partition's classes, counted out of
-             core; one staged Parquet file
+             quarantine), each row's unit from its own date (transforms/units.py), the customer
+             token (own column or look-up), erasure flags and person names; each batch's rows
+             are staged in the restricted work area by unit and tallied (the unit a key of the
+             tally), the tally written beside them (the engine reads the tallies from there,
+             out of core)
+    write    pass 2 over one source's units: the plan applied to every unit's staged rows, all
+             checked by one PartitionWriter as they pass (schema and no identifier every so many
+             rows, then k and l once on the classes of every unit, counted out of core, the unit
+             a column); then one staged Parquet file per unit
 
 A step receives paths and small values and loads the key itself, so neither the key nor raw
 rows become task parameters (Prefect records those). Memory follows the batch size, never the
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -44,9 +47,13 @@ from flows.storage.spill import Spill, read_spill
 from transforms import plan as planning
 from transforms import shuffle, steps
 from transforms.operators import Context, Suppress
+from transforms.parse import parse
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
 from transforms.redact import NameMatcher
+from transforms.units import UNIT
+from transforms.units import labels as unit_labels
+from transforms.units import periods as unit_periods
 
 BATCH_BYTES = 16 << 20  # CSV bytes per pass-1 batch
 BATCH_ROWS = 250_000  # staged rows per pass-2 batch (a row group of the output at most)
@@ -90,6 +97,7 @@ class Job:
     key_id: str
     subjects: steps.Subjects
     drop_unknown: bool
+    max_unit_rows: int  # rows one unit may hold (the k^m count's memory); more is refused in pass 1
 
     @property
     def work_root(self) -> Path:
@@ -107,15 +115,13 @@ class Job:
         paths.restricted_dir(self.restricted, ".work", self.run_id)
         (self.work_root / "warehouse").write_text(owner)
 
-    def work(self, source: str, date: dt.date) -> Path:
-        """The restricted directory where a source's staged batches wait for pass 2 (0700)."""
-        return paths.restricted_dir(self.restricted, ".work", self.run_id, source, date.isoformat())
+    def work(self, source: str) -> Path:
+        """The restricted directory where a source's staged rows wait for pass 2 (0700), by unit."""
+        return paths.restricted_dir(self.restricted, ".work", self.run_id, source)
 
-    def context(
-        self, date: dt.date, policy: SourcePolicy, names: frozenset[str] | set[str] = frozenset(), unit: str = ""
-    ) -> Context:
-        """What the operators need for a source and date; `unit` keys what a partition publishes."""
-        return Context(pseudonymizer(self.key_id), date, self.policy_dir, NameMatcher(names), policy.privacy.reference_date, unit)
+    def context(self, policy: SourcePolicy, names: frozenset[str] | set[str] = frozenset(), unit: str = "") -> Context:
+        """What the operators need for a source; `unit` keys what a partition publishes."""
+        return Context(pseudonymizer(self.key_id), self.policy_dir, NameMatcher(names), policy.privacy.reference_date, unit)
 
     @property
     def gx_project(self) -> Path:
@@ -124,15 +130,83 @@ class Job:
 
 @dataclass
 class Scanned:
-    """Pass 1's result for one input file."""
+    """Pass 1's result for one input file. Its rows are accounted for exactly: every data row is
+    quarantined, placed in a unit (`placed`), or belongs to a unit this run does not rebuild
+    (`elsewhere`: its published partition stands)."""
 
     file: landing_io.InputFile
-    staged: Path
+    export_date: dt.date  # the landing folder that delivered it (backups, quarantine and purge go by it)
+    staged: dict[str, list[Path]]  # unit label -> the file's staged rows in that unit
+    placed: dict[str, int]  # unit label -> rows
     tally: planning.Tally
     names: set[str] = field(default_factory=set)  # person names seen (the redaction dictionary)
     erased: set[str] = field(default_factory=set)  # tokens of rows naming a subject to erase
     quarantined: int = 0
+    elsewhere: int = 0
     dropped: list[str] = field(default_factory=list)  # unknown headers dropped on request
+
+
+class UnitSpills:
+    """A file's staged rows, one spill per unit it has rows in. A closing dump holds every day of
+    history: at most OPEN writers stay open, and a unit whose writer was closed continues in a
+    file of its own (a unit's rows may be in several parts)."""
+
+    OPEN = 256
+
+    def __init__(self, work: Path, index: int):
+        self.work, self.index = work, index
+        self.open: dict[str, Spill] = {}
+        self.parts: dict[str, list[Path]] = {}
+
+    def write(self, label: str, rows: pa.Table) -> None:
+        spill = self.open.pop(label, None)
+        if spill is None:
+            if len(self.open) >= self.OPEN:
+                oldest = next(iter(self.open))
+                self.open.pop(oldest).close()
+            part = len(self.parts.setdefault(label, []))
+            spill = Spill(self.work / label / f"{self.index}-{part}.staged.arrow")
+            self.parts[label].append(spill.path)
+        self.open[label] = spill  # the most recently written last
+        spill.write(rows)
+
+    def close(self) -> dict[str, list[Path]]:
+        for spill in self.open.values():
+            spill.close()
+        self.open = {}
+        return self.parts
+
+
+def by_unit(table: pa.Table, labels: pa.Array) -> Iterator[tuple[str, pa.Table]]:
+    """The rows of each unit in `table` (labels per row), one sort and a slice per unit."""
+    encoded = pc.dictionary_encode(labels)
+    order = pc.sort_indices(encoded.indices)
+    codes = encoded.indices.take(order).to_numpy(zero_copy_only=False)
+    ordered = table.take(order)
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    for start, end in zip(np.r_[0, bounds], np.r_[bounds, len(codes)]):
+        if end > start:
+            yield encoded.dictionary[int(codes[start])].as_py(), ordered.slice(int(start), int(end - start))
+
+
+class UnitTooLarge(steps.ExportError):
+    """A unit holds more rows than the run may count in its memory (Job.max_unit_rows); found in
+    pass 1, before the privacy engine starts, and nothing is published."""
+
+
+def census(landing: landing_io.Landing, policy: SourcePolicy, relative: str) -> dict[str, int]:
+    """The units a file holds, with their rows, from a narrow read of its date column (what a run
+    needs to know which units a new file touches); a snapshot's file is one unit, its date."""
+    if policy.unit.column is None:
+        return {landing_io.export_date_of(policy, relative).isoformat(): landing_io.count_rows(landing, relative, policy)}
+    dated = policy.column(policy.unit.column)
+    found: dict[str, int] = {}
+    for table in landing_io.iter_csv(landing, relative, policy, [], [dated.name], block_size=BATCH_BYTES):
+        typed, _ = parse(table[dated.name], dated.type, dated.formats)
+        counts = pc.value_counts(pc.drop_null(unit_periods(typed, policy.unit.grain)))
+        for label, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()):
+            found[label] = found.get(label, 0) + n
+    return found
 
 
 def scan(
@@ -140,30 +214,42 @@ def scan(
     policy: SourcePolicy,
     relative: str,
     index: int,
-    date: dt.date,
     job: Job,
     link_keys: list[str],
     lookups: list[tuple[pa.Array, pa.Array]],
+    wanted: frozenset[str] | None,
 ) -> Scanned:
-    """Pass 1 over one file (see the module's docstring); `lookups` are link_lookups' result for
-    a source that links, `link_keys` the columns other sources link to (kept when staging)."""
-    ctx = job.context(date, policy)
+    """Pass 1 over one file (see the module's docstring): each row placed in the unit of its own
+    date (transforms/units.py), only the units in `wanted` (None: all) kept; `lookups` are
+    link_lookups' result for a source that links, `link_keys` the columns other sources link to
+    (kept when staging)."""
+    ctx = job.context(policy)
     built = planning.hierarchies(policy, ctx)
-    quarantine = Quarantine(job.restricted, job.run_id, policy.source, date, str(index))
-    work = job.work(policy.source, date)
-    staged_file, tally_file = Spill(work / f"{index}.staged.arrow"), Spill(work / f"{index}.tally.parquet")
+    export_date = landing_io.export_date_of(policy, relative)
+    quarantine = Quarantine(job.restricted, job.run_id, policy.source, export_date, str(index))
+    work = job.work(policy.source)
+    spills, tally_file = UnitSpills(work, index), Spill(work / f"{index}.tally.parquet")
     ragged: list[str] = []
     names, erased = set(), set()
-    labels, rows = [], 0
+    placed: dict[str, int] = {}
+    labels, rows, elsewhere = [], 0, 0
     for raw in ahead(
         landing_io.iter_csv(landing, relative, policy, ragged, drop_unknown=job.drop_unknown, block_size=BATCH_BYTES)
     ):
         parsed = steps.parse_table(raw, policy)
+        units = unit_labels(parsed.table, policy.unit, export_date)
+        if units.null_count and policy.unit.column:  # a row with no date of its own belongs to no unit
+            undated = units.is_null().to_numpy(zero_copy_only=False)
+            parsed.invalid[policy.unit.column] = parsed.invalid.get(policy.unit.column, np.zeros(len(units), bool)) | undated
         bad = parsed.bad
         if bad.any():
             quarantine.unparseable(relative, rows + 1, raw, parsed)
         rows += raw.num_rows
-        good = parsed.table.filter(pa.array(~bad))
+        good, units = parsed.table.filter(pa.array(~bad)), units.filter(pa.array(~bad))
+        if wanted is not None:
+            kept = pc.is_in(units, pa.array(sorted(wanted), pa.string()))
+            elsewhere += len(units) - pc.sum(kept).as_py() if len(units) else 0
+            good, units = good.filter(kept), units.filter(kept)
         tokens = (
             steps.linked_tokens(good, policy, lookups) if policy.link else steps.entity_tokens(good, policy, ctx.pseudonymizer)
         )
@@ -171,8 +257,12 @@ def scan(
         if tokens is not None and subject.any():
             erased |= set(pc.drop_null(tokens.filter(pa.array(subject))).to_pylist())
         names.update(steps.person_names(good, policy))
-        staged = planning.stage(good, tokens, subject, policy, link_keys)
-        staged_file.write(staged)
+        staged = planning.stage(good, tokens, subject, policy, units, link_keys)
+        for label, part in by_unit(staged, units):
+            spills.write(label, part)
+            placed[label] = placed.get(label, 0) + part.num_rows
+            if placed[label] > job.max_unit_rows:
+                raise UnitTooLarge(too_large(policy, label, placed[label], job.max_unit_rows, relative))
         piece = planning.tally(staged, policy, ctx, built)
         tally_file.write(piece.parts[0])
         labels.append(planning.Tally([], piece.representatives))
@@ -181,37 +271,67 @@ def scan(
     quarantine.close()
     scanned = Scanned(
         landing_io.InputFile(relative, landing.sha256(relative), landing.size(relative), rows + len(ragged)),
-        staged_file.close(),
+        export_date,
+        spills.close(),
+        placed,
         planning.Tally([tally_file.close()], planning.concat(labels).representatives),
         names,
         erased,
         quarantine.count,
+        elsewhere,
         landing_io.dropped_headers(landing, relative, policy, drop_unknown=job.drop_unknown),
     )
     release_memory()
     return scanned
 
 
+def too_large(policy: SourcePolicy, label: str, rows: int, limit: int, where: str) -> str:
+    """The refusal of a unit too large to count, in one line: which, how large, what to change."""
+    return (
+        f"{policy.source} {label}: more than {limit:,} rows in one unit ({policy.unit.record}; {rows:,} read so far, "
+        f"in {where}): more than the k^m count holds in its memory. Nothing is published. Raise the limit "
+        f"(--max-unit-rows) on a machine with more memory, or choose a unit of a shorter period in the policy "
+        f"(a decision for the privacy owner: a shorter unit splits a person's record)"
+    )
+
+
+def scan_many(
+    landing: landing_io.Landing,
+    policy: SourcePolicy,
+    files: list[tuple[int, str]],
+    job: Job,
+    link_keys: list[str],
+    lookups: list[tuple[pa.Array, pa.Array]],
+    wanted: frozenset[str] | None,
+) -> list[Scanned]:
+    """scan() over several small files in one step: a history of daily files is thousands of
+    files, and a step per file would cost more to schedule than to read."""
+    return [scan(landing, policy, relative, index, job, link_keys, lookups, wanted) for index, relative in files]
+
+
 def link_lookups(
     landing: landing_io.Landing,
     policies: dict[str, SourcePolicy],
     policy: SourcePolicy,
-    date: dt.date,
+    files: list[str],
     job: Job,
-    same_day: dict[str, list[Path]],
+    same_run: dict[str, list[Path]],
+    read: set[str],
 ) -> tuple[list, set[str], set[str]]:
     """For each link of the policy, (normalized keys, entity tokens) of the linked source's rows
-    this source refers to: from the same day's staged batches and the look-back window's raw
-    files. Also the person names and erased subjects' tokens found in the look-back window.
-    Only the keys this source uses are kept, so a look-up is as small as the source."""
-    ctx = job.context(date, policy)
-    wanted_keys = _keys_used(landing, policy, date)
+    this source's `files` refer to: from this run's staged rows of that source (`same_run`) and
+    the raw files of its look-back window that the run did not read (`read`: the files it did).
+    Also the person names and erased subjects' tokens found in the look-back window. Only the
+    keys these files use are kept, so a look-up is as small as they are."""
+    ctx = job.context(policy)
+    wanted_keys = _keys_used(landing, policy, files)
+    days = [landing_io.export_date_of(policy, f) for f in files]
     lookups, names, erased = [], set(), set()
     for link in policy.link:
         target = policies[link.source]
         wanted = wanted_keys[link.column]
         keys, tokens = [], []
-        for path in same_day.get(link.source, []):
+        for path in same_run.get(link.source, []):
             for batch in read_spill(path):
                 found = pc.is_in(steps.link_keys(batch[link.key]), wanted)
                 keys.append(steps.link_keys(batch[link.key].filter(found)))
@@ -227,20 +347,18 @@ def link_lookups(
                 *(c.name for c in target.columns if c.kind == "person_name"),
             }
         )
-        for back in range(1, link.lookback_days + 1):
-            day = date - dt.timedelta(days=back)
-            for relative in landing_io.files_for(landing, target, day):
-                for table in landing_io.iter_csv(landing, relative, target, [], columns, block_size=BATCH_BYTES):
-                    names.update(steps.person_names(table, target))
-                    hit = steps.subject_rows(table, target, job.subjects)
-                    found = pc.or_(pc.fill_null(pc.is_in(steps.link_keys(table[link.key]), wanted), False), pa.array(hit))
-                    table = table.filter(found)
-                    day_tokens = steps.column_tokens(table, entity, ctx.pseudonymizer)
-                    erased |= set(
-                        pc.drop_null(day_tokens.filter(pa.array(hit[found.to_numpy(zero_copy_only=False)]))).to_pylist()
-                    )
-                    keys.append(steps.link_keys(table[link.key]))
-                    tokens.append(day_tokens)
+        window = (min(days) - dt.timedelta(days=link.lookback_days), max(days)) if days and link.lookback_days else None
+        back = [f for f, day in landing_io.source_files(landing, target).items() if window and window[0] <= day <= window[1]]
+        for relative in (f for f in back if f not in read):
+            for table in landing_io.iter_csv(landing, relative, target, [], columns, block_size=BATCH_BYTES):
+                names.update(steps.person_names(table, target))
+                hit = steps.subject_rows(table, target, job.subjects)
+                found = pc.or_(pc.fill_null(pc.is_in(steps.link_keys(table[link.key]), wanted), False), pa.array(hit))
+                table = table.filter(found)
+                day_tokens = steps.column_tokens(table, entity, ctx.pseudonymizer)
+                erased |= set(pc.drop_null(day_tokens.filter(pa.array(hit[found.to_numpy(zero_copy_only=False)]))).to_pylist())
+                keys.append(steps.link_keys(table[link.key]))
+                tokens.append(day_tokens)
         lookups.append(
             (
                 pa.concat_arrays(keys) if keys else pa.array([], pa.string()),
@@ -250,11 +368,11 @@ def link_lookups(
     return lookups, names, erased
 
 
-def _keys_used(landing: landing_io.Landing, policy: SourcePolicy, date: dt.date) -> dict[str, pa.Array]:
-    """The distinct normalized link keys in a source's files for a date (a narrow read)."""
+def _keys_used(landing: landing_io.Landing, policy: SourcePolicy, files: list[str]) -> dict[str, pa.Array]:
+    """The distinct normalized link keys in a source's files (a narrow read)."""
     columns = sorted({link.column for link in policy.link})
     found: dict[str, list[pa.Array]] = {c: [] for c in columns}
-    for relative in landing_io.files_for(landing, policy, date):
+    for relative in files:
         for table in landing_io.iter_csv(landing, relative, policy, [], columns, block_size=BATCH_BYTES):
             for column in columns:
                 found[column].append(pc.unique(steps.link_keys(table[column])))
@@ -262,74 +380,102 @@ def _keys_used(landing: landing_io.Landing, policy: SourcePolicy, date: dt.date)
 
 
 @dataclass
-class Written:
-    """Pass 2's result for one source and date: the staged file and what it holds."""
+class Partition:
+    """One unit's staged file and what it holds."""
 
     path: Path
-    counts: dict  # read, quarantined, erased, suppressed, published: exact (the ledger's, not the file's)
+    counts: dict  # read (rows placed in the unit), erased, suppressed, published: exact (the ledger's, not the file's)
     metadata: dict
-    outcome: Outcome
     cells: dict = field(default_factory=dict)  # cells blanked per column
-    inputs: list[dict] = field(default_factory=list)  # path, sha256, bytes, rows
+    inputs: list[dict] = field(default_factory=list)  # path, sha256, bytes, rows placed in this unit
 
 
-def gate(policy: SourcePolicy, date: dt.date, job: Job, staged: list[Path], plan: planning.Plan) -> Gate:
+@dataclass
+class Written:
+    """Pass 2's result for one dataset: every unit's staged file, and the checks they passed together."""
+
+    partitions: dict[str, Partition]
+    outcome: Outcome
+    classes: str = ""  # where the classes were counted (for errors)
+
+
+def gate(policy: SourcePolicy, job: Job, staged: Path, plan: planning.Plan) -> Gate:
     """The source's publication gate (it depends on the published schema, which the plan fixes),
     with its GX suites created before any worker validates against them."""
-    with pa.ipc.open_file(staged[0]) as source:
+    with pa.ipc.open_file(staged) as source:
         empty = source.schema.empty_table()
-    ctx = job.context(date, policy)
+    ctx = job.context(policy)
     schema = planning.finish(empty, plan, policy, ctx, planning.hierarchies(policy, ctx), set()).table.schema
     found = Gate.of(policy, schema)
     prepare(found.content(), job.gx_project)
     if found.quasi_identifiers:
-        prepare(found.classes(planning.ROWS, planning.PEOPLE), job.gx_project)
+        qis = ClassColumns.of_policy(policy, units=True).qis
+        prepare(dataclasses.replace(found.classes(planning.ROWS, planning.PEOPLE), quasi_identifiers=qis), job.gx_project)
     return found
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What pass 2 needs of one unit besides the plan."""
+
+    staged: tuple[Path, ...]
+    inputs: Inputs
+    ids: dict  # run_id, key_id, flow_run_id, fingerprint, unit (what its tokens are keyed to), ledger head
+    counts: dict  # read: rows placed in the unit
 
 
 def write(
     policy: SourcePolicy,
-    date: dt.date,
     job: Job,
-    staged: list[Path],
+    units: dict[str, Unit],
     plan: planning.Plan,
     erased: set[str],
     names: set[str],
-    inputs: Inputs,
-    counts: dict,
-    run: dict,
     gate: Gate,
 ) -> Written:
-    """Pass 2 for one source: every staged batch through the plan into one staged partition.
-    `counts` holds read and quarantined from pass 1; `run` the ids recorded with the file."""
-    ctx = job.context(date, policy, names, unit=run["unit"])
-    built = planning.hierarchies(policy, ctx)
+    """Pass 2 for one source: every unit's staged rows through the plan, checked by one
+    PartitionWriter as they pass (content checks every CHECK_ROWS rows, k and l once with the unit
+    a column of every class), kept in the run's staging area; then each unit's file, its rows in
+    the published order and its metadata in the footer."""
+    built = planning.hierarchies(policy, job.context(policy))
     if any(isinstance(c.operator, Suppress) for c in policy.columns):
-        plan = plan.with_counts(
-            planning.merge_counts([planning.count_values(b, policy, erased) for b in _staged_batches(staged)]), policy
+        counted = [planning.count_values(b, policy, erased) for u in units.values() for b in _staged_batches(list(u.staged))]
+        plan = plan.with_counts(planning.merge_counts(counted), policy)
+    work = job.work(policy.source) / "pass2"
+    writer = PartitionWriter(gate, ClassColumns.of_policy(policy, units=True), job.gx_project, job.run_id, work)
+    held = warehouse_io.staging(job.warehouse, job.run_id) / ".rows" / policy.source
+    passes: dict[str, _Pass2] = {}
+    for label, unit in sorted(units.items()):
+        ctx = job.context(policy, names, unit=unit.ids["unit"])
+        passes[label] = _Pass2(policy, plan, ctx, built, erased, unit.counts)
+        rows = Spill(held / f"{label}.arrow")
+        for table in writer.check(ahead(passes[label].batches(list(unit.staged))), label):
+            rows.write(table)
+        rows.close()
+    frame, outcome = writer.close()
+    levels = {k: v for k, v in (plan.solution.levels if plan.solution else {}).items() if k != UNIT}
+    fields = field_metadata(policy, levels)
+    written = {}
+    for label, unit in sorted(units.items()):
+        partition = passes[label]
+        classes = frame[frame[UNIT] == label].drop(columns=[UNIT]) if UNIT in frame.columns else frame
+        rows_file = held / f"{label}.arrow"
+        path = warehouse_io.stage(
+            job.warehouse,
+            job.run_id,
+            policy.source,
+            label,
+            ahead(shuffled((pa.table(b) for b in read_spill(rows_file)), partition.counts["published"], work / "shuffle")),
+            fields,
+            functools.partial(partition.metadata, classes, outcome, unit.inputs, label, unit.ids),
         )
-    run_name = f"{job.run_id} {date}"
-    work = job.work(policy.source, date)
-    writer = PartitionWriter(gate, ClassColumns.of_policy(policy), job.gx_project, run_name, work)
-    partition = _Pass2(policy, plan, ctx, built, erased, counts)
-    levels = plan.solution.levels if plan.solution else {}
-    staged_rows = counts["read"] - counts["quarantined"]
-    path = writer.stage(
-        job.warehouse,
-        job.run_id,
-        policy.source,
-        date,
-        ahead(partition.batches(staged)),
-        field_metadata(policy, levels),
-        lambda classes, outcome: partition.metadata(classes, outcome, inputs, date, run),
-        arrange=lambda checked: ahead(shuffled(checked, staged_rows, work / "shuffle")),
-    )
+        rows_file.unlink()
+        if partition.recorded is None:  # stage() calls metadata() after the last batch
+            raise RuntimeError(f"{policy.source} {label}: staged without its metadata")
+        inputs = [dict(f) for f in unit.inputs.files]
+        written[label] = Partition(path, partition.counts, partition.recorded, partition.cells, inputs)
     release_memory()
-    if partition.recorded is None or partition.outcome is None:  # stage() calls metadata() after the last batch
-        raise RuntimeError(f"{policy.source} {date}: staged without its metadata")
-    return Written(
-        path, partition.counts, partition.recorded, partition.outcome, partition.cells, [dict(f) for f in inputs.files]
-    )
+    return Written(written, outcome)
 
 
 class _Pass2:
@@ -361,9 +507,9 @@ class _Pass2:
                 self.cells[name] = self.cells.get(name, 0) + n
             yield done.table
 
-    def metadata(self, classes: pd.DataFrame, outcome: Outcome, inputs: Inputs, date: dt.date, run: dict) -> dict:
+    def metadata(self, classes: pd.DataFrame, outcome: Outcome, inputs: Inputs, period: str, run: dict) -> dict:
         self.outcome = outcome
-        found = partition_metadata(self.policy, inputs, self.plan, classes, outcome, self.counts["published"], date, run)
+        found = partition_metadata(self.policy, inputs, self.plan, classes, outcome, self.counts["published"], period, run)
         self.recorded = json.loads(warehouse_io.metadata_json(found))
         return found
 

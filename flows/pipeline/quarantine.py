@@ -65,11 +65,14 @@ class Quarantine:
 
 
 def quarantine_batch(restricted: Path, run_id: str, source: str, date: dt.date, staged: Path) -> Path:
-    """An anonymized partition that failed its checks, moved whole (0600) for someone to look at."""
+    """Anonymized files that failed their checks (a partition, or a folder of a dataset's units),
+    moved whole (files 0600, folders 0700) for someone to look at; kept with the newest export
+    date they were made from (purge deletes them with it)."""
     folder = restricted_dir(restricted, "quarantine", "failed-validation", source, f"export_date={date.isoformat()}")
-    path = folder / f"{run_id}.parquet"
+    path = folder / (f"{run_id}.parquet" if staged.is_file() else run_id)
     shutil.move(staged, path)
-    path.chmod(0o600)
+    for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        item.chmod(0o700 if item.is_dir() else 0o600)
     return path
 
 

@@ -21,23 +21,25 @@ from transforms.hierarchy import TableHierarchy
 from transforms.operators import Generalize, Pseudonymize
 from transforms.plan import PEOPLE, ROWS, Plan
 from transforms.policy import SourcePolicy
+from transforms.units import UNIT
 
 
 def partition_metadata(
-    policy: SourcePolicy, inputs: Inputs, plan: Plan, classes, outcome, published: int, date: dt.date, run: dict
+    policy: SourcePolicy, inputs: Inputs, plan: Plan, classes, outcome, published: int, period: str, run: dict
 ) -> dict:
-    """The `tuomin` entry of a file's metadata: enough to re-check k and trace the run. Privacy
-    figures are measured on `classes` (plan.classes_frame: the published rows' distinct
-    combinations with counts). `run`: run_id, key_id, flow_run_id, fingerprint, ledger_head (the
-    ledger's last entry before this partition's, see flows/storage/ledger.py)."""
+    """The `tuomin` entry of a unit's file's metadata: enough to re-check k and trace the run.
+    Privacy figures are measured on `classes` (the unit's published rows' distinct combinations
+    with counts). `run`: run_id, key_id, flow_run_id, fingerprint, unit, ledger_head (the ledger's
+    last entry before this partition's, see flows/storage/ledger.py)."""
     solution = plan.solution
-    measured = metrics.summary(
-        classes, list(plan.levels), None, policy.privacy.k, policy.sensitive_outputs, count=ROWS, people=PEOPLE
-    )
+    qis = [name for name in plan.levels if name != UNIT]
+    measured = metrics.summary(classes, qis, None, policy.privacy.k, policy.sensitive_outputs, count=ROWS, people=PEOPLE)
     return {
         "dataset": policy.source,
-        "export_date": date.isoformat(),
-        "quasi_identifiers": list(plan.levels),
+        "period": period,
+        "grain": "snapshot" if policy.unit.snapshot else policy.unit.grain,
+        "person_record": policy.unit.record,  # what one person-level record spans
+        "quasi_identifiers": qis,
         "k": policy.privacy.k,
         "l_diversity": [m.model_dump() | {"column": policy.column(m.attribute).output_name} for m in policy.privacy.l_diversity],
         "entity_column": policy.entity,
@@ -53,7 +55,7 @@ def partition_metadata(
         "reference_date": policy.privacy.reference_date,
         HEAD_KEY: run[HEAD_KEY],
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "levels": solution.levels if solution else {},
+        "levels": {k: v for k, v in solution.levels.items() if k != UNIT} if solution else {},
         "search": {"method": solution.method, "nodes_evaluated": solution.nodes_evaluated, "nodes": solution.nodes_total}
         if solution
         else None,
@@ -62,7 +64,7 @@ def partition_metadata(
         "metrics": {
             **measured,
             "loss": solution.loss if solution else 0.0,
-            "loss_by_attribute": solution.loss_by_attribute if solution else {},
+            "loss_by_attribute": {k: v for k, v in solution.loss_by_attribute.items() if k != UNIT} if solution else {},
         },
         "columns": {
             c.name: {
@@ -162,7 +164,7 @@ def ledger_entry(
     column; `inputs` with their bytes and rows)."""
     keep = (
         "dataset",
-        "export_date",
+        "period",
         "run_id",
         "flow_run_id",
         "fingerprint",

@@ -12,13 +12,14 @@ time, and no count below k can be read anywhere. Counts and shares only: it prin
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -31,7 +32,7 @@ from expectations.release import (
 from expectations.suite import Outcome, ReleaseGate, validate
 from flows.pipeline.record import file_sha256
 from flows.storage.ledger import LEDGER
-from flows.storage.warehouse import read_metadata
+from flows.storage.warehouse import PERIOD, partition_files, period_of, read_fields, read_metadata
 from transforms.risk import (
     CONTACTS,
     PROFILE,
@@ -75,24 +76,24 @@ def read(warehouse: Path) -> tuple[list[Dataset], list[dict]]:
     datasets: list[Dataset] = []
     files: list[dict] = []
     for folder in sorted(warehouse.glob("dataset=*")):
-        found = _dataset(folder.name.split("=", 1)[1], sorted(folder.glob("export_date=*/*.parquet")), warehouse, files)
+        name = folder.name.split("=", 1)[1]
+        found = _dataset(name, partition_files(warehouse, name), warehouse, files)
         if found:
             datasets.append(found)
     return datasets, files
 
 
 def _dataset(name: str, paths: list[Path], root: Path, files: list[dict]) -> Dataset | None:
-    """One dataset from its partitions' files (…/export_date=D/part-0.parquet), each file's facts
-    appended to `files`."""
+    """One dataset from its partitions' files (…/period=<label>/part-0.parquet), each file's facts
+    appended to `files`; every row with its unit's period (`period`)."""
     tables, meta, fields = [], {}, {}
     for path in paths:
         table = pq.read_table(path)
         fields = {f.name: {k.decode(): v.decode() for k, v in (f.metadata or {}).items()} for f in table.schema}
         meta = read_metadata(path)
-        day = dt.date.fromisoformat(path.parent.name.split("=", 1)[1])
         files.append({"path": path.relative_to(root).as_posix(), "table": table, "metadata": meta, "fields": fields})
         tables.append(
-            table.replace_schema_metadata(None).append_column("export_date", pa.array([day] * table.num_rows, pa.date32()))
+            table.replace_schema_metadata(None).append_column(PERIOD, pa.array([period_of(path)] * table.num_rows, pa.string()))
         )
     if not tables:
         return None
@@ -117,7 +118,7 @@ def changed_versions(earlier: Path, warehouse: Path) -> list[Dataset]:
     for folder in sorted(earlier.glob("dataset=*")):
         paths = [
             p
-            for p in sorted(folder.glob("export_date=*/*.parquet"))
+            for p in partition_files(earlier, folder.name.split("=", 1)[1])
             if not (warehouse / p.relative_to(earlier)).is_file()
             or file_sha256(warehouse / p.relative_to(earlier)) != file_sha256(p)
         ]
@@ -294,40 +295,89 @@ class Verdict:
     people: int
 
 
+GATE_ROWS = 2_000_000  # published rows the gate reads at once: units in groups of about this many rows
+
+
 def gate(
-    staged: dict[str, Path], root: Path, project: Path | None = None, run_name: str | None = None, where: Path | None = None
+    staged: dict[str, dict[str, Path]],
+    root: Path,
+    project: Path | None = None,
+    run_name: str | None = None,
+    where: Path | None = None,
 ) -> Verdict:
-    """The release's own checks on the partitions staged for it (one per dataset), before any is
-    published, against what their metadata records (k, m, l): the person-level criteria
-    (expectations/release.py, validated with GX on the person frame) and the side channels of
-    `assess` that a release can carry (row order, counts below k, staff tokens, free text). Every
-    failure names its criterion and datasets."""
-    files: list[dict] = []
-    datasets = [d for name, path in staged.items() if (d := _dataset(name, [path], root, files))]
-    adversary = recorded_adversary(files)
-    frame = person_frame(datasets, adversary, where, items_alone=False)  # the gate judges within classes only
-    ids = frame.attrs["people"].ids
-    frame["k"] = 0  # each person's k: the largest of the datasets they are in
-    for d, f in zip(datasets, files):
-        present = np.unique(ids[d.name])
-        frame.loc[present, "k"] = np.maximum(frame.loc[present, "k"], f["metadata"].get("k", adversary.k))
-    l = {f"{f['metadata']['dataset']}.{m['column']}": int(m["l"]) for f in files for m in f["metadata"].get("l_diversity", [])}
-    release = ReleaseGate(
-        adversary.purchases + adversary.contacts,
-        tuple((f"{d.name}.{c}", l.get(f"{d.name}.{c}", 2)) for d in datasets for c in d.sensitive),
-    )
+    """The release's own checks on the partitions staged for it ({dataset: {period: file}}),
+    before any is published, against what their metadata records (k, m, l): the person-level
+    criteria (expectations/release.py, validated with GX once, on the person frame of every unit)
+    and the side channels of `assess` that a release can carry (row order, counts below k, staff
+    tokens, free text). Tokens are keyed to their unit, so a person's record lies within one unit:
+    the frame is built for groups of units of about GATE_ROWS rows at a time (memory follows the
+    group, not the release), and that no token is shared between units is checked over every file
+    at once (`shared_between_units`). Every failure names its criterion and datasets."""
+    frames, failures, offset = [], [], 0
+    all_files: list[dict] = []
+    for group in _groups(staged):
+        files: list[dict] = []
+        datasets = [d for name, paths in group.items() if (d := _dataset(name, paths, root, files))]
+        adversary = recorded_adversary(files)
+        frame = person_frame(datasets, adversary, where, items_alone=False)  # the gate judges within classes only
+        ids = frame.attrs["people"].ids
+        frame["k"] = 0  # each person's k: the largest of the datasets they are in
+        frame["datasets"] = ""
+        for d, f in zip(datasets, files):
+            present = np.unique(ids[d.name])
+            frame.loc[present, "k"] = np.maximum(frame.loc[present, "k"], f["metadata"].get("k", adversary.k))
+            frame.loc[present, "datasets"] += d.name + " "
+        frame["person"] += offset
+        offset += len(frame)
+        frame.attrs.clear()
+        frames.append(frame.astype({"datasets": "category"}))
+        failures += _side_channels(files, datasets, adversary)
+        all_files += [{k: v for k, v in f.items() if k != "table"} for f in files]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"person": [], "k": [], "units": []})
+    adversary = recorded_adversary(all_files)
+    l = {
+        f"{f['metadata']['dataset']}.{m['column']}": int(m["l"]) for f in all_files for m in f["metadata"].get("l_diversity", ())
+    }
+    release = ReleaseGate(adversary.purchases + adversary.contacts, tuple((a, l.get(a, 2)) for a in sorted(_sensitive(frame))))
     outcome = validate(release, frame, project, run_name)
-    failures: list[str] = []
+    found: list[str] = []
     for check in outcome.checks:
         # Supports only shrink as m grows: the smallest m that fails says it, the larger ones add nothing.
-        if not check["success"] and not (check["expectation"] == KM and any(f.startswith("k^m") for f in failures)):
+        if not check["success"] and not (check["expectation"] == KM and any(f.startswith("k^m") for f in found)):
             if check["exception"]:
-                failures.append(f"{_criterion(check)}: the check raised an exception")
+                found.append(f"{_criterion(check)}: the check raised an exception")
                 continue
-            who = frame.loc[failing_people(frame, check).to_numpy(), "person"].to_numpy()
-            named = [d.name for d in datasets if np.isin(ids[d.name], who).any()]
-            failures.append(f"{_criterion(check)}: {check['observed']} {_people(check)} in {', '.join(named)}")
-    failures += [f"row order follows {o['column']} in {_name(o['file'])}" for o in row_order(files)]
+            who = frame.loc[failing_people(frame, check).to_numpy(), "datasets"].astype(str)
+            named = sorted({name for names in who for name in names.split()})
+            found.append(f"{_criterion(check)}: {check['observed']} {_people(check)} in {', '.join(named)}")
+    shared = shared_between_units(staged)
+    if shared:
+        found.append(f"a token shared outside its unit: {shared} token value(s) in more than one unit")
+    return Verdict(outcome, found + failures, len(frame))
+
+
+def _groups(staged: dict[str, dict[str, Path]]) -> list[dict[str, list[Path]]]:
+    """The staged files in groups of units (in period order, datasets together) of about
+    GATE_ROWS published rows each; a unit larger than that is a group of its own."""
+    units = sorted((label, name, path) for name, by_period in staged.items() for label, path in by_period.items())
+    groups: list[dict[str, list[Path]]] = []
+    rows = GATE_ROWS
+    for _, name, path in units:
+        size = pq.ParquetFile(path).metadata.num_rows
+        if rows + size > GATE_ROWS and rows:
+            groups.append({})
+            rows = 0
+        groups[-1].setdefault(name, []).append(path)
+        rows += size
+    return groups
+
+
+def _sensitive(frame: pd.DataFrame) -> list[str]:
+    return [c.removeprefix("l:") for c in frame.columns if c.startswith("l:")]
+
+
+def _side_channels(files: list[dict], datasets: list[Dataset], adversary) -> list[str]:
+    failures = [f"row order follows {o['column']} in {_name(o['file'])}" for o in row_order(files)]
     failures += [
         f"count below k={k} in the file metadata of {_name(f['path'])} ({hit.split(': ', 1)[1]})"
         for f in files
@@ -336,11 +386,34 @@ def gate(
     ]
     failures += [f"staff token published in {column}" for column in staff_tokens(datasets)]
     failures += [f"free text published in {column}" for column in free_text(datasets)]
-    return Verdict(outcome, failures, len(frame))
+    return failures
+
+
+def shared_between_units(staged: dict[str, dict[str, Path]]) -> int:
+    """Token values found in more than one (dataset, unit), over every staged file at once (out of
+    core, DuckDB): a token keyed to its unit appears in that unit only."""
+    selects = []
+    for name, by_period in staged.items():
+        for label, path in by_period.items():
+            tokens = [c for c, f in read_fields(path).items() if "keyed HMAC" in f.get("token", "")]
+            quoted = str(path).replace("'", "''")
+            selects += [
+                f"SELECT \"{c}\" AS t, '{name}/{label}' AS u FROM read_parquet('{quoted}') WHERE \"{c}\" IS NOT NULL"
+                for c in tokens
+            ]
+    if not selects:
+        return 0
+    con = duckdb.connect()
+    try:
+        every = " UNION ALL ".join(selects)
+        shared = f"SELECT t FROM ({every}) GROUP BY t HAVING count(DISTINCT u) > 1"
+        return int(con.execute(f"SELECT count(*) FROM ({shared})").fetchall()[0][0])
+    finally:
+        con.close()
 
 
 def _name(path: str) -> str:
-    """The dataset of a file's path (`dataset=<name>/export_date=…/…`)."""
+    """The dataset of a file's path (`dataset=<name>/period=…/…`)."""
     return path.split("/")[0].removeprefix("dataset=")
 
 

@@ -2,18 +2,19 @@
 generalized column at the same level, so that a column means one thing in every file (a GROUP BY
 across dates never mixes stores with channels, or days with months).
 
-The privacy engine picks the levels each date needs. The release's levels for a dataset are the
-highest level any of its published partitions holds, per column (the floor). A date is solved
-with its lowest allowed levels raised to the floor (SourcePolicy.at_least), so it publishes at
-the floor or above; when a date needs more, the floor rises and the dataset's other partitions
-are below it: they are *stale*, and the run republishes them at the new floor. Levels only rise.
+The privacy engine picks one set of levels for every unit it solves together. The release's levels
+for a dataset are the highest level any of its published partitions holds, per column (the
+floor). A run's units are solved with their lowest allowed levels raised to the floor
+(SourcePolicy.at_least), so they publish at the floor or above; when they need more, the run
+solves every unit of the dataset again, together, at the new levels (one step, not a cascade of
+dates). A unit left below the floor by a run that died is *stale*, and the next run rebuilds it.
+Levels only rise.
 Coarser is never less private (classes only merge), and every republished date passes its gates
 again before anything is renamed into place.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 from flows.storage import ledger
@@ -30,12 +31,12 @@ def floors(restricted: Path) -> dict[str, dict[str, int]]:
     return found
 
 
-def stale(restricted: Path, policies: dict[str, SourcePolicy]) -> dict[dt.date, list[str]]:
-    """Export dates with a partition below its dataset's floor (as far as the policy's levels
-    allow): {date: [datasets]}, oldest first."""
+def stale(restricted: Path, policies: dict[str, SourcePolicy]) -> dict[str, list[str]]:
+    """Units with a partition below its dataset's floor (as far as the policy's levels allow):
+    {dataset: [periods]}."""
     floor = floors(restricted)
-    found: dict[dt.date, list[str]] = {}
-    for (dataset, day), entry in sorted(ledger.partition_entries(restricted).items(), key=lambda item: item[0][1]):
+    found: dict[str, list[str]] = {}
+    for (dataset, period), entry in sorted(ledger.partition_entries(restricted).items()):
         policy = policies.get(dataset)
         if policy is None:
             continue
@@ -43,5 +44,5 @@ def stale(restricted: Path, policies: dict[str, SourcePolicy]) -> dict[dt.date, 
         levels = entry["data"].get("levels") or {}
         wanted = {c: min(lv, reachable.get(c, lv)) for c, lv in floor.get(dataset, {}).items()}
         if any(levels.get(c, 0) < lv for c, lv in wanted.items()):
-            found.setdefault(dt.date.fromisoformat(day), []).append(dataset)
+            found.setdefault(dataset, []).append(period)
     return found

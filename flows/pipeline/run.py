@@ -1,13 +1,22 @@
-"""What one run shares across its export dates, and which dates it should process.
+"""What one run shares, and what it reads and rebuilds.
 
 The Run object holds the key and the erasure list, so it never becomes a Prefect parameter (flow
-parameters are stored by the Prefect server); flows receive dates only.
+parameters are stored by the Prefect server); flows receive paths and labels only.
 
-A partition depends on its input files, its policy, the key and the erasure list. Its
-fingerprint, a SHA-256 over those, is recorded in the ledger when it is published; by default a
-run processes only the dates whose current fingerprint differs from the last one published (new
-dates, re-exported files, a changed policy or key, a new erasure request), and the dates left below
-their dataset's release levels (flows/pipeline/release_levels.py).
+A run is one release over the files it reads: every row goes to the unit of its own date
+(transforms/units.py), whichever file delivered it. What to read (`select`):
+
+    every        every file of every source (a snapshot source: its latest snapshot's files);
+                 every unit they hold is (re)published
+    dates        the files of the export dates named (`date`, or `start` to `end`): the units
+                 those files hold are rebuilt, from them and from every other file the ledger
+                 says those units were made from
+    default      the files not yet read, or changed since (by SHA-256), and everything when a
+                 source's policy, the key or the erasure list changed: the units they hold, as above
+
+A unit depends on the files that placed rows in it, its policy, the key and the erasure list; its
+fingerprint, a SHA-256 over those, keys its tokens and is recorded with it. Units whose partitions
+are below their dataset's release levels (flows/pipeline/release_levels.py) are rebuilt too.
 """
 
 from __future__ import annotations
@@ -20,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flows.pipeline import record, release_levels
-from flows.pipeline.passes import Job
-from flows.runtime.clock import today
+from flows.pipeline.parameters import RunParameters
+from flows.pipeline.passes import Job, census
 from flows.storage import landing as landing_io
 from flows.storage import ledger
 from flows.storage.backup import BackupKey
@@ -45,6 +54,7 @@ class Run:
     erasure_sha256: str | None
     drop_unknown: bool
     triggered_by: dict
+    max_unit_rows: int = RunParameters.model_fields["max_unit_rows"].default
     started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @classmethod
@@ -58,6 +68,7 @@ class Run:
         trigger: str,
         backup: bool = True,
         rotate_key: bool = False,
+        max_unit_rows: int = RunParameters.model_fields["max_unit_rows"].default,
     ) -> Run:
         """The run's inputs, keys and erasure list; a pseudonym key other than the warehouse's is
         refused unless `rotate_key` (see keys.check_continuity)."""
@@ -78,6 +89,7 @@ class Run:
             erasure_sha256=area.sha256(landing_io.ERASURE_REQUESTS) if has_requests else None,
             drop_unknown=drop_unknown,
             triggered_by=record.triggered_by(trigger),
+            max_unit_rows=max_unit_rows,
         )
 
     def job(self) -> Job:
@@ -90,11 +102,12 @@ class Run:
             self.pseudonymizer.key_id,
             self.subjects,
             self.drop_unknown,
+            self.max_unit_rows,
         )
 
     def fingerprint(self, policy: SourcePolicy, inputs: list[tuple[str, str]]) -> str:
-        """SHA-256 of what a partition depends on: (path, SHA-256) of its input files, its
-        policy, the key and the erasure list."""
+        """SHA-256 of what a unit depends on: (path, SHA-256) of the files that placed rows in it,
+        its policy, the key and the erasure list."""
         basis = {
             "inputs": sorted(inputs),
             "policy": policy.sha256,
@@ -103,52 +116,92 @@ class Run:
         }
         return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
-    def sources_for(self, date: dt.date) -> list[str]:
-        """The sources that delivered files for a date and are still within their retention
-        period (an expired date is never published again)."""
-        return [
-            name
-            for name, policy in self.policies.items()
-            if not policy.retention.expired(date, today()) and landing_io.files_for(self.landing, policy, date)
-        ]
-
-    def nothing_for(self, date: dt.date) -> str | None:
-        """Why a requested date has nothing to process, if it has not."""
-        if self.sources_for(date):
-            return None
-        if any(landing_io.files_for(self.landing, policy, date) for policy in self.policies.values()):
-            return f"{date}: past the retention period of every source that delivered files; never published again"
-        return f"{date}: no export files for this date under {self.landing.url}; nothing published"
-
-    def current_fingerprint(self, policy: SourcePolicy, date: dt.date) -> str | None:
-        if policy.retention.expired(date, today()):
-            return None
-        files = landing_io.files_for(self.landing, policy, date)
-        return self.fingerprint(policy, [(f, self.landing.sha256(f)) for f in files]) if files else None
+    def files(self, policy: SourcePolicy) -> dict[str, dt.date]:
+        """A source's files in the landing (path: export date): all of them, or for a snapshot
+        source those of its latest snapshot only."""
+        found = landing_io.source_files(self.landing, policy)
+        if policy.unit.snapshot and found:
+            latest = max(found.values())
+            return {path: day for path, day in found.items() if day == latest}
+        return found
 
 
-def select_dates(
-    run: Run, date: str | None, start: str | None, end: str | None, every: bool
-) -> tuple[list[dt.date], list[dt.date]]:
-    """(dates to process, dates skipped as already published and unchanged). A named date, a
-    range (a backfill) or `every` forces processing; otherwise only new or changed dates run."""
-    if date:
-        return [dt.date.fromisoformat(date)], []
-    found = landing_io.export_dates(run.landing, run.policies)
-    if start or end:
-        low = dt.date.fromisoformat(start) if start else dt.date.min
-        high = dt.date.fromisoformat(end) if end else dt.date.max
-        return [d for d in found if low <= d <= high], []
-    if every:
-        return found, []
-    published = {(e["dataset"], e["export_date"]): e.get("fingerprint") for e in ledger.partitions(run.restricted)}
+@dataclass
+class Selection:
+    """What a run reads and rebuilds: per source, the landing files to read, and the units to
+    (re)publish from them (None: every unit they hold)."""
+
+    files: dict[str, list[str]] = field(default_factory=dict)
+    units: dict[str, frozenset[str] | None] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return any(self.files.values())
+
+    def widened(self, run: Run, sources: list[str]) -> Selection:
+        """This selection with every unit of `sources` (all their files still held)."""
+        files = dict(self.files) | {name: list(run.files(run.policies[name])) for name in sources}
+        units = dict(self.units) | dict.fromkeys(sources)
+        return Selection(files, units)
+
+
+def select(run: Run, date: str | None, start: str | None, end: str | None, every: bool) -> tuple[Selection, list[str]]:
+    """(what to read and rebuild, the sources left as they are because nothing of theirs changed)."""
+    chosen = Selection()
+    unchanged = []
+    entries = ledger.entries(run.restricted)
+    current = ledger.partition_entries(run.restricted, entries)
     below = release_levels.stale(run.restricted, run.policies)  # a run that died before republishing them
-    todo: list[dt.date] = []
-    skipped: list[dt.date] = []
-    for day in found:
-        current = {name: run.current_fingerprint(policy, day) for name, policy in run.policies.items()}
-        fresh = day not in below and all(
-            published.get((name, day.isoformat())) == fp for name, fp in current.items() if fp is not None
-        )
-        (skipped if fresh else todo).append(day)
-    return todo, skipped
+    read = _read_before(entries)
+    for name, policy in run.policies.items():
+        held = run.files(policy)
+        if every:
+            picked = list(held)
+        elif date or start or end:
+            first, last = date or start, date or end
+            low = dt.date.fromisoformat(first) if first else dt.date.min
+            high = dt.date.fromisoformat(last) if last else dt.date.max
+            picked = [path for path, day in held.items() if low <= day <= high]
+        else:
+            ours = {key: entry["data"] for key, entry in current.items() if key[0] == name}
+            basis = {(d.get("policy_sha256"), d.get("key_id"), d.get("erasure_sha256")) for d in ours.values()}
+            fresh = basis <= {(policy.sha256, run.pseudonymizer.key_id, run.erasure_sha256)}
+            picked = list(held) if not fresh else [p for p in held if read.get(p) != run.landing.sha256(p)]
+            if policy.unit.snapshot:  # the latest snapshot, unless it is the one published under this basis
+                published = {period for (_, period) in ours}
+                same = fresh and not picked and {day.isoformat() for day in held.values()} <= published
+                picked = [] if same else list(held)
+            picked += [path for key in below.get(name, []) for path in _made_from(current[(name, key)]) if path in held]
+        if not picked:
+            unchanged.append(name)
+            continue
+        if every or policy.unit.snapshot:
+            chosen.files[name], chosen.units[name] = sorted(set(picked)), None
+            continue
+        # The units these files hold, and every other file the ledger says those units were made
+        # from (rows of one unit may come from several files: a late line, a dump beside dailies).
+        units = set(below.get(name, []))
+        for path in picked:
+            units |= set(census(run.landing, policy, path))
+            units |= {period for (dataset, period), entry in current.items() if dataset == name and path in _made_from(entry)}
+        files = set(picked) | {
+            path for label in units if (name, label) in current for path in _made_from(current[(name, label)]) if path in held
+        }
+        chosen.files[name], chosen.units[name] = sorted(files), frozenset(units)
+    return chosen, unchanged
+
+
+def _made_from(entry: dict) -> list[str]:
+    data = entry["data"]
+    return [f["path"] for f in data.get("inputs", [])] + [c["file"] for c in data.get("copies_not_read", [])]
+
+
+def _read_before(entries: list[dict]) -> dict[str, str]:
+    """Every landing file a run that published read (path: SHA-256 as read), and every input a
+    published partition records: a file changed since is read again."""
+    found: dict[str, str] = {}
+    for entry in entries:
+        if entry["kind"] == "run" and entry["data"].get("status") == "published":
+            found |= entry["data"].get("files", {})
+        elif entry["kind"] == "partition":
+            found |= {f["path"]: f["sha256"] for f in entry["data"].get("inputs", [])}
+    return found

@@ -1,24 +1,27 @@
-"""One export date, stage by stage, as plain functions: no Prefect here. The flow
-(flows/pipeline/anonymize.py) calls `process_date` once per date with an Executor that runs the
-steps as Prefect tasks; a test or a notebook calls it with `Inline()` and needs nothing else.
+"""One release, stage by stage, as plain functions: no Prefect here. The flow
+(flows/pipeline/anonymize.py) calls `process_release` with an Executor that runs the steps as
+Prefect tasks; a test or a notebook calls it with `Inline()` and needs nothing else.
 
-    backup     the date's raw files, encrypted, into the restricted area (flows/storage/backup.py),
-               beside the privacy engine and pass 2; nothing is published unless it completed
     scan       pass 1, per file, in batches (flows/pipeline/passes.py): headers must match the
-               policy, typed values (rows that do not parse -> restricted quarantine, counted), the
-               customer token of each row (own document, or via member number / receipt), rows of
-               subjects on requests/erasure.csv flagged; staged and tallied
-    plan       per source, the privacy engine on the merged tallies: levels (at or above the
-               release's, flows/pipeline/release_levels.py) and the classes to suppress, erased
-               subjects left out (transforms/plan.py)
-    write      pass 2, per source: erase, suppress, every operator; each batch validated as it is
-               written (schema, no identifier), then k and l on the whole partition (GX)
-    release    the date's partitions together, as the intruder would hold them (flows/pipeline/release.py)
-    publish    only if every source of the date passed and the counts reconcile (read = published +
-               suppressed + quarantined + erased): renamed into place, then recorded in the ledger
+               policy, typed values (rows that do not parse -> restricted quarantine, counted),
+               each row placed in the unit of its own date (transforms/units.py: a buyer-day, the
+               latest snapshot), the customer token of each row (own document, or via member
+               number / receipt), rows of subjects on requests/erasure.csv flagged; staged by unit
+               and tallied. A unit larger than the run may count is refused here, in one line
+    backup     each export date's raw files read, encrypted, into the restricted area, beside the
+               privacy engine and pass 2; nothing is published unless it completed
+    plan       per source, the privacy engine once on the tallies of every unit: one set of levels
+               for all of them, at or above the release's (flows/pipeline/release_levels.py), the
+               unit a key of every class (transforms/plan.py)
+    write      pass 2, per source: every unit's rows through the plan, checked as they pass
+               (schema and no identifier; k and l once, the unit a column), one file per unit
+    release    every staged unit together, as the intruder would hold them (flows/pipeline/release.py)
+    publish    only if everything passed and the counts reconcile (per file: read = placed in units +
+               quarantined + elsewhere; per unit: placed = published + suppressed + erased):
+               renamed into place, then recorded in the ledger, one entry per unit
 
-A date that fails anywhere raises DateFailed (or the error of the step that failed) and publishes
-nothing. Log lines go to the `tuomin` logger, which the flow's runner forwards to Prefect.
+A release that fails anywhere raises ReleaseFailed (or the error of the step that failed) and
+publishes nothing. Log lines go to the `tuomin` logger, which the flow's runner forwards to Prefect.
 """
 
 from __future__ import annotations
@@ -28,36 +31,48 @@ import datetime as dt
 import logging
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from flows.pipeline import passes, release, release_levels
 from flows.pipeline.executor import Executor, Step
 from flows.pipeline.quarantine import quarantine_batch
 from flows.pipeline.record import Inputs, file_sha256, ledger_entry
-from flows.pipeline.run import Run
+from flows.pipeline.run import Run, Selection
 from flows.runtime import failpoints
+from flows.runtime.clock import today
 from flows.storage import backup as backup_io
 from flows.storage import landing as landing_io
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
-from flows.storage.entries import BackupEntry, PartitionEntry
+from flows.storage.entries import BackupEntry, PartitionEntry, PartitionRemovedEntry
 from transforms import plan, steps
 from transforms.anonymity import Unreachable
 from transforms.policy import SourcePolicy
+from transforms.units import last_day
 
 log = logging.getLogger("tuomin.pipeline")
 
+SCAN_BYTES = 64 << 20  # small files are scanned several to a step: a step costs more to schedule than a small file to read
 
-class DateFailed(RuntimeError):
-    """A date that cannot be published; the message names source, file or check, never values."""
+
+class ReleaseFailed(RuntimeError):
+    """A release that cannot be published; the message names source, unit, file or check, never values."""
+
+
+class Widen(Exception):  # noqa: N818  (not an error: the run starts the release again, wider)
+    """The units of this run need coarser levels than the release's: every unit of these sources
+    is solved again, together (Selection.widened)."""
+
+    def __init__(self, sources: list[str]):
+        super().__init__(", ".join(sources))
+        self.sources = sources
 
 
 @dataclass
 class Scans:
-    """Pass 1's results for a date: each source's files in order, the copies not read ({copy:
-    original}), and the person names and erased subjects' tokens found (in the date's files and in
-    look-back windows)."""
+    """Pass 1's results: each source's files in order, the copies not read ({copy: original}),
+    and the person names and erased subjects' tokens found (in the files and in look-back windows)."""
 
     found: dict[str, list[passes.Scanned]] = field(default_factory=dict)
     copied: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -72,21 +87,43 @@ class Scans:
     def erased(self) -> set[str]:
         return self.linked_erased.union(*(s.erased for found in self.found.values() for s in found))
 
-    def shas(self) -> dict[str, str]:
-        return {s.file.path: s.file.sha256 for found in self.found.values() for s in found}
+    def shas(self) -> dict[dt.date, dict[str, str]]:
+        """The files read, by the export date that delivered them: {date: {path: SHA-256}}."""
+        by_date: dict[dt.date, dict[str, str]] = {}
+        for found in self.found.values():
+            for s in found:
+                by_date.setdefault(s.export_date, {})[s.file.path] = s.file.sha256
+        return by_date
+
+    def units(self, name: str) -> dict[str, list[passes.Scanned]]:
+        """A source's units, each with the scans of the files that placed rows in it."""
+        found: dict[str, list[passes.Scanned]] = {}
+        for s in self.found[name]:
+            for label in s.staged:
+                found.setdefault(label, []).append(s)
+        return dict(sorted(found.items()))
 
 
 @dataclass(frozen=True)
 class Published:
-    """What a date published for one source, as the run's summary reports it."""
+    """What a release published for one source, as the run's summary reports it."""
 
-    counts: dict[str, int]
+    units: int
+    counts: dict[str, int]  # summed over its units
     k: int | None
     levels: dict[str, int]
     policy_sha256: str
-    inputs: list[dict]
-    dropped_columns: list[dict]
-    path: str
+    republished: list[str]  # units that had a partition before
+    superseded: list[str]  # partitions removed because a later snapshot replaces them
+    past_retention: list[str]  # units of rows past the retention period: never published
+
+
+@dataclass(frozen=True)
+class Release:
+    """What a release published: per source, and every landing file it read (path: SHA-256)."""
+
+    published: dict[str, Published]
+    files: dict[str, str]
 
 
 def source_order(policies: dict[str, SourcePolicy]) -> list[str]:
@@ -94,37 +131,44 @@ def source_order(policies: dict[str, SourcePolicy]) -> list[str]:
     return sorted(policies, key=lambda s: (bool(policies[s].link), s))
 
 
-def process_date(run: Run, job: passes.Job, date: dt.date, executor: Executor, flow_run_id: str = "") -> dict[str, Published]:
-    """Every stage of one date; `flow_run_id` is recorded with each partition (empty outside Prefect)."""
+def process_release(run: Run, job: passes.Job, selection: Selection, executor: Executor, flow_run_id: str = "") -> Release:
+    """Every stage of one release; `flow_run_id` is recorded with each partition (empty outside
+    Prefect). Raises Widen when the run must solve more units than it selected."""
     began = dt.datetime.now(dt.UTC)
-    names = [s for s in source_order(run.policies) if s in run.sources_for(date)]
+    names = [s for s in source_order(run.policies) if selection.files.get(s)]
+    backups: list[Future] = []
     # The backup (encryption and hashing, which release the GIL) runs on a thread of its own once
-    # pass 1 is done, beside the privacy engine and pass 2 (beside pass 2 alone was measured no
-    # faster); nothing is published unless it completed.
+    # pass 1 is done, beside the privacy engine and pass 2; nothing is published unless it completed.
     with ThreadPoolExecutor(1) as beside:
-        backup = None
         try:
-            scans = scan_sources(run, job, names, date, executor)
+            scans = scan_sources(run, job, names, selection, executor)
             if run.backup_key is not None:
-                step = Step(back_up, (run, scans.shas(), date), f"backup-{date}", reads_landing=True)
-                backup = beside.submit(contextvars.copy_context().run, executor.call, step)
+                for day, shas in sorted(scans.shas().items()):
+                    step = Step(back_up, (run, shas, day), f"backup-{day}", reads_landing=True)
+                    backups.append(beside.submit(contextvars.copy_context().run, executor.call, step))
             failpoints.hit("extracted")
+            _reconcile(scans)
             erased = scans.erased
-            plans = plan_sources(run, job, scans, erased, date, executor)
-            written = write_sources(run, job, scans, plans, erased, date, executor, flow_run_id)
-            verdict = check_release(run, job, written, date)
-            if backup is not None:
+            expired = {name: _expired(run.policies[name], scans) for name in names}
+            plans = plan_sources(run, job, scans, erased, selection, expired, executor)
+            written = write_sources(run, job, scans, plans, erased, expired, executor, flow_run_id)
+            verdict = check_release(run, job, written)
+            for backup in backups:
                 backup.result()
             failpoints.hit("validated")
-            return publish(run, written, date, began, verdict)
+            files = {path: sha for shas in scans.shas().values() for path, sha in shas.items()}
+            files |= {copy: files[original] for copied in scans.copied.values() for copy, original in copied.items()}
+            return Release(publish(run, written, began, verdict, expired), files)
         finally:
-            for name in names:  # staged raw batches do not outlive the date
-                shutil.rmtree(job.work_root / name / date.isoformat(), ignore_errors=True)
+            for backup in backups:
+                backup.cancel()
+            shutil.rmtree(job.work_root, ignore_errors=True)  # staged raw rows do not outlive the release
+            job.work_root.mkdir(parents=True, exist_ok=True)
 
 
 def back_up(run: Run, shas: dict[str, str], date: dt.date) -> None:
-    """Encrypt the date's raw files ({path: SHA-256 as pass 1 read it}); recorded in the ledger
-    once per distinct set of files (a rerun on the same files does not back them up again)."""
+    """Encrypt an export date's raw files read ({path: SHA-256 as pass 1 read it}); recorded in the
+    ledger once per distinct set of files (a rerun on the same files does not back them up again)."""
     if not shas:
         return
     assert run.backup_key is not None
@@ -143,81 +187,144 @@ def back_up(run: Run, shas: dict[str, str], date: dt.date) -> None:
         log.info("%s: %d file(s) backed up, encrypted, -> %s", date, len(shas), manifest_path.parent)
 
 
-def scan_sources(run: Run, job: passes.Job, names: list[str], date: dt.date, executor: Executor) -> Scans:
-    """Pass 1 over every file of the date: sources that others link to first (all their files at
-    once), then the linking ones with their look-ups. A file delivered twice is read once."""
+def scan_sources(run: Run, job: passes.Job, names: list[str], selection: Selection, executor: Executor) -> Scans:
+    """Pass 1 over every file of the release: sources that others link to first, then the linking
+    ones with their look-ups. A file delivered twice is read once; small files are read several
+    to a step."""
     scans = Scans()
+    read = {f for name in names for f in selection.files[name]}
     for wave in ([s for s in names if not run.policies[s].link], [s for s in names if run.policies[s].link]):
         pending: dict[str, list[Step]] = {}
         for name in wave:
             policy = run.policies[name]
+            files = selection.files[name]
             lookups: list = []
             if policy.link:
-                same_day = {s: [x.staged for x in found] for s, found in scans.found.items()}
-                args = (run.landing, run.policies, policy, date, job, same_day)
+                same_run = {
+                    s: [p for x in found for paths in x.staged.values() for p in paths] for s, found in scans.found.items()
+                }
+                args = (run.landing, run.policies, policy, files, job, same_run, read)
                 lookups, found_names, found_erased = executor.call(
-                    Step(passes.link_lookups, args, f"link-{name}-{date}", reads_landing=True)
+                    Step(passes.link_lookups, args, f"link-{name}", reads_landing=True)
                 )
                 scans.linked_names |= found_names
                 scans.linked_erased |= found_erased
             link_keys = steps.link_keys_of(run.policies, name)
-            files = landing_io.files_for(run.landing, policy, date)
             scans.copied[name] = landing_io.copies(run.landing, files)
             for copy, original in scans.copied[name].items():
                 log.warning("%s: byte-identical to %s (delivered twice); read once", copy, original)
+            chunks = _chunks(run.landing, [(i, f) for i, f in enumerate(files) if f not in scans.copied[name]])
             pending[name] = [
                 Step(
-                    passes.scan,
-                    (run.landing, policy, relative, index, date, job, link_keys, lookups),
-                    f"scan-{name}-{date}-{index}",
+                    passes.scan_many,
+                    (run.landing, policy, chunk, job, link_keys, lookups, selection.units.get(name)),
+                    f"scan-{name}-{chunk[0][0]}" + (f"-{chunk[-1][0]}" if len(chunk) > 1 else ""),
                     reads_landing=True,
                 )
-                for index, relative in enumerate(files)
-                if relative not in scans.copied[name]
+                for chunk in chunks
             ]
         results = iter(executor.run([s for wave_steps in pending.values() for s in wave_steps]))
         for name, wave_steps in pending.items():
-            scans.found[name] = [next(results) for _ in wave_steps]
-            _log_scan(name, date, scans.found[name])
+            scans.found[name] = [s for _ in wave_steps for s in next(results)]
+            _check_sizes(run, name, scans.units(name))
+            _log_scan(name, scans.found[name])
     return scans
 
 
-def _log_scan(name: str, date: dt.date, scans: list[passes.Scanned]) -> None:
+def _chunks(landing: landing_io.Landing, files: list[tuple[int, str]]) -> list[list[tuple[int, str]]]:
+    """Files in steps of about SCAN_BYTES (a large file is a step of its own)."""
+    chunks: list[list[tuple[int, str]]] = []
+    size = SCAN_BYTES
+    for index, relative in files:
+        bytes_ = landing.size(relative)
+        if size + bytes_ > SCAN_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append((index, relative))
+        size += bytes_
+    return chunks
+
+
+def _check_sizes(run: Run, name: str, units: dict[str, list[passes.Scanned]]) -> None:
+    """A unit whose rows, over every file, are more than the run may count: refused before the search."""
+    for label, found in units.items():
+        rows = sum(s.placed[label] for s in found)
+        if rows > run.max_unit_rows:
+            where = ", ".join(s.file.path for s in found[:3]) + (" …" if len(found) > 3 else "")
+            raise passes.UnitTooLarge(passes.too_large(run.policies[name], label, rows, run.max_unit_rows, where))
+
+
+def _reconcile(scans: Scans) -> None:
+    """Every row of every file read is quarantined, placed in a unit, or belongs to a unit the run
+    does not rebuild; anything else is a bug, and nothing is published."""
+    for name, found in scans.found.items():
+        for s in found:
+            if s.file.rows != s.quarantined + sum(s.placed.values()) + s.elsewhere:
+                raise ReleaseFailed(
+                    f"{name}: {s.file.path}: {s.file.rows} rows read, but {s.quarantined} quarantined + "
+                    f"{sum(s.placed.values())} placed in units + {s.elsewhere} in units not rebuilt; nothing published"
+                )
+
+
+def _log_scan(name: str, scans: list[passes.Scanned]) -> None:
     for s in scans:
         for header in s.dropped:
             log.warning("%s: column %r is not in the policy; dropped (--drop-unknown)", s.file.path, header)
         if s.quarantined:
-            log.warning(
-                "%s %s: %d row(s) of %s quarantined (unparseable or wrong field count)", name, date, s.quarantined, s.file.path
-            )
+            log.warning("%s: %d row(s) of %s quarantined (unparseable or wrong field count)", name, s.quarantined, s.file.path)
+
+
+def _expired(policy: SourcePolicy, scans: Scans) -> set[str]:
+    """The source's units whose period ended longer ago than its retention: never published."""
+    grain = None if policy.unit.snapshot else policy.unit.grain
+    return {label for label in scans.units(policy.source) if policy.retention.expired(last_day(label, grain), today())}
 
 
 def plan_sources(
-    run: Run, job: passes.Job, scans: Scans, erased: set[str], date: dt.date, executor: Executor
+    run: Run,
+    job: passes.Job,
+    scans: Scans,
+    erased: set[str],
+    selection: Selection,
+    expired: dict[str, set[str]],
+    executor: Executor,
 ) -> dict[str, plan.Plan]:
-    """The privacy engine per source, on the merged tallies of its files, at the release's levels or
-    above (flows/pipeline/release_levels.py)."""
-    plans, failures = {}, []
+    """The privacy engine per source, once on the tallies of every unit, at the release's levels or
+    above. Units that need coarser levels than the release's, where other units of the source are
+    published and not in this run, widen the run (Widen)."""
+    plans, failures, wider = {}, [], []
     floors = release_levels.floors(run.restricted)
+    published = ledger.partition_entries(run.restricted)
     for name, found in scans.found.items():
-        policy = run.policies[name].at_least(floors.get(name, {}))
+        floor = floors.get(name, {})
+        policy = run.policies[name].at_least(floor)
         try:
-            plans[name] = executor.call(Step(solve, (policy, [s.tally for s in found], erased, job, date), f"plan-{name}-{date}"))
+            step = Step(solve, (policy, [s.tally for s in found], erased, expired[name], job), f"plan-{name}")
+            plans[name] = executor.call(step)
         except Unreachable as exc:
             failures.append(f"{name}: {exc}")
+            continue
+        levels = plans[name].solution.levels if plans[name].solution else {}
+        rising = any(levels.get(column, 0) > level for column, level in floor.items())
+        others = {period for (dataset, period) in published if dataset == name} - set(scans.units(name))
+        if rising and others and selection.units.get(name) is not None and not run.policies[name].unit.snapshot:
+            wider.append(name)
     if failures:
-        raise DateFailed(f"{date}: nothing published. " + " | ".join(failures))
+        raise ReleaseFailed("nothing published. " + " | ".join(failures))
+    if wider:
+        raise Widen(wider)
     return plans
 
 
-def solve(policy: SourcePolicy, tallies: list[plan.Tally], erased: set[str], job: passes.Job, date: dt.date) -> plan.Plan:
-    """The files' tallies side by side; the engine's table goes to the work area (out of core)."""
+def solve(policy: SourcePolicy, tallies: list[plan.Tally], erased: set[str], expired: set[str], job: passes.Job) -> plan.Plan:
+    """Every unit's tallies side by side; the engine's table goes to the work area (out of core)."""
     decided = plan.solve(
         plan.concat(tallies),
         policy,
-        plan.hierarchies(policy, job.context(date, policy)),
+        plan.hierarchies(policy, job.context(policy)),
         erased,
-        job.work(policy.source, date) / "engine",
+        job.work(policy.source) / "engine",
+        leave_out=expired,
     )
     passes.release_memory()
     return decided
@@ -229,81 +336,88 @@ def write_sources(
     scans: Scans,
     plans: dict[str, plan.Plan],
     erased: set[str],
-    date: dt.date,
+    expired: dict[str, set[str]],
     executor: Executor,
     flow_run_id: str = "",
 ) -> dict[str, passes.Written]:
-    """Pass 2 for every source at once. Every source passes the gate or the date fails as a
-    whole; a partition that fails is set aside in the restricted quarantine (it may hold exactly
-    the identifiers that made it fail) for someone to look at."""
+    """Pass 2 for every source at once. Every source passes the gate or the release fails as a
+    whole; a source that fails is set aside in the restricted quarantine (its files may hold
+    exactly the identifiers that made it fail) for someone to look at."""
     # Every gate's GX objects exist before any worker opens the GX project (a worker's context
     # is loaded once and would not see objects added after).
+    units = {name: {label: s for label, s in scans.units(name).items() if label not in expired[name]} for name in scans.found}
+    first = {name: next(iter(found.values()))[0].staged for name, found in units.items() if found}
     gates = {
-        name: passes.gate(run.policies[name], date, job, [s.staged for s in found], plans[name])
-        for name, found in scans.found.items()
+        name: passes.gate(run.policies[name], job, next(iter(first[name].values()))[0], plans[name])
+        for name in scans.found
+        if name in first
     }
     person_names = scans.names
+    head = ledger.head(run.restricted)
     pending = []
-    for name, found in scans.found.items():
+    for name in gates:
         policy = run.policies[name]
-        inputs = Inputs(
-            tuple(s.file.__dict__ for s in found),
-            tuple((s.file.path, h) for s in found for h in s.dropped),
-            tuple(sorted(scans.copied[name].items())),
-        )
-        counts = {"read": sum(s.file.rows for s in found), "quarantined": sum(s.quarantined for s in found)}
-        fingerprint = run.fingerprint(policy, [(s.file.path, s.file.sha256) for s in found])
-        ids = {
-            "run_id": run.run_id,
-            "key_id": run.pseudonymizer.key_id,
-            "flow_run_id": flow_run_id,
-            "fingerprint": fingerprint,
-            "unit": f"{name}/{date.isoformat()}/{fingerprint}",  # what its tokens are keyed to
-            ledger.HEAD_KEY: ledger.head(run.restricted),
-        }
         redacts = any(c.transform == "redact" for c in policy.columns)
-        args = (
-            policy,
-            date,
-            job,
-            [s.staged for s in found],
-            plans[name],
-            erased,
-            person_names if redacts else set(),
-            inputs,
-            counts,
-            ids,
-            gates[name],
-        )
-        pending.append(Step(passes.write, args, f"write-{name}-{date}"))
+        work = {
+            label: _unit(run, name, label, found, scans.copied[name], head, flow_run_id) for label, found in units[name].items()
+        }
+        args = (policy, job, work, plans[name], erased, person_names if redacts else set(), gates[name])
+        pending.append(Step(passes.write, args, f"write-{name}"))
     written, failures = {}, []
-    for name, result in zip(scans.found, executor.run(pending), strict=True):
+    for name, result in zip(gates, executor.run(pending), strict=True):
         if not result.outcome.success:
-            where = quarantine_batch(run.restricted, run.run_id, name, date, result.path)
-            failures.append(f"{name}: validation failed: {'; '.join(result.outcome.failures())}; batch set aside in {where}")
+            staging = warehouse_io.staging(run.warehouse, run.run_id) / f"dataset={name}"
+            newest = max(s.export_date for s in scans.found[name])
+            where = quarantine_batch(run.restricted, run.run_id, name, newest, staging)
+            failures.append(f"{name}: validation failed: {'; '.join(result.outcome.failures())}; files set aside in {where}")
         written[name] = result
     if failures:
-        raise DateFailed(f"{date}: nothing published. " + " | ".join(failures))
+        raise ReleaseFailed("nothing published. " + " | ".join(failures))
     return written
 
 
-def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written], date: dt.date) -> release.Verdict:
-    """The date's partitions as the intruder would hold them, before any is published: person-level
+def _unit(
+    run: Run, name: str, label: str, found: list[passes.Scanned], copied: dict[str, str], head: dict, flow_run_id: str
+) -> passes.Unit:
+    """What pass 2 needs of one unit: its staged rows, the files that placed rows in it (with how
+    many), and the ids its file records; its tokens are keyed to its fingerprint."""
+    policy = run.policies[name]
+    files = tuple({**s.file.__dict__, "rows": s.placed[label]} for s in found)
+    paths = {s.file.path for s in found}
+    inputs = Inputs(
+        files,
+        tuple((s.file.path, h) for s in found for h in s.dropped),
+        tuple(sorted((c, o) for c, o in copied.items() if o in paths)),
+    )
+    fingerprint = run.fingerprint(policy, [(s.file.path, s.file.sha256) for s in found])
+    ids = {
+        "run_id": run.run_id,
+        "key_id": run.pseudonymizer.key_id,
+        "flow_run_id": flow_run_id,
+        "fingerprint": fingerprint,
+        "unit": f"{name}/{label}/{fingerprint}",  # what its tokens are keyed to
+        ledger.HEAD_KEY: head,
+    }
+    staged = tuple(p for s in found for p in s.staged[label])
+    return passes.Unit(staged, inputs, ids, {"read": sum(s.placed[label] for s in found)})
+
+
+def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written]) -> release.Verdict:
+    """Every staged unit as the intruder would hold them, before any is published: person-level
     k^m, l and units with GX, and the side channels (flows/pipeline/release.gate). Any failure
     publishes nothing."""
     began = time.perf_counter()
     verdict = release.gate(
-        {name: w.path for name, w in written.items()},
+        {name: {label: p.path for label, p in w.partitions.items()} for name, w in written.items()},
         warehouse_io.staging(run.warehouse, run.run_id),
         job.gx_project,
-        f"{job.run_id} {date}",
+        job.run_id,
         job.work_root,
     )
     if verdict.failures:
-        raise DateFailed(f"{date}: nothing published, the release fails: " + " | ".join(verdict.failures))
+        raise ReleaseFailed("nothing published, the release fails: " + " | ".join(verdict.failures))
     log.info(
-        "%s: the release passes for %d person-level records (%d checks, %.1f s)",
-        date,
+        "the release passes for %d person-level records (%d checks, %.1f s)",
         verdict.people,
         len(verdict.outcome.checks),
         time.perf_counter() - began,
@@ -312,40 +426,84 @@ def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written],
 
 
 def publish(
-    run: Run, written: dict[str, passes.Written], date: dt.date, began: dt.datetime, verdict: release.Verdict
+    run: Run, written: dict[str, passes.Written], began: dt.datetime, verdict: release.Verdict, expired: dict[str, set[str]]
 ) -> dict[str, Published]:
-    """Check that every row is accounted for; then move each staged partition into place and
-    record it in the ledger, with the release's verdict."""
+    """Check that every row is accounted for; then move each unit's staged file into place and
+    record it in the ledger, with the release's verdict; a snapshot the release replaces is
+    removed (recorded). Returns {source: Published}."""
     for name, result in written.items():
-        counts = result.counts
-        if counts["read"] != counts["published"] + counts["suppressed"] + counts["quarantined"] + counts["erased"]:
-            raise DateFailed(f"{date}: {name}: row counts do not reconcile {counts}; nothing published")
+        for label, part in result.partitions.items():
+            c = part.counts
+            if c["read"] != c["published"] + c["suppressed"] + c["erased"]:
+                raise ReleaseFailed(f"{name} {label}: row counts do not reconcile {c}; nothing published")
     recorded = {"people": verdict.people, "checks": list(verdict.outcome.checks)}
+    before = ledger.partition_entries(run.restricted)
     summary = {}
     for name, result in written.items():
-        sha256 = file_sha256(result.path)
-        target = warehouse_io.publish(result.path, run.warehouse, name, date)
-        entry = ledger_entry(
-            result.metadata, result.counts, result.cells, result.inputs, target, run.warehouse, sha256, run.triggered_by, began
-        )
-        ledger.append(run.restricted, PartitionEntry(**entry, release=recorded))
-        metadata = result.metadata
+        policy = run.policies[name]
+        for label, part in result.partitions.items():
+            sha256 = file_sha256(part.path)
+            target = warehouse_io.publish(part.path, run.warehouse, name, label)
+            entry = ledger_entry(
+                part.metadata, part.counts, part.cells, part.inputs, target, run.warehouse, sha256, run.triggered_by, began
+            )
+            ledger.append(run.restricted, PartitionEntry(**entry, release=recorded, erasure_sha256=run.erasure_sha256))
+        superseded = _supersede(run, name, set(result.partitions), before) if policy.unit.snapshot else []
+        counts = {
+            key: sum(p.counts[key] for p in result.partitions.values()) for key in ("read", "erased", "suppressed", "published")
+        }
+        ks = [p.metadata["metrics"].get("k") for p in result.partitions.values() if p.metadata["metrics"].get("k") is not None]
+        metadata = next(iter(result.partitions.values())).metadata
         summary[name] = Published(
-            counts=result.counts,
-            k=metadata["metrics"].get("k"),
+            units=len(result.partitions),
+            counts=counts,
+            k=min(ks) if ks else None,
             levels=metadata["levels"],
             policy_sha256=metadata["policy_sha256"],
-            inputs=result.inputs,
-            dropped_columns=metadata["dropped_columns"],
-            path=str(target),
+            republished=sorted(label for label in result.partitions if (name, label) in before),
+            superseded=superseded,
+            past_retention=sorted(expired.get(name, set())),
         )
         log.info(
-            "%s %s: published %d of %d rows (k=%s) -> %s",
+            "%s: published %d of %d rows in %d unit(s) (k=%s) -> %s",
             name,
-            date,
-            result.counts["published"],
-            result.counts["read"],
+            counts["published"],
+            counts["read"],
+            len(result.partitions),
             summary[name].k,
-            target,
+            warehouse_io.partition(run.warehouse, name, "*"),
         )
     return summary
+
+
+def _supersede(run: Run, name: str, published: set[str], before: dict[tuple[str, str], dict]) -> list[str]:
+    """The earlier snapshots of a snapshot source, removed once the latest is published (each
+    recorded): the release holds one snapshot, never one per day."""
+    removed = []
+    for (dataset, period), entry in sorted(before.items()):
+        if dataset != name or period in published:
+            continue
+        data = entry["data"]
+        path = run.warehouse / data["output"]["path"]
+        if path.is_file():
+            path.unlink()
+            for folder in (path.parent, path.parent.parent):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+        ledger.append(
+            run.restricted,
+            PartitionRemovedEntry(
+                dataset=name,
+                period=period,
+                path=data["output"]["path"],
+                sha256=data["output"]["sha256"],
+                published_rows=data["output"]["rows"],
+                published_seq=entry["seq"],
+                published_hash=entry["hash"],
+                why=f"superseded: the release holds the latest snapshot ({', '.join(sorted(published))}) only",
+                as_of=today().isoformat(),
+                triggered_by=str(run.triggered_by.get("via", "")),
+            ),
+        )
+        removed.append(period)
+    return removed

@@ -1,10 +1,14 @@
-"""The one way a partition is checked on its way to the warehouse: a run's pass 2, an erasure's
-rewrite, and a review's re-check of what is published all go through a PartitionWriter.
+"""The one way published rows are checked on their way to the warehouse: a run's pass 2 (every
+unit of a dataset through one writer), an erasure's rewrite, and a review's re-check of what is
+published all go through a PartitionWriter.
 
-    check      each batch, as it passes: the gate's content checks (schema, no identifier) on its
-               distinct values, and its classes (transforms/plan.count_classes) spilled to the work area
+    check      each batch, as it passes: the gate's content checks (schema, no identifier) on the
+               distinct values of every CHECK_ROWS rows or so, and its classes
+               (transforms/plan.count_classes, with the unit's label when there are several)
+               spilled to the work area
     close      after the last batch: the classes counted out of core (DuckDB), k and l validated on
-               them once (GX); the class frame and the combined outcome
+               them once (GX), the unit a column of every class; the class frame and the combined
+               outcome. GX runs a number of times that follows the rows, never the units
     stage      the checked batches into the run's staging directory (flows/storage/warehouse.stage),
                the metadata made from `close`'s result after the last batch
 
@@ -14,7 +18,7 @@ must hold across partitions (the release gate) holds too.
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,9 @@ from flows.storage.spill import Spill
 from transforms.outofcore import class_table
 from transforms.plan import PEOPLE, ROWS, count_classes, distinct_values
 from transforms.policy import SourcePolicy
+from transforms.units import UNIT
+
+CHECK_ROWS = 250_000  # published rows whose distinct values one content check reads
 
 
 @dataclass(frozen=True)
@@ -40,9 +47,11 @@ class ClassColumns:
     sensitive: tuple[str, ...]
 
     @classmethod
-    def of_policy(cls, policy: SourcePolicy) -> ClassColumns:
+    def of_policy(cls, policy: SourcePolicy, units: bool = False) -> ClassColumns:
+        """A source's classes; with `units`, each class is also keyed by its unit's label (a
+        run's pass 2 checks every unit of a dataset at once)."""
         qis = tuple(c.output_name for c in policy.quasi_identifiers if c.output_name)
-        return cls(qis, policy.entity, tuple(policy.sensitive_outputs))
+        return cls(((UNIT,) if units else ()) + qis, policy.entity, tuple(policy.sensitive_outputs))
 
     @classmethod
     def of_gate(cls, gate: Gate) -> ClassColumns:
@@ -74,19 +83,32 @@ class PartitionWriter:
         self.outcomes: list[Outcome] = []
         self.classes = Spill(work / "classes.parquet")
         self.rows = 0
+        self.pending: list[pa.Table] = []  # distinct values not yet checked
 
-    def check(self, tables: Iterable[pa.Table]) -> Iterator[pa.Table]:
+    def check(self, tables: Iterable[pa.Table], unit: str | None = None) -> Iterator[pa.Table]:
+        """The batches, checked as they pass; `unit` labels their classes (columns with a unit)."""
         for table in tables:
-            self.outcomes.append(validate(self.gate.content(), distinct_values(table).to_pandas(), self.project, self.run_name))
-            self.classes.write(self.columns.count(table))
+            self.pending.append(distinct_values(table))
+            if sum(t.num_rows for t in self.pending) >= CHECK_ROWS:
+                self._check_content()
+            counted = table if unit is None else table.append_column(UNIT, pa.array([unit] * table.num_rows, pa.string()))
+            self.classes.write(self.columns.count(counted))
             self.rows += table.num_rows
             yield table
 
+    def _check_content(self) -> None:
+        if self.pending:
+            values = distinct_values(pa.concat_tables(self.pending)) if len(self.pending) > 1 else self.pending[0]
+            self.outcomes.append(validate(self.gate.content(), values.to_pandas(), self.project, self.run_name))
+            self.pending = []
+
     def close(self) -> tuple[pd.DataFrame, Outcome]:
         """The classes of everything checked, and every check's outcome together."""
+        self._check_content()
         frame = self.columns.frame([self.classes.close()], self.work / "classes")
         if self.gate.quasi_identifiers:
-            self.outcomes.append(validate(self.gate.classes(ROWS, PEOPLE), frame, self.project, self.run_name))
+            classes = dataclasses.replace(self.gate.classes(ROWS, PEOPLE), quasi_identifiers=self.columns.qis)
+            self.outcomes.append(validate(classes, frame, self.project, self.run_name))
         return frame, Outcome.combine(self.outcomes)
 
     def stage(
@@ -94,7 +116,7 @@ class PartitionWriter:
         warehouse: Path,
         run_id: str,
         dataset: str,
-        date: dt.date,
+        period: str,
         tables: Iterable[pa.Table],
         fields: dict[str, dict[str, str]],
         metadata: Callable[[pd.DataFrame, Outcome], dict],
@@ -103,5 +125,5 @@ class PartitionWriter:
         """The checked batches, in the order `arrange` gives them (a run's published order), as the
         staged file of the partition; `metadata(classes, outcome)` goes into its footer."""
         return warehouse_io.stage(
-            warehouse, run_id, dataset, date, arrange(self.check(tables)), fields, lambda: metadata(*self.close())
+            warehouse, run_id, dataset, period, arrange(self.check(tables)), fields, lambda: metadata(*self.close())
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 Status = Literal["done", "partial", "failed"]
 
@@ -37,7 +37,7 @@ class Entry(BaseModel):
 
 class RunEntry(Entry):
     kind = "run"
-    about = "an anonymize run: parameters, status, per date what was published or why not"
+    about = "an anonymize run: parameters, status, the files it read, per dataset what it published or why not"
     run_id: str
     flow_run_id: str = ""
     started_at: str
@@ -50,10 +50,12 @@ class RunEntry(Entry):
     key_id: str
     backup_key_id: str | None = None
     erasure_requests: int = 0
-    dates: dict[str, dict[str, Any]] = {}
+    dates: dict[str, dict[str, Any]] = {}  # runs before units followed the rows: per export date
+    datasets: dict[str, dict[str, Any]] = {}  # per dataset: units published, counts, levels, k; or the error
+    files: dict[str, str] = {}  # every landing file read (path: SHA-256), its rows all accounted for
     up_to_date: list[str] = []
     past_retention: list[str] = []
-    republished: list[str] = []  # dates republished at the release's levels
+    republished: list[str] = []  # units republished at the release's levels ("dataset period")
     errors: list[str] = []
 
     def line(self) -> str:
@@ -62,9 +64,12 @@ class RunEntry(Entry):
 
 class PartitionEntry(Entry):
     kind = "partition"
-    about = "a published partition: inputs, counts, k and l, checks, the file's SHA-256"
+    about = "a published partition (one unit): inputs, counts, k and l, checks, the file's SHA-256"
     dataset: str
-    export_date: str
+    # The unit's period label; entries written before units followed the rows name an export date.
+    period: str = Field(validation_alias=AliasChoices("period", "export_date"))
+    grain: str | None = None
+    erasure_sha256: str | None = None  # the erasure list it was made with (its fingerprint's part)
     run_id: str
     flow_run_id: str | None = ""
     fingerprint: str | None = None
@@ -91,7 +96,7 @@ class PartitionEntry(Entry):
     erasure: dict[str, Any] | None = None  # what an erasure changed (a republished partition)
 
     def line(self) -> str:
-        return f"{self.dataset} {self.export_date}: {self.rows.get('published')} rows, k={self.k_achieved}"
+        return f"{self.dataset} {self.period}: {self.rows.get('published')} rows, k={self.k_achieved}"
 
 
 class BackupEntry(Entry):
@@ -161,9 +166,9 @@ class DeletionEntry(Entry):
 
 class PartitionRemovedEntry(Entry):
     kind = "partition_removed"
-    about = "a partition deleted at the end of its retention period"
+    about = "a partition deleted: at the end of its retention period, or superseded (an earlier snapshot)"
     dataset: str
-    export_date: str
+    period: str = Field(validation_alias=AliasChoices("period", "export_date"))
     path: str
     sha256: str
     published_rows: int
@@ -174,7 +179,7 @@ class PartitionRemovedEntry(Entry):
     triggered_by: str
 
     def line(self) -> str:
-        return f"{self.dataset} {self.export_date}: {self.published_rows} rows removed ({self.why[:40]}…)"
+        return f"{self.dataset} {self.period}: {self.published_rows} rows removed ({self.why[:40]}…)"
 
 
 class ReviewEntry(Entry):

@@ -94,6 +94,27 @@ def files_for(landing: Landing, policy: SourcePolicy, date: dt.date) -> list[str
     return landing.glob(policy.files.format(date=date.isoformat(), yyyymmdd=f"{date:%Y%m%d}"))
 
 
+def source_files(landing: Landing, policy: SourcePolicy) -> dict[str, dt.date]:
+    """Every file a source delivered, with the export date its folder names, in date and name order."""
+    pattern, found = _pattern(policy), {}
+    for relative in landing.glob(re.sub(r"\*+", "*", policy.files.format(date="*", yyyymmdd="*"))):
+        m = pattern.search(relative)
+        if m:
+            try:
+                found[relative] = dt.date.fromisoformat(m.group("date"))
+            except ValueError:
+                continue  # a folder that only looks like a date
+    return dict(sorted(found.items(), key=lambda item: (item[1], item[0])))
+
+
+def export_date_of(policy: SourcePolicy, relative: str) -> dt.date:
+    """The export date a file's folder names (its place in the landing, not its rows' dates)."""
+    m = _pattern(policy).search(relative)
+    if m is None:
+        raise ExportError(f"{relative}: not where {policy.source}'s files are delivered ({policy.files})")
+    return dt.date.fromisoformat(m.group("date"))
+
+
 def copies(landing: Landing, files: list[str]) -> dict[str, str]:
     """Files delivered twice: {copy: original} for each file byte-identical (same size, same
     SHA-256) to one before it in name order. Only files of equal size are hashed."""
@@ -114,30 +135,27 @@ def copies(landing: Landing, files: list[str]) -> dict[str, str]:
 
 def export_dates(landing: Landing, policies: dict[str, SourcePolicy]) -> list[dt.date]:
     """Every export date for which at least one source delivered a file."""
-    dates = set()
-    for policy in policies.values():
-        pattern = _pattern(policy)
-        for relative in landing.glob(re.sub(r"\*+", "*", policy.files.format(date="*", yyyymmdd="*"))):
-            m = pattern.search(relative)
-            if m:
-                try:
-                    dates.add(dt.date.fromisoformat(m.group("date")))
-                except ValueError:
-                    continue  # a folder that only looks like a date
-    return sorted(dates)
+    return sorted({day for policy in policies.values() for day in source_files(landing, policy).values()})
 
 
-def check_headers(landing: Landing, policies: dict[str, SourcePolicy], dates: list[dt.date], drop_unknown: bool) -> list[str]:
-    """Every file of every date against its policy, headers only: a schema problem anywhere is
-    found before any date is processed. Returns one message per file that fails."""
+def count_rows(landing: Landing, relative: str, policy: SourcePolicy) -> int:
+    """A file's data rows (one narrow read)."""
+    first = policy.input_columns[0].name
+    return sum(t.num_rows for t in iter_csv(landing, relative, policy, [], [first]))
+
+
+def check_headers(
+    landing: Landing, policies: dict[str, SourcePolicy], files: dict[str, list[str]], drop_unknown: bool
+) -> list[str]:
+    """Every file to read ({source: paths}) against its policy, headers only: a schema problem
+    anywhere is found before anything is read. Returns one message per file that fails."""
     problems = []
-    for date in dates:
-        for policy in policies.values():
-            for relative in files_for(landing, policy, date):
-                try:
-                    conform(_empty(_header(landing, relative, policy.encoding)), policy, relative, drop_unknown)
-                except ExportError as exc:
-                    problems.append(str(exc))
+    for name, paths in files.items():
+        for relative in paths:
+            try:
+                conform(_empty(_header(landing, relative, policies[name].encoding)), policies[name], relative, drop_unknown)
+            except ExportError as exc:
+                problems.append(str(exc))
     return problems
 
 

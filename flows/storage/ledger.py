@@ -71,11 +71,7 @@ def append(restricted: Path, data: Entry) -> dict:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a+", encoding="utf-8") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        fh.seek(0)
-        last = None
-        for line in fh:
-            if line.strip():
-                last = json.loads(line)
+        last = _last(fh.buffer)
         entry = {
             "seq": last["seq"] + 1 if last else 1,
             "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -88,6 +84,23 @@ def append(restricted: Path, data: Entry) -> dict:
         fh.flush()
         os.fsync(fh.fileno())
     return entry
+
+
+def _last(fh) -> dict | None:
+    """The last entry of a ledger file opened in binary, read from its end: appending a thousand
+    partitions' entries must not read the ledger a thousand times."""
+    fh.seek(0, os.SEEK_END)
+    end = fh.tell()
+    block, tail = 1 << 16, b""
+    while end > 0:
+        start = max(0, end - block)
+        fh.seek(start)
+        tail = fh.read(end - start) + tail
+        end = start
+        lines = [line for line in tail.split(b"\n") if line.strip()]
+        if len(lines) > 1 or (lines and end == 0):
+            return json.loads(lines[-1])
+    return None
 
 
 E = TypeVar("E", bound=Entry)
@@ -119,8 +132,12 @@ def only(found: list[Recorded[Entry]], *models: type[E]) -> list[Recorded[E]]:
 def head(restricted: Path) -> dict:
     """{"seq", "hash"} of the last entry ({0, GENESIS} for an empty ledger): what a partition
     records as its anchor."""
-    found = entries(restricted)
-    return {"seq": found[-1]["seq"], "hash": found[-1]["hash"]} if found else {"seq": 0, "hash": GENESIS}
+    path = restricted / LEDGER
+    if not path.is_file():
+        return {"seq": 0, "hash": GENESIS}
+    with path.open("rb") as fh:
+        last = _last(fh)
+    return {"seq": last["seq"], "hash": last["hash"]} if last else {"seq": 0, "hash": GENESIS}
 
 
 @dataclass
@@ -188,7 +205,7 @@ def _anchors(warehouse: Path, found: list[dict], verdict: Verdict) -> None:
     there with that hash, and the file's own partition entry after it."""
     from flows.storage.warehouse import read_metadata
 
-    published = [*warehouse.glob("dataset=*/export_date=*/*.parquet"), *warehouse.glob("dataset=*/release=*/*.parquet")]
+    published = [*warehouse.glob("dataset=*/period=*/*.parquet"), *warehouse.glob("dataset=*/release=*/*.parquet")]
     for path in sorted(published):
         where = path.relative_to(warehouse).as_posix()
         try:
@@ -230,7 +247,7 @@ def _records(entry: dict, metadata: dict) -> bool:
     return (
         entry["kind"] == "partition"
         and entry["data"].get("run_id") == metadata["run_id"]
-        and (entry["data"].get("dataset"), entry["data"].get("export_date")) == (metadata["dataset"], metadata["export_date"])
+        and (entry["data"].get("dataset"), period(entry["data"])) == (metadata["dataset"], metadata.get("period"))
     )
 
 
@@ -256,18 +273,23 @@ def runs(restricted: Path) -> list[dict]:
     return [e["data"] for e in entries(restricted) if e["kind"] == "run"]
 
 
-def partition_entries(restricted: Path) -> dict[tuple[str, str], dict]:
-    """The latest `partition` entry (whole, with seq and hash) of every (dataset, export date)
-    still published, in ledger order."""
+def period(data: dict) -> str:
+    """A partition entry's unit period (entries written before units followed the rows name an export date)."""
+    return data.get("period") or data["export_date"]
+
+
+def partition_entries(restricted: Path, found: list[dict] | None = None) -> dict[tuple[str, str], dict]:
+    """The latest `partition` entry (whole, with seq and hash) of every (dataset, period) still
+    published, in ledger order (of `found`, entries already read, or of the ledger)."""
     latest: dict[tuple[str, str], dict] = {}
-    for entry in entries(restricted):
+    for entry in entries(restricted) if found is None else found:
         if entry["kind"] == "partition":
-            latest[(entry["data"]["dataset"], entry["data"]["export_date"])] = entry
+            latest[(entry["data"]["dataset"], period(entry["data"]))] = entry
         elif entry["kind"] == "partition_removed":
-            latest.pop((entry["data"]["dataset"], entry["data"]["export_date"]), None)
+            latest.pop((entry["data"]["dataset"], period(entry["data"])), None)
     return latest
 
 
 def partitions(restricted: Path) -> list[dict]:
-    """The data of the latest published entry of every (dataset, export date)."""
+    """The data of the latest published entry of every (dataset, period)."""
     return [entry["data"] for entry in partition_entries(restricted).values()]

@@ -1,17 +1,16 @@
 """Writing the anonymized warehouse: hive-partitioned Parquet, one file per partition.
 
-    <warehouse>/dataset=<name>/export_date=<YYYY-MM-DD>/part-0.parquet
+    <warehouse>/dataset=<name>/period=<label>/part-0.parquet     (one unit: transforms/units.py)
     <warehouse>/dataset=dp_<table>/release=<release_id>/part-0.parquet   (DP tables, issue 22)
 
 A partition is written under <warehouse>/.staging/<run_id>/ first and moved into place with
 os.replace, which is atomic on one filesystem: readers see the old file or the new one, never a
-partial one. Re-running a date replaces its file, so reruns never duplicate rows. Readers skip
+partial one. Republishing a unit replaces its file, so reruns never duplicate rows. Readers skip
 the staging directory (pyarrow and DuckDB ignore names starting with '.' or '_' in hive paths).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import json
 import os
@@ -63,8 +62,21 @@ def staging(warehouse: Path, run_id: str) -> Path:
     return warehouse / STAGING / run_id
 
 
-def partition(warehouse: Path, dataset: str, date: dt.date) -> Path:
-    return warehouse / f"dataset={dataset}" / f"export_date={date.isoformat()}"
+PERIOD = "period"  # the hive key of a unit's partition: its period's label (a day, week, month, snapshot)
+
+
+def partition(warehouse: Path, dataset: str, period: str) -> Path:
+    return warehouse / f"dataset={dataset}" / f"{PERIOD}={period}"
+
+
+def partition_files(warehouse: Path, dataset: str = "*") -> list[Path]:
+    """Every published unit's file (of one dataset, or of all), in path order."""
+    return sorted(warehouse.glob(f"dataset={dataset}/{PERIOD}=*/*.parquet"))
+
+
+def period_of(path: Path) -> str:
+    """The period label of a partition file (…/period=<label>/part-0.parquet)."""
+    return path.parent.name.split("=", 1)[1]
 
 
 def release_folder(warehouse: Path, table: str, release_id: str) -> Path:
@@ -79,7 +91,7 @@ def stage(
     warehouse: Path,
     run_id: str,
     dataset: str,
-    date: dt.date,
+    period: str,
     batches: Iterable[pa.Table],
     fields: dict[str, dict[str, str]],
     metadata: Callable[[], dict],
@@ -88,7 +100,8 @@ def stage(
     row groups each); returns its path. `fields` goes onto each column (keys `tuomin.<name>`);
     `metadata()`, called after the last batch (it may depend on all of them), into the file's
     key-value metadata (key `tuomin`; read it with read_metadata)."""
-    return stage_at(partition(staging(warehouse, run_id), dataset, date) / PART, batches, fields, metadata, f"{dataset} {date}")
+    staged = partition(staging(warehouse, run_id), dataset, period) / PART
+    return stage_at(staged, batches, fields, metadata, f"{dataset} {period}")
 
 
 def stage_at(
@@ -113,9 +126,9 @@ def stage_at(
     return staged
 
 
-def publish(staged: Path, warehouse: Path, dataset: str, date: dt.date) -> Path:
+def publish(staged: Path, warehouse: Path, dataset: str, period: str) -> Path:
     """Move a staged file into its partition, replacing what was there in one rename."""
-    target = partition(warehouse, dataset, date) / PART
+    target = partition(warehouse, dataset, period) / PART
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staged, target)
     failpoints.hit("published-one")
