@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from flows.storage.warehouse import read_metadata
+from flows.storage.warehouse import partition_files, read_metadata
 
 RUN_KEYS = {"run_id", "flow_run_id", "created_at", "ledger_head"}  # name the run, not what it published
 
 
 def digest(warehouse: Path) -> dict[str, dict]:
     out = {}
-    for path in sorted(warehouse.glob("dataset=*/export_date=*/*.parquet")):
+    for path in partition_files(warehouse):
         table = pq.read_table(path)
         metadata = {k: v for k, v in read_metadata(path).items() if k not in RUN_KEYS}
         metadata["inputs"] = sorted(f["sha256"] for f in metadata.get("inputs", []))  # paths are temporary

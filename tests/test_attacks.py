@@ -106,7 +106,7 @@ def test_linkage_attack_finds_no_class_smaller_than_k(published, landing):
     raw = parse_table(read_all(landing, policy, DAY), policy).table
     raw = raw.take(pa.array(np.arange(0, raw.num_rows, 3)))
     built = plan.hierarchies(
-        policy, Context(Pseudonymizer(TEST_KEY.encode()), DAY, POLICIES, NameMatcher([]), policy.privacy.reference_date)
+        policy, Context(Pseudonymizer(TEST_KEY.encode()), POLICIES, NameMatcher([]), policy.privacy.reference_date)
     )
     attacker = pa.table(
         {

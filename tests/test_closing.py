@@ -462,14 +462,25 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
     assert not leaks, sorted(leaks)[:5]
 
 
-def test_a_date_past_retention_is_never_published_again(landing, tmp_path, monkeypatch):
-    from flows.pipeline import run as run_module
+def test_a_unit_past_retention_is_never_published_again(landing, tmp_path, monkeypatch):
+    """A unit whose period ended longer ago than its dataset keeps anonymized data is not
+    published by any run (membership and after-sales are kept 3 years, POS 10)."""
+    from flows.pipeline import stages
+    from flows.pipeline.executor import Inline
+    from flows.pipeline.run import Run, select
 
-    run = run_module.Run.start(str(landing), str(tmp_path), str(tmp_path), str(POLICIES), False, "test", backup=False)
-    assert sorted(run.sources_for(DAY1)) == ["after_sales", "membership", "pos"]
-    monkeypatch.setattr(run_module, "today", lambda: dt.date(2029, 3, 3))  # membership and after_sales kept 3 years
-    assert run.sources_for(DAY1) == ["pos"]
-    assert run.current_fingerprint(run.policies["membership"], DAY1) is None
+    monkeypatch.setattr(stages, "today", lambda: dt.date(2029, 3, 3))
+    run = Run.start(str(landing), str(tmp_path / "w"), str(tmp_path / "r"), str(POLICIES), False, "test", backup=False)
+    job = run.job()
+    job.clear_stale_work()
+    selection, _ = select(run, None, None, None, True)
+    done = stages.process_release(run, job, selection, Inline())
+    assert sorted(done.published) == ["pos"]
+    assert sorted(done.past_retention) == ["after_sales 2026-03-01", "after_sales 2026-03-02", "membership 2026-03-02"]
+    assert sorted(p.parent.name for p in (tmp_path / "w").glob("dataset=*/period=*/*.parquet")) == [
+        "period=2026-03-01",
+        "period=2026-03-02",
+    ]
 
 
 def test_the_evidence_pack_renders_offline_in_a_browser_with_every_section(closing, tmp_path):

@@ -357,8 +357,13 @@ def test_header_problems_stop_the_run_naming_the_file(landing, tmp_path, damage,
     shutil.copytree(landing, copy)
     relative = f"pos/{BASE}/pos_lines_{BASE:%Y%m%d}.csv"
     damage(copy / relative)
-    problems = landing_io.check_headers(landing_io.Landing(copy), load_policies(POLICIES), [BASE], drop_unknown=False)
+    problems = landing_io.check_headers(landing_io.Landing(copy), load_policies(POLICIES), _every_file(copy), drop_unknown=False)
     assert len(problems) == 1 and problems[0].startswith(relative) and message in problems[0]
+
+
+def _every_file(landing: Path) -> dict[str, list[str]]:
+    area = landing_io.Landing(landing)
+    return {name: list(landing_io.source_files(area, policy)) for name, policy in load_policies(POLICIES).items()}
 
 
 def test_a_gb18030_export_delivered_in_utf8_is_refused(landing, tmp_path):
@@ -366,5 +371,5 @@ def test_a_gb18030_export_delivered_in_utf8_is_refused(landing, tmp_path):
     shutil.copytree(landing, copy)
     path = copy / "membership" / BASE.isoformat() / f"members_{BASE:%Y%m%d}.csv"
     path.write_bytes(path.read_bytes().decode("gb18030").encode("utf-8"))
-    [problem] = landing_io.check_headers(landing_io.Landing(copy), load_policies(POLICIES), [BASE], drop_unknown=False)
+    [problem] = landing_io.check_headers(landing_io.Landing(copy), load_policies(POLICIES), _every_file(copy), drop_unknown=False)
     assert problem.startswith(f"membership/{BASE}/members_") and "not covered by policy" in problem

@@ -166,8 +166,8 @@ def test_a_derived_column_reads_its_source(policy_copy, landing):
     policy = load_policies(policy_copy)["membership"]
     table = parse_table(read_all(landing, policy, dt.date(2026, 3, 1)), policy).table
     pseudonymizer = Pseudonymizer(KEY)
-    ctx = Context(pseudonymizer, dt.date(2026, 3, 1), policy_copy, NameMatcher([]))
-    plan, out = anonymize(table, entity_tokens(table, policy, pseudonymizer), policy, ctx)
+    ctx = Context(pseudonymizer, policy_copy, NameMatcher([]), policy.privacy.reference_date)
+    plan, out = anonymize(table, entity_tokens(table, policy, pseudonymizer), policy, ctx, dt.date(2026, 3, 1))
     provinces = set(out.table["id_province"].to_pylist())
     assert "上海市" in provinces and "*" in provinces  # passports and permits have no area code
     assert "id_province" in plan.levels and "customer_id" in out.table.column_names

@@ -94,10 +94,10 @@ def _write(
     """A published file as tuomin writes one: field metadata for tokens, the `tuomin` entry."""
     fields = [f.with_metadata({"tuomin.token": TOKEN.format(tokens[f.name])}) if f.name in tokens else f for f in table.schema]
     table = table.cast(pa.schema(fields))
-    path = warehouse / f"dataset={dataset}" / f"export_date={day}" / "part-0.parquet"
+    path = warehouse / f"dataset={dataset}" / f"period={day}" / "part-0.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = {name: {"output": name, "role": "quasi_identifier"} for name in table.column_names if name not in tokens}
-    meta = {"dataset": dataset, "export_date": day, "record": record, "columns": columns, **(extra or {})}
+    meta = {"dataset": dataset, "period": day, "record": record, "columns": columns, **(extra or {})}
     pq.write_table(table.replace_schema_metadata({"tuomin": json.dumps(meta)}), path)
     return path
 
@@ -254,7 +254,7 @@ def test_the_release_gate_refuses_each_failure_naming_the_criterion_and_the_data
     def failures(name: str, *files: tuple) -> list[str]:
         root = tmp_path / name
         staged = {
-            dataset: _write(root, dataset, day, table, tokens, record, {"k": 5, "m": 3} | (extra or {}))
+            dataset: {day: _write(root, dataset, day, table, tokens, record, {"k": 5, "m": 3} | (extra or {}))}
             for dataset, table, tokens, record, extra in files
         }
         verdict = gate(staged, root)
@@ -281,7 +281,7 @@ def test_the_release_gate_refuses_each_failure_naming_the_criterion_and_the_data
     ]  # each buys once: store is relational
 
     shared = failures("shared", crowd, ("after_sales", _crowd(6, 4, "d", "u"), customer, CONTACTS, None))
-    assert "a token shared outside its unit: 24 people whose rows span datasets or dates in pos, after_sales" in shared
+    assert "a token shared outside its unit: 24 people whose rows span datasets or dates in after_sales, pos" in shared
 
     ordered = failures(
         "ordered",
@@ -349,7 +349,7 @@ def test_a_release_whose_tokens_join_its_units_is_not_published(prefect_server, 
         "| a token shared outside its unit: " in error
         and "people whose rows span datasets or dates in membership, pos, after_sales" in error
     ), error
-    assert not list(run.warehouse.glob("dataset=*/export_date=*/*.parquet"))
+    assert not list(run.warehouse.glob("dataset=*/period=*/*.parquet"))
     # What the refusal wrote (the run's summary and ledger entry, the GX results of the person
     # frame) holds counts and names, never a raw identifier.
     from tests.leaks import find_leaks, raw_identifiers
@@ -361,3 +361,26 @@ def test_a_release_whose_tokens_join_its_units_is_not_published(prefect_server, 
         if f.is_file() and f.suffix in (".json", ".jsonl", ".html")
     ]
     assert any("release" in t for t in texts[1:]) and not find_leaks(texts, raw_identifiers(landing))
+
+
+def test_a_token_shared_between_units_the_gate_reads_apart_is_refused(tmp_path, monkeypatch):
+    """The gate reads units in groups (memory follows a group, not the release); a token in two
+    units of different groups is still found, over every file at once."""
+    from flows.pipeline import release
+
+    monkeypatch.setattr(release, "GATE_ROWS", 1)  # every unit a group of its own
+    customer = {"customer_id": "customer"}
+    staged = {
+        "pos": {
+            day: _write(tmp_path, "pos", day, _crowd(6, 4, day, "same"), customer, PURCHASES, {"k": 5, "m": 3})
+            for day in ("2026-03-01", "2026-03-02")
+        }
+    }
+    assert release.gate(staged, tmp_path).failures == ["a token shared outside its unit: 24 token value(s) in more than one unit"]
+    apart = {
+        "pos": {
+            day: _write(tmp_path / "apart", "pos", day, _crowd(6, 4, day, day), customer, PURCHASES, {"k": 5, "m": 3})
+            for day in ("2026-03-01", "2026-03-02")
+        }
+    }
+    assert release.gate(apart, tmp_path / "apart").failures == []

@@ -36,13 +36,22 @@ def members(landing):
     from flows.runtime.paths import POLICIES
     from tests.conftest import read_all
     from transforms.policy import load_policies
-    from transforms.steps import entity_tokens, parse_table
+    from transforms.steps import parse_table
 
     policy = load_policies(POLICIES)["membership"]
     table = parse_table(read_all(landing, policy, dt.date(2026, 3, 1)), policy).table
-    ctx = Context(Pseudonymizer(TEST_KEY.encode()), dt.date(2026, 3, 1), POLICIES, NameMatcher([]))
-    staged = plan.stage(table, entity_tokens(table, policy, ctx.pseudonymizer), np.zeros(table.num_rows, bool), policy)
+    ctx = Context(Pseudonymizer(TEST_KEY.encode()), POLICIES, NameMatcher([]), policy.privacy.reference_date)
+    staged = _stage(table, policy, ctx)
     return policy, ctx, plan.hierarchies(policy, ctx), staged
+
+
+def _stage(table: pa.Table, policy, ctx: Context) -> pa.Table:
+    """A snapshot's rows staged as pass 1 stages them (their unit: the snapshot's date)."""
+    from transforms.steps import entity_tokens
+    from transforms.units import labels
+
+    tokens = entity_tokens(table, policy, ctx.pseudonymizer)
+    return plan.stage(table, tokens, np.zeros(table.num_rows, bool), policy, labels(table, policy.unit, dt.date(2026, 3, 1)))
 
 
 def _cut(table: pa.Table, sizes: list[int]) -> list[pa.Table]:
@@ -119,7 +128,7 @@ def test_classes_of_batches_merge_to_the_classes_of_the_whole(members, sizes, sp
                 pq.write_table(piece, file)
             pieces = files
         frame = plan.classes_frame(pieces, policy, Path(tmp) / "classes" if spilled else None)
-    qis = list(decided.levels)
+    qis = decided.qis
     assert frame[plan.ROWS].sum() == published.num_rows
     assert len(frame) == len(
         published.select(qis + policy.sensitive_outputs).group_by(qis + policy.sensitive_outputs).aggregate([])
@@ -304,7 +313,7 @@ def test_cell_suppression_counts_over_the_whole_export(landing, policy_copy):
     value common in the export survives in a batch where it is rare."""
     from tests.conftest import read_all
     from transforms.policy import load_policies
-    from transforms.steps import entity_tokens, parse_table
+    from transforms.steps import parse_table
 
     path = policy_copy / "membership.yaml"
     text = path.read_text()
@@ -316,11 +325,9 @@ def test_cell_suppression_counts_over_the_whole_export(landing, policy_copy):
         "    params: {min_count: 150}\n" + text[end:]
     )
     policy = load_policies(policy_copy)["membership"]
-    ctx = Context(
-        Pseudonymizer(TEST_KEY.encode()), dt.date(2026, 3, 1), policy_copy, NameMatcher([]), policy.privacy.reference_date
-    )
+    ctx = Context(Pseudonymizer(TEST_KEY.encode()), policy_copy, NameMatcher([]), policy.privacy.reference_date)
     table = parse_table(read_all(landing, policy, dt.date(2026, 3, 1)), policy).table
-    staged = plan.stage(table, entity_tokens(table, policy, ctx.pseudonymizer), np.zeros(table.num_rows, bool), policy)
+    staged = _stage(table, policy, ctx)
     built = plan.hierarchies(policy, ctx)
     parts = _cut(staged, [300, 600])
     decided = plan.solve(plan.concat([plan.tally(p, policy, ctx, built) for p in parts]), policy, built, set())

@@ -1,5 +1,5 @@
-"""The date pipeline without Prefect: its stages are plain functions (flows/pipeline/stages.py) that
-a runner calls; run inline, in a process that never imports Prefect, they publish exactly what the
+"""The release without Prefect: its stages are plain functions (flows/pipeline/stages.py) that a
+runner calls; run inline, in a process that never imports Prefect, they publish exactly what the
 anonymize-exports flow publishes (tests/data/published.json)."""
 
 from __future__ import annotations
@@ -15,20 +15,20 @@ SCRIPT = """
 import json, sys
 from pathlib import Path
 from flows.pipeline.executor import Inline
-from flows.pipeline.run import Run
-from flows.pipeline.stages import process_date
+from flows.pipeline.run import Run, select
+from flows.pipeline.stages import process_release
 from flows.runtime.paths import POLICIES
-from flows.storage import landing, ledger, warehouse
+from flows.storage import ledger, warehouse
 from tests.published_digest import digest
 
 root = Path(sys.argv[2])
 run = Run.start(sys.argv[1], str(root / "warehouse"), str(root / "restricted"), str(POLICIES), False, "test")
 job = run.job()
 job.clear_stale_work()
-summary = {}
-for day in landing.export_dates(run.landing, run.policies):
-    summary[day.isoformat()] = {name: p.counts for name, p in process_date(run, job, day, Inline()).items()}
-    warehouse.discard_staging(run.warehouse, run.run_id)
+selection, _ = select(run, None, None, None, False)
+done = process_release(run, job, selection, Inline())
+warehouse.discard_staging(run.warehouse, run.run_id)
+summary = {name: p.counts for name, p in done.published.items()}
 print(json.dumps({
     "prefect_imported": sorted(m for m in sys.modules if m.split(".")[0] == "prefect"),
     "digest": digest(run.warehouse),
@@ -55,43 +55,36 @@ def test_the_stages_run_without_prefect_and_publish_what_the_flow_publishes(land
         for part in ("rows", "schema", "rows_sha256", "metadata"):
             assert found["digest"][name][part] == partition[part], f"{name}: {part} differs"
     assert found["kinds"].count("partition") == len(expected)  # each published partition recorded
-    assert found["kinds"].count("backup") == 2  # one per date
-    for day, sources in found["summary"].items():
-        for name, c in sources.items():
-            assert c["read"] == c["published"] + c["suppressed"] + c["quarantined"] + c["erased"], (day, name)
+    assert found["kinds"].count("backup") == 2  # one per export date read
+    for name, c in found["summary"].items():
+        assert c["read"] == c["published"] + c["suppressed"] + c["erased"], name
 
 
 def test_the_flow_runs_the_stages_as_named_prefect_tasks(published):
-    """The same stages under the flow: each step a task run of the date's subflow, under its name;
-    reads from the landing are retried, the rest not. The partition records that subflow run."""
+    """The same stages under the flow: each step a task run of the release's subflow, under its
+    name; reads from the landing are retried, the rest not. The partition records that subflow run."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
 
     from flows.pipeline.anonymize import _task
     from flows.pipeline.executor import Step
-    from flows.pipeline.passes import scan, write
+    from flows.pipeline.passes import scan_many, write
     from flows.storage.warehouse import read_metadata
 
-    assert _task(Step(scan, (), "scan-x", reads_landing=True)).retries == 2
+    assert _task(Step(scan_many, (), "scan-x", reads_landing=True)).retries == 2
     assert _task(Step(write, (), "write-x")).retries == 0
-    partition = published.summary["dates"]["2026-03-01"]["pos"]["path"]
-    subflow = read_metadata(Path(partition))["flow_run_id"]
+    partition = published.warehouse / "dataset=pos" / "period=2026-03-01" / "part-0.parquet"
+    subflow = read_metadata(partition)["flow_run_id"]
     assert subflow
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[subflow])))
     names = {t.name for t in runs}
-    for name in (
-        "scan-pos-2026-03-01-0",
-        "link-after_sales-2026-03-01",
-        "plan-pos-2026-03-01",
-        "write-pos-2026-03-01",
-        "backup-2026-03-01",
-    ):
+    for name in ("scan-pos-0-2", "link-after_sales", "plan-pos", "write-pos", "backup-2026-03-01", "backup-2026-03-02"):
         assert name in names, (name, sorted(names))
 
 
 def test_each_run_leaves_its_summary_as_a_table_artifact(published, landing):
-    """The Prefect UI shows what a run did without opening the ledger: per date and dataset, rows
+    """The Prefect UI shows what a run did without opening the ledger: per dataset, units, rows
     read and published, k and levels (counts and names only)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -103,10 +96,8 @@ def test_each_run_leaves_its_summary_as_a_table_artifact(published, landing):
     mine = [a for a in found if published.summary["run_id"] in (a.description or "")]
     assert len(mine) == 1 and mine[0].type == "table"
     rows = json.loads(mine[0].data) if isinstance(mine[0].data, str) else mine[0].data
-    expected = {
-        (d, n): info["counts"]["published"] for d, names in published.summary["dates"].items() for n, info in names.items()
-    }
-    assert {(r["export_date"], r["dataset"]): r["published"] for r in rows} == expected
+    expected = {name: info["counts"]["published"] for name, info in published.summary["datasets"].items()}
+    assert {r["dataset"]: r["published"] for r in rows} == expected and len(expected) == 3
     from tests.leaks import find_leaks, raw_identifiers
 
     assert not find_leaks([json.dumps(rows, ensure_ascii=False), mine[0].description or ""], raw_identifiers(landing))

@@ -79,8 +79,20 @@ def draft_policy(
         f"encoding: {encoding}",
     ]
     document = next((p.column for p in proposals if p.kind in DOCUMENT_KINDS), None)
+    used: set[str] = set()
+    keys = {p.column: _key(p, used) for p in proposals}
     if document:
         lines.append("entity: customer_id")
+    dated = next((keys[p.column] for p in proposals if p.kind == "datetime"), None)
+    if dated:  # rows of events, each dated: a person's record is their rows of one period of that date
+        lines.append(
+            f"unit: {{column: {dated}, grain: day}}  # TODO the column that dates each row, and the period a record spans"
+        )
+    else:  # no time of its own: one row per person, as of the export (a snapshot)
+        lines += [
+            "record: profile",
+            "unit: {snapshot: latest}  # TODO a snapshot of profiles? else the column that dates each row",
+        ]
     lines += ["privacy:", "  k: 5", "  max_suppression: 0.05"]
     if any(p.kind == "birth_date" for p in proposals):
         lines.append(f"  reference_date: {dt.date.today().isoformat()}  # TODO the one date every snapshot counts ages at")
@@ -93,9 +105,8 @@ def draft_policy(
         "",
         "columns:",
     ]
-    used: set[str] = set()
     for p in proposals:
-        key = _key(p, used)
+        key = keys[p.column]
         transform, params, kind_type, output = PROPOSED.get(p.kind, ("drop", {}, "string", None))
         params = yaml.safe_load(yaml.safe_dump(params).replace("{name}", key))
         if p.kind in DOCUMENT_KINDS:

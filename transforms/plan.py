@@ -195,6 +195,11 @@ class Plan:
     common: dict[str, pa.Array] = field(default_factory=dict)  # cell suppression: values kept, per column
     taken: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # (entity id, item key) suppressed (k^m)
 
+    @property
+    def qis(self) -> list[str]:
+        """The published quasi-identifiers (the levels' names but the unit's, which is the partition)."""
+        return [name for name in self.levels if name != UNIT]
+
     def with_counts(self, counts: dict[str, pa.Table], policy: SourcePolicy) -> Plan:
         """Cell suppression's global figures (value counts over the rows not erased)."""
         common = {

@@ -243,7 +243,7 @@ def _release(run: Run, job, selection: Selection, summary: dict[str, Any], runne
         summary["files"] = published.files
         summary["datasets"] = {name: dataclasses.asdict(done) for name, done in published.published.items()}
         summary["republished"] = [f"{n} {label}" for n, done in published.published.items() for label in done.republished]
-        summary["past_retention"] = [f"{n} {label}" for n, done in published.published.items() for label in done.past_retention]
+        summary["past_retention"] = published.past_retention
         progress.report("date", date="release", ok=True)
         return None
     return None

@@ -32,7 +32,7 @@ def partition_metadata(
     with counts). `run`: run_id, key_id, flow_run_id, fingerprint, unit, ledger_head (the ledger's
     last entry before this partition's, see flows/storage/ledger.py)."""
     solution = plan.solution
-    qis = [name for name in plan.levels if name != UNIT]
+    qis = plan.qis
     measured = metrics.summary(classes, qis, None, policy.privacy.k, policy.sensitive_outputs, count=ROWS, people=PEOPLE)
     return {
         "dataset": policy.source,

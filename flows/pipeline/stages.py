@@ -115,7 +115,6 @@ class Published:
     policy_sha256: str
     republished: list[str]  # units that had a partition before
     superseded: list[str]  # partitions removed because a later snapshot replaces them
-    past_retention: list[str]  # units of rows past the retention period: never published
 
 
 @dataclass(frozen=True)
@@ -124,6 +123,7 @@ class Release:
 
     published: dict[str, Published]
     files: dict[str, str]
+    past_retention: list[str]  # units ("dataset period") of rows past their retention period: never published
 
 
 def source_order(policies: dict[str, SourcePolicy]) -> list[str]:
@@ -158,7 +158,8 @@ def process_release(run: Run, job: passes.Job, selection: Selection, executor: E
             failpoints.hit("validated")
             files = {path: sha for shas in scans.shas().values() for path, sha in shas.items()}
             files |= {copy: files[original] for copied in scans.copied.values() for copy, original in copied.items()}
-            return Release(publish(run, written, began, verdict, expired), files)
+            past = [f"{name} {label}" for name in names for label in sorted(expired[name])]
+            return Release(publish(run, written, began, verdict), files, past)
         finally:
             for backup in backups:
                 backup.cancel()
@@ -425,9 +426,7 @@ def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written])
     return verdict
 
 
-def publish(
-    run: Run, written: dict[str, passes.Written], began: dt.datetime, verdict: release.Verdict, expired: dict[str, set[str]]
-) -> dict[str, Published]:
+def publish(run: Run, written: dict[str, passes.Written], began: dt.datetime, verdict: release.Verdict) -> dict[str, Published]:
     """Check that every row is accounted for; then move each unit's staged file into place and
     record it in the ledger, with the release's verdict; a snapshot the release replaces is
     removed (recorded). Returns {source: Published}."""
@@ -462,7 +461,6 @@ def publish(
             policy_sha256=metadata["policy_sha256"],
             republished=sorted(label for label in result.partitions if (name, label) in before),
             superseded=superseded,
-            past_retention=sorted(expired.get(name, set())),
         )
         log.info(
             "%s: published %d of %d rows in %d unit(s) (k=%s) -> %s",
