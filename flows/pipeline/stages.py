@@ -48,8 +48,9 @@ from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import BackupEntry, PartitionEntry, PartitionRemovedEntry
 from transforms import plan, steps
 from transforms.anonymity import Unreachable
+from transforms.operators import Suppress
 from transforms.policy import SourcePolicy
-from transforms.units import last_day
+from transforms.units import UNIT, last_day
 
 log = logging.getLogger("tuomin.pipeline")
 
@@ -152,7 +153,7 @@ def process_release(run: Run, job: passes.Job, selection: Selection, executor: E
             expired = {name: _expired(run.policies[name], scans) for name in names}
             plans = plan_sources(run, job, scans, erased, selection, expired, executor)
             written = write_sources(run, job, scans, plans, erased, expired, executor, flow_run_id)
-            verdict = check_release(run, job, written)
+            verdict = check_release(run, job, written) if written else None
             for backup in backups:
                 backup.result()
             failpoints.hit("validated")
@@ -344,25 +345,33 @@ def write_sources(
     """Pass 2 for every source at once. Every source passes the gate or the release fails as a
     whole; a source that fails is set aside in the restricted quarantine (its files may hold
     exactly the identifiers that made it fail) for someone to look at."""
+    head = ledger.head(run.restricted)
+    current = ledger.partition_entries(run.restricted)
+    work = {}
+    for name in scans.found:
+        made = {
+            label: _unit(run, name, label, found, scans.copied[name], head, flow_run_id)
+            for label, found in scans.units(name).items()
+            if label not in expired[name]
+        }
+        work[name] = {
+            label: unit
+            for label, unit in made.items()
+            if not _unchanged(run.policies[name], plans[name], unit, current.get((name, label)))
+        }
     # Every gate's GX objects exist before any worker opens the GX project (a worker's context
     # is loaded once and would not see objects added after).
-    units = {name: {label: s for label, s in scans.units(name).items() if label not in expired[name]} for name in scans.found}
-    first = {name: next(iter(found.values()))[0].staged for name, found in units.items() if found}
     gates = {
-        name: passes.gate(run.policies[name], job, next(iter(first[name].values()))[0], plans[name])
-        for name in scans.found
-        if name in first
+        name: passes.gate(run.policies[name], job, next(iter(units.values())).staged[0], plans[name])
+        for name, units in work.items()
+        if units
     }
     person_names = scans.names
-    head = ledger.head(run.restricted)
     pending = []
     for name in gates:
         policy = run.policies[name]
         redacts = any(c.transform == "redact" for c in policy.columns)
-        work = {
-            label: _unit(run, name, label, found, scans.copied[name], head, flow_run_id) for label, found in units[name].items()
-        }
-        args = (policy, job, work, plans[name], erased, person_names if redacts else set(), gates[name])
+        args = (policy, job, work[name], plans[name], erased, person_names if redacts else set(), gates[name])
         pending.append(Step(passes.write, args, f"write-{name}"))
     written, failures = {}, []
     for name, result in zip(gates, executor.run(pending), strict=True):
@@ -375,6 +384,17 @@ def write_sources(
     if failures:
         raise ReleaseFailed("nothing published. " + " | ".join(failures))
     return written
+
+
+def _unchanged(policy: SourcePolicy, decided: plan.Plan, unit: passes.Unit, entry: dict | None) -> bool:
+    """A unit already published from the same files, policy, key and erasure list at the same
+    levels: written again it would be the same rows with other run ids, so it is left as it is
+    (a run that widens to every unit rewrites only those whose levels moved). Cell suppression
+    counts over every unit, so a source that blanks rare cells is always rewritten."""
+    if entry is None or any(isinstance(c.operator, Suppress) for c in policy.columns):
+        return False
+    levels = {k: v for k, v in (decided.solution.levels if decided.solution else {}).items() if k != UNIT}
+    return entry["data"].get("fingerprint") == unit.ids["fingerprint"] and entry["data"].get("levels") == levels
 
 
 def _unit(
@@ -426,7 +446,9 @@ def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written])
     return verdict
 
 
-def publish(run: Run, written: dict[str, passes.Written], began: dt.datetime, verdict: release.Verdict) -> dict[str, Published]:
+def publish(
+    run: Run, written: dict[str, passes.Written], began: dt.datetime, verdict: release.Verdict | None
+) -> dict[str, Published]:
     """Check that every row is accounted for; then move each unit's staged file into place and
     record it in the ledger, with the release's verdict; a snapshot the release replaces is
     removed (recorded). Returns {source: Published}."""
@@ -435,7 +457,7 @@ def publish(run: Run, written: dict[str, passes.Written], began: dt.datetime, ve
             c = part.counts
             if c["read"] != c["published"] + c["suppressed"] + c["erased"]:
                 raise ReleaseFailed(f"{name} {label}: row counts do not reconcile {c}; nothing published")
-    recorded = {"people": verdict.people, "checks": list(verdict.outcome.checks)}
+    recorded = {"people": verdict.people, "checks": list(verdict.outcome.checks)} if verdict else {}
     before = ledger.partition_entries(run.restricted)
     summary = {}
     for name, result in written.items():
