@@ -46,6 +46,7 @@ class Config:
     members: int | None = None  # CRM size; default grows with the daily volume
     seed: int = 20260301
     split_last_day: bool = True  # deliver the last day's POS lines as two files (…_part2.csv)
+    snapshots: str = "daily"  # the CRM's full snapshot every day, or "last": only on the last day (a long history)
     part: int = 250_000  # POS lines per unit of work (after-sales cases: a tenth); each part has its own seed
 
     @property
@@ -101,20 +102,21 @@ def generate(out: Path, config: Config = Config(), workers: int | None = None) -
             members = np.arange(0, people.n_members, config.part)
             cases = int(day_rng.poisson(max(1.0, config.rows / 60)))
             names = [f"membership/{date}/members_{date:%Y%m%d}.csv", f"after_sales/{date}/cases_{date:%Y%m%d}.csv"]
+            snapshot = config.snapshots == "daily" or day == config.days - 1
             tasks = [
-                (_membership_part, config.seed, day, lo, min(lo + config.part, people.n_members), Path(tmp)) for lo in members
+                (_membership_part, config.seed, day, lo, min(lo + config.part, people.n_members), Path(tmp))
+                for lo in (members if snapshot else [])
             ]
             tasks += [
                 (_cases_part, config.seed, day, lo, min(lo + config.part // 10, cases), Path(tmp))
                 for lo in range(0, cases, config.part // 10)
             ]
-            with (
-                Export(out / names[0], MEMBERSHIP_HEADER, "gb18030") as crm,
-                Export(out / names[1], CASE_COLUMNS, "utf-8") as notes,
-            ):
+            with ExitStack() as stack:
+                crm = stack.enter_context(Export(out / names[0], MEMBERSHIP_HEADER, "gb18030")) if snapshot else None
+                notes = stack.enter_context(Export(out / names[1], CASE_COLUMNS, "utf-8"))
                 for task, (piece, rows) in zip(tasks, forked.imap(_call, tasks)):
-                    (crm if task[0] is _membership_part else notes).append(piece, rows)
-            written |= {names[0]: crm.rows, names[1]: notes.rows}
+                    (crm if task[0] is _membership_part else notes).append(piece, rows)  # type: ignore[union-attr]
+            written |= {names[1]: notes.rows} | ({names[0]: crm.rows} if crm else {})
         SHARED.__dict__.clear()
         erasure = erasure_requests(rng, people, pa.concat_tables(recent), config.start)
         with Export(out / "requests/erasure.csv", erasure.column_names, "utf-8") as requests:

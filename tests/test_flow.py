@@ -371,9 +371,7 @@ def test_every_partition_of_a_dataset_publishes_a_column_at_one_level(published)
         assert all(found == levels[0] for found in levels), dataset
 
 
-def test_units_that_need_coarser_levels_republish_the_release_at_them_in_one_step(
-    prefect_server, copy_of, policy_copy, tmp_path
-):
+def test_units_that_need_coarser_levels_republish_the_release_at_them_in_one_step(prefect_server, copy_of, policy_copy, tmp_path):
     """The first day published alone; then a small second day that needs coarser POS levels (no
     suppression allowed here, so that it cannot be absorbed): the run solves every POS unit again,
     together, and republishes the first day at the new levels (recorded twice); a rerun finds

@@ -159,3 +159,70 @@ def test_bisection_finds_the_first_passing_node_of_a_monotone_chain(length, data
     found = first_passing(list(range(length)), passes)
     assert found == (first if first < length else None)
     assert len(asked) <= 2 + int(np.ceil(np.log2(length)))
+
+
+@settings(max_examples=40)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 9), st.sampled_from("FM"), st.sampled_from(["SH", "HZ", "NJ", "BJ"])),
+        min_size=1,
+        max_size=80,
+    ),
+    st.integers(2, 4),
+    st.integers(1, 3),
+    st.sampled_from([None, 0, 5, 40]),
+    st.integers(1, 30),
+)
+def test_counting_a_group_of_units_at_a_time_gives_what_counting_all_at_once_gives(found, k, m, limit, group):
+    """The out-of-core table counts itemsets a group of units at a time (units share no class),
+    each group in a connection that holds it alone; against the in-memory table counting them all
+    at once: the same rows suppressed, the same items taken, the same row classes, for any size of
+    group (one unit, several, all) and any limit (a count that stops past it says it is past)."""
+    from transforms import outofcore
+    from transforms.hierarchy import UnitHierarchy
+    from transforms.outofcore import OutOfCore
+
+    units, people, sexes, cities = zip(*found)
+    entity = np.array([u * 100 + p for u, p in zip(units, people)])  # a person in two units is two records
+    qis = [
+        encode("unit", pa.array([str(u) for u in units]), UnitHierarchy()),
+        encode("sex", pa.array(sexes), SEX),
+        encode("city", pa.array(cities), CITY),
+    ]
+    bounds = [(0, 0), (0, 1), (0, 2)]
+    items = [False, False, True]
+    memory = InMemory(qis, entity, [], np.ones(len(found), np.int64), bounds)
+    tally = pa.table(
+        {
+            "unit": qis[0].codes,
+            "sex": qis[1].codes,
+            "city": qis[2].codes,
+            "e": entity,
+            "subject": [False] * len(found),
+            "rows": [1] * len(found),
+        }
+    )
+    with (
+        mock.patch.object(outofcore, "GROUP_COMBOS", group),
+        OutOfCore(
+            [tally],
+            qis,
+            ["unit", "sex", "city"],
+            [pa.array(np.arange(q.sizes[0])) for q in qis],
+            bounds,
+            entity="e",
+            by_entity=True,
+            subject="subject",
+            rows="rows",
+            grouped=True,
+        ) as table,
+    ):
+        for node in [(0, 0, 0), (0, 1, 1), (0, 0, 2)]:
+            mine, theirs = table.itemsets(node, items, k, m, limit), memory.itemsets(node, items, k, m, limit)
+            assert (mine[2] > (limit if limit is not None else mine[2])) == (
+                theirs[2] > (limit if limit is not None else theirs[2])
+            )
+            if limit is None or theirs[2] <= limit:
+                assert mine[2] == theirs[2]
+                assert set(map(tuple, mine[1].tolist())) == set(map(tuple, theirs[1].tolist()))
+                assert sorted(zip(*table.codes(mine[0])[0])) == sorted(zip(*memory.codes(theirs[0])[0]))

@@ -101,3 +101,55 @@ def test_each_run_leaves_its_summary_as_a_table_artifact(published, landing):
     from tests.leaks import find_leaks, raw_identifiers
 
     assert not find_leaks([json.dumps(rows, ensure_ascii=False), mine[0].description or ""], raw_identifiers(landing))
+
+
+def _release(landing: Path, root: Path):
+    """Every file of a landing as one release, inline (no Prefect)."""
+    from flows.pipeline.executor import Inline
+    from flows.pipeline.run import Run, select
+    from flows.pipeline.stages import process_release
+    from flows.runtime.paths import POLICIES
+
+    run = Run.start(str(landing), str(root / "warehouse"), str(root / "restricted"), str(POLICIES), False, "test", backup=False)
+    job = run.job()
+    job.clear_stale_work()
+    selection, _ = select(run, None, None, None, True)
+    return process_release(run, job, selection, Inline()), run.warehouse
+
+
+def _rows_without_tokens(warehouse: Path) -> dict[str, list]:
+    """Each partition's rows, tokens left out (they are keyed to the unit's inputs), in one order."""
+    import pyarrow.parquet as pq
+
+    from flows.storage.warehouse import partition_files
+
+    found = {}
+    for path in partition_files(warehouse):
+        table = pq.read_table(path)
+        table = table.drop_columns([c for c in table.column_names if c == "customer_id"])
+        found[str(path.relative_to(warehouse))] = sorted(
+            json.dumps(r, default=str, ensure_ascii=False) for r in table.to_pylist()
+        )
+    return found
+
+
+def test_a_closing_dump_publishes_the_rows_the_daily_files_publish(landing, tmp_path):
+    """The unit follows the rows, not the delivery: the same rows handed over as one dump (every
+    POS line in one file, every case in one file, the last snapshot, all under the last export
+    date) publish the same partitions, row for row, as the daily files; the counts are the same."""
+    from sample_data.dump import as_dump
+
+    as_dump(landing, tmp_path / "dump")
+    assert len(list((tmp_path / "dump" / "pos").rglob("*.csv"))) == 1
+    daily, daily_warehouse = _release(landing, tmp_path / "daily-out")
+    dumped, dump_warehouse = _release(tmp_path / "dump", tmp_path / "dump-out")
+    assert {n: p.counts for n, p in dumped.published.items()} == {n: p.counts for n, p in daily.published.items()}
+    rows = _rows_without_tokens(daily_warehouse)
+    assert sorted(rows) == [
+        "dataset=after_sales/period=2026-03-01/part-0.parquet",
+        "dataset=after_sales/period=2026-03-02/part-0.parquet",
+        "dataset=membership/period=2026-03-02/part-0.parquet",
+        "dataset=pos/period=2026-03-01/part-0.parquet",
+        "dataset=pos/period=2026-03-02/part-0.parquet",
+    ]
+    assert _rows_without_tokens(dump_warehouse) == rows

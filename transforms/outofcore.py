@@ -32,6 +32,7 @@ from transforms.hierarchy import Encoded
 
 MEMORY_LIMIT = "256MB"  # DuckDB's own memory; what does not fit is spilled to disk
 IN_MEMORY = 1_000_000  # combinations up to which the search runs in memory (~200 MiB at most)
+GROUP_COMBOS = 1_000_000  # combinations whose itemsets one count holds at once (units are never split)
 ONE_KEY_BELOW = 2**62  # class keys as one integer while the key space is smaller
 
 
@@ -126,8 +127,10 @@ class OutOfCore(Combinations):
     """The combinations of `parts` (tallies: Parquet paths or Arrow tables with one column per
     quasi-identifier in `columns`, the entity id, the subject flag and the rows), without the
     rows of subjects and of the `erased` entity ids, and of the `left_out` values of one column
-    (units never published: past their retention). `where` is the directory for DuckDB's database
-    and spill files (None: in memory, for small inputs); close() removes it."""
+    (units never published: past their retention). `grouped`: the first quasi-identifier is the
+    unit (one level, part of every class, never an item), and itemsets are counted a group of
+    units at a time. `where` is the directory for DuckDB's database and spill files (None: in
+    memory, for small inputs); close() removes it."""
 
     def __init__(
         self,
@@ -145,8 +148,12 @@ class OutOfCore(Combinations):
         erased: pa.Array | None = None,
         where: Path | None = None,
         left_out: tuple[str, list[str]] | None = None,
+        grouped: bool = False,
     ):
         self.where = where
+        self.grouped = grouped
+        if grouped and bounds[0] != (0, 0):
+            raise ValueError("a grouped table's first quasi-identifier is its unit, which has one level")
         self.con = connect(where)
         self.qis, self.bounds = qis, bounds
         self.tops = [q.sizes[0] for q in qis]
@@ -287,13 +294,43 @@ class OutOfCore(Combinations):
                 keys.append(f"hash({', '.join(mapped[j] for j in chosen)})::BIGINT")
             else:  # item keys are matched again in pass 2 (plan.finish), which computes them exactly
                 raise ValueError(f"the items' key space ({radix} values) does not fit one integer; coarsen an item attribute")
-        relation = (
-            f"(SELECT c.rowid AS i, ({keys[0]}) AS cls, ({keys[1]}) AS item, c.e, c.w FROM combo c {' '.join(joins)})"
-            if self.by_entity
-            else f"(SELECT c.rowid AS i, ({keys[0]}) AS cls, ({keys[1]}) AS item, NULL::BIGINT AS e, c.w "
-            f"FROM combo c {' '.join(joins)})"
-        )
-        return suppress(self.con, relation, self.size, k, m, limit)
+        entity = "c.e" if self.by_entity else "NULL::BIGINT AS e"
+        select = f"SELECT c.rowid AS i, ({keys[0]}) AS cls, ({keys[1]}) AS item, {entity}, c.w FROM combo c {' '.join(joins)}"
+        if not self.grouped:
+            return suppress(self.con, f"({select})", self.size, k, m, limit)
+        # Units share no class: each group of them is counted on its own, in a connection of its
+        # own that holds that group only, so the count's memory follows the group (a unit at
+        # most), never the table; the limit is the whole table's.
+        mask, taken, rows = np.zeros(self.size, bool), [np.zeros((0, 2), np.int64)], 0
+        for low, high in self._unit_groups():
+            combos = self.con.sql(f"{select} WHERE c.q0 BETWEEN {low} AND {high}").to_arrow_table()
+            group = duckdb.connect()
+            try:
+                group.register("combos", combos)
+                found = suppress(group, "combos", self.size, k, m, None if limit is None else limit - rows)
+            finally:
+                group.close()
+            mask |= found[0]
+            taken.append(found[1])
+            rows += found[2]
+            if limit is not None and rows > limit:
+                break
+        return mask, np.concatenate(taken), rows
+
+    def _unit_groups(self) -> list[tuple[int, int]]:
+        """Ranges of unit codes (the first quasi-identifier) of about GROUP_COMBOS combinations
+        each; a unit larger than that is a group of its own (pass 1 refuses a unit too large to
+        count: flows/pipeline/passes.UnitTooLarge)."""
+        counts = self.con.execute("SELECT q0, count(*) AS n FROM combo GROUP BY q0 ORDER BY q0").fetchnumpy()
+        groups: list[tuple[int, int]] = []
+        size = GROUP_COMBOS
+        for code, n in zip(counts["q0"].tolist(), counts["n"].tolist()):
+            if size + n > GROUP_COMBOS and size:
+                groups.append((code, code))
+                size = 0
+            groups[-1] = (groups[-1][0], code)
+            size += n
+        return groups
 
     def _mapped(self, node: tuple[int, ...]) -> tuple[list[str], list[str]]:
         """Each quasi-identifier's code at `node` (SQL over combo `c`), and the joins it needs."""

@@ -270,6 +270,7 @@ def pose(
         erased=erased_ids,
         where=where,
         left_out=(UNIT, sorted(leave_out)),
+        grouped=True,
     )
     return Problem(encoded, codebooks, table.loaded(), diversity, table.erased_rows)
 

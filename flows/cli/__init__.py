@@ -295,15 +295,31 @@ def generate(
     seed: int = 20260301,
     start: Annotated[str, typer.Option(help="First export date.")] = "2026-03-01",
     members: Annotated[int | None, typer.Option(help="CRM size (default grows with --rows).")] = None,
+    snapshots: Annotated[
+        str, typer.Option(help="daily: the CRM's snapshot every day; last: on the last day only (a long history).")
+    ] = "daily",
+    dump: Annotated[
+        bool, typer.Option("--dump", help="Deliver the same rows as a closing dump: one file per system, the last snapshot.")
+    ] = False,
 ) -> None:
     """Generate sample exports exactly as the shop's systems write them."""
+    import tempfile
     import time
 
+    from sample_data.dump import as_dump
     from sample_data.generator import Config
     from sample_data.generator import generate as run_generator
 
+    if snapshots not in ("daily", "last"):
+        raise typer.BadParameter("use daily or last", param_hint="--snapshots")
     began = time.perf_counter()
-    written = run_generator(out, Config(start=_check_date(start), days=days, rows=rows, members=members, seed=seed))
+    config = Config(start=_check_date(start), days=days, rows=rows, members=members, seed=seed, snapshots=snapshots)
+    if dump:
+        with tempfile.TemporaryDirectory(prefix=".daily-", dir=out.parent if out.parent.exists() else None) as daily:
+            written = run_generator(Path(daily), config)
+            as_dump(Path(daily), out)
+    else:
+        written = run_generator(out, config)
     seconds = time.perf_counter() - began
     pos = sum(n for path, n in written.items() if path.startswith("pos/"))
     console.print(f"wrote {len(written)} files under {out}: {pos} POS lines in {seconds:.1f} s ({pos / seconds:,.0f} lines/s)")
