@@ -111,7 +111,9 @@ def plan(
     published = ledger.partition_entries(restricted)
     missing = mismatches(landing, restricted)
     dates = set(landing_io.export_dates(landing, policies)) | set(missing)
-    dates |= {dt.date.fromisoformat(date) for _, date in _recorded_inputs(ledger.entries(restricted))}
+    dates |= {
+        landing_io.date_in_path(path) for made_from in _recorded_inputs(ledger.entries(restricted)).values() for path in made_from
+    }
     dates |= {dt.date.fromisoformat(p.name.split("=", 1)[1]) for p in (restricted / "quarantine").glob("**/export_date=*")}
     dates |= {dt.date.fromisoformat(p.parent.parent.name.split("=", 1)[1]) for p in backup_io.manifests(restricted)}
     return [
@@ -130,24 +132,18 @@ def mismatches(landing: landing_io.Landing, restricted: Path) -> dict[dt.date, l
         f["path"]: f["sha256"] for e in entries if e["kind"] == "deletion" for f in e["data"]["files"] if f["area"] == "landing"
     }
     found: dict[dt.date, list[str]] = {}
-    for (name, date), made_from in sorted(_recorded_inputs(entries).items()):
+    for (name, period), made_from in sorted(_recorded_inputs(entries).items()):
         for path, sha in made_from.items():
             if gone.get(path) != sha and not landing.exists(path):
-                found.setdefault(dt.date.fromisoformat(date), []).append(f"{path} ({name} {date}, SHA-256 {sha[:12]})")
+                day = landing_io.date_in_path(path)
+                found.setdefault(day, []).append(f"{path} ({name} {period}, SHA-256 {sha[:12]})")
     return found
 
 
 def _recorded_inputs(entries: list[dict]) -> dict[tuple[str, str], dict[str, str]]:
-    """{(dataset, date): {path: SHA-256}} of the latest publication of every partition ever
+    """{(dataset, period): {path: SHA-256}} of the latest publication of every partition ever
     published (removed ones included: their raw data may still be there)."""
-    found = {}
-    for entry in entries:
-        if entry["kind"] == "partition":
-            data = entry["data"]
-            made_from = {i["path"]: i["sha256"] for i in data["inputs"]}
-            made_from |= {c["file"]: made_from[c["copy_of"]] for c in data.get("copies_not_read", [])}
-            found[(data["dataset"], data["export_date"])] = made_from
-    return found
+    return {(e["data"]["dataset"], ledger.period(e["data"])): _inputs(e) for e in entries if e["kind"] == "partition"}
 
 
 def check_landing(landing: landing_io.Landing, missing: dict[dt.date, list[str]]) -> None:
@@ -164,34 +160,43 @@ def check_landing(landing: landing_io.Landing, missing: dict[dt.date, list[str]]
 def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date, as_of: dt.date) -> Plan:
     out = Plan(day)  # filled source by source; the first reason to hold returns a plan to keep everything
     sources = {name: landing_io.files_for(landing, policy, day) for name, policy in policies.items()}
-    sources = {name: files for name, files in sources.items() if files or (name, day.isoformat()) in published}
+    sources = {name: files for name, files in sources.items() if files or _made_from_day(published, name, day)}
     if not sources:
         return Plan(day, held="no published partition replaces this date's raw data")
     for name, files in sources.items():
         current = {f: landing.sha256(f) for f in files}
-        retention = policies[name].retention
-        entry = published.get((name, day.isoformat()))
-        if entry is None and retention.expired(day, as_of):  # raw data never outlives the anonymized copy
+        policy = policies[name]
+        retention = policy.retention
+        # The partitions of the units these files placed rows in (a file may feed several: a
+        # dump); for a snapshot not published itself, the later snapshot that superseded it.
+        users = [entry for (dataset, _), entry in published.items() if dataset == name and set(_inputs(entry)) & set(current)]
+        superseded = not users and policy.unit.snapshot is not None
+        if superseded:
+            users = [entry for (dataset, period), entry in published.items() if dataset == name and period > day.isoformat()]
+        if not users and retention.expired(day, as_of):  # raw data never outlives the anonymized copy
             out.grounds.append(f"{retention.deletion_ground} Retention period over ({retention.keep_years} years).")
         else:
-            reason = _not_replaced(warehouse, entry, current) or (
+            reason = _not_replaced(warehouse, users, {} if superseded else current) or (
                 None
                 if retention.raw_expired(day, as_of)
                 else f"within its grace period ({retention.raw_grace_days} days after the export date)"
             )
             if reason:
                 return Plan(day, held=f"{name}: {reason}")
-            data = entry["data"]
-            out.replaced_by.append(
-                {
-                    "dataset": name,
-                    "path": data["output"]["path"],
-                    "sha256": data["output"]["sha256"],
-                    "ledger_seq": entry["seq"],
-                    "ledger_hash": entry["hash"],
-                }
-            )
-            out.rows[name] = data["rows"]
+            for entry in users:
+                data = entry["data"]
+                out.replaced_by.append(
+                    {
+                        "dataset": name,
+                        "period": ledger.period(data),
+                        "path": data["output"]["path"],
+                        "sha256": data["output"]["sha256"],
+                        "ledger_seq": entry["seq"],
+                        "ledger_hash": entry["hash"],
+                    }
+                )
+            placed = sum(f.get("rows", 0) for e in users for f in e["data"].get("inputs", []) if f["path"] in current)
+            out.rows[name] = {"partitions": len(users), "rows_placed": placed} | ({"superseded": True} if superseded else {})
             out.grounds.append(retention.deletion_ground)
         out.files += [{"area": "landing", "path": f, "bytes": landing.size(f), "sha256": sha} for f, sha in current.items()]
     out.grounds = sorted(set(out.grounds))
@@ -205,8 +210,22 @@ def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date
     return out
 
 
+def _inputs(entry: dict) -> dict[str, str]:
+    """The landing files a partition was made from ({path: SHA-256}), copies not read included."""
+    made_from = {i["path"]: i["sha256"] for i in entry["data"].get("inputs", [])}
+    return made_from | {
+        c["file"]: made_from[c["copy_of"]] for c in entry["data"].get("copies_not_read", []) if c["copy_of"] in made_from
+    }
+
+
+def _made_from_day(published: dict, name: str, day: dt.date) -> bool:
+    """Whether a partition of the source records a file delivered on this export date."""
+    prefix = f"{name}/{day.isoformat()}/"
+    return any(path.startswith(prefix) for (dataset, _), e in published.items() if dataset == name for path in _inputs(e))
+
+
 def work_files(restricted: Path, warehouse: Path, day: dt.date) -> list[Path]:
-    """Staged raw batches of this date that a killed run of this warehouse left in the work area."""
+    """Staged raw rows a killed run of this warehouse left in the work area, in the unit of this day."""
     owner = str(warehouse.resolve())
     found = []
     for marker in (restricted / ".work").glob("*/warehouse"):
@@ -231,19 +250,22 @@ def made_files(restricted: Path, day: dt.date) -> list[tuple[str, Path]]:
     return sorted((area, path) for area, path in found if path.is_file())
 
 
-def _not_replaced(warehouse: Path, entry: dict | None, current: dict[str, str]) -> str | None:
-    """Why a published partition does not (yet) replace the landing files with these SHA-256s."""
-    if entry is None:
+def _not_replaced(warehouse: Path, entries: list[dict], current: dict[str, str]) -> str | None:
+    """Why published partitions do not (yet) replace the landing files with these SHA-256s."""
+    if not entries:
         return "not published"
-    data = entry["data"]
-    if not data["validation"]["success"]:
-        return "its partition did not pass validation"
-    output = warehouse / data["output"]["path"]
-    if not output.is_file() or file_sha256(output) != data["output"]["sha256"]:
-        return f"the partition file {data['output']['path']} is missing or differs from the ledger"
-    made_from = _recorded_inputs([entry])[(data["dataset"], data["export_date"])]
-    if any(made_from.get(f) != sha for f, sha in current.items()):
-        return "the landing files changed since the partition was published (re-export not yet processed)"
+    for entry in entries:
+        data = entry["data"]
+        if not data["validation"]["success"]:
+            return "its partition did not pass validation"
+        output = warehouse / data["output"]["path"]
+        if not output.is_file() or file_sha256(output) != data["output"]["sha256"]:
+            return f"the partition file {data['output']['path']} is missing or differs from the ledger"
+        made_from = _inputs(entry)
+        if any(f in made_from and made_from[f] != sha for f, sha in current.items()):
+            return "the landing files changed since the partition was published (re-export not yet processed)"
+    if any(not any(f in _inputs(e) for e in entries) for f in current):
+        return "a file of the date is in no published partition (not processed yet)"
     return None
 
 

@@ -49,7 +49,7 @@ def review_dataset(policy: SourcePolicy, entries: list[dict], warehouse: Path, r
     problems, files = [], []
     for entry in entries:
         data = entry["data"]
-        where = f"{policy.source} {data['export_date']}"
+        where = f"{policy.source} {ledger.period(data)}"
         path = warehouse / data["output"]["path"]
         if not path.is_file():
             problems.append(f"{where}: the partition file {data['output']['path']} is missing")
@@ -62,11 +62,11 @@ def review_dataset(policy: SourcePolicy, entries: list[dict], warehouse: Path, r
         if data["policy_sha256"] != policy.sha256:
             problems.append(
                 f"{where}: made under another version of {policy.path.name} "
-                f"(policy SHA-256 {data['policy_sha256'][:12]}, current {policy.sha256[:12]}): rerun the date"
+                f"(policy SHA-256 {data['policy_sha256'][:12]}, current {policy.sha256[:12]}): rerun it (tuomin run --all)"
             )
         files.append(path)
     listed = {e["data"]["output"]["path"] for e in entries}
-    for stray in sorted(warehouse.glob(f"dataset={policy.source}/export_date=*/*.parquet")):
+    for stray in warehouse_io.partition_files(warehouse, policy.source):
         if stray.relative_to(warehouse).as_posix() not in listed:
             problems.append(f"{policy.source}: {stray.relative_to(warehouse)} is not in the ledger")
     result: dict[str, Any] = {"partitions": len(entries), "rows": 0, "checks": [], "problems": problems}
@@ -79,14 +79,16 @@ def review_dataset(policy: SourcePolicy, entries: list[dict], warehouse: Path, r
 
 
 def _gate_on_union(policy: SourcePolicy, files: list[Path], restricted: Path, run_name: str) -> dict[str, Any]:
-    """The publication gate on every partition of the dataset as one, through the PartitionWriter
-    (batch by batch, classes counted out of core), and the customers' profile uniqueness."""
+    """The publication gate on every partition of the dataset as one, as a run checks them:
+    through the PartitionWriter (batch by batch, classes counted out of core, the unit a column of
+    every class), and the customers' profile uniqueness."""
     schema = pa.unify_schemas([pq.read_schema(f).remove_metadata() for f in files], promote_options="permissive")
-    columns = ClassColumns.of_policy(policy)
+    columns = ClassColumns.of_policy(policy, units=True)
     with tempfile.TemporaryDirectory(dir=paths.restricted_dir(restricted, ".work")) as work:
         writer = PartitionWriter(Gate.of(policy, schema), columns, restricted / paths.GX_PROJECT, run_name, Path(work))
-        for _ in writer.check(_batches(files, schema)):
-            pass
+        for path in files:
+            for _ in writer.check(_batches([path], schema), warehouse_io.period_of(path)):
+                pass
         _, outcome = writer.close()
         found: dict[str, Any] = {"rows": writer.rows, "checks": list(outcome.checks), "failures": outcome.failures()}
         if policy.entity and columns.qis:

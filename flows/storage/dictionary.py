@@ -57,7 +57,7 @@ def build(warehouse: Path, policies: dict[str, SourcePolicy] | None = None, valu
     datasets = {}
     for folder in sorted(warehouse.glob("dataset=*")):
         name = folder.name.split("=", 1)[1]
-        files = sorted(folder.glob("export_date=*/*.parquet"))
+        files = sorted(folder.glob("period=*/*.parquet"))
         if files:
             datasets[name] = _dataset(files, (policies or {}).get(name), values)
     return {"warehouse": str(warehouse.resolve()), "datasets": datasets, "dp_tables": dp_tables(warehouse)}
@@ -134,7 +134,8 @@ def _dataset(files: list[Path], policy: SourcePolicy | None, values: bool) -> di
     return {
         "description": policy.description if policy else "",
         "partitions": len(files),
-        "dates": [f.parent.name.removeprefix("export_date=") for f in files],
+        "periods": [f.parent.name.removeprefix("period=") for f in files],
+        "person_record": policy.unit.record if policy else "",
         "columns": columns,
     }
 

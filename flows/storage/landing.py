@@ -107,6 +107,14 @@ def source_files(landing: Landing, policy: SourcePolicy) -> dict[str, dt.date]:
     return dict(sorted(found.items(), key=lambda item: (item[1], item[0])))
 
 
+def date_in_path(relative: str) -> dt.date:
+    """The export date a landing path's folder names (the first YYYY-MM-DD part), whatever its source."""
+    found = next((part for part in relative.split("/") if re.fullmatch(r"\d{4}-\d{2}-\d{2}", part)), None)
+    if found is None:
+        raise ExportError(f"{relative}: no export date folder in its path")
+    return dt.date.fromisoformat(found)
+
+
 def export_date_of(policy: SourcePolicy, relative: str) -> dt.date:
     """The export date a file's folder names (its place in the landing, not its rows' dates)."""
     m = _pattern(policy).search(relative)

@@ -1,5 +1,5 @@
-"""DuckDB over the warehouse: one view per dataset (all its partitions, with export_date from the
-path) and `partitions` (every published file's own metadata, flattened for querying: what it is,
+"""DuckDB over the warehouse: one view per dataset (all its partitions, with each row's unit,
+`period`, from the path) and `partitions` (every published file's own metadata, flattened for querying: what it is,
 under which policy and key, at what k); and CSV output that a spreadsheet opens as text. The
 ledger is not here: it is in the restricted area (`tuomin ledger show`).
 
@@ -25,7 +25,7 @@ from flows.storage import dictionary
 
 PATH_COLUMNS = {  # what the views add from each file's path (hive partitioning)
     "dataset": "The dataset (the source system's export) the row belongs to.",
-    "export_date": "The export date of the partition the row comes from (DATE).",
+    "period": "The unit the row belongs to: the business day (a DATE; or week, month) of its own date, or the snapshot's date.",
 }
 READS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
@@ -50,7 +50,7 @@ def _literal(text: str) -> str:
 # Generalized numbers are published as band labels ('[1000, 5000)', '>=50000', '30-39', '<0');
 # the views add each band's bounds as numbers, half-open [lower, upper), NULL where unbounded or
 # suppressed, so that bands sort and compare as numbers.
-BANDS = ("bands with edges", "days after the export date, bands", "-year age bands", "age in years")
+BANDS = ("bands with edges", "days after the row's business date, bands", "-year age bands", "age in years")
 LOWER = """CASE WHEN {v} LIKE '<%' THEN NULL WHEN {v} LIKE '>=%' THEN TRY_CAST(substr({v}, 3) AS DOUBLE)
     WHEN {v} LIKE '[%' THEN TRY_CAST(regexp_extract({v}, '^\\[([^,]+),', 1) AS DOUBLE)
     WHEN regexp_matches({v}, '^-?[0-9.]+-[0-9.]+$') THEN TRY_CAST(regexp_extract({v}, '^(-?[0-9.]+)-', 1) AS DOUBLE)
@@ -79,14 +79,14 @@ def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection
     described = built["datasets"]
     for name, dataset in described.items():
         folder = warehouse / f"dataset={name}"
-        files.append(f"'{folder.as_posix()}/export_date=*/*.parquet'")
+        files.append(f"'{folder.as_posix()}/period=*/*.parquet'")
         bounds = "".join(_bounds(c) for c in _banded(dataset))
-        con.execute(f"""CREATE VIEW "{name}" AS SELECT *{bounds} FROM read_parquet('{folder.as_posix()}/export_date=*/*.parquet',
+        con.execute(f"""CREATE VIEW "{name}" AS SELECT *{bounds} FROM read_parquet('{folder.as_posix()}/period=*/*.parquet',
                         hive_partitioning = true, union_by_name = true)""")
     if files:
         con.execute(f"""CREATE VIEW partitions AS
             SELECT regexp_extract(file_name, 'dataset=([^/]+)', 1) AS dataset,
-                   CAST(regexp_extract(file_name, 'export_date=([^/]+)', 1) AS DATE) AS export_date,
+                   regexp_extract(file_name, 'period=([^/]+)', 1) AS period, m->>'grain' AS grain,
                    m->>'run_id' AS run_id, CAST(m->'rows'->>'published' AS BIGINT) AS rows_published,
                    CAST(m->>'k' AS INTEGER) AS k, CAST(m->'metrics'->>'k' AS INTEGER) AS k_achieved,
                    CAST(m->'metrics'->>'l_distinct' AS INTEGER) AS l_achieved, m->'levels' AS levels,
