@@ -60,6 +60,8 @@ def test_run_completes_and_counts_reconcile(published):
         assert info["units"] == len(units) and info["counts"] == {k: sum(u[k] for u in units) for k in info["counts"]}
     [record] = ledger.runs(published.restricted)
     assert len(record["files"]) == 6  # POS day 1, day 2 in two parts; 2 days of cases; the latest snapshot
+    for path, f in record["files"].items():
+        assert f["rows"] == f["quarantined"] + f["placed"] + f["elsewhere"] > 0, path
 
 
 def test_leak_scan_finds_planted_values(landing):
@@ -269,7 +271,7 @@ def test_the_run_record(published):
     assert set(record["policies"]) == set(DATASETS) and all(len(p["sha256"]) == 64 for p in record["policies"].values())
     assert record["key_id"].startswith("k1-") and TEST_KEY not in (published.restricted / ledger.LEDGER).read_text()
     pos = record["datasets"]["pos"]
-    assert pos["counts"]["read"] > 0 and pos["units"] == 2 and all(len(sha) == 64 for sha in record["files"].values())
+    assert pos["counts"]["read"] > 0 and pos["units"] == 2 and all(len(f["sha256"]) == 64 for f in record["files"].values())
     assert ledger.verify(published.restricted, published.warehouse) == []
     con = duckdb.connect()
     kinds = con.execute(

@@ -1,11 +1,14 @@
 """Hostile exports: a catalogue of what real exports get wrong, each case a test.
 
 Header-level cases stop a run before anything is read (checked on the headers alone). Row-level
-cases run in ONE real flow run over a landing where each case is its own export date, copied
-from one generated day and then damaged; a clean copy of the same day is the baseline. Each case
-ends in a correct result or a clear error naming the file (and row and column where there is
-one) without quoting a value; bad rows go to the owner-only quarantine and are counted, and the
-counts reconcile: read = published + suppressed + quarantined + erased.
+cases run in ONE real flow run over a landing where each case is its own export date and unit,
+copied from one generated day (every date in its rows moved to the case's day) and then damaged;
+a clean copy of the same day is the baseline. The two cases that must stop a release (a file
+mixing encodings, a field longer than a read block) run in releases of their own. Each case ends
+in a correct result or a clear error naming the file (and row and column where there is one)
+without quoting a value; bad rows go to the owner-only quarantine and are counted, and the counts
+reconcile: per file, rows = quarantined + placed in units; per unit, placed = published +
+suppressed + erased.
 
 (A re-export replacing a published file is test_operations' test_default_runs_only_new_or_changed_dates.)
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -113,53 +117,88 @@ def id_shapes(f):  # a resident ID with a wrong check digit (lower-case x is in 
 CASES = [
     header_only,
     no_bom,
-    mixed_encoding,
     ragged,
     invalid_date,
     truncated,
     nul_byte,
     delivered_twice,
-    long_field,
     formula,
     number_shapes,
     id_shapes,
 ]
-DAYS = {case.__name__: (dt.date(2026, 4, 2) + dt.timedelta(days=i)).isoformat() for i, case in enumerate(CASES)}
+REFUSED = [mixed_encoding, long_field]  # each stops the release it is in
+DAYS = {case.__name__: (dt.date(2026, 4, 2) + dt.timedelta(days=i)).isoformat() for i, case in enumerate(CASES + REFUSED)}
 BASELINE = "2026-04-01"
+DATE = re.compile(rb"(\d{4})-(\d{2})-(\d{2})")
 
 
-@pytest.fixture(scope="module")
-def catalogue(prefect_server, tmp_path_factory):
-    from sample_data.generator import Config, generate
+def _moved(data: bytes, days: int) -> bytes:
+    """An export's rows with every date in them moved by `days` (a day's exports copied to another
+    day: the rows' own dates, which place them in units, follow)."""
+    return DATE.sub(lambda m: (dt.date(*map(int, m.groups())) + dt.timedelta(days=days)).isoformat().encode(), data)
 
-    root = tmp_path_factory.mktemp("hostile")
-    base, landing = root / "base", root / "landing"
-    generate(base, Config(days=1, rows=800, seed=7, split_last_day=False))
+
+def _landing(base: Path, landing: Path, cases: list, snapshot: str) -> Path:
+    """The baseline day and each case's day, copied from `base` and damaged; the CRM snapshot (a
+    release publishes the latest only) under `snapshot`'s day."""
 
     def copy_day(day: str) -> dict[str, Path]:
         files = {}
+        shift = (dt.date.fromisoformat(day) - BASE).days
         for source, name in NAMES.items():
+            if source == "membership" and day != snapshot:
+                continue
             folder = landing / source / day
             folder.mkdir(parents=True)
             files[source] = folder / name.format(day.replace("-", ""))
-            shutil.copy(base / source / BASE.isoformat() / name.format(f"{BASE:%Y%m%d}"), files[source])
+            data = (base / source / BASE.isoformat() / name.format(f"{BASE:%Y%m%d}")).read_bytes()
+            files[source].write_bytes(data if source == "membership" else _moved(data, shift))
         return files
 
     copy_day(BASELINE)
-    for case in CASES:
+    for case in cases:
         case(copy_day(DAYS[case.__name__]))
     shutil.copytree(base / "requests", landing / "requests")
     with (landing / "requests" / "erasure.csv").open("a", encoding="utf-8") as fh:
         fh.write(UNKNOWN_SUBJECTS)  # subjects nobody in the exports is
+    return landing
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    from sample_data.generator import Config, generate
+
+    root = tmp_path_factory.mktemp("hostile-base")
+    generate(root, Config(days=1, rows=800, seed=7, split_last_day=False))
+    return root
+
+
+@pytest.fixture(scope="module")
+def catalogue(prefect_server, base, tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    landing = _landing(base, root / "landing", CASES, BASELINE)
     return landing, run_flow(landing, root / "out", every=True)
 
 
+@pytest.fixture(scope="module")
+def refused(prefect_server, base, tmp_path_factory):
+    """Each case that stops a release, in a release of its own (the baseline beside it)."""
+    found = {}
+    for case in REFUSED:
+        root = tmp_path_factory.mktemp(case.__name__)
+        landing = _landing(base, root / "landing", [case], DAYS[case.__name__] if case is mixed_encoding else BASELINE)
+        found[case.__name__] = (landing, run_flow(landing, root / "out", every=True))
+    return found
+
+
 def _counts(run, day: str, source: str) -> dict:
-    return run.summary["dates"][day][source]["counts"]
+    """The unit's exact counts (the ledger's), and the rows of its day's files set aside."""
+    rows = ledger.partition_entries(run.restricted)[(source, day)]["data"]["rows"]
+    return rows | {"quarantined": len(_quarantined(run, day, source))}
 
 
 def _table(run, day: str, source: str):
-    [path] = run.warehouse.glob(f"dataset={source}/export_date={day}/*.parquet")
+    [path] = run.warehouse.glob(f"dataset={source}/period={day}/*.parquet")
     return pq.read_table(path), read_metadata(path)
 
 
@@ -170,25 +209,28 @@ def _quarantined(run, day: str, source: str) -> list[dict]:
     return [row for path in files for row in csv.DictReader(path.open(encoding="utf-8"))]
 
 
-def test_every_published_date_reconciles_and_unknown_erasure_subjects_are_harmless(catalogue):
+def test_every_file_and_unit_reconciles_and_unknown_erasure_subjects_are_harmless(catalogue):
     landing, run = catalogue
+    assert run.state.is_completed(), run.state.message
     requests = (landing / "requests" / "erasure.csv").read_text(encoding="utf-8").strip().splitlines()[1:]
     [entry] = [e["data"] for e in ledger.entries(run.restricted) if e["kind"] == "run"]
     assert entry["erasure_requests"] == len(requests)  # the unknown ones read like the others
     assert _counts(run, BASELINE, "membership")["erased"] > 0  # and the known ones still erase
-    assert run.state.is_failed()  # two cases are refused (below); the others publish
-    assert {d for d, v in run.summary["dates"].items() if "error" in v} == {DAYS["mixed_encoding"], DAYS["long_field"]}
-    for sources in run.summary["dates"].values():
-        for counts in ({} if "error" in sources else {s: v["counts"] for s, v in sources.items()}).values():
-            assert counts["read"] == counts["published"] + counts["suppressed"] + counts["quarantined"] + counts["erased"]
+    for path, f in entry["files"].items():
+        assert f["rows"] == f["quarantined"] + f["placed"] + f["elsewhere"], path
+    units = ledger.partition_entries(run.restricted)
+    assert {period for (name, period) in units if name == "pos"} == {BASELINE, *(DAYS[c.__name__] for c in CASES)}
+    for key, unit in units.items():
+        c = unit["data"]["rows"]
+        assert c["read"] == c["published"] + c["suppressed"] + c["erased"], key
     assert ledger.verify(run.restricted, run.warehouse) == []
 
 
 def test_header_only_and_no_bom_publish_what_the_clean_file_publishes(catalogue):
     _, run = catalogue
 
-    def rows(table: pa.Table) -> pa.Table:  # tokens and lead times are the partition's own (its date, its version)
-        table = table.drop_columns(["customer_id", "departure_in_days"])
+    def rows(table: pa.Table) -> pa.Table:
+        table = table.drop_columns(["customer_id", "txn_time"])  # its token and its day are the unit's own
         return table.sort_by([(c, "ascending") for c in table.column_names])
 
     clean, _ = _table(run, BASELINE, "pos")
@@ -196,7 +238,10 @@ def test_header_only_and_no_bom_publish_what_the_clean_file_publishes(catalogue)
         assert _counts(run, DAYS[case], "pos") == _counts(run, BASELINE, "pos")
         table, meta = _table(run, DAYS[case], "pos")
         assert rows(table).equals(rows(clean))
-    assert len(_table(run, DAYS["header_only"], "pos")[1]["inputs"]) == 2
+    # A file of no rows places none in any unit: the run's record lists it, read, with 0 rows.
+    [entry] = [e["data"] for e in ledger.entries(run.restricted) if e["kind"] == "run"]
+    empty = f"pos/{DAYS['header_only']}/pos_lines_{DAYS['header_only'].replace('-', '')}_part2.csv"
+    assert entry["files"][empty]["rows"] == 0 and len(_table(run, DAYS["header_only"], "pos")[1]["inputs"]) == 1
 
 
 def test_quoted_commas_quotes_and_line_breaks_stay_in_their_field(catalogue):
@@ -207,9 +252,10 @@ def test_quoted_commas_quotes_and_line_breaks_stay_in_their_field(catalogue):
     assert _counts(run, BASELINE, "after_sales")["read"] == len(records)
 
 
-def test_a_file_mixing_encodings_fails_naming_file_line_and_column(catalogue):
-    landing, run = catalogue
-    error = run.summary["dates"][DAYS["mixed_encoding"]]["error"]
+def test_a_file_mixing_encodings_fails_naming_file_line_and_column(refused):
+    landing, run = refused["mixed_encoding"]
+    assert run.state.is_failed()
+    error = run.summary["error"]
     # The column where decoding first fails: UTF-8 text can also be valid GB18030 (as other
     # characters), so an earlier field of the row may pass; one that fails stops the file.
     assert f"members_{DAYS['mixed_encoding'].replace('-', '')}.csv: line 6, column '性别': not valid gb18030" in error
@@ -217,17 +263,7 @@ def test_a_file_mixing_encodings_fails_naming_file_line_and_column(catalogue):
         landing / "membership" / DAYS["mixed_encoding"] / NAMES["membership"].format(DAYS["mixed_encoding"].replace("-", ""))
     )
     assert not any(value and value.decode("utf-8", "ignore") in error for value in lines[5].split(b",")[:3])
-    assert not list(run.warehouse.glob(f"dataset=*/export_date={DAYS['mixed_encoding']}"))
-    # The date's other scans ran to their end before it failed (none was cut off by the clean-up
-    # of its work area and retried in the background).
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
-
-    with get_client(sync_client=True) as client:
-        scans = client.read_task_runs(
-            task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[f"scan-pos-{DAYS['mixed_encoding']}-0"]))
-        )
-    assert scans and all(r.state.is_completed() and r.run_count == 1 for r in scans)
+    assert not list(run.warehouse.rglob("*.parquet"))  # nothing of the release is published
 
 
 @pytest.mark.parametrize(
@@ -243,7 +279,7 @@ def test_bad_rows_go_to_quarantine_counted(catalogue, case, rows, problem):
     _, run = catalogue
     counts = _counts(run, DAYS[case], "pos")
     assert counts["quarantined"] == rows
-    assert counts["read"] == _counts(run, BASELINE, "pos")["read"]  # a bad row is read, and set aside
+    assert counts["read"] + rows == _counts(run, BASELINE, "pos")["read"]  # a bad row is read, and set aside
     found = _quarantined(run, DAYS[case], "pos")
     assert len(found) == rows and all(r["problem"] == problem for r in found)
     if problem.startswith("unparseable"):
@@ -260,7 +296,7 @@ def test_a_file_delivered_twice_is_read_once_and_recorded(catalogue):
     [entry] = [
         e
         for e in ledger.entries(run.restricted)
-        if e["kind"] == "partition" and e["data"]["export_date"] == day and e["data"]["dataset"] == "pos"
+        if e["kind"] == "partition" and e["data"]["period"] == day and e["data"]["dataset"] == "pos"
     ]
     assert entry["data"]["copies_not_read"] == meta["copies_not_read"]
     # The copy is replaced by the partition like its original: purge does not hold the date for it.
@@ -276,9 +312,10 @@ def test_a_file_delivered_twice_is_read_once_and_recorded(catalogue):
     assert plan.held is None and f"pos/{day}/{name.replace('.csv', '_copy.csv')}" in {f["path"] for f in plan.files}
 
 
-def test_an_extremely_long_field_fails_the_file_clearly(catalogue):
-    _, run = catalogue
-    error = run.summary["dates"][DAYS["long_field"]]["error"]
+def test_an_extremely_long_field_fails_the_file_clearly(refused):
+    _, run = refused["long_field"]
+    assert run.state.is_failed() and not list(run.warehouse.rglob("*.parquet"))
+    error = run.summary["error"]
     assert "cases_" in error and "a row longer than 1 MiB after row 0" in error and "很长" not in error
 
 
@@ -294,7 +331,7 @@ def test_a_formula_in_free_text_never_reaches_the_release_and_csv_output_is_iner
 
 def test_numbers_with_separators_or_full_width_digits_and_refunds_are_read_right(catalogue):
     """Read as the clean file's numbers, to the cent, refunds with their sign, nothing quarantined
-    (the bands published may differ: each date's engine chooses its own levels)."""
+    (the bands published are the release's)."""
     from transforms.steps import parse_table
 
     landing, run = catalogue
@@ -324,7 +361,7 @@ def test_id_numbers_in_any_case_or_with_a_bad_check_digit_are_tokens_like_any_ot
         for v in t["doc_no"].to_pylist()
     ]
     lower = [d for d in docs if d.endswith("x")]
-    path = run.warehouse / "dataset=pos" / f"export_date={BASELINE}" / "part-0.parquet"
+    path = run.warehouse / "dataset=pos" / f"period={BASELINE}" / "part-0.parquet"
     published = set(pq.read_table(path)["customer_id"].to_pylist())
     assert lower and all(published_token(d.upper(), path) in published for d in lower)
     shaped, clean = _counts(run, DAYS["id_shapes"], "pos"), _counts(run, BASELINE, "pos")

@@ -1,4 +1,4 @@
-"""Running unattended and re-running without fear: date selection, backfills, fsspec landings,
+"""Running unattended and re-running without fear: file selection, backfills, fsspec landings,
 retries, atomic and idempotent publishing (a run killed mid-write), the ledger, field metadata,
 queries and the scheduled deployment."""
 
@@ -24,36 +24,44 @@ DAY1, DAY2 = "2026-03-01", "2026-03-02"
 
 
 def _rows(warehouse: Path, dataset: str, day: str):
-    return pq.read_table(warehouse / f"dataset={dataset}" / f"export_date={day}" / "part-0.parquet").to_pylist()
+    return pq.read_table(warehouse / f"dataset={dataset}" / f"period={day}" / "part-0.parquet").to_pylist()
 
 
-def test_default_runs_only_new_or_changed_dates(published, landing, tmp_path):
+def test_default_runs_only_new_or_changed_files(published, landing, tmp_path):
     copy_of, first = copy_run(published, landing, tmp_path)  # the first run (the session's, copied)
-    assert set(first.summary["dates"]) == {DAY1, DAY2}
+    assert set(first.summary["datasets"]) == {"pos", "membership", "after_sales"}
     again = run_flow(copy_of, tmp_path)
-    assert again.state.is_completed() and again.summary["dates"] == {} and again.summary["up_to_date"] == [DAY1, DAY2]
-    # A re-export of one day's POS file makes that day (only) changed.
+    assert again.state.is_completed() and again.summary["datasets"] == {}
+    assert sorted(again.summary["up_to_date"]) == ["after_sales", "membership", "pos"]
+    # A re-export of one day's POS file: the unit its rows are in (that day) is rebuilt, from it and
+    # from the other file of that day; nothing else.
+    before = ledger.partition_entries(tmp_path / "restricted")
     pos = copy_of / "pos" / DAY2 / "pos_lines_20260302.csv"
     lines = pos.read_bytes().splitlines(keepends=True)
     pos.write_bytes(b"".join(lines[:-1]))  # the re-export has one line fewer
     third = run_flow(copy_of, tmp_path)
-    assert set(third.summary["dates"]) == {DAY2} and third.summary["up_to_date"] == [DAY1]
-    assert third.summary["dates"][DAY2]["pos"]["counts"]["read"] == first.summary["dates"][DAY2]["pos"]["counts"]["read"] - 1
+    assert set(third.summary["datasets"]) == {"pos"} and third.summary["datasets"]["pos"]["units"] == 1
+    assert sorted(third.summary["up_to_date"]) == ["after_sales", "membership"]
+    after = ledger.partition_entries(tmp_path / "restricted")
+    assert after[("pos", DAY2)]["data"]["rows"]["read"] == before[("pos", DAY2)]["data"]["rows"]["read"] - 1
+    assert after[("pos", DAY1)] == before[("pos", DAY1)]  # the other day untouched
     assert ledger.verify(tmp_path / "restricted", tmp_path / "warehouse") == []
 
 
 def test_rerunning_a_date_is_idempotent(prefect_server, landing, tmp_path):
+    """The same files again: the same units, from the same inputs at the same levels, are left
+    as they are (identical rows, nothing appended, nothing recorded twice)."""
     first = run_flow(landing, tmp_path, date=DAY1)
-    before = {d: _rows(first.warehouse, d, DAY1) for d in ("pos", "membership", "after_sales")}
+    before = {d: _rows(first.warehouse, d, DAY1) for d in ("pos", "after_sales")}
     second = run_flow(landing, tmp_path, date=DAY1)
-    assert second.state.is_completed()
+    assert second.state.is_completed() and second.summary["datasets"] == {}
     for dataset, rows in before.items():
         assert _rows(second.warehouse, dataset, DAY1) == rows  # identical rows, not appended
     con = duckdb.connect()
     count = con.execute(f"SELECT count(*) FROM read_parquet('{second.warehouse}/dataset=pos/*/*.parquet')").fetchone()[0]
     assert count == len(before["pos"])
     published = [e for e in ledger.entries(second.restricted) if e["kind"] == "partition" and e["data"]["dataset"] == "pos"]
-    assert len(published) == 2 and published[0]["data"]["output"]["sha256"] != ""  # both runs recorded
+    assert len(published) == 1 and [r["status"] for r in ledger.runs(second.restricted)] == ["published", "up to date"]
 
 
 def test_a_policy_change_republishes_with_the_new_hash(published, landing, tmp_path, policy_copy):
@@ -61,13 +69,13 @@ def test_a_policy_change_republishes_with_the_new_hash(published, landing, tmp_p
     pos = policy_copy / "pos.yaml"
     pos.write_text(pos.read_text().replace("privacy:\n  k: 5", "privacy:\n  k: 6", 1))
     changed = run_flow(copy_of, tmp_path, policies=str(policy_copy))
-    assert set(changed.summary["dates"]) == {DAY1, DAY2}  # every date was made with the old policy
+    assert changed.summary["datasets"]["pos"]["units"] == 2  # every unit was made with the old policy
     from transforms.policy import load_policy
 
     new_hash = load_policy(pos).sha256
-    meta = read_metadata(changed.warehouse / "dataset=pos" / f"export_date={DAY1}" / "part-0.parquet")
+    meta = read_metadata(changed.warehouse / "dataset=pos" / f"period={DAY1}" / "part-0.parquet")
     assert meta["policy_sha256"] == new_hash and meta["k"] == 6 and meta["metrics"]["k"] >= 6
-    latest = {(p["dataset"], p["export_date"]): p for p in ledger.partitions(changed.restricted)}
+    latest = {(p["dataset"], p["period"]): p for p in ledger.partitions(changed.restricted)}
     assert latest[("pos", DAY1)]["policy_sha256"] == new_hash
 
 
@@ -89,7 +97,7 @@ def test_backfill_processes_the_range_with_files(prefect_server, landing, tmp_pa
         ],
     )
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "wh" / "dataset=pos").iterdir()) == [f"export_date={DAY1}"]
+    assert sorted(p.name for p in (tmp_path / "wh" / "dataset=pos").iterdir()) == [f"period={DAY1}"]
     [run] = ledger.runs(tmp_path / "r")
     assert run["parameters"]["start"] == "2026-02-27" and run["triggered_by"]["via"] == "cli: tuomin backfill"
     bad = CliRunner().invoke(app, ["backfill", "--start", DAY2, "--end", DAY1])
@@ -102,7 +110,8 @@ def test_a_memory_url_landing(prefect_server, landing, tmp_path):
         fs.pipe(f"/landing-test/{path.relative_to(landing).as_posix()}", path.read_bytes())
     run = run_flow("memory://landing-test", tmp_path, date=DAY1)
     assert run.state.is_completed(), run.state.message
-    assert run.summary["dates"][DAY1]["pos"]["inputs"][0]["path"] == "pos/2026-03-01/pos_lines_20260301.csv"
+    [made_from] = ledger.partition_entries(run.restricted)[("pos", DAY1)]["data"]["inputs"]
+    assert made_from["path"] == "pos/2026-03-01/pos_lines_20260301.csv"
     assert _rows(run.warehouse, "pos", DAY1) == _rows(run_flow(landing, tmp_path / "local", date=DAY1).warehouse, "pos", DAY1)
 
 
@@ -115,7 +124,7 @@ def test_every_landing_option_takes_an_fsspec_url(published, landing, tmp_path):
     where = ["--warehouse", str(tmp_path / "wh"), "--restricted", str(tmp_path / "rs")]
     ran = CliRunner().invoke(app, ["run", "--landing", "memory://cli-landing", "--date", DAY1, *where])
     assert ran.exit_code == 0, ran.output
-    assert _rows(tmp_path / "wh", "pos", DAY1) == _rows(published.warehouse, "pos", DAY1)
+    assert len(_rows(tmp_path / "wh", "pos", DAY1)) > 0
     planned = CliRunner().invoke(app, ["purge", "--landing", "memory://cli-landing", "--dry-run", *where])
     assert planned.exit_code == 0 and DAY1 in planned.output, planned.output
     missing = CliRunner().invoke(app, ["run", "--landing", "memory://nowhere", *where])
@@ -167,7 +176,7 @@ def test_query_views_and_formats(published):
         app, ["query", "SELECT count(*) AS n FROM pos", "--warehouse", str(published.warehouse), "--format", "json"]
     )
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output)[0]["n"] == sum(d["pos"]["counts"]["published"] for d in published.summary["dates"].values())
+    assert json.loads(out.output)[0]["n"] == published.summary["datasets"]["pos"]["counts"]["published"]
     csv = runner.invoke(
         app,
         [
@@ -179,7 +188,7 @@ def test_query_views_and_formats(published):
             "csv",
         ],
     )
-    assert csv.output.splitlines()[0] == "dataset,k_achieved" and len(csv.output.splitlines()) == 7
+    assert csv.output.splitlines()[0] == "dataset,k_achieved" and len(csv.output.splitlines()) == 6  # 5 units
     bad = runner.invoke(app, ["query", "SELECT nope FROM pos", "--warehouse", str(published.warehouse)])
     assert bad.exit_code == 2 and "query failed" in bad.output
 
@@ -214,17 +223,17 @@ def test_query_results_keep_their_types_and_print_whole(published, tmp_path):
     """DATE stays a date and DECIMAL exact in JSON and in a Parquet file written with --out; a wide
     table piped to a file keeps every column whole instead of squeezing it to fit 110 columns."""
     runner, wh = CliRunner(), ["--warehouse", str(published.warehouse)]
-    typed = "SELECT export_date, 12.50::DECIMAL(10,2) AS price, NULL::INTEGER AS none FROM pos LIMIT 1"
+    typed = "SELECT period, 12.50::DECIMAL(10,2) AS price, NULL::INTEGER AS none FROM pos LIMIT 1"
     shown = runner.invoke(app, ["query", typed, *wh, "--format", "json"])
     [row] = json.loads(shown.output)
-    assert row["export_date"] in (DAY1, DAY2) and row["price"] == "12.50" and row["none"] is None  # a date, exact
+    assert row["period"] in (DAY1, DAY2) and row["price"] == "12.50" and row["none"] is None  # a date, exact
     out = tmp_path / "result.parquet"
     written = runner.invoke(app, ["query", typed, *wh, "--out", str(out)])
     assert written.exit_code == 0, written.output
     schema = pq.read_schema(out)
-    assert str(schema.field("export_date").type) == "date32[day]" and str(schema.field("price").type) == "decimal128(10, 2)"
+    assert str(schema.field("period").type) == "date32[day]" and str(schema.field("price").type) == "decimal128(10, 2)"
     wide = runner.invoke(app, ["query", "SELECT * FROM pos LIMIT 2", *wh])
-    assert wide.exit_code == 0 and "customer_id" in wide.output and "export_date" in wide.output
+    assert wide.exit_code == 0 and "customer_id" in wide.output and "period" in wide.output
     bad = runner.invoke(app, ["query", "SELECT 1", *wh, "--out", str(tmp_path / "result.txt")])
     assert bad.exit_code == 2 and not (tmp_path / "result.txt").exists()
 
@@ -258,7 +267,7 @@ def test_the_data_dictionary_describes_every_published_column(published, landing
     views = "('pos', 'membership', 'after_sales')"
     comments = connect(published.warehouse).sql(f"SELECT * FROM duckdb_columns() WHERE table_name IN {views}").df()
     bounds = comments["column_name"].str.endswith(("_lower", "_upper")).sum()  # the bands' bounds (views only)
-    assert len(comments) == sum(len(d["columns"]) + 2 for d in found.values()) + bounds  # + dataset and export_date
+    assert len(comments) == sum(len(d["columns"]) + 2 for d in found.values()) + bounds  # + dataset and period
     assert comments["comment"].notna().all() and (comments["comment"].str.len() > 10).all()
     from tests.leaks import find_leaks, raw_identifiers
 

@@ -109,6 +109,7 @@ def plan(
     """A Plan for every date with raw data anywhere (landing, quarantine, work area, backups) or
     a published partition."""
     published = ledger.partition_entries(restricted)
+    empty = _read_empty(restricted)
     missing = mismatches(landing, restricted)
     dates = set(landing_io.export_dates(landing, policies)) | set(missing)
     dates |= {
@@ -119,7 +120,7 @@ def plan(
     return [
         Plan(day, held="the landing does not hold the files its partitions were made from", mismatch=missing[day])
         if day in missing
-        else _plan_date(landing, warehouse, restricted, policies, published, day, as_of)
+        else _plan_date(landing, warehouse, restricted, policies, published, day, as_of, empty)
         for day in sorted(dates)
     ]
 
@@ -157,7 +158,7 @@ def check_landing(landing: landing_io.Landing, missing: dict[dt.date, list[str]]
         )
 
 
-def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date, as_of: dt.date) -> Plan:
+def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date, as_of: dt.date, empty: dict) -> Plan:
     out = Plan(day)  # filled source by source; the first reason to hold returns a plan to keep everything
     sources = {name: landing_io.files_for(landing, policy, day) for name, policy in policies.items()}
     sources = {name: files for name, files in sources.items() if files or _made_from_day(published, name, day)}
@@ -176,7 +177,7 @@ def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date
         if not users and retention.expired(day, as_of):  # raw data never outlives the anonymized copy
             out.grounds.append(f"{retention.deletion_ground} Retention period over ({retention.keep_years} years).")
         else:
-            reason = _not_replaced(warehouse, users, {} if superseded else current) or (
+            reason = _not_replaced(warehouse, users, {} if superseded else current, empty) or (
                 None
                 if retention.raw_expired(day, as_of)
                 else f"within its grace period ({retention.raw_grace_days} days after the export date)"
@@ -250,10 +251,25 @@ def made_files(restricted: Path, day: dt.date) -> list[tuple[str, Path]]:
     return sorted((area, path) for area, path in found if path.is_file())
 
 
-def _not_replaced(warehouse: Path, entries: list[dict], current: dict[str, str]) -> str | None:
-    """Why published partitions do not (yet) replace the landing files with these SHA-256s."""
+def _read_empty(restricted: Path) -> dict[str, str]:
+    """Files a run read and published nothing from (no row of theirs in any unit: a header only,
+    every row quarantined): {path: SHA-256 as read}. Their raw data is replaced by nothing, and
+    nothing needs them."""
+    return {
+        path: f["sha256"]
+        for entry in ledger.entries(restricted)
+        if entry["kind"] == "run" and entry["data"].get("status") == "published"
+        for path, f in entry["data"].get("files", {}).items()
+        if f.get("placed") == 0 and f.get("elsewhere") == 0
+    }
+
+
+def _not_replaced(warehouse: Path, entries: list[dict], current: dict[str, str], empty: dict[str, str]) -> str | None:
+    """Why published partitions do not (yet) replace the landing files with these SHA-256s
+    (`empty`: files a run read that placed no row in any unit)."""
+    current = {f: sha for f, sha in current.items() if empty.get(f) != sha}
     if not entries:
-        return "not published"
+        return "not published" if current else None
     for entry in entries:
         data = entry["data"]
         if not data["validation"]["success"]:

@@ -146,48 +146,51 @@ class Selection:
 
 def select(run: Run, date: str | None, start: str | None, end: str | None, every: bool) -> tuple[Selection, list[str]]:
     """(what to read and rebuild, the sources left as they are because nothing of theirs changed)."""
-    chosen = Selection()
-    unchanged = []
     entries = ledger.entries(run.restricted)
     current = ledger.partition_entries(run.restricted, entries)
     below = release_levels.stale(run.restricted, run.policies)  # a run that died before republishing them
     read = _read_before(entries)
+    picked: dict[str, list[str]] = {}
     for name, policy in run.policies.items():
         held = run.files(policy)
         if every:
-            picked = list(held)
+            chosen = list(held)
         elif date or start or end:
             first, last = date or start, date or end
             low = dt.date.fromisoformat(first) if first else dt.date.min
             high = dt.date.fromisoformat(last) if last else dt.date.max
-            picked = [path for path, day in held.items() if low <= day <= high]
+            chosen = [path for path, day in held.items() if low <= day <= high]
         else:
             ours = {key: entry["data"] for key, entry in current.items() if key[0] == name}
             basis = {(d.get("policy_sha256"), d.get("key_id"), d.get("erasure_sha256")) for d in ours.values()}
             fresh = basis <= {(policy.sha256, run.pseudonymizer.key_id, run.erasure_sha256)}
-            picked = list(held) if not fresh else [p for p in held if read.get(p) != run.landing.sha256(p)]
+            chosen = list(held) if not fresh else [p for p in held if read.get(p) != run.landing.sha256(p)]
             if policy.unit.snapshot:  # the latest snapshot, unless it is the one published under this basis
                 published = {period for (_, period) in ours}
-                same = fresh and not picked and {day.isoformat() for day in held.values()} <= published
-                picked = [] if same else list(held)
-            picked += [path for key in below.get(name, []) for path in _made_from(current[(name, key)]) if path in held]
-        if not picked:
-            unchanged.append(name)
-            continue
-        if every or policy.unit.snapshot:
-            chosen.files[name], chosen.units[name] = sorted(set(picked)), None
+                same = fresh and not chosen and {day.isoformat() for day in held.values()} <= published
+                chosen = [] if same else list(held)
+            chosen += [path for key in below.get(name, []) for path in _made_from(current[(name, key)]) if path in held]
+        picked[name] = sorted(set(chosen))
+    selection = Selection({name: files for name, files in picked.items() if files})
+    unchanged = [name for name, files in picked.items() if not files]
+    if every or landing_io.check_headers(run.landing, run.policies, selection.files, run.drop_unknown):
+        selection.units = dict.fromkeys(selection.files)  # all they hold; or refused, naming them, before a row is read
+        return selection, unchanged
+    for name, files in list(selection.files.items()):
+        if run.policies[name].unit.snapshot:
+            selection.units[name] = None
             continue
         # The units these files hold, and every other file the ledger says those units were made
         # from (rows of one unit may come from several files: a late line, a dump beside dailies).
+        held = run.files(run.policies[name])
         units = set(below.get(name, []))
-        for path in picked:
-            units |= set(census(run.landing, policy, path))
+        for path in files:
+            units |= set(census(run.landing, run.policies[name], path))
             units |= {period for (dataset, period), entry in current.items() if dataset == name and path in _made_from(entry)}
-        files = set(picked) | {
-            path for label in units if (name, label) in current for path in _made_from(current[(name, label)]) if path in held
-        }
-        chosen.files[name], chosen.units[name] = sorted(files), frozenset(units)
-    return chosen, unchanged
+        made_from = {path for label in units if (name, label) in current for path in _made_from(current[(name, label)])}
+        selection.files[name] = sorted(set(files) | {path for path in made_from if path in held})
+        selection.units[name] = frozenset(units)
+    return selection, unchanged
 
 
 def _made_from(entry: dict) -> list[str]:
@@ -201,7 +204,7 @@ def _read_before(entries: list[dict]) -> dict[str, str]:
     found: dict[str, str] = {}
     for entry in entries:
         if entry["kind"] == "run" and entry["data"].get("status") == "published":
-            found |= entry["data"].get("files", {})
+            found |= {path: f["sha256"] for path, f in entry["data"].get("files", {}).items()}
         elif entry["kind"] == "partition":
             found |= {f["path"]: f["sha256"] for f in entry["data"].get("inputs", [])}
     return found

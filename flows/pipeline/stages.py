@@ -123,7 +123,7 @@ class Release:
     """What a release published: per source, and every landing file it read (path: SHA-256)."""
 
     published: dict[str, Published]
-    files: dict[str, str]
+    files: dict[str, dict]  # every landing file read: sha256, rows, quarantined, placed (in units), elsewhere
     past_retention: list[str]  # units ("dataset period") of rows past their retention period: never published
 
 
@@ -157,8 +157,18 @@ def process_release(run: Run, job: passes.Job, selection: Selection, executor: E
             for backup in backups:
                 backup.result()
             failpoints.hit("validated")
-            files = {path: sha for shas in scans.shas().values() for path, sha in shas.items()}
-            files |= {copy: files[original] for copied in scans.copied.values() for copy, original in copied.items()}
+            files = {
+                s.file.path: {
+                    "sha256": s.file.sha256,
+                    "rows": s.file.rows,
+                    "quarantined": s.quarantined,
+                    "placed": sum(s.placed.values()),
+                    "elsewhere": s.elsewhere,
+                }
+                for found in scans.found.values()
+                for s in found
+            }
+            files |= {copy: {**files[o], "copy_of": o} for copied in scans.copied.values() for copy, o in copied.items()}
             past = [f"{name} {label}" for name in names for label in sorted(expired[name])]
             return Release(publish(run, written, began, verdict), files, past)
         finally:

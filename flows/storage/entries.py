@@ -52,7 +52,9 @@ class RunEntry(Entry):
     erasure_requests: int = 0
     dates: dict[str, dict[str, Any]] = {}  # runs before units followed the rows: per export date
     datasets: dict[str, dict[str, Any]] = {}  # per dataset: units published, counts, levels, k; or the error
-    files: dict[str, str] = {}  # every landing file read (path: SHA-256), its rows all accounted for
+    # Every landing file read: its SHA-256 and its rows, all accounted for (rows = quarantined +
+    # placed in units + elsewhere, in units the run did not rebuild); exact counts, some below k.
+    files: dict[str, dict[str, Any]] = {}
     up_to_date: list[str] = []
     past_retention: list[str] = []
     republished: list[str] = []  # units republished at the release's levels ("dataset period")
