@@ -91,14 +91,12 @@ def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(day1_published, t
     assert [p.split(":")[0] for p in unrecorded] == changed and len(ledger.verify(first.restricted, first.warehouse)) == len(
         unrecorded
     )
-    # Re-running finishes the job: the date is changed (or unrecorded), so it is processed again,
-    # into what a run never interrupted publishes from the same files.
+    # Re-running finishes the job: the file is changed (or its unit unrecorded), so its unit is
+    # processed again, into what a run never interrupted publishes from the same files.
     final = run_flow(copy_of, tmp_path / "shop")
-    assert final.state.is_completed() and DAY1 in final.summary["dates"]
-    for name in final.summary["dates"][DAY1]:
-        assert pq.read_table(final.summary["dates"][DAY1][name]["path"]).equals(
-            pq.read_table(uninterrupted.summary["dates"][DAY1][name]["path"])
-        ), name
+    assert final.state.is_completed() and "pos" in final.summary["datasets"]
+    for name in _file_hashes(final.warehouse):
+        assert pq.read_table(final.warehouse / name).equals(pq.read_table(uninterrupted.warehouse / name)), name
     assert ledger.verify(first.restricted, first.warehouse) == []
     assert not (first.warehouse / ".staging").exists() or not any((first.warehouse / ".staging").iterdir())
 
@@ -114,16 +112,15 @@ def test_a_full_disk_or_read_only_warehouse_fails_clearly_and_publishes_nothing(
     left, and the next run completes."""
     copy_of, first = copy_run(published, landing, tmp_path / "shop")
     old, entries = _file_hashes(first.warehouse), len(ledger.entries(first.restricted))
-    for day in (DAY1, DAY2):  # new inputs for both dates: both would be republished
+    for day in (DAY1, DAY2):  # new inputs for both days: both units would be republished
         pos = copy_of / "pos" / day / f"pos_lines_{day.replace('-', '')}.csv"
         pos.write_bytes(b"".join(pos.read_bytes().splitlines(keepends=True)[:-100]))
     monkeypatch.setenv("TUOMIN_FAILPOINT", failpoint)
     failed = run_flow(copy_of, tmp_path / "shop")
     reason = {"ENOSPC": "No space left on device", "EROFS": "Read-only file system"}[failpoint.split(":")[1]]
     assert failed.state.is_failed()
-    error = failed.summary["dates"][DAY1]["error"]
+    error = failed.summary["error"]
     assert reason in error and "part-0.parquet" in error and "the run stops here" in error
-    assert failed.summary["not_run"] == [DAY2]
     assert _file_hashes(first.warehouse) == old
     added = ledger.entries(first.restricted)[entries:]
     assert "partition" not in [e["kind"] for e in added] and added[-1]["data"]["status"] == "failed"
@@ -131,4 +128,4 @@ def test_a_full_disk_or_read_only_warehouse_fails_clearly_and_publishes_nothing(
     assert not (first.warehouse / ".staging").exists() or not any((first.warehouse / ".staging").rglob("*.parquet"))
     monkeypatch.delenv("TUOMIN_FAILPOINT")
     final = run_flow(copy_of, tmp_path / "shop")
-    assert final.state.is_completed() and set(final.summary["dates"]) == {DAY1, DAY2}
+    assert final.state.is_completed() and final.summary["datasets"]["pos"]["units"] == 2

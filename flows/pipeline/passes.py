@@ -49,7 +49,7 @@ from transforms import shuffle, steps
 from transforms.operators import Context, Suppress
 from transforms.parse import parse
 from transforms.policy import SourcePolicy
-from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
+from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError, token_ids
 from transforms.redact import NameMatcher
 from transforms.units import UNIT
 from transforms.units import labels as unit_labels
@@ -144,6 +144,9 @@ class Scanned:
     quarantined: int = 0
     elsewhere: int = 0
     dropped: list[str] = field(default_factory=list)  # unknown headers dropped on request
+    # unit label -> a digest of its rows' customer tokens (a sum of their ids): a source that finds
+    # its customers through others' exports (after-sales) makes other rows when those change
+    linked: dict[str, int] = field(default_factory=dict)
 
 
 class UnitSpills:
@@ -232,6 +235,7 @@ def scan(
     ragged: list[str] = []
     names, erased = set(), set()
     placed: dict[str, int] = {}
+    linked: dict[str, int] = {}
     labels, rows, elsewhere = [], 0, 0
     for raw in ahead(
         landing_io.iter_csv(landing, relative, policy, ragged, drop_unknown=job.drop_unknown, block_size=BATCH_BYTES)
@@ -261,6 +265,8 @@ def scan(
         for label, part in by_unit(staged, units):
             spills.write(label, part)
             placed[label] = placed.get(label, 0) + part.num_rows
+            ids = pc.fill_null(token_ids(part[planning.ENTITY]), 0).to_numpy(zero_copy_only=False)
+            linked[label] = (linked.get(label, 0) + int(ids.astype(np.uint64).sum())) % (1 << 63)
             if placed[label] > job.max_unit_rows:
                 raise UnitTooLarge(too_large(policy, label, placed[label], job.max_unit_rows, relative))
         piece = planning.tally(staged, policy, ctx, built)
@@ -280,6 +286,7 @@ def scan(
         quarantine.count,
         elsewhere,
         landing_io.dropped_headers(landing, relative, policy, drop_unknown=job.drop_unknown),
+        linked,
     )
     release_memory()
     return scanned
@@ -320,7 +327,8 @@ def link_lookups(
 ) -> tuple[list, set[str], set[str]]:
     """For each link of the policy, (normalized keys, entity tokens) of the linked source's rows
     this source's `files` refer to: from this run's staged rows of that source (`same_run`) and
-    the raw files of its look-back window that the run did not read (`read`: the files it did).
+    the raw files the run did not read (`read`: the files it did) of its look-back window (the
+    export dates of `files`, and `lookback_days` before), or of a snapshot source its latest snapshot.
     Also the person names and erased subjects' tokens found in the look-back window. Only the
     keys these files use are kept, so a look-up is as small as they are."""
     ctx = job.context(policy)
@@ -347,8 +355,12 @@ def link_lookups(
                 *(c.name for c in target.columns if c.kind == "person_name"),
             }
         )
-        window = (min(days) - dt.timedelta(days=link.lookback_days), max(days)) if days and link.lookback_days else None
-        back = [f for f, day in landing_io.source_files(landing, target).items() if window and window[0] <= day <= window[1]]
+        delivered = landing_io.source_files(landing, target)
+        if target.unit.snapshot:  # the latest snapshot: the one a release holds
+            back = [f for f, day in delivered.items() if day == max(delivered.values())]
+        else:
+            window = (min(days) - dt.timedelta(days=link.lookback_days), max(days)) if days else None
+            back = [f for f, day in delivered.items() if window and window[0] <= day <= window[1]]
         for relative in (f for f in back if f not in read):
             for table in landing_io.iter_csv(landing, relative, target, [], columns, block_size=BATCH_BYTES):
                 names.update(steps.person_names(table, target))

@@ -105,15 +105,16 @@ class Run:
             self.max_unit_rows,
         )
 
-    def fingerprint(self, policy: SourcePolicy, inputs: list[tuple[str, str]]) -> str:
+    def fingerprint(self, policy: SourcePolicy, inputs: list[tuple[str, str]], linked: int | None = None) -> str:
         """SHA-256 of what a unit depends on: (path, SHA-256) of the files that placed rows in it,
-        its policy, the key and the erasure list."""
+        its policy, the key and the erasure list; for a source that finds its customers through
+        other exports, a digest of the customers its rows were linked to (`linked`)."""
         basis = {
             "inputs": sorted(inputs),
             "policy": policy.sha256,
             "key": self.pseudonymizer.key_id,
             "erasure": self.erasure_sha256,
-        }
+        } | ({"linked": linked} if linked is not None else {})
         return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
     def files(self, policy: SourcePolicy) -> dict[str, dt.date]:
@@ -171,6 +172,7 @@ def select(run: Run, date: str | None, start: str | None, end: str | None, every
                 chosen = [] if same else list(held)
             chosen += [path for key in below.get(name, []) for path in _made_from(current[(name, key)]) if path in held]
         picked[name] = sorted(set(chosen))
+    _follow_links(run, picked)
     selection = Selection({name: files for name, files in picked.items() if files})
     unchanged = [name for name, files in picked.items() if not files]
     if every or landing_io.check_headers(run.landing, run.policies, selection.files, run.drop_unknown):
@@ -191,6 +193,28 @@ def select(run: Run, date: str | None, start: str | None, end: str | None, every
         selection.files[name] = sorted(set(files) | {path for path in made_from if path in held})
         selection.units[name] = frozenset(units)
     return selection, unchanged
+
+
+def _follow_links(run: Run, picked: dict[str, list[str]]) -> None:
+    """A source that finds its customers through another's exports (after-sales cases through the
+    CRM's member numbers and the tills' receipts) is read again where that other one changed:
+    every file, when a snapshot changed; else its files from the first changed export date to
+    `lookback_days` after the last. Its units are rewritten only where the customers found differ
+    (the unit's fingerprint holds them)."""
+    for name, policy in run.policies.items():
+        extra: set[str] = set()
+        for link in policy.link:
+            changed = picked.get(link.source, [])
+            if not changed:
+                continue
+            held = run.files(policy)
+            if run.policies[link.source].unit.snapshot:
+                extra |= set(held)
+                continue
+            days = [landing_io.date_in_path(path) for path in changed]
+            last = max(days) + dt.timedelta(days=link.lookback_days)
+            extra |= {path for path, day in held.items() if min(days) <= day <= last}
+        picked[name] = sorted(set(picked.get(name, [])) | extra)
 
 
 def _made_from(entry: dict) -> list[str]:

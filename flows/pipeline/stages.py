@@ -420,7 +420,8 @@ def _unit(
         tuple((s.file.path, h) for s in found for h in s.dropped),
         tuple(sorted((c, o) for c, o in copied.items() if o in paths)),
     )
-    fingerprint = run.fingerprint(policy, [(s.file.path, s.file.sha256) for s in found])
+    linked = sum(s.linked.get(label, 0) for s in found) % (1 << 63) if policy.link else None
+    fingerprint = run.fingerprint(policy, [(s.file.path, s.file.sha256) for s in found], linked)
     ids = {
         "run_id": run.run_id,
         "key_id": run.pseudonymizer.key_id,
