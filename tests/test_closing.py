@@ -40,15 +40,16 @@ def closing(published, landing, tmp_path):
     return copy_run(published, landing, tmp_path / "closing")
 
 
-def test_the_run_backs_up_every_date_before_processing(published, landing):
+def test_the_run_backs_up_every_file_it_reads_by_export_date(published, landing):
+    """Every file the run read, encrypted under its export date (an earlier CRM snapshot, which
+    the release does not read, is superseded: purge deletes it once the later one is published)."""
     entries = [e for e in ledger.entries(published.restricted) if e["kind"] == "backup"]
     assert [e["data"]["export_date"] for e in entries] == [DAY1.isoformat(), DAY2.isoformat()]
+    [run] = ledger.runs(published.restricted)
     for entry in entries:
         manifest = Path(entry["data"]["manifest"])
         files = backup.verify(manifest, load_backup_key())
-        assert {f["path"] for f in files} == {
-            p.relative_to(landing).as_posix() for p in landing.glob(f"*/{entry['data']['export_date']}/*.csv")
-        }
+        assert {f["path"] for f in files} == {p for p in run["files"] if f"/{entry['data']['export_date']}/" in p}
         assert all(f["sha256"] == Landing(landing).sha256(f["path"]) for f in files)
         assert entry["data"]["key_id"] == load_backup_key().key_id
         assert TEST_BACKUP_KEY not in json.dumps(entry)
@@ -71,7 +72,7 @@ def test_purge_plan_holds_what_is_not_replaced(closing, tmp_path):
     # A re-export of day 1 that was not processed yet, and a tampered day-2 partition.
     pos = next((landing / "pos" / DAY1.isoformat()).glob("*.csv"))
     pos.write_bytes(pos.read_bytes() + b"\n")
-    part = run.warehouse / "dataset=membership" / f"export_date={DAY2}" / "part-0.parquet"
+    part = run.warehouse / "dataset=pos" / f"period={DAY2}" / "part-0.parquet"
     part.write_bytes(part.read_bytes()[:-1] + b"\x00")
     decisions = {
         p.export_date: p
@@ -125,13 +126,20 @@ def test_purge_deletes_raw_data_and_certifies_it(closing):
         assert all(f["bytes"] > 0 and len(f["sha256"]) == 64 for f in data["files"])
         assert all("PIPL Art. 47" in why for why in data["why"])
         for replaced in data["replaced_by"]:
-            entry = published[(replaced["dataset"], day)]
+            entry = published[(replaced["dataset"], replaced["period"])]
             assert (replaced["ledger_seq"], replaced["ledger_hash"], replaced["sha256"]) == (
                 entry["seq"],
                 entry["hash"],
                 entry["data"]["output"]["sha256"],
             )
-            assert data["rows"][replaced["dataset"]] == entry["data"]["rows"]
+        # The rows of the date's files, as the partitions that replace them placed them (the
+        # first day's CRM snapshot is superseded by the second's: none of its rows is placed).
+        for name, rows in data["rows"].items():
+            placed = sum(
+                f["rows"] for (d, _), e in published.items() if d == name for f in e["data"]["inputs"] if f"/{day}/" in f["path"]
+            )
+            assert rows["rows_placed"] == placed and rows["partitions"] >= 1, (day, name)
+            assert rows.get("superseded", False) == (name == "membership" and day == DAY1.isoformat())
     # The plan said exactly what the certificates record: the same files, the same bytes.
     assert planned["totals"] == {
         "dates_to_delete": 2,
@@ -205,7 +213,7 @@ def test_retention_removes_expired_partitions_and_says_so(closing):
             "2029-03-03",
         ],
     )
-    assert dry.exit_code == 0 and "4 partition(s) past retention" in dry.output  # membership, after_sales of day 1 and 2
+    assert dry.exit_code == 0 and "3 partition(s) past retention" in dry.output  # the snapshot, after_sales of day 1 and 2
     assert (
         CliRunner()
         .invoke(
@@ -219,8 +227,9 @@ def test_retention_removes_expired_partitions_and_says_so(closing):
     assert not list(run.warehouse.glob("dataset=membership/*")) and not list(run.warehouse.glob("dataset=after_sales/*"))
     assert len(list(run.warehouse.glob("dataset=pos/*/*.parquet"))) == 2  # kept ten years
     removed = [e["data"] for e in ledger.entries(run.restricted) if e["kind"] == "partition_removed"]
-    assert {(r["dataset"], r["export_date"]) for r in removed} == {
-        (d, x.isoformat()) for d in ("membership", "after_sales") for x in (DAY1, DAY2)
+    assert {(r["dataset"], r["period"]) for r in removed} == {
+        ("membership", DAY2.isoformat()),
+        *(("after_sales", x.isoformat()) for x in (DAY1, DAY2)),
     }
     assert all("kept 3 years" in r["why"] and r["published_rows"] > 0 for r in removed)
     assert {p["dataset"] for p in ledger.partitions(run.restricted)} == {"pos"}
@@ -250,10 +259,10 @@ def test_review_passes_and_is_recorded(closing):
 
 def test_review_fails_loudly_on_a_changed_file_a_stray_file_or_a_changed_policy(closing, policy_copy):
     _, run = closing
-    part = run.warehouse / "dataset=pos" / f"export_date={DAY1}" / "part-0.parquet"
+    part = run.warehouse / "dataset=pos" / f"period={DAY1}" / "part-0.parquet"
     table = pq.read_table(part)
     pq.write_table(table.slice(1), part)  # one row fewer: still valid Parquet, no longer what was published
-    stray = run.warehouse / "dataset=after_sales" / "export_date=2026-03-09" / "part-0.parquet"
+    stray = run.warehouse / "dataset=after_sales" / "period=2026-03-09" / "part-0.parquet"
     stray.parent.mkdir()
     pq.write_table(pa.table({"x": [1]}), stray)
     pos_policy = policy_copy / "pos.yaml"
@@ -264,7 +273,7 @@ def test_review_fails_loudly_on_a_changed_file_a_stray_file_or_a_changed_policy(
     assert state.is_failed()
     problems = state.result(raise_on_failure=False)["problems"]
     assert any(f"pos {DAY1}: the partition file differs" in p for p in problems)
-    assert any("export_date=2026-03-09/part-0.parquet is not in the ledger" in p for p in problems)
+    assert any("period=2026-03-09/part-0.parquet is not in the ledger" in p for p in problems)
     assert any(f"pos {DAY2}: made under another version of pos.yaml" in p for p in problems)
     [entry] = [e for e in ledger.entries(run.restricted) if e["kind"] == "review"]
     assert entry["data"]["success"] is False and len(entry["data"]["problems"]) == len(problems)
@@ -278,7 +287,7 @@ def test_review_reruns_the_gate_on_the_union(closing):
     """A partition that gained an identifier after publishing (and a matching ledger hash, as
     an insider with write access could forge) is caught by the gate itself."""
     _, run = closing
-    part = run.warehouse / "dataset=after_sales" / f"export_date={DAY1}" / "part-0.parquet"
+    part = run.warehouse / "dataset=after_sales" / f"period={DAY1}" / "part-0.parquet"
     table = pq.read_table(part)
     column = table.schema.get_field_index("topic")
     values = table["topic"].to_pylist()
@@ -379,7 +388,7 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
         == 0
     )
     # A person erased after their raw data was purged: the request and what it changed are in the pack.
-    pos_file = run.warehouse / "dataset=pos" / f"export_date={DAY1}" / "part-0.parquet"
+    pos_file = run.warehouse / "dataset=pos" / f"period={DAY1}" / "part-0.parquet"
     published_pos = set(pq.read_table(pos_file)["customer_id"].to_pylist())
     doc = next(d for d in sorted(raw["document"]) if published_token(d, pos_file) in published_pos)
     assert (
@@ -423,11 +432,11 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
     html, facts = (out / "report.html").read_text("utf-8"), json.loads((out / "report.json").read_text("utf-8"))
     assert set(facts["datasets"]) == {"pos", "membership", "after_sales"}
     pos = facts["datasets"]["pos"]
-    assert [p["export_date"] for p in pos["partitions"]] == [DAY1.isoformat()]  # the period only
+    assert [p["period"] for p in pos["partitions"]] == [DAY1.isoformat()]  # the period only
     published = ledger.partition_entries(run.restricted)[("pos", DAY1.isoformat())]
     assert pos["partitions"][0]["ledger_hash"] == published["hash"] and pos["totals"] == {
-        k: published["data"]["rows"][k] for k in pos["totals"]
-    }
+        k: published["data"]["rows"].get(k, 0) for k in pos["totals"]
+    }  # the day's files quarantined nothing
     assert {c["column"]: (c["role"], c["pipl"], c["technique"]) for c in pos["columns"]}["doc_no"][0] == "direct_identifier"
     assert len(facts["deletions"]) == 1 and facts["deletions"][0]["export_date"] == DAY1.isoformat()
     assert len(facts["backups"]) == 1 and facts["key_events"][-1]["key"] == "backup"
@@ -454,7 +463,9 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
         "impact assessment (PIPL Art. 55, 56)",
     ):
         assert heading in html, heading
-    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 9
+    assert (
+        len(re.findall(r'<img src="data:image/png;base64,', html)) == 6
+    )  # 3 plots for each dataset with a unit in the period (the snapshot is the 2nd day)
     assert published["hash"][:16] in html and facts["deletions"][0]["ledger_hash"][:16] in html
     assert request["ledger_hash"][:16] in html
     assert not re.search(r'(src|href)="(?!data:)', html)  # self-contained

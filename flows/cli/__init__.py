@@ -925,7 +925,7 @@ def retention(
         items, orphans = expired(restricted, policies, day)
         for item in items:
             console.print(
-                f"{item.entry['data']['dataset']} {item.entry['data']['export_date']}: "
+                f"{item.entry['data']['dataset']} {item.entry['data'].get('period') or item.entry['data']['export_date']}: "
                 f"kept until {item.keep_until}, would be removed"
             )
         for orphan in orphans:
@@ -1195,7 +1195,7 @@ def _print_sweep(who, done: dict) -> None:
         )
     for x in done["republished"]:
         console.print(
-            f"{x['dataset']} {x['export_date']}: republished without this person: {x['erased']} row(s) "
+            f"{x['dataset']} {x.get('period') or x['export_date']}: republished without this person: {x['erased']} row(s) "
             f"erased, {x['suppressed']} more suppressed ({x['classes_suppressed']} class(es) left below k or l); "
             f"ledger entry {x['ledger_seq']}"
         )
@@ -1203,7 +1203,8 @@ def _print_sweep(who, done: dict) -> None:
         console.print("No published partition holds this person.")
     for other in done["not_searched"]:
         console.print(
-            f"[yellow]{other['dataset']} {other['export_date']}: published under key {other['key_id']}, not this "
+            f"[yellow]{other['dataset']} {other.get('period') or other['export_date']}: "
+            f"published under key {other['key_id']}, not this "
             "one: not searched[/]"
         )
     if done["failed"]:

@@ -31,6 +31,7 @@ from flows.storage.entries import (
     RunEntry,
     SubjectLookupEntry,
 )
+from flows.storage.landing import date_in_path
 from flows.storage.ledger import E, Recorded
 from transforms.policy import SourcePolicy, load_policies
 from transforms.units import first_day, last_day
@@ -48,8 +49,9 @@ def collect(
         found = ledger.only(recorded, model)
         return [e for e in found if not dated or _in_period(_dated(e.data), start, end)]
 
+    read = _files_read(of_kind(RunEntry, dated=False), start, end)
     datasets = {
-        name: _dataset(policy, warehouse, of_kind(PartitionEntry), of_kind(PartitionRemovedEntry))
+        name: _dataset(policy, warehouse, of_kind(PartitionEntry), of_kind(PartitionRemovedEntry), read)
         for name, policy in sorted(policies.items())
     }
     facts: dict[str, object] = {
@@ -60,7 +62,11 @@ def collect(
         "datasets": datasets,
         "runs": [
             _event(e, ("run_id", "status", "message", "key_id", "backup_key_id", "erasure_requests", "triggered_by"))
-            | {"dates": len(e.data.dates), "republished": e.data.republished}
+            | {
+                "files": len(e.data.files) or len(e.data.dates),
+                "units": sum(d.get("units", 0) for d in e.data.datasets.values()),
+                "republished": e.data.republished,
+            }
             for e in of_kind(RunEntry, dated=False)
         ],
         "backups": [_event(e, ("export_date", "key_id", "manifest")) | _files(e.data.files) for e in of_kind(BackupEntry)],
@@ -210,11 +216,22 @@ def _areas(certificate: DeletionEntry) -> dict:
     return areas
 
 
+def _files_read(runs: list[Recorded[RunEntry]], start: dt.date | None, end: dt.date | None) -> dict[str, dict]:
+    """Every landing file of the report's dates as the last run that read it recorded it (its rows,
+    quarantined and placed): the quarantine belongs to a file, not to a unit."""
+    found: dict[str, dict] = {}
+    for run in runs:
+        if run.data.status == "published":
+            found |= {p: f for p, f in run.data.files.items() if _in_period(date_in_path(p).isoformat(), start, end)}
+    return found
+
+
 def _dataset(
     policy: SourcePolicy,
     warehouse: Path,
     published: list[Recorded[PartitionEntry]],
     removed: list[Recorded[PartitionRemovedEntry]],
+    read: dict[str, dict],
 ) -> dict:
     latest = {}
     for entry in published:
@@ -244,7 +261,8 @@ def _dataset(
             for c in policy.columns
         ],
         "partitions": partitions,
-        "totals": {key: sum(p["rows"].get(key, 0) for p in partitions) for key in ROW_COUNTS},
+        "totals": {key: sum(p["rows"].get(key) or 0 for p in partitions) for key in ROW_COUNTS}
+        | {"quarantined": sum(f.get("quarantined", 0) for path, f in read.items() if path.startswith(f"{policy.source}/"))},
         "removed": [
             _event(e, ("period", "path", "sha256", "published_rows", "why")) for e in removed if e.data.dataset == policy.source
         ],
@@ -260,10 +278,10 @@ def _partition(entry: Recorded[PartitionEntry], warehouse: Path) -> dict:
         metrics = {}
     return {
         "period": data.period,
-        "rows": {key: data.rows.get(key, 0) for key in ROW_COUNTS},
+        "rows": {key: data.rows.get(key) for key in ROW_COUNTS},  # a unit's rows are placed: quarantine is its files'
         "k_required": data.k,
         "k": data.k_achieved,
-        "reconciled": data.rows["read"] == sum(data.rows.get(key, 0) for key in ROW_COUNTS if key != "read"),
+        "reconciled": data.rows["read"] == sum(data.rows.get(key) or 0 for key in ROW_COUNTS if key != "read"),
         "l": data.l_achieved,
         "levels": data.levels,
         "cells_suppressed": data.cells_suppressed,
