@@ -99,11 +99,11 @@ def test_dictionary_attack_never_reproduces_a_token(published, landing):
 
 def test_linkage_attack_finds_no_class_smaller_than_k(published, landing):
     policy = load_policies(POLICIES)["membership"]
-    [path] = published.warehouse.glob(f"dataset=membership/export_date={DAY}/*.parquet")
+    [path] = published.warehouse.glob("dataset=membership/period=*/*.parquet")  # the latest snapshot, the only one
     meta = read_metadata(path)
     qis, k = meta["quasi_identifiers"], meta["k"]
     # The attacker: every third member's raw attributes, generalized as the metadata says.
-    raw = parse_table(read_all(landing, policy, DAY), policy).table
+    raw = parse_table(read_all(landing, policy, dt.date.fromisoformat(meta["period"])), policy).table
     raw = raw.take(pa.array(np.arange(0, raw.num_rows, 3)))
     built = plan.hierarchies(
         policy, Context(Pseudonymizer(TEST_KEY.encode()), POLICIES, NameMatcher([]), policy.privacy.reference_date)

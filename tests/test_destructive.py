@@ -216,14 +216,14 @@ def test_the_report_never_says_intact_about_what_it_did_not_verify(shop, tmp_pat
     )
     facts = json.loads((tmp_path / "whole" / "report.json").read_text("utf-8"))
     assert whole.exit_code == 0 and facts["ledger"]["intact"] and facts["ledger"]["head"]["hash"] in whole.output
-    assert facts["ledger"]["anchors"] == len(list(wh.glob("dataset=*/export_date=*/*.parquet")))
+    assert facts["ledger"]["anchors"] == len(list(wh.glob("dataset=*/period=*/*.parquet")))
 
 
 def test_retention_refuses_to_remove_a_partition_that_is_not_the_file_recorded(shop):
     from flows.closing.retention import retention as retention_flow
 
     _, wh, restricted = shop
-    part = wh / "dataset=membership" / f"export_date={DAY1}" / "part-0.parquet"
+    part = next(wh.glob("dataset=membership/period=*/part-0.parquet"))
     part.write_bytes(part.read_bytes() + b"\0")
     before = _files(wh)
     state = retention_flow(warehouse=str(wh), restricted=str(restricted), as_of="2040-01-01", return_state=True)
@@ -278,7 +278,7 @@ def test_a_date_without_files_fails_and_the_ledger_says_nothing_was_published(pr
     empty = CliRunner().invoke(app, ["run", "--date", "2026-03-09", *args])
     assert empty.exit_code == 1 and "no export files for this date" in empty.output
     [run] = ledger.runs(tmp_path / "r")
-    assert run["status"] == "failed" and "no export files" in run["dates"]["2026-03-09"]["error"]
+    assert run["status"] == "failed" and "no export files" in run["message"]
     assert not list((tmp_path / "wh").glob("dataset=*"))
     none = CliRunner().invoke(app, ["backfill", "--start", "2026-04-01", "--end", "2026-04-03", *args])
     assert none.exit_code == 1 and "no export files from 2026-04-01 to 2026-04-03" in " ".join(none.output.split())

@@ -92,8 +92,8 @@ def test_a_partition_records_the_gate_it_passed(published):
     from transforms.policy import load_policies
 
     policies = load_policies(POLICIES)
-    paths = sorted(published.warehouse.glob("dataset=*/export_date=*/part-0.parquet"))
-    assert len(paths) == 6
+    paths = sorted(published.warehouse.glob("dataset=*/period=*/part-0.parquet"))
+    assert len(paths) == 5  # a partition per unit: 2 days of POS and of cases, the latest CRM snapshot
     for path in paths:
         metadata, schema = read_metadata(path), pq.read_schema(path)
         assert Gate.recorded(metadata, schema) == Gate.of(policies[metadata["dataset"]], schema), path

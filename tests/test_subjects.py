@@ -421,7 +421,7 @@ def test_erase_after_the_key_is_destroyed_says_published_data_can_no_longer_be_l
 def _partitions(warehouse) -> dict[str, pa.Table]:
     return {
         p.parent.relative_to(warehouse).as_posix(): pq.read_table(p).replace_schema_metadata(None)
-        for p in sorted(warehouse.glob("dataset=*/export_date=*/part-0.parquet"))
+        for p in sorted(warehouse.glob("dataset=*/period=*/part-0.parquet"))
     }
 
 
@@ -459,7 +459,7 @@ def at_the_edge(published, landing):
     pseudonymizer = Pseudonymizer(TEST_KEY.encode())
     bought = {norm(d) for d in pos["doc_no"] if d}
     con = duckdb.connect()
-    for path in sorted(published.warehouse.glob("dataset=membership/export_date=*/part-0.parquet")):
+    for path in sorted(published.warehouse.glob("dataset=membership/period=*/part-0.parquet")):
         unit = warehouse_io.read_metadata(path)["unit"]
         docs = {
             pseudonymizer.unit_tokens(pa.array([pseudonymizer.token(norm(d), "customer")]), unit)[0].as_py(): norm(d)
@@ -507,14 +507,14 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
     after = _partitions(wh)
     assert not _holding(after, token, wh)
     [request] = [e["data"] for e in ledger.entries(_vault_of(wh)) if e["kind"] == "erasure_requested"]
-    assert {f"dataset={r['dataset']}/export_date={r['export_date']}" for r in request["republished"]} == set(holding)
+    assert {f"dataset={r['dataset']}/period={r['period']}" for r in request["republished"]} == set(holding)
     suppressed = 0
     for done in request["republished"]:
-        name = f"dataset={done['dataset']}/export_date={done['export_date']}"
+        name = f"dataset={done['dataset']}/period={done['period']}"
         path = wh / name / "part-0.parquet"
         metadata = warehouse_io.read_metadata(path)
         rows = next(e["data"]["rows"] for e in ledger.entries(_vault_of(wh)) if e["seq"] == done["ledger_seq"])
-        assert rows["read"] == rows["published"] + rows["suppressed"] + rows["quarantined"] + rows["erased"]
+        assert rows["read"] == rows["published"] + rows["suppressed"] + rows["erased"]
         assert rows["published"] == after[name].num_rows == metadata["rows"]["published"]
         assert set(metadata["rows"]) == {"published"}  # what was taken out, and how much, is the ledger's (restricted)
         assert done["erased"] == holding[name]
@@ -674,7 +674,7 @@ def test_an_erasure_cut_short_leaves_each_partition_whole_and_is_finished_by_rep
     shutil.copytree(published.warehouse, wh)
     shutil.copytree(published.restricted, _vault_of(wh))
     shutil.copytree(landing / "requests", held / "requests")
-    files = {p: p.read_bytes() for p in wh.glob("dataset=*/export_date=*/part-0.parquet")}
+    files = {p: p.read_bytes() for p in wh.glob("dataset=*/period=*/part-0.parquet")}
     args = [
         "subjects",
         "erase",
@@ -690,7 +690,7 @@ def test_an_erasure_cut_short_leaves_each_partition_whole_and_is_finished_by_rep
     monkeypatch.setenv("TUOMIN_FAILPOINT", "mid-write:ENOSPC")  # the disk fills while the first partition is written
     cut = CliRunner().invoke(app, args)
     assert cut.exit_code == 1 and "No space left on device" in cut.output
-    assert {p: p.read_bytes() for p in wh.glob("dataset=*/export_date=*/part-0.parquet")} == files
+    assert {p: p.read_bytes() for p in wh.glob("dataset=*/period=*/part-0.parquet")} == files
     assert not list((wh / ".staging").glob("*"))
     [cut_entry] = [e for e in ledger.entries(_vault_of(wh)) if e["kind"] == "erasure_requested"]
     failed = cut_entry["data"]
@@ -726,7 +726,7 @@ def test_an_erasure_that_cannot_read_the_exports_changes_nothing_and_says_so(pub
     drop = rows[0].index("证件号码")
     rewrite([[c for i, c in enumerate(row) if i != drop] for row in rows])
     listed = (held / "requests" / "erasure.csv").read_bytes()
-    files = {p: p.read_bytes() for p in wh.glob("dataset=*/export_date=*/part-0.parquet")}
+    files = {p: p.read_bytes() for p in wh.glob("dataset=*/period=*/part-0.parquet")}
     args = [
         "subjects",
         "erase",
@@ -749,7 +749,7 @@ def test_an_erasure_that_cannot_read_the_exports_changes_nothing_and_says_so(pub
         and person["doc_no"] not in json.dumps(entry, ensure_ascii=False)
     )
     assert (held / "requests" / "erasure.csv").read_bytes() == listed
-    assert {p: p.read_bytes() for p in wh.glob("dataset=*/export_date=*/part-0.parquet")} == files
+    assert {p: p.read_bytes() for p in wh.glob("dataset=*/period=*/part-0.parquet")} == files
     rewrite([rows[0] + ["备注"], *(row + ["x"] for row in rows[1:])])  # fixed, plus a column no policy covers
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.output

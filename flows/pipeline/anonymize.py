@@ -168,8 +168,10 @@ def _anonymize(p: RunParameters, runner):
         message = "nothing published: " + " | ".join(problems)
     elif not selection and not unchanged:
         message = f"no export files {_range(p.start, p.end)}under {p.landing}"
-    elif not selection and (p.date or p.start or p.end):
-        message = f"no export files {_range(p.date or p.start, p.date or p.end)}under {p.landing}; nothing published"
+    elif not selection and p.date:
+        message = f"{p.date}: no export files for this date under {p.landing}; nothing published"
+    elif not selection and (p.start or p.end):
+        message = f"no export files {_range(p.start, p.end)}under {p.landing}; nothing published"
     elif selection:
         message = _release(run, job, selection, summary, runner, log)
     shutil.rmtree(job.work_root, ignore_errors=True)

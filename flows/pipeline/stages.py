@@ -110,6 +110,7 @@ class Published:
     """What a release published for one source, as the run's summary reports it."""
 
     units: int
+    periods: list[str]  # the units' labels, in order
     counts: dict[str, int]  # summed over its units
     k: int | None
     levels: dict[str, int]
@@ -488,6 +489,7 @@ def publish(
         metadata = next(iter(result.partitions.values())).metadata
         summary[name] = Published(
             units=len(result.partitions),
+            periods=sorted(result.partitions),
             counts=counts,
             k=min(ks) if ks else None,
             levels=metadata["levels"],
