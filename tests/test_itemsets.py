@@ -226,3 +226,73 @@ def test_counting_a_group_of_units_at_a_time_gives_what_counting_all_at_once_giv
                 assert mine[2] == theirs[2]
                 assert set(map(tuple, mine[1].tolist())) == set(map(tuple, theirs[1].tolist()))
                 assert sorted(zip(*table.codes(mine[0])[0])) == sorted(zip(*memory.codes(theirs[0])[0]))
+
+
+@settings(max_examples=10)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 4))
+def test_a_node_chosen_on_a_sample_of_units_is_counted_on_everyone_and_holds_there(seed, k):
+    """A large table of many units chooses its node on a sample of whole units and counts it once
+    on everyone (climbing the chain while everyone does not pass): what it keeps is (k, k^m)-
+    anonymous in every unit, checked by the intruder's own counting, within the limit."""
+    from transforms import outofcore
+    from transforms.anonymity import confirmed
+    from transforms.hierarchy import UnitHierarchy
+    from transforms.outofcore import OutOfCore
+
+    rng = np.random.default_rng(seed)
+    units = rng.integers(0, 40, 3000)
+    people = rng.integers(0, 12, 3000)
+    cities = rng.choice(["SH", "HZ", "NJ", "BJ", "TJ", "GZ"], 3000)
+    sexes = rng.choice(["F", "M"], 3000)
+    entity = units * 100 + people
+    frame = pd.DataFrame({"u": units, "e": entity, "s": sexes, "c": cities}).drop_duplicates()
+    qis = [
+        encode("unit", pa.array(frame["u"].astype(str)), UnitHierarchy()),
+        encode("sex", pa.array(frame["s"]), SEX),
+        encode("city", pa.array(frame["c"]), CITY),
+    ]
+    bounds, items = [(0, 0), (0, 1), (0, 2)], [False, False, True]
+    ranges = {q.name: b for q, b in zip(qis, bounds)}
+    tally = pa.table(
+        {
+            "unit": qis[0].codes,
+            "sex": qis[1].codes,
+            "city": qis[2].codes,
+            "e": frame["e"].to_numpy(),
+            "subject": np.zeros(len(frame), bool),
+            "rows": np.ones(len(frame), np.int64),
+        }
+    )
+    with (
+        mock.patch.object(outofcore, "SAMPLE_UNITS", 5),
+        OutOfCore(
+            [tally],
+            qis,
+            ["unit", "sex", "city"],
+            [pa.array(np.arange(q.sizes[0])) for q in qis],
+            bounds,
+            entity="e",
+            by_entity=True,
+            subject="subject",
+            rows="rows",
+            grouped=True,
+        ) as table,
+    ):
+        sample = table.sample(table.size // 4)
+        assert sample is not None and sample.size < table.size
+        try:
+            chosen = with_itemsets(sample, qis, ranges, search_table(sample, qis, ranges, k, 0.1), items, k, 2, 0.1)
+            solution = confirmed(table, qis, ranges, chosen, items, k, 2, 0.1)
+        except Unreachable:
+            return
+        node = tuple(solution.levels[q.name] for q in qis)
+        rare, taken, rows = table.itemsets(node, items, k, 2, None)
+        everyone = table.rows
+    # The node is the sample's, or one of the least-loss chain above it; everyone passes it within
+    # the limit, as the in-memory count of every combination (the oracle) counts it too.
+    start = tuple(chosen.levels[q.name] for q in qis)
+    assert all(a >= b for a, b in zip(node, start))
+    assert rows <= int(np.floor(0.1 * everyone)) and np.array_equal(rare, solution.suppressed)
+    oracle = InMemory(qis, frame["e"].to_numpy(), [], np.ones(len(frame), np.int64), bounds)
+    assert oracle.itemsets(node, items, k, 2, None)[2] == rows
+    assert set(map(tuple, oracle.itemsets(node, items, k, 2, None)[1].tolist())) == set(map(tuple, taken.tolist()))

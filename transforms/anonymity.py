@@ -534,6 +534,62 @@ def with_itemsets(
     )
 
 
+def confirmed(
+    table: Combinations,
+    qis: list[Encoded],
+    ranges: dict[str, tuple[int, int]],
+    chosen: Solution,
+    items: list[bool],
+    k: int,
+    m: int,
+    max_suppression: float,
+    weights: dict[str, float] | None = None,
+) -> Solution:
+    """A node chosen on a sample of whole units (OutOfCore.sample), counted once on everyone: the
+    sample's node if everyone passes it within the limit, else the first node above it on the
+    least-loss coarsening chain that does (each a count; units share no class, so a sample of them
+    meets the same classes as everyone, and the sample's node rarely needs a step)."""
+    n, bounds = table.rows, [ranges[q.name] for q in qis]
+    allowed = int(np.floor(max_suppression * n))
+    w = np.array([(weights or {}).get(q.name, 1.0) for q in qis], float)
+    w /= w.sum()
+    everything = table.rows_per_code()
+    per_level = [np.array([q.loss[level] @ rows for level in range(len(q.maps))]) / n for q, rows in zip(qis, everything)]
+
+    def bound_of(node: tuple[int, ...]) -> float:
+        return float(sum(w[j] * per_level[j][level] for j, level in enumerate(node)))
+
+    km = any(items) and m > 1
+    start = tuple(chosen.levels[q.name] for q in qis)
+    for tried, node in enumerate(coarsening(start, bounds, bound_of), start=1):
+        rows, failing = table.failing(node, k, allowed)
+        if failing is None:
+            continue
+        found = table.itemsets(node, items, k, m, allowed) if km else (failing, np.zeros((0, 2), np.int64), rows)
+        if found[2] > allowed:
+            continue
+        mask = found[0]
+        kept = [a - b for a, b in zip(everything, table.rows_per_code(mask))] if mask.any() else everything
+        final = (np.array([q.loss[level] @ per for q, per, level in zip(qis, kept, node)]) + found[2]) / n
+        published = table.published(node, k)
+        return Solution(
+            levels={q.name: level for q, level in zip(qis, node)},
+            suppressed=mask,
+            k=int(published.min()) if len(published) else 0,
+            loss=float(w @ final),
+            loss_by_attribute={q.name: float(x) for q, x in zip(qis, final)},
+            nodes_total=chosen.nodes_total,
+            nodes_evaluated=chosen.nodes_evaluated + tried,
+            class_sizes=published.astype(np.int64),
+            method=f"{chosen.method}, chosen on a sample of units, counted on everyone",
+            taken=found[1],
+        )
+    raise Unreachable(
+        f"k={k}" + (f", k^m with m={m}" if km else "") + f" cannot be reached with at most {max_suppression:.1%} of {n} rows "
+        "suppressed, even with every attribute at its coarsest allowed level"
+    )
+
+
 def _exact(qis, bounds, w, avg_loss, evaluate, extra):
     nodes = list(itertools.product(*(range(lo, hi + 1) for lo, hi in bounds)))
     grid = np.array(nodes)

@@ -33,6 +33,8 @@ from transforms.hierarchy import Encoded
 MEMORY_LIMIT = "256MB"  # DuckDB's own memory; what does not fit is spilled to disk
 IN_MEMORY = 1_000_000  # combinations up to which the search runs in memory (~200 MiB at most)
 GROUP_COMBOS = 1_000_000  # combinations whose itemsets one count holds at once (units are never split)
+SAMPLE_COMBOS = 1_000_000  # a table of several times more, in SAMPLE_UNITS units or more, chooses its node on a sample
+SAMPLE_UNITS = 20
 ONE_KEY_BELOW = 2**62  # class keys as one integer while the key space is smaller
 
 
@@ -214,6 +216,27 @@ class OutOfCore(Combinations):
         """This table, or when it is small, the same combinations in memory (and this one closed)."""
         if self.size > IN_MEMORY:
             return self
+        table = self._in_memory("true")
+        self.close()
+        return table
+
+    def sample(self, combos: int) -> InMemory | None:
+        """The combinations of a sample of whole units, about `combos` of them, in memory: where the
+        search chooses its node when the table is large (transforms/anonymity.with_itemsets), before
+        that node is counted once on everything. Units are drawn by a hash of their code, so the
+        same table gives the same sample; None unless the table has units enough to sample."""
+        if not self.grouped or self.size <= 2 * combos:
+            return None
+        counts = self.con.execute("SELECT q0, count(*) AS n FROM combo GROUP BY q0 ORDER BY hash(q0), q0").fetchnumpy()
+        if len(counts["q0"]) < SAMPLE_UNITS:
+            return None
+        taken = np.cumsum(counts["n"]) <= combos
+        taken[0] = True
+        codes = ", ".join(str(int(c)) for c in counts["q0"][taken])
+        return self._in_memory(f"q0 IN ({codes})")
+
+    def _in_memory(self, where: str) -> InMemory:
+        """The combinations `where` holds (SQL over combo), in memory."""
         # Entities and sensitive values as dense codes (-1: no entity; null is a value of its own).
         columns = (
             [f"q{j}" for j in range(len(self.qis))]
@@ -221,13 +244,12 @@ class OutOfCore(Combinations):
             + ["CASE WHEN e IS NULL THEN -1 ELSE dense_rank() OVER (ORDER BY e) - 1 END AS e"]
             + [f"dense_rank() OVER (ORDER BY s{j}) - 1 AS s{j}" for j in range(len(self.diversity))]
         )
-        found = self.con.execute(f"SELECT {', '.join(columns)} FROM combo").fetchnumpy()
+        found = self.con.execute(f"SELECT {', '.join(columns)} FROM combo WHERE {where}").fetchnumpy()
         ids = (
-            self.con.execute("SELECT DISTINCT e FROM combo WHERE e IS NOT NULL ORDER BY e").fetchnumpy()["e"]
+            self.con.execute(f"SELECT DISTINCT e FROM combo WHERE e IS NOT NULL AND {where} ORDER BY e").fetchnumpy()["e"]
             if self.by_entity
             else None
         )
-        self.close()
         qis = [dataclasses.replace(q, codes=np.asarray(found[f"q{j}"])) for j, q in enumerate(self.qis)]
         diversity = [dataclasses.replace(d, codes=np.asarray(found[f"s{j}"])) for j, d in enumerate(self.diversity)]
         entity = np.asarray(found["e"]) if self.by_entity else None

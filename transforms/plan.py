@@ -36,10 +36,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.anonymity import EXACT_COMBINATIONS, Combinations, Diversity, Solution, class_keys, search_table, with_itemsets
+from transforms.anonymity import (
+    EXACT_COMBINATIONS,
+    Combinations,
+    Diversity,
+    Solution,
+    class_keys,
+    confirmed,
+    search_table,
+    with_itemsets,
+)
 from transforms.hierarchy import Encoded, Hierarchy, UnitHierarchy, encode
 from transforms.operators import Context, Drop, Suppress
-from transforms.outofcore import OutOfCore, class_table
+from transforms.outofcore import SAMPLE_COMBOS, OutOfCore, class_table
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import token_ids
 from transforms.steps import entity_source
@@ -291,15 +300,19 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
         weights = {UNIT: 0.0} | {c.published_name: c.generalization.weight for c in columns}
         items = [False] + [c.part == "item" for c in columns]
         km = any(items) and policy.privacy.m > 1  # a person's items together, not only one at a time
+        # A large table of many units chooses its node on a sample of whole units, then counts it
+        # once on everyone (anonymity.confirmed): each count on everyone costs seconds a group.
+        sample = table.sample(SAMPLE_COMBOS) if isinstance(table, OutOfCore) else None
+        searched = sample or table
         # Where k^m follows on a large table, its start need not be the exact optimum at m = 1
         # (k^m ends far above it): the first feasible node of the least-loss chain will do.
-        strategy = "chain" if km and table.size > EXACT_COMBINATIONS else "auto"
+        strategy = "chain" if km and searched.size > EXACT_COMBINATIONS else "auto"
         solution = search_table(
-            table, encoded, ranges, policy.privacy.k, policy.privacy.max_suppression, weights, problem.diversity, strategy
+            searched, encoded, ranges, policy.privacy.k, policy.privacy.max_suppression, weights, problem.diversity, strategy
         )
         if km:
             solution = with_itemsets(
-                table,
+                searched,
                 encoded,
                 ranges,
                 solution,
@@ -309,6 +322,9 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
                 policy.privacy.max_suppression,
                 weights,
             )
+        if sample is not None:
+            args = (items, policy.privacy.k, policy.privacy.m, policy.privacy.max_suppression, weights)
+            solution = confirmed(table, encoded, ranges, solution, *args)
     levels = {
         e.name: Level(
             problem.codebooks[e.name],
