@@ -195,6 +195,12 @@ def _context(project: str | None):
     Data Docs) under `project`."""
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral") if project is None else gx.get_context(mode="file", project_root_dir=project)
+    if project is not None and context.variables.config_variables_file_path:
+        # GX re-reads and re-parses that YAML file on every look-up of a store (hundreds per
+        # release, a second or more of each run); tuomin's project substitutes no variables.
+        context.variables.config_variables_file_path = None
+        context.variables.save()
+        context = gx.get_context(mode="file", project_root_dir=project)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
 

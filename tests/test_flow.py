@@ -223,6 +223,38 @@ def test_unknown_column_fails_closed(prefect_server, landing, tmp_path):
     assert record["status"] == "failed" and record["errors"] == run.summary["errors"]
 
 
+def test_a_unit_too_large_to_count_is_refused_in_one_line_before_the_search(prefect_server, landing, tmp_path):
+    """A unit with more rows than the run may count (--max-unit-rows; the k^m count's memory): the
+    run stops in pass 1, before any plan task starts, with one line naming the unit, its size, the
+    files and what to change; nothing is published and the run is recorded as failed."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+        TaskRunFilter,
+        TaskRunFilterFlowRunId,
+    )
+
+    from flows.storage import ledger
+
+    run = run_flow(landing, tmp_path, max_unit_rows=500)
+    assert run.state.is_failed()
+    error = run.summary["error"]
+    assert len(error.splitlines()) == 1
+    assert error.startswith("membership 2026-03-02: more than 500 rows in one unit (the latest snapshot; 1,056 ")
+    assert "members_20260302.csv" in error and "--max-unit-rows" in error and "Nothing is published" in error
+    assert not list(tmp_path.rglob("*.parquet"))
+    [record] = ledger.runs(tmp_path / "restricted")
+    assert record["status"] == "failed" and record["errors"] == [error]
+    with get_client(sync_client=True) as client:
+        parent = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.state.state_details.flow_run_id]))
+        [release] = client.read_flow_runs(flow_run_filter=parent)
+        mine = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[release.id]))
+        tasks = {t.name for t in client.read_task_runs(task_run_filter=mine)}
+    assert any(name.startswith("scan-pos") for name in tasks)
+    assert not any(name.startswith("plan-") for name in tasks), sorted(tasks)
+
+
 def test_key_from_a_prefect_secret_block(prefect_server, monkeypatch):
     from prefect.blocks.system import Secret
 

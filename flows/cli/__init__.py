@@ -244,15 +244,13 @@ def _run_flow(bar: bool = False, **parameters) -> None:
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, disable=not bar
     ) as shown:
-        task = shown.add_task("export dates", total=None)
+        task = shown.add_task("release", total=None)
 
         def listener(event: str, info: dict) -> None:
             if event == "start":
-                shown.update(task, total=len(info["dates"]))
-            elif event == "more":  # dates republished at the release's levels
-                shown.update(task, total=(shown.tasks[task].total or 0) + len(info["dates"]))
+                shown.update(task, total=1, completed=0, description=f"release of {', '.join(info['sources'])}")
             else:
-                shown.update(task, advance=1, description=f"{info['date']} {'published' if info['ok'] else 'FAILED'}")
+                shown.update(task, completed=1, description=f"release {'published' if info['ok'] else 'FAILED'}")
 
         progress.listen(listener)
         try:
@@ -269,12 +267,17 @@ def _run_flow(bar: bool = False, **parameters) -> None:
 
 def _print_summary(summary: dict) -> None:
     table = Table(title=f"run {summary['run_id']}  (key {summary['key_id']})")
-    for header in ("dataset", "units", "read", "erased", "suppressed", "published", "k"):
-        table.add_column(header, justify="left" if header == "dataset" else "right")
+    for header in ("dataset", "periods", "units", "read", "erased", "suppressed", "published", "k"):
+        table.add_column(header, justify="left" if header in ("dataset", "periods") else "right")
     for name, info in summary["datasets"].items():
         c = info["counts"]
+        periods = info["periods"]
         table.add_row(
-            name, str(info["units"]), *(str(c[x]) for x in ("read", "erased", "suppressed", "published")), str(info["k"])
+            name,
+            periods[0] if len(periods) == 1 else f"{periods[0]} … {periods[-1]}",
+            str(info["units"]),
+            *(str(c[x]) for x in ("read", "erased", "suppressed", "published")),
+            str(info["k"]),
         )
     if summary["datasets"]:
         console.print(table)

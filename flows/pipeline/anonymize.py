@@ -222,7 +222,7 @@ def _release(run: Run, job, selection: Selection, summary: dict[str, Any], runne
 
     chosen = selection
     for attempt in range(2):
-        progress.report("start", dates=sorted(chosen.files))
+        progress.report("start", sources=[n for n, f in chosen.files.items() if f])
         try:
             published = release("release" if not attempt else "release-widened")
         except Widen as wider:
@@ -239,6 +239,7 @@ def _release(run: Run, job, selection: Selection, summary: dict[str, Any], runne
             )
             log.error("%s", error)
             summary["error"] = error
+            progress.report("done", ok=False)
             return error
         finally:
             warehouse_io.discard_staging(run.warehouse, run.run_id)
@@ -246,7 +247,8 @@ def _release(run: Run, job, selection: Selection, summary: dict[str, Any], runne
         summary["datasets"] = {name: dataclasses.asdict(done) for name, done in published.published.items()}
         summary["republished"] = [f"{n} {label}" for n, done in published.published.items() for label in done.republished]
         summary["past_retention"] = published.past_retention
-        progress.report("date", date="release", ok=True)
+        summary["up_to_date"] = sorted(set(summary["up_to_date"]) | set(published.unchanged))
+        progress.report("done", ok=True)
         return None
     return None
 

@@ -126,6 +126,7 @@ class Release:
     published: dict[str, Published]
     files: dict[str, dict]  # every landing file read: sha256, rows, quarantined, placed (in units), elsewhere
     past_retention: list[str]  # units ("dataset period") of rows past their retention period: never published
+    unchanged: list[str]  # sources read whose every unit was left as published (same files, levels, key)
 
 
 def source_order(policies: dict[str, SourcePolicy]) -> list[str]:
@@ -171,7 +172,9 @@ def process_release(run: Run, job: passes.Job, selection: Selection, executor: E
             }
             files |= {copy: {**files[o], "copy_of": o} for copied in scans.copied.values() for copy, o in copied.items()}
             past = [f"{name} {label}" for name in names for label in sorted(expired[name])]
-            return Release(publish(run, written, began, verdict), files, past)
+            published = publish(run, written, began, verdict)
+            unchanged = [n for n in names if n not in published and scans.units(n) and set(scans.units(n)) - expired[n]]
+            return Release(published, files, past, unchanged)
         finally:
             for backup in backups:
                 backup.cancel()

@@ -1,5 +1,5 @@
 """Progress of a run, for whoever shows it (the CLI's progress bar). The flow reports; nothing
-listens unless the command line installed a listener. Dates and counts only."""
+listens unless the command line installed a listener. Source names and outcomes only."""
 
 from __future__ import annotations
 
