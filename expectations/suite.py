@@ -198,7 +198,8 @@ def _context(project: str | None):
     if project is not None and context.variables.config_variables_file_path:
         # GX re-reads and re-parses that YAML file on every look-up of a store (hundreds per
         # release, a second or more of each run); tuomin's project substitutes no variables.
-        context.variables.config_variables_file_path = None
+        # GX types the setting str; None turns it off.
+        context.variables.config_variables_file_path = None  # type: ignore[assignment]
         context.variables.save()
         context = gx.get_context(mode="file", project_root_dir=project)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
