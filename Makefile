@@ -19,7 +19,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test test-fast check format lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale bench-erasure bench-risk bench-utility bench-dp
+.PHONY: setup run test test-slow test-fast check format lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale bench-erasure bench-risk bench-utility bench-dp
 
 setup: $(VENV)/.synced
 
@@ -57,12 +57,17 @@ run: setup sample
 WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n + 1 > 4 ? 4 : n + 1 )))
 PYTEST := $(BIN)/pytest --numprocesses=$(WORKERS) --dist loadfile
 test: setup
-	$(PYTEST)
+	$(PYTEST) -m "not slow"
+
+# The statistical and scale checks of half a minute or more each (marked slow): CI runs them after
+# make test.
+test-slow: setup
+	$(PYTEST) -m slow
 
 # Everything that needs no Prefect (flow tests are marked by their fixtures, tests/conftest.py);
 # temporary servers are forbidden here, so a test that needs one and is not marked fails.
 test-fast: setup
-	PREFECT_SERVER_ALLOW_EPHEMERAL_MODE=false $(PYTEST) -m "not flow"
+	PREFECT_SERVER_ALLOW_EPHEMERAL_MODE=false $(PYTEST) -m "not flow and not slow"
 
 docs: setup
 	$(BIN)/tuomin docs
@@ -119,8 +124,12 @@ bench-backup: setup
 	$(BIN)/python benchmarks/backup.py --mib 2048
 
 # 1M, 3M and 10M POS lines in one export date, against a plain CSV->Parquet pass (~15 minutes).
+# Issue 30's cases (about an hour and a half on 2 cores, most of it the year of history).
 bench-scale: setup
-	$(BIN)/python benchmarks/scale.py --sizes 1000000 3000000 10000000
+	$(BIN)/python benchmarks/scale.py --case day --rows 1000000 --members 100000
+	$(BIN)/python benchmarks/scale.py --case day --rows 2000000 --members 100000
+	$(BIN)/python benchmarks/scale.py --case refuse --rows 10000000 --members 1000000
+	$(BIN)/python benchmarks/scale.py --case history --days 365 --rows 27400 --members 1000000
 
 bench-erasure: setup
 	$(BIN)/python benchmarks/erasure.py --sizes 1000000 3000000

@@ -438,6 +438,10 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
         k: published["data"]["rows"].get(k, 0) for k in pos["totals"]
     }  # the day's files quarantined nothing
     assert {c["column"]: (c["role"], c["pipl"], c["technique"]) for c in pos["columns"]}["doc_no"][0] == "direct_identifier"
+    # What a record spans, and why the CRM is published as its latest snapshot only.
+    assert pos["policy"]["unit"]["record"] == "one day of txn_time"
+    crm = facts["datasets"]["membership"]["policy"]["unit"]
+    assert crm["record"] == "the latest snapshot" and "Only the latest snapshot is published" in html
     assert len(facts["deletions"]) == 1 and facts["deletions"][0]["export_date"] == DAY1.isoformat()
     assert len(facts["backups"]) == 1 and facts["key_events"][-1]["key"] == "backup"
     assert facts["reviews"][0]["success"] and not facts["ledger"]["problems"]

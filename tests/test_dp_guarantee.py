@@ -50,6 +50,7 @@ def _gof_pvalue(noise: np.ndarray, scale: float) -> float:
     return float(stats.chisquare(observed, expected).pvalue)
 
 
+@pytest.mark.slow
 def test_the_noise_follows_its_declared_distribution_and_scale():
     """2,000 releases of the cases table on fixed data in which no one is truncated: value minus
     the exact count is integer Laplace of the scale OpenDP declared (and that the file records);
@@ -71,6 +72,7 @@ def test_the_noise_follows_its_declared_distribution_and_scale():
     assert within >= 0.95 and np.mean(np.abs(noise) <= margin) == pytest.approx(within, abs=0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(SHIPPED.tables))
 def test_a_customer_with_a_thousand_lines_moves_a_table_by_at_most_its_bound(name):
     """Each shipped table alone at epsilon 10 (little noise): a thousand-line customer in one cell

@@ -10,9 +10,13 @@ import math
 
 import numpy as np
 import polars as pl
+import pytest
 from scipy import stats
 
 from tests.dp_data import HEAVY, LEVEL, SHIPPED, Mechanisms, crowd_rows, exact_table, frame_of, heavy_rows, joined
+
+
+pytestmark = pytest.mark.slow  # 1,600 releases of every table
 
 
 def _statistic(mechanisms: Mechanisms, frame: pl.DataFrame, heavy_cells: dict[str, np.ndarray]) -> float:

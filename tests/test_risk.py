@@ -281,7 +281,7 @@ def test_the_release_gate_refuses_each_failure_naming_the_criterion_and_the_data
     ]  # each buys once: store is relational
 
     shared = failures("shared", crowd, ("after_sales", _crowd(6, 4, "d", "u"), customer, CONTACTS, None))
-    assert "a token shared outside its unit: 24 people whose rows span datasets or dates in after_sales, pos" in shared
+    assert "a token shared outside its unit: 24 people whose rows span datasets or units in after_sales, pos" in shared
 
     ordered = failures(
         "ordered",
@@ -347,7 +347,7 @@ def test_a_release_whose_tokens_join_its_units_is_not_published(prefect_server, 
     assert "the release fails: k^m (m=0) on the person-level record: " in error, error
     assert (
         "| a token shared outside its unit: " in error
-        and "people whose rows span datasets or dates in after_sales, membership, pos" in error
+        and "people whose rows span datasets or units in after_sales, membership, pos" in error
     ), error
     assert not list(run.warehouse.glob("dataset=*/period=*/*.parquet"))
     # What the refusal wrote (the run's summary and ledger entry, the GX results of the person

@@ -64,6 +64,7 @@ def _cut(table: pa.Table, sizes: list[int]) -> list[pa.Table]:
     return parts + [table.slice(start)]
 
 
+@pytest.mark.slow
 @settings(max_examples=8, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.integers(1, 700), max_size=6), erase=st.integers(0, 40))
 def test_any_split_into_batches_gives_the_plan_and_rows_of_the_whole(members, sizes, erase):
@@ -79,6 +80,7 @@ def test_any_split_into_batches_gives_the_plan_and_rows_of_the_whole(members, si
     _same_plan_and_rows(staged, parts, whole, [split, side_by_side], policy, ctx, built, erased)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sizes, erase", [([300, 1, 420], 17)])
 def test_the_out_of_core_search_gives_the_plan_and_rows_of_the_in_memory_one(members, sizes, erase):
     """As the pipeline does it at scale: tallies written to files, the search in DuckDB on disk
@@ -236,6 +238,7 @@ def test_tiny_batches_publish_what_one_batch_publishes(prefect_server, landing, 
     assert not (run.restricted / ".work").exists() or not any((run.restricted / ".work").iterdir())
 
 
+@pytest.mark.slow
 def test_a_dask_cluster_publishes_what_one_process_publishes(prefect_server, landing, published, tmp_path, capfd):
     """Per-file scans and per-partition writes on a 2-worker LocalCluster (an existing scheduler,
     given by address, as a real cluster would be); and nothing raw escapes on the way: not in the

@@ -196,6 +196,22 @@ class Unit(_Strict):
         """What a person-level record is, in words (the data dictionary, the evidence pack)."""
         return "the latest snapshot" if self.snapshot else f"one {self.grain} of {self.column}"
 
+    @property
+    def why(self) -> str:
+        """Why the unit is what it is, for the evidence pack."""
+        if self.snapshot:
+            return (
+                "Only the latest snapshot is published: each snapshot repeats the same people, so one per day would "
+                "publish the same people once per day and every difference between two of them would tell the day a "
+                "person changed; an earlier snapshot is removed from the warehouse once a later one is published "
+                "(recorded). Neither the cost nor what an intruder can compare grows with the number of snapshots."
+            )
+        return (
+            f"A person's rows of one {self.grain} of their own {self.column} are one record, whatever file they came "
+            f"in: daily exports and a closing dump of the same rows publish the same rows; tokens join nothing across "
+            f"{self.grain}s."
+        )
+
 
 class Retention(_Strict):
     """How long each copy of a source's data may be kept (PIPL Art. 19: no longer than the purpose

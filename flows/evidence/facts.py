@@ -247,6 +247,7 @@ def _dataset(
             "max_suppression": policy.privacy.max_suppression,
             "l_diversity": [m.model_dump() for m in policy.privacy.l_diversity],
             "retention": policy.retention.model_dump(),
+            "unit": {"record": policy.unit.record, "why": policy.unit.why},
         },
         "columns": [
             {

@@ -430,5 +430,5 @@ def _people(check: dict) -> str:
     return {
         KM: "people in a crowd smaller than their k",
         L: "people whose class holds fewer values",
-        UNIT: "people whose rows span datasets or dates",
+        UNIT: "people whose rows span datasets or units",
     }.get(check["expectation"], "people")
