@@ -15,7 +15,6 @@ from scipy import stats
 
 from tests.dp_data import HEAVY, LEVEL, SHIPPED, Mechanisms, crowd_rows, exact_table, frame_of, heavy_rows, joined
 
-
 pytestmark = pytest.mark.slow  # 1,600 releases of every table
 
 
