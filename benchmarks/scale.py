@@ -174,7 +174,8 @@ def same_rows(one: Path, other: Path) -> dict[str, int]:
 def row(name: str, run: dict, floor: dict) -> str:
     if not run["completed"]:
         took = f"{run['seconds']:.1f} s ({run['with_start']:.1f} s with start)"
-        return f"| {name} | refused after {took}, peak {run['peak_rss_mib']:,.0f} MiB | | | |"
+        how = "refused" if "in one unit" in run.get("message", "") else "FAILED"
+        return f"| {name} | {how} after {took}, peak {run['peak_rss_mib']:,.0f} MiB | | | |"
     return (
         f"| {name} | {run['rows']:,} rows, {run['seconds']:.1f} s ({run['with_start']:.1f} s with start), peak "
         f"{run['peak_rss_mib']:,.0f} MiB | {floor['seconds']:.1f} s | {run['seconds'] / floor['seconds']:.1f}x | "
@@ -188,7 +189,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--rows", type=int, default=1_000_000, help="POS lines per day")
     parser.add_argument("--members", type=int, default=100_000)
-    parser.add_argument("--max-unit-rows", type=int, default=3_000_000)
+    parser.add_argument("--max-unit-rows", type=int, default=1_000_000)
     parser.add_argument("--root", type=Path, default=Path("/tmp/tuomin-bench-scale"))
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--child", nargs=3, metavar=("KIND", "LANDING", "OUT"))

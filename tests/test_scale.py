@@ -169,6 +169,22 @@ def test_the_published_order_is_the_hash_order_of_the_rows_however_they_arrive(t
     assert not list(work.rglob("*.arrow"))  # the buckets' spill files are gone
 
 
+def test_a_unit_whose_every_row_was_taken_out_is_published_empty_with_its_schema(tmp_path):
+    """Pass 2 holds a unit's rows in a spill file; when suppression or erasure took every row (a
+    quiet day's few cases, in a year of history), the file holds the schema and no batch, and the
+    unit is still published: one empty table, with its columns."""
+    from flows.pipeline import passes
+    from flows.storage.spill import Spill
+
+    schema = pa.schema([("s", pa.string()), ("n", pa.int64())])
+    rows = Spill(tmp_path / "unit.arrow")
+    rows.write(schema.empty_table())
+    held = list(passes.held_tables(rows.close()))
+    assert [t.num_rows for t in held] == [0] and held[0].schema == schema
+    [out] = list(passes.shuffled(iter(held), 0, tmp_path / "shuffle"))
+    assert out.num_rows == 0 and out.schema == schema
+
+
 def test_ahead_gives_every_item_in_order_and_raises_where_the_source_raised():
     assert list(ahead(range(100))) == list(range(100)) and list(ahead([])) == []
 

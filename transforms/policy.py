@@ -350,6 +350,12 @@ class SourcePolicy(_Strict):
         return [c for c in self.quasi_identifiers if c.part == "item"]
 
     @property
+    def counts_itemsets(self) -> bool:
+        """Whether k^m is counted on this source's records (items, and m above 1): the count that
+        holds a whole unit in memory, and so the one a unit's size is limited for."""
+        return bool(self.item_attributes) and self.privacy.m > 1
+
+    @property
     def sensitive_outputs(self) -> list[str]:
         """Published names of the attributes l-diversity is required on."""
         return [self.published_name(m.attribute) for m in self.privacy.l_diversity]

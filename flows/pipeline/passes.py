@@ -267,7 +267,7 @@ def scan(
             placed[label] = placed.get(label, 0) + part.num_rows
             ids = pc.fill_null(token_ids(part[planning.ENTITY]), 0).to_numpy(zero_copy_only=False)
             linked[label] = (linked.get(label, 0) + int(ids.astype(np.uint64).sum())) % (1 << 63)
-            if placed[label] > job.max_unit_rows:
+            if placed[label] > job.max_unit_rows and policy.counts_itemsets:
                 raise UnitTooLarge(too_large(policy, label, placed[label], job.max_unit_rows, relative))
         piece = planning.tally(staged, policy, ctx, built)
         tally_file.write(piece.parts[0])
@@ -477,7 +477,7 @@ def write(
             job.run_id,
             policy.source,
             label,
-            ahead(shuffled((pa.table(b) for b in read_spill(rows_file)), partition.counts["published"], work / "shuffle")),
+            ahead(shuffled(held_tables(rows_file), partition.counts["published"], work / "shuffle")),
             fields,
             functools.partial(partition.metadata, classes, outcome, unit.inputs, label, unit.ids),
         )
@@ -524,6 +524,16 @@ class _Pass2:
         found = partition_metadata(self.policy, inputs, self.plan, classes, outcome, self.counts["published"], period, run)
         self.recorded = json.loads(warehouse_io.metadata_json(found))
         return found
+
+
+def held_tables(path: Path) -> Iterator[pa.Table]:
+    """A unit's rows as pass 2 held them; one empty table when every row was suppressed or erased
+    (the file then holds its schema and no batch), so that the unit is published empty."""
+    with pa.ipc.open_file(path) as source:
+        if not source.num_record_batches:
+            yield source.schema.empty_table()
+        for i in range(source.num_record_batches):
+            yield pa.table(source.get_batch(i))
 
 
 def shuffled(tables: Iterable[pa.Table], rows: int, work: Path) -> Iterator[pa.Table]:

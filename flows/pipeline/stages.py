@@ -262,7 +262,10 @@ def _chunks(landing: landing_io.Landing, files: list[tuple[int, str]]) -> list[l
 
 
 def _check_sizes(run: Run, name: str, units: dict[str, list[passes.Scanned]]) -> None:
-    """A unit whose rows, over every file, are more than the run may count: refused before the search."""
+    """A unit whose rows, over every file, are more than the run may count: refused before the search.
+    A source without items (the CRM's profiles) counts no itemsets and has no such limit."""
+    if not run.policies[name].counts_itemsets:
+        return
     for label, found in units.items():
         rows = sum(s.placed[label] for s in found)
         if rows > run.max_unit_rows:
