@@ -144,6 +144,7 @@ def same_rows(one: Path, other: Path) -> dict[str, int]:
     import pyarrow.parquet as pq
 
     differ = {}
+    connection = duckdb.connect(config={"enable_progress_bar": False})
     for path in sorted(one.rglob("part-0.parquet")):
         relative = path.relative_to(one)
         schema = pq.read_schema(path)
@@ -162,7 +163,7 @@ def same_rows(one: Path, other: Path) -> dict[str, int]:
             f"SELECT {columns} FROM read_parquet('{other_path}'))) + (SELECT count(*) FROM (SELECT {columns} FROM "
             f"read_parquet('{other_path}') EXCEPT ALL SELECT {columns} FROM read_parquet('{path}')))"
         )
-        found = duckdb.sql(query).fetchone()
+        found = connection.execute(query).fetchone()
         if found and found[0]:
             differ[str(relative)] = found[0]
     for path in sorted(other.rglob("part-0.parquet")):
