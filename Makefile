@@ -127,7 +127,7 @@ bench-backup: setup
 # Issue 30's cases (about an hour and a half on 2 cores, most of it the year of history).
 bench-scale: setup
 	$(BIN)/python benchmarks/scale.py --case day --rows 1000000 --members 100000
-	$(BIN)/python benchmarks/scale.py --case day --rows 2000000 --members 100000 --max-unit-rows 3000000
+	$(BIN)/python benchmarks/scale.py --case day --rows 2000000 --members 100000
 	$(BIN)/python benchmarks/scale.py --case refuse --rows 10000000 --members 1000000
 	$(BIN)/python benchmarks/scale.py --case history --days 365 --rows 27400 --members 1000000
 

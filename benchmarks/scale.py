@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--rows", type=int, default=1_000_000, help="POS lines per day")
     parser.add_argument("--members", type=int, default=100_000)
-    parser.add_argument("--max-unit-rows", type=int, default=1_000_000)
+    parser.add_argument("--max-unit-rows", type=int, default=2_000_000)
     parser.add_argument("--root", type=Path, default=Path("/tmp/tuomin-bench-scale"))
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--child", nargs=3, metavar=("KIND", "LANDING", "OUT"))

@@ -38,10 +38,13 @@ def _relation(found: list[tuple[int, int, int, int]]) -> pd.DataFrame:
     return frame.reset_index(drop=True).assign(i=lambda f: np.arange(len(f)))
 
 
-def _suppress(frame: pd.DataFrame, k: int, m: int, limit: int | None = None, recount_all: bool = False):
+def _suppress(
+    frame: pd.DataFrame, k: int, m: int, limit: int | None = None, recount_all: bool = False, budget: int | None = None
+):
     con = duckdb.connect()
     con.register("combos", frame[["i", "cls", "item", "e", "w"]])
-    return suppress(con, "combos", len(frame), k, m, limit, recount_all=recount_all)
+    extra = {} if budget is None else {"budget": budget}
+    return suppress(con, "combos", len(frame), k, m, limit, recount_all=recount_all, **extra)
 
 
 @settings(max_examples=60)
@@ -98,6 +101,35 @@ def test_many_rounds_counting_only_what_died_decide_as_counting_everything(seed,
     everything = _suppress(frame, k, m, recount_all=True)
     assert kept[2] == everything[2] and np.array_equal(kept[0], everything[0])
     assert set(map(tuple, kept[1].tolist())) == set(map(tuple, everything[1].tolist()))
+
+
+@settings(max_examples=60)
+@given(rows, st.integers(2, 4), st.integers(2, 3), st.one_of(st.none(), st.integers(0, 40)), st.integers(1, 12))
+def test_counting_a_hash_range_of_itemsets_at_a_time_decides_as_counting_them_at_once(found, k, m, limit, budget):
+    """Where a level has more (person, itemset) pairs than the budget, each pass counts one hash
+    range of the itemsets (memory bounded whatever the unit's size): the same rows, items and
+    classes are taken as by one pass over all of them."""
+    frame = _relation(found)
+    ranged = _suppress(frame, k, m, limit, budget=budget)
+    whole = _suppress(frame, k, m, limit, budget=10**9)
+    assert ranged[2] == whole[2] and np.array_equal(ranged[0], whole[0])
+    assert set(map(tuple, ranged[1].tolist())) == set(map(tuple, whole[1].tolist()))
+
+
+@settings(max_examples=10)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 5))
+def test_a_large_table_counted_in_many_hash_ranges_decides_as_counting_it_at_once(seed, k):
+    rng = np.random.default_rng(seed)
+    found = [
+        (int(p), int(p % 3), int(min(rng.zipf(1.6), 25)), int(rng.integers(1, 3)))
+        for p in range(int(rng.integers(50, 400)))
+        for _ in range(int(rng.integers(1, 7)))
+    ]
+    frame = _relation(found)
+    ranged = _suppress(frame, k, 3, budget=50)
+    whole = _suppress(frame, k, 3, budget=10**9)
+    assert ranged[2] == whole[2] and np.array_equal(ranged[0], whole[0])
+    assert set(map(tuple, ranged[1].tolist())) == set(map(tuple, whole[1].tolist()))
 
 
 people = st.lists(

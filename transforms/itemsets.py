@@ -23,18 +23,29 @@ its holders would have lost one of its items, and it would contain an item that 
 decisions are those of counting everything every round (a test compares the two), at the cost of
 the first round and what the removals touch.
 
+Memory is bounded by construction, never by a DuckDB limit hit mid-count: the (person, itemset)
+pairs of a level, the part that grows fastest with a unit (25 M pairs of 3 items in a day of 2 M
+POS lines), are never stored. They are formed from each person's items and streamed into the
+count, and where a level has more of them than BUDGET, the count runs once per hash range of the
+itemsets' class and first item, each pass forming only its own pairs (a test compares it with one
+pass). What is stored is at most the combinations, one range's
+supports, and the itemsets k people share (a prefix to extend).
+
 Everything runs in DuckDB on a relation of combinations (i, cls, item, e, w): index, class key,
 item key, entity id (NULL: a row of its own, a person with one item), rows.
 """
 
 from __future__ import annotations
 
+import math
+
 import duckdb
 import numpy as np
 
 from transforms.criteria import people_sql
 
-_TABLES = ("km", "km_a", "km_p", "km_pi", "km_s1", "km_s", "km_drop")
+_TABLES = ("km", "km_a", "km_p", "km_pi", "km_n", "km_s1", "km_s", "km_drop")
+BUDGET = 4_000_000  # a level's (person, itemset) pairs counted in one pass; more are counted a hash range at a time
 
 
 def suppress(
@@ -46,6 +57,7 @@ def suppress(
     limit: int | None = None,
     *,
     recount_all: bool = False,
+    budget: int = BUDGET,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """What to suppress so that every row class holds k people and every itemset of at most m
     items k people of its class: the combinations whose row class is too rare (a mask over
@@ -53,7 +65,8 @@ def suppress(
     item key) pairs, an array of shape (n, 2)), and the rows all of that holds. Rows only ever
     join the suppressed, so once more than `limit` are, the node has failed: the counting stops
     there and the figures returned are a lower bound (rows > limit is all a caller may read).
-    `recount_all` counts every itemset in every round (the tests' reference)."""
+    `recount_all` counts every itemset in every round (the tests' reference); `budget` is the
+    number of a level's itemsets one pass of the count holds (BUDGET)."""
     k = int(k)
     run = con.execute
     # `gone` is the round in which a row died (NULL while it is alive).
@@ -106,34 +119,14 @@ def suppress(
                     SELECT cls, item, count(DISTINCT e) AS n FROM km WHERE e IS NOT NULL
                     AND ((gone = {round_ - 1} AND NOT rare) OR (gone = {round_} AND rare)) GROUP BY ALL) d
                     WHERE km_s1.cls = d.cls AND km_s1.item = d.item""")
-        run("CREATE OR REPLACE TEMP TABLE km_c1 AS SELECT e, cls, item AS i1, item AS last, a AS h FROM km_pi")
+        run("CREATE OR REPLACE TEMP TABLE km_n AS SELECT e, cls, count(*)::DOUBLE AS n FROM km_pi GROUP BY ALL")
         run("CREATE OR REPLACE TEMP TABLE km_drop (e BIGINT, cls BIGINT, item BIGINT)")
-        # An itemset's count is complete when every round counts everything, or when it holds an
-        # item that died (its holders are all among those looked at); the others still hold.
-        counted = "true" if whole else "h"
-        names = ["i1"]
         for level in range(2, m + 1):
-            new = f"i{level}"
-            run(f"""CREATE OR REPLACE TEMP TABLE km_c{level} AS
-                SELECT a.e, a.cls, {", ".join("a." + n for n in names)}, b.item AS {new}, b.item AS last, a.h OR b.a AS h
-                FROM km_c{level - 1} a JOIN km_pi b ON a.e = b.e AND a.cls = b.cls AND b.item > a.last""")
-            run(f"DROP TABLE km_c{level - 1}")
-            names.append(new)
-            key = ", ".join(names)
-            run(f"CREATE OR REPLACE TEMP TABLE km_s AS SELECT cls, {key}, count(*) AS sup FROM km_c{level} GROUP BY ALL")
-            # Each holder of a too-rare itemset loses its item fewest people of the class hold (ties:
-            # the smaller item key); one join of the single-item supports per position, no window.
-            joins = " ".join(f"JOIN km_s1 s{j} ON s{j}.cls = c.cls AND s{j}.item = c.{n}" for j, n in enumerate(names))
-            rarest = ", ".join(f"struct_pack(s := s{j}.sup, i := c.{n})" for j, n in enumerate(names))
-            run(f"""INSERT INTO km_drop
-                SELECT c.e, c.cls, least({rarest}).i FROM km_c{level} c JOIN km_s USING (cls, {key}) {joins}
-                WHERE km_s.sup < {k} AND {counted}""")
+            _count_level(run, level, m, k, whole, budget)
             if level < m and past_limit_with_drops():  # the larger itemsets are the dearest part: skip them
                 break
-            # Only what k people share is extended: nothing else can be shared by more.
-            run(f"""CREATE OR REPLACE TEMP TABLE km_c{level} AS
-                SELECT c.* FROM km_c{level} c JOIN km_s USING (cls, {key}) WHERE sup >= {k} OR NOT {counted}""")
-        run(f"DROP TABLE IF EXISTS km_c{len(names)}")
+        for level in range(2, m + 1):
+            run(f"DROP TABLE IF EXISTS km_f{level}")
         dropped = run(f"""UPDATE km SET gone = {round_} FROM (SELECT DISTINCT e, cls, item FROM km_drop) d
                           WHERE km.gone IS NULL AND km.e = d.e AND km.cls = d.cls AND km.item = d.item""").fetchall()[0][0]
         if not dropped or over_limit():
@@ -146,3 +139,52 @@ def suppress(
     mask = np.zeros(size, bool)
     mask[classes] = True
     return mask, np.stack([np.asarray(found["e"], np.int64), np.asarray(found["item"], np.int64)], axis=1), rows
+
+
+def _count_level(run, level: int, m: int, k: int, whole: bool, budget: int) -> None:
+    """One level of a round: the supports of the itemsets of `level` items, the holders of those
+    too rare losing one item each (into km_drop), and, below m, the itemsets that may be extended
+    (km_f<level>). The (person, itemset) pairs are never stored: they are formed by joining each
+    person's items (km_pi) in increasing order, a prefix kept only where it may be extended, and
+    streamed into the count. Where there are more of them than `budget`, the count runs once per
+    hash range of the itemsets' class and first item (an itemset falls in one range, and a pass
+    forms only its own pairs), so it holds about `budget` itemsets at a time whatever the unit's
+    size (more if one class and item start most of them)."""
+    names = [f"i{j}" for j in range(1, level + 1)]
+    key = ", ".join(names)
+    joins = " ".join(
+        f"JOIN km_pi p{j} ON p{j}.e = p1.e AND p{j}.cls = p1.cls AND p{j}.item > p{j - 1}.item" for j in range(2, level + 1)
+    )
+    prefix = ""
+    if level > 2:
+        # A prefix is extended where its support was counted and holds k people, or where it holds
+        # no item that died since (not counted this round: it held k when last counted).
+        held = " OR ".join(f"p{j}.a" for j in range(1, level))
+        on = " AND ".join(["f.cls = p1.cls"] + [f"f.i{j} = p{j}.item" for j in range(1, level)])
+        joins += f" LEFT JOIN km_f{level - 1} f ON {on}"
+        prefix = f"AND (f.cls IS NOT NULL OR NOT ({held}))"
+    counted = " OR ".join(f"p{j}.a" for j in range(1, level + 1))
+    pairs = (
+        f"SELECT p1.e, p1.cls, {', '.join(f'p{j}.item AS i{j}' for j in range(1, level + 1))} FROM km_pi p1 {joins} "
+        f"WHERE ({'true' if whole else counted}) {prefix}"
+    )
+    # Each person's items number n: at most n choose level pairs; counted exactly only when that
+    # bound is past the budget.
+    choose = " * ".join(f"(n - {j})" for j in range(level)) + f" / {math.factorial(level)}"
+    bound = run(f"SELECT coalesce(sum({choose}), 0) FROM km_n").fetchall()[0][0]
+    total = bound if bound <= budget else run(f"SELECT count(*) FROM ({pairs})").fetchall()[0][0]
+    ranges = max(1, -(-int(total) // budget))
+    if level < m:
+        run(f"CREATE OR REPLACE TEMP TABLE km_f{level} (cls BIGINT, {', '.join(n + ' BIGINT' for n in names)})")
+    # Each holder of a too-rare itemset loses its item fewest people of the class hold (ties: the
+    # smaller item key); one join of the single-item supports per position, no window.
+    single = " ".join(f"JOIN km_s1 s{j} ON s{j}.cls = c.cls AND s{j}.item = c.{n}" for j, n in enumerate(names))
+    rarest = ", ".join(f"struct_pack(s := s{j}.sup, i := c.{n})" for j, n in enumerate(names))
+    for part in range(ranges):
+        within = f"{pairs} AND hash(p1.cls, p1.item) % {ranges} = {part}" if ranges > 1 else pairs
+        run(f"CREATE OR REPLACE TEMP TABLE km_s AS SELECT cls, {key}, count(*) AS sup FROM ({within}) GROUP BY ALL")
+        if run(f"SELECT count(*) FROM km_s WHERE sup < {k}").fetchall()[0][0]:
+            run(f"""INSERT INTO km_drop SELECT DISTINCT c.e, c.cls, least({rarest}).i
+                FROM ({within}) c JOIN km_s USING (cls, {key}) {single} WHERE km_s.sup < {k}""")
+        if level < m:
+            run(f"INSERT INTO km_f{level} SELECT cls, {key} FROM km_s WHERE sup >= {k}")

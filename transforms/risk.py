@@ -40,6 +40,7 @@ from transforms.linkage import components
 
 PROFILE, PURCHASES, CONTACTS = "profile", "purchases", "contacts"
 PERSON_DOMAINS = ("customer", "receipt", "case")  # tokens that stand for a customer or one of their records
+BUDGET = 4_000_000  # a level's (person, itemset) pairs counted in one pass; more are counted a hash range at a time
 
 
 @dataclass(frozen=True)
@@ -145,41 +146,62 @@ def items(datasets: list[Dataset], found: People, classes: np.ndarray) -> pd.Dat
     return pd.concat(parts, ignore_index=True).drop_duplicates()
 
 
-def smallest_support(held: pd.DataFrame, adversary: Adversary, threshold: int = 2, where: Path | None = None) -> pd.DataFrame:
+def smallest_support(
+    held: pd.DataFrame, adversary: Adversary, threshold: int = 2, where: Path | None = None, budget: int = BUDGET
+) -> pd.DataFrame:
     """Per person with items, the smallest support of their itemsets of each size (min_1 … min_M,
     cumulative: min over sizes up to it), counted level by level: an itemset is extended only
     while held by `threshold` people or more. A person whose smaller itemset is held by fewer is
-    already below the threshold, so the minima are exact for everyone at or above it."""
+    already below the threshold, so the minima are exact for everyone at or above it.
+
+    The (person, itemset) pairs of a level are never stored: they are formed by joining each
+    person's items in increasing order (a prefix only where it is held by `threshold` or more) and
+    streamed into the count; where there are more than `budget` of them, the count runs once per
+    hash range of the itemsets' class and first item, so memory follows `budget`, not the release (as in
+    transforms/itemsets.py)."""
     top = adversary.purchases + adversary.contacts
     with tempfile.TemporaryDirectory(dir=where) as scratch:
         con = duckdb.connect()
         con.execute(f"SET temp_directory = '{scratch}'")
         con.register("held", held)
         con.execute("CREATE TABLE pi AS SELECT person, cls, item, kind FROM held")
-        names = ["i1"]
-        con.execute("""CREATE TABLE c1 AS SELECT person, cls, item AS i1, (kind = 0)::INT AS np, (kind = 1)::INT AS nc,
-                       item AS last FROM pi""")
+        con.execute("CREATE TABLE n AS SELECT person, count(*)::DOUBLE AS n FROM pi GROUP BY person")
         minima = []
         for level in range(1, top + 1):
+            names = [f"i{j}" for j in range(1, level + 1)]
             key = ", ".join(names)
-            con.execute(f"""CREATE OR REPLACE TABLE s AS SELECT cls, {key}, count(*) AS sup FROM c{level} GROUP BY ALL""")
-            con.execute(f"""CREATE OR REPLACE TABLE p{level} AS SELECT c.*, s.sup FROM c{level} c JOIN s USING (cls, {key})""")
-            minima.append(
-                con.execute(f"SELECT person, min(sup) AS m FROM p{level} GROUP BY person")
-                .df()
-                .rename(columns={"m": f"min_{level}"})
+            joins = " ".join(
+                f"JOIN pi p{j} ON p{j}.person = p1.person AND p{j}.item > p{j - 1}.item" for j in range(2, level + 1)
             )
-            if level == top:
-                break
-            nxt = f"i{level + 1}"
-            con.execute(f"""CREATE TABLE c{level + 1} AS
-                SELECT a.person, a.cls, {", ".join("a." + n for n in names)}, b.item AS {nxt},
-                       a.np + (b.kind = 0)::INT AS np, a.nc + (b.kind = 1)::INT AS nc, b.item AS last
-                FROM p{level} a JOIN pi b ON a.person = b.person AND b.item > a.last
-                WHERE a.sup >= {threshold} AND a.np + (b.kind = 0)::INT <= {adversary.purchases}
-                  AND a.nc + (b.kind = 1)::INT <= {adversary.contacts}""")
-            con.execute(f"DROP TABLE c{level}")
-            names.append(nxt)
+            where_ = ["true"]
+            if level > 1:
+                purchases = " + ".join(f"(p{j}.kind = 0)::INT" for j in range(1, level + 1))
+                contacts = " + ".join(f"(p{j}.kind = 1)::INT" for j in range(1, level + 1))
+                where_ += [f"{purchases} <= {adversary.purchases}", f"{contacts} <= {adversary.contacts}"]
+                on = " AND ".join(["f.cls = p1.cls"] + [f"f.i{j} = p{j}.item" for j in range(1, level)])
+                joins += f" SEMI JOIN f{level - 1} f ON {on}"
+            pairs = (
+                f"SELECT p1.person, p1.cls, {', '.join(f'p{j}.item AS i{j}' for j in range(1, level + 1))} "
+                f"FROM pi p1 {joins} WHERE {' AND '.join(where_)}"
+            )
+            choose = " * ".join(f"(n - {j})" for j in range(level)) + f" / {math.factorial(level)}"
+            bound = con.execute(f"SELECT coalesce(sum({choose}), 0) FROM n").fetchall()[0][0]
+            total = bound if bound <= budget else con.execute(f"SELECT count(*) FROM ({pairs})").fetchall()[0][0]
+            ranges = max(1, -(-int(total) // budget))
+            con.execute("CREATE OR REPLACE TABLE m (person BIGINT, m BIGINT)")
+            if level < top:
+                con.execute(f"CREATE TABLE f{level} (cls BIGINT, {', '.join(n + ' BIGINT' for n in names)})")
+            for part in range(ranges):
+                within = f"{pairs} AND hash(p1.cls, p1.item) % {ranges} = {part}" if ranges > 1 else pairs
+                con.execute(f"CREATE OR REPLACE TABLE s AS SELECT cls, {key}, count(*) AS sup FROM ({within}) GROUP BY ALL")
+                con.execute(f"INSERT INTO m SELECT person, min(sup) FROM ({within}) c JOIN s USING (cls, {key}) GROUP BY person")
+                if level < top:
+                    con.execute(f"INSERT INTO f{level} SELECT cls, {key} FROM s WHERE sup >= {threshold}")
+            if level > 1:
+                con.execute(f"DROP TABLE f{level - 1}")
+            minima.append(
+                con.execute("SELECT person, min(m) AS m FROM m GROUP BY person").df().rename(columns={"m": f"min_{level}"})
+            )
         con.close()
     out = minima[0]
     for part in minima[1:]:

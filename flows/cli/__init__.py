@@ -172,7 +172,7 @@ def run(
     ] = False,
     runner: Runner = RunnerKind.threads,
     dask_address: DaskAddress = None,
-    max_unit_rows: MaxUnitRows = 1_000_000,
+    max_unit_rows: MaxUnitRows = 2_000_000,
 ) -> None:
     """Run the anonymize-exports flow, one release: by default over the files not yet read or changed since."""
     if date is not None:
