@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -103,7 +104,7 @@ def test_many_rounds_counting_only_what_died_decide_as_counting_everything(seed,
     assert set(map(tuple, kept[1].tolist())) == set(map(tuple, everything[1].tolist()))
 
 
-@settings(max_examples=60)
+@settings(max_examples=40)
 @given(rows, st.integers(2, 4), st.integers(2, 3), st.one_of(st.none(), st.integers(0, 40)), st.integers(1, 12))
 def test_counting_a_hash_range_of_itemsets_at_a_time_decides_as_counting_them_at_once(found, k, m, limit, budget):
     """Where a level has more (person, itemset) pairs than the budget, each pass counts one hash
@@ -116,6 +117,7 @@ def test_counting_a_hash_range_of_itemsets_at_a_time_decides_as_counting_them_at
     assert set(map(tuple, ranged[1].tolist())) == set(map(tuple, whole[1].tolist()))
 
 
+@pytest.mark.slow
 @settings(max_examples=10)
 @given(st.integers(0, 2**32 - 1), st.integers(2, 5))
 def test_a_large_table_counted_in_many_hash_ranges_decides_as_counting_it_at_once(seed, k):
