@@ -144,7 +144,8 @@ def same_rows(one: Path, other: Path) -> dict[str, int]:
     import pyarrow.parquet as pq
 
     differ = {}
-    connection = duckdb.connect(config={"enable_progress_bar": False})
+    connection = duckdb.connect()
+    connection.execute("SET enable_progress_bar = false")
     for path in sorted(one.rglob("part-0.parquet")):
         relative = path.relative_to(one)
         schema = pq.read_schema(path)
