@@ -168,12 +168,7 @@ def _count_level(run, level: int, m: int, k: int, whole: bool, budget: int) -> N
         f"SELECT p1.e, p1.cls, {', '.join(f'p{j}.item AS i{j}' for j in range(1, level + 1))} FROM km_pi p1 {joins} "
         f"WHERE ({'true' if whole else counted}) {prefix}"
     )
-    # Each person's items number n: at most n choose level pairs; counted exactly only when that
-    # bound is past the budget.
-    choose = " * ".join(f"(n - {j})" for j in range(level)) + f" / {math.factorial(level)}"
-    bound = run(f"SELECT coalesce(sum({choose}), 0) FROM km_n").fetchall()[0][0]
-    total = bound if bound <= budget else run(f"SELECT count(*) FROM ({pairs})").fetchall()[0][0]
-    ranges = max(1, -(-int(total) // budget))
+    ranges = hash_ranges(run, "km_n", level, pairs, budget)
     if level < m:
         run(f"CREATE OR REPLACE TEMP TABLE km_f{level} (cls BIGINT, {', '.join(n + ' BIGINT' for n in names)})")
     # Each holder of a too-rare itemset loses its item fewest people of the class hold (ties: the
@@ -188,3 +183,13 @@ def _count_level(run, level: int, m: int, k: int, whole: bool, budget: int) -> N
                 FROM ({within}) c JOIN km_s USING (cls, {key}) {single} WHERE km_s.sup < {k}""")
         if level < m:
             run(f"INSERT INTO km_f{level} SELECT cls, {key} FROM km_s WHERE sup >= {k}")
+
+
+def hash_ranges(run, counts: str, level: int, pairs: str, budget: int) -> int:
+    """How many hash ranges a level's (person, itemset) pairs (`pairs`, SQL) are counted in, about
+    `budget` pairs each. A person with n items (`counts`: a table with column n) has at most n
+    choose `level`; the pairs are counted exactly only when that bound is past the budget."""
+    choose = " * ".join(f"(n - {j})" for j in range(level)) + f" / {math.factorial(level)}"
+    bound = run(f"SELECT coalesce(sum({choose}), 0) FROM {counts}").fetchall()[0][0]
+    total = bound if bound <= budget else run(f"SELECT count(*) FROM ({pairs})").fetchall()[0][0]
+    return max(1, -(-int(total) // budget))

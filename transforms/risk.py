@@ -36,11 +36,11 @@ import pandas as pd
 import pyarrow as pa
 from scipy.stats import spearmanr
 
+from transforms.itemsets import BUDGET, hash_ranges
 from transforms.linkage import components
 
 PROFILE, PURCHASES, CONTACTS = "profile", "purchases", "contacts"
 PERSON_DOMAINS = ("customer", "receipt", "case")  # tokens that stand for a customer or one of their records
-BUDGET = 4_000_000  # a level's (person, itemset) pairs counted in one pass; more are counted a hash range at a time
 
 
 @dataclass(frozen=True)
@@ -184,10 +184,7 @@ def smallest_support(
                 f"SELECT p1.person, p1.cls, {', '.join(f'p{j}.item AS i{j}' for j in range(1, level + 1))} "
                 f"FROM pi p1 {joins} WHERE {' AND '.join(where_)}"
             )
-            choose = " * ".join(f"(n - {j})" for j in range(level)) + f" / {math.factorial(level)}"
-            bound = con.execute(f"SELECT coalesce(sum({choose}), 0) FROM n").fetchall()[0][0]
-            total = bound if bound <= budget else con.execute(f"SELECT count(*) FROM ({pairs})").fetchall()[0][0]
-            ranges = max(1, -(-int(total) // budget))
+            ranges = hash_ranges(con.execute, "n", level, pairs, budget)
             con.execute("CREATE OR REPLACE TABLE m (person BIGINT, m BIGINT)")
             if level < top:
                 con.execute(f"CREATE TABLE f{level} (cls BIGINT, {', '.join(n + ' BIGINT' for n in names)})")
