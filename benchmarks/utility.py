@@ -73,12 +73,12 @@ def up(values: pd.Series, level: int, table: pd.DataFrame, target: int) -> pd.Se
 
 
 def published(warehouse: Path, dataset: str) -> pd.DataFrame:
-    """Every partition of a dataset, with `export_date` and each column's level (from its file)."""
+    """Every partition of a dataset, with `period` and each column's level (from its file)."""
     frames = []
-    for path in sorted(warehouse.glob(f"dataset={dataset}/export_date=*/*.parquet")):
+    for path in sorted(warehouse.glob(f"dataset={dataset}/period=*/*.parquet")):
         table = pq.read_table(path)
         frame = table.to_pandas()
-        frame["export_date"] = pd.Timestamp(path.parent.name.split("=", 1)[1])
+        frame["period"] = pd.Timestamp(path.parent.name.split("=", 1)[1])
         for field in table.schema:
             level = (field.metadata or {}).get(b"tuomin.level")
             frame[f"level:{field.name}"] = int(level) if level is not None else 0
@@ -97,21 +97,21 @@ def anonymized_answers(warehouse: Path) -> dict[str, pd.Series]:
     product, store, nationality = hierarchy("product.csv"), hierarchy("store.csv"), hierarchy("nationality.csv")
     case_type = hierarchy("case_type.csv")
     pos, cases = published(warehouse, "pos"), published(warehouse, "after_sales")
-    week = pos["export_date"].dt.to_period("W").dt.start_time
+    week = pos["period"].dt.to_period("W").dt.start_time
     lines = pd.DataFrame(
         {"category": attributed(pos, "product", product, 2), "week": week, "channel": attributed(pos, "store_code", store, 1)}
     )
     buyers = pd.DataFrame(
         {
             "continent": attributed(pos, "nationality", nationality, 2),
-            "month": pos["export_date"].dt.to_period("M").dt.start_time,
+            "month": pos["period"].dt.to_period("M").dt.start_time,
             "buyer": pos["customer_id"].fillna(pd.Series(pos.index.astype(str), index=pos.index)),
         }
     )
-    stores = pd.DataFrame({"store": attributed(pos, "store_code", store, 0), "day": pos["export_date"]})
+    stores = pd.DataFrame({"store": attributed(pos, "store_code", store, 0), "day": pos["period"]})
     countries = buyers.assign(country=attributed(pos, "nationality", nationality, 0)).drop(columns="continent")
     typed = pd.DataFrame(
-        {"case_type": attributed(cases, "case_type", case_type, 0), "week": cases["export_date"].dt.to_period("W").dt.start_time}
+        {"case_type": attributed(cases, "case_type", case_type, 0), "week": cases["period"].dt.to_period("W").dt.start_time}
     )
     return {
         "lines": lines.dropna().groupby(["category", "week", "channel"]).size(),
@@ -175,7 +175,7 @@ def score(raw: pd.Series, anonymized: pd.Series) -> dict:
 
 def loss(warehouse: Path) -> dict[str, float]:
     found: dict[str, list[float]] = {}
-    for path in warehouse.glob("dataset=*/export_date=*/*.parquet"):
+    for path in warehouse.glob("dataset=*/period=*/*.parquet"):
         meta = json.loads(pq.ParquetFile(path).metadata.metadata[b"tuomin"])
         found.setdefault(meta["dataset"], []).append(meta["metrics"].get("loss") or 0.0)
     return {name: round(float(np.mean(v)), 4) for name, v in sorted(found.items())}
@@ -255,6 +255,9 @@ def main() -> None:
             warehouse = work / name / "warehouse"
             if not warehouse.is_dir():
                 run(landing, warehouse, None if name == "tuomin" else naive_policies(work / name / "policies"))
+            if not any(warehouse.glob("dataset=*/period=*/*.parquet")):
+                results[name] = None  # the release failed: nothing published, nothing answered
+                continue
             answers = anonymized_answers(warehouse)
             results[name] = {"loss": loss(warehouse), **{q: score(raw[q], answers[q]) for q in raw}}
     args.out.mkdir(exist_ok=True)
@@ -263,16 +266,20 @@ def main() -> None:
     print("| question: attributed / median error / within 10% | tuomin | naive |\n|---|---|---|")
     for q in raw:
         print(
-            f"| {q} ({results['tuomin'][q]['cells']} cells) | "
+            f"| {q} | "
             + " | ".join(
                 "{attributed_share:.1%} / {median_relative_error:.1%} / {within_10pct:.0%}".format(**results[n][q])
+                if results[n]
+                else "nothing published"
                 for n in ("tuomin", "naive")
             )
             + " |"
         )
     print(
         "| information loss per dataset | "
-        + " | ".join(", ".join(f"{d} {v:.3f}" for d, v in results[n]["loss"].items()) for n in ("tuomin", "naive"))
+        + " | ".join(
+            ", ".join(f"{d} {v:.3f}" for d, v in results[n]["loss"].items()) if results[n] else "-" for n in ("tuomin", "naive")
+        )
         + " |"
     )
 
