@@ -227,14 +227,20 @@ def spearman_p(values: pd.Series) -> tuple[float, float]:
 
 
 def person_frame(
-    datasets: list[Dataset], adversary: Adversary, where: Path | None = None, items_alone: bool = True
+    datasets: list[Dataset],
+    adversary: Adversary,
+    where: Path | None = None,
+    items_alone: bool = True,
+    threshold: int = 2,
 ) -> pd.DataFrame:
     """One row per person-level record, numbers only: `support_0` the size of their relational
     class, `support_m` (m = 1 … M) the smallest crowd that shares their relational class and any
     itemset of up to m items they hold, `items_alone_m` the same from the items alone (a second
     count, left out when not asked for), `l:<dataset>.<column>` the distinct values of a sensitive
     attribute in their class (where they have it), and `units` the datasets and dates their rows
-    span (a token shared outside its unit joins two)."""
+    span (a token shared outside its unit joins two). Supports are exact at `threshold` and above,
+    and below it wherever the true one is (smallest_support): 2 for figures that count the people
+    singled out, the smallest k judged where only k is (the release gate; far fewer itemsets)."""
     found = people(datasets)
     classes = relational_classes(datasets, found)
     frame = pd.DataFrame(
@@ -244,7 +250,7 @@ def person_frame(
     levels = adversary.purchases + adversary.contacts
     counts = [("support", held)] + ([("items_alone", held.assign(cls=0))] if items_alone else [])
     for label, table in counts:
-        minima = smallest_support(table, adversary, where=where) if len(table) else pd.DataFrame({"person": []})
+        minima = smallest_support(table, adversary, threshold, where) if len(table) else pd.DataFrame({"person": []})
         frame = frame.merge(
             minima.rename(columns={f"min_{m}": f"{label}_{m}" for m in range(1, levels + 1)}), on="person", how="left"
         )

@@ -319,7 +319,10 @@ def gate(
         files: list[dict] = []
         datasets = [d for name, paths in group.items() if (d := _dataset(name, paths, root, files))]
         adversary = recorded_adversary(files)
-        frame = person_frame(datasets, adversary, where, items_alone=False)  # the gate judges within classes only
+        # The gate judges within classes only, and only against k: supports need be exact from the
+        # smallest k up (an itemset held by fewer is never extended).
+        smallest_k = min((f["metadata"].get("k", adversary.k) for f in files), default=adversary.k)
+        frame = person_frame(datasets, adversary, where, items_alone=False, threshold=smallest_k)
         ids = frame.attrs["people"].ids
         frame["k"] = 0  # each person's k: the largest of the datasets they are in
         frame["datasets"] = ""
