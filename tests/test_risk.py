@@ -21,7 +21,7 @@ from flows.cli import app
 from flows.pipeline.release import assess
 from flows.storage import ledger
 from flows.storage.entries import ErasureRequestedEntry
-from transforms.risk import CONTACTS, PROFILE, PURCHASES, Adversary, Dataset, people, smallest_support
+from transforms.risk import CONTACTS, PROFILE, PURCHASES, Adversary, Dataset, people, relational_classes, smallest_support
 
 TOKEN = "keyed HMAC-SHA256, domain '{}'"
 
@@ -68,6 +68,53 @@ def test_apriori_minima_equal_trying_every_itemset(rows, purchases, contacts):
         for person, minima in expected.items():
             got = found.loc[person, [f"min_{level}" for level in range(1, levels + 1)]].tolist()
             assert all(g == e if e >= threshold else g < threshold for g, e in zip(got, minima)), (budget, person, got, minima)
+
+
+@settings(max_examples=60)
+@given(
+    st.lists(st.tuples(st.integers(0, 8), st.sampled_from(["x", "y", None]), st.integers(0, 2)), min_size=1, max_size=30),
+    st.lists(st.tuples(st.integers(0, 8), st.sampled_from(["P", "Q"])), max_size=20),
+)
+def test_relational_classes_are_the_sets_of_values_people_show(crm_rows, pos_rows):
+    """Two people share a relational class exactly when they show the same set of values in every
+    relational column of every dataset (snapshots that differ show both; no row, no value)."""
+    crm = Dataset(
+        "crm",
+        pa.table(
+            {
+                "customer_id": [f"c{p}" for p, _, _ in crm_rows],
+                "city": [c for _, c, _ in crm_rows],
+                "band": pa.array([b for _, _, b in crm_rows], pa.int64()),
+                "period": ["2026-03-01"] * len(crm_rows),
+            }
+        ),
+        PROFILE,
+        {"customer_id": "customer"},
+    )
+    pos = Dataset(
+        "pos",
+        pa.table(
+            {
+                "customer_id": [f"c{p}" for p, _ in pos_rows],
+                "store": [s for _, s in pos_rows],
+                "period": ["2026-03-01"] * len(pos_rows),
+            }
+        ),
+        PURCHASES,
+        {"customer_id": "customer"},
+    )
+    datasets = [crm, pos]
+    found = people(datasets)
+    classes = relational_classes(datasets, found)
+    shown: dict[int, tuple] = {}
+    for d in datasets:
+        columns = found.relational[d.name]
+        rows = d.table.select(columns).to_pylist()
+        for person in range(found.count):
+            mine = frozenset(tuple(r.values()) for r, p in zip(rows, found.ids[d.name]) if p == person)
+            shown[person] = shown.get(person, ()) + ((d.name, mine if columns else None),)
+    for a, b in itertools.combinations(range(found.count), 2):
+        assert (classes[a] == classes[b]) == (shown[a] == shown[b]), (a, b, shown[a], shown[b])
 
 
 def test_rows_sharing_a_customer_receipt_or_case_token_are_one_person_and_staff_tokens_join_nothing():

@@ -25,11 +25,11 @@ the first round and what the removals touch.
 
 Memory is bounded by construction, never by a DuckDB limit hit mid-count: the (person, itemset)
 pairs of a level, the part that grows fastest with a unit (25 M pairs of 3 items in a day of 2 M
-POS lines), are never stored. They are formed from each person's items and streamed into the
-count, and where a level has more of them than BUDGET, the count runs once per hash range of the
+POS lines), are formed from each person's sorted items as increasing positions (no join of rows:
+a quarter of the time), and where a level has more of them than BUDGET, once per hash range of the
 itemsets' class and first item, each pass forming only its own pairs (a test compares it with one
-pass). What is stored is at most the combinations, one range's
-supports, and the itemsets k people share (a prefix to extend).
+pass). What is stored is at most the combinations, one range's pairs and supports, and the
+itemsets k people share (a prefix to extend).
 
 Everything runs in DuckDB on a relation of combinations (i, cls, item, e, w): index, class key,
 item key, entity id (NULL: a row of its own, a person with one item), rows.
@@ -38,13 +38,14 @@ item key, entity id (NULL: a row of its own, a person with one item), rows.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import duckdb
 import numpy as np
 
 from transforms.criteria import people_sql
 
-_TABLES = ("km", "km_a", "km_p", "km_pi", "km_n", "km_s1", "km_s", "km_drop")
+_TABLES = ("km", "km_a", "km_p", "km_pi", "km_l", "km_s1", "km_s", "km_c", "km_drop")
 BUDGET = 4_000_000  # a level's (person, itemset) pairs counted in one pass; more are counted a hash range at a time
 SAMPLED = 16  # the share of a level's pairs (one hash range in SAMPLED) that estimates their number
 
@@ -120,7 +121,10 @@ def suppress(
                     SELECT cls, item, count(DISTINCT e) AS n FROM km WHERE e IS NOT NULL
                     AND ((gone = {round_ - 1} AND NOT rare) OR (gone = {round_} AND rare)) GROUP BY ALL) d
                     WHERE km_s1.cls = d.cls AND km_s1.item = d.item""")
-        run("CREATE OR REPLACE TEMP TABLE km_n AS SELECT e, cls, count(*)::DOUBLE AS n FROM km_pi GROUP BY ALL")
+        # Each person's items in increasing order (and which of them the count is for): the
+        # itemsets of a level are formed from positions in these lists, never by joining rows.
+        run("""CREATE OR REPLACE TEMP TABLE km_l AS SELECT e, cls, list(item ORDER BY item) AS l,
+               list(a ORDER BY item) AS al, count(*)::DOUBLE AS n FROM km_pi GROUP BY e, cls HAVING count(*) > 1""")
         run("CREATE OR REPLACE TEMP TABLE km_drop (e BIGINT, cls BIGINT, item BIGINT)")
         for level in range(2, m + 1):
             _count_level(run, level, m, k, whole, budget)
@@ -145,31 +149,35 @@ def suppress(
 def _count_level(run, level: int, m: int, k: int, whole: bool, budget: int) -> None:
     """One level of a round: the supports of the itemsets of `level` items, the holders of those
     too rare losing one item each (into km_drop), and, below m, the itemsets that may be extended
-    (km_f<level>). The (person, itemset) pairs are never stored: they are formed by joining each
-    person's items (km_pi) in increasing order, a prefix kept only where it may be extended, and
-    streamed into the count. Where there are more of them than `budget`, the count runs once per
-    hash range of the itemsets' class and first item (an itemset falls in one range, and a pass
-    forms only its own pairs), so it holds about `budget` itemsets at a time whatever the unit's
-    size (more if one class and item start most of them)."""
+    (km_f<level>). The (person, itemset) pairs are formed from each person's sorted items (km_l)
+    as increasing positions, a prefix kept only where it may be extended. Where there are more of
+    them than `budget`, they are formed and counted once per hash range of the itemsets' class and
+    first item (an itemset falls in one range, and a pass forms only its own pairs), so a pass
+    holds about `budget` pairs whatever the unit's size (more if one class and item start most
+    of them)."""
     names = [f"i{j}" for j in range(1, level + 1)]
     key = ", ".join(names)
-    joins = " ".join(
-        f"JOIN km_pi p{j} ON p{j}.e = p1.e AND p{j}.cls = p1.cls AND p{j}.item > p{j - 1}.item" for j in range(2, level + 1)
-    )
-    prefix = ""
-    if level > 2:
-        # A prefix is extended where its support was counted and holds k people, or where it holds
-        # no item that died since (not counted this round: it held k when last counted).
-        held = " OR ".join(f"p{j}.a" for j in range(1, level))
-        on = " AND ".join(["f.cls = p1.cls"] + [f"f.i{j} = p{j}.item" for j in range(1, level)])
-        joins += f" LEFT JOIN km_f{level - 1} f ON {on}"
-        prefix = f"AND (f.cls IS NOT NULL OR NOT ({held}))"
-    counted = " OR ".join(f"p{j}.a" for j in range(1, level + 1))
-    pairs = (
-        f"SELECT p1.e, p1.cls, {', '.join(f'p{j}.item AS i{j}' for j in range(1, level + 1))} FROM km_pi p1 {joins} "
-        f"WHERE ({'true' if whole else counted}) {prefix}"
-    )
-    ranges = hash_ranges(run, "km_n", level, pairs, budget)
+
+    def pairs(ranges: int, part: int) -> str:
+        """The pairs of one hash range in `ranges` (SQL: e, cls, i1 … i<level>)."""
+        q = f"SELECT e, cls, l, al, unnest(generate_series(1, len(l) - {level - 1})) AS x1 FROM km_l WHERE len(l) >= {level}"
+        if ranges > 1:
+            q = f"SELECT * FROM ({q}) WHERE hash(cls, l[x1]) % {ranges} = {part}"
+        for j in range(2, level + 1):
+            if j == level and level > 2:
+                # A prefix is extended where its support was counted and holds k people, or where
+                # it holds no item that died since (not counted this round: it held k when last counted).
+                on = " AND ".join(["f.cls = q.cls"] + [f"f.i{t} = q.l[q.x{t}]" for t in range(1, level)])
+                if whole:
+                    q = f"SELECT q.* FROM ({q}) q SEMI JOIN km_f{level - 1} f ON {on}"
+                else:
+                    held = " OR ".join(f"q.al[q.x{t}]" for t in range(1, level))
+                    q = f"SELECT q.* FROM ({q}) q LEFT JOIN km_f{level - 1} f ON {on} WHERE f.cls IS NOT NULL OR NOT ({held})"
+            q = f"SELECT *, unnest(generate_series(x{j - 1} + 1, len(l) - {level - j})) AS x{j} FROM ({q})"
+        counted = " OR ".join(f"al[x{t}]" for t in range(1, level + 1))
+        return f"SELECT e, cls, {', '.join(f'l[x{t}] AS i{t}' for t in range(1, level + 1))} FROM ({q}) WHERE {'true' if whole else counted}"
+
+    ranges = hash_ranges(run, "km_l", level, pairs, budget)
     if level < m:
         run(f"CREATE OR REPLACE TEMP TABLE km_f{level} (cls BIGINT, {', '.join(n + ' BIGINT' for n in names)})")
     # Each holder of a too-rare itemset loses its item fewest people of the class hold (ties: the
@@ -177,24 +185,28 @@ def _count_level(run, level: int, m: int, k: int, whole: bool, budget: int) -> N
     single = " ".join(f"JOIN km_s1 s{j} ON s{j}.cls = c.cls AND s{j}.item = c.{n}" for j, n in enumerate(names))
     rarest = ", ".join(f"struct_pack(s := s{j}.sup, i := c.{n})" for j, n in enumerate(names))
     for part in range(ranges):
-        within = f"{pairs} AND hash(p1.cls, p1.item) % {ranges} = {part}" if ranges > 1 else pairs
-        run(f"CREATE OR REPLACE TEMP TABLE km_s AS SELECT cls, {key}, count(*) AS sup FROM ({within}) GROUP BY ALL")
+        # One range's pairs are formed once and kept for its two reads (support, then the holders
+        # of what is too rare): forming them is most of a count, and a range holds `budget` at most.
+        run(f"CREATE OR REPLACE TEMP TABLE km_c AS {pairs(ranges, part)}")
+        run(f"CREATE OR REPLACE TEMP TABLE km_s AS SELECT cls, {key}, count(*) AS sup FROM km_c GROUP BY ALL")
         if run(f"SELECT count(*) FROM km_s WHERE sup < {k}").fetchall()[0][0]:
             run(f"""INSERT INTO km_drop SELECT DISTINCT c.e, c.cls, least({rarest}).i
-                FROM ({within}) c JOIN km_s USING (cls, {key}) {single} WHERE km_s.sup < {k}""")
+                FROM km_c c JOIN km_s USING (cls, {key}) {single} WHERE km_s.sup < {k}""")
         if level < m:
             run(f"INSERT INTO km_f{level} SELECT cls, {key} FROM km_s WHERE sup >= {k}")
+    run("DROP TABLE IF EXISTS km_c")
 
 
-def hash_ranges(run, counts: str, level: int, pairs: str, budget: int) -> int:
-    """How many hash ranges a level's (person, itemset) pairs (`pairs`, SQL) are counted in, about
-    `budget` pairs each. A person with n items (`counts`: a table with column n) has at most n
-    choose `level`; past the budget, the pairs are counted in one hash range of SAMPLED (a
-    sixteenth of the work of forming them all) and the total estimated from it, with a quarter
-    more for what the sample may have missed (ranges too many cost time, too few memory)."""
+def hash_ranges(run, counts: str, level: int, pairs: Callable[[int, int], str], budget: int) -> int:
+    """How many hash ranges a level's (person, itemset) pairs are counted in, about `budget` pairs
+    each (`pairs(ranges, part)`: SQL of the pairs in one hash range of the itemsets' class and
+    first item). A person with n items (`counts`: a table with column n) has at most n choose
+    `level`; past the budget, the pairs are counted in one hash range of SAMPLED (a sixteenth of
+    the work of forming them all) and the total estimated from it, with a quarter more for what
+    the sample may have missed (ranges too many cost time, too few memory)."""
     choose = " * ".join(f"(n - {j})" for j in range(level)) + f" / {math.factorial(level)}"
     bound = run(f"SELECT coalesce(sum({choose}), 0) FROM {counts}").fetchall()[0][0]
     if bound > budget:
-        sampled = run(f"SELECT count(*) FROM ({pairs} AND hash(p1.cls, p1.item) % {SAMPLED} = 0)").fetchall()[0][0]
+        sampled = run(f"SELECT count(*) FROM ({pairs(SAMPLED, 0)})").fetchall()[0][0]
         bound = min(bound, sampled * SAMPLED * 5 // 4)
     return max(1, -(-int(bound) // budget))

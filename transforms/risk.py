@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,13 +35,19 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.stats import spearmanr
 
-from transforms.itemsets import BUDGET, hash_ranges
+from transforms.itemsets import hash_ranges
 from transforms.linkage import components
 
 PROFILE, PURCHASES, CONTACTS = "profile", "purchases", "contacts"
 PERSON_DOMAINS = ("customer", "receipt", "case")  # tokens that stand for a customer or one of their records
+# A level's (person, itemset) pairs one pass of the count forms. A pass holds its itemsets' supports
+# and, joined back to the pairs, each person's smallest and largest: at a 2 M-line day's release
+# 1.5 GiB above the rows at 4 M pairs (transforms/itemsets.BUDGET), 0.66 GiB at 1 M, in the
+# same time (benchmarks/RESULTS.md).
+BUDGET = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -107,27 +114,44 @@ def people(datasets: list[Dataset]) -> People:
     return People(ids, count, relational, items)
 
 
-def _hash(frame: pd.DataFrame) -> np.ndarray:
-    if frame.shape[1] == 0:
-        return np.zeros(len(frame), np.int64)
-    return pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().view(np.int64)
+def _hash(table: pa.Table, tag: str = "") -> np.ndarray:
+    """A 64-bit value per row for the row's values in `table`'s columns (and `tag`, which keeps two
+    datasets' values apart): each column's values as dense codes (exact), the codes hashed
+    together. Equal rows, equal values, within one call's tables."""
+    codes = {}
+    for name in table.column_names:
+        column = table[name]
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        codes[name] = pc.fill_null(pc.dictionary_encode(column).combine_chunks().indices, -1).to_numpy()
+    codes["__tag"] = np.full(table.num_rows, zlib.crc32(tag.encode()), np.int64)
+    return pd.util.hash_pandas_object(pd.DataFrame(codes), index=False).to_numpy().view(np.int64)
 
 
 def relational_classes(datasets: list[Dataset], found: People) -> np.ndarray:
     """Each person's relational class (a dense id): the set of values they show in every
     relational column of every dataset (none where they have no row)."""
-    parts = []
+    sets = {}
     for d in datasets:
         columns = found.relational[d.name]
         if not columns:
             continue
-        frame = pd.DataFrame({"p": found.ids[d.name], "v": _hash(d.table.select(columns).to_pandas())})
-        values = frame.drop_duplicates().sort_values(["p", "v"]).groupby("p")["v"].apply(tuple)
-        parts.append(values.rename(d.name))
-    if not parts:
+        frame = pd.DataFrame({"p": found.ids[d.name], "v": _hash(d.table.select(columns))}).drop_duplicates()
+        # Most people show one value; the few who show several (snapshots that differ) are
+        # valued by the sorted set of them.
+        several = frame["p"].duplicated(keep=False).to_numpy()
+        value = np.zeros(found.count, np.int64)
+        shown = np.zeros(found.count, np.int8)
+        value[frame["p"].to_numpy()[~several]] = frame["v"].to_numpy()[~several]
+        shown[frame["p"].to_numpy()] = 1
+        if several.any():
+            sets_of = frame[several].sort_values(["p", "v"]).groupby("p")["v"].apply(tuple)
+            value[sets_of.index.to_numpy()] = _hash(pa.table({"v": pa.array([str(t) for t in sets_of])}), "sets")
+            shown[sets_of.index.to_numpy()] = 2
+        sets[f"{d.name}:v"], sets[f"{d.name}:shown"] = value, shown
+    if not sets:
         return np.zeros(found.count, np.int64)
-    joined = pd.concat(parts, axis=1).reindex(range(found.count))
-    return pd.factorize(_hash(joined.astype(str)))[0].astype(np.int64)
+    return pd.DataFrame(sets).groupby(list(sets), sort=False).ngroup().to_numpy().astype(np.int64)
 
 
 def items(datasets: list[Dataset], found: People, classes: np.ndarray) -> pd.DataFrame:
@@ -136,7 +160,7 @@ def items(datasets: list[Dataset], found: People, classes: np.ndarray) -> pd.Dat
     for d in datasets:
         if d.record == PROFILE or not found.items[d.name]:
             continue
-        item = _hash(d.table.select(found.items[d.name]).to_pandas().assign(__dataset=d.name))
+        item = _hash(d.table.select(found.items[d.name]), d.name)
         person = found.ids[d.name]
         parts.append(
             pd.DataFrame({"person": person, "cls": classes[person], "item": item, "kind": np.int8(d.record == CONTACTS)})
@@ -154,44 +178,60 @@ def smallest_support(
     while held by `threshold` people or more. A person whose smaller itemset is held by fewer is
     already below the threshold, so the minima are exact for everyone at or above it.
 
-    The (person, itemset) pairs of a level are never stored: they are formed by joining each
-    person's items in increasing order (a prefix only where it is held by `threshold` or more) and
-    streamed into the count; where there are more than `budget` of them, the count runs once per
-    hash range of the itemsets' class and first item, so memory follows `budget`, not the release (as in
-    transforms/itemsets.py)."""
+    A level's (person, itemset) pairs are formed from each person's sorted items as increasing
+    positions (a prefix only where it is held by `threshold` or more), among the people who can
+    form one (enough items of each kind the intruder may know, and an itemset one smaller that is
+    extended). Where there are more than `budget` of them, they are formed and counted once per
+    hash range of the itemsets' class and first item, so memory follows `budget`, not the release
+    (as in transforms/itemsets.py)."""
     top = adversary.purchases + adversary.contacts
     with tempfile.TemporaryDirectory(dir=where) as scratch:
         con = duckdb.connect()
         con.execute(f"SET temp_directory = '{scratch}'")
         con.register("held", held)
         con.execute("CREATE TABLE pi AS SELECT person, cls, item, kind FROM held")
-        con.execute("CREATE TABLE n AS SELECT person, count(*)::DOUBLE AS n FROM pi GROUP BY person")
+        con.execute("""CREATE TABLE n AS SELECT person, count(*) FILTER (WHERE kind = 0) AS np,
+                       count(*) FILTER (WHERE kind = 1) AS nc FROM pi GROUP BY person""")
         minima = []
         for level in range(1, top + 1):
+            # Who can hold an itemset of this size the intruder may know: enough items of each
+            # kind and, above 1, an itemset one smaller held by `threshold` or more (a prefix to
+            # extend). Everyone else forms no pair here.
+            prefix = f"AND person IN (SELECT person FROM m WHERE x >= {threshold})" if level > 1 else ""
+            can = f"least(np, {adversary.purchases}) + least(nc, {adversary.contacts}) >= {level}" if level > 1 else "true"
+            con.execute(f"""CREATE OR REPLACE TABLE ll AS SELECT person, cls, list(item ORDER BY item) AS l,
+                            list(kind ORDER BY item) AS kd, count(*)::DOUBLE AS n FROM pi
+                            WHERE person IN (SELECT person FROM n WHERE {can} {prefix}) GROUP BY person, cls""")
             names = [f"i{j}" for j in range(1, level + 1)]
             key = ", ".join(names)
-            joins = " ".join(
-                f"JOIN pi p{j} ON p{j}.person = p1.person AND p{j}.item > p{j - 1}.item" for j in range(2, level + 1)
-            )
-            where_ = ["true"]
-            if level > 1:
-                purchases = " + ".join(f"(p{j}.kind = 0)::INT" for j in range(1, level + 1))
-                contacts = " + ".join(f"(p{j}.kind = 1)::INT" for j in range(1, level + 1))
-                where_ += [f"{purchases} <= {adversary.purchases}", f"{contacts} <= {adversary.contacts}"]
-                on = " AND ".join(["f.cls = p1.cls"] + [f"f.i{j} = p{j}.item" for j in range(1, level)])
-                joins += f" SEMI JOIN f{level - 1} f ON {on}"
-            pairs = (
-                f"SELECT p1.person, p1.cls, {', '.join(f'p{j}.item AS i{j}' for j in range(1, level + 1))} "
-                f"FROM pi p1 {joins} WHERE {' AND '.join(where_)}"
-            )
-            ranges = hash_ranges(con.execute, "n", level, pairs, budget)
-            con.execute("CREATE OR REPLACE TABLE m (person BIGINT, m BIGINT)")
+
+            def pairs(ranges: int, part: int, level: int = level) -> str:
+                """One hash range's (person, itemset) pairs: increasing positions in each
+                person's sorted items, extending only a prefix held by `threshold` or more."""
+                q = f"SELECT person, cls, l, kd, unnest(generate_series(1, len(l) - {level - 1})) AS x1 FROM ll WHERE len(l) >= {level}"
+                if ranges > 1:
+                    q = f"SELECT * FROM ({q}) WHERE hash(cls, l[x1]) % {ranges} = {part}"
+                for j in range(2, level + 1):
+                    if j == level:
+                        on = " AND ".join(["f.cls = q.cls"] + [f"f.i{t} = q.l[q.x{t}]" for t in range(1, level)])
+                        q = f"SELECT q.* FROM ({q}) q SEMI JOIN f{level - 1} f ON {on}"
+                    q = f"SELECT *, unnest(generate_series(x{j - 1} + 1, len(l) - {level - j})) AS x{j} FROM ({q})"
+                kinds = ["true"]
+                if level > 1:
+                    purchases = " + ".join(f"(kd[x{t}] = 0)::INT" for t in range(1, level + 1))
+                    contacts = " + ".join(f"(kd[x{t}] = 1)::INT" for t in range(1, level + 1))
+                    kinds = [f"{purchases} <= {adversary.purchases}", f"{contacts} <= {adversary.contacts}"]
+                itemset = ", ".join(f"l[x{t}] AS i{t}" for t in range(1, level + 1))
+                return f"SELECT person, cls, {itemset} FROM ({q}) WHERE {' AND '.join(kinds)}"
+
+            ranges = hash_ranges(con.execute, "ll", level, pairs, budget)
+            con.execute("CREATE OR REPLACE TABLE m (person BIGINT, m BIGINT, x BIGINT)")
             if level < top:
                 con.execute(f"CREATE TABLE f{level} (cls BIGINT, {', '.join(n + ' BIGINT' for n in names)})")
             for part in range(ranges):
-                within = f"{pairs} AND hash(p1.cls, p1.item) % {ranges} = {part}" if ranges > 1 else pairs
-                con.execute(f"CREATE OR REPLACE TABLE s AS SELECT cls, {key}, count(*) AS sup FROM ({within}) GROUP BY ALL")
-                con.execute(f"INSERT INTO m SELECT person, min(sup) FROM ({within}) c JOIN s USING (cls, {key}) GROUP BY person")
+                con.execute(f"CREATE OR REPLACE TABLE c AS {pairs(ranges, part)}")
+                con.execute(f"CREATE OR REPLACE TABLE s AS SELECT cls, {key}, count(*) AS sup FROM c GROUP BY ALL")
+                con.execute(f"INSERT INTO m SELECT person, min(sup), max(sup) FROM c JOIN s USING (cls, {key}) GROUP BY person")
                 if level < top:
                     con.execute(f"INSERT INTO f{level} SELECT cls, {key} FROM s WHERE sup >= {threshold}")
             if level > 1:
@@ -271,7 +311,7 @@ def person_frame(
         pd.DataFrame(
             {
                 "person": found.ids[d.name],
-                "unit": _hash(pd.DataFrame({"d": [d.name] * d.table.num_rows, "t": d.table["period"].to_pandas().astype(str)})),
+                "unit": _hash(d.table.select(["period"]), d.name),
             }
         )
         for d in datasets
