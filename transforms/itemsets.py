@@ -175,7 +175,8 @@ def _count_level(run, level: int, m: int, k: int, whole: bool, budget: int) -> N
                     q = f"SELECT q.* FROM ({q}) q LEFT JOIN km_f{level - 1} f ON {on} WHERE f.cls IS NOT NULL OR NOT ({held})"
             q = f"SELECT *, unnest(generate_series(x{j - 1} + 1, len(l) - {level - j})) AS x{j} FROM ({q})"
         counted = " OR ".join(f"al[x{t}]" for t in range(1, level + 1))
-        return f"SELECT e, cls, {', '.join(f'l[x{t}] AS i{t}' for t in range(1, level + 1))} FROM ({q}) WHERE {'true' if whole else counted}"
+        itemset = ", ".join(f"l[x{t}] AS i{t}" for t in range(1, level + 1))
+        return f"SELECT e, cls, {itemset} FROM ({q}) WHERE {'true' if whole else counted}"
 
     ranges = hash_ranges(run, "km_l", level, pairs, budget)
     if level < m:

@@ -131,7 +131,7 @@ def _hash(table: pa.Table, tag: str = "") -> np.ndarray:
 def relational_classes(datasets: list[Dataset], found: People) -> np.ndarray:
     """Each person's relational class (a dense id): the set of values they show in every
     relational column of every dataset (none where they have no row)."""
-    sets = {}
+    sets: dict[str, np.ndarray] = {}
     for d in datasets:
         columns = found.relational[d.name]
         if not columns:
@@ -208,7 +208,8 @@ def smallest_support(
             def pairs(ranges: int, part: int, level: int = level) -> str:
                 """One hash range's (person, itemset) pairs: increasing positions in each
                 person's sorted items, extending only a prefix held by `threshold` or more."""
-                q = f"SELECT person, cls, l, kd, unnest(generate_series(1, len(l) - {level - 1})) AS x1 FROM ll WHERE len(l) >= {level}"
+                first = f"unnest(generate_series(1, len(l) - {level - 1})) AS x1"
+                q = f"SELECT person, cls, l, kd, {first} FROM ll WHERE len(l) >= {level}"
                 if ranges > 1:
                     q = f"SELECT * FROM ({q}) WHERE hash(cls, l[x1]) % {ranges} = {part}"
                 for j in range(2, level + 1):
