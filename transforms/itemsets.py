@@ -77,19 +77,16 @@ def suppress(
     def over_limit() -> bool:
         return limit is not None and run("SELECT coalesce(sum(w), 0) FROM km WHERE gone IS NOT NULL").fetchall()[0][0] > limit
 
-    def past_limit_with_drops() -> bool:
-        """The rows already dead and those the items taken so far would remove, past the limit?"""
-        return (
-            limit is not None
-            and run("""
+    def with_drops() -> int:
+        """The rows already dead and those the items taken so far would remove."""
+        return int(
+            run("""
             SELECT coalesce(sum(km.w), 0) FROM km LEFT JOIN (SELECT DISTINCT e, cls, item FROM km_drop) d
-            ON km.e = d.e AND km.cls = d.cls AND km.item = d.item WHERE km.gone IS NOT NULL OR d.e IS NOT NULL""").fetchall()[0][
-                0
-            ]
-            > limit
+            ON km.e = d.e AND km.cls = d.cls AND km.item = d.item WHERE km.gone IS NOT NULL OR d.e IS NOT NULL""").fetchall()[0][0]
         )
 
     round_ = 0
+    failed = None  # past the limit while counting: the rows the items taken so far would remove
     while True:
         round_ += 1
         whole = round_ == 1 or recount_all
@@ -128,15 +125,21 @@ def suppress(
         run("CREATE OR REPLACE TEMP TABLE km_drop (e BIGINT, cls BIGINT, item BIGINT)")
         for level in range(2, m + 1):
             _count_level(run, level, m, k, whole, budget)
-            if level < m and past_limit_with_drops():  # the larger itemsets are the dearest part: skip them
+            # The larger itemsets are the dearest part, and taking the items the dearest write
+            # (a failing node's first round takes a million): neither is done for a failed node.
+            # (Past the first round few items are taken, and taking them shows it as well.)
+            if limit is not None and (level < m or whole) and (rows := with_drops()) > limit:
+                failed = rows
                 break
         for level in range(2, m + 1):
             run(f"DROP TABLE IF EXISTS km_f{level}")
+        if failed is not None:
+            break
         dropped = run(f"""UPDATE km SET gone = {round_} FROM (SELECT DISTINCT e, cls, item FROM km_drop) d
                           WHERE km.gone IS NULL AND km.e = d.e AND km.cls = d.cls AND km.item = d.item""").fetchall()[0][0]
         if not dropped or over_limit():
             break
-    rows = int(run("SELECT coalesce(sum(w), 0) FROM km WHERE gone IS NOT NULL").fetchall()[0][0])
+    rows = failed if failed is not None else int(run("SELECT coalesce(sum(w), 0) FROM km WHERE gone IS NOT NULL").fetchall()[0][0])
     classes = np.asarray(con.execute("SELECT i FROM km WHERE rare").fetchnumpy()["i"], np.int64)
     found = con.execute("SELECT DISTINCT e, item FROM km WHERE gone IS NOT NULL AND NOT rare AND e IS NOT NULL").fetchnumpy()
     for table in _TABLES:
