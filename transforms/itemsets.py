@@ -79,11 +79,10 @@ def suppress(
 
     def with_drops() -> int:
         """The rows already dead and those the items taken so far would remove."""
-        return int(
-            run("""
+        rows = run("""
             SELECT coalesce(sum(km.w), 0) FROM km LEFT JOIN (SELECT DISTINCT e, cls, item FROM km_drop) d
-            ON km.e = d.e AND km.cls = d.cls AND km.item = d.item WHERE km.gone IS NOT NULL OR d.e IS NOT NULL""").fetchall()[0][0]
-        )
+            ON km.e = d.e AND km.cls = d.cls AND km.item = d.item WHERE km.gone IS NOT NULL OR d.e IS NOT NULL""")
+        return int(rows.fetchall()[0][0])
 
     round_ = 0
     failed = None  # past the limit while counting: the rows the items taken so far would remove
