@@ -74,8 +74,11 @@ def suppress(
     # `gone` is the round in which a row died (NULL while it is alive).
     run(f"CREATE OR REPLACE TEMP TABLE km AS SELECT i, cls, item, e, w, NULL::INTEGER AS gone, false AS rare FROM {relation}")
 
+    def dead() -> int:
+        return int(run("SELECT coalesce(sum(w), 0) FROM km WHERE gone IS NOT NULL").fetchall()[0][0])
+
     def over_limit() -> bool:
-        return limit is not None and run("SELECT coalesce(sum(w), 0) FROM km WHERE gone IS NOT NULL").fetchall()[0][0] > limit
+        return limit is not None and dead() > limit
 
     def with_drops() -> int:
         """The rows already dead and those the items taken so far would remove."""
@@ -138,7 +141,7 @@ def suppress(
                           WHERE km.gone IS NULL AND km.e = d.e AND km.cls = d.cls AND km.item = d.item""").fetchall()[0][0]
         if not dropped or over_limit():
             break
-    rows = failed if failed is not None else int(run("SELECT coalesce(sum(w), 0) FROM km WHERE gone IS NOT NULL").fetchall()[0][0])
+    rows = failed if failed is not None else dead()
     classes = np.asarray(con.execute("SELECT i FROM km WHERE rare").fetchnumpy()["i"], np.int64)
     found = con.execute("SELECT DISTINCT e, item FROM km WHERE gone IS NOT NULL AND NOT rare AND e IS NOT NULL").fetchnumpy()
     for table in _TABLES:
