@@ -22,6 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from transforms.errors import TuominError
+
 CACHE = Path(__file__).resolve().parents[1] / ".tools" / "docs-assets"  # beside uv, in the checkout
 VENDOR = "static/vendor"
 
@@ -120,7 +122,7 @@ FOLDERS = {("@fortawesome/fontawesome-free", "css/all.min.css"): "webfonts"}
 REMOTE = re.compile(r"""(src|href)=(["'])(https?://[^"']+)\2""")
 
 
-class AssetsUnavailable(RuntimeError):
+class AssetsUnavailable(TuominError, RuntimeError):
     """A pinned package could not be fetched or did not match its checksum."""
 
 

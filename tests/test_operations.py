@@ -357,6 +357,20 @@ def test_one_run_at_a_time_per_warehouse(tmp_path):
             pass
 
 
+def test_a_run_on_a_busy_warehouse_is_refused_in_one_line_and_may_be_retried(prefect_server, landing, tmp_path):
+    """Another run holds the warehouse: `tuomin run` publishes nothing and exits 75 (EX_TEMPFAIL,
+    what a cron wrapper retries), not 2 (the command must change) nor 1 (it failed)."""
+    from flows.storage.warehouse import exclusive
+
+    warehouse = tmp_path / "wh"
+    args = ["--landing", str(landing), "--warehouse", str(warehouse), "--restricted", str(tmp_path / "r"), "--date", DAY1]
+    with exclusive(warehouse):
+        busy = CliRunner().invoke(app, ["run", *args])
+    assert busy.exit_code == 75, busy.output
+    assert "another tuomin run" in busy.output and "Traceback" not in busy.output
+    assert not list(warehouse.glob("dataset=*"))
+
+
 def _alive(pid: int) -> bool:
     """A process that still runs (a zombie waiting to be reaped has stopped)."""
     try:

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from transforms.criteria import KAnonymity, LDiversity
+from transforms.errors import TuominError
 from transforms.hierarchy import Encoded
 
 EXACT_LIMIT = 100_000  # lattice nodes searched exactly; larger lattices use the greedy heuristic
@@ -53,7 +54,7 @@ EXACT_LIMIT = 100_000  # lattice nodes searched exactly; larger lattices use the
 EXACT_COMBINATIONS = 200_000
 
 
-class Unreachable(ValueError):
+class Unreachable(TuominError, ValueError):
     """No level vector within the allowed ranges reaches the privacy models within the suppression limit."""
 
 

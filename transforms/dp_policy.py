@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from transforms.errors import Refused
+
 SHARE_TOLERANCE = 1e-9  # shares are decimals typed by people: 0.4 + 0.3 + 0.3 is not exactly 1.0
 Grain = Literal["day", "week", "month", "hour", "store", "channel", "nationality", "continent", "category", "case_type"]
 TIME: frozenset[str] = frozenset({"day", "week", "month"})
@@ -42,7 +44,7 @@ MEANING: dict[str, str] = {
 }
 
 
-class DPPolicyError(ValueError):
+class DPPolicyError(Refused, ValueError):
     """A DP policy that cannot be used; the message names the file and the table."""
 
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from transforms.classify import KINDS
+from transforms.errors import Refused
 from transforms.identifiers import SubjectKind
 from transforms.operators import OPERATORS, Family, Generalize, Operator
 
@@ -32,7 +33,7 @@ Pipl = Literal["general", "sensitive", "none"]
 ColumnType = Literal["string", "int", "decimal", "date", "datetime"]
 
 
-class PolicyError(ValueError):
+class PolicyError(Refused, ValueError):
     """A policy file that cannot be used; the message says which file, source and column."""
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from transforms.errors import Refused
 from transforms.text import NORMALIZERS, Column
 
 MIN_KEY_BYTES = 32
@@ -31,7 +32,7 @@ TOKEN_CHARS = TOKEN_BYTES * 8 // 5  # 24
 UNIT_PARTS = "|"  # a unit rekeyed by an erasure: the partition's unit, then each republication's
 
 
-class PseudonymKeyError(ValueError):
+class PseudonymKeyError(Refused, ValueError):
     """The pseudonym key is missing or too short. The message never contains key material."""
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from transforms.errors import Refused
 from transforms.identifiers import SUBJECT_IDENTIFIERS
 from transforms.operators import Pseudonymize
 from transforms.parse import parse
@@ -23,7 +24,7 @@ from transforms.pseudonymize import Pseudonymizer
 from transforms.text import NORMALIZERS
 
 
-class ExportError(ValueError):
+class ExportError(Refused, ValueError):
     """An export the policy does not cover or cannot read. Names file and column, never values."""
 
 

@@ -18,15 +18,20 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from flows.runtime import environment, paths
+from transforms.errors import Refused, Transient
 
 environment.configure()  # before Prefect is imported anywhere
 
 
+TEMPORARY = 75  # the exit code of a refusal that may not recur (transforms.errors.Transient)
+
+
 class Commands(TyperGroup):
-    """How every command fails: a refusal (a wrong key, policy, path or date, a ledger that cannot be
-    trusted, a destructive step that does not match what the ledger recorded) is one line and exit
-    code 2, with nothing changed; anything else is a traceback with identifier-shaped text masked,
-    and exit code 1."""
+    """How every command fails: a refusal (transforms.errors.Refused: a wrong key, policy, path or
+    date, a ledger that cannot be trusted, a destructive step that does not match what the ledger
+    recorded) is one line and exit code 2, with nothing changed (75 where it is Transient: another
+    run holds the warehouse); anything else is a traceback with identifier-shaped text masked, and
+    exit code 1."""
 
     def invoke(self, ctx):
         try:
@@ -39,7 +44,7 @@ class Commands(TyperGroup):
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing more reaches the closed pipe at exit
             raise typer.Exit(141) from None
         except Exception as exc:  # noqa: BLE001  (sorted below: a refusal, or a failure)
-            if isinstance(exc, _refusals()):
+            if isinstance(exc, Refused):  # not done, nothing changed (transforms/errors.py)
                 _refuse(exc)
             from flows.runtime.logfilter import mask
 
@@ -47,37 +52,13 @@ class Commands(TyperGroup):
             raise typer.Exit(1) from None
 
 
-def _refusals() -> tuple[type[Exception], ...]:
-    """The errors that mean "not done, nothing changed" (imported when one is raised, not before)."""
-    from flows.cli.usage import UsageError
-    from flows.closing.subjects import SubjectError
-    from flows.storage.backup import BackupError
-    from flows.storage.keys import KeyRefused
-    from flows.storage.ledger import LedgerBroken
-    from flows.storage.warehouse import WarehouseBusy, WarehouseUnwritable
-    from transforms.policy import PolicyError
-    from transforms.pseudonymize import PseudonymKeyError
-    from transforms.steps import ExportError
-
-    return (
-        BackupError,
-        ExportError,
-        KeyRefused,
-        LedgerBroken,
-        SubjectError,
-        UsageError,
-        WarehouseBusy,
-        WarehouseUnwritable,
-        PolicyError,
-        PseudonymKeyError,
-    )
-
-
 def _refuse(reason: Exception | str) -> NoReturn:
     from flows.runtime.logfilter import mask
 
     errors.print(f"[bold red]refused[/]: {mask(str(reason))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    # EX_TEMPFAIL (sysexits.h) where the same command may succeed later unchanged: what a cron
+    # wrapper retries; 2 where the command itself must change.
+    raise typer.Exit(TEMPORARY if isinstance(reason, Transient) else 2)
 
 
 app = typer.Typer(

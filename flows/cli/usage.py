@@ -8,10 +8,11 @@ from pathlib import Path
 
 from flows.storage import keys
 from flows.storage import landing as landing_io
+from transforms.errors import Refused
 from transforms.policy import SourcePolicy, load_policies
 
 
-class UsageError(ValueError):
+class UsageError(Refused, ValueError):
     """A command given something it cannot use; nothing was changed."""
 
 

@@ -55,6 +55,7 @@ from flows.storage.landing import Landing
 from flows.storage.spill import Spill
 from flows.storage.warehouse import WarehouseBusy, WarehouseUnwritable
 from transforms import metrics
+from transforms.errors import TuominError
 from transforms.identifiers import SubjectKind
 from transforms.outofcore import rows_in
 from transforms.plan import PEOPLE, ROWS
@@ -139,7 +140,7 @@ def request(
     return ledger.append(restricted, ErasureRequestedEntry(**record))
 
 
-class ErasureFailed(RuntimeError):
+class ErasureFailed(TuominError, RuntimeError):
     """A partition that fails its gate without the person; it is left as it was."""
 
 

@@ -49,13 +49,14 @@ from flows.storage import landing as landing_io
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import DeletionEntry
+from transforms.errors import TuominError
 from transforms.policy import SourcePolicy, load_policies
 
 AREAS = ("landing", "quarantine", "work", "backup")  # always on a certificate, even when empty there
 MADE_FROM = ("notices", "lookups", "restored")  # files made from raw data, in folders the operator chose
 
 
-class PurgeIncomplete(RuntimeError):
+class PurgeIncomplete(TuominError, RuntimeError):
     """Some files of a date could not be deleted; the certificate records the others."""
 
 

@@ -25,11 +25,12 @@ from flows.runtime.clock import today
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import PartitionRemovedEntry
+from transforms.errors import TuominError
 from transforms.policy import load_policies
 from transforms.units import last_day
 
 
-class RetentionError(RuntimeError):
+class RetentionError(TuominError, RuntimeError):
     """Partitions whose retention cannot be decided; the message names them."""
 
 

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from flows.runtime.clock import TIMEZONE
 from flows.runtime.paths import restricted_dir
 from flows.storage import landing as landing_io
+from transforms.errors import Refused
 from transforms.identifiers import SUBJECT_IDENTIFIERS, is_prc_id
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import Pseudonymizer
@@ -40,7 +41,7 @@ from transforms.text import NORMALIZERS
 HEADER = ["来源", "导出日期", "文件", "行号", "字段", "内容"]  # source, export date, file, row, field, value
 
 
-class SubjectError(ValueError):
+class SubjectError(Refused, ValueError):
     """A request that cannot be carried out; the message never quotes the identifier."""
 
 

@@ -48,6 +48,7 @@ from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import BackupEntry, PartitionEntry, PartitionRemovedEntry
 from transforms import plan, steps
 from transforms.anonymity import Unreachable
+from transforms.errors import TuominError
 from transforms.operators import Suppress
 from transforms.policy import SourcePolicy
 from transforms.units import UNIT, last_day
@@ -57,7 +58,7 @@ log = logging.getLogger("tuomin.pipeline")
 SCAN_BYTES = 64 << 20  # small files are scanned several to a step: a step costs more to schedule than a small file to read
 
 
-class ReleaseFailed(RuntimeError):
+class ReleaseFailed(TuominError, RuntimeError):
     """A release that cannot be published; the message names source, unit, file or check, never values."""
 
 

@@ -35,13 +35,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from flows.runtime.paths import restricted_dir
+from transforms.errors import Refused
 
 MAGIC = b"TUOMINB1"
 CHUNK = 1 << 20
 FORMAT = "tuomin-backup-1"
 
 
-class BackupError(ValueError):
+class BackupError(Refused, ValueError):
     """A backup that cannot be trusted or read; the message says which file and why."""
 
 

@@ -29,6 +29,7 @@ from pydantic import SecretStr
 from flows.storage import ledger
 from flows.storage.backup import BackupError, BackupKey
 from flows.storage.entries import KeyDestroyedEntry, KeyRotatedEntry
+from transforms.errors import Refused
 from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
 
 
@@ -63,7 +64,7 @@ BACKUP = KeyKind(
 )
 
 
-class KeyRefused(ValueError):
+class KeyRefused(Refused, ValueError):
     """A key event that would act on the wrong key; nothing was changed."""
 
 

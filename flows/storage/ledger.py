@@ -30,6 +30,7 @@ from typing import Generic, TypeVar, cast
 
 from flows.storage import entries as entries_model
 from flows.storage.entries import Entry
+from transforms.errors import Refused
 
 LEDGER = Path("ledger") / "ledger.jsonl"  # under the restricted area
 GENESIS = "0" * 64
@@ -38,7 +39,7 @@ HEAD_KEY = "ledger_head"  # in a partition's metadata: {"seq", "hash"} of the le
 KINDS = {kind: model.about for kind, model in entries_model.KINDS.items()}  # every kind of entry, and what it records
 
 
-class LedgerBroken(RuntimeError):
+class LedgerBroken(Refused, RuntimeError):
     """The ledger is missing, empty, cut short or does not verify: nothing that relies on it may
     proceed."""
 

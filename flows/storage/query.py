@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flows.storage import dictionary
+from transforms.errors import Refused
 
 PATH_COLUMNS = {  # what the views add from each file's path (hive partitioning)
     "dataset": "The dataset (the source system's export) the row belongs to.",
@@ -30,7 +31,7 @@ PATH_COLUMNS = {  # what the views add from each file's path (hive partitioning)
 READS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
-class QueryRefused(ValueError):
+class QueryRefused(Refused, ValueError):
     """A statement that does more than read the warehouse."""
 
 

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flows.runtime import failpoints
+from transforms.errors import Refused, Transient
 
 METADATA_KEY = b"tuomin"
 STAGING = ".staging"
@@ -30,11 +31,11 @@ PART = "part-0.parquet"
 ROW_GROUP = 500_000  # rows per Parquet row group
 
 
-class WarehouseBusy(RuntimeError):
+class WarehouseBusy(Refused, Transient, RuntimeError):
     """Another run holds the warehouse."""
 
 
-class WarehouseUnwritable(RuntimeError):
+class WarehouseUnwritable(Refused, RuntimeError):
     """The warehouse cannot be written (read-only, no permission, no space)."""
 
 
