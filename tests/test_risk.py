@@ -21,7 +21,17 @@ from flows.cli import app
 from flows.pipeline.release import assess
 from flows.storage import ledger
 from flows.storage.entries import ErasureRequestedEntry
-from transforms.risk import CONTACTS, PROFILE, PURCHASES, Adversary, Dataset, people, relational_classes, smallest_support
+from transforms.risk import (
+    CONTACTS,
+    PROFILE,
+    PURCHASES,
+    Adversary,
+    Dataset,
+    _hash,
+    people,
+    relational_classes,
+    smallest_support,
+)
 
 TOKEN = "keyed HMAC-SHA256, domain '{}'"
 
@@ -115,6 +125,21 @@ def test_relational_classes_are_the_sets_of_values_people_show(crm_rows, pos_row
             shown[person] = shown.get(person, ()) + ((d.name, mine if columns else None),)
     for a, b in itertools.combinations(range(found.count), 2):
         assert (classes[a] == classes[b]) == (shown[a] == shown[b]), (a, b, shown[a], shown[b])
+
+
+def test_a_value_is_one_code_across_the_files_of_a_dataset_whatever_their_encoding():
+    """A release's table is its units' files concatenated: a column in many chunks, plain or
+    dictionary-encoded, or in none (a dataset with no rows in a group of units: Arrow cannot make
+    an empty dictionary array of dates). Equal rows get equal codes, different rows different ones."""
+    days = [dt.date(2026, 3, 1 + i % 28) for i in range(600)]
+    plain = [pa.array(days[i : i + 50]) for i in range(0, 600, 50)]
+    encoded = pa.chunked_array([c.dictionary_encode() for c in plain])
+    # A dataset with no rows in a group of units: a column of no chunks at all.
+    assert len(_hash(pa.table({"day": pa.chunked_array([], pa.date32()), "n": pa.chunked_array([], pa.int64())}))) == 0
+    for column in (pa.chunked_array(plain), encoded):
+        codes = _hash(pa.table({"day": column}))
+        assert len(set(codes.tolist())) == 28
+        assert all((codes[i] == codes[j]) == (days[i] == days[j]) for i, j in itertools.combinations(range(0, 600, 7), 2))
 
 
 def test_rows_sharing_a_customer_receipt_or_case_token_are_one_person_and_staff_tokens_join_nothing():

@@ -123,7 +123,9 @@ def _hash(table: pa.Table, tag: str = "") -> np.ndarray:
         column = table[name]
         if pa.types.is_dictionary(column.type):
             column = column.cast(column.type.value_type)
-        codes[name] = pc.fill_null(pc.dictionary_encode(column).combine_chunks().indices, -1).to_numpy()
+        # One array before encoding: a chunked array of no chunks (a dataset without rows in a
+        # group of units) encodes to one that Arrow cannot combine for every type (dates).
+        codes[name] = pc.fill_null(pc.dictionary_encode(column.combine_chunks()).indices, -1).to_numpy()
     codes["__tag"] = np.full(table.num_rows, zlib.crc32(tag.encode()), np.int64)
     return pd.util.hash_pandas_object(pd.DataFrame(codes), index=False).to_numpy().view(np.int64)
 
