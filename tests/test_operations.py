@@ -367,7 +367,7 @@ def test_a_run_on_a_busy_warehouse_is_refused_in_one_line_and_may_be_retried(pre
     with exclusive(warehouse):
         busy = CliRunner().invoke(app, ["run", *args])
     assert busy.exit_code == 75, busy.output
-    assert "another tuomin run" in busy.output and "Traceback" not in busy.output
+    assert "refused: another tuomin run" in busy.output and "FAILED" not in busy.output
     assert not list(warehouse.glob("dataset=*"))
 
 

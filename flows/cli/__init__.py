@@ -239,6 +239,8 @@ def _run_flow(bar: bool = False, **parameters) -> None:
         finally:
             progress.listen(None)
     summary = state.result(raise_on_failure=False)
+    if isinstance(summary, Transient):  # the run never started its work (another holds the warehouse)
+        raise summary
     if isinstance(summary, dict):
         _print_summary(summary)
     if not state.is_completed():
