@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.pipeline.record import file_sha256  # noqa: E402
 from flows.storage.backup import BackupKey, decrypt_stream, encrypt_stream  # noqa: E402
+from flows.storage.files import file_sha256  # noqa: E402
 
 
 def timed(fn, repeat: int = 3) -> tuple[float, int]:

@@ -18,9 +18,9 @@ from flows.closing.purge import PurgeIncomplete, carry_out, plan
 from flows.closing.purge import purge as purge_flow
 from flows.closing.retention import retention as retention_flow
 from flows.closing.review import review as review_flow
-from flows.pipeline.record import file_sha256
 from flows.runtime.paths import POLICIES
 from flows.storage import backup, ledger
+from flows.storage.files import file_sha256
 from flows.storage.keys import load_backup_key
 from flows.storage.landing import Landing
 from flows.storage.query import connect

@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from flows.pipeline.record import file_sha256
 from flows.runtime.paths import POLICIES
 from flows.storage import ledger
 from flows.storage import query as q
+from flows.storage.files import file_sha256
 from flows.storage.warehouse import read_metadata
 from tests.conftest import a_run, copy_run
 from tests.leaks import find_leaks, raw_identifiers

@@ -18,10 +18,7 @@ class UsageError(Refused, ValueError):
 
 def landing(url: str | Path) -> landing_io.Landing:
     """The landing area at `url`, which must exist: a mistyped path is not an empty landing."""
-    area = landing_io.Landing(url)
-    if not area.fs.isdir(area.root):
-        raise UsageError(f"--landing {url}: no such directory")
-    return area
+    return landing_io.existing(url)
 
 
 def policies(directory: Path) -> dict[str, SourcePolicy]:

@@ -42,7 +42,7 @@ from flows.closing.subjects import Identifier, tokens
 from flows.pipeline import release
 from flows.pipeline.parameters import LandingUrl, Policies, Restricted, Trigger, Warehouse, with_help
 from flows.pipeline.passes import BATCH_ROWS
-from flows.pipeline.record import file_sha256, ledger_entry, triggered_by
+from flows.pipeline.record import ledger_entry, triggered_by
 from flows.pipeline.writer import ClassColumns, PartitionWriter
 from flows.runtime import paths
 from flows.runtime.ahead import ahead
@@ -50,6 +50,7 @@ from flows.runtime.logfilter import mask
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import ErasureRequestedEntry, PartitionEntry
+from flows.storage.files import file_sha256
 from flows.storage.keys import PSEUDONYM, load_pseudonymizer
 from flows.storage.landing import Landing
 from flows.storage.spill import Spill

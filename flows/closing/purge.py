@@ -38,10 +38,8 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.cli import usage
 from flows.pipeline.parameters import AsOf, LandingUrl, Policies, Restricted, Trigger, Warehouse, with_help
 from flows.pipeline.quarantine import quarantined_files
-from flows.pipeline.record import file_sha256
 from flows.runtime import paths
 from flows.runtime.clock import today
 from flows.storage import backup as backup_io
@@ -49,7 +47,8 @@ from flows.storage import landing as landing_io
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import DeletionEntry
-from transforms.errors import TuominError
+from flows.storage.files import file_sha256
+from transforms.errors import Refused, TuominError
 from transforms.policy import SourcePolicy, load_policies
 
 AREAS = ("landing", "quarantine", "work", "backup")  # always on a certificate, even when empty there
@@ -60,7 +59,7 @@ class PurgeIncomplete(TuominError, RuntimeError):
     """Some files of a date could not be deleted; the certificate records the others."""
 
 
-class LandingMismatch(usage.UsageError):
+class LandingMismatch(Refused, ValueError):
     """The landing does not hold what the ledger says the partitions were made from; nothing deleted."""
 
 
@@ -393,7 +392,7 @@ def purge(
     deletion always names its target, and it must hold what the ledger recorded."""
     log = get_run_logger()
     day = dt.date.fromisoformat(as_of) if as_of else today()
-    area, done = usage.landing(landing), []
+    area, done = landing_io.existing(landing), []
     with warehouse_io.exclusive(Path(warehouse)):
         ledger.trusted(Path(restricted), Path(warehouse))  # the certificates would point into a chain nobody can trust
         check_landing(area, mismatches(area, Path(restricted)))

@@ -17,15 +17,14 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.cli import usage
 from flows.pipeline.parameters import AsOf, Policies, Restricted, Trigger, Warehouse, with_help
-from flows.pipeline.record import file_sha256
 from flows.runtime import paths
 from flows.runtime.clock import today
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import PartitionRemovedEntry
-from transforms.errors import TuominError
+from flows.storage.files import file_sha256
+from transforms.errors import Refused, TuominError
 from transforms.policy import load_policies
 from transforms.units import last_day
 
@@ -34,7 +33,7 @@ class RetentionError(TuominError, RuntimeError):
     """Partitions whose retention cannot be decided; the message names them."""
 
 
-class RetentionMismatch(usage.UsageError):
+class RetentionMismatch(Refused, ValueError):
     """A partition to remove is not the file the ledger recorded; nothing was removed."""
 
 

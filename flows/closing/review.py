@@ -33,12 +33,12 @@ from prefect.states import Failed
 from expectations.suite import Gate
 from flows.pipeline.parameters import Policies, Restricted, Trigger, Warehouse, with_help
 from flows.pipeline.passes import BATCH_ROWS
-from flows.pipeline.record import file_sha256
 from flows.pipeline.writer import ClassColumns, PartitionWriter
 from flows.runtime import paths
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import ReviewEntry
+from flows.storage.files import file_sha256
 from transforms.metrics import profile_uniqueness
 from transforms.plan import ROWS
 from transforms.policy import SourcePolicy, load_policies

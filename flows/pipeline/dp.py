@@ -37,22 +37,22 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows.cli import usage
 from flows.pipeline.parameters import LandingUrl, Policies, Restricted, Trigger, Warehouse, with_help
-from flows.pipeline.record import file_sha256
 from flows.runtime import paths
 from flows.storage import landing as landing_io
 from flows.storage import ledger, raw
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import DPReleaseEntry
+from flows.storage.files import file_sha256
 from transforms import dp_policy, dp_tables, linkage
+from transforms.errors import Refused
 from transforms.policy import SourcePolicy, load_policies
 
 log = logging.getLogger("tuomin")
 LIBRARY = f"opendp {version('opendp')}"
 
 
-class DPRefused(usage.UsageError):
+class DPRefused(Refused, ValueError):
     """A release that would spend budget it was not given, or cannot be computed; nothing was spent."""
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import hashlib
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,19 +132,6 @@ def field_metadata(policy: SourcePolicy, levels: dict[str, int]) -> dict[str, di
 def triggered_by(via: str) -> dict:
     """Who set something going, as the ledger records it: how, as which user, on which host."""
     return {"via": via, "user": getpass.getuser(), "host": socket.gethostname()}
-
-
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as fh:
-        return stream_sha256(fh)
-
-
-def stream_sha256(fh) -> str:
-    """SHA-256 of a binary file object, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    while block := fh.read(1 << 20):
-        digest.update(block)
-    return digest.hexdigest()
 
 
 def ledger_entry(

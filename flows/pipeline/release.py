@@ -30,7 +30,7 @@ from expectations.release import (
     failing_people,
 )
 from expectations.suite import Outcome, ReleaseGate, validate
-from flows.pipeline.record import file_sha256
+from flows.storage.files import file_sha256
 from flows.storage.ledger import LEDGER
 from flows.storage.warehouse import PERIOD, partition_files, period_of, read_fields, read_metadata
 from transforms.risk import (

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from flows.pipeline import passes, release, release_levels
 from flows.pipeline.executor import Executor, Step
 from flows.pipeline.quarantine import quarantine_batch
-from flows.pipeline.record import Inputs, file_sha256, ledger_entry
+from flows.pipeline.record import Inputs, ledger_entry
 from flows.pipeline.run import Run, Selection
 from flows.runtime import failpoints
 from flows.runtime.clock import today
@@ -46,6 +46,7 @@ from flows.storage import landing as landing_io
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import BackupEntry, PartitionEntry, PartitionRemovedEntry
+from flows.storage.files import file_sha256
 from transforms import plan, steps
 from transforms.anonymity import Unreachable
 from transforms.errors import TuominError

@@ -23,7 +23,8 @@ import pyarrow.csv as pcsv
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from flows.pipeline.record import stream_sha256
+from flows.storage.files import stream_sha256
+from transforms.errors import Refused
 from transforms.identifiers import SUBJECT_IDENTIFIERS
 from transforms.policy import SourcePolicy
 from transforms.steps import ExportError, conform, unknown_headers
@@ -326,3 +327,15 @@ def read_erasure_requests(landing: Landing) -> pa.Table:
             )
     except pa.ArrowInvalid:
         raise ExportError(f"{ERASURE_REQUESTS}: not readable as CSV (details withheld: they quote the data)") from None
+
+
+class LandingMissing(Refused, ValueError):
+    """A landing area that is not there: a mistyped path is not an empty landing."""
+
+
+def existing(url: str | Path) -> Landing:
+    """The landing area at `url`, which must exist."""
+    area = Landing(url)
+    if not area.fs.isdir(area.root):
+        raise LandingMissing(f"--landing {url}: no such directory")
+    return area
