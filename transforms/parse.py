@@ -30,7 +30,7 @@ def _nul_rows(column: Column) -> np.ndarray:
     data = [c.buffers()[2] for c in chunks]
     if not any(b is not None and b.size and np.frombuffer(b, np.uint8).min() == 0 for b in data):
         return np.zeros(len(column), bool)
-    return _mask(pc.match_substring(column, "\x00"))
+    return true_where(pc.match_substring(column, "\x00"))
 
 
 def _typed(column: Column, kind: str, formats: list[str] | None) -> tuple[pa.Array, np.ndarray]:
@@ -58,14 +58,14 @@ def _by_pattern(text: Column, pattern: str, to: pa.DataType) -> tuple[pa.Array, 
     ok = pc.match_substring_regex(text, pattern)
     bad = pc.and_(pc.is_valid(text), pc.invert(ok))
     clean = pc.if_else(ok, text, pa.scalar(None, pa.string()))
-    return _combine(pc.cast(clean, to)), _mask(bad)
+    return _combine(pc.cast(clean, to)), true_where(bad)
 
 
 def _temporal(text: Column, formats: list[str], kind: str) -> tuple[pa.Array, np.ndarray]:
     # Parsed once per distinct text (dates and times repeat across lines), then mapped back.
     encoded = pc.dictionary_encode(_combine(text))
     parsed, bad = _temporal_distinct(encoded.dictionary, formats, kind)
-    return parsed.take(encoded.indices), _mask(pa.array(bad).take(encoded.indices))
+    return parsed.take(encoded.indices), true_where(pa.array(bad).take(encoded.indices))
 
 
 def _temporal_distinct(text: pa.Array, formats: list[str], kind: str) -> tuple[pa.Array, np.ndarray]:
@@ -81,5 +81,6 @@ def _temporal_distinct(text: pa.Array, formats: list[str], kind: str) -> tuple[p
     return (out.cast(pa.date32()) if kind == "date" else out), bad
 
 
-def _mask(values: Column) -> np.ndarray:
+def true_where(values: Column) -> np.ndarray:
+    """A boolean Arrow column as numpy, null as False."""
     return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)

@@ -49,6 +49,7 @@ from transforms.anonymity import (
 from transforms.hierarchy import Encoded, Hierarchy, UnitHierarchy, encode
 from transforms.operators import Context, Drop, Suppress
 from transforms.outofcore import SAMPLE_COMBOS, OutOfCore, class_table
+from transforms.parse import true_where
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import token_ids
 from transforms.steps import entity_source
@@ -367,9 +368,9 @@ def _taken(table: pa.Table, codes: dict[str, np.ndarray], plan: Plan, policy: So
 
 def _erased(table: pa.Table, erased: pa.Array) -> np.ndarray:
     """Rows naming a subject, or whose entity (token, or token id) is an erased subject's."""
-    gone = _mask(table[SUBJECT])
+    gone = true_where(table[SUBJECT])
     if len(erased):
-        gone |= _mask(pc.is_in(table[ENTITY], erased))
+        gone |= true_where(pc.is_in(table[ENTITY], erased))
     return gone
 
 
@@ -489,10 +490,6 @@ def classes_frame(parts: list[pa.Table | Path], policy: SourcePolicy, where: Pat
     qis = [c.published_name for c in policy.quasi_identifiers]
     sensitive = [s for s in policy.sensitive_outputs if s not in qis]
     return class_table(parts, qis, policy.entity, sensitive, ROWS, PEOPLE, where).to_pandas()
-
-
-def _mask(values) -> np.ndarray:
-    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def anonymize(

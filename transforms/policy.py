@@ -341,11 +341,6 @@ class SourcePolicy(_Strict):
         return [c for c in self.columns if c.quasi]
 
     @property
-    def person_attributes(self) -> list[Column]:
-        """The quasi-identifiers with one value per person: the relational part."""
-        return [c for c in self.quasi_identifiers if c.part == "person"]
-
-    @property
     def item_attributes(self) -> list[Column]:
         """The quasi-identifiers of each item (purchase, contact): together, one item."""
         return [c for c in self.quasi_identifiers if c.part == "item"]

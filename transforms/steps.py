@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from transforms.errors import Refused
 from transforms.identifiers import SUBJECT_IDENTIFIERS
 from transforms.operators import Pseudonymize
-from transforms.parse import parse
+from transforms.parse import parse, true_where
 from transforms.policy import Column, SourcePolicy
 from transforms.pseudonymize import Pseudonymizer
 from transforms.text import NORMALIZERS
@@ -148,7 +148,7 @@ def subject_rows(table: pa.Table, policy: SourcePolicy, subjects: Subjects) -> n
         wanted = getattr(subjects, key)
         if wanted:
             values = NORMALIZERS[SUBJECT_IDENTIFIERS[key].normalize](table[column])
-            hit |= _mask(pc.is_in(values, pa.array(sorted(wanted), pa.string())))
+            hit |= true_where(pc.is_in(values, pa.array(sorted(wanted), pa.string())))
     return hit
 
 
@@ -159,7 +159,3 @@ def person_names(table: pa.Table, policy: SourcePolicy) -> list[str]:
         if column.kind == "person_name" and column.name in table.column_names:
             names += [v for v in pc.unique(table[column.name]).to_pylist() if v]
     return names
-
-
-def _mask(values) -> np.ndarray:
-    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
