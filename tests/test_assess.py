@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from flows.cli import ASSESS_KEYS, app
+from flows.cli import app
+from flows.cli.measure import ASSESS_KEYS
 from transforms import metrics
 
 ORACLE = Path(__file__).parent / "data" / "oracle"

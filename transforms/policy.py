@@ -391,6 +391,9 @@ def load_policy(path: Path) -> SourcePolicy:
 
 
 def load_policies(directory: Path) -> dict[str, SourcePolicy]:
+    """Every policy file of `directory`, checked one by one and together (links name known sources)."""
+    if not directory.is_dir():
+        raise PolicyError(f"--policies {directory}: no such directory")
     policies: dict[str, SourcePolicy] = {}
     for path in sorted(directory.glob("*.yaml")):
         policy = load_policy(path)

@@ -22,8 +22,6 @@ def landing(url: str | Path) -> landing_io.Landing:
 
 
 def policies(directory: Path) -> dict[str, SourcePolicy]:
-    if not directory.is_dir():
-        raise UsageError(f"--policies {directory}: no such directory")
     return load_policies(directory)
 
 

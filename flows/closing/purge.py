@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from flows.pipeline.parameters import AsOf, LandingUrl, Policies, Restricted, Trigger, Warehouse, with_help
 from flows.pipeline.quarantine import quarantined_files
@@ -61,6 +62,9 @@ class PurgeIncomplete(TuominError, RuntimeError):
 
 class LandingMismatch(Refused, ValueError):
     """The landing does not hold what the ledger says the partitions were made from; nothing deleted."""
+
+
+log = logging.getLogger("tuomin")
 
 
 @dataclass
@@ -377,30 +381,30 @@ def _prune(folder: Path) -> None:
         folder = folder.parent
 
 
-@flow(name="purge-raw", persist_result=False, log_prints=False)
-@with_help
-def purge(
-    landing: LandingUrl,
-    warehouse: Warehouse = str(paths.WAREHOUSE),
-    restricted: Restricted = str(paths.RESTRICTED),
-    policies: Policies = str(paths.POLICIES),
-    as_of: AsOf = None,
-    trigger: Trigger = "python",
-):
-    """Delete the raw data of every date an anonymized partition replaces and whose grace period
-    is over; one deletion certificate per date in the ledger. `landing` has no default: a
-    deletion always names its target, and it must hold what the ledger recorded."""
-    log = get_run_logger()
-    day = dt.date.fromisoformat(as_of) if as_of else today()
-    area, done = landing_io.existing(landing), []
-    with warehouse_io.exclusive(Path(warehouse)):
-        ledger.trusted(Path(restricted), Path(warehouse))  # the certificates would point into a chain nobody can trust
-        check_landing(area, mismatches(area, Path(restricted)))
-        for item in plan(area, Path(warehouse), Path(restricted), load_policies(Path(policies)), day):
+def preflight(landing: str | Path, warehouse: Path, restricted: Path, policies: Path) -> tuple[landing_io.Landing, dict]:
+    """What a purge checks before it deletes anything (and `tuomin purge` before Prefect starts):
+    the landing and the policies exist, the ledger can be trusted (the certificates would point
+    into a chain nobody can trust), and the landing holds every file the ledger records the
+    partitions as made from. Refused otherwise, nothing deleted."""
+    area, rules = landing_io.existing(landing), load_policies(policies)
+    ledger.trusted(restricted, warehouse)
+    check_landing(area, mismatches(area, restricted))
+    return area, rules
+
+
+def purge_dates(
+    landing: str | Path, warehouse: Path, restricted: Path, policies: Path, as_of: dt.date, trigger: str
+) -> list[dict]:
+    """The purge itself, under the warehouse's lock (the checks of `preflight` again, then each
+    date whose raw data may go): one certificate per date deleted; what each date's was."""
+    done = []
+    with warehouse_io.exclusive(warehouse):
+        area, rules = preflight(landing, warehouse, restricted, policies)
+        for item in plan(area, warehouse, restricted, rules, as_of):
             if item.held:
                 log.info("%s kept: %s", item.export_date, item.held)
                 continue
-            entry = carry_out(item, area, Path(restricted), day, trigger)
+            entry = carry_out(item, area, restricted, as_of, trigger)
             log.info(
                 "%s: %d file(s) deleted, certificate ledger entry %d (%s)",
                 item.export_date,
@@ -417,3 +421,20 @@ def purge(
                 }
             )
     return done
+
+
+@flow(name="purge-raw", persist_result=False, log_prints=False)
+@with_help
+def purge(
+    landing: LandingUrl,
+    warehouse: Warehouse = str(paths.WAREHOUSE),
+    restricted: Restricted = str(paths.RESTRICTED),
+    policies: Policies = str(paths.POLICIES),
+    as_of: AsOf = None,
+    trigger: Trigger = "python",
+) -> list[dict]:
+    """Delete the raw data of every date an anonymized partition replaces and whose grace period
+    is over; one deletion certificate per date in the ledger. `landing` has no default: a
+    deletion always names its target, and it must hold what the ledger recorded."""
+    day = dt.date.fromisoformat(as_of) if as_of else today()
+    return purge_dates(landing, Path(warehouse), Path(restricted), Path(policies), day, trigger)

@@ -12,10 +12,11 @@ place with the SHA-256 the ledger recorded and the ledger must verify; otherwise
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from flows.pipeline.parameters import AsOf, Policies, Restricted, Trigger, Warehouse, with_help
 from flows.runtime import paths
@@ -35,6 +36,9 @@ class RetentionError(TuominError, RuntimeError):
 
 class RetentionMismatch(Refused, ValueError):
     """A partition to remove is not the file the ledger recorded; nothing was removed."""
+
+
+log = logging.getLogger("tuomin")
 
 
 @dataclass
@@ -100,25 +104,27 @@ def remove(item: Expired, warehouse: Path, restricted: Path, as_of: dt.date, tri
     )
 
 
-@flow(name="retention", persist_result=False, log_prints=False)
-@with_help
-def retention(
-    warehouse: Warehouse = str(paths.WAREHOUSE),
-    restricted: Restricted = str(paths.RESTRICTED),
-    policies: Policies = str(paths.POLICIES),
-    as_of: AsOf = None,
-    trigger: Trigger = "python",
-) -> list[dict]:
-    """Delete every published partition past its dataset's retention period; one ledger entry each."""
-    log = get_run_logger()
-    day = dt.date.fromisoformat(as_of) if as_of else today()
+def preflight(warehouse: Path, restricted: Path, policies: Path, as_of: dt.date) -> tuple[list[Expired], list[str]]:
+    """What retention checks before it removes anything (and `tuomin retention` before Prefect
+    starts): the policies exist, the ledger can be trusted, and each partition to remove is the
+    file the ledger recorded. Refused otherwise, nothing removed. The partitions past retention,
+    and the datasets no policy covers."""
+    load_policies(policies)
+    ledger.trusted(restricted, warehouse)
+    items, orphans = expired(restricted, policies, as_of)
+    check_files(items, warehouse)
+    return items, orphans
+
+
+def remove_expired(warehouse: Path, restricted: Path, policies: Path, as_of: dt.date, trigger: str) -> list[dict]:
+    """Retention itself, under the warehouse's lock (the checks of `preflight` again): every
+    partition past its retention period removed, one ledger entry each. A dataset no policy
+    covers keeps its partitions and fails the whole (RetentionError) once the others are done."""
     removed = []
-    with warehouse_io.exclusive(Path(warehouse)):
-        ledger.trusted(Path(restricted), Path(warehouse))
-        items, orphans = expired(Path(restricted), Path(policies), day)
-        check_files(items, Path(warehouse))
+    with warehouse_io.exclusive(warehouse):
+        items, orphans = preflight(warehouse, restricted, policies, as_of)
         for item in items:
-            entry = remove(item, Path(warehouse), Path(restricted), day, trigger)
+            entry = remove(item, warehouse, restricted, as_of, trigger)
             log.info(
                 "%s %s: removed (kept until %s), ledger entry %d",
                 entry["data"]["dataset"],
@@ -133,3 +139,17 @@ def retention(
             "their partitions are kept"
         )
     return removed
+
+
+@flow(name="retention", persist_result=False, log_prints=False)
+@with_help
+def retention(
+    warehouse: Warehouse = str(paths.WAREHOUSE),
+    restricted: Restricted = str(paths.RESTRICTED),
+    policies: Policies = str(paths.POLICIES),
+    as_of: AsOf = None,
+    trigger: Trigger = "python",
+) -> list[dict]:
+    """Delete every published partition past its dataset's retention period; one ledger entry each."""
+    day = dt.date.fromisoformat(as_of) if as_of else today()
+    return remove_expired(Path(warehouse), Path(restricted), Path(policies), day, trigger)

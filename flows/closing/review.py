@@ -21,13 +21,14 @@ that had nothing to check has not passed).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.states import Failed
 
 from expectations.suite import Gate
@@ -42,6 +43,8 @@ from flows.storage.files import file_sha256
 from transforms.metrics import profile_uniqueness
 from transforms.plan import ROWS
 from transforms.policy import SourcePolicy, load_policies
+
+log = logging.getLogger("tuomin")
 
 
 def review_dataset(policy: SourcePolicy, entries: list[dict], warehouse: Path, restricted: Path, run_name: str) -> dict:
@@ -112,34 +115,33 @@ def _batches(files: list[Path], schema: pa.Schema):
             )
 
 
-@flow(name="review", persist_result=False, log_prints=False)
-@with_help
-def review(
-    warehouse: Warehouse = str(paths.WAREHOUSE),
-    restricted: Restricted = str(paths.RESTRICTED),
-    policies: Policies = str(paths.POLICIES),
-    trigger: Trigger = "python",
-):
-    """Re-validate every published dataset over all its partitions; recorded in the ledger."""
-    log = get_run_logger()
-    root, vault = Path(warehouse), Path(restricted)
-    current = load_policies(Path(policies))
+def preflight(policies: Path) -> dict[str, SourcePolicy]:
+    """What a review needs before anything slow starts: the current policies."""
+    return load_policies(policies)
+
+
+def review_all(warehouse: Path, restricted: Path, policies: Path, trigger: str) -> dict:
+    """The review itself, under the warehouse's lock (a consistent view: no run publishes
+    meanwhile), recorded in the ledger whatever it finds; the summary, `success` False on any
+    problem."""
+    current = preflight(policies)
     run_name = f"review {dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
-    with warehouse_io.exclusive(root):  # a consistent view: no run publishes meanwhile
+    with warehouse_io.exclusive(warehouse):
         published: dict[str, list[dict]] = {}
-        for (dataset, _), entry in sorted(ledger.partition_entries(vault).items()):
+        for (dataset, _), entry in sorted(ledger.partition_entries(restricted).items()):
             published.setdefault(dataset, []).append(entry)
-        chain = ledger.verify(vault, root)
+        chain = ledger.verify(restricted, warehouse)
         datasets = {
-            name: review_dataset(current[name], published.get(name, []), root, vault, run_name) for name in sorted(current)
+            name: review_dataset(current[name], published.get(name, []), warehouse, restricted, run_name)
+            for name in sorted(current)
         }
         problems = [f"ledger: {p}" for p in chain]
         if not published:  # a review that had nothing to check has not passed
-            problems.append(f"{root}: no published partition: nothing to review (wrong --warehouse?)")
+            problems.append(f"{warehouse}: no published partition: nothing to review (wrong --warehouse?)")
         problems += [f"{name}: published, but no policy covers it" for name in sorted(set(published) - set(current))]
         problems += [p for result in datasets.values() for p in result["problems"]]
         entry = ledger.append(
-            vault,
+            restricted,
             ReviewEntry(
                 success=not problems,
                 problems=problems,
@@ -158,7 +160,21 @@ def review(
         )
     for problem in problems:
         log.error("%s", problem)
-    summary = {"success": not problems, "problems": problems, "datasets": datasets, "ledger_seq": entry["seq"]}
-    if problems:
+    return {"success": not problems, "problems": problems, "datasets": datasets, "ledger_seq": entry["seq"]}
+
+
+@flow(name="review", persist_result=False, log_prints=False)
+@with_help
+def review(
+    warehouse: Warehouse = str(paths.WAREHOUSE),
+    restricted: Restricted = str(paths.RESTRICTED),
+    policies: Policies = str(paths.POLICIES),
+    trigger: Trigger = "python",
+):
+    """Re-validate every published dataset over all its partitions; recorded in the ledger. A
+    review that found a problem is a failed flow run (red on a schedule), its summary the data."""
+    summary = review_all(Path(warehouse), Path(restricted), Path(policies), trigger)
+    if summary["problems"]:
+        problems = summary["problems"]
         return Failed(message=f"review failed: {len(problems)} problem(s): " + " | ".join(problems), data=summary)
     return summary

@@ -103,6 +103,20 @@ def _requests_sha(landing: landing_io.Landing) -> str:
     return landing.sha256(landing_io.ERASURE_REQUESTS) if landing.exists(landing_io.ERASURE_REQUESTS) else ""
 
 
+def preflight(
+    landing_url: str, warehouse: Path, restricted: Path, policies_dir: Path, start: dt.date | None, end: dt.date | None
+) -> tuple[dp_policy.DPPolicy, dict[str, SourcePolicy], landing_io.Landing]:
+    """What a DP release checks before it reads or spends anything (and `tuomin dp` before Prefect
+    starts): a period that is one, the landing, the DP policy and its budget, and a ledger that can
+    be trusted (budgets are counted in it). Refused otherwise, nothing spent."""
+    if start and end and start > end:
+        raise DPRefused(f"--start {start} is after --end {end}; nothing was read or spent")
+    policy, policies = load(policies_dir)
+    landing = landing_io.existing(landing_url)
+    ledger.trusted(restricted, warehouse)
+    return policy, policies, landing
+
+
 def release(
     landing_url: str,
     warehouse: Path,
@@ -116,10 +130,8 @@ def release(
 ) -> dict:
     """One release of the DP tables (see the module's docstring); returns what it published."""
     path = policy_path(policies_dir)
-    policy, policies = load(policies_dir)
-    landing = landing_io.Landing(landing_url)
     with warehouse_io.exclusive(warehouse):
-        ledger.trusted(restricted, warehouse)  # budgets are counted in the ledger: it must hold
+        policy, policies, landing = preflight(landing_url, warehouse, restricted, policies_dir, start, end)
         chosen = [d for d in landing_io.export_dates(landing, policies) if (start or d) <= d <= (end or d)]
         if not chosen:
             raise DPRefused(
