@@ -128,16 +128,14 @@ def test_purge_deletes_raw_data_and_certifies_it(closing):
         for replaced in data["replaced_by"]:
             entry = published[(replaced["dataset"], replaced["period"])]
             assert (replaced["ledger_seq"], replaced["ledger_hash"], replaced["sha256"]) == (
-                entry["seq"],
-                entry["hash"],
-                entry["data"]["output"]["sha256"],
+                entry.seq,
+                entry.hash,
+                entry.data.output.sha256,
             )
         # The rows of the date's files, as the partitions that replace them placed them (the
         # first day's CRM snapshot is superseded by the second's: none of its rows is placed).
         for name, rows in data["rows"].items():
-            placed = sum(
-                f["rows"] for (d, _), e in published.items() if d == name for f in e["data"]["inputs"] if f"/{day}/" in f["path"]
-            )
+            placed = sum(f.rows for (d, _), e in published.items() if d == name for f in e.data.inputs if f"/{day}/" in f.path)
             assert rows["rows_placed"] == placed and rows["partitions"] >= 1, (day, name)
             assert rows.get("superseded", False) == (name == "membership" and day == DAY1.isoformat())
     # The plan said exactly what the certificates record: the same files, the same bytes.
@@ -434,8 +432,8 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
     pos = facts["datasets"]["pos"]
     assert [p["period"] for p in pos["partitions"]] == [DAY1.isoformat()]  # the period only
     published = ledger.partition_entries(run.restricted)[("pos", DAY1.isoformat())]
-    assert pos["partitions"][0]["ledger_hash"] == published["hash"] and pos["totals"] == {
-        k: published["data"]["rows"].get(k, 0) for k in pos["totals"]
+    assert pos["partitions"][0]["ledger_hash"] == published.hash and pos["totals"] == {
+        k: published.data.rows.get(k, 0) for k in pos["totals"]
     }  # the day's files quarantined nothing
     assert {c["column"]: (c["role"], c["pipl"], c["technique"]) for c in pos["columns"]}["doc_no"][0] == "direct_identifier"
     # What a record spans, and why the CRM is published as its latest snapshot only.
@@ -470,7 +468,7 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
     assert (
         len(re.findall(r'<img src="data:image/png;base64,', html)) == 6
     )  # 3 plots for each dataset with a unit in the period (the snapshot is the 2nd day)
-    assert published["hash"][:16] in html and facts["deletions"][0]["ledger_hash"][:16] in html
+    assert published.hash[:16] in html and facts["deletions"][0]["ledger_hash"][:16] in html
     assert request["ledger_hash"][:16] in html
     assert not re.search(r'(src|href)="(?!data:)', html)  # self-contained
     leaks = find_leaks([html, json.dumps(facts, ensure_ascii=False)], raw)

@@ -48,15 +48,15 @@ def test_run_completes_and_counts_reconcile(published):
         ("pos", "2026-03-02"),
     ]
     for (name, period), entry in entries.items():
-        c = entry["data"]["rows"]
+        c = entry.data.rows
         assert c["read"] == c["published"] + c["suppressed"] + c["erased"], (name, period)
-        assert c["published"] > 0 and c["read"] == sum(f["rows"] for f in entry["data"]["inputs"])
-        meta = read_metadata(published.warehouse / entry["data"]["output"]["path"])
+        assert c["published"] > 0 and c["read"] == sum(f.rows for f in entry.data.inputs)
+        meta = read_metadata(published.warehouse / entry.data.output.path)
         assert meta["rows"] == {"published": c["published"]} and meta["policy_sha256"] and meta["key_id"].startswith("k1-")
         assert meta["period"] == period and meta["grain"] == ("snapshot" if name == "membership" else "day")
         assert TEST_KEY not in json.dumps(meta)
     for name, info in published.summary["datasets"].items():
-        units = [e["data"]["rows"] for (d, _), e in entries.items() if d == name]
+        units = [e.data.rows for (d, _), e in entries.items() if d == name]
         assert info["units"] == len(units) and info["counts"] == {k: sum(u[k] for u in units) for k in info["counts"]}
     [record] = ledger.runs(published.restricted)
     assert len(record["files"]) == 6  # POS day 1, day 2 in two parts; 2 days of cases; the latest snapshot
@@ -331,7 +331,7 @@ def test_drop_unknown_publishes_and_records_the_dropped_column(prefect_server, l
 
     [record] = ledger.runs(run.restricted)
     assert record["parameters"]["drop_unknown"] is True
-    assert ledger.partition_entries(run.restricted)[("after_sales", "2026-03-01")]["data"]["dropped_columns"] == dropped
+    assert ledger.partition_entries(run.restricted)[("after_sales", "2026-03-01")].data.dropped_columns == dropped
 
 
 def test_a_log_line_or_exception_quoting_an_identifier_is_masked_everywhere(prefect_server, capfd):

@@ -193,7 +193,7 @@ def refused(prefect_server, base, tmp_path_factory):
 
 def _counts(run, day: str, source: str) -> dict:
     """The unit's exact counts (the ledger's), and the rows of its day's files set aside."""
-    rows = ledger.partition_entries(run.restricted)[(source, day)]["data"]["rows"]
+    rows = ledger.partition_entries(run.restricted)[(source, day)].data.rows
     return rows | {"quarantined": len(_quarantined(run, day, source))}
 
 
@@ -221,7 +221,7 @@ def test_every_file_and_unit_reconciles_and_unknown_erasure_subjects_are_harmles
     units = ledger.partition_entries(run.restricted)
     assert {period for (name, period) in units if name == "pos"} == {BASELINE, *(DAYS[c.__name__] for c in CASES)}
     for key, unit in units.items():
-        c = unit["data"]["rows"]
+        c = unit.data.rows
         assert c["read"] == c["published"] + c["suppressed"] + c["erased"], key
     assert ledger.verify(run.restricted, run.warehouse) == []
 

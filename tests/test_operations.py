@@ -43,7 +43,7 @@ def test_default_runs_only_new_or_changed_files(published, landing, tmp_path):
     assert set(third.summary["datasets"]) == {"pos"} and third.summary["datasets"]["pos"]["units"] == 1
     assert sorted(third.summary["up_to_date"]) == ["after_sales", "membership"]
     after = ledger.partition_entries(tmp_path / "restricted")
-    assert after[("pos", DAY2)]["data"]["rows"]["read"] == before[("pos", DAY2)]["data"]["rows"]["read"] - 1
+    assert after[("pos", DAY2)].data.rows["read"] == before[("pos", DAY2)].data.rows["read"] - 1
     assert after[("pos", DAY1)] == before[("pos", DAY1)]  # the other day untouched
     assert ledger.verify(tmp_path / "restricted", tmp_path / "warehouse") == []
 
@@ -110,8 +110,8 @@ def test_a_memory_url_landing(prefect_server, landing, tmp_path):
         fs.pipe(f"/landing-test/{path.relative_to(landing).as_posix()}", path.read_bytes())
     run = run_flow("memory://landing-test", tmp_path, date=DAY1)
     assert run.state.is_completed(), run.state.message
-    [made_from] = ledger.partition_entries(run.restricted)[("pos", DAY1)]["data"]["inputs"]
-    assert made_from["path"] == "pos/2026-03-01/pos_lines_20260301.csv"
+    [made_from] = ledger.partition_entries(run.restricted)[("pos", DAY1)].data.inputs
+    assert made_from.path == "pos/2026-03-01/pos_lines_20260301.csv"
     assert _rows(run.warehouse, "pos", DAY1) == _rows(run_flow(landing, tmp_path / "local", date=DAY1).warehouse, "pos", DAY1)
 
 

@@ -548,7 +548,7 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
     policies = load_policies(POLICIES)
     for dataset, policy in policies.items():
         found = review_dataset(
-            policy, [e for (d, _), e in sorted(entries.items()) if d == dataset], wh, _vault_of(wh), "erasure test"
+            policy, [e.data for (d, _), e in sorted(entries.items()) if d == dataset], wh, _vault_of(wh), "erasure test"
         )
         assert found["success"], found["problems"]
     assert (

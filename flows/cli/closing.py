@@ -126,10 +126,7 @@ def retention(
         load_policies(policies)
         items, orphans = retaining.expired(restricted, policies, day)
         for item in items:
-            console.print(
-                f"{item.entry['data']['dataset']} {item.entry['data'].get('period') or item.entry['data']['export_date']}: "
-                f"kept until {item.keep_until}, would be removed"
-            )
+            console.print(f"{item.entry.data.dataset} {item.entry.data.period}: kept until {item.keep_until}, would be removed")
         for orphan in orphans:
             console.print(f"[red]{orphan}: no policy, retention unknown[/]")
         console.print(f"{len(items)} partition(s) past retention as of {day}")

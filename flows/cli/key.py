@@ -58,7 +58,7 @@ def key_rotate(
 
     old, new, entry = keys.rotate(keys.locate(keys.PSEUDONYM, path, block), restricted, warehouse)
     console.print(
-        f"rotated: {old} -> {new} (ledger entry {entry['seq']}). Tokens made with {old} no longer "
+        f"rotated: {old} -> {new} (ledger entry {entry.seq}). Tokens made with {old} no longer "
         "match new ones: re-run the dates you want linked under the new key."
     )
 
@@ -84,9 +84,9 @@ def key_destroy(
     if not yes:
         typer.confirm(f"Destroy the {kind.name} key {key_id} in {location}? This cannot be undone", abort=True)
     entry = keys.destroy(location, restricted, warehouse)
-    console.print(f"destroyed {kind.name} key {key_id} ({location}); ledger entry {entry['seq']} hash {entry['hash'][:16]}…")
-    if entry["data"]["published_under_other_keys"]:
+    console.print(f"destroyed {kind.name} key {key_id} ({location}); ledger entry {entry.seq} hash {entry.hash[:16]}…")
+    if entry.data.published_under_other_keys:
         console.print(
-            f"[yellow]partitions published under {', '.join(entry['data']['published_under_other_keys'])} stay "
+            f"[yellow]partitions published under {', '.join(entry.data.published_under_other_keys)} stay "
             "linkable until that key is destroyed too[/]"
         )

@@ -53,14 +53,14 @@ def ledger_verify(
         )
         + (f"; expected head {expect_head} found" if expect_head else "")
     )
-    head = verdict.head or {"seq": 0, "hash": ""}  # intact: there is a head
-    console.print(f"head: entry {head['seq']} hash {head['hash']}")
+    head = verdict.head or ledger.Head(0, ledger.GENESIS)  # intact: there is a head
+    console.print(f"head: entry {head.seq} hash {head.hash}")
     if verdict.unreadable:
         console.print(
             f"[yellow]{len(verdict.unreadable)} partition file(s) could not be read, so vouch for nothing "
             f"({', '.join(verdict.unreadable)}): see `tuomin review`[/]"
         )
-    if verdict.anchored_to < head["seq"] and not expect_head:
+    if verdict.anchored_to < head.seq and not expect_head:
         console.print(
             f"entries after {verdict.anchored_to} are checked against truncation only with --expect-head "
             "(keep this head hash, e.g. in the evidence pack)"

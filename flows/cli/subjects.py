@@ -16,6 +16,7 @@ from flows.cli.root import (
     console,
 )
 from flows.runtime import paths
+from flows.storage.entries import ErasureRequestedEntry
 
 subjects_app = typer.Typer(help="Data subjects' requests: a copy of their records, or their erasure.", no_args_is_help=True)
 app.add_typer(subjects_app, name="subjects")
@@ -61,13 +62,13 @@ def subjects_lookup(
     done = access(usage.landing(landing), usage.policies(policies), restricted, who, out, load_pseudonymizer())
     found, path, entry, newest = done.found, done.path, done.entry, done.newest
     if path is None:
-        console.print(f"no record of this person in the exports under {landing}; nothing written (ledger entry {entry['seq']})")
+        console.print(f"no record of this person in the exports under {landing}; nothing written (ledger entry {entry.seq})")
         return
     sources = sorted({f.source for f in found})
     console.print(
         f"{len(found)} record(s) ({', '.join(sources)}) -> {path} (owner-only: raw personal data, for the person "
         f"only; `tuomin purge` deletes it with the raw data of {newest}, the newest date it copies). "
-        f"Ledger entry {entry['seq']}."
+        f"Ledger entry {entry.seq}."
     )
 
 
@@ -104,55 +105,55 @@ def subjects_erase(
         return_state=True,
     )
     entry = state.result()  # a failure the request could not record (no key) is raised as it was
-    done = entry["data"]
-    if done["listed"]:
+    done = entry.data
+    if done.listed:
         console.print(
-            ("added to" if done["added"] else "already on")
+            ("added to" if done.added else "already on")
             + " requests/erasure.csv. The erasure list is part of every date's fingerprint: the "
             "next `tuomin run` republishes each date whose raw files are still held without this person."
         )
-    if done["subject"] is None:
+    if done.subject is None:
         console.print(
             "The pseudonym key was destroyed (see the ledger): the published data can no longer be linked to this "
             "person or anyone else, which is what anonymization means; nothing published needs removing."
         )
     else:
         _print_sweep(who, done)
-    if done["retry_of"] and done["status"] == "done":
+    if done.retry_of and done.status == "done":
         console.print(
-            f"This completes the request of ledger entr{'y' if len(done['retry_of']) == 1 else 'ies'} "
-            f"{', '.join(map(str, done['retry_of']))}."
+            f"This completes the request of ledger entr{'y' if len(done.retry_of) == 1 else 'ies'} "
+            f"{', '.join(map(str, done.retry_of))}."
         )
-    console.print(f"Request {done['status']}: ledger entry {entry['seq']}.")
-    if done["failed"]:
+    console.print(f"Request {done.status}: ledger entry {entry.seq}.")
+    if done.failed:
         raise typer.Exit(1)
 
 
-def _print_sweep(who, done: dict) -> None:
-    if done["tokens"] == 0:
+def _print_sweep(who, done: ErasureRequestedEntry) -> None:
+    if done.tokens == 0:
         console.print(
             f"Published data names customers only by the keyed token of their document number, and no raw record "
             f"still held links this {who.kind} to one: the published partitions cannot be searched for this "
             "person. Ask them for their document number and repeat with --doc-no."
         )
-    for x in done["republished"]:
+    for x in done.republished:
         console.print(
             f"{x['dataset']} {x.get('period') or x['export_date']}: republished without this person: {x['erased']} row(s) "
             f"erased, {x['suppressed']} more suppressed ({x['classes_suppressed']} class(es) left below k or l); "
             f"ledger entry {x['ledger_seq']}"
         )
-    if done["tokens"] and not done["republished"] and not done["failed"]:
+    if done.tokens and not done.republished and not done.failed:
         console.print("No published partition holds this person.")
-    for other in done["not_searched"]:
+    for other in done.not_searched:
         console.print(
             f"[yellow]{other['dataset']} {other.get('period') or other['export_date']}: "
             f"published under key {other['key_id']}, not this "
             "one: not searched[/]"
         )
-    if done["failed"]:
+    if done.failed:
         console.print(
-            f"[red]{done['failed']}[/]. "
-            + ("The person stays on the erasure list; fix" if done["listed"] else "Nothing was changed; fix")
+            f"[red]{done.failed}[/]. "
+            + ("The person stays on the erasure list; fix" if done.listed else "Nothing was changed; fix")
             + " the cause and repeat this command (partitions already done are not redone)."
         )
 
@@ -183,5 +184,5 @@ def subjects_notify(
         f"CRM snapshot {counts['snapshot']}: {counts['members']} member(s); {counts['sms']} SMS and {counts['email']} "
         f"e-mail notice(s) -> {out} (owner-only; deleted by `tuomin purge` with that date's raw data); "
         f"{counts['erased']} on the erasure list and {counts['unreachable']} without a mobile or e-mail not "
-        f"notified. Ledger entry {entry['seq']}."
+        f"notified. Ledger entry {entry.seq}."
     )

@@ -49,7 +49,7 @@ from flows.runtime.ahead import ahead
 from flows.runtime.logfilter import mask
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
-from flows.storage.entries import ErasureRequestedEntry, PartitionEntry
+from flows.storage.entries import ErasureRequestedEntry, KeyDestroyedEntry, PartitionEntry
 from flows.storage.files import file_sha256
 from flows.storage.keys import PSEUDONYM, load_pseudonymizer
 from flows.storage.landing import Landing
@@ -75,7 +75,7 @@ def erase_subject(
     restricted: Restricted,
     policies: Policies,
     trigger: Trigger,
-) -> dict:
+) -> ledger.Recorded[ErasureRequestedEntry]:
     """An erasure request (see `request`) as a flow run, so the Prefect UI lists erasures beside
     purges and reviews. The identifier is a SecretStr: Prefect records it as ********** (its
     parameters are kept by the server); the flow run is named by the kind of identifier only."""
@@ -86,7 +86,7 @@ def erase_subject(
 
 def request(
     landing: Landing, warehouse: Path, restricted: Path, policies: dict[str, SourcePolicy], who: Identifier, via: str
-) -> dict:
+) -> ledger.Recorded[ErasureRequestedEntry]:
     """One erasure request, carried out and recorded whatever happens: the person's tokens found
     (raw records still held), the person added to the erasure list, then removed from what is
     published. The ledger's `erasure_requested` entry says how far it got: `done`, `partial`
@@ -94,11 +94,11 @@ def request(
     repeat finishes what is left and names the earlier entries it completes (`retry_of`).
     Returns the entry. A missing key is refused before anything, unless the ledger records its
     destruction: then the published data is unlinkable already, and the person is only listed."""
-    entries = ledger.entries(restricted)
+    entries = ledger.read(restricted)
     try:
         pseudonymizer = load_pseudonymizer()
     except PseudonymKeyError:
-        if PSEUDONYM.name not in {e["data"].get("key", PSEUDONYM.name) for e in entries if e["kind"] == "key_destroyed"}:
+        if PSEUDONYM.name not in {e.data.key for e in ledger.only(entries, KeyDestroyedEntry)}:
             raise
         pseudonymizer = None
     subject = who.keyed_hash(pseudonymizer) if pseudonymizer else None
@@ -114,12 +114,9 @@ def request(
         "not_searched": [],
         "failed": None,
         "retry_of": [
-            e["seq"]
-            for e in entries
-            if e["kind"] == "erasure_requested"
-            and subject
-            and e["data"]["subject"] == subject
-            and e["data"].get("status") != "done"
+            e.seq
+            for e in ledger.only(entries, ErasureRequestedEntry)
+            if subject and e.data.subject == subject and e.data.status != "done"
         ],
     }
     try:
@@ -165,11 +162,11 @@ def erase_published(
     with warehouse_io.exclusive(warehouse):
         ledger.trusted(restricted, warehouse)
         for (dataset, day), entry in sorted(ledger.partition_entries(restricted).items()):
-            data = entry["data"]
-            if data["key_id"] != key_id:
-                sweep.other_keys.append({"dataset": dataset, "period": day, "key_id": data["key_id"]})
+            data = entry.data
+            if data.key_id != key_id:
+                sweep.other_keys.append({"dataset": dataset, "period": day, "key_id": data.key_id})
                 continue
-            path = warehouse / data["output"]["path"]
+            path = warehouse / data.output.path
             metadata = warehouse_io.read_metadata(path)
             entity = metadata["entity_column"]
             wanted = pseudonymizer.unit_tokens(everywhere, metadata.get("unit", ""))
@@ -180,7 +177,7 @@ def erase_published(
             ):
                 continue
             try:
-                if file_sha256(path) != data["output"]["sha256"]:  # rewrite only the file the ledger vouches for
+                if file_sha256(path) != data.output.sha256:  # rewrite only the file the ledger vouches for
                     raise ErasureFailed(
                         f"{dataset} {day}: left as it was: the partition file differs from the SHA-256 the "
                         "ledger recorded (see `tuomin review`)"
@@ -200,7 +197,7 @@ def erase_published(
 def republish(
     path: Path,
     old: dict,
-    published: dict,
+    published: ledger.Recorded[PartitionEntry],
     wanted: pa.Array,
     warehouse: Path,
     restricted: Path,
@@ -216,10 +213,10 @@ def republish(
     began = dt.datetime.now(dt.UTC)
     run_id = began.strftime("erasure-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     day: str = old["period"]
-    erasure = {
+    erasure: dict[str, Any] = {
         "at": began.isoformat(timespec="seconds"),
         "request": request,
-        "previous_sha256": published["data"]["output"]["sha256"],
+        "previous_sha256": published.data.output.sha256,
     }
     again = f"erasure:{run_id}"
     rewrite = Rewrite(
@@ -261,7 +258,7 @@ def republish(
             )
         # The ledger's record is made before the rename: the staged file's path under the run's
         # staging directory is the partition's path under the warehouse.
-        before = published["data"]["rows"]
+        before = published.data.rows
         rows = before | {
             "erased": before["erased"] + erasure["erased"],
             "suppressed": before["suppressed"] + erasure["suppressed"],
@@ -270,8 +267,8 @@ def republish(
         record = ledger_entry(
             new,
             rows,
-            published["data"]["cells_suppressed"],
-            published["data"]["inputs"],
+            published.data.cells_suppressed,
+            [i.model_dump() for i in published.data.inputs],
             staged,
             warehouse_io.staging(warehouse, run_id),
             file_sha256(staged),
@@ -289,7 +286,7 @@ def republish(
         "erased": erasure["erased"],
         "suppressed": erasure["suppressed"],
         "classes_suppressed": weak.num_rows,
-        "ledger_seq": entry["seq"],
+        "ledger_seq": entry.seq,
     }
 
 
@@ -359,7 +356,7 @@ class Rewrite:
             "flow_run_id": "",
             "created_at": erasure["at"],
             "rows": {"published": int(published[ROWS].sum())},
-            ledger.HEAD_KEY: ledger.head(self.restricted),
+            ledger.HEAD_KEY: ledger.head(self.restricted).record(),
             "metrics": measured | {k: self.old["metrics"].get(k) for k in ("loss", "loss_by_attribute")},
             "validation": {"success": outcome.success, "checks": list(outcome.checks)},
             "erasures": [*self.old.get("erasures", []), {"at": erasure["at"]}],

@@ -47,7 +47,15 @@ from flows.storage import backup as backup_io
 from flows.storage import landing as landing_io
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
-from flows.storage.entries import DeletionEntry
+from flows.storage.entries import (
+    BackupRestoredEntry,
+    DeletionEntry,
+    Entry,
+    NoticesEntry,
+    PartitionEntry,
+    RunEntry,
+    SubjectLookupEntry,
+)
 from flows.storage.files import file_sha256
 from transforms.errors import Refused, TuominError
 from transforms.policy import SourcePolicy, load_policies
@@ -65,6 +73,7 @@ class LandingMismatch(Refused, ValueError):
 
 
 log = logging.getLogger("tuomin")
+Published = dict[tuple[str, str], ledger.Recorded[PartitionEntry]]  # ledger.partition_entries
 
 
 @dataclass
@@ -117,7 +126,7 @@ def plan(
     missing = mismatches(landing, restricted)
     dates = set(landing_io.export_dates(landing, policies)) | set(missing)
     dates |= {
-        landing_io.date_in_path(path) for made_from in _recorded_inputs(ledger.entries(restricted)).values() for path in made_from
+        landing_io.date_in_path(path) for made_from in _recorded_inputs(ledger.read(restricted)).values() for path in made_from
     }
     dates |= {dt.date.fromisoformat(p.name.split("=", 1)[1]) for p in (restricted / "quarantine").glob("**/export_date=*")}
     dates |= {dt.date.fromisoformat(p.parent.parent.name.split("=", 1)[1]) for p in backup_io.manifests(restricted)}
@@ -132,10 +141,8 @@ def plan(
 def mismatches(landing: landing_io.Landing, restricted: Path) -> dict[dt.date, list[str]]:
     """Per date, the input files the ledger records published partitions as made from that the
     landing does not hold and no purge certificate deleted (existence only: cheap)."""
-    entries = ledger.entries(restricted)
-    gone = {
-        f["path"]: f["sha256"] for e in entries if e["kind"] == "deletion" for f in e["data"]["files"] if f["area"] == "landing"
-    }
+    entries = ledger.read(restricted)
+    gone = {f["path"]: f["sha256"] for e in ledger.only(entries, DeletionEntry) for f in e.data.files if f["area"] == "landing"}
     found: dict[dt.date, list[str]] = {}
     for (name, period), made_from in sorted(_recorded_inputs(entries).items()):
         for path, sha in made_from.items():
@@ -145,10 +152,10 @@ def mismatches(landing: landing_io.Landing, restricted: Path) -> dict[dt.date, l
     return found
 
 
-def _recorded_inputs(entries: list[dict]) -> dict[tuple[str, str], dict[str, str]]:
+def _recorded_inputs(entries: list[ledger.Recorded[Entry]]) -> dict[tuple[str, str], dict[str, str]]:
     """{(dataset, period): {path: SHA-256}} of the latest publication of every partition ever
     published (removed ones included: their raw data may still be there)."""
-    return {(e["data"]["dataset"], ledger.period(e["data"])): _inputs(e) for e in entries if e["kind"] == "partition"}
+    return {(e.data.dataset, e.data.period): _inputs(e.data) for e in ledger.only(entries, PartitionEntry)}
 
 
 def check_landing(landing: landing_io.Landing, missing: dict[dt.date, list[str]]) -> None:
@@ -162,7 +169,16 @@ def check_landing(landing: landing_io.Landing, missing: dict[dt.date, list[str]]
         )
 
 
-def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date, as_of: dt.date, empty: dict) -> Plan:
+def _plan_date(
+    landing: landing_io.Landing,
+    warehouse: Path,
+    restricted: Path,
+    policies: dict[str, SourcePolicy],
+    published: Published,
+    day: dt.date,
+    as_of: dt.date,
+    empty: dict[str, str],
+) -> Plan:
     out = Plan(day)  # filled source by source; the first reason to hold returns a plan to keep everything
     sources = {name: landing_io.files_for(landing, policy, day) for name, policy in policies.items()}
     sources = {name: files for name, files in sources.items() if files or _made_from_day(published, name, day)}
@@ -174,7 +190,7 @@ def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date
         retention = policy.retention
         # The partitions of the units these files placed rows in (a file may feed several: a
         # dump); for a snapshot not published itself, the later snapshot that superseded it.
-        users = [entry for (dataset, _), entry in published.items() if dataset == name and set(_inputs(entry)) & set(current)]
+        users = [e for (dataset, _), e in published.items() if dataset == name and set(_inputs(e.data)) & set(current)]
         superseded = not users and policy.unit.snapshot is not None
         if superseded:
             users = [entry for (dataset, period), entry in published.items() if dataset == name and period > day.isoformat()]
@@ -189,18 +205,17 @@ def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date
             if reason:
                 return Plan(day, held=f"{name}: {reason}")
             for entry in users:
-                data = entry["data"]
                 out.replaced_by.append(
                     {
                         "dataset": name,
-                        "period": ledger.period(data),
-                        "path": data["output"]["path"],
-                        "sha256": data["output"]["sha256"],
-                        "ledger_seq": entry["seq"],
-                        "ledger_hash": entry["hash"],
+                        "period": entry.data.period,
+                        "path": entry.data.output.path,
+                        "sha256": entry.data.output.sha256,
+                        "ledger_seq": entry.seq,
+                        "ledger_hash": entry.hash,
                     }
                 )
-            placed = sum(f.get("rows", 0) for e in users for f in e["data"].get("inputs", []) if f["path"] in current)
+            placed = sum(f.rows for e in users for f in e.data.inputs if f.path in current)
             out.rows[name] = {"partitions": len(users), "rows_placed": placed} | ({"superseded": True} if superseded else {})
             out.grounds.append(retention.deletion_ground)
         out.files += [{"area": "landing", "path": f, "bytes": landing.size(f), "sha256": sha} for f, sha in current.items()]
@@ -215,18 +230,16 @@ def _plan_date(landing, warehouse, restricted, policies, published, day: dt.date
     return out
 
 
-def _inputs(entry: dict) -> dict[str, str]:
+def _inputs(data: PartitionEntry) -> dict[str, str]:
     """The landing files a partition was made from ({path: SHA-256}), copies not read included."""
-    made_from = {i["path"]: i["sha256"] for i in entry["data"].get("inputs", [])}
-    return made_from | {
-        c["file"]: made_from[c["copy_of"]] for c in entry["data"].get("copies_not_read", []) if c["copy_of"] in made_from
-    }
+    made_from = {i.path: i.sha256 for i in data.inputs}
+    return made_from | {c.file: made_from[c.copy_of] for c in data.copies_not_read if c.copy_of in made_from}
 
 
-def _made_from_day(published: dict, name: str, day: dt.date) -> bool:
+def _made_from_day(published: Published, name: str, day: dt.date) -> bool:
     """Whether a partition of the source records a file delivered on this export date."""
     prefix = f"{name}/{day.isoformat()}/"
-    return any(path.startswith(prefix) for (dataset, _), e in published.items() if dataset == name for path in _inputs(e))
+    return any(path.startswith(prefix) for (dataset, _), e in published.items() if dataset == name for path in _inputs(e.data))
 
 
 def work_files(restricted: Path, warehouse: Path, day: dt.date) -> list[Path]:
@@ -244,14 +257,14 @@ def made_files(restricted: Path, day: dt.date) -> list[tuple[str, Path]]:
     records where): closure-notice batches from its CRM snapshot, lookup files whose newest
     record is from it, files restored from its backup."""
     found = set()
-    for entry in ledger.entries(restricted):
-        data = entry["data"]
-        if entry["kind"] == "notices" and data["snapshot"] == day.isoformat():
-            found |= {("notices", Path(f)) for f in data["files"]}
-        elif entry["kind"] == "subject_lookup" and data.get("newest_date") == day.isoformat():
-            found.add(("lookups", Path(data["file"])))
-        elif entry["kind"] == "backup_restored" and data["export_date"] == day.isoformat():
-            found |= {("restored", Path(f["path"])) for f in data["files"]}
+    for entry in ledger.read(restricted):
+        data = entry.data
+        if isinstance(data, NoticesEntry) and data.snapshot == day.isoformat():
+            found |= {("notices", Path(f)) for f in data.files}
+        elif isinstance(data, SubjectLookupEntry) and data.newest_date == day.isoformat() and data.file:
+            found.add(("lookups", Path(data.file)))
+        elif isinstance(data, BackupRestoredEntry) and data.export_date == day.isoformat():
+            found |= {("restored", Path(f["path"])) for f in data.files}
     return sorted((area, path) for area, path in found if path.is_file())
 
 
@@ -261,30 +274,32 @@ def _read_empty(restricted: Path) -> dict[str, str]:
     nothing needs them."""
     return {
         path: f["sha256"]
-        for entry in ledger.entries(restricted)
-        if entry["kind"] == "run" and entry["data"].get("status") == "published"
-        for path, f in entry["data"].get("files", {}).items()
+        for entry in ledger.of_kind(restricted, RunEntry)
+        if entry.data.status == "published"
+        for path, f in entry.data.files.items()
         if f.get("placed") == 0 and f.get("elsewhere") == 0
     }
 
 
-def _not_replaced(warehouse: Path, entries: list[dict], current: dict[str, str], empty: dict[str, str]) -> str | None:
+def _not_replaced(
+    warehouse: Path, entries: list[ledger.Recorded[PartitionEntry]], current: dict[str, str], empty: dict[str, str]
+) -> str | None:
     """Why published partitions do not (yet) replace the landing files with these SHA-256s
     (`empty`: files a run read that placed no row in any unit)."""
     current = {f: sha for f, sha in current.items() if empty.get(f) != sha}
     if not entries:
         return "not published" if current else None
     for entry in entries:
-        data = entry["data"]
-        if not data["validation"]["success"]:
+        data = entry.data
+        if not data.validation.success:
             return "its partition did not pass validation"
-        output = warehouse / data["output"]["path"]
-        if not output.is_file() or file_sha256(output) != data["output"]["sha256"]:
-            return f"the partition file {data['output']['path']} is missing or differs from the ledger"
-        made_from = _inputs(entry)
+        output = warehouse / data.output.path
+        if not output.is_file() or file_sha256(output) != data.output.sha256:
+            return f"the partition file {data.output.path} is missing or differs from the ledger"
+        made_from = _inputs(data)
         if any(f in made_from and made_from[f] != sha for f, sha in current.items()):
             return "the landing files changed since the partition was published (re-export not yet processed)"
-    if any(not any(f in _inputs(e) for e in entries) for f in current):
+    if any(not any(f in _inputs(e.data) for e in entries) for f in current):
         return "a file of the date is in no published partition (not processed yet)"
     return None
 
@@ -293,7 +308,9 @@ def _local(area: str, path: Path) -> dict:
     return {"area": area, "path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
-def carry_out(item: Plan, landing: landing_io.Landing, restricted: Path, as_of: dt.date, trigger: str) -> dict:
+def carry_out(
+    item: Plan, landing: landing_io.Landing, restricted: Path, as_of: dt.date, trigger: str
+) -> ledger.Recorded[DeletionEntry]:
     """Delete a date's files, backups last, then record the certificate (every area: what went,
     what could not be deleted and why); returns the ledger entry, or raises PurgeIncomplete after
     recording."""
@@ -348,7 +365,7 @@ def carry_out(item: Plan, landing: landing_io.Landing, restricted: Path, as_of: 
         raise PurgeIncomplete(
             f"{item.export_date}: {len(stuck)} file(s) could not be deleted ({', '.join(stuck)})"
             + (f", so {len(failed) - len(stuck)} backup file(s) were kept" if len(failed) > len(stuck) else "")
-            + f"; certificate ledger entry {entry['seq']} lists what was deleted; run purge again"
+            + f"; certificate ledger entry {entry.seq} lists what was deleted; run purge again"
         )
     return entry
 
@@ -409,15 +426,15 @@ def purge_dates(
                 "%s: %d file(s) deleted, certificate ledger entry %d (%s)",
                 item.export_date,
                 len(item.files),
-                entry["seq"],
-                entry["hash"][:16],
+                entry.seq,
+                entry.hash[:16],
             )
             done.append(
                 {
                     "export_date": item.export_date.isoformat(),
                     "files": len(item.files),
-                    "ledger_seq": entry["seq"],
-                    "areas": entry["data"]["areas"],
+                    "ledger_seq": entry.seq,
+                    "areas": entry.data.areas,
                 }
             )
     return done

@@ -23,7 +23,7 @@ from flows.runtime import paths
 from flows.runtime.clock import today
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
-from flows.storage.entries import PartitionRemovedEntry
+from flows.storage.entries import PartitionEntry, PartitionRemovedEntry
 from flows.storage.files import file_sha256
 from transforms.errors import Refused, TuominError
 from transforms.policy import load_policies
@@ -43,7 +43,7 @@ log = logging.getLogger("tuomin")
 
 @dataclass
 class Expired:
-    entry: dict  # the ledger entry that published the partition
+    entry: ledger.Recorded[PartitionEntry]  # the entry that published the partition
     keep_until: dt.date
     basis: str
     keep_years: int
@@ -67,12 +67,8 @@ def expired(restricted: Path, policies_dir: Path, as_of: dt.date) -> tuple[list[
 
 def check_files(items: list[Expired], warehouse: Path) -> None:
     """Every partition about to be removed is the file the ledger recorded (RetentionMismatch)."""
-    wrong = [
-        item.entry["data"]["output"]["path"]
-        for item in items
-        if not (warehouse / item.entry["data"]["output"]["path"]).is_file()
-        or file_sha256(warehouse / item.entry["data"]["output"]["path"]) != item.entry["data"]["output"]["sha256"]
-    ]
+    outputs = [item.entry.data.output for item in items]
+    wrong = [o.path for o in outputs if not (warehouse / o.path).is_file() or file_sha256(warehouse / o.path) != o.sha256]
     if wrong:
         raise RetentionMismatch(
             f"{len(wrong)} partition(s) past retention are missing or differ from the SHA-256 the ledger "
@@ -80,9 +76,11 @@ def check_files(items: list[Expired], warehouse: Path) -> None:
         )
 
 
-def remove(item: Expired, warehouse: Path, restricted: Path, as_of: dt.date, trigger: str) -> dict:
-    data = item.entry["data"]
-    path = warehouse / data["output"]["path"]
+def remove(
+    item: Expired, warehouse: Path, restricted: Path, as_of: dt.date, trigger: str
+) -> ledger.Recorded[PartitionRemovedEntry]:
+    data = item.entry.data
+    path = warehouse / data.output.path
     path.unlink(missing_ok=True)
     for folder in (path.parent, path.parent.parent):  # period=…, then dataset=… once empty
         if folder.is_dir() and not any(folder.iterdir()):
@@ -90,13 +88,13 @@ def remove(item: Expired, warehouse: Path, restricted: Path, as_of: dt.date, tri
     return ledger.append(
         restricted,
         PartitionRemovedEntry(
-            dataset=data["dataset"],
-            period=ledger.period(data),
-            path=data["output"]["path"],
-            sha256=data["output"]["sha256"],
-            published_rows=data["output"]["rows"],
-            published_seq=item.entry["seq"],
-            published_hash=item.entry["hash"],
+            dataset=data.dataset,
+            period=data.period,
+            path=data.output.path,
+            sha256=data.output.sha256,
+            published_rows=data.output.rows,
+            published_seq=item.entry.seq,
+            published_hash=item.entry.hash,
             why=f"retention period over: kept {item.keep_years} years, until {item.keep_until.isoformat()}. {item.basis}",
             as_of=as_of.isoformat(),
             triggered_by=trigger,
@@ -127,12 +125,12 @@ def remove_expired(warehouse: Path, restricted: Path, policies: Path, as_of: dt.
             entry = remove(item, warehouse, restricted, as_of, trigger)
             log.info(
                 "%s %s: removed (kept until %s), ledger entry %d",
-                entry["data"]["dataset"],
-                entry["data"]["period"],
+                entry.data.dataset,
+                entry.data.period,
                 item.keep_until,
-                entry["seq"],
+                entry.seq,
             )
-            removed.append({"dataset": entry["data"]["dataset"], "period": entry["data"]["period"], "ledger_seq": entry["seq"]})
+            removed.append({"dataset": entry.data.dataset, "period": entry.data.period, "ledger_seq": entry.seq})
     if orphans:
         raise RetentionError(
             f"no policy for dataset(s) {', '.join(orphans)} under {policies}: their retention is unknown, "

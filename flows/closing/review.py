@@ -38,7 +38,7 @@ from flows.pipeline.writer import ClassColumns, PartitionWriter
 from flows.runtime import paths
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
-from flows.storage.entries import ReviewEntry
+from flows.storage.entries import PartitionEntry, ReviewEntry
 from flows.storage.files import file_sha256
 from transforms.metrics import profile_uniqueness
 from transforms.plan import ROWS
@@ -47,28 +47,27 @@ from transforms.policy import SourcePolicy, load_policies
 log = logging.getLogger("tuomin")
 
 
-def review_dataset(policy: SourcePolicy, entries: list[dict], warehouse: Path, restricted: Path, run_name: str) -> dict:
+def review_dataset(policy: SourcePolicy, entries: list[PartitionEntry], warehouse: Path, restricted: Path, run_name: str) -> dict:
     """The checks of one dataset; `problems` lists every failure by partition and check."""
     problems, files = [], []
-    for entry in entries:
-        data = entry["data"]
-        where = f"{policy.source} {ledger.period(data)}"
-        path = warehouse / data["output"]["path"]
+    for data in entries:
+        where = f"{policy.source} {data.period}"
+        path = warehouse / data.output.path
         if not path.is_file():
-            problems.append(f"{where}: the partition file {data['output']['path']} is missing")
+            problems.append(f"{where}: the partition file {data.output.path} is missing")
             continue
-        if file_sha256(path) != data["output"]["sha256"]:
+        if file_sha256(path) != data.output.sha256:
             problems.append(
                 f"{where}: the partition file differs from the SHA-256 the ledger recorded (changed after publishing)"
             )
             continue
-        if data["policy_sha256"] != policy.sha256:
+        if data.policy_sha256 != policy.sha256:
             problems.append(
                 f"{where}: made under another version of {policy.path.name} "
-                f"(policy SHA-256 {data['policy_sha256'][:12]}, current {policy.sha256[:12]}): rerun it (tuomin run --all)"
+                f"(policy SHA-256 {(data.policy_sha256 or '?')[:12]}, current {policy.sha256[:12]}): rerun it (tuomin run --all)"
             )
         files.append(path)
-    listed = {e["data"]["output"]["path"] for e in entries}
+    listed = {data.output.path for data in entries}
     for stray in warehouse_io.partition_files(warehouse, policy.source):
         if stray.relative_to(warehouse).as_posix() not in listed:
             problems.append(f"{policy.source}: {stray.relative_to(warehouse)} is not in the ledger")
@@ -127,9 +126,9 @@ def review_all(warehouse: Path, restricted: Path, policies: Path, trigger: str) 
     current = preflight(policies)
     run_name = f"review {dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
     with warehouse_io.exclusive(warehouse):
-        published: dict[str, list[dict]] = {}
-        for (dataset, _), entry in sorted(ledger.partition_entries(restricted).items()):
-            published.setdefault(dataset, []).append(entry)
+        published: dict[str, list[PartitionEntry]] = {}
+        for (dataset, _), made in sorted(ledger.partition_entries(restricted).items()):
+            published.setdefault(dataset, []).append(made.data)
         chain = ledger.verify(restricted, warehouse)
         datasets = {
             name: review_dataset(current[name], published.get(name, []), warehouse, restricted, run_name)
@@ -160,7 +159,7 @@ def review_all(warehouse: Path, restricted: Path, policies: Path, trigger: str) 
         )
     for problem in problems:
         log.error("%s", problem)
-    return {"success": not problems, "problems": problems, "datasets": datasets, "ledger_seq": entry["seq"]}
+    return {"success": not problems, "problems": problems, "datasets": datasets, "ledger_seq": entry.seq}
 
 
 @flow(name="review", persist_result=False, log_prints=False)

@@ -24,6 +24,7 @@ import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +38,10 @@ from transforms.policy import SourcePolicy
 from transforms.pseudonymize import Pseudonymizer
 from transforms.steps import Subjects, column_tokens, entity_source, link_keys, link_keys_of, subject_rows
 from transforms.text import NORMALIZERS
+
+if TYPE_CHECKING:
+    from flows.storage.entries import NoticesEntry, SubjectLookupEntry
+    from flows.storage.ledger import Recorded
 
 HEADER = ["来源", "导出日期", "文件", "行号", "字段", "内容"]  # source, export date, file, row, field, value
 
@@ -148,7 +153,7 @@ class Access:
     found: list[Found]
     path: Path | None
     newest: str | None  # the newest export date it copies: purge deletes the file with that date's raw data
-    entry: dict
+    entry: Recorded[SubjectLookupEntry]
 
 
 def access(
@@ -324,7 +329,7 @@ def notices(landing: landing_io.Landing, policies: dict[str, SourcePolicy], clos
 
 def notify(
     landing: landing_io.Landing, policies: dict[str, SourcePolicy], restricted: Path, closure: Closure, out: Path
-) -> tuple[dict, dict]:
+) -> tuple[dict, Recorded[NoticesEntry]]:
     """The closure notices (see `notices`), recorded in the ledger: their counts and the entry."""
     from flows.storage import ledger
     from flows.storage.entries import NoticesEntry

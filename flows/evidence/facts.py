@@ -170,7 +170,7 @@ def _ledger(restricted: Path, warehouse: Path) -> dict:
         "entries": verdict.entries,
         "intact": verdict.intact,
         "problems": verdict.problems,
-        "head": verdict.head,
+        "head": verdict.head.record() if verdict.head else None,
         "anchors": verdict.anchors,
         "anchored_to": verdict.anchored_to,
     }
@@ -272,7 +272,7 @@ def _dataset(
 
 def _partition(entry: Recorded[PartitionEntry], warehouse: Path) -> dict:
     data = entry.data
-    path = warehouse / data.output["path"]
+    path = warehouse / data.output.path
     try:
         metrics = warehouse_io.read_metadata(path)["metrics"] if path.is_file() else {}
     except (OSError, ValueError, KeyError):  # a damaged file: its figures are unknown (`tuomin review` names it)
@@ -286,11 +286,11 @@ def _partition(entry: Recorded[PartitionEntry], warehouse: Path) -> dict:
         "l": data.l_achieved,
         "levels": data.levels,
         "cells_suppressed": data.cells_suppressed,
-        "validation": data.validation,
+        "validation": data.validation.model_dump(),
         "policy_sha256": data.policy_sha256,
         "key_id": data.key_id,
-        "path": data.output["path"],
-        "sha256": data.output["sha256"],
+        "path": data.output.path,
+        "sha256": data.output.sha256,
         "in_place": path.is_file(),
         "metrics": {
             k: metrics.get(k)

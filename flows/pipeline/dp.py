@@ -84,17 +84,17 @@ def inputs_digest(files: list[dict[str, str]], dates: list[dt.date], policy_sha:
 @dataclass(frozen=True)
 class Budget:
     spent: float  # by every release the ledger records
-    same: dict | None  # the last release, if it had these inputs and its files are all in place
+    same: DPReleaseEntry | None  # the last release, if it had these inputs and its files are all in place
 
 
 def budget(restricted: Path, warehouse: Path, digest: str) -> Budget:
-    releases = [e for e in ledger.entries(restricted) if e["kind"] == DPReleaseEntry.kind]
-    spent = sum(e["data"]["epsilon"] for e in releases)
+    releases = [e.data for e in ledger.of_kind(restricted, DPReleaseEntry)]
+    spent = sum(e.epsilon for e in releases)
     last = releases[-1] if releases else None
     same = None
-    if last and last["data"]["inputs_sha256"] == digest:
-        files = [warehouse / t["path"] for t in last["data"]["tables"]]
-        if all(f.is_file() and file_sha256(f) == t["sha256"] for f, t in zip(files, last["data"]["tables"])):
+    if last and last.inputs_sha256 == digest:
+        files = [warehouse / t["path"] for t in last.tables]
+        if all(f.is_file() and file_sha256(f) == t["sha256"] for f, t in zip(files, last.tables)):
             same = last
     return Budget(spent, same)
 
@@ -142,9 +142,10 @@ def release(
         digest = inputs_digest(files, chosen, policy_sha, _requests_sha(landing))
         found = budget(restricted, warehouse, digest)
         if found.same is not None:
-            data = found.same["data"]
-            log.info("DP release %s has these inputs and policy and is in place: up to date, nothing spent", data["release_id"])
-            return {**_summary(data), "status": "up to date"}
+            log.info(
+                "DP release %s has these inputs and policy and is in place: up to date, nothing spent", found.same.release_id
+            )
+            return {**_summary(found.same), "status": "up to date"}
         if found.spent > 0 and not additional:
             raise DPRefused(
                 f"earlier DP releases spent epsilon {found.spent:g} on these customers; this one would bring it to "
@@ -205,7 +206,7 @@ def release(
                 r.margin,
             )
         warehouse_io.discard_staging(warehouse, release_id)
-        return {**_summary(entry["data"]), "status": "published", "ledger_seq": entry["seq"]}
+        return {**_summary(entry.data), "status": "published", "ledger_seq": entry.seq}
 
 
 def dp_tables_target(warehouse: Path, release_id: str, table: str) -> Path:
@@ -219,7 +220,7 @@ def _stage(
     policy: dp_policy.DPPolicy,
     dates: list[dt.date],
     policy_sha: str,
-    head: dict,
+    head: ledger.Head,
 ) -> Path:
     staged = dp_tables_target(warehouse_io.staging(warehouse, release_id), release_id, released.name)
     metadata = {
@@ -232,7 +233,7 @@ def _stage(
         "delta": policy.release.delta,
         "library": LIBRARY,
         "policy_sha256": policy_sha,
-        ledger.HEAD_KEY: head,  # the ledger before this release's entry: `ledger verify` finds the entry after it
+        ledger.HEAD_KEY: head.record(),  # the ledger before this release's entry: `ledger verify` finds the entry after it
         **released.metadata(),
     }
     return warehouse_io.stage_at(staged, [released.cells], FIELDS, lambda: metadata, f"dp_{released.name}")
@@ -249,12 +250,12 @@ def _rows(read_frames: dict[str, pl.DataFrame], kept: dict[str, pl.DataFrame]) -
     return {s: {"read": f.height, "erased": f.height - kept[s].height} for s, f in read_frames.items()}
 
 
-def _summary(data: dict) -> dict:
+def _summary(data: DPReleaseEntry) -> dict:
     return {
-        "release_id": data["release_id"],
-        "epsilon": data["epsilon"],
-        "spent_total": data["spent_total"],
-        "tables": [{k: t[k] for k in ("name", "path", "epsilon", "margin_95", "cells")} for t in data["tables"]],
+        "release_id": data.release_id,
+        "epsilon": data.epsilon,
+        "spent_total": data.spent_total,
+        "tables": [{k: t[k] for k in ("name", "path", "epsilon", "margin_95", "cells")} for t in data.tables],
     }
 
 

@@ -26,7 +26,7 @@ def floors(restricted: Path) -> dict[str, dict[str, int]]:
     found: dict[str, dict[str, int]] = {}
     for (dataset, _), entry in ledger.partition_entries(restricted).items():
         floor = found.setdefault(dataset, {})
-        for column, level in (entry["data"].get("levels") or {}).items():
+        for column, level in entry.data.levels.items():
             floor[column] = max(floor.get(column, 0), int(level))
     return found
 
@@ -41,7 +41,7 @@ def stale(restricted: Path, policies: dict[str, SourcePolicy]) -> dict[str, list
         if policy is None:
             continue
         reachable = {c.published_name: c.level_range[1] for c in policy.quasi_identifiers}
-        levels = entry["data"].get("levels") or {}
+        levels = entry.data.levels
         wanted = {c: min(lv, reachable.get(c, lv)) for c, lv in floor.get(dataset, {}).items()}
         if any(levels.get(c, 0) < lv for c, lv in wanted.items()):
             found.setdefault(dataset, []).append(period)

@@ -34,6 +34,7 @@ from flows.pipeline.passes import Job, census
 from flows.storage import landing as landing_io
 from flows.storage import ledger
 from flows.storage.backup import BackupKey
+from flows.storage.entries import Entry, PartitionEntry, RunEntry
 from flows.storage.keys import check_continuity, load_backup_key, load_pseudonymizer
 from transforms.policy import SourcePolicy, load_policies
 from transforms.pseudonymize import Pseudonymizer
@@ -147,7 +148,7 @@ class Selection:
 
 def select(run: Run, date: str | None, start: str | None, end: str | None, every: bool) -> tuple[Selection, list[str]]:
     """(what to read and rebuild, the sources left as they are because nothing of theirs changed)."""
-    entries = ledger.entries(run.restricted)
+    entries = ledger.read(run.restricted)
     current = ledger.partition_entries(run.restricted, entries)
     below = release_levels.stale(run.restricted, run.policies)  # a run that died before republishing them
     read = _read_before(entries)
@@ -162,8 +163,8 @@ def select(run: Run, date: str | None, start: str | None, end: str | None, every
             high = dt.date.fromisoformat(last) if last else dt.date.max
             chosen = [path for path, day in held.items() if low <= day <= high]
         else:
-            ours = {key: entry["data"] for key, entry in current.items() if key[0] == name}
-            basis = {(d.get("policy_sha256"), d.get("key_id"), d.get("erasure_sha256")) for d in ours.values()}
+            ours = {key: entry.data for key, entry in current.items() if key[0] == name}
+            basis = {(d.policy_sha256, d.key_id, d.erasure_sha256) for d in ours.values()}
             fresh = basis <= {(policy.sha256, run.pseudonymizer.key_id, run.erasure_sha256)}
             chosen = list(held) if not fresh else [p for p in held if read.get(p) != run.landing.sha256(p)]
             if policy.unit.snapshot:  # the latest snapshot, unless it is the one published under this basis
@@ -217,18 +218,17 @@ def _follow_links(run: Run, picked: dict[str, list[str]]) -> None:
         picked[name] = sorted(set(picked.get(name, [])) | extra)
 
 
-def _made_from(entry: dict) -> list[str]:
-    data = entry["data"]
-    return [f["path"] for f in data.get("inputs", [])] + [c["file"] for c in data.get("copies_not_read", [])]
+def _made_from(entry: ledger.Recorded[PartitionEntry]) -> list[str]:
+    return [f.path for f in entry.data.inputs] + [c.file for c in entry.data.copies_not_read]
 
 
-def _read_before(entries: list[dict]) -> dict[str, str]:
+def _read_before(entries: list[ledger.Recorded[Entry]]) -> dict[str, str]:
     """Every landing file a run that published read (path: SHA-256 as read), and every input a
     published partition records: a file changed since is read again."""
     found: dict[str, str] = {}
     for entry in entries:
-        if entry["kind"] == "run" and entry["data"].get("status") == "published":
-            found |= {path: f["sha256"] for path, f in entry["data"].get("files", {}).items()}
-        elif entry["kind"] == "partition":
-            found |= {f["path"]: f["sha256"] for f in entry["data"].get("inputs", [])}
+        if isinstance(entry.data, RunEntry) and entry.data.status == "published":
+            found |= {path: f["sha256"] for path, f in entry.data.files.items()}
+        elif isinstance(entry.data, PartitionEntry):
+            found |= {f.path: f.sha256 for f in entry.data.inputs}
     return found

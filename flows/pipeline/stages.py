@@ -405,7 +405,9 @@ def write_sources(
     return written
 
 
-def _unchanged(policy: SourcePolicy, decided: plan.Plan, unit: passes.Unit, entry: dict | None) -> bool:
+def _unchanged(
+    policy: SourcePolicy, decided: plan.Plan, unit: passes.Unit, entry: ledger.Recorded[PartitionEntry] | None
+) -> bool:
     """A unit already published from the same files, policy, key and erasure list at the same
     levels: written again it would be the same rows with other run ids, so it is left as it is
     (a run that widens to every unit rewrites only those whose levels moved). Cell suppression
@@ -413,11 +415,11 @@ def _unchanged(policy: SourcePolicy, decided: plan.Plan, unit: passes.Unit, entr
     if entry is None or any(isinstance(c.operator, Suppress) for c in policy.columns):
         return False
     levels = {k: v for k, v in (decided.solution.levels if decided.solution else {}).items() if k != UNIT}
-    return entry["data"].get("fingerprint") == unit.ids["fingerprint"] and entry["data"].get("levels") == levels
+    return entry.data.fingerprint == unit.ids["fingerprint"] and entry.data.levels == levels
 
 
 def _unit(
-    run: Run, name: str, label: str, found: list[passes.Scanned], copied: dict[str, str], head: dict, flow_run_id: str
+    run: Run, name: str, label: str, found: list[passes.Scanned], copied: dict[str, str], head: ledger.Head, flow_run_id: str
 ) -> passes.Unit:
     """What pass 2 needs of one unit: its staged rows, the files that placed rows in it (with how
     many), and the ids its file records; its tokens are keyed to its fingerprint."""
@@ -437,7 +439,7 @@ def _unit(
         "flow_run_id": flow_run_id,
         "fingerprint": fingerprint,
         "unit": f"{name}/{label}/{fingerprint}",  # what its tokens are keyed to
-        ledger.HEAD_KEY: head,
+        ledger.HEAD_KEY: head.record(),
     }
     staged = tuple(p for s in found for p in s.staged[label])
     return passes.Unit(staged, inputs, ids, {"read": sum(s.placed[label] for s in found)})
@@ -517,15 +519,17 @@ def publish(
     return summary
 
 
-def _supersede(run: Run, name: str, published: set[str], before: dict[tuple[str, str], dict]) -> list[str]:
+def _supersede(
+    run: Run, name: str, published: set[str], before: dict[tuple[str, str], ledger.Recorded[PartitionEntry]]
+) -> list[str]:
     """The earlier snapshots of a snapshot source, removed once the latest is published (each
     recorded): the release holds one snapshot, never one per day."""
     removed = []
     for (dataset, period), entry in sorted(before.items()):
         if dataset != name or period in published:
             continue
-        data = entry["data"]
-        path = run.warehouse / data["output"]["path"]
+        output = entry.data.output
+        path = run.warehouse / output.path
         if path.is_file():
             path.unlink()
             for folder in (path.parent, path.parent.parent):
@@ -536,11 +540,11 @@ def _supersede(run: Run, name: str, published: set[str], before: dict[tuple[str,
             PartitionRemovedEntry(
                 dataset=name,
                 period=period,
-                path=data["output"]["path"],
-                sha256=data["output"]["sha256"],
-                published_rows=data["output"]["rows"],
-                published_seq=entry["seq"],
-                published_hash=entry["hash"],
+                path=output.path,
+                sha256=output.sha256,
+                published_rows=output.rows,
+                published_seq=entry.seq,
+                published_hash=entry.hash,
                 why=f"superseded: the release holds the latest snapshot ({', '.join(sorted(published))}) only",
                 as_of=today().isoformat(),
                 triggered_by=str(run.triggered_by.get("via", "")),

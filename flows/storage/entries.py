@@ -35,6 +35,44 @@ class Entry(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
+class Part(BaseModel):
+    """A nested part of an entry's data, read as leniently as the entry."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Output(Part):
+    """The file a partition entry published, under the warehouse."""
+
+    path: str
+    sha256: str = ""  # none recorded: matches no file (what relies on it refuses)
+    bytes: int = 0
+    rows: int = 0
+
+
+class Input(Part):
+    """A landing file a partition was made from."""
+
+    path: str
+    sha256: str = ""  # none recorded: matches no file (what relies on it refuses)
+    bytes: int = 0
+    rows: int = 0
+
+
+class Copy(Part):
+    """A landing file not read because it is a byte-identical copy of one that was."""
+
+    file: str
+    copy_of: str
+
+
+class Validation(Part):
+    """The gate's verdict on a partition: whether it passed, and each check's."""
+
+    success: bool = False  # an entry that does not say it passed has not
+    checks: dict[str, bool] = {}
+
+
 class RunEntry(Entry):
     kind = "run"
     about = "an anonymize run: parameters, status, the files it read, per dataset what it published or why not"
@@ -83,14 +121,14 @@ class PartitionEntry(Entry):
     l_diversity: list[dict[str, Any]] = []
     levels: dict[str, int] = {}
     dropped_columns: list[dict[str, str]] = []
-    copies_not_read: list[dict[str, str]] = []
+    copies_not_read: list[Copy] = []
     rows: dict[str, int]  # read, quarantined, erased, suppressed, published: exact, some below k
     cells_suppressed: dict[str, int] = {}
-    inputs: list[dict[str, Any]] = []
+    inputs: list[Input] = []
     k_achieved: int | None = None
     l_achieved: int | None = None
-    validation: dict[str, Any] = {}
-    output: dict[str, Any]  # path (under the warehouse), sha256, bytes, rows
+    validation: Validation = Validation()
+    output: Output
     started_at: str | None = None
     published_at: str | None = None
     triggered_by: dict[str, str] | str | None = None

@@ -28,7 +28,7 @@ from pydantic import SecretStr
 
 from flows.storage import ledger
 from flows.storage.backup import BackupError, BackupKey
-from flows.storage.entries import KeyDestroyedEntry, KeyRotatedEntry
+from flows.storage.entries import BackupEntry, Entry, KeyDestroyedEntry, KeyRotatedEntry, PartitionEntry
 from transforms.errors import Refused
 from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
 
@@ -164,33 +164,32 @@ def key_id_of_file(path: Path, kind: KeyKind = PSEUDONYM) -> str:
     return Location(kind, path=path).load().key_id
 
 
-def made_with(entries: list[dict], kind: KeyKind) -> dict[str, int]:
+def made_with(entries: list[ledger.Recorded[Entry]], kind: KeyKind) -> dict[str, int]:
     """{key_id: how many partitions (or backups) the ledger records as made with it}."""
     found: dict[str, int] = {}
     for entry in entries:
-        if entry["kind"] == kind.made:
-            found[entry["data"]["key_id"]] = found.get(entry["data"]["key_id"], 0) + 1
+        if entry.kind == kind.made and isinstance(entry.data, PartitionEntry | BackupEntry):
+            found[entry.data.key_id] = found.get(entry.data.key_id, 0) + 1
     return found
 
 
-def warehouse_key(entries: list[dict]) -> tuple[str | None, dict | None]:
+def warehouse_key(entries: list[ledger.Recorded[Entry]]) -> tuple[str | None, ledger.Recorded[Entry] | None]:
     """The pseudonym key_id the warehouse is published with (the latest partition's, or the new
     key of a later recorded rotation), and the entry that says so."""
     expected, said = None, None
     for entry in entries:
-        data = entry["data"]
-        if entry["kind"] == "partition" or (entry["kind"] == "key_rotated" and data.get("key") == "pseudonym"):
-            expected, said = data.get("new_key_id", data.get("key_id")), entry
+        if isinstance(entry.data, PartitionEntry):
+            expected, said = entry.data.key_id, entry
+        elif isinstance(entry.data, KeyRotatedEntry):
+            expected, said = entry.data.new_key_id, entry
     return expected, said
 
 
-def destroyed(entries: list[dict], kind: KeyKind) -> set[str]:
-    return {
-        e["data"]["key_id"] for e in entries if e["kind"] == "key_destroyed" and e["data"].get("key", "pseudonym") == kind.name
-    }
+def destroyed(entries: list[ledger.Recorded[Entry]], kind: KeyKind) -> set[str]:
+    return {e.data.key_id for e in ledger.only(entries, KeyDestroyedEntry) if e.data.key == kind.name}
 
 
-def record_rotation(restricted: Path, old: str, new: str, where: str) -> dict:
+def record_rotation(restricted: Path, old: str, new: str, where: str) -> ledger.Recorded[KeyRotatedEntry]:
     """The one shape of a rotation in the ledger, whichever command made it."""
     return ledger.append(restricted, KeyRotatedEntry(key="pseudonym", key_id=new, old_key_id=old, new_key_id=new, where=where))
 
@@ -201,7 +200,7 @@ def check_continuity(restricted: Path, key_id: str, rotating: bool = False) -> N
     would not link to the published ones. With `rotating`, the change is recorded in the ledger
     instead (every date is then republished under the new key: the key is part of each
     fingerprint)."""
-    expected, said = warehouse_key(ledger.entries(restricted))
+    expected, said = warehouse_key(ledger.read(restricted))
     if expected is None or expected == key_id:
         return
     if rotating:
@@ -209,7 +208,7 @@ def check_continuity(restricted: Path, key_id: str, rotating: bool = False) -> N
         return
     raise PseudonymKeyError(
         f"the pseudonym key {key_id} is not the key the warehouse was published with ({expected}, ledger entry "
-        f"{said['seq'] if said else '?'}): its tokens would not link to the published ones, so nothing is run. "
+        f"{said.seq if said else '?'}): its tokens would not link to the published ones, so nothing is run. "
         "Load that key, or change keys on purpose: `tuomin key rotate` (a key file or Secret block) or "
         "`tuomin run --rotate-key`, both recorded in the ledger."
     )
@@ -238,12 +237,14 @@ def rotation(location: Location, restricted: Path, warehouse: Path | None = None
     if expected != key_id:
         raise KeyRefused(
             f"{location} holds key {key_id}, but the warehouse is published with {expected} (ledger entry "
-            f"{said['seq'] if said else '?'}): rotating it would not change the warehouse's key. Wrong key file or --restricted?"
+            f"{said.seq if said else '?'}): rotating it would not change the warehouse's key. Wrong key file or --restricted?"
         )
     return key_id
 
 
-def rotate(location: Location, restricted: Path, warehouse: Path | None = None) -> tuple[str, str, dict]:
+def rotate(
+    location: Location, restricted: Path, warehouse: Path | None = None
+) -> tuple[str, str, ledger.Recorded[KeyRotatedEntry]]:
     """Replace the warehouse's pseudonym key with a new random one (a file in one rename, or the
     Secret block's value); returns (old key_id, new key_id, ledger entry). Tokens made with the
     old key no longer match new ones."""
@@ -275,7 +276,7 @@ def destruction(location: Location, restricted: Path, warehouse: Path | None = N
     return key_id
 
 
-def destroy(location: Location, restricted: Path, warehouse: Path | None = None) -> dict:
+def destroy(location: Location, restricted: Path, warehouse: Path | None = None) -> ledger.Recorded[KeyDestroyedEntry]:
     """Destroy a key the ledger vouches for (see `destruction`), then record it; returns the
     entry. A file is overwritten with random bytes, flushed and deleted; a Secret block is deleted.
     Overwriting is best effort on journaling or copy-on-write filesystems and SSDs: keep key files
@@ -292,10 +293,12 @@ def destroy(location: Location, restricted: Path, warehouse: Path | None = None)
             fh.flush()
             os.fsync(fh.fileno())
         location.file.unlink()
-    entries = ledger.entries(restricted)
+    entries = ledger.read(restricted)
     alive = (
         sorted(
-            set(made_with([e for e in ledger.partition_entries(restricted).values()], kind)) - destroyed(entries, kind) - {key_id}
+            set(made_with(list(ledger.partition_entries(restricted, entries).values()), kind))
+            - destroyed(entries, kind)
+            - {key_id}
         )
         if kind is PSEUDONYM
         else []

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Generic, TypeVar, cast
 
 from flows.storage import entries as entries_model
-from flows.storage.entries import Entry
+from flows.storage.entries import Entry, PartitionEntry, PartitionRemovedEntry
 from transforms.errors import Refused
 
 LEDGER = Path("ledger") / "ledger.jsonl"  # under the restricted area
@@ -44,6 +44,21 @@ class LedgerBroken(Refused, RuntimeError):
     proceed."""
 
 
+E = TypeVar("E", bound=Entry, covariant=True)  # a Recorded[PartitionEntry] is a Recorded[Entry]
+K = TypeVar("K", bound=Entry)  # one kind, as a function takes and returns it
+
+
+@dataclass(frozen=True)
+class Recorded(Generic[E]):
+    """One entry as read back, its data parsed into its kind's model."""
+
+    seq: int
+    at: str
+    kind: str
+    data: E
+    hash: str
+
+
 def _digest(entry: dict) -> str:
     body = {k: entry[k] for k in ("seq", "at", "kind", "data", "prev")}
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
@@ -56,9 +71,9 @@ def entries(restricted: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
 
 
-def append(restricted: Path, data: Entry) -> dict:
+def append(restricted: Path, data: K) -> Recorded[K]:
     """Add an entry under an exclusive lock, chained to the last one, flushed to disk. Returns it
-    as stored. A field its model does not declare is refused (entries.py: writing is strict)."""
+    as recorded. A field its model does not declare is refused (entries.py: writing is strict)."""
     if type(data) not in entries_model.KINDS.values():
         raise TypeError(f"a ledger entry is one of the models of flows/storage/entries.py, not {type(data).__name__}")
     if data.model_extra:
@@ -84,7 +99,7 @@ def append(restricted: Path, data: Entry) -> dict:
         fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-    return entry
+    return Recorded(cast(int, entry["seq"]), cast(str, entry["at"]), kind, data, cast(str, entry["hash"]))
 
 
 def _last(fh) -> dict | None:
@@ -104,41 +119,45 @@ def _last(fh) -> dict | None:
     return None
 
 
-E = TypeVar("E", bound=Entry)
-
-
-@dataclass(frozen=True)
-class Recorded(Generic[E]):
-    """One entry as read back, its data parsed into its kind's model."""
-
-    seq: int
-    at: str
-    kind: str
-    data: E
-    hash: str
-
-
-def read(restricted: Path) -> list[Recorded[Entry]]:
-    """The entries with typed data, for what shows them (`ledger show`, the evidence pack)."""
+def read(restricted: Path, found: list[dict] | None = None) -> list[Recorded[Entry]]:
+    """The entries (of `found`, entries as stored, or of the ledger), their data parsed into its
+    kind's model: how every room outside this package reads the ledger."""
     return [
-        Recorded(e["seq"], e["at"], e["kind"], entries_model.parse(e["kind"], e["data"]), e["hash"]) for e in entries(restricted)
+        Recorded(e["seq"], e["at"], e["kind"], entries_model.parse(e["kind"], e["data"]), e["hash"])
+        for e in (entries(restricted) if found is None else found)
     ]
 
 
-def only(found: list[Recorded[Entry]], *models: type[E]) -> list[Recorded[E]]:
+def of_kind(restricted: Path, model: type[K]) -> list[Recorded[K]]:
+    """The entries of one kind, typed as such."""
+    return only(read(restricted), model)
+
+
+def only(found: list[Recorded[Entry]], *models: type[K]) -> list[Recorded[K]]:
     """The entries of these kinds, typed as such."""
-    return [cast(Recorded[E], r) for r in found if isinstance(r.data, models)]
+    return [cast(Recorded[K], r) for r in found if isinstance(r.data, models)]
 
 
-def head(restricted: Path) -> dict:
-    """{"seq", "hash"} of the last entry ({0, GENESIS} for an empty ledger): what a partition
-    records as its anchor."""
+@dataclass(frozen=True)
+class Head:
+    """The last entry's seq and hash (0 and GENESIS for an empty ledger): what a partition file
+    records as its anchor (`ledger_head`), what an evidence pack keeps."""
+
+    seq: int
+    hash: str
+
+    def record(self) -> dict[str, int | str]:
+        return {"seq": self.seq, "hash": self.hash}
+
+
+def head(restricted: Path) -> Head:
+    """The ledger's head now."""
     path = restricted / LEDGER
     if not path.is_file():
-        return {"seq": 0, "hash": GENESIS}
+        return Head(0, GENESIS)
     with path.open("rb") as fh:
         last = _last(fh)
-    return {"seq": last["seq"], "hash": last["hash"]} if last else {"seq": 0, "hash": GENESIS}
+    return Head(last["seq"], last["hash"]) if last else Head(0, GENESIS)
 
 
 @dataclass
@@ -147,7 +166,7 @@ class Verdict:
 
     path: Path
     entries: int = 0
-    head: dict | None = None
+    head: Head | None = None
     problems: list[str] = field(default_factory=list)
     anchors: int = 0  # partition files whose recorded head was found in the chain
     anchored_to: int = 0  # the highest seq an anchor vouches for
@@ -171,7 +190,7 @@ def check(restricted: Path, warehouse: Path | None = None, expect_head: str | No
     if not found:
         verdict.problems.append(f"the ledger at {verdict.path} is empty: nothing to verify")
         return verdict
-    verdict.head = {"seq": found[-1]["seq"], "hash": found[-1]["hash"]}
+    verdict.head = Head(found[-1]["seq"], found[-1]["hash"])
     verdict.problems += _chain(found)
     if warehouse is not None:
         _anchors(warehouse, found, verdict)
@@ -257,7 +276,7 @@ def verify(restricted: Path, warehouse: Path | None = None) -> list[str]:
     return check(restricted, warehouse).problems
 
 
-def trusted(restricted: Path, warehouse: Path | None = None) -> list[dict]:
+def trusted(restricted: Path, warehouse: Path | None = None) -> list[Recorded[Entry]]:
     """The entries, for a command about to act on what they record; LedgerBroken if the ledger
     is missing, empty, cut short (against `warehouse`'s files) or broken."""
     verdict = check(restricted, warehouse)
@@ -267,7 +286,7 @@ def trusted(restricted: Path, warehouse: Path | None = None) -> list[dict]:
             + (f"; {len(verdict.problems) - 1} more" if len(verdict.problems) > 1 else "")
             + "; see `tuomin ledger verify`): nothing was changed"
         )
-    return entries(restricted)
+    return read(restricted)
 
 
 def runs(restricted: Path) -> list[dict]:
@@ -279,18 +298,20 @@ def period(data: dict) -> str:
     return data.get("period") or data["export_date"]
 
 
-def partition_entries(restricted: Path, found: list[dict] | None = None) -> dict[tuple[str, str], dict]:
-    """The latest `partition` entry (whole, with seq and hash) of every (dataset, period) still
+def partition_entries(
+    restricted: Path, found: list[Recorded[Entry]] | None = None
+) -> dict[tuple[str, str], Recorded[PartitionEntry]]:
+    """The latest `partition` entry (with seq and hash) of every (dataset, period) still
     published, in ledger order (of `found`, entries already read, or of the ledger)."""
-    latest: dict[tuple[str, str], dict] = {}
-    for entry in entries(restricted) if found is None else found:
-        if entry["kind"] == "partition":
-            latest[(entry["data"]["dataset"], period(entry["data"]))] = entry
-        elif entry["kind"] == "partition_removed":
-            latest.pop((entry["data"]["dataset"], period(entry["data"])), None)
+    latest: dict[tuple[str, str], Recorded[PartitionEntry]] = {}
+    for entry in read(restricted) if found is None else found:
+        if isinstance(entry.data, PartitionEntry):
+            latest[(entry.data.dataset, entry.data.period)] = cast(Recorded[PartitionEntry], entry)
+        elif isinstance(entry.data, PartitionRemovedEntry):
+            latest.pop((entry.data.dataset, entry.data.period), None)
     return latest
 
 
 def partitions(restricted: Path) -> list[dict]:
     """The data of the latest published entry of every (dataset, period)."""
-    return [entry["data"] for entry in partition_entries(restricted).values()]
+    return [entry.data.record() for entry in partition_entries(restricted).values()]
