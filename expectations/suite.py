@@ -70,17 +70,25 @@ class Gate:
         )
 
     @classmethod
-    def recorded(cls, metadata: dict, schema: pa.Schema) -> Gate:
-        """The gate a published partition passed, from what its file records (record.py), so that
-        it holds even if the policy changed since."""
+    def recorded(
+        cls,
+        dataset: str,
+        schema: pa.Schema,
+        quasi_identifiers: list[str],
+        entity: str | None,
+        k: int,
+        diversity: list[tuple[str, float, str]],
+    ) -> Gate:
+        """The gate a published partition passed, from what its file records
+        (flows/storage/footer.PartitionRecord.gate), so that it holds even if the policy changed since."""
         return cls(
-            dataset=metadata["dataset"],
+            dataset=dataset,
             columns=tuple(schema.names),
-            quasi_identifiers=tuple(metadata["quasi_identifiers"]),
-            entity=metadata["entity_column"],
-            k=metadata["k"],
+            quasi_identifiers=tuple(quasi_identifiers),
+            entity=entity,
+            k=k,
             string_columns=_strings(schema),
-            diversity=tuple((m["column"], m["l"], m["measure"]) for m in metadata["l_diversity"]),
+            diversity=tuple(diversity),
         )
 
     def expectations(self) -> list:

@@ -174,11 +174,11 @@ def published_token(value: str, path: Path, domain: str = "customer") -> str:
     """A person's token as the partition at `path` publishes it (keyed to its version)."""
     import pyarrow as pa
 
-    from flows.storage.warehouse import read_metadata
+    from flows.storage.footer import read_footer
     from transforms.pseudonymize import Pseudonymizer
 
     pseudonymizer = Pseudonymizer(TEST_KEY.encode())
-    return pseudonymizer.unit_tokens(pa.array([pseudonymizer.token(value, domain)]), read_metadata(path)["unit"])[0].as_py()
+    return pseudonymizer.unit_tokens(pa.array([pseudonymizer.token(value, domain)]), read_footer(path)["unit"])[0].as_py()
 
 
 def a_run(**fields):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from flows.storage.warehouse import partition_files, read_metadata
+from flows.storage.footer import read_footer
+from flows.storage.warehouse import partition_files
 
 RUN_KEYS = {"run_id", "flow_run_id", "created_at", "ledger_head"}  # name the run, not what it published
 
@@ -20,7 +21,7 @@ def digest(warehouse: Path) -> dict[str, dict]:
     out = {}
     for path in partition_files(warehouse):
         table = pq.read_table(path)
-        metadata = {k: v for k, v in read_metadata(path).items() if k not in RUN_KEYS}
+        metadata = {k: v for k, v in read_footer(path).items() if k not in RUN_KEYS}
         metadata["inputs"] = sorted(f["sha256"] for f in metadata.get("inputs", []))  # paths are temporary
         rows = json.dumps(table.to_pylist(), default=str, ensure_ascii=False).encode()
         out[str(path.relative_to(warehouse))] = {

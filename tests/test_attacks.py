@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flows.runtime.paths import POLICIES
-from flows.storage.warehouse import read_metadata
+from flows.storage.footer import read_footer
 from tests.conftest import TEST_KEY, read_all
 from transforms import plan
 from transforms.operators import Context, Pseudonymize
@@ -36,7 +36,7 @@ def _published_tokens(warehouse) -> tuple[set[str], set[str]]:
     policies = load_policies(POLICIES)
     tokens, units = set(), set()
     for path in warehouse.rglob("*.parquet"):
-        meta = read_metadata(path)
+        meta = read_footer(path)
         policy = policies[meta["dataset"]]
         units.add(meta["unit"])
         table = pq.read_table(path)
@@ -100,7 +100,7 @@ def test_dictionary_attack_never_reproduces_a_token(published, landing):
 def test_linkage_attack_finds_no_class_smaller_than_k(published, landing):
     policy = load_policies(POLICIES)["membership"]
     [path] = published.warehouse.glob("dataset=membership/period=*/*.parquet")  # the latest snapshot, the only one
-    meta = read_metadata(path)
+    meta = read_footer(path)
     qis, k = meta["quasi_identifiers"], meta["k"]
     # The attacker: every third member's raw attributes, generalized as the metadata says.
     raw = parse_table(read_all(landing, policy, dt.date.fromisoformat(meta["period"])), policy).table

@@ -16,7 +16,7 @@ from flows.runtime.paths import POLICIES
 from flows.storage import ledger
 from flows.storage import query as q
 from flows.storage.files import file_sha256
-from flows.storage.warehouse import read_metadata
+from flows.storage.footer import read_footer
 from tests.conftest import a_run, copy_run
 from tests.leaks import find_leaks, raw_identifiers
 
@@ -75,7 +75,7 @@ def test_a_release_publishes_every_table_with_its_budget_and_reruns_spend_nothin
     for table in done["tables"]:
         path = run.warehouse / table["path"]
         assert path.parts[-3] == f"dataset=dp_{table['name']}" and path.parts[-2] == f"release={done['release_id']}"
-        meta = read_metadata(path)
+        meta = read_footer(path)
         read = pq.read_table(path)
         grain = policy["tables"][table["name"]]["grain"]
         assert read.column_names == [*grain, "value", "margin_95"] and read.num_rows == table["cells"]
@@ -150,7 +150,7 @@ def test_no_raw_value_or_count_of_the_data_in_files_ledger_or_logs(released, lan
     same dates (a day's POS export cut to a few lines) writes the same, but for its id and time."""
     here, run, done = released
     raw = raw_identifiers(landing)
-    texts = [json.dumps(read_metadata(run.warehouse / t["path"]), ensure_ascii=False) for t in done["tables"]]
+    texts = [json.dumps(read_footer(run.warehouse / t["path"]), ensure_ascii=False) for t in done["tables"]]
     logged = "\n".join(r.getMessage() for r in tuomin_log)
     texts += [json.dumps(e, ensure_ascii=False) for e in _dp_entries(run)] + [logged]
     assert "public cells" in logged and not find_leaks(texts, raw)
@@ -159,7 +159,7 @@ def test_no_raw_value_or_count_of_the_data_in_files_ledger_or_logs(released, lan
     other = _release(run, here, additional=True).result()
     volatile = {"release_id", "created_at", "ledger_head"}
     for first, second in zip(done["tables"], other["tables"]):
-        a, b = (read_metadata(run.warehouse / t["path"]) for t in (first, second))
+        a, b = (read_footer(run.warehouse / t["path"]) for t in (first, second))
         assert {k: v for k, v in a.items() if k not in volatile} == {k: v for k, v in b.items() if k not in volatile}
 
 
@@ -187,7 +187,7 @@ def test_the_evidence_pack_shows_each_tables_budget_and_error_with_a_plot(releas
     (shown,) = facts["dp_releases"]
     assert shown["release_id"] == done["release_id"] and shown["spent_total"] == pytest.approx(shown["epsilon"])
     for table, recorded in zip(shown["tables"], done["tables"]):
-        meta = read_metadata(run.warehouse / recorded["path"]) if recorded is not done["tables"][-1] else None
+        meta = read_footer(run.warehouse / recorded["path"]) if recorded is not done["tables"][-1] else None
         assert table["name"] == recorded["name"] and table["in_place"] == (meta is not None)
         assert table["ten_percent_at"] == pytest.approx(table["margin_95"] * 10)
         if meta:
@@ -218,7 +218,7 @@ def test_the_data_dictionary_and_the_views_describe_every_dp_table(released_once
     html = (tmp_path / "dictionary" / "dictionary.html").read_text("utf-8")
     con = q.connect(run.warehouse)
     for table in done["tables"]:
-        entry, meta = described[f"dp_{table['name']}"], read_metadata(run.warehouse / table["path"])
+        entry, meta = described[f"dp_{table['name']}"], read_footer(run.warehouse / table["path"])
         assert [c["column"] for c in entry["columns"]][: len(meta["grain"])] == meta["grain"]
         assert all(c["meaning"] for c in entry["columns"]) and f"<h3>dp_{table['name']}</h3>" in html
         (release,) = entry["releases"]

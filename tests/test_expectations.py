@@ -88,12 +88,12 @@ def test_a_partition_records_the_gate_it_passed(published):
     import pyarrow.parquet as pq
 
     from flows.runtime.paths import POLICIES
-    from flows.storage.warehouse import read_metadata
+    from flows.storage.footer import read_record
     from transforms.policy import load_policies
 
     policies = load_policies(POLICIES)
     paths = sorted(published.warehouse.glob("dataset=*/period=*/part-0.parquet"))
     assert len(paths) == 5  # a partition per unit: 2 days of POS and of cases, the latest CRM snapshot
     for path in paths:
-        metadata, schema = read_metadata(path), pq.read_schema(path)
-        assert Gate.recorded(metadata, schema) == Gate.of(policies[metadata["dataset"]], schema), path
+        record, schema = read_record(path), pq.read_schema(path)
+        assert record.gate(schema) == Gate.of(policies[record.dataset], schema), path

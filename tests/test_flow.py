@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flows.storage.warehouse import read_metadata
+from flows.storage.footer import read_footer
 from tests.conftest import TEST_KEY, run_flow
 from tests.leaks import find_leaks, norm, raw_identifiers, read_landing
 from transforms.pseudonymize import Pseudonymizer
@@ -51,7 +51,7 @@ def test_run_completes_and_counts_reconcile(published):
         c = entry.data.rows
         assert c["read"] == c["published"] + c["suppressed"] + c["erased"], (name, period)
         assert c["published"] > 0 and c["read"] == sum(f.rows for f in entry.data.inputs)
-        meta = read_metadata(published.warehouse / entry.data.output.path)
+        meta = read_footer(published.warehouse / entry.data.output.path)
         assert meta["rows"] == {"published": c["published"]} and meta["policy_sha256"] and meta["key_id"].startswith("k1-")
         assert meta["period"] == period and meta["grain"] == ("snapshot" if name == "membership" else "day")
         assert TEST_KEY not in json.dumps(meta)
@@ -95,7 +95,7 @@ def test_k_anonymity_recomputed_from_metadata_holds(published):
     """An independent check with DuckDB, driven only by what each file's metadata declares."""
     con = duckdb.connect()
     for path in published.warehouse.rglob("*.parquet"):
-        meta = read_metadata(path)
+        meta = read_footer(path)
         qi = ", ".join(f'"{c}"' for c in meta["quasi_identifiers"])
         row = "'row' || file_row_number"  # a row without a customer counts as a person of its own
         entity = f'coalesce("{meta["entity_column"]}", {row})' if meta["entity_column"] else row
@@ -110,12 +110,12 @@ def test_a_token_joins_nothing_outside_its_partition(published, landing):
     """A customer's token is keyed to the partition (dataset, date and version): inside it, one
     person has one token; outside it, the same person has another, and the pipeline's own (global)
     token appears nowhere."""
-    from flows.storage.warehouse import read_metadata
+    from flows.storage.footer import read_footer
 
     raw = read_landing(landing)
     pseudonymizer = Pseudonymizer(TEST_KEY.encode())
     partitions = {
-        p: (pq.read_table(p)["customer_id"], read_metadata(p)["unit"])
+        p: (pq.read_table(p)["customer_id"], read_footer(p)["unit"])
         for p in sorted(published.warehouse.glob("dataset=*/*/*.parquet"))
     }
     seen: dict[str, Path] = {}
@@ -275,7 +275,7 @@ def test_key_from_a_prefect_secret_block(prefect_server, monkeypatch):
 
 def test_membership_is_l_diverse_and_says_so(published):
     for path in published.warehouse.glob("dataset=membership/*/*.parquet"):
-        meta = read_metadata(path)
+        meta = read_footer(path)
         assert meta["l_diversity"] == [
             {"attribute": "lifetime_spend", "l": 2.0, "measure": "distinct", "column": "lifetime_spend"},
             {"attribute": "points", "l": 2.0, "measure": "distinct", "column": "points"},
@@ -326,7 +326,7 @@ def test_drop_unknown_publishes_and_records_the_dropped_column(prefect_server, l
     assert run.state.is_completed(), run.state.message
     dropped = [{"file": "after_sales/2026-03-01/cases_20260301.csv", "column": "vip_note"}]
     path = run.warehouse / "dataset=after_sales" / "period=2026-03-01" / "part-0.parquet"
-    assert read_metadata(path)["dropped_columns"] == dropped and "vip_note" not in pq.read_schema(path).names
+    assert read_footer(path)["dropped_columns"] == dropped and "vip_note" not in pq.read_schema(path).names
     from flows.storage import ledger
 
     [record] = ledger.runs(run.restricted)
@@ -396,7 +396,7 @@ def test_a_failing_log_handler_prints_nothing_of_what_was_being_handled(capfd):
 def _levels(warehouse: Path) -> dict[str, list[dict]]:
     found: dict[str, list[dict]] = {}
     for path in sorted(warehouse.glob("dataset=*/*/*.parquet")):
-        found.setdefault(path.parent.parent.name, []).append(read_metadata(path)["levels"])
+        found.setdefault(path.parent.parent.name, []).append(read_footer(path)["levels"])
     return found
 
 

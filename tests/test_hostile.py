@@ -32,7 +32,7 @@ from flows.cli import app
 from flows.runtime.paths import POLICIES
 from flows.storage import landing as landing_io
 from flows.storage import ledger
-from flows.storage.warehouse import read_metadata
+from flows.storage.footer import read_footer
 from tests.conftest import run_flow
 from transforms.policy import load_policies
 
@@ -199,7 +199,7 @@ def _counts(run, day: str, source: str) -> dict:
 
 def _table(run, day: str, source: str):
     [path] = run.warehouse.glob(f"dataset={source}/period={day}/*.parquet")
-    return pq.read_table(path), read_metadata(path)
+    return pq.read_table(path), read_footer(path)
 
 
 def _quarantined(run, day: str, source: str) -> list[dict]:

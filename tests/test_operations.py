@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.storage import ledger
-from flows.storage.warehouse import read_metadata
+from flows.storage.footer import read_footer
 from tests.conftest import copy_run, run_flow
 
 DAY1, DAY2 = "2026-03-01", "2026-03-02"
@@ -73,7 +73,7 @@ def test_a_policy_change_republishes_with_the_new_hash(published, landing, tmp_p
     from transforms.policy import load_policy
 
     new_hash = load_policy(pos).sha256
-    meta = read_metadata(changed.warehouse / "dataset=pos" / f"period={DAY1}" / "part-0.parquet")
+    meta = read_footer(changed.warehouse / "dataset=pos" / f"period={DAY1}" / "part-0.parquet")
     assert meta["policy_sha256"] == new_hash and meta["k"] == 6 and meta["metrics"]["k"] >= 6
     latest = {(p["dataset"], p["period"]): p for p in ledger.partitions(changed.restricted)}
     assert latest[("pos", DAY1)]["policy_sha256"] == new_hash

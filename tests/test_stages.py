@@ -69,12 +69,12 @@ def test_the_flow_runs_the_stages_as_named_prefect_tasks(published):
     from flows.pipeline.anonymize import _task
     from flows.pipeline.executor import Step
     from flows.pipeline.passes import scan_many, write
-    from flows.storage.warehouse import read_metadata
+    from flows.storage.footer import read_footer
 
     assert _task(Step(scan_many, (), "scan-x", reads_landing=True)).retries == 2
     assert _task(Step(write, (), "write-x")).retries == 0
     partition = published.warehouse / "dataset=pos" / "period=2026-03-01" / "part-0.parquet"
-    subflow = read_metadata(partition)["flow_run_id"]
+    subflow = read_footer(partition)["flow_run_id"]
     assert subflow
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[subflow])))

@@ -22,8 +22,8 @@ from flows.cli import app
 from flows.runtime.clock import today
 from flows.runtime.paths import GX_PROJECT
 from flows.storage import ledger
-from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import KeyDestroyedEntry
+from flows.storage.footer import read_footer
 from tests.conftest import TEST_KEY, a_run, published_token, run_flow
 from tests.leaks import find_leaks, norm, raw_identifiers, read_landing
 from transforms.pseudonymize import Pseudonymizer
@@ -432,7 +432,7 @@ def _holding(tables: dict[str, pa.Table], token: str, warehouse) -> dict[str, in
     con = duckdb.connect()
     found = {}
     for name, table in tables.items():
-        unit = warehouse_io.read_metadata(warehouse / name / "part-0.parquet")["unit"]
+        unit = read_footer(warehouse / name / "part-0.parquet")["unit"]
         con.register("t", table)
         mine = pseudonymizer.unit_tokens(pa.array([token]), unit)[0].as_py()
         if n := con.sql("SELECT count(*) FROM t WHERE customer_id = ?", params=[mine]).fetchall()[0][0]:
@@ -460,13 +460,13 @@ def at_the_edge(published, landing):
     bought = {norm(d) for d in pos["doc_no"] if d}
     con = duckdb.connect()
     for path in sorted(published.warehouse.glob("dataset=membership/period=*/part-0.parquet")):
-        unit = warehouse_io.read_metadata(path)["unit"]
+        unit = read_footer(path)["unit"]
         docs = {
             pseudonymizer.unit_tokens(pa.array([pseudonymizer.token(norm(d), "customer")]), unit)[0].as_py(): norm(d)
             for d in crm["证件号码"]
             if d
         }
-        qis = warehouse_io.read_metadata(path)["quasi_identifiers"]
+        qis = read_footer(path)["quasi_identifiers"]
         edge = con.sql(
             f"SELECT customer_id FROM read_parquet('{path}') WHERE ({', '.join(qis)}) IN "
             f"(SELECT ({', '.join(qis)}) FROM read_parquet('{path}') GROUP BY ALL HAVING count(DISTINCT customer_id) = 5)"
@@ -512,7 +512,7 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
     for done in request["republished"]:
         name = f"dataset={done['dataset']}/period={done['period']}"
         path = wh / name / "part-0.parquet"
-        metadata = warehouse_io.read_metadata(path)
+        metadata = read_footer(path)
         rows = next(e["data"]["rows"] for e in ledger.entries(_vault_of(wh)) if e["seq"] == done["ledger_seq"])
         assert rows["read"] == rows["published"] + rows["suppressed"] + rows["erased"]
         assert rows["published"] == after[name].num_rows == metadata["rows"]["published"]
@@ -531,9 +531,7 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
         assert not set(after[name]["customer_id"].drop_null().to_pylist()) & set(
             before[name]["customer_id"].drop_null().to_pylist()
         )
-        assert metadata["unit"].startswith(
-            warehouse_io.read_metadata(published.warehouse / name / "part-0.parquet")["unit"] + "|erasure:"
-        )
+        assert metadata["unit"].startswith(read_footer(published.warehouse / name / "part-0.parquet")["unit"] + "|erasure:")
         # Anyone else is still found in it, through the unit's chain (what a later erasure looks for).
         others = {published_token(d, path) for d in raw_identifiers(landing)["document"]}
         assert others & set(after[name]["customer_id"].drop_null().to_pylist())
@@ -558,7 +556,7 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
     # No raw identifier in what the erasure wrote: GX results and Data Docs, the files' metadata, the ledger.
     build_docs(_vault_of(wh) / GX_PROJECT)
     texts = [f.read_text("utf-8", errors="replace") for f in (_vault_of(wh) / GX_PROJECT).rglob("*") if f.is_file()]
-    texts += [json.dumps(warehouse_io.read_metadata(wh / n / "part-0.parquet"), ensure_ascii=False) for n in after]
+    texts += [json.dumps(read_footer(wh / n / "part-0.parquet"), ensure_ascii=False) for n in after]
     texts.append((_vault_of(wh) / ledger.LEDGER).read_text("utf-8"))
     assert not find_leaks(texts, raw_identifiers(landing))
     # The intruder holding the copy from before: the versions that changed share no token with it.

@@ -53,11 +53,11 @@ def assess(
     path = target if target.exists() else warehouse / target
     if not path.exists():
         raise typer.BadParameter(f"{target} is neither a file nor a dataset under {warehouse}")
-    frame, metadata = read_table(path)
-    qis = qi.split(",") if qi else metadata.get("quasi_identifiers")
+    frame, record = read_table(path)
+    qis = qi.split(",") if qi else (record.quasi_identifiers if record else None)
     if not qis:
         raise typer.BadParameter("name the quasi-identifiers (--qi a,b,c); the input carries no tuomin metadata")
-    entity = entity or (None if qi else metadata.get("entity_column"))
+    entity = entity or (None if qi or record is None else record.entity_column)
     missing = [c for c in [*qis, *(sensitive.split(",") if sensitive else []), *([entity] if entity else [])] if c not in frame]
     if missing:
         raise typer.BadParameter(f"no column(s) {missing} in {path}; it has {list(frame.columns)}")

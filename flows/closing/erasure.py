@@ -22,6 +22,7 @@ they are listed, not guessed at.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ import pyarrow.parquet as pq
 from prefect import flow
 from pydantic import Field, SecretStr
 
-from expectations.suite import Gate, Outcome
+from expectations.suite import Outcome
 from flows.closing import subjects
 from flows.closing.subjects import Identifier, tokens
 from flows.pipeline import release
@@ -51,6 +52,7 @@ from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import ErasureRequestedEntry, KeyDestroyedEntry, PartitionEntry
 from flows.storage.files import file_sha256
+from flows.storage.footer import PartitionRecord, footer_json, read_record
 from flows.storage.keys import PSEUDONYM, load_pseudonymizer
 from flows.storage.landing import Landing
 from flows.storage.spill import Spill
@@ -167,9 +169,9 @@ def erase_published(
                 sweep.other_keys.append({"dataset": dataset, "period": day, "key_id": data.key_id})
                 continue
             path = warehouse / data.output.path
-            metadata = warehouse_io.read_metadata(path)
-            entity = metadata["entity_column"]
-            wanted = pseudonymizer.unit_tokens(everywhere, metadata.get("unit", ""))
+            metadata = read_record(path)
+            entity = metadata.entity_column
+            wanted = pseudonymizer.unit_tokens(everywhere, metadata.unit)
             if (
                 not tokens
                 or entity is None
@@ -196,7 +198,7 @@ def erase_published(
 
 def republish(
     path: Path,
-    old: dict,
+    old: PartitionRecord,
     published: ledger.Recorded[PartitionEntry],
     wanted: pa.Array,
     warehouse: Path,
@@ -212,7 +214,7 @@ def republish(
     person's rows (no raw data is needed: it is a keyed function of the tokens published)."""
     began = dt.datetime.now(dt.UTC)
     run_id = began.strftime("erasure-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-    day: str = old["period"]
+    day = old.period
     erasure: dict[str, Any] = {
         "at": began.isoformat(timespec="seconds"),
         "request": request,
@@ -221,7 +223,7 @@ def republish(
     again = f"erasure:{run_id}"
     rewrite = Rewrite(
         path,
-        {**old, "unit": UNIT_PARTS.join(filter(None, [old.get("unit", ""), again]))},
+        old.revised(unit=UNIT_PARTS.join(filter(None, [old.unit, again]))),
         wanted,
         restricted,
         f"{run_id} {day}",
@@ -234,19 +236,19 @@ def republish(
         staged = rewrite.writer.stage(
             warehouse,
             run_id,
-            old["dataset"],
+            old.dataset,
             day,
             ahead(rewrite.batches(weak)),
             warehouse_io.read_fields(path),
             lambda classes, outcome: rewrite.metadata(classes, outcome, run_id, erasure),
         )
-        new = warehouse_io.read_metadata(staged)
-        if not new["validation"]["success"]:
-            failures = Outcome(False, tuple(new["validation"]["checks"])).failures()
-            raise ErasureFailed(f"{old['dataset']} {day}: left as it was: without the person it fails {'; '.join(failures)}")
+        new = read_record(staged)
+        if not new.validation.success:
+            failures = Outcome(False, tuple(new.validation.checks)).failures()
+            raise ErasureFailed(f"{old.dataset} {day}: left as it was: without the person it fails {'; '.join(failures)}")
         # The person-level criteria too: rows gone can leave someone else's purchases with fewer than k.
         verdict = release.gate(
-            {old["dataset"]: {day: staged}},
+            {old.dataset: {day: staged}},
             warehouse_io.staging(warehouse, run_id),
             rewrite.project,
             rewrite.run_name,
@@ -254,7 +256,7 @@ def republish(
         )
         if verdict.failures:
             raise ErasureFailed(
-                f"{old['dataset']} {day}: left as it was: without the person the release fails {' | '.join(verdict.failures)}"
+                f"{old.dataset} {day}: left as it was: without the person the release fails {' | '.join(verdict.failures)}"
             )
         # The ledger's record is made before the rename: the staged file's path under the run's
         # staging directory is the partition's path under the warehouse.
@@ -262,7 +264,7 @@ def republish(
         rows = before | {
             "erased": before["erased"] + erasure["erased"],
             "suppressed": before["suppressed"] + erasure["suppressed"],
-            "published": new["rows"]["published"],
+            "published": new.published_rows,
         }
         record = ledger_entry(
             new,
@@ -276,12 +278,12 @@ def republish(
             began,
         )
         record["erasure"] = erasure
-        warehouse_io.publish(staged, warehouse, old["dataset"], day)
+        warehouse_io.publish(staged, warehouse, old.dataset, day)
     finally:
         warehouse_io.discard_staging(warehouse, run_id)
     entry = ledger.append(restricted, PartitionEntry(**record))
     return {
-        "dataset": old["dataset"],
+        "dataset": old.dataset,
         "period": day,
         "erased": erasure["erased"],
         "suppressed": erasure["suppressed"],
@@ -297,7 +299,7 @@ class Rewrite:
     def __init__(
         self,
         path: Path,
-        old: dict,
+        old: PartitionRecord,
         wanted: pa.Array,
         restricted: Path,
         run_name: str,
@@ -307,7 +309,7 @@ class Rewrite:
         self.source, self.old, self.wanted, self.rekey = pq.ParquetFile(path), old, wanted, rekey
         self.tokens = [f.name for f in self.source.schema_arrow if b"tuomin.token" in (f.metadata or {})]
         self.restricted, self.project, self.run_name, self.work = restricted, restricted / paths.GX_PROJECT, run_name, work
-        self.gate = Gate.recorded(old, self.source.schema_arrow)
+        self.gate = old.gate(self.source.schema_arrow)
         self.columns = ClassColumns.of_gate(self.gate)
         self.entity = self.gate.entity
         self.counts = {"erased": 0, "suppressed": 0}
@@ -342,7 +344,7 @@ class Rewrite:
             self.counts["suppressed"] += int(suppressed.sum())
             yield table
 
-    def metadata(self, published: pd.DataFrame, outcome: Outcome, run_id: str, erasure: dict) -> dict:
+    def metadata(self, published: pd.DataFrame, outcome: Outcome, run_id: str, erasure: dict) -> PartitionRecord:
         """The old file's metadata with what changed: rows published, figures and the gate
         measured on the classes written, and when an erasure happened (only when: what and how
         much is in the ledger, which analysts do not read)."""
@@ -350,14 +352,14 @@ class Rewrite:
         measured = metrics.summary(
             published, list(self.columns.qis), None, self.gate.k, list(self.columns.sensitive), count=ROWS, people=PEOPLE
         )
-        return {
-            **self.old,
-            "run_id": run_id,
-            "flow_run_id": "",
-            "created_at": erasure["at"],
-            "rows": {"published": int(published[ROWS].sum())},
-            ledger.HEAD_KEY: ledger.head(self.restricted).record(),
-            "metrics": measured | {k: self.old["metrics"].get(k) for k in ("loss", "loss_by_attribute")},
-            "validation": {"success": outcome.success, "checks": list(outcome.checks)},
-            "erasures": [*self.old.get("erasures", []), {"at": erasure["at"]}],
-        }
+        kept = self.old.metrics
+        return self.old.revised(
+            run_id=run_id,
+            flow_run_id="",
+            created_at=erasure["at"],
+            rows={"published": int(published[ROWS].sum())},
+            ledger_head=ledger.head(self.restricted).record(),
+            metrics=json.loads(footer_json(measured | {"loss": kept.loss, "loss_by_attribute": kept.loss_by_attribute})),
+            validation={"success": outcome.success, "checks": list(outcome.checks)},
+            erasures=[*(e.model_dump(exclude_unset=True) for e in self.old.erasures), {"at": erasure["at"]}],
+        )

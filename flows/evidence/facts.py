@@ -13,7 +13,6 @@ from pathlib import Path
 
 from flows.pipeline.release import assess, coarsen
 from flows.storage import ledger
-from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import (
     BackupEntry,
     BackupRestoredEntry,
@@ -31,6 +30,7 @@ from flows.storage.entries import (
     RunEntry,
     SubjectLookupEntry,
 )
+from flows.storage.footer import read_record
 from flows.storage.landing import date_in_path
 from flows.storage.ledger import E, Recorded
 from transforms.policy import SourcePolicy, load_policies
@@ -274,9 +274,9 @@ def _partition(entry: Recorded[PartitionEntry], warehouse: Path) -> dict:
     data = entry.data
     path = warehouse / data.output.path
     try:
-        metrics = warehouse_io.read_metadata(path)["metrics"] if path.is_file() else {}
+        figures = read_record(path).metrics if path.is_file() else None
     except (OSError, ValueError, KeyError):  # a damaged file: its figures are unknown (`tuomin review` names it)
-        metrics = {}
+        figures = None
     return {
         "period": data.period,
         "rows": {key: data.rows.get(key) for key in ROW_COUNTS},  # a unit's rows are placed: quarantine is its files'
@@ -293,7 +293,7 @@ def _partition(entry: Recorded[PartitionEntry], warehouse: Path) -> dict:
         "sha256": data.output.sha256,
         "in_place": path.is_file(),
         "metrics": {
-            k: metrics.get(k)
+            k: getattr(figures, k, None)
             for k in (
                 "prosecutor_risk_max",
                 "prosecutor_risk_avg",

@@ -23,7 +23,6 @@ import ctypes.util
 import dataclasses
 import datetime as dt
 import functools
-import json
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from flows.runtime import failpoints, paths
 from flows.runtime.ahead import ahead
 from flows.storage import landing as landing_io
 from flows.storage import warehouse as warehouse_io
+from flows.storage.footer import PartitionRecord
 from flows.storage.keys import load_pseudonymizer
 from flows.storage.spill import Spill, read_spill
 from transforms import plan as planning
@@ -397,7 +397,7 @@ class Partition:
 
     path: Path
     counts: dict  # read (rows placed in the unit), erased, suppressed, published: exact (the ledger's, not the file's)
-    metadata: dict
+    metadata: PartitionRecord
     cells: dict = field(default_factory=dict)  # cells blanked per column
     inputs: list[dict] = field(default_factory=list)  # path, sha256, bytes, rows placed in this unit
 
@@ -508,7 +508,7 @@ class _Pass2:
         self.counts = {**counts, "erased": 0, "suppressed": 0, "published": 0}
         self.cells: dict[str, int] = {}  # cells blanked per column
         self.outcome: Outcome | None = None
-        self.recorded: dict | None = None  # the metadata as the file holds it
+        self.recorded: PartitionRecord | None = None  # the footer, as the file holds it
 
     def batches(self, staged: list[Path]) -> Iterator[pa.Table]:
         for batch in ahead(_staged_batches(staged)):
@@ -519,11 +519,11 @@ class _Pass2:
                 self.cells[name] = self.cells.get(name, 0) + n
             yield done.table
 
-    def metadata(self, classes: pd.DataFrame, outcome: Outcome, inputs: Inputs, period: str, run: dict) -> dict:
+    def metadata(self, classes: pd.DataFrame, outcome: Outcome, inputs: Inputs, period: str, run: dict) -> PartitionRecord:
         self.outcome = outcome
-        found = partition_metadata(self.policy, inputs, self.plan, classes, outcome, self.counts["published"], period, run)
-        self.recorded = json.loads(warehouse_io.metadata_json(found))
-        return found
+        published = self.counts["published"]
+        self.recorded = partition_metadata(self.policy, inputs, self.plan, classes, outcome, published, period, run)
+        return self.recorded
 
 
 def held_tables(path: Path) -> Iterator[pa.Table]:

@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from flows.storage.footer import PartitionRecord, footer_json
 from flows.storage.ledger import HEAD_KEY
 from transforms import metrics
 from transforms.hierarchy import TableHierarchy
@@ -25,15 +26,15 @@ from transforms.units import UNIT
 
 def partition_metadata(
     policy: SourcePolicy, inputs: Inputs, plan: Plan, classes, outcome, published: int, period: str, run: dict
-) -> dict:
-    """The `tuomin` entry of a unit's file's metadata: enough to re-check k and trace the run.
+) -> PartitionRecord:
+    """The footer of a unit's file (flows/storage/footer.py): enough to re-check k and trace the run.
     Privacy figures are measured on `classes` (the unit's published rows' distinct combinations
     with counts). `run`: run_id, key_id, flow_run_id, fingerprint, unit, ledger_head (the ledger's
     last entry before this partition's, see flows/storage/ledger.py)."""
     solution = plan.solution
     qis = plan.qis
     measured = metrics.summary(classes, qis, None, policy.privacy.k, policy.sensitive_outputs, count=ROWS, people=PEOPLE)
-    return {
+    document = {
         "dataset": policy.source,
         "period": period,
         "grain": "snapshot" if policy.unit.snapshot else policy.unit.grain,
@@ -82,6 +83,7 @@ def partition_metadata(
         "dropped_columns": [{"file": f, "column": c} for f, c in inputs.dropped],
         "copies_not_read": [{"file": f, "copy_of": o} for f, o in inputs.copies],
     }
+    return PartitionRecord.model_validate_json(footer_json(document))  # as the file will hold it: JSON types
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def triggered_by(via: str) -> dict:
 
 
 def ledger_entry(
-    metadata: dict,
+    metadata: PartitionRecord,
     rows: dict,
     cells: dict,
     inputs: list[dict],
@@ -164,22 +166,23 @@ def ledger_entry(
         "dropped_columns",
         "copies_not_read",
     )
+    footer = metadata.footer()
     return {
-        **{key: metadata.get(key) for key in keep},
+        **{key: footer.get(key) for key in keep},
         "rows": rows,
         "cells_suppressed": cells,
         "inputs": inputs,
-        "k_achieved": metadata["metrics"].get("k"),
-        "l_achieved": metadata["metrics"].get("l_distinct"),
+        "k_achieved": metadata.metrics.k,
+        "l_achieved": metadata.metrics.l_distinct,
         "validation": {
-            "success": metadata["validation"]["success"],
-            "checks": {c["expectation"]: c["success"] for c in metadata["validation"]["checks"]},
+            "success": metadata.validation.success,
+            "checks": {c["expectation"]: c["success"] for c in metadata.validation.checks},
         },
         "output": {
             "path": output.relative_to(warehouse).as_posix(),
             "sha256": sha256,
             "bytes": output.stat().st_size,
-            "rows": metadata["rows"]["published"],
+            "rows": metadata.published_rows,
         },
         "started_at": started.isoformat(timespec="seconds"),
         "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -16,6 +16,7 @@ import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -31,11 +32,11 @@ from expectations.release import (
 )
 from expectations.suite import Outcome, ReleaseGate, validate
 from flows.storage.files import file_sha256
+from flows.storage.footer import PartitionRecord, read_footer
 from flows.storage.ledger import LEDGER
-from flows.storage.warehouse import PERIOD, partition_files, period_of, read_fields, read_metadata
+from flows.storage.warehouse import PERIOD, partition_files, period_of, read_fields
 from transforms.risk import (
     CONTACTS,
-    PROFILE,
     PURCHASES,
     Adversary,
     Check,
@@ -48,8 +49,6 @@ from transforms.risk import (
     staff_tokens,
 )
 
-# Files written before policies said what a dataset's rows are in a person's record.
-LEGACY_RECORD = {"membership": PROFILE, "after_sales": CONTACTS}
 COUNTS = {
     "read",
     "quarantined",
@@ -71,10 +70,23 @@ KM, L, UNIT = (e.expectation_type for e in (ExpectPeopleToBeKmAnonymous, ExpectP
 ROW_ORDER_P = 1e-3  # a row order this unlikely under shuffling follows the column
 
 
-def read(warehouse: Path) -> tuple[list[Dataset], list[dict]]:
+@dataclass(frozen=True)
+class PublishedFile:
+    """One published file as the intruder holds it: its footer as stored (every key of it is
+    read for counts below k), the same typed (flows/storage/footer.py), each column's field
+    metadata, and its rows (None once they are no longer needed)."""
+
+    path: str  # under the warehouse
+    footer: dict[str, Any]
+    record: PartitionRecord
+    fields: dict[str, dict[str, str]]
+    table: pa.Table | None
+
+
+def read(warehouse: Path) -> tuple[list[Dataset], list[PublishedFile]]:
     """Every published dataset, and each file's facts for the side-channel checks."""
     datasets: list[Dataset] = []
-    files: list[dict] = []
+    files: list[PublishedFile] = []
     for folder in sorted(warehouse.glob("dataset=*")):
         name = folder.name.split("=", 1)[1]
         found = _dataset(name, partition_files(warehouse, name), warehouse, files)
@@ -83,26 +95,29 @@ def read(warehouse: Path) -> tuple[list[Dataset], list[dict]]:
     return datasets, files
 
 
-def _dataset(name: str, paths: list[Path], root: Path, files: list[dict]) -> Dataset | None:
+def _dataset(name: str, paths: list[Path], root: Path, files: list[PublishedFile]) -> Dataset | None:
     """One dataset from its partitions' files (…/period=<label>/part-0.parquet), each file's facts
     appended to `files`; every row with its unit's period (`period`)."""
-    tables, meta, fields = [], {}, {}
+    tables: list[pa.Table] = []
+    fields: dict[str, dict[str, str]] = {}
+    record: PartitionRecord | None = None
     for path in paths:
         table = pq.read_table(path)
         fields = {f.name: {k.decode(): v.decode() for k, v in (f.metadata or {}).items()} for f in table.schema}
-        meta = read_metadata(path)
-        files.append({"path": path.relative_to(root).as_posix(), "table": table, "metadata": meta, "fields": fields})
+        footer = read_footer(path)
+        record = PartitionRecord.model_validate(footer)
+        files.append(PublishedFile(path.relative_to(root).as_posix(), footer, record, fields, table))
         tables.append(
             table.replace_schema_metadata(None).append_column(PERIOD, pa.array([period_of(path)] * table.num_rows, pa.string()))
         )
-    if not tables:
+    if record is None:
         return None
     tokens = {c: m.group(1) for c, f in fields.items() if (m := re.search(r"domain '(\w+)'", f.get("tuomin.token", "")))}
-    roles = {c["output"]: c["role"] for c in meta.get("columns", {}).values() if c.get("output")}
+    roles = record.roles()
     return Dataset(
         name=name,
         table=pa.concat_tables(tables, promote_options="permissive"),
-        record=meta.get("record") or LEGACY_RECORD.get(name, PURCHASES),
+        record=record.record,
         tokens=tokens,
         sensitive=[c for c, role in roles.items() if role == "sensitive_attribute"],
         free_text=[c for c, role in roles.items() if role == "free_text"],
@@ -114,7 +129,7 @@ def changed_versions(earlier: Path, warehouse: Path) -> list[Dataset]:
     or removed): another version of a partition is what a token shared with it would link to. A
     partition the two copies hold byte for byte is one version, not two."""
     datasets: list[Dataset] = []
-    files: list[dict] = []
+    files: list[PublishedFile] = []
     for folder in sorted(earlier.glob("dataset=*")):
         paths = [
             p
@@ -163,11 +178,13 @@ def coarsen(document, k: int, path: str = ""):
     return document
 
 
-def row_order(files: list[dict]) -> list[dict]:
+def row_order(files: list[PublishedFile]) -> list[dict]:
     """Files whose row order follows a published time column (the order would give times back)."""
     flagged = []
     for f in files:
-        table = f["table"]
+        table = f.table
+        if table is None:
+            continue
         for column in table.column_names:
             field = table.schema.field(column)
             meaning = (field.metadata or {}).get(b"tuomin.level_meaning", b"")
@@ -175,7 +192,7 @@ def row_order(files: list[dict]) -> list[dict]:
             if pa.types.is_timestamp(field.type) or pa.types.is_date(field.type) or meaning.startswith(b"truncated to the"):
                 rho, p = spearman_p(table[column].to_pandas())
                 if p < ROW_ORDER_P:
-                    flagged.append({"file": f["path"], "column": column, "rho": round(rho, 3)})
+                    flagged.append({"file": f.path, "column": column, "rho": round(rho, 3)})
     return flagged
 
 
@@ -190,7 +207,7 @@ def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | 
     previous = changed_versions(against, warehouse) if against else []
     figures = measure(datasets, adversary, where=warehouse.parent if warehouse.parent.exists() else None)
     snapshots = figures["snapshots"]
-    counts = [hit for f in files for hit in small_counts(f["metadata"], adversary.k, f["path"])]
+    counts = [hit for f in files for hit in small_counts(f.footer, adversary.k, f.path)]
     for ledger in (warehouse / "_ledger" / "ledger.jsonl", warehouse / LEDGER):  # a ledger left where analysts read
         if not ledger.is_file():
             continue
@@ -276,14 +293,12 @@ def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | 
     }
 
 
-def recorded_adversary(files: list[dict]) -> Adversary:
-    """The intruder the files' policies protected them against (their metadata records k, m and
+def recorded_adversary(files: list[PublishedFile]) -> Adversary:
+    """The intruder the files' policies protected them against (their footers record k, m and
     what their rows are): the largest k, and each kind of item's largest m."""
-    metas = [f["metadata"] for f in files]
-    m = {
-        kind: max((meta.get("m", 0) for meta in metas if meta.get("record") == kind), default=0) for kind in (PURCHASES, CONTACTS)
-    }
-    return Adversary(max(meta.get("k", 2) for meta in metas), m[PURCHASES], m[CONTACTS])
+    records = [f.record for f in files]
+    m = {kind: max((r.m for r in records if r.record == kind), default=0) for kind in (PURCHASES, CONTACTS)}
+    return Adversary(max(r.k or 2 for r in records), m[PURCHASES], m[CONTACTS])
 
 
 @dataclass(frozen=True)
@@ -314,33 +329,31 @@ def gate(
     group, not the release), and that no token is shared between units is checked over every file
     at once (`shared_between_units`). Every failure names its criterion and datasets."""
     frames, failures, offset = [], [], 0
-    all_files: list[dict] = []
+    all_files: list[PublishedFile] = []
     for group in _groups(staged):
-        files: list[dict] = []
+        files: list[PublishedFile] = []
         datasets = [d for name, paths in group.items() if (d := _dataset(name, paths, root, files))]
         adversary = recorded_adversary(files)
         # The gate judges within classes only, and only against k: supports need be exact from the
         # smallest k up (an itemset held by fewer is never extended).
-        smallest_k = min((f["metadata"].get("k", adversary.k) for f in files), default=adversary.k)
+        smallest_k = min((f.record.k or adversary.k for f in files), default=adversary.k)
         frame = person_frame(datasets, adversary, where, items_alone=False, threshold=smallest_k)
         ids = frame.attrs["people"].ids
         frame["k"] = 0  # each person's k: the largest of the datasets they are in
         frame["datasets"] = ""
         for d, f in zip(datasets, files):
             present = np.unique(ids[d.name])
-            frame.loc[present, "k"] = np.maximum(frame.loc[present, "k"], f["metadata"].get("k", adversary.k))
+            frame.loc[present, "k"] = np.maximum(frame.loc[present, "k"], f.record.k or adversary.k)
             frame.loc[present, "datasets"] += d.name + " "
         frame["person"] += offset
         offset += len(frame)
         frame.attrs.clear()
         frames.append(frame.astype({"datasets": "category"}))
         failures += _side_channels(files, datasets, adversary)
-        all_files += [{k: v for k, v in f.items() if k != "table"} for f in files]
+        all_files += [replace(f, table=None) for f in files]  # the rows are done with
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"person": [], "k": [], "units": []})
     adversary = recorded_adversary(all_files)
-    l = {
-        f"{f['metadata']['dataset']}.{m['column']}": int(m["l"]) for f in all_files for m in f["metadata"].get("l_diversity", ())
-    }
+    l = {f"{f.record.dataset}.{m.column}": int(m.l) for f in all_files for m in f.record.l_diversity}
     release = ReleaseGate(adversary.purchases + adversary.contacts, tuple((a, l.get(a, 2)) for a in sorted(_sensitive(frame))))
     outcome = validate(release, frame, project, run_name)
     found: list[str] = []
@@ -379,13 +392,13 @@ def _sensitive(frame: pd.DataFrame) -> list[str]:
     return [c.removeprefix("l:") for c in frame.columns if c.startswith("l:")]
 
 
-def _side_channels(files: list[dict], datasets: list[Dataset], adversary) -> list[str]:
+def _side_channels(files: list[PublishedFile], datasets: list[Dataset], adversary) -> list[str]:
     failures = [f"row order follows {o['column']} in {_name(o['file'])}" for o in row_order(files)]
     failures += [
-        f"count below k={k} in the file metadata of {_name(f['path'])} ({hit.split(': ', 1)[1]})"
+        f"count below k={k} in the file metadata of {_name(f.path)} ({hit.split(': ', 1)[1]})"
         for f in files
-        for k in [f["metadata"].get("k", adversary.k)]
-        for hit in small_counts(f["metadata"], k, f["path"])
+        for k in [f.record.k or adversary.k]
+        for hit in small_counts(f.footer, k, f.path)
     ]
     failures += [f"staff token published in {column}" for column in staff_tokens(datasets)]
     failures += [f"free text published in {column}" for column in free_text(datasets)]

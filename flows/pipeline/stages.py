@@ -495,15 +495,15 @@ def publish(
         counts = {
             key: sum(p.counts[key] for p in result.partitions.values()) for key in ("read", "erased", "suppressed", "published")
         }
-        ks = [p.metadata["metrics"].get("k") for p in result.partitions.values() if p.metadata["metrics"].get("k") is not None]
+        ks = [k for p in result.partitions.values() if (k := p.metadata.metrics.k) is not None]
         metadata = next(iter(result.partitions.values())).metadata
         summary[name] = Published(
             units=len(result.partitions),
             periods=sorted(result.partitions),
             counts=counts,
             k=min(ks) if ks else None,
-            levels=metadata["levels"],
-            policy_sha256=metadata["policy_sha256"],
+            levels=metadata.levels,
+            policy_sha256=metadata.policy_sha256 or "",
             republished=sorted(label for label in result.partitions if (name, label) in before),
             superseded=superseded,
         )

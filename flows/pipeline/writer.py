@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from expectations.suite import Gate, Outcome, validate
 from flows.storage import warehouse as warehouse_io
+from flows.storage.footer import PartitionRecord
 from flows.storage.spill import Spill
 from transforms.outofcore import class_table
 from transforms.plan import PEOPLE, ROWS, count_classes, distinct_values
@@ -119,7 +120,7 @@ class PartitionWriter:
         period: str,
         tables: Iterable[pa.Table],
         fields: dict[str, dict[str, str]],
-        metadata: Callable[[pd.DataFrame, Outcome], dict],
+        metadata: Callable[[pd.DataFrame, Outcome], PartitionRecord],
         arrange: Callable[[Iterator[pa.Table]], Iterable[pa.Table]] = lambda checked: checked,
     ) -> Path:
         """The checked batches, in the order `arrange` gives them (a run's published order), as the

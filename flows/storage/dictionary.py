@@ -20,7 +20,8 @@ import duckdb
 import jinja2
 import pyarrow.parquet as pq
 
-from flows.storage.warehouse import DP_PREFIX, fields_of, read_metadata
+from flows.storage.footer import read_footer
+from flows.storage.warehouse import DP_PREFIX, fields_of
 from transforms.dp_policy import MEANING
 from transforms.policy import SourcePolicy
 
@@ -71,7 +72,7 @@ def dp_tables(warehouse: Path) -> dict:
         files = sorted(folder.glob("release=*/*.parquet"))
         if not files:
             continue
-        metas = [read_metadata(f) for f in files]
+        metas = [read_footer(f) for f in files]
         last, schema = metas[-1], pq.read_schema(files[-1])
         measure = last["measure"]
         what = MEANING.get(measure["kind"], measure["kind"]).format(column=measure.get("column") or last["source"])

@@ -30,6 +30,7 @@ from typing import Generic, TypeVar, cast
 
 from flows.storage import entries as entries_model
 from flows.storage.entries import Entry, PartitionEntry, PartitionRemovedEntry
+from flows.storage.footer import read_footer
 from transforms.errors import Refused
 
 LEDGER = Path("ledger") / "ledger.jsonl"  # under the restricted area
@@ -223,13 +224,11 @@ def _chain(found: list[dict]) -> list[str]:
 def _anchors(warehouse: Path, found: list[dict], verdict: Verdict) -> None:
     """Each published file names the ledger head it was written after; that entry must still be
     there with that hash, and the file's own partition entry after it."""
-    from flows.storage.warehouse import read_metadata
-
     published = [*warehouse.glob("dataset=*/period=*/*.parquet"), *warehouse.glob("dataset=*/release=*/*.parquet")]
     for path in sorted(published):
         where = path.relative_to(warehouse).as_posix()
         try:
-            metadata = read_metadata(path)
+            metadata = read_footer(path)
         except (OSError, ValueError, KeyError):  # a damaged file vouches for nothing (`tuomin review` names it)
             verdict.unreadable.append(where)
             continue

@@ -12,7 +12,6 @@ the staging directory (pyarrow and DuckDB ignore names starting with '.' or '_' 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -23,9 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flows.runtime import failpoints
+from flows.storage.footer import METADATA_KEY, PartitionRecord, footer_json
 from transforms.errors import Refused, Transient
 
-METADATA_KEY = b"tuomin"
 STAGING = ".staging"
 PART = "part-0.parquet"
 ROW_GROUP = 500_000  # rows per Parquet row group
@@ -95,18 +94,22 @@ def stage(
     period: str,
     batches: Iterable[pa.Table],
     fields: dict[str, dict[str, str]],
-    metadata: Callable[[], dict],
+    metadata: Callable[[], PartitionRecord | dict],
 ) -> Path:
     """Write the partition's file under the run's staging directory, batch by batch (one or more
     row groups each); returns its path. `fields` goes onto each column (keys `tuomin.<name>`);
     `metadata()`, called after the last batch (it may depend on all of them), into the file's
-    key-value metadata (key `tuomin`; read it with read_metadata)."""
+    key-value metadata (key `tuomin`; flows/storage/footer.py reads it back)."""
     staged = partition(staging(warehouse, run_id), dataset, period) / PART
     return stage_at(staged, batches, fields, metadata, f"{dataset} {period}")
 
 
 def stage_at(
-    staged: Path, batches: Iterable[pa.Table], fields: dict[str, dict[str, str]], metadata: Callable[[], dict], what: str
+    staged: Path,
+    batches: Iterable[pa.Table],
+    fields: dict[str, dict[str, str]],
+    metadata: Callable[[], PartitionRecord | dict],
+    what: str,
 ) -> Path:
     """stage() at a path of the caller's (`what` names it in an error)."""
     staged.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +124,7 @@ def stage_at(
         failpoints.hit("mid-write", staged)  # data written, footer not: the file is incomplete
     if writer is None:
         raise ValueError(f"{what}: no batch to write (an empty partition is still one empty batch)")
-    writer.add_key_value_metadata({METADATA_KEY: metadata_json(metadata()).encode()})
+    writer.add_key_value_metadata({METADATA_KEY: footer_json(metadata()).encode()})
     writer.close()
     failpoints.hit("staged", staged)
     return staged
@@ -147,12 +150,3 @@ def read_fields(path: Path) -> dict[str, dict[str, str]]:
 
 def fields_of(schema: pa.Schema) -> dict[str, dict[str, str]]:
     return {f.name: {k.decode().removeprefix("tuomin."): v.decode() for k, v in (f.metadata or {}).items()} for f in schema}
-
-
-def metadata_json(metadata: dict) -> str:
-    """A partition's metadata as its file holds it (read_metadata gives it back)."""
-    return json.dumps(metadata, ensure_ascii=False, default=str)
-
-
-def read_metadata(path: Path) -> dict:
-    return json.loads(pq.ParquetFile(path).metadata.metadata[METADATA_KEY])

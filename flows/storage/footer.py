@@ -1,0 +1,176 @@
+"""What a published partition's file says about itself: its footer (the Parquet key-value
+metadata under the key `tuomin`), typed once as a PartitionRecord.
+
+    written   flows/pipeline/record.partition_metadata builds it, the writer puts `footer()` into
+              the file after the last batch; an erasure's rewrite builds the next version from the
+              old one (`revised`)
+    read      `read_record(path)`: every later room (the run's summary and ledger entry, review,
+              erasure, the evidence pack, `tuomin risk`, `tuomin assess`) reads attributes, never
+              keys; the gate a partition passed is `record.gate(schema)`
+
+Reading is lenient, as for the ledger (flows/storage/entries.py): a file written by an earlier
+version stays readable, its fields since renamed or added read through the validators here (the
+one place old footers are understood). Writing gives back the fields set: a footer read and
+written again is the same document, an old one with what the validators filled in. A footer
+holds names, levels, hashes and figures at or above k, never a data value and never a count
+below k (flows/pipeline/record.py says which).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+from flows.storage.entries import Copy, Input, Part
+
+if TYPE_CHECKING:
+    from expectations.suite import Gate
+
+METADATA_KEY = b"tuomin"  # the footer's key in the file's key-value metadata
+
+# What one person-level record spans, by dataset, for files written before the policies said it
+# (transforms/risk.py: PROFILE, PURCHASES, CONTACTS).
+LEGACY_RECORD = {"membership": "profile", "after_sales": "contacts"}
+
+
+class Diversity(Part):
+    """An l-diversity criterion as the file records it: the published column, l, the measure."""
+
+    column: str
+    attribute: str | None = None
+    l: float
+    measure: Literal["distinct", "entropy"] = "distinct"
+
+
+class Search(Part):
+    method: str
+    nodes_evaluated: int
+    nodes: int
+
+
+class Published(Part):
+    """One column of the policy: how it was read and published."""
+
+    input: str | None = None
+    output: str | None = None
+    role: str
+    pipl: str | None = None
+    transform: str | None = None
+    technique: str | None = None
+    part: str | None = None
+
+
+class Checked(Part):
+    """The gate's verdict as the file records it: whether it passed, and each check's outcome
+    (expectation, success, observed, arguments, exception: numbers and names only)."""
+
+    success: bool = False
+    checks: list[dict[str, Any]] = []
+
+
+class Figures(Part):
+    """The privacy and loss figures measured on the published rows (transforms/metrics.summary)."""
+
+    k: int | None = None
+    l_distinct: int | float | None = None
+    loss: float | None = None
+    loss_by_attribute: dict[str, float] | None = None
+
+
+class Erasure(Part):
+    at: str
+
+
+class PartitionRecord(BaseModel):
+    """A published partition's footer (see the module's docstring)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    dataset: str
+    period: str = Field(validation_alias=AliasChoices("period", "export_date"))
+    grain: str | None = None
+    person_record: str | None = None  # what one person-level record spans, in words
+    quasi_identifiers: list[str] = []
+    k: int | None = None  # the policy's; a file that records none is judged by the intruder's k
+    l_diversity: list[Diversity] = []
+    entity_column: str | None = None
+    policy_file: str | None = None
+    policy_sha256: str | None = None
+    key_id: str | None = None
+    run_id: str = ""
+    flow_run_id: str | None = ""
+    fingerprint: str | None = None
+    unit: str = ""  # the partition version its tokens are keyed to (Pseudonymizer.unit_tokens)
+    record: str = "purchases"  # profile, purchases or contacts: what its rows are in a person's record
+    m: int = 0
+    reference_date: dt.date | None = None
+    ledger_head: dict[str, Any] | None = None
+    created_at: str | None = None
+    levels: dict[str, int] = {}
+    search: Search | None = None
+    max_suppression: int | float | None = None
+    rows: dict[str, int] = {}
+    metrics: Figures = Figures()
+    columns: dict[str, Published] = {}
+    validation: Checked = Checked()
+    inputs: list[Input] = []
+    dropped_columns: list[dict[str, str]] = []
+    copies_not_read: list[Copy] = []
+    erasures: list[Erasure] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older(cls, data: Any) -> Any:
+        """Footers of earlier versions: without `record`, the dataset said it."""
+        if isinstance(data, dict) and not data.get("record") and "dataset" in data:
+            data = {**data, "record": LEGACY_RECORD.get(data["dataset"], "purchases")}
+        return data
+
+    def footer(self) -> dict[str, Any]:
+        """The record as the file holds it: JSON types, the fields set."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    def revised(self, **changes: Any) -> PartitionRecord:
+        """The next version of this footer (an erasure's rewrite), validated again."""
+        return PartitionRecord.model_validate(self.footer() | changes)
+
+    @property
+    def published_rows(self) -> int:
+        return self.rows.get("published", 0)
+
+    def roles(self) -> dict[str, str]:
+        """{published column: its role}."""
+        return {c.output: c.role for c in self.columns.values() if c.output}
+
+    def gate(self, schema: pa.Schema) -> Gate:
+        """The gate this partition passed, as its file records it, so that it holds even if the
+        policy changed since."""
+        from expectations.suite import Gate  # Great Expectations: only where a gate is run
+
+        if self.k is None:
+            raise ValueError(f"{self.dataset} {self.period}: the file records no k, so no gate it passed")
+        diversity: list[tuple[str, float, str]] = [(d.column, d.l, d.measure) for d in self.l_diversity]
+        return Gate.recorded(self.dataset, schema, self.quasi_identifiers, self.entity_column, self.k, diversity)
+
+
+def footer_json(metadata: PartitionRecord | dict[str, Any]) -> str:
+    """A footer as its file holds it (read_record gives it back)."""
+    document = metadata.footer() if isinstance(metadata, PartitionRecord) else metadata
+    return json.dumps(document, ensure_ascii=False, default=str)
+
+
+def read_footer(path: Path) -> dict[str, Any]:
+    """A file's footer as stored (a partition's or a DP table's): what an intruder reads, key for
+    key. The rooms that act on a partition read `read_record`."""
+    return json.loads(pq.ParquetFile(path).metadata.metadata[METADATA_KEY])
+
+
+def read_record(path: Path) -> PartitionRecord:
+    """A published partition's footer, typed."""
+    return PartitionRecord.model_validate(read_footer(path))
