@@ -211,3 +211,10 @@ def a_partition(**fields):
         output={"path": "dataset=pos/export_date=2026-03-01/part-0.parquet"},
     )
     return PartitionEntry(**base | fields)
+
+
+def key_id_of_file(path: Path, kind=None) -> str:
+    """The key_id of the key in a file (the pseudonym key unless `kind` says otherwise)."""
+    from flows.storage.keys import PSEUDONYM, Location
+
+    return Location(kind or PSEUDONYM, path=path).load().key_id

@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.storage import ledger
-from flows.storage.keys import key_id_of_file
-from tests.conftest import TEST_KEY, a_run
+from tests.conftest import TEST_KEY, a_run, key_id_of_file
 from transforms.pseudonymize import Pseudonymizer
 
 DAY1 = "2026-03-01"

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.storage import ledger
-from flows.storage.keys import init_demo_key, key_id_of_file
-from tests.conftest import TEST_KEY, a_partition, a_run
+from flows.storage.keys import init_demo_key
+from tests.conftest import TEST_KEY, a_partition, a_run, key_id_of_file
 from transforms.pseudonymize import Pseudonymizer
 
 

@@ -154,11 +154,27 @@ def test_identifying_kinds_are_generalized_from_level_one(policy_copy, level):
         assert column.input_name == "doc_no" and column.quasi
 
 
+def anonymize(parsed, tokens, policy, ctx, snapshot: dt.date):
+    """Both passes of transforms/plan.py over one table held in memory; `snapshot`: the export
+    date, which a snapshot source's rows take as their unit."""
+    import numpy as np
+
+    from transforms.operators import Suppress
+    from transforms.plan import count_values, finish, hierarchies, merge, solve, stage, tally
+    from transforms.units import labels
+
+    staged = stage(parsed, tokens, np.zeros(parsed.num_rows, bool), policy, labels(parsed, policy.unit, snapshot))
+    built = hierarchies(policy, ctx)
+    plan = solve(merge([tally(staged, policy, ctx, built)], policy), policy, built, set())
+    if any(isinstance(c.operator, Suppress) for c in policy.columns):
+        plan = plan.with_counts(count_values(staged, policy, set()), policy)
+    return plan, finish(staged, plan, policy, ctx, built, set())
+
+
 def test_a_derived_column_reads_its_source(policy_copy, landing):
     """doc_no feeds both the customer token and the province of issue."""
     from tests.conftest import read_all
     from transforms.operators import Context
-    from transforms.plan import anonymize
     from transforms.policy import load_policies
     from transforms.steps import entity_tokens, parse_table
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.pipeline.release import assess
+from flows.pipeline.intruder import assess
 from flows.storage import ledger
 from flows.storage.entries import ErasureRequestedEntry
 from transforms.risk import (
@@ -319,10 +319,10 @@ def test_a_time_ordered_export_is_published_in_an_order_that_tells_nothing(prefe
 
 
 def test_the_release_gate_refuses_each_failure_naming_the_criterion_and_the_dataset(tmp_path):
-    """The gate that runs before publishing (flows/pipeline/release.gate: GX on the person frame, then the side
+    """The gate that runs before publishing (flows/pipeline/intruder.gate: GX on the person frame, then the side
     channels) passes a release of crowds and refuses each way of failing it, saying which
     criterion failed in which dataset."""
-    from flows.pipeline.release import gate
+    from flows.pipeline.intruder import gate
 
     day = "2026-03-01"
     customer = {"customer_id": "customer"}
@@ -442,9 +442,9 @@ def test_a_release_whose_tokens_join_its_units_is_not_published(prefect_server, 
 def test_a_token_shared_between_units_the_gate_reads_apart_is_refused(tmp_path, monkeypatch):
     """The gate reads units in groups (memory follows a group, not the release); a token in two
     units of different groups is still found, over every file at once."""
-    from flows.pipeline import release
+    from flows.pipeline import intruder
 
-    monkeypatch.setattr(release, "GATE_ROWS", 1)  # every unit a group of its own
+    monkeypatch.setattr(intruder, "GATE_ROWS", 1)  # every unit a group of its own
     customer = {"customer_id": "customer"}
     staged = {
         "pos": {
@@ -452,11 +452,12 @@ def test_a_token_shared_between_units_the_gate_reads_apart_is_refused(tmp_path, 
             for day in ("2026-03-01", "2026-03-02")
         }
     }
-    assert release.gate(staged, tmp_path).failures == ["a token shared outside its unit: 24 token value(s) in more than one unit"]
+    shared = "a token shared outside its unit: 24 token value(s) in more than one unit"
+    assert intruder.gate(staged, tmp_path).failures == [shared]
     apart = {
         "pos": {
             day: _write(tmp_path / "apart", "pos", day, _crowd(6, 4, day, day), customer, PURCHASES, {"k": 5, "m": 3})
             for day in ("2026-03-01", "2026-03-02")
         }
     }
-    assert release.gate(apart, tmp_path / "apart").failures == []
+    assert intruder.gate(apart, tmp_path / "apart").failures == []

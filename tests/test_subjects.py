@@ -560,7 +560,7 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
     texts.append((_vault_of(wh) / ledger.LEDGER).read_text("utf-8"))
     assert not find_leaks(texts, raw_identifiers(landing))
     # The intruder holding the copy from before: the versions that changed share no token with it.
-    from flows.pipeline.release import assess, changed_versions
+    from flows.pipeline.intruder import assess, changed_versions
 
     assert {f"dataset={d.name}" for d in changed_versions(published.warehouse, wh)} == {n.split("/")[0] for n in holding}
     assert all(s["across_versions"] == 0 for s in assess(wh, against=published.warehouse)["shared_identifiers"].values())

@@ -25,7 +25,6 @@ directory they are given (and remove it).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +52,7 @@ from transforms.parse import true_where
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import token_ids
 from transforms.steps import entity_source
-from transforms.units import UNIT, days_after, labels, person_ids
+from transforms.units import UNIT, days_after, person_ids
 
 ENTITY, SUBJECT, ROWS, PEOPLE = "__entity", "__subject", "__rows", "__people"
 
@@ -490,16 +489,3 @@ def classes_frame(parts: list[pa.Table | Path], policy: SourcePolicy, where: Pat
     qis = [c.published_name for c in policy.quasi_identifiers]
     sensitive = [s for s in policy.sensitive_outputs if s not in qis]
     return class_table(parts, qis, policy.entity, sensitive, ROWS, PEOPLE, where).to_pandas()
-
-
-def anonymize(
-    parsed: pa.Table, tokens: pa.Array | None, policy: SourcePolicy, ctx: Context, snapshot: dt.date
-) -> tuple[Plan, Finished]:
-    """Both passes over one table held in memory (for tests and small inputs); `snapshot`: the
-    export date, which a snapshot source's rows take as their unit."""
-    staged = stage(parsed, tokens, np.zeros(parsed.num_rows, bool), policy, labels(parsed, policy.unit, snapshot))
-    built = hierarchies(policy, ctx)
-    plan = solve(merge([tally(staged, policy, ctx, built)], policy), policy, built, set())
-    if any(isinstance(c.operator, Suppress) for c in policy.columns):
-        plan = plan.with_counts(count_values(staged, policy, set()), policy)
-    return plan, finish(staged, plan, policy, ctx, built, set())

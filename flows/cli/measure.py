@@ -103,7 +103,7 @@ def risk(
     that shares a token), identifiers shared across datasets, dates and versions, sensitive values
     certain in a class, snapshot differencing, row order, counts below k. Counts and shares only."""
 
-    from flows.pipeline.release import assess
+    from flows.pipeline.intruder import assess
 
     if format not in ("table", "json"):
         raise typer.BadParameter("use table or json", param_hint="--format")

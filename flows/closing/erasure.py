@@ -40,7 +40,7 @@ from pydantic import Field, SecretStr
 from expectations.suite import Outcome
 from flows.closing import subjects
 from flows.closing.subjects import Identifier, tokens
-from flows.pipeline import release
+from flows.pipeline import intruder
 from flows.pipeline.parameters import LandingUrl, Policies, Restricted, Trigger, Warehouse, with_help
 from flows.pipeline.passes import BATCH_ROWS
 from flows.pipeline.record import ledger_entry, triggered_by
@@ -247,7 +247,7 @@ def republish(
             failures = Outcome(False, tuple(new.validation.checks)).failures()
             raise ErasureFailed(f"{old.dataset} {day}: left as it was: without the person it fails {'; '.join(failures)}")
         # The person-level criteria too: rows gone can leave someone else's purchases with fewer than k.
-        verdict = release.gate(
+        verdict = intruder.gate(
             {old.dataset: {day: staged}},
             warehouse_io.staging(warehouse, run_id),
             rewrite.project,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from flows.pipeline.release import assess, coarsen
+from flows.pipeline.intruder import assess, coarsen
 from flows.storage import ledger
 from flows.storage.entries import (
     BackupEntry,

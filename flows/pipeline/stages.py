@@ -15,7 +15,7 @@ Prefect tasks; a test or a notebook calls it with `Inline()` and needs nothing e
                unit a key of every class (transforms/plan.py)
     write      pass 2, per source: every unit's rows through the plan, checked as they pass
                (schema and no identifier; k and l once, the unit a column), one file per unit
-    release    every staged unit together, as the intruder would hold them (flows/pipeline/release.py)
+    release    every staged unit together, as the intruder would hold them (flows/pipeline/intruder.py)
     publish    only if everything passed and the counts reconcile (per file: read = placed in units +
                quarantined + elsewhere; per unit: placed = published + suppressed + erased):
                renamed into place, then recorded in the ledger, one entry per unit
@@ -34,7 +34,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from flows.pipeline import passes, release, release_levels
+from flows.pipeline import intruder, passes, release_levels
 from flows.pipeline.executor import Executor, Step
 from flows.pipeline.quarantine import quarantine_batch
 from flows.pipeline.record import Inputs, ledger_entry
@@ -445,12 +445,12 @@ def _unit(
     return passes.Unit(staged, inputs, ids, {"read": sum(s.placed[label] for s in found)})
 
 
-def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written]) -> release.Verdict:
+def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written]) -> intruder.Verdict:
     """Every staged unit as the intruder would hold them, before any is published: person-level
-    k^m, l and units with GX, and the side channels (flows/pipeline/release.gate). Any failure
+    k^m, l and units with GX, and the side channels (flows/pipeline/intruder.gate). Any failure
     publishes nothing."""
     began = time.perf_counter()
-    verdict = release.gate(
+    verdict = intruder.gate(
         {name: {label: p.path for label, p in w.partitions.items()} for name, w in written.items()},
         warehouse_io.staging(run.warehouse, run.run_id),
         job.gx_project,
@@ -469,7 +469,7 @@ def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written])
 
 
 def publish(
-    run: Run, written: dict[str, passes.Written], began: dt.datetime, verdict: release.Verdict | None
+    run: Run, written: dict[str, passes.Written], began: dt.datetime, verdict: intruder.Verdict | None
 ) -> dict[str, Published]:
     """Check that every row is accounted for; then move each unit's staged file into place and
     record it in the ledger, with the release's verdict; a snapshot the release replaces is

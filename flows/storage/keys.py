@@ -160,10 +160,6 @@ def _write_key(path: Path, flags: int = 0) -> None:
         os.fsync(fh.fileno())
 
 
-def key_id_of_file(path: Path, kind: KeyKind = PSEUDONYM) -> str:
-    return Location(kind, path=path).load().key_id
-
-
 def made_with(entries: list[ledger.Recorded[Entry]], kind: KeyKind) -> dict[str, int]:
     """{key_id: how many partitions (or backups) the ledger records as made with it}."""
     found: dict[str, int] = {}

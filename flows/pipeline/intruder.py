@@ -1,4 +1,5 @@
-"""`tuomin risk`: the intruder of ../shared/privacy-model.md against a release as published: the
+"""The release as the intruder of ../shared/privacy-model.md holds it: `assess` (`tuomin risk`)
+measures a release as published, `gate` refuses to publish one that fails. `assess` reads the
 warehouse's files, their metadata and the analyst-visible ledger, nothing else (no raw data, no
 key). The person-level measurements are in transforms/risk.py; this module reads the release and
 adds what needs no rows: side channels in the metadata and the file layout.
