@@ -1,4 +1,4 @@
-"""What the DP guarantee tests share (tests/test_dp_guarantee.py, tests/test_dp_neighbours.py):
+"""What the DP guarantee tests share (tests/transforms/test_dp_guarantee.py, tests/transforms/test_dp_neighbours.py):
 raw rows of a crowd and of one customer with a thousand lines, the shipped tables' mechanisms
 resolved once and run on data many times, and the exact tables and noise law to compare with."""
 

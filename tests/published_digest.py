@@ -1,6 +1,6 @@
 """What a run publishes, reduced to what must not change when the code is reorganized: per
 partition, a digest of its rows in published order and its metadata without what names the run
-(ids, times, the ledger's head, the temporary paths it read). tests/test_published.py compares a
+(ids, times, the ledger's head, the temporary paths it read). tests/e2e/test_published.py compares a
 fresh run of the test landing against the digest committed in tests/data/published.json."""
 
 from __future__ import annotations

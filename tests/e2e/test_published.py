@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.published_digest import digest
 
-EXPECTED = Path(__file__).parent / "data" / "published.json"
+EXPECTED = Path(__file__).parents[1] / "data" / "published.json"
 
 
 def test_the_same_inputs_publish_the_same_rows_and_metadata(published):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_published import EXPECTED
+from tests.e2e.test_published import EXPECTED
 
 SCRIPT = """
 import json, sys
@@ -43,7 +43,7 @@ def test_the_stages_run_without_prefect_and_publish_what_the_flow_publishes(land
         [sys.executable, "-c", SCRIPT, str(landing), str(tmp_path)],
         capture_output=True,
         text=True,
-        cwd=Path(__file__).parents[1],
+        cwd=Path(__file__).parents[2],
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]

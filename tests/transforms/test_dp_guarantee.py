@@ -5,7 +5,7 @@
 - a customer with a thousand lines moves each table by at most its declared bound;
 - the accounting: one context refuses to spend beyond the release's epsilon.
 
-The distinguishing test on neighbouring datasets is tests/test_dp_neighbours.py (a file of its own
+The distinguishing test on neighbouring datasets is tests/transforms/test_dp_neighbours.py (a file of its own
 so that the test runner gives it a worker of its own). Noise is random (OpenDP draws it from the
 OS; it takes no seed), so each statistical assertion is made at a level (1e-6) where a correct
 mechanism fails it about once in a million runs, and each is paired with a wrong alternative it

@@ -1,6 +1,6 @@
 """Runs killed, or failed by the storage, at every point of publishing (flows/runtime/failpoints.py):
 old or new partitions, never a mix, and a rerun gives what an uninterrupted run gives. Apart from
-tests/test_operations.py so that the two heavy files run on different workers."""
+tests/e2e/test_operations.py so that the two heavy files run on different workers."""
 
 from __future__ import annotations
 

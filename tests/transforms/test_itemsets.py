@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_anonymity import AGE, CITY, SEX
+from tests.transforms.test_anonymity import AGE, CITY, SEX
 from transforms.anonymity import (
     ITEMSET_EVALUATIONS,
     InMemory,

@@ -304,7 +304,7 @@ def test_readme_questions_run(published):
     """Every SQL example in the README's analysts section runs against a real warehouse."""
     from flows.storage.query import connect
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("### Questions analysts ask", 1)[1].split("\n## ", 1)[0]
     queries = [block.split("```", 1)[0] for block in section.split("```sql\n")[1:]]
     assert len(queries) >= 5
@@ -387,7 +387,7 @@ def test_make_stop_stops_everything_make_serve_started(tmp_path, spawns_prefect)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    repo, home = Path(__file__).resolve().parents[1], tmp_path / "prefect"
+    repo, home = Path(__file__).resolve().parents[2], tmp_path / "prefect"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}, "PREFECT_LOGGING_LEVEL": "INFO"}
     make = ["make", "-C", str(repo), f"PREFECT_HOME={home}", f"PREFECT_PORT={port}"]
     served = subprocess.Popen(

@@ -15,7 +15,7 @@ from flows.cli import app
 from flows.cli.measure import ASSESS_KEYS
 from transforms import metrics
 
-ORACLE = Path(__file__).parent / "data" / "oracle"
+ORACLE = Path(__file__).parents[1] / "data" / "oracle"
 STUDENTS = ["Teacher", "Gender", "Ethnic", "Freeredu", "wesson"]
 ADULT = ["age", "education", "occupation", "relationship", "sex", "native-country"]
 EXPECTED = json.loads((ORACLE / "pycanon.json").read_text())
