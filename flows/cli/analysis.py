@@ -125,14 +125,15 @@ def dp_tables(
     same inputs again are up to date and spend nothing. See `tuomin query "select * from dp_tables"`."""
     from flows.pipeline import dp
 
-    dp.preflight(landing, warehouse, restricted, policies, *(check_date(d) if d else None for d in (start, end)))
+    first, last = (check_date(d) if d else None for d in (start, end))
+    dp.preflight(landing, warehouse, restricted, policies, first, last)
     state = dp.dp_tables_flow(
         landing=landing,
         warehouse=str(warehouse),
         restricted=str(restricted),
         policies=str(policies),
-        start=start,
-        end=end,
+        start=first,
+        end=last,
         additional=additional,
         trigger="cli: tuomin dp",
         return_state=True,

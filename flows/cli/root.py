@@ -122,8 +122,11 @@ def finish(state, done) -> None:
 
 
 def check_date(value: str) -> dt.date:
+    """An export date as typed: parsed once, here (flows/pipeline/parameters.day), into a dt.date."""
+    from flows.pipeline.parameters import day
+
     try:
-        return dt.date.fromisoformat(value)
+        return day(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
 

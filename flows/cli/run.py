@@ -67,15 +67,13 @@ def run(
     max_unit_rows: MaxUnitRows = 2_000_000,
 ) -> None:
     """Run the anonymize-exports flow, one release: by default over the files not yet read or changed since."""
-    if date is not None:
-        check_date(date)
     from flows.cli import usage
 
     usage.run(landing, restricted, policies, backup, rotate_key)
     _run_flow(
         landing=landing,
         warehouse=warehouse,
-        date=date,
+        date=check_date(date) if date is not None else None,
         every=every,
         restricted=restricted,
         policies=policies,
@@ -103,7 +101,8 @@ def backfill(
     dask_address: DaskAddress = None,
 ) -> None:
     """(Re)process every export date from START to END that has files, in one flow run."""
-    if check_date(start) > check_date(end):
+    first, last = check_date(start), check_date(end)
+    if first > last:
         raise typer.BadParameter(f"{start} is after {end}")
     from flows.cli import usage
 
@@ -113,8 +112,8 @@ def backfill(
     _run_flow(
         landing=landing,
         warehouse=warehouse,
-        start=start,
-        end=end,
+        start=first,
+        end=last,
         restricted=restricted,
         policies=policies,
         backup=backup,

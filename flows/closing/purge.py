@@ -453,5 +453,5 @@ def purge(
     """Delete the raw data of every date an anonymized partition replaces and whose grace period
     is over; one deletion certificate per date in the ledger. `landing` has no default: a
     deletion always names its target, and it must hold what the ledger recorded."""
-    day = dt.date.fromisoformat(as_of) if as_of else today()
+    day = as_of or today()
     return purge_dates(landing, Path(warehouse), Path(restricted), Path(policies), day, trigger)

@@ -149,5 +149,5 @@ def retention(
     trigger: Trigger = "python",
 ) -> list[dict]:
     """Delete every published partition past its dataset's retention period; one ledger entry each."""
-    day = dt.date.fromisoformat(as_of) if as_of else today()
+    day = as_of or today()
     return remove_expired(Path(warehouse), Path(restricted), Path(policies), day, trigger)

@@ -88,7 +88,7 @@ def _task(step: Step) -> Task:
     return _task_of(step.fn, step.reads_landing).with_options(task_run_name=step.name)
 
 
-def _range(start: str | None, end: str | None) -> str:
+def _range(start: dt.date | None, end: dt.date | None) -> str:
     return f"from {start or 'the first date'} to {end or 'the last'} " if start or end else ""
 
 

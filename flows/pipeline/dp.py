@@ -259,8 +259,8 @@ def _summary(data: DPReleaseEntry) -> dict:
     }
 
 
-Start = Annotated[str | None, Field(description="First export date the release covers (YYYY-MM-DD); none: the first found.")]
-End = Annotated[str | None, Field(description="Last export date the release covers (YYYY-MM-DD); none: the last found.")]
+Start = Annotated[dt.date | None, Field(description="First export date the release covers (YYYY-MM-DD); none: the first found.")]
+End = Annotated[dt.date | None, Field(description="Last export date the release covers (YYYY-MM-DD); none: the last found.")]
 Additional = Annotated[
     bool, Field(description="Spend epsilon again when an earlier release covered these customers (the ledger adds it up).")
 ]
@@ -284,8 +284,8 @@ def dp_tables_flow(
         Path(warehouse),
         Path(restricted),
         Path(policies),
-        dt.date.fromisoformat(start) if start else None,
-        dt.date.fromisoformat(end) if end else None,
+        start,
+        end,
         additional,
         trigger,
         str(flow_run.get_id() or ""),

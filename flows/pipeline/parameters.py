@@ -19,9 +19,11 @@ from pydantic.json_schema import SkipJsonSchema
 from flows.runtime import paths
 
 
-def _day(value: str) -> str:
+def day(value: str) -> dt.date:
+    """An export date as given (the command line, a deployment's parameters, a URL): parsed here,
+    once; from then on a run holds a dt.date."""
     try:
-        return dt.date.fromisoformat(value).isoformat()
+        return dt.date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"{value!r} is not a day of the calendar in the form YYYY-MM-DD") from None
 
@@ -42,9 +44,9 @@ class RunParameters(BaseModel):
         description="The restricted area (owner-only): ledger, backups, quarantine, work files, GX results.",
     )
     policies: str = Field(str(paths.POLICIES), description="The reviewed policy files, one per source.")
-    date: str | None = Field(None, description="One export date (YYYY-MM-DD).")
-    start: str | None = Field(None, description="First export date of a backfill (YYYY-MM-DD); none: from the first found.")
-    end: str | None = Field(None, description="Last export date of a backfill (YYYY-MM-DD); none: to the last found.")
+    date: dt.date | None = Field(None, description="One export date (YYYY-MM-DD).")
+    start: dt.date | None = Field(None, description="First export date of a backfill (YYYY-MM-DD); none: from the first found.")
+    end: dt.date | None = Field(None, description="Last export date of a backfill (YYYY-MM-DD); none: to the last found.")
     every: bool = Field(False, description="Every date found (or in the range), even those already published and unchanged.")
     drop_unknown: bool = Field(False, description="Drop (and record) columns no policy covers instead of failing the run.")
     backup: bool = Field(
@@ -77,9 +79,7 @@ class RunParameters(BaseModel):
     @field_validator("date", "start", "end", mode="before")
     @classmethod
     def _a_real_day(cls, value: object) -> object:
-        if isinstance(value, dt.date):
-            return value.isoformat()
-        return _day(value) if isinstance(value, str) else value  # anything else: pydantic says it is not a str
+        return day(value) if isinstance(value, str) else value  # a date stays one; anything else: pydantic says
 
     @model_validator(mode="after")
     def _one_choice_of_dates(self) -> RunParameters:
@@ -102,7 +102,7 @@ Warehouse = _described("warehouse")
 Restricted = _described("restricted")
 Policies = _described("policies")
 Trigger = Annotated[str, Field(description="Who started it, as the ledger records it (set by the command or the deployment).")]
-AsOf = Annotated[str | None, Field(description="The day to decide as of (YYYY-MM-DD; default today): to plan ahead.")]
+AsOf = Annotated[dt.date | None, Field(description="The day to decide as of (YYYY-MM-DD; default today): to plan ahead.")]
 
 
 F = TypeVar("F", bound=typing.Callable[..., Any])

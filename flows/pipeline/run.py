@@ -146,7 +146,9 @@ class Selection:
         return Selection(files, units)
 
 
-def select(run: Run, date: str | None, start: str | None, end: str | None, every: bool) -> tuple[Selection, list[str]]:
+def select(
+    run: Run, date: dt.date | None, start: dt.date | None, end: dt.date | None, every: bool
+) -> tuple[Selection, list[str]]:
     """(what to read and rebuild, the sources left as they are because nothing of theirs changed)."""
     entries = ledger.read(run.restricted)
     current = ledger.partition_entries(run.restricted, entries)
@@ -158,9 +160,7 @@ def select(run: Run, date: str | None, start: str | None, end: str | None, every
         if every:
             chosen = list(held)
         elif date or start or end:
-            first, last = date or start, date or end
-            low = dt.date.fromisoformat(first) if first else dt.date.min
-            high = dt.date.fromisoformat(last) if last else dt.date.max
+            low, high = date or start or dt.date.min, date or end or dt.date.max
             chosen = [path for path, day in held.items() if low <= day <= high]
         else:
             ours = {key: entry.data for key, entry in current.items() if key[0] == name}
