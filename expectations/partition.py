@@ -18,7 +18,7 @@ from great_expectations.expectations.metrics.table_metric_provider import TableM
 from expectations.sentence import Described, listed
 from transforms import detectors
 from transforms import metrics as privacy
-from transforms.criteria import KAnonymity, LDiversity
+from transforms.criteria import PEOPLE, KAnonymity, LDiversity
 
 
 def _frame(execution_engine, metric_domain_kwargs):
@@ -66,7 +66,8 @@ class ExpectTableToBeKAnonymous(Described):
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
         observed = metrics["tuomin.k_anonymity"]
         # An empty table has no class to violate k; publishing nothing is safe.
-        return {"success": observed == 0 or not KAnonymity(self.k).fails(observed), "result": {"observed_value": observed}}
+        fails = KAnonymity(self.k).fails({PEOPLE: observed})
+        return {"success": observed == 0 or not fails, "result": {"observed_value": observed}}
 
 
 class TableLDiversity(TableMetricProvider):
@@ -109,7 +110,7 @@ class ExpectTableToBeLDiverse(Described):
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
         observed = metrics["tuomin.l_diversity"]
         return {
-            "success": observed is None or not LDiversity(self.l, self.measure).fails_effective(observed),
+            "success": observed is None or not LDiversity("", self.l, self.measure).fails_effective(observed),
             "result": {"observed_value": observed},
         }
 

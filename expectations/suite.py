@@ -37,6 +37,7 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 import expectations  # noqa: F401  (registers the custom expectations before any suite is built)
 from expectations.partition import ExpectNoDirectIdentifiers, ExpectTableToBeKAnonymous, ExpectTableToBeLDiverse
 from expectations.release import ExpectEachPersonInOneUnit, ExpectPeopleToBeKmAnonymous, ExpectPeopleToBeLDiverse
+from transforms.criteria import PrivacyModel
 from transforms.policy import SourcePolicy
 
 # Only our table-level expectations and the column-set check run, and none of them reports
@@ -50,9 +51,8 @@ class Gate:
     columns: tuple[str, ...]
     quasi_identifiers: tuple[str, ...]
     entity: str | None
-    k: int
+    model: PrivacyModel  # k, and the l-diversity of each sensitive column (transforms/criteria.py)
     string_columns: tuple[str, ...]
-    diversity: tuple[tuple[str, float, str], ...] = ()  # (sensitive output column, l, measure)
     count_column: str | None = None  # rows are distinct combinations with this many rows each
     size_column: str | None = None  # class sizes, spread over the class's rows (summed per class)
 
@@ -64,20 +64,13 @@ class Gate:
             columns=tuple(policy.output_columns),
             quasi_identifiers=tuple(policy.published_name(c.name) for c in policy.quasi_identifiers),
             entity=policy.entity,
-            k=policy.privacy.k,
+            model=policy.model,
             string_columns=_strings(schema),
-            diversity=tuple((policy.published_name(m.attribute), m.l, m.measure) for m in policy.privacy.l_diversity),
         )
 
     @classmethod
     def recorded(
-        cls,
-        dataset: str,
-        schema: pa.Schema,
-        quasi_identifiers: list[str],
-        entity: str | None,
-        k: int,
-        diversity: list[tuple[str, float, str]],
+        cls, dataset: str, schema: pa.Schema, quasi_identifiers: list[str], entity: str | None, model: PrivacyModel
     ) -> Gate:
         """The gate a published partition passed, from what its file records
         (flows/storage/footer.PartitionRecord.gate), so that it holds even if the policy changed since."""
@@ -86,9 +79,8 @@ class Gate:
             columns=tuple(schema.names),
             quasi_identifiers=tuple(quasi_identifiers),
             entity=entity,
-            k=k,
+            model=model,
             string_columns=_strings(schema),
-            diversity=tuple(diversity),
         )
 
     def expectations(self) -> list:
@@ -99,18 +91,18 @@ class Gate:
             found.append(
                 ExpectTableToBeKAnonymous(
                     quasi_identifiers=list(self.quasi_identifiers),
-                    k=self.k,
+                    k=self.model.k,
                     entity_column=self.entity,
                     count_column=self.size_column or self.count_column,
                 )
             )
-        for sensitive, l, measure in self.diversity:
+        for d in self.model.diversity:
             found.append(
                 ExpectTableToBeLDiverse(
                     quasi_identifiers=list(self.quasi_identifiers),
-                    sensitive=[sensitive],
-                    l=l,
-                    measure=measure,
+                    sensitive=[d.column],
+                    l=d.l,
+                    measure=d.measure,
                     count_column=self.count_column,
                 )
             )
@@ -120,7 +112,7 @@ class Gate:
 
     def content(self) -> Gate:
         """The checks that hold batch by batch (schema, no identifier): run on every written batch."""
-        return dataclasses.replace(self, quasi_identifiers=(), diversity=())
+        return dataclasses.replace(self, quasi_identifiers=(), model=dataclasses.replace(self.model, diversity=()))
 
     def classes(self, count_column: str, size_column: str) -> Gate:
         """The checks over the whole partition (k, l), run once on its classes (plan.classes_frame):

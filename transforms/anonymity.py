@@ -40,11 +40,12 @@ import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from transforms.criteria import KAnonymity, LDiversity
+from transforms.criteria import PEOPLE, KAnonymity, LDiversity
 from transforms.errors import TuominError
 from transforms.hierarchy import Encoded
 
@@ -66,7 +67,7 @@ class Diversity:
     name: str
     codes: np.ndarray | None
     l: float
-    measure: str = "distinct"  # or "entropy"
+    measure: Literal["distinct", "entropy"] = "distinct"
 
     @property
     def values(self) -> np.ndarray:
@@ -77,7 +78,7 @@ class Diversity:
 
     @property
     def criterion(self) -> LDiversity:
-        return LDiversity(self.l, self.measure)
+        return LDiversity(self.name, self.l, self.measure)
 
 
 @dataclass(frozen=True)
@@ -279,17 +280,17 @@ class InMemory(Combinations):
                 size += np.bincount(pairs // self.entities, minlength=radix)
             if len(self.unknown):
                 size = size + np.bincount(key[self.unknown], weights=self.weight[self.unknown], minlength=radix)
-        fails = KAnonymity(k).fails(size)
-        for d, codes, m in self.sensitive:
+        fails = KAnonymity(k).fails({PEOPLE: size})
+        for d, codes, m in self.sensitive:  # each criterion on the one statistic it needs
             if d.measure == "distinct":
                 present = pd.unique(key * m + codes)
-                fails |= d.criterion.fails(np.bincount(present // m, minlength=radix), None)
+                fails |= d.criterion.fails({("distinct", d.name): np.bincount(present // m, minlength=radix)})
             else:
                 counts = np.bincount(key * m + codes, weights=self.weight, minlength=radix * m).reshape(radix, m)
                 p = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     entropy = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
-                fails |= d.criterion.fails(None, entropy)
+                fails |= d.criterion.fails({("entropy", d.name): entropy})
         return fails[key], key, size
 
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from transforms.criteria import KAnonymity, LDiversity
+from transforms.criteria import PEOPLE, PrivacyModel, Statistic
 
 _DENSE_CELLS = 50_000_000  # (classes x sensitive values) counted densely up to this size
 
@@ -141,23 +141,25 @@ def per_class(ids: np.ndarray, values: pd.Series, weights: np.ndarray | None = N
 def failing(
     df: pd.DataFrame,
     quasi_identifiers: list[str],
-    k: int,
-    diversity: Sequence[tuple[str, float, str]] = (),
+    model: PrivacyModel,
     entity: str | None = None,
     count: str | None = None,
     people: str | None = None,
 ) -> np.ndarray:
-    """Rows of df in a class that holds fewer than k people or fails the l-diversity of any
-    (sensitive column, l, measure "distinct" or "entropy"). People and rows as in `assess`."""
+    """Rows of df in a class the privacy model fails: the statistics it needs, per class, judged
+    by it (transforms/criteria.py). People and rows as in `assess`."""
     if df.empty:
         return np.zeros(0, bool)
     ids = class_ids(df, quasi_identifiers)
     weights = _counts(df, count)
-    fails = KAnonymity(k).fails(_people(df, ids, entity, weights, people))
-    for sensitive, l, measure in diversity:
-        distinct, entropy, _ = per_class(ids, df[sensitive], weights)
-        fails |= LDiversity(l, measure).fails(distinct, entropy)
-    return fails[ids]
+    stats: dict[Statistic, np.ndarray] = {}
+    for what, column in model.needs:
+        if (what, column) == PEOPLE:
+            stats[PEOPLE] = _people(df, ids, entity, weights, people)
+        elif column is not None:
+            distinct, entropy, _ = per_class(ids, df[column], weights)
+            stats[("distinct", column)], stats[("entropy", column)] = distinct, entropy
+    return model.fails(stats)[ids]
 
 
 def assess(

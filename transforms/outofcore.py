@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.anonymity import Combinations, Diversity, InMemory, identity
-from transforms.criteria import KAnonymity, people_sql
+from transforms.criteria import PEOPLE, KAnonymity, people_sql
 from transforms.hierarchy import Encoded
 
 MEMORY_LIMIT = "256MB"  # DuckDB's own memory; what does not fit is spilled to disk
@@ -387,16 +387,16 @@ class OutOfCore(Combinations):
         else:
             columns = [f"{m} AS k{j}" for j, m in enumerate(mapped)]
         size = people_sql("e", "w") if self.by_entity else "sum(w)"
-        fails = [KAnonymity(k).sql_fails(size)]
+        fails = [KAnonymity(k).sql_fails({PEOPLE: size})]
         entropies = []
         for j, d in enumerate(self.diversity):
             if d.measure == "distinct":  # null is a value of its own, as in the in-memory table
-                fails.append(d.criterion.sql_fails(f"count(DISTINCT s{j}) + max((s{j} IS NULL)::INT)", ""))
+                fails.append(d.criterion.sql_fails({("distinct", d.name): f"count(DISTINCT s{j}) + max((s{j} IS NULL)::INT)"}))
             else:
                 entropies.append(f"""h{j} AS (SELECT {key}, -sum(p * ln(p)) AS h FROM (
                     SELECT {key}, sum(w) / sum(sum(w)) OVER (PARTITION BY {key}) AS p FROM g GROUP BY {key}, s{j})
                     GROUP BY {key})""")
-                fails.append(d.criterion.sql_fails("", f"any_value(h{j}.h)"))
+                fails.append(d.criterion.sql_fails({("entropy", d.name): f"any_value(h{j}.h)"}))
         with_h = " ".join(f"JOIN h{j} USING ({key})" for j, d in enumerate(self.diversity) if d.measure != "distinct")
         return ", ".join(
             [

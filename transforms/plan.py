@@ -264,7 +264,7 @@ def pose(
         if erased and len(units)
         else pa.array([], pa.int64())
     )
-    diversity = [Diversity(policy.published_name(m.attribute), None, m.l, m.measure) for m in policy.privacy.l_diversity]
+    diversity = [Diversity(d.column, None, d.l, d.measure) for d in policy.model.diversity]
     table = OutOfCore(
         tally.parts,
         encoded,
@@ -299,7 +299,8 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
         ranges = {UNIT: (0, 0)} | {c.published_name: c.level_range for c in columns}
         weights = {UNIT: 0.0} | {c.published_name: c.generalization.weight for c in columns}
         items = [False] + [c.part == "item" for c in columns]
-        km = any(items) and policy.privacy.m > 1  # a person's items together, not only one at a time
+        model = policy.model
+        km = any(items) and model.m > 1  # a person's items together, not only one at a time
         # A large table of many units chooses its node on a sample of whole units, then counts it
         # once on everyone (anonymity.confirmed): each count on everyone costs seconds a group.
         sample = table.sample(SAMPLE_COMBOS) if isinstance(table, OutOfCore) else None
@@ -308,7 +309,7 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
         # (k^m ends far above it): the first feasible node of the least-loss chain will do.
         strategy = "chain" if km and searched.size > EXACT_COMBINATIONS else "auto"
         solution = search_table(
-            searched, encoded, ranges, policy.privacy.k, policy.privacy.max_suppression, weights, problem.diversity, strategy
+            searched, encoded, ranges, model.k, policy.privacy.max_suppression, weights, problem.diversity, strategy
         )
         if km:
             solution = with_itemsets(
@@ -317,13 +318,13 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
                 ranges,
                 solution,
                 items,
-                policy.privacy.k,
-                policy.privacy.m,
+                model.k,
+                model.m,
                 policy.privacy.max_suppression,
                 weights,
             )
         if sample is not None:
-            args = (items, policy.privacy.k, policy.privacy.m, policy.privacy.max_suppression, weights)
+            args = (items, model.k, model.m, policy.privacy.max_suppression, weights)
             solution = confirmed(table, encoded, ranges, solution, *args)
     levels = {
         e.name: Level(

@@ -16,7 +16,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from transforms import criteria
 from transforms.classify import KINDS
+from transforms.criteria import PrivacyModel
 from transforms.errors import Refused
 from transforms.identifiers import SubjectKind
 from transforms.operators import OPERATORS, Family, Generalize, Operator
@@ -355,6 +357,12 @@ class SourcePolicy(_Strict):
     def sensitive_outputs(self) -> list[str]:
         """Published names of the attributes l-diversity is required on."""
         return [self.published_name(m.attribute) for m in self.privacy.l_diversity]
+
+    @property
+    def model(self) -> PrivacyModel:
+        """The privacy model of this source's partitions (transforms/criteria.py), built here once."""
+        diversity = tuple(criteria.LDiversity(self.published_name(m.attribute), m.l, m.measure) for m in self.privacy.l_diversity)
+        return PrivacyModel(self.privacy.k, diversity, self.privacy.m)
 
     @property
     def output_columns(self) -> list[str]:

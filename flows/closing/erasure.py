@@ -330,7 +330,7 @@ class Rewrite:
             staying.write(self.columns.count(table.filter(pa.array(~gone))))
         qis = list(self.columns.qis)
         found = self.columns.table([staying.close()], self.work / "staying")
-        fails = metrics.failing(found.to_pandas(), qis, self.gate.k, list(self.gate.diversity), count=ROWS, people=PEOPLE)
+        fails = metrics.failing(found.to_pandas(), qis, self.gate.model, count=ROWS, people=PEOPLE)
         return found.filter(pa.array(fails)).select(qis).group_by(qis).aggregate([])
 
     def batches(self, weak: pa.Table):
@@ -350,7 +350,7 @@ class Rewrite:
         much is in the ledger, which analysts do not read)."""
         erasure.update(self.counts)
         measured = metrics.summary(
-            published, list(self.columns.qis), None, self.gate.k, list(self.columns.sensitive), count=ROWS, people=PEOPLE
+            published, list(self.columns.qis), None, self.gate.model.k, list(self.columns.sensitive), count=ROWS, people=PEOPLE
         )
         kept = self.old.metrics
         return self.old.revised(

@@ -57,7 +57,7 @@ class ClassColumns:
     @classmethod
     def of_gate(cls, gate: Gate) -> ClassColumns:
         """A published partition's, as its file records them (through the gate it passed)."""
-        return cls(gate.quasi_identifiers, gate.entity, tuple(d[0] for d in gate.diversity))
+        return cls(gate.quasi_identifiers, gate.entity, gate.model.sensitive)
 
     @property
     def keys(self) -> list[str]:

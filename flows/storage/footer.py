@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from flows.storage.entries import Copy, Input, Part
+from transforms.criteria import LDiversity, PrivacyModel
 
 if TYPE_CHECKING:
     from expectations.suite import Gate
@@ -153,10 +154,14 @@ class PartitionRecord(BaseModel):
         policy changed since."""
         from expectations.suite import Gate  # Great Expectations: only where a gate is run
 
+        return Gate.recorded(self.dataset, schema, self.quasi_identifiers, self.entity_column, self.model())
+
+    def model(self) -> PrivacyModel:
+        """The privacy model the partition was published under, as its file records it."""
         if self.k is None:
-            raise ValueError(f"{self.dataset} {self.period}: the file records no k, so no gate it passed")
-        diversity: list[tuple[str, float, str]] = [(d.column, d.l, d.measure) for d in self.l_diversity]
-        return Gate.recorded(self.dataset, schema, self.quasi_identifiers, self.entity_column, self.k, diversity)
+            raise ValueError(f"{self.dataset} {self.period}: the file records no k, so no privacy model")
+        diversity = tuple(LDiversity(d.column, d.l, d.measure) for d in self.l_diversity)
+        return PrivacyModel(self.k, diversity, self.m)
 
 
 def footer_json(metadata: PartitionRecord | dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ import json
 import pandas as pd
 
 from expectations.suite import Gate, validate
+from transforms.criteria import LDiversity, PrivacyModel
 
 
 def _gate(**kw):
@@ -13,7 +14,7 @@ def _gate(**kw):
         columns=("city", "customer_id", "note"),
         quasi_identifiers=("city",),
         entity="customer_id",
-        k=2,
+        model=PrivacyModel(2),
         string_columns=("city", "customer_id", "note"),
     )
     return Gate(**{**base, **kw})
@@ -61,7 +62,7 @@ def test_l_diversity_expectation():
             "band": ["low", "high", "low", "low", "low", "low"],
         }
     )
-    gate = _gate(columns=("band", "city", "customer_id", "note"), diversity=(("band", 2, "distinct"),))
+    gate = _gate(columns=("band", "city", "customer_id", "note"), model=PrivacyModel(2, (LDiversity("band", 2),)))
     outcome = validate(gate, frame)
     check = next(c for c in outcome.checks if c["expectation"] == "expect_table_to_be_l_diverse")
     assert not outcome.success and check["observed"] == 1

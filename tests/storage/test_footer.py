@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from flows.storage.footer import METADATA_KEY, PartitionRecord, footer_json, read_footer, read_record
+from transforms.criteria import PrivacyModel
 
 
 def test_every_published_footer_reads_and_writes_back_the_same(published):
@@ -43,7 +44,7 @@ def test_an_old_footer_reads_with_what_its_version_did_not_say(tmp_path):
     assert (record.period, record.record, record.m, record.l_diversity) == ("2026-03-01", "contacts", 0, [])
     assert PartitionRecord.model_validate(old | {"dataset": "pos"}).record == "purchases"
     assert PartitionRecord.model_validate(old | {"dataset": "membership"}).record == "profile"
-    assert record.gate(pq.read_schema(path)).k == 5
+    assert record.gate(pq.read_schema(path)).model == record.model() == PrivacyModel(5)
 
 
 def test_a_footer_that_says_too_little_is_refused_not_guessed():
@@ -53,3 +54,14 @@ def test_a_footer_that_says_too_little_is_refused_not_guessed():
     record = PartitionRecord.model_validate({"dataset": "pos", "period": "2026-03-01"})
     with pytest.raises(ValueError, match="records no k"):
         record.gate(pa.schema([("store", pa.string())]))
+
+
+def test_a_partition_carries_its_privacy_model(published):
+    """What a file records is the model its policy built: the same criteria, read back."""
+    from flows.runtime.paths import POLICIES
+    from transforms.policy import load_policies
+
+    policies = load_policies(POLICIES)
+    for path in sorted(published.warehouse.glob("dataset=*/period=*/part-0.parquet")):
+        record = read_record(path)
+        assert record.model() == policies[record.dataset].model, path

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.cli.measure import ASSESS_KEYS
 from transforms import metrics
+from transforms.criteria import LDiversity, PrivacyModel
 
 ORACLE = Path(__file__).parents[1] / "data" / "oracle"
 STUDENTS = ["Teacher", "Gender", "Ethnic", "Freeredu", "wesson"]
@@ -152,7 +153,7 @@ def test_failing_marks_exactly_the_classes_below_k_or_l(rows, k, measure):
     """What erasure suppresses after removing a person: whole classes, exactly those with fewer
     than k people or below l; what stays is k-anonymous and l-diverse."""
     df = pd.DataFrame(rows, columns=["a", "b", "person", "s"])
-    fails = metrics.failing(df, ["a", "b"], k, [("s", 2.0, measure)], "person")
+    fails = metrics.failing(df, ["a", "b"], PrivacyModel(k, (LDiversity("s", 2.0, measure),)), "person")
     for _, group in df.groupby(["a", "b"], dropna=False):
         shares = group["s"].value_counts(normalize=True)
         l = len(shares) if measure == "distinct" else math.exp(-(shares * np.log(shares)).sum())
