@@ -7,7 +7,7 @@ its codebook), the entity id, the sensitive values and the rows they stand for. 
 is then one query: every code mapped to the node's level by a join on a small map, classes by
 GROUP BY, the combinations of the failing classes kept in a temporary table. DuckDB holds at
 most MEMORY_LIMIT and spills the rest beside its database, so the engine's memory does not grow
-with the input. It answers as the in-memory table does (anonymity.InMemory, the tests' oracle).
+with the input. It answers as the in-memory table does (combinations.InMemory, the tests' oracle).
 
 A query costs tens of milliseconds however small the table, and the exact search may visit
 hundreds of nodes: a table of at most IN_MEMORY combinations is searched in memory instead
@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.anonymity import Combinations, Diversity, InMemory, identity
+from transforms.combinations import Combinations, Diversity, InMemory, identity
 from transforms.criteria import PEOPLE, KAnonymity, people_sql
 from transforms.hierarchy import Encoded
 

@@ -35,16 +35,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.anonymity import (
-    EXACT_COMBINATIONS,
-    Combinations,
-    Diversity,
-    Solution,
-    class_keys,
-    confirmed,
-    search_table,
-    with_itemsets,
-)
+from transforms.anonymity import EXACT_COMBINATIONS, Solution, confirmed, search_table, with_itemsets
+from transforms.combinations import Combinations, Diversity, class_keys
 from transforms.hierarchy import Encoded, Hierarchy, UnitHierarchy, encode
 from transforms.operators import Context, Drop, Suppress
 from transforms.outofcore import SAMPLE_COMBOS, OutOfCore, class_table

@@ -12,7 +12,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from transforms import metrics, outofcore
-from transforms.anonymity import Diversity, Unreachable, class_keys, search, search_table
+from transforms.anonymity import Unreachable, search, search_table
+from transforms.combinations import Diversity, class_keys
 from transforms.hierarchy import TableHierarchy, encode
 from transforms.outofcore import OutOfCore
 
@@ -249,7 +250,8 @@ def test_greedy_heuristic_beyond_the_exact_limit(monkeypatch):
 def test_the_chain_start_is_the_first_feasible_node_of_the_least_loss_chain(data, k, limit):
     """strategy="chain" (the start of k^m on a large table): a feasible node, the first of the
     chain from the lowest levels that is; no node before it on the chain is feasible."""
-    from transforms.anonymity import InMemory, coarsening
+    from transforms.anonymity import coarsening
+    from transforms.combinations import InMemory
 
     qis = _table(data)
     ranges = {q.name: (0, q.hierarchy.top) for q in qis}

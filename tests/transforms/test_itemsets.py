@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from tests.transforms.test_anonymity import AGE, CITY, SEX
 from transforms.anonymity import (
     ITEMSET_EVALUATIONS,
-    InMemory,
     Unreachable,
     coarsening,
     first_passing,
     search_table,
     with_itemsets,
 )
+from transforms.combinations import InMemory
 from transforms.hierarchy import encode
 from transforms.itemsets import suppress
 from transforms.risk import Adversary, smallest_support
