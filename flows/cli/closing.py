@@ -166,21 +166,17 @@ def review(
         ),
     )
     summary = state.result(raise_on_failure=False)
-    if isinstance(summary, dict):
-        for name, result in summary["datasets"].items():
-            linkage = result.get("linkage")
+    if isinstance(summary, reviewing.Review):
+        for name, result in summary.datasets.items():
+            unique = result.linkage["profile_unique_share"] if result.linkage else None
             console.print(
-                f"{name}: {result['partitions']} partition(s), {result['rows']} rows: "
-                + ("[green]ok[/]" if result["success"] else "[bold red]FAILED[/]")
-                + (
-                    f"; {linkage['profile_unique_share']:.1%} of customers have a unique profile across partitions"
-                    if linkage
-                    else ""
-                )
+                f"{name}: {result.partitions} partition(s), {result.rows} rows: "
+                + ("[green]ok[/]" if result.success else "[bold red]FAILED[/]")
+                + (f"; {unique:.1%} of customers have a unique profile across partitions" if unique is not None else "")
             )
-        for problem in summary["problems"]:
+        for problem in summary.problems:
             console.print(f"[red]{problem}[/]")
-    finish(state, lambda s: f"review passed (ledger entry {s['ledger_seq']})")
+    finish(state, lambda s: f"review passed (ledger entry {s.ledger_seq})")
 
 
 @app.command()

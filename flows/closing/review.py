@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect import flow
 from prefect.states import Failed
+from pydantic import BaseModel
 
 from expectations.suite import Gate
 from flows.pipeline.parameters import Policies, Restricted, Trigger, Warehouse, with_help
@@ -47,7 +48,33 @@ from transforms.policy import SourcePolicy, load_policies
 log = logging.getLogger("tuomin")
 
 
-def review_dataset(policy: SourcePolicy, entries: list[PartitionEntry], warehouse: Path, restricted: Path, run_name: str) -> dict:
+class DatasetReview(BaseModel):
+    """One dataset's review: its partitions and rows, every check's outcome, every problem."""
+
+    partitions: int
+    rows: int = 0
+    checks: list[dict[str, Any]] = []
+    problems: list[str] = []
+    success: bool = False
+    linkage: dict[str, Any] | None = None  # profile uniqueness (reported, not gated)
+
+    def recorded(self) -> dict[str, Any]:
+        """As the ledger's review entry holds it (its problems are listed once, for the review)."""
+        return self.model_dump(exclude={"problems"}, exclude_unset=True)
+
+
+class Review(BaseModel):
+    """A review: whether everything held, every problem, per dataset, and its ledger entry."""
+
+    success: bool
+    problems: list[str]
+    datasets: dict[str, DatasetReview]
+    ledger_seq: int
+
+
+def review_dataset(
+    policy: SourcePolicy, entries: list[PartitionEntry], warehouse: Path, restricted: Path, run_name: str
+) -> DatasetReview:
     """The checks of one dataset; `problems` lists every failure by partition and check."""
     problems, files = [], []
     for data in entries:
@@ -71,13 +98,12 @@ def review_dataset(policy: SourcePolicy, entries: list[PartitionEntry], warehous
     for stray in warehouse_io.partition_files(warehouse, policy.source):
         if stray.relative_to(warehouse).as_posix() not in listed:
             problems.append(f"{policy.source}: {stray.relative_to(warehouse)} is not in the ledger")
-    result: dict[str, Any] = {"partitions": len(entries), "rows": 0, "checks": [], "problems": problems}
+    result: dict[str, Any] = {"partitions": len(entries), "rows": 0, "checks": []}
     if files:
         found = _gate_on_union(policy, files, restricted, run_name)
         problems += [f"{policy.source} (all partitions): {failure}" for failure in found.pop("failures")]
         result |= found
-    result["success"] = not problems
-    return result
+    return DatasetReview(**result, problems=problems, success=not problems)
 
 
 def _gate_on_union(policy: SourcePolicy, files: list[Path], restricted: Path, run_name: str) -> dict[str, Any]:
@@ -119,7 +145,7 @@ def preflight(policies: Path) -> dict[str, SourcePolicy]:
     return load_policies(policies)
 
 
-def review_all(warehouse: Path, restricted: Path, policies: Path, trigger: str) -> dict:
+def review_all(warehouse: Path, restricted: Path, policies: Path, trigger: str) -> Review:
     """The review itself, under the warehouse's lock (a consistent view: no run publishes
     meanwhile), recorded in the ledger whatever it finds; the summary, `success` False on any
     problem."""
@@ -138,7 +164,7 @@ def review_all(warehouse: Path, restricted: Path, policies: Path, trigger: str) 
         if not published:  # a review that had nothing to check has not passed
             problems.append(f"{warehouse}: no published partition: nothing to review (wrong --warehouse?)")
         problems += [f"{name}: published, but no policy covers it" for name in sorted(set(published) - set(current))]
-        problems += [p for result in datasets.values() for p in result["problems"]]
+        problems += [p for result in datasets.values() for p in result.problems]
         entry = ledger.append(
             restricted,
             ReviewEntry(
@@ -146,20 +172,14 @@ def review_all(warehouse: Path, restricted: Path, policies: Path, trigger: str) 
                 problems=problems,
                 triggered_by=trigger,
                 policies={name: p.sha256 for name, p in current.items()},
-                datasets={name: {k: v for k, v in result.items() if k != "problems"} for name, result in datasets.items()},
+                datasets={name: result.recorded() for name, result in datasets.items()},
             ),
         )
     for name, result in datasets.items():
-        log.info(
-            "%s: %d partition(s), %d rows: %s",
-            name,
-            result["partitions"],
-            result["rows"],
-            "ok" if result["success"] else "FAILED",
-        )
+        log.info("%s: %d partition(s), %d rows: %s", name, result.partitions, result.rows, "ok" if result.success else "FAILED")
     for problem in problems:
         log.error("%s", problem)
-    return {"success": not problems, "problems": problems, "datasets": datasets, "ledger_seq": entry.seq}
+    return Review(success=not problems, problems=problems, datasets=datasets, ledger_seq=entry.seq)
 
 
 @flow(name="review", persist_result=False, log_prints=False)
@@ -173,7 +193,7 @@ def review(
     """Re-validate every published dataset over all its partitions; recorded in the ledger. A
     review that found a problem is a failed flow run (red on a schedule), its summary the data."""
     summary = review_all(Path(warehouse), Path(restricted), Path(policies), trigger)
-    if summary["problems"]:
-        problems = summary["problems"]
+    if summary.problems:
+        problems = summary.problems
         return Failed(message=f"review failed: {len(problems)} problem(s): " + " | ".join(problems), data=summary)
     return summary

@@ -269,7 +269,7 @@ def test_review_fails_loudly_on_a_changed_file_a_stray_file_or_a_changed_policy(
         warehouse=str(run.warehouse), restricted=str(run.restricted), policies=str(policy_copy), return_state=True
     )
     assert state.is_failed()
-    problems = state.result(raise_on_failure=False)["problems"]
+    problems = state.result(raise_on_failure=False).problems
     assert any(f"pos {DAY1}: the partition file differs" in p for p in problems)
     assert any("period=2026-03-09/part-0.parquet is not in the ledger" in p for p in problems)
     assert any(f"pos {DAY2}: made under another version of pos.yaml" in p for p in problems)
@@ -304,7 +304,7 @@ def test_review_reruns_the_gate_on_the_union(closing):
     assert state.is_failed()
     assert any(
         "after_sales (all partitions): expect_no_direct_identifiers" in p
-        for p in state.result(raise_on_failure=False)["problems"]
+        for p in state.result(raise_on_failure=False).problems
     )
     assert "13812345678" not in state.message
 

@@ -548,7 +548,7 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
         found = review_dataset(
             policy, [e.data for (d, _), e in sorted(entries.items()) if d == dataset], wh, _vault_of(wh), "erasure test"
         )
-        assert found["success"], found["problems"]
+        assert found.success, found.problems
     assert (
         at_the_edge["doc_no"] not in (_vault_of(wh) / ledger.LEDGER).read_text()
         and token not in (_vault_of(wh) / ledger.LEDGER).read_text()
