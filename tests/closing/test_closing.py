@@ -303,8 +303,7 @@ def test_review_reruns_the_gate_on_the_union(closing):
     state = review_flow(warehouse=str(run.warehouse), restricted=str(run.restricted), return_state=True)
     assert state.is_failed()
     assert any(
-        "after_sales (all partitions): expect_no_direct_identifiers" in p
-        for p in state.result(raise_on_failure=False).problems
+        "after_sales (all partitions): expect_no_direct_identifiers" in p for p in state.result(raise_on_failure=False).problems
     )
     assert "13812345678" not in state.message
 
