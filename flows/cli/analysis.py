@@ -21,6 +21,7 @@ from flows.cli.root import (
     print_whole,
 )
 from flows.runtime import paths
+from transforms.policy import load_policies
 
 
 @app.command()
@@ -90,10 +91,9 @@ def docs(
 ) -> None:
     """The data dictionary of the warehouse (what each column means, its type, levels, values and the
     questions it answers), and the Great Expectations Data Docs of every validation recorded."""
-    from flows.cli import usage
     from flows.storage import dictionary
 
-    page, _ = dictionary.write(dictionary.build(warehouse, usage.policies(policies)), out)
+    page, _ = dictionary.write(dictionary.build(warehouse, load_policies(policies)), out)
     console.print(f"data dictionary: {page}")
     project = restricted / paths.GX_PROJECT
     if not (project / "gx").exists():

@@ -17,6 +17,7 @@ from flows.cli.root import (
 )
 from flows.runtime import paths
 from flows.storage.entries import ErasureRequestedEntry
+from transforms.policy import load_policies
 
 subjects_app = typer.Typer(help="Data subjects' requests: a copy of their records, or their erasure.", no_args_is_help=True)
 app.add_typer(subjects_app, name="subjects")
@@ -59,7 +60,7 @@ def subjects_lookup(
     from flows.storage.keys import load_pseudonymizer
 
     who = _identifier(doc_no, mobile, member_no)
-    done = access(usage.landing(landing), usage.policies(policies), restricted, who, out, load_pseudonymizer())
+    done = access(usage.landing(landing), load_policies(policies), restricted, who, out, load_pseudonymizer())
     found, path, entry, newest = done.found, done.path, done.entry, done.newest
     if path is None:
         console.print(f"no record of this person in the exports under {landing}; nothing written (ledger entry {entry.seq})")
@@ -93,7 +94,7 @@ def subjects_erase(
 
     who = _identifier(doc_no, mobile, member_no)
     usage.landing(landing)  # both checked before Prefect starts: a mistyped path fails in a line
-    usage.policies(policies)
+    load_policies(policies)
     state = erase_subject(
         who.kind,
         SecretStr(who.value),
@@ -179,7 +180,7 @@ def subjects_notify(
     from flows.runtime.clock import today
 
     closure = Closure.parse(shop, closing_date, delete_by, requests_by, contact, today())
-    counts, entry = notify(usage.landing(landing), usage.policies(policies), restricted, closure, out)
+    counts, entry = notify(usage.landing(landing), load_policies(policies), restricted, closure, out)
     console.print(
         f"CRM snapshot {counts['snapshot']}: {counts['members']} member(s); {counts['sms']} SMS and {counts['email']} "
         f"e-mail notice(s) -> {out} (owner-only; deleted by `tuomin purge` with that date's raw data); "

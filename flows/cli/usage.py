@@ -9,7 +9,7 @@ from pathlib import Path
 from flows.storage import keys
 from flows.storage import landing as landing_io
 from transforms.errors import Refused
-from transforms.policy import SourcePolicy, load_policies
+from transforms.policy import load_policies
 
 
 class UsageError(Refused, ValueError):
@@ -21,10 +21,6 @@ def landing(url: str | Path) -> landing_io.Landing:
     return landing_io.existing(url)
 
 
-def policies(directory: Path) -> dict[str, SourcePolicy]:
-    return load_policies(directory)
-
-
 def key(kind: keys.KeyKind) -> str | None:
     """The key's key_id, loaded where it is kept; None for a Secret block (Prefect's server is
     needed to read one: the flow checks it when it starts)."""
@@ -34,7 +30,7 @@ def key(kind: keys.KeyKind) -> str | None:
 
 def run(landing_url: str | Path, restricted: Path, policy_dir: Path, backup: bool, rotating: bool) -> None:
     """Everything `tuomin run` and `tuomin backfill` need before a flow run starts."""
-    policies(policy_dir)
+    load_policies(policy_dir)
     landing(landing_url)
     key_id = key(keys.PSEUDONYM)
     if key_id is not None and not rotating:

@@ -260,13 +260,13 @@ def test_backup_restore_and_verify_are_recorded_and_restored_files_are_purged(sh
     assert failed.exit_code == 1 and ledger.entries(restricted)[-1]["data"]["error"]
     # The restored copy is raw personal data of its date: purge deletes it with the rest.
     from flows.cli.usage import landing as landing_area
-    from flows.cli.usage import policies
     from flows.closing.purge import plan
     from flows.runtime.paths import POLICIES
+    from transforms.policy import load_policies
 
     [day] = [
         p
-        for p in plan(landing_area(landing), wh, restricted, policies(POLICIES), dt.date(2027, 1, 1))
+        for p in plan(landing_area(landing), wh, restricted, load_policies(POLICIES), dt.date(2027, 1, 1))
         if p.export_date.isoformat() == DAY1
     ]
     assert {f["path"] for f in day.files if f["area"] == "restored"} == {f["path"] for f in entry["data"]["files"]}
