@@ -3,7 +3,8 @@
 Per partition (Gate):
     schema      ExpectTableColumnsToMatchSet: exactly the columns the policy publishes
     k           ExpectTableToBeKAnonymous over the quasi-identifiers, counted in entities
-    l           ExpectTableToBeLDiverse per sensitive attribute the policy names
+    criteria    per criterion on a sensitive column (transforms/criteria.py): the expectation
+                partition.criterion_expectation gives it
     no PII      ExpectNoDirectIdentifiers over every published string column
 Per release, on the person-level record (ReleaseGate):
     k^m         ExpectPeopleToBeKmAnonymous at every m from 0 (entity-level k) to the policy's m
@@ -35,7 +36,7 @@ from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 import expectations  # noqa: F401  (registers the custom expectations before any suite is built)
-from expectations.partition import ExpectNoDirectIdentifiers, ExpectTableToBeKAnonymous, ExpectTableToBeLDiverse
+from expectations.partition import ExpectNoDirectIdentifiers, ExpectTableToBeKAnonymous, criterion_expectation
 from expectations.release import ExpectEachPersonInOneUnit, ExpectPeopleToBeKmAnonymous, ExpectPeopleToBeLDiverse
 from transforms.criteria import PrivacyModel
 from transforms.policy import SourcePolicy
@@ -51,7 +52,7 @@ class Gate:
     columns: tuple[str, ...]
     quasi_identifiers: tuple[str, ...]
     entity: str | None
-    model: PrivacyModel  # k, and the l-diversity of each sensitive column (transforms/criteria.py)
+    model: PrivacyModel  # k, and the criteria on sensitive columns (transforms/criteria.py)
     string_columns: tuple[str, ...]
     count_column: str | None = None  # rows are distinct combinations with this many rows each
     size_column: str | None = None  # class sizes, spread over the class's rows (summed per class)
@@ -96,23 +97,14 @@ class Gate:
                     count_column=self.size_column or self.count_column,
                 )
             )
-        for d in self.model.diversity:
-            found.append(
-                ExpectTableToBeLDiverse(
-                    quasi_identifiers=list(self.quasi_identifiers),
-                    sensitive=[d.column],
-                    l=d.l,
-                    measure=d.measure,
-                    count_column=self.count_column,
-                )
-            )
+        found += [criterion_expectation(c, list(self.quasi_identifiers), self.count_column) for c in self.model.columns]
         if self.string_columns:
             found.append(ExpectNoDirectIdentifiers(columns=list(self.string_columns)))
         return found
 
     def content(self) -> Gate:
         """The checks that hold batch by batch (schema, no identifier): run on every written batch."""
-        return dataclasses.replace(self, quasi_identifiers=(), model=dataclasses.replace(self.model, diversity=()))
+        return dataclasses.replace(self, quasi_identifiers=(), model=dataclasses.replace(self.model, columns=()))
 
     def classes(self, count_column: str, size_column: str) -> Gate:
         """The checks over the whole partition (k, l), run once on its classes (plan.classes_frame):

@@ -1,5 +1,5 @@
-"""Choose generalization levels (and suppress a few records) so that k-anonymity, and optionally
-l-diversity, hold with the least information lost.
+"""Choose generalization levels (and suppress a few records) so that a privacy model (k, and the
+criteria on sensitive columns: transforms/criteria.py) holds with the least information lost.
 
 Full-domain generalization: one level per quasi-identifier for the whole table; a candidate is a
 node of the lattice of level vectors. Everything runs on integer codes (see hierarchy.encode),
@@ -10,10 +10,10 @@ The search asks a table of combinations (transforms/combinations.py: Combination
 questions per node; the table is held in memory (InMemory, numpy) or out of core
 (transforms/outofcore.py, DuckDB).
 
-Privacy models, all monotone (merging classes never breaks them), so record suppression can
-repair any class that fails: every class must hold k rows, or k distinct entities when one person
-has many rows, and, per sensitive attribute, at least l distinct values ("distinct") or an
-entropy of at least log(l) ("entropy").
+Every criterion is monotone (merging classes never breaks it), so record suppression can repair
+any class that fails: every class must hold k rows, or k distinct entities when one person has
+many rows, and meet each criterion on a sensitive column.
+The table judges a class by asking its model (Combinations.model).
 
 Search:
 - Loss is ARX's "loss" metric: per attribute, the average over records of (values merged into
@@ -38,12 +38,12 @@ Search:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from transforms.combinations import Combinations, Diversity, InMemory
+from transforms.combinations import Combinations, InMemory
+from transforms.criteria import PrivacyModel
 from transforms.errors import TuominError
 from transforms.hierarchy import Encoded
 
@@ -76,20 +76,20 @@ class Solution:
 def search(
     qis: list[Encoded],
     ranges: dict[str, tuple[int, int]],
-    k: int,
+    model: PrivacyModel,
     max_suppression: float,
     entity: np.ndarray | None = None,
     weights: dict[str, float] | None = None,
-    diversity: Sequence[Diversity] = (),
+    sensitive: dict[str, np.ndarray] | None = None,
     counts: np.ndarray | None = None,
 ) -> Solution:
     """Levels and suppression for elements given by their codes (qis, entity with -1 for none,
-    diversity), held in memory: one element per row, or, with `counts`, combinations standing
-    for that many rows each. `suppressed` is per element."""
+    the codes of each column the model's criteria read), held in memory: one element per row,
+    or, with `counts`, combinations standing for that many rows each. `suppressed` is per element."""
     counts = np.ones(len(qis[0].codes), np.int64) if counts is None else np.asarray(counts, np.int64)
     entity = None if entity is None else np.asarray(entity)
-    table = InMemory(qis, entity, list(diversity), counts, [ranges[q.name] for q in qis])
-    solution = search_table(table, qis, ranges, k, max_suppression, weights, diversity)
+    table = InMemory(qis, entity, sensitive or {}, counts, [ranges[q.name] for q in qis], model)
+    solution = search_table(table, qis, ranges, max_suppression, weights)
     return solution if table.inverse is None else replace(solution, suppressed=solution.suppressed[table.inverse])
 
 
@@ -97,10 +97,8 @@ def search_table(
     table: Combinations,
     qis: list[Encoded],
     ranges: dict[str, tuple[int, int]],
-    k: int,
     max_suppression: float,
     weights: dict[str, float] | None = None,
-    diversity: Sequence[Diversity] = (),
     strategy: str = "auto",
 ) -> Solution:
     """Levels and suppression for a table of combinations (`suppressed` is per combination).
@@ -125,7 +123,7 @@ def search_table(
 
     def evaluate(node: tuple[int, ...]) -> tuple:
         """(feasible, weighted loss, loss per attribute, failing combinations as packed bits)."""
-        suppressed, failing = table.failing(node, k, allowed)
+        suppressed, failing = table.failing(node, allowed)
         if failing is None:
             return False, None, None, None
         kept = everything if not suppressed else [a - b for a, b in zip(everything, table.rows_per_code(failing))]
@@ -151,13 +149,13 @@ def search_table(
         method = "greedy top-down"
     if best is None:
         raise Unreachable(
-            f"k={k}"
-            + "".join(f", l={d.l} ({d.measure}) on {d.name}" for d in diversity)
+            f"k={table.model.k}"
+            + "".join(f", {c.kind} ({_said(c.parameters())}) on {c.column}" for c in table.model.columns)
             + f" cannot be reached with at most {max_suppression:.1%} of {n} rows suppressed, even with every "
             f"quasi-identifier at its coarsest allowed level ({', '.join(f'{q.name}<={hi}' for q, (_, hi) in zip(qis, bounds))})"
         )
     node, loss, losses, packed = best
-    published = table.published(node, k)
+    published = table.published(node)
     return Solution(
         levels={q.name: lv for q, lv in zip(qis, node)},
         suppressed=np.unpackbits(packed, count=table.size).astype(bool),
@@ -169,6 +167,10 @@ def search_table(
         class_sizes=published.astype(np.int64),
         method=method,
     )
+
+
+def _said(parameters: dict) -> str:
+    return ", ".join(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}" for name, value in parameters.items())
 
 
 ITEMSET_EVALUATIONS = 12  # nodes the k^m search may count (each counts itemsets once) before it settles
@@ -206,8 +208,6 @@ def with_itemsets(
     ranges: dict[str, tuple[int, int]],
     solution: Solution,
     items: list[bool],
-    k: int,
-    m: int,
     max_suppression: float,
     weights: dict[str, float] | None = None,
 ) -> Solution:
@@ -226,6 +226,7 @@ def with_itemsets(
     best loss found."""
     n, bounds = table.rows, [ranges[q.name] for q in qis]
     allowed = int(np.floor(max_suppression * n))
+    k, m = table.model.k, table.model.m
     w = np.array([(weights or {}).get(q.name, 1.0) for q in qis], float)
     w /= w.sum()
     everything = table.rows_per_code()
@@ -251,7 +252,7 @@ def with_itemsets(
     def count(node: tuple[int, ...]) -> bool:
         nonlocal best
         if node not in counted:
-            found = table.itemsets(node, items, k, m, allowed)
+            found = table.itemsets(node, items, allowed)
             counted[node] = found if found[2] <= allowed else None
             if counted[node] is not None:
                 total = float(w @ losses(node, found))
@@ -278,7 +279,7 @@ def with_itemsets(
         count(node)
     node, found, _ = best
     final = losses(node, found)
-    published = table.published(node, k)
+    published = table.published(node)
     return Solution(
         levels={q.name: level for q, level in zip(qis, node)},
         suppressed=found[0],
@@ -299,8 +300,6 @@ def confirmed(
     ranges: dict[str, tuple[int, int]],
     chosen: Solution,
     items: list[bool],
-    k: int,
-    m: int,
     max_suppression: float,
     weights: dict[str, float] | None = None,
 ) -> Solution:
@@ -310,6 +309,7 @@ def confirmed(
     meets the same classes as everyone, and the sample's node rarely needs a step)."""
     n, bounds = table.rows, [ranges[q.name] for q in qis]
     allowed = int(np.floor(max_suppression * n))
+    k, m = table.model.k, table.model.m
     w = np.array([(weights or {}).get(q.name, 1.0) for q in qis], float)
     w /= w.sum()
     everything = table.rows_per_code()
@@ -321,16 +321,16 @@ def confirmed(
     km = any(items) and m > 1
     start = tuple(chosen.levels[q.name] for q in qis)
     for tried, node in enumerate(coarsening(start, bounds, bound_of), start=1):
-        rows, failing = table.failing(node, k, allowed)
+        rows, failing = table.failing(node, allowed)
         if failing is None:
             continue
-        found = table.itemsets(node, items, k, m, allowed) if km else (failing, np.zeros((0, 2), np.int64), rows)
+        found = table.itemsets(node, items, allowed) if km else (failing, np.zeros((0, 2), np.int64), rows)
         if found[2] > allowed:
             continue
         mask = found[0]
         kept = [a - b for a, b in zip(everything, table.rows_per_code(mask))] if mask.any() else everything
         final = (np.array([q.loss[level] @ per for q, per, level in zip(qis, kept, node)]) + found[2]) / n
-        published = table.published(node, k)
+        published = table.published(node)
         return Solution(
             levels={q.name: level for q, level in zip(qis, node)},
             suppressed=mask,

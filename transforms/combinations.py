@@ -11,36 +11,12 @@ the privacy criteria (transforms/criteria.py) on the statistics they need.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from transforms.criteria import PEOPLE, KAnonymity, LDiversity
+from transforms.criteria import PEOPLE, PrivacyModel, Statistic, of_counts
 from transforms.hierarchy import Encoded
-
-
-@dataclass(frozen=True)
-class Diversity:
-    """l-diversity on one sensitive attribute: integer codes per row (in memory), or the name of
-    its column (a table out of core)."""
-
-    name: str
-    codes: np.ndarray | None
-    l: float
-    measure: Literal["distinct", "entropy"] = "distinct"
-
-    @property
-    def values(self) -> np.ndarray:
-        """The codes per row of an attribute held in memory."""
-        if self.codes is None:
-            raise ValueError(f"{self.name}: its codes are in a table out of core, not in memory")
-        return self.codes
-
-    @property
-    def criterion(self) -> LDiversity:
-        return LDiversity(self.name, self.l, self.measure)
 
 
 class Combinations(ABC):
@@ -50,18 +26,19 @@ class Combinations(ABC):
 
     rows: int  # rows the combinations stand for
     size: int  # number of combinations
+    model: PrivacyModel  # what every class is judged by (transforms/criteria.py)
 
     @abstractmethod
     def rows_per_code(self, among: np.ndarray | None = None) -> list[np.ndarray]:
         """Per quasi-identifier, rows per lowest-level code, over all combinations or `among` (a mask)."""
 
     @abstractmethod
-    def failing(self, node: tuple[int, ...], k: int, allowed: int) -> tuple[int, np.ndarray | None]:
-        """Rows in the classes that fail a privacy model at `node`; and, when those are at most
+    def failing(self, node: tuple[int, ...], allowed: int) -> tuple[int, np.ndarray | None]:
+        """Rows in the classes the privacy model fails at `node`; and, when those are at most
         `allowed`, which combinations they are (a mask)."""
 
     @abstractmethod
-    def published(self, node: tuple[int, ...], k: int) -> np.ndarray:
+    def published(self, node: tuple[int, ...]) -> np.ndarray:
         """The size of every class that passes at `node` (rows, or entities)."""
 
     @abstractmethod
@@ -69,10 +46,8 @@ class Combinations(ABC):
         """The lowest-level codes of the combinations `among` (a mask), per quasi-identifier, and their rows."""
 
     @abstractmethod
-    def itemsets(
-        self, node: tuple[int, ...], items: list[bool], k: int, m: int, limit: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, int]:
-        """What to suppress at `node` for (k, k^m) (transforms/itemsets.py), the quasi-identifiers
+    def itemsets(self, node: tuple[int, ...], items: list[bool], limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+        """What to suppress at `node` for the model's (k, k^m) (transforms/itemsets.py), the quasi-identifiers
         flagged in `items` making the item and the others the class: the combinations of row
         classes too rare (a mask), the items taken from people ((entity id as the tallies hold
         it, item key) pairs), and the rows that is; past `limit` rows, only that it is more."""
@@ -82,7 +57,8 @@ class Combinations(ABC):
 
 
 class InMemory(Combinations):
-    """The table reduced to its distinct (QI codes, entity, sensitive codes) with row counts.
+    """The table reduced to its distinct (QI codes, entity, sensitive codes) with row counts;
+    `sensitive` holds the codes per row of each column the model's criteria read.
 
     An element without an entity (-1) stands for as many people as rows: a row nobody can be
     linked to is a person of its own."""
@@ -93,11 +69,16 @@ class InMemory(Combinations):
         self,
         qis: list[Encoded],
         entity: np.ndarray | None,
-        diversity: list[Diversity],
+        sensitive: dict[str, np.ndarray],
         counts: np.ndarray,
         bounds: list[tuple[int, int]],
+        model: PrivacyModel,
     ):
-        columns = [q.codes for q in qis] + ([entity + 1] if entity is not None else []) + [d.values for d in diversity]
+        self.model = model
+        if missing := [c for c in model.sensitive if c not in sensitive]:
+            raise ValueError(f"the privacy model reads {', '.join(missing)}, which the table does not hold")
+        values = [sensitive[c] for c in model.sensitive]
+        columns = [q.codes for q in qis] + ([entity + 1] if entity is not None else []) + values
         key, radix = np.zeros(len(qis[0].codes), np.int64), 1
         for column in columns:
             size = int(column.max(initial=0)) + 1
@@ -131,7 +112,7 @@ class InMemory(Combinations):
             self.alone, self.shared, self.unknown = (
                 _compact(np.flatnonzero(mask), len(mask)) for mask in (known & ~shared, shared, ~known)
             )
-        self.sensitive = [(d, d.values[first], int(d.values.max(initial=0)) + 1) for d in diversity]
+        self.sensitive = [(c, v[first], int(v.max(initial=0)) + 1) for c, v in zip(model.sensitive, values)]
         # Every combination's code at every level the search may choose, mapped once (a node then
         # only combines them); a level that maps codes to themselves (level 0) shares `codes`.
         self.at_level = [
@@ -146,21 +127,19 @@ class InMemory(Combinations):
         weight = self.weight if among is None else self.weight * among
         return [np.bincount(codes, weights=weight, minlength=sizes[0]) for codes, sizes in zip(self.lowest, self.sizes)]
 
-    def failing(self, node: tuple[int, ...], k: int, allowed: int) -> tuple[int, np.ndarray | None]:
-        fails, _, _ = self._classes(node, k)
+    def failing(self, node: tuple[int, ...], allowed: int) -> tuple[int, np.ndarray | None]:
+        fails, _, _ = self._classes(node)
         rows = int(self.weight @ fails)
         return rows, fails if rows <= allowed else None
 
-    def published(self, node: tuple[int, ...], k: int) -> np.ndarray:
-        fails, classes, sizes = self._classes(node, k)
+    def published(self, node: tuple[int, ...]) -> np.ndarray:
+        fails, classes, sizes = self._classes(node)
         return sizes[np.unique(classes[~fails])]
 
     def codes(self, among: np.ndarray) -> tuple[list[np.ndarray], int]:
         return [codes[among] for codes in self.lowest], int(self.weight[among].sum())
 
-    def itemsets(
-        self, node: tuple[int, ...], items: list[bool], k: int, m: int, limit: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, int]:
+    def itemsets(self, node: tuple[int, ...], items: list[bool], limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
         import duckdb
         import pyarrow as pa
 
@@ -189,15 +168,15 @@ class InMemory(Combinations):
                 "combos",
                 pa.table({"i": np.arange(self.size), "cls": keys[False], "item": keys[True], "e": entity, "w": self.weight}),
             )
-            mask, taken, rows = suppress(con, "combos", self.size, k, m, limit)
+            mask, taken, rows = suppress(con, "combos", self.size, self.model.k, self.model.m, limit)
         finally:
             con.close()
         if self.entity_ids is not None and len(taken):
             taken = np.stack([self.entity_ids[taken[:, 0]], taken[:, 1]], axis=1)
         return mask, taken, rows
 
-    def _classes(self, node: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per distinct combination: does its class fail a privacy model? Also each combination's
+    def _classes(self, node: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per distinct combination: does the privacy model fail its class? Also each combination's
         class and each class's size (rows, or entities)."""
         key: np.ndarray | None = None
         radix = 1
@@ -226,17 +205,15 @@ class InMemory(Combinations):
                 size += np.bincount(pairs // self.entities, minlength=radix)
             if len(self.unknown):
                 size = size + np.bincount(key[self.unknown], weights=self.weight[self.unknown], minlength=radix)
-        fails = KAnonymity(k).fails({PEOPLE: size})
-        for d, codes, m in self.sensitive:  # each criterion on the one statistic it needs
-            if d.measure == "distinct":
-                present = pd.unique(key * m + codes)
-                fails |= d.criterion.fails({("distinct", d.name): np.bincount(present // m, minlength=radix)})
-            else:
-                counts = np.bincount(key * m + codes, weights=self.weight, minlength=radix * m).reshape(radix, m)
-                p = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    entropy = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
-                fails |= d.criterion.fails({("entropy", d.name): entropy})
+        stats: dict[Statistic, np.ndarray] = {PEOPLE: size}
+        for column, codes, m in self.sensitive:  # each column's statistics from its rows per (class, value)
+            wanted = [what for what, on in self.model.needs if on == column]
+            if wanted == ["distinct"]:  # values present only: no (class x value) matrix
+                stats[("distinct", column)] = np.bincount(pd.unique(key * m + codes) // m, minlength=radix)
+                continue
+            counts = np.bincount(key * m + codes, weights=self.weight, minlength=radix * m).reshape(radix, m)
+            stats.update({(what, column): of_counts(what, counts) for what in wanted})
+        fails = self.model.fails(stats)
         return fails[key], key, size
 
 

@@ -8,8 +8,20 @@ and let the model judge; a criterion is written here once.
     KAnonymity(k)                       the class holds at least k people          needs PEOPLE
     LDiversity(column, l, "distinct")   the column takes at least l values in it    needs (distinct, column)
     LDiversity(column, l, "entropy")    its entropy is at least log(l)              needs (entropy, column)
+    RecursiveDiversity(column, c, l)    r1 < c (r_l + ... + r_n), r_i the i-th      needs (histogram, column)
+                                        most frequent value's rows
 
-A statistic is (what, column): ("people", None), ("distinct", c), ("entropy", c) (natural log).
+A statistic is (what, column): ("people", None), or one of a sensitive column's, all of which
+follow from its rows per (class, value): `of_counts` (numpy) and `SQL_OF_COUNTS` (SQL) derive
+them, so every room computes those counts and nothing else per column:
+
+    distinct    the values in the class (a null is a value)
+    entropy     of the values' shares of the class's rows (natural log)
+    histogram   the values' rows, largest first (numpy: one row per class, zero-padded; SQL: a LIST)
+
+A criterion on a sensitive column (ColumnCriterion) is declared in a policy's `privacy` section
+under its `kind`, one entry per attribute, and recorded under the same key in the footer of
+every partition published under it; COLUMN_CRITERIA lists them. Adding one is a class here.
 The person-level criteria of a release (k^m with the model's m against each person's own k, l
 with everything beside it, one unit) are judged on the person frame: expectations/release.py.
 """
@@ -18,10 +30,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, fields
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 # Entropy is a sum of floats: a class at exactly log(l), or l distinct values counted as floats,
 # must hold whichever order the sum ran in.
@@ -36,6 +49,24 @@ def people_sql(entity: str, rows: str) -> str:
 
 Statistic = tuple[str, str | None]  # (what, column): what a criterion reads of a class
 PEOPLE: Statistic = ("people", None)
+
+
+def of_counts(what: str, counts: np.ndarray) -> np.ndarray:
+    """A sensitive column's statistic per class from its rows per (class, value): one row per
+    class, one cell per value (in any order, zero where the class lacks it)."""
+    if what == "distinct":
+        return (counts > 0).sum(axis=1)
+    if what == "entropy":
+        p = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+    if what == "histogram":
+        return -np.sort(-counts, axis=1)
+    raise ValueError(f"no statistic {what!r} of a sensitive column")
+
+
+# The same, as aggregates over a class's (value, c, p) rows: c the value's rows, p its share.
+SQL_OF_COUNTS = {"distinct": "count(*)", "entropy": "-sum(p * ln(p))", "histogram": "list(c ORDER BY c DESC)"}
 
 
 class Criterion(ABC):
@@ -70,10 +101,41 @@ class KAnonymity(Criterion):
         return f"({stats[PEOPLE]}) < {int(self.k)}"
 
 
+class ColumnCriterion(Criterion):
+    """A criterion on one sensitive column (published name `column`): what a policy declares
+    under its `kind`, with the column's policy name as `attribute` (COLUMN_CRITERIA)."""
+
+    kind: ClassVar[str]
+    always_recorded: ClassVar[bool] = False  # in every footer, if only as [] (files have always said it)
+    column: str
+    # Parameters are checked as a policy's are: unknown keys, wrong types and bounds refused.
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    def parameters(self) -> dict[str, Any]:
+        """What the criterion holds besides its column (a footer records it)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "column"}  # type: ignore[arg-type]
+
+    @abstractmethod
+    def figure(self, stats: Mapping[Statistic, Any]) -> float | None:
+        """The figure of the worst class (the gate's observed value), from the statistics per class."""
+
+    @abstractmethod
+    def sentence(self) -> str:
+        """What it requires, in words (the gate, the data dictionary, the evidence pack)."""
+
+    @property
+    @abstractmethod
+    def values_at_least(self) -> int:
+        """The distinct values it implies in every class: what the release's person-level check
+        (expectations/release.ExpectPeopleToBeLDiverse) holds the column to."""
+
+
 @dataclass(frozen=True)
-class LDiversity(Criterion):
-    column: str  # the sensitive attribute, as published
-    l: float
+class LDiversity(ColumnCriterion):
+    kind: ClassVar[str] = "l_diversity"
+    always_recorded: ClassVar[bool] = True
+    column: str
+    l: Annotated[float, Field(ge=1)]
     measure: Literal["distinct", "entropy"] = "distinct"
 
     @property
@@ -90,28 +152,104 @@ class LDiversity(Criterion):
         bound = f"{float(self.l) - TOLERANCE!r}" if self.measure == "distinct" else f"ln({float(self.l)!r}) - {TOLERANCE!r}"
         return f"({value}) < {bound}"
 
-    def fails_effective(self, effective) -> bool:
-        """From the class's effective l: its distinct values, or exp(entropy) (the figure
-        metrics.sensitive_figures reports)."""
-        with np.errstate(divide="ignore"):
-            value = effective if self.measure == "distinct" else np.log(effective)
-        return bool(self.fails({(self.measure, self.column): value}))
+    def figure(self, stats: Mapping[Statistic, Any]) -> float | None:
+        """The least effective l of a class: its distinct values, or exp(entropy)."""
+        value = np.asarray(stats[(self.measure, self.column)], float)
+        if not value.size:
+            return None
+        least = float(value.min())
+        return int(least) if self.measure == "distinct" else float(np.exp(least))
+
+    @property
+    def values_at_least(self) -> int:
+        return int(np.ceil(self.l - TOLERANCE))  # entropy log(l) needs l values at least
+
+    def sentence(self) -> str:
+        how = "an entropy of at least log(l)" if self.measure == "entropy" else "at least l distinct values"
+        return f"{self.column} takes {how} in every group, l = {self.l:g} (l-diversity)"
+
+
+@dataclass(frozen=True)
+class RecursiveDiversity(ColumnCriterion):
+    """Recursive (c, l)-diversity (Machanavajjhala et al. 2007): with r_1 >= r_2 >= ... the rows
+    of each value in a class, r_1 < c (r_l + r_{l+1} + ... + r_n): the most frequent value is
+    not frequent against the less frequent ones, even once the intruder rules out l - 2 of them."""
+
+    kind: ClassVar[str] = "recursive_diversity"
+    column: str
+    c: Annotated[float, Field(gt=0)]
+    l: Annotated[int, Field(ge=2)]
+
+    @property
+    def needs(self) -> tuple[Statistic, ...]:
+        return (("histogram", self.column),)
+
+    def _parts(self, stats: Mapping[Statistic, Any]) -> tuple[np.ndarray, np.ndarray]:
+        histogram = np.atleast_2d(np.asarray(stats[("histogram", self.column)], float))
+        return histogram[:, 0] if histogram.shape[1] else np.zeros(len(histogram)), histogram[:, self.l - 1 :].sum(axis=1)
+
+    def fails(self, stats: Mapping[Statistic, Any]) -> np.ndarray:
+        top, tail = self._parts(stats)
+        return top >= self.c * tail - TOLERANCE
+
+    def sql_fails(self, stats: Mapping[Statistic, str]) -> str:
+        h = stats[("histogram", self.column)]
+        tail = f"coalesce(list_sum(list_slice({h}, {int(self.l)}, len({h}))), 0)"
+        return f"({h})[1] >= {float(self.c)!r} * {tail} - {TOLERANCE!r}"
+
+    def figure(self, stats: Mapping[Statistic, Any]) -> float | None:
+        """The largest r_1 / (r_l + ... + r_n) of a class: it holds below c; None where a class
+        has fewer than l values (no c is enough)."""
+        top, tail = self._parts(stats)
+        if not top.size or not (tail > 0).all():
+            return None
+        return float((top / tail).max())
+
+    @property
+    def values_at_least(self) -> int:
+        return self.l  # r_l + ... + r_n > 0
+
+    def sentence(self) -> str:
+        return (
+            f"in every group, the most frequent value of {self.column} has fewer than c = {self.c:g} times the rows "
+            f"of its values from the {_ordinal(self.l)} most frequent on (recursive (c, l)-diversity, l = {self.l})"
+        )
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 < 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+# Each criterion on a sensitive column by its kind: the key a policy declares it under and a
+# footer records it under.
+COLUMN_CRITERIA: dict[str, type[ColumnCriterion]] = {c.kind: c for c in (LDiversity, RecursiveDiversity)}
+
+
+def column_criterion(kind: str, column: str, parameters: Mapping[str, Any]) -> ColumnCriterion:
+    """A criterion of `kind` on `column`, its parameters checked (a ValueError says what is wrong)."""
+    if kind not in COLUMN_CRITERIA:
+        raise ValueError(f"no privacy criterion {kind!r} (known: {', '.join(COLUMN_CRITERIA)})")
+    try:
+        return TypeAdapter(COLUMN_CRITERIA[kind]).validate_python({**parameters, "column": column})
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or kind}: {err['msg']}" for err in e.errors())
+        raise ValueError(f"{kind} on {column!r}: {problems}") from None
 
 
 @dataclass(frozen=True)
 class PrivacyModel:
     """The criteria a partition is held to (see the module's docstring): k people per class, the
-    l-diversity of each sensitive column, and m, the items (purchases, contacts) an intruder
-    knows besides, judged per person by k^m."""
+    criteria on sensitive columns, and m, the items (purchases, contacts) an intruder knows
+    besides, judged per person by k^m."""
 
     k: int
-    diversity: tuple[LDiversity, ...] = ()
+    columns: tuple[ColumnCriterion, ...] = ()
     m: int = 0
 
     @property
     def criteria(self) -> tuple[Criterion, ...]:
         """What every class must hold."""
-        return (KAnonymity(self.k), *self.diversity)
+        return (KAnonymity(self.k), *self.columns)
 
     @property
     def needs(self) -> tuple[Statistic, ...]:
@@ -120,8 +258,11 @@ class PrivacyModel:
 
     @property
     def sensitive(self) -> tuple[str, ...]:
-        """The columns l-diversity reads, each once."""
-        return tuple(dict.fromkeys(d.column for d in self.diversity))
+        """The columns the criteria on sensitive columns read, each once."""
+        return tuple(dict.fromkeys(c.column for c in self.columns))
+
+    def of_kind(self, kind: str) -> tuple[ColumnCriterion, ...]:
+        return tuple(c for c in self.columns if c.kind == kind)
 
     def fails(self, stats: Mapping[Statistic, Any]) -> np.ndarray:
         """Per class: whether any criterion fails it."""

@@ -3,7 +3,7 @@ expectations and the run's metadata all report, with one implementation.
 
 Everything is a vectorized group-by: each quasi-identifier is factorized once, the codes are
 combined into one class id per row, and per-class figures come from bincounts, including the
-(class x sensitive value) counts that l-diversity and t-closeness need. Rows whose quasi-
+(class x sensitive value) counts that the criteria on sensitive columns and t-closeness need. Rows whose quasi-
 identifiers are null form classes of their own (pandas' groupby would silently drop them), and a
 row without an entity counts as a person of its own.
 
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from transforms.criteria import PEOPLE, PrivacyModel, Statistic
+from transforms.criteria import PEOPLE, PrivacyModel, Statistic, of_counts
 
 _DENSE_CELLS = 50_000_000  # (classes x sensitive values) counted densely up to this size
 
@@ -138,6 +138,45 @@ def per_class(ids: np.ndarray, values: pd.Series, weights: np.ndarray | None = N
     return distinct, entropy, emd
 
 
+def value_counts(ids: np.ndarray, values: pd.Series, weights: np.ndarray | None = None) -> np.ndarray:
+    """Rows per (class, value) of one column: a row per class, the values a class holds in its
+    first cells (in no particular order), zero after: what criteria.of_counts derives a sensitive
+    column's statistics from. As wide as the most values one class holds."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    m, n_classes = max(len(uniques), 1), int(ids.max(initial=-1)) + 1
+    pairs, inverse = np.unique(ids * m + codes, return_inverse=True)
+    counts = np.bincount(inverse, weights=np.ones(len(ids)) if weights is None else weights.astype(float))
+    cls = pairs // m
+    position = np.arange(len(pairs)) - np.searchsorted(cls, cls)  # the pair's place among its class's
+    width = int(position.max(initial=-1)) + 1
+    if n_classes * width > _DENSE_CELLS:
+        raise ValueError(f"{values.name}: {n_classes} classes with up to {width} values each are too many to count")
+    out = np.zeros((n_classes, max(width, 1)))
+    out[cls, position] = counts
+    return out
+
+
+def class_statistics(
+    df: pd.DataFrame,
+    quasi_identifiers: list[str],
+    needs: Sequence[Statistic],
+    entity: str | None = None,
+    count: str | None = None,
+    people: str | None = None,
+) -> tuple[np.ndarray, dict[Statistic, np.ndarray]]:
+    """Each row's class, and the statistics `needs` asks for (transforms/criteria.py), per class.
+    People and rows as in `assess`."""
+    ids = class_ids(df, quasi_identifiers)
+    weights = _counts(df, count)
+    stats: dict[Statistic, np.ndarray] = {}
+    if PEOPLE in needs:
+        stats[PEOPLE] = _people(df, ids, entity, weights, people)
+    for column in dict.fromkeys(c for _, c in needs if c is not None):
+        counts = value_counts(ids, df[column], weights)
+        stats.update({(what, on): of_counts(what, counts) for what, on in needs if on == column})
+    return ids, stats
+
+
 def failing(
     df: pd.DataFrame,
     quasi_identifiers: list[str],
@@ -150,15 +189,7 @@ def failing(
     by it (transforms/criteria.py). People and rows as in `assess`."""
     if df.empty:
         return np.zeros(0, bool)
-    ids = class_ids(df, quasi_identifiers)
-    weights = _counts(df, count)
-    stats: dict[Statistic, np.ndarray] = {}
-    for what, column in model.needs:
-        if (what, column) == PEOPLE:
-            stats[PEOPLE] = _people(df, ids, entity, weights, people)
-        elif column is not None:
-            distinct, entropy, _ = per_class(ids, df[column], weights)
-            stats[("distinct", column)], stats[("entropy", column)] = distinct, entropy
+    ids, stats = class_statistics(df, quasi_identifiers, model.needs, entity, count, people)
     return model.fails(stats)[ids]
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -26,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.combinations import Combinations, Diversity, InMemory, identity
-from transforms.criteria import PEOPLE, KAnonymity, people_sql
+from transforms.combinations import Combinations, InMemory, identity
+from transforms.criteria import PEOPLE, SQL_OF_COUNTS, PrivacyModel, Statistic, people_sql
 from transforms.hierarchy import Encoded
 
 MEMORY_LIMIT = "256MB"  # DuckDB's own memory; what does not fit is spilled to disk
@@ -146,7 +145,7 @@ class OutOfCore(Combinations):
         by_entity: bool,
         subject: str,
         rows: str,
-        diversity: Sequence[Diversity] = (),
+        model: PrivacyModel,
         erased: pa.Array | None = None,
         where: Path | None = None,
         left_out: tuple[str, list[str]] | None = None,
@@ -160,7 +159,7 @@ class OutOfCore(Combinations):
         self.qis, self.bounds = qis, bounds
         self.tops = [q.sizes[0] for q in qis]
         self.by_entity = by_entity
-        self.diversity = list(diversity)
+        self.model = model
         relation = source(self.con, parts)
         copy(self.con, "erased", pa.table({"id": erased if erased is not None else pa.array([], pa.int64())}))
         selected, joins = [], []
@@ -168,7 +167,7 @@ class OutOfCore(Combinations):
             copy(self.con, f"codebook{j}", pa.table({"label": codebook, "code": np.arange(len(codebook), dtype=np.int32)}))
             selected.append(f"codebook{j}.code AS q{j}")
             joins.append(f"JOIN codebook{j} ON t.{_name(column)} IS NOT DISTINCT FROM codebook{j}.label")
-        selected += [f"t.{_name(entity)} AS e"] + [f"t.{_name(d.name)} AS s{j}" for j, d in enumerate(self.diversity)]
+        selected += [f"t.{_name(entity)} AS e"] + [f"t.{_name(c)} AS s{j}" for j, c in enumerate(model.sensitive)]
         kept = f"NOT t.{_name(subject)} AND (t.{_name(entity)} IS NULL OR t.{_name(entity)} NOT IN (SELECT id FROM erased))"
         if left_out and left_out[1]:
             copy(self.con, "left_out", pa.table({"v": pa.array(left_out[1], pa.string())}))
@@ -242,7 +241,7 @@ class OutOfCore(Combinations):
             [f"q{j}" for j in range(len(self.qis))]
             + ["w"]
             + ["CASE WHEN e IS NULL THEN -1 ELSE dense_rank() OVER (ORDER BY e) - 1 END AS e"]
-            + [f"dense_rank() OVER (ORDER BY s{j}) - 1 AS s{j}" for j in range(len(self.diversity))]
+            + [f"dense_rank() OVER (ORDER BY s{j}) - 1 AS s{j}" for j in range(len(self.model.sensitive))]
         )
         found = self.con.execute(f"SELECT {', '.join(columns)} FROM combo WHERE {where}").fetchnumpy()
         ids = (
@@ -251,9 +250,9 @@ class OutOfCore(Combinations):
             else None
         )
         qis = [dataclasses.replace(q, codes=np.asarray(found[f"q{j}"])) for j, q in enumerate(self.qis)]
-        diversity = [dataclasses.replace(d, codes=np.asarray(found[f"s{j}"])) for j, d in enumerate(self.diversity)]
+        sensitive = {c: np.asarray(found[f"s{j}"]) for j, c in enumerate(self.model.sensitive)}
         entity = np.asarray(found["e"]) if self.by_entity else None
-        table = InMemory(qis, entity, diversity, np.asarray(found["w"]), self.bounds)
+        table = InMemory(qis, entity, sensitive, np.asarray(found["w"]), self.bounds, self.model)
         table.entity_ids = np.asarray(ids, np.int64) if ids is not None else None
         return table
 
@@ -276,13 +275,13 @@ class OutOfCore(Combinations):
         copy(self.con, "among", pa.table({"i": np.flatnonzero(among)}))
         return "(SELECT c.* FROM combo c SEMI JOIN among ON c.rowid = among.i)"
 
-    def failing(self, node: tuple[int, ...], k: int, allowed: int) -> tuple[int, np.ndarray | None]:
+    def failing(self, node: tuple[int, ...], allowed: int) -> tuple[int, np.ndarray | None]:
         keys = self._keys(node)
         run(
             self.con,
             f"""
             CREATE OR REPLACE TEMP TABLE failed AS
-            WITH {self._classes(node, k)}
+            WITH {self._classes(node)}
             SELECT g.i, g.w FROM g JOIN classes USING ({keys}) WHERE classes.fails""",
         )
         rows = int(run(self.con, "SELECT coalesce(sum(w), 0) FROM failed")[0][0])
@@ -292,15 +291,14 @@ class OutOfCore(Combinations):
         mask[self.con.execute("SELECT i FROM failed").fetchnumpy()["i"]] = True
         return rows, mask
 
-    def published(self, node: tuple[int, ...], k: int) -> np.ndarray:
-        found = self.con.execute(f"WITH {self._classes(node, k)} SELECT size FROM classes WHERE NOT fails").fetchnumpy()
+    def published(self, node: tuple[int, ...]) -> np.ndarray:
+        found = self.con.execute(f"WITH {self._classes(node)} SELECT size FROM classes WHERE NOT fails").fetchnumpy()
         return np.asarray(found["size"], np.int64)
 
-    def itemsets(
-        self, node: tuple[int, ...], items: list[bool], k: int, m: int, limit: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, int]:
+    def itemsets(self, node: tuple[int, ...], items: list[bool], limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
         from transforms.itemsets import suppress
 
+        k, m = self.model.k, self.model.m
         mapped, joins = self._mapped(node)
         keys = []
         for part in (False, True):
@@ -372,10 +370,11 @@ class OutOfCore(Combinations):
         radix = int(np.prod([q.sizes[level] for q, level in zip(self.qis, node)], dtype=object))
         return "k" if radix < ONE_KEY_BELOW else ", ".join(f"k{j}" for j in range(len(node)))
 
-    def _classes(self, node: tuple[int, ...], k: int) -> str:
-        """CTEs: g, each combination with its class key at `node`; classes, each class's size
-        (entities counted once, a row without one as a person of its own) and whether it fails k
-        or an l-diversity model."""
+    def _classes(self, node: tuple[int, ...]) -> str:
+        """CTEs: g, each combination with its class key at `node`; h<j>, the statistics of the
+        j-th sensitive column per class, from its rows per (class, value) (criteria.SQL_OF_COUNTS);
+        classes, each class's size (entities counted once, a row without one as a person of its
+        own) and whether the privacy model fails it."""
         mapped, joins = self._mapped(node)
         key = self._keys(node)
         if key == "k":
@@ -387,22 +386,25 @@ class OutOfCore(Combinations):
         else:
             columns = [f"{m} AS k{j}" for j, m in enumerate(mapped)]
         size = people_sql("e", "w") if self.by_entity else "sum(w)"
-        fails = [KAnonymity(k).sql_fails({PEOPLE: size})]
-        entropies = []
-        for j, d in enumerate(self.diversity):
-            if d.measure == "distinct":  # null is a value of its own, as in the in-memory table
-                fails.append(d.criterion.sql_fails({("distinct", d.name): f"count(DISTINCT s{j}) + max((s{j} IS NULL)::INT)"}))
-            else:
-                entropies.append(f"""h{j} AS (SELECT {key}, -sum(p * ln(p)) AS h FROM (
-                    SELECT {key}, sum(w) / sum(sum(w)) OVER (PARTITION BY {key}) AS p FROM g GROUP BY {key}, s{j})
-                    GROUP BY {key})""")
-                fails.append(d.criterion.sql_fails({("entropy", d.name): f"any_value(h{j}.h)"}))
-        with_h = " ".join(f"JOIN h{j} USING ({key})" for j, d in enumerate(self.diversity) if d.measure != "distinct")
+        stats: dict[Statistic, str] = {PEOPLE: size}
+        per_column, with_h = [], []
+        for j, column in enumerate(self.model.sensitive):
+            wanted = [what for what, on in self.model.needs if on == column]
+            if wanted == ["distinct"]:  # values present only: null is a value of its own, as in memory
+                stats[("distinct", column)] = f"count(DISTINCT s{j}) + max((s{j} IS NULL)::INT)"
+                continue
+            aggregates = ", ".join(f"{SQL_OF_COUNTS[what]} AS {what}" for what in wanted)
+            per_column.append(f"""h{j} AS (SELECT {key}, {aggregates} FROM (
+                SELECT {key}, sum(w) AS c, sum(w) / sum(sum(w)) OVER (PARTITION BY {key}) AS p FROM g GROUP BY {key}, s{j})
+                GROUP BY {key})""")
+            with_h.append(f"JOIN h{j} USING ({key})")
+            stats.update({(what, column): f"any_value(h{j}.{what})" for what in wanted})
         return ", ".join(
             [
                 f"g AS MATERIALIZED (SELECT c.rowid AS i, c.*, {', '.join(columns)} FROM combo c {' '.join(joins)})",
-                *entropies,
-                f"classes AS (SELECT {key}, {size} AS size, ({' OR '.join(fails)}) AS fails FROM g {with_h} GROUP BY {key})",
+                *per_column,
+                f"classes AS (SELECT {key}, {size} AS size, ({self.model.sql_fails(stats)}) AS fails "
+                f"FROM g {' '.join(with_h)} GROUP BY {key})",
             ]
         )
 

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.anonymity import EXACT_COMBINATIONS, Solution, confirmed, search_table, with_itemsets
-from transforms.combinations import Combinations, Diversity, class_keys
+from transforms.combinations import Combinations, class_keys
 from transforms.hierarchy import Encoded, Hierarchy, UnitHierarchy, encode
 from transforms.operators import Context, Drop, Suppress
 from transforms.outofcore import SAMPLE_COMBOS, OutOfCore, class_table
@@ -88,10 +88,8 @@ def _lowest(column, values: pa.Array | pa.ChunkedArray, hierarchy: Hierarchy) ->
 
 
 def _sensitive(policy: SourcePolicy, staged: pa.Table, ctx: Context) -> dict[str, pa.Array]:
-    return {
-        policy.published_name(m.attribute): policy.column(m.attribute).operator.apply(staged[m.attribute], ctx)
-        for m in policy.privacy.l_diversity
-    }
+    attributes = dict.fromkeys(c.column for c in policy.privacy.criteria)
+    return {policy.published_name(a): policy.column(a).operator.apply(staged[a], ctx) for a in attributes}
 
 
 def _keys(policy: SourcePolicy) -> list[str]:
@@ -219,7 +217,6 @@ class Problem:
     encoded: list[Encoded]  # per QI; codes index the codebook
     codebooks: dict[str, pa.Array]  # per QI: lowest-level labels in code order
     table: Combinations  # the combinations, erased subjects left out (out of core, or loaded when small)
-    diversity: list[Diversity]
     erased: int  # rows of erased subjects
 
     def __enter__(self) -> Problem:
@@ -256,7 +253,6 @@ def pose(
         if erased and len(units)
         else pa.array([], pa.int64())
     )
-    diversity = [Diversity(d.column, None, d.l, d.measure) for d in policy.model.diversity]
     table = OutOfCore(
         tally.parts,
         encoded,
@@ -267,13 +263,13 @@ def pose(
         by_entity=bool(policy.entity),
         subject=SUBJECT,
         rows=ROWS,
-        diversity=diversity,
+        model=policy.model,
         erased=erased_ids,
         where=where,
         left_out=(UNIT, sorted(leave_out)),
         grouped=True,
     )
-    return Problem(encoded, codebooks, table.loaded(), diversity, table.erased_rows)
+    return Problem(encoded, codebooks, table.loaded(), table.erased_rows)
 
 
 def decide(problem: Problem, policy: SourcePolicy) -> Plan:
@@ -291,8 +287,7 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
         ranges = {UNIT: (0, 0)} | {c.published_name: c.level_range for c in columns}
         weights = {UNIT: 0.0} | {c.published_name: c.generalization.weight for c in columns}
         items = [False] + [c.part == "item" for c in columns]
-        model = policy.model
-        km = any(items) and model.m > 1  # a person's items together, not only one at a time
+        km = any(items) and table.model.m > 1  # a person's items together, not only one at a time
         # A large table of many units chooses its node on a sample of whole units, then counts it
         # once on everyone (anonymity.confirmed): each count on everyone costs seconds a group.
         sample = table.sample(SAMPLE_COMBOS) if isinstance(table, OutOfCore) else None
@@ -300,9 +295,7 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
         # Where k^m follows on a large table, its start need not be the exact optimum at m = 1
         # (k^m ends far above it): the first feasible node of the least-loss chain will do.
         strategy = "chain" if km and searched.size > EXACT_COMBINATIONS else "auto"
-        solution = search_table(
-            searched, encoded, ranges, model.k, policy.privacy.max_suppression, weights, problem.diversity, strategy
-        )
+        solution = search_table(searched, encoded, ranges, policy.privacy.max_suppression, weights, strategy)
         if km:
             solution = with_itemsets(
                 searched,
@@ -310,13 +303,11 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
                 ranges,
                 solution,
                 items,
-                model.k,
-                model.m,
                 policy.privacy.max_suppression,
                 weights,
             )
         if sample is not None:
-            args = (items, model.k, model.m, policy.privacy.max_suppression, weights)
+            args = (items, policy.privacy.max_suppression, weights)
             solution = confirmed(table, encoded, ranges, solution, *args)
     levels = {
         e.name: Level(

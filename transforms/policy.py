@@ -7,6 +7,7 @@ the hash recorded with an output changes whenever anything that shaped that outp
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from functools import cached_property
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError, model_validator
 
 from transforms import criteria
 from transforms.classify import KINDS
@@ -120,8 +121,8 @@ class Column(_Strict):
 
     @property
     def published_name(self) -> str:
-        """output_name for a column known to be published (a quasi-identifier, an l-diversity
-        attribute: the policy's validator makes sure); ValueError for a dropped one."""
+        """output_name for a column known to be published (a quasi-identifier, a sensitive
+        attribute a criterion is declared on: the policy's validator makes sure); ValueError for a dropped one."""
         if self.output_name is None:
             raise ValueError(f"column {self.name!r} is dropped, not published")
         return self.output_name
@@ -157,25 +158,34 @@ class Link(_Strict):
     lookback_days: int = 0
 
 
-class LDiversity(_Strict):
-    """Within every class, the published values of `attribute` must be diverse: at least l
-    distinct values, or an entropy of at least log(l)."""
-
-    attribute: str
-    l: Annotated[float, Field(ge=1)]
-    measure: Literal["distinct", "entropy"] = "distinct"
-
-
 class Privacy(_Strict):
     k: Annotated[int, Field(ge=2)] = 5
     # Items (purchases or contacts) the intruder may know of a person besides their attributes: every
     # itemset of at most m items a person holds is held by at least k people of their class (k^m).
     m: Annotated[int, Field(ge=1)] = 3
     max_suppression: Annotated[float, Field(ge=0, le=1)] = 0.05
-    l_diversity: list[LDiversity] = []
+    # The criteria on sensitive attributes, each kind under its own key
+    # (transforms/criteria.COLUMN_CRITERIA), a list of {attribute: <column>,
+    # <the criterion's parameters>}; read into `criteria`, each on the attribute's policy name.
+    criteria: Annotated[tuple[Any, ...], SkipValidation] = ()
     # Ages are counted at this one date in every snapshot, so that a band never moves between two
     # snapshots (a move would tell the birthday).
     reference_date: dt.date | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _criteria(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data, found = dict(data), []
+        for kind in criteria.COLUMN_CRITERIA:
+            for entry in data.pop(kind, None) or []:
+                if not isinstance(entry, dict) or "attribute" not in entry:
+                    raise ValueError(f"{kind}: each entry is {{attribute: <column>, ...}}")
+                parameters = {k: v for k, v in entry.items() if k != "attribute"}
+                found.append(criteria.column_criterion(kind, entry["attribute"], parameters))
+        data["criteria"] = tuple(found)
+        return data
 
 
 class Unit(_Strict):
@@ -270,10 +280,10 @@ class SourcePolicy(_Strict):
         for link in self.link:
             if link.column not in names:
                 raise ValueError(f"link column {link.column!r} is not a column")
-        for model in self.privacy.l_diversity:
-            target = next((c for c in self.columns if c.name == model.attribute), None)
+        for criterion in self.privacy.criteria:
+            target = next((c for c in self.columns if c.name == criterion.column), None)
             if target is None or target.output_name is None:
-                raise ValueError(f"l-diversity attribute {model.attribute!r} is not a published column")
+                raise ValueError(f"{criterion.kind} attribute {criterion.column!r} is not a published column")
         if self.entity and self.entity not in outputs and not self.link:
             raise ValueError(f"entity {self.entity!r} is neither a published column nor linked")
         if self.unit.column is not None:
@@ -355,14 +365,15 @@ class SourcePolicy(_Strict):
 
     @property
     def sensitive_outputs(self) -> list[str]:
-        """Published names of the attributes l-diversity is required on."""
-        return [self.published_name(m.attribute) for m in self.privacy.l_diversity]
+        """Published names of the attributes a criterion is declared on, each once."""
+        return list(self.model.sensitive)
 
     @property
     def model(self) -> PrivacyModel:
-        """The privacy model of this source's partitions (transforms/criteria.py), built here once."""
-        diversity = tuple(criteria.LDiversity(self.published_name(m.attribute), m.l, m.measure) for m in self.privacy.l_diversity)
-        return PrivacyModel(self.privacy.k, diversity, self.privacy.m)
+        """The privacy model of this source's partitions (transforms/criteria.py), built here once,
+        on the published names."""
+        on = tuple(dataclasses.replace(c, column=self.published_name(c.column)) for c in self.privacy.criteria)
+        return PrivacyModel(self.privacy.k, on, self.privacy.m)
 
     @property
     def output_columns(self) -> list[str]:

@@ -8,7 +8,7 @@ over the union of its published partitions:
     policy    every partition was made under the dataset's current policy (same SHA-256)
     gate      the publication gate again, on the union, through the PartitionWriter as a run's
               pass 2 (batch by batch; classes counted out of core, never the dataset in memory):
-              schema, no direct identifier in any string column, k counted in people, l-diversity
+              schema, no direct identifier in any string column, k counted in people, the criteria on sensitive columns
     linkage   profile uniqueness: the share of customers whose set of quasi-identifier
               combinations across partitions no other customer has. Reported, not gated: k holds
               per row, but a customer seen on many days can still stand out (see the README).

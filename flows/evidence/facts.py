@@ -245,7 +245,7 @@ def _dataset(
             "sha256": policy.sha256,
             "k": policy.privacy.k,
             "max_suppression": policy.privacy.max_suppression,
-            "l_diversity": [m.model_dump() for m in policy.privacy.l_diversity],
+            "criteria": [c.sentence() for c in policy.model.columns],  # on sensitive columns, in words
             "retention": policy.retention.model_dump(),
             "unit": {"record": policy.unit.record, "why": policy.unit.why},
         },

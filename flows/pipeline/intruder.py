@@ -354,8 +354,14 @@ def gate(
         all_files += [replace(f, table=None) for f in files]  # the rows are done with
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"person": [], "k": [], "units": []})
     adversary = recorded_adversary(all_files)
-    l = {f"{f.record.dataset}.{m.column}": int(m.l) for f in all_files for m in f.record.l_diversity}
-    release = ReleaseGate(adversary.purchases + adversary.contacts, tuple((a, l.get(a, 2)) for a in sorted(_sensitive(frame))))
+    # Each sensitive attribute takes, in every person's class, the values its criteria imply (2 when none is declared).
+    least: dict[str, int] = {}
+    for f in all_files:
+        for c in f.record.criteria():
+            key = f"{f.record.dataset}.{c.column}"
+            least[key] = max(least.get(key, 0), c.values_at_least)
+    bounds = tuple((a, least.get(a, 2)) for a in sorted(_sensitive(frame)))
+    release = ReleaseGate(adversary.purchases + adversary.contacts, bounds)
     outcome = validate(release, frame, project, run_name)
     found: list[str] = []
     for check in outcome.checks:

@@ -17,6 +17,7 @@ from pathlib import Path
 from flows.storage.footer import PartitionRecord, footer_json
 from flows.storage.ledger import HEAD_KEY
 from transforms import metrics
+from transforms.criteria import COLUMN_CRITERIA
 from transforms.hierarchy import TableHierarchy
 from transforms.operators import Generalize, Pseudonymize
 from transforms.plan import PEOPLE, ROWS, Plan
@@ -41,7 +42,7 @@ def partition_metadata(
         "person_record": policy.unit.record,  # what one person-level record spans
         "quasi_identifiers": qis,
         "k": policy.privacy.k,
-        "l_diversity": [m.model_dump() | {"column": policy.column(m.attribute).output_name} for m in policy.privacy.l_diversity],
+        **on_columns(policy),
         "entity_column": policy.entity,
         "policy_file": policy.path.name,
         "policy_sha256": policy.sha256,
@@ -94,6 +95,16 @@ class Inputs:
     files: tuple[dict, ...]
     dropped: tuple[tuple[str, str], ...] = ()
     copies: tuple[tuple[str, str], ...] = ()  # (copy, original)
+
+
+def on_columns(policy: SourcePolicy) -> dict[str, list[dict]]:
+    """The criteria on sensitive columns, as a footer records them: under each kind's key, the
+    policy's attribute, its published column and the criterion's parameters. A kind every file
+    has said since it was first checked is there if only as []; another where the policy declares it."""
+    found: dict[str, list[dict]] = {kind: [] for kind, c in COLUMN_CRITERIA.items() if c.always_recorded}
+    for c in policy.privacy.criteria:
+        found.setdefault(c.kind, []).append({"attribute": c.column, "column": policy.published_name(c.column), **c.parameters()})
+    return found
 
 
 def field_metadata(policy: SourcePolicy, levels: dict[str, int]) -> dict[str, dict[str, str]]:
@@ -161,7 +172,6 @@ def ledger_entry(
         "policy_sha256",
         "key_id",
         "k",
-        "l_diversity",
         "levels",
         "dropped_columns",
         "copies_not_read",
@@ -169,6 +179,7 @@ def ledger_entry(
     footer = metadata.footer()
     return {
         **{key: footer.get(key) for key in keep},
+        "criteria": {kind: footer[kind] for kind in COLUMN_CRITERIA if kind in footer},
         "rows": rows,
         "cells_suppressed": cells,
         "inputs": inputs,

@@ -20,7 +20,7 @@ import duckdb
 import jinja2
 import pyarrow.parquet as pq
 
-from flows.storage.footer import read_footer
+from flows.storage.footer import read_footer, read_record
 from flows.storage.warehouse import DP_PREFIX, fields_of
 from transforms.dp_policy import MEANING
 from transforms.policy import SourcePolicy
@@ -35,8 +35,8 @@ QUESTIONS = {  # by role, then by technique: what a column can answer, and what 
     "be followed across them.",
     "quasi_identifier": "Breakdowns and trends by this attribute, at the release's level (every partition of the "
     "dataset publishes it at the same level).",
-    "sensitive_attribute": "Its distribution within groups: every group of the other attributes holds several "
-    "values of it (l-diversity).",
+    "sensitive_attribute": "Its distribution within groups of the other attributes, as far as the criteria it is "
+    "held to leave it: no group makes its value certain.",
     "insensitive": "Totals, averages and distributions.",
     "free_text": "Counts by coded topic; the text itself is not published.",
     "direct_identifier": "None about a person: it is replaced before publishing.",
@@ -108,6 +108,7 @@ def _dataset(files: list[Path], policy: SourcePolicy | None, values: bool) -> di
         for column in schema:
             types.setdefault(column.name, Counter())[str(column.type)] += 1
     roles = {c.output_name: c for c in policy.columns if c.output_name} if policy else {}
+    held_to = read_record(files[-1]).criteria()  # the criteria on sensitive columns, as the latest file records them
     con = duckdb.connect()
     columns = []
     for column, seen in types.items():
@@ -128,6 +129,7 @@ def _dataset(files: list[Path], policy: SourcePolicy | None, values: bool) -> di
             ],
             "values": None,
             "questions": QUESTIONS.get(role, ""),
+            "held_to": [f"{c.sentence()[0].upper()}{c.sentence()[1:]}." for c in held_to if c.column == column],
         }
         if values and entry["technique"] not in NO_VALUES and role != "entity_key":
             entry["values"] = _few_values(con, files, column)

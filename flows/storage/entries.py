@@ -104,7 +104,7 @@ class RunEntry(Entry):
 
 class PartitionEntry(Entry):
     kind = "partition"
-    about = "a published partition (one unit): inputs, counts, k and l, checks, the file's SHA-256"
+    about = "a published partition (one unit): inputs, counts, its privacy model, checks, the file's SHA-256"
     dataset: str
     # The unit's period label; entries written before units followed the rows name an export date.
     period: str = Field(validation_alias=AliasChoices("period", "export_date"))
@@ -118,7 +118,9 @@ class PartitionEntry(Entry):
     policy_sha256: str | None = None
     key_id: str
     k: int | None = None
-    l_diversity: list[dict[str, Any]] = []
+    # The criteria on sensitive columns, by kind, as the file's footer records them (entries
+    # written before criteria were typed hold the one kind they had as a key of its own).
+    criteria: dict[str, list[dict[str, Any]]] = {}
     levels: dict[str, int] = {}
     dropped_columns: list[dict[str, str]] = []
     copies_not_read: list[Copy] = []

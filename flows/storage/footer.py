@@ -21,14 +21,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from flows.storage.entries import Copy, Input, Part
-from transforms.criteria import LDiversity, PrivacyModel
+from transforms.criteria import COLUMN_CRITERIA, ColumnCriterion, PrivacyModel, column_criterion
 
 if TYPE_CHECKING:
     from expectations.suite import Gate
@@ -40,13 +40,16 @@ METADATA_KEY = b"tuomin"  # the footer's key in the file's key-value metadata
 LEGACY_RECORD = {"membership": "profile", "after_sales": "contacts"}
 
 
-class Diversity(Part):
-    """An l-diversity criterion as the file records it: the published column, l, the measure."""
+class OnColumn(Part):
+    """A criterion on a sensitive column as the file records it, under its kind's key
+    (transforms/criteria.COLUMN_CRITERIA): the published column, the policy's attribute, and the
+    criterion's parameters as the other keys (ColumnCriterion.parameters)."""
 
     column: str
     attribute: str | None = None
-    l: float
-    measure: Literal["distinct", "entropy"] = "distinct"
+
+    def criterion(self, kind: str) -> ColumnCriterion:
+        return column_criterion(kind, self.column, self.model_extra or {})
 
 
 class Search(Part):
@@ -99,7 +102,6 @@ class PartitionRecord(BaseModel):
     person_record: str | None = None  # what one person-level record spans, in words
     quasi_identifiers: list[str] = []
     k: int | None = None  # the policy's; a file that records none is judged by the intruder's k
-    l_diversity: list[Diversity] = []
     entity_column: str | None = None
     policy_file: str | None = None
     policy_sha256: str | None = None
@@ -156,12 +158,17 @@ class PartitionRecord(BaseModel):
 
         return Gate.recorded(self.dataset, schema, self.quasi_identifiers, self.entity_column, self.model())
 
+    def criteria(self) -> tuple[ColumnCriterion, ...]:
+        """The criteria on sensitive columns the file records, each kind under its own key (every
+        file says the kinds its version always records, if only []; any other where the policy declared it)."""
+        extra = self.model_extra or {}
+        return tuple(OnColumn.model_validate(e).criterion(kind) for kind in COLUMN_CRITERIA for e in extra.get(kind) or [])
+
     def model(self) -> PrivacyModel:
         """The privacy model the partition was published under, as its file records it."""
         if self.k is None:
             raise ValueError(f"{self.dataset} {self.period}: the file records no k, so no privacy model")
-        diversity = tuple(LDiversity(d.column, d.l, d.measure) for d in self.l_diversity)
-        return PrivacyModel(self.k, diversity, self.m)
+        return PrivacyModel(self.k, self.criteria(), self.m)
 
 
 def footer_json(metadata: PartitionRecord | dict[str, Any]) -> str:

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 
 from expectations.suite import Gate, validate
-from transforms.criteria import LDiversity, PrivacyModel
+from transforms.criteria import LDiversity, PrivacyModel, RecursiveDiversity
 
 
 def _gate(**kw):
@@ -67,6 +67,27 @@ def test_l_diversity_expectation():
     check = next(c for c in outcome.checks if c["expectation"] == "expect_table_to_be_l_diverse")
     assert not outcome.success and check["observed"] == 1
     frame.loc[3, "band"] = "high"
+    assert validate(gate, frame).success
+
+
+def test_any_other_criterion_is_checked_through_the_one_criteria_metric():
+    """A criterion on a sensitive column other than l-diversity (recursive (c, l)-diversity) is
+    checked by expect_classes_to_meet_criterion, its observed value the worst class's figure."""
+    frame = pd.DataFrame(
+        {
+            "city": ["SH"] * 4 + ["BJ"] * 4,
+            "customer_id": list("abcdefgh"),
+            "note": [""] * 8,
+            "band": ["low", "high", "low", "high", "low", "low", "low", "high"],  # BJ: r1 = 3, r2 = 1
+        }
+    )
+    model = PrivacyModel(2, (RecursiveDiversity("band", 3, 2),))
+    gate = _gate(columns=("band", "city", "customer_id", "note"), model=model)
+    outcome = validate(gate, frame)
+    check = next(c for c in outcome.checks if c["expectation"] == "expect_classes_to_meet_criterion")
+    assert not outcome.success and check["observed"] == 3.0 and not check["exception"]
+    assert check["arguments"]["criterion"] == {"kind": "recursive_diversity", "column": "band", "parameters": {"c": 3, "l": 2}}
+    frame.loc[6, "band"] = "high"  # BJ 2:2
     assert validate(gate, frame).success
 
 

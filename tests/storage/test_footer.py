@@ -41,7 +41,7 @@ def test_an_old_footer_reads_with_what_its_version_did_not_say(tmp_path):
     path = tmp_path / "part-0.parquet"
     pq.write_table(pa.table({"case_type": ["a"]}).replace_schema_metadata({METADATA_KEY: json.dumps(old).encode()}), path)
     record = read_record(path)
-    assert (record.period, record.record, record.m, record.l_diversity) == ("2026-03-01", "contacts", 0, [])
+    assert (record.period, record.record, record.m, record.criteria()) == ("2026-03-01", "contacts", 0, ())
     assert PartitionRecord.model_validate(old | {"dataset": "pos"}).record == "purchases"
     assert PartitionRecord.model_validate(old | {"dataset": "membership"}).record == "profile"
     assert record.gate(pq.read_schema(path)).model == record.model() == PrivacyModel(5)

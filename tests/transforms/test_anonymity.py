@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from transforms import metrics, outofcore
 from transforms.anonymity import Unreachable, search, search_table
-from transforms.combinations import Diversity, class_keys
+from transforms.combinations import class_keys
+from transforms.criteria import LDiversity, PrivacyModel, RecursiveDiversity
 from transforms.hierarchy import TableHierarchy, encode
 from transforms.outofcore import OutOfCore
 
@@ -73,10 +74,10 @@ def test_search_is_exact(data, k, limit, weights, l, rnd):
     qis = _table(data)
     ranges = {q.name: (0, q.hierarchy.top) for q in qis}
     sensitive = np.array([rnd.randrange(3) for _ in data]) if l else None
-    diversity = [Diversity("s", sensitive, l)] if l else []
+    model = PrivacyModel(k, (LDiversity("s", l),) if l else ())
     reference = _brute_force(qis, k, limit, weights, sensitive, l)
     try:
-        found = search(qis, ranges, k, limit, weights=weights, diversity=diversity)
+        found = search(qis, ranges, model, limit, weights=weights, sensitive={"s": sensitive} if l else None)
     except Unreachable:
         assert reference is None
         return
@@ -92,15 +93,15 @@ def test_entity_level_counts_people_not_rows():
     # pass at city level, the people only once Shanghai is merged with Beijing's two customers.
     qis = [encode("city", pa.array(["SH"] * 10 + ["BJ"] * 2), CITY)]
     entity = np.array([0] * 10 + [1, 2])
-    assert search(qis, {"city": (0, 2)}, 2, 0.0).levels == {"city": 0}
-    by_people = search(qis, {"city": (0, 2)}, 2, 0.0, entity)
+    assert search(qis, {"city": (0, 2)}, PrivacyModel(2), 0.0).levels == {"city": 0}
+    by_people = search(qis, {"city": (0, 2)}, PrivacyModel(2), 0.0, entity)
     assert by_people.levels == {"city": 2} and by_people.k == 3
 
 
 def test_rows_without_entity_count_as_separate_people():
     qis = [encode("city", pa.array(["SH"] * 3 + ["BJ"] * 3), CITY)]
     entity = np.array([7, -1, -1, 8, 8, 8])  # Shanghai: one customer and two unknown buyers; Beijing: one customer
-    found = search(qis, {"city": (0, 2)}, 3, 0.0, entity)
+    found = search(qis, {"city": (0, 2)}, PrivacyModel(3), 0.0, entity)
     assert found.levels == {"city": 2} and found.k == 4
 
 
@@ -112,21 +113,19 @@ def test_aggregated_combinations_give_the_same_solution_as_rows(data, k, limit, 
     qis = _table(data)
     entity = np.array([rnd.choice([-1, 0, 1, 2, 3, 4, 5]) for _ in data])
     sensitive = np.array([rnd.randrange(3) for _ in data])
-    diversity = [Diversity("s", sensitive, l)] if l else []
+    model = PrivacyModel(k, (LDiversity("s", l),) if l else ())
     ranges = {q.name: (0, q.hierarchy.top) for q in qis}
     frame = pd.DataFrame({"age": qis[0].codes, "city": qis[1].codes, "sex": qis[2].codes, "e": entity, "s": sensitive})
     combos = frame.groupby(list(frame.columns)).size().reset_index(name="n")
     aggregated = [dataclasses.replace(q, codes=combos[q.name].to_numpy()) for q in qis]
-    agg_diversity = [Diversity("s", combos["s"].to_numpy(), l)] if l else []
+    by_combos_of = {"sensitive": {"s": combos["s"].to_numpy()}, "counts": combos["n"].to_numpy()}
     try:
-        by_rows = search(qis, ranges, k, limit, entity, diversity=diversity)
+        by_rows = search(qis, ranges, model, limit, entity, sensitive={"s": sensitive})
     except Unreachable:
         with pytest.raises(Unreachable):
-            search(aggregated, ranges, k, limit, combos["e"].to_numpy(), diversity=agg_diversity, counts=combos["n"].to_numpy())
+            search(aggregated, ranges, model, limit, combos["e"].to_numpy(), **by_combos_of)
         return
-    by_combos = search(
-        aggregated, ranges, k, limit, combos["e"].to_numpy(), diversity=agg_diversity, counts=combos["n"].to_numpy()
-    )
+    by_combos = search(aggregated, ranges, model, limit, combos["e"].to_numpy(), **by_combos_of)
     assert by_combos.levels == by_rows.levels and by_combos.loss == pytest.approx(by_rows.loss)
     assert by_combos.k == by_rows.k and (combos["n"].to_numpy() * by_combos.suppressed).sum() == by_rows.suppressed.sum()
 
@@ -138,14 +137,15 @@ def test_aggregated_combinations_give_the_same_solution_as_rows(data, k, limit, 
     st.integers(2, 4),
     st.sampled_from([0.0, 0.1, 0.3]),
     st.sampled_from([None, {"age": 3.0}]),
-    st.sampled_from([None, (2, "distinct"), (1.5, "entropy")]),
+    st.sampled_from([None, LDiversity("s", 2), LDiversity("s", 1.5, "entropy"), RecursiveDiversity("s", 3, 2)]),
     st.booleans(),
     st.randoms(use_true_random=False),
 )
-def test_out_of_core_table_answers_as_the_in_memory_one(one_key, data, k, limit, weights, model, by_entity, rnd):
+def test_out_of_core_table_answers_as_the_in_memory_one(one_key, data, k, limit, weights, criterion, by_entity, rnd):
     """The pipeline's engine table (DuckDB, out of core) against the in-memory one (numpy) as the
     oracle, on rows with counts, people with several rows, rows without a person, null sensitive
-    values, raised lower levels, and rows of subjects and erased people that both must leave out:
+    values, raised lower levels, each kind of criterion on a sensitive column (the statistics it
+    needs computed in SQL and in numpy), and rows of subjects and erased people that both must leave out:
     the same levels, loss, nodes visited, suppressed rows and class sizes; with class keys as one
     integer and, as when the key space is too large for one, one column per quasi-identifier."""
     qis = _table(data)
@@ -158,15 +158,16 @@ def test_out_of_core_table_answers_as_the_in_memory_one(one_key, data, k, limit,
     kept = ~subject & ~np.isin(entity, list(erased))
     assume(kept.any())
     codes = pd.factorize(pd.Series(values), use_na_sentinel=False)[0]
+    model = PrivacyModel(k, (criterion,) if criterion else ())
     try:
         memory = search(
             [dataclasses.replace(q, codes=q.codes[kept]) for q in qis],
             ranges,
-            k,
+            model,
             limit,
             entity[kept] if by_entity else None,
             weights,
-            [Diversity("s", codes[kept], model[0], model[1])] if model else [],
+            {"s": codes[kept]},
             counts[kept],
         )
     except Unreachable:
@@ -182,7 +183,6 @@ def test_out_of_core_table_answers_as_the_in_memory_one(one_key, data, k, limit,
             "rows": counts,
         }
     )
-    diversity = [Diversity("s", None, model[0], model[1])] if model else []
     one_key_below = outofcore.ONE_KEY_BELOW if one_key else 0
     with (
         mock.patch.object(outofcore, "ONE_KEY_BELOW", one_key_below),
@@ -196,16 +196,16 @@ def test_out_of_core_table_answers_as_the_in_memory_one(one_key, data, k, limit,
             by_entity=by_entity,
             subject="subject",
             rows="rows",
-            diversity=diversity,
+            model=model,
             erased=pa.array(sorted(erased), pa.int64()),
         ) as table,
     ):
         assert table.erased_rows == counts[~kept].sum() and table.rows == counts[kept].sum()
         if memory is None:
             with pytest.raises(Unreachable):
-                search_table(table, qis, ranges, k, limit, weights, diversity)
+                search_table(table, qis, ranges, limit, weights)
             return
-        found = search_table(table, qis, ranges, k, limit, weights, diversity)
+        found = search_table(table, qis, ranges, limit, weights)
         _, suppressed = table.codes(found.suppressed)
     assert found.levels == memory.levels and found.loss == pytest.approx(memory.loss)
     assert found.nodes_evaluated == memory.nodes_evaluated and found.k == memory.k
@@ -223,12 +223,12 @@ def test_class_keys_are_exact_or_hash_to_a_conservative_key():
 def test_unreachable_k_is_an_error_that_names_the_limits():
     qis = [encode("city", pa.array(["SH", "BJ"]), CITY)]
     with pytest.raises(Unreachable, match="k=5 cannot be reached"):
-        search(qis, {"city": (0, 0)}, 5, 0.0)
+        search(qis, {"city": (0, 0)}, PrivacyModel(5), 0.0)
 
 
 def test_level_ranges_are_respected():
     qis = _table([(20 + i % 30, "SH", "F") for i in range(40)])
-    found = search(qis, {"age": (2, 3), "city": (0, 0), "sex": (0, 1)}, 3, 0.0)
+    found = search(qis, {"age": (2, 3), "city": (0, 0), "sex": (0, 1)}, PrivacyModel(3), 0.0)
     assert 2 <= found.levels["age"] <= 3 and found.levels["city"] == 0
 
 
@@ -238,9 +238,9 @@ def test_greedy_heuristic_beyond_the_exact_limit(monkeypatch):
     data = [(20 + i % 37, "SH" if i % 3 else "BJ", "F" if i % 2 else "M") for i in range(300)]
     qis = _table(data)
     ranges = {q.name: (0, q.hierarchy.top) for q in qis}
-    exact = search(qis, ranges, 5, 0.05)
+    exact = search(qis, ranges, PrivacyModel(5), 0.05)
     monkeypatch.setattr(anonymity, "EXACT_LIMIT", 1)
-    greedy = search(qis, ranges, 5, 0.05)
+    greedy = search(qis, ranges, PrivacyModel(5), 0.05)
     assert greedy.method == "greedy top-down" and exact.method == "exact"
     assert greedy.k >= 5 and greedy.suppressed.sum() <= 15 and greedy.loss >= exact.loss - 1e-12
 
@@ -255,16 +255,16 @@ def test_the_chain_start_is_the_first_feasible_node_of_the_least_loss_chain(data
 
     qis = _table(data)
     ranges = {q.name: (0, q.hierarchy.top) for q in qis}
-    table = InMemory(qis, None, [], np.ones(len(data), np.int64), list(ranges.values()))
+    table = InMemory(qis, None, {}, np.ones(len(data), np.int64), list(ranges.values()), PrivacyModel(k))
     allowed = int(np.floor(limit * len(data)))
-    solution = search_table(table, qis, ranges, k, limit, strategy="chain")
+    solution = search_table(table, qis, ranges, limit, strategy="chain")
     node = tuple(solution.levels[q.name] for q in qis)
-    assert solution.method == "chain" and table.failing(node, k, allowed)[1] is not None
+    assert solution.method == "chain" and table.failing(node, allowed)[1] is not None
     n = len(data)
     per_level = [[float(q.loss[level] @ table.rows_per_code()[j]) / n for level in range(len(q.maps))] for j, q in enumerate(qis)]
     chain = coarsening((0, 0, 0), list(ranges.values()), lambda nd: sum(per_level[j][lv] for j, lv in enumerate(nd)) / 3)
     assert node in chain
-    assert all(table.failing(before, k, allowed)[1] is None for before in chain[: chain.index(node)])
+    assert all(table.failing(before, allowed)[1] is None for before in chain[: chain.index(node)])
     assert solution.nodes_evaluated <= 2 + int(np.ceil(np.log2(len(chain))))
 
 
@@ -273,16 +273,29 @@ def test_entropy_l_diversity():
     # entropy l-diversity with l = 1.8 needs log(1.8) = 0.588, which only the merged class has.
     qis = [encode("city", pa.array(["SH"] * 10 + ["BJ"] * 10), CITY)]
     sensitive = np.array([0, 1] * 5 + [0] * 9 + [1])
-    distinct = search(qis, {"city": (0, 2)}, 2, 0.0, diversity=[Diversity("s", sensitive, 2, "distinct")])
-    entropy = search(qis, {"city": (0, 2)}, 2, 0.0, diversity=[Diversity("s", sensitive, 1.8, "entropy")])
+    distinct = search(qis, {"city": (0, 2)}, PrivacyModel(2, (LDiversity("s", 2),)), 0.0, sensitive={"s": sensitive})
+    entropy = search(qis, {"city": (0, 2)}, PrivacyModel(2, (LDiversity("s", 1.8, "entropy"),)), 0.0, sensitive={"s": sensitive})
     assert distinct.levels == {"city": 0}  # both classes hold 2 distinct values
     assert entropy.levels == {"city": 2}  # only the merged class is diverse enough
 
 
+def test_recursive_diversity():
+    # Recursive (c, l = 2): SH 5:5 holds at c = 2 (5 < 2 * 5), BJ 9:1 does not (9 >= 2 * 1), nor
+    # does the merged 14:6 (14 >= 2 * 6); at c = 3 the merged class holds (14 < 18), BJ still not.
+    qis = [encode("city", pa.array(["SH"] * 10 + ["BJ"] * 10), CITY)]
+    sensitive = {"s": np.array([0, 1] * 5 + [0] * 9 + [1])}
+    with pytest.raises(Unreachable, match=r"recursive_diversity \(c=2, l=2\) on s"):
+        search(qis, {"city": (0, 2)}, PrivacyModel(2, (RecursiveDiversity("s", 2, 2),)), 0.0, sensitive=sensitive)
+    merged = search(qis, {"city": (0, 2)}, PrivacyModel(2, (RecursiveDiversity("s", 3, 2),)), 0.0, sensitive=sensitive)
+    assert merged.levels == {"city": 2}
+    allowed = search(qis, {"city": (0, 2)}, PrivacyModel(2, (RecursiveDiversity("s", 2, 2),)), 0.5, sensitive=sensitive)
+    assert allowed.levels == {"city": 0} and allowed.suppressed.sum() == 10  # BJ suppressed, SH kept
+
+
 def test_unreachable_diversity_names_the_model():
     qis = [encode("city", pa.array(["SH"] * 6), CITY)]
-    with pytest.raises(Unreachable, match=r"l=3 \(distinct\) on s"):
-        search(qis, {"city": (0, 2)}, 2, 0.0, diversity=[Diversity("s", np.array([0, 1] * 3), 3)])
+    with pytest.raises(Unreachable, match=r"l_diversity \(l=3, measure=distinct\) on s"):
+        search(qis, {"city": (0, 2)}, PrivacyModel(2, (LDiversity("s", 3),)), 0.0, sensitive={"s": np.array([0, 1] * 3)})
 
 
 def test_rows_in_matches_nulls_and_compares_types_as_sql_does():

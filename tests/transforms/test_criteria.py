@@ -7,10 +7,21 @@ import math
 
 import duckdb
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.criteria import PEOPLE, KAnonymity, LDiversity, PrivacyModel
+from transforms.criteria import (
+    COLUMN_CRITERIA,
+    PEOPLE,
+    SQL_OF_COUNTS,
+    KAnonymity,
+    LDiversity,
+    PrivacyModel,
+    RecursiveDiversity,
+    column_criterion,
+    of_counts,
+)
 
 
 @settings(max_examples=80)
@@ -39,8 +50,9 @@ def test_a_class_exactly_at_the_bound_holds_and_one_below_fails():
     even = -sum(p * math.log(p) for p in [1 / 3] * 3)  # three values, evenly: entropy log(3), computed as a sum
     entropy = {("entropy", "s"): even}
     assert not LDiversity("s", 3, "entropy").fails(entropy) and LDiversity("s", 3.01, "entropy").fails(entropy)
-    assert not LDiversity("s", 3, "entropy").fails_effective(math.exp(even))
-    assert LDiversity("s", 2, "distinct").fails_effective(1)
+    assert LDiversity("s", 3, "entropy").figure(entropy) == pytest.approx(3)
+    histogram = {("histogram", "s"): np.array([[4.0, 1.0, 1.0]])}  # r1 = 4 against r2 + r3 = 2
+    assert not RecursiveDiversity("s", 2.01, 2).fails(histogram) and RecursiveDiversity("s", 2, 2).fails(histogram)
 
 
 def test_a_model_asks_for_each_statistic_once_and_judges_with_every_criterion():
@@ -52,3 +64,64 @@ def test_a_model_asks_for_each_statistic_once_and_judges_with_every_criterion():
     stats = {PEOPLE: np.array([5, 5, 4]), ("distinct", "a"): np.array([2, 1, 2]), ("entropy", "a"): np.log([2, 2, 2])}
     stats[("distinct", "b")] = np.array([3, 3, 3])
     assert model.fails(stats).tolist() == [False, True, True]
+
+
+def _recursive_by_definition(rows: list[int], c: float, l: int) -> bool:
+    """Machanavajjhala et al.'s recursive (c, l)-diversity of one class, from its values' rows."""
+    r = sorted((n for n in rows if n), reverse=True)
+    return r[0] < c * sum(r[l - 1 :])
+
+
+@settings(max_examples=80)
+@given(
+    st.floats(0.5, 4.0),
+    st.integers(2, 4),
+    st.lists(st.lists(st.integers(0, 9), min_size=1, max_size=6).filter(any), min_size=1, max_size=12),
+)
+def test_recursive_diversity_judges_as_defined_in_numpy_and_in_sql(c, l, classes):
+    """Each class's rows per value (any order, zeros for values it lacks): the statistics derived
+    from them (of_counts in numpy, SQL_OF_COUNTS in DuckDB) give the verdict of the definition."""
+    criterion = RecursiveDiversity("s", c, l)
+    width = max(map(len, classes))
+    counts = np.array([row + [0] * (width - len(row)) for row in classes], float)
+    stats = {("histogram", "s"): of_counts("histogram", counts)}
+    expected = [not _recursive_by_definition(row, c, l) for row in classes]
+    assert criterion.fails(stats).tolist() == expected
+    con = duckdb.connect()
+    pairs = [(i, n) for i, row in enumerate(classes) for n in row if n]
+    con.execute("CREATE TABLE v (cls INT, c BIGINT)")
+    con.executemany("INSERT INTO v VALUES (?, ?)", pairs)
+    histogram = SQL_OF_COUNTS["histogram"]
+    sql = criterion.sql_fails({("histogram", "s"): "h"})
+    found = con.execute(f"SELECT {sql} FROM (SELECT cls, {histogram} AS h FROM v GROUP BY cls) ORDER BY cls").fetchall()
+    assert [row[0] for row in found] == expected
+
+
+def test_statistics_of_a_column_follow_from_its_counts_alike_in_numpy_and_sql():
+    counts = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 2.0]])
+    con = duckdb.connect()
+    con.execute("CREATE TABLE v AS SELECT * FROM (VALUES (0, 3), (0, 1), (1, 2), (1, 2)) t(cls, c)")
+    shares = "SELECT cls, c, c / sum(c) OVER (PARTITION BY cls) AS p FROM v"
+    for what in ("distinct", "entropy", "histogram"):
+        expected = of_counts(what, counts)
+        sql = con.execute(f"SELECT {SQL_OF_COUNTS[what]} FROM ({shares}) GROUP BY cls ORDER BY cls").fetchall()
+        found = [row[0] for row in sql]
+        if what == "histogram":
+            assert [list(h) for h in found] == [[n for n in row if n] for row in expected.tolist()]
+        else:
+            assert found == pytest.approx(expected.tolist())
+
+
+def test_a_criterion_is_read_from_its_kind_and_parameters_and_refused_when_they_are_wrong():
+    assert column_criterion("recursive_diversity", "points", {"c": 3, "l": 2}) == RecursiveDiversity("points", 3.0, 2)
+    assert set(COLUMN_CRITERIA) == {"l_diversity", "recursive_diversity"}
+    for kind, parameters, said in [
+        ("recursive_diversity", {"c": 3, "l": 1}, "greater than or equal to 2"),
+        ("recursive_diversity", {"c": 3}, "Field required"),
+        ("l_diversity", {"l": 2, "t": 0.2}, "Unexpected keyword argument"),
+        ("t_closeness", {"t": 0.2}, "no privacy criterion 't_closeness'"),
+    ]:
+        with pytest.raises(ValueError, match=said):
+            column_criterion(kind, "points", parameters)
+    assert RecursiveDiversity("s", 3, 2).parameters() == {"c": 3, "l": 2}
+    assert RecursiveDiversity("s", 3, 3).values_at_least == 3 and LDiversity("s", 2.5, "entropy").values_at_least == 3

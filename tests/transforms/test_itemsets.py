@@ -25,6 +25,7 @@ from transforms.anonymity import (
     with_itemsets,
 )
 from transforms.combinations import InMemory
+from transforms.criteria import PrivacyModel
 from transforms.hierarchy import encode
 from transforms.itemsets import suppress
 from transforms.risk import Adversary, smallest_support
@@ -159,19 +160,19 @@ def test_the_km_search_returns_a_node_within_the_limit_whenever_one_exists(found
         encode("city", pa.array(cities), CITY),
     ]
     ranges = {q.name: (0, q.hierarchy.top) for q in qis}
-    table = InMemory(qis, np.array(entity), [], np.ones(len(rows), np.int64), list(ranges.values()))
+    table = InMemory(qis, np.array(entity), {}, np.ones(len(rows), np.int64), list(ranges.values()), PrivacyModel(k, m=2))
     items = [False, False, True]
     try:
-        start = search_table(table, qis, ranges, k, limit)
+        start = search_table(table, qis, ranges, limit)
     except Unreachable:
         return
     allowed = int(np.floor(limit * table.rows))
     low = tuple(start.levels[q.name] for q in qis)
     above = itertools.product(*(range(lo, q.hierarchy.top + 1) for lo, q in zip(low, qis)))
-    passing = {node for node in above if table.itemsets(node, items, k, 2)[2] <= allowed}
+    passing = {node for node in above if table.itemsets(node, items)[2] <= allowed}
     with mock.patch.object(table, "itemsets", wraps=table.itemsets) as spy:
         try:
-            solution = with_itemsets(table, qis, ranges, start, items, k, 2, limit)
+            solution = with_itemsets(table, qis, ranges, start, items, limit)
         except Unreachable:
             assert not passing
             return
@@ -225,7 +226,8 @@ def test_counting_a_group_of_units_at_a_time_gives_what_counting_all_at_once_giv
     ]
     bounds = [(0, 0), (0, 1), (0, 2)]
     items = [False, False, True]
-    memory = InMemory(qis, entity, [], np.ones(len(found), np.int64), bounds)
+    model = PrivacyModel(k, m=m)
+    memory = InMemory(qis, entity, {}, np.ones(len(found), np.int64), bounds, model)
     tally = pa.table(
         {
             "unit": qis[0].codes,
@@ -248,11 +250,12 @@ def test_counting_a_group_of_units_at_a_time_gives_what_counting_all_at_once_giv
             by_entity=True,
             subject="subject",
             rows="rows",
+            model=model,
             grouped=True,
         ) as table,
     ):
         for node in [(0, 0, 0), (0, 1, 1), (0, 0, 2)]:
-            mine, theirs = table.itemsets(node, items, k, m, limit), memory.itemsets(node, items, k, m, limit)
+            mine, theirs = table.itemsets(node, items, limit), memory.itemsets(node, items, limit)
             assert (mine[2] > (limit if limit is not None else mine[2])) == (
                 theirs[2] > (limit if limit is not None else theirs[2])
             )
@@ -309,24 +312,25 @@ def test_a_node_chosen_on_a_sample_of_units_is_counted_on_everyone_and_holds_the
             by_entity=True,
             subject="subject",
             rows="rows",
+            model=PrivacyModel(k, m=2),
             grouped=True,
         ) as table,
     ):
         sample = table.sample(table.size // 4)
         assert sample is not None and sample.size < table.size
         try:
-            chosen = with_itemsets(sample, qis, ranges, search_table(sample, qis, ranges, k, 0.1), items, k, 2, 0.1)
-            solution = confirmed(table, qis, ranges, chosen, items, k, 2, 0.1)
+            chosen = with_itemsets(sample, qis, ranges, search_table(sample, qis, ranges, 0.1), items, 0.1)
+            solution = confirmed(table, qis, ranges, chosen, items, 0.1)
         except Unreachable:
             return
         node = tuple(solution.levels[q.name] for q in qis)
-        rare, taken, rows = table.itemsets(node, items, k, 2, None)
+        rare, taken, rows = table.itemsets(node, items, None)
         everyone = table.rows
     # The node is the sample's, or one of the least-loss chain above it; everyone passes it within
     # the limit, as the in-memory count of every combination (the oracle) counts it too.
     start = tuple(chosen.levels[q.name] for q in qis)
     assert all(a >= b for a, b in zip(node, start))
     assert rows <= int(np.floor(0.1 * everyone)) and np.array_equal(rare, solution.suppressed)
-    oracle = InMemory(qis, frame["e"].to_numpy(), [], np.ones(len(frame), np.int64), bounds)
-    assert oracle.itemsets(node, items, k, 2, None)[2] == rows
-    assert set(map(tuple, oracle.itemsets(node, items, k, 2, None)[1].tolist())) == set(map(tuple, taken.tolist()))
+    oracle = InMemory(qis, frame["e"].to_numpy(), {}, np.ones(len(frame), np.int64), bounds, PrivacyModel(k, m=2))
+    assert oracle.itemsets(node, items, None)[2] == rows
+    assert set(map(tuple, oracle.itemsets(node, items, None)[1].tolist())) == set(map(tuple, taken.tolist()))

@@ -131,3 +131,35 @@ def test_a_floor_raises_the_lowest_level_the_engine_may_choose_and_nothing_else(
     others = [c.name for c in pos.columns if c.name not in (first.name, second.name)]
     assert [raised.column(n).model_dump() for n in others] == [pos.column(n).model_dump() for n in others]
     assert pos.column(first.name).level_range == first.level_range and raised.sha256 == pos.sha256
+
+
+@pytest.mark.parametrize(
+    ("new", "message"),
+    [
+        ("  recursive_diversity:\n    - {attribute: points, c: 3, l: 2}\n", None),
+        ("  recursive_diversity:\n    - {attribute: points, c: 3, l: 1}\n", "l: Input should be greater"),
+        ("  recursive_diversity:\n    - {attribute: name, c: 3, l: 2}\n", "'name' is not a published"),
+        ("  t_closeness:\n    - {attribute: points, t: 0.2}\n", "Extra inputs are not permitted"),
+        ("  recursive_diversity:\n    - {c: 3, l: 2}\n", "each entry is {attribute"),
+    ],
+    ids=["declared", "out-of-bounds", "not-published", "unknown-kind", "no-attribute"],
+)
+def test_a_criterion_on_a_sensitive_column_is_declared_under_its_kind(policy_copy, new, message):
+    """Any criterion of transforms/criteria.COLUMN_CRITERIA is declared under its kind's key; its
+    parameters are checked as the criterion's class says, and an error names file and source."""
+    from transforms.criteria import LDiversity, RecursiveDiversity
+
+    path = policy_copy / "membership.yaml"
+    _edit(path, "    - {attribute: points, l: 2}\n", "    - {attribute: points, l: 2}\n" + new)
+    if message is None:
+        model = load_policy(path).model
+        assert model.columns == (
+            LDiversity("lifetime_spend", 2.0),
+            LDiversity("points", 2.0),
+            RecursiveDiversity("points", 3.0, 2),
+        )
+        assert model.sensitive == ("lifetime_spend", "points")
+        return
+    with pytest.raises(PolicyError) as err:
+        load_policy(path)
+    assert str(path) in str(err.value) and "source 'membership'" in str(err.value) and message in str(err.value)
