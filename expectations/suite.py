@@ -17,6 +17,7 @@ Results are reduced to numbers and names (no data values) before anything stores
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import fcntl
 import hashlib
 import json
@@ -264,7 +265,10 @@ def validate(gate: Gate | ReleaseGate, frame: pd.DataFrame, project: Path | None
     """Run the gate. With a project directory the result is stored there for Data Docs."""
     with _exclusive(project):
         checkpoint = _checkpoint(gate, None if project is None else str(project))
-        run = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
+        # The time given: without it GX parses the run name as a date, and a run id whose six hex
+        # digits are all decimal ("…Z-283746") reads as a UTC offset of 28 hours, which fails.
+        when = dt.datetime.now(dt.UTC)
+        run = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name, run_time=when))
     checks = []
     for result in run.run_results.values():
         for r in result.results:

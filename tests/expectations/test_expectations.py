@@ -91,6 +91,14 @@ def test_any_other_criterion_is_checked_through_the_one_criteria_metric():
     assert validate(gate, frame).success
 
 
+def test_a_run_name_that_reads_as_a_date_with_an_offset_is_still_a_name(tmp_path):
+    """GX parses a run name as a date when no time is given: a run id whose hex digits are all
+    decimal read as a UTC offset beyond 24 hours and failed the run (about 1 run in 16)."""
+    frame = pd.DataFrame({"city": ["SH", "SH"], "customer_id": ["a", "b"], "note": ["", ""]})
+    outcome = validate(_gate(), frame, project=tmp_path, run_name="20261205T233012Z-283746")
+    assert outcome.success
+
+
 def test_results_and_data_docs_hold_no_values(tmp_path):
     from expectations.suite import build_docs
 
