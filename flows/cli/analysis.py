@@ -138,10 +138,4 @@ def dp_tables(
         trigger="cli: tuomin dp",
         return_state=True,
     )
-    finish(
-        state,
-        lambda done: (
-            f"DP release {done['release_id']} {done['status']}: {len(done['tables'])} table(s), "
-            f"epsilon {done['epsilon']:g} ({done['spent_total']:g} spent in all)"
-        ),
-    )
+    finish(state, lambda done: done.line())

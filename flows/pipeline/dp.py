@@ -30,12 +30,12 @@ import uuid
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import polars as pl
 from prefect import flow
 from prefect.runtime import flow_run
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from flows.pipeline.parameters import LandingUrl, Policies, Restricted, Trigger, Warehouse, with_help
 from flows.runtime import paths
@@ -117,6 +117,47 @@ def preflight(
     return policy, policies, landing
 
 
+class DPTable(BaseModel):
+    """One table of a DP release, as a run reports it (the ledger's entry has its SHA-256 too)."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    path: str  # under the warehouse
+    epsilon: float
+    margin_95: float
+    cells: int
+
+
+class DPRun(BaseModel):
+    """What a DP release run did: published a release, or found its inputs' release in place."""
+
+    model_config = ConfigDict(frozen=True)
+    release_id: str
+    status: Literal["published", "up to date"]
+    epsilon: float
+    spent_total: float  # on these customers, this release included
+    tables: list[DPTable]
+    ledger_seq: int | None = None  # the entry it recorded (none when up to date)
+
+    @classmethod
+    def of(cls, data: DPReleaseEntry, status: Literal["published", "up to date"], seq: int | None = None) -> DPRun:
+        tables = [DPTable.model_validate({k: t[k] for k in DPTable.model_fields}) for t in data.tables]
+        return cls(
+            release_id=data.release_id,
+            status=status,
+            epsilon=data.epsilon,
+            spent_total=data.spent_total,
+            tables=tables,
+            ledger_seq=seq,
+        )
+
+    def line(self) -> str:
+        return (
+            f"DP release {self.release_id} {self.status}: {len(self.tables)} table(s), "
+            f"epsilon {self.epsilon:g} ({self.spent_total:g} spent in all)"
+        )
+
+
 def release(
     landing_url: str,
     warehouse: Path,
@@ -127,7 +168,7 @@ def release(
     additional: bool,
     trigger: str,
     flow_run_id: str = "",
-) -> dict:
+) -> DPRun:
     """One release of the DP tables (see the module's docstring); returns what it published."""
     path = policy_path(policies_dir)
     with warehouse_io.exclusive(warehouse):
@@ -145,7 +186,7 @@ def release(
             log.info(
                 "DP release %s has these inputs and policy and is in place: up to date, nothing spent", found.same.release_id
             )
-            return {**_summary(found.same), "status": "up to date"}
+            return DPRun.of(found.same, "up to date")
         if found.spent > 0 and not additional:
             raise DPRefused(
                 f"earlier DP releases spent epsilon {found.spent:g} on these customers; this one would bring it to "
@@ -206,7 +247,7 @@ def release(
                 r.margin,
             )
         warehouse_io.discard_staging(warehouse, release_id)
-        return {**_summary(entry.data), "status": "published", "ledger_seq": entry.seq}
+        return DPRun.of(entry.data, "published", entry.seq)
 
 
 def dp_tables_target(warehouse: Path, release_id: str, table: str) -> Path:
@@ -250,15 +291,6 @@ def _rows(read_frames: dict[str, pl.DataFrame], kept: dict[str, pl.DataFrame]) -
     return {s: {"read": f.height, "erased": f.height - kept[s].height} for s, f in read_frames.items()}
 
 
-def _summary(data: DPReleaseEntry) -> dict:
-    return {
-        "release_id": data.release_id,
-        "epsilon": data.epsilon,
-        "spent_total": data.spent_total,
-        "tables": [{k: t[k] for k in ("name", "path", "epsilon", "margin_95", "cells")} for t in data.tables],
-    }
-
-
 Start = Annotated[dt.date | None, Field(description="First export date the release covers (YYYY-MM-DD); none: the first found.")]
 End = Annotated[dt.date | None, Field(description="Last export date the release covers (YYYY-MM-DD); none: the last found.")]
 Additional = Annotated[
@@ -277,7 +309,7 @@ def dp_tables_flow(
     end: End = None,
     additional: Additional = False,
     trigger: Trigger = "python",
-) -> dict:
+) -> DPRun:
     """Compute and publish the differentially private tables (policies/dp/tables.yaml) for a release."""
     return release(
         landing,

@@ -70,18 +70,18 @@ def released_once(published, landing, tmp_path_factory):
 def test_a_release_publishes_every_table_with_its_budget_and_reruns_spend_nothing(released_once):
     here, run, done = released_once
     policy = yaml.safe_load((POLICIES / "dp" / "tables.yaml").read_text("utf-8"))
-    assert done["status"] == "published" and [t["name"] for t in done["tables"]] == list(policy["tables"])
+    assert done.status == "published" and [t.name for t in done.tables] == list(policy["tables"])
     epsilons = []
-    for table in done["tables"]:
-        path = run.warehouse / table["path"]
-        assert path.parts[-3] == f"dataset=dp_{table['name']}" and path.parts[-2] == f"release={done['release_id']}"
+    for table in done.tables:
+        path = run.warehouse / table.path
+        assert path.parts[-3] == f"dataset=dp_{table.name}" and path.parts[-2] == f"release={done.release_id}"
         meta = read_footer(path)
         read = pq.read_table(path)
-        grain = policy["tables"][table["name"]]["grain"]
-        assert read.column_names == [*grain, "value", "margin_95"] and read.num_rows == table["cells"]
-        assert meta["epsilon"] == pytest.approx(policy["release"]["epsilon"] * policy["tables"][table["name"]]["share"])
+        grain = policy["tables"][table.name]["grain"]
+        assert read.column_names == [*grain, "value", "margin_95"] and read.num_rows == table.cells
+        assert meta["epsilon"] == pytest.approx(policy["release"]["epsilon"] * policy["tables"][table.name]["share"])
         assert meta["noise"]["margin_95"] == pytest.approx(max(read["margin_95"].to_pylist()))  # the noisiest cells
-        declared = policy["tables"][table["name"]]
+        declared = policy["tables"][table.name]
         rows = declared.get("rows_per_cell", 1)
         measure = declared["measure"]
         clips = [measure.get("clip", [0, 1])] + list(next(iter(measure.get("clip_by", {}).values()), {}).values())
@@ -101,10 +101,10 @@ def test_a_release_publishes_every_table_with_its_budget_and_reruns_spend_nothin
     assert sum(epsilons) == pytest.approx(policy["release"]["epsilon"])
     (entry,) = _dp_entries(run)
     assert entry["data"]["spent_before"] == 0 and entry["data"]["spent_total"] == pytest.approx(sum(epsilons))
-    assert {t["sha256"] for t in entry["data"]["tables"]} == {file_sha256(run.warehouse / t["path"]) for t in done["tables"]}
+    assert {t["sha256"] for t in entry["data"]["tables"]} == {file_sha256(run.warehouse / t.path) for t in done.tables}
     # the same inputs again: up to date, no noise drawn, nothing spent
     again = _release(run, here)
-    assert again.result()["status"] == "up to date" and len(_dp_entries(run)) == 1
+    assert again.result().status == "up to date" and len(_dp_entries(run)) == 1
     verdict = ledger.check(run.restricted, run.warehouse)
     assert verdict.problems == [] and verdict.anchored_to == entry["seq"]  # the tables anchor the ledger's last entry
 
@@ -121,7 +121,7 @@ def test_other_inputs_spend_again_only_when_asked_and_the_ledger_adds_it_up(rele
     con = q.connect(run.warehouse)
     releases = con.sql("SELECT DISTINCT release FROM dp_buyers_by_day_store_hour ORDER BY 1").fetchall()
     assert len(releases) == 2
-    one_day = con.sql(f"SELECT DISTINCT day FROM dp_buyers_by_day_store_hour WHERE release = '{second.result()['release_id']}'")
+    one_day = con.sql(f"SELECT DISTINCT day FROM dp_buyers_by_day_store_hour WHERE release = '{second.result().release_id}'")
     assert [str(d) for (d,) in one_day.fetchall()] == ["2026-03-01"]
 
 
@@ -129,7 +129,7 @@ def test_analysts_query_the_tables_like_the_rest(released_once):
     _, run, done = released_once
     con = q.connect(run.warehouse)
     listed = q.arrow(q.read_only(con, 'SELECT "table", epsilon, margin_95, cells_per_person, clip FROM dp_tables ORDER BY 1'))
-    assert sorted(listed["table"].to_pylist()) == sorted(t["name"] for t in done["tables"])
+    assert sorted(listed["table"].to_pylist()) == sorted(t.name for t in done.tables)
     revenue = next(r for r in listed.to_pylist() if r["table"] == "revenue_by_day_category")
     shipped = yaml.safe_load((POLICIES / "dp" / "tables.yaml").read_text("utf-8"))["tables"]["revenue_by_day_category"]
     assert revenue["clip"] == [float(b) for b in shipped["measure"]["clip"]]
@@ -150,7 +150,7 @@ def test_no_raw_value_or_count_of_the_data_in_files_ledger_or_logs(released, lan
     same dates (a day's POS export cut to a few lines) writes the same, but for its id and time."""
     here, run, done = released
     raw = raw_identifiers(landing)
-    texts = [json.dumps(read_footer(run.warehouse / t["path"]), ensure_ascii=False) for t in done["tables"]]
+    texts = [json.dumps(read_footer(run.warehouse / t.path), ensure_ascii=False) for t in done.tables]
     logged = "\n".join(r.getMessage() for r in tuomin_log)
     texts += [json.dumps(e, ensure_ascii=False) for e in _dp_entries(run)] + [logged]
     assert "public cells" in logged and not find_leaks(texts, raw)
@@ -158,8 +158,8 @@ def test_no_raw_value_or_count_of_the_data_in_files_ledger_or_logs(released, lan
     export.write_bytes(b"".join(export.read_bytes().splitlines(keepends=True)[:40]))
     other = _release(run, here, additional=True).result()
     volatile = {"release_id", "created_at", "ledger_head"}
-    for first, second in zip(done["tables"], other["tables"]):
-        a, b = (read_footer(run.warehouse / t["path"]) for t in (first, second))
+    for first, second in zip(done.tables, other.tables):
+        a, b = (read_footer(run.warehouse / t.path) for t in (first, second))
         assert {k: v for k, v in a.items() if k not in volatile} == {k: v for k, v in b.items() if k not in volatile}
 
 
@@ -177,7 +177,7 @@ def test_the_evidence_pack_shows_each_tables_budget_and_error_with_a_plot(releas
     from flows.cli import app
 
     _, run, done = released
-    missing = run.warehouse / done["tables"][-1]["path"]
+    missing = run.warehouse / done.tables[-1].path
     missing.unlink()
     out = tmp_path / "pack"
     args = ["report", "--out", str(out), "--warehouse", str(run.warehouse), "--restricted", str(run.restricted)]
@@ -185,10 +185,10 @@ def test_the_evidence_pack_shows_each_tables_budget_and_error_with_a_plot(releas
     assert made.exit_code == 0, made.output
     html, facts = (out / "report.html").read_text("utf-8"), json.loads((out / "report.json").read_text("utf-8"))
     (shown,) = facts["dp_releases"]
-    assert shown["release_id"] == done["release_id"] and shown["spent_total"] == pytest.approx(shown["epsilon"])
-    for table, recorded in zip(shown["tables"], done["tables"]):
-        meta = read_footer(run.warehouse / recorded["path"]) if recorded is not done["tables"][-1] else None
-        assert table["name"] == recorded["name"] and table["in_place"] == (meta is not None)
+    assert shown["release_id"] == done.release_id and shown["spent_total"] == pytest.approx(shown["epsilon"])
+    for table, recorded in zip(shown["tables"], done.tables):
+        meta = read_footer(run.warehouse / recorded.path) if recorded is not done.tables[-1] else None
+        assert table["name"] == recorded.name and table["in_place"] == (meta is not None)
         assert table["ten_percent_at"] == pytest.approx(table["margin_95"] * 10)
         if meta:
             assert (table["epsilon"], table["scale"], table["margin_95"]) == pytest.approx(
@@ -214,21 +214,21 @@ def test_the_data_dictionary_and_the_views_describe_every_dp_table(released_once
     made = CliRunner().invoke(app, ["docs", *args])
     assert made.exit_code == 0, made.output
     described = json.loads((tmp_path / "dictionary" / "dictionary.json").read_text("utf-8"))["dp_tables"]
-    assert sorted(described) == sorted(f"dp_{t['name']}" for t in done["tables"])
+    assert sorted(described) == sorted(f"dp_{t.name}" for t in done.tables)
     html = (tmp_path / "dictionary" / "dictionary.html").read_text("utf-8")
     con = q.connect(run.warehouse)
-    for table in done["tables"]:
-        entry, meta = described[f"dp_{table['name']}"], read_footer(run.warehouse / table["path"])
+    for table in done.tables:
+        entry, meta = described[f"dp_{table.name}"], read_footer(run.warehouse / table.path)
         assert [c["column"] for c in entry["columns"]][: len(meta["grain"])] == meta["grain"]
-        assert all(c["meaning"] for c in entry["columns"]) and f"<h3>dp_{table['name']}</h3>" in html
+        assert all(c["meaning"] for c in entry["columns"]) and f"<h3>dp_{table.name}</h3>" in html
         (release,) = entry["releases"]
         assert (release["release"], release["epsilon"], release["margin_95"]) == (
-            done["release_id"],
+            done.release_id,
             meta["epsilon"],
             meta["noise"]["margin_95"],
         )
         listed = "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = ?"
-        comments = dict(con.execute(listed, [f"dp_{table['name']}"]).fetchall())
+        comments = dict(con.execute(listed, [f"dp_{table.name}"]).fetchall())
         assert comments == {c["column"]: c["meaning"] for c in entry["columns"]}
     assert not find_leaks([html, json.dumps(described, ensure_ascii=False)], raw_identifiers(landing))
 
