@@ -6,6 +6,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings
@@ -21,6 +22,9 @@ settings.load_profile("tuomin")
 
 TEST_KEY = "tuomin-test-key-" + "0123456789abcdef" * 3  # 64 bytes; never used outside tests
 TEST_BACKUP_KEY = "tuomin-test-backup-key-" + "fedcba9876543210" * 3
+
+if TYPE_CHECKING:
+    from flows.pipeline.stages import RunSummary
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -115,7 +119,7 @@ def spawns_prefect():
 @dataclass
 class Run:
     state: object
-    summary: dict
+    summary: RunSummary
     warehouse: Path
     restricted: Path
 
@@ -146,10 +150,11 @@ def copy_run(run: Run, landing: Path, target: Path) -> tuple[Path, Run]:
     for name, source in (("landing", landing), ("warehouse", run.warehouse), ("restricted", run.restricted)):
         shutil.copytree(source, target / name)
         copies[str(source)] = str(target / name)
-    text = json.dumps(run.summary)
+    text = run.summary.model_dump_json()
     for old, new in sorted(copies.items(), key=lambda item: -len(item[0])):
         text = text.replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1])
-    return target / "landing", Run(run.state, json.loads(text), target / "warehouse", target / "restricted")
+    summary = type(run.summary).model_validate_json(text)
+    return target / "landing", Run(run.state, summary, target / "warehouse", target / "restricted")
 
 
 @pytest.fixture

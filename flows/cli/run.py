@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -21,6 +21,9 @@ from flows.cli.root import (
 )
 from flows.runtime import paths
 from transforms.errors import Transient
+
+if TYPE_CHECKING:
+    from flows.pipeline.stages import RunSummary
 
 
 class RunnerKind(str, Enum):
@@ -129,6 +132,7 @@ def _run_flow(bar: bool = False, **parameters) -> None:
 
     from flows.pipeline.anonymize import anonymize_exports
     from flows.pipeline.parameters import RunParameters
+    from flows.pipeline.stages import RunSummary  # noqa: F811  (the class itself, at run time)
     from flows.runtime import progress
 
     chosen = RunParameters.model_validate({k: str(v) if isinstance(v, Path) else v for k, v in parameters.items()})
@@ -151,33 +155,33 @@ def _run_flow(bar: bool = False, **parameters) -> None:
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, Transient):  # the run never started its work (another holds the warehouse)
         raise summary
-    if isinstance(summary, dict):
+    if isinstance(summary, RunSummary):
         _print_summary(summary)
     if not state.is_completed():
         console.print(f"[bold red]FAILED[/]: {state.message}")
         raise typer.Exit(1)
 
 
-def _print_summary(summary: dict) -> None:
-    table = Table(title=f"run {summary['run_id']}  (key {summary['key_id']})")
+def _print_summary(summary: RunSummary) -> None:
+    table = Table(title=f"run {summary.run_id}  (key {summary.key_id})")
     for header in ("dataset", "periods", "units", "read", "erased", "suppressed", "published", "k"):
         table.add_column(header, justify="left" if header in ("dataset", "periods") else "right")
-    for name, info in summary["datasets"].items():
-        c = info["counts"]
-        periods = info["periods"]
+    for name, info in summary.datasets.items():
+        c = info.counts
+        periods = info.periods
         table.add_row(
             name,
             periods[0] if len(periods) == 1 else f"{periods[0]} … {periods[-1]}",
-            str(info["units"]),
+            str(info.units),
             *(str(c[x]) for x in ("read", "erased", "suppressed", "published")),
-            str(info["k"]),
+            str(info.k),
         )
-    if summary["datasets"]:
+    if summary.datasets:
         console.print(table)
-    if summary.get("error"):
-        console.print(f"[red]{summary['error']}[/]")
-    if summary.get("republished"):
-        console.print(f"republished: {len(summary['republished'])} unit(s) that had a partition before")
-    if summary.get("up_to_date"):
-        console.print(f"unchanged since published: {', '.join(summary['up_to_date'])} (use --all to redo)")
-    console.print(f"output: {Path(summary['warehouse']).resolve()}/dataset=<name>/period=<unit>/part-0.parquet")
+    if summary.error:
+        console.print(f"[red]{summary.error}[/]")
+    if summary.republished:
+        console.print(f"republished: {len(summary.republished)} unit(s) that had a partition before")
+    if summary.up_to_date:
+        console.print(f"unchanged since published: {', '.join(summary.up_to_date)} (use --all to redo)")
+    console.print(f"output: {Path(summary.warehouse).resolve()}/dataset=<name>/period=<unit>/part-0.parquet")

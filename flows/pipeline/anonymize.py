@@ -31,7 +31,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.pipeline.executor import Step
 from flows.pipeline.parameters import RunParameters
 from flows.pipeline.run import Run, Selection, select
-from flows.pipeline.stages import Release, ReleaseFailed, Widen, process_release
+from flows.pipeline.stages import Release, ReleaseFailed, RunSummary, Widen, process_release
 from flows.runtime import progress
 from flows.runtime.logfilter import mask
 from flows.storage import landing as landing_io
@@ -93,7 +93,7 @@ def _range(start: dt.date | None, end: dt.date | None) -> str:
 
 
 @flow(name="anonymize-exports", persist_result=False, log_prints=False)
-def anonymize_exports(parameters: RunParameters = RunParameters()) -> dict:  # noqa: B008  (frozen: never mutated)
+def anonymize_exports(parameters: RunParameters = RunParameters()) -> RunSummary:  # noqa: B008  (frozen: never mutated)
     """Anonymize the landing area's exports into the warehouse as one release (see RunParameters
     for which files). Columns no policy covers fail the run unless dropped (and recorded); the
     raw files read are backed up (encrypted) unless `backup` is off, and a missing backup key
@@ -149,13 +149,7 @@ def _anonymize(p: RunParameters, runner):
         len(run.subjects),
         run.pseudonymizer.key_id,
     )
-    summary: dict[str, Any] = {
-        "run_id": run.run_id,
-        "warehouse": str(run.warehouse),
-        "key_id": run.pseudonymizer.key_id,
-        "datasets": {},
-        "up_to_date": unchanged,
-    }
+    summary = RunSummary(run_id=run.run_id, warehouse=str(run.warehouse), key_id=run.pseudonymizer.key_id, up_to_date=unchanged)
     job = run.job()
     job.clear_stale_work()
     # A file whose columns the policy does not cover stops the whole run before anything is written.
@@ -164,7 +158,7 @@ def _anonymize(p: RunParameters, runner):
         log.error("%s", problem)
     message = None
     if problems:
-        summary["errors"] = problems
+        summary.errors = problems
         message = "nothing published: " + " | ".join(problems)
     elif not selection and not unchanged:
         message = f"no export files {_range(p.start, p.end)}under {p.landing}"
@@ -182,7 +176,7 @@ def _anonymize(p: RunParameters, runner):
             flow_run_id=str(flow_run.get_id() or ""),
             started_at=run.started.isoformat(timespec="seconds"),
             ended_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            status="failed" if message else "published" if summary["datasets"] else "up to date",
+            status="failed" if message else "published" if summary.datasets else "up to date",
             message=message,
             triggered_by=run.triggered_by,
             parameters={
@@ -195,23 +189,23 @@ def _anonymize(p: RunParameters, runner):
             key_id=run.pseudonymizer.key_id,
             backup_key_id=run.backup_key.key_id if run.backup_key else None,
             erasure_requests=len(run.subjects),
-            datasets=summary["datasets"],
-            files=summary.get("files", {}) if not message else {},
-            up_to_date=summary["up_to_date"],
-            past_retention=summary.get("past_retention", []),
-            republished=summary.get("republished", []),
+            datasets={name: dataclasses.asdict(done) for name, done in summary.datasets.items()},
+            files=summary.files if not message else {},
+            up_to_date=summary.up_to_date,
+            past_retention=summary.past_retention,
+            republished=summary.republished,
             errors=problems or ([message] if message else []),
         ),
     )
     create_table_artifact(
         key=ARTIFACT,
         table=summary_rows(summary),
-        description=mask(f"tuomin run {run.run_id}: " + (message or f"{len(summary['datasets'])} dataset(s) published")),
+        description=mask(f"tuomin run {run.run_id}: " + (message or f"{len(summary.datasets)} dataset(s) published")),
     )
     return Failed(message=message, data=summary) if message else summary
 
 
-def _release(run: Run, job, selection: Selection, summary: dict[str, Any], runner, log) -> str | None:
+def _release(run: Run, job, selection: Selection, summary: RunSummary, runner, log) -> str | None:
     """The release of the selected files, as one subflow run; widened once when its units need
     coarser levels than the release's (every unit of those sources solved together). Returns the
     error, or None when it published."""
@@ -238,16 +232,12 @@ def _release(run: Run, job, selection: Selection, summary: dict[str, Any], runne
                 else str(exc)
             )
             log.error("%s", error)
-            summary["error"] = error
+            summary.error = error
             progress.report("done", ok=False)
             return error
         finally:
             warehouse_io.discard_staging(run.warehouse, run.run_id)
-        summary["files"] = published.files
-        summary["datasets"] = {name: dataclasses.asdict(done) for name, done in published.published.items()}
-        summary["republished"] = [f"{n} {label}" for n, done in published.published.items() for label in done.republished]
-        summary["past_retention"] = published.past_retention
-        summary["up_to_date"] = sorted(set(summary["up_to_date"]) | set(published.unchanged))
+        summary.took(published)
         progress.report("done", ok=True)
         return None
     return None
@@ -256,12 +246,12 @@ def _release(run: Run, job, selection: Selection, summary: dict[str, Any], runne
 ARTIFACT = "anonymize-summary"
 
 
-def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def summary_rows(summary: RunSummary) -> list[dict[str, Any]]:
     """The run in the Prefect UI (a table artifact): per dataset, the units published, rows read
     and published, the k achieved and the levels chosen; a failed release with its error. Counts
     and names only."""
     rows: list[dict[str, Any]] = []
-    if summary.get("error"):
+    if summary.error:
         rows.append(
             {
                 "dataset": "",
@@ -270,23 +260,23 @@ def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 "read": None,
                 "published": None,
                 "k": None,
-                "levels": mask(summary["error"]),
+                "levels": mask(summary.error),
             }
         )
-    for name, done in summary["datasets"].items():
+    for name, done in summary.datasets.items():
         rows.append(
             {
                 "dataset": name,
                 "status": "published",
-                "units": done["units"],
-                "read": done["counts"]["read"],
-                "published": done["counts"]["published"],
-                "k": done["k"],
-                "levels": ", ".join(f"{c}={lv}" for c, lv in done["levels"].items()),
+                "units": done.units,
+                "read": done.counts["read"],
+                "published": done.counts["published"],
+                "k": done.k,
+                "levels": ", ".join(f"{c}={lv}" for c, lv in done.levels.items()),
             }
         )
     rows += [
         {"dataset": name, "status": "up to date", "units": None, "read": None, "published": None, "k": None, "levels": ""}
-        for name in summary["up_to_date"]
+        for name in summary.up_to_date
     ]
     return rows

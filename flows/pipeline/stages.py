@@ -34,6 +34,8 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel
+
 from flows.pipeline import intruder, passes, release_levels
 from flows.pipeline.executor import Executor, Step
 from flows.pipeline.quarantine import quarantine_batch
@@ -119,6 +121,30 @@ class Published:
     policy_sha256: str
     republished: list[str]  # units that had a partition before
     superseded: list[str]  # partitions removed because a later snapshot replaces them
+
+
+class RunSummary(BaseModel):
+    """What a run did: the anonymize-exports flow's result (its state's data when it failed),
+    what `tuomin run` prints and the run's ledger entry records. Names and counts only."""
+
+    run_id: str
+    warehouse: str
+    key_id: str
+    datasets: dict[str, Published] = {}  # per source published
+    up_to_date: list[str] = []  # sources left as published (same files, levels, key)
+    files: dict[str, dict] = {}  # every landing file read: sha256, rows, quarantined, placed, elsewhere
+    republished: list[str] = []  # "dataset period" of units that had a partition before
+    past_retention: list[str] = []  # units of rows past their retention period: never published
+    errors: list[str] = []  # files whose columns no policy covers: nothing was read
+    error: str | None = None  # why the release published nothing
+
+    def took(self, release: Release) -> None:
+        """What a release published, into the summary."""
+        self.files = release.files
+        self.datasets = dict(release.published)
+        self.republished = [f"{n} {label}" for n, done in release.published.items() for label in done.republished]
+        self.past_retention = release.past_retention
+        self.up_to_date = sorted(set(self.up_to_date) | set(release.unchanged))
 
 
 @dataclass(frozen=True)

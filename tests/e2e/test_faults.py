@@ -94,7 +94,7 @@ def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(day1_published, t
     # Re-running finishes the job: the file is changed (or its unit unrecorded), so its unit is
     # processed again, into what a run never interrupted publishes from the same files.
     final = run_flow(copy_of, tmp_path / "shop")
-    assert final.state.is_completed() and "pos" in final.summary["datasets"]
+    assert final.state.is_completed() and "pos" in final.summary.datasets
     for name in _file_hashes(final.warehouse):
         assert pq.read_table(final.warehouse / name).equals(pq.read_table(uninterrupted.warehouse / name)), name
     assert ledger.verify(first.restricted, first.warehouse) == []
@@ -119,7 +119,7 @@ def test_a_full_disk_or_read_only_warehouse_fails_clearly_and_publishes_nothing(
     failed = run_flow(copy_of, tmp_path / "shop")
     reason = {"ENOSPC": "No space left on device", "EROFS": "Read-only file system"}[failpoint.split(":")[1]]
     assert failed.state.is_failed()
-    error = failed.summary["error"]
+    error = failed.summary.error
     assert reason in error and "part-0.parquet" in error and "the run stops here" in error
     assert _file_hashes(first.warehouse) == old
     added = ledger.entries(first.restricted)[entries:]
@@ -128,4 +128,4 @@ def test_a_full_disk_or_read_only_warehouse_fails_clearly_and_publishes_nothing(
     assert not (first.warehouse / ".staging").exists() or not any((first.warehouse / ".staging").rglob("*.parquet"))
     monkeypatch.delenv("TUOMIN_FAILPOINT")
     final = run_flow(copy_of, tmp_path / "shop")
-    assert final.state.is_completed() and final.summary["datasets"]["pos"]["units"] == 2
+    assert final.state.is_completed() and final.summary.datasets["pos"].units == 2

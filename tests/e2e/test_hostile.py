@@ -255,7 +255,7 @@ def test_quoted_commas_quotes_and_line_breaks_stay_in_their_field(catalogue):
 def test_a_file_mixing_encodings_fails_naming_file_line_and_column(refused):
     landing, run = refused["mixed_encoding"]
     assert run.state.is_failed()
-    error = run.summary["error"]
+    error = run.summary.error
     # The column where decoding first fails: UTF-8 text can also be valid GB18030 (as other
     # characters), so an earlier field of the row may pass; one that fails stops the file.
     assert f"members_{DAYS['mixed_encoding'].replace('-', '')}.csv: line 6, column '性别': not valid gb18030" in error
@@ -315,7 +315,7 @@ def test_a_file_delivered_twice_is_read_once_and_recorded(catalogue):
 def test_an_extremely_long_field_fails_the_file_clearly(refused):
     _, run = refused["long_field"]
     assert run.state.is_failed() and not list(run.warehouse.rglob("*.parquet"))
-    error = run.summary["error"]
+    error = run.summary.error
     assert "cases_" in error and "a row longer than 1 MiB after row 0" in error and "很长" not in error
 
 

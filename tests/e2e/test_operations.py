@@ -29,10 +29,10 @@ def _rows(warehouse: Path, dataset: str, day: str):
 
 def test_default_runs_only_new_or_changed_files(published, landing, tmp_path):
     copy_of, first = copy_run(published, landing, tmp_path)  # the first run (the session's, copied)
-    assert set(first.summary["datasets"]) == {"pos", "membership", "after_sales"}
+    assert set(first.summary.datasets) == {"pos", "membership", "after_sales"}
     again = run_flow(copy_of, tmp_path)
-    assert again.state.is_completed() and again.summary["datasets"] == {}
-    assert sorted(again.summary["up_to_date"]) == ["after_sales", "membership", "pos"]
+    assert again.state.is_completed() and again.summary.datasets == {}
+    assert sorted(again.summary.up_to_date) == ["after_sales", "membership", "pos"]
     # A re-export of one day's POS file: the unit its rows are in (that day) is rebuilt, from it and
     # from the other file of that day; nothing else.
     before = ledger.partition_entries(tmp_path / "restricted")
@@ -40,8 +40,8 @@ def test_default_runs_only_new_or_changed_files(published, landing, tmp_path):
     lines = pos.read_bytes().splitlines(keepends=True)
     pos.write_bytes(b"".join(lines[:-1]))  # the re-export has one line fewer
     third = run_flow(copy_of, tmp_path)
-    assert set(third.summary["datasets"]) == {"pos"} and third.summary["datasets"]["pos"]["units"] == 1
-    assert sorted(third.summary["up_to_date"]) == ["after_sales", "membership"]
+    assert set(third.summary.datasets) == {"pos"} and third.summary.datasets["pos"].units == 1
+    assert sorted(third.summary.up_to_date) == ["after_sales", "membership"]
     after = ledger.partition_entries(tmp_path / "restricted")
     assert after[("pos", DAY2)].data.rows["read"] == before[("pos", DAY2)].data.rows["read"] - 1
     assert after[("pos", DAY1)] == before[("pos", DAY1)]  # the other day untouched
@@ -54,7 +54,7 @@ def test_rerunning_a_date_is_idempotent(prefect_server, landing, tmp_path):
     first = run_flow(landing, tmp_path, date=DAY1)
     before = {d: _rows(first.warehouse, d, DAY1) for d in ("pos", "after_sales")}
     second = run_flow(landing, tmp_path, date=DAY1)
-    assert second.state.is_completed() and second.summary["datasets"] == {}
+    assert second.state.is_completed() and second.summary.datasets == {}
     for dataset, rows in before.items():
         assert _rows(second.warehouse, dataset, DAY1) == rows  # identical rows, not appended
     con = duckdb.connect()
@@ -69,7 +69,7 @@ def test_a_policy_change_republishes_with_the_new_hash(published, landing, tmp_p
     pos = policy_copy / "pos.yaml"
     pos.write_text(pos.read_text().replace("privacy:\n  k: 5", "privacy:\n  k: 6", 1))
     changed = run_flow(copy_of, tmp_path, policies=str(policy_copy))
-    assert changed.summary["datasets"]["pos"]["units"] == 2  # every unit was made with the old policy
+    assert changed.summary.datasets["pos"].units == 2  # every unit was made with the old policy
     from transforms.policy import load_policy
 
     new_hash = load_policy(pos).sha256
@@ -176,7 +176,7 @@ def test_query_views_and_formats(published):
         app, ["query", "SELECT count(*) AS n FROM pos", "--warehouse", str(published.warehouse), "--format", "json"]
     )
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output)[0]["n"] == published.summary["datasets"]["pos"]["counts"]["published"]
+    assert json.loads(out.output)[0]["n"] == published.summary.datasets["pos"].counts["published"]
     csv = runner.invoke(
         app,
         [

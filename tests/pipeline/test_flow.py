@@ -55,9 +55,9 @@ def test_run_completes_and_counts_reconcile(published):
         assert meta["rows"] == {"published": c["published"]} and meta["policy_sha256"] and meta["key_id"].startswith("k1-")
         assert meta["period"] == period and meta["grain"] == ("snapshot" if name == "membership" else "day")
         assert TEST_KEY not in json.dumps(meta)
-    for name, info in published.summary["datasets"].items():
+    for name, info in published.summary.datasets.items():
         units = [e.data.rows for (d, _), e in entries.items() if d == name]
-        assert info["units"] == len(units) and info["counts"] == {k: sum(u[k] for u in units) for k in info["counts"]}
+        assert info.units == len(units) and info.counts == {k: sum(u[k] for u in units) for k in info.counts}
     [record] = ledger.runs(published.restricted)
     assert len(record["files"]) == 6  # POS day 1, day 2 in two parts; 2 days of cases; the latest snapshot
     for path, f in record["files"].items():
@@ -157,7 +157,7 @@ def test_erased_subjects_are_absent(published, landing):
     erased = {pseudonymizer.token(d, "customer") for d in docs}
     for path in published.warehouse.rglob("*.parquet"):
         assert not erased & set(pq.read_table(path, columns=["customer_id"])["customer_id"].to_pylist()), path
-    assert sum(info["counts"]["erased"] for info in published.summary["datasets"].values()) > 0
+    assert sum(info.counts["erased"] for info in published.summary.datasets.values()) > 0
 
 
 def test_a_failing_validation_publishes_nothing(prefect_server, landing, tmp_path, monkeypatch):
@@ -174,7 +174,7 @@ def test_a_failing_validation_publishes_nothing(prefect_server, landing, tmp_pat
     monkeypatch.setattr(plan, "search_table", no_protection)
     run = run_flow(landing, tmp_path, every=True)  # the CRM has no items: nothing but the search protects it
     assert run.state.is_failed()
-    error = run.summary["error"]
+    error = run.summary.error
     assert "expect_table_to_be_k_anonymous" in error and "nothing published" in error
     assert not list(run.warehouse.rglob("*.parquet"))
     # The failed files are set aside, owner-only, in the restricted area, and the error says where.
@@ -196,7 +196,7 @@ def test_a_misclassified_identifier_fails_the_scan(prefect_server, landing, tmp_
     (policy_copy / "pos.yaml").write_text(text)
     run = run_flow(landing, tmp_path, date="2026-03-01", policies=str(policy_copy))
     assert run.state.is_failed()
-    error = run.summary["error"]
+    error = run.summary.error
     assert "expect_no_direct_identifiers" in error and "mobile.mobile" in error
     assert not list(run.warehouse.rglob("*.parquet"))
     assert not re.search(r"1[3-9]\d{9}", error)  # the message counts, it does not quote
@@ -214,13 +214,13 @@ def test_unknown_column_fails_closed(prefect_server, landing, tmp_path):
     path.write_text("\n".join([lines[0] + ",vip_note"] + [line + ",x" for line in lines[1:]]) + "\n", "utf-8")
     run = run_flow(copy, tmp_path / "out")
     assert run.state.is_failed() and "nothing published" in run.state.message
-    error = run.summary["errors"][0]
+    error = run.summary.errors[0]
     assert "cases_20260301.csv" in error and "vip_note" in error and "tuomin classify" in error
     assert not list((tmp_path / "out").rglob("*.parquet"))  # not even the other, clean files
     from flows.storage import ledger  # noqa: I001
 
     [record] = ledger.runs(tmp_path / "out" / "restricted")
-    assert record["status"] == "failed" and record["errors"] == run.summary["errors"]
+    assert record["status"] == "failed" and record["errors"] == run.summary.errors
 
 
 def test_a_unit_too_large_to_count_is_refused_in_one_line_before_the_search(prefect_server, landing, tmp_path):
@@ -239,7 +239,7 @@ def test_a_unit_too_large_to_count_is_refused_in_one_line_before_the_search(pref
 
     run = run_flow(landing, tmp_path, max_unit_rows=500)
     assert run.state.is_failed()
-    error = run.summary["error"]
+    error = run.summary.error
     assert len(error.splitlines()) == 1
     # the CRM's 1,056 members are one unit too, but profiles count no itemsets: no limit there
     assert re.match(r"pos 2026-03-01: more than 500 rows in one unit \(one day of txn_time; [\d,]+ read so far", error), error
@@ -300,7 +300,7 @@ def test_the_run_record(published):
     from flows.storage import ledger
 
     [record] = ledger.runs(published.restricted)
-    assert record["status"] == "published" and record["run_id"] == published.summary["run_id"]
+    assert record["status"] == "published" and record["run_id"] == published.summary.run_id
     assert set(record["policies"]) == set(DATASETS) and all(len(p["sha256"]) == 64 for p in record["policies"].values())
     assert record["key_id"].startswith("k1-") and TEST_KEY not in (published.restricted / ledger.LEDGER).read_text()
     pos = record["datasets"]["pos"]
@@ -422,7 +422,7 @@ def test_units_that_need_coarser_levels_republish_the_release_at_them_in_one_ste
     assert first.state.is_completed(), first.state.message
     run = run_flow(copy_of, tmp_path, policies=str(policy_copy))
     assert run.state.is_completed(), run.state.message
-    assert "pos 2026-03-01" in run.summary.get("republished", [])
+    assert "pos 2026-03-01" in run.summary.republished
     for dataset, levels in _levels(run.warehouse).items():
         assert all(found == levels[0] for found in levels), dataset
     from flows.storage import ledger
@@ -435,4 +435,4 @@ def test_units_that_need_coarser_levels_republish_the_release_at_them_in_one_ste
     record = [e["data"] for e in entries if e["kind"] == "run"][-1]
     assert "pos 2026-03-01" in record["republished"] and ledger.verify(run.restricted, run.warehouse) == []
     again = run_flow(copy_of, tmp_path, policies=str(policy_copy))
-    assert again.summary["datasets"] == {} and sorted(again.summary["up_to_date"]) == sorted(DATASETS)
+    assert again.summary.datasets == {} and sorted(again.summary.up_to_date) == sorted(DATASETS)

@@ -419,7 +419,7 @@ def test_a_release_whose_tokens_join_its_units_is_not_published(prefect_server, 
     )
     run = run_flow(landing, tmp_path, every=True)
     assert run.state.is_failed()
-    error = run.summary["error"]
+    error = run.summary.error
     assert "the release fails: k^m (m=0) on the person-level record: " in error, error
     assert (
         "| a token shared outside its unit: " in error
@@ -430,7 +430,7 @@ def test_a_release_whose_tokens_join_its_units_is_not_published(prefect_server, 
     # frame) holds counts and names, never a raw identifier.
     from tests.leaks import find_leaks, raw_identifiers
 
-    texts = [json.dumps(run.summary, ensure_ascii=False, default=str)]
+    texts = [run.summary.model_dump_json()]
     texts += [
         f.read_text("utf-8", errors="replace")
         for f in run.restricted.rglob("*")

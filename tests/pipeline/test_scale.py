@@ -245,7 +245,7 @@ def test_tiny_batches_publish_what_one_batch_publishes(prefect_server, landing, 
     monkeypatch.setattr(passes, "BATCH_ROWS", 97)
     run = run_flow(landing, tmp_path)
     assert run.state.is_completed(), run.state.message
-    assert run.summary["datasets"] == published.summary["datasets"]
+    assert run.summary.datasets == published.summary.datasets
     for path in partition_files(published.warehouse):
         mine = run.warehouse / path.relative_to(published.warehouse)
         assert pq.read_table(mine).equals(pq.read_table(path)), path
@@ -273,7 +273,7 @@ def test_a_dask_cluster_publishes_what_one_process_publishes(prefect_server, lan
     ) as cluster:
         run = run_flow(landing, tmp_path, runner="dask", dask_address=cluster.scheduler_address)
     assert run.state.is_completed(), run.state.message
-    assert run.summary["datasets"] == published.summary["datasets"]
+    assert run.summary.datasets == published.summary.datasets
     for path in partition_files(published.warehouse):
         assert _rows(run.warehouse / path.relative_to(published.warehouse)) == _rows(path), path
 
@@ -321,7 +321,7 @@ def test_bad_rows_deep_in_a_file_are_quarantined_with_their_row_numbers(prefect_
     [record] = ledger.runs(run.restricted)
     read = record["files"][path.relative_to(copy).as_posix()]
     assert read["quarantined"] == 2 and read["rows"] == read["placed"] + 2
-    counts = run.summary["datasets"]["pos"]["counts"]
+    counts = run.summary.datasets["pos"].counts
     assert counts["read"] == read["placed"] == counts["published"] + counts["suppressed"] + counts["erased"]
     files = list((run.restricted / "quarantine" / "pos").rglob("*.csv"))
     assert files and all(oct(f.stat().st_mode & 0o777) == "0o600" for f in files)

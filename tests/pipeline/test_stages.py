@@ -93,10 +93,10 @@ def test_each_run_leaves_its_summary_as_a_table_artifact(published, landing):
 
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT])))
-    mine = [a for a in found if published.summary["run_id"] in (a.description or "")]
+    mine = [a for a in found if published.summary.run_id in (a.description or "")]
     assert len(mine) == 1 and mine[0].type == "table"
     rows = json.loads(mine[0].data) if isinstance(mine[0].data, str) else mine[0].data
-    expected = {name: info["counts"]["published"] for name, info in published.summary["datasets"].items()}
+    expected = {name: info.counts["published"] for name, info in published.summary.datasets.items()}
     assert {r["dataset"]: r["published"] for r in rows} == expected and len(expected) == 3
     from tests.leaks import find_leaks, raw_identifiers
 
