@@ -109,23 +109,19 @@ def risk(
         raise typer.BadParameter("use table or json", param_hint="--format")
     found = assess(warehouse, against=against, k=k, purchases=purchases, contacts=contacts)
     if format == "json":
-        typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
+        typer.echo(found.model_dump_json(indent=2))
     else:
-        knows = found["adversary"]
+        knows = found.adversary
         console.print(
-            f"{warehouse}: {found['people']} person-level records; the intruder knows each person's own "
-            f"attributes, {knows['purchases']} purchase(s) and {knows['contacts']} contact(s); k = {knows['k']}"
+            f"{warehouse}: {found.people} person-level records; the intruder knows each person's own "
+            f"attributes, {knows.purchases} purchase(s) and {knows.contacts} contact(s); k = {knows.k}"
         )
         table = Table()
         for header in ("check", "result", "measured", "required"):
             table.add_column(header)
-        for check in found["checks"]:
-            table.add_row(
-                check["name"], "[green]pass[/]" if check["passed"] else "[bold red]FAIL[/]", check["measured"], check["required"]
-            )
+        for check in found.checks:
+            table.add_row(check.name, "[green]pass[/]" if check.passed else "[bold red]FAIL[/]", check.measured, check.required)
         console.print(table)
-        console.print(
-            "release " + ("[green]passes[/]" if found["passed"] else "[bold red]FAILS[/]: de-identified, not anonymized")
-        )
-    if not found["passed"]:
+        console.print("release " + ("[green]passes[/]" if found.passed else "[bold red]FAILS[/]: de-identified, not anonymized"))
+    if not found.passed:
         raise typer.Exit(1)

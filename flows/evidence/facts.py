@@ -151,14 +151,7 @@ def _release(warehouse: Path) -> dict | None:
         found = assess(warehouse)
     except ValueError:  # nothing published
         return None
-    return {
-        "passed": found["passed"],
-        "adversary": found["adversary"],
-        "people": found["people"],
-        "max_risk": found["max_risk"],
-        "singled_out_share": found["singled_out_share"],
-        "checks": found["checks"],
-    }
+    return found.model_dump(mode="json", include={"passed", "adversary", "people", "max_risk", "singled_out_share", "checks"})
 
 
 def _ledger(restricted: Path, warehouse: Path) -> dict:

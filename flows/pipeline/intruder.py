@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel
 
 from expectations.release import (
     ExpectEachPersonInOneUnit,
@@ -197,7 +198,36 @@ def row_order(files: list[PublishedFile]) -> list[dict]:
     return flagged
 
 
-def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | None = None, **knows: int | None) -> dict:
+class Assessment(BaseModel):
+    """`tuomin risk`: every measurement of a release against an intruder, and the checks it passes
+    or fails (its JSON is the command's `--format json`, keys in this order). Counts and shares only."""
+
+    warehouse: str
+    adversary: Adversary
+    datasets: dict[str, dict[str, Any]]  # per dataset: rows, record, tokens, relational, items, sensitive
+    people: int  # person-level records
+    relational_k: int  # the smallest relational class, in people
+    max_risk: float
+    average_risk: float
+    singled_out_share: float
+    below_k_share: float
+    km_break_share: dict[str, float]  # by m
+    km_break_share_items_alone: dict[str, float]
+    sensitive: dict[str, dict[str, Any]]  # per dataset.column: the share of people whose value is certain
+    shared_identifiers: dict[str, dict[str, int]]
+    staff_identifiers: list[str]
+    free_text: list[str]
+    snapshots: dict[str, Any]
+    row_order: list[dict[str, Any]]
+    small_counts: list[Any]
+    checks: list[Check]
+    passed: bool
+
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+
+def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | None = None, **knows: int | None) -> Assessment:
     """Every measurement of the release, and the checks it passes or fails; by default against the
     intruder its files record they were protected from (recorded_adversary), with what `knows`
     sets (k, purchases, contacts) changed."""
@@ -255,10 +285,10 @@ def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | 
         Check("row order", not ordered, f"{len(ordered)} file column(s) follow time" if ordered else "shuffled", "none"),
         Check(f"counts below k={k}", not counts, f"{len(counts)} place(s)" if counts else "none", "none"),
     ]
-    return {
-        "warehouse": str(warehouse),
-        "adversary": adversary.__dict__,
-        "datasets": {
+    return Assessment(
+        warehouse=str(warehouse),
+        adversary=adversary,
+        datasets={
             d.name: {
                 "rows": d.table.num_rows,
                 "record": d.record,
@@ -283,15 +313,15 @@ def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | 
                 "sensitive",
             )
         },
-        "shared_identifiers": shared,
-        "staff_identifiers": staff,
-        "free_text": text,
-        "snapshots": snapshots,
-        "row_order": ordered,
-        "small_counts": counts,
-        "checks": [c.__dict__ for c in checks],
-        "passed": all(c.passed for c in checks),
-    }
+        shared_identifiers=shared,
+        staff_identifiers=staff,
+        free_text=text,
+        snapshots=snapshots,
+        row_order=ordered,
+        small_counts=counts,
+        checks=checks,
+        passed=all(c.passed for c in checks),
+    )
 
 
 def recorded_adversary(files: list[PublishedFile]) -> Adversary:

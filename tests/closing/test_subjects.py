@@ -563,7 +563,7 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
     from flows.pipeline.intruder import assess, changed_versions
 
     assert {f"dataset={d.name}" for d in changed_versions(published.warehouse, wh)} == {n.split("/")[0] for n in holding}
-    assert all(s["across_versions"] == 0 for s in assess(wh, against=published.warehouse)["shared_identifiers"].values())
+    assert all(s["across_versions"] == 0 for s in assess(wh, against=published.warehouse).shared_identifiers.values())
     # Repeating it changes nothing.
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "No published partition holds this person" in again.output

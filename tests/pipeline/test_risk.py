@@ -196,13 +196,13 @@ def test_a_release_of_crowds_passes_and_each_side_channel_fails_it(tmp_path):
     for day in ("2026-03-01", "2026-03-02"):
         _write(good, "pos", day, _crowd(6, 4, day, f"u{day}"), {"customer_id": "customer"}, PURCHASES)
     passed = assess(good, k)
-    assert passed["passed"], [c for c in passed["checks"] if not c["passed"]]
-    assert passed["max_risk"] == pytest.approx(1 / 6) and passed["singled_out_share"] == 0
+    assert passed.passed, passed.failed()
+    assert passed.max_risk == pytest.approx(1 / 6) and passed.singled_out_share == 0
 
     def failing(name: str, build) -> set[str]:
         root = tmp_path / name
         build(root)
-        return {c["name"].split(" (")[0] for c in assess(root, k)["checks"] if not c["passed"]}
+        return {c.name.split(" (")[0] for c in assess(root, k).failed()}
 
     # One token on two dates: the two days' purchases are one person's record.
     shared = failing(
@@ -252,7 +252,7 @@ def test_a_release_of_crowds_passes_and_each_side_channel_fails_it(tmp_path):
     ledgered = tmp_path / "ledgered"
     _write(ledgered, "pos", "2026-03-01", _crowd(6, 4, "d", "u"), {"customer_id": "customer"}, PURCHASES)
     ledger.append(ledgered, ErasureRequestedEntry(identifier="doc_no", republished=[{"erased": 1}]))
-    assert not assess(ledgered, k)["passed"]
+    assert not assess(ledgered, k).passed
 
     # Two snapshots linked by a token, where someone's age band moved: a birthday, to the day.
     def snapshots(root):
