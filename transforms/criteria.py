@@ -261,9 +261,6 @@ class PrivacyModel:
         """The columns the criteria on sensitive columns read, each once."""
         return tuple(dict.fromkeys(c.column for c in self.columns))
 
-    def of_kind(self, kind: str) -> tuple[ColumnCriterion, ...]:
-        return tuple(c for c in self.columns if c.kind == kind)
-
     def fails(self, stats: Mapping[Statistic, Any]) -> np.ndarray:
         """Per class: whether any criterion fails it."""
         verdicts = [c.fails(stats) for c in self.criteria]

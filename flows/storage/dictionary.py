@@ -129,7 +129,7 @@ def _dataset(files: list[Path], policy: SourcePolicy | None, values: bool) -> di
             ],
             "values": None,
             "questions": QUESTIONS.get(role, ""),
-            "held_to": [f"{c.sentence()[0].upper()}{c.sentence()[1:]}." for c in held_to if c.column == column],
+            "held_to": [_capitalized(c.sentence()) + "." for c in held_to if c.column == column],
         }
         if values and entry["technique"] not in NO_VALUES and role != "entity_key":
             entry["values"] = _few_values(con, files, column)
@@ -141,6 +141,10 @@ def _dataset(files: list[Path], policy: SourcePolicy | None, values: bool) -> di
         "person_record": policy.unit.record if policy else "",
         "columns": columns,
     }
+
+
+def _capitalized(sentence: str) -> str:
+    return sentence[:1].upper() + sentence[1:]
 
 
 def _few_values(con: duckdb.DuckDBPyConnection, files: list[Path], column: str) -> list[str] | None:
