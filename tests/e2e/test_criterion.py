@@ -15,6 +15,7 @@ from flows.cli import app
 from flows.storage import dictionary
 from flows.storage.footer import read_footer, read_record
 from tests.conftest import run_flow
+from tests.leaks import find_leaks, raw_identifiers
 from transforms.criteria import RecursiveDiversity
 
 C, L = 1.25, 2  # below the 1.5 the levels l-diversity needs already give: the engine must act for it
@@ -50,3 +51,8 @@ def test_recursive_diversity_declared_in_a_policy_holds_on_what_is_published(pre
     points = next(c for c in dictionary.build(run.warehouse)["datasets"]["membership"]["columns"] if c["column"] == "points")
     assert any("recursive (c, l)-diversity" in said for said in points["held_to"]), points["held_to"]
     assert any("(l-diversity)" in said for said in points["held_to"])
+
+    # What the new criterion adds to the file (its entry, its check's arguments and figure), to
+    # `tuomin risk` and to the dictionary holds names and figures only, never a raw value.
+    texts = [json.dumps(footer, ensure_ascii=False), risk.output, json.dumps(points, ensure_ascii=False)]
+    assert not find_leaks(texts, raw_identifiers(landing))
