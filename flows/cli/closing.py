@@ -199,9 +199,8 @@ def report(
     facts = collect(warehouse, restricted, policies, check_date(start) if start else None, check_date(end) if end else None)
     page, data = write(facts, out)
     console.print(f"evidence pack: {page} and {data}")
-    if not facts["ledger"]["intact"]:
-        console.print(f"[bold red]the ledger is NOT verified[/]: {'; '.join(facts['ledger']['problems'])}; the report says so")
+    verified = facts["ledger"]
+    if not verified["intact"] or verified["head"] is None:  # never intact when there was nothing to verify
+        console.print(f"[bold red]the ledger is NOT verified[/]: {'; '.join(verified['problems'])}; the report says so")
         raise typer.Exit(1)
-    console.print(
-        f"ledger head recorded in the pack: entry {facts['ledger']['head']['seq']} hash {facts['ledger']['head']['hash']}"
-    )
+    console.print(f"ledger head recorded in the pack: entry {verified['head']['seq']} hash {verified['head']['hash']}")

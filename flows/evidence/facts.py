@@ -2,14 +2,17 @@
 policies: what was done to which data, when, with what result. Counts, names, levels, hashes and
 measured figures only; nothing here reads a data value.
 
-`collect` returns one JSON-ready dict; `tuomin report` writes it as report.json and renders the
-same dict as HTML (flows/evidence/report.py), so the two never disagree.
+`collect` returns one JSON-ready document, typed section by section (`Facts`: the ledger, each
+dataset and its partitions; a ledger event is its kind, time, seq, hash and the named fields of its
+data); `tuomin report` writes it as report.json and renders the same document as HTML
+(flows/evidence/report.py), so the two never disagree.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any, TypedDict, cast
 
 from flows.pipeline.intruder import assess, coarsen
 from flows.storage import ledger
@@ -38,10 +41,81 @@ from transforms.units import first_day, last_day
 
 ROW_COUNTS = ("read", "quarantined", "erased", "suppressed", "published")
 
+# A ledger event as the pack shows it: kind, at, ledger_seq, ledger_hash and the named fields of its
+# data (which fields depends on the kind). Counts in it may be "<k" once coarsened.
+Event = dict[str, Any]
+
+
+class Period(TypedDict):
+    start: str | None
+    end: str | None
+    first: str | None  # the first and last unit the pack covers, when no period was given
+    last: str | None
+
+
+class LedgerFacts(TypedDict):
+    entries: int
+    intact: bool
+    problems: list[str]
+    head: dict[str, int | str] | None
+    anchors: int
+    anchored_to: int
+
+
+class PartitionFacts(TypedDict):
+    period: str
+    rows: dict[str, Any]  # ROW_COUNTS; a count may be None (not recorded) or "<k" once coarsened
+    k_required: int | None
+    k: int | None
+    reconciled: bool
+    l: int | None
+    levels: dict[str, int]
+    cells_suppressed: dict[str, int]
+    validation: dict[str, Any]
+    policy_sha256: str | None
+    key_id: str | None
+    path: str
+    sha256: str
+    in_place: bool
+    metrics: dict[str, Any]
+    published_at: str | None
+    ledger_seq: int
+    ledger_hash: str
+
+
+class DatasetFacts(TypedDict):
+    description: str
+    policy: dict[str, Any]
+    columns: list[dict[str, Any]]
+    partitions: list[PartitionFacts]
+    totals: dict[str, Any]
+    removed: list[Event]
+
+
+class Facts(TypedDict):
+    generated_at: str
+    period: Period
+    warehouse: str
+    ledger: LedgerFacts
+    datasets: dict[str, DatasetFacts]
+    runs: list[Event]
+    backups: list[Event]
+    deletions: list[Event]
+    key_events: list[Event]
+    backup_checks: list[Event]
+    restores: list[Event]
+    reviews: list[Event]
+    subject_requests: list[Event]
+    notices: list[Event]
+    erasure_list: dict[str, Any]
+    release: dict[str, Any] | None
+    dp_releases: list[Event]
+    pia: dict[str, Any]
+
 
 def collect(
     warehouse: Path, restricted: Path, policies_dir: Path, start: dt.date | None = None, end: dt.date | None = None
-) -> dict:
+) -> Facts:
     policies = load_policies(policies_dir)
     recorded = ledger.read(restricted)
 
@@ -49,44 +123,51 @@ def collect(
         found = ledger.only(recorded, model)
         return [e for e in found if not dated or _in_period(_dated(e.data), start, end)]
 
-    read = _files_read(of_kind(RunEntry, dated=False), start, end)
+    runs = of_kind(RunEntry, dated=False)
+    read = _files_read(runs, start, end)
     datasets = {
         name: _dataset(policy, warehouse, of_kind(PartitionEntry), of_kind(PartitionRemovedEntry), read)
         for name, policy in sorted(policies.items())
     }
-    facts: dict[str, object] = {
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "period": {"start": start.isoformat() if start else None, "end": end.isoformat() if end else None},
-        "warehouse": str(warehouse.resolve()),
-        "ledger": _ledger(restricted, warehouse),
-        "datasets": datasets,
-        "runs": [
+    units = sorted(p["period"] for d in datasets.values() for p in d["partitions"])
+    facts = Facts(
+        generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        period=Period(
+            start=start.isoformat() if start else None,
+            end=end.isoformat() if end else None,
+            first=units[0] if units else None,
+            last=units[-1] if units else None,
+        ),
+        warehouse=str(warehouse.resolve()),
+        ledger=_ledger(restricted, warehouse),
+        datasets=datasets,
+        runs=[
             _event(e, ("run_id", "status", "message", "key_id", "backup_key_id", "erasure_requests", "triggered_by"))
             | {
                 "files": len(e.data.files) or len(e.data.dates),
                 "units": sum(d.get("units", 0) for d in e.data.datasets.values()),
                 "republished": e.data.republished,
             }
-            for e in of_kind(RunEntry, dated=False)
+            for e in runs
         ],
-        "backups": [_event(e, ("export_date", "key_id", "manifest")) | _files(e.data.files) for e in of_kind(BackupEntry)],
-        "deletions": [
+        backups=[_event(e, ("export_date", "key_id", "manifest")) | _files(e.data.files) for e in of_kind(BackupEntry)],
+        deletions=[
             _event(e, ("export_date", "why", "replaced_by", "rows", "bytes", "method", "landing"))
             | {"areas": _areas(e.data)}
             | _files(e.data.files)
             | {"not_deleted": e.data.not_deleted}
             for e in of_kind(DeletionEntry)
         ],
-        "key_events": [_key_event(e) for e in ledger.only(recorded, KeyRotatedEntry, KeyDestroyedEntry)],
-        "backup_checks": [
+        key_events=[_key_event(e) for e in ledger.only(recorded, KeyRotatedEntry, KeyDestroyedEntry)],
+        backup_checks=[
             _event(e, ("export_date", "ok", "bad", "nothing_to_check")) for e in of_kind(BackupVerifiedEntry, dated=False)
         ],
-        "restores": [
+        restores=[
             _event(e, ("export_date", "out", "error")) | {"files": len(e.data.files)} for e in of_kind(BackupRestoredEntry)
         ],
-        "reviews": [_event(e, ("success", "problems", "datasets")) for e in of_kind(ReviewEntry, dated=False)],
+        reviews=[_event(e, ("success", "problems", "datasets")) for e in of_kind(ReviewEntry, dated=False)],
         # Requests name the person by a keyed hash only; what was found and done, in counts.
-        "subject_requests": [
+        subject_requests=[
             _event(
                 e,
                 (
@@ -105,32 +186,25 @@ def collect(
             )
             for e in ledger.only(recorded, SubjectLookupEntry, ErasureRequestedEntry)
         ],
-        "notices": [
+        notices=[
             _event(e, ("snapshot", "members", "sms", "email", "erased", "unreachable", "closure", "texts"))
             for e in of_kind(NoticesEntry, dated=False)
         ],
-    }
-    dates = sorted(p["period"] for d in datasets.values() for p in d["partitions"])
-    facts["period"] = {
-        "start": start.isoformat() if start else None,
-        "end": end.isoformat() if end else None,
-        "first": dates[0] if dates else None,  # the export dates the pack covers, when no period was given
-        "last": dates[-1] if dates else None,
-    }
-    runs = of_kind(RunEntry, dated=False)
-    # The erasure list (requests/erasure.csv) acts in every run: its subjects' rows are left out.
-    facts["erasure_list"] = {
-        "subjects": runs[-1].data.erasure_requests if runs else None,
-        "rows_erased": {name: d["totals"]["erased"] for name, d in datasets.items()},
-    }
-    facts["release"] = _release(warehouse)
-    facts["dp_releases"] = [_dp_release(e, warehouse) for e in of_kind(DPReleaseEntry, dated=False)]
+        # The erasure list (requests/erasure.csv) acts in every run: its subjects' rows are left out.
+        erasure_list={
+            "subjects": runs[-1].data.erasure_requests if runs else None,
+            "rows_erased": {name: d["totals"]["erased"] for name, d in datasets.items()},
+        },
+        release=_release(warehouse),
+        dp_releases=[_dp_release(e, warehouse) for e in of_kind(DPReleaseEntry, dated=False)],
+        pia={},
+    )
     facts["pia"] = impact_assessment(facts, policies)
     # The pack is read beyond the restricted area: no count below k in it (the ledger has them).
-    return coarsen(facts, min(p.privacy.k for p in policies.values()))
+    return cast(Facts, coarsen(facts, min(p.privacy.k for p in policies.values())))
 
 
-def _dp_release(entry: Recorded[DPReleaseEntry], warehouse: Path) -> dict:
+def _dp_release(entry: Recorded[DPReleaseEntry], warehouse: Path) -> Event:
     """A DP release as the pack shows it: its budget, and per table the noise and what a cell needs
     for its 95% error bar to be within 10% (public numbers: no count of the data)."""
     data = entry.data
@@ -144,7 +218,7 @@ def _dp_release(entry: Recorded[DPReleaseEntry], warehouse: Path) -> dict:
     }
 
 
-def _release(warehouse: Path) -> dict | None:
+def _release(warehouse: Path) -> dict[str, Any] | None:
     """`tuomin risk` on the warehouse as it stands, against the intruder its files record: the
     checks and the headline figures (shares and probabilities only)."""
     try:
@@ -154,19 +228,19 @@ def _release(warehouse: Path) -> dict | None:
     return found.model_dump(mode="json", include={"passed", "adversary", "people", "max_risk", "singled_out_share", "checks"})
 
 
-def _ledger(restricted: Path, warehouse: Path) -> dict:
+def _ledger(restricted: Path, warehouse: Path) -> LedgerFacts:
     """The ledger as verified now: the head the pack records (so that a later `tuomin ledger
     verify --expect-head` can show nothing was cut off since), and whether it is intact; never
     "intact" when there was nothing to verify."""
     verdict = ledger.check(restricted, warehouse)
-    return {
-        "entries": verdict.entries,
-        "intact": verdict.intact,
-        "problems": verdict.problems,
-        "head": verdict.head.record() if verdict.head else None,
-        "anchors": verdict.anchors,
-        "anchored_to": verdict.anchored_to,
-    }
+    return LedgerFacts(
+        entries=verdict.entries,
+        intact=verdict.intact,
+        problems=verdict.problems,
+        head=verdict.head.record() if verdict.head else None,
+        anchors=verdict.anchors,
+        anchored_to=verdict.anchored_to,
+    )
 
 
 def _dated(data: Entry) -> str | None:
@@ -181,7 +255,7 @@ def _in_period(label: str | None, start: dt.date | None, end: dt.date | None) ->
     return (start is None or last_day(label) >= start) and (end is None or first_day(label) <= end)
 
 
-def _key_event(entry: Recorded[Entry]) -> dict:
+def _key_event(entry: Recorded[Entry]) -> Event:
     """Rotations and destructions in one shape (a rotation names two keys)."""
     data = entry.data
     assert isinstance(data, KeyRotatedEntry | KeyDestroyedEntry)
@@ -195,7 +269,7 @@ def _key_event(entry: Recorded[Entry]) -> dict:
     )
 
 
-def _areas(certificate: DeletionEntry) -> dict:
+def _areas(certificate: DeletionEntry) -> dict[str, dict[str, int]]:
     """Per area, what a certificate deleted and did not (older certificates list files only)."""
     if certificate.areas:
         return certificate.areas
@@ -225,7 +299,7 @@ def _dataset(
     published: list[Recorded[PartitionEntry]],
     removed: list[Recorded[PartitionRemovedEntry]],
     read: dict[str, dict],
-) -> dict:
+) -> DatasetFacts:
     latest = {}
     for entry in published:
         if entry.data.dataset == policy.source:
@@ -263,7 +337,7 @@ def _dataset(
     }
 
 
-def _partition(entry: Recorded[PartitionEntry], warehouse: Path) -> dict:
+def _partition(entry: Recorded[PartitionEntry], warehouse: Path) -> PartitionFacts:
     data = entry.data
     path = warehouse / data.output.path
     try:
@@ -306,7 +380,7 @@ def _partition(entry: Recorded[PartitionEntry], warehouse: Path) -> dict:
     }
 
 
-def _event(entry: Recorded, keys: tuple[str, ...]) -> dict:
+def _event(entry: Recorded, keys: tuple[str, ...]) -> Event:
     data = entry.data.record()
     return {
         "kind": entry.kind,
@@ -317,7 +391,7 @@ def _event(entry: Recorded, keys: tuple[str, ...]) -> dict:
     }
 
 
-def _files(files: list[dict]) -> dict:
+def _files(files: list[dict]) -> dict[str, Any]:
     return {
         "files": len(files),
         "bytes": sum(f["bytes"] for f in files),
@@ -325,7 +399,7 @@ def _files(files: list[dict]) -> dict:
     }
 
 
-def impact_assessment(facts: dict, policies: dict[str, SourcePolicy]) -> dict:
+def impact_assessment(facts: Facts, policies: dict[str, SourcePolicy]) -> dict[str, Any]:
     """A draft outline of the personal-information protection impact assessment (PIPL Art. 55
     and 56), filled from the facts; the protection officer completes and signs it."""
     sensitive = sorted({f"{name}.{c.name}" for name, p in policies.items() for c in p.columns if c.pipl == "sensitive"})

@@ -11,6 +11,8 @@ from pathlib import Path
 import jinja2
 import matplotlib
 
+from flows.evidence.facts import DatasetFacts, Event, Facts
+
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -18,7 +20,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 COLORS = {"published": "#2b7a4b", "suppressed": "#d9822b", "quarantined": "#8a5fbf", "erased": "#c23b3b"}
 
 
-def write(facts: dict, out: Path) -> tuple[Path, Path]:
+def write(facts: Facts, out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     data = out / "report.json"
     data.write_text(json.dumps(facts, ensure_ascii=False, indent=1), "utf-8")
@@ -30,7 +32,7 @@ def write(facts: dict, out: Path) -> tuple[Path, Path]:
     return page, data
 
 
-def plots_for(dataset: dict) -> dict[str, str]:
+def plots_for(dataset: DatasetFacts) -> dict[str, str]:
     """The dataset's plots as data: URIs."""
     parts = dataset["partitions"]
     dates = [p["period"] for p in parts]
@@ -85,7 +87,7 @@ def plots_for(dataset: dict) -> dict[str, str]:
     return out
 
 
-def dp_plot(release: dict) -> str:
+def dp_plot(release: Event) -> str:
     """A DP release's tables: each one's share of epsilon, and the cell size (people, or CNY for a
     sum) at which its 95% error bar is within 10%: smaller cells are answered less precisely."""
     tables = release["tables"]

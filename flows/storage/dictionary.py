@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import duckdb
 import jinja2
 import pyarrow.parquet as pq
 
-from flows.storage.footer import read_footer, read_record
+from flows.storage.footer import read_dp_record, read_record
 from flows.storage.warehouse import DP_PREFIX, fields_of
 from transforms.dp_policy import MEANING
 from transforms.policy import SourcePolicy
@@ -52,7 +52,40 @@ DP_COLUMNS = {  # the columns every DP table has beside its grain
 }
 
 
-def build(warehouse: Path, policies: dict[str, SourcePolicy] | None = None, values: bool = True) -> dict:
+class Level(TypedDict):
+    level: int
+    meaning: str
+    partitions: int  # how many of the dataset's partitions were published at it
+
+
+class Column(TypedDict):
+    column: str
+    meaning: str
+    source_column: str
+    type: str
+    role: str
+    technique: str
+    levels: list[Level]
+    values: list[str] | None  # None: too many to list, or a kind that lists none
+    questions: str
+    held_to: list[str]  # the criteria on the column, in words
+
+
+class Dataset(TypedDict):
+    description: str
+    partitions: int
+    periods: list[str]
+    person_record: str
+    columns: list[Column]
+
+
+class Dictionary(TypedDict):
+    warehouse: str
+    datasets: dict[str, Dataset]
+    dp_tables: dict[str, dict[str, Any]]  # per DP table: measure, source, privacy unit, columns, releases
+
+
+def build(warehouse: Path, policies: dict[str, SourcePolicy] | None = None, values: bool = True) -> Dictionary:
     """Every published dataset and its columns, from the files in `warehouse` (their values too,
     unless `values` is off: the view comments need none, and listing them reads the columns)."""
     datasets = {}
@@ -61,10 +94,10 @@ def build(warehouse: Path, policies: dict[str, SourcePolicy] | None = None, valu
         files = sorted(folder.glob("period=*/*.parquet"))
         if files:
             datasets[name] = _dataset(files, (policies or {}).get(name), values)
-    return {"warehouse": str(warehouse.resolve()), "datasets": datasets, "dp_tables": dp_tables(warehouse)}
+    return Dictionary(warehouse=str(warehouse.resolve()), datasets=datasets, dp_tables=dp_tables(warehouse))
 
 
-def dp_tables(warehouse: Path) -> dict:
+def dp_tables(warehouse: Path) -> dict[str, dict[str, Any]]:
     """Each DP table as its files describe it: what a cell counts, its columns, and per release
     the dates, epsilon and 95% error bar (public numbers: the release's, not the data's)."""
     found = {}
@@ -72,35 +105,35 @@ def dp_tables(warehouse: Path) -> dict:
         files = sorted(folder.glob("release=*/*.parquet"))
         if not files:
             continue
-        metas = [read_footer(f) for f in files]
-        last, schema = metas[-1], pq.read_schema(files[-1])
-        measure = last["measure"]
-        what = MEANING.get(measure["kind"], measure["kind"]).format(column=measure.get("column") or last["source"])
-        meanings = {g: MEANING.get(g, "") for g in last["grain"]} | DP_COLUMNS
+        records = [read_dp_record(f) for f in files]
+        last, schema = records[-1], pq.read_schema(files[-1])
+        kind = last.measure["kind"]
+        what = MEANING.get(kind, kind).format(column=last.measure.get("column") or last.source)
+        meanings = {g: MEANING.get(g, "") for g in last.grain} | DP_COLUMNS
         found[folder.name.split("=", 1)[1]] = {
-            "measure": f"{what}, by {' x '.join(last['grain'])}.",
-            "source": last["source"],
-            "privacy_unit": last["privacy_unit"],
+            "measure": f"{what}, by {' x '.join(last.grain)}.",
+            "source": last.source,
+            "privacy_unit": last.privacy_unit,
             "columns": [
                 {"column": c, "meaning": meanings[c], "type": str(schema.field(c).type) if c in schema.names else "string"}
-                for c in [*last["grain"], *DP_COLUMNS]
+                for c in [*last.grain, *DP_COLUMNS]
             ],
             "releases": [
                 {
-                    "release": m["release_id"],
-                    "dates": {"first": min(m["dates"]), "last": max(m["dates"]), "count": len(m["dates"])},
-                    "epsilon": m["epsilon"],
-                    "release_epsilon": m["release_epsilon"],
-                    "margin_95": m["noise"]["margin_95"],
-                    "cells_per_person": m["bounds"]["cells_per_person"],
+                    "release": r.release_id,
+                    "dates": {"first": min(r.dates), "last": max(r.dates), "count": len(r.dates)},
+                    "epsilon": r.epsilon,
+                    "release_epsilon": r.release_epsilon,
+                    "margin_95": r.noise.margin_95,
+                    "cells_per_person": r.bounds.cells_per_person,
                 }
-                for m in metas
+                for r in records
             ],
         }
     return found
 
 
-def _dataset(files: list[Path], policy: SourcePolicy | None, values: bool) -> dict:
+def _dataset(files: list[Path], policy: SourcePolicy | None, values: bool) -> Dataset:
     schemas = [pq.read_schema(f) for f in files]  # one footer read per file
     fields = [fields_of(schema) for schema in schemas]
     types: dict[str, Counter] = {}
@@ -117,16 +150,14 @@ def _dataset(files: list[Path], policy: SourcePolicy | None, values: bool) -> di
             (f[column].get("level", ""), f[column].get("level_meaning", "")) for f in fields if "level" in f.get(column, {})
         )
         role = about.get("role") or (roles[column].role if column in roles else "")
-        entry: dict[str, Any] = {
+        entry: Column = {
             "column": column,
             "meaning": about.get("purpose") or (roles[column].purpose if column in roles else ""),
             "source_column": about.get("source_column", ""),
             "type": " | ".join(sorted(seen)),
             "role": role,
             "technique": about.get("technique", ""),
-            "levels": [
-                {"level": int(level), "meaning": meaning, "partitions": n} for (level, meaning), n in sorted(levels.items())
-            ],
+            "levels": [Level(level=int(level), meaning=meaning, partitions=n) for (level, meaning), n in sorted(levels.items())],
             "values": None,
             "questions": QUESTIONS.get(role, ""),
             "held_to": [_capitalized(c.sentence()) + "." for c in held_to if c.column == column],
@@ -157,14 +188,14 @@ def _few_values(con: duckdb.DuckDBPyConnection, files: list[Path], column: str) 
     return values if len(found) <= FEW else None
 
 
-def comment(column: dict) -> str:
+def comment(column: Column) -> str:
     """A column's entry in one line: what a DuckDB view carries as the column's comment."""
     levels = "; ".join(f"level {lv['level']}: {lv['meaning']} ({lv['partitions']} partition(s))" for lv in column["levels"])
     parts = [column["meaning"], column["technique"] and f"{column['technique']}", levels, column["type"]]
     return " | ".join(p for p in parts if p)
 
 
-def write(dictionary: dict, out: Path) -> tuple[Path, Path]:
+def write(dictionary: Dictionary, out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     data = out / "dictionary.json"
     data.write_text(json.dumps(dictionary, ensure_ascii=False, indent=1), "utf-8")

@@ -62,7 +62,7 @@ UPPER = """CASE WHEN {v} LIKE '<%' THEN TRY_CAST(substr({v}, 2) AS DOUBLE) WHEN 
     ELSE TRY_CAST({v} AS DOUBLE) + 1 END"""
 
 
-def _banded(dataset: dict) -> list[str]:
+def _banded(dataset: dictionary.Dataset) -> list[str]:
     """The dataset's columns published as band labels (by the level meaning their files record)."""
     return [c["column"] for c in dataset["columns"] if any(b in lv["meaning"] for b in BANDS for lv in c["levels"])]
 
@@ -102,8 +102,8 @@ def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection
                 con.execute(f"""COMMENT ON COLUMN "{name}"."{banded}_{end}" IS '{_literal(note)}'""")
         for column in dataset["columns"]:  # the data dictionary's entry, for `duckdb_columns()` and DESCRIBE-like tools
             con.execute(f"""COMMENT ON COLUMN "{name}"."{column["column"]}" IS '{_literal(dictionary.comment(column))}'""")
-        for column, text in PATH_COLUMNS.items():
-            con.execute(f"""COMMENT ON COLUMN "{name}"."{column}" IS '{_literal(text)}'""")
+        for path_column, text in PATH_COLUMNS.items():
+            con.execute(f"""COMMENT ON COLUMN "{name}"."{path_column}" IS '{_literal(text)}'""")
     _dp_views(con, warehouse, built["dp_tables"])
     if confined:
         con.execute("SET allowed_directories = [?]", [warehouse.resolve().as_posix() + "/"])
@@ -114,7 +114,7 @@ def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection
     return con
 
 
-def _dp_views(con: duckdb.DuckDBPyConnection, warehouse: Path, tables: dict) -> None:
+def _dp_views(con: duckdb.DuckDBPyConnection, warehouse: Path, tables: dict[str, dict[str, Any]]) -> None:
     """One view per DP table of the dictionary's `tables` (every release, `release` from the path)
     and `dp_tables`: each table's epsilon, bounds and noise as its file records them
     (flows/pipeline/dp.py)."""
