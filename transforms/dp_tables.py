@@ -24,6 +24,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import opendp.prelude as dp
@@ -225,7 +226,7 @@ class Released:
     sensitivity: float  # how much one person can move the table (L1), as OpenDP calibrated it: scale x epsilon
     by: dict[str, dict[str, float]] = field(default_factory=dict)  # clip_by value -> scale, margin_95
 
-    def metadata(self) -> dict:
+    def metadata(self) -> dict[str, Any]:
         measure = self.table.measure
         noise = {"distribution": self.distribution, "scale": self.scale, "margin_95": self.margin, "alpha": ALPHA}
         return {

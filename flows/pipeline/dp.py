@@ -44,6 +44,7 @@ from flows.storage import ledger, raw
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import DPReleaseEntry
 from flows.storage.files import file_sha256
+from flows.storage.footer import DPTableRecord
 from transforms import dp_policy, dp_tables, linkage
 from transforms.errors import Refused
 from transforms.policy import SourcePolicy, load_policies
@@ -264,19 +265,18 @@ def _stage(
     head: ledger.Head,
 ) -> Path:
     staged = dp_tables_target(warehouse_io.staging(warehouse, release_id), release_id, released.name)
-    metadata = {
-        "kind": "dp_table",
-        "release_id": release_id,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(),
-        "dates": [d.isoformat() for d in dates],
-        "privacy_unit": "one customer across every source and date of the release",
-        "release_epsilon": policy.release.epsilon,
-        "delta": policy.release.delta,
-        "library": LIBRARY,
-        "policy_sha256": policy_sha,
-        ledger.HEAD_KEY: head.record(),  # the ledger before this release's entry: `ledger verify` finds the entry after it
+    metadata = DPTableRecord(
+        release_id=release_id,
+        created_at=dt.datetime.now(dt.UTC).isoformat(),
+        dates=[d.isoformat() for d in dates],
+        privacy_unit="one customer across every source and date of the release",
+        release_epsilon=policy.release.epsilon,
+        delta=policy.release.delta,
+        library=LIBRARY,
+        policy_sha256=policy_sha,
+        ledger_head=head.record(),  # the ledger before this release's entry: `ledger verify` finds the entry after it
         **released.metadata(),
-    }
+    )
     return warehouse_io.stage_at(staged, [released.cells], FIELDS, lambda: metadata, f"dp_{released.name}")
 
 

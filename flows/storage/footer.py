@@ -1,5 +1,5 @@
 """What a published partition's file says about itself: its footer (the Parquet key-value
-metadata under the key `tuomin`), typed once as a PartitionRecord.
+metadata under the key `tuomin`), typed once as a PartitionRecord (a DP table's: DPTableRecord).
 
     written   flows/pipeline/record.partition_metadata builds it, the writer puts `footer()` into
               the file after the last batch; an erasure's rewrite builds the next version from the
@@ -171,9 +171,59 @@ class PartitionRecord(BaseModel):
         return PrivacyModel(self.k, self.criteria(), self.m)
 
 
-def footer_json(metadata: PartitionRecord | dict[str, Any]) -> str:
+class DPBounds(Part):
+    """What bounds one person's part in a DP table (the policy's numbers and OpenDP's calibration)."""
+
+    cells_per_person: int
+    rows_per_cell: int
+    clip: list[float] | None = None  # a sum's bounds per person and cell
+    sensitivity_l1: float
+
+
+class DPNoise(Part):
+    """The noise added to each cell; `by` gives it per value of a sum's clip_by attribute."""
+
+    distribution: str
+    scale: float
+    margin_95: float
+    alpha: float
+    by: dict[str, dict[str, dict[str, float]]] = {}
+
+
+class DPTableRecord(BaseModel):
+    """A DP table's footer: the release it belongs to and what bounds its cells (all public: the
+    policy's numbers and OpenDP's calibration, never a count of the data). Written by
+    flows/pipeline/dp.py, read by the data dictionary; `ledger verify` finds its release's entry
+    after its `ledger_head`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    kind: str = "dp_table"
+    release_id: str
+    created_at: str
+    dates: list[str]
+    privacy_unit: str
+    release_epsilon: float
+    delta: float
+    library: str
+    policy_sha256: str
+    ledger_head: dict[str, Any] | None = None
+    table: str
+    source: str
+    grain: list[str]
+    measure: dict[str, Any]  # the policy's measure: kind, column, clip, clip_by
+    epsilon: float  # the table's share of the release's
+    bounds: DPBounds
+    noise: DPNoise
+
+    def footer(self) -> dict[str, Any]:
+        """The record as the file holds it: JSON types, the fields set, its kind first."""
+        return {"kind": self.kind} | self.model_dump(mode="json", exclude_unset=True)
+
+
+def footer_json(metadata: PartitionRecord | DPTableRecord | dict[str, Any]) -> str:
     """A footer as its file holds it (read_record gives it back)."""
-    document = metadata.footer() if isinstance(metadata, PartitionRecord) else metadata
+    document = metadata if isinstance(metadata, dict) else metadata.footer()
     return json.dumps(document, ensure_ascii=False, default=str)
 
 
@@ -186,3 +236,8 @@ def read_footer(path: Path) -> dict[str, Any]:
 def read_record(path: Path) -> PartitionRecord:
     """A published partition's footer, typed."""
     return PartitionRecord.model_validate(read_footer(path))
+
+
+def read_dp_record(path: Path) -> DPTableRecord:
+    """A published DP table's footer, typed."""
+    return DPTableRecord.model_validate(read_footer(path))

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flows.runtime import failpoints
-from flows.storage.footer import METADATA_KEY, PartitionRecord, footer_json
+from flows.storage.footer import METADATA_KEY, DPTableRecord, PartitionRecord, footer_json
 from transforms.errors import Refused, Transient
 
 STAGING = ".staging"
@@ -94,7 +94,7 @@ def stage(
     period: str,
     batches: Iterable[pa.Table],
     fields: dict[str, dict[str, str]],
-    metadata: Callable[[], PartitionRecord | dict],
+    metadata: Callable[[], PartitionRecord | DPTableRecord],
 ) -> Path:
     """Write the partition's file under the run's staging directory, batch by batch (one or more
     row groups each); returns its path. `fields` goes onto each column (keys `tuomin.<name>`);
@@ -108,7 +108,7 @@ def stage_at(
     staged: Path,
     batches: Iterable[pa.Table],
     fields: dict[str, dict[str, str]],
-    metadata: Callable[[], PartitionRecord | dict],
+    metadata: Callable[[], PartitionRecord | DPTableRecord],
     what: str,
 ) -> Path:
     """stage() at a path of the caller's (`what` names it in an error)."""

@@ -16,7 +16,7 @@ from flows.runtime.paths import POLICIES
 from flows.storage import ledger
 from flows.storage import query as q
 from flows.storage.files import file_sha256
-from flows.storage.footer import read_footer
+from flows.storage.footer import read_dp_record, read_footer
 from tests.conftest import a_run, copy_run
 from tests.leaks import find_leaks, raw_identifiers
 
@@ -76,6 +76,7 @@ def test_a_release_publishes_every_table_with_its_budget_and_reruns_spend_nothin
         path = run.warehouse / table.path
         assert path.parts[-3] == f"dataset=dp_{table.name}" and path.parts[-2] == f"release={done.release_id}"
         meta = read_footer(path)
+        assert read_dp_record(path).footer() == meta  # the typed footer reads and writes the file's document
         read = pq.read_table(path)
         grain = policy["tables"][table.name]["grain"]
         assert read.column_names == [*grain, "value", "margin_95"] and read.num_rows == table.cells
