@@ -66,6 +66,6 @@ def backup_restore(
         console.print(f"[bold red]restore failed[/]: {exc} (recorded in the ledger)")
         raise typer.Exit(1) from None
     console.print(
-        f"restored {len(done['files'])} file(s) of {date} into {out}, every SHA-256 as in the manifest; "
+        f"restored {len(done.files)} file(s) of {date} into {out}, every SHA-256 as in the manifest; "
         "raw personal data: `tuomin purge` deletes them with the date's raw data"
     )

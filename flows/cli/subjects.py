@@ -139,9 +139,9 @@ def _print_sweep(who, done: ErasureRequestedEntry) -> None:
         )
     for x in done.republished:
         console.print(
-            f"{x['dataset']} {x.get('period') or x['export_date']}: republished without this person: {x['erased']} row(s) "
-            f"erased, {x['suppressed']} more suppressed ({x['classes_suppressed']} class(es) left below k or l); "
-            f"ledger entry {x['ledger_seq']}"
+            f"{x.dataset} {x.period}: republished without this person: {x.erased} row(s) "
+            f"erased, {x.suppressed} more suppressed ({x.classes_suppressed} class(es) left below k or l); "
+            f"ledger entry {x.ledger_seq}"
         )
     if done.tokens and not done.republished and not done.failed:
         console.print("No published partition holds this person.")

@@ -50,7 +50,7 @@ from flows.runtime.ahead import ahead
 from flows.runtime.logfilter import mask
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
-from flows.storage.entries import ErasureRequestedEntry, KeyDestroyedEntry, PartitionEntry
+from flows.storage.entries import ErasureRequestedEntry, KeyDestroyedEntry, PartitionEntry, Republished
 from flows.storage.files import file_sha256
 from flows.storage.footer import PartitionRecord, footer_json, read_record
 from flows.storage.keys import PSEUDONYM, load_pseudonymizer
@@ -104,40 +104,45 @@ def request(
             raise
         pseudonymizer = None
     subject = who.keyed_hash(pseudonymizer) if pseudonymizer else None
-    record: dict[str, Any] = {
-        "kind": who.kind,
-        "subject": subject,
-        "key_id": pseudonymizer.key_id if pseudonymizer else None,
-        "status": None,
-        "listed": None,
-        "added": False,
-        "tokens": None,
-        "republished": [],
-        "not_searched": [],
-        "failed": None,
-        "retry_of": [
+    request = ErasureRequestedEntry(
+        identifier=who.kind,
+        subject=subject,
+        key_id=pseudonymizer.key_id if pseudonymizer else None,
+        status=None,
+        listed=None,  # every field written, as a request's entry has always been
+        added=False,
+        tokens=None,
+        republished=[],
+        not_searched=[],
+        failed=None,
+        retry_of=[
             e.seq
             for e in ledger.only(entries, ErasureRequestedEntry)
             if subject and e.data.subject == subject and e.data.status != "done"
         ],
-    }
+    )
     try:
         found = tokens(landing, policies, who, pseudonymizer) if pseudonymizer else set()
-        record["tokens"] = len(found) if pseudonymizer else None
-        record["added"] = subjects.erase(landing, who)
-        record["listed"] = "added" if record["added"] else "already listed"
+        request = request.model_copy(update={"tokens": len(found) if pseudonymizer else None})
+        added = subjects.erase(landing, who)
+        request = request.model_copy(update={"added": added, "listed": "added" if added else "already listed"})
         if pseudonymizer and subject:
             sweep = erase_published(warehouse, restricted, found, pseudonymizer, subject, triggered_by(via))
-            record |= {"republished": sweep.republished, "not_searched": sweep.other_keys, "failed": sweep.failed}
+            request = request.model_copy(
+                update={"republished": sweep.republished, "not_searched": sweep.other_keys, "failed": sweep.failed}
+            )
     except (ExportError, OSError, WarehouseBusy, WarehouseUnwritable, ledger.LedgerBroken) as exc:
-        record["failed"] = mask(f"{exc.__class__.__name__}: {exc}")
+        request = request.model_copy(update={"failed": mask(f"{exc.__class__.__name__}: {exc}")})
     except Exception as exc:
-        record["failed"] = f"unexpected {exc.__class__.__name__} (see the command's output)"
-        record["status"] = "partial" if record["listed"] or record["republished"] else "failed"
-        ledger.append(restricted, ErasureRequestedEntry(**record))
+        failed = f"unexpected {exc.__class__.__name__} (see the command's output)"
+        ledger.append(restricted, request.model_copy(update={"failed": failed, "status": _status(request, failed)}))
         raise
-    record["status"] = "done" if not record["failed"] else "partial" if record["listed"] or record["republished"] else "failed"
-    return ledger.append(restricted, ErasureRequestedEntry(**record))
+    return ledger.append(restricted, request.model_copy(update={"status": _status(request, request.failed)}))
+
+
+def _status(request: ErasureRequestedEntry, failed: str | None) -> str:
+    """done; partial: listed, or some partitions republished, and something failed; failed: nothing changed."""
+    return "done" if not failed else "partial" if request.listed or request.republished else "failed"
 
 
 class ErasureFailed(TuominError, RuntimeError):
@@ -148,7 +153,7 @@ class ErasureFailed(TuominError, RuntimeError):
 class Sweep:
     """What one erasure did to the published partitions."""
 
-    republished: list[dict] = field(default_factory=list)  # dataset, period, erased, suppressed, classes, ledger_seq
+    republished: list[Republished] = field(default_factory=list)
     other_keys: list[dict] = field(default_factory=list)  # partitions under another key: not searched
     failed: str | None = None
 
@@ -204,9 +209,9 @@ def republish(
     warehouse: Path,
     restricted: Path,
     request: str,
-    triggered_by: dict,
+    triggered_by: dict[str, str],
     pseudonymizer: Pseudonymizer,
-) -> dict:
+) -> Republished:
     """One partition without the rows of `wanted` tokens (see the module's docstring); `old` is
     its file's metadata, `published` the ledger entry that published it (its exact counts). The
     tokens that stay are keyed once more, to this republication, so that the copy from before and
@@ -276,20 +281,20 @@ def republish(
             file_sha256(staged),
             triggered_by,
             began,
+            erasure=erasure,
         )
-        record["erasure"] = erasure
         warehouse_io.publish(staged, warehouse, old.dataset, day)
     finally:
         warehouse_io.discard_staging(warehouse, run_id)
-    entry = ledger.append(restricted, PartitionEntry(**record))
-    return {
-        "dataset": old.dataset,
-        "period": day,
-        "erased": erasure["erased"],
-        "suppressed": erasure["suppressed"],
-        "classes_suppressed": weak.num_rows,
-        "ledger_seq": entry.seq,
-    }
+    entry = ledger.append(restricted, record)
+    return Republished(
+        dataset=old.dataset,
+        period=day,
+        erased=erasure["erased"],
+        suppressed=erasure["suppressed"],
+        classes_suppressed=weak.num_rows,
+        ledger_seq=entry.seq,
+    )
 
 
 class Rewrite:

@@ -13,7 +13,9 @@ import getpass
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from flows.storage.entries import PartitionEntry
 from flows.storage.footer import PartitionRecord, footer_json
 from flows.storage.ledger import HEAD_KEY
 from transforms import metrics
@@ -142,25 +144,27 @@ def field_metadata(policy: SourcePolicy, levels: dict[str, int]) -> dict[str, di
     return out
 
 
-def triggered_by(via: str) -> dict:
+def triggered_by(via: str) -> dict[str, str]:
     """Who set something going, as the ledger records it: how, as which user, on which host."""
     return {"via": via, "user": getpass.getuser(), "host": socket.gethostname()}
 
 
 def ledger_entry(
     metadata: PartitionRecord,
-    rows: dict,
-    cells: dict,
+    rows: dict[str, int],
+    cells: dict[str, int],
     inputs: list[dict],
     output: Path,
     warehouse: Path,
     sha256: str,
-    triggered_by: dict,
+    triggered_by: dict[str, str],
     started: dt.datetime,
-) -> dict:
+    **more: Any,
+) -> PartitionEntry:
     """The ledger's record of one published partition: the file's metadata, and the exact counts
     it leaves out (`rows`: read, quarantined, erased, suppressed, published; `cells` blanked per
-    column; `inputs` with their bytes and rows)."""
+    column; `inputs` with their bytes and rows); `more`: the release's verdict, the erasure list's
+    hash, what an erasure changed."""
     keep = (
         "dataset",
         "period",
@@ -177,7 +181,7 @@ def ledger_entry(
         "copies_not_read",
     )
     footer = metadata.footer()
-    return {
+    document = {
         **{key: footer.get(key) for key in keep},
         "criteria": {kind: footer[kind] for kind in COLUMN_CRITERIA if kind in footer},
         "rows": rows,
@@ -199,3 +203,4 @@ def ledger_entry(
         "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "triggered_by": triggered_by,
     }
+    return PartitionEntry.model_validate(document | more)

@@ -514,9 +514,19 @@ def publish(
             sha256 = file_sha256(part.path)
             target = warehouse_io.publish(part.path, run.warehouse, name, label)
             entry = ledger_entry(
-                part.metadata, part.counts, part.cells, part.inputs, target, run.warehouse, sha256, run.triggered_by, began
+                part.metadata,
+                part.counts,
+                part.cells,
+                part.inputs,
+                target,
+                run.warehouse,
+                sha256,
+                run.triggered_by,
+                began,
+                release=recorded,
+                erasure_sha256=run.erasure_sha256,
             )
-            ledger.append(run.restricted, PartitionEntry(**entry, release=recorded, erasure_sha256=run.erasure_sha256))
+            ledger.append(run.restricted, entry)
         superseded = _supersede(run, name, set(result.partitions), before) if policy.unit.snapshot else []
         counts = {
             key: sum(p.counts[key] for p in result.partitions.values()) for key in ("read", "erased", "suppressed", "published")

@@ -27,7 +27,6 @@ import struct
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -35,6 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from flows.runtime.paths import restricted_dir
+from flows.storage.entries import BackupRestoredEntry, BackupVerifiedEntry
 from transforms.errors import Refused
 
 MAGIC = b"TUOMINB1"
@@ -239,7 +239,6 @@ def check_all(restricted: Path, key: BackupKey, date: dt.date | None = None) -> 
     the ledger as `backup_verified`. One result per backup: {manifest, export_date, files,
     bytes, error}; a run with nothing to check is a failure too."""
     from flows.storage import ledger
-    from flows.storage.entries import BackupVerifiedEntry
 
     found = manifests(restricted, date)
     results = []
@@ -290,33 +289,26 @@ def check_all(restricted: Path, key: BackupKey, date: dt.date | None = None) -> 
     return results
 
 
-def restore(restricted: Path, key: BackupKey, date: dt.date, out: Path) -> dict:
+def restore(restricted: Path, key: BackupKey, date: dt.date, out: Path) -> BackupRestoredEntry:
     """Decrypt a date's latest backup into `out`, every file checked against the manifest; the
     ledger's `backup_restored` entry says where the raw files went (purge deletes them with the
     date's raw data) or why nothing was. Returns the entry's data; raises BackupError after
     recording a failure."""
     from flows.storage import ledger
-    from flows.storage.entries import BackupRestoredEntry
 
     found = manifests(restricted, date)
-    record: dict[str, Any] = {
-        "export_date": date.isoformat(),
-        "key_id": key.key_id,
-        "out": str(out.resolve()),
-        "manifest": None,
-        "files": [],
-        "error": None,
-    }
+    record = BackupRestoredEntry(
+        export_date=date.isoformat(), key_id=key.key_id, out=str(out.resolve()), manifest=None, files=[], error=None
+    )
     try:
         if not found:
             raise BackupError(f"no backup of {date} under {restricted / 'backups'}")
         latest = max(found, key=lambda m: m.stat().st_mtime)
-        record["manifest"] = str(latest)
+        record = record.model_copy(update={"manifest": str(latest)})
         files = verify(latest, key, restore_to=out)
-        record["files"] = [{"path": str((out / f["path"]).resolve()), "bytes": f["bytes"], "sha256": f["sha256"]} for f in files]
+        restored = [{"path": str((out / f["path"]).resolve()), "bytes": f["bytes"], "sha256": f["sha256"]} for f in files]
+        record = record.model_copy(update={"files": restored})
     except BackupError as exc:
-        record["error"] = str(exc)
-        ledger.append(restricted, BackupRestoredEntry(**record))
+        ledger.append(restricted, record.model_copy(update={"error": str(exc)}))
         raise
-    ledger.append(restricted, BackupRestoredEntry(**record))
-    return record
+    return ledger.append(restricted, record).data

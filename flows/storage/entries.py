@@ -284,6 +284,17 @@ class SubjectLookupEntry(Entry):
         return f"{self.identifier} {self.subject[:12]}: {self.records} record(s)" + (f" -> {self.file}" if self.file else "")
 
 
+class Republished(Part):
+    """A partition an erasure republished without the person: what it removed, and its entry."""
+
+    dataset: str
+    period: str = Field(validation_alias=AliasChoices("period", "export_date"))
+    erased: int
+    suppressed: int
+    classes_suppressed: int
+    ledger_seq: int
+
+
 class ErasureRequestedEntry(Entry):
     kind = "erasure_requested"
     about = "an erasure request: its status, the partitions republished"
@@ -294,7 +305,7 @@ class ErasureRequestedEntry(Entry):
     listed: Literal["added", "already listed"] | None = None
     added: bool = False
     tokens: int | None = None
-    republished: list[dict[str, Any]] = []
+    republished: list[Republished] = []
     not_searched: list[Any] = []
     failed: str | None = None
     retry_of: list[int] = []

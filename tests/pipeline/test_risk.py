@@ -13,14 +13,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.pipeline.intruder import assess
 from flows.storage import ledger
-from flows.storage.entries import ErasureRequestedEntry
+from flows.storage.entries import ErasureRequestedEntry, Republished
+from tests.examples import examples
 from transforms.risk import (
     CONTACTS,
     PROFILE,
@@ -55,7 +56,7 @@ def _brute_force(held: pd.DataFrame, adversary: Adversary) -> dict[int, list[int
     return out
 
 
-@settings(max_examples=60)
+@examples(60)
 @given(
     st.lists(st.tuples(st.integers(0, 11), st.integers(0, 5), st.integers(0, 1)), min_size=1, max_size=60),
     st.integers(1, 3),
@@ -80,7 +81,7 @@ def test_apriori_minima_equal_trying_every_itemset(rows, purchases, contacts):
             assert all(g == e if e >= threshold else g < threshold for g, e in zip(got, minima)), (budget, person, got, minima)
 
 
-@settings(max_examples=60)
+@examples(60)
 @given(
     st.lists(st.tuples(st.integers(0, 8), st.sampled_from(["x", "y", None]), st.integers(0, 2)), min_size=1, max_size=30),
     st.lists(st.tuples(st.integers(0, 8), st.sampled_from(["P", "Q"])), max_size=20),
@@ -251,7 +252,8 @@ def test_a_release_of_crowds_passes_and_each_side_channel_fails_it(tmp_path):
     assert "counts below k=5" in counted
     ledgered = tmp_path / "ledgered"
     _write(ledgered, "pos", "2026-03-01", _crowd(6, 4, "d", "u"), {"customer_id": "customer"}, PURCHASES)
-    ledger.append(ledgered, ErasureRequestedEntry(identifier="doc_no", republished=[{"erased": 1}]))
+    republished = Republished(dataset="pos", period="2026-03-01", erased=1, suppressed=0, classes_suppressed=0, ledger_seq=1)
+    ledger.append(ledgered, ErasureRequestedEntry(identifier="doc_no", republished=[republished]))
     assert not assess(ledgered, k).passed
 
     # Two snapshots linked by a token, where someone's age band moved: a birthday, to the day.
