@@ -65,9 +65,10 @@ test-slow: setup
 	$(PYTEST) -m slow
 
 # Everything that needs no Prefect (flow tests are marked by their fixtures, tests/conftest.py);
-# temporary servers are forbidden here, so a test that needs one and is not marked fails.
+# temporary servers are forbidden here, so a test that needs one and is not marked fails. Property
+# tests try a quarter of their examples here (tests/examples.py); `make test` tries them all.
 test-fast: setup
-	PREFECT_SERVER_ALLOW_EPHEMERAL_MODE=false $(PYTEST) -m "not flow and not slow"
+	PREFECT_SERVER_ALLOW_EPHEMERAL_MODE=false TUOMIN_EXAMPLES=0.25 $(PYTEST) -m "not flow and not slow"
 
 docs: setup
 	$(BIN)/tuomin docs

@@ -17,13 +17,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from flows.runtime.ahead import ahead
 from flows.storage import ledger
 from flows.storage.warehouse import partition_files
 from tests.conftest import TEST_KEY, run_flow
+from tests.examples import examples
 from transforms import outofcore, plan
 from transforms.operators import Context
 from transforms.pseudonymize import Pseudonymizer
@@ -65,7 +66,7 @@ def _cut(table: pa.Table, sizes: list[int]) -> list[pa.Table]:
 
 
 @pytest.mark.slow
-@settings(max_examples=8, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@examples(8, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.integers(1, 700), max_size=6), erase=st.integers(0, 40))
 def test_any_split_into_batches_gives_the_plan_and_rows_of_the_whole(members, sizes, erase):
     policy, ctx, built, staged = members
@@ -112,7 +113,7 @@ def _same_plan_and_rows(staged, parts, whole, others, policy, ctx, built, erased
     assert one.num_rows == staged.num_rows - whole.erased - whole.suppressed
 
 
-@settings(max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@examples(6, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.integers(1, 700), max_size=5), spilled=st.booleans())
 def test_classes_of_batches_merge_to_the_classes_of_the_whole(members, sizes, spilled):
     """The classes of pass 2's batches (a customer's combination may recur across them), held in
@@ -144,7 +145,7 @@ def test_classes_of_batches_merge_to_the_classes_of_the_whole(members, sizes, sp
         assert compact[key] == (pytest.approx(value) if isinstance(value, float) else value), key
 
 
-@settings(max_examples=40)
+@examples(40)
 @given(
     rows=st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.integers(0, 3)), max_size=60),
     sizes=st.lists(st.integers(0, 25), max_size=5),

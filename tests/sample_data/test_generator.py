@@ -7,10 +7,11 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sample_data.generator import CASE_COLUMNS, MEMBERSHIP_HEADER, POS_COLUMNS, Config, _csv, generate
+from tests.examples import examples
 from transforms.identifiers import is_card_number, is_mobile, is_prc_id
 
 
@@ -54,7 +55,7 @@ def test_parts_give_the_same_bytes_on_any_number_of_processes(tmp_path):
     assert list(cases["case_no"]) == [f"AS-20260301-{i:05d}" for i in range(1, len(cases) + 1)]
 
 
-@settings(max_examples=150)
+@examples(150)
 @given(st.lists(st.tuples(st.text(max_size=12), st.one_of(st.none(), st.text(max_size=12))), min_size=1, max_size=20))
 def test_csv_pieces_are_what_duckdb_writes(tmp_path_factory, rows):
     """Arrow's fast path (no value needs quotes) and DuckDB's writer give the same bytes."""

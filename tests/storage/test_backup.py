@@ -11,12 +11,13 @@ import stat
 import tracemalloc
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from flows.storage import backup
 from flows.storage.backup import BackupError, BackupKey
 from flows.storage.landing import Landing
+from tests.examples import examples
 
 KEY = BackupKey(b"k" * 32)
 DAY = dt.date(2026, 3, 1)
@@ -35,7 +36,7 @@ def _open(sealed: bytes, key: BackupKey = KEY) -> bytes:
 
 
 @given(st.binary(max_size=5000), st.sampled_from([1, 7, 1024]))
-@settings(max_examples=60)
+@examples(60)
 def test_round_trip_for_any_content_and_chunk_size(plain, chunk):
     saved, backup.CHUNK = backup.CHUNK, chunk
     try:

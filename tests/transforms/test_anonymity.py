@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from transforms import metrics, outofcore
 from transforms.anonymity import Unreachable, search, search_table
 from transforms.combinations import class_keys
@@ -61,7 +62,7 @@ rows = st.lists(
 )
 
 
-@settings(max_examples=60)
+@examples(60)
 @given(
     rows,
     st.integers(2, 5),
@@ -105,7 +106,7 @@ def test_rows_without_entity_count_as_separate_people():
     assert found.levels == {"city": 2} and found.k == 4
 
 
-@settings(max_examples=60)
+@examples(60)
 @given(rows, st.integers(2, 4), st.sampled_from([0.0, 0.2]), st.sampled_from([None, 2]), st.randoms(use_true_random=False))
 def test_aggregated_combinations_give_the_same_solution_as_rows(data, k, limit, l, rnd):
     """What the streaming pipeline relies on: the search over (distinct combination, count)
@@ -131,7 +132,7 @@ def test_aggregated_combinations_give_the_same_solution_as_rows(data, k, limit, 
 
 
 @pytest.mark.parametrize("one_key", [True, False], ids=["one-integer-key", "one-column-per-qi"])
-@settings(max_examples=30)
+@examples(30)
 @given(
     rows,
     st.integers(2, 4),
@@ -245,7 +246,7 @@ def test_greedy_heuristic_beyond_the_exact_limit(monkeypatch):
     assert greedy.k >= 5 and greedy.suppressed.sum() <= 15 and greedy.loss >= exact.loss - 1e-12
 
 
-@settings(max_examples=40)
+@examples(40)
 @given(rows, st.integers(2, 4), st.sampled_from([0.0, 0.1, 0.3]))
 def test_the_chain_start_is_the_first_feasible_node_of_the_least_loss_chain(data, k, limit):
     """strategy="chain" (the start of k^m on a large table): a feasible node, the first of the

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.cli.measure import ASSESS_KEYS
+from tests.examples import examples
 from transforms import metrics
 from transforms.criteria import LDiversity, PrivacyModel
 
@@ -129,7 +130,7 @@ def test_profile_uniqueness_counts_customers_by_their_set_of_classes():
 
 
 @given(st.lists(st.tuples(st.sampled_from("ABC"), st.integers(0, 6)), min_size=1, max_size=60))
-@settings(max_examples=80)
+@examples(80)
 def test_profile_uniqueness_bounds(rows):
     frame = pd.DataFrame(rows, columns=["store", "who"])
     linked = metrics.profile_uniqueness(frame, ["store"], "who")
@@ -148,7 +149,7 @@ def test_profile_uniqueness_bounds(rows):
     st.integers(1, 4),
     st.sampled_from(["distinct", "entropy"]),
 )
-@settings(max_examples=200)
+@examples(200)
 def test_failing_marks_exactly_the_classes_below_k_or_l(rows, k, measure):
     """What erasure suppresses after removing a person: whole classes, exactly those with fewer
     than k people or below l; what stays is k-anonymous and l-diverse."""

@@ -8,9 +8,10 @@ import math
 import duckdb
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from transforms.criteria import (
     COLUMN_CRITERIA,
     PEOPLE,
@@ -24,7 +25,7 @@ from transforms.criteria import (
 )
 
 
-@settings(max_examples=80)
+@examples(80)
 @given(
     st.integers(2, 12),
     st.floats(1.0, 6.0),
@@ -72,7 +73,7 @@ def _recursive_by_definition(rows: list[int], c: float, l: int) -> bool:
     return r[0] < c * sum(r[l - 1 :])
 
 
-@settings(max_examples=80)
+@examples(80)
 @given(
     st.floats(0.5, 4.0),
     st.integers(2, 4),

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from tests.transforms.test_anonymity import AGE, CITY, SEX
 from transforms.anonymity import (
     ITEMSET_EVALUATIONS,
@@ -49,7 +50,7 @@ def _suppress(
     return suppress(con, "combos", len(frame), k, m, limit, recount_all=recount_all, **extra)
 
 
-@settings(max_examples=60)
+@examples(60)
 @given(rows, st.integers(2, 4), st.integers(1, 3))
 def test_what_is_left_is_k_km_anonymous(found, k, m):
     frame = _relation(found)
@@ -63,7 +64,7 @@ def test_what_is_left_is_k_km_anonymous(found, k, m):
         assert (minima[[f"min_{level}" for level in range(1, m + 1)]] >= k).all().all()
 
 
-@settings(max_examples=60)
+@examples(60)
 @given(rows, st.integers(2, 4), st.integers(1, 3), st.integers(0, 40))
 def test_stopping_at_the_limit_changes_no_decision(found, k, m, limit):
     frame = _relation(found)
@@ -75,7 +76,7 @@ def test_stopping_at_the_limit_changes_no_decision(found, k, m, limit):
         assert set(map(tuple, stopped[1].tolist())) == set(map(tuple, whole[1].tolist()))  # pairs, in no set order
 
 
-@settings(max_examples=80)
+@examples(80)
 @given(rows, st.integers(2, 4), st.integers(1, 3), st.one_of(st.none(), st.integers(0, 40)))
 def test_later_rounds_counting_only_what_died_decide_as_counting_everything(found, k, m, limit):
     """Rounds after the first count only the itemsets that hold an item which died since: the
@@ -87,7 +88,7 @@ def test_later_rounds_counting_only_what_died_decide_as_counting_everything(foun
     assert set(map(tuple, kept[1].tolist())) == set(map(tuple, everything[1].tolist()))
 
 
-@settings(max_examples=15)
+@examples(15)
 @given(st.integers(0, 2**32 - 1), st.integers(2, 5), st.integers(2, 3))
 def test_many_rounds_counting_only_what_died_decide_as_counting_everything(seed, k, m):
     """The same on tables large enough for removals to cascade over many rounds."""
@@ -105,7 +106,7 @@ def test_many_rounds_counting_only_what_died_decide_as_counting_everything(seed,
     assert set(map(tuple, kept[1].tolist())) == set(map(tuple, everything[1].tolist()))
 
 
-@settings(max_examples=40)
+@examples(40)
 @given(rows, st.integers(2, 4), st.integers(2, 3), st.one_of(st.none(), st.integers(0, 40)), st.integers(1, 12))
 def test_counting_a_hash_range_of_itemsets_at_a_time_decides_as_counting_them_at_once(found, k, m, limit, budget):
     """Where a level has more (person, itemset) pairs than the budget, each pass counts one hash
@@ -119,7 +120,7 @@ def test_counting_a_hash_range_of_itemsets_at_a_time_decides_as_counting_them_at
 
 
 @pytest.mark.slow
-@settings(max_examples=10)
+@examples(10)
 @given(st.integers(0, 2**32 - 1), st.integers(2, 5))
 def test_a_large_table_counted_in_many_hash_ranges_decides_as_counting_it_at_once(seed, k):
     rng = np.random.default_rng(seed)
@@ -146,7 +147,7 @@ people = st.lists(
 )
 
 
-@settings(max_examples=20)
+@examples(20)
 @given(people, st.integers(2, 3), st.sampled_from([0.05, 0.3]))
 def test_the_km_search_returns_a_node_within_the_limit_whenever_one_exists(found, k, limit):
     """Bisection along the chain may skip nodes, never past a passing one: every node at or above
@@ -196,7 +197,7 @@ def test_bisection_finds_the_first_passing_node_of_a_monotone_chain(length, data
     assert len(asked) <= 2 + int(np.ceil(np.log2(length)))
 
 
-@settings(max_examples=40)
+@examples(40)
 @given(
     st.lists(
         st.tuples(st.integers(0, 3), st.integers(0, 9), st.sampled_from("FM"), st.sampled_from(["SH", "HZ", "NJ", "BJ"])),
@@ -265,7 +266,7 @@ def test_counting_a_group_of_units_at_a_time_gives_what_counting_all_at_once_giv
                 assert sorted(zip(*table.codes(mine[0])[0])) == sorted(zip(*memory.codes(theirs[0])[0]))
 
 
-@settings(max_examples=10)
+@examples(10)
 @given(st.integers(0, 2**32 - 1), st.integers(2, 4))
 def test_a_node_chosen_on_a_sample_of_units_is_counted_on_everyone_and_holds_there(seed, k):
     """A large table of many units chooses its node on a sample of whole units and counts it once

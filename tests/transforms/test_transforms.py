@@ -7,10 +7,11 @@ import re
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sample_data.notes import NoteWriter, Subject, full_width
+from tests.examples import examples
 from transforms import detectors
 from transforms.hierarchy import AgeHierarchy, BandHierarchy, DatetimeHierarchy, PrefixHierarchy, TableHierarchy, encode
 from transforms.parse import parse
@@ -182,7 +183,7 @@ def _subject(rng: random.Random) -> Subject:
     )
 
 
-@settings(max_examples=200)
+@examples(200)
 @given(st.integers(0, 10**9))
 def test_redaction_removes_every_embedded_identifier(seed):
     rng = random.Random(seed)
