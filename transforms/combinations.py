@@ -113,6 +113,9 @@ class InMemory(Combinations):
                 _compact(np.flatnonzero(mask), len(mask)) for mask in (known & ~shared, shared, ~known)
             )
         self.sensitive = [(c, v[first], int(v.max(initial=0)) + 1) for c, v in zip(model.sensitive, values)]
+        self._distinct_up_to = {
+            c: max((x.values_at_least for x in model.columns if x.column == c), default=0) for c in model.sensitive
+        }
         # Every combination's code at every level the search may choose, mapped once (a node then
         # only combines them); a level that maps codes to themselves (level 0) shares `codes`.
         self.at_level = [
@@ -124,8 +127,11 @@ class InMemory(Combinations):
         ]
 
     def rows_per_code(self, among: np.ndarray | None = None) -> list[np.ndarray]:
-        weight = self.weight if among is None else self.weight * among
-        return [np.bincount(codes, weights=weight, minlength=sizes[0]) for codes, sizes in zip(self.lowest, self.sizes)]
+        if among is None:
+            return [np.bincount(codes, weights=self.weight, minlength=sizes[0]) for codes, sizes in zip(self.lowest, self.sizes)]
+        chosen = np.flatnonzero(among)  # a few combinations (the suppressed): count only them
+        weight = self.weight[chosen]
+        return [np.bincount(codes[chosen], weights=weight, minlength=sizes[0]) for codes, sizes in zip(self.lowest, self.sizes)]
 
     def failing(self, node: tuple[int, ...], allowed: int) -> tuple[int, np.ndarray | None]:
         fails, _, _ = self._classes(node)
@@ -199,7 +205,7 @@ class InMemory(Combinations):
         if self.entity is None:
             size = np.bincount(key, weights=self.weight, minlength=radix)
         else:
-            size = np.bincount(key[self.alone], minlength=radix)
+            size = np.bincount(key if len(self.alone) == len(key) else key[self.alone], minlength=radix)
             if len(self.shared):
                 pairs = pd.unique(key[self.shared] * self.entities + self.entity[self.shared])
                 size += np.bincount(pairs // self.entities, minlength=radix)
@@ -208,6 +214,15 @@ class InMemory(Combinations):
         stats: dict[Statistic, np.ndarray] = {PEOPLE: size}
         for column, codes, m in self.sensitive:  # each column's statistics from its rows per (class, value)
             wanted = [what for what, on in self.model.needs if on == column]
+            if wanted == ["distinct"] and self._distinct_up_to[column] <= 2:
+                # A criterion on distinct values judges them only up to the values it implies
+                # (values_at_least): where that is 2, a class's least and greatest code tell one
+                # value from several, without hashing every (class, value) pair.
+                least, most = np.full(radix, np.iinfo(codes.dtype).max, codes.dtype), np.full(radix, -1, codes.dtype)
+                np.minimum.at(least, key, codes)
+                np.maximum.at(most, key, codes)
+                stats[("distinct", column)] = np.where(most < 0, 0, np.where(least == most, 1, 2))
+                continue
             if wanted == ["distinct"]:  # values present only: no (class x value) matrix
                 stats[("distinct", column)] = np.bincount(pd.unique(key * m + codes) // m, minlength=radix)
                 continue

@@ -127,7 +127,9 @@ class ColumnCriterion(Criterion):
     @abstractmethod
     def values_at_least(self) -> int:
         """The distinct values it implies in every class: what the release's person-level check
-        (expectations/release.ExpectPeopleToBeLDiverse) holds the column to."""
+        (expectations/release.ExpectPeopleToBeLDiverse) holds the column to. A criterion that reads
+        distinct values reads them no further: a class with more is judged as one with this many
+        (the in-memory table counts them only that far)."""
 
 
 @dataclass(frozen=True)
