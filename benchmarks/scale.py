@@ -128,7 +128,7 @@ def pipeline(landing: Path, out: Path, max_unit_rows: int) -> dict:
     result = {"seconds": seconds, "with_start": time.perf_counter() - started, "completed": state.is_completed()}
     if not state.is_completed():
         return result | {"message": state.message}
-    counts = {name: info.counts | {"units": info.units} for name, info in summary.datasets.items()}
+    counts = {name: info.counts.model_dump(exclude_none=True) | {"units": info.units} for name, info in summary.datasets.items()}
     return result | {"rows": sum(c["read"] for c in counts.values()), "counts": counts}
 
 

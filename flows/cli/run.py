@@ -173,7 +173,7 @@ def _print_summary(summary: RunSummary) -> None:
             name,
             periods[0] if len(periods) == 1 else f"{periods[0]} … {periods[-1]}",
             str(info.units),
-            *(str(c[x]) for x in ("read", "erased", "suppressed", "published")),
+            *(str(x) for x in (c.read, c.erased, c.suppressed, c.published)),
             str(info.k),
         )
     if summary.datasets:

@@ -266,11 +266,13 @@ def republish(
         # The ledger's record is made before the rename: the staged file's path under the run's
         # staging directory is the partition's path under the warehouse.
         before = published.data.rows
-        rows = before | {
-            "erased": before["erased"] + erasure["erased"],
-            "suppressed": before["suppressed"] + erasure["suppressed"],
-            "published": new.published_rows,
-        }
+        rows = before.model_copy(
+            update={
+                "erased": (before.erased or 0) + erasure["erased"],
+                "suppressed": (before.suppressed or 0) + erasure["suppressed"],
+                "published": new.published_rows,
+            }
+        )
         record = ledger_entry(
             new,
             rows,

@@ -346,10 +346,10 @@ def _partition(entry: Recorded[PartitionEntry], warehouse: Path) -> PartitionFac
         figures = None
     return {
         "period": data.period,
-        "rows": {key: data.rows.get(key) for key in ROW_COUNTS},  # a unit's rows are placed: quarantine is its files'
+        "rows": {key: getattr(data.rows, key) for key in ROW_COUNTS},  # a unit's rows are placed: quarantine is its files'
         "k_required": data.k,
         "k": data.k_achieved,
-        "reconciled": data.rows["read"] == sum(data.rows.get(key) or 0 for key in ROW_COUNTS if key != "read"),
+        "reconciled": data.rows.reconciles(),
         "l": data.l_achieved,
         "levels": data.levels,
         "cells_suppressed": data.cells_suppressed,

@@ -269,8 +269,8 @@ def summary_rows(summary: RunSummary) -> list[dict[str, Any]]:
                 "dataset": name,
                 "status": "published",
                 "units": done.units,
-                "read": done.counts["read"],
-                "published": done.counts["published"],
+                "read": done.counts.read,
+                "published": done.counts.published,
                 "k": done.k,
                 "levels": ", ".join(f"{c}={lv}" for c, lv in done.levels.items()),
             }

@@ -41,6 +41,7 @@ from flows.runtime import failpoints, paths
 from flows.runtime.ahead import ahead
 from flows.storage import landing as landing_io
 from flows.storage import warehouse as warehouse_io
+from flows.storage.entries import Rows
 from flows.storage.footer import PartitionRecord
 from flows.storage.keys import load_pseudonymizer
 from flows.storage.spill import Spill, read_spill
@@ -396,7 +397,7 @@ class Partition:
     """One unit's staged file and what it holds."""
 
     path: Path
-    counts: dict  # read (rows placed in the unit), erased, suppressed, published: exact (the ledger's, not the file's)
+    counts: Rows  # exact (the ledger's, not the file's)
     metadata: PartitionRecord
     cells: dict = field(default_factory=dict)  # cells blanked per column
     inputs: list[dict] = field(default_factory=list)  # path, sha256, bytes, rows placed in this unit
@@ -433,7 +434,7 @@ class Unit:
     staged: tuple[Path, ...]
     inputs: Inputs
     ids: dict  # run_id, key_id, flow_run_id, fingerprint, unit (what its tokens are keyed to), ledger head
-    counts: dict  # read: rows placed in the unit
+    counts: Rows  # read: rows placed in the unit
 
 
 def write(
@@ -477,7 +478,7 @@ def write(
             job.run_id,
             policy.source,
             label,
-            ahead(shuffled(held_tables(rows_file), partition.counts["published"], work / "shuffle")),
+            ahead(shuffled(held_tables(rows_file), partition.counts.published, work / "shuffle")),
             fields,
             functools.partial(partition.metadata, classes, outcome, unit.inputs, label, unit.ids),
         )
@@ -502,10 +503,10 @@ class _Pass2:
         ctx: Context,
         built: dict,
         erased: set[str],
-        counts: dict,
+        counts: Rows,
     ):
         self.policy, self.plan, self.ctx, self.built, self.erased = policy, plan, ctx, built, erased
-        self.counts = {**counts, "erased": 0, "suppressed": 0, "published": 0}
+        self.counts = Rows(read=counts.read, erased=0, suppressed=0, published=0)
         self.cells: dict[str, int] = {}  # cells blanked per column
         self.outcome: Outcome | None = None
         self.recorded: PartitionRecord | None = None  # the footer, as the file holds it
@@ -513,15 +514,16 @@ class _Pass2:
     def batches(self, staged: list[Path]) -> Iterator[pa.Table]:
         for batch in ahead(_staged_batches(staged)):
             done = planning.finish(batch, self.plan, self.policy, self.ctx, self.built, self.erased)
-            for key, value in (("erased", done.erased), ("suppressed", done.suppressed), ("published", done.table.num_rows)):
-                self.counts[key] += value
+            self.counts.erased = (self.counts.erased or 0) + done.erased
+            self.counts.suppressed = (self.counts.suppressed or 0) + done.suppressed
+            self.counts.published += done.table.num_rows
             for name, n in done.cells_suppressed.items():
                 self.cells[name] = self.cells.get(name, 0) + n
             yield done.table
 
     def metadata(self, classes: pd.DataFrame, outcome: Outcome, inputs: Inputs, period: str, run: dict) -> PartitionRecord:
         self.outcome = outcome
-        published = self.counts["published"]
+        published = self.counts.published
         self.recorded = partition_metadata(self.policy, inputs, self.plan, classes, outcome, published, period, run)
         return self.recorded
 

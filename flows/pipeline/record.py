@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flows.storage.entries import PartitionEntry
+from flows.storage.entries import PartitionEntry, Rows
 from flows.storage.footer import PartitionRecord, footer_json
 from flows.storage.ledger import HEAD_KEY
 from transforms import metrics
@@ -151,7 +151,7 @@ def triggered_by(via: str) -> dict[str, str]:
 
 def ledger_entry(
     metadata: PartitionRecord,
-    rows: dict[str, int],
+    rows: Rows,
     cells: dict[str, int],
     inputs: list[dict],
     output: Path,

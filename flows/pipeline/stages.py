@@ -47,7 +47,7 @@ from flows.storage import backup as backup_io
 from flows.storage import landing as landing_io
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
-from flows.storage.entries import BackupEntry, PartitionEntry, PartitionRemovedEntry
+from flows.storage.entries import BackupEntry, PartitionEntry, PartitionRemovedEntry, Rows
 from flows.storage.files import file_sha256
 from transforms import plan, steps
 from transforms.anonymity import Unreachable
@@ -115,7 +115,7 @@ class Published:
 
     units: int
     periods: list[str]  # the units' labels, in order
-    counts: dict[str, int]  # summed over its units
+    counts: Rows  # summed over its units
     k: int | None
     levels: dict[str, int]
     policy_sha256: str
@@ -468,7 +468,7 @@ def _unit(
         ledger.HEAD_KEY: head.record(),
     }
     staged = tuple(p for s in found for p in s.staged[label])
-    return passes.Unit(staged, inputs, ids, {"read": sum(s.placed[label] for s in found)})
+    return passes.Unit(staged, inputs, ids, Rows(read=sum(s.placed[label] for s in found)))
 
 
 def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written]) -> intruder.Verdict:
@@ -502,9 +502,8 @@ def publish(
     removed (recorded). Returns {source: Published}."""
     for name, result in written.items():
         for label, part in result.partitions.items():
-            c = part.counts
-            if c["read"] != c["published"] + c["suppressed"] + c["erased"]:
-                raise ReleaseFailed(f"{name} {label}: row counts do not reconcile {c}; nothing published")
+            if not part.counts.reconciles():
+                raise ReleaseFailed(f"{name} {label}: row counts do not reconcile ({part.counts}); nothing published")
     recorded = {"people": verdict.people, "checks": list(verdict.outcome.checks)} if verdict else {}
     before = ledger.partition_entries(run.restricted)
     summary = {}
@@ -528,9 +527,7 @@ def publish(
             )
             ledger.append(run.restricted, entry)
         superseded = _supersede(run, name, set(result.partitions), before) if policy.unit.snapshot else []
-        counts = {
-            key: sum(p.counts[key] for p in result.partitions.values()) for key in ("read", "erased", "suppressed", "published")
-        }
+        counts = Rows.total([p.counts for p in result.partitions.values()])
         ks = [k for p in result.partitions.values() if (k := p.metadata.metrics.k) is not None]
         metadata = next(iter(result.partitions.values())).metadata
         summary[name] = Published(
@@ -546,8 +543,8 @@ def publish(
         log.info(
             "%s: published %d of %d rows in %d unit(s) (k=%s) -> %s",
             name,
-            counts["published"],
-            counts["read"],
+            counts.published,
+            counts.read,
             len(result.partitions),
             summary[name].k,
             warehouse_io.partition(run.warehouse, name, "*"),

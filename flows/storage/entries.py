@@ -41,6 +41,35 @@ class Part(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
+class Rows(BaseModel):
+    """A unit's rows by outcome: read (placed in the unit), erased, suppressed, published. Exact
+    where the ledger and a run's summary hold them (some below k); a footer holds `published`
+    only. They reconcile: read = quarantined + erased + suppressed + published (a unit's rows are
+    placed, so quarantine is its files'; entries of earlier versions may hold it). Pass 2 adds to
+    them as it goes, so they are not frozen."""
+
+    model_config = ConfigDict(extra="allow")
+
+    read: int | None = None
+    quarantined: int | None = None
+    erased: int | None = None
+    suppressed: int | None = None
+    published: int = 0
+
+    def reconciles(self) -> bool:
+        return self.read == sum(n or 0 for n in (self.quarantined, self.erased, self.suppressed, self.published))
+
+    @classmethod
+    def total(cls, units: list[Rows]) -> Rows:
+        """The rows of several units together."""
+        return cls(
+            read=sum(u.read or 0 for u in units),
+            erased=sum(u.erased or 0 for u in units),
+            suppressed=sum(u.suppressed or 0 for u in units),
+            published=sum(u.published for u in units),
+        )
+
+
 class Output(Part):
     """The file a partition entry published, under the warehouse."""
 
@@ -124,7 +153,7 @@ class PartitionEntry(Entry):
     levels: dict[str, int] = {}
     dropped_columns: list[dict[str, str]] = []
     copies_not_read: list[Copy] = []
-    rows: dict[str, int]  # read, quarantined, erased, suppressed, published: exact, some below k
+    rows: Rows  # exact, some below k
     cells_suppressed: dict[str, int] = {}
     inputs: list[Input] = []
     k_achieved: int | None = None
@@ -138,7 +167,7 @@ class PartitionEntry(Entry):
     erasure: dict[str, Any] | None = None  # what an erasure changed (a republished partition)
 
     def line(self) -> str:
-        return f"{self.dataset} {self.period}: {self.rows.get('published')} rows, k={self.k_achieved}"
+        return f"{self.dataset} {self.period}: {self.rows.published} rows, k={self.k_achieved}"
 
 
 class BackupEntry(Entry):

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from flows.storage.entries import Copy, Input, Part
+from flows.storage.entries import Copy, Input, Part, Rows
 from transforms.criteria import COLUMN_CRITERIA, ColumnCriterion, PrivacyModel, column_criterion
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class PartitionRecord(BaseModel):
     levels: dict[str, int] = {}
     search: Search | None = None
     max_suppression: int | float | None = None
-    rows: dict[str, int] = {}
+    rows: Rows = Rows()  # published only
     metrics: Figures = Figures()
     columns: dict[str, Published] = {}
     validation: Checked = Checked()
@@ -145,7 +145,7 @@ class PartitionRecord(BaseModel):
 
     @property
     def published_rows(self) -> int:
-        return self.rows.get("published", 0)
+        return self.rows.published
 
     def roles(self) -> dict[str, str]:
         """{published column: its role}."""

@@ -323,7 +323,7 @@ def test_bad_rows_deep_in_a_file_are_quarantined_with_their_row_numbers(prefect_
     read = record["files"][path.relative_to(copy).as_posix()]
     assert read["quarantined"] == 2 and read["rows"] == read["placed"] + 2
     counts = run.summary.datasets["pos"].counts
-    assert counts["read"] == read["placed"] == counts["published"] + counts["suppressed"] + counts["erased"]
+    assert counts.read == read["placed"] == counts.published + counts.suppressed + counts.erased
     files = list((run.restricted / "quarantine" / "pos").rglob("*.csv"))
     assert files and all(oct(f.stat().st_mode & 0o777) == "0o600" for f in files)
     found = [r for f in files for r in csv.DictReader(f.open(encoding="utf-8"))]

@@ -28,7 +28,7 @@ job.clear_stale_work()
 selection, _ = select(run, None, None, None, False)
 done = process_release(run, job, selection, Inline())
 warehouse.discard_staging(run.warehouse, run.run_id)
-summary = {name: p.counts for name, p in done.published.items()}
+summary = {name: p.counts.model_dump() for name, p in done.published.items()}
 print(json.dumps({
     "prefect_imported": sorted(m for m in sys.modules if m.split(".")[0] == "prefect"),
     "digest": digest(run.warehouse),
@@ -96,7 +96,7 @@ def test_each_run_leaves_its_summary_as_a_table_artifact(published, landing):
     mine = [a for a in found if published.summary.run_id in (a.description or "")]
     assert len(mine) == 1 and mine[0].type == "table"
     rows = json.loads(mine[0].data) if isinstance(mine[0].data, str) else mine[0].data
-    expected = {name: info.counts["published"] for name, info in published.summary.datasets.items()}
+    expected = {name: info.counts.published for name, info in published.summary.datasets.items()}
     assert {r["dataset"]: r["published"] for r in rows} == expected and len(expected) == 3
     from tests.leaks import find_leaks, raw_identifiers
 
