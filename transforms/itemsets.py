@@ -45,7 +45,7 @@ import numpy as np
 
 from transforms.criteria import people_sql
 
-_TABLES = ("km", "km_a", "km_p", "km_pi", "km_l", "km_s1", "km_s", "km_c", "km_drop")
+_TABLES = ("km", "km_a", "km_p", "km_pi", "km_l", "km_s1", "km_s", "km_c", "km_drop", "km_seen", "km_new")
 BUDGET = 4_000_000  # a level's (person, itemset) pairs counted in one pass; more are counted a hash range at a time
 SAMPLED = 16  # the share of a level's pairs (one hash range in SAMPLED) that estimates their number
 
@@ -79,13 +79,6 @@ def suppress(
 
     def over_limit() -> bool:
         return limit is not None and dead() > limit
-
-    def with_drops() -> int:
-        """The rows already dead and those the items taken so far would remove."""
-        rows = run("""
-            SELECT coalesce(sum(km.w), 0) FROM km LEFT JOIN (SELECT DISTINCT e, cls, item FROM km_drop) d
-            ON km.e = d.e AND km.cls = d.cls AND km.item = d.item WHERE km.gone IS NOT NULL OR d.e IS NOT NULL""")
-        return int(rows.fetchall()[0][0])
 
     round_ = 0
     failed = None  # past the limit while counting: the rows the items taken so far would remove
@@ -125,14 +118,15 @@ def suppress(
         run("""CREATE OR REPLACE TEMP TABLE km_l AS SELECT e, cls, list(item ORDER BY item) AS l,
                list(a ORDER BY item) AS al, count(*)::DOUBLE AS n FROM km_pi GROUP BY e, cls HAVING count(*) > 1""")
         run("CREATE OR REPLACE TEMP TABLE km_drop (e BIGINT, cls BIGINT, item BIGINT)")
+        watch = _Watch(run, dead(), limit) if limit is not None else None
         for level in range(2, m + 1):
-            _count_level(run, level, m, k, whole, budget)
-            # The larger itemsets are the dearest part, and taking the items the dearest write
-            # (a failing node's first round takes a million): neither is done for a failed node.
-            # (Past the first round few items are taken, and taking them shows it as well.)
-            if limit is not None and (level < m or whole) and (rows := with_drops()) > limit:
-                failed = rows
+            if not _count_level(run, level, m, k, whole, budget, watch if (level < m or whole) else None):
+                failed = watch.rows if watch is not None else None
                 break
+            # The larger itemsets are the dearest part, and taking the items the dearest write
+            # (a failing node's first round takes a million): neither is done for a failed node,
+            # and a level stops at the range that shows it (_Watch). (Past the first round few
+            # items are taken, and taking them shows it as well.)
         for level in range(2, m + 1):
             run(f"DROP TABLE IF EXISTS km_f{level}")
         if failed is not None:
@@ -151,7 +145,29 @@ def suppress(
     return mask, np.stack([np.asarray(found["e"], np.int64), np.asarray(found["item"], np.int64)], axis=1), rows
 
 
-def _count_level(run, level: int, m: int, k: int, whole: bool, budget: int) -> None:
+class _Watch:
+    """The rows a round has removed so far (dead before it, and those of the items taken since),
+    kept up to date range by range, so that a count stops within a level once its node has failed:
+    the items a range takes are taken whatever the other ranges find, so a level's rows only grow
+    from what one range shows. Each check reads the items newly taken, and the rows only where
+    they join them."""
+
+    def __init__(self, run, dead: int, limit: int):
+        self.run, self.rows, self.limit = run, dead, limit
+        run("CREATE OR REPLACE TEMP TABLE km_seen (e BIGINT, cls BIGINT, item BIGINT)")
+
+    def over(self) -> bool:
+        run = self.run
+        run("""CREATE OR REPLACE TEMP TABLE km_new AS
+               SELECT DISTINCT e, cls, item FROM km_drop EXCEPT SELECT e, cls, item FROM km_seen""")
+        added = run("""SELECT coalesce(sum(km.w), 0) FROM km JOIN km_new n
+                       ON km.e = n.e AND km.cls = n.cls AND km.item = n.item WHERE km.gone IS NULL""").fetchall()[0][0]
+        run("INSERT INTO km_seen SELECT * FROM km_new")
+        self.rows += int(added)
+        return self.rows > self.limit
+
+
+def _count_level(run, level: int, m: int, k: int, whole: bool, budget: int, watch: _Watch | None = None) -> bool:
     """One level of a round: the supports of the itemsets of `level` items, the holders of those
     too rare losing one item each (into km_drop), and, below m, the itemsets that may be extended
     (km_f<level>). The (person, itemset) pairs are formed from each person's sorted items (km_l)
@@ -159,7 +175,8 @@ def _count_level(run, level: int, m: int, k: int, whole: bool, budget: int) -> N
     them than `budget`, they are formed and counted once per hash range of the itemsets' class and
     first item (an itemset falls in one range, and a pass forms only its own pairs), so a pass
     holds about `budget` pairs whatever the unit's size (more if one class and item start most
-    of them)."""
+    of them). With a `watch`, False as soon as the rows removed so far are past its limit (the
+    node has failed; checked after each range and at the end)."""
     names = [f"i{j}" for j in range(1, level + 1)]
     key = ", ".join(names)
 
@@ -200,7 +217,11 @@ def _count_level(run, level: int, m: int, k: int, whole: bool, budget: int) -> N
                 FROM km_c c JOIN km_s USING (cls, {key}) {single} WHERE km_s.sup < {k}""")
         if level < m:
             run(f"INSERT INTO km_f{level} SELECT cls, {key} FROM km_s WHERE sup >= {k}")
+        if watch is not None and watch.over():
+            run("DROP TABLE IF EXISTS km_c")
+            return False
     run("DROP TABLE IF EXISTS km_c")
+    return True
 
 
 def hash_ranges(run, counts: str, level: int, pairs: Callable[[int, int], str], budget: int) -> int:
