@@ -154,12 +154,14 @@ class _Watch:
 
     def __init__(self, run, dead: int, limit: int):
         self.run, self.rows, self.limit = run, dead, limit
+        self.read = 0  # rows of km_drop (appended to only) read so far
         run("CREATE OR REPLACE TEMP TABLE km_seen (e BIGINT, cls BIGINT, item BIGINT)")
 
     def over(self) -> bool:
         run = self.run
-        run("""CREATE OR REPLACE TEMP TABLE km_new AS
-               SELECT DISTINCT e, cls, item FROM km_drop EXCEPT SELECT e, cls, item FROM km_seen""")
+        run(f"""CREATE OR REPLACE TEMP TABLE km_new AS SELECT DISTINCT e, cls, item FROM km_drop
+                WHERE rowid >= {self.read} EXCEPT SELECT e, cls, item FROM km_seen""")
+        self.read = run("SELECT count(*) FROM km_drop").fetchall()[0][0]
         added = run("""SELECT coalesce(sum(km.w), 0) FROM km JOIN km_new n
                        ON km.e = n.e AND km.cls = n.cls AND km.item = n.item WHERE km.gone IS NULL""").fetchall()[0][0]
         run("INSERT INTO km_seen SELECT * FROM km_new")
