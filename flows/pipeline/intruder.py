@@ -33,6 +33,7 @@ from expectations.release import (
     failing_people,
 )
 from expectations.suite import Outcome, ReleaseGate, validate
+from flows.runtime.memory import release_memory
 from flows.storage.files import file_sha256
 from flows.storage.footer import PartitionRecord, read_footer
 from flows.storage.ledger import LEDGER
@@ -356,9 +357,11 @@ def gate(
     criteria (expectations/release.py, validated with GX once, on the person frame of every unit)
     and the side channels of `assess` that a release can carry (row order, counts below k, staff
     tokens, free text). Tokens are keyed to their unit, so a person's record lies within one unit:
-    the frame is built for groups of units of about GATE_ROWS rows at a time (memory follows the
-    group, not the release), and that no token is shared between units is checked over every file
-    at once (`shared_between_units`). Every failure names its criterion and datasets."""
+    the frame is built for groups of units of about GATE_ROWS rows at a time (what a group's rows
+    need is let go before the next; the frames kept are numbers in 4 bytes: ~60 bytes a person),
+    and that no token is shared between units is checked over every file at once, first
+    (`shared_between_units`, out of core). Every failure names its criterion and datasets."""
+    shared = shared_between_units(staged)
     frames, failures, offset = [], [], 0
     all_files: list[PublishedFile] = []
     for group in _groups(staged):
@@ -379,9 +382,11 @@ def gate(
         frame["person"] += offset
         offset += len(frame)
         frame.attrs.clear()
-        frames.append(frame.astype({"datasets": "category"}))
+        frames.append(_narrow(frame))
         failures += _side_channels(files, datasets, adversary)
         all_files += [replace(f, table=None) for f in files]  # the rows are done with
+        del frame, datasets, files
+        release_memory()
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"person": [], "k": [], "units": []})
     adversary = recorded_adversary(all_files)
     # Each sensitive attribute takes, in every person's class, the values its criteria imply (2 when none is declared).
@@ -403,10 +408,21 @@ def gate(
             who = frame.loc[failing_people(frame, check).to_numpy(), "datasets"].astype(str)
             named = sorted({name for names in who for name in names.split()})
             found.append(f"{_criterion(check)}: {check['observed']} {_people(check)} in {', '.join(named)}")
-    shared = 0 if any(f.startswith("a token shared") for f in found) else shared_between_units(staged)
-    if shared:  # between units the gate read in different groups
+    if shared and not any(f.startswith("a token shared") for f in found):  # between units read in different groups
         found.append(f"a token shared outside its unit: {shared} token value(s) in more than one unit")
     return Verdict(outcome, found + failures, len(frame))
+
+
+def _narrow(frame: pd.DataFrame) -> pd.DataFrame:
+    """A group's person frame in the least memory that holds it exactly: counts and supports are
+    whole numbers far below 2^24 (float32 holds them, and inf and NaN), ids below 2^31."""
+    narrow: dict[str, Any] = {"datasets": "category"}
+    for column, dtype in frame.dtypes.items():
+        if dtype == np.float64:
+            narrow[str(column)] = np.float32
+        elif dtype == np.int64 and (frame[column].abs().max() if len(frame) else 0) < 2**31:
+            narrow[str(column)] = np.int32
+    return frame.astype(narrow)
 
 
 def _groups(staged: dict[str, dict[str, Path]]) -> list[dict[str, list[Path]]]:
@@ -442,24 +458,42 @@ def _side_channels(files: list[PublishedFile], datasets: list[Dataset], adversar
     return failures
 
 
+SHARED_COLUMNS = 64  # token columns (of files) whose hashes one query reads at once
+
+
 def shared_between_units(staged: dict[str, dict[str, Path]]) -> int:
-    """Token values found in more than one (dataset, unit), over every staged file at once (out of
-    core, DuckDB): a token keyed to its unit appears in that unit only."""
+    """Token values found in more than one (dataset, unit), over every staged file: a token keyed
+    to its unit appears in that unit only. Bounded by construction, as a GROUP BY over every
+    token is not (DuckDB runs out of memory on it rather than spill): each unit's distinct 64-bit
+    hashes of its tokens, read SHARED_COLUMNS token columns a query, are 8 bytes a token in memory;
+    a hash found twice is a candidate (two units, a collision, or one unit's columns read by two
+    queries), and the candidates (none in a passing release) are counted exactly on the tokens."""
     selects = []
     for name, by_period in staged.items():
         for label, path in by_period.items():
             tokens = [c for c, f in read_fields(path).items() if "keyed HMAC" in f.get("token", "")]
             quoted = str(path).replace("'", "''")
+            unit = f"{name}/{label}".replace("'", "''")
             selects += [
-                f"SELECT \"{c}\" AS t, '{name}/{label}' AS u FROM read_parquet('{quoted}') WHERE \"{c}\" IS NOT NULL"
-                for c in tokens
+                f"SELECT \"{c}\" AS t, '{unit}' AS u FROM read_parquet('{quoted}') WHERE \"{c}\" IS NOT NULL" for c in tokens
             ]
     if not selects:
         return 0
-    con = duckdb.connect()
+    con = duckdb.connect(config={"threads": 1})
     try:
+        hashes = [
+            con.execute(
+                f"SELECT DISTINCT u, hash(t) AS h FROM ({' UNION ALL '.join(selects[i : i + SHARED_COLUMNS])})"
+            ).fetchnumpy()["h"]
+            for i in range(0, len(selects), SHARED_COLUMNS)
+        ]
+        found, counts = np.unique(np.concatenate(hashes), return_counts=True)
+        candidates = found[counts > 1]
+        if not len(candidates):
+            return 0
+        con.register("candidates", pa.table({"h": pa.array(candidates, pa.uint64())}))
         every = " UNION ALL ".join(selects)
-        shared = f"SELECT t FROM ({every}) GROUP BY t HAVING count(DISTINCT u) > 1"
+        shared = f"SELECT t FROM ({every}) WHERE hash(t) IN (SELECT h FROM candidates) GROUP BY t HAVING min(u) <> max(u)"
         return int(con.execute(f"SELECT count(*) FROM ({shared})").fetchall()[0][0])
     finally:
         con.close()

@@ -18,8 +18,6 @@ size of the export: tallies and classes go to the work area and are counted out 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 import datetime as dt
 import functools
@@ -39,6 +37,7 @@ from flows.pipeline.record import Inputs, field_metadata, partition_metadata
 from flows.pipeline.writer import ClassColumns, PartitionWriter
 from flows.runtime import failpoints, paths
 from flows.runtime.ahead import ahead
+from flows.runtime.memory import release_memory
 from flows.storage import landing as landing_io
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import Rows
@@ -58,22 +57,6 @@ from transforms.units import periods as unit_periods
 
 BATCH_BYTES = 16 << 20  # CSV bytes per pass-1 batch
 BATCH_ROWS = 250_000  # staged rows per pass-2 batch (a row group of the output at most)
-
-
-def release_memory() -> None:
-    """Hand freed memory back to the system between the passes: Arrow's allocator and glibc's
-    keep freed pages for reuse, and a pass's leftovers would add to the next one's peak."""
-    pa.default_memory_pool().release_unused()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim():
-    """glibc's malloc_trim, looked up once (find_library runs ldconfig), or None elsewhere."""
-    libc = ctypes.util.find_library("c")
-    return getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
 
 
 @functools.lru_cache(maxsize=4)

@@ -43,6 +43,7 @@ from flows.pipeline.record import Inputs, ledger_entry
 from flows.pipeline.run import Run, Selection
 from flows.runtime import failpoints
 from flows.runtime.clock import today
+from flows.runtime.memory import release_memory
 from flows.storage import backup as backup_io
 from flows.storage import landing as landing_io
 from flows.storage import ledger
@@ -373,7 +374,7 @@ def solve(policy: SourcePolicy, tallies: list[plan.Tally], erased: set[str], exp
         job.work(policy.source) / "engine",
         leave_out=expired,
     )
-    passes.release_memory()
+    release_memory()
     return decided
 
 

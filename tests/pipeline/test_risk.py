@@ -441,12 +441,15 @@ def test_a_release_whose_tokens_join_its_units_is_not_published(prefect_server, 
     assert any("release" in t for t in texts[1:]) and not find_leaks(texts, raw_identifiers(landing))
 
 
-def test_a_token_shared_between_units_the_gate_reads_apart_is_refused(tmp_path, monkeypatch):
+@pytest.mark.parametrize("columns", [64, 1])
+def test_a_token_shared_between_units_the_gate_reads_apart_is_refused(tmp_path, monkeypatch, columns):
     """The gate reads units in groups (memory follows a group, not the release); a token in two
-    units of different groups is still found, over every file at once."""
+    units of different groups is still found, over every file, whether one query reads every
+    token column's hashes or each is read by a query of its own."""
     from flows.pipeline import intruder
 
     monkeypatch.setattr(intruder, "GATE_ROWS", 1)  # every unit a group of its own
+    monkeypatch.setattr(intruder, "SHARED_COLUMNS", columns)
     customer = {"customer_id": "customer"}
     staged = {
         "pos": {
