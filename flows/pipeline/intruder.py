@@ -342,7 +342,7 @@ class Verdict:
     people: int
 
 
-GATE_ROWS = 2_000_000  # published rows the gate reads at once: units in groups of about this many rows
+GATE_ROWS = 1_000_000  # published rows the gate reads at once: units in groups of about this many rows
 
 
 def gate(
@@ -389,6 +389,12 @@ def gate(
         release_memory()
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"person": [], "k": [], "units": []})
     adversary = recorded_adversary(all_files)
+    for m in range(1, adversary.purchases + adversary.contacts + 1):
+        # A group of one kind of item (purchases, or contacts) counts only the itemsets its kind
+        # allows; a person there holds no larger one, so their crowd at m is their crowd at m - 1.
+        column, below = f"support_{m}", f"support_{m - 1}"
+        if below in frame:
+            frame[column] = frame[column].fillna(frame[below]) if column in frame else frame[below]
     # Each sensitive attribute takes, in every person's class, the values its criteria imply (2 when none is declared).
     least: dict[str, int] = {}
     for f in all_files:

@@ -477,6 +477,7 @@ def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written])
     k^m, l and units with GX, and the side channels (flows/pipeline/intruder.gate). Any failure
     publishes nothing."""
     began = time.perf_counter()
+    release_memory()  # what pass 2 let go of, before the gate holds its groups
     verdict = intruder.gate(
         {name: {label: p.path for label, p in w.partitions.items()} for name, w in written.items()},
         warehouse_io.staging(run.warehouse, run.run_id),

@@ -466,3 +466,32 @@ def test_a_token_shared_between_units_the_gate_reads_apart_is_refused(tmp_path, 
         }
     }
     assert intruder.gate(apart, tmp_path / "apart").failures == []
+
+
+def test_groups_of_one_kind_of_item_each_are_judged_at_every_m_of_the_release(tmp_path, monkeypatch):
+    """The intruder knows 3 purchases and 3 contacts (m up to 6), but the gate reads units in
+    groups, and a group of purchases only counts itemsets of up to 3: a buyer's crowd at m = 4..6
+    is their crowd at 3 (they hold no larger itemset). Every m is judged, none raises."""
+    from flows.pipeline import intruder
+
+    monkeypatch.setattr(intruder, "GATE_ROWS", 1)  # every unit a group of its own
+    customer = {"customer_id": "customer"}
+    staged = {
+        "pos": {
+            "2026-03-01": _write(tmp_path, "pos", "2026-03-01", _crowd(6, 4, "a", "p"), customer, PURCHASES, {"k": 5, "m": 3})
+        },
+        "after_sales": {
+            "2026-03-02": _write(
+                tmp_path, "after_sales", "2026-03-02", _crowd(6, 4, "b", "c"), customer, CONTACTS, {"k": 5, "m": 3}
+            )
+        },
+    }
+    verdict = intruder.gate(staged, tmp_path)
+    assert verdict.failures == [] and verdict.people == 48
+    judged = {c["arguments"].get("m") for c in verdict.outcome.checks if c["expectation"] == "expect_people_to_be_km_anonymous"}
+    assert set(range(1, 7)) <= judged, judged
+    # A crowd too small in one group is still caught at every m above its own.
+    staged["pos"]["2026-03-01"] = _write(
+        tmp_path, "pos", "2026-03-01", _crowd(4, 4, "a", "p"), customer, PURCHASES, {"k": 5, "m": 3}
+    )
+    assert any(f.startswith("k^m") for f in intruder.gate(staged, tmp_path).failures)
