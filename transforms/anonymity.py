@@ -51,6 +51,16 @@ EXACT_LIMIT = 100_000  # lattice nodes searched exactly; larger lattices use the
 # Combinations up to which the m = 1 search before k^m is exact; above, it starts k^m from the
 # least-loss chain (measured at 1 M POS lines: benchmarks/RESULTS.md).
 EXACT_COMBINATIONS = 200_000
+# A table of one or a few units with more combinations than this, where k^m follows, chooses its
+# node on a sample of its people (PEOPLE_SHARE of them, k scaled: `sampled`) and counts it once on
+# everyone (`confirmed`): each k^m count costs in proportion to the people it counts.
+PEOPLE_COMBOS = 500_000
+PEOPLE_SHARE = 0.4
+# The sample's limit on suppression, as a multiple of everyone's: a class of k people holds k x
+# share of them only on average, and at k = 5 the sample fails a third of the classes of 5 (a
+# node just within everyone's limit looks past it); counted on everyone, a node past the limit is
+# refused and the chain climbs (`confirmed`). Measured: benchmarks/RESULTS.md.
+PEOPLE_SLACK = 1.25
 
 
 class Unreachable(TuominError, ValueError):
@@ -294,6 +304,15 @@ def with_itemsets(
     )
 
 
+def sampled(model: PrivacyModel) -> tuple[PrivacyModel, float] | None:
+    """The model a sample of people is judged by, and the share of people to draw: k scaled with
+    the share (a class of k people holds k x share of them on average), at least 2, the share
+    then k_sample / k; None where that would draw more than half of everyone (k below 4)."""
+    k = max(2, round(model.k * PEOPLE_SHARE))
+    share = k / model.k
+    return (replace(model, k=k), share) if share <= 0.5 else None
+
+
 def confirmed(
     table: Combinations,
     qis: list[Encoded],
@@ -302,11 +321,15 @@ def confirmed(
     items: list[bool],
     max_suppression: float,
     weights: dict[str, float] | None = None,
+    drawn: str = "units",
 ) -> Solution:
-    """A node chosen on a sample of whole units (OutOfCore.sample), counted once on everyone: the
-    sample's node if everyone passes it within the limit, else the first node above it on the
-    least-loss coarsening chain that does (each a count; units share no class, so a sample of them
-    meets the same classes as everyone, and the sample's node rarely needs a step)."""
+    """A node chosen on a sample (of whole units: OutOfCore.sample; or of people at a scaled k:
+    Combinations.people), counted once on everyone: the sample's node if everyone passes it within
+    the limit, else the first node above it on the least-loss coarsening chain that does (each a
+    count). Units share no class, so a sample of them meets the same classes as everyone and its
+    node rarely needs a step; a sample of people judges each class by a few of its people, so its
+    node may be finer or coarser than everyone's best (its loss against the exact search:
+    benchmarks/RESULTS.md). Privacy never rests on the sample: the node is counted on everyone."""
     n, bounds = table.rows, [ranges[q.name] for q in qis]
     allowed = int(np.floor(max_suppression * n))
     k, m = table.model.k, table.model.m
@@ -340,7 +363,7 @@ def confirmed(
             nodes_total=chosen.nodes_total,
             nodes_evaluated=chosen.nodes_evaluated + tried,
             class_sizes=published.astype(np.int64),
-            method=f"{chosen.method}, chosen on a sample of units, counted on everyone",
+            method=f"{chosen.method}, chosen on a sample of {drawn}, counted on everyone",
             taken=found[1],
         )
     raise Unreachable(

@@ -10,6 +10,7 @@ the privacy criteria (transforms/criteria.py) on the statistics they need.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -52,8 +53,23 @@ class Combinations(ABC):
         classes too rare (a mask), the items taken from people ((entity id as the tallies hold
         it, item key) pairs), and the rows that is; past `limit` rows, only that it is more."""
 
+    @abstractmethod
+    def people(self, share: float, model: PrivacyModel) -> InMemory:
+        """The combinations of a sample of about `share` of the people (drawn), in memory, judged
+        by `model` (the search's k scaled to the sample: transforms/anonymity.sampled)."""
+
     def close(self) -> None:  # noqa: B027  (a table held in memory has nothing to let go of)
         """Let go of what the table holds outside memory."""
+
+
+def drawn(ids: np.ndarray, share: float) -> np.ndarray:
+    """Whether each id (an integer) is in a sample of about `share` of them: a fixed mix of the id
+    (splitmix64's finalizer), so that the same ids are always drawn, whatever else the table holds."""
+    z = ids.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z % np.uint64(1 << 20)) < np.uint64(round(share * (1 << 20)))
 
 
 class InMemory(Combinations):
@@ -75,6 +91,8 @@ class InMemory(Combinations):
         model: PrivacyModel,
     ):
         self.model = model
+        self.bounds = bounds
+        self.qis = [dataclasses.replace(q, codes=np.zeros(0, np.int64)) for q in qis]  # hierarchies, not codes
         if missing := [c for c in model.sensitive if c not in sensitive]:
             raise ValueError(f"the privacy model reads {', '.join(missing)}, which the table does not hold")
         values = [sensitive[c] for c in model.sensitive]
@@ -144,6 +162,27 @@ class InMemory(Combinations):
 
     def codes(self, among: np.ndarray) -> tuple[list[np.ndarray], int]:
         return [codes[among] for codes in self.lowest], int(self.weight[among].sum())
+
+    def people(self, share: float, model: PrivacyModel) -> InMemory:
+        """A person is drawn by its entity id (as the tallies hold it); a combination without an
+        entity, whose rows are people of their own, by its position."""
+        if self.entity is None:
+            keep = drawn(np.arange(self.size), share)
+        else:
+            ids = np.maximum(self.entity, 0).astype(np.int64)
+            if self.entity_ids is not None and len(self.entity_ids):
+                ids = self.entity_ids[ids]
+            keep = np.where(self.entity >= 0, drawn(ids, share), drawn(np.arange(self.size), share))
+        table = InMemory(
+            [dataclasses.replace(q, codes=codes[keep]) for q, codes in zip(self.qis, self.lowest)],
+            self.entity[keep] if self.entity is not None else None,
+            {c: values[keep] for c, values, _ in self.sensitive},
+            self.weight[keep],
+            self.bounds,
+            model,
+        )
+        table.entity_ids = self.entity_ids
+        return table
 
     def itemsets(self, node: tuple[int, ...], items: list[bool], limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
         import duckdb

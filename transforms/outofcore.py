@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.combinations import Combinations, InMemory, identity
+from transforms.combinations import Combinations, InMemory, drawn, identity
 from transforms.criteria import PEOPLE, SQL_OF_COUNTS, PrivacyModel, Statistic, people_sql
 from transforms.hierarchy import Encoded
 
@@ -234,8 +234,25 @@ class OutOfCore(Combinations):
         codes = ", ".join(str(int(c)) for c in counts["q0"][taken])
         return self._in_memory(f"q0 IN ({codes})")
 
-    def _in_memory(self, where: str) -> InMemory:
-        """The combinations `where` holds (SQL over combo), in memory."""
+    def people(self, share: float, model: PrivacyModel) -> InMemory:
+        """As in memory (combinations.drawn over the tallies' entity ids); a combination without an
+        entity by its rowid."""
+        unknown = "e IS NULL" if self.by_entity else "true"
+        rowids = np.asarray(self.con.execute(f"SELECT rowid AS i FROM combo WHERE {unknown}").fetchnumpy()["i"], np.int64)
+        copy(self.con, "drawn_rows", pa.table({"i": rowids[drawn(rowids, share)]}))
+        where = "rowid IN (SELECT i FROM drawn_rows)"
+        if self.by_entity:
+            ids = np.asarray(self.con.execute("SELECT DISTINCT e FROM combo WHERE e IS NOT NULL").fetchnumpy()["e"], np.int64)
+            copy(self.con, "drawn", pa.table({"e": ids[drawn(ids, share)]}))
+            where = f"(e IN (SELECT e FROM drawn) OR {where})"
+        try:
+            return self._in_memory(where, model)
+        finally:
+            run(self.con, "DROP TABLE IF EXISTS drawn")
+            run(self.con, "DROP TABLE drawn_rows")
+
+    def _in_memory(self, where: str, model: PrivacyModel | None = None) -> InMemory:
+        """The combinations `where` holds (SQL over combo), in memory (judged by `model`, or by this table's)."""
         # Entities and sensitive values as dense codes (-1: no entity; null is a value of its own).
         columns = (
             [f"q{j}" for j in range(len(self.qis))]
@@ -252,7 +269,7 @@ class OutOfCore(Combinations):
         qis = [dataclasses.replace(q, codes=np.asarray(found[f"q{j}"])) for j, q in enumerate(self.qis)]
         sensitive = {c: np.asarray(found[f"s{j}"]) for j, c in enumerate(self.model.sensitive)}
         entity = np.asarray(found["e"]) if self.by_entity else None
-        table = InMemory(qis, entity, sensitive, np.asarray(found["w"]), self.bounds, self.model)
+        table = InMemory(qis, entity, sensitive, np.asarray(found["w"]), self.bounds, model or self.model)
         table.entity_ids = np.asarray(ids, np.int64) if ids is not None else None
         return table
 

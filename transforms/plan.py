@@ -35,7 +35,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.anonymity import EXACT_COMBINATIONS, Solution, confirmed, search_table, with_itemsets
+from transforms.anonymity import (
+    EXACT_COMBINATIONS,
+    PEOPLE_COMBOS,
+    PEOPLE_SLACK,
+    Solution,
+    Unreachable,
+    confirmed,
+    sampled,
+    search_table,
+    with_itemsets,
+)
 from transforms.combinations import Combinations, class_keys
 from transforms.hierarchy import Encoded, Hierarchy, UnitHierarchy, encode
 from transforms.operators import Context, Drop, Suppress
@@ -291,24 +301,21 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
         # A large table of many units chooses its node on a sample of whole units, then counts it
         # once on everyone (anonymity.confirmed): each count on everyone costs seconds a group.
         sample = table.sample(SAMPLE_COMBOS) if isinstance(table, OutOfCore) else None
-        searched = sample or table
-        # Where k^m follows on a large table, its start need not be the exact optimum at m = 1
-        # (k^m ends far above it): the first feasible node of the least-loss chain will do.
-        strategy = "chain" if km and searched.size > EXACT_COMBINATIONS else "auto"
-        solution = search_table(searched, encoded, ranges, policy.privacy.max_suppression, weights, strategy)
-        if km:
-            solution = with_itemsets(
-                searched,
-                encoded,
-                ranges,
-                solution,
-                items,
-                policy.privacy.max_suppression,
-                weights,
-            )
+        drawn, limit = "units", policy.privacy.max_suppression
+        # One large unit (or a few), where k^m follows: a sample of its people at a scaled k.
+        if sample is None and km and table.size > PEOPLE_COMBOS and (scaled := sampled(table.model)):
+            sample, drawn, limit = table.people(scaled[1], scaled[0]), "people", min(1.0, limit * PEOPLE_SLACK)
+        args = (items, policy.privacy.max_suppression, weights)
+        try:
+            solution = _searched(sample or table, encoded, ranges, items, km, limit, weights)
+        except Unreachable:
+            if sample is None:
+                raise
+            # A sample too thin to reach the model says nothing of everyone: search everyone.
+            sample, limit = None, policy.privacy.max_suppression
+            solution = _searched(table, encoded, ranges, items, km, limit, weights)
         if sample is not None:
-            args = (items, policy.privacy.max_suppression, weights)
-            solution = confirmed(table, encoded, ranges, solution, *args)
+            solution = confirmed(table, encoded, ranges, solution, *args, drawn=drawn)
     levels = {
         e.name: Level(
             problem.codebooks[e.name],
@@ -321,6 +328,23 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
     codes, suppressed = table.codes(solution.suppressed)
     keys = _class_keys([levels[e.name].to_level[c] for e, c in zip(encoded, codes)], levels)
     return Plan(levels, np.unique(keys), solution, problem.erased, suppressed, taken=solution.taken)
+
+
+def _searched(
+    table: Combinations,
+    encoded: list[Encoded],
+    ranges: dict[str, tuple[int, int]],
+    items: list[bool],
+    km: bool,
+    limit: float,
+    weights: dict[str, float],
+) -> Solution:
+    """The search's node on `table`: then, where k^m follows, the node its itemsets allow. Where
+    k^m follows on a large table, its start need not be the exact optimum at m = 1 (k^m ends far
+    above it): the first feasible node of the least-loss chain will do."""
+    strategy = "chain" if km and table.size > EXACT_COMBINATIONS else "auto"
+    solution = search_table(table, encoded, ranges, limit, weights, strategy)
+    return with_itemsets(table, encoded, ranges, solution, items, limit, weights) if km else solution
 
 
 def solve(

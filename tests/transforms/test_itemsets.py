@@ -340,3 +340,85 @@ def test_a_node_chosen_on_a_sample_of_units_is_counted_on_everyone_and_holds_the
     oracle = InMemory(qis, frame["e"].to_numpy(), {}, np.ones(len(frame), np.int64), bounds, PrivacyModel(k, m=2))
     assert oracle.itemsets(node, items, None)[2] == rows
     assert set(map(tuple, oracle.itemsets(node, items, None)[1].tolist())) == set(map(tuple, taken.tolist()))
+
+
+def test_a_person_is_drawn_by_id_alone_about_the_share_asked():
+    """The same ids are drawn whatever else is drawn with them, about `share` of them."""
+    from transforms.combinations import drawn
+
+    ids = np.arange(200_000, dtype=np.int64) * 7919 + 13
+    taken = drawn(ids, 0.4)
+    assert abs(taken.mean() - 0.4) < 0.01
+    assert np.array_equal(drawn(ids[::3], 0.4), taken[::3])
+    assert not drawn(ids, 0.0).any() and drawn(ids, 1.0).all()
+
+
+@examples(10)
+@given(st.integers(0, 2**32 - 1), st.integers(4, 6))
+def test_a_node_chosen_on_a_sample_of_people_is_counted_on_everyone_and_holds_there(seed, k):
+    """One large unit chooses its node on a sample of its people at a scaled k (anonymity.sampled)
+    and counts it once on everyone: each drawn person comes with every combination they hold, in
+    memory as out of core (the same people: drawn by the tallies' ids), and what the release keeps
+    is (k, k^m)-anonymous for everyone, by the oracle's own count, within the limit."""
+    from transforms.anonymity import confirmed, sampled
+    from transforms.hierarchy import UnitHierarchy
+    from transforms.outofcore import OutOfCore
+
+    rng = np.random.default_rng(seed)
+    n = 4000
+    people = rng.integers(0, 900, n)
+    cities = rng.choice(["SH", "HZ", "NJ", "BJ", "TJ", "GZ"], n)
+    sexes = np.array(["F", "M"])[people % 2]  # an attribute of the person, as a buyer's nationality
+    entity = people * 31 + 5
+    frame = pd.DataFrame({"u": 0, "e": entity, "s": sexes, "c": cities}).drop_duplicates()
+    qis = [
+        encode("unit", pa.array(frame["u"].astype(str)), UnitHierarchy()),
+        encode("sex", pa.array(frame["s"]), SEX),
+        encode("city", pa.array(frame["c"]), CITY),
+    ]
+    bounds, items = [(0, 0), (0, 1), (0, 2)], [False, False, True]
+    ranges = {q.name: b for q, b in zip(qis, bounds)}
+    model = PrivacyModel(k, m=2)
+    scaled, share = sampled(model)
+    assert scaled.k == 2 and share == 2 / k
+    tally = pa.table(
+        {
+            "unit": qis[0].codes,
+            "sex": qis[1].codes,
+            "city": qis[2].codes,
+            "e": frame["e"].to_numpy(),
+            "subject": np.zeros(len(frame), bool),
+            "rows": np.ones(len(frame), np.int64),
+        }
+    )
+    oracle = InMemory(qis, frame["e"].to_numpy(), {}, np.ones(len(frame), np.int64), bounds, model)
+    with OutOfCore(
+        [tally],
+        qis,
+        ["unit", "sex", "city"],
+        [pa.array(np.arange(q.sizes[0])) for q in qis],
+        bounds,
+        entity="e",
+        by_entity=True,
+        subject="subject",
+        rows="rows",
+        model=model,
+        grouped=True,
+    ) as table:
+        sample, in_memory = table.people(share, scaled), oracle.people(share, scaled)
+        assert sample.model.k == 2 and 0 < sample.size < table.size
+        held = {int(e): n for e, n in zip(*np.unique(frame["e"], return_counts=True))}
+        ids = sample.entity_ids[sample.entity]
+        assert sorted(ids.tolist()) == sorted(in_memory.entity[in_memory.entity >= 0].tolist())
+        assert all(held[int(e)] == n for e, n in zip(*np.unique(ids, return_counts=True)))
+        try:
+            chosen = with_itemsets(sample, qis, ranges, search_table(sample, qis, ranges, 0.1), items, 0.1)
+            solution = confirmed(table, qis, ranges, chosen, items, 0.1, drawn="people")
+        except Unreachable:
+            return
+        node = tuple(solution.levels[q.name] for q in qis)
+        rare, _, rows = table.itemsets(node, items, None)
+        assert "sample of people" in solution.method
+    assert all(a >= b for a, b in zip(node, (chosen.levels[q.name] for q in qis)))
+    assert rows <= int(np.floor(0.1 * len(frame))) and np.array_equal(rare, solution.suppressed)
+    assert oracle.itemsets(node, items, None)[2] == rows
