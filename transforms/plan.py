@@ -303,7 +303,8 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
         sample = table.sample(SAMPLE_COMBOS) if isinstance(table, OutOfCore) else None
         drawn, limit = "units", policy.privacy.max_suppression
         # One large unit (or a few), where k^m follows: a sample of its people at a scaled k.
-        if sample is None and km and table.size > PEOPLE_COMBOS and (scaled := sampled(table.model)):
+        people = PEOPLE_COMBOS is not None and table.size > PEOPLE_COMBOS
+        if sample is None and km and people and (scaled := sampled(table.model)):
             sample, drawn, limit = table.people(scaled[1], scaled[0]), "people", min(1.0, limit * PEOPLE_SLACK)
         args = (items, policy.privacy.max_suppression, weights)
         try:
