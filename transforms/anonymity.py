@@ -51,19 +51,7 @@ EXACT_LIMIT = 100_000  # lattice nodes searched exactly; larger lattices use the
 # Combinations up to which the m = 1 search before k^m is exact; above, it starts k^m from the
 # least-loss chain (measured at 1 M POS lines: benchmarks/RESULTS.md).
 EXACT_COMBINATIONS = 200_000
-# A table with more combinations than this and no sample of units, where k^m follows, may choose
-# its node on a sample of its people (PEOPLE_SHARE of them, k scaled: `sampled`) and count it once
-# on everyone (`confirmed`): each k^m count costs in proportion to the people it counts. Off (None)
-# by default: measured at 500,000 it saves 18% of a 2 M-line day's search and half the 60-day
-# history's, but what the sample leaves behind adds ~0.3 GiB to the count on everyone, and the 2 M
-# day's peak went past 2 GiB (benchmarks/RESULTS.md).
-PEOPLE_COMBOS: int | None = None
-PEOPLE_SHARE = 0.4
-# The sample's limit on suppression, as a multiple of everyone's: a class of k people holds k x
-# share of them only on average, and at k = 5 the sample fails a third of the classes of 5 (a
-# node just within everyone's limit looks past it); counted on everyone, a node past the limit is
-# refused and the chain climbs (`confirmed`). Measured: benchmarks/RESULTS.md.
-PEOPLE_SLACK = 1.25
+PEOPLE_SHARE = 0.4  # the share of people a sample of people draws (k scaled with it: `sampled`)
 
 
 class Unreachable(TuominError, ValueError):

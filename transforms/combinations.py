@@ -166,13 +166,12 @@ class InMemory(Combinations):
     def people(self, share: float, model: PrivacyModel) -> InMemory:
         """A person is drawn by its entity id (as the tallies hold it); a combination without an
         entity, whose rows are people of their own, by its position."""
-        if self.entity is None:
-            keep = drawn(np.arange(self.size), share)
-        else:
+        keep = drawn(np.arange(self.size), share)
+        if self.entity is not None:
             ids = np.maximum(self.entity, 0).astype(np.int64)
             if self.entity_ids is not None and len(self.entity_ids):
                 ids = self.entity_ids[ids]
-            keep = np.where(self.entity >= 0, drawn(ids, share), drawn(np.arange(self.size), share))
+            keep = np.where(self.entity >= 0, drawn(ids, share), keep)
         table = InMemory(
             [dataclasses.replace(q, codes=codes[keep]) for q, codes in zip(self.qis, self.lowest)],
             self.entity[keep] if self.entity is not None else None,

@@ -37,8 +37,6 @@ import pyarrow.compute as pc
 
 from transforms.anonymity import (
     EXACT_COMBINATIONS,
-    PEOPLE_COMBOS,
-    PEOPLE_SLACK,
     Solution,
     Unreachable,
     confirmed,
@@ -57,6 +55,18 @@ from transforms.steps import entity_source
 from transforms.units import UNIT, days_after, person_ids
 
 ENTITY, SUBJECT, ROWS, PEOPLE = "__entity", "__subject", "__rows", "__people"
+# A table with more combinations than this and no sample of units, where k^m follows, may choose
+# its node on a sample of its people (anonymity.sampled) and count it once on everyone
+# (anonymity.confirmed): each k^m count costs in proportion to the people it counts. Off (None)
+# by default: measured at 500,000 it saves 18% of a 2 M-line day's search and half the 60-day
+# history's, but what the sample leaves behind adds ~0.3 GiB to the count on everyone, and the 2 M
+# day's peak went past 2 GiB (benchmarks/RESULTS.md).
+PEOPLE_COMBOS: int | None = None
+# The sample's limit on suppression, as a multiple of everyone's: a class of k people holds k x
+# share of them only on average, and at k = 5 the sample fails a third of the classes of 5 (a
+# node just within everyone's limit looks past it); counted on everyone, a node past the limit is
+# refused and the chain climbs (anonymity.confirmed). Measured: benchmarks/RESULTS.md.
+PEOPLE_SLACK = 1.25
 
 
 def hierarchies(policy: SourcePolicy, ctx: Context) -> dict[str, Hierarchy]:
