@@ -184,9 +184,9 @@ class InMemory(Combinations):
         return table
 
     def itemsets(self, node: tuple[int, ...], items: list[bool], limit: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
-        import duckdb
         import pyarrow as pa
 
+        from transforms import scratch
         from transforms.itemsets import suppress
 
         keys = {}
@@ -206,7 +206,7 @@ class InMemory(Combinations):
             if self.entity is not None
             else pa.nulls(self.size, pa.int64())
         )
-        con = duckdb.connect()
+        con = scratch.connection()
         try:
             con.register(
                 "combos",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ class Hierarchy(ABC):
         """The values at an intermediate level, 0 < level < top."""
 
     def _top(self, values: pa.Array) -> pa.Array:
-        return pa.array([TOP] * len(values), pa.string())
+        return pa.repeat(pa.scalar(TOP, pa.string()), len(values))
 
 
 class UnitHierarchy(Hierarchy):
@@ -71,12 +72,21 @@ class TableHierarchy(Hierarchy):
 
     @classmethod
     def from_csv(cls, path: Path) -> TableHierarchy:
-        with path.open(encoding="utf-8", newline="") as fh:
-            return cls([row for row in csv.reader(fh) if row], source=str(path))
+        """The table in `path`, read once per process while the file is unchanged (pass 1 builds
+        its hierarchies per file, and a history is hundreds of files; a table is never changed
+        once built)."""
+        stat = path.stat()
+        return _table_from_csv(str(path), stat.st_mtime_ns, stat.st_size)
 
     def _level(self, values: pa.Array, level: int) -> pa.Array:
         found = pc.index_in(values.cast(pa.string()), self._keys)
         return pc.fill_null(self._levels[level].take(found), TOP)
+
+
+@functools.lru_cache(maxsize=16)
+def _table_from_csv(path: str, mtime_ns: int, size: int) -> TableHierarchy:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return TableHierarchy([row for row in csv.reader(fh) if row], source=path)
 
 
 class DatetimeHierarchy(Hierarchy):

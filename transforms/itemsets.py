@@ -71,8 +71,11 @@ def suppress(
     number of a level's itemsets one pass of the count holds (BUDGET)."""
     k = int(k)
     run = con.execute
-    # `gone` is the round in which a row died (NULL while it is alive).
-    run(f"CREATE OR REPLACE TEMP TABLE km AS SELECT i, cls, item, e, w, NULL::INTEGER AS gone, false AS rare FROM {relation}")
+    # `gone` is the round in which a row died (NULL while it is alive); the first round's row
+    # classes of fewer than k people are marked as the table is made (one join of their sizes).
+    run(f"""CREATE OR REPLACE TEMP TABLE km AS SELECT i, cls, item, e, w,
+            CASE WHEN size.n < {k} THEN 1 END::INTEGER AS gone, size.n < {k} AS rare FROM {relation} r
+            JOIN (SELECT cls, item, {people_sql("e", "w")} AS n FROM {relation} GROUP BY cls, item) size USING (cls, item)""")
 
     def dead() -> int:
         return int(run("SELECT coalesce(sum(w), 0) FROM km WHERE gone IS NOT NULL").fetchall()[0][0])
@@ -85,14 +88,18 @@ def suppress(
     while True:
         round_ += 1
         whole = round_ == 1 or recount_all
-        # m = 1: a row class (class and item) of fewer than k people goes whole. Its count in
-        # people changes only where its own rows died, in the round before.
-        scope = "km" if whole else f"km SEMI JOIN (SELECT DISTINCT cls, item FROM km WHERE gone = {round_ - 1}) USING (cls, item)"
-        run(f"""
-            UPDATE km SET gone = {round_}, rare = true FROM (
-                SELECT cls, item FROM {scope} WHERE gone IS NULL GROUP BY cls, item
-                HAVING {people_sql("e", "w")} < {k}) rare
-            WHERE km.gone IS NULL AND km.cls = rare.cls AND km.item = rare.item""")
+        # m = 1: a row class (class and item) of fewer than k people goes whole (the first
+        # round's were marked as km was made). Its count in people changes only where its own
+        # rows died, in the round before.
+        if round_ > 1:
+            scope = (
+                "km" if whole else f"km SEMI JOIN (SELECT DISTINCT cls, item FROM km WHERE gone = {round_ - 1}) USING (cls, item)"
+            )
+            run(f"""
+                UPDATE km SET gone = {round_}, rare = true FROM (
+                    SELECT cls, item FROM {scope} WHERE gone IS NULL GROUP BY cls, item
+                    HAVING {people_sql("e", "w")} < {k}) rare
+                WHERE km.gone IS NULL AND km.cls = rare.cls AND km.item = rare.item""")
         if over_limit():
             break
         if whole:
@@ -115,8 +122,11 @@ def suppress(
                     WHERE km_s1.cls = d.cls AND km_s1.item = d.item""")
         # Each person's items in increasing order (and which of them the count is for): the
         # itemsets of a level are formed from positions in these lists, never by joining rows.
-        run("""CREATE OR REPLACE TEMP TABLE km_l AS SELECT e, cls, list(item ORDER BY item) AS l,
-               list(a ORDER BY item) AS al, count(*)::DOUBLE AS n FROM km_pi GROUP BY e, cls HAVING count(*) > 1""")
+        # (A whole round counts every itemset: it reads no flags, and a second ordered list would
+        # cost the list's making three times over.)
+        flags = "NULL::BOOLEAN[]" if whole else "list(a ORDER BY item)"
+        run(f"""CREATE OR REPLACE TEMP TABLE km_l AS SELECT e, cls, list(item ORDER BY item) AS l,
+               {flags} AS al, count(*)::DOUBLE AS n FROM km_pi GROUP BY e, cls HAVING count(*) > 1""")
         run("CREATE OR REPLACE TEMP TABLE km_drop (e BIGINT, cls BIGINT, item BIGINT)")
         watch = _Watch(run, dead(), limit) if limit is not None else None
         for level in range(2, m + 1):

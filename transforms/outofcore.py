@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from transforms import scratch
 from transforms.combinations import Combinations, InMemory, drawn, identity
 from transforms.criteria import PEOPLE, SQL_OF_COUNTS, PrivacyModel, Statistic, people_sql
 from transforms.hierarchy import Encoded
@@ -341,7 +342,7 @@ class OutOfCore(Combinations):
         mask, taken, rows = np.zeros(self.size, bool), [np.zeros((0, 2), np.int64)], 0
         for low, high in self._unit_groups():
             combos = self.con.sql(f"{select} WHERE c.q0 BETWEEN {low} AND {high}").to_arrow_table()
-            group = duckdb.connect()
+            group = scratch.connection()
             try:
                 group.register("combos", combos)
                 found = suppress(group, "combos", self.size, k, m, None if limit is None else limit - rows)
@@ -431,7 +432,7 @@ def rows_in(table: pa.Table, classes: pa.Table) -> np.ndarray:
     matching a null), as a mask; DuckDB compares the two sides' types (dates, timestamps of any
     unit, decimals) as SQL does."""
     names = classes.column_names
-    con = duckdb.connect()
+    con = scratch.connection()
     try:
         con.register("rows", pa.table([*(table[c] for c in names), pa.array(np.arange(table.num_rows))], names=[*names, "__row"]))
         con.register("classes", classes)

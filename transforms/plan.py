@@ -379,9 +379,12 @@ def _taken(table: pa.Table, codes: dict[str, np.ndarray], plan: Plan, policy: So
     """Rows whose (person, item) the engine took (k^m): the item key as the engine made it."""
     items = [c.published_name for c in policy.item_attributes]
     key = class_keys([codes[n] for n in items], [plan.levels[n].size for n in items])
-    people = person_ids(token_ids(table[ENTITY]), table[UNIT])
-    rows = pd.MultiIndex.from_arrays([pc.fill_null(people, -1).to_numpy(), key])
-    return np.asarray(rows.isin(pd.MultiIndex.from_arrays([plan.taken[:, 0], plan.taken[:, 1]])))
+    people = pc.fill_null(person_ids(token_ids(table[ENTITY]), table[UNIT]), -1)
+    rows = pa.table({"e": people, "item": pa.array(key, pa.int64()), "row": pa.array(np.arange(len(key)))})
+    taken = pa.table({"e": pa.array(plan.taken[:, 0], pa.int64()), "item": pa.array(plan.taken[:, 1], pa.int64())})
+    hit = np.zeros(len(key), bool)  # one hash join (a MultiIndex's isin is ten times slower)
+    hit[rows.join(taken, ["e", "item"], join_type="left semi", use_threads=False)["row"].to_numpy()] = True
+    return hit
 
 
 def _erased(table: pa.Table, erased: pa.Array) -> np.ndarray:

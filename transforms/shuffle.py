@@ -13,9 +13,10 @@ rows sorted by hash whatever their number.
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pyarrow as pa
+
+from transforms import scratch
 
 ORDER = "__order"  # the hash column while rows wait in their bucket
 
@@ -27,7 +28,7 @@ def keys(table: pa.Table) -> np.ndarray:
     if table.num_rows == 0:
         return np.zeros(0, np.uint64)
     schema = pa.schema([f.with_type(pa.timestamp("us", f.type.tz)) if pa.types.is_timestamp(f.type) else f for f in table.schema])
-    con = duckdb.connect()
+    con = scratch.connection()
     try:
         con.register("rows", table.cast(schema))
         columns = ", ".join('"' + c.replace('"', '""') + '"' for c in table.column_names)

@@ -115,8 +115,11 @@ def linked_tokens(table: pa.Table, policy: SourcePolicy, lookups: list[tuple[pa.
     link i. The first link that finds the row wins; none = null."""
     out = pa.nulls(table.num_rows, pa.string())
     for link, (keys, tokens) in zip(policy.link, lookups):
-        found = tokens.take(pc.index_in(link_keys(table[link.column]), keys))
-        out = pc.coalesce(out, found)
+        wanted = link_keys(table[link.column])
+        if len(keys) > len(wanted):  # a look-up is hashed where it is probed: narrow it to the batch's keys first
+            near = pc.is_in(keys, value_set=pc.unique(wanted))
+            keys, tokens = keys.filter(near), tokens.filter(near)
+        out = pc.coalesce(out, tokens.take(pc.index_in(wanted, keys)))
     return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
