@@ -103,11 +103,13 @@ def people(datasets: list[Dataset]) -> People:
         if d.record == PROFILE:
             relational[d.name], items[d.name] = described, []
             continue
-        frame = pd.DataFrame({"p": ids[d.name]})
+        person = np.asarray(ids[d.name], np.int64)
+        records = len(pd.unique(person))
         single = []
         for column in described:
-            frame["v"] = pd.factorize(d.table[column].to_pandas(), use_na_sentinel=False)[0]
-            if frame.groupby("p")["v"].nunique().max() <= 1:
+            # One value per person: as many distinct (person, value) pairs as people.
+            value, values = pd.factorize(d.table[column].to_pandas(), use_na_sentinel=False)
+            if records and len(pd.unique(person * max(len(values), 1) + value)) == records:
                 single.append(column)
         relational[d.name] = single
         items[d.name] = [c for c in described if c not in single] + ["period"]
@@ -191,7 +193,9 @@ def smallest_support(
         con = duckdb.connect()
         con.execute(f"SET temp_directory = '{scratch}'")
         con.register("held", held)
-        con.execute("CREATE TABLE pi AS SELECT person, cls, item, kind FROM held")
+        # An item's kind is its dataset's, so it rides in the item's lowest bit: a person's items
+        # are then one sorted list (a second list in the same order would cost it twice over).
+        con.execute("CREATE TABLE pi AS SELECT DISTINCT person, cls, (item & -2) | kind::BIGINT AS item, kind FROM held")
         con.execute("""CREATE TABLE n AS SELECT person, count(*) FILTER (WHERE kind = 0) AS np,
                        count(*) FILTER (WHERE kind = 1) AS nc FROM pi GROUP BY person""")
         minima = []
@@ -202,7 +206,7 @@ def smallest_support(
             prefix = f"AND person IN (SELECT person FROM m WHERE x >= {threshold})" if level > 1 else ""
             can = f"least(np, {adversary.purchases}) + least(nc, {adversary.contacts}) >= {level}" if level > 1 else "true"
             con.execute(f"""CREATE OR REPLACE TABLE ll AS SELECT person, cls, list(item ORDER BY item) AS l,
-                            list(kind ORDER BY item) AS kd, count(*)::DOUBLE AS n FROM pi
+                            count(*)::DOUBLE AS n FROM pi
                             WHERE person IN (SELECT person FROM n WHERE {can} {prefix}) GROUP BY person, cls""")
             names = [f"i{j}" for j in range(1, level + 1)]
             key = ", ".join(names)
@@ -211,7 +215,7 @@ def smallest_support(
                 """One hash range's (person, itemset) pairs: increasing positions in each
                 person's sorted items, extending only a prefix held by `threshold` or more."""
                 first = f"unnest(generate_series(1, len(l) - {level - 1})) AS x1"
-                q = f"SELECT person, cls, l, kd, {first} FROM ll WHERE len(l) >= {level}"
+                q = f"SELECT person, cls, l, {first} FROM ll WHERE len(l) >= {level}"
                 if ranges > 1:
                     q = f"SELECT * FROM ({q}) WHERE hash(cls, l[x1]) % {ranges} = {part}"
                 for j in range(2, level + 1):
@@ -221,8 +225,8 @@ def smallest_support(
                     q = f"SELECT *, unnest(generate_series(x{j - 1} + 1, len(l) - {level - j})) AS x{j} FROM ({q})"
                 kinds = ["true"]
                 if level > 1:
-                    purchases = " + ".join(f"(kd[x{t}] = 0)::INT" for t in range(1, level + 1))
-                    contacts = " + ".join(f"(kd[x{t}] = 1)::INT" for t in range(1, level + 1))
+                    purchases = " + ".join(f"((l[x{t}] & 1) = 0)::INT" for t in range(1, level + 1))
+                    contacts = " + ".join(f"((l[x{t}] & 1) = 1)::INT" for t in range(1, level + 1))
                     kinds = [f"{purchases} <= {adversary.purchases}", f"{contacts} <= {adversary.contacts}"]
                 itemset = ", ".join(f"l[x{t}] AS i{t}" for t in range(1, level + 1))
                 return f"SELECT person, cls, {itemset} FROM ({q}) WHERE {' AND '.join(kinds)}"
