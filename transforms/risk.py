@@ -108,12 +108,21 @@ def people(datasets: list[Dataset]) -> People:
         single = []
         for column in described:
             # One value per person: as many distinct (person, value) pairs as people.
-            value, values = pd.factorize(d.table[column].to_pandas(), use_na_sentinel=False)
-            if records and len(pd.unique(person * max(len(values), 1) + value)) == records:
+            value, distinct = _codes(d.table[column])
+            if records and len(pd.unique(person * max(distinct, 1) + value)) == records:
                 single.append(column)
         relational[d.name] = single
         items[d.name] = [c for c in described if c not in single] + ["period"]
     return People(ids, count, relational, items)
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """A column's values as dense codes (a null one of them) and how many there are: Arrow's
+    encoding of the values as they are (pandas would first convert every value)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    encoded = pc.dictionary_encode(column.combine_chunks(), null_encoding="encode")
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), len(encoded.dictionary)
 
 
 def _hash(table: pa.Table, tag: str = "") -> np.ndarray:

@@ -48,7 +48,7 @@ def labels(parsed: pa.Table, unit: Unit, snapshot: dt.date) -> pa.Array:
     """Each row's unit label: the period of its own date, or for a snapshot source the snapshot's
     date (`snapshot`, the export date of the file that delivered it)."""
     if unit.column is None:
-        return pa.array([snapshot.isoformat()] * parsed.num_rows, pa.string())
+        return pa.repeat(pa.scalar(snapshot.isoformat(), pa.string()), parsed.num_rows)
     return periods(parsed[unit.column], unit.grain)
 
 

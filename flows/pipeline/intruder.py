@@ -111,7 +111,9 @@ def _dataset(name: str, paths: list[Path], root: Path, files: list[PublishedFile
         record = PartitionRecord.model_validate(footer)
         files.append(PublishedFile(path.relative_to(root).as_posix(), footer, record, fields, table))
         tables.append(
-            table.replace_schema_metadata(None).append_column(PERIOD, pa.array([period_of(path)] * table.num_rows, pa.string()))
+            table.replace_schema_metadata(None).append_column(
+                PERIOD, pa.repeat(pa.scalar(period_of(path), pa.string()), table.num_rows)
+            )
         )
     if record is None:
         return None
@@ -373,12 +375,17 @@ def gate(
         smallest_k = min((f.record.k or adversary.k for f in files), default=adversary.k)
         frame = person_frame(datasets, adversary, where, items_alone=False, threshold=smallest_k)
         ids = frame.attrs["people"].ids
-        frame["k"] = 0  # each person's k: the largest of the datasets they are in
-        frame["datasets"] = ""
-        for d, f in zip(datasets, files):
+        # Each person's k, the largest of the datasets they are in, and those datasets' names
+        # (a bit per dataset, named once per set of them).
+        k, bits = np.zeros(len(frame), np.int64), np.zeros(len(frame), np.int64)
+        for j, (d, f) in enumerate(zip(datasets, files)):
             present = np.unique(ids[d.name])
-            frame.loc[present, "k"] = np.maximum(frame.loc[present, "k"], f.record.k or adversary.k)
-            frame.loc[present, "datasets"] += d.name + " "
+            k[present] = np.maximum(k[present], f.record.k or adversary.k)
+            bits[present] |= 1 << j
+        sets, which = np.unique(bits, return_inverse=True)
+        names = ["".join(d.name + " " for j, d in enumerate(datasets) if int(b) >> j & 1) for b in sets]
+        frame["k"] = k
+        frame["datasets"] = pd.Categorical.from_codes(which.reshape(-1), categories=names) if len(frame) else ""
         frame["person"] += offset
         offset += len(frame)
         frame.attrs.clear()

@@ -92,7 +92,9 @@ class PartitionWriter:
             self.pending.append(distinct_values(table))
             if sum(t.num_rows for t in self.pending) >= CHECK_ROWS:
                 self._check_content()
-            counted = table if unit is None else table.append_column(UNIT, pa.array([unit] * table.num_rows, pa.string()))
+            counted = (
+                table if unit is None else table.append_column(UNIT, pa.repeat(pa.scalar(unit, pa.string()), table.num_rows))
+            )
             self.classes.write(self.columns.count(counted))
             self.rows += table.num_rows
             yield table
