@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -23,25 +25,41 @@ Key = tuple[str, int, Sequence]  # (domain, part, one value per row of that part
 def components(sizes: Sequence[int], keys: Iterable[Key]) -> list[np.ndarray]:
     """A dense person id for every row of each part (parts of `sizes` rows, in order): two rows get
     the same id when they hold the same value in the same domain, or are linked through others.
-    Values of different domains never match (a mobile is not a member number)."""
+    Values of different domains never match (a mobile is not a member number). Values are encoded
+    by Arrow as they are (a release gate's millions of tokens never become Python strings), and
+    the graph's indices are 4 bytes while its nodes allow."""
     offsets = np.cumsum([0, *sizes])
-    by_domain: dict[str, list[tuple[np.ndarray, pd.Series]]] = {}
+    by_domain: dict[str, list[tuple[int, pa.Array]]] = {}
     for domain, part, values in keys:
-        found = pd.Series(values, dtype=object)
-        by_domain.setdefault(domain, []).append((np.arange(sizes[part]) + offsets[part], found.where(found != "")))  # "": none
+        by_domain.setdefault(domain, []).append((part, _text(values)))
     # Nodes: every row, then every identifier value; an edge joins a row to each of its values.
     src, dst, nodes = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], int(offsets[-1])
     for parts in by_domain.values():
-        codes, uniques = pd.factorize(pd.concat([values for _, values in parts], ignore_index=True))
-        rows = np.concatenate([r for r, _ in parts])
-        src.append(rows[codes >= 0])
-        dst.append(codes[codes >= 0] + nodes)
-        nodes += len(uniques)
-    sources, targets = np.concatenate(src), np.concatenate(dst)
+        values = pa.chunked_array([v for _, v in parts], pa.string()).combine_chunks()
+        encoded = pc.dictionary_encode(pc.if_else(pc.equal(values, ""), None, values))  # "": none
+        codes = pc.fill_null(encoded.indices, -1).to_numpy()
+        has = codes >= 0
+        rows = np.concatenate([np.arange(sizes[part]) + offsets[part] for part, _ in parts] or [np.zeros(0, np.int64)])
+        src.append(rows[has])
+        dst.append(codes[has].astype(np.int64) + nodes)
+        nodes += len(encoded.dictionary)
+    index = np.int32 if nodes < 2**31 else np.int64
+    sources, targets = np.concatenate(src).astype(index), np.concatenate(dst).astype(index)
+    del src, dst
     graph = coo_matrix((np.ones(len(sources), np.int8), (sources, targets)), shape=(nodes, nodes))
+    del sources, targets
     _, labels = connected_components(graph, directed=False)
     dense, _ = pd.factorize(labels[: offsets[-1]])
     return [dense[offsets[i] : offsets[i + 1]].astype(np.int64) for i in range(len(sizes))]
+
+
+def _text(values) -> pa.Array:
+    """One part's values as Arrow text, null where there is none (None, NaN)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not isinstance(values, pa.Array):
+        values = pa.array(pd.Series(values, dtype=object), from_pandas=True)
+    return values if values.type == pa.string() else values.cast(pa.string())
 
 
 def people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
@@ -52,7 +70,7 @@ def people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     parts = components(
         [frames[s].height for s in sources],
         (
-            (column.split(":", 1)[1] if column.startswith("id:") else column, i, frames[s][column].to_pandas())
+            (column.split(":", 1)[1] if column.startswith("id:") else column, i, frames[s][column].to_arrow())
             for i, s in enumerate(sources)
             for column in frames[s].columns
             if column.startswith(IDENTIFIERS)

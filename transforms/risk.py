@@ -88,7 +88,7 @@ def people(datasets: list[Dataset]) -> People:
     parts = components(
         [d.table.num_rows for d in datasets],
         (
-            (domain, i, d.table[column].to_pandas())
+            (domain, i, d.table[column])
             for i, d in enumerate(datasets)
             for column, domain in d.tokens.items()
             if domain in PERSON_DOMAINS

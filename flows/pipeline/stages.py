@@ -82,16 +82,17 @@ class Scans:
 
     found: dict[str, list[passes.Scanned]] = field(default_factory=dict)
     copied: dict[str, dict[str, str]] = field(default_factory=dict)
-    linked_names: set[str] = field(default_factory=set)
-    linked_erased: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+    erased: set[str] = field(default_factory=set)
 
-    @property
-    def names(self) -> set[str]:
-        return self.linked_names.union(*(s.names for found in self.found.values() for s in found))
-
-    @property
-    def erased(self) -> set[str]:
-        return self.linked_erased.union(*(s.erased for found in self.found.values() for s in found))
+    def add(self, name: str, found: list[passes.Scanned]) -> None:
+        """A source's scans, their names and erased tokens gathered here (each file's own sets
+        repeat the same customers: a history's hundreds of them would hold millions of strings)."""
+        for s in found:
+            self.names |= s.names
+            self.erased |= s.erased
+            s.names, s.erased = set(), set()
+        self.found[name] = found
 
     def shas(self) -> dict[dt.date, dict[str, str]]:
         """The files read, by the export date that delivered them: {date: {path: SHA-256}}."""
@@ -252,8 +253,8 @@ def scan_sources(run: Run, job: passes.Job, names: list[str], selection: Selecti
                 lookups, found_names, found_erased = executor.call(
                     Step(passes.link_lookups, args, f"link-{name}", reads_landing=True)
                 )
-                scans.linked_names |= found_names
-                scans.linked_erased |= found_erased
+                scans.names |= found_names
+                scans.erased |= found_erased
             link_keys = steps.link_keys_of(run.policies, name)
             scans.copied[name] = landing_io.copies(run.landing, files)
             for copy, original in scans.copied[name].items():
@@ -270,7 +271,7 @@ def scan_sources(run: Run, job: passes.Job, names: list[str], selection: Selecti
             ]
         results = iter(executor.run([s for wave_steps in pending.values() for s in wave_steps]))
         for name, wave_steps in pending.items():
-            scans.found[name] = [s for _ in wave_steps for s in next(results)]
+            scans.add(name, [s for _ in wave_steps for s in next(results)])
             _check_sizes(run, name, scans.units(name))
             _log_scan(name, scans.found[name])
     return scans
