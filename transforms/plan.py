@@ -62,6 +62,11 @@ ENTITY, SUBJECT, ROWS, PEOPLE = "__entity", "__subject", "__rows", "__people"
 # history's, but what the sample leaves behind adds ~0.3 GiB to the count on everyone, and the 2 M
 # day's peak went past 2 GiB (benchmarks/RESULTS.md).
 PEOPLE_COMBOS: int | None = None
+# The same for a table judged by k (and l) alone, with no k^m count to follow (the CRM's
+# snapshot), where the exact search visits hundreds of nodes: on the 365-day history's 1 M-member
+# CRM 45.6 -> 23.0 s, the same node (benchmarks/RESULTS.md). A count of k alone holds nothing the
+# sample leaves behind: on by default.
+PEOPLE_COMBOS_RELATIONAL: int | None = 500_000
 # The sample's limit on suppression, as a multiple of everyone's: a class of k people holds k x
 # share of them only on average, and at k = 5 the sample fails a third of the classes of 5 (a
 # node just within everyone's limit looks past it); counted on everyone, a node past the limit is
@@ -313,8 +318,9 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
         sample = table.sample(SAMPLE_COMBOS) if isinstance(table, OutOfCore) else None
         drawn, limit = "units", policy.privacy.max_suppression
         # One large unit (or a few), where k^m follows: a sample of its people at a scaled k.
-        people = PEOPLE_COMBOS is not None and table.size > PEOPLE_COMBOS
-        if sample is None and km and people and (scaled := sampled(table.model)):
+        large = PEOPLE_COMBOS if km else PEOPLE_COMBOS_RELATIONAL
+        people = large is not None and table.size > large
+        if sample is None and people and (scaled := sampled(table.model)):
             sample, drawn, limit = table.people(scaled[1], scaled[0]), "people", min(1.0, limit * PEOPLE_SLACK)
         args = (items, policy.privacy.max_suppression, weights)
         try:

@@ -442,17 +442,18 @@ def test_units_that_need_coarser_levels_republish_the_release_at_them_in_one_ste
 def test_a_node_chosen_on_a_sample_of_people_is_published_only_as_everyone_passes_it(
     prefect_server, landing, tmp_path, monkeypatch
 ):
-    """With every table counted as large (PEOPLE_COMBOS = 0), the sources whose items are counted
-    choose their node on a sample of their people at a scaled k (or, where the sample is too thin
-    to reach the model, on everyone) and count it once on everyone: the footers say which, and the
-    release gate, which counts every person, passes what was published."""
+    """With every table counted as large (PEOPLE_COMBOS and PEOPLE_COMBOS_RELATIONAL = 0), the
+    sources choose their node on a sample of their people at a scaled k (or, where the sample is
+    too thin to reach the model, on everyone) and count it once on everyone: the footers say
+    which, and the release gate, which counts every person, passes what was published."""
     from transforms import plan
 
     monkeypatch.setattr(plan, "PEOPLE_COMBOS", 0)
+    monkeypatch.setattr(plan, "PEOPLE_COMBOS_RELATIONAL", 0)
     run = run_flow(landing, tmp_path, every=True)
     assert run.state.is_completed(), run.summary.error
     methods = {
         path.parts[-3]: read_footer(path)["search"]["method"] for path in run.warehouse.glob("dataset=*/period=*/part-0.parquet")
     }
     assert "sample of people, counted on everyone" in methods["dataset=pos"], methods
-    assert "sample of people" not in methods["dataset=membership"]  # no items: nothing to sample for
+    assert "sample of people, counted on everyone" in methods["dataset=membership"], methods  # k and l alone
