@@ -123,8 +123,8 @@ class Scanned:
     staged: dict[str, list[Path]]  # unit label -> the file's staged rows in that unit
     placed: dict[str, int]  # unit label -> rows
     tally: planning.Tally
-    names: set[str] = field(default_factory=set)  # person names seen (the redaction dictionary)
-    erased: set[str] = field(default_factory=set)  # tokens of rows naming a subject to erase
+    names: set[str] = field(default_factory=set)  # person names seen (the redaction dictionary; a step's, on its first file)
+    erased: set[str] = field(default_factory=set)  # tokens of rows naming a subject to erase (likewise)
     quarantined: int = 0
     elsewhere: int = 0
     dropped: list[str] = field(default_factory=list)  # unknown headers dropped on request
@@ -296,8 +296,17 @@ def scan_many(
     wanted: frozenset[str] | None,
 ) -> list[Scanned]:
     """scan() over several small files in one step: a history of daily files is thousands of
-    files, and a step per file would cost more to schedule than to read."""
-    return [scan(landing, policy, relative, index, job, link_keys, lookups, wanted) for index, relative in files]
+    files, and a step per file would cost more to schedule than to read. The person names and
+    erased tokens of the step's files are gathered on its first (each file's repeat the same
+    customers, and a history's would be millions of strings held until pass 1 ends)."""
+    found = []
+    for index, relative in files:
+        found.append(scan(landing, policy, relative, index, job, link_keys, lookups, wanted))
+        if len(found) > 1:
+            found[0].names |= found[-1].names
+            found[0].erased |= found[-1].erased
+            found[-1].names, found[-1].erased = set(), set()
+    return found
 
 
 def link_lookups(
@@ -452,9 +461,10 @@ def write(
     levels = {k: v for k, v in (plan.solution.levels if plan.solution else {}).items() if k != UNIT}
     fields = field_metadata(policy, levels)
     written = {}
+    of_unit = _rows_by_unit(frame)
     for label, unit in sorted(units.items()):
         partition = passes[label]
-        classes = frame[frame[UNIT] == label].drop(columns=[UNIT]) if UNIT in frame.columns else frame
+        classes = frame.iloc[of_unit.get(label, [])].drop(columns=[UNIT]) if UNIT in frame.columns else frame
         rows_file = held / f"{label}.arrow"
         path = warehouse_io.stage(
             job.warehouse,
@@ -472,6 +482,17 @@ def write(
         written[label] = Partition(path, partition.counts, partition.recorded, partition.cells, inputs)
     release_memory()
     return Written(written, outcome)
+
+
+def _rows_by_unit(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The positions of each unit's rows in a frame of classes with a unit column (one sort, not a
+    comparison of every row per unit: a history's classes are millions of rows in hundreds of units)."""
+    if UNIT not in frame.columns:
+        return {}
+    codes, labels = pd.factorize(frame[UNIT])
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(labels) + 1))
+    return {str(label): order[bounds[i] : bounds[i + 1]] for i, label in enumerate(labels)}
 
 
 class _Pass2:
