@@ -386,10 +386,13 @@ def _taken(table: pa.Table, codes: dict[str, np.ndarray], plan: Plan, policy: So
     items = [c.published_name for c in policy.item_attributes]
     key = class_keys([codes[n] for n in items], [plan.levels[n].size for n in items])
     people = pc.fill_null(person_ids(token_ids(table[ENTITY]), table[UNIT]), -1)
-    rows = pa.table({"e": people, "item": pa.array(key, pa.int64()), "row": pa.array(np.arange(len(key)))})
-    taken = pa.table({"e": pa.array(plan.taken[:, 0], pa.int64()), "item": pa.array(plan.taken[:, 1], pa.int64())})
-    hit = np.zeros(len(key), bool)  # one hash join (a MultiIndex's isin is ten times slower)
-    hit[rows.join(taken, ["e", "item"], join_type="left semi", use_threads=False)["row"].to_numpy()] = True
+    # One hash join (a MultiIndex's isin is ten times slower), on the items of this batch's people.
+    mine = plan.taken[np.isin(plan.taken[:, 0], people.to_numpy())]
+    hit = np.zeros(len(key), bool)
+    if len(mine):
+        rows = pa.table({"e": people, "item": pa.array(key, pa.int64()), "row": pa.array(np.arange(len(key)))})
+        taken = pa.table({"e": pa.array(mine[:, 0], pa.int64()), "item": pa.array(mine[:, 1], pa.int64())})
+        hit[rows.join(taken, ["e", "item"], join_type="left semi", use_threads=False)["row"].to_numpy()] = True
     return hit
 
 

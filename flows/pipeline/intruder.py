@@ -379,7 +379,8 @@ def gate(
         # (a bit per dataset, named once per set of them).
         k, bits = np.zeros(len(frame), np.int64), np.zeros(len(frame), np.int64)
         for j, (d, f) in enumerate(zip(datasets, files)):
-            present = np.unique(ids[d.name])
+            present = np.zeros(len(frame), bool)
+            present[ids[d.name]] = True
             k[present] = np.maximum(k[present], f.record.k or adversary.k)
             bits[present] |= 1 << j
         sets, which = np.unique(bits, return_inverse=True)
