@@ -121,6 +121,8 @@ def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
     encoding of the values as they are (pandas would first convert every value)."""
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
+    # One array before encoding: a chunked array of no chunks (a dataset without rows in a group
+    # of units) encodes to one that Arrow cannot combine for every type (dates).
     encoded = pc.dictionary_encode(column.combine_chunks(), null_encoding="encode")
     return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), len(encoded.dictionary)
 
@@ -129,14 +131,7 @@ def _hash(table: pa.Table, tag: str = "") -> np.ndarray:
     """A 64-bit value per row for the row's values in `table`'s columns (and `tag`, which keeps two
     datasets' values apart): each column's values as dense codes (exact), the codes hashed
     together. Equal rows, equal values, within one call's tables."""
-    codes = {}
-    for name in table.column_names:
-        column = table[name]
-        if pa.types.is_dictionary(column.type):
-            column = column.cast(column.type.value_type)
-        # One array before encoding: a chunked array of no chunks (a dataset without rows in a
-        # group of units) encodes to one that Arrow cannot combine for every type (dates).
-        codes[name] = pc.fill_null(pc.dictionary_encode(column.combine_chunks()).indices, -1).to_numpy()
+    codes = {name: _codes(table[name])[0] for name in table.column_names}
     codes["__tag"] = np.full(table.num_rows, zlib.crc32(tag.encode()), np.int64)
     return pd.util.hash_pandas_object(pd.DataFrame(codes), index=False).to_numpy().view(np.int64)
 

@@ -386,7 +386,7 @@ def gate(
         sets, which = np.unique(bits, return_inverse=True)
         names = ["".join(d.name + " " for j, d in enumerate(datasets) if int(b) >> j & 1) for b in sets]
         frame["k"] = k
-        frame["datasets"] = pd.Categorical.from_codes(which.reshape(-1), categories=names) if len(frame) else ""
+        frame["datasets"] = pd.Categorical.from_codes(which.reshape(-1), categories=names)
         frame["person"] += offset
         offset += len(frame)
         frame.attrs.clear()
