@@ -70,8 +70,8 @@ class Solution:
     class_sizes: np.ndarray = field(repr=False)  # per published class, in entities when counted so
     method: str = "exact"
     taken: np.ndarray = field(
-        default_factory=lambda: np.zeros((0, 2), np.int64), repr=False
-    )  # (entity id, item key) suppressed (k^m)
+        default_factory=lambda: np.zeros((0, 3), np.int64), repr=False
+    )  # (entity id, item key, rows of it kept) suppressed (k^m)
 
 
 def search(
@@ -338,7 +338,7 @@ def confirmed(
         rows, failing = table.failing(node, allowed)
         if failing is None:
             continue
-        found = table.itemsets(node, items, allowed) if km else (failing, np.zeros((0, 2), np.int64), rows)
+        found = table.itemsets(node, items, allowed) if km else (failing, np.zeros((0, 3), np.int64), rows)
         if found[2] > allowed:
             continue
         mask = found[0]

@@ -51,7 +51,8 @@ class Combinations(ABC):
         """What to suppress at `node` for the model's (k, k^m) (transforms/itemsets.py), the quasi-identifiers
         flagged in `items` making the item and the others the class: the combinations of row
         classes too rare (a mask), the items taken from people ((entity id as the tallies hold
-        it, item key) pairs), and the rows that is; past `limit` rows, only that it is more."""
+        it, item key, rows of it kept) triples), and the rows that is; past `limit` rows, only
+        that it is more."""
 
     @abstractmethod
     def people(self, share: float, model: PrivacyModel) -> InMemory:
@@ -216,7 +217,7 @@ class InMemory(Combinations):
         finally:
             con.close()
         if self.entity_ids is not None and len(taken):
-            taken = np.stack([self.entity_ids[taken[:, 0]], taken[:, 1]], axis=1)
+            taken = np.stack([self.entity_ids[taken[:, 0]], taken[:, 1], taken[:, 2]], axis=1)
         return mask, taken, rows
 
     def _classes(self, node: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

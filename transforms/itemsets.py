@@ -1,11 +1,16 @@
 """k^m within relational classes ((k, k^m)-anonymity, Poulis et al. 2013; Terrovitis et al. 2008):
 the part of the privacy engine that looks at a person's items together.
 
-A person-level record is a relational class (the person's own attributes, and the unit) and a set
-of items (a purchase's store, product and amount band …, as published). The record is
-(k, k^m)-anonymous when every itemset of at most m items a person holds is held by at least k
+A person-level record is a relational class (the person's own attributes, and the unit) and a bag
+of items (a purchase's store, product and amount band …, as published, once per row). The record
+is (k, k^m)-anonymous when every itemset of at most m items a person holds is held by at least k
 people of the same class. At m = 1 that is what the search's classes already ensure (a row's
-class is its person's class and its item); this adds m = 2 … M.
+class is its person's class and its item); this adds m = 2 … M. An item in n rows of a person is
+n items, its first … n-th occurrence (at most m of them count: no itemset of m holds more), so
+that "bought it twice" is an itemset like any other, and an itemset holds an occurrence only
+with the ones before it (what one may know of a person who bought it twice). Taking an
+occurrence takes the rows from it on: a person may keep one purchase of an item and lose the
+second, which the rows published alike make indistinguishable.
 
 Supports are counted level by level, as Apriori does: an itemset of m items is formed only from a
 person's itemsets of m - 1 items that at least k people hold, so nothing is enumerated beyond what
@@ -45,7 +50,7 @@ import numpy as np
 
 from transforms.criteria import people_sql
 
-_TABLES = ("km", "km_a", "km_p", "km_pi", "km_l", "km_s1", "km_s", "km_c", "km_drop", "km_seen", "km_new")
+_TABLES = ("km", "km_ix", "km_a", "km_p", "km_pi", "km_l", "km_s1", "km_s", "km_c", "km_drop", "km_seen", "km_new")
 BUDGET = 4_000_000  # a level's (person, itemset) pairs counted in one pass; more are counted a hash range at a time
 SAMPLED = 16  # the share of a level's pairs (one hash range in SAMPLED) that estimates their number
 
@@ -64,18 +69,31 @@ def suppress(
     """What to suppress so that every row class holds k people and every itemset of at most m
     items k people of its class: the combinations whose row class is too rare (a mask over
     0 … size-1; pass 2 removes such a class whole), the items taken from people ((entity id,
-    item key) pairs, an array of shape (n, 2)), and the rows all of that holds. Rows only ever
+    item key, rows of it kept) triples, an array of shape (n, 3); pass 2 keeps that many of the
+    person's rows of the item), and the rows all of that holds. Rows only ever
     join the suppressed, so once more than `limit` are, the node has failed: the counting stops
     there and the figures returned are a lower bound (rows > limit is all a caller may read).
     `recount_all` counts every itemset in every round (the tests' reference); `budget` is the
     number of a level's itemsets one pass of the count holds (BUDGET)."""
-    k = int(k)
+    k, m = int(k), int(m)
     run = con.execute
+    # An item in n rows of a person is n items, its occurrences 0 … min(n, m) - 1 (no itemset of
+    # m holds more), keyed item·m + occurrence: each item's rank among the items (km_ix maps it
+    # back) leaves room for them. A row of km is one occurrence of one person's item; the last
+    # counted occurrence stands for the rows past it too (w), so that taking occurrence j removes
+    # the rows from the j-th on. Rows without a person are people of their own: one occurrence.
+    run(f"""CREATE OR REPLACE TEMP TABLE km_ix AS SELECT item, (row_number() OVER (ORDER BY item) - 1)::BIGINT AS ix
+            FROM (SELECT DISTINCT item FROM {relation})""")
+    ranked = f"(SELECT r.* EXCLUDE (item), x.ix AS item FROM {relation} r JOIN km_ix x USING (item))"
     # `gone` is the round in which a row died (NULL while it is alive); the first round's row
     # classes of fewer than k people are marked as the table is made (one join of their sizes).
-    run(f"""CREATE OR REPLACE TEMP TABLE km AS SELECT i, cls, item, e, w,
-            CASE WHEN size.n < {k} THEN 1 END::INTEGER AS gone, size.n < {k} AS rare FROM {relation} r
-            JOIN (SELECT cls, item, {people_sql("e", "w")} AS n FROM {relation} GROUP BY cls, item) size USING (cls, item)""")
+    run(f"""CREATE OR REPLACE TEMP TABLE km AS
+            WITH t AS (SELECT e, cls, item, sum(w)::BIGINT AS n, least(n, CASE WHEN e IS NULL THEN 1 ELSE {m} END) AS c
+                       FROM {ranked} GROUP BY e, cls, item),
+            size AS (SELECT cls, item, {people_sql("e", "n")} AS n FROM t GROUP BY cls, item),
+            o AS (SELECT *, unnest(range(c)) AS j FROM t)
+            SELECT o.cls, o.item * {m} + o.j AS item, o.e, CASE WHEN o.j = o.c - 1 THEN o.n - o.j ELSE 1 END AS w,
+            CASE WHEN size.n < {k} THEN 1 END::INTEGER AS gone, size.n < {k} AS rare FROM o JOIN size USING (cls, item)""")
 
     def dead() -> int:
         return int(run("SELECT coalesce(sum(w), 0) FROM km WHERE gone IS NOT NULL").fetchall()[0][0])
@@ -88,23 +106,22 @@ def suppress(
     while True:
         round_ += 1
         whole = round_ == 1 or recount_all
-        # m = 1: a row class (class and item) of fewer than k people goes whole (the first
-        # round's were marked as km was made). Its count in people changes only where its own
-        # rows died, in the round before.
+        # m = 1: a row class (class and item: its first occurrences) of fewer than k people goes
+        # whole (the first round's were marked as km was made). Its count in people changes only
+        # where its own rows died, in the round before.
         if round_ > 1:
-            scope = (
-                "km" if whole else f"km SEMI JOIN (SELECT DISTINCT cls, item FROM km WHERE gone = {round_ - 1}) USING (cls, item)"
-            )
+            died = f"SELECT DISTINCT cls, item - item % {m} AS item FROM km WHERE gone = {round_ - 1}"  # as first occurrences
+            scope = "km" if whole else f"km SEMI JOIN ({died}) USING (cls, item)"
             run(f"""
                 UPDATE km SET gone = {round_}, rare = true FROM (
-                    SELECT cls, item FROM {scope} WHERE gone IS NULL GROUP BY cls, item
+                    SELECT cls, item FROM {scope} WHERE gone IS NULL AND item % {m} = 0 GROUP BY cls, item
                     HAVING {people_sql("e", "w")} < {k}) rare
-                WHERE km.gone IS NULL AND km.cls = rare.cls AND km.item = rare.item""")
+                WHERE km.gone IS NULL AND km.cls = rare.cls AND km.item - km.item % {m} = rare.item""")
         if over_limit():
             break
         if whole:
             run("""CREATE OR REPLACE TEMP TABLE km_pi AS
-                   SELECT DISTINCT e, cls, item, true AS a FROM km WHERE gone IS NULL AND e IS NOT NULL""")
+                   SELECT e, cls, item, true AS a FROM km WHERE gone IS NULL AND e IS NOT NULL""")
             run("CREATE OR REPLACE TEMP TABLE km_s1 AS SELECT cls, item, count(*) AS sup FROM km_pi GROUP BY ALL")
         else:
             # The items whose rows died since the last count, their holders, and what they hold.
@@ -112,7 +129,7 @@ def suppress(
             run("""CREATE OR REPLACE TEMP TABLE km_p AS SELECT DISTINCT km.e, km.cls FROM km JOIN km_a USING (cls, item)
                    WHERE km.gone IS NULL AND km.e IS NOT NULL""")
             run("""CREATE OR REPLACE TEMP TABLE km_pi AS
-                   SELECT DISTINCT km.e, km.cls, km.item, km_a.cls IS NOT NULL AS a FROM km SEMI JOIN km_p USING (e, cls)
+                   SELECT km.e, km.cls, km.item, km_a.cls IS NOT NULL AS a FROM km SEMI JOIN km_p USING (e, cls)
                    LEFT JOIN km_a USING (cls, item) WHERE km.gone IS NULL""")
             # Single supports, kept rather than recounted: less the people whose item died since
             # (the items taken in the round before, the row classes gone in this one).
@@ -128,7 +145,7 @@ def suppress(
         run(f"""CREATE OR REPLACE TEMP TABLE km_l AS SELECT e, cls, list(item ORDER BY item) AS l,
                {flags} AS al, count(*)::DOUBLE AS n FROM km_pi GROUP BY e, cls HAVING count(*) > 1""")
         run("CREATE OR REPLACE TEMP TABLE km_drop (e BIGINT, cls BIGINT, item BIGINT)")
-        watch = _Watch(run, dead(), limit) if limit is not None else None
+        watch = _Watch(run, dead(), limit, m) if limit is not None else None
         for level in range(2, m + 1):
             if not _count_level(run, level, m, k, whole, budget, watch if (level < m or whole) else None):
                 failed = watch.rows if watch is not None else None
@@ -141,18 +158,26 @@ def suppress(
             run(f"DROP TABLE IF EXISTS km_f{level}")
         if failed is not None:
             break
-        dropped = run(f"""UPDATE km SET gone = {round_} FROM (SELECT DISTINCT e, cls, item FROM km_drop) d
-                          WHERE km.gone IS NULL AND km.e = d.e AND km.cls = d.cls AND km.item = d.item""").fetchall()[0][0]
+        # An occurrence taken goes with the ones after it (the rows past it).
+        dropped = run(f"""UPDATE km SET gone = {round_} FROM (
+                          SELECT e, cls, min(item) AS item FROM km_drop GROUP BY e, cls, item - item % {m}) d
+                          WHERE km.gone IS NULL AND km.e = d.e AND km.cls = d.cls
+                          AND km.item >= d.item AND km.item < d.item - d.item % {m} + {m}""").fetchall()[0][0]
         if not dropped or over_limit():
             break
     rows = failed if failed is not None else dead()
-    classes = np.asarray(con.execute("SELECT i FROM km WHERE rare").fetchnumpy()["i"], np.int64)
-    found = con.execute("SELECT DISTINCT e, item FROM km WHERE gone IS NOT NULL AND NOT rare AND e IS NOT NULL").fetchnumpy()
+    classes = con.execute(f"""SELECT r.i FROM {ranked} r SEMI JOIN (
+                              SELECT DISTINCT cls, item // {m} AS item FROM km WHERE rare) USING (cls, item)""").fetchnumpy()
+    found = con.execute(f"""SELECT t.e, x.item, t.kept FROM (
+                            SELECT e, item // {m} AS ix, min(item % {m}) AS kept FROM km
+                            WHERE gone IS NOT NULL AND NOT rare AND e IS NOT NULL GROUP BY ALL) t
+                            JOIN km_ix x USING (ix)""").fetchnumpy()
     for table in _TABLES:
         run(f"DROP TABLE IF EXISTS {table}")
     mask = np.zeros(size, bool)
-    mask[classes] = True
-    return mask, np.stack([np.asarray(found["e"], np.int64), np.asarray(found["item"], np.int64)], axis=1), rows
+    mask[np.asarray(classes["i"], np.int64)] = True
+    taken = np.stack([np.asarray(found[c], np.int64) for c in ("e", "item", "kept")], axis=1).reshape(-1, 3)
+    return mask, taken, rows
 
 
 class _Watch:
@@ -162,19 +187,23 @@ class _Watch:
     from what one range shows. Each check reads the items newly taken, and the rows only where
     they join them."""
 
-    def __init__(self, run, dead: int, limit: int):
-        self.run, self.rows, self.limit = run, dead, limit
+    def __init__(self, run, dead: int, limit: int, m: int):
+        self.run, self.rows, self.limit, self.m = run, dead, limit, m
         self.read = 0  # rows of km_drop (appended to only) read so far
-        run("CREATE OR REPLACE TEMP TABLE km_seen (e BIGINT, cls BIGINT, item BIGINT)")
+        # Per person and item, the first occurrence taken so far (the rows from it on are counted).
+        run("CREATE OR REPLACE TEMP TABLE km_seen (e BIGINT, cls BIGINT, b BIGINT, j BIGINT)")
 
     def over(self) -> bool:
-        run = self.run
-        run(f"""CREATE OR REPLACE TEMP TABLE km_new AS SELECT DISTINCT e, cls, item FROM km_drop
-                WHERE rowid >= {self.read} EXCEPT SELECT e, cls, item FROM km_seen""")
+        run, m = self.run, self.m
+        # An occurrence newly taken adds the rows from it up to the first one taken before.
+        run(f"""CREATE OR REPLACE TEMP TABLE km_new AS SELECT n.e, n.cls, n.b, n.j, coalesce(s.j, {m}) AS upto FROM (
+                SELECT e, cls, item // {m} AS b, min(item % {m}) AS j FROM km_drop WHERE rowid >= {self.read} GROUP BY ALL) n
+                LEFT JOIN (SELECT e, cls, b, min(j) AS j FROM km_seen GROUP BY ALL) s USING (e, cls, b)
+                WHERE s.j IS NULL OR n.j < s.j""")
         self.read = run("SELECT count(*) FROM km_drop").fetchall()[0][0]
-        added = run("""SELECT coalesce(sum(km.w), 0) FROM km JOIN km_new n
-                       ON km.e = n.e AND km.cls = n.cls AND km.item = n.item WHERE km.gone IS NULL""").fetchall()[0][0]
-        run("INSERT INTO km_seen SELECT * FROM km_new")
+        added = run(f"""SELECT coalesce(sum(km.w), 0) FROM km JOIN km_new n ON km.e = n.e AND km.cls = n.cls
+                        AND km.item >= n.b * {m} + n.j AND km.item < n.b * {m} + n.upto WHERE km.gone IS NULL""").fetchall()[0][0]
+        run("INSERT INTO km_seen SELECT e, cls, b, j FROM km_new")
         self.rows += int(added)
         return self.rows > self.limit
 
@@ -193,10 +222,11 @@ def _count_level(run, level: int, m: int, k: int, whole: bool, budget: int, watc
     key = ", ".join(names)
 
     def pairs(ranges: int, part: int) -> str:
-        """The pairs of one hash range in `ranges` (SQL: e, cls, i1 … i<level>)."""
+        """The pairs of one hash range in `ranges` (SQL: e, cls, i1 … i<level>). An itemset holds an
+        item's n-th occurrence only with its (n-1)-th, right before it in a person's sorted list
+        (an intruder who knows one purchase of an item knows its first)."""
         q = f"SELECT e, cls, l, al, unnest(generate_series(1, len(l) - {level - 1})) AS x1 FROM km_l WHERE len(l) >= {level}"
-        if ranges > 1:
-            q = f"SELECT * FROM ({q}) WHERE hash(cls, l[x1]) % {ranges} = {part}"
+        q = f"SELECT * FROM ({q}) WHERE l[x1] % {m} = 0" + (f" AND hash(cls, l[x1]) % {ranges} = {part}" if ranges > 1 else "")
         for j in range(2, level + 1):
             if j == level and level > 2:
                 # A prefix is extended where its support was counted and holds k people, or where
@@ -208,6 +238,7 @@ def _count_level(run, level: int, m: int, k: int, whole: bool, budget: int, watc
                     held = " OR ".join(f"q.al[q.x{t}]" for t in range(1, level))
                     q = f"SELECT q.* FROM ({q}) q LEFT JOIN km_f{level - 1} f ON {on} WHERE f.cls IS NOT NULL OR NOT ({held})"
             q = f"SELECT *, unnest(generate_series(x{j - 1} + 1, len(l) - {level - j})) AS x{j} FROM ({q})"
+            q = f"SELECT * FROM ({q}) WHERE l[x{j}] % {m} = 0 OR x{j} = x{j - 1} + 1"
         counted = " OR ".join(f"al[x{t}]" for t in range(1, level + 1))
         itemset = ", ".join(f"l[x{t}] AS i{t}" for t in range(1, level + 1))
         return f"SELECT e, cls, {itemset} FROM ({q}) WHERE {'true' if whole else counted}"

@@ -339,7 +339,7 @@ class OutOfCore(Combinations):
         # Units share no class: each group of them is counted on its own, in a connection of its
         # own that holds that group only, so the count's memory follows the group (a unit at
         # most), never the table; the limit is the whole table's.
-        mask, taken, rows = np.zeros(self.size, bool), [np.zeros((0, 2), np.int64)], 0
+        mask, taken, rows = np.zeros(self.size, bool), [np.zeros((0, 3), np.int64)], 0
         for low, high in self._unit_groups():
             combos = self.con.sql(f"{select} WHERE c.q0 BETWEEN {low} AND {high}").to_arrow_table()
             group = scratch.connection()

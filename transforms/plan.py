@@ -217,7 +217,7 @@ class Plan:
     erased: int  # rows of erased subjects (pass 2 drops them before anything else)
     suppressed: int  # rows the engine suppresses
     common: dict[str, pa.Array] = field(default_factory=dict)  # cell suppression: values kept, per column
-    taken: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # (entity id, item key) suppressed (k^m)
+    taken: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))  # (entity id, item key, rows kept) (k^m)
 
     @property
     def qis(self) -> list[str]:
@@ -381,8 +381,12 @@ def _class_keys(codes: list[np.ndarray], levels: dict[str, Level]) -> np.ndarray
     return class_keys(codes, [level.size for level in levels.values()])
 
 
-def _taken(table: pa.Table, codes: dict[str, np.ndarray], plan: Plan, policy: SourcePolicy) -> np.ndarray:
-    """Rows whose (person, item) the engine took (k^m): the item key as the engine made it."""
+def _taken(
+    table: pa.Table, codes: dict[str, np.ndarray], plan: Plan, policy: SourcePolicy, kept: dict[tuple[int, int], int]
+) -> np.ndarray:
+    """Rows the engine took (k^m): of a person's rows of an item (the item key as the engine made
+    it), those past the number the plan keeps of them (none, or the first few: they publish the
+    same values). `kept` counts the rows kept so far across a unit's batches, and is updated."""
     items = [c.published_name for c in policy.item_attributes]
     key = class_keys([codes[n] for n in items], [plan.levels[n].size for n in items])
     people = pc.fill_null(person_ids(token_ids(table[ENTITY]), table[UNIT]), -1)
@@ -391,8 +395,13 @@ def _taken(table: pa.Table, codes: dict[str, np.ndarray], plan: Plan, policy: So
     hit = np.zeros(len(key), bool)
     if len(mine):
         rows = pa.table({"e": people, "item": pa.array(key, pa.int64()), "row": pa.array(np.arange(len(key)))})
-        taken = pa.table({"e": pa.array(mine[:, 0], pa.int64()), "item": pa.array(mine[:, 1], pa.int64())})
-        hit[rows.join(taken, ["e", "item"], join_type="left semi", use_threads=False)["row"].to_numpy()] = True
+        taken = pa.table({"e": mine[:, 0], "item": mine[:, 1], "keep": mine[:, 2]})
+        found = rows.join(taken, ["e", "item"], use_threads=False).to_pandas().sort_values("row", kind="stable")
+        before = np.array([kept.get(pair, 0) for pair in zip(found["e"], found["item"])], np.int64)
+        drop = found.groupby(["e", "item"], sort=False).cumcount().to_numpy() + before >= found["keep"].to_numpy()
+        hit[found["row"].to_numpy()[drop]] = True
+        for pair, n in found[~drop].groupby(["e", "item"], sort=False).size().items():
+            kept[pair] = kept.get(pair, 0) + int(n)
     return hit
 
 
@@ -438,9 +447,17 @@ class Finished:
 
 
 def finish(
-    staged: pa.Table, plan: Plan, policy: SourcePolicy, ctx: Context, built: dict[str, Hierarchy], erased: set[str]
+    staged: pa.Table,
+    plan: Plan,
+    policy: SourcePolicy,
+    ctx: Context,
+    built: dict[str, Hierarchy],
+    erased: set[str],
+    kept: dict[tuple[int, int], int] | None = None,
 ) -> Finished:
-    """Pass 2 on one staged batch: erase, suppress the planned classes, apply every operator."""
+    """Pass 2 on one staged batch: erase, suppress the planned classes, apply every operator.
+    `kept`: the rows of each item the plan cuts short kept in the unit's batches before this one
+    (updated; a unit's batches go through in turn)."""
     gone = _erased(staged, _tokens(erased))
     table = staged.filter(pa.array(~gone))
     suppressed = 0
@@ -457,7 +474,7 @@ def finish(
     if codes and (len(plan.suppressed_keys) or len(plan.taken)):
         drop = np.isin(_class_keys(list(codes.values()), plan.levels), plan.suppressed_keys)
         if len(plan.taken):  # items taken from people whose itemsets too few others share (k^m)
-            drop |= _taken(table, codes, plan, policy)
+            drop |= _taken(table, codes, plan, policy, {} if kept is None else kept)
         suppressed = int(drop.sum())
         table = table.filter(pa.array(~drop))
         codes = {name: c[~drop] for name, c in codes.items()}

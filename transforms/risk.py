@@ -11,7 +11,9 @@ recomputed, but they join.
     relational  a column with one value per person in its dataset (in a profile dataset, such as
                 a membership snapshot, every column); a person's value is the set of values
                 they show (two snapshots that differ show both)
-    items       the other columns of an event row (a purchase, a contact), with its unit's period
+    items       the other columns of an event row (a purchase, a contact), with its unit's period;
+                a bag, as the rows are: an item in two equal rows is two items (its first and
+                second occurrence), so that "bought it twice" is something one may know
     support     of an itemset: the people in the person's relational class who hold it. Counted
                 level by level as Apriori does (an itemset of m items only from persons whose
                 (m-1)-itemsets are held by someone else too), in DuckDB, out of core
@@ -163,7 +165,8 @@ def relational_classes(datasets: list[Dataset], found: People) -> np.ndarray:
 
 
 def items(datasets: list[Dataset], found: People, classes: np.ndarray) -> pd.DataFrame:
-    """Distinct (person, class, item, kind): kind 0 a purchase, 1 a contact."""
+    """Distinct (person, class, item, kind) with `n`, the rows that show it: kind 0 a purchase,
+    1 a contact. Rows are a bag: two equal rows are two purchases."""
     parts = []
     for d in datasets:
         if d.record == PROFILE or not found.items[d.name]:
@@ -174,15 +177,19 @@ def items(datasets: list[Dataset], found: People, classes: np.ndarray) -> pd.Dat
             pd.DataFrame({"person": person, "cls": classes[person], "item": item, "kind": np.int8(d.record == CONTACTS)})
         )
     if not parts:
-        return pd.DataFrame({"person": [], "cls": [], "item": [], "kind": []}).astype(np.int64)
-    return pd.concat(parts, ignore_index=True).drop_duplicates()
+        return pd.DataFrame({"person": [], "cls": [], "item": [], "kind": [], "n": []}).astype(np.int64)
+    keys = ["person", "cls", "item", "kind"]
+    return pd.concat(parts, ignore_index=True).groupby(keys, sort=False).size().rename("n").reset_index()
 
 
 def smallest_support(
     held: pd.DataFrame, adversary: Adversary, threshold: int = 2, where: Path | None = None, budget: int = BUDGET
 ) -> pd.DataFrame:
     """Per person with items, the smallest support of their itemsets of each size (min_1 … min_M,
-    cumulative: min over sizes up to it), counted level by level: an itemset is extended only
+    cumulative: min over sizes up to it). `held` is a bag of (person, cls, item, kind) rows, or
+    its distinct rows with their count in `n`: an item held twice is two items (its first and
+    second occurrence), up to the number of that kind the adversary knows. Counted level by
+    level: an itemset is extended only
     while held by `threshold` people or more. A person whose smaller itemset is held by fewer is
     already below the threshold, so the minima are exact for everyone at or above it.
 
@@ -193,13 +200,24 @@ def smallest_support(
     hash range of the itemsets' class and first item, so memory follows `budget`, not the release
     (as in transforms/itemsets.py)."""
     top = adversary.purchases + adversary.contacts
+    occurrences = max(adversary.purchases, adversary.contacts, 1)  # an item's occurrences that can count
     with tempfile.TemporaryDirectory(dir=where) as scratch:
         con = duckdb.connect()
         con.execute(f"SET temp_directory = '{scratch}'")
         con.register("held", held)
-        # An item's kind is its dataset's, so it rides in the item's lowest bit: a person's items
-        # are then one sorted list (a second list in the same order would cost it twice over).
-        con.execute("CREATE TABLE pi AS SELECT DISTINCT person, cls, (item & -2) | kind::BIGINT AS item, kind FROM held")
+        # Rows are a bag: an item held n times is n items (its 1st, 2nd … occurrence), as many as
+        # the intruder may know of its kind, so "bought it twice" is an itemset like any other.
+        # A key is the item's rank, then its occurrence (0 … occurrences - 1), then its kind in
+        # the lowest bit: a person's items are then one sorted list, an item's occurrences side
+        # by side (a second list in the same order would cost it twice over).
+        count = "sum(n)" if "n" in held.columns else "count(*)"
+        most = f"greatest(CASE WHEN kind = 1 THEN {adversary.contacts} ELSE {adversary.purchases} END, 1)"
+        con.execute(f"""CREATE TABLE pi AS WITH g AS (SELECT person, cls, item, kind, least({count}, {most})::BIGINT AS n
+                        FROM held GROUP BY person, cls, item, kind), x AS (
+                        SELECT item, kind, row_number() OVER (ORDER BY item, kind) - 1 AS ix
+                        FROM (SELECT DISTINCT item, kind FROM g))
+                        SELECT person, cls, (x.ix * {occurrences} + j) * 2 + kind AS item, kind FROM (
+                        SELECT *, unnest(range(n)) AS j FROM g) JOIN x USING (item, kind)""")
         con.execute("""CREATE TABLE n AS SELECT person, count(*) FILTER (WHERE kind = 0) AS np,
                        count(*) FILTER (WHERE kind = 1) AS nc FROM pi GROUP BY person""")
         minima = []
@@ -220,13 +238,16 @@ def smallest_support(
                 person's sorted items, extending only a prefix held by `threshold` or more."""
                 first = f"unnest(generate_series(1, len(l) - {level - 1})) AS x1"
                 q = f"SELECT person, cls, l, {first} FROM ll WHERE len(l) >= {level}"
+                # An item's n-th occurrence only with its (n-1)-th, right before it in the list.
+                q = f"SELECT * FROM ({q}) WHERE (l[x1] >> 1) % {occurrences} = 0"
                 if ranges > 1:
-                    q = f"SELECT * FROM ({q}) WHERE hash(cls, l[x1]) % {ranges} = {part}"
+                    q += f" AND hash(cls, l[x1]) % {ranges} = {part}"
                 for j in range(2, level + 1):
                     if j == level:
                         on = " AND ".join(["f.cls = q.cls"] + [f"f.i{t} = q.l[q.x{t}]" for t in range(1, level)])
                         q = f"SELECT q.* FROM ({q}) q SEMI JOIN f{level - 1} f ON {on}"
                     q = f"SELECT *, unnest(generate_series(x{j - 1} + 1, len(l) - {level - j})) AS x{j} FROM ({q})"
+                    q = f"SELECT * FROM ({q}) WHERE (l[x{j}] >> 1) % {occurrences} = 0 OR x{j} = x{j - 1} + 1"
                 kinds = ["true"]
                 if level > 1:
                     purchases = " + ".join(f"((l[x{t}] & 1) = 0)::INT" for t in range(1, level + 1))

@@ -514,10 +514,11 @@ class _Pass2:
         self.cells: dict[str, int] = {}  # cells blanked per column
         self.outcome: Outcome | None = None
         self.recorded: PartitionRecord | None = None  # the footer, as the file holds it
+        self.kept: dict[tuple[int, int], int] = {}  # rows kept so far of the items the plan cuts short
 
     def batches(self, staged: list[Path]) -> Iterator[pa.Table]:
         for batch in ahead(_staged_batches(staged)):
-            done = planning.finish(batch, self.plan, self.policy, self.ctx, self.built, self.erased)
+            done = planning.finish(batch, self.plan, self.policy, self.ctx, self.built, self.erased, self.kept)
             self.counts.erased = (self.counts.erased or 0) + done.erased
             self.counts.suppressed = (self.counts.suppressed or 0) + done.suppressed
             self.counts.published += done.table.num_rows

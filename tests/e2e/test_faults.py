@@ -30,12 +30,14 @@ def _cut_pos(landing: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(prefect_server, landing, tmp_path_factory) -> Run:
-    """DAY1 of the cut landing published by a run never interrupted (what a killed run's rerun must give)."""
+def uninterrupted(day1_published, tmp_path_factory) -> Run:
+    """What a killed run's rerun must give: the same history (DAY1 published, then its POS file
+    cut) and a run on the cut files never interrupted. (A date already published is solved at
+    its release's levels, so a fresh warehouse may choose others.)"""
     root = tmp_path_factory.mktemp("uninterrupted")
-    _day1(landing, root / "landing")
-    _cut_pos(root / "landing")
-    return run_flow(root / "landing", root, date=DAY1)
+    copy_of, _ = copy_run(day1_published[1], day1_published[0], root / "shop")
+    _cut_pos(copy_of)
+    return run_flow(copy_of, root / "shop")
 
 
 def _run_killed_at(failpoint: str, landing: Path, root: Path) -> subprocess.CompletedProcess:

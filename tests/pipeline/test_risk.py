@@ -39,16 +39,25 @@ TOKEN = "keyed HMAC-SHA256, domain '{}'"
 
 def _brute_force(held: pd.DataFrame, adversary: Adversary) -> dict[int, list[int]]:
     """Per person, the smallest support of their itemsets of each size (cumulative), by trying
-    every itemset: what Apriori must agree with."""
-    sets = {p: (g["cls"].iloc[0], frozenset(zip(g["item"], g["kind"]))) for p, g in held.groupby("person")}
+    every itemset: what Apriori must agree with. Rows are a bag: an item in n rows is its first …
+    n-th occurrence, as many as the adversary may know of its kind."""
+
+    def occurrences(g: pd.DataFrame) -> frozenset:
+        counts = g.groupby(["item", "kind"]).size()
+        most = {0: max(adversary.purchases, 1), 1: max(adversary.contacts, 1)}
+        return frozenset((item, kind, j) for (item, kind), n in counts.items() for j in range(min(n, most[kind])))
+
+    sets = {p: (g["cls"].iloc[0], occurrences(g)) for p, g in held.groupby("person")}
     out = {}
     for person, (cls, mine) in sets.items():
         minima, best = [], np.inf
         for size in range(1, adversary.purchases + adversary.contacts + 1):
             for combo in itertools.combinations(sorted(mine), size):
-                kinds = [kind for _, kind in combo]
+                kinds = [kind for _, kind, _ in combo]
                 if kinds.count(0) > adversary.purchases or kinds.count(1) > adversary.contacts:
                     continue
+                if any(j and (item, kind, j - 1) not in combo for item, kind, j in combo):
+                    continue  # what one may know: an item's second occurrence only with its first
                 support = sum(c == cls and set(combo) <= s for c, s in sets.values())
                 best = min(best, support)
             minima.append(best)
@@ -66,7 +75,7 @@ def test_apriori_minima_equal_trying_every_itemset(rows, purchases, contacts):
     held = pd.DataFrame(rows, columns=["person", "item", "kind"]).astype(np.int64)
     held["kind"] = held["kind"] if contacts else 0
     held["item"] = held["item"] * 2 + held["kind"]  # a purchase and a contact are never the same item
-    held = held.drop_duplicates(["person", "item"])
+    # Rows are a bag: a person's item may recur (bought twice), as published rows do.
     held["cls"] = held["person"] % 2  # two relational classes
     adversary = Adversary(5, purchases, contacts)
     expected = _brute_force(held, adversary)
@@ -191,6 +200,14 @@ def _crowd(people_per_group: int, groups: int, day: str, salt: str, item_of=lamb
     return pa.Table.from_pylist(rows)
 
 
+def _basket(people: int, twice: int = 0) -> pa.Table:
+    """Each person bought products A and B; the first `twice` of them A a second time."""
+    rows = [{"customer_id": f"b-{i}", "store": "S1", "product": product} for i in range(people) for product in "AB"]
+    rows += [{"customer_id": f"b-{i}", "store": "S1", "product": "A"} for i in range(twice)]
+    np.random.default_rng(0).shuffle(rows)
+    return pa.Table.from_pylist(rows)
+
+
 def test_a_release_of_crowds_passes_and_each_side_channel_fails_it(tmp_path):
     k = Adversary(k=5)
     good = tmp_path / "good"
@@ -227,6 +244,11 @@ def test_a_release_of_crowds_passes_and_each_side_channel_fails_it(tmp_path):
         ),
     )
     assert {"singling out", "re-identification", "k^m"} <= lone
+    # Rows are a bag: six people bought A and B, one of them A twice, which nobody else did.
+    twice = failing(
+        "twice", lambda root: _write(root, "pos", "2026-03-01", _basket(6, twice=1), {"customer_id": "customer"}, PURCHASES)
+    )
+    assert {"singling out", "k^m"} <= twice
     # A time-ordered export.
     ordered = failing(
         "ordered",
@@ -357,6 +379,11 @@ def test_the_release_gate_refuses_each_failure_naming_the_criterion_and_the_data
     assert lone == [
         "k^m (m=0) on the person-level record: 1 people in a crowd smaller than their k in pos"
     ]  # each buys once: store is relational
+
+    # Rows are a bag: a product bought twice is two purchases, which only one person made.
+    assert failures("bag", ("pos", _basket(6), customer, PURCHASES, None), cases) == []
+    twice = failures("twice", ("pos", _basket(6, twice=1), customer, PURCHASES, None), cases)
+    assert twice == ["k^m (m=2) on the person-level record: 1 people in a crowd smaller than their k in pos"]
 
     shared = failures("shared", crowd, ("after_sales", _crowd(6, 4, "d", "u"), customer, CONTACTS, None))
     assert "a token shared outside its unit: 24 people whose rows span datasets or units in after_sales, pos" in shared

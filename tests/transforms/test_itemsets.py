@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.examples import examples
@@ -35,8 +35,9 @@ rows = st.lists(st.tuples(st.integers(0, 14), st.integers(0, 1), st.integers(0, 
 
 
 def _relation(found: list[tuple[int, int, int, int]]) -> pd.DataFrame:
-    """(person, class, item, rows) as combinations: one class per person, each (person, item) once."""
-    frame = pd.DataFrame(found, columns=["e", "cls", "item", "w"]).drop_duplicates(["e", "item"])
+    """(person, class, item, rows) as combinations: one class per person; a (person, item) may be in
+    several combinations (a node merges lowest-level values) and stands for all their rows."""
+    frame = pd.DataFrame(found, columns=["e", "cls", "item", "w"])
     frame["cls"] = frame.groupby("e")["cls"].transform("first")
     return frame.reset_index(drop=True).assign(i=lambda f: np.arange(len(f)))
 
@@ -52,14 +53,19 @@ def _suppress(
 
 @examples(60)
 @given(rows, st.integers(2, 4), st.integers(1, 3))
+# Five people bought items 0 and 1, one of them item 0 twice (two rows): a bag, not a set.
+@example(found=[(p, 0, item, 1) for p in range(5) for item in (0, 1)] + [(0, 0, 0, 1)], k=5, m=2)
 def test_what_is_left_is_k_km_anonymous(found, k, m):
     frame = _relation(found)
     rare, taken, suppressed = _suppress(frame, k, m)
-    gone = set(map(tuple, taken.tolist()))
-    left = frame[~rare & ~np.array([(e, item) in gone for e, item in zip(frame["e"], frame["item"])], bool)]
-    assert suppressed == frame["w"].sum() - left["w"].sum()
-    if len(left):
-        held = left.rename(columns={"e": "person"}).assign(kind=0)[["person", "cls", "item", "kind"]]
+    # What is published: a person's rows of an item (a bag: two rows are two purchases), all of
+    # them, or as many as the engine keeps where it took an occurrence.
+    held = frame[~rare].groupby(["e", "cls", "item"], as_index=False)["w"].sum()
+    keep = {(e, item): kept for e, item, kept in taken.tolist()}
+    held["n"] = [min(w, keep.get((e, item), w)) for e, item, w in zip(held["e"], held["item"], held["w"])]
+    assert suppressed == frame["w"].sum() - held["n"].sum()
+    held = held[held["n"] > 0].rename(columns={"e": "person"}).assign(kind=0)[["person", "cls", "item", "kind", "n"]]
+    if len(held):
         minima = smallest_support(held, Adversary(k, m, 0), threshold=k)
         assert (minima[[f"min_{level}" for level in range(1, m + 1)]] >= k).all().all()
 
