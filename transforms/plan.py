@@ -395,13 +395,17 @@ def _taken(
     hit = np.zeros(len(key), bool)
     if len(mine):
         rows = pa.table({"e": people, "item": pa.array(key, pa.int64()), "row": pa.array(np.arange(len(key)))})
-        taken = pa.table({"e": mine[:, 0], "item": mine[:, 1], "keep": mine[:, 2]})
-        found = rows.join(taken, ["e", "item"], use_threads=False).to_pandas().sort_values("row", kind="stable")
-        before = np.array([kept.get(pair, 0) for pair in zip(found["e"], found["item"])], np.int64)
-        drop = found.groupby(["e", "item"], sort=False).cumcount().to_numpy() + before >= found["keep"].to_numpy()
-        hit[found["row"].to_numpy()[drop]] = True
-        for pair, n in found[~drop].groupby(["e", "item"], sort=False).size().items():
-            kept[pair] = kept.get(pair, 0) + int(n)
+        taken = pa.table({"e": pa.array(mine[:, 0], pa.int64()), "item": pa.array(mine[:, 1], pa.int64())})
+        found = np.sort(rows.join(taken, ["e", "item"], join_type="left semi", use_threads=False)["row"].to_numpy())
+        # The rows of each (person, item) in turn, the first `keep` of them kept (few rows: plain Python).
+        keep = {(int(e), int(item)): int(n) for e, item, n in mine.tolist()}
+        for row, e, item in zip(found.tolist(), people.take(found).to_pylist(), key[found].tolist()):
+            pair = (e, int(item))
+            seen = kept.get(pair, 0)
+            if seen >= keep[pair]:
+                hit[row] = True
+            else:
+                kept[pair] = seen + 1
     return hit
 
 

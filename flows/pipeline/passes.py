@@ -525,6 +525,7 @@ class _Pass2:
             for name, n in done.cells_suppressed.items():
                 self.cells[name] = self.cells.get(name, 0) + n
             yield done.table
+        self.kept.clear()  # the unit's rows are through
 
     def metadata(self, classes: pd.DataFrame, outcome: Outcome, inputs: Inputs, period: str, run: dict) -> PartitionRecord:
         self.outcome = outcome
