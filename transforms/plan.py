@@ -25,6 +25,8 @@ directory they are given (and remove it).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,6 +225,14 @@ class Plan:
     def qis(self) -> list[str]:
         """The published quasi-identifiers (the levels' names but the unit's, which is the partition)."""
         return [name for name in self.levels if name != UNIT]
+
+    def version(self) -> str:
+        """What, beyond a unit's own inputs, decides what it publishes: the levels, and the values
+        cell suppression keeps (16 hex digits of their SHA-256). A unit's tokens are keyed to it,
+        so that a republication at other levels shares no token with the version it replaces."""
+        levels = {name: int(level) for name, level in (self.solution.levels if self.solution else {}).items() if name != UNIT}
+        common = {name: sorted(map(str, values.to_pylist())) for name, values in sorted(self.common.items())}
+        return hashlib.sha256(json.dumps({"levels": levels, "common": common}, sort_keys=True).encode()).hexdigest()[:16]
 
     def with_counts(self, counts: dict[str, pa.Table], policy: SourcePolicy) -> Plan:
         """Cell suppression's global figures (value counts over the rows not erased)."""

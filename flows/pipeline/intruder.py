@@ -353,6 +353,7 @@ def gate(
     project: Path | None = None,
     run_name: str | None = None,
     where: Path | None = None,
+    replaces: dict[str, dict[str, Path]] | None = None,
 ) -> Verdict:
     """The release's own checks on the partitions staged for it ({dataset: {period: file}}),
     before any is published, against what their metadata records (k, m, l): the person-level
@@ -362,8 +363,11 @@ def gate(
     the frame is built for groups of units of about GATE_ROWS rows at a time (what a group's rows
     need is let go before the next; the frames kept are numbers in 4 bytes: ~60 bytes a person),
     and that no token is shared between units is checked over every file at once, first
-    (`shared_between_units`, out of core). Every failure names its criterion and datasets."""
+    (`shared_between_units`, out of core), and that no staged unit shares a token with the
+    published version it replaces (`replaces`, {dataset: {period: file}}: `carried_tokens`).
+    Every failure names its criterion and datasets."""
     shared = shared_between_units(staged)
+    carried = carried_tokens(staged, replaces or {})
     frames, failures, offset = [], [], 0
     all_files: list[PublishedFile] = []
     for group in _groups(staged):
@@ -424,6 +428,7 @@ def gate(
             found.append(f"{_criterion(check)}: {check['observed']} {_people(check)} in {', '.join(named)}")
     if shared and not any(f.startswith("a token shared") for f in found):  # between units read in different groups
         found.append(f"a token shared outside its unit: {shared} token value(s) in more than one unit")
+    found += [f"a token shared with the version it replaces: {n} token value(s) in {unit}" for unit, n in carried.items()]
     return Verdict(outcome, found + failures, len(frame))
 
 
@@ -511,6 +516,33 @@ def shared_between_units(staged: dict[str, dict[str, Path]]) -> int:
         return int(con.execute(f"SELECT count(*) FROM ({shared})").fetchall()[0][0])
     finally:
         con.close()
+
+
+def carried_tokens(staged: dict[str, dict[str, Path]], replaces: dict[str, dict[str, Path]]) -> dict[str, int]:
+    """Per staged unit (`dataset period`) that replaces a published one, the token values both
+    versions hold (none: a version's tokens are keyed to it, so two versions join nothing)."""
+    found = {}
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        for name, by_period in staged.items():
+            for label, path in by_period.items():
+                old = replaces.get(name, {}).get(label)
+                if old is None:
+                    continue
+                versions = []
+                for file in (path, old):
+                    quoted = str(file).replace("'", "''")
+                    columns = [c for c, f in read_fields(file).items() if "keyed HMAC" in f.get("token", "")]
+                    union = " UNION ".join(
+                        f'SELECT "{c}" AS t FROM read_parquet(\'{quoted}\') WHERE "{c}" IS NOT NULL' for c in columns
+                    )
+                    versions.append(union or "SELECT NULL::VARCHAR AS t WHERE false")
+                n = con.execute(f"SELECT count(*) FROM ({versions[0]}) JOIN ({versions[1]}) USING (t)").fetchall()[0][0]
+                if n:
+                    found[f"{name} {label}"] = int(n)
+    finally:
+        con.close()
+    return found
 
 
 def _name(path: str) -> str:

@@ -450,8 +450,11 @@ def write(
     writer = PartitionWriter(gate, ClassColumns.of_policy(policy, units=True), job.gx_project, job.run_id, work)
     held = warehouse_io.staging(job.warehouse, job.run_id) / ".rows" / policy.source
     passes: dict[str, _Pass2] = {}
+    # A unit's tokens are keyed to its inputs (unit.ids) and to what the plan decided, so that a
+    # version published at other levels joins nothing of the one it replaces.
+    keyed = {label: unit.ids | {"unit": f"{unit.ids['unit']}/{plan.version()}"} for label, unit in units.items()}
     for label, unit in sorted(units.items()):
-        ctx = job.context(policy, names, unit=unit.ids["unit"])
+        ctx = job.context(policy, names, unit=keyed[label]["unit"])
         passes[label] = _Pass2(policy, plan, ctx, built, erased, unit.counts)
         rows = Spill(held / f"{label}.arrow")
         for table in writer.check(ahead(passes[label].batches(list(unit.staged))), label):
@@ -473,7 +476,7 @@ def write(
             label,
             ahead(shuffled(held_tables(rows_file), partition.counts.published, work / "shuffle")),
             fields,
-            functools.partial(partition.metadata, classes, outcome, unit.inputs, label, unit.ids),
+            functools.partial(partition.metadata, classes, outcome, unit.inputs, label, keyed[label]),
         )
         rows_file.unlink()
         if partition.recorded is None:  # stage() calls metadata() after the last batch

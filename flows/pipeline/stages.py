@@ -479,12 +479,21 @@ def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written])
     publishes nothing."""
     began = time.perf_counter()
     release_memory()  # what pass 2 let go of, before the gate holds its groups
+    replaces = {
+        name: {
+            label: target
+            for label in w.partitions
+            if (target := warehouse_io.partition(run.warehouse, name, label) / warehouse_io.PART).exists()
+        }
+        for name, w in written.items()
+    }
     verdict = intruder.gate(
         {name: {label: p.path for label, p in w.partitions.items()} for name, w in written.items()},
         warehouse_io.staging(run.warehouse, run.run_id),
         job.gx_project,
         job.run_id,
         job.work_root,
+        replaces,
     )
     if verdict.failures:
         raise ReleaseFailed("nothing published, the release fails: " + " | ".join(verdict.failures))

@@ -410,8 +410,8 @@ def test_every_partition_of_a_dataset_publishes_a_column_at_one_level(published)
 def test_units_that_need_coarser_levels_republish_the_release_at_them_in_one_step(prefect_server, copy_of, policy_copy, tmp_path):
     """The first day published alone; then a small second day that needs coarser POS levels (little
     suppression allowed here, 3%, so that it cannot be absorbed): the run solves every POS unit again,
-    together, and republishes the first day at the new levels (recorded twice); a rerun finds
-    nothing to do."""
+    together, and republishes the first day at the new levels (recorded twice), with tokens that
+    join nothing of the version it replaces; a rerun finds nothing to do."""
     pos = policy_copy / "pos.yaml"
     pos.write_text(pos.read_text().replace("max_suppression: 0.05", "max_suppression: 0.03"))
     day2 = copy_of / "pos" / "2026-03-02"
@@ -421,9 +421,14 @@ def test_units_that_need_coarser_levels_republish_the_release_at_them_in_one_ste
     main.write_bytes(b"".join(main.read_bytes().splitlines(keepends=True)[:60]))
     first = run_flow(copy_of, tmp_path, date="2026-03-01", policies=str(policy_copy))
     assert first.state.is_completed(), first.state.message
+    day1 = first.warehouse / "dataset=pos" / "period=2026-03-01" / "part-0.parquet"
+    before = set(pq.read_table(day1, columns=["customer_id"])["customer_id"].drop_null().to_pylist())
     run = run_flow(copy_of, tmp_path, policies=str(policy_copy))
     assert run.state.is_completed(), run.state.message
     assert "pos 2026-03-01" in run.summary.republished
+    # The new version's tokens are keyed to it: nothing joins it to the one it replaced.
+    after = set(pq.read_table(day1, columns=["customer_id"])["customer_id"].drop_null().to_pylist())
+    assert before and after and not before & after
     for dataset, levels in _levels(run.warehouse).items():
         assert all(found == levels[0] for found in levels), dataset
     from flows.storage import ledger

@@ -402,6 +402,16 @@ def test_the_release_gate_refuses_each_failure_naming_the_criterion_and_the_data
     )  # a crowd per hour
     assert ordered == ["row order follows txn_time in pos"]
 
+    # A republication carries none of the tokens of the version it replaces: here the staged crowd
+    # is a copy of the published one, tokens and all.
+    recorded = {"k": 5, "m": 3}
+    published = {"pos": {day: _write(tmp_path / "published", "pos", day, _crowd(6, 4, "d", "u"), customer, PURCHASES, recorded)}}
+    again = {"pos": {day: _write(tmp_path / "again", "pos", day, _crowd(6, 4, "d", "u"), customer, PURCHASES, recorded)}}
+    assert gate(again, tmp_path / "again").failures == []
+    assert gate(again, tmp_path / "again", replaces=published).failures == [
+        f"a token shared with the version it replaces: 24 token value(s) in pos {day}"
+    ]
+
     counted = failures("counted", ("pos", _crowd(6, 4, "d", "u"), customer, PURCHASES, {"rows": {"erased": 2}}))
     assert counted == ["count below k=5 in the file metadata of pos (rows.erased)"]
 
