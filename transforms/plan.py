@@ -408,7 +408,9 @@ def _taken(
         taken = pa.table({"e": pa.array(mine[:, 0], pa.int64()), "item": pa.array(mine[:, 1], pa.int64())})
         found = np.sort(rows.join(taken, ["e", "item"], join_type="left semi", use_threads=False)["row"].to_numpy())
         # The rows of each (person, item) in turn, the first `keep` of them kept (few rows: plain Python).
-        keep = {(int(e), int(item)): int(n) for e, item, n in mine.tolist()}
+        keep: dict[tuple[int, int], int] = {}
+        for e, item, n in mine.tolist():  # the fewest, should a person's item be cut short in two classes
+            keep[(e, item)] = min(n, keep.get((e, item), n))
         for row, e, item in zip(found.tolist(), people.take(found).to_pylist(), key[found].tolist()):
             pair = (e, int(item))
             seen = kept.get(pair, 0)
