@@ -33,6 +33,7 @@ import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -50,6 +51,7 @@ from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import BackupEntry, PartitionEntry, PartitionRemovedEntry, Rows
 from flows.storage.files import file_sha256
+from flows.storage.footer import read_footer
 from transforms import plan, steps
 from transforms.anonymity import Unreachable
 from transforms.errors import TuominError
@@ -479,21 +481,13 @@ def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written])
     publishes nothing."""
     began = time.perf_counter()
     release_memory()  # what pass 2 let go of, before the gate holds its groups
-    replaces = {
-        name: {
-            label: target
-            for label in w.partitions
-            if (target := warehouse_io.partition(run.warehouse, name, label) / warehouse_io.PART).exists()
-        }
-        for name, w in written.items()
-    }
     verdict = intruder.gate(
         {name: {label: p.path for label, p in w.partitions.items()} for name, w in written.items()},
         warehouse_io.staging(run.warehouse, run.run_id),
         job.gx_project,
         job.run_id,
         job.work_root,
-        replaces,
+        _replaced(run, written),
     )
     if verdict.failures:
         raise ReleaseFailed("nothing published, the release fails: " + " | ".join(verdict.failures))
@@ -504,6 +498,26 @@ def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written])
         time.perf_counter() - began,
     )
     return verdict
+
+
+def _replaced(run: Run, written: dict[str, passes.Written]) -> dict[str, dict[str, Path]]:
+    """The published files the staged units replace with another version ({dataset: {period:
+    file}}). A file of the same version (its footer's `unit`) is what a run cut short after its
+    rename published: the same rows and tokens, which this run records."""
+    found: dict[str, dict[str, Path]] = {}
+    for name, w in written.items():
+        for label, part in w.partitions.items():
+            target = warehouse_io.partition(run.warehouse, name, label) / warehouse_io.PART
+            if target.exists() and _unit_of(target) != part.metadata.unit:
+                found.setdefault(name, {})[label] = target
+    return found
+
+
+def _unit_of(path: Path) -> str | None:
+    try:
+        return read_footer(path).get("unit")
+    except Exception:  # not a file tuomin wrote: its tokens are checked like another version's
+        return None
 
 
 def publish(
