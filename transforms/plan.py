@@ -412,7 +412,7 @@ def _taken(
         for e, item, n in mine.tolist():  # the fewest, should a person's item be cut short in two classes
             keep[(e, item)] = min(n, keep.get((e, item), n))
         for row, e, item in zip(found.tolist(), people.take(found).to_pylist(), key[found].tolist()):
-            pair = (e, int(item))
+            pair = (e, item)
             seen = kept.get(pair, 0)
             if seen >= keep[pair]:
                 hit[row] = True

@@ -487,15 +487,12 @@ def shared_between_units(staged: dict[str, dict[str, Path]]) -> int:
     hashes of its tokens, read SHARED_COLUMNS token columns a query, are 8 bytes a token in memory;
     a hash found twice is a candidate (two units, a collision, or one unit's columns read by two
     queries), and the candidates (none in a passing release) are counted exactly on the tokens."""
-    selects = []
-    for name, by_period in staged.items():
-        for label, path in by_period.items():
-            tokens = [c for c, f in read_fields(path).items() if "keyed HMAC" in f.get("token", "")]
-            quoted = str(path).replace("'", "''")
-            unit = f"{name}/{label}".replace("'", "''")
-            selects += [
-                f"SELECT \"{c}\" AS t, '{unit}' AS u FROM read_parquet('{quoted}') WHERE \"{c}\" IS NOT NULL" for c in tokens
-            ]
+    selects = [
+        select
+        for name, by_period in staged.items()
+        for label, path in by_period.items()
+        for select in _tokens_of(path, f"{name}/{label}")
+    ]
     if not selects:
         return 0
     con = duckdb.connect(config={"threads": 1})
@@ -529,20 +526,22 @@ def carried_tokens(staged: dict[str, dict[str, Path]], replaces: dict[str, dict[
                 old = replaces.get(name, {}).get(label)
                 if old is None:
                     continue
-                versions = []
-                for file in (path, old):
-                    quoted = str(file).replace("'", "''")
-                    columns = [c for c, f in read_fields(file).items() if "keyed HMAC" in f.get("token", "")]
-                    union = " UNION ".join(
-                        f'SELECT "{c}" AS t FROM read_parquet(\'{quoted}\') WHERE "{c}" IS NOT NULL' for c in columns
-                    )
-                    versions.append(union or "SELECT NULL::VARCHAR AS t WHERE false")
+                versions = [
+                    " UNION ".join(_tokens_of(file, "")) or "SELECT NULL::VARCHAR AS t WHERE false" for file in (path, old)
+                ]
                 n = con.execute(f"SELECT count(*) FROM ({versions[0]}) JOIN ({versions[1]}) USING (t)").fetchall()[0][0]
                 if n:
                     found[f"{name} {label}"] = int(n)
     finally:
         con.close()
     return found
+
+
+def _tokens_of(path: Path, unit: str) -> list[str]:
+    """SQL reading each keyed-token column of a file: its values (t) not null, with `unit` (u)."""
+    quoted, label = str(path).replace("'", "''"), unit.replace("'", "''")
+    columns = [c for c, f in read_fields(path).items() if "keyed HMAC" in f.get("token", "")]
+    return [f"SELECT \"{c}\" AS t, '{label}' AS u FROM read_parquet('{quoted}') WHERE \"{c}\" IS NOT NULL" for c in columns]
 
 
 def _name(path: str) -> str:
