@@ -17,6 +17,9 @@ recomputed, but they join.
     support     of an itemset: the people in the person's relational class who hold it. Counted
                 level by level as Apriori does (an itemset of m items only from persons whose
                 (m-1)-itemsets are held by someone else too), in DuckDB, out of core
+    chains      two snapshots of a profile dataset on different dates, linked without a token:
+                tuples unique on both dates, and relational classes in which fewer than k
+                people changed between them (snapshot_chains)
 
 A person's re-identification probability is 1 / the smallest support of anything the intruder may
 know of them (relational attributes alone, or with up to m items); they are singled out when it
@@ -26,6 +29,7 @@ only: no value leaves this module.
 
 from __future__ import annotations
 
+import itertools
 import math
 import tempfile
 import zlib
@@ -42,6 +46,8 @@ from scipy.stats import spearmanr
 
 from transforms.itemsets import hash_ranges
 from transforms.linkage import components
+
+PERIOD = "period"  # the column each row's unit comes in (flows/pipeline/intruder.read)
 
 PROFILE, PURCHASES, CONTACTS = "profile", "purchases", "contacts"
 PERSON_DOMAINS = ("customer", "receipt", "case")  # tokens that stand for a customer or one of their records
@@ -445,3 +451,48 @@ def snapshot_changes(dataset: Dataset, found: People) -> dict:
         "changed_share": float(frame.loc[moved_any, "p"].nunique() / max(len(linked), 1)),
         "columns": changed,
     }
+
+
+def snapshot_chains(current: list[Dataset], earlier: list[Dataset], k: int) -> dict[str, dict]:
+    """Profile snapshots linked without tokens, over every pair of snapshots of two dates the
+    intruder holds (two of this copy, or one of an earlier copy and one of this): tuples (every
+    column but tokens) unique on both dates, each a member followed from one to the other; and
+    relational classes (the columns the intruder knows: all but tokens and sensitive ones) in which
+    fewer than k people changed (moved to another tuple, joined or left), each change a small
+    crowd's, dated by the snapshots."""
+    out: dict[str, dict] = {}
+    for d in current:
+        if d.record != PROFILE:
+            continue
+        versions = [("now", p, t) for p, t in _snapshots(d)]
+        versions += [("earlier", p, t) for e in earlier if e.name == d.name for p, t in _snapshots(e)]
+        pairs = [(a, b) for a, b in itertools.combinations(versions, 2) if "now" in (a[0], b[0]) and a[1] != b[1]]
+        relational = [c for c in d.table.column_names if c not in d.tokens and c not in d.sensitive and c != PERIOD]
+        unique, members, classes, changed = 0, 0, 0, 0
+        for (_, _, a), (_, _, b) in pairs:
+            columns = [c for c in a.columns if c in b.columns]
+            ca, cb = a.value_counts(subset=columns, dropna=False), b.value_counts(subset=columns, dropna=False)
+            unique += int(((ca == 1) & (cb.reindex(ca.index) == 1)).sum())
+            members = max(members, len(a), len(b))
+            both = pd.concat([ca.rename("a"), cb.rename("b")], axis=1).fillna(0)
+            gained, lost = (both["b"] - both["a"]).clip(lower=0), (both["a"] - both["b"]).clip(lower=0)
+            levels = [columns.index(c) for c in relational if c in columns]
+            by = {"level": levels} if levels else {"by": np.zeros(len(both), int)}
+            moved = np.maximum(gained.groupby(**by).sum(), lost.groupby(**by).sum())
+            small = moved[(moved > 0) & (moved < k)]
+            classes += len(small)
+            changed += int(small.sum())
+        out[d.name] = {
+            "pairs": len(pairs),
+            "unique_on_both": unique,
+            "unique_share": unique / max(members, 1),
+            "classes_changed_below_k": classes,
+            "people_in_them": changed,
+        }
+    return out
+
+
+def _snapshots(dataset: Dataset) -> list[tuple[str, pd.DataFrame]]:
+    """A profile dataset's snapshots (one per period), tokens aside."""
+    frame = dataset.table.drop_columns([c for c in dataset.tokens if c in dataset.table.column_names]).to_pandas()
+    return [(str(p), g.drop(columns=PERIOD)) for p, g in frame.groupby(PERIOD)]

@@ -82,11 +82,21 @@ def subjects_erase(
     warehouse: Warehouse = paths.WAREHOUSE,
     restricted: Vault = paths.RESTRICTED,
     policies: Policies = paths.POLICIES,
+    flush: Annotated[
+        bool,
+        typer.Option(
+            "--flush",
+            help="Carry out every held request now, even fewer than a batch (k): the copies before and after then "
+            "differ by the rows of fewer than k people, which can be told apart. For a deadline; recorded as such.",
+        ),
+    ] = False,
 ) -> None:
-    """Erase one person: put them on requests/erasure.csv (the next run leaves them out of everything
-    it publishes) and, while the pseudonym key exists, remove them from every partition already
-    published (each republished atomically, k and l validated again). Recorded in the ledger
-    whatever happens (done, partial or failed); repeating it finishes what is left."""
+    """Erase one person: put them on requests/erasure.csv, held until a batch of k requests (the
+    policies' largest k) has formed; then, while the pseudonym key exists, remove the whole batch
+    from every partition already published (each republished atomically, k and l validated
+    again), and the next run leaves them out of everything it publishes. A batch, not a person: the
+    copies before and after differ by the rows of at least k people. Recorded in the ledger
+    whatever happens (held, done, partial or failed); repeating it finishes what is left."""
     from pydantic import SecretStr
 
     from flows.cli import usage
@@ -103,15 +113,25 @@ def subjects_erase(
         str(restricted),
         str(policies),
         "tuomin subjects erase",
+        flush,
         return_state=True,
     )
     entry = state.result()  # a failure the request could not record (no key) is raised as it was
     done = entry.data
-    if done.listed:
+    if done.listed and done.status == "held":
         console.print(
             ("added to" if done.added else "already on")
-            + " requests/erasure.csv. The erasure list is part of every date's fingerprint: the "
-            "next `tuomin run` republishes each date whose raw files are still held without this person."
+            + f" requests/erasure.csv, held: {done.held} request(s) wait for a batch of k. Published data and "
+            "the next runs keep this person until the batch forms (its removal would single them out); "
+            "`--flush` carries out the held requests now."
+        )
+    elif done.listed:
+        console.print(
+            ("added to" if done.added else "already on")
+            + f" requests/erasure.csv, in a batch of {done.people}"
+            + (" (flushed: fewer than k, the removal can be told apart)" if done.flushed else "")
+            + ". The erasure list is part of every date's fingerprint: the next `tuomin run` republishes each "
+            "date whose raw files are still held without the batch."
         )
     if done.subject is None:
         console.print(
@@ -120,10 +140,10 @@ def subjects_erase(
         )
     else:
         _print_sweep(who, done)
-    if done.retry_of and done.status == "done":
+    completed = done.retry_of + done.completes
+    if completed and done.status == "done":
         console.print(
-            f"This completes the request of ledger entr{'y' if len(done.retry_of) == 1 else 'ies'} "
-            f"{', '.join(map(str, done.retry_of))}."
+            f"This completes the request of ledger entr{'y' if len(completed) == 1 else 'ies'} {', '.join(map(str, completed))}."
         )
     console.print(f"Request {done.status}: ledger entry {entry.seq}.")
     if done.failed:
@@ -139,12 +159,12 @@ def _print_sweep(who, done: ErasureRequestedEntry) -> None:
         )
     for x in done.republished:
         console.print(
-            f"{x.dataset} {x.period}: republished without this person: {x.erased} row(s) "
+            f"{x.dataset} {x.period}: republished without the batch: {x.erased} row(s) "
             f"erased, {x.suppressed} more suppressed ({x.classes_suppressed} class(es) left below k or l); "
             f"ledger entry {x.ledger_seq}"
         )
-    if done.tokens and not done.republished and not done.failed:
-        console.print("No published partition holds this person.")
+    if done.batch and done.tokens and not done.republished and not done.failed:
+        console.print("No published partition holds this batch.")
     for other in done.not_searched:
         console.print(
             f"[yellow]{other['dataset']} {other.get('period') or other['export_date']}: "

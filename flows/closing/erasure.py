@@ -1,27 +1,38 @@
-"""Erasing a person from partitions already published (PIPL Art. 47), while the pseudonym key exists;
-`request` is one erasure request carried out end to end and recorded whatever happens.
+"""Erasing people from partitions already published (PIPL Art. 47), while the pseudonym key
+exists; `request` is one erasure request carried out end to end and recorded whatever happens.
+
+Requests are carried out in batches of at least k (the policies' largest k): two copies of the
+release, from before and after a removal, differ by what was removed, so a removal of one person
+would publish that person's record by difference. A request is listed and held until the held
+ones number k; the request that brings them there forms the batch (requests/erasure.csv's
+`batch`), and the batch is removed at once, in one sweep. `--flush` forms a batch of fewer, for a
+deadline, and the ledger says so.
 
 A published row names its customer only by a keyed token, which the key recomputes from the
 person's document number (flows/subjects.tokens). For every published partition that holds one of
-the person's tokens:
+the batch's tokens:
 
-    remove     the person's rows (counted as erased)
+    remove     the batch's rows (counted as erased)
     protect    every class the removal leaves with fewer than k people, or below l, suppressed
                whole (counted as suppressed): k and l held before and must hold after
+    rekey      every token that stays keyed once more, to a version string no other file has, and
+               the rows put in the hash order of their new values (a new version, as a run's is)
     validate   the partition's own gate, as its file records it: schema and no identifier on
-               every batch written, k and l on the rows written
+               every batch written, k and l on the rows written; and the person-level release gate
     publish    staged, renamed into place, recorded in the ledger as the partition's new entry
 
 under the warehouse lock, one partition at a time, each atomically, and only over a ledger that
-verifies and a file with the SHA-256 it recorded. Repeating it finds only the
-partitions still holding the person, so an erasure cut short is finished by running it again.
-Partitions published under another key (before a rotation) cannot be searched with this one:
-they are listed, not guessed at.
+verifies and a file with the SHA-256 it recorded. The files of one sweep share its run and time,
+and nothing in them says which rows went or why (the ledger, restricted, does). Repeating a
+request finds only the partitions still holding its batch, so an erasure cut short is finished by
+running it again. Partitions published under another key (before a rotation) cannot be searched
+with this one: they are listed, not guessed at.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -42,7 +53,7 @@ from flows.closing import subjects
 from flows.closing.subjects import Identifier, tokens
 from flows.pipeline import intruder
 from flows.pipeline.parameters import LandingUrl, Policies, Restricted, Trigger, Warehouse, with_help
-from flows.pipeline.passes import BATCH_ROWS
+from flows.pipeline.passes import BATCH_ROWS, shuffled
 from flows.pipeline.record import ledger_entry, triggered_by
 from flows.pipeline.writer import ClassColumns, PartitionWriter
 from flows.runtime import paths
@@ -77,25 +88,36 @@ def erase_subject(
     restricted: Restricted,
     policies: Policies,
     trigger: Trigger,
+    flush: Annotated[
+        bool, Field(description="Carry out the held requests now, fewer than a batch: what it removes can be told apart.")
+    ] = False,
 ) -> ledger.Recorded[ErasureRequestedEntry]:
     """An erasure request (see `request`) as a flow run, so the Prefect UI lists erasures beside
     purges and reviews. The identifier is a SecretStr: Prefect records it as ********** (its
     parameters are kept by the server); the flow run is named by the kind of identifier only."""
     who = Identifier.parse(kind, identifier.get_secret_value())
     chosen = load_policies(Path(policies))
-    return request(Landing(landing), Path(warehouse), Path(restricted), chosen, who, trigger)
+    return request(Landing(landing), Path(warehouse), Path(restricted), chosen, who, trigger, flush)
 
 
 def request(
-    landing: Landing, warehouse: Path, restricted: Path, policies: dict[str, SourcePolicy], who: Identifier, via: str
+    landing: Landing,
+    warehouse: Path,
+    restricted: Path,
+    policies: dict[str, SourcePolicy],
+    who: Identifier,
+    via: str,
+    flush: bool = False,
 ) -> ledger.Recorded[ErasureRequestedEntry]:
     """One erasure request, carried out and recorded whatever happens: the person's tokens found
-    (raw records still held), the person added to the erasure list, then removed from what is
-    published. The ledger's `erasure_requested` entry says how far it got: `done`, `partial`
-    (listed, some partitions not yet republished) or `failed` (nothing changed), and why; a
-    repeat finishes what is left and names the earlier entries it completes (`retry_of`).
-    Returns the entry. A missing key is refused before anything, unless the ledger records its
-    destruction: then the published data is unlinkable already, and the person is only listed."""
+    (raw records still held), the person added to the erasure list, held until a batch of at least
+    `batch_size` requests forms (or at once with `flush`), then the whole batch removed from what is
+    published. The ledger's `erasure_requested` entry says how far it got: `held` (listed, waiting
+    for the batch), `done`, `partial` (listed, some partitions not yet republished) or `failed`
+    (nothing changed), and why; the request that forms a batch names the held ones it completes
+    (`completes`), a repeat the earlier entries it finishes (`retry_of`). Returns the entry. A
+    missing key is refused before anything, unless the ledger records its destruction: then the
+    published data is unlinkable already, and the person is only listed."""
     entries = ledger.read(restricted)
     try:
         pseudonymizer = load_pseudonymizer()
@@ -104,6 +126,7 @@ def request(
             raise
         pseudonymizer = None
     subject = who.keyed_hash(pseudonymizer) if pseudonymizer else None
+    earlier = [e for e in ledger.only(entries, ErasureRequestedEntry) if subject and e.data.subject == subject]
     request = ErasureRequestedEntry(
         identifier=who.kind,
         subject=subject,
@@ -115,19 +138,33 @@ def request(
         republished=[],
         not_searched=[],
         failed=None,
-        retry_of=[
-            e.seq
-            for e in ledger.only(entries, ErasureRequestedEntry)
-            if subject and e.data.subject == subject and e.data.status != "done"
-        ],
+        retry_of=[e.seq for e in earlier if e.data.status not in ("done", "held")],
     )
     try:
         found = tokens(landing, policies, who, pseudonymizer) if pseudonymizer else set()
         request = request.model_copy(update={"tokens": len(found) if pseudonymizer else None})
         added = subjects.erase(landing, who)
         request = request.model_copy(update={"added": added, "listed": "added" if added else "already listed"})
-        if pseudonymizer and subject:
-            sweep = erase_published(warehouse, restricted, found, pseudonymizer, subject, triggered_by(via))
+        batch, held = subjects.batch_of(landing, who, batch_size(policies), flush)
+        request = request.model_copy(update={"held": held})
+        if batch is not None:
+            request = request.model_copy(
+                update={"batch": batch.id, "people": len(batch.people), "flushed": flush and batch.formed}
+            )
+        if batch is not None and pseudonymizer and subject:
+            others = tuple(p for p in batch.people if p != who)
+            hashes = {p.keyed_hash(pseudonymizer) for p in others}
+            request = request.model_copy(
+                update={
+                    "completes": [
+                        e.seq
+                        for e in ledger.only(entries, ErasureRequestedEntry)
+                        if e.data.status == "held" and e.data.subject in hashes
+                    ]
+                }
+            )
+            everyone = found | (tokens(landing, policies, others, pseudonymizer) if others else set())
+            sweep = erase_published(warehouse, restricted, everyone, pseudonymizer, batch.id, triggered_by(via))
             request = request.model_copy(
                 update={"republished": sweep.republished, "not_searched": sweep.other_keys, "failed": sweep.failed}
             )
@@ -140,9 +177,18 @@ def request(
     return ledger.append(restricted, request.model_copy(update={"status": _status(request, request.failed)}))
 
 
+def batch_size(policies: dict[str, SourcePolicy]) -> int:
+    """How many requests a batch holds at least: the largest k of the policies, so that what one
+    batch removes from the published data is the rows of at least k people."""
+    return max(p.privacy.k for p in policies.values())
+
+
 def _status(request: ErasureRequestedEntry, failed: str | None) -> str:
-    """done; partial: listed, or some partitions republished, and something failed; failed: nothing changed."""
-    return "done" if not failed else "partial" if request.listed or request.republished else "failed"
+    """held: listed, its batch not formed; done; partial: listed, or some partitions republished,
+    and something failed; failed: nothing changed."""
+    if failed:
+        return "partial" if request.listed or request.republished else "failed"
+    return "held" if request.batch is None and request.subject else "done"
 
 
 class ErasureFailed(TuominError, RuntimeError):
@@ -162,9 +208,12 @@ def erase_published(
     warehouse: Path, restricted: Path, tokens: set[str], pseudonymizer: Pseudonymizer, request: str, triggered_by: dict
 ) -> Sweep:
     """Republish every partition under this key that holds one of `tokens` (as it publishes them:
-    keyed to its version) without those rows; stops at the first partition that cannot be
-    (Sweep.failed says which and why)."""
+    keyed to its version) without those rows, as one sweep (one run, one time in every file);
+    stops at the first partition that cannot be (Sweep.failed says which and why). `request` is
+    the batch, recorded in the ledger only."""
     sweep = Sweep()
+    began = dt.datetime.now(dt.UTC)
+    run_id = began.strftime("erasure-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     key_id, everywhere = pseudonymizer.key_id, pa.array(sorted(tokens), pa.string())
     with warehouse_io.exclusive(warehouse):
         ledger.trusted(restricted, warehouse)
@@ -190,7 +239,9 @@ def erase_published(
                         "ledger recorded (see `tuomin review`)"
                     )
                 sweep.republished.append(
-                    republish(path, metadata, entry, wanted, warehouse, restricted, request, triggered_by, pseudonymizer)
+                    republish(
+                        path, metadata, entry, wanted, warehouse, restricted, request, triggered_by, pseudonymizer, run_id, began
+                    )
                 )
             except ErasureFailed as exc:
                 sweep.failed = str(exc)
@@ -211,21 +262,23 @@ def republish(
     request: str,
     triggered_by: dict[str, str],
     pseudonymizer: Pseudonymizer,
+    run_id: str,
+    began: dt.datetime,
 ) -> Republished:
     """One partition without the rows of `wanted` tokens (see the module's docstring); `old` is
-    its file's metadata, `published` the ledger entry that published it (its exact counts). The
-    tokens that stay are keyed once more, to this republication, so that the copy from before and
-    the copy after share none: what differs between them is not a token away from the rest of a
-    person's rows (no raw data is needed: it is a keyed function of the tokens published)."""
-    began = dt.datetime.now(dt.UTC)
-    run_id = began.strftime("erasure-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    its file's metadata, `published` the ledger entry that published it (its exact counts).
+    The republished file is a new version as a run's would be: every token that stays keyed once
+    more, to a version string no other file has, and the rows in the hash order of their new
+    values; so the copies from before and after share no token and no order, and its footer says
+    nothing of an erasure (what and when is in the ledger, which analysts do not read). No raw
+    data is needed: the new tokens are a keyed function of the tokens published."""
     day = old.period
     erasure: dict[str, Any] = {
         "at": began.isoformat(timespec="seconds"),
         "request": request,
         "previous_sha256": published.data.output.sha256,
     }
-    again = f"erasure:{run_id}"
+    again = hashlib.sha256(f"{old.unit}|{run_id}".encode()).hexdigest()[:16]
     rewrite = Rewrite(
         path,
         old.revised(unit=UNIT_PARTS.join(filter(None, [old.unit, again]))),
@@ -243,7 +296,7 @@ def republish(
             run_id,
             old.dataset,
             day,
-            ahead(rewrite.batches(weak)),
+            shuffled(rewrite.batches(weak), published.data.rows.published or 0, rewrite.work / "order"),
             warehouse_io.read_fields(path),
             lambda classes, outcome: rewrite.metadata(classes, outcome, run_id, erasure),
         )
@@ -368,5 +421,4 @@ class Rewrite:
             ledger_head=ledger.head(self.restricted).record(),
             metrics=json.loads(footer_json(measured | {"loss": kept.loss, "loss_by_attribute": kept.loss_by_attribute})),
             validation={"success": outcome.success, "checks": list(outcome.checks)},
-            erasures=[*(e.model_dump(exclude_unset=True) for e in self.old.erasures), {"at": erasure["at"]}],
         )

@@ -22,6 +22,7 @@ import datetime as dt
 import os
 import re
 import string
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,24 +76,56 @@ class Identifier:
 
 
 def erase(landing: landing_io.Landing, who: Identifier) -> bool:
-    """Add the person to requests/erasure.csv unless already there; returns whether it was added."""
-    listed = landing_io.read_erasure_requests(landing)
-    added = who.value not in getattr(Subjects.from_requests(listed), who.kind)
+    """Add the person to requests/erasure.csv, held (no batch yet), unless already there; returns
+    whether it was added."""
+    rows = _requests(landing)
+    added = not any(r.get(who.kind) == who.value for r in rows)
     if added:
-        path = f"{landing.root}/{landing_io.ERASURE_REQUESTS}"
-        new = not landing.exists(landing_io.ERASURE_REQUESTS)
-        landing.fs.makedirs(os.path.dirname(path), exist_ok=True)
-        with landing.fs.open(path, "a", encoding="utf-8", newline="") as fh:
-            out = csv.writer(fh, lineterminator="\n")
-            if new:
-                out.writerow(["requested_at", *SUBJECT_IDENTIFIERS])
-            out.writerow(
-                [
-                    dt.datetime.now(TIMEZONE).strftime("%Y-%m-%d %H:%M:%S"),
-                    *(who.value if kind == who.kind else "" for kind in SUBJECT_IDENTIFIERS),
-                ]
-            )
+        now = dt.datetime.now(TIMEZONE).strftime("%Y-%m-%d %H:%M:%S")
+        landing_io.write_erasure_requests(landing, [*rows, {"requested_at": now, "batch": "", who.kind: who.value}])
     return added
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Erasure requests carried out together (flows/closing/erasure.py): `people` as listed."""
+
+    id: str
+    people: tuple[Identifier, ...]
+    formed: bool  # formed by this request (else: formed before, and this request repeats it)
+
+
+def batch_of(landing: landing_io.Landing, who: Identifier, size: int, flush: bool = False) -> tuple[Batch | None, int]:
+    """The batch `who` (listed) belongs to: the one formed before, or a new one of every held
+    request once at least `size` are held (or any are, with `flush`); None while held. Returns it
+    and how many requests are held afterwards."""
+    rows = _requests(landing)
+    mine = next((r for r in rows if r.get(who.kind) == who.value), None)
+    if mine is None:
+        raise SubjectError("this person is not on requests/erasure.csv")
+    held = [r for r in rows if not r["batch"]]
+    if mine["batch"]:
+        return Batch(mine["batch"], _people(r for r in rows if r["batch"] == mine["batch"]), False), len(held)
+    if len(held) < size and not flush:
+        return None, len(held)
+    name = dt.datetime.now(dt.UTC).strftime("batch-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    for r in held:
+        r["batch"] = name
+    landing_io.write_erasure_requests(landing, rows)
+    return Batch(name, _people(held), True), 0
+
+
+def _requests(landing: landing_io.Landing) -> list[dict[str, str]]:
+    """The erasure list as rows; a list from before batches has every request in one (`applied`)."""
+    table = landing_io.read_erasure_requests(landing)
+    rows = [{k: v or "" for k, v in r.items()} for r in table.to_pylist()]
+    for r in rows:
+        r.setdefault("batch", "applied")
+    return [r for r in rows if any(r.get(kind) for kind in SUBJECT_IDENTIFIERS)]
+
+
+def _people(rows) -> tuple[Identifier, ...]:
+    return tuple(Identifier(kind, r[kind]) for r in rows for kind in SUBJECT_IDENTIFIERS if r.get(kind))
 
 
 @dataclass
@@ -127,20 +160,27 @@ def lookup(landing: landing_io.Landing, policies: dict[str, SourcePolicy], who: 
 
 
 def tokens(
-    landing: landing_io.Landing, policies: dict[str, SourcePolicy], who: Identifier, pseudonymizer: Pseudonymizer
+    landing: landing_io.Landing,
+    policies: dict[str, SourcePolicy],
+    people: Identifier | tuple[Identifier, ...],
+    pseudonymizer: Pseudonymizer,
 ) -> set[str]:
-    """The person's customer tokens, as published rows carry them: their document number's when
-    named by one, and those of every raw record still held that names them (the documents a
-    mobile or member number leads to; a person may have several)."""
+    """The customer tokens of one person or several (one reading of the exports), as published
+    rows carry them: the document numbers' they are named by, and those of every raw record still
+    held that names them (the documents a mobile or member number leads to; a person may have
+    several)."""
+    people = (people,) if isinstance(people, Identifier) else people
+    wanted = Subjects(**{kind: frozenset(p.value for p in people if p.kind == kind) for kind in SUBJECT_IDENTIFIERS})
+    documents = sorted(p.value for p in people if p.kind == "doc_no")
     found: set[str] = set()
     for policy in policies.values():
         source = entity_source(policy)
         if source is None:
             continue
-        if who.kind == "doc_no":
-            found |= set(column_tokens(pa.table({source.name: [who.value]}), source, pseudonymizer).to_pylist())
+        if documents:
+            found |= set(column_tokens(pa.table({source.name: documents}), source, pseudonymizer).to_pylist())
         for _, _, table, _ in _tables(landing, policy, drop_unknown=True):  # tokens come from the policy's columns
-            hit = subject_rows(table, policy, who.subjects())
+            hit = subject_rows(table, policy, wanted)
             if hit.any():
                 found |= set(pc.drop_null(column_tokens(table.filter(pa.array(hit)), source, pseudonymizer)).to_pylist())
     return found

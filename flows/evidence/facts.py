@@ -438,7 +438,10 @@ def impact_assessment(facts: Facts, policies: dict[str, SourcePolicy]) -> dict[s
                 "No free text is published; after-sales text is kept, redacted, only in the restricted tier.",
                 "Each partition (a dataset on a date) is its own unit: its tokens join nothing outside it. An "
                 "intruder who knows more than m items of a person in one partition is outside the model.",
-                "Two copies of a partition from before and after an erasure differ by the erased person's rows.",
+                "Two copies of the release from before and after an erasure differ by the rows of a batch of at "
+                "least k requesters (unless flushed early, as the ledger records); within one partition, by "
+                "fewer: an intruder who knows that a person asked for erasure, and their purchases on a day, "
+                "can tell their record of that day apart.",
             ],
         },
         # Who receives what; the officer checks it against the actual access rights before signing.

@@ -101,7 +101,7 @@ def budget(restricted: Path, warehouse: Path, digest: str) -> Budget:
 
 
 def _requests_sha(landing: landing_io.Landing) -> str:
-    return landing.sha256(landing_io.ERASURE_REQUESTS) if landing.exists(landing_io.ERASURE_REQUESTS) else ""
+    return landing_io.requests_sha256(landing_io.read_erasure_requests(landing)) or ""
 
 
 def preflight(

@@ -7,8 +7,12 @@ adds what needs no rows: side channels in the metadata and the file layout.
 A release passes when nobody is singled out, every person-level record is k^m-anonymous within
 its relational class (so no re-identification probability exceeds 1/k), no token is shared across
 datasets, dates or versions, no staff identifier or free text is published, no sensitive value is
-certain in a class, no snapshot pair linked by a token shows a change, no file's row order follows
-time, and no count below k can be read anywhere. Counts and shares only: it prints no value.
+certain in a class, no snapshot pair linked by a token shows a change, no two snapshots of
+different dates chain without one (a tuple unique on both; a class in which fewer than k people
+changed), no file's row order follows time, and no count below k can be read anywhere; and, given
+an earlier copy (`against`), no version of a partition shares a token with the one it replaced
+and no republication differs from the earlier copy by the records of fewer than k people. Counts
+and shares only: it prints no value.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from transforms.risk import (
     measure,
     person_frame,
     shared_tokens,
+    snapshot_chains,
     spearman_p,
     staff_tokens,
 )
@@ -68,7 +73,7 @@ COUNTS = {
     "erasure_requests",
     "rows",
 }  # keys whose integer values count people or their rows
-COUNT_TABLES = {"cells_suppressed"}  # keys whose values are tables of such counts (per column)
+COUNT_TABLES = {"cells_suppressed", "rows_erased"}  # keys whose values are tables of such counts (per column)
 KM, L, UNIT = (e.expectation_type for e in (ExpectPeopleToBeKmAnonymous, ExpectPeopleToBeLDiverse, ExpectEachPersonInOneUnit))
 ROW_ORDER_P = 1e-3  # a row order this unlikely under shuffling follows the column
 
@@ -147,6 +152,68 @@ def changed_versions(earlier: Path, warehouse: Path) -> list[Dataset]:
     return datasets
 
 
+def differences(earlier: Path, warehouse: Path) -> list[dict[str, Any]]:
+    """What two copies of the same partitions differ by, as the intruder holding both sees it: per
+    partition held in another version by each, the person-level records one copy has and the other
+    has not (a record: its rows' values, tokens aside, as a bag; paired across the copies by those
+    values, since no token is shared), and the run that wrote the newer version."""
+    found = []
+    con = duckdb.connect()
+    try:
+        for old in sorted(earlier.glob("dataset=*/period=*/part-0.parquet")):
+            new = warehouse / old.relative_to(earlier)
+            if not new.is_file() or file_sha256(new) == file_sha256(old):
+                continue
+            record = PartitionRecord.model_validate(read_footer(new))
+            before, after = pq.read_table(old), pq.read_table(new)
+            tokens = {f.name for f in after.schema if b"tuomin.token" in (f.metadata or {})}
+            values = [c for c in after.column_names if c not in tokens and c in before.column_names]
+            signatures = []
+            for name, table in (("before", before), ("after", after)):
+                con.register(name, table.replace_schema_metadata(None))
+                who = f'coalesce("{record.entity_column}", ' if record.entity_column else "("
+                quoted = ", ".join(f'"{c}"' for c in values) or "1"
+                signatures.append(
+                    f"SELECT hash(list_sort(list(h))) AS sig FROM (SELECT {who}'row:' || row_number() OVER ()) AS who, "
+                    f"hash({quoted}) AS h FROM {name}) GROUP BY who"
+                )
+            [changed] = con.execute(
+                f"SELECT (SELECT count(*) FROM ({signatures[0]} EXCEPT ALL {signatures[1]})), "
+                f"(SELECT count(*) FROM ({signatures[1]} EXCEPT ALL {signatures[0]}))"
+            ).fetchall()
+            found.append(
+                {
+                    "partition": new.relative_to(warehouse).parent.as_posix(),
+                    "run": record.run_id,
+                    "records_gone": changed[0],
+                    "records_new": changed[1],
+                }
+            )
+    finally:
+        con.close()
+    return found
+
+
+def by_version(found: list[dict[str, Any]]) -> dict[str, int]:
+    """Person-level records that differ, per run that wrote newer versions (one republication)."""
+    runs: dict[str, int] = {}
+    for d in found:
+        runs[d["run"]] = runs.get(d["run"], 0) + d["records_gone"] + d["records_new"]
+    return runs
+
+
+def snapshot_chain(dataset: str, staged: list[Path], published: list[Path], k: int) -> dict[str, Any]:
+    """`snapshot_chains` between the staged snapshots of `dataset` and the published ones of other
+    dates (paths `<root>/dataset=…/period=…/part-0.parquet`), as the intruder holding both would
+    measure them."""
+    files: list[PublishedFile] = []
+    now = _dataset(dataset, staged, staged[0].parents[2], files) if staged else None
+    before = _dataset(dataset, published, published[0].parents[2], files) if published else None
+    if now is None or before is None:
+        return {"pairs": 0, "unique_on_both": 0, "classes_changed_below_k": 0}
+    return snapshot_chains([now], [before], k)[dataset]
+
+
 def small_counts(document, k: int, where: str, path: str = "") -> list[str]:
     """Where a count of people or rows between 1 and k-1 is written in a JSON document."""
     found = []
@@ -165,9 +232,14 @@ def small_counts(document, k: int, where: str, path: str = "") -> list[str]:
     return found
 
 
+ROW_SUM = ("read", ("quarantined", "erased", "suppressed", "published"))  # read is the sum of the others
+
+
 def coarsen(document, k: int, path: str = ""):
     """The document with every count of people or rows between 1 and k-1 written as "<k" (what a
-    report may show; the exact figure stays in the ledger, in the restricted area)."""
+    report may show; the exact figure stays in the ledger, in the restricted area). Where counts
+    add up (a partition's rows: read = quarantined + erased + suppressed + published), one hidden
+    term would come back by subtraction: the smallest other term is hidden too, as "≥k"."""
     if isinstance(document, dict):
         out: dict[str, object] = {}
         for key, value in document.items():
@@ -177,10 +249,23 @@ def coarsen(document, k: int, path: str = ""):
                 out[key] = {n: f"<{k}" if isinstance(v, int) and 0 < v < k else v for n, v in value.items()}
             else:
                 out[key] = coarsen(value, k)
-        return out
+        return _complement(document, out, k)
     if isinstance(document, list):
         return [coarsen(value, k) for value in document]
     return document
+
+
+def _complement(exact: dict, out: dict, k: int) -> dict:
+    """`out` (coarsened `exact`) with a second term of a row sum hidden where only one is."""
+    total, every = ROW_SUM
+    terms = [key for key in every if isinstance(exact.get(key), int) and not isinstance(exact[key], bool)]
+    if not isinstance(exact.get(total), int) or len(terms) < 2:
+        return out
+    hidden = [key for key in (total, *terms) if isinstance(out[key], str)]
+    shown = [key for key in terms if not isinstance(out[key], str) and exact[key] > 0]
+    if len(hidden) == 1 and shown:
+        out[min(shown, key=lambda key: exact[key])] = f"≥{k}"
+    return out
 
 
 def row_order(files: list[PublishedFile]) -> list[dict]:
@@ -221,6 +306,8 @@ class Assessment(BaseModel):
     staff_identifiers: list[str]
     free_text: list[str]
     snapshots: dict[str, Any]
+    versions: list[dict[str, Any]]  # per partition held in two versions (with --against): records that differ
+    snapshot_chains: dict[str, dict[str, Any]]  # per profile dataset: snapshots of two dates linked without tokens
     row_order: list[dict[str, Any]]
     small_counts: list[Any]
     checks: list[Check]
@@ -249,6 +336,8 @@ def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | 
             if line.strip():
                 entry = json.loads(line)
                 counts += small_counts(entry["data"], adversary.k, f"ledger entry {entry['seq']} ({entry['kind']})")
+    versions = differences(against, warehouse) if against else []
+    chains = snapshot_chains(datasets, previous, adversary.k)
     shared = shared_tokens(datasets, previous)
     staff, text = staff_tokens(datasets), free_text(datasets)
     ordered = row_order(files)
@@ -285,6 +374,19 @@ def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | 
             ", ".join(f"{n}: {v:.1%} of linked people" for n, v in changed.items()) or "no linked snapshots",
             "0%",
         ),
+        _versions_check(versions, k),
+        Check(
+            "snapshot chaining",
+            not any(c["unique_on_both"] or c["classes_changed_below_k"] for c in chains.values()),
+            ", ".join(
+                f"{n}: {c['unique_on_both']} tuple(s) unique on two dates, {c['classes_changed_below_k']} class(es) "
+                f"changed by fewer than {k}"
+                for n, c in chains.items()
+                if c["pairs"]
+            )
+            or "one snapshot",
+            "none",
+        ),
         Check("row order", not ordered, f"{len(ordered)} file column(s) follow time" if ordered else "shuffled", "none"),
         Check(f"counts below k={k}", not counts, f"{len(counts)} place(s)" if counts else "none", "none"),
     ]
@@ -320,11 +422,30 @@ def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | 
         staff_identifiers=staff,
         free_text=text,
         snapshots=snapshots,
+        versions=versions,
+        snapshot_chains=chains,
         row_order=ordered,
         small_counts=counts,
         checks=checks,
         passed=all(c.passed for c in checks),
     )
+
+
+def _versions_check(versions: list[dict[str, Any]], k: int) -> Check:
+    """Two copies of the release (`--against`): a republication whose difference is the records of
+    fewer than k people is theirs, whatever else it does (an erasure of one person, say)."""
+    runs = by_version(versions)
+    changed = [v for v in runs.values() if v]
+    one = [d["records_gone"] + d["records_new"] for d in versions if d["records_gone"] + d["records_new"]]
+    detail = (
+        f"{len(changed)} republication(s), the smallest differing by {min(changed)} person-level record(s) "
+        f"({min(one)} in one partition)"
+        if changed
+        else "no two versions compared"
+        if not versions
+        else "versions differ in tokens and order only"
+    )
+    return Check("version differences", not any(0 < v < k for v in changed), detail, f"0 or >= {k} records per republication")
 
 
 def recorded_adversary(files: list[PublishedFile]) -> Adversary:

@@ -14,7 +14,8 @@ A run is one release over the files it reads: every row goes to the unit of its 
     default      the files not yet read, or changed since (by SHA-256), and everything when a
                  source's policy, the key or the erasure list changed: the units they hold, as above
 
-A unit depends on the files that placed rows in it, its policy, the key and the erasure list; its
+A unit depends on the files that placed rows in it, its policy, the key and the erasure list (its
+formed batches: a held request changes nothing published, flows/closing/erasure.py); its
 fingerprint, a SHA-256 over those, keys its tokens and is recorded with it. Units whose partitions
 are below their dataset's release levels (flows/pipeline/release_levels.py) are rebuilt too.
 """
@@ -76,7 +77,7 @@ class Run:
         area = landing_io.Landing(landing)
         pseudonymizer = load_pseudonymizer()
         check_continuity(Path(restricted), pseudonymizer.key_id, rotate_key)
-        has_requests = area.exists(landing_io.ERASURE_REQUESTS)
+        requests = landing_io.read_erasure_requests(area)
         return cls(
             run_id=dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
             landing=area,
@@ -86,8 +87,8 @@ class Run:
             policies=load_policies(Path(policies)),
             pseudonymizer=pseudonymizer,
             backup_key=load_backup_key() if backup else None,
-            subjects=Subjects.from_requests(landing_io.read_erasure_requests(area)),
-            erasure_sha256=area.sha256(landing_io.ERASURE_REQUESTS) if has_requests else None,
+            subjects=Subjects.from_requests(landing_io.applied_requests(requests)),
+            erasure_sha256=landing_io.requests_sha256(requests),
             drop_unknown=drop_unknown,
             triggered_by=record.triggered_by(trigger),
             max_unit_rows=max_unit_rows,

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-Status = Literal["done", "partial", "failed"]
+Status = Literal["done", "partial", "failed", "held"]
 
 
 class Entry(BaseModel):
@@ -124,6 +124,7 @@ class RunEntry(Entry):
     files: dict[str, dict[str, Any]] = {}
     up_to_date: list[str] = []
     past_retention: list[str] = []
+    snapshots_kept: dict[str, str] = {}  # snapshot sources whose published snapshot stays, and why
     republished: list[str] = []  # units republished at the release's levels ("dataset period")
     errors: list[str] = []
 
@@ -338,13 +339,19 @@ class ErasureRequestedEntry(Entry):
     not_searched: list[Any] = []
     failed: str | None = None
     retry_of: list[int] = []
+    batch: str | None = None  # the batch carried out with it (None: held, or an entry from before batches)
+    people: int | None = None  # requests in the batch
+    held: int | None = None  # requests held once this one was recorded
+    flushed: bool = False  # the batch was formed with fewer than the batch size (`--flush`)
+    completes: list[int] = []  # the held requests this batch carried out
 
     def line(self) -> str:
         return (
             f"{self.status}: {self.identifier} {(self.subject or 'key destroyed')[:12]}, "
             + (self.listed or ("added" if self.added else "already listed"))
             + f", {len(self.republished)} partition(s) republished"
-            + (f", completes #{', #'.join(map(str, self.retry_of))}" if self.retry_of else "")
+            + (f" (batch of {self.people}{', flushed' if self.flushed else ''})" if self.batch else "")
+            + (f", completes #{', #'.join(map(str, self.retry_of + self.completes))}" if self.retry_of or self.completes else "")
             + (f", FAILED: {self.failed}" if self.failed else "")
         )
 

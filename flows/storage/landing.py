@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
@@ -30,6 +33,9 @@ from transforms.policy import SourcePolicy
 from transforms.steps import ExportError, conform, unknown_headers
 
 ERASURE_REQUESTS = "requests/erasure.csv"
+# A request's `batch` is empty while it is held (flows/closing/erasure.py): a release applies the
+# requests of formed batches only, so that what it removes is never one person's rows.
+ERASURE_COLUMNS = ("requested_at", "batch", *SUBJECT_IDENTIFIERS)
 _ARROW_ENCODING = {"utf-8": "utf8", "utf-8-sig": "utf8", "gb18030": "gb18030"}  # Arrow strips a UTF-8 BOM itself
 
 
@@ -321,12 +327,44 @@ def read_erasure_requests(landing: Landing) -> pa.Table:
             return pcsv.read_csv(
                 source,
                 read_options=pcsv.ReadOptions(encoding="utf8"),
-                convert_options=pcsv.ConvertOptions(
-                    column_types={c: pa.string() for c in ("requested_at", *SUBJECT_IDENTIFIERS)}
-                ),
+                convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in ERASURE_COLUMNS}),
             )
     except pa.ArrowInvalid:
         raise ExportError(f"{ERASURE_REQUESTS}: not readable as CSV (details withheld: they quote the data)") from None
+
+
+def applied_requests(requests: pa.Table) -> pa.Table:
+    """The requests a release applies: those in a formed batch. A list written before batches
+    existed has no `batch` column, and is applied whole."""
+    if "batch" not in requests.column_names:
+        return requests
+    return requests.filter(pc.greater(pc.utf8_length(pc.fill_null(requests["batch"], "")), 0))
+
+
+def requests_sha256(requests: pa.Table) -> str | None:
+    """What a release's fingerprint holds of the erasure list: a hash of the applied requests'
+    identifiers (not the file's bytes: a held request changes no release). None if none applies."""
+    applied = applied_requests(requests)
+    people = sorted(
+        (name, value)
+        for name in SUBJECT_IDENTIFIERS
+        if name in applied.column_names
+        for value in applied[name].to_pylist()
+        if value
+    )
+    return hashlib.sha256(json.dumps(people).encode()).hexdigest() if people else None
+
+
+def write_erasure_requests(landing: Landing, rows: list[dict[str, str]]) -> None:
+    """The erasure list replaced whole by `rows` (ERASURE_COLUMNS), through a temporary file and a
+    rename: a crash leaves the old list or the new one."""
+    path = f"{landing.root}/{ERASURE_REQUESTS}"
+    landing.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with landing.fs.open(path + ".tmp", "w", encoding="utf-8", newline="") as fh:
+        out = csv.DictWriter(fh, ERASURE_COLUMNS, lineterminator="\n", restval="")
+        out.writeheader()
+        out.writerows(rows)
+    landing.fs.mv(path + ".tmp", path)
 
 
 class LandingMissing(Refused, ValueError):

@@ -50,7 +50,7 @@ def read(
     """Per source, the rows of `files` as the tables and the linking of customers need them: the raw
     text of the tables' columns, normalized identifiers `id:<kind>` and link keys
     `link:<source>.<key>`, and `_erased` (the row names someone on the erasure list)."""
-    subjects = steps.Subjects.from_requests(landing_io.read_erasure_requests(landing))
+    subjects = steps.Subjects.from_requests(landing_io.applied_requests(landing_io.read_erasure_requests(landing)))
     frames = {}
     for source, policy in policies.items():
         columns = _columns(source, policies, tables)

@@ -403,6 +403,7 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
                 str(run.warehouse),
                 "--restricted",
                 str(run.restricted),
+                "--flush",  # carried out now, alone: what the pack shows of it is the point here
             ],
         )
         .exit_code

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import stat
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -26,6 +27,7 @@ from flows.storage.entries import KeyDestroyedEntry
 from flows.storage.footer import read_footer
 from tests.conftest import TEST_KEY, a_run, published_token, run_flow
 from tests.leaks import find_leaks, norm, raw_identifiers, read_landing
+from transforms import shuffle
 from transforms.pseudonymize import Pseudonymizer
 
 FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
@@ -200,7 +202,9 @@ def test_an_identifier_that_cannot_be_one_is_refused_without_echoing_it(landing,
     assert not (tmp_path / "l").exists() and [e["kind"] for e in ledger.entries(_vault_of(tmp_path / "wh"))] == ["run"]
 
 
-def test_erase_adds_the_person_once_and_the_next_run_leaves_them_out(prefect_server, landing, tmp_path, person):
+def test_erase_holds_the_person_until_a_batch_forms_and_the_next_run_then_leaves_them_out(
+    prefect_server, landing, tmp_path, person
+):
     copy = tmp_path / "landing"
     shutil.copytree(landing, copy)
     before = (copy / "requests" / "erasure.csv").read_text(encoding="utf-8").splitlines()
@@ -219,12 +223,16 @@ def test_erase_adds_the_person_once_and_the_next_run_leaves_them_out(prefect_ser
         str(_vault_of(wh)),
     ]
     first, again = CliRunner().invoke(app, args), CliRunner().invoke(app, args)
-    assert first.exit_code == 0 and "added to requests/erasure.csv" in first.output
-    assert again.exit_code == 0 and "already on requests/erasure.csv" in again.output
+    assert first.exit_code == 0 and "added to requests/erasure.csv, held: 1 request(s)" in first.output
+    assert again.exit_code == 0 and "already on requests/erasure.csv, held" in again.output
     after = (copy / "requests" / "erasure.csv").read_text(encoding="utf-8").splitlines()
-    assert after[:-1] == before and after[-1].split(",")[1:] == [person["doc_no"], "", ""]  # normalized, once
-    kinds = [e["kind"] for e in ledger.entries(_vault_of(tmp_path / "out" / "warehouse"))]
-    assert kinds == ["run", "erasure_requested", "erasure_requested"]
+    # The list from before batches is one applied batch; the person is held (an empty batch), once.
+    assert after[0] == "requested_at,batch,doc_no,mobile,member_no" and len(after) == len(before) + 1
+    assert [line.split(",")[1] for line in after[1:]] == ["applied"] * (len(before) - 1) + [""]
+    assert after[-1].split(",")[2:] == [person["doc_no"], "", ""]  # normalized, once
+    entries = ledger.entries(_vault_of(tmp_path / "out" / "warehouse"))
+    assert [e["kind"] for e in entries] == ["run", "erasure_requested", "erasure_requested"]
+    assert [e["data"]["status"] for e in entries[1:]] == ["held", "held"]
     # Each request is a flow run the Prefect UI lists, and what Prefect keeps of it names no one.
     erasures = _flow_runs("erase-subject")
     assert len(erasures) >= 2 and {r.name for r in erasures} == {"erase-doc_no"}
@@ -232,11 +240,23 @@ def test_erase_adds_the_person_once_and_the_next_run_leaves_them_out(prefect_ser
         kept = json.dumps(stored.parameters, ensure_ascii=False).upper()
         assert person["doc_no"] not in kept and shaped.upper() not in kept
         assert stored.parameters["identifier"] == "**********"
-    run = run_flow(copy, tmp_path / "out", date="2026-03-01")
+    # Held: a run publishes the person as before (leaving them out would single them out).
+    assert _partitions_of(tmp_path / "out", person, run_flow(copy, tmp_path / "out", date="2026-03-01"))
+    restricted = tmp_path / "out" / "restricted"  # the run's, beside the warehouse it published
+    flushed = CliRunner().invoke(app, [*args[:-1], str(restricted), "--flush"])
+    assert flushed.exit_code == 0 and "in a batch of 1 (flushed" in flushed.output, flushed.output
+    done = ledger.entries(restricted)[-1]["data"]
+    assert done["status"] == "done" and done["flushed"] and done["people"] == 1 and done["batch"]
+    assert done["republished"]  # the partitions the run had published with the person
+    assert not _partitions_of(tmp_path / "out", person, run_flow(copy, tmp_path / "out", date="2026-03-01"))
+
+
+def _partitions_of(out: Path, person: dict, run) -> list[Path]:
+    """The published partitions that hold the person's token (as each partition keys it)."""
     assert run.state.is_completed(), run.state.message
-    token = Pseudonymizer(TEST_KEY.encode()).token(person["doc_no"], "customer")
-    for path in (tmp_path / "out" / "warehouse").rglob("*.parquet"):
-        assert token not in pq.read_table(path, columns=["customer_id"])["customer_id"].to_pylist(), path
+    paths = sorted((out / "warehouse").rglob("part-0.parquet"))
+    assert paths
+    return [p for p in paths if published_token(person["doc_no"], p) in pq.read_table(p, columns=["customer_id"])[0].to_pylist()]
 
 
 def _flow_runs(flow_name: str) -> list:
@@ -477,7 +497,9 @@ def at_the_edge(published, landing):
     pytest.fail("no member with purchases in a class of exactly k")
 
 
-def test_erase_removes_the_person_from_partitions_already_published(published, landing, tmp_path, at_the_edge):
+def test_erase_holds_requests_until_k_and_removes_the_batch_from_partitions_already_published(
+    published, landing, tmp_path, at_the_edge
+):
     from flows.closing.review import review_dataset
     from flows.runtime.paths import POLICIES
     from transforms.policy import load_policies
@@ -490,24 +512,39 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
     token = at_the_edge["token"]
     holding = _holding(before, token, wh)
     assert {name.split("/")[0] for name in holding} >= {"dataset=membership", "dataset=pos"}
-    args = [
-        "subjects",
-        "erase",
-        "--doc-no",
-        at_the_edge["doc_no"].lower().translate(FULL_WIDTH),
-        "--landing",
-        str(held),
-        "--warehouse",
-        str(wh),
-        "--restricted",
-        str(_vault_of(wh)),
-    ]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
+
+    def erase(doc_no: str):
+        args = ["subjects", "erase", "--doc-no", doc_no, "--landing", str(held), "--warehouse", str(wh)]
+        return CliRunner().invoke(app, [*args, "--restricted", str(_vault_of(wh))]), args
+
+    # Four members ask first: each is held, and nothing published changes (removing one person's
+    # rows would publish them, as the difference between the two copies).
+    others = [norm(d) for d in read_landing(landing)["membership"]["证件号码"] if d and norm(d) != at_the_edge["doc_no"]][:4]
+    files = {p: p.read_bytes() for p in wh.rglob("part-0.parquet")}
+    for i, doc_no in enumerate(others):
+        result, _ = erase(doc_no)
+        assert result.exit_code == 0 and f"held: {i + 1} request(s)" in result.output, result.output
+    assert {p: p.read_bytes() for p in wh.rglob("part-0.parquet")} == files
+    # The fifth forms a batch of k = 5: the five are removed together, in one sweep.
+    result, args = erase(at_the_edge["doc_no"].lower().translate(FULL_WIDTH))
+    assert result.exit_code == 0 and "in a batch of 5." in result.output, result.output
     after = _partitions(wh)
-    assert not _holding(after, token, wh)
-    [request] = [e["data"] for e in ledger.entries(_vault_of(wh)) if e["kind"] == "erasure_requested"]
-    assert {f"dataset={r['dataset']}/period={r['period']}" for r in request["republished"]} == set(holding)
+    everyone = [token, *(Pseudonymizer(TEST_KEY.encode()).token(d, "customer") for d in others)]
+    assert not any(_holding(after, t, wh) for t in everyone)
+    erased: dict[str, int] = {}
+    for t in everyone:
+        for name, n in _holding(before, t, published.warehouse).items():
+            erased[name] = erased.get(name, 0) + n
+    requests = [e for e in ledger.entries(_vault_of(wh)) if e["kind"] == "erasure_requested"]
+    assert [e["data"]["status"] for e in requests] == ["held"] * 4 + ["done"]
+    request = requests[-1]["data"]
+    assert request["people"] == 5 and not request["flushed"] and request["completes"] == [e["seq"] for e in requests[:4]]
+    assert {f"dataset={r['dataset']}/period={r['period']}" for r in request["republished"]} == set(erased)
+    # One sweep: every file it wrote has the same run and time (they group the batch, not a person).
+    stamps = {
+        (read_footer(wh / n / "part-0.parquet")["run_id"], read_footer(wh / n / "part-0.parquet")["created_at"]) for n in erased
+    }
+    assert len(stamps) == 1
     suppressed = 0
     for done in request["republished"]:
         name = f"dataset={done['dataset']}/period={done['period']}"
@@ -517,7 +554,7 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
         assert rows["read"] == rows["published"] + rows["suppressed"] + rows["erased"]
         assert rows["published"] == after[name].num_rows == metadata["rows"]["published"]
         assert set(metadata["rows"]) == {"published"}  # what was taken out, and how much, is the ledger's (restricted)
-        assert done["erased"] == holding[name]
+        assert done["erased"] == erased[name]
         assert before[name].num_rows - after[name].num_rows == done["erased"] + done["suppressed"]
         # Nothing but removals: every row published now was published before, but for its token,
         # which is keyed to the republication: the copies from before and after share none.
@@ -531,12 +568,18 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
         assert not set(after[name]["customer_id"].drop_null().to_pylist()) & set(
             before[name]["customer_id"].drop_null().to_pylist()
         )
-        assert metadata["unit"].startswith(read_footer(published.warehouse / name / "part-0.parquet")["unit"] + "|erasure:")
+        # A new version as a run's: its own version string (no mark of an erasure), its rows in the
+        # hash order of their new values, not the old order with rows taken out.
+        assert re.fullmatch(
+            re.escape(read_footer(published.warehouse / name / "part-0.parquet")["unit"]) + r"\|[0-9a-f]{16}", metadata["unit"]
+        )
+        assert after[name].equals(shuffle.in_order(after[name]))
         # Anyone else is still found in it, through the unit's chain (what a later erasure looks for).
         others = {published_token(d, path) for d in raw_identifiers(landing)["document"]}
         assert others & set(after[name]["customer_id"].drop_null().to_pylist())
         assert metadata["validation"]["success"] and _smallest_class(after[name], metadata["quasi_identifiers"]) >= 5
-        assert set(metadata["erasures"][-1]) == {"at"}  # when, not whom: the request's hash is in the ledger only
+        # The footer has what a run's has, no more: when and whom are the ledger's (restricted).
+        assert set(metadata) == set(read_footer(published.warehouse / name / "part-0.parquet"))
         suppressed += done["suppressed"]
     edge = [d for d in request["republished"] if d["dataset"] == "membership" and d["classes_suppressed"]]
     assert edge and edge[0]["suppressed"] >= 4  # the class's other four members: left with k-1, suppressed whole
@@ -562,11 +605,17 @@ def test_erase_removes_the_person_from_partitions_already_published(published, l
     # The intruder holding the copy from before: the versions that changed share no token with it.
     from flows.pipeline.intruder import assess, changed_versions
 
-    assert {f"dataset={d.name}" for d in changed_versions(published.warehouse, wh)} == {n.split("/")[0] for n in holding}
-    assert all(s["across_versions"] == 0 for s in assess(wh, against=published.warehouse).shared_identifiers.values())
+    assert {f"dataset={d.name}" for d in changed_versions(published.warehouse, wh)} == {n.split("/")[0] for n in erased}
+    compared = assess(wh, against=published.warehouse)
+    assert all(s["across_versions"] == 0 for s in compared.shared_identifiers.values())
+    # What the two copies differ by is the records of the batch (and the classes it left below k):
+    # at least k, in one republication.
+    [differ] = [c for c in compared.checks if c.name == "version differences"]
+    assert differ.passed and {v["run"] for v in compared.versions} == {stamps.pop()[0]}
+    assert sum(v["records_gone"] for v in compared.versions) >= 5
     # Repeating it changes nothing.
-    again = CliRunner().invoke(app, args)
-    assert again.exit_code == 0 and "No published partition holds this person" in again.output
+    again = CliRunner().invoke(app, [*args, "--restricted", str(_vault_of(wh))])
+    assert again.exit_code == 0 and "No published partition holds this batch" in again.output
     assert {n: t.num_rows for n, t in _partitions(wh).items()} == {n: t.num_rows for n, t in after.items()}
 
 
@@ -592,6 +641,7 @@ def test_erase_by_mobile_reaches_published_rows_through_the_raw_records_held(pub
             str(wh),
             "--restricted",
             str(_vault_of(wh)),
+            "--flush",
         ],
     )
     assert blind.exit_code == 0 and "cannot be searched" in " ".join(blind.output.split())
@@ -611,6 +661,7 @@ def test_erase_by_mobile_reaches_published_rows_through_the_raw_records_held(pub
             str(wh),
             "--restricted",
             str(_vault_of(wh)),
+            "--flush",
         ],
     )
     assert other.exit_code == 0 and other.output.count("not searched") == len(_partitions(wh))
@@ -632,11 +683,12 @@ def test_erase_by_mobile_reaches_published_rows_through_the_raw_records_held(pub
             str(wh),
             "--restricted",
             str(_vault_of(wh)),
+            "--flush",
         ],
     )
     assert result.exit_code == 0, result.output
     assert not _holding(_partitions(wh), token, wh)
-    assert "republished without this person" in result.output and person["mobile"] not in result.output
+    assert "republished without the batch" in result.output and person["mobile"] not in result.output
     # A person the exports never held: their token is computable, no partition holds it.
     absent = CliRunner().invoke(
         app,
@@ -651,15 +703,16 @@ def test_erase_by_mobile_reaches_published_rows_through_the_raw_records_held(pub
             str(wh),
             "--restricted",
             str(_vault_of(wh)),
+            "--flush",
         ],
     )
-    assert absent.exit_code == 0 and "No published partition holds this person" in absent.output
+    assert absent.exit_code == 0 and "No published partition holds this batch" in absent.output
     requests = [e["data"] for e in ledger.entries(_vault_of(wh)) if e["kind"] == "erasure_requested"]
     assert [bool(r["republished"]) for r in requests] == [False, False, True, False]
     assert [r["tokens"] for r in requests] == [0, 1, requests[2]["tokens"], 1] and requests[2]["tokens"] >= 1
     assert requests[1]["not_searched"] and not requests[2]["not_searched"]
     shown = CliRunner().invoke(
-        app, ["ledger", "show", "--kind", "erasure_requested", "--restricted", str(_vault_of(wh))], terminal_width=200
+        app, ["ledger", "show", "--kind", "erasure_requested", "--restricted", str(_vault_of(wh))], terminal_width=320
     )
     assert shown.exit_code == 0 and shown.output.count("partition(s) republished") == 4
     assert person["mobile"] not in shown.output and person["doc_no"] not in shown.output
@@ -684,6 +737,7 @@ def test_an_erasure_cut_short_leaves_each_partition_whole_and_is_finished_by_rep
         str(wh),
         "--restricted",
         str(_vault_of(wh)),
+        "--flush",  # the batch is carried out at once: what these tests check is how
     ]
     monkeypatch.setenv("TUOMIN_FAILPOINT", "mid-write:ENOSPC")  # the disk fills while the first partition is written
     cut = CliRunner().invoke(app, args)
@@ -736,6 +790,7 @@ def test_an_erasure_that_cannot_read_the_exports_changes_nothing_and_says_so(pub
         str(wh),
         "--restricted",
         str(_vault_of(wh)),
+        "--flush",  # the batch is carried out at once: what these tests check is how
     ]
     failed = CliRunner().invoke(app, args)
     assert failed.exit_code == 1 and "Nothing was changed" in " ".join(failed.output.split()) and "Traceback" not in failed.output

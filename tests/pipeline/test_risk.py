@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
@@ -278,6 +279,30 @@ def test_a_release_of_crowds_passes_and_each_side_channel_fails_it(tmp_path):
     ledger.append(ledgered, ErasureRequestedEntry(identifier="doc_no", republished=[republished]))
     assert not assess(ledgered, k).passed
 
+    # Two copies of a partition, before and after one person's rows were taken out: new tokens,
+    # a new order, and still the difference is that person's record. Taking out six is a crowd's.
+    def versions(root: Path, gone: int) -> set[str]:
+        earlier, crowd = root / "earlier", _crowd(6, 4, "d", "u")
+        entity = {"entity_column": "customer_id"}
+        _write(earlier, "pos", "2026-03-01", crowd, {"customer_id": "customer"}, PURCHASES, entity | {"run_id": "r1"})
+        kept = crowd.filter(pc.invert(pc.is_in(crowd["customer_id"], pa.array([f"u-0-{i}" for i in range(gone)]))))
+        renamed = kept.set_column(0, "customer_id", pc.binary_join_element_wise("v2-", kept["customer_id"], ""))
+        _write(
+            root / "now",
+            "pos",
+            "2026-03-01",
+            renamed.take(pa.array(np.random.default_rng(1).permutation(renamed.num_rows))),
+            {"customer_id": "customer"},
+            PURCHASES,
+            entity | {"run_id": "r2"},
+        )
+        found = assess(root / "now", k, against=earlier)
+        assert [v["records_gone"] for v in found.versions] == [gone]
+        return {c.name for c in found.failed()}
+
+    assert "version differences" in versions(tmp_path / "one-erased", 1)
+    assert "version differences" not in versions(tmp_path / "six-erased", 6)
+
     # Two snapshots linked by a token, where someone's age band moved: a birthday, to the day.
     def snapshots(root):
         for day, band in (("2026-03-01", "30-34"), ("2026-03-02", "35-39")):
@@ -285,6 +310,19 @@ def test_a_release_of_crowds_passes_and_each_side_channel_fails_it(tmp_path):
             _write(root, "membership", day, members, {"customer_id": "customer"}, PROFILE)
 
     assert {"snapshot differencing", "identifiers shared"} <= failing("snapshots", snapshots)
+
+    # Snapshots of two dates with tokens of their own still chain: a tuple unique on both dates is
+    # one member followed, and a class where fewer than k people changed tells who; five who move
+    # together are a crowd's change.
+    def chained(root, ages):
+        for day, age in zip(("2026-03-01", "2026-03-02"), ages):
+            members = pa.table({"customer_id": [f"{day}-{i}" for i in range(len(age))], "age": age})
+            _write(root, "membership", day, members, {"customer_id": "customer"}, PROFILE)
+
+    unique = ["30-34"] * 9 + ["60-64"]
+    assert "snapshot chaining" in failing("unique", lambda root: chained(root, (unique, unique)))
+    assert "snapshot chaining" in failing("one-moved", lambda root: chained(root, (["30-34"] * 10, ["30-34"] * 9 + ["35-39"])))
+    assert "snapshot chaining" not in failing("five-moved", lambda root: chained(root, (["30-34"] * 10, ["30-34", "35-39"] * 5)))
     # Staff are people: a cashier token is an identifier.
     staff = failing(
         "staff",
@@ -532,3 +570,21 @@ def test_groups_of_one_kind_of_item_each_are_judged_at_every_m_of_the_release(tm
         tmp_path, "pos", "2026-03-01", _crowd(4, 4, "a", "p"), customer, PURCHASES, {"k": 5, "m": 3}
     )
     assert any(f.startswith("k^m") for f in intruder.gate(staged, tmp_path).failures)
+
+
+@given(st.lists(st.integers(0, 12), min_size=4, max_size=4), st.integers(2, 6), st.booleans())
+def test_a_hidden_row_count_never_comes_back_by_subtraction(terms, k, quarantine_recorded):
+    """A partition's rows add up (read = quarantined + erased + suppressed + published; a unit's
+    rows may not record quarantine): once coarsened, a count below k is never the one hidden
+    figure of the sum, and what is shown is exact."""
+    from flows.pipeline.intruder import ROW_SUM, coarsen
+
+    exact = dict(zip(ROW_SUM[1], terms)) | {"read": sum(terms)}
+    if not quarantine_recorded:
+        exact["read"] -= exact.pop("quarantined")
+    shown = coarsen({"rows": exact}, k)["rows"]
+    hidden = [key for key, value in shown.items() if isinstance(value, str)]
+    assert all(shown[key] == exact[key] for key in exact if key not in hidden)
+    assert all(shown[key] == f"<{k}" for key in exact if 0 < exact[key] < k)
+    assert all(exact[key] >= k for key in hidden if shown[key] == f"≥{k}")
+    assert len(hidden) != 1
