@@ -184,4 +184,6 @@ def _print_summary(summary: RunSummary) -> None:
         console.print(f"republished: {len(summary.republished)} unit(s) that had a partition before")
     if summary.up_to_date:
         console.print(f"unchanged since published: {', '.join(summary.up_to_date)} (use --all to redo)")
+    for name, why in summary.snapshots_kept.items():
+        console.print(f"[yellow]{name}: {why}; the published snapshot stays[/]")
     console.print(f"output: {Path(summary.warehouse).resolve()}/dataset=<name>/period=<unit>/part-0.parquet")

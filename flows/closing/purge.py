@@ -189,11 +189,12 @@ def _plan_date(
         policy = policies[name]
         retention = policy.retention
         # The partitions of the units these files placed rows in (a file may feed several: a
-        # dump); for a snapshot not published itself, the later snapshot that superseded it.
+        # dump); for a snapshot not published itself, the snapshot the release holds instead (a
+        # later one that superseded it, or an earlier one kept because this one would chain to it).
         users = [e for (dataset, _), e in published.items() if dataset == name and set(_inputs(e.data)) & set(current)]
         superseded = not users and policy.unit.snapshot is not None
         if superseded:
-            users = [entry for (dataset, period), entry in published.items() if dataset == name and period > day.isoformat()]
+            users = [entry for (dataset, period), entry in published.items() if dataset == name and period != day.isoformat()]
         if not users and retention.expired(day, as_of):  # raw data never outlives the anonymized copy
             out.grounds.append(f"{retention.deletion_ground} Retention period over ({retention.keep_years} years).")
         else:

@@ -193,6 +193,7 @@ def _anonymize(p: RunParameters, runner):
             files=summary.files if not message else {},
             up_to_date=summary.up_to_date,
             past_retention=summary.past_retention,
+            snapshots_kept=summary.snapshots_kept,
             republished=summary.republished,
             errors=problems or ([message] if message else []),
         ),

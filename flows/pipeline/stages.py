@@ -139,6 +139,7 @@ class RunSummary(BaseModel):
     files: dict[str, dict] = {}  # every landing file read: sha256, rows, quarantined, placed, elsewhere
     republished: list[str] = []  # "dataset period" of units that had a partition before
     past_retention: list[str] = []  # units of rows past their retention period: never published
+    snapshots_kept: dict[str, str] = {}  # snapshot sources whose published snapshot stays, and why (hold_snapshots)
     errors: list[str] = []  # files whose columns no policy covers: nothing was read
     error: str | None = None  # why the release published nothing
 
@@ -148,6 +149,7 @@ class RunSummary(BaseModel):
         self.datasets = dict(release.published)
         self.republished = [f"{n} {label}" for n, done in release.published.items() for label in done.republished]
         self.past_retention = release.past_retention
+        self.snapshots_kept = release.kept
         self.up_to_date = sorted(set(self.up_to_date) | set(release.unchanged))
 
 
@@ -159,6 +161,7 @@ class Release:
     files: dict[str, dict]  # every landing file read: sha256, rows, quarantined, placed (in units), elsewhere
     past_retention: list[str]  # units ("dataset period") of rows past their retention period: never published
     unchanged: list[str]  # sources read whose every unit was left as published (same files, levels, key)
+    kept: dict[str, str]  # snapshot sources whose published snapshot stays: why the new one is not published
 
 
 def source_order(policies: dict[str, SourcePolicy]) -> list[str]:
@@ -187,6 +190,7 @@ def process_release(run: Run, job: passes.Job, selection: Selection, executor: E
             expired = {name: _expired(run.policies[name], scans) for name in names}
             plans = plan_sources(run, job, scans, erased, selection, expired, executor)
             written = write_sources(run, job, scans, plans, erased, expired, executor, flow_run_id)
+            kept = hold_snapshots(run, written)
             verdict = check_release(run, job, written) if written else None
             for backup in backups:
                 backup.result()
@@ -205,8 +209,10 @@ def process_release(run: Run, job: passes.Job, selection: Selection, executor: E
             files |= {copy: {**files[o], "copy_of": o} for copied in scans.copied.values() for copy, o in copied.items()}
             past = [f"{name} {label}" for name in names for label in sorted(expired[name])]
             published = publish(run, written, began, verdict)
-            unchanged = [n for n in names if n not in published and scans.units(n) and set(scans.units(n)) - expired[n]]
-            return Release(published, files, past, unchanged)
+            unchanged = [
+                n for n in names if n not in published and n not in kept and scans.units(n) and set(scans.units(n)) - expired[n]
+            ]
+            return Release(published, files, past, unchanged, kept)
         finally:
             for backup in backups:
                 backup.cancel()
@@ -473,6 +479,39 @@ def _unit(
     }
     staged = tuple(p for s in found for p in s.staged[label])
     return passes.Unit(staged, inputs, ids, Rows(read=sum(s.placed[label] for s in found)))
+
+
+def hold_snapshots(run: Run, written: dict[str, passes.Written]) -> dict[str, str]:
+    """A snapshot source's new snapshot is published only if it cannot be chained to one already
+    published (flows/pipeline/intruder.snapshot_chain: no tuple unique on both dates, no class in
+    which fewer than k people changed): the intruder keeps the earlier one, so the two would be
+    one member followed from date to date, or a change dated to a small crowd. Otherwise the
+    published snapshot stays, and the new one is left out of this release (removed from
+    `written`, its staged files discarded). Returns {source: why} for those kept."""
+    kept = {}
+    published = ledger.partition_entries(run.restricted)
+    for name in [n for n in written if run.policies[n].unit.snapshot]:
+        labels = set(written[name].partitions)
+        earlier = [
+            run.warehouse / e.data.output.path
+            for (dataset, period), e in sorted(published.items())
+            if dataset == name and period not in labels and (run.warehouse / e.data.output.path).is_file()
+        ]
+        if not earlier:
+            continue
+        staged = [p.path for p in written[name].partitions.values()]
+        chain = intruder.snapshot_chain(name, staged, earlier, run.policies[name].privacy.k)
+        if chain["unique_on_both"] or chain["classes_changed_below_k"]:
+            kept[name] = (
+                f"the snapshot of {', '.join(sorted(labels))} is not published: with the one published "
+                f"({', '.join(sorted(p.parent.name.split('=', 1)[1] for p in earlier))}) it would chain "
+                f"({chain['unique_on_both']} tuple(s) unique on both dates, {chain['classes_changed_below_k']} "
+                f"class(es) in which fewer than k people changed)"
+            )
+            log.warning("%s: %s; the published snapshot stays", name, kept[name])
+            for part in written.pop(name).partitions.values():
+                part.path.unlink(missing_ok=True)
+    return kept
 
 
 def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written]) -> intruder.Verdict:

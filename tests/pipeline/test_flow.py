@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -442,6 +443,41 @@ def test_units_that_need_coarser_levels_republish_the_release_at_them_in_one_ste
     assert "pos 2026-03-01" in record["republished"] and ledger.verify(run.restricted, run.warehouse) == []
     again = run_flow(copy_of, tmp_path, policies=str(policy_copy))
     assert again.summary.datasets == {} and sorted(again.summary.up_to_date) == sorted(DATASETS)
+
+
+def test_a_later_crm_snapshot_that_would_chain_to_the_published_one_is_not_published(prefect_server, tmp_path):
+    """Daily operation on the bundled sample: the CRM snapshot of 2026-03-02 published, then 2026-03-03's arrives. The
+    intruder keeps the first copy; published too, the second would chain to it without a token
+    (tuples unique on both dates: the same member followed). So the published snapshot stays, the
+    run says why and records it, and `tuomin risk` holding both copies finds no chain."""
+    from flows.pipeline.intruder import assess
+    from flows.runtime.paths import SAMPLE_LANDING
+    from flows.storage import ledger
+
+    copy_of = tmp_path / "landing"
+    shutil.copytree(SAMPLE_LANDING, copy_of, ignore=shutil.ignore_patterns("2026-03-03"))  # what has arrived by then
+    first = run_flow(copy_of, tmp_path)
+    assert first.state.is_completed(), first.state.message
+    before = tmp_path / "before"
+    shutil.copytree(first.warehouse, before)
+    for source in ("pos", "membership", "after_sales"):
+        shutil.copytree(SAMPLE_LANDING / source / "2026-03-03", copy_of / source / "2026-03-03")
+    run = run_flow(copy_of, tmp_path)
+    assert run.state.is_completed(), run.state.message
+    assert set(run.summary.datasets) == {"pos", "after_sales"}
+    why = run.summary.snapshots_kept["membership"]
+    assert "2026-03-03 is not published" in why and "tuple(s) unique on both dates" in why
+    assert [p.parent.name for p in (run.warehouse / "dataset=membership").glob("*/part-0.parquet")] == ["period=2026-03-02"]
+    assert ledger.entries(run.restricted)[-1]["data"]["snapshots_kept"] == run.summary.snapshots_kept
+    assert ledger.verify(run.restricted, run.warehouse) == []
+    found = assess(run.warehouse, against=before)
+    [chained] = [c for c in found.checks if c.name == "snapshot chaining"]
+    assert chained.passed and found.snapshot_chains["membership"]["pairs"] == 0
+    # Measured as if it had been published: the chain the run refused.
+    staged = tmp_path / "as-if"
+    run_flow(copy_of, staged)  # afresh: nothing published before, nothing to chain to
+    chain = assess(staged / "warehouse", against=before).snapshot_chains["membership"]
+    assert chain["pairs"] == 1 and chain["unique_on_both"] > 0
 
 
 def test_a_node_chosen_on_a_sample_of_people_is_published_only_as_everyone_passes_it(
