@@ -130,8 +130,17 @@ def plan(
     }
     dates |= {dt.date.fromisoformat(p.name.split("=", 1)[1]) for p in (restricted / "quarantine").glob("**/export_date=*")}
     dates |= {dt.date.fromisoformat(p.parent.parent.name.split("=", 1)[1]) for p in backup_io.manifests(restricted)}
+    requests = landing_io.read_erasure_requests(landing)
+    held = requests.num_rows - landing_io.applied_requests(requests).num_rows
+    waiting = (
+        f"{held} erasure request(s) held for their batch: the raw records are what finds their published rows "
+        "(a mobile or member number leads to them only through the exports); carry them out first "
+        "(`tuomin subjects erase --flush`)"
+    )
     return [
-        Plan(day, held="the landing does not hold the files its partitions were made from", mismatch=missing[day])
+        Plan(day, held=waiting)
+        if held
+        else Plan(day, held="the landing does not hold the files its partitions were made from", mismatch=missing[day])
         if day in missing
         else _plan_date(landing, warehouse, restricted, policies, published, day, as_of, empty)
         for day in sorted(dates)

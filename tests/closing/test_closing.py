@@ -83,6 +83,23 @@ def test_purge_plan_holds_what_is_not_replaced(closing, tmp_path):
     assert not decisions[DAY1].files and not decisions[DAY2].files
 
 
+def test_purge_holds_every_date_while_an_erasure_request_waits_for_its_batch(closing):
+    """A held request's published rows are found through the raw records (a mobile leads to a
+    document only there): nothing is purged until it is carried out, and `--flush` lets it go."""
+    from flows.closing.subjects import Identifier, batch_of, erase
+
+    landing, run = closing
+    policies, after = load_policies(POLICIES), dt.date.fromisoformat(AFTER_GRACE)
+    assert not any(p.held for p in plan(Landing(landing), run.warehouse, run.restricted, policies, after))
+    who = Identifier("mobile", "13800001234")
+    erase(Landing(landing), who)
+    held = plan(Landing(landing), run.warehouse, run.restricted, policies, after)
+    assert held and all("1 erasure request(s) held for their batch" in p.held and not p.files for p in held)
+    batch, waiting = batch_of(Landing(landing), who, 5, flush=True)
+    assert batch and batch.people == (who,) and waiting == 0
+    assert not any(p.held for p in plan(Landing(landing), run.warehouse, run.restricted, policies, after))
+
+
 def test_purge_deletes_raw_data_and_certifies_it(closing):
     landing, run = closing
     before = {

@@ -580,6 +580,7 @@ def test_erase_holds_requests_until_k_and_removes_the_batch_from_partitions_alre
         assert metadata["validation"]["success"] and _smallest_class(after[name], metadata["quasi_identifiers"]) >= 5
         # The footer has what a run's has, no more: when and whom are the ledger's (restricted).
         assert set(metadata) == set(read_footer(published.warehouse / name / "part-0.parquet"))
+        assert "erasure" not in json.dumps(metadata) and metadata["flow_run_id"]  # the erase-subject flow run's
         suppressed += done["suppressed"]
     edge = [d for d in request["republished"] if d["dataset"] == "membership" and d["classes_suppressed"]]
     assert edge and edge[0]["suppressed"] >= 4  # the class's other four members: left with k-1, suppressed whole
