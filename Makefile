@@ -19,7 +19,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test test-slow test-fast check format lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale bench-erasure bench-risk bench-utility bench-dp
+.PHONY: setup run test test-slow test-fast check format lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale bench-erasure bench-risk bench-guarantees bench-utility bench-dp
 
 setup: $(VENV)/.synced
 
@@ -138,6 +138,9 @@ bench-erasure: setup
 # The release as a motivated intruder sees it: the sample and a larger landing (~2 minutes).
 bench-risk: setup
 	@$(DEMO_KEYS); $(BIN)/python benchmarks/risk.py
+
+bench-guarantees: setup
+	$(BIN)/python benchmarks/guarantees.py
 
 bench-utility: setup
 	@$(DEMO_KEYS); $(BIN)/python benchmarks/utility.py

@@ -94,14 +94,19 @@ def risk(
         typer.Option(min=0, help="Service contacts the intruder knows of the target [default: the after-sales policy's m]."),
     ] = None,
     against: Annotated[
-        Path | None, typer.Option(help="An earlier copy of the warehouse: tokens shared with it are links too.")
+        list[Path] | None,
+        typer.Option(
+            help="An earlier copy of the warehouse (repeat for each copy an intruder may keep): the tokens it shares, "
+            "what its partitions differ by, the snapshots it holds."
+        ),
     ] = None,
 ) -> None:
     """Measure the release as a motivated intruder would (../shared/privacy-model.md); exit 1 if it fails.
 
     Singling out, re-identification probability and k^m over the person-level record (everything
     that shares a token), identifiers shared across datasets, dates and versions, sensitive values
-    certain in a class, snapshot differencing, row order, counts below k. Counts and shares only."""
+    certain in a class, snapshot differencing and chaining, row order, counts below k; with
+    --against, versions and what they differ by. Counts and shares only."""
 
     from flows.pipeline.intruder import assess
 

@@ -137,16 +137,19 @@ def _dataset(name: str, paths: list[Path], root: Path, files: list[PublishedFile
 def changed_versions(earlier: Path, warehouse: Path) -> list[Dataset]:
     """The partitions of an earlier copy that the warehouse no longer holds as they were (replaced
     or removed): another version of a partition is what a token shared with it would link to. A
-    partition the two copies hold byte for byte is one version, not two."""
+    partition the two copies hold byte for byte, or in the same version (the same `unit` in the
+    footer: the same rows and tokens, written by another run), is one version, not two."""
     datasets: list[Dataset] = []
     files: list[PublishedFile] = []
+
+    def another(path: Path) -> bool:
+        now = warehouse / path.relative_to(earlier)
+        if not now.is_file():
+            return True
+        return file_sha256(now) != file_sha256(path) and read_footer(now).get("unit") != read_footer(path).get("unit")
+
     for folder in sorted(earlier.glob("dataset=*")):
-        paths = [
-            p
-            for p in partition_files(earlier, folder.name.split("=", 1)[1])
-            if not (warehouse / p.relative_to(earlier)).is_file()
-            or file_sha256(warehouse / p.relative_to(earlier)) != file_sha256(p)
-        ]
+        paths = [p for p in partition_files(earlier, folder.name.split("=", 1)[1]) if another(p)]
         if found := _dataset(folder.name.split("=", 1)[1], paths, earlier, files):
             datasets.append(found)
     return datasets
@@ -317,15 +320,18 @@ class Assessment(BaseModel):
         return [c for c in self.checks if not c.passed]
 
 
-def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | None = None, **knows: int | None) -> Assessment:
+def assess(
+    warehouse: Path, adversary: Adversary | None = None, against: Path | list[Path] | None = None, **knows: int | None
+) -> Assessment:
     """Every measurement of the release, and the checks it passes or fails; by default against the
     intruder its files record they were protected from (recorded_adversary), with what `knows`
-    sets (k, purchases, contacts) changed."""
+    sets (k, purchases, contacts) changed; `against`: the earlier copies the intruder keeps."""
+    earlier = [against] if isinstance(against, Path) else list(against or [])
     datasets, files = read(warehouse)
     if not datasets:
         raise ValueError(f"{warehouse}: no published dataset to assess")
     adversary = adversary or replace(recorded_adversary(files), **{key: v for key, v in knows.items() if v is not None})
-    previous = changed_versions(against, warehouse) if against else []
+    previous = [d for copy in earlier for d in changed_versions(copy, warehouse)]
     figures = measure(datasets, adversary, where=warehouse.parent if warehouse.parent.exists() else None)
     snapshots = figures["snapshots"]
     counts = [hit for f in files for hit in small_counts(f.footer, adversary.k, f.path)]
@@ -336,7 +342,7 @@ def assess(warehouse: Path, adversary: Adversary | None = None, against: Path | 
             if line.strip():
                 entry = json.loads(line)
                 counts += small_counts(entry["data"], adversary.k, f"ledger entry {entry['seq']} ({entry['kind']})")
-    versions = differences(against, warehouse) if against else []
+    versions = [d for copy in earlier for d in differences(copy, warehouse)]
     chains = snapshot_chains(datasets, previous, adversary.k)
     shared = shared_tokens(datasets, previous)
     staff, text = staff_tokens(datasets), free_text(datasets)

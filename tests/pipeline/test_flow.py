@@ -478,6 +478,16 @@ def test_a_later_crm_snapshot_that_would_chain_to_the_published_one_is_not_publi
     run_flow(copy_of, staged)  # afresh: nothing published before, nothing to chain to
     chain = assess(staged / "warehouse", against=before).snapshot_chains["membership"]
     assert chain["pairs"] == 1 and chain["unique_on_both"] > 0
+    # `tuomin risk` takes every copy the intruder keeps: one of them holding that snapshot is enough.
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    both = ["risk", "--warehouse", str(run.warehouse), "--against", str(before), "--format", "json"]
+    assert CliRunner().invoke(app, both).exit_code == 0
+    result = CliRunner().invoke(app, [*both, "--against", str(staged / "warehouse")])
+    found = json.loads(result.output)
+    assert result.exit_code == 1 and not {c["name"]: c["passed"] for c in found["checks"]}["snapshot chaining"]
 
 
 def test_a_node_chosen_on_a_sample_of_people_is_published_only_as_everyone_passes_it(
