@@ -15,6 +15,9 @@ Prefect tasks; a test or a notebook calls it with `Inline()` and needs nothing e
                unit a key of every class (transforms/plan.py)
     write      pass 2, per source: every unit's rows through the plan, checked as they pass
                (schema and no identifier; k and l once, the unit a column), one file per unit
+    snapshots  a snapshot source's new snapshot left out if it would chain to the one published
+               (a tuple unique on both dates, a class in which fewer than k people changed): the
+               published one stays (`hold_snapshots`)
     release    every staged unit together, as the intruder would hold them (flows/pipeline/intruder.py)
     publish    only if everything passed and the counts reconcile (per file: read = placed in units +
                quarantined + elsewhere; per unit: placed = published + suppressed + erased):
@@ -149,7 +152,7 @@ class RunSummary(BaseModel):
         self.datasets = dict(release.published)
         self.republished = [f"{n} {label}" for n, done in release.published.items() for label in done.republished]
         self.past_retention = release.past_retention
-        self.snapshots_kept = release.kept
+        self.snapshots_kept = release.snapshots_kept
         self.up_to_date = sorted(set(self.up_to_date) | set(release.unchanged))
 
 
@@ -161,7 +164,7 @@ class Release:
     files: dict[str, dict]  # every landing file read: sha256, rows, quarantined, placed (in units), elsewhere
     past_retention: list[str]  # units ("dataset period") of rows past their retention period: never published
     unchanged: list[str]  # sources read whose every unit was left as published (same files, levels, key)
-    kept: dict[str, str]  # snapshot sources whose published snapshot stays: why the new one is not published
+    snapshots_kept: dict[str, str]  # snapshot sources whose published snapshot stays: why the new one is not published
 
 
 def source_order(policies: dict[str, SourcePolicy]) -> list[str]:
@@ -190,7 +193,7 @@ def process_release(run: Run, job: passes.Job, selection: Selection, executor: E
             expired = {name: _expired(run.policies[name], scans) for name in names}
             plans = plan_sources(run, job, scans, erased, selection, expired, executor)
             written = write_sources(run, job, scans, plans, erased, expired, executor, flow_run_id)
-            kept = hold_snapshots(run, written)
+            snapshots_kept = hold_snapshots(run, written)
             verdict = check_release(run, job, written) if written else None
             for backup in backups:
                 backup.result()
@@ -210,9 +213,11 @@ def process_release(run: Run, job: passes.Job, selection: Selection, executor: E
             past = [f"{name} {label}" for name in names for label in sorted(expired[name])]
             published = publish(run, written, began, verdict)
             unchanged = [
-                n for n in names if n not in published and n not in kept and scans.units(n) and set(scans.units(n)) - expired[n]
+                n
+                for n in names
+                if n not in published and n not in snapshots_kept and scans.units(n) and set(scans.units(n)) - expired[n]
             ]
-            return Release(published, files, past, unchanged, kept)
+            return Release(published, files, past, unchanged, snapshots_kept)
         finally:
             for backup in backups:
                 backup.cancel()
