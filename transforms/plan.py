@@ -9,7 +9,9 @@
     plan    solve(tally)   the privacy engine on the combinations (out of core in DuckDB, or in
                            memory when they are few): levels, and the classes whose records are
                            suppressed (by class key)
-    pass 2  finish(staged) every operator, the planned levels, the suppressed classes removed
+    pass 2  finish(staged) every operator, the planned levels, the suppressed classes removed;
+                           or, for a unit republished coarser from the same inputs, the rows its
+                           earlier version published and no others (Cap)
             classes(rows)  the published batch's classes; classes_frame counts them out of core
                            for the k/l checks and the figures
 
@@ -220,6 +222,7 @@ class Plan:
     suppressed: int  # rows the engine suppresses
     common: dict[str, pa.Array] = field(default_factory=dict)  # cell suppression: values kept, per column
     taken: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))  # (entity id, item key, rows kept) (k^m)
+    every_level: dict[str, list[Level]] = field(default_factory=dict)  # each QI at each of its levels (`at`)
 
     @property
     def qis(self) -> list[str]:
@@ -233,6 +236,18 @@ class Plan:
         levels = {name: int(level) for name, level in (self.solution.levels if self.solution else {}).items() if name != UNIT}
         common = {name: sorted(map(str, values.to_pylist())) for name, values in sorted(self.common.items())}
         return hashlib.sha256(json.dumps({"levels": levels, "common": common}, sort_keys=True).encode()).hexdigest()[:16]
+
+    def at(self, levels: dict[str, int]) -> dict[str, Level] | None:
+        """The quasi-identifiers as they publish at `levels` (another version's), from the same
+        lowest-level codes; None if a level is not one this plan's hierarchies have."""
+        found = {}
+        for name in self.levels:
+            level = levels.get(name, 0)
+            every = self.every_level.get(name, [])
+            if not 0 <= level < len(every):
+                return None
+            found[name] = every[level]
+        return found
 
     def with_counts(self, counts: dict[str, pa.Table], policy: SourcePolicy) -> Plan:
         """Cell suppression's global figures (value counts over the rows not erased)."""
@@ -352,9 +367,13 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
         )
         for e in encoded
     }
+    every = {
+        e.name: [Level(problem.codebooks[e.name], e.maps[lv], e.labels[lv], e.sizes[lv]) for lv in range(len(e.maps))]
+        for e in encoded
+    }
     codes, suppressed = table.codes(solution.suppressed)
     keys = _class_keys([levels[e.name].to_level[c] for e, c in zip(encoded, codes)], levels)
-    return Plan(levels, np.unique(keys), solution, problem.erased, suppressed, taken=solution.taken)
+    return Plan(levels, np.unique(keys), solution, problem.erased, suppressed, taken=solution.taken, every_level=every)
 
 
 def _searched(
@@ -462,6 +481,34 @@ class Finished:
     cells_suppressed: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class Cap:
+    """A unit published before at finer levels, from the same inputs, republished at the plan's:
+    a person keeps no row the earlier version did not publish (`allowance`: rows of each
+    (token, quasi-identifier values) as that version published them, used up as rows pass), so
+    the new version is the earlier one generalized and the two together hold nothing the earlier
+    did not. The plan's own suppression is not applied: generalizing a release that passed k, l
+    and k^m passes them (classes only merge)."""
+
+    levels: dict[str, Level]  # the quasi-identifiers at the earlier version's levels
+    unit: str  # what the earlier version's tokens are keyed to
+    allowance: dict[tuple, int]
+    common: dict[str, pa.Array] = field(default_factory=dict)  # cell suppression: the values it kept
+
+    def allowed(self, table: pa.Table, lowest: dict[str, np.ndarray], ctx: Context) -> np.ndarray:
+        """Rows of `table` the earlier version published (allowance used up in row order)."""
+        tokens = ctx.pseudonymizer.unit_tokens(table[ENTITY], self.unit).to_pylist()
+        names = [n for n in self.levels if n != UNIT]
+        values = [self.levels[n].labels.take(pa.array(self.levels[n].to_level[lowest[n]])).to_pylist() for n in names]
+        keep = np.zeros(table.num_rows, bool)
+        for row, key in enumerate(zip(tokens, *values)):
+            left = self.allowance.get(key, 0)
+            if left:
+                self.allowance[key] = left - 1
+                keep[row] = True
+        return keep
+
+
 def finish(
     staged: pa.Table,
     plan: Plan,
@@ -470,14 +517,16 @@ def finish(
     built: dict[str, Hierarchy],
     erased: set[str],
     kept: dict[tuple[int, int], int] | None = None,
+    cap: Cap | None = None,
 ) -> Finished:
     """Pass 2 on one staged batch: erase, suppress the planned classes, apply every operator.
     `kept`: the rows of each item the plan cuts short kept in the unit's batches before this one
-    (updated; a unit's batches go through in turn)."""
+    (updated; a unit's batches go through in turn). `cap`: the unit's earlier version, whose rows
+    bound this one's (Cap), instead of the plan's suppression."""
     gone = _erased(staged, _tokens(erased))
     table = staged.filter(pa.array(~gone))
     suppressed = 0
-    codes = {}
+    codes, found_codes = {}, {}
     lowest = [(UNIT, UNIT, table[UNIT])] + [
         (c.published_name, c.name, _lowest(c, table[c.name], built[c.name])) for c in policy.quasi_identifiers
     ]
@@ -486,8 +535,14 @@ def finish(
         found = pc.index_in(values, level.codebook, skip_nulls=False)
         if found.null_count:
             raise ValueError(f"{policy.source}: {column}: a value pass 1 did not count (the staged file changed?)")
-        codes[name] = level.to_level[found.to_numpy(zero_copy_only=False)]
-    if codes and (len(plan.suppressed_keys) or len(plan.taken)):
+        found_codes[name] = found.to_numpy(zero_copy_only=False)
+        codes[name] = level.to_level[found_codes[name]]
+    if cap is not None:
+        drop = ~cap.allowed(table, found_codes, ctx)
+        suppressed = int(drop.sum())
+        table = table.filter(pa.array(~drop))
+        codes = {name: c[~drop] for name, c in codes.items()}
+    elif codes and (len(plan.suppressed_keys) or len(plan.taken)):
         drop = np.isin(_class_keys(list(codes.values()), plan.levels), plan.suppressed_keys)
         if len(plan.taken):  # items taken from people whose itemsets too few others share (k^m)
             drop |= _taken(table, codes, plan, policy, {} if kept is None else kept)
@@ -505,7 +560,10 @@ def finish(
             outputs[name] = plan.levels[name].labels.take(pa.array(codes[name], pa.int64()))
         else:
             op = c.operator
-            value = op.keep(table[c.name], plan.common[c.name]) if isinstance(op, Suppress) else op.apply(table[c.name], ctx)
+            if isinstance(op, Suppress):
+                value = op.keep(table[c.name], cap.common[c.name] if cap and c.name in cap.common else plan.common[c.name])
+            else:
+                value = op.apply(table[c.name], ctx)
             if value is None:  # only `drop` gives nothing, and a dropped column has no output name
                 raise ValueError(f"{policy.source}: {c.name}: its operator published nothing")
             outputs[name] = value

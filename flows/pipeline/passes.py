@@ -9,7 +9,9 @@
     write    pass 2 over one source's units: the plan applied to every unit's staged rows, all
              checked by one PartitionWriter as they pass (schema and no identifier every so many
              rows, then k and l once on the classes of every unit, counted out of core, the unit
-             a column); then one staged Parquet file per unit
+             a column); then one staged Parquet file per unit. A unit published before from the
+             same inputs at finer levels keeps only the rows that version published
+             (earlier_versions): the new version is the old one generalized
 
 A step receives paths and small values and loads the key itself, so neither the key nor raw
 rows become task parameters (Prefect records those). Memory follows the batch size, never the
@@ -30,6 +32,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from expectations.suite import Gate, Outcome, prepare
 from flows.pipeline.quarantine import Quarantine
@@ -39,9 +42,10 @@ from flows.runtime import failpoints, paths
 from flows.runtime.ahead import ahead
 from flows.runtime.memory import release_memory
 from flows.storage import landing as landing_io
+from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import Rows
-from flows.storage.footer import PartitionRecord
+from flows.storage.footer import PartitionRecord, read_footer
 from flows.storage.keys import load_pseudonymizer
 from flows.storage.spill import Spill, read_spill
 from transforms import plan as planning
@@ -453,9 +457,10 @@ def write(
     # A unit's tokens are keyed to its inputs (unit.ids) and to what the plan decided, so that a
     # version published at other levels joins nothing of the one it replaces.
     keyed = {label: unit.ids | {"unit": f"{unit.ids['unit']}/{plan.version()}"} for label, unit in units.items()}
+    caps = earlier_versions(job, policy, units, plan)
     for label, unit in sorted(units.items()):
         ctx = job.context(policy, names, unit=keyed[label]["unit"])
-        passes[label] = _Pass2(policy, plan, ctx, built, erased, unit.counts)
+        passes[label] = _Pass2(policy, plan, ctx, built, erased, unit.counts, caps.get(label))
         rows = Spill(held / f"{label}.arrow")
         for table in writer.check(ahead(passes[label].batches(list(unit.staged))), label):
             rows.write(table)
@@ -487,6 +492,39 @@ def write(
     return Written(written, outcome)
 
 
+def earlier_versions(job: Job, policy: SourcePolicy, units: dict[str, Unit], plan: planning.Plan) -> dict[str, planning.Cap]:
+    """Units published before from the same inputs at finer levels, now republished at the plan's
+    (a later date needed them): each bounded by what its earlier version published (planning.Cap),
+    so that an intruder who keeps both versions and pairs them by content learns nothing the earlier
+    one did not tell. A unit whose inputs changed is solved afresh."""
+    levels = {k: int(v) for k, v in (plan.solution.levels if plan.solution else {}).items() if k != UNIT}
+    published = ledger.partition_entries(job.restricted)
+    caps = {}
+    for label, unit in units.items():
+        entry = published.get((policy.source, label))
+        if entry is None or entry.data.fingerprint != unit.ids["fingerprint"]:
+            continue
+        before = {k: int(v) for k, v in entry.data.levels.items()}
+        if before == levels or any(before.get(n, 0) > lv for n, lv in levels.items()):
+            continue  # the same version, or not a generalization of it
+        at, path = plan.at(before), job.warehouse / entry.data.output.path
+        if at is None or not path.is_file():
+            continue
+        old = pq.read_table(path)
+        keys = [policy.entity or "", *(n for n in at if n != UNIT)]
+        if not set(keys) <= set(old.column_names):
+            continue
+        counted = old.group_by(keys, use_threads=False).aggregate([([], "count_all")]).to_pylist()
+        common = {
+            c.name: pc.unique(pc.drop_null(old[c.output_name]))
+            for c in policy.columns
+            if isinstance(c.operator, Suppress) and c.output_name in old.column_names
+        }
+        allowance = {tuple(r[k] for k in keys): r["count_all"] for r in counted}
+        caps[label] = planning.Cap(at, PartitionRecord.model_validate(read_footer(path)).unit, allowance, common)
+    return caps
+
+
 def _rows_by_unit(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """The positions of each unit's rows in a frame of classes with a unit column (one sort, not a
     comparison of every row per unit: a history's classes are millions of rows in hundreds of units)."""
@@ -511,8 +549,9 @@ class _Pass2:
         built: dict,
         erased: set[str],
         counts: Rows,
+        cap: planning.Cap | None = None,
     ):
-        self.policy, self.plan, self.ctx, self.built, self.erased = policy, plan, ctx, built, erased
+        self.policy, self.plan, self.ctx, self.built, self.erased, self.cap = policy, plan, ctx, built, erased, cap
         self.counts = Rows(read=counts.read, erased=0, suppressed=0, published=0)
         self.cells: dict[str, int] = {}  # cells blanked per column
         self.outcome: Outcome | None = None
@@ -521,7 +560,7 @@ class _Pass2:
 
     def batches(self, staged: list[Path]) -> Iterator[pa.Table]:
         for batch in ahead(_staged_batches(staged)):
-            done = planning.finish(batch, self.plan, self.policy, self.ctx, self.built, self.erased, self.kept)
+            done = planning.finish(batch, self.plan, self.policy, self.ctx, self.built, self.erased, self.kept, self.cap)
             self.counts.erased = (self.counts.erased or 0) + done.erased
             self.counts.suppressed = (self.counts.suppressed or 0) + done.suppressed
             self.counts.published += done.table.num_rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 import shutil
@@ -424,12 +425,20 @@ def test_units_that_need_coarser_levels_republish_the_release_at_them_in_one_ste
     assert first.state.is_completed(), first.state.message
     day1 = first.warehouse / "dataset=pos" / "period=2026-03-01" / "part-0.parquet"
     before = set(pq.read_table(day1, columns=["customer_id"])["customer_id"].drop_null().to_pylist())
+    first_sizes = sorted(collections.Counter(pq.read_table(day1)["customer_id"].to_pylist()).values())
+    first_rows = pq.read_table(day1).num_rows
+    assert first.summary.datasets["pos"].counts.suppressed  # the first version left rows out
     run = run_flow(copy_of, tmp_path, policies=str(policy_copy))
     assert run.state.is_completed(), run.state.message
     assert "pos 2026-03-01" in run.summary.republished
     # The new version's tokens are keyed to it: nothing joins it to the one it replaced.
     after = set(pq.read_table(day1, columns=["customer_id"])["customer_id"].drop_null().to_pylist())
     assert before and after and not before & after
+    # And it is the first version generalized: the same people with the same number of rows each,
+    # none of the rows the first version suppressed, so that the two together tell nothing the
+    # first did not (an intruder pairing them by content gains no row).
+    assert sorted(collections.Counter(pq.read_table(day1)["customer_id"].to_pylist()).values()) == first_sizes
+    assert pq.read_table(day1).num_rows == first_rows
     for dataset, levels in _levels(run.warehouse).items():
         assert all(found == levels[0] for found in levels), dataset
     from flows.storage import ledger
