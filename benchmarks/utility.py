@@ -196,6 +196,21 @@ def naive_policies(target: Path) -> Path:
     return target
 
 
+def loss_only_policies(target: Path) -> Path:
+    """The policies without their declared questions: the engine's generic loss alone (the
+    objective before issue 32), the baseline the questions' objective is measured against."""
+    target.mkdir(parents=True)
+    (target / "hierarchies").symlink_to(HIERARCHIES)
+    for path in sorted((REPO / "policies").glob("*.yaml")):
+        policy = yaml.safe_load(path.read_text(encoding="utf-8"))
+        policy.pop("questions", None)
+        (target / path.name).write_text(yaml.safe_dump(policy, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return target
+
+
+RELEASES = {"tuomin": None, "loss only": loss_only_policies, "naive": naive_policies}
+
+
 def run(landing: Path, warehouse: Path, policies: Path | None = None) -> None:
     command = [
         TUOMIN,
@@ -251,10 +266,11 @@ def main() -> None:
             if args.landing is None
             else str(args.landing)
         }
-        for name in ("tuomin", "naive"):
-            warehouse = work / name / "warehouse"
+        for name, policies in RELEASES.items():
+            folder = work / name.replace(" ", "-")
+            warehouse = folder / "warehouse"
             if not warehouse.is_dir():
-                run(landing, warehouse, None if name == "tuomin" else naive_policies(work / name / "policies"))
+                run(landing, warehouse, policies(folder / "policies") if policies else None)
             if not any(warehouse.glob("dataset=*/period=*/*.parquet")):
                 results[name] = None  # the release failed: nothing published, nothing answered
                 continue
@@ -263,7 +279,7 @@ def main() -> None:
     args.out.mkdir(exist_ok=True)
     label = f"{args.days}x{args.rows}" if args.landing is None else args.landing.name
     (args.out / f"{label}.json").write_text(json.dumps(results, indent=1) + "\n")
-    print("| question: attributed / median error / within 10% | tuomin | naive |\n|---|---|---|")
+    print("| question: attributed / median error / within 10% | " + " | ".join(RELEASES) + " |\n|---|---|---|---|")
     for q in raw:
         print(
             f"| {q} | "
@@ -271,15 +287,13 @@ def main() -> None:
                 "{attributed_share:.1%} / {median_relative_error:.1%} / {within_10pct:.0%}".format(**results[n][q])
                 if results[n]
                 else "nothing published"
-                for n in ("tuomin", "naive")
+                for n in RELEASES
             )
             + " |"
         )
     print(
         "| information loss per dataset | "
-        + " | ".join(
-            ", ".join(f"{d} {v:.3f}" for d, v in results[n]["loss"].items()) if results[n] else "-" for n in ("tuomin", "naive")
-        )
+        + " | ".join(", ".join(f"{d} {v:.3f}" for d, v in results[n]["loss"].items()) if results[n] else "-" for n in RELEASES)
         + " |"
     )
 

@@ -19,6 +19,9 @@ Search:
 - Loss is ARX's "loss" metric: per attribute, the average over records of (values merged into
   the record's group - 1) / (distinct values - 1); a suppressed record loses 1 on every attribute.
   Attributes are combined by a weighted mean (ARX's attribute weights, from the policy).
+- The objective puts the analysts' declared questions first (Questions): a node costs 1 for each
+  question it publishes a column of coarser than the question needs, then its loss; the loss
+  breaks ties. Being a cost of the levels alone, it is part of every lower bound below.
 - Exact when the lattice has at most EXACT_LIMIT nodes: nodes are visited in increasing order of
   their loss with nothing suppressed (a lower bound that needs no data pass and grows with
   generalization); once that bound reaches the best feasible loss, no unvisited node can beat it.
@@ -74,6 +77,38 @@ class Solution:
     )  # (entity id, item key, rows of it kept) suppressed (k^m)
 
 
+@dataclass(frozen=True)
+class Questions:
+    """The analysts' declared questions as the search's objective (transforms/workload.py): a node
+    that publishes a question's column coarser than the question needs costs 1 for that question,
+    more than any loss (at most 1), so the search answers as many questions as the model allows
+    and breaks ties by loss. `needs`: per question, (attribute position, level it needs) pairs.
+    A cost of the levels alone, so every lower bound the searches use stays one."""
+
+    needs: tuple[tuple[tuple[int, int], ...], ...] = ()
+
+    @classmethod
+    def of(cls, names: list[str], asked: list[dict[str, int]]) -> Questions:
+        position = {name: j for j, name in enumerate(names)}
+        return cls(tuple(tuple((position[n], lv) for n, lv in by.items() if n in position) for by in asked))
+
+    def cost(self, nodes) -> np.ndarray:
+        """Per node (the last axis holds its levels): how many questions it cannot answer."""
+        grid = np.asarray(nodes)
+        total = np.zeros(grid.shape[:-1])
+        for need in self.needs:
+            if need:
+                at, levels = zip(*need)
+                total = total + np.any(grid[..., list(at)] > np.array(levels), axis=-1)
+        return total
+
+    def of_node(self, node: tuple[int, ...]) -> float:
+        return float(self.cost(np.asarray(node)))
+
+
+NO_QUESTIONS = Questions()
+
+
 def search(
     qis: list[Encoded],
     ranges: dict[str, tuple[int, int]],
@@ -83,6 +118,7 @@ def search(
     weights: dict[str, float] | None = None,
     sensitive: dict[str, np.ndarray] | None = None,
     counts: np.ndarray | None = None,
+    questions: Questions = NO_QUESTIONS,
 ) -> Solution:
     """Levels and suppression for elements given by their codes (qis, entity with -1 for none,
     the codes of each column the model's criteria read), held in memory: one element per row,
@@ -90,7 +126,7 @@ def search(
     counts = np.ones(len(qis[0].codes), np.int64) if counts is None else np.asarray(counts, np.int64)
     entity = None if entity is None else np.asarray(entity)
     table = InMemory(qis, entity, sensitive or {}, counts, [ranges[q.name] for q in qis], model)
-    solution = search_table(table, qis, ranges, max_suppression, weights)
+    solution = search_table(table, qis, ranges, max_suppression, weights, questions=questions)
     return solution if table.inverse is None else replace(solution, suppressed=solution.suppressed[table.inverse])
 
 
@@ -101,6 +137,7 @@ def search_table(
     max_suppression: float,
     weights: dict[str, float] | None = None,
     strategy: str = "auto",
+    questions: Questions = NO_QUESTIONS,
 ) -> Solution:
     """Levels and suppression for a table of combinations (`suppressed` is per combination).
     `strategy`: "auto" (exact up to EXACT_LIMIT nodes, else greedy top-down), or "chain": the
@@ -129,7 +166,7 @@ def search_table(
             return False, None, None, None
         kept = everything if not suppressed else [a - b for a, b in zip(everything, table.rows_per_code(failing))]
         losses = (attribute_losses(node, kept) + suppressed) / n
-        return True, float(w @ losses), losses, np.packbits(failing)
+        return True, float(w @ losses) + questions.of_node(node), losses, np.packbits(failing)
 
     nodes_total = int(np.prod([hi - lo + 1 for lo, hi in bounds]))
 
@@ -140,10 +177,10 @@ def search_table(
         return float(w @ ((lost[0].sum() - attribute_losses(node, lost)) / n))
 
     if strategy == "chain":
-        best, evaluated = _chain(bounds, w, avg_loss, evaluate)
+        best, evaluated = _chain(bounds, w, avg_loss, evaluate, questions)
         method = "chain"
     elif nodes_total <= EXACT_LIMIT:
-        best, evaluated = _exact(qis, bounds, w, avg_loss, evaluate, extra)
+        best, evaluated = _exact(qis, bounds, w, avg_loss, evaluate, extra, questions)
         method = "exact"
     else:
         best, evaluated = _greedy(bounds, evaluate)
@@ -161,7 +198,7 @@ def search_table(
         levels={q.name: lv for q, lv in zip(qis, node)},
         suppressed=np.unpackbits(packed, count=table.size).astype(bool),
         k=int(published.min()) if len(published) else 0,
-        loss=loss,
+        loss=loss - questions.of_node(node),
         loss_by_attribute={q.name: float(x) for q, x in zip(qis, losses)},
         nodes_total=nodes_total,
         nodes_evaluated=evaluated,
@@ -211,6 +248,7 @@ def with_itemsets(
     items: list[bool],
     max_suppression: float,
     weights: dict[str, float] | None = None,
+    questions: Questions = NO_QUESTIONS,
 ) -> Solution:
     """(k, k^m): from the search's node (k over classes of person and item together: m = 1), the
     node at or above it, with items taken from the people whose itemsets of up to m items fewer
@@ -234,8 +272,9 @@ def with_itemsets(
     per_level = [np.array([q.loss[level] @ rows for level in range(len(q.maps))]) / n for q, rows in zip(qis, everything)]
 
     def bound_at(levels: np.ndarray) -> np.ndarray:
-        """The loss with nothing suppressed (a lower bound) at nodes: an array of level vectors."""
-        return sum(w[j] * per_level[j][levels[..., j]] for j in range(len(qis)))
+        """The loss with nothing suppressed (a lower bound) at nodes: an array of level vectors;
+        with the questions they leave unanswered."""
+        return sum(w[j] * per_level[j][levels[..., j]] for j in range(len(qis))) + questions.cost(levels)
 
     def bound_of(node: tuple[int, ...]) -> float:
         return float(bound_at(np.asarray(node)))
@@ -256,7 +295,7 @@ def with_itemsets(
             found = table.itemsets(node, items, allowed)
             counted[node] = found if found[2] <= allowed else None
             if counted[node] is not None:
-                total = float(w @ losses(node, found))
+                total = float(w @ losses(node, found)) + questions.of_node(node)
                 if best is None or total < best[2] - 1e-12:
                     best = (node, found, total)
         return counted[node] is not None
@@ -313,6 +352,7 @@ def confirmed(
     max_suppression: float,
     weights: dict[str, float] | None = None,
     drawn: str = "units",
+    questions: Questions = NO_QUESTIONS,
 ) -> Solution:
     """A node chosen on a sample (of whole units: OutOfCore.sample; or of people at a scaled k:
     Combinations.people), counted once on everyone: the sample's node if everyone passes it within
@@ -330,7 +370,7 @@ def confirmed(
     per_level = [np.array([q.loss[level] @ rows for level in range(len(q.maps))]) / n for q, rows in zip(qis, everything)]
 
     def bound_of(node: tuple[int, ...]) -> float:
-        return float(sum(w[j] * per_level[j][level] for j, level in enumerate(node)))
+        return float(sum(w[j] * per_level[j][level] for j, level in enumerate(node))) + questions.of_node(node)
 
     km = any(items) and m > 1
     start = tuple(chosen.levels[q.name] for q in qis)
@@ -363,10 +403,10 @@ def confirmed(
     )
 
 
-def _exact(qis, bounds, w, avg_loss, evaluate, extra):
+def _exact(qis, bounds, w, avg_loss, evaluate, extra, questions: Questions = NO_QUESTIONS):
     nodes = list(itertools.product(*(range(lo, hi + 1) for lo, hi in bounds)))
     grid = np.array(nodes)
-    bound = sum(w[i] * np.array(avg_loss[i])[grid[:, i]] for i in range(len(qis)))
+    bound = sum(w[i] * np.array(avg_loss[i])[grid[:, i]] for i in range(len(qis))) + questions.cost(grid)
     order = np.lexsort((np.arange(len(nodes)), grid.sum(axis=1), bound))
     index = {node: i for i, node in enumerate(nodes)}
     below_failure = np.zeros(len(nodes), bool)  # at or under a node that fails: fails too (monotone)
@@ -420,14 +460,14 @@ def _exact(qis, bounds, w, avg_loss, evaluate, extra):
     return best, evaluated
 
 
-def _chain(bounds, w, avg_loss, evaluate):
+def _chain(bounds, w, avg_loss, evaluate, questions: Questions = NO_QUESTIONS):
     """The first feasible node of the coarsening chain from the lowest levels (each step the
     attribute whose loss with nothing suppressed grows least), found by bisection: feasibility
     is monotone along it (every step coarsens)."""
     per_level = [np.array(levels) for levels in avg_loss]
 
     def bound(node: tuple[int, ...]) -> float:
-        return float(sum(w[j] * per_level[j][level] for j, level in enumerate(node)))
+        return float(sum(w[j] * per_level[j][level] for j, level in enumerate(node))) + questions.of_node(node)
 
     chain = coarsening(tuple(lo for lo, _ in bounds), bounds, bound)
     results: dict[tuple[int, ...], tuple] = {}

@@ -41,6 +41,8 @@ import pyarrow.compute as pc
 
 from transforms.anonymity import (
     EXACT_COMBINATIONS,
+    NO_QUESTIONS,
+    Questions,
     Solution,
     Unreachable,
     confirmed,
@@ -348,16 +350,18 @@ def decide(problem: Problem, policy: SourcePolicy) -> Plan:
         if sample is None and people and (scaled := sampled(table.model)):
             sample, drawn, limit = table.people(scaled[1], scaled[0]), "people", min(1.0, limit * PEOPLE_SLACK)
         args = (items, policy.privacy.max_suppression, weights)
+        # The declared questions first, the loss as the tie-break (anonymity.Questions).
+        questions = Questions.of([e.name for e in encoded], [q.by for q in policy.questions])
         try:
-            solution = _searched(sample or table, encoded, ranges, items, km, limit, weights)
+            solution = _searched(sample or table, encoded, ranges, items, km, limit, weights, questions)
         except Unreachable:
             if sample is None:
                 raise
             # A sample too thin to reach the model says nothing of everyone: search everyone.
             sample, limit = None, policy.privacy.max_suppression
-            solution = _searched(table, encoded, ranges, items, km, limit, weights)
+            solution = _searched(table, encoded, ranges, items, km, limit, weights, questions)
         if sample is not None:
-            solution = confirmed(table, encoded, ranges, solution, *args, drawn=drawn)
+            solution = confirmed(table, encoded, ranges, solution, *args, drawn=drawn, questions=questions)
     levels = {
         e.name: Level(
             problem.codebooks[e.name],
@@ -384,13 +388,14 @@ def _searched(
     km: bool,
     limit: float,
     weights: dict[str, float],
+    questions: Questions = NO_QUESTIONS,
 ) -> Solution:
     """The search's node on `table`: then, where k^m follows, the node its itemsets allow. Where
     k^m follows on a large table, its start need not be the exact optimum at m = 1 (k^m ends far
     above it): the first feasible node of the least-loss chain will do."""
     strategy = "chain" if km and table.size > EXACT_COMBINATIONS else "auto"
-    solution = search_table(table, encoded, ranges, limit, weights, strategy)
-    return with_itemsets(table, encoded, ranges, solution, items, limit, weights) if km else solution
+    solution = search_table(table, encoded, ranges, limit, weights, strategy, questions)
+    return with_itemsets(table, encoded, ranges, solution, items, limit, weights, questions) if km else solution
 
 
 def solve(
@@ -573,6 +578,31 @@ def finish(
     if policy.entity and policy.entity not in outputs:
         outputs[policy.entity] = ctx.pseudonymizer.unit_tokens(table[ENTITY], ctx.unit)
     return Finished(pa.table(outputs).select(policy.output_columns), int(gone.sum()), suppressed, cells)
+
+
+def as_read(
+    staged: pa.Table, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str], by: dict[str, int]
+) -> tuple[dict[str, pa.Array], pa.Array]:
+    """A staged batch as a declared question reads it (transforms/workload.py): the rows not
+    erased, each column of `by` (published names) at its level, and each row's person (its
+    entity token; null, a person of its own)."""
+    kept = staged.filter(pa.array(~_erased(staged, _tokens(erased))))
+    named = {c.published_name: c for c in policy.quasi_identifiers}
+    return {name: built[named[name].name].generalize(kept[named[name].name], level) for name, level in by.items()}, kept[ENTITY]
+
+
+def up_to(plan: Plan, name: str, level: int) -> dict | None:
+    """How a quasi-identifier's published values map to `level` of its hierarchy ({published
+    value: value at level}), or None where the plan publishes it coarser than that."""
+    chosen = plan.levels.get(name)
+    every = plan.every_level.get(name, [])
+    at = int((plan.solution.levels if plan.solution else {}).get(name, 0))
+    if chosen is None or at > level or not every:
+        return None
+    want = every[min(level, len(every) - 1)]
+    published = chosen.labels.take(pa.array(chosen.to_level, pa.int64())).to_pylist()
+    wanted = want.labels.take(pa.array(want.to_level, pa.int64())).to_pylist()
+    return dict(zip(published, wanted))
 
 
 def distinct_values(published: pa.Table) -> pa.Table:

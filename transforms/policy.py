@@ -23,6 +23,7 @@ from transforms.criteria import PrivacyModel
 from transforms.errors import Refused
 from transforms.identifiers import SubjectKind
 from transforms.operators import OPERATORS, Family, Generalize, Operator
+from transforms.workload import Question
 
 Role = Literal["direct_identifier", "quasi_identifier", "sensitive_attribute", "entity_key", "free_text", "insensitive"]
 # What a source's rows are in a person's record (../shared/privacy-model.md): one row per person
@@ -261,6 +262,7 @@ class SourcePolicy(_Strict):
     privacy: Privacy = Privacy()
     retention: Retention
     columns: list[Column]
+    questions: list[Question] = []  # the analysts' declared questions (transforms/workload.py)
     path: Path
     sha256: str
 
@@ -308,7 +310,23 @@ class SourcePolicy(_Strict):
                     f"column {column.name!r} counts ages: set privacy.reference_date (one date for every "
                     "snapshot, or an age band that moves between two of them tells the birthday)"
                 )
+        self._questions_ask_what_is_published()
         return self
+
+    def _questions_ask_what_is_published(self) -> None:
+        names = [q.name for q in self.questions]
+        if len(set(names)) < len(names):
+            raise ValueError(f"questions: names repeat ({sorted({n for n in names if names.count(n) > 1})})")
+        qis = {c.published_name: c for c in self.quasi_identifiers}
+        for q in self.questions:
+            for name, level in q.by.items():
+                if name not in qis:
+                    raise ValueError(f"question {q.name!r}: {name!r} is not a published quasi-identifier ({sorted(qis)})")
+                lowest = qis[name].level_range[0]
+                if level < lowest:
+                    raise ValueError(
+                        f"question {q.name!r}: {name} at level {level}, but the policy publishes it at {lowest} at the finest"
+                    )
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)

@@ -91,9 +91,10 @@ def docs(
 ) -> None:
     """The data dictionary of the warehouse (what each column means, its type, levels, values and the
     questions it answers), and the Great Expectations Data Docs of every validation recorded."""
-    from flows.storage import dictionary
+    from flows.storage import dictionary, ledger
 
-    page, _ = dictionary.write(dictionary.build(warehouse, load_policies(policies)), out)
+    runs = ledger.runs(restricted)
+    page, _ = dictionary.write(dictionary.build(warehouse, load_policies(policies), runs=runs), out)
     console.print(f"data dictionary: {page}")
     project = restricted / paths.GX_PROJECT
     if not (project / "gx").exists():

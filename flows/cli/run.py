@@ -21,6 +21,7 @@ from flows.cli.root import (
 )
 from flows.runtime import paths
 from transforms.errors import Transient
+from transforms.workload import Score
 
 if TYPE_CHECKING:
     from flows.pipeline.stages import RunSummary
@@ -180,6 +181,10 @@ def _print_summary(summary: RunSummary) -> None:
         console.print(table)
     if summary.error:
         console.print(f"[red]{summary.error}[/]")
+    for name, info in summary.datasets.items():
+        for question, score in info.questions.items():
+            colour = "green" if score["answered"] else "yellow"
+            console.print(f"[{colour}]{name} question {question}[/]: {Score(**score).line()}")
     if summary.republished:
         console.print(f"republished: {len(summary.republished)} unit(s) that had a partition before")
     if summary.up_to_date:

@@ -16,6 +16,7 @@ from typing import Any, TypedDict, cast
 
 from flows.pipeline.intruder import assess, coarsen
 from flows.storage import ledger
+from flows.storage.dictionary import Answer, answers
 from flows.storage.entries import (
     BackupEntry,
     BackupRestoredEntry,
@@ -90,6 +91,7 @@ class DatasetFacts(TypedDict):
     partitions: list[PartitionFacts]
     totals: dict[str, Any]
     removed: list[Event]
+    questions: list[Answer]  # the declared questions, as the latest run that published the dataset scored them
 
 
 class Facts(TypedDict):
@@ -127,6 +129,7 @@ def collect(
     read = _files_read(runs, start, end)
     datasets = {
         name: _dataset(policy, warehouse, of_kind(PartitionEntry), of_kind(PartitionRemovedEntry), read)
+        | {"questions": answers([r.data.model_dump() for r in runs], name)}
         for name, policy in sorted(policies.items())
     }
     units = sorted(p["period"] for d in datasets.values() for p in d["partitions"])
@@ -334,6 +337,7 @@ def _dataset(
         "removed": [
             _event(e, ("period", "path", "sha256", "published_rows", "why")) for e in removed if e.data.dataset == policy.source
         ],
+        "questions": [],
     }
 
 

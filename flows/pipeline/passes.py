@@ -49,7 +49,7 @@ from flows.storage.footer import PartitionRecord, read_footer
 from flows.storage.keys import load_pseudonymizer
 from flows.storage.spill import Spill, read_spill
 from transforms import plan as planning
-from transforms import shuffle, steps
+from transforms import shuffle, steps, workload
 from transforms.operators import Context, Suppress
 from transforms.parse import parse
 from transforms.policy import SourcePolicy
@@ -406,6 +406,7 @@ class Written:
     partitions: dict[str, Partition]
     outcome: Outcome
     classes: str = ""  # where the classes were counted (for errors)
+    questions: dict[str, workload.Score] = field(default_factory=dict)  # the policy's declared questions, scored
 
 
 def gate(policy: SourcePolicy, job: Job, staged: Path, plan: planning.Plan) -> Gate:
@@ -458,13 +459,15 @@ def write(
     # version published at other levels joins nothing of the one it replaces.
     keyed = {label: unit.ids | {"unit": f"{unit.ids['unit']}/{plan.version()}"} for label, unit in units.items()}
     caps = earlier_versions(job, policy, units, plan)
+    answers = workload.Answers(policy.questions)
     for label, unit in sorted(units.items()):
         ctx = job.context(policy, names, unit=keyed[label]["unit"])
-        passes[label] = _Pass2(policy, plan, ctx, built, erased, unit.counts, caps.get(label))
+        passes[label] = _Pass2(policy, plan, ctx, built, erased, unit.counts, caps.get(label), answers, label)
         rows = Spill(held / f"{label}.arrow")
         for table in writer.check(ahead(passes[label].batches(list(unit.staged))), label):
             rows.write(table)
         rows.close()
+        answers.close_unit(label)
     frame, outcome = writer.close()
     levels = {k: v for k, v in (plan.solution.levels if plan.solution else {}).items() if k != UNIT}
     fields = field_metadata(policy, levels)
@@ -489,7 +492,7 @@ def write(
         inputs = [dict(f) for f in unit.inputs.files]
         written[label] = Partition(path, partition.counts, partition.recorded, partition.cells, inputs)
     release_memory()
-    return Written(written, outcome)
+    return Written(written, outcome, questions=answers.scores())
 
 
 def earlier_versions(job: Job, policy: SourcePolicy, units: dict[str, Unit], plan: planning.Plan) -> dict[str, planning.Cap]:
@@ -550,8 +553,12 @@ class _Pass2:
         erased: set[str],
         counts: Rows,
         cap: planning.Cap | None = None,
+        answers: workload.Answers | None = None,
+        label: str = "",
     ):
         self.policy, self.plan, self.ctx, self.built, self.erased, self.cap = policy, plan, ctx, built, erased, cap
+        self.answers, self.label = answers, label
+        self.maps = {(q.name, n): planning.up_to(plan, n, lv) for q in policy.questions for n, lv in q.by.items()}
         self.counts = Rows(read=counts.read, erased=0, suppressed=0, published=0)
         self.cells: dict[str, int] = {}  # cells blanked per column
         self.outcome: Outcome | None = None
@@ -561,6 +568,8 @@ class _Pass2:
     def batches(self, staged: list[Path]) -> Iterator[pa.Table]:
         for batch in ahead(_staged_batches(staged)):
             done = planning.finish(batch, self.plan, self.policy, self.ctx, self.built, self.erased, self.kept, self.cap)
+            if self.answers is not None:
+                self.score(batch, done.table)
             self.counts.erased = (self.counts.erased or 0) + done.erased
             self.counts.suppressed = (self.counts.suppressed or 0) + done.suppressed
             self.counts.published += done.table.num_rows
@@ -568,6 +577,30 @@ class _Pass2:
                 self.cells[name] = self.cells.get(name, 0) + n
             yield done.table
         self.kept.clear()  # the unit's rows are through
+
+    def score(self, staged: pa.Table, published: pa.Table) -> None:
+        """One batch into the declared questions' tallies: as read, and as published (mapped up
+        the hierarchy from the plan's levels; None where a column is published coarser)."""
+        assert self.answers is not None
+        label = self.label
+        entity = self.policy.entity
+        for q in self.policy.questions:
+            read, people = planning.as_read(staged, self.policy, self.built, self.erased, q.by)
+            maps = {n: self.maps[(q.name, n)] for n in q.by}
+            too_coarse = [n for n, m in maps.items() if m is None]
+            if too_coarse:
+                levels = self.plan.solution.levels if self.plan.solution else {}
+                self.answers.coarser.setdefault(
+                    q.name,
+                    ", ".join(f"{n} is published at level {levels.get(n)}; the question needs {q.by[n]}" for n in too_coarse),
+                )
+            mapped = (
+                None
+                if too_coarse
+                else {n: pd.Series(published[n].to_pandas(), dtype=object).map(maps[n]).to_numpy() for n in q.by}
+            )
+            whose = published[entity] if entity and entity in published.column_names else None
+            self.answers.add(q, label, read, people, mapped, whose)
 
     def metadata(self, classes: pd.DataFrame, outcome: Outcome, inputs: Inputs, period: str, run: dict) -> PartitionRecord:
         self.outcome = outcome

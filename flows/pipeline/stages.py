@@ -35,7 +35,7 @@ import logging
 import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -128,6 +128,7 @@ class Published:
     policy_sha256: str
     republished: list[str]  # units that had a partition before
     superseded: list[str]  # partitions removed because a later snapshot replaces them
+    questions: dict[str, dict] = field(default_factory=dict)  # the declared questions' scores (workload.Score)
 
 
 class RunSummary(BaseModel):
@@ -609,6 +610,7 @@ def publish(
             policy_sha256=metadata.policy_sha256 or "",
             republished=sorted(label for label in result.partitions if (name, label) in before),
             superseded=superseded,
+            questions={q: asdict(score) for q, score in result.questions.items()},
         )
         log.info(
             "%s: published %d of %d rows in %d unit(s) (k=%s) -> %s",

@@ -24,6 +24,7 @@ from flows.storage.footer import read_dp_record, read_record
 from flows.storage.warehouse import DP_PREFIX, fields_of
 from transforms.dp_policy import MEANING
 from transforms.policy import SourcePolicy
+from transforms.workload import Score
 
 TEMPLATES = Path(__file__).parent / "templates"
 FEW = 30  # a column with at most this many distinct values lists them
@@ -42,6 +43,11 @@ QUESTIONS = {  # by role, then by technique: what a column can answer, and what 
     "direct_identifier": "None about a person: it is replaced before publishing.",
 }
 
+TOP = "*"  # a hierarchy's top: the value that says nothing
+WHOLE = (
+    "None: it holds only `*` in every partition (generalized to the top of its hierarchy to reach the "
+    "privacy model), so nothing can be broken down by it."
+)
 
 DP_COLUMNS = {  # the columns every DP table has beside its grain
     "value": "The table's measure in the cell with Laplace noise added (unbiased; may be below 0); "
@@ -71,12 +77,21 @@ class Column(TypedDict):
     held_to: list[str]  # the criteria on the column, in words
 
 
+class Answer(TypedDict):
+    question: str
+    ask: str
+    answered: bool
+    score: str  # workload.Score.line(): shares and errors in whole percents, never a cell's count
+    run_id: str  # the run that scored it (its latest)
+
+
 class Dataset(TypedDict):
     description: str
     partitions: int
     periods: list[str]
     person_record: str
     columns: list[Column]
+    questions: list[Answer]  # the policy's declared questions, as the latest run that published the dataset scored them
 
 
 class Dictionary(TypedDict):
@@ -85,15 +100,19 @@ class Dictionary(TypedDict):
     dp_tables: dict[str, dict[str, Any]]  # per DP table: measure, source, privacy unit, columns, releases
 
 
-def build(warehouse: Path, policies: dict[str, SourcePolicy] | None = None, values: bool = True) -> Dictionary:
+def build(
+    warehouse: Path, policies: dict[str, SourcePolicy] | None = None, values: bool = True, runs: list[dict] | None = None
+) -> Dictionary:
     """Every published dataset and its columns, from the files in `warehouse` (their values too,
-    unless `values` is off: the view comments need none, and listing them reads the columns)."""
+    unless `values` is off: the view comments need none, and listing them reads the columns);
+    with the ledger's run entries (`runs`), the declared questions as each dataset's latest run scored them."""
     datasets = {}
     for folder in sorted(warehouse.glob("dataset=*")):
         name = folder.name.split("=", 1)[1]
         files = sorted(folder.glob("period=*/*.parquet"))
         if files:
             datasets[name] = _dataset(files, (policies or {}).get(name), values)
+            datasets[name]["questions"] = answers(runs or [], name)
     return Dictionary(warehouse=str(warehouse.resolve()), datasets=datasets, dp_tables=dp_tables(warehouse))
 
 
@@ -164,6 +183,8 @@ def _dataset(files: list[Path], policy: SourcePolicy | None, values: bool) -> Da
         }
         if values and entry["technique"] not in NO_VALUES and role != "entity_key":
             entry["values"] = _few_values(con, files, column)
+            if role == "quasi_identifier" and entry["values"] == [TOP]:
+                entry["questions"] = WHOLE
         columns.append(entry)
     return {
         "description": policy.description if policy else "",
@@ -171,7 +192,22 @@ def _dataset(files: list[Path], policy: SourcePolicy | None, values: bool) -> Da
         "periods": [f.parent.name.removeprefix("period=") for f in files],
         "person_record": policy.unit.record if policy else "",
         "columns": columns,
+        "questions": [],
     }
+
+
+def answers(runs: list[dict], dataset: str) -> list[Answer]:
+    """A dataset's declared questions as the latest run that published it scored them."""
+    for run in reversed(runs):
+        scored = (run.get("datasets", {}).get(dataset) or {}).get("questions")
+        if isinstance(scored, dict) and scored:
+            return [
+                Answer(
+                    question=q, ask=s["ask"], answered=bool(s["answered"]), score=Score(**s).line(), run_id=run.get("run_id", "")
+                )
+                for q, s in scored.items()
+            ]
+    return []
 
 
 def _capitalized(sentence: str) -> str:

@@ -260,6 +260,20 @@ def test_the_data_dictionary_describes_every_published_column(published, landing
                 assert all(lv["meaning"] for lv in column["levels"])
                 if column["values"] == ["*"]:  # every value suppressed: said so, not "level 3 of a table"
                     assert {lv["meaning"] for lv in column["levels"]} == {"suppressed (*)"}, (name, column)
+                    # and never offered as a breakdown
+                    assert column["questions"].startswith("None: it holds only `*`"), (name, column)
+                else:
+                    assert "only `*`" not in column["questions"], (name, column)
+    assert any(c["values"] == ["*"] for c in found["pos"]["columns"])  # the test landing has some
+    # The declared questions, as the run scored them: the same words as its summary.
+    for name in ("pos", "after_sales"):
+        scored = published.summary.datasets[name].questions
+        assert [q["question"] for q in found[name]["questions"]] == list(scored)
+        for q in found[name]["questions"]:
+            assert q["score"].startswith("answered" if scored[q["question"]]["answered"] else "not answered")
+    assert found["membership"]["questions"] == []
+    page = (tmp_path / "dictionary.html").read_text()
+    assert "lines_by_store_day" in page and "declared questions" in page
     assert found["pos"]["columns"][[c["column"] for c in found["pos"]["columns"]].index("customer_id")]["values"] is None
     assert "<td><code>customer_id</code>" in (tmp_path / "dictionary.html").read_text()
     from flows.storage.query import connect

@@ -517,3 +517,53 @@ def test_a_node_chosen_on_a_sample_of_people_is_published_only_as_everyone_passe
     }
     assert "sample of people, counted on everyone" in methods["dataset=pos"], methods
     assert "sample of people, counted on everyone" in methods["dataset=membership"], methods  # k and l alone
+
+
+def test_a_run_scores_the_declared_questions_on_what_it_read(prefect_server, landing, tmp_path, policy_copy):
+    """Every run scores the policies' questions on the rows it read against the rows it published:
+    the run summary and its ledger entry say which the release answers and at what error, and a
+    question on a column published coarser than it needs says so. Checked against the landing's
+    own answer, counted here from its CSV files and the published Parquet."""
+    path = policy_copy / "pos.yaml"
+    text = path.read_text()
+    question = (
+        "  - name: lines_by_category_day\n    ask: lines by category x day\n"
+        "    measure: rows\n    period: day\n    by: {product: 2}\n"
+    )
+    path.write_text(text.replace("questions:\n", "questions:\n" + question, 1))
+    run = run_flow(landing, tmp_path, policies=str(policy_copy))
+    assert run.state.is_completed(), run.summary.error
+    pos = run.summary.datasets["pos"]
+    scores = pos.questions
+    assert {"lines_by_category_day", "lines_by_category_week_channel", "buyers_by_continent_month", "lines_by_store_day"} <= set(
+        scores
+    )
+    score = scores["lines_by_category_day"]
+    assert pos.levels["product"] <= 2, "the test needs product published at the category or finer"
+    # The run's answer against the landing's: read, every published row attributed, the cells' median error.
+    assert score["read"] == pos.counts.read - pos.counts.erased
+    assert score["attributed"] == pytest.approx(pos.counts.published / (pos.counts.read - pos.counts.erased), abs=1e-4)
+    con = duckdb.connect()
+    raw = con.sql(
+        f"""SELECT category, regexp_extract(filename, '(\\d{{4}}-\\d{{2}}-\\d{{2}})', 1) AS day, count(*) AS n
+            FROM read_csv('{landing}/pos/*/*.csv', all_varchar=true, filename=true) GROUP BY ALL"""
+    ).df()
+    anon = con.sql(
+        f"""SELECT product AS category, CAST(period AS VARCHAR) AS day, count(*) AS n
+            FROM read_parquet('{run.warehouse}/dataset=pos/*/*.parquet', hive_partitioning=true) GROUP BY ALL"""
+    ).df()
+    joined = raw.merge(anon, on=["category", "day"], how="left", suffixes=("_raw", "_anon")).fillna(0)
+    scored = joined[joined["n_raw"] >= 20]
+    median = ((scored["n_anon"] - scored["n_raw"]).abs() / scored["n_raw"]).median()
+    assert score["cells"] == len(scored)
+    assert score["median_error"] == pytest.approx(median, abs=0.01)  # the landing's count includes the few erased rows
+    assert score["answered"] == (score["attributed"] >= 0.9 and score["median_error"] <= 0.10)
+    # A question on a column published coarser than it needs attributes nothing, and says which.
+    coarse = [
+        q for q, s in scores.items() if any(f"{n} is published at level" in s["why"] for n in ("store_code", "nationality"))
+    ]
+    for q in coarse:
+        assert scores[q]["attributed"] == 0.0 and not scores[q]["answered"]
+    assert run.summary.datasets["after_sales"].questions["cases_by_type_week"]["read"] > 0
+    entry = [json.loads(line) for line in (run.restricted / "ledger" / "ledger.jsonl").read_text().splitlines()][-1]
+    assert entry["kind"] == "run" and entry["data"]["datasets"]["pos"]["questions"] == scores

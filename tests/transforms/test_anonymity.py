@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests.examples import examples
 from transforms import metrics, outofcore
-from transforms.anonymity import Unreachable, search, search_table
+from transforms.anonymity import Questions, Unreachable, search, search_table
 from transforms.combinations import class_keys
 from transforms.criteria import LDiversity, PrivacyModel, RecursiveDiversity
 from transforms.hierarchy import TableHierarchy, encode
@@ -35,7 +35,7 @@ def _table(rows):
     ]
 
 
-def _brute_force(qis, k, limit, weights=None, sensitive=None, l=None):
+def _brute_force(qis, k, limit, weights=None, sensitive=None, l=None, asked=()):
     """Every node of the lattice, evaluated from the published values with pandas: the reference
     the search must match, independent of the engine's internals."""
     n = len(qis[0].codes)
@@ -51,8 +51,10 @@ def _brute_force(qis, k, limit, weights=None, sensitive=None, l=None):
         if small.sum() > int(np.floor(limit * n)):
             continue
         loss = sum(wi * (q.loss[lv][q.codes[~small]].sum() + small.sum()) / n for wi, q, lv in zip(w, qis, node))
-        best = loss if best is None else min(best, loss)
-    return best
+        levels = dict(zip((q.name for q in qis), node))
+        unanswered = sum(any(levels[name] > need for name, need in by.items()) for by in asked)
+        best = (unanswered, loss) if best is None else min(best, (unanswered, loss))
+    return best if asked else (best[1] if best else None)
 
 
 rows = st.lists(
@@ -87,6 +89,29 @@ def test_search_is_exact(data, k, limit, weights, l, rnd):
     kept = pd.DataFrame({q.name: q.column(found.levels[q.name]).to_pylist() for q in qis})[~found.suppressed]
     assert metrics.k_anonymity(kept, ["age", "city", "sex"]) >= k
     assert found.nodes_evaluated <= found.nodes_total
+
+
+@examples(60)
+@given(
+    rows,
+    st.integers(2, 5),
+    st.sampled_from([0.0, 0.05, 0.2]),
+    st.lists(st.dictionaries(st.sampled_from(["age", "city", "sex"]), st.integers(0, 2), min_size=1), min_size=1, max_size=3),
+)
+def test_the_declared_questions_come_first_and_the_loss_breaks_ties(data, k, limit, asked):
+    """With questions, the search returns the node that leaves the fewest of them unanswerable by
+    its levels, and among those the least loss: brute force over every node agrees."""
+    qis = _table(data)
+    ranges = {q.name: (0, q.hierarchy.top) for q in qis}
+    reference = _brute_force(qis, k, limit, asked=asked)
+    questions = Questions.of([q.name for q in qis], asked)
+    try:
+        found = search(qis, ranges, PrivacyModel(k), limit, questions=questions)
+    except Unreachable:
+        assert reference is None
+        return
+    unanswered = sum(any(found.levels[n] > need for n, need in by.items()) for by in asked)
+    assert (unanswered, found.loss) == (reference[0], pytest.approx(reference[1]))
 
 
 def test_entity_level_counts_people_not_rows():

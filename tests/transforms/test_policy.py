@@ -163,3 +163,32 @@ def test_a_criterion_on_a_sensitive_column_is_declared_under_its_kind(policy_cop
     with pytest.raises(PolicyError) as err:
         load_policy(path)
     assert str(path) in str(err.value) and "source 'membership'" in str(err.value) and message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("question", "message"),
+    [
+        ("by: {store: 0}", "question 'q': 'store' is not a published quasi-identifier"),
+        ("by: {product: -1}", "question 'q': product at level -1"),
+        ("by: {}", "questions.0.by"),
+        ("by: {product: 2}\n    extra: 1", "questions.0.extra"),
+    ],
+)
+def test_a_question_asks_only_what_the_policy_publishes(policy_copy, question, message):
+    """A declared question names published quasi-identifiers at levels the policy can publish:
+    anything else is refused at load, naming the file, the source and the question."""
+    path = policy_copy / "pos.yaml"
+    _edit(
+        path,
+        "questions:\n",
+        f"questions:\n  - name: q\n    ask: a question\n    measure: rows\n    period: day\n    {question}\n",
+    )
+    with pytest.raises(PolicyError) as found:
+        load_policies(policy_copy)
+    assert str(path) in str(found.value) and "'pos'" in str(found.value) and message in str(found.value)
+
+
+def test_shipped_questions_load(policy_copy):
+    policies = load_policies(policy_copy)
+    assert [q.name for q in policies["pos"].questions][:2] == ["lines_by_category_week_channel", "buyers_by_continent_month"]
+    assert [q.by for q in policies["after_sales"].questions] == [{"case_type": 0}]
