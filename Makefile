@@ -19,7 +19,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test test-slow test-fast check format lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale bench-erasure bench-risk bench-guarantees bench-utility bench-dp
+.PHONY: setup run test test-slow test-fast check format lint docs serve stop sample clean bench-classify bench-redaction bench-transforms bench-privacy bench-assess bench-backup bench-scale bench-erasure bench-risk bench-guarantees bench-utility bench-tradeoff bench-dp
 
 setup: $(VENV)/.synced
 
@@ -144,6 +144,11 @@ bench-guarantees: setup
 
 bench-utility: setup
 	@$(DEMO_KEYS); $(BIN)/python benchmarks/utility.py
+
+# Which declared questions the release answers at each k, m and unit grain (issue 32): real runs on
+# the bundled sample, scored by the runs themselves; the shipped policies are the first row.
+bench-tradeoff: setup
+	@$(DEMO_KEYS); $(BIN)/python benchmarks/tradeoff.py
 
 # The DP tables against the exact answer and the anonymized rows: a generated landing of 4 x 50,000
 # POS lines and 100,000 members, published, then released three times (~70 s). 1 M lines:

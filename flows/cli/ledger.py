@@ -38,6 +38,9 @@ def ledger_verify(
     ledger is missing, empty, edited, reordered or cut short."""
     from flows.storage import ledger
 
+    repaired = ledger.repair(restricted, "tuomin ledger verify")
+    if repaired is not None:
+        console.print(f"[yellow]repaired: {repaired.data.line()} (entry {repaired.seq})[/]")
     verdict = ledger.check(restricted, warehouse if warehouse.is_dir() else None, expect_head)
     for problem in verdict.problems:
         console.print(f"[red]{problem}[/]")

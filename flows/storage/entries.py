@@ -396,6 +396,18 @@ class DPReleaseEntry(Entry):
         return f"{self.release_id}: {len(self.tables)} table(s), epsilon {self.epsilon:g} ({self.spent_total:g} spent in all)"
 
 
+class LedgerRepairedEntry(Entry):
+    kind = "ledger_repaired"
+    about = "a torn last line (an append cut short by a crash or a full disk) set aside before the next entry"
+    torn_bytes: int
+    torn_sha256: str
+    set_aside: str  # the file under the ledger's folder that keeps the torn bytes, as they were
+    by: str  # the command that found it
+
+    def line(self) -> str:
+        return f"{self.torn_bytes} torn byte(s) set aside in {self.set_aside} by {self.by}"
+
+
 KINDS: dict[str, type[Entry]] = {
     model.kind: model
     for model in (
@@ -413,6 +425,7 @@ KINDS: dict[str, type[Entry]] = {
         ErasureRequestedEntry,
         NoticesEntry,
         DPReleaseEntry,
+        LedgerRepairedEntry,
     )
 }
 

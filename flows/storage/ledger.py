@@ -15,6 +15,13 @@ A chain cannot show that its last entries were cut off: what is left still verif
 partition file's metadata when it is published (`ledger_head`: the entry before its own), into
 the evidence pack, and given back by the operator with `tuomin ledger verify --expect-head`.
 `check` compares the ledger with all of them.
+
+An append is one write of one line, fsynced. A crash or a full disk in the middle leaves a torn
+last line, with no newline after it: readers leave it out (it was never an entry), and the next
+append, or `tuomin ledger verify`, sets its bytes aside in a file beside the ledger, cuts the
+ledger back to its last whole line and records the repair (`ledger_repaired`) before anything
+else. An append that fails (ENOSPC) cuts back what it wrote, so it leaves nothing torn behind.
+A whole line that is not JSON is damage, not a crash: LedgerBroken, in one line.
 """
 
 from __future__ import annotations
@@ -45,6 +52,11 @@ class LedgerBroken(Refused, RuntimeError):
     proceed."""
 
 
+class LedgerWriteFailed(Refused, OSError):
+    """An entry could not be written (a full disk, a read-only file system): nothing was recorded,
+    and the ledger is as it was."""
+
+
 E = TypeVar("E", bound=Entry, covariant=True)  # a Recorded[PartitionEntry] is a Recorded[Entry]
 K = TypeVar("K", bound=Entry)  # one kind, as a function takes and returns it
 
@@ -66,10 +78,75 @@ def _digest(entry: dict) -> str:
 
 
 def entries(restricted: Path) -> list[dict]:
+    """The entries as stored, but a torn last line (never an entry: see the module's docstring).
+    LedgerBroken, naming the line, where a whole line is not an entry."""
     path = restricted / LEDGER
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+    whole, _ = _split(path.read_bytes())
+    found = []
+    for number, line in enumerate(whole.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            raise LedgerBroken(f"{path}: line {number} is not a ledger entry (damaged): see `tuomin ledger verify`") from None
+    return found
+
+
+def _split(raw: bytes) -> tuple[bytes, bytes]:
+    """A ledger's bytes as (its whole lines, a torn last line without its newline)."""
+    end = raw.rfind(b"\n") + 1
+    return raw[:end], raw[end:]
+
+
+def torn(restricted: Path) -> int:
+    """The bytes of a torn last line (0: none)."""
+    path = restricted / LEDGER
+    if not path.is_file():
+        return 0
+    with path.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - (1 << 20)))
+        return len(_split(fh.read())[1]) if size else 0
+
+
+def repair(restricted: Path, by: str) -> Recorded | None:
+    """Set a torn last line aside and record it (see the module's docstring); None when there was none."""
+    path = restricted / LEDGER
+    if not torn(restricted):
+        return None
+    fd = os.open(path, os.O_RDWR | os.O_APPEND)
+    with os.fdopen(fd, "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        repaired = _set_aside(fh, path, by)
+    if repaired is None:
+        return None
+    return append(restricted, repaired)
+
+
+def _set_aside(fh, path: Path, by: str):
+    """Under the caller's lock: the torn tail copied to a file of its own (0600), the ledger cut
+    back to its last whole line; the entry that records it, to be appended."""
+    fh.seek(0)
+    whole, tail = _split(fh.read())
+    if not tail:
+        return None
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    aside = path.parent / f"torn-{stamp}.bin"
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(tail)
+        out.flush()
+        os.fsync(out.fileno())
+    fh.truncate(len(whole))
+    fh.flush()
+    os.fsync(fh.fileno())
+    return entries_model.LedgerRepairedEntry(
+        torn_bytes=len(tail), torn_sha256=hashlib.sha256(tail).hexdigest(), set_aside=aside.name, by=by
+    )
 
 
 def append(restricted: Path, data: K) -> Recorded[K]:
@@ -86,21 +163,34 @@ def append(restricted: Path, data: K) -> Recorded[K]:
 
         restricted_dir(restricted, LEDGER.parent.name)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "a+", encoding="utf-8") as fh:
+    with os.fdopen(fd, "a+b") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        last = _last(fh.buffer)
-        entry = {
-            "seq": last["seq"] + 1 if last else 1,
-            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "kind": kind,
-            "data": stored,
-            "prev": last["hash"] if last else GENESIS,
-        }
-        entry["hash"] = _digest(entry)
-        fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    return Recorded(cast(int, entry["seq"]), cast(str, entry["at"]), kind, data, cast(str, entry["hash"]))
+        lines = []
+        repaired = _set_aside(fh, path, f"the {kind} entry's append") if kind != "ledger_repaired" else None
+        last = _last(fh)
+        for item_kind, item in ([("ledger_repaired", repaired.record())] if repaired else []) + [(kind, stored)]:
+            entry = {
+                "seq": last["seq"] + 1 if last else 1,
+                "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "kind": item_kind,
+                "data": item,
+                "prev": last["hash"] if last else GENESIS,
+            }
+            entry["hash"] = _digest(entry)
+            lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
+            last = entry
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        try:
+            fh.write("".join(lines).encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        except OSError as exc:  # a full disk, a read-only file system: cut back what was written
+            fh.truncate(size)
+            why = exc.strerror or str(exc)
+            raise LedgerWriteFailed(f"{path}: could not record the {kind} entry ({why}): nothing was recorded") from None
+    assert last is not None  # the entry just written
+    return Recorded(cast(int, last["seq"]), cast(str, last["at"]), kind, data, cast(str, last["hash"]))
 
 
 def _last(fh) -> dict | None:
@@ -114,7 +204,7 @@ def _last(fh) -> dict | None:
         fh.seek(start)
         tail = fh.read(end - start) + tail
         end = start
-        lines = [line for line in tail.split(b"\n") if line.strip()]
+        lines = [line for line in _split(tail)[0].split(b"\n") if line.strip()]
         if len(lines) > 1 or (lines and end == 0):
             return json.loads(lines[-1])
     return None
@@ -277,7 +367,9 @@ def verify(restricted: Path, warehouse: Path | None = None) -> list[str]:
 
 def trusted(restricted: Path, warehouse: Path | None = None) -> list[Recorded[Entry]]:
     """The entries, for a command about to act on what they record; LedgerBroken if the ledger
-    is missing, empty, cut short (against `warehouse`'s files) or broken."""
+    is missing, empty, cut short (against `warehouse`'s files) or broken. A torn last line is set
+    aside first (repair: the command is about to write to the ledger anyway)."""
+    repair(restricted, "a command about to act on the ledger")
     verdict = check(restricted, warehouse)
     if verdict.problems:
         raise LedgerBroken(
