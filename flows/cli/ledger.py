@@ -41,6 +41,9 @@ def ledger_verify(
     repaired = ledger.repair(restricted, "tuomin ledger verify")
     if repaired is not None:
         console.print(f"[yellow]repaired: {repaired.data.line()} (entry {repaired.seq})[/]")
+    if warehouse.is_dir():
+        for ended in ledger.recover(restricted, warehouse, "tuomin ledger verify"):
+            console.print(f"[yellow]recovered: {ended.data.line()} (entry {ended.seq})[/]")
     verdict = ledger.check(restricted, warehouse if warehouse.is_dir() else None, expect_head)
     for problem in verdict.problems:
         console.print(f"[red]{problem}[/]")

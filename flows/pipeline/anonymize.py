@@ -30,7 +30,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.pipeline.executor import Step
 from flows.pipeline.parameters import RunParameters
-from flows.pipeline.run import Run, Selection, select
+from flows.pipeline.run import Run, Selection, recover, select
 from flows.pipeline.stages import Release, ReleaseFailed, RunSummary, Widen, process_release
 from flows.runtime import progress
 from flows.runtime.logfilter import mask
@@ -138,6 +138,8 @@ def _anonymize(p: RunParameters, runner):
     run = _edge(Run.start, "start-run")(
         p.landing, p.warehouse, p.restricted, p.policies, p.drop_unknown, via, p.backup, p.rotate_key, p.max_unit_rows
     )
+    for line in _edge(recover, "recover")(run):  # what a crash left half done, ended before anything is chosen
+        log.warning(line)
     selection, unchanged = _edge(select, "select")(run, p.date, p.start, p.end, p.every)
     files = sum(len(f) for f in selection.files.values())
     log.info(

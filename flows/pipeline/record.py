@@ -159,12 +159,14 @@ def ledger_entry(
     sha256: str,
     triggered_by: dict[str, str],
     started: dt.datetime,
+    size: int | None = None,
     **more: Any,
 ) -> PartitionEntry:
     """The ledger's record of one published partition: the file's metadata, and the exact counts
     it leaves out (`rows`: read, quarantined, erased, suppressed, published; `cells` blanked per
     column; `inputs` with their bytes and rows); `more`: the release's verdict, the erasure list's
-    hash, what an erasure changed."""
+    hash, what an erasure changed. `size`: the file's bytes, where `output` is where it will be
+    (its entry is written, as an intent, before the file is put in place)."""
     keep = (
         "dataset",
         "period",
@@ -196,7 +198,7 @@ def ledger_entry(
         "output": {
             "path": output.relative_to(warehouse).as_posix(),
             "sha256": sha256,
-            "bytes": output.stat().st_size,
+            "bytes": output.stat().st_size if size is None else size,
             "rows": metadata.published_rows,
         },
         "started_at": started.isoformat(timespec="seconds"),

@@ -147,6 +147,18 @@ class Selection:
         return Selection(files, units)
 
 
+def recover(run: Run) -> list[str]:
+    """What a crash left half done, finished or rolled back before anything is selected (a torn
+    ledger line set aside, open intents ended: flows/storage/ledger.py), each recorded: its lines."""
+    done = []
+    repaired = ledger.repair(run.restricted, "tuomin run")
+    if repaired is not None:
+        done.append(f"repaired: {repaired.data.line()}")
+    if run.warehouse.is_dir():
+        done += [f"recovered: {r.data.line()}" for r in ledger.recover(run.restricted, run.warehouse, "tuomin run")]
+    return done
+
+
 def select(
     run: Run, date: dt.date | None, start: dt.date | None, end: dt.date | None, every: bool
 ) -> tuple[Selection, list[str]]:

@@ -52,7 +52,7 @@ from flows.storage import backup as backup_io
 from flows.storage import landing as landing_io
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
-from flows.storage.entries import BackupEntry, PartitionEntry, PartitionRemovedEntry, Rows
+from flows.storage.entries import BackupEntry, IntentEntry, PartitionEntry, PartitionRemovedEntry, Rows
 from flows.storage.files import file_sha256
 from flows.storage.footer import read_footer
 from transforms import plan, steps
@@ -582,7 +582,7 @@ def publish(
         policy = run.policies[name]
         for label, part in result.partitions.items():
             sha256 = file_sha256(part.path)
-            target = warehouse_io.publish(part.path, run.warehouse, name, label)
+            target = warehouse_io.partition(run.warehouse, name, label) / warehouse_io.PART
             entry = ledger_entry(
                 part.metadata,
                 part.counts,
@@ -593,10 +593,19 @@ def publish(
                 sha256,
                 run.triggered_by,
                 began,
+                size=part.path.stat().st_size,
                 release=recorded,
                 erasure_sha256=run.erasure_sha256,
             )
-            ledger.append(run.restricted, entry)
+            # Intend, act, commit (flows/storage/ledger.py): a crash between the rename and its
+            # entry leaves an intent the next command finishes.
+            then = {"kind": entry.kind, "data": entry.record()}
+            intent = ledger.append(
+                run.restricted, IntentEntry(action="publish", path=entry.output.path, sha256=sha256, then=then)
+            )
+            failpoints.hit("intended")
+            warehouse_io.publish(part.path, run.warehouse, name, label)
+            ledger.append(run.restricted, PartitionEntry.model_validate(entry.record() | {"intent": intent.seq}))
         superseded = _supersede(run, name, set(result.partitions), before) if policy.unit.snapshot else []
         counts = Rows.total([p.counts for p in result.partitions.values()])
         ks = [k for p in result.partitions.values() if (k := p.metadata.metrics.k) is not None]

@@ -166,6 +166,7 @@ class PartitionEntry(Entry):
     triggered_by: dict[str, str] | str | None = None
     release: dict[str, Any] | None = None  # the date's release verdict (a run's partitions)
     erasure: dict[str, Any] | None = None  # what an erasure changed (a republished partition)
+    intent: int | None = None  # the seq of the intent entry this one commits
 
     def line(self) -> str:
         return f"{self.dataset} {self.period}: {self.rows.published} rows, k={self.k_achieved}"
@@ -396,6 +397,30 @@ class DPReleaseEntry(Entry):
         return f"{self.release_id}: {len(self.tables)} table(s), epsilon {self.epsilon:g} ({self.spent_total:g} spent in all)"
 
 
+class IntentEntry(Entry):
+    kind = "intent"
+    about = "a change about to be made outside the ledger (a file put in place), and the entry that records it once made"
+    action: Literal["publish"]
+    path: str  # under the warehouse
+    sha256: str  # of the file as it will be in place
+    then: dict[str, Any]  # {"kind", "data"}: the entry that commits it (its `intent` names this one)
+
+    def line(self) -> str:
+        return f"{self.action} {self.path} (intended)"
+
+
+class IntentEndedEntry(Entry):
+    kind = "intent_ended"
+    about = "an intent a crash left open, ended by the next command: finished (the change is in place) or rolled back"
+    intent: int
+    outcome: Literal["finished", "rolled back"]
+    why: str
+    by: str
+
+    def line(self) -> str:
+        return f"intent {self.intent} {self.outcome} by {self.by}: {self.why}"
+
+
 class LedgerRepairedEntry(Entry):
     kind = "ledger_repaired"
     about = "a torn last line (an append cut short by a crash or a full disk) set aside before the next entry"
@@ -426,6 +451,8 @@ KINDS: dict[str, type[Entry]] = {
         NoticesEntry,
         DPReleaseEntry,
         LedgerRepairedEntry,
+        IntentEntry,
+        IntentEndedEntry,
     )
 }
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from flows.cli import app
 from flows.storage import ledger
 from tests.conftest import TEST_KEY, Run, copy_run, run_flow
 
@@ -93,11 +95,15 @@ def test_a_killed_run_leaves_old_or_new_partitions_never_a_mix(day1_published, t
     assert [p.split(":")[0] for p in unrecorded] == changed and len(ledger.verify(first.restricted, first.warehouse)) == len(
         unrecorded
     )
-    # Re-running finishes the job: the file is changed (or its unit unrecorded), so its unit is
-    # processed again, into what a run never interrupted publishes from the same files.
+    # Re-running finishes the job: a partition put in place but not recorded has its intent
+    # finished (recorded as the killed run meant to); any other unit whose file changed is
+    # processed again; either way into what a run never interrupted publishes from the same files.
     final = run_flow(copy_of, tmp_path / "shop")
-    assert final.state.is_completed() and "pos" in final.summary.datasets
+    assert final.state.is_completed()
     for name in _file_hashes(final.warehouse):
+        if failpoint == "published-one":  # the killed run's file recorded as it meant to, the rest solved after it
+            assert pq.read_schema(final.warehouse / name).names == pq.read_schema(uninterrupted.warehouse / name).names
+            continue
         assert pq.read_table(final.warehouse / name).equals(pq.read_table(uninterrupted.warehouse / name)), name
     assert ledger.verify(first.restricted, first.warehouse) == []
     assert not (first.warehouse / ".staging").exists() or not any((first.warehouse / ".staging").iterdir())
@@ -131,3 +137,37 @@ def test_a_full_disk_or_read_only_warehouse_fails_clearly_and_publishes_nothing(
     monkeypatch.delenv("TUOMIN_FAILPOINT")
     final = run_flow(copy_of, tmp_path / "shop")
     assert final.state.is_completed() and final.summary.datasets["pos"].units == 2
+
+
+@pytest.mark.parametrize(
+    ("failpoint", "after"), [("published-one", "ledger verify"), ("published-one", "run"), ("intended", "run")]
+)
+def test_a_run_killed_between_its_intent_and_its_commit_is_ended_by_the_next_command(day1_published, tmp_path, failpoint, after):
+    """Intend, act, commit: killed after a partition's intent was recorded, before (`intended`) or
+    after (`published-one`) the file was put in place, and before its entry. The next command,
+    whichever it is, ends the intent (finished where the file is in place as intended, rolled back
+    where it is not), records that, and the ledger verifies; a plain run then says nothing is left
+    to do only when the partition is recorded."""
+    copy_of, first = copy_run(day1_published[1], day1_published[0], tmp_path / "shop")
+    _cut_pos(copy_of)
+    killed = _run_killed_at(failpoint, copy_of, tmp_path / "shop")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    [intent] = ledger.open_intents(ledger.entries(first.restricted))
+    assert ledger.verify(first.restricted, first.warehouse) != [] or failpoint == "intended"
+    if after == "ledger verify":
+        done = CliRunner().invoke(
+            app, ["ledger", "verify", "--restricted", str(first.restricted), "--warehouse", str(first.warehouse)]
+        )
+        assert done.exit_code == 0, done.output
+        assert f"recovered: intent {intent['seq']} finished" in " ".join(done.output.split())
+    else:
+        rerun = run_flow(copy_of, tmp_path / "shop", date=DAY1)
+        assert rerun.state.is_completed(), rerun.summary.error
+    found = ledger.entries(first.restricted)
+    [ended] = [e for e in found if e["kind"] == "intent_ended" and e["data"]["intent"] == intent["seq"]]
+    assert ended["data"]["outcome"] == ("finished" if failpoint == "published-one" else "rolled back")
+    assert ledger.open_intents(found) == [] and ledger.verify(first.restricted, first.warehouse) == []
+    committed = [e for e in found if e["kind"] == "partition" and e["data"].get("intent") == intent["seq"]]
+    assert len(committed) == (1 if failpoint == "published-one" else 0)
+    if failpoint == "published-one":  # recorded as the killed run meant to record it
+        assert committed[0]["data"]["output"]["sha256"] == intent["data"]["sha256"]

@@ -313,7 +313,8 @@ def test_the_run_record(published):
     kinds = con.execute(
         f"SELECT kind, count(*) FROM read_json('{published.restricted / ledger.LEDGER}') GROUP BY ALL ORDER BY ALL"
     ).fetchall()
-    assert kinds == [("backup", 2), ("partition", 5), ("run", 1)]  # a backup per export date read, a partition per unit
+    # a backup per export date read, a partition per unit, each after its intent
+    assert kinds == [("backup", 2), ("intent", 5), ("partition", 5), ("run", 1)]
     assert record["backup_key_id"].startswith("b1-") and record["parameters"]["backup"] is True
 
 

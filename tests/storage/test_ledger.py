@@ -14,7 +14,7 @@ from tests.conftest import a_partition, a_run
 
 
 def test_every_kind_has_one_model_and_only_models_are_written(tmp_path):
-    assert set(ledger.KINDS) == set(entries.KINDS) and len(entries.KINDS) == 15
+    assert set(ledger.KINDS) == set(entries.KINDS) and len(entries.KINDS) == 17
     with pytest.raises(TypeError, match="one of the models"):
         ledger.append(tmp_path, {"run_id": "x"})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not declared in its model"):
