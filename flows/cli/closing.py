@@ -55,6 +55,9 @@ def purge(
 
         day = plan_date(as_of, dry_run) or today()
         area, rules = landing_io.existing(landing), load_policies(policies)
+        from flows.storage import ledger
+
+        ledger.writable(restricted)  # no plan from a ledger that does not verify: what it would delete rests on it
         planned = purging.report(purging.plan(area, warehouse, restricted, rules, day), day)
         if as_json:
             print(json.dumps(planned, ensure_ascii=False))
@@ -153,8 +156,10 @@ def review(
     from prefect.client.schemas.objects import State
 
     from flows.closing import review as reviewing
+    from flows.storage import ledger
 
     reviewing.preflight(policies)
+    ledger.writable(restricted)  # a review is recorded: not in a ledger that does not verify (one line, exit 2)
     state = cast(
         State,
         reviewing.review(

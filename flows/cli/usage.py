@@ -30,6 +30,9 @@ def key(kind: keys.KeyKind) -> str | None:
 
 def run(landing_url: str | Path, restricted: Path, policy_dir: Path, backup: bool, rotating: bool) -> None:
     """Everything `tuomin run` and `tuomin backfill` need before a flow run starts."""
+    from flows.storage import ledger
+
+    ledger.writable(restricted)  # a ledger that does not verify: refused in one line, nothing started
     load_policies(policy_dir)
     landing(landing_url)
     key_id = key(keys.PSEUDONYM)

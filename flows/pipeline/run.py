@@ -152,6 +152,7 @@ def recover(run: Run) -> list[str]:
     ledger line set aside, open intents ended: flows/storage/ledger.py), each recorded: its lines."""
     done = []
     repaired = ledger.repair(run.restricted, "tuomin run")
+    ledger.writable(run.restricted)  # a ledger that does not verify stops the run here, in one line
     if repaired is not None:
         done.append(f"repaired: {repaired.data.line()}")
     if run.warehouse.is_dir():

@@ -90,7 +90,11 @@ def entries(restricted: Path) -> list[dict]:
     path = restricted / LEDGER
     if not path.exists():
         return []
-    whole, _ = _split(path.read_bytes())
+    return _parsed(_split(path.read_bytes())[0], path)
+
+
+def _parsed(whole: bytes, path: Path) -> list[dict]:
+    """The entries of a ledger's whole lines; LedgerBroken, naming the line, for one that is not an entry."""
     found = []
     for number, line in enumerate(whole.split(b"\n"), start=1):
         if not line.strip():
@@ -118,6 +122,17 @@ def torn(restricted: Path) -> int:
         size = fh.tell()
         fh.seek(max(0, size - (1 << 20)))
         return len(_split(fh.read())[1]) if size else 0
+
+
+def writable(restricted: Path) -> None:
+    """Refuse (LedgerBroken, one line) unless the ledger's chain verifies: what a writing command
+    checks before its slow work, as every append does again. A missing ledger is writable."""
+    path = restricted / LEDGER
+    if not path.is_file():
+        return
+    with path.open("rb") as fh:
+        fcntl.flock(fh, fcntl.LOCK_SH)
+        _trust(fh, path)
 
 
 def repair(restricted: Path, by: str) -> Recorded | None:
@@ -174,6 +189,7 @@ def append(restricted: Path, data: K) -> Recorded[K]:
         fcntl.flock(fh, fcntl.LOCK_EX)
         lines = []
         repaired = _set_aside(fh, path, f"the {kind} entry's append") if kind != "ledger_repaired" else None
+        _trust(fh, path)
         last = _last(fh)
         for item_kind, item in ([("ledger_repaired", repaired.record())] if repaired else []) + [(kind, stored)]:
             entry = {
@@ -192,12 +208,41 @@ def append(restricted: Path, data: K) -> Recorded[K]:
             fh.write("".join(lines).encode("utf-8"))
             fh.flush()
             os.fsync(fh.fileno())
+            assert last is not None
+            _VERIFIED[path] = (fh.tell(), last["hash"])
         except OSError as exc:  # a full disk, a read-only file system: cut back what was written
             fh.truncate(size)
             why = exc.strerror or str(exc)
             raise LedgerWriteFailed(f"{path}: could not record the {kind} entry ({why}): nothing was recorded") from None
     assert last is not None  # the entry just written
     return Recorded(cast(int, last["seq"]), cast(str, last["at"]), kind, data, cast(str, last["hash"]))
+
+
+_VERIFIED: dict[Path, tuple[int, str]] = {}  # per ledger: the size and last hash this process verified
+
+
+def _trust(fh, path: Path) -> None:
+    """Under the append's lock: refuse to write to a ledger whose chain does not verify (one line,
+    naming the first problem). The first append of a process reads the whole chain; later ones,
+    while the file is as this process left it, only compare its size and last hash."""
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    known = _VERIFIED.get(path)
+    if known is not None and known[0] == size:
+        last = _last(fh)
+        if (last["hash"] if last else GENESIS) == known[1]:
+            return
+    fh.seek(0)
+    found = _parsed(_split(fh.read())[0], path)
+    problems = _chain(found)
+    if problems:
+        raise LedgerBroken(
+            f"{path}: the ledger does not verify ({problems[0]}"
+            + (f"; {len(problems) - 1} more" if len(problems) > 1 else "")
+            + "): nothing was recorded; restore the ledger from a copy whose head an evidence pack or `ledger verify` recorded, "
+            "or see `tuomin ledger verify`"
+        )
+    _VERIFIED[path] = (size, found[-1]["hash"] if found else GENESIS)
 
 
 def _last(fh) -> dict | None:

@@ -171,3 +171,43 @@ def test_a_run_killed_between_its_intent_and_its_commit_is_ended_by_the_next_com
     assert len(committed) == (1 if failpoint == "published-one" else 0)
     if failpoint == "published-one":  # recorded as the killed run meant to record it
         assert committed[0]["data"]["output"]["sha256"] == intent["data"]["sha256"]
+
+
+def _rehashed_in_the_middle(restricted: Path) -> None:
+    """An entry in the middle edited and its own hash recomputed: the next entry no longer follows it."""
+    import hashlib
+    import json
+
+    path = restricted / ledger.LEDGER
+    lines = path.read_text("utf-8").splitlines()
+    entry = json.loads(lines[len(lines) // 2])
+    entry["data"]["triggered_by"] = {"via": "edited"}
+    body = {k: entry[k] for k in ("seq", "at", "kind", "data", "prev")}
+    entry["hash"] = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+    lines[len(lines) // 2] = json.dumps(entry, ensure_ascii=False)
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+
+
+def test_a_ledger_that_does_not_verify_stops_every_writing_command_in_one_line(published, landing, tmp_path):
+    """Edited and re-hashed in the middle: run, review, backup verify, purge (even its dry run)
+    and an erasure each refuse in one line naming the problem, exit 2, and append nothing."""
+    copy_of, first = copy_run(published, landing, tmp_path / "shop")
+    _rehashed_in_the_middle(first.restricted)
+    before = (first.restricted / ledger.LEDGER).read_bytes()
+    where = ["--warehouse", str(first.warehouse), "--restricted", str(first.restricted)]
+    commands = [
+        ["run", "--landing", str(copy_of), *where, "--no-backup"],
+        ["review", *where],
+        ["backup", "verify", "--restricted", str(first.restricted)],
+        ["purge", "--dry-run", "--landing", str(copy_of), *where],
+        ["subjects", "erase", "--landing", str(copy_of), *where, "--mobile", "13800000000"],
+    ]
+    for command in commands:
+        done = CliRunner().invoke(app, command)
+        assert done.exit_code == 2, (command, done.output)
+        lines = done.output.strip().splitlines()
+        assert len(lines) == 1 and ("the ledger does not verify" in lines[0] or "cannot be trusted" in lines[0]), (
+            command,
+            done.output,
+        )
+        assert (first.restricted / ledger.LEDGER).read_bytes() == before, command
