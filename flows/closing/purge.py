@@ -194,6 +194,13 @@ def _plan_date(
     if not sources:
         return Plan(day, held="no published partition replaces this date's raw data")
     for name, files in sources.items():
+        # Deleting a link would certify the data deleted while it stays where the link points.
+        linked = [(f, to) for f in files if (to := landing.link(f)) is not None]
+        if linked:
+            f, to = linked[0]
+            return Plan(
+                day, held=f"{name}: {f} is a symbolic link (to {to}): purge deletes files, not links; put the file itself there"
+            )
         current = {f: landing.sha256(f) for f in files}
         policy = policies[name]
         retention = policy.retention

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -71,6 +72,14 @@ class Landing:
 
     def exists(self, relative: str) -> bool:
         return self.fs.exists(f"{self.root}/{relative}")
+
+    def link(self, relative: str) -> str | None:
+        """Where a file that is a symbolic link points (a local landing's), or None."""
+        if isinstance(self.fs, LocalFileSystem):
+            path = Path(f"{self.root}/{relative}")
+            if path.is_symlink():
+                return os.readlink(path)
+        return None
 
     def remove(self, relative: str) -> None:
         self.fs.rm(f"{self.root}/{relative}")

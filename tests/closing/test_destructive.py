@@ -282,3 +282,26 @@ def test_a_date_without_files_fails_and_the_ledger_says_nothing_was_published(pr
     none = CliRunner().invoke(app, ["backfill", "--start", "2026-04-01", "--end", "2026-04-03", *args])
     assert none.exit_code == 1 and "no export files from 2026-04-01 to 2026-04-03" in " ".join(none.output.split())
     assert ledger.runs(tmp_path / "r")[-1]["status"] == "failed"
+
+
+def test_purge_never_certifies_a_symlinked_file_deleted_while_its_data_stays(shop, tmp_path):
+    """A landing file that is a symbolic link to the data elsewhere: deleting the link would leave
+    the data and certify it deleted. The date is held, saying why; its files and the data stay,
+    and no certificate names them."""
+    landing, wh, restricted = shop
+    real = landing / "pos" / DAY1 / "pos_lines_20260301.csv"
+    elsewhere = tmp_path / "elsewhere" / real.name
+    elsewhere.parent.mkdir()
+    shutil.move(real, elsewhere)
+    real.symlink_to(elsewhere)
+    data = elsewhere.read_bytes()
+    where = ["--landing", str(landing), "--warehouse", str(wh), "--restricted", str(restricted)]
+    planned = CliRunner().invoke(app, ["purge", "--dry-run", "--json", *where])
+    [held] = [d for d in json.loads(planned.output)["dates"] if d["export_date"] == DAY1]
+    assert held["decision"] == "keep" and "pos_lines_20260301.csv is a symbolic link" in held["why"], held
+    done = CliRunner().invoke(app, ["purge", *where])
+    assert done.exit_code == 0 and DAY1 not in done.output, done.output
+    assert real.is_symlink() and elsewhere.read_bytes() == data
+    certified = [e["data"] for e in ledger.entries(restricted) if e["kind"] == "deletion" and e["data"]["export_date"] == DAY1]
+    assert certified == []
+    assert all((landing / f).exists() for f in ("after_sales/" + DAY1, "pos/" + DAY1))  # the whole date is kept
