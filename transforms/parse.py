@@ -16,6 +16,9 @@ from transforms.text import Column, fold
 
 DECIMAL = pa.decimal128(12, 2)
 DEFAULT_FORMATS = {"date": ["%Y-%m-%d"], "datetime": ["%Y-%m-%d %H:%M:%S"]}
+# Dates a retail export can hold: a value outside is a broken or hostile export (9999-12-31), not
+# data, and would break the date arithmetic downstream (a week or month after it is out of range).
+EARLIEST, LATEST = pd.Timestamp("1900-01-01"), pd.Timestamp("2199-12-31 23:59:59")
 
 
 def parse(column: Column, kind: str, formats: list[str] | None = None) -> tuple[pa.Array, np.ndarray]:
@@ -76,6 +79,8 @@ def _temporal_distinct(text: pa.Array, formats: list[str], kind: str) -> tuple[p
         if not todo.any():
             break
         parsed[todo] = pd.to_datetime(series[todo], format=fmt, errors="coerce").astype("datetime64[s]")
+    outside = parsed.notna() & ((parsed < EARLIEST) | (parsed > LATEST))
+    parsed[outside] = pd.NaT
     bad = (parsed.isna() & series.notna()).to_numpy()
     out = pa.array(parsed).cast(pa.timestamp("s"))
     return (out.cast(pa.date32()) if kind == "date" else out), bad

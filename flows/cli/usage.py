@@ -33,8 +33,10 @@ def run(landing_url: str | Path, restricted: Path, policy_dir: Path, backup: boo
     from flows.storage import ledger
 
     ledger.writable(restricted)  # a ledger that does not verify: refused in one line, nothing started
-    load_policies(policy_dir)
-    landing(landing_url)
+    policies = load_policies(policy_dir)
+    area = landing(landing_url)
+    for policy in policies.values():  # a folder dated after today (9999-12-31): refused in one line
+        landing_io.source_files(area, policy)
     key_id = key(keys.PSEUDONYM)
     if key_id is not None and not rotating:
         keys.check_continuity(restricted, key_id)

@@ -27,6 +27,7 @@ import pyarrow.csv as pcsv
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
+from flows.runtime.clock import today
 from flows.storage.files import stream_sha256
 from transforms.errors import Refused
 from transforms.identifiers import SUBJECT_IDENTIFIERS
@@ -120,6 +121,11 @@ def source_files(landing: Landing, policy: SourcePolicy) -> dict[str, dt.date]:
                 found[relative] = dt.date.fromisoformat(m.group("date"))
             except ValueError:
                 continue  # a folder that only looks like a date
+            if found[relative] > today() + dt.timedelta(days=1):
+                raise ExportError(
+                    f"{relative}: its export date folder is after today ({today().isoformat()}): not an export of a day "
+                    "that has been (a mistyped folder?); move or rename it, nothing was read"
+                )
     return dict(sorted(found.items(), key=lambda item: (item[1], item[0])))
 
 

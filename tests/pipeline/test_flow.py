@@ -568,3 +568,35 @@ def test_a_run_scores_the_declared_questions_on_what_it_read(prefect_server, lan
     assert run.summary.datasets["after_sales"].questions["cases_by_type_week"]["read"] > 0
     entry = [json.loads(line) for line in (run.restricted / "ledger" / "ledger.jsonl").read_text().splitlines()][-1]
     assert entry["kind"] == "run" and entry["data"]["datasets"]["pos"]["questions"] == scores
+
+
+def test_rows_and_folders_dated_where_no_export_can_be_are_refused_or_quarantined(prefect_server, copy_of, tmp_path):
+    """A row dated 9999-12-31 in a normal file is quarantined and counted, never published and
+    never a crash; a landing folder dated after today refuses the run in one line before anything
+    is read or written."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    path = copy_of / "pos" / "2026-03-01" / "pos_lines_20260301.csv"
+    lines = path.read_text("utf-8-sig").splitlines()
+    header = lines[0].split(",")
+    row = lines[1].split(",")
+    at = header.index("txn_time")
+    row[at] = "9999-12-31 10:00:00"
+    lines[1] = ",".join(row)
+    path.write_text("\n".join(lines) + "\n", "utf-8-sig")
+    run = run_flow(copy_of, tmp_path / "rows", date="2026-03-01")
+    assert run.state.is_completed(), run.summary.error
+    [counted] = [f for p, f in run.summary.files.items() if p.endswith("pos_lines_20260301.csv")]
+    assert counted["quarantined"] >= 1
+    published = pq.read_table(run.warehouse / "dataset=pos").to_pandas()
+    assert not published["txn_time"].astype(str).str.startswith("9999").any()
+    later = copy_of / "pos" / "9999-12-31"
+    later.mkdir()
+    shutil.copy(path, later / "pos_lines_99991231.csv")
+    where = ["--landing", str(copy_of), "--warehouse", str(tmp_path / "w"), "--restricted", str(tmp_path / "r")]
+    done = CliRunner().invoke(app, ["run", *where, "--no-backup"])
+    assert done.exit_code == 2 and len(done.output.strip().splitlines()) == 1, done.output
+    assert "9999-12-31" in done.output and "after today" in done.output
+    assert not (tmp_path / "w").exists() and not (tmp_path / "r").exists()

@@ -241,3 +241,16 @@ def test_hierarchies_accept_table_columns():
         [pa.array([dt.datetime(2026, 3, 4, 5)], pa.timestamp("s")), pa.array([dt.datetime(2026, 4, 5, 6)], pa.timestamp("s"))]
     )
     assert DatetimeHierarchy(["month"]).generalize(chunked, 1).to_pylist() == ["2026-03", "2026-04"]
+
+
+@pytest.mark.parametrize("kind", ["date", "datetime"])
+def test_a_date_no_export_can_hold_is_a_bad_value_not_data(kind):
+    """9999-12-31 (or 1899) parses, but no retail export holds it: a bad value (its row is
+    quarantined), never a date that breaks the arithmetic after it (a week or month later)."""
+    from transforms.parse import parse
+
+    suffix = "" if kind == "date" else " 10:00:00"
+    values = pa.array([f"2026-03-01{suffix}", f"9999-12-31{suffix}", f"1899-12-31{suffix}", "", f"2199-12-31{suffix}"])
+    typed, bad = parse(values, kind)
+    assert bad.tolist() == [False, True, True, False, False]
+    assert typed.null_count == 3 and typed[4].as_py().year == 2199
