@@ -37,6 +37,7 @@ def run(landing_url: str | Path, restricted: Path, policy_dir: Path, backup: boo
     area = landing(landing_url)
     for policy in policies.values():  # a folder dated after today (9999-12-31): refused in one line
         landing_io.source_files(area, policy)
+    landing_io.read_erasure_requests(area)  # a damaged request line: refused in one line, not a silent no-op
     key_id = key(keys.PSEUDONYM)
     if key_id is not None and not rotating:
         keys.check_continuity(restricted, key_id)

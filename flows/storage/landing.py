@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -335,17 +336,47 @@ def _empty(headers: list[str]) -> pa.Table:
 
 
 def read_erasure_requests(landing: Landing) -> pa.Table:
+    """The erasure list, every line checked (check_requests): a damaged line refuses, never erases nobody."""
     if not landing.exists(ERASURE_REQUESTS):
         return pa.table({"doc_no": pa.array([], pa.string())})
     try:
         with landing.open(ERASURE_REQUESTS) as source:
-            return pcsv.read_csv(
+            requests = pcsv.read_csv(
                 source,
                 read_options=pcsv.ReadOptions(encoding="utf8"),
                 convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in ERASURE_COLUMNS}),
             )
     except pa.ArrowInvalid:
         raise ExportError(f"{ERASURE_REQUESTS}: not readable as CSV (details withheld: they quote the data)") from None
+    check_requests(requests)
+    return requests
+
+
+def check_requests(requests: pa.Table) -> None:
+    """Every request names a person by at least one identifier, each of its kind's shape once
+    normalized as tokens normalize it. A line that does not (a NUL byte, a spreadsheet formula,
+    a typo) would find nobody and erase nothing without a word: ExportError naming the line and
+    the column (line 1 is the header), never the value."""
+    from transforms.text import NORMALIZERS
+
+    named = np.zeros(requests.num_rows, bool)
+    for name, subject in SUBJECT_IDENTIFIERS.items():
+        if name not in requests.column_names:
+            continue
+        raw = requests[name].to_pylist()
+        normalized = NORMALIZERS[subject.normalize](requests[name]).to_pylist()
+        for row, (given, value) in enumerate(zip(raw, normalized)):
+            if given is None or not given.strip():
+                continue
+            if "\x00" in given or not value or not subject.shape.fullmatch(value):
+                raise ExportError(
+                    f"{ERASURE_REQUESTS} line {row + 2}: {name} is not a {subject.label} this list can name a person by "
+                    "(a NUL byte, a formula or a typo?): it would erase nobody; correct or remove the line, nothing was read"
+                )
+            named[row] = True
+    if requests.num_rows and not named.all():
+        row = int(np.flatnonzero(~named)[0])
+        raise ExportError(f"{ERASURE_REQUESTS} line {row + 2}: names no one (every identifier empty); correct or remove the line")
 
 
 def applied_requests(requests: pa.Table) -> pa.Table:

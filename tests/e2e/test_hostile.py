@@ -410,3 +410,33 @@ def test_a_gb18030_export_delivered_in_utf8_is_refused(landing, tmp_path):
     path.write_bytes(path.read_bytes().decode("gb18030").encode("utf-8"))
     [problem] = landing_io.check_headers(landing_io.Landing(copy), load_policies(POLICIES), _every_file(copy), drop_unknown=False)
     assert problem.startswith(f"membership/{BASE}/members_") and "not covered by policy" in problem
+
+
+@pytest.mark.parametrize(
+    ("line", "column"),
+    [
+        ("2026-03-01 10:00:00,,13800\x00138000,", "mobile"),  # a NUL byte
+        ('2026-03-01 10:00:00,"=HYPERLINK(""x"")",,', "doc_no"),  # a spreadsheet formula
+        ("2026-03-01 10:00:00,,,", None),  # names no one
+    ],
+)
+def test_a_damaged_erasure_request_refuses_in_one_line_never_erases_nobody(copy_of, tmp_path, line, column):
+    """A request line that would find nobody (a NUL byte, a formula, every identifier empty) is not
+    a silent no-op: `tuomin run` refuses in one line naming the list's line and column, before
+    anything is read or written, and so does `subjects erase`, which would rewrite the list."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    path = copy_of / "requests" / "erasure.csv"
+    text = path.read_text("utf-8").rstrip("\n").splitlines()
+    header = text[0].split(",")
+    assert header[:1] == ["requested_at"] and "batch" not in header  # the generated list: requested_at, doc_no, mobile, member_no
+    path.write_text("\n".join([*text, line]) + "\n", "utf-8")
+    where = ["--landing", str(copy_of), "--warehouse", str(tmp_path / "w"), "--restricted", str(tmp_path / "r")]
+    done = CliRunner().invoke(app, ["run", *where, "--no-backup"])
+    assert done.exit_code == 2 and len(done.output.strip().splitlines()) == 1, done.output
+    said = " ".join(done.output.split())
+    assert f"requests/erasure.csv line {len(text) + 1}" in said and (column is None or f"{column} is not" in said), said
+    assert "HYPERLINK" not in said and "138000" not in said  # the value is never quoted
+    assert not (tmp_path / "w").exists() and not (tmp_path / "r").exists()
