@@ -57,12 +57,12 @@ from flows.pipeline.parameters import LandingUrl, Policies, Restricted, Trigger,
 from flows.pipeline.passes import BATCH_ROWS, shuffled
 from flows.pipeline.record import ledger_entry, triggered_by
 from flows.pipeline.writer import ClassColumns, PartitionWriter
-from flows.runtime import paths
+from flows.runtime import failpoints, paths
 from flows.runtime.ahead import ahead
 from flows.runtime.logfilter import mask
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
-from flows.storage.entries import ErasureRequestedEntry, KeyDestroyedEntry, PartitionEntry, Republished
+from flows.storage.entries import ErasureRequestedEntry, IntentEntry, KeyDestroyedEntry, PartitionEntry, Republished
 from flows.storage.files import file_sha256
 from flows.storage.footer import PartitionRecord, footer_json, read_record
 from flows.storage.keys import PSEUDONYM, load_pseudonymizer
@@ -339,10 +339,18 @@ def republish(
             began,
             erasure=erasure,
         )
+        # Intend, act, commit (flows/storage/ledger.py): a sweep killed between the swap and its
+        # entry leaves an intent the next command finishes (the file in place) or rolls back.
+        then = {"kind": record.kind, "data": record.record()}
+        intent = ledger.append(
+            restricted, IntentEntry(action="publish", path=record.output.path, sha256=record.output.sha256, then=then)
+        )
+        failpoints.hit("erasure-intended")
         warehouse_io.publish(staged, warehouse, old.dataset, day)
+        failpoints.hit("erasure-swapped")
     finally:
         warehouse_io.discard_staging(warehouse, run_id)
-    entry = ledger.append(restricted, record)
+    entry = ledger.append(restricted, PartitionEntry.model_validate(record.record() | {"intent": intent.seq}))
     return Republished(
         dataset=old.dataset,
         period=day,

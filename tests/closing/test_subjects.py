@@ -812,3 +812,42 @@ def test_an_erasure_that_cannot_read_the_exports_changes_nothing_and_says_so(pub
     assert finished["republished"] and not _holding(
         _partitions(wh), Pseudonymizer(TEST_KEY.encode()).token(person["doc_no"], "customer"), wh
     )
+
+
+def test_an_erasure_killed_between_a_swap_and_its_entry_is_finished_by_the_next_command(
+    prefect_server, published, landing, tmp_path, at_the_edge
+):
+    """Intend, act, commit for an erasure's sweep: SIGKILL right after a partition was swapped,
+    before its entry. `ledger verify` finishes the intent (the file is in place as intended),
+    records it and passes; repeating the request then completes it."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import get_current_settings
+
+    from tests.conftest import TEST_KEY
+
+    wh, held = tmp_path / "wh", tmp_path / "landing"
+    shutil.copytree(published.warehouse, wh)
+    shutil.copytree(published.restricted, _vault_of(wh))
+    shutil.copytree(landing / "requests", held / "requests")
+    args = ["subjects", "erase", "--doc-no", at_the_edge["doc_no"], "--landing", str(held)]
+    args += ["--warehouse", str(wh), "--restricted", str(_vault_of(wh)), "--flush"]
+    tuomin = str(Path(sys.executable).parent / "tuomin")
+    env = {
+        **os.environ,
+        "TUOMIN_PSEUDONYM_KEY": TEST_KEY,
+        "TUOMIN_FAILPOINT": "erasure-swapped",
+        "PREFECT_API_URL": str(get_current_settings().api.url),  # the session's server: none left behind by the kill
+    }
+    killed = subprocess.run([tuomin, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stdout[-2000:] + killed.stderr[-2000:]
+    [intent] = ledger.open_intents(ledger.entries(_vault_of(wh)))
+    assert ledger.verify(_vault_of(wh), wh) != []  # the swapped file has no entry yet
+    done = CliRunner().invoke(app, ["ledger", "verify", "--restricted", str(_vault_of(wh)), "--warehouse", str(wh)])
+    assert done.exit_code == 0 and f"recovered: intent {intent['seq']} finished" in " ".join(done.output.split()), done.output
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert not _holding(_partitions(wh), at_the_edge["token"], wh) and ledger.verify(_vault_of(wh), wh) == []
+    assert ledger.open_intents(ledger.entries(_vault_of(wh))) == []
