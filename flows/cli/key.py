@@ -55,8 +55,10 @@ def key_rotate(
 
     Refused unless the key found is the one the warehouse is published with."""
     from flows.storage import keys
+    from flows.storage import warehouse as warehouse_io
 
-    old, new, entry = keys.rotate(keys.locate(keys.PSEUDONYM, path, block), restricted, warehouse)
+    with warehouse_io.exclusive(warehouse):  # not while a run publishes under the old key
+        old, new, entry = keys.rotate(keys.locate(keys.PSEUDONYM, path, block), restricted, warehouse)
     console.print(
         f"rotated: {old} -> {new} (ledger entry {entry.seq}). Tokens made with {old} no longer "
         "match new ones: re-run the dates you want linked under the new key."
@@ -83,7 +85,10 @@ def key_destroy(
     key_id = keys.destruction(location, restricted, warehouse)
     if not yes:
         typer.confirm(f"Destroy the {kind.name} key {key_id} in {location}? This cannot be undone", abort=True)
-    entry = keys.destroy(location, restricted, warehouse)
+    from flows.storage import warehouse as warehouse_io
+
+    with warehouse_io.exclusive(warehouse):  # not while a run or an erasure still uses the key
+        entry = keys.destroy(location, restricted, warehouse)
     console.print(f"destroyed {kind.name} key {key_id} ({location}); ledger entry {entry.seq} hash {entry.hash[:16]}…")
     if entry.data.published_under_other_keys:
         console.print(

@@ -141,7 +141,9 @@ def test_a_key_the_ledger_records_nothing_made_with_is_neither_destroyed_nor_rot
     )
     assert held.exit_code == 2 and "cannot destroy" in held.output and TEST_KEY not in held.output
     assert other.read_bytes() == before and backup.exists() and len(ledger.entries(restricted)) == entries
-    nowhere = CliRunner().invoke(app, ["key", "destroy", "--restricted", str(tmp_path / "nowhere"), "--yes"])
+    nowhere = CliRunner().invoke(
+        app, ["key", "destroy", "--warehouse", str(tmp_path / "w"), "--restricted", str(tmp_path / "nowhere"), "--yes"]
+    )
     assert nowhere.exit_code == 2 and "no ledger" in nowhere.output and other.read_bytes() == before
 
 

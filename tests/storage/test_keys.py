@@ -22,7 +22,9 @@ def test_rotation_gives_a_new_key_id_and_is_recorded(tmp_path):
     init_demo_key(key)
     before, text = key_id_of_file(key), key.read_text()
     _published_with(tmp_path / "wh", before)
-    result = CliRunner().invoke(app, ["key", "rotate", "--path", str(key), "--restricted", str(tmp_path / "wh")])
+    result = CliRunner().invoke(
+        app, ["key", "rotate", "--warehouse", str(tmp_path / "w"), "--path", str(key), "--restricted", str(tmp_path / "wh")]
+    )
     assert result.exit_code == 0, result.output
     after = key_id_of_file(key)
     assert after != before and key.read_text() != text and oct(key.stat().st_mode & 0o777) == "0o600"
@@ -36,7 +38,10 @@ def test_destroying_the_key_deletes_it_and_records_it(tmp_path):
     init_demo_key(key)
     key_id, text = key_id_of_file(key), key.read_text().strip()
     _published_with(tmp_path / "wh", key_id)
-    result = CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--restricted", str(tmp_path / "wh"), "--yes"])
+    result = CliRunner().invoke(
+        app,
+        ["key", "destroy", "--warehouse", str(tmp_path / "w"), "--path", str(key), "--restricted", str(tmp_path / "wh"), "--yes"],
+    )
     assert result.exit_code == 0, result.output
     assert not key.exists()
     entry = ledger.entries(tmp_path / "wh")[-1]
@@ -45,7 +50,11 @@ def test_destroying_the_key_deletes_it_and_records_it(tmp_path):
     # Without confirmation nothing happens.
     init_demo_key(key)
     _published_with(tmp_path / "wh", key_id_of_file(key))
-    result = CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--restricted", str(tmp_path / "wh")], input="n\n")
+    result = CliRunner().invoke(
+        app,
+        ["key", "destroy", "--warehouse", str(tmp_path / "w"), "--path", str(key), "--restricted", str(tmp_path / "wh")],
+        input="n\n",
+    )
     assert result.exit_code == 1 and key.exists()
 
 
@@ -57,7 +66,22 @@ def test_a_run_without_the_destroyed_key_fails(tmp_path, monkeypatch):
     init_demo_key(key)
     _published_with(tmp_path / "wh", key_id_of_file(key))
     assert (
-        CliRunner().invoke(app, ["key", "destroy", "--path", str(key), "--restricted", str(tmp_path / "wh"), "--yes"]).exit_code
+        CliRunner()
+        .invoke(
+            app,
+            [
+                "key",
+                "destroy",
+                "--warehouse",
+                str(tmp_path / "w"),
+                "--path",
+                str(key),
+                "--restricted",
+                str(tmp_path / "wh"),
+                "--yes",
+            ],
+        )
+        .exit_code
         == 0
     )
     monkeypatch.delenv("TUOMIN_PSEUDONYM_KEY")
@@ -85,7 +109,20 @@ def test_destroying_a_secret_block(prefect_server, tmp_path):
 
     Secret(value="block-key-" + "x" * 40).save("tuomin-doomed-key", overwrite=True)
     _published_with(tmp_path, Pseudonymizer(("block-key-" + "x" * 40).encode()).key_id)
-    result = CliRunner().invoke(app, ["key", "destroy", "--block", "tuomin-doomed-key", "--restricted", str(tmp_path), "--yes"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "key",
+            "destroy",
+            "--warehouse",
+            str(tmp_path / "w"),
+            "--block",
+            "tuomin-doomed-key",
+            "--restricted",
+            str(tmp_path),
+            "--yes",
+        ],
+    )
     assert result.exit_code == 0, result.output
     with pytest.raises(ValueError):
         Secret.load("tuomin-doomed-key")
@@ -163,3 +200,25 @@ def test_a_flow_run_with_another_key_fails_and_changes_nothing(published, landin
     assert state.is_failed() and "is not the key" in state.message
     assert (published.restricted / ledger.LEDGER).read_bytes() == before
     assert [p.stat().st_mtime_ns for p in files] == stamps
+
+
+def test_a_key_is_not_rotated_or_destroyed_while_a_run_holds_the_warehouse(tmp_path):
+    """A run publishes under the key it started with: a rotation (or destruction) while it holds
+    the warehouse is refused in one line, and the key and the ledger are as they were."""
+    import fcntl
+
+    key = tmp_path / "s" / "k.key"
+    init_demo_key(key)
+    before, text = key_id_of_file(key), key.read_text()
+    _published_with(tmp_path / "wh", before)
+    entries = len(ledger.entries(tmp_path / "wh"))
+    (tmp_path / "w").mkdir()
+    with (tmp_path / "w" / ".lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a run holds while it works
+        for command in (["rotate"], ["destroy", "--yes"]):
+            where = ["--warehouse", str(tmp_path / "w"), "--path", str(key), "--restricted", str(tmp_path / "wh")]
+            result = CliRunner().invoke(app, ["key", *command, *where])
+            # busy: one line, and the exit code a scheduler retries on (75, EX_TEMPFAIL), as a second run gets
+            assert result.exit_code == 75 and len(result.output.strip().splitlines()) == 1, result.output
+            assert "another tuomin run is using" in result.output
+    assert key.read_text() == text and len(ledger.entries(tmp_path / "wh")) == entries
