@@ -581,14 +581,14 @@ def finish(
 
 
 def as_read(
-    staged: pa.Table, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str], by: dict[str, int]
-) -> tuple[dict[str, pa.Array], pa.Array]:
-    """A staged batch as a declared question reads it (transforms/workload.py): the rows not
-    erased, each column of `by` (published names) at its level, and each row's person (its
-    entity token; null, a person of its own)."""
+    staged: pa.Table, policy: SourcePolicy, built: dict[str, Hierarchy], erased: set[str], wanted: set[tuple[str, int]]
+) -> tuple[dict[tuple[str, int], pa.Array], pa.Array]:
+    """A staged batch as the declared questions read it (transforms/workload.py): the rows not
+    erased, each (published column, level) in `wanted` generalized once, and each row's person
+    (its entity token; null, a person of its own)."""
     kept = staged.filter(pa.array(~_erased(staged, _tokens(erased))))
     named = {c.published_name: c for c in policy.quasi_identifiers}
-    return {name: built[named[name].name].generalize(kept[named[name].name], level) for name, level in by.items()}, kept[ENTITY]
+    return {(n, lv): built[named[n].name].generalize(kept[named[n].name], lv) for n, lv in sorted(wanted)}, kept[ENTITY]
 
 
 def up_to(plan: Plan, name: str, level: int) -> dict | None:

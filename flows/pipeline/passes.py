@@ -558,7 +558,8 @@ class _Pass2:
     ):
         self.policy, self.plan, self.ctx, self.built, self.erased, self.cap = policy, plan, ctx, built, erased, cap
         self.answers, self.label = answers, label
-        self.maps = {(q.name, n): planning.up_to(plan, n, lv) for q in policy.questions for n, lv in q.by.items()}
+        # (published column, level) -> {published value: value at that level}, None where published coarser
+        self.maps = {(n, lv): planning.up_to(plan, n, lv) for q in policy.questions for n, lv in q.by.items()}
         self.counts = Rows(read=counts.read, erased=0, suppressed=0, published=0)
         self.cells: dict[str, int] = {}  # cells blanked per column
         self.outcome: Outcome | None = None
@@ -580,27 +581,28 @@ class _Pass2:
 
     def score(self, staged: pa.Table, published: pa.Table) -> None:
         """One batch into the declared questions' tallies: as read, and as published (mapped up
-        the hierarchy from the plan's levels; None where a column is published coarser)."""
+        the hierarchy from the plan's levels; None where a column is published coarser). Each
+        (column, level) is generalized and mapped once per batch, whatever the questions sharing it."""
         assert self.answers is not None
-        label = self.label
+        wanted = {(n, lv) for q in self.policy.questions for n, lv in q.by.items()}
+        read, people = planning.as_read(staged, self.policy, self.built, self.erased, wanted)
+        mapped = {
+            (n, lv): pd.Series(published[n].to_pandas(), dtype=object).map(up).to_numpy()
+            for (n, lv), up in self.maps.items()
+            if up is not None
+        }
         entity = self.policy.entity
+        whose = published[entity] if entity and entity in published.column_names else None
+        levels = self.plan.solution.levels if self.plan.solution else {}
         for q in self.policy.questions:
-            read, people = planning.as_read(staged, self.policy, self.built, self.erased, q.by)
-            maps = {n: self.maps[(q.name, n)] for n in q.by}
-            too_coarse = [n for n, m in maps.items() if m is None]
+            too_coarse = [n for n, lv in q.by.items() if self.maps[(n, lv)] is None]
             if too_coarse:
-                levels = self.plan.solution.levels if self.plan.solution else {}
                 self.answers.coarser.setdefault(
                     q.name,
                     ", ".join(f"{n} is published at level {levels.get(n)}; the question needs {q.by[n]}" for n in too_coarse),
                 )
-            mapped = (
-                None
-                if too_coarse
-                else {n: pd.Series(published[n].to_pandas(), dtype=object).map(maps[n]).to_numpy() for n in q.by}
-            )
-            whose = published[entity] if entity and entity in published.column_names else None
-            self.answers.add(q, label, read, people, mapped, whose)
+            ours = None if too_coarse else {n: mapped[(n, lv)] for n, lv in q.by.items()}
+            self.answers.add(q, self.label, {n: read[(n, lv)] for n, lv in q.by.items()}, people, ours, whose)
 
     def metadata(self, classes: pd.DataFrame, outcome: Outcome, inputs: Inputs, period: str, run: dict) -> PartitionRecord:
         self.outcome = outcome

@@ -151,7 +151,15 @@ def repair(restricted: Path, by: str) -> Recorded | None:
 
 def _set_aside(fh, path: Path, by: str):
     """Under the caller's lock: the torn tail copied to a file of its own (0600), the ledger cut
-    back to its last whole line; the entry that records it, to be appended."""
+    back to its last whole line; the entry that records it, to be appended. A ledger that ends
+    with a newline (every append but one cut short) costs one byte read, not the whole file."""
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    if size == 0:
+        return None
+    fh.seek(size - 1)
+    if fh.read(1) == b"\n":
+        return None
     fh.seek(0)
     whole, tail = _split(fh.read())
     if not tail:
