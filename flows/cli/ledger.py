@@ -36,13 +36,13 @@ def ledger_verify(
 ) -> None:
     """Check the hash chain and every head recorded outside it; print the head. Exit 1 when the
     ledger is missing, empty, edited, reordered or cut short."""
-    from flows.storage import ledger
+    from flows.storage import intents, ledger
 
     repaired = ledger.repair(restricted, "tuomin ledger verify")
     if repaired is not None:
         console.print(f"[yellow]repaired: {repaired.data.line()} (entry {repaired.seq})[/]")
     if warehouse.is_dir():
-        for ended in ledger.recover(restricted, warehouse, "tuomin ledger verify"):
+        for ended in intents.recover(restricted, warehouse, "tuomin ledger verify"):
             console.print(f"[yellow]recovered: {ended.data.line()} (entry {ended.seq})[/]")
     verdict = ledger.check(restricted, warehouse if warehouse.is_dir() else None, expect_head)
     for problem in verdict.problems:

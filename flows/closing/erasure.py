@@ -60,9 +60,9 @@ from flows.pipeline.writer import ClassColumns, PartitionWriter
 from flows.runtime import failpoints, paths
 from flows.runtime.ahead import ahead
 from flows.runtime.logfilter import mask
-from flows.storage import ledger
+from flows.storage import intents, ledger
 from flows.storage import warehouse as warehouse_io
-from flows.storage.entries import ErasureRequestedEntry, IntentEntry, KeyDestroyedEntry, PartitionEntry, Republished
+from flows.storage.entries import Change, ErasureRequestedEntry, KeyDestroyedEntry, PartitionEntry, Republished
 from flows.storage.files import file_sha256
 from flows.storage.footer import PartitionRecord, footer_json, read_record
 from flows.storage.keys import PSEUDONYM, load_pseudonymizer
@@ -339,18 +339,15 @@ def republish(
             began,
             erasure=erasure,
         )
-        # Intend, act, commit (flows/storage/ledger.py): a sweep killed between the swap and its
+        # Intend, act, commit (flows/storage/intents.py): a sweep killed between the swap and its
         # entry leaves an intent the next command finishes (the file in place) or rolls back.
-        then = {"kind": record.kind, "data": record.record()}
-        intent = ledger.append(
-            restricted, IntentEntry(action="publish", path=record.output.path, sha256=record.output.sha256, then=then)
-        )
+        intent = intents.intend(restricted, "publish", [Change(path=record.output.path, sha256=record.output.sha256)], record)
         failpoints.hit("erasure-intended")
         warehouse_io.publish(staged, warehouse, old.dataset, day)
         failpoints.hit("erasure-swapped")
     finally:
         warehouse_io.discard_staging(warehouse, run_id)
-    entry = ledger.append(restricted, PartitionEntry.model_validate(record.record() | {"intent": intent.seq}))
+    entry = intents.commit(restricted, intent, record)
     return Republished(
         dataset=old.dataset,
         period=day,

@@ -41,14 +41,15 @@ from prefect import flow
 
 from flows.pipeline.parameters import AsOf, LandingUrl, Policies, Restricted, Trigger, Warehouse, with_help
 from flows.pipeline.quarantine import quarantined_files
-from flows.runtime import paths
+from flows.runtime import failpoints, paths
 from flows.runtime.clock import today
 from flows.storage import backup as backup_io
+from flows.storage import intents, ledger
 from flows.storage import landing as landing_io
-from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import (
     BackupRestoredEntry,
+    Change,
     DeletionEntry,
     Entry,
     NoticesEntry,
@@ -331,6 +332,25 @@ def carry_out(
     """Delete a date's files, backups last, then record the certificate (every area: what went,
     what could not be deleted and why); returns the ledger entry, or raises PurgeIncomplete after
     recording."""
+    draft = DeletionEntry(
+        export_date=item.export_date.isoformat(),
+        as_of=as_of.isoformat(),
+        why=item.grounds,
+        landing=landing.url,
+        areas=dict.fromkeys(AREAS, {}),
+        files=[],
+        bytes=0,
+        rows=item.rows,
+        not_deleted=[],
+        replaced_by=item.replaced_by,
+        method="deleted (unlinked); backups were AES-256-GCM encrypted",
+        triggered_by=trigger,
+    ).settled(item.files, [])
+    # Intend, act, commit (flows/storage/intents.py): a purge killed midway leaves an intent the
+    # next command finishes, certifying what is gone.
+    changes = [Change(path=f["path"], area=f["area"]) for f in item.files]
+    intent = intents.intend(restricted, "purge", changes, draft)
+    failpoints.hit("purge-intended")
     protected, keep = _protected(item), None
     deleted: list[dict] = []
     failed: list[dict] = []
@@ -350,33 +370,10 @@ def carry_out(
                 if f["area"] not in MADE_FROM:  # their folders are the operator's choice: left
                     _prune(Path(f["path"]).parent)  # the emptied folders (export_date=…, backup versions) go too
             deleted.append(f)
+            failpoints.hit("purge-deleted-one")
         except OSError as exc:
             failed.append({**f, "error": exc.__class__.__name__})
-    areas: dict[str, dict] = {}
-    for area in [*AREAS, *(f["area"] for f in item.files)]:
-        done = [f for f in deleted if f["area"] == area]
-        areas[area] = {
-            "deleted": len(done),
-            "bytes": sum(f["bytes"] for f in done),
-            "not_deleted": sum(f["area"] == area for f in failed),
-        }
-    entry = ledger.append(
-        restricted,
-        DeletionEntry(
-            export_date=item.export_date.isoformat(),
-            as_of=as_of.isoformat(),
-            why=item.grounds,
-            landing=landing.url,
-            areas=areas,
-            files=deleted,
-            bytes=sum(f["bytes"] for f in deleted),
-            rows=item.rows,
-            not_deleted=failed,
-            replaced_by=item.replaced_by,
-            method="deleted (unlinked); backups were AES-256-GCM encrypted",
-            triggered_by=trigger,
-        ),
-    )
+    entry = intents.commit(restricted, intent, draft.settled(deleted, failed))
     if failed:
         stuck = [f["path"] for f in failed if not f["error"].startswith("kept:")]
         raise PurgeIncomplete(

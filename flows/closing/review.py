@@ -40,7 +40,6 @@ from flows.runtime import paths
 from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import PartitionEntry, ReviewEntry
-from flows.storage.files import file_sha256
 from transforms.metrics import profile_uniqueness
 from transforms.plan import ROWS
 from transforms.policy import SourcePolicy, load_policies
@@ -80,13 +79,8 @@ def review_dataset(
     for data in entries:
         where = f"{policy.source} {data.period}"
         path = warehouse / data.output.path
-        if not path.is_file():
-            problems.append(f"{where}: the partition file {data.output.path} is missing")
-            continue
-        if file_sha256(path) != data.output.sha256:
-            problems.append(
-                f"{where}: the partition file differs from the SHA-256 the ledger recorded (changed after publishing)"
-            )
+        if (wrong := ledger.out_of_place(warehouse, data)) is not None:
+            problems.append(f"{where}: {wrong}")
             continue
         if data.policy_sha256 != policy.sha256:
             problems.append(

@@ -30,7 +30,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.pipeline.executor import Step
 from flows.pipeline.parameters import RunParameters
-from flows.pipeline.run import Run, Selection, recover, select
+from flows.pipeline.run import Run, Selection, out_of_place, recover, select
 from flows.pipeline.stages import Release, ReleaseFailed, RunSummary, Widen, process_release
 from flows.runtime import progress
 from flows.runtime.logfilter import mask
@@ -156,6 +156,7 @@ def _anonymize(p: RunParameters, runner):
     job.clear_stale_work()
     # A file whose columns the policy does not cover stops the whole run before anything is written.
     problems = _edge(landing_io.check_headers, "check-headers")(run.landing, run.policies, selection.files, p.drop_unknown)
+    problems += _edge(out_of_place, "check-published")(run, selection)
     for problem in problems:
         log.error("%s", problem)
     message = None

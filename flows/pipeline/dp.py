@@ -25,7 +25,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import uuid
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -38,11 +37,11 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.pipeline.parameters import LandingUrl, Policies, Restricted, Trigger, Warehouse, with_help
-from flows.runtime import paths
+from flows.runtime import failpoints, paths
+from flows.storage import intents, ledger, raw
 from flows.storage import landing as landing_io
-from flows.storage import ledger, raw
 from flows.storage import warehouse as warehouse_io
-from flows.storage.entries import DPReleaseEntry
+from flows.storage.entries import Change, DPReleaseEntry
 from flows.storage.files import file_sha256
 from flows.storage.footer import DPTableRecord
 from transforms import dp_policy, dp_tables, linkage
@@ -201,42 +200,43 @@ def release(
         release_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         head = ledger.head(restricted)
         staged = [_stage(warehouse, release_id, r, policy, chosen, policy_sha, head) for r in released]
-        entry = ledger.append(
-            restricted,
-            DPReleaseEntry(
-                release_id=release_id,
-                flow_run_id=flow_run_id,
-                triggered_by=trigger,
-                dates=[d.isoformat() for d in chosen],
-                inputs=files,
-                inputs_sha256=digest,
-                policy_file=path.name,
-                policy_sha256=policy_sha,
-                library=LIBRARY,
-                epsilon=policy.release.epsilon,
-                delta=policy.release.delta,
-                spent_before=found.spent,
-                spent_total=found.spent + policy.release.epsilon,
-                rows=_rows(frames, rows),
-                tables=[
-                    {
-                        "name": r.name,
-                        "path": (dp_tables_target(warehouse, release_id, r.name)).relative_to(warehouse).as_posix(),
-                        "sha256": file_sha256(s),
-                        "epsilon": r.epsilon,
-                        "scale": r.scale,
-                        "margin_95": r.margin,
-                        "sensitivity_l1": r.sensitivity,
-                        "cells": r.cells.num_rows,
-                    }
-                    for r, s in zip(released, staged)
-                ],
-            ),
+        then = DPReleaseEntry(
+            release_id=release_id,
+            flow_run_id=flow_run_id,
+            triggered_by=trigger,
+            dates=[d.isoformat() for d in chosen],
+            inputs=files,
+            inputs_sha256=digest,
+            policy_file=path.name,
+            policy_sha256=policy_sha,
+            library=LIBRARY,
+            epsilon=policy.release.epsilon,
+            delta=policy.release.delta,
+            spent_before=found.spent,
+            spent_total=found.spent + policy.release.epsilon,
+            rows=_rows(frames, rows),
+            tables=[
+                {
+                    "name": r.name,
+                    "path": (dp_tables_target(warehouse, release_id, r.name)).relative_to(warehouse).as_posix(),
+                    "sha256": file_sha256(s),
+                    "epsilon": r.epsilon,
+                    "scale": r.scale,
+                    "margin_95": r.margin,
+                    "sensitivity_l1": r.sensitivity,
+                    "cells": r.cells.num_rows,
+                }
+                for r, s in zip(released, staged)
+            ],
         )
+        # Intend, act, commit (flows/storage/intents.py): tables placed before a crash are recorded
+        # by the next command if all are in place, taken out again if not (no epsilon spent).
+        changes = [Change(path=t["path"], sha256=t["sha256"]) for t in then.tables]
+        intent = intents.intend(restricted, "dp", changes, then)
+        failpoints.hit("dp-intended")
         for r, s in zip(released, staged):
-            target = dp_tables_target(warehouse, release_id, r.name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(s, target)
+            intents.place(s, dp_tables_target(warehouse, release_id, r.name))
+            failpoints.hit("dp-placed-one")
             log.info(
                 "%s: %d public cells, epsilon %.3g, %s noise of scale %s%.4g: within ±%.4g for 95%% of cells",
                 r.name,
@@ -247,6 +247,7 @@ def release(
                 r.scale,
                 r.margin,
             )
+        entry = intents.commit(restricted, intent, then)
         warehouse_io.discard_staging(warehouse, release_id)
         return DPRun.of(entry.data, "published", entry.seq)
 

@@ -32,8 +32,8 @@ from pathlib import Path
 from flows.pipeline import record, release_levels
 from flows.pipeline.parameters import RunParameters
 from flows.pipeline.passes import Job, census
+from flows.storage import intents, ledger
 from flows.storage import landing as landing_io
-from flows.storage import ledger
 from flows.storage.backup import BackupKey
 from flows.storage.entries import Entry, PartitionEntry, RunEntry
 from flows.storage.keys import check_continuity, load_backup_key, load_pseudonymizer
@@ -156,7 +156,7 @@ def recover(run: Run) -> list[str]:
     if repaired is not None:
         done.append(f"repaired: {repaired.data.line()}")
     if run.warehouse.is_dir():
-        done += [f"recovered: {r.data.line()}" for r in ledger.recover(run.restricted, run.warehouse, "tuomin run")]
+        done += [f"recovered: {r.data.line()}" for r in intents.recover(run.restricted, run.warehouse, "tuomin run")]
     return done
 
 
@@ -208,6 +208,23 @@ def select(
         selection.files[name] = sorted(set(files) | {path for path in made_from if path in held})
         selection.units[name] = frozenset(units)
     return selection, unchanged
+
+
+def out_of_place(run: Run, selection: Selection) -> list[str]:
+    """Every published partition this run leaves as it is whose file is not the one the ledger
+    records (missing, swapped, damaged): a warehouse that no longer holds what the ledger says
+    it published, which no run may build on unnoticed. One line each, with the way back."""
+    found = []
+    for (name, period), entry in ledger.partition_entries(run.restricted).items():
+        units = selection.units.get(name, frozenset())
+        if (name in selection.units and units is None) or period in (units or ()):
+            continue  # republished by this run
+        if (wrong := ledger.out_of_place(run.warehouse, entry.data)) is not None:
+            found.append(
+                f"{name} {period}: {wrong} (ledger entry {entry.seq}); republish it from the landing with "
+                f"`tuomin run --date <its export date>`, or put the recorded file back"
+            )
+    return found
 
 
 def _follow_links(run: Run, picked: dict[str, list[str]]) -> None:

@@ -49,10 +49,10 @@ from flows.runtime import failpoints
 from flows.runtime.clock import today
 from flows.runtime.memory import release_memory
 from flows.storage import backup as backup_io
+from flows.storage import intents, ledger
 from flows.storage import landing as landing_io
-from flows.storage import ledger
 from flows.storage import warehouse as warehouse_io
-from flows.storage.entries import BackupEntry, IntentEntry, PartitionEntry, PartitionRemovedEntry, Rows
+from flows.storage.entries import BackupEntry, Change, PartitionEntry, PartitionRemovedEntry, Rows
 from flows.storage.files import file_sha256
 from flows.storage.footer import read_footer
 from transforms import plan, steps
@@ -418,7 +418,7 @@ def write_sources(
         work[name] = {
             label: unit
             for label, unit in made.items()
-            if not _unchanged(run.policies[name], plans[name], unit, current.get((name, label)))
+            if not _unchanged(run, run.policies[name], plans[name], unit, current.get((name, label)))
         }
     # Every gate's GX objects exist before any worker opens the GX project (a worker's context
     # is loaded once and would not see objects added after).
@@ -448,13 +448,16 @@ def write_sources(
 
 
 def _unchanged(
-    policy: SourcePolicy, decided: plan.Plan, unit: passes.Unit, entry: ledger.Recorded[PartitionEntry] | None
+    run: Run, policy: SourcePolicy, decided: plan.Plan, unit: passes.Unit, entry: ledger.Recorded[PartitionEntry] | None
 ) -> bool:
     """A unit already published from the same files, policy, key and erasure list at the same
-    levels: written again it would be the same rows with other run ids, so it is left as it is
-    (a run that widens to every unit rewrites only those whose levels moved). Cell suppression
-    counts over every unit, so a source that blanks rare cells is always rewritten."""
+    levels, its file in place as recorded: written again it would be the same rows with other run
+    ids, so it is left as it is (a run that widens to every unit rewrites only those whose levels
+    moved). Cell suppression counts over every unit, so a source that blanks rare cells is always
+    rewritten."""
     if entry is None or any(isinstance(c.operator, Suppress) for c in policy.columns):
+        return False
+    if ledger.out_of_place(run.warehouse, entry.data) is not None:  # deleted, swapped, damaged: republished
         return False
     levels = {k: v for k, v in (decided.solution.levels if decided.solution else {}).items() if k != UNIT}
     return entry.data.fingerprint == unit.ids["fingerprint"] and entry.data.levels == levels
@@ -548,11 +551,16 @@ def check_release(run: Run, job: passes.Job, written: dict[str, passes.Written])
 def _replaced(run: Run, written: dict[str, passes.Written]) -> dict[str, dict[str, Path]]:
     """The published files the staged units replace with another version ({dataset: {period:
     file}}). A file of the same version (its footer's `unit`) is what a run cut short after its
-    rename published: the same rows and tokens, which this run records."""
+    rename published: the same rows and tokens, which this run records. A file that is not the one
+    the ledger records (swapped, damaged) is no version of the unit: it is replaced unchecked."""
     found: dict[str, dict[str, Path]] = {}
+    current = ledger.partition_entries(run.restricted)
     for name, w in written.items():
         for label, part in w.partitions.items():
             target = warehouse_io.partition(run.warehouse, name, label) / warehouse_io.PART
+            entry = current.get((name, label))
+            if entry is not None and ledger.out_of_place(run.warehouse, entry.data) is not None:
+                continue
             if target.exists() and _unit_of(target) != part.metadata.unit:
                 found.setdefault(name, {})[label] = target
     return found
@@ -597,15 +605,12 @@ def publish(
                 release=recorded,
                 erasure_sha256=run.erasure_sha256,
             )
-            # Intend, act, commit (flows/storage/ledger.py): a crash between the rename and its
+            # Intend, act, commit (flows/storage/intents.py): a crash between the rename and its
             # entry leaves an intent the next command finishes.
-            then = {"kind": entry.kind, "data": entry.record()}
-            intent = ledger.append(
-                run.restricted, IntentEntry(action="publish", path=entry.output.path, sha256=sha256, then=then)
-            )
+            intent = intents.intend(run.restricted, "publish", [Change(path=entry.output.path, sha256=sha256)], entry)
             failpoints.hit("intended")
             warehouse_io.publish(part.path, run.warehouse, name, label)
-            ledger.append(run.restricted, PartitionEntry.model_validate(entry.record() | {"intent": intent.seq}))
+            intents.commit(run.restricted, intent, entry)
         superseded = _supersede(run, name, set(result.partitions), before) if policy.unit.snapshot else []
         counts = Rows.total([p.counts for p in result.partitions.values()])
         ks = [k for p in result.partitions.values() if (k := p.metadata.metrics.k) is not None]

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from flows.runtime import failpoints
 from flows.runtime.paths import restricted_dir
 from flows.storage.entries import BackupRestoredEntry, BackupVerifiedEntry
 from transforms.errors import Refused
@@ -217,6 +218,7 @@ def verify(manifest_path: Path, key: BackupKey, restore_to: Path | None = None) 
             raise
         if partial is not None and out is not None:
             os.replace(partial, out)
+            failpoints.hit("restored-one", out)
     return manifest["files"]
 
 
@@ -294,7 +296,8 @@ def restore(restricted: Path, key: BackupKey, date: dt.date, out: Path) -> Backu
     ledger's `backup_restored` entry says where the raw files went (purge deletes them with the
     date's raw data) or why nothing was. Returns the entry's data; raises BackupError after
     recording a failure."""
-    from flows.storage import ledger
+    from flows.storage import intents, ledger
+    from flows.storage.entries import Change
 
     found = manifests(restricted, date)
     record = BackupRestoredEntry(
@@ -305,10 +308,23 @@ def restore(restricted: Path, key: BackupKey, date: dt.date, out: Path) -> Backu
             raise BackupError(f"no backup of {date} under {restricted / 'backups'}")
         latest = max(found, key=lambda m: m.stat().st_mtime)
         record = record.model_copy(update={"manifest": str(latest)})
-        files = verify(latest, key, restore_to=out)
-        restored = [{"path": str((out / f["path"]).resolve()), "bytes": f["bytes"], "sha256": f["sha256"]} for f in files]
-        record = record.model_copy(update={"files": restored})
+        planned = [
+            {"path": str((out / f["path"]).resolve()), "bytes": f["bytes"], "sha256": f["sha256"]}
+            for f in read_manifest(latest, key)["files"]
+        ]
     except BackupError as exc:
         ledger.append(restricted, record.model_copy(update={"error": str(exc)}))
         raise
-    return ledger.append(restricted, record).data
+    # Intend, act, commit (flows/storage/intents.py): raw files restored before a crash or a
+    # failure are recorded either way, so that purge deletes them.
+    record = record.model_copy(update={"files": planned})
+    changes = [Change(path=f["path"], area="restored", sha256=f["sha256"]) for f in planned]
+    intent = intents.intend(restricted, "restore", changes, record)
+    try:
+        verify(latest, key, restore_to=out)
+    except (BackupError, OSError) as exc:
+        there = [f for f in planned if Path(f["path"]).is_file()]
+        error = str(exc) if isinstance(exc, BackupError) else f"{exc.strerror} writing {exc.filename}"
+        intents.commit(restricted, intent, record.model_copy(update={"files": there, "error": error}))
+        raise
+    return intents.commit(restricted, intent, record).data

@@ -24,6 +24,7 @@ class Entry(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
     kind: ClassVar[str]
     about: ClassVar[str]  # what an entry of this kind records
+    intent: int | None = None  # the seq of the intent this entry commits (flows/storage/intents.py)
 
     def line(self) -> str:
         """The entry in one line, for `tuomin ledger show`."""
@@ -166,7 +167,6 @@ class PartitionEntry(Entry):
     triggered_by: dict[str, str] | str | None = None
     release: dict[str, Any] | None = None  # the date's release verdict (a run's partitions)
     erasure: dict[str, Any] | None = None  # what an erasure changed (a republished partition)
-    intent: int | None = None  # the seq of the intent entry this one commits
 
     def line(self) -> str:
         return f"{self.dataset} {self.period}: {self.rows.published} rows, k={self.k_achieved}"
@@ -230,6 +230,20 @@ class DeletionEntry(Entry):
     replaced_by: list[dict[str, Any]]
     method: str
     triggered_by: str
+
+    def settled(self, deleted: list[dict[str, Any]], failed: list[dict[str, Any]]) -> DeletionEntry:
+        """This certificate with what was in fact deleted and what was not (each with its `error`):
+        the files, their bytes, and every area's totals (the areas it names, and theirs)."""
+        areas: dict[str, dict[str, int]] = {}
+        for area in [*self.areas, *(f["area"] for f in [*deleted, *failed])]:
+            done = [f for f in deleted if f["area"] == area]
+            areas[area] = {
+                "deleted": len(done),
+                "bytes": sum(f["bytes"] for f in done),
+                "not_deleted": sum(f["area"] == area for f in failed),
+            }
+        update = {"files": deleted, "not_deleted": failed, "bytes": sum(f["bytes"] for f in deleted), "areas": areas}
+        return self.model_validate(self.record() | update)
 
     def line(self) -> str:
         return f"{self.export_date}: {len(self.files)} file(s), {self.bytes} bytes deleted; replaced by " + ", ".join(
@@ -397,16 +411,27 @@ class DPReleaseEntry(Entry):
         return f"{self.release_id}: {len(self.tables)} table(s), epsilon {self.epsilon:g} ({self.spent_total:g} spent in all)"
 
 
+class Change(Part):
+    """One file an intent is about to change, as it will be once changed: holding `sha256`, or
+    holding the key `key_id` (a key file), or gone (neither)."""
+
+    path: str  # under the warehouse (area "warehouse"), in the landing ("landing"), else absolute
+    area: str = "warehouse"  # warehouse | landing | key | an area of a purge certificate (quarantine, work…)
+    sha256: str | None = None
+    key_id: str | None = None
+
+
 class IntentEntry(Entry):
     kind = "intent"
-    about = "a change about to be made outside the ledger (a file put in place), and the entry that records it once made"
-    action: Literal["publish"]
-    path: str  # under the warehouse
-    sha256: str  # of the file as it will be in place
+    about = "a change about to be made outside the ledger, the files it changes, and the entry that records it once made"
+    action: Literal["publish", "dp", "purge", "restore", "rotate", "destroy"]
+    changes: list[Change]
     then: dict[str, Any]  # {"kind", "data"}: the entry that commits it (its `intent` names this one)
 
     def line(self) -> str:
-        return f"{self.action} {self.path} (intended)"
+        first = self.changes[0].path if self.changes else "nothing"
+        more = f" and {len(self.changes) - 1} more" if len(self.changes) > 1 else ""
+        return f"{self.action} {first}{more} (intended)"
 
 
 class IntentEndedEntry(Entry):

@@ -26,9 +26,10 @@ from typing import Literal, cast
 
 from pydantic import SecretStr
 
-from flows.storage import ledger
+from flows.runtime import failpoints
+from flows.storage import intents, ledger
 from flows.storage.backup import BackupError, BackupKey
-from flows.storage.entries import BackupEntry, Entry, KeyDestroyedEntry, KeyRotatedEntry, PartitionEntry
+from flows.storage.entries import BackupEntry, Change, Entry, KeyDestroyedEntry, KeyRotatedEntry, PartitionEntry
 from transforms.errors import Refused
 from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
 
@@ -152,10 +153,10 @@ def init_demo_key(path: Path) -> bool:
     return True
 
 
-def _write_key(path: Path, flags: int = 0) -> None:
+def _write_key(path: Path, flags: int = 0, value: str | None = None) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_urlsafe(48) + "\n")
+        fh.write((value or secrets.token_urlsafe(48)) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -245,16 +246,30 @@ def rotate(
     Secret block's value); returns (old key_id, new key_id, ledger entry). Tokens made with the
     old key no longer match new ones."""
     old = rotation(location, restricted, warehouse)
+    value = secrets.token_urlsafe(48)
+    new = location.kind.build(value.encode("utf-8")).key_id
+    then = KeyRotatedEntry(key="pseudonym", key_id=new, old_key_id=old, new_key_id=new, where=str(location))
+    if location.block is None:  # staged beside the key, to replace it in one rename
+        staged = location.file.with_name(location.file.name + ".new")
+        _write_key(staged, os.O_TRUNC, value)
+    # Intend, act, commit (flows/storage/intents.py): a rotation killed between the swap and its
+    # entry is finished by the next command (the new key in place) or rolled back (the old one).
+    intent = intents.intend(restricted, "rotate", [Change(path=_where(location), area="key", key_id=new)], then)
+    failpoints.hit("rotate-intended")
     if location.block:
         from prefect.blocks.system import Secret
 
-        Secret(value=SecretStr(secrets.token_urlsafe(48))).save(location.block, overwrite=True)
+        Secret(value=SecretStr(value)).save(location.block, overwrite=True)
     else:
-        staged = location.file.with_name(location.file.name + ".new")
-        _write_key(staged, os.O_TRUNC)
         os.replace(staged, location.file)
-    new = location.load().key_id
-    return old, new, record_rotation(restricted, old, new, str(location))
+        intents.sync(location.file.parent)
+    failpoints.hit("rotate-swapped")
+    return old, new, intents.commit(restricted, intent, then)
+
+
+def _where(location: Location) -> str:
+    """A key's place, as an intent names it (a file's path, or block:<name>)."""
+    return f"{intents.BLOCK}{location.block}" if location.block else str(location.file)
 
 
 def destruction(location: Location, restricted: Path, warehouse: Path | None = None) -> str:
@@ -278,17 +293,6 @@ def destroy(location: Location, restricted: Path, warehouse: Path | None = None)
     Overwriting is best effort on journaling or copy-on-write filesystems and SSDs: keep key files
     on encrypted storage so that deletion is final."""
     kind, key_id = location.kind, destruction(location, restricted, warehouse)
-    if location.block:
-        from prefect.blocks.system import Secret
-
-        Secret.delete(location.block)
-    else:
-        size = location.file.stat().st_size
-        with location.file.open("r+b") as fh:
-            fh.write(secrets.token_bytes(size))
-            fh.flush()
-            os.fsync(fh.fileno())
-        location.file.unlink()
     entries = ledger.read(restricted)
     alive = (
         sorted(
@@ -299,16 +303,31 @@ def destroy(location: Location, restricted: Path, warehouse: Path | None = None)
         if kind is PSEUDONYM
         else []
     )
-    return ledger.append(
-        restricted,
-        KeyDestroyedEntry(
-            key=kind.name,
-            key_id=key_id,
-            where=str(location),
-            made_with_it=made_with(entries, kind)[key_id],
-            method="Secret block deleted" if location.block else "overwritten, flushed, deleted",
-            effect=kind.effect,
-            published_under_other_keys=alive,
-            why="PIPL Art. 47(1)(2): the company is closing; the key is no longer needed",
-        ),
+    then = KeyDestroyedEntry(
+        key=kind.name,
+        key_id=key_id,
+        where=str(location),
+        made_with_it=made_with(entries, kind)[key_id],
+        method="Secret block deleted" if location.block else "overwritten, flushed, deleted",
+        effect=kind.effect,
+        published_under_other_keys=alive,
+        why="PIPL Art. 47(1)(2): the company is closing; the key is no longer needed",
     )
+    # Intend, act, commit (flows/storage/intents.py): a destruction killed before its entry is
+    # recorded by the next command (the key gone) or rolled back (the key still there).
+    intent = intents.intend(restricted, "destroy", [Change(path=_where(location), area="key")], then)
+    failpoints.hit("destroy-intended")
+    if location.block:
+        from prefect.blocks.system import Secret
+
+        Secret.delete(location.block)
+    else:
+        size = location.file.stat().st_size
+        with location.file.open("r+b") as fh:
+            fh.write(secrets.token_bytes(size))
+            fh.flush()
+            os.fsync(fh.fileno())
+        failpoints.hit("destroy-overwritten")
+        location.file.unlink()
+        intents.sync(location.file.parent)
+    return intents.commit(restricted, intent, then)

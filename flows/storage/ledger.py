@@ -23,12 +23,9 @@ ledger back to its last whole line and records the repair (`ledger_repaired`) be
 else. An append that fails (ENOSPC) cuts back what it wrote, so it leaves nothing torn behind.
 A whole line that is not JSON is damage, not a crash: LedgerBroken, in one line.
 
-Intend, act, commit: a step that changes the world outside the ledger (a partition put in place)
-first appends an `intent` holding the entry that will record it, then acts, then appends that
-entry with `intent` naming the intent. A crash between the two leaves the intent open; the next
-command (`recover`, run by every command that trusts the ledger, by `run` and by `ledger verify`)
-ends it: finished, the entry recorded, where the change is in place as intended; rolled back
-where it is not. Either way it is recorded, and the ledger verifies again.
+Intend, act, commit (flows/storage/intents.py): a step that changes the world outside the
+ledger first appends an `intent`, then acts, then appends the entry that records it; a crash
+between the two leaves the intent open, and the next command that trusts the ledger ends it.
 """
 
 from __future__ import annotations
@@ -420,31 +417,6 @@ def _records(entry: dict, metadata: dict) -> bool:
     )
 
 
-def open_intents(found: list[dict]) -> list[dict]:
-    """The intents no later entry commits or ends."""
-    closed = {e["data"].get("intent") for e in found if e["kind"] != "intent"}
-    return [e for e in found if e["kind"] == "intent" and e["seq"] not in closed]
-
-
-def recover(restricted: Path, warehouse: Path, by: str) -> list[Recorded[Entry]]:
-    """End every intent a crash left open (see the module's docstring): what was recorded."""
-    from flows.storage.files import file_sha256
-
-    done: list[Recorded[Entry]] = []
-    for intent in open_intents(entries(restricted)):
-        data, seq = intent["data"], intent["seq"]
-        path = warehouse / data["path"]
-        if path.is_file() and file_sha256(path) == data["sha256"]:
-            then = entries_model.parse(data["then"]["kind"], {**data["then"]["data"], "intent": seq})
-            done.append(append(restricted, then))
-            why = "in place with the intended SHA-256: its entry recorded now"
-            done.append(append(restricted, entries_model.IntentEndedEntry(intent=seq, outcome="finished", why=why, by=by)))
-        else:
-            why = "not in place as intended (the step did not happen): nothing else to record"
-            done.append(append(restricted, entries_model.IntentEndedEntry(intent=seq, outcome="rolled back", why=why, by=by)))
-    return done
-
-
 def verify(restricted: Path, warehouse: Path | None = None) -> list[str]:
     """Every problem `check` finds. Empty = intact (a missing or empty ledger is a problem)."""
     return check(restricted, warehouse).problems
@@ -454,9 +426,11 @@ def trusted(restricted: Path, warehouse: Path | None = None) -> list[Recorded[En
     """The entries, for a command about to act on what they record; LedgerBroken if the ledger
     is missing, empty, cut short (against `warehouse`'s files) or broken. A torn last line is set
     aside first (repair: the command is about to write to the ledger anyway)."""
+    from flows.storage import intents
+
     repair(restricted, "a command about to act on the ledger")
     if warehouse is not None and warehouse.is_dir():
-        recover(restricted, warehouse, "a command about to act on the ledger")
+        intents.recover(restricted, warehouse, "a command about to act on the ledger")
     verdict = check(restricted, warehouse)
     if verdict.problems:
         raise LedgerBroken(
@@ -488,6 +462,19 @@ def partition_entries(
         elif isinstance(entry.data, PartitionRemovedEntry):
             latest.pop((entry.data.dataset, entry.data.period), None)
     return latest
+
+
+def out_of_place(warehouse: Path, data: PartitionEntry) -> str | None:
+    """Why the file of a published partition is not the one its entry records (missing, or other
+    bytes: swapped, damaged, edited), in words; None when it is."""
+    from flows.storage.files import file_sha256
+
+    path = warehouse / data.output.path
+    if not path.is_file():
+        return f"the partition file {data.output.path} is missing"
+    if file_sha256(path) != data.output.sha256:
+        return f"the partition file {data.output.path} differs from the SHA-256 the ledger recorded (changed after publishing)"
+    return None
 
 
 def partitions(restricted: Path) -> list[dict]:

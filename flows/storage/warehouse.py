@@ -12,7 +12,6 @@ the staging directory (pyarrow and DuckDB ignore names starting with '.' or '_' 
 from __future__ import annotations
 
 import fcntl
-import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 
 from flows.runtime import failpoints
 from flows.storage.footer import METADATA_KEY, DPTableRecord, PartitionRecord, footer_json
+from flows.storage.intents import place
 from transforms.errors import Refused, Transient
 
 STAGING = ".staging"
@@ -133,8 +133,7 @@ def stage_at(
 def publish(staged: Path, warehouse: Path, dataset: str, period: str) -> Path:
     """Move a staged file into its partition, replacing what was there in one rename."""
     target = partition(warehouse, dataset, period) / PART
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staged, target)
+    place(staged, target)
     failpoints.hit("published-one")
     return target
 

@@ -22,7 +22,7 @@ from expectations.suite import build_docs
 from flows.cli import app
 from flows.runtime.clock import today
 from flows.runtime.paths import GX_PROJECT
-from flows.storage import ledger
+from flows.storage import intents, ledger
 from flows.storage.entries import KeyDestroyedEntry
 from flows.storage.footer import read_footer
 from tests.conftest import TEST_KEY, a_run, published_token, run_flow
@@ -843,11 +843,11 @@ def test_an_erasure_killed_between_a_swap_and_its_entry_is_finished_by_the_next_
     }
     killed = subprocess.run([tuomin, *args], env=env, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -9, killed.stdout[-2000:] + killed.stderr[-2000:]
-    [intent] = ledger.open_intents(ledger.entries(_vault_of(wh)))
+    [intent] = intents.open_intents(ledger.entries(_vault_of(wh)))
     assert ledger.verify(_vault_of(wh), wh) != []  # the swapped file has no entry yet
     done = CliRunner().invoke(app, ["ledger", "verify", "--restricted", str(_vault_of(wh)), "--warehouse", str(wh)])
     assert done.exit_code == 0 and f"recovered: intent {intent['seq']} finished" in " ".join(done.output.split()), done.output
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert not _holding(_partitions(wh), at_the_edge["token"], wh) and ledger.verify(_vault_of(wh), wh) == []
-    assert ledger.open_intents(ledger.entries(_vault_of(wh))) == []
+    assert intents.open_intents(ledger.entries(_vault_of(wh))) == []

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.storage import ledger
+from flows.storage import intents, ledger
 from tests.conftest import TEST_KEY, Run, copy_run, run_flow
 
 DAY1, DAY2 = "2026-03-01", "2026-03-02"
@@ -152,7 +152,7 @@ def test_a_run_killed_between_its_intent_and_its_commit_is_ended_by_the_next_com
     _cut_pos(copy_of)
     killed = _run_killed_at(failpoint, copy_of, tmp_path / "shop")
     assert killed.returncode == -9, killed.stderr[-2000:]
-    [intent] = ledger.open_intents(ledger.entries(first.restricted))
+    [intent] = intents.open_intents(ledger.entries(first.restricted))
     assert ledger.verify(first.restricted, first.warehouse) != [] or failpoint == "intended"
     if after == "ledger verify":
         done = CliRunner().invoke(
@@ -166,11 +166,11 @@ def test_a_run_killed_between_its_intent_and_its_commit_is_ended_by_the_next_com
     found = ledger.entries(first.restricted)
     [ended] = [e for e in found if e["kind"] == "intent_ended" and e["data"]["intent"] == intent["seq"]]
     assert ended["data"]["outcome"] == ("finished" if failpoint == "published-one" else "rolled back")
-    assert ledger.open_intents(found) == [] and ledger.verify(first.restricted, first.warehouse) == []
+    assert intents.open_intents(found) == [] and ledger.verify(first.restricted, first.warehouse) == []
     committed = [e for e in found if e["kind"] == "partition" and e["data"].get("intent") == intent["seq"]]
     assert len(committed) == (1 if failpoint == "published-one" else 0)
     if failpoint == "published-one":  # recorded as the killed run meant to record it
-        assert committed[0]["data"]["output"]["sha256"] == intent["data"]["sha256"]
+        assert committed[0]["data"]["output"]["sha256"] == intent["data"]["changes"][0]["sha256"]
 
 
 def _rehashed_in_the_middle(restricted: Path) -> None:
@@ -211,3 +211,34 @@ def test_a_ledger_that_does_not_verify_stops_every_writing_command_in_one_line(p
             done.output,
         )
         assert (first.restricted / ledger.LEDGER).read_bytes() == before, command
+
+
+@pytest.mark.parametrize("harm", ["deleted", "swapped", "damaged"])
+def test_a_run_refuses_to_build_on_a_partition_that_is_not_the_one_recorded(published, landing, tmp_path, harm):
+    """At 874540f a plain run said "up to date" (exit 0) over a partition deleted, swapped for
+    another or damaged; only `review` noticed. Now the run stops, naming it and the way back,
+    publishes nothing, and a run of its date republishes it."""
+    copy_of, first = copy_run(published, landing, tmp_path / "shop")
+    one, other = (first.warehouse / f"dataset=pos/period={day}/part-0.parquet" for day in (DAY1, DAY2))
+    if harm == "deleted":
+        one.unlink()
+    elif harm == "swapped":
+        one.write_bytes(other.read_bytes())
+    else:
+        data = bytearray(one.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        one.write_bytes(data)
+    kept = _file_hashes(first.warehouse)
+    refused = run_flow(copy_of, tmp_path / "shop")
+    assert refused.state.is_failed()
+    [error] = refused.summary.errors
+    assert (
+        error.startswith(f"pos {DAY1}: the partition file dataset=pos/period={DAY1}/part-0.parquet")
+        and error in refused.state.message
+    )
+    assert "tuomin run --date" in error and _file_hashes(first.warehouse) == kept
+    redone = run_flow(copy_of, tmp_path / "shop", date=DAY1)
+    assert redone.state.is_completed(), redone.summary.error
+    assert ledger.verify(first.restricted, first.warehouse) == []
+    again = run_flow(copy_of, tmp_path / "shop")
+    assert again.state.is_completed() and not again.summary.datasets
