@@ -235,7 +235,7 @@ def release(
         intent = intents.intend(restricted, "dp", changes, then)
         failpoints.hit("dp-intended")
         for r, s in zip(released, staged):
-            intents.place(s, dp_tables_target(warehouse, release_id, r.name))
+            warehouse_io.put(s, warehouse, dp_tables_target(warehouse, release_id, r.name))
             failpoints.hit("dp-placed-one")
             log.info(
                 "%s: %d public cells, epsilon %.3g, %s noise of scale %s%.4g: within ±%.4g for 95%% of cells",

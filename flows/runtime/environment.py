@@ -1,9 +1,15 @@
-"""Prefect settings tuomin needs wherever it runs (CLI, tests, make, a Dask worker): a project-local
-home, no telemetry, a generous start-up timeout for the temporary server on slow CI machines, and
-the `tuomin` logger (the date pipeline's, flows/pipeline/stages.py) forwarded to the run's logs in
-Prefect, quietly dropped from them outside a run; the temporary server tied to its process
-(flows/runtime/server.py). Values already set by the user win; `tuomin` is
-added to extra loggers the user names."""
+"""What tuomin needs wherever it runs (CLI, tests, make, a Dask worker), set before Prefect is
+imported:
+
+- Prefect settings: a project-local home, no telemetry, a generous start-up timeout for the
+  temporary server on slow CI machines (values already set by the user win);
+- the `tuomin` logger (the date pipeline's, flows/pipeline/stages.py) forwarded to the run's logs
+  in Prefect (added to the extra loggers the user names), quietly dropped outside a run;
+- the temporary server tied to this process (flows/runtime/server.py);
+- a private umask (077) whatever the caller's: the restricted area, the GX project and temporary
+  files are the owner's alone without each writer remembering it; the warehouse and the data
+  dictionary open up to the analysts' group explicitly (flows/storage/warehouse.py).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +30,11 @@ DEFAULTS = {
 LOGGER = "tuomin"
 
 
+PRIVATE = 0o077  # the umask: what tuomin writes is its owner's alone unless it says otherwise
+
+
 def configure() -> None:
+    os.umask(PRIVATE)  # the warehouse and the dictionary open up to the analysts' group explicitly
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
     extra = [n for n in os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",") if n.strip()]

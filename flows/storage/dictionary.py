@@ -233,9 +233,12 @@ def comment(column: Column) -> str:
 
 def write(dictionary: Dictionary, out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
+    out.chmod(0o750)  # the analysts' group reads it, as it reads the warehouse
     data = out / "dictionary.json"
     data.write_text(json.dumps(dictionary, ensure_ascii=False, indent=1), "utf-8")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined)
     page = out / "dictionary.html"
     page.write_text(env.get_template("dictionary.html.j2").render(dictionary=dictionary), "utf-8")
+    for written in (data, page):
+        written.chmod(0o640)
     return page, data

@@ -7,12 +7,17 @@ A partition is written under <warehouse>/.staging/<run_id>/ first and moved into
 os.replace, which is atomic on one filesystem: readers see the old file or the new one, never a
 partial one. Republishing a unit replaces its file, so reruns never duplicate rows. Readers skip
 the staging directory (pyarrow and DuckDB ignore names starting with '.' or '_' in hive paths).
+
+Modes are set here, whatever the umask (tuomin runs with 077: flows/runtime/environment.py): what
+is published is the analysts' group's to read (folders 0750, files 0640), and the staging folder
+is the owner's alone (0700) until its files have passed the gate.
 """
 
 from __future__ import annotations
 
 import fcntl
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +31,7 @@ from flows.storage.intents import place
 from transforms.errors import Refused, Transient
 
 STAGING = ".staging"
+SHARED_FOLDER, SHARED_FILE, PRIVATE_FOLDER = 0o750, 0o640, 0o700
 PART = "part-0.parquet"
 ROW_GROUP = 500_000  # rows per Parquet row group
 
@@ -43,7 +49,7 @@ def exclusive(warehouse: Path) -> Iterator[None]:
     """One run at a time per warehouse (runs decide what to do from the ledger, so two at once
     could both redo a date). Holding the lock, the staging files of runs that died are cleared."""
     try:
-        warehouse.mkdir(parents=True, exist_ok=True)
+        shared(warehouse, warehouse)
         failpoints.hit("lock", warehouse / ".lock")
         lock = (warehouse / ".lock").open("w")
     except OSError as exc:
@@ -55,6 +61,26 @@ def exclusive(warehouse: Path) -> Iterator[None]:
             raise WarehouseBusy(f"another tuomin run is using {warehouse}; try again when it has finished") from None
         shutil.rmtree(warehouse / STAGING, ignore_errors=True)
         yield
+
+
+def shared(warehouse: Path, folder: Path) -> Path:
+    """`folder` (the warehouse or under it) and every folder between, created if need be, readable
+    by the analysts' group and no one else (a set-group-ID bit the operator gave is kept)."""
+    relative = folder.relative_to(warehouse).parts
+    for depth in range(len(relative) + 1):
+        path = warehouse.joinpath(*relative[:depth])
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(SHARED_FOLDER | (path.stat().st_mode & stat.S_ISGID))
+    return folder
+
+
+def put(staged: Path, warehouse: Path, target: Path) -> Path:
+    """Move a staged file to `target` under the warehouse, readable by the analysts' group, in
+    one durable rename (flows/storage/intents.py)."""
+    shared(warehouse, target.parent)
+    staged.chmod(SHARED_FILE)
+    place(staged, target)
+    return target
 
 
 def staging(warehouse: Path, run_id: str) -> Path:
@@ -112,6 +138,10 @@ def stage_at(
     what: str,
 ) -> Path:
     """stage() at a path of the caller's (`what` names it in an error)."""
+    private = next((p for p in staged.parents if p.name == STAGING), None)
+    if private is not None:  # not for the analysts until it has passed the gate
+        private.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+        private.chmod(PRIVATE_FOLDER)
     staged.parent.mkdir(parents=True, exist_ok=True)
     writer, schema = None, None
     for table in batches:
@@ -132,8 +162,7 @@ def stage_at(
 
 def publish(staged: Path, warehouse: Path, dataset: str, period: str) -> Path:
     """Move a staged file into its partition, replacing what was there in one rename."""
-    target = partition(warehouse, dataset, period) / PART
-    place(staged, target)
+    target = put(staged, warehouse, partition(warehouse, dataset, period) / PART)
     failpoints.hit("published-one")
     return target
 
