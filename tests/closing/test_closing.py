@@ -287,7 +287,7 @@ def test_review_fails_loudly_on_a_changed_file_a_stray_file_or_a_changed_policy(
     )
     assert state.is_failed()
     problems = state.result(raise_on_failure=False).problems
-    assert any(f"pos {DAY1}: the partition file differs" in p for p in problems)
+    assert any(f"pos {DAY1}: the partition file dataset=pos/period={DAY1}/part-0.parquet differs" in p for p in problems)
     assert any("period=2026-03-09/part-0.parquet is not in the ledger" in p for p in problems)
     assert any(f"pos {DAY2}: made under another version of pos.yaml" in p for p in problems)
     [entry] = [e for e in ledger.entries(run.restricted) if e["kind"] == "review"]
