@@ -29,3 +29,11 @@ class Refused(TuominError):
 
 class Transient(TuominError):
     """May succeed if tried again unchanged (a mark, combined with Refused or a failure)."""
+
+
+def few(names: list[str], most: int = 5, width: int = 40) -> str:
+    """Names for a message that stays one line however many there are: the first `most`, each cut
+    to `width` characters, then how many more (a file with 10,000 unknown columns is one line)."""
+    shown = [name if len(name) <= width else name[: width - 1] + "…" for name in names[:most]]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return "[" + ", ".join(repr(name) for name in shown) + "]" + more

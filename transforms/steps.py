@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.errors import Refused
+from transforms.errors import Refused, few
 from transforms.identifiers import SUBJECT_IDENTIFIERS
 from transforms.operators import Pseudonymize
 from transforms.parse import parse, true_where
@@ -42,15 +42,15 @@ def conform(table: pa.Table, policy: SourcePolicy, origin: str, drop_unknown: bo
     names = [c.name for h in table.column_names if (c := policy.match_header(h.strip()))]
     if unknown:
         raise ExportError(
-            f"{origin}: column(s) {unknown} are not covered by policy {policy.path.name}; nothing is published. "
+            f"{origin}: column(s) {few(unknown)} are not covered by policy {policy.path.name}; nothing is published. "
             f"Propose an entry with: tuomin classify {origin}"
         )
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ExportError(f"{origin}: column(s) {dupes} appear more than once")
+        raise ExportError(f"{origin}: column(s) {few(dupes)} appear more than once")
     missing = [c.name for c in policy.input_columns if c.required and c.name not in names]
     if missing:
-        raise ExportError(f"{origin}: required column(s) {missing} are missing (policy {policy.path.name})")
+        raise ExportError(f"{origin}: required column(s) {few(missing)} are missing (policy {policy.path.name})")
     table = table.rename_columns(names)
     for column in policy.input_columns:
         if column.name not in names:

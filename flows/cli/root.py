@@ -114,8 +114,12 @@ def plan_date(value: str | None, dry_run: bool) -> dt.date | None:
 
 
 def finish(state, done) -> None:
-    """Print a flow's outcome; a failed flow run exits 1."""
+    """Print a flow's outcome; a flow run refused (nothing done) exits as every refusal does, in
+    one line (2, or 75 to try again later); one that failed exits 1."""
     if not state.is_completed():
+        raised = state.result(raise_on_failure=False)
+        if isinstance(raised, Refused):
+            _refuse(raised)
         console.print(f"[bold red]FAILED[/]: {state.message}")
         raise typer.Exit(1)
     console.print(done(state.result()))

@@ -20,7 +20,7 @@ from flows.cli.root import (
     console,
 )
 from flows.runtime import paths
-from transforms.errors import Transient
+from transforms.errors import Refused
 from transforms.workload import Score
 
 if TYPE_CHECKING:
@@ -154,8 +154,8 @@ def _run_flow(bar: bool = False, **parameters) -> None:
         finally:
             progress.listen(None)
     summary = state.result(raise_on_failure=False)
-    if isinstance(summary, Transient):  # the run never started its work (another holds the warehouse)
-        raise summary
+    if isinstance(summary, Refused):  # the run never started its work (another holds the warehouse, a read-only one)
+        raise summary  # one line, exit 2 (75 to try again later): flows/cli/root.py
     if isinstance(summary, RunSummary):
         _print_summary(summary)
     if not state.is_completed():

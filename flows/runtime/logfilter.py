@@ -2,13 +2,17 @@
 loggers, their console and API handlers, any library's) has identifier-shaped text replaced by
 placeholders when it is made: resident IDs and permits with valid check digits, mobiles,
 e-mails, card numbers, passports and the like (the free-text detectors), also in the text of an
-exception logged with it. tuomin's own messages name files, rows and columns, never values; this
-is for what a library might quote."""
+exception logged with it. A refusal (transforms/errors.py: nothing was done) and a full or
+read-only disk are logged as their one line, without the traceback Prefect's engine attaches.
+tuomin's own messages name files, rows and columns, never values; this is for what a library might
+quote."""
 
 from __future__ import annotations
 
+import errno
 import logging
 
+from transforms.errors import Refused
 from transforms.redact import NameMatcher, redact_text
 
 _NO_NAMES = NameMatcher([])  # names need the run's dictionary; a log line has none
@@ -17,6 +21,15 @@ _NO_NAMES = NameMatcher([])  # names need the run's dictionary; a log line has n
 def mask(text: str) -> str:
     """Identifier-shaped text replaced by placeholders (for anything printed, not only logs)."""
     return redact_text(text, _NO_NAMES)
+
+
+STORAGE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # the disk is full, the quota reached, the file system read-only
+
+
+def _said_in_one_line(exc: BaseException | None) -> bool:
+    """An exception whose message says it all: a refusal, or the storage failing (its reason and
+    file); a traceback would add only tuomin's and Prefect's frames."""
+    return isinstance(exc, Refused) or (isinstance(exc, OSError) and exc.errno in STORAGE)
 
 
 def install() -> None:
@@ -34,6 +47,8 @@ def install() -> None:
         masked = mask(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info and _said_in_one_line(record.exc_info[1]):
+            record.exc_info, record.exc_text = None, None
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
         return record

@@ -141,3 +141,35 @@ def test_an_unexpected_error_is_a_masked_traceback(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["assess", str(tmp_path / "x.csv"), "--qi", "a", "--warehouse", str(tmp_path)])
     assert result.exit_code == 1 and "Traceback" in result.output and "RuntimeError" in result.output
     assert "13812345678" not in result.output and "11010519491231002X" not in result.output
+
+
+def _console(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    """The console script in its own process, on the session's Prefect server."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "TUOMIN_PSEUDONYM_KEY": TEST_KEY, "PREFECT_API_URL": str(PREFECT_API_URL.value()), **env}
+    tuomin = os.path.join(os.path.dirname(sys.executable), "tuomin")
+    return subprocess.run([tuomin, *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("case", ["busy", "read-only"])
+def test_a_run_refused_once_prefect_has_started_is_still_one_line(case, landing, tmp_path, prefect_server):
+    """At 874540f a warehouse another run held, or one that could not be written, gave a
+    traceback and exit 1 (README: one line, exit 2; 75 to try again later)."""
+    import fcntl
+
+    args = ["run", "--landing", str(landing), "--warehouse", str(tmp_path / "wh"), "--restricted", str(tmp_path / "r")]
+    (tmp_path / "wh").mkdir()
+    with (tmp_path / "wh" / ".lock").open("w") as held:
+        if case == "busy":
+            fcntl.flock(held, fcntl.LOCK_EX)  # what another run holds while it works
+        done = _console(args, **({"TUOMIN_FAILPOINT": "lock:EROFS"} if case == "read-only" else {}))
+    code, says = {"busy": (75, "another tuomin run is using"), "read-only": (2, "cannot be written (Read-only file system)")}[
+        case
+    ]
+    printed = done.stdout + done.stderr
+    assert done.returncode == code, printed[-3000:]
+    assert [line for line in printed.splitlines() if line.startswith("refused:")] == [
+        line for line in printed.splitlines() if says in line and line.startswith("refused:")
+    ] and says in printed
+    assert "Traceback" not in printed and not list((tmp_path / "wh").glob("dataset=*"))

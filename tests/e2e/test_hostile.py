@@ -398,6 +398,18 @@ def test_header_problems_stop_the_run_naming_the_file(landing, tmp_path, damage,
     assert len(problems) == 1 and problems[0].startswith(relative) and message in problems[0]
 
 
+def test_a_header_of_ten_thousand_unknown_columns_is_refused_in_one_short_line(landing, tmp_path):
+    """At 874540f the refusal listed every column: 89,000-character log lines and a 179 KB ledger entry."""
+    copy = tmp_path / "landing"
+    shutil.copytree(landing, copy)
+    path = copy / f"pos/{BASE}/pos_lines_{BASE:%Y%m%d}.csv"
+    lines = path.read_bytes().splitlines(keepends=True)
+    extra = ",".join(f"extra_column_{i}" for i in range(10_000)).encode()
+    path.write_bytes(lines[0].rstrip(b"\r\n") + b"," + extra + b"\n" + b"".join(lines[1:]))
+    [problem] = landing_io.check_headers(landing_io.Landing(copy), load_policies(POLICIES), _every_file(copy), drop_unknown=False)
+    assert "['extra_column_0', 'extra_column_1'" in problem and "and 9995 more" in problem and len(problem) < 500
+
+
 def _every_file(landing: Path) -> dict[str, list[str]]:
     area = landing_io.Landing(landing)
     return {name: list(landing_io.source_files(area, policy)) for name, policy in load_policies(POLICIES).items()}

@@ -280,3 +280,22 @@ def test_a_policy_that_spends_more_than_the_release_is_refused_before_prefect_st
     )
     assert done.returncode == 2 and "more than all of it" in done.stderr
     assert "Prefect" not in done.stdout + done.stderr and len(done.stderr.strip().splitlines()) <= 3
+
+
+def test_a_release_over_budget_is_refused_in_one_line_by_the_console_script(released):
+    """At 874540f the refusal came as a traceback and exit 1; README promises one line, exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    here, run, _ = released
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    args = ["dp", "--landing", str(here), "--warehouse", str(run.warehouse), "--restricted", str(run.restricted)]
+    tuomin = os.path.join(os.path.dirname(sys.executable), "tuomin")
+    done = subprocess.run([tuomin, *args, "--end", "2026-03-01"], env=env, capture_output=True, text=True, timeout=600)
+    printed = done.stdout + done.stderr
+    assert done.returncode == 2 and "Traceback" not in printed, printed[-3000:]
+    [line] = [line for line in printed.splitlines() if line.startswith("refused:")]
+    assert "Pass --additional" in line and len(_dp_entries(run)) == 1
