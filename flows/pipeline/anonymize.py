@@ -140,7 +140,11 @@ def _anonymize(p: RunParameters, runner):
     )
     for line in _edge(recover, "recover")(run):  # what a crash left half done, ended before anything is chosen
         log.warning(line)
-    selection, unchanged = _edge(select, "select")(run, p.date, p.start, p.end, p.every)
+    try:
+        selection, unchanged = _edge(select, "select")(run, p.date, p.start, p.end, p.every)
+        refused = None
+    except steps.ExportError as exc:  # a landing no run can read (a folder dated after today): recorded, below
+        selection, unchanged, refused = Selection(), [], str(exc)
     files = sum(len(f) for f in selection.files.values())
     log.info(
         "run %s: %d file(s) to read for %s, %s unchanged, %d erasure request(s), key %s",
@@ -160,7 +164,10 @@ def _anonymize(p: RunParameters, runner):
     for problem in problems:
         log.error("%s", problem)
     message = None
-    if problems:
+    if refused:
+        summary.errors = problems = [refused]
+        message = f"nothing read or published: {refused}"
+    elif problems:
         summary.errors = problems
         message = "nothing published: " + " | ".join(problems)
     elif not selection and not unchanged:

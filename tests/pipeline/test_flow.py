@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from flows.storage import ledger
 from flows.storage.entries import Rows
 from flows.storage.footer import read_footer
 from tests.conftest import TEST_KEY, run_flow
@@ -573,7 +574,7 @@ def test_a_run_scores_the_declared_questions_on_what_it_read(prefect_server, lan
 def test_rows_and_folders_dated_where_no_export_can_be_are_refused_or_quarantined(prefect_server, copy_of, tmp_path):
     """A row dated 9999-12-31 in a normal file is quarantined and counted, never published and
     never a crash; a landing folder dated after today refuses the run in one line before anything
-    is read or written."""
+    is read or written, and a scheduled run records the refusal."""
     from typer.testing import CliRunner
 
     from flows.cli import app
@@ -600,3 +601,8 @@ def test_rows_and_folders_dated_where_no_export_can_be_are_refused_or_quarantine
     assert done.exit_code == 2 and len(done.output.strip().splitlines()) == 1, done.output
     assert "9999-12-31" in done.output and "after today" in done.output
     assert not (tmp_path / "w").exists() and not (tmp_path / "r").exists()
+    # A scheduled run (the flow itself, no console) fails the same way, and the ledger records it.
+    scheduled = run_flow(copy_of, tmp_path / "rows")
+    assert scheduled.state.is_failed() and "9999-12-31" in scheduled.state.message and "after today" in scheduled.state.message
+    last = ledger.runs(tmp_path / "rows" / "restricted")[-1]
+    assert last["status"] == "failed" and "after today" in last["message"]
