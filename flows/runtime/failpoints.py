@@ -17,3 +17,9 @@ def hit(name: str, path: object = None) -> None:
     if point == name and error:
         code = getattr(errno, error)
         raise OSError(code, os.strerror(code), None if path is None else str(path))
+
+
+def armed(name: str) -> bool:
+    """Whether TUOMIN_FAILPOINT names this point (for a failure a caller stages itself: a write
+    cut off half way, then `hit`)."""
+    return os.environ.get("TUOMIN_FAILPOINT", "") == name

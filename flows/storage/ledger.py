@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar, cast
 
+from flows.runtime import failpoints
 from flows.storage import entries as entries_model
 from flows.storage.entries import Entry, PartitionEntry, PartitionRemovedEntry
 from flows.storage.footer import read_footer
@@ -210,7 +211,13 @@ def append(restricted: Path, data: K) -> Recorded[K]:
         fh.seek(0, os.SEEK_END)
         size = fh.tell()
         try:
-            fh.write("".join(lines).encode("utf-8"))
+            written = "".join(lines).encode("utf-8")
+            if failpoints.armed(f"torn-{kind}"):  # the machine dies in the middle of this write
+                fh.write(written[: len(written) // 2])
+                fh.flush()
+                os.fsync(fh.fileno())
+                failpoints.hit(f"torn-{kind}")
+            fh.write(written)
             fh.flush()
             os.fsync(fh.fileno())
             assert last is not None
