@@ -84,7 +84,13 @@ class Landing:
         return None
 
     def remove(self, relative: str) -> None:
+        """Delete a file; on a local landing durably (its folder fsynced), so that a certificate
+        recorded after it never outlives the deletion through a power loss."""
         self.fs.rm(f"{self.root}/{relative}")
+        if isinstance(self.fs, LocalFileSystem):
+            from flows.storage.intents import sync
+
+            sync(Path(f"{self.root}/{relative}").parent)
 
     def size(self, relative: str) -> int:
         return int(self.fs.size(f"{self.root}/{relative}"))

@@ -190,7 +190,14 @@ def append(restricted: Path, data: K) -> Recorded[K]:
         from flows.runtime.paths import restricted_dir
 
         restricted_dir(restricted, LEDGER.parent.name)
+    created = not path.exists()
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    if created:  # the new file's name durable in its folder, as its first line will be in it
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     with os.fdopen(fd, "a+b") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         lines = []
