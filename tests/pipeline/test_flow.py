@@ -601,8 +601,13 @@ def test_rows_and_folders_dated_where_no_export_can_be_are_refused_or_quarantine
     assert done.exit_code == 2 and len(done.output.strip().splitlines()) == 1, done.output
     assert "9999-12-31" in done.output and "after today" in done.output
     assert not (tmp_path / "w").exists() and not (tmp_path / "r").exists()
-    # A scheduled run (the flow itself, no console) fails the same way, and the ledger records it.
+    # Where a ledger exists, the console's refusal is recorded in it; a scheduled run (the flow
+    # itself, no console) fails the same way, recorded too.
+    rows = ["--landing", str(copy_of), "--warehouse", str(run.warehouse), "--restricted", str(run.restricted)]
+    again = CliRunner().invoke(app, ["run", *rows, "--no-backup"])
+    assert again.exit_code == 2 and "after today" in again.output
+    last = ledger.runs(run.restricted)[-1]
+    assert last["status"] == "failed" and "9999-12-31" in last["message"] and "after today" in last["message"]
     scheduled = run_flow(copy_of, tmp_path / "rows")
     assert scheduled.state.is_failed() and "9999-12-31" in scheduled.state.message and "after today" in scheduled.state.message
-    last = ledger.runs(tmp_path / "rows" / "restricted")[-1]
-    assert last["status"] == "failed" and "after today" in last["message"]
+    assert len(ledger.runs(run.restricted)) == 3 and ledger.verify(run.restricted, run.warehouse) == []
