@@ -814,12 +814,23 @@ def test_an_erasure_that_cannot_read_the_exports_changes_nothing_and_says_so(pub
     )
 
 
+@pytest.mark.parametrize(
+    ("failpoint", "outcome"),
+    [
+        ("erasure-swapped", "finished"),
+        ("erasure-intended", "rolled back"),
+        pytest.param("torn-intent", None, marks=pytest.mark.slow),  # the machine dies half way through an append
+        pytest.param("torn-partition", "finished", marks=pytest.mark.slow),
+        pytest.param("torn-erasure_requested", None, marks=pytest.mark.slow),
+    ],
+)
 def test_an_erasure_killed_between_a_swap_and_its_entry_is_finished_by_the_next_command(
-    prefect_server, published, landing, tmp_path, at_the_edge
+    prefect_server, published, landing, tmp_path, at_the_edge, failpoint, outcome
 ):
-    """Intend, act, commit for an erasure's sweep: SIGKILL right after a partition was swapped,
-    before its entry. `ledger verify` finishes the intent (the file is in place as intended),
-    records it and passes; repeating the request then completes it."""
+    """Intend, act, commit for an erasure's sweep: SIGKILL right after a partition was swapped
+    (before its entry), before the swap, or half way through writing an entry. `ledger verify`
+    sets a torn line aside, ends the intent (finished where the file is in place as intended,
+    rolled back where it is not), records it and passes; repeating the request then completes it."""
     import os
     import subprocess
     import sys
@@ -838,15 +849,20 @@ def test_an_erasure_killed_between_a_swap_and_its_entry_is_finished_by_the_next_
     env = {
         **os.environ,
         "TUOMIN_PSEUDONYM_KEY": TEST_KEY,
-        "TUOMIN_FAILPOINT": "erasure-swapped",
+        "TUOMIN_FAILPOINT": failpoint,
         "PREFECT_API_URL": str(get_current_settings().api.url),  # the session's server: none left behind by the kill
     }
     killed = subprocess.run([tuomin, *args], env=env, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -9, killed.stdout[-2000:] + killed.stderr[-2000:]
-    [intent] = intents.open_intents(ledger.entries(_vault_of(wh)))
-    assert ledger.verify(_vault_of(wh), wh) != []  # the swapped file has no entry yet
+    opened = intents.open_intents(ledger.entries(_vault_of(wh)))
+    if failpoint == "erasure-swapped":
+        assert ledger.verify(_vault_of(wh), wh) != []  # the swapped file has no entry yet
     done = CliRunner().invoke(app, ["ledger", "verify", "--restricted", str(_vault_of(wh)), "--warehouse", str(wh)])
-    assert done.exit_code == 0 and f"recovered: intent {intent['seq']} finished" in " ".join(done.output.split()), done.output
+    assert done.exit_code == 0, done.output
+    if outcome is not None:
+        [intent] = opened
+        assert f"recovered: intent {intent['seq']} {outcome}" in " ".join(done.output.split()), done.output
+    assert failpoint.startswith("erasure") or "repaired:" in done.output
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert not _holding(_partitions(wh), at_the_edge["token"], wh) and ledger.verify(_vault_of(wh), wh) == []
