@@ -34,8 +34,13 @@ def query(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the result to this .csv, .json or .parquet file instead.")
     ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Stop the query after this many seconds.")] = 300.0,
+    memory: Annotated[
+        str, typer.Option("--memory", help="Stop the query past this much memory (DuckDB's memory_limit).")
+    ] = "2GB",
 ) -> None:
-    """Query the anonymized warehouse with DuckDB (reads only, and only the warehouse)."""
+    """Query the anonymized warehouse with DuckDB: one SELECT, reading only the warehouse, within a
+    time and a memory limit."""
     import duckdb
 
     from flows.storage import query as q
@@ -45,13 +50,11 @@ def query(
     if out is not None and out.suffix not in q.OUTPUTS:
         raise typer.BadParameter(f"write a {', '.join(q.OUTPUTS)} file", param_hint="--out")
     try:
-        relation = q.read_only(q.connect(warehouse), sql)
-        result = q.arrow(relation) if relation is not None else None
+        limits = q.Limits(seconds=timeout, memory=memory)
+        result = q.read_only(q.connect(warehouse, limits=limits), sql, limits)
     except (duckdb.Error, q.QueryRefused) as exc:
-        console.print(f"[red]query failed[/]: {exc}")
+        console.print(f"[red]query failed[/]: {' '.join(str(exc).split())}")
         raise typer.Exit(2) from None
-    if result is None:
-        return
     if out is not None:
         q.write(result, out)
         console.print(f"{result.num_rows} row(s) -> {out}")

@@ -5,14 +5,21 @@ ledger is not here: it is in the restricted area (`tuomin ledger show`).
 
 The analysts' connection is confined to the warehouse: DuckDB reads no file outside it (the raw
 landing, the restricted area), installs and loads no extension, attaches no database, and its
-settings are locked; `read_only` then runs only statements that read (SELECT, EXPLAIN), so
-nothing is written, not even into the warehouse (COPY … TO)."""
+settings are locked. `read_only` runs one SELECT and nothing else (not EXPLAIN: EXPLAIN ANALYZE
+runs what it explains), wrapped in a SELECT of its own, so nothing is written, not even into the
+warehouse (COPY … TO); it stops a query past its time (`Limits.seconds`, interrupted) or its memory
+(`Limits.memory`, DuckDB's memory_limit, no spilling) with a one-line QueryRefused. `connect`
+refuses a folder that is not a warehouse (no partition with tuomin's metadata): `--warehouse /`
+would otherwise make every file readable."""
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
 import json
+import re
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +35,44 @@ PATH_COLUMNS = {  # what the views add from each file's path (hive partitioning)
     "dataset": "The dataset (the source system's export) the row belongs to.",
     "period": "The unit the row belongs to: the business day (a DATE; or week, month) of its own date, or the snapshot's date.",
 }
-READS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
 class QueryRefused(Refused, ValueError):
-    """A statement that does more than read the warehouse."""
+    """A statement that does more than read the warehouse, or a query past its limits."""
 
 
-def read_only(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation | None:
-    """Run `sql` if every statement in it only reads; QueryRefused (nothing run) otherwise."""
+class NotAWarehouse(Refused, ValueError):
+    """A folder with no partition tuomin published."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one analyst's query may use: wall-clock seconds and DuckDB memory."""
+
+    seconds: float = 300.0
+    memory: str = "2GB"
+
+
+def read_only(con: duckdb.DuckDBPyConnection, sql: str, limits: Limits = Limits()) -> pa.Table:  # noqa: B008  (frozen)
+    """The result of `sql` if it is one SELECT (a CTE included); QueryRefused (nothing run) for any
+    other statement, and for a query stopped at its limits (see the module's docstring)."""
     statements = con.extract_statements(sql)
-    refused = sorted({s.type.name for s in statements if s.type not in READS})
-    if refused:
-        raise QueryRefused(f"only SELECT and EXPLAIN run here; refused: {', '.join(refused)} (nothing was run)")
-    return con.sql(sql)
+    kinds = sorted({s.type.name for s in statements if s.type != duckdb.StatementType.SELECT})
+    if kinds or len(statements) != 1:
+        raise QueryRefused(
+            f"one SELECT runs here; refused: {', '.join(kinds) or f'{len(statements)} statements'} (nothing was run)"
+        )
+    timer = threading.Timer(limits.seconds, con.interrupt)
+    timer.start()
+    try:  # a statement of its own can only be a SELECT inside another
+        text = re.sub(r";\s*(--[^\n]*)?\s*$", "", statements[0].query.strip())  # its own end: one statement
+        return arrow(con.sql(f"SELECT * FROM (\n{text}\n)"))  # on lines of their own: a trailing -- comment ends there
+    except duckdb.InterruptException:
+        raise QueryRefused(f"the query ran past {limits.seconds:g} s and was stopped: narrow it (a filter, a LIMIT)") from None
+    except duckdb.OutOfMemoryException:
+        raise QueryRefused(f"the query needed more than {limits.memory} of memory and was stopped: narrow it") from None
+    finally:
+        timer.cancel()
 
 
 def _literal(text: str) -> str:
@@ -73,11 +104,18 @@ def _bounds(column: str) -> str:
     return f', {lower} AS "{column}_lower", {upper} AS "{column}_upper"'
 
 
-def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    files = []
+def connect(warehouse: Path, confined: bool = True, limits: Limits = Limits()) -> duckdb.DuckDBPyConnection:  # noqa: B008
+    if not warehouse.is_dir():
+        raise NotAWarehouse(f"--warehouse {warehouse}: no such folder; nothing was read")
     built = dictionary.build(warehouse, values=False)
     described = built["datasets"]
+    if confined and not described and not built["dp_tables"]:
+        raise NotAWarehouse(
+            f"--warehouse {warehouse}: no partition tuomin published (dataset=<name>/period=<unit>/*.parquet with "
+            "tuomin's metadata): not a warehouse; nothing was read"
+        )
+    con = duckdb.connect()
+    files = []
     for name, dataset in described.items():
         folder = warehouse / f"dataset={name}"
         files.append(f"'{folder.as_posix()}/period=*/*.parquet'")
@@ -110,6 +148,8 @@ def connect(warehouse: Path, confined: bool = True) -> duckdb.DuckDBPyConnection
         con.execute("SET enable_external_access = false")
         con.execute("SET autoinstall_known_extensions = false")
         con.execute("SET autoload_known_extensions = false")
+        con.execute("SET memory_limit = ?", [limits.memory])
+        con.execute("SET max_temp_directory_size = '0B'")  # bound the work, never spill it to the disk
         con.execute("SET lock_configuration = true")
     return con
 
@@ -188,7 +228,12 @@ def to_json(table: pa.Table) -> str:
 
 
 def to_csv(table: pa.Table) -> str:
-    return spreadsheet_safe(table.to_pandas(date_as_object=True)).to_csv(index=False)
+    """The rows as CSV a spreadsheet opens as text (spreadsheet_safe); a list or struct cell as JSON."""
+    frame = table.to_pandas(date_as_object=True)
+    for field in table.schema:
+        if pa.types.is_nested(field.type):
+            frame[field.name] = [None if v is None else to_json_value(v) for v in table[field.name].to_pylist()]
+    return spreadsheet_safe(frame).to_csv(index=False)
 
 
 def write(table: pa.Table, out: Path) -> None:

@@ -195,7 +195,8 @@ def test_query_views_and_formats(published):
 
 def test_the_query_tool_reads_the_warehouse_and_nothing_else(published, landing, tmp_path):
     """`tuomin query` is the analysts' tool: it prints NULLs of any type, and it cannot read the raw
-    landing, write a file (even into the warehouse), change its own settings or load extensions."""
+    landing, write a file (even into the warehouse, even through EXPLAIN ANALYZE), change its own
+    settings, load extensions, run past its time or memory, or take a folder that is not a warehouse."""
     runner, wh = CliRunner(), ["--warehouse", str(published.warehouse)]
     nulls = runner.invoke(app, ["query", "SELECT CAST(NULL AS INTEGER) AS n, CAST(NULL AS DATE) AS d, 1 AS one", *wh])
     assert nulls.exit_code == 0, nulls.output
@@ -203,6 +204,8 @@ def test_the_query_tool_reads_the_warehouse_and_nothing_else(published, landing,
     assert cases.exit_code == 0, cases.output
     raw = next((landing / "pos").rglob("*.csv"))
     written = published.warehouse / "leak.csv"
+    part = next(published.warehouse.glob("dataset=after_sales/period=*/part-0.parquet"))
+    kept = part.read_bytes()
     for sql in (
         f"SELECT * FROM read_csv('{raw}')",
         f"COPY (SELECT 1) TO '{written}'",
@@ -211,10 +214,36 @@ def test_the_query_tool_reads_the_warehouse_and_nothing_else(published, landing,
         "INSTALL httpfs",
         f"ATTACH '{tmp_path / 'x.db'}'",
         "SELECT 1; COPY (SELECT 1) TO 'x.csv'",
+        # EXPLAIN ANALYZE runs what it explains: at 874540f these replaced a published partition
+        # and added a partition of fake rows every analyst's view then counted
+        f"EXPLAIN ANALYZE COPY (SELECT * FROM after_sales) TO '{part}' (FORMAT parquet)",
+        f"EXPLAIN ANALYZE COPY (SELECT *, DATE '2026-03-31' AS p FROM pos) TO '{published.warehouse / 'dataset=pos'}' "
+        "(FORMAT parquet, PARTITION_BY (p), OVERWRITE_OR_IGNORE)",
+        "EXPLAIN SELECT 1",
+        "PRAGMA version",
+        "CALL pragma_version()",
+        "CREATE TABLE t AS SELECT 1",
+        "SELECT 1) UNION ALL (SELECT 2",
     ):
         refused = runner.invoke(app, ["query", sql, *wh])
         assert refused.exit_code == 2 and "query failed" in refused.output, (sql, refused.output)
     assert not written.exists() and not (tmp_path / "out.csv").exists() and not (tmp_path / "x.db").exists()
+    assert part.read_bytes() == kept and not list(published.warehouse.glob("dataset=pos/p=*"))
+    # stopped at its limits, in one line: a three-way cross join, a result larger than its memory
+    for sql, says in (
+        ("SELECT max(a.txn_time || b.txn_time || c.txn_time) FROM pos a, pos b, pos c", "ran past 2 s"),
+        ("SELECT list(x) FROM range(300000000) t(x)", "more than 100MB of memory"),
+    ):
+        stopped = runner.invoke(app, ["query", sql, *wh, "--timeout", "2", "--memory", "100MB"])
+        assert stopped.exit_code == 2 and says in stopped.output and len(stopped.output.strip().splitlines()) == 1, stopped.output
+    # a folder that is not a warehouse: the root, the landing, a restricted area
+    for folder in ("/", str(landing), str(published.restricted)):
+        refused = runner.invoke(app, ["query", "SELECT content FROM read_text('/etc/passwd')", "--warehouse", folder])
+        assert refused.exit_code == 2 and "not a warehouse" in refused.output, refused.output
+    ending = runner.invoke(app, ["query", "SELECT 1 AS one; -- a note", *wh, "--format", "csv"])
+    assert ending.exit_code == 0 and ending.output.split() == ["one", "1"], ending.output
+    nested = runner.invoke(app, ["query", "SELECT [1, 2] AS l, {'a': DATE '2026-03-01'} AS s", *wh, "--format", "csv"])
+    assert nested.output.splitlines()[1] == '"[1, 2]","{""a"": ""2026-03-01""}"', nested.output  # JSON, not Python reprs
     fine = runner.invoke(app, ["query", "SELECT count(*) AS n FROM pos", *wh, "--format", "json"])
     assert fine.exit_code == 0 and json.loads(fine.output)[0]["n"] > 0
 

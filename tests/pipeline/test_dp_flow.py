@@ -129,14 +129,12 @@ def test_other_inputs_spend_again_only_when_asked_and_the_ledger_adds_it_up(rele
 def test_analysts_query_the_tables_like_the_rest(released_once):
     _, run, done = released_once
     con = q.connect(run.warehouse)
-    listed = q.arrow(q.read_only(con, 'SELECT "table", epsilon, margin_95, cells_per_person, clip FROM dp_tables ORDER BY 1'))
+    listed = q.read_only(con, 'SELECT "table", epsilon, margin_95, cells_per_person, clip FROM dp_tables ORDER BY 1')
     assert sorted(listed["table"].to_pylist()) == sorted(t.name for t in done.tables)
     revenue = next(r for r in listed.to_pylist() if r["table"] == "revenue_by_day_category")
     shipped = yaml.safe_load((POLICIES / "dp" / "tables.yaml").read_text("utf-8"))["tables"]["revenue_by_day_category"]
     assert revenue["clip"] == [float(b) for b in shipped["measure"]["clip"]]
-    by_day = q.arrow(
-        q.read_only(con, "SELECT day, sum(value) AS buyers FROM dp_buyers_by_day_store_hour GROUP BY day ORDER BY day")
-    )
+    by_day = q.read_only(con, "SELECT day, sum(value) AS buyers FROM dp_buyers_by_day_store_hour GROUP BY day ORDER BY day")
     assert [str(d) for d in by_day["day"].to_pylist()] == ["2026-03-01", "2026-03-02"]
     assert con.sql("SELECT typeof(day), typeof(hour) FROM dp_buyers_by_day_store_hour LIMIT 1").fetchall() == [
         ("DATE", "TINYINT")
