@@ -41,7 +41,7 @@ def test_refusals_are_refused_and_failures_are_not():
     refused = {
         "BackupError", "ExportError", "KeyRefused", "LedgerBroken", "SubjectError", "UsageError", "WarehouseBusy",
         "WarehouseUnwritable", "PolicyError", "PseudonymKeyError", "UnitTooLarge", "DPRefused", "QueryRefused",
-        "DPPolicyError", "LandingMismatch", "RetentionMismatch",
+        "DPPolicyError", "LandingMismatch", "RetentionMismatch", "ForeignFile", "NotAWarehouse",
     }  # fmt: skip
     failures = {"ReleaseFailed", "Unreachable", "ErasureFailed", "RetentionError", "PurgeIncomplete", "AssetsUnavailable"}
     assert all(issubclass(found[name], Refused) for name in refused)

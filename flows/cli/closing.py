@@ -201,7 +201,14 @@ def report(
     from flows.evidence.facts import collect
     from flows.evidence.report import write
 
-    facts = collect(warehouse, restricted, policies, check_date(start) if start else None, check_date(end) if end else None)
+    first, last = (check_date(d) if d else None for d in (start, end))
+    if first and last and first > last:
+        raise typer.BadParameter(f"--start {first} is after --end {last}: no pack written")
+    facts = collect(warehouse, restricted, policies, first, last)
+    if (first or last) and facts["period"]["first"] is None:  # a pack of zeros would "pass every check"
+        from flows.cli.usage import UsageError
+
+        raise UsageError(f"no partition was published from {first or 'the first date'} to {last or 'the last'}: no pack written")
     page, data = write(facts, out)
     console.print(f"evidence pack: {page} and {data}")
     verified = facts["ledger"]

@@ -44,7 +44,7 @@ def ledger_verify(
     if warehouse.is_dir():
         for ended in intents.recover(restricted, warehouse, "tuomin ledger verify"):
             console.print(f"[yellow]recovered: {ended.data.line()} (entry {ended.seq})[/]")
-    verdict = ledger.check(restricted, warehouse if warehouse.is_dir() else None, expect_head)
+    verdict = ledger.check(restricted, warehouse, expect_head)
     for problem in verdict.problems:
         console.print(f"[red]{problem}[/]")
     if not verdict.intact:

@@ -453,7 +453,8 @@ def impact_assessment(facts: Facts, policies: dict[str, SourcePolicy]) -> dict[s
             {
                 "who": "Analysts",
                 "receives": "the anonymized warehouse, read-only (tuomin query: no file outside it, no writes)",
-                "basis": "anonymized information once the release passes (PIPL Art. 73(4)); no raw data, no key",
+                "basis": "de-identified (去标识化) while a pseudonym key lives; anonymized information (PIPL Art. 73(4)) once "
+                "the release passes and the keys are destroyed; no raw data, no key",
             },
             {
                 "who": "Personal-information protection officer",

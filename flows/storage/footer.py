@@ -29,6 +29,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from flows.storage.entries import Copy, Input, Part, Rows
 from transforms.criteria import COLUMN_CRITERIA, ColumnCriterion, PrivacyModel, column_criterion
+from transforms.errors import Refused
 
 if TYPE_CHECKING:
     from expectations.suite import Gate
@@ -227,10 +228,22 @@ def footer_json(metadata: PartitionRecord | DPTableRecord | dict[str, Any]) -> s
     return json.dumps(document, ensure_ascii=False, default=str)
 
 
+class ForeignFile(Refused, ValueError):
+    """A file in the warehouse that is not one tuomin published: not Parquet, damaged, or without
+    tuomin's metadata. Named in one line by whatever meets it."""
+
+
 def read_footer(path: Path) -> dict[str, Any]:
     """A file's footer as stored (a partition's or a DP table's): what an intruder reads, key for
-    key. The rooms that act on a partition read `read_record`."""
-    return json.loads(pq.ParquetFile(path).metadata.metadata[METADATA_KEY])
+    key. The rooms that act on a partition read `read_record`. ForeignFile, naming it, for a file
+    tuomin did not write."""
+    try:
+        stored = pq.ParquetFile(path).metadata.metadata or {}
+    except (OSError, ValueError) as exc:  # not Parquet, or damaged (pyarrow's ArrowInvalid is a ValueError)
+        raise ForeignFile(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())[:120]})") from None
+    if METADATA_KEY not in stored:
+        raise ForeignFile(f"{path}: a Parquet file without tuomin's metadata (not one tuomin published)")
+    return json.loads(stored[METADATA_KEY])
 
 
 def read_record(path: Path) -> PartitionRecord:

@@ -339,10 +339,12 @@ class Verdict:
         return self.entries > 0 and not self.problems
 
 
-def check(restricted: Path, warehouse: Path | None = None, expect_head: str | None = None) -> Verdict:
+def check(restricted: Path, warehouse: Path | None = None, expect_head: str | None = None, both_ways: bool = True) -> Verdict:
     """The chain, and the ledger against every head recorded outside it: each partition file's
     `ledger_head` in `warehouse` and its own entry after it, and `expect_head` (a hash, or its
-    first 12+ hex digits, from an earlier `verify` or evidence pack)."""
+    first 12+ hex digits, from an earlier `verify` or evidence pack); with `both_ways`, the
+    warehouse against the ledger too (`_both_ways`: what `ledger verify`, the evidence pack and
+    `review` check; a command about to act checks what it acts on itself)."""
     verdict = Verdict(restricted / LEDGER)
     if not verdict.path.is_file():
         verdict.problems.append(f"no ledger at {verdict.path}: nothing to verify (wrong --restricted, or the ledger was deleted)")
@@ -356,6 +358,8 @@ def check(restricted: Path, warehouse: Path | None = None, expect_head: str | No
     verdict.problems += _chain(found)
     if warehouse is not None:
         _anchors(warehouse, found, verdict)
+        if both_ways:
+            verdict.problems += _both_ways(restricted, warehouse, read(restricted, found))
     if expect_head is not None:
         wanted = expect_head.strip().lower()
         if len(wanted) < 12:
@@ -419,6 +423,35 @@ def _anchors(warehouse: Path, found: list[dict], verdict: Verdict) -> None:
         verdict.anchored_to = max(verdict.anchored_to, own[0]["seq"])
 
 
+def _both_ways(restricted: Path, warehouse: Path, found: list[Recorded[Entry]]) -> list[str]:
+    """The warehouse against the ledger: every partition and DP table the ledger says is published
+    is there with its recorded SHA-256, and every Parquet file there is one the ledger records."""
+    from flows.storage.files import file_sha256
+
+    if not warehouse.is_dir():
+        published = partition_entries(restricted, found)
+        return [
+            f"--warehouse {warehouse}: no such folder, but the ledger records {len(published)} published partition(s)"
+        ] * bool(published)
+    problems, recorded = [], set()
+    for (dataset, label), entry in partition_entries(restricted, found).items():
+        recorded.add(entry.data.output.path)
+        if (wrong := out_of_place(warehouse, entry.data)) is not None:
+            problems.append(f"{dataset} {label} (ledger entry {entry.seq}): {wrong}")
+    for release in only(found, entries_model.DPReleaseEntry):
+        for table in release.data.tables:
+            recorded.add(table["path"])
+            path = warehouse / table["path"]
+            if not path.is_file() or file_sha256(path) != table["sha256"]:
+                problems.append(
+                    f"DP table {table['path']} (ledger entry {release.seq}): missing, or differs from the SHA-256 recorded"
+                )
+    for path in sorted(warehouse.glob("dataset=*/**/*.parquet")):
+        if path.relative_to(warehouse).as_posix() not in recorded:
+            problems.append(f"{path.relative_to(warehouse).as_posix()}: in the warehouse, but no ledger entry records it")
+    return problems
+
+
 def _records(entry: dict, metadata: dict) -> bool:
     """Whether a ledger entry records the publication of the file with this metadata: a partition
     (its run, dataset and date) or a DP table (its release)."""
@@ -445,7 +478,7 @@ def trusted(restricted: Path, warehouse: Path | None = None) -> list[Recorded[En
     repair(restricted, "a command about to act on the ledger")
     if warehouse is not None and warehouse.is_dir():
         intents.recover(restricted, warehouse, "a command about to act on the ledger")
-    verdict = check(restricted, warehouse)
+    verdict = check(restricted, warehouse, both_ways=False)
     if verdict.problems:
         raise LedgerBroken(
             f"{verdict.path}: the ledger cannot be trusted ({verdict.problems[0]}"

@@ -469,7 +469,17 @@ def test_evidence_pack_has_the_facts_and_no_raw_value(closing, tmp_path):
     assert release["adversary"] == {"k": 5, "purchases": 3, "contacts": 3} and release["people"] > 1000
     failed = [c["name"] for c in release["checks"] if not c["passed"]]
     assert release["passed"] == (not failed) and "Residual risk against the motivated intruder" in html
-    assert ("it is published as\nanonymized information" in html) == release["passed"], failed
+    # The pseudonym key lives (only the backup key was destroyed): de-identified, not yet anonymized.
+    assert "it is published as" not in html and "anonymized information once the release passes" not in html
+    assert ("It is <b>de-identified (去标识化)</b> while the key lives" in html) == release["passed"], failed
+    # A period that is not one, or holds no partition, writes no pack of zeros that "passes every check".
+    where = ["--warehouse", str(run.warehouse), "--restricted", str(run.restricted)]
+    for period, says in (
+        (["--start", "2026-03-02", "--end", "2026-03-01"], "is after --end"),
+        (["--start", "2027-01-01"], "no partition was published"),
+    ):
+        refused = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "none"), *where, *period])
+        assert refused.exit_code == 2 and says in refused.output and not (tmp_path / "none").exists(), refused.output
     # The page: every section, plots embedded, the hashes it cites, and no raw value anywhere.
     for heading in (
         "Policy: what each column is",

@@ -307,3 +307,32 @@ def test_purge_never_certifies_a_symlinked_file_deleted_while_its_data_stays(sho
     certified = [e["data"] for e in ledger.entries(restricted) if e["kind"] == "deletion" and e["data"]["export_date"] == DAY1]
     assert certified == []
     assert all((landing / f).exists() for f in ("after_sales/" + DAY1, "pos/" + DAY1))  # the whole date is kept
+
+
+def test_ledger_verify_checks_the_warehouse_against_the_ledger_both_ways(shop, tmp_path):
+    """At 874540f verify checked the chain only: a foreign Parquet file, a deleted partition or a
+    --warehouse holding none of what the ledger records still gave "ledger intact", exit 0; and one
+    foreign file made `report`, `risk` and `review` crash with a traceback naming nothing."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _, wh, restricted = shop
+    verify = ["ledger", "verify", "--restricted", str(restricted), "--warehouse"]
+    assert CliRunner().invoke(app, [*verify, str(wh)]).exit_code == 0
+    missing = CliRunner().invoke(app, [*verify, str(tmp_path / "nowhere")])
+    assert missing.exit_code == 1 and "no such folder, but the ledger records" in " ".join(missing.output.split())
+    foreign = wh / "dataset=after_sales" / "period=2026-03-31" / "part-0.parquet"
+    foreign.parent.mkdir()
+    pq.write_table(pa.table({"x": [1]}), foreign)
+    gone = next(wh.glob("dataset=pos/period=*/part-0.parquet"))
+    gone.unlink()
+    found = " ".join(CliRunner().invoke(app, [*verify, str(wh)]).output.split())
+    assert "dataset=after_sales/period=2026-03-31/part-0.parquet: in the warehouse, but no ledger entry records it" in found
+    assert f"the partition file {gone.relative_to(wh).as_posix()} is missing" in found and "NOT verified" in found
+    risk = CliRunner().invoke(app, ["risk", "--warehouse", str(wh)])
+    assert risk.exit_code == 2 and "without tuomin's metadata" in risk.output and "Traceback" not in risk.output, risk.output
+    report = CliRunner().invoke(
+        app, ["report", "--restricted", str(restricted), "--warehouse", str(wh), "--out", str(tmp_path / "pack")]
+    )
+    assert report.exit_code == 1 and "no ledger entry records it" in " ".join(report.output.split()), report.output
+    assert "no ledger entry records it" in (tmp_path / "pack" / "report.html").read_text("utf-8")  # a finding in the pack

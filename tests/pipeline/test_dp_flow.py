@@ -180,8 +180,8 @@ def test_the_evidence_pack_shows_each_tables_budget_and_error_with_a_plot(releas
     missing.unlink()
     out = tmp_path / "pack"
     args = ["report", "--out", str(out), "--warehouse", str(run.warehouse), "--restricted", str(run.restricted)]
-    made = CliRunner().invoke(app, args)
-    assert made.exit_code == 0, made.output
+    made = CliRunner().invoke(app, args)  # the pack is written, and the missing table named: the ledger is not verified
+    assert made.exit_code == 1 and f"DP table {done.tables[-1].path}" in " ".join(made.output.split()), made.output
     html, facts = (out / "report.html").read_text("utf-8"), json.loads((out / "report.json").read_text("utf-8"))
     (shown,) = facts["dp_releases"]
     assert shown["release_id"] == done.release_id and shown["spent_total"] == pytest.approx(shown["epsilon"])
