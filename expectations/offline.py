@@ -2,30 +2,28 @@
 Vega from CDNs, and a logo from a URL that carries the data context's id. Without the network the
 index is empty (its table is drawn by bootstrap-table), and with it every page tells a third party
 that someone opened it. After GX builds the site, `localize` rewrites every such reference to a
-copy under the site's `static/vendor/`, and drops the remote logo and tracking links.
+copy under the site's `static/vendor/`, drops the remote logo (in the pages and in the CSS's
+`url(…)`, dark mode included) and tracking links, and the `integrity`/`crossorigin` attributes a
+browser refuses on a `file://` page.
 
-The copies come from the npm registry (pinned versions, checked against the registry's SHA-512),
-once per machine, cached in `.tools/docs-assets/`; nothing is fetched when the pages are opened.
+The copies ship with the project, in `expectations/vendor/` (pinned versions with their
+licences, fetched from the npm registry and checked against its SHA-512 by
+`tools/vendor_docs_assets.py`, a maintainer's step): nothing is fetched when docs are built or
+opened, and a missing copy stops `tuomin docs` before GX rebuilds the site.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
-import io
 import re
 import shutil
-import tarfile
-import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from transforms.errors import TuominError
+from transforms.errors import Refused
 
-CACHE = Path(__file__).resolve().parents[1] / ".tools" / "docs-assets"  # beside uv, in the checkout
-VENDOR = "static/vendor"
+VENDORED = Path(__file__).resolve().parent / "vendor"  # shipped with the project (tools/vendor_docs_assets.py)
+VENDOR = "static/vendor"  # under the built site
 
 
 @dataclass(frozen=True)
@@ -122,8 +120,8 @@ FOLDERS = {("@fortawesome/fontawesome-free", "css/all.min.css"): "webfonts"}
 REMOTE = re.compile(r"""(src|href)=(["'])(https?://[^"']+)\2""")
 
 
-class AssetsUnavailable(TuominError, RuntimeError):
-    """A pinned package could not be fetched or did not match its checksum."""
+class AssetsUnavailable(Refused, RuntimeError):
+    """A file the pages need is not shipped in expectations/vendor/: nothing was rebuilt."""
 
 
 def localize(site: Path) -> int:
@@ -136,12 +134,23 @@ def localize(site: Path) -> int:
     for page in site.rglob("*.html"):
         up = Path(*[".."] * (len(page.relative_to(site).parts) - 1))  # from the page back to the site's root
         text, count = REMOTE.subn(functools.partial(_local, up=up), page.read_text("utf-8"))
+        text = _offline(text)
         if page.parent.parent.parent.parent.name == "validations":  # validations/<suite>/<run>/<time>/<batch>.html
             # GX leaves a dataframe asset's name out of its batch spec; the batch id is "<source>-<asset>".
             text = text.replace("Data asset: None", f"Data asset: {page.stem.split('-', 1)[-1]}")
         page.write_text(text, "utf-8")
         rewritten += count
+    for sheet in site.rglob("*.css"):  # GX's own styles: the dark logo from S3
+        sheet.write_text(_offline(sheet.read_text("utf-8")), "utf-8")
     return rewritten
+
+
+REMOTE_URL = re.compile(r"""url\((["']?)https?://[^)"']+\1\)""")  # a CSS url(…) to fetch
+LOCKS = re.compile(r"""\s(integrity|crossorigin)=(["'])[^"']*\2""")  # refused on a file:// page: the script never runs
+
+
+def _offline(text: str) -> str:
+    return LOCKS.sub("", REMOTE_URL.sub("url(data:,)", text))
 
 
 def _local(match: re.Match, up: Path) -> str:
@@ -163,31 +172,20 @@ def _copy(name: str, path: str, vendor: Path) -> None:
         shutil.copytree(root / folder, vendor / name / folder, dirs_exist_ok=True)
 
 
+def shipped(package: Package) -> Path:
+    """Where a package's copied files ship (expectations/vendor/<name>-<version>/)."""
+    return VENDORED / f"{package.name.replace('/', '__')}-{package.version}"
+
+
+def check_shipped() -> None:
+    """AssetsUnavailable, naming the first, if a file the pages need is not shipped."""
+    for name, path in sorted(set(REFERENCES.values())):
+        if not (shipped(PACKAGES[name]) / path).is_file():
+            raise AssetsUnavailable(
+                f"{shipped(PACKAGES[name]) / path}: not shipped (run tools/vendor_docs_assets.py); Data Docs not rebuilt"
+            )
+
+
 def _unpacked(package: Package) -> Path:
-    """The package's files (npm puts them under package/), fetched and checked once per machine."""
-    root = CACHE / f"{package.name.replace('/', '__')}-{package.version}"
-    if (root / "package").is_dir():
-        return root / "package"
-    try:
-        with urllib.request.urlopen(package.tarball, timeout=60) as response:  # noqa: S310  (a pinned https URL)
-            data = response.read()
-    except OSError as exc:
-        raise AssetsUnavailable(f"{package.tarball}: {exc}; Data Docs need it once to open offline") from None
-    digest = base64.b64encode(hashlib.sha512(data).digest()).decode()
-    if digest != package.integrity:
-        raise AssetsUnavailable(f"{package.tarball}: its SHA-512 is not the pinned one; not used")
-    # Unpacked aside, then renamed into place: processes building docs at once (parallel tests, two
-    # flows) each stage their own copy, and the first rename wins; the others discard theirs.
-    CACHE.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=CACHE, prefix=f".{root.name}-"))
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-            archive.extractall(staging, filter="data")
-        try:
-            staging.rename(root)
-        except OSError:
-            if not (root / "package").is_dir():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return root / "package"
+    """The package's shipped files."""
+    return shipped(package)

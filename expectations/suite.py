@@ -297,8 +297,9 @@ def validate(gate: Gate | ReleaseGate, frame: pd.DataFrame, project: Path | None
 def build_docs(project: Path) -> str:
     """Build the local Data Docs site from the stored results, with its assets local (offline.py);
     returns the index page's URL."""
-    from expectations.offline import localize
+    from expectations.offline import check_shipped, localize
 
+    check_shipped()  # before GX rewrites the site with its CDN links
     with _exclusive(project):
         url = _context(str(project)).build_data_docs()["local_site"]
         localize(Path(urllib.parse.urlparse(url).path).parent)
