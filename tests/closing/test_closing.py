@@ -601,11 +601,26 @@ def test_data_docs_open_offline_with_readable_names_and_sentences(published, tmp
     site = Path(re.search(r"Data Docs: file://(\S+)", built.output).group(1)).parent
     pages = list(site.rglob("*.html"))
     assert pages and not [p for p in pages if re.search(r"""(src|href)=["']https?://""", p.read_text("utf-8"))]
+    styles = [p for p in site.rglob("*.css") if "/vendor/" not in p.as_posix()]  # GX's own: dark mode's logo was on S3
+    assert styles and not [p for p in styles if re.search(r"""url\(["']?https?://""", p.read_text("utf-8"))]
     offline = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND"]
     offline += [f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--window-size=1280,1600"]
     index = subprocess.run([*offline, "--dump-dom", (site / "index.html").as_uri()], capture_output=True, text=True, timeout=120)
     assert re.search(r"pos-each-batch-[0-9a-f]{8}", index.stdout), "the index table was not drawn: its scripts did not load"
     assert re.search(r"release-person-level-[0-9a-f]{8}", index.stdout)
+    # The page's scripts run from file:// (an `integrity` attribute there stops them): a page of the
+    # test's own, beside the index, loads the index's scripts and says what they defined.
+    scripts = re.findall(r"<script[^>]*\bsrc=[^>]*></script>", (site / "index.html").read_text("utf-8"))
+    probe = site / "probe.html"
+    probe.write_text(
+        "<html><head>" + "".join(scripts) + "</head><body><script>document.body.setAttribute('data-defined', ["
+        "typeof jQuery, typeof jQuery.fn.collapse, typeof jQuery.fn.bootstrapTable, typeof Popper].join())"
+        "</script></body></html>",
+        "utf-8",
+    )
+    ran = subprocess.run([*offline, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    assert 'data-defined="function,function,function,function"' in ran.stdout, ran.stdout[-2000:]
+    probe.unlink()
     shot = tmp_path / "docs.png"
     subprocess.run([*offline, f"--screenshot={shot}", (site / "index.html").as_uri()], capture_output=True, timeout=120)
     import matplotlib.image
