@@ -31,8 +31,10 @@ $(UV):
 # Bytecode compiled once at install: every later process (CLI, tests, Prefect's server, workers)
 # then starts in a third of the time, even where PYTHONDONTWRITEBYTECODE is set.
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
-	touch $@
+	@echo "setting up $(VENV): the locked dependencies (uv.lock), their bytecode compiled once (a minute or two the first time)..."
+	@$(UV) sync --frozen --compile-bytecode --quiet --python $(PYTHON)
+	@echo "$(VENV) ready: $$($(UV) pip list --quiet 2>/dev/null | tail -n +3 | wc -l) packages"
+	@touch $@
 
 # The committed sample; regenerated only if it is missing.
 $(SAMPLE)/requests/erasure.csv: | $(VENV)/.synced
