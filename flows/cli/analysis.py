@@ -127,9 +127,9 @@ def dp_tables(
 
     Computed from the raw exports, one customer the privacy unit across every source and date; the
     same inputs again are up to date and spend nothing. See `tuomin query "select * from dp_tables"`."""
+    first, last = (check_date(d) if d else None for d in (start, end))  # before the slow imports
     from flows.pipeline import dp
 
-    first, last = (check_date(d) if d else None for d in (start, end))
     dp.preflight(landing, warehouse, restricted, policies, first, last)
     state = dp.dp_tables_flow(
         landing=landing,

@@ -101,17 +101,17 @@ def risk(
         ),
     ] = None,
 ) -> None:
-    """Measure the release as a motivated intruder would (../shared/privacy-model.md); exit 1 if it fails.
+    """Measure the release as a motivated intruder would (the threat model in README); exit 1 if it fails.
 
     Singling out, re-identification probability and k^m over the person-level record (everything
     that shares a token), identifiers shared across datasets, dates and versions, sensitive values
     certain in a class, snapshot differencing and chaining, row order, counts below k; with
     --against, versions and what they differ by. Counts and shares only."""
 
+    if format not in ("table", "json"):  # before the slow imports: a usage error is one line at once
+        raise typer.BadParameter("use table or json", param_hint="--format")
     from flows.pipeline.intruder import assess
 
-    if format not in ("table", "json"):
-        raise typer.BadParameter("use table or json", param_hint="--format")
     found = assess(warehouse, against=against, k=k, purchases=purchases, contacts=contacts)
     if format == "json":
         typer.echo(found.model_dump_json(indent=2))

@@ -32,6 +32,17 @@ class Commands(TyperGroup):
     run holds the warehouse); anything else is a traceback with identifier-shaped text masked, and
     exit code 1."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _flags_take_no_value(self)
+
+    def get_params(self, ctx):  # the completion flags typer adds to the root after __init__
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+        return params
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -49,6 +60,25 @@ class Commands(TyperGroup):
 
             errors.print(mask(traceback.format_exc()), markup=False, highlight=False)
             raise typer.Exit(1) from None
+
+
+def _flags_take_no_value(command) -> None:
+    """Help shows a flag (`--all`, `--no-backup`, `--help`) as taking no value: typer's rich help
+    gave each a `<bool>` column that `--all true` then refuses. Every command and group below."""
+    for param in command.params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    original = command.get_help_option
+
+    def help_option(ctx):
+        option = original(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _flags_take_no_value(sub)
 
 
 def _refuse(reason: Exception | str) -> NoReturn:

@@ -79,6 +79,10 @@ USAGE = {  # what is wrong -> (arguments, environment, what the one line says)
     "landing": (["run", "--landing", "nowhere"], {}, "--landing nowhere: no such directory"),
     "backfill landing": (["backfill", "--start", "2026-03-01", "--end", "2026-03-02", "--landing", "nowhere"], {}, "no such"),
     "date": (["run", "--date", "2026-02-30"], {}, "is not a date"),
+    # at 874540f these two started Prefect (and its 13 s of imports) before refusing
+    "dp date": (["dp", "--start", "2026-02-30"], {}, "is not a date"),
+    "risk format": (["risk", "--format", "xml"], {}, "use table or json"),
+    "report period": (["report", "--out", "pack", "--start", "2026-03-02", "--end", "2026-03-01"], {}, "is after --end"),
     "restricted": (["review", "--restricted", "nowhere"], {}, "no ledger"),
     "notice": (
         [
@@ -101,6 +105,9 @@ USAGE = {  # what is wrong -> (arguments, environment, what the one line says)
 }
 
 
+WITH_A_LEDGER = {"notice", "dp date", "report period"}  # refused for what they were given, not for a missing ledger
+
+
 @pytest.mark.parametrize("case", sorted(USAGE))
 def test_usage_errors_are_one_line_before_prefect_starts(case, landing, tmp_path):
     """The console script refuses in a line, exit 2, before Prefect is even imported (its
@@ -108,7 +115,7 @@ def test_usage_errors_are_one_line_before_prefect_starts(case, landing, tmp_path
     args, env, says = USAGE[case]
     if "--landing" not in args and args[0] in ("run", "backfill"):
         args = [*args, "--landing", str(landing)]
-    if case == "notice":
+    if case in WITH_A_LEDGER:
         ledger.append(tmp_path / "restricted", a_run())
     env = {k: v for k, v in {**os.environ, "TUOMIN_BACKUP_KEY": TEST_BACKUP_KEY, **env}.items() if v}
     probe = (
@@ -127,7 +134,7 @@ def test_usage_errors_are_one_line_before_prefect_starts(case, landing, tmp_path
     assert says in done.stderr and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 2, done.stderr
     assert done.stdout.strip() == "prefect not imported"
     assert not list(tmp_path.rglob("*.parquet")) and not (tmp_path / "n").exists()
-    assert not (tmp_path / "wh").exists() and (case == "notice" or not (tmp_path / "restricted").exists())
+    assert not (tmp_path / "wh").exists() and (case in WITH_A_LEDGER or not (tmp_path / "restricted").exists())
 
 
 def test_an_unexpected_error_is_a_masked_traceback(tmp_path, monkeypatch):
@@ -173,3 +180,19 @@ def test_a_run_refused_once_prefect_has_started_is_still_one_line(case, landing,
         line for line in printed.splitlines() if says in line and line.startswith("refused:")
     ] and says in printed
     assert "Traceback" not in printed and not list((tmp_path / "wh").glob("dataset=*"))
+
+
+def test_help_shows_flags_as_taking_no_value():
+    """At 874540f `--help` listed `--all <bool>` (and every flag so), while `--all true` is refused."""
+    import typer.main
+
+    from flows.cli.root import app as root
+
+    def commands(command, path=()):
+        yield path
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from commands(sub, (*path, name))
+
+    for path in commands(typer.main.get_command(root)):
+        shown = CliRunner().invoke(app, [*path, "--help"], terminal_width=200)
+        assert shown.exit_code == 0 and "<bool>" not in shown.output, (path, shown.output)

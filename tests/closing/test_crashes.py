@@ -62,7 +62,10 @@ def _ended_by_the_next_command(wh: Path, restricted: Path, action: str, outcome:
     return committed[0]["data"] if committed else {}
 
 
-@pytest.mark.parametrize(("failpoint", "outcome"), [("purge-intended", "rolled back"), ("purge-deleted-one", "finished")])
+@pytest.mark.parametrize(
+    ("failpoint", "outcome"),
+    [pytest.param("purge-intended", "rolled back", marks=pytest.mark.slow), ("purge-deleted-one", "finished")],
+)
 def test_a_purge_killed_midway_is_certified_as_far_as_it_went_and_the_next_purge_finishes(shop, failpoint, outcome):
     """At 874540f the raw files went with no certificate, and every later purge refused for good."""
     landing, wh, restricted = shop
@@ -112,7 +115,10 @@ def key_file(shop, tmp_path, monkeypatch):
     return key
 
 
-@pytest.mark.parametrize(("failpoint", "outcome"), [("rotate-intended", "rolled back"), ("rotate-swapped", "finished")])
+@pytest.mark.parametrize(
+    ("failpoint", "outcome"),
+    [pytest.param("rotate-intended", "rolled back", marks=pytest.mark.slow), ("rotate-swapped", "finished")],
+)
 def test_a_rotation_killed_between_the_swap_and_its_entry_leaves_the_key_the_ledger_names(shop, key_file, failpoint, outcome):
     """At 874540f the warehouse's key was lost with no record, and every run then refused."""
     _, wh, restricted = shop
@@ -125,7 +131,10 @@ def test_a_rotation_killed_between_the_swap_and_its_entry_leaves_the_key_the_led
     assert not key_file.with_name(key_file.name + ".new").exists()
 
 
-@pytest.mark.parametrize(("failpoint", "outcome"), [("destroy-intended", "rolled back"), ("destroy-overwritten", "finished")])
+@pytest.mark.parametrize(
+    ("failpoint", "outcome"),
+    [pytest.param("destroy-intended", "rolled back", marks=pytest.mark.slow), ("destroy-overwritten", "finished")],
+)
 def test_a_destruction_killed_before_its_entry_is_recorded_or_undone_by_what_is_left(shop, key_file, failpoint, outcome):
     _, wh, restricted = shop
     args = ["key", "destroy", "--warehouse", str(wh), "--restricted", str(restricted), "--yes"]
@@ -138,7 +147,7 @@ def test_a_destruction_killed_before_its_entry_is_recorded_or_undone_by_what_is_
         assert CliRunner().invoke(app, args).exit_code == 0 and not key_file.exists()
 
 
-@pytest.mark.parametrize("failpoint", ["dp-intended", "dp-placed-one"])
+@pytest.mark.parametrize("failpoint", [pytest.param("dp-intended", marks=pytest.mark.slow), "dp-placed-one"])
 def test_dp_tables_killed_before_their_entry_are_taken_out_and_spend_nothing(shop, failpoint):
     """At 874540f the entry came first: epsilon counted for tables that did not exist, and a rerun
     needed --additional."""

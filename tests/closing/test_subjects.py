@@ -818,7 +818,7 @@ def test_an_erasure_that_cannot_read_the_exports_changes_nothing_and_says_so(pub
     ("failpoint", "outcome"),
     [
         ("erasure-swapped", "finished"),
-        ("erasure-intended", "rolled back"),
+        pytest.param("erasure-intended", "rolled back", marks=pytest.mark.slow),
         pytest.param("torn-intent", None, marks=pytest.mark.slow),  # the machine dies half way through an append
         pytest.param("torn-partition", "finished", marks=pytest.mark.slow),
         pytest.param("torn-erasure_requested", None, marks=pytest.mark.slow),

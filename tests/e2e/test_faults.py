@@ -214,7 +214,9 @@ def test_a_ledger_that_does_not_verify_stops_every_writing_command_in_one_line(p
         assert (first.restricted / ledger.LEDGER).read_bytes() == before, command
 
 
-@pytest.mark.parametrize("harm", ["deleted", "swapped", "damaged"])
+@pytest.mark.parametrize(
+    "harm", ["swapped", pytest.param("deleted", marks=pytest.mark.slow), pytest.param("damaged", marks=pytest.mark.slow)]
+)
 def test_a_run_refuses_to_build_on_a_partition_that_is_not_the_one_recorded(published, landing, tmp_path, harm):
     """At 874540f a plain run said "up to date" (exit 0) over a partition deleted, swapped for
     another or damaged; only `review` noticed. Now the run stops, naming it and the way back,

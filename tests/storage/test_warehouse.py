@@ -26,7 +26,7 @@ def _modes(root: Path) -> dict[str, set[str]]:
     return found
 
 
-@pytest.mark.parametrize("umask", [0o000, 0o077])
+@pytest.mark.parametrize("umask", [0o000, pytest.param(0o077, marks=pytest.mark.slow)])
 def test_published_files_are_the_groups_to_read_and_restricted_ones_the_owners_whatever_the_umask(
     prefect_server, landing, tmp_path, umask
 ):
