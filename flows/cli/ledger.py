@@ -41,7 +41,7 @@ def ledger_verify(
     repaired = ledger.repair(restricted, "tuomin ledger verify")
     if repaired is not None:
         console.print(f"[yellow]repaired: {repaired.data.line()} (entry {repaired.seq})[/]")
-    if warehouse.is_dir():
+    if restricted.joinpath(ledger.LEDGER).is_file():
         for ended in intents.recover(restricted, warehouse, "tuomin ledger verify"):
             console.print(f"[yellow]recovered: {ended.data.line()} (entry {ended.seq})[/]")
     verdict = ledger.check(restricted, warehouse, expect_head)

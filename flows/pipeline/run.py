@@ -155,8 +155,7 @@ def recover(run: Run) -> list[str]:
     ledger.writable(run.restricted)  # a ledger that does not verify stops the run here, in one line
     if repaired is not None:
         done.append(f"repaired: {repaired.data.line()}")
-    if run.warehouse.is_dir():
-        done += [f"recovered: {r.data.line()}" for r in intents.recover(run.restricted, run.warehouse, "tuomin run")]
+    done += [f"recovered: {r.data.line()}" for r in intents.recover(run.restricted, run.warehouse, "tuomin run")]
     return done
 
 

@@ -299,6 +299,7 @@ def restore(restricted: Path, key: BackupKey, date: dt.date, out: Path) -> Backu
     from flows.storage import intents, ledger
     from flows.storage.entries import Change
 
+    ledger.trusted(restricted)  # what a crash left open is ended first; a broken ledger refuses here
     found = manifests(restricted, date)
     record = BackupRestoredEntry(
         export_date=date.isoformat(), key_id=key.key_id, out=str(out.resolve()), manifest=None, files=[], error=None

@@ -74,10 +74,17 @@ def open_intents(found: list[dict]) -> list[dict]:
     return [e for e in found if e["kind"] == "intent" and e["seq"] not in closed]
 
 
-def recover(restricted: Path, warehouse: Path, by: str) -> list[ledger.Recorded[Entry]]:
-    """End every intent a crash left open (see the module's docstring); what was recorded."""
+IN_THE_WAREHOUSE = {"publish", "dp"}  # what only a command that names the warehouse can end
+
+
+def recover(restricted: Path, warehouse: Path | None, by: str) -> list[ledger.Recorded[Entry]]:
+    """End every intent a crash left open (see the module's docstring); what was recorded. Without
+    a warehouse (a command that has none: `backup restore`), the intents about its files wait for
+    the next command that has one."""
     done: list[ledger.Recorded[Entry]] = []
     for stored in open_intents(ledger.entries(restricted)):
+        if stored["data"]["action"] in IN_THE_WAREHOUSE and (warehouse is None or not warehouse.is_dir()):
+            continue
         intent = ledger.Recorded(
             stored["seq"], stored["at"], "intent", IntentEntry.model_validate(stored["data"]), stored["hash"]
         )
@@ -103,7 +110,8 @@ def _holds(change: Change, warehouse: Path) -> bool:
     return path.is_file() and file_sha256(path) == change.sha256
 
 
-def _published(intent: IntentEntry, warehouse: Path) -> Ending:
+def _published(intent: IntentEntry, warehouse: Path | None) -> Ending:
+    assert warehouse is not None  # recover() leaves these to a command that names the warehouse
     if all(_holds(c, warehouse) for c in intent.changes):
         return _then(intent), "finished", "in place with the intended SHA-256: its entry recorded now"
     removed = 0
@@ -115,7 +123,7 @@ def _published(intent: IntentEntry, warehouse: Path) -> Ending:
     return None, "rolled back", why + (f": {removed} file(s) already in place removed" if removed else ": nothing else to record")
 
 
-def _purged(intent: IntentEntry, warehouse: Path) -> Ending:
+def _purged(intent: IntentEntry, warehouse: Path | None) -> Ending:
     from flows.storage.landing import Landing
 
     then = _then(intent)
@@ -132,7 +140,7 @@ def _purged(intent: IntentEntry, warehouse: Path) -> Ending:
     return then.settled(deleted, [*then.not_deleted, *failed]), "finished", why
 
 
-def _restored(intent: IntentEntry, warehouse: Path) -> Ending:
+def _restored(intent: IntentEntry, warehouse: Path | None) -> Ending:
     then = _then(intent)
     assert isinstance(then, entries_model.BackupRestoredEntry)
     there = [f for f in then.files if Path(f["path"]).is_file() and file_sha256(Path(f["path"])) == f["sha256"]]
@@ -161,7 +169,7 @@ def _key_id(change: Change, kind: str) -> str | None:
         return None
 
 
-def _rotated(intent: IntentEntry, warehouse: Path) -> Ending:
+def _rotated(intent: IntentEntry, warehouse: Path | None) -> Ending:
     [change] = intent.changes
     then = _then(intent)
     if _key_id(change, "pseudonym") == change.key_id:
@@ -171,7 +179,7 @@ def _rotated(intent: IntentEntry, warehouse: Path) -> Ending:
     return None, "rolled back", f"{change.path} still holds the old key: nothing changed"
 
 
-def _destroyed(intent: IntentEntry, warehouse: Path) -> Ending:
+def _destroyed(intent: IntentEntry, warehouse: Path | None) -> Ending:
     [change] = intent.changes
     then = _then(intent)
     assert isinstance(then, entries_model.KeyDestroyedEntry)

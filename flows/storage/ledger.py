@@ -476,7 +476,7 @@ def trusted(restricted: Path, warehouse: Path | None = None) -> list[Recorded[En
     from flows.storage import intents
 
     repair(restricted, "a command about to act on the ledger")
-    if warehouse is not None and warehouse.is_dir():
+    if restricted.joinpath(LEDGER).is_file():
         intents.recover(restricted, warehouse, "a command about to act on the ledger")
     verdict = check(restricted, warehouse, both_ways=False)
     if verdict.problems:

@@ -454,3 +454,26 @@ def test_make_stop_stops_everything_make_serve_started(tmp_path, spawns_prefect)
     finally:
         if served.poll() is None:
             os.killpg(served.pid, 9)
+
+
+def test_pandas_polars_and_duckdb_each_read_every_dataset_with_one_line(published):
+    """README's one line per tool, per dataset: the same rows in each, and the period as text in
+    each (pyarrow's hive partitioning gives pandas a category of strings). At 874540f a read of the
+    whole warehouse mixed datasets (and broke on DP tables); a dataset is one folder."""
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    wh = published.warehouse
+    for name in ("pos", "membership", "after_sales"):
+        frame = pd.read_parquet(wh / f"dataset={name}")
+        lazy = pl.read_parquet(f"{wh}/dataset={name}/**/*.parquet", hive_partitioning=True, try_parse_hive_dates=False)
+        rel = duckdb.sql(
+            f"SELECT * FROM read_parquet('{wh}/dataset={name}/*/*.parquet', hive_partitioning = true, "
+            "hive_types_autocast = false)"
+        )
+        rows = rel.fetchall()
+        assert len(frame) == lazy.height == len(rows) > 0, name
+        assert frame["period"].cat.categories.dtype == object or str(frame["period"].cat.categories.dtype) == "str"
+        assert lazy["period"].dtype == pl.String and rel.types[rel.columns.index("period")] == "VARCHAR"
+        assert sorted(frame["period"].astype(str).unique()) == sorted(lazy["period"].unique().to_list())
