@@ -57,7 +57,7 @@ from flows.storage.entries import (
     RunEntry,
     SubjectLookupEntry,
 )
-from flows.storage.files import file_sha256
+from flows.storage.files import file_sha256, sync
 from transforms.errors import Refused, TuominError
 from transforms.policy import SourcePolicy, load_policies
 
@@ -367,7 +367,7 @@ def carry_out(
                     raise FileExistsError(f"{f['path']} is still in the landing after deletion")
             else:
                 Path(f["path"]).unlink()
-                intents.sync(Path(f["path"]).parent)  # durable before the certificate says it
+                sync(Path(f["path"]).parent)  # durable before the certificate says it
                 if f["area"] not in MADE_FROM:  # their folders are the operator's choice: left
                     _prune(Path(f["path"]).parent)  # the emptied folders (export_date=…, backup versions) go too
             deleted.append(f)

@@ -1,8 +1,10 @@
-"""A file's SHA-256, as the ledger records it for every file a step reads, writes or deletes."""
+"""A file's SHA-256, as the ledger records it for every file a step reads, writes or deletes; and
+`sync`, which makes a write, rename or deletion durable before the ledger says it happened."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 
@@ -17,3 +19,12 @@ def stream_sha256(fh) -> str:
     while block := fh.read(1 << 20):
         digest.update(block)
     return digest.hexdigest()
+
+
+def sync(path: Path) -> None:
+    """fsync a file or a folder (its entries: a rename or a deletion in it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -35,7 +35,7 @@ from typing import TypeVar
 from flows.storage import entries as entries_model
 from flows.storage import ledger
 from flows.storage.entries import Change, Entry, IntentEndedEntry, IntentEntry
-from flows.storage.files import file_sha256
+from flows.storage.files import file_sha256, sync
 
 K = TypeVar("K", bound=Entry)
 
@@ -57,15 +57,6 @@ def place(staged: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staged, target)
     sync(target.parent)
-
-
-def sync(path: Path) -> None:
-    """fsync a file or a folder (its entries)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def open_intents(found: list[dict]) -> list[dict]:

@@ -30,6 +30,7 @@ from flows.runtime import failpoints
 from flows.storage import intents, ledger
 from flows.storage.backup import BackupError, BackupKey
 from flows.storage.entries import BackupEntry, Change, Entry, KeyDestroyedEntry, KeyRotatedEntry, PartitionEntry
+from flows.storage.files import sync
 from transforms.errors import Refused
 from transforms.pseudonymize import Pseudonymizer, PseudonymKeyError
 
@@ -262,7 +263,7 @@ def rotate(
         Secret(value=SecretStr(value)).save(location.block, overwrite=True)
     else:
         os.replace(staged, location.file)
-        intents.sync(location.file.parent)
+        sync(location.file.parent)
     failpoints.hit("rotate-swapped")
     return old, new, intents.commit(restricted, intent, then)
 
@@ -329,5 +330,5 @@ def destroy(location: Location, restricted: Path, warehouse: Path | None = None)
             os.fsync(fh.fileno())
         failpoints.hit("destroy-overwritten")
         location.file.unlink()
-        intents.sync(location.file.parent)
+        sync(location.file.parent)
     return intents.commit(restricted, intent, then)

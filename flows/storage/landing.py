@@ -29,7 +29,7 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from flows.runtime.clock import today
-from flows.storage.files import stream_sha256
+from flows.storage.files import stream_sha256, sync
 from transforms.errors import Refused
 from transforms.identifiers import SUBJECT_IDENTIFIERS
 from transforms.policy import SourcePolicy
@@ -88,8 +88,6 @@ class Landing:
         recorded after it never outlives the deletion through a power loss."""
         self.fs.rm(f"{self.root}/{relative}")
         if isinstance(self.fs, LocalFileSystem):
-            from flows.storage.intents import sync
-
             sync(Path(f"{self.root}/{relative}").parent)
 
     def size(self, relative: str) -> int:

@@ -193,11 +193,9 @@ def append(restricted: Path, data: K) -> Recorded[K]:
     created = not path.exists()
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
     if created:  # the new file's name durable in its folder, as its first line will be in it
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        from flows.storage.files import sync
+
+        sync(path.parent)
     with os.fdopen(fd, "a+b") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         lines = []
