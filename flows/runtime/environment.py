@@ -2,7 +2,8 @@
 imported:
 
 - Prefect settings: a project-local home, no telemetry, a generous start-up timeout for the
-  temporary server on slow CI machines (values already set by the user win);
+  temporary server on slow CI machines, Prefect's logging configuration with a quieter console
+  (flows/runtime/logging.yml) (values already set by the user win);
 - the `tuomin` logger (the date pipeline's, flows/pipeline/stages.py) forwarded to the run's logs
   in Prefect (added to the extra loggers the user names), quietly dropped outside a run;
 - the temporary server tied to this process (flows/runtime/server.py);
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from flows.runtime import server
 from flows.runtime.paths import REPO
@@ -26,6 +28,7 @@ DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    "PREFECT_LOGGING_SETTINGS_PATH": str(Path(__file__).with_name("logging.yml")),  # a quieter console
 }
 LOGGER = "tuomin"
 

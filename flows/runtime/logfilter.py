@@ -5,7 +5,11 @@ e-mails, card numbers, passports and the like (the free-text detectors), also in
 exception logged with it. A refusal (transforms/errors.py: nothing was done) and a full or
 read-only disk are logged as their one line, without the traceback Prefect's engine attaches.
 tuomin's own messages name files, rows and columns, never values; this is for what a library might
-quote."""
+quote.
+
+On the console only (flows/runtime/logging.yml), a task run's "Finished in state Completed()" is
+left out: a run prints its stages, warnings, failures and flow states; the Prefect API still gets
+every record."""
 
 from __future__ import annotations
 
@@ -55,3 +59,14 @@ def install() -> None:
 
     factory.masks_identifiers = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+
+
+class CompletedTasks(logging.Filter):
+    """The console's filter (flows/runtime/logging.yml): drops a task run's report that it completed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name == "prefect.task_runs"
+            and record.levelno == logging.INFO
+            and record.getMessage().startswith("Finished in state Completed(")
+        )
