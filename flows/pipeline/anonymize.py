@@ -146,11 +146,11 @@ def _anonymize(p: RunParameters, runner):
     except steps.ExportError as exc:  # a landing no run can read (a folder dated after today): recorded, below
         selection, unchanged, refused = Selection(), [], str(exc)
     files = sum(len(f) for f in selection.files.values())
+    reading = ", ".join(name for name, f in selection.files.items() if f)
     log.info(
-        "run %s: %d file(s) to read for %s, %s unchanged, %d erasure request(s), key %s",
+        "run %s: %s; %s unchanged; %d erasure request(s); key %s",
         run.run_id,
-        files,
-        ", ".join(name for name, f in selection.files.items() if f) or "nothing",
+        f"{files} file(s) to read for {reading}" if files else "no file to read",
         ", ".join(unchanged) or "nothing",
         len(run.subjects),
         run.pseudonymizer.key_id,
