@@ -32,7 +32,7 @@ from transforms.identifiers import (
     is_ean13,
     is_mobile,
 )
-from transforms.text import document, fold, mobile
+from transforms.text import PLACEHOLDERS, document, fold, mobile
 
 # kind -> (role, PIPL category). Direct identifiers name a person on their own within the
 # shop's context (ISO/IEC 20889): documents, contact details, names, member and staff numbers.
@@ -138,8 +138,6 @@ _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-./]*")
 _SENTENCE = re.compile(r"[，。！？；,.!?;]")
 _WORDS = re.compile(r"[\u4e00-\u9fff]{2}|[A-Za-z]{2,} [A-Za-z]{2,}")  # words, not just digits and dots
 SEXES = {"男", "女", "男性", "女性", "M", "F", "MALE", "FEMALE"}
-# What clerks type for "nothing": treated as empty, not as evidence of any kind.
-PLACEHOLDERS = {"无", "空", "-", "--", "—", "/", "N/A", "NA", "NULL", "NONE", "NIL", "未知", "不详", "?", "？"}
 
 
 @dataclass

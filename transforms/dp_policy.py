@@ -56,6 +56,18 @@ class Release(_Strict):
     epsilon: Annotated[float, Field(gt=0, le=10)]
     delta: Annotated[float, Field(ge=0, lt=1e-5)] = 0.0
     privacy_unit: Literal["customer"] = "customer"
+    # The ceiling on the epsilon every release of the same customers may spend in all, over the
+    # data's lifetime (the value a privacy officer signs): a release past it is refused, --additional
+    # or not. Releases of other dates, after an erasure or a policy change all count against it.
+    lifetime_epsilon: Annotated[float, Field(gt=0, le=10)] = 3.0
+
+    @model_validator(mode="after")
+    def _one_release_fits(self) -> Release:
+        if self.epsilon > self.lifetime_epsilon + SHARE_TOLERANCE:
+            raise ValueError(
+                f"one release's epsilon {self.epsilon:g} is more than the lifetime ceiling {self.lifetime_epsilon:g}"
+            )
+        return self
 
 
 Bounds = tuple[float, float]

@@ -333,7 +333,7 @@ def _aggregate(table: Table) -> pl.Expr:
     if table.measure.kind == "sum":
         lows = [int(np.floor(low / max(abs(low), abs(high)) * UNITS)) for low, high in table.measure.bounds().values()]
         return pl.col(VALUE).fill_null(0).dp.sum((min(0, *lows), UNITS)).alias(VALUE)  # type: ignore[attr-defined]  # OpenDP's namespace
-    return dp.len(signed=True).alias(VALUE)  # signed: unbiased; a cell near 0 may show below it
+    return dp.len(signed=True).alias(VALUE)  # signed: the noise averages 0; a cell near 0 may show below it
 
 
 def _typed(cells: pl.DataFrame, table: Table) -> pa.Table:

@@ -1,8 +1,12 @@
 """Who is one person: rows that share an identifier, directly or through other rows, are one
 person's (connected components of rows and identifier values). `tuomin risk` links published rows
 by their tokens; the DP tables link raw rows by their normalized identifiers, so that their privacy
-unit (one customer) holds across datasets and dates. A row without an identifier is a person of its
-own; two people who share one (a family's mobile) become one unit, which only bounds them together.
+unit (one customer) holds across datasets and dates. Two people who share an identifier (a
+family's mobile) become one unit, which only bounds them together; a placeholder or dummy number
+(N/A, 13800138000) is no identifier (flows/storage/raw.py clears them, transforms/text.py lists
+them). In `people`, the DP tables' linking, a row with no identifier at all (a counter enquiry
+with neither receipt nor member number) is left out: it cannot be tied to anyone, and counted as
+a person of its own, one customer's forty enquiries would be forty customers to the noise.
 """
 
 from __future__ import annotations
@@ -62,10 +66,20 @@ def _text(values) -> pa.Array:
     return values if values.type == pa.string() else values.cast(pa.string())
 
 
+def identified(frame: pl.DataFrame) -> pl.Series:
+    """Whether each row holds at least one identifier or link key."""
+    names = [c for c in frame.columns if c.startswith(IDENTIFIERS)]
+    if not names:
+        return pl.Series([False] * frame.height)
+    return frame.select(pl.any_horizontal(pl.col(c).is_not_null() & (pl.col(c).cast(pl.String) != "") for c in names))[
+        :, 0
+    ].fill_null(False)
+
+
 def people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     """Each source's rows with `person`, one id per customer across sources (rows that share a
     document, mobile or member number, or a case and its receipt), without the people on the
-    erasure list (all their rows, in every source)."""
+    erasure list (all their rows, in every source) and without the rows that hold no identifier."""
     sources = list(frames)
     parts = components(
         [frames[s].height for s in sources],
@@ -82,5 +96,5 @@ def people(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     found = {}
     for source, part in zip(sources, parts):
         frame = frames[source].with_columns(pl.Series("person", part))
-        found[source] = frame.filter(~pl.col("person").is_in(erased))
+        found[source] = frame.filter(~pl.col("person").is_in(erased) & identified(frame))
     return found

@@ -70,6 +70,29 @@ def fold_chars(text: str) -> str:
     return text.translate(_FOLDS)
 
 
+# What clerks type for "nothing": no value, not evidence of any kind (classification) and not an
+# identifier two people can share (linkage). Compared folded and upper-cased.
+PLACEHOLDERS = frozenset({"无", "空", "-", "--", "—", "/", "N/A", "NA", "NULL", "NONE", "NIL", "未知", "不详", "?", "？"})
+# Numbers typed to get past a required field, normalized (a mobile's digits): the textbook dummy
+# mobile and its kin. A value of one repeated character (00000000000, XXXXXX) is one too.
+DUMMIES = frozenset({"13800138000", "13900139000", "13888888888", "12345678901", "01234567890", "123456"})
+
+
+def no_placeholders(column: Column) -> pa.Array:
+    """`column` (normalized identifiers) with placeholders and dummies null: a mobile typed as
+    13800138000 or a document as N/A by many clerks names no one, so it must join no one."""
+
+    def cleared(values: pa.Array) -> pa.Array:
+        upper = pc.utf8_upper(values)
+        listed = pc.is_in(upper, value_set=pa.array(sorted(PLACEHOLDERS | DUMMIES)))
+        first = pc.utf8_slice_codeunits(values, 0, 1)
+        repeated = pc.equal(pc.binary_repeat(first, pc.utf8_length(values)), values)  # one character, again and again
+        return pc.if_else(pc.or_kleene(listed, repeated), pa.scalar(None, pa.string()), values)
+
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return _per_distinct(cleared, column.cast(pa.string()))
+
+
 NORMALIZERS: dict[str, Callable[[Column], Column]] = {
     "text": fold,
     "upper": upper,

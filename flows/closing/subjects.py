@@ -38,7 +38,7 @@ from transforms.identifiers import SUBJECT_IDENTIFIERS, is_prc_id
 from transforms.policy import SourcePolicy
 from transforms.pseudonymize import Pseudonymizer
 from transforms.steps import Subjects, column_tokens, entity_source, link_keys, link_keys_of, subject_rows
-from transforms.text import NORMALIZERS
+from transforms.text import NORMALIZERS, no_placeholders
 
 if TYPE_CHECKING:
     from flows.storage.entries import NoticesEntry, SubjectLookupEntry
@@ -65,6 +65,11 @@ class Identifier:
             raise SubjectError(f"that is not a {identifier.label} ({kind}) in any shape the exports use")
         if kind == "doc_no" and re.fullmatch(r"\d{17}[\dX]", value) and not is_prc_id(value):
             raise SubjectError("that resident ID number fails its check digit (GB 11643); check the number")
+        if no_placeholders(pa.array([value]))[0].as_py() is None:  # 13800138000: what clerks type for anyone
+            raise SubjectError(
+                f"that {identifier.label} is a placeholder or dummy number that many records share; "
+                "it names no one: use another identifier of the person"
+            )
         return cls(kind, value)
 
     def subjects(self) -> Subjects:

@@ -6,11 +6,12 @@ from the raw exports inside the restricted area and published beside the anonymi
 One release covers the chosen export dates and every table at once. In order:
 
     check     the DP policy (budget, bounds) and the ledger, before any file is read
-    budget    what earlier releases spent: the same inputs and policy again is up to date (no new
-              noise, nothing spent); anything else spends epsilon again, only when asked to
+    budget    what earlier releases spent: the same inputs and policies again is up to date (no new
+              noise, nothing spent); anything else spends epsilon again, only when asked to, and
+              never past the policy's lifetime ceiling
     read      the columns the tables need, every identifier, the erasure list (flows/storage/raw.py)
     people    one id per customer across the three sources (transforms/linkage.py); a customer
-              on the erasure list is left out whole
+              on the erasure list is left out whole, and so is a row that holds no identifier
     release   OpenDP, one context for the release (transforms/dp_tables.py)
     record    a `dp_release` ledger entry first (the budget counts even if publishing fails),
               then each table staged and moved into place
@@ -52,6 +53,14 @@ log = logging.getLogger("tuomin")
 LIBRARY = f"opendp {version('opendp')}"
 
 
+# What epsilon is per, exactly (the files' metadata, the dictionary, the evidence pack).
+PRIVACY_UNIT = (
+    "one customer as linked across every source and date of the release: rows sharing a normalized document, mobile "
+    "or member number, or a case and its receipt; placeholders join no one and rows with no identifier are in no "
+    "table; a person typed in g unlinkable ways is g units (g x epsilon)"
+)
+
+
 class DPRefused(Refused, ValueError):
     """A release that would spend budget it was not given, or cannot be computed; nothing was spent."""
 
@@ -74,8 +83,17 @@ def load(policies_dir: Path) -> tuple[dp_policy.DPPolicy, dict[str, SourcePolicy
     return policy, policies
 
 
+def policies_sha256(policies_dir: Path) -> str:
+    """One hash of every policy file and hierarchy under `policies_dir` (names and contents): a
+    release depends on the sources' policies and the public keys as much as on the DP policy."""
+    found = sorted(p for p in policies_dir.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml", ".csv"))
+    listing = [{"path": p.relative_to(policies_dir).as_posix(), "sha256": file_sha256(p)} for p in found]
+    return hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()
+
+
 def inputs_digest(files: list[dict[str, str]], dates: list[dt.date], policy_sha: str, requests_sha: str) -> str:
-    """What a release depends on, in one hash: the files, the dates, the policy, the erasure list."""
+    """What a release depends on, in one hash: the files, the dates, the policies (every one, with
+    the hierarchies), the erasure list."""
     document = {"files": sorted(files, key=lambda f: f["path"]), "dates": [d.isoformat() for d in dates]}
     document.update(policy=policy_sha, requests=requests_sha)
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
@@ -136,6 +154,7 @@ class DPRun(BaseModel):
     status: Literal["published", "up to date"]
     epsilon: float
     spent_total: float  # on these customers, this release included
+    lifetime_epsilon: float | None = None  # the policy's ceiling on spent_total
     tables: list[DPTable]
     ledger_seq: int | None = None  # the entry it recorded (none when up to date)
 
@@ -147,6 +166,7 @@ class DPRun(BaseModel):
             status=status,
             epsilon=data.epsilon,
             spent_total=data.spent_total,
+            lifetime_epsilon=data.lifetime_epsilon,
             tables=tables,
             ledger_seq=seq,
         )
@@ -154,7 +174,8 @@ class DPRun(BaseModel):
     def line(self) -> str:
         return (
             f"DP release {self.release_id} {self.status}: {len(self.tables)} table(s), "
-            f"epsilon {self.epsilon:g} ({self.spent_total:g} spent in all)"
+            f"epsilon {self.epsilon:g} ({self.spent_total:g} spent in all"
+            + (f", of a lifetime ceiling of {self.lifetime_epsilon:g})" if self.lifetime_epsilon is not None else ")")
         )
 
 
@@ -178,15 +199,22 @@ def release(
             raise DPRefused(
                 f"no export date in {landing_url} from {start or 'the first'} to {end or 'the last'}; nothing was read or spent"
             )
-        policy_sha = file_sha256(path)
+        policy_sha, every_policy = file_sha256(path), policies_sha256(policies_dir)
         files = raw.listed(landing, policies, chosen)
-        digest = inputs_digest(files, chosen, policy_sha, _requests_sha(landing))
+        digest = inputs_digest(files, chosen, every_policy, _requests_sha(landing))
         found = budget(restricted, warehouse, digest)
         if found.same is not None:
             log.info(
                 "DP release %s has these inputs and policy and is in place: up to date, nothing spent", found.same.release_id
             )
             return DPRun.of(found.same, "up to date")
+        ceiling, total = policy.release.lifetime_epsilon, found.spent + policy.release.epsilon
+        if total > ceiling + dp_policy.SHARE_TOLERANCE:
+            raise DPRefused(
+                f"this release would bring the epsilon spent on these customers to {total:g}, past the lifetime "
+                f"ceiling of {ceiling:g} ({path}: release.lifetime_epsilon; {found.spent:g} spent by earlier releases); "
+                "nothing was spent"
+            )
         if found.spent > 0 and not additional:
             raise DPRefused(
                 f"earlier DP releases spent epsilon {found.spent:g} on these customers; this one would bring it to "
@@ -199,7 +227,7 @@ def release(
         released = dp_tables.release(policy, frame, calendar)
         release_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         head = ledger.head(restricted)
-        staged = [_stage(warehouse, release_id, r, policy, chosen, policy_sha, head) for r in released]
+        staged = [_stage(warehouse, release_id, r, policy, chosen, policy_sha, head, total) for r in released]
         then = DPReleaseEntry(
             release_id=release_id,
             flow_run_id=flow_run_id,
@@ -213,7 +241,9 @@ def release(
             epsilon=policy.release.epsilon,
             delta=policy.release.delta,
             spent_before=found.spent,
-            spent_total=found.spent + policy.release.epsilon,
+            spent_total=total,
+            lifetime_epsilon=ceiling,
+            policies_sha256=every_policy,
             rows=_rows(frames, rows),
             tables=[
                 {
@@ -264,14 +294,17 @@ def _stage(
     dates: list[dt.date],
     policy_sha: str,
     head: ledger.Head,
+    spent_total: float,
 ) -> Path:
     staged = dp_tables_target(warehouse_io.staging(warehouse, release_id), release_id, released.name)
     metadata = DPTableRecord(
         release_id=release_id,
         created_at=dt.datetime.now(dt.UTC).isoformat(),
         dates=[d.isoformat() for d in dates],
-        privacy_unit="one customer across every source and date of the release",
+        privacy_unit=PRIVACY_UNIT,
         release_epsilon=policy.release.epsilon,
+        spent_total=spent_total,
+        lifetime_epsilon=policy.release.lifetime_epsilon,
         delta=policy.release.delta,
         library=LIBRARY,
         policy_sha256=policy_sha,
@@ -282,14 +315,22 @@ def _stage(
 
 
 FIELDS = {
-    dp_tables.VALUE: {"meaning": "The table's measure in the cell, with Laplace noise added (unbiased; may be below 0)."},
+    dp_tables.VALUE: {
+        "meaning": "The table's measure in the cell, each customer's part bounded, with Laplace noise added: the noise "
+        "averages 0 (a value may be below 0), the bounding only lowers a cell whose customers exceed it."
+    },
     dp_tables.MARGIN: {"meaning": "The noise is within ± this for 95% of cells (the file's metadata gives its scale)."},
 }
 
 
 def _rows(read_frames: dict[str, pl.DataFrame], kept: dict[str, pl.DataFrame]) -> dict[str, dict[str, int]]:
-    """Rows read and rows left out as an erased customer's, per source (in the restricted ledger only)."""
-    return {s: {"read": f.height, "erased": f.height - kept[s].height} for s, f in read_frames.items()}
+    """Rows read, left out as holding no identifier, and left out as an erased customer's, per
+    source (in the restricted ledger only: exact counts)."""
+    found = {}
+    for source, frame in read_frames.items():
+        unlinked = int((~linkage.identified(frame)).sum())
+        found[source] = {"read": frame.height, "unlinked": unlinked, "erased": frame.height - unlinked - kept[source].height}
+    return found
 
 
 Start = Annotated[dt.date | None, Field(description="First export date the release covers (YYYY-MM-DD); none: the first found.")]

@@ -50,9 +50,10 @@ WHOLE = (
 )
 
 DP_COLUMNS = {  # the columns every DP table has beside its grain
-    "value": "The table's measure in the cell with Laplace noise added (unbiased; may be below 0); "
-    "`dp_tables` gives its epsilon and noise.",
-    "margin_95": "The noise is within plus or minus this for 95% of cells.",
+    "value": "The table's measure in the cell, each customer's part bounded, with Laplace noise added: the noise "
+    "averages 0 (a value may be below 0); the bounding only lowers a cell whose customers exceed it; "
+    "`dp_tables` gives its epsilon, bounds and noise.",
+    "margin_95": "The noise is within plus or minus this for 95% of cells (the noise only: not what bounding takes away).",
     "dataset": "The table's dataset, dp_<table> (from the file's path).",
     "release": "The DP release the row belongs to (each spent its own epsilon; `dp_tables`).",
 }
@@ -143,6 +144,8 @@ def dp_tables(warehouse: Path) -> dict[str, dict[str, Any]]:
                     "dates": {"first": min(r.dates), "last": max(r.dates), "count": len(r.dates)},
                     "epsilon": r.epsilon,
                     "release_epsilon": r.release_epsilon,
+                    "spent_total": r.spent_total,
+                    "lifetime_epsilon": r.lifetime_epsilon,
                     "margin_95": r.noise.margin_95,
                     "cells_per_person": r.bounds.cells_per_person,
                 }

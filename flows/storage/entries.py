@@ -404,11 +404,15 @@ class DPReleaseEntry(Entry):
     delta: float
     spent_before: float  # by earlier releases over the same customers
     spent_total: float
-    rows: dict[str, dict[str, int]]  # per source: read, erased (their people's rows), outside the public cells
+    lifetime_epsilon: float | None = None  # the policy's ceiling on spent_total (none before issue 35)
+    policies_sha256: str = ""  # every policy file and hierarchy the release read (none before issue 35)
+    rows: dict[str, dict[str, int]]  # per source: read, unlinked (no identifier: in no table), erased (their people's rows)
     tables: list[dict[str, Any]]  # name, path, sha256, epsilon, noise scale and 95% margin, cells
 
     def line(self) -> str:
-        return f"{self.release_id}: {len(self.tables)} table(s), epsilon {self.epsilon:g} ({self.spent_total:g} spent in all)"
+        ceiling = f" of {self.lifetime_epsilon:g}" if self.lifetime_epsilon is not None else ""
+        spent = f"{self.spent_total:g}{ceiling} spent in all"
+        return f"{self.release_id}: {len(self.tables)} table(s), epsilon {self.epsilon:g} ({spent})"
 
 
 class Change(Part):

@@ -205,6 +205,8 @@ class DPTableRecord(BaseModel):
     dates: list[str]
     privacy_unit: str
     release_epsilon: float
+    spent_total: float | None = None  # by every release of these customers, this one included (issue 35)
+    lifetime_epsilon: float | None = None  # the policy's ceiling on spent_total
     delta: float
     library: str
     policy_sha256: str

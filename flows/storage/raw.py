@@ -16,7 +16,7 @@ from transforms import dp_policy, dp_tables, steps
 from transforms.identifiers import SUBJECT_IDENTIFIERS
 from transforms.linkage import ERASED
 from transforms.policy import SourcePolicy
-from transforms.text import NORMALIZERS
+from transforms.text import NORMALIZERS, no_placeholders
 
 BLOCK = 1 << 24  # bytes of CSV per block read
 
@@ -76,15 +76,16 @@ def _identified_names(source: str, policies: dict[str, SourcePolicy]) -> list[st
 
 def _identified(table: pa.Table, source: str, policies: dict[str, SourcePolicy], subjects: steps.Subjects) -> pl.DataFrame:
     """The block with its identifiers normalized as tokens normalize them, so that a customer's
-    document, mobile or member number matches across sources, and whether it names an erased subject."""
+    document, mobile or member number matches across sources (a placeholder or a dummy number
+    matches nothing: transforms/text.py), and whether it names an erased subject."""
     policy = policies[source]
     added: dict[str, pa.Array] = {}
     for kind, column in policy.subject_keys.items():
-        added[f"id:{kind}"] = NORMALIZERS[SUBJECT_IDENTIFIERS[kind].normalize](table[column])
+        added[f"id:{kind}"] = no_placeholders(NORMALIZERS[SUBJECT_IDENTIFIERS[kind].normalize](table[column]))
     for link in policy.link:
-        added[f"link:{link.source}.{link.key}"] = steps.link_keys(table[link.column])
+        added[f"link:{link.source}.{link.key}"] = no_placeholders(steps.link_keys(table[link.column]))
     for key in steps.link_keys_of(policies, source):
-        added[f"link:{source}.{key}"] = steps.link_keys(table[key])
+        added[f"link:{source}.{key}"] = no_placeholders(steps.link_keys(table[key]))
     added[ERASED] = pa.array(steps.subject_rows(table, policy, subjects))
     for name, values in added.items():
         table = table.append_column(name, values)

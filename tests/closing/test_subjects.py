@@ -182,6 +182,10 @@ def test_a_person_with_no_records_gets_no_file(landing, tmp_path):
         ("--doc-no", ABSENT_ID[:-1] + "1", "fails its check digit"),
         ("--mobile", "12345", "not a 手机号码"),
         ("--member-no", "M-1", "not a 会员编号"),
+        # what clerks type for anyone: it would hand or erase strangers' records (issue 35)
+        ("--mobile", "+86 138 0013 8000", "placeholder or dummy number"),
+        ("--member-no", "NULL", "placeholder or dummy number"),
+        ("--doc-no", "000000000", "placeholder or dummy number"),
     ],
 )
 def test_an_identifier_that_cannot_be_one_is_refused_without_echoing_it(landing, tmp_path, option, value, message):

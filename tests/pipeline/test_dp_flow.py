@@ -126,6 +126,33 @@ def test_other_inputs_spend_again_only_when_asked_and_the_ledger_adds_it_up(rele
     assert [str(d) for (d,) in one_day.fetchall()] == ["2026-03-01"]
 
 
+def test_releases_stop_at_the_lifetime_ceiling_and_a_policy_change_is_new_data(released, tmp_path):
+    """At 874540f --additional went 1, 2, 3 … with no end, and an edited source policy or
+    hierarchy left the last release "up to date". Now the policy's lifetime ceiling (3) ends it,
+    in one line, whatever is passed; every table records the total and the ceiling; any edit to a
+    policy or hierarchy makes the same files new data."""
+    import shutil
+
+    here, run, done = released
+    assert done.spent_total == 1.0 and done.lifetime_epsilon == 3.0
+    assert _release(run, here, end="2026-03-01", additional=True).is_completed()
+    third = _release(run, here, start="2026-03-02", additional=True)
+    assert third.is_completed() and third.result().spent_total == pytest.approx(3.0)
+    record = read_dp_record(run.warehouse / third.result().tables[0].path)
+    assert (record.spent_total, record.lifetime_epsilon) == (pytest.approx(3.0), 3.0)
+    [shown] = q.connect(run.warehouse).sql("SELECT max(spent_total), min(lifetime_epsilon) FROM dp_tables").fetchall()
+    assert shown == (pytest.approx(3.0), 3.0)
+    past = _release(run, here, end="2026-03-01", additional=True)
+    assert past.is_failed() and "past the lifetime ceiling of 3" in past.message and len(_dp_entries(run)) == 3
+    assert _release(run, here, start="2026-03-02").result().status == "up to date"  # the last release's inputs
+    edited = tmp_path / "policies"
+    shutil.copytree(POLICIES, edited)
+    with (edited / "hierarchies" / "store.csv").open("a", encoding="utf-8") as fh:
+        fh.write("SH-NEW-STORE,downtown,*\n")  # a store opened: a new public key
+    changed = _release(run, here, start="2026-03-02", policies=str(edited), additional=True)
+    assert changed.is_failed() and "past the lifetime ceiling" in changed.message and len(_dp_entries(run)) == 3
+
+
 def test_analysts_query_the_tables_like_the_rest(released_once):
     _, run, done = released_once
     con = q.connect(run.warehouse)
@@ -156,7 +183,7 @@ def test_no_raw_value_or_count_of_the_data_in_files_ledger_or_logs(released, lan
     export = sorted(here.glob("pos/2026-03-02/*.csv"))[0]
     export.write_bytes(b"".join(export.read_bytes().splitlines(keepends=True)[:40]))
     other = _release(run, here, additional=True).result()
-    volatile = {"release_id", "created_at", "ledger_head"}
+    volatile = {"release_id", "created_at", "ledger_head", "spent_total"}  # spent_total: the ledger's count of releases
     for first, second in zip(done.tables, other.tables):
         a, b = (read_footer(run.warehouse / t.path) for t in (first, second))
         assert {k: v for k, v in a.items() if k not in volatile} == {k: v for k, v in b.items() if k not in volatile}
@@ -196,6 +223,8 @@ def test_the_evidence_pack_shows_each_tables_budget_and_error_with_a_plot(releas
         assert f"<td>{table['name']}</td>" in html
     assert html.count('<span class="bad">missing</span>') == 1
     section = html.split("<h2>Differentially private tables</h2>")[1].split("<h2>")[0]
+    assert "these tables, and nothing else" in " ".join(section.split())  # at 874540f: "anything published"
+    assert "It does not cover the anonymized rows" in " ".join(section.split())
     (plot,) = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="DP release', section)
     assert matplotlib.image.imread(io.BytesIO(base64.b64decode(plot))).shape[1] >= 600
     assert not find_leaks([html, json.dumps(facts, ensure_ascii=False)], raw_identifiers(landing))
@@ -260,6 +289,62 @@ def test_one_customer_across_sources_is_one_unit_and_an_erased_one_is_left_out(l
         left = {v for f in people.values() if column in f.columns for v in f[column].drop_nulls()}
         assert not erased & left, column
     assert sum(f.height for f in people.values()) < sum(f.height for f in frames.values())
+
+
+def _rewrite(path, edit, encoding="utf-8-sig") -> None:
+    """The CSV at `path` with `edit(rows)` applied to its rows (dicts), header kept."""
+    import csv
+
+    with path.open(encoding=encoding, newline="") as fh:
+        reader = csv.DictReader(fh)
+        header, rows = reader.fieldnames, list(reader)
+    rows = edit(rows)
+    with path.open("w", encoding=encoding, newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_placeholders_join_no_one_and_rows_without_an_identifier_are_left_out(copy_of):
+    """At 874540f six buyers whose mobile was typed as 13800138000 and member number as N/A became
+    three units (one through each placeholder), and forty counter enquiries of one person with
+    neither receipt nor member number were forty customers. Now each buyer is one unit of their
+    own (their documents differ) and the enquiries are in no table, counted in the ledger."""
+    from flows.pipeline import dp
+    from flows.storage import raw
+    from flows.storage.landing import Landing, export_dates
+    from transforms import linkage
+
+    day = "2026-03-01"
+    pos_file = copy_of / "pos" / day / "pos_lines_20260301.csv"
+    chosen: list[str] = []
+
+    def placeholders(rows):
+        for row in rows:
+            if row["doc_no"] not in chosen and len(chosen) < 6:
+                chosen.append(row["doc_no"])
+            if row["doc_no"] in chosen:
+                row["mobile"], row["member_no"] = ("13800138000", "N/A") if len(chosen) % 2 else ("138 0013 8000", "null")
+        return rows
+
+    def enquiries(rows):
+        template = dict(rows[0], member_no="", txn_id="")
+        return rows + [dict(template, case_no=f"AS-20260301-9{i:04d}") for i in range(40)]
+
+    _rewrite(pos_file, placeholders)
+    _rewrite(copy_of / "after_sales" / day / "cases_20260301.csv", enquiries, encoding="utf-8")
+    assert len(chosen) == 6
+    policy, policies = dp.load(POLICIES)
+    found = Landing(str(copy_of))
+    frames = raw.read(found, policies, policy.tables, raw.listed(found, policies, export_dates(found, policies)))
+    people = linkage.people(frames)
+    pos = people["pos"]
+    documents = pos.filter(pos["id:doc_no"].is_in(chosen)).select("id:doc_no", "person").unique()
+    assert documents.height == 6 and documents["person"].n_unique() == 6  # six buyers, six units
+    cases = people["after_sales"]
+    assert linkage.identified(cases).all() and linkage.identified(pos).all()
+    counted = dp._rows(frames, people)["after_sales"]
+    assert counted["unlinked"] >= 40 and counted["read"] == counted["unlinked"] + counted["erased"] + cases.height
 
 
 def test_a_policy_that_spends_more_than_the_release_is_refused_before_prefect_starts(tmp_path):

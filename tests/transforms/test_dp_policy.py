@@ -25,6 +25,7 @@ def _with(tmp_path, change):
 def test_the_shipped_policy_spends_the_release_budget_and_no_more():
     policy = load(SHIPPED)
     assert policy.release.epsilon == 1.0 and policy.release.privacy_unit == "customer"
+    assert policy.release.lifetime_epsilon == 3.0  # "a few epsilon at most" (issue 35), signed with the policy
     assert sum(policy.epsilon(name) for name in policy.tables) == pytest.approx(policy.release.epsilon)
 
 
@@ -55,6 +56,8 @@ def test_a_release_is_refused_exactly_when_its_tables_spend_more_than_its_epsilo
         (lambda d: d["tables"]["buyers_by_day_store_hour"].update(grain=["doc_no"]), "grain"),
         (lambda d: d["release"].update(epsilon=0), "release.epsilon"),
         (lambda d: d["release"].update(delta=0.01), "release.delta"),
+        (lambda d: d["release"].update(lifetime_epsilon=0.5), "more than the lifetime ceiling"),
+        (lambda d: d["release"].update(lifetime_epsilon=50), "release.lifetime_epsilon"),
     ],
 )
 def test_a_table_without_its_bounds_is_refused_naming_it(tmp_path, change, says):
