@@ -211,7 +211,9 @@ def _dp_release(entry: Recorded[DPReleaseEntry], warehouse: Path) -> Event:
     """A DP release as the pack shows it: its budget, and per table the noise and what a cell needs
     for its 95% error bar to be within 10% (public numbers: no count of the data)."""
     data = entry.data
-    return _event(entry, ("release_id", "epsilon", "delta", "spent_before", "spent_total", "library", "triggered_by")) | {
+    return _event(
+        entry, ("release_id", "epsilon", "delta", "spent_before", "spent_total", "lifetime_epsilon", "library", "triggered_by")
+    ) | {
         "dates": {"count": len(data.dates), "first": min(data.dates), "last": max(data.dates)},
         "tables": [
             {k: t[k] for k in ("name", "epsilon", "scale", "margin_95", "sensitivity_l1", "cells")}

@@ -225,6 +225,7 @@ def test_the_evidence_pack_shows_each_tables_budget_and_error_with_a_plot(releas
     section = html.split("<h2>Differentially private tables</h2>")[1].split("<h2>")[0]
     assert "these tables, and nothing else" in " ".join(section.split())  # at 874540f: "anything published"
     assert "It does not cover the anonymized rows" in " ".join(section.split())
+    assert "1.0 spent in all with earlier releases, of a lifetime ceiling of 3.0" in " ".join(section.split())
     (plot,) = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="DP release', section)
     assert matplotlib.image.imread(io.BytesIO(base64.b64decode(plot))).shape[1] >= 600
     assert not find_leaks([html, json.dumps(facts, ensure_ascii=False)], raw_identifiers(landing))
@@ -255,9 +256,11 @@ def test_the_data_dictionary_and_the_views_describe_every_dp_table(released_once
             meta["epsilon"],
             meta["noise"]["margin_95"],
         )
+        assert (release["spent_total"], release["lifetime_epsilon"]) == (1.0, 3.0)  # issue 35: the budget, in all
         listed = "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = ?"
         comments = dict(con.execute(listed, [f"dp_{table.name}"]).fetchall())
         assert comments == {c["column"]: c["meaning"] for c in entry["columns"]}
+    assert "<td>1 of 3</td>" in html
     assert not find_leaks([html, json.dumps(described, ensure_ascii=False)], raw_identifiers(landing))
 
 
