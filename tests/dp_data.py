@@ -101,9 +101,11 @@ class Mechanisms:
         return float(self.found[name][1]["scale"]) * dp_tables.factors(self.policy.tables[name], CALENDAR)
 
     def draw(self, name: str, frame: pl.DataFrame) -> np.ndarray:
-        """One release of the table from `frame`: its cells' values as published, in the keys' order."""
+        """One release of the table from `frame`: its cells' values as the mechanism draws them, in
+        published units and the keys' order, before post-processing (which can only help: tests
+        of the guarantee hold for what it is applied to)."""
         out = self.found[name][0](dp_tables.shuffled(frame).lazy()).collect()
-        return dp_tables.cells(out, self.policy.tables[name], CALENDAR, 0.0)["value"].to_numpy()
+        return dp_tables.scaled(out, self.policy.tables[name], CALENDAR)["value"].to_numpy()
 
 
 def exact_table(policy: dp_policy.DPPolicy, name: str, frame: pl.DataFrame) -> np.ndarray:

@@ -10,7 +10,11 @@ OpenDP's Polars context, the privacy unit one customer across every table and da
                 share of epsilon: each query bounds what a person contributes (rows per cell,
                 rows per table) and adds noise calibrated to that bound; the context refuses to
                 spend more than the release's epsilon
-    cells       the released values as published: every public cell, typed, a sum back in CNY
+    cells       the released values as published: every public cell, typed, a sum back in CNY;
+                post-processed (no privacy cost): a measure that cannot be negative (a count, a
+                sum clipped at 0 or above) raised to 0 where the noise took it below, which never
+                moves a value further from the truth; a cell whose error bar is at least its value
+                flagged `uncertain`
 
 Pure functions of their inputs (and of OpenDP's noise); reading the exports and writing the
 tables is flows/pipeline/dp.py's.
@@ -43,6 +47,7 @@ ALPHA = 0.05  # error bars: the noise stays within them with probability 1 - ALP
 MAX_ROWS_PER_CELL = 2_000_000_000
 VALUE = "value"  # the measure's column in the published table
 MARGIN = "margin_95"  # the noise's 95% bound: the same for every cell of a table, or of a clip
+UNCERTAIN = "uncertain"  # the cell's 95% error bar is as wide as its value or wider: mostly noise
 # A sum is computed in ten-thousandths of each cell's clip (a person gives a cell at most UNITS) and
 # published in CNY: the noise of a cell is then in proportion to its own clip, and a table of small
 # and large categories is not all as noisy as its largest (post-processing: no privacy cost).
@@ -320,26 +325,40 @@ def factors(table: Table, calendar: Calendar) -> np.ndarray:
 
 def cells(noisy: pl.DataFrame, table: Table, calendar: Calendar, margin: float) -> pa.Table:
     """A mechanism's output as published: every public cell in the keys' order, its attributes
-    typed, its value and margin in the measure's units (CNY for a sum)."""
+    typed, its value and margin in the measure's units (CNY for a sum), a value that cannot be
+    negative no lower than 0, and whether the cell is `uncertain` (see the module's docstring)."""
+    found = scaled(noisy, table, calendar)
+    if non_negative(table):  # the truth is >= 0: max(0, x) is never further from it than x
+        found = found.with_columns(pl.max_horizontal(VALUE, pl.lit(0.0)).alias(VALUE))
+    found = found.with_columns((pl.col("factor") * margin).alias(MARGIN))
+    found = found.with_columns((pl.col(MARGIN) >= pl.col(VALUE).abs()).alias(UNCERTAIN))
+    return _typed(found.drop("cell", "factor"), table)
+
+
+def scaled(noisy: pl.DataFrame, table: Table, calendar: Calendar) -> pl.DataFrame:
+    """The mechanism's output on every public cell in the keys' order, in the measure's units, as
+    drawn (before any post-processing): the grain, `cell`, `factor` and `value`."""
     public = keys(table, calendar).with_columns(pl.Series("factor", factors(table, calendar)))
     found = public.join(noisy, on="cell", how="left", maintain_order="left")
-    found = found.with_columns(
-        (pl.col(VALUE) * pl.col("factor")).round(0).alias(VALUE), (pl.col("factor") * margin).alias(MARGIN)
-    )
-    return _typed(found.drop("cell", "factor"), table)
+    return found.with_columns((pl.col(VALUE) * pl.col("factor")).round(0).alias(VALUE))
+
+
+def non_negative(table: Table) -> bool:
+    """Whether no cell's true value can be below 0: a count, or a sum whose every clip starts at 0 or above."""
+    return table.measure.kind != "sum" or all(low >= 0 for low, _ in table.measure.bounds().values())
 
 
 def _aggregate(table: Table) -> pl.Expr:
     if table.measure.kind == "sum":
         lows = [int(np.floor(low / max(abs(low), abs(high)) * UNITS)) for low, high in table.measure.bounds().values()]
         return pl.col(VALUE).fill_null(0).dp.sum((min(0, *lows), UNITS)).alias(VALUE)  # type: ignore[attr-defined]  # OpenDP's namespace
-    return dp.len(signed=True).alias(VALUE)  # signed: the noise averages 0; a cell near 0 may show below it
+    return dp.len(signed=True).alias(VALUE)  # signed: the noise averages 0 (cells() then raises a value below 0 to 0)
 
 
 def _typed(cells: pl.DataFrame, table: Table) -> pa.Table:
     found = cells.to_arrow()
     schema = pa.schema(
         [pa.field(g, ATTRIBUTES[table.source][g].type) for g in table.grain]
-        + [pa.field(VALUE, pa.int64()), pa.field(MARGIN, pa.float64())]
+        + [pa.field(VALUE, pa.int64()), pa.field(MARGIN, pa.float64()), pa.field(UNCERTAIN, pa.bool_())]
     )
     return pa.table({f.name: found[f.name].cast(f.type) for f in schema}, schema=schema)

@@ -316,10 +316,12 @@ def _stage(
 
 FIELDS = {
     dp_tables.VALUE: {
-        "meaning": "The table's measure in the cell, each customer's part bounded, with Laplace noise added: the noise "
-        "averages 0 (a value may be below 0), the bounding only lowers a cell whose customers exceed it."
+        "meaning": "The table's measure in the cell, each customer's part bounded, with Laplace noise added (a count "
+        "or a sum that cannot be negative then raised to 0 where the noise took it below): the noise averages 0, the "
+        "bounding only lowers a cell whose customers exceed it."
     },
     dp_tables.MARGIN: {"meaning": "The noise is within ± this for 95% of cells (the file's metadata gives its scale)."},
+    dp_tables.UNCERTAIN: {"meaning": "True where the 95% error bar is as wide as the value or wider: the cell is mostly noise."},
 }
 
 

@@ -50,10 +50,13 @@ WHOLE = (
 )
 
 DP_COLUMNS = {  # the columns every DP table has beside its grain
-    "value": "The table's measure in the cell, each customer's part bounded, with Laplace noise added: the noise "
-    "averages 0 (a value may be below 0); the bounding only lowers a cell whose customers exceed it; "
+    "value": "The table's measure in the cell, each customer's part bounded, with Laplace noise added (a count or a "
+    "sum that cannot be negative then raised to 0 where the noise took it below): the noise averages 0; the bounding "
+    "only lowers a cell whose customers exceed it; "
     "`dp_tables` gives its epsilon, bounds and noise.",
     "margin_95": "The noise is within plus or minus this for 95% of cells (the noise only: not what bounding takes away).",
+    "uncertain": "True where the 95% error bar is as wide as the value or wider: the cell is mostly noise, "
+    "read it as 'somewhere between 0 and value + margin_95'.",
     "dataset": "The table's dataset, dp_<table> (from the file's path).",
     "release": "The DP release the row belongs to (each spent its own epsilon; `dp_tables`).",
 }

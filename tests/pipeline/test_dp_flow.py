@@ -79,7 +79,9 @@ def test_a_release_publishes_every_table_with_its_budget_and_reruns_spend_nothin
         assert read_dp_record(path).footer() == meta  # the typed footer reads and writes the file's document
         read = pq.read_table(path)
         grain = policy["tables"][table.name]["grain"]
-        assert read.column_names == [*grain, "value", "margin_95"] and read.num_rows == table.cells
+        assert read.column_names == [*grain, "value", "margin_95", "uncertain"] and read.num_rows == table.cells
+        values, bars = read["value"].to_pylist(), read["margin_95"].to_pylist()
+        assert min(values) >= 0 and read["uncertain"].to_pylist() == [m >= abs(v) for v, m in zip(values, bars)]
         assert meta["epsilon"] == pytest.approx(policy["release"]["epsilon"] * policy["tables"][table.name]["share"])
         assert meta["noise"]["margin_95"] == pytest.approx(max(read["margin_95"].to_pylist()))  # the noisiest cells
         declared = policy["tables"][table.name]

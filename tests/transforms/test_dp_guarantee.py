@@ -81,7 +81,7 @@ def test_a_customer_with_a_thousand_lines_moves_a_table_by_at_most_its_bound(nam
     standard errors of the declared noise; clipping and the cell limit are both needed for that."""
     table = SHIPPED.tables[name]
     policy = dp_policy.DPPolicy.model_validate(
-        {"release": {"epsilon": 10.0}, "tables": {name: {**table.model_dump(), "share": 1.0}}}
+        {"release": {"epsilon": 10.0, "lifetime_epsilon": 10.0}, "tables": {name: {**table.model_dump(), "share": 1.0}}}
     )
     spread = table.cells_per_person + 1  # one cell more than the table keeps
     crowd, heavy = frame_of(policy, crowd_rows()), frame_of(policy, joined(crowd_rows(), heavy_rows(spread)))
