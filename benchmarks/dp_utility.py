@@ -4,8 +4,10 @@ anonymized rows of a warehouse published from that landing (where its levels all
 
 Per table, over the cells with at least 20 people (the exact answer's): the median relative error
 and the share within 10%, each the median over `--repeats` releases; the 95% error bar and the
-cell size at which it is 10%; and what bounding costs before any noise: the share of a table's
-person-cells dropped by the cells-per-person limit, and the share of a sum clipped away.
+cell size at which it is 10%; the coverage of the published 95% bars (the share of every public
+cell, over every repeat, whose bar holds the exact, unbounded value); and what bounding costs
+before any noise: the share of a table's person-cells dropped by the cells-per-person limit, and
+the share of a sum clipped away.
 
     .venv/bin/python benchmarks/dp_utility.py --landing DIR [--warehouse W] [--repeats 3] [--out F.json]
 
@@ -74,6 +76,12 @@ def score(noisy: pd.Series, truth: pd.DataFrame) -> tuple[float, float]:
     scored = truth[truth["people"] >= MIN_PEOPLE]
     error = (noisy.reindex(scored.index).fillna(0) - scored["exact"]).abs() / scored["exact"]
     return float(error.median()), float((error <= 0.1).mean())
+
+
+def covered(cells: pd.DataFrame, noisy: pd.Series, truth: pd.DataFrame) -> tuple[int, int]:
+    """(cells whose published 95% bar holds the exact value, public cells): every cell, an empty one's truth 0."""
+    exact = truth["exact"].reindex(noisy.index).fillna(0).to_numpy()
+    return int((np.abs(noisy.to_numpy() - exact) <= cells["margin_95"].to_numpy()).sum()), len(exact)
 
 
 def _cells(frame: pd.DataFrame, grain: list[str]) -> pd.Series:
@@ -200,6 +208,7 @@ def main() -> None:
     timings["contributions"] = time.perf_counter() - began
     truths = {name: exact(t, rows[t.source], calendar) for name, t in policy.tables.items()}
     scores: dict[str, list[tuple[float, float]]] = {name: [] for name in policy.tables}
+    coverage: dict[str, list[tuple[int, int]]] = {name: [] for name in policy.tables}
     releases = []
     for _ in range(args.repeats):
         began = time.perf_counter()
@@ -209,9 +218,15 @@ def main() -> None:
             cells = r.cells.to_pandas()
             noisy = pd.Series(cells["value"].to_numpy(), index=_cells(cells, r.table.grain))
             scores[r.name].append(score(noisy.astype(float), truths[r.name]))
+            coverage[r.name].append(covered(cells, noisy.astype(float), truths[r.name]))
     timings["release"] = float(np.median(releases))
     report = {
-        "landing": {"path": str(args.landing), "dates": len(dates), "pos_lines": int(frames["pos"].height)},
+        "landing": {
+            "path": str(args.landing),
+            "dates": len(dates),
+            "pos_lines": int(frames["pos"].height),
+            "pos_lines_per_customer": round(rows["pos"].height / max(rows["pos"]["person"].n_unique(), 1), 2),
+        },
         "epsilon": policy.release.epsilon,
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "tables": {},
@@ -230,6 +245,8 @@ def main() -> None:
             "median_people_in_scored": float(truth.loc[truth["people"] >= MIN_PEOPLE, "people"].median()),
             "median_relative_error": round(float(np.median(medians)), 4),
             "within_10pct": round(float(np.median(withins)), 4),
+            # the share of all public cells (empty ones too) whose 95% bar holds the exact value, over every repeat
+            "coverage_95": round(sum(c for c, _ in coverage[r.name]) / max(sum(n for _, n in coverage[r.name]), 1), 4),
             **bounding(frame, r.name, r.table, rows[r.table.source], calendar),
             **({"anonymized": anonymized(args.warehouse, r.name, r.table, truth)} if args.warehouse else {}),
         }

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import polars as pl
+from scipy import stats
 
 from flows.runtime.paths import POLICIES
 from transforms import dp_policy, dp_tables
@@ -125,3 +126,22 @@ def discrete_laplace(scale: float) -> tuple[float, float]:
     """(p, variance): P(X = x) = (1 - p) / (1 + p) * p^|x|, p = exp(-1 / scale)."""
     p = math.exp(-1 / scale)
     return p, 2 * p / (1 - p) ** 2
+
+
+def statistic(mechanisms: Mechanisms, frame: pl.DataFrame, heavy_cells: dict[str, np.ndarray]) -> float:
+    """The customer's cells in every table, each in units of its noise scale, summed: where their
+    presence shows most (their cells move by at most epsilon in these units in all)."""
+    return sum(
+        (mechanisms.draw(name, frame)[cells] / mechanisms.scale(name)[cells]).sum()
+        for name, cells in heavy_cells.items()
+        if len(cells)
+    )
+
+
+def within(d: tuple[int, int], other: tuple[int, int], epsilon: float) -> bool:
+    """Whether P_D(E) <= e^epsilon P_D'(E) is consistent with (hits, draws) on each (Clopper-Pearson,
+    LEVEL)."""
+    (hits_d, n_d), (hits_other, n_other) = d, other
+    low = stats.beta.ppf(LEVEL, hits_d, n_d - hits_d + 1) if hits_d else 0.0
+    high = stats.beta.ppf(1 - LEVEL, hits_other + 1, n_other - hits_other) if hits_other < n_other else 1.0
+    return low <= math.exp(epsilon) * high

@@ -6,35 +6,13 @@ lines counted as fifty people's). Statistical, at the level of tests/dp_data.py 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import polars as pl
 import pytest
-from scipy import stats
 
-from tests.dp_data import HEAVY, LEVEL, SHIPPED, Mechanisms, crowd_rows, exact_table, frame_of, heavy_rows, joined
+from tests.dp_data import HEAVY, SHIPPED, Mechanisms, crowd_rows, exact_table, frame_of, heavy_rows, joined, statistic, within
 
 pytestmark = pytest.mark.slow  # 1,600 releases of every table
-
-
-def _statistic(mechanisms: Mechanisms, frame: pl.DataFrame, heavy_cells: dict[str, np.ndarray]) -> float:
-    """The customer's cells in every table, each in units of its noise scale, summed: where their
-    presence shows most (their cells move by at most epsilon in these units in all)."""
-    return sum(
-        (mechanisms.draw(name, frame)[cells] / mechanisms.scale(name)[cells]).sum()
-        for name, cells in heavy_cells.items()
-        if len(cells)
-    )
-
-
-def _within(d: tuple[int, int], other: tuple[int, int], epsilon: float) -> bool:
-    """Whether P_D(E) <= e^epsilon P_D'(E) is consistent with (hits, draws) on each (Clopper-Pearson,
-    LEVEL)."""
-    (hits_d, n_d), (hits_other, n_other) = d, other
-    low = stats.beta.ppf(LEVEL, hits_d, n_d - hits_d + 1) if hits_d else 0.0
-    high = stats.beta.ppf(1 - LEVEL, hits_other + 1, n_other - hits_other) if hits_other < n_other else 1.0
-    return low <= math.exp(epsilon) * high
 
 
 def test_two_neighbouring_datasets_stay_within_e_to_the_epsilon_and_an_unlinked_customer_does_not():
@@ -52,13 +30,13 @@ def test_two_neighbouring_datasets_stay_within_e_to_the_epsilon_and_an_unlinked_
         name: np.flatnonzero(exact_table(policy, name, dataset.filter(pl.col("person") == HEAVY)) > 0) for name in policy.tables
     }
     assert all(len(found) == 4 for found in cells.values())
-    threshold = np.quantile([_statistic(mechanisms, neighbour, cells) for _ in range(300)], 0.95)
+    threshold = np.quantile([statistic(mechanisms, neighbour, cells) for _ in range(300)], 0.95)
     # (hits, draws): the unlinked customer moves their cells fifty times as far, so a hundred
     # draws show it; the bound itself needs the six hundred
     hits = {
-        label: (sum(_statistic(mechanisms, frame, cells) > threshold for _ in range(n)), n)
+        label: (sum(statistic(mechanisms, frame, cells) > threshold for _ in range(n)), n)
         for label, frame, n in (("D", dataset, 600), ("D'", neighbour, 600), ("unlinked", unlinked, 100))
     }
     epsilon = policy.release.epsilon
-    assert _within(hits["D"], hits["D'"], epsilon)
-    assert not _within(hits["unlinked"], hits["D'"], epsilon)
+    assert within(hits["D"], hits["D'"], epsilon)
+    assert not within(hits["unlinked"], hits["D'"], epsilon)
