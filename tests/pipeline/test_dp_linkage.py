@@ -22,7 +22,7 @@ import pytest
 from flows.pipeline import dp
 from flows.runtime.paths import POLICIES
 from flows.storage import raw
-from tests.dp_data import HEAVY, SHIPPED, Mechanisms, crowd_rows, exact_table, frame_of, heavy_rows, statistic, within
+from tests.dp_data import SHIPPED, Mechanisms, crowd_rows, exact_table, frame_of, heavy_rows, statistic, within
 from transforms import linkage, steps
 
 pytestmark = pytest.mark.slow  # 1,200 releases of every table per case
