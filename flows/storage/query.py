@@ -174,8 +174,10 @@ def _dp_views(con: duckdb.DuckDBPyConnection, warehouse: Path, tables: dict[str,
                    CAST(m->>'spent_total' AS DOUBLE) AS spent_total, CAST(m->>'lifetime_epsilon' AS DOUBLE) AS lifetime_epsilon,
                    CAST(m->'bounds'->>'cells_per_person' AS INTEGER) AS cells_per_person,
                    CAST(m->'bounds'->>'rows_per_cell' AS INTEGER) AS rows_per_cell,
-                   CAST(m->'bounds'->'clip' AS DOUBLE[]) AS clip, m->'noise'->>'distribution' AS noise,
+                   CAST(m->'bounds'->'clip' AS DOUBLE[]) AS clip, m->'measure'->'clip_by' AS clip_by,
+                   m->'noise'->>'distribution' AS noise,
                    CAST(m->'noise'->>'scale' AS DOUBLE) AS scale, CAST(m->'noise'->>'margin_95' AS DOUBLE) AS margin_95,
+                   m->'noise'->'by' AS noise_by,
                    CAST(CAST(m->'dates' AS VARCHAR[]) AS DATE[]) AS dates, m->>'library' AS library,
                    CAST(m->>'created_at' AS TIMESTAMPTZ) AS published_at
             FROM (SELECT CAST(decode(value) AS JSON) AS m

@@ -163,6 +163,13 @@ def test_analysts_query_the_tables_like_the_rest(released_once):
     revenue = next(r for r in listed.to_pylist() if r["table"] == "revenue_by_day_category")
     shipped = yaml.safe_load((POLICIES / "dp" / "tables.yaml").read_text("utf-8"))["tables"]["revenue_by_day_category"]
     assert revenue["clip"] == [float(b) for b in shipped["measure"]["clip"]]
+    # the clip most categories do not use, and each category's own (at 874540f the view showed only the first)
+    [(clip_by, noise_by)] = con.sql(
+        "SELECT clip_by, noise_by FROM dp_tables WHERE \"table\" = 'revenue_by_day_category'"
+    ).fetchall()
+    clips, noise = json.loads(clip_by)["category"], json.loads(noise_by)["category"]
+    assert clips == shipped["measure"]["clip_by"]["category"] and set(noise) == set(clips)
+    assert noise["食品"]["margin_95"] < noise["精品"]["margin_95"]
     by_day = q.read_only(con, "SELECT day, sum(value) AS buyers FROM dp_buyers_by_day_store_hour GROUP BY day ORDER BY day")
     assert [str(d) for d in by_day["day"].to_pylist()] == ["2026-03-01", "2026-03-02"]
     assert con.sql("SELECT typeof(day), typeof(hour) FROM dp_buyers_by_day_store_hour LIMIT 1").fetchall() == [
