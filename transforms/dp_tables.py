@@ -10,6 +10,9 @@ OpenDP's Polars context, the privacy unit one customer across every table and da
                 share of epsilon: each query bounds what a person contributes (rows per cell,
                 rows per table) and adds noise calibrated to that bound; the context refuses to
                 spend more than the release's epsilon
+    lost        per customer and table, what bounding takes from them (capped), released as one
+                noisy total with BIAS_SHARE of the table's epsilon: the share of the table that
+                bounding removed, which widens each cell's interval upwards
     cells       the released values as published: every public cell, typed, a sum back in CNY;
                 post-processed (no privacy cost): a measure that cannot be negative (a count, a
                 sum clipped at 0 or above) raised to 0 where the noise took it below, which never
@@ -48,6 +51,14 @@ MAX_ROWS_PER_CELL = 2_000_000_000
 VALUE = "value"  # the measure's column in the published table
 MARGIN = "margin_95"  # the noise's 95% bound: the same for every cell of a table, or of a clip
 UNCERTAIN = "uncertain"  # the cell's 95% error bar is as wide as its value or wider: mostly noise
+LOW, HIGH = "low_95", "high_95"  # the cell's 95% interval for the exact value: the noise, and what bounding took away
+# What bounding takes away (a customer's cells beyond cells_per_person, a sum beyond its clip) is
+# estimated privately with this part of each table's epsilon and added to the top of each cell's
+# interval, in proportion to the cell's value. A customer's loss counts up to LOST_CAP times what
+# they may give the table (beyond it, the estimate is short: the interval says so in the metadata).
+BIAS_SHARE = 0.1
+LOST_CAP = 3
+LOST = ":lost"  # the table column of a table's per-customer losses in the release's frame
 # A sum is computed in ten-thousandths of each cell's clip (a person gives a cell at most UNITS) and
 # published in CNY: the noise of a cell is then in proportion to its own clip, and a table of small
 # and large categories is not all as noisy as its largest (post-processing: no privacy cost).
@@ -154,18 +165,62 @@ def _cell(grain: Sequence[str]) -> pl.Expr:
 
 def contributions(name: str, table: Table, rows: pl.DataFrame, calendar: Calendar) -> pl.DataFrame:
     """What each person gives the table, in its public cells only: (`table`, `person`, `cell`,
-    `value`). `rows` are the source's raw rows with `person`. A count of people has one row per
-    person and cell; a sum too, its value the person's total there clipped to the cell's bounds
-    and expressed in UNITS of them; a row count keeps every row. Rows outside the cells (another
-    day, an unknown store) are left out here, so they cannot use up a person's cells."""
-    found = placed(table, rows, calendar)
+    `value`), and what bounding can take from each (rows of table `<name>:lost`, see _lost).
+    `rows` are the source's raw rows with `person`. A count of people has one row per person and
+    cell; a sum too, its value the person's total there clipped to the cell's bounds and
+    expressed in UNITS of them; a row count keeps every row. Rows outside the cells (another day,
+    an unknown store) are left out here, so they cannot use up a person's cells."""
+    placed_rows = found = placed(table, rows, calendar)
     if table.measure.kind == "sum":
         found = found.group_by("person", "cell").agg(pl.col(VALUE).sum())
         low, high, ceiling = _clips(table, pl.col("cell"), calendar)
         found = found.with_columns((pl.col(VALUE).clip(low, high) / ceiling * UNITS).alias(VALUE))
     elif table.measure.kind == "distinct_people":
         found = found.unique(["person", "cell"]).with_columns(pl.lit(1.0).alias(VALUE))
-    return found.select(pl.lit(name).alias("table"), "person", "cell", pl.col(VALUE).round(0).cast(pl.Int64))
+    kept = found.select(pl.lit(name).alias("table"), "person", "cell", pl.col(VALUE).round(0).cast(pl.Int64))
+    return pl.concat([kept, _lost(name, table, placed_rows, calendar)])
+
+
+def _lost(name: str, table: Table, found: pl.DataFrame, calendar: Calendar) -> pl.DataFrame:
+    """What bounding can take from each customer in the table, in the mechanism's units, capped at
+    LOST_CAP times what they may give it: (`table` = name + LOST, `person`, `cell` = "", `value`).
+    An upper bound: their cells beyond cells_per_person (for a sum, the largest of them, as
+    OpenDP drops a random choice of them), for a sum also what its clip cuts off, for a row count
+    also the rows beyond rows_per_cell. `found`: the table's placed rows."""
+    limit, per_cell = table.cells_per_person, table.rows_per_cell
+    if table.measure.kind == "distinct_people":
+        taken = found.unique(["person", "cell"]).group_by("person").agg((pl.len() - limit).clip(0).alias(VALUE))
+        unit = 1
+    elif table.measure.kind == "rows":
+        counts = found.group_by("person", "cell").agg(pl.len().alias("n"))
+        taken = counts.group_by("person").agg(
+            (pl.col("n").sum() - pl.min_horizontal(pl.col("n").clip(upper_bound=per_cell).sum(), limit * per_cell)).alias(VALUE)
+        )
+        unit = 1
+    else:
+        sums = found.group_by("person", "cell").agg(pl.col(VALUE).sum())
+        low, high, ceiling = _clips(table, pl.col("cell"), calendar)
+        sums = sums.with_columns(
+            (pl.col(VALUE).clip(low, high) / ceiling * UNITS).alias("kept"),
+            ((pl.col(VALUE) - high).clip(0) / ceiling * UNITS).alias("cut"),
+        )
+        ranked = sums.with_columns(pl.col("kept").rank("ordinal").over("person").alias("rank"))
+        taken = ranked.group_by("person").agg(
+            (pl.col("cut").sum() + pl.col("kept").filter(pl.col("rank") > limit).sum()).alias(VALUE)
+        )
+        unit = UNITS
+    cap = lost_cap(table)
+    assert cap == LOST_CAP * limit * per_cell * unit
+    return taken.select(
+        pl.lit(name + LOST).alias("table"),
+        "person",
+        pl.lit("").alias("cell"),
+        pl.col(VALUE).clip(0, cap).round(0).cast(pl.Int64),
+    )
+
+
+def lost_cap(table: Table) -> int:
+    return LOST_CAP * table.cells_per_person * table.rows_per_cell * (UNITS if table.measure.kind == "sum" else 1)
 
 
 def placed(table: Table, rows: pl.DataFrame, calendar: Calendar) -> pl.DataFrame:
@@ -230,6 +285,7 @@ class Released:
     distribution: str
     sensitivity: float  # how much one person can move the table (L1), as OpenDP calibrated it: scale x epsilon
     by: dict[str, dict[str, float]] = field(default_factory=dict)  # clip_by value -> scale, margin_95
+    lost: Lost | None = None  # the estimate of what bounding took away
 
     def metadata(self) -> dict[str, Any]:
         measure = self.table.measure
@@ -246,7 +302,21 @@ class Released:
                 **({"clip": list(measure.clip)} if measure.clip else {}),
                 "sensitivity_l1": self.sensitivity,
             },
-            "noise": noise | ({"by": {next(iter(measure.clip_by or {})): self.by}} if self.by else {}),
+            "noise": noise
+            | {"epsilon": self.epsilon * (1 - BIAS_SHARE)}
+            | ({"by": {next(iter(measure.clip_by or {})): self.by}} if self.by else {}),
+            **({"bounding": self._bounding()} if self.lost else {}),
+        }
+
+    def _bounding(self) -> dict[str, Any]:
+        """What bounding took, as released (a DP output, in the mechanism's units) and how it widens the intervals."""
+        assert self.lost is not None
+        return {
+            "epsilon": self.lost.epsilon,
+            "lost_total": self.lost.total,
+            "lost_margin_95": self.lost.margin,
+            "cap_per_person": lost_cap(self.table),
+            "units": "cells" if self.table.measure.kind != "sum" else f"1/{UNITS} of a cell's clip",
         }
 
 
@@ -257,7 +327,10 @@ def context(policy: DPPolicy, frame: pl.DataFrame) -> dp.Context:
         data=shuffled(frame).lazy(),
         privacy_unit=dp.unit_of(contributions=1, identifier="person"),
         privacy_loss=dp.loss_of(epsilon=policy.release.epsilon),
-        margins=[dp.polars.Margin(by=["cell"], max_length=MAX_ROWS_PER_CELL)],
+        margins=[
+            dp.polars.Margin(by=["cell"], max_length=MAX_ROWS_PER_CELL),
+            dp.polars.Margin(by=[], max_length=MAX_ROWS_PER_CELL),  # for the losses' one total
+        ],
     )
 
 
@@ -273,7 +346,7 @@ def measurement(context: dp.Context, policy: DPPolicy, name: str, calendar: Cale
     Laplace noise of a count or a sum only the total (L1) bound counts, so the noise is the same."""
     table = policy.tables[name]
     query = (
-        context.query(epsilon=policy.epsilon(name))
+        context.query(epsilon=policy.epsilon(name) * (1 - BIAS_SHARE))
         .filter(pl.col("table") == name)
         .truncate_per_group(table.rows_per_cell, by=["cell"], keep="first")
         .truncate_per_group(table.cells_per_person * table.rows_per_cell, by=[], keep="first")
@@ -285,6 +358,26 @@ def measurement(context: dp.Context, policy: DPPolicy, name: str, calendar: Cale
     return found, summarize_polars_measurement(found, ALPHA).row(0, named=True)
 
 
+def lost_epsilon(policy: DPPolicy, name: str) -> float:
+    """The estimate's part of the table's epsilon: BIAS_SHARE of it, a hair under (1e-9 of it), so
+    that the parts' floating-point sum never exceeds the release's epsilon, which OpenDP refuses."""
+    return policy.epsilon(name) * BIAS_SHARE * (1 - 1e-9)
+
+
+def lost_measurement(context: dp.Context, policy: DPPolicy, name: str) -> tuple[dp.Measurement, dict]:
+    """The noisy total of what bounding takes from the table's customers (each capped at
+    lost_cap), at BIAS_SHARE of the table's epsilon: one row per customer, summed."""
+    table = policy.tables[name]
+    query = (
+        context.query(epsilon=lost_epsilon(policy, name))
+        .filter(pl.col("table") == name + LOST)
+        .truncate_per_group(1, by=[], keep="first")
+        .select(pl.col(VALUE).fill_null(0).dp.sum((0, lost_cap(table))).alias(VALUE))  # type: ignore[attr-defined]
+    )
+    found = query.resolve()
+    return found, summarize_polars_measurement(found, ALPHA).row(0, named=True)
+
+
 def release(policy: DPPolicy, frame: pl.DataFrame, calendar: Calendar) -> list[Released]:
     """Every table of the policy from `frame`, at its share of the release's epsilon, in the
     policy's order."""
@@ -292,7 +385,10 @@ def release(policy: DPPolicy, frame: pl.DataFrame, calendar: Calendar) -> list[R
     released = []
     for name, table in policy.tables.items():
         mechanism, summary = measurement(within, policy, name, calendar)
-        found = cells(within(mechanism).collect(), table, calendar, float(summary["accuracy"]))
+        noisy = within(mechanism).collect()
+        estimate, about = lost_measurement(within, policy, name)
+        taken = Lost(float(within(estimate).collect()[VALUE][0]), float(about["accuracy"]), lost_epsilon(policy, name))
+        found = cells(noisy, table, calendar, float(summary["accuracy"]), taken)
         factor = factors(table, calendar)
         scale, margin = float(summary["scale"]) * factor.max(), float(summary["accuracy"]) * factor.max()
         by = next(iter(table.measure.clip_by or {}), None)
@@ -307,7 +403,8 @@ def release(policy: DPPolicy, frame: pl.DataFrame, calendar: Calendar) -> list[R
                 margin=margin,
                 distribution=str(summary["distribution"]),
                 # at most cells x what one person gives a cell; less when the table has fewer cells
-                sensitivity=round(scale * policy.epsilon(name), 6),
+                sensitivity=round(scale * policy.epsilon(name) * (1 - BIAS_SHARE), 6),
+                lost=taken,
                 by={
                     v: {"scale": float(summary["scale"]) * f, "margin_95": float(summary["accuracy"]) * f}
                     for v, f in per_value.items()
@@ -323,15 +420,37 @@ def factors(table: Table, calendar: Calendar) -> np.ndarray:
     return bounds / UNITS if table.measure.kind == "sum" else np.ones(len(bounds))
 
 
-def cells(noisy: pl.DataFrame, table: Table, calendar: Calendar, margin: float) -> pa.Table:
+@dataclass(frozen=True)
+class Lost:
+    """The released estimate of what bounding took from a table, in the mechanism's units."""
+
+    total: float  # noisy
+    margin: float  # of its noise, 95%
+    epsilon: float
+
+    def share(self, kept: float) -> float:
+        """At most this share of what the table kept was taken away (95%): the estimate's upper end over `kept`."""
+        return max(self.total + self.margin, 0.0) / max(kept, 1.0)
+
+
+def cells(noisy: pl.DataFrame, table: Table, calendar: Calendar, margin: float, taken: Lost | None = None) -> pa.Table:
     """A mechanism's output as published: every public cell in the keys' order, its attributes
     typed, its value and margin in the measure's units (CNY for a sum), a value that cannot be
-    negative no lower than 0, and whether the cell is `uncertain` (see the module's docstring)."""
+    negative no lower than 0, its 95% interval for the exact value (`low_95`, `high_95`: the
+    noise's margin, and above it the cell's part of what bounding took, in proportion to its
+    value), and whether the cell is `uncertain` (see the module's docstring)."""
     found = scaled(noisy, table, calendar)
     if non_negative(table):  # the truth is >= 0: max(0, x) is never further from it than x
         found = found.with_columns(pl.max_horizontal(VALUE, pl.lit(0.0)).alias(VALUE))
+    kept = float(found.select((pl.col(VALUE).clip(0) / pl.col("factor")).sum()).item())  # in the mechanism's units
+    share = taken.share(kept) if taken else 0.0
     found = found.with_columns((pl.col("factor") * margin).alias(MARGIN))
-    found = found.with_columns((pl.col(MARGIN) >= pl.col(VALUE).abs()).alias(UNCERTAIN))
+    low = pl.col(VALUE) - pl.col(MARGIN)
+    found = found.with_columns(
+        (low.clip(0) if non_negative(table) else low).alias(LOW),
+        (pl.col(VALUE) + pl.col(MARGIN) + pl.col(VALUE).clip(0) * share).alias(HIGH),
+        (pl.col(MARGIN) >= pl.col(VALUE).abs()).alias(UNCERTAIN),
+    )
     return _typed(found.drop("cell", "factor"), table)
 
 
@@ -359,6 +478,7 @@ def _typed(cells: pl.DataFrame, table: Table) -> pa.Table:
     found = cells.to_arrow()
     schema = pa.schema(
         [pa.field(g, ATTRIBUTES[table.source][g].type) for g in table.grain]
-        + [pa.field(VALUE, pa.int64()), pa.field(MARGIN, pa.float64()), pa.field(UNCERTAIN, pa.bool_())]
+        + [pa.field(VALUE, pa.int64()), pa.field(MARGIN, pa.float64())]
+        + [pa.field(LOW, pa.float64()), pa.field(HIGH, pa.float64()), pa.field(UNCERTAIN, pa.bool_())]
     )
     return pa.table({f.name: found[f.name].cast(f.type) for f in schema}, schema=schema)

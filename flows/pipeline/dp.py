@@ -321,6 +321,13 @@ FIELDS = {
         "bounding only lowers a cell whose customers exceed it."
     },
     dp_tables.MARGIN: {"meaning": "The noise is within ± this for 95% of cells (the file's metadata gives its scale)."},
+    dp_tables.LOW: {
+        "meaning": "The lower end of the cell's 95% interval for the exact value: the value less the noise's margin."
+    },
+    dp_tables.HIGH: {
+        "meaning": "The upper end of the cell's 95% interval for the exact value: the value, the noise's margin, and the "
+        "cell's part of what bounding took away (estimated privately, in proportion to the value)."
+    },
     dp_tables.UNCERTAIN: {"meaning": "True where the 95% error bar is as wide as the value or wider: the cell is mostly noise."},
 }
 

@@ -54,7 +54,13 @@ DP_COLUMNS = {  # the columns every DP table has beside its grain
     "sum that cannot be negative then raised to 0 where the noise took it below): the noise averages 0; the bounding "
     "only lowers a cell whose customers exceed it; "
     "`dp_tables` gives its epsilon, bounds and noise.",
-    "margin_95": "The noise is within plus or minus this for 95% of cells (the noise only: not what bounding takes away).",
+    "margin_95": "The noise is within plus or minus this for 95% of cells (the noise only; high_95 adds what bounding "
+    "took away).",
+    "low_95": "The lower end of the cell's 95% interval for the exact value: the value less the noise's margin (0 at least "
+    "for a count).",
+    "high_95": "The upper end of the cell's 95% interval for the exact value: the value, the noise's margin, and the "
+    "cell's part of what bounding took away (estimated privately with a tenth of the table's epsilon, in proportion "
+    "to the value).",
     "uncertain": "True where the 95% error bar is as wide as the value or wider: the cell is mostly noise, "
     "read it as 'somewhere between 0 and value + margin_95'.",
     "dataset": "The table's dataset, dp_<table> (from the file's path).",

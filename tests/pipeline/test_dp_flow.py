@@ -79,7 +79,8 @@ def test_a_release_publishes_every_table_with_its_budget_and_reruns_spend_nothin
         assert read_dp_record(path).footer() == meta  # the typed footer reads and writes the file's document
         read = pq.read_table(path)
         grain = policy["tables"][table.name]["grain"]
-        assert read.column_names == [*grain, "value", "margin_95", "uncertain"] and read.num_rows == table.cells
+        assert read.column_names == [*grain, "value", "margin_95", "low_95", "high_95", "uncertain"]
+        assert read.num_rows == table.cells
         values, bars = read["value"].to_pylist(), read["margin_95"].to_pylist()
         assert min(values) >= 0 and read["uncertain"].to_pylist() == [m >= abs(v) for v, m in zip(values, bars)]
         assert meta["epsilon"] == pytest.approx(policy["release"]["epsilon"] * policy["tables"][table.name]["share"])
@@ -91,14 +92,18 @@ def test_a_release_publishes_every_table_with_its_budget_and_reruns_spend_nothin
         per_row = max(max(c) for c in clips)  # a count's row gives 1; a sum's, its largest clip
         bound = min(declared["cells_per_person"], read.num_rows) * rows * per_row  # a person's rows, in its cells
         assert meta["bounds"]["sensitivity_l1"] == pytest.approx(bound)
-        assert meta["noise"]["scale"] == pytest.approx(bound / meta["epsilon"])
+        # the cells' noise at their part of the table's epsilon; the rest estimates what bounding took
+        assert meta["noise"]["epsilon"] + meta["bounding"]["epsilon"] == pytest.approx(meta["epsilon"])
+        assert meta["noise"]["scale"] == pytest.approx(bound / meta["noise"]["epsilon"])
+        low, high = read["low_95"].to_pylist(), read["high_95"].to_pylist()
+        assert all(lo <= v <= v + m <= hi for lo, v, m, hi in zip(low, values, bars, high))
         epsilons.append(meta["epsilon"])
         by = declared["measure"].get("clip_by")
         if by:  # each category's noise in proportion to its clip, in the file as in the metadata
             ((attribute, clips),) = by.items()
             noise = meta["noise"]["by"][attribute]
             for value, (_, high) in clips.items():
-                assert noise[value]["scale"] == pytest.approx(bound / meta["epsilon"] * high / per_row)
+                assert noise[value]["scale"] == pytest.approx(bound / meta["noise"]["epsilon"] * high / per_row)
                 shown = [m for v, m in zip(read[attribute].to_pylist(), read["margin_95"].to_pylist()) if v == value]
                 assert shown and shown == [pytest.approx(noise[value]["margin_95"])] * len(shown)
     assert sum(epsilons) == pytest.approx(policy["release"]["epsilon"])
@@ -181,8 +186,9 @@ def test_analysts_query_the_tables_like_the_rest(released_once):
 
 def test_no_raw_value_or_count_of_the_data_in_files_ledger_or_logs(released, landing, tuomin_log):
     """Everything the release wrote or logged, scanned for every raw identifier of the landing; and
-    the files' metadata holds no number that depends on the data: a release over other rows on the
-    same dates (a day's POS export cut to a few lines) writes the same, but for its id and time."""
+    the files' metadata holds no number that depends on the data but the DP estimate of what
+    bounding took (released with its own epsilon): a release over other rows on the same dates (a
+    day's POS export cut to a few lines) writes the same, but for its id, time and that estimate."""
     here, run, done = released
     raw = raw_identifiers(landing)
     texts = [json.dumps(read_footer(run.warehouse / t.path), ensure_ascii=False) for t in done.tables]
@@ -195,6 +201,8 @@ def test_no_raw_value_or_count_of_the_data_in_files_ledger_or_logs(released, lan
     volatile = {"release_id", "created_at", "ledger_head", "spent_total"}  # spent_total: the ledger's count of releases
     for first, second in zip(done.tables, other.tables):
         a, b = (read_footer(run.warehouse / t.path) for t in (first, second))
+        # the one number of the data: the noisy estimate of what bounding took, a DP output like the cells
+        a["bounding"].pop("lost_total"), b["bounding"].pop("lost_total")
         assert {k: v for k, v in a.items() if k not in volatile} == {k: v for k, v in b.items() if k not in volatile}
 
 

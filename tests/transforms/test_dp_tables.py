@@ -34,7 +34,8 @@ def test_a_published_cell_is_never_further_from_any_true_value_than_the_draw_and
     drawn = dp_tables.scaled(noisy, table, CALENDAR)["value"].to_numpy()
     published = dp_tables.cells(noisy, table, CALENDAR, margin)
     value, bars = published["value"].to_numpy(), published["margin_95"].to_numpy()
-    assert dp_tables.non_negative(table) and published.column_names[-3:] == ["value", "margin_95", "uncertain"]
+    assert dp_tables.non_negative(table)
+    assert published.column_names[-5:] == ["value", "margin_95", "low_95", "high_95", "uncertain"]
     assert (value >= 0).all() and (value == np.maximum(drawn, 0)).all()
     for truth in (np.zeros(len(value)), np.abs(drawn), rng.integers(0, spread, len(value)).astype(float)):
         assert (np.abs(value - truth) <= np.abs(drawn - truth)).all()
