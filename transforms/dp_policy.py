@@ -44,6 +44,26 @@ MEANING: dict[str, str] = {
 }
 
 
+VALUE = "value"  # the measure's column in the published table
+MARGIN = "margin_95"  # the noise's 95% bound: the same for every cell of a table, or of a clip
+UNCERTAIN = "uncertain"  # the cell's 95% error bar is as wide as its value or wider: mostly noise
+LOW, HIGH = "low_95", "high_95"  # the cell's 95% interval for the exact value: the noise, and what bounding took away
+# What each published column besides the grain means (the files' field metadata, the views' comments, the dictionary).
+COLUMNS = {
+    VALUE: "The table's measure in the cell, each customer's part bounded, with Laplace noise added (a count or a sum "
+    "that cannot be negative then raised to 0 where the noise took it below): the noise averages 0; the bounding only "
+    "lowers a cell whose customers exceed it; `dp_tables` gives its epsilon, bounds and noise.",
+    MARGIN: "The noise is within plus or minus this for 95% of cells (the noise only; high_95 adds what bounding took away).",
+    LOW: "The lower end of the cell's 95% interval for the exact value: the value less the noise's margin (0 at least "
+    "for a count).",
+    HIGH: "The upper end of the cell's 95% interval for the exact value: the value, the noise's margin, and the cell's "
+    "part of what bounding took away (estimated privately with a tenth of the table's epsilon, in proportion to the "
+    "value).",
+    UNCERTAIN: "True where the 95% error bar is as wide as the value or wider: the cell is mostly noise, read it as "
+    "'somewhere between 0 and high_95'.",
+}
+
+
 class DPPolicyError(Refused, ValueError):
     """A DP policy that cannot be used; the message names the file and the table."""
 

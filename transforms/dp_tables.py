@@ -39,7 +39,7 @@ import polars as pl
 import pyarrow as pa
 from opendp.accuracy import summarize_polars_measurement
 
-from transforms.dp_policy import OFFERED, DPPolicy, Table
+from transforms.dp_policy import HIGH, LOW, MARGIN, OFFERED, UNCERTAIN, VALUE, DPPolicy, Table
 
 dp.enable_features("contrib")  # OpenDP's Polars context is "contrib": vetted proofs pending upstream
 
@@ -48,10 +48,6 @@ ALPHA = 0.05  # error bars: the noise stays within them with probability 1 - ALP
 # Rows per cell a sum may have at most: OpenDP needs a public bound to rule out integer overflow.
 # More people than live in China; it bounds nothing the noise depends on.
 MAX_ROWS_PER_CELL = 2_000_000_000
-VALUE = "value"  # the measure's column in the published table
-MARGIN = "margin_95"  # the noise's 95% bound: the same for every cell of a table, or of a clip
-UNCERTAIN = "uncertain"  # the cell's 95% error bar is as wide as its value or wider: mostly noise
-LOW, HIGH = "low_95", "high_95"  # the cell's 95% interval for the exact value: the noise, and what bounding took away
 # What bounding takes away (a customer's cells beyond cells_per_person, a sum beyond its clip) is
 # estimated privately with this part of each table's epsilon and added to the top of each cell's
 # interval, in proportion to the cell's value. A customer's loss counts up to LOST_CAP times what
@@ -170,52 +166,46 @@ def contributions(name: str, table: Table, rows: pl.DataFrame, calendar: Calenda
     cell; a sum too, its value the person's total there clipped to the cell's bounds and
     expressed in UNITS of them; a row count keeps every row. Rows outside the cells (another day,
     an unknown store) are left out here, so they cannot use up a person's cells."""
-    placed_rows = found = placed(table, rows, calendar)
-    if table.measure.kind == "sum":
-        found = found.group_by("person", "cell").agg(pl.col(VALUE).sum())
+    found = placed(table, rows, calendar)
+    if table.measure.kind == "sum":  # a person's total in the cell, kept up to its clip, and what the clip cut off
         low, high, ceiling = _clips(table, pl.col("cell"), calendar)
-        found = found.with_columns((pl.col(VALUE).clip(low, high) / ceiling * UNITS).alias(VALUE))
+        found = (
+            found.group_by("person", "cell")
+            .agg(pl.col(VALUE).sum())
+            .with_columns(((pl.col(VALUE) - high).clip(0) / ceiling * UNITS).alias("cut"))
+            .with_columns((pl.col(VALUE).clip(low, high) / ceiling * UNITS).alias(VALUE))
+        )
     elif table.measure.kind == "distinct_people":
         found = found.unique(["person", "cell"]).with_columns(pl.lit(1.0).alias(VALUE))
     kept = found.select(pl.lit(name).alias("table"), "person", "cell", pl.col(VALUE).round(0).cast(pl.Int64))
-    return pl.concat([kept, _lost(name, table, placed_rows, calendar)])
+    return pl.concat([kept, _lost(name, table, found)])
 
 
-def _lost(name: str, table: Table, found: pl.DataFrame, calendar: Calendar) -> pl.DataFrame:
+def _lost(name: str, table: Table, found: pl.DataFrame) -> pl.DataFrame:
     """What bounding can take from each customer in the table, in the mechanism's units, capped at
     LOST_CAP times what they may give it: (`table` = name + LOST, `person`, `cell` = "", `value`).
     An upper bound: their cells beyond cells_per_person (for a sum, the largest of them, as
     OpenDP drops a random choice of them), for a sum also what its clip cuts off, for a row count
-    also the rows beyond rows_per_cell. `found`: the table's placed rows."""
+    also the rows beyond rows_per_cell. `found`: the person-cells as contributions() makes them
+    before they are rounded (one per person and cell; a sum's with its `cut`), or a row count's rows."""
     limit, per_cell = table.cells_per_person, table.rows_per_cell
     if table.measure.kind == "distinct_people":
-        taken = found.unique(["person", "cell"]).group_by("person").agg((pl.len() - limit).clip(0).alias(VALUE))
-        unit = 1
+        taken = found.group_by("person").agg((pl.len() - limit).clip(0).alias(VALUE))
     elif table.measure.kind == "rows":
         counts = found.group_by("person", "cell").agg(pl.len().alias("n"))
         taken = counts.group_by("person").agg(
             (pl.col("n").sum() - pl.min_horizontal(pl.col("n").clip(upper_bound=per_cell).sum(), limit * per_cell)).alias(VALUE)
         )
-        unit = 1
     else:
-        sums = found.group_by("person", "cell").agg(pl.col(VALUE).sum())
-        low, high, ceiling = _clips(table, pl.col("cell"), calendar)
-        sums = sums.with_columns(
-            (pl.col(VALUE).clip(low, high) / ceiling * UNITS).alias("kept"),
-            ((pl.col(VALUE) - high).clip(0) / ceiling * UNITS).alias("cut"),
-        )
-        ranked = sums.with_columns(pl.col("kept").rank("ordinal").over("person").alias("rank"))
+        ranked = found.with_columns(pl.col(VALUE).rank("ordinal").over("person").alias("rank"))
         taken = ranked.group_by("person").agg(
-            (pl.col("cut").sum() + pl.col("kept").filter(pl.col("rank") > limit).sum()).alias(VALUE)
+            (pl.col("cut").sum() + pl.col(VALUE).filter(pl.col("rank") > limit).sum()).alias(VALUE)
         )
-        unit = UNITS
-    cap = lost_cap(table)
-    assert cap == LOST_CAP * limit * per_cell * unit
     return taken.select(
         pl.lit(name + LOST).alias("table"),
         "person",
         pl.lit("").alias("cell"),
-        pl.col(VALUE).clip(0, cap).round(0).cast(pl.Int64),
+        pl.col(VALUE).clip(0, lost_cap(table)).round(0).cast(pl.Int64),
     )
 
 
@@ -303,7 +293,7 @@ class Released:
                 "sensitivity_l1": self.sensitivity,
             },
             "noise": noise
-            | {"epsilon": self.epsilon * (1 - BIAS_SHARE)}
+            | {"epsilon": cells_epsilon(self.epsilon)}
             | ({"by": {next(iter(measure.clip_by or {})): self.by}} if self.by else {}),
             **({"bounding": self._bounding()} if self.lost else {}),
         }
@@ -346,7 +336,7 @@ def measurement(context: dp.Context, policy: DPPolicy, name: str, calendar: Cale
     Laplace noise of a count or a sum only the total (L1) bound counts, so the noise is the same."""
     table = policy.tables[name]
     query = (
-        context.query(epsilon=policy.epsilon(name) * (1 - BIAS_SHARE))
+        context.query(epsilon=cells_epsilon(policy.epsilon(name)))
         .filter(pl.col("table") == name)
         .truncate_per_group(table.rows_per_cell, by=["cell"], keep="first")
         .truncate_per_group(table.cells_per_person * table.rows_per_cell, by=[], keep="first")
@@ -356,6 +346,11 @@ def measurement(context: dp.Context, policy: DPPolicy, name: str, calendar: Cale
     )
     found = query.resolve()  # OpenDP searches for the scale: resolve once, not once per use
     return found, summarize_polars_measurement(found, ALPHA).row(0, named=True)
+
+
+def cells_epsilon(epsilon: float) -> float:
+    """The part of a table's epsilon its cells' noise gets: all but BIAS_SHARE."""
+    return epsilon * (1 - BIAS_SHARE)
 
 
 def lost_epsilon(policy: DPPolicy, name: str) -> float:
@@ -403,7 +398,7 @@ def release(policy: DPPolicy, frame: pl.DataFrame, calendar: Calendar) -> list[R
                 margin=margin,
                 distribution=str(summary["distribution"]),
                 # at most cells x what one person gives a cell; less when the table has fewer cells
-                sensitivity=round(scale * policy.epsilon(name) * (1 - BIAS_SHARE), 6),
+                sensitivity=round(scale * cells_epsilon(policy.epsilon(name)), 6),
                 lost=taken,
                 by={
                     v: {"scale": float(summary["scale"]) * f, "margin_95": float(summary["accuracy"]) * f}

@@ -314,22 +314,7 @@ def _stage(
     return warehouse_io.stage_at(staged, [released.cells], FIELDS, lambda: metadata, f"dp_{released.name}")
 
 
-FIELDS = {
-    dp_tables.VALUE: {
-        "meaning": "The table's measure in the cell, each customer's part bounded, with Laplace noise added (a count "
-        "or a sum that cannot be negative then raised to 0 where the noise took it below): the noise averages 0, the "
-        "bounding only lowers a cell whose customers exceed it."
-    },
-    dp_tables.MARGIN: {"meaning": "The noise is within ± this for 95% of cells (the file's metadata gives its scale)."},
-    dp_tables.LOW: {
-        "meaning": "The lower end of the cell's 95% interval for the exact value: the value less the noise's margin."
-    },
-    dp_tables.HIGH: {
-        "meaning": "The upper end of the cell's 95% interval for the exact value: the value, the noise's margin, and the "
-        "cell's part of what bounding took away (estimated privately, in proportion to the value)."
-    },
-    dp_tables.UNCERTAIN: {"meaning": "True where the 95% error bar is as wide as the value or wider: the cell is mostly noise."},
-}
+FIELDS = {column: {"meaning": meaning} for column, meaning in dp_policy.COLUMNS.items()}
 
 
 def _rows(read_frames: dict[str, pl.DataFrame], kept: dict[str, pl.DataFrame]) -> dict[str, dict[str, int]]:

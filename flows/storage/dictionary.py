@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from flows.storage.footer import read_dp_record, read_record
 from flows.storage.warehouse import DP_PREFIX, fields_of
-from transforms.dp_policy import MEANING
+from transforms.dp_policy import COLUMNS, MEANING
 from transforms.policy import SourcePolicy
 from transforms.workload import Score
 
@@ -50,19 +50,7 @@ WHOLE = (
 )
 
 DP_COLUMNS = {  # the columns every DP table has beside its grain
-    "value": "The table's measure in the cell, each customer's part bounded, with Laplace noise added (a count or a "
-    "sum that cannot be negative then raised to 0 where the noise took it below): the noise averages 0; the bounding "
-    "only lowers a cell whose customers exceed it; "
-    "`dp_tables` gives its epsilon, bounds and noise.",
-    "margin_95": "The noise is within plus or minus this for 95% of cells (the noise only; high_95 adds what bounding "
-    "took away).",
-    "low_95": "The lower end of the cell's 95% interval for the exact value: the value less the noise's margin (0 at least "
-    "for a count).",
-    "high_95": "The upper end of the cell's 95% interval for the exact value: the value, the noise's margin, and the "
-    "cell's part of what bounding took away (estimated privately with a tenth of the table's epsilon, in proportion "
-    "to the value).",
-    "uncertain": "True where the 95% error bar is as wide as the value or wider: the cell is mostly noise, "
-    "read it as 'somewhere between 0 and value + margin_95'.",
+    **COLUMNS,
     "dataset": "The table's dataset, dp_<table> (from the file's path).",
     "release": "The DP release the row belongs to (each spent its own epsilon; `dp_tables`).",
 }
