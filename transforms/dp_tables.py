@@ -190,9 +190,9 @@ def _lost(name: str, table: Table, found: pl.DataFrame) -> pl.DataFrame:
     before they are rounded (one per person and cell; a sum's with its `cut`), or a row count's rows."""
     limit, per_cell = table.cells_per_person, table.rows_per_cell
     if table.measure.kind == "distinct_people":
-        taken = found.group_by("person").agg((pl.len() - limit).clip(0).alias(VALUE))
+        taken = found.group_by("person").agg((pl.len().cast(pl.Int64) - limit).clip(0).alias(VALUE))  # signed: len is u32
     elif table.measure.kind == "rows":
-        counts = found.group_by("person", "cell").agg(pl.len().alias("n"))
+        counts = found.group_by("person", "cell").agg(pl.len().cast(pl.Int64).alias("n"))
         taken = counts.group_by("person").agg(
             (pl.col("n").sum() - pl.min_horizontal(pl.col("n").clip(upper_bound=per_cell).sum(), limit * per_cell)).alias(VALUE)
         )

@@ -51,3 +51,17 @@ def test_a_sum_that_may_be_negative_keeps_its_negative_cells():
     noisy = pl.DataFrame({"cell": keys["cell"], "value": [-3] * keys.height})
     assert not dp_tables.non_negative(table)
     assert (dp_tables.cells(noisy, table, CALENDAR, 1.0)["value"].to_numpy() < 0).any()
+
+
+def test_what_bounding_takes_is_counted_per_customer_beyond_their_limit_only():
+    """A customer with a thousand lines in five cells of each table and a crowd of a few lines
+    each: only that customer loses to the limits (one cell beyond 4, two beyond 3), and the crowd
+    nothing. At the first build a customer below the limit counted the cap (an unsigned count minus
+    the limit wrapped around), and the intervals were wider than they needed to be."""
+    from tests.dp_data import crowd_rows, frame_of, heavy_rows, joined
+
+    frame = frame_of(SHIPPED, joined(crowd_rows(), heavy_rows(5)))
+    lost = dict(frame.filter(pl.col("table").str.ends_with(dp_tables.LOST)).group_by("table").agg(pl.col("value").sum()).rows())
+    assert lost["buyers_by_day_store_hour" + dp_tables.LOST] == 5 - SHIPPED.tables["buyers_by_day_store_hour"].cells_per_person
+    assert lost["buyers_by_day_nationality" + dp_tables.LOST] == 5 - SHIPPED.tables["buyers_by_day_nationality"].cells_per_person
+    assert all(0 <= v for v in lost.values())
