@@ -11,8 +11,8 @@ the share of a sum clipped away.
 
     .venv/bin/python benchmarks/dp_utility.py --landing DIR [--warehouse W] [--repeats 3] [--out F.json]
 
-The anonymized answer: buyers are distinct customer tokens of a partition (a day's buyers), cases
-are rows, revenue is the sum of band midpoints; a grain attribute published coarser than the
+The anonymized answer: buyers are distinct customer tokens of a partition (a day's buyers), lines
+and cases are rows, revenue is the sum of band midpoints; a grain attribute published coarser than the
 question needs (hour when time is at days, a country when nationality is at continents, an amount
 band suppressed whole) makes the question unanswerable from the rows, and says why.
 """
@@ -96,9 +96,10 @@ def anonymized(warehouse: Path, name: str, table, truth: pd.DataFrame) -> dict:
     if table.source == "pos":
         rows = published(warehouse, "pos")
         levels = {c[len("level:") :]: int(rows[c].max()) for c in rows.columns if c.startswith("level:")}
-        frame = pd.DataFrame({"day": rows["export_date"].dt.date.astype(str)})
+        frame = _periods(rows["export_date"])
         needs = {
             "store": ("store_code", "store.csv", 0),
+            "channel": ("store_code", "store.csv", 1),
             "nationality": ("nationality", "nationality.csv", 0),
             "category": ("product", "product.csv", 2),
         }
@@ -122,18 +123,28 @@ def anonymized(warehouse: Path, name: str, table, truth: pd.DataFrame) -> dict:
                     "answerable": False,
                     "why": f"amount published at level {levels['amount_band']} ({', '.join(sorted(set(bands)))})",
                 }
+        elif table.measure.kind == "rows":
+            frame["v"] = 1
         else:
             frame["v"] = rows["customer_id"].fillna(pd.Series(rows.index.astype(str), index=rows.index))
     else:
         rows = published(warehouse, "after_sales")
-        week = rows["export_date"].dt.strftime("%G-W%V")
-        frame = pd.DataFrame({"week": week, "case_type": attributed(rows, "case_type", hierarchy("case_type.csv"), 0), "v": 1})
+        frame = _periods(rows["export_date"]).assign(
+            case_type=attributed(rows, "case_type", hierarchy("case_type.csv"), 0).to_numpy(), v=1
+        )
     frame = frame.dropna()
     cells = _cells(frame, table.grain)
     grouped = frame.groupby(cells)["v"]
     answer = grouped.sum() if table.measure.kind in ("sum", "rows") else grouped.nunique()
     median, within = score(answer.astype(float), truth)
     return {"answerable": True, "median_relative_error": round(median, 4), "within_10pct": round(within, 4)}
+
+
+def _periods(dates: pd.Series) -> pd.DataFrame:
+    """A published row's day, ISO week and month, as the DP tables key them."""
+    return pd.DataFrame(
+        {"day": dates.dt.date.astype(str), "week": dates.dt.strftime("%G-W%V"), "month": dates.dt.strftime("%Y-%m")}
+    )
 
 
 def _midpoint(label: str) -> float:
@@ -161,7 +172,9 @@ def sweep(policy, rows: dict, calendar, truths: dict, repeats: int, cells_tried=
                 changed.update(cells_per_person=cells, share=1.0)
                 if isinstance(clip, int):
                     changed["measure"].update(clip=[0, clip], clip_by=None)
-                alone = DPPolicy.model_validate({"release": {"epsilon": policy.epsilon(name)}, "tables": {name: changed}})
+                alone = DPPolicy.model_validate(
+                    {"release": {"epsilon": policy.epsilon(name)}, "review": policy.review, "tables": {name: changed}}
+                )
                 mine = dp_tables.contributions(name, alone.tables[name], rows[table.source], calendar)
                 runs = []
                 for _ in range(repeats):

@@ -15,7 +15,7 @@ from flows.runtime.paths import POLICIES
 from transforms import dp_policy, dp_tables
 
 LEVEL = 1e-6
-DAY = dt.date(2026, 3, 1)  # a Sunday: the next day is in another ISO week
+DAY = dt.date(2026, 5, 31)  # a Sunday: the next day is in another ISO week and another month
 DAYS = [DAY, DAY + dt.timedelta(days=1)]
 CALENDAR = dp_tables.Calendar(DAYS, POLICIES / "hierarchies")
 SHIPPED = dp_policy.load(POLICIES / "dp" / "tables.yaml")
@@ -26,7 +26,8 @@ HEAVY = 10**6  # the customer with a thousand lines
 
 
 def crowd_rows(people: int = 300, seed: int = 1) -> dict[str, pl.DataFrame]:
-    """Raw rows of a day (after linking: each with its `person`): a few lines per customer, a few cases."""
+    """Raw rows of a day (after linking: each with its `person`): a few lines per customer, a few
+    cases; no one beyond any shipped table's bounds."""
     rng = np.random.default_rng(seed)
     lines = rng.integers(1, 4, people)
     person = np.repeat(np.arange(people), lines)
@@ -37,7 +38,7 @@ def crowd_rows(people: int = 300, seed: int = 1) -> dict[str, pl.DataFrame]:
                 f"{DAY} {h:02d}:{m:02d}:00" for h, m in zip(rng.integers(9, 22, len(person)), rng.integers(0, 60, len(person)))
             ],
             "store_code": rng.choice(STORES, len(person)),
-            "nationality": rng.choice(["CHN", "JPN", "KOR", "USA"], len(person)),
+            "nationality": rng.choice(["CHN", "JPN", "KOR", "USA"], people)[person],  # one a customer
             "category": rng.choice(CATEGORIES, len(person)),
             "amount": [f"{a:.2f}" for a in rng.uniform(50, 2500, len(person))],
         }
@@ -54,8 +55,9 @@ def crowd_rows(people: int = 300, seed: int = 1) -> dict[str, pl.DataFrame]:
 
 def heavy_rows(cells: int, ids: list[int] | None = None) -> dict[str, pl.DataFrame]:
     """A thousand POS lines of 9,000 CNY and a thousand cases, spread so that they fall in `cells`
-    cells of every table (cell c: day c // 5, store and category c % 5, hour 10 + c, the c-th
-    nationality of a customer with many passports, case type c % 5); under one person id, or spread
+    cells of every table (cell c: day c // 5, so week and month too, store and category c % 5,
+    hour 10 + c, the c-th nationality of a customer with many passports, case type c % 5), or in
+    min(cells, 5) of a table by month and category; under one person id, or spread
     over `ids` (a customer the linking failed to join)."""
     assert cells <= 10
     ids = ids or [HEAVY]

@@ -140,13 +140,39 @@ class Table(_Strict):
             raise ValueError("each attribute once, and one time unit at most")
         if self.measure.clip_by and not set(self.measure.clip_by) <= set(self.grain):
             raise ValueError(f"clip_by {', '.join(self.measure.clip_by)} is not in the grain")
+        if not TIME & set(self.grain):
+            raise ValueError("the grain has a time unit (day, week or month): a cell's size is declared per period")
         if self.rows_per_cell != 1 and self.measure.kind != "rows":
             raise ValueError("rows_per_cell bounds a row count; people are counted once per cell, sums once per person and cell")
         return self
 
 
+Positive = Annotated[float, Field(gt=0)]
+Period = Literal["day", "week", "month"]
+PERIOD_DAYS: dict[str, int] = {"day": 1, "week": 7, "month": 30}  # a month of 30 days: its cells expected no larger than they are
+
+
+class Size(_Strict):
+    """One source's size as the shop's operator declares it, never measured on the data: rows a
+    day, distinct customers in a period (for counts of people by it), a column's total a day (for
+    its sums)."""
+
+    rows_per_day: Positive
+    people: dict[Period, Positive] = Field(default_factory=dict)
+    sums_per_day: dict[str, Positive] = Field(default_factory=dict)
+
+
+class Review(_Strict):
+    """What the grain check at policy review reads (transforms/dp_review.py): the declared size of
+    each source and how large a typical cell's 95% margin may be against its expected value."""
+
+    size: dict[Literal["pos", "after_sales"], Size]
+    max_expected_error: Annotated[float, Field(gt=0, le=1)] = 0.5
+
+
 class DPPolicy(_Strict):
     release: Release
+    review: Review
     tables: Annotated[dict[str, Table], Field(min_length=1)]
 
     @model_validator(mode="after")

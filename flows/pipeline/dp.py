@@ -5,7 +5,8 @@ from the raw exports inside the restricted area and published beside the anonymi
 
 One release covers the chosen export dates and every table at once. In order:
 
-    check     the DP policy (budget, bounds) and the ledger, before any file is read
+    check     the DP policy (budget, bounds, each grain against the shop's declared size:
+              transforms/dp_review.py) and the ledger, before any file is read
     budget    what earlier releases spent: the same inputs and policies again is up to date (no new
               noise, nothing spent); anything else spends epsilon again, only when asked to, and
               never past the policy's lifetime ceiling
@@ -45,7 +46,7 @@ from flows.storage import warehouse as warehouse_io
 from flows.storage.entries import Change, DPReleaseEntry
 from flows.storage.files import file_sha256
 from flows.storage.footer import DPTableRecord
-from transforms import dp_policy, dp_tables, linkage
+from transforms import dp_policy, dp_review, dp_tables, linkage
 from transforms.errors import Refused
 from transforms.policy import SourcePolicy, load_policies
 
@@ -74,6 +75,7 @@ def load(policies_dir: Path) -> tuple[dp_policy.DPPolicy, dict[str, SourcePolicy
     path = policy_path(policies_dir)
     try:
         policy = dp_policy.load(path)
+        dp_review.review(policy, policies_dir / "hierarchies", path)  # a grain too fine for the shop's declared size
     except (OSError, dp_policy.DPPolicyError) as exc:
         raise DPRefused(f"the DP tables' policy cannot be used: {exc}; nothing was read or spent") from None
     policies = load_policies(policies_dir)

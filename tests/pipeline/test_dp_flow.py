@@ -127,10 +127,10 @@ def test_other_inputs_spend_again_only_when_asked_and_the_ledger_adds_it_up(rele
     assert then["data"]["spent_before"] == first["data"]["epsilon"]
     assert then["data"]["spent_total"] == pytest.approx(first["data"]["epsilon"] + then["data"]["epsilon"])
     con = q.connect(run.warehouse)
-    releases = con.sql("SELECT DISTINCT release FROM dp_buyers_by_day_store_hour ORDER BY 1").fetchall()
+    releases = con.sql("SELECT DISTINCT release FROM dp_lines_by_week_category_channel ORDER BY 1").fetchall()
     assert len(releases) == 2
-    one_day = con.sql(f"SELECT DISTINCT day FROM dp_buyers_by_day_store_hour WHERE release = '{second.result().release_id}'")
-    assert [str(d) for (d,) in one_day.fetchall()] == ["2026-03-01"]
+    weeks = f"SELECT DISTINCT week FROM dp_lines_by_week_category_channel WHERE release = '{second.result().release_id}'"
+    assert con.sql(weeks).fetchall() == [("2026-W09",)]  # 1 March 2026, a Sunday: the first release's other week is not in it
 
 
 def test_releases_stop_at_the_lifetime_ceiling_and_a_policy_change_is_new_data(released, tmp_path):
@@ -165,20 +165,20 @@ def test_analysts_query_the_tables_like_the_rest(released_once):
     con = q.connect(run.warehouse)
     listed = q.read_only(con, 'SELECT "table", epsilon, margin_95, cells_per_person, clip FROM dp_tables ORDER BY 1')
     assert sorted(listed["table"].to_pylist()) == sorted(t.name for t in done.tables)
-    revenue = next(r for r in listed.to_pylist() if r["table"] == "revenue_by_day_category")
-    shipped = yaml.safe_load((POLICIES / "dp" / "tables.yaml").read_text("utf-8"))["tables"]["revenue_by_day_category"]
+    revenue = next(r for r in listed.to_pylist() if r["table"] == "revenue_by_month_category")
+    shipped = yaml.safe_load((POLICIES / "dp" / "tables.yaml").read_text("utf-8"))["tables"]["revenue_by_month_category"]
     assert revenue["clip"] == [float(b) for b in shipped["measure"]["clip"]]
     # the clip most categories do not use, and each category's own (at 874540f the view showed only the first)
     [(clip_by, noise_by)] = con.sql(
-        "SELECT clip_by, noise_by FROM dp_tables WHERE \"table\" = 'revenue_by_day_category'"
+        "SELECT clip_by, noise_by FROM dp_tables WHERE \"table\" = 'revenue_by_month_category'"
     ).fetchall()
     clips, noise = json.loads(clip_by)["category"], json.loads(noise_by)["category"]
     assert clips == shipped["measure"]["clip_by"]["category"] and set(noise) == set(clips)
     assert noise["食品"]["margin_95"] < noise["精品"]["margin_95"]
-    by_day = q.read_only(con, "SELECT day, sum(value) AS buyers FROM dp_buyers_by_day_store_hour GROUP BY day ORDER BY day")
-    assert [str(d) for d in by_day["day"].to_pylist()] == ["2026-03-01", "2026-03-02"]
-    assert con.sql("SELECT typeof(day), typeof(hour) FROM dp_buyers_by_day_store_hour LIMIT 1").fetchall() == [
-        ("DATE", "TINYINT")
+    by_week = q.read_only(con, "SELECT week, sum(value) AS lines FROM dp_lines_by_week_category_channel GROUP BY 1 ORDER BY 1")
+    assert by_week["week"].to_pylist() == ["2026-W09", "2026-W10"]  # the sample's 1-3 March 2026
+    assert con.sql("SELECT typeof(month), typeof(value) FROM dp_buyers_by_month_country LIMIT 1").fetchall() == [
+        ("VARCHAR", "BIGINT")
     ]
     with pytest.raises(q.QueryRefused):
         q.read_only(con, "COPY dp_tables TO 'x.csv'")
@@ -367,21 +367,40 @@ def test_placeholders_join_no_one_and_rows_without_an_identifier_are_left_out(co
     assert counted["unlinked"] >= 40 and counted["read"] == counted["unlinked"] + counted["erased"] + cases.height
 
 
-def test_a_policy_that_spends_more_than_the_release_is_refused_before_prefect_starts(tmp_path):
+@pytest.mark.parametrize(
+    ("edits", "says"),
+    [
+        ({"share: 0.35": "share: 0.6"}, "more than all of it"),
+        # buyers by day x country, as shipped until issue 35's review: 2.6 customers a cell against ±19.5
+        (
+            {
+                "grain: [month, nationality]": "grain: [day, nationality]",
+                "people: {month: 15000}": "people: {month: 15000, day: 670}",
+            },
+            "tables.buyers_by_month_country: the grain is too fine for the shop's declared size: "
+            "a day's cell expects 2.6 customers",
+        ),
+    ],
+)
+def test_a_policy_that_spends_more_than_the_release_or_is_too_fine_is_refused_before_prefect_starts(tmp_path, edits, says):
     import shutil
 
     ledger.append(tmp_path / "r", a_run())
     policies = tmp_path / "policies"
     shutil.copytree(POLICIES, policies)
     path = policies / "dp" / "tables.yaml"
-    path.write_text(path.read_text("utf-8").replace("share: 0.35", "share: 0.6"), "utf-8")
+    text = path.read_text("utf-8")
+    for old, new in edits.items():
+        assert old in text
+        text = text.replace(old, new)
+    path.write_text(text, "utf-8")
     done = subprocess.run(
         [sys.executable, "-m", "flows.cli", "dp", "--policies", str(policies), "--restricted", str(tmp_path / "r")],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert done.returncode == 2 and "more than all of it" in done.stderr
+    assert done.returncode == 2 and says in done.stderr, done.stderr
     assert "Prefect" not in done.stdout + done.stderr and len(done.stderr.strip().splitlines()) <= 3
 
 

@@ -56,7 +56,11 @@ def test_the_noise_follows_its_declared_distribution_and_scale():
     the exact count is integer Laplace of the scale OpenDP declared (and that the file records);
     the same draws reject a scale 15% off either way, and at least 95% fall within the margin."""
     policy = dp_policy.DPPolicy.model_validate(
-        {"release": {"epsilon": 1.0}, "tables": {"cases": {**SHIPPED.tables["cases_by_week_type"].model_dump(), "share": 1.0}}}
+        {
+            "release": {"epsilon": 1.0},
+            "review": SHIPPED.review,
+            "tables": {"cases": {**SHIPPED.tables["cases_by_week_type"].model_dump(), "share": 1.0}},
+        }
     )
     frame = frame_of(policy, crowd_rows())
     mechanisms = Mechanisms(policy, frame)
@@ -82,7 +86,11 @@ def test_a_customer_with_a_thousand_lines_moves_a_table_by_at_most_its_bound(nam
     standard errors of the declared noise; clipping and the cell limit are both needed for that."""
     table = SHIPPED.tables[name]
     policy = dp_policy.DPPolicy.model_validate(
-        {"release": {"epsilon": 10.0, "lifetime_epsilon": 10.0}, "tables": {name: {**table.model_dump(), "share": 1.0}}}
+        {
+            "release": {"epsilon": 10.0, "lifetime_epsilon": 10.0},
+            "review": SHIPPED.review,
+            "tables": {name: {**table.model_dump(), "share": 1.0}},
+        }
     )
     spread = table.cells_per_person + 1  # one cell more than the table keeps
     crowd, heavy = frame_of(policy, crowd_rows()), frame_of(policy, joined(crowd_rows(), heavy_rows(spread)))

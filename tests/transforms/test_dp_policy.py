@@ -51,9 +51,12 @@ def test_a_release_is_refused_exactly_when_its_tables_spend_more_than_its_epsilo
 @pytest.mark.parametrize(
     ("change", "says"),
     [
-        (lambda d: d["tables"]["revenue_by_day_category"]["measure"].pop("clip"), "clips it"),
-        (lambda d: d["tables"]["buyers_by_day_store_hour"].update(cells_per_person=0), "cells_per_person"),
-        (lambda d: d["tables"]["buyers_by_day_store_hour"].update(grain=["doc_no"]), "grain"),
+        (lambda d: d["tables"]["revenue_by_month_category"]["measure"].pop("clip"), "clips it"),
+        (lambda d: d["tables"]["buyers_by_month_country"].update(cells_per_person=0), "cells_per_person"),
+        (lambda d: d["tables"]["buyers_by_month_country"].update(grain=["doc_no"]), "grain"),
+        (lambda d: d["tables"]["buyers_by_month_country"].update(grain=["nationality"]), "time unit"),
+        (lambda d: d.pop("review"), "review"),
+        (lambda d: d["review"].update(max_expected_error=0), "review.max_expected_error"),
         (lambda d: d["release"].update(epsilon=0), "release.epsilon"),
         (lambda d: d["release"].update(delta=0.01), "release.delta"),
         (lambda d: d["release"].update(lifetime_epsilon=0.5), "more than the lifetime ceiling"),

@@ -44,7 +44,7 @@ def test_a_published_cell_is_never_further_from_any_true_value_than_the_draw_and
 
 def test_a_sum_that_may_be_negative_keeps_its_negative_cells():
     """A sum clipped below 0 (refunds counted) can be negative in truth: its cells are not raised."""
-    declared = SHIPPED.tables["revenue_by_day_category"]
+    declared = SHIPPED.tables["revenue_by_month_category"]
     measure = declared.measure.model_copy(update={"clip": (-1000.0, 20000.0)})
     table = declared.model_copy(update={"measure": measure})
     keys = dp_tables.keys(table, CALENDAR)
@@ -55,13 +55,14 @@ def test_a_sum_that_may_be_negative_keeps_its_negative_cells():
 
 def test_what_bounding_takes_is_counted_per_customer_beyond_their_limit_only():
     """A customer with a thousand lines in five cells of each table and a crowd of a few lines
-    each: only that customer loses to the limits (one cell beyond 4, two beyond 3), and the crowd
-    nothing. At the first build a customer below the limit counted the cap (an unsigned count minus
+    each: only that customer loses to the limits (three cells beyond 2, four beyond 1), and the
+    crowd nothing. At the first build a customer below the limit counted the cap (an unsigned count minus
     the limit wrapped around), and the intervals were wider than they needed to be."""
     from tests.dp_data import crowd_rows, frame_of, heavy_rows, joined
 
     frame = frame_of(SHIPPED, joined(crowd_rows(), heavy_rows(5)))
     lost = dict(frame.filter(pl.col("table").str.ends_with(dp_tables.LOST)).group_by("table").agg(pl.col("value").sum()).rows())
-    assert lost["buyers_by_day_store_hour" + dp_tables.LOST] == 5 - SHIPPED.tables["buyers_by_day_store_hour"].cells_per_person
-    assert lost["buyers_by_day_nationality" + dp_tables.LOST] == 5 - SHIPPED.tables["buyers_by_day_nationality"].cells_per_person
+    assert lost["buyers_by_month_country" + dp_tables.LOST] == 5 - SHIPPED.tables["buyers_by_month_country"].cells_per_person
+    # a row count: every row beyond rows_per_cell in a cell, and beyond cells_per_person cells (capped)
+    assert lost["cases_by_week_type" + dp_tables.LOST] == dp_tables.lost_cap(SHIPPED.tables["cases_by_week_type"])
     assert all(0 <= v for v in lost.values())
