@@ -78,6 +78,13 @@ def score(noisy: pd.Series, truth: pd.DataFrame) -> tuple[float, float]:
     return float(error.median()), float((error <= 0.1).mean())
 
 
+def width(cells: pd.DataFrame, noisy: pd.Series, truth: pd.DataFrame) -> float:
+    """The median width of the 95% interval (high_95 - low_95) relative to the exact value, over the scored cells."""
+    scored = truth[truth["people"] >= MIN_PEOPLE]
+    span = pd.Series((cells["high_95"] - cells["low_95"]).to_numpy(), index=noisy.index).reindex(scored.index)
+    return float((span / scored["exact"]).median())
+
+
 def covered(cells: pd.DataFrame, noisy: pd.Series, truth: pd.DataFrame) -> tuple[int, int, int]:
     """(cells whose published 95% interval holds the exact value, whose noise's margin alone does,
     public cells): every cell, an empty one's truth 0."""
@@ -96,7 +103,7 @@ def anonymized(warehouse: Path, name: str, table, truth: pd.DataFrame) -> dict:
     if table.source == "pos":
         rows = published(warehouse, "pos")
         levels = {c[len("level:") :]: int(rows[c].max()) for c in rows.columns if c.startswith("level:")}
-        frame = _periods(rows["export_date"])
+        frame = _periods(rows["period"])
         needs = {
             "store": ("store_code", "store.csv", 0),
             "channel": ("store_code", "store.csv", 1),
@@ -129,7 +136,7 @@ def anonymized(warehouse: Path, name: str, table, truth: pd.DataFrame) -> dict:
             frame["v"] = rows["customer_id"].fillna(pd.Series(rows.index.astype(str), index=rows.index))
     else:
         rows = published(warehouse, "after_sales")
-        frame = _periods(rows["export_date"]).assign(
+        frame = _periods(rows["period"]).assign(
             case_type=attributed(rows, "case_type", hierarchy("case_type.csv"), 0).to_numpy(), v=1
         )
     frame = frame.dropna()
@@ -225,6 +232,7 @@ def main() -> None:
     truths = {name: exact(t, rows[t.source], calendar) for name, t in policy.tables.items()}
     scores: dict[str, list[tuple[float, float]]] = {name: [] for name in policy.tables}
     coverage: dict[str, list[tuple[int, int, int]]] = {name: [] for name in policy.tables}
+    widths: dict[str, list[float]] = {name: [] for name in policy.tables}
     releases = []
     for _ in range(args.repeats):
         began = time.perf_counter()
@@ -235,6 +243,7 @@ def main() -> None:
             noisy = pd.Series(cells["value"].to_numpy(), index=_cells(cells, r.table.grain))
             scores[r.name].append(score(noisy.astype(float), truths[r.name]))
             coverage[r.name].append(covered(cells, noisy.astype(float), truths[r.name]))
+            widths[r.name].append(width(cells, noisy.astype(float), truths[r.name]))
     timings["release"] = float(np.median(releases))
     report = {
         "landing": {
@@ -265,6 +274,7 @@ def main() -> None:
             # repeat; and the noise's margin alone (value +- margin_95: what the tables published before issue 35)
             "coverage_95": round(sum(c[0] for c in coverage[r.name]) / max(sum(c[2] for c in coverage[r.name]), 1), 4),
             "coverage_95_noise_only": round(sum(c[1] for c in coverage[r.name]) / max(sum(c[2] for c in coverage[r.name]), 1), 4),
+            "interval_width": round(float(np.median(widths[r.name])), 4),  # (high_95 - low_95) / exact, scored cells
             **bounding(frame, r.name, r.table, rows[r.table.source], calendar),
             **({"anonymized": anonymized(args.warehouse, r.name, r.table, truth)} if args.warehouse else {}),
         }

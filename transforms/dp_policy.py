@@ -2,8 +2,10 @@
 table's grain, measure, contribution bounds and share of the release's budget, and the budget
 itself. Checked when loaded, before anything runs: the shares may not add up to more than the
 release's epsilon, a sum is clipped to declared bounds, and every table bounds how many cells one
-person counts in. Group keys are never taken from the data (they come from the calendar and the
-policies' hierarchies), so the grain names public attributes only.
+person counts in, every grain has a time unit. Group keys are never taken from the data (they come
+from the calendar and the policies' hierarchies), so the grain names public attributes only. The
+policy also declares the shop's size (`review`), against which transforms/dp_review.py refuses a
+grain too fine for it (that check needs the hierarchies' keys, so it runs where they are known).
 """
 
 from __future__ import annotations
@@ -128,6 +130,10 @@ class Table(_Strict):
     cells_per_person: Annotated[int, Field(ge=1)]
     rows_per_cell: Annotated[int, Field(ge=1)] = 1  # a row count's bound per person and cell
     share: Annotated[float, Field(gt=0, le=1)]
+    # What bounding takes from one customer is counted up to this many times what they may give the
+    # table, in the private estimate that widens each cell's interval: larger covers customers far
+    # beyond the bounds (a reseller's hundreds of lines), at more noise in the estimate.
+    lost_cap: Annotated[int, Field(ge=1, le=100)] = 3
 
     @model_validator(mode="after")
     def _grain_is_offered(self) -> Table:

@@ -50,10 +50,9 @@ ALPHA = 0.05  # error bars: the noise stays within them with probability 1 - ALP
 MAX_ROWS_PER_CELL = 2_000_000_000
 # What bounding takes away (a customer's cells beyond cells_per_person, a sum beyond its clip) is
 # estimated privately with this part of each table's epsilon and added to the top of each cell's
-# interval, in proportion to the cell's value. A customer's loss counts up to LOST_CAP times what
-# they may give the table (beyond it, the estimate is short: the interval says so in the metadata).
+# interval, in proportion to the cell's value. A customer's loss counts up to the table's lost_cap
+# times what they may give the table (beyond it, the estimate is short: the metadata says the cap).
 BIAS_SHARE = 0.1
-LOST_CAP = 3
 LOST = ":lost"  # the table column of a table's per-customer losses in the release's frame
 # A sum is computed in ten-thousandths of each cell's clip (a person gives a cell at most UNITS) and
 # published in CNY: the noise of a cell is then in proportion to its own clip, and a table of small
@@ -183,7 +182,7 @@ def contributions(name: str, table: Table, rows: pl.DataFrame, calendar: Calenda
 
 def _lost(name: str, table: Table, found: pl.DataFrame) -> pl.DataFrame:
     """What bounding can take from each customer in the table, in the mechanism's units, capped at
-    LOST_CAP times what they may give it: (`table` = name + LOST, `person`, `cell` = "", `value`).
+    the table's lost_cap times what they may give it: (`table` = name + LOST, `person`, `cell` = "", `value`).
     An upper bound: their cells beyond cells_per_person (for a sum, the largest of them, as
     OpenDP drops a random choice of them), for a sum also what its clip cuts off, for a row count
     also the rows beyond rows_per_cell. `found`: the person-cells as contributions() makes them
@@ -210,7 +209,7 @@ def _lost(name: str, table: Table, found: pl.DataFrame) -> pl.DataFrame:
 
 
 def lost_cap(table: Table) -> int:
-    return LOST_CAP * table.cells_per_person * table.rows_per_cell * (UNITS if table.measure.kind == "sum" else 1)
+    return table.lost_cap * table.cells_per_person * table.rows_per_cell * (UNITS if table.measure.kind == "sum" else 1)
 
 
 def placed(table: Table, rows: pl.DataFrame, calendar: Calendar) -> pl.DataFrame:

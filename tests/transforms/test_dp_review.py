@@ -44,7 +44,8 @@ def test_the_shipped_grains_pass_for_the_declared_shop():
 def test_the_old_grains_are_refused_with_the_error_they_would_have(grain, cells, share, cell, error):
     def change(d):
         d["review"]["size"]["pos"]["people"]["day"] = 670  # the operator's buyers a day
-        d["tables"]["buyers_by_month_country"].update(grain=grain, cells_per_person=cells, share=share)
+        d["tables"] = {"buyers_by_month_country": {**d["tables"]["buyers_by_month_country"], "grain": grain}}
+        d["tables"]["buyers_by_month_country"].update(cells_per_person=cells, share=share)  # as then
 
     policy = _policy(change)
     with pytest.raises(DPPolicyError, match=r"tables\.buyers_by_month_country: the grain is too fine") as refused:

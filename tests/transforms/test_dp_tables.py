@@ -66,3 +66,19 @@ def test_what_bounding_takes_is_counted_per_customer_beyond_their_limit_only():
     # a row count: every row beyond rows_per_cell in a cell, and beyond cells_per_person cells (capped)
     assert lost["cases_by_week_type" + dp_tables.LOST] == dp_tables.lost_cap(SHIPPED.tables["cases_by_week_type"])
     assert all(0 <= v for v in lost.values())
+
+
+def test_a_tables_lost_cap_bounds_what_one_customer_adds_to_the_estimate():
+    """The loss estimate's sensitivity is the cap: a customer far beyond the bounds counts up to
+    lost_cap x what they may give the table, no more (the shipped lines table: 10 x 12 lines)."""
+    from tests.dp_data import crowd_rows, frame_of, heavy_rows, joined
+
+    lines = SHIPPED.tables["lines_by_week_category_channel"]
+    assert dp_tables.lost_cap(lines) == lines.lost_cap * lines.cells_per_person * lines.rows_per_cell == 120
+    frame = frame_of(SHIPPED, joined(crowd_rows(), heavy_rows(5)))  # a thousand lines in five cells
+    lost = frame.filter(pl.col("table") == "lines_by_week_category_channel" + dp_tables.LOST)
+    assert lost["value"].max() == 120 and lost.filter(pl.col("value") > 0).height == 1
+    lower = lines.model_copy(update={"lost_cap": 3})
+    rows = joined(crowd_rows(), heavy_rows(5))["pos"]
+    again = dp_tables.contributions("t", lower, rows, CALENDAR)
+    assert again.filter(pl.col("table") == "t" + dp_tables.LOST)["value"].max() == 36
