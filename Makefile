@@ -59,7 +59,7 @@ run: setup sample
 WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n + 1 > 4 ? 4 : n + 1 )))
 PYTEST := $(BIN)/pytest --numprocesses=$(WORKERS) --dist loadfile
 test: setup
-	$(PYTEST) -m "not slow"
+	$(PYTEST) -m "not slow" --durations=12
 
 # The statistical and scale checks of half a minute or more each (marked slow): CI runs them after
 # make test.

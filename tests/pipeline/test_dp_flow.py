@@ -133,6 +133,7 @@ def test_other_inputs_spend_again_only_when_asked_and_the_ledger_adds_it_up(rele
     assert con.sql(weeks).fetchall() == [("2026-W09",)]  # 1 March 2026, a Sunday: the first release's other week is not in it
 
 
+@pytest.mark.slow  # five releases, about a minute: make test-slow
 def test_releases_stop_at_the_lifetime_ceiling_and_a_policy_change_is_new_data(released, tmp_path):
     """At 874540f --additional went 1, 2, 3 … with no end, and an edited source policy or
     hierarchy left the last release "up to date". Now the policy's lifetime ceiling (3) ends it,
