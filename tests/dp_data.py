@@ -97,6 +97,7 @@ class Mechanisms:
         context = dp_tables.context(policy, frame)
         self.policy = policy
         self.found = {name: dp_tables.measurement(context, policy, name, CALENDAR) for name in policy.tables}
+        self.lost = {name: dp_tables.lost_measurement(context, policy, name) for name in policy.tables}
         self.keys = {name: dp_tables.keys(t, CALENDAR).select("cell") for name, t in policy.tables.items()}
 
     def scale(self, name: str) -> np.ndarray:
@@ -109,6 +110,12 @@ class Mechanisms:
         of the guarantee hold for what it is applied to)."""
         out = self.found[name][0](dp_tables.shuffled(frame).lazy()).collect()
         return dp_tables.scaled(out, self.policy.tables[name], CALENDAR)["value"].to_numpy()
+
+    def lost_in_scales(self, name: str, frame: pl.DataFrame) -> float:
+        """One release of the table's estimate of what bounding took (published in its metadata),
+        in units of its noise scale."""
+        mechanism, summary = self.lost[name]
+        return float(mechanism(dp_tables.shuffled(frame).lazy()).collect()["value"][0]) / float(summary["scale"])
 
 
 def exact_table(policy: dp_policy.DPPolicy, name: str, frame: pl.DataFrame) -> np.ndarray:
@@ -131,10 +138,11 @@ def discrete_laplace(scale: float) -> tuple[float, float]:
 
 
 def statistic(mechanisms: Mechanisms, frame: pl.DataFrame, heavy_cells: dict[str, np.ndarray]) -> float:
-    """The customer's cells in every table, each in units of its noise scale, summed: where their
-    presence shows most (their cells move by at most epsilon in these units in all)."""
+    """The customer's cells in every table and each table's estimate of what bounding took, each
+    in units of its noise scale, summed: the whole release where their presence shows most (all
+    of it moves by at most epsilon in these units)."""
     return sum(
-        (mechanisms.draw(name, frame)[cells] / mechanisms.scale(name)[cells]).sum()
+        (mechanisms.draw(name, frame)[cells] / mechanisms.scale(name)[cells]).sum() + mechanisms.lost_in_scales(name, frame)
         for name, cells in heavy_cells.items()
         if len(cells)
     )

@@ -48,6 +48,17 @@ class Expected:
         """The margin as a share of the expected cell."""
         return self.margin / self.cell
 
+    def record(self, ceiling: float) -> dict[str, float | int | str]:
+        """What each of the table's files records of its review (computed from the declared size, never from the data)."""
+        return {
+            "period": self.period,
+            "keys": self.keys,
+            "expected_cell": round(self.cell, 3),
+            "margin_95": round(self.margin, 3),
+            "expected_error": round(self.error, 4),
+            "max_expected_error": ceiling,
+        }
+
     def words(self) -> str:
         return (
             f"a {self.period}'s cell expects {self.cell:,.1f} {self.unit} (the declared size over {self.keys:,} keys) "

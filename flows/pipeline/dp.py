@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import polars as pl
 from prefect import flow
@@ -229,7 +229,8 @@ def release(
         released = dp_tables.release(policy, frame, calendar)
         release_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         head = ledger.head(restricted)
-        staged = [_stage(warehouse, release_id, r, policy, chosen, policy_sha, head, total) for r in released]
+        reviewed = {e.table: e.record(policy.review.max_expected_error) for e in dp_review.review(policy, calendar.hierarchies)}
+        staged = [_stage(warehouse, release_id, r, policy, chosen, policy_sha, head, total, reviewed[r.name]) for r in released]
         then = DPReleaseEntry(
             release_id=release_id,
             flow_run_id=flow_run_id,
@@ -297,6 +298,7 @@ def _stage(
     policy_sha: str,
     head: ledger.Head,
     spent_total: float,
+    review: dict[str, Any],
 ) -> Path:
     staged = dp_tables_target(warehouse_io.staging(warehouse, release_id), release_id, released.name)
     metadata = DPTableRecord(
@@ -312,6 +314,7 @@ def _stage(
         policy_sha256=policy_sha,
         ledger_head=head.record(),  # the ledger before this release's entry: `ledger verify` finds the entry after it
         **released.metadata(),
+        review=review,
     )
     return warehouse_io.stage_at(staged, [released.cells], FIELDS, lambda: metadata, f"dp_{released.name}")
 

@@ -143,6 +143,7 @@ def dp_tables(warehouse: Path) -> dict[str, dict[str, Any]]:
                     "release_epsilon": r.release_epsilon,
                     "spent_total": r.spent_total,
                     "lifetime_epsilon": r.lifetime_epsilon,
+                    "expected_error": (r.review or {}).get("expected_error"),  # at the declared size (policy review)
                     "margin_95": r.noise.margin_95,
                     "cells_per_person": r.bounds.cells_per_person,
                 }

@@ -218,6 +218,9 @@ class DPTableRecord(BaseModel):
     epsilon: float  # the table's share of the release's
     bounds: DPBounds
     noise: DPNoise
+    # The grain check at policy review (transforms/dp_review.py): the typical cell expected from the
+    # shop's declared size, its 95% margin and their ratio, and the ceiling on it (issue 35).
+    review: dict[str, Any] | None = None
 
     def footer(self) -> dict[str, Any]:
         """The record as the file holds it: JSON types, the fields set, its kind first."""

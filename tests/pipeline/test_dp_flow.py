@@ -19,6 +19,7 @@ from flows.storage.files import file_sha256
 from flows.storage.footer import read_dp_record, read_footer
 from tests.conftest import a_run, copy_run
 from tests.leaks import find_leaks, raw_identifiers
+from transforms import dp_policy, dp_review
 
 
 def _release(run, landing, **kwargs) -> object:
@@ -84,6 +85,10 @@ def test_a_release_publishes_every_table_with_its_budget_and_reruns_spend_nothin
         values, bars = read["value"].to_pylist(), read["margin_95"].to_pylist()
         assert min(values) >= 0 and read["uncertain"].to_pylist() == [m >= abs(v) for v, m in zip(values, bars)]
         assert meta["epsilon"] == pytest.approx(policy["release"]["epsilon"] * policy["tables"][table.name]["share"])
+        # the grain check's numbers, from the declared size: what the policy review passed it on
+        expected = dp_review.expect(dp_policy.load(POLICIES / "dp" / "tables.yaml"), table.name, POLICIES / "hierarchies")
+        assert meta["review"]["expected_error"] == pytest.approx(expected.error, abs=1e-4)
+        assert meta["review"]["expected_error"] <= meta["review"]["max_expected_error"] == 0.5
         assert meta["noise"]["margin_95"] == pytest.approx(max(read["margin_95"].to_pylist()))  # the noisiest cells
         declared = policy["tables"][table.name]
         rows = declared.get("rows_per_cell", 1)
@@ -164,7 +169,10 @@ def test_releases_stop_at_the_lifetime_ceiling_and_a_policy_change_is_new_data(r
 def test_analysts_query_the_tables_like_the_rest(released_once):
     _, run, done = released_once
     con = q.connect(run.warehouse)
-    listed = q.read_only(con, 'SELECT "table", epsilon, margin_95, cells_per_person, clip FROM dp_tables ORDER BY 1')
+    listed = q.read_only(
+        con, 'SELECT "table", epsilon, margin_95, cells_per_person, clip, expected_error FROM dp_tables ORDER BY 1'
+    )
+    assert all(0 < e <= 0.5 for e in listed["expected_error"].to_pylist())  # each passed the review at the declared size
     assert sorted(listed["table"].to_pylist()) == sorted(t.name for t in done.tables)
     revenue = next(r for r in listed.to_pylist() if r["table"] == "revenue_by_month_category")
     shipped = yaml.safe_load((POLICIES / "dp" / "tables.yaml").read_text("utf-8"))["tables"]["revenue_by_month_category"]
@@ -275,10 +283,11 @@ def test_the_data_dictionary_and_the_views_describe_every_dp_table(released_once
             meta["noise"]["margin_95"],
         )
         assert (release["spent_total"], release["lifetime_epsilon"]) == (1.0, 3.0)  # issue 35: the budget, in all
+        assert release["expected_error"] == meta["review"]["expected_error"]  # the grain check, at the declared size
         listed = "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = ?"
         comments = dict(con.execute(listed, [f"dp_{table.name}"]).fetchall())
         assert comments == {c["column"]: c["meaning"] for c in entry["columns"]}
-    assert "<td>1 of 3</td>" in html
+    assert "<td>1 of 3</td>" in html and "<td>38%</td>" in html  # buyers by month x country at the declared size
     assert not find_leaks([html, json.dumps(described, ensure_ascii=False)], raw_identifiers(landing))
 
 
